@@ -1,0 +1,152 @@
+# xmppd — one GNU Makefile for the daemon, the admin tools and the tests.
+#
+#   make            build xmppd, xmppctl, xmpptop into $(BUILD)/
+#   make run        deps + build + var/ (certificate, database) + run xmppd
+#   make test       deps + build + unit, protocol and short fuzz tests
+#   make asan       the same tests under ASan + UBSan (in build-asan/)
+#   make fuzz       build the libFuzzer targets (clang) in build-fuzz/
+#   make bench      benchmark: idle-session memory and login rate
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make style      clang-format the sources
+#   make deps       install missing Debian packages (root) or print how
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+SAN      ?=
+
+PKGS     := expat sqlite3 openssl libidn
+LIBEV_CFLAGS := $(shell pkg-config --cflags libev 2>/dev/null)
+LIBEV_LIBS   := $(shell pkg-config --libs libev 2>/dev/null || echo -lev)
+PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(LIBEV_CFLAGS)
+PKG_LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(LIBEV_LIBS)
+CURSES_CFLAGS := $(shell pkg-config --cflags ncursesw 2>/dev/null)
+CURSES_LIBS   := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
+
+VERSION  := 0.1.0
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+	    -Wno-unused-parameter -fno-strict-aliasing $(SAN)
+CPPFLAGS += -Ishared -Ixmppd -DXMPPD_VERSION='"$(VERSION)"' \
+	    -DSYSCONFDIR='"$(PREFIX)/etc/xmppd"' $(PKG_CFLAGS)
+LDFLAGS  += $(SAN)
+LDLIBS   := $(PKG_LIBS) -lpthread
+
+SHARED_SRC := $(wildcard shared/*.c)
+XMPPD_SRC  := $(filter-out xmppd/xmppd.c,$(wildcard xmppd/*.c))
+XMPPCTL_SRC := $(wildcard xmppctl/*.c)
+XMPPTOP_SRC := $(wildcard xmpptop/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+
+SHARED_OBJ := $(SHARED_SRC:%.c=$(BUILD)/%.o)
+XMPPD_OBJ  := $(XMPPD_SRC:%.c=$(BUILD)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+
+PROGS := $(BUILD)/xmppd $(BUILD)/xmppctl
+ifneq ($(XMPPTOP_SRC),)
+PROGS += $(BUILD)/xmpptop
+endif
+
+.PHONY: all run test asan fuzz bench install style clean deps check-deps \
+	unit var
+.DEFAULT_GOAL := all
+
+all: $(PROGS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libshared.a: $(SHARED_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libxmppd.a: $(XMPPD_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/xmppd: $(BUILD)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/xmpptop: $(XMPPTOP_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
+
+$(BUILD)/xmpptop/%.o: CPPFLAGS += $(CURSES_CFLAGS)
+
+# Unit tests link libshared.a plus the daemon objects they name here.
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libshared.a
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+$(BUILD)/tests/unit/test_conf: $(BUILD)/xmppd/conf.o
+$(BUILD)/tests/unit/test_store: $(BUILD)/xmppd/store_sqlite.o $(BUILD)/xmppd/work.o
+
+$(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+# Dependencies: Debian packages needed to build, run and test.
+DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
+	libssl-dev libncurses-dev libidn-dev openssl
+DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev
+deps:
+	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
+
+# The embedded default configuration expects var/ with a certificate for
+# localhost; xmppd creates the database itself on first start.
+var: $(BUILD)/xmppd
+	@mkdir -p var
+	@if [ ! -f var/localhost.crt ]; then \
+	  echo "creating self-signed certificate var/localhost.crt"; \
+	  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+	    -nodes -days 3650 -subj /CN=localhost \
+	    -addext subjectAltName=DNS:localhost \
+	    -keyout var/localhost.key -out var/localhost.crt 2>/dev/null; \
+	  chmod 600 var/localhost.key; fi
+
+run: deps all var
+	exec $(BUILD)/xmppd -d
+
+test: deps all unit
+	@BUILD=$(BUILD) sh tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined \
+	  -fno-omit-frame-pointer -fno-sanitize-recover=undefined" CFLAGS="-O1 -g" test
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CFLAGS="-O1 -g" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined" \
+	  $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/tests/fuzz/%)
+
+build-fuzz/tests/fuzz/%: build-fuzz/tests/fuzz/%.o build-fuzz/libshared.a
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/xmppd/conf.o
+
+bench: all $(BUILD)/tests/bench/xmppbench
+	@BUILD=$(BUILD) sh tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	  $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/xmppd $(DESTDIR)$(PREFIX)/sbin/xmppd
+	install -m 755 $(BUILD)/xmppctl $(DESTDIR)$(PREFIX)/sbin/xmppctl
+	if [ -f $(BUILD)/xmpptop ]; then install -m 755 $(BUILD)/xmpptop \
+	  $(DESTDIR)$(PREFIX)/bin/xmpptop; fi
+	install -m 644 man/xmppd.8 man/xmppctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/xmppd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	if [ -f man/xmpptop.1 ]; then install -m 644 man/xmpptop.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+
+style:
+	clang-format -i $(wildcard shared/*.[ch] xmppd/*.[ch] xmppctl/*.[ch] \
+	  xmpptop/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] tests/bench/*.[ch])
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

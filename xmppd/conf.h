@@ -1,0 +1,88 @@
+/*
+ * xmppd.conf: parsing and validation into struct conf.  The syntax is
+ * line-oriented statements, "#" comments, double-quoted strings and
+ * { } blocks; see xmppd.conf(5).  An embedded default configuration
+ * (conf_default_text) is used by "make run" when no file is given.
+ */
+#ifndef XMPPD_CONF_H
+#define XMPPD_CONF_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+enum listen_kind {
+	LISTEN_C2S,        /* "c2s": plain TCP with STARTTLS (RFC 6120 §5) */
+	LISTEN_C2S_TLS,    /* "c2s-tls": direct TLS (XEP-0368) */
+};
+
+struct conf_listener {
+	enum listen_kind kind;
+	char *address;          /* numeric IPv4/IPv6 or "*" (all, dual-stack) */
+	int port;
+	int starttls_required;  /* c2s only; default 1 */
+};
+
+struct conf_host {
+	char *name;             /* nameprepped domain */
+	char *certificate;      /* PEM chain path */
+	char *key;              /* PEM private key path */
+	char *contact_admin;    /* optional, reserved for XEP-0157 later */
+};
+
+struct conf_limits {
+	size_t stanza_size;          /* "stanza-size", bytes, 262144 */
+	size_t preauth_stanza_size;  /* "preauth-stanza-size", 16384 */
+	unsigned depth;              /* "depth", 64 */
+	unsigned attributes;         /* "attributes", 64 */
+	size_t output_high;          /* "output-buffer", 262144: stop reading
+	                                the feeding side above it */
+	size_t output_max;           /* "output-max", 4194304: disconnect */
+	unsigned sessions_per_user;  /* "sessions-per-user", 16 */
+	unsigned connections_per_ip; /* "connections-per-ip", 256; 0 = off */
+	unsigned auth_failures_per_ip; /* "auth-failures-per-ip", 10/minute */
+	unsigned handshake_timeout;  /* "handshake-timeout", s, 30 */
+	unsigned preauth_timeout;    /* "preauth-timeout", s, 60 */
+	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */
+	unsigned max_connections;    /* "max-connections", 0 = from
+	                                RLIMIT_NOFILE minus headroom */
+};
+
+struct conf {
+	char *source;                /* file name, or "(default)" */
+	enum log_level log_level;    /* "log-level" */
+	int log_syslog;              /* "log syslog|stderr" (stderr in -d) */
+	char *storage;               /* "storage", database path */
+	int storage_sync_full;       /* "storage-sync full|normal" */
+	char *control_socket;        /* "control-socket" */
+	char *control_group;         /* "control-group", NULL = daemon's */
+	char *pidfile;               /* "pidfile", NULL = none */
+	char *user;                  /* "user", to drop to when root */
+	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
+	int workers;                 /* "workers", 1..64, default 2 */
+	char *version_name;          /* reserved: XEP-0092 */
+
+	struct conf_listener *listeners;
+	size_t nlisteners;
+	struct conf_host *hosts;
+	size_t nhosts;
+	struct conf_limits limits;
+};
+
+/*
+ * Parse text (name is used in messages).  On error returns NULL and writes
+ * "name:line: message" into err.  Relative paths are kept as written
+ * (relative to the daemon's working directory).
+ */
+struct conf *conf_parse(const char *name, const char *text, char *err,
+    size_t errlen);
+/* Read and parse a file; errors as above ("path: cannot read: ..."). */
+struct conf *conf_load(const char *path, char *err, size_t errlen);
+void conf_free(struct conf *c);
+/* The host entry for a (prepared) domain, or NULL. */
+const struct conf_host *conf_host_find(const struct conf *c,
+    const char *domain);
+
+extern const char conf_default_text[];
+
+#endif
