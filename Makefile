@@ -40,8 +40,9 @@ XMPPTOP_SRC := $(wildcard xmpptop/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 
-SHARED_OBJ := $(SHARED_SRC:%.c=$(BUILD)/%.o)
-XMPPD_OBJ  := $(XMPPD_SRC:%.c=$(BUILD)/%.o)
+OBJ        := $(BUILD)/obj
+SHARED_OBJ := $(SHARED_SRC:%.c=$(OBJ)/%.o)
+XMPPD_OBJ  := $(XMPPD_SRC:%.c=$(OBJ)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 
 PROGS := $(BUILD)/xmppd $(BUILD)/xmppctl
@@ -55,7 +56,7 @@ endif
 
 all: $(PROGS)
 
-$(BUILD)/%.o: %.c
+$(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -65,24 +66,24 @@ $(BUILD)/libshared.a: $(SHARED_OBJ)
 $(BUILD)/libxmppd.a: $(XMPPD_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/xmppd: $(BUILD)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
+$(BUILD)/xmppd: $(OBJ)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+$(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/xmpptop: $(XMPPTOP_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+$(BUILD)/xmpptop: $(XMPPTOP_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
 
-$(BUILD)/xmpptop/%.o: CPPFLAGS += $(CURSES_CFLAGS)
+$(OBJ)/xmpptop/%.o: CPPFLAGS += $(CURSES_CFLAGS)
 
 # Unit tests link libshared.a plus the daemon objects they name here.
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libshared.a
+$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
-$(BUILD)/tests/unit/test_conf: $(BUILD)/xmppd/conf.o
-$(BUILD)/tests/unit/test_store: $(BUILD)/xmppd/store_sqlite.o $(BUILD)/xmppd/work.o
+$(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
+$(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o
 
-$(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libshared.a
+$(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
@@ -122,9 +123,9 @@ fuzz:
 	  SAN="-fsanitize=fuzzer-no-link,address,undefined" \
 	  $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/tests/fuzz/%)
 
-build-fuzz/tests/fuzz/%: build-fuzz/tests/fuzz/%.o build-fuzz/libshared.a
+build-fuzz/tests/fuzz/%: build-fuzz/obj/tests/fuzz/%.o build-fuzz/libshared.a
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
-build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/xmppd/conf.o
+build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 
 bench: all $(BUILD)/tests/bench/xmppbench
 	@BUILD=$(BUILD) sh tests/bench/run.sh

@@ -1,0 +1,759 @@
+/*
+ * Client streams (RFC 6120): the per-connection state machine from the
+ * stream header through STARTTLS, SASL and resource binding to an active
+ * session whose stanzas go to the router.  Stream errors end here.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "c2s.h"
+#include "conf.h"
+#include "conn.h"
+#include "jid.h"
+#include "log.h"
+#include "router.h"
+#include "sasl.h"
+#include "scram.h"
+#include "session.h"
+#include "stanza.h"
+#include "strmap.h"
+#include "tls.h"
+#include "xmalloc.h"
+#include "xml.h"
+#include "xmppd.h"
+
+#define MAX_AUTH_ATTEMPTS 5     /* failed SASL attempts per stream */
+#define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
+
+enum c2s_state {
+	C2S_WAIT_HEADER,   /* waiting for the (next) stream header */
+	C2S_NEGOTIATING,   /* header done: TLS, SASL, bind */
+	C2S_ACTIVE,        /* bound: stanzas go to the router */
+	C2S_CLOSING,       /* stream closed or errored; no more input */
+};
+
+struct c2s {
+	uint64_t id;                /* = conn id */
+	struct conn *conn;
+	enum c2s_state state;
+	struct xml_stream *xs;
+	int header_sent;            /* our header went out on this stream */
+	int tls;
+	int authed;
+	int in_feed;                /* inside xml_stream_feed() */
+	int restart;                /* replace the parser after feeding */
+	int auth_failures;
+	char *host;                 /* the stream's domain */
+	char *user;                 /* authenticated localpart */
+	struct sasl *sasl;
+	struct session *sess;
+	double preauth_deadline;
+	struct c2s *prev, *next;
+};
+
+struct ip_failures {
+	unsigned count;
+	double since;
+};
+
+static struct c2s *all;
+static size_t nall;
+static struct strmap *by_id;        /* decimal id -> struct c2s */
+static struct strmap *auth_fail;    /* ip -> struct ip_failures */
+static struct sasl **trash_v;      /* finished exchanges, freed later */
+static size_t ntrash, trash_cap;
+static ev_prepare trash_w;
+static ev_timer purge_w;
+static struct buf out_buf;          /* serialization scratch */
+
+static void c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r);
+
+static void
+set_state(struct c2s *c, enum c2s_state st)
+{
+	static const char *const names[] = { "wait-header", "negotiating",
+		"active", "closing" };
+
+	if (c->state != st)
+		log_debug("c2s %" PRIu64 " %s: %s -> %s", c->id, c->conn->addr,
+		    names[c->state], names[st]);
+	c->state = st;
+}
+
+static void
+id_key(uint64_t id, char *key, size_t len)
+{
+	snprintf(key, len, "%" PRIu64, id);
+}
+
+static struct c2s *
+find_id(uint64_t id)
+{
+	char key[24];
+
+	id_key(id, key, sizeof(key));
+	return strmap_get(by_id, key);
+}
+
+struct conn *
+c2s_conn(struct c2s *c)
+{
+	return c->conn;
+}
+
+size_t
+c2s_count(void)
+{
+	return nall;
+}
+
+void
+c2s_send_raw(struct c2s *c, const char *data, size_t len)
+{
+	conn_write(c->conn, data, len);
+}
+
+void
+c2s_send(struct c2s *c, const struct xel *el)
+{
+	buf_reset(&out_buf);
+	xel_serialize(el, &out_buf, NS_CLIENT);
+	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
+	if (out_buf.cap > 65536)
+		buf_free(&out_buf);
+}
+
+/* Queue a finished SASL exchange for freeing outside its callbacks. */
+static void
+sasl_discard(struct c2s *c)
+{
+	if (c->sasl == NULL)
+		return;
+	if (ntrash == trash_cap) {
+		trash_cap = trash_cap ? trash_cap * 2 : 16;
+		trash_v = xreallocarray(trash_v, trash_cap, sizeof(*trash_v));
+	}
+	trash_v[ntrash++] = c->sasl;
+	c->sasl = NULL;
+}
+
+static void
+trash_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	for (size_t i = 0; i < ntrash; i++)
+		sasl_free(trash_v[i]);
+	ntrash = 0;
+}
+
+static void
+send_header(struct c2s *c, const char *to)
+{
+	char id[17];
+	struct buf *b = &out_buf;
+
+	scram_random_nonce(id, 16);
+	for (int i = 0; i < 16; i++)        /* keep ids alphanumeric */
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+			(id[i] >= 'a' && id[i] <= 'z') ||
+			(id[i] >= 'A' && id[i] <= 'Z')))
+			id[i] = 'a' + (unsigned char)id[i] % 26;
+	buf_reset(b);
+	buf_adds(b, "<?xml version='1.0'?><stream:stream xmlns='"
+	    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
+	    " xml:lang='en' id='");
+	buf_add(b, id, 16);
+	buf_adds(b, "'");
+	if (c->host) {
+		buf_adds(b, " from='");
+		buf_add_xml_escaped(b, c->host, strlen(c->host), 1);
+		buf_adds(b, "'");
+	}
+	if (to) {
+		buf_adds(b, " to='");
+		buf_add_xml_escaped(b, to, strlen(to), 1);
+		buf_adds(b, "'");
+	}
+	buf_adds(b, ">");
+	conn_write(c->conn, buf_head(b), buf_avail(b));
+	c->header_sent = 1;
+}
+
+static void
+close_session(struct c2s *c)
+{
+	if (c->sess) {
+		log_info("c2s %" PRIu64 " %s: session %s ended", c->id,
+		    c->conn->addr, c->sess->full);
+		sm_unbind(c->sess);     /* clears c->sess */
+	}
+}
+
+void
+c2s_forget_session(struct c2s *c)
+{
+	c->sess = NULL;
+}
+
+void
+c2s_stream_error(struct c2s *c, const char *cond, const char *text)
+{
+	struct arena *a;
+	struct xel *e;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	log_info("c2s %" PRIu64 " %s: stream error <%s/>%s%s", c->id,
+	    c->conn->addr, cond, text ? ": " : "", text ? text : "");
+	if (!c->header_sent)
+		send_header(c, NULL);
+	a = arena_new(512);
+	e = xel_new(a, "error", NS_STREAMS);
+	xel_add(e, cond, NS_STREAM_ERR);
+	if (text)
+		xel_text_set(xel_add(e, "text", NS_STREAM_ERR), text);
+	c2s_send(c, e);
+	arena_free(a);
+	conn_write(c->conn, "</stream:stream>", 16);
+	set_state(c, C2S_CLOSING);
+	close_session(c);
+	conn_close(c->conn);
+}
+
+static void
+new_parser(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct xml_limits lim = {
+		.max_stanza = c->authed ? l->stanza_size :
+		    l->preauth_stanza_size,
+		.max_depth = l->depth,
+		.max_attrs = l->attributes,
+	};
+	extern const struct xml_stream_cb c2s_xml_cb;
+
+	if (c->xs)
+		xml_stream_free(c->xs);
+	c->xs = xml_stream_new(&lim, &c2s_xml_cb, c);
+	c->header_sent = 0;
+	c->restart = 0;
+	set_state(c, C2S_WAIT_HEADER);
+}
+
+static void
+channel_binding(struct c2s *c, struct sasl_cb *cb)
+{
+	memset(cb, 0, sizeof(*cb));
+	if (c->conn->ssl) {
+		cb->exporter_len = tls_cb_exporter(c->conn->ssl, cb->exporter);
+		cb->end_point_len = tls_cb_server_end_point(c->conn->ssl,
+		    cb->end_point);
+	}
+}
+
+static void
+send_features(struct c2s *c)
+{
+	struct arena *a = arena_new(1024);
+	struct xel *f = xel_new(a, "features", NS_STREAMS);
+
+	if (!c->tls) {
+		struct xel *st = xel_add(f, "starttls", NS_TLS);
+
+		if (c->conn->starttls_required)
+			xel_add(st, "required", NS_TLS);
+		else {
+			struct sasl_cb cb;
+
+			channel_binding(c, &cb);
+			sasl_advertise(f, 0, &cb);
+		}
+	} else if (!c->authed) {
+		struct sasl_cb cb;
+
+		channel_binding(c, &cb);
+		sasl_advertise(f, 1, &cb);
+	} else {
+		xel_add(f, "bind", NS_BIND);
+		/* The RFC 3921 session is a no-op kept for old clients,
+		 * announced optional (draft-cridland-xmpp-session-01). */
+		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
+	}
+	c2s_send(c, f);
+	arena_free(a);
+}
+
+/* RFC 6120 §4.7 and §4.9.3: check the client's stream header. */
+static int
+on_open(void *ctx, struct xel *root, const char *default_ns)
+{
+	struct c2s *c = ctx;
+	const char *to = xel_attr(root, "to"), *ver = xel_attr(root, "version");
+	const char *from = xel_attr(root, "from");
+	char *host = NULL, *peer = NULL;
+
+	if (strcmp(default_ns, NS_CLIENT) != 0) {
+		c2s_stream_error(c, "invalid-namespace", NULL);
+		return 1;
+	}
+	if (to == NULL || (host = jid_nameprep(to)) == NULL ||
+	    conf_host_find(xmppd_conf, host) == NULL ||
+	    (c->host && strcmp(c->host, host) != 0)) {
+		free(host);
+		c2s_stream_error(c, "host-unknown", NULL);
+		return 1;
+	}
+	if (c->host == NULL)
+		c->host = host;
+	else
+		free(host);
+	/* §4.7.5: we speak 1.0; a missing version means pre-1.0. */
+	if (ver == NULL || strtol(ver, NULL, 10) != 1 || ver[0] != '1' ||
+	    ver[1] != '.') {
+		c2s_stream_error(c, "unsupported-version", NULL);
+		return 1;
+	}
+	if (from)
+		peer = jid_normalize(from);
+	send_header(c, peer);
+	free(peer);
+	set_state(c, C2S_NEGOTIATING);
+	send_features(c);
+	return 0;
+}
+
+static int
+auth_throttled(struct c2s *c)
+{
+	struct ip_failures *f = strmap_get(auth_fail, c->conn->ip);
+
+	return f && ev_now(xmppd_loop) - f->since < AUTH_WINDOW &&
+	    f->count >= xmppd_conf->limits.auth_failures_per_ip;
+}
+
+static void
+auth_failed(struct c2s *c)
+{
+	struct ip_failures *f = strmap_get(auth_fail, c->conn->ip);
+	double now = ev_now(xmppd_loop);
+
+	if (f == NULL) {
+		f = xcalloc(1, sizeof(*f));
+		strmap_put(auth_fail, c->conn->ip, f);
+	}
+	if (now - f->since >= AUTH_WINDOW) {
+		f->count = 0;
+		f->since = now;
+	}
+	f->count++;
+	c->auth_failures++;
+}
+
+static void
+purge_one(const char *key, void *value, void *arg)
+{
+	struct ip_failures *f = value;
+	char ***list = arg;
+
+	if (ev_now(xmppd_loop) - f->since >= AUTH_WINDOW) {
+		size_t n = 0;
+
+		while ((*list)[n])
+			n++;
+		*list = xreallocarray(*list, n + 2, sizeof(char *));
+		(*list)[n] = xstrdup(key);
+		(*list)[n + 1] = NULL;
+	}
+}
+
+static void
+purge_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	char **list = xcalloc(1, sizeof(char *));
+
+	strmap_foreach(auth_fail, purge_one, &list);
+	for (size_t i = 0; list[i]; i++) {
+		free(strmap_del(auth_fail, list[i]));
+		free(list[i]);
+	}
+	free(list);
+}
+
+static void
+sasl_element(struct c2s *c, struct arena *a, const char *name,
+    const char *cond)
+{
+	struct xel *e = xel_new(a, name, NS_SASL);
+
+	if (cond)
+		xel_add(e, cond, NS_SASL);
+	c2s_send(c, e);
+}
+
+static void
+handle_sasl(struct c2s *c, struct xel *st)
+{
+	struct sasl_cb cb;
+	struct arena *a = st->arena;
+
+	if (strcmp(st->name, "auth") == 0) {
+		sasl_discard(c);
+		if (auth_throttled(c)) {
+			log_info("c2s %" PRIu64 " %s: too many authentication "
+			    "failures from this address", c->id, c->conn->addr);
+			sasl_element(c, a, "failure", "temporary-auth-failure");
+			return;
+		}
+		channel_binding(c, &cb);
+		c->sasl = sasl_start(xel_attr(st, "mechanism"), xel_text(st),
+		    c->tls, &cb, c->host, c->id);
+	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
+	    !sasl_done(c->sasl)) {
+		sasl_response(c->sasl, xel_text(st));
+	} else if (strcmp(st->name, "abort") == 0) {
+		sasl_discard(c);
+		sasl_element(c, a, "failure", "aborted");
+		return;
+	} else {
+		sasl_element(c, a, "failure", "malformed-request");
+		return;
+	}
+	if (c->sasl && sasl_pending(c->sasl))
+		conn_pause(c->conn);     /* until storage or hashing answers */
+}
+
+static void
+c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
+{
+	struct c2s *c = find_id(owner);
+	struct arena *a;
+	struct xel *e;
+
+	if (c == NULL || c->state == C2S_CLOSING)
+		return;
+	a = arena_new(512);
+	switch (r->kind) {
+	case SASL_CHALLENGE:
+		e = xel_new(a, "challenge", NS_SASL);
+		if (r->data)
+			xel_text_set(e, r->data);
+		c2s_send(c, e);
+		break;
+	case SASL_FAILURE:
+		sasl_element(c, a, "failure", r->condition);
+		sasl_discard(c);
+		if (r->bad_credentials) {
+			auth_failed(c);
+			log_info("c2s %" PRIu64 " %s: authentication failed",
+			    c->id, c->conn->addr);
+		} else
+			log_debug("c2s %" PRIu64 " %s: SASL failure <%s/>",
+			    c->id, c->conn->addr, r->condition);
+		if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
+			arena_free(a);
+			c2s_stream_error(c, "policy-violation",
+			    "Too many failed authentication attempts");
+			return;
+		}
+		break;
+	case SASL_SUCCESS:
+		e = xel_new(a, "success", NS_SASL);
+		if (r->data)
+			xel_text_set(e, r->data);
+		c2s_send(c, e);
+		c->authed = 1;
+		c->user = xstrdup(r->user);
+		sasl_discard(c);
+		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s", c->id,
+		    c->conn->addr, c->user, c->host);
+		/* RFC 6120 §6.4.6: the stream restarts; a fresh parser. */
+		conn_set_timeout(c->conn, 0, NULL);
+		conn_set_idle(c->conn, xmppd_conf->limits.idle_timeout);
+		if (c->in_feed)
+			c->restart = 1;
+		else
+			new_parser(c);
+		break;
+	}
+	arena_free(a);
+	/* Reading was paused while storage or hashing worked; inside a
+	 * feed, on_data resumes it. */
+	if (!c->in_feed && c->conn->paused == 1)
+		conn_resume(c->conn);
+}
+
+static void
+handle_bind(struct c2s *c, struct xel *iq)
+{
+	struct xel *b = xel_child(iq, "bind", NS_BIND), *r, *res;
+	const char *want = NULL;
+	char *prepped = NULL, *full;
+	char gen[17];
+	struct jid j = { 0 };
+	struct session *s;
+
+	if ((res = xel_child(b, "resource", NS_BIND)) != NULL &&
+	    *xel_text(res) != '\0')
+		want = xel_text(res);
+	if (want == NULL) {
+		/* RFC 6120 §7.6: the server generates a resource. */
+		scram_random_nonce(gen, 16);
+		for (int i = 0; i < 16; i++)
+			gen[i] = "0123456789abcdef"[(unsigned char)gen[i] % 16];
+		want = gen;
+	}
+	prepped = jid_resourceprep(want);
+	full = prepped ? xasprintf("%s@%s/%s", c->user, c->host, prepped) :
+	    NULL;
+	if (full == NULL || jid_parse(&j, full) < 0) {
+		r = stanza_error(iq, "modify", "bad-request", NULL);
+		goto reply;
+	}
+	s = sm_bind(c, &j, xmppd_conf->limits.sessions_per_user);
+	if (s == NULL) {
+		/* §7.6.2.1: too many sessions for this account. */
+		r = stanza_error(iq, "wait", "resource-constraint", NULL);
+		goto reply;
+	}
+	c->sess = s;
+	set_state(c, C2S_ACTIVE);
+	log_info("c2s %" PRIu64 " %s: bound %s (%s %s)", c->id, c->conn->addr,
+	    s->full, conn_tls_version(c->conn), conn_tls_cipher(c->conn));
+	r = stanza_iq_result(iq);
+	xel_text_set(xel_add(xel_add(r, "bind", NS_BIND), "jid", NULL),
+	    s->full);
+reply:
+	if (r) {
+		c2s_send(c, r);
+		arena_free(r->arena);
+	}
+	jid_free(&j);
+	free(prepped);
+	free(full);
+}
+
+static int
+is_bind_request(const struct xel *st)
+{
+	const char *type = xel_attr(st, "type");
+
+	return xel_is(st, "iq", NS_CLIENT) && type &&
+	    strcmp(type, "set") == 0 && xel_attr(st, "id") &&
+	    xel_count_elems(st) == 1 && xel_child(st, "bind", NS_BIND);
+}
+
+/* Everything before the session is bound. */
+static void
+negotiate(struct c2s *c, struct xel *st)
+{
+	if (c->sasl && sasl_pending(c->sasl)) {
+		c2s_stream_error(c, "policy-violation",
+		    "Data sent during authentication");
+		return;
+	}
+	if (!c->authed && xel_is(st, "starttls", NS_TLS)) {
+		if (c->tls) {
+			c2s_stream_error(c, "policy-violation",
+			    "TLS is already established");
+			return;
+		}
+		/* RFC 6120 §5.4.3.3: <proceed/>, then TLS.  Bytes that came
+		 * with <starttls/> are discarded with the parser. */
+		conn_write(c->conn, "<proceed xmlns='" NS_TLS "'/>",
+		    sizeof("<proceed xmlns='" NS_TLS "'/>") - 1);
+		conn_starttls(c->conn);
+		c->restart = 1;
+		return;
+	}
+	if (!c->authed && !c->tls && c->conn->starttls_required) {
+		/* RFC 6120 §5.3.1: TLS is mandatory here. */
+		c2s_stream_error(c, strcmp(st->ns, NS_SASL) == 0 ?
+		    "policy-violation" : "not-authorized",
+		    "Use STARTTLS first");
+		return;
+	}
+	if (!c->authed) {
+		if (strcmp(st->ns, NS_SASL) == 0)
+			handle_sasl(c, st);
+		else
+			c2s_stream_error(c, "not-authorized", NULL);
+		return;
+	}
+	if (is_bind_request(st))
+		handle_bind(c, st);
+	else
+		c2s_stream_error(c, "not-authorized", "Bind a resource first");
+}
+
+static int
+on_stanza(void *ctx, struct xel *st)
+{
+	struct c2s *c = ctx;
+
+	if (c->state == C2S_ACTIVE && c->sess) {
+		c->sess->last_active = ev_now(xmppd_loop);
+		if (router_from_client(c->sess, st) < 0)
+			c2s_stream_error(c, "unsupported-stanza-type", NULL);
+	} else if (c->state == C2S_NEGOTIATING)
+		negotiate(c, st);
+	arena_free(st->arena);
+	return c->restart || c->state == C2S_CLOSING;
+}
+
+static void
+on_xml_close(void *ctx)
+{
+	struct c2s *c = ctx;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	/* RFC 6120 §4.4: answer the close and end the connection. */
+	if (!c->header_sent)
+		send_header(c, NULL);
+	conn_write(c->conn, "</stream:stream>", 16);
+	set_state(c, C2S_CLOSING);
+	close_session(c);
+	conn_close(c->conn);
+}
+
+const struct xml_stream_cb c2s_xml_cb = {
+	.on_open = on_open,
+	.on_stanza = on_stanza,
+	.on_close = on_xml_close,
+};
+
+static const char *
+xml_error_condition(enum xml_error e)
+{
+	switch (e) {
+	case XMLE_RESTRICTED:
+		return "restricted-xml";
+	case XMLE_TOO_BIG:
+	case XMLE_TOO_DEEP:
+	case XMLE_TOO_MANY_ATTRS:
+		return "policy-violation";
+	case XMLE_BAD_ROOT:
+		return "invalid-namespace";
+	default:
+		return "not-well-formed";
+	}
+}
+
+static void
+on_data(struct conn *conn, const char *data, size_t len)
+{
+	struct c2s *c = conn->upper;
+	enum xml_status st;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	c->in_feed = 1;
+	st = xml_stream_feed(c->xs, data, len);
+	c->in_feed = 0;
+	switch (st) {
+	case XMLS_ERROR:
+		c2s_stream_error(c, xml_error_condition(
+		    xml_stream_error(c->xs)), xml_stream_error_text(c->xs));
+		break;
+	case XMLS_CLOSED:
+		on_xml_close(c);
+		break;
+	case XMLS_STOPPED:
+	case XMLS_OK:
+		if (c->restart && c->state != C2S_CLOSING) {
+			new_parser(c);
+			if (conn->paused == 1)
+				conn_resume(conn);
+		}
+		break;
+	}
+}
+
+static void
+on_tls(struct conn *conn)
+{
+	struct c2s *c = conn->upper;
+	double left = c->preauth_deadline - ev_now(xmppd_loop);
+
+	c->tls = 1;
+	conn_set_timeout(conn, left > 0 ? left : 0.001,
+	    "authentication timeout");
+}
+
+static void *
+on_accept(struct conn *conn)
+{
+	struct c2s *c = xcalloc(1, sizeof(*c));
+	char key[24];
+
+	c->id = conn->id;
+	c->conn = conn;
+	new_parser(c);
+	c->preauth_deadline = ev_now(xmppd_loop) +
+	    xmppd_conf->limits.preauth_timeout;
+	conn_set_timeout(conn, xmppd_conf->limits.preauth_timeout,
+	    "authentication timeout");
+	c->next = all;
+	if (all)
+		all->prev = c;
+	all = c;
+	nall++;
+	id_key(c->id, key, sizeof(key));
+	strmap_put(by_id, key, c);
+	return c;
+}
+
+static void
+on_close(struct conn *conn)
+{
+	struct c2s *c = conn->upper;
+	char key[24];
+
+	close_session(c);
+	sasl_discard(c);
+	if (c->xs)
+		xml_stream_free(c->xs);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		all = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nall--;
+	id_key(c->id, key, sizeof(key));
+	strmap_del(by_id, key);
+	free(c->host);
+	free(c->user);
+	free(c);
+}
+
+const struct conn_handler c2s_conn_handler = {
+	.on_data = on_data,
+	.on_tls = on_tls,
+	.on_close = on_close,
+	.on_accept = on_accept,
+};
+
+void
+c2s_shutdown_all(void)
+{
+	for (struct c2s *c = all; c; c = c->next)
+		c2s_stream_error(c, "system-shutdown", NULL);
+}
+
+void
+c2s_init(void)
+{
+	by_id = strmap_new();
+	auth_fail = strmap_new();
+	sasl_init(c2s_sasl_reply);
+	ev_prepare_init(&trash_w, trash_cb);
+	ev_prepare_start(xmppd_loop, &trash_w);
+	ev_unref(xmppd_loop);
+	ev_timer_init(&purge_w, purge_cb, AUTH_WINDOW, AUTH_WINDOW);
+	ev_timer_start(xmppd_loop, &purge_w);
+	ev_unref(xmppd_loop);
+}

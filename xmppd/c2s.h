@@ -1,0 +1,36 @@
+/*
+ * Client-to-server streams (RFC 6120): the stream header and features,
+ * STARTTLS, SASL, resource binding, stream errors, and handing bound
+ * sessions' stanzas to the router.
+ */
+#ifndef XMPPD_C2S_H
+#define XMPPD_C2S_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct c2s;
+struct conn;
+struct conn_handler;
+struct session;
+struct xel;
+
+extern const struct conn_handler c2s_conn_handler;
+
+void c2s_init(void);
+/* Queue a stanza (serialized in the jabber:client namespace). */
+void c2s_send(struct c2s *c, const struct xel *el);
+void c2s_send_raw(struct c2s *c, const char *data, size_t len);
+/* Send a stream error (RFC 6120 §4.9) with optional text, close the
+ * stream and the connection. */
+void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
+/* Close every stream with <system-shutdown/> (SIGTERM). */
+void c2s_shutdown_all(void);
+size_t c2s_count(void);
+/* The session bound on c was unbound by the session manager. */
+void c2s_forget_session(struct c2s *c);
+struct conn *c2s_conn(struct c2s *c);
+
+#endif

@@ -1,0 +1,1122 @@
+/*
+ * xmppd.conf parsing: a line lexer (words, quoted strings, "{" at the end of
+ * a line, "}" alone on a line), one option table per context (top level,
+ * limits block, host block) and the checks that need the whole file.  The
+ * grammar and every option are specified in xmppd.conf(5).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "jid.h"
+#include "xmalloc.h"
+
+#define CONF_FILE_MAX (16u * 1024 * 1024)
+#define KIB 1024ull
+#define MIB (1024ull * 1024)
+
+#define DEFAULT_STORAGE "var/xmppd.db"
+#define DEFAULT_CONTROL_SOCKET "var/xmppd.sock"
+
+const char conf_default_text[] =
+    "# xmppd embedded default configuration (see xmppd.conf(5)).\n"
+    "log-level info\n"
+    "storage \"var/xmppd.db\"\n"
+    "control-socket \"var/xmppd.sock\"\n"
+    "pidfile \"var/xmppd.pid\"\n"
+    "listen c2s 5222 starttls required\n"
+    "listen c2s-tls 5223\n"
+    "host \"localhost\" {\n"
+    "\tcertificate \"var/localhost.crt\"\n"
+    "\tkey \"var/localhost.key\"\n"
+    "}\n";
+
+/* One lexed line: its words and whether it opens or closes a block. */
+struct line {
+	int number;
+	char **argv;       /* argc words, pointing into words */
+	size_t argc;
+	size_t argcap;
+	char *words;       /* the unquoted words, NUL-separated */
+	size_t wordscap;
+	int opens;         /* the line ends with "{" */
+	int closes;        /* the line is "}" */
+};
+
+enum context { CTX_TOP, CTX_LIMITS, CTX_HOST };
+
+struct parser;
+struct option;
+
+/* Apply a statement to base (struct conf, conf_limits or conf_host). */
+typedef int (*option_fn)(struct parser *, const struct option *, void *,
+    const struct line *);
+
+struct option {
+	const char *name;
+	option_fn set;
+	size_t offset;           /* of the field in base */
+	unsigned long long min;  /* numbers: allowed range */
+	unsigned long long max;
+	int block;               /* the statement opens a block */
+	int repeat;              /* may be given more than once */
+};
+
+#define OPTIONS_MAX 16
+
+struct parser {
+	const char *name;
+	char *err;
+	size_t errlen;
+	struct conf *c;
+	enum context ctx;
+	int block_line;               /* the line that opened the block */
+	int seen_top[OPTIONS_MAX];    /* line of first use, 0 = not seen */
+	int seen_block[OPTIONS_MAX];  /* the same for the current block */
+	int *listener_lines;          /* parallel to c->listeners */
+	int *host_lines;              /* parallel to c->hosts */
+};
+
+struct unit {
+	const char *suffix;
+	unsigned long long factor;
+};
+
+static const struct unit size_units[] = {
+	{ "K", KIB }, { "M", MIB }, { NULL, 0 }
+};
+static const struct unit duration_units[] = {
+	{ "s", 1 }, { "m", 60 }, { "h", 3600 }, { NULL, 0 }
+};
+
+static int set_log_level(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_log(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_storage_sync(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_string(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_uint(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_int(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_size(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_duration(struct parser *, const struct option *, void *,
+    const struct line *);
+static int handle_listen(struct parser *, const struct option *, void *,
+    const struct line *);
+static int handle_limits(struct parser *, const struct option *, void *,
+    const struct line *);
+static int handle_host(struct parser *, const struct option *, void *,
+    const struct line *);
+
+#define CONF_FIELD(f) offsetof(struct conf, f)
+#define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
+#define HOST_FIELD(f) offsetof(struct conf_host, f)
+
+static const struct option top_options[] = {
+	{ "log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0 },
+	{ "log", set_log, CONF_FIELD(log_syslog), 0, 0, 0, 0 },
+	{ "storage", set_string, CONF_FIELD(storage), 0, 0, 0, 0 },
+	{ "storage-sync", set_storage_sync, CONF_FIELD(storage_sync_full),
+	    0, 0, 0, 0 },
+	{ "control-socket", set_string, CONF_FIELD(control_socket),
+	    0, 0, 0, 0 },
+	{ "control-group", set_string, CONF_FIELD(control_group), 0, 0, 0, 0 },
+	{ "pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0 },
+	{ "user", set_string, CONF_FIELD(user), 0, 0, 0, 0 },
+	{ "scram-iterations", set_uint, CONF_FIELD(scram_iterations),
+	    4096, 1000000, 0, 0 },
+	{ "workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0 },
+	{ "listen", handle_listen, 0, 0, 0, 0, 1 },
+	{ "limits", handle_limits, 0, 0, 0, 1, 0 },
+	{ "host", handle_host, 0, 0, 0, 1, 1 },
+	{ NULL, NULL, 0, 0, 0, 0, 0 }
+};
+
+/* Ranges are part of the contract documented in xmppd.conf(5). */
+static const struct option limit_options[] = {
+	/* RFC 6120 §13.12 item 4: accept stanzas of at least 10000 bytes. */
+	{ "stanza-size", set_size, LIMIT_FIELD(stanza_size), 10000, 16 * MIB,
+	    0, 0 },
+	{ "preauth-stanza-size", set_size, LIMIT_FIELD(preauth_stanza_size),
+	    KIB, 16 * MIB, 0, 0 },
+	{ "depth", set_uint, LIMIT_FIELD(depth), 8, 1024, 0, 0 },
+	{ "attributes", set_uint, LIMIT_FIELD(attributes), 16, 1024, 0, 0 },
+	{ "output-buffer", set_size, LIMIT_FIELD(output_high), 4 * KIB,
+	    1024 * MIB, 0, 0 },
+	{ "output-max", set_size, LIMIT_FIELD(output_max), 4 * KIB,
+	    1024 * MIB, 0, 0 },
+	{ "sessions-per-user", set_uint, LIMIT_FIELD(sessions_per_user),
+	    1, 1000, 0, 0 },
+	{ "connections-per-ip", set_uint, LIMIT_FIELD(connections_per_ip),
+	    0, 1000000, 0, 0 },
+	{ "auth-failures-per-ip", set_uint, LIMIT_FIELD(auth_failures_per_ip),
+	    1, 1000000, 0, 0 },
+	{ "handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout),
+	    1, 3600, 0, 0 },
+	{ "preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout),
+	    1, 3600, 0, 0 },
+	{ "idle-timeout", set_duration, LIMIT_FIELD(idle_timeout),
+	    0, 7 * 86400, 0, 0 },
+	{ "max-connections", set_uint, LIMIT_FIELD(max_connections),
+	    0, 10000000, 0, 0 },
+	{ NULL, NULL, 0, 0, 0, 0, 0 }
+};
+
+static const struct option host_options[] = {
+	{ "certificate", set_string, HOST_FIELD(certificate), 0, 0, 0, 0 },
+	{ "key", set_string, HOST_FIELD(key), 0, 0, 0, 0 },
+	{ NULL, NULL, 0, 0, 0, 0, 0 }
+};
+
+/* Write "name:line: message" into the caller's buffer; returns -1. */
+static int __attribute__((format(printf, 3, 4)))
+parse_error(struct parser *ps, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ps->err == NULL || ps->errlen == 0)
+		return -1;
+	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->name, line);
+	if (n < 0 || (size_t)n >= ps->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/*
+ * Lexing.  Blank space is space, tab and CR (so CRLF files work).  "#"
+ * outside a string starts a comment.  A word is a run of anything but
+ * blank space, control characters and the specials # " { } ;.  A string is
+ * double-quoted on one line with \" and \\ as the only escapes.
+ */
+
+static int
+is_blank(int ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r';
+}
+
+static int
+is_control(int ch)
+{
+	return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+static int
+is_word_char(int ch)
+{
+	return !is_blank(ch) && !is_control(ch) && ch != '#' && ch != '"' &&
+	    ch != '{' && ch != '}' && ch != ';';
+}
+
+static void
+line_reserve(struct line *ln, size_t n)
+{
+	if (ln->wordscap < n + 1) {
+		ln->wordscap = n + 1;
+		ln->words = xrealloc(ln->words, ln->wordscap);
+	}
+	ln->argc = 0;
+	ln->opens = ln->closes = 0;
+}
+
+static void
+line_push(struct line *ln, char *word)
+{
+	if (ln->argc == ln->argcap) {
+		ln->argcap = ln->argcap ? ln->argcap * 2 : 8;
+		ln->argv = xreallocarray(ln->argv, ln->argcap,
+		    sizeof(*ln->argv));
+	}
+	ln->argv[ln->argc++] = word;
+}
+
+/* Unquote the string starting at s[*i] (the opening quote) into *w. */
+static int
+lex_string(struct parser *ps, const struct line *ln, const char *s,
+    size_t n, size_t *i, char **w)
+{
+	unsigned char ch;
+
+	for ((*i)++; *i < n; (*i)++) {
+		ch = (unsigned char)s[*i];
+		if (ch == '"') {
+			(*i)++;
+			return 0;
+		}
+		if (ch == '\\') {
+			if (*i + 1 == n)
+				break;
+			ch = (unsigned char)s[++*i];
+			if (ch != '"' && ch != '\\') {
+				if (is_control(ch) || ch >= 0x80)
+					return parse_error(ps, ln->number,
+					    "invalid escape in string (only "
+					    "\\\" and \\\\ are allowed)");
+				return parse_error(ps, ln->number,
+				    "invalid escape '\\%c' in string (only "
+				    "\\\" and \\\\ are allowed)", ch);
+			}
+		} else if (is_control(ch))
+			return parse_error(ps, ln->number,
+			    "invalid character 0x%02x in string", ch);
+		*(*w)++ = (char)ch;
+	}
+	return parse_error(ps, ln->number, "unterminated string");
+}
+
+/* Split the n bytes of line s (without its newline) into ln. */
+static int
+lex_line(struct parser *ps, struct line *ln, const char *s, size_t n)
+{
+	char *w, *word;
+	size_t i = 0;
+	unsigned char ch;
+
+	line_reserve(ln, n);
+	w = ln->words;
+	while (i < n) {
+		ch = (unsigned char)s[i];
+		if (is_blank(ch)) {
+			i++;
+			continue;
+		}
+		if (ch == '#')
+			break;
+		if (ln->opens)
+			return parse_error(ps, ln->number,
+			    "unexpected text after '{' (it must end the line)");
+		if (ln->closes)
+			return parse_error(ps, ln->number,
+			    "'}' must be on a line of its own");
+		if (ch == '{') {
+			if (ln->argc == 0)
+				return parse_error(ps, ln->number,
+				    "'{' must end the line of the statement "
+				    "that opens the block");
+			ln->opens = 1;
+			i++;
+			continue;
+		}
+		if (ch == '}') {
+			if (ln->argc > 0)
+				return parse_error(ps, ln->number,
+				    "'}' must be on a line of its own");
+			ln->closes = 1;
+			i++;
+			continue;
+		}
+		if (ch == ';')
+			return parse_error(ps, ln->number,
+			    "unexpected ';' (one statement per line, "
+			    "no separators)");
+		if (is_control(ch))
+			return parse_error(ps, ln->number,
+			    "invalid character 0x%02x", ch);
+		word = w;
+		if (ch == '"') {
+			if (lex_string(ps, ln, s, n, &i, &w) == -1)
+				return -1;
+			*w++ = '\0';
+			if (i < n && (is_word_char((unsigned char)s[i]) ||
+			    s[i] == '"'))
+				return parse_error(ps, ln->number,
+				    "missing space after string \"%s\"", word);
+		} else {
+			while (i < n && is_word_char((unsigned char)s[i]))
+				*w++ = s[i++];
+			*w++ = '\0';
+			if (i < n && s[i] == '"')
+				return parse_error(ps, ln->number,
+				    "unexpected '\"' after '%s' (quote the "
+				    "whole word)", word);
+		}
+		line_push(ln, word);
+	}
+	return 0;
+}
+
+/*
+ * Values.
+ */
+
+static int
+check_args(struct parser *ps, const struct line *ln, size_t min, size_t max)
+{
+	if (ln->argc - 1 < min)
+		return parse_error(ps, ln->number, "missing argument to '%s'",
+		    ln->argv[0]);
+	if (ln->argc - 1 > max)
+		return parse_error(ps, ln->number,
+		    "unexpected argument '%s' to '%s'", ln->argv[max + 1],
+		    ln->argv[0]);
+	return 0;
+}
+
+/*
+ * Parse a decimal number with an optional suffix from units (NULL: none).
+ * Returns 0, -1 on bad syntax (sign, other characters, unknown suffix) or
+ * -2 if the value does not fit in 64 bits.
+ */
+static int
+parse_number(const char *s, const struct unit *units,
+    unsigned long long *out)
+{
+	unsigned long long v = 0, factor = 1;
+	const struct unit *u;
+	int overflow = 0;
+	const char *p;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (p = s; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (ULLONG_MAX - d) / 10)
+			overflow = 1;
+		else
+			v = v * 10 + d;
+	}
+	if (*p != '\0') {
+		for (u = units; u != NULL && u->suffix != NULL; u++)
+			if (strcmp(p, u->suffix) == 0)
+				break;
+		if (u == NULL || u->suffix == NULL)
+			return -1;
+		factor = u->factor;
+	}
+	if (overflow || v > ULLONG_MAX / factor)
+		return -2;
+	*out = v * factor;
+	return 0;
+}
+
+/*
+ * Parse s as a number in units for what ("'workers'", "listen port") and
+ * check it against [min, max].
+ */
+static int
+get_number(struct parser *ps, int line, const char *what, const char *s,
+    const struct unit *units, unsigned long long min, unsigned long long max,
+    unsigned long long *out)
+{
+	const char *unit_name = "";
+	int rc;
+
+	rc = parse_number(s, units, out);
+	if (rc == -1) {
+		if (units == size_units)
+			return parse_error(ps, line, "invalid size '%s' for %s "
+			    "(bytes, or a number with suffix K or M)", s,
+			    what);
+		if (units == duration_units)
+			return parse_error(ps, line, "invalid duration '%s' for "
+			    "%s (seconds, or a number with suffix s, m or h)",
+			    s, what);
+		return parse_error(ps, line, "invalid number '%s' for %s", s,
+		    what);
+	}
+	if (units == size_units)
+		unit_name = " bytes";
+	else if (units == duration_units)
+		unit_name = " seconds";
+	if (rc == -2 || *out < min || *out > max)
+		return parse_error(ps, line,
+		    "%s out of range: %s (allowed %llu..%llu%s)", what, s, min,
+		    max, unit_name);
+	return 0;
+}
+
+static int
+get_option_number(struct parser *ps, const struct option *o,
+    const struct line *ln, const struct unit *units, unsigned long long *out)
+{
+	char what[64];
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	snprintf(what, sizeof(what), "'%s'", o->name);
+	return get_number(ps, ln->number, what, ln->argv[1], units, o->min,
+	    o->max, out);
+}
+
+/* The index of word in choices (NULL-terminated), or -1 after an error. */
+static int
+get_choice(struct parser *ps, const struct line *ln, const char *word,
+    const char *const *choices, const char *expected)
+{
+	int i;
+
+	for (i = 0; choices[i] != NULL; i++)
+		if (strcmp(word, choices[i]) == 0)
+			return i;
+	return parse_error(ps, ln->number,
+	    "invalid value '%s' for '%s' (expected %s)", word, ln->argv[0],
+	    expected);
+}
+
+#define FIELD(base, o, type) ((type *)(void *)((char *)(base) + (o)->offset))
+
+static int
+set_log_level(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (log_level_parse(ln->argv[1], FIELD(base, o, enum log_level)) == -1)
+		return parse_error(ps, ln->number, "invalid value '%s' for "
+		    "'log-level' (expected error, warn, info or debug)",
+		    ln->argv[1]);
+	return 0;
+}
+
+static int
+set_log(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const choices[] = { "stderr", "syslog", NULL };
+	int i;
+
+	if (check_args(ps, ln, 1, 1) == -1 ||
+	    (i = get_choice(ps, ln, ln->argv[1], choices,
+	    "stderr or syslog")) == -1)
+		return -1;
+	*FIELD(base, o, int) = i;
+	return 0;
+}
+
+static int
+set_storage_sync(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const choices[] = { "normal", "full", NULL };
+	int i;
+
+	if (check_args(ps, ln, 1, 1) == -1 ||
+	    (i = get_choice(ps, ln, ln->argv[1], choices,
+	    "full or normal")) == -1)
+		return -1;
+	*FIELD(base, o, int) = i;
+	return 0;
+}
+
+static int
+set_string(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char **field = FIELD(base, o, char *);
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (ln->argv[1][0] == '\0')
+		return parse_error(ps, ln->number, "empty value for '%s'",
+		    o->name);
+	free(*field);
+	*field = xstrdup(ln->argv[1]);
+	return 0;
+}
+
+static int
+set_uint(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	unsigned long long v;
+
+	if (get_option_number(ps, o, ln, NULL, &v) == -1)
+		return -1;
+	*FIELD(base, o, unsigned) = (unsigned)v;
+	return 0;
+}
+
+static int
+set_int(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	unsigned long long v;
+
+	if (get_option_number(ps, o, ln, NULL, &v) == -1)
+		return -1;
+	*FIELD(base, o, int) = (int)v;
+	return 0;
+}
+
+static int
+set_size(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	unsigned long long v;
+
+	if (get_option_number(ps, o, ln, size_units, &v) == -1)
+		return -1;
+	*FIELD(base, o, size_t) = (size_t)v;
+	return 0;
+}
+
+static int
+set_duration(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	unsigned long long v;
+
+	if (get_option_number(ps, o, ln, duration_units, &v) == -1)
+		return -1;
+	*FIELD(base, o, unsigned) = (unsigned)v;
+	return 0;
+}
+
+/*
+ * listen c2s|c2s-tls PORT [address ADDR] [starttls required|optional]
+ */
+
+/* The canonical text of a numeric address or "*", or NULL if invalid. */
+static char *
+canonical_address(const char *s)
+{
+	unsigned char a[16];
+	char out[INET6_ADDRSTRLEN];
+
+	if (strcmp(s, "*") == 0)
+		return xstrdup(s);
+	if (inet_pton(AF_INET, s, a) == 1 &&
+	    inet_ntop(AF_INET, a, out, sizeof(out)) != NULL)
+		return xstrdup(out);
+	if (inet_pton(AF_INET6, s, a) == 1 &&
+	    inet_ntop(AF_INET6, a, out, sizeof(out)) != NULL)
+		return xstrdup(out);
+	return NULL;
+}
+
+static const char *
+endpoint(char *buf, size_t len, const struct conf_listener *l)
+{
+	if (strchr(l->address, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", l->address, l->port);
+	else
+		snprintf(buf, len, "%s:%d", l->address, l->port);
+	return buf;
+}
+
+/*
+ * Two listeners clash if they bind the same port on the same address, or
+ * on any address when one is "*" (a dual-stack wildcard socket).
+ */
+static int
+check_listener_unique(struct parser *ps, const struct line *ln,
+    const struct conf_listener *l)
+{
+	const struct conf_listener *o;
+	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
+	size_t i;
+
+	for (i = 0; i < ps->c->nlisteners; i++) {
+		o = &ps->c->listeners[i];
+		if (o->port != l->port)
+			continue;
+		if (strcmp(o->address, l->address) == 0)
+			return parse_error(ps, ln->number,
+			    "duplicate listener on %s (first at line %d)",
+			    endpoint(a, sizeof(a), l), ps->listener_lines[i]);
+		if (strcmp(o->address, "*") == 0 ||
+		    strcmp(l->address, "*") == 0)
+			return parse_error(ps, ln->number,
+			    "listener on %s overlaps %s at line %d",
+			    endpoint(a, sizeof(a), l),
+			    endpoint(b, sizeof(b), o), ps->listener_lines[i]);
+	}
+	return 0;
+}
+
+/* Apply one "address ADDR" or "starttls MODE" pair to l. */
+static int
+listen_option(struct parser *ps, const struct line *ln, size_t i,
+    struct conf_listener *l, int *seen_address, int *seen_starttls)
+{
+	static const char *const modes[] = { "optional", "required", NULL };
+	const char *opt = ln->argv[i];
+	int *seen, mode;
+
+	if (strcmp(opt, "address") == 0)
+		seen = seen_address;
+	else if (strcmp(opt, "starttls") == 0) {
+		if (l->kind != LISTEN_C2S)
+			return parse_error(ps, ln->number,
+			    "'starttls' applies only to c2s listeners");
+		seen = seen_starttls;
+	} else
+		return parse_error(ps, ln->number, "unknown listen option "
+		    "'%s' (expected address or starttls)", opt);
+	if (*seen)
+		return parse_error(ps, ln->number, "'%s' given twice", opt);
+	*seen = 1;
+	if (i + 1 >= ln->argc)
+		return parse_error(ps, ln->number, "missing value for '%s'",
+		    opt);
+	if (seen == seen_address) {
+		free(l->address);
+		if ((l->address = canonical_address(ln->argv[i + 1])) == NULL)
+			return parse_error(ps, ln->number, "invalid address "
+			    "'%s' (expected a numeric IPv4 or IPv6 address or "
+			    "*)", ln->argv[i + 1]);
+		return 0;
+	}
+	for (mode = 0; modes[mode] != NULL; mode++)
+		if (strcmp(ln->argv[i + 1], modes[mode]) == 0)
+			break;
+	if (modes[mode] == NULL)
+		return parse_error(ps, ln->number, "invalid value '%s' for "
+		    "'starttls' (expected required or optional)",
+		    ln->argv[i + 1]);
+	l->starttls_required = mode;
+	return 0;
+}
+
+static int
+handle_listen(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_listener l = { LISTEN_C2S, NULL, 0, 1 };
+	int seen_address = 0, seen_starttls = 0;
+	unsigned long long port;
+	size_t i;
+
+	if (ln->argc < 3)
+		return parse_error(ps, ln->number, "missing argument to "
+		    "'listen' (listen c2s|c2s-tls PORT)");
+	if (strcmp(ln->argv[1], "c2s") == 0)
+		l.kind = LISTEN_C2S;
+	else if (strcmp(ln->argv[1], "c2s-tls") == 0)
+		l.kind = LISTEN_C2S_TLS;
+	else
+		return parse_error(ps, ln->number, "invalid listener type "
+		    "'%s' (expected c2s or c2s-tls)", ln->argv[1]);
+	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
+	    65535, &port) == -1)
+		return -1;
+	l.port = (int)port;
+	l.address = xstrdup("*");
+	for (i = 3; i < ln->argc; i += 2) {
+		if (listen_option(ps, ln, i, &l, &seen_address,
+		    &seen_starttls) == -1)
+			goto fail;
+	}
+	if (l.kind != LISTEN_C2S)
+		l.starttls_required = 0;
+	if (check_listener_unique(ps, ln, &l) == -1)
+		goto fail;
+	c->listeners = xreallocarray(c->listeners, c->nlisteners + 1,
+	    sizeof(*c->listeners));
+	ps->listener_lines = xreallocarray(ps->listener_lines,
+	    c->nlisteners + 1, sizeof(*ps->listener_lines));
+	ps->listener_lines[c->nlisteners] = ln->number;
+	c->listeners[c->nlisteners++] = l;
+	return 0;
+fail:
+	free(l.address);
+	return -1;
+}
+
+/*
+ * Blocks.
+ */
+
+static void
+open_block(struct parser *ps, const struct line *ln, enum context ctx)
+{
+	ps->ctx = ctx;
+	ps->block_line = ln->number;
+	memset(ps->seen_block, 0, sizeof(ps->seen_block));
+}
+
+static int
+handle_limits(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	if (check_args(ps, ln, 0, 0) == -1)
+		return -1;
+	open_block(ps, ln, CTX_LIMITS);
+	return 0;
+}
+
+static int
+handle_host(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	char *name;
+	size_t i;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((name = jid_nameprep(ln->argv[1])) == NULL)
+		return parse_error(ps, ln->number, "invalid host name '%s'",
+		    ln->argv[1]);
+	for (i = 0; i < c->nhosts; i++) {
+		if (strcmp(c->hosts[i].name, name) == 0) {
+			parse_error(ps, ln->number, "duplicate host '%s' "
+			    "(first at line %d)", name, ps->host_lines[i]);
+			free(name);
+			return -1;
+		}
+	}
+	c->hosts = xreallocarray(c->hosts, c->nhosts + 1, sizeof(*c->hosts));
+	ps->host_lines = xreallocarray(ps->host_lines, c->nhosts + 1,
+	    sizeof(*ps->host_lines));
+	memset(&c->hosts[c->nhosts], 0, sizeof(c->hosts[0]));
+	c->hosts[c->nhosts].name = name;
+	ps->host_lines[c->nhosts++] = ln->number;
+	open_block(ps, ln, CTX_HOST);
+	return 0;
+}
+
+/* The index of name in the options table, for seen_block[]. */
+static int
+option_index(const struct option *options, const char *name)
+{
+	int i;
+
+	for (i = 0; options[i].name != NULL; i++)
+		if (strcmp(options[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * A limit whose default would contradict an explicit setting follows it
+ * (stanza-size 12000 lowers the preauth default); two explicit settings
+ * that contradict each other are an error.
+ */
+static int
+check_limit_pair(struct parser *ps, size_t *low, const char *low_name,
+    size_t high, const char *high_name)
+{
+	int line = ps->seen_block[option_index(limit_options, low_name)];
+
+	if (*low <= high)
+		return 0;
+	if (line == 0) {
+		*low = high;
+		return 0;
+	}
+	return parse_error(ps, line, "%s (%zu) is larger than %s (%zu)",
+	    low_name, *low, high_name, high);
+}
+
+static int
+close_block(struct parser *ps, const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_host *h;
+
+	switch (ps->ctx) {
+	case CTX_TOP:
+		return parse_error(ps, ln->number, "'}' without matching '{'");
+	case CTX_LIMITS:
+		if (check_limit_pair(ps, &c->limits.preauth_stanza_size,
+		    "preauth-stanza-size", c->limits.stanza_size,
+		    "stanza-size") == -1 ||
+		    check_limit_pair(ps, &c->limits.output_high,
+		    "output-buffer", c->limits.output_max, "output-max") == -1)
+			return -1;
+		break;
+	case CTX_HOST:
+		h = &c->hosts[c->nhosts - 1];
+		if (h->certificate == NULL)
+			return parse_error(ps, ps->block_line,
+			    "host '%s' has no 'certificate'", h->name);
+		if (h->key == NULL)
+			return parse_error(ps, ps->block_line,
+			    "host '%s' has no 'key'", h->name);
+		break;
+	}
+	ps->ctx = CTX_TOP;
+	return 0;
+}
+
+/*
+ * Statements.
+ */
+
+static int
+unknown_option(struct parser *ps, const struct line *ln)
+{
+	switch (ps->ctx) {
+	case CTX_LIMITS:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in limits block", ln->argv[0]);
+	case CTX_HOST:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in host block", ln->argv[0]);
+	default:
+		return parse_error(ps, ln->number, "unknown option '%s'",
+		    ln->argv[0]);
+	}
+}
+
+static int
+handle_line(struct parser *ps, const struct line *ln)
+{
+	const struct option *options;
+	int *seen, i;
+	void *base;
+
+	if (ln->closes)
+		return close_block(ps, ln);
+	if (ln->argc == 0)
+		return 0;
+	switch (ps->ctx) {
+	case CTX_LIMITS:
+		options = limit_options;
+		seen = ps->seen_block;
+		base = &ps->c->limits;
+		break;
+	case CTX_HOST:
+		options = host_options;
+		seen = ps->seen_block;
+		base = &ps->c->hosts[ps->c->nhosts - 1];
+		break;
+	default:
+		options = top_options;
+		seen = ps->seen_top;
+		base = ps->c;
+		break;
+	}
+	if ((i = option_index(options, ln->argv[0])) == -1)
+		return unknown_option(ps, ln);
+	if (options[i].block && !ln->opens)
+		return parse_error(ps, ln->number, "'%s' needs a block: "
+		    "'%s%s {' with '}' on a later line", ln->argv[0],
+		    ln->argv[0], ps->ctx == CTX_TOP &&
+		    strcmp(ln->argv[0], "host") == 0 ? " NAME" : "");
+	if (!options[i].block && ln->opens)
+		return parse_error(ps, ln->number,
+		    "'%s' does not take a block", ln->argv[0]);
+	if (seen[i] != 0 && !options[i].repeat)
+		return parse_error(ps, ln->number,
+		    "'%s' given twice (first at line %d)", ln->argv[0],
+		    seen[i]);
+	if (seen[i] == 0)
+		seen[i] = ln->number;
+	return options[i].set(ps, &options[i], base, ln);
+}
+
+static void
+conf_init(struct conf *c, const char *name)
+{
+	memset(c, 0, sizeof(*c));
+	c->source = xstrdup(name);
+	c->log_level = LOG_LVL_INFO;
+	c->log_syslog = 0;
+	c->storage_sync_full = 1;
+	c->scram_iterations = 4096;
+	c->workers = 2;
+	c->limits.stanza_size = 262144;
+	c->limits.preauth_stanza_size = 16384;
+	c->limits.depth = 64;
+	c->limits.attributes = 64;
+	c->limits.output_high = 262144;
+	c->limits.output_max = 4194304;
+	c->limits.sessions_per_user = 16;
+	c->limits.connections_per_ip = 256;
+	c->limits.auth_failures_per_ip = 10;
+	c->limits.handshake_timeout = 30;
+	c->limits.preauth_timeout = 60;
+	c->limits.idle_timeout = 3600;
+	c->limits.max_connections = 0;
+}
+
+/* Checks on the whole file; line is the last line. */
+static int
+check_complete(struct parser *ps, int line)
+{
+	struct conf *c = ps->c;
+
+	if (ps->ctx == CTX_LIMITS)
+		return parse_error(ps, ps->block_line,
+		    "'limits' block is not closed (missing '}')");
+	if (ps->ctx == CTX_HOST)
+		return parse_error(ps, ps->block_line,
+		    "'host' block is not closed (missing '}')");
+	if (c->nhosts == 0)
+		return parse_error(ps, line,
+		    "no host configured (add a 'host NAME {' block)");
+	if (c->nlisteners == 0)
+		return parse_error(ps, line,
+		    "no listener configured (add e.g. 'listen c2s 5222')");
+	if (c->storage == NULL)
+		c->storage = xstrdup(DEFAULT_STORAGE);
+	if (c->control_socket == NULL)
+		c->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
+	return 0;
+}
+
+struct conf *
+conf_parse(const char *name, const char *text, char *err, size_t errlen)
+{
+	struct parser ps;
+	struct line ln;
+	const char *p = text, *eol;
+	size_t n;
+	int rc = 0;
+
+	memset(&ps, 0, sizeof(ps));
+	memset(&ln, 0, sizeof(ln));
+	ps.name = name;
+	ps.err = err;
+	ps.errlen = errlen;
+	ps.c = xmalloc(sizeof(*ps.c));
+	conf_init(ps.c, name);
+	for (;;) {
+		ln.number++;
+		eol = strchr(p, '\n');
+		n = eol != NULL ? (size_t)(eol - p) : strlen(p);
+		if ((rc = lex_line(&ps, &ln, p, n)) == -1 ||
+		    (rc = handle_line(&ps, &ln)) == -1)
+			break;
+		if (eol == NULL || eol[1] == '\0')
+			break;
+		p = eol + 1;
+	}
+	if (rc == 0)
+		rc = check_complete(&ps, ln.number);
+	free(ln.argv);
+	free(ln.words);
+	free(ps.listener_lines);
+	free(ps.host_lines);
+	if (rc == -1) {
+		conf_free(ps.c);
+		return NULL;
+	}
+	return ps.c;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+load_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Read all of path into a NUL-terminated malloc'ed string, *len bytes. */
+static char *
+read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f;
+	char *text = NULL;
+	size_t cap = 0, n;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		load_error(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno));
+		return NULL;
+	}
+	*len = 0;
+	for (;;) {
+		if (cap - *len < 4096) {
+			cap = cap ? cap * 2 : 8192;
+			text = xrealloc(text, cap + 1);
+		}
+		n = fread(text + *len, 1, cap - *len, f);
+		*len += n;
+		if (*len > CONF_FILE_MAX) {
+			load_error(err, errlen, "%s: cannot read: larger than "
+			    "%u bytes", path, CONF_FILE_MAX);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		load_error(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	text[*len] = '\0';
+	return text;
+fail:
+	fclose(f);
+	free(text);
+	return NULL;
+}
+
+struct conf *
+conf_load(const char *path, char *err, size_t errlen)
+{
+	struct conf *c;
+	char *text;
+	const char *nul, *q;
+	size_t len;
+	int line = 1;
+
+	if ((text = read_file(path, &len, err, errlen)) == NULL)
+		return NULL;
+	/* conf_parse stops at a NUL; a file that holds one is not text. */
+	if ((nul = memchr(text, '\0', len)) != NULL) {
+		for (q = text; q < nul; q++)
+			line += *q == '\n';
+		load_error(err, errlen, "%s:%d: invalid character 0x00", path,
+		    line);
+		free(text);
+		return NULL;
+	}
+	c = conf_parse(path, text, err, errlen);
+	free(text);
+	return c;
+}
+
+void
+conf_free(struct conf *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nlisteners; i++)
+		free(c->listeners[i].address);
+	free(c->listeners);
+	for (i = 0; i < c->nhosts; i++) {
+		free(c->hosts[i].name);
+		free(c->hosts[i].certificate);
+		free(c->hosts[i].key);
+		free(c->hosts[i].contact_admin);
+	}
+	free(c->hosts);
+	free(c->source);
+	free(c->storage);
+	free(c->control_socket);
+	free(c->control_group);
+	free(c->pidfile);
+	free(c->user);
+	free(c->version_name);
+	free(c);
+}
+
+const struct conf_host *
+conf_host_find(const struct conf *c, const char *domain)
+{
+	size_t i;
+
+	for (i = 0; i < c->nhosts; i++)
+		if (strcmp(c->hosts[i].name, domain) == 0)
+			return &c->hosts[i];
+	return NULL;
+}

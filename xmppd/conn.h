@@ -1,0 +1,112 @@
+/*
+ * Connections: listeners, accept with fd headroom and per-IP caps, socket
+ * I/O with TLS swapped in (STARTTLS or direct TLS), output queues with
+ * water marks, timers.  The layer above (c2s) sees plaintext bytes only.
+ *
+ * Lifecycle: any failure, EOF or timeout, or conn_close() once the output
+ * is flushed, makes the connection dead: its fd is closed at once, and in
+ * the loop's before-sleep hook the handler's on_close() runs and then the
+ * struct is freed.  The upper layer may keep its pointer until on_close().
+ */
+#ifndef XMPPD_CONN_H
+#define XMPPD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "buf.h"
+
+struct conf;
+struct conn;
+
+struct conn_handler {
+	/* Plaintext bytes read from the peer. */
+	void (*on_data)(struct conn *c, const char *data, size_t len);
+	/* The TLS handshake completed (direct TLS or after STARTTLS). */
+	void (*on_tls)(struct conn *c);
+	/* The connection is gone; called from the before-sleep hook. */
+	void (*on_close)(struct conn *c);
+	/* Called for a new connection; returns the upper layer's state or
+	 * NULL to refuse it. */
+	void *(*on_accept)(struct conn *c);
+};
+
+enum conn_state {
+	CONN_OPEN,          /* plaintext, or TLS established */
+	CONN_STARTTLS,      /* flushing <proceed/>, then handshake */
+	CONN_HANDSHAKE,     /* TLS handshake in progress */
+	CONN_CLOSING,       /* flushing output, then close */
+	CONN_DEAD,          /* fd closed, waiting for the reaper */
+};
+
+struct conn {
+	uint64_t id;
+	int fd;
+	enum conn_state state;
+	int direct_tls;
+	int starttls_required;   /* from the listener (plain c2s only) */
+	int paused;              /* reading stopped by the upper layer */
+	SSL *ssl;                /* NULL until TLS */
+	void *upper;             /* c2s state */
+	const struct conn_handler *h;
+	ev_io rio, wio;
+	ev_timer timer;
+	ev_tstamp deadline;      /* 0: none */
+	const char *deadline_reason;
+	double idle;             /* idle timeout in seconds, 0: none */
+	ev_tstamp last_read;
+	struct buf out;
+	struct conn *flush_next; /* on the flush list when queued */
+	int on_flush_list;
+	struct conn *dead_next;
+	const char *close_reason;
+	char ip[46];
+	char addr[64];           /* "ip:port" for logs */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct conn_stats {
+	uint64_t accepted, refused;
+	uint64_t bytes_in, bytes_out;
+	size_t open;
+};
+
+/* Open the configured listeners; -1 with a message on failure. */
+int conn_listen(const struct conf *conf, const struct conn_handler *h,
+    char *err, size_t errlen);
+/* Stop accepting (shutdown) and close listening sockets. */
+void conn_unlisten(void);
+/* Install the before-sleep hook that flushes output and reaps. */
+void conn_init(struct ev_loop *loop);
+/* Apply new limits after a reload. */
+void conn_set_conf(const struct conf *conf);
+
+/* Queue bytes; they are written in the before-sleep hook.  Past the
+ * output hard limit the connection is killed (slow consumer). */
+void conn_write(struct conn *c, const void *data, size_t len);
+/* After queueing <proceed/>: flush it, then start a TLS handshake.  Bytes
+ * already read are the caller's to discard. */
+void conn_starttls(struct conn *c);
+/* Flush pending output, then close. */
+void conn_close(struct conn *c);
+/* Close now without flushing. */
+void conn_kill(struct conn *c, const char *reason);
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+/* Arm the connection's deadline (seconds from now, 0 = none); reaching it
+ * kills the connection with reason. */
+void conn_set_timeout(struct conn *c, double seconds, const char *reason);
+
+/* Kill the connection when nothing has been read for this long (0: off). */
+void conn_set_idle(struct conn *c, double seconds);
+
+const char *conn_tls_version(const struct conn *c);  /* "" if none */
+const char *conn_tls_cipher(const struct conn *c);
+void conn_get_stats(struct conn_stats *st);
+/* Run the flush and reap steps now (used at shutdown). */
+void conn_flush_all(void);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * A bound client session: the identity and state that routing needs.  It
+ * is separate from its connection (struct c2s), so that stream management
+ * (XEP-0198) can later move it onto a new connection.
+ */
+#ifndef XMPPD_SESSION_H
+#define XMPPD_SESSION_H
+
+#include <stdint.h>
+
+#include "jid.h"
+
+struct c2s;
+struct xel;
+struct sm_user;
+
+struct session {
+	uint64_t id;
+	struct c2s *c2s;          /* NULL when detached */
+	struct jid jid;           /* full JID, prepared */
+	char *full;               /* "user@host/resource" */
+	char *bare;               /* "user@host" */
+	int priority;             /* from the last available presence */
+	int available;            /* sent available presence (RFC 6121 §4.2) */
+	double since;             /* ev_time() when bound */
+	double last_active;
+	uint64_t stanzas_in, stanzas_out;
+	int closing;              /* unlinked from routing, being freed */
+	struct session *next;     /* in its user's list */
+	struct sm_user *user;
+};
+
+/* Bind a new session for jid (full, prepared) on c2s.  An existing session
+ * with the same full JID is closed with <conflict/> (RFC 6120 §7.7.2.2).
+ * Returns NULL if the user already has the maximum number of sessions. */
+struct session *sm_bind(struct c2s *c2s, const struct jid *jid,
+    unsigned max_sessions);
+/* Unlink from routing at once; freed in the before-sleep hook. */
+void sm_unbind(struct session *s);
+struct session *sm_find_full(const struct jid *jid);
+/* First session of a bare JID (iterate with ->next), or NULL. */
+struct session *sm_find_bare(const char *user, const char *host);
+struct session *sm_find_id(uint64_t id);
+
+/* Serialize and queue a stanza to the session's client. */
+void session_send(struct session *s, const struct xel *stanza);
+
+#endif

@@ -1,0 +1,233 @@
+/*
+ * The session manager: bound sessions indexed by bare JID (each user's
+ * sessions in a short list), by id, and in binding order for listings.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "c2s.h"
+#include "conn.h"
+#include "log.h"
+#include "session.h"
+#include "sm.h"
+#include "strmap.h"
+#include "xmalloc.h"
+#include "xmppd.h"
+#include "xml.h"
+
+struct sm_user {
+	struct session *sessions;
+	size_t count;
+};
+
+static struct strmap *users;      /* bare JID -> struct sm_user */
+static struct session **order;    /* bound sessions in binding order */
+static size_t norder, order_cap;
+static struct session *graveyard; /* unbound, freed before sleep */
+static ev_prepare reap_w;
+static uint64_t next_id = 1;
+
+static void
+reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	while (graveyard) {
+		struct session *s = graveyard;
+
+		graveyard = s->next;
+		jid_free(&s->jid);
+		free(s->full);
+		free(s->bare);
+		free(s);
+	}
+}
+
+static void
+sm_init(void)
+{
+	users = strmap_new();
+	ev_prepare_init(&reap_w, reap_cb);
+	ev_prepare_start(xmppd_loop, &reap_w);
+	ev_unref(xmppd_loop);
+}
+
+struct session *
+sm_find_bare(const char *user, const char *host)
+{
+	char key[2 * 1024 + 2];
+	struct sm_user *u;
+
+	if (users == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%s@%s", user, host);
+	u = strmap_get(users, key);
+	return u ? u->sessions : NULL;
+}
+
+struct session *
+sm_find_full(const struct jid *j)
+{
+	struct session *s;
+
+	if (j->node == NULL || j->resource == NULL)
+		return NULL;
+	for (s = sm_find_bare(j->node, j->domain); s; s = s->next)
+		if (strcmp(s->jid.resource, j->resource) == 0)
+			return s;
+	return NULL;
+}
+
+struct session *
+sm_find_id(uint64_t id)
+{
+	for (size_t i = 0; i < norder; i++)
+		if (order[i]->id == id)
+			return order[i];
+	return NULL;
+}
+
+struct session *
+sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
+{
+	struct session *s, *old;
+	struct sm_user *u;
+	double now = ev_time();
+
+	if (users == NULL)
+		sm_init();
+	if ((old = sm_find_full(j)) != NULL) {
+		/* RFC 6120 §7.7.2.2: the new session wins; the old one
+		 * gets <conflict/>. */
+		log_info("session %s replaced by a new bind", old->full);
+		if (old->c2s)
+			c2s_stream_error(old->c2s, "conflict",
+			    "Replaced by new connection");
+		sm_unbind(old);
+	}
+	s = xcalloc(1, sizeof(*s));
+	jid_copy(&s->jid, j);
+	s->full = jid_full(j);
+	s->bare = jid_bare(j);
+	u = strmap_get(users, s->bare);
+	if (u && max_sessions && u->count >= max_sessions) {
+		jid_free(&s->jid);
+		free(s->full);
+		free(s->bare);
+		free(s);
+		return NULL;
+	}
+	if (u == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		strmap_put(users, s->bare, u);
+	}
+	s->id = next_id++;
+	s->c2s = c2s;
+	s->since = s->last_active = now;
+	s->user = u;
+	s->next = u->sessions;
+	u->sessions = s;
+	u->count++;
+	if (norder == order_cap) {
+		order_cap = order_cap ? order_cap * 2 : 64;
+		order = xreallocarray(order, order_cap, sizeof(*order));
+	}
+	order[norder++] = s;
+	return s;
+}
+
+void
+sm_unbind(struct session *s)
+{
+	struct sm_user *u = s->user;
+	struct session **pp;
+
+	if (s->closing)
+		return;
+	s->closing = 1;
+	for (pp = &u->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	if (--u->count == 0) {
+		strmap_del(users, s->bare);
+		free(u);
+	}
+	for (size_t i = 0; i < norder; i++)
+		if (order[i] == s) {
+			memmove(order + i, order + i + 1,
+			    (norder - i - 1) * sizeof(*order));
+			norder--;
+			break;
+		}
+	s->user = NULL;
+	if (s->c2s)
+		c2s_forget_session(s->c2s);
+	s->c2s = NULL;
+	s->next = graveyard;
+	graveyard = s;
+}
+
+void
+session_send(struct session *s, const struct xel *stanza)
+{
+	if (s->closing || s->c2s == NULL)
+		return;
+	s->stanzas_out++;
+	c2s_send(s->c2s, stanza);
+}
+
+size_t
+sm_session_count(void)
+{
+	return norder;
+}
+
+size_t
+sm_user_count(void)
+{
+	return users ? strmap_count(users) : 0;
+}
+
+void
+sm_foreach(void (*fn)(const struct sm_session_info *, void *), void *arg)
+{
+	for (size_t i = 0; i < norder; i++) {
+		struct session *s = order[i];
+		struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+		struct sm_session_info info = {
+			.id = s->id,
+			.jid = s->full,
+			.ip = c ? c->ip : "",
+			.tls_version = c ? conn_tls_version(c) : "",
+			.tls_cipher = c ? conn_tls_cipher(c) : "",
+			.priority = s->priority,
+			.available = s->available,
+			.since = s->since,
+			.last_active = s->last_active,
+			.stanzas_in = s->stanzas_in,
+			.stanzas_out = s->stanzas_out,
+		};
+		fn(&info, arg);
+	}
+}
+
+int
+sm_kick(const char *user, const char *host, const char *resource,
+    const char *condition, const char *text)
+{
+	struct session *s = sm_find_bare(user, host), *next;
+	int n = 0;
+
+	for (; s; s = next) {
+		next = s->next;
+		if (resource && strcmp(s->jid.resource, resource) != 0)
+			continue;
+		if (s->c2s)
+			c2s_stream_error(s->c2s, condition, text);
+		sm_unbind(s);
+		n++;
+	}
+	return n;
+}

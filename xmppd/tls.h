@@ -1,0 +1,31 @@
+/*
+ * TLS contexts: one SSL_CTX per virtual host (selected by SNI), TLS 1.2+
+ * only, renegotiation off, buffers released when idle; ALPN "xmpp-client"
+ * for direct TLS (XEP-0368); channel-binding data for SCRAM-PLUS.
+ */
+#ifndef XMPPD_TLS_H
+#define XMPPD_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct conf;
+
+/* Build contexts for every host of conf; on error returns -1 with a
+ * message ("host localhost: cannot load certificate ...").  On success
+ * the new contexts replace the current ones (reload keeps existing
+ * connections on their old context). */
+int tls_load(const struct conf *conf, char *err, size_t errlen);
+void tls_free(void);
+
+/* A new server SSL object for fd (direct: 1 for XEP-0368 listeners). */
+SSL *tls_new_ssl(int fd, int direct);
+
+/* Channel binding (RFC 5929 §4, RFC 9266): returns the data length, or 0
+ * when that type is unavailable on this connection (tls-exporter needs
+ * TLS 1.3).  out holds at least 64 bytes. */
+size_t tls_cb_server_end_point(SSL *ssl, unsigned char *out);
+size_t tls_cb_exporter(SSL *ssl, unsigned char *out);
+
+#endif
