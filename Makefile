@@ -26,11 +26,11 @@ CURSES_LIBS   := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncurse
 
 VERSION  := 0.1.0
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
-	    -Wno-unused-parameter -fno-strict-aliasing $(SAN)
+# Fixed flags live apart from CFLAGS so "make CFLAGS=..." keeps them.
+XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+	    -Wno-unused-parameter -fno-strict-aliasing
 CPPFLAGS += -Ishared -Ixmppd -DXMPPD_VERSION='"$(VERSION)"' \
 	    -DSYSCONFDIR='"$(PREFIX)/etc/xmppd"' $(PKG_CFLAGS)
-LDFLAGS  += $(SAN)
 LDLIBS   := $(PKG_LIBS) -lpthread
 
 SHARED_SRC := $(wildcard shared/*.c)
@@ -58,7 +58,7 @@ all: $(PROGS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(XCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libshared.a: $(SHARED_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -67,24 +67,26 @@ $(BUILD)/libxmppd.a: $(XMPPD_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/xmppd: $(OBJ)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/xmpptop: $(XMPPTOP_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
 
 $(OBJ)/xmpptop/%.o: CPPFLAGS += $(CURSES_CFLAGS)
 
 # Unit tests link libshared.a plus the daemon objects they name here.
 $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o
 
 $(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
 
@@ -124,7 +126,8 @@ fuzz:
 	  $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/tests/fuzz/%)
 
 build-fuzz/tests/fuzz/%: build-fuzz/obj/tests/fuzz/%.o build-fuzz/libshared.a
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 
 bench: all $(BUILD)/tests/bench/xmppbench

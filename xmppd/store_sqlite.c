@@ -636,6 +636,26 @@ list_add_row(struct store_req *r, sqlite3_stmt *s, size_t *cap)
 	return 0;
 }
 
+/* Parameters of a listing step: ?1 host (or last host), ?2 last user. */
+static int
+bind_user_list(sqlite3_stmt *s, const struct store_req *r)
+{
+	const char *host = r->host != NULL ? r->host : r->last_host;
+	int rc;
+
+	if (r->host != NULL || r->list_started) {
+		rc = sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	if (r->list_started) {
+		rc = sqlite3_bind_text(s, 2, r->last_user, -1, SQLITE_STATIC);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return sqlite3_bind_int(s, 3, STORE_LIST_CHUNK);
+}
+
 /*
  * One chunk of at most STORE_LIST_CHUNK users after (last_host,
  * last_user).  A full chunk sets list_more; queue_continuations() then
@@ -657,14 +677,7 @@ run_user_list(struct store_req *r)
 		                     : STMT_USER_LIST_ALL_FIRST;
 	if ((s = stmt_get(id)) == NULL)
 		return STORE_ERROR;
-	if ((r->host != NULL && sqlite3_bind_text(s, 1, r->host, -1,
-	                            SQLITE_STATIC) != SQLITE_OK) ||
-	    (r->list_started && r->host == NULL &&
-	        sqlite3_bind_text(s, 1, r->last_host, -1, SQLITE_STATIC) !=
-	            SQLITE_OK) ||
-	    (r->list_started && sqlite3_bind_text(s, 2, r->last_user, -1,
-	                            SQLITE_STATIC) != SQLITE_OK) ||
-	    sqlite3_bind_int(s, 3, STORE_LIST_CHUNK) != SQLITE_OK) {
+	if (bind_user_list(s, r) != SQLITE_OK) {
 		db_warn("binding user list");
 		stmt_done(s);
 		return STORE_ERROR;
