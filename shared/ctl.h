@@ -1,0 +1,287 @@
+/*
+ * The control protocol spoken on xmppd's Unix control socket: field
+ * encoding, line splitting and building, a line reader with a length cap
+ * (used by both sides), and a small blocking client for xmppctl and
+ * xmpptop.  The daemon side is xmppd/control.c.
+ *
+ * PROTOCOL, version 1
+ *
+ * Lines.  The stream is a sequence of lines, each terminated by one "\n"
+ * and at most CTL_LINE_MAX (65536) bytes long including the "\n".  A line
+ * is one or more fields separated by single spaces: no leading, trailing
+ * or doubled spaces.  The receiver of an overlong line answers
+ * "0 err too-long ..." (the daemon) or gives up (a client), then closes.
+ *
+ * Fields.  A field is a byte string without NUL; by convention UTF-8, and
+ * each command validates the text it interprets.  On the wire:
+ *   - the bytes 0x00-0x20 (controls and space), 0x7F and "%" are written
+ *     as "%" and two uppercase hex digits ("%20" for a space, "%25" for
+ *     "%"); every other byte is written as itself;
+ *   - the empty field is written as "%-" (and "%-" is only valid as a
+ *     whole field).
+ * Decoding rejects as malformed: "%" not followed by two hex digits
+ * (either case is accepted, the encoder writes uppercase) or by "-" that
+ * ends the field, "%00" (fields are C strings), and any raw byte that
+ * the encoder would have escaped (controls, 0x7F).  So every field has
+ * exactly one encoding apart from hex case, and "-", "*" and plain words
+ * stand for themselves.
+ *
+ * Handshake.  On connect the daemon sends
+ *     xmppd-ctl 1 VERSION
+ * (protocol version, then the daemon's version).  The client answers
+ *     hello 1
+ * naming the protocol version it speaks.  There is no positive answer;
+ * the client may send requests right after "hello".  A different version
+ * gets "0 err version MESSAGE" and the daemon closes; any other first
+ * line gets "0 err usage MESSAGE" and a close.  Extra fields after the
+ * version in either line are reserved and ignored.
+ *
+ * Requests.
+ *     ID COMMAND [ARG...]
+ * ID is a client-chosen decimal number from 1 to 4294967295 (2^32 - 1),
+ * without leading zeros; ID 0 is reserved for messages about the
+ * connection rather than a request.  COMMAND is matched exactly (xmppctl
+ * expands abbreviations itself).
+ *
+ * Responses.  Each request is answered by
+ *     ID cols NAME...          once, before any row (listing commands
+ *                              send it even when no row follows)
+ *     ID row FIELD...          zero or more, one field per column
+ *     ID ok [FIELD...]         or
+ *     ID err CODE MESSAGE      exactly one terminal line
+ * MESSAGE is one field, meant for humans.  A listing that fails part way
+ * ends with "err" after some rows; the rows received are then incomplete.
+ * The daemon now serves one request per connection at a time, in order,
+ * so responses do not interleave; clients must still match lines by ID.
+ * A line the daemon cannot parse is answered with its ID when the first
+ * field is a valid ID, otherwise with ID 0, and the connection stays open.
+ *
+ * Events (reserved for subscriptions, not sent in version 1):
+ *     * event NAME [FIELD...]
+ *
+ * Growth rules.  Receivers ignore extra trailing fields they do not know,
+ * and clients ignore lines whose second field is a kind they do not know
+ * and events they did not ask for.  Any change that an older peer would
+ * misread bumps CTL_PROTOCOL_VERSION.
+ *
+ * Error codes (CTL_E_*): usage, unknown-command, denied, exists,
+ * not-found, bad-jid, unknown-host, bad-password, internal, too-long,
+ * version, busy (too many control connections; sent with ID 0 right
+ * after accept, then the daemon closes).
+ *
+ * Commands in version 1 ("priv": only for uid 0 or the daemon's user; the
+ * others may be used by anyone allowed to connect to the socket):
+ *     adduser JID PASSWORD   priv  ok | err exists, bad-jid, unknown-host,
+ *                                   bad-password
+ *     passwd JID PASSWORD    priv  ok | err not-found, bad-jid,
+ *                                   unknown-host, bad-password
+ *     deluser JID            priv  ok | err not-found, bad-jid; closes the
+ *                                   user's sessions
+ *     users [HOST]                 cols jid; row JID...; ok |
+ *                                   err bad-jid, unknown-host
+ *     status                       cols key value; rows version, uptime,
+ *                                   hosts, sessions, users-online,
+ *                                   storage-queue, storage-commits,
+ *                                   last-commit-ms, pid; ok
+ *     stop                   priv  ok, then the daemon shuts down
+ *     reload                 priv  ok, then the daemon reloads its
+ *                                   configuration
+ *
+ * Example session (C: client, S: daemon):
+ *     S: xmppd-ctl 1 0.1.0
+ *     C: hello 1
+ *     C: 1 adduser alice@example.org s3cret%20pass
+ *     S: 1 ok
+ *     C: 2 users
+ *     S: 2 cols jid
+ *     S: 2 row alice@example.org
+ *     S: 2 ok
+ *     C: 3 deluser bob@example.org
+ *     S: 3 err not-found no%20such%20user
+ */
+#ifndef SHARED_CTL_H
+#define SHARED_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+#define CTL_PROTOCOL_VERSION 1
+#define CTL_LINE_MAX 65536      /* bytes per line, including the "\n" */
+#define CTL_FIELDS_MAX 256      /* fields per line this implementation takes */
+#define CTL_GREETING "xmppd-ctl"
+
+/* Error codes, the CODE field of "ID err CODE MESSAGE". */
+#define CTL_E_USAGE "usage"
+#define CTL_E_UNKNOWN_COMMAND "unknown-command"
+#define CTL_E_DENIED "denied"
+#define CTL_E_EXISTS "exists"
+#define CTL_E_NOT_FOUND "not-found"
+#define CTL_E_BAD_JID "bad-jid"
+#define CTL_E_UNKNOWN_HOST "unknown-host"
+#define CTL_E_BAD_PASSWORD "bad-password"
+#define CTL_E_INTERNAL "internal"
+#define CTL_E_TOO_LONG "too-long"
+#define CTL_E_VERSION "version"
+#define CTL_E_BUSY "busy"
+
+/* Fields. */
+
+/* Append the wire form of s[0..len) to b (no separator, no newline). */
+void ctl_field_encode(struct buf *b, const char *s, size_t len);
+/*
+ * Decode the wire form s[0..len) in place into a NUL-terminated string at
+ * s (s must have room for len + 1 bytes, which a field inside a line
+ * always has: its separator or terminator).  Returns the decoded length,
+ * or -1 if the field is malformed (see above).
+ */
+ssize_t ctl_field_decode(char *s, size_t len);
+
+/*
+ * Split a line (len bytes, without its "\n") in place into decoded,
+ * NUL-terminated fields stored in fields[0..max).  Returns the number of
+ * fields (0 for an empty line), CTL_SPLIT_MALFORMED for bad spacing or a
+ * bad field, or CTL_SPLIT_TOO_MANY if there are more than max fields.
+ * line must have room for len + 1 bytes.  The fields point into line.
+ */
+#define CTL_SPLIT_MALFORMED (-1)
+#define CTL_SPLIT_TOO_MANY (-2)
+int ctl_split(char *line, size_t len, char **fields, size_t max);
+
+/* Parse a request ID (1..4294967295, no sign, no leading zero); 0 or -1. */
+int ctl_parse_id(const char *s, uint32_t *id);
+
+/*
+ * Building one line into an output buffer, field by field:
+ *     struct ctl_line l;
+ *     ctl_line_start(&l, out);
+ *     ctl_line_addf(&l, "%u", id); ctl_line_add(&l, "ok");
+ *     if (ctl_line_end(&l) == -1) ... too long, nothing was added
+ * Nothing else may append to or consume from the buffer in between.
+ */
+struct ctl_line {
+	struct buf *b;
+	size_t start;           /* line start, relative to the buffer's head */
+	size_t nfields;
+};
+void ctl_line_start(struct ctl_line *l, struct buf *b);
+void ctl_line_add(struct ctl_line *l, const char *s);
+void ctl_line_addn(struct ctl_line *l, const char *s, size_t len);
+void ctl_line_addf(struct ctl_line *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Terminate the line.  Returns 0, or -1 if it would be longer than
+ * CTL_LINE_MAX, in which case the partial line is removed again. */
+int ctl_line_end(struct ctl_line *l);
+/* A whole line from an array of fields; 0 or -1 as ctl_line_end. */
+int ctl_line_fields(struct buf *b, const char *const *fields, size_t n);
+
+/*
+ * Line reader: accumulates bytes and yields complete lines of at most max
+ * bytes including the "\n".  Memory stays bounded by max plus whatever
+ * was fed since the last call to ctl_reader_next that returned 0.
+ */
+struct ctl_reader {
+	struct buf in;
+	size_t max;             /* line cap including "\n" */
+	size_t scanned;         /* bytes of in already searched for "\n" */
+	size_t taken;           /* length (with "\n") of the line handed out */
+};
+void ctl_reader_init(struct ctl_reader *r, size_t max);
+void ctl_reader_free(struct ctl_reader *r);
+void ctl_reader_feed(struct ctl_reader *r, const void *p, size_t n);
+/*
+ * Next complete line: returns 1 with *line pointing at it (without "\n",
+ * NUL-terminated, writable, valid until the next feed or next call) and
+ * its length in *len; 0 if no complete line is buffered yet; -1 if the
+ * next line is longer than max (the reader is then unusable).
+ */
+int ctl_reader_next(struct ctl_reader *r, char **line, size_t *len);
+/* Bytes buffered and not yet handed out. */
+size_t ctl_reader_pending(const struct ctl_reader *r);
+
+/*
+ * Blocking client.  Not thread-safe; one request at a time.  Functions
+ * returning int give 0 on success, CTL_EIO when the daemon cannot be
+ * reached or the connection failed or closed (errno is set for connect),
+ * or CTL_EPROTO when the daemon said something this client cannot
+ * accept; c->err then holds a message.
+ */
+#define CTL_EIO (-1)
+#define CTL_EPROTO (-2)
+
+enum ctl_msg_kind {
+	CTL_MSG_COLS,
+	CTL_MSG_ROW,
+	CTL_MSG_OK,
+	CTL_MSG_ERR,
+	CTL_MSG_EVENT,
+	CTL_MSG_UNKNOWN,        /* a kind this client does not know */
+};
+
+/* One parsed line from the daemon; valid until the next read. */
+struct ctl_msg {
+	enum ctl_msg_kind kind;
+	uint32_t id;            /* 0 for connection messages and events */
+	const char *kindname;   /* the second field as received */
+	char **fields;          /* after the kind; for events NAME first */
+	size_t nfields;
+};
+
+struct ctl_client {
+	int fd;
+	int timeout_ms;         /* per read, <= 0: wait forever */
+	int protocol;           /* version announced by the daemon */
+	char *daemon_version;   /* from the greeting */
+	uint32_t last_id;
+	int closed;             /* connection unusable */
+	struct ctl_reader rd;
+	char *fields[CTL_FIELDS_MAX];
+	char err[512];
+};
+
+/* Result of one request: the terminal line. */
+struct ctl_result {
+	int ok;                 /* 1 for "ok", 0 for "err" */
+	uint32_t id;            /* the request's, or 0 for a connection error */
+	char *code;             /* err: the code ("" if missing) */
+	char *message;          /* err: the message ("" if missing) */
+	char **fields;          /* ok: its fields; err: code, message, ... */
+	size_t nfields;
+	char *mem;
+};
+
+/*
+ * Connect to the socket at path, read the greeting and send "hello".
+ * On CTL_EIO errno tells why connect() failed.  On failure c is left
+ * closed (ctl_client_close is still allowed).
+ */
+int ctl_client_connect(struct ctl_client *c, const char *path);
+void ctl_client_close(struct ctl_client *c);
+/* Send a request with the next ID (returned in *id). */
+int ctl_client_send(struct ctl_client *c, const char *const *argv,
+    size_t argc, uint32_t *id);
+/* Read and parse the next line from the daemon. */
+int ctl_client_read(struct ctl_client *c, struct ctl_msg *m);
+
+/*
+ * Called for each cols, row and event line of a request's answer (and any
+ * unknown kind); m is valid only during the call.  Return 0 to go on; a
+ * positive return stops reading: ctl_client_request then returns it and
+ * the connection is closed, because the rest of the answer was not read.
+ */
+typedef int (*ctl_msg_fn)(void *arg, const struct ctl_msg *m);
+
+/*
+ * Send argv as one request and read its answer up to the terminal line,
+ * which is stored in res (free it with ctl_result_free).  A connection
+ * error with ID 0 ("0 err version ...", "0 err too-long ...") also ends
+ * the request: res->id is then 0 and the connection is closed.  Returns
+ * 0 when res was filled, else CTL_EIO, CTL_EPROTO or fn's return value.
+ */
+int ctl_client_request(struct ctl_client *c, const char *const *argv,
+    size_t argc, ctl_msg_fn fn, void *arg, struct ctl_result *res);
+void ctl_result_free(struct ctl_result *res);
+
+#endif

@@ -1,0 +1,256 @@
+"""xmppctl(8) against a running daemon: account round trips checked by
+logging in, exit codes (0 ok, 1 daemon error, 2 usage, 3 unreachable,
+4 exists, 5 no such user, 6 denied), listings and status, text and JSON."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import XMPPCTL_BIN
+from xmpp_raw import assert_sasl_failure, assert_sasl_success
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_EXISTS, EXIT_NO_USER, EXIT_DENIED = 4, 5, 6
+
+# Stream error a deleted user's open sessions receive.
+DELUSER_CONDITION = 'not-authorized'
+
+
+def plain_result(server, user, password):
+    """The SASL answer to PLAIN user/password after STARTTLS."""
+    c = server.client()
+    try:
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        return c.sasl_plain(user, password)
+    finally:
+        c.close()
+
+
+def scram_result(server, user, password):
+    c = server.client()
+    try:
+        c.open_stream()
+        c.starttls()
+        c.open_stream()
+        return c.sasl_scram(user, password, 'SHA-256').final
+    finally:
+        c.close()
+
+
+def ok(r):
+    assert r.returncode == EXIT_OK, 'exit %d\nstdout: %s\nstderr: %s' % (
+        r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def test_adduser_login_passwd_deluser_round_trip(server):
+    ok(server.ctl('adduser', 'carol@localhost', '--password-stdin',
+                  input='first pass'))
+    assert_sasl_success(plain_result(server, 'carol', 'first pass'))
+    assert_sasl_success(scram_result(server, 'carol', 'first pass'))
+
+    ok(server.ctl('passwd', 'carol@localhost', '--password-stdin',
+                  input='second pass'))
+    assert_sasl_failure(plain_result(server, 'carol', 'first pass'),
+                        'not-authorized')
+    assert_sasl_failure(scram_result(server, 'carol', 'first pass'),
+                        'not-authorized')
+    assert_sasl_success(plain_result(server, 'carol', 'second pass'))
+    assert_sasl_success(scram_result(server, 'carol', 'second pass'))
+
+    session = server.login('carol@localhost', password='second pass',
+                           resource='doomed')
+    try:
+        ok(server.ctl('deluser', 'carol@localhost'))
+        session.expect_stream_error(DELUSER_CONDITION)
+    finally:
+        session.close()
+    assert_sasl_failure(plain_result(server, 'carol', 'second pass'),
+                        'not-authorized')
+    assert_sasl_failure(scram_result(server, 'carol', 'second pass'),
+                        'not-authorized')
+    r = ok(server.ctl('users'))
+    assert 'carol@localhost' not in r.stdout.split()
+
+
+def test_password_stdin_trailing_newline_stripped(server):
+    ok(server.ctl('adduser', 'dave@localhost', '--password-stdin',
+                  input='line pass\n'))
+    try:
+        assert_sasl_success(plain_result(server, 'dave', 'line pass'))
+    finally:
+        ok(server.ctl('deluser', 'dave@localhost'))
+
+
+def test_adduser_existing(server):
+    r = server.ctl('adduser', 'alice@localhost', '--password-stdin',
+                   input='other')
+    assert r.returncode == EXIT_EXISTS, (r.returncode, r.stderr)
+    assert r.stderr.strip(), 'no message on stderr'
+    # and the password did not change
+    assert_sasl_success(plain_result(server, 'alice',
+                                     server.users['alice@localhost']))
+
+
+def test_deluser_unknown(server):
+    r = server.ctl('deluser', 'nobody@localhost')
+    assert r.returncode == EXIT_NO_USER, (r.returncode, r.stderr)
+    assert r.stderr.strip()
+
+
+def test_passwd_unknown(server):
+    r = server.ctl('passwd', 'nobody@localhost', '--password-stdin',
+                   input='x')
+    assert r.returncode == EXIT_NO_USER, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize('jid', ['bad user@localhost', '@localhost',
+                                 'alice@localhost/resource', 'a@b@localhost',
+                                 'x' * 1100 + '@localhost'],
+                         ids=['space', 'empty-local', 'full-jid',
+                              'two-at', 'too-long'])
+def test_adduser_bad_jid(server, jid):
+    r = server.ctl('adduser', jid, '--password-stdin', input='pw')
+    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
+                                                      r.stdout, r.stderr)
+    assert r.stderr.strip(), 'no message on stderr'
+    assert jid not in ok(server.ctl('users')).stdout.split('\n')
+
+
+@pytest.mark.parametrize('jid', ['erin@example.org', 'localhost'],
+                         ids=['other-domain', 'domain-only'])
+def test_adduser_unknown_host_or_no_local(server, jid):
+    r = server.ctl('adduser', jid, '--password-stdin', input='pw')
+    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
+                                                      r.stderr)
+    assert r.stderr.strip()
+
+
+def test_adduser_empty_password_refused(server):
+    r = server.ctl('adduser', 'frank@localhost', '--password-stdin',
+                   input='')
+    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
+                                                      r.stderr)
+    assert 'frank@localhost' not in ok(server.ctl('users')).stdout.split()
+
+
+def test_daemon_unreachable_missing_socket(server, tmp_path):
+    r = server.ctl('users', socket_path=tmp_path / 'no-such.sock')
+    assert r.returncode == EXIT_UNREACHABLE, (r.returncode, r.stderr)
+    assert r.stderr.strip()
+
+
+def test_daemon_unreachable_stale_socket(server, tmp_path):
+    path = tmp_path / 'stale.sock'
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()       # the file stays, nobody listens
+    r = server.ctl('status', socket_path=path)
+    assert r.returncode == EXIT_UNREACHABLE, (r.returncode, r.stderr)
+
+
+@pytest.mark.parametrize('args', [[], ['frobnicate'], ['adduser'],
+                                  ['deluser'], ['adduser', 'a@localhost',
+                                                '--no-such-flag']],
+                         ids=['none', 'unknown-command', 'adduser-no-jid',
+                              'deluser-no-jid', 'unknown-flag'])
+def test_usage_errors(server, args):
+    r = server.ctl(*args, input='')
+    assert r.returncode == EXIT_USAGE, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.strip()
+
+
+def test_users_lists_alice_and_bob(server):
+    r = ok(server.ctl('users'))
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    assert 'alice@localhost' in lines and 'bob@localhost' in lines, lines
+    assert all(re.fullmatch(r'[^\s@]+@localhost', l) for l in lines), lines
+
+
+def test_users_json(server):
+    """users --json: an array of objects, one per row, keyed by column."""
+    r = ok(server.ctl('users', '--json'))
+    data = json.loads(r.stdout)
+    assert isinstance(data, list) and all(
+        isinstance(d, dict) and set(d) == {'jid'} for d in data), data
+    jids = [d['jid'] for d in data]
+    assert {'alice@localhost', 'bob@localhost'} <= set(jids), jids
+    text = ok(server.ctl('users')).stdout.split()
+    assert sorted(jids) == sorted(text)
+
+
+def _status_sessions_text(out):
+    m = re.search(r'^\s*sessions\s*[:=]?\s*(\d+)\s*$', out, re.M)
+    assert m, 'no "sessions N" line in status output:\n' + out
+    return int(m.group(1))
+
+
+STATUS_KEYS = {'version', 'uptime', 'hosts', 'sessions', 'users-online',
+               'storage-queue', 'storage-commits', 'last-commit-ms', 'pid'}
+
+
+def _status_sessions_json(out):
+    """status --json: one object, the key/value rows as string values."""
+    data = json.loads(out)
+    assert isinstance(data, dict), data
+    assert STATUS_KEYS <= set(data), data
+    assert all(isinstance(v, str) for v in data.values()), data
+    return int(data['sessions'])
+
+
+def test_status_sessions_count(server_factory):
+    srv = server_factory()
+    out = ok(srv.ctl('status')).stdout
+    assert _status_sessions_text(out) == 0
+    assert re.search(r'^pid\s+%d$' % srv.proc.pid, out, re.M), out
+    assert re.search(r'^hosts\s+localhost$', out, re.M), out
+    a = srv.login('alice@localhost', resource='s1')
+    b = srv.login('bob@localhost', resource='s2')
+    try:
+        out = ok(srv.ctl('status')).stdout
+        assert _status_sessions_text(out) == 2
+        assert re.search(r'^users-online\s+2$', out, re.M), out
+        assert _status_sessions_json(
+            ok(srv.ctl('status', '--json')).stdout) == 2
+    finally:
+        a.end_stream()
+        a.expect_stream_end()
+        a.close()
+        b.close()
+    deadline = time.monotonic() + 3
+    while _status_sessions_text(ok(srv.ctl('status')).stdout) != 0:
+        assert time.monotonic() < deadline, 'sessions not released'
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
+                    reason='needs root and setpriv to act as another uid')
+def test_denied_for_other_uid(server_factory):
+    """Privileged commands are for uid 0 or the daemon's user; someone who
+    may connect (group access to the 0660 socket) but is neither gets 6."""
+    srv = server_factory()
+    os.chmod(srv.dir, 0o710)
+
+    def as_nobody(*args, input=None):
+        cmd = ['setpriv', '--reuid=65534', '--regid=0', '--clear-groups',
+               XMPPCTL_BIN, '-s', str(srv.sock)] + list(args)
+        return subprocess.run(cmd, input=input, capture_output=True,
+                              text=True, timeout=30)
+
+    r = as_nobody('adduser', 'mallory@localhost', '--password-stdin',
+                  input='pw')
+    assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)
+    r = as_nobody('deluser', 'alice@localhost')
+    assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)
+    r = as_nobody('users')
+    assert r.returncode == EXIT_OK, (r.returncode, r.stderr)
+    assert 'mallory@localhost' not in r.stdout.split()
+    assert 'alice@localhost' in r.stdout.split()

@@ -1,0 +1,613 @@
+/*
+ * Unit tests for xmppd.conf parsing: the embedded default, every option,
+ * defaults, the shipped example file, and the exact message for each class
+ * of error.  Run from the repository root (the example is read by path).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "unit.h"
+
+#define EXAMPLE_PATH "xmppd/xmppd.conf.example"
+
+/* Five valid lines that make a complete configuration. */
+#define BASE                                                               \
+	"listen c2s 5222\n"                                                \
+	"host example.org {\n"                                             \
+	"\tcertificate c.pem\n"                                            \
+	"\tkey k.pem\n"                                                    \
+	"}\n"
+
+static char err[512];
+
+static struct conf *
+parse(const char *text)
+{
+	err[0] = '\0';
+	return conf_parse("t.conf", text, err, sizeof(err));
+}
+
+/* text must fail with exactly the message want. */
+static void
+expect_error(const char *text, const char *want)
+{
+	struct conf *c = parse(text);
+
+	CHECK(c == NULL);
+	CHECK_STR(err, want);
+	conf_free(c);
+}
+
+/* text must fail with a message starting with prefix. */
+static void
+expect_prefix(const char *text, const char *prefix)
+{
+	struct conf *c = parse(text);
+
+	CHECK(c == NULL);
+	if (strncmp(err, prefix, strlen(prefix)) == 0)
+		CHECK(1);
+	else
+		CHECK_STR(err, prefix);
+	conf_free(c);
+}
+
+static void
+check_limit_defaults(const struct conf_limits *l)
+{
+	CHECK(l->stanza_size == 262144);
+	CHECK(l->preauth_stanza_size == 16384);
+	CHECK(l->depth == 64);
+	CHECK(l->attributes == 64);
+	CHECK(l->output_high == 262144);
+	CHECK(l->output_max == 4194304);
+	CHECK(l->sessions_per_user == 16);
+	CHECK(l->connections_per_ip == 256);
+	CHECK(l->auth_failures_per_ip == 10);
+	CHECK(l->handshake_timeout == 30);
+	CHECK(l->preauth_timeout == 60);
+	CHECK(l->idle_timeout == 3600);
+	CHECK(l->max_connections == 0);
+}
+
+static void
+test_default_text(void)
+{
+	struct conf *c = conf_parse("(default)", conf_default_text, err,
+	    sizeof(err));
+
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "default: %s\n", err);
+		return;
+	}
+	CHECK_STR(c->source, "(default)");
+	CHECK(c->log_level == LOG_LVL_INFO);
+	CHECK(c->log_syslog == 0);
+	CHECK_STR(c->storage, "var/xmppd.db");
+	CHECK(c->storage_sync_full == 1);
+	CHECK_STR(c->control_socket, "var/xmppd.sock");
+	CHECK_STR(c->control_group, NULL);
+	CHECK_STR(c->pidfile, "var/xmppd.pid");
+	CHECK_STR(c->user, NULL);
+	CHECK(c->scram_iterations == 4096);
+	CHECK(c->workers == 2);
+	CHECK_STR(c->version_name, NULL);
+	CHECK(c->nlisteners == 2);
+	if (c->nlisteners == 2) {
+		CHECK(c->listeners[0].kind == LISTEN_C2S);
+		CHECK_STR(c->listeners[0].address, "*");
+		CHECK(c->listeners[0].port == 5222);
+		CHECK(c->listeners[0].starttls_required == 1);
+		CHECK(c->listeners[1].kind == LISTEN_C2S_TLS);
+		CHECK_STR(c->listeners[1].address, "*");
+		CHECK(c->listeners[1].port == 5223);
+		CHECK(c->listeners[1].starttls_required == 0);
+	}
+	CHECK(c->nhosts == 1);
+	if (c->nhosts == 1) {
+		CHECK_STR(c->hosts[0].name, "localhost");
+		CHECK_STR(c->hosts[0].certificate, "var/localhost.crt");
+		CHECK_STR(c->hosts[0].key, "var/localhost.key");
+		CHECK_STR(c->hosts[0].contact_admin, NULL);
+	}
+	check_limit_defaults(&c->limits);
+	CHECK(conf_host_find(c, "localhost") == &c->hosts[0]);
+	CHECK(conf_host_find(c, "example.org") == NULL);
+	conf_free(c);
+}
+
+static void
+test_minimal_defaults(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	CHECK_STR(c->source, "t.conf");
+	CHECK(c->log_level == LOG_LVL_INFO);
+	CHECK(c->log_syslog == 0);
+	CHECK_STR(c->storage, "var/xmppd.db");
+	CHECK(c->storage_sync_full == 1);
+	CHECK_STR(c->control_socket, "var/xmppd.sock");
+	CHECK_STR(c->control_group, NULL);
+	CHECK_STR(c->pidfile, NULL);
+	CHECK_STR(c->user, NULL);
+	CHECK(c->scram_iterations == 4096);
+	CHECK(c->workers == 2);
+	CHECK(c->nlisteners == 1 && c->listeners[0].kind == LISTEN_C2S);
+	CHECK_STR(c->listeners[0].address, "*");
+	CHECK(c->listeners[0].starttls_required == 1);
+	CHECK(c->nhosts == 1);
+	CHECK_STR(c->hosts[0].name, "example.org");
+	check_limit_defaults(&c->limits);
+	conf_free(c);
+}
+
+static void
+test_every_option(void)
+{
+	static const char text[] =
+	    "# every option, none at its default\n"
+	    "log-level debug\n"
+	    "log syslog   # trailing comment\n"
+	    "storage \"/var/db/xmppd/x \\\"1\\\" \\\\.db\"\n"
+	    "storage-sync normal\n"
+	    "control-socket /run/xmppd.sock\n"
+	    "control-group xmppadm\n"
+	    "pidfile /run/xmppd.pid\n"
+	    "user _xmppd\r\n"
+	    "scram-iterations 1000000\n"
+	    "workers 64\n"
+	    "\n"
+	    "listen c2s 5222 address 127.0.0.1 starttls optional\n"
+	    "listen c2s 5222 starttls required address 0:0:0::1\n"
+	    "listen c2s-tls 5223 address \"*\"\n"
+	    "listen \"c2s\" 15222\n"
+	    "limits {\n"
+	    "\tstanza-size 1M\n"
+	    "\tpreauth-stanza-size 20000\n"
+	    "\tdepth 8\n"
+	    "\tattributes 1024\n"
+	    "\toutput-buffer 64K\n"
+	    "\toutput-max 1024M\n"
+	    "\tsessions-per-user 1\n"
+	    "\tconnections-per-ip 0\n"
+	    "\tauth-failures-per-ip 3\n"
+	    "\thandshake-timeout 2m\n"
+	    "\tpreauth-timeout 45\n"
+	    "\tidle-timeout 2h\n"
+	    "\tmax-connections 10000\n"
+	    "}\n"
+	    "host \"Example.ORG.\" {\n"
+	    "    key \"/etc/ssl/example.key\"\n"
+	    "    certificate \"/etc/ssl/example.crt\"\n"
+	    "}\n"
+	    "host b\xc3\xbc" "cher.example{\n"
+	    "certificate b.crt\n"
+	    "key b.key\n"
+	    "}   # end\n";
+	struct conf *c = parse(text);
+
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "every option: %s\n", err);
+		return;
+	}
+	CHECK(c->log_level == LOG_LVL_DEBUG);
+	CHECK(c->log_syslog == 1);
+	CHECK_STR(c->storage, "/var/db/xmppd/x \"1\" \\.db");
+	CHECK(c->storage_sync_full == 0);
+	CHECK_STR(c->control_socket, "/run/xmppd.sock");
+	CHECK_STR(c->control_group, "xmppadm");
+	CHECK_STR(c->pidfile, "/run/xmppd.pid");
+	CHECK_STR(c->user, "_xmppd");
+	CHECK(c->scram_iterations == 1000000);
+	CHECK(c->workers == 64);
+	CHECK(c->nlisteners == 4);
+	if (c->nlisteners == 4) {
+		CHECK(c->listeners[0].kind == LISTEN_C2S);
+		CHECK_STR(c->listeners[0].address, "127.0.0.1");
+		CHECK(c->listeners[0].port == 5222);
+		CHECK(c->listeners[0].starttls_required == 0);
+		CHECK(c->listeners[1].kind == LISTEN_C2S);
+		CHECK_STR(c->listeners[1].address, "::1");
+		CHECK(c->listeners[1].port == 5222);
+		CHECK(c->listeners[1].starttls_required == 1);
+		CHECK(c->listeners[2].kind == LISTEN_C2S_TLS);
+		CHECK_STR(c->listeners[2].address, "*");
+		CHECK(c->listeners[2].port == 5223);
+		CHECK(c->listeners[2].starttls_required == 0);
+		CHECK(c->listeners[3].kind == LISTEN_C2S);
+		CHECK(c->listeners[3].port == 15222);
+	}
+	CHECK(c->limits.stanza_size == 1048576);
+	CHECK(c->limits.preauth_stanza_size == 20000);
+	CHECK(c->limits.depth == 8);
+	CHECK(c->limits.attributes == 1024);
+	CHECK(c->limits.output_high == 65536);
+	CHECK(c->limits.output_max == 1073741824);
+	CHECK(c->limits.sessions_per_user == 1);
+	CHECK(c->limits.connections_per_ip == 0);
+	CHECK(c->limits.auth_failures_per_ip == 3);
+	CHECK(c->limits.handshake_timeout == 120);
+	CHECK(c->limits.preauth_timeout == 45);
+	CHECK(c->limits.idle_timeout == 7200);
+	CHECK(c->limits.max_connections == 10000);
+	CHECK(c->nhosts == 2);
+	if (c->nhosts == 2) {
+		/* Nameprep lowercases and drops the trailing dot. */
+		CHECK_STR(c->hosts[0].name, "example.org");
+		CHECK_STR(c->hosts[0].certificate, "/etc/ssl/example.crt");
+		CHECK_STR(c->hosts[0].key, "/etc/ssl/example.key");
+		CHECK_STR(c->hosts[1].name, "b\xc3\xbc" "cher.example");
+		CHECK_STR(c->hosts[1].certificate, "b.crt");
+		CHECK(conf_host_find(c, "example.org") == &c->hosts[0]);
+		CHECK(conf_host_find(c, "b\xc3\xbc" "cher.example") ==
+		    &c->hosts[1]);
+	}
+	conf_free(c);
+}
+
+static void
+test_limit_relations(void)
+{
+	struct conf *c;
+
+	/* A smaller stanza-size lowers the implicit preauth default. */
+	c = parse(BASE "limits {\nstanza-size 12000\noutput-max 64K\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->limits.stanza_size == 12000);
+		CHECK(c->limits.preauth_stanza_size == 12000);
+		CHECK(c->limits.output_max == 65536);
+		CHECK(c->limits.output_high == 65536);
+	}
+	conf_free(c);
+	/* Equal is fine. */
+	c = parse(BASE "limits {\nstanza-size 16K\npreauth-stanza-size 16K\n"
+	    "output-buffer 1M\noutput-max 1M\n}\n");
+	CHECK(c != NULL);
+	conf_free(c);
+	/* Range edges. */
+	c = parse(BASE "scram-iterations 4096\nworkers 1\n"
+	    "listen c2s 65535\nlisten c2s 1\nlimits {\n"
+	    "stanza-size 10000\npreauth-stanza-size 1K\nidle-timeout 0\n"
+	    "handshake-timeout 1h\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->limits.idle_timeout == 0);
+		CHECK(c->limits.handshake_timeout == 3600);
+		CHECK(c->nlisteners == 3);
+	}
+	conf_free(c);
+	/* log_level_parse also takes "warning". */
+	c = parse("log-level warning\n" BASE);
+	CHECK(c != NULL && c->log_level == LOG_LVL_WARN);
+	conf_free(c);
+}
+
+static void
+test_example_file(void)
+{
+	struct conf *c = conf_load(EXAMPLE_PATH, err, sizeof(err));
+	struct conf *d;
+
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "example: %s\n", err);
+		return;
+	}
+	/* The example shows the defaults. */
+	CHECK_STR(c->source, EXAMPLE_PATH);
+	CHECK(c->log_level == LOG_LVL_INFO);
+	CHECK(c->log_syslog == 0);
+	CHECK_STR(c->storage, "var/xmppd.db");
+	CHECK(c->storage_sync_full == 1);
+	CHECK_STR(c->control_socket, "var/xmppd.sock");
+	CHECK_STR(c->control_group, NULL);
+	CHECK_STR(c->pidfile, NULL);
+	CHECK_STR(c->user, NULL);
+	CHECK(c->scram_iterations == 4096);
+	CHECK(c->workers == 2);
+	check_limit_defaults(&c->limits);
+	d = parse(conf_default_text);
+	CHECK(d != NULL);
+	if (d != NULL && c->nlisteners == d->nlisteners) {
+		for (size_t i = 0; i < c->nlisteners; i++) {
+			CHECK(c->listeners[i].kind == d->listeners[i].kind);
+			CHECK(c->listeners[i].port == d->listeners[i].port);
+			CHECK_STR(c->listeners[i].address,
+			    d->listeners[i].address);
+			CHECK(c->listeners[i].starttls_required ==
+			    d->listeners[i].starttls_required);
+		}
+	} else
+		CHECK(0);
+	CHECK(c->nhosts == 1 && conf_host_find(c, "localhost") != NULL);
+	conf_free(d);
+	conf_free(c);
+}
+
+static void
+test_load_errors(void)
+{
+	struct conf *c;
+	char small[16];
+
+	c = conf_load("tests/unit/no-such.conf", err, sizeof(err));
+	CHECK(c == NULL);
+	CHECK_STR(err, "tests/unit/no-such.conf: cannot read: "
+	    "No such file or directory");
+	/* Messages are truncated to the buffer, never overrun it. */
+	memset(small, 'x', sizeof(small));
+	c = conf_parse("t.conf", "bogus\n", small, sizeof(small));
+	CHECK(c == NULL);
+	CHECK_STR(small, "t.conf:1: unkno");
+	/* A NULL buffer is allowed. */
+	CHECK(conf_parse("t.conf", "bogus\n", NULL, 0) == NULL);
+}
+
+static void
+test_syntax_errors(void)
+{
+	expect_error("storage \"var/x.db\n" BASE, "t.conf:1: unterminated string");
+	expect_error("storage \"var/x.db\\\"\n" BASE,
+	    "t.conf:1: unterminated string");
+	expect_error(BASE "storage \"a\\nb\"\n",
+	    "t.conf:6: invalid escape '\\n' in string (only \\\" and \\\\ are "
+	    "allowed)");
+	expect_error(BASE "storage \"a\tb\x01\"\n",
+	    "t.conf:6: invalid character 0x01 in string");
+	expect_error(BASE "storage a\x02\n", "t.conf:6: invalid character 0x02");
+	expect_error(BASE "storage \"a\"b\n",
+	    "t.conf:6: missing space after string \"a\"");
+	expect_error(BASE "storage a\"b\"\n",
+	    "t.conf:6: unexpected '\"' after 'a' (quote the whole word)");
+	expect_error(BASE "storage x;\n",
+	    "t.conf:6: unexpected ';' (one statement per line, no separators)");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "}\n}\n", "t.conf:6: '}' without matching '{'");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n",
+	    "t.conf:2: 'host' block is not closed (missing '}')");
+	expect_error(BASE "limits {\n",
+	    "t.conf:6: 'limits' block is not closed (missing '}')");
+	expect_error(BASE "limits {\n}}\n",
+	    "t.conf:7: '}' must be on a line of its own");
+	expect_error(BASE "limits {\ndepth 9 }\n",
+	    "t.conf:7: '}' must be on a line of its own");
+	expect_error(BASE "limits { depth 9\n}\n",
+	    "t.conf:6: unexpected text after '{' (it must end the line)");
+	expect_error(BASE "limits\n{\n}\n",
+	    "t.conf:6: 'limits' needs a block: 'limits {' with '}' on a later "
+	    "line");
+	expect_error(BASE "{\n",
+	    "t.conf:6: '{' must end the line of the statement that opens the "
+	    "block");
+	expect_error("listen c2s 5222\nhost a\n",
+	    "t.conf:2: 'host' needs a block: 'host NAME {' with '}' on a later "
+	    "line");
+	expect_error(BASE "storage x {\n}\n",
+	    "t.conf:6: 'storage' does not take a block");
+	expect_error(BASE "limits {\nlimits {\n}\n}\n",
+	    "t.conf:7: unknown option 'limits' in limits block");
+}
+
+static void
+test_statement_errors(void)
+{
+	expect_error(BASE "stanza-size 1K\n",
+	    "t.conf:6: unknown option 'stanza-size'");
+	expect_error(BASE "limits {\n\tstanza-sise 1K\n}\n",
+	    "t.conf:7: unknown option 'stanza-sise' in limits block");
+	expect_error("listen c2s 5222\nhost a {\ncert c\n}\n",
+	    "t.conf:3: unknown option 'cert' in host block");
+	expect_error(BASE "storage\n", "t.conf:6: missing argument to 'storage'");
+	expect_error(BASE "storage a b\n",
+	    "t.conf:6: unexpected argument 'b' to 'storage'");
+	expect_error(BASE "limits x {\n}\n",
+	    "t.conf:6: unexpected argument 'x' to 'limits'");
+	expect_error(BASE "pidfile \"\"\n", "t.conf:6: empty value for 'pidfile'");
+	expect_error(BASE "log-level loud\n",
+	    "t.conf:6: invalid value 'loud' for 'log-level' (expected error, "
+	    "warn, info or debug)");
+	expect_error(BASE "log file\n",
+	    "t.conf:6: invalid value 'file' for 'log' (expected stderr or "
+	    "syslog)");
+	expect_error(BASE "storage-sync off\n",
+	    "t.conf:6: invalid value 'off' for 'storage-sync' (expected full or "
+	    "normal)");
+	expect_error("storage a\n" BASE "storage b\n",
+	    "t.conf:7: 'storage' given twice (first at line 1)");
+	expect_error(BASE "limits {\n}\nlimits {\n}\n",
+	    "t.conf:8: 'limits' given twice (first at line 6)");
+	expect_error(BASE "limits {\ndepth 9\ndepth 10\n}\n",
+	    "t.conf:8: 'depth' given twice (first at line 7)");
+	expect_error("listen c2s 5222\nhost a {\nkey k\nkey k\n}\n",
+	    "t.conf:4: 'key' given twice (first at line 3)");
+	expect_error("listen c2s 5222\nhost a {\nkey k\n}\n",
+	    "t.conf:2: host 'a' has no 'certificate'");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\n}\n",
+	    "t.conf:2: host 'a' has no 'key'");
+}
+
+static void
+test_number_errors(void)
+{
+	expect_error(BASE "workers -1\n",
+	    "t.conf:6: invalid number '-1' for 'workers'");
+	expect_error(BASE "workers +1\n",
+	    "t.conf:6: invalid number '+1' for 'workers'");
+	expect_error(BASE "workers 0x10\n",
+	    "t.conf:6: invalid number '0x10' for 'workers'");
+	expect_error(BASE "workers \"\"\n",
+	    "t.conf:6: invalid number '' for 'workers'");
+	expect_error(BASE "workers 65\n",
+	    "t.conf:6: 'workers' out of range: 65 (allowed 1..64)");
+	expect_error(BASE "workers 0\n",
+	    "t.conf:6: 'workers' out of range: 0 (allowed 1..64)");
+	expect_error(BASE "workers 4294967298\n",
+	    "t.conf:6: 'workers' out of range: 4294967298 (allowed 1..64)");
+	expect_error(BASE "scram-iterations 99999999999999999999999\n",
+	    "t.conf:6: 'scram-iterations' out of range: 99999999999999999999999 "
+	    "(allowed 4096..1000000)");
+	expect_error(BASE "scram-iterations 4095\n",
+	    "t.conf:6: 'scram-iterations' out of range: 4095 (allowed "
+	    "4096..1000000)");
+	expect_error(BASE "limits {\nstanza-size 12X\n}\n",
+	    "t.conf:7: invalid size '12X' for 'stanza-size' (bytes, or a number "
+	    "with suffix K or M)");
+	expect_error(BASE "limits {\nstanza-size 12k\n}\n",
+	    "t.conf:7: invalid size '12k' for 'stanza-size' (bytes, or a number "
+	    "with suffix K or M)");
+	expect_error(BASE "limits {\nstanza-size K\n}\n",
+	    "t.conf:7: invalid size 'K' for 'stanza-size' (bytes, or a number "
+	    "with suffix K or M)");
+	expect_error(BASE "limits {\nstanza-size 17M\n}\n",
+	    "t.conf:7: 'stanza-size' out of range: 17M (allowed 10000..16777216 "
+	    "bytes)");
+	expect_error(BASE "limits {\noutput-max 18014398509481984M\n}\n",
+	    "t.conf:7: 'output-max' out of range: 18014398509481984M (allowed "
+	    "4096..1073741824 bytes)");
+	expect_error(BASE "limits {\nidle-timeout 5d\n}\n",
+	    "t.conf:7: invalid duration '5d' for 'idle-timeout' (seconds, or a "
+	    "number with suffix s, m or h)");
+	expect_error(BASE "limits {\nidle-timeout 1.5h\n}\n",
+	    "t.conf:7: invalid duration '1.5h' for 'idle-timeout' (seconds, or "
+	    "a number with suffix s, m or h)");
+	expect_error(BASE "limits {\nhandshake-timeout 61m\n}\n",
+	    "t.conf:7: 'handshake-timeout' out of range: 61m (allowed 1..3600 "
+	    "seconds)");
+	expect_prefix(BASE "limits {\ndepth 7\n}\n",
+	    "t.conf:7: 'depth' out of range: 7");
+	expect_prefix(BASE "limits {\nattributes 2000\n}\n",
+	    "t.conf:7: 'attributes' out of range: 2000");
+	expect_prefix(BASE "limits {\nsessions-per-user 0\n}\n",
+	    "t.conf:7: 'sessions-per-user' out of range: 0");
+	expect_prefix(BASE "limits {\nauth-failures-per-ip 0\n}\n",
+	    "t.conf:7: 'auth-failures-per-ip' out of range: 0");
+	expect_prefix(BASE "limits {\npreauth-timeout 0\n}\n",
+	    "t.conf:7: 'preauth-timeout' out of range: 0");
+	expect_prefix(BASE "limits {\nidle-timeout 8d\n}\n",
+	    "t.conf:7: invalid duration '8d'");
+	expect_prefix(BASE "limits {\nconnections-per-ip 1000001\n}\n",
+	    "t.conf:7: 'connections-per-ip' out of range: 1000001");
+	expect_prefix(BASE "limits {\nmax-connections 4294967296\n}\n",
+	    "t.conf:7: 'max-connections' out of range: 4294967296");
+	expect_prefix(BASE "limits {\npreauth-stanza-size 1023\n}\n",
+	    "t.conf:7: 'preauth-stanza-size' out of range: 1023");
+	expect_prefix(BASE "limits {\noutput-buffer 4095\n}\n",
+	    "t.conf:7: 'output-buffer' out of range: 4095");
+	/* Relations between limits are checked where the smaller one is. */
+	expect_error(BASE "limits {\npreauth-stanza-size 64K\n"
+	    "stanza-size 32K\n}\n",
+	    "t.conf:7: preauth-stanza-size (65536) is larger than stanza-size "
+	    "(32768)");
+	expect_error(BASE "limits {\noutput-max 128K\noutput-buffer 129K\n}\n",
+	    "t.conf:8: output-buffer (132096) is larger than output-max "
+	    "(131072)");
+	expect_error(BASE "limits {\noutput-buffer 8M\n}\n",
+	    "t.conf:7: output-buffer (8388608) is larger than output-max "
+	    "(4194304)");
+}
+
+static void
+test_listen_errors(void)
+{
+	const char *hosts = "host a {\ncertificate c\nkey k\n}\n";
+	char text[256];
+
+#define LISTEN_ERROR(lines, want)                                          \
+	do {                                                               \
+		snprintf(text, sizeof(text), "%s%s", hosts, lines);        \
+		expect_error(text, want);                                  \
+	} while (0)
+
+	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
+	    "(listen c2s|c2s-tls PORT)");
+	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
+	    "'s2s' (expected c2s or c2s-tls)");
+	LISTEN_ERROR("listen c2s 0\n",
+	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
+	LISTEN_ERROR("listen c2s 65536\n",
+	    "t.conf:5: listen port out of range: 65536 (allowed 1..65535)");
+	LISTEN_ERROR("listen c2s http\n",
+	    "t.conf:5: invalid number 'http' for listen port");
+	LISTEN_ERROR("listen c2s 5222 address\n",
+	    "t.conf:5: missing value for 'address'");
+	LISTEN_ERROR("listen c2s 5222 address localhost\n",
+	    "t.conf:5: invalid address 'localhost' (expected a numeric IPv4 or "
+	    "IPv6 address or *)");
+	LISTEN_ERROR("listen c2s 5222 address [::1]\n",
+	    "t.conf:5: invalid address '[::1]' (expected a numeric IPv4 or IPv6 "
+	    "address or *)");
+	LISTEN_ERROR("listen c2s 5222 address 1.2.3.4 address 1.2.3.5\n",
+	    "t.conf:5: 'address' given twice");
+	LISTEN_ERROR("listen c2s-tls 5223 starttls required\n",
+	    "t.conf:5: 'starttls' applies only to c2s listeners");
+	LISTEN_ERROR("listen c2s 5222 starttls maybe\n",
+	    "t.conf:5: invalid value 'maybe' for 'starttls' (expected required "
+	    "or optional)");
+	LISTEN_ERROR("listen c2s 5222 tls on\n", "t.conf:5: unknown listen "
+	    "option 'tls' (expected address or starttls)");
+	LISTEN_ERROR("listen c2s 5222\nlisten c2s-tls 5222\n",
+	    "t.conf:6: duplicate listener on *:5222 (first at line 5)");
+	LISTEN_ERROR("listen c2s 5222 address ::1\n"
+	    "listen c2s 5222 address 0::1\n",
+	    "t.conf:6: duplicate listener on [::1]:5222 (first at line 5)");
+	LISTEN_ERROR("listen c2s 5222 address 10.0.0.1\n"
+	    "listen c2s 5222 address 10.0.0.1\n",
+	    "t.conf:6: duplicate listener on 10.0.0.1:5222 (first at line 5)");
+	LISTEN_ERROR("listen c2s 5222 address 10.0.0.1\nlisten c2s 5222\n",
+	    "t.conf:6: listener on *:5222 overlaps 10.0.0.1:5222 at line 5");
+#undef LISTEN_ERROR
+}
+
+static void
+test_host_errors(void)
+{
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n}\n"
+	    "host A. {\ncertificate c\nkey k\n}\n",
+	    "t.conf:6: duplicate host 'a' (first at line 2)");
+	expect_error("listen c2s 5222\nhost \"a b\" {\n}\n",
+	    "t.conf:2: invalid host name 'a b'");
+	expect_error("listen c2s 5222\nhost user@a {\n}\n",
+	    "t.conf:2: invalid host name 'user@a'");
+	expect_error("listen c2s 5222\nhost \"\" {\n}\n",
+	    "t.conf:2: invalid host name ''");
+	expect_error("listen c2s 5222\nhost {\n}\n",
+	    "t.conf:2: missing argument to 'host'");
+	expect_error("listen c2s 5222\nhost a b {\n}\n",
+	    "t.conf:2: unexpected argument 'b' to 'host'");
+}
+
+static void
+test_missing_sections(void)
+{
+	expect_error("listen c2s 5222\n# no host\n",
+	    "t.conf:2: no host configured (add a 'host NAME {' block)");
+	expect_error("host a {\ncertificate c\nkey k\n}",
+	    "t.conf:4: no listener configured (add e.g. 'listen c2s 5222')");
+	expect_prefix("", "t.conf:1: no host configured");
+	expect_prefix("\n\n\n", "t.conf:3: no host configured");
+}
+
+int
+main(void)
+{
+	test_default_text();
+	test_minimal_defaults();
+	test_every_option();
+	test_limit_relations();
+	test_example_file();
+	test_load_errors();
+	test_syntax_errors();
+	test_statement_errors();
+	test_number_errors();
+	test_listen_errors();
+	test_host_errors();
+	test_missing_sections();
+	return UNIT_DONE("conf");
+}
