@@ -260,7 +260,12 @@ send_features(struct c2s *c)
 	struct arena *a = arena_new(1024);
 	struct xel *f = xel_new(a, "features", NS_STREAMS);
 
-	if (!c->tls) {
+	if (c->authed) {
+		xel_add(f, "bind", NS_BIND);
+		/* The RFC 3921 session is a no-op kept for old clients,
+		 * announced optional (draft-cridland-xmpp-session-01). */
+		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
+	} else if (!c->tls) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
 		if (c->conn->starttls_required)
@@ -271,16 +276,11 @@ send_features(struct c2s *c)
 			channel_binding(c, &cb);
 			sasl_advertise(f, 0, &cb);
 		}
-	} else if (!c->authed) {
+	} else {
 		struct sasl_cb cb;
 
 		channel_binding(c, &cb);
 		sasl_advertise(f, 1, &cb);
-	} else {
-		xel_add(f, "bind", NS_BIND);
-		/* The RFC 3921 session is a no-op kept for old clients,
-		 * announced optional (draft-cridland-xmpp-session-01). */
-		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
 	}
 	c2s_send(c, f);
 	arena_free(a);

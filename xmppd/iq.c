@@ -60,7 +60,10 @@ handle_session(struct session *from, struct xel *iq, enum iq_target target)
 {
 	const char *type = xel_attr(iq, "type");
 
-	if (target != IQ_TO_SERVER || type == NULL || strcmp(type, "set") != 0)
+	/* Sent to the server or, without 'to', to the account (RFC 6120
+	 * §10.3.3): both mean the server here. */
+	if (type == NULL || strcmp(type, "set") != 0 ||
+	    (target == IQ_TO_BARE && xel_attr(iq, "to") != NULL))
 		return HOOK_PASS;
 	reply(from, stanza_iq_result(iq));
 	return HOOK_HANDLED;
