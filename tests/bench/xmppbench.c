@@ -1,0 +1,1778 @@
+/*
+ * xmppbench: a single-process XMPP client load generator (libev, OpenSSL,
+ * expat) that measures full logins per second with their latency, and
+ * holds many idle authenticated TLS sessions so the server's memory per
+ * session can be read.  See tests/bench/README.md.
+ *
+ * A login is: TCP connect, stream open, STARTTLS (or direct TLS, XEP-0368),
+ * TLS handshake, stream restart, SASL SCRAM-SHA-256 (RFC 5802, RFC 7677),
+ * stream restart, resource binding (RFC 6120 §7).  Login mode then closes
+ * with </stream:stream>; idle mode sends initial presence and keeps the
+ * session open with no parser and released TLS buffers.
+ */
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <expat.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+
+#include "buf.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define NS_STREAM "http://etherx.jabber.org/streams"
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_CLIENT "jabber:client"
+
+#define HASH_LEN 32             /* SHA-256 */
+#define NONCE_LEN 24
+#define TEXT_MAX 4096           /* longest SASL payload we accept */
+#define CLOSE_GRACE 5.0         /* s to wait for the server's close */
+#define LOGIN_TIMEOUT 30.0      /* s for one login before it fails */
+#define SWEEP_INTERVAL 0.5
+#define PORTS_PER_SOURCE 25000  /* ephemeral ports used per source address */
+
+enum bench_mode { MODE_LOGIN, MODE_IDLE };
+enum tls_mode { TLS_STARTTLS, TLS_DIRECT };
+
+enum conn_state {
+	CS_CONNECTING,
+	CS_HANDSHAKE,           /* TLS handshake in progress */
+	CS_NEGOTIATING,         /* stream features, SASL, bind */
+	CS_IDLE,                /* logged in, parser freed, draining */
+	CS_CLOSING,             /* sent </stream:stream>, awaiting close */
+};
+
+/* What the connection waits for while negotiating. */
+enum conn_step {
+	STEP_FEATURES,          /* stream features (which ones: see flags) */
+	STEP_PROCEED,
+	STEP_CHALLENGE,
+	STEP_SUCCESS,
+	STEP_BIND,
+};
+
+/* The top-level (depth 2) element being parsed. */
+enum top_elem {
+	TOP_NONE,
+	TOP_FEATURES,
+	TOP_PROCEED,
+	TOP_TLS_FAILURE,
+	TOP_CHALLENGE,
+	TOP_SUCCESS,
+	TOP_SASL_FAILURE,
+	TOP_IQ,
+	TOP_STREAM_ERROR,
+	TOP_OTHER,
+};
+
+/* Actions a parser callback leaves for conn_io to carry out. */
+enum conn_pending {
+	PENDING_NONE,
+	PENDING_TLS,            /* <proceed/>: start the TLS handshake */
+	PENDING_RESTART,        /* <success/>: new parser, new stream header */
+	PENDING_CLOSED,         /* server closed the stream */
+	PENDING_FAIL,
+};
+
+/* Failure reasons, counted and printed in the summary. */
+enum fail_reason {
+	FAIL_CONNECT,
+	FAIL_TLS,
+	FAIL_IO,
+	FAIL_EOF,
+	FAIL_XML,
+	FAIL_PROTOCOL,
+	FAIL_NO_STARTTLS,
+	FAIL_NO_SCRAM,
+	FAIL_AUTH,
+	FAIL_SERVER_SIG,
+	FAIL_BIND,
+	FAIL_STREAM_ERROR,
+	FAIL_TIMEOUT,
+	FAIL_ABORTED,
+	FAIL_COUNT
+};
+
+static const char *const fail_names[FAIL_COUNT] = {
+	"connect", "tls", "io", "eof", "xml", "protocol", "no-starttls",
+	"no-scram-sha-256", "auth", "server-signature", "bind",
+	"stream-error", "timeout", "aborted",
+};
+
+/* One client connection; freed as soon as it ends. */
+struct conn {
+	ev_io io;
+	int fd;
+	unsigned id;            /* index into bench.conns */
+	unsigned user;
+	enum conn_state state;
+	enum conn_step step;
+	enum conn_pending pending;
+	enum fail_reason fail;
+	SSL *ssl;               /* NULL before TLS */
+	XML_Parser parser;      /* NULL when idle */
+	struct buf out;         /* bytes not yet written */
+	struct buf text;        /* character data of the current element */
+	unsigned depth;
+	enum top_elem top;
+	int has_starttls, has_scram, has_bind, in_mechanism;
+	int iq_result;          /* current iq is type='result' id='bind' */
+	int tls_up, authed;
+	int logged_in;          /* bind result seen */
+	int in_flight;          /* holds one of the -c login slots */
+	char cnonce[NONCE_LEN + 1];
+	unsigned char server_sig[HASH_LEN];
+	double t_start;         /* monotonic, login start */
+	double deadline;        /* monotonic */
+	int events;             /* currently watched */
+};
+
+/* Cached SCRAM keys of one user, derived once with PBKDF2. */
+struct user_key {
+	unsigned char salt[64];
+	size_t saltlen;
+	unsigned iterations;
+	unsigned char client_key[HASH_LEN];
+	unsigned char server_key[HASH_LEN];
+	int valid;
+};
+
+struct bench_opts {
+	enum bench_mode mode;
+	unsigned n;
+	unsigned concurrency;
+	const char *host;
+	int port;
+	enum tls_mode tls;
+	const char *domain;
+	const char *user_prefix;
+	unsigned users;         /* distinct users; user index = (first+i)%users */
+	unsigned first_user;
+	const char *password;   /* shared; NULL: "pw<index>" */
+	unsigned sources;
+	double timeout;         /* -T, whole run */
+	double hold;            /* -t, idle: seconds to hold after settle */
+	int hold_given;
+	double settle;          /* idle: seconds before measuring RSS */
+	pid_t server_pid;
+	const char *csv;
+	const char *label;
+	const char *key_cache;
+	int verbose;
+};
+
+static struct bench {
+	struct bench_opts o;
+	struct ev_loop *loop;
+	SSL_CTX *ssl_ctx;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct conn **conns;
+	struct user_key **keys;
+	double *latencies;      /* ms, one per completed login */
+	unsigned started, logged_in, failed, finished, active, live;
+	unsigned unclean_closes, dropped;
+	unsigned fail_counts[FAIL_COUNT];
+	unsigned fail_logged;
+	unsigned keys_derived;
+	double derive_seconds;
+	double t0, t_up;        /* run start; all sessions up (idle) */
+	int all_up, closing, timed_out, stopping;
+	long rss_before, rss_after, self_rss;   /* KiB, -1 unknown */
+	ev_timer sweep, overall, settle, hold;
+	ev_signal sigint, sigterm;
+	ev_io stdin_watcher;
+} B;
+
+static void conn_io(struct ev_loop *, ev_io *, int);
+static void conn_finish(struct conn *, int ok);
+static void start_more(void);
+static void begin_close_all(void);
+static void check_done(void);
+static void conn_logged_in(struct conn *);
+
+static double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* VmRSS in KiB of pid (0: ourselves), -1 if unreadable. */
+static long
+read_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	FILE *f;
+	long kib = -1;
+
+	if (pid > 0)
+		snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/status");
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			kib = strtol(line + 6, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kib;
+}
+
+/* ---- SCRAM-SHA-256 client side (RFC 5802 §3), OpenSSL only ---- */
+
+static void
+hmac256(const unsigned char *key, size_t keylen, const void *msg,
+    size_t msglen, unsigned char *out)
+{
+	unsigned int outlen = HASH_LEN;
+
+	HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &outlen);
+}
+
+static char *
+b64_encode(const unsigned char *in, size_t n)
+{
+	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+
+	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+	return out;
+}
+
+/* Decode strict base64 into out (room for len/4*3); -1 if invalid. */
+static long
+b64_decode(const char *in, size_t len, unsigned char *out)
+{
+	size_t pad = 0;
+	int n;
+
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	if (in[len - 1] == '=')
+		pad++;
+	if (len > 1 && in[len - 2] == '=')
+		pad++;
+	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	if (n < 0)
+		return -1;
+	return n - (long)pad;
+}
+
+static void
+user_password(unsigned user, char *out, size_t outlen)
+{
+	if (B.o.password)
+		snprintf(out, outlen, "%s", B.o.password);
+	else
+		snprintf(out, outlen, "pw%u", user);
+}
+
+/*
+ * The keys of user for this salt and iteration count, derived on first use
+ * (PBKDF2 blocks the loop for a millisecond or so: the time is reported,
+ * and --key-cache keeps keys across runs).
+ */
+static const struct user_key *
+user_key_get(unsigned user, const unsigned char *salt, size_t saltlen,
+    unsigned iterations)
+{
+	struct user_key *k = B.keys[user];
+	unsigned char salted[HASH_LEN];
+	char pw[256];
+	double t;
+
+	if (k == NULL)
+		k = B.keys[user] = xcalloc(1, sizeof(*k));
+	if (k->valid && k->saltlen == saltlen && k->iterations == iterations &&
+	    memcmp(k->salt, salt, saltlen) == 0)
+		return k;
+	if (saltlen > sizeof(k->salt))
+		return NULL;
+	t = now_mono();
+	user_password(user, pw, sizeof(pw));
+	if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)saltlen,
+	    (int)iterations, EVP_sha256(), HASH_LEN, salted) != 1)
+		return NULL;
+	hmac256(salted, HASH_LEN, "Client Key", 10, k->client_key);
+	hmac256(salted, HASH_LEN, "Server Key", 10, k->server_key);
+	memcpy(k->salt, salt, saltlen);
+	k->saltlen = saltlen;
+	k->iterations = iterations;
+	k->valid = 1;
+	OPENSSL_cleanse(salted, sizeof(salted));
+	B.keys_derived++;
+	B.derive_seconds += now_mono() - t;
+	return k;
+}
+
+static void
+hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hex_decode(const char *in, unsigned char *out, size_t maxlen, size_t *len)
+{
+	size_t n = strlen(in);
+
+	if (n % 2 != 0 || n / 2 > maxlen)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(in + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (unsigned char)v;
+	}
+	*len = n / 2;
+	return 0;
+}
+
+/*
+ * Key cache file: one line per user, "USER SALTHEX ITERATIONS CLIENTKEYHEX
+ * SERVERKEYHEX", where USER is the full localpart.  Lines for other
+ * prefixes or indexes out of range are ignored.
+ */
+static void
+key_cache_load(const char *path)
+{
+	char line[1024], name[256], salthex[160], ckhex[80], skhex[80];
+	size_t plen = strlen(B.o.user_prefix), len;
+	unsigned iterations, loaded = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		struct user_key k;
+		char *end;
+		unsigned long idx;
+
+		memset(&k, 0, sizeof(k));
+		if (sscanf(line, "%255s %159s %u %79s %79s", name, salthex,
+		    &iterations, ckhex, skhex) != 5)
+			continue;
+		if (strncmp(name, B.o.user_prefix, plen) != 0)
+			continue;
+		errno = 0;
+		idx = strtoul(name + plen, &end, 10);
+		if (errno || *end != '\0' || end == name + plen ||
+		    idx >= B.o.users)
+			continue;
+		if (hex_decode(salthex, k.salt, sizeof(k.salt),
+		    &k.saltlen) == -1 ||
+		    hex_decode(ckhex, k.client_key, HASH_LEN, &len) == -1 ||
+		    len != HASH_LEN ||
+		    hex_decode(skhex, k.server_key, HASH_LEN, &len) == -1 ||
+		    len != HASH_LEN)
+			continue;
+		k.iterations = iterations;
+		k.valid = 1;
+		if (B.keys[idx] == NULL)
+			B.keys[idx] = xmalloc(sizeof(k));
+		*B.keys[idx] = k;
+		loaded++;
+	}
+	fclose(f);
+	log_info("loaded %u cached keys from %s", loaded, path);
+}
+
+static void
+key_cache_save(const char *path)
+{
+	char tmp[PATH_MAX], salthex[160], ckhex[80], skhex[80];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "w")) == NULL) {
+		log_warn("cannot write key cache %s", tmp);
+		return;
+	}
+	for (unsigned i = 0; i < B.o.users; i++) {
+		const struct user_key *k = B.keys[i];
+
+		if (k == NULL || !k->valid)
+			continue;
+		hex_encode(k->salt, k->saltlen, salthex);
+		hex_encode(k->client_key, HASH_LEN, ckhex);
+		hex_encode(k->server_key, HASH_LEN, skhex);
+		fprintf(f, "%s%u %s %u %s %s\n", B.o.user_prefix, i, salthex,
+		    k->iterations, ckhex, skhex);
+	}
+	if (fclose(f) != 0 || rename(tmp, path) == -1)
+		log_warn("cannot write key cache %s", path);
+}
+
+/* ---- connection output ---- */
+
+static void
+conn_set_events(struct conn *c, int events)
+{
+	if (c->events == events)
+		return;
+	ev_io_stop(B.loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	ev_io_start(B.loop, &c->io);
+	c->events = events;
+}
+
+/* Mark c failed; the caller (or conn_io after the parser returns) ends it. */
+static void
+conn_fail(struct conn *c, enum fail_reason why, const char *detail)
+{
+	if (c->pending == PENDING_FAIL)
+		return;
+	c->pending = PENDING_FAIL;
+	c->fail = why;
+	if (B.fail_logged < 5 || B.o.verbose) {
+		B.fail_logged++;
+		log_warnx("conn %u (%s%u): %s%s%s", c->id, B.o.user_prefix,
+		    c->user, fail_names[why], detail ? ": " : "",
+		    detail ? detail : "");
+	}
+	if (c->parser)
+		XML_StopParser(c->parser, XML_FALSE);
+}
+
+/* Write what can be written; 0, or -1 on a fatal error (c failed). */
+static int
+conn_flush(struct conn *c)
+{
+	while (buf_avail(&c->out) > 0) {
+		ssize_t n;
+
+		if (c->ssl) {
+			int r = SSL_write(c->ssl, buf_head(&c->out),
+			    (int)buf_avail(&c->out));
+
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+
+				if (e == SSL_ERROR_WANT_WRITE ||
+				    e == SSL_ERROR_WANT_READ)
+					break;
+				ERR_clear_error();
+				conn_fail(c, FAIL_IO, "SSL_write");
+				return -1;
+			}
+			n = r;
+		} else {
+			n = send(c->fd, buf_head(&c->out), buf_avail(&c->out),
+			    MSG_NOSIGNAL);
+			if (n == -1) {
+				if (errno == EAGAIN || errno == EINTR)
+					break;
+				conn_fail(c, FAIL_IO, strerror(errno));
+				return -1;
+			}
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	if (buf_avail(&c->out) == 0)
+		buf_free(&c->out);
+	return 0;
+}
+
+static void
+conn_send(struct conn *c, const char *s)
+{
+	if (B.o.verbose > 1)
+		log_debug("conn %u send: %s", c->id, s);
+	buf_adds(&c->out, s);
+}
+
+/* ---- XML: a tiny incremental parser per stream ---- */
+
+/* Split expat's "uri local" name; returns local, sets *ns (not copied). */
+static const char *
+xml_split(const char *name, const char **ns, size_t *nslen)
+{
+	const char *sp = strchr(name, ' ');
+
+	if (sp == NULL) {
+		*ns = "";
+		*nslen = 0;
+		return name;
+	}
+	*ns = name;
+	*nslen = (size_t)(sp - name);
+	return sp + 1;
+}
+
+static int
+xml_is(const char *name, const char *ns, const char *local)
+{
+	const char *n, *l;
+	size_t nlen;
+
+	l = xml_split(name, &n, &nlen);
+	return strlen(ns) == nlen && memcmp(n, ns, nlen) == 0 &&
+	    strcmp(l, local) == 0;
+}
+
+static const char *
+xml_attr(const char **attrs, const char *name)
+{
+	for (size_t i = 0; attrs[i] != NULL; i += 2)
+		if (strcmp(attrs[i], name) == 0)
+			return attrs[i + 1];
+	return NULL;
+}
+
+static enum top_elem
+classify_top(const char *name)
+{
+	if (xml_is(name, NS_STREAM, "features"))
+		return TOP_FEATURES;
+	if (xml_is(name, NS_STREAM, "error"))
+		return TOP_STREAM_ERROR;
+	if (xml_is(name, NS_TLS, "proceed"))
+		return TOP_PROCEED;
+	if (xml_is(name, NS_TLS, "failure"))
+		return TOP_TLS_FAILURE;
+	if (xml_is(name, NS_SASL, "challenge"))
+		return TOP_CHALLENGE;
+	if (xml_is(name, NS_SASL, "success"))
+		return TOP_SUCCESS;
+	if (xml_is(name, NS_SASL, "failure"))
+		return TOP_SASL_FAILURE;
+	if (xml_is(name, NS_CLIENT, "iq"))
+		return TOP_IQ;
+	return TOP_OTHER;
+}
+
+static void XMLCALL
+xml_start(void *ud, const char *name, const char **attrs)
+{
+	struct conn *c = ud;
+
+	c->depth++;
+	if (c->depth == 1) {
+		if (!xml_is(name, NS_STREAM, "stream"))
+			conn_fail(c, FAIL_PROTOCOL, "not a stream");
+		return;
+	}
+	if (c->depth == 2) {
+		const char *type, *id;
+
+		c->top = classify_top(name);
+		buf_reset(&c->text);
+		c->has_starttls = c->has_scram = c->has_bind = 0;
+		if (c->top == TOP_IQ) {
+			type = xml_attr(attrs, "type");
+			id = xml_attr(attrs, "id");
+			c->iq_result = type && id && strcmp(id, "bind") == 0 &&
+			    strcmp(type, "result") == 0;
+		}
+		return;
+	}
+	if (c->top != TOP_FEATURES)
+		return;
+	if (c->depth == 3) {
+		if (xml_is(name, NS_TLS, "starttls"))
+			c->has_starttls = 1;
+		else if (xml_is(name, NS_BIND, "bind"))
+			c->has_bind = 1;
+	} else if (c->depth == 4 && xml_is(name, NS_SASL, "mechanism")) {
+		c->in_mechanism = 1;
+		buf_reset(&c->text);
+	}
+}
+
+static void XMLCALL
+xml_text(void *ud, const char *s, int len)
+{
+	struct conn *c = ud;
+
+	if ((c->depth == 2 && (c->top == TOP_CHALLENGE ||
+	    c->top == TOP_SUCCESS)) || c->in_mechanism) {
+		if (c->text.len + (size_t)len > TEXT_MAX) {
+			conn_fail(c, FAIL_PROTOCOL, "SASL data too long");
+			return;
+		}
+		buf_add(&c->text, s, (size_t)len);
+	}
+}
+
+static void handle_top(struct conn *c);
+
+static void XMLCALL
+xml_end(void *ud, const char *name)
+{
+	struct conn *c = ud;
+
+	if (c->depth == 4 && c->in_mechanism) {
+		c->in_mechanism = 0;
+		if (c->text.len > 0 && strcmp(c->text.data,
+		    "SCRAM-SHA-256") == 0)
+			c->has_scram = 1;
+		buf_reset(&c->text);
+	} else if (c->depth == 2) {
+		handle_top(c);
+		c->top = TOP_NONE;
+		buf_reset(&c->text);
+	} else if (c->depth == 1) {
+		c->pending = c->pending == PENDING_FAIL ? PENDING_FAIL :
+		    PENDING_CLOSED;
+		XML_StopParser(c->parser, XML_FALSE);
+	}
+	c->depth--;
+}
+
+static void
+parser_free(struct conn *c)
+{
+	if (c->parser) {
+		XML_ParserFree(c->parser);
+		c->parser = NULL;
+	}
+	buf_free(&c->text);
+	c->depth = 0;
+	c->top = TOP_NONE;
+	c->in_mechanism = 0;
+}
+
+/* Open a new stream: fresh parser, stream header (RFC 6120 §4.2). */
+static void
+stream_open(struct conn *c)
+{
+	char hdr[512];
+
+	parser_free(c);
+	c->parser = XML_ParserCreateNS(NULL, ' ');
+	XML_SetUserData(c->parser, c);
+	XML_SetElementHandler(c->parser, xml_start, xml_end);
+	XML_SetCharacterDataHandler(c->parser, xml_text);
+	snprintf(hdr, sizeof(hdr),
+	    "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT "' "
+	    "xmlns:stream='" NS_STREAM "' to='%s' version='1.0'>",
+	    B.o.domain);
+	conn_send(c, hdr);
+	c->state = CS_NEGOTIATING;
+	c->step = STEP_FEATURES;
+}
+
+/* ---- negotiation steps, run from the parser's end-of-stanza ---- */
+
+static void
+send_auth(struct conn *c)
+{
+	unsigned char rnd[NONCE_LEN * 3 / 4];
+	char first[512], xml[1024], *b64;
+
+	RAND_bytes(rnd, sizeof(rnd));
+	EVP_EncodeBlock((unsigned char *)c->cnonce, rnd, sizeof(rnd));
+	snprintf(first, sizeof(first), "n,,n=%s%u,r=%s", B.o.user_prefix,
+	    c->user, c->cnonce);
+	b64 = b64_encode((unsigned char *)first, strlen(first));
+	snprintf(xml, sizeof(xml), "<auth xmlns='" NS_SASL
+	    "' mechanism='SCRAM-SHA-256'>%s</auth>", b64);
+	free(b64);
+	conn_send(c, xml);
+	c->step = STEP_CHALLENGE;
+}
+
+/* Parse server-first-message "r=..,s=..,i=.." (RFC 5802 §7). */
+static int
+parse_server_first(char *msg, char **nonce, char **salt, unsigned *iter)
+{
+	char *save = NULL, *tok, *end;
+
+	*nonce = *salt = NULL;
+	*iter = 0;
+	for (tok = strtok_r(msg, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "r=", 2) == 0)
+			*nonce = tok + 2;
+		else if (strncmp(tok, "s=", 2) == 0)
+			*salt = tok + 2;
+		else if (strncmp(tok, "i=", 2) == 0) {
+			unsigned long v = strtoul(tok + 2, &end, 10);
+
+			if (*end != '\0' || v == 0 || v > 100000000)
+				return -1;
+			*iter = (unsigned)v;
+		} else if (strncmp(tok, "m=", 2) == 0)
+			return -1;
+	}
+	return *nonce && *salt && *iter ? 0 : -1;
+}
+
+static void
+handle_challenge(struct conn *c)
+{
+	unsigned char sfirst[TEXT_MAX], salt[TEXT_MAX];
+	unsigned char stored[HASH_LEN], sig[HASH_LEN], proof[HASH_LEN];
+	char parsebuf[TEXT_MAX], final[1024], authmsg[2 * TEXT_MAX], *b64;
+	char *nonce, *salt64, xml[1536];
+	const struct user_key *k;
+	unsigned iter;
+	long len, saltlen;
+
+	len = b64_decode(c->text.data ? c->text.data : "", c->text.len,
+	    sfirst);
+	if (len <= 0 || len >= (long)sizeof(parsebuf) - 1) {
+		conn_fail(c, FAIL_PROTOCOL, "bad challenge encoding");
+		return;
+	}
+	sfirst[len] = '\0';
+	memcpy(parsebuf, sfirst, (size_t)len + 1);
+	if (parse_server_first(parsebuf, &nonce, &salt64, &iter) == -1 ||
+	    strncmp(nonce, c->cnonce, NONCE_LEN) != 0 ||
+	    strlen(nonce) <= NONCE_LEN || strlen(nonce) > 256) {
+		conn_fail(c, FAIL_PROTOCOL, "bad server-first-message");
+		return;
+	}
+	saltlen = b64_decode(salt64, strlen(salt64), salt);
+	if (saltlen <= 0) {
+		conn_fail(c, FAIL_PROTOCOL, "bad salt");
+		return;
+	}
+	k = user_key_get(c->user, salt, (size_t)saltlen, iter);
+	if (k == NULL) {
+		conn_fail(c, FAIL_PROTOCOL, "cannot derive keys");
+		return;
+	}
+	/* client-final-message-without-proof; c=biws is base64("n,,"). */
+	if (snprintf(final, sizeof(final), "c=biws,r=%s", nonce) >=
+	    (int)sizeof(final) ||
+	    snprintf(authmsg, sizeof(authmsg), "n=%s%u,r=%s,%s,%s",
+	    B.o.user_prefix, c->user, c->cnonce, (char *)sfirst, final) >=
+	    (int)sizeof(authmsg)) {
+		conn_fail(c, FAIL_PROTOCOL, "server-first-message too long");
+		return;
+	}
+	SHA256(k->client_key, HASH_LEN, stored);
+	hmac256(stored, HASH_LEN, authmsg, strlen(authmsg), sig);
+	for (size_t i = 0; i < HASH_LEN; i++)
+		proof[i] = k->client_key[i] ^ sig[i];
+	hmac256(k->server_key, HASH_LEN, authmsg, strlen(authmsg),
+	    c->server_sig);
+	b64 = b64_encode(proof, HASH_LEN);
+	snprintf(final + strlen(final), sizeof(final) - strlen(final),
+	    ",p=%s", b64);
+	free(b64);
+	b64 = b64_encode((unsigned char *)final, strlen(final));
+	snprintf(xml, sizeof(xml), "<response xmlns='" NS_SASL "'>%s</response>",
+	    b64);
+	free(b64);
+	conn_send(c, xml);
+	c->step = STEP_SUCCESS;
+}
+
+static void
+handle_success(struct conn *c)
+{
+	unsigned char data[TEXT_MAX], sig[48];
+	long len, siglen;
+
+	len = b64_decode(c->text.data ? c->text.data : "", c->text.len, data);
+	if (len <= 2 || memcmp(data, "v=", 2) != 0) {
+		conn_fail(c, FAIL_SERVER_SIG, "no verifier in success");
+		return;
+	}
+	data[len] = '\0';
+	{
+		char *end = strchr((char *)data, ',');
+		size_t vlen = end ? (size_t)(end - (char *)data) - 2 :
+		    (size_t)len - 2;
+
+		siglen = vlen <= 48 ? b64_decode((char *)data + 2, vlen, sig) :
+		    -1;
+	}
+	if (siglen != HASH_LEN || CRYPTO_memcmp(sig, c->server_sig,
+	    HASH_LEN) != 0) {
+		conn_fail(c, FAIL_SERVER_SIG, NULL);
+		return;
+	}
+	c->authed = 1;
+	c->pending = PENDING_RESTART;
+	XML_StopParser(c->parser, XML_FALSE);
+}
+
+static void
+handle_features(struct conn *c)
+{
+	char xml[512];
+
+	if (!c->tls_up) {
+		if (!c->has_starttls) {
+			conn_fail(c, FAIL_NO_STARTTLS, NULL);
+			return;
+		}
+		conn_send(c, "<starttls xmlns='" NS_TLS "'/>");
+		c->step = STEP_PROCEED;
+	} else if (!c->authed) {
+		if (!c->has_scram) {
+			conn_fail(c, FAIL_NO_SCRAM, NULL);
+			return;
+		}
+		send_auth(c);
+	} else {
+		if (!c->has_bind) {
+			conn_fail(c, FAIL_BIND, "no bind feature");
+			return;
+		}
+		snprintf(xml, sizeof(xml), "<iq type='set' id='bind'>"
+		    "<bind xmlns='" NS_BIND "'><resource>bench%u</resource>"
+		    "</bind></iq>", c->id);
+		conn_send(c, xml);
+		c->step = STEP_BIND;
+	}
+}
+
+static void
+handle_top(struct conn *c)
+{
+	if (c->pending == PENDING_FAIL)
+		return;
+	switch (c->top) {
+	case TOP_STREAM_ERROR:
+		conn_fail(c, FAIL_STREAM_ERROR, NULL);
+		return;
+	case TOP_SASL_FAILURE:
+		conn_fail(c, FAIL_AUTH, NULL);
+		return;
+	case TOP_TLS_FAILURE:
+		conn_fail(c, FAIL_TLS, "<failure/> to STARTTLS");
+		return;
+	case TOP_OTHER:
+	case TOP_NONE:
+		return;         /* presence echo, roster push, ... */
+	default:
+		break;
+	}
+	switch (c->step) {
+	case STEP_FEATURES:
+		if (c->top == TOP_FEATURES)
+			handle_features(c);
+		else
+			conn_fail(c, FAIL_PROTOCOL, "expected features");
+		break;
+	case STEP_PROCEED:
+		if (c->top != TOP_PROCEED) {
+			conn_fail(c, FAIL_PROTOCOL, "expected proceed");
+			break;
+		}
+		c->pending = PENDING_TLS;
+		XML_StopParser(c->parser, XML_FALSE);
+		break;
+	case STEP_CHALLENGE:
+		if (c->top == TOP_CHALLENGE)
+			handle_challenge(c);
+		else
+			conn_fail(c, FAIL_PROTOCOL, "expected challenge");
+		break;
+	case STEP_SUCCESS:
+		if (c->top == TOP_SUCCESS)
+			handle_success(c);
+		else
+			conn_fail(c, FAIL_PROTOCOL, "expected success");
+		break;
+	case STEP_BIND:
+		if (c->top != TOP_IQ)
+			break;
+		if (!c->iq_result) {
+			conn_fail(c, FAIL_BIND, "bind error");
+			break;
+		}
+		conn_logged_in(c);
+		break;
+	}
+}
+
+/* ---- connection lifecycle ---- */
+
+static void
+conn_start_tls(struct conn *c)
+{
+	c->ssl = SSL_new(B.ssl_ctx);
+	SSL_set_fd(c->ssl, c->fd);
+	SSL_set_tlsext_host_name(c->ssl, B.o.domain);
+	SSL_set_connect_state(c->ssl);
+	c->state = CS_HANDSHAKE;
+}
+
+/*
+ * Bind result: the login is complete.  Runs inside the parser callback, so
+ * the parser is only stopped here; conn_parse frees it in idle mode.
+ */
+static void
+conn_logged_in(struct conn *c)
+{
+	double ms = (now_mono() - c->t_start) * 1000.0;
+
+	B.latencies[B.logged_in++] = ms;
+	c->logged_in = 1;
+	if (B.o.mode == MODE_IDLE) {
+		/* Initial presence (RFC 6121 §4.2); then only drain. */
+		conn_send(c, "<presence/>");
+		XML_StopParser(c->parser, XML_FALSE);
+		c->state = CS_IDLE;
+		c->in_flight = 0;
+		B.active--;
+		start_more();
+		check_done();
+	} else {
+		conn_send(c, "</stream:stream>");
+		c->state = CS_CLOSING;
+		c->deadline = now_mono() + CLOSE_GRACE;
+	}
+}
+
+static void
+conn_new(unsigned id)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	c->id = id;
+	c->user = (B.o.first_user + id) % B.o.users;
+	c->t_start = now_mono();
+	c->deadline = c->t_start + LOGIN_TIMEOUT;
+	c->state = CS_CONNECTING;
+	c->in_flight = 1;
+	B.conns[id] = c;
+	B.started++;
+	B.active++;
+	B.live++;
+	c->fd = socket(B.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (c->fd == -1) {
+		conn_fail(c, FAIL_CONNECT, strerror(errno));
+		conn_finish(c, 0);
+		return;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (B.o.sources > 1 && B.addr.ss_family == AF_INET) {
+		struct sockaddr_in src;
+
+		memset(&src, 0, sizeof(src));
+		src.sin_family = AF_INET;
+		src.sin_addr.s_addr = htonl(0x7f000001u + id % B.o.sources);
+		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) == -1) {
+			conn_fail(c, FAIL_CONNECT, strerror(errno));
+			conn_finish(c, 0);
+			return;
+		}
+	}
+	if (connect(c->fd, (struct sockaddr *)&B.addr, B.addrlen) == -1 &&
+	    errno != EINPROGRESS) {
+		conn_fail(c, FAIL_CONNECT, strerror(errno));
+		conn_finish(c, 0);
+		return;
+	}
+	ev_io_init(&c->io, conn_io, c->fd, EV_WRITE);
+	c->io.data = c;
+	c->events = EV_WRITE;
+	ev_io_start(B.loop, &c->io);
+}
+
+/* End c: count it, release everything, start the next login. */
+static void
+conn_finish(struct conn *c, int ok)
+{
+	if (!c->logged_in) {
+		B.failed++;
+		B.fail_counts[c->pending == PENDING_FAIL ? c->fail :
+		    FAIL_ABORTED]++;
+	}
+	if (c->in_flight)
+		B.active--;
+	if (!ok && c->state == CS_CLOSING)
+		B.unclean_closes++;
+	if (c->state == CS_IDLE)
+		B.dropped++;    /* the server ended an idle session */
+	if (c->fd != -1) {
+		ev_io_stop(B.loop, &c->io);
+		if (c->ssl && ok)
+			SSL_shutdown(c->ssl);   /* close_notify, no wait */
+		close(c->fd);
+	}
+	if (c->ssl)
+		SSL_free(c->ssl);
+	ERR_clear_error();
+	parser_free(c);
+	buf_free(&c->out);
+	B.conns[c->id] = NULL;
+	B.live--;
+	B.finished++;
+	free(c);
+	if (!B.closing && !B.stopping)
+		start_more();
+	check_done();
+}
+
+/* Feed n bytes to the parser; returns after carrying out any action. */
+static void
+conn_parse(struct conn *c, const char *data, size_t n)
+{
+	if (c->parser == NULL || n == 0)
+		return;
+	if (XML_Parse(c->parser, data, (int)n, 0) == XML_STATUS_ERROR &&
+	    c->pending == PENDING_NONE &&
+	    XML_GetErrorCode(c->parser) != XML_ERROR_ABORTED) {
+		char detail[128];
+
+		snprintf(detail, sizeof(detail), "%s",
+		    XML_ErrorString(XML_GetErrorCode(c->parser)));
+		conn_fail(c, FAIL_XML, detail);
+	}
+	if (c->state == CS_IDLE)
+		parser_free(c);
+}
+
+/*
+ * Read everything available.  Returns 1 if the peer closed (EOF), 0 to
+ * wait for more, -1 on a fatal error (c failed).  Stops early when the
+ * parser leaves an action pending, since the bytes after <proceed/> or
+ * <success/> belong to the next layer or stream.
+ */
+static int
+conn_read(struct conn *c)
+{
+	char data[16384];
+
+	for (int rounds = 0; rounds < 64; rounds++) {
+		ssize_t n;
+
+		if (c->ssl) {
+			int r = SSL_read(c->ssl, data, sizeof(data));
+
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+
+				if (e == SSL_ERROR_WANT_READ ||
+				    e == SSL_ERROR_WANT_WRITE)
+					return 0;
+				ERR_clear_error();
+				if (e == SSL_ERROR_ZERO_RETURN ||
+				    (e == SSL_ERROR_SYSCALL && r == 0))
+					return 1;
+				if (c->state == CS_CLOSING)
+					return 1;   /* reset after close */
+				conn_fail(c, FAIL_IO, "SSL_read");
+				return -1;
+			}
+			n = r;
+		} else {
+			n = recv(c->fd, data, sizeof(data), 0);
+			if (n == 0)
+				return 1;
+			if (n == -1) {
+				if (errno == EAGAIN || errno == EINTR)
+					return 0;
+				if (c->state == CS_CLOSING)
+					return 1;
+				conn_fail(c, FAIL_IO, strerror(errno));
+				return -1;
+			}
+		}
+		if (B.o.verbose > 1)
+			log_debug("conn %u recv: %.*s", c->id, (int)n, data);
+		conn_parse(c, data, (size_t)n);
+		if (c->pending != PENDING_NONE)
+			return 0;
+	}
+	return 0;
+}
+
+/* Drive the TLS handshake; 1 when done, 0 to wait, -1 failed. */
+static int
+conn_handshake(struct conn *c)
+{
+	int r = SSL_do_handshake(c->ssl), e;
+
+	if (r == 1) {
+		c->tls_up = 1;
+		return 1;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		conn_set_events(c, EV_READ);
+		return 0;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		conn_set_events(c, EV_READ | EV_WRITE);
+		return 0;
+	}
+	{
+		char detail[160];
+		unsigned long err = ERR_get_error();
+
+		ERR_error_string_n(err, detail, sizeof(detail));
+		ERR_clear_error();
+		conn_fail(c, FAIL_TLS, err ? detail : "handshake");
+	}
+	return -1;
+}
+
+/* Carry out what the parser left pending; 0, or -1 if c was finished. */
+static int
+conn_run_pending(struct conn *c)
+{
+	enum conn_pending p = c->pending;
+
+	c->pending = PENDING_NONE;
+	switch (p) {
+	case PENDING_NONE:
+		return 0;
+	case PENDING_FAIL:
+		c->pending = PENDING_FAIL;
+		conn_finish(c, 0);
+		return -1;
+	case PENDING_CLOSED:
+		if (c->state == CS_CLOSING) {
+			conn_finish(c, 1);
+			return -1;
+		}
+		conn_fail(c, FAIL_EOF, "server closed the stream");
+		conn_finish(c, 0);
+		return -1;
+	case PENDING_TLS:
+		parser_free(c);
+		conn_start_tls(c);
+		return 0;
+	case PENDING_RESTART:
+		stream_open(c);
+		return 0;
+	}
+	return 0;
+}
+
+static void
+conn_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	int r;
+
+	if (c->state == CS_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err != 0) {
+			conn_fail(c, FAIL_CONNECT, strerror(err));
+			conn_finish(c, 0);
+			return;
+		}
+		if (B.o.tls == TLS_DIRECT)
+			conn_start_tls(c);
+		else
+			stream_open(c);
+	}
+	/* Loop: one read may carry a step that enables the next one. */
+	for (int rounds = 0; rounds < 16; rounds++) {
+		if (c->state == CS_HANDSHAKE) {
+			if ((r = conn_handshake(c)) == -1) {
+				conn_finish(c, 0);
+				return;
+			}
+			if (r == 0)
+				return;
+			stream_open(c);
+		}
+		r = conn_read(c);
+		if (c->pending != PENDING_NONE) {
+			if (conn_run_pending(c) == -1)
+				return;
+			if (conn_flush(c) == -1) {
+				conn_finish(c, 0);
+				return;
+			}
+			continue;
+		}
+		if (r == 1) {
+			if (c->state == CS_CLOSING) {
+				conn_finish(c, 1);
+			} else {
+				conn_fail(c, FAIL_EOF, "connection closed");
+				conn_finish(c, 0);
+			}
+			return;
+		}
+		if (r == -1) {
+			conn_finish(c, 0);
+			return;
+		}
+		break;
+	}
+	if (conn_flush(c) == -1) {
+		conn_finish(c, 0);
+		return;
+	}
+	if (c->state != CS_HANDSHAKE)
+		conn_set_events(c, buf_avail(&c->out) > 0 ?
+		    EV_READ | EV_WRITE : EV_READ);
+}
+
+/* ---- run control ---- */
+
+static void
+start_more(void)
+{
+	while (!B.stopping && !B.closing && B.started < B.o.n &&
+	    B.active < B.o.concurrency)
+		conn_new(B.started);
+}
+
+static double
+percentile(const double *v, unsigned n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	i = (size_t)(p * (n - 1) + 0.5);
+	return v[i];
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+print_summary(void)
+{
+	double elapsed = (B.all_up ? B.t_up : now_mono()) - B.t0;
+	double rate = elapsed > 0 ? B.logged_in / elapsed : 0;
+	double p50, p99, pmax;
+	char fails[512] = "";
+	long per_session = -1;
+	FILE *f;
+
+	qsort(B.latencies, B.logged_in, sizeof(double), cmp_double);
+	p50 = percentile(B.latencies, B.logged_in, 0.50);
+	p99 = percentile(B.latencies, B.logged_in, 0.99);
+	pmax = B.logged_in ? B.latencies[B.logged_in - 1] : 0;
+	for (int i = 0; i < FAIL_COUNT; i++)
+		if (B.fail_counts[i])
+			snprintf(fails + strlen(fails),
+			    sizeof(fails) - strlen(fails), "%s%s=%u",
+			    fails[0] ? "," : " (", fail_names[i],
+			    B.fail_counts[i]);
+	if (fails[0])
+		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
+	printf("%s %s tls=%s n=%u c=%u ok=%u failed=%u%s elapsed=%.2fs "
+	    "rate=%.1f/s p50=%.2fms p99=%.2fms max=%.2fms",
+	    B.o.label, B.o.mode == MODE_LOGIN ? "login" : "idle",
+	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
+	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, p50,
+	    p99, pmax);
+	if (B.keys_derived)
+		printf(" pbkdf2=%u/%.2fs", B.keys_derived, B.derive_seconds);
+	if (B.unclean_closes)
+		printf(" unclean-closes=%u", B.unclean_closes);
+	if (B.dropped)
+		printf(" dropped=%u", B.dropped);
+	if (B.timed_out)
+		printf(" TIMED-OUT");
+	if (B.o.mode == MODE_IDLE) {
+		if (B.rss_before >= 0 && B.rss_after >= 0 && B.logged_in > 0)
+			per_session = (B.rss_after - B.rss_before) * 1024 /
+			    (long)B.logged_in;
+		printf(" server_rss_before=%ldKiB server_rss_after=%ldKiB "
+		    "per_session=%ldB(%.1fKiB) bench_rss=%ldKiB",
+		    B.rss_before, B.rss_after, per_session,
+		    per_session / 1024.0, B.self_rss);
+	}
+	printf("\n");
+	fflush(stdout);
+	if (B.o.csv == NULL)
+		return;
+	if ((f = fopen(B.o.csv, "a")) == NULL) {
+		log_warn("cannot append to %s", B.o.csv);
+		return;
+	}
+	if (ftell(f) == 0)
+		fprintf(f, "time,label,mode,tls,n,concurrency,ok,failed,"
+		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,"
+		    "server_rss_before_kib,server_rss_after_kib,"
+		    "bytes_per_session,bench_rss_kib,timed_out\n");
+	fprintf(f, "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,"
+	    "%ld,%ld,%ld,%ld,%d\n", (long)time(NULL), B.o.label,
+	    B.o.mode == MODE_LOGIN ? "login" : "idle",
+	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
+	    B.o.concurrency, B.logged_in, B.failed, elapsed, rate, p50, p99,
+	    pmax, B.rss_before, B.rss_after, per_session, B.self_rss,
+	    B.timed_out);
+	fclose(f);
+}
+
+static void
+stop_loop(void)
+{
+	if (B.stopping)
+		return;
+	B.stopping = 1;
+	ev_break(B.loop, EVBREAK_ALL);
+}
+
+static void
+begin_close_all(void)
+{
+	double deadline = now_mono() + CLOSE_GRACE;
+
+	if (B.closing)
+		return;
+	B.closing = 1;
+	ev_timer_stop(B.loop, &B.hold);
+	ev_io_stop(B.loop, &B.stdin_watcher);
+	for (unsigned i = 0; i < B.started; i++) {
+		struct conn *c = B.conns[i];
+
+		if (c == NULL)
+			continue;
+		if (c->state != CS_IDLE) {
+			conn_finish(c, 0);
+			continue;
+		}
+		conn_send(c, "</stream:stream>");
+		c->state = CS_CLOSING;
+		c->deadline = deadline;
+		if (conn_flush(c) == -1) {
+			conn_finish(c, 0);
+			continue;
+		}
+		conn_set_events(c, buf_avail(&c->out) ? EV_READ | EV_WRITE :
+		    EV_READ);
+	}
+	check_done();
+}
+
+static void
+hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	begin_close_all();
+}
+
+static void
+stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char line[256];
+
+	/* A line or end of file: either way, time to close. */
+	(void)read(0, line, sizeof(line));
+	begin_close_all();
+}
+
+static void
+settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	B.self_rss = read_rss_kib(0);
+	if (B.o.server_pid > 0)
+		B.rss_after = read_rss_kib(B.o.server_pid);
+	printf("idle: %u sessions up (%u failed) after %.2fs, measured after "
+	    "%.0fs idle: server VmRSS %ld KiB -> %ld KiB\n", B.logged_in,
+	    B.failed, B.t_up - B.t0, B.o.settle, B.rss_before, B.rss_after);
+	fflush(stdout);
+	if (B.o.hold_given) {
+		double left = B.o.hold - B.o.settle;
+
+		ev_timer_init(&B.hold, hold_cb, left > 0 ? left : 0, 0);
+		ev_timer_start(B.loop, &B.hold);
+	} else {
+		printf("idle: holding; press Enter or send SIGINT/SIGTERM to "
+		    "close\n");
+		fflush(stdout);
+		ev_io_init(&B.stdin_watcher, stdin_cb, 0, EV_READ);
+		ev_io_start(B.loop, &B.stdin_watcher);
+	}
+}
+
+/* Called whenever counts change: detect all-up and the end of the run. */
+static void
+check_done(void)
+{
+	if (B.stopping)
+		return;
+	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
+	    B.logged_in + B.failed == B.o.n) {
+		B.all_up = 1;
+		B.t_up = now_mono();
+		printf("idle: all %u sessions up (%u failed) in %.2fs; "
+		    "settling %.0fs\n", B.logged_in, B.failed, B.t_up - B.t0,
+		    B.o.settle);
+		fflush(stdout);
+		ev_timer_init(&B.settle, settle_cb, B.o.settle, 0);
+		ev_timer_start(B.loop, &B.settle);
+		return;
+	}
+	if (B.live > 0)
+		return;
+	if (B.o.mode == MODE_LOGIN && B.finished == B.o.n)
+		stop_loop();
+	else if (B.closing)
+		stop_loop();
+	else if (B.o.mode == MODE_IDLE && B.all_up && B.logged_in == 0)
+		stop_loop();
+}
+
+/* Periodic: fail logins past their deadline, end slow closes. */
+static void
+sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = now_mono();
+
+	for (unsigned i = 0; i < B.started; i++) {
+		struct conn *c = B.conns[i];
+
+		if (c == NULL || c->state == CS_IDLE || now < c->deadline)
+			continue;
+		if (c->state == CS_CLOSING) {
+			conn_finish(c, 0);
+		} else {
+			conn_fail(c, FAIL_TIMEOUT, NULL);
+			conn_finish(c, 0);
+		}
+	}
+}
+
+static void
+overall_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	log_warnx("overall timeout of %.0fs reached", B.o.timeout);
+	B.timed_out = 1;
+	stop_loop();
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	if (B.o.mode == MODE_IDLE && B.all_up && !B.closing) {
+		begin_close_all();
+		return;
+	}
+	log_warnx("interrupted");
+	B.timed_out = 1;
+	stop_loop();
+}
+
+/* ---- set-up ---- */
+
+static void
+raise_nofile(unsigned need)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		struct rlimit more = { need, need };
+
+		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+			return;
+		log_warnx("RLIMIT_NOFILE hard limit %llu is below the %u "
+		    "descriptors needed", (unsigned long long)rl.rlim_max,
+		    need);
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit(RLIMIT_NOFILE)");
+}
+
+static void
+resolve(void)
+{
+	struct addrinfo hints, *res;
+	char port[16];
+	int e;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", B.o.port);
+	if ((e = getaddrinfo(B.o.host, port, &hints, &res)) != 0)
+		fatalx("%s: %s", B.o.host, gai_strerror(e));
+	memcpy(&B.addr, res->ai_addr, res->ai_addrlen);
+	B.addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+}
+
+static void
+tls_init(void)
+{
+	B.ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (B.ssl_ctx == NULL)
+		fatalx("SSL_CTX_new failed");
+	/* Benchmark against self-signed test certificates: no verification. */
+	SSL_CTX_set_verify(B.ssl_ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_min_proto_version(B.ssl_ctx, TLS1_2_VERSION);
+	/* Every login is a full handshake: no client session cache. */
+	SSL_CTX_set_session_cache_mode(B.ssl_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(B.ssl_ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(B.ssl_ctx, SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+static void
+usage(int code)
+{
+	FILE *f = code ? stderr : stdout;
+
+	fprintf(f,
+"usage: xmppbench login -n N [-c CONCURRENCY] [options]\n"
+"       xmppbench idle -n N [-c RAMP-CONCURRENCY] [-t SECONDS] [options]\n"
+"options:\n"
+"  -h HOST           server address (127.0.0.1)\n"
+"  -p PORT           port (5222 for starttls, 5223 for direct)\n"
+"  --tls MODE        starttls (default) or direct (XEP-0368)\n"
+"  -d DOMAIN         XMPP domain (localhost)\n"
+"  -u PREFIX         user name prefix (user): users PREFIX0..PREFIX<U-1>\n"
+"  --users U         distinct users, login i uses (FIRST+i) %% U (N)\n"
+"  --first K         first user index (0)\n"
+"  --password PW     one shared password (default: \"pw\" + index)\n"
+"  --sources S       spread connections over 127.0.0.1..127.0.0.S\n"
+"                    (automatic above %u connections)\n"
+"  -T SECONDS        overall time limit of the run (300)\n"
+"  -t SECONDS        idle: hold this long after all are up, then close\n"
+"                    (default: until Enter, SIGINT or SIGTERM)\n"
+"  --settle SECONDS  idle: wait before reading the server's RSS (5)\n"
+"  --pid PID         idle: server process whose VmRSS to measure\n"
+"  --key-cache FILE  load and save derived SCRAM keys\n"
+"  --csv FILE        append one CSV row per run\n"
+"  --label NAME      name printed and written with the results (xmppd)\n"
+"  -v                log failures and progress; -vv traces XML\n",
+	    PORTS_PER_SOURCE);
+	exit(code);
+}
+
+static double
+parse_num(const char *s, double min, double max, const char *what)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end != '\0' || end == s || v < min || v > max)
+		fatalx("invalid %s: %s", what, s);
+	return v;
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+	enum { O_TLS = 256, O_USERS, O_FIRST, O_PASSWORD, O_SOURCES, O_SETTLE,
+	    O_PID, O_KEYS, O_CSV, O_LABEL, O_HELP };
+	static const struct option longopts[] = {
+		{ "tls", required_argument, NULL, O_TLS },
+		{ "users", required_argument, NULL, O_USERS },
+		{ "first", required_argument, NULL, O_FIRST },
+		{ "password", required_argument, NULL, O_PASSWORD },
+		{ "sources", required_argument, NULL, O_SOURCES },
+		{ "settle", required_argument, NULL, O_SETTLE },
+		{ "pid", required_argument, NULL, O_PID },
+		{ "key-cache", required_argument, NULL, O_KEYS },
+		{ "csv", required_argument, NULL, O_CSV },
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bench_opts *o = &B.o;
+	int ch, port_given = 0, conc_given = 0;
+
+	if (argc < 2)
+		usage(1);
+	if (strcmp(argv[1], "login") == 0)
+		o->mode = MODE_LOGIN;
+	else if (strcmp(argv[1], "idle") == 0)
+		o->mode = MODE_IDLE;
+	else if (strcmp(argv[1], "--help") == 0)
+		usage(0);
+	else
+		usage(1);
+	o->n = 1;
+	o->concurrency = 1;
+	o->host = "127.0.0.1";
+	o->domain = "localhost";
+	o->user_prefix = "user";
+	o->timeout = 300;
+	o->settle = 5;
+	o->label = "xmppd";
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "n:c:h:p:d:u:T:t:v", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			o->n = (unsigned)parse_num(optarg, 1, 10000000, "-n");
+			break;
+		case 'c':
+			o->concurrency = (unsigned)parse_num(optarg, 1,
+			    10000000, "-c");
+			conc_given = 1;
+			break;
+		case 'h':
+			o->host = optarg;
+			break;
+		case 'p':
+			o->port = (int)parse_num(optarg, 1, 65535, "-p");
+			port_given = 1;
+			break;
+		case 'd':
+			o->domain = optarg;
+			break;
+		case 'u':
+			o->user_prefix = optarg;
+			break;
+		case 'T':
+			o->timeout = parse_num(optarg, 1, 86400, "-T");
+			break;
+		case 't':
+			o->hold = parse_num(optarg, 0, 86400, "-t");
+			o->hold_given = 1;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case O_TLS:
+			if (strcmp(optarg, "direct") == 0)
+				o->tls = TLS_DIRECT;
+			else if (strcmp(optarg, "starttls") == 0)
+				o->tls = TLS_STARTTLS;
+			else
+				fatalx("--tls: direct or starttls");
+			break;
+		case O_USERS:
+			o->users = (unsigned)parse_num(optarg, 1, 10000000,
+			    "--users");
+			break;
+		case O_FIRST:
+			o->first_user = (unsigned)parse_num(optarg, 0,
+			    10000000, "--first");
+			break;
+		case O_PASSWORD:
+			o->password = optarg;
+			break;
+		case O_SOURCES:
+			o->sources = (unsigned)parse_num(optarg, 1, 254,
+			    "--sources");
+			break;
+		case O_SETTLE:
+			o->settle = parse_num(optarg, 0, 3600, "--settle");
+			break;
+		case O_PID:
+			o->server_pid = (pid_t)parse_num(optarg, 1, INT_MAX,
+			    "--pid");
+			break;
+		case O_KEYS:
+			o->key_cache = optarg;
+			break;
+		case O_CSV:
+			o->csv = optarg;
+			break;
+		case O_LABEL:
+			o->label = optarg;
+			break;
+		case O_HELP:
+			usage(0);
+			break;
+		default:
+			usage(1);
+		}
+	}
+	if (optind != argc)
+		usage(1);
+	if (!port_given)
+		o->port = o->tls == TLS_DIRECT ? 5223 : 5222;
+	if (o->mode == MODE_IDLE && !conc_given)
+		o->concurrency = 100;
+	if (o->users == 0)
+		o->users = o->n;
+	if (o->sources == 0)
+		o->sources = (o->n + PORTS_PER_SOURCE - 1) / PORTS_PER_SOURCE;
+	if (o->concurrency > o->n)
+		o->concurrency = o->n;
+}
+
+int
+main(int argc, char **argv)
+{
+	int code;
+
+	log_init("xmppbench", 1, LOG_LVL_INFO);
+	parse_args(argc, argv);
+	if (B.o.verbose)
+		log_set_level(LOG_LVL_DEBUG);
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile((B.o.mode == MODE_IDLE ? B.o.n : B.o.concurrency) + 64);
+	resolve();
+	tls_init();
+	B.conns = xcalloc(B.o.n, sizeof(*B.conns));
+	B.keys = xcalloc(B.o.users, sizeof(*B.keys));
+	B.latencies = xcalloc(B.o.n, sizeof(*B.latencies));
+	B.rss_before = B.rss_after = B.self_rss = -1;
+	if (B.o.key_cache)
+		key_cache_load(B.o.key_cache);
+	B.loop = ev_default_loop(EVFLAG_AUTO);
+	ev_timer_init(&B.sweep, sweep_cb, SWEEP_INTERVAL, SWEEP_INTERVAL);
+	ev_timer_start(B.loop, &B.sweep);
+	ev_timer_init(&B.overall, overall_cb, B.o.timeout, 0);
+	ev_timer_start(B.loop, &B.overall);
+	ev_signal_init(&B.sigint, signal_cb, SIGINT);
+	ev_signal_start(B.loop, &B.sigint);
+	ev_signal_init(&B.sigterm, signal_cb, SIGTERM);
+	ev_signal_start(B.loop, &B.sigterm);
+	if (B.o.server_pid > 0)
+		B.rss_before = read_rss_kib(B.o.server_pid);
+	B.t0 = now_mono();
+	start_more();
+	ev_run(B.loop, 0);
+	print_summary();
+	if (B.o.key_cache)
+		key_cache_save(B.o.key_cache);
+	code = B.failed || B.timed_out || B.logged_in < B.o.n ? 1 : 0;
+	/* Connections still open (timeout): the kernel closes them. */
+	return code;
+}
