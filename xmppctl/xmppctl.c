@@ -445,7 +445,7 @@ static void
 tty_restore(void)
 {
 	if (tty_changed) {
-		tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+		tcsetattr(tty_fd, TCSANOW, &tty_saved);
 		tty_changed = 0;
 	}
 }
@@ -501,12 +501,14 @@ prompt(const char *text, char *buf, size_t size)
 	struct termios noecho;
 	ssize_t n;
 
-	(void)!write(tty_fd, text, strlen(text));
+	/* Echo off before the prompt shows: TCSAFLUSH drops typeahead, so
+	 * it must not drop what is typed in answer to the prompt. */
 	noecho = tty_saved;
 	noecho.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
 	noecho.c_lflag |= ECHONL;
 	if (tcsetattr(tty_fd, TCSAFLUSH, &noecho) == 0)
 		tty_changed = 1;
+	(void)!write(tty_fd, text, strlen(text));
 	n = read_line(tty_fd, buf, size);
 	tty_restore();
 	return n < 0 ? (int)n : 0;

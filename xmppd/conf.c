@@ -40,13 +40,13 @@ const char conf_default_text[] =
 /* One lexed line: its words and whether it opens or closes a block. */
 struct line {
 	int number;
-	char **argv;       /* argc words, pointing into words */
+	char **argv; /* argc words, pointing into words */
 	size_t argc;
 	size_t argcap;
-	char *words;       /* the unquoted words, NUL-separated */
+	char *words; /* the unquoted words, NUL-separated */
 	size_t wordscap;
-	int opens;         /* the line ends with "{" */
-	int closes;        /* the line is "}" */
+	int opens;  /* the line ends with "{" */
+	int closes; /* the line is "}" */
 };
 
 enum context { CTX_TOP, CTX_LIMITS, CTX_HOST };
@@ -55,17 +55,17 @@ struct parser;
 struct option;
 
 /* Apply a statement to base (struct conf, conf_limits or conf_host). */
-typedef int (*option_fn)(struct parser *, const struct option *, void *,
-    const struct line *);
+typedef int (*option_fn)(
+    struct parser *, const struct option *, void *, const struct line *);
 
 struct option {
 	const char *name;
 	option_fn set;
-	size_t offset;           /* of the field in base */
-	unsigned long long min;  /* numbers: allowed range */
+	size_t offset;          /* of the field in base */
+	unsigned long long min; /* numbers: allowed range */
 	unsigned long long max;
-	int block;               /* the statement opens a block */
-	int repeat;              /* may be given more than once */
+	int block;  /* the statement opens a block */
+	int repeat; /* may be given more than once */
 };
 
 #define OPTIONS_MAX 16
@@ -76,11 +76,11 @@ struct parser {
 	size_t errlen;
 	struct conf *c;
 	enum context ctx;
-	int block_line;               /* the line that opened the block */
-	int seen_top[OPTIONS_MAX];    /* line of first use, 0 = not seen */
-	int seen_block[OPTIONS_MAX];  /* the same for the current block */
-	int *listener_lines;          /* parallel to c->listeners */
-	int *host_lines;              /* parallel to c->hosts */
+	int block_line;              /* the line that opened the block */
+	int seen_top[OPTIONS_MAX];   /* line of first use, 0 = not seen */
+	int seen_block[OPTIONS_MAX]; /* the same for the current block */
+	int *listener_lines;         /* parallel to c->listeners */
+	int *host_lines;             /* parallel to c->hosts */
 };
 
 struct unit {
@@ -89,93 +89,96 @@ struct unit {
 };
 
 static const struct unit size_units[] = {
-	{ "K", KIB }, { "M", MIB }, { NULL, 0 }
+    {"K", KIB},
+    {"M", MIB},
+    {NULL, 0},
 };
 static const struct unit duration_units[] = {
-	{ "s", 1 }, { "m", 60 }, { "h", 3600 }, { NULL, 0 }
+    {"s", 1},
+    {"m", 60},
+    {"h", 3600},
+    {NULL, 0},
 };
 
-static int set_log_level(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_log(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_storage_sync(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_string(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_uint(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_int(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_size(struct parser *, const struct option *, void *,
-    const struct line *);
-static int set_duration(struct parser *, const struct option *, void *,
-    const struct line *);
-static int handle_listen(struct parser *, const struct option *, void *,
-    const struct line *);
-static int handle_limits(struct parser *, const struct option *, void *,
-    const struct line *);
-static int handle_host(struct parser *, const struct option *, void *,
-    const struct line *);
+static int set_log_level(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_log(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_storage_sync(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_string(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_uint(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_int(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_size(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_duration(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_listen(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_limits(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_host(
+    struct parser *, const struct option *, void *, const struct line *);
 
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
 #define HOST_FIELD(f) offsetof(struct conf_host, f)
 
 static const struct option top_options[] = {
-	{ "log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0 },
-	{ "log", set_log, CONF_FIELD(log_syslog), 0, 0, 0, 0 },
-	{ "storage", set_string, CONF_FIELD(storage), 0, 0, 0, 0 },
-	{ "storage-sync", set_storage_sync, CONF_FIELD(storage_sync_full),
-	    0, 0, 0, 0 },
-	{ "control-socket", set_string, CONF_FIELD(control_socket),
-	    0, 0, 0, 0 },
-	{ "control-group", set_string, CONF_FIELD(control_group), 0, 0, 0, 0 },
-	{ "pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0 },
-	{ "user", set_string, CONF_FIELD(user), 0, 0, 0, 0 },
-	{ "scram-iterations", set_uint, CONF_FIELD(scram_iterations),
-	    4096, 1000000, 0, 0 },
-	{ "workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0 },
-	{ "listen", handle_listen, 0, 0, 0, 0, 1 },
-	{ "limits", handle_limits, 0, 0, 0, 1, 0 },
-	{ "host", handle_host, 0, 0, 0, 1, 1 },
-	{ NULL, NULL, 0, 0, 0, 0, 0 }
+    {"log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0},
+    {"log", set_log, CONF_FIELD(log_syslog), 0, 0, 0, 0},
+    {"storage", set_string, CONF_FIELD(storage), 0, 0, 0, 0},
+    {"storage-sync", set_storage_sync, CONF_FIELD(storage_sync_full), 0, 0, 0,
+        0},
+    {"control-socket", set_string, CONF_FIELD(control_socket), 0, 0, 0, 0},
+    {"control-group", set_string, CONF_FIELD(control_group), 0, 0, 0, 0},
+    {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
+    {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
+    {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
+        0, 0},
+    {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
+    {"listen", handle_listen, 0, 0, 0, 0, 1},
+    {"limits", handle_limits, 0, 0, 0, 1, 0},
+    {"host", handle_host, 0, 0, 0, 1, 1},
+    {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
 /* Ranges are part of the contract documented in xmppd.conf(5). */
 static const struct option limit_options[] = {
-	/* RFC 6120 §13.12 item 4: accept stanzas of at least 10000 bytes. */
-	{ "stanza-size", set_size, LIMIT_FIELD(stanza_size), 10000, 16 * MIB,
-	    0, 0 },
-	{ "preauth-stanza-size", set_size, LIMIT_FIELD(preauth_stanza_size),
-	    KIB, 16 * MIB, 0, 0 },
-	{ "depth", set_uint, LIMIT_FIELD(depth), 8, 1024, 0, 0 },
-	{ "attributes", set_uint, LIMIT_FIELD(attributes), 16, 1024, 0, 0 },
-	{ "output-buffer", set_size, LIMIT_FIELD(output_high), 4 * KIB,
-	    1024 * MIB, 0, 0 },
-	{ "output-max", set_size, LIMIT_FIELD(output_max), 4 * KIB,
-	    1024 * MIB, 0, 0 },
-	{ "sessions-per-user", set_uint, LIMIT_FIELD(sessions_per_user),
-	    1, 1000, 0, 0 },
-	{ "connections-per-ip", set_uint, LIMIT_FIELD(connections_per_ip),
-	    0, 1000000, 0, 0 },
-	{ "auth-failures-per-ip", set_uint, LIMIT_FIELD(auth_failures_per_ip),
-	    1, 1000000, 0, 0 },
-	{ "handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout),
-	    1, 3600, 0, 0 },
-	{ "preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout),
-	    1, 3600, 0, 0 },
-	{ "idle-timeout", set_duration, LIMIT_FIELD(idle_timeout),
-	    0, 7 * 86400, 0, 0 },
-	{ "max-connections", set_uint, LIMIT_FIELD(max_connections),
-	    0, 10000000, 0, 0 },
-	{ NULL, NULL, 0, 0, 0, 0, 0 }
+    /* RFC 6120 §13.12 item 4: accept stanzas of at least 10000 bytes. */
+    {"stanza-size", set_size, LIMIT_FIELD(stanza_size), 10000, 16 * MIB, 0, 0},
+    {"preauth-stanza-size", set_size, LIMIT_FIELD(preauth_stanza_size), KIB,
+        16 * MIB, 0, 0},
+    {"depth", set_uint, LIMIT_FIELD(depth), 8, 1024, 0, 0},
+    {"attributes", set_uint, LIMIT_FIELD(attributes), 16, 1024, 0, 0},
+    {"output-buffer", set_size, LIMIT_FIELD(output_high), 4 * KIB, 1024 * MIB,
+        0, 0},
+    {"output-max", set_size, LIMIT_FIELD(output_max), 4 * KIB, 1024 * MIB, 0,
+        0},
+    {"sessions-per-user", set_uint, LIMIT_FIELD(sessions_per_user), 1, 1000, 0,
+        0},
+    {"connections-per-ip", set_uint, LIMIT_FIELD(connections_per_ip), 0,
+        1000000, 0, 0},
+    {"auth-failures-per-ip", set_uint, LIMIT_FIELD(auth_failures_per_ip), 1,
+        1000000, 0, 0},
+    {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
+        0, 0},
+    {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
+        0},
+    {"idle-timeout", set_duration, LIMIT_FIELD(idle_timeout), 0, 7 * 86400, 0,
+        0},
+    {"max-connections", set_uint, LIMIT_FIELD(max_connections), 0, 10000000, 0,
+        0},
+    {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
 static const struct option host_options[] = {
-	{ "certificate", set_string, HOST_FIELD(certificate), 0, 0, 0, 0 },
-	{ "key", set_string, HOST_FIELD(key), 0, 0, 0, 0 },
-	{ NULL, NULL, 0, 0, 0, 0, 0 }
+    {"certificate", set_string, HOST_FIELD(certificate), 0, 0, 0, 0},
+    {"key", set_string, HOST_FIELD(key), 0, 0, 0, 0},
+    {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
 /* Write "name:line: message" into the caller's buffer; returns -1. */
@@ -219,7 +222,7 @@ static int
 is_word_char(int ch)
 {
 	return !is_blank(ch) && !is_control(ch) && ch != '#' && ch != '"' &&
-	    ch != '{' && ch != '}' && ch != ';';
+	       ch != '{' && ch != '}' && ch != ';';
 }
 
 static void
@@ -238,21 +241,23 @@ line_push(struct line *ln, char *word)
 {
 	if (ln->argc == ln->argcap) {
 		ln->argcap = ln->argcap ? ln->argcap * 2 : 8;
-		ln->argv = xreallocarray(ln->argv, ln->argcap,
-		    sizeof(*ln->argv));
+		ln->argv =
+		    xreallocarray(ln->argv, ln->argcap, sizeof(*ln->argv));
 	}
 	ln->argv[ln->argc++] = word;
 }
 
 /* Unquote the string starting at s[*i] (the opening quote) into *w. */
 static int
-lex_string(struct parser *ps, const struct line *ln, const char *s,
-    size_t n, size_t *i, char **w)
+lex_string(struct parser *ps, const struct line *ln, const char *s, size_t n,
+    size_t *i, char **w)
 {
 	unsigned char ch;
 
 	for ((*i)++; *i < n; (*i)++) {
 		ch = (unsigned char)s[*i];
+		if (ch == '\r' && *i + 1 == n)
+			break; /* CR LF ends the line */
 		if (ch == '"') {
 			(*i)++;
 			return 0;
@@ -268,7 +273,8 @@ lex_string(struct parser *ps, const struct line *ln, const char *s,
 					    "\\\" and \\\\ are allowed)");
 				return parse_error(ps, ln->number,
 				    "invalid escape '\\%c' in string (only "
-				    "\\\" and \\\\ are allowed)", ch);
+				    "\\\" and \\\\ are allowed)",
+				    ch);
 			}
 		} else if (is_control(ch))
 			return parse_error(ps, ln->number,
@@ -300,8 +306,8 @@ lex_line(struct parser *ps, struct line *ln, const char *s, size_t n)
 			return parse_error(ps, ln->number,
 			    "unexpected text after '{' (it must end the line)");
 		if (ln->closes)
-			return parse_error(ps, ln->number,
-			    "'}' must be on a line of its own");
+			return parse_error(
+			    ps, ln->number, "'}' must be on a line of its own");
 		if (ch == '{') {
 			if (ln->argc == 0)
 				return parse_error(ps, ln->number,
@@ -324,15 +330,15 @@ lex_line(struct parser *ps, struct line *ln, const char *s, size_t n)
 			    "unexpected ';' (one statement per line, "
 			    "no separators)");
 		if (is_control(ch))
-			return parse_error(ps, ln->number,
-			    "invalid character 0x%02x", ch);
+			return parse_error(
+			    ps, ln->number, "invalid character 0x%02x", ch);
 		word = w;
 		if (ch == '"') {
 			if (lex_string(ps, ln, s, n, &i, &w) == -1)
 				return -1;
 			*w++ = '\0';
-			if (i < n && (is_word_char((unsigned char)s[i]) ||
-			    s[i] == '"'))
+			if (i < n &&
+			    (is_word_char((unsigned char)s[i]) || s[i] == '"'))
 				return parse_error(ps, ln->number,
 				    "missing space after string \"%s\"", word);
 		} else {
@@ -342,7 +348,8 @@ lex_line(struct parser *ps, struct line *ln, const char *s, size_t n)
 			if (i < n && s[i] == '"')
 				return parse_error(ps, ln->number,
 				    "unexpected '\"' after '%s' (quote the "
-				    "whole word)", word);
+				    "whole word)",
+				    word);
 		}
 		line_push(ln, word);
 	}
@@ -357,8 +364,8 @@ static int
 check_args(struct parser *ps, const struct line *ln, size_t min, size_t max)
 {
 	if (ln->argc - 1 < min)
-		return parse_error(ps, ln->number, "missing argument to '%s'",
-		    ln->argv[0]);
+		return parse_error(
+		    ps, ln->number, "missing argument to '%s'", ln->argv[0]);
 	if (ln->argc - 1 > max)
 		return parse_error(ps, ln->number,
 		    "unexpected argument '%s' to '%s'", ln->argv[max + 1],
@@ -372,8 +379,7 @@ check_args(struct parser *ps, const struct line *ln, size_t min, size_t max)
  * -2 if the value does not fit in 64 bits.
  */
 static int
-parse_number(const char *s, const struct unit *units,
-    unsigned long long *out)
+parse_number(const char *s, const struct unit *units, unsigned long long *out)
 {
 	unsigned long long v = 0, factor = 1;
 	const struct unit *u;
@@ -419,15 +425,17 @@ get_number(struct parser *ps, int line, const char *what, const char *s,
 	rc = parse_number(s, units, out);
 	if (rc == -1) {
 		if (units == size_units)
-			return parse_error(ps, line, "invalid size '%s' for %s "
-			    "(bytes, or a number with suffix K or M)", s,
-			    what);
+			return parse_error(ps, line,
+			    "invalid size '%s' for %s "
+			    "(bytes, or a number with suffix K or M)",
+			    s, what);
 		if (units == duration_units)
-			return parse_error(ps, line, "invalid duration '%s' for "
+			return parse_error(ps, line,
+			    "invalid duration '%s' for "
 			    "%s (seconds, or a number with suffix s, m or h)",
 			    s, what);
-		return parse_error(ps, line, "invalid number '%s' for %s", s,
-		    what);
+		return parse_error(
+		    ps, line, "invalid number '%s' for %s", s, what);
 	}
 	if (units == size_units)
 		unit_name = " bytes";
@@ -449,8 +457,8 @@ get_option_number(struct parser *ps, const struct option *o,
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
 	snprintf(what, sizeof(what), "'%s'", o->name);
-	return get_number(ps, ln->number, what, ln->argv[1], units, o->min,
-	    o->max, out);
+	return get_number(
+	    ps, ln->number, what, ln->argv[1], units, o->min, o->max, out);
 }
 
 /* The index of word in choices (NULL-terminated), or -1 after an error. */
@@ -477,7 +485,8 @@ set_log_level(struct parser *ps, const struct option *o, void *base,
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
 	if (log_level_parse(ln->argv[1], FIELD(base, o, enum log_level)) == -1)
-		return parse_error(ps, ln->number, "invalid value '%s' for "
+		return parse_error(ps, ln->number,
+		    "invalid value '%s' for "
 		    "'log-level' (expected error, warn, info or debug)",
 		    ln->argv[1]);
 	return 0;
@@ -487,12 +496,12 @@ static int
 set_log(struct parser *ps, const struct option *o, void *base,
     const struct line *ln)
 {
-	static const char *const choices[] = { "stderr", "syslog", NULL };
+	static const char *const choices[] = {"stderr", "syslog", NULL};
 	int i;
 
 	if (check_args(ps, ln, 1, 1) == -1 ||
-	    (i = get_choice(ps, ln, ln->argv[1], choices,
-	    "stderr or syslog")) == -1)
+	    (i = get_choice(
+	         ps, ln, ln->argv[1], choices, "stderr or syslog")) == -1)
 		return -1;
 	*FIELD(base, o, int) = i;
 	return 0;
@@ -502,12 +511,12 @@ static int
 set_storage_sync(struct parser *ps, const struct option *o, void *base,
     const struct line *ln)
 {
-	static const char *const choices[] = { "normal", "full", NULL };
+	static const char *const choices[] = {"normal", "full", NULL};
 	int i;
 
 	if (check_args(ps, ln, 1, 1) == -1 ||
-	    (i = get_choice(ps, ln, ln->argv[1], choices,
-	    "full or normal")) == -1)
+	    (i = get_choice(ps, ln, ln->argv[1], choices, "full or normal")) ==
+	        -1)
 		return -1;
 	*FIELD(base, o, int) = i;
 	return 0;
@@ -522,8 +531,8 @@ set_string(struct parser *ps, const struct option *o, void *base,
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
 	if (ln->argv[1][0] == '\0')
-		return parse_error(ps, ln->number, "empty value for '%s'",
-		    o->name);
+		return parse_error(
+		    ps, ln->number, "empty value for '%s'", o->name);
 	free(*field);
 	*field = xstrdup(ln->argv[1]);
 	return 0;
@@ -614,8 +623,8 @@ endpoint(char *buf, size_t len, const struct conf_listener *l)
  * on any address when one is "*" (a dual-stack wildcard socket).
  */
 static int
-check_listener_unique(struct parser *ps, const struct line *ln,
-    const struct conf_listener *l)
+check_listener_unique(
+    struct parser *ps, const struct line *ln, const struct conf_listener *l)
 {
 	const struct conf_listener *o;
 	char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
@@ -644,7 +653,7 @@ static int
 listen_option(struct parser *ps, const struct line *ln, size_t i,
     struct conf_listener *l, int *seen_address, int *seen_starttls)
 {
-	static const char *const modes[] = { "optional", "required", NULL };
+	static const char *const modes[] = {"optional", "required", NULL};
 	const char *opt = ln->argv[i];
 	int *seen, mode;
 
@@ -656,27 +665,32 @@ listen_option(struct parser *ps, const struct line *ln, size_t i,
 			    "'starttls' applies only to c2s listeners");
 		seen = seen_starttls;
 	} else
-		return parse_error(ps, ln->number, "unknown listen option "
-		    "'%s' (expected address or starttls)", opt);
+		return parse_error(ps, ln->number,
+		    "unknown listen option "
+		    "'%s' (expected address or starttls)",
+		    opt);
 	if (*seen)
 		return parse_error(ps, ln->number, "'%s' given twice", opt);
 	*seen = 1;
 	if (i + 1 >= ln->argc)
-		return parse_error(ps, ln->number, "missing value for '%s'",
-		    opt);
+		return parse_error(
+		    ps, ln->number, "missing value for '%s'", opt);
 	if (seen == seen_address) {
 		free(l->address);
 		if ((l->address = canonical_address(ln->argv[i + 1])) == NULL)
-			return parse_error(ps, ln->number, "invalid address "
+			return parse_error(ps, ln->number,
+			    "invalid address "
 			    "'%s' (expected a numeric IPv4 or IPv6 address or "
-			    "*)", ln->argv[i + 1]);
+			    "*)",
+			    ln->argv[i + 1]);
 		return 0;
 	}
 	for (mode = 0; modes[mode] != NULL; mode++)
 		if (strcmp(ln->argv[i + 1], modes[mode]) == 0)
 			break;
 	if (modes[mode] == NULL)
-		return parse_error(ps, ln->number, "invalid value '%s' for "
+		return parse_error(ps, ln->number,
+		    "invalid value '%s' for "
 		    "'starttls' (expected required or optional)",
 		    ln->argv[i + 1]);
 	l->starttls_required = mode;
@@ -688,39 +702,42 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
     const struct line *ln)
 {
 	struct conf *c = ps->c;
-	struct conf_listener l = { LISTEN_C2S, NULL, 0, 1 };
+	struct conf_listener l = {LISTEN_C2S, NULL, 0, 1};
 	int seen_address = 0, seen_starttls = 0;
 	unsigned long long port;
 	size_t i;
 
 	if (ln->argc < 3)
-		return parse_error(ps, ln->number, "missing argument to "
+		return parse_error(ps, ln->number,
+		    "missing argument to "
 		    "'listen' (listen c2s|c2s-tls PORT)");
 	if (strcmp(ln->argv[1], "c2s") == 0)
 		l.kind = LISTEN_C2S;
 	else if (strcmp(ln->argv[1], "c2s-tls") == 0)
 		l.kind = LISTEN_C2S_TLS;
 	else
-		return parse_error(ps, ln->number, "invalid listener type "
-		    "'%s' (expected c2s or c2s-tls)", ln->argv[1]);
+		return parse_error(ps, ln->number,
+		    "invalid listener type "
+		    "'%s' (expected c2s or c2s-tls)",
+		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
-	    65535, &port) == -1)
+	        65535, &port) == -1)
 		return -1;
 	l.port = (int)port;
 	l.address = xstrdup("*");
 	for (i = 3; i < ln->argc; i += 2) {
-		if (listen_option(ps, ln, i, &l, &seen_address,
-		    &seen_starttls) == -1)
+		if (listen_option(
+		        ps, ln, i, &l, &seen_address, &seen_starttls) == -1)
 			goto fail;
 	}
 	if (l.kind != LISTEN_C2S)
 		l.starttls_required = 0;
 	if (check_listener_unique(ps, ln, &l) == -1)
 		goto fail;
-	c->listeners = xreallocarray(c->listeners, c->nlisteners + 1,
-	    sizeof(*c->listeners));
-	ps->listener_lines = xreallocarray(ps->listener_lines,
-	    c->nlisteners + 1, sizeof(*ps->listener_lines));
+	c->listeners = xreallocarray(
+	    c->listeners, c->nlisteners + 1, sizeof(*c->listeners));
+	ps->listener_lines = xreallocarray(
+	    ps->listener_lines, c->nlisteners + 1, sizeof(*ps->listener_lines));
 	ps->listener_lines[c->nlisteners] = ln->number;
 	c->listeners[c->nlisteners++] = l;
 	return 0;
@@ -762,19 +779,21 @@ handle_host(struct parser *ps, const struct option *o, void *base,
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
 	if ((name = jid_nameprep(ln->argv[1])) == NULL)
-		return parse_error(ps, ln->number, "invalid host name '%s'",
-		    ln->argv[1]);
+		return parse_error(
+		    ps, ln->number, "invalid host name '%s'", ln->argv[1]);
 	for (i = 0; i < c->nhosts; i++) {
 		if (strcmp(c->hosts[i].name, name) == 0) {
-			parse_error(ps, ln->number, "duplicate host '%s' "
-			    "(first at line %d)", name, ps->host_lines[i]);
+			parse_error(ps, ln->number,
+			    "duplicate host '%s' "
+			    "(first at line %d)",
+			    name, ps->host_lines[i]);
 			free(name);
 			return -1;
 		}
 	}
 	c->hosts = xreallocarray(c->hosts, c->nhosts + 1, sizeof(*c->hosts));
-	ps->host_lines = xreallocarray(ps->host_lines, c->nhosts + 1,
-	    sizeof(*ps->host_lines));
+	ps->host_lines = xreallocarray(
+	    ps->host_lines, c->nhosts + 1, sizeof(*ps->host_lines));
 	memset(&c->hosts[c->nhosts], 0, sizeof(c->hosts[0]));
 	c->hosts[c->nhosts].name = name;
 	ps->host_lines[c->nhosts++] = ln->number;
@@ -826,10 +845,11 @@ close_block(struct parser *ps, const struct line *ln)
 		return parse_error(ps, ln->number, "'}' without matching '{'");
 	case CTX_LIMITS:
 		if (check_limit_pair(ps, &c->limits.preauth_stanza_size,
-		    "preauth-stanza-size", c->limits.stanza_size,
-		    "stanza-size") == -1 ||
+		        "preauth-stanza-size", c->limits.stanza_size,
+		        "stanza-size") == -1 ||
 		    check_limit_pair(ps, &c->limits.output_high,
-		    "output-buffer", c->limits.output_max, "output-max") == -1)
+		        "output-buffer", c->limits.output_max,
+		        "output-max") == -1)
 			return -1;
 		break;
 	case CTX_HOST:
@@ -861,8 +881,8 @@ unknown_option(struct parser *ps, const struct line *ln)
 		return parse_error(ps, ln->number,
 		    "unknown option '%s' in host block", ln->argv[0]);
 	default:
-		return parse_error(ps, ln->number, "unknown option '%s'",
-		    ln->argv[0]);
+		return parse_error(
+		    ps, ln->number, "unknown option '%s'", ln->argv[0]);
 	}
 }
 
@@ -897,13 +917,16 @@ handle_line(struct parser *ps, const struct line *ln)
 	if ((i = option_index(options, ln->argv[0])) == -1)
 		return unknown_option(ps, ln);
 	if (options[i].block && !ln->opens)
-		return parse_error(ps, ln->number, "'%s' needs a block: "
-		    "'%s%s {' with '}' on a later line", ln->argv[0],
-		    ln->argv[0], ps->ctx == CTX_TOP &&
-		    strcmp(ln->argv[0], "host") == 0 ? " NAME" : "");
-	if (!options[i].block && ln->opens)
 		return parse_error(ps, ln->number,
-		    "'%s' does not take a block", ln->argv[0]);
+		    "'%s' needs a block: "
+		    "'%s%s {' with '}' on a later line",
+		    ln->argv[0], ln->argv[0],
+		    ps->ctx == CTX_TOP && strcmp(ln->argv[0], "host") == 0
+		        ? " NAME"
+		        : "");
+	if (!options[i].block && ln->opens)
+		return parse_error(
+		    ps, ln->number, "'%s' does not take a block", ln->argv[0]);
 	if (seen[i] != 0 && !options[i].repeat)
 		return parse_error(ps, ln->number,
 		    "'%s' given twice (first at line %d)", ln->argv[0],
@@ -919,7 +942,7 @@ conf_init(struct conf *c, const char *name)
 	memset(c, 0, sizeof(*c));
 	c->source = xstrdup(name);
 	c->log_level = LOG_LVL_INFO;
-	c->log_syslog = 0;
+	c->log_syslog = 1;
 	c->storage_sync_full = 1;
 	c->scram_iterations = 4096;
 	c->workers = 2;
@@ -951,8 +974,8 @@ check_complete(struct parser *ps, int line)
 		return parse_error(ps, ps->block_line,
 		    "'host' block is not closed (missing '}')");
 	if (c->nhosts == 0)
-		return parse_error(ps, line,
-		    "no host configured (add a 'host NAME {' block)");
+		return parse_error(
+		    ps, line, "no host configured (add a 'host NAME {' block)");
 	if (c->nlisteners == 0)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
@@ -1024,8 +1047,8 @@ read_file(const char *path, size_t *len, char *err, size_t errlen)
 	size_t cap = 0, n;
 
 	if ((f = fopen(path, "r")) == NULL) {
-		load_error(err, errlen, "%s: cannot read: %s", path,
-		    strerror(errno));
+		load_error(
+		    err, errlen, "%s: cannot read: %s", path, strerror(errno));
 		return NULL;
 	}
 	*len = 0;
@@ -1037,16 +1060,18 @@ read_file(const char *path, size_t *len, char *err, size_t errlen)
 		n = fread(text + *len, 1, cap - *len, f);
 		*len += n;
 		if (*len > CONF_FILE_MAX) {
-			load_error(err, errlen, "%s: cannot read: larger than "
-			    "%u bytes", path, CONF_FILE_MAX);
+			load_error(err, errlen,
+			    "%s: cannot read: larger than "
+			    "%u bytes",
+			    path, CONF_FILE_MAX);
 			goto fail;
 		}
 		if (n == 0)
 			break;
 	}
 	if (ferror(f)) {
-		load_error(err, errlen, "%s: cannot read: %s", path,
-		    strerror(errno));
+		load_error(
+		    err, errlen, "%s: cannot read: %s", path, strerror(errno));
 		goto fail;
 	}
 	fclose(f);
@@ -1073,8 +1098,8 @@ conf_load(const char *path, char *err, size_t errlen)
 	if ((nul = memchr(text, '\0', len)) != NULL) {
 		for (q = text; q < nul; q++)
 			line += *q == '\n';
-		load_error(err, errlen, "%s:%d: invalid character 0x00", path,
-		    line);
+		load_error(
+		    err, errlen, "%s:%d: invalid character 0x00", path, line);
 		free(text);
 		return NULL;
 	}

@@ -258,7 +258,8 @@ main(int argc, char **argv)
 		sizeof(err)) < 0)
 		fatalx("%s", err);
 	if (!foreground) {
-		if (daemon(1, 0) < 0)
+		/* Keep stderr open when the configuration logs there. */
+		if (daemon(1, xmppd_conf->log_syslog ? 0 : 1) < 0)
 			fatal("daemon");
 		ev_loop_fork(xmppd_loop);
 	}

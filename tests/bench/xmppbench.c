@@ -418,7 +418,7 @@ key_cache_load(const char *path)
 		loaded++;
 	}
 	fclose(f);
-	log_info("loaded %u cached keys from %s", loaded, path);
+	log_debug("loaded %u cached keys from %s", loaded, path);
 }
 
 static void

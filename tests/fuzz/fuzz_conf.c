@@ -27,7 +27,8 @@ check_conf(const struct conf *c)
 			abort();
 	for (i = 0; i < c->nhosts; i++)
 		if (c->hosts[i].name == NULL ||
-		    c->hosts[i].certificate == NULL || c->hosts[i].key == NULL ||
+		    c->hosts[i].certificate == NULL ||
+		    c->hosts[i].key == NULL ||
 		    conf_host_find(c, c->hosts[i].name) != &c->hosts[i])
 			abort();
 }

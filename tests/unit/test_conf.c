@@ -10,13 +10,14 @@
 #include "unit.h"
 
 #define EXAMPLE_PATH "xmppd/xmppd.conf.example"
+#define MAN_PATH "man/xmppd.conf.5"
 
 /* Five valid lines that make a complete configuration. */
-#define BASE                                                               \
-	"listen c2s 5222\n"                                                \
-	"host example.org {\n"                                             \
-	"\tcertificate c.pem\n"                                            \
-	"\tkey k.pem\n"                                                    \
+#define BASE                                                                   \
+	"listen c2s 5222\n"                                                    \
+	"host example.org {\n"                                                 \
+	"\tcertificate c.pem\n"                                                \
+	"\tkey k.pem\n"                                                        \
 	"}\n"
 
 static char err[512];
@@ -74,8 +75,8 @@ check_limit_defaults(const struct conf_limits *l)
 static void
 test_default_text(void)
 {
-	struct conf *c = conf_parse("(default)", conf_default_text, err,
-	    sizeof(err));
+	struct conf *c =
+	    conf_parse("(default)", conf_default_text, err, sizeof(err));
 
 	CHECK(c != NULL);
 	if (c == NULL) {
@@ -84,7 +85,7 @@ test_default_text(void)
 	}
 	CHECK_STR(c->source, "(default)");
 	CHECK(c->log_level == LOG_LVL_INFO);
-	CHECK(c->log_syslog == 0);
+	CHECK(c->log_syslog == 1);
 	CHECK_STR(c->storage, "var/xmppd.db");
 	CHECK(c->storage_sync_full == 1);
 	CHECK_STR(c->control_socket, "var/xmppd.sock");
@@ -128,7 +129,7 @@ test_minimal_defaults(void)
 		return;
 	CHECK_STR(c->source, "t.conf");
 	CHECK(c->log_level == LOG_LVL_INFO);
-	CHECK(c->log_syslog == 0);
+	CHECK(c->log_syslog == 1);
 	CHECK_STR(c->storage, "var/xmppd.db");
 	CHECK(c->storage_sync_full == 1);
 	CHECK_STR(c->control_socket, "var/xmppd.sock");
@@ -185,7 +186,8 @@ test_every_option(void)
 	    "    key \"/etc/ssl/example.key\"\n"
 	    "    certificate \"/etc/ssl/example.crt\"\n"
 	    "}\n"
-	    "host b\xc3\xbc" "cher.example{\n"
+	    "host b\xc3\xbc"
+	    "cher.example{\n"
 	    "certificate b.crt\n"
 	    "key b.key\n"
 	    "}   # end\n";
@@ -242,11 +244,12 @@ test_every_option(void)
 		CHECK_STR(c->hosts[0].name, "example.org");
 		CHECK_STR(c->hosts[0].certificate, "/etc/ssl/example.crt");
 		CHECK_STR(c->hosts[0].key, "/etc/ssl/example.key");
-		CHECK_STR(c->hosts[1].name, "b\xc3\xbc" "cher.example");
+		CHECK_STR(c->hosts[1].name, "b\xc3\xbc"
+		                            "cher.example");
 		CHECK_STR(c->hosts[1].certificate, "b.crt");
 		CHECK(conf_host_find(c, "example.org") == &c->hosts[0]);
-		CHECK(conf_host_find(c, "b\xc3\xbc" "cher.example") ==
-		    &c->hosts[1]);
+		CHECK(conf_host_find(c, "b\xc3\xbc"
+		                        "cher.example") == &c->hosts[1]);
 	}
 	conf_free(c);
 }
@@ -268,14 +271,15 @@ test_limit_relations(void)
 	conf_free(c);
 	/* Equal is fine. */
 	c = parse(BASE "limits {\nstanza-size 16K\npreauth-stanza-size 16K\n"
-	    "output-buffer 1M\noutput-max 1M\n}\n");
+	               "output-buffer 1M\noutput-max 1M\n}\n");
 	CHECK(c != NULL);
 	conf_free(c);
 	/* Range edges. */
-	c = parse(BASE "scram-iterations 4096\nworkers 1\n"
-	    "listen c2s 65535\nlisten c2s 1\nlimits {\n"
-	    "stanza-size 10000\npreauth-stanza-size 1K\nidle-timeout 0\n"
-	    "handshake-timeout 1h\n}\n");
+	c = parse(
+	    BASE "scram-iterations 4096\nworkers 1\n"
+	         "listen c2s 65535\nlisten c2s 1\nlimits {\n"
+	         "stanza-size 10000\npreauth-stanza-size 1K\nidle-timeout 0\n"
+	         "handshake-timeout 1h\n}\n");
 	CHECK(c != NULL);
 	if (c != NULL) {
 		CHECK(c->limits.idle_timeout == 0);
@@ -303,7 +307,7 @@ test_example_file(void)
 	/* The example shows the defaults. */
 	CHECK_STR(c->source, EXAMPLE_PATH);
 	CHECK(c->log_level == LOG_LVL_INFO);
-	CHECK(c->log_syslog == 0);
+	CHECK(c->log_syslog == 1);
 	CHECK_STR(c->storage, "var/xmppd.db");
 	CHECK(c->storage_sync_full == 1);
 	CHECK_STR(c->control_socket, "var/xmppd.sock");
@@ -319,16 +323,105 @@ test_example_file(void)
 		for (size_t i = 0; i < c->nlisteners; i++) {
 			CHECK(c->listeners[i].kind == d->listeners[i].kind);
 			CHECK(c->listeners[i].port == d->listeners[i].port);
-			CHECK_STR(c->listeners[i].address,
-			    d->listeners[i].address);
+			CHECK_STR(
+			    c->listeners[i].address, d->listeners[i].address);
 			CHECK(c->listeners[i].starttls_required ==
-			    d->listeners[i].starttls_required);
+			      d->listeners[i].starttls_required);
 		}
 	} else
 		CHECK(0);
 	CHECK(c->nhosts == 1 && conf_host_find(c, "localhost") != NULL);
 	conf_free(d);
 	conf_free(c);
+}
+
+/* Equal in every field that the embedded default sets. */
+static int
+same_as_default(const struct conf *a, const struct conf *d)
+{
+	size_t i;
+
+	if (a->log_level != d->log_level || a->log_syslog != d->log_syslog ||
+	    strcmp(a->storage, d->storage) != 0 ||
+	    strcmp(a->control_socket, d->control_socket) != 0 ||
+	    (a->pidfile == NULL) != (d->pidfile == NULL) ||
+	    (a->pidfile && strcmp(a->pidfile, d->pidfile) != 0) ||
+	    a->nlisteners != d->nlisteners || a->nhosts != d->nhosts)
+		return 0;
+	for (i = 0; i < a->nlisteners; i++)
+		if (a->listeners[i].kind != d->listeners[i].kind ||
+		    a->listeners[i].port != d->listeners[i].port ||
+		    a->listeners[i].starttls_required !=
+		        d->listeners[i].starttls_required ||
+		    strcmp(a->listeners[i].address, d->listeners[i].address) !=
+		        0)
+			return 0;
+	for (i = 0; i < a->nhosts; i++)
+		if (strcmp(a->hosts[i].name, d->hosts[i].name) != 0 ||
+		    strcmp(a->hosts[i].certificate, d->hosts[i].certificate) !=
+		        0 ||
+		    strcmp(a->hosts[i].key, d->hosts[i].key) != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * The man page must not document a configuration that does not parse:
+ * every literal display under EXAMPLES parses, and the one under FILES is
+ * the embedded default.
+ */
+static void
+test_man_page(void)
+{
+	FILE *f = fopen(MAN_PATH, "r");
+	char line[512], text[4096], section[64] = "";
+	size_t len = 0;
+	int in_display = 0, examples = 0, defaults = 0;
+	struct conf *c, *d;
+
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	d = parse(conf_default_text);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, ".Sh ", 4) == 0) {
+			size_t n = strcspn(line + 4, "\n");
+
+			if (n >= sizeof(section))
+				n = sizeof(section) - 1;
+			memcpy(section, line + 4, n);
+			section[n] = '\0';
+		} else if (strncmp(line, ".Bd -literal", 12) == 0) {
+			in_display = 1;
+			len = 0;
+			text[0] = '\0';
+		} else if (in_display && strncmp(line, ".Ed", 3) == 0) {
+			in_display = 0;
+			if (strcmp(section, "EXAMPLES") != 0 &&
+			    strcmp(section, "FILES") != 0)
+				continue;
+			c = conf_parse(MAN_PATH, text, err, sizeof(err));
+			CHECK(c != NULL);
+			if (c == NULL)
+				fprintf(
+				    stderr, "man page %s: %s\n", section, err);
+			if (strcmp(section, "EXAMPLES") == 0)
+				examples++;
+			else {
+				defaults++;
+				CHECK(c != NULL && d != NULL &&
+				      same_as_default(c, d));
+			}
+			conf_free(c);
+		} else if (in_display && len + strlen(line) < sizeof(text)) {
+			memcpy(text + len, line, strlen(line) + 1);
+			len += strlen(line);
+		}
+	}
+	fclose(f);
+	conf_free(d);
+	CHECK(examples == 2);
+	CHECK(defaults == 1);
 }
 
 static void
@@ -340,7 +433,7 @@ test_load_errors(void)
 	c = conf_load("tests/unit/no-such.conf", err, sizeof(err));
 	CHECK(c == NULL);
 	CHECK_STR(err, "tests/unit/no-such.conf: cannot read: "
-	    "No such file or directory");
+	               "No such file or directory");
 	/* Messages are truncated to the buffer, never overrun it. */
 	memset(small, 'x', sizeof(small));
 	c = conf_parse("t.conf", "bogus\n", small, sizeof(small));
@@ -353,15 +446,19 @@ test_load_errors(void)
 static void
 test_syntax_errors(void)
 {
-	expect_error("storage \"var/x.db\n" BASE, "t.conf:1: unterminated string");
-	expect_error("storage \"var/x.db\\\"\n" BASE,
-	    "t.conf:1: unterminated string");
+	expect_error(
+	    "storage \"var/x.db\n" BASE, "t.conf:1: unterminated string");
+	expect_error(
+	    "storage \"var/x.db\r\n" BASE, "t.conf:1: unterminated string");
+	expect_error(
+	    "storage \"var/x.db\\\"\n" BASE, "t.conf:1: unterminated string");
 	expect_error(BASE "storage \"a\\nb\"\n",
 	    "t.conf:6: invalid escape '\\n' in string (only \\\" and \\\\ are "
 	    "allowed)");
 	expect_error(BASE "storage \"a\tb\x01\"\n",
 	    "t.conf:6: invalid character 0x01 in string");
-	expect_error(BASE "storage a\x02\n", "t.conf:6: invalid character 0x02");
+	expect_error(
+	    BASE "storage a\x02\n", "t.conf:6: invalid character 0x02");
 	expect_error(BASE "storage \"a\"b\n",
 	    "t.conf:6: missing space after string \"a\"");
 	expect_error(BASE "storage a\"b\"\n",
@@ -369,7 +466,8 @@ test_syntax_errors(void)
 	expect_error(BASE "storage x;\n",
 	    "t.conf:6: unexpected ';' (one statement per line, no separators)");
 	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
-	    "}\n}\n", "t.conf:6: '}' without matching '{'");
+	             "}\n}\n",
+	    "t.conf:6: '}' without matching '{'");
 	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n",
 	    "t.conf:2: 'host' block is not closed (missing '}')");
 	expect_error(BASE "limits {\n",
@@ -398,18 +496,20 @@ test_syntax_errors(void)
 static void
 test_statement_errors(void)
 {
-	expect_error(BASE "stanza-size 1K\n",
-	    "t.conf:6: unknown option 'stanza-size'");
+	expect_error(
+	    BASE "stanza-size 1K\n", "t.conf:6: unknown option 'stanza-size'");
 	expect_error(BASE "limits {\n\tstanza-sise 1K\n}\n",
 	    "t.conf:7: unknown option 'stanza-sise' in limits block");
 	expect_error("listen c2s 5222\nhost a {\ncert c\n}\n",
 	    "t.conf:3: unknown option 'cert' in host block");
-	expect_error(BASE "storage\n", "t.conf:6: missing argument to 'storage'");
+	expect_error(
+	    BASE "storage\n", "t.conf:6: missing argument to 'storage'");
 	expect_error(BASE "storage a b\n",
 	    "t.conf:6: unexpected argument 'b' to 'storage'");
 	expect_error(BASE "limits x {\n}\n",
 	    "t.conf:6: unexpected argument 'x' to 'limits'");
-	expect_error(BASE "pidfile \"\"\n", "t.conf:6: empty value for 'pidfile'");
+	expect_error(
+	    BASE "pidfile \"\"\n", "t.conf:6: empty value for 'pidfile'");
 	expect_error(BASE "log-level loud\n",
 	    "t.conf:6: invalid value 'loud' for 'log-level' (expected error, "
 	    "warn, info or debug)");
@@ -417,7 +517,8 @@ test_statement_errors(void)
 	    "t.conf:6: invalid value 'file' for 'log' (expected stderr or "
 	    "syslog)");
 	expect_error(BASE "storage-sync off\n",
-	    "t.conf:6: invalid value 'off' for 'storage-sync' (expected full or "
+	    "t.conf:6: invalid value 'off' for 'storage-sync' (expected full "
+	    "or "
 	    "normal)");
 	expect_error("storage a\n" BASE "storage b\n",
 	    "t.conf:7: 'storage' given twice (first at line 1)");
@@ -436,14 +537,14 @@ test_statement_errors(void)
 static void
 test_number_errors(void)
 {
-	expect_error(BASE "workers -1\n",
-	    "t.conf:6: invalid number '-1' for 'workers'");
-	expect_error(BASE "workers +1\n",
-	    "t.conf:6: invalid number '+1' for 'workers'");
+	expect_error(
+	    BASE "workers -1\n", "t.conf:6: invalid number '-1' for 'workers'");
+	expect_error(
+	    BASE "workers +1\n", "t.conf:6: invalid number '+1' for 'workers'");
 	expect_error(BASE "workers 0x10\n",
 	    "t.conf:6: invalid number '0x10' for 'workers'");
-	expect_error(BASE "workers \"\"\n",
-	    "t.conf:6: invalid number '' for 'workers'");
+	expect_error(
+	    BASE "workers \"\"\n", "t.conf:6: invalid number '' for 'workers'");
 	expect_error(BASE "workers 65\n",
 	    "t.conf:6: 'workers' out of range: 65 (allowed 1..64)");
 	expect_error(BASE "workers 0\n",
@@ -451,22 +552,26 @@ test_number_errors(void)
 	expect_error(BASE "workers 4294967298\n",
 	    "t.conf:6: 'workers' out of range: 4294967298 (allowed 1..64)");
 	expect_error(BASE "scram-iterations 99999999999999999999999\n",
-	    "t.conf:6: 'scram-iterations' out of range: 99999999999999999999999 "
+	    "t.conf:6: 'scram-iterations' out of range: "
+	    "99999999999999999999999 "
 	    "(allowed 4096..1000000)");
 	expect_error(BASE "scram-iterations 4095\n",
 	    "t.conf:6: 'scram-iterations' out of range: 4095 (allowed "
 	    "4096..1000000)");
 	expect_error(BASE "limits {\nstanza-size 12X\n}\n",
-	    "t.conf:7: invalid size '12X' for 'stanza-size' (bytes, or a number "
+	    "t.conf:7: invalid size '12X' for 'stanza-size' (bytes, or a "
+	    "number "
 	    "with suffix K or M)");
 	expect_error(BASE "limits {\nstanza-size 12k\n}\n",
-	    "t.conf:7: invalid size '12k' for 'stanza-size' (bytes, or a number "
+	    "t.conf:7: invalid size '12k' for 'stanza-size' (bytes, or a "
+	    "number "
 	    "with suffix K or M)");
 	expect_error(BASE "limits {\nstanza-size K\n}\n",
 	    "t.conf:7: invalid size 'K' for 'stanza-size' (bytes, or a number "
 	    "with suffix K or M)");
 	expect_error(BASE "limits {\nstanza-size 17M\n}\n",
-	    "t.conf:7: 'stanza-size' out of range: 17M (allowed 10000..16777216 "
+	    "t.conf:7: 'stanza-size' out of range: 17M (allowed "
+	    "10000..16777216 "
 	    "bytes)");
 	expect_error(BASE "limits {\noutput-max 18014398509481984M\n}\n",
 	    "t.conf:7: 'output-max' out of range: 18014398509481984M (allowed "
@@ -480,8 +585,8 @@ test_number_errors(void)
 	expect_error(BASE "limits {\nhandshake-timeout 61m\n}\n",
 	    "t.conf:7: 'handshake-timeout' out of range: 61m (allowed 1..3600 "
 	    "seconds)");
-	expect_prefix(BASE "limits {\ndepth 7\n}\n",
-	    "t.conf:7: 'depth' out of range: 7");
+	expect_prefix(
+	    BASE "limits {\ndepth 7\n}\n", "t.conf:7: 'depth' out of range: 7");
 	expect_prefix(BASE "limits {\nattributes 2000\n}\n",
 	    "t.conf:7: 'attributes' out of range: 2000");
 	expect_prefix(BASE "limits {\nsessions-per-user 0\n}\n",
@@ -502,7 +607,7 @@ test_number_errors(void)
 	    "t.conf:7: 'output-buffer' out of range: 4095");
 	/* Relations between limits are checked where the smaller one is. */
 	expect_error(BASE "limits {\npreauth-stanza-size 64K\n"
-	    "stanza-size 32K\n}\n",
+	                  "stanza-size 32K\n}\n",
 	    "t.conf:7: preauth-stanza-size (65536) is larger than stanza-size "
 	    "(32768)");
 	expect_error(BASE "limits {\noutput-max 128K\noutput-buffer 129K\n}\n",
@@ -519,16 +624,16 @@ test_listen_errors(void)
 	const char *hosts = "host a {\ncertificate c\nkey k\n}\n";
 	char text[256];
 
-#define LISTEN_ERROR(lines, want)                                          \
-	do {                                                               \
-		snprintf(text, sizeof(text), "%s%s", hosts, lines);        \
-		expect_error(text, want);                                  \
+#define LISTEN_ERROR(lines, want)                                              \
+	do {                                                                   \
+		snprintf(text, sizeof(text), "%s%s", hosts, lines);            \
+		expect_error(text, want);                                      \
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	    "(listen c2s|c2s-tls PORT)");
+	                             "(listen c2s|c2s-tls PORT)");
 	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	    "'s2s' (expected c2s or c2s-tls)");
+	                                  "'s2s' (expected c2s or c2s-tls)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -541,7 +646,8 @@ test_listen_errors(void)
 	    "t.conf:5: invalid address 'localhost' (expected a numeric IPv4 or "
 	    "IPv6 address or *)");
 	LISTEN_ERROR("listen c2s 5222 address [::1]\n",
-	    "t.conf:5: invalid address '[::1]' (expected a numeric IPv4 or IPv6 "
+	    "t.conf:5: invalid address '[::1]' (expected a numeric IPv4 or "
+	    "IPv6 "
 	    "address or *)");
 	LISTEN_ERROR("listen c2s 5222 address 1.2.3.4 address 1.2.3.5\n",
 	    "t.conf:5: 'address' given twice");
@@ -550,15 +656,16 @@ test_listen_errors(void)
 	LISTEN_ERROR("listen c2s 5222 starttls maybe\n",
 	    "t.conf:5: invalid value 'maybe' for 'starttls' (expected required "
 	    "or optional)");
-	LISTEN_ERROR("listen c2s 5222 tls on\n", "t.conf:5: unknown listen "
+	LISTEN_ERROR("listen c2s 5222 tls on\n",
+	    "t.conf:5: unknown listen "
 	    "option 'tls' (expected address or starttls)");
 	LISTEN_ERROR("listen c2s 5222\nlisten c2s-tls 5222\n",
 	    "t.conf:6: duplicate listener on *:5222 (first at line 5)");
 	LISTEN_ERROR("listen c2s 5222 address ::1\n"
-	    "listen c2s 5222 address 0::1\n",
+	             "listen c2s 5222 address 0::1\n",
 	    "t.conf:6: duplicate listener on [::1]:5222 (first at line 5)");
 	LISTEN_ERROR("listen c2s 5222 address 10.0.0.1\n"
-	    "listen c2s 5222 address 10.0.0.1\n",
+	             "listen c2s 5222 address 10.0.0.1\n",
 	    "t.conf:6: duplicate listener on 10.0.0.1:5222 (first at line 5)");
 	LISTEN_ERROR("listen c2s 5222 address 10.0.0.1\nlisten c2s 5222\n",
 	    "t.conf:6: listener on *:5222 overlaps 10.0.0.1:5222 at line 5");
@@ -569,7 +676,7 @@ static void
 test_host_errors(void)
 {
 	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n}\n"
-	    "host A. {\ncertificate c\nkey k\n}\n",
+	             "host A. {\ncertificate c\nkey k\n}\n",
 	    "t.conf:6: duplicate host 'a' (first at line 2)");
 	expect_error("listen c2s 5222\nhost \"a b\" {\n}\n",
 	    "t.conf:2: invalid host name 'a b'");
@@ -602,6 +709,7 @@ main(void)
 	test_every_option();
 	test_limit_relations();
 	test_example_file();
+	test_man_page();
 	test_load_errors();
 	test_syntax_errors();
 	test_statement_errors();
