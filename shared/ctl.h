@@ -86,6 +86,8 @@
  *     stop                   priv  ok, then the daemon shuts down
  *     reload                 priv  ok, then the daemon reloads its
  *                                   configuration
+ * Any request: err usage, unknown-command, denied; err internal for a
+ * database error, or for a request still running when the daemon stops.
  *
  * Example session (C: client, S: daemon):
  *     S: xmppd-ctl 1 0.1.0

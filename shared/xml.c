@@ -53,7 +53,6 @@ XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool) __attribute__((weak));
  * the parser), so without this a long-lived stream grows without bound.
  */
 #define COMPACT_BYTES		(12 * 1024)
-#define REPLAY_MAX		2048
 
 #define STANZA_ARENA		1024
 
@@ -69,6 +68,7 @@ struct xml_stream {
 	int busy;                 /* inside xml_stream_feed() */
 	int halted;               /* stopped: handlers ignore further events */
 	int replaying;            /* priming a fresh parser with the header */
+	int compact_now;          /* stopped at a boundary to compact */
 	int in_root;              /* the stream header has been seen */
 	int trusted_root;         /* no limits on the header (our own) */
 	unsigned depth;           /* open elements below the root */
@@ -84,7 +84,7 @@ struct xml_stream {
 
 	struct arena *hdr;        /* the stream header, until on_open returns */
 	const char *default_ns;   /* in hdr */
-	struct buf decls;         /* root's namespace declarations, re-usable */
+	struct buf decls;         /* namespace declarations on the header */
 	char *replay;             /* "<qname decls>" to prime a new parser */
 	size_t replay_len;
 
@@ -758,7 +758,9 @@ flush_text(struct xml_stream *xs)
 
 /*
  * The raw qualified name of the start tag being reported, for replaying
- * the header into a fresh parser; NULL if expat keeps no input context.
+ * the header into a fresh parser; NULL if expat keeps no input context
+ * (built without XML_CONTEXT_BYTES), and then the stream is never
+ * compacted.
  */
 static void
 root_qname(struct xml_stream *xs, const char **qn, size_t *qlen)
@@ -789,8 +791,7 @@ build_replay(struct xml_stream *xs)
 	struct buf r = BUF_INIT;
 
 	root_qname(xs, &qn, &qlen);
-	if (qn != NULL && qlen > 0 &&
-	    qlen + buf_avail(&xs->decls) + 2 <= REPLAY_MAX) {
+	if (qn != NULL && qlen > 0) {
 		buf_addc(&r, '<');
 		buf_add(&r, qn, qlen);
 		buf_add(&r, buf_head(&xs->decls), buf_avail(&xs->decls));
@@ -912,6 +913,13 @@ on_end(void *ud, const char *name)
 	mark_boundary(xs);
 	buf_free(&xs->text);
 	deliver(xs, done);
+	/* Stop right here: parse_piece() replaces the parser. */
+	if (!xs->halted && xs->replay != NULL &&
+	    xs->expat_bytes > xs->compact_at) {
+		xs->halted = 1;
+		xs->compact_now = 1;
+		XML_StopParser(xs->parser, XML_FALSE);
+	}
 }
 
 /* Text between stanzas (whitespace keepalives, RFC 6120 §4.6.1) is dropped. */
@@ -1064,7 +1072,7 @@ stream_clear(struct xml_stream *xs)
 	xs->status = XMLS_OK;
 	xs->error = XMLE_NONE;
 	xs->error_text = "no error";
-	xs->halted = xs->replaying = xs->in_root = 0;
+	xs->halted = xs->replaying = xs->compact_now = xs->in_root = 0;
 	xs->depth = xs->nsdecls = 0;
 	xs->total_fed = xs->boundary = 0;
 	xs->idx_adjust = 0;
@@ -1125,27 +1133,10 @@ xml_stream_reset(struct xml_stream *xs)
 	mem_leave(prev);
 }
 
-/* Hands one piece to expat; mem_owner == xs. */
-static void
-parse_piece(struct xml_stream *xs, const char *data, size_t len)
-{
-	xs->total_fed += len;
-	if (XML_Parse(xs->parser, data, (int)len, XML_FALSE) ==
-	    XML_STATUS_ERROR && !xs->halted) {
-		enum XML_Error code = XML_GetErrorCode(xs->parser);
-
-		xs->halted = 1;
-		xs->status = XMLS_ERROR;
-		xs->error = XMLE_NOT_WELL_FORMED;
-		xs->error_text = code == XML_ERROR_NO_MEMORY ?
-		    "out of memory" : XML_ErrorString(code);
-	}
-}
-
 /*
- * Replaces a parser grown by a large stanza with a fresh one primed with
- * the stream header (its qualified name and namespace declarations), at a
- * stanza boundary where expat holds no unparsed input.
+ * Replaces a parser grown by earlier stanzas with a fresh one primed with
+ * the stream header (its qualified name and namespace declarations); the
+ * old one was stopped right after a stanza, at xs->boundary.
  */
 static void
 stream_compact(struct xml_stream *xs)
@@ -1153,33 +1144,68 @@ stream_compact(struct xml_stream *xs)
 	XML_Parser old = xs->parser;
 	int ok;
 
+	XML_ParserFree(old);
 	xs->parser = parser_create(xs);
+	xs->halted = 0;
 	xs->replaying = 1;
 	xs->in_root = 0;
 	ok = XML_Parse(xs->parser, xs->replay, (int)xs->replay_len,
 	    XML_FALSE) == XML_STATUS_OK && xs->in_root && !xs->halted;
 	xs->replaying = 0;
 	xs->in_root = 1;
+	xs->idx_adjust = (int64_t)xs->boundary - (int64_t)xs->replay_len;
 	if (!ok) {
-		/* Cannot happen: expat accepted this header before. */
+		/* A broken invariant: expat accepted this header before. */
 		log_warnx("xml: cannot replay the stream header");
-		XML_ParserFree(xs->parser);
-		xs->parser = old;
-		xs->halted = 0;
-		xs->status = XMLS_OK;
-		xs->error = XMLE_NONE;
-		xs->error_text = "no error";
-		free(xs->replay);
-		xs->replay = NULL;
-		xs->replay_len = 0;
+		xs->halted = 1;
+		xs->status = XMLS_ERROR;
+		xs->error = XMLE_NOT_WELL_FORMED;
+		xs->error_text = "cannot restart the parser";
 		return;
 	}
-	XML_ParserFree(old);
-	xs->idx_adjust = (int64_t)xs->total_fed - (int64_t)xs->replay_len;
 	/* Never compact after every stanza, whatever the header costs. */
 	xs->compact_at = COMPACT_BYTES;
 	if (xs->expat_bytes + 4096 > xs->compact_at)
 		xs->compact_at = xs->expat_bytes + 4096;
+}
+
+/*
+ * Hands one piece to expat; mem_owner == xs.  After a compaction the rest
+ * of the piece, all of it after the boundary, goes to the new parser.
+ */
+static void
+parse_piece(struct xml_stream *xs, const char *data, size_t len)
+{
+	uint64_t start = xs->total_fed;
+
+	xs->total_fed += len;
+	for (;;) {
+		enum XML_Status r;
+		size_t used;
+
+		r = XML_Parse(xs->parser, data, (int)len, XML_FALSE);
+		if (xs->compact_now) {
+			xs->compact_now = 0;
+			used = (size_t)(xs->boundary - start);
+			stream_compact(xs);
+			if (xs->status != XMLS_OK || used >= len)
+				return;
+			data += used;
+			len -= used;
+			start += used;
+			continue;
+		}
+		if (r == XML_STATUS_ERROR && !xs->halted) {
+			enum XML_Error code = XML_GetErrorCode(xs->parser);
+
+			xs->halted = 1;
+			xs->status = XMLS_ERROR;
+			xs->error = XMLE_NOT_WELL_FORMED;
+			xs->error_text = code == XML_ERROR_NO_MEMORY ?
+			    "out of memory" : XML_ErrorString(code);
+		}
+		return;
+	}
 }
 
 /*
@@ -1241,10 +1267,6 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 		data += n;
 		len -= n;
 	}
-	if (xs->status == XMLS_OK && xs->in_root && xs->depth == 0 &&
-	    xs->boundary == xs->total_fed && xs->replay != NULL &&
-	    xs->expat_bytes > xs->compact_at)
-		stream_compact(xs);
 	mem_leave(prev);
 	xs->busy = 0;
 	return xs->status;

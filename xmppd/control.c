@@ -58,6 +58,7 @@ struct control_conn {
 	uint32_t req;               /* ID of the current request, 0 if none */
 	int eof;                    /* the peer will send nothing more */
 	int closing;                /* close once the output is flushed */
+	int dead;                   /* closed and unlinked; freed soon */
 };
 
 /* An asynchronous storage request; survives its connection. */
@@ -170,6 +171,9 @@ conn_kill(struct control_conn *c, const char *why)
 {
 	struct control_conn **pp;
 
+	if (c->dead)
+		return;
+	c->dead = 1;
 	for (pp = &control.conns; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
@@ -195,6 +199,8 @@ conn_update_read(struct control_conn *c)
 	int want = !c->busy && !c->closing && !c->eof &&
 	    buf_avail(&c->out) < CONTROL_OUTPUT_HIGH;
 
+	if (c->dead)
+		return;
 	if (want && !ev_is_active(&c->read_w))
 		ev_io_start(xmppd_loop, &c->read_w);
 	else if (!want && ev_is_active(&c->read_w))
@@ -208,6 +214,8 @@ conn_update_read(struct control_conn *c)
 static int
 conn_flush(struct control_conn *c)
 {
+	if (c->dead)
+		return -1;
 	while (buf_avail(&c->out) > 0) {
 		ssize_t n = send(c->fd, buf_head(&c->out), buf_avail(&c->out),
 		    MSG_NOSIGNAL);
@@ -237,6 +245,8 @@ conn_flush(struct control_conn *c)
 static int
 conn_output(struct control_conn *c)
 {
+	if (c->dead)
+		return -1;
 	if (buf_avail(&c->out) > CONTROL_OUTPUT_MAX) {
 		log_warnx("control %llu: peer not reading, %zu bytes of "
 		    "output queued; disconnecting",
@@ -299,7 +309,7 @@ reply_err(struct control_conn *c, const char *code, const char *fmt, ...)
 	ctl_line_addn(&l, msg.data ? msg.data : "", buf_avail(&msg));
 	buf_free(&msg);
 	r = reply_end(c, &l);
-	if (r == -1 && conn_find(c->id) == c) {
+	if (r == -1 && !c->dead) {
 		/* Message too long to send: say so shortly instead. */
 		reply_line(c, &l, "err");
 		ctl_line_add(&l, code);
@@ -359,8 +369,8 @@ reply_row_kv(struct control_conn *c, const char *key, const char *fmt, ...)
 }
 
 /*
- * The current asynchronous request of connection id has finished; its
- * reply is queued.  Take the next pipelined request, if any.
+ * c's asynchronous request has finished and its reply is queued: take the
+ * next pipelined request, if any.
  */
 static void
 request_done(struct control_conn *c)
@@ -555,7 +565,7 @@ op_status_cb(uint64_t owner, uint64_t tag, enum store_status st)
 		break;
 	}
 	op_free(op);
-	if (conn_find(owner) == c)
+	if (!c->dead)
 		request_done(c);
 }
 
@@ -679,7 +689,7 @@ users_cb(uint64_t owner, uint64_t tag, enum store_status st,
 	else
 		reply_err(c, CTL_E_INTERNAL, "listing failed part way "
 		    "(see the daemon's log)");
-	if (conn_find(owner) == c)
+	if (!c->dead)
 		request_done(c);
 }
 
@@ -703,7 +713,7 @@ handle_users(struct control_conn *c, char **args, size_t nargs)
 	op = op_new(c, OP_USERS, NULL, host);
 	free(host);
 	reply_cols(c, cols, nitems(cols));
-	if (conn_find(op->conn_id) != c) {
+	if (c->dead) {
 		op_free(op);    /* the peer went away */
 		return;
 	}
@@ -717,7 +727,6 @@ handle_status(struct control_conn *c, char **args, size_t nargs)
 	static const char *const cols[] = { "key", "value" };
 	struct store_stats st;
 	struct buf hosts = BUF_INIT;
-	uint64_t id = c->id;
 	int r = 0;
 
 	store_get_stats(&st);
@@ -737,7 +746,7 @@ handle_status(struct control_conn *c, char **args, size_t nargs)
 	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.last_commit_ms);
 	r |= reply_row_kv(c, "pid", "%ld", (long)getpid());
 	buf_free(&hosts);
-	if (conn_find(id) != c)
+	if (c->dead)
 		return;
 	if (r != 0)
 		reply_err(c, CTL_E_INTERNAL, "status row too long");
@@ -859,11 +868,12 @@ handle_request(struct control_conn *c, char *line, size_t len)
 static void
 conn_process(struct control_conn *c)
 {
-	uint64_t id = c->id;
 	char *line;
 	size_t len;
 	int r, drained = 0;
 
+	if (c->dead)
+		return;
 	while (!c->busy && !c->closing &&
 	    buf_avail(&c->out) < CONTROL_OUTPUT_HIGH) {
 		if ((r = ctl_reader_next(&c->in, &line, &len)) == 0) {
@@ -881,7 +891,7 @@ conn_process(struct control_conn *c)
 			handle_hello(c, line, len);
 		/* The line may hold a password. */
 		explicit_bzero(line, len);
-		if (conn_find(id) != c)
+		if (c->dead)
 			return;
 		if (!c->busy)
 			c->req = 0;
@@ -1155,6 +1165,14 @@ control_shutdown(void)
 	while (control.conns != NULL) {
 		struct control_conn *c = control.conns;
 
+		if (c->busy) {
+			struct ctl_line l;
+
+			reply_line(c, &l, "err");
+			ctl_line_add(&l, CTL_E_INTERNAL);
+			ctl_line_add(&l, "the daemon is shutting down");
+			ctl_line_end(&l);
+		}
 		/* Best effort: a last answer ("stop" -> "ok") still goes. */
 		if (buf_avail(&c->out) > 0)
 			(void)!send(c->fd, buf_head(&c->out),

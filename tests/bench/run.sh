@@ -341,15 +341,15 @@ $2 ~ /-warmup$/ { next }
 		what = "sequential login"
 	else
 		what = "parallel login (c=" $6 ")"
-	printf "%-26s %11s %7s %9s %10s %9s %9s\n", what, $7 "/" $5, $8,
-	    $9, $10, $11, $12
+	printf "%-26s %11s %7s %9s %9s %8s %8s %8s\n", what, $7 "/" $5, $8,
+	    $9, $10, $14, $11, $12
 	if ($3 == "idle") {
-		idle = 1; n = $7; before = $14; after = $15; per = $16
+		idle = 1; n = $7; before = $15; after = $16; per = $17
 	}
 }
 BEGIN {
-	printf "%-26s %11s %7s %9s %10s %9s %9s\n", "run", "ok/n", "failed",
-	    "elapsed_s", "logins/s", "p50_ms", "p99_ms"
+	printf "%-26s %11s %7s %9s %9s %8s %8s %8s\n", "run", "ok/n",
+	    "failed", "elapsed_s", "logins/s", "mean_ms", "p50_ms", "p99_ms"
 }
 END {
 	if (!idle)

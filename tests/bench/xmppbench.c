@@ -1286,7 +1286,7 @@ print_summary(void)
 {
 	double elapsed = (B.all_up ? B.t_up : now_mono()) - B.t0;
 	double rate = elapsed > 0 ? B.logged_in / elapsed : 0;
-	double p50, p99, pmax;
+	double p50, p99, pmax, mean = 0;
 	char fails[512] = "";
 	long per_session = -1;
 	FILE *f;
@@ -1295,6 +1295,8 @@ print_summary(void)
 	p50 = percentile(B.latencies, B.logged_in, 0.50);
 	p99 = percentile(B.latencies, B.logged_in, 0.99);
 	pmax = B.logged_in ? B.latencies[B.logged_in - 1] : 0;
+	for (unsigned i = 0; i < B.logged_in; i++)
+		mean += B.latencies[i] / B.logged_in;
 	for (int i = 0; i < FAIL_COUNT; i++)
 		if (B.fail_counts[i])
 			snprintf(fails + strlen(fails),
@@ -1304,11 +1306,11 @@ print_summary(void)
 	if (fails[0])
 		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
 	printf("%s %s tls=%s n=%u c=%u ok=%u failed=%u%s elapsed=%.2fs "
-	    "rate=%.1f/s p50=%.2fms p99=%.2fms max=%.2fms",
+	    "rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms max=%.2fms",
 	    B.o.label, B.o.mode == MODE_LOGIN ? "login" : "idle",
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
-	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, p50,
-	    p99, pmax);
+	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, mean,
+	    p50, p99, pmax);
 	if (B.keys_derived)
 		printf(" pbkdf2=%u/%.2fs", B.keys_derived, B.derive_seconds);
 	if (B.unclean_closes)
@@ -1336,15 +1338,15 @@ print_summary(void)
 	}
 	if (ftell(f) == 0)
 		fprintf(f, "time,label,mode,tls,n,concurrency,ok,failed,"
-		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,"
+		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,mean_ms,"
 		    "server_rss_before_kib,server_rss_after_kib,"
 		    "bytes_per_session,bench_rss_kib,timed_out\n");
-	fprintf(f, "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,"
+	fprintf(f, "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
 	    "%ld,%ld,%ld,%ld,%d\n", (long)time(NULL), B.o.label,
 	    B.o.mode == MODE_LOGIN ? "login" : "idle",
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, elapsed, rate, p50, p99,
-	    pmax, B.rss_before, B.rss_after, per_session, B.self_rss,
+	    pmax, mean, B.rss_before, B.rss_after, per_session, B.self_rss,
 	    B.timed_out);
 	fclose(f);
 }

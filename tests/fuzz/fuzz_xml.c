@@ -17,6 +17,7 @@ struct trace {
 	char dflt[256];
 	int nstanzas;
 	int stop_every;         /* on_stanza asks to stop every N (0: never) */
+	int stop_open;          /* on_open asks to stop */
 };
 
 static int
@@ -30,7 +31,7 @@ t_open(void *ctx, struct xel *root, const char *default_ns)
 	buf_printf(&t->log, "O[%s]", default_ns);
 	xel_serialize(root, &t->log, default_ns);
 	buf_addc(&t->log, '\n');
-	return 0;
+	return t->stop_open;
 }
 
 static int
@@ -119,6 +120,7 @@ run_restarts(const uint8_t *data, size_t size, uint64_t seed)
 
 	memset(&t, 0, sizeof(t));
 	t.stop_every = 1 + (int)(prng(&seed) % 3);
+	t.stop_open = (prng(&seed) & 7) == 0;
 	xs = xml_stream_new(&lim, &t_cb, &t);
 	while (off < size) {
 		size_t n = 1 + (size_t)(prng(&seed) % 64);

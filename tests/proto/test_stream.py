@@ -3,6 +3,7 @@ restricted XML, well-formedness, size limits, partial input, whitespace
 keepalives and the closing handshake.  Every error case is followed by a
 fresh client logging in (the still_serving fixture)."""
 
+import json
 import random
 import ssl
 import time
@@ -211,27 +212,58 @@ def test_preauth_stanza_over_limit_policy_violation(server):
         c.close()
 
 
+def nested(depth):
+    """A message to alice/sink whose deepest element is at depth (the
+    stanza itself is at depth 1, xmppd.conf(5))."""
+    inner = "<x xmlns='urn:example:deep'>" * (depth - 1) + \
+        "</x>" * (depth - 1)
+    return "<message to='alice@localhost/sink' id='d%d'>%s</message>" % (
+        depth, inner)
+
+
 def test_nesting_depth_limit(server):
-    """depth defaults to 64 (xmppd.conf(5))."""
-    c = server.login('alice@localhost', resource='deep')
+    """depth 64 (the default) passes, 65 ends the stream."""
+    sink = server.login('alice@localhost', resource='sink')
+    c = server.login('bob@localhost', resource='deep')
     try:
-        c.send("<message to='bob@localhost'>" + "<x xmlns='urn:e'>" * 100
-               + "</x>" * 100 + "</message>")
+        c.send(nested(64))
+        el = sink.expect_stanza('message')
+        assert el.get('id') == 'd64'
+        depth, node = 1, el
+        while len(node):
+            node, depth = node[0], depth + 1
+        assert depth == 64
+        c.send(nested(65))
         c.expect_stream_error('policy-violation')
+        sink.expect_no_stanza('message', 0.3)
     finally:
         c.close()
+        sink.close()
 
 
 def test_attribute_count_limit(server):
-    """attributes defaults to 64 per element (xmppd.conf(5))."""
-    c = server.login('alice@localhost', resource='attrs')
+    """64 attributes on one element (the default) pass, 65 end the
+    stream."""
+    sink = server.login('alice@localhost', resource='sink')
+    c = server.login('bob@localhost', resource='attrs')
     try:
-        attrs = ' '.join("a%d='v'" % i for i in range(100))
-        c.send("<message to='bob@localhost' %s><body>x</body></message>"
-               % attrs)
+        def msg(n, mid):
+            # to, id and n - 2 more on the message; n on a child
+            attrs = ' '.join("a%d='v'" % i for i in range(n - 2))
+            child = ' '.join("b%d='v'" % i for i in range(n))
+            return ("<message to='alice@localhost/sink' id='%s' %s>"
+                    "<x xmlns='urn:example:attrs' %s/></message>"
+                    % (mid, attrs, child.replace("b0='v'", "b0='w'")))
+        c.send(msg(64, 'ok64'))
+        el = sink.expect_stanza('message')
+        assert el.get('id') == 'ok64'
+        assert len(el.find('{urn:example:attrs}x').attrib) == 64
+        c.send(msg(65, 'bad65'))
         c.expect_stream_error('policy-violation')
+        sink.expect_no_stanza('message', 0.3)
     finally:
         c.close()
+        sink.close()
 
 
 def test_200k_stanza_delivered_intact(server):
@@ -400,3 +432,90 @@ def test_idle_timeout_and_keepalive(server_factory):
     finally:
         quiet.close()
         chatty.close()
+
+
+def test_connections_per_ip(server_factory):
+    """connections-per-ip 2: a third simultaneous connection is refused
+    (never gets stream features); once one closes, a new one works."""
+    srv = server_factory(limits={'connections-per-ip': 2})
+    a, b = srv.client(), srv.client()
+    try:
+        a.open_stream()
+        b.open_stream()
+        third = srv.client()
+        try:
+            try:
+                third.send(third.stream_header())
+            except OSError:
+                pass
+            el = None
+            try:
+                third.read_header(3)
+                el = third.poll_element(3)
+            except (AssertionError, OSError):
+                pass
+            assert el is None or el.tag != q(NS_STREAM, 'features'), (
+                'third connection accepted: %s' % tostr(el))
+        finally:
+            third.close()
+        a.end_stream()
+        a.expect_stream_end()
+        a.close()
+        deadline = time.monotonic() + 3
+        while True:
+            c = srv.client()
+            try:
+                c.open_stream()
+                break
+            except (AssertionError, OSError):
+                assert time.monotonic() < deadline, 'slot not released'
+                time.sleep(0.1)
+            finally:
+                c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_slow_reader_disconnected(server_factory):
+    """output-max: a client that never reads is disconnected once its
+    queue would pass the limit, and the sender is not harmed."""
+    srv = server_factory(limits={'output-buffer': '16K',
+                                 'output-max': '64K'})
+    alice = srv.login('alice@localhost', resource='flood')
+    bob = srv.login('bob@localhost', resource='stuck')
+    try:
+        bob.presence()
+        chunk = 'z' * 8000
+        sent = 0
+        gone = False
+        for batch in range(40):          # up to 40 * 100 * 8 KB = 32 MB
+            for i in range(100):
+                alice.message('bob@localhost/stuck', chunk, mtype='headline')
+                sent += 1
+            while alice.poll_element(0.01) is not None:
+                pass                     # drain presence / errors
+            r = srv.ctl('--json', 'status')
+            if json.loads(r.stdout)['sessions'] == '1':
+                gone = True
+                break
+        assert gone, 'bob still connected after %d x 8 KB' % sent
+        # bob's socket holds what the kernel buffered, then EOF
+        deadline = time.monotonic() + 10
+        while not bob.eof:
+            assert time.monotonic() < deadline, 'no EOF for bob'
+            try:
+                bob._read_some(deadline)
+            except AssertionError:
+                break                    # cut off mid-element: fine
+        alice.message('alice@localhost/flood', 'sender fine')
+        while True:      # errors for headlines to bob may come first
+            el = alice.expect_stanza('message')
+            if el.get('type') != 'error':
+                break
+        assert el.find(q(NS_CLIENT, 'body')).text == 'sender fine'
+        assert 'slow' in srv.stderr_text() or 'output' in srv.stderr_text()
+    finally:
+        alice.close()
+        bob.close()
+    srv.assert_serves()

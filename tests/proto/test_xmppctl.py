@@ -57,8 +57,15 @@ def test_adduser_login_passwd_deluser_round_trip(server):
     assert_sasl_success(plain_result(server, 'carol', 'first pass'))
     assert_sasl_success(scram_result(server, 'carol', 'first pass'))
 
+    kept = server.login('carol@localhost', password='first pass',
+                        resource='kept')
     ok(server.ctl('passwd', 'carol@localhost', '--password-stdin',
                   input='second pass'))
+    # xmppctl(8): sessions already logged in stay connected
+    kept.message('carol@localhost/kept', 'after passwd')
+    assert kept.expect_stanza('message').find(
+        '{jabber:client}body').text == 'after passwd'
+    kept.close()
     assert_sasl_failure(plain_result(server, 'carol', 'first pass'),
                         'not-authorized')
     assert_sasl_failure(scram_result(server, 'carol', 'first pass'),
@@ -94,16 +101,19 @@ def test_adduser_existing(server):
     r = server.ctl('adduser', 'alice@localhost', '--password-stdin',
                    input='other')
     assert r.returncode == EXIT_EXISTS, (r.returncode, r.stderr)
-    assert r.stderr.strip(), 'no message on stderr'
+    assert r.stderr.startswith('xmppctl: adduser alice@localhost: '), (
+        r.stderr)
     # and the password did not change
     assert_sasl_success(plain_result(server, 'alice',
                                      server.users['alice@localhost']))
 
 
-def test_deluser_unknown(server):
-    r = server.ctl('deluser', 'nobody@localhost')
+@pytest.mark.parametrize('jid', ['nobody@localhost', 'nobody@example.org'])
+def test_deluser_unknown(server, jid):
+    """Unknown accounts are 5 even on hosts no longer configured."""
+    r = server.ctl('deluser', jid)
     assert r.returncode == EXIT_NO_USER, (r.returncode, r.stderr)
-    assert r.stderr.strip()
+    assert r.stderr.startswith('xmppctl: deluser %s: ' % jid), r.stderr
 
 
 def test_passwd_unknown(server):
@@ -119,9 +129,8 @@ def test_passwd_unknown(server):
                               'two-at', 'too-long'])
 def test_adduser_bad_jid(server, jid):
     r = server.ctl('adduser', jid, '--password-stdin', input='pw')
-    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
-                                                      r.stdout, r.stderr)
-    assert r.stderr.strip(), 'no message on stderr'
+    assert r.returncode == EXIT_ERROR, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.startswith('xmppctl: adduser %s: ' % jid), r.stderr
     assert jid not in ok(server.ctl('users')).stdout.split('\n')
 
 
@@ -129,23 +138,28 @@ def test_adduser_bad_jid(server, jid):
                          ids=['other-domain', 'domain-only'])
 def test_adduser_unknown_host_or_no_local(server, jid):
     r = server.ctl('adduser', jid, '--password-stdin', input='pw')
-    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
-                                                      r.stderr)
-    assert r.stderr.strip()
+    assert r.returncode == EXIT_ERROR, (r.returncode, r.stderr)
+    assert r.stderr.startswith('xmppctl: adduser %s: ' % jid), r.stderr
 
 
-def test_adduser_empty_password_refused(server):
+@pytest.mark.parametrize('stdin, code', [
+    ('', EXIT_USAGE),            # no line at all: nothing could be read
+    ('\n', EXIT_ERROR),          # an empty password: the daemon refuses
+    ('\u0007bell\n', EXIT_ERROR),  # SASLprep prohibits control characters
+    ('x' * 1024 + '\n', EXIT_ERROR),  # longer than 1023 bytes
+], ids=['no-input', 'empty-line', 'prohibited-char', 'too-long'])
+def test_adduser_bad_password_refused(server, stdin, code):
     r = server.ctl('adduser', 'frank@localhost', '--password-stdin',
-                   input='')
-    assert r.returncode in (EXIT_ERROR, EXIT_USAGE), (r.returncode,
-                                                      r.stderr)
+                   input=stdin)
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert r.stderr.strip()
     assert 'frank@localhost' not in ok(server.ctl('users')).stdout.split()
 
 
 def test_daemon_unreachable_missing_socket(server, tmp_path):
     r = server.ctl('users', socket_path=tmp_path / 'no-such.sock')
     assert r.returncode == EXIT_UNREACHABLE, (r.returncode, r.stderr)
-    assert r.stderr.strip()
+    assert r.stderr.startswith('xmppctl: '), r.stderr
 
 
 def test_daemon_unreachable_stale_socket(server, tmp_path):
@@ -157,11 +171,13 @@ def test_daemon_unreachable_stale_socket(server, tmp_path):
     assert r.returncode == EXIT_UNREACHABLE, (r.returncode, r.stderr)
 
 
-@pytest.mark.parametrize('args', [[], ['frobnicate'], ['adduser'],
-                                  ['deluser'], ['adduser', 'a@localhost',
-                                                '--no-such-flag']],
-                         ids=['none', 'unknown-command', 'adduser-no-jid',
-                              'deluser-no-jid', 'unknown-flag'])
+@pytest.mark.parametrize('args', [
+    [], ['frobnicate'], ['adduser'], ['deluser'],
+    ['adduser', 'a@localhost', '--no-such-flag'], ['s'],
+    ['deluser', 'a@localhost', 'b@localhost'], ['status', 'extra']],
+    ids=['none', 'unknown-command', 'adduser-no-jid', 'deluser-no-jid',
+         'unknown-flag', 'ambiguous-abbreviation', 'extra-argument',
+         'status-extra-argument'])
 def test_usage_errors(server, args):
     r = server.ctl(*args, input='')
     assert r.returncode == EXIT_USAGE, (r.returncode, r.stdout, r.stderr)
@@ -170,9 +186,19 @@ def test_usage_errors(server, args):
 
 def test_users_lists_alice_and_bob(server):
     r = ok(server.ctl('users'))
-    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    lines = r.stdout.splitlines()
     assert 'alice@localhost' in lines and 'bob@localhost' in lines, lines
     assert all(re.fullmatch(r'[^\s@]+@localhost', l) for l in lines), lines
+    assert lines == sorted(lines), 'not ordered by user: %s' % lines
+    assert ok(server.ctl('users', '--host', 'localhost')).stdout.splitlines(
+    ) == lines
+
+
+def test_users_host_not_configured(server):
+    r = server.ctl('users', '--host', 'example.org')
+    assert r.returncode == EXIT_ERROR, (r.returncode, r.stderr)
+    assert r.stdout == ''
+    assert r.stderr.startswith('xmppctl: users'), r.stderr
 
 
 def test_users_json(server):
@@ -254,3 +280,79 @@ def test_denied_for_other_uid(server_factory):
     assert r.returncode == EXIT_OK, (r.returncode, r.stderr)
     assert 'mallory@localhost' not in r.stdout.split()
     assert 'alice@localhost' in r.stdout.split()
+
+
+def test_abbreviations_and_option_order(server):
+    """"add" is adduser, "st" is ambiguous (status, stop), "sta" is status;
+    --json may come before or after the command."""
+    ok(server.ctl('add', 'gina@localhost', '--password-stdin', input='g'))
+    assert 'gina@localhost' in ok(server.ctl('us')).stdout.split()
+    assert server.ctl('st').returncode == EXIT_USAGE
+    before = json.loads(ok(server.ctl('--json', 'sta')).stdout)
+    after = json.loads(ok(server.ctl('status', '--json')).stdout)
+    assert before['pid'] == after['pid'] == str(server.proc.pid)
+    ok(server.ctl('del', 'gina@localhost'))
+    assert 'gina@localhost' not in ok(server.ctl('users')).stdout.split()
+
+
+def test_socket_from_environment(server):
+    env = dict(os.environ, XMPPD_SOCKET=str(server.sock))
+    r = subprocess.run([XMPPCTL_BIN, 'status'], capture_output=True,
+                       text=True, timeout=30, env=env, cwd='/')
+    assert r.returncode == EXIT_OK, r.stderr
+    assert re.search(r'^pid\s+%d$' % server.proc.pid, r.stdout, re.M)
+
+
+def test_version_and_help(server):
+    r = subprocess.run([XMPPCTL_BIN, '-V'], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == EXIT_OK and r.stdout.strip(), (r.returncode,
+                                                          r.stderr)
+    r = subprocess.run([XMPPCTL_BIN, '-h'], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == EXIT_OK, r.stderr
+    out = r.stdout + r.stderr
+    for cmd in ('adduser', 'passwd', 'deluser', 'users', 'status', 'stop',
+                'reload'):
+        assert cmd in out, out
+
+
+def test_reload_keeps_serving(server):
+    a = server.login('alice@localhost', resource='reload')
+    try:
+        r = ok(server.ctl('reload'))
+        assert r.stdout == ''
+        time.sleep(0.2)
+        server.assert_serves()
+        a.message('alice@localhost/reload', 'still')
+        assert a.expect_stanza('message').find(
+            '{jabber:client}body').text == 'still'
+    finally:
+        a.close()
+
+
+def test_stop_command(server_factory):
+    """stop: like SIGTERM, <system-shutdown/> to streams, exit 0."""
+    srv = server_factory()
+    a = srv.login('alice@localhost', resource='stop')
+    try:
+        ok(srv.ctl('stop'))
+        a.expect_stream_error('system-shutdown')
+        assert srv.wait_exit(5) == 0, srv.stderr_tail()
+        assert srv.stop(check=False) == []
+        r = srv.ctl('status')
+        assert r.returncode == EXIT_UNREACHABLE, (r.returncode, r.stderr)
+    finally:
+        a.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
+                    reason='needs root and setpriv to act as another uid')
+def test_denied_cannot_connect(server_factory):
+    """Someone who may not connect to the 0660 socket at all: exit 6."""
+    srv = server_factory()
+    os.chmod(srv.dir, 0o711)
+    cmd = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+           XMPPCTL_BIN, '-s', str(srv.sock), 'status']
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)

@@ -467,6 +467,8 @@ test_roundtrip(void)
 		    "streams'><conflict xmlns='urn:ietf:params:xml:ns:"
 		    "xmpp-streams'/></stream:error>",
 		"<x xmlns=''><y xmlns='jabber:client'/></x>",
+		"<a xmlns:xml='http://www.w3.org/XML/1998/namespace'>"
+		    "<xml:b xml:c='1'/></a>",
 	};
 
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
@@ -489,6 +491,8 @@ test_roundtrip(void)
 			CHECK_STR(buf_head(&b1), "<message to='a@b/c' "
 			    "xml:lang='en'><body>x &lt; y &amp;&amp; \"q\" "
 			    "&#13;</body></message>");
+		if (i == 4)
+			CHECK_STR(buf_head(&b1), "<a><xml:b xml:c='1'/></a>");
 		if (i == 1)
 			CHECK_STR(buf_head(&b1), "<iq type='result' "
 			    "xmlns:p1='urn:a' p1:k='&#9;&#10;&#13;&apos;'>"
@@ -1054,6 +1058,38 @@ test_memory(void)
 	CHECK(m1 < 12 * 1024);
 	fprintf(stderr, "  memory: new %zu, after header %zu\n", m0, m1);
 	xml_stream_free(xs);
+
+	/*
+	 * Expat interns every new element and attribute name for the life of
+	 * the parser; the parser is replaced now and then so this stays
+	 * bounded, even when no read ever ends at a stanza boundary.
+	 */
+	struct rec r;
+	char piece[64];
+	size_t peak = 0;
+
+	rec_init(&r);
+	xs = xml_stream_new(NULL, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, HDR "<", strlen(HDR) + 1) == XMLS_OK);
+	for (int i = 0; i < 5000; i++) {
+		int n = snprintf(piece, sizeof(piece), "x%d xmlns='urn:%d' "
+		    "a%d='1'/>\n<", i, i, i);
+
+		CHECK(xml_stream_feed(xs, piece, (size_t)n) == XMLS_OK);
+		if (xml_stream_memory(xs) > peak)
+			peak = xml_stream_memory(xs);
+		if (i % 100 == 0)
+			buf_reset(&r.log);
+	}
+	CHECK(r.nstanzas == 5000);
+	CHECK(peak < 20 * 1024);
+	fprintf(stderr, "  memory: peak %zu over 5000 new names\n", peak);
+	CHECK(xml_stream_feed(xs, "b/>", 3) == XMLS_OK);
+	CHECK(r.nstanzas == 5001);
+	CHECK(strstr(buf_head(&r.log), "S<x4999 xmlns='urn:4999' a4999='1'/>\n"
+	    "S<b/>\n") != NULL);
+	xml_stream_free(xs);
+	rec_free(&r);
 }
 
 static void
