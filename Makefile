@@ -143,6 +143,9 @@ install: all
 	  $(DESTDIR)$(PREFIX)/bin/xmpptop; fi
 	install -m 644 man/xmppd.8 man/xmppctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/xmppd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -d $(DESTDIR)$(PREFIX)/etc/xmppd
+	install -m 644 xmppd/xmppd.conf.example \
+	  $(DESTDIR)$(PREFIX)/etc/xmppd/xmppd.conf.example
 	if [ -f man/xmpptop.1 ]; then install -m 644 man/xmpptop.1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 

@@ -33,16 +33,16 @@ XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool) __attribute__((weak));
 #endif
 
 /* Used for any zero field of struct xml_limits, and for a NULL one. */
-#define DEFAULT_MAX_STANZA	65536
-#define DEFAULT_MAX_DEPTH	32
-#define DEFAULT_MAX_ATTRS	64
+#define DEFAULT_MAX_STANZA 65536
+#define DEFAULT_MAX_DEPTH 32
+#define DEFAULT_MAX_ATTRS 64
 
 /*
  * Input is handed to expat in pieces of at most this size: expat copies
  * every piece into its own buffer, which never shrinks, so a 64 KiB read
  * must not become a 64 KiB buffer held by an idle connection.
  */
-#define FEED_PIECE		512
+#define FEED_PIECE 512
 
 /*
  * When expat holds more than this between stanzas, the parser is replaced
@@ -52,9 +52,9 @@ XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool) __attribute__((weak));
  * with every distinct element and attribute name (interned for the life of
  * the parser), so without this a long-lived stream grows without bound.
  */
-#define COMPACT_BYTES		(12 * 1024)
+#define COMPACT_BYTES (12 * 1024)
 
-#define STANZA_ARENA		1024
+#define STANZA_ARENA 1024
 
 struct xml_stream {
 	XML_Parser parser;
@@ -62,34 +62,34 @@ struct xml_stream {
 	struct xml_stream_cb cb;
 	void *ctx;
 
-	enum xml_status status;   /* sticky once not XMLS_OK */
+	enum xml_status status; /* sticky once not XMLS_OK */
 	enum xml_error error;
-	const char *error_text;   /* static string */
-	int busy;                 /* inside xml_stream_feed() */
-	int halted;               /* stopped: handlers ignore further events */
-	int replaying;            /* priming a fresh parser with the header */
-	int compact_now;          /* stopped at a boundary to compact */
-	int in_root;              /* the stream header has been seen */
-	int trusted_root;         /* no limits on the header (our own) */
-	unsigned depth;           /* open elements below the root */
-	unsigned nsdecls;         /* declarations on the element being opened */
+	const char *error_text; /* static string */
+	int busy;               /* inside xml_stream_feed() */
+	int halted;             /* stopped: handlers ignore further events */
+	int replaying;          /* priming a fresh parser with the header */
+	int compact_now;        /* stopped at a boundary to compact */
+	int in_root;            /* the stream header has been seen */
+	int trusted_root;       /* no limits on the header (our own) */
+	unsigned depth;         /* open elements below the root */
+	unsigned nsdecls;       /* declarations on the element being opened */
 
 	/* Offsets in bytes fed since the last reset (RFC 6120 §13.12). */
 	uint64_t total_fed;
-	uint64_t boundary;        /* end of the last stanza boundary */
-	int64_t idx_adjust;       /* expat's byte index + this = our offset */
+	uint64_t boundary;  /* end of the last stanza boundary */
+	int64_t idx_adjust; /* expat's byte index + this = our offset */
 
-	struct xel *cur;          /* innermost open element of the stanza */
-	struct buf text;          /* character data not yet added to cur */
+	struct xel *cur; /* innermost open element of the stanza */
+	struct buf text; /* character data not yet added to cur */
 
-	struct arena *hdr;        /* the stream header, until on_open returns */
-	const char *default_ns;   /* in hdr */
-	struct buf decls;         /* namespace declarations on the header */
-	char *replay;             /* "<qname decls>" to prime a new parser */
+	struct arena *hdr;      /* the stream header, until on_open returns */
+	const char *default_ns; /* in hdr */
+	struct buf decls;       /* namespace declarations on the header */
+	char *replay;           /* "<qname decls>" to prime a new parser */
 	size_t replay_len;
 
-	size_t expat_bytes;       /* held by expat through mem_suite */
-	size_t compact_at;        /* expat_bytes that trigger a compaction */
+	size_t expat_bytes; /* held by expat through mem_suite */
+	size_t compact_at;  /* expat_bytes that trigger a compaction */
 };
 
 /*
@@ -193,16 +193,15 @@ attr_find(const struct xel *el, const char *ns, const char *name)
 	struct xattr **ap;
 
 	ns = attr_ns_norm(ns);
-	for (ap = (struct xattr **)&el->attrs; *ap != NULL;
-	    ap = &(*ap)->next)
+	for (ap = (struct xattr **)&el->attrs; *ap != NULL; ap = &(*ap)->next)
 		if (strcmp((*ap)->name, name) == 0 && ns_equal((*ap)->ns, ns))
 			return ap;
 	return ap;
 }
 
 void
-xel_set_attr_ns(struct xel *el, const char *ns, const char *name,
-    const char *value)
+xel_set_attr_ns(
+    struct xel *el, const char *ns, const char *name, const char *value)
 {
 	struct xattr **ap = attr_find(el, ns, name), *a;
 
@@ -470,8 +469,8 @@ write_attrs(const struct xel *el, struct buf *out)
 			if (i == nseen) {
 				if (nseen == cap) {
 					cap = cap ? cap * 2 : 4;
-					seen = xreallocarray(seen, cap,
-					    sizeof(*seen));
+					seen = xreallocarray(
+					    seen, cap, sizeof(*seen));
 				}
 				seen[nseen++] = a->ns;
 				buf_printf(out, "xmlns:p%zu=", i + 1);
@@ -542,8 +541,8 @@ xel_serialize(const struct xel *top, struct buf *out, const char *parent_ns)
 				buf_addc(out, '>');
 				if (depth == cap) {
 					cap = cap ? cap * 2 : 16;
-					stack = xreallocarray(stack, cap,
-					    sizeof(*stack));
+					stack = xreallocarray(
+					    stack, cap, sizeof(*stack));
 				}
 				stack[depth++] = dflt;
 				dflt = inner;
@@ -569,8 +568,9 @@ xel_serialize(const struct xel *top, struct buf *out, const char *parent_ns)
  * (saved and restored, as a callback may parse something else).
  */
 
-#define MEM_HDR (_Alignof(max_align_t) > sizeof(size_t) ? \
-	_Alignof(max_align_t) : sizeof(size_t))
+#define MEM_HDR                                                                \
+	(_Alignof(max_align_t) > sizeof(size_t) ? _Alignof(max_align_t)        \
+	                                        : sizeof(size_t))
 
 static _Thread_local struct xml_stream *mem_owner;
 static _Thread_local size_t mem_unowned;
@@ -629,8 +629,7 @@ mem_realloc(void *q, size_t n)
 }
 
 static const XML_Memory_Handling_Suite mem_suite = {
-	mem_malloc, mem_realloc, mem_free
-};
+    mem_malloc, mem_realloc, mem_free};
 
 static struct xml_stream *
 mem_enter(struct xml_stream *xs)
@@ -686,8 +685,8 @@ mark_boundary(struct xml_stream *xs)
 
 /* Splits expat's "URI local" at the last space; ns "" when there is none. */
 static void
-split_name(struct arena *a, const char *exp, const char **ns,
-    const char **local)
+split_name(
+    struct arena *a, const char *exp, const char **ns, const char **local)
 {
 	const char *sp = strrchr(exp, ' ');
 
@@ -711,8 +710,8 @@ build_element(struct arena *a, const char *name, const char **atts,
 
 	if (sp == NULL) {
 		el->name = arena_strdup(a, name);
-		el->ns = (parent != NULL && *parent->ns == '\0') ?
-		    parent->ns : "";
+		el->ns =
+		    (parent != NULL && *parent->ns == '\0') ? parent->ns : "";
 	} else {
 		size_t nslen = (size_t)(sp - name);
 
@@ -836,7 +835,7 @@ root_start(struct xml_stream *xs, const char *name, const char **atts)
 	build_replay(xs);
 	if (xs->cb.on_open != NULL &&
 	    xs->cb.on_open(xs->ctx, root,
-		xs->default_ns != NULL ? xs->default_ns : "") != 0)
+	        xs->default_ns != NULL ? xs->default_ns : "") != 0)
 		stream_halt(xs, XMLS_STOPPED, XMLE_NONE, "stopped by caller");
 	arena_free(xs->hdr);
 	xs->hdr = NULL;
@@ -948,8 +947,8 @@ on_ns_start(void *ud, const char *prefix, const char *uri)
 		return;
 	if (++xs->nsdecls > xs->lim.max_attrs &&
 	    (xs->in_root || !xs->trusted_root)) {
-		stream_fail(xs, XMLE_TOO_MANY_ATTRS,
-		    "too many namespace declarations");
+		stream_fail(
+		    xs, XMLE_TOO_MANY_ATTRS, "too many namespace declarations");
 		return;
 	}
 	if (xs->in_root || xs->replaying)
@@ -1011,8 +1010,7 @@ on_pi(void *ud, const char *target, const char *data)
 
 /* RFC 6120 §11.6: the stream is UTF-8 whatever a declaration says. */
 static void XMLCALL
-on_xmldecl(void *ud, const char *version, const char *encoding,
-    int standalone)
+on_xmldecl(void *ud, const char *version, const char *encoding, int standalone)
 {
 	if (encoding != NULL && strcasecmp(encoding, "UTF-8") != 0)
 		stream_fail(ud, XMLE_NOT_WELL_FORMED,
@@ -1080,8 +1078,8 @@ stream_clear(struct xml_stream *xs)
 }
 
 struct xml_stream *
-xml_stream_new(const struct xml_limits *lim, const struct xml_stream_cb *cb,
-    void *ctx)
+xml_stream_new(
+    const struct xml_limits *lim, const struct xml_stream_cb *cb, void *ctx)
 {
 	struct xml_stream *xs = xcalloc(1, sizeof(*xs));
 	struct xml_stream *prev;
@@ -1150,7 +1148,8 @@ stream_compact(struct xml_stream *xs)
 	xs->replaying = 1;
 	xs->in_root = 0;
 	ok = XML_Parse(xs->parser, xs->replay, (int)xs->replay_len,
-	    XML_FALSE) == XML_STATUS_OK && xs->in_root && !xs->halted;
+	         XML_FALSE) == XML_STATUS_OK &&
+	     xs->in_root && !xs->halted;
 	xs->replaying = 0;
 	xs->in_root = 1;
 	xs->idx_adjust = (int64_t)xs->boundary - (int64_t)xs->replay_len;
@@ -1201,8 +1200,9 @@ parse_piece(struct xml_stream *xs, const char *data, size_t len)
 			xs->halted = 1;
 			xs->status = XMLS_ERROR;
 			xs->error = XMLE_NOT_WELL_FORMED;
-			xs->error_text = code == XML_ERROR_NO_MEMORY ?
-			    "out of memory" : XML_ErrorString(code);
+			xs->error_text = code == XML_ERROR_NO_MEMORY
+			                     ? "out of memory"
+			                     : XML_ErrorString(code);
 		}
 		return;
 	}
@@ -1289,7 +1289,7 @@ xml_stream_memory(const struct xml_stream *xs)
 {
 	const struct xel *top = xs->cur;
 	size_t n = sizeof(*xs) + xs->expat_bytes + xs->text.cap +
-	    xs->decls.cap + xs->replay_len;
+	           xs->decls.cap + xs->replay_len;
 
 	while (top != NULL && top->parent != NULL)
 		top = top->parent;
@@ -1329,8 +1329,8 @@ xml_parse_element(const char *data, size_t len, const char *default_ns,
     const struct xml_limits *lim)
 {
 	static const char close[] = "</stream:stream>";
-	struct xml_stream_cb cb = { NULL, one_stanza, NULL };
-	struct one_element oe = { NULL, 0 };
+	struct xml_stream_cb cb = {NULL, one_stanza, NULL};
+	struct one_element oe = {NULL, 0};
 	struct xml_stream *xs;
 	struct buf hdr = BUF_INIT;
 	size_t max_stanza;
@@ -1350,8 +1350,8 @@ xml_parse_element(const char *data, size_t len, const char *default_ns,
 	ok = xml_stream_feed(xs, hdr.data, hdr.len) == XMLS_OK;
 	xs->lim.max_stanza = max_stanza;
 	ok = ok && xml_stream_feed(xs, data, len) == XMLS_OK &&
-	    xml_stream_feed(xs, close, sizeof(close) - 1) == XMLS_CLOSED &&
-	    oe.el != NULL && !oe.extra;
+	     xml_stream_feed(xs, close, sizeof(close) - 1) == XMLS_CLOSED &&
+	     oe.el != NULL && !oe.extra;
 	xml_stream_free(xs);
 	buf_free(&hdr);
 	if (!ok && oe.el != NULL) {

@@ -111,7 +111,8 @@ struct xml_stream_cb {
 	 * The stream header (depth 0 start tag); root has attributes but no
 	 * children, and its ns is the header's own namespace; default_ns
 	 * is the default namespace declared on it ("" if none).  Return 0 to
-	 * go on, non-zero to stop parsing.
+	 * go on, non-zero to stop parsing.  root and default_ns are freed when
+	 * on_open returns: copy what is needed.
 	 */
 	int (*on_open)(void *ctx, struct xel *root, const char *default_ns);
 	/*
@@ -125,10 +126,17 @@ struct xml_stream_cb {
 	void (*on_close)(void *ctx);
 };
 
+/*
+ * Callbacks must not call xml_stream_feed(), xml_stream_reset() or
+ * xml_stream_free() on their own stream (that is fatal); they return
+ * non-zero instead and the caller resets or frees after the feed returns.
+ * A status other than XMLS_OK sticks until xml_stream_reset().
+ */
 enum xml_status { XMLS_OK, XMLS_STOPPED, XMLS_CLOSED, XMLS_ERROR };
 
 struct xml_stream;
 
+/* lim NULL, or any zero field: 64 KiB stanzas, depth 32, 64 attributes. */
 struct xml_stream *xml_stream_new(const struct xml_limits *lim,
     const struct xml_stream_cb *cb, void *ctx);
 void xml_stream_free(struct xml_stream *xs);

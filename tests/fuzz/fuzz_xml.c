@@ -13,11 +13,11 @@
 #include "xml.h"
 
 struct trace {
-	struct buf log;         /* what the callbacks saw, serialized */
+	struct buf log; /* what the callbacks saw, serialized */
 	char dflt[256];
 	int nstanzas;
-	int stop_every;         /* on_stanza asks to stop every N (0: never) */
-	int stop_open;          /* on_open asks to stop */
+	int stop_every; /* on_stanza asks to stop every N (0: never) */
+	int stop_open;  /* on_open asks to stop */
 };
 
 static int
@@ -62,7 +62,7 @@ t_close(void *ctx)
 	buf_adds(&t->log, "C\n");
 }
 
-static const struct xml_stream_cb t_cb = { t_open, t_stanza, t_close };
+static const struct xml_stream_cb t_cb = {t_open, t_stanza, t_close};
 
 static uint64_t
 prng(uint64_t *s)
@@ -78,8 +78,8 @@ prng(uint64_t *s)
  * from the generator.  Appends the outcome to the trace.
  */
 static void
-run(const struct xml_limits *lim, const uint8_t *data, size_t size,
-    int how, uint64_t seed, struct trace *t)
+run(const struct xml_limits *lim, const uint8_t *data, size_t size, int how,
+    uint64_t seed, struct trace *t)
 {
 	struct xml_stream *xs = xml_stream_new(lim, &t_cb, t);
 	enum xml_status st = XMLS_OK;
@@ -91,8 +91,8 @@ run(const struct xml_limits *lim, const uint8_t *data, size_t size,
 		if (how == 1)
 			n = 1;
 		else if (how == 2)
-			n = 1 + (size_t)(prng(&seed) % (prng(&seed) & 1 ? 8 :
-			    700));
+			n = 1 +
+			    (size_t)(prng(&seed) % (prng(&seed) & 1 ? 8 : 700));
 		if (n > size - off)
 			n = size - off;
 		st = xml_stream_feed(xs, (const char *)data + off, n);
@@ -109,9 +109,9 @@ static void
 run_restarts(const uint8_t *data, size_t size, uint64_t seed)
 {
 	struct xml_limits lim = {
-		16 + (size_t)(prng(&seed) % 512),
-		1 + (unsigned)(prng(&seed) % 8),
-		1 + (unsigned)(prng(&seed) % 8),
+	    16 + (size_t)(prng(&seed) % 512),
+	    1 + (unsigned)(prng(&seed) % 8),
+	    1 + (unsigned)(prng(&seed) % 8),
 	};
 	struct trace t;
 	struct xml_stream *xs;

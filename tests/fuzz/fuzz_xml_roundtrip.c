@@ -12,14 +12,14 @@
 #include "buf.h"
 #include "xml.h"
 
-static const struct xml_limits lim = { 1 << 30, 256, 256 };
+static const struct xml_limits lim = {1 << 30, 256, 256};
 
 struct pass {
-	struct buf out;         /* the stanzas, serialized back to back */
-	struct buf dflt;        /* default namespace of the header */
+	struct buf out;  /* the stanzas, serialized back to back */
+	struct buf dflt; /* default namespace of the header */
 	int opened;
 	int nstanzas;
-	int check;              /* also check parse_element and copy */
+	int check; /* also check parse_element and copy */
 };
 
 static int
@@ -74,7 +74,7 @@ p_stanza(void *ctx, struct xel *st)
 	return 0;
 }
 
-static const struct xml_stream_cb p_cb = { p_open, p_stanza, NULL };
+static const struct xml_stream_cb p_cb = {p_open, p_stanza, NULL};
 
 static enum xml_status
 parse(const char *data, size_t size, struct pass *p)
@@ -110,8 +110,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st = parse(doc.data, doc.len, &p2);
 	if (st != XMLS_CLOSED || p2.nstanzas != p1.nstanzas ||
 	    p2.out.len != p1.out.len ||
-	    (p1.out.len > 0 && memcmp(p1.out.data, p2.out.data,
-	    p1.out.len) != 0))
+	    (p1.out.len > 0 &&
+	        memcmp(p1.out.data, p2.out.data, p1.out.len) != 0))
 		abort();
 out:
 	buf_free(&doc);

@@ -5,10 +5,15 @@ across a restart on the same database."""
 import signal
 import time
 
+import pytest
+
 from xmpp_raw import NS_CLIENT, q
 
 
-def test_sigterm_closes_sessions_with_system_shutdown(server_factory):
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT],
+                         ids=['SIGTERM', 'SIGINT'])
+def test_shutdown_signal_closes_sessions_with_system_shutdown(
+        server_factory, sig):
     srv = server_factory()
     a = srv.login('alice@localhost', resource='one')
     b = srv.login('bob@localhost', resource='two', tls='direct')
@@ -16,7 +21,7 @@ def test_sigterm_closes_sessions_with_system_shutdown(server_factory):
     try:
         pre.open_stream()          # an unauthenticated stream too
         t0 = time.monotonic()
-        srv.signal(signal.SIGTERM)
+        srv.signal(sig)
         for c in (a, b, pre):
             c.expect_stream_error('system-shutdown', timeout=5)
         status = srv.wait_exit(5)

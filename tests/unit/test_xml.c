@@ -10,8 +10,9 @@
 #include "xml.h"
 #include "unit.h"
 
-#define HDR "<stream:stream xmlns='jabber:client' " \
-	"xmlns:stream='http://etherx.jabber.org/streams' to='example.com' " \
+#define HDR                                                                    \
+	"<stream:stream xmlns='jabber:client' "                                \
+	"xmlns:stream='http://etherx.jabber.org/streams' to='example.com' "    \
 	"version='1.0'>"
 
 /* Records every callback as one line of text, for exact comparison. */
@@ -19,9 +20,9 @@ struct rec {
 	struct buf log;
 	char dflt[128];
 	int nopen, nstanzas, nclose;
-	int stop_at;            /* on_stanza returns 1 for this stanza (1-) */
-	int stop_open;          /* on_open returns 1 */
-	int keep;               /* keep the last stanza instead of freeing */
+	int stop_at;   /* on_stanza returns 1 for this stanza (1-) */
+	int stop_open; /* on_open returns 1 */
+	int keep;      /* keep the last stanza instead of freeing */
 	struct xel *kept;
 };
 
@@ -65,7 +66,7 @@ rec_close(void *ctx)
 	buf_adds(&r->log, "C\n");
 }
 
-static const struct xml_stream_cb rec_cb = { rec_open, rec_stanza, rec_close };
+static const struct xml_stream_cb rec_cb = {rec_open, rec_stanza, rec_close};
 
 static void
 rec_init(struct rec *r)
@@ -103,8 +104,8 @@ feed_chunked(struct xml_stream *xs, const char *data, size_t len, size_t chunk)
 
 /* Parses a whole input with fresh limits; returns the status. */
 static enum xml_status
-run(const struct xml_limits *lim, const char *data, size_t chunk,
-    struct rec *r, enum xml_error *err)
+run(const struct xml_limits *lim, const char *data, size_t chunk, struct rec *r,
+    enum xml_error *err)
 {
 	struct xml_stream *xs = xml_stream_new(lim, &rec_cb, r);
 	enum xml_status st = feed_chunked(xs, data, strlen(data), chunk);
@@ -115,7 +116,7 @@ run(const struct xml_limits *lim, const char *data, size_t chunk,
 	return st;
 }
 
-static const struct xml_limits big = { 1 << 20, 64, 64 };
+static const struct xml_limits big = {1 << 20, 64, 64};
 
 static void
 test_header(void)
@@ -125,25 +126,27 @@ test_header(void)
 	enum xml_status st;
 
 	rec_init(&r);
-	st = run(&big, "<?xml version='1.0'?>\n" HDR
-	    "", 0, &r, &e);
+	st = run(&big, "<?xml version='1.0'?>\n" HDR "", 0, &r, &e);
 	CHECK(st == XMLS_OK);
 	CHECK(e == XMLE_NONE);
 	CHECK(r.nopen == 1);
 	CHECK_STR(buf_head(&r.log), "O[jabber:client]<stream:stream "
-	    "to='example.com' version='1.0'/>\n");
+	                            "to='example.com' version='1.0'/>\n");
 	rec_free(&r);
 
 	/* Attributes and namespaces as seen by on_open. */
 	rec_init(&r);
 	r.keep = 1;
-	st = run(&big, "<stream:stream xmlns='jabber:server' "
+	st = run(&big,
+	    "<stream:stream xmlns='jabber:server' "
 	    "xmlns:stream='http://etherx.jabber.org/streams' "
 	    "xmlns:db='jabber:server:dialback' from='a.example' "
-	    "xml:lang='en' id='x&amp;y'>", 1, &r, &e);
+	    "xml:lang='en' id='x&amp;y'>",
+	    1, &r, &e);
 	CHECK(st == XMLS_OK);
 	CHECK_STR(r.dflt, "jabber:server");
-	CHECK_STR(buf_head(&r.log), "O[jabber:server]<stream:stream "
+	CHECK_STR(buf_head(&r.log),
+	    "O[jabber:server]<stream:stream "
 	    "from='a.example' xml:lang='en' id='x&amp;y'/>\n");
 	rec_free(&r);
 
@@ -157,11 +160,13 @@ test_header(void)
 
 	/* The streams namespace as the default is still a stream header. */
 	rec_init(&r);
-	st = run(&big, "<stream xmlns='http://etherx.jabber.org/streams'>"
-	    "<features/>", 0, &r, &e);
+	st = run(&big,
+	    "<stream xmlns='http://etherx.jabber.org/streams'>"
+	    "<features/>",
+	    0, &r, &e);
 	CHECK(st == XMLS_OK);
 	CHECK_STR(buf_head(&r.log), "O[http://etherx.jabber.org/streams]"
-	    "<stream:stream/>\nS<stream:features/>\n");
+	                            "<stream:stream/>\nS<stream:features/>\n");
 	rec_free(&r);
 }
 
@@ -177,25 +182,25 @@ check_open(void *ctx, struct xel *root, const char *default_ns)
 	struct open_check *oc = ctx;
 
 	oc->called++;
-	oc->ok = xel_is(root, "stream", NS_STREAMS) &&
-	    root->children == NULL && root->parent == NULL &&
-	    strcmp(default_ns, NS_CLIENT) == 0 &&
-	    strcmp(xel_attr(root, "to"), "example.com") == 0 &&
-	    strcmp(xel_attr(root, "version"), "1.0") == 0 &&
-	    strcmp(xel_attr_ns(root, NS_XML, "lang"), "fr") == 0 &&
-	    xel_attr(root, "lang") == NULL &&
-	    xel_attr(root, "xmlns") == NULL &&
-	    xel_attr_ns(root, NS_STREAMS, "to") == NULL;
+	oc->ok = xel_is(root, "stream", NS_STREAMS) && root->children == NULL &&
+	         root->parent == NULL && strcmp(default_ns, NS_CLIENT) == 0 &&
+	         strcmp(xel_attr(root, "to"), "example.com") == 0 &&
+	         strcmp(xel_attr(root, "version"), "1.0") == 0 &&
+	         strcmp(xel_attr_ns(root, NS_XML, "lang"), "fr") == 0 &&
+	         xel_attr(root, "lang") == NULL &&
+	         xel_attr(root, "xmlns") == NULL &&
+	         xel_attr_ns(root, NS_STREAMS, "to") == NULL;
 	return 0;
 }
 
 static void
 test_header_attrs(void)
 {
-	struct xml_stream_cb cb = { check_open, NULL, NULL };
-	struct open_check oc = { 0, 0 };
+	struct xml_stream_cb cb = {check_open, NULL, NULL};
+	struct open_check oc = {0, 0};
 	struct xml_stream *xs = xml_stream_new(&big, &cb, &oc);
-	const char *s = "<stream:stream xmlns='jabber:client' "
+	const char *s =
+	    "<stream:stream xmlns='jabber:client' "
 	    "xmlns:stream='http://etherx.jabber.org/streams' to='example.com' "
 	    "version='1.0' xml:lang='fr'><message/>";
 
@@ -214,10 +219,11 @@ test_tree(void)
 
 	rec_init(&r);
 	r.keep = 1;
-	CHECK(run(&big, HDR "<message to='a@b' type='chat' xml:lang='de'>"
-	    "<body>hi &amp; <![CDATA[<bye>]]>\n&#x263A;</body>"
-	    "<x xmlns='urn:x'><y a=\"1\"/>tail</x></message>", 7, &r, &e) ==
-	    XMLS_OK);
+	CHECK(run(&big,
+	          HDR "<message to='a@b' type='chat' xml:lang='de'>"
+	              "<body>hi &amp; <![CDATA[<bye>]]>\n&#x263A;</body>"
+	              "<x xmlns='urn:x'><y a=\"1\"/>tail</x></message>",
+	          7, &r, &e) == XMLS_OK);
 	m = r.kept;
 	CHECK(r.nstanzas == 1);
 	if (m == NULL)
@@ -229,7 +235,7 @@ test_tree(void)
 	CHECK_STR(xel_attr_ns(m, NS_XML, "lang"), "de");
 	CHECK(xel_attr(m, "lang") == NULL);
 	CHECK(m->attrs != NULL && strcmp(m->attrs->name, "to") == 0 &&
-	    m->attrs->ns == NULL);
+	      m->attrs->ns == NULL);
 	CHECK(xel_count_elems(m) == 2);
 	body = xel_child(m, "body", NS_CLIENT);
 	CHECK(body != NULL && body == xel_first_elem(m));
@@ -263,10 +269,14 @@ test_namespaces(void)
 
 	rec_init(&r);
 	r.keep = 1;
-	CHECK(run(&big, HDR "<iq xmlns:p='urn:p' type='get'>"
-	    "<p:query p:attr='v' plain='w'><p:item/><item/></p:query></iq>",
-	    0, &r, &e) == XMLS_OK);
-	CHECK_STR(buf_head(&r.log), "O[jabber:client]<stream:stream "
+	CHECK(
+	    run(&big,
+	        HDR
+	        "<iq xmlns:p='urn:p' type='get'>"
+	        "<p:query p:attr='v' plain='w'><p:item/><item/></p:query></iq>",
+	        0, &r, &e) == XMLS_OK);
+	CHECK_STR(buf_head(&r.log),
+	    "O[jabber:client]<stream:stream "
 	    "to='example.com' version='1.0'/>\n"
 	    "S<iq type='get'><query xmlns='urn:p' xmlns:p1='urn:p' "
 	    "p1:attr='v' plain='w'><item/><item xmlns='jabber:client'/>"
@@ -285,25 +295,29 @@ test_namespaces(void)
 	/* Unqualified elements: xmlns='' undeclares the default. */
 	rec_init(&r);
 	CHECK(run(&big, HDR "<message><x xmlns=''><y/></x></message>", 0, &r,
-	    &e) == XMLS_OK);
+	          &e) == XMLS_OK);
 	CHECK(strstr(buf_head(&r.log),
-	    "S<message><x xmlns=''><y/></x></message>\n") != NULL);
+	          "S<message><x xmlns=''><y/></x></message>\n") != NULL);
 	rec_free(&r);
 
 	/* A prefix for the streams namespace other than "stream". */
 	rec_init(&r);
-	CHECK(run(&big, "<s:stream xmlns='jabber:client' "
-	    "xmlns:s='http://etherx.jabber.org/streams' "
-	    "xmlns:stream='urn:other'><s:features><stream:x/></s:features>"
-	    "</s:stream>", 0, &r, &e) == XMLS_CLOSED);
-	CHECK_STR(buf_head(&r.log), "O[jabber:client]<stream:stream/>\n"
+	CHECK(
+	    run(&big,
+	        "<s:stream xmlns='jabber:client' "
+	        "xmlns:s='http://etherx.jabber.org/streams' "
+	        "xmlns:stream='urn:other'><s:features><stream:x/></s:features>"
+	        "</s:stream>",
+	        0, &r, &e) == XMLS_CLOSED);
+	CHECK_STR(buf_head(&r.log),
+	    "O[jabber:client]<stream:stream/>\n"
 	    "S<stream:features><x xmlns='urn:other'/></stream:features>\nC\n");
 	rec_free(&r);
 
 	/* The same name in two namespaces through prefixes: duplicate. */
 	rec_init(&r);
-	CHECK(run(&big, HDR "<a xmlns:p='u' xmlns:q='u' p:x='1' q:x='2'/>",
-	    0, &r, &e) == XMLS_ERROR);
+	CHECK(run(&big, HDR "<a xmlns:p='u' xmlns:q='u' p:x='1' q:x='2'/>", 0,
+	          &r, &e) == XMLS_ERROR);
 	CHECK(e == XMLE_NOT_WELL_FORMED);
 	rec_free(&r);
 
@@ -334,7 +348,8 @@ test_serialize(void)
 	xel_add(x, "y", NULL);
 	xel_add(x, "z", "");
 	xel_serialize(m, &b, NS_CLIENT);
-	CHECK_STR(buf_head(&b), "<message to='juliet@example.com' "
+	CHECK_STR(buf_head(&b),
+	    "<message to='juliet@example.com' "
 	    "q='&quot;&apos;&lt;&gt;&amp;&#9;&#10;&#13;' xml:lang='en'>"
 	    "<body>a&lt;b&gt;&amp;c\"'&#13;\n]]&gt;</body>"
 	    "<x xmlns='urn:x' xmlns:p1='urn:a' p1:one='1' xmlns:p2='urn:b' "
@@ -343,8 +358,8 @@ test_serialize(void)
 	/* Another default in scope: xmlns is written at the top. */
 	buf_reset(&b);
 	xel_serialize(m, &b, NS_SERVER);
-	CHECK(strncmp(buf_head(&b), "<message xmlns='jabber:client' to=",
-	    34) == 0);
+	CHECK(strncmp(buf_head(&b), "<message xmlns='jabber:client' to=", 34) ==
+	      0);
 
 	/* Stream elements use the header's prefix; default stays. */
 	s = xel_new(a, "error", NS_STREAMS);
@@ -353,7 +368,8 @@ test_serialize(void)
 	xel_add(s, "other", NS_CLIENT);
 	buf_reset(&b);
 	xel_serialize(s, &b, NS_CLIENT);
-	CHECK_STR(buf_head(&b), "<stream:error><host-unknown "
+	CHECK_STR(buf_head(&b),
+	    "<stream:error><host-unknown "
 	    "xmlns='urn:ietf:params:xml:ns:xmpp-streams'><x/></host-unknown>"
 	    "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no</text>"
 	    "<other/></stream:error>");
@@ -415,7 +431,8 @@ test_builders(void)
 	xel_set_attr_ns(iq, "", "from", "y");
 	buf_reset(&b);
 	xel_serialize(iq, &b, NS_CLIENT);
-	CHECK_STR(buf_head(&b), "<iq type='set' to='x' from='y'><query "
+	CHECK_STR(buf_head(&b),
+	    "<iq type='set' to='x' from='y'><query "
 	    "xmlns='jabber:iq:roster'><item/>t1<item/>t2t3<other "
 	    "xmlns='urn:o'/></query></iq>");
 	CHECK_STR(xel_attr(iq, "from"), "y");
@@ -440,13 +457,14 @@ test_builders(void)
 	buf_reset(&b);
 	xel_serialize(iq, &b, NS_CLIENT);
 	CHECK_STR(buf_head(&b), "<iq type='set' to='x' from='y'><query "
-	    "xmlns='jabber:iq:roster'>t1t2t3</query></iq>");
+	                        "xmlns='jabber:iq:roster'>t1t2t3</query></iq>");
 	arena_free(a);
 
 	/* The copy survives the original's arena. */
 	buf_reset(&b);
 	xel_serialize(c, &b, NS_CLIENT);
-	CHECK_STR(buf_head(&b), "<iq type='set' to='x' from='y'><query "
+	CHECK_STR(buf_head(&b),
+	    "<iq type='set' to='x' from='y'><query "
 	    "xmlns='jabber:iq:roster'><item/>t1<item/>t2t3<other "
 	    "xmlns='urn:o'/><item/></query></iq>");
 	arena_free(a2);
@@ -458,17 +476,17 @@ static void
 test_roundtrip(void)
 {
 	static const char *const in[] = {
-		"<message xmlns='jabber:client' to='a@b/c' xml:lang='en'>"
-		    "<body>x &lt; y &amp;&amp; \"q\" &#13;</body></message>",
-		"<iq type='result' xmlns:a='urn:a' a:k='&#9;&#10;&#13;&apos;'>"
-		    "<a:q xmlns='urn:d'><r a:x='1'>t<![CDATA[<&>]]></r>"
-		    "</a:q></iq>",
-		"<stream:error xmlns:stream='http://etherx.jabber.org/"
-		    "streams'><conflict xmlns='urn:ietf:params:xml:ns:"
-		    "xmpp-streams'/></stream:error>",
-		"<x xmlns=''><y xmlns='jabber:client'/></x>",
-		"<a xmlns:xml='http://www.w3.org/XML/1998/namespace'>"
-		    "<xml:b xml:c='1'/></a>",
+	    "<message xmlns='jabber:client' to='a@b/c' xml:lang='en'>"
+	    "<body>x &lt; y &amp;&amp; \"q\" &#13;</body></message>",
+	    "<iq type='result' xmlns:a='urn:a' a:k='&#9;&#10;&#13;&apos;'>"
+	    "<a:q xmlns='urn:d'><r a:x='1'>t<![CDATA[<&>]]></r>"
+	    "</a:q></iq>",
+	    "<stream:error xmlns:stream='http://etherx.jabber.org/"
+	    "streams'><conflict xmlns='urn:ietf:params:xml:ns:"
+	    "xmpp-streams'/></stream:error>",
+	    "<x xmlns=''><y xmlns='jabber:client'/></x>",
+	    "<a xmlns:xml='http://www.w3.org/XML/1998/namespace'>"
+	    "<xml:b xml:c='1'/></a>",
 	};
 
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
@@ -488,13 +506,15 @@ test_roundtrip(void)
 			arena_free(e2->arena);
 		}
 		if (i == 0)
-			CHECK_STR(buf_head(&b1), "<message to='a@b/c' "
+			CHECK_STR(buf_head(&b1),
+			    "<message to='a@b/c' "
 			    "xml:lang='en'><body>x &lt; y &amp;&amp; \"q\" "
 			    "&#13;</body></message>");
 		if (i == 4)
 			CHECK_STR(buf_head(&b1), "<a><xml:b xml:c='1'/></a>");
 		if (i == 1)
-			CHECK_STR(buf_head(&b1), "<iq type='result' "
+			CHECK_STR(buf_head(&b1),
+			    "<iq type='result' "
 			    "xmlns:p1='urn:a' p1:k='&#9;&#10;&#13;&apos;'>"
 			    "<q xmlns='urn:a'><r xmlns='urn:d' xmlns:p1="
 			    "'urn:a' p1:x='1'>t&lt;&amp;&gt;</r></q></iq>");
@@ -516,8 +536,10 @@ expect_error(const char *doc, enum xml_error want, int line)
 		rec_init(&r);
 		st = run(&big, doc, chunk, &r, &e);
 		if (st != XMLS_ERROR || e != want)
-			fprintf(stderr, "  (from line %d, chunk %zu: status %d "
-			    "error %d)\n", line, chunk, st, e);
+			fprintf(stderr,
+			    "  (from line %d, chunk %zu: status %d "
+			    "error %d)\n",
+			    line, chunk, st, e);
 		CHECK(st == XMLS_ERROR);
 		CHECK(e == want);
 		CHECK(r.nstanzas == 0);
@@ -537,17 +559,17 @@ test_restricted(void)
 	expect_error(HDR "<!ENTITY a 'b'>", XMLE_NOT_WELL_FORMED, __LINE__);
 	expect_error("<!-- hi -->" HDR, XMLE_RESTRICTED, __LINE__);
 	expect_error(HDR "<!-- keepalive -->", XMLE_RESTRICTED, __LINE__);
-	expect_error(HDR "<message><!-- x --></message>", XMLE_RESTRICTED,
-	    __LINE__);
-	expect_error("<?xml version='1.0'?><?pi x?>" HDR, XMLE_RESTRICTED,
-	    __LINE__);
-	expect_error(HDR "<message><?pi x?></message>", XMLE_RESTRICTED,
-	    __LINE__);
-	expect_error(HDR "<?xml version='1.0'?>", XMLE_NOT_WELL_FORMED,
-	    __LINE__);
+	expect_error(
+	    HDR "<message><!-- x --></message>", XMLE_RESTRICTED, __LINE__);
+	expect_error(
+	    "<?xml version='1.0'?><?pi x?>" HDR, XMLE_RESTRICTED, __LINE__);
+	expect_error(
+	    HDR "<message><?pi x?></message>", XMLE_RESTRICTED, __LINE__);
+	expect_error(
+	    HDR "<?xml version='1.0'?>", XMLE_NOT_WELL_FORMED, __LINE__);
 	/* Undefined entities are not expanded, nor silently skipped. */
-	expect_error(HDR "<message>&foo;</message>", XMLE_NOT_WELL_FORMED,
-	    __LINE__);
+	expect_error(
+	    HDR "<message>&foo;</message>", XMLE_NOT_WELL_FORMED, __LINE__);
 	/* RFC 6120 §11.6: UTF-8 only. */
 	expect_error("<?xml version='1.0' encoding='ISO-8859-1'?>" HDR,
 	    XMLE_NOT_WELL_FORMED, __LINE__);
@@ -557,7 +579,7 @@ test_restricted(void)
 
 	rec_init(&r);
 	CHECK(run(&big, "<?xml version='1.0' encoding='utf-8'?>" HDR, 0, &r,
-	    &e) == XMLS_OK);
+	          &e) == XMLS_OK);
 	rec_free(&r);
 }
 
@@ -568,8 +590,8 @@ test_not_well_formed(void)
 	    XMLE_NOT_WELL_FORMED, __LINE__);
 	expect_error(HDR "<message><body>\xFF</body></message>",
 	    XMLE_NOT_WELL_FORMED, __LINE__);
-	expect_error(HDR "<message a='\xC0\xAF'/>", XMLE_NOT_WELL_FORMED,
-	    __LINE__);
+	expect_error(
+	    HDR "<message a='\xC0\xAF'/>", XMLE_NOT_WELL_FORMED, __LINE__);
 	expect_error(HDR "<message><body>&#0;</body></message>",
 	    XMLE_NOT_WELL_FORMED, __LINE__);
 	expect_error(HDR "<message><body>\xEF\xBF\xBE</body></message>",
@@ -601,13 +623,13 @@ test_not_well_formed(void)
 		enum xml_error e;
 
 		rec_init(&r);
-		CHECK(run(&big, "\xEF\xBB\xBF" HDR "<a/>", 1, &r, &e) ==
-		    XMLS_OK);
+		CHECK(
+		    run(&big, "\xEF\xBB\xBF" HDR "<a/>", 1, &r, &e) == XMLS_OK);
 		CHECK(r.nstanzas == 1);
 		rec_free(&r);
 	}
-	expect_error(HDR "<message a='1' a='2'/>", XMLE_NOT_WELL_FORMED,
-	    __LINE__);
+	expect_error(
+	    HDR "<message a='1' a='2'/>", XMLE_NOT_WELL_FORMED, __LINE__);
 
 	struct xml_stream *xs = xml_stream_new(&big, NULL, NULL);
 	const char *bad = HDR "<a>\xFF";
@@ -643,8 +665,8 @@ stanza_of(size_t n)
 static void
 test_size_limit(void)
 {
-	static const size_t chunks[] = { 0, 1, 3, 7, 100, 4096 };
-	const struct xml_limits lim = { 300, 8, 8 };
+	static const size_t chunks[] = {0, 1, 3, 7, 100, 4096};
+	const struct xml_limits lim = {300, 8, 8};
 	char *exact = stanza_of(300), *over = stanza_of(301);
 	char *doc;
 
@@ -720,7 +742,7 @@ test_size_limit(void)
 
 	/* The header itself is limited too (no boundary before it). */
 	{
-		const struct xml_limits tiny = { 40, 8, 8 };
+		const struct xml_limits tiny = {40, 8, 8};
 		enum xml_error e;
 
 		rec_init(&r);
@@ -736,7 +758,7 @@ test_size_limit(void)
 static void
 test_keepalive(void)
 {
-	const struct xml_limits lim = { 150, 8, 8 };
+	const struct xml_limits lim = {150, 8, 8};
 	struct rec r;
 	struct xml_stream *xs;
 	char ws[64];
@@ -766,53 +788,54 @@ test_keepalive(void)
 static void
 test_depth_attrs(void)
 {
-	const struct xml_limits lim = { 4096, 3, 2 };
+	const struct xml_limits lim = {4096, 3, 2};
 	struct rec r;
 	enum xml_error e;
 
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a><b><c/></b></a><a x='1' y='2'/>", 0, &r, &e) ==
-	    XMLS_OK);
+	      XMLS_OK);
 	CHECK(r.nstanzas == 2);
 	rec_free(&r);
 
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a><b><c><d/></c></b></a>", 1, &r, &e) ==
-	    XMLS_ERROR);
+	      XMLS_ERROR);
 	CHECK(e == XMLE_TOO_DEEP);
 	CHECK(r.nstanzas == 0);
 	rec_free(&r);
 
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a><b x='1' y='2' z='3'/></a>", 0, &r, &e) ==
-	    XMLS_ERROR);
+	      XMLS_ERROR);
 	CHECK(e == XMLE_TOO_MANY_ATTRS);
 	rec_free(&r);
 
 	/* xml:lang is an attribute; namespace declarations count apart. */
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a x='1' xml:lang='en' y='2'/>", 0, &r, &e) ==
-	    XMLS_ERROR);
+	      XMLS_ERROR);
 	CHECK(e == XMLE_TOO_MANY_ATTRS);
 	rec_free(&r);
 
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a xmlns='u' xmlns:p='v' x='1' p:y='2'/>", 0, &r,
-	    &e) == XMLS_OK);
+	          &e) == XMLS_OK);
 	CHECK(r.nstanzas == 1);
 	rec_free(&r);
 
 	rec_init(&r);
 	CHECK(run(&lim, HDR "<a xmlns='u' xmlns:p='v' xmlns:q='w'/>", 0, &r,
-	    &e) == XMLS_ERROR);
+	          &e) == XMLS_ERROR);
 	CHECK(e == XMLE_TOO_MANY_ATTRS);
 	rec_free(&r);
 
 	/* The header is subject to the attribute limit too. */
 	rec_init(&r);
-	CHECK(run(&lim, "<stream:stream xmlns:stream='http://etherx.jabber.org"
-	    "/streams' to='a' version='1.0' xml:lang='en'>", 0, &r, &e) ==
-	    XMLS_ERROR);
+	CHECK(run(&lim,
+	          "<stream:stream xmlns:stream='http://etherx.jabber.org"
+	          "/streams' to='a' version='1.0' xml:lang='en'>",
+	          0, &r, &e) == XMLS_ERROR);
 	CHECK(e == XMLE_TOO_MANY_ATTRS);
 	CHECK(r.nopen == 0);
 	rec_free(&r);
@@ -822,11 +845,11 @@ static void
 test_bad_root(void)
 {
 	static const char *const roots[] = {
-		"<stream:stream xmlns:stream='urn:wrong'>",
-		"<stream xmlns='jabber:client'>",
-		"<stream>",
-		"<s:features xmlns:s='http://etherx.jabber.org/streams'>",
-		"<message xmlns='jabber:client'/>",
+	    "<stream:stream xmlns:stream='urn:wrong'>",
+	    "<stream xmlns='jabber:client'>",
+	    "<stream>",
+	    "<s:features xmlns:s='http://etherx.jabber.org/streams'>",
+	    "<message xmlns='jabber:client'/>",
 	};
 
 	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
@@ -857,7 +880,8 @@ test_stop_reset(void)
 	CHECK(xml_stream_feed(xs, s, strlen(s)) == XMLS_OK);
 	CHECK(r.nopen == 2);
 	CHECK(r.nstanzas == 4);
-	CHECK_STR(buf_head(&r.log), "O[jabber:client]<stream:stream "
+	CHECK_STR(buf_head(&r.log),
+	    "O[jabber:client]<stream:stream "
 	    "to='example.com' version='1.0'/>\nS<a/>\n"
 	    "O[jabber:client]<stream:stream to='example.com' version='1.0'/>\n"
 	    "S<a/>\nS<b/>\nS<c/>\n");
@@ -888,7 +912,7 @@ test_close(void)
 
 	rec_init(&r);
 	CHECK(run(&big, HDR "<a/> </stream:stream>trailing junk <", 0, &r,
-	    &e) == XMLS_CLOSED);
+	          &e) == XMLS_CLOSED);
 	CHECK(e == XMLE_NONE);
 	CHECK(r.nclose == 1 && r.nstanzas == 1);
 	CHECK(strstr(buf_head(&r.log), "S<a/>\nC\n") != NULL);
@@ -911,10 +935,11 @@ test_close(void)
 static void
 test_byte_at_a_time(void)
 {
-	const char *s = HDR "<message to='x'><body>a&amp;b</body></message>"
-	    "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
-	    "<presence/>";
-	const char *ends[] = { "</message>", "</iq>", "<presence/>" };
+	const char *s =
+	    HDR "<message to='x'><body>a&amp;b</body></message>"
+	        "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
+	        "<presence/>";
+	const char *ends[] = {"</message>", "</iq>", "<presence/>"};
 	size_t len = strlen(s), endpos[3];
 	struct rec r;
 	struct xml_stream *xs;
@@ -933,8 +958,10 @@ test_byte_at_a_time(void)
 				want++;
 		if (r.nstanzas != want) {
 			ok = 0;
-			fprintf(stderr, "  after byte %zu: %d stanzas, want "
-			    "%d\n", i + 1, r.nstanzas, want);
+			fprintf(stderr,
+			    "  after byte %zu: %d stanzas, want "
+			    "%d\n",
+			    i + 1, r.nstanzas, want);
 			break;
 		}
 		if (i + 1 == strlen(HDR) && r.nopen != 1)
@@ -943,8 +970,9 @@ test_byte_at_a_time(void)
 	CHECK(ok);
 	CHECK(r.nstanzas == 3);
 	CHECK(strstr(buf_head(&r.log), "S<message to='x'><body>a&amp;b</body>"
-	    "</message>\nS<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/>"
-	    "</iq>\nS<presence/>\n") != NULL);
+	                               "</message>\nS<iq type='get' "
+	                               "id='1'><ping xmlns='urn:xmpp:ping'/>"
+	                               "</iq>\nS<presence/>\n") != NULL);
 	xml_stream_free(xs);
 	rec_free(&r);
 }
@@ -953,7 +981,7 @@ test_byte_at_a_time(void)
 static void
 test_big_stanza(void)
 {
-	const struct xml_limits lim = { 256 * 1024, 8, 8 };
+	const struct xml_limits lim = {256 * 1024, 8, 8};
 	size_t n = 200 * 1024;
 	char *body = stanza_of(n);
 	char *attr = malloc(n + 1);
@@ -975,7 +1003,7 @@ test_big_stanza(void)
 	}
 	CHECK(r.nstanzas == 1);
 	CHECK(r.kept != NULL &&
-	    strlen(xel_text(xel_first_elem(r.kept))) == n - 32);
+	      strlen(xel_text(xel_first_elem(r.kept))) == n - 32);
 	CHECK(r.kept != NULL && xel_first_elem(r.kept)->children->next == NULL);
 
 	/* A start tag of 200 KiB, 100 bytes at a time. */
@@ -1017,7 +1045,7 @@ static void
 test_limit_after_compact(void)
 {
 	/* Boundaries keep counting across the parser replacement. */
-	const struct xml_limits lim = { 64 * 1024, 8, 8 };
+	const struct xml_limits lim = {64 * 1024, 8, 8};
 	size_t n = 60 * 1024;
 	char *attr = malloc(n + 1);
 	char *exact = stanza_of(64 * 1024), *over = stanza_of(64 * 1024 + 1);
@@ -1072,8 +1100,10 @@ test_memory(void)
 	xs = xml_stream_new(NULL, &rec_cb, &r);
 	CHECK(xml_stream_feed(xs, HDR "<", strlen(HDR) + 1) == XMLS_OK);
 	for (int i = 0; i < 5000; i++) {
-		int n = snprintf(piece, sizeof(piece), "x%d xmlns='urn:%d' "
-		    "a%d='1'/>\n<", i, i, i);
+		int n = snprintf(piece, sizeof(piece),
+		    "x%d xmlns='urn:%d' "
+		    "a%d='1'/>\n<",
+		    i, i, i);
 
 		CHECK(xml_stream_feed(xs, piece, (size_t)n) == XMLS_OK);
 		if (xml_stream_memory(xs) > peak)
@@ -1087,7 +1117,7 @@ test_memory(void)
 	CHECK(xml_stream_feed(xs, "b/>", 3) == XMLS_OK);
 	CHECK(r.nstanzas == 5001);
 	CHECK(strstr(buf_head(&r.log), "S<x4999 xmlns='urn:4999' a4999='1'/>\n"
-	    "S<b/>\n") != NULL);
+	                               "S<b/>\n") != NULL);
 	xml_stream_free(xs);
 	rec_free(&r);
 }
@@ -1108,7 +1138,7 @@ test_parse_element(void)
 		CHECK_STR(xel_text(xel_child(el, "body", NS_CLIENT)), "hi");
 		xel_serialize(el, &b, NS_SERVER);
 		CHECK_STR(buf_head(&b), "<message xmlns='jabber:client' "
-		    "to='a'><body>hi</body></message>");
+		                        "to='a'><body>hi</body></message>");
 		arena_free(el->arena);
 	}
 	/* Surrounding whitespace is fine; no default namespace. */
@@ -1128,15 +1158,25 @@ test_parse_element(void)
 		arena_free(el->arena);
 
 	static const char *const bad[] = {
-		"", "   ", "text", "<a/><b/>", "<a/>x<b/>", "<a>",
-		"<a></b>", "<a/></stream:stream>",
-		"</stream:stream><stream:stream>", "<a/><!-- c -->",
-		"<?pi?><a/>", "<a>&lt;<![CDATA[", "<!DOCTYPE a><a/>",
-		"<a>\xFF</a>", "<?xml version='1.0'?><a/>", "<a/><",
+	    "",
+	    "   ",
+	    "text",
+	    "<a/><b/>",
+	    "<a/>x<b/>",
+	    "<a>",
+	    "<a></b>",
+	    "<a/></stream:stream>",
+	    "</stream:stream><stream:stream>",
+	    "<a/><!-- c -->",
+	    "<?pi?><a/>",
+	    "<a>&lt;<![CDATA[",
+	    "<!DOCTYPE a><a/>",
+	    "<a>\xFF</a>",
+	    "<?xml version='1.0'?><a/>",
+	    "<a/><",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		el = xml_parse_element(bad[i], strlen(bad[i]), NS_CLIENT,
-		    NULL);
+		el = xml_parse_element(bad[i], strlen(bad[i]), NS_CLIENT, NULL);
 		if (el != NULL)
 			fprintf(stderr, "  accepted \"%s\"\n", bad[i]);
 		CHECK(el == NULL);
@@ -1145,7 +1185,7 @@ test_parse_element(void)
 	}
 
 	/* The limits apply. */
-	const struct xml_limits lim = { 64, 2, 1 };
+	const struct xml_limits lim = {64, 2, 1};
 
 	s = "<a><b/></a>";
 	el = xml_parse_element(s, strlen(s), NS_CLIENT, &lim);
@@ -1190,7 +1230,7 @@ nested_stanza(void *ctx, struct xel *st)
 static void
 test_nested(void)
 {
-	struct xml_stream_cb cb = { NULL, nested_stanza, NULL };
+	struct xml_stream_cb cb = {NULL, nested_stanza, NULL};
 	int count = 0;
 	struct xml_stream *xs = xml_stream_new(&big, &cb, &count);
 	size_t m;
