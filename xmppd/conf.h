@@ -35,8 +35,9 @@ struct conf_limits {
 	size_t preauth_stanza_size;  /* "preauth-stanza-size", 16384 */
 	unsigned depth;              /* "depth", 64 */
 	unsigned attributes;         /* "attributes", 64 */
-	size_t output_high;          /* "output-buffer", 262144: stop reading
-	                                the feeding side above it */
+	size_t output_high;          /* "output-buffer", 262144: above it,
+	                                stop reading from that connection
+	                                until its output drains */
 	size_t output_max;           /* "output-max", 4194304: disconnect */
 	unsigned sessions_per_user;  /* "sessions-per-user", 16 */
 	unsigned connections_per_ip; /* "connections-per-ip", 256; 0 = off */

@@ -55,28 +55,28 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_CLIENT "jabber:client"
 
-#define HASH_LEN 32             /* SHA-256 */
+#define HASH_LEN 32 /* SHA-256 */
 #define NONCE_LEN 24
-#define TEXT_MAX 4096           /* longest SASL payload we accept */
-#define CLOSE_GRACE 5.0         /* s to wait for the server's close */
-#define LOGIN_TIMEOUT 30.0      /* s for one login before it fails */
+#define TEXT_MAX 4096      /* longest SASL payload we accept */
+#define CLOSE_GRACE 5.0    /* s to wait for the server's close */
+#define LOGIN_TIMEOUT 30.0 /* s for one login before it fails */
 #define SWEEP_INTERVAL 0.5
-#define PORTS_PER_SOURCE 25000  /* ephemeral ports used per source address */
+#define PORTS_PER_SOURCE 25000 /* ephemeral ports used per source address */
 
 enum bench_mode { MODE_LOGIN, MODE_IDLE };
 enum tls_mode { TLS_STARTTLS, TLS_DIRECT };
 
 enum conn_state {
 	CS_CONNECTING,
-	CS_HANDSHAKE,           /* TLS handshake in progress */
-	CS_NEGOTIATING,         /* stream features, SASL, bind */
-	CS_IDLE,                /* logged in, parser freed, draining */
-	CS_CLOSING,             /* sent </stream:stream>, awaiting close */
+	CS_HANDSHAKE,   /* TLS handshake in progress */
+	CS_NEGOTIATING, /* stream features, SASL, bind */
+	CS_IDLE,        /* logged in, parser freed, draining */
+	CS_CLOSING,     /* sent </stream:stream>, awaiting close */
 };
 
 /* What the connection waits for while negotiating. */
 enum conn_step {
-	STEP_FEATURES,          /* stream features (which ones: see flags) */
+	STEP_FEATURES, /* stream features (which ones: see flags) */
 	STEP_PROCEED,
 	STEP_CHALLENGE,
 	STEP_SUCCESS,
@@ -100,9 +100,9 @@ enum top_elem {
 /* Actions a parser callback leaves for conn_io to carry out. */
 enum conn_pending {
 	PENDING_NONE,
-	PENDING_TLS,            /* <proceed/>: start the TLS handshake */
-	PENDING_RESTART,        /* <success/>: new parser, new stream header */
-	PENDING_CLOSED,         /* server closed the stream */
+	PENDING_TLS,     /* <proceed/>: start the TLS handshake */
+	PENDING_RESTART, /* <success/>: new parser, new stream header */
+	PENDING_CLOSED,  /* server closed the stream */
 	PENDING_FAIL,
 };
 
@@ -126,37 +126,48 @@ enum fail_reason {
 };
 
 static const char *const fail_names[FAIL_COUNT] = {
-	"connect", "tls", "io", "eof", "xml", "protocol", "no-starttls",
-	"no-scram-sha-256", "auth", "server-signature", "bind",
-	"stream-error", "timeout", "aborted",
+    "connect",
+    "tls",
+    "io",
+    "eof",
+    "xml",
+    "protocol",
+    "no-starttls",
+    "no-scram-sha-256",
+    "auth",
+    "server-signature",
+    "bind",
+    "stream-error",
+    "timeout",
+    "aborted",
 };
 
 /* One client connection; freed as soon as it ends. */
 struct conn {
 	ev_io io;
 	int fd;
-	unsigned id;            /* index into bench.conns */
+	unsigned id; /* index into bench.conns */
 	unsigned user;
 	enum conn_state state;
 	enum conn_step step;
 	enum conn_pending pending;
 	enum fail_reason fail;
-	SSL *ssl;               /* NULL before TLS */
-	XML_Parser parser;      /* NULL when idle */
-	struct buf out;         /* bytes not yet written */
-	struct buf text;        /* character data of the current element */
+	SSL *ssl;          /* NULL before TLS */
+	XML_Parser parser; /* NULL when idle */
+	struct buf out;    /* bytes not yet written */
+	struct buf text;   /* character data of the current element */
 	unsigned depth;
 	enum top_elem top;
 	int has_starttls, has_scram, has_bind, in_mechanism;
-	int iq_result;          /* current iq is type='result' id='bind' */
+	int iq_bind, iq_result; /* current iq: id='bind', type='result' */
 	int tls_up, authed;
-	int logged_in;          /* bind result seen */
-	int in_flight;          /* holds one of the -c login slots */
+	int logged_in; /* bind result seen */
+	int in_flight; /* holds one of the -c login slots */
 	char cnonce[NONCE_LEN + 1];
 	unsigned char server_sig[HASH_LEN];
-	double t_start;         /* monotonic, login start */
-	double deadline;        /* monotonic */
-	int events;             /* currently watched */
+	double t_start;  /* monotonic, login start */
+	double deadline; /* monotonic */
+	int events;      /* currently watched */
 };
 
 /* Cached SCRAM keys of one user, derived once with PBKDF2. */
@@ -178,14 +189,14 @@ struct bench_opts {
 	enum tls_mode tls;
 	const char *domain;
 	const char *user_prefix;
-	unsigned users;         /* distinct users; user index = (first+i)%users */
+	unsigned users; /* distinct users; user index = (first+i)%users */
 	unsigned first_user;
-	const char *password;   /* shared; NULL: "pw<index>" */
+	const char *password; /* shared; NULL: "pw<index>" */
 	unsigned sources;
-	double timeout;         /* -T, whole run */
-	double hold;            /* -t, idle: seconds to hold after settle */
+	double timeout; /* -T, whole run */
+	double hold;    /* -t, idle: seconds to hold after settle */
 	int hold_given;
-	double settle;          /* idle: seconds before measuring RSS */
+	double settle; /* idle: seconds before measuring RSS */
 	pid_t server_pid;
 	const char *csv;
 	const char *label;
@@ -201,16 +212,16 @@ static struct bench {
 	socklen_t addrlen;
 	struct conn **conns;
 	struct user_key **keys;
-	double *latencies;      /* ms, one per completed login */
+	double *latencies; /* ms, one per completed login */
 	unsigned started, logged_in, failed, finished, active, live;
 	unsigned unclean_closes, dropped;
 	unsigned fail_counts[FAIL_COUNT];
 	unsigned fail_logged;
 	unsigned keys_derived;
 	double derive_seconds;
-	double t0, t_up;        /* run start; all sessions up (idle) */
+	double t0, t_up; /* run start; all sessions up (idle) */
 	int all_up, closing, timed_out, stopping;
-	long rss_before, rss_after, self_rss;   /* KiB, -1 unknown */
+	long rss_before, rss_after, self_rss; /* KiB, -1 unknown */
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -259,8 +270,8 @@ read_rss_kib(pid_t pid)
 /* ---- SCRAM-SHA-256 client side (RFC 5802 §3), OpenSSL only ---- */
 
 static void
-hmac256(const unsigned char *key, size_t keylen, const void *msg,
-    size_t msglen, unsigned char *out)
+hmac256(const unsigned char *key, size_t keylen, const void *msg, size_t msglen,
+    unsigned char *out)
 {
 	unsigned int outlen = HASH_LEN;
 
@@ -328,7 +339,7 @@ user_key_get(unsigned user, const unsigned char *salt, size_t saltlen,
 	t = now_mono();
 	user_password(user, pw, sizeof(pw));
 	if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)saltlen,
-	    (int)iterations, EVP_sha256(), HASH_LEN, salted) != 1)
+	        (int)iterations, EVP_sha256(), HASH_LEN, salted) != 1)
 		return NULL;
 	hmac256(salted, HASH_LEN, "Client Key", 10, k->client_key);
 	hmac256(salted, HASH_LEN, "Server Key", 10, k->server_key);
@@ -394,7 +405,7 @@ key_cache_load(const char *path)
 
 		memset(&k, 0, sizeof(k));
 		if (sscanf(line, "%255s %159s %u %79s %79s", name, salthex,
-		    &iterations, ckhex, skhex) != 5)
+		        &iterations, ckhex, skhex) != 5)
 			continue;
 		if (strncmp(name, B.o.user_prefix, plen) != 0)
 			continue;
@@ -403,8 +414,8 @@ key_cache_load(const char *path)
 		if (errno || *end != '\0' || end == name + plen ||
 		    idx >= B.o.users)
 			continue;
-		if (hex_decode(salthex, k.salt, sizeof(k.salt),
-		    &k.saltlen) == -1 ||
+		if (hex_decode(salthex, k.salt, sizeof(k.salt), &k.saltlen) ==
+		        -1 ||
 		    hex_decode(ckhex, k.client_key, HASH_LEN, &len) == -1 ||
 		    len != HASH_LEN ||
 		    hex_decode(skhex, k.server_key, HASH_LEN, &len) == -1 ||
@@ -486,8 +497,8 @@ conn_flush(struct conn *c)
 		ssize_t n;
 
 		if (c->ssl) {
-			int r = SSL_write(c->ssl, buf_head(&c->out),
-			    (int)buf_avail(&c->out));
+			int r = SSL_write(
+			    c->ssl, buf_head(&c->out), (int)buf_avail(&c->out));
 
 			if (r <= 0) {
 				int e = SSL_get_error(c->ssl, r);
@@ -551,7 +562,7 @@ xml_is(const char *name, const char *ns, const char *local)
 
 	l = xml_split(name, &n, &nlen);
 	return strlen(ns) == nlen && memcmp(n, ns, nlen) == 0 &&
-	    strcmp(l, local) == 0;
+	       strcmp(l, local) == 0;
 }
 
 static const char *
@@ -605,9 +616,19 @@ xml_start(void *ud, const char *name, const char **attrs)
 		if (c->top == TOP_IQ) {
 			type = xml_attr(attrs, "type");
 			id = xml_attr(attrs, "id");
-			c->iq_result = type && id && strcmp(id, "bind") == 0 &&
-			    strcmp(type, "result") == 0;
+			c->iq_bind = id && strcmp(id, "bind") == 0;
+			c->iq_result = type && strcmp(type, "result") == 0;
 		}
+		return;
+	}
+	if (c->depth == 3 &&
+	    (c->top == TOP_SASL_FAILURE || c->top == TOP_STREAM_ERROR) &&
+	    c->text.len == 0) {
+		const char *ns, *local = xml_split(name, &ns, &(size_t){0});
+
+		/* The defined condition, for the failure message. */
+		if (strcmp(local, "text") != 0)
+			buf_adds(&c->text, local);
 		return;
 	}
 	if (c->top != TOP_FEATURES)
@@ -628,8 +649,9 @@ xml_text(void *ud, const char *s, int len)
 {
 	struct conn *c = ud;
 
-	if ((c->depth == 2 && (c->top == TOP_CHALLENGE ||
-	    c->top == TOP_SUCCESS)) || c->in_mechanism) {
+	if ((c->depth == 2 &&
+	        (c->top == TOP_CHALLENGE || c->top == TOP_SUCCESS)) ||
+	    c->in_mechanism) {
 		if (c->text.len + (size_t)len > TEXT_MAX) {
 			conn_fail(c, FAIL_PROTOCOL, "SASL data too long");
 			return;
@@ -647,8 +669,8 @@ xml_end(void *ud, const char *name)
 
 	if (c->depth == 4 && c->in_mechanism) {
 		c->in_mechanism = 0;
-		if (c->text.len > 0 && strcmp(c->text.data,
-		    "SCRAM-SHA-256") == 0)
+		if (c->text.len > 0 &&
+		    strcmp(c->text.data, "SCRAM-SHA-256") == 0)
 			c->has_scram = 1;
 		buf_reset(&c->text);
 	} else if (c->depth == 2) {
@@ -656,8 +678,8 @@ xml_end(void *ud, const char *name)
 		c->top = TOP_NONE;
 		buf_reset(&c->text);
 	} else if (c->depth == 1) {
-		c->pending = c->pending == PENDING_FAIL ? PENDING_FAIL :
-		    PENDING_CLOSED;
+		c->pending =
+		    c->pending == PENDING_FAIL ? PENDING_FAIL : PENDING_CLOSED;
 		XML_StopParser(c->parser, XML_FALSE);
 	}
 	c->depth--;
@@ -709,8 +731,9 @@ send_auth(struct conn *c)
 	snprintf(first, sizeof(first), "n,,n=%s%u,r=%s", B.o.user_prefix,
 	    c->user, c->cnonce);
 	b64 = b64_encode((unsigned char *)first, strlen(first));
-	snprintf(xml, sizeof(xml), "<auth xmlns='" NS_SASL
-	    "' mechanism='SCRAM-SHA-256'>%s</auth>", b64);
+	snprintf(xml, sizeof(xml),
+	    "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-256'>%s</auth>",
+	    b64);
 	free(b64);
 	conn_send(c, xml);
 	c->step = STEP_CHALLENGE;
@@ -725,7 +748,7 @@ parse_server_first(char *msg, char **nonce, char **salt, unsigned *iter)
 	*nonce = *salt = NULL;
 	*iter = 0;
 	for (tok = strtok_r(msg, ",", &save); tok != NULL;
-	    tok = strtok_r(NULL, ",", &save)) {
+	     tok = strtok_r(NULL, ",", &save)) {
 		if (strncmp(tok, "r=", 2) == 0)
 			*nonce = tok + 2;
 		else if (strncmp(tok, "s=", 2) == 0)
@@ -747,14 +770,13 @@ handle_challenge(struct conn *c)
 {
 	unsigned char sfirst[TEXT_MAX], salt[TEXT_MAX];
 	unsigned char stored[HASH_LEN], sig[HASH_LEN], proof[HASH_LEN];
-	char parsebuf[TEXT_MAX], final[1024], authmsg[2 * TEXT_MAX], *b64;
+	char parsebuf[TEXT_MAX], cfinal[1024], authmsg[2 * TEXT_MAX], *b64;
 	char *nonce, *salt64, xml[1536];
 	const struct user_key *k;
 	unsigned iter;
 	long len, saltlen;
 
-	len = b64_decode(c->text.data ? c->text.data : "", c->text.len,
-	    sfirst);
+	len = b64_decode(c->text.data ? c->text.data : "", c->text.len, sfirst);
 	if (len <= 0 || len >= (long)sizeof(parsebuf) - 1) {
 		conn_fail(c, FAIL_PROTOCOL, "bad challenge encoding");
 		return;
@@ -778,11 +800,11 @@ handle_challenge(struct conn *c)
 		return;
 	}
 	/* client-final-message-without-proof; c=biws is base64("n,,"). */
-	if (snprintf(final, sizeof(final), "c=biws,r=%s", nonce) >=
-	    (int)sizeof(final) ||
+	if (snprintf(cfinal, sizeof(cfinal), "c=biws,r=%s", nonce) >=
+	        (int)sizeof(cfinal) ||
 	    snprintf(authmsg, sizeof(authmsg), "n=%s%u,r=%s,%s,%s",
-	    B.o.user_prefix, c->user, c->cnonce, (char *)sfirst, final) >=
-	    (int)sizeof(authmsg)) {
+	        B.o.user_prefix, c->user, c->cnonce, (char *)sfirst,
+	        cfinal) >= (int)sizeof(authmsg)) {
 		conn_fail(c, FAIL_PROTOCOL, "server-first-message too long");
 		return;
 	}
@@ -790,15 +812,15 @@ handle_challenge(struct conn *c)
 	hmac256(stored, HASH_LEN, authmsg, strlen(authmsg), sig);
 	for (size_t i = 0; i < HASH_LEN; i++)
 		proof[i] = k->client_key[i] ^ sig[i];
-	hmac256(k->server_key, HASH_LEN, authmsg, strlen(authmsg),
-	    c->server_sig);
+	hmac256(
+	    k->server_key, HASH_LEN, authmsg, strlen(authmsg), c->server_sig);
 	b64 = b64_encode(proof, HASH_LEN);
-	snprintf(final + strlen(final), sizeof(final) - strlen(final),
+	snprintf(cfinal + strlen(cfinal), sizeof(cfinal) - strlen(cfinal),
 	    ",p=%s", b64);
 	free(b64);
-	b64 = b64_encode((unsigned char *)final, strlen(final));
-	snprintf(xml, sizeof(xml), "<response xmlns='" NS_SASL "'>%s</response>",
-	    b64);
+	b64 = b64_encode((unsigned char *)cfinal, strlen(cfinal));
+	snprintf(xml, sizeof(xml),
+	    "<response xmlns='" NS_SASL "'>%s</response>", b64);
 	free(b64);
 	conn_send(c, xml);
 	c->step = STEP_SUCCESS;
@@ -818,14 +840,14 @@ handle_success(struct conn *c)
 	data[len] = '\0';
 	{
 		char *end = strchr((char *)data, ',');
-		size_t vlen = end ? (size_t)(end - (char *)data) - 2 :
-		    (size_t)len - 2;
+		size_t vlen =
+		    end ? (size_t)(end - (char *)data) - 2 : (size_t)len - 2;
 
-		siglen = vlen <= 48 ? b64_decode((char *)data + 2, vlen, sig) :
-		    -1;
+		siglen =
+		    vlen <= 48 ? b64_decode((char *)data + 2, vlen, sig) : -1;
 	}
-	if (siglen != HASH_LEN || CRYPTO_memcmp(sig, c->server_sig,
-	    HASH_LEN) != 0) {
+	if (siglen != HASH_LEN ||
+	    CRYPTO_memcmp(sig, c->server_sig, HASH_LEN) != 0) {
 		conn_fail(c, FAIL_SERVER_SIG, NULL);
 		return;
 	}
@@ -857,9 +879,11 @@ handle_features(struct conn *c)
 			conn_fail(c, FAIL_BIND, "no bind feature");
 			return;
 		}
-		snprintf(xml, sizeof(xml), "<iq type='set' id='bind'>"
+		snprintf(xml, sizeof(xml),
+		    "<iq type='set' id='bind'>"
 		    "<bind xmlns='" NS_BIND "'><resource>bench%u</resource>"
-		    "</bind></iq>", c->id);
+		    "</bind></iq>",
+		    c->id);
 		conn_send(c, xml);
 		c->step = STEP_BIND;
 	}
@@ -872,17 +896,17 @@ handle_top(struct conn *c)
 		return;
 	switch (c->top) {
 	case TOP_STREAM_ERROR:
-		conn_fail(c, FAIL_STREAM_ERROR, NULL);
+		conn_fail(c, FAIL_STREAM_ERROR, c->text.data);
 		return;
 	case TOP_SASL_FAILURE:
-		conn_fail(c, FAIL_AUTH, NULL);
+		conn_fail(c, FAIL_AUTH, c->text.data);
 		return;
 	case TOP_TLS_FAILURE:
 		conn_fail(c, FAIL_TLS, "<failure/> to STARTTLS");
 		return;
 	case TOP_OTHER:
 	case TOP_NONE:
-		return;         /* presence echo, roster push, ... */
+		return; /* presence echo, roster push, ... */
 	default:
 		break;
 	}
@@ -914,7 +938,7 @@ handle_top(struct conn *c)
 			conn_fail(c, FAIL_PROTOCOL, "expected success");
 		break;
 	case STEP_BIND:
-		if (c->top != TOP_IQ)
+		if (c->top != TOP_IQ || !c->iq_bind)
 			break;
 		if (!c->iq_result) {
 			conn_fail(c, FAIL_BIND, "bind error");
@@ -980,8 +1004,8 @@ conn_new(unsigned id)
 	B.started++;
 	B.active++;
 	B.live++;
-	c->fd = socket(B.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	c->fd = socket(
+	    B.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
 		conn_fail(c, FAIL_CONNECT, strerror(errno));
 		conn_finish(c, 0);
@@ -1020,19 +1044,19 @@ conn_finish(struct conn *c, int ok)
 {
 	if (!c->logged_in) {
 		B.failed++;
-		B.fail_counts[c->pending == PENDING_FAIL ? c->fail :
-		    FAIL_ABORTED]++;
+		B.fail_counts[c->pending == PENDING_FAIL ? c->fail
+		                                         : FAIL_ABORTED]++;
 	}
 	if (c->in_flight)
 		B.active--;
 	if (!ok && c->state == CS_CLOSING)
 		B.unclean_closes++;
 	if (c->state == CS_IDLE)
-		B.dropped++;    /* the server ended an idle session */
+		B.dropped++; /* the server ended an idle session */
 	if (c->fd != -1) {
 		ev_io_stop(B.loop, &c->io);
 		if (c->ssl && ok)
-			SSL_shutdown(c->ssl);   /* close_notify, no wait */
+			SSL_shutdown(c->ssl); /* close_notify, no wait */
 		close(c->fd);
 	}
 	if (c->ssl)
@@ -1096,7 +1120,7 @@ conn_read(struct conn *c)
 				    (e == SSL_ERROR_SYSCALL && r == 0))
 					return 1;
 				if (c->state == CS_CLOSING)
-					return 1;   /* reset after close */
+					return 1; /* reset after close */
 				conn_fail(c, FAIL_IO, "SSL_read");
 				return -1;
 			}
@@ -1248,8 +1272,8 @@ conn_io(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (c->state != CS_HANDSHAKE)
-		conn_set_events(c, buf_avail(&c->out) > 0 ?
-		    EV_READ | EV_WRITE : EV_READ);
+		conn_set_events(
+		    c, buf_avail(&c->out) > 0 ? EV_READ | EV_WRITE : EV_READ);
 }
 
 /* ---- run control ---- */
@@ -1258,7 +1282,7 @@ static void
 start_more(void)
 {
 	while (!B.stopping && !B.closing && B.started < B.o.n &&
-	    B.active < B.o.concurrency)
+	       B.active < B.o.concurrency)
 		conn_new(B.started);
 }
 
@@ -1306,7 +1330,7 @@ print_summary(void)
 	if (fails[0])
 		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
 	printf("%s %s tls=%s n=%u c=%u ok=%u failed=%u%s elapsed=%.2fs "
-	    "rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms max=%.2fms",
+	       "rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms max=%.2fms",
 	    B.o.label, B.o.mode == MODE_LOGIN ? "login" : "idle",
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, mean,
@@ -1319,15 +1343,17 @@ print_summary(void)
 		printf(" dropped=%u", B.dropped);
 	if (B.timed_out)
 		printf(" TIMED-OUT");
-	if (B.o.mode == MODE_IDLE) {
-		if (B.rss_before >= 0 && B.rss_after >= 0 && B.logged_in > 0)
+	if (B.o.mode == MODE_IDLE && B.rss_before >= 0 && B.rss_after >= 0) {
+		if (B.logged_in > 0)
 			per_session = (B.rss_after - B.rss_before) * 1024 /
-			    (long)B.logged_in;
+			              (long)B.logged_in;
 		printf(" server_rss_before=%ldKiB server_rss_after=%ldKiB "
-		    "per_session=%ldB(%.1fKiB) bench_rss=%ldKiB",
+		       "per_session=%ldB(%.1fKiB)",
 		    B.rss_before, B.rss_after, per_session,
-		    per_session / 1024.0, B.self_rss);
+		    per_session / 1024.0);
 	}
+	if (B.o.mode == MODE_IDLE && B.self_rss >= 0)
+		printf(" bench_rss=%ldKiB", B.self_rss);
 	printf("\n");
 	fflush(stdout);
 	if (B.o.csv == NULL)
@@ -1337,12 +1363,15 @@ print_summary(void)
 		return;
 	}
 	if (ftell(f) == 0)
-		fprintf(f, "time,label,mode,tls,n,concurrency,ok,failed,"
+		fprintf(f,
+		    "time,label,mode,tls,n,concurrency,ok,failed,"
 		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,mean_ms,"
 		    "server_rss_before_kib,server_rss_after_kib,"
 		    "bytes_per_session,bench_rss_kib,timed_out\n");
-	fprintf(f, "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
-	    "%ld,%ld,%ld,%ld,%d\n", (long)time(NULL), B.o.label,
+	fprintf(f,
+	    "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
+	    "%ld,%ld,%ld,%ld,%d\n",
+	    (long)time(NULL), B.o.label,
 	    B.o.mode == MODE_LOGIN ? "login" : "idle",
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, elapsed, rate, p50, p99,
@@ -1386,8 +1415,8 @@ begin_close_all(void)
 			conn_finish(c, 0);
 			continue;
 		}
-		conn_set_events(c, buf_avail(&c->out) ? EV_READ | EV_WRITE :
-		    EV_READ);
+		conn_set_events(
+		    c, buf_avail(&c->out) ? EV_READ | EV_WRITE : EV_READ);
 	}
 	check_done();
 }
@@ -1402,9 +1431,15 @@ static void
 stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	char line[256];
+	ssize_t n = read(0, line, sizeof(line));
 
-	/* A line or end of file: either way, time to close. */
-	(void)read(0, line, sizeof(line));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* No terminal or pipe to wait on: hold until a signal or -T. */
+		ev_io_stop(B.loop, &B.stdin_watcher);
+		return;
+	}
 	begin_close_all();
 }
 
@@ -1414,9 +1449,11 @@ settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	B.self_rss = read_rss_kib(0);
 	if (B.o.server_pid > 0)
 		B.rss_after = read_rss_kib(B.o.server_pid);
-	printf("idle: %u sessions up (%u failed) after %.2fs, measured after "
-	    "%.0fs idle: server VmRSS %ld KiB -> %ld KiB\n", B.logged_in,
-	    B.failed, B.t_up - B.t0, B.o.settle, B.rss_before, B.rss_after);
+	if (B.o.server_pid > 0)
+		printf(
+		    "idle: after %.0fs idle, server VmRSS %ld KiB -> %ld KiB "
+		    "(load generator %ld KiB)\n",
+		    B.o.settle, B.rss_before, B.rss_after, B.self_rss);
 	fflush(stdout);
 	if (B.o.hold_given) {
 		double left = B.o.hold - B.o.settle;
@@ -1425,7 +1462,7 @@ settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_start(B.loop, &B.hold);
 	} else {
 		printf("idle: holding; press Enter or send SIGINT/SIGTERM to "
-		    "close\n");
+		       "close\n");
 		fflush(stdout);
 		ev_io_init(&B.stdin_watcher, stdin_cb, 0, EV_READ);
 		ev_io_start(B.loop, &B.stdin_watcher);
@@ -1443,8 +1480,8 @@ check_done(void)
 		B.all_up = 1;
 		B.t_up = now_mono();
 		printf("idle: all %u sessions up (%u failed) in %.2fs; "
-		    "settling %.0fs\n", B.logged_in, B.failed, B.t_up - B.t0,
-		    B.o.settle);
+		       "settling %.0fs\n",
+		    B.logged_in, B.failed, B.t_up - B.t0, B.o.settle);
 		fflush(stdout);
 		ev_timer_init(&B.settle, settle_cb, B.o.settle, 0);
 		ev_timer_start(B.loop, &B.settle);
@@ -1510,13 +1547,13 @@ raise_nofile(unsigned need)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		struct rlimit more = { need, need };
+		struct rlimit more = {need, need};
 
 		if (setrlimit(RLIMIT_NOFILE, &more) == 0)
 			return;
 		log_warnx("RLIMIT_NOFILE hard limit %llu is below the %u "
-		    "descriptors needed", (unsigned long long)rl.rlim_max,
-		    need);
+		          "descriptors needed",
+		    (unsigned long long)rl.rlim_max, need);
 	}
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
@@ -1554,8 +1591,8 @@ tls_init(void)
 	SSL_CTX_set_session_cache_mode(B.ssl_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(B.ssl_ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_mode(B.ssl_ctx, SSL_MODE_RELEASE_BUFFERS |
-	    SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                                SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
 static void
@@ -1564,28 +1601,28 @@ usage(int code)
 	FILE *f = code ? stderr : stdout;
 
 	fprintf(f,
-"usage: xmppbench login -n N [-c CONCURRENCY] [options]\n"
-"       xmppbench idle -n N [-c RAMP-CONCURRENCY] [-t SECONDS] [options]\n"
-"options:\n"
-"  -h HOST           server address (127.0.0.1)\n"
-"  -p PORT           port (5222 for starttls, 5223 for direct)\n"
-"  --tls MODE        starttls (default) or direct (XEP-0368)\n"
-"  -d DOMAIN         XMPP domain (localhost)\n"
-"  -u PREFIX         user name prefix (user): users PREFIX0..PREFIX<U-1>\n"
-"  --users U         distinct users, login i uses (FIRST+i) %% U (N)\n"
-"  --first K         first user index (0)\n"
-"  --password PW     one shared password (default: \"pw\" + index)\n"
-"  --sources S       spread connections over 127.0.0.1..127.0.0.S\n"
-"                    (automatic above %u connections)\n"
-"  -T SECONDS        overall time limit of the run (300)\n"
-"  -t SECONDS        idle: hold this long after all are up, then close\n"
-"                    (default: until Enter, SIGINT or SIGTERM)\n"
-"  --settle SECONDS  idle: wait before reading the server's RSS (5)\n"
-"  --pid PID         idle: server process whose VmRSS to measure\n"
-"  --key-cache FILE  load and save derived SCRAM keys\n"
-"  --csv FILE        append one CSV row per run\n"
-"  --label NAME      name printed and written with the results (xmppd)\n"
-"  -v                log failures and progress; -vv traces XML\n",
+	    "usage: xmppbench login -n N [-c CONCURRENCY] [options]\n"
+	    "       xmppbench idle -n N [-c RAMP] [-t SECONDS] [options]\n"
+	    "options:\n"
+	    "  -h HOST          server address (127.0.0.1)\n"
+	    "  -p PORT          5222 for starttls, 5223 for direct\n"
+	    "  --tls MODE       starttls (default) or direct (XEP-0368)\n"
+	    "  -d DOMAIN        XMPP domain (localhost)\n"
+	    "  -u PREFIX        user name prefix (user)\n"
+	    "  --users U        login i uses PREFIX<(FIRST+i) %% U> (U = N)\n"
+	    "  --first K        first user index (0)\n"
+	    "  --password PW    one shared password (default: pw<index>)\n"
+	    "  --sources S      connect from 127.0.0.1..127.0.0.S\n"
+	    "                   (default: one per %u connections)\n"
+	    "  -T SECONDS       time limit of the whole run (300)\n"
+	    "  -t SECONDS       idle: close this long after all are up\n"
+	    "                   (default: on Enter, SIGINT or SIGTERM)\n"
+	    "  --settle SECONDS idle: wait before reading the RSS (5)\n"
+	    "  --pid PID        idle: server process to read VmRSS of\n"
+	    "  --key-cache FILE load and save the derived SCRAM keys\n"
+	    "  --csv FILE       append one CSV row per run\n"
+	    "  --label NAME     server name in the results (xmppd)\n"
+	    "  -v               log every failure; -vv also traces XML\n",
 	    PORTS_PER_SOURCE);
 	exit(code);
 }
@@ -1606,21 +1643,32 @@ parse_num(const char *s, double min, double max, const char *what)
 static void
 parse_args(int argc, char **argv)
 {
-	enum { O_TLS = 256, O_USERS, O_FIRST, O_PASSWORD, O_SOURCES, O_SETTLE,
-	    O_PID, O_KEYS, O_CSV, O_LABEL, O_HELP };
+	enum {
+		O_TLS = 256,
+		O_USERS,
+		O_FIRST,
+		O_PASSWORD,
+		O_SOURCES,
+		O_SETTLE,
+		O_PID,
+		O_KEYS,
+		O_CSV,
+		O_LABEL,
+		O_HELP
+	};
 	static const struct option longopts[] = {
-		{ "tls", required_argument, NULL, O_TLS },
-		{ "users", required_argument, NULL, O_USERS },
-		{ "first", required_argument, NULL, O_FIRST },
-		{ "password", required_argument, NULL, O_PASSWORD },
-		{ "sources", required_argument, NULL, O_SOURCES },
-		{ "settle", required_argument, NULL, O_SETTLE },
-		{ "pid", required_argument, NULL, O_PID },
-		{ "key-cache", required_argument, NULL, O_KEYS },
-		{ "csv", required_argument, NULL, O_CSV },
-		{ "label", required_argument, NULL, O_LABEL },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	    {"tls", required_argument, NULL, O_TLS},
+	    {"users", required_argument, NULL, O_USERS},
+	    {"first", required_argument, NULL, O_FIRST},
+	    {"password", required_argument, NULL, O_PASSWORD},
+	    {"sources", required_argument, NULL, O_SOURCES},
+	    {"settle", required_argument, NULL, O_SETTLE},
+	    {"pid", required_argument, NULL, O_PID},
+	    {"key-cache", required_argument, NULL, O_KEYS},
+	    {"csv", required_argument, NULL, O_CSV},
+	    {"label", required_argument, NULL, O_LABEL},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
 	};
 	struct bench_opts *o = &B.o;
 	int ch, port_given = 0, conc_given = 0;
@@ -1644,15 +1692,15 @@ parse_args(int argc, char **argv)
 	o->settle = 5;
 	o->label = "xmppd";
 	optind = 2;
-	while ((ch = getopt_long(argc, argv, "n:c:h:p:d:u:T:t:v", longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(
+	            argc, argv, "n:c:h:p:d:u:T:t:v", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
 			o->n = (unsigned)parse_num(optarg, 1, 10000000, "-n");
 			break;
 		case 'c':
-			o->concurrency = (unsigned)parse_num(optarg, 1,
-			    10000000, "-c");
+			o->concurrency =
+			    (unsigned)parse_num(optarg, 1, 10000000, "-c");
 			conc_given = 1;
 			break;
 		case 'h':
@@ -1687,26 +1735,26 @@ parse_args(int argc, char **argv)
 				fatalx("--tls: direct or starttls");
 			break;
 		case O_USERS:
-			o->users = (unsigned)parse_num(optarg, 1, 10000000,
-			    "--users");
+			o->users =
+			    (unsigned)parse_num(optarg, 1, 10000000, "--users");
 			break;
 		case O_FIRST:
-			o->first_user = (unsigned)parse_num(optarg, 0,
-			    10000000, "--first");
+			o->first_user =
+			    (unsigned)parse_num(optarg, 0, 10000000, "--first");
 			break;
 		case O_PASSWORD:
 			o->password = optarg;
 			break;
 		case O_SOURCES:
-			o->sources = (unsigned)parse_num(optarg, 1, 254,
-			    "--sources");
+			o->sources =
+			    (unsigned)parse_num(optarg, 1, 254, "--sources");
 			break;
 		case O_SETTLE:
 			o->settle = parse_num(optarg, 0, 3600, "--settle");
 			break;
 		case O_PID:
-			o->server_pid = (pid_t)parse_num(optarg, 1, INT_MAX,
-			    "--pid");
+			o->server_pid =
+			    (pid_t)parse_num(optarg, 1, INT_MAX, "--pid");
 			break;
 		case O_KEYS:
 			o->key_cache = optarg;

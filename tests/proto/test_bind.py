@@ -89,7 +89,8 @@ def test_bind_conflict_replaces_old_session(server):
             new.close()
 
 
-def test_session_feature_optional_and_answered(server):
+@pytest.mark.parametrize('to', [None, 'localhost'])
+def test_session_feature_optional_and_answered(server, to):
     c, features = post_auth_features(server)
     try:
         sess = features.find(q(NS_SESSION, 'session'))
@@ -97,8 +98,8 @@ def test_session_feature_optional_and_answered(server):
         assert [ch.tag for ch in sess] == [q(NS_SESSION, 'optional')], (
             tostr(sess))
         c.bind('sess')
-        c.send("<iq type='set' id='s1'><session xmlns='%s'/></iq>"
-               % NS_SESSION)
+        c.send("<iq type='set' id='s1'%s><session xmlns='%s'/></iq>"
+               % (" to='%s'" % to if to else '', NS_SESSION))
         el = c.expect(q(NS_CLIENT, 'iq'))
         assert el.get('type') == 'result' and el.get('id') == 's1', tostr(el)
     finally:

@@ -134,7 +134,7 @@ def test_slixmpp_exchange_scram_sha256(server, use_ssl):
     assert r['alice_got'] == ('bob@localhost/slix', 'pong')
 
 
-# --- raw clients ---------------------------------------------------------------
+# --- raw clients -------------------------------------------------------------
 
 @pytest.fixture
 def clients(server):

@@ -8,9 +8,9 @@ import ssl
 import pytest
 
 from xmpp_raw import (NS_SASL, NS_SASL_CB, NS_STREAM, NS_TLS,
-                      ChannelBindingUnavailable, RawClient, assert_sasl_failure,
-                      assert_sasl_success, client_tls_context, mechanisms, q,
-                      tostr)
+                      ChannelBindingUnavailable, RawClient,
+                      assert_sasl_failure, assert_sasl_success,
+                      client_tls_context, mechanisms, q, tostr)
 
 PASSWORD = 'alice-secret'
 

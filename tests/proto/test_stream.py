@@ -92,7 +92,7 @@ def test_non_utf8_encoding_declaration(server):
     send_header_expect_error(server, data, 'unsupported-encoding')
 
 
-# --- restricted XML (RFC 6120 §11.1) ------------------------------------------
+# --- restricted XML (RFC 6120 §11.1) -----------------------------------------
 
 def test_doctype_restricted(server):
     send_header_expect_error(
@@ -134,7 +134,7 @@ def test_processing_instruction_restricted(server):
         c.close()
 
 
-# --- well-formedness ----------------------------------------------------------
+# --- well-formedness ---------------------------------------------------------
 
 @pytest.mark.parametrize('garbage', [
     b"<message><body>x</bod></message>",
@@ -172,7 +172,7 @@ def test_invalid_utf8_in_header(server):
         'not-well-formed')
 
 
-# --- limits ---------------------------------------------------------------------
+# --- limits ------------------------------------------------------------------
 
 def send_watching(c, data, chunk=8192):
     """Send data in chunks, stopping as soon as the server answers or
@@ -347,7 +347,7 @@ def test_unknown_top_level_element(server):
         c.close()
 
 
-# --- closing -------------------------------------------------------------------
+# --- closing -----------------------------------------------------------------
 
 def test_graceful_close_before_auth(server):
     c = opened(server)
@@ -380,7 +380,7 @@ def test_abrupt_disconnect_mid_stanza(server):
     time.sleep(0.2)
 
 
-# --- timeouts (xmppd.conf(5) limits) --------------------------------------------
+# --- timeouts (xmppd.conf(5) limits) -----------------------------------------
 
 def wait_eof(c, limit):
     """Seconds until the server closes c (at most limit)."""

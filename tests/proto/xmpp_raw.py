@@ -176,7 +176,7 @@ class ScramResult:
         self.server_signature_ok = None
 
 
-# --- the client ---------------------------------------------------------------
+# --- the client --------------------------------------------------------------
 
 class RawClient:
     """One XMPP connection driven byte by byte.
@@ -574,7 +574,7 @@ class RawClient:
                   % (attrs, extra_attrs, escape(body)))
 
 
-# --- assertion helpers --------------------------------------------------------
+# --- assertion helpers -------------------------------------------------------
 
 def mechanisms(features):
     """The SASL mechanism names in a <stream:features/> element."""

@@ -1072,6 +1072,39 @@ test_limit_after_compact(void)
 	free(over);
 }
 
+/* Prefixes declared on the header survive the parser replacement. */
+static void
+test_compact_prefixes(void)
+{
+	const char *hdr =
+	    "<s:stream xmlns:s='http://etherx.jabber.org/streams' "
+	    "xmlns='jabber:server' "
+	    "xmlns:db='jabber:server:dialback' to='b.example'>";
+	size_t n = 40 * 1024;
+	char *huge = malloc(n);
+	struct rec r;
+	struct xml_stream *xs;
+	const char *tail = "<db:result from='a'>k</db:result><s:features/>"
+	                   "</s:stream>";
+
+	memcpy(huge, "<a v='", 6);
+	memset(huge + 6, 'y', n - 9);
+	memcpy(huge + n - 3, "'/>", 3);
+	rec_init(&r);
+	xs = xml_stream_new(NULL, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, hdr, strlen(hdr)) == XMLS_OK);
+	CHECK(xml_stream_feed(xs, huge, n) == XMLS_OK);
+	CHECK(xml_stream_memory(xs) < 12 * 1024);
+	buf_reset(&r.log);
+	CHECK(xml_stream_feed(xs, tail, strlen(tail)) == XMLS_CLOSED);
+	CHECK_STR(buf_head(&r.log),
+	    "S<result xmlns='jabber:server:dialback' from='a'>k</result>\n"
+	    "S<stream:features/>\nC\n");
+	xml_stream_free(xs);
+	rec_free(&r);
+	free(huge);
+}
+
 static void
 test_memory(void)
 {
@@ -1266,6 +1299,7 @@ main(void)
 	test_big_stanza();
 	test_limit_after_compact();
 	test_memory();
+	test_compact_prefixes();
 	test_parse_element();
 	test_nested();
 	return UNIT_DONE("xml");
