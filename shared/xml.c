@@ -1013,7 +1013,7 @@ static void XMLCALL
 on_xmldecl(void *ud, const char *version, const char *encoding, int standalone)
 {
 	if (encoding != NULL && strcasecmp(encoding, "UTF-8") != 0)
-		stream_fail(ud, XMLE_NOT_WELL_FORMED,
+		stream_fail(ud, XMLE_BAD_ENCODING,
 		    "encoding other than UTF-8 declared");
 }
 

@@ -104,6 +104,8 @@ enum xml_error {
 	XMLE_TOO_MANY_ATTRS,
 	XMLE_BAD_ROOT,          /* root element is not a stream header in
 	                           NS_STREAMS (or bad namespace) */
+	XMLE_BAD_ENCODING,      /* XML declaration names an encoding other
+	                           than UTF-8 (RFC 6120 §11.6) */
 };
 
 struct xml_stream_cb {

@@ -637,6 +637,8 @@ xml_error_condition(enum xml_error e)
 		return "policy-violation";
 	case XMLE_BAD_ROOT:
 		return "invalid-namespace";
+	case XMLE_BAD_ENCODING:
+		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
 	default:
 		return "not-well-formed";
 	}

@@ -572,7 +572,7 @@ test_restricted(void)
 	    HDR "<message>&foo;</message>", XMLE_NOT_WELL_FORMED, __LINE__);
 	/* RFC 6120 §11.6: UTF-8 only. */
 	expect_error("<?xml version='1.0' encoding='ISO-8859-1'?>" HDR,
-	    XMLE_NOT_WELL_FORMED, __LINE__);
+	    XMLE_BAD_ENCODING, __LINE__);
 
 	struct rec r;
 	enum xml_error e;
