@@ -49,6 +49,7 @@
 #include "log.h"
 #include "xmalloc.h"
 #include "store.h"
+#include "store_engine.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_LIST_CHUNK 256 /* users per storage-thread step */
@@ -71,6 +72,53 @@ static const char *const migrations[] = {
     "  sha256_salt BLOB, sha256_iter INTEGER,"
     "  sha256_stored BLOB, sha256_server BLOB,"
     "  UNIQUE (host, user)"
+    ");",
+    /* 2: the IM core: rosters (RFC 6121), offline messages (XEP-0160),
+     * vCards (XEP-0054), private XML (XEP-0049), block lists
+     * (XEP-0191), last logout (XEP-0012). */
+    "CREATE TABLE roster ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  jid TEXT NOT NULL,"
+    "  name TEXT,"
+    "  sub INTEGER NOT NULL DEFAULT 0,"
+    "  visible INTEGER NOT NULL DEFAULT 1,"
+    "  request TEXT,"
+    "  groups TEXT,"
+    "  PRIMARY KEY (user_id, jid)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX roster_jid ON roster (jid);"
+    "CREATE TABLE roster_version ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE offline ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  stamp INTEGER NOT NULL,"
+    "  stanza TEXT NOT NULL"
+    ");"
+    "CREATE INDEX offline_user ON offline (user_id, id);"
+    "CREATE TABLE vcard ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  vcard TEXT NOT NULL,"
+    "  photo_hash TEXT"
+    ");"
+    "CREATE TABLE private ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  ns TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  data TEXT NOT NULL,"
+    "  PRIMARY KEY (user_id, ns, name)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE blocklist ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  jid TEXT NOT NULL,"
+    "  PRIMARY KEY (user_id, jid)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE lastlog ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  stamp INTEGER NOT NULL,"
+    "  status TEXT"
     ");",
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
@@ -141,6 +189,7 @@ enum req_kind {
 	REQ_USER_SET_KEYS,
 	REQ_USER_DELETE,
 	REQ_USER_LIST,
+	REQ_JOB, /* a store_engine.h job from another file */
 	REQ__COUNT
 };
 
@@ -155,6 +204,8 @@ struct store_req {
 		store_status_cb status;
 		store_user_list_cb list;
 	} cb;
+
+	struct store_job *job; /* REQ_JOB */
 
 	/* Arguments (owned, copied from the caller). */
 	char *user;
@@ -196,6 +247,8 @@ static enum store_status run_user_list(struct store_req *);
 static void complete_user(struct store_req *);
 static void complete_status(struct store_req *);
 static void complete_user_list(struct store_req *);
+static enum store_status run_job(struct store_req *);
+static void complete_job(struct store_req *);
 
 static const struct req_ops req_ops[REQ__COUNT] = {
     [REQ_USER_GET] = {"user get", 0, run_user_get, complete_user},
@@ -204,7 +257,21 @@ static const struct req_ops req_ops[REQ__COUNT] = {
         complete_status},
     [REQ_USER_DELETE] = {"user delete", 1, run_user_delete, complete_status},
     [REQ_USER_LIST] = {"user list", 0, run_user_list, complete_user_list},
+    [REQ_JOB] = {"job", 1, run_job, complete_job},
 };
+
+/* Per-request properties (a job carries its own). */
+static int
+req_writes(const struct store_req *r)
+{
+	return r->kind == REQ_JOB ? r->job->ops->writes : req_ops[r->kind].writes;
+}
+
+static const char *
+req_name(const struct store_req *r)
+{
+	return r->kind == REQ_JOB ? r->job->ops->name : req_ops[r->kind].name;
+}
 
 static struct {
 	int running;   /* store_open succeeded, not yet closed */
@@ -212,6 +279,11 @@ static struct {
 	char *path;
 	sqlite3 *db; /* storage thread only while running */
 	sqlite3_stmt *stmts[STMT__COUNT];
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} *jobstmts;  /* store_sql() cache, storage thread only */
+	size_t njobstmts;
 	struct ev_loop *loop;
 	ev_async async;
 	pthread_t thread;
@@ -308,6 +380,8 @@ static void
 req_free(struct store_req *r)
 {
 	req_clear_results(r);
+	if (r->job != NULL)
+		r->job->ops->free(r->job);
 	free(r->user);
 	free(r->host);
 	free(r->last_host);
@@ -330,7 +404,7 @@ req_submit(struct store_req *r)
 	if (!store.accepting) {
 		log_warnx("store: %s request for %s@%s made while the store is "
 		          "closed; dropped",
-		    req_ops[r->kind].name, r->user ? r->user : "*",
+		    req_name(r), r->user ? r->user : "*",
 		    r->host ? r->host : "*");
 		req_free(r);
 		return;
@@ -722,6 +796,77 @@ complete_user_list(struct store_req *r)
 		r->cb.list(r->owner, r->tag, r->status, NULL);
 }
 
+/* Jobs from other files (store_engine.h). */
+
+static enum store_status
+run_job(struct store_req *r)
+{
+	return r->job->ops->run(r->job);
+}
+
+static void
+complete_job(struct store_req *r)
+{
+	r->job->status = r->status;
+	r->job->ops->complete(r->job);
+}
+
+void
+store_job_submit(struct store_job *j)
+{
+	struct store_req *r = req_new(REQ_JOB, j->owner, j->tag);
+
+	r->job = j;
+	req_submit(r);
+}
+
+sqlite3_stmt *
+store_sql(const char *sql)
+{
+	sqlite3_stmt *s;
+
+	for (size_t i = 0; i < store.njobstmts; i++)
+		if (store.jobstmts[i].sql == sql)
+			return store.jobstmts[i].stmt;
+	if (sqlite3_prepare_v3(store.db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	        &s, NULL) != SQLITE_OK) {
+		log_warnx("store: preparing \"%s\": %s", sql,
+		    sqlite3_errmsg(store.db));
+		return NULL;
+	}
+	store.jobstmts = xreallocarray(store.jobstmts, store.njobstmts + 1,
+	    sizeof(*store.jobstmts));
+	store.jobstmts[store.njobstmts].sql = sql;
+	store.jobstmts[store.njobstmts].stmt = s;
+	store.njobstmts++;
+	return s;
+}
+
+void
+store_sql_done(sqlite3_stmt *s)
+{
+	stmt_done(s);
+}
+
+enum store_status
+store_sql_write(sqlite3_stmt *s, const char *what,
+    enum store_status not_changed)
+{
+	return step_write(s, what, not_changed);
+}
+
+void
+store_sql_warn(const char *what)
+{
+	db_warn(what);
+}
+
+sqlite3 *
+store_db(void)
+{
+	return store.db;
+}
+
 /* The storage thread. */
 
 static double
@@ -746,13 +891,14 @@ static void
 run_one(struct store_req *r)
 {
 	const struct req_ops *op = &req_ops[r->kind];
+	int writes = req_writes(r);
 
-	if (op->writes && stmt_exec(STMT_SAVEPOINT) == -1) {
+	if (writes && stmt_exec(STMT_SAVEPOINT) == -1) {
 		req_fail(r);
 		return;
 	}
 	r->status = op->run(r);
-	if (op->writes && !sqlite3_get_autocommit(store.db)) {
+	if (writes && !sqlite3_get_autocommit(store.db)) {
 		/* On error undo this request alone, then pop the savepoint;
 		 * if even that fails, undo the whole transaction (the
 		 * caller sees autocommit and fails the batch so far). */
@@ -780,7 +926,7 @@ run_batch(struct req_list *batch, double *commit_ms)
 	double t0;
 
 	for (r = batch->head; r != NULL; r = r->next)
-		writes |= req_ops[r->kind].writes;
+		writes |= req_writes(r);
 	if (stmt_exec(writes ? STMT_BEGIN_IMMEDIATE : STMT_BEGIN) == -1) {
 		fail_range(batch->head, NULL);
 		return 0;
@@ -791,7 +937,7 @@ run_batch(struct req_list *batch, double *commit_ms)
 			continue;
 		log_warnx("store: transaction rolled back during %s; earlier "
 		          "requests of the batch fail too",
-		    req_ops[r->kind].name);
+		    req_name(r));
 		req_fail(r);
 		fail_range(txn_first, r);
 		txn_first = r->next;
@@ -1163,6 +1309,11 @@ store_close(void)
 		sqlite3_finalize(store.stmts[i]);
 		store.stmts[i] = NULL;
 	}
+	for (size_t i = 0; i < store.njobstmts; i++)
+		sqlite3_finalize(store.jobstmts[i].stmt);
+	free(store.jobstmts);
+	store.jobstmts = NULL;
+	store.njobstmts = 0;
 	if ((rc = sqlite3_close(store.db)) != SQLITE_OK)
 		log_warnx(
 		    "store: closing %s: %s", store.path, sqlite3_errstr(rc));
