@@ -13,6 +13,7 @@
 #include "c2s.h"
 #include "conf.h"
 #include "conn.h"
+#include "hooks.h"
 #include "jid.h"
 #include "log.h"
 #include "router.h"
@@ -265,6 +266,7 @@ send_features(struct c2s *c)
 		/* The RFC 3921 session is a no-op kept for old clients,
 		 * announced optional (draft-cridland-xmpp-session-01). */
 		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
+		hook_run_features(c, f, 1);
 	} else if (!c->tls) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
@@ -281,6 +283,7 @@ send_features(struct c2s *c)
 
 		channel_binding(c, &cb);
 		sasl_advertise(f, 1, &cb);
+		hook_run_features(c, f, 0);
 	}
 	c2s_send(c, f);
 	arena_free(a);
@@ -530,6 +533,8 @@ reply:
 		c2s_send(c, r);
 		arena_free(r->arena);
 	}
+	if (c->sess)
+		hook_run_session(HOOK_SESSION_BOUND, c->sess);
 	jid_free(&j);
 	free(prepped);
 	free(full);
@@ -578,7 +583,8 @@ negotiate(struct c2s *c, struct xel *st)
 	if (!c->authed) {
 		if (strcmp(st->ns, NS_SASL) == 0)
 			handle_sasl(c, st);
-		else
+		else if (!(xel_is(st, "iq", NS_CLIENT) &&
+			     hook_run_preauth_iq(c, st) == HOOK_HANDLED))
 			c2s_stream_error(c, "not-authorized", NULL);
 		return;
 	}
@@ -758,4 +764,28 @@ c2s_init(void)
 	ev_timer_init(&purge_w, purge_cb, AUTH_WINDOW, AUTH_WINDOW);
 	ev_timer_start(xmppd_loop, &purge_w);
 	ev_unref(xmppd_loop);
+}
+
+int
+c2s_is_tls(const struct c2s *c)
+{
+	return c->tls;
+}
+
+int
+c2s_is_authed(const struct c2s *c)
+{
+	return c->authed;
+}
+
+const char *
+c2s_host(const struct c2s *c)
+{
+	return c->host;
+}
+
+const char *
+c2s_ip(const struct c2s *c)
+{
+	return c->conn->ip;
 }

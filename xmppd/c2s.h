@@ -29,6 +29,11 @@ void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
 /* Close every stream with <system-shutdown/> (SIGTERM). */
 void c2s_shutdown_all(void);
 size_t c2s_count(void);
+/* Facts about a stream for modules. */
+int c2s_is_tls(const struct c2s *c);
+int c2s_is_authed(const struct c2s *c);
+const char *c2s_host(const struct c2s *c);   /* the stream's domain */
+const char *c2s_ip(const struct c2s *c);
 /* The session bound on c was unbound by the session manager. */
 void c2s_forget_session(struct c2s *c);
 struct conn *c2s_conn(struct c2s *c);

@@ -116,6 +116,12 @@ static int set_size(
     struct parser *, const struct option *, void *, const struct line *);
 static int set_duration(
     struct parser *, const struct option *, void *, const struct line *);
+static int set_on_off(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_software_version(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_contact(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_listen(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_limits(
@@ -140,6 +146,10 @@ static const struct option top_options[] = {
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
+    {"registration", set_on_off, CONF_FIELD(registration), 0, 0, 0, 0},
+    {"software-version", set_software_version, CONF_FIELD(software_version),
+        0, 0, 0, 0},
+    {"contact", handle_contact, 0, 0, 0, 0, 1},
     {"listen", handle_listen, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
@@ -172,6 +182,17 @@ static const struct option limit_options[] = {
         0},
     {"max-connections", set_uint, LIMIT_FIELD(max_connections), 0, 10000000, 0,
         0},
+    {"roster-size", set_uint, LIMIT_FIELD(roster_size), 1, 100000, 0, 0},
+    {"offline-messages", set_uint, LIMIT_FIELD(offline_messages), 0, 100000, 0,
+        0},
+    {"vcard-size", set_size, LIMIT_FIELD(vcard_size), KIB, 16 * MIB, 0, 0},
+    {"private-size", set_size, LIMIT_FIELD(private_size), KIB, 16 * MIB, 0, 0},
+    {"blocklist-size", set_uint, LIMIT_FIELD(blocklist_size), 1, 100000, 0, 0},
+    {"registrations-per-ip", set_uint, LIMIT_FIELD(registrations_per_ip), 1,
+        1000000, 0, 0},
+    {"ping-interval", set_duration, LIMIT_FIELD(ping_interval), 0, 86400, 0,
+        0},
+    {"ping-timeout", set_duration, LIMIT_FIELD(ping_timeout), 1, 3600, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -504,6 +525,61 @@ set_log(struct parser *ps, const struct option *o, void *base,
 	         ps, ln, ln->argv[1], choices, "stderr or syslog")) == -1)
 		return -1;
 	*FIELD(base, o, int) = i;
+	return 0;
+}
+
+static int
+set_on_off(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const choices[] = {"off", "on", NULL};
+	int i;
+
+	if (check_args(ps, ln, 1, 1) == -1 ||
+	    (i = get_choice(ps, ln, ln->argv[1], choices, "on or off")) == -1)
+		return -1;
+	*FIELD(base, o, int) = i;
+	return 0;
+}
+
+static int
+set_software_version(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	/* Order matches enum software_version. */
+	static const char *const choices[] = {"off", "no-os", "full", NULL};
+	int i;
+
+	if (check_args(ps, ln, 1, 1) == -1 ||
+	    (i = get_choice(ps, ln, ln->argv[1], choices,
+	         "full, no-os or off")) == -1)
+		return -1;
+	*FIELD(base, o, int) = i;
+	return 0;
+}
+
+/* XEP-0157 §2: the address kinds of the serverinfo form. */
+static int
+handle_contact(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const types[] = {"abuse", "admin", "feedback",
+	    "sales", "security", "support", NULL};
+	struct conf *c = ps->c;
+
+	if (check_args(ps, ln, 2, 2) == -1 ||
+	    get_choice(ps, ln, ln->argv[1], types,
+	        "abuse, admin, feedback, sales, security or support") == -1)
+		return -1;
+	if (strchr(ln->argv[2], ':') == NULL)
+		return parse_error(ps, ln->number,
+		    "contact address '%s' is not a URI (mailto:, xmpp:, https:)",
+		    ln->argv[2]);
+	c->contacts = xreallocarray(c->contacts, c->ncontacts + 1,
+	    sizeof(*c->contacts));
+	c->contacts[c->ncontacts].type = xstrdup(ln->argv[1]);
+	c->contacts[c->ncontacts].uri = xstrdup(ln->argv[2]);
+	c->ncontacts++;
 	return 0;
 }
 
@@ -959,6 +1035,15 @@ conf_init(struct conf *c, const char *name)
 	c->limits.preauth_timeout = 60;
 	c->limits.idle_timeout = 3600;
 	c->limits.max_connections = 0;
+	c->limits.roster_size = 1000;
+	c->limits.offline_messages = 500;
+	c->limits.vcard_size = 65536;
+	c->limits.private_size = 65536;
+	c->limits.blocklist_size = 1000;
+	c->limits.registrations_per_ip = 5;
+	c->limits.ping_interval = 300;
+	c->limits.ping_timeout = 60;
+	c->software_version = SOFTWARE_VERSION_NO_OS;
 }
 
 /* Checks on the whole file; line is the last line. */
@@ -1132,6 +1217,11 @@ conf_free(struct conf *c)
 	free(c->pidfile);
 	free(c->user);
 	free(c->version_name);
+	for (i = 0; i < c->ncontacts; i++) {
+		free(c->contacts[i].type);
+		free(c->contacts[i].uri);
+	}
+	free(c->contacts);
 	free(c);
 }
 

@@ -47,6 +47,27 @@ struct conf_limits {
 	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */
 	unsigned max_connections;    /* "max-connections", 0 = from
 	                                RLIMIT_NOFILE minus headroom */
+	unsigned roster_size;        /* "roster-size", items, 1000 */
+	unsigned offline_messages;   /* "offline-messages", per user, 500;
+	                                0 = offline storage off */
+	size_t vcard_size;           /* "vcard-size", bytes, 65536 */
+	size_t private_size;         /* "private-size", bytes per item, 65536 */
+	unsigned blocklist_size;     /* "blocklist-size", JIDs, 1000 */
+	unsigned registrations_per_ip; /* "registrations-per-ip", per hour, 5 */
+	unsigned ping_interval;      /* "ping-interval", s, 300; 0 = off */
+	unsigned ping_timeout;       /* "ping-timeout", s, 60 */
+};
+
+/* XEP-0157 contact address ("contact TYPE URI"). */
+struct conf_contact {
+	char *type;     /* abuse, admin, feedback, sales, security, support */
+	char *uri;
+};
+
+enum software_version {
+	SOFTWARE_VERSION_OFF,    /* XEP-0092 not offered */
+	SOFTWARE_VERSION_NO_OS,  /* name and version */
+	SOFTWARE_VERSION_FULL,   /* name, version and operating system */
 };
 
 struct conf {
@@ -62,6 +83,11 @@ struct conf {
 	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */
+	int registration;            /* "registration on|off" (XEP-0077) */
+	enum software_version software_version; /* "software-version
+	                                full|no-os|off", default no-os */
+	struct conf_contact *contacts; /* "contact TYPE URI", repeatable */
+	size_t ncontacts;
 
 	struct conf_listener *listeners;
 	size_t nlisteners;

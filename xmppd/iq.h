@@ -6,12 +6,12 @@
 #ifndef XMPPD_IQ_H
 #define XMPPD_IQ_H
 
+#include "hooks.h"
+
 struct session;
 struct xel;
 
 enum iq_target { IQ_TO_SERVER, IQ_TO_BARE };
-
-enum hook_result { HOOK_PASS, HOOK_HANDLED };
 
 /*
  * A handler answers the IQ (result or error) and returns HOOK_HANDLED, or

@@ -1,29 +1,47 @@
 /*
- * Routing of stanzas from local sessions: 'from' stamping, 'to'
- * classification, RFC 6121 §8.5 delivery rules, and error replies.
+ * Routing of stanzas from local sessions and of stanzas the server
+ * generates: 'from' stamping, 'to' classification, RFC 6121 §8.5 delivery
+ * rules, delivery filters and error replies.  Presence goes to presence.c.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf.h"
+#include "hooks.h"
 #include "iq.h"
 #include "jid.h"
 #include "log.h"
+#include "presence.h"
 #include "router.h"
 #include "session.h"
 #include "stanza.h"
 #include "xmppd.h"
 #include "xml.h"
 
-static void
-bounce(struct session *from, const struct xel *st, const char *cond)
+void
+router_bounce(struct session *from, const struct xel *st, const char *cond)
 {
-	struct xel *r = stanza_error(st, NULL, cond, NULL);
+	struct xel *r;
 
-	if (r == NULL)
+	if (from == NULL || (r = stanza_error(st, NULL, cond, NULL)) == NULL)
 		return;
 	session_send(from, r);
 	arena_free(r->arena);
+}
+
+void
+router_deliver(struct session *to, struct xel *st)
+{
+	const char *f = xel_attr(st, "from");
+	struct jid from = { 0 };
+
+	if (f && jid_parse(&from, f) == 0 &&
+	    hook_run_deliver(to, st, &from) == HOOK_HANDLED) {
+		jid_free(&from);
+		return;
+	}
+	jid_free(&from);
+	session_send(to, st);
 }
 
 static int
@@ -32,6 +50,12 @@ attr_is(const struct xel *el, const char *name, const char *value)
 	const char *v = xel_attr(el, name);
 
 	return v && strcmp(v, value) == 0;
+}
+
+static int
+iq_request(const struct xel *iq)
+{
+	return attr_is(iq, "type", "get") || attr_is(iq, "type", "set");
 }
 
 /* RFC 6120 §8.2.3: IQ type must be get/set/result/error; get and set carry
@@ -64,9 +88,9 @@ top_priority(struct session *list)
 }
 
 /* RFC 6121 §8.5.2: a message to a local bare JID (or to an unknown
- * resource, §8.5.3.2.1). */
+ * resource, §8.5.3.2.1).  from is NULL for server-generated stanzas. */
 static void
-message_to_bare(struct session *from, struct xel *msg, struct jid *to)
+message_to_bare(struct session *from, struct xel *msg, const struct jid *to)
 {
 	const char *type = xel_attr(msg, "type");
 	struct session *list = sm_find_bare(to->node, to->domain);
@@ -77,85 +101,48 @@ message_to_bare(struct session *from, struct xel *msg, struct jid *to)
 	if (strcmp(type, "error") == 0)
 		return;                              /* §8.5.2.1.1: drop */
 	if (strcmp(type, "groupchat") == 0) {
-		bounce(from, msg, "service-unavailable");
+		router_bounce(from, msg, "service-unavailable");
 		return;
 	}
 	if (best >= 0) {
 		int headline = strcmp(type, "headline") == 0;
 
-		for (struct session *s = list; s; s = s->next) {
+		for (struct session *s = list, *next; s; s = next) {
+			next = s->next;
 			if (!s->available || s->priority < 0)
 				continue;
 			if (!headline && s->priority != best)
 				continue;
-			session_send(s, msg);
+			router_deliver(s, msg);
 			delivered++;
 		}
 	}
-	if (delivered == 0 && strcmp(type, "headline") != 0)
-		/* §8.5.2.2: no available resource; offline storage comes
-		 * with the IM core, until then the message bounces. */
-		bounce(from, msg, "service-unavailable");
-}
-
-static void
-presence_to_user(struct xel *pres, struct jid *to)
-{
-	if (to->resource) {
-		struct session *s = sm_find_full(to);
-
-		if (s)
-			session_send(s, pres);
+	if (delivered || strcmp(type, "headline") == 0)
 		return;
-	}
-	for (struct session *s = sm_find_bare(to->node, to->domain); s;
-	    s = s->next)
-		if (s->available)
-			session_send(s, pres);
-}
-
-/* Presence without 'to' (RFC 6121 §4.2, §4.4): the session's own
- * availability and priority, which message delivery depends on. */
-static void
-presence_own(struct session *from, struct xel *pres)
-{
-	const char *type = xel_attr(pres, "type");
-	struct xel *p;
-
-	if (type == NULL) {
-		from->available = 1;
-		from->priority = 0;
-		if ((p = xel_child(pres, "priority", NS_CLIENT)) != NULL) {
-			long v = strtol(xel_text(p), NULL, 10);
-			/* RFC 6121 §4.7.2.3: -128..127 */
-			from->priority = v < -128 ? -128 : v > 127 ? 127 : v;
-		}
-	} else if (strcmp(type, "unavailable") == 0)
-		from->available = 0;
+	/* §8.5.2.2.1: no available resource; XEP-0160 may store it. */
+	if (hook_run_offline(from, msg, to) == HOOK_PASS)
+		router_bounce(from, msg, "service-unavailable");
 }
 
 static void
 to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
-    struct jid *to)
+    const struct jid *to)
 {
 	struct session *target = to->resource ? sm_find_full(to) : NULL;
 
 	switch (kind) {
 	case STANZA_MESSAGE:
 		if (target)
-			session_send(target, st);
+			router_deliver(target, st);
 		else
 			message_to_bare(from, st, to);
 		break;
-	case STANZA_PRESENCE:
-		presence_to_user(st, to);
-		break;
 	case STANZA_IQ:
 		if (target)
-			session_send(target, st);
+			router_deliver(target, st);
 		else if (to->resource)
-			bounce(from, st, "service-unavailable");
-		else if (attr_is(st, "type", "get") || attr_is(st, "type", "set"))
+			router_bounce(from, st, "service-unavailable");
+		else if (iq_request(st) && from)
 			iq_dispatch(from, st, IQ_TO_BARE);
 		/* results and errors to a bare JID are dropped */
 		break;
@@ -164,12 +151,63 @@ to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
 	}
 }
 
+/* Route st (from set) to 'to', which is local or remote. */
+static void
+route_to(struct session *from, struct xel *st, enum stanza_kind kind,
+    const struct jid *to)
+{
+	if (conf_host_find(xmppd_conf, to->domain) == NULL) {
+		/* Server-to-server comes later: remote domains are
+		 * unreachable for now (RFC 6120 §8.3.3.16). */
+		if (kind != STANZA_PRESENCE)
+			router_bounce(from, st, "remote-server-not-found");
+	} else if (to->node == NULL) {
+		if (to->resource == NULL && kind == STANZA_IQ && iq_request(st)) {
+			if (from)
+				iq_dispatch(from, st, IQ_TO_SERVER);
+		} else if (kind == STANZA_MESSAGE || (kind == STANZA_IQ &&
+			       to->resource != NULL && iq_request(st)))
+			router_bounce(from, st, "service-unavailable");
+		/* presence to the server and IQ results are dropped */
+	} else
+		to_local_user(from, st, kind, to);
+}
+
+void
+router_route(struct xel *st)
+{
+	const char *tostr = xel_attr(st, "to");
+	struct jid to = { 0 };
+	enum stanza_kind kind = stanza_kind(st);
+
+	if (tostr == NULL || jid_parse(&to, tostr) < 0)
+		return;
+	if (kind == STANZA_PRESENCE) {
+		/* Server-generated presence goes straight to the target's
+		 * sessions (the caller applied the rules already). */
+		if (conf_host_find(xmppd_conf, to.domain) && to.node) {
+			struct session *s;
+
+			if (to.resource) {
+				if ((s = sm_find_full(&to)) != NULL)
+					router_deliver(s, st);
+			} else
+				for (s = sm_find_bare(to.node, to.domain); s;
+				    s = s->next)
+					if (s->available)
+						router_deliver(s, st);
+		}
+	} else
+		route_to(NULL, st, kind, &to);
+	jid_free(&to);
+}
+
 int
 router_from_client(struct session *from, struct xel *st)
 {
 	enum stanza_kind kind = stanza_kind(st);
 	const char *tostr = xel_attr(st, "to");
-	struct jid to = { 0 };
+	struct jid to = { 0 }, *top = NULL;
 
 	if (kind == STANZA_OTHER)
 		return -1;
@@ -178,38 +216,29 @@ router_from_client(struct session *from, struct xel *st)
 	 * client put there is replaced. */
 	xel_set_attr(st, "from", from->full);
 	if (kind == STANZA_IQ && !iq_valid(st)) {
-		bounce(from, st, "bad-request");
+		router_bounce(from, st, "bad-request");
 		return 0;
 	}
-	if (tostr == NULL) {
+	if (tostr != NULL) {
+		if (jid_parse(&to, tostr) < 0) {
+			router_bounce(from, st, "jid-malformed");
+			return 0;
+		}
+		top = &to;
+	}
+	if (hook_run_outbound(from, st, top) == HOOK_HANDLED)
+		goto done;
+	if (kind == STANZA_PRESENCE)
+		presence_from_client(from, st, top);
+	else if (top == NULL) {
 		/* RFC 6120 §10.3: no 'to' means the user's own account. */
-		if (kind == STANZA_PRESENCE)
-			presence_own(from, st);
-		else if (kind == STANZA_MESSAGE)
+		if (kind == STANZA_MESSAGE)
 			message_to_bare(from, st, &from->jid);
-		else if (attr_is(st, "type", "get") || attr_is(st, "type", "set"))
+		else if (iq_request(st))
 			iq_dispatch(from, st, IQ_TO_BARE);
-		return 0;
-	}
-	if (jid_parse(&to, tostr) < 0) {
-		bounce(from, st, "jid-malformed");
-		return 0;
-	}
-	if (conf_host_find(xmppd_conf, to.domain) == NULL) {
-		/* Server-to-server comes later: remote domains are
-		 * unreachable for now (RFC 6120 §8.3.3.16). */
-		if (kind != STANZA_PRESENCE)
-			bounce(from, st, "remote-server-not-found");
-	} else if (to.node == NULL) {
-		if (to.resource == NULL && kind == STANZA_IQ &&
-		    (attr_is(st, "type", "get") || attr_is(st, "type", "set")))
-			iq_dispatch(from, st, IQ_TO_SERVER);
-		else if (kind == STANZA_MESSAGE || (kind == STANZA_IQ &&
-			     to.resource != NULL))
-			bounce(from, st, "service-unavailable");
-		/* presence to the server and IQ results are dropped */
 	} else
-		to_local_user(from, st, kind, &to);
+		route_to(from, st, kind, top);
+done:
 	jid_free(&to);
 	return 0;
 }

@@ -13,5 +13,15 @@ struct xel;
  * or -1 when the stanza is not a stanza at all (the caller answers with
  * <unsupported-stanza-type/>). */
 int router_from_client(struct session *from, struct xel *st);
+/* Deliver st to a local session through the delivery filters
+ * (hook_run_deliver). */
+void router_deliver(struct session *to, struct xel *st);
+/* Route a stanza the server generated ('from' and 'to' set) to a local
+ * user per RFC 6121 §8.5 (from_session NULL); remote domains are dropped
+ * until server-to-server exists. */
+void router_route(struct xel *st);
+/* Send an error reply for st back to the session that sent it. */
+void router_bounce(struct session *from, const struct xel *st,
+    const char *condition);
 
 #endif

@@ -22,6 +22,11 @@ struct session {
 	char *bare;               /* "user@host" */
 	int priority;             /* from the last available presence */
 	int available;            /* sent available presence (RFC 6121 §4.2) */
+	int interested;           /* requested the roster (RFC 6121 §2.1.6) */
+	struct xel *presence;     /* last available presence as broadcast
+	                             (own arena), NULL if unavailable */
+	char **directed;          /* JIDs sent directed presence (§4.6) */
+	size_t ndirected;
 	double since;             /* ev_time() when bound */
 	double last_active;
 	uint64_t stanzas_in, stanzas_out;

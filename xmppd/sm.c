@@ -9,6 +9,7 @@
 
 #include "c2s.h"
 #include "conn.h"
+#include "hooks.h"
 #include "log.h"
 #include "session.h"
 #include "sm.h"
@@ -39,6 +40,11 @@ reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 		jid_free(&s->jid);
 		free(s->full);
 		free(s->bare);
+		if (s->presence)
+			arena_free(s->presence->arena);
+		for (size_t i = 0; i < s->ndirected; i++)
+			free(s->directed[i]);
+		free(s->directed);
 		free(s);
 	}
 }
@@ -144,6 +150,8 @@ sm_unbind(struct session *s)
 
 	if (s->closing)
 		return;
+	/* Still routable: presence can say goodbye (RFC 6121 §4.5.1). */
+	hook_run_session(HOOK_SESSION_END, s);
 	s->closing = 1;
 	for (pp = &u->sessions; *pp; pp = &(*pp)->next)
 		if (*pp == s) {

@@ -22,6 +22,7 @@
 #include "control.h"
 #include "iq.h"
 #include "log.h"
+#include "modules.h"
 #include "store.h"
 #include "tls.h"
 #include "work.h"
@@ -272,6 +273,7 @@ main(int argc, char **argv)
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
 	iq_init();
+	modules_init();
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

@@ -1,0 +1,98 @@
+/*
+ * Named hook chains that modules attach to (ARCHITECTURE.md: "a few named
+ * hook chains").  Handlers run in registration order; a filter returns
+ * HOOK_HANDLED to stop the chain (the stanza was consumed, answered or
+ * dropped) or HOOK_PASS to let the next one and then the default run.
+ * Stanza arguments belong to the caller; copy what you keep.
+ */
+#ifndef XMPPD_HOOKS_H
+#define XMPPD_HOOKS_H
+
+struct c2s;
+struct jid;
+struct session;
+struct xel;
+
+enum hook_result { HOOK_PASS, HOOK_HANDLED };
+
+enum hook_session {
+	HOOK_SESSION_BOUND,     /* a resource was bound */
+	HOOK_SESSION_END,       /* about to be unbound (still routable) */
+	HOOK_SESSION_INITIAL,   /* sent its initial available presence
+	                           (RFC 6121 §4.2): deliver offline data */
+	HOOK_SESSION__COUNT
+};
+typedef void (*hook_session_fn)(struct session *s);
+void hook_add_session(enum hook_session which, hook_session_fn fn);
+void hook_run_session(enum hook_session which, struct session *s);
+
+/*
+ * A stanza from a local session, 'from' already stamped, before routing.
+ * to is the parsed 'to' (NULL when absent).  E.g. XEP-0191 refuses
+ * messages to a blocked JID here.
+ */
+typedef enum hook_result (*hook_outbound_fn)(struct session *from,
+    struct xel *st, const struct jid *to);
+void hook_add_outbound(hook_outbound_fn fn);
+enum hook_result hook_run_outbound(struct session *from, struct xel *st,
+    const struct jid *to);
+
+/*
+ * A stanza about to be delivered to a local session (any kind, including
+ * presence broadcasts).  from is the stanza's 'from' parsed.  HOOK_HANDLED
+ * drops it (XEP-0191: either side blocked the other).
+ */
+typedef enum hook_result (*hook_deliver_fn)(struct session *to,
+    struct xel *st, const struct jid *from);
+void hook_add_deliver(hook_deliver_fn fn);
+enum hook_result hook_run_deliver(struct session *to, struct xel *st,
+    const struct jid *from);
+
+/*
+ * A message of type normal/chat (or none) to a local user with no
+ * available resource of non-negative priority (RFC 6121 §8.5.2.2.1).
+ * from is the sending session, or NULL for a stanza the server generated.
+ * HOOK_HANDLED means it was stored (XEP-0160) or answered.
+ */
+typedef enum hook_result (*hook_offline_fn)(struct session *from,
+    struct xel *msg, const struct jid *to);
+void hook_add_offline(hook_offline_fn fn);
+enum hook_result hook_run_offline(struct session *from, struct xel *msg,
+    const struct jid *to);
+
+/*
+ * An account was deleted (after its rows are gone): drop caches.
+ */
+typedef void (*hook_user_fn)(const char *user, const char *host);
+void hook_add_user_deleted(hook_user_fn fn);
+void hook_run_user_deleted(const char *user, const char *host);
+
+/*
+ * Stream features for a client stream: authed says which stage (0 before
+ * SASL success, 1 after).  Add children to features.
+ */
+typedef void (*hook_features_fn)(struct c2s *c, struct xel *features,
+    int authed);
+void hook_add_features(hook_features_fn fn);
+void hook_run_features(struct c2s *c, struct xel *features, int authed);
+
+/*
+ * An IQ received before authentication (XEP-0077 registration).  Return
+ * HOOK_HANDLED when answered (with c2s_send); otherwise the stream ends
+ * with <not-authorized/>.
+ */
+typedef enum hook_result (*hook_preauth_iq_fn)(struct c2s *c,
+    struct xel *iq);
+void hook_add_preauth_iq(hook_preauth_iq_fn fn);
+enum hook_result hook_run_preauth_iq(struct c2s *c, struct xel *iq);
+
+/*
+ * An outgoing presence of a local session (available or unavailable)
+ * before it is broadcast: modules add their extensions (XEP-0153 photo
+ * hash).  The element is the server's own copy.
+ */
+typedef void (*hook_presence_fn)(struct session *s, struct xel *presence);
+void hook_add_presence_out(hook_presence_fn fn);
+void hook_run_presence_out(struct session *s, struct xel *presence);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * Presence (RFC 6121 §3, §4): subscriptions, probes, broadcasts, directed
+ * presence, and the availability and priority that message delivery
+ * uses.  Stanzas of kind presence from local sessions, and presence for
+ * local users, are handled here.
+ */
+#ifndef XMPPD_PRESENCE_H
+#define XMPPD_PRESENCE_H
+
+struct jid;
+struct session;
+struct xel;
+
+/* A presence stanza from a local session ('from' stamped; to may be
+ * NULL). */
+void presence_from_client(struct session *from, struct xel *pres,
+    const struct jid *to);
+/* Send unavailable presence from every available resource of
+ * user@host to contact (XEP-0191 §3.3 when blocking). */
+void presence_unavailable_to(const char *user, const char *host,
+    const struct jid *contact);
+/* Send the current presence of every available resource of user@host
+ * to contact (when unblocking, or after approval). */
+void presence_current_to(const char *user, const char *host,
+    const struct jid *contact);
+/* Broadcast s's current presence again (an extension changed, e.g. a new
+ * avatar hash from hook_presence_out). */
+void presence_rebroadcast(struct session *s);
+void presence_init(void);
+
+#endif
