@@ -73,6 +73,8 @@ struct xml_stream {
 	int trusted_root;       /* no limits on the header (our own) */
 	unsigned depth;         /* open elements below the root */
 	unsigned nsdecls;       /* declarations on the element being opened */
+	int nheld;              /* 1: held is the first byte of the stream */
+	char held;
 
 	/* Offsets in bytes fed since the last reset (RFC 6120 §13.12). */
 	uint64_t total_fed;
@@ -1073,6 +1075,7 @@ stream_clear(struct xml_stream *xs)
 	xs->halted = xs->replaying = xs->compact_now = xs->in_root = 0;
 	xs->depth = xs->nsdecls = 0;
 	xs->total_fed = xs->boundary = 0;
+	xs->nheld = 0;
 	xs->idx_adjust = 0;
 	xs->compact_at = COMPACT_BYTES;
 }
@@ -1211,43 +1214,33 @@ parse_piece(struct xml_stream *xs, const char *data, size_t len)
 /*
  * Expat detects UTF-16 from the first two bytes (a BOM, or a NUL byte) even
  * when told the input is UTF-8, so such a start is refused here: NUL,
- * 0xFE and 0xFF never occur in UTF-8 XML (RFC 6120 §11.6).
+ * 0xFE and 0xFF never occur in UTF-8 XML (RFC 6120 §4.9.3.22, §11.6).
+ * A lone first byte is held back until the second arrives, so expat never
+ * decides on one byte what it would decide otherwise on two.
  */
 static int
 start_is_utf8(struct xml_stream *xs, const char *data, size_t len)
 {
-	for (size_t i = 0; i < len && xs->total_fed + i < 2; i++) {
+	uint64_t pos = xs->total_fed + (uint64_t)xs->nheld;
+
+	for (size_t i = 0; i < len && pos + i < 2; i++) {
 		unsigned char c = (unsigned char)data[i];
 
 		if (c == 0x00 || c == 0xFE || c == 0xFF) {
 			xs->halted = 1;
 			xs->status = XMLS_ERROR;
-			xs->error = XMLE_NOT_WELL_FORMED;
-			xs->error_text = "stream does not start as UTF-8";
+			xs->error = XMLE_BAD_ENCODING;
+			xs->error_text = "stream is not UTF-8 (UTF-16?)";
 			return 0;
 		}
 	}
 	return 1;
 }
 
-/*
- * The stanza limit is enforced before expat sees the bytes: at most
- * max_stanza bytes are ever fed past the last boundary, so the chunk is
- * fed in pieces and refused as soon as a byte beyond the limit remains.
- */
-enum xml_status
-xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
+/* mem_owner == xs. */
+static void
+feed_pieces(struct xml_stream *xs, const char *data, size_t len)
 {
-	struct xml_stream *prev;
-
-	if (xs->busy)
-		fatalx("xml_stream_feed called from a parser callback");
-	if (xs->status != XMLS_OK)
-		return xs->status;
-	if (!start_is_utf8(xs, data, len))
-		return xs->status;
-	xs->busy = 1;
-	prev = mem_enter(xs);
 	while (len > 0 && xs->status == XMLS_OK) {
 		uint64_t used = xs->total_fed - xs->boundary;
 		size_t n = len;
@@ -1267,6 +1260,36 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 		data += n;
 		len -= n;
 	}
+}
+
+/*
+ * The stanza limit is enforced before expat sees the bytes: at most
+ * max_stanza bytes are ever fed past the last boundary, so the chunk is
+ * fed in pieces and refused as soon as a byte beyond the limit remains.
+ */
+enum xml_status
+xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
+{
+	struct xml_stream *prev;
+
+	if (xs->busy)
+		fatalx("xml_stream_feed called from a parser callback");
+	if (xs->status != XMLS_OK || len == 0)
+		return xs->status;
+	if (!start_is_utf8(xs, data, len))
+		return xs->status;
+	if (xs->total_fed == 0 && xs->nheld == 0 && len == 1) {
+		xs->held = data[0];
+		xs->nheld = 1;
+		return xs->status;
+	}
+	xs->busy = 1;
+	prev = mem_enter(xs);
+	if (xs->nheld > 0) {
+		xs->nheld = 0;
+		feed_pieces(xs, &xs->held, 1);
+	}
+	feed_pieces(xs, data, len);
 	mem_leave(prev);
 	xs->busy = 0;
 	return xs->status;

@@ -53,8 +53,13 @@ struct c2s {
 	struct sasl *sasl;
 	struct session *sess;
 	double preauth_deadline;
+	int held;                   /* stanzas wait in the queue (c2s_hold) */
+	struct xel **queue;         /* held stanzas, in order */
+	size_t nqueue;
 	struct c2s *prev, *next;
 };
+
+#define MAX_HELD 64             /* stanzas queued while held */
 
 struct ip_failures {
 	unsigned count;
@@ -121,6 +126,8 @@ c2s_send_raw(struct c2s *c, const char *data, size_t len)
 void
 c2s_send(struct c2s *c, const struct xel *el)
 {
+	if (c->state == C2S_CLOSING)
+		return;         /* nothing may follow the stream's end */
 	buf_reset(&out_buf);
 	xel_serialize(el, &out_buf, NS_CLIENT);
 	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
@@ -599,6 +606,21 @@ on_stanza(void *ctx, struct xel *st)
 {
 	struct c2s *c = ctx;
 
+	if (c->held && c->state == C2S_ACTIVE) {
+		/* Kept in order until c2s_release (the arena moves into the
+		 * queue).  Reading is paused, so only what one read brought
+		 * can pile up here. */
+		if (c->nqueue == MAX_HELD) {
+			arena_free(st->arena);
+			c2s_stream_error(c, "policy-violation",
+			    "Too many stanzas while the session loads");
+			return 1;
+		}
+		c->queue = xreallocarray(c->queue, c->nqueue + 1,
+		    sizeof(*c->queue));
+		c->queue[c->nqueue++] = st;
+		return 0;
+	}
 	if (c->state == C2S_ACTIVE && c->sess) {
 		c->sess->last_active = ev_now(xmppd_loop);
 		if (router_from_client(c->sess, st) < 0)
@@ -720,6 +742,9 @@ on_close(struct conn *conn)
 	struct c2s *c = conn->upper;
 	char key[24];
 
+	for (size_t i = 0; i < c->nqueue; i++)
+		arena_free(c->queue[i]->arena);
+	free(c->queue);
 	close_session(c);
 	sasl_discard(c);
 	if (c->xs)
@@ -764,6 +789,44 @@ c2s_init(void)
 	ev_timer_init(&purge_w, purge_cb, AUTH_WINDOW, AUTH_WINDOW);
 	ev_timer_start(xmppd_loop, &purge_w);
 	ev_unref(xmppd_loop);
+}
+
+void
+c2s_hold(struct c2s *c)
+{
+	c->held++;
+	conn_pause(c->conn);
+}
+
+void
+c2s_release(struct c2s *c)
+{
+	if (c->held == 0 || --c->held > 0)
+		return;
+	/* Replay in order; a stanza may hold the stream again. */
+	while (c->nqueue > 0 && !c->held && c->state == C2S_ACTIVE) {
+		struct xel *st = c->queue[0];
+
+		memmove(c->queue, c->queue + 1,
+		    --c->nqueue * sizeof(*c->queue));
+		on_stanza(c, st);
+	}
+	if (!c->held && c->state != C2S_CLOSING && c->conn->paused == 1)
+		conn_resume(c->conn);
+}
+
+uint64_t
+c2s_id(const struct c2s *c)
+{
+	return c->id;
+}
+
+struct c2s *
+c2s_find_id(uint64_t id)
+{
+	struct c2s *c = find_id(id);
+
+	return c && c->state != C2S_CLOSING ? c : NULL;
 }
 
 int

@@ -29,7 +29,17 @@ void c2s_stream_error(struct c2s *c, const char *condition, const char *text);
 /* Close every stream with <system-shutdown/> (SIGTERM). */
 void c2s_shutdown_all(void);
 size_t c2s_count(void);
-/* Facts about a stream for modules. */
+/*
+ * Hold a bound stream while something it depends on loads (the user's
+ * roster): reading pauses and stanzas already parsed are queued; release
+ * replays them in order and resumes reading.  Holds nest.
+ */
+void c2s_hold(struct c2s *c);
+void c2s_release(struct c2s *c);
+/* Facts about a stream for modules.  A stream's id is its connection's;
+ * pass it across asynchronous calls and look the stream up again. */
+uint64_t c2s_id(const struct c2s *c);
+struct c2s *c2s_find_id(uint64_t id);   /* NULL if gone */
 int c2s_is_tls(const struct c2s *c);
 int c2s_is_authed(const struct c2s *c);
 const char *c2s_host(const struct c2s *c);   /* the stream's domain */

@@ -68,7 +68,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 16
+#define OPTIONS_MAX 64
 
 struct parser {
 	const char *name;
@@ -201,6 +201,14 @@ static const struct option host_options[] = {
     {"key", set_string, HOST_FIELD(key), 0, 0, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
+
+/* seen_top[] and seen_block[] are indexed by these tables. */
+_Static_assert(sizeof(top_options) / sizeof(top_options[0]) <= OPTIONS_MAX,
+    "OPTIONS_MAX too small for top_options");
+_Static_assert(sizeof(limit_options) / sizeof(limit_options[0]) <=
+        OPTIONS_MAX, "OPTIONS_MAX too small for limit_options");
+_Static_assert(sizeof(host_options) / sizeof(host_options[0]) <= OPTIONS_MAX,
+    "OPTIONS_MAX too small for host_options");
 
 /* Write "name:line: message" into the caller's buffer; returns -1. */
 static int __attribute__((format(printf, 3, 4)))

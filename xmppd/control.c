@@ -21,15 +21,15 @@
 
 #include <ev.h>
 
+#include "account.h"
 #include "conf.h"
 #include "control.h"
 #include "ctl.h"
 #include "jid.h"
 #include "log.h"
-#include "scram.h"
 #include "sm.h"
+#include "roster.h"
 #include "store.h"
-#include "work.h"
 #include "xmalloc.h"
 #include "xmppd.h"
 
@@ -39,8 +39,6 @@
 #define CONTROL_OUTPUT_HIGH (64 * 1024)
 /* Past this, the peer is not reading (a huge listing): disconnect it. */
 #define CONTROL_OUTPUT_MAX (16 * 1024 * 1024)
-#define CONTROL_PASSWORD_MAX 1023
-#define CONTROL_SALT_LEN 16
 
 struct control_conn {
 	struct control_conn *next;
@@ -76,19 +74,6 @@ struct control_op {
 	uid_t uid;
 	char *user, *host;
 	size_t rows;
-};
-
-/* Key derivation on the worker pool; owned by the worker while it runs. */
-struct control_key_job {
-	enum control_op_kind kind;  /* OP_ADDUSER or OP_PASSWD */
-	uint32_t req;
-	uid_t uid;
-	char *user, *host;
-	char *password;             /* SASLprepped; wiped before free */
-	unsigned iterations;
-	unsigned char salt1[CONTROL_SALT_LEN];
-	unsigned char salt256[CONTROL_SALT_LEN];
-	struct scram_keys sha1, sha256;
 };
 
 static struct {
@@ -461,28 +446,11 @@ static char *
 prepare_password(struct control_conn *c, const char *raw)
 {
 	char *p;
+	enum account_password r = account_password_prepare(raw, &p);
 
-	if (raw[0] == '\0') {
-		reply_err(c, CTL_E_BAD_PASSWORD, "empty password");
-		return NULL;
-	}
-	if (strlen(raw) > CONTROL_PASSWORD_MAX) {
-		reply_err(c, CTL_E_BAD_PASSWORD, "password longer than %d "
-		    "bytes", CONTROL_PASSWORD_MAX);
-		return NULL;
-	}
-	if ((p = scram_saslprep(raw)) == NULL) {
-		reply_err(c, CTL_E_BAD_PASSWORD, "password is not valid UTF-8 "
-		    "or has characters SASLprep prohibits (RFC 4013)");
-		return NULL;
-	}
-	if (p[0] == '\0' || strlen(p) > CONTROL_PASSWORD_MAX) {
-		reply_err(c, CTL_E_BAD_PASSWORD, "password is empty or too "
-		    "long after SASLprep");
-		explicit_bzero(p, strlen(p));
-		free(p);
-		return NULL;
-	}
+	if (r != ACCOUNT_PASSWORD_OK)
+		reply_err(c, CTL_E_BAD_PASSWORD, "%s",
+		    account_password_reason(r));
 	return p;
 }
 
@@ -496,31 +464,23 @@ log_change(uid_t uid, uint64_t conn_id, const char *what, const char *user,
 	    host ? host : "", result);
 }
 
-/* adduser and passwd: derive keys on the worker pool, then store. */
-
-static void
-key_job_free(struct control_key_job *job)
+/* adduser and passwd: keys are derived on the worker pool (account.c),
+ * then stored; the write is skipped if the connection went away. */
+static int
+key_wanted(uint64_t owner, uint64_t tag)
 {
-	if (job->password != NULL) {
-		explicit_bzero(job->password, strlen(job->password));
-		free(job->password);
+	struct control_op *op = op_find(tag);
+	struct control_conn *c = control.running ? conn_find(owner) : NULL;
+
+	if (op == NULL)
+		return 0;
+	if (c == NULL || !c->busy || c->req != op->req) {
+		log_change(op->uid, owner, op_names[op->kind], op->user,
+		    op->host, "dropped, the control connection closed");
+		op_free(op);
+		return 0;
 	}
-	free(job->user);
-	free(job->host);
-	explicit_bzero(job, sizeof(*job));
-	free(job);
-}
-
-/* Worker thread: touches only the job. */
-static void
-key_job_run(void *arg)
-{
-	struct control_key_job *job = arg;
-
-	scram_derive(SCRAM_SHA1, job->password, job->salt1, CONTROL_SALT_LEN,
-	    job->iterations, &job->sha1);
-	scram_derive(SCRAM_SHA256, job->password, job->salt256,
-	    CONTROL_SALT_LEN, job->iterations, &job->sha256);
+	return 1;
 }
 
 static void
@@ -533,15 +493,6 @@ op_status_cb(uint64_t owner, uint64_t tag, enum store_status st)
 	if (op == NULL)
 		return;         /* control shut down meanwhile */
 	what = op_names[op->kind];
-	if (op->kind == OP_DELUSER && st == STORE_OK) {
-		int n = sm_kick(op->user, op->host, NULL, "not-authorized",
-		    "account deleted");
-
-		if (n > 0)
-			log_info("control %llu: closed %d session%s of "
-			    "deleted %s@%s", (unsigned long long)op->conn_id,
-			    n, n == 1 ? "" : "s", op->user, op->host);
-	}
 	log_change(op->uid, op->conn_id, what, op->user, op->host,
 	    store_status_str(st));
 	c = conn_find(owner);
@@ -569,40 +520,11 @@ op_status_cb(uint64_t owner, uint64_t tag, enum store_status st)
 		request_done(c);
 }
 
-/* Loop thread, after key_job_run. */
-static void
-key_job_done(void *arg, uint64_t owner, uint64_t tag)
-{
-	struct control_key_job *job = arg;
-	struct control_conn *c = control.running ? conn_find(owner) : NULL;
-	struct control_op *op;
-	struct store_user u;
-
-	if (c == NULL || !c->busy || c->req != job->req) {
-		log_change(job->uid, owner, op_names[job->kind], job->user,
-		    job->host, "dropped, the control connection closed");
-		key_job_free(job);
-		return;
-	}
-	op = op_new(c, job->kind, job->user, job->host);
-	memset(&u, 0, sizeof(u));
-	u.user = job->user;
-	u.host = job->host;
-	u.sha1 = job->sha1;
-	u.sha256 = job->sha256;
-	if (job->kind == OP_ADDUSER)
-		store_user_create(&u, op_status_cb, c->id, op->id);
-	else
-		store_user_set_keys(&u, op_status_cb, c->id, op->id);
-	explicit_bzero(&u, sizeof(u));
-	key_job_free(job);
-}
-
 static void
 start_key_job(struct control_conn *c, enum control_op_kind kind,
     char **args)
 {
-	struct control_key_job *job;
+	struct control_op *op;
 	struct jid j;
 	char *password;
 
@@ -613,19 +535,12 @@ start_key_job(struct control_conn *c, enum control_op_kind kind,
 		jid_free(&j);
 		return;
 	}
-	job = xcalloc(1, sizeof(*job));
-	job->kind = kind;
-	job->req = c->req;
-	job->uid = c->uid;
-	job->user = xstrdup(j.node);
-	job->host = xstrdup(j.domain);
-	job->password = password;
-	job->iterations = xmppd_conf->scram_iterations;
-	scram_random_salt(job->salt1, sizeof(job->salt1));
-	scram_random_salt(job->salt256, sizeof(job->salt256));
+	op = op_new(c, kind, j.node, j.domain);
 	jid_free(&j);
 	c->busy = 1;
-	work_submit(key_job_run, key_job_done, job, c->id, c->req);
+	account_set_password(kind == OP_ADDUSER ? ACCOUNT_CREATE :
+	    ACCOUNT_SET_KEYS, op->user, op->host, password, key_wanted,
+	    op_status_cb, c->id, op->id);
 }
 
 static void
@@ -653,7 +568,9 @@ handle_deluser(struct control_conn *c, char **args, size_t nargs)
 	op = op_new(c, OP_DELUSER, j.node, j.domain);
 	jid_free(&j);
 	c->busy = 1;
-	store_user_delete(op->user, op->host, op_status_cb, c->id, op->id);
+	/* Removes the account from every roster too, in one transaction
+	 * (roster.c), then closes its sessions. */
+	roster_delete_account(op->user, op->host, op_status_cb, c->id, op->id);
 }
 
 /* users: rows are written as the store streams them. */

@@ -23,6 +23,10 @@ void presence_unavailable_to(const char *user, const char *host,
  * to contact (when unblocking, or after approval). */
 void presence_current_to(const char *user, const char *host,
     const struct jid *contact);
+/* The user of s removed contact from the roster (RFC 6121 §2.5.2):
+ * send unsubscribe and/or unsubscribed as old_state requires. */
+void presence_item_removed(struct session *s, const char *contact,
+    unsigned old_state);
 /* Broadcast s's current presence again (an extension changed, e.g. a new
  * avatar hash from hook_presence_out). */
 void presence_rebroadcast(struct session *s);

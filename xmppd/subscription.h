@@ -98,8 +98,8 @@ struct subscription_change {
  * pre-approval (we advertise urn:xmpp:features:pre-approval).  An invalid
  * state or type yields the state unchanged and no action.
  */
-struct subscription_change subscription_outbound(unsigned state,
-    enum subscription_type type);
+struct subscription_change subscription_outbound(
+    unsigned state, enum subscription_type type);
 
 /*
  * The stanza of the given type was sent by the contact and reaches the
@@ -107,8 +107,8 @@ struct subscription_change subscription_outbound(unsigned state,
  * §3.2.3, §3.3.3.  The caller has already checked that the user exists.
  * An invalid state or type yields the state unchanged and no action.
  */
-struct subscription_change subscription_inbound(unsigned state,
-    enum subscription_type type);
+struct subscription_change subscription_inbound(
+    unsigned state, enum subscription_type type);
 
 /* Whether state is one of the valid combinations described above. */
 int subscription_valid(unsigned state);

@@ -603,18 +603,23 @@ test_not_well_formed(void)
 	expect_error(HDR "<message><body>\xED\xA0\x80</body></message>",
 	    XMLE_NOT_WELL_FORMED, __LINE__);
 	expect_error(HDR "<message></iq>", XMLE_NOT_WELL_FORMED, __LINE__);
-	/* Expat would switch to UTF-16 on these: RFC 6120 §11.6. */
-	expect_error("\xFF\xFE<\0s\0", XMLE_NOT_WELL_FORMED, __LINE__);
-	expect_error("\xFE\xFF\0<\0s", XMLE_NOT_WELL_FORMED, __LINE__);
+	/* Expat would switch to UTF-16 on these: RFC 6120 §4.9.3.22. */
+	expect_error("\xFF\xFE<\0s\0", XMLE_BAD_ENCODING, __LINE__);
+	expect_error("\xFE\xFF\0<\0s", XMLE_BAD_ENCODING, __LINE__);
 	{
 		static const char le[] = "<\0s\0:\0s\0>\0";
 		struct xml_stream *x16 = xml_stream_new(&big, NULL, NULL);
 
 		CHECK(xml_stream_feed(x16, le, sizeof(le) - 1) == XMLS_ERROR);
-		CHECK(xml_stream_error(x16) == XMLE_NOT_WELL_FORMED);
+		CHECK(xml_stream_error(x16) == XMLE_BAD_ENCODING);
 		xml_stream_reset(x16);
 		CHECK(xml_stream_feed(x16, le, 1) == XMLS_OK);
 		CHECK(xml_stream_feed(x16, le + 1, 1) == XMLS_ERROR);
+		CHECK(xml_stream_error(x16) == XMLE_BAD_ENCODING);
+		xml_stream_reset(x16);
+		CHECK(xml_stream_feed(x16, "\xBA", 1) == XMLS_OK);
+		CHECK(xml_stream_feed(x16, "", 1) == XMLS_ERROR);
+		CHECK(xml_stream_error(x16) == XMLE_BAD_ENCODING);
 		xml_stream_free(x16);
 	}
 	/* A UTF-8 byte order mark is fine. */
