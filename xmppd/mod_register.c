@@ -40,6 +40,22 @@
 
 void mod_register_init(void);
 
+/* Registration disabled: refuse jabber:iq:register before auth. */
+static enum hook_result
+preauth_iq_off(struct c2s *c, struct xel *iq)
+{
+	struct xel *payload = xel_first_elem(iq), *r;
+
+	if (xmppd_conf->registration || payload == NULL ||
+	    strcmp(payload->ns, NS_REGISTER) != 0)
+		return HOOK_PASS;
+	if ((r = stanza_error(iq, "cancel", "service-unavailable", NULL))) {
+		c2s_send(c, r);
+		arena_free(r->arena);
+	}
+	return HOOK_HANDLED;
+}
+
 enum reg_kind { REG_CREATE, REG_PASSWORD, REG_REMOVE };
 
 /*
@@ -71,6 +87,7 @@ struct ip_count {
 
 static struct {
 	int hooked;                 /* handlers registered (once) */
+	int hooked_off;             /* the disabled-mode refusal registered */
 	struct strmap *pending;     /* key -> struct reg_req */
 	struct strmap *busy;        /* busy_key -> struct reg_req */
 	struct strmap *per_ip;      /* address -> struct ip_count */
@@ -695,8 +712,15 @@ handle_iq(struct session *s, struct xel *iq, enum iq_target target)
 void
 mod_register_init(void)
 {
-	if (!xmppd_conf->registration)
+	if (!xmppd_conf->registration) {
+		/* XEP-0077 §3.1: a server without registration answers
+		 * <service-unavailable/> (and advertises nothing). */
+		if (!reg.hooked_off) {
+			reg.hooked_off = 1;
+			hook_add_preauth_iq(preauth_iq_off);
+		}
 		return;
+	}
 	disco_add_feature(DISCO_SERVER, NS_REGISTER);
 	if (reg.hooked)
 		return;         /* a reload rebuilding disco */

@@ -443,10 +443,11 @@ def test_disabled(server_factory):
     c, features = tls_stream(srv)
     assert features.find(q(NS_REGISTER_FEATURE, 'register')) is None, \
         tostr(features)
-    # Not supported: c2s ends the stream (XEP-0077 §3.1 would have
-    # <service-unavailable/>; see the module's notes).
+    # XEP-0077 §3.1: not supported -> <service-unavailable/>, and the
+    # stream stays usable.
     c.send("<iq type='get' id='g1'><query xmlns='%s'/></iq>" % NS_REGISTER)
-    c.expect_stream_error('not-authorized')
+    assert_stanza_error(c.expect_stanza('iq'), 'iq', 'service-unavailable',
+                        sid='g1')
     c.close()
     c = srv.login('alice@localhost', resource='r')
     c.send("<iq type='get' id='g2'><query xmlns='%s'/></iq>" % NS_REGISTER)
