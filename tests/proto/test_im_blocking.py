@@ -103,7 +103,7 @@ def test_block_without_items_is_bad_request(server, im):
 def test_blocklist_persists(server, im):
     a, x = fresh_users(server, 2)
     c = im(a, 'first', presence=False)
-    block(c, x)
+    assert block(c, x).get('type') == 'result'
     c.close_stream()
     c.raw.close()
     c2 = im(a, 'second', presence=False)
@@ -120,7 +120,7 @@ def test_inbound_from_blocked_contact(server, im):
     a, x = fresh_users(server, 2)
     ca = im(a, 'res')
     cx = im(x, 'res')
-    block(ca, x)
+    assert block(ca, x).get('type') == 'result'
     cx.message(a, 'hello?', mid='m1')
     el = cx.wait(is_message())
     assert_stanza_error(el, 'message', BLOCKED_INBOUND[0],
