@@ -21,10 +21,11 @@ from xmpp_raw import NS_CLIENT, q, tostr
 __all__ = ['im']        # the fixture, imported for pytest
 
 VCARD_SIZE = 4096
-PRIVATE_SIZE = 65536          # the default of private-size
+PRIVATE_SIZE = 2048
 PRIVATE_ITEMS_MAX = 256       # mod_private.c
 
-SERVER_OPTIONS = {'limits': {'vcard-size': VCARD_SIZE}}
+SERVER_OPTIONS = {'limits': {'vcard-size': VCARD_SIZE,
+                             'private-size': PRIVATE_SIZE}}
 
 PNG = bytes.fromhex('89504e470d0a1a0a0000000d49484452000000010000000108'
                     '060000001f15c4890000000d49444154789c6360000000000500'
