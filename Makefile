@@ -84,6 +84,7 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/subscription.o
+$(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/disco.o
 
 $(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include <expat.h>
@@ -1023,10 +1025,17 @@ on_xmldecl(void *ud, const char *version, const char *encoding, int standalone)
 static XML_Parser
 parser_create(struct xml_stream *xs)
 {
+	static unsigned long salt;
 	XML_Parser p = XML_ParserCreate_MM("UTF-8", &mem_suite, " ");
 
 	if (p == NULL)
 		fatalx("xml: cannot create an expat parser");
+	/* One random hash salt per process keeps expat's tables safe from
+	 * collisions without a getrandom() call per parser. */
+	while (salt == 0)
+		if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt))
+			salt = 0x9e3779b97f4a7c15UL ^ (unsigned long)getpid();
+	XML_SetHashSalt(p, salt);
 	XML_SetUserData(p, xs);
 	XML_SetElementHandler(p, on_start, on_end);
 	XML_SetCharacterDataHandler(p, on_text);
@@ -1145,7 +1154,8 @@ stream_compact(struct xml_stream *xs)
 	XML_Parser old = xs->parser;
 	int ok;
 
-	XML_ParserFree(old);
+	if (old != NULL)
+		XML_ParserFree(old);
 	xs->parser = parser_create(xs);
 	xs->halted = 0;
 	xs->replaying = 1;
@@ -1285,6 +1295,8 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 	}
 	xs->busy = 1;
 	prev = mem_enter(xs);
+	if (xs->parser == NULL)
+		stream_compact(xs);     /* released while idle: prime anew */
 	if (xs->nheld > 0) {
 		xs->nheld = 0;
 		feed_pieces(xs, &xs->held, 1);
@@ -1293,6 +1305,27 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 	mem_leave(prev);
 	xs->busy = 0;
 	return xs->status;
+}
+
+int
+xml_stream_release(struct xml_stream *xs)
+{
+	struct xml_stream *prev;
+
+	if (xs->busy)
+		fatalx("xml_stream_release called from a parser callback");
+	/* Only between stanzas: nothing fed beyond the last boundary, no
+	 * element open, and a header to prime the next parser with. */
+	if (xs->parser == NULL || xs->status != XMLS_OK || !xs->in_root ||
+	    xs->replay == NULL || xs->depth != 0 || xs->nheld != 0 ||
+	    xs->total_fed != xs->boundary || xs->cur != NULL)
+		return 0;
+	prev = mem_enter(xs);
+	XML_ParserFree(xs->parser);
+	xs->parser = NULL;
+	buf_free(&xs->text);
+	mem_leave(prev);
+	return 1;
 }
 
 enum xml_error

@@ -28,6 +28,8 @@
 #include "xmppd.h"
 
 #define MAX_AUTH_ATTEMPTS 5     /* failed SASL attempts per stream */
+#define PARSER_IDLE 2.0         /* seconds without input before a stream's
+                                   parser is released (xml_stream_release) */
 #define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
 
 enum c2s_state {
@@ -74,6 +76,7 @@ static struct sasl **trash_v;      /* finished exchanges, freed later */
 static size_t ntrash, trash_cap;
 static ev_prepare trash_w;
 static ev_timer purge_w;
+static ev_timer idle_w;
 static struct buf out_buf;          /* serialization scratch */
 
 static void c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r);
@@ -777,6 +780,19 @@ c2s_shutdown_all(void)
 		c2s_stream_error(c, "system-shutdown", NULL);
 }
 
+/* Idle streams give their expat parser back (about 9 KiB each): most
+ * sessions of an XMPP server are idle most of the time. */
+static void
+idle_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	ev_tstamp now = ev_now(l);
+
+	for (struct c2s *c = all; c; c = c->next)
+		if (c->xs && c->state != C2S_CLOSING &&
+		    now - c->conn->last_read >= PARSER_IDLE)
+			xml_stream_release(c->xs);
+}
+
 void
 c2s_init(void)
 {
@@ -788,6 +804,9 @@ c2s_init(void)
 	ev_unref(xmppd_loop);
 	ev_timer_init(&purge_w, purge_cb, AUTH_WINDOW, AUTH_WINDOW);
 	ev_timer_start(xmppd_loop, &purge_w);
+	ev_unref(xmppd_loop);
+	ev_timer_init(&idle_w, idle_cb, PARSER_IDLE, PARSER_IDLE);
+	ev_timer_start(xmppd_loop, &idle_w);
 	ev_unref(xmppd_loop);
 }
 

@@ -503,16 +503,15 @@ session_eligible(const struct session *s)
 	       s->priority >= 0;
 }
 
-/* The session of f if it can still take a chunk (a priority change during
- * the fetch does not stop it). */
+/* The session of f if it can still take a chunk.  One that went
+ * unavailable or to a negative priority meanwhile stops the fetch: the
+ * rest waits for its next non-negative presence (offline_presence_out). */
 static struct session *
 fetch_session(const struct fetch *f)
 {
 	struct session *s = sm_find_id(f->session);
 
-	if (s == NULL || s->closing || s->c2s == NULL || !s->available)
-		return NULL;
-	return s;
+	return session_eligible(s) ? s : NULL;
 }
 
 static void

@@ -1160,6 +1160,37 @@ test_memory(void)
 	rec_free(&r);
 }
 
+/* An idle stream gives its parser back and parses on as before. */
+static void
+test_release(void)
+{
+	struct rec r;
+	struct xml_stream *xs;
+	size_t held, released;
+	const char *p = "<presence xmlns:p='urn:p'><p:x/></presence>";
+
+	rec_init(&r);
+	xs = xml_stream_new(&big, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, HDR, strlen(HDR)) == XMLS_OK);
+	CHECK(xml_stream_feed(xs, "<message><bo", 12) == XMLS_OK);
+	CHECK(xml_stream_release(xs) == 0);     /* inside a stanza */
+	CHECK(xml_stream_feed(xs, "dy>a</body></message> ", 22) == XMLS_OK);
+	held = xml_stream_memory(xs);
+	CHECK(xml_stream_release(xs) == 1);
+	released = xml_stream_memory(xs);
+	CHECK(released + 4096 < held);
+	CHECK(xml_stream_release(xs) == 0);     /* already released */
+	CHECK(xml_stream_feed(xs, p, strlen(p)) == XMLS_OK);
+	CHECK(r.nstanzas == 2);
+	CHECK(strstr(r.log.data, "S<presence><x xmlns='urn:p'/></presence>\n")
+	    != NULL);
+	CHECK(xml_stream_release(xs) == 1);
+	CHECK(xml_stream_feed(xs, "</stream:stream>", 16) == XMLS_CLOSED);
+	CHECK(r.nclose == 1);
+	xml_stream_free(xs);
+	rec_free(&r);
+}
+
 static void
 test_parse_element(void)
 {
@@ -1305,6 +1336,7 @@ main(void)
 	test_limit_after_compact();
 	test_memory();
 	test_compact_prefixes();
+	test_release();
 	test_parse_element();
 	test_nested();
 	return UNIT_DONE("xml");
