@@ -650,8 +650,8 @@ complete_fetch(struct store_job *job)
 		return;
 	}
 	if (output_full(s)) {
-		log_debug("offline: output queue of %s is full, waiting",
-		    s->full);
+		log_debug(
+		    "offline: output queue of %s is full, waiting", s->full);
 		ev_timer_set(&f->retry, OFFLINE_RETRY_SECONDS, 0);
 		ev_timer_start(xmppd_loop, &f->retry);
 		return;

@@ -18,6 +18,7 @@ void mod_ping_init(void);
 void mod_version_init(void);
 void mod_time_init(void);
 void mod_last_init(void);
+void mod_blocking_init(void);
 
 static const struct {
 	const char *name;
@@ -37,6 +38,7 @@ static const struct {
 	{ "version", mod_version_init },
 	{ "time", mod_time_init },
 	{ "last", mod_last_init },
+	{ "blocking", mod_blocking_init },
 };
 
 void

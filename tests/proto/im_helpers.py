@@ -69,10 +69,6 @@ def bare(jid):
     return jid.split('/', 1)[0]
 
 
-def child(el, ns, name):
-    return el.find(q(ns, name))
-
-
 def text_of(el, ns, name):
     c = el.find(q(ns, name))
     return None if c is None else (c.text or '')
@@ -443,6 +439,10 @@ def error_of(el):
                              local(c.tag) != 'text']
 
 
+def child(el, ns, name):
+    return el.find(q(ns, name))
+
+
 # --- the fixture -------------------------------------------------------------
 
 class IMFactory:
@@ -481,6 +481,59 @@ def im(server):
     f = IMFactory(server)
     yield f
     f.close_all()
+
+
+# --- slixmpp -----------------------------------------------------------------
+
+def slixmpp_client(server, jid):
+    """A slixmpp ClientXMPP for jid over STARTTLS, verifying the daemon's
+    certificate, with SCRAM-SHA-256 without channel binding (slixmpp 1.8
+    only knows tls-unique; see test_routing.py)."""
+    import logging
+    from pathlib import Path
+    import slixmpp
+
+    logging.getLogger('slixmpp').setLevel(logging.WARNING)
+    x = slixmpp.ClientXMPP(jid + '/slix', server.users[jid],
+                           sasl_mech='SCRAM-SHA-256')
+    x.ca_certs = Path(server.cert)
+    mechs = x['feature_mechanisms']
+    default_credentials = mechs.sasl_callback
+
+    def credentials(required, optional):
+        creds = default_credentials(required, optional)
+        if 'channel_binding' in creds:
+            creds['channel_binding'] = None
+        return creds
+
+    mechs.sasl_callback = credentials
+    return x
+
+
+def run_async(coro_fn, clients, timeout=15):
+    """Run coro_fn(loop) on a fresh event loop, then abort the clients and
+    close the loop."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro_fn(loop),
+                                                        timeout))
+    finally:
+        for x in clients:
+            try:
+                x.abort()
+            except Exception:
+                pass
+        loop.run_until_complete(asyncio.sleep(0.05))
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending,
+                                               return_exceptions=True))
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 # --- XEP-0115 ----------------------------------------------------------------

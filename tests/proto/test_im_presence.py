@@ -11,8 +11,8 @@ import time
 import pytest
 
 from im_helpers import (NS_CLIENT, NS_PREAPPROVAL, fresh_users, is_presence,
-                        item_state, login_features, subscribe, subscribe_both,
-                        text_of)
+                        item_state, login_features, run_async,
+                        slixmpp_client, subscribe, subscribe_both, text_of)
 from im_helpers import im  # noqa: F401 (the fixture)
 from xmpp_raw import q, tostr
 
@@ -533,3 +533,59 @@ def test_probe_from_non_subscriber_gets_nothing(server, online):
     cd.presence(to=b, ptype='probe')
     cd.absent(from_user(cb))
     cb.absent(is_presence(ptype='probe'))
+
+
+# --- a real client library ---------------------------------------------------
+
+def test_slixmpp_mutual_subscription_and_presence(server):
+    """slixmpp on both sides (auto-authorize and auto-subscribe, its
+    defaults): one subscription request ends in 'both' on both rosters,
+    and presence with show and status flows."""
+    import asyncio
+    alice, bob = fresh_users(server, 2)
+    xa = slixmpp_client(server, alice)
+    xb = slixmpp_client(server, bob)
+    seen = {}
+
+    def on_presence(p):
+        if p['from'].bare == bob and p['type'] in ('chat', 'available'):
+            seen['status'] = (p['show'], p['status'])
+
+    xa.add_event_handler('presence_available', on_presence)
+    xa.add_event_handler('changed_status', on_presence)
+
+    def subscription(x, jid):
+        return x.client_roster[jid]['subscription'] \
+            if jid in x.client_roster else None
+
+    async def scenario(loop):
+        started = []
+        for x in (xa, xb):
+            fut = loop.create_future()
+            x.add_event_handler('session_start',
+                                lambda _e, f=fut: f.done() or
+                                f.set_result(True))
+            x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
+            started.append(fut)
+        await asyncio.gather(*started)
+        for x in (xa, xb):
+            await x.get_roster()
+            x.send_presence()
+        xa.send_presence(pto=bob, ptype='subscribe')
+        while (subscription(xa, bob), subscription(xb, alice)) != (
+                'both', 'both'):
+            await asyncio.sleep(0.05)
+        xb.send_presence(pshow='chat', pstatus='ready')
+        while seen.get('status') != ('chat', 'ready'):
+            await asyncio.sleep(0.05)
+        for x in (xa, xb):
+            x.disconnect()
+        await asyncio.sleep(0.1)
+
+    try:
+        run_async(scenario, (xa, xb))
+    except asyncio.TimeoutError:
+        raise AssertionError(
+            'timed out: alice sees %s, bob sees %s, presence %s'
+            % (subscription(xa, bob), subscription(xb, alice),
+               seen.get('status')))

@@ -301,6 +301,45 @@ def test_large_messages_slow_reader(server_factory, monkeypatch):
     assert_no_offline(srv)
 
 
+def test_session_gone_mid_delivery_keeps_the_rest(server_factory,
+                                                   monkeypatch):
+    """The receiving session goes away while delivery waits for its
+    output queue: what was not handed to it stays stored and reaches the
+    next session, in order, through the last message."""
+    srv = server_factory(limits={'output-max': 1048576})
+    alice = srv.login('alice@localhost', resource='a')
+    big = 'y' * 100000
+    n = 40
+    try:
+        for i in range(n):
+            alice.message('bob@localhost', big, mid='g%d' % i)
+        sync(alice)
+        alice.expect_no_stanza('message', duration=0.5)
+    finally:
+        alice.close()
+    bob = small_window_login(srv, 'bob@localhost', 'first', monkeypatch)
+    bob.presence()
+    time.sleep(1.0)
+    bob.close()
+    time.sleep(0.5)
+    bob2 = online(srv, 'bob@localhost', resource='second')
+    try:
+        ids = []
+        while True:
+            el = bob2.poll_element(1.5)
+            if el is None:
+                break
+            if el.tag == q(NS_CLIENT, 'message'):
+                ids.append(int(el.get('id')[1:]))
+        assert ids, 'nothing was left for the next session'
+        assert ids == list(range(ids[0], n)), ids
+        assert ids[0] > 0, 'the first session got nothing handed over'
+    finally:
+        bob2.close()
+    assert 'is full, waiting' in srv.stderr_text()
+    assert_no_offline(srv)
+
+
 def test_stored_for_sender_that_left(server):
     """The storage decision completes after the sender has gone: no crash,
     the message is stored."""
