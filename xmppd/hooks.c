@@ -28,6 +28,55 @@ CHAIN(hook_user_fn, deleted)
 CHAIN(hook_features_fn, features)
 CHAIN(hook_presence_fn, presence_out)
 CHAIN(hook_preauth_iq_fn, preauth_iq)
+CHAIN(hook_message_out_fn, message_out)
+CHAIN(hook_message_in_fn, message_in)
+CHAIN(hook_message_delivered_fn, message_delivered)
+
+void
+hook_add_message_out(hook_message_out_fn fn)
+{
+	message_out_add(fn);
+}
+
+enum hook_result
+hook_run_message_out(struct session *from, struct xel *msg,
+    const struct jid *to)
+{
+	for (size_t i = 0; i < message_out_n; i++)
+		if (message_out_v[i](from, msg, to) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
+}
+
+void
+hook_add_message_in(hook_message_in_fn fn)
+{
+	message_in_add(fn);
+}
+
+enum hook_result
+hook_run_message_in(struct session *from_session, struct xel *msg,
+    const struct jid *to)
+{
+	for (size_t i = 0; i < message_in_n; i++)
+		if (message_in_v[i](from_session, msg, to) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
+}
+
+void
+hook_add_message_delivered(hook_message_delivered_fn fn)
+{
+	message_delivered_add(fn);
+}
+
+void
+hook_run_message_delivered(struct xel *msg, const struct jid *to,
+    struct session **sessions, size_t n)
+{
+	for (size_t i = 0; i < message_delivered_n; i++)
+		message_delivered_v[i](msg, to, sessions, n);
+}
 
 void
 hook_add_preauth_iq(hook_preauth_iq_fn fn)

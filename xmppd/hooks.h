@@ -8,6 +8,8 @@
 #ifndef XMPPD_HOOKS_H
 #define XMPPD_HOOKS_H
 
+#include <stddef.h>
+
 struct c2s;
 struct jid;
 struct session;
@@ -59,6 +61,39 @@ typedef enum hook_result (*hook_offline_fn)(struct session *from,
 void hook_add_offline(hook_offline_fn fn);
 enum hook_result hook_run_offline(struct session *from, struct xel *msg,
     const struct jid *to);
+
+/*
+ * Messages (for XEP-0313 archiving, XEP-0359 ids, XEP-0280 carbons).
+ *
+ * message_out: a message a local session sends, after the outbound
+ * filters and before it is routed; to is its parsed 'to' (the sender's own
+ * bare JID when it had none).  Handlers may add children to msg (they
+ * travel with it).  Return HOOK_HANDLED to stop it from being routed.
+ *
+ * message_in: a message about to reach a local user (to: that user's bare
+ * or full JID), once per message and user, before delivery to resources
+ * or offline storage; from_session is the local sender or NULL.  Handlers
+ * may rewrite msg (add <stanza-id/>, strip forged elements); HOOK_HANDLED
+ * drops it.
+ *
+ * message_delivered: after a message_in message went to the sessions
+ * listed (none when it was stored offline or bounced).
+ */
+typedef enum hook_result (*hook_message_out_fn)(struct session *from,
+    struct xel *msg, const struct jid *to);
+void hook_add_message_out(hook_message_out_fn fn);
+enum hook_result hook_run_message_out(struct session *from, struct xel *msg,
+    const struct jid *to);
+typedef enum hook_result (*hook_message_in_fn)(struct session *from_session,
+    struct xel *msg, const struct jid *to);
+void hook_add_message_in(hook_message_in_fn fn);
+enum hook_result hook_run_message_in(struct session *from_session,
+    struct xel *msg, const struct jid *to);
+typedef void (*hook_message_delivered_fn)(struct xel *msg,
+    const struct jid *to, struct session **sessions, size_t n);
+void hook_add_message_delivered(hook_message_delivered_fn fn);
+void hook_run_message_delivered(struct xel *msg, const struct jid *to,
+    struct session **sessions, size_t n);
 
 /*
  * An account was deleted (after its rows are gone): drop caches.

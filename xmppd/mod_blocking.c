@@ -341,20 +341,16 @@ job_free(struct store_job *sj)
 static void load_complete(struct store_job *sj);
 static void write_complete(struct store_job *sj);
 
-static const struct store_job_ops load_ops = {
-    "blocklist load",
-    0,
-    load_run,
-    load_complete,
-    job_free,
-};
-static const struct store_job_ops write_ops = {
-    "blocklist write",
-    1,
-    write_run,
-    write_complete,
-    job_free,
-};
+static const struct store_job_ops load_ops = {.name = "blocklist load",
+    .writes = 0,
+    .run = load_run,
+    .complete = load_complete,
+    .free = job_free};
+static const struct store_job_ops write_ops = {.name = "blocklist write",
+    .writes = 1,
+    .run = write_run,
+    .complete = write_complete,
+    .free = job_free};
 
 static struct blocking_job *
 job_new(const struct blocklist *bl, enum job_kind kind)
@@ -470,7 +466,7 @@ on_user_deleted(const char *user, const char *host)
 static void
 push(struct blocklist *bl, const char *what, char *const *jids, size_t n)
 {
-	struct arena *a = arena_new(256 + 64 * n);
+	struct arena *a = arena_new(1024);
 	struct xel *iq = xel_new(a, "iq", NS_CLIENT), *p;
 
 	xel_set_attr(iq, "type", "set");
@@ -853,9 +849,7 @@ block_set(struct session *s, struct blocklist *bl, struct xel *iq,
 			char text[96];
 
 			snprintf(text, sizeof(text),
-			    "The block list holds at "
-			    "most %u JIDs",
-			    limit);
+			    "The block list holds at most %u JIDs", limit);
 			reply_error(s, iq, "modify", "not-acceptable", text);
 			job_free(&j->j);
 			return;
@@ -943,13 +937,13 @@ subscription_presence(const struct xel *st)
  * §3.3: the user sends to a JID it blocked.  A message or IQ request is
  * not routed and gets <not-acceptable/> with <blocked/>; errors and IQ
  * results vanish (never answer an error, RFC 6120 §8.3.1).  Presence is
- * dropped without an error (a presence error to one's own client says
- * nothing useful; XEP-0016, which §5 fronts, drops blocked outbound
- * presence silently), except unsubscribe and unsubscribed: cancelling a
- * subscription only takes from the blocked JID what blocking hides
- * anyway, and the user's own roster must be able to follow (the
- * stanza itself still does not reach the blocked JID: see
- * blocking_deliver).
+ * dropped without an error (our choice: the XEP's error and example are
+ * about messages, and a presence error would only make the user's own
+ * client show the contact as failing), except unsubscribe and
+ * unsubscribed: they only take from the blocked JID (§4 even lets the
+ * server cancel subscriptions on a block), the user's roster must be
+ * able to follow, and the delivery filter lets subscription stanzas
+ * through, as it does the server's own.
  */
 static enum hook_result
 outbound_to_blocked(struct session *from, struct xel *st)

@@ -15,6 +15,7 @@
 #include "router.h"
 #include "session.h"
 #include "stanza.h"
+#include "xmalloc.h"
 #include "xmppd.h"
 #include "xml.h"
 
@@ -87,10 +88,27 @@ top_priority(struct session *list)
 	return best;
 }
 
+/* Sessions a message went to, for hook_run_message_delivered. */
+struct delivered {
+	struct session **v;
+	size_t n, cap;
+};
+
+static void
+delivered_add(struct delivered *d, struct session *s)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 4;
+		d->v = xreallocarray(d->v, d->cap, sizeof(*d->v));
+	}
+	d->v[d->n++] = s;
+}
+
 /* RFC 6121 §8.5.2: a message to a local bare JID (or to an unknown
  * resource, §8.5.3.2.1).  from is NULL for server-generated stanzas. */
 static void
-message_to_bare(struct session *from, struct xel *msg, const struct jid *to)
+message_to_bare(struct session *from, struct xel *msg, const struct jid *to,
+    struct delivered *d)
 {
 	const char *type = xel_attr(msg, "type");
 	struct session *list = sm_find_bare(to->node, to->domain);
@@ -114,6 +132,7 @@ message_to_bare(struct session *from, struct xel *msg, const struct jid *to)
 			if (!headline && s->priority != best)
 				continue;
 			router_deliver(s, msg);
+			delivered_add(d, s);
 			delivered++;
 		}
 	}
@@ -124,6 +143,24 @@ message_to_bare(struct session *from, struct xel *msg, const struct jid *to)
 		router_bounce(from, msg, "service-unavailable");
 }
 
+/* A message for a local user: the message hooks around delivery. */
+static void
+message_to_local(struct session *from, struct xel *msg, const struct jid *to)
+{
+	struct session *target = to->resource ? sm_find_full(to) : NULL;
+	struct delivered d = { NULL, 0, 0 };
+
+	if (hook_run_message_in(from, msg, to) == HOOK_HANDLED)
+		return;
+	if (target) {
+		router_deliver(target, msg);
+		delivered_add(&d, target);
+	} else
+		message_to_bare(from, msg, to, &d);
+	hook_run_message_delivered(msg, to, d.v, d.n);
+	free(d.v);
+}
+
 static void
 to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
     const struct jid *to)
@@ -132,10 +169,7 @@ to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
 
 	switch (kind) {
 	case STANZA_MESSAGE:
-		if (target)
-			router_deliver(target, st);
-		else
-			message_to_bare(from, st, to);
+		message_to_local(from, st, to);
 		break;
 	case STANZA_IQ:
 		if (target)
@@ -228,12 +262,16 @@ router_from_client(struct session *from, struct xel *st)
 	}
 	if (hook_run_outbound(from, st, top) == HOOK_HANDLED)
 		goto done;
+	if (kind == STANZA_MESSAGE &&
+	    hook_run_message_out(from, st, top ? top : &from->jid) ==
+		HOOK_HANDLED)
+		goto done;
 	if (kind == STANZA_PRESENCE)
 		presence_from_client(from, st, top);
 	else if (top == NULL) {
 		/* RFC 6120 §10.3: no 'to' means the user's own account. */
 		if (kind == STANZA_MESSAGE)
-			message_to_bare(from, st, &from->jid);
+			message_to_local(from, st, &from->jid);
 		else if (iq_request(st))
 			iq_dispatch(from, st, IQ_TO_BARE);
 	} else

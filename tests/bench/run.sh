@@ -2,7 +2,9 @@
 # make bench: server memory per idle authenticated TLS session and full
 # logins per second (sequential and parallel, with p50/p99 latency), measured
 # on loopback with tests/bench/xmppbench against a private xmppd (or, with
-# BENCH_SERVER=prosody, a private Prosody for comparison).  Builds nothing;
+# BENCH_SERVER=prosody, a private Prosody for comparison); then the cost of
+# a login with a 100-contact roster, presence probes and broadcasts
+# included, on a restarted server with seeded rosters.  Builds nothing;
 # `make bench` builds first.  See tests/bench/README.md.
 #
 # Knobs (environment):
@@ -18,6 +20,13 @@
 #   BENCH_TIMEOUT      time limit of each xmppbench run, seconds (300)
 #   BENCH_ITERATIONS   SCRAM iterations of the accounts (4096)
 #   BENCH_CSV          results file (BUILD/bench/results.csv)
+#   BENCH_ROSTER       1: also the roster scenario (default), 0: not,
+#                      only: the roster scenario alone
+#   BENCH_ROSTER_USERS          accounts with seeded rosters (200)
+#   BENCH_ROSTER_ITEMS          contacts per roster, even (100)
+#   BENCH_ROSTER_SEQ_LOGINS     roster logins, sequential run (500)
+#   BENCH_ROSTER_LOGINS         roster logins, parallel run (1000)
+#   BENCH_ROSTER_CONCURRENCY    roster logins in flight (20)
 
 set -u
 
@@ -32,12 +41,24 @@ SETTLE=${BENCH_SETTLE:-5}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 ITER=${BENCH_ITERATIONS:-4096}
 CSV=${BENCH_CSV:-$BUILD/bench/results.csv}
+ROSTER=${BENCH_ROSTER:-1}
+R_USERS=${BENCH_ROSTER_USERS:-200}
+R_ITEMS=${BENCH_ROSTER_ITEMS:-100}
+R_SEQ=${BENCH_ROSTER_SEQ_LOGINS:-500}
+R_LOGINS=${BENCH_ROSTER_LOGINS:-1000}
+R_CONC=${BENCH_ROSTER_CONCURRENCY:-20}
 USERS=${BENCH_USERS:-}
 if [ -z "$USERS" ]; then
-	USERS=$IDLE
-	[ "$LOGINS" -gt "$USERS" ] && USERS=$LOGINS
-	[ "$SEQ" -gt "$USERS" ] && USERS=$SEQ
+	if [ "$ROSTER" = only ]; then
+		USERS=$R_USERS
+	else
+		USERS=$IDLE
+		[ "$LOGINS" -gt "$USERS" ] && USERS=$LOGINS
+		[ "$SEQ" -gt "$USERS" ] && USERS=$SEQ
+	fi
 fi
+# The roster scenario uses user0..user(R_USERS-1).
+[ "$ROSTER" != 0 ] && [ "$R_USERS" -gt "$USERS" ] && USERS=$R_USERS
 
 BENCH=$BUILD/tests/bench/xmppbench
 DOMAIN=localhost
@@ -62,6 +83,14 @@ port_in_use() {
 	hex=$(printf '%04X' "$1")
 	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
 	    awk -v p=":$hex" '$2 ~ p"$" { f = 1 } END { exit !f }'
+}
+
+# A socket listening on the port (state 0A); closed connections of an
+# earlier server on it linger in TIME_WAIT, so port_in_use says too little.
+port_listening() {
+	hex=$(printf '%04X' "$1")
+	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+	    awk -v p=":$hex" '$2 ~ p"$" && $4 == "0A" { f = 1 } END { exit !f }'
 }
 
 pick_port() {
@@ -99,6 +128,18 @@ case $TLS in
 starttls | direct) ;;
 *) die "BENCH_TLS must be starttls or direct" ;;
 esac
+case $ROSTER in
+0 | 1 | only) ;;
+*) die "BENCH_ROSTER must be 0, 1 or only" ;;
+esac
+if [ "$ROSTER" != 0 ]; then
+	command -v python3 >/dev/null ||
+	    die "python3 is needed to seed the rosters (or BENCH_ROSTER=0)"
+	[ $((R_ITEMS % 2)) -eq 0 ] && [ "$R_ITEMS" -lt "$R_USERS" ] &&
+	    [ $((R_USERS % 2)) -eq 0 ] ||
+	    die "BENCH_ROSTER_ITEMS must be even and below" \
+	        "BENCH_ROSTER_USERS, which must be even"
+fi
 command -v openssl >/dev/null || die "openssl (the command) is needed"
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/xmppbench.XXXXXX") || die "mktemp failed"
@@ -239,7 +280,7 @@ EOF
 	    >"$DIR/server.out" 2>&1 &
 	SRV_PID=$!
 	i=0
-	until port_in_use "$PORT" && port_in_use "$PORT_TLS"; do
+	until port_listening "$PORT" && port_listening "$PORT_TLS"; do
 		kill -0 "$SRV_PID" 2>/dev/null || {
 			cat "$DIR/server.out" "$DIR/server.log" >&2
 			die "prosody exited at start-up"
@@ -274,12 +315,84 @@ EOF
 	    die "cannot write prosody accounts"
 }
 
+# Rosters for the roster scenario, written straight into the stopped
+# daemon's database (through XMPP, 10,000 mutual subscriptions take
+# minutes): user i has mutual ('both') subscriptions with users i-R/2 ..
+# i-1 and i+1 .. i+R/2 (mod U), a symmetric relation, so every roster has
+# exactly R items and both sides of each pair agree.  Only ever called
+# while the daemon is stopped.
+seed_xmppd_rosters() {
+	python3 - "$DIR/xmppd.db" "$DOMAIN" "$R_USERS" "$R_ITEMS" <<'EOF' ||
+import sqlite3, sys
+db, host = sys.argv[1], sys.argv[2]
+users, items = int(sys.argv[3]), int(sys.argv[4])
+con = sqlite3.connect(db)
+ids = dict(con.execute("SELECT user, id FROM users WHERE host = ?", (host,)))
+rows, versions = [], []
+for i in range(users):
+    uid = ids["user%d" % i]
+    versions.append((uid,))
+    for off in range(1, items // 2 + 1):
+        for j in ((i + off) % users, (i - off) % users):
+            rows.append((uid, "user%d@%s" % (j, host)))
+# sub 35 = SUB_ITEM | SUB_FROM | SUB_TO (xmppd/subscription.h): 'both'.
+with con:
+    con.executemany("INSERT OR REPLACE INTO roster (user_id, jid, name, "
+                    "sub, visible, request, groups) "
+                    "VALUES (?, ?, NULL, 35, 1, NULL, NULL)", rows)
+    con.executemany("INSERT OR REPLACE INTO roster_version (user_id, "
+                    "version) VALUES (?, 1)", versions)
+con.close()
+EOF
+	    die "cannot seed the rosters"
+}
+
+# The same rosters as Prosody's mod_storage_internal roster files, written
+# while it is stopped.
+seed_prosody_rosters() {
+	mkdir -p "$DIR/data/$DOMAIN/roster"
+	python3 - "$DIR/data/$DOMAIN/roster" "$DOMAIN" "$R_USERS" "$R_ITEMS" \
+	    <<'EOF' ||
+import os, sys
+path, host = sys.argv[1], sys.argv[2]
+users, items = int(sys.argv[3]), int(sys.argv[4])
+for i in range(users):
+    with open(os.path.join(path, "user%d.dat" % i), "w") as f:
+        f.write('return {\n\t[false] = {\n\t\t["version"] = 1;\n'
+                '\t\t["pending"] = {};\n\t};\n')
+        for off in range(1, items // 2 + 1):
+            for j in ((i + off) % users, (i - off) % users):
+                f.write('\t["user%d@%s"] = {\n\t\t["subscription"] = '
+                        '"both";\n\t\t["groups"] = {};\n\t};\n' % (j, host))
+        f.write('};\n')
+EOF
+	    die "cannot write prosody rosters"
+}
+
 # One xmppbench run; its summary goes to stdout and a row to $DIR/runs.csv.
 bench() {
 	$CLI_PIN "$BENCH" "$@" -p "$BENCH_PORT" --tls "$TLS" -d "$DOMAIN" \
 	    -T "$TIMEOUT" --key-cache "$DIR/keys" --csv "$DIR/runs.csv" ||
 	    status=1
 	kill -0 "$SRV_PID" 2>/dev/null || die "the server died during the run"
+}
+
+# Stop the server with SIGTERM and see it go; one that ignores SIGTERM
+# for 10 s fails the bench and is killed.
+stop_server() {
+	kill -TERM "$SRV_PID"
+	i=0
+	while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if kill -0 "$SRV_PID" 2>/dev/null; then
+		echo "bench: $SERVER did not exit within 10 s of SIGTERM" >&2
+		status=1
+		kill -KILL "$SRV_PID"
+	fi
+	wait "$SRV_PID" 2>/dev/null
+	SRV_PID=
 }
 
 echo "== xmppbench: $SERVER, $TLS, loopback; $pinning"
@@ -304,62 +417,96 @@ echo "== server: $SRV_VERSION, pid $SRV_PID, VmRSS $(rss_kib "$SRV_PID") KiB"
 echo "-- warm-up: $USERS logins (client PBKDF2 included)"
 bench login -n "$USERS" -c "$CONC" --users "$USERS" --label "$SERVER-warmup"
 
-echo "-- sequential logins"
-bench login -n "$SEQ" -c 1 --users "$USERS" --label "$SERVER"
-echo "-- parallel logins"
-bench login -n "$LOGINS" -c "$CONC" --users "$USERS" --label "$SERVER"
-echo "-- idle sessions"
-bench idle -n "$IDLE" -c "$CONC" --users "$USERS" --settle "$SETTLE" \
-    -t "$SETTLE" --pid "$SRV_PID" --label "$SERVER"
-sleep 1
-rss_closed=$(rss_kib "$SRV_PID")
-
-# Stop the server with SIGTERM and see it go.
-kill -TERM "$SRV_PID"
-i=0
-while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-if kill -0 "$SRV_PID" 2>/dev/null; then
-	echo "bench: $SERVER did not exit within 10 s of SIGTERM" >&2
-	status=1
-else
-	wait "$SRV_PID" 2>/dev/null
+if [ "$ROSTER" != only ]; then
+	echo "-- sequential logins"
+	bench login -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
+	    --label "$SERVER"
+	echo "-- parallel logins"
+	bench login -n "$LOGINS" -c "$CONC" --users "$USERS" --pid "$SRV_PID" \
+	    --label "$SERVER"
+	echo "-- idle sessions"
+	bench idle -n "$IDLE" -c "$CONC" --users "$USERS" --settle "$SETTLE" \
+	    -t "$SETTLE" --pid "$SRV_PID" --label "$SERVER"
+	sleep 1
+	rss_closed=$(rss_kib "$SRV_PID")
 fi
-SRV_PID=
+stop_server
+
+# The roster scenario, on a fresh server: seed the rosters while it is
+# stopped, start it again, warm its caches with one plain login per
+# roster account, then the measured runs (see README.md).
+if [ "$ROSTER" != 0 ]; then
+	t=$(now)
+	if [ "$SERVER" = prosody ]; then
+		seed_prosody_rosters
+		start_prosody
+	else
+		seed_xmppd_rosters
+		start_xmppd
+	fi
+	echo "== roster: seeded $R_USERS rosters of $R_ITEMS mutual" \
+	    "subscriptions and restarted the server in $(since "$t") s;" \
+	    "pid $SRV_PID"
+	echo "-- roster warm-up: $R_USERS logins"
+	bench login -n "$R_USERS" -c "$R_CONC" --users "$R_USERS" \
+	    --label "$SERVER-warmup"
+	echo "-- roster logins, sequential ($((R_USERS / 2)) users online)"
+	bench roster -n "$R_SEQ" -c 1 --users "$R_USERS" \
+	    --roster-items "$R_ITEMS" --pid "$SRV_PID" --label "$SERVER"
+	echo "-- roster logins, parallel ($((R_USERS / 2)) users online)"
+	bench roster -n "$R_LOGINS" -c "$R_CONC" --users "$R_USERS" \
+	    --roster-items "$R_ITEMS" --pid "$SRV_PID" --label "$SERVER"
+	stop_server
+fi
 
 echo
 echo "== results: $SERVER, $TLS, $pinning"
-awk -F, -v closed="${rss_closed:-?}" -v settle="$SETTLE" '
+awk -F, -v closed="${rss_closed:-?}" -v settle="$SETTLE" \
+    -v items="$R_ITEMS" -v rusers="$R_USERS" '
+function cpu(v) { return v < 0 ? "-" : sprintf("%.2f", v) }
 NR == 1 { next }
 $2 ~ /-warmup$/ { next }
 {
 	if ($3 == "idle")
 		what = "idle ramp (c=" $6 ")"
+	else if ($3 == "roster")
+		what = "roster login (c=" $6 ")"
 	else if ($6 == 1)
 		what = "sequential login"
 	else
 		what = "parallel login (c=" $6 ")"
-	printf "%-26s %11s %7s %9s %9s %8s %8s %8s\n", what, $7 "/" $5, $8,
-	    $9, $10, $14, $11, $12
+	printf "%-26s %11s %7s %9s %9s %8s %8s %8s %8s\n", what, $7 "/" $5,
+	    $8, $9, $10, $14, $11, $12, cpu($20 == "" ? -1 : $20)
 	if ($3 == "idle") {
 		idle = 1; n = $7; before = $15; after = $16; per = $17
 	}
+	if ($3 == "roster")
+		roster[++nroster] = sprintf("  c=%-3d %.1f presence stanzas " \
+		    "received per login; the %d online sessions received " \
+		    "%d presence stanzas (expected %d)", $6, $21, $22, $23,
+		    $24)
 }
 BEGIN {
-	printf "%-26s %11s %7s %9s %9s %8s %8s %8s\n", "run", "ok/n",
-	    "failed", "elapsed_s", "logins/s", "mean_ms", "p50_ms", "p99_ms"
+	printf "%-26s %11s %7s %9s %9s %8s %8s %8s %8s\n", "run", "ok/n",
+	    "failed", "elapsed_s", "logins/s", "mean_ms", "p50_ms", "p99_ms",
+	    "cpu_ms"
 }
 END {
-	if (!idle)
-		exit
-	printf "\nidle memory: %d sessions, server VmRSS %d KiB before the " \
-	    "ramp, %d KiB after %s s idle (%s KiB once closed)\n", n, before,
-	    after, settle, closed
-	met = (per >= 0 && per <= 24 * 1024) ? "met" : "NOT MET"
-	printf "per idle authenticated TLS session: %d bytes = %.1f KiB " \
-	    "(target <= 24 KiB: %s)\n", per, per / 1024, met
+	if (idle) {
+		printf "\nidle memory: %d sessions, server VmRSS %d KiB " \
+		    "before the ramp, %d KiB after %s s idle (%s KiB once " \
+		    "closed)\n", n, before, after, settle, closed
+		met = (per >= 0 && per <= 24 * 1024) ? "met" : "NOT MET"
+		printf "per idle authenticated TLS session: %d bytes = " \
+		    "%.1f KiB (target <= 24 KiB: %s)\n", per, per / 1024, met
+	}
+	if (nroster) {
+		printf "\nroster logins: %d accounts, %d mutual contacts " \
+		    "each, the odd half online\n", rusers, items
+		for (i = 1; i <= nroster; i++)
+			print roster[i]
+	}
+	printf "\ncpu_ms: server CPU time (user + system) per login\n"
 }' "$DIR/runs.csv"
 
 mkdir -p "$(dirname "$CSV")"

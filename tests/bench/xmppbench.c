@@ -9,6 +9,13 @@
  * stream restart, resource binding (RFC 6120 §7).  Login mode then closes
  * with </stream:stream>; idle mode sends initial presence and keeps the
  * session open with no parser and released TLS buffers.
+ *
+ * Roster mode measures a login with a seeded roster (RFC 6121): it first
+ * holds the odd-numbered users online and available, then logs in the
+ * even-numbered ones with a roster get, initial presence, and a wait for
+ * the presence of each online contact (the answers to the server's
+ * probes), reading the server's CPU time and counting the presence
+ * broadcasts the online sessions receive.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -54,6 +61,7 @@
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_CLIENT "jabber:client"
+#define NS_ROSTER "jabber:iq:roster"
 
 #define HASH_LEN 32 /* SHA-256 */
 #define NONCE_LEN 24
@@ -62,8 +70,24 @@
 #define LOGIN_TIMEOUT 30.0 /* s for one login before it fails */
 #define SWEEP_INTERVAL 0.5
 #define PORTS_PER_SOURCE 25000 /* ephemeral ports used per source address */
+#define ROSTER_RAMP 20     /* roster: online sessions logging in at once */
+#define ROSTER_SETTLE 1.0  /* roster: s between the ramp and the run */
+#define ROSTER_DRAIN 2.0   /* roster: s to wait for the last broadcasts */
+#define DRAIN_POLL 0.02
 
-enum bench_mode { MODE_LOGIN, MODE_IDLE };
+enum bench_mode { MODE_LOGIN, MODE_IDLE, MODE_ROSTER };
+
+/* Roster mode runs in phases; the measured logins start after SETTLE. */
+enum roster_phase {
+	PHASE_RAMP,    /* the online sessions log in */
+	PHASE_SETTLE,  /* their own probes and broadcasts settle */
+	PHASE_MEASURE, /* the measured logins */
+	PHASE_DRAIN,   /* all done; the last broadcasts arrive */
+	PHASE_CLOSE,   /* the online sessions close */
+};
+
+/* The type of a received presence stanza. */
+enum presence_type { PRES_AVAILABLE, PRES_UNAVAILABLE, PRES_OTHER };
 enum tls_mode { TLS_STARTTLS, TLS_DIRECT };
 
 enum conn_state {
@@ -81,6 +105,8 @@ enum conn_step {
 	STEP_CHALLENGE,
 	STEP_SUCCESS,
 	STEP_BIND,
+	STEP_ROSTER, /* roster mode: the roster result */
+	STEP_PROBES, /* roster mode: presence of the online contacts */
 };
 
 /* The top-level (depth 2) element being parsed. */
@@ -93,6 +119,7 @@ enum top_elem {
 	TOP_SUCCESS,
 	TOP_SASL_FAILURE,
 	TOP_IQ,
+	TOP_PRESENCE,
 	TOP_STREAM_ERROR,
 	TOP_OTHER,
 };
@@ -119,6 +146,8 @@ enum fail_reason {
 	FAIL_AUTH,
 	FAIL_SERVER_SIG,
 	FAIL_BIND,
+	FAIL_ROSTER,
+	FAIL_PROBES,
 	FAIL_STREAM_ERROR,
 	FAIL_TIMEOUT,
 	FAIL_ABORTED,
@@ -137,6 +166,8 @@ static const char *const fail_names[FAIL_COUNT] = {
     "auth",
     "server-signature",
     "bind",
+    "roster",
+    "probes",
     "stream-error",
     "timeout",
     "aborted",
@@ -160,9 +191,16 @@ struct conn {
 	enum top_elem top;
 	int has_starttls, has_scram, has_bind, in_mechanism;
 	int iq_bind, iq_result; /* current iq: id='bind', type='result' */
+	int iq_roster;          /* current iq: id='roster' */
+	enum presence_type pres_type; /* current presence */
+	long pres_from;         /* its sender's user index, -1 if none */
 	int tls_up, authed;
-	int logged_in; /* bind result seen */
+	int logged_in; /* login complete (bind, or roster mode's probes) */
 	int in_flight; /* holds one of the -c login slots */
+	int online;    /* roster mode: one of the sessions held online */
+	unsigned roster_items, roster_online; /* items; of which online */
+	unsigned probes_seen;    /* available presence from online contacts */
+	unsigned presence_count; /* presence stanzas received */
 	char cnonce[NONCE_LEN + 1];
 	unsigned char server_sig[HASH_LEN];
 	double t_start;  /* monotonic, login start */
@@ -202,6 +240,8 @@ struct bench_opts {
 	const char *label;
 	const char *key_cache;
 	int verbose;
+	unsigned online;  /* roster: sessions held online (odd users) */
+	long roster_items; /* roster: expected roster size, -1 unchecked */
 };
 
 static struct bench {
@@ -219,9 +259,16 @@ static struct bench {
 	unsigned fail_logged;
 	unsigned keys_derived;
 	double derive_seconds;
-	double t0, t_up; /* run start; all sessions up (idle) */
+	double t0, t_up; /* run start; all sessions up (idle) or done */
 	int all_up, closing, timed_out, stopping;
 	long rss_before, rss_after, self_rss; /* KiB, -1 unknown */
+	double cpu_before, cpu_after;         /* server CPU s, -1 unknown */
+	/* Roster mode. */
+	enum roster_phase phase;
+	unsigned online_up, online_failed, measured_finished;
+	unsigned long probes_seen, presence_received;
+	unsigned long bcast_available, bcast_unavailable, bcast_expected;
+	double t_drain; /* s from the last login to the last broadcast */
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -265,6 +312,68 @@ read_rss_kib(pid_t pid)
 	}
 	fclose(f);
 	return kib;
+}
+
+/*
+ * CPU time (user + system, all threads) of pid in seconds, -1 if
+ * unreadable: fields 14 and 15 of /proc/PID/stat, in clock ticks.
+ */
+static double
+read_cpu_seconds(pid_t pid)
+{
+	char path[64], line[1024], *p;
+	unsigned long long utime, stime;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	/* The command name (field 2) may hold spaces and parentheses. */
+	if (p == NULL || hz <= 0 || (p = strrchr(line, ')')) == NULL)
+		return -1;
+	if (sscanf(p + 1,
+	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	        &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) / (double)hz;
+}
+
+/*
+ * The user index of a JID "<prefix><index>@<domain>[/resource]", or -1
+ * if it is not one of the bench's users.
+ */
+static long
+jid_user_index(const char *jid)
+{
+	size_t plen = strlen(B.o.user_prefix), dlen = strlen(B.o.domain);
+	const char *p, *at;
+	unsigned long v = 0;
+
+	if (jid == NULL || strncmp(jid, B.o.user_prefix, plen) != 0)
+		return -1;
+	p = jid + plen;
+	if ((at = strchr(p, '@')) == NULL || at == p)
+		return -1;
+	for (; p < at; p++) {
+		if (*p < '0' || *p > '9' || v >= 100000000)
+			return -1;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (strncmp(at + 1, B.o.domain, dlen) != 0 ||
+	    (at[1 + dlen] != '\0' && at[1 + dlen] != '/'))
+		return -1;
+	return v < B.o.users ? (long)v : -1;
+}
+
+/* Roster mode: is user idx one of the sessions held online (odd users)? */
+static int
+user_is_online(long idx)
+{
+	return idx > 0 && idx % 2 == 1 && (unsigned long)(idx - 1) / 2 <
+	    B.o.online;
 }
 
 /* ---- SCRAM-SHA-256 client side (RFC 5802 §3), OpenSSL only ---- */
@@ -593,6 +702,8 @@ classify_top(const char *name)
 		return TOP_SASL_FAILURE;
 	if (xml_is(name, NS_CLIENT, "iq"))
 		return TOP_IQ;
+	if (xml_is(name, NS_CLIENT, "presence"))
+		return TOP_PRESENCE;
 	return TOP_OTHER;
 }
 
@@ -617,8 +728,27 @@ xml_start(void *ud, const char *name, const char **attrs)
 			type = xml_attr(attrs, "type");
 			id = xml_attr(attrs, "id");
 			c->iq_bind = id && strcmp(id, "bind") == 0;
+			c->iq_roster = id && strcmp(id, "roster") == 0;
 			c->iq_result = type && strcmp(type, "result") == 0;
+			if (c->iq_roster)
+				c->roster_items = c->roster_online = 0;
+		} else if (c->top == TOP_PRESENCE) {
+			type = xml_attr(attrs, "type");
+			c->pres_type = type == NULL ? PRES_AVAILABLE
+			               : strcmp(type, "unavailable") == 0
+			                   ? PRES_UNAVAILABLE
+			                   : PRES_OTHER;
+			c->pres_from = jid_user_index(xml_attr(attrs, "from"));
 		}
+		return;
+	}
+	if (c->depth == 4 && c->top == TOP_IQ && c->iq_roster &&
+	    xml_is(name, NS_ROSTER, "item")) {
+		long idx = jid_user_index(xml_attr(attrs, "jid"));
+
+		c->roster_items++;
+		if (idx != (long)c->user && user_is_online(idx))
+			c->roster_online++;
 		return;
 	}
 	if (c->depth == 3 &&
@@ -661,6 +791,7 @@ xml_text(void *ud, const char *s, int len)
 }
 
 static void handle_top(struct conn *c);
+static void conn_online_up(struct conn *);
 
 static void XMLCALL
 xml_end(void *ud, const char *name)
@@ -889,6 +1020,66 @@ handle_features(struct conn *c)
 	}
 }
 
+/*
+ * Roster mode, the roster result: check its size, then send initial
+ * presence (RFC 6121 §4.2), upon which the server probes the contacts
+ * we are subscribed to and broadcasts to those subscribed to us.  A
+ * measured login then waits for the presence of its online contacts.
+ */
+static void
+handle_roster(struct conn *c)
+{
+	char detail[96];
+
+	if (!c->iq_result) {
+		conn_fail(c, FAIL_ROSTER, "roster get error");
+		return;
+	}
+	if (B.o.roster_items >= 0 && c->roster_items != B.o.roster_items) {
+		snprintf(detail, sizeof(detail), "%u items, expected %ld",
+		    c->roster_items, B.o.roster_items);
+		conn_fail(c, FAIL_ROSTER, detail);
+		return;
+	}
+	conn_send(c, "<presence/>");
+	if (c->online) {
+		conn_online_up(c);
+		return;
+	}
+	/* Each online contact ('both') gets our available presence now and
+	 * our unavailable presence when we close. */
+	B.bcast_expected += 2 * c->roster_online;
+	c->step = STEP_PROBES;
+	if (c->roster_online == 0)
+		conn_logged_in(c);
+}
+
+/*
+ * A presence stanza.  Online sessions count what they receive while the
+ * logins are measured; a measured login counts everything, and completes
+ * once every online contact's available presence has arrived.
+ */
+static void
+handle_presence(struct conn *c)
+{
+	if (c->online) {
+		if (B.phase != PHASE_MEASURE && B.phase != PHASE_DRAIN)
+			return;
+		if (c->pres_type == PRES_AVAILABLE)
+			B.bcast_available++;
+		else if (c->pres_type == PRES_UNAVAILABLE)
+			B.bcast_unavailable++;
+		return;
+	}
+	c->presence_count++;
+	if (c->step != STEP_PROBES || c->logged_in ||
+	    c->pres_type != PRES_AVAILABLE || c->pres_from == (long)c->user ||
+	    !user_is_online(c->pres_from))
+		return;
+	if (++c->probes_seen == c->roster_online)
+		conn_logged_in(c);
+}
+
 static void
 handle_top(struct conn *c)
 {
@@ -904,9 +1095,13 @@ handle_top(struct conn *c)
 	case TOP_TLS_FAILURE:
 		conn_fail(c, FAIL_TLS, "<failure/> to STARTTLS");
 		return;
+	case TOP_PRESENCE:
+		if (B.o.mode == MODE_ROSTER)
+			handle_presence(c);
+		return;
 	case TOP_OTHER:
 	case TOP_NONE:
-		return; /* presence echo, roster push, ... */
+		return; /* roster push, message, ... */
 	default:
 		break;
 	}
@@ -944,7 +1139,19 @@ handle_top(struct conn *c)
 			conn_fail(c, FAIL_BIND, "bind error");
 			break;
 		}
-		conn_logged_in(c);
+		if (B.o.mode == MODE_ROSTER) {
+			conn_send(c, "<iq type='get' id='roster'>"
+			             "<query xmlns='" NS_ROSTER "'/></iq>");
+			c->step = STEP_ROSTER;
+		} else {
+			conn_logged_in(c);
+		}
+		break;
+	case STEP_ROSTER:
+		if (c->top == TOP_IQ && c->iq_roster)
+			handle_roster(c);
+		break;
+	case STEP_PROBES:
 		break;
 	}
 }
@@ -962,8 +1169,9 @@ conn_start_tls(struct conn *c)
 }
 
 /*
- * Bind result: the login is complete.  Runs inside the parser callback, so
- * the parser is only stopped here; conn_parse frees it in idle mode.
+ * The login is complete: the bind result, or in roster mode the last
+ * online contact's presence.  Runs inside the parser callback, so the
+ * parser is only stopped here; conn_parse frees it in idle mode.
  */
 static void
 conn_logged_in(struct conn *c)
@@ -972,6 +1180,7 @@ conn_logged_in(struct conn *c)
 
 	B.latencies[B.logged_in++] = ms;
 	c->logged_in = 1;
+	B.probes_seen += c->probes_seen;
 	if (B.o.mode == MODE_IDLE) {
 		/* Initial presence (RFC 6121 §4.2); then only drain. */
 		conn_send(c, "<presence/>");
@@ -988,6 +1197,19 @@ conn_logged_in(struct conn *c)
 	}
 }
 
+/* Roster mode: an online session is up and available; it stays open,
+ * keeping its parser to count the presence it receives. */
+static void
+conn_online_up(struct conn *c)
+{
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	B.online_up++;
+	check_done();
+}
+
 static void
 conn_new(unsigned id)
 {
@@ -995,7 +1217,13 @@ conn_new(unsigned id)
 	int one = 1;
 
 	c->id = id;
-	c->user = (B.o.first_user + id) % B.o.users;
+	if (B.o.mode != MODE_ROSTER)
+		c->user = (B.o.first_user + id) % B.o.users;
+	else if (id < B.o.online) {
+		c->user = 2 * id + 1;
+		c->online = 1;
+	} else
+		c->user = 2 * ((id - B.o.online) % (B.o.users / 2));
 	c->t_start = now_mono();
 	c->deadline = c->t_start + LOGIN_TIMEOUT;
 	c->state = CS_CONNECTING;
@@ -1043,9 +1271,16 @@ static void
 conn_finish(struct conn *c, int ok)
 {
 	if (!c->logged_in) {
-		B.failed++;
+		if (c->online)
+			B.online_failed++;
+		else
+			B.failed++;
 		B.fail_counts[c->pending == PENDING_FAIL ? c->fail
 		                                         : FAIL_ABORTED]++;
+	}
+	if (B.o.mode == MODE_ROSTER && !c->online) {
+		B.measured_finished++;
+		B.presence_received += c->presence_count;
 	}
 	if (c->in_flight)
 		B.active--;
@@ -1088,7 +1323,7 @@ conn_parse(struct conn *c, const char *data, size_t n)
 		    XML_ErrorString(XML_GetErrorCode(c->parser)));
 		conn_fail(c, FAIL_XML, detail);
 	}
-	if (c->state == CS_IDLE)
+	if (c->state == CS_IDLE && B.o.mode == MODE_IDLE)
 		parser_free(c);
 }
 
@@ -1278,11 +1513,25 @@ conn_io(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- run control ---- */
 
+/* Start logins up to the concurrency; roster mode: of the current phase
+ * (ids 0..ONLINE-1 are the online sessions, the measured ones follow). */
 static void
 start_more(void)
 {
-	while (!B.stopping && !B.closing && B.started < B.o.n &&
-	       B.active < B.o.concurrency)
+	unsigned limit = B.o.n, concurrency = B.o.concurrency;
+
+	if (B.o.mode == MODE_ROSTER) {
+		if (B.phase == PHASE_RAMP) {
+			limit = B.o.online;
+			concurrency = ROSTER_RAMP;
+		} else if (B.phase == PHASE_MEASURE) {
+			limit = B.o.online + B.o.n;
+		} else {
+			return;
+		}
+	}
+	while (!B.stopping && !B.closing && B.started < limit &&
+	       B.active < concurrency)
 		conn_new(B.started);
 }
 
@@ -1305,6 +1554,20 @@ cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static const char *
+mode_name(void)
+{
+	switch (B.o.mode) {
+	case MODE_LOGIN:
+		return "login";
+	case MODE_IDLE:
+		return "idle";
+	case MODE_ROSTER:
+		return "roster";
+	}
+	return "?";
+}
+
 static void
 print_summary(void)
 {
@@ -1313,6 +1576,7 @@ print_summary(void)
 	double p50, p99, pmax, mean = 0;
 	char fails[512] = "";
 	long per_session = -1;
+	double cpu_ms = -1, presence = -1;
 	FILE *f;
 
 	qsort(B.latencies, B.logged_in, sizeof(double), cmp_double);
@@ -1331,7 +1595,7 @@ print_summary(void)
 		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
 	printf("%s %s tls=%s n=%u c=%u ok=%u failed=%u%s elapsed=%.2fs "
 	       "rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms max=%.2fms",
-	    B.o.label, B.o.mode == MODE_LOGIN ? "login" : "idle",
+	    B.o.label, mode_name(),
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, mean,
 	    p50, p99, pmax);
@@ -1354,6 +1618,22 @@ print_summary(void)
 	}
 	if (B.o.mode == MODE_IDLE && B.self_rss >= 0)
 		printf(" bench_rss=%ldKiB", B.self_rss);
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.logged_in > 0) {
+		cpu_ms = (B.cpu_after - B.cpu_before) * 1000.0 / B.logged_in;
+		printf(" server_cpu=%.2fs(%.2fms/login)",
+		    B.cpu_after - B.cpu_before, cpu_ms);
+	}
+	if (B.o.mode == MODE_ROSTER) {
+		if (B.logged_in > 0)
+			presence = (double)B.presence_received / B.logged_in;
+		printf(" online=%u/%u presence/login=%.1f "
+		       "probe-answers/login=%.1f online-received=%lu+%lu/%lu "
+		       "drain=%.2fs",
+		    B.online_up, B.o.online, presence,
+		    B.logged_in ? (double)B.probes_seen / B.logged_in : 0.0,
+		    B.bcast_available, B.bcast_unavailable, B.bcast_expected,
+		    B.t_drain);
+	}
 	printf("\n");
 	fflush(stdout);
 	if (B.o.csv == NULL)
@@ -1367,16 +1647,22 @@ print_summary(void)
 		    "time,label,mode,tls,n,concurrency,ok,failed,"
 		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,mean_ms,"
 		    "server_rss_before_kib,server_rss_after_kib,"
-		    "bytes_per_session,bench_rss_kib,timed_out\n");
+		    "bytes_per_session,bench_rss_kib,timed_out,"
+		    "server_cpu_ms_per_login,presence_per_login,online,"
+		    "online_presence_received,online_presence_expected\n");
 	fprintf(f,
 	    "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
-	    "%ld,%ld,%ld,%ld,%d\n",
-	    (long)time(NULL), B.o.label,
-	    B.o.mode == MODE_LOGIN ? "login" : "idle",
+	    "%ld,%ld,%ld,%ld,%d,%.3f,%.1f,%ld,%ld,%ld\n",
+	    (long)time(NULL), B.o.label, mode_name(),
 	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, elapsed, rate, p50, p99,
 	    pmax, mean, B.rss_before, B.rss_after, per_session, B.self_rss,
-	    B.timed_out);
+	    B.timed_out, cpu_ms, presence,
+	    B.o.mode == MODE_ROSTER ? (long)B.online_up : -1L,
+	    B.o.mode == MODE_ROSTER
+	        ? (long)(B.bcast_available + B.bcast_unavailable)
+	        : -1L,
+	    B.o.mode == MODE_ROSTER ? (long)B.bcast_expected : -1L);
 	fclose(f);
 }
 
@@ -1469,12 +1755,76 @@ settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* Roster mode: the online sessions have settled; measure from now. */
+static void
+roster_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	B.phase = PHASE_MEASURE;
+	if (B.o.server_pid > 0)
+		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	B.t0 = now_mono();
+	start_more();
+	check_done();
+}
+
+/*
+ * Roster mode, all measured logins done: wait until the online sessions
+ * have received every broadcast the logins caused (or ROSTER_DRAIN s),
+ * so the server's CPU time includes them, then close everything.
+ */
+static void
+roster_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double waited = now_mono() - B.t_up;
+
+	if (B.bcast_available + B.bcast_unavailable < B.bcast_expected &&
+	    waited < ROSTER_DRAIN)
+		return;
+	ev_timer_stop(B.loop, &B.settle);
+	B.t_drain = waited;
+	if (B.o.server_pid > 0)
+		B.cpu_after = read_cpu_seconds(B.o.server_pid);
+	B.phase = PHASE_CLOSE;
+	begin_close_all();
+}
+
+static void
+roster_check_done(void)
+{
+	if (B.closing) {
+		if (B.live == 0)
+			stop_loop();
+		return;
+	}
+	if (B.phase == PHASE_RAMP &&
+	    B.online_up + B.online_failed == B.o.online) {
+		B.phase = PHASE_SETTLE;
+		printf("roster: %u of %u online sessions up in %.2fs; "
+		       "settling %.1fs\n",
+		    B.online_up, B.o.online, now_mono() - B.t0, ROSTER_SETTLE);
+		fflush(stdout);
+		ev_timer_init(&B.settle, roster_measure_cb, ROSTER_SETTLE, 0);
+		ev_timer_start(B.loop, &B.settle);
+	} else if (B.phase == PHASE_MEASURE &&
+	           B.measured_finished == B.o.n) {
+		B.phase = PHASE_DRAIN;
+		B.all_up = 1;
+		B.t_up = now_mono();
+		ev_timer_init(&B.settle, roster_drain_cb, 0, DRAIN_POLL);
+		ev_timer_start(B.loop, &B.settle);
+	}
+}
+
 /* Called whenever counts change: detect all-up and the end of the run. */
 static void
 check_done(void)
 {
 	if (B.stopping)
 		return;
+	if (B.o.mode == MODE_ROSTER) {
+		roster_check_done();
+		return;
+	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
 	    B.logged_in + B.failed == B.o.n) {
 		B.all_up = 1;
@@ -1509,6 +1859,14 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (c == NULL || c->state == CS_IDLE || now < c->deadline)
 			continue;
 		if (c->state == CS_CLOSING) {
+			conn_finish(c, 0);
+		} else if (c->step == STEP_PROBES) {
+			char detail[64];
+
+			snprintf(detail, sizeof(detail),
+			    "%u of %u contacts' presence", c->probes_seen,
+			    c->roster_online);
+			conn_fail(c, FAIL_PROBES, detail);
 			conn_finish(c, 0);
 		} else {
 			conn_fail(c, FAIL_TIMEOUT, NULL);
@@ -1603,6 +1961,8 @@ usage(int code)
 	fprintf(f,
 	    "usage: xmppbench login -n N [-c CONCURRENCY] [options]\n"
 	    "       xmppbench idle -n N [-c RAMP] [-t SECONDS] [options]\n"
+	    "       xmppbench roster -n N [-c CONCURRENCY] [--users U]\n"
+	    "                 [--online K] [--roster-items R] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
 	    "  -p PORT          5222 for starttls, 5223 for direct\n"
@@ -1618,7 +1978,11 @@ usage(int code)
 	    "  -t SECONDS       idle: close this long after all are up\n"
 	    "                   (default: on Enter, SIGINT or SIGTERM)\n"
 	    "  --settle SECONDS idle: wait before reading the RSS (5)\n"
-	    "  --pid PID        idle: server process to read VmRSS of\n"
+	    "  --pid PID        server process: VmRSS (idle), CPU time\n"
+	    "                   (login, roster)\n"
+	    "  --online K       roster: hold users 1, 3, .., 2K-1 online\n"
+	    "                   (U/2); logins use users 0, 2, 4, ..\n"
+	    "  --roster-items R roster: expected roster size (100; -1: any)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -1654,6 +2018,8 @@ parse_args(int argc, char **argv)
 		O_KEYS,
 		O_CSV,
 		O_LABEL,
+		O_ONLINE,
+		O_ROSTER_ITEMS,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -1667,11 +2033,13 @@ parse_args(int argc, char **argv)
 	    {"key-cache", required_argument, NULL, O_KEYS},
 	    {"csv", required_argument, NULL, O_CSV},
 	    {"label", required_argument, NULL, O_LABEL},
+	    {"online", required_argument, NULL, O_ONLINE},
+	    {"roster-items", required_argument, NULL, O_ROSTER_ITEMS},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
 	struct bench_opts *o = &B.o;
-	int ch, port_given = 0, conc_given = 0;
+	int ch, port_given = 0, conc_given = 0, online_given = 0;
 
 	if (argc < 2)
 		usage(1);
@@ -1679,6 +2047,8 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_LOGIN;
 	else if (strcmp(argv[1], "idle") == 0)
 		o->mode = MODE_IDLE;
+	else if (strcmp(argv[1], "roster") == 0)
+		o->mode = MODE_ROSTER;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -1691,6 +2061,7 @@ parse_args(int argc, char **argv)
 	o->timeout = 300;
 	o->settle = 5;
 	o->label = "xmppd";
+	o->roster_items = 100;
 	optind = 2;
 	while ((ch = getopt_long(
 	            argc, argv, "n:c:h:p:d:u:T:t:v", longopts, NULL)) != -1) {
@@ -1765,6 +2136,15 @@ parse_args(int argc, char **argv)
 		case O_LABEL:
 			o->label = optarg;
 			break;
+		case O_ONLINE:
+			o->online =
+			    (unsigned)parse_num(optarg, 0, 10000000, "--online");
+			online_given = 1;
+			break;
+		case O_ROSTER_ITEMS:
+			o->roster_items =
+			    (long)parse_num(optarg, -1, 100000, "--roster-items");
+			break;
 		case O_HELP:
 			usage(0);
 			break;
@@ -1778,6 +2158,16 @@ parse_args(int argc, char **argv)
 		o->port = o->tls == TLS_DIRECT ? 5223 : 5222;
 	if (o->mode == MODE_IDLE && !conc_given)
 		o->concurrency = 100;
+	if (o->mode == MODE_ROSTER) {
+		if (o->users == 0)
+			o->users = 200;
+		if (o->users % 2 != 0 || o->first_user != 0)
+			fatalx("roster: --users must be even, --first unused");
+		if (!online_given)
+			o->online = o->users / 2;
+		if (o->online > o->users / 2)
+			fatalx("roster: --online is at most --users / 2");
+	}
 	if (o->users == 0)
 		o->users = o->n;
 	if (o->sources == 0)
@@ -1796,13 +2186,15 @@ main(int argc, char **argv)
 	if (B.o.verbose)
 		log_set_level(LOG_LVL_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
-	raise_nofile((B.o.mode == MODE_IDLE ? B.o.n : B.o.concurrency) + 64);
+	raise_nofile((B.o.mode == MODE_IDLE ? B.o.n : B.o.concurrency) +
+	    B.o.online + 64);
 	resolve();
 	tls_init();
-	B.conns = xcalloc(B.o.n, sizeof(*B.conns));
+	B.conns = xcalloc(B.o.online + B.o.n, sizeof(*B.conns));
 	B.keys = xcalloc(B.o.users, sizeof(*B.keys));
 	B.latencies = xcalloc(B.o.n, sizeof(*B.latencies));
 	B.rss_before = B.rss_after = B.self_rss = -1;
+	B.cpu_before = B.cpu_after = -1;
 	if (B.o.key_cache)
 		key_cache_load(B.o.key_cache);
 	B.loop = ev_default_loop(EVFLAG_AUTO);
@@ -1816,13 +2208,23 @@ main(int argc, char **argv)
 	ev_signal_start(B.loop, &B.sigterm);
 	if (B.o.server_pid > 0)
 		B.rss_before = read_rss_kib(B.o.server_pid);
+	if (B.o.server_pid > 0 && B.o.mode == MODE_LOGIN)
+		B.cpu_before = read_cpu_seconds(B.o.server_pid);
 	B.t0 = now_mono();
 	start_more();
+	if (B.o.mode == MODE_ROSTER)
+		check_done(); /* with --online 0, nothing else would */
 	ev_run(B.loop, 0);
+	if (B.o.server_pid > 0 && B.o.mode == MODE_LOGIN)
+		B.cpu_after = read_cpu_seconds(B.o.server_pid);
 	print_summary();
 	if (B.o.key_cache)
 		key_cache_save(B.o.key_cache);
 	code = B.failed || B.timed_out || B.logged_in < B.o.n ? 1 : 0;
+	if (B.o.mode == MODE_ROSTER &&
+	    (B.online_failed || B.dropped ||
+	        B.bcast_available + B.bcast_unavailable != B.bcast_expected))
+		code = 1;
 	/* Connections still open (timeout): the kernel closes them. */
 	return code;
 }
