@@ -1207,6 +1207,7 @@ conn_online_up(struct conn *c)
 	c->in_flight = 0;
 	B.active--;
 	B.online_up++;
+	start_more();
 	check_done();
 }
 
