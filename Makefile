@@ -53,6 +53,8 @@ endif
 .PHONY: all run test asan fuzz bench install style clean deps check-deps \
 	unit var
 .DEFAULT_GOAL := all
+# Keep intermediate objects (unit-test .o files) between runs.
+.SECONDARY:
 
 all: $(PROGS)
 

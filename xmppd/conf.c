@@ -99,6 +99,14 @@ static const struct unit duration_units[] = {
     {"h", 3600},
     {NULL, 0},
 };
+/* Long durations (retention) also take days. */
+static const struct unit long_duration_units[] = {
+    {"s", 1},
+    {"m", 60},
+    {"h", 3600},
+    {"d", 86400},
+    {NULL, 0},
+};
 
 static int set_log_level(
     struct parser *, const struct option *, void *, const struct line *);
@@ -115,6 +123,8 @@ static int set_int(
 static int set_size(
     struct parser *, const struct option *, void *, const struct line *);
 static int set_duration(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_long_duration(
     struct parser *, const struct option *, void *, const struct line *);
 static int set_on_off(
     struct parser *, const struct option *, void *, const struct line *);
@@ -193,6 +203,9 @@ static const struct option limit_options[] = {
     {"ping-interval", set_duration, LIMIT_FIELD(ping_interval), 0, 86400, 0,
         0},
     {"ping-timeout", set_duration, LIMIT_FIELD(ping_timeout), 1, 3600, 0, 0},
+    {"mam-page-size", set_uint, LIMIT_FIELD(mam_page_size), 1, 1000, 0, 0},
+    {"mam-retention", set_long_duration, LIMIT_FIELD(mam_retention), 0,
+        3650 * 86400ull, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -463,12 +476,17 @@ get_number(struct parser *ps, int line, const char *what, const char *s,
 			    "invalid duration '%s' for "
 			    "%s (seconds, or a number with suffix s, m or h)",
 			    s, what);
+		if (units == long_duration_units)
+			return parse_error(ps, line,
+			    "invalid duration '%s' for %s (seconds, or a "
+			    "number with suffix s, m, h or d)",
+			    s, what);
 		return parse_error(
 		    ps, line, "invalid number '%s' for %s", s, what);
 	}
 	if (units == size_units)
 		unit_name = " bytes";
-	else if (units == duration_units)
+	else if (units == duration_units || units == long_duration_units)
 		unit_name = " seconds";
 	if (rc == -2 || *out < min || *out > max)
 		return parse_error(ps, line,
@@ -665,6 +683,18 @@ set_duration(struct parser *ps, const struct option *o, void *base,
 	unsigned long long v;
 
 	if (get_option_number(ps, o, ln, duration_units, &v) == -1)
+		return -1;
+	*FIELD(base, o, unsigned) = (unsigned)v;
+	return 0;
+}
+
+static int
+set_long_duration(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	unsigned long long v;
+
+	if (get_option_number(ps, o, ln, long_duration_units, &v) == -1)
 		return -1;
 	*FIELD(base, o, unsigned) = (unsigned)v;
 	return 0;
@@ -1051,6 +1081,8 @@ conf_init(struct conf *c, const char *name)
 	c->limits.registrations_per_ip = 5;
 	c->limits.ping_interval = 300;
 	c->limits.ping_timeout = 60;
+	c->limits.mam_page_size = 100;
+	c->limits.mam_retention = 0;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 }
 

@@ -56,6 +56,10 @@ struct conf_limits {
 	unsigned registrations_per_ip; /* "registrations-per-ip", per hour, 5 */
 	unsigned ping_interval;      /* "ping-interval", s, 300; 0 = off */
 	unsigned ping_timeout;       /* "ping-timeout", s, 60 */
+	unsigned mam_page_size;      /* "mam-page-size", 100: most results
+	                                per archive query (XEP-0313) */
+	unsigned mam_retention;      /* "mam-retention", s, 0 = keep the
+	                                archive forever */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

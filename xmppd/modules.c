@@ -19,6 +19,8 @@ void mod_version_init(void);
 void mod_time_init(void);
 void mod_last_init(void);
 void mod_blocking_init(void);
+void mod_mam_init(void);
+void mod_carbons_init(void);
 
 static const struct {
 	const char *name;
@@ -39,6 +41,8 @@ static const struct {
 	{ "time", mod_time_init },
 	{ "last", mod_last_init },
 	{ "blocking", mod_blocking_init },
+	{ "mam", mod_mam_init },
+	{ "carbons", mod_carbons_init },	/* last: after mam */
 };
 
 void

@@ -120,6 +120,30 @@ static const char *const migrations[] = {
     "  stamp INTEGER NOT NULL,"
     "  status TEXT"
     ");",
+    /* 3: the message archive (XEP-0313, mod_mam.c and mam_archive.c):
+     * id grows in arrival order and stamp (ms) never decreases with it;
+     * sid is the public XEP-0359 id; with_* the other party.  Archiving
+     * preferences (XEP-0441): mode and JID lists joined by newlines. */
+    "CREATE TABLE archive ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sid INTEGER NOT NULL,"
+    "  stamp INTEGER NOT NULL,"
+    "  outgoing INTEGER NOT NULL,"
+    "  with_bare TEXT NOT NULL,"
+    "  with_full TEXT NOT NULL,"
+    "  stanza TEXT NOT NULL"
+    ");"
+    "CREATE UNIQUE INDEX archive_sid ON archive (user_id, sid);"
+    "CREATE INDEX archive_user ON archive (user_id, id);"
+    "CREATE INDEX archive_with ON archive (user_id, with_bare, id);"
+    "CREATE INDEX archive_with_full ON archive (user_id, with_full, id);"
+    "CREATE TABLE mam_prefs ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  mode INTEGER NOT NULL,"
+    "  always TEXT NOT NULL,"
+    "  never TEXT NOT NULL"
+    ");",
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
