@@ -28,7 +28,11 @@ VERSION  := 0.1.0
 CFLAGS   ?= -O2 -g
 # Fixed flags live apart from CFLAGS so "make CFLAGS=..." keeps them.
 XCFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
-	    -Wno-unused-parameter -fno-strict-aliasing
+	    -Wno-unused-parameter -fno-strict-aliasing \
+	    -fstack-protector-strong -fPIE
+# Hardening: fortified libc calls (needs optimisation), PIE, full RELRO.
+HARDEN_CPPFLAGS := $(if $(findstring -O0,$(CFLAGS)),,-D_FORTIFY_SOURCE=2)
+HARDEN_LDFLAGS  := -pie -Wl,-z,relro,-z,now
 CPPFLAGS += -Ishared -Ixmppd -DXMPPD_VERSION='"$(VERSION)"' \
 	    -DSYSCONFDIR='"$(PREFIX)/etc/xmppd"' $(PKG_CFLAGS)
 LDLIBS   := $(PKG_LIBS) -lpthread
@@ -60,7 +64,7 @@ all: $(PROGS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(XCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(HARDEN_CPPFLAGS) $(XCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libshared.a: $(SHARED_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -69,20 +73,20 @@ $(BUILD)/libxmppd.a: $(XMPPD_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/xmppd: $(OBJ)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/xmpptop: $(XMPPTOP_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(CURSES_LIBS) $(LDLIBS)
 
 $(OBJ)/xmpptop/%.o: CPPFLAGS += $(CURSES_CFLAGS)
 
 # Unit tests link libshared.a plus the daemon objects they name here.
 $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/subscription.o
@@ -90,7 +94,7 @@ $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/disco.o
 
 $(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -45,11 +46,13 @@ struct arg_spec {
 /* Command options. */
 #define OPT_PASSWORD_STDIN 0x01         /* --password-stdin */
 #define OPT_HOST 0x02                   /* --host HOST */
+#define OPT_HISTORY 0x04                /* --since, --until, --limit */
 
 enum output {
 	OUT_NONE,               /* success is silent */
 	OUT_LIST,               /* rows: text lines or a JSON array */
 	OUT_KEYVALUE,           /* key/value rows: aligned or a JSON object */
+	OUT_HISTORY,            /* archived messages: lines or a JSON array */
 };
 
 struct invocation {
@@ -58,6 +61,7 @@ struct invocation {
 	size_t npos;
 	int password_stdin;
 	const char *host;
+	const char *since, *until, *limit;
 };
 
 struct command {
@@ -73,6 +77,7 @@ struct command {
 static int run_password(const struct invocation *);
 static int run_plain(const struct invocation *);
 static int run_users(const struct invocation *);
+static int run_history(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -89,6 +94,9 @@ static const struct command commands[] = {
 	    "shut the daemon down" },
 	{ "reload", { { NULL, 0, 0 } }, 0, 1, OUT_NONE, run_plain,
 	    "reload the configuration and certificates" },
+	{ "history", { { "JID", ARG_JID, 0 }, { "JID2", ARG_JID, 1 } },
+	    OPT_HISTORY, 1, OUT_HISTORY, run_history,
+	    "show archived messages of JID (with JID2)" },
 };
 
 static const char *socket_path;
@@ -122,6 +130,8 @@ print_synopsis(FILE *f, const struct command *cmd)
 		fprintf(f, " [--password-stdin]");
 	if (cmd->opts & OPT_HOST)
 		fprintf(f, " [--host HOST]");
+	if (cmd->opts & OPT_HISTORY)
+		fprintf(f, " [--since T] [--until T] [--limit N]");
 }
 
 static void
@@ -138,7 +148,7 @@ help(void)
 	    "       xmppctl -h | -V\n\n"
 	    "commands (any unambiguous prefix will do):\n");
 	for (size_t i = 0; i < nitems(commands); i++) {
-		char syn[64];
+		char syn[96];
 		FILE *f = fmemopen(syn, sizeof(syn), "w");
 
 		print_synopsis(f, &commands[i]);
@@ -152,6 +162,10 @@ help(void)
 	    "                    else %s if it exists, else\n"
 	    "                    %s\n"
 	    "  --json            print listings and status as JSON\n"
+	    "  --since T, --until T\n"
+	    "                    history: only messages from/until T, a UTC\n"
+	    "                    date (2024-05-01) or time (2024-05-01T10:00:00Z)\n"
+	    "  --limit N         history: only the last N messages\n"
 	    "  --password-stdin  read the password as one line from standard\n"
 	    "                    input instead of asking twice on the "
 	    "terminal\n"
@@ -268,9 +282,51 @@ printer_free(struct printer *p)
 	free(p->values);
 }
 
+/* Text that stays on one line: backslash, newline, CR and tab escaped. */
+static void
+print_oneline(const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '\\': fputs("\\\\", stdout); break;
+		case '\n': fputs("\\n", stdout); break;
+		case '\r': fputs("\\r", stdout); break;
+		case '\t': fputs("\\t", stdout); break;
+		default: putchar(*s);
+		}
+	}
+}
+
+/* The value of column name in a row, "" if absent. */
+static const char *
+row_field(const struct printer *p, const struct ctl_msg *m, const char *name)
+{
+	for (size_t i = 0; i < p->ncols && i < m->nfields; i++)
+		if (strcmp(p->cols[i], name) == 0)
+			return m->fields[i];
+	return "";
+}
+
+/* history as text: TIMESTAMP -> WITH BODY (sent) or <- (received). */
+static void
+print_history_line(const struct printer *p, const struct ctl_msg *m)
+{
+	int out = strcmp(row_field(p, m, "direction"), "out") == 0;
+
+	printf("%s %s %s ", row_field(p, m, "timestamp"), out ? "->" : "<-",
+	    row_field(p, m, "with"));
+	print_oneline(row_field(p, m, "body"));
+	putchar('\n');
+}
+
 static void
 print_row(struct printer *p, const struct ctl_msg *m)
 {
+	if (!json && p->output == OUT_HISTORY) {
+		print_history_line(p, m);
+		p->rows++;
+		return;
+	}
 	if (json && p->output == OUT_KEYVALUE) {
 		if (m->nfields < 2)
 			return;
@@ -327,7 +383,7 @@ printer_finish(struct printer *p)
 {
 	if (json && p->output == OUT_KEYVALUE)
 		fputs(p->rows ? "\n}\n" : "{}\n", stdout);
-	else if (json && p->output == OUT_LIST)
+	else if (json && (p->output == OUT_LIST || p->output == OUT_HISTORY))
 		fputs(p->rows ? "\n]\n" : "[]\n", stdout);
 	else if (p->output == OUT_KEYVALUE)
 		for (size_t i = 0; i < p->nkv; i++)
@@ -623,6 +679,125 @@ run_users(const struct invocation *inv)
 	return request(inv, argv, inv->host ? 2 : 1);
 }
 
+/* n digits at *p (advanced); -1 if not digits. */
+static int
+time_digits(const char **p, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	return v;
+}
+
+/*
+ * A time for --since/--until as milliseconds since the epoch: a date
+ * YYYY-MM-DD (00:00 UTC) or YYYY-MM-DDThh:mm[:ss[.fff]] followed by Z,
+ * +hh:mm, -hh:mm or nothing (UTC).  -1 if malformed.
+ */
+static long long
+parse_time(const char *s)
+{
+	const char *p = s;
+	struct tm tm;
+	int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0, off = 0;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((y = time_digits(&p, 4)) < 0 || *p++ != '-' ||
+	    (mo = time_digits(&p, 2)) < 0 || *p++ != '-' ||
+	    (d = time_digits(&p, 2)) < 0)
+		return -1;
+	if (*p == 'T') {
+		p++;
+		if ((h = time_digits(&p, 2)) < 0 || *p++ != ':' ||
+		    (mi = time_digits(&p, 2)) < 0)
+			return -1;
+		if (*p == ':') {
+			p++;
+			if ((sec = time_digits(&p, 2)) < 0)
+				return -1;
+			if (*p == '.') {
+				int scale = 100;
+
+				if (*++p < '0' || *p > '9')
+					return -1;
+				for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+					ms += (*p - '0') * scale;
+			}
+		}
+		if (*p == 'Z')
+			p++;
+		else if (*p == '+' || *p == '-') {
+			int sign = *p++ == '+' ? 1 : -1, oh, om;
+
+			if ((oh = time_digits(&p, 2)) < 0 || *p++ != ':' ||
+			    (om = time_digits(&p, 2)) < 0 || oh > 23 || om > 59)
+				return -1;
+			off = sign * (oh * 60 + om) * 60;
+		}
+	}
+	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 ||
+	    h > 23 || mi > 59 || sec > 60)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	return ((long long)t - off) * 1000 + ms;
+}
+
+static int
+run_history(const struct invocation *inv)
+{
+	char since[24] = "-", until[24] = "-", limit[24] = "-";
+	const char *argv[6];
+	long long v;
+	char *end;
+
+	if (inv->since != NULL) {
+		if ((v = parse_time(inv->since)) < 0) {
+			warnmsg("history: invalid time \"%s\" for --since "
+			    "(YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ)", inv->since);
+			return EXIT_USAGE;
+		}
+		snprintf(since, sizeof(since), "%lld", v);
+	}
+	if (inv->until != NULL) {
+		if ((v = parse_time(inv->until)) < 0) {
+			warnmsg("history: invalid time \"%s\" for --until "
+			    "(YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ)", inv->until);
+			return EXIT_USAGE;
+		}
+		snprintf(until, sizeof(until), "%lld", v);
+	}
+	if (inv->limit != NULL) {
+		errno = 0;
+		v = strtoll(inv->limit, &end, 10);
+		if (inv->limit[0] < '0' || inv->limit[0] > '9' || *end != '\0' ||
+		    errno != 0 || v <= 0) {
+			warnmsg("history: --limit needs a positive number");
+			return EXIT_USAGE;
+		}
+		snprintf(limit, sizeof(limit), "%lld", v);
+	}
+	argv[0] = "history";
+	argv[1] = inv->pos[0];
+	argv[2] = inv->npos > 1 ? inv->pos[1] : "-";
+	argv[3] = since;
+	argv[4] = until;
+	argv[5] = limit;
+	return request(inv, argv, 6);
+}
+
 /* Command line. */
 
 static const struct command *
@@ -761,6 +936,17 @@ parse_command(struct invocation *inv, char **argv, int argc, int i)
 			if ((cmd->opts & OPT_HOST) &&
 			    (r = option_value(argv, argc, &i, NULL, "--host",
 			    &inv->host)) != 0) {
+				if (r == -1)
+					return command_usage(cmd);
+				continue;
+			}
+			if ((cmd->opts & OPT_HISTORY) &&
+			    ((r = option_value(argv, argc, &i, NULL, "--since",
+			    &inv->since)) != 0 ||
+			    (r = option_value(argv, argc, &i, NULL, "--until",
+			    &inv->until)) != 0 ||
+			    (r = option_value(argv, argc, &i, NULL, "--limit",
+			    &inv->limit)) != 0)) {
 				if (r == -1)
 					return command_usage(cmd);
 				continue;
