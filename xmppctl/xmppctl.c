@@ -153,7 +153,11 @@ help(void)
 
 		print_synopsis(f, &commands[i]);
 		fclose(f);
-		printf("  %-32s %s%s\n", syn, commands[i].help,
+		if (strlen(syn) > 32)   /* the synopsis on a line of its own */
+			printf("  %s\n  %-32s", syn, "");
+		else
+			printf("  %-32s", syn);
+		printf(" %s%s\n", commands[i].help,
 		    commands[i].privileged ? " *" : "");
 	}
 	printf("  (* needs root or the daemon's user)\n\n"

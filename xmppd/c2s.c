@@ -31,6 +31,9 @@
 #define PARSER_IDLE 2.0         /* seconds without input before a stream's
                                    parser is released (xml_stream_release) */
 #define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
+#define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
+                                   waits before it is answered */
+#define NS_STREAM_LIMITS "urn:xmpp:stream-limits:0"     /* XEP-0478 */
 
 enum c2s_state {
 	C2S_WAIT_HEADER,   /* waiting for the (next) stream header */
@@ -59,19 +62,46 @@ struct c2s {
 	struct xel **queue;         /* held stanzas, in order */
 	size_t nqueue;
 	struct c2s *prev, *next;
+	/*
+	 * Stanza rate limit, a token bucket (limits stanzas-per-second and
+	 * stanza-burst): every stanza parsed takes a token.  What one read
+	 * brought is processed even if the bucket runs dry, so tokens may go
+	 * negative; reading then pauses (CONN_PAUSE_RATE) until the bucket
+	 * is back to one token.  Nothing is buffered or dropped: the flooding
+	 * peer's own TCP window fills and it slows down.
+	 */
+	double tokens;
+	double bucket_at;           /* when tokens was last refilled */
+	unsigned throttled;         /* times reading paused for the rate */
+	int preauth_counted;        /* counted in its ip_state's preauth */
+	/* A SASL failure held back by the authentication tarpit: the
+	 * condition to send when wait_until comes (reading is paused). */
+	const char *tarpit;
+	/* On the wait list while throttled or tarpitted (one shared timer). */
+	double wait_until;          /* the tarpit's end */
+	struct c2s *wait_prev, *wait_next;
+	int waiting;
 };
 
 #define MAX_HELD 64             /* stanzas queued while held */
 
-struct ip_failures {
-	unsigned count;
-	double since;
+/* What one address is doing: connections not yet authenticated, recent
+ * authentication failures, a temporary ban.  Entries are purged once
+ * nothing is left to remember. */
+struct ip_state {
+	unsigned preauth;           /* connections not yet authenticated */
+	unsigned failures;          /* authentication failures ... */
+	double since;               /* ... in the window starting here */
+	double banned_until;        /* 0: not banned */
+	unsigned refused;           /* connections refused during the ban */
 };
 
 static struct c2s *all;
 static size_t nall;
 static struct strmap *by_id;        /* decimal id -> struct c2s */
-static struct strmap *auth_fail;    /* ip -> struct ip_failures */
+static struct strmap *ips;          /* ip -> struct ip_state */
+static struct c2s *wait_head;       /* throttled or tarpitted streams */
+static ev_timer wait_w;             /* the earliest of their wait ends */
 static struct sasl **trash_v;      /* finished exchanges, freed later */
 static size_t ntrash, trash_cap;
 static ev_prepare trash_w;
@@ -160,18 +190,30 @@ trash_cb(struct ev_loop *l, ev_prepare *w, int revents)
 	ntrash = 0;
 }
 
+/* n random bytes (at most 16) from the CSPRNG as 2n lowercase hex
+ * digits and a NUL: stream ids and generated resources. */
+static void
+random_hex(char *out, size_t n)
+{
+	unsigned char rnd[16];
+
+	if (n > sizeof(rnd))
+		n = sizeof(rnd);
+	scram_random_salt(rnd, n);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 static void
 send_header(struct c2s *c, const char *to)
 {
 	char id[17];
 	struct buf *b = &out_buf;
 
-	scram_random_nonce(id, 16);
-	for (int i = 0; i < 16; i++)        /* keep ids alphanumeric */
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-			(id[i] >= 'a' && id[i] <= 'z') ||
-			(id[i] >= 'A' && id[i] <= 'Z')))
-			id[i] = 'a' + (unsigned char)id[i] % 26;
+	random_hex(id, 8);
 	buf_reset(b);
 	buf_adds(b, "<?xml version='1.0'?><stream:stream xmlns='"
 	    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
@@ -265,6 +307,37 @@ channel_binding(struct c2s *c, struct sasl_cb *cb)
 	}
 }
 
+/*
+ * XEP-0478: the limits of this stream: the largest top-level element the
+ * parser takes (preauth-stanza-size, then stanza-size), and once
+ * authenticated the silence after which the server pings (ping-interval)
+ * or closes (idle-timeout), whichever comes first.  Before
+ * authentication the stream has an overall deadline (preauth-timeout),
+ * not an idle one, so idle-seconds is left out.
+ */
+static void
+add_stream_limits(struct c2s *c, struct xel *features)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct xel *lim = xel_add(features, "limits", NS_STREAM_LIMITS);
+	unsigned idle = 0;
+	char num[24];
+
+	snprintf(num, sizeof(num), "%zu", c->authed ? l->stanza_size :
+	    l->preauth_stanza_size);
+	xel_text_set(xel_add(lim, "max-bytes", NULL), num);
+	if (c->authed) {
+		idle = l->idle_timeout;
+		if (l->ping_interval != 0 && (idle == 0 ||
+			l->ping_interval < idle))
+			idle = l->ping_interval;
+	}
+	if (idle != 0) {
+		snprintf(num, sizeof(num), "%u", idle);
+		xel_text_set(xel_add(lim, "idle-seconds", NULL), num);
+	}
+}
+
 static void
 send_features(struct c2s *c)
 {
@@ -277,9 +350,12 @@ send_features(struct c2s *c)
 		 * announced optional (draft-cridland-xmpp-session-01). */
 		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
 		hook_run_features(c, f, 1);
+		add_stream_limits(c, f);
 	} else if (!c->tls) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
+		/* RFC 6120 §5.3.1: with TLS required, <starttls/> is the
+		 * only feature offered. */
 		if (c->conn->starttls_required)
 			xel_add(st, "required", NS_TLS);
 		else {
@@ -287,6 +363,7 @@ send_features(struct c2s *c)
 
 			channel_binding(c, &cb);
 			sasl_advertise(f, 0, &cb);
+			add_stream_limits(c, f);
 		}
 	} else {
 		struct sasl_cb cb;
@@ -294,6 +371,7 @@ send_features(struct c2s *c)
 		channel_binding(c, &cb);
 		sasl_advertise(f, 1, &cb);
 		hook_run_features(c, f, 0);
+		add_stream_limits(c, f);
 	}
 	c2s_send(c, f);
 	arena_free(a);
@@ -338,61 +416,274 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 	return 0;
 }
 
+/*
+ * Per-address state: unauthenticated connections (preauth-connections-
+ * per-ip), authentication failures in a window (auth-failures-per-ip) and
+ * a temporary ban (auth-ban-time).
+ */
+static struct ip_state *
+ip_state(const char *ip, int create)
+{
+	struct ip_state *st = strmap_get(ips, ip);
+
+	if (st == NULL && create) {
+		st = xcalloc(1, sizeof(*st));
+		strmap_put(ips, ip, st);
+	}
+	return st;
+}
+
+static int
+ip_banned(const struct ip_state *st, double now)
+{
+	return st != NULL && st->banned_until > now;
+}
+
+/* The stream authenticated or closed: it no longer counts against
+ * preauth-connections-per-ip. */
+static void
+preauth_release(struct c2s *c)
+{
+	struct ip_state *st;
+
+	if (!c->preauth_counted)
+		return;
+	c->preauth_counted = 0;
+	if ((st = ip_state(c->conn->ip, 0)) != NULL && st->preauth > 0)
+		st->preauth--;
+}
+
+/* Whether the stream's address may not try to authenticate now: it is
+ * banned, or it failed auth-failures-per-ip times within the window. */
 static int
 auth_throttled(struct c2s *c)
 {
-	struct ip_failures *f = strmap_get(auth_fail, c->conn->ip);
-
-	return f && ev_now(xmppd_loop) - f->since < AUTH_WINDOW &&
-	    f->count >= xmppd_conf->limits.auth_failures_per_ip;
-}
-
-static void
-auth_failed(struct c2s *c)
-{
-	struct ip_failures *f = strmap_get(auth_fail, c->conn->ip);
+	struct ip_state *st = ip_state(c->conn->ip, 0);
 	double now = ev_now(xmppd_loop);
 
-	if (f == NULL) {
-		f = xcalloc(1, sizeof(*f));
-		strmap_put(auth_fail, c->conn->ip, f);
-	}
-	if (now - f->since >= AUTH_WINDOW) {
-		f->count = 0;
-		f->since = now;
-	}
-	f->count++;
-	c->auth_failures++;
+	return st != NULL && (ip_banned(st, now) ||
+	    (now - st->since < AUTH_WINDOW &&
+		st->failures >= xmppd_conf->limits.auth_failures_per_ip));
 }
+
+/*
+ * Count an authentication failure (a wrong password or proof, or an
+ * attempt refused by the throttle) for the stream and its address.  At
+ * twice auth-failures-per-ip within the window the address is banned for
+ * auth-ban-time.  Returns whether the failure is past the per-address
+ * limit, to be answered through the tarpit.
+ */
+static int
+auth_failed(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct ip_state *st = ip_state(c->conn->ip, 1);
+	double now = ev_now(xmppd_loop);
+	int past;
+
+	if (now - st->since >= AUTH_WINDOW) {
+		st->failures = 0;
+		st->since = now;
+	}
+	st->failures++;
+	c->auth_failures++;
+	past = st->failures > l->auth_failures_per_ip;
+	if (l->auth_ban_time != 0 &&
+	    st->failures >= 2 * l->auth_failures_per_ip) {
+		if (!ip_banned(st, now)) {
+			log_warnx("c2s %" PRIu64 " %s: %u authentication "
+			    "failures from %s within %.0f s: refusing its "
+			    "connections for %u s", c->id, c->conn->addr,
+			    st->failures, c->conn->ip, AUTH_WINDOW,
+			    l->auth_ban_time);
+			st->refused = 0;
+		}
+		/* While banned every attempt is throttled (auth_throttled)
+		 * and counted anew: twice the limit again extends the ban.
+		 * Once it is over, the address starts afresh. */
+		st->banned_until = now + l->auth_ban_time;
+		st->failures = 0;
+		st->since = now;
+	}
+	return past;
+}
+
+struct purge_list {
+	char **keys;
+	size_t n, cap;
+};
 
 static void
 purge_one(const char *key, void *value, void *arg)
 {
-	struct ip_failures *f = value;
-	char ***list = arg;
+	struct ip_state *st = value;
+	struct purge_list *pl = arg;
+	double now = ev_now(xmppd_loop);
 
-	if (ev_now(xmppd_loop) - f->since >= AUTH_WINDOW) {
-		size_t n = 0;
+	if (st->banned_until != 0 && st->banned_until <= now) {
+		log_info("c2s: ban on %s is over (%u connections refused)",
+		    key, st->refused);
+		st->banned_until = 0;
+	}
+	if (st->preauth > 0 || st->banned_until != 0 ||
+	    now - st->since < AUTH_WINDOW)
+		return;
+	if (pl->n == pl->cap) {
+		pl->cap = pl->cap ? pl->cap * 2 : 16;
+		pl->keys = xreallocarray(pl->keys, pl->cap,
+		    sizeof(*pl->keys));
+	}
+	pl->keys[pl->n++] = xstrdup(key);
+}
 
-		while ((*list)[n])
-			n++;
-		*list = xreallocarray(*list, n + 2, sizeof(char *));
-		(*list)[n] = xstrdup(key);
-		(*list)[n + 1] = NULL;
+/* Forget addresses with nothing left to remember (every AUTH_WINDOW). */
+static void
+purge_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct purge_list pl = { NULL, 0, 0 };
+
+	strmap_foreach(ips, purge_one, &pl);
+	for (size_t i = 0; i < pl.n; i++) {
+		free(strmap_del(ips, pl.keys[i]));
+		free(pl.keys[i]);
+	}
+	free(pl.keys);
+}
+
+/*
+ * The wait list: streams whose reading is paused until a time, for the
+ * stanza rate limit or the authentication tarpit.  One timer serves them
+ * all, so a stream that never waits costs no timer.
+ */
+static void
+wait_add(struct c2s *c, double until)
+{
+	double now = ev_now(xmppd_loop);
+
+	if (!c->waiting) {
+		c->waiting = 1;
+		c->wait_prev = NULL;
+		c->wait_next = wait_head;
+		if (wait_head)
+			wait_head->wait_prev = c;
+		wait_head = c;
+	}
+	if (!ev_is_active(&wait_w) ||
+	    until < now + ev_timer_remaining(xmppd_loop, &wait_w)) {
+		ev_timer_stop(xmppd_loop, &wait_w);
+		ev_timer_set(&wait_w, until > now ? until - now : 0.001, 0.);
+		ev_timer_start(xmppd_loop, &wait_w);
 	}
 }
 
 static void
-purge_cb(struct ev_loop *l, ev_timer *w, int revents)
+wait_remove(struct c2s *c)
 {
-	char **list = xcalloc(1, sizeof(char *));
+	if (!c->waiting)
+		return;
+	if (c->wait_prev)
+		c->wait_prev->wait_next = c->wait_next;
+	else
+		wait_head = c->wait_next;
+	if (c->wait_next)
+		c->wait_next->wait_prev = c->wait_prev;
+	c->waiting = 0;
+	c->wait_prev = c->wait_next = NULL;
+}
 
-	strmap_foreach(auth_fail, purge_one, &list);
-	for (size_t i = 0; list[i]; i++) {
-		free(strmap_del(auth_fail, list[i]));
-		free(list[i]);
+static void
+bucket_refill(struct c2s *c, double now)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+
+	c->tokens += (now - c->bucket_at) * l->stanzas_per_second;
+	if (c->tokens > l->stanza_burst)
+		c->tokens = l->stanza_burst;
+	c->bucket_at = now;
+}
+
+/* A stanza arrived: it takes a token (limits stanzas-per-second). */
+static void
+bucket_take(struct c2s *c)
+{
+	if (xmppd_conf->limits.stanzas_per_second == 0)
+		return;
+	bucket_refill(c, ev_now(xmppd_loop));
+	c->tokens -= 1;
+}
+
+/* After a read: a stream that used more than its tokens stops being read
+ * until the bucket holds one again. */
+static void
+bucket_check(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	double wait;
+
+	if (l->stanzas_per_second == 0 || c->tokens >= 0 ||
+	    c->state == C2S_CLOSING || (c->conn->paused & CONN_PAUSE_RATE))
+		return;
+	wait = (1 - c->tokens) / l->stanzas_per_second;
+	c->throttled++;
+	if (c->throttled == 1)
+		log_info("c2s %" PRIu64 " %s: over %u stanzas per second "
+		    "(burst %u): reading paused for %.2f s", c->id,
+		    c->conn->addr, l->stanzas_per_second, l->stanza_burst,
+		    wait);
+	else
+		log_debug("c2s %" PRIu64 " %s: stanza rate: reading paused "
+		    "for %.2f s", c->id, c->conn->addr, wait);
+	conn_pause(c->conn, CONN_PAUSE_RATE);
+	wait_add(c, ev_now(xmppd_loop) + wait);
+}
+
+/* The rate-limited stream may go on once the bucket holds a token again;
+ * returns when to look again, or 0. */
+static double
+bucket_wait(struct c2s *c, double now)
+{
+	unsigned rate = xmppd_conf->limits.stanzas_per_second;
+
+	if (rate != 0)
+		bucket_refill(c, now);
+	if (rate == 0 || c->tokens >= 1 - 1e-9) {
+		conn_resume(c->conn, CONN_PAUSE_RATE);
+		return 0;
 	}
-	free(list);
+	return now + (1 - c->tokens) / rate;
+}
+
+static void tarpit_answer(struct c2s *c);
+
+static void
+wait_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	double now = ev_now(l), next = 0;
+	struct c2s *c, *n;
+
+	for (c = wait_head; c; c = n) {
+		double until = 0, t;
+
+		n = c->wait_next;
+		if (c->state != C2S_CLOSING && c->tarpit) {
+			if (now + 1e-3 >= c->wait_until)
+				tarpit_answer(c);
+			else
+				until = c->wait_until;
+		}
+		if (c->state != C2S_CLOSING &&
+		    (c->conn->paused & CONN_PAUSE_RATE) &&
+		    (t = bucket_wait(c, now)) != 0 && (until == 0 || t < until))
+			until = t;
+		if (until == 0)
+			wait_remove(c);
+		else if (next == 0 || until < next)
+			next = until;
+	}
+	if (next != 0) {
+		ev_timer_set(&wait_w, next > now ? next - now : 0.001, 0.);
+		ev_timer_start(l, &wait_w);
+	}
 }
 
 static void
@@ -406,6 +697,38 @@ sasl_element(struct c2s *c, struct arena *a, const char *name,
 	c2s_send(c, e);
 }
 
+/*
+ * The authentication tarpit: a failure past auth-failures-per-ip is
+ * answered AUTH_TARPIT seconds later, reading paused meanwhile, so that
+ * guessing from one address goes slowly without blocking anyone else.
+ * cond is a string constant.
+ */
+static void
+tarpit(struct c2s *c, const char *cond)
+{
+	c->tarpit = cond;
+	c->wait_until = ev_now(xmppd_loop) + AUTH_TARPIT;
+	conn_pause(c->conn, CONN_PAUSE_UPPER);
+	wait_add(c, c->wait_until);
+}
+
+static void
+tarpit_answer(struct c2s *c)
+{
+	struct arena *a = arena_new(256);
+	const char *cond = c->tarpit;
+
+	c->tarpit = NULL;
+	sasl_element(c, a, "failure", cond);
+	arena_free(a);
+	if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
+		c2s_stream_error(c, "policy-violation",
+		    "Too many failed authentication attempts");
+		return;
+	}
+	conn_resume(c->conn, CONN_PAUSE_UPPER);
+}
+
 static void
 handle_sasl(struct c2s *c, struct xel *st)
 {
@@ -415,9 +738,12 @@ handle_sasl(struct c2s *c, struct xel *st)
 	if (strcmp(st->name, "auth") == 0) {
 		sasl_discard(c);
 		if (auth_throttled(c)) {
+			/* RFC 6120 §6.5.12; answered through the tarpit,
+			 * and counted, so that going on leads to a ban. */
 			log_info("c2s %" PRIu64 " %s: too many authentication "
 			    "failures from this address", c->id, c->conn->addr);
-			sasl_element(c, a, "failure", "temporary-auth-failure");
+			auth_failed(c);
+			tarpit(c, "temporary-auth-failure");
 			return;
 		}
 		channel_binding(c, &cb);
@@ -435,7 +761,8 @@ handle_sasl(struct c2s *c, struct xel *st)
 		return;
 	}
 	if (c->sasl && sasl_pending(c->sasl))
-		conn_pause(c->conn);     /* until storage or hashing answers */
+		conn_pause(c->conn, CONN_PAUSE_UPPER);  /* until storage or
+		                                            hashing answers */
 }
 
 static void
@@ -456,15 +783,18 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		c2s_send(c, e);
 		break;
 	case SASL_FAILURE:
-		sasl_element(c, a, "failure", r->condition);
 		sasl_discard(c);
 		if (r->bad_credentials) {
-			auth_failed(c);
 			log_info("c2s %" PRIu64 " %s: authentication failed",
 			    c->id, c->conn->addr);
+			if (auth_failed(c)) {
+				tarpit(c, r->condition);
+				break;
+			}
 		} else
 			log_debug("c2s %" PRIu64 " %s: SASL failure <%s/>",
 			    c->id, c->conn->addr, r->condition);
+		sasl_element(c, a, "failure", r->condition);
 		if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
 			arena_free(a);
 			c2s_stream_error(c, "policy-violation",
@@ -480,6 +810,7 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		c->authed = 1;
 		c->user = xstrdup(r->user);
 		sasl_discard(c);
+		preauth_release(c);
 		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s", c->id,
 		    c->conn->addr, c->user, c->host);
 		/* RFC 6120 §6.4.6: the stream restarts; a fresh parser. */
@@ -493,9 +824,10 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 	}
 	arena_free(a);
 	/* Reading was paused while storage or hashing worked; inside a
-	 * feed, on_data resumes it. */
-	if (!c->in_feed && c->conn->paused == 1)
-		conn_resume(c->conn);
+	 * feed, on_data resumes it.  A tarpitted failure resumes it when it
+	 * is answered. */
+	if (!c->in_feed && c->tarpit == NULL)
+		conn_resume(c->conn, CONN_PAUSE_UPPER);
 }
 
 static void
@@ -513,9 +845,7 @@ handle_bind(struct c2s *c, struct xel *iq)
 		want = xel_text(res);
 	if (want == NULL) {
 		/* RFC 6120 §7.6: the server generates a resource. */
-		scram_random_nonce(gen, 16);
-		for (int i = 0; i < 16; i++)
-			gen[i] = "0123456789abcdef"[(unsigned char)gen[i] % 16];
+		random_hex(gen, 8);
 		want = gen;
 	}
 	prepped = jid_resourceprep(want);
@@ -528,6 +858,9 @@ handle_bind(struct c2s *c, struct xel *iq)
 	s = sm_bind(c, &j, xmppd_conf->limits.sessions_per_user);
 	if (s == NULL) {
 		/* §7.6.2.1: too many sessions for this account. */
+		log_info("c2s %" PRIu64 " %s: %s@%s has %u sessions "
+		    "(sessions-per-user): bind refused", c->id, c->conn->addr,
+		    c->user, c->host, xmppd_conf->limits.sessions_per_user);
 		r = stanza_error(iq, "wait", "resource-constraint", NULL);
 		goto reply;
 	}
@@ -564,7 +897,7 @@ is_bind_request(const struct xel *st)
 static void
 negotiate(struct c2s *c, struct xel *st)
 {
-	if (c->sasl && sasl_pending(c->sasl)) {
+	if ((c->sasl && sasl_pending(c->sasl)) || c->tarpit) {
 		c2s_stream_error(c, "policy-violation",
 		    "Data sent during authentication");
 		return;
@@ -604,11 +937,11 @@ negotiate(struct c2s *c, struct xel *st)
 		c2s_stream_error(c, "not-authorized", "Bind a resource first");
 }
 
+/* A stanza, parsed now or replayed after a hold; returns whether the
+ * parser is to stop (xml_stream_cb.on_stanza). */
 static int
-on_stanza(void *ctx, struct xel *st)
+handle_stanza(struct c2s *c, struct xel *st)
 {
-	struct c2s *c = ctx;
-
 	if (c->held && c->state == C2S_ACTIVE) {
 		/* Kept in order until c2s_release (the arena moves into the
 		 * queue).  Reading is paused, so only what one read brought
@@ -632,6 +965,15 @@ on_stanza(void *ctx, struct xel *st)
 		negotiate(c, st);
 	arena_free(st->arena);
 	return c->restart || c->state == C2S_CLOSING;
+}
+
+static int
+on_stanza(void *ctx, struct xel *st)
+{
+	struct c2s *c = ctx;
+
+	bucket_take(c);
+	return handle_stanza(c, st);
 }
 
 static void
@@ -698,11 +1040,11 @@ on_data(struct conn *conn, const char *data, size_t len)
 	case XMLS_OK:
 		if (c->restart && c->state != C2S_CLOSING) {
 			new_parser(c);
-			if (conn->paused == 1)
-				conn_resume(conn);
+			conn_resume(conn, CONN_PAUSE_UPPER);
 		}
 		break;
 	}
+	bucket_check(c);
 }
 
 static void
@@ -716,14 +1058,45 @@ on_tls(struct conn *conn)
 	    "authentication timeout");
 }
 
+/*
+ * A new connection, refused while its address is banned or already has
+ * preauth-connections-per-ip connections that have not authenticated.
+ */
 static void *
 on_accept(struct conn *conn)
 {
-	struct c2s *c = xcalloc(1, sizeof(*c));
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct ip_state *st = ip_state(conn->ip, 0);
+	double now = ev_now(xmppd_loop);
+	struct c2s *c;
 	char key[24];
 
+	if (ip_banned(st, now)) {
+		/* One line per ban at info; purge_cb reports the total. */
+		if (st->refused++ == 0)
+			log_info("c2s %" PRIu64 " %s: refused: address banned "
+			    "for %.0f s more after authentication failures",
+			    conn->id, conn->addr, st->banned_until - now);
+		else
+			log_debug("c2s %" PRIu64 " %s: refused: address "
+			    "banned", conn->id, conn->addr);
+		return NULL;
+	}
+	if (l->preauth_connections_per_ip != 0 && st != NULL &&
+	    st->preauth >= l->preauth_connections_per_ip) {
+		log_warnx("c2s %" PRIu64 " %s: refused: %u connections from "
+		    "this address have not authenticated "
+		    "(preauth-connections-per-ip)", conn->id, conn->addr,
+		    st->preauth);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
 	c->id = conn->id;
 	c->conn = conn;
+	ip_state(conn->ip, 1)->preauth++;
+	c->preauth_counted = 1;
+	c->tokens = l->stanza_burst;
+	c->bucket_at = now;
 	new_parser(c);
 	c->preauth_deadline = ev_now(xmppd_loop) +
 	    xmppd_conf->limits.preauth_timeout;
@@ -750,6 +1123,11 @@ on_close(struct conn *conn)
 	free(c->queue);
 	close_session(c);
 	sasl_discard(c);
+	wait_remove(c);
+	preauth_release(c);
+	if (c->throttled > 1)
+		log_info("c2s %" PRIu64 " %s: reading was paused %u times by "
+		    "the stanza rate limit", c->id, conn->addr, c->throttled);
 	if (c->xs)
 		xml_stream_free(c->xs);
 	if (c->prev)
@@ -797,7 +1175,8 @@ void
 c2s_init(void)
 {
 	by_id = strmap_new();
-	auth_fail = strmap_new();
+	ips = strmap_new();
+	ev_init(&wait_w, wait_cb);
 	sasl_init(c2s_sasl_reply);
 	ev_prepare_init(&trash_w, trash_cb);
 	ev_prepare_start(xmppd_loop, &trash_w);
@@ -814,7 +1193,7 @@ void
 c2s_hold(struct c2s *c)
 {
 	c->held++;
-	conn_pause(c->conn);
+	conn_pause(c->conn, CONN_PAUSE_UPPER);
 }
 
 void
@@ -828,10 +1207,10 @@ c2s_release(struct c2s *c)
 
 		memmove(c->queue, c->queue + 1,
 		    --c->nqueue * sizeof(*c->queue));
-		on_stanza(c, st);
+		handle_stanza(c, st);
 	}
-	if (!c->held && c->state != C2S_CLOSING && c->conn->paused == 1)
-		conn_resume(c->conn);
+	if (!c->held && c->state != C2S_CLOSING)
+		conn_resume(c->conn, CONN_PAUSE_UPPER);
 }
 
 uint64_t

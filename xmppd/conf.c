@@ -184,6 +184,13 @@ static const struct option limit_options[] = {
         1000000, 0, 0},
     {"auth-failures-per-ip", set_uint, LIMIT_FIELD(auth_failures_per_ip), 1,
         1000000, 0, 0},
+    {"auth-ban-time", set_duration, LIMIT_FIELD(auth_ban_time), 0, 86400, 0,
+        0},
+    {"preauth-connections-per-ip", set_uint,
+        LIMIT_FIELD(preauth_connections_per_ip), 0, 1000000, 0, 0},
+    {"stanzas-per-second", set_uint, LIMIT_FIELD(stanzas_per_second), 0,
+        1000000, 0, 0},
+    {"stanza-burst", set_uint, LIMIT_FIELD(stanza_burst), 1, 1000000, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -1069,6 +1076,10 @@ conf_init(struct conf *c, const char *name)
 	c->limits.sessions_per_user = 16;
 	c->limits.connections_per_ip = 256;
 	c->limits.auth_failures_per_ip = 10;
+	c->limits.auth_ban_time = 600;
+	c->limits.preauth_connections_per_ip = 16;
+	c->limits.stanzas_per_second = 50;
+	c->limits.stanza_burst = 200;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;
 	c->limits.idle_timeout = 3600;

@@ -42,6 +42,15 @@ struct conf_limits {
 	unsigned sessions_per_user;  /* "sessions-per-user", 16 */
 	unsigned connections_per_ip; /* "connections-per-ip", 256; 0 = off */
 	unsigned auth_failures_per_ip; /* "auth-failures-per-ip", 10/minute */
+	unsigned auth_ban_time;      /* "auth-ban-time", s, 600: an address
+	                                with twice auth-failures-per-ip
+	                                failures is refused this long; 0 =
+	                                no ban */
+	unsigned preauth_connections_per_ip; /* "preauth-connections-per-ip",
+	                                16: unauthenticated; 0 = off */
+	unsigned stanzas_per_second; /* "stanzas-per-second", 50 per
+	                                session; 0 = off */
+	unsigned stanza_burst;       /* "stanza-burst", 200 */
 	unsigned handshake_timeout;  /* "handshake-timeout", s, 30 */
 	unsigned preauth_timeout;    /* "preauth-timeout", s, 60 */
 	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */

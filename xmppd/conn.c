@@ -150,7 +150,12 @@ conn_timer_fired(struct ev_loop *l, ev_timer *w, int revents)
 		    "timeout");
 		return;
 	}
-	if (c->idle > 0 && now >= c->last_read + c->idle) {
+	if (c->idle > 0 && now >= c->last_read + c->idle &&
+	    (c->paused & CONN_PAUSE_RATE)) {
+		/* We are the ones not reading: the peer has more to say
+		 * than the stanza rate limit lets through. */
+		c->last_read = now;
+	} else if (c->idle > 0 && now >= c->last_read + c->idle) {
 		log_info("conn %llu %s: idle for %.0f s, closing",
 		    (unsigned long long)c->id, c->addr, c->idle);
 		conn_kill(c, "idle timeout");
@@ -200,16 +205,18 @@ conn_close(struct conn *c)
 }
 
 void
-conn_pause(struct conn *c)
+conn_pause(struct conn *c, enum conn_pause_reason why)
 {
-	c->paused = 1;
+	c->paused |= why;
 	ev_io_stop(loop, &c->rio);
 }
 
 void
-conn_resume(struct conn *c)
+conn_resume(struct conn *c, enum conn_pause_reason why)
 {
-	c->paused = 0;
+	c->paused &= ~(unsigned)why;
+	if (c->paused)
+		return;
 	if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
 		ev_io_start(loop, &c->rio);
 		/* TLS may hold decrypted bytes the socket won't signal. */
@@ -360,9 +367,9 @@ flush_one(struct conn *c)
 			SSL_shutdown(c->ssl);
 		}
 		conn_kill(c, "closed");
-	} else if (c->paused == 2) {
+	} else if (c->paused & CONN_PAUSE_OUTPUT) {
 		/* resume reading paused by our own output high water mark */
-		conn_resume(c);
+		conn_resume(c, CONN_PAUSE_OUTPUT);
 	}
 }
 
@@ -421,11 +428,10 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		c->h->on_data(c, data, (size_t)n);
 		if (buf_avail(&c->out) > output_high && c->state == CONN_OPEN &&
-		    !c->paused) {
+		    !(c->paused & CONN_PAUSE_OUTPUT)) {
 			/* Our peer is not reading what it asks for: stop
 			 * reading it until its output drains. */
-			conn_pause(c);
-			c->paused = 2;
+			conn_pause(c, CONN_PAUSE_OUTPUT);
 		}
 	}
 	if (budget == 0 && c->state == CONN_OPEN && !c->paused)
@@ -482,14 +488,15 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	ev_init(&c->timer, conn_timer_fired);
 	ip_count(c->ip, 1);
 	stats.open++;
-	stats.accepted++;
 	log_debug("conn %llu %s: accepted (%s)", (unsigned long long)c->id,
 	    c->addr, c->direct_tls ? "direct TLS" : "plain");
 	c->upper = handler->on_accept(c);
 	if (c->upper == NULL) {
+		stats.refused++;
 		conn_kill(c, "refused");
 		return;
 	}
+	stats.accepted++;
 	if (c->direct_tls)
 		start_tls(c);
 	else
@@ -509,7 +516,7 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 	struct listener *li = container_of(w, struct listener, io);
 
 	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
+		struct sockaddr_storage ss = { 0 };
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(li->fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);

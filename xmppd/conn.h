@@ -30,8 +30,18 @@ struct conn_handler {
 	/* The connection is gone; called from the before-sleep hook. */
 	void (*on_close)(struct conn *c);
 	/* Called for a new connection; returns the upper layer's state or
-	 * NULL to refuse it. */
+	 * NULL to refuse it (it is closed at once; the upper layer logs
+	 * why). */
 	void *(*on_accept)(struct conn *c);
+};
+
+/* Why reading is stopped (struct conn.paused is a set of these): reading
+ * goes on only when none is left, so each owner resumes only its own. */
+enum conn_pause_reason {
+	CONN_PAUSE_UPPER = 1,   /* the upper layer waits (SASL round trip,
+	                           c2s_hold, an authentication tarpit) */
+	CONN_PAUSE_OUTPUT = 2,  /* output above the high water mark */
+	CONN_PAUSE_RATE = 4,    /* stanza rate limit (c2s token bucket) */
 };
 
 enum conn_state {
@@ -48,7 +58,7 @@ struct conn {
 	enum conn_state state;
 	int direct_tls;
 	int starttls_required;   /* from the listener (plain c2s only) */
-	int paused;              /* reading stopped by the upper layer */
+	unsigned paused;         /* enum conn_pause_reason bits; 0: reading */
 	SSL *ssl;                /* NULL until TLS */
 	void *upper;             /* c2s state */
 	const struct conn_handler *h;
@@ -94,8 +104,11 @@ void conn_starttls(struct conn *c);
 void conn_close(struct conn *c);
 /* Close now without flushing. */
 void conn_kill(struct conn *c, const char *reason);
-void conn_pause(struct conn *c);
-void conn_resume(struct conn *c);
+/* Stop reading for a reason; resuming that reason restarts reading
+ * once no other reason is left.  Called inside on_data, it stops the
+ * reads after this one: the bytes of this call are the caller's. */
+void conn_pause(struct conn *c, enum conn_pause_reason why);
+void conn_resume(struct conn *c, enum conn_pause_reason why);
 /* Arm the connection's deadline (seconds from now, 0 = none); reaching it
  * kills the connection with reason. */
 void conn_set_timeout(struct conn *c, double seconds, const char *reason);

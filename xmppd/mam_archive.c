@@ -30,7 +30,7 @@
  * beyond (XEP-0059 §2.2 allows that when counting would be exceptionally
  * resource intensive; counting a million index entries takes tens of
  * milliseconds of the storage thread's time per page). */
-#define MAM_COUNT_CAP 20000
+#define MAM_COUNT_CAP 10000
 #define PREFS_CHUNK 256
 #define HISTORY_CHUNK_ROWS 256
 #define HISTORY_CHUNK_BYTES (128 * 1024)

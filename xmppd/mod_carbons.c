@@ -29,6 +29,7 @@
 #include "iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mam.h"
 #include "router.h"
 #include "session.h"
 #include "stanza.h"
@@ -39,7 +40,6 @@
 #define NS_CARBONS "urn:xmpp:carbons:2"
 /* Any version of the protocol, for what a peer may not forge. */
 #define NS_CARBONS_ANY "urn:xmpp:carbons:"
-#define NS_FORWARD "urn:xmpp:forward:0"
 #define NS_HINTS "urn:xmpp:hints"
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 #define NS_CONFERENCE "jabber:x:conference"
@@ -64,9 +64,9 @@ enum direction { CARBON_RECEIVED, CARBON_SENT };
  * copied too (§6.1) without keeping the messages.
  */
 struct carbons_user {
-	size_t enabled;          /* carbons-enabled sessions */
+	size_t enabled; /* carbons-enabled sessions */
 	uint64_t recent[RECENT_MAX];
-	size_t next;             /* where the next hash goes */
+	size_t next; /* where the next hash goes */
 };
 
 static struct strmap *users;    /* bare JID -> struct carbons_user */
@@ -147,7 +147,7 @@ static int
 to_own_account(struct session *s, struct xel *iq, enum iq_target target)
 {
 	const char *to = xel_attr(iq, "to");
-	struct jid j = { 0 };
+	struct jid j = {0};
 	int own;
 
 	if (to == NULL)
@@ -156,7 +156,7 @@ to_own_account(struct session *s, struct xel *iq, enum iq_target target)
 		return 0;
 	if (target == IQ_TO_SERVER)
 		own = j.node == NULL && j.resource == NULL &&
-		    strcmp(j.domain, s->jid.domain) == 0;
+		      strcmp(j.domain, s->jid.domain) == 0;
 	else
 		own = j.node && j.resource == NULL && jid_eq_bare(&j, &s->jid);
 	jid_free(&j);
@@ -205,7 +205,7 @@ is_wrapper(const struct xel *el)
 {
 	return (strcmp(el->name, "received") == 0 ||
 	           strcmp(el->name, "sent") == 0) &&
-	    ns_has_prefix(el, NS_CARBONS_ANY);
+	       ns_has_prefix(el, NS_CARBONS_ANY);
 }
 
 /* Remove the carbons wrappers among msg's children; returns how many. */
@@ -263,7 +263,7 @@ same_bare(const char *jid, const char *bare)
 	size_t n = strlen(bare);
 
 	return jid != NULL && strncmp(jid, bare, n) == 0 &&
-	    (jid[n] == '\0' || jid[n] == '/');
+	       (jid[n] == '\0' || jid[n] == '/');
 }
 
 /*
@@ -274,8 +274,8 @@ same_bare(const char *jid, const char *bare)
  * routes for others.
  */
 static enum hook_result
-carbons_message_in(struct session *from_session, struct xel *msg,
-    const struct jid *to)
+carbons_message_in(
+    struct session *from_session, struct xel *msg, const struct jid *to)
 {
 	const char *from = xel_attr(msg, "from");
 	char bare[BARE_MAX];
@@ -306,9 +306,9 @@ static int
 has_im_payload(const struct xel *msg)
 {
 	return has_child(msg, "request", NS_RECEIPTS) ||
-	    has_child(msg, "received", NS_RECEIPTS) ||
-	    has_child(msg, NULL, NS_CHATSTATES) ||
-	    has_child(msg, NULL, NS_MARKERS);
+	       has_child(msg, "received", NS_RECEIPTS) ||
+	       has_child(msg, NULL, NS_CHATSTATES) ||
+	       has_child(msg, NULL, NS_MARKERS);
 }
 
 /*
@@ -405,8 +405,8 @@ answers_eligible(const struct carbons_user *u, enum direction dir,
 
 	if (id == NULL || peer == NULL)
 		return 0;
-	h = exchange_hash(dir == CARBON_SENT ? CARBON_RECEIVED : CARBON_SENT,
-	    peer, id);
+	h = exchange_hash(
+	    dir == CARBON_SENT ? CARBON_RECEIVED : CARBON_SENT, peer, id);
 	for (size_t i = 0; i < RECENT_MAX; i++)
 		if (u->recent[i] == h)
 			return 1;
@@ -434,20 +434,29 @@ check_eligible(struct carbons_user *u, enum direction dir, const char *peer,
 /*
  * The wrapper (§7, §8): from the account's bare JID, the same type as
  * the original, <received/> or <sent/> holding <forwarded/> (XEP-0297)
- * holding a copy of msg.  In a new arena; 'to' is set per copy.
+ * holding a copy of msg.  A received message carries the recipient's
+ * archive id already (mod_mam adds it in message_in, before us); a sent
+ * one gets the sender's, sent_id, on the copy only (XEP-0313 §3.5: never
+ * on the routed message).  In a new arena; 'to' is set per copy.
  */
 static struct xel *
-wrap(const struct xel *msg, const char *bare, enum direction dir)
+wrap(const struct xel *msg, const char *bare, enum direction dir,
+    const char *sent_id)
 {
 	struct xel *w = xel_new(arena_new(1024), "message", NS_CLIENT);
 	const char *type = xel_attr(msg, "type");
-	struct xel *c;
+	struct xel *c, *inner, *sid;
 
 	xel_set_attr(w, "from", bare);
 	if (type != NULL)
 		xel_set_attr(w, "type", type);
 	c = xel_add(w, dir == CARBON_SENT ? "sent" : "received", NS_CARBONS);
-	xel_append_copy(xel_add(c, "forwarded", NS_FORWARD), msg);
+	inner = xel_append_copy(xel_add(c, "forwarded", NS_FORWARD), msg);
+	if (sent_id != NULL) {
+		sid = xel_add(inner, "stanza-id", NS_SID);
+		xel_set_attr(sid, "by", bare);
+		xel_set_attr(sid, "id", sent_id);
+	}
 	return w;
 }
 
@@ -463,23 +472,23 @@ listed(const struct session *s, struct session **v, size_t n)
 /*
  * A copy of msg to each carbons-enabled session of the account j except
  * skip (the sender, or NULL) and the sessions that got the original
- * (got, n).  The wrapper is built at the first copy, and never when no
- * session needs one.
+ * (got, n).  sent_id: see wrap().  The wrapper is built at the first
+ * copy, and never when no session needs one.
  */
 static void
 send_copies(const struct jid *j, const char *bare, const struct xel *msg,
-    enum direction dir, const struct session *skip, struct session **got,
-    size_t n)
+    enum direction dir, const char *sent_id, const struct session *skip,
+    struct session **got, size_t n)
 {
 	struct xel *w = NULL;
 
 	for (struct session *s = sm_find_bare(j->node, j->domain), *next; s;
-	    s = next) {
+	     s = next) {
 		next = s->next;
 		if (s == skip || !enabled(s) || listed(s, got, n))
 			continue;
 		if (w == NULL)
-			w = wrap(msg, bare, dir);
+			w = wrap(msg, bare, dir, sent_id);
 		xel_set_attr(w, "to", s->full);
 		router_deliver(s, w);
 	}
@@ -495,8 +504,7 @@ send_copies(const struct jid *j, const char *bare, const struct xel *msg,
  * the original are known.
  */
 static enum hook_result
-carbons_message_out(struct session *from, struct xel *msg,
-    const struct jid *to)
+carbons_message_out(struct session *from, struct xel *msg, const struct jid *to)
 {
 	struct carbons_user *u;
 	char peer[BARE_MAX];
@@ -510,8 +518,8 @@ carbons_message_out(struct session *from, struct xel *msg,
 	else
 		snprintf(peer, sizeof(peer), "%s", to->domain);
 	if (check_eligible(u, CARBON_SENT, peer, msg))
-		send_copies(&from->jid, from->bare, msg, CARBON_SENT, from,
-		    NULL, 0);
+		send_copies(&from->jid, from->bare, msg, CARBON_SENT,
+		    mam_sent_id(msg), from, NULL, 0);
 	return HOOK_PASS;
 }
 
@@ -520,7 +528,7 @@ static struct session *
 sender_of(const struct jid *to, const char *from)
 {
 	for (struct session *s = sm_find_bare(to->node, to->domain); s;
-	    s = s->next)
+	     s = s->next)
 		if (strcmp(s->full, from) == 0)
 			return s;
 	return NULL;
@@ -535,11 +543,12 @@ sender_of(const struct jid *to, const char *from)
  *
  * A message the user sent to its own account (another resource, or the
  * bare JID) is copied as <sent/> to the sessions that neither sent nor
- * got it, once.
+ * got it, once (mod_mam archived it once, as sent, and put that id on
+ * it already).
  */
 static void
-carbons_message_delivered(struct xel *msg, const struct jid *to,
-    struct session **got, size_t n)
+carbons_message_delivered(
+    struct xel *msg, const struct jid *to, struct session **got, size_t n)
 {
 	const char *from = xel_attr(msg, "from");
 	struct carbons_user *u;
@@ -549,12 +558,12 @@ carbons_message_delivered(struct xel *msg, const struct jid *to,
 		return;
 	if (same_bare(from, bare)) {
 		if (eligibility(msg, CARBON_SENT) == ELIGIBLE)
-			send_copies(to, bare, msg, CARBON_SENT,
+			send_copies(to, bare, msg, CARBON_SENT, NULL,
 			    sender_of(to, from), got, n);
 		return;
 	}
 	if (n > 0 && check_eligible(u, CARBON_RECEIVED, from, msg))
-		send_copies(to, bare, msg, CARBON_RECEIVED, NULL, got, n);
+		send_copies(to, bare, msg, CARBON_RECEIVED, NULL, NULL, got, n);
 }
 
 void

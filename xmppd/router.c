@@ -270,8 +270,13 @@ router_from_client(struct session *from, struct xel *st)
 		presence_from_client(from, st, top);
 	else if (top == NULL) {
 		/* RFC 6120 §10.3: no 'to' means the user's own account. */
-		if (kind == STANZA_MESSAGE)
-			message_to_local(from, st, &from->jid);
+		if (kind == STANZA_MESSAGE) {
+			/* §10.3.1: as if addressed to the bare JID. */
+			struct jid bare = from->jid;
+
+			bare.resource = NULL;
+			message_to_local(from, st, &bare);
+		}
 		else if (iq_request(st))
 			iq_dispatch(from, st, IQ_TO_BARE);
 	} else

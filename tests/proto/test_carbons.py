@@ -21,6 +21,7 @@ NS_MUC_USER = 'http://jabber.org/protocol/muc#user'
 NS_CONFERENCE = 'jabber:x:conference'
 NS_RECEIPTS = 'urn:xmpp:receipts'
 NS_CHATSTATES = 'http://jabber.org/protocol/chatstates'
+NS_SID = 'urn:xmpp:sid:0'
 
 ENABLE = "<enable xmlns='%s'/>" % NS_CARBONS
 DISABLE = "<disable xmlns='%s'/>" % NS_CARBONS
@@ -436,6 +437,40 @@ def test_messages_to_own_account(server, im):
         c.absent(lambda e: is_carbon()(e) or e.get('id') == 'self1', 0.1)
 
 
+def stanza_ids(el):
+    """{by: id} of the XEP-0359 <stanza-id/>s directly in el."""
+    return {s.get('by'): s.get('id') for s in el.findall(q(NS_SID,
+                                                          'stanza-id'))}
+
+
+def test_copies_carry_archive_ids(server, im):
+    """With the archive (XEP-0313) on, a <received/> copy carries the id
+    the recipient's archive gave the message, as the original does, and a
+    <sent/> copy the id in the sender's archive, which the routed message
+    never shows (XEP-0313 §3.5)."""
+    a, b = fresh_users(server, 2)
+    r1 = im(a, 'r1')
+    r2 = im(a, 'r2')
+    cb = im(b, 'x')
+    enable(r2)
+    cb.message(r1.full, 'archived in', mid='sid1')
+    orig = r1.wait(is_message(body='archived in'))
+    ids = stanza_ids(orig)
+    assert list(ids) == [a] and ids[a], tostr(orig)
+    inner = check_carbon(r2.wait(is_carbon('received')), r2, 'received',
+                         'chat', 'archived in')
+    assert stanza_ids(inner) == ids, tostr(inner)
+
+    r1.message(b, 'archived out', mid='sid2')
+    routed = cb.wait(is_message(body='archived out'))
+    assert a not in stanza_ids(routed), tostr(routed)
+    inner = check_carbon(r2.wait(is_carbon('sent')), r2, 'sent', 'chat',
+                         'archived out')
+    sent_ids = stanza_ids(inner)
+    assert list(sent_ids) == [a] and sent_ids[a] not in (None, ids[a]), \
+        tostr(inner)
+
+
 # --- forged carbons (§11) -------------------------------------------------------
 
 def forged(kind, body, ns=NS_CARBONS, frm='friend@localhost/phone',
@@ -517,11 +552,8 @@ def test_slixmpp_second_client(server, im):
     a, b = fresh_users(server, 2)
     raw = im(a, 'raw')
     cb = im(b, 'x')
-    x = slixmpp_client(server, a)
-    x.register_plugin('xep_0030')
-    x.register_plugin('xep_0297')
-    x.register_plugin('xep_0280')
     got = {}
+    clients = []
 
     def on_received(msg):
         got['received'] = (msg['from'].full,
@@ -532,10 +564,13 @@ def test_slixmpp_second_client(server, im):
         got['sent'] = (msg['from'].full, msg['carbon_sent']['body'],
                        msg['carbon_sent']['to'].full)
 
-    x.add_event_handler('carbon_received', on_received)
-    x.add_event_handler('carbon_sent', on_sent)
-
     async def scenario(loop):
+        # Made inside the loop, so that its futures belong to it.
+        x = slixmpp_client(server, a)
+        clients.append(x)
+        x.register_plugin('xep_0280')
+        x.add_event_handler('carbon_received', on_received)
+        x.add_event_handler('carbon_sent', on_sent)
         started = loop.create_future()
         x.add_event_handler('session_start',
                             lambda _e: started.done() or
@@ -552,7 +587,13 @@ def test_slixmpp_second_client(server, im):
         x.disconnect()
         await asyncio.sleep(0.1)
 
-    run_async(scenario, [x])
+    try:
+        run_async(scenario, clients)
+    finally:
+        # run_async leaves "no current event loop" behind, which breaks
+        # later tests that make a slixmpp client outside a loop: start
+        # again from a fresh policy, as if no loop had been set.
+        asyncio.set_event_loop_policy(None)
     assert got['received'] == (a, 'to raw', cb.full), got
     assert got['sent'] == (a, 'from raw', b), got
     raw.wait(is_message(body='to raw'))
