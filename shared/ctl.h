@@ -83,6 +83,11 @@
  *                                   hosts, sessions, users-online,
  *                                   storage-queue, storage-commits,
  *                                   last-commit-ms, pid; ok
+ *     history JID [WITH [SINCE [UNTIL [LIMIT]]]]
+ *                            priv  cols id timestamp direction with from
+ *                                   to body stanza; rows streamed in
+ *                                   chunks; ok | err not-found, bad-jid,
+ *                                   usage ("-" for an absent argument)
  *     stop                   priv  ok, then the daemon shuts down
  *     reload                 priv  ok, then the daemon reloads its
  *                                   configuration

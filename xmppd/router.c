@@ -22,10 +22,15 @@
 void
 router_bounce(struct session *from, const struct xel *st, const char *cond)
 {
-	struct xel *r;
+	struct xel *r, *c, *next;
 
 	if (from == NULL || (r = stanza_error(st, NULL, cond, NULL)) == NULL)
 		return;
+	/* The recipient's archive id names nothing for the sender. */
+	for (c = xel_child(r, "stanza-id", "urn:xmpp:sid:0"); c; c = next) {
+		next = xel_next(c, "stanza-id", "urn:xmpp:sid:0");
+		xel_remove(c);
+	}
 	session_send(from, r);
 	arena_free(r->arena);
 }

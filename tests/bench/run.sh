@@ -434,7 +434,8 @@ stop_server
 
 # The roster scenario, on a fresh server: seed the rosters while it is
 # stopped, start it again, warm its caches with one plain login per
-# roster account, then the measured runs (see README.md).
+# roster account, then the measured roster logins, each run followed by
+# plain logins of the same accounts as a baseline (see README.md).
 if [ "$ROSTER" != 0 ]; then
 	t=$(now)
 	if [ "$SERVER" = prosody ]; then
@@ -453,9 +454,15 @@ if [ "$ROSTER" != 0 ]; then
 	echo "-- roster logins, sequential ($((R_USERS / 2)) users online)"
 	bench roster -n "$R_SEQ" -c 1 --users "$R_USERS" \
 	    --roster-items "$R_ITEMS" --pid "$SRV_PID" --label "$SERVER"
+	echo "-- baseline: plain logins of the same accounts, sequential"
+	bench login -n "$R_SEQ" -c 1 --users "$R_USERS" --pid "$SRV_PID" \
+	    --label "$SERVER-base"
 	echo "-- roster logins, parallel ($((R_USERS / 2)) users online)"
 	bench roster -n "$R_LOGINS" -c "$R_CONC" --users "$R_USERS" \
 	    --roster-items "$R_ITEMS" --pid "$SRV_PID" --label "$SERVER"
+	echo "-- baseline: plain logins of the same accounts, parallel"
+	bench login -n "$R_LOGINS" -c "$R_CONC" --users "$R_USERS" \
+	    --pid "$SRV_PID" --label "$SERVER-base"
 	stop_server
 fi
 
@@ -471,11 +478,13 @@ $2 ~ /-warmup$/ { next }
 		what = "idle ramp (c=" $6 ")"
 	else if ($3 == "roster")
 		what = "roster login (c=" $6 ")"
+	else if ($2 ~ /-base$/)
+		what = "  plain, same users (c=" $6 ")"
 	else if ($6 == 1)
 		what = "sequential login"
 	else
 		what = "parallel login (c=" $6 ")"
-	printf "%-26s %11s %7s %9s %9s %8s %8s %8s %8s\n", what, $7 "/" $5,
+	printf "%-28s %11s %7s %9s %9s %8s %8s %8s %8s\n", what, $7 "/" $5,
 	    $8, $9, $10, $14, $11, $12, cpu($20 == "" ? -1 : $20)
 	if ($3 == "idle") {
 		idle = 1; n = $7; before = $15; after = $16; per = $17
@@ -487,7 +496,7 @@ $2 ~ /-warmup$/ { next }
 		    $24)
 }
 BEGIN {
-	printf "%-26s %11s %7s %9s %9s %8s %8s %8s %8s\n", "run", "ok/n",
+	printf "%-28s %11s %7s %9s %9s %8s %8s %8s %8s\n", "run", "ok/n",
 	    "failed", "elapsed_s", "logins/s", "mean_ms", "p50_ms", "p99_ms",
 	    "cpu_ms"
 }

@@ -70,9 +70,9 @@
 #define LOGIN_TIMEOUT 30.0 /* s for one login before it fails */
 #define SWEEP_INTERVAL 0.5
 #define PORTS_PER_SOURCE 25000 /* ephemeral ports used per source address */
-#define ROSTER_RAMP 20     /* roster: online sessions logging in at once */
-#define ROSTER_SETTLE 1.0  /* roster: s between the ramp and the run */
-#define ROSTER_DRAIN 2.0   /* roster: s to wait for the last broadcasts */
+#define ROSTER_RAMP 20         /* roster: online sessions logging in at once */
+#define ROSTER_SETTLE 1.0      /* roster: s between the ramp and the run */
+#define ROSTER_DRAIN 2.0       /* roster: s to wait for the last broadcasts */
 #define DRAIN_POLL 0.02
 
 enum bench_mode { MODE_LOGIN, MODE_IDLE, MODE_ROSTER };
@@ -190,10 +190,10 @@ struct conn {
 	unsigned depth;
 	enum top_elem top;
 	int has_starttls, has_scram, has_bind, in_mechanism;
-	int iq_bind, iq_result; /* current iq: id='bind', type='result' */
-	int iq_roster;          /* current iq: id='roster' */
+	int iq_bind, iq_result;       /* current iq: id='bind', type='result' */
+	int iq_roster;                /* current iq: id='roster' */
 	enum presence_type pres_type; /* current presence */
-	long pres_from;         /* its sender's user index, -1 if none */
+	long pres_from;               /* its sender's user index, -1 if none */
 	int tls_up, authed;
 	int logged_in; /* login complete (bind, or roster mode's probes) */
 	int in_flight; /* holds one of the -c login slots */
@@ -240,7 +240,7 @@ struct bench_opts {
 	const char *label;
 	const char *key_cache;
 	int verbose;
-	unsigned online;  /* roster: sessions held online (odd users) */
+	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
 };
 
@@ -372,8 +372,8 @@ jid_user_index(const char *jid)
 static int
 user_is_online(long idx)
 {
-	return idx > 0 && idx % 2 == 1 && (unsigned long)(idx - 1) / 2 <
-	    B.o.online;
+	return idx > 0 && idx % 2 == 1 &&
+	       (unsigned long)(idx - 1) / 2 < B.o.online;
 }
 
 /* ---- SCRAM-SHA-256 client side (RFC 5802 §3), OpenSSL only ---- */
@@ -1806,8 +1806,7 @@ roster_check_done(void)
 		fflush(stdout);
 		ev_timer_init(&B.settle, roster_measure_cb, ROSTER_SETTLE, 0);
 		ev_timer_start(B.loop, &B.settle);
-	} else if (B.phase == PHASE_MEASURE &&
-	           B.measured_finished == B.o.n) {
+	} else if (B.phase == PHASE_MEASURE && B.measured_finished == B.o.n) {
 		B.phase = PHASE_DRAIN;
 		B.all_up = 1;
 		B.t_up = now_mono();
@@ -2138,13 +2137,13 @@ parse_args(int argc, char **argv)
 			o->label = optarg;
 			break;
 		case O_ONLINE:
-			o->online =
-			    (unsigned)parse_num(optarg, 0, 10000000, "--online");
+			o->online = (unsigned)parse_num(
+			    optarg, 0, 10000000, "--online");
 			online_given = 1;
 			break;
 		case O_ROSTER_ITEMS:
-			o->roster_items =
-			    (long)parse_num(optarg, -1, 100000, "--roster-items");
+			o->roster_items = (long)parse_num(
+			    optarg, -1, 100000, "--roster-items");
 			break;
 		case O_HELP:
 			usage(0);
@@ -2188,7 +2187,7 @@ main(int argc, char **argv)
 		log_set_level(LOG_LVL_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile((B.o.mode == MODE_IDLE ? B.o.n : B.o.concurrency) +
-	    B.o.online + 64);
+	             B.o.online + 64);
 	resolve();
 	tls_init();
 	B.conns = xcalloc(B.o.online + B.o.n, sizeof(*B.conns));

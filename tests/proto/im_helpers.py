@@ -533,7 +533,9 @@ def run_async(coro_fn, clients, timeout=15):
         loop.run_until_complete(asyncio.gather(*pending,
                                                return_exceptions=True))
         loop.close()
-        asyncio.set_event_loop(None)
+        # Leave a usable current loop for code that calls
+        # asyncio.get_event_loop() later (slixmpp's constructors).
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 # --- XEP-0115 ----------------------------------------------------------------

@@ -37,24 +37,9 @@ NS_OMEMO = 'eu.siacs.conversations.axolotl'
 DOMAIN = 'localhost'
 
 PAGE = 120          # this module's limits { mam-page-size }
-SERVER_OPTIONS = {'limits': {'mam-page-size': PAGE}}
-
-
-def _daemon_knows(option):
-    """Whether the daemon under test has this configuration option (its
-    name is a string in the binary)."""
-    from conftest import XMPPD_BIN
-    try:
-        with open(XMPPD_BIN, 'rb') as f:
-            return option.encode() in f.read()
-    except OSError:
-        return False
-
-
 # test_paging_a_large_archive sends 3000 messages at once: no stanza rate
 # limit for this module's daemon.
-if _daemon_knows('stanzas-per-second'):
-    SERVER_OPTIONS['limits']['stanzas-per-second'] = 0
+SERVER_OPTIONS = {'limits': {'mam-page-size': PAGE, 'stanzas-per-second': 0}}
 
 _ids = itertools.count(1)
 
