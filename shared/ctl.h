@@ -56,8 +56,41 @@
  * A line the daemon cannot parse is answered with its ID when the first
  * field is a valid ID, otherwise with ID 0, and the connection stays open.
  *
- * Events (reserved for subscriptions, not sent in version 1):
+ * Events.  After "ID subscribe" (answered "ID ok") the daemon pushes
  *     * event NAME [FIELD...]
+ * lines on that connection until "ID unsubscribe" or the close.  Events
+ * come between responses, never among the lines of one response (an
+ * event raised meanwhile is held until the response's terminal line).
+ * A subscriber whose unread output passes 4 MiB is disconnected.  Events
+ * (added in version 1; older clients never subscribe):
+ *     * event session-up SID JID IP TLS_VERSION CIPHER SINCE
+ *         a resource was bound.  SID the decimal session id, JID the
+ *         full JID, TLS_VERSION ("TLSv1.3") and CIPHER empty ("%-")
+ *         without TLS, SINCE unix seconds with 3 decimals.
+ *     * event session-down SID JID REASON
+ *         the session ended.  REASON is one field: "closed" (stream
+ *         closed by the client), a stream error condition sent by the
+ *         server ("conflict", "policy-violation", ...), "kicked" or
+ *         "kicked: TEXT" (xmppctl kick), or the connection's end
+ *         ("idle timeout", "connection reset", "TLS error", ...).
+ *     * event presence SID JID SHOW PRIORITY STATUS
+ *         the session's broadcast presence changed.  SHOW is available,
+ *         chat, away, xa, dnd or unavailable; STATUS the <status/> text
+ *         ("%-" if none).
+ *     * event counters UPTIME SESSIONS USERS LOGINS_PER_MIN
+ *           STANZAS_IN_PER_S STANZAS_OUT_PER_S BYTES_IN_PER_S
+ *           BYTES_OUT_PER_S OFFLINE_QUEUE RSS_KB STORE_QUEUE COMMIT_MS
+ *         every second.  UPTIME seconds; USERS distinct users online;
+ *         LOGINS_PER_MIN resources bound in the last 60 s; the rates
+ *         are over the last second (stanzas with one decimal, bytes as
+ *         integers, client streams only); OFFLINE_QUEUE messages held
+ *         in offline storage (a counter, resynchronised from storage
+ *         every minute); RSS_KB the daemon's resident size; STORE_QUEUE
+ *         storage requests waiting; COMMIT_MS the last commit's
+ *         latency with 3 decimals.
+ *     * event log LEVEL TEXT
+ *         a line for the admin's event pane: logins, logouts and kicks
+ *         (LEVEL info), failed authentications (LEVEL warning).
  *
  * Growth rules.  Receivers ignore extra trailing fields they do not know,
  * and clients ignore lines whose second field is a kind they do not know
@@ -66,8 +99,8 @@
  *
  * Error codes (CTL_E_*): usage, unknown-command, denied, exists,
  * not-found, bad-jid, unknown-host, bad-password, internal, too-long,
- * version, busy (too many control connections; sent with ID 0 right
- * after accept, then the daemon closes).
+ * version, busy (too many control connections: 64 in all, 8 per uid;
+ * sent with ID 0 right after accept, then the daemon closes).
  *
  * Commands in version 1 ("priv": only for uid 0 or the daemon's user; the
  * others may be used by anyone allowed to connect to the socket):
@@ -91,6 +124,60 @@
  *     stop                   priv  ok, then the daemon shuts down
  *     reload                 priv  ok, then the daemon reloads its
  *                                   configuration
+ *     subscribe                    ok; events follow (see Events)
+ *     unsubscribe                  ok; no more events
+ *     sessions                     cols sid jid ip tls cipher client show
+ *                                   status priority since idle
+ *                                   stanzas_in stanzas_out; one row per
+ *                                   bound session in binding order; ok.
+ *                                   client: the XEP-0115 caps node of
+ *                                   the last presence ("" if none);
+ *                                   since: unix seconds, 3 decimals;
+ *                                   idle: whole seconds since the last
+ *                                   stanza from the client
+ *     online                       cols jid sessions; one row per user
+ *                                   online; ok
+ *     kick JID[/RES] [REASON [CONDITION]]
+ *                            priv  ok N (sessions closed) | err
+ *                                   not-found, bad-jid, usage.  The
+ *                                   stream error is CONDITION,
+ *                                   policy-violation (default) or reset,
+ *                                   with REASON as its <text/> ("" for
+ *                                   none); session-down events follow
+ *     broadcast TEXT         priv  ok N: a type="headline" message with
+ *                                   TEXT as body, from each session's
+ *                                   domain, to every bound session |
+ *                                   err usage (not UTF-8 / XML text)
+ *     stats                        cols key value; rows uptime, sessions,
+ *                                   users-online, logins, logins-per-min,
+ *                                   auth-failures, kicks, stanzas-in,
+ *                                   stanzas-out, stanzas-in-per-s,
+ *                                   stanzas-out-per-s, bytes-in,
+ *                                   bytes-out, bytes-in-per-s,
+ *                                   bytes-out-per-s, offline-queue,
+ *                                   rss-kb, storage-queue,
+ *                                   storage-commits, last-commit-ms; ok
+ *     log-level [LEVEL]            ok LEVEL (in force afterwards); setting
+ *                                   is priv | err usage, denied
+ *     user-show JID                cols key value; rows jid, created,
+ *                                   sessions, resources, presence,
+ *                                   last-seen ("online", "never" or a
+ *                                   UTC time), last-status, roster-items,
+ *                                   archive-messages, offline-messages;
+ *                                   ok | err not-found, bad-jid
+ *     roster-show JID              cols jid name subscription ask
+ *                                   pending_in groups presence; rows by
+ *                                   contact; groups joined by ","; presence
+ *                                   the show of a local contact ("" for a
+ *                                   remote one); ok | err not-found,
+ *                                   bad-jid
+ *     check                        cols level subject message; level ok,
+ *                                   warning, error or info: the
+ *                                   configuration file parsed again, each
+ *                                   host's certificate (warning under 30
+ *                                   days), and "info host NAME" and
+ *                                   "info listener ADDRESS PORT KIND"
+ *                                   rows for the client's own checks; ok
  * Any request: err usage, unknown-command, denied; err internal for a
  * database error, or for a request still running when the daemon stops.
  *

@@ -42,6 +42,7 @@ done
 echo "== protocol tests"
 if [ -d tests/proto ] && ls tests/proto/test_*.py >/dev/null 2>&1; then
 	XMPPD_BIN="$PWD/$BUILD/xmppd" XMPPCTL_BIN="$PWD/$BUILD/xmppctl" \
+	    XMPPTOP_BIN="$PWD/$BUILD/xmpptop" \
 	    $PY -m pytest -q -p no:cacheprovider tests/proto >"$log" 2>&1
 	rc=$?
 	line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$log" | tail -1)

@@ -3,7 +3,15 @@
  * shared/ctl.h, manual in xmppctl(8)).  Commands are a table: name, typed
  * arguments and options, how the answer is printed, and a handler.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <arpa/nameser.h>
+#include <netinet/in.h>
+#include <netdb.h>
+#include <poll.h>
+#include <resolv.h>
+#include <strings.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +43,7 @@ enum {
 #define PASSWORD_READ_MAX 4096
 #define MAX_POSITIONAL 4
 
-enum arg_type { ARG_JID, ARG_HOST };
+enum arg_type { ARG_JID, ARG_HOST, ARG_TEXT, ARG_WORD };
 
 struct arg_spec {
 	const char *name;       /* for usage: "JID" */
@@ -47,6 +55,10 @@ struct arg_spec {
 #define OPT_PASSWORD_STDIN 0x01         /* --password-stdin */
 #define OPT_HOST 0x02                   /* --host HOST */
 #define OPT_HISTORY 0x04                /* --since, --until, --limit */
+#define OPT_ONLINE 0x08                 /* --online */
+#define OPT_RESET 0x10                  /* --reset */
+#define OPT_FULL_NAME 0x20              /* no abbreviation: "sta" stays
+                                           status, as before stats came */
 
 enum output {
 	OUT_NONE,               /* success is silent */
@@ -62,10 +74,13 @@ struct invocation {
 	int password_stdin;
 	const char *host;
 	const char *since, *until, *limit;
+	int online;
+	int reset;
 };
 
 struct command {
-	const char *name;
+	const char *name;       /* one or two words: "roster show" */
+	const char *request;    /* the protocol command, NULL: the name */
 	struct arg_spec args[MAX_POSITIONAL];
 	unsigned opts;
 	int privileged;         /* documentation: needs root or xmppd's user */
@@ -78,23 +93,45 @@ static int run_password(const struct invocation *);
 static int run_plain(const struct invocation *);
 static int run_users(const struct invocation *);
 static int run_history(const struct invocation *);
+static int run_counted(const struct invocation *);
+static int run_log_level(const struct invocation *);
+static int run_check(const struct invocation *);
 
 static const struct command commands[] = {
-	{ "adduser", { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
+	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
 	    OUT_NONE, run_password, "create an account" },
-	{ "passwd", { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
+	{ "passwd", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
 	    OUT_NONE, run_password, "set an account's password" },
-	{ "deluser", { { "JID", ARG_JID, 0 } }, 0, 1, OUT_NONE, run_plain,
-	    "delete an account and close its sessions" },
-	{ "users", { { NULL, 0, 0 } }, OPT_HOST, 0, OUT_LIST, run_users,
-	    "list accounts" },
-	{ "status", { { NULL, 0, 0 } }, 0, 0, OUT_KEYVALUE, run_plain,
+	{ "deluser", NULL, { { "JID", ARG_JID, 0 } }, 0, 1, OUT_NONE,
+	    run_plain, "delete an account and close its sessions" },
+	{ "users", NULL, { { NULL, 0, 0 } }, OPT_HOST | OPT_ONLINE, 0,
+	    OUT_LIST, run_users, "list accounts (--online: users online)" },
+	{ "user show", "user-show", { { "JID", ARG_JID, 0 } }, 0, 0,
+	    OUT_KEYVALUE, run_plain, "show an account: sessions, last seen, "
+	    "roster and archive sizes" },
+	{ "sessions", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
+	    "list sessions with address, TLS, client and presence" },
+	{ "kick", NULL, { { "JID[/RESOURCE]", ARG_JID, 0 },
+	    { "REASON", ARG_TEXT, 1 } }, OPT_RESET, 1, OUT_NONE, run_counted,
+	    "close sessions with a stream error and REASON" },
+	{ "broadcast", NULL, { { "TEXT", ARG_TEXT, 0 } }, 0, 1, OUT_NONE,
+	    run_counted, "send a headline message to every session" },
+	{ "roster show", "roster-show", { { "JID", ARG_JID, 0 } }, 0, 0,
+	    OUT_LIST, run_plain, "list an account's roster" },
+	{ "status", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_KEYVALUE, run_plain,
 	    "show the daemon's state and counters" },
-	{ "stop", { { NULL, 0, 0 } }, 0, 1, OUT_NONE, run_plain,
+	{ "stats", NULL, { { NULL, 0, 0 } }, OPT_FULL_NAME, 0, OUT_KEYVALUE,
+	    run_plain,
+	    "show counters and rates" },
+	{ "log level", "log-level", { { "LEVEL", ARG_WORD, 1 } }, 0, 0,
+	    OUT_NONE, run_log_level, "show or set (*) the log level" },
+	{ "check", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_NONE, run_check,
+	    "check configuration, certificates, DNS and listeners" },
+	{ "stop", NULL, { { NULL, 0, 0 } }, 0, 1, OUT_NONE, run_plain,
 	    "shut the daemon down" },
-	{ "reload", { { NULL, 0, 0 } }, 0, 1, OUT_NONE, run_plain,
+	{ "reload", NULL, { { NULL, 0, 0 } }, 0, 1, OUT_NONE, run_plain,
 	    "reload the configuration and certificates" },
-	{ "history", { { "JID", ARG_JID, 0 }, { "JID2", ARG_JID, 1 } },
+	{ "history", NULL, { { "JID", ARG_JID, 0 }, { "JID2", ARG_JID, 1 } },
 	    OPT_HISTORY, 1, OUT_HISTORY, run_history,
 	    "show archived messages of JID (with JID2)" },
 };
@@ -130,6 +167,10 @@ print_synopsis(FILE *f, const struct command *cmd)
 		fprintf(f, " [--password-stdin]");
 	if (cmd->opts & OPT_HOST)
 		fprintf(f, " [--host HOST]");
+	if (cmd->opts & OPT_ONLINE)
+		fprintf(f, " [--online]");
+	if (cmd->opts & OPT_RESET)
+		fprintf(f, " [--reset]");
 	if (cmd->opts & OPT_HISTORY)
 		fprintf(f, " [--since T] [--until T] [--limit N]");
 }
@@ -148,7 +189,7 @@ help(void)
 	    "       xmppctl -h | -V\n\n"
 	    "commands (any unambiguous prefix will do):\n");
 	for (size_t i = 0; i < nitems(commands); i++) {
-		char syn[96];
+		char syn[128];
 		FILE *f = fmemopen(syn, sizeof(syn), "w");
 
 		print_synopsis(f, &commands[i]);
@@ -359,8 +400,15 @@ print_row(struct printer *p, const struct ctl_msg *m)
 		if (strlen(m->fields[0]) > p->keywidth)
 			p->keywidth = strlen(m->fields[0]);
 	} else {
-		for (size_t i = 0; i < m->nfields; i++)
-			printf("%s%s", i ? "\t" : "", m->fields[i]);
+		if (p->rows == 0 && p->ncols > 1) {
+			for (size_t i = 0; i < p->ncols; i++)
+				printf("%s%s", i ? "\t" : "", p->cols[i]);
+			putchar('\n');
+		}
+		for (size_t i = 0; i < m->nfields; i++) {
+			fputs(i ? "\t" : "", stdout);
+			print_oneline(m->fields[i]);
+		}
 		putchar('\n');
 	}
 	p->rows++;
@@ -454,8 +502,22 @@ connect_daemon(struct ctl_client *c)
  * return the exit code.  subject names the request in messages
  * ("adduser alice@example.org").
  */
+static int request_ok(const struct invocation *inv, const char *const *argv,
+    size_t argc, struct ctl_result *okres);
+
 static int
 request(const struct invocation *inv, const char *const *argv, size_t argc)
+{
+	return request_ok(inv, argv, argc, NULL);
+}
+
+/*
+ * As request(); when okres is not NULL and the daemon answered "ok", the
+ * result is moved there for the caller (to free with ctl_result_free).
+ */
+static int
+request_ok(const struct invocation *inv, const char *const *argv,
+    size_t argc, struct ctl_result *okres)
 {
 	struct ctl_client c;
 	struct ctl_result res;
@@ -487,7 +549,10 @@ request(const struct invocation *inv, const char *const *argv, size_t argc)
 		    res.code);
 		code = exit_for_code(res.code);
 	}
-	ctl_result_free(&res);
+	if (okres != NULL && res.ok)
+		*okres = res;
+	else
+		ctl_result_free(&res);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		warnmsg("writing output: %s", strerror(errno));
 		return code ? code : EXIT_DAEMON;
@@ -664,12 +729,18 @@ run_password(const struct invocation *inv)
 	return code;
 }
 
+static const char *
+request_name(const struct command *cmd)
+{
+	return cmd->request ? cmd->request : cmd->name;
+}
+
 static int
 run_plain(const struct invocation *inv)
 {
 	const char *argv[1 + MAX_POSITIONAL];
 
-	argv[0] = inv->cmd->name;
+	argv[0] = request_name(inv->cmd);
 	for (size_t i = 0; i < inv->npos; i++)
 		argv[1 + i] = inv->pos[i];
 	return request(inv, argv, 1 + inv->npos);
@@ -680,7 +751,67 @@ run_users(const struct invocation *inv)
 {
 	const char *argv[2] = { "users", inv->host };
 
+	if (inv->online) {
+		argv[0] = "online";
+		if (inv->host != NULL) {
+			warnmsg("users: --online lists every host; --host "
+			    "does not apply");
+			return EXIT_USAGE;
+		}
+		return request(inv, argv, 1);
+	}
 	return request(inv, argv, inv->host ? 2 : 1);
+}
+
+/* kick and broadcast: the daemon answers "ok N", sessions reached. */
+static int
+run_counted(const struct invocation *inv)
+{
+	const char *argv[4];
+	struct ctl_result res;
+	size_t argc = 0;
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	argv[argc++] = inv->cmd->name;
+	argv[argc++] = inv->pos[0];
+	if (strcmp(inv->cmd->name, "kick") == 0) {
+		argv[argc++] = inv->npos > 1 ? inv->pos[1] : "";
+		argv[argc++] = inv->reset ? "reset" : "policy-violation";
+	}
+	code = request_ok(inv, argv, argc, &res);
+	if (code != EXIT_OK)
+		return code;
+	if (json)
+		printf("{\"sessions\": %s}\n", res.nfields > 0 ?
+		    res.fields[0] : "0");
+	else
+		printf("%s session%s %s\n", res.nfields > 0 ? res.fields[0] :
+		    "0", res.nfields > 0 && strcmp(res.fields[0], "1") == 0 ?
+		    "" : "s", inv->cmd->name[0] == 'k' ? "closed" : "reached");
+	ctl_result_free(&res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
+}
+
+static int
+run_log_level(const struct invocation *inv)
+{
+	const char *argv[2] = { "log-level", inv->npos ? inv->pos[0] : NULL };
+	struct ctl_result res;
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	code = request_ok(inv, argv, inv->npos ? 2 : 1, &res);
+	if (code != EXIT_OK)
+		return code;
+	if (json) {
+		fputs("{\"level\": ", stdout);
+		json_string(res.nfields > 0 ? res.fields[0] : "");
+		fputs("}\n", stdout);
+	} else
+		printf("%s\n", res.nfields > 0 ? res.fields[0] : "");
+	ctl_result_free(&res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
 }
 
 /* n digits at *p (advanced); -1 if not digits. */
@@ -802,35 +933,328 @@ run_history(const struct invocation *inv)
 	return request(inv, argv, 6);
 }
 
-/* Command line. */
+/* check: the daemon's rows, then DNS and listeners from here. */
 
-static const struct command *
-find_command(const char *word)
+struct check_state {
+	char **level, **subject, **message;
+	size_t n;
+	size_t errors, warnings;
+};
+
+static void
+check_add(struct check_state *st, const char *level, const char *subject,
+    const char *message)
 {
-	const struct command *found = NULL;
-	size_t len = strlen(word), n = 0;
+	st->level = xreallocarray(st->level, st->n + 1, sizeof(char *));
+	st->subject = xreallocarray(st->subject, st->n + 1, sizeof(char *));
+	st->message = xreallocarray(st->message, st->n + 1, sizeof(char *));
+	st->level[st->n] = xstrdup(level);
+	st->subject[st->n] = xstrdup(subject);
+	st->message[st->n] = xstrdup(message);
+	st->n++;
+	if (strcmp(level, "error") == 0)
+		st->errors++;
+	else if (strcmp(level, "warning") == 0)
+		st->warnings++;
+}
 
-	for (size_t i = 0; i < nitems(commands); i++)
-		if (strcmp(commands[i].name, word) == 0)
-			return &commands[i];
-	for (size_t i = 0; i < nitems(commands); i++) {
-		if (strncmp(commands[i].name, word, len) == 0) {
-			found = &commands[i];
-			n++;
+static int
+check_collect(void *arg, const struct ctl_msg *m)
+{
+	if (m->kind == CTL_MSG_ROW && m->nfields >= 3)
+		check_add(arg, m->fields[0], m->fields[1], m->fields[2]);
+	return 0;
+}
+
+/* Special-use names (RFC 6761) and single labels have no SRV records. */
+static int
+dns_skipped(const char *host)
+{
+	static const char *const suffixes[] = { ".localhost", ".test",
+		".invalid", ".example", ".local" };
+	size_t hl = strlen(host);
+
+	if (strchr(host, '.') == NULL)
+		return 1;
+	for (size_t i = 0; i < nitems(suffixes); i++) {
+		size_t sl = strlen(suffixes[i]);
+
+		if (hl >= sl && strcasecmp(host + hl - sl, suffixes[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+check_srv(struct check_state *st, struct __res_state *rs, const char *host)
+{
+	static const char *const services[] = { "_xmpp-client._tcp",
+		"_xmpps-client._tcp" };
+	unsigned char answer[4096];
+	char name[1100], msg[1300];
+	int found = 0;
+
+	for (size_t i = 0; i < nitems(services); i++) {
+		int n;
+
+		snprintf(name, sizeof(name), "%s.%s", services[i], host);
+		n = res_nquery(rs, name, ns_c_in, ns_t_srv, answer,
+		    sizeof(answer));
+		if (n > 0) {
+			ns_msg h;
+
+			if (ns_initparse(answer, n, &h) == 0 &&
+			    ns_msg_count(h, ns_s_an) > 0) {
+				found++;
+				snprintf(msg, sizeof(msg), "%s: %d record%s",
+				    name, ns_msg_count(h, ns_s_an),
+				    ns_msg_count(h, ns_s_an) == 1 ? "" : "s");
+				check_add(st, "ok", host, msg);
+				continue;
+			}
+		}
+		snprintf(msg, sizeof(msg), "no DNS SRV record %s", name);
+		check_add(st, "warning", host, msg);
+	}
+	(void)found;
+}
+
+/* Connect to ADDRESS PORT within two seconds; 0 or an errno. */
+static int
+check_connect(const char *address, const char *port)
+{
+	struct addrinfo hints, *res, *ai;
+	const char *a = strcmp(address, "*") == 0 ? "localhost" : address;
+	int err = ECONNREFUSED;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(a, port, &hints, &res) != 0)
+		return EHOSTUNREACH;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		struct pollfd pfd;
+		socklen_t len = sizeof(err);
+
+		if (fd == -1) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			close(fd);
+			err = 0;
+			break;
+		}
+		if (errno != EINPROGRESS) {
+			err = errno;
+			close(fd);
+			continue;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, 2000) != 1) {
+			err = ETIMEDOUT;
+			close(fd);
+			continue;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		close(fd);
+		if (err == 0)
+			break;
+	}
+	freeaddrinfo(res);
+	return err;
+}
+
+static int
+run_check(const struct invocation *inv)
+{
+	const char *argv[1] = { "check" };
+	struct check_state st;
+	struct ctl_client c;
+	struct ctl_result res;
+	struct __res_state rs;
+	int r, code, dns_ok;
+
+	memset(&st, 0, sizeof(st));
+	if ((code = connect_daemon(&c)) != 0) {
+		ctl_client_close(&c);
+		return code;
+	}
+	r = ctl_client_request(&c, argv, 1, check_collect, &st, &res);
+	ctl_client_close(&c);
+	if (r != 0) {
+		warnmsg("check: %s", c.err);
+		return r == CTL_EIO ? EXIT_UNREACHABLE : EXIT_DAEMON;
+	}
+	if (!res.ok) {
+		warnmsg("check: %s", res.message[0] ? res.message : res.code);
+		code = exit_for_code(res.code);
+		ctl_result_free(&res);
+		return code;
+	}
+	ctl_result_free(&res);
+	memset(&rs, 0, sizeof(rs));
+	dns_ok = res_ninit(&rs) == 0;
+	if (dns_ok) {
+		rs.retrans = 2;
+		rs.retry = 1;
+	}
+	for (size_t i = 0, n = st.n; i < n; i++) {
+		char *sp;
+
+		if (strcmp(st.level[i], "info") != 0)
+			continue;
+		if (strcmp(st.subject[i], "host") == 0) {
+			if (dns_skipped(st.message[i]))
+				check_add(&st, "ok", st.message[i], "DNS SRV "
+				    "not checked (special-use or local name)");
+			else if (!dns_ok)
+				check_add(&st, "warning", st.message[i],
+				    "cannot initialise the DNS resolver");
+			else
+				check_srv(&st, &rs, st.message[i]);
+		} else if (strcmp(st.subject[i], "listener") == 0 &&
+		    (sp = strchr(st.message[i], ' ')) != NULL) {
+			char *addr = xstrndup(st.message[i],
+			    (size_t)(sp - st.message[i]));
+			char *port = xstrdup(sp + 1), *kind;
+			char msg[1200];
+			int e;
+
+			if ((kind = strchr(port, ' ')) != NULL)
+				*kind = '\0';
+			if ((e = check_connect(addr, port)) == 0) {
+				snprintf(msg, sizeof(msg), "listener %s port "
+				    "%s accepts connections", addr, port);
+				check_add(&st, "ok", "listener", msg);
+			} else {
+				snprintf(msg, sizeof(msg), "listener %s port "
+				    "%s: %s", addr, port, strerror(e));
+				check_add(&st, "error", "listener", msg);
+			}
+			free(addr);
+			free(port);
 		}
 	}
-	if (n == 1)
+	if (dns_ok)
+		res_nclose(&rs);
+	if (json)
+		fputs("[", stdout);
+	for (size_t i = 0, k = 0; i < st.n; i++) {
+		if (strcmp(st.level[i], "info") == 0)
+			continue;
+		if (json) {
+			fputs(k++ ? ",\n  {" : "\n  {", stdout);
+			fputs("\"level\": ", stdout);
+			json_string(st.level[i]);
+			fputs(", \"subject\": ", stdout);
+			json_string(st.subject[i]);
+			fputs(", \"message\": ", stdout);
+			json_string(st.message[i]);
+			putchar('}');
+		} else if (strcmp(st.level[i], "ok") != 0)
+			printf("%s: %s: %s\n", st.level[i], st.subject[i],
+			    st.message[i]);
+	}
+	if (json)
+		fputs("\n]\n", stdout);
+	else
+		printf("%zu error%s, %zu warning%s\n", st.errors,
+		    st.errors == 1 ? "" : "s", st.warnings,
+		    st.warnings == 1 ? "" : "s");
+	code = st.errors ? EXIT_DAEMON : EXIT_OK;
+	for (size_t i = 0; i < st.n; i++) {
+		free(st.level[i]);
+		free(st.subject[i]);
+		free(st.message[i]);
+	}
+	free(st.level);
+	free(st.subject);
+	free(st.message);
+	if (fflush(stdout) == EOF)
+		return EXIT_DAEMON;
+	return code;
+}
+
+/* Command line. */
+
+/* Words of a command's name matched by argv[0..argc): how many, or 0
+ * if some word is not a prefix; *exact tells whether all were whole. */
+static size_t
+match_words(const char *name, char **argv, int argc, int *exact)
+{
+	size_t n = 0;
+
+	*exact = 1;
+	while (*name != '\0') {
+		const char *sp = strchr(name, ' ');
+		size_t wl = sp ? (size_t)(sp - name) : strlen(name);
+		size_t al;
+
+		if ((int)n >= argc)
+			return 0;
+		al = strlen(argv[n]);
+		if (al == 0 || al > wl || strncmp(name, argv[n], al) != 0)
+			return 0;
+		if (al != wl)
+			*exact = 0;
+		n++;
+		name += wl;
+		if (*name == ' ')
+			name++;
+	}
+	return n;
+}
+
+/*
+ * The command named by argv[0..argc), abbreviations allowed word by word;
+ * the one matching the most words wins, then a whole-word match.  Sets
+ * *used to the number of words taken.
+ */
+static const struct command *
+find_command(char **argv, int argc, int *used)
+{
+	const struct command *found = NULL;
+	size_t best = 0, n = 0;
+	int best_exact = 0;
+
+	for (size_t i = 0; i < nitems(commands); i++) {
+		int exact;
+		size_t w = match_words(commands[i].name, argv, argc, &exact);
+
+		if (w == 0 || (!exact && (commands[i].opts & OPT_FULL_NAME)))
+			continue;
+		if (w > best || (w == best && exact && !best_exact)) {
+			best = w;
+			best_exact = exact;
+			found = &commands[i];
+			n = 1;
+		} else if (w == best && exact == best_exact)
+			n++;
+	}
+	if (n == 1) {
+		*used = (int)best;
 		return found;
+	}
 	if (n == 0) {
 		warnmsg("unknown command \"%s\" (xmppctl -h lists them)",
-		    word);
+		    argv[0]);
 		return NULL;
 	}
-	fprintf(stderr, "xmppctl: ambiguous command \"%s\":", word);
-	for (size_t i = 0, k = 0; i < nitems(commands); i++)
-		if (strncmp(commands[i].name, word, len) == 0)
+	fprintf(stderr, "xmppctl: ambiguous command \"%s\":", argv[0]);
+	for (size_t i = 0, k = 0; i < nitems(commands); i++) {
+		int exact;
+
+		if (match_words(commands[i].name, argv, argc, &exact) == best &&
+		    exact == best_exact &&
+		    (exact || !(commands[i].opts & OPT_FULL_NAME)))
 			fprintf(stderr, "%s %s", k++ ? "," : "",
 			    commands[i].name);
+	}
 	fputc('\n', stderr);
 	return NULL;
 }
@@ -937,6 +1361,16 @@ parse_command(struct invocation *inv, char **argv, int argc, int i)
 				inv->password_stdin = 1;
 				continue;
 			}
+			if ((cmd->opts & OPT_ONLINE) &&
+			    strcmp(a, "--online") == 0) {
+				inv->online = 1;
+				continue;
+			}
+			if ((cmd->opts & OPT_RESET) &&
+			    strcmp(a, "--reset") == 0) {
+				inv->reset = 1;
+				continue;
+			}
 			if ((cmd->opts & OPT_HOST) &&
 			    (r = option_value(argv, argc, &i, NULL, "--host",
 			    &inv->host)) != 0) {
@@ -985,7 +1419,7 @@ int
 main(int argc, char **argv)
 {
 	struct invocation inv;
-	int i, r;
+	int i, r, used = 1;
 
 	memset(&inv, 0, sizeof(inv));
 	for (i = 1; i < argc; i++) {
@@ -1007,9 +1441,9 @@ main(int argc, char **argv)
 		usage_short();
 		return EXIT_USAGE;
 	}
-	if ((inv.cmd = find_command(argv[i])) == NULL)
+	if ((inv.cmd = find_command(argv + i, argc - i, &used)) == NULL)
 		return EXIT_USAGE;
-	if ((r = parse_command(&inv, argv, argc, i + 1)) != 0)
+	if ((r = parse_command(&inv, argv, argc, i + used)) != 0)
 		return r;
 	return inv.cmd->run(&inv);
 }

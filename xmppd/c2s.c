@@ -13,6 +13,7 @@
 #include "c2s.h"
 #include "conf.h"
 #include "conn.h"
+#include "control.h"
 #include "hooks.h"
 #include "jid.h"
 #include "log.h"
@@ -20,6 +21,7 @@
 #include "sasl.h"
 #include "scram.h"
 #include "session.h"
+#include "sm.h"
 #include "stanza.h"
 #include "strmap.h"
 #include "tls.h"
@@ -261,6 +263,8 @@ c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 		return;
 	log_info("c2s %" PRIu64 " %s: stream error <%s/>%s%s", c->id,
 	    c->conn->addr, cond, text ? ": " : "", text ? text : "");
+	if (c->sess)
+		sm_set_end_reason(c->sess, cond);
 	if (!c->header_sent)
 		send_header(c, NULL);
 	a = arena_new(512);
@@ -681,6 +685,7 @@ wait_cb(struct ev_loop *l, ev_timer *w, int revents)
 			next = until;
 	}
 	if (next != 0) {
+		ev_timer_stop(l, &wait_w);
 		ev_timer_set(&wait_w, next > now ? next - now : 0.001, 0.);
 		ev_timer_start(l, &wait_w);
 	}
@@ -787,6 +792,7 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		if (r->bad_credentials) {
 			log_info("c2s %" PRIu64 " %s: authentication failed",
 			    c->id, c->conn->addr);
+			control_event_auth_failure(c->conn->addr);
 			if (auth_failed(c)) {
 				tarpit(c, r->condition);
 				break;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <stdarg.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "account.h"
 #include "conf.h"
@@ -28,13 +31,23 @@
 #include "jid.h"
 #include "log.h"
 #include "mam.h"
+#include "session.h"
 #include "sm.h"
 #include "roster.h"
+#include "stats.h"
 #include "store.h"
+#include "store_engine.h"
+#include "strmap.h"
+#include "subscription.h"
+#include "utf8.h"
+#include "xml.h"
 #include "xmalloc.h"
 #include "xmppd.h"
 
-#define CONTROL_MAX_CONNS 16
+#define CONTROL_MAX_CONNS 64
+#define CONTROL_MAX_PER_UID 8
+/* A subscriber with this much output not yet read is too slow: dropped. */
+#define CONTROL_EVENTS_MAX (4 * 1024 * 1024)
 #define CONTROL_READ_CHUNK 16384
 /* Above this much unsent output, take no further request from the peer. */
 #define CONTROL_OUTPUT_HIGH (64 * 1024)
@@ -59,14 +72,17 @@ struct control_conn {
 	int closing;                /* close once the output is flushed */
 	int dead;                   /* closed and unlinked; freed soon */
 	uint64_t paused_op;         /* a dump waiting for output to drain */
+	int subscribed;             /* receives events */
+	int in_handler;             /* a request handler is running */
+	struct buf held;            /* events waiting for a response's end */
 };
 
 /* An asynchronous storage request; survives its connection. */
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
-	OP_HISTORY };
+	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW };
 
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
-	"users", "history" };
+	"users", "history", "user-show", "roster-show" };
 
 struct control_op {
 	struct control_op *next;
@@ -92,8 +108,10 @@ static struct {
 	ino_t ino;
 	ev_io accept_w;
 	ev_prepare reap_w;
+	ev_timer tick_w;            /* counters, once a second */
 	struct control_conn *conns; /* live connections */
 	size_t nconns;
+	size_t nsubscribers;
 	struct control_conn *graveyard;
 	struct control_op *ops;
 	uint64_t next_conn_id;
@@ -116,6 +134,17 @@ static void handle_status(struct control_conn *, char **, size_t);
 static void handle_stop(struct control_conn *, char **, size_t);
 static void handle_reload(struct control_conn *, char **, size_t);
 static void handle_history(struct control_conn *, char **, size_t);
+static void handle_subscribe(struct control_conn *, char **, size_t);
+static void handle_unsubscribe(struct control_conn *, char **, size_t);
+static void handle_sessions(struct control_conn *, char **, size_t);
+static void handle_online(struct control_conn *, char **, size_t);
+static void handle_kick(struct control_conn *, char **, size_t);
+static void handle_broadcast(struct control_conn *, char **, size_t);
+static void handle_stats(struct control_conn *, char **, size_t);
+static void handle_log_level(struct control_conn *, char **, size_t);
+static void handle_user_show(struct control_conn *, char **, size_t);
+static void handle_roster_show(struct control_conn *, char **, size_t);
+static void handle_check(struct control_conn *, char **, size_t);
 
 static const struct control_cmd control_cmds[] = {
 	{ "adduser", 2, 2, 1, "adduser JID PASSWORD", handle_adduser },
@@ -127,6 +156,19 @@ static const struct control_cmd control_cmds[] = {
 	{ "reload", 0, 0, 1, "reload", handle_reload },
 	{ "history", 1, 5, 1, "history JID [WITH [SINCE [UNTIL [LIMIT]]]]",
 	    handle_history },
+	{ "subscribe", 0, 0, 0, "subscribe", handle_subscribe },
+	{ "unsubscribe", 0, 0, 0, "unsubscribe", handle_unsubscribe },
+	{ "sessions", 0, 0, 0, "sessions", handle_sessions },
+	{ "online", 0, 0, 0, "online", handle_online },
+	{ "kick", 1, 3, 1, "kick JID[/RESOURCE] [REASON [CONDITION]]",
+	    handle_kick },
+	{ "broadcast", 1, 1, 1, "broadcast TEXT", handle_broadcast },
+	{ "stats", 0, 0, 0, "stats", handle_stats },
+	/* Reading the level is open; setting it is checked in the handler. */
+	{ "log-level", 0, 1, 0, "log-level [LEVEL]", handle_log_level },
+	{ "user-show", 1, 1, 0, "user-show JID", handle_user_show },
+	{ "roster-show", 1, 1, 0, "roster-show JID", handle_roster_show },
+	{ "check", 0, 0, 0, "check", handle_check },
 };
 
 static void conn_process(struct control_conn *c);
@@ -156,6 +198,7 @@ reap_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		control.graveyard = c->next;
 		ctl_reader_free(&c->in);
 		buf_free(&c->out);
+		buf_free(&c->held);
 		free(c);
 	}
 	ev_prepare_stop(loop, w);
@@ -180,6 +223,9 @@ conn_kill(struct control_conn *c, const char *why)
 		}
 	}
 	control.nconns--;
+	if (c->subscribed)
+		control.nsubscribers--;
+	c->subscribed = 0;
 	log_debug("control %llu: closed (%s)", (unsigned long long)c->id,
 	    why);
 	if (c->paused_op != 0 && op_find(c->paused_op) != NULL)
@@ -259,6 +305,186 @@ conn_output(struct control_conn *c)
 	if (ev_is_active(&c->write_w))
 		return 0;       /* the write watcher will send it */
 	return conn_flush(c);
+}
+
+/* Events. */
+
+/*
+ * Events held while a response was being written go out after it, so
+ * that no event lands between a response's lines.  c may be killed.
+ */
+static void
+events_release(struct control_conn *c)
+{
+	if (c->dead || buf_avail(&c->held) == 0)
+		return;
+	buf_add(&c->out, buf_head(&c->held), buf_avail(&c->held));
+	buf_free(&c->held);
+	conn_output(c);
+}
+
+size_t
+control_subscribers(void)
+{
+	return control.running ? control.nsubscribers : 0;
+}
+
+/* Send one event line (in line, without "\n" counted in) to every
+ * subscriber; a subscriber that does not read is disconnected. */
+static void
+events_send(const struct buf *line)
+{
+	struct control_conn *c, *next;
+	size_t n = buf_avail(line);
+
+	for (c = control.conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->subscribed || c->dead)
+			continue;
+		if (buf_avail(&c->out) + buf_avail(&c->held) + n >
+		    CONTROL_EVENTS_MAX) {
+			log_warnx("control %llu: subscriber not reading its "
+			    "events (%zu bytes queued); disconnecting",
+			    (unsigned long long)c->id, buf_avail(&c->out) +
+			    buf_avail(&c->held));
+			conn_kill(c, "events not read");
+			continue;
+		}
+		if (c->busy || c->in_handler) {
+			buf_add(&c->held, buf_head(line), n);
+			continue;
+		}
+		buf_add(&c->out, buf_head(line), n);
+		conn_output(c);
+	}
+}
+
+static void
+event_start(struct ctl_line *l, struct buf *b, const char *name)
+{
+	buf_init(b);
+	ctl_line_start(l, b);
+	ctl_line_add(l, "*");
+	ctl_line_add(l, "event");
+	ctl_line_add(l, name);
+}
+
+static void
+event_end(struct ctl_line *l, struct buf *b)
+{
+	if (ctl_line_end(l) == 0)
+		events_send(b);
+	buf_free(b);
+}
+
+void
+control_event_session_up(const struct sm_session_info *i)
+{
+	struct ctl_line l;
+	struct buf b;
+
+	if (control_subscribers() == 0)
+		return;
+	event_start(&l, &b, "session-up");
+	ctl_line_addf(&l, "%llu", (unsigned long long)i->id);
+	ctl_line_add(&l, i->jid);
+	ctl_line_add(&l, i->ip);
+	ctl_line_add(&l, i->tls_version);
+	ctl_line_add(&l, i->tls_cipher);
+	ctl_line_addf(&l, "%.3f", i->since);
+	event_end(&l, &b);
+}
+
+void
+control_event_session_down(uint64_t sid, const char *jid,
+    const char *reason)
+{
+	struct ctl_line l;
+	struct buf b;
+
+	if (control_subscribers() == 0)
+		return;
+	event_start(&l, &b, "session-down");
+	ctl_line_addf(&l, "%llu", (unsigned long long)sid);
+	ctl_line_add(&l, jid);
+	ctl_line_add(&l, reason);
+	event_end(&l, &b);
+}
+
+void
+control_event_presence(uint64_t sid, const char *jid, const char *show,
+    int priority, const char *status)
+{
+	struct ctl_line l;
+	struct buf b;
+
+	if (control_subscribers() == 0)
+		return;
+	event_start(&l, &b, "presence");
+	ctl_line_addf(&l, "%llu", (unsigned long long)sid);
+	ctl_line_add(&l, jid);
+	ctl_line_add(&l, show);
+	ctl_line_addf(&l, "%d", priority);
+	ctl_line_add(&l, status);
+	event_end(&l, &b);
+}
+
+void
+control_event_log(const char *level, const char *fmt, ...)
+{
+	struct ctl_line l;
+	struct buf b, text = BUF_INIT;
+	va_list ap;
+
+	if (control_subscribers() == 0)
+		return;
+	va_start(ap, fmt);
+	buf_vprintf(&text, fmt, ap);
+	va_end(ap);
+	event_start(&l, &b, "log");
+	ctl_line_add(&l, level);
+	ctl_line_addn(&l, text.data ? text.data : "", buf_avail(&text));
+	buf_free(&text);
+	event_end(&l, &b);
+}
+
+void
+control_event_auth_failure(const char *addr)
+{
+	stats_count_auth_failure();
+	control_event_log("warning", "authentication failed from %s", addr);
+}
+
+static void
+event_counters(void)
+{
+	struct stats_snapshot st;
+	struct ctl_line l;
+	struct buf b;
+
+	stats_get(&st);
+	event_start(&l, &b, "counters");
+	ctl_line_addf(&l, "%.0f", st.uptime);
+	ctl_line_addf(&l, "%zu", st.sessions);
+	ctl_line_addf(&l, "%zu", st.users);
+	ctl_line_addf(&l, "%u", st.logins_per_min);
+	ctl_line_addf(&l, "%.1f", st.stanzas_in_per_s);
+	ctl_line_addf(&l, "%.1f", st.stanzas_out_per_s);
+	ctl_line_addf(&l, "%.0f", st.bytes_in_per_s);
+	ctl_line_addf(&l, "%.0f", st.bytes_out_per_s);
+	ctl_line_addf(&l, "%lld", st.offline_queue);
+	ctl_line_addf(&l, "%ld", st.rss_kb);
+	ctl_line_addf(&l, "%zu", st.store_queue);
+	ctl_line_addf(&l, "%.3f", st.commit_ms);
+	event_end(&l, &b);
+}
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	stats_tick();
+	if (control_subscribers() > 0)
+		event_counters();
 }
 
 /* Replies to the current request (ID 0 if it had no valid ID). */
@@ -379,6 +605,9 @@ request_done(struct control_conn *c)
 {
 	c->busy = 0;
 	c->req = 0;
+	events_release(c);
+	if (c->dead)
+		return;
 	conn_process(c);
 }
 
@@ -679,6 +908,9 @@ handle_status(struct control_conn *c, char **args, size_t nargs)
 	r |= reply_row_kv(c, "storage-commits", "%llu",
 	    (unsigned long long)st.commits);
 	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.last_commit_ms);
+	r |= reply_row_kv(c, "rss-kb", "%ld", stats_rss_kb());
+	r |= reply_row_kv(c, "offline-queue", "%lld",
+	    stats_get_offline_queue());
 	r |= reply_row_kv(c, "pid", "%ld", (long)getpid());
 	buf_free(&hosts);
 	if (c->dead)
@@ -894,6 +1126,701 @@ handle_history(struct control_conn *c, char **args, size_t nargs)
 	history_next(c, op);
 }
 
+/* Events and sessions. */
+
+static void
+handle_subscribe(struct control_conn *c, char **args, size_t nargs)
+{
+	if (!c->subscribed) {
+		c->subscribed = 1;
+		control.nsubscribers++;
+	}
+	reply_ok(c);
+}
+
+static void
+handle_unsubscribe(struct control_conn *c, char **args, size_t nargs)
+{
+	if (c->subscribed) {
+		c->subscribed = 0;
+		control.nsubscribers--;
+	}
+	buf_free(&c->held);
+	reply_ok(c);
+}
+
+struct rows_ctx {
+	struct control_conn *c;
+	double now;
+	int err;
+};
+
+static void
+session_row(const struct sm_session_info *i, void *arg)
+{
+	struct rows_ctx *x = arg;
+	struct ctl_line l;
+	double idle = x->now - i->last_active;
+
+	if (x->c->dead || x->err)
+		return;
+	reply_line(x->c, &l, "row");
+	ctl_line_addf(&l, "%llu", (unsigned long long)i->id);
+	ctl_line_add(&l, i->jid);
+	ctl_line_add(&l, i->ip);
+	ctl_line_add(&l, i->tls_version);
+	ctl_line_add(&l, i->tls_cipher);
+	ctl_line_add(&l, i->client);
+	ctl_line_add(&l, i->show);
+	ctl_line_add(&l, i->status);
+	ctl_line_addf(&l, "%d", i->priority);
+	ctl_line_addf(&l, "%.3f", i->since);
+	ctl_line_addf(&l, "%.0f", idle > 0 ? idle : 0);
+	ctl_line_addf(&l, "%llu", (unsigned long long)i->stanzas_in);
+	ctl_line_addf(&l, "%llu", (unsigned long long)i->stanzas_out);
+	if (ctl_line_end(&l) == -1)
+		x->err = 1;
+}
+
+static void
+handle_sessions(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "sid", "jid", "ip", "tls",
+		"cipher", "client", "show", "status", "priority", "since",
+		"idle", "stanzas_in", "stanzas_out" };
+	struct rows_ctx x = { c, ev_time(), 0 };
+
+	reply_cols(c, cols, nitems(cols));
+	sm_foreach(session_row, &x);
+	if (c->dead || conn_output(c) == -1)
+		return;
+	if (x.err)
+		reply_err(c, CTL_E_INTERNAL, "a row was too long");
+	else
+		reply_ok(c);
+}
+
+/* online: one row per user with a bound session. */
+struct online_ctx {
+	struct strmap *seen;
+	struct control_conn *c;
+};
+
+static void
+online_row(const struct sm_session_info *i, void *arg)
+{
+	struct online_ctx *x = arg;
+	const char *slash = strchr(i->jid, '/');
+	size_t n = slash ? (size_t)(slash - i->jid) : strlen(i->jid);
+	char *bare = xstrndup(i->jid, n);
+	uintptr_t count = (uintptr_t)strmap_get(x->seen, bare);
+
+	strmap_put(x->seen, bare, (void *)(count + 1));
+	free(bare);
+}
+
+static void
+online_out(const char *key, void *value, void *arg)
+{
+	struct online_ctx *x = arg;
+	struct ctl_line l;
+
+	if (x->c->dead)
+		return;
+	reply_line(x->c, &l, "row");
+	ctl_line_add(&l, key);
+	ctl_line_addf(&l, "%lu", (unsigned long)(uintptr_t)value);
+	ctl_line_end(&l);
+}
+
+static void
+handle_online(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "jid", "sessions" };
+	struct online_ctx x = { strmap_new(), c };
+
+	reply_cols(c, cols, nitems(cols));
+	sm_foreach(online_row, &x);
+	strmap_foreach(x.seen, online_out, &x);
+	strmap_free(x.seen);
+	if (c->dead || conn_output(c) == -1)
+		return;
+	reply_ok(c);
+}
+
+/*
+ * kick JID[/RESOURCE] [REASON [CONDITION]]: close the sessions with the
+ * stream error CONDITION (policy-violation, or reset) and REASON as its
+ * text.  "ok N" with the number closed.
+ */
+static void
+handle_kick(struct control_conn *c, char **args, size_t nargs)
+{
+	const char *reason = nargs > 1 && args[1][0] != '\0' ? args[1] : NULL;
+	const char *cond = nargs > 2 ? args[2] : "policy-violation";
+	struct ctl_line l;
+	struct jid j;
+	int n;
+
+	if (strcmp(cond, "policy-violation") != 0 &&
+	    strcmp(cond, "reset") != 0) {
+		reply_err(c, CTL_E_USAGE, "CONDITION is policy-violation or "
+		    "reset");
+		return;
+	}
+	if (reason != NULL && (!utf8_valid((const unsigned char *)reason,
+	    strlen(reason)) || strlen(reason) > 1024)) {
+		reply_err(c, CTL_E_USAGE, "REASON must be UTF-8 text of at "
+		    "most 1024 bytes");
+		return;
+	}
+	for (const char *p = reason; p && *p; p++)
+		if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n') {
+			reply_err(c, CTL_E_USAGE, "REASON holds a control "
+			    "character");
+			return;
+		}
+	if (jid_parse(&j, args[0]) == -1 || j.node == NULL) {
+		if (j.domain != NULL || j.node != NULL)
+			jid_free(&j);
+		reply_err(c, CTL_E_BAD_JID, "expected user@host or "
+		    "user@host/resource");
+		return;
+	}
+	n = sm_kick(j.node, j.domain, j.resource, cond, reason);
+	log_info("control %llu: uid %u: kick %s: %d session%s closed%s%s",
+	    (unsigned long long)c->id, (unsigned)c->uid, args[0], n,
+	    n == 1 ? "" : "s", reason ? ": " : "", reason ? reason : "");
+	if (n > 0)
+		control_event_log("info", "kicked %s (%d session%s)%s%s",
+		    args[0], n, n == 1 ? "" : "s", reason ? ": " : "",
+		    reason ? reason : "");
+	jid_free(&j);
+	if (n == 0) {
+		reply_err(c, CTL_E_NOT_FOUND, "no such session");
+		return;
+	}
+	reply_line(c, &l, "ok");
+	ctl_line_addf(&l, "%d", n);
+	reply_end(c, &l);
+}
+
+/* broadcast TEXT: a headline from each session's domain. */
+struct broadcast_ctx {
+	const char *text;
+	unsigned n;
+};
+
+static void
+broadcast_one(struct session *s, void *arg)
+{
+	struct broadcast_ctx *x = arg;
+	struct arena *a = arena_new(512);
+	struct xel *m = xel_new(a, "message", NS_CLIENT);
+
+	xel_set_attr(m, "from", s->jid.domain);
+	xel_set_attr(m, "to", s->full);
+	xel_set_attr(m, "type", "headline");
+	xel_text_set(xel_add(m, "body", NS_CLIENT), x->text);
+	session_send(s, m);
+	arena_free(a);
+	x->n++;
+}
+
+static void
+handle_broadcast(struct control_conn *c, char **args, size_t nargs)
+{
+	struct broadcast_ctx x = { args[0], 0 };
+	struct ctl_line l;
+	size_t len = strlen(args[0]);
+
+	if (len == 0 || !utf8_valid((const unsigned char *)args[0], len)) {
+		reply_err(c, CTL_E_USAGE, "TEXT must be non-empty UTF-8");
+		return;
+	}
+	for (const char *p = args[0]; *p; p++)
+		if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' &&
+		    *p != '\r') {
+			reply_err(c, CTL_E_USAGE, "TEXT holds a control "
+			    "character not allowed in XML");
+			return;
+		}
+	sm_foreach_session(broadcast_one, &x);
+	log_info("control %llu: uid %u: broadcast to %u sessions",
+	    (unsigned long long)c->id, (unsigned)c->uid, x.n);
+	reply_line(c, &l, "ok");
+	ctl_line_addf(&l, "%u", x.n);
+	reply_end(c, &l);
+}
+
+static void
+handle_stats(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "key", "value" };
+	struct stats_snapshot st;
+	int r = 0;
+
+	stats_get(&st);
+	reply_cols(c, cols, nitems(cols));
+	r |= reply_row_kv(c, "uptime", "%.0f", st.uptime);
+	r |= reply_row_kv(c, "sessions", "%zu", st.sessions);
+	r |= reply_row_kv(c, "users-online", "%zu", st.users);
+	r |= reply_row_kv(c, "logins", "%llu", (unsigned long long)st.logins);
+	r |= reply_row_kv(c, "logins-per-min", "%u", st.logins_per_min);
+	r |= reply_row_kv(c, "auth-failures", "%llu",
+	    (unsigned long long)st.auth_failures);
+	r |= reply_row_kv(c, "kicks", "%llu", (unsigned long long)st.kicks);
+	r |= reply_row_kv(c, "stanzas-in", "%llu",
+	    (unsigned long long)st.stanzas_in);
+	r |= reply_row_kv(c, "stanzas-out", "%llu",
+	    (unsigned long long)st.stanzas_out);
+	r |= reply_row_kv(c, "stanzas-in-per-s", "%.1f", st.stanzas_in_per_s);
+	r |= reply_row_kv(c, "stanzas-out-per-s", "%.1f",
+	    st.stanzas_out_per_s);
+	r |= reply_row_kv(c, "bytes-in", "%llu",
+	    (unsigned long long)st.bytes_in);
+	r |= reply_row_kv(c, "bytes-out", "%llu",
+	    (unsigned long long)st.bytes_out);
+	r |= reply_row_kv(c, "bytes-in-per-s", "%.0f", st.bytes_in_per_s);
+	r |= reply_row_kv(c, "bytes-out-per-s", "%.0f", st.bytes_out_per_s);
+	r |= reply_row_kv(c, "offline-queue", "%lld", st.offline_queue);
+	r |= reply_row_kv(c, "rss-kb", "%ld", st.rss_kb);
+	r |= reply_row_kv(c, "storage-queue", "%zu", st.store_queue);
+	r |= reply_row_kv(c, "storage-commits", "%llu",
+	    (unsigned long long)st.store_commits);
+	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.commit_ms);
+	if (c->dead)
+		return;
+	if (r != 0)
+		reply_err(c, CTL_E_INTERNAL, "stats row too long");
+	else
+		reply_ok(c);
+}
+
+/* log-level [LEVEL]: "ok LEVEL", the level in force afterwards. */
+static void
+handle_log_level(struct control_conn *c, char **args, size_t nargs)
+{
+	struct ctl_line l;
+	enum log_level lvl;
+
+	if (nargs == 1) {
+		if (!c->privileged) {
+			reply_err(c, CTL_E_DENIED, "permission denied: "
+			    "setting the log level needs root or the daemon's "
+			    "user");
+			return;
+		}
+		if (log_level_parse(args[0], &lvl) == -1) {
+			reply_err(c, CTL_E_USAGE, "LEVEL is one of error, "
+			    "warning, info, debug");
+			return;
+		}
+		log_set_level(lvl);
+		log_change(c->uid, c->id, "log-level", NULL, NULL,
+		    log_level_name(lvl));
+	}
+	reply_line(c, &l, "ok");
+	ctl_line_add(&l, log_level_name(log_level_cur));
+	reply_end(c, &l);
+}
+
+/* user-show and roster-show: storage jobs reading one user's rows. */
+struct user_job {
+	struct store_job job;
+	char *user, *host;
+	int found;
+	int64_t created, last_stamp;
+	char *last_status;
+	long long roster, archive, offline;
+	/* roster-show */
+	struct user_job_item {
+		char *jid, *name, *groups;
+		unsigned sub;
+	} *items;
+	size_t nitems;
+	int roster_rows;
+};
+
+static const char sql_user[] =
+    "SELECT id, created FROM users WHERE host = ?1 AND user = ?2";
+static const char sql_user_roster_count[] =
+    "SELECT count(*) FROM roster WHERE user_id = ?1 AND (sub & 32) != 0";
+static const char sql_user_archive_count[] =
+    "SELECT count(*) FROM archive WHERE user_id = ?1";
+static const char sql_user_offline_count[] =
+    "SELECT count(*) FROM offline WHERE user_id = ?1";
+static const char sql_user_lastlog[] =
+    "SELECT stamp, status FROM lastlog WHERE user_id = ?1";
+static const char sql_user_roster[] =
+    "SELECT jid, name, sub, groups FROM roster WHERE user_id = ?1 "
+    "ORDER BY jid";
+
+static long long
+count_rows(const char *sql, sqlite3_int64 uid, int *ok)
+{
+	sqlite3_stmt *s = store_sql(sql);
+	long long n = 0;
+
+	if (s == NULL) {
+		*ok = 0;
+		return 0;
+	}
+	sqlite3_bind_int64(s, 1, uid);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		n = sqlite3_column_int64(s, 0);
+	else
+		*ok = 0;
+	store_sql_done(s);
+	return n;
+}
+
+static char *
+column_dup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	return t ? xstrdup((const char *)t) : NULL;
+}
+
+static enum store_status
+run_user(struct store_job *job)
+{
+	struct user_job *j = (struct user_job *)job;
+	sqlite3_stmt *s;
+	sqlite3_int64 uid;
+	int ok = 1, rc;
+
+	if ((s = store_sql(sql_user)) == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_text(s, 1, j->host, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, j->user, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		store_sql_done(s);
+		return rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR;
+	}
+	uid = sqlite3_column_int64(s, 0);
+	j->created = sqlite3_column_int64(s, 1);
+	store_sql_done(s);
+	j->found = 1;
+	if (j->roster_rows) {
+		if ((s = store_sql(sql_user_roster)) == NULL)
+			return STORE_ERROR;
+		sqlite3_bind_int64(s, 1, uid);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct user_job_item *it;
+
+			j->items = xreallocarray(j->items, j->nitems + 1,
+			    sizeof(*j->items));
+			it = &j->items[j->nitems++];
+			it->jid = column_dup(s, 0);
+			it->name = column_dup(s, 1);
+			it->sub = (unsigned)sqlite3_column_int(s, 2);
+			it->groups = column_dup(s, 3);
+		}
+		store_sql_done(s);
+		return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	}
+	j->roster = count_rows(sql_user_roster_count, uid, &ok);
+	j->archive = count_rows(sql_user_archive_count, uid, &ok);
+	j->offline = count_rows(sql_user_offline_count, uid, &ok);
+	if ((s = store_sql(sql_user_lastlog)) == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, uid);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		j->last_stamp = sqlite3_column_int64(s, 0);
+		j->last_status = column_dup(s, 1);
+	}
+	store_sql_done(s);
+	return ok ? STORE_OK : STORE_ERROR;
+}
+
+static void
+format_time(int64_t t, char *out, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(out, len, "never");
+	else
+		strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void
+user_show_reply(struct control_conn *c, struct user_job *j)
+{
+	static const char *const cols[] = { "key", "value" };
+	struct session *s = sm_find_bare(j->user, j->host);
+	struct buf res = BUF_INIT;
+	char created[40], last[40];
+	size_t n = 0;
+	int r = 0;
+
+	for (; s; s = s->next) {
+		buf_printf(&res, "%s%s", n ? " " : "", s->jid.resource);
+		n++;
+	}
+	format_time(j->created, created, sizeof(created));
+	format_time(j->last_stamp, last, sizeof(last));
+	reply_cols(c, cols, nitems(cols));
+	r |= reply_row_kv(c, "jid", "%s@%s", j->user, j->host);
+	r |= reply_row_kv(c, "created", "%s", created);
+	r |= reply_row_kv(c, "sessions", "%zu", n);
+	r |= reply_row_kv(c, "resources", "%s", res.data ? res.data : "");
+	r |= reply_row_kv(c, "presence", "%s", n ? sm_user_show(j->user,
+	    j->host) : "unavailable");
+	r |= reply_row_kv(c, "last-seen", "%s", n ? "online" : last);
+	r |= reply_row_kv(c, "last-status", "%s", j->last_status ?
+	    j->last_status : "");
+	r |= reply_row_kv(c, "roster-items", "%lld", j->roster);
+	r |= reply_row_kv(c, "archive-messages", "%lld", j->archive);
+	r |= reply_row_kv(c, "offline-messages", "%lld", j->offline);
+	buf_free(&res);
+	if (c->dead)
+		return;
+	if (r != 0)
+		reply_err(c, CTL_E_INTERNAL, "row too long");
+	else
+		reply_ok(c);
+}
+
+static void
+roster_show_reply(struct control_conn *c, struct user_job *j)
+{
+	static const char *const cols[] = { "jid", "name", "subscription",
+		"ask", "pending_in", "groups", "presence" };
+
+	reply_cols(c, cols, nitems(cols));
+	for (size_t i = 0; i < j->nitems && !c->dead; i++) {
+		struct user_job_item *it = &j->items[i];
+		struct ctl_line l;
+		const char *show = "";
+		char *at, *bare;
+
+		/* A local contact's presence as the server sees it. */
+		bare = xstrdup(it->jid ? it->jid : "");
+		if ((at = strchr(bare, '@')) != NULL) {
+			*at = '\0';
+			if (conf_host_find(xmppd_conf, at + 1) != NULL &&
+			    (show = sm_user_show(bare, at + 1)) == NULL)
+				show = "unavailable";
+		}
+		for (char *p = it->groups; p && *p; p++)
+			if (*p == '\x1f')
+				*p = ',';
+		reply_line(c, &l, "row");
+		ctl_line_add(&l, it->jid ? it->jid : "");
+		ctl_line_add(&l, it->name ? it->name : "");
+		ctl_line_add(&l, subscription_attr(it->sub));
+		ctl_line_add(&l, subscription_ask(it->sub) ? "subscribe" : "");
+		ctl_line_add(&l, it->sub & SUB_PENDING_IN ? "yes" : "no");
+		ctl_line_add(&l, it->groups ? it->groups : "");
+		ctl_line_add(&l, show ? show : "");
+		free(bare);
+		ctl_line_end(&l);
+	}
+	if (c->dead || conn_output(c) == -1)
+		return;
+	reply_ok(c);
+}
+
+static void
+complete_user(struct store_job *job)
+{
+	struct user_job *j = (struct user_job *)job;
+	struct control_op *op = op_find(job->tag);
+	struct control_conn *c = control.running ? conn_find(job->owner) :
+	    NULL;
+
+	if (op == NULL)
+		return;
+	if (c == NULL || !c->busy || c->req != op->req) {
+		op_free(op);
+		return;
+	}
+	if (job->status == STORE_NOT_FOUND)
+		reply_err(c, CTL_E_NOT_FOUND, "no such user");
+	else if (job->status != STORE_OK)
+		reply_err(c, CTL_E_INTERNAL, "database error (see the "
+		    "daemon's log)");
+	else if (op->kind == OP_USER_SHOW)
+		user_show_reply(c, j);
+	else
+		roster_show_reply(c, j);
+	op_free(op);
+	if (!c->dead)
+		request_done(c);
+}
+
+static void
+free_user(struct store_job *job)
+{
+	struct user_job *j = (struct user_job *)job;
+
+	for (size_t i = 0; i < j->nitems; i++) {
+		free(j->items[i].jid);
+		free(j->items[i].name);
+		free(j->items[i].groups);
+	}
+	free(j->items);
+	free(j->last_status);
+	free(j->user);
+	free(j->host);
+	free(j);
+}
+
+static const struct store_job_ops user_ops = {
+	.name = "control user",
+	.writes = 0,
+	.run = run_user,
+	.complete = complete_user,
+	.free = free_user,
+};
+
+static void
+start_user_job(struct control_conn *c, enum control_op_kind kind,
+    const char *arg)
+{
+	struct control_op *op;
+	struct user_job *j;
+	struct jid jid;
+
+	if (parse_user_jid(c, arg, &jid) == -1)
+		return;
+	op = op_new(c, kind, jid.node, jid.domain);
+	j = xcalloc(1, sizeof(*j));
+	j->job.ops = &user_ops;
+	j->job.owner = c->id;
+	j->job.tag = op->id;
+	j->user = xstrdup(jid.node);
+	j->host = xstrdup(jid.domain);
+	j->roster_rows = kind == OP_ROSTER_SHOW;
+	jid_free(&jid);
+	c->busy = 1;
+	store_job_submit(&j->job);
+}
+
+static void
+handle_user_show(struct control_conn *c, char **args, size_t nargs)
+{
+	start_user_job(c, OP_USER_SHOW, args[0]);
+}
+
+static void
+handle_roster_show(struct control_conn *c, char **args, size_t nargs)
+{
+	start_user_job(c, OP_ROSTER_SHOW, args[0]);
+}
+
+/*
+ * check: what only the daemon can see.  Rows "level subject message":
+ * the configuration file parsed again, each host's certificate (expiry,
+ * warning under 30 days), and the listeners as "info listener
+ * ADDRESS PORT KIND" for xmppctl to connect to.
+ */
+static int
+check_row(struct control_conn *c, const char *level, const char *subject,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+check_row(struct control_conn *c, const char *level, const char *subject,
+    const char *fmt, ...)
+{
+	struct ctl_line l;
+	struct buf m = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&m, fmt, ap);
+	va_end(ap);
+	reply_line(c, &l, "row");
+	ctl_line_add(&l, level);
+	ctl_line_add(&l, subject);
+	ctl_line_addn(&l, m.data ? m.data : "", buf_avail(&m));
+	buf_free(&m);
+	return ctl_line_end(&l);
+}
+
+static void
+check_certificate(struct control_conn *c, const struct conf_host *h)
+{
+	FILE *f;
+	X509 *x;
+	const ASN1_TIME *na;
+	int days = 0, secs = 0;
+
+	if (h->certificate == NULL) {
+		check_row(c, "error", h->name, "no certificate configured");
+		return;
+	}
+	if ((f = fopen(h->certificate, "r")) == NULL) {
+		check_row(c, "error", h->name, "certificate %s: %s",
+		    h->certificate, strerror(errno));
+		return;
+	}
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (x == NULL) {
+		check_row(c, "error", h->name, "certificate %s: not a PEM "
+		    "certificate", h->certificate);
+		return;
+	}
+	na = X509_get0_notAfter(x);
+	if (ASN1_TIME_diff(&days, &secs, NULL, na) != 1)
+		check_row(c, "error", h->name, "certificate %s: unreadable "
+		    "expiry date", h->certificate);
+	else if (days < 0 || (days == 0 && secs < 0))
+		check_row(c, "error", h->name, "certificate %s has expired",
+		    h->certificate);
+	else if (days < 30)
+		check_row(c, "warning", h->name, "certificate %s expires in "
+		    "%d days", h->certificate, days);
+	else
+		check_row(c, "ok", h->name, "certificate %s valid for %d more "
+		    "days", h->certificate, days);
+	if (X509_get0_notBefore(x) != NULL &&
+	    X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		check_row(c, "error", h->name, "certificate %s is not valid "
+		    "yet", h->certificate);
+	X509_free(x);
+}
+
+static void
+handle_check(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "level", "subject", "message" };
+	const struct conf *cf = xmppd_conf;
+	char err[1024];
+
+	reply_cols(c, cols, nitems(cols));
+	if (cf->source == NULL || strcmp(cf->source, "(default)") == 0)
+		check_row(c, "ok", "configuration", "built-in default");
+	else {
+		struct conf *n = conf_load(cf->source, err, sizeof(err));
+
+		if (n == NULL)
+			check_row(c, "error", "configuration", "%s", err);
+		else {
+			check_row(c, "ok", "configuration", "%s parses",
+			    cf->source);
+			conf_free(n);
+		}
+	}
+	for (size_t i = 0; i < cf->nhosts; i++) {
+		check_row(c, "info", "host", "%s", cf->hosts[i].name);
+		check_certificate(c, &cf->hosts[i]);
+	}
+	for (size_t i = 0; i < cf->nlisteners; i++)
+		check_row(c, "info", "listener", "%s %d %s",
+		    cf->listeners[i].address, cf->listeners[i].port,
+		    cf->listeners[i].kind == LISTEN_C2S_TLS ? "c2s-tls" :
+		    "c2s");
+	if (c->dead || conn_output(c) == -1)
+		return;
+	reply_ok(c);
+}
+
 /* Requests. */
 
 static void
@@ -982,7 +1909,11 @@ handle_request(struct control_conn *c, char *line, size_t len)
 	}
 	log_debug("control %llu: request %u %s", (unsigned long long)c->id,
 	    (unsigned)c->req, cmd->name);
+	c->in_handler = 1;
 	cmd->handle(c, f + 2, nargs);
+	c->in_handler = 0;
+	if (!c->busy)
+		events_release(c);
 }
 
 /*
@@ -1076,7 +2007,26 @@ accept_one(int fd)
 	socklen_t credlen = sizeof(cred);
 	struct ctl_line l;
 	uid_t euid = geteuid();
+	size_t same_uid = 0;
 
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1) {
+		log_warn("control: SO_PEERCRED");
+		close(fd);
+		return;
+	}
+	for (c = control.conns; c != NULL; c = c->next)
+		if (c->uid == cred.uid)
+			same_uid++;
+	if (same_uid >= CONTROL_MAX_PER_UID) {
+		static const char busy[] = "0 err busy "
+		    "too%20many%20control%20connections%20for%20this%20user\n";
+
+		log_warnx("control: uid %u has %d connections, refusing one",
+		    (unsigned)cred.uid, CONTROL_MAX_PER_UID);
+		(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+		close(fd);
+		return;
+	}
 	if (control.nconns >= CONTROL_MAX_CONNS) {
 		static const char busy[] = "0 err busy "
 		    "too%20many%20control%20connections\n";
@@ -1084,11 +2034,6 @@ accept_one(int fd)
 		log_warnx("control: more than %d connections, refusing one",
 		    CONTROL_MAX_CONNS);
 		(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-		close(fd);
-		return;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == -1) {
-		log_warn("control: SO_PEERCRED");
 		close(fd);
 		return;
 	}
@@ -1265,6 +2210,8 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 	ev_io_init(&control.accept_w, accept_cb, fd, EV_READ);
 	ev_io_start(xmppd_loop, &control.accept_w);
 	ev_prepare_init(&control.reap_w, reap_cb);
+	ev_timer_init(&control.tick_w, tick_cb, 1.0, 1.0);
+	ev_timer_start(xmppd_loop, &control.tick_w);
 	control.running = 1;
 	log_info("control socket %s (mode 0660, uid %u, gid %u)", path,
 	    (unsigned)owner_uid, (unsigned)gid);
@@ -1280,6 +2227,7 @@ control_shutdown(void)
 		return;
 	control.running = 0;
 	ev_io_stop(xmppd_loop, &control.accept_w);
+	ev_timer_stop(xmppd_loop, &control.tick_w);
 	close(control.fd);
 	control.fd = -1;
 	/* Remove the socket only if it is still the one we created. */

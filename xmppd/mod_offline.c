@@ -37,6 +37,7 @@
 #include "log.h"
 #include "router.h"
 #include "session.h"
+#include "stats.h"
 #include "store_engine.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -210,6 +211,7 @@ complete_store(struct store_job *job)
 	switch (job->status) {
 	case STORE_OK:
 		if (j->outcome == OFFLINE_STORED) {
+			stats_offline_changed(1);
 			log_debug("offline: stored a message for %s@%s",
 			    j->user, j->host);
 			return;
@@ -414,6 +416,7 @@ run_fetch(struct store_job *job)
 		sqlite3_bind_int64(s, 3, j->delete_upto);
 		if (store_sql_write(s, "offline: delete", STORE_OK) != STORE_OK)
 			return STORE_ERROR;
+		stats_offline_changed(-(long long)sqlite3_changes(store_db()));
 	}
 	if ((s = store_sql(sql_read)) == NULL)
 		return STORE_ERROR;

@@ -230,6 +230,7 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 		if (!s->available)
 			return;
 		s->available = 0;
+		sm_presence_changed(s, pres, 0);
 		if (s->presence)
 			arena_free(s->presence->arena);
 		/* The client's own unavailable presence (with its status) is
@@ -267,6 +268,7 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 			s->priority = v < -128 ? -128 : v > 127 ? 127 : (int)v;
 		}
 	}
+	sm_presence_changed(s, s->presence, 1);
 	broadcast(s, 0, 1);
 	if (initial) {
 		struct probe_ctx pc = { s };

@@ -255,7 +255,13 @@ router_from_client(struct session *from, struct xel *st)
 	 * client put there is replaced. */
 	xel_set_attr(st, "from", from->full);
 	if (kind == STANZA_IQ && !iq_valid(st)) {
-		router_bounce(from, st, "bad-request");
+		/* RFC 6120 §8.2.3: never answer a result or error with an
+		 * error; those are dropped. */
+		const char *t = xel_attr(st, "type");
+
+		if (t == NULL || (strcmp(t, "result") != 0 &&
+			strcmp(t, "error") != 0))
+			router_bounce(from, st, "bad-request");
 		return 0;
 	}
 	if (tostr != NULL) {

@@ -31,6 +31,7 @@ struct session {
 	double last_active;
 	uint64_t stanzas_in, stanzas_out;
 	int closing;              /* unlinked from routing, being freed */
+	char *end_reason;         /* for the control plane (sm_set_end_reason) */
 	struct session *next;     /* in its user's list */
 	struct sm_user *user;
 };

@@ -9,10 +9,12 @@
 
 #include "c2s.h"
 #include "conn.h"
+#include "control.h"
 #include "hooks.h"
 #include "log.h"
 #include "session.h"
 #include "sm.h"
+#include "stats.h"
 #include "strmap.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -29,6 +31,8 @@ static size_t norder, order_cap;
 static struct session *graveyard; /* unbound, freed before sleep */
 static ev_prepare reap_w;
 static uint64_t next_id = 1;
+/* Stanza counts of the sessions already gone (sm_stanza_totals). */
+static uint64_t gone_in, gone_out;
 
 static void
 reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
@@ -40,6 +44,7 @@ reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 		jid_free(&s->jid);
 		free(s->full);
 		free(s->bare);
+		free(s->end_reason);
 		if (s->presence)
 			arena_free(s->presence->arena);
 		for (size_t i = 0; i < s->ndirected; i++)
@@ -56,6 +61,67 @@ sm_init(void)
 	ev_prepare_init(&reap_w, reap_cb);
 	ev_prepare_start(xmppd_loop, &reap_w);
 	ev_unref(xmppd_loop);
+}
+
+/* The <show/> of a presence as the control plane names it. */
+static const char *
+presence_show(const struct xel *pres, int available)
+{
+	const struct xel *e;
+	const char *t;
+
+	if (!available || pres == NULL)
+		return "unavailable";
+	if ((e = xel_child(pres, "show", NS_CLIENT)) == NULL)
+		return "available";
+	t = xel_text(e);
+	if (strcmp(t, "chat") == 0 || strcmp(t, "away") == 0 ||
+	    strcmp(t, "xa") == 0 || strcmp(t, "dnd") == 0)
+		return t;
+	return "available";
+}
+
+static const char *
+presence_status(const struct xel *pres)
+{
+	const struct xel *e = pres ? xel_child(pres, "status", NS_CLIENT) :
+	    NULL;
+
+	return e ? xel_text(e) : "";
+}
+
+/* XEP-0115: the caps node names the client software. */
+static const char *
+presence_client(const struct xel *pres)
+{
+	const struct xel *e = pres ? xel_child(pres, "c",
+	    "http://jabber.org/protocol/caps") : NULL;
+	const char *node = e ? xel_attr(e, "node") : NULL;
+
+	return node ? node : "";
+}
+
+static void
+fill_info(const struct session *s, struct sm_session_info *info)
+{
+	struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+	const struct xel *p = s->available ? s->presence : NULL;
+
+	memset(info, 0, sizeof(*info));
+	info->id = s->id;
+	info->jid = s->full;
+	info->ip = c ? c->ip : "";
+	info->tls_version = c ? conn_tls_version(c) : "";
+	info->tls_cipher = c ? conn_tls_cipher(c) : "";
+	info->show = presence_show(p, s->available);
+	info->status = presence_status(p);
+	info->client = presence_client(p);
+	info->priority = s->priority;
+	info->available = s->available;
+	info->since = s->since;
+	info->last_active = s->last_active;
+	info->stanzas_in = s->stanzas_in;
+	info->stanzas_out = s->stanzas_out;
 }
 
 struct session *
@@ -106,6 +172,7 @@ sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
 		/* RFC 6120 §7.7.2.2: the new session wins; the old one
 		 * gets <conflict/>. */
 		log_info("session %s replaced by a new bind", old->full);
+		sm_set_end_reason(old, "conflict");
 		if (old->c2s)
 			c2s_stream_error(old->c2s, "conflict",
 			    "Replaced by new connection");
@@ -139,6 +206,15 @@ sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
 		order = xreallocarray(order, order_cap, sizeof(*order));
 	}
 	order[norder++] = s;
+	stats_count_login();
+	if (control_subscribers() > 0) {
+		struct sm_session_info info;
+
+		fill_info(s, &info);
+		control_event_session_up(&info);
+		control_event_log("info", "login %s from %s", s->full,
+		    info.ip);
+	}
 	return s;
 }
 
@@ -153,6 +229,16 @@ sm_unbind(struct session *s)
 	/* Still routable: presence can say goodbye (RFC 6121 §4.5.1). */
 	hook_run_session(HOOK_SESSION_END, s);
 	s->closing = 1;
+	gone_in += s->stanzas_in;
+	gone_out += s->stanzas_out;
+	if (control_subscribers() > 0) {
+		struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+		const char *why = s->end_reason ? s->end_reason :
+		    c && c->close_reason ? c->close_reason : "closed";
+
+		control_event_session_down(s->id, s->full, why);
+		control_event_log("info", "logout %s (%s)", s->full, why);
+	}
 	for (pp = &u->sessions; *pp; pp = &(*pp)->next)
 		if (*pp == s) {
 			*pp = s->next;
@@ -202,23 +288,60 @@ void
 sm_foreach(void (*fn)(const struct sm_session_info *, void *), void *arg)
 {
 	for (size_t i = 0; i < norder; i++) {
-		struct session *s = order[i];
-		struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
-		struct sm_session_info info = {
-			.id = s->id,
-			.jid = s->full,
-			.ip = c ? c->ip : "",
-			.tls_version = c ? conn_tls_version(c) : "",
-			.tls_cipher = c ? conn_tls_cipher(c) : "",
-			.priority = s->priority,
-			.available = s->available,
-			.since = s->since,
-			.last_active = s->last_active,
-			.stanzas_in = s->stanzas_in,
-			.stanzas_out = s->stanzas_out,
-		};
+		struct sm_session_info info;
+
+		fill_info(order[i], &info);
 		fn(&info, arg);
 	}
+}
+
+void
+sm_foreach_session(void (*fn)(struct session *, void *), void *arg)
+{
+	for (size_t i = 0; i < norder; i++)
+		fn(order[i], arg);
+}
+
+const char *
+sm_user_show(const char *user, const char *host)
+{
+	struct session *s = sm_find_bare(user, host), *best = NULL;
+
+	if (s == NULL)
+		return NULL;
+	for (; s; s = s->next)
+		if (s->available && s->presence && (best == NULL ||
+		    s->priority > best->priority))
+			best = s;
+	return best ? presence_show(best->presence, 1) : "unavailable";
+}
+
+void
+sm_stanza_totals(uint64_t *in, uint64_t *out)
+{
+	*in = gone_in;
+	*out = gone_out;
+	for (size_t i = 0; i < norder; i++) {
+		*in += order[i]->stanzas_in;
+		*out += order[i]->stanzas_out;
+	}
+}
+
+void
+sm_set_end_reason(struct session *s, const char *reason)
+{
+	if (s->end_reason == NULL && reason != NULL)
+		s->end_reason = xstrdup(reason);
+}
+
+void
+sm_presence_changed(struct session *s, const struct xel *pres,
+    int available)
+{
+	if (control_subscribers() == 0)
+		return;
+	control_event_presence(s->id, s->full, presence_show(pres, available),
+	    s->priority, presence_status(pres));
 }
 
 int
@@ -232,6 +355,11 @@ sm_kick(const char *user, const char *host, const char *resource,
 		next = s->next;
 		if (resource && strcmp(s->jid.resource, resource) != 0)
 			continue;
+		if (s->end_reason == NULL && s->c2s) {
+			s->end_reason = text ? xasprintf("kicked: %s", text) :
+			    xstrdup("kicked");
+			stats_count_kick();
+		}
 		if (s->c2s)
 			c2s_stream_error(s->c2s, condition, text);
 		sm_unbind(s);

@@ -17,6 +17,11 @@ struct sm_session_info {
 	const char *ip;           /* peer address */
 	const char *tls_version;  /* "TLSv1.3" or "" */
 	const char *tls_cipher;
+	const char *show;         /* available, chat, away, xa, dnd or
+	                             unavailable */
+	const char *status;       /* presence <status/> text or "" */
+	const char *client;       /* XEP-0115 caps node of the last
+	                             presence, or "" */
 	int priority;
 	int available;            /* has sent available presence */
 	double since;             /* ev_time() when bound */
@@ -37,5 +42,28 @@ void sm_foreach(void (*fn)(const struct sm_session_info *, void *),
  */
 int sm_kick(const char *user, const char *host, const char *resource,
     const char *condition, const char *text);
+
+/* Calls fn for each bound session, in binding order; fn must not bind
+ * or unbind sessions. */
+void sm_foreach_session(void (*fn)(struct session *, void *), void *arg);
+/* The show of user@host's most available session ("unavailable" if none
+ * is available; NULL if the user has no session). */
+const char *sm_user_show(const char *user, const char *host);
+
+/* Stanzas received from and sent to clients since start, all sessions. */
+void sm_stanza_totals(uint64_t *in, uint64_t *out);
+/*
+ * Why s ends, for the control plane's session-down event (e.g. the stream
+ * error condition); the first reason given wins, "closed" if none.
+ */
+void sm_set_end_reason(struct session *s, const char *reason);
+/*
+ * s changed its broadcast presence: pres is the available presence now
+ * kept, or the unavailable one (NULL at session end).  Feeds the control
+ * plane's presence event.
+ */
+struct xel;
+void sm_presence_changed(struct session *s, const struct xel *pres,
+    int available);
 
 #endif

@@ -210,6 +210,8 @@ listen c2s $PORT address 127.0.0.1 starttls required
 listen c2s-tls $PORT_TLS address 127.0.0.1
 limits {
     connections-per-ip 0
+    preauth-connections-per-ip 0
+    stanzas-per-second 0
     max-connections 0
 $spu
 }
@@ -237,8 +239,9 @@ EOF
 # xmppctl has no batch mode: one process per account, 8 at a time.
 create_xmppd_users() {
 	seq 0 $((USERS - 1)) | xargs -P 8 -n 1 sh -c \
-	    'printf "pw%s\n" "$2" | "$0" -s "$1" adduser "user$2@'"$DOMAIN"'" \
-	    --password-stdin >/dev/null 2>&1 || echo "user$2" >&2' \
+	    'err=$(printf "pw%s\n" "$2" | "$0" -s "$1" adduser \
+	    "user$2@'"$DOMAIN"'" --password-stdin 2>&1 >/dev/null) ||
+	    echo "user$2:" $err >&2' \
 	    "$BUILD/xmppctl" "$DIR/xmppd.sock" 2>"$DIR/adduser-failed"
 	failed=$(wc -l <"$DIR/adduser-failed")
 	[ "$failed" -eq 0 ] || die "$failed accounts could not be created" \

@@ -1789,6 +1789,11 @@ roster_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	begin_close_all();
 }
 
+/*
+ * Roster mode: detect the end of each phase.  Measured logins expect the
+ * presence of every online session, so without all of them the run stops
+ * at once instead of letting each login time out.
+ */
 static void
 roster_check_done(void)
 {
@@ -1806,7 +1811,17 @@ roster_check_done(void)
 		fflush(stdout);
 		ev_timer_init(&B.settle, roster_measure_cb, ROSTER_SETTLE, 0);
 		ev_timer_start(B.loop, &B.settle);
-	} else if (B.phase == PHASE_MEASURE && B.measured_finished == B.o.n) {
+	}
+	if (B.phase != PHASE_RAMP && (B.online_failed || B.dropped)) {
+		log_warnx("%u of %u online sessions failed or were dropped; "
+		          "stopping",
+		    B.online_failed + B.dropped, B.o.online);
+		ev_timer_stop(B.loop, &B.settle);
+		B.phase = PHASE_CLOSE;
+		begin_close_all();
+		return;
+	}
+	if (B.phase == PHASE_MEASURE && B.measured_finished == B.o.n) {
 		B.phase = PHASE_DRAIN;
 		B.all_up = 1;
 		B.t_up = now_mono();

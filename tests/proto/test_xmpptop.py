@@ -1,0 +1,262 @@
+"""xmpptop(1): batch mode against a fake control socket (exact rows for a
+known set of sessions) and against a real xmppd with clients logged in;
+the interactive view driven in tmux (a session shown, sorting, kick with
+confirmation).  XMPPTOP_BIN names the binary (default build/xmpptop)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, XMPPCTL_BIN
+from fake_ctl_daemon import FakeDaemon
+
+XMPPTOP_BIN = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+
+HEADER = ('xmpptop: up 1:02:05, sessions 3, users 3, logins/min 2, '
+          'stanzas/s in 4.5 out 6.0, bytes/s in 1.0K out 2.0K, offline 1, '
+          'rss 20.0M, store queue 0, commit 1.5ms')
+COLUMNS = ('SID  JID                       IP            TLS      '
+           'CIPHER                       CLIENT         SHOW       PRI  '
+           'SINCE                  IDLE   IN  OUT  STATUS')
+ROW_ALICE = ('  7  alice@example.org/laptop  192.0.2.10    TLSv1.3  '
+             'TLS_AES_256_GCM_SHA384       Gajim          available    5  '
+             '2024-05-01T08:00:00Z    12s  120  340  at work')
+ROW_BOB = ('  9  bob@example.org/phone     198.51.100.7  TLSv1.2  '
+           'ECDHE-RSA-AES128-GCM-SHA256  Conversations  away         0  '
+           '2024-05-01T07:30:00Z  10:00   15   22  back soon')
+ROW_CAROL = (' 12  carol@example.org/desk    2001:db8::1   TLSv1.3  '
+             'TLS_AES_128_GCM_SHA256       -              dnd         -1  '
+             '2024-05-01T09:15:00Z     3s  900   40')
+
+
+def top(*args, timeout=30, env=None):
+    return subprocess.run([XMPPTOP_BIN] + list(args), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def fake():
+    d = Path(tempfile.mkdtemp(prefix='xmpptop-'))
+    daemons = []
+
+    def make(**kw):
+        f = FakeDaemon(d / 'ctl.sock', **kw).start()
+        daemons.append(f)
+        return f
+    yield make
+    for f in daemons:
+        f.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_batch_rows_from_fake(fake):
+    f = fake()
+    r = top('-b', '-s', f.path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [HEADER, COLUMNS, ROW_ALICE, ROW_BOB,
+                                     ROW_CAROL]
+
+
+def test_batch_sort_and_count(fake):
+    f = fake()
+    r = top('-b', '-n', '2', '-d', '0.2', '-o', 'traffic', '-s', f.path)
+    assert r.returncode == 0, r.stderr
+    block = [HEADER, COLUMNS, ROW_CAROL, ROW_ALICE, ROW_BOB]
+    assert r.stdout.splitlines() == block + [''] + block
+    r = top('-b', '-o', 'idle', '-s', f.path)
+    assert r.stdout.splitlines()[2:] == [ROW_BOB, ROW_ALICE, ROW_CAROL]
+
+
+def test_batch_socket_from_environment(fake):
+    f = fake()
+    env = dict(os.environ, XMPPD_SOCKET=f.path)
+    r = top('-b', env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == HEADER
+
+
+def test_batch_without_events_polls_status(fake):
+    f = fake(subscribe=False)
+    r = top('-b', '-s', f.path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith('xmpptop: up 1:02:05, sessions 3, users 3,')
+    assert 'no events' in lines[0]
+    assert lines[1:] == [COLUMNS, ROW_ALICE, ROW_BOB, ROW_CAROL]
+
+
+def test_batch_unreachable_and_usage(tmp_path):
+    r = top('-b', '-s', str(tmp_path / 'nothing.sock'))
+    assert r.returncode == 3
+    assert 'disconnected' in r.stderr and 'nothing.sock' in r.stderr
+    assert top('-b', '-o', 'bogus').returncode == 2
+    assert top('-b', '-n', 'x').returncode == 2
+    assert top('-x').returncode == 2
+
+
+# -- against the real daemon --
+
+def real_daemon_supports(server, command):
+    """Whether the daemon's control socket knows command: asked directly,
+    since xmppctl may not have a subcommand for it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(5)
+        c.connect(str(server.sock))
+        f = c.makefile('rb')
+        f.readline()
+        c.sendall(b'hello 1\n1 ' + command.encode() + b'\n')
+        answer = f.readline().split()
+        return answer[:2] in ([b'1', b'ok'], [b'1', b'cols'])
+
+
+@pytest.fixture
+def two_clients(server):
+    if not real_daemon_supports(server, 'sessions'):
+        pytest.skip('xmppd does not answer "sessions" on its control '
+                    'socket yet')
+    a = server.login('alice@localhost', resource='top-a')
+    b = server.login('bob@localhost', resource='top-b')
+    yield a, b
+    for c in (a, b):
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    return pred()
+
+
+def test_batch_real_daemon(server, two_clients):
+    def rows():
+        r = top('-b', '-s', str(server.sock))
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        return lines if (any('alice@localhost/top-a' in x for x in lines)
+                         and any('bob@localhost/top-b' in x
+                                 for x in lines)) else None
+    lines = wait_for(rows)
+    assert lines, 'sessions missing from xmpptop -b'
+    assert lines[0].startswith('xmpptop: up ')
+    assert lines[1].split()[:3] == ['SID', 'JID', 'IP']
+    jids = [x.split()[1] for x in lines[2:]]
+    assert jids == sorted(jids)
+    for x in lines[2:]:
+        assert '127.0.0.1' in x.split()
+
+
+def tmux(*args):
+    return subprocess.run(['tmux'] + list(args), capture_output=True,
+                          text=True, timeout=10)
+
+
+@pytest.fixture
+def tmux_top():
+    if shutil.which('tmux') is None:
+        pytest.skip('tmux is not installed')
+    name = 'xmpptop-test-%d' % os.getpid()
+
+    def start(sock):
+        r = tmux('new-session', '-d', '-s', name, '-x', '200', '-y', '40',
+                 '%s -s %s' % (XMPPTOP_BIN, sock))
+        assert r.returncode == 0, r.stderr
+        return name
+    yield start
+    tmux('kill-session', '-t', name)
+
+
+def screen(name):
+    return tmux('capture-pane', '-p', '-t', name).stdout
+
+
+def wait_screen(name, pred, timeout=5.0):
+    return wait_for(lambda: pred(screen(name)) and screen(name), timeout)
+
+
+def session_order(text, jids):
+    """The jids in the order of the sessions panel's rows (lines that
+    start with a numeric SID), ignoring the status line and events."""
+    order = []
+    for x in text.split('EVENTS')[0].splitlines():
+        words = x.split()
+        if len(words) > 1 and words[0].isdigit() and words[1] in jids:
+            order.append(words[1])
+    return order
+
+
+def test_interactive_fake_sort_and_kick(fake, tmux_top):
+    f = fake()
+    name = tmux_top(f.path)
+    jids = ['alice@example.org/laptop', 'bob@example.org/phone',
+            'carol@example.org/desk']
+    assert wait_screen(name, lambda s: all(j in s for j in jids)), \
+        screen(name)
+    assert session_order(screen(name), jids) == jids
+    tmux('send-keys', '-t', name, 't')
+    assert wait_screen(name, lambda s: session_order(s, jids) == [
+        jids[2], jids[0], jids[1]]), screen(name)
+    # The selection stays on the first row: carol after sorting by traffic.
+    tmux('send-keys', '-t', name, 'Home', 'k')
+    assert wait_screen(name, lambda s: 'Kick carol@example.org/desk? (y/n)'
+                       in s), screen(name)
+    tmux('send-keys', '-t', name, 'n')
+    assert wait_screen(name, lambda s: 'kick cancelled' in s), screen(name)
+    assert ['kick'] not in [r[:1] for r in f.requests]
+    tmux('send-keys', '-t', name, 'k')
+    assert wait_screen(name, lambda s: '(y/n)' in s)
+    tmux('send-keys', '-t', name, 'y')
+    assert wait_screen(name, lambda s: 'kicked carol@example.org/desk' in s
+                       and session_order(s, jids) == jids[:2]), screen(name)
+    assert ['kick', 'carol@example.org/desk',
+            'kicked by the administrator'] in f.requests
+    tmux('send-keys', '-t', name, '?')
+    assert wait_screen(name, lambda s: 'this help' in s), screen(name)
+    tmux('send-keys', '-t', name, 'q')
+    assert wait_for(lambda: tmux('has-session', '-t', name).returncode != 0)
+
+
+def test_interactive_reconnects(fake, tmux_top):
+    f = fake()
+    name = tmux_top(f.path)
+    assert wait_screen(name, lambda s: 'alice@example.org' in s)
+    f.stop()
+    assert wait_screen(name, lambda s: 'DISCONNECTED' in s), screen(name)
+    f2 = fake()
+    assert f2.path == f.path
+    assert wait_screen(name, lambda s: 'DISCONNECTED' not in s and
+                       'alice@example.org' in s), screen(name)
+
+
+def test_interactive_real_daemon_kick(server, two_clients, tmux_top):
+    if not real_daemon_supports(server, 'subscribe'):
+        pytest.skip('xmppd has no "subscribe" request yet')
+    name = tmux_top(server.sock)
+    jids = ['alice@localhost/top-a', 'bob@localhost/top-b']
+    assert wait_screen(name, lambda s: all(j in s for j in jids)), \
+        screen(name)
+    assert session_order(screen(name), jids) == jids
+    tmux('send-keys', '-t', name, 'r')
+    assert wait_screen(name, lambda s: session_order(s, jids) == jids[::-1]),\
+        screen(name)
+    tmux('send-keys', '-t', name, 'Home', 'k')
+    assert wait_screen(name, lambda s: 'Kick bob@localhost/top-b? (y/n)'
+                       in s), screen(name)
+    tmux('send-keys', '-t', name, 'y')
+    if wait_screen(name, lambda s: 'unknown' in s, timeout=1.0):
+        pytest.skip('xmppd has no "kick" request yet')
+    two_clients[1].expect_stream_error('policy-violation')
+    assert wait_screen(name, lambda s: session_order(s, jids) == jids[:1]),\
+        screen(name)

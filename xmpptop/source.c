@@ -1,0 +1,802 @@
+/*
+ * The data source of xmpptop: connects to the control socket without
+ * blocking the interface, subscribes to events, lists sessions and keeps
+ * the model (sessions, counters, event tail) up to date from what the
+ * daemon pushes.  Reconnects every second when the daemon goes away, and
+ * falls back to polling "status" and "sessions" when it has no events.
+ */
+#include <errno.h>
+#include <math.h>  /* isfinite */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "strmap.h"
+#include "xmalloc.h"
+
+#include "source.h"
+
+#define RETRY_SECONDS 1.0
+#define POLL_STATUS_SECONDS 1.0
+#define POLL_SESSIONS_SECONDS 2.0
+
+/* The columns of "sessions" this program knows, by name. */
+enum col {
+	COL_SID, COL_JID, COL_IP, COL_TLS, COL_CIPHER, COL_CLIENT, COL_SHOW,
+	COL_STATUS, COL_PRIORITY, COL_SINCE, COL_IDLE, COL_IN, COL_OUT,
+	NCOLS
+};
+static const char *const col_names[NCOLS] = {
+	"sid", "jid", "ip", "tls", "cipher", "client", "show", "status",
+	"priority", "since", "idle", "stanzas_in", "stanzas_out",
+};
+
+struct conn {
+	struct ctl_reader rd;
+	uint32_t last_id;
+	uint32_t subscribe_id, sessions_id, status_id, kick_id, detail_id;
+	int col_index[NCOLS];   /* field index in a row, -1 if absent */
+	char *kick_jid;
+	double next_status, next_sessions;
+};
+
+double
+source_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct conn *
+conn_of(const struct top_source *s)
+{
+	return s->priv;
+}
+
+/* --- model --- */
+
+static void
+session_free(struct top_session *t)
+{
+	free(t->sid);
+	free(t->jid);
+	free(t->ip);
+	free(t->tls);
+	free(t->cipher);
+	free(t->client);
+	free(t->show);
+	free(t->status);
+	free(t->since);
+	free(t);
+}
+
+static void
+set_str(char **dst, const char *s)
+{
+	if (*dst != NULL && strcmp(*dst, s) == 0)
+		return;
+	free(*dst);
+	*dst = xstrdup(s);
+}
+
+static struct top_session *
+session_get(struct top_source *s, const char *sid)
+{
+	struct top_session *t = strmap_get(s->sessions, sid);
+
+	if (t != NULL)
+		return t;
+	t = xcalloc(1, sizeof(*t));
+	t->sid = xstrdup(sid);
+	t->jid = xstrdup("");
+	t->ip = xstrdup("");
+	t->tls = xstrdup("");
+	t->cipher = xstrdup("");
+	t->client = xstrdup("");
+	t->show = xstrdup("-");
+	t->status = xstrdup("");
+	t->since = xstrdup("");
+	t->idle_at = source_now();
+	t->gen = s->gen;
+	strmap_put(s->sessions, sid, t);
+	return t;
+}
+
+static void
+session_del(struct top_source *s, const char *sid)
+{
+	struct top_session *t = strmap_del(s->sessions, sid);
+
+	if (t != NULL)
+		session_free(t);
+}
+
+static void
+free_one(const char *key, void *value, void *arg)
+{
+	session_free(value);
+}
+
+static void
+clear_sessions(struct top_source *s)
+{
+	strmap_foreach(s->sessions, free_one, NULL);
+	strmap_free(s->sessions);
+	s->sessions = strmap_new();
+}
+
+struct sweep {
+	unsigned gen;
+	char **dead;
+	size_t n;
+};
+
+static void
+sweep_one(const char *key, void *value, void *arg)
+{
+	struct top_session *t = value;
+	struct sweep *sw = arg;
+
+	if (t->gen != sw->gen) {
+		sw->dead = xreallocarray(sw->dead, sw->n + 1, sizeof(char *));
+		sw->dead[sw->n++] = xstrdup(key);
+	}
+}
+
+/* Drop the sessions a complete listing did not mention. */
+static void
+sweep_sessions(struct top_source *s)
+{
+	struct sweep sw = { s->gen, NULL, 0 };
+
+	strmap_foreach(s->sessions, sweep_one, &sw);
+	for (size_t i = 0; i < sw.n; i++) {
+		session_del(s, sw.dead[i]);
+		free(sw.dead[i]);
+	}
+	free(sw.dead);
+}
+
+static void
+add_event(struct top_source *s, const char *level, const char *text)
+{
+	char stamp[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	size_t slot;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	slot = (s->event_head + s->nevents) % TOP_EVENTS_MAX;
+	if (s->nevents == TOP_EVENTS_MAX) {
+		free(s->events[s->event_head]);
+		s->event_head = (s->event_head + 1) % TOP_EVENTS_MAX;
+		s->nevents--;
+	}
+	s->events[slot] = xasprintf("%s %-5s %s", stamp, level, text);
+	s->nevents++;
+	s->changes++;
+}
+
+const char *
+source_event(const struct top_source *s, size_t i)
+{
+	if (i >= s->nevents)
+		return "";
+	return s->events[(s->event_head + i) % TOP_EVENTS_MAX];
+}
+
+double
+source_idle(const struct top_session *t, double now)
+{
+	double idle = t->idle_base + (now - t->idle_at);
+
+	return idle < 0 ? 0 : idle;
+}
+
+struct collect {
+	struct top_session **v;
+	size_t n;
+};
+
+static void
+collect_one(const char *key, void *value, void *arg)
+{
+	struct collect *c = arg;
+
+	c->v[c->n++] = value;
+}
+
+struct top_session **
+source_sessions(const struct top_source *s, size_t *n)
+{
+	struct collect c;
+
+	c.v = xcalloc(strmap_count(s->sessions) + 1, sizeof(*c.v));
+	c.n = 0;
+	strmap_foreach(s->sessions, collect_one, &c);
+	*n = c.n;
+	return c.v;
+}
+
+static double
+num(const char *s)
+{
+	char *end;
+	double d = strtod(s, &end);
+
+	return end == s || !isfinite(d) ? 0 : d;
+}
+
+/* --- connection --- */
+
+static void
+disconnect(struct top_source *s, const char *why)
+{
+	struct conn *c = conn_of(s);
+
+	if (s->fd != -1)
+		close(s->fd);
+	s->fd = -1;
+	s->state = TOP_DISCONNECTED;
+	snprintf(s->status, sizeof(s->status), "disconnected: %s", why);
+	s->next_retry = source_now() + RETRY_SECONDS;
+	ctl_reader_free(&c->rd);
+	c->subscribe_id = c->sessions_id = c->status_id = c->kick_id = 0;
+	c->detail_id = 0;
+	if (s->detail_state == 1) {
+		s->detail_state = -1;
+		snprintf(s->detail_err, sizeof(s->detail_err), "disconnected");
+	}
+	s->subscribed = 0;
+	s->counters.valid = 0;
+	s->changes++;
+}
+
+/* Send one request; returns its id, or 0 if the connection failed. */
+static uint32_t
+request(struct top_source *s, const char *const *argv, size_t argc)
+{
+	struct conn *c = conn_of(s);
+	struct buf out = BUF_INIT;
+	struct ctl_line l;
+	const char *p;
+	size_t left;
+	uint32_t id;
+
+	if (s->state != TOP_READY)
+		return 0;
+	if (c->last_id == UINT32_MAX)
+		c->last_id = 0;
+	id = ++c->last_id;
+	ctl_line_start(&l, &out);
+	ctl_line_addf(&l, "%u", (unsigned)id);
+	for (size_t i = 0; i < argc; i++)
+		ctl_line_add(&l, argv[i]);
+	if (ctl_line_end(&l) == -1) {
+		buf_free(&out);
+		return 0;
+	}
+	/* Requests are small and the daemon reads them promptly. */
+	p = buf_head(&out);
+	left = buf_avail(&out);
+	while (left > 0) {
+		ssize_t n = send(s->fd, p, left, MSG_NOSIGNAL);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			buf_free(&out);
+			disconnect(s, strerror(errno));
+			return 0;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	buf_free(&out);
+	return id;
+}
+
+static void
+try_connect(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(s->path) >= sizeof(sun.sun_path)) {
+		snprintf(s->status, sizeof(s->status),
+		    "disconnected: socket path too long");
+		s->next_retry = source_now() + RETRY_SECONDS;
+		return;
+	}
+	memcpy(sun.sun_path, s->path, strlen(s->path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(s->status, sizeof(s->status),
+		    "disconnected: %s: %s", s->path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		s->next_retry = source_now() + RETRY_SECONDS;
+		return;
+	}
+	s->fd = fd;
+	s->state = TOP_GREETING;
+	ctl_reader_init(&c->rd, CTL_LINE_MAX);
+	snprintf(s->status, sizeof(s->status), "connecting to %s", s->path);
+}
+
+static void
+start_session(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+	const char *sub[] = { "subscribe" };
+
+	s->state = TOP_READY;
+	snprintf(s->status, sizeof(s->status), "connected to %s", s->path);
+	c->subscribe_id = request(s, sub, 1);
+	source_refresh(s);
+	s->changes++;
+}
+
+void
+source_refresh(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "sessions" };
+
+	if (s->state != TOP_READY || c->sessions_id != 0)
+		return;
+	c->sessions_id = request(s, argv, 1);
+	c->next_sessions = source_now() +
+	    (s->subscribed == -1 ? POLL_SESSIONS_SECONDS : s->refresh_every);
+}
+
+int
+source_listing(const struct top_source *s)
+{
+	return conn_of(s)->sessions_id != 0;
+}
+
+static void
+poll_status(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "status" };
+
+	if (c->status_id != 0)
+		return;
+	c->status_id = request(s, argv, 1);
+	c->next_status = source_now() + POLL_STATUS_SECONDS;
+}
+
+void
+source_kick(struct top_source *s, const char *jid, const char *reason)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "kick", jid, reason };
+
+	if (s->state != TOP_READY) {
+		snprintf(s->status, sizeof(s->status),
+		    "cannot kick %s: not connected", jid);
+		return;
+	}
+	free(c->kick_jid);
+	c->kick_jid = xstrdup(jid);
+	c->kick_id = request(s, argv, 3);
+	snprintf(s->status, sizeof(s->status), "kicking %s", jid);
+}
+
+static void
+detail_clear(struct top_source *s)
+{
+	for (size_t i = 0; i < s->ndetail_cols; i++)
+		free(s->detail_cols[i]);
+	for (size_t i = 0; i < s->ndetail_rows * s->ndetail_cols; i++)
+		free(s->detail_rows[i]);
+	free(s->detail_cols);
+	free(s->detail_rows);
+	free(s->detail_jid);
+	s->detail_cols = s->detail_rows = NULL;
+	s->ndetail_cols = s->ndetail_rows = 0;
+	s->detail_jid = NULL;
+	s->detail_state = 0;
+	s->detail_err[0] = '\0';
+}
+
+void
+source_roster(struct top_source *s, const char *jid)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "roster-show", jid };
+
+	detail_clear(s);
+	s->detail_jid = xstrdup(jid);
+	if (s->state != TOP_READY) {
+		s->detail_state = -1;
+		snprintf(s->detail_err, sizeof(s->detail_err),
+		    "not connected");
+		return;
+	}
+	s->detail_state = 1;
+	c->detail_id = request(s, argv, 2);
+}
+
+/* --- answers and events --- */
+
+static void
+on_session_row(struct top_source *s, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+	const char *v[NCOLS];
+	struct top_session *t;
+
+	for (int i = 0; i < NCOLS; i++)
+		v[i] = c->col_index[i] >= 0 && (size_t)c->col_index[i] < n ?
+		    f[c->col_index[i]] : "";
+	if (v[COL_SID][0] == '\0')
+		return;
+	t = session_get(s, v[COL_SID]);
+	t->gen = s->gen;
+	set_str(&t->jid, v[COL_JID]);
+	set_str(&t->ip, v[COL_IP]);
+	set_str(&t->tls, v[COL_TLS]);
+	set_str(&t->cipher, v[COL_CIPHER]);
+	set_str(&t->client, v[COL_CLIENT]);
+	set_str(&t->show, v[COL_SHOW][0] != '\0' ? v[COL_SHOW] : "-");
+	set_str(&t->status, v[COL_STATUS]);
+	set_str(&t->since, v[COL_SINCE]);
+	t->priority = (int)num(v[COL_PRIORITY]);
+	t->idle_base = num(v[COL_IDLE]);
+	t->idle_at = source_now();
+	t->stanzas_in = (unsigned long long)num(v[COL_IN]);
+	t->stanzas_out = (unsigned long long)num(v[COL_OUT]);
+}
+
+static void
+on_status_row(struct top_source *s, char **f, size_t n)
+{
+	struct top_counters *k = &s->counters;
+
+	if (n < 2 || k->from_events)
+		return;
+	if (strcmp(f[0], "uptime") == 0)
+		k->uptime = num(f[1]);
+	else if (strcmp(f[0], "sessions") == 0)
+		k->sessions = (long)num(f[1]);
+	else if (strcmp(f[0], "users-online") == 0)
+		k->users = (long)num(f[1]);
+	else if (strcmp(f[0], "storage-queue") == 0)
+		k->store_queue = (long)num(f[1]);
+	else if (strcmp(f[0], "last-commit-ms") == 0)
+		k->commit_ms = num(f[1]);
+	else if (strcmp(f[0], "version") == 0)
+		snprintf(s->daemon_version, sizeof(s->daemon_version), "%s",
+		    f[1]);
+}
+
+static void
+on_counters(struct top_source *s, char **f, size_t n)
+{
+	struct top_counters *k = &s->counters;
+
+	if (n < 12)
+		return;
+	k->uptime = num(f[0]);
+	k->sessions = (long)num(f[1]);
+	k->users = (long)num(f[2]);
+	k->logins_per_min = num(f[3]);
+	k->in_per_s = num(f[4]);
+	k->out_per_s = num(f[5]);
+	k->bytes_in_per_s = num(f[6]);
+	k->bytes_out_per_s = num(f[7]);
+	k->offline_queue = (long)num(f[8]);
+	k->rss_kb = (long)num(f[9]);
+	k->store_queue = (long)num(f[10]);
+	k->commit_ms = num(f[11]);
+	k->valid = k->from_events = 1;
+}
+
+/* "* event NAME FIELD..." with f[0] = NAME. */
+static void
+on_event(struct top_source *s, char **f, size_t n)
+{
+	struct top_session *t;
+
+	if (strcmp(f[0], "session-up") == 0 && n >= 7) {
+		t = session_get(s, f[1]);
+		t->gen = s->gen;
+		set_str(&t->jid, f[2]);
+		set_str(&t->ip, f[3]);
+		set_str(&t->tls, f[4]);
+		set_str(&t->cipher, f[5]);
+		set_str(&t->since, f[6]);
+		t->idle_base = 0;
+		t->idle_at = source_now();
+	} else if (strcmp(f[0], "session-down") == 0 && n >= 2) {
+		session_del(s, f[1]);
+	} else if (strcmp(f[0], "presence") == 0 && n >= 6) {
+		t = strmap_get(s->sessions, f[1]);
+		if (t == NULL)
+			return;
+		set_str(&t->show, f[3]);
+		t->priority = (int)num(f[4]);
+		set_str(&t->status, f[5]);
+		t->idle_base = 0;
+		t->idle_at = source_now();
+	} else if (strcmp(f[0], "counters") == 0) {
+		on_counters(s, f + 1, n - 1);
+	} else if (strcmp(f[0], "log") == 0 && n >= 3) {
+		add_event(s, f[1], f[2]);
+		return;
+	} else {
+		return;
+	}
+	s->changes++;
+}
+
+static void
+on_terminal(struct top_source *s, uint32_t id, int ok, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+	const char *code = !ok && n > 0 ? f[0] : "";
+	const char *msg = !ok && n > 1 ? f[1] : code;
+
+	if (id == c->subscribe_id) {
+		c->subscribe_id = 0;
+		s->subscribed = ok ? 1 : -1;
+		if (!ok)
+			poll_status(s);
+	} else if (id == c->sessions_id) {
+		c->sessions_id = 0;
+		if (ok) {
+			sweep_sessions(s);
+			s->listed = 1;
+		}
+		if (!ok)
+			snprintf(s->status, sizeof(s->status),
+			    "sessions: %s", msg);
+	} else if (id == c->status_id) {
+		c->status_id = 0;
+		if (ok && !s->counters.from_events) {
+			s->counters.valid = 1;
+			s->counters.sessions = (long)strmap_count(s->sessions);
+		}
+	} else if (id == c->kick_id) {
+		c->kick_id = 0;
+		if (ok)
+			s->can_kick = 1;
+		else if (strcmp(code, CTL_E_UNKNOWN_COMMAND) == 0)
+			s->can_kick = -1;
+		snprintf(s->status, sizeof(s->status), ok ? "kicked %s" :
+		    "kick %s: %s", c->kick_jid ? c->kick_jid : "", msg);
+	} else if (id == c->detail_id) {
+		c->detail_id = 0;
+		s->detail_state = ok ? 2 : -1;
+		if (!ok)
+			snprintf(s->detail_err, sizeof(s->detail_err), "%s%s%s",
+			    code, strcmp(code, msg) != 0 ? ": " : "",
+			    strcmp(code, msg) != 0 ? msg : "");
+	}
+	s->changes++;
+}
+
+static void
+on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+
+	if (id == c->sessions_id) {
+		for (int i = 0; i < NCOLS; i++) {
+			c->col_index[i] = -1;
+			for (size_t j = 0; j < n; j++)
+				if (strcmp(f[j], col_names[i]) == 0)
+					c->col_index[i] = (int)j;
+		}
+		s->gen++;
+	} else if (id == c->detail_id && s->detail_cols == NULL) {
+		s->detail_cols = xcalloc(n + 1, sizeof(char *));
+		for (size_t i = 0; i < n; i++)
+			s->detail_cols[i] = xstrdup(f[i]);
+		s->ndetail_cols = n;
+	}
+}
+
+static void
+on_detail_row(struct top_source *s, char **f, size_t n)
+{
+	size_t k = s->ndetail_cols;
+
+	if (k == 0 || s->ndetail_rows >= 10000)
+		return;
+	s->detail_rows = xreallocarray(s->detail_rows,
+	    (s->ndetail_rows + 1) * k, sizeof(char *));
+	for (size_t i = 0; i < k; i++)
+		s->detail_rows[s->ndetail_rows * k + i] =
+		    xstrdup(i < n ? f[i] : "");
+	s->ndetail_rows++;
+}
+
+static void
+on_line(struct top_source *s, char *line, size_t len)
+{
+	struct conn *c = conn_of(s);
+	char *f[CTL_FIELDS_MAX];
+	uint32_t id = 0;
+	int n = ctl_split(line, len, f, CTL_FIELDS_MAX);
+
+	if (n < 2) {
+		disconnect(s, "malformed line from the daemon");
+		return;
+	}
+	if (s->state == TOP_GREETING) {
+		if (strcmp(f[0], CTL_GREETING) != 0) {
+			disconnect(s, strcmp(f[0], "0") == 0 && n > 3 ? f[3] :
+			    "not an xmppd control socket");
+			return;
+		}
+		if (atoi(f[1]) != CTL_PROTOCOL_VERSION) {
+			disconnect(s, "unsupported control protocol");
+			return;
+		}
+		snprintf(s->daemon_version, sizeof(s->daemon_version), "%s",
+		    n > 2 ? f[2] : "");
+		{
+			char v[16];
+			const char *hello[] = { "hello", v };
+			struct buf out = BUF_INIT;
+
+			snprintf(v, sizeof(v), "%d", CTL_PROTOCOL_VERSION);
+			ctl_line_fields(&out, hello, 2);
+			if (send(s->fd, buf_head(&out), buf_avail(&out),
+			    MSG_NOSIGNAL) != (ssize_t)buf_avail(&out)) {
+				buf_free(&out);
+				disconnect(s, "cannot send hello");
+				return;
+			}
+			buf_free(&out);
+		}
+		start_session(s);
+		return;
+	}
+	if (strcmp(f[0], "*") == 0) {
+		if (strcmp(f[1], "event") == 0 && n > 2)
+			on_event(s, f + 2, (size_t)n - 2);
+		return;
+	}
+	if (strcmp(f[0], "0") == 0) {
+		if (strcmp(f[1], "err") == 0)
+			disconnect(s, n > 3 ? f[3] : "refused by the daemon");
+		return;
+	}
+	if (ctl_parse_id(f[0], &id) == -1)
+		return;
+	if (strcmp(f[1], "ok") == 0 || strcmp(f[1], "err") == 0)
+		on_terminal(s, id, f[1][0] == 'o', f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "cols") == 0)
+		on_cols(s, id, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->sessions_id)
+		on_session_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->status_id)
+		on_status_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->detail_id)
+		on_detail_row(s, f + 2, (size_t)n - 2);
+}
+
+void
+source_read(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+	char chunk[65536];
+	char *line;
+	size_t len;
+	ssize_t n;
+	int r;
+
+	if (s->fd == -1)
+		return;
+	n = read(s->fd, chunk, sizeof(chunk));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		disconnect(s, n == 0 ? "connection closed by the daemon" :
+		    strerror(errno));
+		return;
+	}
+	ctl_reader_feed(&c->rd, chunk, (size_t)n);
+	while (s->fd != -1 && (r = ctl_reader_next(&c->rd, &line, &len)) != 0) {
+		if (r == -1) {
+			disconnect(s, "line from the daemon too long");
+			return;
+		}
+		on_line(s, line, len);
+	}
+}
+
+/* --- lifecycle --- */
+
+void
+source_init(struct top_source *s, const char *path)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	memset(s, 0, sizeof(*s));
+	s->path = path;
+	s->fd = -1;
+	s->sessions = strmap_new();
+	s->priv = c;
+	ctl_reader_init(&c->rd, CTL_LINE_MAX);
+	snprintf(s->status, sizeof(s->status), "connecting to %s", path);
+}
+
+void
+source_free(struct top_source *s)
+{
+	struct conn *c = conn_of(s);
+
+	if (s->fd != -1)
+		close(s->fd);
+	clear_sessions(s);
+	strmap_free(s->sessions);
+	for (size_t i = 0; i < s->nevents; i++)
+		free(s->events[(s->event_head + i) % TOP_EVENTS_MAX]);
+	detail_clear(s);
+	ctl_reader_free(&c->rd);
+	free(c->kick_jid);
+	free(c);
+}
+
+int
+source_fd(const struct top_source *s)
+{
+	return s->fd;
+}
+
+void
+source_tick(struct top_source *s, double now)
+{
+	struct conn *c = conn_of(s);
+
+	if (s->state == TOP_DISCONNECTED) {
+		if (now >= s->next_retry)
+			try_connect(s);
+		return;
+	}
+	if (s->state != TOP_READY)
+		return;
+	if (s->subscribed == -1 && now >= c->next_status)
+		poll_status(s);
+	if ((s->subscribed == -1 || s->refresh_every > 0) &&
+	    now >= c->next_sessions)
+		source_refresh(s);
+}
+
+double
+source_timeout(const struct top_source *s, double now)
+{
+	struct conn *c = conn_of(s);
+	double t = 1.0;
+
+	if (s->state == TOP_DISCONNECTED)
+		t = s->next_retry - now;
+	else if (s->state == TOP_READY && s->subscribed == -1)
+		t = (c->next_status < c->next_sessions ? c->next_status :
+		    c->next_sessions) - now;
+	else if (s->state == TOP_READY && s->refresh_every > 0)
+		t = c->next_sessions - now;
+	if (t > 1.0)
+		t = 1.0;
+	return t < 0 ? 0 : t;
+}

@@ -1,0 +1,278 @@
+/*
+ * Rows of the sessions panel and of batch mode: filtering, sorting (only
+ * when drawing, O(n log n) over the model's sessions) and the text of
+ * each cell and of the header meters.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "xmalloc.h"
+
+#include "view.h"
+
+const struct view_column view_columns[NVIEW_COLS] = {
+	[VC_SID] = { "SID", 6, 1 },
+	[VC_JID] = { "JID", 32, 0 },
+	[VC_IP] = { "IP", 15, 0 },
+	[VC_TLS] = { "TLS", 7, 0 },
+	[VC_CIPHER] = { "CIPHER", 22, 0 },
+	[VC_CLIENT] = { "CLIENT", 14, 0 },
+	[VC_SHOW] = { "SHOW", 11, 0 },
+	[VC_PRIORITY] = { "PRI", 4, 1 },
+	[VC_SINCE] = { "SINCE", 8, 0 },
+	[VC_IDLE] = { "IDLE", 7, 1 },
+	[VC_IN] = { "IN", 7, 1 },
+	[VC_OUT] = { "OUT", 7, 1 },
+	[VC_STATUS] = { "STATUS", 0, 0 },
+};
+
+const char *const view_sort_names[NSORTS] = {
+	[SORT_JID] = "jid", [SORT_IDLE] = "idle",
+	[SORT_TRAFFIC] = "traffic", [SORT_SINCE] = "since",
+};
+
+enum view_sort
+view_sort_parse(const char *name)
+{
+	for (int i = 0; i < NSORTS; i++)
+		if (strcmp(name, view_sort_names[i]) == 0)
+			return (enum view_sort)i;
+	return NSORTS;
+}
+
+/* qsort has no context argument: the sort in progress. */
+static double sort_now;
+
+static int
+cmp_jid(const struct top_session *a, const struct top_session *b)
+{
+	int r = strcmp(a->jid, b->jid);
+
+	return r != 0 ? r : strcmp(a->sid, b->sid);
+}
+
+static int
+cmp3(double a, double b)
+{
+	return a < b ? -1 : a > b;
+}
+
+static int
+cmp_idle(const void *pa, const void *pb)
+{
+	const struct top_session *a = *(struct top_session *const *)pa;
+	const struct top_session *b = *(struct top_session *const *)pb;
+	/* Most idle first. */
+	int r = cmp3(source_idle(b, sort_now), source_idle(a, sort_now));
+
+	return r != 0 ? r : cmp_jid(a, b);
+}
+
+static int
+cmp_traffic(const void *pa, const void *pb)
+{
+	const struct top_session *a = *(struct top_session *const *)pa;
+	const struct top_session *b = *(struct top_session *const *)pb;
+	/* Busiest first. */
+	int r = cmp3((double)(b->stanzas_in + b->stanzas_out),
+	    (double)(a->stanzas_in + a->stanzas_out));
+
+	return r != 0 ? r : cmp_jid(a, b);
+}
+
+static int
+cmp_since(const void *pa, const void *pb)
+{
+	const struct top_session *a = *(struct top_session *const *)pa;
+	const struct top_session *b = *(struct top_session *const *)pb;
+	/* Oldest first; epoch seconds or ISO 8601 text both compare as
+	 * numbers first, then as text. */
+	double da = strtod(a->since, NULL), db = strtod(b->since, NULL);
+	int r = cmp3(da, db);
+
+	if (r == 0)
+		r = strcmp(a->since, b->since);
+	return r != 0 ? r : cmp_jid(a, b);
+}
+
+static int
+cmp_jid_q(const void *pa, const void *pb)
+{
+	return cmp_jid(*(struct top_session *const *)pa,
+	    *(struct top_session *const *)pb);
+}
+
+static int
+matches(const struct top_session *t, const char *filter)
+{
+	return strcasestr(t->jid, filter) != NULL ||
+	    strcasestr(t->ip, filter) != NULL ||
+	    strcasestr(t->client, filter) != NULL ||
+	    strcasestr(t->show, filter) != NULL ||
+	    strcasestr(t->status, filter) != NULL;
+}
+
+struct top_session **
+view_rows(const struct top_source *s, enum view_sort sort, int reverse,
+    const char *filter, size_t *n)
+{
+	static int (*const cmps[NSORTS])(const void *, const void *) = {
+		cmp_jid_q, cmp_idle, cmp_traffic, cmp_since,
+	};
+	struct top_session **v = source_sessions(s, n);
+
+	if (filter != NULL && filter[0] != '\0') {
+		size_t k = 0;
+
+		for (size_t i = 0; i < *n; i++)
+			if (matches(v[i], filter))
+				v[k++] = v[i];
+		*n = k;
+	}
+	sort_now = source_now();
+	qsort(v, *n, sizeof(*v), cmps[sort < NSORTS ? sort : SORT_JID]);
+	if (reverse)
+		for (size_t i = 0; i < *n / 2; i++) {
+			struct top_session *t = v[i];
+
+			v[i] = v[*n - 1 - i];
+			v[*n - 1 - i] = t;
+		}
+	return v;
+}
+
+void
+view_duration(double seconds, char *buf, size_t size)
+{
+	unsigned long s = seconds < 0 ? 0 : (unsigned long)seconds;
+
+	if (s < 60)
+		snprintf(buf, size, "%lus", s);
+	else if (s < 3600)
+		snprintf(buf, size, "%lu:%02lu", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%lu:%02lu:%02lu", s / 3600,
+		    s / 60 % 60, s % 60);
+	else
+		snprintf(buf, size, "%lud%02luh", s / 86400, s / 3600 % 24);
+}
+
+/* "since" as the daemon sent it: epoch seconds become UTC HH:MM:SS (or a
+ * date when not today); other text is shown as is. */
+static void
+format_since(const char *since, char *buf, size_t size)
+{
+	char *end;
+	long long v = strtoll(since, &end, 10);
+	time_t t, now = time(NULL);
+	struct tm tm, today;
+
+	if (since[0] == '\0' || *end != '\0' || v < 100000000) {
+		snprintf(buf, size, "%s", since[0] ? since : "-");
+		return;
+	}
+	t = (time_t)v;
+	gmtime_r(&t, &tm);
+	gmtime_r(&now, &today);
+	if (tm.tm_year == today.tm_year && tm.tm_yday == today.tm_yday)
+		strftime(buf, size, "%H:%M:%S", &tm);
+	else
+		strftime(buf, size, "%b%d", &tm);
+}
+
+static const char *
+or_dash(const char *s)
+{
+	return s[0] != '\0' ? s : "-";
+}
+
+void
+view_cell(const struct top_session *t, enum view_col col, double now,
+    char *buf, size_t size)
+{
+	switch (col) {
+	case VC_SID:
+		snprintf(buf, size, "%s", t->sid);
+		break;
+	case VC_JID:
+		snprintf(buf, size, "%s", or_dash(t->jid));
+		break;
+	case VC_IP:
+		snprintf(buf, size, "%s", or_dash(t->ip));
+		break;
+	case VC_TLS:
+		snprintf(buf, size, "%s", or_dash(t->tls));
+		break;
+	case VC_CIPHER:
+		snprintf(buf, size, "%s", or_dash(t->cipher));
+		break;
+	case VC_CLIENT:
+		snprintf(buf, size, "%s", or_dash(t->client));
+		break;
+	case VC_SHOW:
+		snprintf(buf, size, "%s", or_dash(t->show));
+		break;
+	case VC_PRIORITY:
+		snprintf(buf, size, "%d", t->priority);
+		break;
+	case VC_SINCE:
+		format_since(t->since, buf, size);
+		break;
+	case VC_IDLE:
+		view_duration(source_idle(t, now), buf, size);
+		break;
+	case VC_IN:
+		snprintf(buf, size, "%llu", t->stanzas_in);
+		break;
+	case VC_OUT:
+		snprintf(buf, size, "%llu", t->stanzas_out);
+		break;
+	case VC_STATUS:
+	default:
+		snprintf(buf, size, "%s", t->status);
+		break;
+	}
+}
+
+/* A byte rate: "512B", "12.3K", "4.5M". */
+static void
+format_rate(double v, char *buf, size_t size)
+{
+	if (v < 1024)
+		snprintf(buf, size, "%.0fB", v);
+	else if (v < 1024 * 1024)
+		snprintf(buf, size, "%.1fK", v / 1024);
+	else
+		snprintf(buf, size, "%.1fM", v / (1024 * 1024));
+}
+
+void
+view_header(const struct top_source *s, char *buf, size_t size)
+{
+	const struct top_counters *k = &s->counters;
+	char up[32], bin[16], bout[16];
+
+	if (!k->valid) {
+		snprintf(buf, size, "%s", s->state == TOP_DISCONNECTED ?
+		    s->status : "waiting for counters");
+		return;
+	}
+	view_duration(k->uptime, up, sizeof(up));
+	if (!k->from_events) {
+		snprintf(buf, size, "up %s, sessions %ld, users %ld, "
+		    "store queue %ld, commit %.1fms (no events from this "
+		    "daemon)", up, k->sessions, k->users, k->store_queue,
+		    k->commit_ms);
+		return;
+	}
+	format_rate(k->bytes_in_per_s, bin, sizeof(bin));
+	format_rate(k->bytes_out_per_s, bout, sizeof(bout));
+	snprintf(buf, size, "up %s, sessions %ld, users %ld, logins/min %.0f, "
+	    "stanzas/s in %.1f out %.1f, bytes/s in %s out %s, offline %ld, "
+	    "rss %.1fM, store queue %ld, commit %.1fms", up, k->sessions,
+	    k->users, k->logins_per_min, k->in_per_s, k->out_per_s, bin, bout,
+	    k->offline_queue, k->rss_kb / 1024.0, k->store_queue,
+	    k->commit_ms);
+}

@@ -1,0 +1,41 @@
+/*
+ * What the panels and batch mode show, computed from the model: the
+ * session rows sorted and filtered, the columns and their text.  No
+ * curses, so batch mode prints exactly the rows the panel draws.
+ */
+#ifndef XMPPTOP_VIEW_H
+#define XMPPTOP_VIEW_H
+
+#include <stddef.h>
+
+#include "source.h"
+
+enum view_sort { SORT_JID, SORT_IDLE, SORT_TRAFFIC, SORT_SINCE, NSORTS };
+
+enum view_col {
+	VC_SID, VC_JID, VC_IP, VC_TLS, VC_CIPHER, VC_CLIENT, VC_SHOW, VC_PRIORITY,
+	VC_SINCE, VC_IDLE, VC_IN, VC_OUT, VC_STATUS, NVIEW_COLS
+};
+
+struct view_column {
+	const char *title;
+	int width;              /* panel width; the last column takes the rest */
+	int right;              /* right-aligned */
+};
+extern const struct view_column view_columns[NVIEW_COLS];
+extern const char *const view_sort_names[NSORTS];
+
+/* The sessions matching filter (substring of JID, IP, client, status;
+ * NULL or "" for all), sorted; the array is the caller's to free. */
+struct top_session **view_rows(const struct top_source *s,
+    enum view_sort sort, int reverse, const char *filter, size_t *n);
+/* Text of one cell into buf. */
+void view_cell(const struct top_session *t, enum view_col col, double now,
+    char *buf, size_t size);
+/* The header meters as one line of text. */
+void view_header(const struct top_source *s, char *buf, size_t size);
+/* Durations: "12s", "4:05", "1:02:03", "3d02h". */
+void view_duration(double seconds, char *buf, size_t size);
+enum view_sort view_sort_parse(const char *name);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * xmpptop: a live view of a running xmppd — sessions, presence, counters
+ * and events — fed by the control socket's event subscription.  This
+ * file holds main(), options and batch mode; the data source is
+ * source.c, the rows view.c, the curses interface ui.c.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <locale.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "xmalloc.h"
+
+#include "source.h"
+#include "ui.h"
+#include "view.h"
+
+#define DEFAULT_SOCKET "/run/xmppd/xmppd.sock"
+#define DEV_SOCKET "var/xmppd.sock"
+#define EXIT_UNREACHABLE 3
+#define EXIT_USAGE 2
+/* How long batch mode waits for the first counters event. */
+#define COUNTERS_WAIT 2.0
+#define ANSWER_WAIT 10.0
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: xmpptop [-b] [-n COUNT] [-d SECONDS] [-o SORT] "
+	    "[-s SOCKET]\n"
+	    "  -b          batch mode: print the rows as text and exit\n"
+	    "  -n COUNT    batch mode: print COUNT times (default 1)\n"
+	    "  -d SECONDS  delay between updates (default 2 in batch mode,\n"
+	    "              1 interactive)\n"
+	    "  -o SORT     sort by jid, idle, traffic or since "
+	    "(default jid)\n"
+	    "  -s SOCKET   the control socket; default: $XMPPD_SOCKET,\n"
+	    "              ./%s if it exists, else %s\n"
+	    "  -h          show this help\n"
+	    "  -V          show the version\n", DEV_SOCKET, DEFAULT_SOCKET);
+}
+
+static const char *
+find_socket(const char *option)
+{
+	const char *env = getenv("XMPPD_SOCKET");
+	struct stat st;
+
+	if (option != NULL)
+		return option;
+	if (env != NULL && env[0] != '\0')
+		return env;
+	if (lstat(DEV_SOCKET, &st) == 0)
+		return DEV_SOCKET;
+	return DEFAULT_SOCKET;
+}
+
+/* Wait up to seconds for the source, applying what arrives; returns early
+ * when done(s) is true. */
+static void
+pump(struct top_source *s, double seconds, int (*done)(struct top_source *))
+{
+	double end = source_now() + seconds;
+
+	for (;;) {
+		double now = source_now(), t;
+		struct pollfd pfd = { .fd = source_fd(s), .events = POLLIN };
+
+		source_tick(s, now);
+		if (done != NULL && done(s))
+			return;
+		if (now >= end)
+			return;
+		t = source_timeout(s, now);
+		if (t > end - now)
+			t = end - now;
+		pfd.fd = source_fd(s);
+		if (poll(&pfd, pfd.fd == -1 ? 0 : 1, (int)(t * 1000) + 1) > 0)
+			source_read(s);
+	}
+}
+
+static int
+listed(struct top_source *s)
+{
+	return s->state == TOP_DISCONNECTED ||
+	    (s->listed && !source_listing(s) && s->subscribed != 0);
+}
+
+static int
+have_counters(struct top_source *s)
+{
+	return s->state == TOP_DISCONNECTED || s->counters.from_events ||
+	    (s->subscribed == -1 && s->counters.valid);
+}
+
+static void
+print_rows(struct top_source *s, enum view_sort sort)
+{
+	size_t n, width[NVIEW_COLS];
+	struct top_session **rows = view_rows(s, sort, 0, NULL, &n);
+	double now = source_now();
+	char cell[512], header[1024];
+
+	view_header(s, header, sizeof(header));
+	printf("xmpptop: %s\n", header);
+	for (int c = 0; c < NVIEW_COLS; c++)
+		width[c] = strlen(view_columns[c].title);
+	for (size_t i = 0; i < n; i++)
+		for (int c = 0; c < NVIEW_COLS; c++) {
+			view_cell(rows[i], (enum view_col)c, now, cell,
+			    sizeof(cell));
+			if (strlen(cell) > width[c])
+				width[c] = strlen(cell);
+		}
+	for (size_t i = 0; i <= n; i++) {
+		struct buf_line {
+			char text[8192];
+			size_t len;
+		} line = { .len = 0 };
+
+		for (int c = 0; c < NVIEW_COLS; c++) {
+			const char *text = cell;
+			int w = (int)width[c];
+			size_t room = sizeof(line.text) - line.len;
+
+			if (i == 0)
+				text = view_columns[c].title;
+			else
+				view_cell(rows[i - 1], (enum view_col)c, now,
+				    cell, sizeof(cell));
+			if (c == NVIEW_COLS - 1)
+				w = 0;
+			line.len += (size_t)snprintf(line.text + line.len, room,
+			    view_columns[c].right ? "%s%*s" : "%s%-*s",
+			    c > 0 ? "  " : "", w, text);
+			if (line.len >= sizeof(line.text))
+				line.len = sizeof(line.text) - 1;
+		}
+		while (line.len > 0 && line.text[line.len - 1] == ' ')
+			line.len--;
+		printf("%.*s\n", (int)line.len, line.text);
+	}
+	free(rows);
+	fflush(stdout);
+}
+
+static int
+batch(struct top_source *s, long count, double delay, enum view_sort sort)
+{
+	for (long i = 0; count <= 0 || i < count; i++) {
+		double next = source_now() + delay;
+
+		if (i > 0) {
+			source_refresh(s);
+			putchar('\n');
+		}
+		pump(s, ANSWER_WAIT, listed);
+		if (i == 0 && s->state == TOP_DISCONNECTED) {
+			fprintf(stderr, "xmpptop: %s\n", s->status);
+			return EXIT_UNREACHABLE;
+		}
+		pump(s, COUNTERS_WAIT, have_counters);
+		if (s->state == TOP_DISCONNECTED)
+			printf("xmpptop: %s\n", s->status);
+		else
+			print_rows(s, sort);
+		if (count > 0 && i + 1 >= count)
+			break;
+		pump(s, next - source_now(), NULL);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *sock = NULL;
+	int opt, batch_mode = 0, r;
+	long count = 1;
+	double delay = -1;
+	enum view_sort sort = SORT_JID;
+	struct top_source s;
+	char *end;
+
+	setlocale(LC_ALL, "");
+	while ((opt = getopt(argc, argv, "bn:d:o:s:hV")) != -1) {
+		switch (opt) {
+		case 'b':
+			batch_mode = 1;
+			break;
+		case 'n':
+			count = strtol(optarg, &end, 10);
+			if (*end != '\0' || count < 0) {
+				fprintf(stderr, "xmpptop: bad count %s\n",
+				    optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd':
+			delay = strtod(optarg, &end);
+			if (*end != '\0' || !(delay >= 0.1 && delay <= 3600)) {
+				fprintf(stderr, "xmpptop: bad delay %s "
+				    "(0.1 to 3600 seconds)\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'o':
+			if ((sort = view_sort_parse(optarg)) == NSORTS) {
+				fprintf(stderr, "xmpptop: bad sort key %s "
+				    "(jid, idle, traffic, since)\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("xmpptop %s\n", XMPPD_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	source_init(&s, find_socket(sock));
+	if (batch_mode) {
+		r = batch(&s, count, delay < 0 ? 2.0 : delay, sort);
+	} else {
+		s.refresh_every = 10;
+		r = ui_run(&s, sort, delay < 0 ? 1.0 : delay);
+	}
+	source_free(&s);
+	return r;
+}
