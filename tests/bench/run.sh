@@ -528,5 +528,12 @@ else
 	tail -n +2 "$DIR/runs.csv" >>"$CSV"
 fi
 echo "(CSV rows appended to $CSV)"
+
+# The chat and archive scenario (tests/bench/archive.sh, ~40 s): its own
+# daemon, directory and ports; BENCH_ARCHIVE=0 skips it.
+if [ "${BENCH_ARCHIVE:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
+	echo
+	BUILD=$BUILD sh "$(dirname "$0")/archive.sh" || status=1
+fi
 [ $status -eq 0 ] || echo "bench: some runs had failures, see above" >&2
 exit $status

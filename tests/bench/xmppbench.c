@@ -74,8 +74,10 @@
 #define ROSTER_SETTLE 1.0      /* roster: s between the ramp and the run */
 #define ROSTER_DRAIN 2.0       /* roster: s to wait for the last broadcasts */
 #define DRAIN_POLL 0.02
+#define CHAT_SETTLE 1.0    /* chat: s between the logins and the run */
+#define CHAT_BODY_MAX 2000 /* chat: longest --body */
 
-enum bench_mode { MODE_LOGIN, MODE_IDLE, MODE_ROSTER };
+enum bench_mode { MODE_LOGIN, MODE_IDLE, MODE_ROSTER, MODE_CHAT };
 
 /* Roster mode runs in phases; the measured logins start after SETTLE. */
 enum roster_phase {
@@ -206,6 +208,10 @@ struct conn {
 	double t_start;  /* monotonic, login start */
 	double deadline; /* monotonic */
 	int events;      /* currently watched */
+
+	/* Chat mode: the current <message/>, own undelivered messages. */
+	int in_message, in_body, msg_error;
+	unsigned chat_window;
 };
 
 /* Cached SCRAM keys of one user, derived once with PBKDF2. */
@@ -242,6 +248,10 @@ struct bench_opts {
 	int verbose;
 	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
+
+	unsigned pairs;      /* chat: sessions 2k and 2k+1 talk */
+	unsigned window;     /* chat: undelivered messages per sender */
+	unsigned body_bytes; /* chat: padding in each body */
 };
 
 static struct bench {
@@ -269,6 +279,11 @@ static struct bench {
 	unsigned long probes_seen, presence_received;
 	unsigned long bcast_available, bcast_unavailable, bcast_expected;
 	double t_drain; /* s from the last login to the last broadcast */
+	/* Chat mode. */
+	unsigned chat_up;
+	unsigned long chat_sent, chat_delivered, chat_errors, chat_bad;
+	int chat_running, chat_stopping;
+	double t_login; /* s for the chat sessions to log in */
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -280,6 +295,11 @@ static void start_more(void);
 static void begin_close_all(void);
 static void check_done(void);
 static void conn_logged_in(struct conn *);
+static void chat_session_up(struct conn *);
+static void chat_message_start(struct conn *, const char *, const char **);
+static void chat_message_end(struct conn *);
+static void chat_check_done(void);
+static void chat_print_summary(void);
 
 static double
 now_mono(void)
@@ -724,6 +744,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 		c->top = classify_top(name);
 		buf_reset(&c->text);
 		c->has_starttls = c->has_scram = c->has_bind = 0;
+		if (B.o.mode == MODE_CHAT)
+			chat_message_start(c, name, attrs);
 		if (c->top == TOP_IQ) {
 			type = xml_attr(attrs, "type");
 			id = xml_attr(attrs, "id");
@@ -749,6 +771,10 @@ xml_start(void *ud, const char *name, const char **attrs)
 		c->roster_items++;
 		if (idx != (long)c->user && user_is_online(idx))
 			c->roster_online++;
+		return;
+	}
+	if (c->depth == 3 && c->in_message && xml_is(name, NS_CLIENT, "body")) {
+		c->in_body = 1;
 		return;
 	}
 	if (c->depth == 3 &&
@@ -779,6 +805,11 @@ xml_text(void *ud, const char *s, int len)
 {
 	struct conn *c = ud;
 
+	if (c->in_body) {
+		if (c->text.len + (size_t)len <= TEXT_MAX)
+			buf_add(&c->text, s, (size_t)len);
+		return;
+	}
 	if ((c->depth == 2 &&
 	        (c->top == TOP_CHALLENGE || c->top == TOP_SUCCESS)) ||
 	    c->in_mechanism) {
@@ -798,6 +829,8 @@ xml_end(void *ud, const char *name)
 {
 	struct conn *c = ud;
 
+	if (c->depth == 3 && c->in_body)
+		c->in_body = 0;
 	if (c->depth == 4 && c->in_mechanism) {
 		c->in_mechanism = 0;
 		if (c->text.len > 0 &&
@@ -1085,6 +1118,10 @@ handle_top(struct conn *c)
 {
 	if (c->pending == PENDING_FAIL)
 		return;
+	if (c->in_message) {
+		chat_message_end(c);
+		return;
+	}
 	switch (c->top) {
 	case TOP_STREAM_ERROR:
 		conn_fail(c, FAIL_STREAM_ERROR, c->text.data);
@@ -1178,6 +1215,10 @@ conn_logged_in(struct conn *c)
 {
 	double ms = (now_mono() - c->t_start) * 1000.0;
 
+	if (B.o.mode == MODE_CHAT) {
+		chat_session_up(c);
+		return;
+	}
 	B.latencies[B.logged_in++] = ms;
 	c->logged_in = 1;
 	B.probes_seen += c->probes_seen;
@@ -1531,6 +1572,8 @@ start_more(void)
 			return;
 		}
 	}
+	if (B.o.mode == MODE_CHAT)
+		limit = 2 * B.o.pairs;
 	while (!B.stopping && !B.closing && B.started < limit &&
 	       B.active < concurrency)
 		conn_new(B.started);
@@ -1565,6 +1608,8 @@ mode_name(void)
 		return "idle";
 	case MODE_ROSTER:
 		return "roster";
+	case MODE_CHAT:
+		return "chat";
 	}
 	return "?";
 }
@@ -1578,6 +1623,10 @@ print_summary(void)
 	char fails[512] = "";
 	long per_session = -1;
 	double cpu_ms = -1, presence = -1;
+	if (B.o.mode == MODE_CHAT) {
+		chat_print_summary();
+		return;
+	}
 	FILE *f;
 
 	qsort(B.latencies, B.logged_in, sizeof(double), cmp_double);
@@ -1830,6 +1879,231 @@ roster_check_done(void)
 	}
 }
 
+/* ---- chat mode ---- */
+
+/*
+ * Chat mode: sessions 2k and 2k+1 (users PREFIX<2k>, PREFIX<2k+1>) log
+ * in, send initial presence and stay online; then each sends type='chat'
+ * messages with a <body/> to its partner's bare JID, keeping at most
+ * --window of its own undelivered, until -n messages have been sent in
+ * all.  A body carries the sender's connection id and monotonic send
+ * time, so the receiver measures the latency and reopens the sender's
+ * window (both ends are in this process).
+ */
+
+/* Queue c's next messages up to its window; the watcher writes them. */
+static void
+chat_fill(struct conn *c)
+{
+	char pad[CHAT_BODY_MAX + 1];
+
+	if (c == NULL || c->state != CS_IDLE)
+		return;
+	memset(pad, 'x', B.o.body_bytes);
+	pad[B.o.body_bytes] = '\0';
+	while (B.chat_running && c->chat_window < B.o.window &&
+	       B.chat_sent < B.o.n) {
+		buf_printf(&c->out,
+		    "<message to='%s%u@%s' type='chat' id='b%lu'>"
+		    "<body>%u %.6f %s</body></message>",
+		    B.o.user_prefix, c->user ^ 1u, B.o.domain, B.chat_sent,
+		    c->id, now_mono(), pad);
+		c->chat_window++;
+		B.chat_sent++;
+	}
+	if (buf_avail(&c->out) > 0)
+		conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+/* A logged-in chat session: available, then idle until the run starts. */
+static void
+chat_session_up(struct conn *c)
+{
+	conn_send(c, "<presence/>");
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	B.chat_up++;
+	start_more();
+	check_done();
+}
+
+/* Depth 2 start tag: note a <message/> and whether it is an error. */
+static void
+chat_message_start(struct conn *c, const char *name, const char **attrs)
+{
+	const char *type;
+
+	c->in_message = xml_is(name, NS_CLIENT, "message");
+	c->in_body = 0;
+	if (c->in_message) {
+		type = xml_attr(attrs, "type");
+		c->msg_error = type != NULL && strcmp(type, "error") == 0;
+	}
+}
+
+/* A whole <message/> received: its latency, and the sender's window. */
+static void
+chat_message_end(struct conn *c)
+{
+	unsigned from;
+	double sent;
+	struct conn *s;
+
+	c->in_message = 0;
+	if (c->msg_error) {
+		B.chat_errors++;
+		if (B.chat_errors <= 5)
+			log_warnx("conn %u: message error: %.60s", c->id,
+			    c->text.len ? c->text.data : "");
+		check_done();
+		return;
+	}
+	if (c->text.len == 0 ||
+	    sscanf(c->text.data, "%u %lf", &from, &sent) != 2 ||
+	    from >= 2 * B.o.pairs) {
+		B.chat_bad++;
+		return;
+	}
+	if (B.chat_delivered < B.o.n)
+		B.latencies[B.chat_delivered] = (now_mono() - sent) * 1000.0;
+	B.chat_delivered++;
+	if ((s = B.conns[from]) != NULL && s->chat_window > 0) {
+		s->chat_window--;
+		chat_fill(s);
+	}
+	check_done();
+}
+
+/* All sessions up and settled: measure from now. */
+static void
+chat_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (B.o.server_pid > 0)
+		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	B.t0 = now_mono();
+	B.chat_running = 1;
+	for (unsigned i = 0; i < 2 * B.o.pairs; i++)
+		chat_fill(B.conns[i]);
+	check_done();
+}
+
+/* Outside any parser callback: close the sessions. */
+static void
+chat_close_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	begin_close_all();
+}
+
+static void
+chat_stop_soon(void)
+{
+	if (B.chat_stopping)
+		return;
+	B.chat_stopping = 1;
+	B.chat_running = 0;
+	ev_timer_stop(B.loop, &B.settle);
+	ev_timer_init(&B.settle, chat_close_cb, 0, 0);
+	ev_timer_start(B.loop, &B.settle);
+}
+
+static void
+chat_check_done(void)
+{
+	if (B.closing) {
+		if (B.live == 0)
+			stop_loop();
+		return;
+	}
+	if (B.chat_stopping)
+		return;
+	if (!B.all_up && B.chat_up + B.failed == 2 * B.o.pairs) {
+		B.all_up = 1;
+		B.t_login = now_mono() - B.t0;
+		printf("chat: %u of %u sessions up in %.2fs; settling %.1fs\n",
+		    B.chat_up, 2 * B.o.pairs, B.t_login, CHAT_SETTLE);
+		fflush(stdout);
+		if (B.failed) {
+			log_warnx(
+			    "%u sessions failed to log in; stopping", B.failed);
+			chat_stop_soon();
+			return;
+		}
+		ev_timer_init(&B.settle, chat_measure_cb, CHAT_SETTLE, 0);
+		ev_timer_start(B.loop, &B.settle);
+		return;
+	}
+	if (B.all_up && (B.dropped || B.chat_errors)) {
+		log_warnx("%u sessions dropped, %lu message errors; stopping",
+		    B.dropped, B.chat_errors);
+		chat_stop_soon();
+		return;
+	}
+	if (B.chat_running && B.chat_delivered >= B.o.n) {
+		B.t_up = now_mono();
+		if (B.o.server_pid > 0)
+			B.cpu_after = read_cpu_seconds(B.o.server_pid);
+		chat_stop_soon();
+	}
+}
+
+static void
+chat_print_summary(void)
+{
+	unsigned long n = B.chat_delivered < B.o.n ? B.chat_delivered : B.o.n;
+	double elapsed = (B.t_up > 0 ? B.t_up : now_mono()) - B.t0;
+	double rate, p50, p99, pmax, mean = 0, cpu = -1;
+	FILE *f;
+
+	rate = elapsed > 0 ? B.chat_delivered / elapsed : 0;
+	qsort(B.latencies, n, sizeof(double), cmp_double);
+	p50 = percentile(B.latencies, (unsigned)n, 0.50);
+	p99 = percentile(B.latencies, (unsigned)n, 0.99);
+	pmax = n ? B.latencies[n - 1] : 0;
+	for (unsigned long i = 0; i < n; i++)
+		mean += B.latencies[i] / n;
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.chat_delivered > 0)
+		cpu = (B.cpu_after - B.cpu_before) * 1e6 / B.chat_delivered;
+	printf("%s chat tls=%s pairs=%u window=%u body=%u n=%u sent=%lu "
+	       "delivered=%lu errors=%lu bad=%lu login-failed=%u "
+	       "logins=%.2fs elapsed=%.3fs rate=%.1f/s mean=%.3fms "
+	       "p50=%.3fms p99=%.3fms max=%.3fms",
+	    B.o.label, B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.pairs,
+	    B.o.window, B.o.body_bytes, B.o.n, B.chat_sent, B.chat_delivered,
+	    B.chat_errors, B.chat_bad, B.failed, B.t_login, elapsed, rate, mean,
+	    p50, p99, pmax);
+	if (cpu >= 0)
+		printf(" server_cpu=%.2fs(%.1fms/1000msg)",
+		    B.cpu_after - B.cpu_before, cpu);
+	if (B.dropped)
+		printf(" dropped=%u", B.dropped);
+	if (B.timed_out)
+		printf(" TIMED-OUT");
+	printf("\n");
+	fflush(stdout);
+	if (B.o.csv == NULL)
+		return;
+	if ((f = fopen(B.o.csv, "a")) == NULL) {
+		log_warn("cannot append to %s", B.o.csv);
+		return;
+	}
+	/* Its own columns: give chat runs their own CSV file. */
+	if (ftell(f) == 0)
+		fprintf(f, "time,label,mode,tls,pairs,window,body_bytes,n,"
+		           "delivered,errors,elapsed_s,messages_per_s,p50_ms,"
+		           "p99_ms,max_ms,mean_ms,server_cpu_ms_per_1000,"
+		           "timed_out\n");
+	fprintf(f,
+	    "%ld,%s,chat,%s,%u,%u,%u,%u,%lu,%lu,%.3f,%.1f,%.3f,%.3f,%.3f,"
+	    "%.3f,%.2f,%d\n",
+	    (long)time(NULL), B.o.label,
+	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.pairs,
+	    B.o.window, B.o.body_bytes, B.o.n, B.chat_delivered, B.chat_errors,
+	    elapsed, rate, p50, p99, pmax, mean, cpu, B.timed_out);
+	fclose(f);
+}
+
 /* Called whenever counts change: detect all-up and the end of the run. */
 static void
 check_done(void)
@@ -1838,6 +2112,10 @@ check_done(void)
 		return;
 	if (B.o.mode == MODE_ROSTER) {
 		roster_check_done();
+		return;
+	}
+	if (B.o.mode == MODE_CHAT) {
+		chat_check_done();
 		return;
 	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
@@ -1978,6 +2256,8 @@ usage(int code)
 	    "       xmppbench idle -n N [-c RAMP] [-t SECONDS] [options]\n"
 	    "       xmppbench roster -n N [-c CONCURRENCY] [--users U]\n"
 	    "                 [--online K] [--roster-items R] [options]\n"
+	    "       xmppbench chat -n MESSAGES [-c RAMP] [--pairs P]\n"
+	    "                 [--window W] [--body BYTES] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
 	    "  -p PORT          5222 for starttls, 5223 for direct\n"
@@ -1998,6 +2278,10 @@ usage(int code)
 	    "  --online K       roster: hold users 1, 3, .., 2K-1 online\n"
 	    "                   (U/2); logins use users 0, 2, 4, ..\n"
 	    "  --roster-items R roster: expected roster size (100; -1: any)\n"
+	    "  --pairs P        chat: users 2k and 2k+1 message each other,\n"
+	    "                   k < P (50); --users is 2P\n"
+	    "  --window W       chat: undelivered messages per sender (16)\n"
+	    "  --body BYTES     chat: padding in each body (100)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -2035,6 +2319,9 @@ parse_args(int argc, char **argv)
 		O_LABEL,
 		O_ONLINE,
 		O_ROSTER_ITEMS,
+		O_PAIRS,
+		O_WINDOW,
+		O_BODY,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -2050,6 +2337,9 @@ parse_args(int argc, char **argv)
 	    {"label", required_argument, NULL, O_LABEL},
 	    {"online", required_argument, NULL, O_ONLINE},
 	    {"roster-items", required_argument, NULL, O_ROSTER_ITEMS},
+	    {"pairs", required_argument, NULL, O_PAIRS},
+	    {"window", required_argument, NULL, O_WINDOW},
+	    {"body", required_argument, NULL, O_BODY},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2064,6 +2354,8 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_IDLE;
 	else if (strcmp(argv[1], "roster") == 0)
 		o->mode = MODE_ROSTER;
+	else if (strcmp(argv[1], "chat") == 0)
+		o->mode = MODE_CHAT;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -2160,6 +2452,18 @@ parse_args(int argc, char **argv)
 			o->roster_items = (long)parse_num(
 			    optarg, -1, 100000, "--roster-items");
 			break;
+		case O_PAIRS:
+			o->pairs =
+			    (unsigned)parse_num(optarg, 1, 50000, "--pairs");
+			break;
+		case O_WINDOW:
+			o->window =
+			    (unsigned)parse_num(optarg, 1, 100000, "--window");
+			break;
+		case O_BODY:
+			o->body_bytes = (unsigned)parse_num(
+			    optarg, 1, CHAT_BODY_MAX, "--body");
+			break;
 		case O_HELP:
 			usage(0);
 			break;
@@ -2182,6 +2486,21 @@ parse_args(int argc, char **argv)
 			o->online = o->users / 2;
 		if (o->online > o->users / 2)
 			fatalx("roster: --online is at most --users / 2");
+	}
+	if (o->mode == MODE_CHAT) {
+		if (o->pairs == 0)
+			o->pairs = 50;
+		if (o->window == 0)
+			o->window = 16;
+		if (o->body_bytes == 0)
+			o->body_bytes = 100;
+		if (o->first_user != 0 ||
+		    (o->users != 0 && o->users != 2 * o->pairs))
+			fatalx("chat: --users is 2 * --pairs, --first unused");
+		o->users = 2 * o->pairs;
+		o->online = 2 * o->pairs; /* conns[] holds the sessions */
+		if (!conc_given)
+			o->concurrency = 20;
 	}
 	if (o->users == 0)
 		o->users = o->n;
@@ -2240,6 +2559,9 @@ main(int argc, char **argv)
 	    (B.online_failed || B.dropped ||
 	        B.bcast_available + B.bcast_unavailable != B.bcast_expected))
 		code = 1;
+	if (B.o.mode == MODE_CHAT)
+		code = B.failed || B.timed_out || B.dropped || B.chat_errors ||
+		       B.chat_bad || B.chat_delivered < B.o.n;
 	/* Connections still open (timeout): the kernel closes them. */
 	return code;
 }
