@@ -101,22 +101,6 @@ job_free(struct store_job *sj)
 	free(j);
 }
 
-/* A copy of iq's addressing and payload element (without its children)
- * in its own arena, to answer after the storage round trip. */
-static struct xel *
-iq_stub(const struct xel *iq)
-{
-	static const char *const attrs[] = {"from", "to", "id", "type"};
-	struct xel *st = xel_new(arena_new(256), "iq", NS_CLIENT);
-	const char *v;
-
-	for (size_t i = 0; i < nitems(attrs); i++)
-		if ((v = xel_attr(iq, attrs[i])) != NULL)
-			xel_set_attr(st, attrs[i], v);
-	xel_add(st, "query", NS_PRIVATE);
-	return st;
-}
-
 static void
 reply(struct session *s, struct xel *r)
 {
@@ -440,7 +424,7 @@ handle_set(struct session *s, struct xel *iq, const struct xel *query)
 		job_add_item(j, c, &out);
 	}
 	buf_free(&out);
-	j->reply = iq_stub(iq);
+	j->reply = stanza_iq_skeleton(iq);
 	store_job_submit(&j->job);
 }
 
@@ -474,7 +458,7 @@ handle_private(struct session *s, struct xel *iq, enum iq_target target)
 	}
 	j = job_new(&get_ops, s);
 	job_add_item(j, xel_first_elem(query), NULL);
-	j->reply = iq_stub(iq);
+	j->reply = stanza_iq_skeleton(iq);
 	store_job_submit(&j->job);
 	return HOOK_HANDLED;
 }

@@ -99,26 +99,6 @@ job_free(struct store_job *sj)
 	free(j);
 }
 
-/*
- * A copy of iq's addressing with an empty payload element like the
- * request's, in its own arena: enough to answer after the storage round
- * trip without keeping the caller's stanza.
- */
-static struct xel *
-iq_stub(const struct xel *iq)
-{
-	static const char *const attrs[] = {"from", "to", "id", "type"};
-	const struct xel *payload = xel_first_elem(iq);
-	struct xel *st = xel_new(arena_new(256), "iq", NS_CLIENT);
-	const char *v;
-
-	for (size_t i = 0; i < nitems(attrs); i++)
-		if ((v = xel_attr(iq, attrs[i])) != NULL)
-			xel_set_attr(st, attrs[i], v);
-	xel_add(st, payload->name, payload->ns);
-	return st;
-}
-
 /* Send r (may be NULL) to s and free it. */
 static void
 reply(struct session *s, struct xel *r)
@@ -613,7 +593,7 @@ handle_set(struct session *s, struct xel *iq, const struct xel *vcard)
 		return;
 	}
 	j = job_new(&set_ops, s->jid.node, s->jid.domain, s->id);
-	j->reply = iq_stub(iq);
+	j->reply = stanza_iq_skeleton(iq);
 	j->len = out.len;
 	j->vcard = out.len ? buf_strdup(&out) : xstrdup("");
 	j->hash = hash;
@@ -653,7 +633,7 @@ handle_vcard(struct session *s, struct xel *iq, enum iq_target target)
 		j = own ? job_new(&get_ops, s->jid.node, s->jid.domain, s->id)
 		        : job_new(&get_ops, tj.node, tj.domain, s->id);
 		j->own = own;
-		j->reply = iq_stub(iq);
+		j->reply = stanza_iq_skeleton(iq);
 		store_job_submit(&j->job);
 	}
 	jid_free(&tj);

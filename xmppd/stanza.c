@@ -95,6 +95,22 @@ stanza_error(const struct xel *st, const char *type, const char *cond,
 }
 
 struct xel *
+stanza_iq_skeleton(const struct xel *iq)
+{
+	static const char *const attrs[] = { "from", "to", "id", "type" };
+	const struct xel *payload = xel_first_elem(iq);
+	struct xel *st = xel_new(arena_new(256), "iq", NS_CLIENT);
+	const char *v;
+
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+		if ((v = xel_attr(iq, attrs[i])) != NULL)
+			xel_set_attr(st, attrs[i], v);
+	if (payload)
+		xel_add(st, payload->name, payload->ns);
+	return st;
+}
+
+struct xel *
 stanza_iq_result(const struct xel *st)
 {
 	return reply_base(st, "result");

@@ -17,6 +17,12 @@ enum stanza_kind stanza_kind(const struct xel *st);
  */
 struct xel *stanza_error(const struct xel *st, const char *type,
     const char *condition, const char *text);
+/*
+ * A copy of an IQ's addressing (from, to, id, type) with an empty payload
+ * element like the request's, in a new arena: enough to answer after an
+ * asynchronous round trip without keeping the caller's stanza.
+ */
+struct xel *stanza_iq_skeleton(const struct xel *iq);
 /* An empty IQ result for st (new arena). */
 struct xel *stanza_iq_result(const struct xel *st);
 /* The RFC 6120 §8.3.3 default type for a defined condition. */
