@@ -456,7 +456,12 @@ ctl_client_connect(struct ctl_client *c, const char *path)
 		client_fail(c, "%s is not an xmppd control socket", path);
 		return CTL_EPROTO;
 	}
-	c->protocol = atoi(c->fields[1]);
+	{
+		char *end;
+		long v = strtol(c->fields[1], &end, 10);
+
+		c->protocol = *end == '\0' && v > 0 && v < 1000 ? (int)v : -1;
+	}
 	c->daemon_version = xstrdup(n > 2 ? c->fields[2] : "");
 	if (c->protocol != CTL_PROTOCOL_VERSION) {
 		client_fail(c, "the daemon speaks control protocol %s, this "
