@@ -190,8 +190,6 @@ TIDY_CFLAGS := -std=c11 -D_GNU_SOURCE -Ishared -Ixmppd \
 	$(PKG_CFLAGS) $(CURSES_CFLAGS)
 TIDY_EXCEPT_xmppd/conf.c := --checks=-clang-analyzer-core.NullDereference,-clang-analyzer-core.uninitialized.Assign
 TIDY_EXCEPT_xmppd/mod_private.c := --checks=-clang-analyzer-core.NullDereference
-TIDY_EXCEPT_xmppd/roster.c := --checks=-clang-analyzer-deadcode.DeadStores
-TIDY_EXCEPT_shared/ctl.c := --checks=-cert-err34-c
 
 .PHONY: lint lint-tools lint-cppcheck
 lint: lint-cppcheck $(LINT_SRC:%=lint-tidy/%)

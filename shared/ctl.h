@@ -116,6 +116,11 @@
  *                                   hosts, sessions, users-online,
  *                                   storage-queue, storage-commits,
  *                                   last-commit-ms, pid; ok
+ *     roster-add JID CONTACT NAME [GROUP...]
+ *                            priv  ok | err not-found, bad-jid, usage
+ *                                   (NAME "%-" for none)
+ *     roster-del JID CONTACT priv  ok | err not-found (no such user or
+ *                                   item), bad-jid
  *     history JID [WITH [SINCE [UNTIL [LIMIT]]]]
  *                            priv  cols id timestamp direction with from
  *                                   to body stanza; rows streamed in

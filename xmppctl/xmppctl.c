@@ -59,6 +59,8 @@ struct arg_spec {
 #define OPT_RESET 0x10                  /* --reset */
 #define OPT_FULL_NAME 0x20              /* no abbreviation: "sta" stays
                                            status, as before stats came */
+#define OPT_ROSTER_ITEM 0x40            /* --name NAME, --group G... */
+#define MAX_GROUPS 250                  /* within CTL_FIELDS_MAX */
 
 enum output {
 	OUT_NONE,               /* success is silent */
@@ -76,6 +78,9 @@ struct invocation {
 	const char *since, *until, *limit;
 	int online;
 	int reset;
+	const char *name;                   /* roster add --name */
+	const char *groups[MAX_GROUPS];     /* roster add --group */
+	size_t ngroups;
 };
 
 struct command {
@@ -96,6 +101,7 @@ static int run_history(const struct invocation *);
 static int run_counted(const struct invocation *);
 static int run_log_level(const struct invocation *);
 static int run_check(const struct invocation *);
+static int run_roster_add(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -118,6 +124,12 @@ static const struct command commands[] = {
 	    run_counted, "send a headline message to every session" },
 	{ "roster show", "roster-show", { { "JID", ARG_JID, 0 } }, 0, 0,
 	    OUT_LIST, run_plain, "list an account's roster" },
+	{ "roster add", "roster-add", { { "JID", ARG_JID, 0 },
+	    { "CONTACT", ARG_JID, 0 } }, OPT_ROSTER_ITEM, 1, OUT_NONE,
+	    run_roster_add, "add or change a roster item (name, groups)" },
+	{ "roster del", "roster-del", { { "JID", ARG_JID, 0 },
+	    { "CONTACT", ARG_JID, 0 } }, 0, 1, OUT_NONE, run_plain,
+	    "remove a roster item, as the user's client would" },
 	{ "status", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_KEYVALUE, run_plain,
 	    "show the daemon's state and counters" },
 	{ "stats", NULL, { { NULL, 0, 0 } }, OPT_FULL_NAME, 0, OUT_KEYVALUE,
@@ -173,6 +185,8 @@ print_synopsis(FILE *f, const struct command *cmd)
 		fprintf(f, " [--reset]");
 	if (cmd->opts & OPT_HISTORY)
 		fprintf(f, " [--since T] [--until T] [--limit N]");
+	if (cmd->opts & OPT_ROSTER_ITEM)
+		fprintf(f, " [--name NAME] [--group G]...");
 }
 
 static void
@@ -211,6 +225,9 @@ help(void)
 	    "                    history: only messages from/until T, a UTC\n"
 	    "                    date (2024-05-01) or time (2024-05-01T10:00:00Z)\n"
 	    "  --limit N         history: only the last N messages\n"
+	    "  --name NAME, --group G\n"
+	    "                    roster add: the item's name and groups (the\n"
+	    "                    option repeated for several groups)\n"
 	    "  --password-stdin  read the password as one line from standard\n"
 	    "                    input instead of asking twice on the "
 	    "terminal\n"
@@ -814,6 +831,21 @@ run_log_level(const struct invocation *inv)
 	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
 }
 
+/* roster add: JID CONTACT NAME GROUP...; the name "" for none. */
+static int
+run_roster_add(const struct invocation *inv)
+{
+	const char *argv[4 + MAX_GROUPS];
+
+	argv[0] = "roster-add";
+	argv[1] = inv->pos[0];
+	argv[2] = inv->pos[1];
+	argv[3] = inv->name ? inv->name : "";
+	for (size_t i = 0; i < inv->ngroups; i++)
+		argv[4 + i] = inv->groups[i];
+	return request(inv, argv, 4 + inv->ngroups);
+}
+
 /* n digits at *p (advanced); -1 if not digits. */
 static int
 time_digits(const char **p, int n)
@@ -1331,6 +1363,42 @@ command_usage(const struct command *cmd)
 	return EXIT_USAGE;
 }
 
+/* roster add's --name and --group: 1 taken, 0 not, -1 bad. */
+static int
+roster_item_option(struct invocation *inv, char **argv, int argc, int *i)
+{
+	const char *v;
+	int r;
+
+	if ((r = option_value(argv, argc, i, NULL, "--name", &v)) == 1) {
+		if (inv->name != NULL) {
+			warnmsg("%s: --name given twice", inv->cmd->name);
+			return -1;
+		}
+		inv->name = v;
+		return 1;
+	}
+	if (r != 0 || (r = option_value(argv, argc, i, NULL, "--group",
+	    &v)) != 1)
+		return r;
+	if (v[0] == '\0') {
+		warnmsg("%s: empty --group", inv->cmd->name);
+		return -1;
+	}
+	if (inv->ngroups == MAX_GROUPS) {
+		warnmsg("%s: more than %d groups", inv->cmd->name, MAX_GROUPS);
+		return -1;
+	}
+	for (size_t k = 0; k < inv->ngroups; k++)
+		if (strcmp(inv->groups[k], v) == 0) {
+			warnmsg("%s: group \"%s\" given twice", inv->cmd->name,
+			    v);
+			return -1;
+		}
+	inv->groups[inv->ngroups++] = v;
+	return 1;
+}
+
 /* The command's arguments and options, argv[i..argc). */
 static int
 parse_command(struct invocation *inv, char **argv, int argc, int i)
@@ -1385,6 +1453,12 @@ parse_command(struct invocation *inv, char **argv, int argc, int i)
 			    &inv->until)) != 0 ||
 			    (r = option_value(argv, argc, &i, NULL, "--limit",
 			    &inv->limit)) != 0)) {
+				if (r == -1)
+					return command_usage(cmd);
+				continue;
+			}
+			if ((cmd->opts & OPT_ROSTER_ITEM) &&
+			    (r = roster_item_option(inv, argv, argc, &i)) != 0) {
 				if (r == -1)
 					return command_usage(cmd);
 				continue;

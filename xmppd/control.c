@@ -79,10 +79,12 @@ struct control_conn {
 
 /* An asynchronous storage request; survives its connection. */
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
-	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW };
+	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW, OP_ROSTER_ADD,
+	OP_ROSTER_DEL };
 
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
-	"users", "history", "user-show", "roster-show" };
+	"users", "history", "user-show", "roster-show", "roster-add",
+	"roster-del" };
 
 struct control_op {
 	struct control_op *next;
@@ -144,6 +146,8 @@ static void handle_stats(struct control_conn *, char **, size_t);
 static void handle_log_level(struct control_conn *, char **, size_t);
 static void handle_user_show(struct control_conn *, char **, size_t);
 static void handle_roster_show(struct control_conn *, char **, size_t);
+static void handle_roster_add(struct control_conn *, char **, size_t);
+static void handle_roster_del(struct control_conn *, char **, size_t);
 static void handle_check(struct control_conn *, char **, size_t);
 
 static const struct control_cmd control_cmds[] = {
@@ -168,6 +172,9 @@ static const struct control_cmd control_cmds[] = {
 	{ "log-level", 0, 1, 0, "log-level [LEVEL]", handle_log_level },
 	{ "user-show", 1, 1, 0, "user-show JID", handle_user_show },
 	{ "roster-show", 1, 1, 0, "roster-show JID", handle_roster_show },
+	{ "roster-add", 3, CTL_FIELDS_MAX - 2, 1,
+	    "roster-add JID CONTACT NAME [GROUP...]", handle_roster_add },
+	{ "roster-del", 2, 2, 1, "roster-del JID CONTACT", handle_roster_del },
 	{ "check", 0, 0, 0, "check", handle_check },
 };
 
@@ -1711,6 +1718,138 @@ static void
 handle_roster_show(struct control_conn *c, char **args, size_t nargs)
 {
 	start_user_job(c, OP_ROSTER_SHOW, args[0]);
+}
+
+/* roster-add and roster-del: an admin's change to one roster item,
+ * through roster.c as a client's roster set or remove would do it. */
+
+#define ROSTER_TEXT_MAX 1023    /* as roster.c takes from clients */
+
+/* A name or group: UTF-8 XML text of at most ROSTER_TEXT_MAX bytes. */
+static int
+roster_text_ok(const char *t)
+{
+	size_t len = strlen(t);
+
+	if (len > ROSTER_TEXT_MAX ||
+	    !utf8_valid((const unsigned char *)t, len))
+		return 0;
+	for (const char *p = t; *p; p++)
+		if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' &&
+		    *p != '\r')
+			return 0;
+	return 1;
+}
+
+static void
+roster_op_cb(uint64_t owner, uint64_t tag, enum store_status st,
+    int item_found)
+{
+	struct control_op *op = op_find(tag);
+	struct control_conn *c;
+
+	if (op == NULL)
+		return;
+	log_change(op->uid, op->conn_id, op_names[op->kind], op->user,
+	    op->host, st == STORE_OK && op->kind == OP_ROSTER_DEL &&
+	    !item_found ? "no such item" : store_status_str(st));
+	c = control.running ? conn_find(owner) : NULL;
+	if (c == NULL || !c->busy || c->req != op->req) {
+		op_free(op);
+		return;
+	}
+	if (st == STORE_NOT_FOUND)
+		reply_err(c, CTL_E_NOT_FOUND, "no such user");
+	else if (st != STORE_OK)
+		reply_err(c, CTL_E_INTERNAL, "database error (see the "
+		    "daemon's log)");
+	else if (op->kind == OP_ROSTER_DEL && !item_found)
+		reply_err(c, CTL_E_NOT_FOUND, "%s is not in the roster of "
+		    "%s@%s", op->with, op->user, op->host);
+	else
+		reply_ok(c);
+	op_free(op);
+	if (!c->dead)
+		request_done(c);
+}
+
+/* User and contact of a roster request; the contact's bare JID (to free)
+ * or NULL after replying. */
+static char *
+roster_args(struct control_conn *c, char **args, struct jid *user)
+{
+	struct jid contact = { 0 };
+	char *bare;
+
+	if (parse_user_jid(c, args[0], user) == -1)
+		return NULL;
+	if (jid_parse(&contact, args[1]) == -1) {
+		reply_err(c, CTL_E_BAD_JID, "invalid contact JID");
+		jid_free(user);
+		return NULL;
+	}
+	/* RFC 6121 §2.1.1: items are bare JIDs. */
+	bare = jid_bare(&contact);
+	jid_free(&contact);
+	return bare;
+}
+
+static void
+start_roster_op(struct control_conn *c, enum control_op_kind kind,
+    const struct jid *user, char *contact, const char *name,
+    char **groups, size_t ngroups)
+{
+	struct control_op *op = op_new(c, kind, user->node, user->domain);
+
+	op->with = contact;
+	c->busy = 1;
+	roster_admin_set(op->user, op->host, op->with, name,
+	    (const char *const *)groups, ngroups, kind == OP_ROSTER_DEL,
+	    roster_op_cb, c->id, op->id);
+}
+
+static void
+handle_roster_add(struct control_conn *c, char **args, size_t nargs)
+{
+	struct jid user;
+	char *contact;
+
+	if (!roster_text_ok(args[2])) {
+		reply_err(c, CTL_E_USAGE, "NAME must be UTF-8 XML text of at "
+		    "most %d bytes", ROSTER_TEXT_MAX);
+		return;
+	}
+	for (size_t i = 3; i < nargs; i++) {
+		if (args[i][0] == '\0' || !roster_text_ok(args[i])) {
+			reply_err(c, CTL_E_USAGE, "GROUP must be non-empty "
+			    "UTF-8 XML text of at most %d bytes",
+			    ROSTER_TEXT_MAX);
+			return;
+		}
+		for (size_t k = 3; k < i; k++)
+			if (strcmp(args[k], args[i]) == 0) {
+				reply_err(c, CTL_E_USAGE, "group \"%s\" given "
+				    "twice", args[i]);
+				return;
+			}
+	}
+	if ((contact = roster_args(c, args, &user)) == NULL)
+		return;
+	start_roster_op(c, OP_ROSTER_ADD, &user, contact,
+	    args[2][0] ? args[2] : NULL, args + 3, nargs - 3);
+	jid_free(&user);
+}
+
+static void
+handle_roster_del(struct control_conn *c, char **args, size_t nargs)
+{
+	struct jid user;
+	char *contact;
+
+	if ((contact = roster_args(c, args, &user)) == NULL)
+		return;
+	start_roster_op(c, OP_ROSTER_DEL, &user, contact, NULL, NULL, 0);
+	jid_free(&user);
 }
 
 /*

@@ -183,7 +183,8 @@ static const char sql_bump[] =
     " ON CONFLICT (user_id) DO UPDATE SET version = version + 1"
     " RETURNING version";
 static const char sql_state[] =
-    "SELECT sub, request FROM roster WHERE user_id = " UID " AND jid = ?3";
+    "SELECT sub, request, name, groups FROM roster"
+    " WHERE user_id = " UID " AND jid = ?3";
 static const char sql_user_exists[] =
     "SELECT 1 FROM users WHERE host = ?1 AND user = ?2";
 static const char sql_owners[] =
@@ -596,9 +597,9 @@ inbound_run(struct store_job *j)
 	sqlite3_stmt *s = store_sql(sql_user_exists);
 	struct roster_item it = { 0 };
 	struct subscription_change ch;
-	enum store_status st = STORE_OK;
+	enum store_status st = STORE_ERROR;
 	unsigned old = SUB_NONE;
-	char *groups = NULL;
+	int rc;
 
 	if (s == NULL || bind_user(s, ij->user, ij->host)) {
 		if (s)
@@ -616,40 +617,24 @@ inbound_run(struct store_job *j)
 		store_sql_done(s);
 		return STORE_ERROR;
 	}
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		old = (unsigned)sqlite3_column_int(s, 0);
 		it.request = col_dup(s, 1);
+		/* name and groups are kept by the upsert below */
+		it.name = col_dup(s, 2);
+		groups_split(&it, col_text(s, 3));
 	}
 	store_sql_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_sql_warn("roster state");
+		goto out;
+	}
 	ch = subscription_inbound(old, ij->type);
 	ij->actions = ch.actions;
 	ij->state = ch.state;
-	if (ch.state == old) {
-		free(it.request);
-		return STORE_OK;
-	}
-	/* Keep name and groups: re-read them only for an upsert. */
-	if (ch.state != SUB_NONE) {
-		sqlite3_stmt *l = store_sql(sql_load);
-		int rc;
-
-		/* Small rosters: scan for the one record's name/groups. */
-		if (l == NULL || bind_user(l, ij->user, ij->host)) {
-			if (l)
-				store_sql_done(l);
-			free(it.request);
-			return STORE_ERROR;
-		}
-		while ((rc = sqlite3_step(l)) == SQLITE_ROW)
-			if (strcmp(col_text(l, 0), ij->contact) == 0) {
-				it.name = col_dup(l, 1);
-				groups = col_dup(l, 4);
-				break;
-			}
-		store_sql_done(l);
-		groups_split(&it, groups);
-		free(groups);
-	}
+	st = STORE_OK;
+	if (ch.state == old)
+		goto out;
 	it.jid = ij->contact;
 	it.sub = ch.state;
 	if (ij->type == SUBSCRIPTION_SUBSCRIBE &&
@@ -663,6 +648,7 @@ inbound_run(struct store_job *j)
 	st = write_item(ij->user, ij->host, &it);
 	if (st == STORE_OK && ((old | ch.state) & SUB_ITEM))
 		st = bump_version(ij->user, ij->host, &ij->version);
+out:
 	it.jid = NULL;
 	free(it.name);
 	free(it.request);
@@ -932,6 +918,204 @@ roster_delete_account(const char *user, const char *host, store_status_cb cb,
 	dj->bare = xasprintf("%s@%s", user, host);
 	dj->cb = cb;
 	store_job_submit(&dj->j);
+}
+
+/* An administrator's change (xmppctl roster add/del). */
+
+struct admin_job {
+	struct store_job j;
+	char *user, *host;
+	struct roster_item *it;     /* jid, name, groups; sub from storage */
+	int remove;
+	int cached;                 /* done on the cache: only answer */
+	int item_found;
+	uint64_t version;
+	roster_admin_cb cb;
+};
+
+static enum store_status
+admin_run(struct store_job *j)
+{
+	struct admin_job *aj = (struct admin_job *)j;
+	sqlite3_stmt *s;
+	enum store_status st;
+	unsigned old = SUB_NONE;
+	int found;
+
+	if (aj->cached)
+		return STORE_OK;
+	if ((s = store_sql(sql_user_exists)) == NULL ||
+	    bind_user(s, aj->user, aj->host)) {
+		if (s)
+			store_sql_done(s);
+		return STORE_ERROR;
+	}
+	found = sqlite3_step(s) == SQLITE_ROW;
+	store_sql_done(s);
+	if (!found)
+		return STORE_NOT_FOUND;
+	if ((s = store_sql(sql_state)) == NULL)
+		return STORE_ERROR;
+	if (bind_user(s, aj->user, aj->host) || sqlite3_bind_text(s, 3,
+		aj->it->jid, -1, SQLITE_STATIC) != SQLITE_OK) {
+		store_sql_done(s);
+		return STORE_ERROR;
+	}
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		old = (unsigned)sqlite3_column_int(s, 0);
+		aj->it->request = col_dup(s, 1);
+	}
+	store_sql_done(s);
+	aj->item_found = (old & SUB_ITEM) != 0;
+	if (aj->remove) {
+		/* As a client's remove: the whole record goes, a pending-in
+		 * request with it (no unsubscribe stanzas: the user is
+		 * offline, nobody to send them for). */
+		if (!aj->item_found)
+			return STORE_OK;
+		aj->it->sub = SUB_NONE;
+	} else
+		aj->it->sub = old | SUB_ITEM;
+	if ((st = write_item(aj->user, aj->host, aj->it)) != STORE_OK)
+		return st;
+	return bump_version(aj->user, aj->host, &aj->version);
+}
+
+/* Set name and groups of a cached item (created if need be) from src. */
+static struct roster_item *
+admin_update_cached(struct roster *r, const struct roster_item *src)
+{
+	struct roster_item *it = strmap_get(r->items, src->jid);
+	int was_item = it && (it->sub & SUB_ITEM);
+
+	if (it == NULL) {
+		it = xcalloc(1, sizeof(*it));
+		it->jid = xstrdup(src->jid);
+		strmap_put(r->items, it->jid, it);
+	}
+	free(it->name);
+	it->name = src->name ? xstrdup(src->name) : NULL;
+	for (size_t i = 0; i < it->ngroups; i++)
+		free(it->groups[i]);
+	free(it->groups);
+	it->groups = NULL;
+	it->ngroups = 0;
+	for (size_t i = 0; i < src->ngroups; i++) {
+		it->groups = xreallocarray(it->groups, it->ngroups + 1,
+		    sizeof(char *));
+		it->groups[it->ngroups++] = xstrdup(src->groups[i]);
+	}
+	if (!was_item) {
+		it->sub |= SUB_ITEM;
+		r->nvisible++;
+	}
+	return it;
+}
+
+static void
+admin_complete(struct store_job *j)
+{
+	struct admin_job *aj = (struct admin_job *)j;
+	struct roster *r;
+	struct roster_item *it;
+
+	/* Written in storage while the roster was loading: the cache may
+	 * hold the old record, so bring it up to date. */
+	if (!aj->cached && j->status == STORE_OK && aj->version != 0 &&
+	    (r = roster_cached(aj->user, aj->host)) != NULL) {
+		if (aj->version > r->version)
+			r->version = aj->version;
+		it = strmap_get(r->items, aj->it->jid);
+		if (aj->remove && it != NULL) {
+			if (it->sub & SUB_ITEM) {
+				r->nvisible--;
+				push(r, it, 1);
+			}
+			strmap_del(r->items, it->jid);
+			item_free(it);
+		} else if (!aj->remove) {
+			it = admin_update_cached(r, aj->it);
+			it->sub |= aj->it->sub;
+			push(r, it, 0);
+		}
+	}
+	aj->cb(j->owner, j->tag, j->status, aj->item_found);
+}
+
+static void
+admin_free(struct store_job *j)
+{
+	struct admin_job *aj = (struct admin_job *)j;
+
+	item_free(aj->it);
+	free(aj->user);
+	free(aj->host);
+	free(aj);
+}
+
+static const struct store_job_ops admin_ops = {
+	"roster admin change", 1, admin_run, admin_complete, admin_free,
+};
+
+/* The loaded roster: change it as a client's roster set or remove would
+ * (roster_set, roster_remove); 1 if the item was there. */
+static int
+admin_cached(struct roster *r, const struct roster_item *src, int remove)
+{
+	struct roster_item *it = strmap_get(r->items, src->jid);
+	struct session *s;
+
+	if (remove) {
+		unsigned old;
+
+		if (it == NULL || !(it->sub & SUB_ITEM))
+			return 0;
+		old = it->sub;
+		/* §2.5.2 for the user, as if a resource had asked. */
+		if ((s = sm_find_bare(r->user, r->host)) != NULL)
+			presence_item_removed(s, src->jid, old);
+		apply_state(r, src->jid, SUB_NONE, NULL, 1, NULL, NULL);
+		return 1;
+	}
+	/* The roster size limit is for clients; an admin may exceed it. */
+	it = admin_update_cached(r, src);
+	r->version++;
+	push(r, it, 0);
+	submit_write(r, it, 1, NULL, NULL);
+	return 1;
+}
+
+void
+roster_admin_set(const char *user, const char *host, const char *contact,
+    const char *name, const char *const *groups, size_t ngroups, int remove,
+    roster_admin_cb cb, uint64_t owner, uint64_t tag)
+{
+	struct admin_job *aj = xcalloc(1, sizeof(*aj));
+	struct roster *r = roster_cached(user, host);
+	struct roster_item *it = xcalloc(1, sizeof(*it));
+
+	it->jid = xstrdup(contact);
+	it->name = name ? xstrdup(name) : NULL;
+	for (size_t i = 0; i < ngroups; i++) {
+		it->groups = xreallocarray(it->groups, it->ngroups + 1,
+		    sizeof(char *));
+		it->groups[it->ngroups++] = xstrdup(groups[i]);
+	}
+	aj->j.ops = &admin_ops;
+	aj->j.owner = owner;
+	aj->j.tag = tag;
+	aj->user = xstrdup(user);
+	aj->host = xstrdup(host);
+	aj->it = it;
+	aj->remove = remove;
+	aj->cb = cb;
+	if (r != NULL) {
+		/* Queued after the write-through, so answered once it
+		 * has committed. */
+		aj->cached = 1;
+		aj->item_found = admin_cached(r, it, remove);
+	}
+	store_job_submit(&aj->j);
 }
 
 /* The roster IQ (RFC 6121 §2.1.3, §2.3, §2.5). */

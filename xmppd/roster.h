@@ -75,6 +75,25 @@ void roster_subscription(const char *user, const char *host,
 void roster_delete_account(const char *user, const char *host,
     store_status_cb cb, uint64_t owner, uint64_t tag);
 
+/*
+ * An administrator's change to user@host's roster item for contact (bare
+ * JID, prepared): set its name (NULL: none) and groups (copied), or remove
+ * it.  The subscription state is kept on a set; a removal is a client's
+ * subscription='remove' (RFC 6121 §2.5), unsubscribing both ways when the
+ * user is online.  Online (roster loaded): the cache changes at once, the
+ * change is written through and pushed to interested resources.  Offline:
+ * a storage job updates the row and the version.  cb gets STORE_OK,
+ * STORE_NOT_FOUND (no such user) or STORE_ERROR; for remove, item_found
+ * is 0 when the user had no such item.  Runs later, never before the call
+ * returns.
+ */
+typedef void (*roster_admin_cb)(uint64_t owner, uint64_t tag,
+    enum store_status st, int item_found);
+void roster_admin_set(const char *user, const char *host,
+    const char *contact, const char *name, const char *const *groups,
+    size_t ngroups, int remove, roster_admin_cb cb, uint64_t owner,
+    uint64_t tag);
+
 void roster_init(void);
 
 #endif

@@ -3,6 +3,7 @@
  * (stats.h).  Totals only grow; the rates are differences between two
  * ticks one second apart; logins per minute keep a ring of 60 totals.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,15 +128,24 @@ long
 stats_rss_kb(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
-	unsigned long size, resident;
+	char line[128], *p, *end;
+	unsigned long resident;
 	long page = sysconf(_SC_PAGESIZE);
-	int n;
 
 	if (f == NULL)
 		return 0;
-	n = fscanf(f, "%lu %lu", &size, &resident);
+	/* "size resident shared ..." in pages (proc(5)). */
+	p = fgets(line, sizeof(line), f);
 	fclose(f);
-	if (n != 2 || page <= 0)
+	if (p == NULL || page <= 0)
+		return 0;
+	errno = 0;
+	(void)strtoul(p, &end, 10);             /* size */
+	if (end == p || errno != 0)
+		return 0;
+	p = end;
+	resident = strtoul(p, &end, 10);
+	if (end == p || errno != 0)
 		return 0;
 	return (long)(resident * (unsigned long)page / 1024);
 }

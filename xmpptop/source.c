@@ -237,6 +237,20 @@ num(const char *s)
 	return end == s || !isfinite(d) ? 0 : d;
 }
 
+/* The protocol version in the greeting: a decimal number, -1 if not. */
+static long
+parse_version(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end != '\0' || errno != 0 || v < 0)
+		return -1;
+	return v;
+}
+
 /* --- connection --- */
 
 static void
@@ -647,7 +661,7 @@ on_line(struct top_source *s, char *line, size_t len)
 			    "not an xmppd control socket");
 			return;
 		}
-		if (atoi(f[1]) != CTL_PROTOCOL_VERSION) {
+		if (parse_version(f[1]) != CTL_PROTOCOL_VERSION) {
 			disconnect(s, "unsupported control protocol");
 			return;
 		}

@@ -445,8 +445,6 @@ draw(struct ui *u)
 static void
 move_cursor(struct ui *u, long delta)
 {
-	int page = LINES - 6;
-
 	if (u->screen != SCR_SESSIONS) {
 		if (delta < 0 && (size_t)-delta > u->scroll)
 			u->scroll = 0;
@@ -454,13 +452,11 @@ move_cursor(struct ui *u, long delta)
 			u->scroll += (size_t)delta;
 		return;
 	}
-	if (page < 1)
-		page = 1;
-	if (delta == LONG_MIN / 2)
-		u->cursor = 0;
-	else if (delta == LONG_MAX / 2)
+	/* LONG_MIN / 2 and LONG_MAX / 2: to the first and the last row. */
+	if (delta == LONG_MAX / 2)
 		u->cursor = u->nrows > 0 ? u->nrows - 1 : 0;
-	else if (delta < 0 && (size_t)-delta > u->cursor)
+	else if (delta < 0 && (delta == LONG_MIN / 2 ||
+	    (size_t)-delta > u->cursor))
 		u->cursor = 0;
 	else
 		u->cursor += (size_t)delta;
@@ -607,9 +603,7 @@ key(struct ui *u, int ch)
 			u->confirm = 1;
 		}
 		break;
-	case KEY_RESIZE:
-		break;
-	default:
+	default:                /* KEY_RESIZE too: the next draw adapts */
 		break;
 	}
 	return 0;

@@ -3,6 +3,7 @@
  * when drawing, O(n log n) over the model's sessions) and the text of
  * each cell and of the header meters.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,17 +160,24 @@ view_duration(double seconds, char *buf, size_t size)
 		snprintf(buf, size, "%lud%02luh", s / 86400, s / 3600 % 24);
 }
 
-/* "since" as the daemon sent it: epoch seconds become UTC HH:MM:SS (or a
- * date when not today); other text is shown as is. */
+/* "since" as the daemon sent it (unix seconds with 3 decimals, shared/
+ * ctl.h): UTC HH:MM:SS (or a date when not today); other text is shown
+ * as is. */
 static void
 format_since(const char *since, char *buf, size_t size)
 {
 	char *end;
-	long long v = strtoll(since, &end, 10);
+	long long v;
 	time_t t, now = time(NULL);
 	struct tm tm, today;
 
-	if (since[0] == '\0' || *end != '\0' || v < 100000000) {
+	errno = 0;
+	v = strtoll(since, &end, 10);
+	if (*end == '.')        /* the fraction: digits only */
+		for (end++; *end >= '0' && *end <= '9'; end++)
+			;
+	if (since[0] == '\0' || *end != '\0' || errno != 0 ||
+	    v < 100000000) {
 		snprintf(buf, size, "%s", since[0] ? since : "-");
 		return;
 	}
