@@ -102,19 +102,10 @@ job_free(struct store_job *sj)
 }
 
 static void
-reply(struct session *s, struct xel *r)
-{
-	if (r == NULL)
-		return;
-	session_send(s, r);
-	arena_free(r->arena);
-}
-
-static void
 reply_error(
     struct session *s, const struct xel *iq, const char *cond, const char *text)
 {
-	reply(s, stanza_error(iq, NULL, cond, text));
+	session_reply(s, stanza_error(iq, NULL, cond, text));
 }
 
 /* Storage thread: the account's id in *id (STORE_OK), STORE_NOT_FOUND
@@ -229,7 +220,7 @@ complete_get(struct store_job *sj)
 		 * §2.3, as a first get by a client sees it). */
 		xel_add(query, j->items[0].name, j->items[0].ns);
 	}
-	reply(s, r);
+	session_reply(s, r);
 }
 
 static const struct store_job_ops get_ops = {
@@ -318,7 +309,7 @@ complete_set(struct store_job *sj)
 		return;
 	switch (j->job.status) {
 	case STORE_OK:
-		reply(s, stanza_iq_result(j->reply));
+		session_reply(s, stanza_iq_result(j->reply));
 		break;
 	case STORE_EXISTS:
 		log_info("private: %s@%s reached %d items", j->user, j->host,

@@ -131,13 +131,6 @@ c2s_reply(struct c2s *c, struct xel *r)
 	arena_free(r->arena);
 }
 
-static void
-session_reply(struct session *s, struct xel *r)
-{
-	session_send(s, r);
-	arena_free(r->arena);
-}
-
 static struct reg_req *
 req_new(enum reg_kind kind, uint64_t owner, const char *busy_key,
     const struct xel *iq, struct c2s *c)

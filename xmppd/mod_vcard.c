@@ -99,21 +99,11 @@ job_free(struct store_job *sj)
 	free(j);
 }
 
-/* Send r (may be NULL) to s and free it. */
-static void
-reply(struct session *s, struct xel *r)
-{
-	if (r == NULL)
-		return;
-	session_send(s, r);
-	arena_free(r->arena);
-}
-
 static void
 reply_error(
     struct session *s, const struct xel *iq, const char *cond, const char *text)
 {
-	reply(s, stanza_error(iq, NULL, cond, text));
+	session_reply(s, stanza_error(iq, NULL, cond, text));
 }
 
 /* Storage thread: bind host as ?1 and user as ?2. */
@@ -502,7 +492,7 @@ complete_get(struct store_job *sj)
 	r = stanza_iq_result(j->reply);
 	xel_append_copy(r, v);
 	arena_free(v->arena);
-	reply(s, r);
+	session_reply(s, r);
 }
 
 static const struct store_job_ops get_ops = {
@@ -553,7 +543,7 @@ complete_set(struct store_job *sj)
 		return;
 	switch (j->job.status) {
 	case STORE_OK:
-		reply(s, stanza_iq_result(j->reply));
+		session_reply(s, stanza_iq_result(j->reply));
 		break;
 	case STORE_NOT_FOUND: /* the account was deleted meanwhile */
 		reply_error(s, j->reply, "service-unavailable", NULL);

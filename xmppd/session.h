@@ -50,5 +50,7 @@ struct session *sm_find_id(uint64_t id);
 
 /* Serialize and queue a stanza to the session's client. */
 void session_send(struct session *s, const struct xel *stanza);
+/* Send r (may be NULL) to s, then free r's arena. */
+void session_reply(struct session *s, struct xel *r);
 
 #endif

@@ -272,6 +272,15 @@ session_send(struct session *s, const struct xel *stanza)
 	c2s_send(s->c2s, stanza);
 }
 
+void
+session_reply(struct session *s, struct xel *r)
+{
+	if (r == NULL)
+		return;
+	session_send(s, r);
+	arena_free(r->arena);
+}
+
 size_t
 sm_session_count(void)
 {
