@@ -23,6 +23,9 @@ void c2s_init(void);
 /* Queue a stanza (serialized in the jabber:client namespace). */
 void c2s_send(struct c2s *c, const struct xel *el);
 void c2s_send_raw(struct c2s *c, const char *data, size_t len);
+/* "<name to='to'" (to escaped here) and then rest, len bytes. */
+void c2s_send_fanout(struct c2s *c, const char *name, const char *to,
+    const char *rest, size_t len);
 /* Send a stream error (RFC 6120 §4.9) with optional text, close the
  * stream and the connection. */
 void c2s_stream_error(struct c2s *c, const char *condition, const char *text);

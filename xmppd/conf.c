@@ -157,6 +157,7 @@ static const struct option top_options[] = {
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
     {"registration", set_on_off, CONF_FIELD(registration), 0, 0, 0, 0},
+    {"archive", set_on_off, CONF_FIELD(archive), 0, 0, 0, 0},
     {"software-version", set_software_version, CONF_FIELD(software_version),
         0, 0, 0, 0},
     {"contact", handle_contact, 0, 0, 0, 0, 1},
@@ -1095,6 +1096,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.mam_page_size = 100;
 	c->limits.mam_retention = 0;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
+	c->archive = 1;
 }
 
 /* Checks on the whole file; line is the last line. */

@@ -97,6 +97,7 @@ struct conf {
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */
 	int registration;            /* "registration on|off" (XEP-0077) */
+	int archive;                 /* "archive on|off" (XEP-0313), on */
 	enum software_version software_version; /* "software-version
 	                                full|no-os|off", default no-os */
 	struct conf_contact *contacts; /* "contact TYPE URI", repeatable */

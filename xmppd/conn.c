@@ -299,9 +299,15 @@ handshake_step(struct conn *c)
 		c->deadline = 0;
 		timer_arm(c);
 		ev_io_stop(loop, &c->wio);
-		if (!c->paused)
-			ev_io_start(loop, &c->rio);
 		c->h->on_tls(c);
+		if (c->state == CONN_OPEN && !c->paused) {
+			ev_io_start(loop, &c->rio);
+			/* With read-ahead the client's first bytes after its
+			 * Finished may already sit decrypted-to-be in the TLS
+			 * buffer, where the socket will not signal them. */
+			if (SSL_has_pending(c->ssl))
+				ev_feed_event(loop, &c->rio, EV_READ);
+		}
 		return;
 	}
 	ssl_fail(c, "TLS handshake", r);

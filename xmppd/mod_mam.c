@@ -1232,6 +1232,8 @@ expire_done(size_t deleted, int ok)
 void
 mod_mam_init(void)
 {
+	if (!xmppd_conf->archive)
+		return; /* nothing archived, nothing advertised */
 	prefs_cache = strmap_new();
 	hook_add_message_out(mam_message_out);
 	hook_add_message_in(mam_message_in);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "hooks.h"
 #include "jid.h"
@@ -110,18 +111,76 @@ each_contact(const char *user, const char *host, unsigned bit,
 	free(e.list);
 }
 
+/*
+ * A broadcast serializes the presence once (without 'to'); each copy is
+ * "<presence to='RECIPIENT'" and that serialization's rest, written
+ * straight to the recipient's connection.  The delivery hooks (blocking)
+ * still see each copy as a stanza with its 'to'.
+ */
 struct bcast {
 	struct session *s;
-	int unavailable;
-	int to_self;
+	struct xel *p;          /* the presence, 'to' set per copy */
+	struct buf bytes;       /* its serialization without 'to' */
+	size_t rest;            /* offset of what follows "<presence" */
 };
 
+static void
+bcast_init(struct bcast *b, struct session *s, int unavailable)
+{
+	b->s = s;
+	if (s->presence == NULL || (unavailable &&
+		!xel_attr(s->presence, "type")))
+		b->p = new_presence(s->full, NULL, "unavailable");
+	else {
+		b->p = xel_copy(arena_new(1024), s->presence);
+		xel_set_attr(b->p, "to", NULL);
+	}
+	buf_init(&b->bytes);
+	xel_serialize(b->p, &b->bytes, NS_CLIENT);
+	b->rest = sizeof("<presence") - 1;
+}
+
+static void
+bcast_done(struct bcast *b)
+{
+	buf_free(&b->bytes);
+	arena_free(b->p->arena);
+}
+
+/* One copy to session o, addressed to 'to' (o's bare or full JID). */
+static void
+bcast_session(struct bcast *b, struct session *o, const char *to)
+{
+	xel_set_attr(b->p, "to", to);
+	if (hook_run_deliver(o, b->p, &b->s->jid) == HOOK_HANDLED)
+		return;
+	session_send_fanout(o, "presence", to, buf_head(&b->bytes) + b->rest,
+	    buf_avail(&b->bytes) - b->rest);
+}
+
+/* A contact: RFC 6121 §8.5.2.1.1, presence to a local bare JID goes to
+ * each available resource.  Others (no server-to-server yet) take the
+ * router's path. */
 static void
 bcast_one(const char *contact, void *arg)
 {
 	struct bcast *b = arg;
+	const char *at = strchr(contact, '@');
 
-	send_session_presence(b->s, contact, b->unavailable);
+	if (at == NULL || strchr(at, '/') != NULL ||
+	    conf_host_find(xmppd_conf, at + 1) == NULL) {
+		struct xel *p = xel_copy(arena_new(1024), b->p);
+
+		xel_set_attr(p, "to", contact);
+		route_presence(p);
+		arena_free(p->arena);
+		return;
+	}
+	for (struct session *o = sm_find_bare_str(contact), *n; o; o = n) {
+		n = o->next;
+		if (o->available)
+			bcast_session(b, o, contact);
+	}
 }
 
 /* RFC 6121 §4.2.2, §4.4.2, §4.5.2: to subscribers (from/both) and to all
@@ -130,15 +189,17 @@ bcast_one(const char *contact, void *arg)
 static void
 broadcast(struct session *s, int unavailable, int to_self)
 {
-	struct bcast b = { s, unavailable, to_self };
+	struct bcast b;
 
+	bcast_init(&b, s, unavailable);
 	each_contact(s->jid.node, s->jid.domain, SUB_FROM, bcast_one, &b);
 	for (struct session *o = sm_find_bare(s->jid.node, s->jid.domain), *n;
 	    o; o = n) {
 		n = o->next;
 		if (o == s ? to_self : o->available)
-			send_session_presence(s, o->full, unavailable);
+			bcast_session(&b, o, o->full);
 	}
+	bcast_done(&b);
 }
 
 /* Answer a probe (RFC 6121 §4.3.2) from local user 'prober' for the

@@ -46,10 +46,15 @@ void sm_unbind(struct session *s);
 struct session *sm_find_full(const struct jid *jid);
 /* First session of a bare JID (iterate with ->next), or NULL. */
 struct session *sm_find_bare(const char *user, const char *host);
+/* The same for a prepared bare JID string "node@domain". */
+struct session *sm_find_bare_str(const char *bare);
 struct session *sm_find_id(uint64_t id);
 
 /* Serialize and queue a stanza to the session's client. */
 void session_send(struct session *s, const struct xel *stanza);
+/* One copy of a fan-out serialized once: "<name to='to'" + rest. */
+void session_send_fanout(struct session *s, const char *name, const char *to,
+    const char *rest, size_t len);
 /* Send r (may be NULL) to s, then free r's arena. */
 void session_reply(struct session *s, struct xel *r);
 

@@ -138,6 +138,14 @@ sm_find_bare(const char *user, const char *host)
 }
 
 struct session *
+sm_find_bare_str(const char *bare)
+{
+	struct sm_user *u = users ? strmap_get(users, bare) : NULL;
+
+	return u ? u->sessions : NULL;
+}
+
+struct session *
 sm_find_full(const struct jid *j)
 {
 	struct session *s;
@@ -270,6 +278,16 @@ session_send(struct session *s, const struct xel *stanza)
 		return;
 	s->stanzas_out++;
 	c2s_send(s->c2s, stanza);
+}
+
+void
+session_send_fanout(struct session *s, const char *name, const char *to,
+    const char *rest, size_t len)
+{
+	if (s->closing || s->c2s == NULL)
+		return;
+	s->stanzas_out++;
+	c2s_send_fanout(s->c2s, name, to, rest, len);
 }
 
 void

@@ -884,3 +884,31 @@ def test_slixmpp_pages_history_on_a_fresh_device(server, im):
     finally:
         loop.close()
     assert got == said
+
+
+def test_archive_off(server_factory):
+    """'archive off': nothing advertised, queries refused like an unknown
+    payload (RFC 6120 §8.3.3.19), messages carry no stanza-id and no row
+    is written."""
+    srv = server_factory(extra='archive off')
+    from im_helpers import IMFactory
+    f = IMFactory(srv)
+    try:
+        ca, cb = f('alice@localhost'), f('bob@localhost')
+        feats = disco_features(ca, 'alice@localhost')
+        for ns in (NS_MAM, NS_MAM_EXT, NS_SID):
+            assert ns not in feats, feats
+        ca.iq_error('get', "<query xmlns='%s'/>" % NS_MAM,
+                    'service-unavailable', 'cancel')
+        got = exchange(ca, cb, 'not archived')
+        assert stanza_ids(got) == []
+        cb.message('alice@localhost', 'reply')
+        ca.wait(is_message(body='reply'))
+    finally:
+        f.close_all()
+    srv.stop()
+    db = sqlite3.connect(os.path.join(srv.dir, 'xmppd.db'))
+    try:
+        assert db.execute('SELECT count(*) FROM archive').fetchone() == (0,)
+    finally:
+        db.close()
