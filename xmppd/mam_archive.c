@@ -39,19 +39,36 @@
 
 /* Ids. */
 
+/*
+ * Loop thread only.  glibc's arc4random_buf() is one getrandom(2) call
+ * each time; two ids per archived message made it a visible share of
+ * the archiving cost, so the kernel's CSPRNG output is taken 64 ids at a
+ * time.
+ */
 uint64_t
 mam_id_new(void)
 {
+	static uint64_t pool[64];
+	static size_t left;
 	uint64_t id;
 
-	arc4random_buf(&id, sizeof(id));
+	if (left == 0) {
+		arc4random_buf(pool, sizeof(pool));
+		left = sizeof(pool) / sizeof(pool[0]);
+	}
+	id = pool[--left];
+	pool[left] = 0;
 	return id;
 }
 
 void
 mam_id_format(uint64_t id, char out[MAM_ID_LEN + 1])
 {
-	snprintf(out, MAM_ID_LEN + 1, "%016" PRIx64, id);
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = MAM_ID_LEN - 1; i >= 0; i--, id >>= 4)
+		out[i] = hex[id & 0xf];
+	out[MAM_ID_LEN] = '\0';
 }
 
 int
