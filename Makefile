@@ -6,6 +6,8 @@
 #   make asan       the same tests under ASan + UBSan (in build-asan/)
 #   make fuzz       build the libFuzzer targets (clang) in build-fuzz/
 #   make bench      benchmark: idle-session memory and login rate
+#   make bench-peers the bench scenarios side by side with Prosody and
+#                   ejabberd (installs them from Debian when run as root)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make style      clang-format the sources
 #   make lint       cppcheck and clang-tidy (.clang-tidy); make -j8 lint
@@ -55,8 +57,8 @@ ifneq ($(XMPPTOP_SRC),)
 PROGS += $(BUILD)/xmpptop
 endif
 
-.PHONY: all run test asan fuzz bench install style clean deps check-deps \
-	unit var
+.PHONY: all run test asan fuzz bench bench-peers install style clean deps \
+	check-deps unit var
 .DEFAULT_GOAL := all
 # Keep intermediate objects (unit-test .o files) between runs.
 .SECONDARY:
@@ -141,6 +143,10 @@ build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 
 bench: all $(BUILD)/tests/bench/xmppbench
 	@BUILD=$(BUILD) sh tests/bench/run.sh
+
+# xmppd, Prosody and ejabberd side by side (tests/bench/README.md).
+bench-peers: all $(BUILD)/tests/bench/xmppbench
+	@BUILD=$(BUILD) sh tests/bench/peers.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -27,6 +27,8 @@
 #   BENCH_ROSTER_SEQ_LOGINS     roster logins, sequential run (500)
 #   BENCH_ROSTER_LOGINS         roster logins, parallel run (1000)
 #   BENCH_ROSTER_CONCURRENCY    roster logins in flight (20)
+#   BENCH_PRESENCE_CHANGES      status changes in the presence run after
+#                               the roster scenario, 0: none (2000)
 
 set -u
 
@@ -47,6 +49,7 @@ R_ITEMS=${BENCH_ROSTER_ITEMS:-100}
 R_SEQ=${BENCH_ROSTER_SEQ_LOGINS:-500}
 R_LOGINS=${BENCH_ROSTER_LOGINS:-1000}
 R_CONC=${BENCH_ROSTER_CONCURRENCY:-20}
+P_CHANGES=${BENCH_PRESENCE_CHANGES:-2000}
 USERS=${BENCH_USERS:-}
 if [ -z "$USERS" ]; then
 	if [ "$ROSTER" = only ]; then
@@ -466,6 +469,20 @@ if [ "$ROSTER" != 0 ]; then
 	echo "-- baseline: plain logins of the same accounts, parallel"
 	bench login -n "$R_LOGINS" -c "$R_CONC" --users "$R_USERS" \
 	    --pid "$SRV_PID" --label "$SERVER-base"
+	# The presence scenario on the same rosters: all users online, then
+	# status changes broadcast to the online contacts (README.md).
+	if [ "$P_CHANGES" -gt 0 ]; then
+		echo "-- presence: $R_USERS users online, $P_CHANGES status" \
+		    "changes to $R_ITEMS contacts each"
+		$CLI_PIN "$BENCH" presence -n "$P_CHANGES" --users "$R_USERS" \
+		    --roster-items "$R_ITEMS" -p "$BENCH_PORT" --tls "$TLS" \
+		    -d "$DOMAIN" -T "$TIMEOUT" --key-cache "$DIR/keys" \
+		    --pid "$SRV_PID" --label "$SERVER" \
+		    --csv "$DIR/presence.csv" | tee "$DIR/presence.out" ||
+		    status=1
+		kill -0 "$SRV_PID" 2>/dev/null ||
+		    die "the server died during the run"
+	fi
 	stop_server
 fi
 
@@ -520,6 +537,11 @@ END {
 	}
 	printf "\ncpu_ms: server CPU time (user + system) per login\n"
 }' "$DIR/runs.csv"
+if [ -s "$DIR/presence.out" ]; then
+	sed -n 's/.* delivered=\([^ ]*\) .* rate=\([^ ]*\) .*p50=\([^ ]*\) p99=\([^ ]*\) .*server_cpu=[^(]*(\([^)]*\)).*/\
+presence: \1 stanzas delivered, \2, latency p50 \3, p99 \4, server CPU \5/p' \
+	    "$DIR/presence.out"
+fi
 
 mkdir -p "$(dirname "$CSV")"
 if [ ! -s "$CSV" ]; then

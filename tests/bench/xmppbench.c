@@ -4,9 +4,11 @@
  * holds many idle authenticated TLS sessions so the server's memory per
  * session can be read.  See tests/bench/README.md.
  *
- * A login is: TCP connect, stream open, STARTTLS (or direct TLS, XEP-0368),
- * TLS handshake, stream restart, SASL SCRAM-SHA-256 (RFC 5802, RFC 7677),
- * stream restart, resource binding (RFC 6120 §7).  Login mode then closes
+ * A login is: TCP connect, stream open, STARTTLS (or direct TLS, XEP-0368,
+ * or no TLS at all), TLS handshake, stream restart, SASL SCRAM-SHA-256 or
+ * SCRAM-SHA-1 (RFC 5802, RFC 7677) or PLAIN (RFC 4616), by default the
+ * strongest the server offers, stream restart, resource binding (RFC 6120
+ * §7).  Login mode then closes
  * with </stream:stream>; idle mode sends initial presence and keeps the
  * session open with no parser and released TLS buffers.
  *
@@ -16,6 +18,12 @@
  * the presence of each online contact (the answers to the server's
  * probes), reading the server's CPU time and counting the presence
  * broadcasts the online sessions receive.
+ *
+ * Chat mode has pairs of online users message each other with a bounded
+ * window of undelivered messages; presence mode logs in users with seeded
+ * rosters and has them change their status, counting the presence
+ * stanzas delivered to their online contacts.  Both carry the send time
+ * in the stanza (both ends are this process) for the latency.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -36,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,21 +72,30 @@
 #define NS_CLIENT "jabber:client"
 #define NS_ROSTER "jabber:iq:roster"
 
-#define HASH_LEN 32 /* SHA-256 */
+#define HASH_LEN 32 /* the longest hash: SHA-256 */
 #define NONCE_LEN 24
 #define TEXT_MAX 4096      /* longest SASL payload we accept */
 #define CLOSE_GRACE 5.0    /* s to wait for the server's close */
 #define LOGIN_TIMEOUT 30.0 /* s for one login before it fails */
 #define SWEEP_INTERVAL 0.5
-#define PORTS_PER_SOURCE 25000 /* ephemeral ports used per source address */
-#define ROSTER_RAMP 20         /* roster: online sessions logging in at once */
-#define ROSTER_SETTLE 1.0      /* roster: s between the ramp and the run */
-#define ROSTER_DRAIN 2.0       /* roster: s to wait for the last broadcasts */
+#define PORTS_PER_SOURCE 25000u /* ephemeral ports used per source address */
+#define ROSTER_RAMP 20          /* roster: online sessions logging in at once */
+#define ROSTER_SETTLE 1.0       /* roster: s between the ramp and the run */
+#define ROSTER_DRAIN 2.0        /* roster: s to wait for the last broadcasts */
 #define DRAIN_POLL 0.02
-#define CHAT_SETTLE 1.0    /* chat: s between the logins and the run */
-#define CHAT_BODY_MAX 2000 /* chat: longest --body */
+#define CHAT_SETTLE 1.0      /* chat: s between the logins and the run */
+#define CHAT_BODY_MAX 2000   /* chat: longest --body */
+#define PRESENCE_QUIET 0.5   /* presence: s without presence = settled */
+#define PRESENCE_SETTLE 10.0 /* presence: at most s to settle */
+#define LATENCY_MAX 50000000 /* most latencies kept */
 
-enum bench_mode { MODE_LOGIN, MODE_IDLE, MODE_ROSTER, MODE_CHAT };
+enum bench_mode {
+	MODE_LOGIN,
+	MODE_IDLE,
+	MODE_ROSTER,
+	MODE_CHAT,
+	MODE_PRESENCE
+};
 
 /* Roster mode runs in phases; the measured logins start after SETTLE. */
 enum roster_phase {
@@ -90,7 +108,17 @@ enum roster_phase {
 
 /* The type of a received presence stanza. */
 enum presence_type { PRES_AVAILABLE, PRES_UNAVAILABLE, PRES_OTHER };
-enum tls_mode { TLS_STARTTLS, TLS_DIRECT };
+enum tls_mode { TLS_STARTTLS, TLS_DIRECT, TLS_NONE };
+
+/* SASL mechanisms, strongest first (the order --mech auto tries). */
+enum sasl_mech { MECH_SCRAM_SHA256, MECH_SCRAM_SHA1, MECH_PLAIN, MECH_COUNT };
+#define MECH_AUTO MECH_COUNT
+
+static const char *const mech_names[MECH_COUNT] = {
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1",
+    "PLAIN",
+};
 
 enum conn_state {
 	CS_CONNECTING,
@@ -144,7 +172,7 @@ enum fail_reason {
 	FAIL_XML,
 	FAIL_PROTOCOL,
 	FAIL_NO_STARTTLS,
-	FAIL_NO_SCRAM,
+	FAIL_NO_MECH,
 	FAIL_AUTH,
 	FAIL_SERVER_SIG,
 	FAIL_BIND,
@@ -164,7 +192,7 @@ static const char *const fail_names[FAIL_COUNT] = {
     "xml",
     "protocol",
     "no-starttls",
-    "no-scram-sha-256",
+    "no-mechanism",
     "auth",
     "server-signature",
     "bind",
@@ -191,9 +219,11 @@ struct conn {
 	struct buf text;   /* character data of the current element */
 	unsigned depth;
 	enum top_elem top;
-	int has_starttls, has_scram, has_bind, in_mechanism;
-	int iq_bind, iq_result;       /* current iq: id='bind', type='result' */
-	int iq_roster;                /* current iq: id='roster' */
+	int has_starttls, has_bind, in_mechanism;
+	unsigned offered;       /* bit (1 << mech) for each mechanism offered */
+	enum sasl_mech mech;    /* the one used */
+	int iq_bind, iq_result; /* current iq: id='bind', type='result' */
+	int iq_roster;          /* current iq: id='roster' */
 	enum presence_type pres_type; /* current presence */
 	long pres_from;               /* its sender's user index, -1 if none */
 	int tls_up, authed;
@@ -212,6 +242,12 @@ struct conn {
 	/* Chat mode: the current <message/>, own undelivered messages. */
 	int in_message, in_body, msg_error;
 	unsigned chat_window;
+
+	/* Presence mode: in <status/>; presence stanzas still to be
+	 * delivered of the status changes sent; which <show/> is next. */
+	int in_status;
+	unsigned pres_pending;
+	int pres_away;
 };
 
 /* Cached SCRAM keys of one user, derived once with PBKDF2. */
@@ -221,6 +257,7 @@ struct user_key {
 	unsigned iterations;
 	unsigned char client_key[HASH_LEN];
 	unsigned char server_key[HASH_LEN];
+	size_t hash_len; /* 32: SHA-256, 20: SHA-1 */
 	int valid;
 };
 
@@ -231,6 +268,7 @@ struct bench_opts {
 	const char *host;
 	int port;
 	enum tls_mode tls;
+	enum sasl_mech mech; /* MECH_AUTO: the strongest offered */
 	const char *domain;
 	const char *user_prefix;
 	unsigned users; /* distinct users; user index = (first+i)%users */
@@ -246,11 +284,13 @@ struct bench_opts {
 	const char *label;
 	const char *key_cache;
 	int verbose;
+	int no_close_wait; /* close right after sending </stream:stream> */
 	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
 
 	unsigned pairs;      /* chat: sessions 2k and 2k+1 talk */
-	unsigned window;     /* chat: undelivered messages per sender */
+	unsigned window;     /* chat: undelivered messages per sender;
+	                        presence: status changes per sender */
 	unsigned body_bytes; /* chat: padding in each body */
 };
 
@@ -271,8 +311,12 @@ static struct bench {
 	double derive_seconds;
 	double t0, t_up; /* run start; all sessions up (idle) or done */
 	int all_up, closing, timed_out, stopping;
-	long rss_before, rss_after, self_rss; /* KiB, -1 unknown */
-	double cpu_before, cpu_after;         /* server CPU s, -1 unknown */
+	long rss_before, rss_after, self_rss;   /* KiB, -1 unknown */
+	double cpu_before, cpu_after;           /* server CPU s, -1 unknown */
+	double self_cpu_before, self_cpu_after; /* our own CPU s */
+	unsigned mech_used[MECH_COUNT];         /* logins by mechanism */
+	unsigned lat_max, lat_count;            /* latencies[] room, used */
+	char tls_proto[96]; /* of the first handshake: "TLSv1.3/CIPHER" */
 	/* Roster mode. */
 	enum roster_phase phase;
 	unsigned online_up, online_failed, measured_finished;
@@ -284,6 +328,10 @@ static struct bench {
 	unsigned long chat_sent, chat_delivered, chat_errors, chat_bad;
 	int chat_running, chat_stopping;
 	double t_login; /* s for the chat sessions to log in */
+	/* Presence mode. */
+	unsigned long pres_sent, pres_delivered, pres_expected;
+	unsigned long pres_ramp, pres_unstamped, pres_self;
+	double t_last_presence; /* monotonic, last presence received */
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -300,6 +348,33 @@ static void chat_message_start(struct conn *, const char *, const char **);
 static void chat_message_end(struct conn *);
 static void chat_check_done(void);
 static void chat_print_summary(void);
+static void presence_received(struct conn *);
+static void presence_check_done(void);
+static void presence_print_summary(void);
+
+static const char *
+tls_name(void)
+{
+	return B.o.tls == TLS_DIRECT ? "direct"
+	       : B.o.tls == TLS_NONE ? "none"
+	                             : "starttls";
+}
+
+/* The mechanism the logins used: one name, "mixed" or "-" (none yet). */
+static const char *
+mech_used_name(void)
+{
+	const char *name = "-";
+
+	for (int m = 0; m < MECH_COUNT; m++) {
+		if (B.mech_used[m] == 0)
+			continue;
+		if (strcmp(name, "-") != 0)
+			return "mixed";
+		name = mech_names[m];
+	}
+	return name;
+}
 
 static double
 now_mono(void)
@@ -354,11 +429,56 @@ read_cpu_seconds(pid_t pid)
 	/* The command name (field 2) may hold spaces and parentheses. */
 	if (p == NULL || hz <= 0 || (p = strrchr(line, ')')) == NULL)
 		return -1;
-	if (sscanf(p + 1,
-	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	        &utime, &stime) != 2)
+	/* After it: state, then fields 4 .. 13, then utime and stime. */
+	p++;
+	for (int field = 3; field <= 13; field++) {
+		p += strspn(p, " ");
+		p += strcspn(p, " ");
+	}
+	errno = 0;
+	utime = strtoull(p, &p, 10);
+	stime = strtoull(p, &p, 10);
+	if (errno != 0)
 		return -1;
 	return (double)(utime + stime) / (double)hz;
+}
+
+/* The start and end of a measured window: the server's CPU time and ours
+ * (which side saturated). */
+static void
+cpu_mark_before(void)
+{
+	if (B.o.server_pid > 0)
+		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	B.self_cpu_before = read_cpu_seconds(getpid());
+}
+
+static void
+cpu_mark_after(void)
+{
+	if (B.o.server_pid > 0)
+		B.cpu_after = read_cpu_seconds(B.o.server_pid);
+	B.self_cpu_after = read_cpu_seconds(getpid());
+}
+
+/* " server_util=..% bench_util=..%": CPU time over the elapsed time. */
+static void
+print_utilisation(double elapsed)
+{
+	if (elapsed <= 0)
+		return;
+	if (B.cpu_before >= 0 && B.cpu_after >= 0)
+		printf(" server_util=%.0f%%",
+		    100 * (B.cpu_after - B.cpu_before) / elapsed);
+	if (B.self_cpu_before >= 0 && B.self_cpu_after >= 0)
+		printf(" bench_util=%.0f%%",
+		    100 * (B.self_cpu_after - B.self_cpu_before) / elapsed);
+}
+
+static double
+cpu_delta(double before, double after)
+{
+	return before >= 0 && after >= 0 ? after - before : -1;
 }
 
 /*
@@ -396,15 +516,21 @@ user_is_online(long idx)
 	       (unsigned long)(idx - 1) / 2 < B.o.online;
 }
 
-/* ---- SCRAM-SHA-256 client side (RFC 5802 §3), OpenSSL only ---- */
+/* ---- SCRAM-SHA-1/256 client side (RFC 5802 §3), OpenSSL only ---- */
+
+static const EVP_MD *
+mech_md(enum sasl_mech mech)
+{
+	return mech == MECH_SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+}
 
 static void
-hmac256(const unsigned char *key, size_t keylen, const void *msg, size_t msglen,
-    unsigned char *out)
+hmac_md(const EVP_MD *md, const unsigned char *key, size_t keylen,
+    const void *msg, size_t msglen, unsigned char *out)
 {
 	unsigned int outlen = HASH_LEN;
 
-	HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &outlen);
+	HMAC(md, key, (int)keylen, msg, msglen, out, &outlen);
 }
 
 static char *
@@ -445,36 +571,38 @@ user_password(unsigned user, char *out, size_t outlen)
 }
 
 /*
- * The keys of user for this salt and iteration count, derived on first use
- * (PBKDF2 blocks the loop for a millisecond or so: the time is reported,
- * and --key-cache keeps keys across runs).
+ * The keys of user for this hash, salt and iteration count, derived on
+ * first use (PBKDF2 blocks the loop for a millisecond or so: the time is
+ * reported, and --key-cache keeps keys across runs).
  */
 static const struct user_key *
-user_key_get(unsigned user, const unsigned char *salt, size_t saltlen,
-    unsigned iterations)
+user_key_get(unsigned user, const EVP_MD *md, const unsigned char *salt,
+    size_t saltlen, unsigned iterations)
 {
 	struct user_key *k = B.keys[user];
+	size_t hash_len = (size_t)EVP_MD_size(md);
 	unsigned char salted[HASH_LEN];
 	char pw[256];
 	double t;
 
 	if (k == NULL)
 		k = B.keys[user] = xcalloc(1, sizeof(*k));
-	if (k->valid && k->saltlen == saltlen && k->iterations == iterations &&
-	    memcmp(k->salt, salt, saltlen) == 0)
+	if (k->valid && k->hash_len == hash_len && k->saltlen == saltlen &&
+	    k->iterations == iterations && memcmp(k->salt, salt, saltlen) == 0)
 		return k;
-	if (saltlen > sizeof(k->salt))
+	if (saltlen > sizeof(k->salt) || hash_len > HASH_LEN)
 		return NULL;
 	t = now_mono();
 	user_password(user, pw, sizeof(pw));
 	if (PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), salt, (int)saltlen,
-	        (int)iterations, EVP_sha256(), HASH_LEN, salted) != 1)
+	        (int)iterations, md, (int)hash_len, salted) != 1)
 		return NULL;
-	hmac256(salted, HASH_LEN, "Client Key", 10, k->client_key);
-	hmac256(salted, HASH_LEN, "Server Key", 10, k->server_key);
+	hmac_md(md, salted, hash_len, "Client Key", 10, k->client_key);
+	hmac_md(md, salted, hash_len, "Server Key", 10, k->server_key);
 	memcpy(k->salt, salt, saltlen);
 	k->saltlen = saltlen;
 	k->iterations = iterations;
+	k->hash_len = hash_len;
 	k->valid = 1;
 	OPENSSL_cleanse(salted, sizeof(salted));
 	B.keys_derived++;
@@ -501,12 +629,15 @@ hex_decode(const char *in, unsigned char *out, size_t maxlen, size_t *len)
 
 	if (n % 2 != 0 || n / 2 > maxlen)
 		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
+	for (size_t i = 0; i < n; i++) {
+		const char *digits = "0123456789abcdef", *d;
 
-		if (sscanf(in + 2 * i, "%2x", &v) != 1)
+		if (in[i] == '\0' || (d = strchr(digits, in[i])) == NULL)
 			return -1;
-		out[i] = (unsigned char)v;
+		if (i % 2 == 0)
+			out[i / 2] = (unsigned char)((d - digits) << 4);
+		else
+			out[i / 2] |= (unsigned char)(d - digits);
 	}
 	*len = n / 2;
 	return 0;
@@ -514,13 +645,15 @@ hex_decode(const char *in, unsigned char *out, size_t maxlen, size_t *len)
 
 /*
  * Key cache file: one line per user, "USER SALTHEX ITERATIONS CLIENTKEYHEX
- * SERVERKEYHEX", where USER is the full localpart.  Lines for other
- * prefixes or indexes out of range are ignored.
+ * SERVERKEYHEX", where USER is the full localpart; the keys' length says
+ * the hash (20 bytes: SHA-1, 32: SHA-256).  Lines for other prefixes or
+ * indexes out of range are ignored.
  */
 static void
 key_cache_load(const char *path)
 {
 	char line[1024], name[256], salthex[160], ckhex[80], skhex[80];
+	char iterhex[16];
 	size_t plen = strlen(B.o.user_prefix), len;
 	unsigned iterations, loaded = 0;
 	FILE *f;
@@ -533,8 +666,12 @@ key_cache_load(const char *path)
 		unsigned long idx;
 
 		memset(&k, 0, sizeof(k));
-		if (sscanf(line, "%255s %159s %u %79s %79s", name, salthex,
-		        &iterations, ckhex, skhex) != 5)
+		if (sscanf(line, "%255s %159s %15s %79s %79s", name, salthex,
+		        iterhex, ckhex, skhex) != 5)
+			continue;
+		errno = 0;
+		iterations = (unsigned)strtoul(iterhex, &end, 10);
+		if (errno || *end != '\0' || iterations == 0)
 			continue;
 		if (strncmp(name, B.o.user_prefix, plen) != 0)
 			continue;
@@ -546,9 +683,10 @@ key_cache_load(const char *path)
 		if (hex_decode(salthex, k.salt, sizeof(k.salt), &k.saltlen) ==
 		        -1 ||
 		    hex_decode(ckhex, k.client_key, HASH_LEN, &len) == -1 ||
-		    len != HASH_LEN ||
-		    hex_decode(skhex, k.server_key, HASH_LEN, &len) == -1 ||
-		    len != HASH_LEN)
+		    (len != 20 && len != 32) ||
+		    hex_decode(skhex, k.server_key, HASH_LEN, &k.hash_len) ==
+		        -1 ||
+		    k.hash_len != len)
 			continue;
 		k.iterations = iterations;
 		k.valid = 1;
@@ -578,8 +716,8 @@ key_cache_save(const char *path)
 		if (k == NULL || !k->valid)
 			continue;
 		hex_encode(k->salt, k->saltlen, salthex);
-		hex_encode(k->client_key, HASH_LEN, ckhex);
-		hex_encode(k->server_key, HASH_LEN, skhex);
+		hex_encode(k->client_key, k->hash_len, ckhex);
+		hex_encode(k->server_key, k->hash_len, skhex);
 		fprintf(f, "%s%u %s %u %s %s\n", B.o.user_prefix, i, salthex,
 		    k->iterations, ckhex, skhex);
 	}
@@ -743,7 +881,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 
 		c->top = classify_top(name);
 		buf_reset(&c->text);
-		c->has_starttls = c->has_scram = c->has_bind = 0;
+		c->has_starttls = c->has_bind = 0;
+		c->offered = 0;
 		if (B.o.mode == MODE_CHAT)
 			chat_message_start(c, name, attrs);
 		if (c->top == TOP_IQ) {
@@ -777,6 +916,11 @@ xml_start(void *ud, const char *name, const char **attrs)
 		c->in_body = 1;
 		return;
 	}
+	if (c->depth == 3 && c->top == TOP_PRESENCE &&
+	    B.o.mode == MODE_PRESENCE && xml_is(name, NS_CLIENT, "status")) {
+		c->in_status = 1;
+		return;
+	}
 	if (c->depth == 3 &&
 	    (c->top == TOP_SASL_FAILURE || c->top == TOP_STREAM_ERROR) &&
 	    c->text.len == 0) {
@@ -805,7 +949,7 @@ xml_text(void *ud, const char *s, int len)
 {
 	struct conn *c = ud;
 
-	if (c->in_body) {
+	if (c->in_body || c->in_status) {
 		if (c->text.len + (size_t)len <= TEXT_MAX)
 			buf_add(&c->text, s, (size_t)len);
 		return;
@@ -829,13 +973,15 @@ xml_end(void *ud, const char *name)
 {
 	struct conn *c = ud;
 
-	if (c->depth == 3 && c->in_body)
+	if (c->depth == 3) {
 		c->in_body = 0;
+		c->in_status = 0;
+	}
 	if (c->depth == 4 && c->in_mechanism) {
 		c->in_mechanism = 0;
-		if (c->text.len > 0 &&
-		    strcmp(c->text.data, "SCRAM-SHA-256") == 0)
-			c->has_scram = 1;
+		for (int m = 0; m < MECH_COUNT && c->text.len > 0; m++)
+			if (strcmp(c->text.data, mech_names[m]) == 0)
+				c->offered |= 1u << m;
 		buf_reset(&c->text);
 	} else if (c->depth == 2) {
 		handle_top(c);
@@ -860,6 +1006,7 @@ parser_free(struct conn *c)
 	c->depth = 0;
 	c->top = TOP_NONE;
 	c->in_mechanism = 0;
+	c->in_status = 0;
 }
 
 /* Open a new stream: fresh parser, stream header (RFC 6120 §4.2). */
@@ -884,20 +1031,49 @@ stream_open(struct conn *c)
 
 /* ---- negotiation steps, run from the parser's end-of-stanza ---- */
 
+/* PLAIN (RFC 4616): no authzid, NUL, user, NUL, password. */
+static void
+send_plain(struct conn *c)
+{
+	char msg[512], pw[256], xml[1024], *b64;
+	int len;
+
+	user_password(c->user, pw, sizeof(pw));
+	len = snprintf(
+	    msg, sizeof(msg), "%c%s%u%c%s", 0, B.o.user_prefix, c->user, 0, pw);
+	if (len < 0 || len >= (int)sizeof(msg)) {
+		conn_fail(c, FAIL_PROTOCOL, "user name too long");
+		return;
+	}
+	b64 = b64_encode((unsigned char *)msg, (size_t)len);
+	OPENSSL_cleanse(msg, sizeof(msg));
+	snprintf(xml, sizeof(xml),
+	    "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>%s</auth>", b64);
+	free(b64);
+	conn_send(c, xml);
+	OPENSSL_cleanse(xml, sizeof(xml));
+	c->step = STEP_SUCCESS;
+}
+
 static void
 send_auth(struct conn *c)
 {
 	unsigned char rnd[NONCE_LEN * 3 / 4];
 	char first[512], xml[1024], *b64;
 
+	B.mech_used[c->mech]++;
+	if (c->mech == MECH_PLAIN) {
+		send_plain(c);
+		return;
+	}
 	RAND_bytes(rnd, sizeof(rnd));
 	EVP_EncodeBlock((unsigned char *)c->cnonce, rnd, sizeof(rnd));
 	snprintf(first, sizeof(first), "n,,n=%s%u,r=%s", B.o.user_prefix,
 	    c->user, c->cnonce);
 	b64 = b64_encode((unsigned char *)first, strlen(first));
 	snprintf(xml, sizeof(xml),
-	    "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-256'>%s</auth>",
-	    b64);
+	    "<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
+	    mech_names[c->mech], b64);
 	free(b64);
 	conn_send(c, xml);
 	c->step = STEP_CHALLENGE;
@@ -937,6 +1113,8 @@ handle_challenge(struct conn *c)
 	char parsebuf[TEXT_MAX], cfinal[1024], authmsg[2 * TEXT_MAX], *b64;
 	char *nonce, *salt64, xml[1536];
 	const struct user_key *k;
+	const EVP_MD *md = mech_md(c->mech);
+	size_t hlen = (size_t)EVP_MD_size(md);
 	unsigned iter;
 	long len, saltlen;
 
@@ -958,7 +1136,7 @@ handle_challenge(struct conn *c)
 		conn_fail(c, FAIL_PROTOCOL, "bad salt");
 		return;
 	}
-	k = user_key_get(c->user, salt, (size_t)saltlen, iter);
+	k = user_key_get(c->user, md, salt, (size_t)saltlen, iter);
 	if (k == NULL) {
 		conn_fail(c, FAIL_PROTOCOL, "cannot derive keys");
 		return;
@@ -972,13 +1150,13 @@ handle_challenge(struct conn *c)
 		conn_fail(c, FAIL_PROTOCOL, "server-first-message too long");
 		return;
 	}
-	SHA256(k->client_key, HASH_LEN, stored);
-	hmac256(stored, HASH_LEN, authmsg, strlen(authmsg), sig);
-	for (size_t i = 0; i < HASH_LEN; i++)
+	EVP_Digest(k->client_key, hlen, stored, NULL, md, NULL);
+	hmac_md(md, stored, hlen, authmsg, strlen(authmsg), sig);
+	for (size_t i = 0; i < hlen; i++)
 		proof[i] = k->client_key[i] ^ sig[i];
-	hmac256(
-	    k->server_key, HASH_LEN, authmsg, strlen(authmsg), c->server_sig);
-	b64 = b64_encode(proof, HASH_LEN);
+	hmac_md(
+	    md, k->server_key, hlen, authmsg, strlen(authmsg), c->server_sig);
+	b64 = b64_encode(proof, hlen);
 	snprintf(cfinal + strlen(cfinal), sizeof(cfinal) - strlen(cfinal),
 	    ",p=%s", b64);
 	free(b64);
@@ -994,8 +1172,14 @@ static void
 handle_success(struct conn *c)
 {
 	unsigned char data[TEXT_MAX], sig[48];
-	long len, siglen;
+	long len, siglen, hlen = EVP_MD_size(mech_md(c->mech));
 
+	if (c->mech == MECH_PLAIN) {
+		c->authed = 1;
+		c->pending = PENDING_RESTART;
+		XML_StopParser(c->parser, XML_FALSE);
+		return;
+	}
 	len = b64_decode(c->text.data ? c->text.data : "", c->text.len, data);
 	if (len <= 2 || memcmp(data, "v=", 2) != 0) {
 		conn_fail(c, FAIL_SERVER_SIG, "no verifier in success");
@@ -1010,8 +1194,8 @@ handle_success(struct conn *c)
 		siglen =
 		    vlen <= 48 ? b64_decode((char *)data + 2, vlen, sig) : -1;
 	}
-	if (siglen != HASH_LEN ||
-	    CRYPTO_memcmp(sig, c->server_sig, HASH_LEN) != 0) {
+	if (siglen != hlen ||
+	    CRYPTO_memcmp(sig, c->server_sig, (size_t)hlen) != 0) {
 		conn_fail(c, FAIL_SERVER_SIG, NULL);
 		return;
 	}
@@ -1020,12 +1204,37 @@ handle_success(struct conn *c)
 	XML_StopParser(c->parser, XML_FALSE);
 }
 
+/* The mechanism asked for, or the strongest offered; -1 (c failed)
+ * if the server does not offer it. */
+static int
+choose_mech(struct conn *c)
+{
+	char detail[64];
+
+	if (B.o.mech != MECH_AUTO) {
+		c->mech = B.o.mech;
+		if (c->offered & (1u << B.o.mech))
+			return 0;
+	} else {
+		for (int m = 0; m < MECH_COUNT; m++)
+			if (c->offered & (1u << m)) {
+				c->mech = (enum sasl_mech)m;
+				return 0;
+			}
+	}
+	snprintf(detail, sizeof(detail), "%s not offered",
+	    B.o.mech == MECH_AUTO ? "no known mechanism"
+	                          : mech_names[B.o.mech]);
+	conn_fail(c, FAIL_NO_MECH, detail);
+	return -1;
+}
+
 static void
 handle_features(struct conn *c)
 {
 	char xml[512];
 
-	if (!c->tls_up) {
+	if (!c->tls_up && B.o.tls != TLS_NONE) {
 		if (!c->has_starttls) {
 			conn_fail(c, FAIL_NO_STARTTLS, NULL);
 			return;
@@ -1033,10 +1242,8 @@ handle_features(struct conn *c)
 		conn_send(c, "<starttls xmlns='" NS_TLS "'/>");
 		c->step = STEP_PROCEED;
 	} else if (!c->authed) {
-		if (!c->has_scram) {
-			conn_fail(c, FAIL_NO_SCRAM, NULL);
+		if (choose_mech(c) == -1)
 			return;
-		}
 		send_auth(c);
 	} else {
 		if (!c->has_bind) {
@@ -1135,6 +1342,8 @@ handle_top(struct conn *c)
 	case TOP_PRESENCE:
 		if (B.o.mode == MODE_ROSTER)
 			handle_presence(c);
+		else if (B.o.mode == MODE_PRESENCE)
+			presence_received(c);
 		return;
 	case TOP_OTHER:
 	case TOP_NONE:
@@ -1176,7 +1385,7 @@ handle_top(struct conn *c)
 			conn_fail(c, FAIL_BIND, "bind error");
 			break;
 		}
-		if (B.o.mode == MODE_ROSTER) {
+		if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE) {
 			conn_send(c, "<iq type='get' id='roster'>"
 			             "<query xmlns='" NS_ROSTER "'/></iq>");
 			c->step = STEP_ROSTER;
@@ -1259,7 +1468,10 @@ conn_new(unsigned id)
 	int one = 1;
 
 	c->id = id;
-	if (B.o.mode != MODE_ROSTER)
+	if (B.o.mode == MODE_PRESENCE) {
+		c->user = id;
+		c->online = 1;
+	} else if (B.o.mode != MODE_ROSTER)
 		c->user = (B.o.first_user + id) % B.o.users;
 	else if (id < B.o.online) {
 		c->user = 2 * id + 1;
@@ -1432,6 +1644,10 @@ conn_handshake(struct conn *c)
 
 	if (r == 1) {
 		c->tls_up = 1;
+		if (B.tls_proto[0] == '\0')
+			snprintf(B.tls_proto, sizeof(B.tls_proto), "%s/%s",
+			    SSL_get_version(c->ssl),
+			    SSL_get_cipher_name(c->ssl));
 		return 1;
 	}
 	e = SSL_get_error(c->ssl, r);
@@ -1548,6 +1764,12 @@ conn_io(struct ev_loop *loop, ev_io *w, int revents)
 		conn_finish(c, 0);
 		return;
 	}
+	/* --no-close-wait: the login is over once </stream:stream> is out. */
+	if (c->state == CS_CLOSING && B.o.no_close_wait &&
+	    buf_avail(&c->out) == 0) {
+		conn_finish(c, 1);
+		return;
+	}
 	if (c->state != CS_HANDSHAKE)
 		conn_set_events(
 		    c, buf_avail(&c->out) > 0 ? EV_READ | EV_WRITE : EV_READ);
@@ -1574,6 +1796,11 @@ start_more(void)
 	}
 	if (B.o.mode == MODE_CHAT)
 		limit = 2 * B.o.pairs;
+	if (B.o.mode == MODE_PRESENCE) {
+		if (B.phase != PHASE_RAMP)
+			return;
+		limit = B.o.users;
+	}
 	while (!B.stopping && !B.closing && B.started < limit &&
 	       B.active < concurrency)
 		conn_new(B.started);
@@ -1610,6 +1837,8 @@ mode_name(void)
 		return "roster";
 	case MODE_CHAT:
 		return "chat";
+	case MODE_PRESENCE:
+		return "presence";
 	}
 	return "?";
 }
@@ -1623,11 +1852,16 @@ print_summary(void)
 	char fails[512] = "";
 	long per_session = -1;
 	double cpu_ms = -1, presence = -1;
+	FILE *f;
+
 	if (B.o.mode == MODE_CHAT) {
 		chat_print_summary();
 		return;
 	}
-	FILE *f;
+	if (B.o.mode == MODE_PRESENCE) {
+		presence_print_summary();
+		return;
+	}
 
 	qsort(B.latencies, B.logged_in, sizeof(double), cmp_double);
 	p50 = percentile(B.latencies, B.logged_in, 0.50);
@@ -1643,12 +1877,12 @@ print_summary(void)
 			    B.fail_counts[i]);
 	if (fails[0])
 		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
-	printf("%s %s tls=%s n=%u c=%u ok=%u failed=%u%s elapsed=%.2fs "
-	       "rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms max=%.2fms",
-	    B.o.label, mode_name(),
-	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
-	    B.o.concurrency, B.logged_in, B.failed, fails, elapsed, rate, mean,
-	    p50, p99, pmax);
+	printf("%s %s tls=%s%s%s mech=%s n=%u c=%u ok=%u failed=%u%s "
+	       "elapsed=%.2fs rate=%.1f/s mean=%.2fms p50=%.2fms p99=%.2fms "
+	       "max=%.2fms",
+	    B.o.label, mode_name(), tls_name(), B.tls_proto[0] ? "," : "",
+	    B.tls_proto, mech_used_name(), B.o.n, B.o.concurrency, B.logged_in,
+	    B.failed, fails, elapsed, rate, mean, p50, p99, pmax);
 	if (B.keys_derived)
 		printf(" pbkdf2=%u/%.2fs", B.keys_derived, B.derive_seconds);
 	if (B.unclean_closes)
@@ -1673,6 +1907,8 @@ print_summary(void)
 		printf(" server_cpu=%.2fs(%.2fms/login)",
 		    B.cpu_after - B.cpu_before, cpu_ms);
 	}
+	if (B.o.mode != MODE_IDLE)
+		print_utilisation(elapsed);
 	if (B.o.mode == MODE_ROSTER) {
 		if (B.logged_in > 0)
 			presence = (double)B.presence_received / B.logged_in;
@@ -1699,12 +1935,12 @@ print_summary(void)
 		    "server_rss_before_kib,server_rss_after_kib,"
 		    "bytes_per_session,bench_rss_kib,timed_out,"
 		    "server_cpu_ms_per_login,presence_per_login,online,"
-		    "online_presence_received,online_presence_expected\n");
+		    "online_presence_received,online_presence_expected,"
+		    "mech,server_cpu_s,bench_cpu_s\n");
 	fprintf(f,
 	    "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
-	    "%ld,%ld,%ld,%ld,%d,%.3f,%.1f,%ld,%ld,%ld\n",
-	    (long)time(NULL), B.o.label, mode_name(),
-	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.n,
+	    "%ld,%ld,%ld,%ld,%d,%.3f,%.1f,%ld,%ld,%ld,%s,%.2f,%.2f\n",
+	    (long)time(NULL), B.o.label, mode_name(), tls_name(), B.o.n,
 	    B.o.concurrency, B.logged_in, B.failed, elapsed, rate, p50, p99,
 	    pmax, mean, B.rss_before, B.rss_after, per_session, B.self_rss,
 	    B.timed_out, cpu_ms, presence,
@@ -1712,7 +1948,9 @@ print_summary(void)
 	    B.o.mode == MODE_ROSTER
 	        ? (long)(B.bcast_available + B.bcast_unavailable)
 	        : -1L,
-	    B.o.mode == MODE_ROSTER ? (long)B.bcast_expected : -1L);
+	    B.o.mode == MODE_ROSTER ? (long)B.bcast_expected : -1L,
+	    mech_used_name(), cpu_delta(B.cpu_before, B.cpu_after),
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after));
 	fclose(f);
 }
 
@@ -1810,8 +2048,7 @@ static void
 roster_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	B.phase = PHASE_MEASURE;
-	if (B.o.server_pid > 0)
-		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	cpu_mark_before();
 	B.t0 = now_mono();
 	start_more();
 	check_done();
@@ -1832,8 +2069,7 @@ roster_drain_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	ev_timer_stop(B.loop, &B.settle);
 	B.t_drain = waited;
-	if (B.o.server_pid > 0)
-		B.cpu_after = read_cpu_seconds(B.o.server_pid);
+	cpu_mark_after();
 	B.phase = PHASE_CLOSE;
 	begin_close_all();
 }
@@ -1877,6 +2113,30 @@ roster_check_done(void)
 		ev_timer_init(&B.settle, roster_drain_cb, 0, DRAIN_POLL);
 		ev_timer_start(B.loop, &B.settle);
 	}
+}
+
+/*
+ * The "ID T_SEND" a chat body or presence status starts with: the
+ * sender's connection id (below limit) and monotonic send time.
+ */
+static int
+parse_stamp(
+    const struct buf *text, unsigned limit, unsigned *from, double *sent)
+{
+	unsigned long id;
+	char *end;
+
+	if (text->len == 0)
+		return -1;
+	errno = 0;
+	id = strtoul(text->data, &end, 10);
+	if (errno || end == text->data || *end != ' ' || id >= limit)
+		return -1;
+	*sent = strtod(end + 1, &end);
+	if (errno || (*end != '\0' && *end != ' '))
+		return -1;
+	*from = (unsigned)id;
+	return 0;
 }
 
 /* ---- chat mode ---- */
@@ -1960,9 +2220,7 @@ chat_message_end(struct conn *c)
 		check_done();
 		return;
 	}
-	if (c->text.len == 0 ||
-	    sscanf(c->text.data, "%u %lf", &from, &sent) != 2 ||
-	    from >= 2 * B.o.pairs) {
+	if (parse_stamp(&c->text, 2 * B.o.pairs, &from, &sent) == -1) {
 		B.chat_bad++;
 		return;
 	}
@@ -1980,8 +2238,7 @@ chat_message_end(struct conn *c)
 static void
 chat_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	if (B.o.server_pid > 0)
-		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	cpu_mark_before();
 	B.t0 = now_mono();
 	B.chat_running = 1;
 	for (unsigned i = 0; i < 2 * B.o.pairs; i++)
@@ -2042,8 +2299,7 @@ chat_check_done(void)
 	}
 	if (B.chat_running && B.chat_delivered >= B.o.n) {
 		B.t_up = now_mono();
-		if (B.o.server_pid > 0)
-			B.cpu_after = read_cpu_seconds(B.o.server_pid);
+		cpu_mark_after();
 		chat_stop_soon();
 	}
 }
@@ -2053,29 +2309,31 @@ chat_print_summary(void)
 {
 	unsigned long n = B.chat_delivered < B.o.n ? B.chat_delivered : B.o.n;
 	double elapsed = (B.t_up > 0 ? B.t_up : now_mono()) - B.t0;
-	double rate, p50, p99, pmax, mean = 0, cpu = -1;
+	double rate, p50, p99, p999, pmax, mean = 0, cpu = -1;
 	FILE *f;
 
 	rate = elapsed > 0 ? B.chat_delivered / elapsed : 0;
 	qsort(B.latencies, n, sizeof(double), cmp_double);
 	p50 = percentile(B.latencies, (unsigned)n, 0.50);
 	p99 = percentile(B.latencies, (unsigned)n, 0.99);
+	p999 = percentile(B.latencies, (unsigned)n, 0.999);
 	pmax = n ? B.latencies[n - 1] : 0;
 	for (unsigned long i = 0; i < n; i++)
 		mean += B.latencies[i] / n;
 	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.chat_delivered > 0)
 		cpu = (B.cpu_after - B.cpu_before) * 1e6 / B.chat_delivered;
-	printf("%s chat tls=%s pairs=%u window=%u body=%u n=%u sent=%lu "
-	       "delivered=%lu errors=%lu bad=%lu login-failed=%u "
+	printf("%s chat tls=%s%s%s mech=%s pairs=%u window=%u body=%u n=%u "
+	       "sent=%lu delivered=%lu errors=%lu bad=%lu login-failed=%u "
 	       "logins=%.2fs elapsed=%.3fs rate=%.1f/s mean=%.3fms "
-	       "p50=%.3fms p99=%.3fms max=%.3fms",
-	    B.o.label, B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.pairs,
-	    B.o.window, B.o.body_bytes, B.o.n, B.chat_sent, B.chat_delivered,
-	    B.chat_errors, B.chat_bad, B.failed, B.t_login, elapsed, rate, mean,
-	    p50, p99, pmax);
+	       "p50=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.pairs, B.o.window, B.o.body_bytes, B.o.n,
+	    B.chat_sent, B.chat_delivered, B.chat_errors, B.chat_bad, B.failed,
+	    B.t_login, elapsed, rate, mean, p50, p99, p999, pmax);
 	if (cpu >= 0)
 		printf(" server_cpu=%.2fs(%.1fms/1000msg)",
 		    B.cpu_after - B.cpu_before, cpu);
+	print_utilisation(elapsed);
 	if (B.dropped)
 		printf(" dropped=%u", B.dropped);
 	if (B.timed_out)
@@ -2093,14 +2351,222 @@ chat_print_summary(void)
 		fprintf(f, "time,label,mode,tls,pairs,window,body_bytes,n,"
 		           "delivered,errors,elapsed_s,messages_per_s,p50_ms,"
 		           "p99_ms,max_ms,mean_ms,server_cpu_ms_per_1000,"
-		           "timed_out\n");
+		           "timed_out,p999_ms,mech,server_cpu_s,"
+		           "bench_cpu_s\n");
 	fprintf(f,
 	    "%ld,%s,chat,%s,%u,%u,%u,%u,%lu,%lu,%.3f,%.1f,%.3f,%.3f,%.3f,"
-	    "%.3f,%.2f,%d\n",
-	    (long)time(NULL), B.o.label,
-	    B.o.tls == TLS_DIRECT ? "direct" : "starttls", B.o.pairs,
-	    B.o.window, B.o.body_bytes, B.o.n, B.chat_delivered, B.chat_errors,
-	    elapsed, rate, p50, p99, pmax, mean, cpu, B.timed_out);
+	    "%.3f,%.2f,%d,%.3f,%s,%.2f,%.2f\n",
+	    (long)time(NULL), B.o.label, tls_name(), B.o.pairs, B.o.window,
+	    B.o.body_bytes, B.o.n, B.chat_delivered, B.chat_errors, elapsed,
+	    rate, p50, p99, pmax, mean, cpu, B.timed_out, p999,
+	    mech_used_name(), cpu_delta(B.cpu_before, B.cpu_after),
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after));
+	fclose(f);
+}
+
+/* ---- presence mode ---- */
+
+/*
+ * Presence mode: users PREFIX0 .. PREFIX<U-1>, whose rosters are seeded
+ * with R mutual ('both') subscriptions among themselves, all log in
+ * (roster get, initial presence) and stay online; once the presence
+ * traffic of the logins has settled, each changes its status in turn
+ * between <show>away</show> and available, with a <status/> carrying
+ * its connection id and send time, keeping at most --window changes of
+ * its own not yet delivered to all R contacts, until -n changes have
+ * been sent.  The server broadcasts each to the R online contacts (RFC
+ * 6121 §4.4.2); the run ends when all n * R have arrived.
+ */
+
+/* Queue c's next status changes up to its window. */
+static void
+presence_fill(struct conn *c)
+{
+	unsigned per = (unsigned)B.o.roster_items;
+
+	if (c == NULL || c->state != CS_IDLE)
+		return;
+	while (B.chat_running && c->pres_pending + per <= B.o.window * per &&
+	       B.pres_sent < B.o.n) {
+		c->pres_away = !c->pres_away;
+		buf_printf(&c->out,
+		    "<presence>%s<status>%u %.6f</status>"
+		    "</presence>",
+		    c->pres_away ? "<show>away</show>" : "", c->id, now_mono());
+		c->pres_pending += per;
+		B.pres_sent++;
+	}
+	if (buf_avail(&c->out) > 0)
+		conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+/* A presence stanza received by an online session. */
+static void
+presence_received(struct conn *c)
+{
+	unsigned from;
+	double sent;
+	struct conn *s;
+
+	B.t_last_presence = now_mono();
+	if (c->pres_from < 0 || c->pres_from == (long)c->user) {
+		B.pres_self++; /* our own broadcast, or not a bench user */
+		return;
+	}
+	if (B.phase != PHASE_MEASURE) {
+		B.pres_ramp++;
+		return;
+	}
+	if (c->pres_type != PRES_AVAILABLE ||
+	    parse_stamp(&c->text, B.o.users, &from, &sent) == -1) {
+		B.pres_unstamped++;
+		return;
+	}
+	if (B.lat_count < B.lat_max)
+		B.latencies[B.lat_count++] =
+		    (B.t_last_presence - sent) * 1000.0;
+	B.pres_delivered++;
+	if ((s = B.conns[from]) != NULL && s->pres_pending > 0) {
+		s->pres_pending--;
+		presence_fill(s);
+	}
+	check_done();
+}
+
+/* Settled: measure from now. */
+static void
+presence_measure(void)
+{
+	B.phase = PHASE_MEASURE;
+	cpu_mark_before();
+	B.t0 = now_mono();
+	B.chat_running = 1;
+	for (unsigned i = 0; i < B.o.users; i++)
+		presence_fill(B.conns[i]);
+	check_done();
+}
+
+/* After the ramp: wait until no presence has come for PRESENCE_QUIET s
+ * (the logins' probes and broadcasts), at most PRESENCE_SETTLE s. */
+static void
+presence_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = now_mono();
+
+	if (now - B.t_last_presence < PRESENCE_QUIET &&
+	    now - B.t_up < PRESENCE_SETTLE)
+		return;
+	ev_timer_stop(B.loop, &B.settle);
+	printf("presence: settled after %.2fs (%lu presence stanzas "
+	       "received while logging in and settling)\n",
+	    now - B.t_up, B.pres_ramp);
+	fflush(stdout);
+	presence_measure();
+}
+
+static void
+presence_check_done(void)
+{
+	if (B.closing) {
+		if (B.live == 0)
+			stop_loop();
+		return;
+	}
+	if (B.chat_stopping)
+		return;
+	if (B.phase == PHASE_RAMP &&
+	    B.online_up + B.online_failed == B.o.users) {
+		B.phase = PHASE_SETTLE;
+		B.t_up = now_mono();
+		B.t_login = B.t_up - B.t0;
+		printf("presence: %u of %u sessions up (roster, initial "
+		       "presence) in %.2fs\n",
+		    B.online_up, B.o.users, B.t_login);
+		fflush(stdout);
+		if (B.online_failed) {
+			log_warnx("%u sessions failed to log in; stopping",
+			    B.online_failed);
+			chat_stop_soon();
+			return;
+		}
+		B.t_last_presence = B.t_up;
+		ev_timer_init(&B.settle, presence_settle_cb, 0.1, 0.1);
+		ev_timer_start(B.loop, &B.settle);
+		return;
+	}
+	if (B.phase != PHASE_RAMP && B.dropped) {
+		log_warnx("%u sessions dropped; stopping", B.dropped);
+		chat_stop_soon();
+		return;
+	}
+	if (B.phase == PHASE_MEASURE && B.pres_delivered >= B.pres_expected) {
+		B.phase = PHASE_DRAIN;
+		B.t_up = now_mono();
+		cpu_mark_after();
+		chat_stop_soon();
+	}
+}
+
+static void
+presence_print_summary(void)
+{
+	double elapsed = (B.phase >= PHASE_DRAIN ? B.t_up : now_mono()) - B.t0;
+	double rate, p50, p99, p999, pmax, mean = 0, cpu_us = -1;
+	unsigned n = B.lat_count;
+	FILE *f;
+
+	if (B.phase < PHASE_MEASURE)
+		elapsed = 0;
+	rate = elapsed > 0 ? B.pres_delivered / elapsed : 0;
+	qsort(B.latencies, n, sizeof(double), cmp_double);
+	p50 = percentile(B.latencies, n, 0.50);
+	p99 = percentile(B.latencies, n, 0.99);
+	p999 = percentile(B.latencies, n, 0.999);
+	pmax = n ? B.latencies[n - 1] : 0;
+	for (unsigned i = 0; i < n; i++)
+		mean += B.latencies[i] / n;
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.pres_delivered > 0)
+		cpu_us = (B.cpu_after - B.cpu_before) * 1e6 / B.pres_delivered;
+	printf("%s presence tls=%s%s%s mech=%s users=%u items=%ld window=%u "
+	       "n=%u sent=%lu delivered=%lu/%lu unstamped=%lu login-failed=%u "
+	       "logins=%.2fs elapsed=%.3fs rate=%.1f/s mean=%.3fms "
+	       "p50=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.users, B.o.roster_items, B.o.window, B.o.n,
+	    B.pres_sent, B.pres_delivered, B.pres_expected, B.pres_unstamped,
+	    B.online_failed, B.t_login, elapsed, rate, mean, p50, p99, p999,
+	    pmax);
+	if (cpu_us >= 0)
+		printf(" server_cpu=%.2fs(%.2fus/stanza)",
+		    B.cpu_after - B.cpu_before, cpu_us);
+	print_utilisation(elapsed);
+	if (B.dropped)
+		printf(" dropped=%u", B.dropped);
+	if (B.timed_out)
+		printf(" TIMED-OUT");
+	printf("\n");
+	fflush(stdout);
+	if (B.o.csv == NULL)
+		return;
+	if ((f = fopen(B.o.csv, "a")) == NULL) {
+		log_warn("cannot append to %s", B.o.csv);
+		return;
+	}
+	/* Its own columns, as chat. */
+	if (ftell(f) == 0)
+		fprintf(f, "time,label,mode,tls,mech,users,roster_items,window,"
+		           "n,sent,delivered,expected,login_s,elapsed_s,"
+		           "presence_per_s,p50_ms,p99_ms,p999_ms,max_ms,"
+		           "mean_ms,server_cpu_us_per_stanza,server_cpu_s,"
+		           "bench_cpu_s,timed_out\n");
+	fprintf(f,
+	    "%ld,%s,presence,%s,%s,%u,%ld,%u,%u,%lu,%lu,%lu,%.3f,%.3f,%.1f,"
+	    "%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.2f,%.2f,%d\n",
+	    (long)time(NULL), B.o.label, tls_name(), mech_used_name(),
+	    B.o.users, B.o.roster_items, B.o.window, B.o.n, B.pres_sent,
+	    B.pres_delivered, B.pres_expected, B.t_login, elapsed, rate, p50,
+	    p99, p999, pmax, mean, cpu_us, cpu_delta(B.cpu_before, B.cpu_after),
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after), B.timed_out);
 	fclose(f);
 }
 
@@ -2118,6 +2584,10 @@ check_done(void)
 		chat_check_done();
 		return;
 	}
+	if (B.o.mode == MODE_PRESENCE) {
+		presence_check_done();
+		return;
+	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
 	    B.logged_in + B.failed == B.o.n) {
 		B.all_up = 1;
@@ -2132,11 +2602,8 @@ check_done(void)
 	}
 	if (B.live > 0)
 		return;
-	if (B.o.mode == MODE_LOGIN && B.finished == B.o.n)
-		stop_loop();
-	else if (B.closing)
-		stop_loop();
-	else if (B.o.mode == MODE_IDLE && B.all_up && B.logged_in == 0)
+	if ((B.o.mode == MODE_LOGIN && B.finished == B.o.n) || B.closing ||
+	    (B.o.mode == MODE_IDLE && B.all_up && B.logged_in == 0))
 		stop_loop();
 }
 
@@ -2258,10 +2725,15 @@ usage(int code)
 	    "                 [--online K] [--roster-items R] [options]\n"
 	    "       xmppbench chat -n MESSAGES [-c RAMP] [--pairs P]\n"
 	    "                 [--window W] [--body BYTES] [options]\n"
+	    "       xmppbench presence -n CHANGES [-c RAMP] [--users U]\n"
+	    "                 [--roster-items R] [--window W] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
-	    "  -p PORT          5222 for starttls, 5223 for direct\n"
-	    "  --tls MODE       starttls (default) or direct (XEP-0368)\n"
+	    "  -p PORT          5222 for starttls and none, 5223 for direct\n"
+	    "  --tls MODE       starttls (default), direct (XEP-0368) or\n"
+	    "                   none (plain TCP)\n"
+	    "  --mech MECH      auto (default: the strongest offered),\n"
+	    "                   SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN\n"
 	    "  -d DOMAIN        XMPP domain (localhost)\n"
 	    "  -u PREFIX        user name prefix (user)\n"
 	    "  --users U        login i uses PREFIX<(FIRST+i) %% U> (U = N)\n"
@@ -2277,11 +2749,17 @@ usage(int code)
 	    "                   (login, roster)\n"
 	    "  --online K       roster: hold users 1, 3, .., 2K-1 online\n"
 	    "                   (U/2); logins use users 0, 2, 4, ..\n"
-	    "  --roster-items R roster: expected roster size (100; -1: any)\n"
+	    "  --roster-items R roster, presence: expected roster size (100;\n"
+	    "                   roster: -1 for any)\n"
 	    "  --pairs P        chat: users 2k and 2k+1 message each other,\n"
 	    "                   k < P (50); --users is 2P\n"
-	    "  --window W       chat: undelivered messages per sender (16)\n"
+	    "  --window W       chat: undelivered messages per sender (16);\n"
+	    "                   presence: status changes per sender (1)\n"
+	    "  --users U        presence: users PREFIX0..PREFIX<U-1> (200)\n"
 	    "  --body BYTES     chat: padding in each body (100)\n"
+	    "  --no-close-wait  login, roster: close the connection right\n"
+	    "                   after </stream:stream>, without waiting for\n"
+	    "                   the server's\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -2322,6 +2800,8 @@ parse_args(int argc, char **argv)
 		O_PAIRS,
 		O_WINDOW,
 		O_BODY,
+		O_MECH,
+		O_NO_CLOSE_WAIT,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -2340,6 +2820,8 @@ parse_args(int argc, char **argv)
 	    {"pairs", required_argument, NULL, O_PAIRS},
 	    {"window", required_argument, NULL, O_WINDOW},
 	    {"body", required_argument, NULL, O_BODY},
+	    {"mech", required_argument, NULL, O_MECH},
+	    {"no-close-wait", no_argument, NULL, O_NO_CLOSE_WAIT},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2356,6 +2838,8 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_ROSTER;
 	else if (strcmp(argv[1], "chat") == 0)
 		o->mode = MODE_CHAT;
+	else if (strcmp(argv[1], "presence") == 0)
+		o->mode = MODE_PRESENCE;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -2369,6 +2853,7 @@ parse_args(int argc, char **argv)
 	o->settle = 5;
 	o->label = "xmppd";
 	o->roster_items = 100;
+	o->mech = MECH_AUTO;
 	optind = 2;
 	while ((ch = getopt_long(
 	            argc, argv, "n:c:h:p:d:u:T:t:v", longopts, NULL)) != -1) {
@@ -2409,8 +2894,22 @@ parse_args(int argc, char **argv)
 				o->tls = TLS_DIRECT;
 			else if (strcmp(optarg, "starttls") == 0)
 				o->tls = TLS_STARTTLS;
+			else if (strcmp(optarg, "none") == 0)
+				o->tls = TLS_NONE;
 			else
-				fatalx("--tls: direct or starttls");
+				fatalx("--tls: starttls, direct or none");
+			break;
+		case O_NO_CLOSE_WAIT:
+			o->no_close_wait = 1;
+			break;
+		case O_MECH:
+			o->mech = MECH_AUTO;
+			for (int m = 0; m < MECH_COUNT; m++)
+				if (strcasecmp(optarg, mech_names[m]) == 0)
+					o->mech = (enum sasl_mech)m;
+			if (o->mech == MECH_AUTO && strcmp(optarg, "auto") != 0)
+				fatalx("--mech: auto, SCRAM-SHA-256, "
+				       "SCRAM-SHA-1 or PLAIN");
 			break;
 		case O_USERS:
 			o->users =
@@ -2502,11 +3001,24 @@ parse_args(int argc, char **argv)
 		if (!conc_given)
 			o->concurrency = 20;
 	}
+	if (o->mode == MODE_PRESENCE) {
+		if (o->users == 0)
+			o->users = 200;
+		if (o->window == 0)
+			o->window = 1;
+		if (o->first_user != 0 || o->roster_items < 1 ||
+		    (unsigned long)o->roster_items >= o->users)
+			fatalx("presence: --roster-items between 1 and --users "
+			       "- 1, --first unused");
+		o->online = o->users; /* conns[] holds the sessions */
+		if (!conc_given)
+			o->concurrency = 20;
+	}
 	if (o->users == 0)
 		o->users = o->n;
 	if (o->sources == 0)
 		o->sources = (o->n + PORTS_PER_SOURCE - 1) / PORTS_PER_SOURCE;
-	if (o->concurrency > o->n)
+	if (o->concurrency > o->n && o->mode != MODE_PRESENCE)
 		o->concurrency = o->n;
 }
 
@@ -2526,9 +3038,18 @@ main(int argc, char **argv)
 	tls_init();
 	B.conns = xcalloc(B.o.online + B.o.n, sizeof(*B.conns));
 	B.keys = xcalloc(B.o.users, sizeof(*B.keys));
-	B.latencies = xcalloc(B.o.n, sizeof(*B.latencies));
+	B.lat_max = B.o.n;
+	if (B.o.mode == MODE_PRESENCE) {
+		B.pres_expected =
+		    (unsigned long)B.o.n * (unsigned long)B.o.roster_items;
+		B.lat_max = B.pres_expected < LATENCY_MAX
+		                ? (unsigned)B.pres_expected
+		                : LATENCY_MAX;
+	}
+	B.latencies = xcalloc(B.lat_max, sizeof(*B.latencies));
 	B.rss_before = B.rss_after = B.self_rss = -1;
 	B.cpu_before = B.cpu_after = -1;
+	B.self_cpu_before = B.self_cpu_after = -1;
 	if (B.o.key_cache)
 		key_cache_load(B.o.key_cache);
 	B.loop = ev_default_loop(EVFLAG_AUTO);
@@ -2542,15 +3063,15 @@ main(int argc, char **argv)
 	ev_signal_start(B.loop, &B.sigterm);
 	if (B.o.server_pid > 0)
 		B.rss_before = read_rss_kib(B.o.server_pid);
-	if (B.o.server_pid > 0 && B.o.mode == MODE_LOGIN)
-		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	if (B.o.mode == MODE_LOGIN)
+		cpu_mark_before();
 	B.t0 = now_mono();
 	start_more();
-	if (B.o.mode == MODE_ROSTER)
+	if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE)
 		check_done(); /* with --online 0, nothing else would */
 	ev_run(B.loop, 0);
-	if (B.o.server_pid > 0 && B.o.mode == MODE_LOGIN)
-		B.cpu_after = read_cpu_seconds(B.o.server_pid);
+	if (B.o.mode == MODE_LOGIN)
+		cpu_mark_after();
 	print_summary();
 	if (B.o.key_cache)
 		key_cache_save(B.o.key_cache);
@@ -2562,6 +3083,9 @@ main(int argc, char **argv)
 	if (B.o.mode == MODE_CHAT)
 		code = B.failed || B.timed_out || B.dropped || B.chat_errors ||
 		       B.chat_bad || B.chat_delivered < B.o.n;
+	if (B.o.mode == MODE_PRESENCE)
+		code = B.online_failed || B.timed_out || B.dropped ||
+		       B.pres_delivered < B.pres_expected;
 	/* Connections still open (timeout): the kernel closes them. */
 	return code;
 }
