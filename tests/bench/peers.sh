@@ -650,6 +650,12 @@ run_login() { # SERVER RUN
 	bench login -n "$LOGINS" -c "$CONC" --users "$USERS" --first "$SEQ" \
 	    --pid "$SRV_PID" --no-close-wait --label "$1/$2/par" \
 	    --csv "$RES/logins.csv"
+	# The baseline: the same server's cost of a bare TLS handshake
+	# (direct TLS port, close_notify right after, no XMPP).
+	$CLI_PIN "$BENCH" login --handshake-only -n "$LOGINS" -c "$CONC" \
+	    -p "$PORT_TLS" --tls direct -d "$DOMAIN" -T "$TIMEOUT" \
+	    --pid "$SRV_PID" --label "$1/$2/hs" --csv "$RES/logins.csv" \
+	    2>&1 | sed 's/^/   /'
 	end_instance
 }
 
@@ -670,6 +676,19 @@ run_chat() {
 	bench chat -n "$MESSAGES" --pairs "$PAIRS" --window "$WINDOW" \
 	    --body "$BODY" --pid "$SRV_PID" --label "$1/$2/chat" \
 	    --csv "$RES/chat.csv"
+	# Latency below saturation: paced at half the rate just reached,
+	# for about 5 s.
+	half=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$INST/bench.out")
+	half=$(( ${half:-0} / 2 ))
+	if [ "$half" -gt 0 ] && [ -n "$SRV_PID" ]; then
+		n=$((half * 5))
+		[ $n -gt "$MESSAGES" ] && n=$MESSAGES
+		[ $n -lt 1000 ] && n=1000
+		echo "-- $1 run $2: chat paced at $half messages/s"
+		bench chat -n "$n" --rate "$half" --pairs "$PAIRS" \
+		    --window "$WINDOW" --body "$BODY" --pid "$SRV_PID" \
+		    --label "$1/$2/chathalf" --csv "$RES/chat.csv"
+	fi
 	end_instance
 }
 

@@ -420,6 +420,10 @@ METRICS = [
      "server_cpu_ms_per_login"),
     ("  server CPU use", "%", None, "par", "server_util"),
     ("  load generator CPU use", "%", None, "par", "bench_util"),
+    ("bare TLS handshakes/s (parallel)", "1/s", True, "hs", "logins_per_s"),
+    ("  server CPU per handshake", "ms", False, "hs",
+     "server_cpu_ms_per_login"),
+    ("  login CPU / handshake CPU", "x", False, "hs", "login_ratio"),
     ("idle: memory per session", "KiB", False, "idle", "kib_per_session"),
     ("  server RSS with all sessions", "MiB", False, "idle", "rss_after_mib"),
     ("  ramp logins/s", "1/s", True, "idle", "logins_per_s"),
@@ -430,6 +434,13 @@ METRICS = [
     ("  server CPU per 100k messages", "s", False, "chat", "cpu_s_100k"),
     ("  server CPU use", "%", None, "chat", "server_util"),
     ("  load generator CPU use", "%", None, "chat", "bench_util"),
+    ("chat paced at half that rate", "1/s", None, "chathalf",
+     "messages_per_s"),
+    ("  p50 latency", "ms", False, "chathalf", "p50_ms"),
+    ("  p99 latency", "ms", False, "chathalf", "p99_ms"),
+    ("  p99.9 latency", "ms", False, "chathalf", "p999_ms"),
+    ("  server CPU per 100k messages", "s", False, "chathalf",
+     "cpu_s_100k"),
     ("presence: delivered stanzas/s", "1/s", True, "presence",
      "presence_per_s"),
     ("  p50 latency", "ms", False, "presence", "p50_ms"),
@@ -537,6 +548,14 @@ def collect(results):
         if not lab or int(row["failed"]):
             continue
         add(lab[0], "mam", row["page"], row["median_ms"])
+    # A full parallel login's server CPU over a bare handshake's, run by
+    # run (the two are measured on the same instance).
+    for (server, source, key), hs in list(values.items()):
+        par = values.get((server, "par", key))
+        if source == "hs" and key == "server_cpu_ms_per_login" and par:
+            for p, h in zip(par, hs):
+                if h > 0:
+                    add(server, "hs", "login_ratio", p / h)
     return values
 
 

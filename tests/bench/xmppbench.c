@@ -285,6 +285,8 @@ struct bench_opts {
 	const char *key_cache;
 	int verbose;
 	int no_close_wait; /* close right after sending </stream:stream> */
+	int handshake_only; /* login: TLS handshake and close_notify only */
+	double rate;        /* chat: messages/s in all, 0 = window-driven */
 	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
 
@@ -327,6 +329,8 @@ static struct bench {
 	unsigned chat_up;
 	unsigned long chat_sent, chat_delivered, chat_errors, chat_bad;
 	int chat_running, chat_stopping;
+	unsigned chat_rr;  /* --rate: the next sender, round robin */
+	ev_timer pace;     /* --rate: every millisecond */
 	double t_login; /* s for the chat sessions to log in */
 	/* Presence mode. */
 	unsigned long pres_sent, pres_delivered, pres_expected;
@@ -1733,6 +1737,16 @@ conn_io(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			if (r == 0)
 				return;
+			if (B.o.handshake_only) {
+				/* The baseline of a login: what the same
+				 * server pays for the TLS handshake alone. */
+				B.latencies[B.logged_in++] =
+				    (now_mono() - c->t_start) * 1000.0;
+				c->logged_in = 1;
+				conn_finish(c, 1);
+				check_done();
+				return;
+			}
 			stream_open(c);
 		}
 		r = conn_read(c);
@@ -1830,7 +1844,7 @@ mode_name(void)
 {
 	switch (B.o.mode) {
 	case MODE_LOGIN:
-		return "login";
+		return B.o.handshake_only ? "handshake" : "login";
 	case MODE_IDLE:
 		return "idle";
 	case MODE_ROSTER:
@@ -2151,28 +2165,61 @@ parse_stamp(
  * window (both ends are in this process).
  */
 
-/* Queue c's next messages up to its window; the watcher writes them. */
+/* Queue one message from c to its partner; the watcher writes it. */
+static void
+chat_send_one(struct conn *c)
+{
+	static char pad[CHAT_BODY_MAX + 1];
+
+	if (pad[0] == '\0')
+		memset(pad, 'x', B.o.body_bytes);
+	buf_printf(&c->out,
+	    "<message to='%s%u@%s' type='chat' id='b%lu'>"
+	    "<body>%u %.6f %s</body></message>",
+	    B.o.user_prefix, c->user ^ 1u, B.o.domain, B.chat_sent, c->id,
+	    now_mono(), pad);
+	c->chat_window++;
+	B.chat_sent++;
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+/* Window-driven: queue c's next messages up to its window. */
 static void
 chat_fill(struct conn *c)
 {
-	char pad[CHAT_BODY_MAX + 1];
-
-	if (c == NULL || c->state != CS_IDLE)
+	if (c == NULL || c->state != CS_IDLE || B.o.rate > 0)
 		return;
-	memset(pad, 'x', B.o.body_bytes);
-	pad[B.o.body_bytes] = '\0';
 	while (B.chat_running && c->chat_window < B.o.window &&
-	       B.chat_sent < B.o.n) {
-		buf_printf(&c->out,
-		    "<message to='%s%u@%s' type='chat' id='b%lu'>"
-		    "<body>%u %.6f %s</body></message>",
-		    B.o.user_prefix, c->user ^ 1u, B.o.domain, B.chat_sent,
-		    c->id, now_mono(), pad);
-		c->chat_window++;
-		B.chat_sent++;
+	       B.chat_sent < B.o.n)
+		chat_send_one(c);
+}
+
+/*
+ * --rate: every millisecond, the messages due by now at that rate,
+ * round robin over the senders with room in their window (a server that
+ * falls behind fills the windows and the rate drops: reported).
+ */
+static void
+chat_pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	unsigned senders = 2 * B.o.pairs, tried = 0;
+	double due = (now_mono() - B.t0) * B.o.rate;
+
+	if (due > B.o.n)
+		due = B.o.n;
+	while (B.chat_running && (double)B.chat_sent < due &&
+	       tried < senders) {
+		struct conn *c = B.conns[B.chat_rr++ % senders];
+
+		if (c != NULL && c->state == CS_IDLE &&
+		    c->chat_window < B.o.window) {
+			chat_send_one(c);
+			tried = 0;
+		} else
+			tried++;
 	}
-	if (buf_avail(&c->out) > 0)
-		conn_set_events(c, EV_READ | EV_WRITE);
+	if (!B.chat_running || B.chat_sent >= B.o.n)
+		ev_timer_stop(loop, w);
 }
 
 /* A logged-in chat session: available, then idle until the run starts. */
@@ -2241,6 +2288,10 @@ chat_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	cpu_mark_before();
 	B.t0 = now_mono();
 	B.chat_running = 1;
+	if (B.o.rate > 0) {
+		ev_timer_init(&B.pace, chat_pace_cb, 0.001, 0.001);
+		ev_timer_start(B.loop, &B.pace);
+	}
 	for (unsigned i = 0; i < 2 * B.o.pairs; i++)
 		chat_fill(B.conns[i]);
 	check_done();
@@ -2260,6 +2311,7 @@ chat_stop_soon(void)
 		return;
 	B.chat_stopping = 1;
 	B.chat_running = 0;
+	ev_timer_stop(B.loop, &B.pace);
 	ev_timer_stop(B.loop, &B.settle);
 	ev_timer_init(&B.settle, chat_close_cb, 0, 0);
 	ev_timer_start(B.loop, &B.settle);
@@ -2333,6 +2385,8 @@ chat_print_summary(void)
 	if (cpu >= 0)
 		printf(" server_cpu=%.2fs(%.1fms/1000msg)",
 		    B.cpu_after - B.cpu_before, cpu);
+	if (B.o.rate > 0)
+		printf(" paced=%.0f/s", B.o.rate);
 	print_utilisation(elapsed);
 	if (B.dropped)
 		printf(" dropped=%u", B.dropped);
@@ -2760,6 +2814,11 @@ usage(int code)
 	    "  --no-close-wait  login, roster: close the connection right\n"
 	    "                   after </stream:stream>, without waiting for\n"
 	    "                   the server's\n"
+	    "  --rate R         chat: send R messages/s in all (paced, for\n"
+	    "                   latency below saturation; default: as fast\n"
+	    "                   as the windows allow)\n"
+	    "  --handshake-only login: TLS handshake and close_notify, no\n"
+	    "                   XMPP (the baseline of a login's cost)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -2802,6 +2861,8 @@ parse_args(int argc, char **argv)
 		O_BODY,
 		O_MECH,
 		O_NO_CLOSE_WAIT,
+		O_HANDSHAKE_ONLY,
+		O_RATE,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -2822,6 +2883,8 @@ parse_args(int argc, char **argv)
 	    {"body", required_argument, NULL, O_BODY},
 	    {"mech", required_argument, NULL, O_MECH},
 	    {"no-close-wait", no_argument, NULL, O_NO_CLOSE_WAIT},
+	    {"handshake-only", no_argument, NULL, O_HANDSHAKE_ONLY},
+	    {"rate", required_argument, NULL, O_RATE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2902,6 +2965,12 @@ parse_args(int argc, char **argv)
 		case O_NO_CLOSE_WAIT:
 			o->no_close_wait = 1;
 			break;
+		case O_HANDSHAKE_ONLY:
+			o->handshake_only = 1;
+			break;
+		case O_RATE:
+			o->rate = parse_num(optarg, 1, 10000000, "--rate");
+			break;
 		case O_MECH:
 			o->mech = MECH_AUTO;
 			for (int m = 0; m < MECH_COUNT; m++)
@@ -2976,6 +3045,9 @@ parse_args(int argc, char **argv)
 		o->port = o->tls == TLS_DIRECT ? 5223 : 5222;
 	if (o->mode == MODE_IDLE && !conc_given)
 		o->concurrency = 100;
+	if (o->handshake_only && (o->mode != MODE_LOGIN ||
+		o->tls != TLS_DIRECT))
+		fatalx("--handshake-only: login mode with --tls direct");
 	if (o->mode == MODE_ROSTER) {
 		if (o->users == 0)
 			o->users = 200;
