@@ -279,6 +279,7 @@ struct bench_opts {
 	double hold;    /* -t, idle: seconds to hold after settle */
 	int hold_given;
 	double settle; /* idle: seconds before measuring RSS */
+	double rate;   /* chat: messages/s in all, 0 = window-driven */
 	pid_t server_pid;
 	const char *csv;
 	const char *label;
@@ -286,7 +287,6 @@ struct bench_opts {
 	int verbose;
 	int no_close_wait; /* close right after sending </stream:stream> */
 	int handshake_only; /* login: TLS handshake and close_notify only */
-	double rate;        /* chat: messages/s in all, 0 = window-driven */
 	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
 
