@@ -7,8 +7,12 @@
  * Storing: hook_add_offline.  The decision (account exists, sender not
  * blocked, queue not full, insert) is one storage job; the hook returns
  * HOOK_HANDLED at once and the job's completion bounces the message when
- * it was not stored.  The sender is acknowledged only by the absence of
- * an error, so nothing waits for the commit.
+ * it was not stored (a failed write, e.g. a full disk or the database
+ * locked past the busy timeout, with the transient <resource-constraint/>
+ * of type 'wait').  The sender is acknowledged only by the absence of an
+ * error, so nothing waits for the commit: a crash loses what was routed
+ * to storage but not yet committed, the tail of the storage queue, and
+ * nothing before it (tests/proto/test_durability.py).
  *
  * Delivering: HOOK_SESSION_INITIAL starts a fetch for the user.  A fetch
  * is a chain of jobs, each of which first deletes the rows delivered by
@@ -227,12 +231,21 @@ complete_store(struct store_job *job)
 		why = "no such user";
 		break;
 	default:
-		cond = "internal-server-error";
+		/* A failed write (full disk, I/O error, the database locked
+		 * past the busy timeout) is transient: RFC 6120 §8.3.3.18
+		 * <resource-constraint/>, whose type is 'wait', tells the
+		 * sender to retry later.  Nothing was stored. */
+		cond = "resource-constraint";
 		why = "storage error";
 		break;
 	}
-	log_debug("offline: message for %s@%s not stored (%s)", j->user,
-	    j->host, why);
+	if (job->status == STORE_ERROR)
+		log_warnx("offline: message for %s@%s not stored (%s); "
+		          "bounced with resource-constraint",
+		    j->user, j->host, why);
+	else
+		log_debug("offline: message for %s@%s not stored (%s)", j->user,
+		    j->host, why);
 	if (job->owner == 0 || (from = sm_find_id(job->owner)) == NULL)
 		return;
 	if ((msg = original_message(j)) == NULL)
@@ -384,6 +397,7 @@ struct fetch_job {
 	int64_t delete_upto; /* delete ids <= this first (0: none) */
 	int64_t after;       /* then read ids > this */
 	size_t max_bytes;    /* stop a chunk after this many bytes */
+	int deleted;         /* rows the delete removed (if committed) */
 	/* Results: one chunk in id order. */
 	int64_t *ids;
 	char **stanzas;
@@ -416,7 +430,8 @@ run_fetch(struct store_job *job)
 		sqlite3_bind_int64(s, 3, j->delete_upto);
 		if (store_sql_write(s, "offline: delete", STORE_OK) != STORE_OK)
 			return STORE_ERROR;
-		stats_offline_changed(-(long long)sqlite3_changes(store_db()));
+		/* Counted at completion: the commit may still fail. */
+		j->deleted = sqlite3_changes(store_db());
 	}
 	if ((s = store_sql(sql_read)) == NULL)
 		return STORE_ERROR;
@@ -631,6 +646,8 @@ complete_fetch(struct store_job *job)
 	struct fetch *f = strmap_get(fetches, j->bare);
 	struct session *s;
 
+	if (job->status == STORE_OK && j->deleted > 0)
+		stats_offline_changed(-(long long)j->deleted);
 	if (f == NULL || f->session != job->owner)
 		return; /* cannot happen: one job per fetch */
 	if (job->status != STORE_OK) {

@@ -1,14 +1,16 @@
 /*
  * SQLite backend of store.h: one storage thread owns the connection and
- * serves a FIFO of requests, running every request that is pending when it
- * wakes in one transaction (group commit), then hands the finished requests
- * back to the loop thread, which runs their callbacks in arrival order.
+ * serves a FIFO of requests, running the requests that are pending when it
+ * wakes (up to STORE_BATCH_MAX) in one transaction (group commit), then
+ * hands the finished requests back to the loop thread, which runs their
+ * callbacks in arrival order.
  *
  * How a request travels:
  *   store_user_get() etc. (loop thread) build a struct store_req, copy the
  *   arguments into it and append it to store.pending.  The storage thread
- *   takes the whole pending list as one batch, runs BEGIN [IMMEDIATE], then
- *   each request's run function (writes inside their own SAVEPOINT, so a
+ *   takes the pending list as one batch (at most STORE_BATCH_MAX requests;
+ *   the rest waits for the next), runs BEGIN [IMMEDIATE], then each
+ *   request's run function (writes inside their own SAVEPOINT, so a
  *   failing request is rolled back alone and reports STORE_ERROR), then
  *   COMMIT.  The batch goes onto store.done and an ev_async wakes the loop
  *   thread, which calls each request's complete function (which invokes
@@ -53,6 +55,14 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_LIST_CHUNK 256 /* users per storage-thread step */
+/*
+ * Requests per transaction.  Nothing of a batch is durable before its
+ * COMMIT, so an unbounded batch taken from a long queue (a burst of
+ * offline messages) would keep every one of them uncommitted until the
+ * last has run, and a crash would lose them all; a failed COMMIT (full
+ * disk) would fail them all.  Bounded, the queue is committed in steps.
+ */
+#define STORE_BATCH_MAX 512
 
 /*
  * Schema migrations: migrations[i] takes the schema from version i to
@@ -936,11 +946,50 @@ run_one(struct store_req *r)
 }
 
 /*
+ * BEGIN IMMEDIATE failed for the requests from first on: typically another
+ * process (a backup tool's BEGIN EXCLUSIVE, the sqlite3 shell) held the
+ * write lock past STORE_BUSY_TIMEOUT_MS.  Their writes fail, but in WAL
+ * mode reading needs no lock that a writer holds, so the reads among them
+ * still run, in a deferred transaction: a login waiting in the queue
+ * behind an offline message is not refused because of someone else's
+ * lock.  Order is kept as far as anyone can see: a read after a failed
+ * write sees the database without it, as if the write had failed alone.
+ */
+static void
+run_reads_only(struct store_req *first)
+{
+	struct store_req *r;
+	int reads = 0;
+
+	for (r = first; r != NULL; r = r->next) {
+		if (req_writes(r))
+			req_fail(r);
+		else
+			reads = 1;
+	}
+	if (!reads)
+		return;
+	if (stmt_exec(STMT_BEGIN) == -1) {
+		for (r = first; r != NULL; r = r->next)
+			req_fail(r);
+		return;
+	}
+	for (r = first; r != NULL; r = r->next)
+		if (!req_writes(r))
+			run_one(r);
+	/* Ending a read transaction changes nothing: the results stand. */
+	if (!sqlite3_get_autocommit(store.db) && stmt_exec(STMT_COMMIT) == -1 &&
+	    !sqlite3_get_autocommit(store.db))
+		stmt_exec(STMT_ROLLBACK);
+}
+
+/*
  * Run a batch in one transaction.  If an error rolls the whole
  * transaction back (SQLITE_FULL, SQLITE_IOERR, RAISE(ROLLBACK), ...) the
  * requests that ran before it in this transaction lost their effects and
  * report STORE_ERROR too; the rest of the batch goes on in a new
- * transaction.  Returns 1 if a commit with writes happened.
+ * transaction.  If the transaction cannot begin, see run_reads_only().
+ * Returns 1 if a commit with writes happened.
  */
 static int
 run_batch(struct req_list *batch, double *commit_ms)
@@ -952,7 +1001,7 @@ run_batch(struct req_list *batch, double *commit_ms)
 	for (r = batch->head; r != NULL; r = r->next)
 		writes |= req_writes(r);
 	if (stmt_exec(writes ? STMT_BEGIN_IMMEDIATE : STMT_BEGIN) == -1) {
-		fail_range(batch->head, NULL);
+		run_reads_only(batch->head);
 		return 0;
 	}
 	for (r = batch->head; r != NULL; r = r->next) {
@@ -967,7 +1016,7 @@ run_batch(struct req_list *batch, double *commit_ms)
 		txn_first = r->next;
 		if (r->next != NULL && stmt_exec(writes ? STMT_BEGIN_IMMEDIATE
 		                                        : STMT_BEGIN) == -1) {
-			fail_range(r->next, NULL);
+			run_reads_only(r->next);
 			return 0;
 		}
 	}
@@ -1006,6 +1055,30 @@ queue_continuations(struct req_list *batch)
 	}
 }
 
+/* Called with store.lock held: move the first STORE_BATCH_MAX pending
+ * requests (or all) to batch, in order. */
+static void
+take_batch(struct req_list *batch)
+{
+	struct store_req **next = &store.pending.head;
+	size_t n = 0;
+
+	while (*next != NULL && n < STORE_BATCH_MAX) {
+		next = &(*next)->next;
+		n++;
+	}
+	batch->head = store.pending.head;
+	if (*next == NULL) {
+		batch->tailp = store.pending.tailp;
+		list_init(&store.pending);
+	} else {
+		batch->tailp = next;
+		store.pending.head = *next;
+		*next = NULL;
+	}
+	store.depth -= n;
+}
+
 static void *
 store_thread(void *arg)
 {
@@ -1022,9 +1095,7 @@ store_thread(void *arg)
 			pthread_cond_wait(&store.cond, &store.lock);
 		if (store.pending.head == NULL)
 			break; /* closing and drained */
-		batch = store.pending;
-		list_init(&store.pending);
-		store.depth = 0;
+		take_batch(&batch);
 		pthread_mutex_unlock(&store.lock);
 
 		committed = run_batch(&batch, &commit_ms);

@@ -247,6 +247,12 @@ main(int argc, char **argv)
 	if (conf_path == NULL)
 		log_info("using the embedded default configuration");
 	signal(SIGPIPE, SIG_IGN);
+	/* A write past RLIMIT_FSIZE (a quota or a full volume modelled by
+	 * one) must fail with EFBIG and be handled like ENOSPC: the storage
+	 * thread turns it into a failed transaction and a 'wait' bounce
+	 * (mod_offline.c).  The default action of SIGXFSZ would kill the
+	 * daemon instead. */
+	signal(SIGXFSZ, SIG_IGN);
 	raise_fd_limit();
 
 	xmppd_loop = ev_default_loop(EVFLAG_AUTO);

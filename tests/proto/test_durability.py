@@ -1,0 +1,1009 @@
+"""Durability (issue 6 item 4): what survives SIGKILL, a full disk and a
+database locked by another process.
+
+Crash test.  A message load (online recipients, offline recipients, a
+recipient that comes and goes, a recipient that does not exist) runs
+while xmppd is killed with SIGKILL at a random moment; it is restarted on
+the same database, CRASH_CYCLES times (XMPPD_CRASH_CYCLES, default 20;
+XMPPD_CRASH_SEED repeats a run).  There is no XEP-0198, so the server
+acknowledges nothing and an offline message is written while the server
+goes on with the sender's next stanzas (mod_offline.c): what a kill may
+lose is the tail of what was in flight.  No XEP-0198 means no resending
+either, so "routed" is the most the test can know: a ping answered
+after a message was sent proves it was routed, not committed.  After
+every kill a copy of the database (with its WAL, recovered the way the
+next start recovers it) must pass PRAGMA integrity_check, and the
+ledger of everything sent, delivered, stored and bounced must show:
+
+  - live delivery: per sender, recipient and incarnation, what arrived
+    is a prefix of what was sent live, in order, without duplicates;
+  - storage: the messages stored (in the database after the kill, or
+    later delivered from it) are a prefix of what each sender sent to be
+    stored in that incarnation, whatever the recipient, each stored
+    once; a message delivered live is never stored;
+  - durability: a row in the database after a kill is in the database
+    after the next kill too, unless it was delivered meanwhile; at the
+    end every stored row is delivered;
+  - redelivery only in the documented at-least-once window of
+    mod_offline.c: a stored message delivered again only if it was
+    delivered in an incarnation that was then killed before the delete
+    committed (its row was still in the database after that kill);
+  - bounces: each is an error stanza, for a message that was neither
+    delivered nor stored, and a prefix of what was sent to that address.
+
+The figures (kill cycles, sent, delivered, stored, bounced, lost tail,
+redeliveries, integrity checks) are printed (pytest -s) as one line
+starting with "crash summary:".
+
+Disk full: RLIMIT_FSIZE set on the running daemon with prlimit(1) makes
+writes past a size fail (EFBIG; xmppd ignores SIGXFSZ).  An offline
+message that cannot be stored bounces with <resource-constraint/>
+type='wait', nothing of it is stored, online chat and pings go on (an
+archive write that fails does not lose the message), and storage works
+again once the limit is lifted.
+
+Locked database: another process holding the write lock (BEGIN
+EXCLUSIVE, as a backup tool may) or running an online backup does not
+block the event loop: pings stay fast, online messages flow, an offline
+message is stored when the lock ends or bounced with 'wait' after the
+busy timeout (5 s, store_sqlite.c), a read that shares the failed
+write's transaction is still answered, and a login waiting behind such a
+write completes.
+"""
+
+import collections
+import os
+import random
+import re
+import select
+import shutil
+import signal
+import sqlite3
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import xmpp_raw
+from im_helpers import IMClient, is_message
+from xmpp_raw import NS_CLIENT, q
+
+NS_DELAY = 'urn:xmpp:delay'
+NS_STANZA_ERR = 'urn:ietf:params:xml:ns:xmpp-stanzas'
+
+CRASH_CYCLES = int(os.environ.get('XMPPD_CRASH_CYCLES', '20'))
+CRASH_SEED = os.environ.get('XMPPD_CRASH_SEED')
+BUSY_TIMEOUT = 5.0          # STORE_BUSY_TIMEOUT_MS in store_sqlite.c
+PING_LIMIT = 0.25           # seconds: the loop is not blocked
+
+# No stanza rate limit (the load is the point) and room for everything
+# the offline recipients collect over all cycles.
+LIMITS = {'stanzas-per-second': 0, 'offline-messages': 100000}
+
+BODY_RE = re.compile(r'<body>crash ([^<]+)</body>')
+
+SENDERS = ['s1', 's2', 's3']
+ONLINE = ['on1', 'on2']         # online through every incarnation
+OFFLINE = ['off1', 'off2']      # never online until the end
+FETCHER = 'fe1'                 # logs in and out during the load
+GHOST = 'ghost'                 # no such account: bounced
+ACCOUNTS = SENDERS + ONLINE + OFFLINE + [FETCHER]
+
+
+def jid(user):
+    return '%s@localhost' % user
+
+
+# --- database snapshots ---------------------------------------------------
+
+def snapshot(db_path):
+    """Copy the database and its WAL (not the -shm index) and open the
+    copy, so SQLite recovers it from the WAL the way the next start of
+    xmppd will, without touching the daemon's files.  Returns
+    (integrity_check result, {user: [message ids in row order]},
+    {(user, outgoing, message id): count} of the archive)."""
+    d = Path(tempfile.mkdtemp(prefix='xmppd-snap-'))
+    try:
+        for suffix in ('', '-wal'):
+            src = Path(str(db_path) + suffix)
+            if src.exists():
+                shutil.copy(src, d / ('copy.db' + suffix))
+        db = sqlite3.connect(str(d / 'copy.db'))
+        try:
+            integrity = '\n'.join(r[0] for r in db.execute(
+                'PRAGMA integrity_check'))
+            offline = collections.defaultdict(list)
+            for user, stanza in db.execute(
+                    'SELECT u.user, o.stanza FROM offline o JOIN users u '
+                    'ON u.id = o.user_id ORDER BY o.id'):
+                m = BODY_RE.search(stanza)
+                offline[user].append(m.group(1) if m else stanza)
+            archive = collections.Counter()
+            for user, outgoing, stanza in db.execute(
+                    'SELECT u.user, a.outgoing, a.stanza FROM archive a '
+                    'JOIN users u ON u.id = a.user_id'):
+                m = BODY_RE.search(stanza)
+                if m:
+                    archive[(user, outgoing, m.group(1))] += 1
+        finally:
+            db.close()
+        return integrity, dict(offline), archive
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def integrity_of(db_path):
+    db = sqlite3.connect(str(db_path))
+    try:
+        return '\n'.join(r[0] for r in db.execute('PRAGMA integrity_check'))
+    finally:
+        db.close()
+
+
+# --- the ledger and its checks ---------------------------------------------
+
+class Ledger:
+    """Everything the crash test sent and saw.  Message ids are
+    'SENDER.INCARNATION.SEQ'; dest is 'live', 'store' or 'bounce'."""
+
+    def __init__(self):
+        self.sent = collections.defaultdict(list)   # (inc, s, r) -> ids
+        self.by_sender = collections.defaultdict(list)  # (inc, s) -> ids
+        self.info = {}          # id -> (inc, s, r, dest)
+        self.live = collections.defaultdict(list)   # (inc, s, r) -> ids
+        self.delayed = []       # (inc received, r, id) from storage
+        self.bounces = []       # (inc, s, id, error type, [conditions])
+        self.snapshots = {}     # inc -> {user: [ids]} after its kill
+        self.killed = set()     # incarnations that ended with SIGKILL
+        self.routed = {}        # id -> when a later ping was answered
+        self.kill_time = {}     # inc -> when SIGKILL was sent
+        self.integrity = []     # one result per check
+        self.archive_dups = []
+        self.kill_phase = collections.Counter()
+
+    def send(self, inc, s, r, dest, mid):
+        self.sent[(inc, s, r)].append(mid)
+        self.by_sender[(inc, s)].append(mid)
+        self.info[mid] = (inc, s, r, dest)
+
+
+def check_prefix(what, key, got, sent):
+    """got (a list, order kept) must be sent[:len(got)]."""
+    if got != sent[:len(got)]:
+        extra = [m for m in got if m not in sent]
+        raise AssertionError(
+            '%s %s: received %s is not a prefix of sent %s (phantoms %s; '
+            'a hole, a duplicate or reordering)'
+            % (what, key, got[:40], sent[:40], extra[:10]))
+
+
+def check_prefix_set(what, key, got, sent):
+    """The set got must be the first len(got) of sent: loss only of a
+    tail."""
+    n = len(got)
+    if set(sent[:n]) != set(got):
+        holes = [m for m in sent[:n] if m not in got]
+        raise AssertionError(
+            '%s %s: %d stored but not the first %d sent: missing %s '
+            '(a hole in what was committed)'
+            % (what, key, n, n, holes[:10]))
+
+
+def verify(L, final_inc):
+    """Check the ledger (see the module docstring); returns the figures.
+    Raises AssertionError naming the first violation."""
+    stats = collections.Counter()
+    stats['redelivered'] = 0
+    for result in L.integrity:
+        assert result == 'ok', 'PRAGMA integrity_check: %s' % result
+    assert not L.archive_dups, 'archive rows stored twice: %s' % (
+        L.archive_dups[:10])
+
+    # Every row of every snapshot: stored once, a stored-destined message.
+    ever_stored = set()
+    for inc, snap in sorted(L.snapshots.items()):
+        for user, ids in snap.items():
+            dups = [m for m, n in collections.Counter(ids).items() if n > 1]
+            assert not dups, 'stored twice after kill %d for %s: %s' % (
+                inc, user, dups[:10])
+            for m in ids:
+                assert m in L.info, 'phantom row %r for %s' % (m, user)
+                minc, _, r, dest = L.info[m]
+                assert r == user, 'row %s stored for %s, sent to %s' % (
+                    m, user, r)
+                assert dest == 'store', (
+                    'message %s (sent %s) is stored after kill %d'
+                    % (m, 'live' if dest == 'live' else 'to ' + dest, inc))
+                ever_stored.add(m)
+
+    # Delivered from storage: stored-destined, to its recipient; again
+    # only in the at-least-once window.
+    first_delivery = {}
+    for inc, r, m in L.delayed:
+        assert m in L.info, 'phantom delivery %r to %s' % (m, r)
+        _, _, to, dest = L.info[m]
+        assert to == r, '%s delivered to %s, sent to %s' % (m, r, to)
+        assert dest == 'store', (
+            '%s was sent %s but came with <delay/> (from storage)'
+            % (m, dest))
+        ever_stored.add(m)
+        if m not in first_delivery:
+            first_delivery[m] = inc
+            continue
+        prev = first_delivery[m]
+        window = (prev != inc and prev in L.killed and
+                  m in L.snapshots.get(prev, {}).get(r, ()))
+        assert window, (
+            '%s delivered twice (incarnations %d and %d) outside the '
+            'at-least-once window (killed: %s, row left after the kill: '
+            '%s)' % (m, prev, inc, prev in L.killed,
+                     m in L.snapshots.get(prev, {}).get(r, ())))
+        stats['redelivered'] += 1
+        first_delivery[m] = inc
+
+    # Live delivery: in order, once, no holes, never also stored.
+    live_ids = set()
+    for key, got in L.live.items():
+        for m in got:
+            assert m in L.info, 'phantom live message %r for %s' % (m, key)
+            inc, s, r, dest = L.info[m]
+            assert (inc, s, r) == key and dest == 'live', (
+                '%s (sent %s to %s) arrived live at %s' % (m, dest, r, key))
+            assert m not in ever_stored, '%s delivered live and stored' % m
+        sent_live = [m for m in L.sent[key] if L.info[m][3] == 'live']
+        check_prefix('live delivery', key, got, sent_live)
+        live_ids.update(got)
+
+    # Bounces: errors, for messages neither delivered nor stored.
+    bounced = collections.defaultdict(list)
+    for inc, s, m, etype, conds in L.bounces:
+        assert m in L.info, 'bounce of unknown message %r' % m
+        minc, ms, r, dest = L.info[m]
+        assert (minc, ms) == (inc, s), 'bounce of %s reached %s in %d' % (
+            m, s, inc)
+        assert etype and conds, 'bounce of %s without an error' % m
+        assert m not in live_ids and m not in ever_stored, (
+            '%s bounced and also delivered or stored' % m)
+        assert dest == 'bounce' and conds == ['service-unavailable'] and \
+            etype == 'cancel', (
+                'unexpected bounce of %s (sent to %s): %s %s (a storage '
+                'error under a plain load?)' % (m, r, etype, conds))
+        bounced[(inc, s, r)].append(m)
+    for key, got in bounced.items():
+        dups = [m for m, n in collections.Counter(got).items() if n > 1]
+        assert not dups, 'bounced twice: %s' % dups
+        sent_b = [m for m in L.sent[key] if L.info[m][3] == 'bounce']
+        check_prefix('bounces', key, got, sent_b)
+
+    # Storage: what was committed is a prefix of what was sent to be
+    # stored, per sender and incarnation, whatever the recipient (one
+    # FIFO storage queue, transactions committed in order).
+    for key, ids in L.by_sender.items():
+        store_sent = [m for m in ids if L.info[m][3] == 'store']
+        check_prefix_set('storage', key,
+                         [m for m in store_sent if m in ever_stored],
+                         store_sent)
+
+    # Durability: a row after kill k is still there after kill k+1 or
+    # was delivered in between; at the end everything stored was
+    # delivered.
+    delivered_in = collections.defaultdict(set)
+    for inc, r, m in L.delayed:
+        delivered_in[inc].add(m)
+    incs = sorted(L.snapshots)
+    for a, b in zip(incs, incs[1:]):
+        for user, ids in L.snapshots[a].items():
+            later = set(L.snapshots[b].get(user, ()))
+            gone = [m for m in ids if m not in later and
+                    not any(m in delivered_in[i] for i in range(a + 1,
+                                                                b + 1))]
+            assert not gone, (
+                'rows of %s in the database after kill %d are gone after '
+                'kill %d without being delivered: %s' % (user, a, b,
+                                                         gone[:10]))
+    delivered_ever = {m for _, _, m in L.delayed}
+    for m in ever_stored:
+        assert m in delivered_ever, (
+            'stored message %s never delivered (final incarnation %d)'
+            % (m, final_inc))
+
+    stats['kill cycles'] = len(L.killed)
+    stats['sent'] = len(L.info)
+    stats['delivered live'] = len(live_ids)
+    stats['stored'] = len(ever_stored)
+    stats['delivered from storage'] = len(delivered_ever)
+    stats['bounced'] = sum(len(v) for v in bounced.values())
+    bounced_ids = {b[2] for b in L.bounces}
+    lost = [m for m in L.info if m not in live_ids and
+            m not in ever_stored and m not in bounced_ids]
+    stats['lost tail'] = len(lost)
+    routed = [m for m in lost if m in L.routed]
+    stats['lost after a ping was answered'] = len(routed)
+    # How long before the kill the oldest of those was known routed: the
+    # commit lag of the storage queue under this load.
+    stats['max ms routed before the kill'] = max(
+        [1000 * (L.kill_time[L.info[m][0]] - L.routed[m]) for m in routed
+         if L.info[m][0] in L.kill_time] or [0])
+    stats['lost (to be stored)'] = sum(
+        1 for m in lost if L.info[m][3] == 'store')
+    stats['integrity checks ok'] = len(L.integrity)
+    return stats
+
+
+def test_crash_checks_can_fail():
+    """The checks of the crash test notice a hole, a duplicate, a lost
+    committed row and a redelivery outside the at-least-once window."""
+    def ledger():
+        L = Ledger()
+        for i in range(4):
+            L.send(1, 's1', 'off1', 'store', 's1.1.%d' % i)
+            L.send(1, 's1', 'on1', 'live', 's1.1.l%d' % i)
+        L.killed.add(1)
+        L.snapshots[1] = {'off1': ['s1.1.0', 's1.1.1']}
+        L.live[(1, 's1', 'on1')] = ['s1.1.l0', 's1.1.l1']
+        L.snapshots[2] = {'off1': ['s1.1.0', 's1.1.1']}
+        L.delayed = [(3, 'off1', 's1.1.0'), (3, 'off1', 's1.1.1')]
+        L.integrity = ['ok', 'ok']
+        return L
+
+    stats = verify(ledger(), 3)
+    assert stats['lost tail'] == 4 and stats['stored'] == 2
+
+    def fails(mutate, pattern):
+        L = ledger()
+        mutate(L)
+        with pytest.raises(AssertionError, match=pattern):
+            verify(L, 3)
+
+    def hole(L):
+        L.snapshots = {1: {'off1': ['s1.1.0', 's1.1.2']},
+                       2: {'off1': ['s1.1.0', 's1.1.2']}}
+        L.delayed = [(3, 'off1', 's1.1.0'), (3, 'off1', 's1.1.2')]
+
+    fails(hole, 'hole')
+    fails(lambda L: L.live.update({(1, 's1', 'on1'): ['s1.1.l0',
+                                                      's1.1.l0']}),
+          'not a prefix')
+    fails(lambda L: L.live.update({(1, 's1', 'on1'): ['s1.1.l1']}),
+          'not a prefix')
+    fails(lambda L: L.snapshots.update({2: {'off1': ['s1.1.0']}}),
+          'gone after kill')
+    fails(lambda L: L.snapshots.update({1: {'off1': ['s1.1.0', 's1.1.0',
+                                                     's1.1.1']}}),
+          'stored twice')
+    fails(lambda L: L.delayed.append((3, 'off1', 's1.1.0')),
+          'delivered twice')
+    fails(lambda L: L.integrity.append('*** in database main ***'),
+          'integrity_check')
+    fails(lambda L: L.bounces.append((1, 's1', 's1.1.0', 'wait',
+                                      ['resource-constraint'])),
+          'bounced and also')
+
+
+# --- the crash driver ------------------------------------------------------
+
+def absorb(L, inc, user, c):
+    """Record in L and drop everything queued on user's connection c:
+    live messages, messages from storage (with <delay/>) and bounces."""
+    while c.raw.pending:
+        el = c.raw.pending.popleft()
+        if el.tag != q(NS_CLIENT, 'message'):
+            continue
+        body = el.find(q(NS_CLIENT, 'body'))
+        m = re.match(r'crash (\S+)$',
+                     (body.text or '') if body is not None else '')
+        if m is None:
+            continue
+        mid = m.group(1)
+        if el.get('type') == 'error':
+            err = el.find(q(NS_CLIENT, 'error'))
+            conds = [] if err is None else [
+                xmpp_raw.local(x.tag) for x in err
+                if xmpp_raw.namespace(x.tag) == NS_STANZA_ERR and
+                xmpp_raw.local(x.tag) != 'text']
+            L.bounces.append((inc, user, mid,
+                              None if err is None else err.get('type'),
+                              conds))
+        elif el.find(q(NS_DELAY, 'delay')) is not None:
+            L.delayed.append((inc, user, mid))
+        else:
+            info = L.info.get(mid)
+            L.live[info[:3] if info else (inc, '?', user)].append(mid)
+
+
+class ServerDied(Exception):
+    """The daemon was killed while the driver talked to it."""
+
+
+class Incarnation:
+    """One run of the daemon between a start and a SIGKILL."""
+
+    def __init__(self, srv, inc, rng, ledger):
+        self.srv = srv
+        self.inc = inc
+        self.rng = rng
+        self.L = ledger
+        self.clients = {}       # user -> IMClient
+        self.fetcher_online = False
+        self.seq = collections.Counter()
+        self.killed = threading.Event()
+        self.phase = 'start'
+
+    # -- the kill --
+
+    def arm(self, delay):
+        pid = self.srv.proc.pid
+
+        def kill():
+            self.killed.set()
+            self.L.kill_time[self.inc] = time.monotonic()
+            self.L.kill_phase[self.phase] += 1
+            os.kill(pid, signal.SIGKILL)
+
+        self.timer = threading.Timer(delay, kill)
+        self.timer.start()
+
+    def check_alive(self):
+        if self.killed.is_set():
+            raise ServerDied()
+
+    # -- receiving --
+
+    def absorb(self, user):
+        c = self.clients.get(user)
+        if c is not None:
+            absorb(self.L, self.inc, user, c)
+
+    def pump(self, timeout=0.0):
+        """Read what has arrived on every connection."""
+        socks = {c.raw.sock: u for u, c in self.clients.items()
+                 if not (c.raw.eof or c.raw.stream_ended)}
+        ready = [s for s in socks if isinstance(s, ssl.SSLSocket) and
+                 s.pending()]
+        if not ready and socks:
+            ready, _, _ = select.select(list(socks), [], [], timeout)
+        for s in ready:
+            c = self.clients[socks[s]]
+            c.raw._read_some(time.monotonic() + 0.5)
+            self.absorb(socks[s])
+
+    def drain(self):
+        """After the kill: everything the kernel still holds for us."""
+        deadline = time.monotonic() + 5
+        for user, c in self.clients.items():
+            try:
+                while not (c.raw.eof or c.raw.stream_ended) and \
+                        time.monotonic() < deadline:
+                    c.raw._read_some(deadline)
+            except (OSError, ssl.SSLError, AssertionError):
+                pass
+            self.absorb(user)
+            c.raw.close()
+
+    # -- sessions --
+
+    def connect(self, user, available):
+        self.phase = 'login'
+        raw = self.srv.login(jid(user), resource='r%d' % self.inc)
+        c = IMClient(raw, jid(user))
+        self.clients[user] = c
+        if available:
+            c.presence()
+            c.sync()    # the presence was processed before what follows
+        return c
+
+    def sync_senders(self):
+        """A ping round trip on every sender: everything they sent
+        before was routed."""
+        self.phase = 'sync'
+        for s in SENDERS:
+            c = self.clients.get(s)
+            if c is not None:
+                c.sync()
+                self.absorb(s)
+                now = time.monotonic()
+                for m in self.unsynced.pop(s, ()):
+                    self.L.routed[m] = now
+
+    def fetcher_toggle(self):
+        """The fetcher logs in (and gets what was stored for it) or out.
+        Senders are synchronised first so that every message is known to
+        have been routed live or to storage."""
+        self.sync_senders()
+        if self.fetcher_online:
+            self.phase = 'fetcher logout'
+            c = self.clients[FETCHER]
+            c.close_stream()
+            deadline = time.monotonic() + 5
+            while not (c.raw.stream_ended or c.raw.eof):
+                if not c.raw._read_some(deadline) and \
+                        time.monotonic() >= deadline:
+                    raise AssertionError('fetcher: no end of stream')
+            self.absorb(FETCHER)
+            c.raw.close()
+            del self.clients[FETCHER]
+            self.fetcher_online = False
+        else:
+            self.connect(FETCHER, available=True)
+            self.absorb(FETCHER)
+            self.fetcher_online = True
+
+    def fetch_and_kill(self):
+        """Aim the kill at the fetcher's offline delivery: within 50 ms
+        of its initial presence, while chunks are handed over and
+        deleted (the at-least-once window of mod_offline.c)."""
+        self.phase = 'login'
+        raw = self.srv.login(jid(FETCHER), resource='r%d' % self.inc)
+        c = IMClient(raw, jid(FETCHER))
+        self.clients[FETCHER] = c
+        self.arm(self.rng.uniform(0.0, 0.05))
+        self.phase = 'offline delivery'
+        c.presence()
+        self.fetcher_online = True
+        while True:
+            self.check_alive()
+            self.pump(0.002)
+
+    # -- sending --
+
+    def destination(self, r):
+        if r == GHOST:
+            return 'bounce'
+        if r in ONLINE or (r == FETCHER and self.fetcher_online):
+            return 'live'
+        return 'store'
+
+    def burst(self):
+        self.phase = 'load'
+        s = self.rng.choice(SENDERS)
+        out = []
+        for _ in range(self.rng.randint(1, 8)):
+            r = self.rng.choices(
+                ONLINE + OFFLINE + [FETCHER, GHOST],
+                weights=[3, 3, 3, 3, 3, 1])[0]
+            mid = '%s.%d.%d' % (s, self.inc, self.seq[s])
+            self.seq[s] += 1
+            self.L.send(self.inc, s, r, self.destination(r), mid)
+            self.unsynced[s].append(mid)
+            out.append("<message to='%s' type='chat' id='%s'><body>crash "
+                       "%s</body></message>" % (jid(r), mid, mid))
+        self.clients[s].send(''.join(out))
+
+    def run(self):
+        """Start the sessions and the load, kill at a random moment: in
+        start-up and logins (1 in 5), in the fetcher's offline delivery
+        (see fetch_and_kill), otherwise during the load."""
+        self.unsynced = collections.defaultdict(list)
+        self.timer = None
+        mode = self.rng.random()
+        if mode < 0.2:
+            self.arm(self.rng.uniform(0.0, 0.3))
+        try:
+            for r in ONLINE:
+                self.connect(r, available=True)
+                self.check_alive()
+            if 0.2 <= mode < 0.35:
+                self.fetch_and_kill()
+            elif self.rng.random() < 0.3:
+                self.fetcher_toggle()   # collects while the load starts
+            for s in SENDERS:
+                self.connect(s, available=False)
+                self.check_alive()
+            if self.timer is None:
+                self.arm(self.rng.uniform(0.02, 0.5))
+            while True:
+                self.check_alive()
+                x = self.rng.random()
+                if x < 0.03:
+                    self.fetcher_toggle()
+                elif x < 0.10:
+                    self.sync_senders()
+                else:
+                    self.burst()
+                self.pump(0.002)
+        except ServerDied:
+            pass
+        except (AssertionError, OSError, ssl.SSLError) as e:
+            if not self.killed.wait(0.5):
+                raise AssertionError('incarnation %d failed without a '
+                                     'kill: %r' % (self.inc, e)) from e
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+        status = self.srv.wait_exit(10)
+        assert status == -signal.SIGKILL, (
+            'xmppd ended with status %r, not by our SIGKILL\n%s'
+            % (status, self.srv.stderr_tail()))
+        self.drain()
+        self.srv.kill()         # reap, close the stderr file
+
+
+def final_delivery(srv, inc, L):
+    """Log in every recipient of stored messages and collect all that
+    the database held after the last kill."""
+    expected = L.snapshots.get(inc - 1, {})
+    for user in OFFLINE + [FETCHER]:
+        want = len(expected.get(user, []))
+        c = IMClient(srv.login(jid(user), resource='final'), jid(user))
+        c.presence()
+        got = 0
+        while got < want:
+            # Quiet for 2 s: what is missing is reported by verify().
+            if not c.raw._read_some(time.monotonic() + 2):
+                break
+            before = len(L.delayed)
+            absorb(L, inc, user, c)
+            got += len(L.delayed) - before
+        c.absent(is_message(), 0.2)
+        absorb(L, inc, user, c)
+        c.close_stream()
+        c.raw.close()
+
+
+def test_sigkill_under_load_loses_only_the_tail(server_factory):
+    seed = int(CRASH_SEED) if CRASH_SEED else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    users = {jid(u): 'pw-' + u for u in ACCOUNTS}
+    srv = server_factory(limits=LIMITS, users=users)
+    L = Ledger()
+    t0 = time.monotonic()
+    inc = 0
+    for inc in range(1, CRASH_CYCLES + 1):
+        if inc > 1:
+            srv.start(create_users=False)
+        Incarnation(srv, inc, rng, L).run()
+        L.killed.add(inc)
+        integrity, offline, archive = snapshot(srv.db)
+        L.integrity.append(integrity)
+        L.snapshots[inc] = offline
+        L.archive_dups += [(inc, k) for k, n in archive.items()
+                           if n > 1]
+        assert integrity == 'ok', 'integrity_check after kill %d: %s' % (
+            inc, integrity)
+    inc += 1
+    srv.start(create_users=False)
+    final_delivery(srv, inc, L)
+    srv.stop()
+    L.integrity.append(integrity_of(srv.db))
+    stats = verify(L, inc)
+    line = ', '.join('%s %d' % kv for kv in stats.items())
+    print('\ncrash summary: seed %d, %.1f s: %s; kills during %s'
+          % (seed, time.monotonic() - t0, line, dict(L.kill_phase)))
+    # The load reached every path.
+    assert stats['kill cycles'] == CRASH_CYCLES
+    assert stats['delivered live'] > 0 and stats['stored'] > 0 and \
+        stats['bounced'] > 0, stats
+
+
+# --- disk full and locked database -----------------------------------------
+
+def login_slow(srv, user, timeout):
+    """Log in (STARTTLS, PLAIN, bind) with a longer wait for each answer
+    than xmpp_raw.TIMEOUT; returns (IMClient, seconds taken)."""
+    t0 = time.monotonic()
+    raw = xmpp_raw.RawClient(srv.c2s_port, timeout=timeout)
+    raw.open_stream()
+    raw.starttls()
+    raw.open_stream()
+    xmpp_raw.assert_sasl_success(raw.sasl_plain(user.split('@')[0],
+                                                srv.users[user]))
+    raw.open_stream()
+    raw.bind('slow')
+    return IMClient(raw, user), time.monotonic() - t0
+
+
+def ping_time(c):
+    t0 = time.monotonic()
+    c.sync()
+    return time.monotonic() - t0
+
+
+def assert_wait_bounce(el, mid, frm):
+    """An offline message that could not be stored: RFC 6120 §8.3.3.18
+    <resource-constraint/> with type='wait', from the recipient."""
+    xmpp_raw.assert_stanza_error(el, 'message', 'resource-constraint',
+                                 etype='wait', frm=frm, sid=mid)
+
+
+def set_fsize(pid, limit):
+    """Set the soft RLIMIT_FSIZE of pid (the hard limit stays unlimited
+    so that it can be raised again without privileges)."""
+    subprocess.run(['prlimit', '--pid', str(pid), '--fsize=%s:unlimited'
+                    % limit], check=True, capture_output=True)
+
+
+DURABILITY_USERS = {jid(u): 'pw-' + u for u in ('alice', 'bob', 'carol',
+                                                 'dave', 'erin')}
+
+
+def first_message(c, timeout=5):
+    return c.wait(lambda el: el.tag == q(NS_CLIENT, 'message'), timeout,
+                  'a message')
+
+
+@pytest.mark.skipif(shutil.which('prlimit') is None,
+                    reason='prlimit (util-linux) not installed')
+def test_disk_full_bounces_with_wait_and_recovers(server_factory):
+    srv = server_factory(limits=LIMITS, users=DURABILITY_USERS)
+    alice, bob, carol = jid('alice'), jid('bob'), jid('carol')
+    cb = IMClient(srv.login(bob, resource='b'), bob)
+    cc = IMClient(srv.login(carol, resource='c'), carol)
+    for c in (cb, cc):
+        c.presence()
+        c.settle()
+    # Writes past the largest file the daemon has now plus 1 MiB fail;
+    # a message with a 60 kB body costs 180 kB (the offline row and two
+    # archive rows).
+    sizes = [p.stat().st_size for p in srv.dir.iterdir() if p.is_file()]
+    set_fsize(srv.proc.pid, max(sizes) + (1 << 20))
+    big = 'x' * 60000
+    sent, bounces = [], {}
+
+    def collect(duration):
+        while True:
+            el = cb.raw.poll_element(duration)
+            if el is None:
+                return
+            if el.tag == q(NS_CLIENT, 'message'):
+                bounces[el.get('id')] = el
+
+    for i in range(40):
+        mid = 'fill%d' % i
+        cb.message(alice, '%s %s' % (mid, big), mid=mid)
+        sent.append(mid)
+        cb.sync()
+        collect(0.2)
+        if bounces:
+            break
+    assert bounces, 'the store never filled up'
+    full_mid = min(bounces, key=sent.index)
+    assert_wait_bounce(bounces[full_mid], full_mid, alice)
+    stored = sent[:sent.index(full_mid)]
+    assert stored, 'nothing fitted before the limit'
+
+    # Still full: a big offline message bounces the same way...
+    cb.message(alice, 'full2 ' + big, mid='full2')
+    el = cb.wait(is_message(frm=alice), 5)
+    assert_wait_bounce(el, 'full2', alice)
+    assert set(bounces) == {full_mid} and sent[-1] == full_mid, (
+        'bounced: %s of %s' % (sorted(bounces), sent))
+    # ...while the loop serves: pings, and chat whose archive write fails
+    # (300 kB of archive rows cannot fit where 180 kB did not).
+    pings = [ping_time(cb) for _ in range(10)]
+    assert max(pings) < PING_LIMIT, pings
+    huge = 'y' * 150000
+    cb.message(carol, 'live ' + huge, mid='live-full')
+    el = cc.wait(is_message(frm=cb.full), 5)
+    assert el.get('id') == 'live-full' and \
+        el.find(q(NS_CLIENT, 'body')).text == 'live ' + huge
+    cc.message(bob, 'small reply', mid='reply-full')
+    assert cb.wait(is_message(frm=cc.full), 5).get('id') == 'reply-full'
+    cd, login_s = login_slow(srv, jid('dave'), 10)
+    cd.raw.close()
+
+    # Space returns: storing works again.
+    set_fsize(srv.proc.pid, 'unlimited')
+    cb.message(alice, 'after ' + big, mid='after')
+    cb.absent(is_message(), 0.3)
+    stored.append('after')
+    print('\ndisk full: %d messages stored before the limit, ping max '
+          '%.1f ms, login while full %.0f ms'
+          % (len(stored) - 1, 1000 * max(pings), 1000 * login_s))
+    cb.raw.close()
+    cc.raw.close()
+    srv.stop()
+
+    # Nothing of the bounced messages was stored; the database is intact.
+    integrity, offline, archive = snapshot(srv.db)
+    assert integrity == 'ok', integrity
+    db = sqlite3.connect(str(srv.db))
+    try:
+        rows = [s.split('<body>', 1)[1].split(' ', 1)[0] for (s,) in
+                db.execute('SELECT stanza FROM offline ORDER BY id')]
+        def archived(mid):
+            """Archive rows of the message with id mid."""
+            return db.execute(
+                'SELECT count(*) FROM archive WHERE instr(stanza, ?) > 0 '
+                'OR instr(stanza, ?) > 0',
+                ("id='%s'" % mid, 'id="%s"' % mid)).fetchone()[0]
+
+        # One archive row per direction for what was stored; none for
+        # the chat whose archive write failed, although it was delivered.
+        assert [archived(m) for m in stored] == [2] * len(stored)
+        assert archived('live-full') == 0
+        assert archived('reply-full') in (0, 2)
+    finally:
+        db.close()
+    assert rows == stored, (rows, stored, full_mid)
+
+    # After a restart the stored ones are delivered, once, in order.
+    srv.start(create_users=False)
+    ca = IMClient(srv.login(alice, resource='a'), alice)
+    ca.presence()
+    got = [first_message(ca).get('id') for _ in stored]
+    assert got == stored
+    ca.absent(is_message(), 0.3)
+    ca.raw.close()
+
+
+class Locker(threading.Thread):
+    """Another process's view of the database: hold the write lock
+    (BEGIN EXCLUSIVE, as the sqlite3 shell or a backup script may) for
+    hold seconds."""
+
+    def __init__(self, db_path, hold):
+        super().__init__(daemon=True)
+        self.db_path = db_path
+        self.hold = hold
+        self.locked = threading.Event()
+        self.released_at = None
+
+    def run(self):
+        db = sqlite3.connect(str(self.db_path), isolation_level=None,
+                             timeout=10)
+        try:
+            db.execute('BEGIN EXCLUSIVE')
+            self.locked_at = time.monotonic()
+            self.locked.set()
+            time.sleep(self.hold)
+            db.execute('COMMIT')
+            self.released_at = time.monotonic()
+        finally:
+            db.close()
+
+
+def test_locked_database_does_not_block_the_loop(server_factory):
+    # Without the archive an offline message is one storage job, so the
+    # first one sent under the lock is alone in the first transaction to
+    # wait for it (with the archive, the sender's archive row may be taken
+    # alone first and the offline row wait in the next transaction, which
+    # the lock's end saves).  test_disk_full_* covers archive failures.
+    srv = server_factory(limits=LIMITS, users=DURABILITY_USERS,
+                         extra='archive off')
+    alice, bob, carol = jid('alice'), jid('bob'), jid('carol')
+    cb = IMClient(srv.login(bob, resource='b'), bob)
+    cc = IMClient(srv.login(carol, resource='c'), carol)
+    for c in (cb, cc):
+        c.presence()
+        c.settle(0.2)           # session start-up writes are done
+    hold = BUSY_TIMEOUT + 1.5
+    locker = Locker(srv.db, hold)
+    locker.start()
+    assert locker.locked.wait(5)
+
+    # With nothing else queued a login only reads, and readers do not
+    # wait for a writer in WAL mode.  (dave stays: ending his session
+    # writes, and that write would wait for the lock ahead of locked1.)
+    cd, login_idle = login_slow(srv, jid('dave'), 10)
+
+    # An offline message waits for the lock; meanwhile the loop serves.
+    # With it, in the same read, a request that only reads (bob's own
+    # vCard, which he has not set): it shares locked1's transaction or
+    # comes after it, and must not fail because the write could not.
+    cb.send("<message to='%s' type='chat' id='locked1'><body>during the "
+            "lock</body></message><iq type='get' id='vc1'><vCard "
+            "xmlns='vcard-temp'/></iq>" % alice)
+    vcard = {}
+    late = {}
+
+    def late_login():
+        try:
+            late['client'], late['seconds'] = login_slow(srv, jid('erin'),
+                                                         3 * BUSY_TIMEOUT)
+        except BaseException as e:      # reported by the main thread
+            late['error'] = e
+
+    t_login = threading.Thread(target=late_login, daemon=True)
+    t_login.start()
+    pings, live, bounce, n = [], [], None, 0
+    while bounce is None:
+        assert time.monotonic() - locker.locked_at < BUSY_TIMEOUT + 1.0, (
+            'no bounce for locked1 after the busy timeout')
+        pings.append(ping_time(cb))
+        t0 = time.monotonic()
+        cb.message(carol, 'live %d' % n, mid='live%d' % n)
+        el = cc.wait(is_message(frm=cb.full), 5)
+        assert el.get('id') == 'live%d' % n
+        live.append(time.monotonic() - t0)
+        n += 1
+        cb.absent(lambda el: False, 0.05, barrier=False)
+        for el in cb.discard(lambda el: el.get('id') == 'vc1'):
+            vcard['el'], vcard['at'] = el, time.monotonic()
+        for el in cb.discard(is_message(frm=alice)):
+            bounce = el
+    # The write could not wait longer than the busy timeout: bounced as a
+    # transient failure while the lock was still held.
+    bounce_at = time.monotonic() - locker.locked_at
+    assert locker.released_at is None
+    assert_wait_bounce(bounce, 'locked1', alice)
+
+    # Sent now, it waits less than the busy timeout: stored at the end.
+    cb.message(alice, 'stored after the lock', mid='locked2')
+    locker.join(hold + 5)
+    t_login.join(3 * BUSY_TIMEOUT)
+    assert 'error' not in late, late.get('error')
+    assert 'client' in late, 'login behind the lock did not finish'
+    late['client'].raw.close()
+    cb.absent(is_message(frm=alice), 0.3)
+    if 'el' not in vcard:
+        vcard['el'] = cb.wait(lambda el: el.get('id') == 'vc1', 5)
+        vcard['at'] = time.monotonic()
+    xmpp_raw.assert_stanza_error(vcard['el'], 'iq', 'item-not-found')
+    print('\nlocked database (%.1f s): ping max %.1f ms over %d, live '
+          'message max %.1f ms, login with nothing queued %.0f ms, login '
+          'queued behind a waiting write %.2f s, bounce after %.2f s, '
+          'read beside the write answered after %.2f s'
+          % (hold, 1000 * max(pings), len(pings), 1000 * max(live),
+             1000 * login_idle, late['seconds'], bounce_at,
+             vcard['at'] - locker.locked_at))
+    assert max(pings) < PING_LIMIT, pings
+    assert login_idle < BUSY_TIMEOUT / 2, login_idle
+
+    # Only the second one was stored.
+    ca = IMClient(srv.login(alice, resource='a'), alice)
+    ca.presence()
+    assert first_message(ca).get('id') == 'locked2'
+    ca.absent(is_message(), 0.3)
+    for c in (ca, cb, cc, cd):
+        c.raw.close()
+    srv.stop()
+    assert integrity_of(srv.db) == 'ok'
+
+
+def test_online_backup_does_not_block_the_loop(server_factory):
+    """sqlite3's online backup (what `sqlite3 DB .backup FILE` does),
+    over and over while messages are stored: the daemon's writes go on
+    and every copy is intact."""
+    srv = server_factory(limits=LIMITS, users=DURABILITY_USERS)
+    alice, bob = jid('alice'), jid('bob')
+    cb = IMClient(srv.login(bob, resource='b'), bob)
+    cb.presence()
+    cb.settle()
+    copies = []
+    stop = threading.Event()
+    errors = []
+
+    def backup():
+        src = sqlite3.connect('file:%s?mode=ro' % srv.db, uri=True,
+                              timeout=10)
+        try:
+            while not stop.is_set():
+                dst_path = srv.dir / ('backup%d.db' % len(copies))
+                dst = sqlite3.connect(str(dst_path))
+                src.backup(dst)
+                dst.close()
+                copies.append(dst_path)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            src.close()
+
+    t = threading.Thread(target=backup, daemon=True)
+    t.start()
+    pings, sent = [], []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.5:
+        mid = 'b%d' % len(sent)
+        cb.message(alice, 'backup ' + mid, mid=mid)
+        sent.append(mid)
+        pings.append(ping_time(cb))
+        time.sleep(0.005)
+    stop.set()
+    t.join(10)
+    assert not errors, errors
+    cb.absent(is_message(), 0.3)        # nothing bounced
+    print('\nonline backup: %d copies while %d messages were stored, ping '
+          'max %.1f ms' % (len(copies), len(sent), 1000 * max(pings)))
+    assert copies and max(pings) < PING_LIMIT, (len(copies), pings)
+    assert integrity_of(copies[-1]) == 'ok'
+
+    ca = IMClient(srv.login(alice, resource='a'), alice)
+    ca.presence()
+    got = [first_message(ca).get('id') for _ in sent]
+    assert got == sent
+    for c in (ca, cb):
+        c.raw.close()
