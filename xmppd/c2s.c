@@ -1231,6 +1231,17 @@ idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 	}
 }
 
+/* The storage queue is over limits { storage-queue } (or back under
+ * half of it): stop (resume) reading every client. */
+void
+c2s_storage_congested(int congested)
+{
+	conn_set_gate(congested);
+	if (!congested)
+		for (struct c2s *c = all; c; c = c->next)
+			conn_resume(c->conn, CONN_PAUSE_GATE);
+}
+
 void
 c2s_init(void)
 {

@@ -20,6 +20,8 @@ struct xel;
 extern const struct conn_handler c2s_conn_handler;
 
 void c2s_init(void);
+/* store_set_backlog_limit()'s callback. */
+void c2s_storage_congested(int congested);
 /* Queue a stanza (serialized in the jabber:client namespace). */
 void c2s_send(struct c2s *c, const struct xel *el);
 void c2s_send_raw(struct c2s *c, const char *data, size_t len);

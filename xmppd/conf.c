@@ -201,6 +201,8 @@ static const struct option limit_options[] = {
     {"max-connections", set_uint, LIMIT_FIELD(max_connections), 0, 10000000, 0,
         0},
     {"roster-size", set_uint, LIMIT_FIELD(roster_size), 1, 100000, 0, 0},
+    {"storage-queue", set_uint, LIMIT_FIELD(storage_queue), 0, 10000000, 0,
+        0},
     {"offline-messages", set_uint, LIMIT_FIELD(offline_messages), 0, 100000, 0,
         0},
     {"vcard-size", set_size, LIMIT_FIELD(vcard_size), KIB, 16 * MIB, 0, 0},
@@ -1087,6 +1089,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.max_connections = 0;
 	c->limits.roster_size = 1000;
 	c->limits.offline_messages = 500;
+	c->limits.storage_queue = 10000;
 	c->limits.vcard_size = 65536;
 	c->limits.private_size = 65536;
 	c->limits.blocklist_size = 1000;

@@ -57,6 +57,8 @@ struct conf_limits {
 	unsigned max_connections;    /* "max-connections", 0 = from
 	                                RLIMIT_NOFILE minus headroom */
 	unsigned roster_size;        /* "roster-size", items, 1000 */
+	unsigned storage_queue;      /* "storage-queue", requests, 10000;
+	                                0 = unbounded */
 	unsigned offline_messages;   /* "offline-messages", per user, 500;
 	                                0 = offline storage off */
 	size_t vcard_size;           /* "vcard-size", bytes, 65536 */

@@ -211,6 +211,14 @@ conn_pause(struct conn *c, enum conn_pause_reason why)
 	ev_io_stop(loop, &c->rio);
 }
 
+static int gate_closed;
+
+void
+conn_set_gate(int closed)
+{
+	gate_closed = closed;
+}
+
 void
 conn_resume(struct conn *c, enum conn_pause_reason why)
 {
@@ -403,6 +411,10 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 
 	if (c->state == CONN_HANDSHAKE) {
 		handshake_step(c);
+		return;
+	}
+	if (gate_closed && c->state == CONN_OPEN) {
+		conn_pause(c, CONN_PAUSE_GATE);
 		return;
 	}
 	while (c->state == CONN_OPEN && !c->paused && budget > 0) {

@@ -42,6 +42,7 @@ enum conn_pause_reason {
 	                           c2s_hold, an authentication tarpit) */
 	CONN_PAUSE_OUTPUT = 2,  /* output above the high water mark */
 	CONN_PAUSE_RATE = 4,    /* stanza rate limit (c2s token bucket) */
+	CONN_PAUSE_GATE = 8,    /* every connection (conn_set_gate) */
 };
 
 enum conn_state {
@@ -109,6 +110,10 @@ void conn_kill(struct conn *c, const char *reason);
  * reads after this one: the bytes of this call are the caller's. */
 void conn_pause(struct conn *c, enum conn_pause_reason why);
 void conn_resume(struct conn *c, enum conn_pause_reason why);
+/* Closed, no established connection reads: each pauses with
+ * CONN_PAUSE_GATE at its next read event; reopening does not resume
+ * them (the caller does, it knows them). */
+void conn_set_gate(int closed);
 /* Arm the connection's deadline (seconds from now, 0 = none); reaching it
  * kills the connection with reason. */
 void conn_set_timeout(struct conn *c, double seconds, const char *reason);

@@ -51,6 +51,9 @@ struct store_user {
  */
 int store_open(struct ev_loop *loop, const char *path, int synchronous_full,
     char *err, size_t errlen);
+/* Loop thread: when more than high requests (0: no limit) wait for
+ * storage, cb(1); when half of them are done, cb(0). */
+void store_set_backlog_limit(size_t high, void (*cb)(int congested));
 /* Stop accepting requests, finish the queue, run pending completions,
  * stop the thread and close the database.  Synchronous. */
 void store_close(void);

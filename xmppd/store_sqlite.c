@@ -230,6 +230,7 @@ enum req_kind {
 struct store_req {
 	struct store_req *next;
 	enum req_kind kind;
+	int counted;           /* in the loop thread's backlog */
 	uint64_t owner;
 	uint64_t tag;
 	enum store_status status;
@@ -431,6 +432,19 @@ req_fail(struct store_req *r)
 	r->status = STORE_ERROR;
 }
 
+/*
+ * Loop thread: the requests submitted and not completed yet.  Past the
+ * limit (limits { storage-queue }) the callback pauses reading from
+ * clients, so a storage that cannot keep up slows the senders down
+ * instead of queueing without bound (and of widening what a crash would
+ * lose); at half the limit reading resumes.
+ */
+static struct {
+	size_t n, high;
+	int congested;
+	void (*cb)(int congested);
+} backlog;
+
 /* Loop thread: queue a request for the storage thread. */
 static void
 req_submit(struct store_req *r)
@@ -443,11 +457,28 @@ req_submit(struct store_req *r)
 		req_free(r);
 		return;
 	}
+	r->counted = 1;
+	if (++backlog.n >= backlog.high && backlog.high != 0 &&
+	    !backlog.congested) {
+		backlog.congested = 1;
+		log_warnx("store: %zu requests waiting for storage; reading "
+		          "from clients paused until %zu are left",
+		    backlog.n, backlog.high / 2);
+		if (backlog.cb)
+			backlog.cb(1);
+	}
 	pthread_mutex_lock(&store.lock);
 	list_append(&store.pending, r);
 	store.depth++;
 	pthread_cond_signal(&store.cond);
 	pthread_mutex_unlock(&store.lock);
+}
+
+void
+store_set_backlog_limit(size_t high, void (*cb)(int congested))
+{
+	backlog.high = high;
+	backlog.cb = cb;
 }
 
 /* Statements (storage thread, or the opening thread before it starts). */
@@ -1140,8 +1171,17 @@ run_completions(void)
 
 	while ((r = l.head) != NULL) {
 		l.head = r->next;
+		if (r->counted)
+			backlog.n--;
 		req_ops[r->kind].complete(r);
 		req_free(r);
+	}
+	if (backlog.congested && backlog.n <= backlog.high / 2) {
+		backlog.congested = 0;
+		log_info("store: %zu requests waiting for storage; reading "
+		         "from clients resumed", backlog.n);
+		if (backlog.cb)
+			backlog.cb(0);
 	}
 }
 

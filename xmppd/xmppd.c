@@ -80,6 +80,7 @@ reload(void)
 		    "changes take effect at the next restart");
 	log_set_level(verbose ? LOG_LVL_DEBUG : nc->log_level);
 	conn_set_conf(nc);
+	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	conf_free(old);
 	log_info("configuration and certificates reloaded");
@@ -278,6 +279,8 @@ main(int argc, char **argv)
 		fatalx("refusing to start: %s", err);
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
+	store_set_backlog_limit(xmppd_conf->limits.storage_queue,
+	    c2s_storage_congested);
 	iq_init();
 	modules_init();
 

@@ -1007,3 +1007,45 @@ def test_online_backup_does_not_block_the_loop(server_factory):
     assert got == sent
     for c in (ca, cb):
         c.raw.close()
+
+
+def test_storage_queue_limit_pauses_reading(server_factory):
+    """limits { storage-queue }: while more requests than that wait for
+    storage (here: the database locked by another process), the server
+    stops reading its clients instead of queueing without bound; once half
+    of them are done it reads again and nothing was lost or bounced."""
+    limits = dict(LIMITS, **{'storage-queue': 20})
+    srv = server_factory(limits=limits, users=DURABILITY_USERS,
+                         extra='archive off')
+    alice, bob = jid('alice'), jid('bob')
+    ca = IMClient(srv.login(alice, resource='a'), alice)
+    cc = IMClient(srv.login(jid('carol'), resource='c'), jid('carol'))
+    for c in (ca, cc):
+        c.presence()
+        c.settle(0.2)
+    hold = 2.0
+    locker = Locker(srv.db, hold)
+    locker.start()
+    assert locker.locked.wait(5)
+    n = 60
+    ca.send(''.join("<message to='%s' type='chat' id='q%d'><body>queued "
+                    "%d</body></message>" % (bob, i, i) for i in range(n)))
+    time.sleep(0.3)
+    # alice's stream is no longer read: her ping waits for the lock's end.
+    waited = ping_time(ca)
+    locker.join()
+    assert waited >= hold - 0.5, waited
+    # Reading again: carol is served at once, alice's messages are stored.
+    assert ping_time(cc) < 1.0
+    log = srv.stderr_tail()
+    assert 'reading from clients paused' in log, log
+    assert 'reading from clients resumed' in log, log
+    assert ca.discard(is_message(frm=bob)) == []    # nothing bounced
+    full = ca.full
+    ca.raw.close()
+    cb = IMClient(srv.login(bob, resource='b'), bob)
+    cb.presence()
+    got = [cb.wait(is_message(frm=full), 10) for _ in range(n)]
+    assert [el.get('id') for el in got] == ['q%d' % i for i in range(n)]
+    cb.raw.close()
+    cc.raw.close()
