@@ -259,6 +259,46 @@ copy_node(struct arena *a, const struct xel *src)
 	return el;
 }
 
+/* Bytes copy_node() takes from an arena for src (as arena_alloc rounds). */
+static size_t
+node_size(const struct xel *src)
+{
+#define R8(n) (((n) + 7) & ~(size_t)7)
+	size_t n = R8(sizeof(struct xel));
+
+	if (src->name == NULL)
+		return n + R8(src->textlen + 1);
+	n += R8(strlen(src->name) + 1) + R8(strlen(src->ns) + 1);
+	for (const struct xattr *a = src->attrs; a != NULL; a = a->next)
+		n += R8(sizeof(*a)) + R8(strlen(a->name) + 1) +
+		    R8(strlen(a->value) + 1) +
+		    (a->ns != NULL ? R8(strlen(a->ns) + 1) : 0);
+	return n;
+#undef R8
+}
+
+struct xel *
+xel_copy_fit(const struct xel *src, size_t spare)
+{
+	const struct xel *s = src;
+	size_t n = node_size(src);
+
+	for (;;) {
+		if (s->children != NULL) {
+			s = s->children;
+			n += node_size(s);
+			continue;
+		}
+		while (s != src && s->next == NULL)
+			s = s->parent;
+		if (s == src)
+			break;
+		s = s->next;
+		n += node_size(s);
+	}
+	return xel_copy(arena_new(n + spare), src);
+}
+
 /* Iterative, so a deep tree built by hand cannot exhaust the stack. */
 struct xel *
 xel_copy(struct arena *a, const struct xel *src)

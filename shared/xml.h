@@ -58,6 +58,9 @@ void xel_set_attr_ns(struct xel *el, const char *ns, const char *name,
     const char *value);
 /* Deep copy of src (and its subtree) into arena a, parent NULL. */
 struct xel *xel_copy(struct arena *a, const struct xel *src);
+/* A copy in a new arena of just the size it needs plus spare bytes, for
+ * copies kept long (a session's presence); free with arena_free(). */
+struct xel *xel_copy_fit(const struct xel *src, size_t spare);
 /* Move-append: deep copies src as the last child of parent. */
 struct xel *xel_append_copy(struct xel *parent, const struct xel *src);
 void xel_remove(struct xel *child);      /* unlinks from its parent */

@@ -298,7 +298,7 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 		 * what everyone gets; at session end a plain one. */
 		s->presence = NULL;
 		if (pres) {
-			s->presence = xel_copy(arena_new(512), pres);
+			s->presence = xel_copy_fit(pres, 0);
 			xel_set_attr(s->presence, "to", NULL);
 		}
 		broadcast(s, 1, !ending);
@@ -315,7 +315,9 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 	}
 	if (s->presence)
 		arena_free(s->presence->arena);
-	s->presence = xel_copy(arena_new(1024), pres);
+	/* Kept while the session is available: sized to fit, with room
+	 * for what the presence hooks add (the XEP-0153 avatar hash). */
+	s->presence = xel_copy_fit(pres, 192);
 	xel_set_attr(s->presence, "to", NULL);
 	hook_run_presence_out(s, s->presence);
 	s->available = 1;

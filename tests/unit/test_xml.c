@@ -467,6 +467,22 @@ test_builders(void)
 	    "<iq type='set' to='x' from='y'><query "
 	    "xmlns='jabber:iq:roster'><item/>t1<item/>t2t3<other "
 	    "xmlns='urn:o'/><item/></query></iq>");
+
+	/* A fitted copy: equal, in one chunk of the size it needs. */
+	{
+		struct xel *f = xel_copy_fit(c, 0);
+		struct buf fb = BUF_INIT;
+		size_t one = arena_bytes(f->arena);
+
+		xel_serialize(f, &fb, NS_CLIENT);
+		CHECK_STR(buf_head(&fb), buf_head(&b));
+		CHECK(f->arena != c->arena);
+		/* Fitted: adding to it needs a second chunk at once. */
+		xel_set_attr(f, "extra", "value");
+		CHECK(arena_bytes(f->arena) > one);
+		arena_free(f->arena);
+		buf_free(&fb);
+	}
 	arena_free(a2);
 	buf_free(&b);
 }
