@@ -32,7 +32,8 @@
 
 #define MAX_AUTH_ATTEMPTS 5     /* failed SASL attempts per stream */
 #define PARSER_TRIM_BATCH 1024 /* parsers released before malloc_trim() */
-#define PARSER_TRIM_INTERVAL 30.0 /* s, at least, between two trims */
+#define PARSER_TRIM_MIN 64     /* ... or this many once releases stop */
+#define PARSER_TRIM_INTERVAL 5.0 /* s, at least, between two trims */
 #define PARSER_IDLE 2.0         /* seconds without input before a stream's
                                    parser is released (xml_stream_release) */
 #define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
@@ -1200,13 +1201,14 @@ c2s_shutdown_all(void)
 
 /*
  * Idle streams give their expat parser back (about 9 KiB each): most
- * sessions of an XMPP server are idle most of the time.  The parsers
- * were allocated between the sessions' long-lived objects, so their
- * memory is scattered holes in the heap that malloc keeps.  After a
- * large batch of releases (a login storm going quiet) malloc_trim()
- * hands the whole free pages among them back to the kernel: it walks
- * the free chunks, a stall of milliseconds per 10,000 sessions, so at
- * most once per PARSER_TRIM_INTERVAL and never for a trickle.
+ * sessions of an XMPP server are idle most of the time.  The parsers (and
+ * the TLS handshakes before them) were allocated between the sessions'
+ * long-lived objects, so what they freed is scattered holes in the heap
+ * that malloc keeps.  After a batch of releases malloc_trim() hands the
+ * whole free pages among them back to the kernel: after 1024, or after
+ * fewer once a sweep releases nothing more (a login storm is over).  It
+ * walks the free chunks, a stall of milliseconds per 10,000 sessions, so
+ * at most once per PARSER_TRIM_INTERVAL and never for a trickle.
  */
 static void
 idle_cb(struct ev_loop *l, ev_timer *w, int revents)
@@ -1214,13 +1216,15 @@ idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 	static unsigned released;
 	static ev_tstamp last_trim;
 	ev_tstamp now = ev_now(l);
+	unsigned now_released = 0;
 
 	for (struct c2s *c = all; c; c = c->next)
 		if (c->xs && c->state != C2S_CLOSING &&
 		    now - c->conn->last_read >= PARSER_IDLE)
-			released += (unsigned)xml_stream_release(c->xs);
-	if (released >= PARSER_TRIM_BATCH &&
-	    now - last_trim >= PARSER_TRIM_INTERVAL) {
+			now_released += (unsigned)xml_stream_release(c->xs);
+	released += now_released;
+	if ((released >= PARSER_TRIM_BATCH || (released >= PARSER_TRIM_MIN &&
+		now_released == 0)) && now - last_trim >= PARSER_TRIM_INTERVAL) {
 		ev_tstamp t0 = ev_time();
 
 		malloc_trim(0);
