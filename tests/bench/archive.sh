@@ -44,29 +44,7 @@ die() {
 	echo "archive bench: $*" >&2
 	exit 1
 }
-now() {
-	date +%s.%N
-}
-since() {
-	awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'
-}
-port_in_use() {
-	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-	    awk -v p=":$hex" '$2 ~ p"$" { f = 1 } END { exit !f }'
-}
-pick_port() {
-	tries=0
-	while [ $tries -lt 200 ]; do
-		p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
-		if ! port_in_use "$p" && [ "$p" != "${1:-}" ]; then
-			echo "$p"
-			return 0
-		fi
-		tries=$((tries + 1))
-	done
-	die "no free port found"
-}
+. "$(dirname "$0")/lib.sh"
 
 for f in "$BUILD/xmppd" "$BUILD/xmppctl" "$BENCH"; do
 	[ -x "$f" ] || die "$f not built (make BUILD=$BUILD all $BENCH)"

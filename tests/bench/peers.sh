@@ -93,12 +93,8 @@ warn() {
 	echo "bench-peers: $*" >&2
 	status=1
 }
-now() {
-	date +%s.%N
-}
-since() {
-	awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'
-}
+. "$(dirname "$0")/lib.sh"
+
 has() { # has WORD LIST
 	case " $2 " in *" $1 "*) return 0 ;; esac
 	return 1
@@ -254,32 +250,6 @@ else
 	pinning="not pinned ($cores core(s) or no taskset): server and load" \
 	    "generator share the CPU"
 fi
-
-port_in_use() {
-	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-	    awk -v p=":$hex" '$2 ~ p"$" { f = 1 } END { exit !f }'
-}
-port_listening() {
-	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-	    awk -v p=":$hex" '$2 ~ p"$" && $4 == "0A" { f = 1 } END { exit !f }'
-}
-pick_port() {
-	tries=0
-	while [ $tries -lt 200 ]; do
-		p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000))
-		if ! port_in_use "$p" && [ "$p" != "${1:-}" ]; then
-			echo "$p"
-			return 0
-		fi
-		tries=$((tries + 1))
-	done
-	die "no free port found"
-}
-rss_kib() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
-}
 
 echo "== bench-peers: $PEERS; $RUNS run(s) of: $SCENARIOS"
 echo "== $TLS, mechanism $MECH, loopback; $pinning; open files $nofile"
