@@ -2153,6 +2153,30 @@ parse_stamp(
 	return 0;
 }
 
+/*
+ * The end of a chat or presence summary line (utilisation, drops, a
+ * timeout), then the CSV file to append its row to, or NULL (none asked
+ * for, or it cannot be opened).
+ */
+static FILE *
+summary_end(double elapsed)
+{
+	FILE *f;
+
+	print_utilisation(elapsed);
+	if (B.dropped)
+		printf(" dropped=%u", B.dropped);
+	if (B.timed_out)
+		printf(" TIMED-OUT");
+	printf("\n");
+	fflush(stdout);
+	if (B.o.csv == NULL)
+		return NULL;
+	if ((f = fopen(B.o.csv, "a")) == NULL)
+		log_warn("cannot append to %s", B.o.csv);
+	return f;
+}
+
 /* ---- chat mode ---- */
 
 /*
@@ -2387,19 +2411,8 @@ chat_print_summary(void)
 		    B.cpu_after - B.cpu_before, cpu);
 	if (B.o.rate > 0)
 		printf(" paced=%.0f/s", B.o.rate);
-	print_utilisation(elapsed);
-	if (B.dropped)
-		printf(" dropped=%u", B.dropped);
-	if (B.timed_out)
-		printf(" TIMED-OUT");
-	printf("\n");
-	fflush(stdout);
-	if (B.o.csv == NULL)
+	if ((f = summary_end(elapsed)) == NULL)
 		return;
-	if ((f = fopen(B.o.csv, "a")) == NULL) {
-		log_warn("cannot append to %s", B.o.csv);
-		return;
-	}
 	/* Its own columns: give chat runs their own CSV file. */
 	if (ftell(f) == 0)
 		fprintf(f, "time,label,mode,tls,pairs,window,body_bytes,n,"
@@ -2593,19 +2606,8 @@ presence_print_summary(void)
 	if (cpu_us >= 0)
 		printf(" server_cpu=%.2fs(%.2fus/stanza)",
 		    B.cpu_after - B.cpu_before, cpu_us);
-	print_utilisation(elapsed);
-	if (B.dropped)
-		printf(" dropped=%u", B.dropped);
-	if (B.timed_out)
-		printf(" TIMED-OUT");
-	printf("\n");
-	fflush(stdout);
-	if (B.o.csv == NULL)
+	if ((f = summary_end(elapsed)) == NULL)
 		return;
-	if ((f = fopen(B.o.csv, "a")) == NULL) {
-		log_warn("cannot append to %s", B.o.csv);
-		return;
-	}
 	/* Its own columns, as chat. */
 	if (ftell(f) == 0)
 		fprintf(f, "time,label,mode,tls,mech,users,roster_items,window,"
