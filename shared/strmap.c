@@ -82,8 +82,8 @@ strmap_new(void)
 		sip_k1 = k[1];
 		sip_ready = 1;
 	}
-	m->nbuckets = 16;
-	m->b = xcalloc(m->nbuckets, sizeof(*m->b));
+	/* No buckets until the first put: many maps (a session's empty
+	 * roster or block list) stay empty for good. */
 	return m;
 }
 
@@ -118,7 +118,11 @@ find(const struct strmap *m, const char *key, uint64_t h)
 void *
 strmap_get(const struct strmap *m, const char *key)
 {
-	struct entry *e = *find(m, key, siphash(key, strlen(key)));
+	struct entry *e;
+
+	if (m->count == 0)
+		return NULL;
+	e = *find(m, key, siphash(key, strlen(key)));
 
 	return e ? e->value : NULL;
 }
@@ -148,7 +152,13 @@ strmap_put(struct strmap *m, const char *key, void *value)
 {
 	size_t len = strlen(key);
 	uint64_t h = siphash(key, len);
-	struct entry **pp = find(m, key, h), *e;
+	struct entry **pp, *e;
+
+	if (m->nbuckets == 0) {
+		m->nbuckets = 16;
+		m->b = xcalloc(m->nbuckets, sizeof(*m->b));
+	}
+	pp = find(m, key, h);
 
 	if (*pp) {
 		void *old = (*pp)->value;
@@ -170,9 +180,12 @@ strmap_put(struct strmap *m, const char *key, void *value)
 void *
 strmap_del(struct strmap *m, const char *key)
 {
-	struct entry **pp = find(m, key, siphash(key, strlen(key))), *e;
+	struct entry **pp, *e;
 	void *v;
 
+	if (m->count == 0)
+		return NULL;
+	pp = find(m, key, siphash(key, strlen(key)));
 	if ((e = *pp) == NULL)
 		return NULL;
 	*pp = e->next;

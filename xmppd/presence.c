@@ -315,11 +315,12 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 	}
 	if (s->presence)
 		arena_free(s->presence->arena);
-	/* Kept while the session is available: sized to fit, with room
-	 * for what the presence hooks add (the XEP-0153 avatar hash). */
-	s->presence = xel_copy_fit(pres, 192);
-	xel_set_attr(s->presence, "to", NULL);
-	hook_run_presence_out(s, s->presence);
+	/* Kept while the session is available, so copied to an arena of
+	 * just its size once the hooks have added to it (the XEP-0153
+	 * avatar hash). */
+	xel_set_attr(pres, "to", NULL);
+	hook_run_presence_out(s, pres);
+	s->presence = xel_copy_fit(pres, 0);
 	s->available = 1;
 	s->priority = 0;
 	{
