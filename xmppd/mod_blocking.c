@@ -850,6 +850,7 @@ block_set(struct session *s, struct blocklist *bl, struct xel *iq,
 
 			snprintf(text, sizeof(text),
 			    "The block list holds at most %u JIDs", limit);
+			session_log_limit(s, "blocklist-size", limit);
 			reply_error(s, iq, "modify", "not-acceptable", text);
 			job_free(&j->j);
 			return;

@@ -1245,6 +1245,8 @@ roster_set(struct session *s, struct roster *r, struct xel *iq,
 	it = strmap_get(r->items, contact);
 	was_item = it && (it->sub & SUB_ITEM);
 	if (!was_item && r->nvisible >= xmppd_conf->limits.roster_size) {
+		session_log_limit(s, "roster-size",
+		    xmppd_conf->limits.roster_size);
 		reply_error(s, iq, "cancel", "not-allowed");
 		free(contact);
 		return;

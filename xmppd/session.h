@@ -55,6 +55,9 @@ void session_send(struct session *s, const struct xel *stanza);
 /* One copy of a fan-out serialized once: "<name to='to'" + rest. */
 void session_send_fanout(struct session *s, const char *name, const char *to,
     const char *rest, size_t len);
+/* The log line of a per-user limit refused to s (conf limits name). */
+void session_log_limit(const struct session *s, const char *limit,
+    unsigned value);
 /* Send r (may be NULL) to s, then free r's arena. */
 void session_reply(struct session *s, struct xel *r);
 

@@ -2,6 +2,7 @@
  * The session manager: bound sessions indexed by bare JID (each user's
  * sessions in a short list), by id, and in binding order for listings.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -288,6 +289,17 @@ session_send_fanout(struct session *s, const char *name, const char *to,
 		return;
 	s->stanzas_out++;
 	c2s_send_fanout(s->c2s, name, to, rest, len);
+}
+
+void
+session_log_limit(const struct session *s, const char *limit, unsigned value)
+{
+	if (s->c2s != NULL)
+		log_info("c2s %" PRIu64 " %s: %s: limits { %s %u } reached",
+		    c2s_id(s->c2s), c2s_ip(s->c2s), s->full, limit, value);
+	else
+		log_info("session %s: limits { %s %u } reached", s->full,
+		    limit, value);
 }
 
 void

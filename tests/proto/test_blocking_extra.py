@@ -5,6 +5,8 @@ offline messages from a blocked sender, presence and subscriptions toward
 a blocked JID, account deletion, and what blocking never touches (the
 user's own resources and server)."""
 
+import re
+
 import pytest
 
 from im_helpers import (DOMAIN, NS_BLOCKING, NS_BLOCKING_ERRORS,
@@ -426,6 +428,9 @@ def test_limit(server_factory):
         unblock_ok(c, x1)
         block_ok(c, x4)
         assert blocklist(c) == sorted([x2, x3, x4])
+        assert re.search(r'c2s \d+ [0-9.]+: %s/\S+: limits \{ '
+                         r'blocklist-size 3 \} reached' % re.escape(a),
+                         srv.stderr_text()), srv.stderr_tail()
     finally:
         f.close_all()
     srv.stop()

@@ -4,6 +4,8 @@ items, the roster-size limit, roster versioning (RFC 6121 §2.6,
 XEP-0237), and the removal of a deleted account (xmppctl deluser) from
 other users' rosters."""
 
+import re
+
 import pytest
 
 from im_helpers import (NS_ROSTER, NS_ROSTERVER, fresh_users, groups_of,
@@ -245,6 +247,10 @@ def test_roster_size_limit(server, im):
     el = c.roster_set('onetoomany@example.com', 'Over')
     assert_stanza_error(el, 'iq', ROSTER_FULL[0], etype=ROSTER_FULL[1])
     c.no_push(duration=0.2)
+    # The log line names the connection (HACKING.md, limits).
+    assert re.search(r'c2s \d+ [0-9.]+: %s/\S+: limits \{ roster-size %d \} '
+                     r'reached' % (re.escape(a), ROSTER_SIZE),
+                     server.stderr_text()), server.stderr_tail()
     assert sorted(c.roster()) == sorted('contact%d@example.com' % i
                                         for i in range(ROSTER_SIZE))
     # changing an existing item is not adding one
