@@ -615,11 +615,12 @@ run_login() { # SERVER RUN
 	echo "-- $1 run $2: logins (${proto:-no TLS}, $mech)"
 	grep -q "^$1 " "$RES/proto" 2>/dev/null ||
 	    echo "$1 ${proto:-no TLS}, $mech" >>"$RES/proto"
-	bench login -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
+	# Full logins (issue 7): bind, then roster get and initial presence.
+	bench login --full -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
 	    --no-close-wait --label "$1/$2/seq" --csv "$RES/logins.csv"
-	bench login -n "$LOGINS" -c "$CONC" --users "$USERS" --first "$SEQ" \
-	    --pid "$SRV_PID" --no-close-wait --label "$1/$2/par" \
-	    --csv "$RES/logins.csv"
+	bench login --full -n "$LOGINS" -c "$CONC" --users "$USERS" \
+	    --first "$SEQ" --pid "$SRV_PID" --no-close-wait \
+	    --label "$1/$2/par" --csv "$RES/logins.csv"
 	# The baseline: the same server's cost of a bare TLS handshake
 	# (direct TLS port, close_notify right after, no XMPP).
 	$CLI_PIN "$BENCH" login --handshake-only -n "$LOGINS" -c "$CONC" \

@@ -287,6 +287,7 @@ struct bench_opts {
 	int verbose;
 	int no_close_wait; /* close right after sending </stream:stream> */
 	int handshake_only; /* login: TLS handshake and close_notify only */
+	int full_login;     /* login: also roster get and initial presence */
 	unsigned online;   /* roster: sessions held online (odd users) */
 	long roster_items; /* roster: expected roster size, -1 unchecked */
 
@@ -1286,6 +1287,11 @@ handle_roster(struct conn *c)
 		return;
 	}
 	conn_send(c, "<presence/>");
+	if (B.o.mode == MODE_LOGIN) {
+		/* --full: the roster and initial presence end the login. */
+		conn_logged_in(c);
+		return;
+	}
 	if (c->online) {
 		conn_online_up(c);
 		return;
@@ -1389,7 +1395,8 @@ handle_top(struct conn *c)
 			conn_fail(c, FAIL_BIND, "bind error");
 			break;
 		}
-		if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE) {
+		if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
+		    B.o.full_login) {
 			conn_send(c, "<iq type='get' id='roster'>"
 			             "<query xmlns='" NS_ROSTER "'/></iq>");
 			c->step = STEP_ROSTER;
@@ -2819,6 +2826,8 @@ usage(int code)
 	    "  --rate R         chat: send R messages/s in all (paced, for\n"
 	    "                   latency below saturation; default: as fast\n"
 	    "                   as the windows allow)\n"
+	    "  --full           login: after bind also a roster get and\n"
+	    "                   initial presence (RFC 6121 §2.1.3, §4.2)\n"
 	    "  --handshake-only login: TLS handshake and close_notify, no\n"
 	    "                   XMPP (the baseline of a login's cost)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
@@ -2864,6 +2873,7 @@ parse_args(int argc, char **argv)
 		O_MECH,
 		O_NO_CLOSE_WAIT,
 		O_HANDSHAKE_ONLY,
+		O_FULL,
 		O_RATE,
 		O_HELP
 	};
@@ -2886,12 +2896,14 @@ parse_args(int argc, char **argv)
 	    {"mech", required_argument, NULL, O_MECH},
 	    {"no-close-wait", no_argument, NULL, O_NO_CLOSE_WAIT},
 	    {"handshake-only", no_argument, NULL, O_HANDSHAKE_ONLY},
+	    {"full", no_argument, NULL, O_FULL},
 	    {"rate", required_argument, NULL, O_RATE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
 	struct bench_opts *o = &B.o;
 	int ch, port_given = 0, conc_given = 0, online_given = 0;
+	int items_given = 0;
 
 	if (argc < 2)
 		usage(1);
@@ -2970,6 +2982,9 @@ parse_args(int argc, char **argv)
 		case O_HANDSHAKE_ONLY:
 			o->handshake_only = 1;
 			break;
+		case O_FULL:
+			o->full_login = 1;
+			break;
 		case O_RATE:
 			o->rate = parse_num(optarg, 1, 10000000, "--rate");
 			break;
@@ -3019,6 +3034,7 @@ parse_args(int argc, char **argv)
 			online_given = 1;
 			break;
 		case O_ROSTER_ITEMS:
+			items_given = 1;
 			o->roster_items = (long)parse_num(
 			    optarg, -1, 100000, "--roster-items");
 			break;
@@ -3050,6 +3066,10 @@ parse_args(int argc, char **argv)
 	if (o->handshake_only && (o->mode != MODE_LOGIN ||
 		o->tls != TLS_DIRECT))
 		fatalx("--handshake-only: login mode with --tls direct");
+	if (o->full_login && o->mode != MODE_LOGIN)
+		fatalx("--full: login mode only");
+	if (o->full_login && !items_given)
+		o->roster_items = -1; /* whatever the account's roster is */
 	if (o->mode == MODE_ROSTER) {
 		if (o->users == 0)
 			o->users = 200;
