@@ -94,36 +94,7 @@ BENCH_PORT=$PORT
 # The default stanza rate limit (50/s per session) would throttle the
 # chat run, and the pre-auth limit the parallel logins from 127.0.0.1.
 start_xmppd() {
-	cat >"$DIR/xmppd.conf" <<EOF
-log-level warn
-storage "$DIR/xmppd.db"
-control-socket "$DIR/xmppd.sock"
-scram-iterations $ITER
-listen c2s $PORT address 127.0.0.1 starttls required
-listen c2s-tls $PORT_TLS address 127.0.0.1
-limits {
-    connections-per-ip 0
-    preauth-connections-per-ip 0
-    stanzas-per-second 0
-    max-connections 0
-}
-host "$DOMAIN" {
-    certificate "$DIR/cert.pem"
-    key "$DIR/key.pem"
-}
-EOF
-	$SRV_PIN "$BUILD/xmppd" -d -f "$DIR/xmppd.conf" 2>"$DIR/server.log" &
-	SRV_PID=$!
-	i=0
-	until "$BUILD/xmppctl" -s "$DIR/xmppd.sock" status >/dev/null 2>&1; do
-		kill -0 "$SRV_PID" 2>/dev/null || {
-			cat "$DIR/server.log" >&2
-			die "xmppd exited at start-up"
-		}
-		[ $i -ge 100 ] && die "xmppd did not answer within 10 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
+	xmppd_launch "$DIR"
 }
 
 stop_server() {

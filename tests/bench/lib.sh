@@ -42,3 +42,45 @@ pick_port() {
 rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
 }
+
+# xmppd_launch INST [TOP] [LIMITS] [STARTTLS]: write INST/xmppd.conf (the
+# database, control socket and log in INST; STARTTLS on $PORT, required
+# unless STARTTLS says optional, direct TLS on $PORT_TLS; $DIR/cert.pem;
+# $ITER SCRAM iterations; every per-address, rate and connection limit
+# off; TOP lines at the top level, LIMITS lines inside limits), start
+# xmppd ($SRV_PIN in front) and wait until its control socket answers.
+# Sets SRV_PID.
+xmppd_launch() {
+	cat >"$1/xmppd.conf" <<EOC
+log-level warn
+storage "$1/xmppd.db"
+control-socket "$1/xmppd.sock"
+scram-iterations $ITER
+${2:-}
+listen c2s $PORT address 127.0.0.1 starttls ${4:-required}
+listen c2s-tls $PORT_TLS address 127.0.0.1
+limits {
+    connections-per-ip 0
+    preauth-connections-per-ip 0
+    stanzas-per-second 0
+    max-connections 0
+${3:-}
+}
+host "$DOMAIN" {
+    certificate "$DIR/cert.pem"
+    key "$DIR/key.pem"
+}
+EOC
+	$SRV_PIN "$BUILD/xmppd" -d -f "$1/xmppd.conf" 2>"$1/server.log" &
+	SRV_PID=$!
+	i=0
+	until "$BUILD/xmppctl" -s "$1/xmppd.sock" status >/dev/null 2>&1; do
+		kill -0 "$SRV_PID" 2>/dev/null || {
+			cat "$1/server.log" >&2
+			die "xmppd exited at start-up"
+		}
+		[ $i -ge 100 ] && die "xmppd did not answer within 10 s"
+		sleep 0.1
+		i=$((i + 1))
+	done
+}

@@ -279,47 +279,13 @@ $SEED keycache "$CREDS" "$HASH" "$DIR/keys" || die "cannot write key cache"
 
 # xmppd: the configuration run.sh uses, every limit that would throttle
 # the load generator off.  $1 instance directory, $2 archive on|off.
-xmppd_conf() {
+xmppd_start() { # INST MAM
 	spu=
 	[ "$USERS" -lt "$IDLE" ] && spu="    sessions-per-user 1000"
 	st=required
 	[ "$TLS" = none ] && st=optional
-	cat >"$1/xmppd.conf" <<EOF
-log-level warn
-storage "$1/xmppd.db"
-control-socket "$1/xmppd.sock"
-scram-iterations $ITER
-archive $2
-listen c2s $PORT address 127.0.0.1 starttls $st
-listen c2s-tls $PORT_TLS address 127.0.0.1
-limits {
-    connections-per-ip 0
-    preauth-connections-per-ip 0
-    stanzas-per-second 0
-    max-connections 0
-$spu
-}
-host "$DOMAIN" {
-    certificate "$DIR/cert.pem"
-    key "$DIR/key.pem"
-}
-EOF
-}
-
-xmppd_start() { # INST MAM
-	xmppd_conf "$1" "$([ "$2" = 1 ] && echo on || echo off)"
-	$SRV_PIN "$BUILD/xmppd" -d -f "$1/xmppd.conf" 2>"$1/server.log" &
-	SRV_PID=$!
-	i=0
-	until "$BUILD/xmppctl" -s "$1/xmppd.sock" status >/dev/null 2>&1; do
-		kill -0 "$SRV_PID" 2>/dev/null || {
-			cat "$1/server.log" >&2
-			die "xmppd exited at start-up"
-		}
-		[ $i -ge 100 ] && die "xmppd did not answer within 10 s"
-		sleep 0.1
-		i=$((i + 1))
-	done
+	xmppd_launch "$1" "archive $([ "$2" = 1 ] && echo on || echo off)" \
+	    "$spu" "$st"
 }
 
 # Prosody 0.12: internal storage for accounts and rosters (its default),
