@@ -238,75 +238,9 @@ echo "== seeded $ROWS archived messages of $MAM_USER@$DOMAIN in" \
 start_xmppd
 
 echo "-- MAM queries: $QUERIES per kind, $PAGE messages a page"
-PYTHONPATH="$HERE/../proto${PYTHONPATH:+:$PYTHONPATH}" $CLI_PIN python3 - \
-    "$BENCH_PORT" "$TLS" "$MAM_USER" "$MAM_PASSWORD" "$QUERIES" "$PAGE" \
-    "$MIDDLE" "$DOMAIN" <<'EOF' || status=1
-import statistics, sys, time
-import xmpp_raw as X
-port, tls, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], \
-    sys.argv[4]
-queries, page, middle, host = int(sys.argv[5]), int(sys.argv[6]), \
-    sys.argv[7], sys.argv[8]
-NS_MAM, NS_RSM = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm"
-c = X.login(port, user, password, tls=tls, mechanism="SCRAM-SHA-256")
-c.timeout = 30
-form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' "
-        "type='hidden'><value>%s</value></field><field var='with'>"
-        "<value>contact3@%s</value></field></x>" % (NS_MAM, host))
-kinds = [
-    ("first page", "", "<max>%d</max>" % page),
-    ("middle page (after-id)", "",
-     "<max>%d</max><after>%s</after>" % (page, middle)),
-    ("last page (<before/>)", "", "<max>%d</max><before/>" % page),
-    ("with=contact3, first page", form, "<max>%d</max>" % page),
-]
-n = 0
-failed = 0
-
-def query(form_xml, rsm):
-    """ms from sending the IQ to the IQ result with <fin/>; results."""
-    global n
-    n += 1
-    iq_id, qid = "mq%d" % n, "q%d" % n
-    got = 0
-    t = time.perf_counter()
-    c.send("<iq type='set' id='%s'><query xmlns='%s' queryid='%s'>%s"
-           "<set xmlns='%s'>%s</set></query></iq>"
-           % (iq_id, NS_MAM, qid, form_xml, NS_RSM, rsm))
-    while True:
-        el = c.next_element()
-        if el.tag == X.q(X.NS_CLIENT, "message"):
-            r = el.find(X.q(NS_MAM, "result"))
-            if r is not None and r.get("queryid") == qid:
-                got += 1
-        elif el.tag == X.q(X.NS_CLIENT, "iq") and el.get("id") == iq_id:
-            ms = (time.perf_counter() - t) * 1000
-            ok = el.get("type") == "result" and \
-                el.find(X.q(NS_MAM, "fin")) is not None
-            return ms, got, ok
-
-print("%-28s %7s %9s %9s %9s %9s" % ("page", "queries", "median_ms",
-                                      "p90_ms", "min_ms", "max_ms"))
-for name, form_xml, rsm in kinds:
-    for _ in range(3):                      # warm-up, not counted
-        query(form_xml, rsm)
-    times = []
-    for _ in range(queries):
-        ms, got, ok = query(form_xml, rsm)
-        if not ok or got != page:
-            failed += 1
-            print("  %s: result ok=%s, %d messages (expected %d)"
-                  % (name, ok, got, page))
-        times.append(ms)
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * len(times))) - 1)]
-    print("%-28s %7d %9.2f %9.2f %9.2f %9.2f"
-          % (name, len(times), statistics.median(times), p90, times[0],
-             times[-1]))
-c.send("</stream:stream>")
-c.close()
-sys.exit(1 if failed else 0)
-EOF
+$CLI_PIN python3 "$HERE/peers_seed.py" mam "$BENCH_PORT" "$TLS" \
+    SCRAM-SHA-256 "$MAM_USER" "$MAM_PASSWORD" "$QUERIES" "$PAGE" \
+    "$MIDDLE" "$DOMAIN" "$DIR/mam.csv" xmppd/1/mam || status=1
 kill -0 "$SRV_PID" 2>/dev/null || die "the server died during the queries"
 stop_server
 

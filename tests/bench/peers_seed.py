@@ -394,8 +394,12 @@ def cmd_mam(port, tls, mech, user, password, queries, page, middle, domain,
                               "%d)" % (name, ok, got, page), file=sys.stderr)
                 times.append(ms)
             med = statistics.median(times)
-            print("  %s page: median %.2f ms, min %.2f, max %.2f (%d queries)"
-                  % (name, med, min(times), max(times), len(times)))
+            times.sort()
+            p90 = times[min(len(times) - 1,
+                            int(round(0.9 * len(times))) - 1)]
+            print("  %s page: median %.2f ms, p90 %.2f, min %.2f, max %.2f "
+                  "(%d queries)" % (name, med, p90, times[0], times[-1],
+                                    len(times)))
             f.write("%s,%s,%.3f,%.3f,%.3f,%d\n" % (label, name, med,
                                                    min(times), max(times),
                                                    failed))
