@@ -84,3 +84,17 @@ EOC
 		i=$((i + 1))
 	done
 }
+
+# term_wait PID TENTHS: SIGTERM, wait up to TENTHS tenths of a second, then
+# SIGKILL.  Returns 0 if it exited by itself, 1 if it had to be killed.
+term_wait() {
+	kill -TERM "$1" 2>/dev/null
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt "$2" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -0 "$1" 2>/dev/null || return 0
+	kill -KILL "$1" 2>/dev/null
+	return 1
+}

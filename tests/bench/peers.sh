@@ -203,13 +203,7 @@ SRV_PID=
 
 cleanup() {
 	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
-		kill -TERM "$SRV_PID" 2>/dev/null
-		i=0
-		while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 300 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID"
+		term_wait "$SRV_PID" 300
 	fi
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "bench-peers: work directory kept: $DIR" >&2
@@ -461,16 +455,8 @@ wait_listening() { # NAME INST TENTHS
 # Stop with SIGTERM and see it go (30 s; then it fails the bench).
 stop_server() {
 	[ -n "$SRV_PID" ] || return 0
-	kill -TERM "$SRV_PID" 2>/dev/null
-	i=0
-	while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 300 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$SRV_PID" 2>/dev/null; then
-		warn "$CUR did not exit within 30 s of SIGTERM"
-		kill -KILL "$SRV_PID"
-	fi
+	term_wait "$SRV_PID" 300 ||
+	    warn "$CUR did not exit within 30 s of SIGTERM"
 	wait "$SRV_PID" 2>/dev/null
 	SRV_PID=
 }

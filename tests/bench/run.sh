@@ -111,13 +111,7 @@ SRV_PID=
 
 cleanup() {
 	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
-		kill -TERM "$SRV_PID" 2>/dev/null
-		i=0
-		while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 100 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID"
+		term_wait "$SRV_PID" 100
 	fi
 	rm -rf "$DIR"
 }
@@ -317,16 +311,9 @@ bench() {
 # Stop the server with SIGTERM and see it go; one that ignores SIGTERM
 # for 10 s fails the bench and is killed.
 stop_server() {
-	kill -TERM "$SRV_PID"
-	i=0
-	while kill -0 "$SRV_PID" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$SRV_PID" 2>/dev/null; then
+	if ! term_wait "$SRV_PID" 100; then
 		echo "bench: $SERVER did not exit within 10 s of SIGTERM" >&2
 		status=1
-		kill -KILL "$SRV_PID"
 	fi
 	wait "$SRV_PID" 2>/dev/null
 	SRV_PID=
