@@ -35,6 +35,25 @@ static uint64_t next_id = 1;
 /* Stanza counts of the sessions already gone (sm_stanza_totals). */
 static uint64_t gone_in, gone_out;
 
+/* The index in order[] of the session with this id, or norder.  Ids are
+ * handed out increasing at bind and order[] keeps binding order through
+ * removals, so it is sorted by id. */
+static size_t
+order_index(uint64_t id)
+{
+	size_t lo = 0, hi = norder;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (order[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < norder && order[lo]->id == id ? lo : norder;
+}
+
 static void
 reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
@@ -162,10 +181,9 @@ sm_find_full(const struct jid *j)
 struct session *
 sm_find_id(uint64_t id)
 {
-	for (size_t i = 0; i < norder; i++)
-		if (order[i]->id == id)
-			return order[i];
-	return NULL;
+	size_t i = order_index(id);
+
+	return i < norder ? order[i] : NULL;
 }
 
 struct session *
@@ -257,13 +275,15 @@ sm_unbind(struct session *s)
 		strmap_del(users, s->bare);
 		free(u);
 	}
-	for (size_t i = 0; i < norder; i++)
-		if (order[i] == s) {
+	{
+		size_t i = order_index(s->id);
+
+		if (i < norder) {
 			memmove(order + i, order + i + 1,
 			    (norder - i - 1) * sizeof(*order));
 			norder--;
-			break;
 		}
+	}
 	s->user = NULL;
 	if (s->c2s)
 		c2s_forget_session(s->c2s);
