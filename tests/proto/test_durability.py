@@ -813,7 +813,14 @@ def test_disk_full_bounces_with_wait_and_recovers(server_factory):
 
         # One archive row per direction for what was stored; none for
         # the chat whose archive write failed, although it was delivered.
-        assert [archived(m) for m in stored] == [2] * len(stored)
+        # The last message stored before the limit may have lost its
+        # archive rows: they are requests of their own, and the offline
+        # row can fit in a transaction after theirs failed (an archive
+        # failure does not bounce: the message is still delivered).
+        edge = sent.index(full_mid) - 1
+        assert [archived(m) for m in stored[:edge]] == [2] * edge
+        assert archived(stored[edge]) in (0, 1, 2)
+        assert archived('after') == 2
         assert archived('live-full') == 0
         assert archived('reply-full') in (0, 2)
     finally:
