@@ -1205,10 +1205,10 @@ c2s_shutdown_all(void)
  * the TLS handshakes before them) were allocated between the sessions'
  * long-lived objects, so what they freed is scattered holes in the heap
  * that malloc keeps.  After a batch of releases malloc_trim() hands the
- * whole free pages among them back to the kernel: after 1024, or after
- * fewer once a sweep releases nothing more (a login storm is over).  It
- * walks the free chunks, a stall of milliseconds per 10,000 sessions, so
- * at most once per PARSER_TRIM_INTERVAL and never for a trickle.
+ * whole free pages among them back to the kernel: after 1024 (at most
+ * once per PARSER_TRIM_INTERVAL), or after fewer once a sweep releases
+ * nothing more (a login storm is over).  It walks the free chunks, a
+ * stall of milliseconds per 10,000 sessions, so never for a trickle.
  */
 static void
 idle_cb(struct ev_loop *l, ev_timer *w, int revents)
@@ -1223,8 +1223,11 @@ idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 		    now - c->conn->last_read >= PARSER_IDLE)
 			now_released += (unsigned)xml_stream_release(c->xs);
 	released += now_released;
-	if ((released >= PARSER_TRIM_BATCH || (released >= PARSER_TRIM_MIN &&
-		now_released == 0)) && now - last_trim >= PARSER_TRIM_INTERVAL) {
+	/* During a storm at most every PARSER_TRIM_INTERVAL; once it is
+	 * over (this sweep released nothing), at the next sweep. */
+	if ((released >= PARSER_TRIM_BATCH &&
+		now - last_trim >= PARSER_TRIM_INTERVAL) ||
+	    (released >= PARSER_TRIM_MIN && now_released == 0)) {
 		ev_tstamp t0 = ev_time();
 
 		malloc_trim(0);
