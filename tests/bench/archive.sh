@@ -65,16 +65,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-SRV_PIN=
-CLI_PIN=
-cores=$(nproc 2>/dev/null || echo 1)
-if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
-	SRV_PIN="taskset -c 0"
-	CLI_PIN="taskset -c 1"
-	pinning="server pinned to core 0, load generator to core 1 ($cores cores)"
-else
-	pinning="not pinned ($cores core(s)): server and load generator share"
-fi
+pin_cores
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -nodes -days 30 -subj "/CN=$DOMAIN" -addext "subjectAltName=DNS:$DOMAIN" \

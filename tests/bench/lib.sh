@@ -98,3 +98,21 @@ term_wait() {
 	kill -KILL "$1" 2>/dev/null
 	return 1
 }
+
+# pin_cores: the server on core 0 and the load generator on core 1 when
+# there are two cores and taskset; sets SRV_PIN, CLI_PIN and pinning (the
+# sentence the output prints).
+pin_cores() {
+	SRV_PIN=
+	CLI_PIN=
+	cores=$(nproc 2>/dev/null || echo 1)
+	if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
+		SRV_PIN="taskset -c 0"
+		CLI_PIN="taskset -c 1"
+		pinning="server pinned to core 0, load generator to core 1"
+		pinning="$pinning ($cores cores)"
+	else
+		pinning="not pinned ($cores core(s) or no taskset): server"
+		pinning="$pinning and load generator share the CPU"
+	fi
+}

@@ -233,17 +233,7 @@ if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((IDLE + CONC + 256)) ]; then
 	IDLE=$((nofile - CONC - 256))
 fi
 
-SRV_PIN=
-CLI_PIN=
-cores=$(nproc 2>/dev/null || echo 1)
-if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
-	SRV_PIN="taskset -c 0"
-	CLI_PIN="taskset -c 1"
-	pinning="server pinned to core 0, load generator to core 1 ($cores cores)"
-else
-	pinning="not pinned ($cores core(s) or no taskset): server and load" \
-	    "generator share the CPU"
-fi
+pin_cores
 
 echo "== bench-peers: $PEERS; $RUNS run(s) of: $SCENARIOS"
 echo "== $TLS, mechanism $MECH, loopback; $pinning; open files $nofile"

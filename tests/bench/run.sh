@@ -130,17 +130,7 @@ if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((IDLE + CONC + 64)) ]; then
 fi
 
 # Pinning: the server on core 0, the load generator on core 1.
-SRV_PIN=
-CLI_PIN=
-cores=$(nproc 2>/dev/null || echo 1)
-if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
-	SRV_PIN="taskset -c 0"
-	CLI_PIN="taskset -c 1"
-	pinning="server pinned to core 0, load generator to core 1 ($cores cores)"
-else
-	pinning="not pinned ($cores core(s) or no taskset): server and load" \
-	    "generator share the CPU"
-fi
+pin_cores
 
 # Self-signed EC P-256 certificate, as `make var` creates.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
