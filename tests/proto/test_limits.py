@@ -8,32 +8,15 @@ client being served.  Attackers connect from 127.0.0.2 so that the limits
 they hit are seen not to touch 127.0.0.1."""
 
 import base64
-import contextlib
-import functools
 import re
-import socket
 import time
 
-import pytest
-
 from xmpp_raw import (NS_BIND, NS_CLIENT, NS_STREAM, NS_TLS, StreamClosed,
-                      assert_sasl_failure, assert_sasl_success, q, tostr)
+                      assert_sasl_failure, assert_sasl_success, q,
+                      source_address, tostr)
 
 NS_LIMITS = 'urn:xmpp:stream-limits:0'
 ATTACKER = '127.0.0.2'
-
-
-@contextlib.contextmanager
-def source_address(ip):
-    """New TCP connections made inside come from ip (any 127/8 address
-    reaches the daemon's 127.0.0.1 listeners on Linux)."""
-    orig = socket.create_connection
-    socket.create_connection = functools.partial(orig,
-                                                 source_address=(ip, 0))
-    try:
-        yield
-    finally:
-        socket.create_connection = orig
 
 
 def client_from(ip, srv, **kw):

@@ -8,8 +8,6 @@ while a real client logs in, and a reader with a zero TCP window.  Each
 case asserts the exact error and is followed by a fresh client being
 served (still_serving)."""
 
-import contextlib
-import functools
 import json
 import re
 import socket
@@ -19,8 +17,7 @@ import time
 
 import pytest
 
-from xmpp_raw import (NS_CLIENT, NS_STREAM, StreamClosed, assert_stanza_error,
-                      q, tostr)
+from xmpp_raw import NS_CLIENT, assert_stanza_error, q, source_address, tostr
 
 NS_ROSTER = 'jabber:iq:roster'
 NS_BLOCKING = 'urn:xmpp:blocking'
@@ -32,17 +29,6 @@ NS_PING = 'urn:xmpp:ping'
 def still_serving(server):
     yield
     server.assert_serves()
-
-
-@contextlib.contextmanager
-def source_address(ip):
-    orig = socket.create_connection
-    socket.create_connection = functools.partial(orig,
-                                                 source_address=(ip, 0))
-    try:
-        yield
-    finally:
-        socket.create_connection = orig
 
 
 def opened(server):

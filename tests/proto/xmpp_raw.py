@@ -9,7 +9,9 @@ Nothing here knows about the daemon's process; conftest.py starts it.
 
 import base64
 import collections
+import contextlib
 import ctypes
+import functools
 import hashlib
 import hmac
 import os
@@ -656,3 +658,16 @@ def login(port, user, password, resource=None, tls='starttls',
     except BaseException:
         c.close()
         raise
+
+
+@contextlib.contextmanager
+def source_address(ip):
+    """New TCP connections made inside come from ip (any 127/8 address
+    reaches the daemon's 127.0.0.1 listeners on Linux)."""
+    orig = socket.create_connection
+    socket.create_connection = functools.partial(orig,
+                                                 source_address=(ip, 0))
+    try:
+        yield
+    finally:
+        socket.create_connection = orig
