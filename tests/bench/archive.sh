@@ -52,18 +52,7 @@ done
 command -v openssl >/dev/null || die "openssl (the command) is needed"
 command -v python3 >/dev/null || die "python3 is needed"
 
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/xmppbench-archive.XXXXXX") ||
-    die "mktemp failed"
-SRV_PID=
-
-cleanup() {
-	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
-		term_wait "$SRV_PID" 100
-	fi
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir xmppbench-archive
 
 pin_cores
 

@@ -116,3 +116,18 @@ pin_cores() {
 		pinning="$pinning and load generator share the CPU"
 	fi
 }
+
+# work_dir PREFIX: a fresh temporary DIR that goes away, with the server
+# SRV_PID still running in it, when the script exits or is interrupted.
+work_dir() {
+	DIR=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || die "mktemp failed"
+	SRV_PID=
+	trap work_dir_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+work_dir_cleanup() {
+	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
+		term_wait "$SRV_PID" 100
+	fi
+	rm -rf "$DIR"
+}

@@ -106,17 +106,7 @@ if [ "$ROSTER" != 0 ]; then
 fi
 command -v openssl >/dev/null || die "openssl (the command) is needed"
 
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/xmppbench.XXXXXX") || die "mktemp failed"
-SRV_PID=
-
-cleanup() {
-	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
-		term_wait "$SRV_PID" 100
-	fi
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir xmppbench
 
 # Descriptors: the server holds BENCH_IDLE sessions plus its files; the
 # load generator the same number.  Root may raise the hard limit.
