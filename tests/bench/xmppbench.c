@@ -2184,6 +2184,22 @@ summary_end(double elapsed)
 	return f;
 }
 
+/*
+ * Chat and presence: 1 when the run is over (closing: the loop stops once
+ * the last connection is gone) or about to close, and nothing is to be
+ * checked any more.
+ */
+static int
+run_ending(void)
+{
+	if (B.closing) {
+		if (B.live == 0)
+			stop_loop();
+		return 1;
+	}
+	return B.chat_stopping;
+}
+
 /* ---- chat mode ---- */
 
 /*
@@ -2351,12 +2367,7 @@ chat_stop_soon(void)
 static void
 chat_check_done(void)
 {
-	if (B.closing) {
-		if (B.live == 0)
-			stop_loop();
-		return;
-	}
-	if (B.chat_stopping)
+	if (run_ending())
 		return;
 	if (!B.all_up && B.chat_up + B.failed == 2 * B.o.pairs) {
 		B.all_up = 1;
@@ -2541,12 +2552,7 @@ presence_settle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 presence_check_done(void)
 {
-	if (B.closing) {
-		if (B.live == 0)
-			stop_loop();
-		return;
-	}
-	if (B.chat_stopping)
+	if (run_ending())
 		return;
 	if (B.phase == PHASE_RAMP &&
 	    B.online_up + B.online_failed == B.o.users) {
