@@ -765,8 +765,11 @@ def test_disk_full_bounces_with_wait_and_recovers(server_factory):
     stored = sent[:sent.index(full_mid)]
     assert stored, 'nothing fitted before the limit'
 
-    # Still full: a big offline message bounces the same way...
-    cb.message(alice, 'full2 ' + big, mid='full2')
+    # Still full: a bigger offline message bounces the same way.  (Its
+    # offline row may be written in a transaction of its own, after its
+    # archive rows failed in another: alone it must still not fit in the
+    # gap that the failed message left, which is under 185 kB.)
+    cb.message(alice, 'full2 ' + 'z' * 200000, mid='full2')
     el = cb.wait(is_message(frm=alice), 5)
     assert_wait_bounce(el, 'full2', alice)
     assert set(bounces) == {full_mid} and sent[-1] == full_mid, (
