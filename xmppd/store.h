@@ -51,6 +51,10 @@ struct store_user {
  */
 int store_open(struct ev_loop *loop, const char *path, int synchronous_full,
     char *err, size_t errlen);
+/* How long a transaction waits for another process's write lock before
+ * its requests fail (STORE_BUSY_TIMEOUT_MS, 5000, by default); takes
+ * effect at the next store_open().  The unit tests shorten it. */
+void store_set_busy_timeout(int ms);
 /* Loop thread: when more than high requests (0: no limit) wait for
  * storage, cb(1); when half of them are done, cb(0). */
 void store_set_backlog_limit(size_t high, void (*cb)(int congested));

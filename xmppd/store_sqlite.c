@@ -474,6 +474,14 @@ req_submit(struct store_req *r)
 	pthread_mutex_unlock(&store.lock);
 }
 
+static int busy_timeout_ms = STORE_BUSY_TIMEOUT_MS;
+
+void
+store_set_busy_timeout(int ms)
+{
+	busy_timeout_ms = ms;
+}
+
 void
 store_set_backlog_limit(size_t high, void (*cb)(int congested))
 {
@@ -1387,7 +1395,7 @@ store_open(struct ev_loop *loop, const char *path, int synchronous_full,
 		goto fail;
 	}
 	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_busy_timeout(db, busy_timeout_ms);
 	if (sqlite3_db_readonly(db, "main") == 1) {
 		open_fail(err, errlen, path, "database is read-only");
 		goto fail;

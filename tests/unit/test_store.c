@@ -611,6 +611,39 @@ test_failures(void)
 	CHECK(results[t_gbad].st == STORE_NOT_FOUND);
 }
 
+/*
+ * Another process holds the write lock past the busy timeout (1 s here):
+ * the writes of a batch fail, but a read queued in the same batch is
+ * still served (WAL readers do not need the lock) with the right data.
+ */
+static void
+test_locked_reads(void)
+{
+	sqlite3 *ext;
+	uint64_t t_block, t_write, t_read, t_after;
+	struct store_user a2;
+
+	CHECK((ext = ext_open()) != NULL);
+	CHECK(ext_exec(ext, "BEGIN IMMEDIATE") == 0);
+	/* The blocker is taken alone and waits out the timeout, so the
+	 * write and the read queued meanwhile form the next batch. */
+	t_block = do_create_simple("blocker4", "c.example", 20);
+	CHECK(wait_queue_taken());
+	t_write = do_create_simple("locked1", "c.example", 21);
+	t_read = do_get("alice", "a.example");
+	CHECK(wait_all());
+	CHECK(ext_exec(ext, "COMMIT") == 0);
+	sqlite3_close(ext);
+	CHECK(results[t_block].st == STORE_ERROR);
+	CHECK(results[t_write].st == STORE_ERROR);
+	CHECK(results[t_read].st == STORE_OK);
+	make_user(&a2, "alice", "a.example", 77);
+	CHECK(keys_equal(&results[t_read].u.sha256, &a2.sha256, SCRAM_SHA256));
+	t_after = do_get("locked1", "c.example");
+	CHECK(wait_all());
+	CHECK(results[t_after].st == STORE_NOT_FOUND);
+}
+
 static void
 test_reopen(void)
 {
@@ -889,6 +922,7 @@ main(void)
 	snprintf(dbpath, sizeof(dbpath), "%s/xmppd.db", dir);
 
 	CHECK(!exists(dbpath));
+	store_set_busy_timeout(1000);
 	err[0] = '\0';
 	CHECK(store_open(loop, dbpath, 1, err, sizeof(err)) == 0);
 	if (err[0] != '\0')
@@ -900,6 +934,7 @@ main(void)
 	test_many_users();
 	test_list();
 	test_failures();
+	test_locked_reads();
 	test_reopen();
 	CHECK(bad_context == 0);
 	CHECK(bad_order == 0);
