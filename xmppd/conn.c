@@ -25,6 +25,8 @@
 
 #define READ_CHUNK 16384
 #define READ_BUDGET (64 * 1024)    /* per readiness callback, for fairness */
+#define WIRE_HIGH (64 * 1024)      /* TLS: encrypt no further ahead of the
+                                    * socket than this */
 
 struct listener {
 	ev_io io;
@@ -45,6 +47,7 @@ static ev_timer accept_retry;
 static struct strmap *per_ip;        /* ip -> (uintptr_t) count */
 static uint64_t next_id = 1;
 static int spare_fd = -1;
+static BIO_METHOD *bio_method;
 static struct conn_stats stats;
 static size_t max_conns;
 static unsigned conns_per_ip;
@@ -99,6 +102,76 @@ flush_list_add(struct conn *c)
 	else
 		flush_head = c;
 	flush_tail = c;
+}
+
+/*
+ * TLS talks to the socket through this BIO.  Reads go straight to
+ * read(2) and note whether they emptied the socket, so that the read
+ * loop can stop without the extra read(2) that would only say EAGAIN.
+ * Writes are appended to c->wire and leave in the before-sleep flush:
+ * one write(2) then carries what OpenSSL produced in one loop iteration
+ * (the session ticket with the stream features, the closing tag with
+ * close_notify) instead of one per flight or record batch.
+ */
+static int
+bio_conn_read(BIO *b, char *out, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	ssize_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	n = read(c->fd, out, (size_t)len);
+	if (n > 0) {
+		c->rd_drained = n < len;
+		return (int)n;
+	}
+	c->rd_drained = 1;
+	if (n == 0) {
+		c->rd_eof = 1;     /* BIO_eof(): a clean end, not an error */
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		BIO_set_retry_read(b);
+	return -1;             /* errno tells SSL_ERROR_SYSCALL's cause */
+}
+
+static int
+bio_conn_write(BIO *b, const char *in, int len)
+{
+	struct conn *c = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	buf_add(&c->wire, in, (size_t)len);
+	flush_list_add(c);
+	return len;
+}
+
+static long
+bio_conn_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct conn *c = BIO_get_data(b);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;          /* the before-sleep hook writes c->wire */
+	case BIO_CTRL_EOF:
+		return c->rd_eof;
+	case BIO_CTRL_WPENDING:
+		return (long)buf_avail(&c->wire);
+	default:
+		return 0;
+	}
+}
+
+static int
+bio_conn_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
 }
 
 static void
@@ -180,9 +253,16 @@ conn_kill(struct conn *c, const char *reason)
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
+	/* What TLS wrote last (a fatal alert saying why the handshake
+	 * failed) goes out if the socket takes it now; no waiting. */
+	if (buf_avail(&c->wire) > 0 &&
+	    write(c->fd, buf_head(&c->wire), buf_avail(&c->wire)) < 0)
+		log_debug("conn %llu %s: TLS alert not sent: %s",
+		    (unsigned long long)c->id, c->addr, strerror(errno));
 	close(c->fd);
 	c->fd = -1;
 	buf_free(&c->out);
+	buf_free(&c->wire);
 	ip_count(c->ip, -1);
 	stats.open--;
 	c->dead_next = dead_head;
@@ -306,8 +386,10 @@ handshake_step(struct conn *c)
 		    SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
 		c->deadline = 0;
 		timer_arm(c);
-		ev_io_stop(loop, &c->wio);
+		c->ticket_due = SSL_version(c->ssl) >= TLS1_3_VERSION;
 		c->h->on_tls(c);
+		if (buf_avail(&c->out) > 0)
+			flush_list_add(c);
 		if (c->state == CONN_OPEN && !c->paused) {
 			ev_io_start(loop, &c->rio);
 			/* With read-ahead the client's first bytes after its
@@ -324,7 +406,11 @@ handshake_step(struct conn *c)
 static void
 start_tls(struct conn *c)
 {
-	c->ssl = tls_new_ssl(c->fd, c->direct_tls);
+	BIO *bio = BIO_new(bio_method);
+
+	if (bio != NULL)
+		BIO_set_data(bio, c);
+	c->ssl = bio != NULL ? tls_new_ssl(bio) : NULL;
 	if (c->ssl == NULL) {
 		log_warnx("conn %llu %s: cannot create TLS session",
 		    (unsigned long long)c->id, c->addr);
@@ -336,52 +422,114 @@ start_tls(struct conn *c)
 	handshake_step(c);
 }
 
-/* Write out as much of c->out as the socket takes. */
-static void
-flush_one(struct conn *c)
+/* Write c->wire to the socket: 1 once it is empty, 0 if the socket is
+ * full (the write watcher waits for room) or the connection died. */
+static int
+wire_flush(struct conn *c)
 {
-	while (buf_avail(&c->out) > 0 && c->state != CONN_DEAD &&
-	    c->state != CONN_HANDSHAKE) {
-		ssize_t n;
+	while (buf_avail(&c->wire) > 0) {
+		ssize_t n = write(c->fd, buf_head(&c->wire),
+		    buf_avail(&c->wire));
 
-		if (c->ssl) {
-			ERR_clear_error();
-			int r = SSL_write(c->ssl, buf_head(&c->out),
-			    (int)(buf_avail(&c->out) > 1 << 20 ? 1 << 20 :
-			    buf_avail(&c->out)));
-			if (r <= 0) {
-				ssl_fail(c, "write", r);
-				return;
-			}
-			n = r;
-		} else {
-			n = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR) {
-					ev_io_start(loop, &c->wio);
-					return;
-				}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				ev_io_start(loop, &c->wio);
+			else
 				conn_kill(c, "write error");
-				return;
-			}
+			return 0;
+		}
+		buf_consume(&c->wire, (size_t)n);
+	}
+	buf_free(&c->wire);
+	return 1;
+}
+
+/* Plain TCP: write out as much of c->out as the socket takes; 1 once it
+ * is empty, 0 as wire_flush(). */
+static int
+plain_flush(struct conn *c)
+{
+	while (buf_avail(&c->out) > 0) {
+		ssize_t n = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				ev_io_start(loop, &c->wio);
+			else
+				conn_kill(c, "write error");
+			return 0;
 		}
 		c->bytes_out += (size_t)n;
 		stats.bytes_out += (size_t)n;
 		buf_consume(&c->out, (size_t)n);
 	}
-	if (c->state == CONN_DEAD)
-		return;
+	return 1;
+}
+
+/* TLS: encrypt c->out into c->wire, WIRE_HIGH at a time; 0 if the
+ * connection died. */
+static int
+encrypt_out(struct conn *c)
+{
+	if (c->ticket_due && buf_avail(&c->out) > 0) {
+		/* RFC 8446 §4.6.1: a ticket may be sent any time after the
+		 * client's Finished; this one leaves with the data. */
+		c->ticket_due = 0;
+		if (SSL_new_session_ticket(c->ssl) != 1)
+			ERR_clear_error();
+	}
+	while (buf_avail(&c->out) > 0 && buf_avail(&c->wire) < WIRE_HIGH) {
+		size_t len = buf_avail(&c->out);
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write(c->ssl, buf_head(&c->out),
+		    (int)(len > WIRE_HIGH ? WIRE_HIGH : len));
+		if (r <= 0) {
+			ssl_fail(c, "write", r);
+			return c->state != CONN_DEAD;
+		}
+		c->bytes_out += (size_t)r;
+		stats.bytes_out += (size_t)r;
+		buf_consume(&c->out, (size_t)r);
+	}
+	/* Closing: close_notify leaves with the closing tag. */
+	if (c->state == CONN_CLOSING && buf_avail(&c->out) == 0 &&
+	    !(SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN)) {
+		ERR_clear_error();
+		SSL_shutdown(c->ssl);
+	}
+	return 1;
+}
+
+/* Write out as much of c->out as the socket takes. */
+static void
+flush_one(struct conn *c)
+{
+	for (;;) {
+		if (c->ssl == NULL) {
+			if (!plain_flush(c))
+				return;
+			break;
+		}
+		/* During the handshake only its own flights go out. */
+		if (c->state != CONN_HANDSHAKE && !encrypt_out(c))
+			return;
+		if (!wire_flush(c))
+			return;
+		if (buf_avail(&c->out) == 0 || (c->state != CONN_OPEN &&
+		    c->state != CONN_CLOSING))
+			break;
+	}
 	ev_io_stop(loop, &c->wio);
+	if (buf_avail(&c->out) > 0)
+		return;       /* written once the handshake is done */
 	buf_free(&c->out);    /* idle connections hold no output memory */
 	if (c->state == CONN_STARTTLS)
 		start_tls(c);
-	else if (c->state == CONN_CLOSING) {
-		if (c->ssl) {
-			ERR_clear_error();
-			SSL_shutdown(c->ssl);
-		}
+	else if (c->state == CONN_CLOSING)
 		conn_kill(c, "closed");
-	} else if (c->paused & CONN_PAUSE_OUTPUT) {
+	else if (c->paused & CONN_PAUSE_OUTPUT) {
 		/* resume reading paused by our own output high water mark */
 		conn_resume(c, CONN_PAUSE_OUTPUT);
 	}
@@ -392,14 +540,7 @@ conn_write_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct conn *c = container_of(w, struct conn, wio);
 
-	if (c->state == CONN_HANDSHAKE) {
-		handshake_step(c);
-		return;
-	}
 	flush_one(c);
-	/* An SSL_read that wanted to write may now proceed. */
-	if (c->ssl && c->state == CONN_OPEN && !c->paused)
-		ev_feed_event(l, &c->rio, EV_READ);
 }
 
 static void
@@ -408,6 +549,7 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 	struct conn *c = container_of(w, struct conn, rio);
 	char data[READ_CHUNK];
 	size_t budget = READ_BUDGET;
+	int drained = 0;
 
 	if (c->state == CONN_HANDSHAKE) {
 		handshake_step(c);
@@ -428,6 +570,7 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 				return;
 			}
 			n = r;
+			drained = c->rd_drained && !SSL_has_pending(c->ssl);
 		} else {
 			n = read(c->fd, data, sizeof(data));
 			if (n == 0) {
@@ -439,6 +582,7 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 					conn_kill(c, "read error");
 				return;
 			}
+			drained = (size_t)n < sizeof(data);
 		}
 		c->bytes_in += (size_t)n;
 		stats.bytes_in += (size_t)n;
@@ -451,6 +595,9 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 			 * reading it until its output drains. */
 			conn_pause(c, CONN_PAUSE_OUTPUT);
 		}
+		/* Level-triggered: bytes arriving later wake us again. */
+		if (drained)
+			break;
 	}
 	if (budget == 0 && c->state == CONN_OPEN && !c->paused)
 		ev_feed_event(l, &c->rio, EV_READ);   /* more next iteration */
@@ -696,6 +843,14 @@ conn_init(struct ev_loop *l)
 {
 	loop = l;
 	per_ip = strmap_new();
+	bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "xmppd conn");
+	if (bio_method == NULL ||
+	    !BIO_meth_set_read(bio_method, bio_conn_read) ||
+	    !BIO_meth_set_write(bio_method, bio_conn_write) ||
+	    !BIO_meth_set_ctrl(bio_method, bio_conn_ctrl) ||
+	    !BIO_meth_set_create(bio_method, bio_conn_create))
+		fatalx("cannot create the connection BIO method");
 	ev_prepare_init(&prepare_w, prepare_cb);
 	ev_prepare_start(loop, &prepare_w);
 	ev_unref(loop);

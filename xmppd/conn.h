@@ -70,6 +70,10 @@ struct conn {
 	double idle;             /* idle timeout in seconds, 0: none */
 	ev_tstamp last_read;
 	struct buf out;
+	struct buf wire;         /* TLS records not yet taken by the socket */
+	unsigned rd_drained:1;   /* the last socket read emptied it */
+	unsigned rd_eof:1;       /* the peer closed its side */
+	unsigned ticket_due:1;   /* TLS 1.3 session ticket not yet sent */
 	struct conn *flush_next; /* on the flush list when queued */
 	int on_flush_list;
 	struct conn *dead_next;

@@ -96,7 +96,9 @@ ctx_new(const struct conf_host *h, char *err, size_t errlen)
 	 * WANT_READ and conn_resume feeds a read event, so bytes buffered
 	 * here are never stranded. */
 	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_num_tickets(ctx, 1);
+	/* TLS 1.3: no ticket right after the handshake; conn.c asks for
+	 * one with the first data it sends, so both share a write. */
+	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_use_certificate_chain_file(ctx, h->certificate) != 1) {
 		ssl_errstr(e, sizeof(e));
@@ -159,15 +161,16 @@ tls_free(void)
 }
 
 SSL *
-tls_new_ssl(int fd, int direct)
+tls_new_ssl(BIO *bio)
 {
 	SSL *ssl;
 
-	if (nhosts == 0 || (ssl = SSL_new(hosts[0].ctx)) == NULL)
+	if (nhosts == 0 || (ssl = SSL_new(hosts[0].ctx)) == NULL) {
+		BIO_free(bio);
 		return NULL;
-	SSL_set_fd(ssl, fd);
+	}
+	SSL_set_bio(ssl, bio, bio);
 	SSL_set_accept_state(ssl);
-	(void)direct;
 	return ssl;
 }
 

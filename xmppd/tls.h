@@ -19,8 +19,9 @@ struct conf;
 int tls_load(const struct conf *conf, char *err, size_t errlen);
 void tls_free(void);
 
-/* A new server SSL object for fd (direct: 1 for XEP-0368 listeners). */
-SSL *tls_new_ssl(int fd, int direct);
+/* A new server SSL object reading and writing through bio (which it
+ * owns from then on). */
+SSL *tls_new_ssl(BIO *bio);
 
 /* Channel binding (RFC 5929 §4, RFC 9266): returns the data length, or 0
  * when that type is unavailable on this connection (tls-exporter needs
