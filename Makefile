@@ -91,7 +91,8 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
-$(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o
+$(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o \
+    $(OBJ)/xmppd/mam_archive.o
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/disco.o
 

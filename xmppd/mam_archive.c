@@ -40,24 +40,37 @@
 /* Ids. */
 
 /*
- * Loop thread only.  glibc's arc4random_buf() is one getrandom(2) call
- * each time; two ids per archived message made it a visible share of
- * the archiving cost, so the kernel's CSPRNG output is taken 64 ids at a
- * time.
+ * Loop thread only.  Ids grow with time: the milliseconds since the
+ * epoch above 22 random bits, and strictly above the previous id.  Rows
+ * then enter the archive_sid index at the end of each user's range (as
+ * they do the id-ordered ones) instead of at random places, which made
+ * every transaction dirty a page per archived message once the archive
+ * outgrew the cache.  XEP-0359 asks ids to be unique within the
+ * archive, not unguessable: only the owner may query by them.  The
+ * random bits keep ids unique across a restart with the clock set back
+ * a little.
  */
 uint64_t
 mam_id_new(void)
 {
-	static uint64_t pool[64];
+	static uint64_t last, pool[64];
 	static size_t left;
-	uint64_t id;
+	uint64_t id, r;
+	struct timespec ts;
 
+	/* One getrandom(2) per 64 ids: per id it was a visible share of
+	 * the archiving cost. */
 	if (left == 0) {
 		arc4random_buf(pool, sizeof(pool));
 		left = sizeof(pool) / sizeof(pool[0]);
 	}
-	id = pool[--left];
-	pool[left] = 0;
+	r = pool[--left];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	id = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000)
+	        << 22 | (r & ((1u << 22) - 1));
+	if (id <= last)
+		id = last + 1 + (r >> 54);     /* up to 2^10 ahead */
+	last = id;
 	return id;
 }
 

@@ -156,7 +156,6 @@ me = "%s@%s" % (user, host)
 rnd = random.Random(313)
 end = int(time.time() * 1000)
 start = end - 2000 * rows
-sids = set()
 middle = None
 words = ("the meeting moved to thursday, can you send the draft before "
          "lunch? thanks, see you there").split()
@@ -167,10 +166,8 @@ def gen():
         k = i % 10
         peer = "contact%d@%s" % (k, host)
         full = peer + "/phone"
-        sid = rnd.getrandbits(64)
-        while sid in sids:
-            sid = rnd.getrandbits(64)
-        sids.add(sid)
+        # mam_id_new(): the stamp's milliseconds above 22 random bits.
+        sid = (start + 2000 * i) << 22 | rnd.getrandbits(22)
         hexid = "%016x" % sid
         if i == rows // 2:
             middle = hexid

@@ -254,16 +254,13 @@ def cmd_archive(server, db, user, rows):
         uid = con.execute("SELECT id FROM users WHERE user = ? AND host = ?",
                           (user, HOST)).fetchone()[0]
         rnd = random.Random(7)
-        sids = set()
 
         def gen():
             nonlocal middle
             for i, out, peer, full, stamp, body, stanza in \
                     archive_messages(user, rows):
-                sid = rnd.getrandbits(64)
-                while sid in sids:
-                    sid = rnd.getrandbits(64)
-                sids.add(sid)
+                # mam_id_new(): milliseconds above 22 random bits.
+                sid = stamp << 22 | rnd.getrandbits(22)
                 if i == rows // 2:
                     middle = "%016x" % sid
                 if not out:

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "xmalloc.h"
+#include "mam.h"
 #include "store.h"
 #include "work.h"
 #include "unit.h"
@@ -644,6 +645,32 @@ test_locked_reads(void)
 	CHECK(results[t_after].st == STORE_NOT_FOUND);
 }
 
+/* Archive ids: strictly increasing, the time in their top bits, and
+ * their 16-digit form parses back. */
+static void
+test_mam_ids(void)
+{
+	uint64_t prev = 0, id, back, bad = 0;
+	char s[MAM_ID_LEN + 1];
+	struct timespec ts;
+	uint64_t now_ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 0; i < 100000; i++) {
+		id = mam_id_new();
+		bad += id <= prev;
+		prev = id;
+	}
+	CHECK(bad == 0);
+	CHECK((id >> 22) + 1000 > now_ms && (id >> 22) < now_ms + 60000);
+	mam_id_format(id, s);
+	CHECK(strlen(s) == MAM_ID_LEN);
+	CHECK(mam_id_parse(s, &back) == 0 && back == id);
+	CHECK(mam_id_parse("0123456789ABCDEF", &back) == -1);
+	CHECK(mam_id_parse("0123", &back) == -1);
+}
+
 static void
 test_reopen(void)
 {
@@ -935,6 +962,7 @@ main(void)
 	test_list();
 	test_failures();
 	test_locked_reads();
+	test_mam_ids();
 	test_reopen();
 	CHECK(bad_context == 0);
 	CHECK(bad_order == 0);
