@@ -422,14 +422,14 @@ start_tls(struct conn *c)
 	handshake_step(c);
 }
 
-/* Write c->wire to the socket: 1 once it is empty, 0 if the socket is
- * full (the write watcher waits for room) or the connection died. */
+/* Write b (c->wire, or c->out on plain TCP, which counts as payload)
+ * to the socket: 1 once it is empty, 0 if the socket is full (the write
+ * watcher waits for room) or the connection died. */
 static int
-wire_flush(struct conn *c)
+sock_flush(struct conn *c, struct buf *b)
 {
-	while (buf_avail(&c->wire) > 0) {
-		ssize_t n = write(c->fd, buf_head(&c->wire),
-		    buf_avail(&c->wire));
+	while (buf_avail(b) > 0) {
+		ssize_t n = write(c->fd, buf_head(b), buf_avail(b));
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -438,31 +438,14 @@ wire_flush(struct conn *c)
 				conn_kill(c, "write error");
 			return 0;
 		}
-		buf_consume(&c->wire, (size_t)n);
-	}
-	buf_free(&c->wire);
-	return 1;
-}
-
-/* Plain TCP: write out as much of c->out as the socket takes; 1 once it
- * is empty, 0 as wire_flush(). */
-static int
-plain_flush(struct conn *c)
-{
-	while (buf_avail(&c->out) > 0) {
-		ssize_t n = write(c->fd, buf_head(&c->out), buf_avail(&c->out));
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				ev_io_start(loop, &c->wio);
-			else
-				conn_kill(c, "write error");
-			return 0;
+		if (b == &c->out) {
+			c->bytes_out += (size_t)n;
+			stats.bytes_out += (size_t)n;
 		}
-		c->bytes_out += (size_t)n;
-		stats.bytes_out += (size_t)n;
-		buf_consume(&c->out, (size_t)n);
+		buf_consume(b, (size_t)n);
 	}
+	if (b == &c->wire)
+		buf_free(b);
 	return 1;
 }
 
@@ -508,14 +491,14 @@ flush_one(struct conn *c)
 {
 	for (;;) {
 		if (c->ssl == NULL) {
-			if (!plain_flush(c))
+			if (!sock_flush(c, &c->out))
 				return;
 			break;
 		}
 		/* During the handshake only its own flights go out. */
 		if (c->state != CONN_HANDSHAKE && !encrypt_out(c))
 			return;
-		if (!wire_flush(c))
+		if (!sock_flush(c, &c->wire))
 			return;
 		if (buf_avail(&c->out) == 0 || (c->state != CONN_OPEN &&
 		    c->state != CONN_CLOSING))
