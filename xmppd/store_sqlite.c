@@ -52,6 +52,7 @@
 #include "xmalloc.h"
 #include "store.h"
 #include "store_engine.h"
+#include "work.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_LIST_CHUNK 256 /* users per storage-thread step */
@@ -1128,6 +1129,7 @@ store_thread(void *arg)
 	int committed;
 
 	(void)arg;
+	work_helper_thread_init();
 	pthread_mutex_lock(&store.lock);
 	for (;;) {
 		while (store.pending.head == NULL && !store.closing)

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -84,12 +85,23 @@ list_take_first(struct work_list *l)
 	return it;
 }
 
+void
+work_helper_thread_init(void)
+{
+	struct sched_param sp = {0};
+	int error = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+
+	if (error != 0)
+		log_debug("helper thread: SCHED_BATCH: %s", strerror(error));
+}
+
 static void *
 work_thread(void *arg)
 {
 	struct work_item *it;
 
 	(void)arg;
+	work_helper_thread_init();
 	pthread_mutex_lock(&work.lock);
 	for (;;) {
 		while (work.queue.head == NULL && !work.stopping)

@@ -24,5 +24,10 @@ void work_submit(work_fn fn, work_done_fn done, void *job, uint64_t owner,
 /* Wait for all queued jobs, run their completions, stop the threads. */
 void work_shutdown(void);
 size_t work_queue_depth(void);
+/* Called first by a helper thread (workers, storage): SCHED_BATCH, so
+ * that handing it a job does not preempt the loop thread in the middle
+ * of an iteration when both share a core; the job runs when the loop
+ * waits for events, or at once on another core. */
+void work_helper_thread_init(void);
 
 #endif
