@@ -2,12 +2,14 @@
 before it, STARTTLS command injection, direct TLS (XEP-0368) with ALPN and
 the TLS version floor."""
 
+import socket
 import ssl
 
 import pytest
 
-from xmpp_raw import (NS_CLIENT, NS_SASL, NS_STREAM, NS_TLS, RawClient,
-                      StreamClosed, client_tls_context, mechanisms, q, tostr)
+from xmpp_raw import (DOMAIN, NS_CLIENT, NS_SASL, NS_STREAM, NS_TLS,
+                      RawClient, StreamClosed, client_tls_context, mechanisms,
+                      q, tostr)
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +159,26 @@ def test_tls_versions_accepted(server, version, transport):
         assert el.find(q(NS_CLIENT, 'body')).text == 'self'
     finally:
         c.close()
+
+
+@pytest.mark.parametrize('transport', ['starttls', 'direct'])
+def test_tls13_session_ticket_and_resumption(server, transport):
+    """TLS 1.3: the server sends a session ticket with its first data (the
+    stream features; RFC 8446 §4.6.1 allows any time after the client's
+    Finished) and a client resumes with it (§2.2)."""
+    ctx = client_tls_context(ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
+    c = server.client(tls=transport == 'direct', tls_context=ctx)
+    try:
+        if transport == 'starttls':
+            c.open_stream()
+            c.starttls(ctx)
+        c.open_stream()
+        session = c.sock.session
+        assert session is not None and session.has_ticket, (
+            'no session ticket came with the stream features')
+        assert not c.sock.session_reused
+    finally:
+        c.close()
+    raw = socket.create_connection(('127.0.0.1', server.tls_port), timeout=5)
+    with ctx.wrap_socket(raw, server_hostname=DOMAIN, session=session) as s:
+        assert s.session_reused, 'the ticket did not resume the session'

@@ -4,9 +4,11 @@
  * group commit, per-request rollback, chunked listing, persistence across
  * reopen, and refusal of files that are not our database.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -645,6 +647,29 @@ test_locked_reads(void)
 	CHECK(results[t_after].st == STORE_NOT_FOUND);
 }
 
+/* The storage thread runs as SCHED_BATCH (work_helper_thread_init): the
+ * loop thread stays SCHED_OTHER, and some other thread of ours is batch. */
+static void
+test_helper_thread_policy(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int batch = 0;
+
+	CHECK(d != NULL);
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+
+		if (tid > 0 && sched_getscheduler(tid) == SCHED_BATCH)
+			batch++;
+	}
+	closedir(d);
+	CHECK(batch >= 1);
+	CHECK(sched_getscheduler(0) == SCHED_OTHER);
+}
+
 /* Archive ids: strictly increasing, the time in their top bits, and
  * their 16-digit form parses back. */
 static void
@@ -962,6 +987,7 @@ main(void)
 	test_list();
 	test_failures();
 	test_locked_reads();
+	test_helper_thread_policy();
 	test_mam_ids();
 	test_reopen();
 	CHECK(bad_context == 0);
