@@ -276,6 +276,11 @@ conn_close(struct conn *c)
 {
 	if (c->state == CONN_DEAD || c->state == CONN_CLOSING)
 		return;
+	if (c->state == CONN_HANDSHAKE) {
+		/* Nothing can be said to a peer without TLS yet. */
+		conn_kill(c, "closed during the TLS handshake");
+		return;
+	}
 	c->state = CONN_CLOSING;
 	ev_io_stop(loop, &c->rio);
 	c->deadline = ev_now(loop) + 5;
@@ -449,8 +454,9 @@ sock_flush(struct conn *c, struct buf *b)
 	return 1;
 }
 
-/* TLS: encrypt c->out into c->wire, WIRE_HIGH at a time; 0 if the
- * connection died. */
+/* TLS: encrypt c->out into c->wire, WIRE_HIGH at a time.  1 when done
+ * (or c->wire is full), 0 when TLS waits for the peer (ssl_fail armed
+ * the watcher), -1 if the connection died. */
 static int
 encrypt_out(struct conn *c)
 {
@@ -470,7 +476,7 @@ encrypt_out(struct conn *c)
 		    (int)(len > WIRE_HIGH ? WIRE_HIGH : len));
 		if (r <= 0) {
 			ssl_fail(c, "write", r);
-			return c->state != CONN_DEAD;
+			return c->state == CONN_DEAD ? -1 : 0;
 		}
 		c->bytes_out += (size_t)r;
 		stats.bytes_out += (size_t)r;
@@ -496,9 +502,9 @@ flush_one(struct conn *c)
 			break;
 		}
 		/* During the handshake only its own flights go out. */
-		if (c->state != CONN_HANDSHAKE && !encrypt_out(c))
-			return;
-		if (!sock_flush(c, &c->wire))
+		int more = c->state == CONN_HANDSHAKE ? 1 : encrypt_out(c);
+
+		if (more < 0 || !sock_flush(c, &c->wire) || more == 0)
 			return;
 		if (buf_avail(&c->out) == 0 || (c->state != CONN_OPEN &&
 		    c->state != CONN_CLOSING))

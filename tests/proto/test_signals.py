@@ -3,11 +3,12 @@
 across a restart on the same database."""
 
 import signal
+import socket
 import time
 
 import pytest
 
-from xmpp_raw import NS_CLIENT, q
+from xmpp_raw import NS_CLIENT, NS_TLS, q
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT],
@@ -32,6 +33,39 @@ def test_shutdown_signal_closes_sessions_with_system_shutdown(
     finally:
         for c in (a, b, pre):
             c.close()
+
+
+def test_shutdown_with_tls_handshakes_in_progress(server_factory):
+    """Connections in the middle of a TLS handshake (direct TLS with no
+    ClientHello yet; STARTTLS answered with <proceed/> and then silence)
+    cannot be told <system-shutdown/>: they are closed at once, and the
+    daemon exits promptly instead of waiting out the close timeout (or,
+    as a regression once did, spinning on them)."""
+    srv = server_factory()
+    a = srv.login('alice@localhost', resource='one')
+    direct = socket.create_connection(('127.0.0.1', srv.tls_port), timeout=5)
+    st = srv.client()
+    try:
+        st.open_stream()
+        st.send("<starttls xmlns='%s'/>" % NS_TLS)
+        st.expect(q(NS_TLS, 'proceed'))
+        time.sleep(0.2)            # both sockets now in the handshake
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        a.expect_stream_error('system-shutdown', timeout=5)
+        status = srv.wait_exit(5)
+        took = time.monotonic() - t0
+        assert status == 0, 'exit status %r\n%s' % (status,
+                                                    srv.stderr_tail())
+        # The close timeout is 5 s; closing at once takes well under 1 s
+        # (ASan's exit included).
+        assert took < 3, 'shutdown took %.1f s' % took
+        assert direct.recv(1) == b'', 'direct TLS connection not closed'
+        assert srv.stop(check=False) == []
+    finally:
+        direct.close()
+        st.close()
+        a.close()
 
 
 def test_sighup_keeps_serving(server_factory):
