@@ -19,7 +19,21 @@ DESTDIR  ?=
 CC       ?= cc
 SAN      ?=
 
+# pkg-config name -> Debian package.  Everything that depends on installed
+# packages is read when this file is parsed, so "run" and "test" install
+# the packages first (deps) and then build in a sub-make that reads them
+# anew; a package still missing stops the build with its name (check-deps).
 PKGS     := expat sqlite3 openssl libidn
+DEB_expat   := libexpat1-dev
+DEB_sqlite3 := libsqlite3-dev
+DEB_openssl := libssl-dev
+DEB_libidn  := libidn-dev
+PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) \
+	2>/dev/null && echo y),,$(DEB_$(p))))
+# libev has no .pc file in every Debian release: look for its header.
+LIBEV_MISSING := $(if $(wildcard /usr/include/ev.h /usr/local/include/ev.h),,libev-dev)
+CURSES_MISSING := $(if $(shell pkg-config --exists ncursesw 2>/dev/null \
+	&& echo y),,libncurses-dev)
 LIBEV_CFLAGS := $(shell pkg-config --cflags libev 2>/dev/null)
 LIBEV_LIBS   := $(shell pkg-config --libs libev 2>/dev/null || echo -lev)
 PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(LIBEV_CFLAGS)
@@ -57,15 +71,15 @@ ifneq ($(XMPPTOP_SRC),)
 PROGS += $(BUILD)/xmpptop
 endif
 
-.PHONY: all run test asan fuzz bench bench-peers install style clean deps \
-	check-deps unit var
+.PHONY: all run run-installed test test-installed asan fuzz bench \
+	bench-peers install style clean deps check-deps unit var
 .DEFAULT_GOAL := all
 # Keep intermediate objects (unit-test .o files) between runs.
 .SECONDARY:
 
 all: $(PROGS)
 
-$(OBJ)/%.o: %.c
+$(OBJ)/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(HARDEN_CPPFLAGS) $(XCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
@@ -121,11 +135,28 @@ var: $(BUILD)/xmppd
 	    -keyout var/localhost.key -out var/localhost.crt 2>/dev/null; \
 	  chmod 600 var/localhost.key; fi
 
-run: deps all var
+# The two commands of the README: install what is missing, then build and
+# go on in a sub-make, which reads the pkg-config flags of what deps has
+# just installed (this make read them before it ran).
+run: deps
+	@$(MAKE) --no-print-directory run-installed
+run-installed: all var
 	exec $(BUILD)/xmppd -d
 
-test: deps all unit
+test: deps
+	@$(MAKE) --no-print-directory test-installed
+test-installed: all unit
 	@BUILD=$(BUILD) sh tests/run.sh
+
+# A library still missing (deps was not run, or could not install it as a
+# non-root user): say which package, before the compiler says worse.
+check-deps:
+	@missing="$(strip $(PKG_MISSING) $(LIBEV_MISSING) $(CURSES_MISSING))"; \
+	if [ -n "$$missing" ]; then \
+	  echo "xmppd: missing Debian packages: $$missing" >&2; \
+	  echo "  install them with:  apt-get install $$missing" >&2; \
+	  echo "  (or run 'make run' / 'make test' as root, which does)" >&2; \
+	  exit 1; fi
 
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined \
