@@ -55,7 +55,7 @@ CPPFLAGS += -Ishared -Ixmppd -DXMPPD_VERSION='"$(VERSION)"' \
 LDLIBS   := $(PKG_LIBS) -lpthread
 
 SHARED_SRC := $(wildcard shared/*.c)
-XMPPD_SRC  := $(filter-out xmppd/xmppd.c,$(wildcard xmppd/*.c))
+XMPPD_SRC  := $(filter-out xmppd/xmppd.c,$(wildcard xmppd/*.c xmppd/*/*.c))
 XMPPCTL_SRC := $(wildcard xmppctl/*.c)
 XMPPTOP_SRC := $(wildcard xmpptop/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -105,10 +105,10 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
-$(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store_sqlite.o $(OBJ)/xmppd/work.o \
-    $(OBJ)/xmppd/mam_archive.o
-$(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/subscription.o
-$(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/disco.o
+$(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
+    $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
+$(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
+$(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o
 
 $(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
@@ -197,7 +197,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 style:
-	clang-format -i $(wildcard shared/*.[ch] xmppd/*.[ch] xmppctl/*.[ch] \
+	clang-format -i $(wildcard shared/*.[ch] xmppd/*.[ch] xmppd/*/*.[ch] xmppctl/*.[ch] \
 	  xmpptop/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] tests/bench/*.[ch])
 
 # Static analysis, not part of "make test" (it takes minutes; CI runs it
@@ -217,18 +217,18 @@ style:
 #   roster.c: the last sqlite3_step() result of a scan is not checked
 #     (a storage error reads as "not found"); reported.
 #   ctl.c: atoi() of the peer's protocol version; reported.
-LINT_SRC := $(SHARED_SRC) $(wildcard xmppd/*.c) $(XMPPCTL_SRC) $(XMPPTOP_SRC) \
+LINT_SRC := $(SHARED_SRC) $(wildcard xmppd/*.c xmppd/*/*.c) $(XMPPCTL_SRC) $(XMPPTOP_SRC) \
 	$(BENCH_SRC)
 CPPCHECK_FLAGS := --enable=warning,performance,portability --std=c11 \
 	--library=posix -D_GNU_SOURCE '-DXMLPARSEAPI(type)=type' -Ishared \
 	-Ixmppd --inline-suppr --quiet --error-exitcode=1 \
 	--suppress=getpwnamCalled:xmppd/xmppd.c \
-	--suppress=getgrnamCalled:xmppd/control.c
+	--suppress=getgrnamCalled:xmppd/control/control.c
 TIDY_CFLAGS := -std=c11 -D_GNU_SOURCE -Ishared -Ixmppd \
 	-DXMPPD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(PREFIX)/etc/xmppd"' \
 	$(PKG_CFLAGS) $(CURSES_CFLAGS)
 TIDY_EXCEPT_xmppd/conf.c := --checks=-clang-analyzer-core.NullDereference,-clang-analyzer-core.uninitialized.Assign
-TIDY_EXCEPT_xmppd/mod_private.c := --checks=-clang-analyzer-core.NullDereference
+TIDY_EXCEPT_xmppd/mod/mod_private.c := --checks=-clang-analyzer-core.NullDereference
 
 .PHONY: lint lint-tools lint-cppcheck
 lint: lint-cppcheck $(LINT_SRC:%=lint-tidy/%)

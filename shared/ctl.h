@@ -2,7 +2,7 @@
  * The control protocol spoken on xmppd's Unix control socket: field
  * encoding, line splitting and building, a line reader with a length cap
  * (used by both sides), and a small blocking client for xmppctl and
- * xmpptop.  The daemon side is xmppd/control.c.
+ * xmpptop.  The daemon side is xmppd/control/control.c.
  *
  * PROTOCOL, version 1
  *

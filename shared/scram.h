@@ -2,7 +2,7 @@
  * SCRAM (RFC 5802, RFC 7677) for SHA-1 and SHA-256: key derivation, proof
  * computation and verification, and parsing of the client's messages.
  * Pure functions over OpenSSL's digests; no I/O.  The server side of the
- * exchange lives in xmppd/sasl.c; the client side is used by tests and the
+ * exchange lives in xmppd/stream/sasl.c; the client side is used by tests and the
  * benchmark's load generator.
  */
 #ifndef SHARED_SCRAM_H

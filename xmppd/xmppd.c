@@ -16,15 +16,15 @@
 
 #include <ev.h>
 
-#include "c2s.h"
+#include "stream/c2s.h"
 #include "conf.h"
-#include "conn.h"
-#include "control.h"
-#include "iq.h"
+#include "net/conn.h"
+#include "control/control.h"
+#include "core/iq.h"
 #include "log.h"
-#include "modules.h"
-#include "store.h"
-#include "tls.h"
+#include "mod/modules.h"
+#include "store/store.h"
+#include "net/tls.h"
 #include "work.h"
 #include "xmalloc.h"
 #include "xmppd.h"

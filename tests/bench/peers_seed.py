@@ -125,7 +125,7 @@ def cmd_xmppd(db, creds, prefix, users, items):
             rows)
         ids = dict(con.execute("SELECT user, id FROM users WHERE host = ?",
                                (HOST,)))
-        # sub 35 = SUB_ITEM | SUB_FROM | SUB_TO (xmppd/subscription.h).
+        # sub 35 = SUB_ITEM | SUB_FROM | SUB_TO (xmppd/core/subscription.h).
         con.executemany(
             "INSERT INTO roster (user_id, jid, name, sub, visible, request, "
             "groups) VALUES (?, ?, NULL, 35, 1, NULL, NULL)",

@@ -246,7 +246,7 @@ for i in range(users):
     for off in range(1, items // 2 + 1):
         for j in ((i + off) % users, (i - off) % users):
             rows.append((uid, "user%d@%s" % (j, host)))
-# sub 35 = SUB_ITEM | SUB_FROM | SUB_TO (xmppd/subscription.h): 'both'.
+# sub 35 = SUB_ITEM | SUB_FROM | SUB_TO (xmppd/core/subscription.h): 'both'.
 with con:
     con.executemany("INSERT OR REPLACE INTO roster (user_id, jid, name, "
                     "sub, visible, request, groups) "

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the XEP-0115 verification string (xmppd/disco.c): the
+ * Unit tests for the XEP-0115 verification string (xmppd/core/disco.c): the
  * §5.2 simple and §5.3 complex examples, order independence, the §5.4
  * rules for ill-formed results and ignored forms, and the registry's own
  * ver over what modules add (with a XEP-0157 serverinfo form).
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "disco.h"
+#include "core/disco.h"
 #include "unit.h"
 #include "xml.h"
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the SQLite store (xmppd/store_sqlite.c) and the worker
+ * Unit tests for the SQLite store (xmppd/store/store_sqlite.c) and the worker
  * pool (xmppd/work.c): results, FIFO order and thread of completions,
  * group commit, per-request rollback, chunked listing, persistence across
  * reopen, and refusal of files that are not our database.
@@ -22,8 +22,8 @@
 
 #include "log.h"
 #include "xmalloc.h"
-#include "mam.h"
-#include "store.h"
+#include "store/mam.h"
+#include "store/store.h"
 #include "work.h"
 #include "unit.h"
 

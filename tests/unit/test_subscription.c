@@ -1,5 +1,5 @@
 /*
- * Unit tests for xmppd/subscription.c: every (state, stanza type,
+ * Unit tests for xmppd/core/subscription.c: every (state, stanza type,
  * direction) of RFC 6121 Appendix A with the expected new state and
  * actions, written from the RFC tables and text, plus two-roster sequences
  * (request and approval, mutual subscription, cancellation, denial,
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "subscription.h"
+#include "core/subscription.h"
 #include "unit.h"
 
 /* Short names for the expected rows. */

@@ -1,0 +1,298 @@
+/*
+ * Routing of stanzas from local sessions and of stanzas the server
+ * generates: 'from' stamping, 'to' classification, RFC 6121 §8.5 delivery
+ * rules, delivery filters and error replies.  Presence goes to presence.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "core/hooks.h"
+#include "core/iq.h"
+#include "jid.h"
+#include "log.h"
+#include "core/presence.h"
+#include "core/router.h"
+#include "core/session.h"
+#include "core/stanza.h"
+#include "xmalloc.h"
+#include "xmppd.h"
+#include "xml.h"
+
+void
+router_bounce(struct session *from, const struct xel *st, const char *cond)
+{
+	struct xel *r, *c, *next;
+
+	if (from == NULL || (r = stanza_error(st, NULL, cond, NULL)) == NULL)
+		return;
+	/* The recipient's archive id names nothing for the sender. */
+	for (c = xel_child(r, "stanza-id", "urn:xmpp:sid:0"); c; c = next) {
+		next = xel_next(c, "stanza-id", "urn:xmpp:sid:0");
+		xel_remove(c);
+	}
+	session_send(from, r);
+	arena_free(r->arena);
+}
+
+void
+router_deliver(struct session *to, struct xel *st)
+{
+	const char *f = xel_attr(st, "from");
+	struct jid from = { 0 };
+
+	if (f && jid_parse(&from, f) == 0 &&
+	    hook_run_deliver(to, st, &from) == HOOK_HANDLED) {
+		jid_free(&from);
+		return;
+	}
+	jid_free(&from);
+	session_send(to, st);
+}
+
+static int
+attr_is(const struct xel *el, const char *name, const char *value)
+{
+	const char *v = xel_attr(el, name);
+
+	return v && strcmp(v, value) == 0;
+}
+
+static int
+iq_request(const struct xel *iq)
+{
+	return attr_is(iq, "type", "get") || attr_is(iq, "type", "set");
+}
+
+/* RFC 6120 §8.2.3: IQ type must be get/set/result/error; get and set carry
+ * exactly one payload, result at most one; id is required. */
+static int
+iq_valid(const struct xel *iq)
+{
+	const char *type = xel_attr(iq, "type");
+	int n = xel_count_elems(iq);
+
+	if (xel_attr(iq, "id") == NULL || type == NULL)
+		return 0;
+	if (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)
+		return n == 1;
+	if (strcmp(type, "result") == 0)
+		return n <= 1;
+	return strcmp(type, "error") == 0;
+}
+
+/* Highest non-negative priority among available resources, or -1. */
+static int
+top_priority(struct session *list)
+{
+	int best = -1;
+
+	for (struct session *s = list; s; s = s->next)
+		if (s->available && s->priority >= 0 && s->priority > best)
+			best = s->priority;
+	return best;
+}
+
+/* Sessions a message went to, for hook_run_message_delivered. */
+struct delivered {
+	struct session **v;
+	size_t n, cap;
+};
+
+static void
+delivered_add(struct delivered *d, struct session *s)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 4;
+		d->v = xreallocarray(d->v, d->cap, sizeof(*d->v));
+	}
+	d->v[d->n++] = s;
+}
+
+/* RFC 6121 §8.5.2: a message to a local bare JID (or to an unknown
+ * resource, §8.5.3.2.1).  from is NULL for server-generated stanzas. */
+static void
+message_to_bare(struct session *from, struct xel *msg, const struct jid *to,
+    struct delivered *d)
+{
+	const char *type = xel_attr(msg, "type");
+	struct session *list = sm_find_bare(to->node, to->domain);
+	int best = top_priority(list), delivered = 0;
+
+	if (type == NULL)
+		type = "normal";
+	if (strcmp(type, "error") == 0)
+		return;                              /* §8.5.2.1.1: drop */
+	if (strcmp(type, "groupchat") == 0) {
+		router_bounce(from, msg, "service-unavailable");
+		return;
+	}
+	if (best >= 0) {
+		int headline = strcmp(type, "headline") == 0;
+
+		for (struct session *s = list, *next; s; s = next) {
+			next = s->next;
+			if (!s->available || s->priority < 0)
+				continue;
+			if (!headline && s->priority != best)
+				continue;
+			router_deliver(s, msg);
+			delivered_add(d, s);
+			delivered++;
+		}
+	}
+	if (delivered || strcmp(type, "headline") == 0)
+		return;
+	/* §8.5.2.2.1: no available resource; XEP-0160 may store it. */
+	if (hook_run_offline(from, msg, to) == HOOK_PASS)
+		router_bounce(from, msg, "service-unavailable");
+}
+
+/* A message for a local user: the message hooks around delivery. */
+static void
+message_to_local(struct session *from, struct xel *msg, const struct jid *to)
+{
+	struct session *target = to->resource ? sm_find_full(to) : NULL;
+	struct delivered d = { NULL, 0, 0 };
+
+	if (hook_run_message_in(from, msg, to) == HOOK_HANDLED)
+		return;
+	if (target) {
+		router_deliver(target, msg);
+		delivered_add(&d, target);
+	} else
+		message_to_bare(from, msg, to, &d);
+	hook_run_message_delivered(msg, to, d.v, d.n);
+	free(d.v);
+}
+
+static void
+to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
+    const struct jid *to)
+{
+	struct session *target = to->resource ? sm_find_full(to) : NULL;
+
+	switch (kind) {
+	case STANZA_MESSAGE:
+		message_to_local(from, st, to);
+		break;
+	case STANZA_IQ:
+		if (target)
+			router_deliver(target, st);
+		else if (to->resource)
+			router_bounce(from, st, "service-unavailable");
+		else if (iq_request(st) && from)
+			iq_dispatch(from, st, IQ_TO_BARE);
+		/* results and errors to a bare JID are dropped */
+		break;
+	default:
+		break;
+	}
+}
+
+/* Route st (from set) to 'to', which is local or remote. */
+static void
+route_to(struct session *from, struct xel *st, enum stanza_kind kind,
+    const struct jid *to)
+{
+	if (conf_host_find(xmppd_conf, to->domain) == NULL) {
+		/* Server-to-server comes later: remote domains are
+		 * unreachable for now (RFC 6120 §8.3.3.16). */
+		if (kind != STANZA_PRESENCE)
+			router_bounce(from, st, "remote-server-not-found");
+	} else if (to->node == NULL) {
+		if (to->resource == NULL && kind == STANZA_IQ && iq_request(st)) {
+			if (from)
+				iq_dispatch(from, st, IQ_TO_SERVER);
+		} else if (kind == STANZA_MESSAGE || (kind == STANZA_IQ &&
+			       to->resource != NULL && iq_request(st)))
+			router_bounce(from, st, "service-unavailable");
+		/* presence to the server and IQ results are dropped */
+	} else
+		to_local_user(from, st, kind, to);
+}
+
+void
+router_route(struct xel *st)
+{
+	const char *tostr = xel_attr(st, "to");
+	struct jid to = { 0 };
+	enum stanza_kind kind = stanza_kind(st);
+
+	if (tostr == NULL || jid_parse(&to, tostr) < 0)
+		return;
+	if (kind == STANZA_PRESENCE) {
+		/* Server-generated presence goes straight to the target's
+		 * sessions (the caller applied the rules already). */
+		if (conf_host_find(xmppd_conf, to.domain) && to.node) {
+			struct session *s;
+
+			if (to.resource) {
+				if ((s = sm_find_full(&to)) != NULL)
+					router_deliver(s, st);
+			} else
+				for (s = sm_find_bare(to.node, to.domain); s;
+				    s = s->next)
+					if (s->available)
+						router_deliver(s, st);
+		}
+	} else
+		route_to(NULL, st, kind, &to);
+	jid_free(&to);
+}
+
+int
+router_from_client(struct session *from, struct xel *st)
+{
+	enum stanza_kind kind = stanza_kind(st);
+	const char *tostr = xel_attr(st, "to");
+	struct jid to = { 0 }, *top = NULL;
+
+	if (kind == STANZA_OTHER)
+		return -1;
+	from->stanzas_in++;
+	/* RFC 6120 §8.1.2.1: the server stamps the full JID; whatever the
+	 * client put there is replaced. */
+	xel_set_attr(st, "from", from->full);
+	if (kind == STANZA_IQ && !iq_valid(st)) {
+		/* RFC 6120 §8.2.3: never answer a result or error with an
+		 * error; those are dropped. */
+		const char *t = xel_attr(st, "type");
+
+		if (t == NULL || (strcmp(t, "result") != 0 &&
+			strcmp(t, "error") != 0))
+			router_bounce(from, st, "bad-request");
+		return 0;
+	}
+	if (tostr != NULL) {
+		if (jid_parse(&to, tostr) < 0) {
+			router_bounce(from, st, "jid-malformed");
+			return 0;
+		}
+		top = &to;
+	}
+	if (hook_run_outbound(from, st, top) == HOOK_HANDLED)
+		goto done;
+	if (kind == STANZA_MESSAGE &&
+	    hook_run_message_out(from, st, top ? top : &from->jid) ==
+		HOOK_HANDLED)
+		goto done;
+	if (kind == STANZA_PRESENCE)
+		presence_from_client(from, st, top);
+	else if (top == NULL) {
+		/* RFC 6120 §10.3: no 'to' means the user's own account. */
+		if (kind == STANZA_MESSAGE) {
+			/* §10.3.1: as if addressed to the bare JID. */
+			struct jid bare = from->jid;
+
+			bare.resource = NULL;
+			message_to_local(from, st, &bare);
+		}
+		else if (iq_request(st))
+			iq_dispatch(from, st, IQ_TO_BARE);
+	} else
+		route_to(from, st, kind, top);
+done:
+	jid_free(&to);
+	return 0;
+}

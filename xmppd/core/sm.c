@@ -1,0 +1,428 @@
+/*
+ * The session manager: bound sessions indexed by bare JID (each user's
+ * sessions in a short list), by id, and in binding order for listings.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "stream/c2s.h"
+#include "net/conn.h"
+#include "control/control.h"
+#include "core/hooks.h"
+#include "log.h"
+#include "core/session.h"
+#include "core/sm.h"
+#include "control/stats.h"
+#include "strmap.h"
+#include "xmalloc.h"
+#include "xmppd.h"
+#include "xml.h"
+
+struct sm_user {
+	struct session *sessions;
+	size_t count;
+};
+
+static struct strmap *users;      /* bare JID -> struct sm_user */
+static struct session **order;    /* bound sessions in binding order */
+static size_t norder, order_cap;
+static struct session *graveyard; /* unbound, freed before sleep */
+static ev_prepare reap_w;
+static uint64_t next_id = 1;
+/* Stanza counts of the sessions already gone (sm_stanza_totals). */
+static uint64_t gone_in, gone_out;
+
+/* The index in order[] of the session with this id, or norder.  Ids are
+ * handed out increasing at bind and order[] keeps binding order through
+ * removals, so it is sorted by id. */
+static size_t
+order_index(uint64_t id)
+{
+	size_t lo = 0, hi = norder;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (order[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < norder && order[lo]->id == id ? lo : norder;
+}
+
+static void
+reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	while (graveyard) {
+		struct session *s = graveyard;
+
+		graveyard = s->next;
+		jid_free(&s->jid);
+		free(s->full);
+		free(s->bare);
+		free(s->end_reason);
+		if (s->presence)
+			arena_free(s->presence->arena);
+		for (size_t i = 0; i < s->ndirected; i++)
+			free(s->directed[i]);
+		free(s->directed);
+		free(s);
+	}
+}
+
+static void
+sm_init(void)
+{
+	users = strmap_new();
+	ev_prepare_init(&reap_w, reap_cb);
+	ev_prepare_start(xmppd_loop, &reap_w);
+	ev_unref(xmppd_loop);
+}
+
+/* The <show/> of a presence as the control plane names it. */
+static const char *
+presence_show(const struct xel *pres, int available)
+{
+	const struct xel *e;
+	const char *t;
+
+	if (!available || pres == NULL)
+		return "unavailable";
+	if ((e = xel_child(pres, "show", NS_CLIENT)) == NULL)
+		return "available";
+	t = xel_text(e);
+	if (strcmp(t, "chat") == 0 || strcmp(t, "away") == 0 ||
+	    strcmp(t, "xa") == 0 || strcmp(t, "dnd") == 0)
+		return t;
+	return "available";
+}
+
+static const char *
+presence_status(const struct xel *pres)
+{
+	const struct xel *e = pres ? xel_child(pres, "status", NS_CLIENT) :
+	    NULL;
+
+	return e ? xel_text(e) : "";
+}
+
+/* XEP-0115: the caps node names the client software. */
+static const char *
+presence_client(const struct xel *pres)
+{
+	const struct xel *e = pres ? xel_child(pres, "c",
+	    "http://jabber.org/protocol/caps") : NULL;
+	const char *node = e ? xel_attr(e, "node") : NULL;
+
+	return node ? node : "";
+}
+
+static void
+fill_info(const struct session *s, struct sm_session_info *info)
+{
+	struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+	const struct xel *p = s->available ? s->presence : NULL;
+
+	memset(info, 0, sizeof(*info));
+	info->id = s->id;
+	info->jid = s->full;
+	info->ip = c ? c->ip : "";
+	info->tls_version = c ? conn_tls_version(c) : "";
+	info->tls_cipher = c ? conn_tls_cipher(c) : "";
+	info->show = presence_show(p, s->available);
+	info->status = presence_status(p);
+	info->client = presence_client(p);
+	info->priority = s->priority;
+	info->available = s->available;
+	info->since = s->since;
+	info->last_active = s->last_active;
+	info->stanzas_in = s->stanzas_in;
+	info->stanzas_out = s->stanzas_out;
+}
+
+struct session *
+sm_find_bare(const char *user, const char *host)
+{
+	char key[2 * 1024 + 2];
+	struct sm_user *u;
+
+	if (users == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%s@%s", user, host);
+	u = strmap_get(users, key);
+	return u ? u->sessions : NULL;
+}
+
+struct session *
+sm_find_bare_str(const char *bare)
+{
+	struct sm_user *u = users ? strmap_get(users, bare) : NULL;
+
+	return u ? u->sessions : NULL;
+}
+
+struct session *
+sm_find_full(const struct jid *j)
+{
+	struct session *s;
+
+	if (j->node == NULL || j->resource == NULL)
+		return NULL;
+	for (s = sm_find_bare(j->node, j->domain); s; s = s->next)
+		if (strcmp(s->jid.resource, j->resource) == 0)
+			return s;
+	return NULL;
+}
+
+struct session *
+sm_find_id(uint64_t id)
+{
+	size_t i = order_index(id);
+
+	return i < norder ? order[i] : NULL;
+}
+
+struct session *
+sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
+{
+	struct session *s, *old;
+	struct sm_user *u;
+	double now = ev_time();
+
+	if (users == NULL)
+		sm_init();
+	if ((old = sm_find_full(j)) != NULL) {
+		/* RFC 6120 §7.7.2.2: the new session wins; the old one
+		 * gets <conflict/>. */
+		log_info("session %s replaced by a new bind", old->full);
+		sm_set_end_reason(old, "conflict");
+		if (old->c2s)
+			c2s_stream_error(old->c2s, "conflict",
+			    "Replaced by new connection");
+		sm_unbind(old);
+	}
+	s = xcalloc(1, sizeof(*s));
+	jid_copy(&s->jid, j);
+	s->full = jid_full(j);
+	s->bare = jid_bare(j);
+	u = strmap_get(users, s->bare);
+	if (u && max_sessions && u->count >= max_sessions) {
+		jid_free(&s->jid);
+		free(s->full);
+		free(s->bare);
+		free(s);
+		return NULL;
+	}
+	if (u == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		strmap_put(users, s->bare, u);
+	}
+	s->id = next_id++;
+	s->c2s = c2s;
+	s->since = s->last_active = now;
+	s->user = u;
+	s->next = u->sessions;
+	u->sessions = s;
+	u->count++;
+	if (norder == order_cap) {
+		order_cap = order_cap ? order_cap * 2 : 64;
+		order = xreallocarray(order, order_cap, sizeof(*order));
+	}
+	order[norder++] = s;
+	stats_count_login();
+	if (control_subscribers() > 0) {
+		struct sm_session_info info;
+
+		fill_info(s, &info);
+		control_event_session_up(&info);
+		control_event_log("info", "login %s from %s", s->full,
+		    info.ip);
+	}
+	return s;
+}
+
+void
+sm_unbind(struct session *s)
+{
+	struct sm_user *u = s->user;
+	struct session **pp;
+
+	if (s->closing)
+		return;
+	/* Still routable: presence can say goodbye (RFC 6121 §4.5.1). */
+	hook_run_session(HOOK_SESSION_END, s);
+	s->closing = 1;
+	gone_in += s->stanzas_in;
+	gone_out += s->stanzas_out;
+	if (control_subscribers() > 0) {
+		struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+		const char *why = s->end_reason ? s->end_reason :
+		    c && c->close_reason ? c->close_reason : "closed";
+
+		control_event_session_down(s->id, s->full, why);
+		control_event_log("info", "logout %s (%s)", s->full, why);
+	}
+	for (pp = &u->sessions; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	if (--u->count == 0) {
+		strmap_del(users, s->bare);
+		free(u);
+	}
+	{
+		size_t i = order_index(s->id);
+
+		if (i < norder) {
+			memmove(order + i, order + i + 1,
+			    (norder - i - 1) * sizeof(*order));
+			norder--;
+		}
+	}
+	s->user = NULL;
+	if (s->c2s)
+		c2s_forget_session(s->c2s);
+	s->c2s = NULL;
+	s->next = graveyard;
+	graveyard = s;
+}
+
+void
+session_send(struct session *s, const struct xel *stanza)
+{
+	if (s->closing || s->c2s == NULL)
+		return;
+	s->stanzas_out++;
+	c2s_send(s->c2s, stanza);
+}
+
+void
+session_send_fanout(struct session *s, const char *name, const char *to,
+    const char *rest, size_t len)
+{
+	if (s->closing || s->c2s == NULL)
+		return;
+	s->stanzas_out++;
+	c2s_send_fanout(s->c2s, name, to, rest, len);
+}
+
+void
+session_log_limit(const struct session *s, const char *limit, unsigned value)
+{
+	if (s->c2s != NULL)
+		log_info("c2s %" PRIu64 " %s: %s: limits { %s %u } reached",
+		    c2s_id(s->c2s), c2s_ip(s->c2s), s->full, limit, value);
+	else
+		log_info("session %s: limits { %s %u } reached", s->full,
+		    limit, value);
+}
+
+void
+session_reply(struct session *s, struct xel *r)
+{
+	if (r == NULL)
+		return;
+	session_send(s, r);
+	arena_free(r->arena);
+}
+
+size_t
+sm_session_count(void)
+{
+	return norder;
+}
+
+size_t
+sm_user_count(void)
+{
+	return users ? strmap_count(users) : 0;
+}
+
+void
+sm_foreach(void (*fn)(const struct sm_session_info *, void *), void *arg)
+{
+	for (size_t i = 0; i < norder; i++) {
+		struct sm_session_info info;
+
+		fill_info(order[i], &info);
+		fn(&info, arg);
+	}
+}
+
+void
+sm_foreach_session(void (*fn)(struct session *, void *), void *arg)
+{
+	for (size_t i = 0; i < norder; i++)
+		fn(order[i], arg);
+}
+
+const char *
+sm_user_show(const char *user, const char *host)
+{
+	struct session *s = sm_find_bare(user, host), *best = NULL;
+
+	if (s == NULL)
+		return NULL;
+	for (; s; s = s->next)
+		if (s->available && s->presence && (best == NULL ||
+		    s->priority > best->priority))
+			best = s;
+	return best ? presence_show(best->presence, 1) : "unavailable";
+}
+
+void
+sm_stanza_totals(uint64_t *in, uint64_t *out)
+{
+	*in = gone_in;
+	*out = gone_out;
+	for (size_t i = 0; i < norder; i++) {
+		*in += order[i]->stanzas_in;
+		*out += order[i]->stanzas_out;
+	}
+}
+
+void
+sm_set_end_reason(struct session *s, const char *reason)
+{
+	if (s->end_reason == NULL && reason != NULL)
+		s->end_reason = xstrdup(reason);
+}
+
+void
+sm_presence_changed(struct session *s, const struct xel *pres,
+    int available)
+{
+	if (control_subscribers() == 0)
+		return;
+	control_event_presence(s->id, s->full, presence_show(pres, available),
+	    s->priority, presence_status(pres));
+}
+
+int
+sm_kick(const char *user, const char *host, const char *resource,
+    const char *condition, const char *text)
+{
+	struct session *s = sm_find_bare(user, host), *next;
+	int n = 0;
+
+	for (; s; s = next) {
+		next = s->next;
+		if (resource && strcmp(s->jid.resource, resource) != 0)
+			continue;
+		if (s->end_reason == NULL && s->c2s) {
+			s->end_reason = text ? xasprintf("kicked: %s", text) :
+			    xstrdup("kicked");
+			stats_count_kick();
+		}
+		if (s->c2s)
+			c2s_stream_error(s->c2s, condition, text);
+		sm_unbind(s);
+		n++;
+	}
+	return n;
+}

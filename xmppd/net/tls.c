@@ -1,0 +1,217 @@
+/*
+ * OpenSSL contexts per virtual host, SNI and ALPN selection, and the
+ * channel-binding data that SCRAM-PLUS needs.
+ */
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "conf.h"
+#include "log.h"
+#include "net/tls.h"
+#include "xmalloc.h"
+
+struct tls_host {
+	char *name;
+	SSL_CTX *ctx;
+};
+
+static struct tls_host *hosts;
+static size_t nhosts;
+
+static const unsigned char alpn_xmpp[] = "\x0bxmpp-client";
+
+static SSL_CTX *
+host_ctx(const char *name)
+{
+	for (size_t i = 0; i < nhosts; i++)
+		if (strcasecmp(hosts[i].name, name) == 0)
+			return hosts[i].ctx;
+	return NULL;
+}
+
+/* SNI: switch to the named host's context; unknown names keep the
+ * default (first host) and the stream layer answers <host-unknown/>. */
+static int
+sni_cb(SSL *ssl, int *al, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	SSL_CTX *ctx;
+
+	if (name && (ctx = host_ctx(name)) != NULL &&
+	    ctx != SSL_get_SSL_CTX(ssl))
+		SSL_set_SSL_CTX(ssl, ctx);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN (XEP-0368 §3): select "xmpp-client" when offered; a client that
+ * offers only other protocols gets no ALPN extension back. */
+static int
+alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	unsigned char *sel;
+
+	if (SSL_select_next_proto(&sel, outlen, alpn_xmpp,
+		sizeof(alpn_xmpp) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void
+ssl_errstr(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e == 0)
+		snprintf(buf, len, "unknown error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+static SSL_CTX *
+ctx_new(const struct conf_host *h, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char e[256];
+
+	if (ctx == NULL) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: SSL_CTX_new: %s", h->name, e);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+	    SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_cipher_list(ctx, "HIGH:!aNULL:!MD5:!RC4:!3DES:!SHA1");
+	/* Read whole socket buffers instead of a record header, then its
+	 * body: half the read(2) calls.  conn_read_cb reads until
+	 * WANT_READ and conn_resume feeds a read event, so bytes buffered
+	 * here are never stranded. */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	/* TLS 1.3: no ticket right after the handshake; conn.c asks for
+	 * one with the first data it sends, so both share a write. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_use_certificate_chain_file(ctx, h->certificate) != 1) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: cannot load certificate %s: %s",
+		    h->name, h->certificate, e);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, h->key, SSL_FILETYPE_PEM) != 1) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: cannot load key %s: %s",
+		    h->name, h->key, e);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "host %s: key %s does not match "
+		    "certificate %s", h->name, h->key, h->certificate);
+		goto fail;
+	}
+	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int
+tls_load(const struct conf *conf, char *err, size_t errlen)
+{
+	struct tls_host *nh = xcalloc(conf->nhosts, sizeof(*nh));
+
+	for (size_t i = 0; i < conf->nhosts; i++) {
+		nh[i].name = xstrdup(conf->hosts[i].name);
+		nh[i].ctx = ctx_new(&conf->hosts[i], err, errlen);
+		if (nh[i].ctx == NULL) {
+			for (size_t j = 0; j <= i; j++) {
+				SSL_CTX_free(nh[j].ctx);
+				free(nh[j].name);
+			}
+			free(nh);
+			return -1;
+		}
+	}
+	tls_free();
+	hosts = nh;
+	nhosts = conf->nhosts;
+	return 0;
+}
+
+void
+tls_free(void)
+{
+	for (size_t i = 0; i < nhosts; i++) {
+		SSL_CTX_free(hosts[i].ctx);   /* refcounted by live SSLs */
+		free(hosts[i].name);
+	}
+	free(hosts);
+	hosts = NULL;
+	nhosts = 0;
+}
+
+SSL *
+tls_new_ssl(BIO *bio)
+{
+	SSL *ssl;
+
+	if (nhosts == 0 || (ssl = SSL_new(hosts[0].ctx)) == NULL) {
+		BIO_free(bio);
+		return NULL;
+	}
+	SSL_set_bio(ssl, bio, bio);
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+/* RFC 5929 §4.1: the hash of the server certificate, with SHA-256 when
+ * its signature uses MD5 or SHA-1, else the signature's own hash. */
+size_t
+tls_cb_server_end_point(SSL *ssl, unsigned char *out)
+{
+	X509 *cert = SSL_get_certificate(ssl);
+	int md_nid = NID_undef, pk_nid;
+	const EVP_MD *md;
+	unsigned int len = 0;
+
+	if (cert == NULL)
+		return 0;
+	if (!OBJ_find_sigid_algs(X509_get_signature_nid(cert), &md_nid,
+		&pk_nid) || md_nid == NID_undef || md_nid == NID_md5 ||
+	    md_nid == NID_sha1)
+		md_nid = NID_sha256;
+	if ((md = EVP_get_digestbynid(md_nid)) == NULL)
+		return 0;
+	if (out == NULL)
+		return (size_t)EVP_MD_get_size(md);
+	if (X509_digest(cert, md, out, &len) != 1)
+		return 0;
+	return len;
+}
+
+/* RFC 9266: 32 bytes exported with label "EXPORTER-Channel-Binding" and
+ * no context; defined for TLS 1.3 only. */
+size_t
+tls_cb_exporter(SSL *ssl, unsigned char *out)
+{
+	static const char label[] = "EXPORTER-Channel-Binding";
+
+	if (SSL_version(ssl) < TLS1_3_VERSION)
+		return 0;
+	if (out == NULL)
+		return 32;
+	if (SSL_export_keying_material(ssl, out, 32, label,
+		sizeof(label) - 1, NULL, 0, 0) != 1)
+		return 0;
+	return 32;
+}

@@ -1,0 +1,1330 @@
+/*
+ * Client streams (RFC 6120): the per-connection state machine from the
+ * stream header through STARTTLS, SASL and resource binding to an active
+ * session whose stanzas go to the router.  Stream errors end here.
+ */
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "stream/c2s.h"
+#include "conf.h"
+#include "net/conn.h"
+#include "control/control.h"
+#include "core/hooks.h"
+#include "jid.h"
+#include "log.h"
+#include "core/router.h"
+#include "stream/sasl.h"
+#include "scram.h"
+#include "core/session.h"
+#include "core/sm.h"
+#include "core/stanza.h"
+#include "strmap.h"
+#include "net/tls.h"
+#include "xmalloc.h"
+#include "xml.h"
+#include "xmppd.h"
+
+#define MAX_AUTH_ATTEMPTS 5     /* failed SASL attempts per stream */
+#define PARSER_TRIM_BATCH 1024 /* parsers released before malloc_trim() */
+#define PARSER_TRIM_MIN 64     /* ... or this many once releases stop */
+#define PARSER_TRIM_INTERVAL 5.0 /* s, at least, between two trims */
+#define PARSER_IDLE 2.0         /* seconds without input before a stream's
+                                   parser is released (xml_stream_release) */
+#define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
+#define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
+                                   waits before it is answered */
+#define NS_STREAM_LIMITS "urn:xmpp:stream-limits:0"     /* XEP-0478 */
+
+enum c2s_state {
+	C2S_WAIT_HEADER,   /* waiting for the (next) stream header */
+	C2S_NEGOTIATING,   /* header done: TLS, SASL, bind */
+	C2S_ACTIVE,        /* bound: stanzas go to the router */
+	C2S_CLOSING,       /* stream closed or errored; no more input */
+};
+
+struct c2s {
+	uint64_t id;                /* = conn id */
+	struct conn *conn;
+	enum c2s_state state;
+	struct xml_stream *xs;
+	int header_sent;            /* our header went out on this stream */
+	int tls;
+	int authed;
+	int in_feed;                /* inside xml_stream_feed() */
+	int restart;                /* replace the parser after feeding */
+	int auth_failures;
+	char *host;                 /* the stream's domain */
+	char *user;                 /* authenticated localpart */
+	struct sasl *sasl;
+	struct session *sess;
+	double preauth_deadline;
+	int held;                   /* stanzas wait in the queue (c2s_hold) */
+	struct xel **queue;         /* held stanzas, in order */
+	size_t nqueue;
+	struct c2s *prev, *next;
+	/*
+	 * Stanza rate limit, a token bucket (limits stanzas-per-second and
+	 * stanza-burst): every stanza parsed takes a token.  What one read
+	 * brought is processed even if the bucket runs dry, so tokens may go
+	 * negative; reading then pauses (CONN_PAUSE_RATE) until the bucket
+	 * is back to one token.  Nothing is buffered or dropped: the flooding
+	 * peer's own TCP window fills and it slows down.
+	 */
+	double tokens;
+	double bucket_at;           /* when tokens was last refilled */
+	unsigned throttled;         /* times reading paused for the rate */
+	int preauth_counted;        /* counted in its ip_state's preauth */
+	/* A SASL failure held back by the authentication tarpit: the
+	 * condition to send when wait_until comes (reading is paused). */
+	const char *tarpit;
+	/* On the wait list while throttled or tarpitted (one shared timer). */
+	double wait_until;          /* the tarpit's end */
+	struct c2s *wait_prev, *wait_next;
+	int waiting;
+};
+
+#define MAX_HELD 64             /* stanzas queued while held */
+
+/* What one address is doing: connections not yet authenticated, recent
+ * authentication failures, a temporary ban.  Entries are purged once
+ * nothing is left to remember. */
+struct ip_state {
+	unsigned preauth;           /* connections not yet authenticated */
+	unsigned failures;          /* authentication failures ... */
+	double since;               /* ... in the window starting here */
+	double banned_until;        /* 0: not banned */
+	unsigned refused;           /* connections refused during the ban */
+};
+
+static struct c2s *all;
+static size_t nall;
+static struct strmap *by_id;        /* decimal id -> struct c2s */
+static struct strmap *ips;          /* ip -> struct ip_state */
+static struct c2s *wait_head;       /* throttled or tarpitted streams */
+static ev_timer wait_w;             /* the earliest of their wait ends */
+static struct sasl **trash_v;      /* finished exchanges, freed later */
+static size_t ntrash, trash_cap;
+static ev_prepare trash_w;
+static ev_timer purge_w;
+static ev_timer idle_w;
+static struct buf out_buf;          /* serialization scratch */
+
+static void c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r);
+
+static void
+set_state(struct c2s *c, enum c2s_state st)
+{
+	static const char *const names[] = { "wait-header", "negotiating",
+		"active", "closing" };
+
+	if (c->state != st)
+		log_debug("c2s %" PRIu64 " %s: %s -> %s", c->id, c->conn->addr,
+		    names[c->state], names[st]);
+	c->state = st;
+}
+
+static void
+id_key(uint64_t id, char *key, size_t len)
+{
+	snprintf(key, len, "%" PRIu64, id);
+}
+
+static struct c2s *
+find_id(uint64_t id)
+{
+	char key[24];
+
+	id_key(id, key, sizeof(key));
+	return strmap_get(by_id, key);
+}
+
+struct conn *
+c2s_conn(struct c2s *c)
+{
+	return c->conn;
+}
+
+size_t
+c2s_count(void)
+{
+	return nall;
+}
+
+void
+c2s_send_raw(struct c2s *c, const char *data, size_t len)
+{
+	conn_write(c->conn, data, len);
+}
+
+/*
+ * One copy of a fan-out: "<NAME to='TO'" followed by the rest of a
+ * serialization made once for all recipients (see presence.c).
+ */
+void
+c2s_send_fanout(struct c2s *c, const char *name, const char *to,
+    const char *rest, size_t len)
+{
+	if (c->state == C2S_CLOSING)
+		return;
+	buf_reset(&out_buf);
+	buf_addc(&out_buf, '<');
+	buf_adds(&out_buf, name);
+	buf_adds(&out_buf, " to='");
+	buf_add_xml_escaped(&out_buf, to, strlen(to), 1);
+	buf_addc(&out_buf, '\'');
+	buf_add(&out_buf, rest, len);
+	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
+}
+
+void
+c2s_send(struct c2s *c, const struct xel *el)
+{
+	if (c->state == C2S_CLOSING)
+		return;         /* nothing may follow the stream's end */
+	buf_reset(&out_buf);
+	xel_serialize(el, &out_buf, NS_CLIENT);
+	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
+	if (out_buf.cap > 65536)
+		buf_free(&out_buf);
+}
+
+/* Queue a finished SASL exchange for freeing outside its callbacks. */
+static void
+sasl_discard(struct c2s *c)
+{
+	if (c->sasl == NULL)
+		return;
+	if (ntrash == trash_cap) {
+		trash_cap = trash_cap ? trash_cap * 2 : 16;
+		trash_v = xreallocarray(trash_v, trash_cap, sizeof(*trash_v));
+	}
+	trash_v[ntrash++] = c->sasl;
+	c->sasl = NULL;
+}
+
+static void
+trash_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+	for (size_t i = 0; i < ntrash; i++)
+		sasl_free(trash_v[i]);
+	ntrash = 0;
+}
+
+/* n random bytes (at most 16) from the CSPRNG as 2n lowercase hex
+ * digits and a NUL: stream ids and generated resources. */
+static void
+random_hex(char *out, size_t n)
+{
+	unsigned char rnd[16];
+
+	if (n > sizeof(rnd))
+		n = sizeof(rnd);
+	scram_random_salt(rnd, n);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static void
+send_header(struct c2s *c, const char *to)
+{
+	char id[17];
+	struct buf *b = &out_buf;
+
+	random_hex(id, 8);
+	buf_reset(b);
+	buf_adds(b, "<?xml version='1.0'?><stream:stream xmlns='"
+	    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
+	    " xml:lang='en' id='");
+	buf_add(b, id, 16);
+	buf_adds(b, "'");
+	if (c->host) {
+		buf_adds(b, " from='");
+		buf_add_xml_escaped(b, c->host, strlen(c->host), 1);
+		buf_adds(b, "'");
+	}
+	if (to) {
+		buf_adds(b, " to='");
+		buf_add_xml_escaped(b, to, strlen(to), 1);
+		buf_adds(b, "'");
+	}
+	buf_adds(b, ">");
+	conn_write(c->conn, buf_head(b), buf_avail(b));
+	c->header_sent = 1;
+}
+
+static void
+close_session(struct c2s *c)
+{
+	if (c->sess) {
+		log_info("c2s %" PRIu64 " %s: session %s ended", c->id,
+		    c->conn->addr, c->sess->full);
+		sm_unbind(c->sess);     /* clears c->sess */
+	}
+}
+
+void
+c2s_forget_session(struct c2s *c)
+{
+	c->sess = NULL;
+}
+
+void
+c2s_stream_error(struct c2s *c, const char *cond, const char *text)
+{
+	struct arena *a;
+	struct xel *e;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	log_info("c2s %" PRIu64 " %s: stream error <%s/>%s%s", c->id,
+	    c->conn->addr, cond, text ? ": " : "", text ? text : "");
+	if (c->sess)
+		sm_set_end_reason(c->sess, cond);
+	if (!c->header_sent)
+		send_header(c, NULL);
+	a = arena_new(512);
+	e = xel_new(a, "error", NS_STREAMS);
+	xel_add(e, cond, NS_STREAM_ERR);
+	if (text)
+		xel_text_set(xel_add(e, "text", NS_STREAM_ERR), text);
+	c2s_send(c, e);
+	arena_free(a);
+	conn_write(c->conn, "</stream:stream>", 16);
+	set_state(c, C2S_CLOSING);
+	close_session(c);
+	conn_close(c->conn);
+}
+
+static void
+new_parser(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct xml_limits lim = {
+		.max_stanza = c->authed ? l->stanza_size :
+		    l->preauth_stanza_size,
+		.max_depth = l->depth,
+		.max_attrs = l->attributes,
+	};
+	extern const struct xml_stream_cb c2s_xml_cb;
+
+	if (c->xs)
+		xml_stream_free(c->xs);
+	c->xs = xml_stream_new(&lim, &c2s_xml_cb, c);
+	c->header_sent = 0;
+	c->restart = 0;
+	set_state(c, C2S_WAIT_HEADER);
+}
+
+/*
+ * The channel-binding types this connection offers, and with data set
+ * their data: exported keying material and a certificate hash are only
+ * worth computing for a -PLUS mechanism (about a tenth of a TLS
+ * handshake's CPU otherwise spent on every login).
+ */
+static void
+channel_binding(struct c2s *c, struct sasl_cb *cb, int data)
+{
+	memset(cb, 0, sizeof(*cb));
+	if (c->conn->ssl) {
+		cb->exporter_len = tls_cb_exporter(c->conn->ssl,
+		    data ? cb->exporter : NULL);
+		cb->end_point_len = tls_cb_server_end_point(c->conn->ssl,
+		    data ? cb->end_point : NULL);
+	}
+}
+
+/*
+ * XEP-0478: the limits of this stream: the largest top-level element the
+ * parser takes (preauth-stanza-size, then stanza-size), and once
+ * authenticated the silence after which the server pings (ping-interval)
+ * or closes (idle-timeout), whichever comes first.  Before
+ * authentication the stream has an overall deadline (preauth-timeout),
+ * not an idle one, so idle-seconds is left out.
+ */
+static void
+add_stream_limits(struct c2s *c, struct xel *features)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct xel *lim = xel_add(features, "limits", NS_STREAM_LIMITS);
+	unsigned idle = 0;
+	char num[24];
+
+	snprintf(num, sizeof(num), "%zu", c->authed ? l->stanza_size :
+	    l->preauth_stanza_size);
+	xel_text_set(xel_add(lim, "max-bytes", NULL), num);
+	if (c->authed) {
+		idle = l->idle_timeout;
+		if (l->ping_interval != 0 && (idle == 0 ||
+			l->ping_interval < idle))
+			idle = l->ping_interval;
+	}
+	if (idle != 0) {
+		snprintf(num, sizeof(num), "%u", idle);
+		xel_text_set(xel_add(lim, "idle-seconds", NULL), num);
+	}
+}
+
+static void
+send_features(struct c2s *c)
+{
+	struct arena *a = arena_new(1024);
+	struct xel *f = xel_new(a, "features", NS_STREAMS);
+
+	if (c->authed) {
+		xel_add(f, "bind", NS_BIND);
+		/* The RFC 3921 session is a no-op kept for old clients,
+		 * announced optional (draft-cridland-xmpp-session-01). */
+		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
+		hook_run_features(c, f, 1);
+		add_stream_limits(c, f);
+	} else if (!c->tls) {
+		struct xel *st = xel_add(f, "starttls", NS_TLS);
+
+		/* RFC 6120 §5.3.1: with TLS required, <starttls/> is the
+		 * only feature offered. */
+		if (c->conn->starttls_required)
+			xel_add(st, "required", NS_TLS);
+		else {
+			struct sasl_cb cb;
+
+			channel_binding(c, &cb, 0);
+			sasl_advertise(f, 0, &cb);
+			add_stream_limits(c, f);
+		}
+	} else {
+		struct sasl_cb cb;
+
+		channel_binding(c, &cb, 0);
+		sasl_advertise(f, 1, &cb);
+		hook_run_features(c, f, 0);
+		add_stream_limits(c, f);
+	}
+	c2s_send(c, f);
+	arena_free(a);
+}
+
+/* RFC 6120 §4.7 and §4.9.3: check the client's stream header. */
+static int
+on_open(void *ctx, struct xel *root, const char *default_ns)
+{
+	struct c2s *c = ctx;
+	const char *to = xel_attr(root, "to"), *ver = xel_attr(root, "version");
+	const char *from = xel_attr(root, "from");
+	char *host = NULL, *peer = NULL;
+
+	if (strcmp(default_ns, NS_CLIENT) != 0) {
+		c2s_stream_error(c, "invalid-namespace", NULL);
+		return 1;
+	}
+	if (to == NULL || (host = jid_nameprep(to)) == NULL ||
+	    conf_host_find(xmppd_conf, host) == NULL ||
+	    (c->host && strcmp(c->host, host) != 0)) {
+		free(host);
+		c2s_stream_error(c, "host-unknown", NULL);
+		return 1;
+	}
+	if (c->host == NULL)
+		c->host = host;
+	else
+		free(host);
+	/* §4.7.5: we speak 1.0; a missing version means pre-1.0. */
+	if (ver == NULL || strtol(ver, NULL, 10) != 1 || ver[0] != '1' ||
+	    ver[1] != '.') {
+		c2s_stream_error(c, "unsupported-version", NULL);
+		return 1;
+	}
+	if (from)
+		peer = jid_normalize(from);
+	send_header(c, peer);
+	free(peer);
+	set_state(c, C2S_NEGOTIATING);
+	send_features(c);
+	return 0;
+}
+
+/*
+ * Per-address state: unauthenticated connections (preauth-connections-
+ * per-ip), authentication failures in a window (auth-failures-per-ip) and
+ * a temporary ban (auth-ban-time).
+ */
+static struct ip_state *
+ip_state(const char *ip, int create)
+{
+	struct ip_state *st = strmap_get(ips, ip);
+
+	if (st == NULL && create) {
+		st = xcalloc(1, sizeof(*st));
+		strmap_put(ips, ip, st);
+	}
+	return st;
+}
+
+static int
+ip_banned(const struct ip_state *st, double now)
+{
+	return st != NULL && st->banned_until > now;
+}
+
+/* The stream authenticated or closed: it no longer counts against
+ * preauth-connections-per-ip. */
+static void
+preauth_release(struct c2s *c)
+{
+	struct ip_state *st;
+
+	if (!c->preauth_counted)
+		return;
+	c->preauth_counted = 0;
+	if ((st = ip_state(c->conn->ip, 0)) != NULL && st->preauth > 0)
+		st->preauth--;
+}
+
+/* Whether the stream's address may not try to authenticate now: it is
+ * banned, or it failed auth-failures-per-ip times within the window. */
+static int
+auth_throttled(struct c2s *c)
+{
+	struct ip_state *st = ip_state(c->conn->ip, 0);
+	double now = ev_now(xmppd_loop);
+
+	return st != NULL && (ip_banned(st, now) ||
+	    (now - st->since < AUTH_WINDOW &&
+		st->failures >= xmppd_conf->limits.auth_failures_per_ip));
+}
+
+/*
+ * Count an authentication failure (a wrong password or proof, or an
+ * attempt refused by the throttle) for the stream and its address.  At
+ * twice auth-failures-per-ip within the window the address is banned for
+ * auth-ban-time.  Returns whether the failure is past the per-address
+ * limit, to be answered through the tarpit.
+ */
+static int
+auth_failed(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct ip_state *st = ip_state(c->conn->ip, 1);
+	double now = ev_now(xmppd_loop);
+	int past;
+
+	if (now - st->since >= AUTH_WINDOW) {
+		st->failures = 0;
+		st->since = now;
+	}
+	st->failures++;
+	c->auth_failures++;
+	past = st->failures > l->auth_failures_per_ip;
+	if (l->auth_ban_time != 0 &&
+	    st->failures >= 2 * l->auth_failures_per_ip) {
+		if (!ip_banned(st, now)) {
+			log_warnx("c2s %" PRIu64 " %s: %u authentication "
+			    "failures from %s within %.0f s: refusing its "
+			    "connections for %u s", c->id, c->conn->addr,
+			    st->failures, c->conn->ip, AUTH_WINDOW,
+			    l->auth_ban_time);
+			st->refused = 0;
+		}
+		/* While banned every attempt is throttled (auth_throttled)
+		 * and counted anew: twice the limit again extends the ban.
+		 * Once it is over, the address starts afresh. */
+		st->banned_until = now + l->auth_ban_time;
+		st->failures = 0;
+		st->since = now;
+	}
+	return past;
+}
+
+struct purge_list {
+	char **keys;
+	size_t n, cap;
+};
+
+static void
+purge_one(const char *key, void *value, void *arg)
+{
+	struct ip_state *st = value;
+	struct purge_list *pl = arg;
+	double now = ev_now(xmppd_loop);
+
+	if (st->banned_until != 0 && st->banned_until <= now) {
+		log_info("c2s: ban on %s is over (%u connections refused)",
+		    key, st->refused);
+		st->banned_until = 0;
+	}
+	if (st->preauth > 0 || st->banned_until != 0 ||
+	    now - st->since < AUTH_WINDOW)
+		return;
+	if (pl->n == pl->cap) {
+		pl->cap = pl->cap ? pl->cap * 2 : 16;
+		pl->keys = xreallocarray(pl->keys, pl->cap,
+		    sizeof(*pl->keys));
+	}
+	pl->keys[pl->n++] = xstrdup(key);
+}
+
+/* Forget addresses with nothing left to remember (every AUTH_WINDOW). */
+static void
+purge_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct purge_list pl = { NULL, 0, 0 };
+
+	strmap_foreach(ips, purge_one, &pl);
+	for (size_t i = 0; i < pl.n; i++) {
+		free(strmap_del(ips, pl.keys[i]));
+		free(pl.keys[i]);
+	}
+	free(pl.keys);
+}
+
+/*
+ * The wait list: streams whose reading is paused until a time, for the
+ * stanza rate limit or the authentication tarpit.  One timer serves them
+ * all, so a stream that never waits costs no timer.
+ */
+static void
+wait_add(struct c2s *c, double until)
+{
+	double now = ev_now(xmppd_loop);
+
+	if (!c->waiting) {
+		c->waiting = 1;
+		c->wait_prev = NULL;
+		c->wait_next = wait_head;
+		if (wait_head)
+			wait_head->wait_prev = c;
+		wait_head = c;
+	}
+	if (!ev_is_active(&wait_w) ||
+	    until < now + ev_timer_remaining(xmppd_loop, &wait_w)) {
+		ev_timer_stop(xmppd_loop, &wait_w);
+		ev_timer_set(&wait_w, until > now ? until - now : 0.001, 0.);
+		ev_timer_start(xmppd_loop, &wait_w);
+	}
+}
+
+static void
+wait_remove(struct c2s *c)
+{
+	if (!c->waiting)
+		return;
+	if (c->wait_prev)
+		c->wait_prev->wait_next = c->wait_next;
+	else
+		wait_head = c->wait_next;
+	if (c->wait_next)
+		c->wait_next->wait_prev = c->wait_prev;
+	c->waiting = 0;
+	c->wait_prev = c->wait_next = NULL;
+}
+
+static void
+bucket_refill(struct c2s *c, double now)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+
+	c->tokens += (now - c->bucket_at) * l->stanzas_per_second;
+	if (c->tokens > l->stanza_burst)
+		c->tokens = l->stanza_burst;
+	c->bucket_at = now;
+}
+
+/* A stanza arrived: it takes a token (limits stanzas-per-second). */
+static void
+bucket_take(struct c2s *c)
+{
+	if (xmppd_conf->limits.stanzas_per_second == 0)
+		return;
+	bucket_refill(c, ev_now(xmppd_loop));
+	c->tokens -= 1;
+}
+
+/* After a read: a stream that used more than its tokens stops being read
+ * until the bucket holds one again. */
+static void
+bucket_check(struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	double wait;
+
+	if (l->stanzas_per_second == 0 || c->tokens >= 0 ||
+	    c->state == C2S_CLOSING || (c->conn->paused & CONN_PAUSE_RATE))
+		return;
+	wait = (1 - c->tokens) / l->stanzas_per_second;
+	c->throttled++;
+	if (c->throttled == 1)
+		log_info("c2s %" PRIu64 " %s: over %u stanzas per second "
+		    "(burst %u): reading paused for %.2f s", c->id,
+		    c->conn->addr, l->stanzas_per_second, l->stanza_burst,
+		    wait);
+	else
+		log_debug("c2s %" PRIu64 " %s: stanza rate: reading paused "
+		    "for %.2f s", c->id, c->conn->addr, wait);
+	conn_pause(c->conn, CONN_PAUSE_RATE);
+	wait_add(c, ev_now(xmppd_loop) + wait);
+}
+
+/* The rate-limited stream may go on once the bucket holds a token again;
+ * returns when to look again, or 0. */
+static double
+bucket_wait(struct c2s *c, double now)
+{
+	unsigned rate = xmppd_conf->limits.stanzas_per_second;
+
+	if (rate != 0)
+		bucket_refill(c, now);
+	if (rate == 0 || c->tokens >= 1 - 1e-9) {
+		conn_resume(c->conn, CONN_PAUSE_RATE);
+		return 0;
+	}
+	return now + (1 - c->tokens) / rate;
+}
+
+static void tarpit_answer(struct c2s *c);
+
+static void
+wait_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	double now = ev_now(l), next = 0;
+	struct c2s *c, *n;
+
+	for (c = wait_head; c; c = n) {
+		double until = 0, t;
+
+		n = c->wait_next;
+		if (c->state != C2S_CLOSING && c->tarpit) {
+			if (now + 1e-3 >= c->wait_until)
+				tarpit_answer(c);
+			else
+				until = c->wait_until;
+		}
+		if (c->state != C2S_CLOSING &&
+		    (c->conn->paused & CONN_PAUSE_RATE) &&
+		    (t = bucket_wait(c, now)) != 0 && (until == 0 || t < until))
+			until = t;
+		if (until == 0)
+			wait_remove(c);
+		else if (next == 0 || until < next)
+			next = until;
+	}
+	if (next != 0) {
+		ev_timer_stop(l, &wait_w);
+		ev_timer_set(&wait_w, next > now ? next - now : 0.001, 0.);
+		ev_timer_start(l, &wait_w);
+	}
+}
+
+static void
+sasl_element(struct c2s *c, struct arena *a, const char *name,
+    const char *cond)
+{
+	struct xel *e = xel_new(a, name, NS_SASL);
+
+	if (cond)
+		xel_add(e, cond, NS_SASL);
+	c2s_send(c, e);
+}
+
+/*
+ * The authentication tarpit: a failure past auth-failures-per-ip is
+ * answered AUTH_TARPIT seconds later, reading paused meanwhile, so that
+ * guessing from one address goes slowly without blocking anyone else.
+ * cond is a string constant.
+ */
+static void
+tarpit(struct c2s *c, const char *cond)
+{
+	c->tarpit = cond;
+	c->wait_until = ev_now(xmppd_loop) + AUTH_TARPIT;
+	conn_pause(c->conn, CONN_PAUSE_UPPER);
+	wait_add(c, c->wait_until);
+}
+
+static void
+tarpit_answer(struct c2s *c)
+{
+	struct arena *a = arena_new(256);
+	const char *cond = c->tarpit;
+
+	c->tarpit = NULL;
+	sasl_element(c, a, "failure", cond);
+	arena_free(a);
+	if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
+		c2s_stream_error(c, "policy-violation",
+		    "Too many failed authentication attempts");
+		return;
+	}
+	conn_resume(c->conn, CONN_PAUSE_UPPER);
+}
+
+static void
+handle_sasl(struct c2s *c, struct xel *st)
+{
+	struct sasl_cb cb;
+	const char *mech;
+	struct arena *a = st->arena;
+
+	if (strcmp(st->name, "auth") == 0) {
+		sasl_discard(c);
+		if (auth_throttled(c)) {
+			/* RFC 6120 §6.5.12; answered through the tarpit,
+			 * and counted, so that going on leads to a ban. */
+			log_info("c2s %" PRIu64 " %s: too many authentication "
+			    "failures from this address", c->id, c->conn->addr);
+			auth_failed(c);
+			tarpit(c, "temporary-auth-failure");
+			return;
+		}
+		mech = xel_attr(st, "mechanism");
+		channel_binding(c, &cb, mech != NULL &&
+		    strlen(mech) > 5 && strcmp(mech + strlen(mech) - 5,
+			"-PLUS") == 0);
+		c->sasl = sasl_start(mech, xel_text(st),
+		    c->tls, &cb, c->host, c->id);
+	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
+	    !sasl_done(c->sasl)) {
+		sasl_response(c->sasl, xel_text(st));
+	} else if (strcmp(st->name, "abort") == 0) {
+		sasl_discard(c);
+		sasl_element(c, a, "failure", "aborted");
+		return;
+	} else {
+		sasl_element(c, a, "failure", "malformed-request");
+		return;
+	}
+	if (c->sasl && sasl_pending(c->sasl))
+		conn_pause(c->conn, CONN_PAUSE_UPPER);  /* until storage or
+		                                            hashing answers */
+}
+
+static void
+c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
+{
+	struct c2s *c = find_id(owner);
+	struct arena *a;
+	struct xel *e;
+
+	if (c == NULL || c->state == C2S_CLOSING)
+		return;
+	a = arena_new(512);
+	switch (r->kind) {
+	case SASL_CHALLENGE:
+		e = xel_new(a, "challenge", NS_SASL);
+		if (r->data)
+			xel_text_set(e, r->data);
+		c2s_send(c, e);
+		break;
+	case SASL_FAILURE:
+		sasl_discard(c);
+		if (r->bad_credentials) {
+			log_info("c2s %" PRIu64 " %s: authentication failed",
+			    c->id, c->conn->addr);
+			control_event_auth_failure(c->conn->addr);
+			if (auth_failed(c)) {
+				tarpit(c, r->condition);
+				break;
+			}
+		} else
+			log_debug("c2s %" PRIu64 " %s: SASL failure <%s/>",
+			    c->id, c->conn->addr, r->condition);
+		sasl_element(c, a, "failure", r->condition);
+		if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
+			arena_free(a);
+			c2s_stream_error(c, "policy-violation",
+			    "Too many failed authentication attempts");
+			return;
+		}
+		break;
+	case SASL_SUCCESS:
+		e = xel_new(a, "success", NS_SASL);
+		if (r->data)
+			xel_text_set(e, r->data);
+		c2s_send(c, e);
+		c->authed = 1;
+		c->user = xstrdup(r->user);
+		sasl_discard(c);
+		preauth_release(c);
+		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s", c->id,
+		    c->conn->addr, c->user, c->host);
+		/* RFC 6120 §6.4.6: the stream restarts; a fresh parser. */
+		conn_set_timeout(c->conn, 0, NULL);
+		conn_set_idle(c->conn, xmppd_conf->limits.idle_timeout);
+		if (c->in_feed)
+			c->restart = 1;
+		else
+			new_parser(c);
+		break;
+	}
+	arena_free(a);
+	/* Reading was paused while storage or hashing worked; inside a
+	 * feed, on_data resumes it.  A tarpitted failure resumes it when it
+	 * is answered. */
+	if (!c->in_feed && c->tarpit == NULL)
+		conn_resume(c->conn, CONN_PAUSE_UPPER);
+}
+
+static void
+handle_bind(struct c2s *c, struct xel *iq)
+{
+	struct xel *b = xel_child(iq, "bind", NS_BIND), *r, *res;
+	const char *want = NULL;
+	char *prepped = NULL, *full;
+	char gen[17];
+	struct jid j = { 0 };
+	struct session *s;
+
+	if ((res = xel_child(b, "resource", NS_BIND)) != NULL &&
+	    *xel_text(res) != '\0')
+		want = xel_text(res);
+	if (want == NULL) {
+		/* RFC 6120 §7.6: the server generates a resource. */
+		random_hex(gen, 8);
+		want = gen;
+	}
+	prepped = jid_resourceprep(want);
+	full = prepped ? xasprintf("%s@%s/%s", c->user, c->host, prepped) :
+	    NULL;
+	if (full == NULL || jid_parse(&j, full) < 0) {
+		r = stanza_error(iq, "modify", "bad-request", NULL);
+		goto reply;
+	}
+	s = sm_bind(c, &j, xmppd_conf->limits.sessions_per_user);
+	if (s == NULL) {
+		/* §7.6.2.1: too many sessions for this account. */
+		log_info("c2s %" PRIu64 " %s: %s@%s has %u sessions "
+		    "(sessions-per-user): bind refused", c->id, c->conn->addr,
+		    c->user, c->host, xmppd_conf->limits.sessions_per_user);
+		r = stanza_error(iq, "wait", "resource-constraint", NULL);
+		goto reply;
+	}
+	c->sess = s;
+	set_state(c, C2S_ACTIVE);
+	log_info("c2s %" PRIu64 " %s: bound %s (%s %s)", c->id, c->conn->addr,
+	    s->full, conn_tls_version(c->conn), conn_tls_cipher(c->conn));
+	r = stanza_iq_result(iq);
+	xel_text_set(xel_add(xel_add(r, "bind", NS_BIND), "jid", NULL),
+	    s->full);
+reply:
+	if (r) {
+		c2s_send(c, r);
+		arena_free(r->arena);
+	}
+	if (c->sess)
+		hook_run_session(HOOK_SESSION_BOUND, c->sess);
+	jid_free(&j);
+	free(prepped);
+	free(full);
+}
+
+static int
+is_bind_request(const struct xel *st)
+{
+	const char *type = xel_attr(st, "type");
+
+	return xel_is(st, "iq", NS_CLIENT) && type &&
+	    strcmp(type, "set") == 0 && xel_attr(st, "id") &&
+	    xel_count_elems(st) == 1 && xel_child(st, "bind", NS_BIND);
+}
+
+/* Everything before the session is bound. */
+static void
+negotiate(struct c2s *c, struct xel *st)
+{
+	if ((c->sasl && sasl_pending(c->sasl)) || c->tarpit) {
+		c2s_stream_error(c, "policy-violation",
+		    "Data sent during authentication");
+		return;
+	}
+	if (!c->authed && xel_is(st, "starttls", NS_TLS)) {
+		if (c->tls) {
+			c2s_stream_error(c, "policy-violation",
+			    "TLS is already established");
+			return;
+		}
+		/* RFC 6120 §5.4.3.3: <proceed/>, then TLS.  Bytes that came
+		 * with <starttls/> are discarded with the parser. */
+		conn_write(c->conn, "<proceed xmlns='" NS_TLS "'/>",
+		    sizeof("<proceed xmlns='" NS_TLS "'/>") - 1);
+		conn_starttls(c->conn);
+		c->restart = 1;
+		return;
+	}
+	if (!c->authed && !c->tls && c->conn->starttls_required) {
+		/* RFC 6120 §5.3.1: TLS is mandatory here. */
+		c2s_stream_error(c, strcmp(st->ns, NS_SASL) == 0 ?
+		    "policy-violation" : "not-authorized",
+		    "Use STARTTLS first");
+		return;
+	}
+	if (!c->authed) {
+		if (strcmp(st->ns, NS_SASL) == 0)
+			handle_sasl(c, st);
+		else if (!(xel_is(st, "iq", NS_CLIENT) &&
+			     hook_run_preauth_iq(c, st) == HOOK_HANDLED))
+			c2s_stream_error(c, "not-authorized", NULL);
+		return;
+	}
+	if (is_bind_request(st))
+		handle_bind(c, st);
+	else
+		c2s_stream_error(c, "not-authorized", "Bind a resource first");
+}
+
+/* A stanza, parsed now or replayed after a hold; returns whether the
+ * parser is to stop (xml_stream_cb.on_stanza). */
+static int
+handle_stanza(struct c2s *c, struct xel *st)
+{
+	if (c->held && c->state == C2S_ACTIVE) {
+		/* Kept in order until c2s_release (the arena moves into the
+		 * queue).  Reading is paused, so only what one read brought
+		 * can pile up here. */
+		if (c->nqueue == MAX_HELD) {
+			arena_free(st->arena);
+			c2s_stream_error(c, "policy-violation",
+			    "Too many stanzas while the session loads");
+			return 1;
+		}
+		c->queue = xreallocarray(c->queue, c->nqueue + 1,
+		    sizeof(*c->queue));
+		c->queue[c->nqueue++] = st;
+		return 0;
+	}
+	if (c->state == C2S_ACTIVE && c->sess) {
+		c->sess->last_active = ev_now(xmppd_loop);
+		if (router_from_client(c->sess, st) < 0)
+			c2s_stream_error(c, "unsupported-stanza-type", NULL);
+	} else if (c->state == C2S_NEGOTIATING)
+		negotiate(c, st);
+	arena_free(st->arena);
+	return c->restart || c->state == C2S_CLOSING;
+}
+
+static int
+on_stanza(void *ctx, struct xel *st)
+{
+	struct c2s *c = ctx;
+
+	bucket_take(c);
+	return handle_stanza(c, st);
+}
+
+static void
+on_xml_close(void *ctx)
+{
+	struct c2s *c = ctx;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	/* RFC 6120 §4.4: answer the close and end the connection. */
+	if (!c->header_sent)
+		send_header(c, NULL);
+	conn_write(c->conn, "</stream:stream>", 16);
+	set_state(c, C2S_CLOSING);
+	close_session(c);
+	conn_close(c->conn);
+}
+
+const struct xml_stream_cb c2s_xml_cb = {
+	.on_open = on_open,
+	.on_stanza = on_stanza,
+	.on_close = on_xml_close,
+};
+
+static const char *
+xml_error_condition(enum xml_error e)
+{
+	switch (e) {
+	case XMLE_RESTRICTED:
+		return "restricted-xml";
+	case XMLE_TOO_BIG:
+	case XMLE_TOO_DEEP:
+	case XMLE_TOO_MANY_ATTRS:
+		return "policy-violation";
+	case XMLE_BAD_ROOT:
+		return "invalid-namespace";
+	case XMLE_BAD_ENCODING:
+		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
+	default:
+		return "not-well-formed";
+	}
+}
+
+static void
+on_data(struct conn *conn, const char *data, size_t len)
+{
+	struct c2s *c = conn->upper;
+	enum xml_status st;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	c->in_feed = 1;
+	st = xml_stream_feed(c->xs, data, len);
+	c->in_feed = 0;
+	switch (st) {
+	case XMLS_ERROR:
+		c2s_stream_error(c, xml_error_condition(
+		    xml_stream_error(c->xs)), xml_stream_error_text(c->xs));
+		break;
+	case XMLS_CLOSED:
+		on_xml_close(c);
+		break;
+	case XMLS_STOPPED:
+	case XMLS_OK:
+		if (c->restart && c->state != C2S_CLOSING) {
+			new_parser(c);
+			conn_resume(conn, CONN_PAUSE_UPPER);
+		}
+		break;
+	}
+	bucket_check(c);
+}
+
+static void
+on_tls(struct conn *conn)
+{
+	struct c2s *c = conn->upper;
+	double left = c->preauth_deadline - ev_now(xmppd_loop);
+
+	c->tls = 1;
+	conn_set_timeout(conn, left > 0 ? left : 0.001,
+	    "authentication timeout");
+}
+
+/*
+ * A new connection, refused while its address is banned or already has
+ * preauth-connections-per-ip connections that have not authenticated.
+ */
+static void *
+on_accept(struct conn *conn)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct ip_state *st = ip_state(conn->ip, 0);
+	double now = ev_now(xmppd_loop);
+	struct c2s *c;
+	char key[24];
+
+	if (ip_banned(st, now)) {
+		/* One line per ban at info; purge_cb reports the total. */
+		if (st->refused++ == 0)
+			log_info("c2s %" PRIu64 " %s: refused: address banned "
+			    "for %.0f s more after authentication failures",
+			    conn->id, conn->addr, st->banned_until - now);
+		else
+			log_debug("c2s %" PRIu64 " %s: refused: address "
+			    "banned", conn->id, conn->addr);
+		return NULL;
+	}
+	if (l->preauth_connections_per_ip != 0 && st != NULL &&
+	    st->preauth >= l->preauth_connections_per_ip) {
+		log_warnx("c2s %" PRIu64 " %s: refused: %u connections from "
+		    "this address have not authenticated "
+		    "(preauth-connections-per-ip)", conn->id, conn->addr,
+		    st->preauth);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->id = conn->id;
+	c->conn = conn;
+	ip_state(conn->ip, 1)->preauth++;
+	c->preauth_counted = 1;
+	c->tokens = l->stanza_burst;
+	c->bucket_at = now;
+	new_parser(c);
+	c->preauth_deadline = ev_now(xmppd_loop) +
+	    xmppd_conf->limits.preauth_timeout;
+	conn_set_timeout(conn, xmppd_conf->limits.preauth_timeout,
+	    "authentication timeout");
+	c->next = all;
+	if (all)
+		all->prev = c;
+	all = c;
+	nall++;
+	id_key(c->id, key, sizeof(key));
+	strmap_put(by_id, key, c);
+	return c;
+}
+
+static void
+on_close(struct conn *conn)
+{
+	struct c2s *c = conn->upper;
+	char key[24];
+
+	for (size_t i = 0; i < c->nqueue; i++)
+		arena_free(c->queue[i]->arena);
+	free(c->queue);
+	close_session(c);
+	sasl_discard(c);
+	wait_remove(c);
+	preauth_release(c);
+	if (c->throttled > 1)
+		log_info("c2s %" PRIu64 " %s: reading was paused %u times by "
+		    "the stanza rate limit", c->id, conn->addr, c->throttled);
+	if (c->xs)
+		xml_stream_free(c->xs);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		all = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	nall--;
+	id_key(c->id, key, sizeof(key));
+	strmap_del(by_id, key);
+	free(c->host);
+	free(c->user);
+	free(c);
+}
+
+const struct conn_handler c2s_conn_handler = {
+	.on_data = on_data,
+	.on_tls = on_tls,
+	.on_close = on_close,
+	.on_accept = on_accept,
+};
+
+void
+c2s_shutdown_all(void)
+{
+	for (struct c2s *c = all; c; c = c->next)
+		c2s_stream_error(c, "system-shutdown", NULL);
+}
+
+/*
+ * Idle streams give their expat parser back (about 9 KiB each): most
+ * sessions of an XMPP server are idle most of the time.  The parsers (and
+ * the TLS handshakes before them) were allocated between the sessions'
+ * long-lived objects, so what they freed is scattered holes in the heap
+ * that malloc keeps.  After a batch of releases malloc_trim() hands the
+ * whole free pages among them back to the kernel: after 1024 (at most
+ * once per PARSER_TRIM_INTERVAL), or after fewer once a sweep releases
+ * nothing more (a login storm is over).  It walks the free chunks, a
+ * stall of milliseconds per 10,000 sessions, so never for a trickle.
+ */
+static void
+idle_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	static unsigned released;
+	static ev_tstamp last_trim;
+	ev_tstamp now = ev_now(l);
+	unsigned now_released = 0;
+
+	for (struct c2s *c = all; c; c = c->next)
+		if (c->xs && c->state != C2S_CLOSING &&
+		    now - c->conn->last_read >= PARSER_IDLE)
+			now_released += (unsigned)xml_stream_release(c->xs);
+	released += now_released;
+	/* During a storm at most every PARSER_TRIM_INTERVAL; once it is
+	 * over (this sweep released nothing), at the next sweep. */
+	if ((released >= PARSER_TRIM_BATCH &&
+		now - last_trim >= PARSER_TRIM_INTERVAL) ||
+	    (released >= PARSER_TRIM_MIN && now_released == 0)) {
+		ev_tstamp t0 = ev_time();
+
+		malloc_trim(0);
+		log_debug("c2s: %u idle parsers released, heap trimmed in "
+		    "%.1f ms", released, (ev_time() - t0) * 1e3);
+		released = 0;
+		last_trim = now;
+	}
+}
+
+/* The storage queue is over limits { storage-queue } (or back under
+ * half of it): stop (resume) reading every client. */
+void
+c2s_storage_congested(int congested)
+{
+	conn_set_gate(congested);
+	if (!congested)
+		for (struct c2s *c = all; c; c = c->next)
+			conn_resume(c->conn, CONN_PAUSE_GATE);
+}
+
+void
+c2s_init(void)
+{
+	by_id = strmap_new();
+	ips = strmap_new();
+	ev_init(&wait_w, wait_cb);
+	sasl_init(c2s_sasl_reply);
+	ev_prepare_init(&trash_w, trash_cb);
+	ev_prepare_start(xmppd_loop, &trash_w);
+	ev_unref(xmppd_loop);
+	ev_timer_init(&purge_w, purge_cb, AUTH_WINDOW, AUTH_WINDOW);
+	ev_timer_start(xmppd_loop, &purge_w);
+	ev_unref(xmppd_loop);
+	ev_timer_init(&idle_w, idle_cb, PARSER_IDLE, PARSER_IDLE);
+	ev_timer_start(xmppd_loop, &idle_w);
+	ev_unref(xmppd_loop);
+}
+
+void
+c2s_hold(struct c2s *c)
+{
+	c->held++;
+	conn_pause(c->conn, CONN_PAUSE_UPPER);
+}
+
+void
+c2s_release(struct c2s *c)
+{
+	if (c->held == 0 || --c->held > 0)
+		return;
+	/* Replay in order; a stanza may hold the stream again. */
+	while (c->nqueue > 0 && !c->held && c->state == C2S_ACTIVE) {
+		struct xel *st = c->queue[0];
+
+		memmove(c->queue, c->queue + 1,
+		    --c->nqueue * sizeof(*c->queue));
+		handle_stanza(c, st);
+	}
+	if (!c->held && c->state != C2S_CLOSING)
+		conn_resume(c->conn, CONN_PAUSE_UPPER);
+}
+
+uint64_t
+c2s_id(const struct c2s *c)
+{
+	return c->id;
+}
+
+struct c2s *
+c2s_find_id(uint64_t id)
+{
+	struct c2s *c = find_id(id);
+
+	return c && c->state != C2S_CLOSING ? c : NULL;
+}
+
+int
+c2s_is_tls(const struct c2s *c)
+{
+	return c->tls;
+}
+
+int
+c2s_is_authed(const struct c2s *c)
+{
+	return c->authed;
+}
+
+const char *
+c2s_host(const struct c2s *c)
+{
+	return c->host;
+}
+
+const char *
+c2s_ip(const struct c2s *c)
+{
+	return c->conn->ip;
+}
