@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "core/account.h"
+#include "core/hooks.h"
 #include "conf.h"
 #include "control/control.h"
 #include "ctl.h"
@@ -330,7 +331,7 @@ events_release(struct control_conn *c)
 	conn_output(c);
 }
 
-size_t
+static size_t
 control_subscribers(void)
 {
 	return control.running ? control.nsubscribers : 0;
@@ -384,8 +385,8 @@ event_end(struct ctl_line *l, struct buf *b)
 	buf_free(b);
 }
 
-void
-control_event_session_up(const struct sm_session_info *i)
+static void
+event_session_up(const struct sm_session_info *i)
 {
 	struct ctl_line l;
 	struct buf b;
@@ -402,9 +403,8 @@ control_event_session_up(const struct sm_session_info *i)
 	event_end(&l, &b);
 }
 
-void
-control_event_session_down(uint64_t sid, const char *jid,
-    const char *reason)
+static void
+event_session_down(uint64_t sid, const char *jid, const char *reason)
 {
 	struct ctl_line l;
 	struct buf b;
@@ -418,8 +418,8 @@ control_event_session_down(uint64_t sid, const char *jid,
 	event_end(&l, &b);
 }
 
-void
-control_event_presence(uint64_t sid, const char *jid, const char *show,
+static void
+event_presence(uint64_t sid, const char *jid, const char *show,
     int priority, const char *status)
 {
 	struct ctl_line l;
@@ -436,8 +436,8 @@ control_event_presence(uint64_t sid, const char *jid, const char *show,
 	event_end(&l, &b);
 }
 
-void
-control_event_log(const char *level, const char *fmt, ...)
+static void
+event_log(const char *level, const char *fmt, ...)
 {
 	struct ctl_line l;
 	struct buf b, text = BUF_INIT;
@@ -455,11 +455,51 @@ control_event_log(const char *level, const char *fmt, ...)
 	event_end(&l, &b);
 }
 
-void
-control_event_auth_failure(const char *addr)
+/*
+ * What the control plane learns through the core's hooks (registered by
+ * control_init, owner HOOK_OWNER_CORE, so after every module's).
+ */
+
+static void
+on_session_bound(struct session *s)
+{
+	struct sm_session_info info;
+
+	stats_count_login();
+	if (control_subscribers() == 0)
+		return;
+	sm_session_info(s, &info);
+	event_session_up(&info);
+	event_log("info", "login %s from %s", s->full, info.ip);
+}
+
+static void
+on_session_end(struct session *s)
+{
+	const char *why;
+
+	if (control_subscribers() == 0)
+		return;
+	why = session_end_reason(s);
+	event_session_down(s->id, s->full, why);
+	event_log("info", "logout %s (%s)", s->full, why);
+}
+
+static void
+on_presence_changed(struct session *s, const struct xel *pres,
+    int available)
+{
+	if (control_subscribers() == 0)
+		return;
+	event_presence(s->id, s->full, sm_presence_show(pres, available),
+	    s->priority, sm_presence_status(pres));
+}
+
+static void
+on_auth_failure(const char *addr)
 {
 	stats_count_auth_failure();
-	control_event_log("warning", "authentication failed from %s", addr);
+	event_log("warning", "authentication failed from %s", addr);
 }
 
 static void
@@ -1295,11 +1335,13 @@ handle_kick(struct control_conn *c, char **args, size_t nargs)
 		return;
 	}
 	n = sm_kick(j.node, j.domain, j.resource, cond, reason);
+	for (int i = 0; i < n; i++)
+		stats_count_kick();
 	log_info("control %llu: uid %u: kick %s: %d session%s closed%s%s",
 	    (unsigned long long)c->id, (unsigned)c->uid, args[0], n,
 	    n == 1 ? "" : "s", reason ? ": " : "", reason ? reason : "");
 	if (n > 0)
-		control_event_log("info", "kicked %s (%d session%s)%s%s",
+		event_log("info", "kicked %s (%d session%s)%s%s",
 		    args[0], n, n == 1 ? "" : "s", reason ? ": " : "",
 		    reason ? reason : "");
 	jid_free(&j);
@@ -2352,6 +2394,11 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 	ev_timer_init(&control.tick_w, tick_cb, 1.0, 1.0);
 	ev_timer_start(xmppd_loop, &control.tick_w);
 	control.running = 1;
+	hook_add_session(HOOK_SESSION_BOUND, on_session_bound);
+	hook_add_session(HOOK_SESSION_END, on_session_end);
+	hook_add_presence_changed(on_presence_changed);
+	hook_add_auth_failure(on_auth_failure);
+	hook_add_offline_changed(stats_offline_changed);
 	log_info("control socket %s (mode 0660, uid %u, gid %u)", path,
 	    (unsigned)owner_uid, (unsigned)gid);
 	return 0;

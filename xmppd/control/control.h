@@ -21,22 +21,4 @@ int control_init(const char *path, const char *group_name, uid_t owner_uid,
 /* Close all control connections and remove the socket file. */
 void control_shutdown(void);
 
-/*
- * Events pushed to subscribed connections ("subscribe", shared/ctl.h).
- * Each returns at once when nobody is subscribed; callers with costly
- * arguments test control_subscribers() first.
- */
-struct sm_session_info;
-size_t control_subscribers(void);
-void control_event_session_up(const struct sm_session_info *info);
-void control_event_session_down(uint64_t sid, const char *jid,
-    const char *reason);
-void control_event_presence(uint64_t sid, const char *jid, const char *show,
-    int priority, const char *status);
-/* "* event log LEVEL TEXT": logins, logouts, kicks, failed logins. */
-void control_event_log(const char *level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* An authentication failed (counted, and a log event). */
-void control_event_auth_failure(const char *addr);
-
 #endif

@@ -1,132 +1,112 @@
 /*
- * Hook chains: small arrays of handlers per hook, run in order.
+ * Hook chains: a small array of handlers per hook, kept in owner order
+ * (see hooks.h), run in order.
  */
 #include <stddef.h>
+#include <string.h>
 
 #include "core/hooks.h"
 #include "log.h"
 
 #define HOOK_MAX 16
 
-#define CHAIN(type, name)                                        \
-	static type name##_v[HOOK_MAX];                          \
-	static size_t name##_n;                                  \
-	static void name##_add(type fn)                          \
-	{                                                        \
-		if (name##_n == HOOK_MAX)                        \
-			fatalx("too many " #name " hooks");      \
-		name##_v[name##_n++] = fn;                       \
+enum chain_id {
+	CH_BOUND, CH_END, CH_INITIAL, CH_OUTBOUND, CH_DELIVER, CH_OFFLINE,
+	CH_DELETED, CH_FEATURES, CH_PRESENCE_OUT, CH_PREAUTH_IQ,
+	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
+	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED, CH__COUNT
+};
+
+/* Handlers are stored as one function pointer type and called through
+ * their own (C11 §6.3.2.3 ¶8: a round trip keeps the pointer). */
+typedef void (*hook_fn)(void);
+
+struct chain {
+	struct {
+		hook_fn fn;
+		unsigned owner;
+	} v[HOOK_MAX];
+	size_t n;
+};
+
+static struct chain chains[CH__COUNT];
+static unsigned current_owner = HOOK_OWNER_CORE;
+
+void
+hook_set_owner(unsigned owner)
+{
+	current_owner = owner;
+}
+
+unsigned
+hook_owner(void)
+{
+	return current_owner;
+}
+
+/* After the last handler of an owner not above the current one. */
+static void
+chain_add(enum chain_id id, hook_fn fn)
+{
+	struct chain *c = &chains[id];
+	size_t at = c->n;
+
+	if (c->n == HOOK_MAX)
+		fatalx("too many handlers on hook chain %d", (int)id);
+	while (at > 0 && c->v[at - 1].owner > current_owner)
+		at--;
+	memmove(&c->v[at + 1], &c->v[at], (c->n - at) * sizeof(c->v[0]));
+	c->v[at].fn = fn;
+	c->v[at].owner = current_owner;
+	c->n++;
+}
+
+void
+hook_remove_owner(unsigned owner)
+{
+	for (size_t id = 0; id < CH__COUNT; id++) {
+		struct chain *c = &chains[id];
+		size_t k = 0;
+
+		for (size_t i = 0; i < c->n; i++)
+			if (c->v[i].owner != owner)
+				c->v[k++] = c->v[i];
+		c->n = k;
 	}
-
-CHAIN(hook_session_fn, bound)
-CHAIN(hook_session_fn, end)
-CHAIN(hook_session_fn, initial)
-CHAIN(hook_outbound_fn, outbound)
-CHAIN(hook_deliver_fn, deliver)
-CHAIN(hook_offline_fn, offline)
-CHAIN(hook_user_fn, deleted)
-CHAIN(hook_features_fn, features)
-CHAIN(hook_presence_fn, presence_out)
-CHAIN(hook_preauth_iq_fn, preauth_iq)
-CHAIN(hook_message_out_fn, message_out)
-CHAIN(hook_message_in_fn, message_in)
-CHAIN(hook_message_delivered_fn, message_delivered)
-
-void
-hook_add_message_out(hook_message_out_fn fn)
-{
-	message_out_add(fn);
 }
 
-enum hook_result
-hook_run_message_out(struct session *from, struct xel *msg,
-    const struct jid *to)
-{
-	for (size_t i = 0; i < message_out_n; i++)
-		if (message_out_v[i](from, msg, to) == HOOK_HANDLED)
-			return HOOK_HANDLED;
-	return HOOK_PASS;
-}
-
-void
-hook_add_message_in(hook_message_in_fn fn)
-{
-	message_in_add(fn);
-}
-
-enum hook_result
-hook_run_message_in(struct session *from_session, struct xel *msg,
-    const struct jid *to)
-{
-	for (size_t i = 0; i < message_in_n; i++)
-		if (message_in_v[i](from_session, msg, to) == HOOK_HANDLED)
-			return HOOK_HANDLED;
-	return HOOK_PASS;
-}
-
-void
-hook_add_message_delivered(hook_message_delivered_fn fn)
-{
-	message_delivered_add(fn);
-}
-
-void
-hook_run_message_delivered(struct xel *msg, const struct jid *to,
-    struct session **sessions, size_t n)
-{
-	for (size_t i = 0; i < message_delivered_n; i++)
-		message_delivered_v[i](msg, to, sessions, n);
-}
-
-void
-hook_add_preauth_iq(hook_preauth_iq_fn fn)
-{
-	preauth_iq_add(fn);
-}
-
-enum hook_result
-hook_run_preauth_iq(struct c2s *c, struct xel *iq)
-{
-	for (size_t i = 0; i < preauth_iq_n; i++)
-		if (preauth_iq_v[i](c, iq) == HOOK_HANDLED)
-			return HOOK_HANDLED;
-	return HOOK_PASS;
-}
+#define EACH(id, type, f)                                                \
+	for (size_t i_ = 0; i_ < chains[id].n; i_++)                     \
+		for (type f = (type)chains[id].v[i_].fn; f != NULL; f = NULL)
 
 void
 hook_add_session(enum hook_session which, hook_session_fn fn)
 {
-	if (which == HOOK_SESSION_BOUND)
-		bound_add(fn);
-	else if (which == HOOK_SESSION_END)
-		end_add(fn);
-	else
-		initial_add(fn);
+	chain_add(which == HOOK_SESSION_BOUND ? CH_BOUND :
+	    which == HOOK_SESSION_END ? CH_END : CH_INITIAL, (hook_fn)fn);
 }
 
 void
 hook_run_session(enum hook_session which, struct session *s)
 {
-	hook_session_fn *v = which == HOOK_SESSION_BOUND ? bound_v :
-	    which == HOOK_SESSION_END ? end_v : initial_v;
-	size_t n = which == HOOK_SESSION_BOUND ? bound_n :
-	    which == HOOK_SESSION_END ? end_n : initial_n;
+	enum chain_id id = which == HOOK_SESSION_BOUND ? CH_BOUND :
+	    which == HOOK_SESSION_END ? CH_END : CH_INITIAL;
 
-	for (size_t i = 0; i < n; i++)
-		v[i](s);
+	EACH(id, hook_session_fn, f)
+		f(s);
 }
 
 void
 hook_add_outbound(hook_outbound_fn fn)
 {
-	outbound_add(fn);
+	chain_add(CH_OUTBOUND, (hook_fn)fn);
 }
 
 enum hook_result
 hook_run_outbound(struct session *from, struct xel *st, const struct jid *to)
 {
-	for (size_t i = 0; i < outbound_n; i++)
-		if (outbound_v[i](from, st, to) == HOOK_HANDLED)
+	EACH(CH_OUTBOUND, hook_outbound_fn, f)
+		if (f(from, st, to) == HOOK_HANDLED)
 			return HOOK_HANDLED;
 	return HOOK_PASS;
 }
@@ -134,14 +114,14 @@ hook_run_outbound(struct session *from, struct xel *st, const struct jid *to)
 void
 hook_add_deliver(hook_deliver_fn fn)
 {
-	deliver_add(fn);
+	chain_add(CH_DELIVER, (hook_fn)fn);
 }
 
 enum hook_result
 hook_run_deliver(struct session *to, struct xel *st, const struct jid *from)
 {
-	for (size_t i = 0; i < deliver_n; i++)
-		if (deliver_v[i](to, st, from) == HOOK_HANDLED)
+	EACH(CH_DELIVER, hook_deliver_fn, f)
+		if (f(to, st, from) == HOOK_HANDLED)
 			return HOOK_HANDLED;
 	return HOOK_PASS;
 }
@@ -149,53 +129,154 @@ hook_run_deliver(struct session *to, struct xel *st, const struct jid *from)
 void
 hook_add_offline(hook_offline_fn fn)
 {
-	offline_add(fn);
+	chain_add(CH_OFFLINE, (hook_fn)fn);
 }
 
 enum hook_result
 hook_run_offline(struct session *from, struct xel *msg, const struct jid *to)
 {
-	for (size_t i = 0; i < offline_n; i++)
-		if (offline_v[i](from, msg, to) == HOOK_HANDLED)
+	EACH(CH_OFFLINE, hook_offline_fn, f)
+		if (f(from, msg, to) == HOOK_HANDLED)
 			return HOOK_HANDLED;
 	return HOOK_PASS;
 }
 
 void
+hook_add_message_out(hook_message_out_fn fn)
+{
+	chain_add(CH_MESSAGE_OUT, (hook_fn)fn);
+}
+
+enum hook_result
+hook_run_message_out(struct session *from, struct xel *msg,
+    const struct jid *to)
+{
+	EACH(CH_MESSAGE_OUT, hook_message_out_fn, f)
+		if (f(from, msg, to) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
+}
+
+void
+hook_add_message_in(hook_message_in_fn fn)
+{
+	chain_add(CH_MESSAGE_IN, (hook_fn)fn);
+}
+
+enum hook_result
+hook_run_message_in(struct session *from_session, struct xel *msg,
+    const struct jid *to)
+{
+	EACH(CH_MESSAGE_IN, hook_message_in_fn, f)
+		if (f(from_session, msg, to) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
+}
+
+void
+hook_add_message_delivered(hook_message_delivered_fn fn)
+{
+	chain_add(CH_MESSAGE_DELIVERED, (hook_fn)fn);
+}
+
+void
+hook_run_message_delivered(struct xel *msg, const struct jid *to,
+    struct session **sessions, size_t n)
+{
+	EACH(CH_MESSAGE_DELIVERED, hook_message_delivered_fn, f)
+		f(msg, to, sessions, n);
+}
+
+void
 hook_add_user_deleted(hook_user_fn fn)
 {
-	deleted_add(fn);
+	chain_add(CH_DELETED, (hook_fn)fn);
 }
 
 void
 hook_run_user_deleted(const char *user, const char *host)
 {
-	for (size_t i = 0; i < deleted_n; i++)
-		deleted_v[i](user, host);
+	EACH(CH_DELETED, hook_user_fn, f)
+		f(user, host);
 }
 
 void
 hook_add_features(hook_features_fn fn)
 {
-	features_add(fn);
+	chain_add(CH_FEATURES, (hook_fn)fn);
 }
 
 void
-hook_run_features(struct c2s *c, struct xel *features, int authed)
+hook_run_features(struct transport *t, struct xel *features, int authed)
 {
-	for (size_t i = 0; i < features_n; i++)
-		features_v[i](c, features, authed);
+	EACH(CH_FEATURES, hook_features_fn, f)
+		f(t, features, authed);
+}
+
+void
+hook_add_preauth_iq(hook_preauth_iq_fn fn)
+{
+	chain_add(CH_PREAUTH_IQ, (hook_fn)fn);
+}
+
+enum hook_result
+hook_run_preauth_iq(struct transport *t, struct xel *iq)
+{
+	EACH(CH_PREAUTH_IQ, hook_preauth_iq_fn, f)
+		if (f(t, iq) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
 }
 
 void
 hook_add_presence_out(hook_presence_fn fn)
 {
-	presence_out_add(fn);
+	chain_add(CH_PRESENCE_OUT, (hook_fn)fn);
 }
 
 void
 hook_run_presence_out(struct session *s, struct xel *presence)
 {
-	for (size_t i = 0; i < presence_out_n; i++)
-		presence_out_v[i](s, presence);
+	EACH(CH_PRESENCE_OUT, hook_presence_fn, f)
+		f(s, presence);
+}
+
+void
+hook_add_presence_changed(hook_presence_changed_fn fn)
+{
+	chain_add(CH_PRESENCE_CHANGED, (hook_fn)fn);
+}
+
+void
+hook_run_presence_changed(struct session *s, const struct xel *pres,
+    int available)
+{
+	EACH(CH_PRESENCE_CHANGED, hook_presence_changed_fn, f)
+		f(s, pres, available);
+}
+
+void
+hook_add_auth_failure(hook_auth_failure_fn fn)
+{
+	chain_add(CH_AUTH_FAILURE, (hook_fn)fn);
+}
+
+void
+hook_run_auth_failure(const char *addr)
+{
+	EACH(CH_AUTH_FAILURE, hook_auth_failure_fn, f)
+		f(addr);
+}
+
+void
+hook_add_offline_changed(hook_offline_changed_fn fn)
+{
+	chain_add(CH_OFFLINE_CHANGED, (hook_fn)fn);
+}
+
+void
+hook_run_offline_changed(long long delta)
+{
+	EACH(CH_OFFLINE_CHANGED, hook_offline_changed_fn, f)
+		f(delta);
 }

@@ -1,21 +1,39 @@
 /*
- * Named hook chains that modules attach to (ARCHITECTURE.md: "a few named
- * hook chains").  Handlers run in registration order; a filter returns
+ * Named hook chains that modules and the control plane attach to
+ * (ARCHITECTURE.md: "a few named hook chains").  A filter returns
  * HOOK_HANDLED to stop the chain (the stanza was consumed, answered or
  * dropped) or HOOK_PASS to let the next one and then the default run.
  * Stanza arguments belong to the caller; copy what you keep.
+ *
+ * Everything registered (hooks here, IQ handlers in iq.h, disco entries in
+ * disco.h) belongs to an owner: the module being initialised (modules.c
+ * sets its index in the module table around the init call), or
+ * HOOK_OWNER_CORE for code that hooks in at start-up (the control plane).
+ * Chains run in owner order (the module table's, the core last), then in
+ * registration order, whatever order modules were (re)initialised in; a
+ * module switched off by a reload loses what it registered with
+ * hook_remove_owner (modules_reload).
  */
 #ifndef XMPPD_HOOKS_H
 #define XMPPD_HOOKS_H
 
+#include <limits.h>
 #include <stddef.h>
 
-struct c2s;
 struct jid;
 struct session;
+struct transport;
 struct xel;
 
 enum hook_result { HOOK_PASS, HOOK_HANDLED };
+
+#define HOOK_OWNER_CORE UINT_MAX
+/* The owner of what is registered from now on (HOOK_OWNER_CORE at
+ * start). */
+void hook_set_owner(unsigned owner);
+unsigned hook_owner(void);
+/* Remove every hook of owner from every chain. */
+void hook_remove_owner(unsigned owner);
 
 enum hook_session {
 	HOOK_SESSION_BOUND,     /* a resource was bound */
@@ -106,20 +124,21 @@ void hook_run_user_deleted(const char *user, const char *host);
  * Stream features for a client stream: authed says which stage (0 before
  * SASL success, 1 after).  Add children to features.
  */
-typedef void (*hook_features_fn)(struct c2s *c, struct xel *features,
+typedef void (*hook_features_fn)(struct transport *t, struct xel *features,
     int authed);
 void hook_add_features(hook_features_fn fn);
-void hook_run_features(struct c2s *c, struct xel *features, int authed);
+void hook_run_features(struct transport *t, struct xel *features,
+    int authed);
 
 /*
  * An IQ received before authentication (XEP-0077 registration).  Return
- * HOOK_HANDLED when answered (with c2s_send); otherwise the stream ends
+ * HOOK_HANDLED when answered (transport_reply); otherwise the stream ends
  * with <not-authorized/>.
  */
-typedef enum hook_result (*hook_preauth_iq_fn)(struct c2s *c,
+typedef enum hook_result (*hook_preauth_iq_fn)(struct transport *t,
     struct xel *iq);
 void hook_add_preauth_iq(hook_preauth_iq_fn fn);
-enum hook_result hook_run_preauth_iq(struct c2s *c, struct xel *iq);
+enum hook_result hook_run_preauth_iq(struct transport *t, struct xel *iq);
 
 /*
  * An outgoing presence of a local session (available or unavailable)
@@ -129,5 +148,32 @@ enum hook_result hook_run_preauth_iq(struct c2s *c, struct xel *iq);
 typedef void (*hook_presence_fn)(struct session *s, struct xel *presence);
 void hook_add_presence_out(hook_presence_fn fn);
 void hook_run_presence_out(struct session *s, struct xel *presence);
+
+/*
+ * A local session's broadcast presence changed (after it went out): pres
+ * is the available presence now kept, or the unavailable one (NULL at
+ * session end).  For observers (the control plane's presence event).
+ */
+typedef void (*hook_presence_changed_fn)(struct session *s,
+    const struct xel *pres, int available);
+void hook_add_presence_changed(hook_presence_changed_fn fn);
+void hook_run_presence_changed(struct session *s, const struct xel *pres,
+    int available);
+
+/*
+ * A client failed to authenticate with wrong credentials; addr is
+ * "ip:port".  For observers (the control plane's counters and events).
+ */
+typedef void (*hook_auth_failure_fn)(const char *addr);
+void hook_add_auth_failure(hook_auth_failure_fn fn);
+void hook_run_auth_failure(const char *addr);
+
+/*
+ * Messages were added to (delta > 0) or removed from (delta < 0) the
+ * offline store (XEP-0160).  For observers (the control plane's count).
+ */
+typedef void (*hook_offline_changed_fn)(long long delta);
+void hook_add_offline_changed(hook_offline_changed_fn fn);
+void hook_run_offline_changed(long long delta);
 
 #endif

@@ -291,7 +291,7 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 		if (!s->available)
 			return;
 		s->available = 0;
-		sm_presence_changed(s, pres, 0);
+		hook_run_presence_changed(s, pres, 0);
 		if (s->presence)
 			arena_free(s->presence->arena);
 		/* The client's own unavailable presence (with its status) is
@@ -332,7 +332,7 @@ presence_broadcast(struct session *s, struct xel *pres, int unavailable,
 			s->priority = v < -128 ? -128 : v > 127 ? 127 : (int)v;
 		}
 	}
-	sm_presence_changed(s, s->presence, 1);
+	hook_run_presence_changed(s, s->presence, 1);
 	broadcast(s, 0, 1);
 	if (initial) {
 		struct probe_ctx pc = { s };

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream/c2s.h"
 #include "conf.h"
 #include "core/hooks.h"
 #include "core/iq.h"
@@ -330,12 +329,12 @@ release_waiting(struct roster *r, int ok)
 	for (size_t i = 0; i < r->nwaiting; i++) {
 		struct session *s = sm_find_id(r->waiting[i]);
 
-		if (s == NULL || s->c2s == NULL)
+		if (s == NULL)
 			continue;
 		if (ok)
-			c2s_release(s->c2s);
+			session_release(s);
 		else
-			c2s_stream_error(s->c2s, "internal-server-error",
+			session_end(s, "internal-server-error",
 			    "Cannot load the roster");
 	}
 	r->nwaiting = 0;
@@ -1335,7 +1334,7 @@ on_bound(struct session *s)
 	r->waiting = xreallocarray(r->waiting, r->nwaiting + 1,
 	    sizeof(*r->waiting));
 	r->waiting[r->nwaiting++] = s->id;
-	c2s_hold(s->c2s);
+	session_hold(s);
 }
 
 static void
@@ -1352,7 +1351,7 @@ on_end(struct session *s)
 }
 
 static void
-add_features(struct c2s *c, struct xel *features, int authed)
+add_features(struct transport *t, struct xel *features, int authed)
 {
 	if (!authed)
 		return;

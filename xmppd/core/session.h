@@ -1,22 +1,27 @@
 /*
- * A bound client session: the identity and state that routing needs.  It
- * is separate from its connection (struct c2s), so that stream management
- * (XEP-0198) can later move it onto a new connection.
+ * A bound client session: the identity and state that routing needs, and
+ * the session API through which the core and the modules reach a client.
+ * A session is not its transport (struct transport, transport.h): the
+ * session forwards to whatever carries it, a c2s stream today, later a
+ * WebSocket or a BOSH session, or nothing while it waits to be resumed
+ * (XEP-0198), when sends are queued and an end is recorded.
  */
 #ifndef XMPPD_SESSION_H
 #define XMPPD_SESSION_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "jid.h"
 
-struct c2s;
+struct transport;
 struct xel;
 struct sm_user;
 
 struct session {
 	uint64_t id;
-	struct c2s *c2s;          /* NULL when detached */
+	struct transport *t;      /* what carries it, NULL when detached */
 	struct jid jid;           /* full JID, prepared */
 	char *full;               /* "user@host/resource" */
 	char *bare;               /* "user@host" */
@@ -31,15 +36,17 @@ struct session {
 	double last_active;
 	uint64_t stanzas_in, stanzas_out;
 	int closing;              /* unlinked from routing, being freed */
+	unsigned held;            /* session_hold depth */
+	struct buf pending;       /* stanzas sent while detached, serialized */
 	char *end_reason;         /* for the control plane (sm_set_end_reason) */
 	struct session *next;     /* in its user's list */
 	struct sm_user *user;
 };
 
-/* Bind a new session for jid (full, prepared) on c2s.  An existing session
- * with the same full JID is closed with <conflict/> (RFC 6120 §7.7.2.2).
+/* Bind a new session for jid (full, prepared) on t.  An existing session
+ * with the same full JID is ended with <conflict/> (RFC 6120 §7.7.2.2).
  * Returns NULL if the user already has the maximum number of sessions. */
-struct session *sm_bind(struct c2s *c2s, const struct jid *jid,
+struct session *sm_bind(struct transport *t, const struct jid *jid,
     unsigned max_sessions);
 /* Unlink from routing at once; freed in the before-sleep hook. */
 void sm_unbind(struct session *s);
@@ -50,15 +57,62 @@ struct session *sm_find_bare(const char *user, const char *host);
 struct session *sm_find_bare_str(const char *bare);
 struct session *sm_find_id(uint64_t id);
 
+/*
+ * The session API.  Sends to a closing session are dropped; to a detached
+ * one they are queued (up to limits { output-max } bytes, past which the
+ * session ends) and go out when it is attached again.
+ */
 /* Serialize and queue a stanza to the session's client. */
 void session_send(struct session *s, const struct xel *stanza);
 /* One copy of a fan-out serialized once: "<name to='to'" + rest. */
 void session_send_fanout(struct session *s, const char *name, const char *to,
     const char *rest, size_t len);
+/* Send r (may be NULL) to s, then free r's arena. */
+void session_reply(struct session *s, struct xel *r);
+/*
+ * Hold the session's input while something it depends on loads (the
+ * user's roster): reading pauses and stanzas already parsed wait; release
+ * replays them in order and resumes reading.  Holds nest, and survive a
+ * change of transport.
+ */
+void session_hold(struct session *s);
+void session_release(struct session *s);
+/*
+ * End the session with a stream error condition and optional text: its
+ * transport sends the error and closes; a detached session records the
+ * condition as its end reason.  Either way s is unbound at once (still a
+ * valid pointer until the loop sleeps).
+ */
+void session_end(struct session *s, const char *condition, const char *text);
+/* Output waits above limits { output-high }: hold back what can wait. */
+int session_output_full(const struct session *s);
+/* Closing, detached, or its transport is gone: what is sent now is not
+ * known to reach the client (while detached it waits in the queue). */
+int session_gone(const struct session *s);
+/* Input: whether reading is paused, and when its client was last heard
+ * from (ev_now() time; the bind time while detached). */
+int session_input_paused(const struct session *s);
+double session_last_input(const struct session *s);
+int session_is_tls(const struct session *s);
+/* Why s ends, for the control plane: the first reason recorded
+ * (sm_set_end_reason), else its transport's, else "closed". */
+const char *session_end_reason(const struct session *s);
+/*
+ * Move the session off its transport (t->session is cleared), keeping it
+ * routable, or onto a new one: what was queued is sent, holds are applied.
+ */
+void session_detach(struct session *s);
+void session_attach(struct session *s, struct transport *t);
 /* The log line of a per-user limit refused to s (conf limits name). */
 void session_log_limit(const struct session *s, const char *limit,
     unsigned value);
-/* Send r (may be NULL) to s, then free r's arena. */
-void session_reply(struct session *s, struct xel *r);
+/* The first words of a log line about s: "c2s ID ADDR: JID" or, detached,
+ * "session JID". */
+#define SESSION_LOG_FMT "%s %" PRIu64 " %s: %s"
+#define SESSION_LOG_ARGS(s) session_log_kind(s), session_log_id(s), \
+	session_log_addr(s), (s)->full
+const char *session_log_kind(const struct session *s);
+uint64_t session_log_id(const struct session *s);
+const char *session_log_addr(const struct session *s);
 
 #endif

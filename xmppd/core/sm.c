@@ -3,19 +3,17 @@
  * sessions in a short list), by id, and in binding order for listings.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <ev.h>
 
-#include "stream/c2s.h"
-#include "net/conn.h"
-#include "control/control.h"
 #include "core/hooks.h"
-#include "log.h"
 #include "core/session.h"
 #include "core/sm.h"
-#include "control/stats.h"
+#include "core/transport.h"
+#include "log.h"
 #include "strmap.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -65,6 +63,7 @@ reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 		free(s->full);
 		free(s->bare);
 		free(s->end_reason);
+		buf_free(&s->pending);
 		if (s->presence)
 			arena_free(s->presence->arena);
 		for (size_t i = 0; i < s->ndirected; i++)
@@ -83,9 +82,8 @@ sm_init(void)
 	ev_unref(xmppd_loop);
 }
 
-/* The <show/> of a presence as the control plane names it. */
-static const char *
-presence_show(const struct xel *pres, int available)
+const char *
+sm_presence_show(const struct xel *pres, int available)
 {
 	const struct xel *e;
 	const char *t;
@@ -101,8 +99,8 @@ presence_show(const struct xel *pres, int available)
 	return "available";
 }
 
-static const char *
-presence_status(const struct xel *pres)
+const char *
+sm_presence_status(const struct xel *pres)
 {
 	const struct xel *e = pres ? xel_child(pres, "status", NS_CLIENT) :
 	    NULL;
@@ -121,20 +119,22 @@ presence_client(const struct xel *pres)
 	return node ? node : "";
 }
 
-static void
-fill_info(const struct session *s, struct sm_session_info *info)
+void
+sm_session_info(const struct session *s, struct sm_session_info *info)
 {
-	struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
+	struct transport_status st = { 0 };
 	const struct xel *p = s->available ? s->presence : NULL;
 
+	if (s->t != NULL)
+		s->t->ops->status(s->t, &st);
 	memset(info, 0, sizeof(*info));
 	info->id = s->id;
 	info->jid = s->full;
-	info->ip = c ? c->ip : "";
-	info->tls_version = c ? conn_tls_version(c) : "";
-	info->tls_cipher = c ? conn_tls_cipher(c) : "";
-	info->show = presence_show(p, s->available);
-	info->status = presence_status(p);
+	info->ip = s->t != NULL ? s->t->ip : "";
+	info->tls_version = st.tls_version ? st.tls_version : "";
+	info->tls_cipher = st.tls_cipher ? st.tls_cipher : "";
+	info->show = sm_presence_show(p, s->available);
+	info->status = sm_presence_status(p);
 	info->client = presence_client(p);
 	info->priority = s->priority;
 	info->available = s->available;
@@ -187,7 +187,7 @@ sm_find_id(uint64_t id)
 }
 
 struct session *
-sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
+sm_bind(struct transport *t, const struct jid *j, unsigned max_sessions)
 {
 	struct session *s, *old;
 	struct sm_user *u;
@@ -199,11 +199,7 @@ sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
 		/* RFC 6120 §7.7.2.2: the new session wins; the old one
 		 * gets <conflict/>. */
 		log_info("session %s replaced by a new bind", old->full);
-		sm_set_end_reason(old, "conflict");
-		if (old->c2s)
-			c2s_stream_error(old->c2s, "conflict",
-			    "Replaced by new connection");
-		sm_unbind(old);
+		session_end(old, "conflict", "Replaced by new connection");
 	}
 	s = xcalloc(1, sizeof(*s));
 	jid_copy(&s->jid, j);
@@ -222,7 +218,8 @@ sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
 		strmap_put(users, s->bare, u);
 	}
 	s->id = next_id++;
-	s->c2s = c2s;
+	s->t = t;
+	t->session = s;
 	s->since = s->last_active = now;
 	s->user = u;
 	s->next = u->sessions;
@@ -233,15 +230,6 @@ sm_bind(struct c2s *c2s, const struct jid *j, unsigned max_sessions)
 		order = xreallocarray(order, order_cap, sizeof(*order));
 	}
 	order[norder++] = s;
-	stats_count_login();
-	if (control_subscribers() > 0) {
-		struct sm_session_info info;
-
-		fill_info(s, &info);
-		control_event_session_up(&info);
-		control_event_log("info", "login %s from %s", s->full,
-		    info.ip);
-	}
 	return s;
 }
 
@@ -258,14 +246,6 @@ sm_unbind(struct session *s)
 	s->closing = 1;
 	gone_in += s->stanzas_in;
 	gone_out += s->stanzas_out;
-	if (control_subscribers() > 0) {
-		struct conn *c = s->c2s ? c2s_conn(s->c2s) : NULL;
-		const char *why = s->end_reason ? s->end_reason :
-		    c && c->close_reason ? c->close_reason : "closed";
-
-		control_event_session_down(s->id, s->full, why);
-		control_event_log("info", "logout %s (%s)", s->full, why);
-	}
 	for (pp = &u->sessions; *pp; pp = &(*pp)->next)
 		if (*pp == s) {
 			*pp = s->next;
@@ -285,50 +265,11 @@ sm_unbind(struct session *s)
 		}
 	}
 	s->user = NULL;
-	if (s->c2s)
-		c2s_forget_session(s->c2s);
-	s->c2s = NULL;
+	if (s->t != NULL)
+		s->t->session = NULL;
+	s->t = NULL;
 	s->next = graveyard;
 	graveyard = s;
-}
-
-void
-session_send(struct session *s, const struct xel *stanza)
-{
-	if (s->closing || s->c2s == NULL)
-		return;
-	s->stanzas_out++;
-	c2s_send(s->c2s, stanza);
-}
-
-void
-session_send_fanout(struct session *s, const char *name, const char *to,
-    const char *rest, size_t len)
-{
-	if (s->closing || s->c2s == NULL)
-		return;
-	s->stanzas_out++;
-	c2s_send_fanout(s->c2s, name, to, rest, len);
-}
-
-void
-session_log_limit(const struct session *s, const char *limit, unsigned value)
-{
-	if (s->c2s != NULL)
-		log_info("c2s %" PRIu64 " %s: %s: limits { %s %u } reached",
-		    c2s_id(s->c2s), c2s_ip(s->c2s), s->full, limit, value);
-	else
-		log_info("session %s: limits { %s %u } reached", s->full,
-		    limit, value);
-}
-
-void
-session_reply(struct session *s, struct xel *r)
-{
-	if (r == NULL)
-		return;
-	session_send(s, r);
-	arena_free(r->arena);
 }
 
 size_t
@@ -349,7 +290,7 @@ sm_foreach(void (*fn)(const struct sm_session_info *, void *), void *arg)
 	for (size_t i = 0; i < norder; i++) {
 		struct sm_session_info info;
 
-		fill_info(order[i], &info);
+		sm_session_info(order[i], &info);
 		fn(&info, arg);
 	}
 }
@@ -372,7 +313,7 @@ sm_user_show(const char *user, const char *host)
 		if (s->available && s->presence && (best == NULL ||
 		    s->priority > best->priority))
 			best = s;
-	return best ? presence_show(best->presence, 1) : "unavailable";
+	return best ? sm_presence_show(best->presence, 1) : "unavailable";
 }
 
 void
@@ -393,16 +334,6 @@ sm_set_end_reason(struct session *s, const char *reason)
 		s->end_reason = xstrdup(reason);
 }
 
-void
-sm_presence_changed(struct session *s, const struct xel *pres,
-    int available)
-{
-	if (control_subscribers() == 0)
-		return;
-	control_event_presence(s->id, s->full, presence_show(pres, available),
-	    s->priority, presence_status(pres));
-}
-
 int
 sm_kick(const char *user, const char *host, const char *resource,
     const char *condition, const char *text)
@@ -414,14 +345,10 @@ sm_kick(const char *user, const char *host, const char *resource,
 		next = s->next;
 		if (resource && strcmp(s->jid.resource, resource) != 0)
 			continue;
-		if (s->end_reason == NULL && s->c2s) {
+		if (s->end_reason == NULL)
 			s->end_reason = text ? xasprintf("kicked: %s", text) :
 			    xstrdup("kicked");
-			stats_count_kick();
-		}
-		if (s->c2s)
-			c2s_stream_error(s->c2s, condition, text);
-		sm_unbind(s);
+		session_end(s, condition, text);
 		n++;
 	}
 	return n;

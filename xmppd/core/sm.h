@@ -57,13 +57,13 @@ void sm_stanza_totals(uint64_t *in, uint64_t *out);
  * error condition); the first reason given wins, "closed" if none.
  */
 void sm_set_end_reason(struct session *s, const char *reason);
-/*
- * s changed its broadcast presence: pres is the available presence now
- * kept, or the unavailable one (NULL at session end).  Feeds the control
- * plane's presence event.
- */
+/* The info of one session (pointers into s, valid while it is). */
+void sm_session_info(const struct session *s, struct sm_session_info *info);
+/* How the control plane names a presence: its <show/> (available, chat,
+ * away, xa, dnd; "unavailable" if !available or pres is NULL) and its
+ * <status/> text ("" if none). */
 struct xel;
-void sm_presence_changed(struct session *s, const struct xel *pres,
-    int available);
+const char *sm_presence_show(const struct xel *pres, int available);
+const char *sm_presence_status(const struct xel *pres);
 
 #endif

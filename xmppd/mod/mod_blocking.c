@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream/c2s.h"
 #include "conf.h"
 #include "core/disco.h"
 #include "core/hooks.h"
@@ -374,12 +373,12 @@ release_waiting(struct blocklist *bl, int ok)
 	for (size_t i = 0; i < bl->nwaiting; i++) {
 		struct session *s = sm_find_id(bl->waiting[i]);
 
-		if (s == NULL || s->c2s == NULL)
+		if (s == NULL)
 			continue;
 		if (ok)
-			c2s_release(s->c2s);
+			session_release(s);
 		else
-			c2s_stream_error(s->c2s, "internal-server-error",
+			session_end(s, "internal-server-error",
 			    "Cannot load the block list");
 	}
 	bl->nwaiting = 0;
@@ -429,7 +428,7 @@ on_bound(struct session *s)
 		store_job_submit(&job_new(bl, JOB_LOAD)->j);
 	}
 	ids_add(&bl->waiting, &bl->nwaiting, s->id);
-	c2s_hold(s->c2s);
+	session_hold(s);
 }
 
 /* A session ends (still linked): forget it, and the list with the last

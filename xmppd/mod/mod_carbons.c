@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream/c2s.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
@@ -132,7 +131,7 @@ carbons_disable(struct session *s)
 }
 
 static void
-session_end(struct session *s)
+on_session_end(struct session *s)
 {
 	carbons_disable(s);
 }
@@ -239,10 +238,8 @@ carbons_outbound(struct session *from, struct xel *st, const struct jid *to)
 
 	if (stanza_kind(st) != STANZA_MESSAGE || (n = strip_wrappers(st)) == 0)
 		return HOOK_PASS;
-	if (from->c2s != NULL)
-		log_debug("c2s %" PRIu64 " %s: %s: removed %d carbons "
-		          "wrapper(s) from a message it sent",
-		    c2s_id(from->c2s), c2s_ip(from->c2s), from->full, n);
+	log_debug(SESSION_LOG_FMT ": removed %d carbons wrapper(s) from a "
+	    "message it sent", SESSION_LOG_ARGS(from), n);
 	return HOOK_PASS;
 }
 
@@ -580,7 +577,7 @@ mod_carbons_init(void)
 		sessions = strmap_new();
 		iq_register(NS_CARBONS, "enable", handle_carbons);
 		iq_register(NS_CARBONS, "disable", handle_carbons);
-		hook_add_session(HOOK_SESSION_END, session_end);
+		hook_add_session(HOOK_SESSION_END, on_session_end);
 		hook_add_outbound(carbons_outbound);
 		hook_add_message_in(carbons_message_in);
 		hook_add_message_out(carbons_message_out);

@@ -210,7 +210,7 @@ handle_items(struct session *from, struct xel *iq, enum iq_target target)
 
 /* XEP-0115 §6.3: capabilities of the server as a stream feature. */
 static void
-add_caps(struct c2s *c, struct xel *features, int authed)
+add_caps(struct transport *t, struct xel *features, int authed)
 {
 	struct xel *caps = xel_add(features, "c", NS_CAPS);
 

@@ -119,7 +119,7 @@ static const struct store_job_ops put_ops = {
 /* The user's last session ends: remember when, and the status of the
  * unavailable presence it said goodbye with (XEP-0012 §3). */
 static void
-session_end(struct session *s)
+on_session_end(struct session *s)
 {
 	struct lastlog_job *lj;
 	char key[24];
@@ -313,5 +313,5 @@ mod_last_init(void)
 	iq_register(NS_LAST, "query", handle_last);
 	disco_add_feature(DISCO_SERVER, NS_LAST);
 	hook_add_outbound(outbound);
-	hook_add_session(HOOK_SESSION_END, session_end);
+	hook_add_session(HOOK_SESSION_END, on_session_end);
 }

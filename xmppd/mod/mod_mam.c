@@ -42,9 +42,7 @@
 #include <ev.h>
 
 #include "buf.h"
-#include "stream/c2s.h"
 #include "conf.h"
-#include "net/conn.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
@@ -193,7 +191,7 @@ query_session(struct query *q)
 {
 	struct session *s = sm_find_id(q->session);
 
-	if (s == NULL || s->closing || s->c2s == NULL) {
+	if (s == NULL || s->closing || s->t == NULL) {
 		query_free(q);
 		return NULL;
 	}
@@ -712,26 +710,6 @@ parse_query(struct parsed *p, const struct xel *query)
 static void query_rows_cb(uint64_t, uint64_t, enum store_status,
     const struct mam_row *, size_t, size_t);
 
-/* The output queue of s is above the high-water mark. */
-static int
-output_full(struct session *s)
-{
-	struct conn *c = c2s_conn(s->c2s);
-
-	return c != NULL && buf_avail(&c->out) > xmppd_conf->limits.output_high;
-}
-
-static int
-connection_dead(struct session *s)
-{
-	struct conn *c;
-
-	if (s->closing || s->c2s == NULL)
-		return 1;
-	c = c2s_conn(s->c2s);
-	return c == NULL || c->state == CONN_DEAD;
-}
-
 /* §4.3: <fin/> with the RSM summary, after the last result. */
 static void
 query_finish(struct session *s, struct query *q)
@@ -772,7 +750,7 @@ query_next(struct session *s, struct query *q)
 		query_finish(s, q);
 		return;
 	}
-	if (output_full(s)) {
+	if (session_output_full(s)) {
 		ev_timer_set(&q->retry, RETRY_SECONDS, 0);
 		ev_timer_start(xmppd_loop, &q->retry);
 		return;
@@ -843,7 +821,7 @@ query_rows_cb(uint64_t owner, uint64_t tag, enum store_status st,
 	for (size_t i = 0; i < n; i++)
 		send_result(s, q, &rows[i]);
 	q->sent += consumed;
-	if (connection_dead(s)) {
+	if (session_gone(s)) {
 		query_free(q);
 		return;
 	}

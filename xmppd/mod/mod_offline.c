@@ -25,6 +25,7 @@
  * the bytes leave, or a failed delete, is delivered again too.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,16 +33,13 @@
 #include <ev.h>
 
 #include "buf.h"
-#include "stream/c2s.h"
 #include "conf.h"
-#include "net/conn.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "jid.h"
 #include "log.h"
 #include "core/router.h"
 #include "core/session.h"
-#include "control/stats.h"
 #include "store/store_engine.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -215,7 +213,7 @@ complete_store(struct store_job *job)
 	switch (job->status) {
 	case STORE_OK:
 		if (j->outcome == OFFLINE_STORED) {
-			stats_offline_changed(1);
+			hook_run_offline_changed(1);
 			log_debug("offline: stored a message for %s@%s",
 			    j->user, j->host);
 			return;
@@ -517,7 +515,7 @@ static const struct store_job_ops fetch_delete_ops = {
 static int
 session_eligible(const struct session *s)
 {
-	return s != NULL && !s->closing && s->c2s != NULL && s->available &&
+	return s != NULL && !s->closing && s->t != NULL && s->available &&
 	       s->priority >= 0;
 }
 
@@ -586,27 +584,6 @@ fetch_handoff(struct fetch *f)
 	fetch_submit(f);
 }
 
-/* The output queue of s is above the high-water mark: wait before
- * queueing more (a slow reader past output-max would be disconnected). */
-static int
-output_full(struct session *s)
-{
-	struct conn *c = c2s_conn(s->c2s);
-
-	return c != NULL && buf_avail(&c->out) > xmppd_conf->limits.output_high;
-}
-
-static int
-connection_dead(struct session *s)
-{
-	struct conn *c;
-
-	if (s->closing || s->c2s == NULL)
-		return 1;
-	c = c2s_conn(s->c2s);
-	return c == NULL || c->state == CONN_DEAD;
-}
-
 static void
 retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
@@ -647,7 +624,7 @@ complete_fetch(struct store_job *job)
 	struct session *s;
 
 	if (job->status == STORE_OK && j->deleted > 0)
-		stats_offline_changed(-(long long)j->deleted);
+		hook_run_offline_changed(-(long long)j->deleted);
 	if (f == NULL || f->session != job->owner)
 		return; /* cannot happen: one job per fetch */
 	if (job->status != STORE_OK) {
@@ -669,7 +646,7 @@ complete_fetch(struct store_job *job)
 		fetch_free(f);
 		return;
 	}
-	if (output_full(s)) {
+	if (session_output_full(s)) {
 		log_debug(
 		    "offline: output queue of %s is full, waiting", s->full);
 		ev_timer_set(&f->retry, OFFLINE_RETRY_SECONDS, 0);
@@ -678,7 +655,7 @@ complete_fetch(struct store_job *job)
 	}
 	for (size_t i = 0; i < j->n; i++)
 		deliver_one(s, j->stanzas[i], j->lens[i], j->ids[i]);
-	if (connection_dead(s)) {
+	if (session_gone(s)) {
 		/* Killed while the chunk was queued (output limit): the
 		 * chunk may not have left, so it is not deleted. */
 		fetch_handoff(f);

@@ -13,9 +13,7 @@
 
 #include <ev.h>
 
-#include "stream/c2s.h"
 #include "conf.h"
-#include "net/conn.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
@@ -87,7 +85,7 @@ session_bound(struct session *s)
 }
 
 static void
-session_end(struct session *s)
+on_session_end(struct session *s)
 {
 	struct keepalive *k;
 	char key[24];
@@ -146,12 +144,11 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	for (size_t i = 0; i < ntable; i++) {
 		struct keepalive *k = table[i];
-		struct conn *cn;
+		double last;
 
-		if (k->s->c2s == NULL || k->s->closing)
+		if (k->s->t == NULL || k->s->closing)
 			continue;         /* detached (XEP-0198 later) */
-		cn = c2s_conn(k->s->c2s);
-		if (cn->paused) {
+		if (session_input_paused(k->s)) {
 			/* We are not reading (its output is above the high
 			 * water mark, or a hold): it cannot be heard, so the
 			 * clock waits; output-max deals with dead peers. */
@@ -159,7 +156,8 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				k->sent = now;
 			continue;
 		}
-		if (k->sent != 0 && cn->last_read > k->sent)
+		last = session_last_input(k->s);
+		if (k->sent != 0 && last > k->sent)
 			k->sent = 0;      /* heard from it: alive */
 		if (k->sent != 0) {
 			if (now - k->sent >= l->ping_timeout) {
@@ -167,24 +165,21 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				    sizeof(*dead));
 				dead[ndead++] = k->s->id;
 			}
-		} else if (now - cn->last_read >= l->ping_interval)
+		} else if (now - last >= l->ping_interval)
 			send_ping(k, now);
 	}
 	/* Closing unbinds, which edits the table: do it after the scan. */
 	for (size_t i = 0; i < ndead; i++) {
 		struct keepalive *k;
-		struct conn *cn;
 		char key[24];
 
 		session_key(dead[i], key, sizeof(key));
 		if ((k = strmap_get(by_session, key)) == NULL ||
-		    k->s->c2s == NULL)
+		    k->s->t == NULL)
 			continue;
-		cn = c2s_conn(k->s->c2s);
-		log_info("c2s %" PRIu64 " %s: %s did not answer a ping "
-		    "within %u s", cn->id, cn->addr, k->s->full,
-		    l->ping_timeout);
-		c2s_stream_error(k->s->c2s, "connection-timeout", NULL);
+		log_info(SESSION_LOG_FMT " did not answer a ping within %u s",
+		    SESSION_LOG_ARGS(k->s), l->ping_timeout);
+		session_end(k->s, "connection-timeout", NULL);
 	}
 	free(dead);
 }
@@ -260,7 +255,7 @@ mod_ping_init(void)
 	 * reload may turn it on or off. */
 	by_session = strmap_new();
 	hook_add_session(HOOK_SESSION_BOUND, session_bound);
-	hook_add_session(HOOK_SESSION_END, session_end);
+	hook_add_session(HOOK_SESSION_END, on_session_end);
 	hook_add_outbound(outbound);
 	ev_timer_init(&tick_w, tick_cb, 0.0, tick_period(&xmppd_conf->limits));
 	ev_timer_again(xmppd_loop, &tick_w);

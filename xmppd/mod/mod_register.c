@@ -12,9 +12,7 @@
 #include <ev.h>
 
 #include "core/account.h"
-#include "stream/c2s.h"
 #include "conf.h"
-#include "net/conn.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
@@ -23,6 +21,7 @@
 #include "core/roster.h"
 #include "core/session.h"
 #include "core/stanza.h"
+#include "core/transport.h"
 #include "store/store.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -42,17 +41,15 @@ void mod_register_init(void);
 
 /* Registration disabled: refuse jabber:iq:register before auth. */
 static enum hook_result
-preauth_iq_off(struct c2s *c, struct xel *iq)
+preauth_iq_off(struct transport *t, struct xel *iq)
 {
-	struct xel *payload = xel_first_elem(iq), *r;
+	struct xel *payload = xel_first_elem(iq);
 
 	if (xmppd_conf->registration || payload == NULL ||
 	    strcmp(payload->ns, NS_REGISTER) != 0)
 		return HOOK_PASS;
-	if ((r = stanza_error(iq, "cancel", "service-unavailable", NULL))) {
-		c2s_send(c, r);
-		arena_free(r->arena);
-	}
+	transport_reply(t, stanza_error(iq, "cancel", "service-unavailable",
+	    NULL));
 	return HOOK_HANDLED;
 }
 
@@ -124,19 +121,11 @@ error_reply(const struct xel *iq, const char *type, const char *cond,
 	return e;
 }
 
-static void
-c2s_reply(struct c2s *c, struct xel *r)
-{
-	c2s_send(c, r);
-	arena_free(r->arena);
-}
-
 static struct reg_req *
 req_new(enum reg_kind kind, uint64_t owner, const char *busy_key,
-    const struct xel *iq, struct c2s *c)
+    const struct xel *iq, const struct transport *t)
 {
 	struct reg_req *r = xcalloc(1, sizeof(*r));
-	struct conn *conn = c2s_conn(c);
 
 	r->id = ++reg.next_id;
 	r->kind = kind;
@@ -144,9 +133,9 @@ req_new(enum reg_kind kind, uint64_t owner, const char *busy_key,
 	snprintf(r->key, sizeof(r->key), "%" PRIu64, r->id);
 	snprintf(r->busy_key, sizeof(r->busy_key), "%s", busy_key);
 	r->iq = skeleton(iq);
-	r->conn_id = conn->id;
-	snprintf(r->ip, sizeof(r->ip), "%s", conn->ip);
-	snprintf(r->addr, sizeof(r->addr), "%s", conn->addr);
+	r->conn_id = t->id;
+	snprintf(r->ip, sizeof(r->ip), "%s", t->ip);
+	snprintf(r->addr, sizeof(r->addr), "%s", t->addr);
 	strmap_put(reg.pending, r->key, r);
 	strmap_put(reg.busy, r->busy_key, r);
 	return r;
@@ -179,12 +168,12 @@ req_free(struct reg_req *r)
  * answer: once it has authenticated it restarted (RFC 6120 §6.4.6), and
  * an IQ result from before would land ahead of the new stream header.
  */
-static struct c2s *
+static struct transport *
 req_stream(const struct reg_req *r)
 {
-	struct c2s *c = c2s_find_id(r->owner);
+	struct transport *t = transport_find(r->owner);
 
-	return c != NULL && !c2s_is_authed(c) ? c : NULL;
+	return t != NULL && !t->authed ? t : NULL;
 }
 
 /* Answer r: an empty result when cond is NULL, else that error (type
@@ -195,14 +184,14 @@ req_answer(struct reg_req *r, const char *type, const char *cond,
 {
 	struct xel *reply = cond ? stanza_error(r->iq, type, cond, text) :
 	    stanza_iq_result(r->iq);
-	struct c2s *c;
+	struct transport *t;
 	struct session *s;
 
 	if (reply == NULL)
 		return;
 	if (r->kind == REG_CREATE) {
-		if ((c = req_stream(r)) != NULL)
-			c2s_send(c, reply);
+		if ((t = req_stream(r)) != NULL)
+			t->ops->send(t, reply);
 	} else if ((s = sm_find_id(r->owner)) != NULL)
 		session_send(s, reply);
 	arena_free(reply->arena);
@@ -339,7 +328,7 @@ req_wanted(uint64_t owner, uint64_t tag)
 /* Before authentication: registration (XEP-0077 §3.1). */
 
 static void
-send_fields(struct c2s *c, const struct xel *iq)
+send_fields(struct transport *t, const struct xel *iq)
 {
 	struct xel *r = stanza_iq_result(iq), *q;
 
@@ -348,7 +337,7 @@ send_fields(struct c2s *c, const struct xel *iq)
 	    "and password to register with this server.");
 	xel_add(q, "username", NULL);
 	xel_add(q, "password", NULL);
-	c2s_reply(c, r);
+	transport_reply(t, r);
 }
 
 static void
@@ -422,11 +411,11 @@ create_checked(uint64_t owner, uint64_t tag, enum store_status st,
 
 /* pw is the <password/> text (the caller wipes it). */
 static void
-handle_create(struct c2s *c, struct xel *iq, struct xel *query,
+handle_create(struct transport *t, struct xel *iq, struct xel *query,
     const char *pw)
 {
-	const char *host = c2s_host(c);
-	uint64_t cid = c2s_id(c);
+	const char *host = t->host;
+	uint64_t cid = t->id;
 	enum account_password pr;
 	struct reg_req *r;
 	char busy_key[24], *user, *password;
@@ -434,7 +423,7 @@ handle_create(struct c2s *c, struct xel *iq, struct xel *query,
 	/* XEP-0077 §3.1: every field asked for must be there and not
 	 * empty, else <not-acceptable/>. */
 	if (field(query, "username")[0] == '\0' || pw[0] == '\0') {
-		c2s_reply(c, error_reply(iq, NULL, "not-acceptable",
+		transport_reply(t, error_reply(iq, NULL, "not-acceptable",
 		    "A username and a password are required"));
 		return;
 	}
@@ -442,14 +431,14 @@ handle_create(struct c2s *c, struct xel *iq, struct xel *query,
 	 * localpart: RFC 6120 §8.3.3.8's. */
 	user = account_username_prepare(field(query, "username"));
 	if (user == NULL) {
-		c2s_reply(c, error_reply(iq, NULL, "jid-malformed",
+		transport_reply(t, error_reply(iq, NULL, "jid-malformed",
 		    "The username is not a valid localpart (RFC 6122 "
 		    "Nodeprep, at most 1023 bytes)"));
 		return;
 	}
 	if ((pr = account_password_prepare(pw, &password)) !=
 	    ACCOUNT_PASSWORD_OK) {
-		c2s_reply(c, error_reply(iq, NULL, "not-acceptable",
+		transport_reply(t, error_reply(iq, NULL, "not-acceptable",
 		    account_password_reason(pr)));
 		free(user);
 		return;
@@ -457,16 +446,16 @@ handle_create(struct c2s *c, struct xel *iq, struct xel *query,
 	snprintf(busy_key, sizeof(busy_key), "c%" PRIu64, cid);
 	if (strmap_get(reg.busy, busy_key) != NULL)
 		/* One at a time; the answer to the first is still due. */
-		c2s_reply(c, error_reply(iq, NULL, "resource-constraint",
+		transport_reply(t, error_reply(iq, NULL, "resource-constraint",
 		    "A registration is already in progress on this stream"));
-	else if (rate_exceeded(c2s_ip(c))) {
+	else if (rate_exceeded(t->ip)) {
 		log_info("c2s %" PRIu64 " %s: registration refused: more "
-		    "than %u from %s in an hour", cid, c2s_conn(c)->addr,
-		    xmppd_conf->limits.registrations_per_ip, c2s_ip(c));
-		c2s_reply(c, error_reply(iq, "wait", "not-acceptable",
+		    "than %u from %s in an hour", cid, t->addr,
+		    xmppd_conf->limits.registrations_per_ip, t->ip);
+		transport_reply(t, error_reply(iq, "wait", "not-acceptable",
 		    RATE_TEXT));
 	} else {
-		r = req_new(REG_CREATE, cid, busy_key, iq, c);
+		r = req_new(REG_CREATE, cid, busy_key, iq, t);
 		r->user = user;
 		r->host = xstrdup(host);
 		r->password = password;
@@ -480,7 +469,7 @@ handle_create(struct c2s *c, struct xel *iq, struct xel *query,
 
 /* 'to' of a pre-authentication IQ: absent, or the stream's domain. */
 static int
-to_is_stream_host(struct c2s *c, const struct xel *iq)
+to_is_stream_host(struct transport *t, const struct xel *iq)
 {
 	const char *to = xel_attr(iq, "to");
 	struct jid j = { 0 };
@@ -491,13 +480,13 @@ to_is_stream_host(struct c2s *c, const struct xel *iq)
 	if (jid_parse(&j, to) < 0)
 		return 0;
 	ok = j.node == NULL && j.resource == NULL &&
-	    strcmp(j.domain, c2s_host(c)) == 0;
+	    strcmp(j.domain, t->host) == 0;
 	jid_free(&j);
 	return ok;
 }
 
 static enum hook_result
-preauth_iq(struct c2s *c, struct xel *iq)
+preauth_iq(struct transport *t, struct xel *iq)
 {
 	struct xel *query = xel_first_elem(iq);
 	int get = iq_type_is(iq, "get"), set = iq_type_is(iq, "set");
@@ -512,32 +501,32 @@ preauth_iq(struct c2s *c, struct xel *iq)
 	xel_set_attr(iq, "from", NULL);
 	pw = field(query, "password");
 	if (xel_count_elems(iq) != 1)
-		c2s_reply(c, error_reply(iq, NULL, "bad-request", NULL));
-	else if (!c2s_is_tls(c))
+		transport_reply(t, error_reply(iq, NULL, "bad-request", NULL));
+	else if (!t->tls)
 		/* XEP-0077 §10: not over a channel that is not secured;
 		 * with "starttls required" c2s never gets here. */
-		c2s_reply(c, error_reply(iq, "modify", "not-authorized",
+		transport_reply(t, error_reply(iq, "modify", "not-authorized",
 		    "Registration needs an encrypted stream: use STARTTLS"));
-	else if (!to_is_stream_host(c, iq))
-		c2s_reply(c, error_reply(iq, NULL, "service-unavailable",
+	else if (!to_is_stream_host(t, iq))
+		transport_reply(t, error_reply(iq, NULL, "service-unavailable",
 		    NULL));
 	else if (get)
-		send_fields(c, iq);
+		send_fields(t, iq);
 	else if (xel_child(query, "remove", NS_REGISTER) != NULL)
 		/* §3.2: nothing to cancel before authentication. */
-		c2s_reply(c, error_reply(iq, NULL, "unexpected-request",
+		transport_reply(t, error_reply(iq, NULL, "unexpected-request",
 		    NULL));
 	else
-		handle_create(c, iq, query, pw);
+		handle_create(t, iq, query, pw);
 	wipe_password(query, pw);
 	return HOOK_HANDLED;
 }
 
 static void
-features(struct c2s *c, struct xel *f, int authed)
+features(struct transport *t, struct xel *f, int authed)
 {
 	/* XEP-0077 §8, only where registration is possible. */
-	if (!authed && xmppd_conf->registration && c2s_is_tls(c))
+	if (!authed && xmppd_conf->registration && t->tls)
 		xel_add(f, "register", NS_REGISTER_FEATURE);
 }
 
@@ -609,7 +598,7 @@ handle_remove(struct session *s, struct xel *iq, struct xel *query,
 		session_reply(s, error_reply(iq, NULL, "bad-request", NULL));
 		return;
 	}
-	r = req_new(REG_REMOVE, s->id, busy_key, iq, s->c2s);
+	r = req_new(REG_REMOVE, s->id, busy_key, iq, s->t);
 	r->user = xstrdup(s->jid.node);
 	r->host = xstrdup(s->jid.domain);
 	log_info("c2s %" PRIu64 " %s: %s asks to remove the account",
@@ -644,7 +633,7 @@ handle_password(struct session *s, struct xel *iq, struct xel *query,
 		    account_password_reason(pr)));
 		return;
 	}
-	r = req_new(REG_PASSWORD, s->id, busy_key, iq, s->c2s);
+	r = req_new(REG_PASSWORD, s->id, busy_key, iq, s->t);
 	r->user = xstrdup(s->jid.node);
 	r->host = xstrdup(s->jid.domain);
 	account_set_password(ACCOUNT_SET_KEYS, r->user, r->host, password,
@@ -685,14 +674,14 @@ handle_iq(struct session *s, struct xel *iq, enum iq_target target)
 		session_reply(s, error_reply(iq, NULL, "bad-request", NULL));
 	else if (iq_type_is(iq, "get"))
 		send_registered(s, iq);
-	else if (s->c2s == NULL)
+	else if (s->t == NULL)
 		;       /* detached (XEP-0198): nowhere to answer */
 	else if (strmap_get(reg.busy, busy_key) != NULL)
 		session_reply(s, error_reply(iq, NULL, "resource-constraint",
 		    "A change to this account is in progress"));
 	else if (xel_child(query, "remove", NS_REGISTER) != NULL)
 		handle_remove(s, iq, query, busy_key);
-	else if (!c2s_is_tls(s->c2s))
+	else if (!s->t->tls)
 		/* §3.3: the channel is not safe for a new password. */
 		session_reply(s, error_reply(iq, "modify", "not-authorized",
 		    "Password changes need an encrypted stream"));

@@ -10,7 +10,6 @@
 
 #include "base64.h"
 #include "buf.h"
-#include "stream/c2s.h"
 #include "conf.h"
 #include "core/disco.h"
 #include "core/hooks.h"
@@ -202,8 +201,8 @@ avatar_release(struct avatar *a)
 	struct session *s;
 
 	for (size_t i = 0; i < a->nwaiting; i++)
-		if ((s = sm_find_id(a->waiting[i])) != NULL && s->c2s != NULL)
-			c2s_release(s->c2s);
+		if ((s = sm_find_id(a->waiting[i])) != NULL)
+			session_release(s);
 	free(a->waiting);
 	a->waiting = NULL;
 	a->nwaiting = 0;
@@ -284,12 +283,10 @@ avatar_session_bound(struct session *s)
 		store_job_submit(&j->job);
 	} else if (!a->loading)
 		return;
-	if (s->c2s == NULL)
-		return;
 	a->waiting =
 	    xreallocarray(a->waiting, a->nwaiting + 1, sizeof(*a->waiting));
 	a->waiting[a->nwaiting++] = s->id;
-	c2s_hold(s->c2s);
+	session_hold(s);
 }
 
 /* HOOK_SESSION_END: forget the hash with the user's last session. */

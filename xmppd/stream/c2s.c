@@ -14,7 +14,6 @@
 #include "stream/c2s.h"
 #include "conf.h"
 #include "net/conn.h"
-#include "control/control.h"
 #include "core/hooks.h"
 #include "jid.h"
 #include "log.h"
@@ -24,6 +23,7 @@
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
+#include "core/transport.h"
 #include "strmap.h"
 #include "net/tls.h"
 #include "xmalloc.h"
@@ -49,20 +49,19 @@ enum c2s_state {
 };
 
 struct c2s {
+	struct transport t;         /* what the core sees: id (= conn id),
+	                               tls, authed, host, bound session */
 	uint64_t id;                /* = conn id */
 	struct conn *conn;
 	enum c2s_state state;
 	struct xml_stream *xs;
 	int header_sent;            /* our header went out on this stream */
-	int tls;
-	int authed;
 	int in_feed;                /* inside xml_stream_feed() */
 	int restart;                /* replace the parser after feeding */
 	int auth_failures;
 	char *host;                 /* the stream's domain */
 	char *user;                 /* authenticated localpart */
 	struct sasl *sasl;
-	struct session *sess;
 	double preauth_deadline;
 	int held;                   /* stanzas wait in the queue (c2s_hold) */
 	struct xel **queue;         /* held stanzas, in order */
@@ -104,7 +103,6 @@ struct ip_state {
 
 static struct c2s *all;
 static size_t nall;
-static struct strmap *by_id;        /* decimal id -> struct c2s */
 static struct strmap *ips;          /* ip -> struct ip_state */
 static struct c2s *wait_head;       /* throttled or tarpitted streams */
 static ev_timer wait_w;             /* the earliest of their wait ends */
@@ -116,6 +114,9 @@ static ev_timer idle_w;
 static struct buf out_buf;          /* serialization scratch */
 
 static void c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r);
+static void c2s_stream_error(struct c2s *c, const char *cond,
+    const char *text);
+static const struct transport_ops c2s_transport_ops;
 
 static void
 set_state(struct c2s *c, enum c2s_state st)
@@ -129,25 +130,12 @@ set_state(struct c2s *c, enum c2s_state st)
 	c->state = st;
 }
 
-static void
-id_key(uint64_t id, char *key, size_t len)
-{
-	snprintf(key, len, "%" PRIu64, id);
-}
-
+/* The c2s stream of a transport, NULL if it is of another kind. */
 static struct c2s *
-find_id(uint64_t id)
+of_transport(struct transport *t)
 {
-	char key[24];
-
-	id_key(id, key, sizeof(key));
-	return strmap_get(by_id, key);
-}
-
-struct conn *
-c2s_conn(struct c2s *c)
-{
-	return c->conn;
+	return t != NULL && t->ops == &c2s_transport_ops ?
+	    container_of(t, struct c2s, t) : NULL;
 }
 
 size_t
@@ -156,33 +144,15 @@ c2s_count(void)
 	return nall;
 }
 
-void
-c2s_send_raw(struct c2s *c, const char *data, size_t len)
+static void
+send_raw(struct c2s *c, const char *data, size_t len)
 {
+	if (c->state == C2S_CLOSING)
+		return;         /* nothing may follow the stream's end */
 	conn_write(c->conn, data, len);
 }
 
-/*
- * One copy of a fan-out: "<NAME to='TO'" followed by the rest of a
- * serialization made once for all recipients (see presence.c).
- */
-void
-c2s_send_fanout(struct c2s *c, const char *name, const char *to,
-    const char *rest, size_t len)
-{
-	if (c->state == C2S_CLOSING)
-		return;
-	buf_reset(&out_buf);
-	buf_addc(&out_buf, '<');
-	buf_adds(&out_buf, name);
-	buf_adds(&out_buf, " to='");
-	buf_add_xml_escaped(&out_buf, to, strlen(to), 1);
-	buf_addc(&out_buf, '\'');
-	buf_add(&out_buf, rest, len);
-	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
-}
-
-void
+static void
 c2s_send(struct c2s *c, const struct xel *el)
 {
 	if (c->state == C2S_CLOSING)
@@ -264,20 +234,21 @@ send_header(struct c2s *c, const char *to)
 static void
 close_session(struct c2s *c)
 {
-	if (c->sess) {
+	if (c->t.session) {
 		log_info("c2s %" PRIu64 " %s: session %s ended", c->id,
-		    c->conn->addr, c->sess->full);
-		sm_unbind(c->sess);     /* clears c->sess */
+		    c->conn->addr, c->t.session->full);
+		sm_unbind(c->t.session);     /* clears c->t.session */
 	}
 }
 
-void
-c2s_forget_session(struct c2s *c)
+static void
+set_closing(struct c2s *c)
 {
-	c->sess = NULL;
+	set_state(c, C2S_CLOSING);
+	c->t.closing = 1;
 }
 
-void
+static void
 c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 {
 	struct arena *a;
@@ -287,8 +258,8 @@ c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 		return;
 	log_info("c2s %" PRIu64 " %s: stream error <%s/>%s%s", c->id,
 	    c->conn->addr, cond, text ? ": " : "", text ? text : "");
-	if (c->sess)
-		sm_set_end_reason(c->sess, cond);
+	if (c->t.session)
+		sm_set_end_reason(c->t.session, cond);
 	if (!c->header_sent)
 		send_header(c, NULL);
 	a = arena_new(512);
@@ -299,7 +270,7 @@ c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 	c2s_send(c, e);
 	arena_free(a);
 	conn_write(c->conn, "</stream:stream>", 16);
-	set_state(c, C2S_CLOSING);
+	set_closing(c);
 	close_session(c);
 	conn_close(c->conn);
 }
@@ -309,7 +280,7 @@ new_parser(struct c2s *c)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
 	struct xml_limits lim = {
-		.max_stanza = c->authed ? l->stanza_size :
+		.max_stanza = c->t.authed ? l->stanza_size :
 		    l->preauth_stanza_size,
 		.max_depth = l->depth,
 		.max_attrs = l->attributes,
@@ -358,10 +329,10 @@ add_stream_limits(struct c2s *c, struct xel *features)
 	unsigned idle = 0;
 	char num[24];
 
-	snprintf(num, sizeof(num), "%zu", c->authed ? l->stanza_size :
+	snprintf(num, sizeof(num), "%zu", c->t.authed ? l->stanza_size :
 	    l->preauth_stanza_size);
 	xel_text_set(xel_add(lim, "max-bytes", NULL), num);
-	if (c->authed) {
+	if (c->t.authed) {
 		idle = l->idle_timeout;
 		if (l->ping_interval != 0 && (idle == 0 ||
 			l->ping_interval < idle))
@@ -379,14 +350,14 @@ send_features(struct c2s *c)
 	struct arena *a = arena_new(1024);
 	struct xel *f = xel_new(a, "features", NS_STREAMS);
 
-	if (c->authed) {
+	if (c->t.authed) {
 		xel_add(f, "bind", NS_BIND);
 		/* The RFC 3921 session is a no-op kept for old clients,
 		 * announced optional (draft-cridland-xmpp-session-01). */
 		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
-		hook_run_features(c, f, 1);
+		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
-	} else if (!c->tls) {
+	} else if (!c->t.tls) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
 		/* RFC 6120 §5.3.1: with TLS required, <starttls/> is the
@@ -405,7 +376,7 @@ send_features(struct c2s *c)
 
 		channel_binding(c, &cb, 0);
 		sasl_advertise(f, 1, &cb);
-		hook_run_features(c, f, 0);
+		hook_run_features(&c->t, f, 0);
 		add_stream_limits(c, f);
 	}
 	c2s_send(c, f);
@@ -433,7 +404,7 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 		return 1;
 	}
 	if (c->host == NULL)
-		c->host = host;
+		c->t.host = c->host = host;
 	else
 		free(host);
 	/* §4.7.5: we speak 1.0; a missing version means pre-1.0. */
@@ -788,7 +759,7 @@ handle_sasl(struct c2s *c, struct xel *st)
 		    strlen(mech) > 5 && strcmp(mech + strlen(mech) - 5,
 			"-PLUS") == 0);
 		c->sasl = sasl_start(mech, xel_text(st),
-		    c->tls, &cb, c->host, c->id);
+		    c->t.tls, &cb, c->host, c->id);
 	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
 	    !sasl_done(c->sasl)) {
 		sasl_response(c->sasl, xel_text(st));
@@ -808,7 +779,7 @@ handle_sasl(struct c2s *c, struct xel *st)
 static void
 c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 {
-	struct c2s *c = find_id(owner);
+	struct c2s *c = of_transport(transport_find(owner));
 	struct arena *a;
 	struct xel *e;
 
@@ -827,7 +798,7 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		if (r->bad_credentials) {
 			log_info("c2s %" PRIu64 " %s: authentication failed",
 			    c->id, c->conn->addr);
-			control_event_auth_failure(c->conn->addr);
+			hook_run_auth_failure(c->conn->addr);
 			if (auth_failed(c)) {
 				tarpit(c, r->condition);
 				break;
@@ -848,7 +819,7 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		if (r->data)
 			xel_text_set(e, r->data);
 		c2s_send(c, e);
-		c->authed = 1;
+		c->t.authed = 1;
 		c->user = xstrdup(r->user);
 		sasl_discard(c);
 		preauth_release(c);
@@ -896,7 +867,7 @@ handle_bind(struct c2s *c, struct xel *iq)
 		r = stanza_error(iq, "modify", "bad-request", NULL);
 		goto reply;
 	}
-	s = sm_bind(c, &j, xmppd_conf->limits.sessions_per_user);
+	s = sm_bind(&c->t, &j, xmppd_conf->limits.sessions_per_user);
 	if (s == NULL) {
 		/* §7.6.2.1: too many sessions for this account. */
 		log_info("c2s %" PRIu64 " %s: %s@%s has %u sessions "
@@ -905,7 +876,6 @@ handle_bind(struct c2s *c, struct xel *iq)
 		r = stanza_error(iq, "wait", "resource-constraint", NULL);
 		goto reply;
 	}
-	c->sess = s;
 	set_state(c, C2S_ACTIVE);
 	log_info("c2s %" PRIu64 " %s: bound %s (%s %s)", c->id, c->conn->addr,
 	    s->full, conn_tls_version(c->conn), conn_tls_cipher(c->conn));
@@ -917,8 +887,8 @@ reply:
 		c2s_send(c, r);
 		arena_free(r->arena);
 	}
-	if (c->sess)
-		hook_run_session(HOOK_SESSION_BOUND, c->sess);
+	if (c->t.session)
+		hook_run_session(HOOK_SESSION_BOUND, c->t.session);
 	jid_free(&j);
 	free(prepped);
 	free(full);
@@ -943,8 +913,8 @@ negotiate(struct c2s *c, struct xel *st)
 		    "Data sent during authentication");
 		return;
 	}
-	if (!c->authed && xel_is(st, "starttls", NS_TLS)) {
-		if (c->tls) {
+	if (!c->t.authed && xel_is(st, "starttls", NS_TLS)) {
+		if (c->t.tls) {
 			c2s_stream_error(c, "policy-violation",
 			    "TLS is already established");
 			return;
@@ -957,18 +927,18 @@ negotiate(struct c2s *c, struct xel *st)
 		c->restart = 1;
 		return;
 	}
-	if (!c->authed && !c->tls && c->conn->starttls_required) {
+	if (!c->t.authed && !c->t.tls && c->conn->starttls_required) {
 		/* RFC 6120 §5.3.1: TLS is mandatory here. */
 		c2s_stream_error(c, strcmp(st->ns, NS_SASL) == 0 ?
 		    "policy-violation" : "not-authorized",
 		    "Use STARTTLS first");
 		return;
 	}
-	if (!c->authed) {
+	if (!c->t.authed) {
 		if (strcmp(st->ns, NS_SASL) == 0)
 			handle_sasl(c, st);
 		else if (!(xel_is(st, "iq", NS_CLIENT) &&
-			     hook_run_preauth_iq(c, st) == HOOK_HANDLED))
+			     hook_run_preauth_iq(&c->t, st) == HOOK_HANDLED))
 			c2s_stream_error(c, "not-authorized", NULL);
 		return;
 	}
@@ -998,9 +968,9 @@ handle_stanza(struct c2s *c, struct xel *st)
 		c->queue[c->nqueue++] = st;
 		return 0;
 	}
-	if (c->state == C2S_ACTIVE && c->sess) {
-		c->sess->last_active = ev_now(xmppd_loop);
-		if (router_from_client(c->sess, st) < 0)
+	if (c->state == C2S_ACTIVE && c->t.session) {
+		c->t.session->last_active = ev_now(xmppd_loop);
+		if (router_from_client(c->t.session, st) < 0)
 			c2s_stream_error(c, "unsupported-stanza-type", NULL);
 	} else if (c->state == C2S_NEGOTIATING)
 		negotiate(c, st);
@@ -1028,7 +998,7 @@ on_xml_close(void *ctx)
 	if (!c->header_sent)
 		send_header(c, NULL);
 	conn_write(c->conn, "</stream:stream>", 16);
-	set_state(c, C2S_CLOSING);
+	set_closing(c);
 	close_session(c);
 	conn_close(c->conn);
 }
@@ -1094,7 +1064,7 @@ on_tls(struct conn *conn)
 	struct c2s *c = conn->upper;
 	double left = c->preauth_deadline - ev_now(xmppd_loop);
 
-	c->tls = 1;
+	c->t.tls = 1;
 	conn_set_timeout(conn, left > 0 ? left : 0.001,
 	    "authentication timeout");
 }
@@ -1110,7 +1080,6 @@ on_accept(struct conn *conn)
 	struct ip_state *st = ip_state(conn->ip, 0);
 	double now = ev_now(xmppd_loop);
 	struct c2s *c;
-	char key[24];
 
 	if (ip_banned(st, now)) {
 		/* One line per ban at info; purge_cb reports the total. */
@@ -1134,6 +1103,10 @@ on_accept(struct conn *conn)
 	c = xcalloc(1, sizeof(*c));
 	c->id = conn->id;
 	c->conn = conn;
+	c->t.ops = &c2s_transport_ops;
+	c->t.id = conn->id;
+	c->t.ip = conn->ip;
+	c->t.addr = conn->addr;
 	ip_state(conn->ip, 1)->preauth++;
 	c->preauth_counted = 1;
 	c->tokens = l->stanza_burst;
@@ -1148,8 +1121,7 @@ on_accept(struct conn *conn)
 		all->prev = c;
 	all = c;
 	nall++;
-	id_key(c->id, key, sizeof(key));
-	strmap_put(by_id, key, c);
+	transport_register(&c->t);
 	return c;
 }
 
@@ -1157,7 +1129,6 @@ static void
 on_close(struct conn *conn)
 {
 	struct c2s *c = conn->upper;
-	char key[24];
 
 	for (size_t i = 0; i < c->nqueue; i++)
 		arena_free(c->queue[i]->arena);
@@ -1178,8 +1149,7 @@ on_close(struct conn *conn)
 	if (c->next)
 		c->next->prev = c->prev;
 	nall--;
-	id_key(c->id, key, sizeof(key));
-	strmap_del(by_id, key);
+	transport_unregister(&c->t);
 	free(c->host);
 	free(c->user);
 	free(c);
@@ -1252,7 +1222,6 @@ c2s_storage_congested(int congested)
 void
 c2s_init(void)
 {
-	by_id = strmap_new();
 	ips = strmap_new();
 	ev_init(&wait_w, wait_cb);
 	sasl_init(c2s_sasl_reply);
@@ -1267,14 +1236,14 @@ c2s_init(void)
 	ev_unref(xmppd_loop);
 }
 
-void
+static void
 c2s_hold(struct c2s *c)
 {
 	c->held++;
 	conn_pause(c->conn, CONN_PAUSE_UPPER);
 }
 
-void
+static void
 c2s_release(struct c2s *c)
 {
 	if (c->held == 0 || --c->held > 0)
@@ -1291,40 +1260,60 @@ c2s_release(struct c2s *c)
 		conn_resume(c->conn, CONN_PAUSE_UPPER);
 }
 
-uint64_t
-c2s_id(const struct c2s *c)
+/* The transport operations (core/transport.h): the session API reaches
+ * the stream through these. */
+
+static void
+t_send(struct transport *t, const struct xel *stanza)
 {
-	return c->id;
+	c2s_send(container_of(t, struct c2s, t), stanza);
 }
 
-struct c2s *
-c2s_find_id(uint64_t id)
+static void
+t_send_raw(struct transport *t, const char *data, size_t len)
 {
-	struct c2s *c = find_id(id);
-
-	return c && c->state != C2S_CLOSING ? c : NULL;
+	send_raw(container_of(t, struct c2s, t), data, len);
 }
 
-int
-c2s_is_tls(const struct c2s *c)
+static void
+t_hold(struct transport *t)
 {
-	return c->tls;
+	c2s_hold(container_of(t, struct c2s, t));
 }
 
-int
-c2s_is_authed(const struct c2s *c)
+static void
+t_release(struct transport *t)
 {
-	return c->authed;
+	c2s_release(container_of(t, struct c2s, t));
 }
 
-const char *
-c2s_host(const struct c2s *c)
+static void
+t_end(struct transport *t, const char *condition, const char *text)
 {
-	return c->host;
+	c2s_stream_error(container_of(t, struct c2s, t), condition, text);
 }
 
-const char *
-c2s_ip(const struct c2s *c)
+static void
+t_status(const struct transport *t, struct transport_status *st)
 {
-	return c->conn->ip;
+	const struct c2s *c = container_of(t, const struct c2s, t);
+	const struct conn *cn = c->conn;
+
+	st->queued = buf_avail(&cn->out);
+	st->input_paused = cn->paused != 0;
+	st->last_input = cn->last_read;
+	st->gone = cn->state == CONN_DEAD;
+	st->tls_version = conn_tls_version(cn);
+	st->tls_cipher = conn_tls_cipher(cn);
+	st->close_reason = cn->close_reason;
 }
+
+static const struct transport_ops c2s_transport_ops = {
+	.kind = "c2s",
+	.send = t_send,
+	.send_raw = t_send_raw,
+	.hold = t_hold,
+	.release = t_release,
+	.end = t_end,
+	.status = t_status,
+};
