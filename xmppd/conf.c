@@ -132,6 +132,8 @@ static int set_software_version(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_contact(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_module(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_listen(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_limits(
@@ -161,6 +163,7 @@ static const struct option top_options[] = {
     {"software-version", set_software_version, CONF_FIELD(software_version),
         0, 0, 0, 0},
     {"contact", handle_contact, 0, 0, 0, 0, 1},
+    {"module", handle_module, 0, 0, 0, 0, 1},
     {"listen", handle_listen, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
@@ -616,6 +619,46 @@ handle_contact(struct parser *ps, const struct option *o, void *base,
 	c->contacts[c->ncontacts].type = xstrdup(ln->argv[1]);
 	c->contacts[c->ncontacts].uri = xstrdup(ln->argv[2]);
 	c->ncontacts++;
+	return 0;
+}
+
+/*
+ * "module NAME on|off".  The names are checked against the module table
+ * at start-up and reload (modules_check_conf), which conf.c does not
+ * know; the last statement for a name wins.
+ */
+static int
+handle_module(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const choices[] = {"off", "on", NULL};
+	struct conf *c = ps->c;
+	size_t i;
+	int on;
+
+	if (check_args(ps, ln, 2, 2) == -1 ||
+	    (on = get_choice(ps, ln, ln->argv[2], choices, "on or off")) == -1)
+		return -1;
+	for (i = 0; i < c->nmodules_off; i++)
+		if (strcmp(c->modules_off[i], ln->argv[1]) == 0)
+			break;
+	if (on && i < c->nmodules_off) {
+		free(c->modules_off[i]);
+		c->modules_off[i] = c->modules_off[--c->nmodules_off];
+	} else if (!on && i == c->nmodules_off) {
+		c->modules_off = xreallocarray(c->modules_off,
+		    c->nmodules_off + 1, sizeof(*c->modules_off));
+		c->modules_off[c->nmodules_off++] = xstrdup(ln->argv[1]);
+	}
+	return 0;
+}
+
+int
+conf_module_off(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nmodules_off; i++)
+		if (strcmp(c->modules_off[i], name) == 0)
+			return 1;
 	return 0;
 }
 
@@ -1278,6 +1321,9 @@ conf_free(struct conf *c)
 		free(c->contacts[i].uri);
 	}
 	free(c->contacts);
+	for (i = 0; i < c->nmodules_off; i++)
+		free(c->modules_off[i]);
+	free(c->modules_off);
 	free(c);
 }
 

@@ -104,6 +104,8 @@ struct conf {
 	                                full|no-os|off", default no-os */
 	struct conf_contact *contacts; /* "contact TYPE URI", repeatable */
 	size_t ncontacts;
+	char **modules_off;          /* "module NAME off", repeatable */
+	size_t nmodules_off;
 
 	struct conf_listener *listeners;
 	size_t nlisteners;
@@ -122,6 +124,8 @@ struct conf *conf_parse(const char *name, const char *text, char *err,
 /* Read and parse a file; errors as above ("path: cannot read: ..."). */
 struct conf *conf_load(const char *path, char *err, size_t errlen);
 void conf_free(struct conf *c);
+/* Whether "module NAME off" turns the module off. */
+int conf_module_off(const struct conf *c, const char *name);
 /* The host entry for a (prepared) domain, or NULL. */
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);

@@ -48,12 +48,19 @@ usage(void)
 	exit(2);
 }
 
+/* The configuration, checked as far as xmppd can without acting on it
+ * (module names). */
 static struct conf *
 load_conf(char *err, size_t errlen)
 {
-	if (conf_path)
-		return conf_load(conf_path, err, errlen);
-	return conf_parse("(default)", conf_default_text, err, errlen);
+	struct conf *c = conf_path ? conf_load(conf_path, err, errlen) :
+	    conf_parse("(default)", conf_default_text, err, errlen);
+
+	if (c != NULL && modules_check_conf(c, err, errlen) < 0) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
 }
 
 static void
@@ -82,6 +89,7 @@ reload(void)
 	conn_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
+	modules_reload();
 	conf_free(old);
 	log_info("configuration and certificates reloaded");
 }

@@ -1,13 +1,15 @@
 /*
  * Unit tests for the XEP-0115 verification string (xmppd/core/disco.c): the
  * §5.2 simple and §5.3 complex examples, order independence, the §5.4
- * rules for ill-formed results and ignored forms, and the registry's own
- * ver over what modules add (with a XEP-0157 serverinfo form).
+ * rules for ill-formed results and ignored forms, the registry's own
+ * ver over what modules add (with a XEP-0157 serverinfo form), and what
+ * goes with a module switched off.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/disco.h"
+#include "core/hooks.h"
 #include "unit.h"
 #include "xml.h"
 
@@ -257,11 +259,88 @@ test_registry(void)
 	disco_reset();
 }
 
+/* The entries of the query of scope, as "f:var", "i:category/type" and
+ * "v:field=value" joined by spaces. */
+static char *
+entries(enum disco_scope scope)
+{
+	struct arena *a = arena_new(1024);
+	struct xel *q = xel_new(a, "query", NS_DISCO_INFO), *c, *f, *v;
+	struct buf b = BUF_INIT;
+	char *out;
+
+	disco_fill_info(q, scope);
+	for (c = xel_first_elem(q); c; c = xel_next(c, NULL, NULL)) {
+		if (xel_is(c, "feature", NS_DISCO_INFO))
+			buf_printf(&b, "f:%s ", xel_attr(c, "var"));
+		else if (xel_is(c, "identity", NS_DISCO_INFO))
+			buf_printf(&b, "i:%s/%s ", xel_attr(c, "category"),
+			    xel_attr(c, "type"));
+		else if (xel_is(c, "x", NS_XDATA))
+			for (f = xel_child(c, "field", NS_XDATA); f;
+			     f = xel_next(f, "field", NS_XDATA))
+				for (v = xel_child(f, "value", NS_XDATA); v;
+				     v = xel_next(v, "value", NS_XDATA))
+					if (strcmp(xel_attr(f, "var"),
+					    "FORM_TYPE") != 0)
+						buf_printf(&b, "v:%s=%s ",
+						    xel_attr(f, "var"),
+						    xel_text(v));
+	}
+	out = buf_strdup(&b);
+	buf_free(&b);
+	arena_free(a);
+	return out;
+}
+
+static void
+test_remove_owner(void)
+{
+	char *ver, *e;
+
+	disco_reset();
+	hook_set_owner(0);
+	disco_add_identity(DISCO_SERVER, "server", "im", "xmppd");
+	disco_add_feature(DISCO_SERVER, NS_DISCO_INFO);
+	disco_add_server_info("abuse-addresses", "mailto:a@localhost");
+	hook_set_owner(1);
+	disco_add_feature(DISCO_SERVER, "urn:xmpp:ping");
+	disco_add_feature(DISCO_SERVER, NS_DISCO_INFO);  /* owner 0's */
+	disco_add_feature(DISCO_ACCOUNT, "urn:xmpp:mam:2");
+	disco_add_identity(DISCO_SERVER, "pubsub", "pep", NULL);
+	disco_add_server_info("abuse-addresses", "xmpp:a@localhost");
+	disco_add_server_info("admin-addresses", "xmpp:admin@localhost");
+	hook_set_owner(HOOK_OWNER_CORE);
+	ver = strdup(disco_caps_ver());
+	e = entries(DISCO_SERVER);
+	CHECK_STR(e, "i:pubsub/pep i:server/im f:" NS_DISCO_INFO " "
+	    "f:urn:xmpp:ping v:abuse-addresses=mailto:a@localhost "
+	    "v:abuse-addresses=xmpp:a@localhost "
+	    "v:admin-addresses=xmpp:admin@localhost ");
+	free(e);
+	disco_remove_owner(1);
+	e = entries(DISCO_SERVER);
+	CHECK_STR(e, "i:server/im f:" NS_DISCO_INFO " "
+	    "v:abuse-addresses=mailto:a@localhost ");
+	free(e);
+	e = entries(DISCO_ACCOUNT);
+	CHECK_STR(e, "");
+	free(e);
+	CHECK(strcmp(ver, disco_caps_ver()) != 0);
+	free(ver);
+	disco_remove_owner(0);
+	e = entries(DISCO_SERVER);
+	CHECK_STR(e, "");
+	free(e);
+	disco_reset();
+}
+
 int
 main(void)
 {
 	test_examples();
 	test_processing_rules();
 	test_registry();
+	test_remove_owner();
 	return UNIT_DONE("caps");
 }

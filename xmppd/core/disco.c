@@ -3,7 +3,9 @@
  * the server and of user accounts, and the server's XEP-0128 serverinfo
  * form (XEP-0157), as the modules register them at start-up; and the
  * XEP-0115 verification string computed over a disco#info result.  Pure
- * data: no daemon state, so the unit test links this file alone.
+ * data: no daemon state, so the unit test links this file (and hooks.c,
+ * for the owner of what is registered) alone.  An entry belongs to the
+ * module that added it first (hooks.h), and goes with that module.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "core/disco.h"
+#include "core/hooks.h"
 #include "scram.h"
 #include "xmalloc.h"
 #include "xml.h"
@@ -19,10 +22,12 @@
 
 struct identity {
 	char *category, *type, *name;
+	unsigned owner;
 };
 
 struct scope {
 	char **features;          /* sorted, unique */
+	unsigned *owners;         /* of each feature */
 	size_t nfeatures;
 	struct identity *ids;     /* sorted, unique */
 	size_t nids;
@@ -31,6 +36,7 @@ struct scope {
 struct info_field {
 	char *var;
 	char **values;
+	unsigned *owners;         /* of each value */
 	size_t nvalues;
 };
 
@@ -77,9 +83,14 @@ disco_add_feature(enum disco_scope scope, const char *var)
 		return;
 	sc->features = xreallocarray(sc->features, sc->nfeatures + 1,
 	    sizeof(*sc->features));
+	sc->owners = xreallocarray(sc->owners, sc->nfeatures + 1,
+	    sizeof(*sc->owners));
 	memmove(sc->features + i + 1, sc->features + i,
 	    (sc->nfeatures - i) * sizeof(*sc->features));
+	memmove(sc->owners + i + 1, sc->owners + i,
+	    (sc->nfeatures - i) * sizeof(*sc->owners));
 	sc->features[i] = xstrdup(var);
+	sc->owners[i] = hook_owner();
 	sc->nfeatures++;
 	forget_ver();
 }
@@ -89,7 +100,7 @@ disco_add_identity(enum disco_scope scope, const char *category,
     const char *type, const char *name)
 {
 	struct scope *sc = &scopes[scope];
-	struct identity id = { (char *)category, (char *)type, (char *)name };
+	struct identity id = { (char *)category, (char *)type, (char *)name, 0 };
 	size_t i;
 	int c = 1;
 
@@ -104,6 +115,7 @@ disco_add_identity(enum disco_scope scope, const char *category,
 	sc->ids[i].category = xstrdup(category);
 	sc->ids[i].type = xstrdup(type);
 	sc->ids[i].name = name ? xstrdup(name) : NULL;
+	sc->ids[i].owner = hook_owner();
 	sc->nids++;
 	forget_ver();
 }
@@ -124,6 +136,9 @@ disco_add_server_info(const char *var, const char *value)
 	}
 	f->values = xreallocarray(f->values, f->nvalues + 1,
 	    sizeof(*f->values));
+	f->owners = xreallocarray(f->owners, f->nvalues + 1,
+	    sizeof(*f->owners));
+	f->owners[f->nvalues] = hook_owner();
 	f->values[f->nvalues++] = xstrdup(value);
 	forget_ver();
 }
@@ -411,6 +426,7 @@ disco_reset(void)
 		for (size_t j = 0; j < sc->nfeatures; j++)
 			free(sc->features[j]);
 		free(sc->features);
+		free(sc->owners);
 		for (size_t j = 0; j < sc->nids; j++) {
 			free(sc->ids[j].category);
 			free(sc->ids[j].type);
@@ -423,10 +439,60 @@ disco_reset(void)
 		for (size_t j = 0; j < fields[i].nvalues; j++)
 			free(fields[i].values[j]);
 		free(fields[i].values);
+		free(fields[i].owners);
 		free(fields[i].var);
 	}
 	free(fields);
 	fields = NULL;
 	nfields = 0;
+	forget_ver();
+}
+
+void
+disco_remove_owner(unsigned owner)
+{
+	size_t k, n;
+
+	for (size_t i = 0; i < nitems(scopes); i++) {
+		struct scope *sc = &scopes[i];
+
+		for (k = 0, n = 0; n < sc->nfeatures; n++)
+			if (sc->owners[n] == owner)
+				free(sc->features[n]);
+			else {
+				sc->owners[k] = sc->owners[n];
+				sc->features[k++] = sc->features[n];
+			}
+		sc->nfeatures = k;
+		for (k = 0, n = 0; n < sc->nids; n++)
+			if (sc->ids[n].owner == owner) {
+				free(sc->ids[n].category);
+				free(sc->ids[n].type);
+				free(sc->ids[n].name);
+			} else
+				sc->ids[k++] = sc->ids[n];
+		sc->nids = k;
+	}
+	for (size_t i = 0; i < nfields; i++) {
+		struct info_field *f = &fields[i];
+
+		for (k = 0, n = 0; n < f->nvalues; n++)
+			if (f->owners[n] == owner)
+				free(f->values[n]);
+			else {
+				f->owners[k] = f->owners[n];
+				f->values[k++] = f->values[n];
+			}
+		f->nvalues = k;
+	}
+	/* A field left without values goes (its var with it). */
+	for (k = 0, n = 0; n < nfields; n++)
+		if (fields[n].nvalues == 0) {
+			free(fields[n].values);
+			free(fields[n].owners);
+			free(fields[n].var);
+		} else
+			fields[k++] = fields[n];
+	nfields = k;
 	forget_ver();
 }

@@ -48,8 +48,10 @@ const char *disco_caps_ver(void);
  * feature or FORM_TYPE, or a FORM_TYPE with several values).
  */
 char *disco_caps_hash(const struct xel *query);
-/* Forget everything (reload rebuilds it). */
+/* Forget everything. */
 void disco_reset(void);
+/* Remove what owner (hooks.h) added: a module switched off. */
+void disco_remove_owner(unsigned owner);
 
 /*
  * For an IQ a client sent to a user's bare JID (its 'to', or no 'to' for

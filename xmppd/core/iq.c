@@ -14,19 +14,38 @@
 struct iq_entry {
 	const char *ns, *name;
 	iq_handler h;
+	unsigned owner;             /* hooks.h: who registered it */
 };
 
-static struct iq_entry *table;
+static struct iq_entry *table;      /* in owner order (hooks.h) */
 static size_t ntable;
 
 void
 iq_register(const char *ns, const char *name, iq_handler h)
 {
+	unsigned owner = hook_owner();
+	size_t at = ntable;
+
+	while (at > 0 && table[at - 1].owner > owner)
+		at--;
 	table = xreallocarray(table, ntable + 1, sizeof(*table));
-	table[ntable].ns = ns;
-	table[ntable].name = name;
-	table[ntable].h = h;
+	memmove(&table[at + 1], &table[at], (ntable - at) * sizeof(*table));
+	table[at].ns = ns;
+	table[at].name = name;
+	table[at].h = h;
+	table[at].owner = owner;
 	ntable++;
+}
+
+void
+iq_unregister_owner(unsigned owner)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < ntable; i++)
+		if (table[i].owner != owner)
+			table[k++] = table[i];
+	ntable = k;
 }
 
 static void

@@ -21,7 +21,10 @@ enum iq_target { IQ_TO_SERVER, IQ_TO_BARE };
 typedef enum hook_result (*iq_handler)(struct session *from,
     struct xel *iq, enum iq_target target);
 
+/* Handlers belong to the current owner (hook_owner(), hooks.h). */
 void iq_register(const char *ns, const char *name, iq_handler h);
+/* Remove every handler of owner (a module switched off). */
+void iq_unregister_owner(unsigned owner);
 /* Dispatch a get/set IQ; unknown payloads get <service-unavailable/>. */
 void iq_dispatch(struct session *from, struct xel *iq, enum iq_target target);
 /* Register the built-in handlers (the legacy session IQ). */

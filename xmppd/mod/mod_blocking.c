@@ -30,6 +30,7 @@
 #include "core/roster.h"
 #include "core/router.h"
 #include "core/session.h"
+#include "core/sm.h"
 #include "core/stanza.h"
 #include "store/store_engine.h"
 #include "strmap.h"
@@ -48,6 +49,7 @@
 #define JID_TEXT_MAX (3 * JID_PART_MAX + 3)
 
 void mod_blocking_init(void);
+void mod_blocking_deinit(void);
 
 /* The cached list of one online user. */
 struct blocklist {
@@ -64,7 +66,8 @@ struct blocklist {
 
 #define BLOCKED ((void *)1)
 
-static struct strmap *lists; /* bare JID -> struct blocklist */
+static struct strmap *lists; /* bare JID -> struct blocklist; NULL while
+                                the module is off */
 static size_t nonempty;      /* loaded lists with at least one item */
 static uint64_t next_gen = 1, next_push = 1;
 
@@ -388,11 +391,11 @@ static void
 load_complete(struct store_job *sj)
 {
 	struct blocking_job *j = (struct blocking_job *)sj;
-	struct blocklist *bl = strmap_get(lists, j->bare);
+	struct blocklist *bl = lists ? strmap_get(lists, j->bare) : NULL;
 	int was;
 
 	if (bl == NULL || bl->gen != j->gen)
-		return; /* the user left while it loaded */
+		return; /* the user left while it loaded, or switched off */
 	if (sj->status != STORE_OK) {
 		log_warnx(
 		    "blocking: cannot load the block list of %s", j->bare);
@@ -699,7 +702,7 @@ static void
 write_complete(struct store_job *sj)
 {
 	struct blocking_job *j = (struct blocking_job *)sj;
-	struct blocklist *bl = strmap_get(lists, j->bare);
+	struct blocklist *bl = lists ? strmap_get(lists, j->bare) : NULL;
 	struct session *s = j->j.owner ? sm_find_id(j->j.owner) : NULL;
 	const char *what = j->kind == JOB_BLOCK ? "block" : "unblock";
 
@@ -1055,25 +1058,55 @@ blocking_deliver(struct session *to, struct xel *st, const struct jid *from)
 	return HOOK_PASS;
 }
 
+static void
+bound_already(struct session *s, void *arg)
+{
+	if (!s->closing)
+		on_bound(s);
+}
+
 void
 mod_blocking_init(void)
 {
-	static int hooked;
-
-	/* Hooks once; the disco feature every time the registry is
-	 * rebuilt. */
-	if (!hooked) {
-		hooked = 1;
-		lists = strmap_new();
-		iq_register(NS_BLOCKING, "blocklist", handle_blocking);
-		iq_register(NS_BLOCKING, "block", handle_blocking);
-		iq_register(NS_BLOCKING, "unblock", handle_blocking);
-		hook_add_session(HOOK_SESSION_BOUND, on_bound);
-		hook_add_session(HOOK_SESSION_END, on_end);
-		hook_add_user_deleted(on_user_deleted);
-		hook_add_outbound(blocking_outbound);
-		hook_add_deliver(blocking_deliver);
-	}
+	lists = strmap_new();
+	iq_register(NS_BLOCKING, "blocklist", handle_blocking);
+	iq_register(NS_BLOCKING, "block", handle_blocking);
+	iq_register(NS_BLOCKING, "unblock", handle_blocking);
+	hook_add_session(HOOK_SESSION_BOUND, on_bound);
+	hook_add_session(HOOK_SESSION_END, on_end);
+	hook_add_user_deleted(on_user_deleted);
+	hook_add_outbound(blocking_outbound);
+	hook_add_deliver(blocking_deliver);
 	/* §3.1 */
 	disco_add_feature(DISCO_SERVER, NS_BLOCKING);
+	/* Switched on by a reload: the lists of who is online. */
+	sm_foreach_session(bound_already, NULL);
+}
+
+static void
+collect_list(const char *key, void *value, void *arg)
+{
+	struct blocklist ***next = arg;
+
+	*(*next)++ = value;
+}
+
+/* Sessions held while their list loads are released; writes in flight
+ * complete (their answers still go out) but change no cache. */
+void
+mod_blocking_deinit(void)
+{
+	size_t n = strmap_count(lists);
+	struct blocklist **v = xreallocarray(NULL, n + 1, sizeof(*v));
+	struct blocklist **next = v;
+
+	strmap_foreach(lists, collect_list, &next);
+	strmap_free(lists);
+	lists = NULL;
+	for (size_t i = 0; i < n; i++) {
+		release_waiting(v[i], 1);
+		list_free(v[i]);
+	}
+	free(v);
+	nonempty = 0;
 }

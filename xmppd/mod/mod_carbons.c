@@ -53,6 +53,7 @@
 #define RECENT_MAX 64
 
 void mod_carbons_init(void);
+void mod_carbons_deinit(void);
 
 enum direction { CARBON_RECEIVED, CARBON_SENT };
 
@@ -566,23 +567,35 @@ carbons_message_delivered(
 void
 mod_carbons_init(void)
 {
-	static int hooked;
-
-	/* Hooks once; the disco feature every time the registry is
-	 * rebuilt.  In the module table after the archive (XEP-0313), so
-	 * that the copies carry the <stanza-id/> it adds. */
-	if (!hooked) {
-		hooked = 1;
-		users = strmap_new();
-		sessions = strmap_new();
-		iq_register(NS_CARBONS, "enable", handle_carbons);
-		iq_register(NS_CARBONS, "disable", handle_carbons);
-		hook_add_session(HOOK_SESSION_END, on_session_end);
-		hook_add_outbound(carbons_outbound);
-		hook_add_message_in(carbons_message_in);
-		hook_add_message_out(carbons_message_out);
-		hook_add_message_delivered(carbons_message_delivered);
-	}
+	/* In the module table after the archive (XEP-0313), so that the
+	 * copies carry the <stanza-id/> it adds. */
+	users = strmap_new();
+	sessions = strmap_new();
+	iq_register(NS_CARBONS, "enable", handle_carbons);
+	iq_register(NS_CARBONS, "disable", handle_carbons);
+	hook_add_session(HOOK_SESSION_END, on_session_end);
+	hook_add_outbound(carbons_outbound);
+	hook_add_message_in(carbons_message_in);
+	hook_add_message_out(carbons_message_out);
+	hook_add_message_delivered(carbons_message_delivered);
 	/* §3 */
 	disco_add_feature(DISCO_SERVER, NS_CARBONS);
+}
+
+static void
+free_user(const char *key, void *value, void *arg)
+{
+	free(value);
+}
+
+/* Every session's carbons end with the module: a client that enabled
+ * them finds the feature gone from disco and enables them again if it
+ * comes back. */
+void
+mod_carbons_deinit(void)
+{
+	strmap_foreach(users, free_user, NULL);
+	strmap_free(users);
+	strmap_free(sessions);
+	users = sessions = NULL;
 }

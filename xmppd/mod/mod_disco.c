@@ -25,6 +25,7 @@
 #include "xmppd.h"
 
 void mod_disco_init(void);
+void mod_disco_reload(void);
 
 /* An IQ to a bare JID waiting for the account's roster. */
 struct access_wait {
@@ -219,8 +220,10 @@ add_caps(struct transport *t, struct xel *features, int authed)
 	xel_set_attr(caps, "ver", disco_caps_ver());
 }
 
-void
-mod_disco_init(void)
+/* The registry entries of this module, contacts from the configuration
+ * included. */
+static void
+add_entries(void)
 {
 	const struct conf *conf = xmppd_conf;
 
@@ -238,7 +241,21 @@ mod_disco_init(void)
 		disco_add_server_info(var, conf->contacts[i].uri);
 		free(var);
 	}
+}
+
+void
+mod_disco_init(void)
+{
+	add_entries();
 	iq_register(NS_DISCO_INFO, "query", handle_info);
 	iq_register(NS_DISCO_ITEMS, "query", handle_items);
 	hook_add_features(add_caps);
+}
+
+/* A reload may change the contact addresses. */
+void
+mod_disco_reload(void)
+{
+	disco_remove_owner(hook_owner());
+	add_entries();
 }

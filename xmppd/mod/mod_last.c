@@ -28,6 +28,7 @@
 #define NS_LAST "jabber:iq:last"
 
 void mod_last_init(void);
+void mod_last_deinit(void);
 
 /* Session id -> status text of its last broadcast presence, present only
  * while that presence was unavailable with a <status/>. */
@@ -314,4 +315,18 @@ mod_last_init(void)
 	disco_add_feature(DISCO_SERVER, NS_LAST);
 	hook_add_outbound(outbound);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
+}
+
+static void
+free_status(const char *key, void *value, void *arg)
+{
+	free(value);
+}
+
+void
+mod_last_deinit(void)
+{
+	strmap_foreach(last_status, free_status, NULL);
+	strmap_free(last_status);
+	last_status = NULL;
 }

@@ -71,8 +71,10 @@
 #define EXPIRE_BATCH 1000        /* rows deleted per job */
 
 void mod_mam_init(void);
+void mod_mam_deinit(void);
 
-/* Preferences of users who stored any: bare JID -> struct mam_prefs. */
+/* Preferences of users who stored any: bare JID -> struct mam_prefs;
+ * NULL while the module is off. */
 static struct strmap *prefs_cache;
 static int prefs_loaded;
 static const struct mam_prefs prefs_default = {MAM_MODE_ALWAYS, NULL,
@@ -1128,8 +1130,11 @@ handle_prefs(struct session *s, struct xel *iq, enum iq_target target)
 static void
 load_each(const char *user, const char *host, const struct mam_prefs *p)
 {
-	char *bare = xasprintf("%s@%s", user, host);
+	char *bare;
 
+	if (prefs_cache == NULL)
+		return;         /* switched off while loading */
+	bare = xasprintf("%s@%s", user, host);
 	/* A preference set while loading is newer: keep it. */
 	if (strmap_get(prefs_cache, bare) == NULL)
 		cache_prefs(bare, p);
@@ -1139,6 +1144,8 @@ load_each(const char *user, const char *host, const struct mam_prefs *p)
 static void
 load_done(int ok)
 {
+	if (prefs_cache == NULL)
+		return;
 	if (!ok)
 		log_warnx("mam: archiving preferences could not be loaded; "
 		          "they are applied by storage for now");
@@ -1195,7 +1202,7 @@ static void
 expire_done(size_t deleted, int ok)
 {
 	expiry.deleted += deleted;
-	if (ok && deleted == EXPIRE_BATCH &&
+	if (ok && deleted == EXPIRE_BATCH && prefs_cache != NULL &&
 	    xmppd_conf->limits.mam_retention > 0) {
 		mam_expire(expiry.cutoff, EXPIRE_BATCH, expire_done);
 		return;
@@ -1210,9 +1217,8 @@ expire_done(size_t deleted, int ok)
 void
 mod_mam_init(void)
 {
-	if (!xmppd_conf->archive)
-		return; /* nothing archived, nothing advertised */
 	prefs_cache = strmap_new();
+	prefs_loaded = 0;
 	hook_add_message_out(mam_message_out);
 	hook_add_message_in(mam_message_in);
 	hook_add_user_deleted(user_deleted);
@@ -1228,4 +1234,33 @@ mod_mam_init(void)
 	ev_timer_init(&expiry.timer, expire_tick, 0.0, 1.0);
 	ev_timer_again(xmppd_loop, &expiry.timer);
 	ev_unref(xmppd_loop);
+}
+
+static void
+free_prefs(const char *key, void *value, void *arg)
+{
+	mam_prefs_free(value);
+	free(value);
+}
+
+/* Requests in flight are answered with an error now (their storage
+ * completions find nothing); what is archived stays archived. */
+void
+mod_mam_deinit(void)
+{
+	ev_ref(xmppd_loop);
+	ev_timer_stop(xmppd_loop, &expiry.timer);
+	while (queries != NULL) {
+		struct query *q = queries;
+		struct session *s = sm_find_id(q->session);
+
+		if (s != NULL && !s->closing)
+			reply_error(s, q->iq, "service-unavailable",
+			    "The archive was switched off");
+		query_free(q);
+	}
+	strmap_foreach(prefs_cache, free_prefs, NULL);
+	strmap_free(prefs_cache);
+	prefs_cache = NULL;
+	prefs_loaded = 0;
 }

@@ -52,6 +52,9 @@
 #define OFFLINE_CHUNK_ROWS 100    /* rows per fetch job */
 #define OFFLINE_RETRY_SECONDS 0.1 /* wait for a full output queue */
 
+void mod_offline_init(void);
+void mod_offline_deinit(void);
+
 /* Storing. */
 
 enum offline_outcome {
@@ -403,7 +406,8 @@ struct fetch_job {
 	size_t n;
 };
 
-static struct strmap *fetches;
+static struct strmap *fetches;      /* bare JID -> struct fetch; NULL
+                                       while the module is off */
 
 static const char sql_delete[] =
     "DELETE FROM offline WHERE user_id = " USER_ID_SQL(
@@ -620,13 +624,15 @@ static void
 complete_fetch(struct store_job *job)
 {
 	struct fetch_job *j = (struct fetch_job *)job;
-	struct fetch *f = strmap_get(fetches, j->bare);
+	struct fetch *f = fetches ? strmap_get(fetches, j->bare) : NULL;
 	struct session *s;
 
 	if (job->status == STORE_OK && j->deleted > 0)
 		hook_run_offline_changed(-(long long)j->deleted);
+	/* Switched off meanwhile: what was read stays stored.  Otherwise
+	 * this cannot happen (one job per fetch). */
 	if (f == NULL || f->session != job->owner)
-		return; /* cannot happen: one job per fetch */
+		return;
 	if (job->status != STORE_OK) {
 		/* Nothing more is read; a delete that did not commit means
 		 * the last chunk comes again at the next login. */
@@ -718,18 +724,33 @@ offline_presence_out(struct session *s, struct xel *pres)
 void
 mod_offline_init(void)
 {
-	static int hooked;
-
-	if (xmppd_conf->limits.offline_messages == 0)
-		return;
-	/* Hooks once (a disabled-by-reload limit is checked per message);
-	 * the disco feature every time the registry is rebuilt. */
-	if (!hooked) {
-		hooked = 1;
-		fetches = strmap_new();
-		hook_add_offline(offline_message);
-		hook_add_session(HOOK_SESSION_INITIAL, offline_initial);
-		hook_add_presence_out(offline_presence_out);
-	}
+	fetches = strmap_new();
+	hook_add_offline(offline_message);
+	hook_add_session(HOOK_SESSION_INITIAL, offline_initial);
+	hook_add_presence_out(offline_presence_out);
 	disco_add_feature(DISCO_SERVER, "msgoffline");
+}
+
+static void
+collect_fetch(const char *key, void *value, void *arg)
+{
+	struct fetch ***next = arg;
+
+	*(*next)++ = value;
+}
+
+/* Deliveries in progress stop; what they have not delivered stays
+ * stored for when the module is on again. */
+void
+mod_offline_deinit(void)
+{
+	size_t n = strmap_count(fetches);
+	struct fetch **v = xreallocarray(NULL, n + 1, sizeof(*v)), **next = v;
+
+	strmap_foreach(fetches, collect_fetch, &next);
+	for (size_t i = 0; i < n; i++)
+		fetch_free(v[i]);
+	free(v);
+	strmap_free(fetches);
+	fetches = NULL;
 }

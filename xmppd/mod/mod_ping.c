@@ -20,6 +20,7 @@
 #include "jid.h"
 #include "log.h"
 #include "core/session.h"
+#include "core/sm.h"
 #include "core/stanza.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -30,6 +31,7 @@
 #define PING_ID_PREFIX "ping-"
 
 void mod_ping_init(void);
+void mod_ping_deinit(void);
 
 /*
  * Keepalive state of one bound session.  The table holds every bound
@@ -246,6 +248,13 @@ handle_ping(struct session *from, struct xel *iq, enum iq_target target)
 	return HOOK_HANDLED;
 }
 
+static void
+bound_already(struct session *s, void *arg)
+{
+	if (!s->closing)
+		session_bound(s);
+}
+
 void
 mod_ping_init(void)
 {
@@ -257,7 +266,23 @@ mod_ping_init(void)
 	hook_add_session(HOOK_SESSION_BOUND, session_bound);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
 	hook_add_outbound(outbound);
+	/* Switched on by a reload: keep those already online alive too. */
+	sm_foreach_session(bound_already, NULL);
 	ev_timer_init(&tick_w, tick_cb, 0.0, tick_period(&xmppd_conf->limits));
 	ev_timer_again(xmppd_loop, &tick_w);
 	ev_unref(xmppd_loop);
+}
+
+void
+mod_ping_deinit(void)
+{
+	ev_ref(xmppd_loop);
+	ev_timer_stop(xmppd_loop, &tick_w);
+	for (size_t i = 0; i < ntable; i++)
+		free(table[i]);
+	free(table);
+	table = NULL;
+	ntable = table_cap = 0;
+	strmap_free(by_session);
+	by_session = NULL;
 }

@@ -38,6 +38,8 @@
 #define RATE_TEXT "Too many registrations from your address; try again later"
 
 void mod_register_init(void);
+void mod_register_deinit(void);
+void mod_register_init_off(void);
 
 /* Registration disabled: refuse jabber:iq:register before auth. */
 static enum hook_result
@@ -83,11 +85,12 @@ struct ip_count {
 };
 
 static struct {
-	int hooked;                 /* handlers registered (once) */
-	int hooked_off;             /* the disabled-mode refusal registered */
-	struct strmap *pending;     /* key -> struct reg_req */
+	struct strmap *pending;     /* key -> struct reg_req; NULL: off */
 	struct strmap *busy;        /* busy_key -> struct reg_req */
-	struct strmap *per_ip;      /* address -> struct ip_count */
+	struct strmap *per_ip;      /* address -> struct ip_count (kept
+	                               while off: a reload that turns
+	                               registration off and on again does not
+	                               reset the hourly counts) */
 	uint64_t next_id;
 	ev_timer purge_w;
 } reg;
@@ -146,6 +149,8 @@ req_find(uint64_t id)
 {
 	char key[24];
 
+	if (reg.pending == NULL)
+		return NULL;    /* switched off since: the answer is dropped */
 	snprintf(key, sizeof(key), "%" PRIu64, id);
 	return strmap_get(reg.pending, key);
 }
@@ -694,26 +699,56 @@ handle_iq(struct session *s, struct xel *iq, enum iq_target target)
 void
 mod_register_init(void)
 {
-	if (!xmppd_conf->registration) {
-		/* XEP-0077 §3.1: a server without registration answers
-		 * <service-unavailable/> (and advertises nothing). */
-		if (!reg.hooked_off) {
-			reg.hooked_off = 1;
-			hook_add_preauth_iq(preauth_iq_off);
-		}
-		return;
-	}
-	disco_add_feature(DISCO_SERVER, NS_REGISTER);
-	if (reg.hooked)
-		return;         /* a reload rebuilding disco */
-	reg.hooked = 1;
 	reg.pending = strmap_new();
 	reg.busy = strmap_new();
-	reg.per_ip = strmap_new();
+	if (reg.per_ip == NULL)
+		reg.per_ip = strmap_new();
+	disco_add_feature(DISCO_SERVER, NS_REGISTER);
 	hook_add_preauth_iq(preauth_iq);
 	hook_add_features(features);
 	iq_register(NS_REGISTER, "query", handle_iq);
 	ev_timer_init(&reg.purge_w, purge_cb, PURGE_INTERVAL, PURGE_INTERVAL);
 	ev_timer_start(xmppd_loop, &reg.purge_w);
 	ev_unref(xmppd_loop);
+}
+
+/* XEP-0077 §3.1: a server without registration answers
+ * <service-unavailable/> before authentication (and advertises nothing). */
+void
+mod_register_init_off(void)
+{
+	hook_add_preauth_iq(preauth_iq_off);
+}
+
+static void
+collect_req(const char *key, void *value, void *arg)
+{
+	struct reg_req ***next = arg;
+
+	*(*next)++ = value;
+}
+
+/* Requests in flight are dropped: their completions find nothing
+ * (req_find), and the client gets no answer, as when its stream goes. */
+void
+mod_register_deinit(void)
+{
+	size_t n = strmap_count(reg.pending);
+	struct reg_req **v = xreallocarray(NULL, n + 1, sizeof(*v)), **next = v;
+
+	strmap_foreach(reg.pending, collect_req, &next);
+	for (size_t i = 0; i < n; i++) {
+		log_info("c2s %" PRIu64 " %s: %s of %s@%s dropped: "
+		    "registration was switched off", v[i]->conn_id,
+		    v[i]->addr, v[i]->kind == REG_CREATE ? "registration" :
+		    v[i]->kind == REG_PASSWORD ? "password change" : "removal",
+		    v[i]->user, v[i]->host);
+		req_free(v[i]);
+	}
+	free(v);
+	strmap_free(reg.pending);
+	strmap_free(reg.busy);
+	reg.pending = reg.busy = NULL;
+	ev_ref(xmppd_loop);
+	ev_timer_stop(xmppd_loop, &reg.purge_w);
 }

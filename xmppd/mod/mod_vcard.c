@@ -19,6 +19,7 @@
 #include "core/presence.h"
 #include "scram.h"
 #include "core/session.h"
+#include "core/sm.h"
 #include "core/stanza.h"
 #include "store/store_engine.h"
 #include "strmap.h"
@@ -32,6 +33,7 @@
 #define SHA1_LEN 20
 
 void mod_vcard_init(void);
+void mod_vcard_deinit(void);
 
 /*
  * The avatar hash of each user with a bound session, by bare JID.  hash is
@@ -52,7 +54,7 @@ struct avatar {
 	size_t nwaiting;
 };
 
-static struct strmap *avatars;
+static struct strmap *avatars;       /* NULL while the module is off */
 static uint64_t avatar_gen;
 
 /* One storage request; the kind is in job.ops. */
@@ -168,7 +170,7 @@ static void
 avatar_set(
     const char *bare, const char *user, const char *host, const char *hash)
 {
-	struct avatar *a = strmap_get(avatars, bare);
+	struct avatar *a = avatars ? strmap_get(avatars, bare) : NULL;
 
 	if (hash == NULL)
 		hash = "";
@@ -245,9 +247,10 @@ static void
 complete_load(struct store_job *sj)
 {
 	struct vcard_job *j = (struct vcard_job *)sj;
-	struct avatar *a = strmap_get(avatars, j->bare);
+	struct avatar *a = avatars ? strmap_get(avatars, j->bare) : NULL;
 
-	/* Dropped (last session ended) or replaced by a newer load. */
+	/* Dropped (last session ended, or the module switched off) or
+	 * replaced by a newer load. */
 	if (a == NULL || a->gen != j->job.tag)
 		return;
 	a->loading = 0;
@@ -627,11 +630,17 @@ handle_vcard(struct session *s, struct xel *iq, enum iq_target target)
 	return HOOK_HANDLED;
 }
 
+static void
+bound_already(struct session *s, void *arg)
+{
+	if (!s->closing)
+		avatar_session_bound(s);
+}
+
 void
 mod_vcard_init(void)
 {
-	if (avatars == NULL)
-		avatars = strmap_new();
+	avatars = strmap_new();
 	iq_register(NS_VCARD, "vCard", handle_vcard);
 	hook_add_session(HOOK_SESSION_BOUND, avatar_session_bound);
 	hook_add_session(HOOK_SESSION_END, avatar_session_end);
@@ -641,4 +650,34 @@ mod_vcard_init(void)
 	 * for the account, so the account advertises it too. */
 	disco_add_feature(DISCO_SERVER, NS_VCARD);
 	disco_add_feature(DISCO_ACCOUNT, NS_VCARD);
+	/* Switched on by a reload: the hashes of who is online. */
+	sm_foreach_session(bound_already, NULL);
+}
+
+static void
+collect_bare(const char *key, void *value, void *arg)
+{
+	char ***next = arg;
+
+	*(*next)++ = xstrdup(key);
+}
+
+/* Sessions held for a hash that is loading are released. */
+void
+mod_vcard_deinit(void)
+{
+	size_t n = strmap_count(avatars);
+	char **keys = xreallocarray(NULL, n + 1, sizeof(*keys)), **next = keys;
+
+	strmap_foreach(avatars, collect_bare, &next);
+	for (size_t i = 0; i < n; i++) {
+		struct avatar *a = strmap_get(avatars, keys[i]);
+
+		avatar_release(a);
+		avatar_drop(keys[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	strmap_free(avatars);
+	avatars = NULL;
 }

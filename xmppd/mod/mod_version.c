@@ -51,8 +51,7 @@ handle_version(struct session *from, struct xel *iq, enum iq_target target)
 void
 mod_version_init(void)
 {
-	if (xmppd_conf->software_version == SOFTWARE_VERSION_OFF)
-		return;
+	/* On unless "software-version off" (modules.c). */
 	iq_register(NS_VERSION, "query", handle_version);
 	disco_add_feature(DISCO_SERVER, NS_VERSION);
 }
