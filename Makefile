@@ -10,7 +10,8 @@
 #                   ejabberd (installs them from Debian when run as root)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make style      clang-format the sources
-#   make lint       cppcheck and clang-tidy (.clang-tidy); make -j8 lint
+#   make lint       the layer check, cppcheck and clang-tidy (.clang-tidy);
+#                   make -j8 lint
 #   make deps       install missing Debian packages (root) or print how
 
 BUILD    ?= build
@@ -232,9 +233,14 @@ TIDY_CFLAGS := -std=c11 -D_GNU_SOURCE -Ishared -Ixmppd \
 TIDY_EXCEPT_xmppd/conf.c := --checks=-clang-analyzer-core.NullDereference,-clang-analyzer-core.uninitialized.Assign
 TIDY_EXCEPT_xmppd/mod/mod_private.c := --checks=-clang-analyzer-core.NullDereference
 
-.PHONY: lint lint-tools lint-cppcheck
-lint: lint-cppcheck $(LINT_SRC:%=lint-tidy/%)
-	@echo "lint: cppcheck and clang-tidy clean"
+.PHONY: lint lint-tools lint-cppcheck lint-layers
+lint: lint-layers lint-cppcheck $(LINT_SRC:%=lint-tidy/%)
+	@echo "lint: layers, cppcheck and clang-tidy clean"
+
+# Dependencies point down: net, store < core < stream, mod < control <
+# start-up (tests/layers.sh says exactly what may include what).
+lint-layers:
+	@sh tests/layers.sh
 
 lint-tools:
 	@command -v cppcheck >/dev/null && command -v clang-tidy >/dev/null || \

@@ -39,6 +39,13 @@ for t in "$BUILD"/tests/unit/test_*; do
 	case "$line" in *" 0 failed"*) [ $rc -ne 0 ] && failed=$((failed + 1)) ;; esac
 done
 
+echo "== layers"
+if sh tests/layers.sh; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
 echo "== protocol tests"
 if [ -d tests/proto ] && ls tests/proto/test_*.py >/dev/null 2>&1; then
 	XMPPD_BIN="$PWD/$BUILD/xmppd" XMPPCTL_BIN="$PWD/$BUILD/xmppctl" \
