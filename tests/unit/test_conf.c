@@ -701,10 +701,36 @@ test_missing_sections(void)
 	expect_prefix("\n\n\n", "t.conf:3: no host configured");
 }
 
+/* "module NAME on|off": names are kept for modules_check_conf (the
+ * daemon's module table); the last statement for a name wins. */
+static void
+test_module_switches(void)
+{
+	struct conf *c = parse(BASE "module carbons off\nmodule ping off\n"
+	    "module carbons on\nmodule last off\nmodule last off\n");
+
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(!conf_module_off(c, "carbons"));
+		CHECK(conf_module_off(c, "ping"));
+		CHECK(conf_module_off(c, "last"));
+		CHECK(c->nmodules_off == 2);
+		CHECK(!conf_module_off(c, "vcard"));
+	}
+	conf_free(c);
+	c = parse(BASE);
+	CHECK(c != NULL && c->nmodules_off == 0);
+	conf_free(c);
+	expect_prefix(BASE "module carbons\n", "t.conf:6: ");
+	expect_prefix(BASE "module carbons maybe\n", "t.conf:6: ");
+	expect_prefix(BASE "module carbons off extra\n", "t.conf:6: ");
+}
+
 int
 main(void)
 {
 	test_default_text();
+	test_module_switches();
 	test_minimal_defaults();
 	test_every_option();
 	test_limit_relations();
