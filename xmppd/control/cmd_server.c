@@ -1,0 +1,254 @@
+/*
+ * The control commands about the daemon itself: status, stop, reload,
+ * stats, log-level and check (configuration and certificates).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "conf.h"
+#include "control/control_int.h"
+#include "control/stats.h"
+#include "core/sm.h"
+#include "ctl.h"
+#include "log.h"
+#include "store/store.h"
+#include "xmalloc.h"
+#include "xmppd.h"
+
+void
+handle_status(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "key", "value" };
+	struct store_stats st;
+	struct buf hosts = BUF_INIT;
+	int r = 0;
+
+	store_get_stats(&st);
+	for (size_t i = 0; i < xmppd_conf->nhosts; i++)
+		buf_printf(&hosts, "%s%s", i ? " " : "",
+		    xmppd_conf->hosts[i].name);
+	reply_cols(c, cols, nitems(cols));
+	r |= reply_row_kv(c, "version", "%s", XMPPD_VERSION);
+	r |= reply_row_kv(c, "uptime", "%lld",
+	    (long long)(ev_now(xmppd_loop) - xmppd_started));
+	r |= reply_row_kv(c, "hosts", "%s", hosts.data ? hosts.data : "");
+	r |= reply_row_kv(c, "sessions", "%zu", sm_session_count());
+	r |= reply_row_kv(c, "users-online", "%zu", sm_user_count());
+	r |= reply_row_kv(c, "storage-queue", "%zu", st.queue_depth);
+	r |= reply_row_kv(c, "storage-commits", "%llu",
+	    (unsigned long long)st.commits);
+	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.last_commit_ms);
+	r |= reply_row_kv(c, "rss-kb", "%ld", stats_rss_kb());
+	r |= reply_row_kv(c, "offline-queue", "%lld",
+	    stats_get_offline_queue());
+	r |= reply_row_kv(c, "pid", "%ld", (long)getpid());
+	buf_free(&hosts);
+	if (c->dead)
+		return;
+	if (r != 0)
+		reply_err(c, CTL_E_INTERNAL, "status row too long");
+	else
+		reply_ok(c);
+}
+
+void
+handle_stop(struct control_conn *c, char **args, size_t nargs)
+{
+	control_log_change(c->uid, c->id, "stop", NULL, NULL, "requested");
+	reply_ok(c);
+	xmppd_request_stop();
+}
+
+void
+handle_reload(struct control_conn *c, char **args, size_t nargs)
+{
+	control_log_change(c->uid, c->id, "reload", NULL, NULL, "requested");
+	reply_ok(c);
+	xmppd_request_reload();
+}
+
+void
+handle_stats(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "key", "value" };
+	struct stats_snapshot st;
+	int r = 0;
+
+	stats_get(&st);
+	reply_cols(c, cols, nitems(cols));
+	r |= reply_row_kv(c, "uptime", "%.0f", st.uptime);
+	r |= reply_row_kv(c, "sessions", "%zu", st.sessions);
+	r |= reply_row_kv(c, "users-online", "%zu", st.users);
+	r |= reply_row_kv(c, "logins", "%llu", (unsigned long long)st.logins);
+	r |= reply_row_kv(c, "logins-per-min", "%u", st.logins_per_min);
+	r |= reply_row_kv(c, "auth-failures", "%llu",
+	    (unsigned long long)st.auth_failures);
+	r |= reply_row_kv(c, "kicks", "%llu", (unsigned long long)st.kicks);
+	r |= reply_row_kv(c, "stanzas-in", "%llu",
+	    (unsigned long long)st.stanzas_in);
+	r |= reply_row_kv(c, "stanzas-out", "%llu",
+	    (unsigned long long)st.stanzas_out);
+	r |= reply_row_kv(c, "stanzas-in-per-s", "%.1f", st.stanzas_in_per_s);
+	r |= reply_row_kv(c, "stanzas-out-per-s", "%.1f",
+	    st.stanzas_out_per_s);
+	r |= reply_row_kv(c, "bytes-in", "%llu",
+	    (unsigned long long)st.bytes_in);
+	r |= reply_row_kv(c, "bytes-out", "%llu",
+	    (unsigned long long)st.bytes_out);
+	r |= reply_row_kv(c, "bytes-in-per-s", "%.0f", st.bytes_in_per_s);
+	r |= reply_row_kv(c, "bytes-out-per-s", "%.0f", st.bytes_out_per_s);
+	r |= reply_row_kv(c, "offline-queue", "%lld", st.offline_queue);
+	r |= reply_row_kv(c, "rss-kb", "%ld", st.rss_kb);
+	r |= reply_row_kv(c, "storage-queue", "%zu", st.store_queue);
+	r |= reply_row_kv(c, "storage-commits", "%llu",
+	    (unsigned long long)st.store_commits);
+	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.commit_ms);
+	if (c->dead)
+		return;
+	if (r != 0)
+		reply_err(c, CTL_E_INTERNAL, "stats row too long");
+	else
+		reply_ok(c);
+}
+
+/* log-level [LEVEL]: "ok LEVEL", the level in force afterwards. */
+void
+handle_log_level(struct control_conn *c, char **args, size_t nargs)
+{
+	struct ctl_line l;
+	enum log_level lvl;
+
+	if (nargs == 1) {
+		if (!c->privileged) {
+			reply_err(c, CTL_E_DENIED, "permission denied: "
+			    "setting the log level needs root or the daemon's "
+			    "user");
+			return;
+		}
+		if (log_level_parse(args[0], &lvl) == -1) {
+			reply_err(c, CTL_E_USAGE, "LEVEL is one of error, "
+			    "warning, info, debug");
+			return;
+		}
+		log_set_level(lvl);
+		control_log_change(c->uid, c->id, "log-level", NULL, NULL,
+		    log_level_name(lvl));
+	}
+	reply_line(c, &l, "ok");
+	ctl_line_add(&l, log_level_name(log_level_cur));
+	reply_end(c, &l);
+}
+
+/*
+ * check: what only the daemon can see.  Rows "level subject message":
+ * the configuration file parsed again, each host's certificate (expiry,
+ * warning under 30 days), and the listeners as "info listener
+ * ADDRESS PORT KIND" for xmppctl to connect to.
+ */
+static int
+check_row(struct control_conn *c, const char *level, const char *subject,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+check_row(struct control_conn *c, const char *level, const char *subject,
+    const char *fmt, ...)
+{
+	struct ctl_line l;
+	struct buf m = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&m, fmt, ap);
+	va_end(ap);
+	reply_line(c, &l, "row");
+	ctl_line_add(&l, level);
+	ctl_line_add(&l, subject);
+	ctl_line_addn(&l, m.data ? m.data : "", buf_avail(&m));
+	buf_free(&m);
+	return ctl_line_end(&l);
+}
+
+static void
+check_certificate(struct control_conn *c, const struct conf_host *h)
+{
+	FILE *f;
+	X509 *x;
+	const ASN1_TIME *na;
+	int days = 0, secs = 0;
+
+	if (h->certificate == NULL) {
+		check_row(c, "error", h->name, "no certificate configured");
+		return;
+	}
+	if ((f = fopen(h->certificate, "r")) == NULL) {
+		check_row(c, "error", h->name, "certificate %s: %s",
+		    h->certificate, strerror(errno));
+		return;
+	}
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (x == NULL) {
+		check_row(c, "error", h->name, "certificate %s: not a PEM "
+		    "certificate", h->certificate);
+		return;
+	}
+	na = X509_get0_notAfter(x);
+	if (ASN1_TIME_diff(&days, &secs, NULL, na) != 1)
+		check_row(c, "error", h->name, "certificate %s: unreadable "
+		    "expiry date", h->certificate);
+	else if (days < 0 || (days == 0 && secs < 0))
+		check_row(c, "error", h->name, "certificate %s has expired",
+		    h->certificate);
+	else if (days < 30)
+		check_row(c, "warning", h->name, "certificate %s expires in "
+		    "%d days", h->certificate, days);
+	else
+		check_row(c, "ok", h->name, "certificate %s valid for %d more "
+		    "days", h->certificate, days);
+	if (X509_get0_notBefore(x) != NULL &&
+	    X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		check_row(c, "error", h->name, "certificate %s is not valid "
+		    "yet", h->certificate);
+	X509_free(x);
+}
+
+void
+handle_check(struct control_conn *c, char **args, size_t nargs)
+{
+	static const char *const cols[] = { "level", "subject", "message" };
+	const struct conf *cf = xmppd_conf;
+	char err[1024];
+
+	reply_cols(c, cols, nitems(cols));
+	if (cf->source == NULL || strcmp(cf->source, "(default)") == 0)
+		check_row(c, "ok", "configuration", "built-in default");
+	else {
+		struct conf *n = conf_load(cf->source, err, sizeof(err));
+
+		if (n == NULL)
+			check_row(c, "error", "configuration", "%s", err);
+		else {
+			check_row(c, "ok", "configuration", "%s parses",
+			    cf->source);
+			conf_free(n);
+		}
+	}
+	for (size_t i = 0; i < cf->nhosts; i++) {
+		check_row(c, "info", "host", "%s", cf->hosts[i].name);
+		check_certificate(c, &cf->hosts[i]);
+	}
+	for (size_t i = 0; i < cf->nlisteners; i++)
+		check_row(c, "info", "listener", "%s %d %s",
+		    cf->listeners[i].address, cf->listeners[i].port,
+		    cf->listeners[i].kind == LISTEN_C2S_TLS ? "c2s-tls" :
+		    "c2s");
+	if (c->dead || control_conn_output(c) == -1)
+		return;
+	reply_ok(c);
+}
