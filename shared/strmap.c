@@ -209,3 +209,16 @@ strmap_foreach(const struct strmap *m,
 		for (struct entry *e = m->b[i]; e; e = e->next)
 			fn(e->key, e->value, arg);
 }
+
+void **
+strmap_values(const struct strmap *m, size_t *n)
+{
+	void **v = xreallocarray(NULL, m->count + 1, sizeof(*v));
+	size_t k = 0;
+
+	for (size_t i = 0; i < m->nbuckets; i++)
+		for (struct entry *e = m->b[i]; e; e = e->next)
+			v[k++] = e->value;
+	*n = k;
+	return v;
+}

@@ -21,5 +21,8 @@ size_t strmap_count(const struct strmap *m);
 /* Calls fn for every entry; fn must not modify the map. */
 void strmap_foreach(const struct strmap *m,
     void (*fn)(const char *key, void *value, void *arg), void *arg);
+/* The values, in no order, as a malloc'ed array of *n: for a caller that
+ * goes on to change the map (or free the values) while walking them. */
+void **strmap_values(const struct strmap *m, size_t *n);
 
 #endif

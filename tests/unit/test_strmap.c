@@ -4,6 +4,7 @@
  * delete and iterate over enough keys to grow the table several times.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "strmap.h"
@@ -89,10 +90,37 @@ test_many(void)
 	strmap_free(m);
 }
 
+static void
+test_values(void)
+{
+	struct strmap *m = strmap_new();
+	int values[3] = { 0, 0, 0 };
+	void **v;
+	size_t n;
+
+	v = strmap_values(m, &n);
+	CHECK(v != NULL && n == 0);
+	free(v);
+	strmap_put(m, "a", &values[0]);
+	strmap_put(m, "b", &values[1]);
+	strmap_put(m, "c", &values[2]);
+	strmap_del(m, "b");
+	v = strmap_values(m, &n);
+	CHECK(n == 2);
+	for (size_t i = 0; i < n; i++)
+		(*(int *)v[i])++;
+	CHECK(values[0] == 1 && values[1] == 0 && values[2] == 1);
+	/* The array is the caller's: the map may change meanwhile. */
+	strmap_free(m);
+	CHECK(v[0] != v[1]);
+	free(v);
+}
+
 int
 main(void)
 {
 	test_empty();
 	test_many();
+	test_values();
 	return UNIT_DONE("strmap");
 }

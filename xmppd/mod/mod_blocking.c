@@ -1083,24 +1083,14 @@ mod_blocking_init(void)
 	sm_foreach_session(bound_already, NULL);
 }
 
-static void
-collect_list(const char *key, void *value, void *arg)
-{
-	struct blocklist ***next = arg;
-
-	*(*next)++ = value;
-}
-
 /* Sessions held while their list loads are released; writes in flight
  * complete (their answers still go out) but change no cache. */
 void
 mod_blocking_deinit(void)
 {
-	size_t n = strmap_count(lists);
-	struct blocklist **v = xreallocarray(NULL, n + 1, sizeof(*v));
-	struct blocklist **next = v;
+	size_t n;
+	void **v = strmap_values(lists, &n);
 
-	strmap_foreach(lists, collect_list, &next);
 	strmap_free(lists);
 	lists = NULL;
 	for (size_t i = 0; i < n; i++) {

@@ -731,23 +731,14 @@ mod_offline_init(void)
 	disco_add_feature(DISCO_SERVER, "msgoffline");
 }
 
-static void
-collect_fetch(const char *key, void *value, void *arg)
-{
-	struct fetch ***next = arg;
-
-	*(*next)++ = value;
-}
-
 /* Deliveries in progress stop; what they have not delivered stays
  * stored for when the module is on again. */
 void
 mod_offline_deinit(void)
 {
-	size_t n = strmap_count(fetches);
-	struct fetch **v = xreallocarray(NULL, n + 1, sizeof(*v)), **next = v;
+	size_t n;
+	void **v = strmap_values(fetches, &n);
 
-	strmap_foreach(fetches, collect_fetch, &next);
 	for (size_t i = 0; i < n; i++)
 		fetch_free(v[i]);
 	free(v);

@@ -720,30 +720,23 @@ mod_register_init_off(void)
 	hook_add_preauth_iq(preauth_iq_off);
 }
 
-static void
-collect_req(const char *key, void *value, void *arg)
-{
-	struct reg_req ***next = arg;
-
-	*(*next)++ = value;
-}
-
 /* Requests in flight are dropped: their completions find nothing
  * (req_find), and the client gets no answer, as when its stream goes. */
 void
 mod_register_deinit(void)
 {
-	size_t n = strmap_count(reg.pending);
-	struct reg_req **v = xreallocarray(NULL, n + 1, sizeof(*v)), **next = v;
+	size_t n;
+	void **v = strmap_values(reg.pending, &n);
 
-	strmap_foreach(reg.pending, collect_req, &next);
 	for (size_t i = 0; i < n; i++) {
+		struct reg_req *r = v[i];
+
 		log_info("c2s %" PRIu64 " %s: %s of %s@%s dropped: "
-		    "registration was switched off", v[i]->conn_id,
-		    v[i]->addr, v[i]->kind == REG_CREATE ? "registration" :
-		    v[i]->kind == REG_PASSWORD ? "password change" : "removal",
-		    v[i]->user, v[i]->host);
-		req_free(v[i]);
+		    "registration was switched off", r->conn_id, r->addr,
+		    r->kind == REG_CREATE ? "registration" :
+		    r->kind == REG_PASSWORD ? "password change" : "removal",
+		    r->user, r->host);
+		req_free(r);
 	}
 	free(v);
 	strmap_free(reg.pending);

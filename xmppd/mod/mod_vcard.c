@@ -654,30 +654,21 @@ mod_vcard_init(void)
 	sm_foreach_session(bound_already, NULL);
 }
 
-static void
-collect_bare(const char *key, void *value, void *arg)
-{
-	char ***next = arg;
-
-	*(*next)++ = xstrdup(key);
-}
-
 /* Sessions held for a hash that is loading are released. */
 void
 mod_vcard_deinit(void)
 {
-	size_t n = strmap_count(avatars);
-	char **keys = xreallocarray(NULL, n + 1, sizeof(*keys)), **next = keys;
+	size_t n;
+	void **v = strmap_values(avatars, &n);
 
-	strmap_foreach(avatars, collect_bare, &next);
-	for (size_t i = 0; i < n; i++) {
-		struct avatar *a = strmap_get(avatars, keys[i]);
-
-		avatar_release(a);
-		avatar_drop(keys[i]);
-		free(keys[i]);
-	}
-	free(keys);
 	strmap_free(avatars);
 	avatars = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct avatar *a = v[i];
+
+		avatar_release(a);
+		free(a->hash);
+		free(a);
+	}
+	free(v);
 }
