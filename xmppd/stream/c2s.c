@@ -54,6 +54,8 @@ struct c2s {
 	uint64_t id;                /* = conn id */
 	struct conn *conn;
 	enum c2s_state state;
+	int header_done;            /* a stream header was accepted (on_open),
+	                               on this stream or an earlier one */
 	struct xml_stream *xs;
 	int header_sent;            /* our header went out on this stream */
 	int in_feed;                /* inside xml_stream_feed() */
@@ -78,7 +80,12 @@ struct c2s {
 	double tokens;
 	double bucket_at;           /* when tokens was last refilled */
 	unsigned throttled;         /* times reading paused for the rate */
-	int preauth_counted;        /* counted in its ip_state's preauth */
+	/* While not authenticated: counted in its address's preauth and on
+	 * that address's list of such streams, in accept order. */
+	int preauth_counted;
+	struct ip_state *ip;        /* its address, while counted */
+	struct c2s *ip_prev, *ip_next;
+	double accepted_at;
 	/* A SASL failure held back by the authentication tarpit: the
 	 * condition to send when wait_until comes (reading is paused). */
 	const char *tarpit;
@@ -92,9 +99,12 @@ struct c2s {
 
 /* What one address is doing: connections not yet authenticated, recent
  * authentication failures, a temporary ban.  Entries are purged once
- * nothing is left to remember. */
+ * nothing is left to remember (never while preauth is not 0, so a
+ * counted stream's pointer to its entry stays valid). */
 struct ip_state {
-	unsigned preauth;           /* connections not yet authenticated */
+	struct c2s *first, *last;   /* connections not yet authenticated,
+	                               oldest first ... */
+	unsigned preauth;           /* ... and how many */
 	unsigned failures;          /* authentication failures ... */
 	double since;               /* ... in the window starting here */
 	double banned_until;        /* 0: not banned */
@@ -417,6 +427,7 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 		peer = jid_normalize(from);
 	send_header(c, peer);
 	free(peer);
+	c->header_done = 1;
 	set_state(c, C2S_NEGOTIATING);
 	send_features(c);
 	return 0;
@@ -445,18 +456,91 @@ ip_banned(const struct ip_state *st, double now)
 	return st != NULL && st->banned_until > now;
 }
 
+/* A new stream counts against preauth-connections-per-ip until it
+ * authenticates or closes; it joins the end of its address's list. */
+static void
+preauth_count(struct c2s *c, struct ip_state *st)
+{
+	c->preauth_counted = 1;
+	c->ip = st;
+	c->ip_next = NULL;
+	c->ip_prev = st->last;
+	if (st->last)
+		st->last->ip_next = c;
+	else
+		st->first = c;
+	st->last = c;
+	st->preauth++;
+}
+
 /* The stream authenticated or closed: it no longer counts against
  * preauth-connections-per-ip. */
 static void
 preauth_release(struct c2s *c)
 {
-	struct ip_state *st;
+	struct ip_state *st = c->ip;
 
 	if (!c->preauth_counted)
 		return;
 	c->preauth_counted = 0;
-	if ((st = ip_state(c->conn->ip, 0)) != NULL && st->preauth > 0)
-		st->preauth--;
+	if (c->ip_prev)
+		c->ip_prev->ip_next = c->ip_next;
+	else
+		st->first = c->ip_next;
+	if (c->ip_next)
+		c->ip_next->ip_prev = c->ip_prev;
+	else
+		st->last = c->ip_prev;
+	c->ip = NULL;
+	c->ip_prev = c->ip_next = NULL;
+	st->preauth--;
+}
+
+/*
+ * preauth-connections-per-ip is reached and connection id from the same
+ * address is to be accepted: make room by closing the stream that has
+ * made the least progress, the oldest one without a complete stream
+ * header (or already closing), else the oldest of all.  So one host
+ * behind a shared address (a NAT) that holds idle or half-open
+ * connections cannot lock out the others there: the newest connection
+ * is always accepted, and one that has sent its stream header goes
+ * last.  The walk is at most preauth-connections-per-ip long.
+ *
+ * The victim is killed at once (an unauthenticated peer: nothing worth
+ * flushing) and stops counting now.  This runs from the listener's
+ * callback, never from the victim's own; the reaper frees it later.
+ */
+static void
+preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
+{
+	struct c2s *v = st->first, *c;
+	const char *why;
+
+	for (c = st->first; c != NULL; c = c->ip_next)
+		if (!c->header_done || c->state == C2S_CLOSING ||
+		    c->conn->state == CONN_CLOSING ||
+		    c->conn->state == CONN_DEAD)
+			break;
+	if (c != NULL)
+		v = c;
+	if (v->conn->state == CONN_DEAD) {
+		/* Closed earlier in this loop iteration, not reaped yet. */
+		preauth_release(v);
+		return;
+	}
+	if (v->state == C2S_CLOSING || v->conn->state == CONN_CLOSING)
+		why = "already closing";
+	else if (!v->header_done)
+		why = "the oldest without a complete stream header";
+	else
+		why = "the oldest, all have sent a stream header";
+	log_warnx("c2s %" PRIu64 " %s: closed to make room for c2s %" PRIu64
+	    " (preauth-connections-per-ip %u): %s, not authenticated after "
+	    "%.1f s", v->id, v->conn->addr, id, limit, why,
+	    ev_now(xmppd_loop) - v->accepted_at);
+	set_closing(v);
+	preauth_release(v);
+	conn_kill(v->conn, "evicted (preauth-connections-per-ip)");
 }
 
 /* Whether the stream's address may not try to authenticate now: it is
@@ -1070,13 +1154,16 @@ on_tls(struct conn *conn)
 }
 
 /*
- * A new connection, refused while its address is banned or already has
- * preauth-connections-per-ip connections that have not authenticated.
+ * A new connection, refused while its address is banned.  Where its
+ * address already has preauth-connections-per-ip connections that have
+ * not authenticated, one of those is closed to make room (preauth_evict;
+ * more than one if a reload lowered the limit).
  */
 static void *
 on_accept(struct conn *conn)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
+	unsigned limit = l->preauth_connections_per_ip;
 	struct ip_state *st = ip_state(conn->ip, 0);
 	double now = ev_now(xmppd_loop);
 	struct c2s *c;
@@ -1092,14 +1179,9 @@ on_accept(struct conn *conn)
 			    "banned", conn->id, conn->addr);
 		return NULL;
 	}
-	if (l->preauth_connections_per_ip != 0 && st != NULL &&
-	    st->preauth >= l->preauth_connections_per_ip) {
-		log_warnx("c2s %" PRIu64 " %s: refused: %u connections from "
-		    "this address have not authenticated "
-		    "(preauth-connections-per-ip)", conn->id, conn->addr,
-		    st->preauth);
-		return NULL;
-	}
+	while (limit != 0 && st != NULL && st->preauth >= limit &&
+	    st->first != NULL)
+		preauth_evict(st, conn->id, limit);
 	c = xcalloc(1, sizeof(*c));
 	c->id = conn->id;
 	c->conn = conn;
@@ -1107,8 +1189,8 @@ on_accept(struct conn *conn)
 	c->t.id = conn->id;
 	c->t.ip = conn->ip;
 	c->t.addr = conn->addr;
-	ip_state(conn->ip, 1)->preauth++;
-	c->preauth_counted = 1;
+	c->accepted_at = now;
+	preauth_count(c, ip_state(conn->ip, 1));
 	c->tokens = l->stanza_burst;
 	c->bucket_at = now;
 	new_parser(c);
