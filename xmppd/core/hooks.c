@@ -75,9 +75,11 @@ hook_remove_owner(unsigned owner)
 	}
 }
 
+/* For each handler f (of type type) of chain id, in order. */
 #define EACH(id, type, f)                                                \
 	for (size_t i_ = 0; i_ < chains[id].n; i_++)                     \
-		for (type f = (type)chains[id].v[i_].fn; f != NULL; f = NULL)
+		for (type f = (type)chains[id].v[i_].fn; (f) != NULL;    \
+		     (f) = NULL)
 
 void
 hook_add_session(enum hook_session which, hook_session_fn fn)
