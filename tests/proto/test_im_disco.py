@@ -30,12 +30,14 @@ REQUIRED_FEATURES = [
     NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, NS_TIME, NS_LAST,
     'vcard-temp', 'jabber:iq:private', 'urn:xmpp:blocking', 'msgoffline',
     'urn:xmpp:carbons:2',
+    # on the account (XEP-0313 §7) and, for clients that look only here
+    # (profanity 0.13), on the server too (test_mam.py)
+    'urn:xmpp:mam:2',
 ]
-# Not implemented (yet), or not on the server's own JID (MAM is on the
-# account), so never advertised here; jabber:iq:register only with
-# 'registration on' (test_im_register.py).
+# Not implemented (yet), so never advertised here; jabber:iq:register
+# only with 'registration on' (test_im_register.py).
 ABSENT_FEATURES = [
-    'urn:xmpp:mam:2', 'urn:xmpp:sm:3',
+    'urn:xmpp:sm:3',
     'http://jabber.org/protocol/pubsub', 'jabber:iq:register',
 ]
 SERVERINFO = 'http://jabber.org/network/serverinfo'

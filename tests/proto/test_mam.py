@@ -216,17 +216,24 @@ def prefs_of(el):
 
 # --- discovery ---------------------------------------------------------------
 
-def test_features_on_the_account_not_the_server(server, im):
+def test_features_on_the_account_and_mam_on_the_server(server, im):
     """XEP-0313 §7 and XEP-0359 §4: advertised on the archiving entity,
-    the user's bare JID (the 'by' of its stanza-ids)."""
+    the user's bare JID (the 'by' of its stanza-ids).  urn:xmpp:mam:2 is
+    on the server's disco#info too, where profanity 0.13 looks for it
+    before it queries the user's own archive (without 'to'), as ejabberd
+    does; the server keeps no archive of its own, so a query addressed to
+    it is still <service-unavailable/>."""
     [a] = fresh_users(server, 1)
     ca = im(a)
     feats = disco_features(ca, a)
     for f in (NS_MAM, NS_MAM_EXT, NS_SID):
         assert f in feats, feats
     srv = disco_features(ca, DOMAIN)
-    for f in (NS_MAM, NS_MAM_EXT, NS_SID):
+    assert NS_MAM in srv, srv
+    for f in (NS_MAM_EXT, NS_SID):
         assert f not in srv, srv
+    ca.iq_error('set', "<query xmlns='%s'/>" % NS_MAM,
+                'service-unavailable', 'cancel', to=DOMAIN)
 
 
 def test_query_form(server, im):

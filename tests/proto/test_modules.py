@@ -161,6 +161,7 @@ def test_archive_switched_off_and_on(server_factory):
 
         reload(srv, 'archive off')
         assert NS_MAM not in features_of(alice, to=None)
+        assert NS_MAM not in features_of(alice)
         alice.iq_error('set', "<query xmlns='%s'/>" % NS_MAM,
                        'service-unavailable', 'cancel')
         bob.message('alice@localhost', 'not-archived')

@@ -1230,6 +1230,11 @@ mod_mam_init(void)
 	disco_add_feature(DISCO_ACCOUNT, NS_MAM);
 	disco_add_feature(DISCO_ACCOUNT, NS_MAM_EXTENDED);
 	disco_add_feature(DISCO_ACCOUNT, NS_SID);
+	/* And on the server, as ejabberd does: some clients (profanity
+	 * 0.13) look for it only there before they query their own
+	 * archive (without 'to').  The server itself keeps no archive: a
+	 * query addressed to it still gets <service-unavailable/>. */
+	disco_add_feature(DISCO_SERVER, NS_MAM);
 	mam_prefs_load_all(load_each, load_done);
 	ev_timer_init(&expiry.timer, expire_tick, 0.0, 1.0);
 	ev_timer_again(xmppd_loop, &expiry.timer);
