@@ -306,6 +306,106 @@ def test_unblock_all_pushes_and_presence(server, im):
     assert blocklist(ca) == []
 
 
+class Seen:
+    """What a client holds of others' presence: the last presence from
+    each full JID, fed by every presence stanza the client receives."""
+
+    def __init__(self, client):
+        self.c = client
+        self.last = {}
+
+    def update(self):
+        self.c.barrier()
+        for el in self.c.discard(lambda e: e.tag == q(NS_CLIENT,
+                                                       'presence')):
+            frm = el.get('from') or ''
+            if el.get('type') in (None, 'unavailable'):
+                self.last[frm] = el
+        return self
+
+    def online(self, bare):
+        """{full JID: show} of bare's resources shown as online."""
+        return {f: (el.findtext(q(NS_CLIENT, 'show')) or 'available')
+                for f, el in self.last.items()
+                if f.split('/')[0] == bare and el.get('type') is None}
+
+
+def test_block_then_contact_leaves_then_unblock(server, im):
+    """The stale contact: alice blocks bob, bob logs off, alice unblocks.
+    Blocking took bob offline in alice's client (§3.3: his presence is
+    not delivered while blocked, his going offline included), so after
+    the unblock her client does not show a ghost resource; and alice's
+    presence reaches bob's next session only once she unblocks him."""
+    a, b = fresh_users(server, 2)
+    ca = im(a, roster=True)
+    cb = im(b, roster=True)
+    subscribe_both(ca, cb)
+    sa, sb = Seen(ca), Seen(cb)
+    cb.presence(show='chat')
+    assert sa.update().online(b) == {cb.full: 'chat'}, sa.last
+    sb.update()
+    block_ok(ca, b)
+    assert sa.update().online(b) == {}, sa.last
+    assert sb.update().online(a) == {}, sb.last
+    cb.close_stream()
+    cb.raw.expect_stream_end()
+    unblock_ok(ca, b)
+    assert sa.update().online(b) == {}, sa.last
+    # bob comes back: each sees the other again
+    cb2 = im(b, roster=True, presence=False)
+    sb2 = Seen(cb2)
+    cb2.presence()
+    assert set(sa.update().online(b)) == {cb2.full}
+    assert set(sb2.update().online(a)) == {ca.full}
+
+
+def test_unblock_shows_current_presence_both_ways(server, im):
+    """§3.4 on both sides: bob changed his status while alice blocked
+    him; unblocking brings his current status to alice's clients (as a
+    probe's answer would) and hers to him."""
+    a, b = fresh_users(server, 2)
+    ca = im(a, roster=True)
+    ca2 = im(a, 'second', roster=True)
+    cb = im(b, roster=True)
+    subscribe_both(ca, cb)
+    sa, sa2, sb = Seen(ca), Seen(ca2), Seen(cb)
+    ca2.presence(show='xa')
+    for s in (sa, sa2, sb):
+        s.update()
+    block_ok(ca, b)
+    for s in (sa, sa2):
+        assert s.update().online(b) == {}, s.last
+    assert sb.update().online(a) == {}, sb.last
+    cb.presence(show='dnd')
+    ca.presence(show='away')
+    for s in (sa, sa2):
+        assert s.update().online(b) == {}, s.last
+    assert sb.update().online(a) == {}, sb.last
+    unblock_ok(ca, b)
+    for s in (sa, sa2):
+        assert s.update().online(b) == {cb.full: 'dnd'}, s.last
+    assert sb.update().online(a) == {ca.full: 'away', ca2.full: 'xa'}, \
+        sb.last
+
+
+def test_blocking_a_contacts_resource(server, im):
+    """A full-JID item: only that resource of the contact goes offline
+    for the user, and comes back on unblock."""
+    a, b = fresh_users(server, 2)
+    ca = im(a, roster=True)
+    r1 = im(b, 'r1', roster=True)
+    r2 = im(b, 'r2')
+    subscribe_both(ca, r1)
+    sa = Seen(ca)
+    r1.presence()
+    r2.presence()
+    assert set(sa.update().online(b)) == {r1.full, r2.full}
+    block_ok(ca, r1.full)
+    assert set(sa.update().online(b)) == {r2.full}
+    unblock_ok(ca, r1.full)
+    assert set(sa.update().online(b)) == {r1.full, r2.full}
+
+
 def test_presence_to_blocked_jid(server, im):
     """Directed presence and subscription requests to a blocked JID are
     dropped without an error.  Unsubscribed still goes through: the user

@@ -170,8 +170,10 @@ def test_blocking_hides_presence_both_ways(server, im):
     cx = im(x, roster=True)
     subscribe_both(ca, cx)
     block(ca, x)
-    # §3.3: the contact sees the user go offline
+    # §3.3: the contact sees the user go offline, and the user the
+    # contact (its presence is dropped from now on)
     cx.wait(is_presence(frm=ca.full, ptype='unavailable'))
+    ca.wait(is_presence(frm=cx.full, ptype='unavailable'))
     ca.presence(show='away')
     cx.presence(show='dnd')
     cx.absent(is_presence(frm=ca.full), 0.3)

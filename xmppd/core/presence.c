@@ -4,6 +4,7 @@
  * contacts, directed presence, and the subscription state machine
  * (subscription.c) applied to both rosters with its pushes and stanzas.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -616,6 +617,25 @@ presence_current_to(const char *user, const char *host,
 
 	presence_all_to(user, host, to, 0);
 	free(to);
+}
+
+void
+presence_session_to_user(struct session *c, const char *user,
+    const char *host, int unavailable)
+{
+	struct roster *r = roster_cached(c->jid.node, c->jid.domain);
+	char bare[2 * JID_PART_MAX + 2];
+
+	if (!c->available || c->closing || r == NULL)
+		return;
+	snprintf(bare, sizeof(bare), "%s@%s", user, host);
+	if (!(roster_state(r, bare) & SUB_FROM))
+		return;
+	for (struct session *s = sm_find_bare(user, host), *n; s; s = n) {
+		n = s->next;
+		if (s->available && !s->closing)
+			send_session_presence(c, s->full, unavailable);
+	}
 }
 
 void

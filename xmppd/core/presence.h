@@ -23,6 +23,16 @@ void presence_unavailable_to(const char *user, const char *host,
  * to contact (when unblocking, or after approval). */
 void presence_current_to(const char *user, const char *host,
     const struct jid *contact);
+/*
+ * What the available resources of user@host see of c, a local contact's
+ * session: its current presence (unavailable: an unavailable one), if
+ * c's roster lets the user see it ('from', RFC 6121 §4.3.2, as for a
+ * probe).  XEP-0191 from the contact's side: when the user blocks c it
+ * goes offline for the user (§3.3), when the user unblocks it its current
+ * presence comes back (§3.4).
+ */
+void presence_session_to_user(struct session *c, const char *user,
+    const char *host, int unavailable);
 /* The user of s removed contact from the roster (RFC 6121 §2.5.2):
  * send unsubscribe and/or unsubscribed as old_state requires. */
 void presence_item_removed(struct session *s, const char *contact,

@@ -489,8 +489,10 @@ push(struct blocklist *bl, const char *what, char *const *jids, size_t n)
 
 /* Presence when the list changes (§3.3, §3.4). */
 
-/* Contacts of the user's roster that may see its presence ('from'). */
+/* Contacts of the user's roster with a subscription bit: SUB_FROM, may
+ * see the user's presence; SUB_TO, the user sees theirs. */
 struct subscribers {
+	unsigned bit;
 	char **jids;
 	size_t n;
 };
@@ -500,18 +502,20 @@ collect_subscriber(const struct roster_item *it, void *arg)
 {
 	struct subscribers *sb = arg;
 
-	if (!(it->sub & SUB_FROM))
+	if (!(it->sub & sb->bit))
 		return;
 	sb->jids = xreallocarray(sb->jids, sb->n + 1, sizeof(char *));
 	sb->jids[sb->n++] = xstrdup(it->jid);
 }
 
 static void
-subscribers_get(const struct blocklist *bl, struct subscribers *sb)
+subscribers_get(const struct blocklist *bl, struct subscribers *sb,
+    unsigned bit)
 {
 	struct roster *r = roster_cached(bl->user, bl->host);
 
 	memset(sb, 0, sizeof(*sb));
+	sb->bit = bit;
 	if (r)
 		roster_foreach(r, collect_subscriber, sb);
 }
@@ -522,6 +526,34 @@ subscribers_free(struct subscribers *sb)
 	for (size_t i = 0; i < sb->n; i++)
 		free(sb->jids[i]);
 	free(sb->jids);
+}
+
+/*
+ * The sessions of local contacts whose presence the user receives ('to')
+ * that set names, as ids: what the user's clients show as online and a
+ * change of the list may hide or show again.  Ids, since presence sent
+ * meanwhile may end sessions.
+ */
+static void
+seen_sessions(const struct blocklist *bl, const struct strmap *set,
+    uint64_t **ids, size_t *n)
+{
+	struct subscribers sb;
+
+	*ids = NULL;
+	*n = 0;
+	subscribers_get(bl, &sb, SUB_TO);
+	for (size_t i = 0; i < sb.n; i++) {
+		struct jid j = {0};
+
+		if (jid_parse(&j, sb.jids[i]) == 0 && j.node != NULL)
+			for (struct session *c = sm_find_bare(j.node,
+				 j.domain); c != NULL; c = c->next)
+				if (c->available && set_matches(set, &c->jid))
+					ids_add(ids, n, c->id);
+		jid_free(&j);
+	}
+	subscribers_free(&sb);
 }
 
 static int
@@ -557,8 +589,22 @@ unavailable_before_block(struct blocklist *bl, const struct strmap *add,
 {
 	struct subscribers sb;
 	struct jid j;
+	uint64_t *seen;
+	size_t nseen;
 
-	subscribers_get(bl, &sb);
+	/* The user's side first: the contacts it now blocks go offline
+	 * for its clients (their presence would be dropped from now on,
+	 * an unavailable one included, and the clients would keep showing
+	 * them online). */
+	seen_sessions(bl, add, &seen, &nseen);
+	for (size_t i = 0; i < nseen; i++) {
+		struct session *c = sm_find_id(seen[i]);
+
+		if (c != NULL && !set_matches(bl->items, &c->jid))
+			presence_session_to_user(c, bl->user, bl->host, 1);
+	}
+	free(seen);
+	subscribers_get(bl, &sb, SUB_FROM);
 	for (size_t i = 0; i < sb.n; i++) {
 		contact_split(sb.jids[i], &j);
 		if (set_matches(add, &j) && !set_matches(bl->items, &j))
@@ -648,9 +694,12 @@ apply_unblock(struct blocklist *bl, char *const *items, size_t n, int all)
 	struct unblock_ctx removed = {NULL, 0};
 	struct strmap *was_blocked = strmap_new();
 	struct jid j;
+	uint64_t *seen;
+	size_t nseen;
 	int was;
 
-	subscribers_get(bl, &sb);
+	seen_sessions(bl, bl->items, &seen, &nseen);
+	subscribers_get(bl, &sb, SUB_FROM);
 	for (size_t i = 0; i < sb.n; i++) {
 		char *copy = xstrdup(sb.jids[i]);
 
@@ -693,6 +742,17 @@ apply_unblock(struct blocklist *bl, char *const *items, size_t n, int all)
 		free(bare);
 		free(removed.jids[i]);
 	}
+	/* The contacts' side: those blocked until now come back online for
+	 * the user's clients with their current presence, as the answer to
+	 * a probe would bring it (§3.4).  A remote contact will need a real
+	 * probe once there is server-to-server. */
+	for (size_t i = 0; i < nseen; i++) {
+		struct session *c = sm_find_id(seen[i]);
+
+		if (c != NULL && !set_matches(bl->items, &c->jid))
+			presence_session_to_user(c, bl->user, bl->host, 0);
+	}
+	free(seen);
 	free(removed.jids);
 	strmap_free(was_blocked);
 	subscribers_free(&sb);
