@@ -144,8 +144,9 @@ var: $(BUILD)/xmppd
 # just installed (this make read them before it ran).
 run: deps
 	@$(MAKE) --no-print-directory run-installed
+# var/xmppd.conf, when there is one, replaces the embedded default.
 run-installed: all var
-	exec $(BUILD)/xmppd -d
+	exec $(BUILD)/xmppd -d $(if $(wildcard var/xmppd.conf),-f var/xmppd.conf)
 
 test: deps
 	@$(MAKE) --no-print-directory test-installed
