@@ -57,6 +57,29 @@ XML_SetReparseDeferralEnabled(XML_Parser, XML_Bool) __attribute__((weak));
 #define COMPACT_BYTES (12 * 1024)
 
 #define STANZA_ARENA 1024
+#define MIN_MEMORY (8 * 1024)   /* the least max_memory there is */
+
+/* Expat's allocations for one stream may reach this many bytes beyond
+ * four times the stanza limit: a tag as long as the limit takes its input
+ * buffer (grown by doubling) and a copy of its attribute values in a pool
+ * (grown likewise); its tables start at about 10 KiB. */
+#define EXPAT_SLACK (64 * 1024)
+
+/*
+ * What the bytes kept back (xml_stream.defer) are: the unfinished tag at
+ * the end of the input, tracked so that it goes to expat only once it is
+ * complete.  Expat scans an unfinished token again from its start on
+ * every call (its reparse deferral is off so that stanzas are delivered
+ * on their last byte), which makes a tag dribbled in byte by byte cost
+ * the square of its length; kept back here it costs one scan.
+ */
+enum lex_state {
+	LEX_TEXT,       /* outside markup */
+	LEX_LT,         /* after '<' */
+	LEX_TAG,        /* in a tag or declaration, outside quotes */
+	LEX_QUOTE,      /* in a quoted attribute value */
+	LEX_PASS,       /* "<!": comment, CDATA, DOCTYPE: not kept back */
+};
 
 struct xml_stream {
 	XML_Parser parser;
@@ -94,6 +117,12 @@ struct xml_stream {
 
 	size_t expat_bytes; /* held by expat through mem_suite */
 	size_t compact_at;  /* expat_bytes that trigger a compaction */
+	size_t expat_max;   /* past it, expat's allocations are refused */
+	int mem_refused;    /* one was: the parse error is ours */
+
+	struct buf defer;       /* an unfinished tag, kept back from expat */
+	enum lex_state lex;     /* at the end of the input so far */
+	char quote;             /* in LEX_QUOTE: the closing quote */
 };
 
 /*
@@ -627,12 +656,27 @@ mem_count(size_t add, size_t sub)
 	*n = *n + add - sub;
 }
 
+/* Whether n more bytes would take the owner past its share (CVE-2025-59375:
+ * a small input must not make expat allocate without bound). */
+static int
+mem_refuse(size_t n)
+{
+	struct xml_stream *xs = mem_owner;
+
+	if (xs == NULL || xs->expat_max == 0 ||
+	    xs->expat_bytes + n + MEM_HDR <= xs->expat_max)
+		return 0;
+	xs->mem_refused = 1;
+	return 1;
+}
+
 static void *
 mem_malloc(size_t n)
 {
 	char *p;
 
-	if (n > SIZE_MAX - MEM_HDR || (p = malloc(n + MEM_HDR)) == NULL)
+	if (n > SIZE_MAX - MEM_HDR || mem_refuse(n) ||
+	    (p = malloc(n + MEM_HDR)) == NULL)
 		return NULL;
 	memcpy(p, &n, sizeof(n));
 	mem_count(n + MEM_HDR, 0);
@@ -665,7 +709,8 @@ mem_realloc(void *q, size_t n)
 		return NULL;
 	p = (char *)q - MEM_HDR;
 	memcpy(&old, p, sizeof(old));
-	if ((np = realloc(p, n + MEM_HDR)) == NULL)
+	if ((n > old && mem_refuse(n - old)) ||
+	    (np = realloc(p, n + MEM_HDR)) == NULL)
 		return NULL;
 	memcpy(np, &n, sizeof(n));
 	mem_count(n, old);
@@ -713,6 +758,25 @@ static void
 stream_fail(struct xml_stream *xs, enum xml_error e, const char *text)
 {
 	stream_halt(xs, XMLS_ERROR, e, text);
+}
+
+/*
+ * The stanza being read takes more memory than max_memory allows: each
+ * element or text node costs a struct xel, so markup such as "x<a/>"
+ * repeated costs some 35 times its bytes.  Checked wherever it grows.
+ */
+static int
+over_memory(struct xml_stream *xs)
+{
+	size_t n = xs->text.cap;
+
+	if (xs->cur != NULL)
+		n += arena_bytes(xs->cur->arena);
+	if (n <= xs->lim.max_memory)
+		return 0;
+	stream_fail(xs, XMLE_TOO_MUCH_MEMORY,
+	    "stanza takes too much memory once parsed");
+	return 1;
 }
 
 /* Records the end of the current event as a stanza boundary. */
@@ -920,6 +984,7 @@ on_start(void *ud, const char *name, const char **atts)
 	}
 	xs->cur = el;
 	xs->depth++;
+	over_memory(xs);
 }
 
 static void
@@ -949,6 +1014,8 @@ on_end(void *ud, const char *name)
 		return;
 	}
 	flush_text(xs);
+	if (over_memory(xs))
+		return;
 	done = xs->cur;
 	xs->cur = done->parent;
 	if (--xs->depth > 0)
@@ -979,6 +1046,7 @@ on_text(void *ud, const char *s, int len)
 		return;
 	}
 	buf_add(&xs->text, s, (size_t)len);
+	over_memory(xs);
 }
 
 /* Namespace declarations, counted against max_attrs like attributes. */
@@ -1115,6 +1183,9 @@ stream_clear(struct xml_stream *xs)
 	xs->default_ns = NULL;
 	buf_free(&xs->text);
 	buf_free(&xs->decls);
+	buf_free(&xs->defer);
+	xs->lex = LEX_TEXT;
+	xs->mem_refused = 0;
 	free(xs->replay);
 	xs->replay = NULL;
 	xs->replay_len = 0;
@@ -1144,6 +1215,15 @@ xml_stream_new(
 		xs->lim.max_depth = DEFAULT_MAX_DEPTH;
 	if (xs->lim.max_attrs == 0)
 		xs->lim.max_attrs = DEFAULT_MAX_ATTRS;
+	if (xs->lim.max_memory == 0)
+		xs->lim.max_memory = xs->lim.max_stanza <= SIZE_MAX / 4 ?
+		    4 * xs->lim.max_stanza : SIZE_MAX;
+	/* A stanza's arena starts with STANZA_ARENA bytes: tiny limits
+	 * still take a tiny stanza. */
+	if (xs->lim.max_memory < MIN_MEMORY)
+		xs->lim.max_memory = MIN_MEMORY;
+	xs->expat_max = xs->lim.max_stanza <= (SIZE_MAX - EXPAT_SLACK) / 4 ?
+	    4 * xs->lim.max_stanza + EXPAT_SLACK : 0;
 	if (cb != NULL)
 		xs->cb = *cb;
 	xs->ctx = ctx;
@@ -1252,10 +1332,14 @@ parse_piece(struct xml_stream *xs, const char *data, size_t len)
 
 			xs->halted = 1;
 			xs->status = XMLS_ERROR;
-			xs->error = XMLE_NOT_WELL_FORMED;
-			xs->error_text = code == XML_ERROR_NO_MEMORY
-			                     ? "out of memory"
-			                     : XML_ErrorString(code);
+			if (code == XML_ERROR_NO_MEMORY && xs->mem_refused) {
+				xs->error = XMLE_TOO_MUCH_MEMORY;
+				xs->error_text = "parser memory limit exceeded";
+			} else {
+				xs->error = XMLE_NOT_WELL_FORMED;
+				xs->error_text = code == XML_ERROR_NO_MEMORY ?
+				    "out of memory" : XML_ErrorString(code);
+			}
 		}
 		return;
 	}
@@ -1271,7 +1355,8 @@ parse_piece(struct xml_stream *xs, const char *data, size_t len)
 static int
 start_is_utf8(struct xml_stream *xs, const char *data, size_t len)
 {
-	uint64_t pos = xs->total_fed + (uint64_t)xs->nheld;
+	uint64_t pos = xs->total_fed + buf_avail(&xs->defer) +
+	    (uint64_t)xs->nheld;
 
 	for (size_t i = 0; i < len && pos + i < 2; i++) {
 		unsigned char c = (unsigned char)data[i];
@@ -1287,29 +1372,145 @@ start_is_utf8(struct xml_stream *xs, const char *data, size_t len)
 	return 1;
 }
 
-/* mem_owner == xs. */
 static void
-feed_pieces(struct xml_stream *xs, const char *data, size_t len)
+too_big(struct xml_stream *xs)
+{
+	xs->halted = 1;
+	xs->status = XMLS_ERROR;
+	xs->error = XMLE_TOO_BIG;
+	xs->error_text = "stanza size limit exceeded";
+}
+
+/* mem_owner == xs.  In pieces of at most piece bytes. */
+static void
+feed_pieces(struct xml_stream *xs, const char *data, size_t len,
+    size_t piece)
 {
 	while (len > 0 && xs->status == XMLS_OK) {
 		uint64_t used = xs->total_fed - xs->boundary;
 		size_t n = len;
 
 		if (used >= xs->lim.max_stanza) {
-			xs->halted = 1;
-			xs->status = XMLS_ERROR;
-			xs->error = XMLE_TOO_BIG;
-			xs->error_text = "stanza size limit exceeded";
+			too_big(xs);
 			break;
 		}
 		if (n > xs->lim.max_stanza - used)
 			n = (size_t)(xs->lim.max_stanza - used);
-		if (n > FEED_PIECE)
-			n = FEED_PIECE;
+		if (n > piece)
+			n = piece;
 		parse_piece(xs, data, n);
 		data += n;
 		len -= n;
 	}
+}
+
+/*
+ * Runs the lexer (enum lex_state) over data, the input after what it has
+ * seen.  Returns where in data an unfinished tag starts that is to be
+ * kept back: len when there is none at its end, SIZE_MAX when the one
+ * kept back already goes on through all of data.
+ */
+static size_t
+lex_scan(struct xml_stream *xs, const char *data, size_t len)
+{
+	size_t tag = xs->lex == LEX_TEXT || xs->lex == LEX_PASS ? len :
+	    SIZE_MAX;
+	size_t i = 0;
+	const char *p;
+
+	while (i < len) {
+		switch (xs->lex) {
+		case LEX_TEXT:
+			if ((p = memchr(data + i, '<', len - i)) == NULL) {
+				i = len;
+				break;
+			}
+			i = (size_t)(p - data);
+			tag = i++;
+			xs->lex = LEX_LT;
+			break;
+		case LEX_LT:
+			if (data[i] == '!') {
+				i++;
+				tag = len;
+				xs->lex = LEX_PASS;
+			} else
+				xs->lex = LEX_TAG;
+			break;
+		case LEX_TAG:
+			while (i < len && data[i] != '>' && data[i] != '\'' &&
+			    data[i] != '"' && data[i] != '<')
+				i++;
+			if (i == len)
+				break;
+			if (data[i] == '>') {
+				tag = len;
+				xs->lex = LEX_TEXT;
+			} else if (data[i] == '<') {
+				/* Not well-formed: all of it goes to expat
+				 * now, which says so. */
+				tag = len;
+				xs->lex = LEX_PASS;
+			} else {
+				xs->quote = data[i];
+				xs->lex = LEX_QUOTE;
+			}
+			i++;
+			break;
+		case LEX_QUOTE:
+			if ((p = memchr(data + i, xs->quote, len - i)) ==
+			    NULL) {
+				i = len;
+				break;
+			}
+			i = (size_t)(p - data) + 1;
+			xs->lex = LEX_TAG;
+			break;
+		case LEX_PASS:
+			if ((p = memchr(data + i, '>', len - i)) == NULL) {
+				i = len;
+				break;
+			}
+			i = (size_t)(p - data) + 1;
+			xs->lex = LEX_TEXT;
+			break;
+		}
+	}
+	return tag;
+}
+
+/*
+ * Feeds data, keeping back an unfinished tag at its end; mem_owner == xs.
+ * A tag kept back goes to expat in one piece once complete: expat parses
+ * it in place, and its buffer keeps only what a token left unfinished.
+ */
+static void
+feed_or_keep(struct xml_stream *xs, const char *data, size_t len)
+{
+	size_t keep = lex_scan(xs, data, len);
+	size_t now = keep == SIZE_MAX ? 0 : keep;
+
+	if (keep == SIZE_MAX) {
+		buf_add(&xs->defer, data, len);
+	} else {
+		if (buf_avail(&xs->defer) > 0) {
+			struct buf tag = xs->defer;
+
+			buf_init(&xs->defer);
+			feed_pieces(xs, buf_head(&tag), buf_avail(&tag),
+			    SIZE_MAX);
+			buf_free(&tag);
+		}
+		feed_pieces(xs, data, now, FEED_PIECE);
+		if (xs->status == XMLS_OK && now < len)
+			buf_add(&xs->defer, data + now, len - now);
+	}
+	/* What is kept back counts against the limit as if fed: the error
+	 * comes with the first byte beyond it, as it would without. */
+	if (xs->status == XMLS_OK && buf_avail(&xs->defer) > 0 &&
+	    xs->total_fed - xs->boundary + buf_avail(&xs->defer) >
+	    xs->lim.max_stanza)
+		too_big(xs);
 }
 
 /*
@@ -1328,7 +1529,8 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 		return xs->status;
 	if (!start_is_utf8(xs, data, len))
 		return xs->status;
-	if (xs->total_fed == 0 && xs->nheld == 0 && len == 1) {
+	if (xs->total_fed == 0 && buf_avail(&xs->defer) == 0 &&
+	    xs->nheld == 0 && len == 1) {
 		xs->held = data[0];
 		xs->nheld = 1;
 		return xs->status;
@@ -1339,9 +1541,9 @@ xml_stream_feed(struct xml_stream *xs, const char *data, size_t len)
 		stream_compact(xs);     /* released while idle: prime anew */
 	if (xs->nheld > 0) {
 		xs->nheld = 0;
-		feed_pieces(xs, &xs->held, 1);
+		feed_or_keep(xs, &xs->held, 1);
 	}
-	feed_pieces(xs, data, len);
+	feed_or_keep(xs, data, len);
 	mem_leave(prev);
 	xs->busy = 0;
 	return xs->status;
@@ -1358,7 +1560,8 @@ xml_stream_release(struct xml_stream *xs)
 	 * element open, and a header to prime the next parser with. */
 	if (xs->parser == NULL || xs->status != XMLS_OK || !xs->in_root ||
 	    xs->replay == NULL || xs->depth != 0 || xs->nheld != 0 ||
-	    xs->total_fed != xs->boundary || xs->cur != NULL)
+	    xs->total_fed != xs->boundary || xs->cur != NULL ||
+	    buf_avail(&xs->defer) != 0)
 		return 0;
 	prev = mem_enter(xs);
 	XML_ParserFree(xs->parser);
@@ -1385,7 +1588,7 @@ xml_stream_memory(const struct xml_stream *xs)
 {
 	const struct xel *top = xs->cur;
 	size_t n = sizeof(*xs) + xs->expat_bytes + xs->text.cap +
-	           xs->decls.cap + xs->replay_len;
+	           xs->decls.cap + xs->replay_len + xs->defer.cap;
 
 	while (top != NULL && top->parent != NULL)
 		top = top->parent;

@@ -96,6 +96,12 @@ struct xml_limits {
 	size_t max_stanza;      /* bytes from one stanza boundary to the next */
 	unsigned max_depth;     /* element depth below the stream root */
 	unsigned max_attrs;     /* attributes per element */
+	size_t max_memory;      /* bytes the stanza being read may take once
+	                           parsed: its tree (elements, attributes,
+	                           text) and its text not yet in the tree; 0:
+	                           4 x max_stanza; at least 8 KiB.  Expat's own allocations
+	                           for the stream are refused past
+	                           4 x max_stanza + 64 KiB. */
 };
 
 enum xml_error {
@@ -103,6 +109,7 @@ enum xml_error {
 	XMLE_NOT_WELL_FORMED,   /* includes invalid UTF-8, illegal chars */
 	XMLE_RESTRICTED,        /* DOCTYPE, entity decl, comment, PI */
 	XMLE_TOO_BIG,           /* stanza size limit */
+	XMLE_TOO_MUCH_MEMORY,   /* max_memory, or expat's share, exceeded */
 	XMLE_TOO_DEEP,
 	XMLE_TOO_MANY_ATTRS,
 	XMLE_BAD_ROOT,          /* root element is not a stream header in
@@ -141,7 +148,8 @@ enum xml_status { XMLS_OK, XMLS_STOPPED, XMLS_CLOSED, XMLS_ERROR };
 
 struct xml_stream;
 
-/* lim NULL, or any zero field: 64 KiB stanzas, depth 32, 64 attributes. */
+/* lim NULL, or any zero field: 64 KiB stanzas, depth 32, 64 attributes,
+ * memory 4 x max_stanza. */
 struct xml_stream *xml_stream_new(const struct xml_limits *lim,
     const struct xml_stream_cb *cb, void *ctx);
 void xml_stream_free(struct xml_stream *xs);
@@ -152,7 +160,9 @@ void xml_stream_reset(struct xml_stream *xs);
  * reason in xml_stream_error() (and a short text for logs), XMLS_CLOSED
  * after the closing tag, XMLS_STOPPED if a callback asked to stop.  Every
  * complete token in the data is processed before return (expat's reparse
- * deferral is disabled where the library has it).
+ * deferral is disabled where the library has it); the bytes of a tag that
+ * is not complete yet are kept here until its '>' arrives, so a tag
+ * dribbled in byte by byte is parsed once, not once per byte.
  */
 enum xml_status xml_stream_feed(struct xml_stream *xs, const char *data,
     size_t len);

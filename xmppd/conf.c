@@ -176,6 +176,8 @@ static const struct option limit_options[] = {
     {"stanza-size", set_size, LIMIT_FIELD(stanza_size), 10000, 16 * MIB, 0, 0},
     {"preauth-stanza-size", set_size, LIMIT_FIELD(preauth_stanza_size), KIB,
         16 * MIB, 0, 0},
+    {"stanza-memory", set_size, LIMIT_FIELD(stanza_memory), 64 * KIB,
+        1024 * MIB, 0, 0},
     {"depth", set_uint, LIMIT_FIELD(depth), 8, 1024, 0, 0},
     {"attributes", set_uint, LIMIT_FIELD(attributes), 16, 1024, 0, 0},
     {"output-buffer", set_size, LIMIT_FIELD(output_high), 4 * KIB, 1024 * MIB,
@@ -1001,6 +1003,26 @@ check_limit_pair(struct parser *ps, size_t *low, const char *low_name,
 	    low_name, *low, high_name, high);
 }
 
+/* A stanza of stanza-size bytes of text takes twice that once parsed
+ * (the text read, then its copy in the tree): stanza-memory must allow it.
+ * Not given, it follows a larger stanza-size (four times it). */
+static int
+check_stanza_memory(struct parser *ps, struct conf_limits *l)
+{
+	int line = ps->seen_block[option_index(limit_options,
+	    "stanza-memory")];
+
+	/* stanza-size is at most 16 MiB: no overflow. */
+	if (l->stanza_memory >= 2 * l->stanza_size)
+		return 0;
+	if (line == 0) {
+		l->stanza_memory = 4 * l->stanza_size;
+		return 0;
+	}
+	return parse_error(ps, line, "stanza-memory (%zu) is less than twice "
+	    "stanza-size (%zu)", l->stanza_memory, l->stanza_size);
+}
+
 static int
 close_block(struct parser *ps, const struct line *ln)
 {
@@ -1016,7 +1038,8 @@ close_block(struct parser *ps, const struct line *ln)
 		        "stanza-size") == -1 ||
 		    check_limit_pair(ps, &c->limits.output_high,
 		        "output-buffer", c->limits.output_max,
-		        "output-max") == -1)
+		        "output-max") == -1 ||
+		    check_stanza_memory(ps, &c->limits) == -1)
 			return -1;
 		break;
 	case CTX_HOST:
@@ -1115,6 +1138,7 @@ conf_init(struct conf *c, const char *name)
 	c->workers = 2;
 	c->limits.stanza_size = 262144;
 	c->limits.preauth_stanza_size = 16384;
+	c->limits.stanza_memory = 1048576;
 	c->limits.depth = 64;
 	c->limits.attributes = 64;
 	c->limits.output_high = 262144;

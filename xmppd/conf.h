@@ -33,6 +33,10 @@ struct conf_host {
 struct conf_limits {
 	size_t stanza_size;          /* "stanza-size", bytes, 262144 */
 	size_t preauth_stanza_size;  /* "preauth-stanza-size", 16384 */
+	size_t stanza_memory;        /* "stanza-memory", 1048576: what one
+	                                stanza may take once parsed (after
+	                                authentication; before it,
+	                                preauth-stanza-size + 16 KiB) */
 	unsigned depth;              /* "depth", 64 */
 	unsigned attributes;         /* "attributes", 64 */
 	size_t output_high;          /* "output-buffer", 262144: above it,

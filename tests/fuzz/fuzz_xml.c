@@ -112,6 +112,7 @@ run_restarts(const uint8_t *data, size_t size, uint64_t seed)
 	    16 + (size_t)(prng(&seed) % 512),
 	    1 + (unsigned)(prng(&seed) % 8),
 	    1 + (unsigned)(prng(&seed) % 8),
+	    0,
 	};
 	struct trace t;
 	struct xml_stream *xs;
@@ -158,6 +159,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.max_stanza = 1 << 30;
 	lim.max_depth = (h & 3) == 0 ? 2 + (unsigned)(h >> 8) % 4 : 64;
 	lim.max_attrs = (h & 12) == 0 ? 1 + (unsigned)(h >> 16) % 4 : 64;
+	lim.max_memory = 0;
 	for (int i = 0; i < 3; i++) {
 		memset(&t[i], 0, sizeof(t[i]));
 		run(&lim, data, size, i, h, &t[i]);

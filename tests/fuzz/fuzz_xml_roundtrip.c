@@ -12,7 +12,7 @@
 #include "buf.h"
 #include "xml.h"
 
-static const struct xml_limits lim = {1 << 30, 256, 256};
+static const struct xml_limits lim = {1 << 30, 256, 256, 0};
 
 struct pass {
 	struct buf out;  /* the stanzas, serialized back to back */

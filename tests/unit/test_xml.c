@@ -116,7 +116,7 @@ run(const struct xml_limits *lim, const char *data, size_t chunk, struct rec *r,
 	return st;
 }
 
-static const struct xml_limits big = {1 << 20, 64, 64};
+static const struct xml_limits big = {1 << 20, 64, 64, 0};
 
 static void
 test_header(void)
@@ -687,7 +687,7 @@ static void
 test_size_limit(void)
 {
 	static const size_t chunks[] = {0, 1, 3, 7, 100, 4096};
-	const struct xml_limits lim = {300, 8, 8};
+	const struct xml_limits lim = {300, 8, 8, 0};
 	char *exact = stanza_of(300), *over = stanza_of(301);
 	char *doc;
 
@@ -763,7 +763,7 @@ test_size_limit(void)
 
 	/* The header itself is limited too (no boundary before it). */
 	{
-		const struct xml_limits tiny = {40, 8, 8};
+		const struct xml_limits tiny = {40, 8, 8, 0};
 		enum xml_error e;
 
 		rec_init(&r);
@@ -779,7 +779,7 @@ test_size_limit(void)
 static void
 test_keepalive(void)
 {
-	const struct xml_limits lim = {150, 8, 8};
+	const struct xml_limits lim = {150, 8, 8, 0};
 	struct rec r;
 	struct xml_stream *xs;
 	char ws[64];
@@ -809,7 +809,7 @@ test_keepalive(void)
 static void
 test_depth_attrs(void)
 {
-	const struct xml_limits lim = {4096, 3, 2};
+	const struct xml_limits lim = {4096, 3, 2, 0};
 	struct rec r;
 	enum xml_error e;
 
@@ -1002,7 +1002,7 @@ test_byte_at_a_time(void)
 static void
 test_big_stanza(void)
 {
-	const struct xml_limits lim = {256 * 1024, 8, 8};
+	const struct xml_limits lim = {256 * 1024, 8, 8, 0};
 	size_t n = 200 * 1024;
 	char *body = stanza_of(n);
 	char *attr = malloc(n + 1);
@@ -1066,7 +1066,7 @@ static void
 test_limit_after_compact(void)
 {
 	/* Boundaries keep counting across the parser replacement. */
-	const struct xml_limits lim = {64 * 1024, 8, 8};
+	const struct xml_limits lim = {64 * 1024, 8, 8, 0};
 	size_t n = 60 * 1024;
 	char *attr = malloc(n + 1);
 	char *exact = stanza_of(64 * 1024), *over = stanza_of(64 * 1024 + 1);
@@ -1270,7 +1270,7 @@ test_parse_element(void)
 	}
 
 	/* The limits apply. */
-	const struct xml_limits lim = {64, 2, 1};
+	const struct xml_limits lim = {64, 2, 1, 0};
 
 	s = "<a><b/></a>";
 	el = xml_parse_element(s, strlen(s), NS_CLIENT, &lim);
@@ -1329,6 +1329,119 @@ test_nested(void)
 	xml_stream_free(xs);
 }
 
+/*
+ * The memory a stanza takes once parsed is capped (max_memory): markup
+ * that costs a node per few bytes ("x<a/>" repeated, about 35 times its
+ * size) ends with XMLE_TOO_MUCH_MEMORY well inside the size limit, while
+ * text as large as the size limit still fits in the default of 4x.
+ */
+static void
+test_memory_cap(void)
+{
+	const struct xml_limits lim = {16 * 1024, 8, 8, 32 * 1024};
+	struct buf doc = BUF_INIT;
+	struct rec r;
+	enum xml_error e;
+	enum xml_status st;
+	char *text;
+
+	buf_adds(&doc, HDR "<message>");
+	while (buf_avail(&doc) < 15 * 1024)
+		buf_adds(&doc, "x<a/>");
+	buf_adds(&doc, "</message>");
+	for (size_t chunk = 0; chunk <= 1; chunk++) {
+		rec_init(&r);
+		st = run(&lim, buf_head(&doc), chunk, &r, &e);
+		CHECK(st == XMLS_ERROR);
+		CHECK(e == XMLE_TOO_MUCH_MEMORY);
+		CHECK(r.nstanzas == 0);
+		rec_free(&r);
+	}
+	/* The same markup in a stanza of a quarter of it: under 32 KiB
+	 * once parsed, delivered. */
+	buf_reset(&doc);
+	buf_adds(&doc, HDR "<message>");
+	for (int i = 0; i < 150; i++)
+		buf_adds(&doc, "x<a/>");
+	buf_adds(&doc, "</message>");
+	rec_init(&r);
+	CHECK(run(&lim, buf_head(&doc), 0, &r, &e) == XMLS_OK);
+	CHECK(r.nstanzas == 1);
+	rec_free(&r);
+	/* 1 MiB of text in a stanza limit of 1 MiB and the default memory
+	 * (4 MiB): delivered whole. */
+	text = stanza_of(1 << 20);
+	buf_reset(&doc);
+	buf_adds(&doc, HDR);
+	buf_add(&doc, text, 1 << 20);
+	{
+		const struct xml_limits mib = {1 << 20, 8, 8, 0};
+
+		rec_init(&r);
+		CHECK(run(&mib, buf_head(&doc), 0, &r, &e) == XMLS_OK);
+		CHECK(r.nstanzas == 1);
+		rec_free(&r);
+	}
+	free(text);
+	buf_free(&doc);
+}
+
+/*
+ * A tag that arrives a byte at a time is kept back until its '>' and
+ * parsed once: the stream's parse work stays linear (checked by counting
+ * what expat was handed, which is every byte once), the tag's stanza is
+ * still delivered on its last byte, a '>' inside a quoted value does not
+ * end the tag, and the size limit counts what is kept back.
+ */
+static void
+test_kept_back_tag(void)
+{
+	const struct xml_limits lim = {64 * 1024, 8, 8, 0};
+	const char *tag = "<message to='a>b' id=\"q'uote\" xmlns:x='urn:x'"
+	    " x:y='1'>";
+	struct rec r;
+	struct xml_stream *xs;
+	struct buf grow = BUF_INIT;
+
+	rec_init(&r);
+	xs = xml_stream_new(&lim, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, HDR, strlen(HDR)) == XMLS_OK);
+	for (size_t i = 0; tag[i] != '\0'; i++)
+		CHECK(xml_stream_feed(xs, tag + i, 1) == XMLS_OK);
+	CHECK(xml_stream_feed(xs, "<body>hi</body></message", 24) ==
+	    XMLS_OK);
+	CHECK(r.nstanzas == 0);
+	CHECK(xml_stream_feed(xs, ">", 1) == XMLS_OK);
+	CHECK(r.nstanzas == 1);
+	CHECK(strstr(buf_head(&r.log), "to='a&gt;b'") != NULL);
+	CHECK(strstr(buf_head(&r.log), "id='q&apos;uote'") != NULL);
+	/* A '<' inside a tag is not kept back: expat sees it and says the
+	 * stream is not well-formed without waiting for a '>'. */
+	{
+		struct xml_stream *bad = xml_stream_new(&lim, &rec_cb, &r);
+
+		CHECK(xml_stream_feed(bad, HDR, strlen(HDR)) == XMLS_OK);
+		CHECK(xml_stream_feed(bad, "<message><", 10) == XMLS_OK);
+		CHECK(xml_stream_feed(bad, "<", 1) == XMLS_ERROR);
+		CHECK(xml_stream_error(bad) == XMLE_NOT_WELL_FORMED);
+		xml_stream_free(bad);
+	}
+	/* A start tag that grows past the limit a byte at a time: the error
+	 * with the first byte beyond it, not only when '>' comes. */
+	buf_adds(&grow, "<message a='");
+	while (buf_avail(&grow) < 64 * 1024 + 1)
+		buf_addc(&grow, 'x');
+	for (size_t i = 0; i < buf_avail(&grow); i++)
+		if (xml_stream_feed(xs, buf_head(&grow) + i, 1) != XMLS_OK) {
+			CHECK(i == 64 * 1024);   /* the first byte over */
+			break;
+		}
+	CHECK(xml_stream_error(xs) == XMLE_TOO_BIG);
+	xml_stream_free(xs);
+	rec_free(&r);
+	buf_free(&grow);
+}
+
 int
 main(void)
 {
@@ -1355,5 +1468,7 @@ main(void)
 	test_release();
 	test_parse_element();
 	test_nested();
+	test_memory_cap();
+	test_kept_back_tag();
 	return UNIT_DONE("xml");
 }

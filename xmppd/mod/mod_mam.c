@@ -777,7 +777,7 @@ retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 send_result(struct session *s, const struct query *q, const struct mam_row *row)
 {
-	struct xml_limits lim = {row->len + 1, 1024, 1024};
+	struct xml_limits lim = {row->len + 1, 1024, 1024, SIZE_MAX};
 	struct xel *orig, *m, *res, *fwd, *delay;
 	char id[MAM_ID_LEN + 1], stamp[40];
 

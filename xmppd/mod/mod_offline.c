@@ -192,7 +192,7 @@ run_store(struct store_job *job)
 static struct xel *
 original_message(const struct store_msg *j)
 {
-	struct xml_limits lim = {j->len + 1, 1024, 1024};
+	struct xml_limits lim = {j->len + 1, 1024, 1024, SIZE_MAX};
 	struct xel *msg, *last;
 
 	if ((msg = xml_parse_element(j->stanza, j->len, NS_CLIENT, &lim)) ==
@@ -606,7 +606,7 @@ retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 static int
 deliver_one(struct session *s, const char *text, size_t len, int64_t id)
 {
-	struct xml_limits lim = {len + 1, 1024, 1024};
+	struct xml_limits lim = {len + 1, 1024, 1024, SIZE_MAX};
 	struct xel *msg = xml_parse_element(text, len, NS_CLIENT, &lim);
 
 	if (msg == NULL) {

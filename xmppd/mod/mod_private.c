@@ -193,6 +193,8 @@ complete_get(struct store_job *sj)
 	    .max_stanza = j->len + 1,
 	    .max_depth = xmppd_conf->limits.depth,
 	    .max_attrs = xmppd_conf->limits.attributes,
+	    /* stored by us: what was accepted once parses again */
+	    .max_memory = SIZE_MAX,
 	};
 	struct xel *r, *query, *el = NULL;
 

@@ -449,6 +449,8 @@ vcard_parse(const struct vcard_job *j)
 	    .max_stanza = j->len + 1,
 	    .max_depth = xmppd_conf->limits.depth,
 	    .max_attrs = xmppd_conf->limits.attributes,
+	    /* stored by us: what was accepted once parses again */
+	    .max_memory = SIZE_MAX,
 	};
 	struct xel *v = xml_parse_element(j->vcard, j->len, NS_VCARD, &lim);
 

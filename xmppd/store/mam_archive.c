@@ -1763,7 +1763,7 @@ complete_hist(struct store_job *job)
 	parsed = xcalloc(j->n ? j->n : 1, sizeof(*parsed));
 	for (size_t i = 0; i < j->n; i++) {
 		struct hist_raw *r = &j->raw[i];
-		struct xml_limits lim = {r->len + 1, 1024, 1024};
+		struct xml_limits lim = {r->len + 1, 1024, 1024, SIZE_MAX};
 		struct xel *m = xml_parse_element(r->stanza, r->len, NS_CLIENT,
 		    &lim);
 		const char *a;

@@ -40,6 +40,9 @@
 #define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
                                    waits before it is answered */
 #define NS_STREAM_LIMITS "urn:xmpp:stream-limits:0"     /* XEP-0478 */
+#define PREAUTH_MEMORY_SLACK (16 * 1024) /* bytes beyond preauth-stanza-size
+                                            a pre-auth stanza may take once
+                                            parsed */
 
 enum c2s_state {
 	C2S_WAIT_HEADER,   /* waiting for the (next) stream header */
@@ -294,6 +297,10 @@ new_parser(struct c2s *c)
 		    l->preauth_stanza_size,
 		.max_depth = l->depth,
 		.max_attrs = l->attributes,
+		/* Before authentication a stanza is small (SASL, STARTTLS,
+		 * registration): little beyond its bytes. */
+		.max_memory = c->t.authed ? l->stanza_memory :
+		    l->preauth_stanza_size + PREAUTH_MEMORY_SLACK,
 	};
 	extern const struct xml_stream_cb c2s_xml_cb;
 
@@ -1100,6 +1107,7 @@ xml_error_condition(enum xml_error e)
 	case XMLE_RESTRICTED:
 		return "restricted-xml";
 	case XMLE_TOO_BIG:
+	case XMLE_TOO_MUCH_MEMORY:
 	case XMLE_TOO_DEEP:
 	case XMLE_TOO_MANY_ATTRS:
 		return "policy-violation";
