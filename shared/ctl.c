@@ -37,6 +37,42 @@ hexval(unsigned char c)
 	return -1;
 }
 
+enum ctl_type
+ctl_name_type(char *name)
+{
+	static const struct {
+		const char *name;
+		enum ctl_type type;
+	} types[] = {
+		{ "int", CTL_T_INT }, { "num", CTL_T_NUM },
+		{ "bool", CTL_T_BOOL }, { "time", CTL_T_TIME },
+		{ "list", CTL_T_LIST },
+	};
+	char *colon = strchr(name, ':');
+
+	if (colon == NULL)
+		return CTL_T_TEXT;
+	*colon = '\0';
+	for (size_t i = 0; i < nitems(types); i++)
+		if (strcmp(colon + 1, types[i].name) == 0)
+			return types[i].type;
+	return CTL_T_TEXT;
+}
+
+const char *
+ctl_connect_hint(int err)
+{
+	switch (err) {
+	case EACCES:
+	case EPERM:
+		return " (are you in the daemon's control group?)";
+	case ENOENT:
+	case ECONNREFUSED:
+		return " \xe2\x80\x94 is xmppd running?";
+	}
+	return "";
+}
+
 void
 ctl_field_encode(struct buf *b, const char *s, size_t len)
 {

@@ -4,7 +4,7 @@
  * (used by both sides), and a small blocking client for xmppctl and
  * xmpptop.  The daemon side is xmppd/control/control.c.
  *
- * PROTOCOL, version 1
+ * PROTOCOL, version 2
  *
  * Lines.  The stream is a sequence of lines, each terminated by one "\n"
  * and at most CTL_LINE_MAX (65536) bytes long including the "\n".  A line
@@ -27,9 +27,9 @@
  * stand for themselves.
  *
  * Handshake.  On connect the daemon sends
- *     xmppd-ctl 1 VERSION
+ *     xmppd-ctl 2 VERSION
  * (protocol version, then the daemon's version).  The client answers
- *     hello 1
+ *     hello 2
  * naming the protocol version it speaks.  There is no positive answer;
  * the client may send requests right after "hello".  A different version
  * gets "0 err version MESSAGE" and the daemon closes; any other first
@@ -56,13 +56,29 @@
  * A line the daemon cannot parse is answered with its ID when the first
  * field is a valid ID, otherwise with ID 0, and the connection stays open.
  *
+ * Typed values (version 2).  Each column name of a "cols" line, and the
+ * key (first field) of each row of a key/value listing ("cols key value"),
+ * is NAME or NAME:TYPE; NAME never holds ":", and the type says how the
+ * value is written:
+ *     (none)  text
+ *     int     an integer: an optional "-", then decimal digits
+ *     num     a number: an optional "-", digits, optionally "." and digits
+ *     bool    "yes" or "no"
+ *     time    UTC as unix seconds, optionally with a fraction ("." and
+ *             digits): "1733563704" or "1733563704.250"
+ *     list    items joined by 0x1F (US, "%1F" on the wire, never part of
+ *             XML text, so never of an item); "%-" is the empty list
+ * The empty field "%-" of an int, num, bool or time is "none" (JSON null).
+ * A type a client does not know is text to it.  Only the daemon's answers
+ * are typed; events are not (their fields are listed below).
+ *
  * Events.  After "ID subscribe" (answered "ID ok") the daemon pushes
  *     * event NAME [FIELD...]
  * lines on that connection until "ID unsubscribe" or the close.  Events
  * come between responses, never among the lines of one response (an
  * event raised meanwhile is held until the response's terminal line).
  * A subscriber whose unread output passes 4 MiB is disconnected.  Events
- * (added in version 1; older clients never subscribe):
+ * (added in version 1, the same in version 2):
  *     * event session-up SID JID IP TLS_VERSION CIPHER SINCE
  *         a resource was bound.  SID the decimal session id, JID the
  *         full JID, TLS_VERSION ("TLSv1.3") and CIPHER empty ("%-")
@@ -72,7 +88,8 @@
  *         closed by the client), a stream error condition sent by the
  *         server ("conflict", "policy-violation", ...), "kicked" or
  *         "kicked: TEXT" (xmppctl kick), or the connection's end
- *         ("idle timeout", "connection reset", "TLS error", ...).
+ *         ("idle timeout", "connection reset", "TLS error", ...), or
+ *         "disabled" or "disabled: TEXT" (the account was disabled).
  *     * event presence SID JID SHOW PRIORITY STATUS
  *         the session's broadcast presence changed.  SHOW is available,
  *         chat, away, xa, dnd or unavailable; STATUS the <status/> text
@@ -102,20 +119,35 @@
  * version, busy (too many control connections: 64 in all, 8 per uid;
  * sent with ID 0 right after accept, then the daemon closes).
  *
- * Commands in version 1 ("priv": only for uid 0 or the daemon's user; the
+ * Commands in version 2 ("priv": only for uid 0 or the daemon's user; the
  * others may be used by anyone allowed to connect to the socket):
- *     adduser JID PASSWORD   priv  ok | err exists, bad-jid, unknown-host,
- *                                   bad-password
- *     passwd JID PASSWORD    priv  ok | err not-found, bad-jid,
- *                                   unknown-host, bad-password
- *     deluser JID            priv  ok | err not-found, bad-jid; closes the
- *                                   user's sessions
- *     users [HOST]                 cols jid; row JID...; ok |
+ *     adduser JID PASSWORD   priv  ok JID (the JID as prepared: "Upper@h"
+ *                                   is created as "upper@h") | err exists,
+ *                                   bad-jid, unknown-host, bad-password
+ *     passwd JID PASSWORD    priv  ok JID | err not-found, bad-jid,
+ *                                   unknown-host, bad-password; works on
+ *                                   a disabled account, which stays so
+ *     deluser JID            priv  ok JID | err not-found, bad-jid; closes
+ *                                   the user's sessions
+ *     disable JID [REASON]   priv  ok N JID: the account is disabled (its
+ *                                   logins fail with <account-disabled/>),
+ *                                   REASON and the time are stored, and
+ *                                   its N sessions are closed with
+ *                                   <not-authorized/> "Account disabled"
+ *                                   (REASON is not sent) | err not-found,
+ *                                   bad-jid, usage (REASON not UTF-8 text
+ *                                   of at most 1024 bytes)
+ *     enable JID             priv  ok JID | err not-found, bad-jid
+ *     users [HOST]                 cols jid disabled:bool
+ *                                   disabled_since:time disabled_reason;
+ *                                   rows by host, then user; ok |
  *                                   err bad-jid, unknown-host
- *     status                       cols key value; rows version, uptime,
- *                                   hosts, sessions, users-online,
- *                                   storage-queue, storage-commits,
- *                                   last-commit-ms, pid; ok
+ *     status                       cols key value; rows version,
+ *                                   uptime:int, hosts:list, sessions:int,
+ *                                   users-online:int, storage-queue:int,
+ *                                   storage-commits:int,
+ *                                   last-commit-ms:num, rss-kb:int,
+ *                                   offline-queue:int, pid:int; ok
  *     roster-add JID CONTACT NAME [GROUP...]
  *                            priv  ok | err not-found, bad-jid, usage
  *                                   (NAME "%-" for none)
@@ -131,17 +163,18 @@
  *                                   configuration
  *     subscribe                    ok; events follow (see Events)
  *     unsubscribe                  ok; no more events
- *     sessions                     cols sid jid ip tls cipher client show
- *                                   status priority since idle
- *                                   stanzas_in stanzas_out; one row per
- *                                   bound session in binding order; ok.
+ *     sessions                     cols sid:int jid ip tls cipher client
+ *                                   show status priority:int since:time
+ *                                   idle:int stanzas_in:int
+ *                                   stanzas_out:int; one row per bound
+ *                                   session in binding order; ok.
  *                                   client: the XEP-0115 caps node of
  *                                   the last presence ("" if none);
- *                                   since: unix seconds, 3 decimals;
+ *                                   since: bind time, 3 decimals;
  *                                   idle: whole seconds since the last
  *                                   stanza from the client
- *     online                       cols jid sessions; one row per user
- *                                   online; ok
+ *     online                       cols jid sessions:int; one row per
+ *                                   user online, by host, then user; ok
  *     kick JID[/RES] [REASON [CONDITION]]
  *                            priv  ok N (sessions closed) | err
  *                                   not-found, bad-jid, usage.  The
@@ -153,29 +186,38 @@
  *                                   TEXT as body, from each session's
  *                                   domain, to every bound session |
  *                                   err usage (not UTF-8 / XML text)
- *     stats                        cols key value; rows uptime, sessions,
- *                                   users-online, logins, logins-per-min,
- *                                   auth-failures, kicks, stanzas-in,
- *                                   stanzas-out, stanzas-in-per-s,
- *                                   stanzas-out-per-s, bytes-in,
- *                                   bytes-out, bytes-in-per-s,
- *                                   bytes-out-per-s, offline-queue,
- *                                   rss-kb, storage-queue,
- *                                   storage-commits, last-commit-ms; ok
+ *     stats                        cols key value; rows uptime:int,
+ *                                   sessions:int, users-online:int,
+ *                                   logins:int, logins-per-min:int,
+ *                                   auth-failures:int, kicks:int,
+ *                                   stanzas-in:int, stanzas-out:int,
+ *                                   stanzas-in-per-s:num,
+ *                                   stanzas-out-per-s:num, bytes-in:int,
+ *                                   bytes-out:int, bytes-in-per-s:num,
+ *                                   bytes-out-per-s:num,
+ *                                   offline-queue:int, rss-kb:int,
+ *                                   storage-queue:int,
+ *                                   storage-commits:int,
+ *                                   last-commit-ms:num; ok
  *     log-level [LEVEL]            ok LEVEL (in force afterwards); setting
  *                                   is priv | err usage, denied
- *     user-show JID                cols key value; rows jid, created,
- *                                   sessions, resources, presence,
- *                                   last-seen ("online", "never" or a
- *                                   UTC time), last-status, roster-items,
- *                                   archive-messages, offline-messages;
- *                                   ok | err not-found, bad-jid
+ *     user-show JID                cols key value; rows jid,
+ *                                   created:time, sessions:int,
+ *                                   resources:list, presence, status
+ *                                   (of the most available session, ""
+ *                                   offline), last-logout:time (none if
+ *                                   never), last-status (the status of
+ *                                   the last logout), disabled:bool,
+ *                                   disabled-since:time, disabled-reason,
+ *                                   roster-items:int,
+ *                                   archive-messages:int,
+ *                                   offline-messages:int; ok | err
+ *                                   not-found, bad-jid
  *     roster-show JID              cols jid name subscription ask
- *                                   pending_in groups presence; rows by
- *                                   contact; groups joined by ","; presence
- *                                   the show of a local contact ("" for a
- *                                   remote one); ok | err not-found,
- *                                   bad-jid
+ *                                   pending_in:bool groups:list presence;
+ *                                   rows by contact; presence the show of
+ *                                   a local contact ("" for a remote
+ *                                   one); ok | err not-found, bad-jid
  *     check                        cols level subject message; level ok,
  *                                   warning, error or info: the
  *                                   configuration file parsed again, each
@@ -187,13 +229,13 @@
  * database error, or for a request still running when the daemon stops.
  *
  * Example session (C: client, S: daemon):
- *     S: xmppd-ctl 1 0.1.0
- *     C: hello 1
- *     C: 1 adduser alice@example.org s3cret%20pass
- *     S: 1 ok
+ *     S: xmppd-ctl 2 0.1.0
+ *     C: hello 2
+ *     C: 1 adduser Alice@example.org s3cret%20pass
+ *     S: 1 ok alice@example.org
  *     C: 2 users
- *     S: 2 cols jid
- *     S: 2 row alice@example.org
+ *     S: 2 cols jid disabled:bool disabled_since:time disabled_reason
+ *     S: 2 row alice@example.org no %- %-
  *     S: 2 ok
  *     C: 3 deluser bob@example.org
  *     S: 3 err not-found no%20such%20user
@@ -207,7 +249,7 @@
 
 #include "buf.h"
 
-#define CTL_PROTOCOL_VERSION 1
+#define CTL_PROTOCOL_VERSION 2
 #define CTL_LINE_MAX 65536      /* bytes per line, including the "\n" */
 #define CTL_FIELDS_MAX 256      /* fields per line this implementation takes */
 #define CTL_GREETING "xmppd-ctl"
@@ -225,6 +267,26 @@
 #define CTL_E_TOO_LONG "too-long"
 #define CTL_E_VERSION "version"
 #define CTL_E_BUSY "busy"
+
+/* Typed values (see above). */
+enum ctl_type {
+	CTL_T_TEXT,
+	CTL_T_INT,
+	CTL_T_NUM,
+	CTL_T_BOOL,
+	CTL_T_TIME,
+	CTL_T_LIST,
+};
+#define CTL_LIST_SEP '\x1f'    /* between the items of a list */
+/* Cut a column name or key at its ":TYPE" (in place) and return the
+ * type; CTL_T_TEXT without one or for a type this program does not know. */
+enum ctl_type ctl_name_type(char *name);
+/*
+ * What to add to "cannot connect to PATH: strerror(err)" for the person
+ * who ran the client: the likely cause of a refused or failed connect
+ * (permissions, no daemon), or "".
+ */
+const char *ctl_connect_hint(int err);
 
 /* Fields. */
 

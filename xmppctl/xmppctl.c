@@ -60,6 +60,8 @@ struct arg_spec {
 #define OPT_FULL_NAME 0x20              /* no abbreviation: "sta" stays
                                            status, as before stats came */
 #define OPT_ROSTER_ITEM 0x40            /* --name NAME, --group G... */
+#define OPT_REASON 0x80                 /* --reason TEXT */
+#define OPT_DISABLE 0x100               /* --disable */
 #define MAX_GROUPS 250                  /* within CTL_FIELDS_MAX */
 
 enum output {
@@ -67,6 +69,7 @@ enum output {
 	OUT_LIST,               /* rows: text lines or a JSON array */
 	OUT_KEYVALUE,           /* key/value rows: aligned or a JSON object */
 	OUT_HISTORY,            /* archived messages: lines or a JSON array */
+	OUT_ACCOUNTS,           /* users: a JID a line, or a JSON array */
 };
 
 struct invocation {
@@ -78,6 +81,8 @@ struct invocation {
 	const char *since, *until, *limit;
 	int online;
 	int reset;
+	int disable;                        /* kick --disable */
+	const char *reason;                 /* disable --reason */
 	const char *name;                   /* roster add --name */
 	const char *groups[MAX_GROUPS];     /* roster add --group */
 	size_t ngroups;
@@ -102,6 +107,7 @@ static int run_counted(const struct invocation *);
 static int run_log_level(const struct invocation *);
 static int run_check(const struct invocation *);
 static int run_roster_add(const struct invocation *);
+static int run_disable(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -110,16 +116,21 @@ static const struct command commands[] = {
 	    OUT_NONE, run_password, "set an account's password" },
 	{ "deluser", NULL, { { "JID", ARG_JID, 0 } }, 0, 1, OUT_NONE,
 	    run_plain, "delete an account and close its sessions" },
+	{ "disable", NULL, { { "JID", ARG_JID, 0 } }, OPT_REASON, 1, OUT_NONE,
+	    run_disable, "refuse an account's logins, close its sessions" },
+	{ "enable", NULL, { { "JID", ARG_JID, 0 } }, 0, 1, OUT_NONE,
+	    run_disable, "let a disabled account log in again" },
 	{ "users", NULL, { { NULL, 0, 0 } }, OPT_HOST | OPT_ONLINE, 0,
-	    OUT_LIST, run_users, "list accounts (--online: users online)" },
+	    OUT_ACCOUNTS, run_users, "list accounts (--online: users online)" },
 	{ "user show", "user-show", { { "JID", ARG_JID, 0 } }, 0, 0,
-	    OUT_KEYVALUE, run_plain, "show an account: sessions, last seen, "
-	    "roster and archive sizes" },
+	    OUT_KEYVALUE, run_plain, "show an account: sessions, status, "
+	    "last logout, roster and archive sizes" },
 	{ "sessions", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
 	    "list sessions with address, TLS, client and presence" },
 	{ "kick", NULL, { { "JID[/RESOURCE]", ARG_JID, 0 },
-	    { "REASON", ARG_TEXT, 1 } }, OPT_RESET, 1, OUT_NONE, run_counted,
-	    "close sessions with a stream error and REASON" },
+	    { "REASON", ARG_TEXT, 1 } }, OPT_RESET | OPT_DISABLE, 1, OUT_NONE,
+	    run_counted, "close sessions (--disable: disable the account "
+	    "too)" },
 	{ "broadcast", NULL, { { "TEXT", ARG_TEXT, 0 } }, 0, 1, OUT_NONE,
 	    run_counted, "send a headline message to every session" },
 	{ "roster show", "roster-show", { { "JID", ARG_JID, 0 } }, 0, 0,
@@ -181,8 +192,12 @@ print_synopsis(FILE *f, const struct command *cmd)
 		fprintf(f, " [--host HOST]");
 	if (cmd->opts & OPT_ONLINE)
 		fprintf(f, " [--online]");
-	if (cmd->opts & OPT_RESET)
+	if ((cmd->opts & OPT_RESET) && (cmd->opts & OPT_DISABLE))
+		fprintf(f, " [--reset | --disable]");
+	else if (cmd->opts & OPT_RESET)
 		fprintf(f, " [--reset]");
+	if (cmd->opts & OPT_REASON)
+		fprintf(f, " [--reason TEXT]");
 	if (cmd->opts & OPT_HISTORY)
 		fprintf(f, " [--since T] [--until T] [--limit N]");
 	if (cmd->opts & OPT_ROSTER_ITEM)
@@ -228,6 +243,12 @@ help(void)
 	    "  --name NAME, --group G\n"
 	    "                    roster add: the item's name and groups (the\n"
 	    "                    option repeated for several groups)\n"
+	    "  --reason TEXT     disable: why, kept with the account for the\n"
+	    "                    administrators (not sent to the user)\n"
+	    "  --reset           kick: close with <reset/>, the client may\n"
+	    "                    come back at once\n"
+	    "  --disable         kick: disable the account too, so it cannot\n"
+	    "                    log in again (REASON is kept as its reason)\n"
 	    "  --password-stdin  read the password as one line from standard\n"
 	    "                    input instead of asking twice on the "
 	    "terminal\n"
@@ -318,10 +339,122 @@ json_string(const char *str)
 	putchar('"');
 }
 
+/* Typed values (shared/ctl.h): the text and the JSON of each. */
+
+/* A time value (unix seconds, maybe with a fraction) as ISO 8601 UTC,
+ * e.g. 2026-12-07T09:28:24Z; -1 if v is not one. */
+static int
+format_time(const char *v, char *buf, size_t size)
+{
+	char *end;
+	long long secs;
+	time_t t;
+	struct tm tm;
+
+	errno = 0;
+	secs = strtoll(v, &end, 10);
+	if (end == v || v[0] == '-' || v[0] == '+' || errno != 0)
+		return -1;
+	if (*end == '.' && end[1] >= '0' && end[1] <= '9')
+		for (end++; *end >= '0' && *end <= '9'; end++)
+			;       /* whole seconds are shown */
+	t = (time_t)secs;
+	if (*end != '\0' || gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -1;
+	return 0;
+}
+
+/* Whether v is a JSON number as the protocol writes int and num. */
+static int
+json_number_ok(const char *v)
+{
+	const char *p = v + (v[0] == '-');
+
+	if (*p == '0' && p[1] >= '0' && p[1] <= '9')
+		return 0;       /* no leading zeros in JSON */
+	if (*p < '0' || *p > '9')
+		return 0;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p == '.') {
+		if (*++p < '0' || *p > '9')
+			return 0;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == '\0';
+}
+
+/* One value as JSON: numbers, booleans, ISO times, arrays of strings;
+ * null for an empty non-text value; a value that is not what its type
+ * says is kept as a string, so the output always parses. */
+static void
+json_value(const char *v, enum ctl_type t)
+{
+	char iso[64];
+
+	if (t == CTL_T_LIST) {
+		const char *item = v;
+
+		putchar('[');
+		while (*v != '\0') {
+			const char *sep = strchr(item, CTL_LIST_SEP);
+			char *one = xstrndup(item, sep ? (size_t)(sep - item) :
+			    strlen(item));
+
+			fputs(item == v ? "" : ", ", stdout);
+			json_string(one);
+			free(one);
+			if (sep == NULL)
+				break;
+			item = sep + 1;
+		}
+		putchar(']');
+		return;
+	}
+	if (t != CTL_T_TEXT && v[0] == '\0')
+		fputs("null", stdout);
+	else if ((t == CTL_T_INT || t == CTL_T_NUM) && json_number_ok(v))
+		fputs(v, stdout);
+	else if (t == CTL_T_BOOL && (strcmp(v, "yes") == 0 ||
+	    strcmp(v, "no") == 0))
+		fputs(v[0] == 'y' ? "true" : "false", stdout);
+	else if (t == CTL_T_TIME && format_time(v, iso, sizeof(iso)) == 0)
+		json_string(iso);
+	else
+		json_string(v);
+}
+
+/* One value as text for people (malloc'ed): times in ISO 8601 ("-" for
+ * none), list items joined by ", ", the rest as sent. */
+static char *
+text_value(const char *v, enum ctl_type t)
+{
+	char iso[64], *s;
+
+	if (t == CTL_T_TIME && v[0] == '\0')
+		return xstrdup("-");
+	if (t == CTL_T_TIME && format_time(v, iso, sizeof(iso)) == 0)
+		return xstrdup(iso);
+	if (t != CTL_T_LIST || strchr(v, CTL_LIST_SEP) == NULL)
+		return xstrdup(v);
+	s = xcalloc(1, strlen(v) * 2 + 1);
+	for (char *o = s; *v != '\0'; v++) {
+		if (*v == CTL_LIST_SEP) {
+			*o++ = ',';
+			*o++ = ' ';
+		} else
+			*o++ = *v;
+	}
+	return s;
+}
+
 /* State of printing one answer. */
 struct printer {
 	enum output output;
-	char **cols;            /* copies of the column names */
+	char **cols;            /* copies of the column names, untyped */
+	enum ctl_type *types;   /* their types */
 	size_t ncols;
 	size_t rows;
 	/* OUT_KEYVALUE in text: rows kept to align them. */
@@ -336,6 +469,7 @@ printer_free(struct printer *p)
 	for (size_t i = 0; i < p->ncols; i++)
 		free(p->cols[i]);
 	free(p->cols);
+	free(p->types);
 	for (size_t i = 0; i < p->nkv; i++) {
 		free(p->keys[i]);
 		free(p->values[i]);
@@ -359,14 +493,33 @@ print_oneline(const char *s)
 	}
 }
 
+/* A value as text on one line. */
+static void
+print_text_value(const char *v, enum ctl_type t)
+{
+	char *text = text_value(v, t);
+
+	print_oneline(text);
+	free(text);
+}
+
+/* The index of column name, -1 if absent. */
+static int
+col_index(const struct printer *p, const char *name)
+{
+	for (size_t i = 0; i < p->ncols; i++)
+		if (strcmp(p->cols[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* The value of column name in a row, "" if absent. */
 static const char *
 row_field(const struct printer *p, const struct ctl_msg *m, const char *name)
 {
-	for (size_t i = 0; i < p->ncols && i < m->nfields; i++)
-		if (strcmp(p->cols[i], name) == 0)
-			return m->fields[i];
-	return "";
+	int i = col_index(p, name);
+
+	return i >= 0 && (size_t)i < m->nfields ? m->fields[i] : "";
 }
 
 /* history as text: TIMESTAMP -> WITH BODY (sent) or <- (received). */
@@ -381,50 +534,84 @@ print_history_line(const struct printer *p, const struct ctl_msg *m)
 	putchar('\n');
 }
 
+/* users as text: a JID a line; after a tab, whether it is disabled. */
+static void
+print_account_line(const struct printer *p, const struct ctl_msg *m)
+{
+	const char *reason = row_field(p, m, "disabled_reason");
+
+	print_oneline(row_field(p, m, "jid"));
+	if (strcmp(row_field(p, m, "disabled"), "yes") == 0) {
+		fputs("\tdisabled since ", stdout);
+		print_text_value(row_field(p, m, "disabled_since"),
+		    CTL_T_TIME);
+		if (reason[0] != '\0') {
+			fputs(": ", stdout);
+			print_oneline(reason);
+		}
+	}
+	putchar('\n');
+}
+
+static void
+print_header(const struct printer *p)
+{
+	for (size_t i = 0; i < p->ncols; i++)
+		printf("%s%s", i ? "\t" : "", p->cols[i]);
+	putchar('\n');
+}
+
+/* A key/value row: the key's type is its own (ctl.h). */
+static void
+print_kv_row(struct printer *p, const struct ctl_msg *m)
+{
+	char *key = xstrdup(m->fields[0]);
+	enum ctl_type t = ctl_name_type(key);
+
+	if (json) {
+		fputs(p->rows == 0 ? "{\n  " : ",\n  ", stdout);
+		json_string(key);
+		fputs(": ", stdout);
+		json_value(m->fields[1], t);
+		free(key);
+		return;
+	}
+	p->keys = xreallocarray(p->keys, p->nkv + 1, sizeof(char *));
+	p->values = xreallocarray(p->values, p->nkv + 1, sizeof(char *));
+	p->keys[p->nkv] = key;
+	p->values[p->nkv] = text_value(m->fields[1], t);
+	p->nkv++;
+	if (strlen(key) > p->keywidth)
+		p->keywidth = strlen(key);
+}
+
 static void
 print_row(struct printer *p, const struct ctl_msg *m)
 {
-	if (!json && p->output == OUT_HISTORY) {
-		print_history_line(p, m);
-		p->rows++;
-		return;
-	}
-	if (json && p->output == OUT_KEYVALUE) {
+	if (p->output == OUT_KEYVALUE) {
 		if (m->nfields < 2)
 			return;
-		fputs(p->rows == 0 ? "{\n  " : ",\n  ", stdout);
-		json_string(m->fields[0]);
-		fputs(": ", stdout);
-		json_string(m->fields[1]);
+		print_kv_row(p, m);
 	} else if (json) {
 		fputs(p->rows == 0 ? "[\n  {" : ",\n  {", stdout);
 		for (size_t i = 0; i < m->nfields && i < p->ncols; i++) {
 			fputs(i ? ", " : "", stdout);
 			json_string(p->cols[i]);
 			fputs(": ", stdout);
-			json_string(m->fields[i]);
+			json_value(m->fields[i], p->types[i]);
 		}
 		putchar('}');
-	} else if (p->output == OUT_KEYVALUE) {
-		if (m->nfields < 2)
-			return;
-		p->keys = xreallocarray(p->keys, p->nkv + 1, sizeof(char *));
-		p->values = xreallocarray(p->values, p->nkv + 1,
-		    sizeof(char *));
-		p->keys[p->nkv] = xstrdup(m->fields[0]);
-		p->values[p->nkv] = xstrdup(m->fields[1]);
-		p->nkv++;
-		if (strlen(m->fields[0]) > p->keywidth)
-			p->keywidth = strlen(m->fields[0]);
+	} else if (p->output == OUT_HISTORY) {
+		print_history_line(p, m);
+	} else if (p->output == OUT_ACCOUNTS) {
+		print_account_line(p, m);
 	} else {
-		if (p->rows == 0 && p->ncols > 1) {
-			for (size_t i = 0; i < p->ncols; i++)
-				printf("%s%s", i ? "\t" : "", p->cols[i]);
-			putchar('\n');
-		}
+		if (p->rows == 0 && p->ncols > 1)
+			print_header(p);
 		for (size_t i = 0; i < m->nfields; i++) {
 			fputs(i ? "\t" : "", stdout);
-			print_oneline(m->fields[i]);
+			print_text_value(m->fields[i], i < p->ncols ?
+			    p->types[i] : CTL_T_TEXT);
 		}
 		putchar('\n');
 	}
@@ -439,25 +626,33 @@ print_msg(void *arg, const struct ctl_msg *m)
 	if (m->kind == CTL_MSG_COLS && p->cols == NULL) {
 		p->ncols = m->nfields;
 		p->cols = xcalloc(m->nfields + 1, sizeof(char *));
-		for (size_t i = 0; i < m->nfields; i++)
+		p->types = xcalloc(m->nfields + 1, sizeof(*p->types));
+		for (size_t i = 0; i < m->nfields; i++) {
 			p->cols[i] = xstrdup(m->fields[i]);
+			p->types[i] = ctl_name_type(p->cols[i]);
+		}
 	} else if (m->kind == CTL_MSG_ROW && p->output != OUT_NONE)
 		print_row(p, m);
 	return 0;
 }
 
-/* Close what print_row opened; text key/value rows are printed here. */
+/* Close what print_row opened; text key/value rows are printed here, and
+ * the header of an empty listing. */
 static void
 printer_finish(struct printer *p)
 {
 	if (json && p->output == OUT_KEYVALUE)
 		fputs(p->rows ? "\n}\n" : "{}\n", stdout);
-	else if (json && (p->output == OUT_LIST || p->output == OUT_HISTORY))
+	else if (json && p->output != OUT_NONE)
 		fputs(p->rows ? "\n]\n" : "[]\n", stdout);
 	else if (p->output == OUT_KEYVALUE)
-		for (size_t i = 0; i < p->nkv; i++)
-			printf("%-*s  %s\n", (int)p->keywidth, p->keys[i],
-			    p->values[i]);
+		for (size_t i = 0; i < p->nkv; i++) {
+			printf("%-*s  ", (int)p->keywidth, p->keys[i]);
+			print_oneline(p->values[i]);
+			putchar('\n');
+		}
+	else if (p->output == OUT_LIST && p->rows == 0 && p->ncols > 1)
+		print_header(p);
 }
 
 /* Talking to the daemon. */
@@ -501,17 +696,9 @@ connect_daemon(struct ctl_client *c)
 		warnmsg("%s: %s", path, c->err);
 		return EXIT_DAEMON;
 	}
-	if (e == EACCES || e == EPERM) {
-		warnmsg("cannot connect to %s: %s (are you in the daemon's "
-		    "control group?)", path, strerror(e));
-		return EXIT_DENIED;
-	}
-	if (e == ENOENT || e == ECONNREFUSED)
-		warnmsg("cannot connect to %s: %s \xe2\x80\x94 is xmppd "
-		    "running?", path, strerror(e));
-	else
-		warnmsg("cannot connect to %s: %s", path, strerror(e));
-	return EXIT_UNREACHABLE;
+	warnmsg("cannot connect to %s: %s%s", path, strerror(e),
+	    ctl_connect_hint(e));
+	return e == EACCES || e == EPERM ? EXIT_DENIED : EXIT_UNREACHABLE;
 }
 
 /*
@@ -550,6 +737,8 @@ request_ok(const struct invocation *inv, const char *const *argv,
 	}
 	memset(&p, 0, sizeof(p));
 	p.output = inv->cmd->output;
+	if (p.output == OUT_ACCOUNTS && inv->online)
+		p.output = OUT_LIST;    /* users --online: JIDs and counts */
 	r = ctl_client_request(&c, argv, argc, print_msg, &p, &res);
 	if (r == 0 || p.rows > 0)
 		printer_finish(&p);
@@ -723,11 +912,81 @@ password_from_stdin(char *pw, size_t size)
 
 /* Handlers. */
 
+/*
+ * What a change to an account prints, from the daemon's "ok [N] JID"
+ * (the JID as the daemon prepared it): "created upper@example.org",
+ * "disabled JID, N sessions closed", or the same as a JSON object.
+ * Frees res; returns the exit code.
+ */
+static int
+print_account(const char *verb, struct ctl_result *res)
+{
+	const char *jid = res->nfields > 0 ? res->fields[res->nfields - 1] :
+	    "";
+	const char *n = res->nfields > 1 ? res->fields[0] : NULL;
+
+	if (json) {
+		fputs("{\"jid\": ", stdout);
+		json_string(jid);
+		if (n != NULL) {
+			fputs(", \"sessions\": ", stdout);
+			json_value(n, CTL_T_INT);
+		}
+		fputs("}\n", stdout);
+	} else if (n != NULL)
+		printf("%s %s, %s session%s closed\n", verb, jid, n,
+		    strcmp(n, "1") == 0 ? "" : "s");
+	else
+		printf("%s %s\n", verb, jid);
+	ctl_result_free(res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
+}
+
+/* disable, enable, and kick --disable: "ok [N] JID". */
+static int
+request_account(const struct invocation *inv, const char *verb,
+    const char *const *argv, size_t argc)
+{
+	struct ctl_result res;
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	if ((code = request_ok(inv, argv, argc, &res)) != EXIT_OK)
+		return code;
+	return print_account(verb, &res);
+}
+
+static int
+run_disable(const struct invocation *inv)
+{
+	const char *argv[3] = { inv->cmd->name, inv->pos[0], inv->reason };
+
+	if (strcmp(inv->cmd->name, "enable") == 0)
+		return request_account(inv, "enabled", argv, 2);
+	return request_account(inv, "disabled", argv, inv->reason ? 3 : 2);
+}
+
+/* kick --disable: the account of JID[/RESOURCE] is disabled, which
+ * closes all its sessions; REASON is kept as the disable reason. */
+static int
+kick_disable(const struct invocation *inv)
+{
+	char *bare = xstrndup(inv->pos[0], strcspn(inv->pos[0], "/"));
+	const char *argv[3] = { "disable", bare, inv->npos > 1 ?
+	    inv->pos[1] : NULL };
+	int code;
+
+	code = request_account(inv, "disabled", argv, argv[2] ? 3 : 2);
+	free(bare);
+	return code;
+}
+
 static int
 run_password(const struct invocation *inv)
 {
 	char pw[PASSWORD_READ_MAX];
 	const char *argv[3];
+	struct ctl_result res;
 	int code;
 
 	if (inv->password_stdin)
@@ -741,9 +1000,17 @@ run_password(const struct invocation *inv)
 	argv[0] = inv->cmd->name;
 	argv[1] = inv->pos[0];
 	argv[2] = pw;
-	code = request(inv, argv, 3);
+	if (strcmp(inv->cmd->name, "adduser") != 0) {
+		code = request(inv, argv, 3);
+		explicit_bzero(pw, sizeof(pw));
+		return code;
+	}
+	memset(&res, 0, sizeof(res));
+	code = request_ok(inv, argv, 3, &res);
 	explicit_bzero(pw, sizeof(pw));
-	return code;
+	if (code != EXIT_OK)
+		return code;
+	return print_account("created", &res);
 }
 
 static const char *
@@ -789,6 +1056,8 @@ run_counted(const struct invocation *inv)
 	size_t argc = 0;
 	int code;
 
+	if (inv->disable)
+		return kick_disable(inv);
 	memset(&res, 0, sizeof(res));
 	argv[argc++] = inv->cmd->name;
 	argv[argc++] = inv->pos[0];
@@ -799,10 +1068,11 @@ run_counted(const struct invocation *inv)
 	code = request_ok(inv, argv, argc, &res);
 	if (code != EXIT_OK)
 		return code;
-	if (json)
-		printf("{\"sessions\": %s}\n", res.nfields > 0 ?
-		    res.fields[0] : "0");
-	else
+	if (json) {
+		fputs("{\"sessions\": ", stdout);
+		json_value(res.nfields > 0 ? res.fields[0] : "0", CTL_T_INT);
+		fputs("}\n", stdout);
+	} else
 		printf("%s session%s %s\n", res.nfields > 0 ? res.fields[0] :
 		    "0", res.nfields > 0 && strcmp(res.fields[0], "1") == 0 ?
 		    "" : "s", inv->cmd->name[0] == 'k' ? "closed" : "reached");
@@ -1399,6 +1669,56 @@ roster_item_option(struct invocation *inv, char **argv, int argc, int *i)
 	return 1;
 }
 
+/* Flag name of the command (it has opt): sets *flag if a is it. */
+static int
+flag_option(unsigned opts, unsigned opt, const char *name, const char *a,
+    int *flag)
+{
+	if (!(opts & opt) || strcmp(a, name) != 0)
+		return 0;
+	*flag = 1;
+	return 1;
+}
+
+/* Option name with a value, as option_value(), if the command has opt. */
+static int
+value_option(unsigned opts, unsigned opt, const char *name, char **argv,
+    int argc, int *i, const char **value)
+{
+	return opts & opt ? option_value(argv, argc, i, NULL, name, value) :
+	    0;
+}
+
+/* One of the command's own options at argv[*i]: 1 taken, 0 not one of
+ * them, -1 bad (a value missing or refused). */
+static int
+command_option(struct invocation *inv, char **argv, int argc, int *i)
+{
+	unsigned o = inv->cmd->opts;
+	const char *a = argv[*i];
+	int r;
+
+	if (flag_option(o, OPT_PASSWORD_STDIN, "--password-stdin", a,
+	    &inv->password_stdin) ||
+	    flag_option(o, OPT_ONLINE, "--online", a, &inv->online) ||
+	    flag_option(o, OPT_RESET, "--reset", a, &inv->reset) ||
+	    flag_option(o, OPT_DISABLE, "--disable", a, &inv->disable))
+		return 1;
+	if ((r = value_option(o, OPT_HOST, "--host", argv, argc, i,
+	    &inv->host)) != 0 ||
+	    (r = value_option(o, OPT_REASON, "--reason", argv, argc, i,
+	    &inv->reason)) != 0 ||
+	    (r = value_option(o, OPT_HISTORY, "--since", argv, argc, i,
+	    &inv->since)) != 0 ||
+	    (r = value_option(o, OPT_HISTORY, "--until", argv, argc, i,
+	    &inv->until)) != 0 ||
+	    (r = value_option(o, OPT_HISTORY, "--limit", argv, argc, i,
+	    &inv->limit)) != 0)
+		return r;
+	return o & OPT_ROSTER_ITEM ? roster_item_option(inv, argv, argc, i) :
+	    0;
+}
+
 /* The command's arguments and options, argv[i..argc). */
 static int
 parse_command(struct invocation *inv, char **argv, int argc, int i)
@@ -1424,45 +1744,10 @@ parse_command(struct invocation *inv, char **argv, int argc, int i)
 				continue;
 			if (r == -1)
 				return command_usage(cmd);
-			if ((cmd->opts & OPT_PASSWORD_STDIN) &&
-			    strcmp(a, "--password-stdin") == 0) {
-				inv->password_stdin = 1;
+			if ((r = command_option(inv, argv, argc, &i)) == 1)
 				continue;
-			}
-			if ((cmd->opts & OPT_ONLINE) &&
-			    strcmp(a, "--online") == 0) {
-				inv->online = 1;
-				continue;
-			}
-			if ((cmd->opts & OPT_RESET) &&
-			    strcmp(a, "--reset") == 0) {
-				inv->reset = 1;
-				continue;
-			}
-			if ((cmd->opts & OPT_HOST) &&
-			    (r = option_value(argv, argc, &i, NULL, "--host",
-			    &inv->host)) != 0) {
-				if (r == -1)
-					return command_usage(cmd);
-				continue;
-			}
-			if ((cmd->opts & OPT_HISTORY) &&
-			    ((r = option_value(argv, argc, &i, NULL, "--since",
-			    &inv->since)) != 0 ||
-			    (r = option_value(argv, argc, &i, NULL, "--until",
-			    &inv->until)) != 0 ||
-			    (r = option_value(argv, argc, &i, NULL, "--limit",
-			    &inv->limit)) != 0)) {
-				if (r == -1)
-					return command_usage(cmd);
-				continue;
-			}
-			if ((cmd->opts & OPT_ROSTER_ITEM) &&
-			    (r = roster_item_option(inv, argv, argc, &i)) != 0) {
-				if (r == -1)
-					return command_usage(cmd);
-				continue;
-			}
+			if (r == -1)
+				return command_usage(cmd);
 			warnmsg("%s: unknown option %s", cmd->name, a);
 			return command_usage(cmd);
 		}
@@ -1484,6 +1769,12 @@ parse_command(struct invocation *inv, char **argv, int argc, int i)
 	}
 	if (inv->host != NULL && inv->host[0] == '\0') {
 		warnmsg("%s: empty --host", cmd->name);
+		return command_usage(cmd);
+	}
+	if (inv->reset && inv->disable) {
+		warnmsg("%s: --reset and --disable exclude each other (a "
+		    "disabled account's sessions end with <not-authorized/>)",
+		    cmd->name);
 		return command_usage(cmd);
 	}
 	return 0;

@@ -41,9 +41,11 @@ static const char *const col_names[NCOLS] = {
 struct conn {
 	struct ctl_reader rd;
 	uint32_t last_id;
-	uint32_t subscribe_id, sessions_id, status_id, kick_id, detail_id;
+	uint32_t subscribe_id, sessions_id, status_id, act_id, detail_id;
 	int col_index[NCOLS];   /* field index in a row, -1 if absent */
-	char *kick_jid;
+	enum ctl_type *detail_types;    /* of the detail listing's columns */
+	const char *act_verb;   /* "kick" or "disable", while act_id */
+	char *act_jid;
 	double next_status, next_sessions;
 };
 
@@ -265,7 +267,7 @@ disconnect(struct top_source *s, const char *why)
 	snprintf(s->status, sizeof(s->status), "disconnected: %s", why);
 	s->next_retry = source_now() + RETRY_SECONDS;
 	ctl_reader_free(&c->rd);
-	c->subscribe_id = c->sessions_id = c->status_id = c->kick_id = 0;
+	c->subscribe_id = c->sessions_id = c->status_id = c->act_id = 0;
 	c->detail_id = 0;
 	if (s->detail_state == 1) {
 		s->detail_state = -1;
@@ -339,13 +341,16 @@ try_connect(struct top_source *s)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		snprintf(s->status, sizeof(s->status),
-		    "disconnected: %s: %s", s->path, strerror(errno));
+		s->connect_errno = errno;
+		snprintf(s->status, sizeof(s->status), "disconnected: cannot "
+		    "connect to %s: %s%s", s->path, strerror(errno),
+		    ctl_connect_hint(errno));
 		if (fd != -1)
 			close(fd);
 		s->next_retry = source_now() + RETRY_SECONDS;
 		return;
 	}
+	s->connect_errno = 0;
 	s->fd = fd;
 	s->state = TOP_GREETING;
 	ctl_reader_init(&c->rd, CTL_LINE_MAX);
@@ -396,21 +401,36 @@ poll_status(struct top_source *s)
 	c->next_status = source_now() + POLL_STATUS_SECONDS;
 }
 
-void
-source_kick(struct top_source *s, const char *jid, const char *reason)
+/* kick or disable ("ok [N] JID"): the answer lands in s->status. */
+static void
+act(struct top_source *s, const char *verb, const char *jid,
+    const char *reason)
 {
 	struct conn *c = conn_of(s);
-	const char *argv[] = { "kick", jid, reason };
+	const char *argv[] = { verb, jid, reason };
 
 	if (s->state != TOP_READY) {
 		snprintf(s->status, sizeof(s->status),
-		    "cannot kick %s: not connected", jid);
+		    "cannot %s %s: not connected", verb, jid);
 		return;
 	}
-	free(c->kick_jid);
-	c->kick_jid = xstrdup(jid);
-	c->kick_id = request(s, argv, 3);
-	snprintf(s->status, sizeof(s->status), "kicking %s", jid);
+	free(c->act_jid);
+	c->act_jid = xstrdup(jid);
+	c->act_verb = verb;
+	c->act_id = request(s, argv, 3);
+	snprintf(s->status, sizeof(s->status), "%s %s...", verb, jid);
+}
+
+void
+source_kick(struct top_source *s, const char *jid, const char *reason)
+{
+	act(s, "kick", jid, reason);
+}
+
+void
+source_disable(struct top_source *s, const char *jid, const char *reason)
+{
+	act(s, "disable", jid, reason);
 }
 
 static void
@@ -486,6 +506,7 @@ on_status_row(struct top_source *s, char **f, size_t n)
 
 	if (n < 2 || k->from_events)
 		return;
+	ctl_name_type(f[0]);    /* the key without its type */
 	if (strcmp(f[0], "uptime") == 0)
 		k->uptime = num(f[1]);
 	else if (strcmp(f[0], "sessions") == 0)
@@ -588,14 +609,25 @@ on_terminal(struct top_source *s, uint32_t id, int ok, char **f, size_t n)
 			s->counters.valid = 1;
 			s->counters.sessions = (long)strmap_count(s->sessions);
 		}
-	} else if (id == c->kick_id) {
-		c->kick_id = 0;
-		if (ok)
+	} else if (id == c->act_id) {
+		const char *jid = c->act_jid ? c->act_jid : "";
+
+		c->act_id = 0;
+		if (strcmp(c->act_verb, "kick") == 0 && ok)
 			s->can_kick = 1;
-		else if (strcmp(code, CTL_E_UNKNOWN_COMMAND) == 0)
+		else if (strcmp(c->act_verb, "kick") == 0 &&
+		    strcmp(code, CTL_E_UNKNOWN_COMMAND) == 0)
 			s->can_kick = -1;
-		snprintf(s->status, sizeof(s->status), ok ? "kicked %s" :
-		    "kick %s: %s", c->kick_jid ? c->kick_jid : "", msg);
+		if (!ok)
+			snprintf(s->status, sizeof(s->status), "%s %s: %s",
+			    c->act_verb, jid, msg);
+		else if (strcmp(c->act_verb, "kick") == 0)
+			snprintf(s->status, sizeof(s->status), "kicked %s",
+			    jid);
+		else
+			snprintf(s->status, sizeof(s->status), "disabled %s "
+			    "(%s session%s closed)", jid, n > 1 ? f[0] : "0",
+			    n > 1 && strcmp(f[0], "1") == 0 ? "" : "s");
 	} else if (id == c->detail_id) {
 		c->detail_id = 0;
 		s->detail_state = ok ? 2 : -1;
@@ -613,6 +645,8 @@ on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
 	struct conn *c = conn_of(s);
 
 	if (id == c->sessions_id) {
+		for (size_t j = 0; j < n; j++)
+			ctl_name_type(f[j]);    /* names only */
 		for (int i = 0; i < NCOLS; i++) {
 			c->col_index[i] = -1;
 			for (size_t j = 0; j < n; j++)
@@ -622,8 +656,12 @@ on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
 		s->gen++;
 	} else if (id == c->detail_id && s->detail_cols == NULL) {
 		s->detail_cols = xcalloc(n + 1, sizeof(char *));
-		for (size_t i = 0; i < n; i++)
+		free(c->detail_types);
+		c->detail_types = xcalloc(n + 1, sizeof(*c->detail_types));
+		for (size_t i = 0; i < n; i++) {
+			c->detail_types[i] = ctl_name_type(f[i]);
 			s->detail_cols[i] = xstrdup(f[i]);
+		}
 		s->ndetail_cols = n;
 	}
 }
@@ -637,9 +675,16 @@ on_detail_row(struct top_source *s, char **f, size_t n)
 		return;
 	s->detail_rows = xreallocarray(s->detail_rows,
 	    (s->ndetail_rows + 1) * k, sizeof(char *));
-	for (size_t i = 0; i < k; i++)
-		s->detail_rows[s->ndetail_rows * k + i] =
-		    xstrdup(i < n ? f[i] : "");
+	for (size_t i = 0; i < k; i++) {
+		char *v = xstrdup(i < n ? f[i] : "");
+
+		/* A list's items (groups) are shown joined by ",". */
+		for (char *p = v; conn_of(s)->detail_types[i] == CTL_T_LIST &&
+		    *p != '\0'; p++)
+			if (*p == CTL_LIST_SEP)
+				*p = ',';
+		s->detail_rows[s->ndetail_rows * k + i] = v;
+	}
 	s->ndetail_rows++;
 }
 
@@ -768,7 +813,8 @@ source_free(struct top_source *s)
 		free(s->events[(s->event_head + i) % TOP_EVENTS_MAX]);
 	detail_clear(s);
 	ctl_reader_free(&c->rd);
-	free(c->kick_jid);
+	free(c->act_jid);
+	free(c->detail_types);
 	free(c);
 }
 

@@ -38,7 +38,7 @@ struct top_counters {
 
 enum top_state {
 	TOP_DISCONNECTED,       /* retrying every second */
-	TOP_GREETING,           /* connected, waiting for "xmppd-ctl 1" */
+	TOP_GREETING,           /* connected, waiting for "xmppd-ctl 2" */
 	TOP_READY,              /* hello sent, requests flowing */
 };
 
@@ -47,6 +47,7 @@ struct top_source {
 	int fd;
 	enum top_state state;
 	char status[256];       /* why disconnected, or the last action */
+	int connect_errno;      /* of the last failed connect(), else 0 */
 	char daemon_version[64];
 	double next_retry;      /* monotonic seconds */
 
@@ -97,6 +98,10 @@ void source_refresh(struct top_source *s);
 int source_listing(const struct top_source *s);
 /* Kick a full JID; the answer lands in s->status. */
 void source_kick(struct top_source *s, const char *jid, const char *reason);
+/* Disable the account of a bare JID (its sessions close, its logins are
+ * refused; reason is kept for the administrators); as source_kick. */
+void source_disable(struct top_source *s, const char *jid,
+    const char *reason);
 /* Ask for JID's roster ("roster-show JID", into detail_*). */
 void source_roster(struct top_source *s, const char *jid);
 

@@ -19,6 +19,13 @@
 #include "ui.h"
 
 enum ui_screen { SCR_SESSIONS, SCR_PRESENCE, SCR_DETAIL, SCR_HELP };
+/* What a "(y/n)" question asks for. */
+enum ui_confirm { CONFIRM_NONE, CONFIRM_KICK, CONFIRM_DISABLE };
+
+#define CTRL_U 21               /* clears the filter, as in a shell */
+/* The sessions panel drops CIPHER, then CLIENT, rather than leave
+ * STATUS fewer columns than this (at 160 columns both go). */
+#define STATUS_MIN_WIDTH 40
 
 struct ui {
 	struct top_source *src;
@@ -27,8 +34,8 @@ struct ui {
 	int reverse;
 	char filter[128];
 	int editing;            /* typing a filter after "/" */
-	int confirm;            /* "kick ...? (y/n)" shown */
-	char target[1024];      /* JID to kick or detail */
+	enum ui_confirm confirm;        /* "Kick ...? (y/n)" shown */
+	char target[1024];      /* JID to kick, disable or detail */
 	char selected[256];     /* sid of the selected row, kept on re-sort */
 	size_t cursor, top;     /* row index, first visible row */
 	size_t scroll;          /* presence/detail/help scroll */
@@ -115,8 +122,10 @@ draw_message(struct ui *u, int y)
 {
 	char line[1200];
 
-	if (u->confirm) {
-		snprintf(line, sizeof(line), "Kick %s? (y/n)", u->target);
+	if (u->confirm != CONFIRM_NONE) {
+		snprintf(line, sizeof(line), u->confirm == CONFIRM_KICK ?
+		    "Kick %s? (y/n)" : "Disable %s: close all its sessions "
+		    "and refuse its logins? (y/n)", u->target);
 		attron(A_BOLD | A_REVERSE);
 		put(y, 0, line, COLS);
 		attroff(A_BOLD | A_REVERSE);
@@ -128,8 +137,8 @@ draw_message(struct ui *u, int y)
 		snprintf(line, sizeof(line), "Filter: %s  (%zu shown)  %s",
 		    u->filter, u->nrows, u->src->status);
 	else
-		snprintf(line, sizeof(line), "%zu sessions, sorted by %s%s  %s",
-		    u->nrows, view_sort_names[u->sort],
+		snprintf(line, sizeof(line), "%zu session%s, sorted by %s%s  %s",
+		    u->nrows, u->nrows == 1 ? "" : "s", view_sort_names[u->sort],
 		    u->reverse ? " (reversed)" : "", u->src->status);
 	put(y, 0, line, COLS);
 }
@@ -154,13 +163,34 @@ refresh_rows(struct ui *u)
 		    u->rows[u->cursor]->sid);
 }
 
+/* The columns drawn COLS wide: all, unless STATUS would get fewer than
+ * STATUS_MIN_WIDTH; then CIPHER and, if need be, CLIENT give way (the
+ * detail view still shows them). */
+static void
+layout(int shown[NVIEW_COLS])
+{
+	static const enum view_col optional[] = { VC_CIPHER, VC_CLIENT };
+	int used = 0;
+
+	for (int c = 0; c < NVIEW_COLS; c++) {
+		shown[c] = 1;
+		used += view_columns[c].width ? view_columns[c].width + 1 : 0;
+	}
+	for (size_t i = 0; i < nitems(optional) &&
+	    COLS - used < STATUS_MIN_WIDTH; i++) {
+		shown[optional[i]] = 0;
+		used -= view_columns[optional[i]].width + 1;
+	}
+}
+
 static void
 draw_sessions(struct ui *u, int y0, int height)
 {
 	double now = source_now();
 	char cell[512];
-	int x = 0;
+	int x = 0, shown[NVIEW_COLS];
 
+	layout(shown);
 	fill_line(y0, A_REVERSE);
 	attron(A_REVERSE);
 	for (int c = 0; c < NVIEW_COLS && x < COLS; c++) {
@@ -168,6 +198,8 @@ draw_sessions(struct ui *u, int y0, int height)
 		    COLS - x;
 		char title[32];
 
+		if (!shown[c])
+			continue;
 		snprintf(title, sizeof(title), "%s%s", view_columns[c].title,
 		    (c == VC_JID && u->sort == SORT_JID) ||
 		    (c == VC_IDLE && u->sort == SORT_IDLE) ||
@@ -203,6 +235,8 @@ draw_sessions(struct ui *u, int y0, int height)
 			int w = view_columns[c].width ?
 			    view_columns[c].width : COLS - x;
 
+			if (!shown[c])
+				continue;
 			if (w > COLS - x)
 				w = COLS - x;
 			view_cell(u->rows[i], (enum view_col)c, now, cell,
@@ -274,6 +308,62 @@ draw_presence(struct ui *u, int y0, int height)
 	}
 }
 
+#define DETAIL_CELL_MAX 32      /* widest roster column, in bytes */
+
+/* One line of the roster table: cells padded to width[], two spaces
+ * apart; upper-case for the header. */
+static void
+detail_line(char *l, size_t size, char *const *cells, size_t n,
+    const int *width, int upper)
+{
+	size_t len = 0;
+
+	l[0] = '\0';
+	for (size_t c = 0; c < n && len + 1 < size; c++) {
+		len += (size_t)snprintf(l + len, size - len, "  %-*.*s",
+		    width[c], DETAIL_CELL_MAX, cells[c]);
+		if (len >= size)
+			len = size - 1;
+	}
+	for (char *p = l; upper && *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+}
+
+/* The roster as a table with a header (the column names). */
+static void
+draw_roster(const struct top_source *s, int y, int end)
+{
+	size_t k = s->ndetail_cols;
+	int *width = xcalloc(k + 1, sizeof(int));
+	char l[1200];
+
+	for (size_t c = 0; c < k; c++) {
+		width[c] = (int)strlen(s->detail_cols[c]);
+		for (size_t r = 0; r < s->ndetail_rows; r++) {
+			int w = (int)strlen(s->detail_rows[r * k + c]);
+
+			if (w > width[c])
+				width[c] = w;
+		}
+		if (width[c] > DETAIL_CELL_MAX)
+			width[c] = DETAIL_CELL_MAX;
+	}
+	if (k > 0 && y < end) {
+		detail_line(l, sizeof(l), s->detail_cols, k, width, 1);
+		attron(A_UNDERLINE);
+		put(y++, 0, l, COLS);
+		attroff(A_UNDERLINE);
+	}
+	for (size_t r = 0; r < s->ndetail_rows && y < end; r++) {
+		detail_line(l, sizeof(l), s->detail_rows + r * k, k, width, 0);
+		put(y++, 0, l, COLS);
+	}
+	if (s->ndetail_rows == 0 && y < end)
+		put(y, 0, "  (empty)", COLS);
+	free(width);
+}
+
 static void
 draw_detail(struct ui *u, int y0, int height)
 {
@@ -316,19 +406,7 @@ draw_detail(struct ui *u, int y0, int height)
 		    "");
 		put(y++, 0, l, COLS);
 	} else {
-		for (size_t r = 0; r < s->ndetail_rows && y < y0 + height;
-		    r++) {
-			size_t n = 0;
-
-			l[0] = '\0';
-			for (size_t c = 0; c < s->ndetail_cols; c++)
-				n += (size_t)snprintf(l + n, n < sizeof(l) ?
-				    sizeof(l) - n : 0, "  %s",
-				    s->detail_rows[r * s->ndetail_cols + c]);
-			put(y++, 0, l, COLS);
-		}
-		if (s->ndetail_rows == 0)
-			put(y++, 0, "  (empty)", COLS);
+		draw_roster(s, y, y0 + height);
 	}
 }
 
@@ -337,7 +415,8 @@ static const char *const help_lines[] = {
 	"",
 	"  Up/Down PgUp/PgDn Home/End   move the selection / scroll",
 	"  Enter      details of the selected session (and its roster)",
-	"  /          filter: type text, Enter keeps it, Esc clears it",
+	"  /          filter: type text, Enter keeps it, Esc or Ctrl-U",
+	"             clears it (Ctrl-U also clears a filter kept)",
 	"  n          sort by JID",
 	"  i          sort by idle time (most idle first)",
 	"  t          sort by traffic (stanzas in + out)",
@@ -346,6 +425,8 @@ static const char *const help_lines[] = {
 	"  p, Tab     switch between the sessions and presence views",
 	"  e          show or hide the events pane",
 	"  k          kick the selected session (asks y/n)",
+	"  d          disable the selected session's account: close all",
+	"             its sessions and refuse its logins (asks y/n)",
 	"  ?, F1      this help;  Esc goes back",
 	"  q, F10     quit",
 	"",
@@ -382,9 +463,9 @@ draw_bar(struct ui *u)
 {
 	static const char *const keys[][2] = {
 		{ "?", "Help" }, { "/", "Filter" }, { "n", "JID" },
-		{ "i", "Idle" }, { "t", "Traffic" }, { "s", "Since" },
-		{ "r", "Rev" }, { "p", "Presence" }, { "Ent", "Detail" },
-		{ "k", "Kick" }, { "q", "Quit" },
+		{ "i", "Idle" }, { "t", "Traf" }, { "s", "Since" },
+		{ "r", "Rev" }, { "p", "Pres" }, { "Ent", "Detail" },
+		{ "k", "Kick" }, { "d", "Disable" }, { "q", "Quit" },
 	};
 	int x = 0;
 
@@ -485,6 +566,8 @@ key_filter(struct ui *u, int ch)
 	} else if (ch == 27) {
 		u->editing = 0;
 		u->filter[0] = '\0';
+	} else if (ch == CTRL_U) {
+		u->filter[0] = '\0';   /* and go on typing */
 	} else if (ch == KEY_BACKSPACE || ch == 127 || ch == 8) {
 		if (len > 0)
 			u->filter[len - 1] = '\0';
@@ -504,13 +587,17 @@ key(struct ui *u, int ch)
 
 	if (u->editing)
 		return key_filter(u, ch);
-	if (u->confirm) {
-		u->confirm = 0;
-		if (ch == 'y' || ch == 'Y')
+	if (u->confirm != CONFIRM_NONE) {
+		enum ui_confirm what = u->confirm;
+
+		u->confirm = CONFIRM_NONE;
+		if ((ch == 'y' || ch == 'Y') && what == CONFIRM_KICK)
 			source_kick(s, u->target, "kicked by the administrator");
+		else if (ch == 'y' || ch == 'Y')
+			source_disable(s, u->target, "disabled in xmpptop");
 		else
-			snprintf(s->status, sizeof(s->status), "kick "
-			    "cancelled");
+			snprintf(s->status, sizeof(s->status), "%s cancelled",
+			    what == CONFIRM_KICK ? "kick" : "disable");
 		return 0;
 	}
 	switch (ch) {
@@ -532,6 +619,9 @@ key(struct ui *u, int ch)
 			    SCR_SESSIONS;
 		else if (u->filter[0] != '\0')
 			u->filter[0] = '\0';
+		break;
+	case CTRL_U:
+		u->filter[0] = '\0';
 		break;
 	case '/':
 		u->screen = SCR_SESSIONS;
@@ -596,11 +686,16 @@ key(struct ui *u, int ch)
 		}
 		break;
 	case 'k':
+	case 'd':
 		if ((u->screen == SCR_SESSIONS || u->screen == SCR_DETAIL) &&
 		    u->nrows > 0) {
+			/* kick one session; disable its account (bare) */
 			snprintf(u->target, sizeof(u->target), "%s",
 			    u->rows[u->cursor]->jid);
-			u->confirm = 1;
+			if (ch == 'd')
+				u->target[strcspn(u->target, "/")] = '\0';
+			u->confirm = ch == 'k' ? CONFIRM_KICK :
+			    CONFIRM_DISABLE;
 		}
 		break;
 	default:                /* KEY_RESIZE too: the next draw adapts */

@@ -23,6 +23,7 @@
 #define DEV_SOCKET "var/xmppd.sock"
 #define EXIT_UNREACHABLE 3
 #define EXIT_USAGE 2
+#define EXIT_DENIED 6           /* as xmppctl(8): may not connect */
 /* How long batch mode waits for the first counters event. */
 #define COUNTERS_WAIT 2.0
 #define ANSWER_WAIT 10.0
@@ -163,7 +164,9 @@ batch(struct top_source *s, long count, double delay, enum view_sort sort)
 		pump(s, ANSWER_WAIT, listed);
 		if (i == 0 && s->state == TOP_DISCONNECTED) {
 			fprintf(stderr, "xmpptop: %s\n", s->status);
-			return EXIT_UNREACHABLE;
+			return s->connect_errno == EACCES ||
+			    s->connect_errno == EPERM ? EXIT_DENIED :
+			    EXIT_UNREACHABLE;
 		}
 		pump(s, COUNTERS_WAIT, have_counters);
 		if (s->state == TOP_DISCONNECTED)

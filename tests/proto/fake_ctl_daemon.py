@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A stand-in for xmppd's control socket (shared/ctl.h), for xmpptop's
-tests: greets with "xmppd-ctl 1 VERSION", answers sessions, status,
-subscribe, kick and roster-show, and pushes events to subscribers
-(counters every second, session-down and log on a kick).
+tests: greets with "xmppd-ctl 2 VERSION", answers sessions, status,
+subscribe, kick, disable and roster-show with typed columns (protocol
+version 2), and pushes events to subscribers (counters every second,
+session-down and log on a kick or disable).
 
     fake_ctl_daemon.py SOCKET [--no-subscribe] [--no-kick]
 
@@ -17,27 +18,32 @@ import threading
 import time
 
 VERSION = '0.1.0-fake'
+PROTOCOL = '2'
 
 # sid jid ip tls cipher client show status priority since idle in out
-COLS = ['sid', 'jid', 'ip', 'tls', 'cipher', 'client', 'show', 'status',
-        'priority', 'since', 'idle', 'stanzas_in', 'stanzas_out']
+COLS = ['sid:int', 'jid', 'ip', 'tls', 'cipher', 'client', 'show', 'status',
+        'priority:int', 'since:time', 'idle:int', 'stanzas_in:int',
+        'stanzas_out:int']
 SESSIONS = [
     ['7', 'alice@example.org/laptop', '192.0.2.10', 'TLSv1.3',
      'TLS_AES_256_GCM_SHA384', 'Gajim', 'available', 'at work', '5',
-     '2024-05-01T08:00:00Z', '12', '120', '340'],
+     '1714550400.250', '12', '120', '340'],        # 2024-05-01T08:00:00Z
     ['9', 'bob@example.org/phone', '198.51.100.7', 'TLSv1.2',
      'ECDHE-RSA-AES128-GCM-SHA256', 'Conversations', 'away',
-     'back soon', '0', '2024-05-01T07:30:00Z', '600', '15', '22'],
+     'back soon', '0', '1714548600.000', '600', '15', '22'],  # 07:30
     ['12', 'carol@example.org/desk', '2001:db8::1', 'TLSv1.3',
      'TLS_AES_128_GCM_SHA256', '', 'dnd', '', '-1',
-     '2024-05-01T09:15:00Z', '3', '900', '40'],
+     '1714554900.500', '3', '900', '40'],          # 09:15
 ]
 # uptime sessions users logins/min in/s out/s bytes-in/s bytes-out/s
 # offline rss-kb store-queue commit-ms
 COUNTERS = ['3725', '3', '3', '2', '4.5', '6', '1024', '2048', '1',
             '20480', '0', '1.5']
+ROSTER_COLS = ['jid', 'name', 'subscription', 'ask', 'pending_in:bool',
+               'groups:list', 'presence']
 ROSTER = {
-    'alice@example.org': [['bob@example.org', 'Bob', 'both', 'away']],
+    'alice@example.org': [['bob@example.org', 'Bob', 'both', '', 'no',
+                           'Friends\x1fWork', 'away']],
 }
 
 
@@ -146,9 +152,9 @@ class FakeDaemon:
     def _serve(self, c):
         f = c.makefile('rb')
         try:
-            self._send(c, line('xmppd-ctl', '1', VERSION))
+            self._send(c, line('xmppd-ctl', PROTOCOL, VERSION))
             hello = f.readline().decode().split()
-            if hello[:2] != ['hello', '1']:
+            if hello[:2] != ['hello', PROTOCOL]:
                 self._send(c, line('0', 'err', 'usage', 'hello expected'))
                 return
             for raw in f:
@@ -176,13 +182,15 @@ class FakeDaemon:
                 out += line(rid, 'row', *s)
             self._send(c, out + line(rid, 'ok'))
         elif cmd == 'status':
-            rows = [('version', VERSION), ('uptime', self.counters[0]),
-                    ('hosts', 'example.org'),
-                    ('sessions', str(len(self.sessions))),
-                    ('users-online', self.counters[2]),
-                    ('storage-queue', self.counters[10]),
-                    ('storage-commits', '10'),
-                    ('last-commit-ms', self.counters[11]), ('pid', '1')]
+            rows = [('version', VERSION),
+                    ('uptime:int', self.counters[0]),
+                    ('hosts:list', 'example.org'),
+                    ('sessions:int', str(len(self.sessions))),
+                    ('users-online:int', self.counters[2]),
+                    ('storage-queue:int', self.counters[10]),
+                    ('storage-commits:int', '10'),
+                    ('last-commit-ms:num', self.counters[11]),
+                    ('pid:int', '1')]
             out = line(rid, 'cols', 'key', 'value')
             for k, v in rows:
                 out += line(rid, 'row', k, v)
@@ -197,9 +205,16 @@ class FakeDaemon:
             reason = args[2] if len(args) > 2 else ''
             self.push('session-down', victim[0][0], victim[0][1], reason)
             self.push('log', 'info', 'kicked %s: %s' % (victim[0][1], reason))
+        elif cmd == 'disable' and len(args) >= 2:
+            gone = [s for s in self.sessions
+                    if s[1].split('/')[0] == args[1]]
+            for s in gone:
+                self.sessions.remove(s)
+            self._send(c, line(rid, 'ok', str(len(gone)), args[1]))
+            for s in gone:
+                self.push('session-down', s[0], s[1], 'disabled')
         elif cmd == 'roster-show' and len(args) >= 2:
-            out = line(rid, 'cols', 'jid', 'name', 'subscription',
-                       'presence')
+            out = line(rid, 'cols', *ROSTER_COLS)
             for r in ROSTER.get(args[1], []):
                 out += line(rid, 'row', *r)
             self._send(c, out + line(rid, 'ok'))

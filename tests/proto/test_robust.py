@@ -417,7 +417,7 @@ def test_zero_window_reader(server_factory):
         # delivered when bob comes back
         deadline = time.monotonic() + 5
         while json.loads(srv.ctl('--json', 'status').stdout)['sessions'] \
-                != '3':
+                != 3:
             assert time.monotonic() < deadline, srv.ctl('status').stdout
             time.sleep(0.1)
         sender.message('bob@localhost', 'after the cut', mid='later')

@@ -496,7 +496,7 @@ def test_slow_reader_disconnected(server_factory):
             while alice.poll_element(0.01) is not None:
                 pass                     # drain presence / errors
             r = srv.ctl('--json', 'status')
-            if json.loads(r.stdout)['sessions'] == '1':
+            if json.loads(r.stdout)['sessions'] == 1:
                 gone = True
                 break
         assert gone, 'bob still connected after %d x 8 KB' % sent

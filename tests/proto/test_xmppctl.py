@@ -202,11 +202,17 @@ def test_users_host_not_configured(server):
 
 
 def test_users_json(server):
-    """users --json: an array of objects, one per row, keyed by column."""
+    """users --json: an array of objects, one per row, keyed by column,
+    typed (xmppctl(8) JSON OUTPUT)."""
     r = ok(server.ctl('users', '--json'))
     data = json.loads(r.stdout)
     assert isinstance(data, list) and all(
-        isinstance(d, dict) and set(d) == {'jid'} for d in data), data
+        isinstance(d, dict) and set(d) == {'jid', 'disabled',
+                                           'disabled_since',
+                                           'disabled_reason'}
+        for d in data), data
+    assert all(d['disabled'] is False and d['disabled_since'] is None and
+               d['disabled_reason'] == '' for d in data), data
     jids = [d['jid'] for d in data]
     assert {'alice@localhost', 'bob@localhost'} <= set(jids), jids
     text = ok(server.ctl('users')).stdout.split()
@@ -224,12 +230,16 @@ STATUS_KEYS = {'version', 'uptime', 'hosts', 'sessions', 'users-online',
 
 
 def _status_sessions_json(out):
-    """status --json: one object, the key/value rows as string values."""
+    """status --json: one object, the key/value rows with typed values."""
     data = json.loads(out)
     assert isinstance(data, dict), data
     assert STATUS_KEYS <= set(data), data
-    assert all(isinstance(v, str) for v in data.values()), data
-    return int(data['sessions'])
+    assert isinstance(data['version'], str), data
+    assert data['hosts'] == ['localhost'], data
+    assert isinstance(data['last-commit-ms'], (int, float)), data
+    assert all(type(data[k]) is int for k in STATUS_KEYS - {
+        'version', 'hosts', 'last-commit-ms'}), data
+    return data['sessions']
 
 
 def test_status_sessions_count(server_factory):
@@ -290,7 +300,7 @@ def test_abbreviations_and_option_order(server):
     assert server.ctl('st').returncode == EXIT_USAGE
     before = json.loads(ok(server.ctl('--json', 'sta')).stdout)
     after = json.loads(ok(server.ctl('status', '--json')).stdout)
-    assert before['pid'] == after['pid'] == str(server.proc.pid)
+    assert before['pid'] == after['pid'] == server.proc.pid
     ok(server.ctl('del', 'gina@localhost'))
     assert 'gina@localhost' not in ok(server.ctl('users')).stdout.split()
 

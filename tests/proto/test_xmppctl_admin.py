@@ -5,6 +5,7 @@ report is checked against what raw clients see; subscribe receives
 session-up, presence and session-down events within a second; read-only
 users are refused changes; malformed requests get errors."""
 
+import datetime
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import xmpp_raw
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND, EXIT_DENIED = 5, 6
+PROTOCOL = 2        # CTL_PROTOCOL_VERSION (shared/ctl.h)
 
 
 def ok(r):
@@ -56,7 +58,7 @@ class Ctl:
         self.buf = b''
         self.greeting = self.line()
         if hello:
-            self.s.sendall(b'hello 1\n')
+            self.s.sendall(b'hello %d\n' % PROTOCOL)
 
     def line(self, timeout=5):
         deadline = time.monotonic() + timeout
@@ -123,13 +125,15 @@ def test_sessions_shows_resource_presence_and_client(server):
             time.sleep(0.05)
         assert s['show'] == 'dnd'
         assert s['status'] == 'in a meeting'
-        assert s['priority'] == '5'
+        assert s['priority'] == 5
         assert s['client'] == 'https://example.org/rawclient'
         assert s['ip'] == '127.0.0.1'
         assert s['tls'].startswith('TLSv1.')
         assert s['cipher'] != ''
-        assert abs(float(s['since']) - time.time()) < 60
-        assert int(s['stanzas_in']) >= 1
+        since = datetime.datetime.strptime(s['since'], '%Y-%m-%dT%H:%M:%SZ')
+        assert abs(since.replace(tzinfo=datetime.timezone.utc).timestamp()
+                   - time.time()) < 60
+        assert s['stanzas_in'] >= 1
         # text output: a header, then one tab-separated row per session
         text = ok(server.ctl('sessions')).stdout.splitlines()
         assert text[0].split('\t')[:3] == ['sid', 'jid', 'ip']
@@ -137,7 +141,7 @@ def test_sessions_shows_resource_presence_and_client(server):
                    for l in text[1:])
         # users --online lists the bare JID with its session count
         online = ctl_json(server, 'users', '--online')
-        assert {'jid': 'alice@localhost', 'sessions': '1'} in online
+        assert {'jid': 'alice@localhost', 'sessions': 1} in online
     finally:
         c.close()
 
@@ -256,14 +260,16 @@ def test_user_show_and_roster_show(server):
         a.presence(show='chat')
         info = ctl_json(server, 'user', 'show', 'alice@localhost')
         assert info['jid'] == 'alice@localhost'
-        assert info['sessions'] == '1' and info['resources'] == 'rs'
-        assert info['last-seen'] == 'online'
-        assert int(info['roster-items']) >= 1
-        assert int(info['archive-messages']) >= 0
+        assert info['sessions'] == 1 and info['resources'] == ['rs']
+        assert info['presence'] == 'chat'
+        assert info['disabled'] is False
+        assert info['roster-items'] >= 1
+        assert info['archive-messages'] >= 0
         roster = ctl_json(server, 'roster', 'show', 'alice@localhost')
         bob = [i for i in roster if i['jid'] == 'bob@localhost']
         assert bob and bob[0]['name'] == 'Bob'
-        assert bob[0]['groups'] == 'Friends'
+        assert bob[0]['groups'] == ['Friends']
+        assert bob[0]['pending_in'] is False
         assert bob[0]['subscription'] == 'none'
         # bob is local and offline
         assert bob[0]['presence'] == 'unavailable'
@@ -308,7 +314,7 @@ def test_stats_and_status(server):
     assert int(st['rss-kb']) > 0
     # "sta" stays status; stats must be spelt out
     status = json.loads(ok(server.ctl('--json', 'sta')).stdout)
-    assert status['pid'] == str(server.proc.pid)
+    assert status['pid'] == server.proc.pid
     assert int(status['rss-kb']) > 0
 
 
@@ -436,3 +442,65 @@ def test_read_only_uid(server_factory):
         assert [s['jid'] for s in sessions] == ['alice@localhost/ro']
     finally:
         c.close()
+
+
+def test_text_listings(server):
+    """sessions prints since as ISO 8601; users --online is ordered as
+    users (host, then user); an empty roster show prints its header;
+    adduser names the JID as created (prepared); user show has the
+    status of an online user and, after the logout, last-logout and
+    last-status (the status of the unavailable presence)."""
+    r = ok(server.ctl('adduser', 'Zoe@localhost', '--password-stdin',
+                      input='zoe-secret'))
+    assert r.stdout == 'created zoe@localhost\n', r.stdout
+    ok(server.ctl('adduser', 'mia@localhost', '--password-stdin',
+                  input='mia-secret'))
+    r = ok(server.ctl('roster', 'show', 'zoe@localhost'))
+    assert r.stdout == ('jid\tname\tsubscription\task\tpending_in\tgroups\t'
+                        'presence\n'), r.stdout
+    clients = [server.login(jid, password=pw, resource='t')
+               for jid, pw in (('zoe@localhost', 'zoe-secret'),
+                               ('bob@localhost', None),
+                               ('mia@localhost', 'mia-secret'),
+                               ('alice@localhost', None))]
+    try:
+        online = ok(server.ctl('users', '--online')).stdout.splitlines()
+        assert online[0] == 'jid\tsessions'
+        jids = [x.split('\t')[0] for x in online[1:]]
+        everyone = ok(server.ctl('users')).stdout.splitlines()
+        assert jids == [j for j in everyone if j in jids], (jids, everyone)
+        assert len(jids) == 4
+        for line in ok(server.ctl('sessions')).stdout.splitlines()[1:]:
+            since = line.split('\t')[9]
+            assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ', since), \
+                line
+        z = clients[0]
+        z.send("<presence><show>xa</show><status>gone fishing</status>"
+               "</presence>")
+        deadline = time.monotonic() + 5
+        while True:
+            out = ok(server.ctl('user', 'show', 'zoe@localhost')).stdout
+            if re.search(r'^status\s+gone fishing$', out, re.M):
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(0.05)
+        assert re.search(r'^presence\s+xa$', out, re.M), out
+        assert re.search(r'^last-logout\s+-$', out, re.M), out
+        z.send("<presence type='unavailable'><status>back on monday"
+               "</status></presence>")
+        z.end_stream()
+        deadline = time.monotonic() + 5
+        while True:
+            info = ctl_json(server, 'user', 'show', 'zoe@localhost')
+            if info['last-logout'] is not None:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
+        assert info['last-status'] == 'back on monday', info
+        assert info['status'] == '' and info['sessions'] == 0, info
+        assert info['presence'] == 'unavailable', info
+    finally:
+        for c in clients:
+            c.close()
+    ok(server.ctl('deluser', 'zoe@localhost'))
+    ok(server.ctl('deluser', 'mia@localhost'))

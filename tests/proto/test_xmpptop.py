@@ -1,8 +1,11 @@
 """xmpptop(1): batch mode against a fake control socket (exact rows for a
 known set of sessions) and against a real xmppd with clients logged in;
-the interactive view driven in tmux (a session shown, sorting, kick with
-confirmation).  XMPPTOP_BIN names the binary (default build/xmpptop)."""
+the interactive view driven in tmux (a session shown, sorting, kick and
+disable with confirmation, the filter, the roster's columns, the status
+text's room at 160 columns); a refused connection explained.  XMPPTOP_BIN
+names the binary (default build/xmpptop)."""
 
+import json
 import os
 import shutil
 import socket
@@ -14,25 +17,30 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, XMPPCTL_BIN
-from fake_ctl_daemon import FakeDaemon
+from fake_ctl_daemon import SESSIONS, FakeDaemon
 
 XMPPTOP_BIN = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
 
 HEADER = ('xmpptop: up 1:02:05, sessions 3, users 3, logins/min 2, '
           'stanzas/s in 4.5 out 6.0, bytes/s in 1.0K out 2.0K, offline 1, '
           'rss 20.0M, store queue 0, commit 1.5ms')
+# SINCE: the bind time (since:time, unix seconds) as UTC, the date when
+# not today.
 COLUMNS = ('SID  JID                       IP            TLS      '
            'CIPHER                       CLIENT         SHOW       PRI  '
-           'SINCE                  IDLE   IN  OUT  STATUS')
+           'SINCE   IDLE   IN  OUT  STATUS')
 ROW_ALICE = ('  7  alice@example.org/laptop  192.0.2.10    TLSv1.3  '
              'TLS_AES_256_GCM_SHA384       Gajim          available    5  '
-             '2024-05-01T08:00:00Z    12s  120  340  at work')
+             'May01    12s  120  340  at work')
 ROW_BOB = ('  9  bob@example.org/phone     198.51.100.7  TLSv1.2  '
            'ECDHE-RSA-AES128-GCM-SHA256  Conversations  away         0  '
-           '2024-05-01T07:30:00Z  10:00   15   22  back soon')
+           'May01  10:00   15   22  back soon')
 ROW_CAROL = (' 12  carol@example.org/desk    2001:db8::1   TLSv1.3  '
              'TLS_AES_128_GCM_SHA256       -              dnd         -1  '
-             '2024-05-01T09:15:00Z     3s  900   40')
+             'May01     3s  900   40')
+
+
+SESSIONS_ONE = SESSIONS[:1]
 
 
 def top(*args, timeout=30, env=None):
@@ -110,7 +118,7 @@ def real_daemon_supports(server, command):
         c.connect(str(server.sock))
         f = c.makefile('rb')
         f.readline()
-        c.sendall(b'hello 1\n1 ' + command.encode() + b'\n')
+        c.sendall(b'hello 2\n1 ' + command.encode() + b'\n')
         answer = f.readline().split()
         return answer[:2] in ([b'1', b'ok'], [b'1', b'cols'])
 
@@ -169,9 +177,9 @@ def tmux_top():
         pytest.skip('tmux is not installed')
     name = 'xmpptop-test-%d' % os.getpid()
 
-    def start(sock):
-        r = tmux('new-session', '-d', '-s', name, '-x', '200', '-y', '40',
-                 '%s -s %s' % (XMPPTOP_BIN, sock))
+    def start(sock, width=200):
+        r = tmux('new-session', '-d', '-s', name, '-x', str(width), '-y',
+                 '40', '%s -s %s' % (XMPPTOP_BIN, sock))
         assert r.returncode == 0, r.stderr
         return name
     yield start
@@ -197,6 +205,20 @@ def session_order(text, jids):
     return order
 
 
+def confirm(name, f, key, verb, question):
+    """key asks question; 'n' cancels it and sends nothing; key again
+    and 'y' sends the request."""
+    tmux('send-keys', '-t', name, key)
+    assert wait_screen(name, lambda s: question in s), screen(name)
+    tmux('send-keys', '-t', name, 'n')
+    assert wait_screen(name, lambda s: verb + ' cancelled' in s), \
+        screen(name)
+    assert [verb] not in [r[:1] for r in f.requests]
+    tmux('send-keys', '-t', name, key)
+    assert wait_screen(name, lambda s: '(y/n)' in s)
+    tmux('send-keys', '-t', name, 'y')
+
+
 def test_interactive_fake_sort_and_kick(fake, tmux_top):
     f = fake()
     name = tmux_top(f.path)
@@ -209,15 +231,8 @@ def test_interactive_fake_sort_and_kick(fake, tmux_top):
     assert wait_screen(name, lambda s: session_order(s, jids) == [
         jids[2], jids[0], jids[1]]), screen(name)
     # The selection stays on the first row: carol after sorting by traffic.
-    tmux('send-keys', '-t', name, 'Home', 'k')
-    assert wait_screen(name, lambda s: 'Kick carol@example.org/desk? (y/n)'
-                       in s), screen(name)
-    tmux('send-keys', '-t', name, 'n')
-    assert wait_screen(name, lambda s: 'kick cancelled' in s), screen(name)
-    assert ['kick'] not in [r[:1] for r in f.requests]
-    tmux('send-keys', '-t', name, 'k')
-    assert wait_screen(name, lambda s: '(y/n)' in s)
-    tmux('send-keys', '-t', name, 'y')
+    tmux('send-keys', '-t', name, 'Home')
+    confirm(name, f, 'k', 'kick', 'Kick carol@example.org/desk? (y/n)')
     assert wait_screen(name, lambda s: 'kicked carol@example.org/desk' in s
                        and session_order(s, jids) == jids[:2]), screen(name)
     assert ['kick', 'carol@example.org/desk',
@@ -260,3 +275,109 @@ def test_interactive_real_daemon_kick(server, two_clients, tmux_top):
     two_clients[1].expect_stream_error('policy-violation')
     assert wait_screen(name, lambda s: session_order(s, jids) == jids[:1]),\
         screen(name)
+
+
+def test_interactive_disable_with_confirmation(fake, tmux_top):
+    """d disables the selected session's account (its bare JID), asking
+    first as k does."""
+    f = fake()
+    name = tmux_top(f.path)
+    assert wait_screen(name, lambda s: 'alice@example.org/laptop' in s), \
+        screen(name)
+    tmux('send-keys', '-t', name, 'Home')
+    confirm(name, f, 'd', 'disable', 'Disable alice@example.org: close '
+            'all its sessions and refuse its logins? (y/n)')
+    assert wait_screen(name, lambda s: 'disabled alice@example.org (1 '
+                       'session closed)' in s and
+                       'alice@example.org/laptop' not in s), screen(name)
+    assert ['disable', 'alice@example.org', 'disabled in xmpptop'] in \
+        f.requests
+    assert wait_screen(name, lambda s: '2 sessions, sorted by jid' in s)
+
+
+def test_interactive_one_session_filter_and_roster(fake, tmux_top):
+    f = fake(sessions=SESSIONS_ONE)
+    name = tmux_top(f.path)
+    # "1 session", not "1 sessions"
+    assert wait_screen(name, lambda s: '1 session, sorted by jid' in s), \
+        screen(name)
+    f2 = fake()
+    tmux('kill-session', '-t', name)
+    name = tmux_top(f2.path)
+    assert wait_screen(name, lambda s: '3 sessions, sorted by jid' in s), \
+        screen(name)
+    # Ctrl-U clears what is typed, and a filter kept
+    tmux('send-keys', '-t', name, '/', 'xyz', 'C-u', 'bob', 'Enter')
+    assert wait_screen(name, lambda s: 'Filter: bob  (1 shown)' in s and
+                       'alice@example.org' not in s), screen(name)
+    tmux('send-keys', '-t', name, 'C-u')
+    assert wait_screen(name, lambda s: '3 sessions, sorted by jid' in s and
+                       'alice@example.org/laptop' in s), screen(name)
+    # the roster in the detail view, under labelled columns
+    tmux('send-keys', '-t', name, 'Home', 'Enter')
+    want = ['  JID              NAME  SUBSCRIPTION  ASK  PENDING_IN  '
+            'GROUPS        PRESENCE',
+            '  bob@example.org  Bob   both               no          '
+            'Friends,Work  away']
+    assert wait_screen(name, lambda s: all(w in s.splitlines()
+                                           for w in want)), screen(name)
+
+
+def test_interactive_status_room_at_160_columns(fake, tmux_top):
+    """At 160 columns STATUS keeps its room; CIPHER and CLIENT give way
+    (they are in the detail view); at 200 all columns are shown."""
+    long_status = 'in the lab until five, then home'
+    sessions = [list(s) for s in SESSIONS]
+    sessions[1][7] = long_status
+    f = fake(sessions=sessions)
+    name = tmux_top(f.path, width=160)
+    assert wait_screen(name, lambda s: long_status in s), screen(name)
+    head = [x for x in screen(name).splitlines() if 'STATUS' in x][0]
+    assert 'CIPHER' not in head and 'CLIENT' not in head, head
+    assert head.split()[:4] == ['SID', 'JIDv', 'IP', 'TLS'], head
+    tmux('kill-session', '-t', name)
+    name = tmux_top(f.path, width=200)
+    assert wait_screen(name, lambda s: 'bob@example.org/phone' in s)
+    head = [x for x in screen(name).splitlines() if 'STATUS' in x][0]
+    assert 'CIPHER' in head and 'CLIENT' in head, head
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
+                    reason='needs root and setpriv to act as another uid')
+def test_batch_permission_denied(fake):
+    """Someone who may not connect to the socket is told so, as by
+    xmppctl(8), and batch mode exits 6."""
+    f = fake()
+    r = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534',
+                        '--clear-groups', XMPPTOP_BIN, '-b', '-s', f.path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 6, (r.returncode, r.stderr)
+    assert r.stderr == ('xmpptop: disconnected: cannot connect to %s: '
+                        'Permission denied (are you in the daemon\'s '
+                        'control group?)\n' % f.path), r.stderr
+
+
+def test_interactive_real_daemon_disable(server, tmux_top):
+    if not real_daemon_supports(server, 'subscribe'):
+        pytest.skip('xmppd has no "subscribe" request yet')
+    server.adduser('victor@localhost', 'victor-secret')
+    c = server.login('victor@localhost', resource='top-v')
+    try:
+        name = tmux_top(server.sock)
+        assert wait_screen(name, lambda s: 'victor@localhost/top-v' in s), \
+            screen(name)
+        tmux('send-keys', '-t', name, '/', 'victor', 'Enter', 'd')
+        assert wait_screen(name, lambda s: 'Disable victor@localhost: '
+                           in s), screen(name)
+        tmux('send-keys', '-t', name, 'y')
+        c.expect_stream_error('not-authorized')
+        assert wait_screen(name, lambda s: 'disabled victor@localhost (1 '
+                           'session closed)' in s), screen(name)
+    finally:
+        c.close()
+    r = server.ctl('--json', 'users')
+    victor = [u for u in json.loads(r.stdout)
+              if u['jid'] == 'victor@localhost']
+    assert victor[0]['disabled'] is True
+    assert victor[0]['disabled_reason'] == 'disabled in xmpptop'
+    assert server.ctl('deluser', 'victor@localhost').returncode == 0

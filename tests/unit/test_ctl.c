@@ -500,6 +500,41 @@ collect(void *arg, const struct ctl_msg *m)
 	return 0;
 }
 
+/* Typed names (protocol version 2) and the hints for a failed connect. */
+static void
+test_types(void)
+{
+	struct {
+		const char *name, *bare;
+		enum ctl_type type;
+	} cases[] = {
+		{ "jid", "jid", CTL_T_TEXT },
+		{ "sid:int", "sid", CTL_T_INT },
+		{ "last-commit-ms:num", "last-commit-ms", CTL_T_NUM },
+		{ "pending_in:bool", "pending_in", CTL_T_BOOL },
+		{ "since:time", "since", CTL_T_TIME },
+		{ "groups:list", "groups", CTL_T_LIST },
+		{ "future:colour", "future", CTL_T_TEXT },  /* unknown: text */
+		{ "odd:", "odd", CTL_T_TEXT },
+		{ "", "", CTL_T_TEXT },
+	};
+
+	for (size_t i = 0; i < nitems(cases); i++) {
+		char *n = xstrdup(cases[i].name);
+
+		CHECK(ctl_name_type(n) == cases[i].type);
+		CHECK_STR(n, cases[i].bare);
+		free(n);
+	}
+	CHECK(strstr(ctl_connect_hint(EACCES), "control group") != NULL);
+	CHECK(strstr(ctl_connect_hint(EPERM), "control group") != NULL);
+	CHECK(strstr(ctl_connect_hint(ENOENT), "is xmppd running") != NULL);
+	CHECK(strstr(ctl_connect_hint(ECONNREFUSED), "is xmppd running") !=
+	    NULL);
+	CHECK_STR(ctl_connect_hint(EIO), "");
+	CHECK(CTL_PROTOCOL_VERSION == 2);
+}
+
 static void
 test_client(void)
 {
@@ -511,7 +546,7 @@ test_client(void)
 
 	{
 		const char *script[] = {
-			"<hello 1",
+			"<hello 2",
 			"<1 users",
 			">1 cols jid\n1 row a@x\n",
 			">1 foo bar\n",                 /* unknown kind */
@@ -528,7 +563,7 @@ test_client(void)
 		const char *add[] = { "adduser", "alice@x", "pass word" };
 		const char *status[] = { "status" };
 
-		pid = peer_start(peer_listen(), "xmppd-ctl 1 9.9\n", script);
+		pid = peer_start(peer_listen(), "xmppd-ctl 2 9.9\n", script);
 		CHECK(ctl_client_connect(&c, sockpath) == 0);
 		CHECK_STR(c.daemon_version, "9.9");
 		memset(&rows, 0, sizeof(rows));
@@ -557,9 +592,9 @@ test_client(void)
 	{
 		const char *script[] = { "<", NULL };
 
-		pid = peer_start(peer_listen(), "xmppd-ctl 2 9.9\n", script);
+		pid = peer_start(peer_listen(), "xmppd-ctl 1 9.9\n", script);
 		CHECK(ctl_client_connect(&c, sockpath) == CTL_EPROTO);
-		CHECK(strstr(c.err, "protocol 2") != NULL);
+		CHECK(strstr(c.err, "protocol 1") != NULL);
 		ctl_client_close(&c);
 		CHECK(peer_wait(pid) == 0);
 	}
@@ -578,11 +613,11 @@ test_client(void)
 
 	/* Connection lost mid-answer; malformed answer. */
 	{
-		const char *script[] = { "<hello 1", "<1 users",
+		const char *script[] = { "<hello 2", "<1 users",
 			">1 cols jid\n1 row x", NULL };
 		const char *users[] = { "users" };
 
-		pid = peer_start(peer_listen(), "xmppd-ctl 1 9.9\n", script);
+		pid = peer_start(peer_listen(), "xmppd-ctl 2 9.9\n", script);
 		CHECK(ctl_client_connect(&c, sockpath) == 0);
 		r = ctl_client_request(&c, users, 1, NULL, NULL, &res);
 		CHECK(r == CTL_EIO);
@@ -591,11 +626,11 @@ test_client(void)
 		CHECK(peer_wait(pid) == 0);
 	}
 	{
-		const char *script[] = { "<hello 1", "<1 users",
+		const char *script[] = { "<hello 2", "<1 users",
 			">1 row %zz\n", NULL };
 		const char *users[] = { "users" };
 
-		pid = peer_start(peer_listen(), "xmppd-ctl 1 9.9\n", script);
+		pid = peer_start(peer_listen(), "xmppd-ctl 2 9.9\n", script);
 		CHECK(ctl_client_connect(&c, sockpath) == 0);
 		r = ctl_client_request(&c, users, 1, NULL, NULL, &res);
 		CHECK(r == CTL_EPROTO);
@@ -623,6 +658,7 @@ main(void)
 	test_ids();
 	test_line_build();
 	test_reader();
+	test_types();
 
 	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");

@@ -66,6 +66,7 @@ struct result {
 	struct store_user u;
 	char user[64];
 	char host[64];
+	char reason[64];
 	size_t list_rows_at; /* rows of *watched seen when this ran */
 };
 static struct result results[MAX_TAGS];
@@ -117,6 +118,11 @@ user_cb(uint64_t owner, uint64_t tag, enum store_status st,
 		snprintf(r->host, sizeof(r->host), "%s", u->host);
 		r->u.user = r->user;
 		r->u.host = r->host;
+		if (u->disabled_reason != NULL) {
+			snprintf(r->reason, sizeof(r->reason), "%s",
+			    u->disabled_reason);
+			r->u.disabled_reason = r->reason;
+		}
 	}
 }
 
@@ -142,7 +148,12 @@ list_cb(uint64_t owner, uint64_t tag, enum store_status st,
 		l->cap = l->cap ? l->cap * 2 : 64;
 		l->rows = xreallocarray(l->rows, l->cap, sizeof(*l->rows));
 	}
-	l->rows[l->n++] = xasprintf("%s %s", u->host, u->user);
+	if (u->disabled != 0)
+		l->rows[l->n++] = xasprintf("%s %s disabled %lld %s", u->host,
+		    u->user, (long long)u->disabled,
+		    u->disabled_reason ? u->disabled_reason : "(null)");
+	else
+		l->rows[l->n++] = xasprintf("%s %s", u->host, u->user);
 }
 
 static void
@@ -317,6 +328,17 @@ do_delete(const char *user, const char *host)
 	return tag;
 }
 
+static uint64_t
+do_set_disabled(
+    const char *user, const char *host, int64_t when, const char *reason)
+{
+	uint64_t tag = issued++;
+
+	CALL(store_user_set_disabled(
+	    user, host, when, reason, status_cb, OWNER, tag));
+	return tag;
+}
+
 static int
 do_list(const char *host)
 {
@@ -451,6 +473,116 @@ test_delete(void)
 	t_g3 = do_get("dave", "a.example");
 	CHECK(wait_all());
 	CHECK(results[t_g3].st == STORE_NOT_FOUND);
+}
+
+/*
+ * Disabling an account (xmppctl disable): the time and reason come back
+ * from get and list, a new password keeps them, enabling clears both,
+ * and an unknown account is STORE_NOT_FOUND.  mallory@d.example is left
+ * disabled for test_reopen and test_migrate.
+ */
+static void
+test_disabled(void)
+{
+	struct store_user m, m2;
+	uint64_t t_c, t_g0, t_d, t_g1, t_k, t_g2, t_r, t_g3, t_e, t_g4;
+	uint64_t t_dn, t_en, t_last;
+	struct listing *l;
+	int li;
+
+	make_user(&m, "mallory", "d.example", 42);
+	t_c = do_create(&m);
+	t_g0 = do_get("mallory", "d.example");
+	t_d = do_set_disabled("mallory", "d.example", 1800000000, "spam");
+	t_g1 = do_get("mallory", "d.example");
+	make_user(&m2, "mallory", "d.example", 43);
+	t_k = do_set_keys(&m2);
+	t_g2 = do_get("mallory", "d.example");
+	t_r = do_set_disabled("mallory", "d.example", 1800000100, NULL);
+	t_g3 = do_get("mallory", "d.example");
+	t_e = do_set_disabled("mallory", "d.example", 0, "ignored");
+	t_g4 = do_get("mallory", "d.example");
+	t_dn = do_set_disabled("nobody", "d.example", 1800000000, "x");
+	t_en = do_set_disabled("nobody", "d.example", 0, NULL);
+	CHECK(wait_all());
+	CHECK(results[t_c].st == STORE_OK);
+	CHECK(results[t_g0].st == STORE_OK);
+	CHECK(results[t_g0].u.disabled == 0);
+	CHECK(results[t_g0].u.disabled_reason == NULL);
+	CHECK(results[t_d].st == STORE_OK);
+	CHECK(results[t_g1].st == STORE_OK);
+	CHECK(results[t_g1].u.disabled == 1800000000);
+	CHECK(results[t_g1].u.disabled_reason != NULL);
+	CHECK_STR(results[t_g1].u.disabled_reason, "spam");
+	CHECK(keys_equal(&results[t_g1].u.sha256, &m.sha256, SCRAM_SHA256));
+	/* passwd on a disabled account: new keys, still disabled */
+	CHECK(results[t_k].st == STORE_OK);
+	CHECK(results[t_g2].u.disabled == 1800000000);
+	CHECK(keys_equal(&results[t_g2].u.sha256, &m2.sha256, SCRAM_SHA256));
+	/* disabled again without a reason: "" */
+	CHECK(results[t_r].st == STORE_OK);
+	CHECK(results[t_g3].u.disabled == 1800000100);
+	CHECK(results[t_g3].u.disabled_reason != NULL);
+	CHECK_STR(results[t_g3].u.disabled_reason, "");
+	CHECK(results[t_e].st == STORE_OK);
+	CHECK(results[t_g4].st == STORE_OK);
+	CHECK(results[t_g4].u.disabled == 0);
+	CHECK(results[t_g4].u.disabled_reason == NULL);
+	CHECK(results[t_g4].u.created == m.created);
+	CHECK(results[t_dn].st == STORE_NOT_FOUND);
+	CHECK(results[t_en].st == STORE_NOT_FOUND);
+
+	do_create_simple("moe", "d.example", 44);
+	t_last = do_set_disabled(
+	    "mallory", "d.example", 1800000200, "spam in the lobby");
+	li = do_list("d.example");
+	CHECK(wait_all());
+	CHECK(results[t_last].st == STORE_OK);
+	expect_add(
+	    "mallory disabled 1800000200 spam in the lobby", "d.example");
+	expect_add("moe", "d.example");
+	l = &listings[li];
+	CHECK(l->finals == 1 && l->final_st == STORE_OK);
+	CHECK(listing_matches(l, "d.example"));
+	listing_free(l);
+	lists_issued = lists_done = 0;
+}
+
+/*
+ * A database of schema version 3 (before accounts could be disabled)
+ * is migrated at open: its accounts are kept, all enabled.
+ */
+static void
+test_migrate(void)
+{
+	sqlite3 *ext;
+	sqlite3_stmt *st;
+	uint64_t t_g, t_a;
+	char err[512];
+	int version = -1;
+
+	CHECK((ext = ext_open()) != NULL);
+	CHECK(ext_exec(ext, "ALTER TABLE users DROP COLUMN disabled_reason;"
+	                    "ALTER TABLE users DROP COLUMN disabled;"
+	                    "PRAGMA user_version = 3;") == 0);
+	sqlite3_close(ext);
+	err[0] = '\0';
+	CHECK(store_open(loop, dbpath, 0, err, sizeof(err)) == 0);
+	t_g = do_get("mallory", "d.example");
+	t_a = do_get("alice", "a.example");
+	CHECK(wait_all());
+	CHECK(results[t_g].st == STORE_OK && results[t_g].u.disabled == 0);
+	CHECK(results[t_g].u.disabled_reason == NULL);
+	CHECK(results[t_a].st == STORE_OK);
+	store_close();
+	CHECK((ext = ext_open()) != NULL);
+	CHECK(sqlite3_prepare_v2(ext, "PRAGMA user_version", -1, &st, NULL) ==
+	      SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(ext);
+	CHECK(version == 4);
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */
@@ -989,7 +1121,9 @@ main(void)
 	test_locked_reads();
 	test_helper_thread_policy();
 	test_mam_ids();
+	test_disabled();
 	test_reopen();
+	test_migrate();
 	CHECK(bad_context == 0);
 	CHECK(bad_order == 0);
 	CHECK(bad_owner == 0);

@@ -30,24 +30,26 @@ handle_status(struct control_conn *c, char **args, size_t nargs)
 	int r = 0;
 
 	store_get_stats(&st);
-	for (size_t i = 0; i < xmppd_conf->nhosts; i++)
-		buf_printf(&hosts, "%s%s", i ? " " : "",
-		    xmppd_conf->hosts[i].name);
+	for (size_t i = 0; i < xmppd_conf->nhosts; i++) {
+		if (i > 0)
+			buf_addc(&hosts, CTL_LIST_SEP);
+		buf_printf(&hosts, "%s", xmppd_conf->hosts[i].name);
+	}
 	reply_cols(c, cols, nitems(cols));
 	r |= reply_row_kv(c, "version", "%s", XMPPD_VERSION);
-	r |= reply_row_kv(c, "uptime", "%lld",
+	r |= reply_row_kv(c, "uptime:int", "%lld",
 	    (long long)(ev_now(xmppd_loop) - xmppd_started));
-	r |= reply_row_kv(c, "hosts", "%s", hosts.data ? hosts.data : "");
-	r |= reply_row_kv(c, "sessions", "%zu", sm_session_count());
-	r |= reply_row_kv(c, "users-online", "%zu", sm_user_count());
-	r |= reply_row_kv(c, "storage-queue", "%zu", st.queue_depth);
-	r |= reply_row_kv(c, "storage-commits", "%llu",
+	r |= reply_row_kv(c, "hosts:list", "%s", hosts.data ? hosts.data : "");
+	r |= reply_row_kv(c, "sessions:int", "%zu", sm_session_count());
+	r |= reply_row_kv(c, "users-online:int", "%zu", sm_user_count());
+	r |= reply_row_kv(c, "storage-queue:int", "%zu", st.queue_depth);
+	r |= reply_row_kv(c, "storage-commits:int", "%llu",
 	    (unsigned long long)st.commits);
-	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.last_commit_ms);
-	r |= reply_row_kv(c, "rss-kb", "%ld", stats_rss_kb());
-	r |= reply_row_kv(c, "offline-queue", "%lld",
+	r |= reply_row_kv(c, "last-commit-ms:num", "%.3f", st.last_commit_ms);
+	r |= reply_row_kv(c, "rss-kb:int", "%ld", stats_rss_kb());
+	r |= reply_row_kv(c, "offline-queue:int", "%lld",
 	    stats_get_offline_queue());
-	r |= reply_row_kv(c, "pid", "%ld", (long)getpid());
+	r |= reply_row_kv(c, "pid:int", "%ld", (long)getpid());
 	buf_free(&hosts);
 	if (c->dead)
 		return;
@@ -82,33 +84,36 @@ handle_stats(struct control_conn *c, char **args, size_t nargs)
 
 	stats_get(&st);
 	reply_cols(c, cols, nitems(cols));
-	r |= reply_row_kv(c, "uptime", "%.0f", st.uptime);
-	r |= reply_row_kv(c, "sessions", "%zu", st.sessions);
-	r |= reply_row_kv(c, "users-online", "%zu", st.users);
-	r |= reply_row_kv(c, "logins", "%llu", (unsigned long long)st.logins);
-	r |= reply_row_kv(c, "logins-per-min", "%u", st.logins_per_min);
-	r |= reply_row_kv(c, "auth-failures", "%llu",
+	r |= reply_row_kv(c, "uptime:int", "%.0f", st.uptime);
+	r |= reply_row_kv(c, "sessions:int", "%zu", st.sessions);
+	r |= reply_row_kv(c, "users-online:int", "%zu", st.users);
+	r |= reply_row_kv(c, "logins:int", "%llu",
+	    (unsigned long long)st.logins);
+	r |= reply_row_kv(c, "logins-per-min:int", "%u", st.logins_per_min);
+	r |= reply_row_kv(c, "auth-failures:int", "%llu",
 	    (unsigned long long)st.auth_failures);
-	r |= reply_row_kv(c, "kicks", "%llu", (unsigned long long)st.kicks);
-	r |= reply_row_kv(c, "stanzas-in", "%llu",
+	r |= reply_row_kv(c, "kicks:int", "%llu",
+	    (unsigned long long)st.kicks);
+	r |= reply_row_kv(c, "stanzas-in:int", "%llu",
 	    (unsigned long long)st.stanzas_in);
-	r |= reply_row_kv(c, "stanzas-out", "%llu",
+	r |= reply_row_kv(c, "stanzas-out:int", "%llu",
 	    (unsigned long long)st.stanzas_out);
-	r |= reply_row_kv(c, "stanzas-in-per-s", "%.1f", st.stanzas_in_per_s);
-	r |= reply_row_kv(c, "stanzas-out-per-s", "%.1f",
+	r |= reply_row_kv(c, "stanzas-in-per-s:num", "%.1f",
+	    st.stanzas_in_per_s);
+	r |= reply_row_kv(c, "stanzas-out-per-s:num", "%.1f",
 	    st.stanzas_out_per_s);
-	r |= reply_row_kv(c, "bytes-in", "%llu",
+	r |= reply_row_kv(c, "bytes-in:int", "%llu",
 	    (unsigned long long)st.bytes_in);
-	r |= reply_row_kv(c, "bytes-out", "%llu",
+	r |= reply_row_kv(c, "bytes-out:int", "%llu",
 	    (unsigned long long)st.bytes_out);
-	r |= reply_row_kv(c, "bytes-in-per-s", "%.0f", st.bytes_in_per_s);
-	r |= reply_row_kv(c, "bytes-out-per-s", "%.0f", st.bytes_out_per_s);
-	r |= reply_row_kv(c, "offline-queue", "%lld", st.offline_queue);
-	r |= reply_row_kv(c, "rss-kb", "%ld", st.rss_kb);
-	r |= reply_row_kv(c, "storage-queue", "%zu", st.store_queue);
-	r |= reply_row_kv(c, "storage-commits", "%llu",
+	r |= reply_row_kv(c, "bytes-in-per-s:num", "%.0f", st.bytes_in_per_s);
+	r |= reply_row_kv(c, "bytes-out-per-s:num", "%.0f", st.bytes_out_per_s);
+	r |= reply_row_kv(c, "offline-queue:int", "%lld", st.offline_queue);
+	r |= reply_row_kv(c, "rss-kb:int", "%ld", st.rss_kb);
+	r |= reply_row_kv(c, "storage-queue:int", "%zu", st.store_queue);
+	r |= reply_row_kv(c, "storage-commits:int", "%llu",
 	    (unsigned long long)st.store_commits);
-	r |= reply_row_kv(c, "last-commit-ms", "%.3f", st.commit_ms);
+	r |= reply_row_kv(c, "last-commit-ms:num", "%.3f", st.commit_ms);
 	if (c->dead)
 		return;
 	if (r != 0)

@@ -57,9 +57,9 @@ session_row(const struct sm_session_info *i, void *arg)
 void
 handle_sessions(struct control_conn *c, char **args, size_t nargs)
 {
-	static const char *const cols[] = { "sid", "jid", "ip", "tls",
-		"cipher", "client", "show", "status", "priority", "since",
-		"idle", "stanzas_in", "stanzas_out" };
+	static const char *const cols[] = { "sid:int", "jid", "ip", "tls",
+		"cipher", "client", "show", "status", "priority:int",
+		"since:time", "idle:int", "stanzas_in:int", "stanzas_out:int" };
 	struct rows_ctx x = { c, ev_time(), 0 };
 
 	reply_cols(c, cols, nitems(cols));
@@ -72,10 +72,12 @@ handle_sessions(struct control_conn *c, char **args, size_t nargs)
 		reply_ok(c);
 }
 
-/* online: one row per user with a bound session. */
+/* online: one row per user with a bound session, ordered as users
+ * lists accounts (by host, then user). */
 struct online_ctx {
 	struct strmap *seen;
-	struct control_conn *c;
+	const char **jids;
+	size_t n;
 };
 
 static void
@@ -92,28 +94,50 @@ online_row(const struct sm_session_info *i, void *arg)
 }
 
 static void
-online_out(const char *key, void *value, void *arg)
+online_collect(const char *key, void *value, void *arg)
 {
 	struct online_ctx *x = arg;
-	struct ctl_line l;
 
-	if (x->c->dead)
-		return;
-	reply_line(x->c, &l, "row");
-	ctl_line_add(&l, key);
-	ctl_line_addf(&l, "%lu", (unsigned long)(uintptr_t)value);
-	ctl_line_end(&l);
+	x->jids[x->n++] = key;
+}
+
+/* Bare JIDs by host, then user: the order of "users" (SQLite's binary
+ * collation is strcmp's). */
+static int
+online_cmp(const void *a, const void *b)
+{
+	const char *ja = *(const char *const *)a, *jb = *(const char *const *)b;
+	const char *ha = strchr(ja, '@'), *hb = strchr(jb, '@');
+	int r = strcmp(ha + 1, hb + 1);
+	size_t la = (size_t)(ha - ja), lb = (size_t)(hb - jb);
+
+	if (r != 0)
+		return r;
+	r = memcmp(ja, jb, la < lb ? la : lb);
+	return r != 0 ? r : (la > lb) - (la < lb);
 }
 
 void
 handle_online(struct control_conn *c, char **args, size_t nargs)
 {
-	static const char *const cols[] = { "jid", "sessions" };
-	struct online_ctx x = { strmap_new(), c };
+	static const char *const cols[] = { "jid", "sessions:int" };
+	struct online_ctx x = { strmap_new(), NULL, 0 };
 
 	reply_cols(c, cols, nitems(cols));
 	sm_foreach(online_row, &x);
-	strmap_foreach(x.seen, online_out, &x);
+	x.jids = xcalloc(strmap_count(x.seen) + 1, sizeof(*x.jids));
+	strmap_foreach(x.seen, online_collect, &x);
+	qsort(x.jids, x.n, sizeof(*x.jids), online_cmp);
+	for (size_t i = 0; i < x.n && !c->dead; i++) {
+		struct ctl_line l;
+
+		reply_line(c, &l, "row");
+		ctl_line_add(&l, x.jids[i]);
+		ctl_line_addf(&l, "%lu", (unsigned long)(uintptr_t)strmap_get(
+		    x.seen, x.jids[i]));
+		ctl_line_end(&l);
+	}
+	free(x.jids);
 	strmap_free(x.seen);
 	if (c->dead || control_conn_output(c) == -1)
 		return;
@@ -130,6 +154,7 @@ handle_kick(struct control_conn *c, char **args, size_t nargs)
 {
 	const char *reason = nargs > 1 && args[1][0] != '\0' ? args[1] : NULL;
 	const char *cond = nargs > 2 ? args[2] : "policy-violation";
+	const char *bad = reason != NULL ? check_reason(reason) : NULL;
 	struct ctl_line l;
 	struct jid j;
 	int n;
@@ -140,18 +165,10 @@ handle_kick(struct control_conn *c, char **args, size_t nargs)
 		    "reset");
 		return;
 	}
-	if (reason != NULL && (!utf8_valid((const unsigned char *)reason,
-	    strlen(reason)) || strlen(reason) > 1024)) {
-		reply_err(c, CTL_E_USAGE, "REASON must be UTF-8 text of at "
-		    "most 1024 bytes");
+	if (bad != NULL) {
+		reply_err(c, CTL_E_USAGE, "%s", bad);
 		return;
 	}
-	for (const char *p = reason; p && *p; p++)
-		if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n') {
-			reply_err(c, CTL_E_USAGE, "REASON holds a control "
-			    "character");
-			return;
-		}
 	if (jid_parse(&j, args[0]) == -1 || j.node == NULL) {
 		if (j.domain != NULL || j.node != NULL)
 			jid_free(&j);

@@ -1,7 +1,9 @@
 /*
  * The control commands on accounts and rosters: adduser, passwd, deluser,
- * users, user-show, roster-show, roster-add and roster-del.
+ * disable, enable, users, user-show, roster-show, roster-add and
+ * roster-del.
  */
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,7 +13,9 @@
 
 #include "conf.h"
 #include "control/control_int.h"
+#include "control/stats.h"
 #include "core/account.h"
+#include "core/hooks.h"
 #include "core/roster.h"
 #include "core/session.h"
 #include "core/sm.h"
@@ -21,6 +25,7 @@
 #include "log.h"
 #include "store/store.h"
 #include "store/store_engine.h"
+#include "strmap.h"
 #include "utf8.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -28,7 +33,19 @@
 /* Indexed by enum control_op_kind (control_int.h), for the log. */
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
 	"users", "history", "user-show", "roster-show", "roster-add",
-	"roster-del" };
+	"roster-del", "disable", "enable" };
+
+/* The stream error text of the sessions of a disabled account (with
+ * <not-authorized/>, as for a deleted one); its reason is for admins. */
+#define DISABLED_TEXT "Account disabled"
+
+/*
+ * Accounts disabled while the daemon runs ("user@host"; values unused).
+ * A login that read its credentials before the disable committed may
+ * bind after the account's sessions were closed: that bind is ended here
+ * (refuse_disabled_bind).  Enabling or deleting the account forgets it.
+ */
+static struct strmap *disabled_now;
 
 static int
 check_host(struct control_conn *c, const char *host)
@@ -73,18 +90,77 @@ key_wanted(uint64_t owner, uint64_t tag)
 	return 1;
 }
 
+/*
+ * disable or enable has committed: close the account's sessions and keep
+ * its later binds out, or let it in again.  Logs the change; returns the
+ * number of sessions closed.
+ */
+static int
+apply_disabled(const struct control_op *op)
+{
+	char *bare = xasprintf("%s@%s", op->user, op->host), *why, *result;
+	const char *r = op->reason != NULL && op->reason[0] != '\0' ?
+	    op->reason : NULL;
+	int n = 0;
+
+	if (op->kind == OP_ENABLE) {
+		strmap_del(disabled_now, bare);
+		control_log_change(op->uid, op->conn_id, "enable", op->user,
+		    op->host, "ok");
+		event_log("info", "enabled %s", bare);
+		free(bare);
+		return 0;
+	}
+	strmap_put(disabled_now, bare, disabled_now);   /* any non-NULL */
+	why = r != NULL ? xasprintf("disabled: %s", r) : xstrdup("disabled");
+	for (struct session *s = sm_find_bare(op->user, op->host); s != NULL;
+	    s = s->next)
+		sm_set_end_reason(s, why);
+	n = sm_kick(op->user, op->host, NULL, "not-authorized", DISABLED_TEXT);
+	for (int i = 0; i < n; i++)
+		stats_count_kick();
+	result = xasprintf("ok, %d session%s closed%s%s", n, n == 1 ? "" : "s",
+	    r != NULL ? ": " : "", r != NULL ? r : "");
+	control_log_change(op->uid, op->conn_id, "disable", op->user, op->host,
+	    result);
+	event_log("info", "disabled %s (%d session%s closed)%s%s", bare, n,
+	    n == 1 ? "" : "s", r != NULL ? ": " : "", r != NULL ? r : "");
+	free(result);
+	free(why);
+	free(bare);
+	return n;
+}
+
+/* "ok [N] JID": the account as prepared, after disable the sessions
+ * closed. */
+static void
+reply_account_ok(struct control_conn *c, const struct control_op *op,
+    int closed)
+{
+	struct ctl_line l;
+
+	reply_line(c, &l, "ok");
+	if (op->kind == OP_DISABLE)
+		ctl_line_addf(&l, "%d", closed);
+	ctl_line_addf(&l, "%s@%s", op->user, op->host);
+	reply_end(c, &l);
+}
+
 static void
 op_status_cb(uint64_t owner, uint64_t tag, enum store_status st)
 {
 	struct control_op *op = op_find(tag);
 	struct control_conn *c;
-	const char *what;
+	int closed = 0;
 
 	if (op == NULL)
 		return;         /* control shut down meanwhile */
-	what = op_names[op->kind];
-	control_log_change(op->uid, op->conn_id, what, op->user, op->host,
-	    store_status_str(st));
+	if (st == STORE_OK &&
+	    (op->kind == OP_DISABLE || op->kind == OP_ENABLE))
+		closed = apply_disabled(op);
+	else
+		control_log_change(op->uid, op->conn_id, op_names[op->kind],
+		    op->user, op->host, store_status_str(st));
 	c = control_conn_find(owner);
 	if (c == NULL || !c->busy || c->req != op->req) {
 		op_free(op);
@@ -92,7 +168,7 @@ op_status_cb(uint64_t owner, uint64_t tag, enum store_status st)
 	}
 	switch (st) {
 	case STORE_OK:
-		reply_ok(c);
+		reply_account_ok(c, op, closed);
 		break;
 	case STORE_EXISTS:
 		reply_err(c, CTL_E_EXISTS, "user already exists");
@@ -163,6 +239,75 @@ handle_deluser(struct control_conn *c, char **args, size_t nargs)
 	roster_delete_account(op->user, op->host, op_status_cb, c->id, op->id);
 }
 
+/* disable JID [REASON] and enable JID: a flag on the account, stored
+ * first; then its sessions are closed (apply_disabled). */
+static void
+start_disable(struct control_conn *c, enum control_op_kind kind,
+    const char *jid, const char *reason)
+{
+	struct control_op *op;
+	const char *bad = reason != NULL ? check_reason(reason) : NULL;
+	struct jid j;
+
+	if (bad != NULL) {
+		reply_err(c, CTL_E_USAGE, "%s", bad);
+		return;
+	}
+	/* No check_host, as for deluser. */
+	if (parse_user_jid(c, jid, &j) == -1)
+		return;
+	op = op_new(c, kind, j.node, j.domain);
+	jid_free(&j);
+	op->reason = reason != NULL ? xstrdup(reason) : NULL;
+	c->busy = 1;
+	store_user_set_disabled(op->user, op->host, kind == OP_DISABLE ?
+	    (int64_t)time(NULL) : 0, op->reason, op_status_cb, c->id, op->id);
+}
+
+void
+handle_disable(struct control_conn *c, char **args, size_t nargs)
+{
+	start_disable(c, OP_DISABLE, args[0], nargs > 1 ? args[1] : NULL);
+}
+
+void
+handle_enable(struct control_conn *c, char **args, size_t nargs)
+{
+	start_disable(c, OP_ENABLE, args[0], NULL);
+}
+
+/* A session bound for an account disabled meanwhile (disabled_now). */
+static void
+refuse_disabled_bind(struct session *s)
+{
+	if (strmap_count(disabled_now) == 0 ||
+	    strmap_get(disabled_now, s->bare) == NULL)
+		return;
+	log_info(SESSION_LOG_FMT ": the account was disabled during the "
+	    "login; session closed", SESSION_LOG_ARGS(s));
+	sm_set_end_reason(s, "disabled");
+	session_end(s, "not-authorized", DISABLED_TEXT);
+	stats_count_kick();
+}
+
+static void
+forget_disabled(const char *user, const char *host)
+{
+	char *bare = xasprintf("%s@%s", user, host);
+
+	strmap_del(disabled_now, bare);
+	free(bare);
+}
+
+void
+users_init(void)
+{
+	if (disabled_now == NULL)
+		disabled_now = strmap_new();
+	hook_add_session(HOOK_SESSION_BOUND, refuse_disabled_bind);
+	hook_add_user_deleted(forget_disabled);
+}
+
 /* users: rows are written as the store streams them. */
 static void
 users_cb(uint64_t owner, uint64_t tag, enum store_status st,
@@ -183,6 +328,13 @@ users_cb(uint64_t owner, uint64_t tag, enum store_status st,
 		op->rows++;
 		reply_line(c, &l, "row");
 		ctl_line_addf(&l, "%s@%s", u->user, u->host);
+		ctl_line_add(&l, u->disabled != 0 ? "yes" : "no");
+		if (u->disabled != 0)
+			ctl_line_addf(&l, "%lld", (long long)u->disabled);
+		else
+			ctl_line_add(&l, "");
+		ctl_line_add(&l, u->disabled_reason != NULL ?
+		    u->disabled_reason : "");
 		reply_end(c, &l);
 		return;
 	}
@@ -203,7 +355,8 @@ users_cb(uint64_t owner, uint64_t tag, enum store_status st,
 void
 handle_users(struct control_conn *c, char **args, size_t nargs)
 {
-	static const char *const cols[] = { "jid" };
+	static const char *const cols[] = { "jid", "disabled:bool",
+		"disabled_since:time", "disabled_reason" };
 	struct control_op *op;
 	char *host = NULL;
 
@@ -235,6 +388,8 @@ struct user_job {
 	int found;
 	int64_t created, last_stamp;
 	char *last_status;
+	int64_t disabled;           /* 0, or since when */
+	char *disabled_reason;
 	long long roster, archive, offline;
 	/* roster-show */
 	struct user_job_item {
@@ -246,7 +401,8 @@ struct user_job {
 };
 
 static const char sql_user[] =
-    "SELECT id, created FROM users WHERE host = ?1 AND user = ?2";
+    "SELECT id, created, disabled, disabled_reason FROM users "
+    "WHERE host = ?1 AND user = ?2";
 static const char sql_user_roster_count[] =
     "SELECT count(*) FROM roster WHERE user_id = ?1 AND (sub & 32) != 0";
 static const char sql_user_archive_count[] =
@@ -304,6 +460,8 @@ run_user(struct store_job *job)
 	}
 	uid = sqlite3_column_int64(s, 0);
 	j->created = sqlite3_column_int64(s, 1);
+	j->disabled = sqlite3_column_int64(s, 2);
+	j->disabled_reason = column_dup(s, 3);
 	store_sql_done(s);
 	j->found = 1;
 	if (j->roster_rows) {
@@ -338,16 +496,26 @@ run_user(struct store_job *job)
 	return ok ? STORE_OK : STORE_ERROR;
 }
 
-static void
-format_time(int64_t t, char *out, size_t len)
+/* A time value of the protocol (ctl.h): unix seconds, "" for none. */
+static int
+reply_row_time(struct control_conn *c, const char *key, int64_t t)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
+	return t > 0 ? reply_row_kv(c, key, "%lld", (long long)t) :
+	    reply_row_kv(c, key, "%s", "");
+}
 
-	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
-		snprintf(out, len, "never");
-	else
-		strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+/* The status text of the session sm_user_show names (the most available
+ * one), "" if none. */
+static const char *
+user_status(const char *user, const char *host)
+{
+	struct session *s = sm_find_bare(user, host), *best = NULL;
+
+	for (; s; s = s->next)
+		if (s->available && s->presence && (best == NULL ||
+		    s->priority > best->priority))
+			best = s;
+	return best ? sm_presence_status(best->presence) : "";
 }
 
 static void
@@ -356,29 +524,34 @@ user_show_reply(struct control_conn *c, struct user_job *j)
 	static const char *const cols[] = { "key", "value" };
 	struct session *s = sm_find_bare(j->user, j->host);
 	struct buf res = BUF_INIT;
-	char created[40], last[40];
 	size_t n = 0;
 	int r = 0;
 
 	for (; s; s = s->next) {
-		buf_printf(&res, "%s%s", n ? " " : "", s->jid.resource);
-		n++;
+		if (n++ > 0)
+			buf_addc(&res, CTL_LIST_SEP);
+		buf_printf(&res, "%s", s->jid.resource);
 	}
-	format_time(j->created, created, sizeof(created));
-	format_time(j->last_stamp, last, sizeof(last));
 	reply_cols(c, cols, nitems(cols));
 	r |= reply_row_kv(c, "jid", "%s@%s", j->user, j->host);
-	r |= reply_row_kv(c, "created", "%s", created);
-	r |= reply_row_kv(c, "sessions", "%zu", n);
-	r |= reply_row_kv(c, "resources", "%s", res.data ? res.data : "");
+	r |= reply_row_time(c, "created:time", j->created);
+	r |= reply_row_kv(c, "sessions:int", "%zu", n);
+	r |= reply_row_kv(c, "resources:list", "%s", res.data ? res.data :
+	    "");
 	r |= reply_row_kv(c, "presence", "%s", n ? sm_user_show(j->user,
 	    j->host) : "unavailable");
-	r |= reply_row_kv(c, "last-seen", "%s", n ? "online" : last);
+	r |= reply_row_kv(c, "status", "%s", user_status(j->user, j->host));
+	r |= reply_row_time(c, "last-logout:time", j->last_stamp);
 	r |= reply_row_kv(c, "last-status", "%s", j->last_status ?
 	    j->last_status : "");
-	r |= reply_row_kv(c, "roster-items", "%lld", j->roster);
-	r |= reply_row_kv(c, "archive-messages", "%lld", j->archive);
-	r |= reply_row_kv(c, "offline-messages", "%lld", j->offline);
+	r |= reply_row_kv(c, "disabled:bool", "%s", j->disabled ? "yes" :
+	    "no");
+	r |= reply_row_time(c, "disabled-since:time", j->disabled);
+	r |= reply_row_kv(c, "disabled-reason", "%s", j->disabled_reason ?
+	    j->disabled_reason : "");
+	r |= reply_row_kv(c, "roster-items:int", "%lld", j->roster);
+	r |= reply_row_kv(c, "archive-messages:int", "%lld", j->archive);
+	r |= reply_row_kv(c, "offline-messages:int", "%lld", j->offline);
 	buf_free(&res);
 	if (c->dead)
 		return;
@@ -392,7 +565,7 @@ static void
 roster_show_reply(struct control_conn *c, struct user_job *j)
 {
 	static const char *const cols[] = { "jid", "name", "subscription",
-		"ask", "pending_in", "groups", "presence" };
+		"ask", "pending_in:bool", "groups:list", "presence" };
 
 	reply_cols(c, cols, nitems(cols));
 	for (size_t i = 0; i < j->nitems && !c->dead; i++) {
@@ -409,9 +582,7 @@ roster_show_reply(struct control_conn *c, struct user_job *j)
 			    (show = sm_user_show(bare, at + 1)) == NULL)
 				show = "unavailable";
 		}
-		for (char *p = it->groups; p && *p; p++)
-			if (*p == '\x1f')
-				*p = ',';
+		/* Stored joined by 0x1F, as a list is sent (ctl.h). */
 		reply_line(c, &l, "row");
 		ctl_line_add(&l, it->jid ? it->jid : "");
 		ctl_line_add(&l, it->name ? it->name : "");
@@ -468,6 +639,7 @@ free_user(struct store_job *job)
 	}
 	free(j->items);
 	free(j->last_status);
+	free(j->disabled_reason);
 	free(j->user);
 	free(j->host);
 	free(j);

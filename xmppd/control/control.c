@@ -33,6 +33,7 @@
 #include "ctl.h"
 #include "jid.h"
 #include "log.h"
+#include "utf8.h"
 #include "xmalloc.h"
 #include "xmppd.h"
 
@@ -56,6 +57,8 @@ static const struct control_cmd control_cmds[] = {
 	{ "adduser", 2, 2, 1, "adduser JID PASSWORD", handle_adduser },
 	{ "passwd", 2, 2, 1, "passwd JID PASSWORD", handle_passwd },
 	{ "deluser", 1, 1, 1, "deluser JID", handle_deluser },
+	{ "disable", 1, 2, 1, "disable JID [REASON]", handle_disable },
+	{ "enable", 1, 1, 1, "enable JID", handle_enable },
 	{ "users", 0, 1, 0, "users [HOST]", handle_users },
 	{ "status", 0, 0, 0, "status", handle_status },
 	{ "stop", 0, 0, 1, "stop", handle_stop },
@@ -373,6 +376,7 @@ op_free(struct control_op *op)
 	}
 	free(op->user);
 	free(op->host);
+	free(op->reason);
 	free(op->with);
 	free(op);
 }
@@ -396,6 +400,19 @@ parse_user_jid(struct control_conn *c, const char *s, struct jid *j)
 	return 0;
 }
 
+const char *
+check_reason(const char *text)
+{
+	size_t len = strlen(text);
+
+	if (len > 1024 || !utf8_valid((const unsigned char *)text, len))
+		return "REASON must be UTF-8 text of at most 1024 bytes";
+	for (const char *p = text; *p; p++)
+		if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n')
+			return "REASON holds a control character";
+	return NULL;
+}
+
 void
 control_log_change(uid_t uid, uint64_t conn_id, const char *what,
     const char *user, const char *host, const char *result)
@@ -411,16 +428,19 @@ control_log_change(uid_t uid, uint64_t conn_id, const char *what,
 static void
 handle_hello(struct control_conn *c, char *line, size_t len)
 {
-	char *f[CTL_FIELDS_MAX];
+	char *f[CTL_FIELDS_MAX], want[16], msg[64];
 	int n = ctl_split(line, len, f, nitems(f));
 
+	snprintf(want, sizeof(want), "%d", CTL_PROTOCOL_VERSION);
 	if (n < 1 || strcmp(f[0], "hello") != 0) {
-		conn_fail(c, CTL_E_USAGE, "expected \"hello 1\"");
+		snprintf(msg, sizeof(msg), "expected \"hello %s\"", want);
+		conn_fail(c, CTL_E_USAGE, msg);
 		return;
 	}
-	if (n < 2 || strcmp(f[1], "1") != 0) {
-		conn_fail(c, CTL_E_VERSION, "this daemon speaks control "
-		    "protocol 1 only");
+	if (n < 2 || strcmp(f[1], want) != 0) {
+		snprintf(msg, sizeof(msg), "this daemon speaks control "
+		    "protocol %s only", want);
+		conn_fail(c, CTL_E_VERSION, msg);
 		return;
 	}
 	c->greeted = 1;
@@ -797,6 +817,7 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 	ev_prepare_init(&control_state.reap_w, reap_cb);
 	control_state.running = 1;
 	events_init();
+	users_init();
 	log_info("control socket %s (mode 0660, uid %u, gid %u)", path,
 	    (unsigned)owner_uid, (unsigned)gid);
 	return 0;

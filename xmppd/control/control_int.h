@@ -48,7 +48,7 @@ struct control_conn {
 /* An asynchronous storage request; survives its connection. */
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
 	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW, OP_ROSTER_ADD,
-	OP_ROSTER_DEL };
+	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE };
 
 struct control_op {
 	struct control_op *next;
@@ -58,6 +58,7 @@ struct control_op {
 	enum control_op_kind kind;
 	uid_t uid;
 	char *user, *host;
+	char *reason;               /* disable: the reason, or NULL */
 	size_t rows;
 	/* history: the dump's arguments and where it stands */
 	char *with;
@@ -117,6 +118,10 @@ void op_free(struct control_op *op);
 /* control.c: parse a bare user JID into j (jid_free it); replies bad-jid
  * and returns -1 if it is not one. */
 int parse_user_jid(struct control_conn *c, const char *s, struct jid *j);
+/* control.c: NULL if text (kick's or disable's REASON) is UTF-8 of at
+ * most 1024 bytes without control characters other than tab and
+ * newline, else what is wrong with it. */
+const char *check_reason(const char *text);
 /* Log an administrator's change, by uid and connection. */
 void control_log_change(uid_t uid, uint64_t conn_id, const char *what,
     const char *user, const char *host, const char *result);
@@ -140,10 +145,14 @@ void event_log(const char *level, const char *fmt, ...)
 void handle_subscribe(struct control_conn *c, char **args, size_t nargs);
 void handle_unsubscribe(struct control_conn *c, char **args, size_t nargs);
 
-/* cmd_users.c */
+/* cmd_users.c; users_init hooks in the refusal of a disabled account's
+ * bind (called with events_init). */
+void users_init(void);
 void handle_adduser(struct control_conn *c, char **args, size_t nargs);
 void handle_passwd(struct control_conn *c, char **args, size_t nargs);
 void handle_deluser(struct control_conn *c, char **args, size_t nargs);
+void handle_disable(struct control_conn *c, char **args, size_t nargs);
+void handle_enable(struct control_conn *c, char **args, size_t nargs);
 void handle_users(struct control_conn *c, char **args, size_t nargs);
 void handle_user_show(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_show(struct control_conn *c, char **args, size_t nargs);

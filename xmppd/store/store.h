@@ -39,6 +39,12 @@ struct store_user {
 	struct scram_keys sha1;
 	struct scram_keys sha256;
 	int64_t created;        /* unix seconds */
+	/* Disabled by an administrator (xmppctl disable): since when, in
+	 * unix seconds, 0 if the account is enabled; and why ("" if no
+	 * reason was given; NULL while enabled).  Read by store_user_get
+	 * and store_user_list; create and set_keys ignore both. */
+	int64_t disabled;
+	const char *disabled_reason;
 };
 
 /*
@@ -90,6 +96,13 @@ void store_user_create(const struct store_user *u, store_status_cb cb,
 /* Replace both key sets: STORE_OK or STORE_NOT_FOUND. */
 void store_user_set_keys(const struct store_user *u, store_status_cb cb,
     uint64_t owner, uint64_t tag);
+/* Disable the account (disabled: unix seconds, the time it happened,
+ * with reason, NULL for none) or enable it (disabled 0, reason NULL):
+ * STORE_OK or STORE_NOT_FOUND.  Logins of a disabled account fail with
+ * <account-disabled/> (stream/sasl.c); its keys and data are kept. */
+void store_user_set_disabled(const char *user, const char *host,
+    int64_t disabled, const char *reason, store_status_cb cb, uint64_t owner,
+    uint64_t tag);
 /* Delete the user and everything stored for them (later: roster,
  * offline, archive, via ON DELETE CASCADE): STORE_OK or STORE_NOT_FOUND. */
 void store_user_delete(const char *user, const char *host,

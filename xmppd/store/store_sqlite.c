@@ -155,6 +155,10 @@ static const char *const migrations[] = {
     "  always TEXT NOT NULL,"
     "  never TEXT NOT NULL"
     ");",
+    /* 4: accounts disabled by an administrator (xmppctl disable): since
+     * when, in unix seconds (NULL: enabled), and the reason given. */
+    "ALTER TABLE users ADD COLUMN disabled INTEGER;"
+    "ALTER TABLE users ADD COLUMN disabled_reason TEXT;",
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
@@ -162,6 +166,9 @@ static const char *const migrations[] = {
 #define USER_COLS                                                              \
 	"created, sha1_salt, sha1_iter, sha1_stored, "                         \
 	"sha1_server, sha256_salt, sha256_iter, sha256_stored, sha256_server"
+/* What reading a user returns: USER_COLS, then whether it is disabled
+ * (column_user). */
+#define USER_READ_COLS USER_COLS ", disabled, disabled_reason"
 
 enum stmt_id {
 	STMT_BEGIN,
@@ -174,6 +181,7 @@ enum stmt_id {
 	STMT_USER_GET,
 	STMT_USER_CREATE,
 	STMT_USER_SET_KEYS,
+	STMT_USER_SET_DISABLED,
 	STMT_USER_DELETE,
 	STMT_USER_LIST_ALL_FIRST,
 	STMT_USER_LIST_ALL_NEXT,
@@ -192,7 +200,7 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_SAVEPOINT] = "SAVEPOINT req",
     [STMT_RELEASE] = "RELEASE req",
     [STMT_ROLLBACK_TO] = "ROLLBACK TO req",
-    [STMT_USER_GET] = "SELECT " USER_COLS " FROM users"
+    [STMT_USER_GET] = "SELECT " USER_READ_COLS " FROM users"
                       " WHERE host = ?1 AND user = ?2",
     [STMT_USER_CREATE] =
         "INSERT INTO users (host, user, " USER_COLS ")"
@@ -204,17 +212,20 @@ static const char *const stmt_sql[STMT__COUNT] = {
         " sha1_server = ?7, sha256_salt = ?8, sha256_iter = ?9,"
         " sha256_stored = ?10, sha256_server = ?11"
         " WHERE host = ?1 AND user = ?2",
+    [STMT_USER_SET_DISABLED] = "UPDATE users SET disabled = ?3,"
+                               " disabled_reason = ?4"
+                               " WHERE host = ?1 AND user = ?2",
     [STMT_USER_DELETE] = "DELETE FROM users WHERE host = ?1 AND user = ?2",
-    [STMT_USER_LIST_ALL_FIRST] = "SELECT host, user, " USER_COLS
+    [STMT_USER_LIST_ALL_FIRST] = "SELECT host, user, " USER_READ_COLS
                                  " FROM users ORDER BY host, user LIMIT ?3",
-    [STMT_USER_LIST_ALL_NEXT] = "SELECT host, user, " USER_COLS
+    [STMT_USER_LIST_ALL_NEXT] = "SELECT host, user, " USER_READ_COLS
                                 " FROM users WHERE (host, user) > (?1, ?2)"
                                 " ORDER BY host, user LIMIT ?3",
     [STMT_USER_LIST_HOST_FIRST] =
-        "SELECT host, user, " USER_COLS
+        "SELECT host, user, " USER_READ_COLS
         " FROM users WHERE host = ?1 ORDER BY user LIMIT ?3",
     [STMT_USER_LIST_HOST_NEXT] =
-        "SELECT host, user, " USER_COLS
+        "SELECT host, user, " USER_READ_COLS
         " FROM users WHERE host = ?1 AND user > ?2 ORDER BY user LIMIT ?3",
 };
 
@@ -222,6 +233,7 @@ enum req_kind {
 	REQ_USER_GET,
 	REQ_USER_CREATE,
 	REQ_USER_SET_KEYS,
+	REQ_USER_SET_DISABLED,
 	REQ_USER_DELETE,
 	REQ_USER_LIST,
 	REQ_JOB, /* a store_engine.h job from another file */
@@ -246,7 +258,9 @@ struct store_req {
 	/* Arguments (owned, copied from the caller). */
 	char *user;
 	char *host;           /* NULL: list every host */
-	struct store_user in; /* create, set_keys; in.user/host unset */
+	struct store_user in; /* create, set_keys; in.user/host unset;
+	                         set_disabled: in.disabled */
+	char *reason;         /* set_disabled: the reason, or NULL */
 
 	/* User listing: where the previous chunk stopped (arguments). */
 	int list_started;
@@ -254,7 +268,9 @@ struct store_req {
 	char *last_user;
 
 	/* Results (owned; freed by req_clear_results). */
-	struct store_user out;   /* get; out.user/host point at user/host */
+	struct store_user out; /* get; out.user/host point at user/host,
+	                          out.disabled_reason at out_reason */
+	char *out_reason;
 	struct store_user *rows; /* list: one chunk, strings in rowmem */
 	char **rowmem;
 	size_t nrows;
@@ -278,6 +294,7 @@ struct req_ops {
 static enum store_status run_user_get(struct store_req *);
 static enum store_status run_user_create(struct store_req *);
 static enum store_status run_user_set_keys(struct store_req *);
+static enum store_status run_user_set_disabled(struct store_req *);
 static enum store_status run_user_delete(struct store_req *);
 static enum store_status run_user_list(struct store_req *);
 static void complete_user(struct store_req *);
@@ -290,6 +307,8 @@ static const struct req_ops req_ops[REQ__COUNT] = {
     [REQ_USER_GET] = {"user get", 0, run_user_get, complete_user},
     [REQ_USER_CREATE] = {"user create", 1, run_user_create, complete_status},
     [REQ_USER_SET_KEYS] = {"user set keys", 1, run_user_set_keys,
+        complete_status},
+    [REQ_USER_SET_DISABLED] = {"user set disabled", 1, run_user_set_disabled,
         complete_status},
     [REQ_USER_DELETE] = {"user delete", 1, run_user_delete, complete_status},
     [REQ_USER_LIST] = {"user list", 0, run_user_list, complete_user_list},
@@ -410,6 +429,8 @@ req_clear_results(struct store_req *r)
 	r->nrows = 0;
 	r->list_more = 0;
 	memset(&r->out, 0, sizeof(r->out));
+	free(r->out_reason);
+	r->out_reason = NULL;
 }
 
 static void
@@ -420,6 +441,7 @@ req_free(struct store_req *r)
 		r->job->ops->free(r->job);
 	free(r->user);
 	free(r->host);
+	free(r->reason);
 	free(r->last_host);
 	free(r->last_user);
 	free(r);
@@ -610,15 +632,27 @@ column_keys(sqlite3_stmt *s, int col, enum scram_hash h, struct scram_keys *k)
 	return 0;
 }
 
-/* Read created and both key sets starting at column col. */
+/* Read created, both key sets and the time the account was disabled
+ * (USER_READ_COLS) starting at column col.  The reason, at col + 10, is
+ * column_reason()'s: its memory is the caller's. */
 static int
 column_user(sqlite3_stmt *s, int col, struct store_user *u)
 {
 	u->created = sqlite3_column_int64(s, col);
+	u->disabled = sqlite3_column_int64(s, col + 9); /* NULL: 0, enabled */
 	if (column_keys(s, col + 1, SCRAM_SHA1, &u->sha1) == -1 ||
 	    column_keys(s, col + 5, SCRAM_SHA256, &u->sha256) == -1)
 		return -1;
 	return 0;
+}
+
+/* The reason of a disabled account read by column_user, "" if none. */
+static const char *
+column_reason(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col + 10);
+
+	return t != NULL ? (const char *)t : "";
 }
 
 static int
@@ -662,9 +696,13 @@ run_user_get(struct store_req *r)
 	if (rc == SQLITE_ROW) {
 		r->out.user = r->user;
 		r->out.host = r->host;
-		if (column_user(s, 0, &r->out) == 0)
+		if (column_user(s, 0, &r->out) == 0) {
+			if (r->out.disabled != 0) {
+				r->out_reason = xstrdup(column_reason(s, 0));
+				r->out.disabled_reason = r->out_reason;
+			}
 			st = STORE_OK;
-		else {
+		} else {
 			log_warnx("store: malformed keys stored for %s@%s",
 			    r->user, r->host);
 			st = STORE_ERROR;
@@ -733,6 +771,31 @@ run_user_set_keys(struct store_req *r)
 }
 
 static enum store_status
+run_user_set_disabled(struct store_req *r)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((s = stmt_get(STMT_USER_SET_DISABLED)) == NULL)
+		return STORE_ERROR;
+	rc = bind_host_user(s, r->host, r->user);
+	if (rc == SQLITE_OK)
+		rc = r->in.disabled != 0
+		         ? sqlite3_bind_int64(s, 3, r->in.disabled)
+		         : sqlite3_bind_null(s, 3);
+	if (rc == SQLITE_OK)
+		rc = r->reason != NULL
+		         ? sqlite3_bind_text(s, 4, r->reason, -1, SQLITE_STATIC)
+		         : sqlite3_bind_null(s, 4);
+	if (rc != SQLITE_OK) {
+		db_warn("binding user set disabled");
+		stmt_done(s);
+		return STORE_ERROR;
+	}
+	return step_write(s, "user set disabled", STORE_NOT_FOUND);
+}
+
+static enum store_status
 run_user_delete(struct store_req *r)
 {
 	sqlite3_stmt *s;
@@ -752,8 +815,8 @@ static int
 list_add_row(struct store_req *r, sqlite3_stmt *s, size_t *cap)
 {
 	struct store_user *u;
-	const char *host, *user;
-	size_t hlen, ulen;
+	const char *host, *user, *reason;
+	size_t hlen, ulen, rlen;
 	char *mem;
 
 	if (r->nrows == *cap) {
@@ -765,11 +828,14 @@ list_add_row(struct store_req *r, sqlite3_stmt *s, size_t *cap)
 	user = (const char *)sqlite3_column_text(s, 1);
 	if (host == NULL || user == NULL)
 		return -1;
+	reason = column_reason(s, 2);
 	hlen = strlen(host);
 	ulen = strlen(user);
-	mem = xmalloc(hlen + ulen + 2);
+	rlen = strlen(reason);
+	mem = xmalloc(hlen + ulen + rlen + 3);
 	memcpy(mem, host, hlen + 1);
 	memcpy(mem + hlen + 1, user, ulen + 1);
+	memcpy(mem + hlen + ulen + 2, reason, rlen + 1);
 
 	u = &r->rows[r->nrows];
 	memset(u, 0, sizeof(*u));
@@ -781,6 +847,8 @@ list_add_row(struct store_req *r, sqlite3_stmt *s, size_t *cap)
 		log_warnx("store: malformed keys stored for %s@%s", user, host);
 		return -1;
 	}
+	if (u->disabled != 0)
+		u->disabled_reason = mem + hlen + ulen + 2;
 	return 0;
 }
 
@@ -1508,6 +1576,8 @@ req_new_user_write(enum req_kind kind, const struct store_user *u,
 	r->in = *u;
 	r->in.user = NULL;
 	r->in.host = NULL;
+	r->in.disabled = 0; /* set only by store_user_set_disabled */
+	r->in.disabled_reason = NULL;
 	return r;
 }
 
@@ -1528,6 +1598,20 @@ store_user_set_keys(const struct store_user *u, store_status_cb cb,
     uint64_t owner, uint64_t tag)
 {
 	req_submit(req_new_user_write(REQ_USER_SET_KEYS, u, cb, owner, tag));
+}
+
+void
+store_user_set_disabled(const char *user, const char *host, int64_t disabled,
+    const char *reason, store_status_cb cb, uint64_t owner, uint64_t tag)
+{
+	struct store_req *r = req_new(REQ_USER_SET_DISABLED, owner, tag);
+
+	r->cb.status = cb;
+	r->user = xstrdup(user);
+	r->host = xstrdup(host);
+	r->in.disabled = disabled;
+	r->reason = disabled != 0 && reason != NULL ? xstrdup(reason) : NULL;
+	req_submit(r);
 }
 
 void
