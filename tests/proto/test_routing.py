@@ -46,10 +46,12 @@ def run_slixmpp_exchange(server, use_ssl):
         def on_failed(stanza):
             result['errors'].append('%s auth failed: %s' % (jid, stanza))
 
-        # slixmpp 1.8 knows only tls-unique, so over TLS it sends the gs2
-        # flag 'y' with non-PLUS SCRAM, which a server advertising -PLUS
-        # must refuse (RFC 5802 §6, test_sasl.py).  Make it say 'n' ("no
-        # channel binding"), as XEP-0440 §3 suggests when no type is shared.
+        # Held to SCRAM-SHA-256, slixmpp 1.8 (which knows only tls-unique)
+        # sends the gs2 flag 'y' without trying -PLUS first, which a
+        # server advertising -PLUS refuses (RFC 5802 §6; test_sasl.py, and
+        # test_sasl_interop.py for slixmpp as it comes).  Make it say 'n'
+        # ("no channel binding"), as XEP-0474 §7 has clients do when no
+        # type is shared.
         mechs = x['feature_mechanisms']
         default_credentials = mechs.sasl_callback
 

@@ -55,6 +55,8 @@ def test_mechanisms_after_tls13(server, transport):
         types = cb_types(features)
         assert 'tls-server-end-point' in types, types
         assert 'tls-exporter' in types, types
+        # RFC 8446 §C.5, RFC 9266 §1: no tls-unique in TLS 1.3
+        assert 'tls-unique' not in types, types
         assert features.find(q(NS_TLS, 'starttls')) is None
     finally:
         c.close()
@@ -64,7 +66,7 @@ def test_mechanisms_after_tls12(server):
     c, features = tls_client(server, 'starttls', ssl.TLSVersion.TLSv1_2)
     try:
         assert ALL_MECHS <= set(mechanisms(features) or [])
-        assert 'tls-server-end-point' in cb_types(features)
+        assert cb_types(features) == ['tls-unique', 'tls-server-end-point']
     finally:
         c.close()
 
@@ -218,7 +220,8 @@ def test_scram_plus_wrong_channel_binding(server, cbtype):
 @pytest.mark.parametrize('hash_name', ['SHA-1', 'SHA-256'])
 def test_scram_y_flag_downgrade_refused(server, hash_name):
     """RFC 5802 §6: 'y' says "I support channel binding but think you do
-    not"; a server that advertises -PLUS must fail the exchange."""
+    not"; a server that advertises -PLUS fails the exchange unless the
+    stream asked for -PLUS first (test_sasl_interop.py has the rest)."""
     c, _ = tls_client(server)
     try:
         res = c.sasl_scram('alice', PASSWORD, hash_name, cbflag='y')

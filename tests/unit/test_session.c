@@ -281,9 +281,10 @@ static char order[16];
 static size_t norder;
 
 #define RECORDER(c)                                                       \
-	static void rec_##c(const char *addr)                             \
+	static void rec_##c(const char *jid, const char *ip,              \
+	    const char *mech, const char *cond)                           \
 	{                                                                 \
-		(void)addr;                                               \
+		(void)jid, (void)ip, (void)mech, (void)cond;              \
 		if (norder + 1 < sizeof(order))                           \
 			order[norder++] = #c[0];                          \
 	}
@@ -297,7 +298,8 @@ static const char *
 run_chain(void)
 {
 	norder = 0;
-	hook_run_auth_failure("x");
+	hook_run_auth_failure("x@example.org", "192.0.2.1", "PLAIN",
+	    "not-authorized");
 	order[norder] = '\0';
 	return order;
 }

@@ -223,11 +223,14 @@ on_presence_changed(struct session *s, const struct xel *pres,
 	    s->priority, sm_presence_status(pres));
 }
 
+/* The same words as the daemon's log line (stream/c2s.c). */
 static void
-on_auth_failure(const char *addr)
+on_auth_failure(const char *jid, const char *ip, const char *mechanism,
+    const char *condition)
 {
 	stats_count_auth_failure();
-	event_log("warning", "authentication failed from %s", addr);
+	event_log("warning", "authentication failed for %s from %s (%s, %s)",
+	    jid, ip, mechanism, condition);
 }
 
 static void

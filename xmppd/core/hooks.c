@@ -264,10 +264,11 @@ hook_add_auth_failure(hook_auth_failure_fn fn)
 }
 
 void
-hook_run_auth_failure(const char *addr)
+hook_run_auth_failure(const char *jid, const char *ip,
+    const char *mechanism, const char *condition)
 {
 	EACH(CH_AUTH_FAILURE, hook_auth_failure_fn, f)
-		f(addr);
+		f(jid, ip, mechanism, condition);
 }
 
 void

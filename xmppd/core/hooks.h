@@ -161,12 +161,18 @@ void hook_run_presence_changed(struct session *s, const struct xel *pres,
     int available);
 
 /*
- * A client failed to authenticate with wrong credentials; addr is
- * "ip:port".  For observers (the control plane's counters and events).
+ * A client failed to authenticate with wrong credentials: jid is the
+ * account tried as the log shows it (stream/sasl.c's log_name at the
+ * stream's domain: one word, no control characters, bounded), ip the
+ * client's address, mechanism the SASL mechanism and condition the
+ * failure's (RFC 6120 §6.5).  For observers (the control plane's
+ * counters and events); the strings are the caller's.
  */
-typedef void (*hook_auth_failure_fn)(const char *addr);
+typedef void (*hook_auth_failure_fn)(const char *jid, const char *ip,
+    const char *mechanism, const char *condition);
 void hook_add_auth_failure(hook_auth_failure_fn fn);
-void hook_run_auth_failure(const char *addr);
+void hook_run_auth_failure(const char *jid, const char *ip,
+    const char *mechanism, const char *condition);
 
 /*
  * Messages were added to (delta > 0) or removed from (delta < 0) the

@@ -215,3 +215,29 @@ tls_cb_exporter(SSL *ssl, unsigned char *out)
 		return 0;
 	return 32;
 }
+
+/*
+ * RFC 5929 §3.1: the first Finished message of the handshake, the
+ * client's in a full handshake, the server's in a resumed one (there is
+ * only one handshake: renegotiation is off).  Not defined for TLS 1.3
+ * (RFC 8446 §C.5, RFC 9266 §1); on TLS 1.2 only with the extended master
+ * secret (RFC 7627), without which the triple handshake attack lets two
+ * connections share it.  Current TLS libraries all negotiate it.
+ */
+size_t
+tls_cb_unique(SSL *ssl, unsigned char *out)
+{
+	unsigned char buf[64];
+	size_t len;
+
+	if (SSL_version(ssl) >= TLS1_3_VERSION ||
+	    SSL_get_extms_support(ssl) != 1)
+		return 0;
+	len = SSL_session_reused(ssl) ? SSL_get_finished(ssl, buf,
+	    sizeof(buf)) : SSL_get_peer_finished(ssl, buf, sizeof(buf));
+	if (len == 0 || len > sizeof(buf))
+		return 0;
+	if (out != NULL)
+		memcpy(out, buf, len);
+	return len;
+}

@@ -23,11 +23,13 @@ void tls_free(void);
  * owns from then on). */
 SSL *tls_new_ssl(BIO *bio);
 
-/* Channel binding (RFC 5929 §4, RFC 9266): returns the data length, or 0
+/* Channel binding (RFC 5929, RFC 9266): returns the data length, or 0
  * when that type is unavailable on this connection (tls-exporter needs
- * TLS 1.3).  out holds at least 64 bytes; with out NULL only the length
- * is returned, which costs no hashing or key export. */
+ * TLS 1.3; tls-unique needs TLS 1.2 with the extended master secret).
+ * out holds at least 64 bytes; with out NULL only the length is
+ * returned, which costs no hashing or key export. */
 size_t tls_cb_server_end_point(SSL *ssl, unsigned char *out);
 size_t tls_cb_exporter(SSL *ssl, unsigned char *out);
+size_t tls_cb_unique(SSL *ssl, unsigned char *out);
 
 #endif

@@ -64,6 +64,8 @@ struct c2s {
 	int in_feed;                /* inside xml_stream_feed() */
 	int restart;                /* replace the parser after feeding */
 	int auth_failures;
+	int cb_unmatched;           /* asked for -PLUS with a binding type
+	                               not offered here (sasl_cb) */
 	char *host;                 /* the stream's domain */
 	char *user;                 /* authenticated localpart */
 	struct sasl *sasl;
@@ -327,7 +329,10 @@ channel_binding(struct c2s *c, struct sasl_cb *cb, int data)
 		    data ? cb->exporter : NULL);
 		cb->end_point_len = tls_cb_server_end_point(c->conn->ssl,
 		    data ? cb->end_point : NULL);
+		cb->unique_len = tls_cb_unique(c->conn->ssl,
+		    data ? cb->unique : NULL);
 	}
+	cb->cb_unmatched = c->cb_unmatched;
 }
 
 /*
@@ -867,6 +872,46 @@ handle_sasl(struct c2s *c, struct xel *st)
 		                                            hashing answers */
 }
 
+/*
+ * Log a SASL failure.  A wrong password or proof, or a name that cannot
+ * be an account (what throttling counts, and all that contrib/fail2ban
+ * matches), is logged at info in one stable format:
+ *
+ *     c2s ID ADDR: authentication failed for JID from IP (MECH, CONDITION)
+ *
+ * JID is the name tried as sasl.c's log_name shows it (one bounded word
+ * without spaces or control characters, whatever the client sent) at the
+ * stream's domain; the password never appears.  A refusal that may be an
+ * attack (RFC 5802 §6) and one that names an account (a disabled one,
+ * say) are at info too, in other words; the rest at debug.
+ */
+static void
+log_sasl_failure(struct c2s *c, const struct sasl_reply *r)
+{
+	const char *mech = r->mechanism ? r->mechanism : "-";
+	char *jid = xasprintf("%s@%s", r->name ? r->name : "-", c->host);
+
+	if (r->bad_credentials) {
+		log_info("c2s %" PRIu64 " %s: authentication failed for %s "
+		    "from %s (%s, %s)", c->id, c->conn->addr, jid,
+		    c->conn->ip, mech, r->condition);
+		hook_run_auth_failure(jid, c->conn->ip, mech, r->condition);
+	} else if (r->suspicious)
+		log_info("c2s %" PRIu64 " %s: SASL refused for %s from %s "
+		    "(%s, %s): %s", c->id, c->conn->addr, jid, c->conn->ip,
+		    mech, r->condition, r->why);
+	else if (r->name != NULL && r->why == NULL)
+		log_info("c2s %" PRIu64 " %s: login refused for %s from %s "
+		    "(%s, %s)", c->id, c->conn->addr, jid, c->conn->ip, mech,
+		    r->condition);
+	else
+		log_debug("c2s %" PRIu64 " %s: SASL failure for %s from %s "
+		    "(%s, %s)%s%s", c->id, c->conn->addr, jid, c->conn->ip,
+		    mech, r->condition, r->why ? ": " : "",
+		    r->why ? r->why : "");
+	free(jid);
+}
+
 static void
 c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 {
@@ -885,18 +930,14 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		c2s_send(c, e);
 		break;
 	case SASL_FAILURE:
+		log_sasl_failure(c, r);
+		if (r->cb_unmatched)
+			c->cb_unmatched = 1;
 		sasl_discard(c);
-		if (r->bad_credentials) {
-			log_info("c2s %" PRIu64 " %s: authentication failed",
-			    c->id, c->conn->addr);
-			hook_run_auth_failure(c->conn->addr);
-			if (auth_failed(c)) {
-				tarpit(c, r->condition);
-				break;
-			}
-		} else
-			log_debug("c2s %" PRIu64 " %s: SASL failure <%s/>",
-			    c->id, c->conn->addr, r->condition);
+		if (r->bad_credentials && auth_failed(c)) {
+			tarpit(c, r->condition);
+			break;
+		}
 		sasl_element(c, a, "failure", r->condition);
 		if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
 			arena_free(a);
@@ -914,8 +955,8 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		c->user = xstrdup(r->user);
 		sasl_discard(c);
 		preauth_release(c);
-		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s", c->id,
-		    c->conn->addr, c->user, c->host);
+		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s (%s)",
+		    c->id, c->conn->addr, c->user, c->host, r->mechanism);
 		/* RFC 6120 §6.4.6: the stream restarts; a fresh parser. */
 		conn_set_timeout(c->conn, 0, NULL);
 		conn_set_idle(c->conn, xmppd_conf->limits.idle_timeout);

@@ -18,6 +18,9 @@
 
 #define NS_SASL_CB "urn:xmpp:sasl-cb:0"
 #define MAX_SASL_DATA 8192
+#define LOG_NAME_MAX 64         /* bytes of a username shown in logs */
+#define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
+#define MAX_CB_TYPES 3
 
 enum mech { M_SCRAM_SHA1, M_SCRAM_SHA256, M_SCRAM_SHA1_PLUS,
 	M_SCRAM_SHA256_PLUS, M_PLAIN };
@@ -41,17 +44,20 @@ struct sasl {
 	uint64_t id;            /* for completions */
 	uint64_t owner;
 	enum mech mech;
+	const char *mech_name;  /* NULL until the mechanism is known */
 	enum step step;
 	int tls;
 	struct sasl_cb cb;
 	char *host;
 	char *user;             /* prepared localpart */
+	char *log_name;         /* the name tried, for logs (log_name) */
 	char *password;         /* PLAIN only, wiped after use */
 	struct scram_client_first cf;
 	int have_cf;
 	char *server_first;
 	char *nonce;            /* client + server nonce */
 	struct scram_keys keys;
+	int disabled;           /* account disabled (send_reply) */
 	struct sasl *next;      /* in the live list */
 };
 
@@ -80,42 +86,183 @@ mech_hash(enum mech m)
 	    SCRAM_SHA256;
 }
 
-void
-sasl_advertise(struct xel *features, int tls, const struct sasl_cb *cb)
+/*
+ * The channel-binding types this connection offers (none without TLS),
+ * with their data when the caller computed it: up to MAX_CB_TYPES names
+ * into types (and data into data, len into lens, when not NULL).
+ */
+static size_t
+cb_types(int tls, const struct sasl_cb *cb, const char **types,
+    const unsigned char **data, size_t *lens)
 {
-	struct xel *m = xel_add(features, "mechanisms", NS_SASL);
-	int have_cb = tls && (cb->exporter_len || cb->end_point_len);
+	const struct {
+		const char *name;
+		const unsigned char *data;
+		size_t len;
+	} all[MAX_CB_TYPES] = {
+		{ "tls-exporter", cb->exporter, cb->exporter_len },
+		{ "tls-unique", cb->unique, cb->unique_len },
+		{ "tls-server-end-point", cb->end_point, cb->end_point_len },
+	};
+	size_t n = 0;
 
-	for (size_t i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++) {
+	for (size_t i = 0; tls && i < MAX_CB_TYPES; i++) {
+		if (all[i].len == 0)
+			continue;
+		types[n] = all[i].name;
+		if (data != NULL) {
+			data[n] = all[i].data;
+			lens[n] = all[i].len;
+		}
+		n++;
+	}
+	return n;
+}
+
+/* The data of channel-binding type name on this connection, NULL when
+ * the connection does not offer that type. */
+static const unsigned char *
+cb_data(const struct sasl *s, const char *name, size_t *len)
+{
+	const char *types[MAX_CB_TYPES];
+	const unsigned char *data[MAX_CB_TYPES];
+	size_t lens[MAX_CB_TYPES], n = cb_types(s->tls, &s->cb, types, data,
+	    lens);
+
+	for (size_t i = 0; name != NULL && i < n; i++)
+		if (strcmp(types[i], name) == 0) {
+			*len = lens[i];
+			return data[i];
+		}
+	return NULL;
+}
+
+/* The mechanism names this connection offers, in the order of mechs[];
+ * returns their number (at most NMECHS). */
+static size_t
+offered_mechs(int tls, const struct sasl_cb *cb, const char **names)
+{
+	const char *types[MAX_CB_TYPES];
+	int have_cb = cb_types(tls, cb, types, NULL, NULL) > 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < NMECHS; i++) {
 		if (mechs[i].plus && !have_cb)
 			continue;
 		if (mechs[i].plain && !tls)
 			continue;     /* PLAIN only over TLS */
-		xel_text_set(xel_add(m, "mechanism", NS_SASL), mechs[i].name);
+		names[n++] = mechs[i].name;
 	}
-	if (have_cb) {
+	return n;
+}
+
+void
+sasl_advertise(struct xel *features, int tls, const struct sasl_cb *cb)
+{
+	struct xel *m = xel_add(features, "mechanisms", NS_SASL);
+	const char *names[NMECHS], *types[MAX_CB_TYPES];
+	size_t n = offered_mechs(tls, cb, names);
+	size_t ntypes = cb_types(tls, cb, types, NULL, NULL);
+
+	for (size_t i = 0; i < n; i++)
+		xel_text_set(xel_add(m, "mechanism", NS_SASL), names[i]);
+	if (ntypes > 0) {
 		/* XEP-0440: the channel-binding types we support here. */
 		struct xel *c = xel_add(features, "sasl-channel-binding",
 		    NS_SASL_CB);
-		if (cb->exporter_len)
+
+		for (size_t i = 0; i < ntypes; i++)
 			xel_set_attr(xel_add(c, "channel-binding", NULL),
-			    "type", "tls-exporter");
-		if (cb->end_point_len)
-			xel_set_attr(xel_add(c, "channel-binding", NULL),
-			    "type", "tls-server-end-point");
+			    "type", types[i]);
 	}
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Append names, sorted (i;octet, RFC 4790 §9.3) and joined by sep, to
+ * out, which holds *len bytes and has room for size (never filled here:
+ * the lists are short and fixed). */
+static void
+join_sorted(const char **names, size_t n, char sep, char *out,
+    size_t size, size_t *len)
+{
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(names[i]);
+
+		if (*len + l + 2 > size)
+			break;
+		if (i > 0)
+			out[(*len)++] = sep;
+		memcpy(out + *len, names[i], l);
+		*len += l;
+	}
+}
+
+/*
+ * XEP-0474 §6.1 (SASL SCRAM Downgrade Protection): the hash, with the
+ * exchange's own hash function, of the mechanism names this connection
+ * advertised, sorted and joined by 0x1E, followed, as XEP-0440 types were
+ * advertised too, by 0x1F and the types sorted and joined the same way;
+ * base64, for the attribute h= of the server-first-message.  That message
+ * is part of the AuthMessage, so the client's proof and our signature
+ * cover it: a client that checks the hash sees mechanisms or binding
+ * types stripped by someone in the middle, even one holding a
+ * certificate the client trusts.  Malloc'ed.
+ */
+static char *
+downgrade_hash(enum scram_hash h, int tls, const struct sasl_cb *cb)
+{
+	const char *names[NMECHS], *types[MAX_CB_TYPES];
+	size_t n = offered_mechs(tls, cb, names);
+	size_t ntypes = cb_types(tls, cb, types, NULL, NULL), len = 0;
+	unsigned char digest[SCRAM_MAX_HASH];
+	char list[256];
+
+	join_sorted(names, n, '\x1e', list, sizeof(list), &len);
+	if (ntypes > 0) {
+		list[len++] = '\x1f';
+		join_sorted(types, ntypes, '\x1e', list, sizeof(list), &len);
+	}
+	scram_h(h, list, len, digest);
+	return base64_encode_alloc(digest, scram_hash_len(h));
+}
+
+/* Send r, with what every reply carries, to the stream; a success or
+ * failure ends the exchange. */
+static void
+deliver(struct sasl *s, struct sasl_reply *r)
+{
+	r->mechanism = s->mech_name;
+	if (r->kind == SASL_FAILURE)
+		r->name = s->log_name;
+	if (r->kind != SASL_CHALLENGE)
+		s->step = S_DONE;
+	reply_fn(s->owner, r);
 }
 
 static void
 send_reply(struct sasl *s, enum sasl_reply_kind kind, const char *data,
     const char *cond)
 {
-	struct sasl_reply r = { kind, data, cond, kind == SASL_SUCCESS ?
-		s->user : NULL, 0 };
+	struct sasl_reply r = { .kind = kind, .data = data,
+		.condition = cond,
+		.user = kind == SASL_SUCCESS ? s->user : NULL };
 
-	if (kind != SASL_CHALLENGE)
-		s->step = S_DONE;
-	reply_fn(s->owner, &r);
+	/* A disabled account (RFC 6120 §6.5.1) is told so only once its
+	 * password or proof was right: a wrong one fails <not-authorized/>
+	 * as for any account, so the answer tells nothing to a guesser. */
+	if (kind == SASL_SUCCESS && s->disabled) {
+		r.kind = SASL_FAILURE;
+		r.data = NULL;
+		r.condition = "account-disabled";
+		r.user = NULL;
+	}
+	deliver(s, &r);
 }
 
 static void
@@ -124,15 +271,30 @@ fail(struct sasl *s, const char *cond)
 	send_reply(s, SASL_FAILURE, NULL, cond);
 }
 
-/* A wrong password or proof: the failure per-IP throttling counts. */
+enum refusal { REFUSE_PROTOCOL, REFUSE_SUSPICIOUS, REFUSE_CB_UNMATCHED };
+
+/* A channel-binding failure, <not-authorized/> but no wrong password,
+ * with a detail for the log (a string constant). */
+static void
+refuse(struct sasl *s, enum refusal kind, const char *why)
+{
+	struct sasl_reply r = { .kind = SASL_FAILURE,
+		.condition = "not-authorized", .why = why,
+		.suspicious = kind == REFUSE_SUSPICIOUS,
+		.cb_unmatched = kind == REFUSE_CB_UNMATCHED };
+
+	deliver(s, &r);
+}
+
+/* A wrong password or proof, or a name that cannot be an account: the
+ * failure per-IP throttling counts. */
 static void
 fail_credentials(struct sasl *s)
 {
-	struct sasl_reply r = { SASL_FAILURE, NULL, "not-authorized", NULL,
-		1 };
+	struct sasl_reply r = { .kind = SASL_FAILURE,
+		.condition = "not-authorized", .bad_credentials = 1 };
 
-	s->step = S_DONE;
-	reply_fn(s->owner, &r);
+	deliver(s, &r);
 }
 
 static struct sasl *
@@ -179,6 +341,64 @@ prep_user(const char *name)
 	return node;
 }
 
+/*
+ * How logs show a username (c2s.c: "authentication failed for NAME@host
+ * ..."): a prepared localpart as it is, since Nodeprep leaves no space,
+ * control or formatting character and no '@' (RFC 7622 §3.3, RFC 3454
+ * C.1-C.9); a name that did not prepare byte by byte, with everything but
+ * printable ASCII other than '\' and '@' written \xHH.  Control and space
+ * bytes are escaped in both, to depend on no library for it.  At most
+ * LOG_NAME_MAX bytes of the name are shown (a prepared one cut at a
+ * character boundary), then "...".  So whatever a client sends, the name
+ * is one bounded word that cannot end the line or forge another field
+ * (contrib/fail2ban relies on this).  Malloc'ed.
+ */
+static char *
+log_name(const char *name, int prepared)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out = xmalloc(LOG_NAME_MAX * 4 + 4), *o = out;
+	size_t i;
+
+	for (i = 0; i < LOG_NAME_MAX && name[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		if ((ch > ' ' && ch < 0x7f && ch != '\\' && ch != '@') ||
+		    (ch >= 0x80 && prepared)) {
+			*o++ = (char)ch;
+		} else {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[ch >> 4];
+			*o++ = hex[ch & 0xf];
+		}
+	}
+	if (name[i] != '\0') {
+		/* Bytes from 0x80 were copied one for one: drop a cut
+		 * character's bytes, continuation bytes and lead byte. */
+		while (prepared && i > 0 &&
+		    ((unsigned char)name[i] & 0xc0) == 0x80) {
+			i--;
+			o--;
+		}
+		memcpy(o, "...", 3);
+		o += 3;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Prepare the client's username (s->user, NULL if it cannot name an
+ * account) and keep how logs show it (s->log_name). */
+static void
+take_username(struct sasl *s, const char *raw)
+{
+	free(s->user);
+	free(s->log_name);
+	s->user = prep_user(raw);
+	s->log_name = log_name(s->user ? s->user : raw, s->user != NULL);
+}
+
 /* RFC 6120 §6.4.6 / RFC 4422 §3.4.1: an authzid is accepted only if it
  * names the authenticated account itself. */
 static int
@@ -220,6 +440,67 @@ static void
 user_loaded(uint64_t owner, uint64_t tag, enum store_status st,
     const struct store_user *u);
 
+/*
+ * The gs2 channel-binding flag of a client-first-message (RFC 5802 §6,
+ * §7).  A -PLUS mechanism needs "p=" naming a type this connection
+ * offers; "p" without -PLUS is an error.  "y" says "I can bind, but you
+ * did not offer it", and RFC 5802 §6 has a server that offers -PLUS fail
+ * it: an attacker in the middle who stripped the -PLUS names from the
+ * features is then the likely reason.
+ *
+ * That rule predates servers that offer several binding types
+ * (XEP-0440): a client may see -PLUS and share no type with us, and real
+ * clients then send "y" (XEP-0440 §4 describes the case).  slixmpp 1.8,
+ * Debian 12's, under poezio, knows only tls-unique, which TLS 1.3 does
+ * not define (RFC 8446 §C.5, RFC 9266 §1): over TLS 1.3 it tries
+ * SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS with p=tls-unique, then
+ * SCRAM-SHA-256 with "y", and when that is refused it logs in with PLAIN,
+ * so the strict rule hands the password itself to the attacker it is
+ * meant to catch.  So "y" is refused only where the server can tell a
+ * downgrade: while this stream has not asked for a -PLUS mechanism with
+ * a type we do not offer (sasl_cb.cb_unmatched).  A client that asked
+ * for -PLUS saw it: it did not lose it to a stripped list, and its "y"
+ * means "no common type".  (Over TLS 1.2 slixmpp binds with tls-unique
+ * and never gets here.)
+ *
+ * That evidence is not authenticated: an attacker able to strip the list
+ * can also inject a failing -PLUS attempt first.  Against that the
+ * protection is XEP-0474's hash (downgrade_hash) of what we advertised,
+ * inside the exchange the proof authenticates: a client that checks it
+ * (XEP-0474 §6.2; §7 has it send "n" rather than "y" then) detects any
+ * stripping itself.  A client that checks nothing is still better off
+ * with SCRAM than with PLAIN, which shows the attacker the password.
+ */
+static int
+cbflag_ok(struct sasl *s, const struct scram_client_first *cf)
+{
+	const char *types[MAX_CB_TYPES];
+	size_t len;
+
+	if (mech_plus(s->mech)) {
+		if (cf->cbflag != 'p') {
+			refuse(s, REFUSE_PROTOCOL,
+			    "-PLUS without channel binding (gs2 flag 'p')");
+			return 0;
+		}
+		if (cb_data(s, cf->cbname, &len) == NULL) {
+			refuse(s, REFUSE_CB_UNMATCHED, "channel-binding type "
+			    "not offered on this connection");
+			return 0;
+		}
+	} else if (cf->cbflag == 'p') {
+		refuse(s, REFUSE_PROTOCOL,
+		    "channel binding without a -PLUS mechanism");
+		return 0;
+	} else if (cf->cbflag == 'y' && !s->cb.cb_unmatched &&
+	    cb_types(s->tls, &s->cb, types, NULL, NULL) > 0) {
+		refuse(s, REFUSE_SUSPICIOUS, "gs2 flag 'y' although -PLUS was "
+		    "offered: a possible downgrade (RFC 5802 §6)");
+		return 0;
+	}
+	return 1;
+}
+
 static void
 scram_first(struct sasl *s, const char *msg, size_t len)
 {
@@ -230,26 +511,11 @@ scram_first(struct sasl *s, const char *msg, size_t len)
 		return;
 	}
 	s->have_cf = 1;
-	if (mech_plus(s->mech)) {
-		/* RFC 5802 §6: PLUS requires a binding type we offer. */
-		if (cf->cbflag != 'p' ||
-		    !((strcmp(cf->cbname, "tls-exporter") == 0 &&
-			  s->cb.exporter_len) ||
-			(strcmp(cf->cbname, "tls-server-end-point") == 0 &&
-			    s->cb.end_point_len))) {
-			fail(s, "not-authorized");
-			return;
-		}
-	} else if (cf->cbflag == 'p' ||
-	    (cf->cbflag == 'y' && s->tls &&
-		(s->cb.exporter_len || s->cb.end_point_len))) {
-		/* 'y' while we advertise -PLUS means a downgrade attack
-		 * (RFC 5802 §6); 'p' needs a -PLUS mechanism. */
-		fail(s, "not-authorized");
+	take_username(s, cf->username);
+	if (!cbflag_ok(s, cf))
 		return;
-	}
-	if ((s->user = prep_user(cf->username)) == NULL) {
-		fail(s, "not-authorized");
+	if (s->user == NULL) {
+		fail_credentials(s);
 		return;
 	}
 	if (!authzid_ok(cf->authzid, s->user, s->host)) {
@@ -263,14 +529,16 @@ scram_first(struct sasl *s, const char *msg, size_t len)
 static void
 scram_challenge(struct sasl *s)
 {
-	char snonce[25], *salt64, *b64;
+	char snonce[25], *salt64, *hash64, *b64;
 
 	scram_random_nonce(snonce, 24);
 	s->nonce = xasprintf("%s%s", s->cf.nonce, snonce);
 	salt64 = base64_encode_alloc(s->keys.salt, s->keys.saltlen);
-	s->server_first = xasprintf("r=%s,s=%s,i=%u", s->nonce, salt64,
-	    s->keys.iterations);
+	hash64 = downgrade_hash(s->keys.hash, s->tls, &s->cb);
+	s->server_first = xasprintf("r=%s,s=%s,i=%u,h=%s", s->nonce, salt64,
+	    s->keys.iterations, hash64);
 	free(salt64);
+	free(hash64);
 	b64 = base64_encode_alloc(s->server_first, strlen(s->server_first));
 	s->step = S_WAIT_FINAL;
 	send_reply(s, SASL_CHALLENGE, b64, NULL);
@@ -294,19 +562,27 @@ scram_final(struct sasl *s, const char *msg, size_t len)
 	 * data for 'p' (RFC 5802 §7, channel-binding). */
 	memcpy(expect, s->cf.gs2_header, hlen);
 	if (s->cf.cbflag == 'p') {
-		const unsigned char *d = strcmp(s->cf.cbname,
-		    "tls-exporter") == 0 ? s->cb.exporter : s->cb.end_point;
-		size_t dl = strcmp(s->cf.cbname, "tls-exporter") == 0 ?
-		    s->cb.exporter_len : s->cb.end_point_len;
+		size_t dl = 0;
+		const unsigned char *d = cb_data(s, s->cf.cbname, &dl);
 
-		memcpy(expect + hlen, d, dl);
-		elen += dl;
+		if (d != NULL) {        /* it is: cbflag_ok */
+			memcpy(expect + hlen, d, dl);
+			elen += dl;
+		}
 	}
-	if (cf.cbindlen != elen ||
-	    memcmp(cf.cbind, expect, elen) != 0 ||
-	    strcmp(cf.nonce, s->nonce) != 0) {
+	if (strcmp(cf.nonce, s->nonce) != 0) {
 		scram_client_final_free(&cf);
 		fail(s, "not-authorized");
+		return;
+	}
+	if (cf.cbindlen != elen || memcmp(cf.cbind, expect, elen) != 0) {
+		/* With 'p' the client's view of the TLS channel differs
+		 * from ours: someone in the middle (RFC 5802 §6). */
+		scram_client_final_free(&cf);
+		refuse(s, REFUSE_SUSPICIOUS, s->cf.cbflag == 'p' ?
+		    "channel-binding data does not match this connection: "
+		    "a man in the middle?" : "c= does not repeat the gs2 "
+		    "header");
 		return;
 	}
 	authmsg = xasprintf("%s,%s,%s", s->cf.bare, s->server_first,
@@ -359,12 +635,12 @@ plain(struct sasl *s, const char *msg, size_t len)
 		s->password = scram_saslprep(pw);
 		explicit_bzero(pw, strlen(pw));
 		free(pw);
-		s->user = prep_user(cid);
+		take_username(s, cid);
 		free(cid);
 	}
 	if (s->user == NULL || s->password == NULL || *s->password == '\0') {
 		free(az);
-		fail(s, "not-authorized");
+		fail_credentials(s);
 		return;
 	}
 	if (!authzid_ok(az, s->user, s->host)) {
@@ -427,6 +703,7 @@ user_loaded(uint64_t id, uint64_t tag, enum store_status st,
 		fail(s, "temporary-auth-failure");
 		return;
 	}
+	s->disabled = st == STORE_OK && u->disabled != 0;
 	if (st == STORE_OK)
 		s->keys = mech_hash(s->mech) == SCRAM_SHA1 ? u->sha1 :
 		    u->sha256;
@@ -451,11 +728,12 @@ sasl_start(const char *mech, const char *data, int tls,
     const struct sasl_cb *cb, const char *host, uint64_t owner)
 {
 	struct sasl *s = NULL;
+	const char *types[MAX_CB_TYPES];
 	char *msg = NULL;
 	long n;
 	size_t i;
 
-	for (i = 0; i < sizeof(mechs) / sizeof(mechs[0]); i++)
+	for (i = 0; i < NMECHS; i++)
 		if (mech && strcmp(mechs[i].name, mech) == 0)
 			break;
 	s = xcalloc(1, sizeof(*s));
@@ -466,13 +744,13 @@ sasl_start(const char *mech, const char *data, int tls,
 	s->host = xstrdup(host);
 	s->next = live;
 	live = s;
-	if (i == sizeof(mechs) / sizeof(mechs[0]) ||
-	    (mechs[i].plus && !(tls && (cb->exporter_len ||
-					   cb->end_point_len)))) {
+	if (i == NMECHS || (mechs[i].plus &&
+		cb_types(tls, cb, types, NULL, NULL) == 0)) {
 		fail(s, "invalid-mechanism");
 		return s;
 	}
 	s->mech = mechs[i].mech;
+	s->mech_name = mechs[i].name;
 	log_debug("sasl: exchange %llu: %s", (unsigned long long)s->id, mech);
 	if (mechs[i].plain && !tls) {
 		/* RFC 6120 §6.4.5 / §13.8: no plaintext passwords in the
@@ -560,6 +838,7 @@ sasl_free(struct sasl *s)
 	free(s->server_first);
 	free(s->nonce);
 	free(s->user);
+	free(s->log_name);
 	free(s->host);
 	free(s);
 }
