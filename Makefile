@@ -177,6 +177,10 @@ build-fuzz/tests/fuzz/%: build-fuzz/obj/tests/fuzz/%.o build-fuzz/libshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
+# The stream and all above it, without the socket layer (the target has
+# its own) and the control plane.
+build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
+    build-fuzz/obj/xmppd/control/%,$(XMPPD_SRC:%.c=build-fuzz/obj/%.o))
 
 bench: all $(BUILD)/tests/bench/xmppbench
 	@BUILD=$(BUILD) sh tests/bench/run.sh

@@ -73,8 +73,10 @@ if [ "$BUILD" = build ] && [ "${SKIP_FUZZ:-0}" != 1 ] && command -v clang >/dev/
 			name=${f##*/fuzz_}
 			corpus=tests/fuzz/corpus/$name
 			mkdir -p "build-fuzz/corpus/$name"
+			dict=tests/fuzz/$name.dict
 			if "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
-			    -rss_limit_mb=1024 "build-fuzz/corpus/$name" \
+			    -rss_limit_mb=2048 "build-fuzz/corpus/$name" \
+			    $( [ -f "$dict" ] && echo "-dict=$dict" ) \
 			    $( [ -d "$corpus" ] && echo "$corpus" ) >"$log" 2>&1; then
 				echo "fuzz $name: ok ($(grep -c . "$log") log lines)"
 				passed=$((passed + 1))

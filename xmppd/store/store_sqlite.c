@@ -157,8 +157,8 @@ static const char *const migrations[] = {
     ");",
     /* 4: accounts disabled by an administrator (xmppctl disable): since
      * when, in unix seconds (NULL: enabled), and the reason given. */
-    "ALTER TABLE users ADD COLUMN disabled INTEGER;"
-    "ALTER TABLE users ADD COLUMN disabled_reason TEXT;",
+    ("ALTER TABLE users ADD COLUMN disabled INTEGER;"
+     "ALTER TABLE users ADD COLUMN disabled_reason TEXT;"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
