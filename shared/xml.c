@@ -860,7 +860,11 @@ flush_text(struct xml_stream *xs)
 	if (buf_avail(&xs->text) == 0)
 		return;
 	xel_add_text(xs->cur, buf_head(&xs->text), buf_avail(&xs->text));
-	buf_reset(&xs->text);
+	/* Now in the tree: a large buffer would count twice (max_memory). */
+	if (xs->text.cap > 4096)
+		buf_free(&xs->text);
+	else
+		buf_reset(&xs->text);
 }
 
 /*

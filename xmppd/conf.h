@@ -36,7 +36,7 @@ struct conf_limits {
 	size_t stanza_memory;        /* "stanza-memory", 1048576: what one
 	                                stanza may take once parsed (after
 	                                authentication; before it,
-	                                preauth-stanza-size + 16 KiB) */
+	                                2 x preauth-stanza-size + 16 KiB) */
 	unsigned depth;              /* "depth", 64 */
 	unsigned attributes;         /* "attributes", 64 */
 	size_t output_high;          /* "output-buffer", 262144: above it,

@@ -61,7 +61,7 @@ def test_tree_amplification_before_authentication(server_factory):
     """16 connections from one address (preauth-connections-per-ip) each
     hold a half-sent stanza of 15 KiB of "x<a/>", which parses into some
     35 times its size.  The memory a pre-auth stanza may take once parsed
-    is capped (preauth-stanza-size + 16 KiB): each gets <policy-violation/>
+    is capped (2 x preauth-stanza-size + 16 KiB): each gets <policy-violation/>
     early, and the daemon's RSS grows by less than 16 x (limit + 64 KiB);
     a fresh login from elsewhere takes under a second meanwhile."""
     srv = server_factory(starttls='optional')

@@ -40,9 +40,9 @@
 #define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
                                    waits before it is answered */
 #define NS_STREAM_LIMITS "urn:xmpp:stream-limits:0"     /* XEP-0478 */
-#define PREAUTH_MEMORY_SLACK (16 * 1024) /* bytes beyond preauth-stanza-size
-                                            a pre-auth stanza may take once
-                                            parsed */
+#define PREAUTH_MEMORY_SLACK (16 * 1024) /* bytes beyond twice
+                                            preauth-stanza-size a pre-auth
+                                            stanza may take once parsed */
 
 enum c2s_state {
 	C2S_WAIT_HEADER,   /* waiting for the (next) stream header */
@@ -302,7 +302,7 @@ new_parser(struct c2s *c)
 		/* Before authentication a stanza is small (SASL, STARTTLS,
 		 * registration): little beyond its bytes. */
 		.max_memory = c->t.authed ? l->stanza_memory :
-		    l->preauth_stanza_size + PREAUTH_MEMORY_SLACK,
+		    2 * l->preauth_stanza_size + PREAUTH_MEMORY_SLACK,
 	};
 	extern const struct xml_stream_cb c2s_xml_cb;
 

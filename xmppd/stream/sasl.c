@@ -307,7 +307,8 @@ find_live(uint64_t id)
 }
 
 /* Decode the base64 text of <auth>/<response>; "=" is an empty message
- * (RFC 6120 §6.4.2).  Returns the length or -1. */
+ * (RFC 6120 §6.4.2).  Returns the length, -1 for bad base64 or -2 for
+ * more than MAX_SASL_DATA characters. */
 static long
 decode(const char *data, char **out)
 {
@@ -319,7 +320,7 @@ decode(const char *data, char **out)
 		return 0;
 	}
 	if (strlen(data) > MAX_SASL_DATA)
-		return -1;
+		return -2;
 	n = base64_decode_alloc(data, strlen(data), &p);
 	if (n < 0)
 		return -1;
@@ -766,7 +767,9 @@ sasl_start(const char *mech, const char *data, int tls,
 		return s;
 	}
 	if ((n = decode(data, &msg)) < 0) {
-		fail(s, "incorrect-encoding");
+		/* Too long for any mechanism here: the request, not its
+		 * encoding, is wrong (RFC 6120 §6.5.5). */
+		fail(s, n == -2 ? "malformed-request" : "incorrect-encoding");
 		return s;
 	}
 	if (s->mech == M_PLAIN)
@@ -789,7 +792,9 @@ sasl_response(struct sasl *s, const char *data)
 		return;
 	}
 	if ((n = decode(data, &msg)) < 0) {
-		fail(s, "incorrect-encoding");
+		/* Too long for any mechanism here: the request, not its
+		 * encoding, is wrong (RFC 6120 §6.5.5). */
+		fail(s, n == -2 ? "malformed-request" : "incorrect-encoding");
 		return;
 	}
 	if (s->step == S_WAIT_FIRST) {
