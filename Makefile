@@ -123,7 +123,7 @@ unit: $(UNIT_BIN)
 DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
 	libssl-dev libncurses-dev libidn-dev openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
-	profanity tmux poezio fail2ban
+	profanity tmux poezio fail2ban libfaketime iproute2
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 

@@ -2,11 +2,13 @@
  * Chained hash map keyed by strings, hashed with SipHash-2-4 under a random
  * key drawn once per process.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "log.h"
 #include "strmap.h"
 #include "xmalloc.h"
 
@@ -73,11 +75,20 @@ strmap_new(void)
 	struct strmap *m = xcalloc(1, sizeof(*m));
 
 	if (!sip_ready) {
-		uint64_t k[2] = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+		uint64_t k[2];
+		ssize_t n;
 
-		if (getrandom(k, sizeof(k), 0) != sizeof(k)) {
-			/* fall back to the fixed key; still a valid map */
-		}
+		/* A known key would let peers choose keys (JIDs, addresses)
+		 * that all land in one bucket: no fallback.  16 bytes from a
+		 * seeded pool come whole; only a signal while the pool is
+		 * still unseeded at boot interrupts the call. */
+		while ((n = getrandom(k, sizeof(k), 0)) == -1 && errno == EINTR)
+			;
+		if (n == -1)
+			fatal("cannot draw the hash table key (getrandom)");
+		if ((size_t)n != sizeof(k))
+			fatalx("cannot draw the hash table key: getrandom "
+			    "returned %zd of %zu bytes", n, sizeof(k));
 		sip_k0 = k[0];
 		sip_k1 = k[1];
 		sip_ready = 1;

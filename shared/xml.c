@@ -123,6 +123,7 @@ struct xml_stream {
 	struct buf defer;       /* an unfinished tag, kept back from expat */
 	enum lex_state lex;     /* at the end of the input so far */
 	char quote;             /* in LEX_QUOTE: the closing quote */
+	char last;              /* in LEX_TAG: the last byte not a space */
 };
 
 /*
@@ -1438,21 +1439,27 @@ lex_scan(struct xml_stream *xs, const char *data, size_t len)
 				i++;
 				tag = len;
 				xs->lex = LEX_PASS;
-			} else
+			} else {
 				xs->lex = LEX_TAG;
+				xs->last = '<';
+			}
 			break;
 		case LEX_TAG:
 			while (i < len && data[i] != '>' && data[i] != '\'' &&
-			    data[i] != '"' && data[i] != '<')
+			    data[i] != '"' && data[i] != '<') {
+				if (strchr(" \t\r\n", data[i]) == NULL)
+					xs->last = data[i];
 				i++;
+			}
 			if (i == len)
 				break;
 			if (data[i] == '>') {
 				tag = len;
 				xs->lex = LEX_TEXT;
-			} else if (data[i] == '<') {
-				/* Not well-formed: all of it goes to expat
-				 * now, which says so. */
+			} else if (data[i] == '<' || xs->last != '=') {
+				/* Not well-formed (a quote opens a value only
+				 * after '='): all of it goes to expat now,
+				 * which says so. */
 				tag = len;
 				xs->lex = LEX_PASS;
 			} else {
@@ -1469,6 +1476,7 @@ lex_scan(struct xml_stream *xs, const char *data, size_t len)
 			}
 			i = (size_t)(p - data) + 1;
 			xs->lex = LEX_TAG;
+			xs->last = xs->quote;
 			break;
 		case LEX_PASS:
 			if ((p = memchr(data + i, '>', len - i)) == NULL) {

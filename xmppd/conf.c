@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "conf.h"
 #include "jid.h"
 #include "xmalloc.h"
@@ -130,6 +133,8 @@ static int set_on_off(
     struct parser *, const struct option *, void *, const struct line *);
 static int set_software_version(
     struct parser *, const struct option *, void *, const struct line *);
+static int set_tls_ciphers(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_contact(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_module(
@@ -155,6 +160,9 @@ static const struct option top_options[] = {
     {"control-group", set_string, CONF_FIELD(control_group), 0, 0, 0, 0},
     {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
     {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
+    {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
+    {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
+        0, 0},
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
@@ -197,6 +205,9 @@ static const struct option limit_options[] = {
     {"stanzas-per-second", set_uint, LIMIT_FIELD(stanzas_per_second), 0,
         1000000, 0, 0},
     {"stanza-burst", set_uint, LIMIT_FIELD(stanza_burst), 1, 1000000, 0, 0},
+    {"bytes-per-second", set_size, LIMIT_FIELD(bytes_per_second), 0,
+        1024 * MIB, 0, 0},
+    {"byte-burst", set_size, LIMIT_FIELD(byte_burst), KIB, 1024 * MIB, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -215,6 +226,8 @@ static const struct option limit_options[] = {
     {"blocklist-size", set_uint, LIMIT_FIELD(blocklist_size), 1, 100000, 0, 0},
     {"registrations-per-ip", set_uint, LIMIT_FIELD(registrations_per_ip), 1,
         1000000, 0, 0},
+    {"ipv4-prefix", set_uint, LIMIT_FIELD(ipv4_prefix), 16, 32, 0, 0},
+    {"ipv6-prefix", set_uint, LIMIT_FIELD(ipv6_prefix), 32, 128, 0, 0},
     {"ping-interval", set_duration, LIMIT_FIELD(ping_interval), 0, 86400, 0,
         0},
     {"ping-timeout", set_duration, LIMIT_FIELD(ping_timeout), 1, 3600, 0, 0},
@@ -597,6 +610,71 @@ set_software_version(struct parser *ps, const struct option *o, void *base,
 		return -1;
 	*FIELD(base, o, int) = i;
 	return 0;
+}
+
+/*
+ * Whether OpenSSL selects a cipher from s: TLS 1.2 suites in cipher-list
+ * syntax (SSL_CTX_set_cipher_list fails when none is left), or TLS 1.3
+ * suite names (SSL_CTX_set_ciphersuites skips unknown names, so count).
+ */
+static int
+ciphers_select(SSL_CTX *ctx, const char *s, int tls13)
+{
+	STACK_OF(SSL_CIPHER) *sk;
+	int n = 0;
+
+	if ((tls13 ? SSL_CTX_set_ciphersuites(ctx, s) :
+	    SSL_CTX_set_cipher_list(ctx, s)) != 1) {
+		ERR_clear_error();
+		return 0;
+	}
+	if (!tls13)
+		return 1;
+	sk = SSL_CTX_get_ciphers(ctx);
+	for (int i = 0; i < sk_SSL_CIPHER_num(sk); i++)
+		n += SSL_CIPHER_get_kx_nid(sk_SSL_CIPHER_value(sk, i)) ==
+		    NID_kx_any;
+	return n > 0;
+}
+
+/*
+ * "tls-ciphers" (TLS 1.2) and "tls-ciphersuites" (TLS 1.3), checked as
+ * tls.c will apply them: the whole string must select a suite, and so
+ * must each name in it (a typo would silently leave a suite out);
+ * elements that only modify the list (!X, -X, +X, @STRENGTH) are not
+ * looked at alone.
+ */
+static int
+set_tls_ciphers(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	int tls13 = o->offset == CONF_FIELD(tls_ciphersuites);
+	char *copy, *word, *save = NULL;
+	SSL_CTX *ctx;
+	int rc = 0;
+
+	if (set_string(ps, o, base, ln) == -1)
+		return -1;
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		ERR_clear_error();
+		return parse_error(ps, ln->number, "cannot check '%s': "
+		    "OpenSSL cannot create a context", o->name);
+	}
+	if (!ciphers_select(ctx, ln->argv[1], tls13))
+		rc = parse_error(ps, ln->number, "invalid value '%s' for '%s' "
+		    "(OpenSSL selects no %s cipher suite from it)",
+		    ln->argv[1], o->name, tls13 ? "TLS 1.3" : "TLS 1.2");
+	copy = xstrdup(ln->argv[1]);
+	for (word = strtok_r(copy, ": ,;", &save); rc == 0 && word != NULL;
+	    word = strtok_r(NULL, ": ,;", &save))
+		if (strchr("!-+@", word[0]) == NULL &&
+		    !ciphers_select(ctx, word, tls13))
+			rc = parse_error(ps, ln->number, "'%s' in '%s' is no "
+			    "%s cipher suite OpenSSL knows", word, o->name,
+			    tls13 ? "TLS 1.3" : "TLS 1.2");
+	free(copy);
+	SSL_CTX_free(ctx);
+	return rc;
 }
 
 /* XEP-0157 §2: the address kinds of the serverinfo form. */
@@ -1150,6 +1228,8 @@ conf_init(struct conf *c, const char *name)
 	c->limits.preauth_connections_per_ip = 16;
 	c->limits.stanzas_per_second = 50;
 	c->limits.stanza_burst = 200;
+	c->limits.bytes_per_second = 65536;
+	c->limits.byte_burst = 524288;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;
 	c->limits.idle_timeout = 3600;
@@ -1161,12 +1241,15 @@ conf_init(struct conf *c, const char *name)
 	c->limits.private_size = 65536;
 	c->limits.blocklist_size = 1000;
 	c->limits.registrations_per_ip = 5;
+	c->limits.ipv4_prefix = 32;
+	c->limits.ipv6_prefix = 64;
 	c->limits.ping_interval = 300;
 	c->limits.ping_timeout = 60;
 	c->limits.mam_page_size = 100;
 	c->limits.mam_retention = 0;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
+	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);
 }
 
 /* Checks on the whole file; line is the last line. */
@@ -1339,6 +1422,8 @@ conf_free(struct conf *c)
 	free(c->control_group);
 	free(c->pidfile);
 	free(c->user);
+	free(c->tls_ciphers);
+	free(c->tls_ciphersuites);
 	free(c->version_name);
 	for (i = 0; i < c->ncontacts; i++) {
 		free(c->contacts[i].type);

@@ -55,6 +55,10 @@ struct conf_limits {
 	unsigned stanzas_per_second; /* "stanzas-per-second", 50 per
 	                                session; 0 = off */
 	unsigned stanza_burst;       /* "stanza-burst", 200 */
+	size_t bytes_per_second;     /* "bytes-per-second", 65536 per
+	                                session (a byte token bucket beside
+	                                the stanza one); 0 = off */
+	size_t byte_burst;           /* "byte-burst", 524288 */
 	unsigned handshake_timeout;  /* "handshake-timeout", s, 30 */
 	unsigned preauth_timeout;    /* "preauth-timeout", s, 60 */
 	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */
@@ -69,6 +73,10 @@ struct conf_limits {
 	size_t private_size;         /* "private-size", bytes per item, 65536 */
 	unsigned blocklist_size;     /* "blocklist-size", JIDs, 1000 */
 	unsigned registrations_per_ip; /* "registrations-per-ip", per hour, 5 */
+	unsigned ipv4_prefix;        /* "ipv4-prefix", 32: the per-IP limits
+	                                count IPv4 peers by this network */
+	unsigned ipv6_prefix;        /* "ipv6-prefix", 64: ... and IPv6 peers
+	                                by this one (shared/netkey.h) */
 	unsigned ping_interval;      /* "ping-interval", s, 300; 0 = off */
 	unsigned ping_timeout;       /* "ping-timeout", s, 60 */
 	unsigned mam_page_size;      /* "mam-page-size", 100: most results
@@ -82,6 +90,14 @@ struct conf_contact {
 	char *type;     /* abuse, admin, feedback, sales, security, support */
 	char *uri;
 };
+
+/* TLS 1.2: forward secrecy (ECDHE) and AEAD only, no static-RSA key
+ * exchange, no CBC; the server's order.  xmppd.conf(5) says why there is
+ * no DHE. */
+#define CONF_TLS_CIPHERS                                                 \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"     \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"     \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 enum software_version {
 	SOFTWARE_VERSION_OFF,    /* XEP-0092 not offered */
@@ -99,6 +115,10 @@ struct conf {
 	char *control_group;         /* "control-group", NULL = daemon's */
 	char *pidfile;               /* "pidfile", NULL = none */
 	char *user;                  /* "user", to drop to when root */
+	char *tls_ciphers;           /* "tls-ciphers": TLS 1.2 suites in
+	                                OpenSSL's syntax, CONF_TLS_CIPHERS */
+	char *tls_ciphersuites;      /* "tls-ciphersuites": TLS 1.3; NULL =
+	                                OpenSSL's default */
 	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */

@@ -22,6 +22,7 @@
 #include "control/control.h"
 #include "core/iq.h"
 #include "log.h"
+#include "mono.h"
 #include "mod/modules.h"
 #include "store/store.h"
 #include "net/tls.h"
@@ -31,7 +32,7 @@
 
 struct ev_loop *xmppd_loop;
 struct conf *xmppd_conf;
-ev_tstamp xmppd_started;
+double xmppd_started;
 
 static const char *conf_path;       /* NULL: embedded default */
 static int verbose;
@@ -97,7 +98,7 @@ reload(void)
 static void
 drain_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	if (c2s_count() == 0 || ev_now(l) - stop_started > 5.0)
+	if (c2s_count() == 0 || mono_now(l) - stop_started > 5.0)
 		ev_break(l, EVBREAK_ALL);
 }
 
@@ -108,7 +109,7 @@ stop(void)
 		return;
 	stopping = 1;
 	log_info("shutting down: closing %zu streams", c2s_count());
-	stop_started = ev_now(xmppd_loop);
+	stop_started = mono_now(xmppd_loop);
 	conn_unlisten();
 	control_shutdown();
 	c2s_shutdown_all();
@@ -300,7 +301,7 @@ main(int argc, char **argv)
 	ev_signal_start(xmppd_loop, &sighup_w);
 	ev_async_init(&request_w, request_cb);
 	ev_async_start(xmppd_loop, &request_w);
-	xmppd_started = ev_now(xmppd_loop);
+	xmppd_started = mono_now(xmppd_loop);
 	log_info("xmppd %s started (pid %ld)", XMPPD_VERSION, (long)getpid());
 
 	ev_run(xmppd_loop, 0);

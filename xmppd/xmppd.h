@@ -10,7 +10,7 @@ struct conf;
 
 extern struct ev_loop *xmppd_loop;
 extern struct conf *xmppd_conf;      /* current configuration */
-extern ev_tstamp xmppd_started;      /* ev_now() at start */
+extern double xmppd_started;         /* mono_now() at start: uptime */
 
 /* Ask the daemon to reload configuration and certificates (as SIGHUP) or
  * to shut down (as SIGTERM); both act from the loop, after the caller. */

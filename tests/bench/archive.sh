@@ -65,8 +65,9 @@ PORT_TLS=$(pick_port "$PORT")
 BENCH_PORT=$PORT
 [ "$TLS" = direct ] && BENCH_PORT=$PORT_TLS
 
-# The default stanza rate limit (50/s per session) would throttle the
-# chat run, and the pre-auth limit the parallel logins from 127.0.0.1.
+# The default rate limits (50 stanzas and 64 KiB a second per session)
+# would throttle the chat run, and the pre-auth limit the parallel logins
+# from 127.0.0.1 (lib.sh turns them off).
 start_xmppd() {
 	xmppd_launch "$DIR"
 }

@@ -63,6 +63,7 @@ limits {
     connections-per-ip 0
     preauth-connections-per-ip 0
     stanzas-per-second 0
+    bytes-per-second 0
     max-connections 0
 ${3:-}
 }

@@ -28,6 +28,7 @@
 #include "core/account.h"
 #include "core/iq.h"
 #include "log.h"
+#include "mono.h"
 #include "mod/modules.h"
 #include "net/conn.h"
 #include "net/tls.h"
@@ -39,7 +40,7 @@
 
 struct ev_loop *xmppd_loop;
 struct conf *xmppd_conf;
-ev_tstamp xmppd_started;
+double xmppd_started;
 
 /* What the daemon would have sent, per connection (the last one). */
 static struct buf out;
@@ -210,7 +211,7 @@ client_send(struct client *cl, const char *data, size_t len)
 {
 	if (cl->conn->state != CONN_OPEN)
 		return;
-	cl->conn->last_read = ev_now(xmppd_loop);
+	cl->conn->last_read = mono_now(xmppd_loop);
 	cl->conn->h->on_data(cl->conn, data, len);
 	settle();
 }
@@ -431,7 +432,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	c2s_init();
 	iq_init();
 	modules_init();
-	xmppd_started = ev_now(xmppd_loop);
+	xmppd_started = mono_now(xmppd_loop);
 	add_user("alice", "alice-secret");
 	add_user("bob", "bob-secret");
 	if (client_login(&bob, "bob", "bob-secret") < 0)

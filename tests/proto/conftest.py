@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import unprivileged  # noqa: E402
 import xmpp_raw  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -348,3 +350,42 @@ def pytest_configure(config):
         # Tests will fail at start-up with the path; say it once up front.
         sys.stderr.write('note: %s is not executable yet (run make)\n'
                          % XMPPD_BIN)
+
+
+# -- another uid, for the control socket's permission tests --
+
+@pytest.fixture(scope='session')
+def other_user():
+    """A throwaway unprivileged user and control group for the session
+    (unprivileged.py).  Needs root, as CI has: skips otherwise, saying so;
+    as root a missing tool fails the test instead, so that CI never leaves
+    the permission tests out silently."""
+    if os.geteuid() != 0:
+        pytest.skip('needs root to create a user and act as it (CI runs '
+                    'as root)')
+    missing = unprivileged.missing_tools()
+    if missing:
+        pytest.fail('running as root, but %s missing (Debian packages '
+                    'util-linux, passwd)' % ', '.join(missing))
+    user = unprivileged.OtherUser()
+    yield user
+    user.delete()
+
+
+def assert_control_socket(srv, uid, gid):
+    """The control socket is a socket, mode 0660, owned by uid (the
+    daemon's, or its 'user') and gid (the daemon's group, or
+    'control-group')."""
+    st = os.lstat(srv.sock)
+    assert stat.S_ISSOCK(st.st_mode), oct(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (uid, gid), (st.st_uid, st.st_gid)
+
+
+def control_group_server(server_factory, user):
+    """A daemon whose control-group is user's control group (other_user),
+    its socket checked, in a directory anyone may pass through (0711)."""
+    srv = server_factory(extra='control-group "%s"' % user.ctl_group)
+    assert_control_socket(srv, os.geteuid(), user.ctl_gid)
+    os.chmod(srv.dir, 0o711)
+    return srv

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import XMPPD_BIN, Server
+from conftest import XMPPD_BIN, Server, assert_control_socket, free_ports
 
 
 def run_xmppd(*args, cwd=None, timeout=20):
@@ -153,6 +153,35 @@ def test_control_socket_symlink_refused(certificate, tmp_path):
     assert 'symlink' in r.stderr or 'symbolic link' in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize('kind', ['a regular file', 'a directory', 'a FIFO'])
+def test_control_socket_path_not_a_socket_refused(certificate, tmp_path,
+                                                  kind):
+    """Whatever is at the control socket's path and is not a socket (a
+    file a mistyped control-socket points at, say) is left alone: the
+    daemon refuses to start and says why."""
+    srv = Server(certificate, directory=tmp_path)
+    if kind == 'a regular file':
+        srv.sock.write_text('precious\n')
+    elif kind == 'a directory':
+        srv.sock.mkdir()
+    else:
+        os.mkfifo(srv.sock)
+    before = os.lstat(srv.sock)
+    srv.c2s_port, srv.tls_port = free_ports(2)
+    srv.conf.write_text(srv.config_text())
+    r = run_xmppd('-d', '-f', str(srv.conf))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr.rstrip('\n').endswith(
+        ' xmppd error: control socket %s exists and is %s, not a socket; '
+        'refusing to replace it (remove it, or set control-socket to '
+        'another path)' % (srv.sock, kind)), r.stderr
+    after = os.lstat(srv.sock)
+    assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (
+        before.st_ino, before.st_mode, before.st_mtime_ns)
+    if kind == 'a regular file':
+        assert srv.sock.read_text() == 'precious\n'
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason='needs root to drop privileges')
 def test_drops_privileges_to_configured_user(server_factory, tmp_path):
     nobody = pwd.getpwnam('nobody')
@@ -162,6 +191,5 @@ def test_drops_privileges_to_configured_user(server_factory, tmp_path):
     status = open('/proc/%d/status' % srv.proc.pid).read()
     uid_line = [ln for ln in status.splitlines() if ln.startswith('Uid:')][0]
     assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4, uid_line
-    st = os.stat(srv.sock)
-    assert st.st_uid == nobody.pw_uid and (st.st_mode & 0o777) == 0o660
+    assert_control_socket(srv, nobody.pw_uid, nobody.pw_gid)
     srv.assert_serves()

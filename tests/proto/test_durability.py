@@ -80,9 +80,10 @@ CRASH_SEED = os.environ.get('XMPPD_CRASH_SEED')
 BUSY_TIMEOUT = 5.0          # STORE_BUSY_TIMEOUT_MS in store_sqlite.c
 PING_LIMIT = 0.25           # seconds: the loop is not blocked
 
-# No stanza rate limit (the load is the point) and room for everything
-# the offline recipients collect over all cycles.
-LIMITS = {'stanzas-per-second': 0, 'offline-messages': 100000}
+# No stanza or byte rate limit (the load is the point) and room for
+# everything the offline recipients collect over all cycles.
+LIMITS = {'stanzas-per-second': 0, 'bytes-per-second': 0,
+          'offline-messages': 100000}
 
 BODY_RE = re.compile(r'<body>crash ([^<]+)</body>')
 

@@ -69,6 +69,43 @@ def body(el):
     return None if b is None else b.text
 
 
+def flood_sessions(srv):
+    """alice/flood floods bob/sink while carol/chat and dave/chat talk:
+    their four bound streams."""
+    srv.adduser('carol@localhost', 'carol-secret')
+    srv.adduser('dave@localhost', 'dave-secret')
+    return (srv.login('alice@localhost', resource='flood'),
+            srv.login('bob@localhost', resource='sink'),
+            srv.login('carol@localhost', resource='chat'),
+            srv.login('dave@localhost', resource='chat'))
+
+
+def receive_flood(sink, n, probe=None, limit=20.0, each=None):
+    """Read the messages that come to sink until n came or limit seconds
+    passed: [(message, arrival time)].  With probe (carol, dave: two
+    streams of other users) carol sends dave a message before each read,
+    and their latencies are returned too; each() runs after each read."""
+    got, latencies, i = [], [], 0
+    t_end = time.monotonic() + limit
+    while len(got) < n and time.monotonic() < t_end:
+        if probe is not None:
+            t = time.monotonic()
+            probe[0].message('dave@localhost/chat', 'hello %d' % i)
+            el = probe[1].expect_stanza('message', timeout=2)
+            latencies.append(time.monotonic() - t)
+            assert body(el) == 'hello %d' % i, tostr(el)
+            i += 1
+        while True:
+            el = sink.poll_element(0.05)
+            if el is None:
+                break
+            if el.tag == q(NS_CLIENT, 'message'):
+                got.append((el, time.monotonic()))
+        if each is not None:
+            each()
+    return got, latencies
+
+
 # --- stanzas-per-second --------------------------------------------------------
 
 def test_stanza_flood_throttled_others_unaffected(server_factory):
@@ -82,33 +119,16 @@ def test_stanza_flood_throttled_others_unaffected(server_factory):
     rate, burst, n = 400, 50, 1200
     srv = server_factory(limits={'stanzas-per-second': rate,
                                  'stanza-burst': burst})
-    srv.adduser('carol@localhost', 'carol-secret')
-    srv.adduser('dave@localhost', 'dave-secret')
-    flooder = srv.login('alice@localhost', resource='flood')
-    sink = srv.login('bob@localhost', resource='sink')
-    carol = srv.login('carol@localhost', resource='chat')
-    dave = srv.login('dave@localhost', resource='chat')
+    flooder, sink, carol, dave = flood_sessions(srv)
     try:
         flood = ''.join("<message to='bob@localhost/sink' type='chat' "
                         "id='f%d'><body>flood %d</body></message>" % (i, i)
                         for i in range(n))
         t0 = time.monotonic()
         flooder.send(flood)
-        got, last, latencies, i = [], t0, [], 0
-        while len(got) < n and time.monotonic() - t0 < 20:
-            t = time.monotonic()
-            carol.message('dave@localhost/chat', 'hello %d' % i)
-            el = dave.expect_stanza('message', timeout=2)
-            latencies.append(time.monotonic() - t)
-            assert body(el) == 'hello %d' % i, tostr(el)
-            i += 1
-            while True:
-                el = sink.poll_element(0.05)
-                if el is None:
-                    break
-                if el.tag == q(NS_CLIENT, 'message'):
-                    got.append(el.get('id'))
-                    last = time.monotonic()
+        arrived, latencies = receive_flood(sink, n, (carol, dave))
+        got = [el.get('id') for el, _ in arrived]
+        last = arrived[-1][1] if arrived else t0
         assert got == ['f%d' % k for k in range(n)], (
             'lost or reordered: %d of %d arrived' % (len(got), n))
         took = last - t0
@@ -174,7 +194,8 @@ def test_preauth_connections_per_ip(server_factory):
         held[0].expect_eof()
         lines = wait_log(srv, r'^.*c2s \d+ 127\.0\.0\.2:\d+: closed to '
                          r'make room for c2s \d+ '
-                         r'\(preauth-connections-per-ip 3\): the oldest, '
+                         r'\(preauth-connections-per-ip 3 for 127\.0\.0\.2\): '
+                         r'the oldest, '
                          r'all have sent a stream header, not authenticated '
                          r'after \d+\.\d s$')
         assert len(lines) == 1, 'no log line for the eviction'
@@ -258,8 +279,9 @@ def test_auth_tarpit_then_ban(server_factory):
         assert refused_at_accept(c), 'banned address accepted'
     finally:
         c.close()
-    assert wait_log(srv, r'^.*c2s \d+ 127\.0\.0\.2:\d+: refused: address '
-                    r'banned for \d+ s more after authentication failures$')
+    assert wait_log(srv, r'^.*c2s \d+ 127\.0\.0\.2:\d+: refused: '
+                    r'127\.0\.0\.2 banned for \d+ s more after '
+                    r'authentication failures$')
     srv.assert_serves()               # 127.0.0.1 is not banned
     # after the ban the address starts afresh
     time.sleep(max(0, banned_at + 3.2 - time.monotonic()))

@@ -274,7 +274,9 @@ def test_large_messages_slow_reader(server_factory, monkeypatch):
     instead of pushing the session past output-max (which disconnects it
     and, as the chunks were handed over, would lose them); all arrive,
     in order, once."""
-    srv = server_factory(limits={'output-max': 1048576})
+    # (4 MB sent at once: no byte rate limit, which would pace it)
+    srv = server_factory(limits={'output-max': 1048576,
+                                 'bytes-per-second': 0})
     alice = srv.login('alice@localhost', resource='a')
     big = 'x' * 100000
     n = 40
@@ -306,7 +308,8 @@ def test_session_gone_mid_delivery_keeps_the_rest(server_factory,
     """The receiving session goes away while delivery waits for its
     output queue: what was not handed to it stays stored and reaches the
     next session, in order, through the last message."""
-    srv = server_factory(limits={'output-max': 1048576})
+    srv = server_factory(limits={'output-max': 1048576,
+                                 'bytes-per-second': 0})
     alice = srv.login('alice@localhost', resource='a')
     big = 'y' * 100000
     n = 40

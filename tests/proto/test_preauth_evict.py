@@ -30,7 +30,8 @@ HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
 HALF_HEADER = HEADER[:70]      # stops inside the xmlns:stream attribute
 
 EVICT_RE = (r'^.*c2s (\d+) 127\.0\.0\.2:(\d+): closed to make room for '
-            r'c2s (\d+) \(preauth-connections-per-ip (\d+)\): (.*), not '
+            r'c2s (\d+) \(preauth-connections-per-ip (\d+) for '
+            r'127\.0\.0\.2\): (.*), not '
             r'authenticated after \d+\.\d s$')
 NO_HEADER = 'the oldest without a complete stream header'
 ALL_HEADERS = 'the oldest, all have sent a stream header'
@@ -333,7 +334,8 @@ def test_banned_address_still_refused(server_factory):
         conns.append(i2)
         wait_for(lambda: closed_by_server(i2.sock), what='banned address '
                  'accepted')
-        assert re.search(r'c2s \d+ 127\.0\.0\.2:%d: refused: address banned'
+        assert re.search(r'c2s \d+ 127\.0\.0\.2:%d: refused: 127\.0\.0\.2 '
+                         r'banned'
                          % i2.port, srv.stderr_text())
         assert evictions(srv) == []
         assert server_peers(srv, ATTACKER) == {i1.port, port_of(x.sock)}

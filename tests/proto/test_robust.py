@@ -348,7 +348,8 @@ def test_slowloris_preauth_while_real_client_logs_in(server_factory):
                 pass
         evicted = len(re.findall(
             r'c2s \d+ 127\.0\.0\.2:\d+: closed to make room for c2s \d+ '
-            r'\(preauth-connections-per-ip 16\): the oldest without a '
+            r'\(preauth-connections-per-ip 16 for 127\.0\.0\.2\): the '
+            r'oldest without a '
             r'complete stream header', srv.stderr_text()))
         assert evicted == 8 + 40 - 16, evicted
     finally:
@@ -370,7 +371,8 @@ def test_zero_window_reader(server_factory):
     unsent is lost: no XEP-0198 yet, see xmppd.conf(5) output-max)."""
     srv = server_factory(limits={'output-buffer': '16K',
                                  'output-max': '128K',
-                                 'stanzas-per-second': 0})
+                                 'stanzas-per-second': 0,
+                                 'bytes-per-second': 0})
     srv.adduser('carol@localhost', 'carol-secret')
     srv.adduser('dave@localhost', 'dave-secret')
     orig = socket.create_connection

@@ -5,14 +5,14 @@ logging in, exit codes (0 ok, 1 daemon error, 2 usage, 3 unreachable,
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import XMPPCTL_BIN
+from conftest import (XMPPCTL_BIN, assert_control_socket,
+                      control_group_server)
 from xmpp_raw import assert_sasl_failure, assert_sasl_success
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -267,29 +267,33 @@ def test_status_sessions_count(server_factory):
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
-                    reason='needs root and setpriv to act as another uid')
-def test_denied_for_other_uid(server_factory):
-    """Privileged commands are for uid 0 or the daemon's user; someone who
-    may connect (group access to the 0660 socket) but is neither gets 6."""
-    srv = server_factory()
-    os.chmod(srv.dir, 0o710)
+def test_control_socket_mode_and_group(server):
+    """Without a 'user' or 'control-group', the socket is the daemon's:
+    its uid and group, mode 0660 (checked as any user, root or not)."""
+    assert_control_socket(server, os.geteuid(), os.getegid())
 
-    def as_nobody(*args, input=None):
-        cmd = ['setpriv', '--reuid=65534', '--regid=0', '--clear-groups',
-               XMPPCTL_BIN, '-s', str(srv.sock)] + list(args)
-        return subprocess.run(cmd, input=input, capture_output=True,
-                              text=True, timeout=30)
 
-    r = as_nobody('adduser', 'mallory@localhost', '--password-stdin',
+def test_denied_for_other_uid(server_factory, other_user):
+    """Privileged commands are for uid 0 or the daemon's user; a member of
+    the control group may connect (group access to the 0660 socket) and
+    read, and gets 6 for a change."""
+    srv = control_group_server(server_factory, other_user)
+
+    def as_member(*args, input=None):
+        return other_user.run([XMPPCTL_BIN, '-s', str(srv.sock)] +
+                              list(args), input=input)
+
+    r = as_member('adduser', 'mallory@localhost', '--password-stdin',
                   input='pw')
     assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)
-    r = as_nobody('deluser', 'alice@localhost')
+    r = as_member('deluser', 'alice@localhost')
     assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)
-    r = as_nobody('users')
+    r = as_member('users')
     assert r.returncode == EXIT_OK, (r.returncode, r.stderr)
     assert 'mallory@localhost' not in r.stdout.split()
     assert 'alice@localhost' in r.stdout.split()
+    assert re.search(r'control \d+: connection from uid %d pid \d+ '
+                     r'\(read-only\)' % other_user.uid, srv.stderr_text())
 
 
 def test_abbreviations_and_option_order(server):
@@ -356,13 +360,12 @@ def test_stop_command(server_factory):
         a.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('setpriv'),
-                    reason='needs root and setpriv to act as another uid')
-def test_denied_cannot_connect(server_factory):
-    """Someone who may not connect to the 0660 socket at all: exit 6."""
-    srv = server_factory()
-    os.chmod(srv.dir, 0o711)
-    cmd = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-           XMPPCTL_BIN, '-s', str(srv.sock), 'status']
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+def test_denied_cannot_connect(server_factory, other_user):
+    """Someone outside the control group may not connect to the 0660
+    socket at all: exit 6, and the daemon never hears of it."""
+    srv = control_group_server(server_factory, other_user)
+    r = other_user.run([XMPPCTL_BIN, '-s', str(srv.sock), 'status'],
+                       member=False)
     assert r.returncode == EXIT_DENIED, (r.returncode, r.stderr)
+    assert 'Permission denied' in r.stderr, r.stderr
+    assert 'uid %d ' % other_user.uid not in srv.stderr_text()

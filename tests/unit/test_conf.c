@@ -70,6 +70,10 @@ check_limit_defaults(const struct conf_limits *l)
 	CHECK(l->preauth_timeout == 60);
 	CHECK(l->idle_timeout == 3600);
 	CHECK(l->max_connections == 0);
+	CHECK(l->bytes_per_second == 65536);
+	CHECK(l->byte_burst == 524288);
+	CHECK(l->ipv4_prefix == 32);
+	CHECK(l->ipv6_prefix == 64);
 }
 
 static void
@@ -181,6 +185,10 @@ test_every_option(void)
 	    "\tpreauth-timeout 45\n"
 	    "\tidle-timeout 2h\n"
 	    "\tmax-connections 10000\n"
+	    "\tbytes-per-second 1M\n"
+	    "\tbyte-burst 2048\n"
+	    "\tipv4-prefix 24\n"
+	    "\tipv6-prefix 48\n"
 	    "}\n"
 	    "host \"Example.ORG.\" {\n"
 	    "    key \"/etc/ssl/example.key\"\n"
@@ -238,6 +246,10 @@ test_every_option(void)
 	CHECK(c->limits.preauth_timeout == 45);
 	CHECK(c->limits.idle_timeout == 7200);
 	CHECK(c->limits.max_connections == 10000);
+	CHECK(c->limits.bytes_per_second == 1048576);
+	CHECK(c->limits.byte_burst == 2048);
+	CHECK(c->limits.ipv4_prefix == 24);
+	CHECK(c->limits.ipv6_prefix == 48);
 	CHECK(c->nhosts == 2);
 	if (c->nhosts == 2) {
 		/* Nameprep lowercases and drops the trailing dot. */
@@ -314,6 +326,8 @@ test_example_file(void)
 	CHECK_STR(c->control_group, NULL);
 	CHECK_STR(c->pidfile, NULL);
 	CHECK_STR(c->user, NULL);
+	CHECK_STR(c->tls_ciphers, CONF_TLS_CIPHERS);
+	CHECK_STR(c->tls_ciphersuites, NULL);
 	CHECK(c->scram_iterations == 4096);
 	CHECK(c->workers == 2);
 	check_limit_defaults(&c->limits);
@@ -589,6 +603,16 @@ test_number_errors(void)
 	    BASE "limits {\ndepth 7\n}\n", "t.conf:7: 'depth' out of range: 7");
 	expect_prefix(BASE "limits {\nattributes 2000\n}\n",
 	    "t.conf:7: 'attributes' out of range: 2000");
+	expect_error(BASE "limits {\nipv6-prefix 129\n}\n",
+	    "t.conf:7: 'ipv6-prefix' out of range: 129 (allowed 32..128)");
+	expect_error(BASE "limits {\nipv6-prefix 31\n}\n",
+	    "t.conf:7: 'ipv6-prefix' out of range: 31 (allowed 32..128)");
+	expect_error(BASE "limits {\nipv4-prefix 33\n}\n",
+	    "t.conf:7: 'ipv4-prefix' out of range: 33 (allowed 16..32)");
+	expect_prefix(BASE "limits {\nbyte-burst 512\n}\n",
+	    "t.conf:7: 'byte-burst' out of range: 512");
+	expect_prefix(BASE "limits {\nbytes-per-second 2G\n}\n",
+	    "t.conf:7: ");
 	expect_prefix(BASE "limits {\nsessions-per-user 0\n}\n",
 	    "t.conf:7: 'sessions-per-user' out of range: 0");
 	expect_prefix(BASE "limits {\nauth-failures-per-ip 0\n}\n",

@@ -25,7 +25,7 @@
 
 struct ev_loop *xmppd_loop;
 struct conf *xmppd_conf;
-ev_tstamp xmppd_started;
+double xmppd_started;
 
 /* A transport that records what the session layer asked of it. */
 struct test_transport {

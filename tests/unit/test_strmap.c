@@ -1,16 +1,93 @@
 /*
  * Unit tests for shared/strmap.c: an empty map (which holds no buckets
  * until its first put) answers and deletes nothing; put, replace, get,
- * delete and iterate over enough keys to grow the table several times.
+ * delete and iterate over enough keys to grow the table several times;
+ * no map without a random key (getrandom() failing exits the program).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "strmap.h"
 #include "unit.h"
 
 #define NKEYS 5000
+
+/* How this program's getrandom() answers (strmap.c calls this one, which
+ * the link puts before the C library's). */
+static enum {
+	RANDOM_REAL,      /* the kernel's */
+	RANDOM_ENOSYS,    /* as on a kernel without the call */
+	RANDOM_SHORT,     /* fewer bytes than asked for */
+	RANDOM_EINTR,     /* interrupted once, then the kernel's */
+} random_mode;
+
+ssize_t
+getrandom(void *buf, size_t len, unsigned int flags)
+{
+	switch (random_mode) {
+	case RANDOM_ENOSYS:
+		errno = ENOSYS;
+		return -1;
+	case RANDOM_SHORT:
+		return len > 8 ? 8 : (ssize_t)len;
+	case RANDOM_EINTR:
+		random_mode = RANDOM_REAL;
+		errno = EINTR;
+		return -1;
+	default:
+		return syscall(SYS_getrandom, buf, len, flags);
+	}
+}
+
+/* The first strmap_new() of a child with getrandom() in mode: its exit
+ * status (or -1), and what it wrote to stderr in msg. */
+static int
+first_map_in_child(int mode, char *msg, size_t msglen)
+{
+	int fds[2], status;
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	if (pipe(fds) == -1 || (pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		random_mode = mode;
+		strmap_free(strmap_new());
+		_exit(0);
+	}
+	close(fds[1]);
+	while ((size_t)got + 1 < msglen &&
+	    (n = read(fds[0], msg + got, msglen - 1 - (size_t)got)) > 0)
+		got += n;
+	msg[got] = '\0';
+	close(fds[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* Before any map of this process exists (the key is drawn once). */
+static void
+test_key_failure(void)
+{
+	char msg[512];
+
+	CHECK(first_map_in_child(RANDOM_ENOSYS, msg, sizeof(msg)) == 1);
+	CHECK(strstr(msg, "cannot draw the hash table key (getrandom): "
+	    "Function not implemented") != NULL);
+	CHECK(first_map_in_child(RANDOM_SHORT, msg, sizeof(msg)) == 1);
+	CHECK(strstr(msg, "getrandom returned 8 of 16 bytes") != NULL);
+	/* A signal during the call: tried again, no message. */
+	CHECK(first_map_in_child(RANDOM_EINTR, msg, sizeof(msg)) == 0);
+	CHECK_STR(msg, "");
+}
 
 static void
 count_cb(const char *key, void *value, void *arg)
@@ -119,6 +196,7 @@ test_values(void)
 int
 main(void)
 {
+	test_key_failure();
 	test_empty();
 	test_many();
 	test_values();

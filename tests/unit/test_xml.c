@@ -1425,6 +1425,18 @@ test_kept_back_tag(void)
 		CHECK(xml_stream_feed(bad, "<", 1) == XMLS_ERROR);
 		CHECK(xml_stream_error(bad) == XMLE_NOT_WELL_FORMED);
 		xml_stream_free(bad);
+		/* Nor a quote that does not follow '=' (no attribute value
+		 * can start there): "<'/>" is refused at once. */
+		bad = xml_stream_new(&lim, &rec_cb, &r);
+		CHECK(xml_stream_feed(bad, HDR, strlen(HDR)) == XMLS_OK);
+		CHECK(xml_stream_feed(bad, "<'/>", 4) == XMLS_ERROR);
+		xml_stream_free(bad);
+		/* ... while "a = 'x'" with spaces is still a value. */
+		bad = xml_stream_new(&lim, &rec_cb, &r);
+		CHECK(xml_stream_feed(bad, HDR, strlen(HDR)) == XMLS_OK);
+		CHECK(xml_stream_feed(bad, "<m a = '>", 9) == XMLS_OK);
+		CHECK(xml_stream_feed(bad, "'/>", 3) == XMLS_OK);
+		xml_stream_free(bad);
 	}
 	/* A start tag that grows past the limit a byte at a time: the error
 	 * with the first byte beyond it, not only when '>' comes. */

@@ -17,6 +17,7 @@
 #include "core/sm.h"
 #include "ctl.h"
 #include "log.h"
+#include "mono.h"
 #include "store/store.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -38,7 +39,7 @@ handle_status(struct control_conn *c, char **args, size_t nargs)
 	reply_cols(c, cols, nitems(cols));
 	r |= reply_row_kv(c, "version", "%s", XMPPD_VERSION);
 	r |= reply_row_kv(c, "uptime:int", "%lld",
-	    (long long)(ev_now(xmppd_loop) - xmppd_started));
+	    (long long)(mono_now(xmppd_loop) - xmppd_started));
 	r |= reply_row_kv(c, "hosts:list", "%s", hosts.data ? hosts.data : "");
 	r |= reply_row_kv(c, "sessions:int", "%zu", sm_session_count());
 	r |= reply_row_kv(c, "users-online:int", "%zu", sm_user_count());

@@ -670,6 +670,30 @@ accept_one(int fd)
 }
 
 static void
+accept_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (control_state.running)
+		ev_io_start(loop, &control_state.accept_w);
+}
+
+/*
+ * Out of descriptors, the peer stays in the listen queue and the
+ * level-triggered watcher would fire again at once: stop listening for a
+ * second (the peer waits, or gives up) instead of spinning the loop.
+ */
+static void
+accept_pause(struct ev_loop *loop)
+{
+	static ev_timer again_w;
+
+	log_warn("control: accept (listening again in 1 s)");
+	ev_io_stop(loop, &control_state.accept_w);
+	ev_timer_stop(loop, &again_w);
+	ev_timer_init(&again_w, accept_again_cb, 1.0, 0.);
+	ev_timer_start(loop, &again_w);
+}
+
+static void
 accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	for (int i = 0; i < CONTROL_MAX_CONNS; i++) {
@@ -677,7 +701,10 @@ accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(loop);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				log_warn("control: accept");
 			return;
@@ -708,9 +735,25 @@ init_fail(char *err, size_t errlen, int fd, const char *unlink_path,
 	return -1;
 }
 
+/* What a file that is not a socket is, for the start-up error. */
+static const char *
+file_kind(mode_t mode)
+{
+	if (S_ISREG(mode))
+		return "a regular file";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISCHR(mode) || S_ISBLK(mode))
+		return "a device";
+	return "a file of another kind";
+}
+
 /*
- * Refuse a symlink or a non-socket at path and a socket somebody answers
- * on; remove a stale socket.  0, or -1 with err.
+ * Refuse a symlink or a non-socket at path (never replaced: it may be
+ * somebody's file, put there by a mistyped control-socket) and a socket
+ * somebody answers on; remove a stale socket.  0, or -1 with err.
  */
 static int
 check_existing(const char *path, const struct sockaddr_un *sun, char *err,
@@ -730,7 +773,9 @@ check_existing(const char *path, const struct sockaddr_un *sun, char *err,
 		    "a symbolic link; refusing to use it", path);
 	if (!S_ISSOCK(st.st_mode))
 		return init_fail(err, errlen, -1, NULL, "control socket %s "
-		    "exists and is not a socket; refusing to replace it", path);
+		    "exists and is %s, not a socket; refusing to replace it "
+		    "(remove it, or set control-socket to another path)", path,
+		    file_kind(st.st_mode));
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1)
 		return init_fail(err, errlen, -1, NULL, "socket: %s",

@@ -14,6 +14,7 @@
 
 #include "net/conn.h"
 #include "log.h"
+#include "mono.h"
 #include "core/sm.h"
 #include "control/stats.h"
 #include "store/store.h"
@@ -155,7 +156,7 @@ stats_tick(void)
 {
 	struct stats_snapshot *s = &stats.snap;
 	struct conn_stats cs;
-	double now = ev_time(), dt;
+	double now = mono_now(xmppd_loop), dt;
 	uint64_t in, out;
 	unsigned slot;
 
@@ -194,7 +195,7 @@ stats_get(struct stats_snapshot *out)
 	*out = stats.snap;
 	store_get_stats(&st);
 	conn_get_stats(&cs);
-	out->uptime = ev_now(xmppd_loop) - xmppd_started;
+	out->uptime = mono_now(xmppd_loop) - xmppd_started;
 	out->sessions = sm_session_count();
 	out->users = sm_user_count();
 	out->offline_queue = atomic_load(&stats.offline);

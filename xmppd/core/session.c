@@ -11,6 +11,7 @@
 #include "core/sm.h"
 #include "core/transport.h"
 #include "log.h"
+#include "mono.h"
 #include "xml.h"
 #include "xmppd.h"
 
@@ -154,7 +155,7 @@ session_last_input(const struct session *s)
 	struct transport_status st;
 
 	if (s->t == NULL)
-		return s->since;
+		return mono_now(xmppd_loop);
 	status(s, &st);
 	return st.last_input;
 }

@@ -90,7 +90,8 @@ int session_output_full(const struct session *s);
  * known to reach the client (while detached it waits in the queue). */
 int session_gone(const struct session *s);
 /* Input: whether reading is paused, and when its client was last heard
- * from (ev_now() time; the bind time while detached). */
+ * from (mono_now() time, mono.h; while detached, now: there is nothing
+ * to hear from). */
 int session_input_paused(const struct session *s);
 double session_last_input(const struct session *s);
 int session_is_tls(const struct session *s);

@@ -20,7 +20,7 @@ struct xel;
 struct transport_status {
 	size_t queued;              /* output bytes not yet written */
 	int input_paused;           /* not reading, for any reason */
-	double last_input;          /* ev_now() of the last bytes read */
+	double last_input;          /* mono_now() of the last bytes read */
 	int gone;                   /* nothing sent now would leave */
 	const char *tls_version;    /* "TLSv1.3", "" without TLS */
 	const char *tls_cipher;
@@ -50,6 +50,8 @@ struct transport {
 	uint64_t id;                /* the connection's id: logs, and lookups
 	                               across asynchronous calls */
 	const char *ip;             /* peer address; owned by the stream */
+	const char *net;            /* the network per-IP limits count the
+	                               peer under (shared/netkey.h) */
 	const char *addr;           /* "ip:port" for logs */
 	const char *host;           /* the stream's domain, NULL before its
 	                               header */

@@ -17,6 +17,7 @@
 #include "core/iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
 #include "core/session.h"
 #include "core/stanza.h"
 #include "store/store_engine.h"
@@ -301,7 +302,7 @@ handle_last(struct session *from, struct xel *iq, enum iq_target target)
 	if (target == IQ_TO_SERVER)
 		/* §5: the server's uptime, no character data. */
 		reply_seconds(from, iq,
-		    (int64_t)(ev_now(xmppd_loop) - xmppd_started), NULL);
+		    (int64_t)(mono_now(xmppd_loop) - xmppd_started), NULL);
 	else
 		disco_account_access(from, iq, account_last);
 	return HOOK_HANDLED;

@@ -19,6 +19,7 @@
 #include "core/iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
@@ -43,7 +44,8 @@ void mod_ping_deinit(void);
  */
 struct keepalive {
 	struct session *s;
-	ev_tstamp sent;          /* when the pending ping left; 0: none */
+	ev_tstamp sent;          /* when the pending ping left (mono_now()
+	                            time, as session_last_input); 0: none */
 	uint64_t serial;         /* its id is "ping-SERIAL" */
 	size_t index;            /* in table[] */
 };
@@ -136,7 +138,7 @@ static void
 tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
-	ev_tstamp now = ev_now(loop);
+	ev_tstamp now = mono_now(loop);
 	uint64_t *dead = NULL;
 	size_t ndead = 0;
 

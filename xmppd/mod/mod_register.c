@@ -18,6 +18,8 @@
 #include "core/iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
+#include "netkey.h"
 #include "core/roster.h"
 #include "core/session.h"
 #include "core/stanza.h"
@@ -74,11 +76,12 @@ struct reg_req {
 	struct xel *iq;             /* the request without its payload (own
 	                               arena): id, to, from for the reply */
 	uint64_t conn_id;           /* for log lines */
-	char ip[46];
+	char net[NETKEY_LEN];       /* the network registrations-per-ip
+	                               counts it under */
 	char addr[64];
 };
 
-/* Registrations from one address in the current window. */
+/* Registrations from one network (conn.net) in the current window. */
 struct ip_count {
 	unsigned count;
 	double since;
@@ -87,7 +90,7 @@ struct ip_count {
 static struct {
 	struct strmap *pending;     /* key -> struct reg_req; NULL: off */
 	struct strmap *busy;        /* busy_key -> struct reg_req */
-	struct strmap *per_ip;      /* address -> struct ip_count (kept
+	struct strmap *per_ip;      /* network -> struct ip_count (kept
 	                               while off: a reload that turns
 	                               registration off and on again does not
 	                               reset the hourly counts) */
@@ -137,7 +140,7 @@ req_new(enum reg_kind kind, uint64_t owner, const char *busy_key,
 	snprintf(r->busy_key, sizeof(r->busy_key), "%s", busy_key);
 	r->iq = skeleton(iq);
 	r->conn_id = t->id;
-	snprintf(r->ip, sizeof(r->ip), "%s", t->ip);
+	snprintf(r->net, sizeof(r->net), "%s", t->net);
 	snprintf(r->addr, sizeof(r->addr), "%s", t->addr);
 	strmap_put(reg.pending, r->key, r);
 	strmap_put(reg.busy, r->busy_key, r);
@@ -202,13 +205,14 @@ req_answer(struct reg_req *r, const char *type, const char *cond,
 	arena_free(reply->arena);
 }
 
-/* Per-address limit ("registrations-per-ip" per hour). */
+/* Per-network limit ("registrations-per-ip" per hour): net is the
+ * transport's key (limits ipv4-prefix and ipv6-prefix). */
 
 static struct ip_count *
-rate_entry(const char *ip)
+rate_entry(const char *net)
 {
-	struct ip_count *e = strmap_get(reg.per_ip, ip);
-	double now = ev_now(xmppd_loop);
+	struct ip_count *e = strmap_get(reg.per_ip, net);
+	double now = mono_now(xmppd_loop);
 
 	if (e != NULL && now - e->since >= RATE_WINDOW) {
 		e->count = 0;
@@ -218,23 +222,23 @@ rate_entry(const char *ip)
 }
 
 static int
-rate_exceeded(const char *ip)
+rate_exceeded(const char *net)
 {
-	struct ip_count *e = rate_entry(ip);
+	struct ip_count *e = rate_entry(net);
 
 	return e != NULL &&
 	    e->count >= xmppd_conf->limits.registrations_per_ip;
 }
 
 static void
-rate_charge(const char *ip)
+rate_charge(const char *net)
 {
-	struct ip_count *e = rate_entry(ip);
+	struct ip_count *e = rate_entry(net);
 
 	if (e == NULL) {
 		e = xcalloc(1, sizeof(*e));
-		e->since = ev_now(xmppd_loop);
-		strmap_put(reg.per_ip, ip, e);
+		e->since = mono_now(xmppd_loop);
+		strmap_put(reg.per_ip, net, e);
 	}
 	e->count++;
 }
@@ -263,7 +267,7 @@ collect_expired(const char *ip, void *value, void *arg)
 static void
 purge_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	struct expired x = { .now = ev_now(l) };
+	struct expired x = { .now = mono_now(l) };
 
 	strmap_foreach(reg.per_ip, collect_expired, &x);
 	for (size_t i = 0; i < x.n; i++) {
@@ -399,15 +403,15 @@ create_checked(uint64_t owner, uint64_t tag, enum store_status st,
 	}
 	/* Checked again here: requests from one address may have been
 	 * waiting on the store together. */
-	if (rate_exceeded(r->ip)) {
+	if (rate_exceeded(r->net)) {
 		log_info("c2s %" PRIu64 " %s: registration refused: more "
 		    "than %u from %s in an hour", r->conn_id, r->addr,
-		    xmppd_conf->limits.registrations_per_ip, r->ip);
+		    xmppd_conf->limits.registrations_per_ip, r->net);
 		req_answer(r, "wait", "not-acceptable", RATE_TEXT);
 		req_free(r);
 		return;
 	}
-	rate_charge(r->ip);
+	rate_charge(r->net);
 	password = r->password;
 	r->password = NULL;
 	account_set_password(ACCOUNT_CREATE, r->user, r->host, password,
@@ -453,10 +457,10 @@ handle_create(struct transport *t, struct xel *iq, struct xel *query,
 		/* One at a time; the answer to the first is still due. */
 		transport_reply(t, error_reply(iq, NULL, "resource-constraint",
 		    "A registration is already in progress on this stream"));
-	else if (rate_exceeded(t->ip)) {
+	else if (rate_exceeded(t->net)) {
 		log_info("c2s %" PRIu64 " %s: registration refused: more "
 		    "than %u from %s in an hour", cid, t->addr,
-		    xmppd_conf->limits.registrations_per_ip, t->ip);
+		    xmppd_conf->limits.registrations_per_ip, t->net);
 		transport_reply(t, error_reply(iq, "wait", "not-acceptable",
 		    RATE_TEXT));
 	} else {

@@ -19,6 +19,7 @@
 #include "conf.h"
 #include "net/conn.h"
 #include "log.h"
+#include "mono.h"
 #include "strmap.h"
 #include "net/tls.h"
 #include "xmalloc.h"
@@ -44,13 +45,15 @@ static struct conn *flush_head, *flush_tail;
 static struct conn *dead_head;
 static ev_prepare prepare_w;
 static ev_timer accept_retry;
-static struct strmap *per_ip;        /* ip -> (uintptr_t) count */
+static struct strmap *per_ip;        /* network (conn.net) -> (uintptr_t)
+                                        count */
 static uint64_t next_id = 1;
 static int spare_fd = -1;
 static BIO_METHOD *bio_method;
 static struct conn_stats stats;
 static size_t max_conns;
 static unsigned conns_per_ip;
+static unsigned ipv4_prefix, ipv6_prefix;
 static size_t output_max, output_high;
 static double handshake_timeout;
 
@@ -73,21 +76,26 @@ conn_set_conf(const struct conf *conf)
 	    conf->limits.max_connections < max_conns)
 		max_conns = conf->limits.max_connections;
 	conns_per_ip = conf->limits.connections_per_ip;
+	ipv4_prefix = conf->limits.ipv4_prefix;
+	ipv6_prefix = conf->limits.ipv6_prefix;
 	output_max = conf->limits.output_max;
 	output_high = conf->limits.output_high;
 	handshake_timeout = conf->limits.handshake_timeout;
 }
 
+/* Count a connection in (delta 1) or out (-1) of its network: the key
+ * is the one it was counted in under, so a reload that changes the
+ * prefixes leaves the counts of open connections right. */
 static void
-ip_count(const char *ip, int delta)
+ip_count(const char *net, int delta)
 {
-	uintptr_t n = (uintptr_t)strmap_get(per_ip, ip);
+	uintptr_t n = (uintptr_t)strmap_get(per_ip, net);
 
 	n += delta;
 	if (n == 0)
-		strmap_del(per_ip, ip);
+		strmap_del(per_ip, net);
 	else
-		strmap_put(per_ip, ip, (void *)n);
+		strmap_put(per_ip, net, (void *)n);
 }
 
 static void
@@ -177,7 +185,7 @@ bio_conn_create(BIO *b)
 static void
 timer_arm(struct conn *c)
 {
-	ev_tstamp now = ev_now(loop), at = 0;
+	ev_tstamp now = mono_now(loop), at = 0;
 
 	if (c->deadline)
 		at = c->deadline;
@@ -195,7 +203,7 @@ conn_set_timeout(struct conn *c, double seconds, const char *reason)
 {
 	if (c->state == CONN_DEAD)
 		return;
-	c->deadline = seconds > 0 ? ev_now(loop) + seconds : 0;
+	c->deadline = seconds > 0 ? mono_now(loop) + seconds : 0;
 	c->deadline_reason = reason;
 	timer_arm(c);
 }
@@ -213,14 +221,23 @@ static void
 conn_timer_fired(struct ev_loop *l, ev_timer *w, int revents)
 {
 	struct conn *c = container_of(w, struct conn, timer);
-	ev_tstamp now = ev_now(l);
+	ev_tstamp now = mono_now(l);
 
 	if (c->deadline && now >= c->deadline) {
+		const char *why = c->deadline_reason ? c->deadline_reason :
+		    "timeout";
+
 		log_info("conn %llu %s: %s", (unsigned long long)c->id,
-		    c->addr, c->deadline_reason ? c->deadline_reason :
-		    "timeout");
-		conn_kill(c, c->deadline_reason ? c->deadline_reason :
-		    "timeout");
+		    c->addr, why);
+		if (c->state == CONN_OPEN && c->h->on_timeout != NULL) {
+			/* The peer is told why (a stream error), then
+			 * conn_close gives the words time to leave. */
+			c->deadline = 0;
+			c->h->on_timeout(c, why);
+			if (c->state != CONN_OPEN)
+				return;
+		}
+		conn_kill(c, why);
 		return;
 	}
 	if (c->idle > 0 && now >= c->last_read + c->idle &&
@@ -263,7 +280,7 @@ conn_kill(struct conn *c, const char *reason)
 	c->fd = -1;
 	buf_free(&c->out);
 	buf_free(&c->wire);
-	ip_count(c->ip, -1);
+	ip_count(c->net, -1);
 	stats.open--;
 	c->dead_next = dead_head;
 	dead_head = c;
@@ -283,7 +300,7 @@ conn_close(struct conn *c)
 	}
 	c->state = CONN_CLOSING;
 	ev_io_stop(loop, &c->rio);
-	c->deadline = ev_now(loop) + 5;
+	c->deadline = mono_now(loop) + 5;
 	c->deadline_reason = "close: peer not reading";
 	timer_arm(c);
 	flush_list_add(c);
@@ -575,7 +592,7 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		}
 		c->bytes_in += (size_t)n;
 		stats.bytes_in += (size_t)n;
-		c->last_read = ev_now(l);
+		c->last_read = mono_now(l);
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		c->h->on_data(c, data, (size_t)n);
 		if (buf_avail(&c->out) > output_high && c->state == CONN_OPEN &&
@@ -592,25 +609,36 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		ev_feed_event(l, &c->rio, EV_READ);   /* more next iteration */
 }
 
+/* The peer's numeric address into host (len at least INET6_ADDRSTRLEN;
+ * "?" if not IP), an IPv4-mapped IPv6 address as IPv4, and its port. */
+static void
+peer_address(const struct sockaddr_storage *ss, char *host, size_t len,
+    int *port)
+{
+	snprintf(host, len, "?");
+	*port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+		inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)len);
+		*port = ntohs(sin->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)len);
+		*port = ntohs(sin6->sin6_port);
+		if (strncmp(host, "::ffff:", 7) == 0 && strchr(host, '.'))
+			memmove(host, host + 7, strlen(host + 7) + 1);
+	}
+}
+
 static void
 new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 {
 	enum listen_kind kind = li->kind;
 	struct conn *c;
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0, one = 1;
+	char host[INET6_ADDRSTRLEN], net[NETKEY_LEN];
+	int port, one = 1;
 
-	if (ss->ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		port = ntohs(sin->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		port = ntohs(sin6->sin6_port);
-		if (strncmp(host, "::ffff:", 7) == 0 && strchr(host, '.'))
-			memmove(host, host + 7, strlen(host + 7) + 1);
-	}
+	peer_address(ss, host, sizeof(host), &port);
 	if (stats.open >= max_conns) {
 		log_warnx("refusing connection from %s: %zu connections open "
 		    "(limit)", host, stats.open);
@@ -618,10 +646,11 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 		close(fd);
 		return;
 	}
+	netkey_of(host, ipv4_prefix, ipv6_prefix, net, sizeof(net));
 	if (conns_per_ip &&
-	    (uintptr_t)strmap_get(per_ip, host) >= conns_per_ip) {
-		log_warnx("refusing connection from %s: more than %u "
-		    "connections from this address", host, conns_per_ip);
+	    (uintptr_t)strmap_get(per_ip, net) >= conns_per_ip) {
+		log_warnx("refusing connection from %s: %u connections from "
+		    "%s (connections-per-ip)", host, conns_per_ip, net);
 		stats.refused++;
 		close(fd);
 		return;
@@ -634,13 +663,14 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	c->direct_tls = kind == LISTEN_C2S_TLS;
 	c->starttls_required = li->starttls_required;
 	snprintf(c->ip, sizeof(c->ip), "%s", host);
+	snprintf(c->net, sizeof(c->net), "%s", net);
 	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
 	    "%s:%d", host, port);
-	c->last_read = ev_now(loop);
+	c->last_read = mono_now(loop);
 	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
 	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
 	ev_init(&c->timer, conn_timer_fired);
-	ip_count(c->ip, 1);
+	ip_count(c->net, 1);
 	stats.open++;
 	log_debug("conn %llu %s: accepted (%s)", (unsigned long long)c->id,
 	    c->addr, c->direct_tls ? "direct TLS" : "plain");
@@ -664,6 +694,41 @@ accept_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
 		ev_io_start(l, &li->io);
 }
 
+/*
+ * Out of descriptors (err EMFILE or ENFILE): accept the next peer on the
+ * spare descriptor and close it at once, so that it is refused, not left
+ * hanging in the listen queue, and the level-triggered listener does not
+ * spin.  The spare is opened again (conn_kill does when this fails: a
+ * descriptor is free again then).
+ */
+static void
+refuse_one(const struct listener *li, int err)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+	struct rlimit rl;
+	int fd, port;
+
+	close(spare_fd);
+	spare_fd = -1;
+	fd = accept4(li->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		peer_address(&ss, host, sizeof(host), &port);
+		if (err == EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_warnx("%s: out of file descriptors (limit %llu), "
+			    "refused a connection from %s", li->name,
+			    (unsigned long long)rl.rlim_cur, host);
+		else
+			log_warnx("%s: out of file descriptors (%s), refused "
+			    "a connection from %s", li->name, strerror(err),
+			    host);
+		stats.refused++;
+	}
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void
 accept_cb(struct ev_loop *l, ev_io *w, int revents)
 {
@@ -682,19 +747,8 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 			return;
 		if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
-			/* Out of descriptors: use the spare one to accept
-			 * and drop the peer, so it is not left hanging and
-			 * the listener does not spin. */
-			close(spare_fd);
-			spare_fd = -1;
-			fd = accept(li->fd, NULL, NULL);
-			if (fd >= 0)
-				close(fd);
-			log_warnx("%s: out of file descriptors, dropped a "
-			    "connection", li->name);
-			stats.refused++;
-			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			return;
+			refuse_one(li, errno);
+			continue;
 		}
 		log_warn("%s: accept", li->name);
 		for (struct listener *x = listeners; x; x = x->next)

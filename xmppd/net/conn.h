@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
+#include "netkey.h"
 
 struct conf;
 struct conn;
@@ -33,6 +34,10 @@ struct conn_handler {
 	 * NULL to refuse it (it is closed at once; the upper layer logs
 	 * why). */
 	void *(*on_accept)(struct conn *c);
+	/* The deadline of conn_set_timeout passed on an open connection
+	 * (not during a TLS handshake, when nothing can be said): the upper
+	 * layer says why and closes (conn_close).  NULL: killed at once. */
+	void (*on_timeout)(struct conn *c, const char *reason);
 };
 
 /* Why reading is stopped (struct conn.paused is a set of these): reading
@@ -65,10 +70,10 @@ struct conn {
 	const struct conn_handler *h;
 	ev_io rio, wio;
 	ev_timer timer;
-	ev_tstamp deadline;      /* 0: none */
+	double deadline;         /* mono_now() time (mono.h); 0: none */
 	const char *deadline_reason;
 	double idle;             /* idle timeout in seconds, 0: none */
-	ev_tstamp last_read;
+	double last_read;        /* mono_now() time of the last read */
 	struct buf out;
 	struct buf wire;         /* TLS records not yet taken by the socket */
 	unsigned rd_drained:1;   /* the last socket read emptied it */
@@ -79,6 +84,9 @@ struct conn {
 	struct conn *dead_next;
 	const char *close_reason;
 	char ip[46];
+	char net[NETKEY_LEN];    /* the network the per-IP limits count it
+	                            under (limits ipv4-prefix, ipv6-prefix):
+	                            "2001:db8:1:2::/64", or the address */
 	char addr[64];           /* "ip:port" for logs */
 	uint64_t bytes_in, bytes_out;
 };

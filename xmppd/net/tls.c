@@ -73,8 +73,36 @@ ssl_errstr(char *buf, size_t len)
 	ERR_clear_error();
 }
 
+/*
+ * TLS 1.2 suites from tls-ciphers (default CONF_TLS_CIPHERS: ECDHE with
+ * AEAD only), TLS 1.3 suites from tls-ciphersuites or OpenSSL's default.
+ * DHE is not in the default, but works when listed: dh_auto picks an
+ * RFC 7919 group as strong as the certificate's key.  conf.c checked
+ * both strings already.
+ */
+static int
+ctx_ciphers(SSL_CTX *ctx, const struct conf *conf, const char *host,
+    char *err, size_t errlen)
+{
+	const char *tls12 = conf->tls_ciphers ? conf->tls_ciphers :
+	    CONF_TLS_CIPHERS;
+	char e[256];
+
+	SSL_CTX_set_dh_auto(ctx, 1);
+	if (SSL_CTX_set_cipher_list(ctx, tls12) != 1 ||
+	    (conf->tls_ciphersuites != NULL &&
+	    SSL_CTX_set_ciphersuites(ctx, conf->tls_ciphersuites) != 1)) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: cannot set the cipher suites: "
+		    "%s", host, e);
+		return -1;
+	}
+	return 0;
+}
+
 static SSL_CTX *
-ctx_new(const struct conf_host *h, char *err, size_t errlen)
+ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
+    size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char e[256];
@@ -85,12 +113,17 @@ ctx_new(const struct conf_host *h, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* No renegotiation, either side's (a TLS 1.2 client asking gets a
+	 * no_renegotiation alert); OpenSSL 3 refuses a client's by default
+	 * too (SSL_OP_ALLOW_CLIENT_RENEGOTIATION unset). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
 	    SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
-	SSL_CTX_set_cipher_list(ctx, "HIGH:!aNULL:!MD5:!RC4:!3DES:!SHA1");
+	if (ctx_ciphers(ctx, conf, h->name, err, errlen) == -1)
+		goto fail;
 	/* Read whole socket buffers instead of a record header, then its
 	 * body: half the read(2) calls.  conn_read_cb reads until
 	 * WANT_READ and conn_resume feeds a read event, so bytes buffered
@@ -132,7 +165,7 @@ tls_load(const struct conf *conf, char *err, size_t errlen)
 
 	for (size_t i = 0; i < conf->nhosts; i++) {
 		nh[i].name = xstrdup(conf->hosts[i].name);
-		nh[i].ctx = ctx_new(&conf->hosts[i], err, errlen);
+		nh[i].ctx = ctx_new(conf, &conf->hosts[i], err, errlen);
 		if (nh[i].ctx == NULL) {
 			for (size_t j = 0; j <= i; j++) {
 				SSL_CTX_free(nh[j].ctx);

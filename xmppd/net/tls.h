@@ -1,7 +1,9 @@
 /*
  * TLS contexts: one SSL_CTX per virtual host (selected by SNI), TLS 1.2+
- * only, renegotiation off, buffers released when idle; ALPN "xmpp-client"
- * for direct TLS (XEP-0368); channel-binding data for SCRAM-PLUS.
+ * only, TLS 1.2 with ECDHE and AEAD suites only (tls-ciphers), TLS 1.3
+ * suites from tls-ciphersuites, renegotiation refused, buffers released
+ * when idle; ALPN "xmpp-client" for direct TLS (XEP-0368); channel-binding
+ * data for SCRAM-PLUS.
  */
 #ifndef XMPPD_TLS_H
 #define XMPPD_TLS_H
@@ -12,10 +14,10 @@
 
 struct conf;
 
-/* Build contexts for every host of conf; on error returns -1 with a
- * message ("host localhost: cannot load certificate ...").  On success
- * the new contexts replace the current ones (reload keeps existing
- * connections on their old context). */
+/* Build contexts for every host of conf, with its cipher suites; on
+ * error returns -1 with a message ("host localhost: cannot load
+ * certificate ...").  On success the new contexts replace the current
+ * ones (reload keeps existing connections on their old context). */
 int tls_load(const struct conf *conf, char *err, size_t errlen);
 void tls_free(void);
 

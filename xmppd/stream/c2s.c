@@ -17,6 +17,7 @@
 #include "core/hooks.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
 #include "core/router.h"
 #include "stream/sasl.h"
 #include "scram.h"
@@ -80,15 +81,22 @@ struct c2s {
 	 * brought is processed even if the bucket runs dry, so tokens may go
 	 * negative; reading then pauses (CONN_PAUSE_RATE) until the bucket
 	 * is back to one token.  Nothing is buffered or dropped: the flooding
-	 * peer's own TCP window fills and it slows down.
+	 * peer's own TCP window fills and it slows down.  Beside it a bucket
+	 * of bytes (bytes-per-second, byte-burst) works the same way: every
+	 * byte read takes a token, and reading pauses while it is in debt,
+	 * so large stanzas cannot go past the stanza count.
 	 */
 	double tokens;
-	double bucket_at;           /* when tokens was last refilled */
-	unsigned throttled;         /* times reading paused for the rate */
-	/* While not authenticated: counted in its address's preauth and on
-	 * that address's list of such streams, in accept order. */
+	double byte_tokens;
+	/* Times in this file (bucket_at, accepted_at, wait_until,
+	 * preauth_deadline, and ip_state's) are mono_now() times, which a
+	 * step of the wall clock does not move (mono.h). */
+	double bucket_at;           /* when both were last refilled */
+	unsigned throttled;         /* times reading paused for the rates */
+	/* While not authenticated: counted in its network's preauth and on
+	 * that network's list of such streams, in accept order. */
 	int preauth_counted;
-	struct ip_state *ip;        /* its address, while counted */
+	struct ip_state *ip;        /* its network, while counted */
 	struct c2s *ip_prev, *ip_next;
 	double accepted_at;
 	/* A SASL failure held back by the authentication tarpit: the
@@ -102,10 +110,12 @@ struct c2s {
 
 #define MAX_HELD 64             /* stanzas queued while held */
 
-/* What one address is doing: connections not yet authenticated, recent
- * authentication failures, a temporary ban.  Entries are purged once
- * nothing is left to remember (never while preauth is not 0, so a
- * counted stream's pointer to its entry stays valid). */
+/* What one network is doing (the peers whose addresses share a key,
+ * conn.net: an IPv6 /64 by default, an IPv4 address): connections not
+ * yet authenticated, recent authentication failures, a temporary ban.
+ * Entries are purged once nothing is left to remember (never while
+ * preauth is not 0, so a counted stream's pointer to its entry stays
+ * valid). */
 struct ip_state {
 	struct c2s *first, *last;   /* connections not yet authenticated,
 	                               oldest first ... */
@@ -118,7 +128,7 @@ struct ip_state {
 
 static struct c2s *all;
 static size_t nall;
-static struct strmap *ips;          /* ip -> struct ip_state */
+static struct strmap *ips;          /* conn.net -> struct ip_state */
 static struct c2s *wait_head;       /* throttled or tarpitted streams */
 static ev_timer wait_w;             /* the earliest of their wait ends */
 static struct sasl **trash_v;      /* finished exchanges, freed later */
@@ -418,9 +428,29 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 		c2s_stream_error(c, "invalid-namespace", NULL);
 		return 1;
 	}
-	if (to == NULL || (host = jid_nameprep(to)) == NULL ||
-	    conf_host_find(xmppd_conf, host) == NULL ||
-	    (c->host && strcmp(c->host, host) != 0)) {
+	/*
+	 * RFC 6120 §4.7.2: a client's header MUST carry 'to'.  Without one,
+	 * or with one that is empty or no domain at all, the condition is
+	 * <improper-addressing/> (§4.9.3.7: an address missing, empty or
+	 * against the rules of XMPP addresses), as Prosody and ejabberd
+	 * answer; <host-unknown/> (§4.9.3.6) is for a domain not served.
+	 */
+	if (to == NULL || *to == '\0' || (host = jid_nameprep(to)) == NULL) {
+		c2s_stream_error(c, "improper-addressing",
+		    "A 'to' attribute with a domain is required");
+		return 1;
+	}
+	if (c->host && strcmp(c->host, host) != 0) {
+		/* A restart (after STARTTLS or SASL) may not switch to
+		 * another virtual host: what was negotiated, the
+		 * certificate and the account, belongs to the first one
+		 * (the class of CVE-2018-10847).  §4.9.3.12. */
+		free(host);
+		c2s_stream_error(c, "not-authorized",
+		    "The domain of a stream cannot change on a restart");
+		return 1;
+	}
+	if (conf_host_find(xmppd_conf, host) == NULL) {
 		free(host);
 		c2s_stream_error(c, "host-unknown", NULL);
 		return 1;
@@ -446,18 +476,19 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 }
 
 /*
- * Per-address state: unauthenticated connections (preauth-connections-
- * per-ip), authentication failures in a window (auth-failures-per-ip) and
- * a temporary ban (auth-ban-time).
+ * Per-network state (net is a conn.net key, limits ipv4-prefix and
+ * ipv6-prefix): unauthenticated connections (preauth-connections-per-ip),
+ * authentication failures in a window (auth-failures-per-ip) and a
+ * temporary ban (auth-ban-time).
  */
 static struct ip_state *
-ip_state(const char *ip, int create)
+ip_state(const char *net, int create)
 {
-	struct ip_state *st = strmap_get(ips, ip);
+	struct ip_state *st = strmap_get(ips, net);
 
 	if (st == NULL && create) {
 		st = xcalloc(1, sizeof(*st));
-		strmap_put(ips, ip, st);
+		strmap_put(ips, net, st);
 	}
 	return st;
 }
@@ -547,21 +578,21 @@ preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
 	else
 		why = "the oldest, all have sent a stream header";
 	log_warnx("c2s %" PRIu64 " %s: closed to make room for c2s %" PRIu64
-	    " (preauth-connections-per-ip %u): %s, not authenticated after "
-	    "%.1f s", v->id, v->conn->addr, id, limit, why,
-	    ev_now(xmppd_loop) - v->accepted_at);
+	    " (preauth-connections-per-ip %u for %s): %s, not authenticated "
+	    "after %.1f s", v->id, v->conn->addr, id, limit, v->conn->net,
+	    why, mono_now(xmppd_loop) - v->accepted_at);
 	set_closing(v);
 	preauth_release(v);
 	conn_kill(v->conn, "evicted (preauth-connections-per-ip)");
 }
 
-/* Whether the stream's address may not try to authenticate now: it is
+/* Whether the stream's network may not try to authenticate now: it is
  * banned, or it failed auth-failures-per-ip times within the window. */
 static int
 auth_throttled(struct c2s *c)
 {
-	struct ip_state *st = ip_state(c->conn->ip, 0);
-	double now = ev_now(xmppd_loop);
+	struct ip_state *st = ip_state(c->conn->net, 0);
+	double now = mono_now(xmppd_loop);
 
 	return st != NULL && (ip_banned(st, now) ||
 	    (now - st->since < AUTH_WINDOW &&
@@ -579,8 +610,8 @@ static int
 auth_failed(struct c2s *c)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
-	struct ip_state *st = ip_state(c->conn->ip, 1);
-	double now = ev_now(xmppd_loop);
+	struct ip_state *st = ip_state(c->conn->net, 1);
+	double now = mono_now(xmppd_loop);
 	int past;
 
 	if (now - st->since >= AUTH_WINDOW) {
@@ -596,7 +627,7 @@ auth_failed(struct c2s *c)
 			log_warnx("c2s %" PRIu64 " %s: %u authentication "
 			    "failures from %s within %.0f s: refusing its "
 			    "connections for %u s", c->id, c->conn->addr,
-			    st->failures, c->conn->ip, AUTH_WINDOW,
+			    st->failures, c->conn->net, AUTH_WINDOW,
 			    l->auth_ban_time);
 			st->refused = 0;
 		}
@@ -620,7 +651,7 @@ purge_one(const char *key, void *value, void *arg)
 {
 	struct ip_state *st = value;
 	struct purge_list *pl = arg;
-	double now = ev_now(xmppd_loop);
+	double now = mono_now(xmppd_loop);
 
 	if (st->banned_until != 0 && st->banned_until <= now) {
 		log_info("c2s: ban on %s is over (%u connections refused)",
@@ -660,7 +691,7 @@ purge_cb(struct ev_loop *l, ev_timer *w, int revents)
 static void
 wait_add(struct c2s *c, double until)
 {
-	double now = ev_now(xmppd_loop);
+	double now = mono_now(xmppd_loop);
 
 	if (!c->waiting) {
 		c->waiting = 1;
@@ -701,6 +732,9 @@ bucket_refill(struct c2s *c, double now)
 	c->tokens += (now - c->bucket_at) * l->stanzas_per_second;
 	if (c->tokens > l->stanza_burst)
 		c->tokens = l->stanza_burst;
+	c->byte_tokens += (now - c->bucket_at) * (double)l->bytes_per_second;
+	if (c->byte_tokens > (double)l->byte_burst)
+		c->byte_tokens = (double)l->byte_burst;
 	c->bucket_at = now;
 }
 
@@ -710,49 +744,81 @@ bucket_take(struct c2s *c)
 {
 	if (xmppd_conf->limits.stanzas_per_second == 0)
 		return;
-	bucket_refill(c, ev_now(xmppd_loop));
+	bucket_refill(c, mono_now(xmppd_loop));
 	c->tokens -= 1;
 }
 
-/* After a read: a stream that used more than its tokens stops being read
- * until the bucket holds one again. */
+/* Bytes were read: they take as many tokens (limits bytes-per-second). */
+static void
+bytes_take(struct c2s *c, size_t len)
+{
+	if (xmppd_conf->limits.bytes_per_second == 0)
+		return;
+	bucket_refill(c, mono_now(xmppd_loop));
+	c->byte_tokens -= (double)len;
+}
+
+/* Seconds until both buckets let reading go on (a stanza token, no byte
+ * debt), 0 if they do now; after bucket_refill. */
+static double
+bucket_debt(const struct c2s *c)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	double wait = 0, w;
+
+	if (l->stanzas_per_second != 0 && c->tokens < 1 - 1e-9)
+		wait = (1 - c->tokens) / l->stanzas_per_second;
+	if (l->bytes_per_second != 0 && c->byte_tokens < -1e-6 &&
+	    (w = -c->byte_tokens / (double)l->bytes_per_second) > wait)
+		wait = w;
+	return wait;
+}
+
+/* After a read: a stream that used more than its tokens of either bucket
+ * stops being read until both allow it again. */
 static void
 bucket_check(struct c2s *c)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
+	int stanzas = l->stanzas_per_second != 0 && c->tokens < 0;
+	int bytes = l->bytes_per_second != 0 && c->byte_tokens < 0;
 	double wait;
 
-	if (l->stanzas_per_second == 0 || c->tokens >= 0 ||
-	    c->state == C2S_CLOSING || (c->conn->paused & CONN_PAUSE_RATE))
+	if ((!stanzas && !bytes) || c->state == C2S_CLOSING ||
+	    (c->conn->paused & CONN_PAUSE_RATE))
 		return;
-	wait = (1 - c->tokens) / l->stanzas_per_second;
+	wait = bucket_debt(c);
 	c->throttled++;
-	if (c->throttled == 1)
+	if (c->throttled == 1 && bytes)
+		log_info("c2s %" PRIu64 " %s: over %zu bytes per second "
+		    "(burst %zu): reading paused for %.2f s", c->id,
+		    c->conn->addr, l->bytes_per_second, l->byte_burst, wait);
+	else if (c->throttled == 1)
 		log_info("c2s %" PRIu64 " %s: over %u stanzas per second "
 		    "(burst %u): reading paused for %.2f s", c->id,
 		    c->conn->addr, l->stanzas_per_second, l->stanza_burst,
 		    wait);
 	else
-		log_debug("c2s %" PRIu64 " %s: stanza rate: reading paused "
-		    "for %.2f s", c->id, c->conn->addr, wait);
+		log_debug("c2s %" PRIu64 " %s: %s rate: reading paused "
+		    "for %.2f s", c->id, c->conn->addr,
+		    bytes ? "byte" : "stanza", wait);
 	conn_pause(c->conn, CONN_PAUSE_RATE);
-	wait_add(c, ev_now(xmppd_loop) + wait);
+	wait_add(c, mono_now(xmppd_loop) + wait);
 }
 
-/* The rate-limited stream may go on once the bucket holds a token again;
+/* The rate-limited stream may go on once both buckets allow it again;
  * returns when to look again, or 0. */
 static double
 bucket_wait(struct c2s *c, double now)
 {
-	unsigned rate = xmppd_conf->limits.stanzas_per_second;
+	double wait;
 
-	if (rate != 0)
-		bucket_refill(c, now);
-	if (rate == 0 || c->tokens >= 1 - 1e-9) {
+	bucket_refill(c, now);
+	if ((wait = bucket_debt(c)) == 0) {
 		conn_resume(c->conn, CONN_PAUSE_RATE);
 		return 0;
 	}
-	return now + (1 - c->tokens) / rate;
+	return now + wait;
 }
 
 static void tarpit_answer(struct c2s *c);
@@ -760,7 +826,7 @@ static void tarpit_answer(struct c2s *c);
 static void
 wait_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	double now = ev_now(l), next = 0;
+	double now = mono_now(l), next = 0;
 	struct c2s *c, *n;
 
 	for (c = wait_head; c; c = n) {
@@ -810,7 +876,7 @@ static void
 tarpit(struct c2s *c, const char *cond)
 {
 	c->tarpit = cond;
-	c->wait_until = ev_now(xmppd_loop) + AUTH_TARPIT;
+	c->wait_until = mono_now(xmppd_loop) + AUTH_TARPIT;
 	conn_pause(c->conn, CONN_PAUSE_UPPER);
 	wait_add(c, c->wait_until);
 }
@@ -845,7 +911,8 @@ handle_sasl(struct c2s *c, struct xel *st)
 			/* RFC 6120 §6.5.12; answered through the tarpit,
 			 * and counted, so that going on leads to a ban. */
 			log_info("c2s %" PRIu64 " %s: too many authentication "
-			    "failures from this address", c->id, c->conn->addr);
+			    "failures from %s", c->id, c->conn->addr,
+			    c->conn->net);
 			auth_failed(c);
 			tarpit(c, "temporary-auth-failure");
 			return;
@@ -1102,6 +1169,14 @@ handle_stanza(struct c2s *c, struct xel *st)
 	}
 	if (c->state == C2S_ACTIVE && c->t.session) {
 		c->t.session->last_active = ev_now(xmppd_loop);
+		/* RFC 6120 §4.9.3.24: a first-level element that is no
+		 * stanza (an unknown name or namespace: a nonza of an
+		 * extension not offered here, XEP-0198's <enable/>,
+		 * XEP-0138's <compress/>) ends the stream with
+		 * <unsupported-stanza-type/>, the condition defined for
+		 * exactly this, rather than being dropped: a client that
+		 * waits for its answer learns at once (xmppd(8), STREAM
+		 * ERRORS). */
 		if (router_from_client(c->t.session, st) < 0)
 			c2s_stream_error(c, "unsupported-stanza-type", NULL);
 	} else if (c->state == C2S_NEGOTIATING)
@@ -1110,12 +1185,45 @@ handle_stanza(struct c2s *c, struct xel *st)
 	return c->restart || c->state == C2S_CLOSING;
 }
 
+static void on_xml_close(void *ctx);
+
+/*
+ * The peer ended its stream with a <stream:error/> (RFC 6120 §4.9.1.1:
+ * a stream error is unrecoverable).  Its condition is logged, and our
+ * side is closed with the closing tag alone, as for </stream:stream>
+ * (§4.4): an error of our own about its error would only be an echo.
+ * Stanzas held while the session loads are dropped, as on a close.
+ */
+static void
+on_peer_error(struct c2s *c, const struct xel *err)
+{
+	const struct xel *e;
+	const char *cond = "(none)";
+
+	for (e = xel_first_elem(err); e != NULL; e = xel_next(e, NULL, NULL))
+		if (strcmp(e->ns, NS_STREAM_ERR) == 0 &&
+		    strcmp(e->name, "text") != 0) {
+			cond = e->name;
+			break;
+		}
+	log_info("c2s %" PRIu64 " %s: stream error from the peer: <%.64s/>",
+	    c->id, c->conn->addr, cond);
+	if (c->t.session)
+		sm_set_end_reason(c->t.session, "stream error from the client");
+	on_xml_close(c);
+}
+
 static int
 on_stanza(void *ctx, struct xel *st)
 {
 	struct c2s *c = ctx;
 
 	bucket_take(c);
+	if (xel_is(st, "error", NS_STREAMS)) {
+		on_peer_error(c, st);
+		arena_free(st->arena);
+		return 1;
+	}
 	return handle_stanza(c, st);
 }
 
@@ -1126,7 +1234,8 @@ on_xml_close(void *ctx)
 
 	if (c->state == C2S_CLOSING)
 		return;
-	/* RFC 6120 §4.4: answer the close and end the connection. */
+	/* RFC 6120 §4.4: answer the close and end the connection.  What
+	 * follows the peer's closing tag is never read (on_data). */
 	if (!c->header_sent)
 		send_header(c, NULL);
 	conn_write(c->conn, "</stream:stream>", 16);
@@ -1169,6 +1278,7 @@ on_data(struct conn *conn, const char *data, size_t len)
 
 	if (c->state == C2S_CLOSING)
 		return;
+	bytes_take(c, len);
 	c->in_feed = 1;
 	st = xml_stream_feed(c->xs, data, len);
 	c->in_feed = 0;
@@ -1195,7 +1305,7 @@ static void
 on_tls(struct conn *conn)
 {
 	struct c2s *c = conn->upper;
-	double left = c->preauth_deadline - ev_now(xmppd_loop);
+	double left = c->preauth_deadline - mono_now(xmppd_loop);
 
 	c->t.tls = 1;
 	conn_set_timeout(conn, left > 0 ? left : 0.001,
@@ -1213,19 +1323,20 @@ on_accept(struct conn *conn)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
 	unsigned limit = l->preauth_connections_per_ip;
-	struct ip_state *st = ip_state(conn->ip, 0);
-	double now = ev_now(xmppd_loop);
+	struct ip_state *st = ip_state(conn->net, 0);
+	double now = mono_now(xmppd_loop);
 	struct c2s *c;
 
 	if (ip_banned(st, now)) {
 		/* One line per ban at info; purge_cb reports the total. */
 		if (st->refused++ == 0)
-			log_info("c2s %" PRIu64 " %s: refused: address banned "
+			log_info("c2s %" PRIu64 " %s: refused: %s banned "
 			    "for %.0f s more after authentication failures",
-			    conn->id, conn->addr, st->banned_until - now);
+			    conn->id, conn->addr, conn->net,
+			    st->banned_until - now);
 		else
-			log_debug("c2s %" PRIu64 " %s: refused: address "
-			    "banned", conn->id, conn->addr);
+			log_debug("c2s %" PRIu64 " %s: refused: %s banned",
+			    conn->id, conn->addr, conn->net);
 		return NULL;
 	}
 	while (limit != 0 && st != NULL && st->preauth >= limit &&
@@ -1237,13 +1348,15 @@ on_accept(struct conn *conn)
 	c->t.ops = &c2s_transport_ops;
 	c->t.id = conn->id;
 	c->t.ip = conn->ip;
+	c->t.net = conn->net;
 	c->t.addr = conn->addr;
 	c->accepted_at = now;
-	preauth_count(c, ip_state(conn->ip, 1));
+	preauth_count(c, ip_state(conn->net, 1));
 	c->tokens = l->stanza_burst;
+	c->byte_tokens = (double)l->byte_burst;
 	c->bucket_at = now;
 	new_parser(c);
-	c->preauth_deadline = ev_now(xmppd_loop) +
+	c->preauth_deadline = mono_now(xmppd_loop) +
 	    xmppd_conf->limits.preauth_timeout;
 	conn_set_timeout(conn, xmppd_conf->limits.preauth_timeout,
 	    "authentication timeout");
@@ -1270,7 +1383,7 @@ on_close(struct conn *conn)
 	preauth_release(c);
 	if (c->throttled > 1)
 		log_info("c2s %" PRIu64 " %s: reading was paused %u times by "
-		    "the stanza rate limit", c->id, conn->addr, c->throttled);
+		    "the rate limits", c->id, conn->addr, c->throttled);
 	if (c->xs)
 		xml_stream_free(c->xs);
 	if (c->prev)
@@ -1286,11 +1399,25 @@ on_close(struct conn *conn)
 	free(c);
 }
 
+/*
+ * The connection's deadline passed while it is open: the only one this
+ * file sets is preauth-timeout (SASL success clears it), so the client
+ * is told with <connection-timeout/> (RFC 6120 §4.9.3.4) before the
+ * close rather than cut off without a word.
+ */
+static void
+on_timeout(struct conn *conn, const char *reason)
+{
+	c2s_stream_error(conn->upper, "connection-timeout",
+	    "Not authenticated within the time allowed");
+}
+
 const struct conn_handler c2s_conn_handler = {
 	.on_data = on_data,
 	.on_tls = on_tls,
 	.on_close = on_close,
 	.on_accept = on_accept,
+	.on_timeout = on_timeout,
 };
 
 void
@@ -1316,7 +1443,7 @@ idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 	static unsigned released;
 	static ev_tstamp last_trim;
-	ev_tstamp now = ev_now(l);
+	ev_tstamp now = mono_now(l);
 	unsigned now_released = 0;
 
 	for (struct c2s *c = all; c; c = c->next)
@@ -1329,11 +1456,11 @@ idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 	if ((released >= PARSER_TRIM_BATCH &&
 		now - last_trim >= PARSER_TRIM_INTERVAL) ||
 	    (released >= PARSER_TRIM_MIN && now_released == 0)) {
-		ev_tstamp t0 = ev_time();
+		ev_tstamp t0 = mono_now(NULL);
 
 		malloc_trim(0);
 		log_debug("c2s: %u idle parsers released, heap trimmed in "
-		    "%.1f ms", released, (ev_time() - t0) * 1e3);
+		    "%.1f ms", released, (mono_now(NULL) - t0) * 1e3);
 		released = 0;
 		last_trim = now;
 	}
