@@ -111,7 +111,8 @@ $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o $(OBJ)/xmppd/core/hooks.o
 $(BUILD)/tests/unit/test_session: $(OBJ)/xmppd/core/session.o \
-    $(OBJ)/xmppd/core/sm.o $(OBJ)/xmppd/core/hooks.o
+    $(OBJ)/xmppd/core/sm.o $(OBJ)/xmppd/core/hooks.o \
+    $(OBJ)/xmppd/core/stanza.o
 
 $(BUILD)/tests/bench/xmppbench: $(BENCH_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)

@@ -234,6 +234,12 @@ static const struct option limit_options[] = {
     {"mam-page-size", set_uint, LIMIT_FIELD(mam_page_size), 1, 1000, 0, 0},
     {"mam-retention", set_long_duration, LIMIT_FIELD(mam_retention), 0,
         3650 * 86400ull, 0, 0},
+    {"resume-timeout", set_duration, LIMIT_FIELD(resume_timeout), 0, 86400, 0,
+        0},
+    {"sm-queue", set_size, LIMIT_FIELD(sm_queue), 16 * KIB, 1024 * MIB, 0, 0},
+    {"sm-ack-stanzas", set_uint, LIMIT_FIELD(sm_ack_stanzas), 0, 100000, 0, 0},
+    {"sm-ack-seconds", set_duration, LIMIT_FIELD(sm_ack_seconds), 0, 3600, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1247,6 +1253,10 @@ conf_init(struct conf *c, const char *name)
 	c->limits.ping_timeout = 60;
 	c->limits.mam_page_size = 100;
 	c->limits.mam_retention = 0;
+	c->limits.resume_timeout = 300;
+	c->limits.sm_queue = 1048576;
+	c->limits.sm_ack_stanzas = 5;
+	c->limits.sm_ack_seconds = 30;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);

@@ -83,6 +83,17 @@ struct conf_limits {
 	                                per archive query (XEP-0313) */
 	unsigned mam_retention;      /* "mam-retention", s, 0 = keep the
 	                                archive forever */
+	unsigned resume_timeout;     /* "resume-timeout", s, 300: how long a
+	                                session whose connection died waits
+	                                for its client (XEP-0198); 0 = no
+	                                resumption */
+	size_t sm_queue;             /* "sm-queue", 1048576: bytes sent and
+	                                not acknowledged per session (also
+	                                while waiting) before it ends */
+	unsigned sm_ack_stanzas;     /* "sm-ack-stanzas", 5: request an ack
+	                                after this many; 0 = never by count */
+	unsigned sm_ack_seconds;     /* "sm-ack-seconds", 30: ... or once the
+	                                oldest unacknowledged is this old */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

@@ -21,6 +21,7 @@
 #include "net/conn.h"
 #include "control/control.h"
 #include "core/iq.h"
+#include "core/smacks.h"
 #include "log.h"
 #include "mono.h"
 #include "mod/modules.h"
@@ -113,6 +114,7 @@ stop(void)
 	conn_unlisten();
 	control_shutdown();
 	c2s_shutdown_all();
+	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);
 	ev_timer_start(xmppd_loop, &drain_w);
 }

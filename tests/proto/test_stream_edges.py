@@ -216,8 +216,8 @@ def test_data_after_stream_end_never_delivered(server, after, how):
 # --- first-level elements the server does not know -----------------------------------
 
 UNKNOWN = {
-    # XEP-0198 and XEP-0352 nonzas, neither offered
-    'sm-enable': "<enable xmlns='urn:xmpp:sm:3' resume='true'/>",
+    # an XEP-0198 request before <enable/> (test_sm.py has the rest) and
+    # an XEP-0352 nonza, not offered
     'sm-request': "<r xmlns='urn:xmpp:sm:3'/>",
     'csi-inactive': "<inactive xmlns='urn:xmpp:csi:0'/>",
     # a stanza wrapped in an unknown element is not a stanza

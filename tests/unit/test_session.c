@@ -3,8 +3,12 @@
  * made here, with the session manager (sm.c) and hook chains (hooks.c)
  * it uses: sends, fan-out copies, holds that nest and survive a change of
  * transport, a detached session's queue and its limit, ends with and
- * without a transport; and hook chains in module order whatever the order
- * of registration, with removal by owner.
+ * without a transport; hook chains in module order whatever the order
+ * of registration, with removal by owner; and XEP-0198 (smacks.c,
+ * included here to reach its counters): counting and acks modulo 2^32,
+ * the server's ack requests, the queue bound, hibernation, resumption
+ * with the unacknowledged stanzas sent again with a delay, and what an
+ * end does with them (recorded by the router and storage doubles below).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "core/sm.h"
 #include "core/transport.h"
 #include "jid.h"
+#include "store/store_engine.h"
 #include "unit.h"
 #include "xmalloc.h"
 #include "xml.h"
@@ -26,6 +31,39 @@
 struct ev_loop *xmppd_loop;
 struct conf *xmppd_conf;
 double xmppd_started;
+
+/* smacks.c's collaborators: the router records what it is given, the
+ * store runs a job at once (its queue is empty here). */
+static char redelivered[4096], bounced[1024];
+
+void
+router_redeliver(struct xel *msg, const char *user, const char *host)
+{
+	struct buf b = BUF_INIT;
+
+	xel_serialize(msg, &b, NS_CLIENT);
+	buf_addc(&b, '\0');
+	snprintf(redelivered + strlen(redelivered), sizeof(redelivered) -
+	    strlen(redelivered), "%s@%s:%s;", user, host, buf_head(&b));
+	buf_free(&b);
+}
+
+void
+router_bounce_to_sender(const struct xel *st, const char *condition)
+{
+	snprintf(bounced + strlen(bounced), sizeof(bounced) - strlen(bounced),
+	    "%s:%s;", xel_attr(st, "id"), condition);
+}
+
+void
+store_job_submit(struct store_job *j)
+{
+	j->status = j->ops->run(j);
+	j->ops->complete(j);
+	j->ops->free(j);
+}
+
+#include "../../xmppd/core/smacks.c"
 
 /* A transport that records what the session layer asked of it. */
 struct test_transport {
@@ -275,6 +313,218 @@ test_conflict(void)
 	buf_free(&b.out);
 }
 
+/* XEP-0198. */
+
+static struct xel *
+addressed(const char *kind, const char *id, const char *type)
+{
+	struct xel *m = xel_new(arena_new(256), kind, NS_CLIENT);
+
+	xel_set_attr(m, "from", "bob@example.org/b");
+	xel_set_attr(m, "to", "dave@example.org/phone");
+	xel_set_attr(m, "id", id);
+	if (type != NULL)
+		xel_set_attr(m, "type", type);
+	if (strcmp(kind, "message") == 0)
+		xel_text_set(xel_add(m, "body", NULL), id);
+	else if (strcmp(kind, "iq") == 0)
+		xel_add(m, "query", "jabber:iq:version");
+	return m;
+}
+
+static void
+send_one(struct session *s, const char *kind, const char *id,
+    const char *type)
+{
+	struct xel *m = addressed(kind, id, type);
+
+	session_send(s, m);
+	arena_free(m->arena);
+}
+
+static void
+test_sm_counting(void)
+{
+	struct test_transport a;
+	struct session *s;
+	const char *id = NULL;
+	unsigned max = 0;
+
+	xmppd_conf->limits.sm_ack_stanzas = 3;
+	tt_init(&a, 10);
+	s = bind_session(&a, "dave@example.org/phone");
+	CHECK(smacks_enable(s, 1, &id, &max) == 0);
+	CHECK(id != NULL && strlen(id) == SMACKS_ID_LEN && max == 300);
+	CHECK(strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_") == SMACKS_ID_LEN);
+	CHECK(smacks_enable(s, 1, &id, &max) == -1);    /* once */
+	CHECK(smacks_find(id, "dave@example.org") == s);
+	CHECK(smacks_find(id, "eve@example.org") == NULL);
+	CHECK_STR(smacks_state(s), "resumable");
+	send_one(s, "message", "m1", "chat");
+	send_one(s, "message", "m2", "chat");
+	CHECK(strstr(sent(&a), "<r xmlns") == NULL);
+	send_one(s, "message", "m3", "chat");
+	/* sm-ack-stanzas 3: the third is followed by <r/>, once. */
+	CHECK(strstr(sent(&a), "</message><r xmlns='urn:xmpp:sm:3'/>") != NULL);
+	send_one(s, "message", "m4", "chat");
+	CHECK(strstr(strstr(sent(&a), "<r ") + 1, "<r ") == NULL);
+	CHECK(smacks_unacked(s) == 4 && smacks_sent_count(s) == 4);
+	CHECK(smacks_ack(s, 2) == 0 && smacks_unacked(s) == 2);
+	CHECK(smacks_ack(s, 2) == 0 && smacks_unacked(s) == 2);  /* again */
+	CHECK(smacks_ack(s, 5) == -1 && smacks_unacked(s) == 2); /* too high */
+	CHECK(smacks_ack(s, 4) == 0 && smacks_unacked(s) == 0);
+	CHECK(s->smacks->q == NULL);        /* an empty queue is given back */
+	/* Counting from the client, and <r/> answered with it. */
+	smacks_handled(s);
+	smacks_handled(s);
+	buf_reset(&a.out);
+	smacks_request(s);
+	CHECK_STR(sent(&a), "<a xmlns='urn:xmpp:sm:3' h='2'/>");
+	/* Nonzas are not counted. */
+	session_send_nonza(s, "<r/>", 4);
+	CHECK(smacks_sent_count(s) == 4);
+	session_end(s, "system-shutdown", NULL);
+	CHECK(smacks_find(id, "dave@example.org") == NULL);
+	buf_free(&a.out);
+}
+
+/* §4: "h" wraps to 0 after 2^32 - 1. */
+static void
+test_sm_wrap(void)
+{
+	struct test_transport a;
+	struct session *s;
+	const char *id = NULL;
+	unsigned max = 0;
+
+	xmppd_conf->limits.sm_ack_stanzas = 0;
+	tt_init(&a, 11);
+	s = bind_session(&a, "dave@example.org/wrap");
+	CHECK(smacks_enable(s, 0, &id, &max) == 0 && id == NULL);
+	CHECK_STR(smacks_state(s), "on");
+	s->smacks->h_out = s->smacks->acked = UINT32_MAX - 1;
+	s->smacks->h_in = UINT32_MAX;
+	send_one(s, "message", "w1", "chat");   /* number 2^32 - 1 */
+	send_one(s, "message", "w2", "chat");   /* number 0 */
+	send_one(s, "message", "w3", "chat");   /* number 1 */
+	CHECK(smacks_sent_count(s) == 1 && smacks_unacked(s) == 3);
+	CHECK(smacks_ack(s, 2) == -1);
+	CHECK(smacks_ack(s, 0) == 0 && smacks_unacked(s) == 1);
+	CHECK(smacks_ack(s, UINT32_MAX) == -1);    /* behind: more than 1 */
+	CHECK(smacks_ack(s, 1) == 0 && smacks_unacked(s) == 0);
+	smacks_handled(s);
+	CHECK(smacks_handled_count(s) == 0);
+	session_end(s, "system-shutdown", NULL);
+	buf_free(&a.out);
+}
+
+static void
+test_sm_resume_and_end(void)
+{
+	struct test_transport a, b, c;
+	struct session *s;
+	const char *id = NULL;
+	unsigned max = 0;
+	char sid[SMACKS_ID_LEN + 1];
+
+	xmppd_conf->limits.sm_ack_stanzas = 0;
+	tt_init(&a, 12);
+	tt_init(&b, 13);
+	tt_init(&c, 14);
+	s = bind_session(&a, "dave@example.org/phone");
+	CHECK(smacks_enable(s, 1, &id, &max) == 0);
+	snprintf(sid, sizeof(sid), "%s", id);
+	send_one(s, "message", "r1", "chat");
+	send_one(s, "iq", "q1", "get");
+	/* The connection dies: the session waits, detached. */
+	CHECK(session_lost(s, "connection-timeout", NULL) == 1);
+	CHECK(a.ends == 1 && strcmp(a.condition, "connection-timeout") == 0);
+	CHECK(s->t == NULL && !s->closing && smacks_waiting(s));
+	CHECK_STR(smacks_state(s), "waiting");
+	CHECK(sm_find_id(s->id) == s);          /* still routable */
+	send_one(s, "message", "r2", "chat");    /* queued while waiting */
+	CHECK(buf_avail(&s->pending) == 0 && smacks_unacked(s) == 3);
+	/* Resumed on b with h = 1: r1 is acknowledged, the rest comes again,
+	 * the message with a delay. */
+	CHECK(smacks_resume(s, &b.t, 9) == -1 && s->t == NULL);
+	CHECK(smacks_resume(s, &b.t, 1) == 0);
+	CHECK(s->t == &b.t && !smacks_waiting(s));
+	CHECK(strncmp(sent(&b), "<resumed xmlns='urn:xmpp:sm:3' previd='", 39)
+	    == 0);
+	CHECK(strstr(sent(&b), "h='0'/>") != NULL);
+	CHECK(strstr(sent(&b), "<body>r1</body>") == NULL);
+	CHECK(strstr(sent(&b), "<iq from='bob@example.org/b' "
+	    "to='dave@example.org/phone' id='q1' type='get'>") != NULL);
+	CHECK(strstr(sent(&b), "<body>r2</body><delay xmlns='urn:xmpp:delay' "
+	    "from='example.org' stamp='") != NULL);
+	CHECK(strstr(sent(&b), "<r xmlns='urn:xmpp:sm:3'/>") != NULL);
+	CHECK(smacks_unacked(s) == 2);
+	/* The old connection of a second resumption is still there: it is
+	 * closed with <conflict/>. */
+	CHECK(smacks_resume(s, &c.t, 1) == 0);
+	CHECK(b.ends == 1 && strcmp(b.condition, "conflict") == 0);
+	CHECK(s->t == &c.t && !s->closing);
+	/* The session ends: the message is delivered again by the router,
+	 * the request answered with an error. */
+	redelivered[0] = bounced[0] = '\0';
+	session_end(s, "system-shutdown", NULL);
+	CHECK(strstr(redelivered, "dave@example.org:<message from='bob@"
+	    "example.org/b' to='dave@example.org/phone' id='r2' type='chat'>"
+	    "<body>r2</body></message>;") == redelivered);
+	CHECK_STR(bounced, "q1:service-unavailable;");
+	CHECK(smacks_find(sid, "dave@example.org") == NULL);
+	buf_free(&a.out);
+	buf_free(&b.out);
+	buf_free(&c.out);
+}
+
+static void
+test_sm_queue_limit_and_timeout(void)
+{
+	struct test_transport a;
+	struct session *s;
+	const char *id = NULL;
+	unsigned max = 0;
+	char body[1024];
+
+	xmppd_conf->limits.sm_queue = 4096;
+	tt_init(&a, 15);
+	s = bind_session(&a, "dave@example.org/full");
+	CHECK(smacks_enable(s, 1, &id, &max) == 0);
+	memset(body, 'x', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	redelivered[0] = '\0';
+	for (int i = 0; i < 5 && !s->closing; i++) {
+		struct xel *m = message(body);
+
+		session_send(s, m);
+		arena_free(m->arena);
+	}
+	CHECK(s->closing && a.ends == 1);
+	CHECK_STR(a.condition, "policy-violation");
+	/* All five went back to the router, none lost. */
+	CHECK(strlen(redelivered) > 0);
+	xmppd_conf->limits.sm_queue = 1048576;
+	/* resume-timeout: the waiting session ends when it passes. */
+	xmppd_conf->limits.resume_timeout = 1;
+	tt_init(&a, 16);
+	s = bind_session(&a, "dave@example.org/late");
+	CHECK(smacks_enable(s, 1, &id, &max) == 0 && max == 1);
+	CHECK(session_lost(s, NULL, NULL) == 1 && a.ends == 0);
+	ev_run(xmppd_loop, 0);      /* until the timer: nothing else runs */
+	CHECK(s->closing);
+	CHECK_STR(session_end_reason(s), "not resumed");
+	xmppd_conf->limits.resume_timeout = 300;
+	/* Without resumption a lost connection is an end. */
+	tt_init(&a, 17);
+	s = bind_session(&a, "dave@example.org/plain");
+	CHECK(smacks_enable(s, 0, &id, &max) == 0);
+	CHECK(session_lost(s, NULL, NULL) == 0 && s->t == &a.t);
+	session_end(s, "system-shutdown", NULL);
+	buf_free(&a.out);
+}
+
 /* Hook chains in owner order. */
 
 static char order[16];
@@ -340,11 +590,17 @@ main(void)
 	xmppd_loop = ev_default_loop(0);
 	conf.limits.output_high = 1000;
 	conf.limits.output_max = 4096;
+	conf.limits.resume_timeout = 300;
+	conf.limits.sm_queue = 1048576;
 	xmppd_conf = &conf;
 	test_send_and_hold();
 	test_detached();
 	test_detached_limit();
 	test_conflict();
+	test_sm_counting();
+	test_sm_wrap();
+	test_sm_resume_and_end();
+	test_sm_queue_limit_and_timeout();
 	test_hook_owners();
 	/* The graveyard is freed in the loop's before-sleep hook. */
 	ev_run(xmppd_loop, EVRUN_NOWAIT);

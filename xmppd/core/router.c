@@ -166,6 +166,39 @@ message_to_local(struct session *from, struct xel *msg, const struct jid *to)
 	free(d.v);
 }
 
+/* The local session that sent st ('from', a full JID), or NULL. */
+static struct session *
+sender_session(const struct xel *st)
+{
+	const char *f = xel_attr(st, "from");
+	struct jid j = { 0 };
+	struct session *s = NULL;
+
+	if (f != NULL && jid_parse(&j, f) == 0 && j.node != NULL &&
+	    conf_host_find(xmppd_conf, j.domain) != NULL)
+		s = sm_find_full(&j);
+	jid_free(&j);
+	return s;
+}
+
+void
+router_redeliver(struct xel *msg, const char *user, const char *host)
+{
+	struct jid to = { .node = (char *)user, .domain = (char *)host };
+	struct delivered d = { NULL, 0, 0 };
+
+	/* Archived and stamped already (message_in ran when it first
+	 * came): only the delivery is done again. */
+	message_to_bare(sender_session(msg), msg, &to, &d);
+	free(d.v);
+}
+
+void
+router_bounce_to_sender(const struct xel *st, const char *condition)
+{
+	router_bounce(sender_session(st), st, condition);
+}
+
 static void
 to_local_user(struct session *from, struct xel *st, enum stanza_kind kind,
     const struct jid *to)

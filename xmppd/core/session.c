@@ -9,6 +9,7 @@
 #include "conf.h"
 #include "core/session.h"
 #include "core/sm.h"
+#include "core/smacks.h"
 #include "core/transport.h"
 #include "log.h"
 #include "mono.h"
@@ -33,19 +34,50 @@ pending_add(struct session *s, const char *data, size_t len)
 	buf_add(&s->pending, data, len);
 }
 
+/*
+ * The stanza in scratch goes to the client.  Under stream management
+ * (XEP-0198) it is counted and kept until acknowledged; while the
+ * session waits to be resumed that queue is all there is, and the
+ * resumption sends it.  Past limits { sm-queue } the session ends.
+ */
+static void
+send_scratch(struct session *s)
+{
+	if (s->t != NULL)
+		s->t->ops->send_raw(s->t, buf_head(&scratch),
+		    buf_avail(&scratch));
+	else if (s->smacks == NULL)
+		pending_add(s, buf_head(&scratch), buf_avail(&scratch));
+	if (s->smacks != NULL && smacks_sent(s, buf_head(&scratch),
+	    buf_avail(&scratch)) < 0) {
+		log_info("session %s: more than %zu bytes unacknowledged "
+		    "(limits { sm-queue })", s->full,
+		    xmppd_conf->limits.sm_queue);
+		session_end(s, "policy-violation",
+		    "Too many stanzas unacknowledged");
+	}
+}
+
 void
 session_send(struct session *s, const struct xel *stanza)
 {
 	if (s->closing)
 		return;
 	s->stanzas_out++;
-	if (s->t != NULL) {
+	if (s->t != NULL && s->smacks == NULL) {
 		s->t->ops->send(s->t, stanza);
 		return;
 	}
 	buf_reset(&scratch);
 	xel_serialize(stanza, &scratch, NS_CLIENT);
-	pending_add(s, buf_head(&scratch), buf_avail(&scratch));
+	send_scratch(s);
+}
+
+void
+session_send_nonza(struct session *s, const char *data, size_t len)
+{
+	if (!s->closing && s->t != NULL)
+		s->t->ops->send_raw(s->t, data, len);
 }
 
 void
@@ -62,11 +94,7 @@ session_send_fanout(struct session *s, const char *name, const char *to,
 	buf_add_xml_escaped(&scratch, to, strlen(to), 1);
 	buf_addc(&scratch, '\'');
 	buf_add(&scratch, rest, len);
-	if (s->t != NULL)
-		s->t->ops->send_raw(s->t, buf_head(&scratch),
-		    buf_avail(&scratch));
-	else
-		pending_add(s, buf_head(&scratch), buf_avail(&scratch));
+	send_scratch(s);
 }
 
 void
@@ -106,6 +134,20 @@ session_end(struct session *s, const char *condition, const char *text)
 		s->t->ops->end(s->t, condition, text);   /* unbinds s */
 	if (!s->closing)
 		sm_unbind(s);
+}
+
+int
+session_lost(struct session *s, const char *condition, const char *text)
+{
+	struct transport *t = s->t;
+
+	if (s->closing || !smacks_resumable(s))
+		return 0;
+	session_detach(s);
+	smacks_hibernate(s);
+	if (t != NULL && condition != NULL)
+		t->ops->end(t, condition, text);
+	return 1;
 }
 
 static void

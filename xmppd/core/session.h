@@ -18,6 +18,7 @@
 struct transport;
 struct xel;
 struct sm_user;
+struct smacks;
 
 struct session {
 	uint64_t id;
@@ -41,6 +42,7 @@ struct session {
 	char *end_reason;         /* for the control plane (sm_set_end_reason) */
 	struct session *next;     /* in its user's list */
 	struct sm_user *user;
+	struct smacks *smacks;    /* XEP-0198 state, NULL until enabled */
 };
 
 /* Bind a new session for jid (full, prepared) on t.  An existing session
@@ -67,6 +69,9 @@ void session_send(struct session *s, const struct xel *stanza);
 /* One copy of a fan-out serialized once: "<name to='to'" + rest. */
 void session_send_fanout(struct session *s, const char *name, const char *to,
     const char *rest, size_t len);
+/* A nonza (XEP-0198 <r/>, <a/>): not counted, not queued, dropped while
+ * detached. */
+void session_send_nonza(struct session *s, const char *data, size_t len);
 /* Send r (may be NULL) to s, then free r's arena. */
 void session_reply(struct session *s, struct xel *r);
 /*
@@ -84,6 +89,14 @@ void session_release(struct session *s);
  * valid pointer until the loop sleeps).
  */
 void session_end(struct session *s, const char *condition, const char *text);
+/*
+ * The client is gone without a word (its connection died, or stopped
+ * answering pings).  A session that can be resumed (XEP-0198) is
+ * detached and waits for its client, its transport ended with condition
+ * (if not NULL) and text; returns 1.  Otherwise nothing is done and 0
+ * is returned: the caller ends the session as before.
+ */
+int session_lost(struct session *s, const char *condition, const char *text);
 /* Output waits above limits { output-high }: hold back what can wait. */
 int session_output_full(const struct session *s);
 /* Closing, detached, or its transport is gone: what is sent now is not

@@ -12,6 +12,7 @@
 #include "core/hooks.h"
 #include "core/session.h"
 #include "core/sm.h"
+#include "core/smacks.h"
 #include "core/transport.h"
 #include "log.h"
 #include "strmap.h"
@@ -59,6 +60,7 @@ reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 		struct session *s = graveyard;
 
 		graveyard = s->next;
+		smacks_free(s);
 		jid_free(&s->jid);
 		free(s->full);
 		free(s->bare);
@@ -142,6 +144,8 @@ sm_session_info(const struct session *s, struct sm_session_info *info)
 	info->last_active = s->last_active;
 	info->stanzas_in = s->stanzas_in;
 	info->stanzas_out = s->stanzas_out;
+	info->sm = smacks_state(s);
+	info->sm_unacked = smacks_unacked(s);
 }
 
 struct session *
@@ -270,6 +274,9 @@ sm_unbind(struct session *s)
 	s->t = NULL;
 	s->next = graveyard;
 	graveyard = s;
+	/* Unlinked: what its client never acknowledged goes elsewhere
+	 * (XEP-0198 §5), never back to it. */
+	smacks_end(s);
 }
 
 size_t

@@ -27,6 +27,9 @@ struct sm_session_info {
 	double since;             /* ev_time() when bound */
 	double last_active;       /* ev_time() of last stanza in */
 	uint64_t stanzas_in, stanzas_out;
+	const char *sm;           /* XEP-0198: off, on, resumable or
+	                             waiting (for its client to resume) */
+	size_t sm_unacked;        /* stanzas sent and not acknowledged */
 };
 
 size_t sm_session_count(void);

@@ -151,7 +151,7 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		double last;
 
 		if (k->s->t == NULL || k->s->closing)
-			continue;         /* detached (XEP-0198 later) */
+			continue;         /* detached (XEP-0198) */
 		if (session_input_paused(k->s)) {
 			/* We are not reading (its output is above the high
 			 * water mark, or a hold): it cannot be heard, so the
@@ -183,7 +183,10 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			continue;
 		log_info(SESSION_LOG_FMT " did not answer a ping within %u s",
 		    SESSION_LOG_ARGS(k->s), l->ping_timeout);
-		session_end(k->s, "connection-timeout", NULL);
+		/* A resumable session (XEP-0198) loses its connection
+		 * only and waits for its client. */
+		if (!session_lost(k->s, "connection-timeout", NULL))
+			session_end(k->s, "connection-timeout", NULL);
 	}
 	free(dead);
 }

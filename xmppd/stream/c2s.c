@@ -23,6 +23,7 @@
 #include "scram.h"
 #include "core/session.h"
 #include "core/sm.h"
+#include "core/smacks.h"
 #include "core/stanza.h"
 #include "core/transport.h"
 #include "strmap.h"
@@ -266,6 +267,23 @@ close_session(struct c2s *c)
 	}
 }
 
+/* The connection is gone without a close: a resumable session waits for
+ * its client (XEP-0198 §5), any other ends. */
+static void
+lose_session(struct c2s *c)
+{
+	struct session *s = c->t.session;
+
+	if (s != NULL && session_lost(s, NULL, NULL)) {
+		log_info("c2s %" PRIu64 " %s: connection lost (%s); session "
+		    "%s waits to be resumed", c->id, c->conn->addr,
+		    c->conn->close_reason ? c->conn->close_reason : "closed",
+		    s->full);
+		return;
+	}
+	close_session(c);
+}
+
 static void
 set_closing(struct c2s *c)
 {
@@ -273,8 +291,11 @@ set_closing(struct c2s *c)
 	c->t.closing = 1;
 }
 
+/* A stream error with an application-specific condition (RFC 6120
+ * §4.9.4): app, an element, is copied in after the text. */
 static void
-c2s_stream_error(struct c2s *c, const char *cond, const char *text)
+stream_error_app(struct c2s *c, const char *cond, const char *text,
+    const struct xel *app)
 {
 	struct arena *a;
 	struct xel *e;
@@ -292,12 +313,20 @@ c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 	xel_add(e, cond, NS_STREAM_ERR);
 	if (text)
 		xel_text_set(xel_add(e, "text", NS_STREAM_ERR), text);
+	if (app != NULL)
+		xel_append_copy(e, app);
 	c2s_send(c, e);
 	arena_free(a);
 	conn_write(c->conn, "</stream:stream>", 16);
 	set_closing(c);
 	close_session(c);
 	conn_close(c->conn);
+}
+
+static void
+c2s_stream_error(struct c2s *c, const char *cond, const char *text)
+{
+	stream_error_app(c, cond, text, NULL);
 }
 
 static void
@@ -387,6 +416,7 @@ send_features(struct c2s *c)
 		/* The RFC 3921 session is a no-op kept for old clients,
 		 * announced optional (draft-cridland-xmpp-session-01). */
 		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
+		xel_add(f, "sm", NS_SM);            /* XEP-0198 §2 */
 		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
 	} else if (!c->t.tls) {
@@ -1103,6 +1133,149 @@ is_bind_request(const struct xel *st)
 	    xel_count_elems(st) == 1 && xel_child(st, "bind", NS_BIND);
 }
 
+/*
+ * XEP-0198 stream management: the nonzas of urn:xmpp:sm:3 that reach the
+ * stream; the state and the counting are the session's (smacks.c).
+ */
+
+/* h is a decimal count modulo 2^32 (XEP-0198 §4, xs:unsignedInt). */
+static int
+parse_h(const char *v, uint32_t *h)
+{
+	uint64_t n = 0;
+
+	if (v == NULL || *v == '\0' || strlen(v) > 10)
+		return -1;
+	for (; *v != '\0'; v++) {
+		if (*v < '0' || *v > '9')
+			return -1;
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	if (n > UINT32_MAX)
+		return -1;
+	*h = (uint32_t)n;
+	return 0;
+}
+
+/* <failed/> with a stanza error condition (§6). */
+static void
+sm_failed(struct c2s *c, const char *cond)
+{
+	char b[160];
+	int n = snprintf(b, sizeof(b), "<failed xmlns='" NS_SM "'><%s "
+	    "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>", cond);
+
+	send_raw(c, b, (size_t)n);
+}
+
+/* A client acknowledged more than was sent: §4 (1.6) makes it the
+ * <undefined-condition/> stream error with <handled-count-too-high/>. */
+static void
+sm_count_too_high(struct c2s *c, uint32_t h, uint32_t max)
+{
+	struct arena *a = arena_new(256);
+	struct xel *e = xel_new(a, "handled-count-too-high", NS_SM);
+	char hs[16], ms[16], text[96];
+
+	snprintf(hs, sizeof(hs), "%" PRIu32, h);
+	snprintf(ms, sizeof(ms), "%" PRIu32, max);
+	xel_set_attr(e, "h", hs);
+	xel_set_attr(e, "max", ms);
+	snprintf(text, sizeof(text), "You acknowledged %" PRIu32 " stanzas "
+	    "but %" PRIu32 " were sent", h, max);
+	stream_error_app(c, "undefined-condition", text, e);
+	arena_free(a);
+}
+
+static void
+sm_enable(struct c2s *c, struct session *s, const struct xel *st)
+{
+	const char *r = xel_attr(st, "resume"), *id = NULL;
+	int resume = r != NULL && (strcmp(r, "true") == 0 ||
+	    strcmp(r, "1") == 0);
+	unsigned max = 0;
+	struct buf b = BUF_INIT;
+
+	if (smacks_enable(s, resume, &id, &max) < 0) {
+		/* §3: "a client SHALL only make at most one attempt to
+		 * enable stream management"; a second one ends the
+		 * stream. */
+		c2s_stream_error(c, "policy-violation",
+		    "Stream management is already enabled");
+		return;
+	}
+	buf_printf(&b, "<enabled xmlns='" NS_SM "'");
+	if (id != NULL)
+		buf_printf(&b, " id='%s' resume='true' max='%u'", id, max);
+	buf_adds(&b, "/>");
+	send_raw(c, buf_head(&b), buf_avail(&b));
+	buf_free(&b);
+	log_info("c2s %" PRIu64 " %s: %s: stream management on%s", c->id,
+	    c->conn->addr, s->full, id != NULL ? ", resumable" : "");
+}
+
+/* A nonza of stream management in a bound session. */
+static void
+sm_active(struct c2s *c, struct session *s, const struct xel *st)
+{
+	uint32_t h;
+
+	if (strcmp(st->name, "enable") == 0) {
+		sm_enable(c, s, st);
+		return;
+	}
+	if (strcmp(st->name, "resume") == 0) {
+		/* §5: resumption replaces binding; this stream is bound. */
+		sm_failed(c, "unexpected-request");
+		return;
+	}
+	if (!smacks_on(s) || (strcmp(st->name, "r") != 0 &&
+	    strcmp(st->name, "a") != 0)) {
+		c2s_stream_error(c, "unsupported-stanza-type", smacks_on(s) ?
+		    NULL : "Stream management is not enabled");
+		return;
+	}
+	if (strcmp(st->name, "r") == 0) {
+		smacks_request(s);
+		return;
+	}
+	if (parse_h(xel_attr(st, "h"), &h) < 0) {
+		c2s_stream_error(c, "bad-format",
+		    "'h' must be a count from 0 to 4294967295");
+		return;
+	}
+	if (smacks_ack(s, h) < 0)
+		sm_count_too_high(c, h, smacks_sent_count(s));
+}
+
+/* §5: <resume/> in place of binding, on an authenticated stream. */
+static void
+sm_resume(struct c2s *c, const struct xel *st)
+{
+	const char *previd = xel_attr(st, "previd");
+	char bare[2 * 1024 + 2];
+	struct session *s;
+	uint32_t h;
+
+	if (previd == NULL || parse_h(xel_attr(st, "h"), &h) < 0) {
+		sm_failed(c, "bad-request");
+		return;
+	}
+	snprintf(bare, sizeof(bare), "%s@%s", c->user, c->host);
+	/* An id of another account is not found, never named. */
+	if ((s = smacks_find(previd, bare)) == NULL) {
+		log_info("c2s %" PRIu64 " %s: %s: no session to resume "
+		    "(unknown or expired id)", c->id, c->conn->addr, bare);
+		sm_failed(c, "item-not-found");
+		return;
+	}
+	if (smacks_resume(s, &c->t, h) < 0) {
+		sm_count_too_high(c, h, smacks_sent_count(s));
+		return;
+	}
+	set_state(c, C2S_ACTIVE);
+}
+
 /* Everything before the session is bound. */
 static void
 negotiate(struct c2s *c, struct xel *st)
@@ -1143,6 +1316,11 @@ negotiate(struct c2s *c, struct xel *st)
 	}
 	if (is_bind_request(st))
 		handle_bind(c, st);
+	else if (xel_is(st, "resume", NS_SM))
+		sm_resume(c, st);
+	else if (xel_is(st, "enable", NS_SM))
+		/* §3: enabling comes after binding. */
+		sm_failed(c, "unexpected-request");
 	else
 		c2s_stream_error(c, "not-authorized", "Bind a resource first");
 }
@@ -1177,8 +1355,12 @@ handle_stanza(struct c2s *c, struct xel *st)
 		 * exactly this, rather than being dropped: a client that
 		 * waits for its answer learns at once (xmppd(8), STREAM
 		 * ERRORS). */
-		if (router_from_client(c->t.session, st) < 0)
+		if (strcmp(st->ns, NS_SM) == 0)
+			sm_active(c, c->t.session, st);
+		else if (router_from_client(c->t.session, st) < 0)
 			c2s_stream_error(c, "unsupported-stanza-type", NULL);
+		else if (c->t.session != NULL)
+			smacks_handled(c->t.session);     /* XEP-0198 §4 */
 	} else if (c->state == C2S_NEGOTIATING)
 		negotiate(c, st);
 	arena_free(st->arena);
@@ -1377,7 +1559,7 @@ on_close(struct conn *conn)
 	for (size_t i = 0; i < c->nqueue; i++)
 		arena_free(c->queue[i]->arena);
 	free(c->queue);
-	close_session(c);
+	lose_session(c);
 	sasl_discard(c);
 	wait_remove(c);
 	preauth_release(c);
