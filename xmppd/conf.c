@@ -240,6 +240,9 @@ static const struct option limit_options[] = {
     {"sm-ack-stanzas", set_uint, LIMIT_FIELD(sm_ack_stanzas), 0, 100000, 0, 0},
     {"sm-ack-seconds", set_duration, LIMIT_FIELD(sm_ack_seconds), 0, 3600, 0,
         0},
+    {"csi-queue", set_uint, LIMIT_FIELD(csi_queue), 0, 10000, 0, 0},
+    {"csi-queue-size", set_size, LIMIT_FIELD(csi_queue_size), 4 * KIB,
+        16 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1257,6 +1260,8 @@ conf_init(struct conf *c, const char *name)
 	c->limits.sm_queue = 1048576;
 	c->limits.sm_ack_stanzas = 5;
 	c->limits.sm_ack_seconds = 30;
+	c->limits.csi_queue = 256;
+	c->limits.csi_queue_size = 131072;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);

@@ -94,6 +94,11 @@ struct conf_limits {
 	                                after this many; 0 = never by count */
 	unsigned sm_ack_seconds;     /* "sm-ack-seconds", 30: ... or once the
 	                                oldest unacknowledged is this old */
+	unsigned csi_queue;          /* "csi-queue", 256: stanzas held for an
+	                                inactive client (XEP-0352) before
+	                                they all go; 0 = hold nothing */
+	size_t csi_queue_size;       /* "csi-queue-size", 131072: ... or
+	                                bytes */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

@@ -217,9 +217,9 @@ def test_data_after_stream_end_never_delivered(server, after, how):
 
 UNKNOWN = {
     # an XEP-0198 request before <enable/> (test_sm.py has the rest) and
-    # an XEP-0352 nonza, not offered
+    # an element of XEP-0352's namespace that it does not define
     'sm-request': "<r xmlns='urn:xmpp:sm:3'/>",
-    'csi-inactive': "<inactive xmlns='urn:xmpp:csi:0'/>",
+    'csi-unknown': "<sleepy xmlns='urn:xmpp:csi:0'/>",
     # a stanza wrapped in an unknown element is not a stanza
     'wrapped-message': "<wrap xmlns='urn:example:unknown'><message "
                        "xmlns='jabber:client' to='bob@localhost/watch' "

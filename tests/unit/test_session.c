@@ -64,6 +64,7 @@ store_job_submit(struct store_job *j)
 }
 
 #include "../../xmppd/core/smacks.c"
+#include "../../xmppd/core/csi.c"
 
 /* A transport that records what the session layer asked of it. */
 struct test_transport {
@@ -171,6 +172,14 @@ bind_session(struct test_transport *tt, const char *full)
 }
 
 static struct xel *
+parse(const char *xml)
+{
+	struct xml_limits lim = { 65536, 1024, 1024, SIZE_MAX };
+
+	return xml_parse_element(xml, strlen(xml), NS_CLIENT, &lim);
+}
+
+static struct xel *
 message(const char *body)
 {
 	struct xel *m = xel_new(arena_new(256), "message", NS_CLIENT);
@@ -196,7 +205,9 @@ test_send_and_hold(void)
 	CHECK(s->stanzas_out == 1);
 	buf_reset(&a.out);
 	/* One serialization shared by a fan-out, 'to' escaped here. */
-	session_send_fanout(s, "presence", "b'c@example.org", "/>", 2);
+	m = parse("<presence to='b&apos;c@example.org'/>");
+	session_send_fanout(s, m, "b'c@example.org", "/>", 2);
+	arena_free(m->arena);
 	CHECK_STR(sent(&a), "<presence to='b&apos;c@example.org'/>");
 	session_hold(s);
 	session_hold(s);
@@ -242,7 +253,9 @@ test_detached(void)
 	m = message("while away");
 	session_send(s, m);
 	arena_free(m->arena);
-	session_send_fanout(s, "presence", "x@example.org", "/>", 2);
+	m = parse("<presence to='x@example.org'/>");
+	session_send_fanout(s, m, "x@example.org", "/>", 2);
+	arena_free(m->arena);
 	CHECK(a.out.len == 0);      /* nothing reached the old one */
 	CHECK(buf_avail(&s->pending) > 0);
 	before = buf_avail(&s->pending);
@@ -525,6 +538,153 @@ test_sm_queue_limit_and_timeout(void)
 	buf_free(&a.out);
 }
 
+/* XEP-0352: what waits for an inactive client, and what wakes it. */
+
+static int
+classify(const char *xml)
+{
+	struct xel *st = parse(xml);
+	int c;
+
+	if (st == NULL)
+		return -1;
+	c = (int)csi_classify(st);
+	arena_free(st->arena);
+	return c;
+}
+
+static void
+test_csi_classify(void)
+{
+	CHECK(classify("<presence from='a@x/r'/>") == CSI_COALESCE);
+	CHECK(classify("<presence from='a@x/r' type='unavailable'/>") ==
+	    CSI_COALESCE);
+	CHECK(classify("<presence/>") == CSI_HOLD);
+	CHECK(classify("<presence from='a@x' type='subscribe'/>") ==
+	    CSI_URGENT);
+	CHECK(classify("<presence from='a@x' type='error'/>") == CSI_URGENT);
+	CHECK(classify("<message><body>hi</body></message>") == CSI_URGENT);
+	CHECK(classify("<message><subject>topic</subject></message>") ==
+	    CSI_URGENT);
+	CHECK(classify("<message type='error'/>") == CSI_URGENT);
+	CHECK(classify("<message><composing xmlns='http://jabber.org/protocol"
+	    "/chatstates'/></message>") == CSI_HOLD);
+	CHECK(classify("<message><received xmlns='urn:xmpp:receipts' "
+	    "id='1'/></message>") == CSI_HOLD);
+	CHECK(classify("<message><displayed xmlns='urn:xmpp:chat-markers:0' "
+	    "id='1'/></message>") == CSI_HOLD);
+	CHECK(classify("<message><event xmlns='http://jabber.org/protocol/"
+	    "pubsub#event'/></message>") == CSI_HOLD);
+	/* A body in another namespace is no body. */
+	CHECK(classify("<message><body xmlns='urn:example'>x</body>"
+	    "</message>") == CSI_HOLD);
+	CHECK(classify("<message><encrypted xmlns='eu.siacs.conversations."
+	    "axolotl'/></message>") == CSI_URGENT);
+	CHECK(classify("<message><encrypted xmlns='urn:xmpp:omemo:2'/>"
+	    "</message>") == CSI_URGENT);
+	CHECK(classify("<message><propose xmlns='urn:xmpp:jingle-message:0' "
+	    "id='c'/></message>") == CSI_URGENT);
+	CHECK(classify("<message><x xmlns='jabber:x:conference' jid='r@m'/>"
+	    "</message>") == CSI_URGENT);
+	CHECK(classify("<message><x xmlns='http://jabber.org/protocol/"
+	    "muc#user'><invite from='a@x'/></x></message>") == CSI_URGENT);
+	CHECK(classify("<message><x xmlns='http://jabber.org/protocol/"
+	    "muc#user'/></message>") == CSI_HOLD);
+	/* A carbon copy is what it carries. */
+	CHECK(classify("<message><received xmlns='urn:xmpp:carbons:2'>"
+	    "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:"
+	    "client'><body>hi</body></message></forwarded></received>"
+	    "</message>") == CSI_URGENT);
+	CHECK(classify("<message><sent xmlns='urn:xmpp:carbons:2'>"
+	    "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:"
+	    "client'><active xmlns='http://jabber.org/protocol/chatstates'/>"
+	    "</message></forwarded></sent></message>") == CSI_HOLD);
+	CHECK(classify("<iq type='result' id='1'/>") == CSI_URGENT);
+}
+
+static void
+send_xml(struct session *s, const char *xml)
+{
+	struct xel *st = parse(xml);
+
+	session_send(s, st);
+	arena_free(st->arena);
+}
+
+static void
+test_csi_hold(void)
+{
+	struct test_transport a;
+	struct session *s;
+	const char *id = NULL, *out;
+	unsigned max = 0;
+
+	xmppd_conf->limits.sm_ack_stanzas = 0;
+	tt_init(&a, 20);
+	s = bind_session(&a, "erin@example.org/phone");
+	CHECK(smacks_enable(s, 1, &id, &max) == 0);
+	CHECK_STR(csi_state(s), "active");
+	session_set_inactive(s, 1);
+	CHECK_STR(csi_state(s), "inactive");
+	send_xml(s, "<presence from='a@x/1'><show>away</show></presence>");
+	send_xml(s, "<presence from='b@x/1'/>");
+	send_xml(s, "<message from='b@x/1'><composing xmlns='http://jabber."
+	    "org/protocol/chatstates'/></message>");
+	send_xml(s, "<presence from='a@x/1'><show>dnd</show></presence>");
+	/* Nothing written, nothing counted; a's first presence replaced. */
+	CHECK(a.out.len == 0 && smacks_sent_count(s) == 0);
+	CHECK(csi_held(s) == 3);
+	/* A message with a body: everything held goes first, in order. */
+	send_xml(s, "<message from='b@x/1'><body>wake</body></message>");
+	out = sent(&a);
+	CHECK(strstr(out, "away") == NULL);
+	CHECK(strstr(out, "b@x/1'/>") != NULL &&
+	    strstr(out, "b@x/1'/>") < strstr(out, "composing") &&
+	    strstr(out, "composing") < strstr(out, "dnd") &&
+	    strstr(out, "dnd") < strstr(out, "wake"));
+	CHECK(csi_held(s) == 0 && smacks_sent_count(s) == 4);
+	CHECK(smacks_unacked(s) == 4);
+	/* Becoming active sends what was held. */
+	buf_reset(&a.out);
+	send_xml(s, "<presence from='c@x/1'/>");
+	CHECK(a.out.len == 0 && csi_held(s) == 1);
+	session_set_inactive(s, 0);
+	CHECK(strstr(sent(&a), "c@x/1") != NULL && csi_held(s) == 0);
+	CHECK(smacks_sent_count(s) == 5);
+	/* Active: nothing waits. */
+	buf_reset(&a.out);
+	send_xml(s, "<presence from='d@x/1'/>");
+	CHECK(strstr(sent(&a), "d@x/1") != NULL);
+	/* A full hold goes out at once. */
+	xmppd_conf->limits.csi_queue = 3;
+	session_set_inactive(s, 1);
+	buf_reset(&a.out);
+	send_xml(s, "<presence from='e@x/1'/>");
+	send_xml(s, "<presence from='f@x/1'/>");
+	CHECK(a.out.len == 0);
+	send_xml(s, "<presence from='g@x/1'/>");
+	CHECK(strstr(sent(&a), "g@x/1") != NULL && csi_held(s) == 0);
+	xmppd_conf->limits.csi_queue = 256;
+	/* Held while waiting to be resumed, kept through the resumption. */
+	buf_reset(&a.out);
+	send_xml(s, "<message from='b@x/1' id='cs1'><paused xmlns='http://"
+	    "jabber.org/protocol/chatstates'/></message>");
+	CHECK(session_lost(s, NULL, NULL) == 1);
+	send_xml(s, "<message from='b@x/1' id='cs2'><gone xmlns='http://"
+	    "jabber.org/protocol/chatstates'/></message>");
+	CHECK(csi_held(s) == 2 && csi_inactive(s));
+	/* The session ends: the held messages go back to the router like
+	 * the unacknowledged ones, after them. */
+	redelivered[0] = '\0';
+	session_end(s, "system-shutdown", NULL);
+	CHECK(strstr(redelivered, "cs1") != NULL &&
+	    strstr(redelivered, "cs2") != NULL &&
+	    strstr(redelivered, "wake") < strstr(redelivered, "cs1"));
+	CHECK(csi_held(s) == 0);
+	buf_free(&a.out);
+	xmppd_conf->limits.sm_ack_stanzas = 5;
+}
+
 /* Hook chains in owner order. */
 
 static char order[16];
@@ -592,6 +752,8 @@ main(void)
 	conf.limits.output_max = 4096;
 	conf.limits.resume_timeout = 300;
 	conf.limits.sm_queue = 1048576;
+	conf.limits.csi_queue = 256;
+	conf.limits.csi_queue_size = 131072;
 	xmppd_conf = &conf;
 	test_send_and_hold();
 	test_detached();
@@ -601,6 +763,8 @@ main(void)
 	test_sm_wrap();
 	test_sm_resume_and_end();
 	test_sm_queue_limit_and_timeout();
+	test_csi_classify();
+	test_csi_hold();
 	test_hook_owners();
 	/* The graveyard is freed in the loop's before-sleep hook. */
 	ev_run(xmppd_loop, EVRUN_NOWAIT);

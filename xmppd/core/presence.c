@@ -155,7 +155,7 @@ bcast_session(struct bcast *b, struct session *o, const char *to)
 	xel_set_attr(b->p, "to", to);
 	if (hook_run_deliver(o, b->p, &b->s->jid) == HOOK_HANDLED)
 		return;
-	session_send_fanout(o, "presence", to, buf_head(&b->bytes) + b->rest,
+	session_send_fanout(o, b->p, to, buf_head(&b->bytes) + b->rest,
 	    buf_avail(&b->bytes) - b->rest);
 }
 

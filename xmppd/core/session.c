@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "core/csi.h"
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/smacks.h"
@@ -35,21 +36,21 @@ pending_add(struct session *s, const char *data, size_t len)
 }
 
 /*
- * The stanza in scratch goes to the client.  Under stream management
+ * A serialized stanza goes to the client.  Under stream management
  * (XEP-0198) it is counted and kept until acknowledged; while the
  * session waits to be resumed that queue is all there is, and the
  * resumption sends it.  Past limits { sm-queue } the session ends.
  */
 static void
-send_scratch(struct session *s)
+deliver(struct session *s, const char *data, size_t len)
 {
+	if (s->closing)
+		return;
 	if (s->t != NULL)
-		s->t->ops->send_raw(s->t, buf_head(&scratch),
-		    buf_avail(&scratch));
+		s->t->ops->send_raw(s->t, data, len);
 	else if (s->smacks == NULL)
-		pending_add(s, buf_head(&scratch), buf_avail(&scratch));
-	if (s->smacks != NULL && smacks_sent(s, buf_head(&scratch),
-	    buf_avail(&scratch)) < 0) {
+		pending_add(s, data, len);
+	if (s->smacks != NULL && smacks_sent(s, data, len) < 0) {
 		log_info("session %s: more than %zu bytes unacknowledged "
 		    "(limits { sm-queue })", s->full,
 		    xmppd_conf->limits.sm_queue);
@@ -58,19 +59,56 @@ send_scratch(struct session *s)
 	}
 }
 
+/* The stanza in scratch (stanza parsed, for XEP-0352) goes to the
+ * client, or waits while it is inactive. */
+static void
+send_scratch(struct session *s, const struct xel *stanza)
+{
+	if (csi_inactive(s) && csi_hold(s, csi_classify(stanza),
+	    xel_attr(stanza, "from"), buf_head(&scratch), buf_avail(&scratch),
+	    deliver))
+		return;
+	deliver(s, buf_head(&scratch), buf_avail(&scratch));
+}
+
 void
 session_send(struct session *s, const struct xel *stanza)
 {
 	if (s->closing)
 		return;
 	s->stanzas_out++;
+	if (csi_inactive(s)) {
+		enum csi_class c = csi_classify(stanza);
+
+		if (c == CSI_URGENT)
+			csi_flush(s, deliver);
+		else {
+			buf_reset(&scratch);
+			xel_serialize(stanza, &scratch, NS_CLIENT);
+			if (csi_hold(s, c, xel_attr(stanza, "from"),
+			    buf_head(&scratch), buf_avail(&scratch), deliver))
+				return;
+			deliver(s, buf_head(&scratch), buf_avail(&scratch));
+			return;
+		}
+		if (s->closing)
+			return;
+	}
 	if (s->t != NULL && s->smacks == NULL) {
 		s->t->ops->send(s->t, stanza);
 		return;
 	}
 	buf_reset(&scratch);
 	xel_serialize(stanza, &scratch, NS_CLIENT);
-	send_scratch(s);
+	deliver(s, buf_head(&scratch), buf_avail(&scratch));
+}
+
+void
+session_set_inactive(struct session *s, int inactive)
+{
+	csi_set(s, inactive);
+	if (!inactive)
+		csi_flush(s, deliver);
 }
 
 void
@@ -81,20 +119,20 @@ session_send_nonza(struct session *s, const char *data, size_t len)
 }
 
 void
-session_send_fanout(struct session *s, const char *name, const char *to,
-    const char *rest, size_t len)
+session_send_fanout(struct session *s, const struct xel *stanza,
+    const char *to, const char *rest, size_t len)
 {
 	if (s->closing)
 		return;
 	s->stanzas_out++;
 	buf_reset(&scratch);
 	buf_addc(&scratch, '<');
-	buf_adds(&scratch, name);
+	buf_adds(&scratch, stanza->name);
 	buf_adds(&scratch, " to='");
 	buf_add_xml_escaped(&scratch, to, strlen(to), 1);
 	buf_addc(&scratch, '\'');
 	buf_add(&scratch, rest, len);
-	send_scratch(s);
+	send_scratch(s, stanza);
 }
 
 void

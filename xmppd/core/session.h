@@ -19,6 +19,7 @@ struct transport;
 struct xel;
 struct sm_user;
 struct smacks;
+struct csi;
 
 struct session {
 	uint64_t id;
@@ -43,6 +44,7 @@ struct session {
 	struct session *next;     /* in its user's list */
 	struct sm_user *user;
 	struct smacks *smacks;    /* XEP-0198 state, NULL until enabled */
+	struct csi *csi;          /* XEP-0352 state, NULL until inactive */
 };
 
 /* Bind a new session for jid (full, prepared) on t.  An existing session
@@ -66,12 +68,16 @@ struct session *sm_find_id(uint64_t id);
  */
 /* Serialize and queue a stanza to the session's client. */
 void session_send(struct session *s, const struct xel *stanza);
-/* One copy of a fan-out serialized once: "<name to='to'" + rest. */
-void session_send_fanout(struct session *s, const char *name, const char *to,
-    const char *rest, size_t len);
+/* One copy of a fan-out serialized once: "<name to='to'" + rest, where
+ * stanza is that copy parsed (its name, and what XEP-0352 looks at). */
+void session_send_fanout(struct session *s, const struct xel *stanza,
+    const char *to, const char *rest, size_t len);
 /* A nonza (XEP-0198 <r/>, <a/>): not counted, not queued, dropped while
  * detached. */
 void session_send_nonza(struct session *s, const char *data, size_t len);
+/* XEP-0352: the client says it is inactive (1) or active (0); becoming
+ * active sends what was held meanwhile. */
+void session_set_inactive(struct session *s, int inactive);
 /* Send r (may be NULL) to s, then free r's arena. */
 void session_reply(struct session *s, struct xel *r);
 /*

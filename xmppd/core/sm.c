@@ -9,6 +9,7 @@
 
 #include <ev.h>
 
+#include "core/csi.h"
 #include "core/hooks.h"
 #include "core/session.h"
 #include "core/sm.h"
@@ -61,6 +62,7 @@ reap_cb(struct ev_loop *l, ev_prepare *w, int revents)
 
 		graveyard = s->next;
 		smacks_free(s);
+		csi_free(s);
 		jid_free(&s->jid);
 		free(s->full);
 		free(s->bare);
@@ -146,6 +148,7 @@ sm_session_info(const struct session *s, struct sm_session_info *info)
 	info->stanzas_out = s->stanzas_out;
 	info->sm = smacks_state(s);
 	info->sm_unacked = smacks_unacked(s);
+	info->csi = csi_state(s);
 }
 
 struct session *
@@ -277,6 +280,7 @@ sm_unbind(struct session *s)
 	/* Unlinked: what its client never acknowledged goes elsewhere
 	 * (XEP-0198 §5), never back to it. */
 	smacks_end(s);
+	csi_end(s);
 }
 
 size_t

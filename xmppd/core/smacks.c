@@ -476,11 +476,11 @@ smacks_resume(struct session *s, struct transport *t, uint32_t h)
  * request gets an error back; the rest (presence, results, errors, carbon
  * copies) had no other way to go.
  */
-static void
-undelivered(struct session *s, const struct sm_item *it)
+void
+smacks_undelivered(struct session *s, const char *data, size_t len)
 {
-	struct xml_limits lim = { (size_t)it->len + 1, 1024, 1024, SIZE_MAX };
-	struct xel *st = xml_parse_element(it->data, it->len, NS_CLIENT, &lim);
+	struct xml_limits lim = { len + 1, 1024, 1024, SIZE_MAX };
+	struct xel *st = xml_parse_element(data, len, NS_CLIENT, &lim);
 	const char *type;
 
 	if (st == NULL)
@@ -521,7 +521,7 @@ smacks_end(struct session *s)
 		log_info("session %s: ends with %zu stanzas unacknowledged: "
 		    "handled as undelivered", s->full, n);
 	while (sm->n > 0) {
-		undelivered(s, item(sm, 0));
+		smacks_undelivered(s, item(sm, 0)->data, item(sm, 0)->len);
 		pop(sm);
 	}
 	queue_trim(sm);

@@ -68,6 +68,11 @@ struct session *smacks_find(const char *id, const char *bare);
  * XEP-0203 delay).  -1 if h is more than was sent (s is not touched).
  */
 int smacks_resume(struct session *s, struct transport *t, uint32_t h);
+/* A stanza for s, serialized as data, that its client never got (the
+ * session ends): a message goes elsewhere by RFC 6121 §8.5 (another
+ * resource, offline storage, a bounce), a request gets an error back,
+ * the rest is dropped.  Carbon copies are dropped. */
+void smacks_undelivered(struct session *s, const char *data, size_t len);
 /* s has been unlinked from routing (sm_unbind): what it did not
  * acknowledge is handled as if it had never been delivered. */
 void smacks_end(struct session *s);

@@ -14,6 +14,7 @@
 #include "stream/c2s.h"
 #include "conf.h"
 #include "net/conn.h"
+#include "core/csi.h"
 #include "core/hooks.h"
 #include "jid.h"
 #include "log.h"
@@ -417,6 +418,7 @@ send_features(struct c2s *c)
 		 * announced optional (draft-cridland-xmpp-session-01). */
 		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
 		xel_add(f, "sm", NS_SM);            /* XEP-0198 §2 */
+		xel_add(f, "csi", NS_CSI);          /* XEP-0352 §2 */
 		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
 	} else if (!c->t.tls) {
@@ -1325,6 +1327,19 @@ negotiate(struct c2s *c, struct xel *st)
 		c2s_stream_error(c, "not-authorized", "Bind a resource first");
 }
 
+/* XEP-0352 §3: <active/> or <inactive/>; nothing is answered.  Anything
+ * else in the namespace is no stanza (RFC 6120 §4.9.3.24). */
+static void
+csi_nonza(struct c2s *c, struct session *s, const struct xel *st)
+{
+	if (xel_is(st, "active", NS_CSI))
+		session_set_inactive(s, 0);
+	else if (xel_is(st, "inactive", NS_CSI))
+		session_set_inactive(s, 1);
+	else
+		c2s_stream_error(c, "unsupported-stanza-type", NULL);
+}
+
 /* A stanza, parsed now or replayed after a hold; returns whether the
  * parser is to stop (xml_stream_cb.on_stanza). */
 static int
@@ -1357,6 +1372,8 @@ handle_stanza(struct c2s *c, struct xel *st)
 		 * ERRORS). */
 		if (strcmp(st->ns, NS_SM) == 0)
 			sm_active(c, c->t.session, st);
+		else if (strcmp(st->ns, NS_CSI) == 0)
+			csi_nonza(c, c->t.session, st);
 		else if (router_from_client(c->t.session, st) < 0)
 			c2s_stream_error(c, "unsupported-stanza-type", NULL);
 		else if (c->t.session != NULL)
