@@ -531,3 +531,37 @@ def test_unacked_queue_is_bounded(server_factory):
         assert sorted(bodies(got)) == sorted(sent)
     finally:
         f.close_all()
+
+
+def test_waiting_session_counts_toward_sessions_per_user(server_factory):
+    """A session waiting to be resumed is still one of the user's
+    sessions (limits { sessions-per-user }): a new resource is refused
+    with <resource-constraint/> until the wait ends; resuming it or
+    binding its own resource again is not a new session."""
+    srv = server_factory(limits={'sessions-per-user': 1,
+                                 'resume-timeout': '60s'})
+    from im_helpers import IMFactory
+    f = IMFactory(srv)
+    try:
+        (alice,) = fresh_users(srv, 1)
+        a = f(alice, resource='phone')
+        sid = enable(a).get('id')
+        a.raw.close()
+        wait_state(srv, alice, 'waiting')
+        c = srv.login(alice, bind=False)
+        try:
+            c.send("<iq type='set' id='second'><bind xmlns='%s'><resource>"
+                   "laptop</resource></bind></iq>" % NS_BIND)
+            el = c.expect(q(NS_CLIENT, 'iq'))
+            assert el.get('type') == 'error', tostr(el)
+            assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}'
+                           'resource-constraint') is not None, tostr(el)
+        finally:
+            c.close()
+        raw, el = resume(srv, alice, sid, 0)
+        try:
+            assert el.tag == q(NS_SM, 'resumed'), tostr(el)
+        finally:
+            raw.close()
+    finally:
+        f.close_all()
