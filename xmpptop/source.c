@@ -31,11 +31,12 @@
 enum col {
 	COL_SID, COL_JID, COL_IP, COL_TLS, COL_CIPHER, COL_CLIENT, COL_SHOW,
 	COL_STATUS, COL_PRIORITY, COL_SINCE, COL_IDLE, COL_IN, COL_OUT,
-	NCOLS
+	COL_SM, COL_SM_UNACKED, COL_CSI, COL_AUTH, NCOLS
 };
 static const char *const col_names[NCOLS] = {
 	"sid", "jid", "ip", "tls", "cipher", "client", "show", "status",
-	"priority", "since", "idle", "stanzas_in", "stanzas_out",
+	"priority", "since", "idle", "stanzas_in", "stanzas_out", "sm",
+	"sm_unacked", "csi", "auth",
 };
 
 struct conn {
@@ -78,6 +79,9 @@ session_free(struct top_session *t)
 	free(t->show);
 	free(t->status);
 	free(t->since);
+	free(t->sm);
+	free(t->csi);
+	free(t->auth);
 	free(t);
 }
 
@@ -107,6 +111,9 @@ session_get(struct top_source *s, const char *sid)
 	t->show = xstrdup("-");
 	t->status = xstrdup("");
 	t->since = xstrdup("");
+	t->sm = xstrdup("");
+	t->csi = xstrdup("");
+	t->auth = xstrdup("");
 	t->idle_at = source_now();
 	t->gen = s->gen;
 	strmap_put(s->sessions, sid, t);
@@ -497,6 +504,11 @@ on_session_row(struct top_source *s, char **f, size_t n)
 	t->idle_at = source_now();
 	t->stanzas_in = (unsigned long long)num(v[COL_IN]);
 	t->stanzas_out = (unsigned long long)num(v[COL_OUT]);
+	/* Absent from an older daemon: shown as "-". */
+	set_str(&t->sm, v[COL_SM]);
+	t->sm_unacked = (unsigned long)num(v[COL_SM_UNACKED]);
+	set_str(&t->csi, v[COL_CSI]);
+	set_str(&t->auth, v[COL_AUTH]);
 }
 
 static void

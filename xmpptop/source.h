@@ -19,6 +19,10 @@ struct top_session {
 	double idle_base;       /* idle seconds when last heard of ... */
 	double idle_at;         /* ... at this monotonic time */
 	unsigned long long stanzas_in, stanzas_out;
+	char *sm;               /* XEP-0198: off, on, resumable, waiting */
+	unsigned long sm_unacked;
+	char *csi;              /* XEP-0352: active, inactive */
+	char *auth;             /* how it authenticated */
 	unsigned gen;           /* listing generation that last saw it */
 };
 

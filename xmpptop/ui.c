@@ -164,12 +164,13 @@ refresh_rows(struct ui *u)
 }
 
 /* The columns drawn COLS wide: all, unless STATUS would get fewer than
- * STATUS_MIN_WIDTH; then CIPHER and, if need be, CLIENT give way (the
- * detail view still shows them). */
+ * STATUS_MIN_WIDTH; then CIPHER and, if need be, CLIENT, AUTH, CSI and SM
+ * give way in that order (the detail view still shows them). */
 static void
 layout(int shown[NVIEW_COLS])
 {
-	static const enum view_col optional[] = { VC_CIPHER, VC_CLIENT };
+	static const enum view_col optional[] = { VC_CIPHER, VC_CLIENT,
+		VC_AUTH, VC_CSI, VC_SM };
 	int used = 0;
 
 	for (int c = 0; c < NVIEW_COLS; c++) {

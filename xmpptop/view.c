@@ -26,6 +26,9 @@ const struct view_column view_columns[NVIEW_COLS] = {
 	[VC_IDLE] = { "IDLE", 7, 1 },
 	[VC_IN] = { "IN", 7, 1 },
 	[VC_OUT] = { "OUT", 7, 1 },
+	[VC_SM] = { "SM", 10, 0 },
+	[VC_CSI] = { "CSI", 5, 0 },
+	[VC_AUTH] = { "AUTH", 12, 0 },
 	[VC_STATUS] = { "STATUS", 0, 0 },
 };
 
@@ -196,6 +199,22 @@ or_dash(const char *s)
 	return s[0] != '\0' ? s : "-";
 }
 
+/* XEP-0198: "-" when off, "on", "resume" (resumable), "WAIT" (waiting
+ * for its client to come back), with "+N" stanzas unacknowledged. */
+static void
+format_sm(const struct top_session *t, char *buf, size_t size)
+{
+	const char *st = t->sm != NULL ? t->sm : "";
+	const char *word = strcmp(st, "resumable") == 0 ? "resume" :
+	    strcmp(st, "waiting") == 0 ? "WAIT" :
+	    strcmp(st, "on") == 0 ? "on" : "-";
+
+	if (word[0] != '-' && t->sm_unacked > 0)
+		snprintf(buf, size, "%s+%lu", word, t->sm_unacked);
+	else
+		snprintf(buf, size, "%s", word);
+}
+
 void
 view_cell(const struct top_session *t, enum view_col col, double now,
     char *buf, size_t size)
@@ -236,6 +255,17 @@ view_cell(const struct top_session *t, enum view_col col, double now,
 		break;
 	case VC_OUT:
 		snprintf(buf, size, "%llu", t->stanzas_out);
+		break;
+	case VC_SM:
+		format_sm(t, buf, size);
+		break;
+	case VC_CSI:
+		/* Only the unusual state stands out. */
+		snprintf(buf, size, "%s", t->csi != NULL &&
+		    strcmp(t->csi, "inactive") == 0 ? "inact" : "-");
+		break;
+	case VC_AUTH:
+		snprintf(buf, size, "%s", or_dash(t->auth));
 		break;
 	case VC_STATUS:
 	default:

@@ -21,19 +21,23 @@ VERSION = '0.1.0-fake'
 PROTOCOL = '2'
 
 # sid jid ip tls cipher client show status priority since idle in out
+# sm sm_unacked csi auth
 COLS = ['sid:int', 'jid', 'ip', 'tls', 'cipher', 'client', 'show', 'status',
         'priority:int', 'since:time', 'idle:int', 'stanzas_in:int',
-        'stanzas_out:int']
+        'stanzas_out:int', 'sm', 'sm_unacked:int', 'csi', 'auth']
 SESSIONS = [
     ['7', 'alice@example.org/laptop', '192.0.2.10', 'TLSv1.3',
      'TLS_AES_256_GCM_SHA384', 'Gajim', 'available', 'at work', '5',
-     '1714550400.250', '12', '120', '340'],        # 2024-05-01T08:00:00Z
+     '1714550400.250', '12', '120', '340', 'off', '0', 'active',
+     'SASL1 SCRAM-SHA-256-PLUS'],                  # 2024-05-01T08:00:00Z
     ['9', 'bob@example.org/phone', '198.51.100.7', 'TLSv1.2',
      'ECDHE-RSA-AES128-GCM-SHA256', 'Conversations', 'away',
-     'back soon', '0', '1714548600.000', '600', '15', '22'],  # 07:30
+     'back soon', '0', '1714548600.000', '600', '15', '22', 'waiting',
+     '3', 'inactive', 'SASL2 HT-SHA-256-EXPR'],   # 07:30
     ['12', 'carol@example.org/desk', '2001:db8::1', 'TLSv1.3',
      'TLS_AES_128_GCM_SHA256', '', 'dnd', '', '-1',
-     '1714554900.500', '3', '900', '40'],          # 09:15
+     '1714554900.500', '3', '900', '40', 'resumable', '0', 'active',
+     'SASL1 PLAIN'],                               # 09:15
 ]
 # uptime sessions users logins/min in/s out/s bytes-in/s bytes-out/s
 # offline rss-kb store-queue commit-ms

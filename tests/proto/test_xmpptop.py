@@ -28,16 +28,19 @@ HEADER = ('xmpptop: up 1:02:05, sessions 3, users 3, logins/min 2, '
 # not today.
 COLUMNS = ('SID  JID                       IP            TLS      '
            'CIPHER                       CLIENT         SHOW       PRI  '
-           'SINCE   IDLE   IN  OUT  STATUS')
+           'SINCE   IDLE   IN  OUT  SM      CSI    AUTH                      '
+           'STATUS')
 ROW_ALICE = ('  7  alice@example.org/laptop  192.0.2.10    TLSv1.3  '
              'TLS_AES_256_GCM_SHA384       Gajim          available    5  '
-             'May01    12s  120  340  at work')
+             'May01    12s  120  340  -       -      SASL1 SCRAM-SHA-256-PLUS  '
+             'at work')
 ROW_BOB = ('  9  bob@example.org/phone     198.51.100.7  TLSv1.2  '
            'ECDHE-RSA-AES128-GCM-SHA256  Conversations  away         0  '
-           'May01  10:00   15   22  back soon')
+           'May01  10:00   15   22  WAIT+3  inact  SASL2 HT-SHA-256-EXPR     '
+           'back soon')
 ROW_CAROL = (' 12  carol@example.org/desk    2001:db8::1   TLSv1.3  '
              'TLS_AES_128_GCM_SHA256       -              dnd         -1  '
-             'May01     3s  900   40')
+             'May01     3s  900   40  resume  -      SASL1 PLAIN')
 
 
 SESSIONS_ONE = SESSIONS[:1]
@@ -325,7 +328,7 @@ def test_interactive_one_session_filter_and_roster(fake, tmux_top):
 
 def test_interactive_status_room_at_160_columns(fake, tmux_top):
     """At 160 columns STATUS keeps its room; CIPHER and CLIENT give way
-    (they are in the detail view); at 200 all columns are shown."""
+    (they are in the detail view); at 224 all columns are shown."""
     long_status = 'in the lab until five, then home'
     sessions = [list(s) for s in SESSIONS]
     sessions[1][7] = long_status
@@ -336,7 +339,7 @@ def test_interactive_status_room_at_160_columns(fake, tmux_top):
     assert 'CIPHER' not in head and 'CLIENT' not in head, head
     assert head.split()[:4] == ['SID', 'JIDv', 'IP', 'TLS'], head
     tmux('kill-session', '-t', name)
-    name = tmux_top(f.path, width=200)
+    name = tmux_top(f.path, width=224)
     assert wait_screen(name, lambda s: 'bob@example.org/phone' in s)
     head = [x for x in screen(name).splitlines() if 'STATUS' in x][0]
     assert 'CIPHER' in head and 'CLIENT' in head, head
