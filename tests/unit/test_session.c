@@ -521,6 +521,7 @@ test_sm_queue_limit_and_timeout(void)
 	xmppd_conf->limits.sm_queue = 1048576;
 	/* resume-timeout: the waiting session ends when it passes. */
 	xmppd_conf->limits.resume_timeout = 1;
+	buf_free(&a.out);
 	tt_init(&a, 16);
 	s = bind_session(&a, "dave@example.org/late");
 	CHECK(smacks_enable(s, 1, &id, &max) == 0 && max == 1);
@@ -530,6 +531,7 @@ test_sm_queue_limit_and_timeout(void)
 	CHECK_STR(session_end_reason(s), "not resumed");
 	xmppd_conf->limits.resume_timeout = 300;
 	/* Without resumption a lost connection is an end. */
+	buf_free(&a.out);
 	tt_init(&a, 17);
 	s = bind_session(&a, "dave@example.org/plain");
 	CHECK(smacks_enable(s, 0, &id, &max) == 0);
