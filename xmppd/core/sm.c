@@ -146,6 +146,7 @@ sm_session_info(const struct session *s, struct sm_session_info *info)
 	info->stanzas_out = s->stanzas_out;
 	info->sm = smacks_state(s);
 	info->sm_unacked = smacks_unacked(s);
+	info->auth = s->auth;
 }
 
 struct session *

@@ -30,6 +30,7 @@ struct sm_session_info {
 	const char *sm;           /* XEP-0198: off, on, resumable or
 	                             waiting (for its client to resume) */
 	size_t sm_unacked;        /* stanzas sent and not acknowledged */
+	const char *auth;         /* how it authenticated (session.auth) */
 };
 
 size_t sm_session_count(void);
