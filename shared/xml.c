@@ -1205,6 +1205,8 @@ stream_clear(struct xml_stream *xs)
 	xs->compact_at = COMPACT_BYTES;
 }
 
+static void set_limits(struct xml_stream *xs, const struct xml_limits *lim);
+
 struct xml_stream *
 xml_stream_new(
     const struct xml_limits *lim, const struct xml_stream_cb *cb, void *ctx)
@@ -1212,6 +1214,28 @@ xml_stream_new(
 	struct xml_stream *xs = xcalloc(1, sizeof(*xs));
 	struct xml_stream *prev;
 
+	set_limits(xs, lim);
+	if (cb != NULL)
+		xs->cb = *cb;
+	xs->ctx = ctx;
+	prev = mem_enter(xs);
+	stream_clear(xs);
+	xs->parser = parser_create(xs);
+	mem_leave(prev);
+	return xs;
+}
+
+void
+xml_stream_set_limits(struct xml_stream *xs, const struct xml_limits *lim)
+{
+	set_limits(xs, lim);
+}
+
+/* lim (NULL or zero fields: the defaults) into xs->lim. */
+static void
+set_limits(struct xml_stream *xs, const struct xml_limits *lim)
+{
+	memset(&xs->lim, 0, sizeof(xs->lim));
 	if (lim != NULL)
 		xs->lim = *lim;
 	if (xs->lim.max_stanza == 0)
@@ -1229,14 +1253,6 @@ xml_stream_new(
 		xs->lim.max_memory = MIN_MEMORY;
 	xs->expat_max = xs->lim.max_stanza <= (SIZE_MAX - EXPAT_SLACK) / 4 ?
 	    4 * xs->lim.max_stanza + EXPAT_SLACK : 0;
-	if (cb != NULL)
-		xs->cb = *cb;
-	xs->ctx = ctx;
-	prev = mem_enter(xs);
-	stream_clear(xs);
-	xs->parser = parser_create(xs);
-	mem_leave(prev);
-	return xs;
 }
 
 /* Callbacks must return non-zero rather than free or reset the stream. */

@@ -153,6 +153,11 @@ struct xml_stream;
 struct xml_stream *xml_stream_new(const struct xml_limits *lim,
     const struct xml_stream_cb *cb, void *ctx);
 void xml_stream_free(struct xml_stream *xs);
+/* Change the limits of a stream without a restart (XEP-0388: after SASL2
+ * success the stream goes on with the authenticated limits); they apply
+ * from the next stanza on. */
+void xml_stream_set_limits(struct xml_stream *xs,
+    const struct xml_limits *lim);
 /* Discard all state and start a fresh expat parser (stream restart). */
 void xml_stream_reset(struct xml_stream *xs);
 /*

@@ -236,6 +236,8 @@ static const struct option limit_options[] = {
         3650 * 86400ull, 0, 0},
     {"resume-timeout", set_duration, LIMIT_FIELD(resume_timeout), 0, 86400, 0,
         0},
+    {"fast-token-lifetime", set_long_duration,
+        LIMIT_FIELD(fast_token_lifetime), 1, 365 * 86400ull, 0, 0},
     {"sm-queue", set_size, LIMIT_FIELD(sm_queue), 16 * KIB, 1024 * MIB, 0, 0},
     {"sm-ack-stanzas", set_uint, LIMIT_FIELD(sm_ack_stanzas), 0, 100000, 0, 0},
     {"sm-ack-seconds", set_duration, LIMIT_FIELD(sm_ack_seconds), 0, 3600, 0,
@@ -1258,6 +1260,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.mam_retention = 0;
 	c->limits.resume_timeout = 300;
 	c->limits.sm_queue = 1048576;
+	c->limits.fast_token_lifetime = 14 * 86400;
 	c->limits.sm_ack_stanzas = 5;
 	c->limits.sm_ack_seconds = 30;
 	c->limits.csi_queue = 256;

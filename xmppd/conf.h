@@ -87,6 +87,8 @@ struct conf_limits {
 	                                session whose connection died waits
 	                                for its client (XEP-0198); 0 = no
 	                                resumption */
+	unsigned fast_token_lifetime; /* "fast-token-lifetime", s, 14 days:
+	                                how long a XEP-0484 token is good */
 	size_t sm_queue;             /* "sm-queue", 1048576: bytes sent and
 	                                not acknowledged per session (also
 	                                while waiting) before it ends */

@@ -460,8 +460,8 @@ test_sm_resume_and_end(void)
 	CHECK(buf_avail(&s->pending) == 0 && smacks_unacked(s) == 3);
 	/* Resumed on b with h = 1: r1 is acknowledged, the rest comes again,
 	 * the message with a delay. */
-	CHECK(smacks_resume(s, &b.t, 9) == -1 && s->t == NULL);
-	CHECK(smacks_resume(s, &b.t, 1) == 0);
+	CHECK(smacks_resume(s, &b.t, 9, 1) == -1 && s->t == NULL);
+	CHECK(smacks_resume(s, &b.t, 1, 1) == 0);
 	CHECK(s->t == &b.t && !smacks_waiting(s));
 	CHECK(strncmp(sent(&b), "<resumed xmlns='urn:xmpp:sm:3' previd='", 39)
 	    == 0);
@@ -475,7 +475,7 @@ test_sm_resume_and_end(void)
 	CHECK(smacks_unacked(s) == 2);
 	/* The old connection of a second resumption is still there: it is
 	 * closed with <conflict/>. */
-	CHECK(smacks_resume(s, &c.t, 1) == 0);
+	CHECK(smacks_resume(s, &c.t, 1, 1) == 0);
 	CHECK(b.ends == 1 && strcmp(b.condition, "conflict") == 0);
 	CHECK(s->t == &c.t && !s->closing);
 	/* The session ends: the message is delivered again by the router,

@@ -53,6 +53,7 @@ session_row(const struct sm_session_info *i, void *arg)
 	ctl_line_add(&l, i->sm);
 	ctl_line_addf(&l, "%zu", i->sm_unacked);
 	ctl_line_add(&l, i->csi);
+	ctl_line_add(&l, i->auth);
 	if (ctl_line_end(&l) == -1)
 		x->err = 1;
 }
@@ -63,7 +64,7 @@ handle_sessions(struct control_conn *c, char **args, size_t nargs)
 	static const char *const cols[] = { "sid:int", "jid", "ip", "tls",
 		"cipher", "client", "show", "status", "priority:int",
 		"since:time", "idle:int", "stanzas_in:int", "stanzas_out:int", "sm",
-		"sm_unacked:int", "csi" };
+		"sm_unacked:int", "csi", "auth" };
 	struct rows_ctx x = { c, ev_time(), 0 };
 
 	reply_cols(c, cols, nitems(cols));

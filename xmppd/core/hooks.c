@@ -14,7 +14,8 @@ enum chain_id {
 	CH_BOUND, CH_END, CH_INITIAL, CH_OUTBOUND, CH_DELIVER, CH_OFFLINE,
 	CH_DELETED, CH_FEATURES, CH_PRESENCE_OUT, CH_PREAUTH_IQ,
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
-	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED, CH__COUNT
+	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
+	CH_BIND2_FEATURES, CH_BIND2, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -282,4 +283,27 @@ hook_run_offline_changed(long long delta)
 {
 	EACH(CH_OFFLINE_CHANGED, hook_offline_changed_fn, f)
 		f(delta);
+}
+
+void
+hook_add_bind2(hook_bind2_features_fn features, hook_bind2_fn fn)
+{
+	chain_add(CH_BIND2_FEATURES, (hook_fn)features);
+	chain_add(CH_BIND2, (hook_fn)fn);
+}
+
+void
+hook_run_bind2_features(struct xel *inline_features)
+{
+	EACH(CH_BIND2_FEATURES, hook_bind2_features_fn, f)
+		f(inline_features);
+}
+
+enum hook_result
+hook_run_bind2(struct session *s, const struct xel *req, struct xel *bound)
+{
+	EACH(CH_BIND2, hook_bind2_fn, f)
+		if (f(s, req, bound) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
 }

@@ -182,4 +182,22 @@ typedef void (*hook_offline_changed_fn)(long long delta);
 void hook_add_offline_changed(hook_offline_changed_fn fn);
 void hook_run_offline_changed(long long delta);
 
+/*
+ * XEP-0386 Bind 2 (§3.1, §3.2): features a module lets a client enable
+ * inline, in the same request as SASL2 authentication and binding.
+ * features adds a <feature var/> to the <inline/> of the <bind/> stream
+ * feature for each such feature of the module (a module that is off
+ * registers nothing, so it advertises nothing).  fn gets each child of
+ * the client's <bind/> with the new session (bound, not yet announced to
+ * the client): HOOK_HANDLED if it was the module's, after enabling it
+ * and adding any answer to bound (the <bound/> of the SASL2 success).
+ */
+typedef void (*hook_bind2_features_fn)(struct xel *inline_features);
+typedef enum hook_result (*hook_bind2_fn)(struct session *s,
+    const struct xel *req, struct xel *bound);
+void hook_add_bind2(hook_bind2_features_fn features, hook_bind2_fn fn);
+void hook_run_bind2_features(struct xel *inline_features);
+enum hook_result hook_run_bind2(struct session *s, const struct xel *req,
+    struct xel *bound);
+
 #endif

@@ -45,6 +45,12 @@ struct session {
 	struct sm_user *user;
 	struct smacks *smacks;    /* XEP-0198 state, NULL until enabled */
 	struct csi *csi;          /* XEP-0352 state, NULL until inactive */
+	/* How its client authenticated, for the control plane: the SASL
+	 * profile ("SASL1": RFC 6120 §6, "SASL2": XEP-0388), the mechanism
+	 * and "FAST" for a XEP-0484 token, e.g. "SASL2 HT-SHA-256-EXPR FAST";
+	 * "" if unknown.  Set by the stream layer at binding and again at
+	 * each resumption. */
+	char auth[48];
 };
 
 /* Bind a new session for jid (full, prepared) on t.  An existing session

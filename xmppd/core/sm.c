@@ -149,6 +149,7 @@ sm_session_info(const struct session *s, struct sm_session_info *info)
 	info->sm = smacks_state(s);
 	info->sm_unacked = smacks_unacked(s);
 	info->csi = csi_state(s);
+	info->auth = s->auth;
 }
 
 struct session *

@@ -31,6 +31,7 @@ struct sm_session_info {
 	                             waiting (for its client to resume) */
 	size_t sm_unacked;        /* stanzas sent and not acknowledged */
 	const char *csi;          /* XEP-0352: active or inactive */
+	const char *auth;         /* how it authenticated (session.auth) */
 };
 
 size_t sm_session_count(void);

@@ -432,7 +432,22 @@ resend_one(struct session *s, const struct sm_item *it, struct buf *b)
 }
 
 int
-smacks_resume(struct session *s, struct transport *t, uint32_t h)
+smacks_can_resume(const struct session *s, uint32_t h)
+{
+	const struct smacks *sm = s->smacks;
+
+	return sm != NULL && (uint32_t)(h - sm->acked) <= sm->n;
+}
+
+const char *
+smacks_id(const struct session *s)
+{
+	return s->smacks != NULL ? s->smacks->id : NULL;
+}
+
+int
+smacks_resume(struct session *s, struct transport *t, uint32_t h,
+    int announce)
 {
 	struct smacks *sm = s->smacks;
 	struct transport *old = s->t;
@@ -440,7 +455,7 @@ smacks_resume(struct session *s, struct transport *t, uint32_t h)
 	char head[128];
 	int n;
 
-	if (sm == NULL || (uint32_t)(h - sm->acked) > sm->n)
+	if (!smacks_can_resume(s, h))
 		return -1;
 	acknowledge(sm, h);
 	if (old != NULL) {
@@ -454,9 +469,11 @@ smacks_resume(struct session *s, struct transport *t, uint32_t h)
 	sm->waiting = 0;
 	sm->awaiting = 0;
 	session_attach(s, t);
-	n = snprintf(head, sizeof(head), "<resumed xmlns='" NS_SM "' "
-	    "previd='%s' h='%" PRIu32 "'/>", sm->id, sm->h_in);
-	session_send_nonza(s, head, (size_t)n);
+	if (announce) {
+		n = snprintf(head, sizeof(head), "<resumed xmlns='" NS_SM "' "
+		    "previd='%s' h='%" PRIu32 "'/>", sm->id, sm->h_in);
+		session_send_nonza(s, head, (size_t)n);
+	}
 	for (size_t i = 0; i < sm->n; i++)
 		resend_one(s, item(sm, i), &b);
 	buf_free(&b);

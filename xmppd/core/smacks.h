@@ -66,8 +66,15 @@ struct session *smacks_find(const char *id, const char *bare);
  * server had not noticed it was dead) is closed, the session attached to
  * t, and what the client did not acknowledge sent again (messages with a
  * XEP-0203 delay).  -1 if h is more than was sent (s is not touched).
+ * announce: send <resumed/> first (XEP-0198 §5); 0 when the caller has
+ * answered already (XEP-0388: <resumed/> inside the SASL2 <success/>).
  */
-int smacks_resume(struct session *s, struct transport *t, uint32_t h);
+int smacks_resume(struct session *s, struct transport *t, uint32_t h,
+    int announce);
+/* Whether smacks_resume(s, ..., h) would succeed. */
+int smacks_can_resume(const struct session *s, uint32_t h);
+/* The resumption id of s, NULL if it has none. */
+const char *smacks_id(const struct session *s);
 /* A stanza for s, serialized as data, that its client never got (the
  * session ends): a message goes elsewhere by RFC 6121 §8.5 (another
  * resource, offline storage, a bounce), a request gets an error back,

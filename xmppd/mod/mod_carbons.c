@@ -564,6 +564,26 @@ carbons_message_delivered(
 		send_copies(to, bare, msg, CARBON_RECEIVED, NULL, NULL, got, n);
 }
 
+/* XEP-0386 §3.2: <enable xmlns='urn:xmpp:carbons:2'/> inside a Bind 2
+ * request enables carbons for the new session; it cannot fail, so
+ * nothing answers it in <bound/>. */
+static void
+bind2_features(struct xel *inline_features)
+{
+	xel_set_attr(xel_add(inline_features, "feature", NULL), "var",
+	    NS_CARBONS);
+}
+
+static enum hook_result
+bind2_enable(struct session *s, const struct xel *req, struct xel *bound)
+{
+	(void)bound;
+	if (!xel_is(req, "enable", NS_CARBONS))
+		return HOOK_PASS;
+	carbons_enable(s);
+	return HOOK_HANDLED;
+}
+
 void
 mod_carbons_init(void)
 {
@@ -578,6 +598,7 @@ mod_carbons_init(void)
 	hook_add_message_in(carbons_message_in);
 	hook_add_message_out(carbons_message_out);
 	hook_add_message_delivered(carbons_message_delivered);
+	hook_add_bind2(bind2_features, bind2_enable);
 	/* §3 */
 	disco_add_feature(DISCO_SERVER, NS_CARBONS);
 }

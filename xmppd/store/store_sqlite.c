@@ -159,6 +159,24 @@ static const char *const migrations[] = {
      * when, in unix seconds (NULL: enabled), and the reason given. */
     ("ALTER TABLE users ADD COLUMN disabled INTEGER;"
      "ALTER TABLE users ADD COLUMN disabled_reason TEXT;"),
+    /* 5: XEP-0484 (FAST) tokens (store/fast.h, fast_tokens.c): per
+     * account and client (SASL2 user-agent id) a "current" (slot 0) and
+     * a "new" (slot 1) token, only its SHA-256 kept; times in unix
+     * seconds; counter the highest <fast count/> accepted (replays). */
+    "CREATE TABLE fast_token ("
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  agent TEXT NOT NULL,"
+    "  slot INTEGER NOT NULL,"
+    "  software TEXT NOT NULL,"
+    "  device TEXT NOT NULL,"
+    "  mechanism TEXT NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  expiry INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  last_used INTEGER,"
+    "  counter INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, agent, slot)"
+    ") WITHOUT ROWID;",
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
@@ -181,6 +199,7 @@ enum stmt_id {
 	STMT_USER_GET,
 	STMT_USER_CREATE,
 	STMT_USER_SET_KEYS,
+	STMT_USER_REVOKE_TOKENS,
 	STMT_USER_SET_DISABLED,
 	STMT_USER_DELETE,
 	STMT_USER_LIST_ALL_FIRST,
@@ -212,6 +231,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
         " sha1_server = ?7, sha256_salt = ?8, sha256_iter = ?9,"
         " sha256_stored = ?10, sha256_server = ?11"
         " WHERE host = ?1 AND user = ?2",
+    [STMT_USER_REVOKE_TOKENS] =
+        "DELETE FROM fast_token WHERE user_id ="
+        " (SELECT id FROM users WHERE host = ?1 AND user = ?2)",
     [STMT_USER_SET_DISABLED] = "UPDATE users SET disabled = ?3,"
                                " disabled_reason = ?4"
                                " WHERE host = ?1 AND user = ?2",
@@ -756,6 +778,7 @@ run_user_create(struct store_req *r)
 static enum store_status
 run_user_set_keys(struct store_req *r)
 {
+	enum store_status st;
 	sqlite3_stmt *s;
 
 	if ((s = stmt_get(STMT_USER_SET_KEYS)) == NULL)
@@ -767,7 +790,18 @@ run_user_set_keys(struct store_req *r)
 		stmt_done(s);
 		return STORE_ERROR;
 	}
-	return step_write(s, "user set keys", STORE_NOT_FOUND);
+	if ((st = step_write(s, "user set keys", STORE_NOT_FOUND)) != STORE_OK)
+		return st;
+	/* A new password revokes every XEP-0484 token of the account: a
+	 * device that had it must log in with the new password. */
+	if ((s = stmt_get(STMT_USER_REVOKE_TOKENS)) == NULL)
+		return STORE_ERROR;
+	if (bind_host_user(s, r->host, r->user) != SQLITE_OK) {
+		stmt_done(s);
+		return STORE_ERROR;
+	}
+	st = step_write(s, "user revoke tokens", STORE_OK);
+	return st;
 }
 
 static enum store_status

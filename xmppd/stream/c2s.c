@@ -13,6 +13,7 @@
 
 #include "stream/c2s.h"
 #include "conf.h"
+#include "ht.h"
 #include "net/conn.h"
 #include "core/csi.h"
 #include "core/hooks.h"
@@ -27,6 +28,7 @@
 #include "core/smacks.h"
 #include "core/stanza.h"
 #include "core/transport.h"
+#include "store/fast.h"
 #include "strmap.h"
 #include "net/tls.h"
 #include "xmalloc.h"
@@ -43,6 +45,9 @@
 #define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
                                    waits before it is answered */
 #define NS_STREAM_LIMITS "urn:xmpp:stream-limits:0"     /* XEP-0478 */
+#define NS_BIND2 "urn:xmpp:bind:0"                      /* XEP-0386 */
+#define BIND2_TAG_MAX 64        /* bytes of a Bind 2 <tag/> */
+#define BIND2_HASH_BYTES 4      /* of the stable part of its resource */
 #define PREAUTH_MEMORY_SLACK (16 * 1024) /* bytes beyond twice
                                             preauth-stanza-size a pre-auth
                                             stanza may take once parsed */
@@ -72,6 +77,10 @@ struct c2s {
 	char *host;                 /* the stream's domain */
 	char *user;                 /* authenticated localpart */
 	struct sasl *sasl;
+	int sasl2;                  /* the last exchange started is SASL2's
+	                               (XEP-0388): its framing */
+	struct sasl2_req *req;      /* what its <authenticate/> asked for */
+	char auth[48];              /* how it authenticated (session.auth) */
 	double preauth_deadline;
 	int held;                   /* stanzas wait in the queue (c2s_hold) */
 	struct xel **queue;         /* held stanzas, in order */
@@ -111,6 +120,21 @@ struct c2s {
 };
 
 #define MAX_HELD 64             /* stanzas queued while held */
+
+/* What a SASL2 <authenticate/> carries besides the mechanism's data
+ * (XEP-0388 §2.3, XEP-0386 §3.2, XEP-0198 inline, XEP-0484 §3). */
+struct sasl2_req {
+	char *agent;                /* <user-agent id/>, or NULL */
+	char *software, *device;    /* its children, or "" */
+	struct xel *bind;           /* <bind xmlns='urn:xmpp:bind:0'/>, a
+	                               copy in its own arena, or NULL */
+	char *tag;                  /* its <tag/>, or NULL */
+	int resume;                 /* <resume xmlns='urn:xmpp:sm:3'/> ... */
+	char *previd;
+	uint32_t h;
+	char *token_mech;           /* <request-token mechanism/>, or NULL */
+	struct sasl_fast fast;      /* <fast count invalidate/> */
+};
 
 /* What one network is doing (the peers whose addresses share a key,
  * conn.net: an IPv6 /64 by default, an IPv4 address): connections not
@@ -406,18 +430,53 @@ add_stream_limits(struct c2s *c, struct xel *features)
 	}
 }
 
+/*
+ * XEP-0388 §2.1: <authentication/> beside <mechanisms/>, the same
+ * mechanisms under the same rules, with what may be done inline: Bind 2
+ * (XEP-0386 §3.1, with the features it can enable: stream management
+ * here, the modules' through hook_run_bind2_features), XEP-0198
+ * resumption, and XEP-0484's FAST mechanisms (over TLS only).
+ */
 static void
-send_features(struct c2s *c)
+add_sasl2(struct c2s *c, struct xel *f, const struct sasl_cb *cb)
+{
+	struct xel *auth = xel_add(f, "authentication", NS_SASL2);
+	struct xel *in, *bind, *bin, *fast;
+
+	sasl2_advertise(auth, c->t.tls, cb);
+	in = xel_add(auth, "inline", NULL);
+	bind = xel_add(in, "bind", NS_BIND2);
+	bin = xel_add(bind, "inline", NULL);
+	hook_run_bind2_features(bin);
+	xel_set_attr(xel_add(bin, "feature", NULL), "var", NS_SM);
+	xel_add(in, "sm", NS_SM);
+	fast = xel_add(in, "fast", NS_FAST);
+	if (sasl_fast_advertise(fast, c->t.tls, cb) == 0)
+		xel_remove(fast);
+}
+
+/* bound: the session on this stream (SASL2 bound or resumed it), or
+ * NULL. */
+static void
+send_features(struct c2s *c, const struct session *bound)
 {
 	struct arena *a = arena_new(1024);
 	struct xel *f = xel_new(a, "features", NS_STREAMS);
 
 	if (c->t.authed) {
-		xel_add(f, "bind", NS_BIND);
-		/* The RFC 3921 session is a no-op kept for old clients,
-		 * announced optional (draft-cridland-xmpp-session-01). */
-		xel_add(xel_add(f, "session", NS_SESSION), "optional", NULL);
-		xel_add(f, "sm", NS_SM);            /* XEP-0198 §2 */
+		/* After SASL2 with Bind 2 or a resumption (XEP-0388 §2.6.1:
+		 * features follow <success/>, without a restart) the stream
+		 * is bound already. */
+		if (bound == NULL) {
+			xel_add(f, "bind", NS_BIND);
+			/* The RFC 3921 session is a no-op kept for old
+			 * clients, announced optional
+			 * (draft-cridland-xmpp-session-01). */
+			xel_add(xel_add(f, "session", NS_SESSION), "optional",
+			    NULL);
+		}
+		if (bound == NULL || !smacks_on(bound))
+			xel_add(f, "sm", NS_SM);            /* XEP-0198 §2 */
 		xel_add(f, "csi", NS_CSI);          /* XEP-0352 §2 */
 		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
@@ -433,6 +492,7 @@ send_features(struct c2s *c)
 
 			channel_binding(c, &cb, 0);
 			sasl_advertise(f, 0, &cb);
+			add_sasl2(c, f, &cb);
 			add_stream_limits(c, f);
 		}
 	} else {
@@ -440,6 +500,7 @@ send_features(struct c2s *c)
 
 		channel_binding(c, &cb, 0);
 		sasl_advertise(f, 1, &cb);
+		add_sasl2(c, f, &cb);
 		hook_run_features(&c->t, f, 0);
 		add_stream_limits(c, f);
 	}
@@ -503,7 +564,7 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 	free(peer);
 	c->header_done = 1;
 	set_state(c, C2S_NEGOTIATING);
-	send_features(c);
+	send_features(c, NULL);
 	return 0;
 }
 
@@ -913,21 +974,500 @@ tarpit(struct c2s *c, const char *cond)
 	wait_add(c, c->wait_until);
 }
 
+/*
+ * A SASL failure in the framing of the exchange: RFC 6120 §6.4.5, or
+ * XEP-0388 §2.6.2, whose <failure/> carries the RFC 6120 condition in
+ * the legacy namespace, an application-specific element app (a copy of
+ * it, or NULL) and a text (or NULL).
+ */
+static void
+send_failure(struct c2s *c, const char *cond, const char *text,
+    const struct xel *app)
+{
+	struct arena *a = arena_new(256);
+	struct xel *e;
+
+	if (!c->sasl2) {
+		sasl_element(c, a, "failure", cond);
+		arena_free(a);
+		return;
+	}
+	e = xel_new(a, "failure", NS_SASL2);
+	xel_add(e, cond, NS_SASL);
+	if (app != NULL)
+		xel_append_copy(e, app);
+	if (text != NULL)
+		xel_text_set(xel_add(e, "text", NS_SASL2), text);
+	c2s_send(c, e);
+	arena_free(a);
+}
+
 static void
 tarpit_answer(struct c2s *c)
 {
-	struct arena *a = arena_new(256);
 	const char *cond = c->tarpit;
 
 	c->tarpit = NULL;
-	sasl_element(c, a, "failure", cond);
-	arena_free(a);
+	send_failure(c, cond, NULL, NULL);
 	if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
 		c2s_stream_error(c, "policy-violation",
 		    "Too many failed authentication attempts");
 		return;
 	}
 	conn_resume(c->conn, CONN_PAUSE_UPPER);
+}
+
+/*
+ * SASL2 (XEP-0388), with Bind 2 (XEP-0386), XEP-0198 resumption and
+ * XEP-0484 FAST inline.  The mechanisms are sasl.c's, the same engine as
+ * legacy SASL; what differs is the framing, what <authenticate/> may ask
+ * for besides, and that the stream goes on without a restart.
+ */
+
+static int parse_h(const char *v, uint32_t *h);
+
+static void
+req_free(struct c2s *c)
+{
+	struct sasl2_req *q = c->req;
+
+	if (q == NULL)
+		return;
+	free(q->agent);
+	free(q->software);
+	free(q->device);
+	if (q->bind != NULL)
+		arena_free(q->bind->arena);
+	free(q->tag);
+	free(q->previd);
+	free(q->token_mech);
+	free(q);
+	c->req = NULL;
+}
+
+/* The text of el's child name (in el's namespace) if it has at most max
+ * bytes: a copy, "" when absent; NULL when too long. */
+static char *
+bounded_child(const struct xel *el, const char *name, size_t max)
+{
+	const struct xel *ch = xel_child(el, name, el->ns);
+	const char *t = ch != NULL ? xel_text(ch) : "";
+
+	return strlen(t) <= max ? xstrdup(t) : NULL;
+}
+
+/* A user-agent id we keep: printable ASCII without spaces, bounded (it is
+ * a UUID in XEP-0388 §2.3, "SHOULD"; stored and shown by xmppctl). */
+static int
+agent_ok(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > FAST_AGENT_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (id[i] <= ' ' || id[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/*
+ * Read what <authenticate/> asks for besides the mechanism into a new
+ * c->req; NULL, or the text of a <malformed-request/> (a constant).
+ * Every part is bounded: the pre-auth stanza size bounds the element,
+ * and what is kept is cut to the limits here.
+ */
+static const char *
+parse_authenticate(struct c2s *c, const struct xel *st,
+    const struct sasl_cb *cb)
+{
+	struct sasl2_req *q = xcalloc(1, sizeof(*q));
+	const struct xel *ua, *b, *r, *rt, *f;
+	const char *v;
+
+	c->req = q;
+	if ((ua = xel_child(st, "user-agent", NS_SASL2)) != NULL) {
+		if ((v = xel_attr(ua, "id")) != NULL) {
+			if (!agent_ok(v))
+				return "A user-agent id is 1 to 64 printable "
+				    "characters";
+			q->agent = xstrdup(v);
+		}
+		q->software = bounded_child(ua, "software", FAST_TEXT_MAX);
+		q->device = bounded_child(ua, "device", FAST_TEXT_MAX);
+		if (q->software == NULL || q->device == NULL)
+			return "<software/> and <device/> are at most 64 "
+			    "bytes";
+	} else {
+		q->software = xstrdup("");
+		q->device = xstrdup("");
+	}
+	if ((b = xel_child(st, "bind", NS_BIND2)) != NULL) {
+		if ((q->tag = bounded_child(b, "tag", BIND2_TAG_MAX)) == NULL)
+			return "A Bind 2 <tag/> is at most 64 bytes";
+		q->bind = xel_copy_fit(b, 0);
+	}
+	if ((r = xel_child(st, "resume", NS_SM)) != NULL) {
+		v = xel_attr(r, "previd");
+		if (v == NULL || strlen(v) > 64 ||
+		    parse_h(xel_attr(r, "h"), &q->h) < 0)
+			return "<resume/> needs previd and h";
+		q->resume = 1;
+		q->previd = xstrdup(v);
+	}
+	if ((rt = xel_child(st, "request-token", NS_FAST)) != NULL) {
+		v = xel_attr(rt, "mechanism");
+		/* XEP-0484 §3.2: one of the mechanisms advertised. */
+		if (!sasl_fast_offered(v, c->t.tls, cb))
+			return "<request-token/> names no FAST mechanism "
+			    "offered here";
+		if (q->agent == NULL)
+			return "A FAST token needs a <user-agent id/>";
+		q->token_mech = xstrdup(v);
+	}
+	if ((f = xel_child(st, "fast", NS_FAST)) != NULL) {
+		if ((v = xel_attr(f, "count")) != NULL) {
+			if (parse_h(v, &q->fast.count) < 0)
+				return "<fast count/> is a number";
+			q->fast.has_count = 1;
+		}
+		v = xel_attr(f, "invalidate");
+		q->fast.invalidate = v != NULL && (strcmp(v, "true") == 0 ||
+		    strcmp(v, "1") == 0);
+	}
+	q->fast.agent = q->agent;
+	return NULL;
+}
+
+/* Whether mech needs the channel-binding data itself (not only which
+ * types exist): -PLUS, and the FAST mechanisms that bind. */
+static int
+needs_cb_data(const char *mech)
+{
+	size_t n = mech != NULL ? strlen(mech) : 0;
+
+	return (n > 5 && strcmp(mech + n - 5, "-PLUS") == 0) ||
+	    (mech != NULL && strncmp(mech, "HT-", 3) == 0 &&
+		strcmp(mech, "HT-SHA-256-NONE") != 0);
+}
+
+static void
+handle_sasl2(struct c2s *c, struct xel *st)
+{
+	struct sasl_cb cb;
+	const struct xel *ir;
+	const char *mech, *data, *bad;
+
+	if (strcmp(st->name, "authenticate") == 0) {
+		sasl_discard(c);
+		req_free(c);
+		c->sasl2 = 1;
+		if (auth_throttled(c)) {
+			log_info("c2s %" PRIu64 " %s: too many authentication "
+			    "failures from %s", c->id, c->conn->addr,
+			    c->conn->net);
+			auth_failed(c);
+			tarpit(c, "temporary-auth-failure");
+			return;
+		}
+		mech = xel_attr(st, "mechanism");
+		channel_binding(c, &cb, needs_cb_data(mech));
+		if ((bad = parse_authenticate(c, st, &cb)) != NULL) {
+			req_free(c);
+			send_failure(c, "malformed-request", bad, NULL);
+			return;
+		}
+		/* §2.3: the initial response is base64 in its own element,
+		 * "=" or empty for an empty one; without it the mechanism
+		 * asks with an empty challenge. */
+		ir = xel_child(st, "initial-response", NS_SASL2);
+		data = ir == NULL ? "" : *xel_text(ir) != '\0' ?
+		    xel_text(ir) : "=";
+		c->sasl = sasl2_start(mech, data, c->t.tls, &cb, c->host,
+		    c->id, &c->req->fast);
+	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
+	    c->sasl2 && !sasl_done(c->sasl)) {
+		sasl_response(c->sasl, xel_text(st));
+	} else if (strcmp(st->name, "abort") == 0) {
+		/* §2.5: the exchange ends, the stream stays as it was. */
+		sasl_discard(c);
+		req_free(c);
+		c->sasl2 = 1;
+		send_failure(c, "aborted", NULL, NULL);
+		return;
+	} else {
+		c->sasl2 = 1;
+		send_failure(c, "malformed-request", c->sasl == NULL ?
+		    "No authentication in progress" : NULL, NULL);
+		return;
+	}
+	if (c->sasl && sasl_pending(c->sasl))
+		conn_pause(c->conn, CONN_PAUSE_UPPER);  /* until storage or
+		                                            hashing answers */
+}
+
+/*
+ * XEP-0386 §3.2.1: the resource is the client's tag, then '.' and a
+ * part the server makes.  That part is stable for a client (XEP-0386
+ * allows it, "SHOULD remain stable for every bind request with the same
+ * <tag/> and SASL2 <user-agent> id"): the first bytes of SHA-256 over
+ * the account and the user-agent id, which it does not reveal (the id
+ * "MUST NOT be exposed").  So a device that reconnects gets its old
+ * resource back, and sm_bind ends a session it left behind with
+ * <conflict/> ("SHOULD terminate any earlier sessions from the same
+ * client").  Without an id the part is random.  Malloc'ed, prepared;
+ * NULL if nothing can be made a resource of the tag.
+ */
+static char *
+bind2_resource(const struct c2s *c, const struct sasl2_req *q)
+{
+	char part[2 * BIND2_HASH_BYTES + 1], *raw, *res;
+
+	if (q->agent != NULL) {
+		unsigned char d[SCRAM_MAX_HASH];
+		char *in = xasprintf("%s@%s", c->user, c->host);
+		size_t il = strlen(in), al = strlen(q->agent);
+		char *msg = xmalloc(il + 1 + al);
+
+		memcpy(msg, in, il + 1);        /* the NUL separates */
+		memcpy(msg + il + 1, q->agent, al);
+		scram_h(SCRAM_SHA256, msg, il + 1 + al, d);
+		for (size_t i = 0; i < BIND2_HASH_BYTES; i++) {
+			part[2 * i] = "0123456789abcdef"[d[i] >> 4];
+			part[2 * i + 1] = "0123456789abcdef"[d[i] & 15];
+		}
+		part[2 * BIND2_HASH_BYTES] = '\0';
+		free(in);
+		free(msg);
+	} else
+		random_hex(part, BIND2_HASH_BYTES);
+	raw = q->tag != NULL && *q->tag != '\0' ?
+	    xasprintf("%s.%s", q->tag, part) : xstrdup(part);
+	if ((res = jid_resourceprep(raw)) == NULL)
+		res = jid_resourceprep(part);     /* a tag that cannot be */
+	free(raw);
+	return res;
+}
+
+/* <failed xmlns='urn:xmpp:sm:3'> with a stanza error condition, in
+ * parent (XEP-0198 §6; inside <success/> for an inline resumption). */
+static void
+add_sm_failed(struct xel *parent, const char *cond)
+{
+	struct xel *f = xel_add(parent, "failed", NS_SM);
+
+	xel_add(f, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
+}
+
+/* XEP-0386 §3.2: bind a resource for the request q; NULL when the
+ * account has sessions-per-user sessions already. */
+static struct session *
+bind2(struct c2s *c, const struct sasl2_req *q)
+{
+	char *res = bind2_resource(c, q), *full;
+	struct jid j = { 0 };
+	struct session *s = NULL;
+
+	full = res ? xasprintf("%s@%s/%s", c->user, c->host, res) : NULL;
+	if (full != NULL && jid_parse(&j, full) == 0)
+		s = sm_bind(&c->t, &j, xmppd_conf->limits.sessions_per_user);
+	jid_free(&j);
+	free(full);
+	free(res);
+	return s;
+}
+
+/* The features requested inside <bind/> (§3.2): stream management here,
+ * the rest by the modules (carbons); answers go into bound. */
+static void
+bind2_inline(struct c2s *c, struct session *s, const struct xel *b,
+    struct xel *bound)
+{
+	for (const struct xel *e = xel_first_elem(b); e != NULL;
+	     e = xel_next(e, NULL, NULL)) {
+		if (xel_is(e, "tag", NS_BIND2))
+			continue;
+		if (xel_is(e, "enable", NS_SM)) {
+			const char *r = xel_attr(e, "resume"), *id = NULL;
+			unsigned max = 0;
+			struct xel *en;
+			char num[16];
+
+			if (smacks_enable(s, r != NULL && (strcmp(r, "true") ==
+			    0 || strcmp(r, "1") == 0), &id, &max) < 0) {
+				add_sm_failed(bound, "unexpected-request");
+				continue;
+			}
+			en = xel_add(bound, "enabled", NS_SM);
+			if (id != NULL) {
+				snprintf(num, sizeof(num), "%u", max);
+				xel_set_attr(en, "id", id);
+				xel_set_attr(en, "resume", "true");
+				xel_set_attr(en, "max", num);
+			}
+			continue;
+		}
+		if (hook_run_bind2(s, e, bound) != HOOK_HANDLED)
+			log_debug("c2s %" PRIu64 " %s: Bind 2: <%s xmlns='%s'/> "
+			    "ignored", c->id, c->conn->addr, e->name, e->ns);
+	}
+}
+
+/* XEP-0082 DateTime of a unix time. */
+static void
+datetime(int64_t t, char *out, size_t n)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * XEP-0484 §3.3: a new token for this client, into its "new" slot (only
+ * its hash is stored); <token/> goes into success.  A store write that
+ * fails costs the client its next token login, nothing more: it falls
+ * back to its password.
+ */
+static void
+fast_issue(struct c2s *c, const struct sasl2_req *q, const char *mech,
+    struct xel *success)
+{
+	char tok[HT_TOKEN_LEN + 1], when[32];
+	struct store_fast_token t = { 0 };
+	struct xel *e;
+	int64_t now = (int64_t)time(NULL);
+
+	ht_token_new(tok);
+	ht_token_hash(tok, t.hash);
+	t.agent = q->agent;
+	t.software = q->software;
+	t.device = q->device;
+	t.mechanism = mech;
+	t.created = now;
+	t.expiry = now + xmppd_conf->limits.fast_token_lifetime;
+	store_fast_issue(c->host, c->user, &t);
+	datetime(t.expiry, when, sizeof(when));
+	e = xel_add(success, "token", NS_FAST);
+	xel_set_attr(e, "expiry", when);
+	xel_set_attr(e, "token", tok);
+	explicit_bzero(tok, sizeof(tok));
+	log_info("c2s %" PRIu64 " %s: %s@%s: FAST token issued (%s, expires "
+	    "%s)", c->id, c->conn->addr, c->user, c->host, mech, when);
+}
+
+static void
+authenticated(struct c2s *c, const char *mechanism)
+{
+	c->t.authed = 1;
+	preauth_release(c);
+	log_info("c2s %" PRIu64 " %s: authenticated as %s@%s (%s)", c->id,
+	    c->conn->addr, c->user, c->host, mechanism);
+	conn_set_timeout(c->conn, 0, NULL);
+	conn_set_idle(c->conn, xmppd_conf->limits.idle_timeout);
+}
+
+/*
+ * XEP-0388 §2.6.1: the mechanism succeeded.  Inline requests are done in
+ * the order XEP-0386 §3.2 gives: a resumption first (its <resumed/> in
+ * the <success/>; a failed one says <failed/> there and binding goes
+ * on), then Bind 2 with the features it enables (<bound/>), then a FAST
+ * token.  <success/> names the full JID when a resource is bound, else
+ * the bare one, and stream features follow it: there is no restart.
+ */
+static void
+sasl2_success(struct c2s *c, const struct sasl_reply *r)
+{
+	struct sasl2_req *q = c->req;
+	struct arena *a = arena_new(1024);
+	struct xel *succ = xel_new(a, "success", NS_SASL2), *bound = NULL;
+	struct session *s = NULL, *resumed = NULL;
+	const struct conf_limits *l = &xmppd_conf->limits;
+	struct xml_limits lim = { l->stanza_size, l->depth, l->attributes,
+		l->stanza_memory };
+	char *bare;
+
+	c->user = xstrdup(r->user);
+	bare = xasprintf("%s@%s", c->user, c->host);
+	snprintf(c->auth, sizeof(c->auth), "SASL2 %s%s", r->mechanism,
+	    r->fast ? " FAST" : "");
+	if (r->data)
+		xel_text_set(xel_add(succ, "additional-data", NULL), r->data);
+	if (q->resume) {
+		s = smacks_find(q->previd, bare);
+		if (s != NULL && smacks_can_resume(s, q->h))
+			resumed = s;
+		else {
+			log_info("c2s %" PRIu64 " %s: %s: no session to resume "
+			    "inline (%s)", c->id, c->conn->addr, bare,
+			    s ? "count too high" : "unknown or expired id");
+			s = NULL;
+		}
+	}
+	if (resumed == NULL && q->bind != NULL) {
+		bound = xel_new(a, "bound", NS_BIND2);
+		if ((s = bind2(c, q)) == NULL) {
+			/* Like RFC 6120 §7.6.2.1 for legacy binding: the
+			 * stream stays unauthenticated (§2.6.2). */
+			struct xel *rc = xel_new(a, "resource-constraint",
+			    "urn:ietf:params:xml:ns:xmpp-stanzas");
+
+			log_info("c2s %" PRIu64 " %s: %s has %u sessions "
+			    "(sessions-per-user): Bind 2 refused", c->id,
+			    c->conn->addr, bare, l->sessions_per_user);
+			free(c->user);
+			c->user = NULL;
+			c->auth[0] = '\0';
+			send_failure(c, "temporary-auth-failure",
+			    "Too many sessions for this account", rc);
+			goto out;
+		}
+		snprintf(s->auth, sizeof(s->auth), "%s", c->auth);
+		bind2_inline(c, s, q->bind, bound);
+	}
+	xel_text_set(xel_add(succ, "authorization-identifier", NULL),
+	    s != NULL ? s->full : bare);
+	if (resumed != NULL) {
+		struct xel *e = xel_add(succ, "resumed", NS_SM);
+		char num[16];
+
+		snprintf(num, sizeof(num), "%" PRIu32,
+		    smacks_handled_count(resumed));
+		xel_set_attr(e, "previd", q->previd);
+		xel_set_attr(e, "h", num);
+	} else if (q->resume)
+		add_sm_failed(succ, "item-not-found");
+	if (bound != NULL)
+		xel_append_copy(succ, bound);
+	if (q->token_mech != NULL || (r->fast && r->fast_rotate))
+		fast_issue(c, q, q->token_mech ? q->token_mech :
+		    r->fast_mechanism, succ);
+	c2s_send(c, succ);
+	authenticated(c, c->auth + 6);
+	xml_stream_set_limits(c->xs, &lim);
+	if (resumed != NULL) {
+		set_state(c, C2S_ACTIVE);
+		/* Attached here: what it held goes out after the features
+		 * (send_features sees a bound stream through t.session). */
+		send_features(c, resumed);
+		snprintf(resumed->auth, sizeof(resumed->auth), "%s", c->auth);
+		smacks_resume(resumed, &c->t, q->h, 0);
+	} else {
+		if (s != NULL)
+			set_state(c, C2S_ACTIVE);
+		send_features(c, s);
+		if (s != NULL) {
+			log_info("c2s %" PRIu64 " %s: bound %s (Bind 2, %s %s)",
+			    c->id, c->conn->addr, s->full,
+			    conn_tls_version(c->conn), conn_tls_cipher(c->conn));
+			hook_run_session(HOOK_SESSION_BOUND, s);
+		}
+	}
+out:
+	free(bare);
+	req_free(c);
+	arena_free(a);
 }
 
 static void
@@ -939,6 +1479,8 @@ handle_sasl(struct c2s *c, struct xel *st)
 
 	if (strcmp(st->name, "auth") == 0) {
 		sasl_discard(c);
+		req_free(c);
+		c->sasl2 = 0;
 		if (auth_throttled(c)) {
 			/* RFC 6120 §6.5.12; answered through the tarpit,
 			 * and counted, so that going on leads to a ban. */
@@ -956,10 +1498,11 @@ handle_sasl(struct c2s *c, struct xel *st)
 		c->sasl = sasl_start(mech, xel_text(st),
 		    c->t.tls, &cb, c->host, c->id);
 	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
-	    !sasl_done(c->sasl)) {
+	    !c->sasl2 && !sasl_done(c->sasl)) {
 		sasl_response(c->sasl, xel_text(st));
 	} else if (strcmp(st->name, "abort") == 0) {
 		sasl_discard(c);
+		c->sasl2 = 0;
 		sasl_element(c, a, "failure", "aborted");
 		return;
 	} else {
@@ -1023,7 +1566,7 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 	a = arena_new(512);
 	switch (r->kind) {
 	case SASL_CHALLENGE:
-		e = xel_new(a, "challenge", NS_SASL);
+		e = xel_new(a, "challenge", c->sasl2 ? NS_SASL2 : NS_SASL);
 		if (r->data)
 			xel_text_set(e, r->data);
 		c2s_send(c, e);
@@ -1033,11 +1576,12 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		if (r->cb_unmatched)
 			c->cb_unmatched = 1;
 		sasl_discard(c);
+		req_free(c);
 		if (r->bad_credentials && auth_failed(c)) {
 			tarpit(c, r->condition);
 			break;
 		}
-		sasl_element(c, a, "failure", r->condition);
+		send_failure(c, r->condition, r->text, NULL);
 		if (c->auth_failures >= MAX_AUTH_ATTEMPTS) {
 			arena_free(a);
 			c2s_stream_error(c, "policy-violation",
@@ -1046,19 +1590,20 @@ c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r)
 		}
 		break;
 	case SASL_SUCCESS:
+		if (c->sasl2) {
+			sasl_discard(c);
+			sasl2_success(c, r);
+			break;
+		}
 		e = xel_new(a, "success", NS_SASL);
 		if (r->data)
 			xel_text_set(e, r->data);
 		c2s_send(c, e);
-		c->t.authed = 1;
 		c->user = xstrdup(r->user);
+		snprintf(c->auth, sizeof(c->auth), "SASL1 %s", r->mechanism);
 		sasl_discard(c);
-		preauth_release(c);
-		log_info("c2s %" PRIu64 " %s: authenticated as %s@%s (%s)",
-		    c->id, c->conn->addr, c->user, c->host, r->mechanism);
+		authenticated(c, r->mechanism);
 		/* RFC 6120 §6.4.6: the stream restarts; a fresh parser. */
-		conn_set_timeout(c->conn, 0, NULL);
-		conn_set_idle(c->conn, xmppd_conf->limits.idle_timeout);
 		if (c->in_feed)
 			c->restart = 1;
 		else
@@ -1108,6 +1653,7 @@ handle_bind(struct c2s *c, struct xel *iq)
 		goto reply;
 	}
 	set_state(c, C2S_ACTIVE);
+	snprintf(s->auth, sizeof(s->auth), "%s", c->auth);
 	log_info("c2s %" PRIu64 " %s: bound %s (%s %s)", c->id, c->conn->addr,
 	    s->full, conn_tls_version(c->conn), conn_tls_cipher(c->conn));
 	r = stanza_iq_result(iq);
@@ -1271,10 +1817,11 @@ sm_resume(struct c2s *c, const struct xel *st)
 		sm_failed(c, "item-not-found");
 		return;
 	}
-	if (smacks_resume(s, &c->t, h) < 0) {
+	if (smacks_resume(s, &c->t, h, 1) < 0) {
 		sm_count_too_high(c, h, smacks_sent_count(s));
 		return;
 	}
+	snprintf(s->auth, sizeof(s->auth), "%s", c->auth);
 	set_state(c, C2S_ACTIVE);
 }
 
@@ -1285,6 +1832,15 @@ negotiate(struct c2s *c, struct xel *st)
 	if ((c->sasl && sasl_pending(c->sasl)) || c->tarpit) {
 		c2s_stream_error(c, "policy-violation",
 		    "Data sent during authentication");
+		return;
+	}
+	if (c->sasl && c->sasl2 && !sasl_done(c->sasl) &&
+	    strcmp(st->ns, NS_SASL2) != 0) {
+		/* XEP-0388 §2.4: during an exchange only <response/> and
+		 * <abort/>; "Servers MUST disconnect Clients immediately if
+		 * any other traffic is received". */
+		c2s_stream_error(c, "policy-violation",
+		    "Only <response/> or <abort/> during SASL2");
 		return;
 	}
 	if (!c->t.authed && xel_is(st, "starttls", NS_TLS)) {
@@ -1311,6 +1867,8 @@ negotiate(struct c2s *c, struct xel *st)
 	if (!c->t.authed) {
 		if (strcmp(st->ns, NS_SASL) == 0)
 			handle_sasl(c, st);
+		else if (strcmp(st->ns, NS_SASL2) == 0)
+			handle_sasl2(c, st);
 		else if (!(xel_is(st, "iq", NS_CLIENT) &&
 			     hook_run_preauth_iq(&c->t, st) == HOOK_HANDLED))
 			c2s_stream_error(c, "not-authorized", NULL);
@@ -1593,6 +2151,7 @@ on_close(struct conn *conn)
 		c->next->prev = c->prev;
 	nall--;
 	transport_unregister(&c->t);
+	req_free(c);
 	free(c->host);
 	free(c->user);
 	free(c);

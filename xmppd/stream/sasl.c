@@ -1,15 +1,20 @@
 /*
- * SASL mechanisms for c2s: SCRAM-SHA-{1,256}[-PLUS] and PLAIN.
+ * SASL mechanisms for c2s: SCRAM-SHA-{1,256}[-PLUS] and PLAIN, for both
+ * legacy SASL and SASL2, and XEP-0484's HT-SHA-256-{NONE,ENDP,EXPR} for
+ * SASL2.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base64.h"
 #include "conf.h"
+#include "ht.h"
 #include "jid.h"
 #include "log.h"
 #include "stream/sasl.h"
 #include "scram.h"
+#include "store/fast.h"
 #include "store/store.h"
 #include "work.h"
 #include "xmalloc.h"
@@ -23,7 +28,7 @@
 #define MAX_CB_TYPES 3
 
 enum mech { M_SCRAM_SHA1, M_SCRAM_SHA256, M_SCRAM_SHA1_PLUS,
-	M_SCRAM_SHA256_PLUS, M_PLAIN };
+	M_SCRAM_SHA256_PLUS, M_PLAIN, M_HT_NONE, M_HT_ENDP, M_HT_EXPR };
 
 static const struct {
 	const char *name;
@@ -37,8 +42,24 @@ static const struct {
 	{ "PLAIN", M_PLAIN, 0, 1 },
 };
 
+/*
+ * XEP-0484 §3.1: the FAST mechanisms, strongest first, offered in SASL2's
+ * <fast/> only (never in <mechanisms/>), each with the channel binding it
+ * covers: tls-exporter exists on TLS 1.3 only, so -EXPR is offered there.
+ */
+static const struct {
+	const char *name;
+	enum mech mech;
+	const char *cbtype;     /* NULL: none */
+} fast_mechs[] = {
+	{ "HT-SHA-256-EXPR", M_HT_EXPR, "tls-exporter" },
+	{ "HT-SHA-256-ENDP", M_HT_ENDP, "tls-server-end-point" },
+	{ "HT-SHA-256-NONE", M_HT_NONE, NULL },
+};
+#define NFAST (sizeof(fast_mechs) / sizeof(fast_mechs[0]))
+
 enum step { S_WAIT_FIRST, S_WAIT_USER, S_WAIT_FINAL, S_WAIT_PLAIN_USER,
-	S_WAIT_PLAIN_HASH, S_DONE };
+	S_WAIT_PLAIN_HASH, S_WAIT_TOKEN, S_DONE };
 
 struct sasl {
 	uint64_t id;            /* for completions */
@@ -58,6 +79,17 @@ struct sasl {
 	char *nonce;            /* client + server nonce */
 	struct scram_keys keys;
 	int disabled;           /* account disabled (send_reply) */
+	/* HT-* (XEP-0484): what <authenticate/> said, the client's HMAC,
+	 * the channel-binding type of the mechanism, and on success the
+	 * token's fate. */
+	int sasl2;
+	struct sasl_fast fast;
+	char *agent;
+	const char *ht_cbtype;
+	unsigned char ht_mac[HT_HASH_LEN];
+	size_t ht_maclen;
+	int fast_rotate;
+	char *fast_mechanism;
 	struct sasl *next;      /* in the live list */
 };
 
@@ -77,6 +109,12 @@ static int
 mech_plus(enum mech m)
 {
 	return m == M_SCRAM_SHA1_PLUS || m == M_SCRAM_SHA256_PLUS;
+}
+
+static int
+mech_ht(enum mech m)
+{
+	return m == M_HT_NONE || m == M_HT_ENDP || m == M_HT_EXPR;
 }
 
 static enum scram_hash
@@ -177,6 +215,58 @@ sasl_advertise(struct xel *features, int tls, const struct sasl_cb *cb)
 	}
 }
 
+void
+sasl2_advertise(struct xel *auth, int tls, const struct sasl_cb *cb)
+{
+	const char *names[NMECHS];
+	size_t n = offered_mechs(tls, cb, names);
+
+	for (size_t i = 0; i < n; i++)
+		xel_text_set(xel_add(auth, "mechanism", NULL), names[i]);
+}
+
+/* The FAST mechanisms this connection offers (XEP-0484 §7: over TLS
+ * only; a channel-binding one when its type is available). */
+static size_t
+offered_fast(int tls, const struct sasl_cb *cb, const char **names)
+{
+	const char *types[MAX_CB_TYPES];
+	size_t ntypes = cb_types(tls, cb, types, NULL, NULL), n = 0;
+
+	for (size_t i = 0; tls && i < NFAST; i++) {
+		int have = fast_mechs[i].cbtype == NULL;
+
+		for (size_t k = 0; !have && k < ntypes; k++)
+			have = strcmp(types[k], fast_mechs[i].cbtype) == 0;
+		if (have)
+			names[n++] = fast_mechs[i].name;
+	}
+	return n;
+}
+
+size_t
+sasl_fast_advertise(struct xel *fast, int tls, const struct sasl_cb *cb)
+{
+	const char *names[NFAST];
+	size_t n = offered_fast(tls, cb, names);
+
+	for (size_t i = 0; i < n; i++)
+		xel_text_set(xel_add(fast, "mechanism", NULL), names[i]);
+	return n;
+}
+
+int
+sasl_fast_offered(const char *mech, int tls, const struct sasl_cb *cb)
+{
+	const char *names[NFAST];
+	size_t n = offered_fast(tls, cb, names);
+
+	for (size_t i = 0; mech != NULL && i < n; i++)
+		if (strcmp(names[i], mech) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 cmp_names(const void *a, const void *b)
 {
@@ -238,6 +328,11 @@ static void
 deliver(struct sasl *s, struct sasl_reply *r)
 {
 	r->mechanism = s->mech_name;
+	if (r->kind == SASL_SUCCESS && mech_ht(s->mech)) {
+		r->fast = 1;
+		r->fast_rotate = s->fast_rotate;
+		r->fast_mechanism = s->fast_mechanism;
+	}
 	if (r->kind == SASL_FAILURE)
 		r->name = s->log_name;
 	if (r->kind != SASL_CHALLENGE)
@@ -269,6 +364,16 @@ static void
 fail(struct sasl *s, const char *cond)
 {
 	send_reply(s, SASL_FAILURE, NULL, cond);
+}
+
+/* A failure with a reason for the client (a string constant). */
+static void
+fail_text(struct sasl *s, const char *cond, const char *text)
+{
+	struct sasl_reply r = { .kind = SASL_FAILURE, .condition = cond,
+		.text = text, .why = text };
+
+	deliver(s, &r);
 }
 
 enum refusal { REFUSE_PROTOCOL, REFUSE_SUSPICIOUS, REFUSE_CB_UNMATCHED };
@@ -724,18 +829,146 @@ user_loaded(uint64_t id, uint64_t tag, enum store_status st,
 	}
 }
 
-struct sasl *
-sasl_start(const char *mech, const char *data, int tls,
-    const struct sasl_cb *cb, const char *host, uint64_t owner)
+/*
+ * XEP-0484 with the HT mechanisms (draft-schmaus-kitten-sasl-ht §3): the
+ * client's one message is authcid NUL HMAC(token, "Initiator" || cb
+ * data); the token is looked up by account and user-agent id.
+ */
+static void
+token_loaded(uint64_t id, enum store_status st, int disabled,
+    const struct store_fast_token *t, size_t n);
+
+static void
+ht_first(struct sasl *s, const char *msg, size_t len)
+{
+	const char *nul = memchr(msg, '\0', len);
+	char *name;
+
+	if (nul == NULL || nul == msg) {
+		fail(s, "malformed-request");
+		return;
+	}
+	name = xstrndup(msg, (size_t)(nul - msg));
+	take_username(s, name);
+	free(name);
+	s->ht_maclen = len - (size_t)(nul + 1 - msg);
+	if (s->user == NULL || s->ht_maclen != HT_HASH_LEN) {
+		fail_credentials(s);
+		return;
+	}
+	memcpy(s->ht_mac, nul + 1, HT_HASH_LEN);
+	s->step = S_WAIT_TOKEN;
+	store_fast_get(s->host, s->user, s->agent, token_loaded, s->id);
+}
+
+/* Whether a token of mechanism have may not be used with want: a token
+ * bound to a channel-binding mechanism is refused for a weaker one
+ * (XEP-0484 §3.4); any other mismatch is simply wrong. */
+static int
+mech_rank(const char *name)
+{
+	for (size_t i = 0; i < NFAST; i++)
+		if (strcmp(fast_mechs[i].name, name) == 0)
+			return fast_mechs[i].cbtype != NULL ? 1 : 0;
+	return -1;
+}
+
+static void
+token_loaded(uint64_t id, enum store_status st, int disabled,
+    const struct store_fast_token *t, size_t n)
+{
+	struct sasl *s = find_live(id);
+	const struct store_fast_token *hit = NULL;
+	const unsigned char *cb = NULL;
+	unsigned char resp[HT_HASH_LEN];
+	size_t cblen = 0;
+	int64_t now = (int64_t)time(NULL);
+	char *b64;
+
+	if (s == NULL || s->step != S_WAIT_TOKEN)
+		return;
+	if (st == STORE_ERROR) {
+		fail(s, "temporary-auth-failure");
+		return;
+	}
+	if (s->ht_cbtype != NULL &&
+	    (cb = cb_data(s, s->ht_cbtype, &cblen)) == NULL) {
+		fail(s, "invalid-mechanism");
+		return;
+	}
+	/* §6.1: the "new" slot first (the rows come slot 1, then 0); every
+	 * stored hash is tried, in constant time each. */
+	for (size_t i = 0; i < n; i++)
+		if (ht_verify(t[i].hash, cb, cblen, s->ht_mac, s->ht_maclen) &&
+		    hit == NULL)
+			hit = &t[i];
+	if (hit == NULL) {
+		fail_credentials(s);
+		return;
+	}
+	if (strcmp(hit->mechanism, s->mech_name) != 0) {
+		/* §3.4: a token is bound to the mechanism it was issued
+		 * for. */
+		if (mech_rank(hit->mechanism) > mech_rank(s->mech_name))
+			fail_text(s, "mechanism-too-weak", "This token was "
+			    "issued for a mechanism with channel binding");
+		else
+			fail_text(s, "not-authorized",
+			    "This token was issued for another mechanism");
+		return;
+	}
+	if (hit->expiry <= now) {
+		/* §4.2: a token no longer trusted: credentials-expired
+		 * (RFC 6120 §6.5.2), the client falls back to its
+		 * password. */
+		fail_text(s, "credentials-expired", "The token has expired");
+		return;
+	}
+	if (s->fast.has_count && (int64_t)s->fast.count <= hit->counter) {
+		/* §3.4: a count not above one already processed for this
+		 * token is a replay. */
+		struct sasl_reply r = { .kind = SASL_FAILURE,
+			.condition = "not-authorized", .suspicious = 1,
+			.text = "Replayed FAST count",
+			.why = "a FAST count not above the last one: a replay?" };
+
+		deliver(s, &r);
+		return;
+	}
+	if (disabled) {
+		s->disabled = 1;
+		send_reply(s, SASL_SUCCESS, NULL, NULL);  /* account-disabled */
+		return;
+	}
+	store_fast_used(s->host, s->user, s->agent, hit->slot,
+	    s->fast.has_count ? (int64_t)s->fast.count : hit->counter,
+	    s->fast.invalidate, now);
+	/* §3.5: past half its lifetime a token is replaced unasked (not
+	 * when the client is invalidating it, §3.6). */
+	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <
+	    (int64_t)xmppd_conf->limits.fast_token_lifetime / 2;
+	s->fast_mechanism = xstrdup(hit->mechanism);
+	ht_mac(hit->hash, "Responder", cb, cblen, resp);
+	b64 = base64_encode_alloc(resp, sizeof(resp));
+	send_reply(s, SASL_SUCCESS, b64, NULL);
+	free(b64);
+}
+
+static struct sasl *
+start(const char *mech, const char *data, int tls, const struct sasl_cb *cb,
+    const char *host, uint64_t owner, const struct sasl_fast *fast)
 {
 	struct sasl *s = NULL;
 	const char *types[MAX_CB_TYPES];
 	char *msg = NULL;
 	long n;
-	size_t i;
+	size_t i, f = NFAST;
 
 	for (i = 0; i < NMECHS; i++)
 		if (mech && strcmp(mechs[i].name, mech) == 0)
+			break;
+	for (f = 0; fast != NULL && i == NMECHS && f < NFAST; f++)
+		if (mech && strcmp(fast_mechs[f].name, mech) == 0)
 			break;
 	s = xcalloc(1, sizeof(*s));
 	s->id = next_id++;
@@ -743,17 +976,46 @@ sasl_start(const char *mech, const char *data, int tls,
 	s->tls = tls;
 	s->cb = *cb;
 	s->host = xstrdup(host);
+	s->sasl2 = fast != NULL;
+	if (fast != NULL) {
+		s->fast = *fast;
+		s->agent = fast->agent ? xstrdup(fast->agent) : NULL;
+		s->fast.agent = s->agent;
+	}
 	s->next = live;
 	live = s;
-	if (i == NMECHS || (mechs[i].plus &&
+	if (i == NMECHS && f < NFAST) {
+		s->mech = fast_mechs[f].mech;
+		s->mech_name = fast_mechs[f].name;
+		s->ht_cbtype = fast_mechs[f].cbtype;
+		log_debug("sasl: exchange %llu: %s", (unsigned long long)s->id,
+		    mech);
+		if (!tls) {
+			/* XEP-0484 §7: FAST over a secure connection only. */
+			fail(s, "encryption-required");
+			return s;
+		}
+		if (!sasl_fast_offered(mech, tls, cb)) {
+			fail(s, "invalid-mechanism");
+			return s;
+		}
+		if (s->agent == NULL) {
+			/* §4.1: a client using FAST names itself. */
+			fail_text(s, "malformed-request",
+			    "FAST needs a <user-agent id/>");
+			return s;
+		}
+	} else if (i == NMECHS || (mechs[i].plus &&
 		cb_types(tls, cb, types, NULL, NULL) == 0)) {
 		fail(s, "invalid-mechanism");
 		return s;
+	} else {
+		s->mech = mechs[i].mech;
+		s->mech_name = mechs[i].name;
+		log_debug("sasl: exchange %llu: %s",
+		    (unsigned long long)s->id, mech);
 	}
-	s->mech = mechs[i].mech;
-	s->mech_name = mechs[i].name;
-	log_debug("sasl: exchange %llu: %s", (unsigned long long)s->id, mech);
-	if (mechs[i].plain && !tls) {
+	if (i < NMECHS && mechs[i].plain && !tls) {
 		/* RFC 6120 §6.4.5 / §13.8: no plaintext passwords in the
 		 * clear. */
 		fail(s, "encryption-required");
@@ -774,11 +1036,30 @@ sasl_start(const char *mech, const char *data, int tls,
 	}
 	if (s->mech == M_PLAIN)
 		plain(s, msg, (size_t)n);
+	else if (mech_ht(s->mech))
+		ht_first(s, msg, (size_t)n);
 	else
 		scram_first(s, msg, (size_t)n);
 	explicit_bzero(msg, (size_t)n);
 	free(msg);
 	return s;
+}
+
+struct sasl *
+sasl_start(const char *mech, const char *data, int tls,
+    const struct sasl_cb *cb, const char *host, uint64_t owner)
+{
+	return start(mech, data, tls, cb, host, owner, NULL);
+}
+
+struct sasl *
+sasl2_start(const char *mech, const char *data, int tls,
+    const struct sasl_cb *cb, const char *host, uint64_t owner,
+    const struct sasl_fast *fast)
+{
+	static const struct sasl_fast none;
+
+	return start(mech, data, tls, cb, host, owner, fast ? fast : &none);
 }
 
 void
@@ -800,6 +1081,8 @@ sasl_response(struct sasl *s, const char *data)
 	if (s->step == S_WAIT_FIRST) {
 		if (s->mech == M_PLAIN)
 			plain(s, msg, (size_t)n);
+		else if (mech_ht(s->mech))
+			ht_first(s, msg, (size_t)n);
 		else
 			scram_first(s, msg, (size_t)n);
 	} else
@@ -812,7 +1095,7 @@ int
 sasl_pending(const struct sasl *s)
 {
 	return s->step == S_WAIT_USER || s->step == S_WAIT_PLAIN_USER ||
-	    s->step == S_WAIT_PLAIN_HASH;
+	    s->step == S_WAIT_PLAIN_HASH || s->step == S_WAIT_TOKEN;
 }
 
 int
@@ -845,5 +1128,8 @@ sasl_free(struct sasl *s)
 	free(s->user);
 	free(s->log_name);
 	free(s->host);
+	free(s->agent);
+	free(s->fast_mechanism);
+	explicit_bzero(s->ht_mac, sizeof(s->ht_mac));
 	free(s);
 }

@@ -6,6 +6,12 @@
  * (RFC 4616) over TLS only.  An unknown user is indistinguishable from a
  * wrong password: SCRAM goes on with a salt derived from the name and
  * fails at the proof; PLAIN runs the same key derivation.
+ *
+ * One engine for both profiles: legacy SASL (RFC 6120 §6) and Extensible
+ * SASL (XEP-0388, "SASL2") start the same exchanges and get the same
+ * replies; only the framing differs, and that is the stream's (c2s.c).
+ * SASL2 adds the HT-SHA-256-* mechanisms of XEP-0484 (FAST tokens,
+ * shared/ht.h, store/fast.h), offered inside its <fast/> inline feature.
  */
 #ifndef XMPPD_SASL_H
 #define XMPPD_SASL_H
@@ -14,6 +20,9 @@
 #include <stdint.h>
 
 struct xel;
+
+#define NS_SASL2 "urn:xmpp:sasl:2"      /* XEP-0388 */
+#define NS_FAST "urn:xmpp:fast:0"       /* XEP-0484 */
 
 struct sasl_cb {
 	unsigned char exporter[64];     /* tls-exporter (TLS 1.3) */
@@ -50,6 +59,20 @@ struct sasl_reply {
 	                           that does not match (RFC 5802 §6) */
 	int cb_unmatched;       /* failure: -PLUS with a channel-binding
 	                           type this connection does not offer */
+	const char *text;       /* failure: a reason for the client, or
+	                           NULL */
+	int fast;               /* success: with a XEP-0484 token */
+	int fast_rotate;        /* success: that token is due for rotation
+	                           (past half its lifetime, XEP-0484 §3.5) */
+	const char *fast_mechanism;     /* success: the token's mechanism */
+};
+
+/* What a SASL2 <authenticate/> says beside the mechanism's data. */
+struct sasl_fast {
+	const char *agent;      /* <user-agent id/>, or NULL */
+	int has_count;          /* XEP-0484 <fast count/> ... */
+	uint32_t count;
+	int invalidate;         /* ... and invalidate='true' (§3.6) */
 };
 
 /* Called with each reply; owner is the c2s id given to sasl_start. */
@@ -60,6 +83,15 @@ struct sasl;
 void sasl_init(sasl_reply_fn fn);
 /* Add <mechanisms/> (and XEP-0440 channel-binding types) to features. */
 void sasl_advertise(struct xel *features, int tls, const struct sasl_cb *cb);
+/* XEP-0388 §2.1: the same mechanisms as <mechanism/> children of auth
+ * (an <authentication xmlns='urn:xmpp:sasl:2'/>). */
+void sasl2_advertise(struct xel *auth, int tls, const struct sasl_cb *cb);
+/* XEP-0484 §3.1: the FAST mechanisms offered on this connection as
+ * <mechanism/> children of fast; returns how many (none without TLS). */
+size_t sasl_fast_advertise(struct xel *fast, int tls,
+    const struct sasl_cb *cb);
+/* Whether mech is a FAST mechanism offered on this connection. */
+int sasl_fast_offered(const char *mech, int tls, const struct sasl_cb *cb);
 /*
  * Start an exchange for <auth mechanism=mech>data</auth> (data is the
  * element's text: "" when absent, "=" for an empty initial response).
@@ -69,6 +101,11 @@ void sasl_advertise(struct xel *features, int tls, const struct sasl_cb *cb);
  */
 struct sasl *sasl_start(const char *mech, const char *data, int tls,
     const struct sasl_cb *cb, const char *host, uint64_t owner);
+/* The same for SASL2 (XEP-0388): fast says what else <authenticate/>
+ * carried; the FAST mechanisms are known only here. */
+struct sasl *sasl2_start(const char *mech, const char *data, int tls,
+    const struct sasl_cb *cb, const char *host, uint64_t owner,
+    const struct sasl_fast *fast);
 /* The client's <response/> text. */
 void sasl_response(struct sasl *s, const char *data);
 /* Whether a storage/worker round trip is under way. */

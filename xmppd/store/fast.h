@@ -1,0 +1,60 @@
+/*
+ * Storage of XEP-0484 (FAST) tokens: per account and client (the SASL2
+ * user-agent id), two slots, "current" and "new" (XEP-0484 §6.1): a token
+ * issued goes into "new" (replacing one never used, §3.5); the first
+ * successful use of it moves it to "current", replacing the older one.
+ * Only the token's SHA-256 is stored (shared/ht.h says why that is
+ * enough).  Rows reference users(id) ON DELETE CASCADE; a password change
+ * deletes them all (store_sqlite.c, set keys).
+ */
+#ifndef XMPPD_STORE_FAST_H
+#define XMPPD_STORE_FAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define FAST_SLOT_CURRENT 0
+#define FAST_SLOT_NEW 1
+#define FAST_AGENT_MAX 64       /* bytes of a user-agent id stored */
+#define FAST_TEXT_MAX 64        /* bytes of <software/> and <device/> */
+#define FAST_LIST_MAX 256       /* tokens listed per account */
+
+struct store_fast_token {
+	const char *agent;      /* the SASL2 user-agent id */
+	const char *software;   /* its <software/> and <device/>, or "" */
+	const char *device;
+	int slot;               /* FAST_SLOT_* */
+	const char *mechanism;  /* HT-SHA-256-NONE, -ENDP or -EXPR */
+	unsigned char hash[32]; /* SHA-256 of the token */
+	int64_t expiry, created, last_used;  /* unix seconds; 0: never */
+	int64_t counter;        /* highest <fast count/> accepted */
+};
+
+/* The account's tokens (of one client, or all with agent NULL): disabled
+ * says whether the account is disabled.  st is STORE_NOT_FOUND for no
+ * such account.  The tokens are valid during the call only. */
+typedef void (*store_fast_cb)(uint64_t owner, enum store_status st,
+    int disabled, const struct store_fast_token *tokens, size_t n);
+void store_fast_get(const char *host, const char *user, const char *agent,
+    store_fast_cb cb, uint64_t owner);
+
+/* A token was used successfully at now: its counter is set (when the
+ * client gave one), a "new" one becomes "current" (§6.1), and with
+ * invalidate it is deleted (§3.6). */
+void store_fast_used(const char *host, const char *user, const char *agent,
+    int slot, int64_t counter, int invalidate, int64_t now);
+
+/* Store a token issued at now into the client's "new" slot. */
+void store_fast_issue(const char *host, const char *user,
+    const struct store_fast_token *t);
+
+/* Delete the account's tokens (of one client, or all with agent NULL);
+ * cb gets the number deleted (STORE_NOT_FOUND: no such account). */
+typedef void (*store_fast_revoked_cb)(uint64_t owner, enum store_status st,
+    unsigned n);
+void store_fast_revoke(const char *host, const char *user, const char *agent,
+    store_fast_revoked_cb cb, uint64_t owner);
+
+#endif
