@@ -205,3 +205,28 @@ def test_unknown_element_in_namespace(im, server):
     a = im(alice)
     a.send("<sleepy xmlns='%s'/>" % NS_CSI)
     a.expect_stream_error('unsupported-stanza-type')
+
+
+def test_inactive_inline_in_bind2(server, im):
+    """XEP-0386 §3.2: <inactive/> inside the Bind 2 request starts the
+    session inactive (a phone reconnecting in the background)."""
+    from sasl2_helpers import login, new_agent
+    alice, bob = fresh_users(server, 2)
+    c, res = login(server, alice, agent=new_agent(), tag='phone',
+                   bind_inline=INACTIVE)
+    try:
+        full = c.jid
+        assert [s['csi'] for s in sessions_of(server, alice)
+                if s['jid'] == full] == ['inactive']
+        c.send('<presence/>')
+        b = im(bob)
+        b.send(chat_state(full))
+        b.sync()
+        assert c.poll_element(0.4) is None
+        b.message(full, 'wake')
+        el = c.expect_stanza('message')
+        assert el.find(q(NS_CHATSTATES, 'composing')) is not None, tostr(el)
+        el = c.expect_stanza('message')
+        assert el.findtext(q(NS_CLIENT, 'body')) == 'wake', tostr(el)
+    finally:
+        c.close()

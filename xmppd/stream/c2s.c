@@ -449,6 +449,7 @@ add_sasl2(struct c2s *c, struct xel *f, const struct sasl_cb *cb)
 	bin = xel_add(bind, "inline", NULL);
 	hook_run_bind2_features(bin);
 	xel_set_attr(xel_add(bin, "feature", NULL), "var", NS_SM);
+	xel_set_attr(xel_add(bin, "feature", NULL), "var", NS_CSI);
 	xel_add(in, "sm", NS_SM);
 	fast = xel_add(in, "fast", NS_FAST);
 	if (sasl_fast_advertise(fast, c->t.tls, cb) == 0)
@@ -1277,8 +1278,9 @@ bind2(struct c2s *c, const struct sasl2_req *q)
 	return s;
 }
 
-/* The features requested inside <bind/> (§3.2): stream management here,
- * the rest by the modules (carbons); answers go into bound. */
+/* The features requested inside <bind/> (§3.2): stream management and
+ * client state here, the rest by the modules (carbons); answers go into
+ * bound. */
 static void
 bind2_inline(struct c2s *c, struct session *s, const struct xel *b,
     struct xel *bound)
@@ -1287,6 +1289,13 @@ bind2_inline(struct c2s *c, struct session *s, const struct xel *b,
 	     e = xel_next(e, NULL, NULL)) {
 		if (xel_is(e, "tag", NS_BIND2))
 			continue;
+		/* XEP-0352 inline: the session starts inactive (a phone
+		 * reconnecting in the background); nothing is answered. */
+		if (xel_is(e, "inactive", NS_CSI) ||
+		    xel_is(e, "active", NS_CSI)) {
+			session_set_inactive(s, xel_is(e, "inactive", NS_CSI));
+			continue;
+		}
 		if (xel_is(e, "enable", NS_SM)) {
 			const char *r = xel_attr(e, "resume"), *id = NULL;
 			unsigned max = 0;
