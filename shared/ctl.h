@@ -166,13 +166,17 @@
  *     sessions                     cols sid:int jid ip tls cipher client
  *                                   show status priority:int since:time
  *                                   idle:int stanzas_in:int
- *                                   stanzas_out:int; one row per bound
+ *                                   stanzas_out:int sm sm_unacked:int
+ *                                   auth; one row per bound
  *                                   session in binding order; ok.
  *                                   client: the XEP-0115 caps node of
  *                                   the last presence ("" if none);
  *                                   since: bind time, 3 decimals;
  *                                   idle: whole seconds since the last
- *                                   stanza from the client
+ *                                   stanza from the client; sm: off, on,
+ *                                   resumable or waiting; auth: how it
+ *                                   authenticated ("SASL1 PLAIN", "SASL2
+ *                                   HT-SHA-256-EXPR FAST")
  *     online                       cols jid sessions:int; one row per
  *                                   user online, by host, then user; ok
  *     kick JID[/RES] [REASON [CONDITION]]
@@ -213,6 +217,16 @@
  *                                   archive-messages:int,
  *                                   offline-messages:int; ok | err
  *                                   not-found, bad-jid
+ *     user-tokens JID              cols device_id software device
+ *                                   mechanism slot created:time
+ *                                   last_used:time expiry:time count:int;
+ *                                   one row per XEP-0484 token, by device
+ *                                   (slot "current" or "new"); ok | err
+ *                                   not-found, bad-jid
+ *     user-revoke-tokens JID [DEVICE]
+ *                            priv  ok N (tokens deleted: all of the
+ *                                   account's, or DEVICE's, a user-agent
+ *                                   id) | err not-found, bad-jid, usage
  *     roster-show JID              cols jid name subscription ask
  *                                   pending_in:bool groups:list presence;
  *                                   rows by contact; presence the show of

@@ -40,10 +40,10 @@ void
 ht_mac(const unsigned char hash[HT_HASH_LEN], const char *label,
     const unsigned char *cb, size_t cblen, unsigned char out[HT_HASH_LEN])
 {
-	unsigned char msg[16 + 64];
+	unsigned char msg[16 + HT_CB_MAX];
 	size_t ll = strlen(label);
 
-	if (ll > 16 || cblen > 64) {
+	if (ll > 16 || cblen > HT_CB_MAX) {
 		memset(out, 0, HT_HASH_LEN);
 		return;
 	}
@@ -61,7 +61,8 @@ ht_verify(const unsigned char hash[HT_HASH_LEN], const unsigned char *cb,
 	unsigned char want[HT_HASH_LEN];
 	int ok;
 
-	if (maclen != HT_HASH_LEN)
+	/* ht_mac() answers zeros for what it cannot take: never a MAC. */
+	if (maclen != HT_HASH_LEN || cblen > HT_CB_MAX)
 		return 0;
 	ht_mac(hash, "Initiator", cb, cblen, want);
 	ok = CRYPTO_memcmp(want, mac, HT_HASH_LEN) == 0;

@@ -20,6 +20,8 @@
 #define HT_TOKEN_RANDOM 60      /* random bytes in a token (480 bits) */
 #define HT_TOKEN_LEN 80         /* base64url characters of them */
 #define HT_HASH_LEN 32          /* SHA-256 */
+#define HT_CB_MAX 64            /* bytes of channel-binding data, at most
+                                   (struct sasl_cb's buffers) */
 
 /* A new token: HT_TOKEN_LEN base64url characters and a NUL. */
 void ht_token_new(char out[HT_TOKEN_LEN + 1]);

@@ -108,6 +108,7 @@ static int run_log_level(const struct invocation *);
 static int run_check(const struct invocation *);
 static int run_roster_add(const struct invocation *);
 static int run_disable(const struct invocation *);
+static int run_revoke_tokens(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -125,6 +126,12 @@ static const struct command commands[] = {
 	{ "user show", "user-show", { { "JID", ARG_JID, 0 } }, 0, 0,
 	    OUT_KEYVALUE, run_plain, "show an account: sessions, status, "
 	    "last logout, roster and archive sizes" },
+	{ "user tokens", "user-tokens", { { "JID", ARG_JID, 0 } }, 0, 0,
+	    OUT_LIST, run_plain, "list an account's FAST login tokens by "
+	    "device" },
+	{ "user revoke-tokens", "user-revoke-tokens", { { "JID", ARG_JID, 0 },
+	    { "DEVICE", ARG_WORD, 1 } }, 0, 1, OUT_NONE, run_revoke_tokens,
+	    "revoke an account's FAST tokens (of one device)" },
 	{ "sessions", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
 	    "list sessions with address, TLS, client and presence" },
 	{ "kick", NULL, { { "JID[/RESOURCE]", ARG_JID, 0 },
@@ -1076,6 +1083,32 @@ run_counted(const struct invocation *inv)
 		printf("%s session%s %s\n", res.nfields > 0 ? res.fields[0] :
 		    "0", res.nfields > 0 && strcmp(res.fields[0], "1") == 0 ?
 		    "" : "s", inv->cmd->name[0] == 'k' ? "closed" : "reached");
+	ctl_result_free(&res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
+}
+
+/* user revoke-tokens: the daemon answers "ok N", tokens deleted. */
+static int
+run_revoke_tokens(const struct invocation *inv)
+{
+	const char *argv[3] = { "user-revoke-tokens", inv->pos[0],
+		inv->npos > 1 ? inv->pos[1] : NULL };
+	struct ctl_result res;
+	const char *n;
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	code = request_ok(inv, argv, inv->npos > 1 ? 3 : 2, &res);
+	if (code != EXIT_OK)
+		return code;
+	n = res.nfields > 0 ? res.fields[0] : "0";
+	if (json) {
+		fputs("{\"tokens\": ", stdout);
+		json_value(n, CTL_T_INT);
+		fputs("}\n", stdout);
+	} else
+		printf("%s token%s revoked\n", n, strcmp(n, "1") == 0 ? "" :
+		    "s");
 	ctl_result_free(&res);
 	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
 }

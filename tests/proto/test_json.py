@@ -23,6 +23,9 @@ ISO_MS = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
 USERS = {'jid': 'str', 'disabled': 'bool', 'disabled_since': 'time?',
          'disabled_reason': 'str'}
 ONLINE = {'jid': 'str', 'sessions': 'int'}
+TOKENS = {'device_id': 'str', 'software': 'str', 'device': 'str',
+          'mechanism': 'str', 'slot': 'str', 'created': 'time',
+          'last_used': 'time?', 'expiry': 'time', 'count': 'int'}
 SESSIONS = {'sid': 'int', 'jid': 'str', 'ip': 'str', 'tls': 'str',
             'cipher': 'str', 'client': 'str', 'show': 'str', 'status': 'str',
             'priority': 'int', 'since': 'time', 'idle': 'int',
@@ -208,3 +211,23 @@ def test_jq_compares_numbers(server, busy):
                        input=users, capture_output=True, text=True,
                        timeout=10)
     assert r.stdout.split() == ['dora@localhost'], r.stdout
+
+
+def test_tokens_json(server):
+    """user tokens and user revoke-tokens (XEP-0484 FAST tokens)."""
+    import sasl2_helpers
+    server.adduser('tina@localhost', 'tina-secret')
+    try:
+        c, res = sasl2_helpers.login(
+            server, 'tina@localhost', agent=sasl2_helpers.new_agent(),
+            tag=None, extra=sasl2_helpers.request_token('HT-SHA-256-NONE'))
+        c.close()
+        rows = ctl_json(server, 'user', 'tokens', 'tina@localhost')
+        check_list(rows, TOKENS)
+        assert len(rows) == 1 and rows[0]['slot'] == 'new', rows
+        assert rows[0]['last_used'] is None and rows[0]['count'] == 0
+        assert ctl_json(server, 'user', 'revoke-tokens',
+                        'tina@localhost') == {'tokens': 1}
+        assert ctl_json(server, 'user', 'tokens', 'tina@localhost') == []
+    finally:
+        server.ctl('deluser', 'tina@localhost')

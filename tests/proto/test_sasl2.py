@@ -605,3 +605,382 @@ def test_inline_resume_of_another_users_session_fails(server):
         ping(c)
     finally:
         c.close()
+
+
+# --- FAST (XEP-0484) ---------------------------------------------------------
+
+def get_token(server, jid, mech='HT-SHA-256-NONE', agent=None,
+              version=TLS13):
+    """Log in with the password asking for a token; returns (token,
+    expiry, agent)."""
+    agent = agent or new_agent()
+    c, res = login(server, jid, agent=agent, tag=None,
+                   extra=request_token(mech), version=version)
+    try:
+        token, expiry = token_of(res)
+    finally:
+        c.close()
+    return token, expiry, agent
+
+
+def token_login(server, jid, token, agent, mech='HT-SHA-256-NONE',
+                version=TLS13, **kw):
+    """A new connection trying token; returns (client, Result)."""
+    c = connect(server, version)
+    kw.setdefault('bind', 'fast')
+    return c, ht(c, user_of(jid), token, mech, agent=agent, **kw)
+
+
+def test_token_requested_and_issued(server):
+    (alice,) = fresh_users(server, 1)
+    before = time.time()
+    token, expiry, _ = get_token(server, alice)
+    # At least 128 random bits (80 base64url characters here).
+    assert len(token) >= 22 and len(set(token)) > 10, token
+    when = time.mktime(time.strptime(expiry, '%Y-%m-%dT%H:%M:%SZ')) - \
+        time.timezone
+    # fast-token-lifetime: 14 days by default.
+    assert abs(when - (before + 14 * 86400)) < 60, expiry
+
+
+@pytest.mark.parametrize('mech,version', [('HT-SHA-256-NONE', TLS13),
+                                          ('HT-SHA-256-ENDP', TLS13),
+                                          ('HT-SHA-256-EXPR', TLS13),
+                                          ('HT-SHA-256-ENDP', TLS12)])
+def test_login_with_token(server, mech, version):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice, mech, version=version)
+    c, res = token_login(server, alice, token, agent, mech, version,
+                         count=1)
+    try:
+        assert_success(res.final)
+        # The server proves it knows the token too ("Responder").
+        assert res.signature_ok, tostr(res.final)
+        full = authz_id(res.final)
+        assert full.startswith(alice + '/fast.'), full
+        ping(c)
+        assert session_row(server, full)['auth'] == \
+            'SASL2 %s FAST' % mech
+        # Not due for rotation: no new token unasked.
+        assert res.child(NS_FAST, 'token') is None
+    finally:
+        c.close()
+
+
+def test_token_login_without_count(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    c, res = token_login(server, alice, token, agent, fast=False)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_replayed_count_fails(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    c, res = token_login(server, alice, token, agent, count=5)
+    assert_success(res.final)
+    c.close()
+    for count in (5, 4):
+        c, res = token_login(server, alice, token, agent, count=count)
+        try:
+            assert_failure(res.final, 'not-authorized')
+        finally:
+            c.close()
+    c, res = token_login(server, alice, token, agent, count=6)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_wrong_token_and_other_device_fail(server):
+    alice, bob = fresh_users(server, 2)
+    token, _, agent = get_token(server, alice)
+    for who, tok, ag in ((alice, 'x' * 80, agent),         # wrong token
+                         (alice, token, new_agent()),      # other device
+                         (bob, token, agent)):             # other account
+        c, res = token_login(server, who, tok, ag)
+        try:
+            assert_failure(res.final, 'not-authorized')
+        finally:
+            c.close()
+    # A token needs a user-agent id.
+    c, res = token_login(server, alice, token, None)
+    try:
+        assert_failure(res.final, 'malformed-request')
+    finally:
+        c.close()
+    c, res = token_login(server, alice, token, agent)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_wrong_channel_binding_fails(server):
+    (alice,) = fresh_users(server, 1)
+    for mech in ('HT-SHA-256-ENDP', 'HT-SHA-256-EXPR'):
+        token, _, agent = get_token(server, alice, mech)
+        c, res = token_login(server, alice, token, agent, mech,
+                             cbdata=b'\0' * 32)
+        try:
+            assert_failure(res.final, 'not-authorized')
+        finally:
+            c.close()
+
+
+def test_token_bound_to_its_mechanism(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice, 'HT-SHA-256-ENDP')
+    # §3.4: not with a weaker mechanism ...
+    c, res = token_login(server, alice, token, agent, 'HT-SHA-256-NONE')
+    try:
+        assert_failure(res.final, 'mechanism-too-weak')
+    finally:
+        c.close()
+    # ... nor with another one.
+    token, _, agent = get_token(server, alice, 'HT-SHA-256-NONE')
+    c, res = token_login(server, alice, token, agent, 'HT-SHA-256-EXPR')
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+
+
+def test_expr_not_on_tls12(server):
+    (alice,) = fresh_users(server, 1)
+    c = connect(server, TLS12)
+    try:
+        send_authenticate(c, 'HT-SHA-256-EXPR', b'a\0' + b'x' * 32,
+                          agent=new_agent())
+        assert_failure(c.next_element(), 'invalid-mechanism')
+    finally:
+        c.close()
+
+
+def test_password_change_revokes_tokens(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    ctl_ok(server.ctl('passwd', alice, '--password-stdin',
+                      input=server.users[alice]))
+    c, res = token_login(server, alice, token, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+
+
+def test_password_change_in_band_revokes_tokens(server_factory):
+    srv = server_factory(extra='registration on')
+    (alice,) = fresh_users(srv, 1)
+    token, _, agent = get_token(srv, alice)
+    c, _ = login(srv, alice, tag='t')
+    try:
+        c.send("<iq type='set' id='pw'><query xmlns='jabber:iq:register'>"
+               "<username>%s</username><password>new-secret</password>"
+               "</query></iq>" % user_of(alice))
+        el = c.expect(q(NS_CLIENT, 'iq'))
+        assert el.get('type') == 'result', tostr(el)
+    finally:
+        c.close()
+    c, res = token_login(srv, alice, token, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+
+
+def test_account_deletion_revokes_tokens(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    ctl_ok(server.ctl('deluser', alice))
+    server.adduser(alice, server.users[alice])
+    c, res = token_login(server, alice, token, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+
+
+def test_disabled_account_with_token(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    ctl_ok(server.ctl('disable', alice))
+    try:
+        c, res = token_login(server, alice, token, agent)
+        try:
+            assert_failure(res.final, 'account-disabled')
+        finally:
+            c.close()
+    finally:
+        ctl_ok(server.ctl('enable', alice))
+
+
+def test_expired_token(server_factory):
+    srv = server_factory(limits={'fast-token-lifetime': '1s'})
+    (alice,) = fresh_users(srv, 1)
+    token, _, agent = get_token(srv, alice)
+    time.sleep(1.5)
+    c, res = token_login(srv, alice, token, agent)
+    try:
+        # XEP-0484 §4.2: credentials-expired (RFC 6120 §6.5.2).
+        assert_failure(res.final, 'credentials-expired')
+    finally:
+        c.close()
+
+
+def test_rotation_keeps_the_old_token_until_the_new_is_used(server):
+    (alice,) = fresh_users(server, 1)
+    t1, _, agent = get_token(server, alice)
+    # Logged in with t1, the client asks for a new token.
+    c, res = token_login(server, alice, t1, agent,
+                         extra=request_token('HT-SHA-256-NONE'))
+    assert_success(res.final)
+    t2, _ = token_of(res)
+    assert t2 != t1
+    c.close()
+    # §3.5: t1 stays good until t2 is used ...
+    c, res = token_login(server, alice, t1, agent)
+    assert_success(res.final)
+    c.close()
+    c, res = token_login(server, alice, t2, agent)
+    assert_success(res.final)
+    c.close()
+    # ... and then it is gone.
+    c, res = token_login(server, alice, t1, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+    c, res = token_login(server, alice, t2, agent)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_unused_new_token_is_replaced(server):
+    (alice,) = fresh_users(server, 1)
+    agent = new_agent()
+    t1, _, _ = get_token(server, alice, agent=agent)
+    t2, _, _ = get_token(server, alice, agent=agent)
+    # §3.5: issuing t2 invalidated t1, never used.
+    c, res = token_login(server, alice, t1, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+    c, res = token_login(server, alice, t2, agent)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_server_rotates_a_token_past_half_its_life(server_factory):
+    srv = server_factory(limits={'fast-token-lifetime': '4s'})
+    (alice,) = fresh_users(srv, 1)
+    t1, _, agent = get_token(srv, alice)
+    c, res = token_login(srv, alice, t1, agent)
+    assert_success(res.final)
+    assert res.child(NS_FAST, 'token') is None
+    c.close()
+    time.sleep(2.5)
+    c, res = token_login(srv, alice, t1, agent)
+    try:
+        assert_success(res.final)
+        t2, _ = token_of(res)           # unasked
+        assert t2 != t1
+    finally:
+        c.close()
+    c, res = token_login(srv, alice, t2, agent)
+    try:
+        assert_success(res.final)
+    finally:
+        c.close()
+
+
+def test_invalidate(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    c, res = token_login(server, alice, token, agent, invalidate=True)
+    assert_success(res.final)
+    # §3.6: no new token unless asked.
+    assert res.child(NS_FAST, 'token') is None
+    c.close()
+    c, res = token_login(server, alice, token, agent)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+
+
+def test_xmppctl_tokens_and_revoke(server):
+    (alice,) = fresh_users(server, 1)
+    phone, laptop = new_agent(), new_agent()
+    t_phone, _, _ = get_token(server, alice, agent=phone)
+    t_laptop, _, _ = get_token(server, alice, 'HT-SHA-256-EXPR',
+                               agent=laptop)
+    c, res = token_login(server, alice, t_phone, phone)
+    assert_success(res.final)
+    c.close()
+    rows = json.loads(ctl_ok(server.ctl('user', 'tokens', alice,
+                                        '--json')).stdout)
+    by_dev = {r['device_id']: r for r in rows}
+    assert set(by_dev) == {phone, laptop}, rows
+    assert by_dev[phone]['software'] == 'TestXMPP'
+    assert by_dev[phone]['device'] == 'pytest'
+    assert by_dev[phone]['mechanism'] == 'HT-SHA-256-NONE'
+    assert by_dev[laptop]['mechanism'] == 'HT-SHA-256-EXPR'
+    assert by_dev[phone]['last_used'] is not None
+    assert by_dev[laptop]['last_used'] is None
+    assert by_dev[phone]['expiry'] > by_dev[phone]['created']
+    # No token itself, nor its hash, is ever shown.
+    text = ctl_ok(server.ctl('user', 'tokens', alice)).stdout
+    assert t_phone not in text and t_laptop not in text
+    # Revoke one device, then all.
+    r = ctl_ok(server.ctl('user', 'revoke-tokens', alice, phone))
+    assert r.stdout.strip() == '1 token revoked', r.stdout
+    c, res = token_login(server, alice, t_phone, phone)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+    c, res = token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR')
+    assert_success(res.final)
+    c.close()
+    r = ctl_ok(server.ctl('user', 'revoke-tokens', alice, '--json'))
+    assert json.loads(r.stdout) == {'tokens': 1}, r.stdout
+    c, res = token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR')
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+    r = server.ctl('user', 'tokens', 'nobody@localhost')
+    assert r.returncode != 0
+    assert json.loads(ctl_ok(server.ctl('user', 'tokens', alice,
+                                        '--json')).stdout) == []
+
+
+def test_fast_bad_input(server):
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    c = connect(server)
+    try:
+        # No NUL between name and HMAC.
+        send_authenticate(c, 'HT-SHA-256-NONE', b'x' * 40, agent=agent)
+        assert_failure(c.next_element(), 'malformed-request')
+        # A short HMAC.
+        send_authenticate(c, 'HT-SHA-256-NONE',
+                          user_of(alice).encode() + b'\0abc', agent=agent)
+        assert_failure(c.next_element(), 'not-authorized')
+        # A count that is no number.
+        send_authenticate(c, 'HT-SHA-256-NONE', b'a\0' + b'x' * 32,
+                          agent=agent,
+                          extra="<fast xmlns='%s' count='-1'/>" % NS_FAST)
+        assert_failure(c.next_element(), 'malformed-request')
+    finally:
+        c.close()

@@ -475,9 +475,15 @@ test_sm_resume_and_end(void)
 	CHECK(smacks_unacked(s) == 2);
 	/* The old connection of a second resumption is still there: it is
 	 * closed with <conflict/>. */
-	CHECK(smacks_resume(s, &c.t, 1, 1) == 0);
+	CHECK(smacks_can_resume(s, 1) && !smacks_can_resume(s, 9));
+	CHECK_STR(smacks_id(s), sid);
+	/* Without announce (SASL2 inline, XEP-0388: the caller put
+	 * <resumed/> in its <success/>): the stanzas come, not <resumed/>. */
+	CHECK(smacks_resume(s, &c.t, 1, 0) == 0);
 	CHECK(b.ends == 1 && strcmp(b.condition, "conflict") == 0);
 	CHECK(s->t == &c.t && !s->closing);
+	CHECK(strstr(sent(&c), "<resumed") == NULL);
+	CHECK(strstr(sent(&c), "<body>r2</body>") != NULL);
 	/* The session ends: the message is delivered again by the router,
 	 * the request answered with an error. */
 	redelivered[0] = bounced[0] = '\0';

@@ -776,6 +776,42 @@ test_size_limit(void)
 	free(over);
 }
 
+/* Limits changed between stanzas, without a restart (XEP-0388: SASL2
+ * success raises the pre-auth limits in place). */
+static void
+test_set_limits(void)
+{
+	const struct xml_limits small = {300, 8, 8, 0}, large = {1000, 8, 8, 0};
+	char *over = stanza_of(301), *doc;
+	struct xml_stream *xs;
+	struct rec r;
+
+	rec_init(&r);
+	xs = xml_stream_new(&small, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, HDR, strlen(HDR)) == XMLS_OK);
+	CHECK(xml_stream_feed(xs, "<a/>", 4) == XMLS_OK);
+	xml_stream_set_limits(xs, &large);
+	CHECK(xml_stream_feed(xs, over, strlen(over)) == XMLS_OK);
+	CHECK(r.nstanzas == 2 && r.nopen == 1);
+	xml_stream_set_limits(xs, &small);
+	CHECK(xml_stream_feed(xs, over, strlen(over)) == XMLS_ERROR);
+	CHECK(xml_stream_error(xs) == XMLE_TOO_BIG);
+	xml_stream_free(xs);
+	rec_free(&r);
+	/* Zero fields are the defaults, as for xml_stream_new. */
+	doc = stanza_of(20000);
+	rec_init(&r);
+	xs = xml_stream_new(&small, &rec_cb, &r);
+	CHECK(xml_stream_feed(xs, HDR, strlen(HDR)) == XMLS_OK);
+	xml_stream_set_limits(xs, NULL);
+	CHECK(xml_stream_feed(xs, doc, strlen(doc)) == XMLS_OK);
+	CHECK(r.nstanzas == 1);
+	xml_stream_free(xs);
+	rec_free(&r);
+	free(doc);
+	free(over);
+}
+
 static void
 test_keepalive(void)
 {
@@ -1467,6 +1503,7 @@ main(void)
 	test_restricted();
 	test_not_well_formed();
 	test_size_limit();
+	test_set_limits();
 	test_keepalive();
 	test_depth_attrs();
 	test_bad_root();

@@ -33,7 +33,8 @@
 /* Indexed by enum control_op_kind (control_int.h), for the log. */
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
 	"users", "history", "user-show", "roster-show", "roster-add",
-	"roster-del", "disable", "enable" };
+	"roster-del", "disable", "enable", "user-tokens",
+	"user-revoke-tokens" };
 
 /* The stream error text of the sessions of a disabled account (with
  * <not-authorized/>, as for a deleted one); its reason is for admins. */

@@ -76,6 +76,9 @@ static const struct control_cmd control_cmds[] = {
 	/* Reading the level is open; setting it is checked in the handler. */
 	{ "log-level", 0, 1, 0, "log-level [LEVEL]", handle_log_level },
 	{ "user-show", 1, 1, 0, "user-show JID", handle_user_show },
+	{ "user-tokens", 1, 1, 0, "user-tokens JID", handle_user_tokens },
+	{ "user-revoke-tokens", 1, 2, 1, "user-revoke-tokens JID [DEVICE]",
+	    handle_user_revoke_tokens },
 	{ "roster-show", 1, 1, 0, "roster-show JID", handle_roster_show },
 	{ "roster-add", 3, CTL_FIELDS_MAX - 2, 1,
 	    "roster-add JID CONTACT NAME [GROUP...]", handle_roster_add },

@@ -48,7 +48,7 @@ struct control_conn {
 /* An asynchronous storage request; survives its connection. */
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
 	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW, OP_ROSTER_ADD,
-	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE };
+	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE, OP_TOKENS, OP_REVOKE_TOKENS };
 
 struct control_op {
 	struct control_op *next;
@@ -155,6 +155,10 @@ void handle_disable(struct control_conn *c, char **args, size_t nargs);
 void handle_enable(struct control_conn *c, char **args, size_t nargs);
 void handle_users(struct control_conn *c, char **args, size_t nargs);
 void handle_user_show(struct control_conn *c, char **args, size_t nargs);
+/* cmd_tokens.c: XEP-0484 tokens. */
+void handle_user_tokens(struct control_conn *c, char **args, size_t nargs);
+void handle_user_revoke_tokens(struct control_conn *c, char **args,
+    size_t nargs);
 void handle_roster_show(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_add(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_del(struct control_conn *c, char **args, size_t nargs);

@@ -49,6 +49,8 @@ static const char sql_issue[] =
     "INSERT OR REPLACE INTO fast_token (user_id, agent, slot, software,"
     " device, mechanism, hash, expiry, created, last_used, counter)"
     " VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, NULL, 0)";
+static const char sql_purge[] =
+    "DELETE FROM fast_token WHERE user_id = ?1 AND expiry < ?5";
 static const char sql_revoke_one[] =
     "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2";
 static const char sql_revoke_all[] =
@@ -208,7 +210,10 @@ run_issue(struct fast_job *j, sqlite3_int64 id)
 		store_sql_warn("fast: issue");
 		return STORE_ERROR;
 	}
-	return STORE_OK;
+	/* The account's expired tokens go when it gets a new one: rows
+	 * stay bounded by its devices without a sweep of the table. */
+	return write_slot(sql_purge, id, NULL, 0, 0, t->created) < 0 ?
+	    STORE_ERROR : STORE_OK;
 }
 
 static enum store_status

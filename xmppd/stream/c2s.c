@@ -1388,7 +1388,8 @@ authenticated(struct c2s *c, const char *mechanism)
 static void
 sasl2_success(struct c2s *c, const struct sasl_reply *r)
 {
-	struct sasl2_req *q = c->req;
+	struct sasl2_req *q = c->req != NULL ? c->req :
+	    (c->req = xcalloc(1, sizeof(*c->req)));
 	struct arena *a = arena_new(1024);
 	struct xel *succ = xel_new(a, "success", NS_SASL2), *bound = NULL;
 	struct session *s = NULL, *resumed = NULL;

@@ -945,7 +945,7 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	    s->fast.invalidate, now);
 	/* §3.5: past half its lifetime a token is replaced unasked (not
 	 * when the client is invalidating it, §3.6). */
-	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <
+	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <=
 	    (int64_t)xmppd_conf->limits.fast_token_lifetime / 2;
 	s->fast_mechanism = xstrdup(hit->mechanism);
 	ht_mac(hit->hash, "Responder", cb, cblen, resp);
