@@ -230,3 +230,31 @@ def test_inactive_inline_in_bind2(server, im):
         assert el.findtext(q(NS_CLIENT, 'body')) == 'wake', tostr(el)
     finally:
         c.close()
+
+
+def test_resumed_stream_is_active(im, server):
+    """XEP-0352 §5.2: the state is not restored when a stream is resumed.
+    What was held while the session waited is sent after the resumption,
+    and what comes next is not held."""
+    from sm_helpers import resume
+    alice, bob = fresh_users(server, 2)
+    a = im(alice, resource='phone')
+    b = im(bob)
+    sid = enable(a).get('id')
+    a.send(INACTIVE)
+    assert request(a) == 0
+    a.raw.close()
+    b.send(chat_state(alice + '/phone', 'paused'))
+    b.sync()
+    raw, el = resume(server, alice, sid, 0)
+    try:
+        assert el.tag == q('urn:xmpp:sm:3', 'resumed'), tostr(el)
+        row = [s for s in sessions_of(server, alice)][0]
+        assert row['csi'] == 'active', row
+        el = raw.expect_stanza('message')
+        assert el.find(q(NS_CHATSTATES, 'paused')) is not None, tostr(el)
+        b.send(chat_state(alice + '/phone', 'composing'))
+        el = raw.expect_stanza('message', timeout=2)
+        assert el.find(q(NS_CHATSTATES, 'composing')) is not None, tostr(el)
+    finally:
+        raw.close()

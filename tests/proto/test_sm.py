@@ -209,6 +209,14 @@ def test_ack_older_count_is_accepted(im, server):
     ack(a)
     assert request(a) == 0
     assert sessions_of(server, alice)[0]['sm_unacked'] == 0
+    # Below what was acknowledged (late or reordered): no error either.
+    b.message(alice, 'y')
+    messages(a, 1)
+    ack(a, 2)
+    ack(a, 1)
+    ack(a, 0)
+    assert request(a) == 0
+    assert sessions_of(server, alice)[0]['sm_unacked'] == 0
 
 
 # --- resumption --------------------------------------------------------------

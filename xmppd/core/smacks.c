@@ -280,11 +280,22 @@ smacks_sent(struct session *s, const char *data, size_t len)
 }
 
 /* Drop what h acknowledges; -1 if h is more than was sent. */
+/* h is behind what the client acknowledged already (a repeated or
+ * reordered <a/>): it changes nothing.  Modulo 2^32 (§4), "behind" is
+ * within half the counter's range. */
+static int
+behind(const struct smacks *sm, uint32_t h)
+{
+	return (int32_t)(h - sm->acked) < 0;
+}
+
 static int
 acknowledge(struct smacks *sm, uint32_t h)
 {
 	uint32_t k = h - sm->acked;     /* modulo 2^32 (§4) */
 
+	if (behind(sm, h))
+		return 0;
 	if (k > sm->n)
 		return -1;
 	while (k-- > 0)
@@ -436,7 +447,8 @@ smacks_can_resume(const struct session *s, uint32_t h)
 {
 	const struct smacks *sm = s->smacks;
 
-	return sm != NULL && (uint32_t)(h - sm->acked) <= sm->n;
+	return sm != NULL && (behind(sm, h) || (uint32_t)(h - sm->acked) <=
+	    sm->n);
 }
 
 const char *
@@ -481,6 +493,10 @@ smacks_resume(struct session *s, struct transport *t, uint32_t h,
 	    "again)", s->full, t->ops->kind, t->id, t->addr, sm->n);
 	if (sm->n > 0)
 		send_r(sm);
+	/* XEP-0352 §5.2: client state is not restored on resumption; the
+	 * resumed stream is active (what waited is sent now, after what is
+	 * sent again) until the client says otherwise. */
+	session_set_inactive(s, 0);
 	return 0;
 }
 
