@@ -1447,8 +1447,8 @@ sasl2_success(struct c2s *c, const struct sasl_reply *r)
 	xml_stream_set_limits(c->xs, &lim);
 	if (resumed != NULL) {
 		set_state(c, C2S_ACTIVE);
-		/* Attached here: what it held goes out after the features
-		 * (send_features sees a bound stream through t.session). */
+		/* Attached after the features: what it holds unacknowledged
+		 * goes out after them. */
 		send_features(c, resumed);
 		snprintf(resumed->auth, sizeof(resumed->auth), "%s", c->auth);
 		smacks_resume(resumed, &c->t, q->h, 0);

@@ -59,7 +59,7 @@ static const struct {
 #define NFAST (sizeof(fast_mechs) / sizeof(fast_mechs[0]))
 
 enum step { S_WAIT_FIRST, S_WAIT_USER, S_WAIT_FINAL, S_WAIT_PLAIN_USER,
-	S_WAIT_PLAIN_HASH, S_WAIT_TOKEN, S_DONE };
+	S_WAIT_PLAIN_HASH, S_WAIT_TOKEN, S_WAIT_TOKEN_USE, S_DONE };
 
 struct sasl {
 	uint64_t id;            /* for completions */
@@ -88,6 +88,7 @@ struct sasl {
 	const char *ht_cbtype;
 	unsigned char ht_mac[HT_HASH_LEN];
 	size_t ht_maclen;
+	unsigned char ht_hash[HT_HASH_LEN];     /* the token that matched */
 	int fast_rotate;
 	char *fast_mechanism;
 	struct sasl *next;      /* in the live list */
@@ -873,6 +874,50 @@ mech_rank(const char *name)
 	return -1;
 }
 
+/* A replayed count (§3.4): no wrong password, but a sign of an attack. */
+static void
+fail_replay(struct sasl *s)
+{
+	struct sasl_reply r = { .kind = SASL_FAILURE,
+		.condition = "not-authorized", .suspicious = 1,
+		.text = "Replayed FAST count",
+		.why = "a FAST count not above the last one: a replay?" };
+
+	deliver(s, &r);
+}
+
+/* The token was marked used on the storage thread (store_fast_used). */
+static void
+token_used(uint64_t id, enum store_status st)
+{
+	struct sasl *s = find_live(id);
+	const unsigned char *cb = NULL;
+	unsigned char resp[HT_HASH_LEN];
+	size_t cblen = 0;
+	char *b64;
+
+	if (s == NULL || s->step != S_WAIT_TOKEN_USE)
+		return;
+	if (st == STORE_EXISTS) {
+		fail_replay(s);
+		return;
+	}
+	if (st == STORE_NOT_FOUND) {
+		fail_credentials(s);    /* revoked or replaced meanwhile */
+		return;
+	}
+	if (st != STORE_OK) {
+		fail(s, "temporary-auth-failure");
+		return;
+	}
+	if (s->ht_cbtype != NULL)
+		cb = cb_data(s, s->ht_cbtype, &cblen);
+	ht_mac(s->ht_hash, "Responder", cb, cblen, resp);
+	b64 = base64_encode_alloc(resp, sizeof(resp));
+	send_reply(s, SASL_SUCCESS, b64, NULL);
+	free(b64);
+}
+
 static void
 token_loaded(uint64_t id, enum store_status st, int disabled,
     const struct store_fast_token *t, size_t n)
@@ -880,10 +925,8 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	struct sasl *s = find_live(id);
 	const struct store_fast_token *hit = NULL;
 	const unsigned char *cb = NULL;
-	unsigned char resp[HT_HASH_LEN];
 	size_t cblen = 0;
 	int64_t now = (int64_t)time(NULL);
-	char *b64;
 
 	if (s == NULL || s->step != S_WAIT_TOKEN)
 		return;
@@ -926,13 +969,9 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	}
 	if (s->fast.has_count && (int64_t)s->fast.count <= hit->counter) {
 		/* §3.4: a count not above one already processed for this
-		 * token is a replay. */
-		struct sasl_reply r = { .kind = SASL_FAILURE,
-			.condition = "not-authorized", .suspicious = 1,
-			.text = "Replayed FAST count",
-			.why = "a FAST count not above the last one: a replay?" };
-
-		deliver(s, &r);
+		 * token is a replay (checked again, atomically, by
+		 * store_fast_used). */
+		fail_replay(s);
 		return;
 	}
 	if (disabled) {
@@ -940,18 +979,16 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 		send_reply(s, SASL_SUCCESS, NULL, NULL);  /* account-disabled */
 		return;
 	}
-	store_fast_used(s->host, s->user, s->agent, hit->slot,
-	    s->fast.has_count ? (int64_t)s->fast.count : hit->counter,
-	    s->fast.invalidate, now);
 	/* §3.5: past half its lifetime a token is replaced unasked (not
 	 * when the client is invalidating it, §3.6). */
 	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <=
 	    (int64_t)xmppd_conf->limits.fast_token_lifetime / 2;
 	s->fast_mechanism = xstrdup(hit->mechanism);
-	ht_mac(hit->hash, "Responder", cb, cblen, resp);
-	b64 = base64_encode_alloc(resp, sizeof(resp));
-	send_reply(s, SASL_SUCCESS, b64, NULL);
-	free(b64);
+	memcpy(s->ht_hash, hit->hash, HT_HASH_LEN);
+	s->step = S_WAIT_TOKEN_USE;
+	store_fast_used(s->host, s->user, s->agent, hit->hash,
+	    s->fast.has_count, (int64_t)s->fast.count, s->fast.invalidate,
+	    now, token_used, s->id);
 }
 
 static struct sasl *
@@ -1095,7 +1132,8 @@ int
 sasl_pending(const struct sasl *s)
 {
 	return s->step == S_WAIT_USER || s->step == S_WAIT_PLAIN_USER ||
-	    s->step == S_WAIT_PLAIN_HASH || s->step == S_WAIT_TOKEN;
+	    s->step == S_WAIT_PLAIN_HASH || s->step == S_WAIT_TOKEN ||
+	    s->step == S_WAIT_TOKEN_USE;
 }
 
 int
@@ -1131,5 +1169,6 @@ sasl_free(struct sasl *s)
 	free(s->agent);
 	free(s->fast_mechanism);
 	explicit_bzero(s->ht_mac, sizeof(s->ht_mac));
+	explicit_bzero(s->ht_hash, sizeof(s->ht_hash));
 	free(s);
 }
