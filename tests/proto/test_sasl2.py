@@ -201,6 +201,24 @@ def test_scram_with_bind(server):
         c.close()
 
 
+@pytest.mark.parametrize('bind,condition', [(None, 'not-authorized'),
+                                             ('t', 'unsupported-stanza-type')])
+def test_authenticate_after_success_is_a_stream_error(server, bind,
+                                                      condition):
+    """XEP-0388 "Multiple Authentication": once <success/> is sent, a
+    further <authenticate/> is a stream error."""
+    (alice,) = fresh_users(server, 1)
+    c = connect(server)
+    try:
+        res = scram(c, user_of(alice), server.users[alice], bind=bind)
+        assert_success(res.final)
+        send_authenticate(c, 'PLAIN', ('\0%s\0%s' % (
+            user_of(alice), server.users[alice])).encode())
+        c.expect_stream_error(condition)
+    finally:
+        c.close()
+
+
 def test_plain(server):
     (alice,) = fresh_users(server, 1)
     c = connect(server, TLS12)

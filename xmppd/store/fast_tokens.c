@@ -52,7 +52,7 @@ static const char sql_exists[] =
 static const char sql_invalidate[] =
     "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2"
     " AND hash = ?6";
-/* §6.1: the "new" token used replaces the "current" one. */
+/* XEP-0484 §5.1: the "new" token used replaces the "current" one. */
 static const char sql_drop_current[] =
     "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2 AND slot = 0"
     " AND EXISTS (SELECT 1 FROM fast_token WHERE user_id = ?1"

@@ -1175,9 +1175,9 @@ handle_sasl2(struct c2s *c, struct xel *st)
 			send_failure(c, "malformed-request", bad, NULL);
 			return;
 		}
-		/* §2.3: the initial response is base64 in its own element,
-		 * "=" or empty for an empty one; without it the mechanism
-		 * asks with an empty challenge. */
+		/* §2.2, §2.3: the initial response is base64 in its own
+		 * element, empty (or "=") for an empty one; without it the
+		 * mechanism asks with an empty challenge. */
 		ir = xel_child(st, "initial-response", NS_SASL2);
 		data = ir == NULL ? "" : *xel_text(ir) != '\0' ?
 		    xel_text(ir) : "=";
@@ -1187,7 +1187,8 @@ handle_sasl2(struct c2s *c, struct xel *st)
 	    c->sasl2 && !sasl_done(c->sasl)) {
 		sasl_response(c->sasl, xel_text(st));
 	} else if (strcmp(st->name, "abort") == 0) {
-		/* §2.5: the exchange ends, the stream stays as it was. */
+		/* XEP-0388, "Aborting": the exchange ends, the stream
+		 * stays as it was (§2.6.2). */
 		sasl_discard(c);
 		req_free(c);
 		c->sasl2 = 1;

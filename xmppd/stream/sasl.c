@@ -82,7 +82,6 @@ struct sasl {
 	/* HT-* (XEP-0484): what <authenticate/> said, the client's HMAC,
 	 * the channel-binding type of the mechanism, and on success the
 	 * token's fate. */
-	int sasl2;
 	struct sasl_fast fast;
 	char *agent;
 	const char *ht_cbtype;
@@ -226,7 +225,7 @@ sasl2_advertise(struct xel *auth, int tls, const struct sasl_cb *cb)
 		xel_text_set(xel_add(auth, "mechanism", NULL), names[i]);
 }
 
-/* The FAST mechanisms this connection offers (XEP-0484 §7: over TLS
+/* The FAST mechanisms this connection offers (XEP-0484 §6: over TLS
  * only; a channel-binding one when its type is available). */
 static size_t
 offered_fast(int tls, const struct sasl_cb *cb, const char **names)
@@ -862,9 +861,10 @@ ht_first(struct sasl *s, const char *msg, size_t len)
 	store_fast_get(s->host, s->user, s->agent, token_loaded, s->id);
 }
 
-/* Whether a token of mechanism have may not be used with want: a token
- * bound to a channel-binding mechanism is refused for a weaker one
- * (XEP-0484 §3.4); any other mismatch is simply wrong. */
+/* How strong a FAST mechanism is: 1 with channel binding, 0 without,
+ * -1 for no FAST mechanism.  A token is used only with the mechanism it
+ * was issued for (XEP-0484 §3.4); one bound to the channel tried with a
+ * weaker mechanism is told so (mechanism-too-weak). */
 static int
 mech_rank(const char *name)
 {
@@ -939,8 +939,8 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 		fail(s, "invalid-mechanism");
 		return;
 	}
-	/* §6.1: the "new" slot first (the rows come slot 1, then 0); every
-	 * stored hash is tried, in constant time each. */
+	/* XEP-0484 §5.1: the "new" slot first (the rows come slot 1,
+	 * then 0); every stored hash is tried, in constant time each. */
 	for (size_t i = 0; i < n; i++)
 		if (ht_verify(t[i].hash, cb, cblen, s->ht_mac, s->ht_maclen) &&
 		    hit == NULL)
@@ -1013,7 +1013,6 @@ start(const char *mech, const char *data, int tls, const struct sasl_cb *cb,
 	s->tls = tls;
 	s->cb = *cb;
 	s->host = xstrdup(host);
-	s->sasl2 = fast != NULL;
 	if (fast != NULL) {
 		s->fast = *fast;
 		s->agent = fast->agent ? xstrdup(fast->agent) : NULL;
@@ -1028,7 +1027,7 @@ start(const char *mech, const char *data, int tls, const struct sasl_cb *cb,
 		log_debug("sasl: exchange %llu: %s", (unsigned long long)s->id,
 		    mech);
 		if (!tls) {
-			/* XEP-0484 §7: FAST over a secure connection only. */
+			/* XEP-0484 §6: FAST over a secure connection only. */
 			fail(s, "encryption-required");
 			return s;
 		}
