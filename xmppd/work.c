@@ -44,6 +44,8 @@ static struct {
 	pthread_cond_t idle; /* queue empty and no job running */
 	struct work_list queue;
 	size_t depth;
+	size_t unfinished;      /* submitted, completion not run yet (loop
+	                           thread only) */
 	int busy; /* jobs being run by workers */
 	int stopping;
 
@@ -144,6 +146,7 @@ run_completions(void)
 	while ((it = list_take_first(&l)) != NULL) {
 		it->done(it->job, it->owner, it->tag);
 		free(it);
+		work.unfinished--;
 		n++;
 	}
 	return n;
@@ -215,6 +218,7 @@ work_submit(
 	it->owner = owner;
 	it->tag = tag;
 
+	work.unfinished++;
 	pthread_mutex_lock(&work.lock);
 	list_append(&work.queue, it);
 	work.depth++;
@@ -254,6 +258,12 @@ work_shutdown(void)
 	ev_ref(work.loop);
 	ev_async_stop(work.loop, &work.async);
 	work.loop = NULL;
+}
+
+size_t
+work_unfinished(void)
+{
+	return work.unfinished;
 }
 
 size_t

@@ -24,6 +24,9 @@ void work_submit(work_fn fn, work_done_fn done, void *job, uint64_t owner,
 /* Wait for all queued jobs, run their completions, stop the threads. */
 void work_shutdown(void);
 size_t work_queue_depth(void);
+/* Loop thread: jobs submitted whose completion has not run yet (tests
+ * wait for them). */
+size_t work_unfinished(void);
 /* Called first by a helper thread (workers, storage): SCHED_BATCH, so
  * that handing it a job does not preempt the loop thread in the middle
  * of an iteration when both share a core; the job runs when the loop

@@ -4,7 +4,9 @@
  * router, presence and rosters, and the IQ handlers and hooks of every
  * module, fed arbitrary stanza sequences after a scripted login (stream
  * header, SCRAM-SHA-256, bind, initial presence), so that a handler that
- * trusts a stanza's shape is found (the CVE-2011-4320 class).
+ * trusts a stanza's shape is found (the CVE-2011-4320 class).  An input
+ * that starts with 0xFE is fed before authentication instead (SASL,
+ * SASL2 and what it does inline: Bind 2, resumption, FAST).
  *
  * The socket layer (net/) is replaced by the functions at the top, which
  * keep what the stream writes; storage is a real SQLite database in a
@@ -27,6 +29,7 @@
 #include "conf.h"
 #include "core/account.h"
 #include "core/iq.h"
+#include "core/sm.h"
 #include "log.h"
 #include "mono.h"
 #include "mod/modules.h"
@@ -152,10 +155,16 @@ sentinel_cb(uint64_t owner, uint64_t tag, enum store_status st,
 }
 
 /* The store answers in order: once a request made now has completed,
- * so have those before it.  Twice, for completions that made more. */
+ * so have those before it.  Twice, for completions that made more.  The
+ * worker pool's jobs (PLAIN's key derivation) are waited for first. */
 static void
 settle(void)
 {
+	for (int i = 0; i < 100000 && work_unfinished() > 0; i++) {
+		ev_run(xmppd_loop, EVRUN_NOWAIT);
+		if (work_unfinished() > 0)
+			usleep(50);
+	}
 	for (int round = 0; round < 3; round++) {
 		sentinel_done = 0;
 		store_user_get("alice", "localhost", sentinel_cb, 0, 0);
@@ -303,17 +312,11 @@ client_auth(struct client *cl, const char *mech, const char *msg)
 	free(b64);
 }
 
-/* Log in user (password pw) with SCRAM-SHA-256 and bind; 0 or -1. */
-static int
-client_login(struct client *cl, const char *user, const char *pw)
+/* A new connection, as after its TLS handshake, with the stream header
+ * sent. */
+static void
+client_open(struct client *cl)
 {
-	char cfirst[128], nonce[25], *first = NULL, *r = NULL, *s = NULL;
-	char *i = NULL, *proof64, *am;
-	unsigned char salt[64], proof[SCRAM_MAX_HASH], sk[SCRAM_MAX_HASH];
-	struct buf b = BUF_INIT;
-	long saltlen;
-	int ok = -1;
-
 	cl->conn = calloc(1, sizeof(*cl->conn));
 	cl->conn->id = next_conn_id++;
 	cl->conn->fd = -1;
@@ -328,6 +331,20 @@ client_login(struct client *cl, const char *user, const char *pw)
 	c2s_conn_handler.on_tls(cl->conn);
 	buf_reset(&out);
 	client_sends(cl, header);
+}
+
+/* Log in user (password pw) with SCRAM-SHA-256 and bind; 0 or -1. */
+static int
+client_login(struct client *cl, const char *user, const char *pw)
+{
+	char cfirst[128], nonce[25], *first = NULL, *r = NULL, *s = NULL;
+	char *i = NULL, *proof64, *am;
+	unsigned char salt[64], proof[SCRAM_MAX_HASH], sk[SCRAM_MAX_HASH];
+	struct buf b = BUF_INIT;
+	long saltlen;
+	int ok = -1;
+
+	client_open(cl);
 	scram_random_nonce(nonce, 24);
 	snprintf(cfirst, sizeof(cfirst), "n=%s,r=%s", user, nonce);
 	buf_printf(&b, "n,,%s", cfirst);
@@ -400,6 +417,10 @@ static const char conf_text[] =
     "limits {\n"
     "\tstanzas-per-second 0\n"
     "\tping-interval 0\n"
+    /* Pre-auth inputs fail logins by the thousand: that may not lock
+     * out the scripted login of the next one. */
+    "\tauth-failures-per-ip 1000000\n"
+    "\tauth-ban-time 0\n"
     "}\n"
     "host \"localhost\" {\n"
     "\tcertificate \"x.pem\"\n"
@@ -484,26 +505,60 @@ alice_reset(void)
 	alice.have_key = 0;
 }
 
+/* The chunks of data, split at 0xFF, each fed to cl as one read. */
+static void
+feed_chunks(struct client *cl, const uint8_t *data, size_t size)
+{
+	while (size > 0 && cl->conn->state == CONN_OPEN) {
+		const uint8_t *cut = memchr(data, 0xFF, size);
+		size_t n = cut != NULL ? (size_t)(cut - data) : size;
+
+		if (n > 0)
+			client_send(cl, (const char *)data, n);
+		if (cut == NULL)
+			break;
+		data += n + 1;
+		size -= n + 1;
+	}
+}
+
+/*
+ * An input that starts with 0xFE is fed before authentication, on a new
+ * connection (of another client, carol) that has sent only its stream
+ * header: SASL, SASL2 with its inline requests (Bind 2, XEP-0198
+ * resumption, FAST), registration.  alice's password is known, so a
+ * PLAIN exchange there succeeds and what follows runs authenticated.
+ */
+static struct client carol;
+
+static void
+preauth(const uint8_t *data, size_t size)
+{
+	client_open(&carol);
+	feed_chunks(&carol, data, size);
+	client_gone(&carol);
+	/* Sessions it bound may wait to be resumed (XEP-0198), each under
+	 * its own Bind 2 resource: they would pile up to sessions-per-user
+	 * and lock alice out. */
+	sm_kick("alice", "localhost", NULL, "reset", NULL);
+	settle();
+	buf_reset(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	if (size > 0 && data[0] == 0xFE) {
+		preauth(data + 1, size - 1);
+		return 0;
+	}
 	if (client_login(&alice, "alice", "alice-secret") < 0) {
 		client_gone(&alice);
 		alice_reset();
 		if (client_login(&alice, "alice", "alice-secret") < 0)
 			abort();
 	}
-	while (size > 0 && alice.conn->state == CONN_OPEN) {
-		const uint8_t *cut = memchr(data, 0xFF, size);
-		size_t n = cut != NULL ? (size_t)(cut - data) : size;
-
-		if (n > 0)
-			client_send(&alice, (const char *)data, n);
-		if (cut == NULL)
-			break;
-		data += n + 1;
-		size -= n + 1;
-	}
+	feed_chunks(&alice, data, size);
 	client_gone(&alice);
 	buf_reset(&out);
 	return 0;

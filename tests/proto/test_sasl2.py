@@ -201,6 +201,24 @@ def test_scram_with_bind(server):
         c.close()
 
 
+@pytest.mark.parametrize('bind,condition', [(None, 'not-authorized'),
+                                             ('t', 'unsupported-stanza-type')])
+def test_authenticate_after_success_is_a_stream_error(server, bind,
+                                                      condition):
+    """XEP-0388 "Multiple Authentication": once <success/> is sent, a
+    further <authenticate/> is a stream error."""
+    (alice,) = fresh_users(server, 1)
+    c = connect(server)
+    try:
+        res = scram(c, user_of(alice), server.users[alice], bind=bind)
+        assert_success(res.final)
+        send_authenticate(c, 'PLAIN', ('\0%s\0%s' % (
+            user_of(alice), server.users[alice])).encode())
+        c.expect_stream_error(condition)
+    finally:
+        c.close()
+
+
 def test_plain(server):
     (alice,) = fresh_users(server, 1)
     c = connect(server, TLS12)
@@ -694,6 +712,31 @@ def test_replayed_count_fails(server):
         assert_success(res.final)
     finally:
         c.close()
+
+
+def test_same_count_racing_on_two_connections(server):
+    """Two logins with one count sent at once: the count is checked and
+    taken in one step on the storage thread, so one of them fails."""
+    (alice,) = fresh_users(server, 1)
+    token, _, agent = get_token(server, alice)
+    import hmac as hmac_mod
+    msg = user_of(alice).encode() + b'\0' + hmac_mod.new(
+        token.encode(), b'Initiator', hashlib.sha256).digest()
+    conns = [connect(server) for _ in range(2)]
+    try:
+        for c in conns:
+            send_authenticate(c, 'HT-SHA-256-NONE', msg, agent=agent,
+                              extra="<fast xmlns='%s' count='7'/>" % NS_FAST)
+        answers = [c.next_element() for c in conns]
+        tags = sorted(a.tag for a in answers)
+        assert tags == [q(NS_SASL2, 'failure'), q(NS_SASL2, 'success')], \
+            [tostr(a) for a in answers]
+        for a in answers:
+            if a.tag == q(NS_SASL2, 'failure'):
+                assert_failure(a, 'not-authorized', 'Replayed FAST count')
+    finally:
+        for c in conns:
+            c.close()
 
 
 def test_wrong_token_and_other_device_fail(server):

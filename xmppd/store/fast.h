@@ -1,6 +1,6 @@
 /*
  * Storage of XEP-0484 (FAST) tokens: per account and client (the SASL2
- * user-agent id), two slots, "current" and "new" (XEP-0484 §6.1): a token
+ * user-agent id), two slots, "current" and "new" (XEP-0484 §5.1): a token
  * issued goes into "new" (replacing one never used, §3.5); the first
  * successful use of it moves it to "current", replacing the older one.
  * Only the token's SHA-256 is stored (shared/ht.h says why that is
@@ -40,11 +40,20 @@ typedef void (*store_fast_cb)(uint64_t owner, enum store_status st,
 void store_fast_get(const char *host, const char *user, const char *agent,
     store_fast_cb cb, uint64_t owner);
 
-/* A token was used successfully at now: its counter is set (when the
- * client gave one), a "new" one becomes "current" (§6.1), and with
- * invalidate it is deleted (§3.6). */
+/*
+ * The token of hash was presented at now, and checked: in one step on
+ * the storage thread, it must still be there (in either slot) and, when the
+ * client gave a count (has_count), its counter below count, which then
+ * becomes its counter (XEP-0484 §3.4: so two logins racing with one
+ * count cannot both pass); then a "new" token becomes "current" (§5.1),
+ * or with invalidate it is deleted (§3.6).  cb gets STORE_OK, or
+ * STORE_EXISTS for a count not above the last one, STORE_NOT_FOUND for a
+ * token gone meanwhile.
+ */
+typedef void (*store_fast_used_cb)(uint64_t owner, enum store_status st);
 void store_fast_used(const char *host, const char *user, const char *agent,
-    int slot, int64_t counter, int invalidate, int64_t now);
+    const unsigned char hash[32], int has_count, int64_t count,
+    int invalidate, int64_t now, store_fast_used_cb cb, uint64_t owner);
 
 /* Store a token issued at now into the client's "new" slot. */
 void store_fast_issue(const char *host, const char *user,

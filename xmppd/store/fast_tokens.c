@@ -15,10 +15,11 @@ struct fast_job {
 	struct store_job job;   /* first: the store hands this back */
 	enum fast_op op;
 	char *host, *user, *agent;      /* agent NULL: every client */
-	struct store_fast_token in;     /* issue: the token */
-	int slot, invalidate;
+	struct store_fast_token in;     /* issue: the token; used: its hash */
+	int invalidate, has_count;
 	int64_t counter, now;
 	store_fast_cb cb;
+	store_fast_used_cb used_cb;
 	store_fast_revoked_cb revoked_cb;
 	/* Results. */
 	int disabled;
@@ -37,14 +38,28 @@ static const char sql_get_all[] =
     "SELECT agent, software, device, slot, mechanism, hash, expiry, created,"
     " coalesce(last_used, 0), counter FROM fast_token"
     " WHERE user_id = ?1 ORDER BY agent, slot LIMIT 256";
-static const char sql_set_counter[] =
-    "UPDATE fast_token SET counter = max(counter, ?4), last_used = ?5"
-    " WHERE user_id = ?1 AND agent = ?2 AND slot = ?3";
-static const char sql_drop_slot[] =
-    "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2 AND slot = ?3";
-static const char sql_promote[] =
+/* A token is named by its hash here, not its slot: a login racing
+ * another that moved it from "new" to "current" still finds it. */
+static const char sql_use_counted[] =
+    "UPDATE fast_token SET counter = ?4, last_used = ?5"
+    " WHERE user_id = ?1 AND agent = ?2 AND hash = ?6 AND counter < ?4";
+static const char sql_use[] =
+    "UPDATE fast_token SET last_used = ?5"
+    " WHERE user_id = ?1 AND agent = ?2 AND hash = ?6";
+static const char sql_exists[] =
+    "SELECT 1 FROM fast_token WHERE user_id = ?1 AND agent = ?2"
+    " AND hash = ?6";
+static const char sql_invalidate[] =
+    "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2"
+    " AND hash = ?6";
+/* XEP-0484 §5.1: the "new" token used replaces the "current" one. */
+static const char sql_drop_current[] =
+    "DELETE FROM fast_token WHERE user_id = ?1 AND agent = ?2 AND slot = 0"
+    " AND EXISTS (SELECT 1 FROM fast_token WHERE user_id = ?1"
+    " AND agent = ?2 AND slot = 1 AND hash = ?6)";
+static const char sql_promote_hash[] =
     "UPDATE fast_token SET slot = 0 WHERE user_id = ?1 AND agent = ?2"
-    " AND slot = 1";
+    " AND slot = 1 AND hash = ?6";
 static const char sql_issue[] =
     "INSERT OR REPLACE INTO fast_token (user_id, agent, slot, software,"
     " device, mechanism, hash, expiry, created, last_used, counter)"
@@ -162,19 +177,56 @@ write_slot(const char *sql, sqlite3_int64 id, const char *agent, int slot,
 	return sqlite3_changes(store_db());
 }
 
+/* Storage thread: the token's row updated by sql (sql_use or
+ * sql_use_counted); the rows changed, or -1. */
+static int
+use_row(const char *sql, sqlite3_int64 id, const struct fast_job *j)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if ((s = store_sql(sql)) == NULL)
+		return -1;
+	rc = sqlite3_bind_int64(s, 1, id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(s, 2, j->agent, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && strstr(sql, "?4") != NULL)
+		rc = sqlite3_bind_int64(s, 4, j->counter);
+	if (rc == SQLITE_OK && strstr(sql, "?5") != NULL)
+		rc = sqlite3_bind_int64(s, 5, j->now);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(s, 6, j->in.hash, 32, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	store_sql_done(s);
+	if (rc == SQLITE_ROW)
+		return 1;       /* sql_exists */
+	if (rc != SQLITE_DONE) {
+		store_sql_warn("fast: use");
+		return -1;
+	}
+	return sql == sql_exists ? 0 : sqlite3_changes(store_db());
+}
+
 static enum store_status
 run_used(struct fast_job *j, sqlite3_int64 id)
 {
-	if (j->invalidate)
-		return write_slot(sql_drop_slot, id, j->agent, j->slot, 0, 0) <
-		    0 ? STORE_ERROR : STORE_OK;
-	if (write_slot(sql_set_counter, id, j->agent, j->slot, j->counter,
-		j->now) < 0)
+	int n;
+
+	n = use_row(j->has_count ? sql_use_counted : sql_use, id, j);
+	if (n < 0)
 		return STORE_ERROR;
-	if (j->slot == FAST_SLOT_NEW &&
-	    (write_slot(sql_drop_slot, id, j->agent, FAST_SLOT_CURRENT, 0,
-		0) < 0 ||
-		write_slot(sql_promote, id, j->agent, 0, 0, 0) < 0))
+	if (n == 0) {
+		/* Gone meanwhile, or a count not above the last one. */
+		if ((n = use_row(sql_exists, id, j)) < 0)
+			return STORE_ERROR;
+		return n > 0 ? STORE_EXISTS : STORE_NOT_FOUND;
+	}
+	if (j->invalidate)
+		return use_row(sql_invalidate, id, j) < 0 ? STORE_ERROR :
+		    STORE_OK;
+	if (use_row(sql_drop_current, id, j) < 0 ||
+	    use_row(sql_promote_hash, id, j) < 0)
 		return STORE_ERROR;
 	return STORE_OK;
 }
@@ -255,6 +307,8 @@ complete(struct store_job *sj)
 		    j->job.status == STORE_OK ? j->nout : 0);
 	else if (j->op == OP_REVOKE && j->revoked_cb != NULL)
 		j->revoked_cb(j->job.owner, j->job.status, j->deleted);
+	else if (j->op == OP_USED && j->used_cb != NULL)
+		j->used_cb(j->job.owner, j->job.status);
 }
 
 static void
@@ -310,14 +364,17 @@ store_fast_get(const char *host, const char *user, const char *agent,
 
 void
 store_fast_used(const char *host, const char *user, const char *agent,
-    int slot, int64_t counter, int invalidate, int64_t now)
+    const unsigned char hash[32], int has_count, int64_t count,
+    int invalidate, int64_t now, store_fast_used_cb cb, uint64_t owner)
 {
-	struct fast_job *j = job_new(OP_USED, host, user, agent, 0);
+	struct fast_job *j = job_new(OP_USED, host, user, agent, owner);
 
-	j->slot = slot;
-	j->counter = counter;
+	memcpy(j->in.hash, hash, 32);
+	j->has_count = has_count;
+	j->counter = count;
 	j->invalidate = invalidate;
 	j->now = now;
+	j->used_cb = cb;
 	store_job_submit(&j->job);
 }
 

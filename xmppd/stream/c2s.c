@@ -1178,9 +1178,9 @@ handle_sasl2(struct c2s *c, struct xel *st)
 			send_failure(c, "malformed-request", bad, NULL);
 			return;
 		}
-		/* §2.3: the initial response is base64 in its own element,
-		 * "=" or empty for an empty one; without it the mechanism
-		 * asks with an empty challenge. */
+		/* §2.2, §2.3: the initial response is base64 in its own
+		 * element, empty (or "=") for an empty one; without it the
+		 * mechanism asks with an empty challenge. */
 		ir = xel_child(st, "initial-response", NS_SASL2);
 		data = ir == NULL ? "" : *xel_text(ir) != '\0' ?
 		    xel_text(ir) : "=";
@@ -1190,7 +1190,8 @@ handle_sasl2(struct c2s *c, struct xel *st)
 	    c->sasl2 && !sasl_done(c->sasl)) {
 		sasl_response(c->sasl, xel_text(st));
 	} else if (strcmp(st->name, "abort") == 0) {
-		/* §2.5: the exchange ends, the stream stays as it was. */
+		/* XEP-0388, "Aborting": the exchange ends, the stream
+		 * stays as it was (§2.6.2). */
 		sasl_discard(c);
 		req_free(c);
 		c->sasl2 = 1;
@@ -1458,8 +1459,8 @@ sasl2_success(struct c2s *c, const struct sasl_reply *r)
 	xml_stream_set_limits(c->xs, &lim);
 	if (resumed != NULL) {
 		set_state(c, C2S_ACTIVE);
-		/* Attached here: what it held goes out after the features
-		 * (send_features sees a bound stream through t.session). */
+		/* Attached after the features: what it holds unacknowledged
+		 * goes out after them. */
 		send_features(c, resumed);
 		snprintf(resumed->auth, sizeof(resumed->auth), "%s", c->auth);
 		smacks_resume(resumed, &c->t, q->h, 0);

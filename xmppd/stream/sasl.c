@@ -59,7 +59,7 @@ static const struct {
 #define NFAST (sizeof(fast_mechs) / sizeof(fast_mechs[0]))
 
 enum step { S_WAIT_FIRST, S_WAIT_USER, S_WAIT_FINAL, S_WAIT_PLAIN_USER,
-	S_WAIT_PLAIN_HASH, S_WAIT_TOKEN, S_DONE };
+	S_WAIT_PLAIN_HASH, S_WAIT_TOKEN, S_WAIT_TOKEN_USE, S_DONE };
 
 struct sasl {
 	uint64_t id;            /* for completions */
@@ -82,12 +82,12 @@ struct sasl {
 	/* HT-* (XEP-0484): what <authenticate/> said, the client's HMAC,
 	 * the channel-binding type of the mechanism, and on success the
 	 * token's fate. */
-	int sasl2;
 	struct sasl_fast fast;
 	char *agent;
 	const char *ht_cbtype;
 	unsigned char ht_mac[HT_HASH_LEN];
 	size_t ht_maclen;
+	unsigned char ht_hash[HT_HASH_LEN];     /* the token that matched */
 	int fast_rotate;
 	char *fast_mechanism;
 	struct sasl *next;      /* in the live list */
@@ -225,7 +225,7 @@ sasl2_advertise(struct xel *auth, int tls, const struct sasl_cb *cb)
 		xel_text_set(xel_add(auth, "mechanism", NULL), names[i]);
 }
 
-/* The FAST mechanisms this connection offers (XEP-0484 §7: over TLS
+/* The FAST mechanisms this connection offers (XEP-0484 §6: over TLS
  * only; a channel-binding one when its type is available). */
 static size_t
 offered_fast(int tls, const struct sasl_cb *cb, const char **names)
@@ -861,9 +861,10 @@ ht_first(struct sasl *s, const char *msg, size_t len)
 	store_fast_get(s->host, s->user, s->agent, token_loaded, s->id);
 }
 
-/* Whether a token of mechanism have may not be used with want: a token
- * bound to a channel-binding mechanism is refused for a weaker one
- * (XEP-0484 §3.4); any other mismatch is simply wrong. */
+/* How strong a FAST mechanism is: 1 with channel binding, 0 without,
+ * -1 for no FAST mechanism.  A token is used only with the mechanism it
+ * was issued for (XEP-0484 §3.4); one bound to the channel tried with a
+ * weaker mechanism is told so (mechanism-too-weak). */
 static int
 mech_rank(const char *name)
 {
@@ -873,6 +874,50 @@ mech_rank(const char *name)
 	return -1;
 }
 
+/* A replayed count (§3.4): no wrong password, but a sign of an attack. */
+static void
+fail_replay(struct sasl *s)
+{
+	struct sasl_reply r = { .kind = SASL_FAILURE,
+		.condition = "not-authorized", .suspicious = 1,
+		.text = "Replayed FAST count",
+		.why = "a FAST count not above the last one: a replay?" };
+
+	deliver(s, &r);
+}
+
+/* The token was marked used on the storage thread (store_fast_used). */
+static void
+token_used(uint64_t id, enum store_status st)
+{
+	struct sasl *s = find_live(id);
+	const unsigned char *cb = NULL;
+	unsigned char resp[HT_HASH_LEN];
+	size_t cblen = 0;
+	char *b64;
+
+	if (s == NULL || s->step != S_WAIT_TOKEN_USE)
+		return;
+	if (st == STORE_EXISTS) {
+		fail_replay(s);
+		return;
+	}
+	if (st == STORE_NOT_FOUND) {
+		fail_credentials(s);    /* revoked or replaced meanwhile */
+		return;
+	}
+	if (st != STORE_OK) {
+		fail(s, "temporary-auth-failure");
+		return;
+	}
+	if (s->ht_cbtype != NULL)
+		cb = cb_data(s, s->ht_cbtype, &cblen);
+	ht_mac(s->ht_hash, "Responder", cb, cblen, resp);
+	b64 = base64_encode_alloc(resp, sizeof(resp));
+	send_reply(s, SASL_SUCCESS, b64, NULL);
+	free(b64);
+}
+
 static void
 token_loaded(uint64_t id, enum store_status st, int disabled,
     const struct store_fast_token *t, size_t n)
@@ -880,10 +925,8 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	struct sasl *s = find_live(id);
 	const struct store_fast_token *hit = NULL;
 	const unsigned char *cb = NULL;
-	unsigned char resp[HT_HASH_LEN];
 	size_t cblen = 0;
 	int64_t now = (int64_t)time(NULL);
-	char *b64;
 
 	if (s == NULL || s->step != S_WAIT_TOKEN)
 		return;
@@ -896,8 +939,8 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 		fail(s, "invalid-mechanism");
 		return;
 	}
-	/* §6.1: the "new" slot first (the rows come slot 1, then 0); every
-	 * stored hash is tried, in constant time each. */
+	/* XEP-0484 §5.1: the "new" slot first (the rows come slot 1,
+	 * then 0); every stored hash is tried, in constant time each. */
 	for (size_t i = 0; i < n; i++)
 		if (ht_verify(t[i].hash, cb, cblen, s->ht_mac, s->ht_maclen) &&
 		    hit == NULL)
@@ -926,13 +969,9 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	}
 	if (s->fast.has_count && (int64_t)s->fast.count <= hit->counter) {
 		/* §3.4: a count not above one already processed for this
-		 * token is a replay. */
-		struct sasl_reply r = { .kind = SASL_FAILURE,
-			.condition = "not-authorized", .suspicious = 1,
-			.text = "Replayed FAST count",
-			.why = "a FAST count not above the last one: a replay?" };
-
-		deliver(s, &r);
+		 * token is a replay (checked again, atomically, by
+		 * store_fast_used). */
+		fail_replay(s);
 		return;
 	}
 	if (disabled) {
@@ -940,18 +979,16 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 		send_reply(s, SASL_SUCCESS, NULL, NULL);  /* account-disabled */
 		return;
 	}
-	store_fast_used(s->host, s->user, s->agent, hit->slot,
-	    s->fast.has_count ? (int64_t)s->fast.count : hit->counter,
-	    s->fast.invalidate, now);
 	/* §3.5: past half its lifetime a token is replaced unasked (not
 	 * when the client is invalidating it, §3.6). */
 	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <=
 	    (int64_t)xmppd_conf->limits.fast_token_lifetime / 2;
 	s->fast_mechanism = xstrdup(hit->mechanism);
-	ht_mac(hit->hash, "Responder", cb, cblen, resp);
-	b64 = base64_encode_alloc(resp, sizeof(resp));
-	send_reply(s, SASL_SUCCESS, b64, NULL);
-	free(b64);
+	memcpy(s->ht_hash, hit->hash, HT_HASH_LEN);
+	s->step = S_WAIT_TOKEN_USE;
+	store_fast_used(s->host, s->user, s->agent, hit->hash,
+	    s->fast.has_count, (int64_t)s->fast.count, s->fast.invalidate,
+	    now, token_used, s->id);
 }
 
 static struct sasl *
@@ -976,7 +1013,6 @@ start(const char *mech, const char *data, int tls, const struct sasl_cb *cb,
 	s->tls = tls;
 	s->cb = *cb;
 	s->host = xstrdup(host);
-	s->sasl2 = fast != NULL;
 	if (fast != NULL) {
 		s->fast = *fast;
 		s->agent = fast->agent ? xstrdup(fast->agent) : NULL;
@@ -991,7 +1027,7 @@ start(const char *mech, const char *data, int tls, const struct sasl_cb *cb,
 		log_debug("sasl: exchange %llu: %s", (unsigned long long)s->id,
 		    mech);
 		if (!tls) {
-			/* XEP-0484 §7: FAST over a secure connection only. */
+			/* XEP-0484 §6: FAST over a secure connection only. */
 			fail(s, "encryption-required");
 			return s;
 		}
@@ -1095,7 +1131,8 @@ int
 sasl_pending(const struct sasl *s)
 {
 	return s->step == S_WAIT_USER || s->step == S_WAIT_PLAIN_USER ||
-	    s->step == S_WAIT_PLAIN_HASH || s->step == S_WAIT_TOKEN;
+	    s->step == S_WAIT_PLAIN_HASH || s->step == S_WAIT_TOKEN ||
+	    s->step == S_WAIT_TOKEN_USE;
 }
 
 int
@@ -1131,5 +1168,6 @@ sasl_free(struct sasl *s)
 	free(s->agent);
 	free(s->fast_mechanism);
 	explicit_bzero(s->ht_mac, sizeof(s->ht_mac));
+	explicit_bzero(s->ht_hash, sizeof(s->ht_hash));
 	free(s);
 }
