@@ -37,6 +37,32 @@ ht_token_hash(const char *token, unsigned char hash[HT_HASH_LEN])
 }
 
 void
+ht_seal(unsigned char hash[HT_HASH_LEN], const unsigned char key[HT_KEY_LEN],
+    const char *user, const char *host, const char *agent)
+{
+	static const char label[] = "xmppd fast";
+	const char *parts[] = { label, user, host, agent };
+	unsigned char msg[sizeof(label) + 3 * 1024], pad[HT_HASH_LEN];
+	size_t len = 0;
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		size_t n = strlen(parts[i]);
+
+		/* JIDs' parts are at most 1023 bytes, agents 64. */
+		if (n > 1023)
+			n = 1023;
+		memcpy(msg + len, parts[i], n);
+		len += n;
+		msg[len++] = '\0';
+	}
+	scram_hmac(SCRAM_SHA256, key, HT_KEY_LEN, msg, len, pad);
+	for (size_t i = 0; i < HT_HASH_LEN; i++)
+		hash[i] ^= pad[i];
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(msg, len);
+}
+
+void
 ht_mac(const unsigned char hash[HT_HASH_LEN], const char *label,
     const unsigned char *cb, size_t cblen, unsigned char out[HT_HASH_LEN])
 {

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mono.h"
 #include "mod/modules.h"
+#include "store/fast.h"
 #include "store/store.h"
 #include "net/tls.h"
 #include "work.h"
@@ -288,6 +289,13 @@ main(int argc, char **argv)
 	if (store_open(xmppd_loop, xmppd_conf->storage,
 		xmppd_conf->storage_sync_full, err, sizeof(err)) < 0)
 		fatalx("refusing to start: %s", err);
+	{
+		char *keyfile = xasprintf("%s-fastkey", xmppd_conf->storage);
+
+		if (store_fast_key_load(keyfile, err, sizeof(err)) < 0)
+			fatalx("refusing to start: %s", err);
+		free(keyfile);
+	}
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
 	store_set_backlog_limit(xmppd_conf->limits.storage_queue,

@@ -862,6 +862,49 @@ def test_disabled_account_with_token(server):
         ctl_ok(server.ctl('enable', alice))
 
 
+def test_tokens_at_rest_are_sealed(server_factory):
+    """What the database holds of a token is neither the token nor its
+    SHA-256 (which logs in as well as the token, ht.h): it is sealed with
+    a key kept beside it in a file of its own (mode 0600).  Without that
+    file the database logs nobody in: a new key is made and the token
+    fails; the password still works."""
+    import os
+    import sqlite3
+    import stat
+    srv = server_factory()
+    (alice,) = fresh_users(srv, 1)
+    token, _, agent = get_token(srv, alice)
+    keyfile = str(srv.db) + '-fastkey'
+    st = os.stat(keyfile)
+    assert st.st_size == 32 and stat.S_IMODE(st.st_mode) == 0o600
+    def stored():
+        db = sqlite3.connect('file:%s?mode=ro' % srv.db, uri=True)
+        try:
+            return [bytes(r[0]) for r in
+                    db.execute('SELECT hash FROM fast_token')]
+        finally:
+            db.close()
+    wait_for(stored, what='the token stored')
+    rows = stored()
+    assert len(rows) == 1 and len(rows[0]) == 32, rows
+    assert rows[0] != hashlib.sha256(token.encode()).digest()
+    assert token.encode() not in open(srv.db, 'rb').read()
+    c, res = token_login(srv, alice, token, agent)
+    c.close()
+    assert res.ok, tostr(res.final)
+    srv.stop()
+    os.unlink(keyfile)
+    srv.start(create_users=False)
+    c, res = token_login(srv, alice, token, agent, count=2)
+    try:
+        assert_failure(res.final, 'not-authorized')
+    finally:
+        c.close()
+    c, res = login(srv, alice)
+    c.close()
+    assert res.ok
+
+
 def test_expired_token(server_factory):
     srv = server_factory(limits={'fast-token-lifetime': '1s'})
     (alice,) = fresh_users(srv, 1)

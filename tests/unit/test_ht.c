@@ -115,6 +115,42 @@ test_verify(void)
 	}
 }
 
+/* Sealing at rest: its own inverse, keyed, and bound to account and
+ * client. */
+static void
+test_seal(void)
+{
+	unsigned char key[HT_KEY_LEN] = { 7 }, other[HT_KEY_LEN] = { 8 };
+	unsigned char hash[HT_HASH_LEN], sealed[HT_HASH_LEN];
+	unsigned char a[HT_HASH_LEN], b[HT_HASH_LEN];
+	char token[HT_TOKEN_LEN + 1];
+
+	ht_token_new(token);
+	ht_token_hash(token, hash);
+	memcpy(sealed, hash, sizeof(hash));
+	ht_seal(sealed, key, "alice", "example.org", "agent-1");
+	CHECK(memcmp(sealed, hash, sizeof(hash)) != 0);
+	memcpy(a, sealed, sizeof(a));
+	ht_seal(a, key, "alice", "example.org", "agent-1");
+	CHECK(memcmp(a, hash, sizeof(hash)) == 0);
+	/* Another key, account or client unseals to something else. */
+	memcpy(a, sealed, sizeof(a));
+	ht_seal(a, other, "alice", "example.org", "agent-1");
+	CHECK(memcmp(a, hash, sizeof(hash)) != 0);
+	memcpy(a, sealed, sizeof(a));
+	ht_seal(a, key, "bob", "example.org", "agent-1");
+	CHECK(memcmp(a, hash, sizeof(hash)) != 0);
+	memcpy(a, sealed, sizeof(a));
+	ht_seal(a, key, "alice", "example.org", "agent-2");
+	CHECK(memcmp(a, hash, sizeof(hash)) != 0);
+	/* The parts are delimited: "ab"+"c" is not "a"+"bc". */
+	memset(a, 0, sizeof(a));
+	memset(b, 0, sizeof(b));
+	ht_seal(a, key, "ab", "c", "x");
+	ht_seal(b, key, "a", "bc", "x");
+	CHECK(memcmp(a, b, sizeof(a)) != 0);
+}
+
 int
 main(void)
 {
@@ -122,5 +158,6 @@ main(void)
 	test_known_answers();
 	test_hash_is_the_key();
 	test_verify();
+	test_seal();
 	return UNIT_DONE("ht");
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ht.h"
 #include "store/store.h"
 
 #define FAST_SLOT_CURRENT 0
@@ -31,6 +32,16 @@ struct store_fast_token {
 	int64_t expiry, created, last_used;  /* unix seconds; 0: never */
 	int64_t counter;        /* highest <fast count/> accepted */
 };
+
+/*
+ * The key that seals token hashes at rest (ht_seal): HT_KEY_LEN random
+ * bytes in the file at path (the database's path with "-fastkey"), made
+ * with mode 0600 when there is none.  Kept apart from the database so
+ * that a copy of it alone logs nobody in.  Losing the file only costs
+ * every client one password login.  0, or -1 with a message in err.
+ */
+int store_fast_key_load(const char *path, char *err, size_t errlen);
+const unsigned char *store_fast_key(void);
 
 /* The account's tokens (of one client, or all with agent NULL): disabled
  * says whether the account is disabled.  st is STORE_NOT_FOUND for no

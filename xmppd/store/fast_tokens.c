@@ -1,13 +1,76 @@
 /*
  * XEP-0484 (FAST) tokens in SQLite: the storage jobs behind store/fast.h.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "log.h"
 #include "store/fast.h"
 #include "store/store_engine.h"
 #include "xmalloc.h"
+
+static unsigned char seal_key[HT_KEY_LEN];
+
+const unsigned char *
+store_fast_key(void)
+{
+	return seal_key;
+}
+
+int
+store_fast_key_load(const char *path, char *err, size_t errlen)
+{
+	unsigned char k[HT_KEY_LEN + 1];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd == -1 && errno == ENOENT) {
+		if (RAND_bytes(seal_key, sizeof(seal_key)) != 1) {
+			snprintf(err, errlen, "%s: no random bytes", path);
+			return -1;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd == -1 || write(fd, seal_key, sizeof(seal_key)) !=
+		    (ssize_t)sizeof(seal_key) || fsync(fd) == -1) {
+			snprintf(err, errlen, "cannot create %s: %s", path,
+			    strerror(errno));
+			if (fd != -1) {
+				close(fd);
+				unlink(path);
+			}
+			return -1;
+		}
+		close(fd);
+		log_info("store: created %s (the key of login tokens at rest)",
+		    path);
+		return 0;
+	}
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot open %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	n = read(fd, k, sizeof(k));
+	close(fd);
+	if (n != HT_KEY_LEN) {
+		snprintf(err, errlen, "%s: not a key of %d bytes (delete it to "
+		    "make a new one; every client then logs in once with its "
+		    "password)", path, HT_KEY_LEN);
+		return -1;
+	}
+	memcpy(seal_key, k, HT_KEY_LEN);
+	OPENSSL_cleanse(k, sizeof(k));
+	return 0;
+}
 
 enum fast_op { OP_GET, OP_USED, OP_ISSUE, OP_REVOKE };
 

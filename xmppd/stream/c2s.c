@@ -1351,6 +1351,7 @@ fast_issue(struct c2s *c, const struct sasl2_req *q, const char *mech,
 
 	ht_token_new(tok);
 	ht_token_hash(tok, t.hash);
+	ht_seal(t.hash, store_fast_key(), c->user, c->host, q->agent);
 	t.agent = q->agent;
 	t.software = q->software;
 	t.device = q->device;

@@ -940,11 +940,20 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 		return;
 	}
 	/* XEP-0484 §5.1: the "new" slot first (the rows come slot 1,
-	 * then 0); every stored hash is tried, in constant time each. */
-	for (size_t i = 0; i < n; i++)
-		if (ht_verify(t[i].hash, cb, cblen, s->ht_mac, s->ht_maclen) &&
-		    hit == NULL)
+	 * then 0); every stored hash is unsealed (ht.h) and tried, in
+	 * constant time each. */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char h[HT_HASH_LEN];
+
+		memcpy(h, t[i].hash, HT_HASH_LEN);
+		ht_seal(h, store_fast_key(), s->user, s->host, s->agent);
+		if (ht_verify(h, cb, cblen, s->ht_mac, s->ht_maclen) &&
+		    hit == NULL) {
 			hit = &t[i];
+			memcpy(s->ht_hash, h, HT_HASH_LEN);
+		}
+		explicit_bzero(h, sizeof(h));
+	}
 	if (hit == NULL) {
 		fail_credentials(s);
 		return;
@@ -984,7 +993,6 @@ token_loaded(uint64_t id, enum store_status st, int disabled,
 	s->fast_rotate = !s->fast.invalidate && hit->expiry - now <=
 	    (int64_t)xmppd_conf->limits.fast_token_lifetime / 2;
 	s->fast_mechanism = xstrdup(hit->mechanism);
-	memcpy(s->ht_hash, hit->hash, HT_HASH_LEN);
 	s->step = S_WAIT_TOKEN_USE;
 	store_fast_used(s->host, s->user, s->agent, hit->hash,
 	    s->fast.has_count, (int64_t)s->fast.count, s->fast.invalidate,
