@@ -1024,6 +1024,10 @@ def test_xmppctl_tokens_and_revoke(server):
     assert by_dev[phone]['last_used'] is not None
     assert by_dev[laptop]['last_used'] is None
     assert by_dev[phone]['expiry'] > by_dev[phone]['created']
+    # user show counts them.
+    show = json.loads(ctl_ok(server.ctl('user', 'show', alice,
+                                        '--json')).stdout)
+    assert show['login-tokens'] == 2, show
     # No token itself, nor its hash, is ever shown.
     text = ctl_ok(server.ctl('user', 'tokens', alice)).stdout
     assert t_phone not in text and t_laptop not in text

@@ -391,7 +391,7 @@ struct user_job {
 	char *last_status;
 	int64_t disabled;           /* 0, or since when */
 	char *disabled_reason;
-	long long roster, archive, offline;
+	long long roster, archive, offline, tokens;
 	/* roster-show */
 	struct user_job_item {
 		char *jid, *name, *groups;
@@ -410,6 +410,8 @@ static const char sql_user_archive_count[] =
     "SELECT count(*) FROM archive WHERE user_id = ?1";
 static const char sql_user_offline_count[] =
     "SELECT count(*) FROM offline WHERE user_id = ?1";
+static const char sql_user_token_count[] =
+    "SELECT count(*) FROM fast_token WHERE user_id = ?1";
 static const char sql_user_lastlog[] =
     "SELECT stamp, status FROM lastlog WHERE user_id = ?1";
 static const char sql_user_roster[] =
@@ -486,6 +488,7 @@ run_user(struct store_job *job)
 	j->roster = count_rows(sql_user_roster_count, uid, &ok);
 	j->archive = count_rows(sql_user_archive_count, uid, &ok);
 	j->offline = count_rows(sql_user_offline_count, uid, &ok);
+	j->tokens = count_rows(sql_user_token_count, uid, &ok);
 	if ((s = store_sql(sql_user_lastlog)) == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, uid);
@@ -553,6 +556,8 @@ user_show_reply(struct control_conn *c, struct user_job *j)
 	r |= reply_row_kv(c, "roster-items:int", "%lld", j->roster);
 	r |= reply_row_kv(c, "archive-messages:int", "%lld", j->archive);
 	r |= reply_row_kv(c, "offline-messages:int", "%lld", j->offline);
+	/* XEP-0484: listed by device with "user tokens". */
+	r |= reply_row_kv(c, "login-tokens:int", "%lld", j->tokens);
 	buf_free(&res);
 	if (c->dead)
 		return;
