@@ -4,7 +4,12 @@
 # on loopback with tests/bench/xmppbench against a private xmppd (or, with
 # BENCH_SERVER=prosody, a private Prosody for comparison); then the cost of
 # a login with a 100-contact roster, presence probes and broadcasts
-# included, on a restarted server with seeded rosters.  Builds nothing;
+# included, on a restarted server with seeded rosters.  With xmppd also:
+# idle memory with stream management (XEP-0198) on every session, at the
+# normal ramp and a fast one; the server CPU of a reconnect that resumes
+# TLS and the XEP-0198 session against a full login and a bare TLS
+# handshake; and what client state indication (XEP-0352) saves an
+# inactive client with 100 contacts changing status.  Builds nothing;
 # `make bench` builds first.  See tests/bench/README.md.
 #
 # Knobs (environment):
@@ -29,6 +34,27 @@
 #   BENCH_ROSTER_CONCURRENCY    roster logins in flight (20)
 #   BENCH_PRESENCE_CHANGES      status changes in the presence run after
 #                               the roster scenario, 0: none (2000)
+#   BENCH_SM           1: the idle runs with stream management (default),
+#                      0: not, only: them (and resume) without the login
+#                      and plain idle runs
+#   BENCH_SM_IDLE      sessions of those runs (BENCH_IDLE)
+#   BENCH_SM_FAST_CONCURRENCY   logins in flight in the fast ramp (500)
+#   BENCH_SM_SETTLE    seconds idle before the RSS is read (BENCH_SETTLE)
+#   BENCH_SM_WARMUP    logins on each fresh server before the ramp
+#                      (BENCH_USERS: every account once, as before the
+#                      plain idle run)
+#   BENCH_RESUME       sessions dropped and resumed, 0: none (5000)
+#   BENCH_RESUME_ROUNDS  rounds of the resume runs; medians (3)
+#   BENCH_CSI          1: the csi runs after the roster scenario
+#                      (default), 0: not
+#   BENCH_CSI_CHANGES  status changes of each contact in them (10)
+#   BENCH_CSI_CSV      csi results file (BUILD/bench/csi.csv)
+#   BENCH_SOURCES      source addresses 127.0.0.1 .. 127.0.0.N (default:
+#                      xmppbench's, one per 25,000 connections)
+#   BENCH_ACCOUNTS     xmppctl, sql (written into the stopped server's
+#                      database by peers_seed.py), auto: sql above
+#                      20,000 accounts (auto)
+#   BENCH_WARMUP       logins of the first warm-up (BENCH_USERS)
 
 set -u
 
@@ -50,18 +76,65 @@ R_SEQ=${BENCH_ROSTER_SEQ_LOGINS:-500}
 R_LOGINS=${BENCH_ROSTER_LOGINS:-1000}
 R_CONC=${BENCH_ROSTER_CONCURRENCY:-20}
 P_CHANGES=${BENCH_PRESENCE_CHANGES:-2000}
+SM=${BENCH_SM:-1}
+SM_IDLE=${BENCH_SM_IDLE:-$IDLE}
+SM_FAST=${BENCH_SM_FAST_CONCURRENCY:-500}
+SM_SETTLE=${BENCH_SM_SETTLE:-$SETTLE}
+SM_WARMUP=${BENCH_SM_WARMUP:-}
+RESUME=${BENCH_RESUME:-5000}
+ROUNDS=${BENCH_RESUME_ROUNDS:-3}
+CSI=${BENCH_CSI:-1}
+CSI_CHANGES=${BENCH_CSI_CHANGES:-10}
+SOURCES=${BENCH_SOURCES:-}
+ACCOUNTS=${BENCH_ACCOUNTS:-auto}
+HERE=$(dirname "$0")
+# Stream management, resumption and CSI are xmppd's (Debian's Prosody
+# has no mod_smacks).
+if [ "$SERVER" != xmppd ]; then
+	SM=0
+	RESUME=0
+	CSI=0
+fi
+# Descriptors: the server holds BENCH_IDLE sessions plus its files; the
+# load generator the same number.  Root may raise the hard limit (with
+# CAP_SYS_RESOURCE); where it cannot, the idle runs are capped below the
+# limit, saying so.
+most=$IDLE
+[ "$SM" != 0 ] && [ "$SM_IDLE" -gt "$most" ] && most=$SM_IDLE
+ramp=$CONC
+[ "$SM" != 0 ] && [ "$SM_FAST" -gt "$ramp" ] && ramp=$SM_FAST
+need=$((most + ramp + 1024))
+[ $need -lt 65536 ] && need=65536
+ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((most + 256)) ]; then
+	cap=$((nofile - 256))
+	echo "bench: open files limited to $nofile (hard limit $(ulimit -H -n)," \
+	    "not raised: $(ulimit -n $((nofile + 1)) 2>&1 | sed 's/.*: //'));" \
+	    "idle runs capped at $cap sessions instead of $most" >&2
+	[ "$IDLE" -gt "$cap" ] && IDLE=$cap
+	[ "$SM_IDLE" -gt "$cap" ] && SM_IDLE=$cap
+fi
 USERS=${BENCH_USERS:-}
 if [ -z "$USERS" ]; then
 	if [ "$ROSTER" = only ]; then
 		USERS=$R_USERS
 	else
-		USERS=$IDLE
-		[ "$LOGINS" -gt "$USERS" ] && USERS=$LOGINS
-		[ "$SEQ" -gt "$USERS" ] && USERS=$SEQ
+		USERS=0
+		if [ "$SM" != only ]; then
+			USERS=$IDLE
+			[ "$LOGINS" -gt "$USERS" ] && USERS=$LOGINS
+			[ "$SEQ" -gt "$USERS" ] && USERS=$SEQ
+		fi
+		[ "$SM" != 0 ] && [ "$SM_IDLE" -gt "$USERS" ] && USERS=$SM_IDLE
+		[ "$RESUME" -gt "$USERS" ] && USERS=$RESUME
 	fi
 fi
 # The roster scenario uses user0..user(R_USERS-1).
 [ "$ROSTER" != 0 ] && [ "$R_USERS" -gt "$USERS" ] && USERS=$R_USERS
+WARMUP=${BENCH_WARMUP:-$USERS}
+SM_WARMUP=${SM_WARMUP:-$USERS}
+[ "$ROSTER" = only ] && SM=0 && RESUME=0
 
 BENCH=$BUILD/tests/bench/xmppbench
 DOMAIN=localhost
@@ -96,6 +169,25 @@ case $ROSTER in
 0 | 1 | only) ;;
 *) die "BENCH_ROSTER must be 0, 1 or only" ;;
 esac
+case $SM in
+0 | 1 | only) ;;
+*) die "BENCH_SM must be 0, 1 or only" ;;
+esac
+case $ACCOUNTS in
+auto) ACCOUNTS=xmppctl
+	[ "$USERS" -gt 20000 ] && [ "$SERVER" = xmppd ] && ACCOUNTS=sql ;;
+xmppctl | sql) ;;
+*) die "BENCH_ACCOUNTS must be xmppctl, sql or auto" ;;
+esac
+if [ "$ACCOUNTS" = sql ]; then
+	command -v python3 >/dev/null ||
+	    die "python3 is needed for BENCH_ACCOUNTS=sql"
+fi
+SRC_OPT=
+[ -n "$SOURCES" ] && SRC_OPT="--sources $SOURCES"
+if [ "$CSI" != 0 ] && [ "$ROSTER" != 0 ]; then
+	[ "$R_ITEMS" -ge 2 ] || die "the csi runs need BENCH_ROSTER_ITEMS >= 2"
+fi
 if [ "$ROSTER" != 0 ]; then
 	command -v python3 >/dev/null ||
 	    die "python3 is needed to seed the rosters (or BENCH_ROSTER=0)"
@@ -108,16 +200,6 @@ command -v openssl >/dev/null || die "openssl (the command) is needed"
 
 work_dir xmppbench
 
-# Descriptors: the server holds BENCH_IDLE sessions plus its files; the
-# load generator the same number.  Root may raise the hard limit.
-need=$((IDLE + CONC + 1024))
-[ $need -lt 65536 ] && need=65536
-ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null
-nofile=$(ulimit -n)
-if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((IDLE + CONC + 64)) ]; then
-	echo "bench: warning: open files limited to $nofile," \
-	    "below the $((IDLE + CONC + 64)) the idle run needs" >&2
-fi
 
 # Pinning: the server on core 0, the load generator on core 1.
 pin_cores
@@ -138,7 +220,10 @@ fi
 
 start_xmppd() {
 	spu=
-	[ "$USERS" -lt "$IDLE" ] && spu="    sessions-per-user 1000"
+	if [ "$USERS" -lt "$IDLE" ] ||
+	    { [ "$SM" != 0 ] && [ "$USERS" -lt "$SM_IDLE" ]; }; then
+		spu="    sessions-per-user 1000"
+	fi
 	xmppd_launch "$DIR" "" "$spu"
 	SRV_VERSION=$("$BUILD/xmppd" -V 2>&1 | head -n 1)
 }
@@ -151,9 +236,40 @@ create_xmppd_users() {
 	    "user$2@'"$DOMAIN"'" --password-stdin 2>&1 >/dev/null) ||
 	    echo "user$2:" $err >&2' \
 	    "$BUILD/xmppctl" "$DIR/xmppd.sock" 2>"$DIR/adduser-failed"
+	# The control socket takes 8 connections per uid, and one that
+	# xmppctl just closed may not be reaped yet: those turned away
+	# ("busy") are tried again, one at a time.
+	sed -n 's/^user\([0-9]*\):.*too many control connections.*/\1/p' \
+	    "$DIR/adduser-failed" >"$DIR/adduser-retry"
+	grep -v 'too many control connections' "$DIR/adduser-failed" \
+	    >"$DIR/adduser-failed.1"
+	while read -r i; do
+		err=$(printf "pw%s\n" "$i" | "$BUILD/xmppctl" -s \
+		    "$DIR/xmppd.sock" adduser "user$i@$DOMAIN" \
+		    --password-stdin 2>&1 >/dev/null) ||
+		    echo "user$i:" $err >>"$DIR/adduser-failed.1"
+	done <"$DIR/adduser-retry"
+	mv "$DIR/adduser-failed.1" "$DIR/adduser-failed"
 	failed=$(wc -l <"$DIR/adduser-failed")
 	[ "$failed" -eq 0 ] || die "$failed accounts could not be created" \
 	    "(first: $(head -n 1 "$DIR/adduser-failed"))"
+}
+
+# Many accounts (BENCH_ACCOUNTS=sql): xmppctl takes 5 ms an account, so
+# they are written into the stopped daemon's database instead, with
+# peers_seed.py as bench-peers does (SCRAM-SHA-1 and -256 keys derived
+# once with python3, 2 processes; its key cache is the load generator's).
+# The daemon is started again afterwards.
+create_xmppd_users_sql() {
+	stop_server
+	python3 "$HERE/peers_seed.py" creds "$DIR/creds.tsv" "$ITER" \
+	    "user:$USERS" || die "cannot derive the accounts' keys"
+	python3 "$HERE/peers_seed.py" keycache "$DIR/creds.tsv" sha256 \
+	    "$DIR/keys" || die "cannot write the key cache"
+	python3 "$HERE/peers_seed.py" xmppd "$DIR/xmppd.db" "$DIR/creds.tsv" \
+	    user 0 0 || die "cannot write the accounts"
+	rm -f "$DIR/creds.tsv"
+	start_xmppd
 }
 
 start_prosody() {
@@ -282,9 +398,10 @@ EOF
 
 # One xmppbench run; its summary goes to stdout and a row to $DIR/runs.csv.
 bench() {
+	# shellcheck disable=SC2086 # SRC_OPT is empty or two words
 	$CLI_PIN "$BENCH" "$@" -p "$BENCH_PORT" --tls "$TLS" -d "$DOMAIN" \
-	    -T "$TIMEOUT" --key-cache "$DIR/keys" --csv "$DIR/runs.csv" ||
-	    status=1
+	    -T "$TIMEOUT" --key-cache "$DIR/keys" --csv "$DIR/runs.csv" \
+	    $SRC_OPT || status=1
 	kill -0 "$SRV_PID" 2>/dev/null || die "the server died during the run"
 }
 
@@ -309,19 +426,25 @@ if [ "$SERVER" = prosody ]; then
 else
 	start_xmppd
 	t=$(now)
-	create_xmppd_users
-	echo "== created $USERS accounts in $(since "$t") s" \
-	    "(xmppctl adduser, 8 in parallel, $ITER SCRAM iterations)"
+	if [ "$ACCOUNTS" = sql ]; then
+		create_xmppd_users_sql
+		echo "== created $USERS accounts in $(since "$t") s" \
+		    "(written into the database, $ITER SCRAM iterations)"
+	else
+		create_xmppd_users
+		echo "== created $USERS accounts in $(since "$t") s" \
+		    "(xmppctl adduser, 8 in parallel, $ITER SCRAM iterations)"
+	fi
 fi
 echo "== server: $SRV_VERSION, pid $SRV_PID, VmRSS $(rss_kib "$SRV_PID") KiB"
 
 # Warm-up: one login per account, so the client derives each SCRAM key
 # once (PBKDF2, kept in the key cache) and the server's database pages are
 # in memory before anything is measured.  Reported, not tabled.
-echo "-- warm-up: $USERS logins (client PBKDF2 included)"
-bench login -n "$USERS" -c "$CONC" --users "$USERS" --label "$SERVER-warmup"
+echo "-- warm-up: $WARMUP logins (client PBKDF2 included)"
+bench login -n "$WARMUP" -c "$CONC" --users "$USERS" --label "$SERVER-warmup"
 
-if [ "$ROSTER" != only ]; then
+if [ "$ROSTER" != only ] && [ "$SM" != only ]; then
 	echo "-- sequential logins"
 	bench login -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
 	    --label "$SERVER"
@@ -335,6 +458,71 @@ if [ "$ROSTER" != only ]; then
 	rss_closed=$(rss_kib "$SRV_PID")
 fi
 stop_server
+
+# Idle sessions with stream management (XEP-0198) on every session: each
+# run on a fresh server (memory the allocator kept from an earlier run
+# would be reused and hide the cost), first at the normal ramp, then at a
+# fast one; each session enables SM with resumption after binding, sends
+# initial presence, counts the stanzas it receives and answers <r/>.
+# Before each, every account logs in once (SM_WARMUP), as before the
+# plain idle run: a server that has not seen the users yet grows its
+# storage cache during the ramp.  Their baseline: a plain idle run the
+# same way (the one above also follows the login runs).
+sm_idle() {
+	start_xmppd
+	what="with stream management"
+	[ "$3" = "" ] && what="without stream management (baseline)"
+	echo "-- idle sessions $what: $SM_IDLE sessions, $1 logging in at" \
+	    "a time (fresh server, pid $SRV_PID, $SM_WARMUP warm-up logins)"
+	bench login -n "$SM_WARMUP" -c "$CONC" --users "$USERS" \
+	    --label "$SERVER-warmup"
+	# shellcheck disable=SC2086 # $3 is --sm or nothing
+	bench idle $3 -n "$SM_IDLE" -c "$1" --users "$USERS" \
+	    --settle "$SM_SETTLE" -t "$SM_SETTLE" --pid "$SRV_PID" \
+	    --label "$2"
+	stop_server
+}
+if [ "$SM" != 0 ]; then
+	sm_idle "$CONC" "$SERVER-fresh" ""
+	sm_idle "$CONC" "$SERVER-sm" --sm
+	sm_idle "$SM_FAST" "$SERVER-sm-fast" --sm
+fi
+
+# Reconnects that resume (XEP-0198 §5), on a fresh server: $RESUME
+# sessions log in with SM and resumption, then each drops its TCP
+# connection and comes back with TLS session resumption, SASL and
+# <resume/>; again with full TLS handshakes on reconnect; then bare TLS
+# handshakes on the direct TLS port, the baseline.  Server CPU per
+# reconnect, per login and per handshake.
+if [ "$RESUME" -gt 0 ]; then
+	start_xmppd
+	echo "-- resume: $RESUME sessions log in with stream management," \
+	    "drop their connection and resume, $CONC at a time (fresh" \
+	    "server, pid $SRV_PID, $RESUME warm-up logins)"
+	bench login -n "$RESUME" -c "$CONC" --users "$USERS" \
+	    --label "$SERVER-warmup"
+	# The server's CPU per operation moves by 10% or more from run to
+	# run on a shared machine: ROUNDS rounds, medians below the table.
+	round=1
+	while [ $round -le "$ROUNDS" ]; do
+		echo "-- round $round of $ROUNDS: resume"
+		bench resume -n "$RESUME" -c "$CONC" --users "$USERS" \
+		    --pid "$SRV_PID" --label "$SERVER" >"$DIR/resume.out"
+		cat "$DIR/resume.out"
+		echo "-- the same, reconnecting with a full TLS handshake" \
+		    "(what TLS session resumption saves)"
+		bench resume --no-tls-resume -n "$RESUME" -c "$CONC" \
+		    --users "$USERS" --pid "$SRV_PID" --label "$SERVER-fulltls"
+		echo "-- bare TLS handshakes on the direct TLS port (the" \
+		    "baseline)"
+		$CLI_PIN "$BENCH" login --handshake-only -n "$RESUME" \
+		    -c "$CONC" -p "$PORT_TLS" --tls direct -d "$DOMAIN" \
+		    -T "$TIMEOUT" --pid "$SRV_PID" --label "$SERVER" \
+		    --csv "$DIR/runs.csv" || status=1
+		round=$((round + 1))
+	done
+	stop_server
+fi
 
 # The roster scenario, on a fresh server: seed the rosters while it is
 # stopped, start it again, warm its caches with one plain login per
@@ -381,21 +569,82 @@ if [ "$ROSTER" != 0 ]; then
 		kill -0 "$SRV_PID" 2>/dev/null ||
 		    die "the server died during the run"
 	fi
+	# Client state indication on the same rosters: user0 and its
+	# contacts online, each contact changes status CSI_CHANGES times;
+	# what reaches user0 while active, then while inactive (README.md).
+	if [ "$CSI" != 0 ]; then
+		for state in active inactive; do
+			opt=
+			[ $state = inactive ] && opt=--inactive
+			echo "-- csi: observer user0 $state, its $R_ITEMS" \
+			    "contacts change status $CSI_CHANGES times each"
+			# shellcheck disable=SC2086
+			$CLI_PIN "$BENCH" csi $opt -n "$CSI_CHANGES" \
+			    --users "$R_USERS" --roster-items "$R_ITEMS" \
+			    -p "$BENCH_PORT" --tls "$TLS" -d "$DOMAIN" \
+			    -T "$TIMEOUT" --key-cache "$DIR/keys" \
+			    --pid "$SRV_PID" --label "$SERVER" \
+			    --csv "$DIR/csi.csv" >"$DIR/csi-$state.out" ||
+			    status=1
+			cat "$DIR/csi-$state.out"
+			kill -0 "$SRV_PID" 2>/dev/null ||
+			    die "the server died during the run"
+		done
+	fi
 	stop_server
 fi
 
 echo
 echo "== results: $SERVER, $TLS, $pinning"
+tls_resumed=$(sed -n 's/.* tls_resumed=\([^ ]*\) .*/\1/p' \
+    "$DIR/resume.out" 2>/dev/null)
 awk -F, -v closed="${rss_closed:-?}" -v settle="$SETTLE" \
-    -v items="$R_ITEMS" -v rusers="$R_USERS" '
+    -v smsettle="$SM_SETTLE" -v items="$R_ITEMS" -v rusers="$R_USERS" \
+    -v resumed="${tls_resumed:-?}" '
 function cpu(v) { return v < 0 ? "-" : sprintf("%.2f", v) }
+function median(v, n,    i, j, t) {
+	if (n == 0)
+		return ""
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+			t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+		}
+	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function spread(v, n) {
+	return n > 1 ? sprintf(" [%.3f-%.3f, %d runs]", v[1], v[n], n) : ""
+}
+function memory(i, what, s) {
+	printf "\n%s: %d sessions, server VmRSS %d KiB before the ramp, " \
+	    "%d KiB after %s s idle%s\n", what, mn[i], mbefore[i],
+	    mafter[i], s, (mode[i] == "idle" && !fresh[i] ? " (" closed \
+	    " KiB once closed)" : "")
+	met = (mper[i] >= 0 && mper[i] <= 20 * 1024) ? "met" : "NOT MET"
+	printf "  per session: %d bytes = %.1f KiB (target <= 20 KiB: %s);" \
+	    " ramp %.0f logins/s at c=%d\n", mper[i], mper[i] / 1024, met,
+	    mrate[i], mc[i]
+}
 NR == 1 { next }
 $2 ~ /-warmup$/ { next }
 {
-	if ($3 == "idle")
+	if ($3 == "idle" && $2 ~ /-fresh$/)
+		what = "idle ramp, fresh (c=" $6 ")"
+	else if ($3 == "idle")
 		what = "idle ramp (c=" $6 ")"
+	else if ($3 == "idle-sm")
+		what = "idle ramp, SM (c=" $6 ")"
 	else if ($3 == "roster")
 		what = "roster login (c=" $6 ")"
+	else if ($3 == "resume-login" && $2 ~ /-fulltls$/)
+		next
+	else if ($3 == "resume-login")
+		what = "login + SM (c=" $6 ")"
+	else if ($3 == "resume" && $2 ~ /-fulltls$/)
+		what = "  reconnect, full TLS (c=" $6 ")"
+	else if ($3 == "resume")
+		what = "  reconnect, resumed (c=" $6 ")"
+	else if ($3 == "handshake")
+		what = "  bare TLS handshake (c=" $6 ")"
 	else if ($2 ~ /-base$/)
 		what = "  plain, same users (c=" $6 ")"
 	else if ($6 == 1)
@@ -404,9 +653,19 @@ $2 ~ /-warmup$/ { next }
 		what = "parallel login (c=" $6 ")"
 	printf "%-28s %11s %7s %9s %9s %8s %8s %8s %8s\n", what, $7 "/" $5,
 	    $8, $9, $10, $14, $11, $12, cpu($20 == "" ? -1 : $20)
-	if ($3 == "idle") {
-		idle = 1; n = $7; before = $15; after = $16; per = $17
+	if ($3 == "idle" || $3 == "idle-sm") {
+		nm++; mode[nm] = $3; fresh[nm] = $2 ~ /-fresh$/
+		mn[nm] = $7; mbefore[nm] = $15
+		mafter[nm] = $16; mper[nm] = $17; mrate[nm] = $10; mc[nm] = $6
 	}
+	if ($3 == "resume-login" && $20 >= 0)
+		login_v[++nlogin] = $20
+	if ($3 == "resume" && $2 ~ /-fulltls$/ && $20 >= 0)
+		fulltls_v[++nfulltls] = $20
+	else if ($3 == "resume" && $20 >= 0)
+		resume_v[++nresume] = $20
+	if ($3 == "handshake" && $20 >= 0)
+		hs_v[++nhs] = $20
 	if ($3 == "roster")
 		roster[++nroster] = sprintf("  c=%-3d %.1f presence stanzas " \
 		    "received per login; the %d online sessions received " \
@@ -419,13 +678,69 @@ BEGIN {
 	    "cpu_ms"
 }
 END {
-	if (idle) {
-		printf "\nidle memory: %d sessions, server VmRSS %d KiB " \
-		    "before the ramp, %d KiB after %s s idle (%s KiB once " \
-		    "closed)\n", n, before, after, settle, closed
-		met = (per >= 0 && per <= 20 * 1024) ? "met" : "NOT MET"
-		printf "per idle authenticated TLS session: %d bytes = " \
-		    "%.1f KiB (target <= 20 KiB: %s)\n", per, per / 1024, met
+	for (i = 1; i <= nm; i++) {
+		if (mode[i] == "idle" && fresh[i]) {
+			memory(i, "idle memory without stream management, " \
+			    "fresh server (baseline of the runs with)",
+			    smsettle)
+			base = mper[i]
+			basec = mc[i]
+		} else if (mode[i] == "idle")
+			memory(i, "idle memory (authenticated TLS sessions)",
+			    settle)
+		else
+			memory(i, "idle memory with stream management (XEP-0198" \
+			    " enabled, resumable)", smsettle)
+	}
+	if (base != "")
+		for (i = 1; i <= nm; i++)
+			if (mode[i] == "idle-sm")
+				printf "  with stream management (c=%d): %+.2f " \
+				    "KiB per session against that baseline " \
+				    "(c=%d)\n", mc[i], (mper[i] - base) / 1024,
+				    basec
+	for (i = 1; i <= nm; i++)
+		if (mode[i] == "idle-sm" && mc[i] > fastc) {
+			fastc = mc[i]; fast = mrate[i]
+		}
+	if (fastc)
+		printf "  fast ramp (c=%d): %.0f logins/s (>= 1,000 asked: %s)\n",
+		    fastc, fast, (fast >= 1000 ? "reached" : "NOT reached")
+	# Ratios within each round (its runs follow each other on one
+	# server), then their medians: steadier than ratios of medians
+	# when the load of the machine changes between rounds.
+	for (i = 1; i <= nresume; i++) {
+		if (i <= nlogin && login_v[i] > 0)
+			r_login[++nr_login] = resume_v[i] / login_v[i]
+		if (i <= nhs && hs_v[i] > 0)
+			r_hs[++nr_hs] = resume_v[i] / hs_v[i]
+		if (i <= nfulltls && (f = fulltls_v[i]) > 0)
+			r_save[++nr_save] = 100 - 100 * resume_v[i] / f
+	}
+	resume_ms = median(resume_v, nresume)
+	login_ms = median(login_v, nlogin)
+	hs_ms = median(hs_v, nhs)
+	fulltls_ms = median(fulltls_v, nfulltls)
+	if (resume_ms != "") {
+		printf "\nresume (medians of %d rounds, [range]): server CPU " \
+		    "per reconnect (TLS resumption, SASL, <resume/>) %.3f " \
+		    "ms%s; TLS sessions resumed %s (last round)\n", nresume,
+		    resume_ms, spread(resume_v, nresume), resumed
+		if (nr_login)
+			printf "  per full login (TLS, SASL, bind, <enable/>, " \
+			    "presence) %.3f ms%s: reconnect / login %.2f%s\n",
+			    login_ms, spread(login_v, nlogin),
+			    median(r_login, nr_login), spread(r_login, nr_login)
+		if (nr_hs)
+			printf "  per bare TLS handshake (full, direct TLS) " \
+			    "%.3f ms%s: reconnect / handshake %.2f%s\n", hs_ms,
+			    spread(hs_v, nhs), median(r_hs, nr_hs),
+			    spread(r_hs, nr_hs)
+		if (nr_save)
+			printf "  per reconnect with a full TLS handshake " \
+			    "%.3f ms%s: TLS resumption saves %.0f%% of it " \
+			    "(%%:%s)\n", fulltls_ms, spread(fulltls_v, nfulltls),
+			    median(r_save, nr_save), spread(r_save, nr_save)
 	}
 	if (nroster) {
 		printf "\nroster logins: %d accounts, %d mutual contacts " \
@@ -433,12 +748,53 @@ END {
 		for (i = 1; i <= nroster; i++)
 			print roster[i]
 	}
-	printf "\ncpu_ms: server CPU time (user + system) per login\n"
+	printf "\ncpu_ms: server CPU time (user + system) per login " \
+	    "(reconnect, handshake)\n"
 }' "$DIR/runs.csv"
 if [ -s "$DIR/presence.out" ]; then
 	sed -n 's/.* delivered=\([^ ]*\) .* rate=\([^ ]*\) .*p50=\([^ ]*\) p99=\([^ ]*\) .*server_cpu=[^(]*(\([^)]*\)).*/\
 presence: \1 stanzas delivered, \2, latency p50 \3, p99 \4, server CPU \5/p' \
 	    "$DIR/presence.out"
+fi
+
+# CSI: what the server sent the observer, active and inactive.
+if [ -s "$DIR/csi.csv" ]; then
+	awk -F, -v changes="$CSI_CHANGES" '
+NR == 1 { next }
+{
+	n++; st[n] = $6; pres[n] = $10; latest[n] = $11; rec[n] = $12
+	tls[n] = $13; plain[n] = $14; segs[n] = $15; contacts = $7
+	total = $8
+	if ($6 == "active") a = n
+	if ($6 == "inactive") b = n
+}
+function pct(x, y) { return y > 0 ? 100 * (1 - x / y) : 0 }
+END {
+	printf "\ncsi (XEP-0352): user0 with %d contacts online, %d status " \
+	    "changes (%d each); what the server sent user0\n", contacts, total,
+	    changes
+	printf "%-10s %9s %7s %12s %13s %10s %12s\n", "observer", "presence",
+	    "latest", "tls_records", "tcp_segments", "tls_bytes",
+	    "plain_bytes"
+	for (i = 1; i <= n; i++)
+		printf "%-10s %9d %7s %12d %13d %10d %12d\n", st[i], pres[i],
+		    latest[i] "/" contacts, rec[i], segs[i], tls[i], plain[i]
+	if (a && b) {
+		rb = pct(tls[b], tls[a]); rw = pct(rec[b], rec[a])
+		printf "inactive: %.1f%% fewer bytes (target >= 90%%: %s), " \
+		    "%.1f%% fewer writes (TLS records; target >= 95%%: %s)\n",
+		    rb, (rb >= 90 ? "met" : "NOT MET"), rw,
+		    (rw >= 95 ? "met" : "NOT MET")
+	}
+}' "$DIR/csi.csv"
+	CSI_CSV=${BENCH_CSI_CSV:-$BUILD/bench/csi.csv}
+	mkdir -p "$(dirname "$CSI_CSV")"
+	if [ ! -s "$CSI_CSV" ]; then
+		cat "$DIR/csi.csv" >"$CSI_CSV"
+	else
+		tail -n +2 "$DIR/csi.csv" >>"$CSI_CSV"
+	fi
+	echo "(csi rows appended to $CSI_CSV)"
 fi
 
 mkdir -p "$(dirname "$CSV")"
@@ -454,6 +810,19 @@ echo "(CSV rows appended to $CSV)"
 if [ "${BENCH_ARCHIVE:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
 	echo
 	BUILD=$BUILD sh "$(dirname "$0")/archive.sh" || status=1
+fi
+
+# Phones' reconnects over SASL2 (tests/bench/reconnect.py, ~1 min): a
+# full handshake, a resumed one, the legacy and the SASL2 + Bind 2 login,
+# and a reconnect with TLS resumption, FAST and XEP-0198 resumption
+# inline, one at a time, server CPU from /proc; BENCH_RECONNECT=0 skips
+# it.
+if [ "${BENCH_RECONNECT:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
+	echo
+	echo "== reconnects (SASL2, Bind 2, FAST; tests/bench/reconnect.py)"
+	case $BUILD in /*) b=$BUILD ;; *) b=$PWD/$BUILD ;; esac
+	XMPPD_BIN=$b/xmppd XMPPCTL_BIN=$b/xmppctl \
+	    /usr/bin/python3 "$(dirname "$0")/reconnect.py" || status=1
 fi
 [ $status -eq 0 ] || echo "bench: some runs had failures, see above" >&2
 exit $status

@@ -24,6 +24,14 @@
  * rosters and has them change their status, counting the presence
  * stanzas delivered to their online contacts.  Both carry the send time
  * in the stanza (both ends are this process) for the latency.
+ *
+ * With --sm a session enables XEP-0198 stream management with resumption
+ * after binding, counts the stanzas it receives and answers the server's
+ * <r/>.  Resume mode logs sessions in that way, then drops each TCP
+ * connection and reconnects with TLS session resumption, SASL and
+ * <resume/>, reading the server's CPU time for both.  CSI mode measures
+ * what an observer with a seeded roster receives while its contacts
+ * change status, active or inactive (XEP-0352).
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -32,11 +40,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+/* linux/tcp.h, not netinet/tcp.h: its struct tcp_info has the receive
+ * counters (tcpi_data_segs_in, tcpi_bytes_received) csi mode reads. */
+#include <linux/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
 #include <signal.h>
@@ -71,6 +82,9 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_CLIENT "jabber:client"
 #define NS_ROSTER "jabber:iq:roster"
+#define NS_SM "urn:xmpp:sm:3"
+#define NS_CSI "urn:xmpp:csi:0"
+#define NS_PING "urn:xmpp:ping"
 
 #define HASH_LEN 32 /* the longest hash: SHA-256 */
 #define NONCE_LEN 24
@@ -88,13 +102,33 @@
 #define PRESENCE_QUIET 0.5   /* presence: s without presence = settled */
 #define PRESENCE_SETTLE 10.0 /* presence: at most s to settle */
 #define LATENCY_MAX 50000000 /* most latencies kept */
+#define RESUME_SETTLE 1.0    /* resume: s between the logins and the drops */
+#define CSI_RAMP 20          /* csi: contacts logging in at once */
 
 enum bench_mode {
 	MODE_LOGIN,
 	MODE_IDLE,
 	MODE_ROSTER,
 	MODE_CHAT,
-	MODE_PRESENCE
+	MODE_PRESENCE,
+	MODE_RESUME,
+	MODE_CSI
+};
+
+/* Resume mode: how a reconnect authenticates.  Only SASL (RFC 6120 §6)
+ * with the mechanism of the first login exists here; SASL2 with a FAST
+ * token (XEP-0388, XEP-0484) is to come as REAUTH_FAST. */
+enum reauth { REAUTH_SASL, REAUTH_FAST };
+
+/* CSI mode: where the run is. */
+enum csi_step {
+	CSI_CONTACTS, /* the contacts log in and send initial presence */
+	CSI_OBSERVER, /* the observer logs in; probes answered */
+	CSI_QUIET,    /* waiting for the presence traffic to settle */
+	CSI_BARRIER1, /* <inactive/> (or not) and a ping: window opens */
+	CSI_CHANGES,  /* the contacts change status, one at a time */
+	CSI_BARRIER2, /* <active/> and a ping: window closes */
+	CSI_DONE,
 };
 
 /* Roster mode runs in phases; the measured logins start after SETTLE. */
@@ -135,8 +169,10 @@ enum conn_step {
 	STEP_CHALLENGE,
 	STEP_SUCCESS,
 	STEP_BIND,
-	STEP_ROSTER, /* roster mode: the roster result */
-	STEP_PROBES, /* roster mode: presence of the online contacts */
+	STEP_ROSTER,  /* roster mode: the roster result */
+	STEP_PROBES,  /* roster mode: presence of the online contacts */
+	STEP_ENABLED, /* --sm: <enabled/> */
+	STEP_RESUMED, /* resume mode: <resumed/> */
 };
 
 /* The top-level (depth 2) element being parsed. */
@@ -151,6 +187,11 @@ enum top_elem {
 	TOP_IQ,
 	TOP_PRESENCE,
 	TOP_STREAM_ERROR,
+	TOP_SM_ENABLED,
+	TOP_SM_RESUMED,
+	TOP_SM_FAILED,
+	TOP_SM_R,
+	TOP_SM_A,
 	TOP_OTHER,
 };
 
@@ -178,6 +219,8 @@ enum fail_reason {
 	FAIL_BIND,
 	FAIL_ROSTER,
 	FAIL_PROBES,
+	FAIL_SM,
+	FAIL_TLS_RESUME,
 	FAIL_STREAM_ERROR,
 	FAIL_TIMEOUT,
 	FAIL_ABORTED,
@@ -198,6 +241,8 @@ static const char *const fail_names[FAIL_COUNT] = {
     "bind",
     "roster",
     "probes",
+    "sm",
+    "tls-not-resumed",
     "stream-error",
     "timeout",
     "aborted",
@@ -248,6 +293,21 @@ struct conn {
 	int in_status;
 	unsigned pres_pending;
 	int pres_away;
+
+	/* Stream management (XEP-0198): on once <enabled/> came; stanzas
+	 * received and sent since <enable/> (§4, mod 2^32); the
+	 * resumption id; the current top-level element is a stanza;
+	 * 'h' of the current <resumed/>, -1 if none. */
+	int sm_on, has_sm, has_sm_feature, top_stanza;
+	uint32_t sm_h_in, sm_h_out;
+	char sm_id[128];
+	long sm_h_attr;
+
+	/* Resume mode: the TLS session (ticket) of the last connection,
+	 * kept for the next; this connection is a reconnect. */
+	SSL_SESSION *tls_session;
+	int resuming;
+	int iq_id; /* csi mode: the current iq's id is 'csiN': N, else 0 */
 };
 
 /* Cached SCRAM keys of one user, derived once with PBKDF2. */
@@ -259,6 +319,14 @@ struct user_key {
 	unsigned char server_key[HASH_LEN];
 	size_t hash_len; /* 32: SHA-256, 20: SHA-1 */
 	int valid;
+};
+
+/* CSI mode: what the observer received (TLS records and their bytes,
+ * header included, from the message callback; plaintext; stanzas), and
+ * TCP's own count of data segments and bytes received (TCP_INFO). */
+struct csi_count {
+	unsigned long records, tls_bytes, plain_bytes, presence, other;
+	unsigned long segs, tcp_bytes;
 };
 
 struct bench_opts {
@@ -285,11 +353,16 @@ struct bench_opts {
 	const char *label;
 	const char *key_cache;
 	int verbose;
-	int no_close_wait; /* close right after sending </stream:stream> */
+	int no_close_wait;  /* close right after sending </stream:stream> */
 	int handshake_only; /* login: TLS handshake and close_notify only */
 	int full_login;     /* login: also roster get and initial presence */
-	unsigned online;   /* roster: sessions held online (odd users) */
-	long roster_items; /* roster: expected roster size, -1 unchecked */
+	unsigned online;    /* roster: sessions held online (odd users) */
+	long roster_items;  /* roster: expected roster size, -1 unchecked */
+
+	int sm;             /* enable stream management after binding */
+	enum reauth reauth; /* resume: how reconnects authenticate */
+	int no_tls_resume;  /* resume: reconnects with a full handshake */
+	int csi_inactive;   /* csi: the observer says <inactive/> */
 
 	unsigned pairs;      /* chat: sessions 2k and 2k+1 talk */
 	unsigned window;     /* chat: undelivered messages per sender;
@@ -330,13 +403,31 @@ static struct bench {
 	unsigned chat_up;
 	unsigned long chat_sent, chat_delivered, chat_errors, chat_bad;
 	int chat_running, chat_stopping;
-	unsigned chat_rr;  /* --rate: the next sender, round robin */
-	ev_timer pace;     /* --rate: every millisecond */
-	double t_login; /* s for the chat sessions to log in */
+	unsigned chat_rr; /* --rate: the next sender, round robin */
+	int csi_tcp_info; /* TCP_INFO gave the receive counters */
+	ev_timer pace;    /* --rate: every millisecond */
+	double t_login;   /* s for the chat sessions to log in */
 	/* Presence mode. */
 	unsigned long pres_sent, pres_delivered, pres_expected;
 	unsigned long pres_ramp, pres_unstamped, pres_self;
 	double t_last_presence; /* monotonic, last presence received */
+	/* Stream management. */
+	unsigned sm_enabled, sm_acks_sent, sm_resume_h_wrong;
+	unsigned next_reconnect;
+	/* Resume mode: the logins' figures (the reconnects' are the main
+	 * ones); TLS handshakes resumed; new tickets received. */
+	double *ramp_latencies;
+	unsigned ramp_ok, ramp_failed, tls_resumed, tickets;
+	double ramp_elapsed, ramp_cpu, ramp_self_cpu;
+	/* CSI mode: the observer's counters (records and bytes as TLS
+	 * carried them, plaintext bytes, presence), at the window's start
+	 * and end; TCP's view from TCP_INFO. */
+	enum csi_step csi_step;
+	unsigned csi_seq, csi_total, csi_probes, csi_contacts;
+	unsigned csi_latest; /* contacts whose last status arrived */
+	struct csi_count csi_now, csi_start, csi_window;
+	int *csi_last;       /* per contact: last round seen, -1 */
+	double t_csi_quiet;
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -356,6 +447,14 @@ static void chat_print_summary(void);
 static void presence_received(struct conn *);
 static void presence_check_done(void);
 static void presence_print_summary(void);
+static void resume_check_done(void);
+static void resume_print_summary(void);
+static void csi_check_done(void);
+static void csi_print_summary(void);
+static void csi_presence(struct conn *);
+static void csi_iq_result(struct conn *);
+static void csi_session_up(struct conn *);
+static void sm_bound(struct conn *);
 
 static const char *
 tls_name(void)
@@ -808,6 +907,15 @@ conn_send(struct conn *c, const char *s)
 	buf_adds(&c->out, s);
 }
 
+/* A stanza (not a nonza): counted for XEP-0198 once SM is on. */
+static void
+conn_send_stanza(struct conn *c, const char *s)
+{
+	if (c->sm_on)
+		c->sm_h_out++;
+	conn_send(c, s);
+}
+
 /* ---- XML: a tiny incremental parser per stream ---- */
 
 /* Split expat's "uri local" name; returns local, sets *ns (not copied). */
@@ -867,6 +975,16 @@ classify_top(const char *name)
 		return TOP_IQ;
 	if (xml_is(name, NS_CLIENT, "presence"))
 		return TOP_PRESENCE;
+	if (xml_is(name, NS_SM, "r"))
+		return TOP_SM_R;
+	if (xml_is(name, NS_SM, "a"))
+		return TOP_SM_A;
+	if (xml_is(name, NS_SM, "enabled"))
+		return TOP_SM_ENABLED;
+	if (xml_is(name, NS_SM, "resumed"))
+		return TOP_SM_RESUMED;
+	if (xml_is(name, NS_SM, "failed"))
+		return TOP_SM_FAILED;
 	return TOP_OTHER;
 }
 
@@ -885,9 +1003,22 @@ xml_start(void *ud, const char *name, const char **attrs)
 		const char *type, *id;
 
 		c->top = classify_top(name);
+		c->top_stanza = c->top == TOP_IQ || c->top == TOP_PRESENCE ||
+		                xml_is(name, NS_CLIENT, "message");
 		buf_reset(&c->text);
-		c->has_starttls = c->has_bind = 0;
+		c->has_starttls = c->has_bind = c->has_sm = 0;
 		c->offered = 0;
+		if (c->top == TOP_SM_ENABLED || c->top == TOP_SM_RESUMED) {
+			const char *v = xml_attr(attrs, "id");
+
+			if (c->top == TOP_SM_ENABLED)
+				snprintf(c->sm_id, sizeof(c->sm_id), "%s",
+				    v != NULL && strlen(v) < sizeof(c->sm_id)
+				        ? v
+				        : "");
+			v = xml_attr(attrs, "h");
+			c->sm_h_attr = v != NULL ? strtol(v, NULL, 10) : -1;
+		}
 		if (B.o.mode == MODE_CHAT)
 			chat_message_start(c, name, attrs);
 		if (c->top == TOP_IQ) {
@@ -896,6 +1027,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 			c->iq_bind = id && strcmp(id, "bind") == 0;
 			c->iq_roster = id && strcmp(id, "roster") == 0;
 			c->iq_result = type && strcmp(type, "result") == 0;
+			c->iq_id = id && strncmp(id, "csi", 3) == 0 ?
+			    (int)strtol(id + 3, NULL, 10) : 0;
 			if (c->iq_roster)
 				c->roster_items = c->roster_online = 0;
 		} else if (c->top == TOP_PRESENCE) {
@@ -922,12 +1055,14 @@ xml_start(void *ud, const char *name, const char **attrs)
 		return;
 	}
 	if (c->depth == 3 && c->top == TOP_PRESENCE &&
-	    B.o.mode == MODE_PRESENCE && xml_is(name, NS_CLIENT, "status")) {
+	    (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_CSI) &&
+	    xml_is(name, NS_CLIENT, "status")) {
 		c->in_status = 1;
 		return;
 	}
 	if (c->depth == 3 &&
-	    (c->top == TOP_SASL_FAILURE || c->top == TOP_STREAM_ERROR) &&
+	    (c->top == TOP_SASL_FAILURE || c->top == TOP_STREAM_ERROR ||
+	        c->top == TOP_SM_FAILED) &&
 	    c->text.len == 0) {
 		const char *ns, *local = xml_split(name, &ns, &(size_t){0});
 
@@ -943,6 +1078,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 			c->has_starttls = 1;
 		else if (xml_is(name, NS_BIND, "bind"))
 			c->has_bind = 1;
+		else if (xml_is(name, NS_SM, "sm"))
+			c->has_sm = 1;
 	} else if (c->depth == 4 && xml_is(name, NS_SASL, "mechanism")) {
 		c->in_mechanism = 1;
 		buf_reset(&c->text);
@@ -989,6 +1126,9 @@ xml_end(void *ud, const char *name)
 				c->offered |= 1u << m;
 		buf_reset(&c->text);
 	} else if (c->depth == 2) {
+		/* XEP-0198 §4: a stanza counts once it is handled. */
+		if (c->sm_on && c->top_stanza)
+			c->sm_h_in++;
 		handle_top(c);
 		c->top = TOP_NONE;
 		buf_reset(&c->text);
@@ -1247,14 +1387,28 @@ handle_features(struct conn *c)
 		conn_send(c, "<starttls xmlns='" NS_TLS "'/>");
 		c->step = STEP_PROCEED;
 	} else if (!c->authed) {
+		/* A reconnect authenticates as the first login did; with
+		 * REAUTH_FAST it would offer its token here instead. */
 		if (choose_mech(c) == -1)
 			return;
 		send_auth(c);
+	} else if (c->resuming) {
+		/* XEP-0198 §5: <resume/> in place of binding. */
+		if (!c->has_sm) {
+			conn_fail(c, FAIL_SM, "no sm feature");
+			return;
+		}
+		snprintf(xml, sizeof(xml),
+		    "<resume xmlns='" NS_SM "' previd='%s' h='%" PRIu32 "'/>",
+		    c->sm_id, c->sm_h_in);
+		conn_send(c, xml);
+		c->step = STEP_RESUMED;
 	} else {
 		if (!c->has_bind) {
 			conn_fail(c, FAIL_BIND, "no bind feature");
 			return;
 		}
+		c->has_sm_feature = c->has_sm;
 		snprintf(xml, sizeof(xml),
 		    "<iq type='set' id='bind'>"
 		    "<bind xmlns='" NS_BIND "'><resource>bench%u</resource>"
@@ -1286,7 +1440,11 @@ handle_roster(struct conn *c)
 		conn_fail(c, FAIL_ROSTER, detail);
 		return;
 	}
-	conn_send(c, "<presence/>");
+	conn_send_stanza(c, "<presence/>");
+	if (B.o.mode == MODE_CSI) {
+		csi_session_up(c);
+		return;
+	}
 	if (B.o.mode == MODE_LOGIN) {
 		/* --full: the roster and initial presence end the login. */
 		conn_logged_in(c);
@@ -1330,6 +1488,22 @@ handle_presence(struct conn *c)
 		conn_logged_in(c);
 }
 
+static void conn_resumed(struct conn *);
+
+/* Bound (and with --sm, stream management on): what the mode does next. */
+static void
+sm_bound(struct conn *c)
+{
+	if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
+	    B.o.mode == MODE_CSI || B.o.full_login) {
+		conn_send_stanza(c, "<iq type='get' id='roster'>"
+		                    "<query xmlns='" NS_ROSTER "'/></iq>");
+		c->step = STEP_ROSTER;
+	} else {
+		conn_logged_in(c);
+	}
+}
+
 static void
 handle_top(struct conn *c)
 {
@@ -1354,12 +1528,35 @@ handle_top(struct conn *c)
 			handle_presence(c);
 		else if (B.o.mode == MODE_PRESENCE)
 			presence_received(c);
+		else if (B.o.mode == MODE_CSI)
+			csi_presence(c);
+		return;
+	case TOP_SM_R:
+		/* XEP-0198 §4: answer the server's request at once. */
+		if (c->sm_on) {
+			char a[64];
+
+			snprintf(a, sizeof(a),
+			    "<a xmlns='" NS_SM "' h='%" PRIu32 "'/>",
+			    c->sm_h_in);
+			conn_send(c, a);
+			B.sm_acks_sent++;
+		}
+		return;
+	case TOP_SM_A:
+		return;
+	case TOP_SM_FAILED:
+		conn_fail(c, FAIL_SM, c->text.len ? c->text.data : "failed");
 		return;
 	case TOP_OTHER:
 	case TOP_NONE:
 		return; /* roster push, message, ... */
 	default:
 		break;
+	}
+	if (B.o.mode == MODE_CSI && c->top == TOP_IQ && c->iq_id > 0) {
+		csi_iq_result(c);
+		return;
 	}
 	switch (c->step) {
 	case STEP_FEATURES:
@@ -1395,14 +1592,34 @@ handle_top(struct conn *c)
 			conn_fail(c, FAIL_BIND, "bind error");
 			break;
 		}
-		if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
-		    B.o.full_login) {
-			conn_send(c, "<iq type='get' id='roster'>"
-			             "<query xmlns='" NS_ROSTER "'/></iq>");
-			c->step = STEP_ROSTER;
+		if (B.o.sm) {
+			/* XEP-0198 §3, after binding; resumable. */
+			if (!c->has_sm_feature) {
+				conn_fail(c, FAIL_SM, "no sm feature");
+				break;
+			}
+			conn_send(
+			    c, "<enable xmlns='" NS_SM "' resume='true'/>");
+			c->step = STEP_ENABLED;
 		} else {
-			conn_logged_in(c);
+			sm_bound(c);
 		}
+		break;
+	case STEP_ENABLED:
+		if (c->top != TOP_SM_ENABLED)
+			break;
+		if (B.o.mode == MODE_RESUME && c->sm_id[0] == '\0') {
+			conn_fail(c, FAIL_SM, "<enabled/> without resumption");
+			break;
+		}
+		c->sm_on = 1;
+		c->sm_h_in = c->sm_h_out = 0;
+		B.sm_enabled++;
+		sm_bound(c);
+		break;
+	case STEP_RESUMED:
+		if (c->top == TOP_SM_RESUMED)
+			conn_resumed(c);
 		break;
 	case STEP_ROSTER:
 		if (c->top == TOP_IQ && c->iq_roster)
@@ -1415,12 +1632,47 @@ handle_top(struct conn *c)
 
 /* ---- connection lifecycle ---- */
 
+/* CSI mode: every TLS record the observer receives, with its bytes
+ * (header included), as the record layer reads it. */
+static void
+csi_msg_cb(int write_p, int version, int content_type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	const unsigned char *h = buf;
+
+	if (write_p || content_type != SSL3_RT_HEADER || len < 5)
+		return;
+	B.csi_now.records++;
+	B.csi_now.tls_bytes += 5 + ((size_t)h[3] << 8 | h[4]);
+}
+
+/* Resume mode: keep the newest ticket of each connection for the next
+ * (TLS 1.3 sends it after the handshake, xmppd with its first data). */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct conn *c = SSL_get_app_data(ssl);
+
+	if (c == NULL)
+		return 0;
+	if (c->tls_session != NULL)
+		SSL_SESSION_free(c->tls_session);
+	c->tls_session = sess;
+	B.tickets++;
+	return 1; /* the reference is ours */
+}
+
 static void
 conn_start_tls(struct conn *c)
 {
 	c->ssl = SSL_new(B.ssl_ctx);
 	SSL_set_fd(c->ssl, c->fd);
 	SSL_set_tlsext_host_name(c->ssl, B.o.domain);
+	SSL_set_app_data(c->ssl, c);
+	if (c->resuming && c->tls_session != NULL && !B.o.no_tls_resume)
+		SSL_set_session(c->ssl, c->tls_session);
+	if (B.o.mode == MODE_CSI && c->id == B.csi_contacts)
+		SSL_set_msg_callback(c->ssl, csi_msg_cb);
 	SSL_set_connect_state(c->ssl);
 	c->state = CS_HANDSHAKE;
 }
@@ -1439,13 +1691,18 @@ conn_logged_in(struct conn *c)
 		chat_session_up(c);
 		return;
 	}
-	B.latencies[B.logged_in++] = ms;
+	if (B.o.mode == MODE_RESUME)
+		B.ramp_latencies[B.logged_in++] = ms;
+	else
+		B.latencies[B.logged_in++] = ms;
 	c->logged_in = 1;
 	B.probes_seen += c->probes_seen;
-	if (B.o.mode == MODE_IDLE) {
-		/* Initial presence (RFC 6121 §4.2); then only drain. */
-		conn_send(c, "<presence/>");
-		XML_StopParser(c->parser, XML_FALSE);
+	if (B.o.mode == MODE_IDLE || B.o.mode == MODE_RESUME) {
+		/* Initial presence (RFC 6121 §4.2); then only drain, or
+		 * with stream management count and answer <r/>. */
+		conn_send_stanza(c, "<presence/>");
+		if (!c->sm_on)
+			XML_StopParser(c->parser, XML_FALSE);
 		c->state = CS_IDLE;
 		c->in_flight = 0;
 		B.active--;
@@ -1472,14 +1729,25 @@ conn_online_up(struct conn *c)
 	check_done();
 }
 
+static void conn_connect(struct conn *);
+
 static void
 conn_new(unsigned id)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
-	int one = 1;
 
 	c->id = id;
-	if (B.o.mode == MODE_PRESENCE) {
+	c->fd = -1;
+	if (B.o.mode == MODE_CSI) {
+		/* The observer is user 0, its contacts (the seeded relation)
+		 * users 1 .. R/2 and U-R/2 .. U-1. */
+		unsigned r = B.csi_contacts;
+
+		c->online = id < r;
+		c->user = id == r      ? 0
+		          : id < r / 2 ? id + 1
+		                       : B.o.users - (r - id);
+	} else if (B.o.mode == MODE_PRESENCE) {
 		c->user = id;
 		c->online = 1;
 	} else if (B.o.mode != MODE_ROSTER)
@@ -1489,14 +1757,26 @@ conn_new(unsigned id)
 		c->online = 1;
 	} else
 		c->user = 2 * ((id - B.o.online) % (B.o.users / 2));
+	B.conns[id] = c;
+	B.started++;
+	B.live++;
+	conn_connect(c);
+}
+
+/* Start c's connection (its first, or a reconnect): it holds one of the
+ * -c slots until logged in.  On failure c is finished. */
+static void
+conn_connect(struct conn *c)
+{
+	int one = 1;
+
 	c->t_start = now_mono();
 	c->deadline = c->t_start + LOGIN_TIMEOUT;
 	c->state = CS_CONNECTING;
+	c->step = STEP_FEATURES;
+	c->pending = PENDING_NONE;
 	c->in_flight = 1;
-	B.conns[id] = c;
-	B.started++;
 	B.active++;
-	B.live++;
 	c->fd = socket(
 	    B.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
@@ -1510,7 +1790,7 @@ conn_new(unsigned id)
 
 		memset(&src, 0, sizeof(src));
 		src.sin_family = AF_INET;
-		src.sin_addr.s_addr = htonl(0x7f000001u + id % B.o.sources);
+		src.sin_addr.s_addr = htonl(0x7f000001u + c->id % B.o.sources);
 		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
 		    sizeof(one));
 		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) == -1) {
@@ -1529,6 +1809,52 @@ conn_new(unsigned id)
 	c->io.data = c;
 	c->events = EV_WRITE;
 	ev_io_start(B.loop, &c->io);
+}
+
+/*
+ * Resume mode: drop c's connection the abrupt way (no </stream:stream>,
+ * no close_notify; SO_LINGER 0 makes close(2) send a reset, as a
+ * client whose network vanished would, once it came back), then
+ * connect again to resume the session.  The TLS ticket and the
+ * stream management state stay.
+ */
+static void
+conn_reconnect(struct conn *c)
+{
+	struct linger lg = {1, 0};
+
+	ev_io_stop(B.loop, &c->io);
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(c->fd);
+	c->fd = -1;
+	/* Nothing is sent, but OpenSSL must not take the session for a
+	 * failed one (SSL_free would mark it not resumable). */
+	SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	ERR_clear_error();
+	parser_free(c);
+	buf_free(&c->out);
+	c->tls_up = c->authed = c->logged_in = 0;
+	c->events = 0;
+	c->resuming = 1;
+	conn_connect(c);
+}
+
+/* Resume mode: <resumed/> (XEP-0198 §5); its h is what the server
+ * handled of ours, which must be all we sent. */
+static void
+conn_resumed(struct conn *c)
+{
+	if (c->sm_h_attr != (long)c->sm_h_out)
+		B.sm_resume_h_wrong++;
+	B.latencies[B.logged_in++] = (now_mono() - c->t_start) * 1000.0;
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	start_more();
+	check_done();
 }
 
 /* End c: count it, release everything, start the next login. */
@@ -1561,6 +1887,8 @@ conn_finish(struct conn *c, int ok)
 	}
 	if (c->ssl)
 		SSL_free(c->ssl);
+	if (c->tls_session)
+		SSL_SESSION_free(c->tls_session);
 	ERR_clear_error();
 	parser_free(c);
 	buf_free(&c->out);
@@ -1588,7 +1916,7 @@ conn_parse(struct conn *c, const char *data, size_t n)
 		    XML_ErrorString(XML_GetErrorCode(c->parser)));
 		conn_fail(c, FAIL_XML, detail);
 	}
-	if (c->state == CS_IDLE && B.o.mode == MODE_IDLE)
+	if (c->state == CS_IDLE && B.o.mode == MODE_IDLE && !c->sm_on)
 		parser_free(c);
 }
 
@@ -1640,6 +1968,8 @@ conn_read(struct conn *c)
 		}
 		if (B.o.verbose > 1)
 			log_debug("conn %u recv: %.*s", c->id, (int)n, data);
+		if (B.o.mode == MODE_CSI && c->id == B.csi_contacts)
+			B.csi_now.plain_bytes += (unsigned long)n;
 		conn_parse(c, data, (size_t)n);
 		if (c->pending != PENDING_NONE)
 			return 0;
@@ -1655,6 +1985,8 @@ conn_handshake(struct conn *c)
 
 	if (r == 1) {
 		c->tls_up = 1;
+		if (c->resuming && SSL_session_reused(c->ssl))
+			B.tls_resumed++;
 		if (B.tls_proto[0] == '\0')
 			snprintf(B.tls_proto, sizeof(B.tls_proto), "%s/%s",
 			    SSL_get_version(c->ssl),
@@ -1822,6 +2154,27 @@ start_more(void)
 			return;
 		limit = B.o.users;
 	}
+	if (B.o.mode == MODE_CSI) {
+		if (B.csi_step == CSI_CONTACTS) {
+			limit = B.csi_contacts;
+			concurrency = CSI_RAMP;
+		} else if (B.csi_step == CSI_OBSERVER) {
+			limit = B.csi_contacts + 1;
+		} else {
+			return;
+		}
+	}
+	if (B.o.mode == MODE_RESUME && B.phase != PHASE_RAMP) {
+		/* The reconnects, in login order, -c at a time. */
+		while (B.phase == PHASE_MEASURE && !B.stopping && !B.closing &&
+		       B.next_reconnect < B.o.n && B.active < concurrency) {
+			struct conn *c = B.conns[B.next_reconnect++];
+
+			if (c != NULL && c->state == CS_IDLE)
+				conn_reconnect(c);
+		}
+		return;
+	}
 	while (!B.stopping && !B.closing && B.started < limit &&
 	       B.active < concurrency)
 		conn_new(B.started);
@@ -1853,13 +2206,17 @@ mode_name(void)
 	case MODE_LOGIN:
 		return B.o.handshake_only ? "handshake" : "login";
 	case MODE_IDLE:
-		return "idle";
+		return B.o.sm ? "idle-sm" : "idle";
 	case MODE_ROSTER:
 		return "roster";
 	case MODE_CHAT:
 		return "chat";
 	case MODE_PRESENCE:
 		return "presence";
+	case MODE_RESUME:
+		return "resume";
+	case MODE_CSI:
+		return "csi";
 	}
 	return "?";
 }
@@ -1881,6 +2238,14 @@ print_summary(void)
 	}
 	if (B.o.mode == MODE_PRESENCE) {
 		presence_print_summary();
+		return;
+	}
+	if (B.o.mode == MODE_RESUME) {
+		resume_print_summary();
+		return;
+	}
+	if (B.o.mode == MODE_CSI) {
+		csi_print_summary();
 		return;
 	}
 
@@ -1923,13 +2288,15 @@ print_summary(void)
 	}
 	if (B.o.mode == MODE_IDLE && B.self_rss >= 0)
 		printf(" bench_rss=%ldKiB", B.self_rss);
+	if (B.o.sm)
+		printf(" sm=%u/%u acks=%u", B.sm_enabled, B.logged_in,
+		    B.sm_acks_sent);
 	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.logged_in > 0) {
 		cpu_ms = (B.cpu_after - B.cpu_before) * 1000.0 / B.logged_in;
 		printf(" server_cpu=%.2fs(%.2fms/login)",
 		    B.cpu_after - B.cpu_before, cpu_ms);
 	}
-	if (B.o.mode != MODE_IDLE)
-		print_utilisation(elapsed);
+	print_utilisation(elapsed);
 	if (B.o.mode == MODE_ROSTER) {
 		if (B.logged_in > 0)
 			presence = (double)B.presence_received / B.logged_in;
@@ -2254,8 +2621,7 @@ chat_pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (due > B.o.n)
 		due = B.o.n;
-	while (B.chat_running && (double)B.chat_sent < due &&
-	       tried < senders) {
+	while (B.chat_running && (double)B.chat_sent < due && tried < senders) {
 		struct conn *c = B.conns[B.chat_rr++ % senders];
 
 		if (c != NULL && c->state == CS_IDLE &&
@@ -2486,6 +2852,25 @@ presence_fill(struct conn *c)
 }
 
 /* A presence stanza received by an online session. */
+
+/* "K ROUND", a csi status text: 1 and both set, or 0. */
+static int
+two_numbers(const char *s, unsigned *a, unsigned *b)
+{
+	char *end;
+	unsigned long x = strtoul(s, &end, 10), y;
+
+	if (end == s || *end != ' ')
+		return 0;
+	s = end + 1;
+	y = strtoul(s, &end, 10);
+	if (end == s || x > UINT_MAX || y > UINT_MAX)
+		return 0;
+	*a = (unsigned)x;
+	*b = (unsigned)y;
+	return 1;
+}
+
 static void
 presence_received(struct conn *c)
 {
@@ -2639,6 +3024,451 @@ presence_print_summary(void)
 	fclose(f);
 }
 
+/* ---- resume mode ---- */
+
+/*
+ * Resume mode: -n sessions log in (-c at a time): TLS, SASL, bind,
+ * <enable resume='true'/>, initial presence; they stay, counting what
+ * they receive and answering <r/>.  RESUME_SETTLE s later each in turn
+ * (-c at a time) drops its TCP connection (conn_reconnect) and connects
+ * again: TLS resuming the first connection's session from its ticket,
+ * SASL again, then <resume previd h/> until <resumed/>.  The server's
+ * CPU time is read around the logins and around the reconnects.
+ */
+
+static void
+resume_close_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	begin_close_all();
+}
+
+/* Outside any parser callback: begin_close_all may free connections. */
+static void
+resume_close_soon(void)
+{
+	ev_timer_stop(B.loop, &B.settle);
+	ev_timer_init(&B.settle, resume_close_cb, 0, 0);
+	ev_timer_start(B.loop, &B.settle);
+}
+
+static void
+resume_measure_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	if (B.ramp_failed || B.dropped) {
+		log_warnx("%u logins failed, %u sessions dropped; stopping",
+		    B.ramp_failed, B.dropped);
+		begin_close_all();
+		return;
+	}
+	B.phase = PHASE_MEASURE;
+	cpu_mark_before();
+	B.t0 = now_mono();
+	start_more();
+	check_done();
+}
+
+static void
+resume_check_done(void)
+{
+	double now = now_mono();
+
+	if (B.closing) {
+		if (B.live == 0)
+			stop_loop();
+		return;
+	}
+	if (B.phase == PHASE_RAMP && B.logged_in + B.failed == B.o.n) {
+		double cpu =
+		    B.o.server_pid > 0 ? read_cpu_seconds(B.o.server_pid) : -1;
+		double self = read_cpu_seconds(getpid());
+
+		B.ramp_elapsed = now - B.t0;
+		B.ramp_cpu = cpu_delta(B.cpu_before, cpu);
+		B.ramp_self_cpu = cpu_delta(B.self_cpu_before, self);
+		B.ramp_ok = B.logged_in;
+		B.ramp_failed = B.failed;
+		B.logged_in = B.failed = 0;
+		B.phase = PHASE_SETTLE;
+		printf("resume: %u of %u sessions logged in with stream "
+		       "management in %.2fs (%.0f/s); dropping and resuming "
+		       "in %.1fs\n",
+		    B.ramp_ok, B.o.n, B.ramp_elapsed,
+		    B.ramp_elapsed > 0 ? B.ramp_ok / B.ramp_elapsed : 0.0,
+		    RESUME_SETTLE);
+		fflush(stdout);
+		ev_timer_init(&B.settle, resume_measure_cb, RESUME_SETTLE, 0);
+		ev_timer_start(B.loop, &B.settle);
+		return;
+	}
+	if (B.phase == PHASE_MEASURE && B.next_reconnect == B.o.n &&
+	    B.active == 0) {
+		B.phase = PHASE_DRAIN;
+		B.all_up = 1;
+		B.t_up = now;
+		cpu_mark_after();
+		resume_close_soon();
+	}
+}
+
+/* One row of the login columns of the CSV (results.csv). */
+static void
+csv_login_row(FILE *f, const char *mode, unsigned ok, unsigned failed,
+    double elapsed, const double *lat, double cpu_s, double self_cpu_s)
+{
+	double mean = 0, cpu_ms = -1;
+
+	for (unsigned i = 0; i < ok; i++)
+		mean += lat[i] / ok;
+	if (cpu_s >= 0 && ok > 0)
+		cpu_ms = cpu_s * 1000.0 / ok;
+	fprintf(f,
+	    "%ld,%s,%s,%s,%u,%u,%u,%u,%.3f,%.1f,%.3f,%.3f,%.3f,%.3f,"
+	    "-1,-1,-1,-1,%d,%.3f,-1.0,-1,-1,-1,%s,%.2f,%.2f\n",
+	    (long)time(NULL), B.o.label, mode, tls_name(), B.o.n,
+	    B.o.concurrency, ok, failed, elapsed,
+	    elapsed > 0 ? ok / elapsed : 0.0, percentile(lat, ok, 0.50),
+	    percentile(lat, ok, 0.99), ok ? lat[ok - 1] : 0.0, mean,
+	    B.timed_out, cpu_ms, mech_used_name(), cpu_s, self_cpu_s);
+}
+
+static void
+resume_print_summary(void)
+{
+	double elapsed = (B.all_up ? B.t_up : now_mono()) - B.t0;
+	double cpu = cpu_delta(B.cpu_before, B.cpu_after);
+	double self = cpu_delta(B.self_cpu_before, B.self_cpu_after);
+	unsigned n = B.logged_in;
+	char fails[512] = "";
+	FILE *f;
+
+	if (B.phase < PHASE_MEASURE) {
+		/* Stopped during the logins: their figures are the only. */
+		B.ramp_ok = B.logged_in;
+		B.ramp_failed = B.failed;
+		B.ramp_elapsed = now_mono() - B.t0;
+		n = 0;
+		elapsed = 0;
+		cpu = self = -1;
+	}
+	qsort(B.ramp_latencies, B.ramp_ok, sizeof(double), cmp_double);
+	qsort(B.latencies, n, sizeof(double), cmp_double);
+	for (int i = 0; i < FAIL_COUNT; i++)
+		if (B.fail_counts[i])
+			snprintf(fails + strlen(fails),
+			    sizeof(fails) - strlen(fails), "%s%s=%u",
+			    fails[0] ? "," : " (", fail_names[i],
+			    B.fail_counts[i]);
+	if (fails[0])
+		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
+	printf("%s resume tls=%s%s%s mech=%s reauth=%s%s n=%u c=%u "
+	       "logins=%u/%u login_rate=%.1f/s login_p50=%.2fms "
+	       "login_p99=%.2fms",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.reauth == REAUTH_FAST ? "fast" : "sasl",
+	    B.o.no_tls_resume ? " tls-resume=no" : "", B.o.n, B.o.concurrency,
+	    B.ramp_ok, B.o.n,
+	    B.ramp_elapsed > 0 ? B.ramp_ok / B.ramp_elapsed : 0.0,
+	    percentile(B.ramp_latencies, B.ramp_ok, 0.50),
+	    percentile(B.ramp_latencies, B.ramp_ok, 0.99));
+	if (B.ramp_cpu >= 0 && B.ramp_ok > 0)
+		printf(" login_cpu=%.2fs(%.3fms/login)", B.ramp_cpu,
+		    B.ramp_cpu * 1000.0 / B.ramp_ok);
+	printf(" reconnects=%u/%u failed=%u%s tls_resumed=%u/%u tickets=%u "
+	       "elapsed=%.2fs rate=%.1f/s p50=%.2fms p99=%.2fms max=%.2fms",
+	    n, B.o.n, B.failed, fails, B.tls_resumed, B.next_reconnect,
+	    B.tickets, elapsed, elapsed > 0 ? n / elapsed : 0.0,
+	    percentile(B.latencies, n, 0.50), percentile(B.latencies, n, 0.99),
+	    n ? B.latencies[n - 1] : 0.0);
+	if (cpu >= 0 && n > 0) {
+		printf(" server_cpu=%.2fs(%.3fms/reconnect)", cpu,
+		    cpu * 1000.0 / n);
+		if (B.ramp_cpu > 0 && B.ramp_ok > 0)
+			printf(" reconnect/login=%.2f",
+			    (cpu / n) / (B.ramp_cpu / B.ramp_ok));
+	}
+	if (B.sm_resume_h_wrong)
+		printf(" resumed-h-wrong=%u", B.sm_resume_h_wrong);
+	if (B.sm_acks_sent)
+		printf(" acks=%u", B.sm_acks_sent);
+	if (B.keys_derived)
+		printf(" pbkdf2=%u/%.2fs", B.keys_derived, B.derive_seconds);
+	if ((f = summary_end(elapsed)) == NULL)
+		return;
+	if (ftell(f) == 0)
+		fprintf(f,
+		    "time,label,mode,tls,n,concurrency,ok,failed,"
+		    "elapsed_s,logins_per_s,p50_ms,p99_ms,max_ms,mean_ms,"
+		    "server_rss_before_kib,server_rss_after_kib,"
+		    "bytes_per_session,bench_rss_kib,timed_out,"
+		    "server_cpu_ms_per_login,presence_per_login,online,"
+		    "online_presence_received,online_presence_expected,"
+		    "mech,server_cpu_s,bench_cpu_s\n");
+	/* Two rows: the logins, then the reconnects (cpu per reconnect in
+	 * server_cpu_ms_per_login). */
+	csv_login_row(f, "resume-login", B.ramp_ok, B.ramp_failed,
+	    B.ramp_elapsed, B.ramp_latencies, B.ramp_cpu, B.ramp_self_cpu);
+	csv_login_row(
+	    f, "resume", n, B.failed, elapsed, B.latencies, cpu, self);
+	fclose(f);
+}
+
+/* ---- csi mode ---- */
+
+/*
+ * CSI mode (XEP-0352): user 0, the observer, and its R contacts of the
+ * seeded rosters.  The contacts log in (roster, initial presence), then
+ * the observer, which waits for their presence (its probes), then for
+ * the traffic to settle.  It says <inactive/> (with --inactive) and
+ * pings the server; the ping's result opens the window.  The contacts
+ * then change status -n times each, one change at a time round robin
+ * (the next once the previous one's echo came back to its sender, RFC
+ * 6121 §4.4.2, so the server has routed it), with a <status/> "K ROUND".
+ * Then the observer says <active/> and pings again; that result closes
+ * the window.  What the observer received in between is the measure:
+ * TLS records and bytes, plaintext bytes, presence stanzas, and TCP's
+ * data segments; and each contact's last status must have arrived.
+ */
+
+/* The contact index of a user, -1 if not a contact of the observer. */
+static long
+csi_contact_index(long user)
+{
+	unsigned r = B.csi_contacts;
+
+	if (user >= 1 && user <= (long)(r / 2))
+		return user - 1;
+	if (user >= (long)(B.o.users - r / 2) && user < (long)B.o.users)
+		return (long)r - ((long)B.o.users - user);
+	return -1;
+}
+
+/* The current count, with TCP's from the observer's socket. */
+static struct csi_count
+csi_snapshot(const struct conn *obs)
+{
+	struct csi_count n = B.csi_now;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (obs != NULL && obs->fd != -1 &&
+	    getsockopt(obs->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_data_segs_in) +
+	               sizeof(ti.tcpi_data_segs_in)) {
+		n.segs = ti.tcpi_data_segs_in;
+		n.tcp_bytes = (unsigned long)ti.tcpi_bytes_received;
+		B.csi_tcp_info = 1;
+	}
+	return n;
+}
+
+static void
+csi_send_change(void)
+{
+	unsigned k = B.csi_seq % B.csi_contacts,
+	         round = B.csi_seq / B.csi_contacts;
+	struct conn *c = B.conns[k];
+
+	if (c == NULL)
+		return; /* dropped: csi_check_done stops the run */
+	buf_printf(&c->out, "<presence>%s<status>%u %u</status></presence>",
+	    round % 2 == 0 ? "<show>away</show>" : "", k, round);
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+static void
+csi_ping(struct conn *obs, int n)
+{
+	buf_printf(&obs->out,
+	    "<iq type='get' id='csi%d' to='%s'><ping xmlns='" NS_PING
+	    "'/></iq>",
+	    n, B.o.domain);
+	conn_set_events(obs, EV_READ | EV_WRITE);
+}
+
+/* A session is up (roster, initial presence sent). */
+static void
+csi_session_up(struct conn *c)
+{
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	if (c->online)
+		B.online_up++;
+	B.t_last_presence = now_mono();
+	start_more();
+	check_done();
+}
+
+static void
+csi_presence(struct conn *c)
+{
+	unsigned k, round;
+	long idx;
+
+	B.t_last_presence = now_mono();
+	if (c->id != B.csi_contacts) {
+		/* A contact: the echo of the change in flight? */
+		if (B.csi_step == CSI_CHANGES &&
+		    c->pres_from == (long)c->user &&
+		    c->pres_type == PRES_AVAILABLE && c->text.len > 0 &&
+		    two_numbers(c->text.data, &k, &round) &&
+		    k == c->id && k + round * B.csi_contacts == B.csi_seq) {
+			if (++B.csi_seq < B.csi_total) {
+				csi_send_change();
+			} else {
+				struct conn *obs = B.conns[B.csi_contacts];
+
+				B.csi_step = CSI_BARRIER2;
+				if (obs != NULL) {
+					buf_adds(&obs->out,
+					    "<active xmlns='" NS_CSI "'/>");
+					csi_ping(obs, 2);
+				}
+			}
+		}
+		return;
+	}
+	B.csi_now.presence++;
+	idx = csi_contact_index(c->pres_from);
+	if (idx < 0 || c->pres_type != PRES_AVAILABLE)
+		return;
+	if (B.csi_step == CSI_OBSERVER && B.csi_last[idx] == -1) {
+		B.csi_last[idx] = -2; /* its probe answer */
+		if (++B.csi_probes == B.csi_contacts) {
+			B.csi_step = CSI_QUIET;
+			B.t_csi_quiet = now_mono();
+			check_done();
+		}
+		return;
+	}
+	if (c->text.len > 0 && two_numbers(c->text.data, &k, &round) &&
+	    k == (unsigned)idx)
+		B.csi_last[idx] = (int)round;
+}
+
+/* After the observer's probes: once no presence has come for
+ * PRESENCE_QUIET s (at most PRESENCE_SETTLE s), open the window. */
+static void
+csi_quiet_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = now_mono();
+	struct conn *obs = B.conns[B.csi_contacts];
+
+	if (now - B.t_last_presence < PRESENCE_QUIET &&
+	    now - B.t_csi_quiet < PRESENCE_SETTLE)
+		return;
+	ev_timer_stop(B.loop, &B.settle);
+	if (obs == NULL)
+		return;
+	printf("csi: %u contacts and the observer up, %u probes answered, "
+	       "settled after %.2fs; observer %s\n",
+	    B.online_up, B.csi_probes, now - B.t_csi_quiet,
+	    B.o.csi_inactive ? "inactive" : "active");
+	fflush(stdout);
+	B.csi_step = CSI_BARRIER1;
+	if (B.o.csi_inactive)
+		buf_adds(&obs->out, "<inactive xmlns='" NS_CSI "'/>");
+	csi_ping(obs, 1);
+}
+
+/* The observer's pings: the first opens the window, the second closes
+ * it (everything held was sent before its result). */
+static void
+csi_iq_result(struct conn *c)
+{
+	struct csi_count now;
+
+	if (c->id != B.csi_contacts)
+		return;
+	now = csi_snapshot(c);
+	if (c->iq_id == 1 && B.csi_step == CSI_BARRIER1) {
+		B.csi_start = now;
+		cpu_mark_before();
+		B.t0 = now_mono();
+		B.csi_step = CSI_CHANGES;
+		csi_send_change();
+	} else if (c->iq_id == 2 && B.csi_step == CSI_BARRIER2) {
+		B.csi_window.records = now.records - B.csi_start.records;
+		B.csi_window.tls_bytes = now.tls_bytes - B.csi_start.tls_bytes;
+		B.csi_window.plain_bytes =
+		    now.plain_bytes - B.csi_start.plain_bytes;
+		B.csi_window.presence = now.presence - B.csi_start.presence;
+		B.csi_window.segs = now.segs - B.csi_start.segs;
+		B.csi_window.tcp_bytes = now.tcp_bytes - B.csi_start.tcp_bytes;
+		B.t_up = now_mono();
+		cpu_mark_after();
+		for (unsigned k = 0; k < B.csi_contacts; k++)
+			if (B.csi_last[k] == (int)B.o.n - 1)
+				B.csi_latest++;
+		B.csi_step = CSI_DONE;
+		chat_stop_soon();
+	}
+}
+
+static void
+csi_check_done(void)
+{
+	if (run_ending())
+		return;
+	if (B.online_failed || B.failed || B.dropped) {
+		log_warnx("%u logins failed, %u sessions dropped; stopping",
+		    B.online_failed + B.failed, B.dropped);
+		chat_stop_soon();
+		return;
+	}
+	if (B.csi_step == CSI_CONTACTS && B.online_up == B.csi_contacts) {
+		B.csi_step = CSI_OBSERVER;
+		start_more();
+		return;
+	}
+	if (B.csi_step == CSI_QUIET && !ev_is_active(&B.settle)) {
+		ev_timer_init(&B.settle, csi_quiet_cb, 0.1, 0.1);
+		ev_timer_start(B.loop, &B.settle);
+	}
+}
+
+static void
+csi_print_summary(void)
+{
+	double elapsed = (B.csi_step == CSI_DONE ? B.t_up : now_mono()) - B.t0;
+	double cpu = cpu_delta(B.cpu_before, B.cpu_after);
+	const struct csi_count *w = &B.csi_window;
+	long segs = B.csi_tcp_info ? (long)w->segs : -1;
+	long tcp_bytes = B.csi_tcp_info ? (long)w->tcp_bytes : -1;
+	FILE *f;
+
+	if (B.csi_step < CSI_CHANGES)
+		elapsed = 0;
+	printf("%s csi tls=%s%s%s mech=%s state=%s contacts=%u changes=%u "
+	       "sent=%u elapsed=%.3fs presence=%lu latest=%u/%u records=%lu "
+	       "tls_bytes=%lu plain_bytes=%lu tcp_segments=%ld tcp_bytes=%ld",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.csi_inactive ? "inactive" : "active",
+	    B.csi_contacts, B.csi_total, B.csi_seq, elapsed, w->presence,
+	    B.csi_latest, B.csi_contacts, w->records, w->tls_bytes,
+	    w->plain_bytes, segs, tcp_bytes);
+	if (cpu >= 0)
+		printf(" server_cpu=%.3fs", cpu);
+	if ((f = summary_end(elapsed)) == NULL)
+		return;
+	if (ftell(f) == 0)
+		fprintf(f, "time,label,mode,tls,mech,state,contacts,changes,"
+		           "elapsed_s,presence,latest,records,tls_bytes,"
+		           "plain_bytes,tcp_segments,tcp_bytes,server_cpu_s,"
+		           "bench_cpu_s,timed_out\n");
+	fprintf(f,
+	    "%ld,%s,csi,%s,%s,%s,%u,%u,%.3f,%lu,%u,%lu,%lu,%lu,%ld,%ld,"
+	    "%.3f,%.3f,%d\n",
+	    (long)time(NULL), B.o.label, tls_name(), mech_used_name(),
+	    B.o.csi_inactive ? "inactive" : "active", B.csi_contacts,
+	    B.csi_total, elapsed, w->presence, B.csi_latest, w->records,
+	    w->tls_bytes, w->plain_bytes, segs, tcp_bytes, cpu,
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after), B.timed_out);
+	fclose(f);
+}
+
 /* Called whenever counts change: detect all-up and the end of the run. */
 static void
 check_done(void)
@@ -2657,13 +3487,24 @@ check_done(void)
 		presence_check_done();
 		return;
 	}
+	if (B.o.mode == MODE_RESUME) {
+		resume_check_done();
+		return;
+	}
+	if (B.o.mode == MODE_CSI) {
+		csi_check_done();
+		return;
+	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
 	    B.logged_in + B.failed == B.o.n) {
 		B.all_up = 1;
 		B.t_up = now_mono();
-		printf("idle: all %u sessions up (%u failed) in %.2fs; "
-		       "settling %.0fs\n",
-		    B.logged_in, B.failed, B.t_up - B.t0, B.o.settle);
+		cpu_mark_after(); /* the ramp's */
+		printf("idle: all %u sessions up (%u failed) in %.2fs "
+		       "(%.0f logins/s); settling %.0fs\n",
+		    B.logged_in, B.failed, B.t_up - B.t0,
+		    B.t_up > B.t0 ? B.logged_in / (B.t_up - B.t0) : 0.0,
+		    B.o.settle);
 		fflush(stdout);
 		ev_timer_init(&B.settle, settle_cb, B.o.settle, 0);
 		ev_timer_start(B.loop, &B.settle);
@@ -2774,9 +3615,19 @@ tls_init(void)
 	/* Benchmark against self-signed test certificates: no verification. */
 	SSL_CTX_set_verify(B.ssl_ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_min_proto_version(B.ssl_ctx, TLS1_2_VERSION);
-	/* Every login is a full handshake: no client session cache. */
-	SSL_CTX_set_session_cache_mode(B.ssl_ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(B.ssl_ctx, SSL_OP_NO_TICKET);
+	if (B.o.mode == MODE_RESUME) {
+		/* Reconnects resume the TLS session: each connection keeps
+		 * its own ticket (new_session_cb), no shared cache.  TLS 1.3,
+		 * where a ticket is all a resumption needs. */
+		SSL_CTX_set_min_proto_version(B.ssl_ctx, TLS1_3_VERSION);
+		SSL_CTX_set_session_cache_mode(B.ssl_ctx,
+		    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(B.ssl_ctx, new_session_cb);
+	} else {
+		/* Every login is a full handshake: no client session cache. */
+		SSL_CTX_set_session_cache_mode(B.ssl_ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(B.ssl_ctx, SSL_OP_NO_TICKET);
+	}
 	SSL_CTX_set_mode(B.ssl_ctx, SSL_MODE_RELEASE_BUFFERS |
 	                                SSL_MODE_ENABLE_PARTIAL_WRITE |
 	                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -2796,6 +3647,10 @@ usage(int code)
 	    "                 [--window W] [--body BYTES] [options]\n"
 	    "       xmppbench presence -n CHANGES [-c RAMP] [--users U]\n"
 	    "                 [--roster-items R] [--window W] [options]\n"
+	    "       xmppbench resume -n N [-c CONCURRENCY] [--reauth sasl]\n"
+	    "                 [options]\n"
+	    "       xmppbench csi [-n CHANGES] [--inactive] [--users U]\n"
+	    "                 [--roster-items R] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
 	    "  -p PORT          5222 for starttls and none, 5223 for direct\n"
@@ -2836,6 +3691,17 @@ usage(int code)
 	    "                   initial presence (RFC 6121 §2.1.3, §4.2)\n"
 	    "  --handshake-only login: TLS handshake and close_notify, no\n"
 	    "                   XMPP (the baseline of a login's cost)\n"
+	    "  --sm             login, idle: enable stream management with\n"
+	    "                   resumption after binding (XEP-0198), count\n"
+	    "                   stanzas, answer <r/> (resume mode: always)\n"
+	    "  --reauth HOW     resume: how a reconnect authenticates: sasl\n"
+	    "                   (the default; fast, SASL2 with a FAST token,\n"
+	    "                   is not implemented yet)\n"
+	    "  --no-tls-resume  resume: reconnect with a full TLS handshake\n"
+	    "                   (what TLS session resumption saves)\n"
+	    "  --inactive       csi: the observer sends <inactive/> before\n"
+	    "                   its contacts' changes and <active/> after\n"
+	    "                   (XEP-0352); -n is changes per contact (10)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -2881,6 +3747,10 @@ parse_args(int argc, char **argv)
 		O_HANDSHAKE_ONLY,
 		O_FULL,
 		O_RATE,
+		O_SM,
+		O_REAUTH,
+		O_INACTIVE,
+		O_NO_TLS_RESUME,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -2904,11 +3774,15 @@ parse_args(int argc, char **argv)
 	    {"handshake-only", no_argument, NULL, O_HANDSHAKE_ONLY},
 	    {"full", no_argument, NULL, O_FULL},
 	    {"rate", required_argument, NULL, O_RATE},
+	    {"sm", no_argument, NULL, O_SM},
+	    {"reauth", required_argument, NULL, O_REAUTH},
+	    {"inactive", no_argument, NULL, O_INACTIVE},
+	    {"no-tls-resume", no_argument, NULL, O_NO_TLS_RESUME},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
 	struct bench_opts *o = &B.o;
-	int ch, port_given = 0, conc_given = 0, online_given = 0;
+	int ch, port_given = 0, conc_given = 0, online_given = 0, n_given = 0;
 	int items_given = 0;
 
 	if (argc < 2)
@@ -2923,6 +3797,10 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_CHAT;
 	else if (strcmp(argv[1], "presence") == 0)
 		o->mode = MODE_PRESENCE;
+	else if (strcmp(argv[1], "resume") == 0)
+		o->mode = MODE_RESUME;
+	else if (strcmp(argv[1], "csi") == 0)
+		o->mode = MODE_CSI;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -2943,6 +3821,7 @@ parse_args(int argc, char **argv)
 		switch (ch) {
 		case 'n':
 			o->n = (unsigned)parse_num(optarg, 1, 10000000, "-n");
+			n_given = 1;
 			break;
 		case 'c':
 			o->concurrency =
@@ -2993,6 +3872,23 @@ parse_args(int argc, char **argv)
 			break;
 		case O_RATE:
 			o->rate = parse_num(optarg, 1, 10000000, "--rate");
+			break;
+		case O_SM:
+			o->sm = 1;
+			break;
+		case O_REAUTH:
+			if (strcmp(optarg, "sasl") == 0)
+				o->reauth = REAUTH_SASL;
+			else if (strcmp(optarg, "fast") == 0)
+				o->reauth = REAUTH_FAST;
+			else
+				fatalx("--reauth: sasl or fast");
+			break;
+		case O_INACTIVE:
+			o->csi_inactive = 1;
+			break;
+		case O_NO_TLS_RESUME:
+			o->no_tls_resume = 1;
 			break;
 		case O_MECH:
 			o->mech = MECH_AUTO;
@@ -3069,8 +3965,8 @@ parse_args(int argc, char **argv)
 		o->port = o->tls == TLS_DIRECT ? 5223 : 5222;
 	if (o->mode == MODE_IDLE && !conc_given)
 		o->concurrency = 100;
-	if (o->handshake_only && (o->mode != MODE_LOGIN ||
-		o->tls != TLS_DIRECT))
+	if (o->handshake_only &&
+	    (o->mode != MODE_LOGIN || o->tls != TLS_DIRECT))
 		fatalx("--handshake-only: login mode with --tls direct");
 	if (o->full_login && o->mode != MODE_LOGIN)
 		fatalx("--full: login mode only");
@@ -3114,11 +4010,42 @@ parse_args(int argc, char **argv)
 		if (!conc_given)
 			o->concurrency = 20;
 	}
+	if (o->sm && o->mode != MODE_LOGIN && o->mode != MODE_IDLE &&
+	    o->mode != MODE_RESUME)
+		fatalx("--sm: login and idle mode (resume mode has it)");
+	if (o->csi_inactive && o->mode != MODE_CSI)
+		fatalx("--inactive: csi mode only");
+	if (o->no_tls_resume && o->mode != MODE_RESUME)
+		fatalx("--no-tls-resume: resume mode only");
+	if (o->mode == MODE_RESUME) {
+		o->sm = 1;
+		if (o->tls == TLS_NONE)
+			fatalx("resume: TLS session resumption needs TLS");
+		if (o->reauth == REAUTH_FAST)
+			fatalx("--reauth fast: SASL2 with FAST (XEP-0388, "
+			       "XEP-0484) is not implemented yet");
+	}
+	if (o->mode == MODE_CSI) {
+		if (o->users == 0)
+			o->users = 200;
+		if (!n_given)
+			o->n = 10;
+		if (o->first_user != 0 || o->roster_items < 2 ||
+		    o->roster_items % 2 != 0 ||
+		    (unsigned long)o->roster_items >= o->users)
+			fatalx(
+			    "csi: --roster-items even, between 2 and --users "
+			    "- 1, --first unused");
+		o->online = (unsigned)o->roster_items + 1; /* conns[] */
+		if (!conc_given)
+			o->concurrency = CSI_RAMP;
+	}
 	if (o->users == 0)
 		o->users = o->n;
 	if (o->sources == 0)
 		o->sources = (o->n + PORTS_PER_SOURCE - 1) / PORTS_PER_SOURCE;
-	if (o->concurrency > o->n && o->mode != MODE_PRESENCE)
+	if (o->concurrency > o->n && o->mode != MODE_PRESENCE &&
+	    o->mode != MODE_CSI)
 		o->concurrency = o->n;
 }
 
@@ -3132,7 +4059,9 @@ main(int argc, char **argv)
 	if (B.o.verbose)
 		log_set_level(LOG_LVL_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
-	raise_nofile((B.o.mode == MODE_IDLE ? B.o.n : B.o.concurrency) +
+	raise_nofile((B.o.mode == MODE_IDLE || B.o.mode == MODE_RESUME
+	                     ? B.o.n
+	                     : B.o.concurrency) +
 	             B.o.online + 64);
 	resolve();
 	tls_init();
@@ -3147,6 +4076,15 @@ main(int argc, char **argv)
 		                : LATENCY_MAX;
 	}
 	B.latencies = xcalloc(B.lat_max, sizeof(*B.latencies));
+	if (B.o.mode == MODE_RESUME)
+		B.ramp_latencies = xcalloc(B.o.n, sizeof(*B.ramp_latencies));
+	if (B.o.mode == MODE_CSI) {
+		B.csi_contacts = (unsigned)B.o.roster_items;
+		B.csi_total = B.o.n * B.csi_contacts;
+		B.csi_last = xcalloc(B.csi_contacts, sizeof(*B.csi_last));
+		for (unsigned k = 0; k < B.csi_contacts; k++)
+			B.csi_last[k] = -1;
+	}
 	B.rss_before = B.rss_after = B.self_rss = -1;
 	B.cpu_before = B.cpu_after = -1;
 	B.self_cpu_before = B.self_cpu_after = -1;
@@ -3163,7 +4101,8 @@ main(int argc, char **argv)
 	ev_signal_start(B.loop, &B.sigterm);
 	if (B.o.server_pid > 0)
 		B.rss_before = read_rss_kib(B.o.server_pid);
-	if (B.o.mode == MODE_LOGIN)
+	if (B.o.mode == MODE_LOGIN || B.o.mode == MODE_RESUME ||
+	    B.o.mode == MODE_IDLE)
 		cpu_mark_before();
 	B.t0 = now_mono();
 	start_more();
@@ -3186,6 +4125,15 @@ main(int argc, char **argv)
 	if (B.o.mode == MODE_PRESENCE)
 		code = B.online_failed || B.timed_out || B.dropped ||
 		       B.pres_delivered < B.pres_expected;
+	if (B.o.mode == MODE_RESUME)
+		code = B.ramp_failed || B.failed || B.timed_out || B.dropped ||
+		       B.logged_in < B.o.n || B.sm_resume_h_wrong;
+	if (B.o.mode == MODE_CSI)
+		code = B.online_failed || B.failed || B.timed_out ||
+		       B.dropped || B.csi_step != CSI_DONE ||
+		       B.csi_latest != B.csi_contacts;
+	if (B.o.sm && B.sm_enabled < B.logged_in && B.o.mode != MODE_RESUME)
+		code = 1;
 	/* Connections still open (timeout): the kernel closes them. */
 	return code;
 }
