@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from im_helpers import DOMAIN, IMClient, fresh_users, is_message
+from im_helpers import fresh_users
 from sasl2_helpers import (NS_BIND2, NS_CARBONS, NS_FAST, NS_SASL2, NS_SM,
                            NS_STANZAS, assert_failure, assert_success,
                            authz_id, connect, fast_mechanisms, ht, login,
@@ -649,6 +649,20 @@ def token_login(server, jid, token, agent, mech='HT-SHA-256-NONE',
     return c, ht(c, user_of(jid), token, mech, agent=agent, **kw)
 
 
+def expect_token_login(server, jid, token, agent, *args, fails=None, **kw):
+    """token_login, then the connection closed: it succeeds, or fails with
+    the condition fails; returns the Result."""
+    c, res = token_login(server, jid, token, agent, *args, **kw)
+    try:
+        if fails is None:
+            assert_success(res.final)
+        else:
+            assert_failure(res.final, fails)
+    finally:
+        c.close()
+    return res
+
+
 def test_token_requested_and_issued(server):
     (alice,) = fresh_users(server, 1)
     before = time.time()
@@ -688,30 +702,16 @@ def test_login_with_token(server, mech, version):
 def test_token_login_without_count(server):
     (alice,) = fresh_users(server, 1)
     token, _, agent = get_token(server, alice)
-    c, res = token_login(server, alice, token, agent, fast=False)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, agent, fast=False)
 
 
 def test_replayed_count_fails(server):
     (alice,) = fresh_users(server, 1)
     token, _, agent = get_token(server, alice)
-    c, res = token_login(server, alice, token, agent, count=5)
-    assert_success(res.final)
-    c.close()
+    expect_token_login(server, alice, token, agent, count=5)
     for count in (5, 4):
-        c, res = token_login(server, alice, token, agent, count=count)
-        try:
-            assert_failure(res.final, 'not-authorized')
-        finally:
-            c.close()
-    c, res = token_login(server, alice, token, agent, count=6)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+        expect_token_login(server, alice, token, agent, count=count, fails='not-authorized')
+    expect_token_login(server, alice, token, agent, count=6)
 
 
 def test_same_count_racing_on_two_connections(server):
@@ -745,52 +745,28 @@ def test_wrong_token_and_other_device_fail(server):
     for who, tok, ag in ((alice, 'x' * 80, agent),         # wrong token
                          (alice, token, new_agent()),      # other device
                          (bob, token, agent)):             # other account
-        c, res = token_login(server, who, tok, ag)
-        try:
-            assert_failure(res.final, 'not-authorized')
-        finally:
-            c.close()
+        expect_token_login(server, who, tok, ag, fails='not-authorized')
     # A token needs a user-agent id.
-    c, res = token_login(server, alice, token, None)
-    try:
-        assert_failure(res.final, 'malformed-request')
-    finally:
-        c.close()
-    c, res = token_login(server, alice, token, agent)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, None, fails='malformed-request')
+    expect_token_login(server, alice, token, agent)
 
 
 def test_wrong_channel_binding_fails(server):
     (alice,) = fresh_users(server, 1)
     for mech in ('HT-SHA-256-ENDP', 'HT-SHA-256-EXPR'):
         token, _, agent = get_token(server, alice, mech)
-        c, res = token_login(server, alice, token, agent, mech,
-                             cbdata=b'\0' * 32)
-        try:
-            assert_failure(res.final, 'not-authorized')
-        finally:
-            c.close()
+        expect_token_login(server, alice, token, agent, mech,
+                             cbdata=b'\0' * 32, fails='not-authorized')
 
 
 def test_token_bound_to_its_mechanism(server):
     (alice,) = fresh_users(server, 1)
     token, _, agent = get_token(server, alice, 'HT-SHA-256-ENDP')
     # §3.4: not with a weaker mechanism ...
-    c, res = token_login(server, alice, token, agent, 'HT-SHA-256-NONE')
-    try:
-        assert_failure(res.final, 'mechanism-too-weak')
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, agent, 'HT-SHA-256-NONE', fails='mechanism-too-weak')
     # ... nor with another one.
     token, _, agent = get_token(server, alice, 'HT-SHA-256-NONE')
-    c, res = token_login(server, alice, token, agent, 'HT-SHA-256-EXPR')
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, agent, 'HT-SHA-256-EXPR', fails='not-authorized')
 
 
 def test_expr_not_on_tls12(server):
@@ -809,11 +785,7 @@ def test_password_change_revokes_tokens(server):
     token, _, agent = get_token(server, alice)
     ctl_ok(server.ctl('passwd', alice, '--password-stdin',
                       input=server.users[alice]))
-    c, res = token_login(server, alice, token, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, agent, fails='not-authorized')
 
 
 def test_password_change_in_band_revokes_tokens(server_factory):
@@ -829,11 +801,7 @@ def test_password_change_in_band_revokes_tokens(server_factory):
         assert el.get('type') == 'result', tostr(el)
     finally:
         c.close()
-    c, res = token_login(srv, alice, token, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    expect_token_login(srv, alice, token, agent, fails='not-authorized')
 
 
 def test_account_deletion_revokes_tokens(server):
@@ -841,11 +809,7 @@ def test_account_deletion_revokes_tokens(server):
     token, _, agent = get_token(server, alice)
     ctl_ok(server.ctl('deluser', alice))
     server.adduser(alice, server.users[alice])
-    c, res = token_login(server, alice, token, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    expect_token_login(server, alice, token, agent, fails='not-authorized')
 
 
 def test_disabled_account_with_token(server):
@@ -853,11 +817,7 @@ def test_disabled_account_with_token(server):
     token, _, agent = get_token(server, alice)
     ctl_ok(server.ctl('disable', alice))
     try:
-        c, res = token_login(server, alice, token, agent)
-        try:
-            assert_failure(res.final, 'account-disabled')
-        finally:
-            c.close()
+        expect_token_login(server, alice, token, agent, fails='account-disabled')
     finally:
         ctl_ok(server.ctl('enable', alice))
 
@@ -895,11 +855,7 @@ def test_tokens_at_rest_are_sealed(server_factory):
     srv.stop()
     os.unlink(keyfile)
     srv.start(create_users=False)
-    c, res = token_login(srv, alice, token, agent, count=2)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    res = expect_token_login(srv, alice, token, agent, count=2, fails='not-authorized')
     c, res = login(srv, alice)
     c.close()
     assert res.ok
@@ -929,23 +885,11 @@ def test_rotation_keeps_the_old_token_until_the_new_is_used(server):
     assert t2 != t1
     c.close()
     # §3.5: t1 stays good until t2 is used ...
-    c, res = token_login(server, alice, t1, agent)
-    assert_success(res.final)
-    c.close()
-    c, res = token_login(server, alice, t2, agent)
-    assert_success(res.final)
-    c.close()
+    res = expect_token_login(server, alice, t1, agent)
+    res = expect_token_login(server, alice, t2, agent)
     # ... and then it is gone.
-    c, res = token_login(server, alice, t1, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
-    c, res = token_login(server, alice, t2, agent)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+    res = expect_token_login(server, alice, t1, agent, fails='not-authorized')
+    res = expect_token_login(server, alice, t2, agent)
 
 
 def test_unused_new_token_is_replaced(server):
@@ -954,16 +898,8 @@ def test_unused_new_token_is_replaced(server):
     t1, _, _ = get_token(server, alice, agent=agent)
     t2, _, _ = get_token(server, alice, agent=agent)
     # §3.5: issuing t2 invalidated t1, never used.
-    c, res = token_login(server, alice, t1, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
-    c, res = token_login(server, alice, t2, agent)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+    expect_token_login(server, alice, t1, agent, fails='not-authorized')
+    expect_token_login(server, alice, t2, agent)
 
 
 def test_server_rotates_a_token_past_half_its_life(server_factory):
@@ -982,11 +918,7 @@ def test_server_rotates_a_token_past_half_its_life(server_factory):
         assert t2 != t1
     finally:
         c.close()
-    c, res = token_login(srv, alice, t2, agent)
-    try:
-        assert_success(res.final)
-    finally:
-        c.close()
+    res = expect_token_login(srv, alice, t2, agent)
 
 
 def test_invalidate(server):
@@ -997,11 +929,7 @@ def test_invalidate(server):
     # §3.6: no new token unless asked.
     assert res.child(NS_FAST, 'token') is None
     c.close()
-    c, res = token_login(server, alice, token, agent)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    res = expect_token_login(server, alice, token, agent, fails='not-authorized')
 
 
 def test_xmppctl_tokens_and_revoke(server):
@@ -1010,9 +938,7 @@ def test_xmppctl_tokens_and_revoke(server):
     t_phone, _, _ = get_token(server, alice, agent=phone)
     t_laptop, _, _ = get_token(server, alice, 'HT-SHA-256-EXPR',
                                agent=laptop)
-    c, res = token_login(server, alice, t_phone, phone)
-    assert_success(res.final)
-    c.close()
+    expect_token_login(server, alice, t_phone, phone)
     rows = json.loads(ctl_ok(server.ctl('user', 'tokens', alice,
                                         '--json')).stdout)
     by_dev = {r['device_id']: r for r in rows}
@@ -1034,21 +960,11 @@ def test_xmppctl_tokens_and_revoke(server):
     # Revoke one device, then all.
     r = ctl_ok(server.ctl('user', 'revoke-tokens', alice, phone))
     assert r.stdout.strip() == '1 token revoked', r.stdout
-    c, res = token_login(server, alice, t_phone, phone)
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
-    c, res = token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR')
-    assert_success(res.final)
-    c.close()
+    expect_token_login(server, alice, t_phone, phone, fails='not-authorized')
+    expect_token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR')
     r = ctl_ok(server.ctl('user', 'revoke-tokens', alice, '--json'))
     assert json.loads(r.stdout) == {'tokens': 1}, r.stdout
-    c, res = token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR')
-    try:
-        assert_failure(res.final, 'not-authorized')
-    finally:
-        c.close()
+    expect_token_login(server, alice, t_laptop, laptop, 'HT-SHA-256-EXPR', fails='not-authorized')
     r = server.ctl('user', 'tokens', 'nobody@localhost')
     assert r.returncode != 0
     assert json.loads(ctl_ok(server.ctl('user', 'tokens', alice,

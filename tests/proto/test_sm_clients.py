@@ -45,15 +45,14 @@ import logging
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from im_helpers import IMFactory, fresh_users, is_message
+from im_helpers import IMFactory, fresh_users, is_message, slixmpp_client
 from tcp_proxy import TcpProxy, ss_kill_works
 from xmpp_raw import NS_CLIENT, q
 
-slixmpp = pytest.importorskip('slixmpp')
+pytest.importorskip('slixmpp')
 from slixmpp.plugins.xep_0198 import stanza as sm_stanza  # noqa: E402
 from slixmpp.xmlstream.handler import Callback  # noqa: E402
 from slixmpp.xmlstream.matcher import MatchXPath  # noqa: E402
@@ -126,22 +125,8 @@ class Slix:
             wrap(), self.loop).result(timeout)
 
     def _make(self):
+        x = slixmpp_client(self.server, self.jid)
         logging.getLogger('slixmpp').setLevel(logging.CRITICAL)
-        x = slixmpp.ClientXMPP(self.jid + '/slix',
-                               self.server.users[self.jid],
-                               sasl_mech='SCRAM-SHA-256')
-        x.ca_certs = Path(self.server.cert)
-        mechs = x['feature_mechanisms']
-        default_credentials = mechs.sasl_callback
-
-        def credentials(required, optional):
-            # slixmpp 1.8 knows only tls-unique (see im_helpers.py).
-            creds = default_credentials(required, optional)
-            if 'channel_binding' in creds:
-                creds['channel_binding'] = None
-            return creds
-
-        mechs.sasl_callback = credentials
         x.register_plugin('xep_0198')
         for name in ('session_start', 'sm_enabled', 'session_resumed',
                      'sm_failed', 'disconnected', 'session_end',

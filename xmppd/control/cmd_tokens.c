@@ -53,12 +53,7 @@ tokens_listed(uint64_t owner, enum store_status st, int disabled,
 
 	if (op == NULL || (c = waiting_conn(op)) == NULL)
 		return;
-	if (st == STORE_NOT_FOUND)
-		reply_err(c, CTL_E_NOT_FOUND, "no such user");
-	else if (st != STORE_OK)
-		reply_err(c, CTL_E_INTERNAL, "database error (see the "
-		    "daemon's log)");
-	else {
+	if (!reply_store_err(c, st)) {
 		reply_cols(c, cols, nitems(cols));
 		for (size_t i = 0; i < n && !c->dead; i++) {
 			struct ctl_line l;
@@ -114,12 +109,7 @@ tokens_revoked(uint64_t owner, enum store_status st, unsigned n)
 	    store_status_str(st));
 	if ((c = waiting_conn(op)) == NULL)
 		return;
-	if (st == STORE_NOT_FOUND)
-		reply_err(c, CTL_E_NOT_FOUND, "no such user");
-	else if (st != STORE_OK)
-		reply_err(c, CTL_E_INTERNAL, "database error (see the "
-		    "daemon's log)");
-	else {
+	if (!reply_store_err(c, st)) {
 		struct ctl_line l;
 
 		reply_line(c, &l, "ok");

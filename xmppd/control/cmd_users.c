@@ -619,15 +619,12 @@ complete_user(struct store_job *job)
 		op_free(op);
 		return;
 	}
-	if (job->status == STORE_NOT_FOUND)
-		reply_err(c, CTL_E_NOT_FOUND, "no such user");
-	else if (job->status != STORE_OK)
-		reply_err(c, CTL_E_INTERNAL, "database error (see the "
-		    "daemon's log)");
-	else if (op->kind == OP_USER_SHOW)
-		user_show_reply(c, j);
-	else
-		roster_show_reply(c, j);
+	if (!reply_store_err(c, job->status)) {
+		if (op->kind == OP_USER_SHOW)
+			user_show_reply(c, j);
+		else
+			roster_show_reply(c, j);
+	}
 	op_free(op);
 	if (!c->dead)
 		request_done(c);
@@ -732,16 +729,13 @@ roster_op_cb(uint64_t owner, uint64_t tag, enum store_status st,
 		op_free(op);
 		return;
 	}
-	if (st == STORE_NOT_FOUND)
-		reply_err(c, CTL_E_NOT_FOUND, "no such user");
-	else if (st != STORE_OK)
-		reply_err(c, CTL_E_INTERNAL, "database error (see the "
-		    "daemon's log)");
-	else if (op->kind == OP_ROSTER_DEL && !item_found)
-		reply_err(c, CTL_E_NOT_FOUND, "%s is not in the roster of "
-		    "%s@%s", op->with, op->user, op->host);
-	else
-		reply_ok(c);
+	if (reply_store_err(c, st) == 0) {
+		if (op->kind == OP_ROSTER_DEL && !item_found)
+			reply_err(c, CTL_E_NOT_FOUND, "%s is not in the roster "
+			    "of %s@%s", op->with, op->user, op->host);
+		else
+			reply_ok(c);
+	}
 	op_free(op);
 	if (!c->dead)
 		request_done(c);

@@ -250,6 +250,19 @@ reply_ok(struct control_conn *c)
 }
 
 int
+reply_store_err(struct control_conn *c, enum store_status st)
+{
+	if (st == STORE_OK)
+		return 0;
+	if (st == STORE_NOT_FOUND)
+		reply_err(c, CTL_E_NOT_FOUND, "no such user");
+	else
+		reply_err(c, CTL_E_INTERNAL, "database error (see the "
+		    "daemon's log)");
+	return 1;
+}
+
+int
 reply_err(struct control_conn *c, const char *code, const char *fmt, ...)
 {
 	struct ctl_line l;

@@ -102,6 +102,9 @@ int reply_end(struct control_conn *c, struct ctl_line *l);
 int reply_ok(struct control_conn *c);
 int reply_err(struct control_conn *c, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The error of an account's store request that did not succeed: "no
+ * such user" or a database error; 1 if one was sent, 0 for STORE_OK. */
+int reply_store_err(struct control_conn *c, enum store_status st);
 void reply_cols(struct control_conn *c, const char *const *names, size_t n);
 int reply_row_kv(struct control_conn *c, const char *key, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));

@@ -1152,6 +1152,27 @@ needs_cb_data(const char *mech)
 		strcmp(mech, "HT-SHA-256-NONE") != 0);
 }
 
+/*
+ * A new exchange (<auth/>, or SASL2's <authenticate/>) drops any earlier
+ * one; -1 when this network has failed too often (RFC 6120 §6.5.12:
+ * answered through the tarpit, and counted, so that going on leads to a
+ * ban).
+ */
+static int
+auth_begin(struct c2s *c, int sasl2)
+{
+	sasl_discard(c);
+	req_free(c);
+	c->sasl2 = sasl2;
+	if (!auth_throttled(c))
+		return 0;
+	log_info("c2s %" PRIu64 " %s: too many authentication failures from "
+	    "%s", c->id, c->conn->addr, c->conn->net);
+	auth_failed(c);
+	tarpit(c, "temporary-auth-failure");
+	return -1;
+}
+
 static void
 handle_sasl2(struct c2s *c, struct xel *st)
 {
@@ -1160,17 +1181,8 @@ handle_sasl2(struct c2s *c, struct xel *st)
 	const char *mech, *data, *bad;
 
 	if (strcmp(st->name, "authenticate") == 0) {
-		sasl_discard(c);
-		req_free(c);
-		c->sasl2 = 1;
-		if (auth_throttled(c)) {
-			log_info("c2s %" PRIu64 " %s: too many authentication "
-			    "failures from %s", c->id, c->conn->addr,
-			    c->conn->net);
-			auth_failed(c);
-			tarpit(c, "temporary-auth-failure");
+		if (auth_begin(c, 1) < 0)
 			return;
-		}
 		mech = xel_attr(st, "mechanism");
 		channel_binding(c, &cb, needs_cb_data(mech));
 		if ((bad = parse_authenticate(c, st, &cb)) != NULL) {
@@ -1490,23 +1502,10 @@ handle_sasl(struct c2s *c, struct xel *st)
 	struct arena *a = st->arena;
 
 	if (strcmp(st->name, "auth") == 0) {
-		sasl_discard(c);
-		req_free(c);
-		c->sasl2 = 0;
-		if (auth_throttled(c)) {
-			/* RFC 6120 §6.5.12; answered through the tarpit,
-			 * and counted, so that going on leads to a ban. */
-			log_info("c2s %" PRIu64 " %s: too many authentication "
-			    "failures from %s", c->id, c->conn->addr,
-			    c->conn->net);
-			auth_failed(c);
-			tarpit(c, "temporary-auth-failure");
+		if (auth_begin(c, 0) < 0)
 			return;
-		}
 		mech = xel_attr(st, "mechanism");
-		channel_binding(c, &cb, mech != NULL &&
-		    strlen(mech) > 5 && strcmp(mech + strlen(mech) - 5,
-			"-PLUS") == 0);
+		channel_binding(c, &cb, needs_cb_data(mech));
 		c->sasl = sasl_start(mech, xel_text(st),
 		    c->t.tls, &cb, c->host, c->id);
 	} else if (strcmp(st->name, "response") == 0 && c->sasl &&
