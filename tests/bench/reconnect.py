@@ -27,6 +27,8 @@ make bench.  Targets (issue 14): resume <= 0.25 ms and at least 4x
 cheaper than a full SCRAM login; sasl2 <= 1.4x handshake.
 
   BENCH_RECONNECTS=N (default 1000) connections per scenario
+  BENCH_RECONNECT_ONLY=resume|sasl2 that scenario alone, after printing
+  the daemon's pid and waiting BENCH_RECONNECT_WAIT seconds (for perf)
   XMPPD_BIN (default build/xmppd), XMPPCTL_BIN
 
 Prints one line per scenario and the ratios; exits non-zero if a
@@ -229,10 +231,15 @@ def main():
     names = sorted(users)
     try:
         r = {}
-        if ONLY == 'resume':
+        if ONLY:
+            # One scenario alone, e.g. under perf record -p PID.
             print('xmppd pid %d' % srv.proc.pid, flush=True)
             time.sleep(float(os.environ.get('BENCH_RECONNECT_WAIT', '0')))
-        else:
+        if ONLY == 'sasl2':
+            r['sasl2'] = measure(srv, 'sasl2', lambda i: sasl2(
+                srv, names[i % 100], users[names[i % 100]], ctx), N)
+            return
+        if not ONLY:
             r['handshake'] = measure(srv, 'handshake',
                                      lambda i: handshake(srv, ctx), N)
             resumer = Resumer(srv, tls13())
