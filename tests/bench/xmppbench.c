@@ -115,10 +115,6 @@ enum bench_mode {
 	MODE_CSI
 };
 
-/* Resume mode: how a reconnect authenticates.  Only SASL (RFC 6120 §6)
- * with the mechanism of the first login exists here; SASL2 with a FAST
- * token (XEP-0388, XEP-0484) is to come as REAUTH_FAST. */
-enum reauth { REAUTH_SASL, REAUTH_FAST };
 
 /* CSI mode: where the run is. */
 enum csi_step {
@@ -360,7 +356,6 @@ struct bench_opts {
 	long roster_items;  /* roster: expected roster size, -1 unchecked */
 
 	int sm;             /* enable stream management after binding */
-	enum reauth reauth; /* resume: how reconnects authenticate */
 	int no_tls_resume;  /* resume: reconnects with a full handshake */
 	int csi_inactive;   /* csi: the observer says <inactive/> */
 
@@ -1387,8 +1382,8 @@ handle_features(struct conn *c)
 		conn_send(c, "<starttls xmlns='" NS_TLS "'/>");
 		c->step = STEP_PROCEED;
 	} else if (!c->authed) {
-		/* A reconnect authenticates as the first login did; with
-		 * REAUTH_FAST it would offer its token here instead. */
+		/* A reconnect authenticates as the first login did, over
+		 * RFC 6120 SASL (SASL2 with FAST: tests/bench/reconnect.py). */
 		if (choose_mech(c) == -1)
 			return;
 		send_auth(c);
@@ -3160,11 +3155,11 @@ resume_print_summary(void)
 			    B.fail_counts[i]);
 	if (fails[0])
 		strncat(fails, ")", sizeof(fails) - strlen(fails) - 1);
-	printf("%s resume tls=%s%s%s mech=%s reauth=%s%s n=%u c=%u "
+	printf("%s resume tls=%s%s%s mech=%s reauth=sasl%s n=%u c=%u "
 	       "logins=%u/%u login_rate=%.1f/s login_p50=%.2fms "
 	       "login_p99=%.2fms",
 	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
-	    mech_used_name(), B.o.reauth == REAUTH_FAST ? "fast" : "sasl",
+	    mech_used_name(),
 	    B.o.no_tls_resume ? " tls-resume=no" : "", B.o.n, B.o.concurrency,
 	    B.ramp_ok, B.o.n,
 	    B.ramp_elapsed > 0 ? B.ramp_ok / B.ramp_elapsed : 0.0,
@@ -3647,7 +3642,7 @@ usage(int code)
 	    "                 [--window W] [--body BYTES] [options]\n"
 	    "       xmppbench presence -n CHANGES [-c RAMP] [--users U]\n"
 	    "                 [--roster-items R] [--window W] [options]\n"
-	    "       xmppbench resume -n N [-c CONCURRENCY] [--reauth sasl]\n"
+	    "       xmppbench resume -n N [-c CONCURRENCY]\n"
 	    "                 [options]\n"
 	    "       xmppbench csi [-n CHANGES] [--inactive] [--users U]\n"
 	    "                 [--roster-items R] [options]\n"
@@ -3694,9 +3689,6 @@ usage(int code)
 	    "  --sm             login, idle: enable stream management with\n"
 	    "                   resumption after binding (XEP-0198), count\n"
 	    "                   stanzas, answer <r/> (resume mode: always)\n"
-	    "  --reauth HOW     resume: how a reconnect authenticates: sasl\n"
-	    "                   (the default; fast, SASL2 with a FAST token,\n"
-	    "                   is not implemented yet)\n"
 	    "  --no-tls-resume  resume: reconnect with a full TLS handshake\n"
 	    "                   (what TLS session resumption saves)\n"
 	    "  --inactive       csi: the observer sends <inactive/> before\n"
@@ -3748,7 +3740,6 @@ parse_args(int argc, char **argv)
 		O_FULL,
 		O_RATE,
 		O_SM,
-		O_REAUTH,
 		O_INACTIVE,
 		O_NO_TLS_RESUME,
 		O_HELP
@@ -3775,7 +3766,6 @@ parse_args(int argc, char **argv)
 	    {"full", no_argument, NULL, O_FULL},
 	    {"rate", required_argument, NULL, O_RATE},
 	    {"sm", no_argument, NULL, O_SM},
-	    {"reauth", required_argument, NULL, O_REAUTH},
 	    {"inactive", no_argument, NULL, O_INACTIVE},
 	    {"no-tls-resume", no_argument, NULL, O_NO_TLS_RESUME},
 	    {"help", no_argument, NULL, O_HELP},
@@ -3875,14 +3865,6 @@ parse_args(int argc, char **argv)
 			break;
 		case O_SM:
 			o->sm = 1;
-			break;
-		case O_REAUTH:
-			if (strcmp(optarg, "sasl") == 0)
-				o->reauth = REAUTH_SASL;
-			else if (strcmp(optarg, "fast") == 0)
-				o->reauth = REAUTH_FAST;
-			else
-				fatalx("--reauth: sasl or fast");
 			break;
 		case O_INACTIVE:
 			o->csi_inactive = 1;
@@ -4021,9 +4003,6 @@ parse_args(int argc, char **argv)
 		o->sm = 1;
 		if (o->tls == TLS_NONE)
 			fatalx("resume: TLS session resumption needs TLS");
-		if (o->reauth == REAUTH_FAST)
-			fatalx("--reauth fast: SASL2 with FAST (XEP-0388, "
-			       "XEP-0484) is not implemented yet");
 	}
 	if (o->mode == MODE_CSI) {
 		if (o->users == 0)

@@ -99,7 +99,6 @@ def test_feature_beside_mechanisms(server, version):
         assert bind is not None, tostr(auth)
         feats = [e.get('var') for e in bind.find(q(NS_BIND2, 'inline'))
                  .findall(q(NS_BIND2, 'feature'))]
-        # No CSI here: it is not implemented, so never advertised.
         assert sorted(feats) == [NS_CARBONS, 'urn:xmpp:csi:0', NS_SM], feats
         assert inline.find(q(NS_SM, 'sm')) is not None
         fast = fast_mechanisms(f)
