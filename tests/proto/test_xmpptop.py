@@ -181,8 +181,15 @@ def tmux_top():
     name = 'xmpptop-test-%d' % os.getpid()
 
     def start(sock, width=200):
-        r = tmux('new-session', '-d', '-s', name, '-x', str(width), '-y',
-                 '40', '%s -s %s' % (XMPPTOP_BIN, sock))
+        # The tmux server exits with its last session; a new session
+        # started while it is going may meet it ("server exited
+        # unexpectedly"): try again.
+        for _ in range(20):
+            r = tmux('new-session', '-d', '-s', name, '-x', str(width),
+                     '-y', '40', '%s -s %s' % (XMPPTOP_BIN, sock))
+            if r.returncode == 0 or 'server exited' not in r.stderr:
+                break
+            time.sleep(0.1)
         assert r.returncode == 0, r.stderr
         return name
     yield start
