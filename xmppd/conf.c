@@ -245,6 +245,11 @@ static const struct option limit_options[] = {
     {"csi-queue", set_uint, LIMIT_FIELD(csi_queue), 0, 10000, 0, 0},
     {"csi-queue-size", set_size, LIMIT_FIELD(csi_queue_size), 4 * KIB,
         16 * MIB, 0, 0},
+    {"pep-nodes", set_uint, LIMIT_FIELD(pep_nodes), 1, 10000, 0, 0},
+    {"pep-items", set_uint, LIMIT_FIELD(pep_items), 1, 100000, 0, 0},
+    {"pep-item-size", set_size, LIMIT_FIELD(pep_item_size), KIB, 16 * MIB, 0,
+        0},
+    {"pep-size", set_size, LIMIT_FIELD(pep_size), 64 * KIB, 1024 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1265,6 +1270,10 @@ conf_init(struct conf *c, const char *name)
 	c->limits.sm_ack_seconds = 30;
 	c->limits.csi_queue = 256;
 	c->limits.csi_queue_size = 131072;
+	c->limits.pep_nodes = 100;
+	c->limits.pep_items = 256;
+	c->limits.pep_item_size = 262144;
+	c->limits.pep_size = 8388608;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);

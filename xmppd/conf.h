@@ -101,6 +101,15 @@ struct conf_limits {
 	                                they all go; 0 = hold nothing */
 	size_t csi_queue_size;       /* "csi-queue-size", 131072: ... or
 	                                bytes */
+	unsigned pep_nodes;          /* "pep-nodes", 100: PEP nodes per
+	                                account (XEP-0163) */
+	unsigned pep_items;          /* "pep-items", 256: items a node keeps
+	                                at most (what max_items "max" means) */
+	size_t pep_item_size;        /* "pep-item-size", 262144: bytes of one
+	                                item's payload (and within
+	                                stanza-size) */
+	size_t pep_size;             /* "pep-size", 8388608: bytes of all an
+	                                account's stored items */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

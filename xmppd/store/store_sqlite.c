@@ -177,6 +177,40 @@ static const char *const migrations[] = {
     "  counter INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (user_id, agent, slot)"
     ") WITHOUT ROWID;",
+    /* 6: personal eventing (XEP-0163, store/pep.h): a row per node with
+     * its configuration (access 0 presence, 1 open, 2 roster,
+     * 3 whitelist; groups joined by 0x1F; max_items 0 for "max";
+     * send_last 0 never, 1 on_sub, 2 on_sub_and_presence) and the count
+     * and payload bytes of its items; the items, their rowid growing in
+     * publish order. */
+    ("CREATE TABLE pep_node ("
+     "  id INTEGER PRIMARY KEY,"
+     "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+     "  node TEXT NOT NULL,"
+     "  access INTEGER NOT NULL,"
+     "  groups TEXT,"
+     "  max_items INTEGER NOT NULL,"
+     "  persist INTEGER NOT NULL,"
+     "  send_last INTEGER NOT NULL,"
+     "  notify_retract INTEGER NOT NULL,"
+     "  notify_delete INTEGER NOT NULL,"
+     "  title TEXT,"
+     "  items INTEGER NOT NULL DEFAULT 0,"
+     "  bytes INTEGER NOT NULL DEFAULT 0,"
+     "  created INTEGER NOT NULL,"
+     "  UNIQUE (user_id, node)"
+     ");"
+     "CREATE TABLE pep_item ("
+     "  id INTEGER PRIMARY KEY,"
+     "  node_id INTEGER NOT NULL REFERENCES pep_node(id) ON DELETE CASCADE,"
+     "  item TEXT NOT NULL,"
+     "  publisher TEXT,"
+     "  stamp INTEGER NOT NULL,"
+     "  size INTEGER NOT NULL,"
+     "  payload TEXT NOT NULL,"
+     "  UNIQUE (node_id, item)"
+     ");"
+     "CREATE INDEX pep_item_order ON pep_item (node_id, id, size);"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
