@@ -15,7 +15,8 @@ enum chain_id {
 	CH_DELETED, CH_FEATURES, CH_PRESENCE_OUT, CH_PREAUTH_IQ,
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
 	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
-	CH_BIND2_FEATURES, CH_BIND2, CH__COUNT
+	CH_BIND2_FEATURES, CH_BIND2, CH_CAPS_CHANGED, CH_PEP_EVENT,
+	CH_ADMIN_CHANGE, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -306,4 +307,45 @@ hook_run_bind2(struct session *s, const struct xel *req, struct xel *bound)
 		if (f(s, req, bound) == HOOK_HANDLED)
 			return HOOK_HANDLED;
 	return HOOK_PASS;
+}
+
+void
+hook_add_caps_changed(hook_caps_fn fn)
+{
+	chain_add(CH_CAPS_CHANGED, (hook_fn)fn);
+}
+
+void
+hook_run_caps_changed(struct session *s, const struct caps *old)
+{
+	EACH(CH_CAPS_CHANGED, hook_caps_fn, f)
+		f(s, old);
+}
+
+void
+hook_add_pep_event(hook_pep_fn fn)
+{
+	chain_add(CH_PEP_EVENT, (hook_fn)fn);
+}
+
+void
+hook_run_pep_event(const char *user, const char *host, const char *node,
+    const char *id, const struct xel *payload, int by_server)
+{
+	EACH(CH_PEP_EVENT, hook_pep_fn, f)
+		f(user, host, node, id, payload, by_server);
+}
+
+void
+hook_add_admin_change(hook_admin_change_fn fn)
+{
+	chain_add(CH_ADMIN_CHANGE, (hook_fn)fn);
+}
+
+void
+hook_run_admin_change(const char *kind, const char *user, const char *host,
+    const char *what)
+{
+	EACH(CH_ADMIN_CHANGE, hook_admin_change_fn, f)
+		f(kind, user, host, what);
 }

@@ -200,4 +200,37 @@ void hook_run_bind2_features(struct xel *inline_features);
 enum hook_result hook_run_bind2(struct session *s, const struct xel *req,
     struct xel *bound);
 
+/*
+ * XEP-0115: the capabilities of a local session became known or changed
+ * (s->caps, set by mod_caps.c once a 'ver' is verified; old is what it
+ * was, NULL the first time).  For PEP's "interest appears" (XEP-0163
+ * §4.3.4).
+ */
+struct caps;
+typedef void (*hook_caps_fn)(struct session *s, const struct caps *old);
+void hook_add_caps_changed(hook_caps_fn fn);
+void hook_run_caps_changed(struct session *s, const struct caps *old);
+/*
+ * XEP-0163: an item of user@host's PEP node was published (payload: the
+ * item's payload element) or retracted (payload NULL), or the node was
+ * purged or deleted (id NULL, payload NULL), after the change is stored.
+ * by_server is set when a module published it on the user's behalf
+ * (mod_pep.h pep_server_publish), so that conversions do not loop.
+ */
+typedef void (*hook_pep_fn)(const char *user, const char *host,
+    const char *node, const char *id, const struct xel *payload,
+    int by_server);
+void hook_add_pep_event(hook_pep_fn fn);
+void hook_run_pep_event(const char *user, const char *host, const char *node,
+    const char *id, const struct xel *payload, int by_server);
+/*
+ * An administrator changed what a module keeps for user@host behind its
+ * back (the control socket's "pep delete": kind "pep", what the node):
+ * the module drops what it caches and tells the user's clients.
+ */
+typedef void (*hook_admin_change_fn)(const char *kind, const char *user,
+    const char *host, const char *what);
+void hook_add_admin_change(hook_admin_change_fn fn);
+void hook_run_admin_change(const char *kind, const char *user,
+    const char *host, const char *what);
 #endif

@@ -20,6 +20,7 @@ struct xel;
 struct sm_user;
 struct smacks;
 struct csi;
+struct caps;
 
 struct session {
 	uint64_t id;
@@ -45,6 +46,8 @@ struct session {
 	struct sm_user *user;
 	struct smacks *smacks;    /* XEP-0198 state, NULL until enabled */
 	struct csi *csi;          /* XEP-0352 state, NULL until inactive */
+	const struct caps *caps;  /* XEP-0115 capabilities as verified
+	                             (mod/caps.h), NULL while unknown */
 	/* How its client authenticated, for the control plane: the SASL
 	 * profile ("SASL1": RFC 6120 §6, "SASL2": XEP-0388), the mechanism
 	 * and "FAST" for a XEP-0484 token, e.g. "SASL2 HT-SHA-256-EXPR FAST";
