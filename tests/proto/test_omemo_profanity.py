@@ -1,0 +1,195 @@
+"""OMEMO (XEP-0384, the eu.siacs.conversations.axolotl version Debian's
+profanity 0.13 speaks) between two real profanity clients, each in tmux
+with a home of its own: alice and bob, subscribed to each other, generate
+their keys (/omemo gen: the device list and the bundle are published
+with PEP, XEP-0163), alice starts an OMEMO session with bob (fetching his
+device list and bundle from his PEP service) and writes; bob reads the
+message decrypted and answers encrypted; alice reads the answer
+decrypted.  The archive (XEP-0313) holds the two messages with
+<encrypted xmlns='eu.siacs.conversations.axolotl'/> and without their
+text anywhere.
+
+Both final screens are printed and written to
+$XMPPD_TEST_ARTIFACTS/omemo-screens.txt (else /tmp/omemo-screens.txt),
+with the PEP requests each profanity sent and the errors it got back
+(from its DEBUG log: libstrophe's SENT/RECV lines).
+
+Trust: /omemo trustmode firstusage, so the first key seen of each
+contact is trusted (as Conversations' blind trust before verification);
+no fingerprint is typed in.
+
+Skipped where profanity or tmux is not installed (profanity_helpers.py)."""
+
+import os
+import re
+import time
+
+import pytest
+
+from im_helpers import IMClient, subscribe_both
+from profanity_helpers import Profanity, needs_profanity
+from test_mam import mam_query, parse_result
+from xmpp_raw import NS_CLIENT, q, tostr
+
+pytestmark = needs_profanity
+
+NS_OMEMO = 'eu.siacs.conversations.axolotl'
+ALICE, BOB = 'alice@localhost', 'bob@localhost'
+TO_BOB = 'omemo from alice to bob 4711'
+TO_ALICE = 'omemo answer from bob to alice 0815'
+# profanity's line when it cannot decrypt ("Unable to decrypt OMEMO
+# message") and the fallback body it sends along with the ciphertext.
+UNDECRYPTED = re.compile(r'(?i)unable to decrypt|OMEMO encrypted message')
+KEYS_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def profanities():
+    made = []
+
+    def make():
+        p = Profanity(debug=True)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()
+
+
+def subscribed(server):
+    """alice and bob subscribed to each other ('both'), as their clients
+    would do it, then gone."""
+    a = IMClient(server.login(ALICE, resource='setup'), ALICE)
+    b = IMClient(server.login(BOB, resource='setup'), BOB)
+    try:
+        for c in (a, b):
+            c.roster_get()
+            c.presence()
+        subscribe_both(a, b)
+        for c in (a, b):
+            c.close_stream()
+    finally:
+        a.raw.close()
+        b.raw.close()
+
+
+def pep_traffic(p):
+    """The PEP requests a profanity sent (pubsub IQs) and the errors it
+    received, from its DEBUG log, one line each, shortened."""
+    sent, errors = [], []
+    for line in p.log_text().splitlines():
+        m = re.search(r'SENT: (<iq .*)', line)
+        if m and 'http://jabber.org/protocol/pubsub' in m.group(1):
+            s = m.group(1)
+            kind = re.search(r'<(publish|items|subscribe|configure|'
+                             r'retract|delete|purge)\b[^>]*>', s)
+            typ = re.search(r'type="(\w+)"', s)
+            to = re.search(r'to="([^"]*)"', s)
+            sent.append('%s %s%s' % (typ.group(1) if typ else '?',
+                                     kind.group(0) if kind else s[:120],
+                                     ' to=' + to.group(1) if to else ''))
+            if '<publish-options' in s:
+                sent[-1] += ' +publish-options'
+        m = re.search(r'RECV: (<iq [^>]*type="error".*)', line)
+        if m:
+            errors.append(m.group(1)[:400])
+    return sent, errors
+
+
+def save_screens(text):
+    directory = os.environ.get('XMPPD_TEST_ARTIFACTS')
+    path = (os.path.join(directory, 'omemo-screens.txt') if directory
+            else '/tmp/omemo-screens.txt')
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+    return path
+
+
+def archived_messages(server, jid):
+    """The messages of jid's archive as (body, inner message) through
+    MAM, read by a session of jid's own."""
+    c = IMClient(server.login(jid, resource='archive-check'), jid)
+    try:
+        results, iq = mam_query(c)
+        assert iq.get('type') == 'result', tostr(iq)
+        rows = []
+        for el in results:
+            _, _, msg = parse_result(c, el)
+            body = msg.find(q(NS_CLIENT, 'body'))
+            rows.append((body.text if body is not None else None, msg))
+        c.close_stream()
+        return rows
+    finally:
+        c.raw.close()
+
+
+def generate_keys(p):
+    p.type('/omemo trustmode firstusage')
+    p.type('/omemo gen')
+    p.wait(lambda s: 'materials generated' in s, timeout=KEYS_TIMEOUT,
+           what='OMEMO keys generated')
+
+
+def test_omemo_between_two_profanities(server, profanities):
+    subscribed(server)
+    alice, bob = profanities(), profanities()
+    screens = ''
+    try:
+        alice.connect(server, ALICE)
+        bob.connect(server, BOB)
+        generate_keys(alice)
+        generate_keys(bob)
+        # The device lists are published and each has seen the other's
+        # (the +notify of profanity's caps): give PEP a moment.
+        time.sleep(2)
+
+        alice.type('/omemo start %s' % BOB)
+        alice.wait(lambda s: 'OMEMO' in s and BOB in s, what='OMEMO window')
+        alice.type(TO_BOB)
+        # bob: the console says a message came; its window is 2.
+        bob.wait(lambda s: ALICE in s, timeout=KEYS_TIMEOUT,
+                 what='message from alice')
+        bob.type('/msg %s' % ALICE)
+        s = bob.wait(lambda s: TO_BOB in s or UNDECRYPTED.search(s),
+                     timeout=KEYS_TIMEOUT, what='the message, decrypted')
+        assert TO_BOB in s and not UNDECRYPTED.search(s), s
+
+        bob.type('/omemo start %s' % ALICE)
+        time.sleep(1)
+        bob.type(TO_ALICE)
+        s = alice.wait(lambda s: TO_ALICE in s or UNDECRYPTED.search(s),
+                       timeout=KEYS_TIMEOUT, what='the answer, decrypted')
+        assert TO_ALICE in s and not UNDECRYPTED.search(s), s
+    finally:
+        for who, p in (('alice', alice), ('bob', bob)):
+            sent, errors = pep_traffic(p)
+            screens += ('==== %s: final screen ====\n%s\n'
+                        '---- %s: PEP requests sent (%d) ----\n%s\n'
+                        '---- %s: IQ errors received (%d) ----\n%s\n'
+                        % (who, p.screen().rstrip('\n'), who, len(sent),
+                           '\n'.join(sent), who, len(errors),
+                           '\n'.join(errors)))
+        path = save_screens(screens)
+        print(screens)
+        print('(written to %s)' % path)
+
+    # On the wire the messages were encrypted: the archive has each with
+    # its <encrypted/> payload and the text nowhere (profanity puts a
+    # fallback <body/> beside the ciphertext).
+    for jid in (ALICE, BOB):
+        rows = archived_messages(server, jid)
+        omemo = [m for _, m in rows if m.find(q(NS_OMEMO, 'encrypted'))
+                 is not None]
+        assert len(omemo) >= 2, [tostr(m) for _, m in rows]
+        for _, m in rows:
+            text = tostr(m)
+            assert TO_BOB not in text and TO_ALICE not in text, text
+        for m in omemo:
+            enc = m.find(q(NS_OMEMO, 'encrypted'))
+            assert enc.find(q(NS_OMEMO, 'payload')) is not None, tostr(m)
+            assert enc.find(q(NS_OMEMO, 'header')) is not None, tostr(m)
+    r = server.ctl('history', ALICE, BOB)
+    assert r.returncode == 0, r.stderr
+    assert TO_BOB not in r.stdout and TO_ALICE not in r.stdout, r.stdout
