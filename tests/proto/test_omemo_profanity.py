@@ -14,9 +14,12 @@ $XMPPD_TEST_ARTIFACTS/omemo-screens.txt (else /tmp/omemo-screens.txt),
 with the PEP requests each profanity sent and the errors it got back
 (from its DEBUG log: libstrophe's SENT/RECV lines).
 
-Trust: /omemo trustmode firstusage, so the first key seen of each
-contact is trusted (as Conversations' blind trust before verification);
-no fingerprint is typed in.
+Trust, as two careful people would: each reads its own fingerprint
+(/omemo fingerprint), the other's client shows the same fingerprint for
+the key it fetched from the contact's PEP bundle, and it is trusted with
+/omemo trust (profanity's "firstusage" trust mode did not trust bob's
+key in 0.13.1: "We don't trust device", the message then goes to no
+one).
 
 Skipped where profanity or tmux is not installed (profanity_helpers.py)."""
 
@@ -38,8 +41,11 @@ ALICE, BOB = 'alice@localhost', 'bob@localhost'
 TO_BOB = 'omemo from alice to bob 4711'
 TO_ALICE = 'omemo answer from bob to alice 0815'
 # profanity's line when it cannot decrypt ("Unable to decrypt OMEMO
-# message") and the fallback body it sends along with the ciphertext.
-UNDECRYPTED = re.compile(r'(?i)unable to decrypt|OMEMO encrypted message')
+# message"), the fallback body it sends along with the ciphertext, and
+# its refusal to send to untrusted keys.
+UNDECRYPTED = re.compile(r'(?i)unable to decrypt|encrypted with OMEMO|'
+                         r'cannot be decrypted')
+FINGERPRINT = r'([0-9a-f]{8}(?:-[0-9a-f]{8}){7})'
 KEYS_TIMEOUT = 30.0
 
 
@@ -126,10 +132,43 @@ def archived_messages(server, jid):
 
 
 def generate_keys(p):
-    p.type('/omemo trustmode firstusage')
+    """/omemo gen; the fingerprint of the new identity key."""
     p.type('/omemo gen')
     p.wait(lambda s: 'materials generated' in s, timeout=KEYS_TIMEOUT,
            what='OMEMO keys generated')
+    p.type('/omemo fingerprint')
+    s = p.wait(lambda s: re.search('Your OMEMO fingerprint: ' + FINGERPRINT,
+                                   s), what='own fingerprint')
+    return re.search('Your OMEMO fingerprint: ' + FINGERPRINT, s).group(1)
+
+
+def start_and_trust(p, contact, fingerprint):
+    """/omemo start contact (its device list and bundle fetched from its
+    PEP nodes), check the key fetched is the one the contact's own client
+    shows, and trust it."""
+    p.type('/omemo start %s' % contact)
+    p.wait(lambda s: re.search(r'(?m)^ %s \[online\] \[OMEMO\]'
+                               % re.escape(contact), s),
+           what='OMEMO chat window with %s' % contact)
+    want = "%s's OMEMO fingerprint: %s" % (contact, fingerprint)
+    deadline = time.monotonic() + KEYS_TIMEOUT
+    while True:
+        p.type('/omemo fingerprint %s' % contact)
+        try:
+            p.wait(lambda s: want in s, timeout=2, what=want)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    p.type('/omemo trust %s %s' % (contact, fingerprint))
+    p.wait(lambda s: want + ' (trusted)' in s, what='trusted')
+
+
+def decrypted(text, sender):
+    """A line of an OMEMO message from sender, shown with profanity's
+    OMEMO mark '~' (an unencrypted one has '-')."""
+    return re.compile(r'(?m)^\d\d:\d\d:\d\d ~ %s/[^:]*: %s$'
+                      % (re.escape(sender), re.escape(text)))
 
 
 def test_omemo_between_two_profanities(server, profanities):
@@ -139,29 +178,28 @@ def test_omemo_between_two_profanities(server, profanities):
     try:
         alice.connect(server, ALICE)
         bob.connect(server, BOB)
-        generate_keys(alice)
-        generate_keys(bob)
-        # The device lists are published and each has seen the other's
-        # (the +notify of profanity's caps): give PEP a moment.
-        time.sleep(2)
+        fp_alice = generate_keys(alice)
+        fp_bob = generate_keys(bob)
 
-        alice.type('/omemo start %s' % BOB)
-        alice.wait(lambda s: 'OMEMO' in s and BOB in s, what='OMEMO window')
+        start_and_trust(alice, BOB, fp_bob)
         alice.type(TO_BOB)
-        # bob: the console says a message came; its window is 2.
-        bob.wait(lambda s: ALICE in s, timeout=KEYS_TIMEOUT,
-                 what='message from alice')
-        bob.type('/msg %s' % ALICE)
+        s = alice.wait(lambda s: TO_BOB in s, what='the message sent')
+        assert not UNDECRYPTED.search(s), s
+        # bob: the console says a message came, in window 2.
+        bob.wait(lambda s: '<< chat message: %s' % ALICE in s,
+                 timeout=KEYS_TIMEOUT, what='message from alice')
+        bob.type('/win 2')
         s = bob.wait(lambda s: TO_BOB in s or UNDECRYPTED.search(s),
-                     timeout=KEYS_TIMEOUT, what='the message, decrypted')
-        assert TO_BOB in s and not UNDECRYPTED.search(s), s
+                     what='the message')
+        assert decrypted(TO_BOB, ALICE).search(s), s
+        assert not UNDECRYPTED.search(s), s
 
-        bob.type('/omemo start %s' % ALICE)
-        time.sleep(1)
+        start_and_trust(bob, ALICE, fp_alice)
         bob.type(TO_ALICE)
         s = alice.wait(lambda s: TO_ALICE in s or UNDECRYPTED.search(s),
-                       timeout=KEYS_TIMEOUT, what='the answer, decrypted')
-        assert TO_ALICE in s and not UNDECRYPTED.search(s), s
+                       timeout=KEYS_TIMEOUT, what='the answer')
+        assert decrypted(TO_ALICE, BOB).search(s), s
+        assert not UNDECRYPTED.search(s), s
     finally:
         for who, p in (('alice', alice), ('bob', bob)):
             sent, errors = pep_traffic(p)
