@@ -37,6 +37,7 @@
 #include "core/roster.h"
 #include "core/router.h"
 #include "core/session.h"
+#include "core/sm.h"
 #include "core/stanza.h"
 #include "jid.h"
 #include "log.h"
@@ -58,6 +59,7 @@ void mod_pep_deinit(void);
 enum op_kind {
 	OP_PUBLISH, OP_RETRACT, OP_ITEMS, OP_CREATE, OP_CONFIGURE_GET,
 	OP_CONFIGURE_SET, OP_DELETE, OP_PURGE, OP_DISCO_ITEMS, OP_LAST,
+	OP_LOAD,
 };
 
 struct op {
@@ -70,8 +72,35 @@ struct op {
 	struct xel *payload_el;    /* publish: a copy (iq's arena or own) */
 	struct arena *a;           /* payload_el's arena if not iq's */
 	int notify;                /* retract: notify="true" */
+	int64_t stamp;             /* publish: ms since the epoch */
 };
 
+/*
+ * The nodes of online users, each with its newest item, loaded when the
+ * user's first session binds and dropped with the last; written through
+ * by every change this module makes, and loaded again where a change
+ * leaves the newest item unknown (a retraction of it).  The last items
+ * sent when a contact comes online come from here for online owners, and
+ * from storage (pep_last_items) for the others.
+ */
+struct cnode {
+	char *name;
+	struct pep_config cfg;
+	char *last_id;             /* NULL: no item */
+	char *last;                /* its payload, serialized */
+	size_t last_len;
+	int64_t last_stamp;        /* ms */
+};
+
+struct powner {
+	char *user, *host;
+	struct cnode *v;
+	size_t n;
+	int loaded;                /* 0 while its load is queued */
+	uint64_t load_tag;         /* the load whose answer counts */
+};
+
+static struct strmap *owners;  /* bare JID -> struct powner */
 static struct strmap *ops;     /* tag as decimal -> struct op */
 static uint64_t next_tag = 1;
 static int enabled;
@@ -444,6 +473,198 @@ forms_free(char *forms[4])
 		free(forms[i]);
 }
 
+/* The cache of online owners' nodes. */
+
+static void
+cnode_clear_last(struct cnode *c)
+{
+	free(c->last_id);
+	free(c->last);
+	c->last_id = c->last = NULL;
+	c->last_len = 0;
+}
+
+static void
+powner_clear(struct powner *po)
+{
+	for (size_t i = 0; i < po->n; i++) {
+		free(po->v[i].name);
+		pep_config_free(&po->v[i].cfg);
+		cnode_clear_last(&po->v[i]);
+	}
+	free(po->v);
+	po->v = NULL;
+	po->n = 0;
+}
+
+static void
+powner_free(struct powner *po)
+{
+	powner_clear(po);
+	free(po->user);
+	free(po->host);
+	free(po);
+}
+
+static struct powner *
+powner_find(const char *user, const char *host)
+{
+	char key[3 * 1024 + 2];
+
+	if (owners == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%s@%s", user, host);
+	return strmap_get(owners, key);
+}
+
+static struct cnode *
+cnode_find(struct powner *po, const char *node)
+{
+	for (size_t i = 0; i < po->n; i++)
+		if (strcmp(po->v[i].name, node) == 0)
+			return &po->v[i];
+	return NULL;
+}
+
+static void
+load_done(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct pep_node_info *nodes, size_t n, const struct pep_item *last,
+    const char *legacy)
+{
+	struct op *o = op_take(tag);
+	struct powner *po;
+
+	(void)owner;
+	(void)legacy;
+	if (o == NULL)
+		return;
+	po = powner_find(o->user, o->host);
+	op_free(o);
+	if (po == NULL || po->load_tag != tag || st != STORE_OK)
+		return;
+	powner_clear(po);
+	po->v = n ? xcalloc(n, sizeof(*po->v)) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct cnode *c = &po->v[i];
+
+		c->name = xstrdup(nodes[i].node);
+		pep_config_copy(&c->cfg, &nodes[i].cfg);
+		if (last[i].id != NULL && last[i].payload != NULL) {
+			c->last_id = xstrdup(last[i].id);
+			c->last = xstrndup(last[i].payload, last[i].len);
+			c->last_len = last[i].len;
+			c->last_stamp = last[i].stamp_ms;
+		}
+	}
+	po->n = n;
+	po->loaded = 1;
+}
+
+/* (Re)load what storage has for po; until then storage answers. */
+static void
+powner_load(struct powner *po)
+{
+	struct op *o = op_new(OP_LOAD, NULL, NULL, po->user, po->host, NULL);
+
+	po->loaded = 0;
+	po->load_tag = op_add(o);
+	pep_load(po->user, po->host, load_done, 0, po->load_tag);
+}
+
+static void
+pep_session_bound(struct session *s)
+{
+	struct powner *po;
+
+	if (powner_find(s->jid.node, s->jid.domain) != NULL)
+		return;
+	po = xcalloc(1, sizeof(*po));
+	po->user = xstrdup(s->jid.node);
+	po->host = xstrdup(s->jid.domain);
+	strmap_put(owners, s->bare, po);
+	powner_load(po);
+}
+
+static void
+pep_session_end(struct session *s)
+{
+	struct powner *po;
+
+	for (struct session *o = sm_find_bare(s->jid.node, s->jid.domain); o;
+	    o = o->next)
+		if (o != s && !o->closing)
+			return;
+	if ((po = strmap_del(owners, s->bare)) != NULL)
+		powner_free(po);
+}
+
+/* Write-through after a stored change (nothing while a load is queued:
+ * it reads the change, being later in the queue). */
+static void
+cache_publish(const char *user, const char *host, const char *node,
+    const struct pep_config *cfg, const char *id, const char *payload,
+    size_t len, int64_t stamp)
+{
+	struct powner *po = powner_find(user, host);
+	struct cnode *c;
+
+	if (po == NULL || !po->loaded)
+		return;
+	if ((c = cnode_find(po, node)) == NULL) {
+		po->v = xreallocarray(po->v, po->n + 1, sizeof(*po->v));
+		c = &po->v[po->n++];
+		memset(c, 0, sizeof(*c));
+		c->name = xstrdup(node);
+	} else
+		pep_config_free(&c->cfg);
+	pep_config_copy(&c->cfg, cfg);
+	cnode_clear_last(c);
+	c->last_id = xstrdup(id);
+	c->last = xstrndup(payload, len);
+	c->last_len = len;
+	c->last_stamp = stamp;
+}
+
+/* A node created empty. */
+static void
+cache_publish_node(const char *user, const char *host, const char *node,
+    const struct pep_config *cfg)
+{
+	struct powner *po = powner_find(user, host);
+	struct cnode *c;
+
+	if (po == NULL || !po->loaded || cnode_find(po, node) != NULL)
+		return;
+	po->v = xreallocarray(po->v, po->n + 1, sizeof(*po->v));
+	c = &po->v[po->n++];
+	memset(c, 0, sizeof(*c));
+	c->name = xstrdup(node);
+	pep_config_copy(&c->cfg, cfg);
+}
+
+/* A retraction, purge, deletion or configuration: dropped nodes go, and
+ * where the newest item may have changed the owner is loaded again. */
+static void
+cache_change(const char *user, const char *host, const char *node,
+    enum op_kind kind, const char *id)
+{
+	struct powner *po = powner_find(user, host);
+	struct cnode *c;
+
+	if (po == NULL || !po->loaded || (c = cnode_find(po, node)) == NULL)
+		return;
+	if (kind == OP_DELETE) {
+		free(c->name);
+		pep_config_free(&c->cfg);
+		cnode_clear_last(c);
+		*c = po->v[--po->n];
+	} else if (kind == OP_PURGE)
+		cnode_clear_last(c);
+	else if (kind != OP_RETRACT || (c->last_id != NULL &&
+	             strcmp(c->last_id, id) == 0))
+		powner_load(po);
+}
+
 /*
  * Notifications.  One event is serialized once: "<message" and the rest,
  * which each copy gets after its own " to='...'" (session_send_fanout);
@@ -689,6 +910,8 @@ publish_done(uint64_t owner, uint64_t tag, enum store_status st,
 			    o->id);
 			op_reply(o, res);
 		}
+		cache_publish(o->user, o->host, o->node, &r->cfg, o->id,
+		    o->payload, o->len, o->stamp);
 		notify_publish(o->user, o->host, o->node, &r->cfg, o->id,
 		    o->payload, o->len);
 		hook_run_pep_event(o->user, o->host, o->node, o->id,
@@ -730,7 +953,8 @@ publish_submit(struct op *o, const struct xel *payload,
 	p.publisher = NULL;
 	p.payload = o->payload;
 	p.len = o->len;
-	p.stamp_ms = (int64_t)time(NULL) * 1000;
+	o->stamp = (int64_t)time(NULL) * 1000;
+	p.stamp_ms = o->stamp;
 	p.require = require;
 	p.items_max = lim->pep_items;
 	p.nodes_max = lim->pep_nodes;
@@ -860,6 +1084,7 @@ retract_done(uint64_t owner, uint64_t tag, enum store_status st,
 	else {
 		if (o->iq)
 			op_reply(o, stanza_iq_result(o->iq));
+		cache_change(o->user, o->host, o->node, OP_RETRACT, o->id);
 		/* XEP-0060 §7.2.2.1: notify="true" asks for it, and the
 		 * node's notify_retract does too. */
 		if (o->notify || r->cfg.notify_retract)
@@ -1070,6 +1295,10 @@ node_done(uint64_t owner, uint64_t tag, enum store_status st,
 	else {
 		if (o->iq)
 			op_reply(o, stanza_iq_result(o->iq));
+		if (o->kind == OP_CREATE)
+			cache_publish_node(o->user, o->host, o->node, &r->cfg);
+		else
+			cache_change(o->user, o->host, o->node, o->kind, NULL);
 		if (o->kind == OP_PURGE) {
 			notify_node(o->user, o->host, o->node, &r->cfg,
 			    "purge");
@@ -1470,6 +1699,44 @@ collect_to(const struct roster_item *it, void *arg)
 	c->owners[c->n++] = it->jid;
 }
 
+/* One last item to s, from owner (a bare JID), as an event with the
+ * time it was published (XEP-0060 §6.1.7), if s still wants the node. */
+static void
+send_last(struct session *s, const char *owner, const char *node,
+    const char *id, const char *payload, size_t len, int64_t stamp_ms)
+{
+	struct xel *m, *items, *it;
+	struct jid from = { 0 };
+	char *notify, stamp[32];
+	time_t t = (time_t)(stamp_ms / 1000);
+	struct tm tm;
+
+	notify = xasprintf("%s+notify", node);
+	if (!caps_has(s->caps, notify) || jid_parse(&from, owner) < 0) {
+		free(notify);
+		return;
+	}
+	free(notify);
+	m = xel_new(arena_new(1024), "message", NS_CLIENT);
+	xel_set_attr(m, "from", owner);
+	xel_set_attr(m, "to", s->full);
+	xel_set_attr(m, "type", "headline");
+	items = xel_add(xel_add(m, "event", NS_PUBSUB_EVENT), "items",
+	    NS_PUBSUB_EVENT);
+	xel_set_attr(items, "node", node);
+	it = xel_add(items, "item", NS_PUBSUB_EVENT);
+	xel_set_attr(it, "id", id);
+	append_payload(it, payload, len);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	xel_set_attr(xel_add(m, "delay", NS_DELAY), "stamp", stamp);
+	/* The delivery filter drops it if the owner blocks s. */
+	if (hook_run_deliver(s, m, &from) != HOOK_HANDLED)
+		session_send(s, m);
+	arena_free(m->arena);
+	jid_free(&from);
+}
+
 static void
 last_done(uint64_t owner, uint64_t tag, enum store_status st,
     const struct pep_last *v, size_t n)
@@ -1481,42 +1748,61 @@ last_done(uint64_t owner, uint64_t tag, enum store_status st,
 		op_free(o);
 	if (o == NULL || st != STORE_OK || s == NULL || s->closing)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		struct xel *m, *items, *it;
-		struct jid from = { 0 };
-		char *notify, stamp[32];
-		time_t t;
-		struct tm tm;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].item.payload != NULL)
+			send_last(s, v[i].owner, v[i].item.node, v[i].item.id,
+			    v[i].item.payload, v[i].item.len,
+			    v[i].item.stamp_ms);
+}
 
-		if (v[i].item.payload == NULL)
-			continue;
-		notify = xasprintf("%s+notify", v[i].item.node);
-		if (!caps_has(s->caps, notify) ||
-		    jid_parse(&from, v[i].owner) < 0) {
-			free(notify);
-			continue;
-		}
-		free(notify);
-		m = xel_new(arena_new(1024), "message", NS_CLIENT);
-		xel_set_attr(m, "from", v[i].owner);
-		xel_set_attr(m, "to", s->full);
-		xel_set_attr(m, "type", "headline");
-		items = xel_add(xel_add(m, "event", NS_PUBSUB_EVENT), "items",
-		    NS_PUBSUB_EVENT);
-		xel_set_attr(items, "node", v[i].item.node);
-		it = xel_add(items, "item", NS_PUBSUB_EVENT);
-		xel_set_attr(it, "id", v[i].item.id);
-		append_payload(it, v[i].item.payload, v[i].item.len);
-		/* XEP-0060 §6.1.7: the time it was published. */
-		t = (time_t)(v[i].item.stamp_ms / 1000);
-		gmtime_r(&t, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		xel_set_attr(xel_add(m, "delay", NS_DELAY), "stamp", stamp);
-		if (hook_run_deliver(s, m, &from) != HOOK_HANDLED)
-			session_send(s, m);
-		arena_free(m->arena);
-		jid_free(&from);
+/*
+ * The same from the cache for an online owner: 1 when done, 0 when
+ * storage must answer (the owner's nodes or roster are not loaded).
+ * Blocks by the owner are the delivery filter's.
+ */
+static int
+last_cached(struct session *s, const char *owner, char *const *nodes,
+    size_t nn, int presence)
+{
+	const char *at = strchr(owner, '@');
+	char user[1024];
+	struct powner *po;
+	struct pep_standing st = { 0 };
+	struct roster *r = NULL;
+	const struct roster_item *it = NULL;
+
+	if (at == NULL || (size_t)(at - owner) >= sizeof(user))
+		return 0;
+	memcpy(user, owner, (size_t)(at - owner));
+	user[at - owner] = '\0';
+	if ((po = powner_find(user, at + 1)) == NULL || !po->loaded)
+		return 0;
+	if (strcmp(owner, s->bare) == 0)
+		st.self = 1;
+	else if ((r = roster_cached(user, at + 1)) == NULL)
+		return 0;
+	else if ((it = roster_find(r, s->bare)) != NULL) {
+		st.item = (it->sub & SUB_ITEM) != 0;
+		st.from = (it->sub & SUB_FROM) != 0;
+		st.groups = it->groups;
+		st.ngroups = it->ngroups;
 	}
+	for (size_t i = 0; i < po->n; i++) {
+		const struct cnode *c = &po->v[i];
+		size_t k;
+
+		if (c->last_id == NULL || c->cfg.send_last == PEP_SEND_NEVER ||
+		    (presence &&
+		        c->cfg.send_last != PEP_SEND_ON_SUB_AND_PRESENCE) ||
+		    pep_access_check(&c->cfg, &st) != PEP_ALLOWED)
+			continue;
+		for (k = 0; k < nn && strcmp(nodes[k], c->name) != 0; k++)
+			;
+		if (k < nn)
+			send_last(s, owner, c->name, c->last_id, c->last,
+			    c->last_len, c->last_stamp);
+	}
+	return 1;
 }
 
 static void
@@ -1525,9 +1811,11 @@ caps_changed(struct session *s, const struct caps *old)
 	struct pep_last_query q = { 0 };
 	struct roster *r;
 	struct last_ctx c = { NULL, 0 };
-	const char **nodes = NULL;
+	const char **stored = NULL;
+	char **nodes = NULL;
 	char *forms[4];
-	size_t nn = 0;
+	size_t nn = 0, ns = 0;
+	int presence = old == NULL;
 	struct op *o;
 
 	if (s->caps == NULL || s->closing)
@@ -1548,23 +1836,32 @@ caps_changed(struct session *s, const struct caps *old)
 	c.owners[c.n++] = s->bare;
 	if ((r = roster_cached(s->jid.node, s->jid.domain)) != NULL)
 		roster_foreach(r, collect_to, &c);
-	requester_forms(s, forms);
-	q.requester = s->bare;
-	for (int i = 0; i < 4; i++)
-		q.forms[i] = forms[i];
-	q.owners = c.owners;
-	q.nowners = c.n;
-	q.nodes = nodes;
-	q.nnodes = nn;
 	/* Capabilities seen for the first time: the session came online;
 	 * a new +notify later: interest appeared (on_sub nodes too). */
-	q.presence = old == NULL;
-	o = op_new(OP_LAST, s, NULL, s->jid.node, s->jid.domain, NULL);
-	pep_last_items(&q, last_done, s->id, op_add(o));
-	forms_free(forms);
+	for (size_t i = 0; i < c.n; i++)
+		if (!last_cached(s, c.owners[i], nodes, nn, presence)) {
+			stored = xreallocarray(stored, ns + 1,
+			    sizeof(*stored));
+			stored[ns++] = c.owners[i];
+		}
+	if (ns > 0) {
+		requester_forms(s, forms);
+		q.requester = s->bare;
+		for (int i = 0; i < 4; i++)
+			q.forms[i] = forms[i];
+		q.owners = stored;
+		q.nowners = ns;
+		q.nodes = (const char *const *)nodes;
+		q.nnodes = nn;
+		q.presence = presence;
+		o = op_new(OP_LAST, s, NULL, s->jid.node, s->jid.domain, NULL);
+		pep_last_items(&q, last_done, s->id, op_add(o));
+		forms_free(forms);
+	}
 	for (size_t i = 0; i < nn; i++)
-		free((char *)nodes[i]);
+		free(nodes[i]);
 	free(nodes);
+	free(stored);
 	free(c.owners);
 }
 
@@ -1577,6 +1874,7 @@ admin_change(const char *kind, const char *user, const char *host,
 
 	if (strcmp(kind, "pep") != 0 || what == NULL)
 		return;
+	cache_change(user, host, what, OP_DELETE, NULL);
 	pep_config_default(&cfg);
 	cfg.access = PEP_ACCESS_WHITELIST;  /* the owner's resources only */
 	notify_node(user, host, what, &cfg, "delete");
@@ -1589,6 +1887,22 @@ op_drop(const char *key, void *value, void *arg)
 	(void)key;
 	(void)arg;
 	op_free(value);
+}
+
+static void
+owner_drop(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	powner_free(value);
+}
+
+static void
+bound_already(struct session *s, void *arg)
+{
+	(void)arg;
+	if (!s->closing)
+		pep_session_bound(s);
 }
 
 void
@@ -1606,6 +1920,7 @@ mod_pep_init(void)
 	};
 
 	ops = strmap_new();
+	owners = strmap_new();
 	enabled = 1;
 	disco_add_identity(DISCO_ACCOUNT, "pubsub", "pep", NULL);
 	for (size_t i = 0; i < nitems(features); i++) {
@@ -1618,6 +1933,10 @@ mod_pep_init(void)
 	iq_register(NS_PUBSUB_OWNER, "pubsub", handle_owner);
 	iq_register(NS_DISCO_ITEMS, "query", handle_disco_items);
 	hook_add_caps_changed(caps_changed);
+	hook_add_session(HOOK_SESSION_BOUND, pep_session_bound);
+	hook_add_session(HOOK_SESSION_END, pep_session_end);
+	/* Switched on by a reload: those already online. */
+	sm_foreach_session(bound_already, NULL);
 	hook_add_admin_change(admin_change);
 }
 
@@ -1628,4 +1947,7 @@ mod_pep_deinit(void)
 	strmap_foreach(ops, op_drop, NULL);
 	strmap_free(ops);
 	ops = NULL;
+	strmap_foreach(owners, owner_drop, NULL);
+	strmap_free(owners);
+	owners = NULL;
 }

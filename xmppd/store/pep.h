@@ -140,7 +140,9 @@ struct pep_node_info {
 };
 
 /*
- * The nodes of user@host (for mod_pep's cache of online owners), and the
+ * The nodes of user@host (for mod_pep's cache of online owners) with the
+ * newest item of each (last[i] for nodes[i]; id NULL when it has none),
+ * and the
  * XEP-0049 bookmarks to import (XEP-0411 §3: converted before the first
  * PEP client looks): the serialized <storage xmlns='storage:bookmarks'/>
  * of private XML storage when the account has neither bookmarks node,
@@ -148,7 +150,7 @@ struct pep_node_info {
  */
 typedef void (*pep_load_cb)(uint64_t owner, uint64_t tag,
     enum store_status st, const struct pep_node_info *nodes, size_t n,
-    const char *legacy_bookmarks);
+    const struct pep_item *last, const char *legacy_bookmarks);
 void pep_load(const char *user, const char *host, pep_load_cb cb,
     uint64_t owner, uint64_t tag);
 

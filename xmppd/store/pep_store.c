@@ -706,6 +706,7 @@ struct load_job {
 	pep_load_cb cb;
 	struct arena *a;
 	struct node_list nodes;
+	struct pep_item *last;
 	char *legacy;
 };
 
@@ -730,6 +731,24 @@ run_load(struct store_job *sj)
 		return r < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	if (node_list(uid, j->a, &j->nodes) == -1)
 		return STORE_ERROR;
+	j->last = xcalloc(j->nodes.n + 1, sizeof(*j->last));
+	for (size_t i = 0; i < j->nodes.n; i++) {
+		struct item_list l = { 0 };
+		int more = 0;
+
+		if ((s = store_sql(sql_items_newest)) == NULL)
+			return STORE_ERROR;
+		sqlite3_bind_int64(s, 1, j->nodes.ids[i]);
+		sqlite3_bind_int64(s, 2, 1);
+		if (items_step(s, j->a, j->nodes.v[i].node, &l, 0, &more) ==
+		    -1) {
+			item_list_free(&l);
+			return STORE_ERROR;
+		}
+		if (l.n > 0)
+			j->last[i] = l.v[0];
+		item_list_free(&l);
+	}
 	if (has_node(&j->nodes, "storage:bookmarks") ||
 	    has_node(&j->nodes, "urn:xmpp:bookmarks:1"))
 		return STORE_OK;
@@ -748,7 +767,7 @@ complete_load(struct store_job *sj)
 	struct load_job *j = (struct load_job *)sj;
 
 	j->cb(j->job.owner, j->job.tag, j->job.status, j->nodes.v,
-	    j->job.status == STORE_OK ? j->nodes.n : 0, j->legacy);
+	    j->job.status == STORE_OK ? j->nodes.n : 0, j->last, j->legacy);
 }
 
 static void
@@ -757,6 +776,7 @@ free_load(struct store_job *sj)
 	struct load_job *j = (struct load_job *)sj;
 
 	node_list_free(&j->nodes);
+	free(j->last);
 	arena_free(j->a);
 	free(j->legacy);
 	free(j->user);
