@@ -25,7 +25,10 @@ void mod_register_deinit(void);
 void mod_register_init_off(void);
 void mod_vcard_init(void);
 void mod_vcard_deinit(void);
+void mod_vcard_reload(void);
 void mod_private_init(void);
+void mod_private_deinit(void);
+void mod_private_reload(void);
 void mod_offline_init(void);
 void mod_offline_deinit(void);
 void mod_disco_init(void);
@@ -84,8 +87,10 @@ static const struct module {
 	/* XEP modules (keep one line each). */
 	{ "register", 0, registration_on, mod_register_init,
 	    mod_register_deinit, mod_register_init_off, NULL },
-	{ "vcard", 0, NULL, mod_vcard_init, mod_vcard_deinit, NULL, NULL },
-	{ "private", 0, NULL, mod_private_init, NULL, NULL, NULL },
+	{ "vcard", 0, NULL, mod_vcard_init, mod_vcard_deinit, NULL,
+	    mod_vcard_reload },
+	{ "private", 0, NULL, mod_private_init, mod_private_deinit, NULL,
+	    mod_private_reload },
 	{ "offline", 0, offline_on, mod_offline_init, mod_offline_deinit,
 	    NULL, NULL },
 	{ "disco", 0, NULL, mod_disco_init, NULL, NULL, mod_disco_reload },
