@@ -215,8 +215,12 @@
  *                                   disabled-since:time, disabled-reason,
  *                                   roster-items:int,
  *                                   archive-messages:int,
- *                                   offline-messages:int; ok | err
- *                                   not-found, bad-jid
+ *                                   offline-messages:int,
+ *                                   login-tokens:int, pep-nodes:int,
+ *                                   pep-items:int, pep-bytes:int (the
+ *                                   items and payload bytes of all its
+ *                                   PEP nodes); ok | err not-found,
+ *                                   bad-jid
  *     user-tokens JID              cols device_id software device
  *                                   mechanism slot created:time
  *                                   last_used:time expiry:time count:int;
@@ -227,6 +231,30 @@
  *                            priv  ok N (tokens deleted: all of the
  *                                   account's, or DEVICE's, a user-agent
  *                                   id) | err not-found, bad-jid, usage
+ *     pep-show JID [NODE]          cols kind node access groups:list
+ *                                   max_items persist:bool send_last
+ *                                   notify_retract:bool
+ *                                   notify_delete:bool title
+ *                                   item_count:int bytes:int
+ *                                   created:time id size:int publisher
+ *                                   published:time; per XEP-0163 node
+ *                                   (all, by name, or NODE) a row of
+ *                                   kind "node" (node through created;
+ *                                   max_items a number or "max", title
+ *                                   "" for none), then a row of kind
+ *                                   "item" per item in publish order
+ *                                   (node, then id through published;
+ *                                   size in payload bytes, publisher a
+ *                                   bare JID or "", published with
+ *                                   milliseconds); no payloads; ok | err
+ *                                   not-found ("no such user", "no such
+ *                                   node"), bad-jid, usage (NODE not
+ *                                   UTF-8 of 1 to 1023 bytes)
+ *     pep-delete JID NODE    priv  ok: the node and its items are
+ *                                   deleted and the PEP module told
+ *                                   (hook_run_admin_change) | err
+ *                                   not-found ("no such user", "no such
+ *                                   node"), bad-jid, usage
  *     roster-show JID              cols jid name subscription ask
  *                                   pending_in:bool groups:list presence;
  *                                   rows by contact; presence the show of

@@ -70,6 +70,8 @@ enum output {
 	OUT_KEYVALUE,           /* key/value rows: aligned or a JSON object */
 	OUT_HISTORY,            /* archived messages: lines or a JSON array */
 	OUT_ACCOUNTS,           /* users: a JID a line, or a JSON array */
+	OUT_PEP,                /* pep show: a block per node with its
+	                           items, or a JSON array of nodes */
 };
 
 struct invocation {
@@ -125,7 +127,7 @@ static const struct command commands[] = {
 	    OUT_ACCOUNTS, run_users, "list accounts (--online: users online)" },
 	{ "user show", "user-show", { { "JID", ARG_JID, 0 } }, 0, 0,
 	    OUT_KEYVALUE, run_plain, "show an account: sessions, status, "
-	    "last logout, roster and archive sizes" },
+	    "last logout, roster, archive and PEP sizes" },
 	{ "user tokens", "user-tokens", { { "JID", ARG_JID, 0 } }, 0, 0,
 	    OUT_LIST, run_plain, "list an account's FAST login tokens by "
 	    "device" },
@@ -140,6 +142,12 @@ static const struct command commands[] = {
 	    "too)" },
 	{ "broadcast", NULL, { { "TEXT", ARG_TEXT, 0 } }, 0, 1, OUT_NONE,
 	    run_counted, "send a headline message to every session" },
+	{ "pep show", "pep-show", { { "JID", ARG_JID, 0 },
+	    { "NODE", ARG_WORD, 1 } }, 0, 0, OUT_PEP, run_plain,
+	    "list an account's PEP nodes and items (no payloads)" },
+	{ "pep delete", "pep-delete", { { "JID", ARG_JID, 0 },
+	    { "NODE", ARG_WORD, 0 } }, 0, 1, OUT_NONE, run_plain,
+	    "delete a PEP node and its items" },
 	{ "roster show", "roster-show", { { "JID", ARG_JID, 0 } }, 0, 0,
 	    OUT_LIST, run_plain, "list an account's roster" },
 	{ "roster add", "roster-add", { { "JID", ARG_JID, 0 },
@@ -468,6 +476,9 @@ struct printer {
 	char **keys, **values;
 	size_t nkv;
 	size_t keywidth;
+	/* OUT_PEP in JSON: a node's object is open, with items in it. */
+	int pep_open;
+	size_t pep_items;
 };
 
 static void
@@ -560,6 +571,112 @@ print_account_line(const struct printer *p, const struct ctl_msg *m)
 	putchar('\n');
 }
 
+/* One column of a row as "KEY": VALUE, typed as its column says. */
+static void
+json_field(const struct printer *p, const struct ctl_msg *m,
+    const char *col, int first)
+{
+	int i = col_index(p, col);
+	char *key = xstrdup(col);
+
+	fputs(first ? "" : ", ", stdout);
+	json_string(key);
+	fputs(": ", stdout);
+	json_value(i >= 0 && (size_t)i < m->nfields ? m->fields[i] : "",
+	    i >= 0 ? p->types[i] : CTL_T_TEXT);
+	free(key);
+}
+
+/* pep show in JSON: an array of node objects, each with its "items". */
+static void
+print_pep_json(struct printer *p, const struct ctl_msg *m, int item)
+{
+	static const char *const node_cols[] = { "node", "access", "groups",
+		"max_items", "persist", "send_last", "notify_retract",
+		"notify_delete", "title", "item_count", "bytes", "created" };
+	static const char *const item_cols[] = { "id", "size", "publisher",
+		"published" };
+
+	if (item) {
+		if (!p->pep_open)
+			return;
+		fputs(p->pep_items++ ? ",\n    {" : "\n    {", stdout);
+		for (size_t i = 0; i < nitems(item_cols); i++)
+			json_field(p, m, item_cols[i], i == 0);
+		putchar('}');
+		return;
+	}
+	fputs(!p->pep_open ? "[\n  {" : p->pep_items ? "\n  ]},\n  {" :
+	    "]},\n  {", stdout);
+	for (size_t i = 0; i < nitems(node_cols); i++) {
+		const char *v = row_field(p, m, node_cols[i]);
+
+		if (strcmp(node_cols[i], "max_items") == 0 &&
+		    json_number_ok(v)) {
+			fputs(", \"max_items\": ", stdout);
+			fputs(v, stdout);
+		} else if (strcmp(node_cols[i], "title") == 0 && v[0] == '\0')
+			fputs(", \"title\": null", stdout);
+		else
+			json_field(p, m, node_cols[i], i == 0);
+	}
+	fputs(", \"items\": [", stdout);
+	p->pep_open = 1;
+	p->pep_items = 0;
+}
+
+/* pep show as text: the node's name, its configuration and counts
+ * indented, then a line per item; a blank line between nodes. */
+static void
+print_pep_text(struct printer *p, const struct ctl_msg *m, int item)
+{
+	static const struct {
+		const char *label, *col;
+	} node_lines[] = {
+		{ "access", "access" }, { "max-items", "max_items" },
+		{ "persist", "persist" }, { "send-last", "send_last" },
+		{ "notify-retract", "notify_retract" },
+		{ "notify-delete", "notify_delete" }, { "title", "title" },
+		{ "items", "item_count" }, { "bytes", "bytes" },
+		{ "created", "created" },
+	};
+	const char *groups = row_field(p, m, "groups");
+
+	if (item) {
+		const char *publisher = row_field(p, m, "publisher");
+
+		fputs("  item  ", stdout);
+		print_oneline(row_field(p, m, "id"));
+		printf("  %s bytes  ", row_field(p, m, "size"));
+		print_oneline(publisher[0] ? publisher : "-");
+		putchar(' ');
+		putchar(' ');
+		print_text_value(row_field(p, m, "published"), CTL_T_TIME);
+		putchar('\n');
+		return;
+	}
+	if (p->rows > 0)
+		putchar('\n');
+	print_oneline(row_field(p, m, "node"));
+	putchar('\n');
+	for (size_t i = 0; i < nitems(node_lines); i++) {
+		const char *v = row_field(p, m, node_lines[i].col);
+		int k = col_index(p, node_lines[i].col);
+
+		if (strcmp(node_lines[i].col, "title") == 0 && v[0] == '\0')
+			continue;
+		printf("  %-16s", node_lines[i].label);
+		print_text_value(v, k >= 0 ? p->types[k] : CTL_T_TEXT);
+		if (strcmp(node_lines[i].col, "access") == 0 &&
+		    groups[0] != '\0') {
+			fputs(" (groups: ", stdout);
+			print_text_value(groups, CTL_T_LIST);
+			putchar(')');
+		}
+		putchar('\n');
+	}
+}
+
 static void
 print_header(const struct printer *p)
 {
@@ -599,6 +716,13 @@ print_row(struct printer *p, const struct ctl_msg *m)
 		if (m->nfields < 2)
 			return;
 		print_kv_row(p, m);
+	} else if (p->output == OUT_PEP) {
+		int item = strcmp(row_field(p, m, "kind"), "item") == 0;
+
+		if (json)
+			print_pep_json(p, m, item);
+		else
+			print_pep_text(p, m, item);
 	} else if (json) {
 		fputs(p->rows == 0 ? "[\n  {" : ",\n  {", stdout);
 		for (size_t i = 0; i < m->nfields && i < p->ncols; i++) {
@@ -650,6 +774,10 @@ printer_finish(struct printer *p)
 {
 	if (json && p->output == OUT_KEYVALUE)
 		fputs(p->rows ? "\n}\n" : "{}\n", stdout);
+	else if (json && p->output == OUT_PEP)
+		fputs(!p->pep_open ? "[]\n" : p->pep_items ? "\n  ]}\n]\n" :
+		    "]}\n]\n", stdout);
+
 	else if (json && p->output != OUT_NONE)
 		fputs(p->rows ? "\n]\n" : "[]\n", stdout);
 	else if (p->output == OUT_KEYVALUE)

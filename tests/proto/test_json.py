@@ -39,7 +39,8 @@ USER_SHOW = {'jid': 'str', 'created': 'time', 'sessions': 'int',
              'disabled': 'bool', 'disabled-since': 'time?',
              'disabled-reason': 'str', 'roster-items': 'int',
              'archive-messages': 'int', 'offline-messages': 'int',
-             'login-tokens': 'int'}
+             'login-tokens': 'int', 'pep-nodes': 'int', 'pep-items': 'int',
+             'pep-bytes': 'int'}
 STATUS = {'version': 'str', 'uptime': 'int', 'hosts': 'list',
           'sessions': 'int', 'users-online': 'int', 'storage-queue': 'int',
           'storage-commits': 'int', 'last-commit-ms': 'num', 'rss-kb': 'int',

@@ -34,7 +34,7 @@
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
 	"users", "history", "user-show", "roster-show", "roster-add",
 	"roster-del", "disable", "enable", "user-tokens",
-	"user-revoke-tokens" };
+	"user-revoke-tokens", "pep-show", "pep-delete" };
 
 /* The stream error text of the sessions of a disabled account (with
  * <not-authorized/>, as for a deleted one); its reason is for admins. */
@@ -392,6 +392,7 @@ struct user_job {
 	int64_t disabled;           /* 0, or since when */
 	char *disabled_reason;
 	long long roster, archive, offline, tokens;
+	long long pep_nodes, pep_items, pep_bytes;
 	/* roster-show */
 	struct user_job_item {
 		char *jid, *name, *groups;
@@ -412,6 +413,9 @@ static const char sql_user_offline_count[] =
     "SELECT count(*) FROM offline WHERE user_id = ?1";
 static const char sql_user_token_count[] =
     "SELECT count(*) FROM fast_token WHERE user_id = ?1";
+static const char sql_user_pep[] =
+    "SELECT count(*), total(items), total(bytes) FROM pep_node "
+    "WHERE user_id = ?1";
 static const char sql_user_lastlog[] =
     "SELECT stamp, status FROM lastlog WHERE user_id = ?1";
 static const char sql_user_roster[] =
@@ -489,6 +493,16 @@ run_user(struct store_job *job)
 	j->archive = count_rows(sql_user_archive_count, uid, &ok);
 	j->offline = count_rows(sql_user_offline_count, uid, &ok);
 	j->tokens = count_rows(sql_user_token_count, uid, &ok);
+	if ((s = store_sql(sql_user_pep)) == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, uid);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		j->pep_nodes = sqlite3_column_int64(s, 0);
+		j->pep_items = sqlite3_column_int64(s, 1);
+		j->pep_bytes = sqlite3_column_int64(s, 2);
+	} else
+		ok = 0;
+	store_sql_done(s);
 	if ((s = store_sql(sql_user_lastlog)) == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, uid);
@@ -558,6 +572,10 @@ user_show_reply(struct control_conn *c, struct user_job *j)
 	r |= reply_row_kv(c, "offline-messages:int", "%lld", j->offline);
 	/* XEP-0484: listed by device with "user tokens". */
 	r |= reply_row_kv(c, "login-tokens:int", "%lld", j->tokens);
+	/* XEP-0163: listed with "pep show". */
+	r |= reply_row_kv(c, "pep-nodes:int", "%lld", j->pep_nodes);
+	r |= reply_row_kv(c, "pep-items:int", "%lld", j->pep_items);
+	r |= reply_row_kv(c, "pep-bytes:int", "%lld", j->pep_bytes);
 	buf_free(&res);
 	if (c->dead)
 		return;

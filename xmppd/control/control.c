@@ -79,6 +79,8 @@ static const struct control_cmd control_cmds[] = {
 	{ "user-tokens", 1, 1, 0, "user-tokens JID", handle_user_tokens },
 	{ "user-revoke-tokens", 1, 2, 1, "user-revoke-tokens JID [DEVICE]",
 	    handle_user_revoke_tokens },
+	{ "pep-show", 1, 2, 0, "pep-show JID [NODE]", handle_pep_show },
+	{ "pep-delete", 2, 2, 1, "pep-delete JID NODE", handle_pep_delete },
 	{ "roster-show", 1, 1, 0, "roster-show JID", handle_roster_show },
 	{ "roster-add", 3, CTL_FIELDS_MAX - 2, 1,
 	    "roster-add JID CONTACT NAME [GROUP...]", handle_roster_add },

@@ -48,7 +48,8 @@ struct control_conn {
 /* An asynchronous storage request; survives its connection. */
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
 	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW, OP_ROSTER_ADD,
-	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE, OP_TOKENS, OP_REVOKE_TOKENS };
+	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE, OP_TOKENS, OP_REVOKE_TOKENS, OP_PEP_SHOW,
+	OP_PEP_DELETE };
 
 struct control_op {
 	struct control_op *next;
@@ -61,7 +62,8 @@ struct control_op {
 	char *reason;               /* disable: the reason, or NULL */
 	size_t rows;
 	/* history: the dump's arguments and where it stands */
-	char *with;
+	char *with;                 /* history, roster: the contact; pep: the
+	                               node (NULL: all) */
 	int64_t since, until;
 	uint64_t limit;
 	struct mam_history_pos pos;
@@ -162,6 +164,9 @@ void handle_user_show(struct control_conn *c, char **args, size_t nargs);
 void handle_user_tokens(struct control_conn *c, char **args, size_t nargs);
 void handle_user_revoke_tokens(struct control_conn *c, char **args,
     size_t nargs);
+/* cmd_pep.c: XEP-0163 nodes. */
+void handle_pep_show(struct control_conn *c, char **args, size_t nargs);
+void handle_pep_delete(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_show(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_add(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_del(struct control_conn *c, char **args, size_t nargs);

@@ -43,6 +43,8 @@ void mod_blocking_init(void);
 void mod_blocking_deinit(void);
 void mod_mam_init(void);
 void mod_mam_deinit(void);
+void mod_pep_init(void);
+void mod_pep_deinit(void);
 void mod_carbons_init(void);
 void mod_carbons_deinit(void);
 
@@ -93,6 +95,9 @@ static const struct module {
 	    mod_private_reload },
 	{ "offline", 0, offline_on, mod_offline_init, mod_offline_deinit,
 	    NULL, NULL },
+	/* Before disco: its disco#items handler lists a bare JID's
+	 * nodes. */
+	{ "pep", 0, NULL, mod_pep_init, mod_pep_deinit, NULL, NULL },
 	{ "disco", 0, NULL, mod_disco_init, NULL, NULL, mod_disco_reload },
 	{ "ping", 0, NULL, mod_ping_init, mod_ping_deinit, NULL, NULL },
 	{ "version", 0, version_on, mod_version_init, NULL, NULL, NULL },
