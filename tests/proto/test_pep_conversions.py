@@ -229,6 +229,26 @@ def test_without_pep_nothing_is_advertised_or_converted(server_factory):
         im_.close_all()
 
 
+def test_features_follow_pep_across_reloads(server_factory):
+    """"module pep off" by a reload withdraws both features from the
+    accounts (vcard and private stay on), and "on" brings them back."""
+    from test_modules import reload
+    srv = server_factory()
+    im_ = IMFactory(srv)
+    try:
+        c = im_('alice@localhost')
+        assert {NS_CONVERSION, NS_BOOKMARKS_COMPAT} <= account_features(c)
+        reload(srv, 'module pep off')
+        features = account_features(c)
+        assert NS_CONVERSION not in features, features
+        assert NS_BOOKMARKS_COMPAT not in features, features
+        assert NS_VCARD in features
+        reload(srv, 'module pep on')
+        assert {NS_CONVERSION, NS_BOOKMARKS_COMPAT} <= account_features(c)
+    finally:
+        im_.close_all()
+
+
 # --- XEP-0398 ---------------------------------------------------------------
 
 def test_pep_avatar_becomes_the_vcard_photo(server, im):

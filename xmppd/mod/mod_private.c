@@ -38,8 +38,8 @@ void mod_private_init(void);
 void mod_private_deinit(void);
 void mod_private_reload(void);
 
-static void bookmarks_from_legacy(const char *user, const char *host,
-    const char *data, size_t len);
+static void bookmarks_from_legacy(
+    const char *user, const char *host, const char *data, size_t len);
 
 struct private_item {
 	char *ns, *name;
@@ -492,7 +492,7 @@ struct bookmarks_sync {
 	struct bookmarks_sync *next;
 	uint64_t tag;
 	char *user, *host;
-	char *legacy;      /* to PEP: the <storage/> stored; NULL: to legacy */
+	char *legacy; /* to PEP: the <storage/> stored; NULL: to legacy */
 	size_t len;
 };
 
@@ -550,7 +550,7 @@ bookmarks_config(struct pep_config *cfg)
 {
 	pep_config_default(cfg);
 	cfg->access = PEP_ACCESS_WHITELIST;
-	cfg->max_items = 0;     /* "max" */
+	cfg->max_items = 0; /* "max" */
 	cfg->persist = 1;
 	cfg->send_last = PEP_SEND_NEVER;
 }
@@ -578,12 +578,12 @@ static int
 same_conference(const struct xel *a, const struct xel *b)
 {
 	return same_str(xel_attr(a, "name"), xel_attr(b, "name")) &&
-	    is_true(xel_attr(a, "autojoin")) ==
-	    is_true(xel_attr(b, "autojoin")) &&
-	    same_str(child_text(a, "nick", NS_BOOKMARKS),
-	        child_text(b, "nick", NS_BOOKMARKS)) &&
-	    same_str(child_text(a, "password", NS_BOOKMARKS),
-	        child_text(b, "password", NS_BOOKMARKS));
+	       is_true(xel_attr(a, "autojoin")) ==
+	           is_true(xel_attr(b, "autojoin")) &&
+	       same_str(child_text(a, "nick", NS_BOOKMARKS),
+	           child_text(b, "nick", NS_BOOKMARKS)) &&
+	       same_str(child_text(a, "password", NS_BOOKMARKS),
+	           child_text(b, "password", NS_BOOKMARKS));
 }
 
 /* A conference of one format as the other: name and autojoin, nick and
@@ -606,7 +606,7 @@ copy_conference(struct xel *to, const struct xel *from, const char *from_ns)
 /* The items read, parsed: el[i] is item i's <conference/>, or NULL. */
 struct parsed_items {
 	struct xel **el;
-	char **jid;        /* the item id as a JID, prepared (NULL: none) */
+	char **jid; /* the item id as a JID, prepared (NULL: none) */
 	size_t n;
 };
 
@@ -658,14 +658,16 @@ sync_to_pep(const struct bookmarks_sync *y, const struct pep_read_result *r)
 
 	storage = parse_stored(y->legacy, y->len, xmppd_conf->limits.depth,
 	    xmppd_conf->limits.attributes);
-	if (storage == NULL || !xel_is(storage, "storage", NS_BOOKMARKS_LEGACY)) {
+	if (storage == NULL ||
+	    !xel_is(storage, "storage", NS_BOOKMARKS_LEGACY)) {
 		if (storage != NULL)
 			arena_free(storage->arena);
 		return;
 	}
 	items_parse(&pi, r);
 	bookmarks_config(&cfg);
-	for (struct xel *c = xel_child(storage, "conference", NS_BOOKMARKS_LEGACY);
+	for (struct xel *c =
+	         xel_child(storage, "conference", NS_BOOKMARKS_LEGACY);
 	     c != NULL; c = xel_next(c, "conference", NS_BOOKMARKS_LEGACY)) {
 		const char *jid = xel_attr(c, "jid"), *id;
 		char *room = jid != NULL ? jid_normalize(jid) : NULL;
@@ -684,8 +686,8 @@ sync_to_pep(const struct bookmarks_sync *y, const struct pep_read_result *r)
 		want = xel_new(storage->arena, "conference", NS_BOOKMARKS);
 		copy_conference(want, c, NS_BOOKMARKS_LEGACY);
 		if (k < pi.n && pi.el[k] != NULL) {
-			struct xel *ext = xel_child(pi.el[k], "extensions",
-			    NS_BOOKMARKS);
+			struct xel *ext =
+			    xel_child(pi.el[k], "extensions", NS_BOOKMARKS);
 
 			/* §4: what legacy bookmarks cannot say stays. */
 			if (ext != NULL)
@@ -695,18 +697,18 @@ sync_to_pep(const struct bookmarks_sync *y, const struct pep_read_result *r)
 		}
 		/* An item that exists keeps its id as its client wrote it. */
 		id = k < pi.n ? r->items[k].id : room;
-		pep_server_publish(y->user, y->host, NS_BOOKMARKS, id, want,
-		    &cfg, 0);
+		pep_server_publish(
+		    y->user, y->host, NS_BOOKMARKS, id, want, &cfg, 0);
 		published++;
 	}
 	for (k = 0; k < pi.n; k++) {
 		found = 0;
 		for (size_t i = 0; i < nrooms && !found; i++)
 			found = pi.jid[k] != NULL &&
-			    strcmp(pi.jid[k], rooms[i]) == 0;
+			        strcmp(pi.jid[k], rooms[i]) == 0;
 		if (!found) {
-			pep_server_retract(y->user, y->host, NS_BOOKMARKS,
-			    r->items[k].id);
+			pep_server_retract(
+			    y->user, y->host, NS_BOOKMARKS, r->items[k].id);
 			retracted++;
 		}
 	}
@@ -727,13 +729,13 @@ sync_to_pep(const struct bookmarks_sync *y, const struct pep_read_result *r)
  * are kept in the same transaction that replaces it.
  */
 struct legacy_job {
-	struct store_job job;   /* first: the store hands this back */
+	struct store_job job; /* first: the store hands this back */
 	char *user, *host;
-	char *conferences;      /* <storage/> with the conferences */
+	char *conferences; /* <storage/> with the conferences */
 	size_t len;
 	unsigned max_depth, max_attrs;
-	size_t max_size;        /* private-size */
-	size_t out_len;         /* what it would have taken */
+	size_t max_size; /* private-size */
+	size_t out_len;  /* what it would have taken */
 	int unchanged;
 };
 
@@ -767,8 +769,8 @@ run_legacy(struct store_job *sj)
 
 	if ((st = user_id(j->user, j->host, &id)) != STORE_OK)
 		return st;
-	storage = parse_stored(j->conferences, j->len, j->max_depth,
-	    j->max_attrs);
+	storage =
+	    parse_stored(j->conferences, j->len, j->max_depth, j->max_attrs);
 	if (storage == NULL)
 		return STORE_ERROR;
 	if ((s = store_sql(sql_legacy_get)) == NULL) {
@@ -780,14 +782,14 @@ run_legacy(struct store_job *sj)
 		const char *p = (const char *)sqlite3_column_text(s, 0);
 		size_t n = (size_t)sqlite3_column_bytes(s, 0);
 
-		old = parse_stored(p != NULL ? p : "", n, j->max_depth,
-		    j->max_attrs);
+		old = parse_stored(
+		    p != NULL ? p : "", n, j->max_depth, j->max_attrs);
 		if (old != NULL) {
 			/* Unchanged if it already reads the same. */
 			for (struct xel *c = xel_first_elem(old); c != NULL;
 			     c = xel_next(c, NULL, NULL))
-				if (!xel_is(c, "conference",
-				        NS_BOOKMARKS_LEGACY))
+				if (!xel_is(
+				        c, "conference", NS_BOOKMARKS_LEGACY))
 					xel_append_copy(storage, c);
 			arena_free(old->arena);
 		}
@@ -849,8 +851,7 @@ complete_legacy(struct store_job *sj)
 }
 
 static const struct store_job_ops legacy_ops = {
-    "private legacy bookmarks", 1, run_legacy, complete_legacy,
-    legacy_free};
+    "private legacy bookmarks", 1, run_legacy, complete_legacy, legacy_free};
 
 /* §5: every item read, as legacy conferences. */
 static void
@@ -910,8 +911,7 @@ sync_read(uint64_t owner, uint64_t tag, enum store_status st,
 
 /* Read the account's XEP-0402 items, then convert (legacy: to PEP). */
 static void
-sync_start(const char *user, const char *host, const char *legacy,
-    size_t len)
+sync_start(const char *user, const char *host, const char *legacy, size_t len)
 {
 	struct bookmarks_sync *y = xcalloc(1, sizeof(*y));
 	struct pep_read q = {0};
@@ -938,8 +938,8 @@ sync_start(const char *user, const char *host, const char *legacy,
 
 /* After a legacy <storage/> was stored by a client. */
 static void
-bookmarks_from_legacy(const char *user, const char *host, const char *data,
-    size_t len)
+bookmarks_from_legacy(
+    const char *user, const char *host, const char *data, size_t len)
 {
 	if (pep_enabled())
 		sync_start(user, host, data, len);

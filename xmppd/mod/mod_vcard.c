@@ -62,7 +62,7 @@ struct avatar {
 	size_t nwaiting;
 };
 
-static struct strmap *avatars;       /* NULL while the module is off */
+static struct strmap *avatars; /* NULL while the module is off */
 static uint64_t avatar_gen;
 
 struct vcard_job;
@@ -83,14 +83,14 @@ struct vcard_job {
 	/* set: the hash stored before (NULL or "": no photo), and the
 	 * image for the XEP-0398 conversion to PEP */
 	char *old_hash;
-	char *b64;         /* set, photo: BINVAL, no whitespace, padded */
-	size_t bytes;      /* set: the image's size */
-	char *type;        /* set, photo: its MIME type */
+	char *b64;    /* set, photo: BINVAL, no whitespace, padded */
+	size_t bytes; /* set: the image's size */
+	char *type;   /* set, photo: its MIME type */
 	/* photo: what the vCard stored may be (copied from the
 	 * configuration on the loop thread) */
 	unsigned max_depth, max_attrs;
 	size_t max_size;
-	int unchanged;     /* photo: the stored vCard already had it */
+	int unchanged; /* photo: the stored vCard already had it */
 };
 
 static struct vcard_job *
@@ -378,11 +378,11 @@ is_xml_space(char c)
 /* An image carried as base64 text (a vCard's BINVAL, an XEP-0084
  * <data/>). */
 struct photo {
-	char *b64;                      /* without whitespace, padded */
-	size_t bytes;                   /* the image's size */
-	char hash[2 * SHA1_LEN + 1];    /* its SHA-1, lowercase hex */
-	const char *sniffed;            /* MIME type from its first bytes,
-	                                   NULL if not recognised */
+	char *b64;                   /* without whitespace, padded */
+	size_t bytes;                /* the image's size */
+	char hash[2 * SHA1_LEN + 1]; /* its SHA-1, lowercase hex */
+	const char *sniffed;         /* MIME type from its first bytes,
+	                                NULL if not recognised */
 };
 
 /* The MIME type of the common avatar formats by their signature. */
@@ -393,8 +393,8 @@ sniff_type(const unsigned char *p, size_t n)
 		return "image/png";
 	if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0)
 		return "image/jpeg";
-	if (n >= 6 && (memcmp(p, "GIF87a", 6) == 0 ||
-	                  memcmp(p, "GIF89a", 6) == 0))
+	if (n >= 6 &&
+	    (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
 		return "image/gif";
 	if (n >= 12 && memcmp(p, "RIFF", 4) == 0 &&
 	    memcmp(p + 8, "WEBP", 4) == 0)
@@ -578,8 +578,8 @@ static const char sql_set[] =
 /* Storage thread: store vcard (len bytes) with its photo hash (NULL for
  * none) as j's user's vCard. */
 static enum store_status
-write_vcard(const struct vcard_job *j, const char *vcard, size_t len,
-    const char *hash)
+write_vcard(
+    const struct vcard_job *j, const char *vcard, size_t len, const char *hash)
 {
 	sqlite3_stmt *s;
 
@@ -674,17 +674,17 @@ handle_set(struct session *s, struct xel *iq, const struct xel *vcard)
 	j->len = out.len;
 	j->vcard = out.len ? buf_strdup(&out) : xstrdup("");
 	if (r == 1) {
-		type = xel_child(xel_child(vcard, "PHOTO", NS_VCARD), "TYPE",
-		    NS_VCARD);
+		type = xel_child(
+		    xel_child(vcard, "PHOTO", NS_VCARD), "TYPE", NS_VCARD);
 		j->hash = xstrdup(p.hash);
 		j->b64 = p.b64;
 		j->bytes = p.bytes;
 		/* XEP-0084 §4.2.1: 'type' is required; the vCard's TYPE
 		 * is optional (XEP-0054), so the image says it. */
-		j->type = xstrdup(type != NULL && *xel_text(type) != '\0'
-		        ? xel_text(type)
-		        : p.sniffed != NULL ? p.sniffed
-		                            : "application/octet-stream");
+		j->type = xstrdup(
+		    type != NULL && *xel_text(type) != '\0' ? xel_text(type)
+		    : p.sniffed != NULL                     ? p.sniffed
+		                        : "application/octet-stream");
 	}
 	buf_free(&out);
 	store_job_submit(&j->job);
@@ -730,12 +730,11 @@ convert_to_pep(const struct vcard_job *j)
 	avatar_node_config(&cfg);
 	meta = xel_new(a, "metadata", NS_AVATAR_METADATA);
 	if (j->hash != NULL) {
-		data = xel_text_set(xel_new(a, "data", NS_AVATAR_DATA),
-		    j->b64);
+		data = xel_text_set(xel_new(a, "data", NS_AVATAR_DATA), j->b64);
 		/* §4.1: the data first, so that a contact who sees the
 		 * metadata finds it. */
-		pep_server_publish(j->user, j->host, NS_AVATAR_DATA, j->hash,
-		    data, &cfg, 0);
+		pep_server_publish(
+		    j->user, j->host, NS_AVATAR_DATA, j->hash, data, &cfg, 0);
 		snprintf(bytes, sizeof(bytes), "%zu", j->bytes);
 		info = xel_add(meta, "info", NULL);
 		xel_set_attr(info, "bytes", bytes);
@@ -746,8 +745,8 @@ convert_to_pep(const struct vcard_job *j)
 	} else
 		pep_server_publish(j->user, j->host, NS_AVATAR_METADATA,
 		    "current", meta, &cfg, 0);
-	log_debug("vcard: %s@%s: avatar %s converted to PEP", j->user,
-	    j->host, j->hash != NULL ? j->hash : "removal");
+	log_debug("vcard: %s@%s: avatar %s converted to PEP", j->user, j->host,
+	    j->hash != NULL ? j->hash : "removal");
 	pep_config_free(&cfg);
 	arena_free(a);
 }
@@ -761,8 +760,8 @@ struct avatar_fetch {
 	struct avatar_fetch *next;
 	uint64_t tag;
 	char *user, *host;
-	char *id;          /* the item id = the SHA-1 the metadata names */
-	char *type;        /* info@type, NULL if absent */
+	char *id;   /* the item id = the SHA-1 the metadata names */
+	char *type; /* info@type, NULL if absent */
 };
 
 static struct avatar_fetch *fetches;
@@ -892,8 +891,8 @@ static const struct store_job_ops photo_ops = {
 /* Write user@host's vCard PHOTO: hash, b64 and type, or none (hash NULL);
  * b64 and type are taken over. */
 static void
-photo_submit(const char *user, const char *host, const char *hash,
-    char *b64, char *type)
+photo_submit(
+    const char *user, const char *host, const char *hash, char *b64, char *type)
 {
 	struct vcard_job *j = job_new(&photo_ops, user, host, 0);
 
@@ -917,16 +916,14 @@ fetch_done(uint64_t owner, uint64_t tag, enum store_status st,
 	size_t len;
 
 	(void)owner;
-	for (pp = &fetches; (f = *pp) != NULL && f->tag != tag;
-	     pp = &f->next)
+	for (pp = &fetches; (f = *pp) != NULL && f->tag != tag; pp = &f->next)
 		;
 	if (f == NULL) /* the module went off */
 		return;
 	*pp = f->next;
-	if (st != STORE_OK || r->nitems == 0 ||
-	    r->items[0].payload == NULL) {
-		log_debug("vcard: %s@%s: no avatar data %s to convert",
-		    f->user, f->host, f->id);
+	if (st != STORE_OK || r->nitems == 0 || r->items[0].payload == NULL) {
+		log_debug("vcard: %s@%s: no avatar data %s to convert", f->user,
+		    f->host, f->id);
 		goto out;
 	}
 	len = r->items[0].len;
@@ -953,7 +950,7 @@ fetch_done(uint64_t owner, uint64_t tag, enum store_status st,
 		log_info("vcard: %s@%s: avatar %s has the SHA-1 %s", f->user,
 		    f->host, f->id, p.hash);
 	photo_submit(f->user, f->host, p.hash, p.b64,
-	    xstrdup(f->type != NULL ? f->type
+	    xstrdup(f->type != NULL     ? f->type
 	            : p.sniffed != NULL ? p.sniffed
 	                                : "application/octet-stream"));
 out:
