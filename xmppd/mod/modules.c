@@ -33,6 +33,8 @@ void mod_offline_init(void);
 void mod_offline_deinit(void);
 void mod_disco_init(void);
 void mod_disco_reload(void);
+void mod_caps_init(void);
+void mod_caps_deinit(void);
 void mod_ping_init(void);
 void mod_ping_deinit(void);
 void mod_version_init(void);
@@ -101,6 +103,7 @@ static const struct module {
 	{ "offline", 0, offline_on, mod_offline_init, mod_offline_deinit,
 	    NULL, NULL },
 	{ "disco", 0, NULL, mod_disco_init, NULL, NULL, mod_disco_reload },
+	{ "caps", 0, NULL, mod_caps_init, mod_caps_deinit, NULL, NULL },
 	{ "ping", 0, NULL, mod_ping_init, mod_ping_deinit, NULL, NULL },
 	{ "version", 0, version_on, mod_version_init, NULL, NULL, NULL },
 	{ "time", 0, NULL, mod_time_init, NULL, NULL, NULL },
