@@ -72,7 +72,8 @@ def test_nick_avatar_and_private_data(server, im):
         # b reads a's nickname node (presence access: b is subscribed)
         iq = await xb.plugin['xep_0060'].get_items(
             a, 'http://jabber.org/protocol/nick', max_items=1)
-        nicks = [i['nick']['nick'] for i in iq['pubsub']['items']]
+        nicks = [n.text for n in iq.xml.iter(
+            '{http://jabber.org/protocol/nick}nick')]
         assert nicks == ['Alice A.']
         # XEP-0223: private data in a whitelist node, readable by a only
         from slixmpp.plugins.xep_0172 import UserNick

@@ -1,9 +1,11 @@
 /*
  * XEP-0115 entity capabilities of local clients, as mod_caps.c verified
  * them: a session's s->caps (core/session.h) points to the feature set
- * of the 'ver' its current presence carries, or is NULL while unknown
- * (no caps, not yet resolved, or the client's answer did not hash to
- * its ver).  hook_run_caps_changed (core/hooks.h) says when it changes.
+ * of the 'ver' its current presence carries; while a new ver is being
+ * resolved (or when its answer did not hash to it) it keeps the one
+ * verified before, and it is NULL while none is known (no caps, a first
+ * ver not yet resolved, unavailable).  hook_run_caps_changed
+ * (core/hooks.h) says when it changes, old -> new.
  * A struct caps is shared by every session presenting the same ver and
  * stays valid while a session points to it (read it there, or copy).
  */

@@ -644,7 +644,10 @@ presence_caps(struct session *s, const struct xel *pres)
 		set_caps(s, c);
 		return;
 	}
-	set_caps(s, NULL);
+	/* Until the new ver is verified the session keeps what was
+	 * verified for it before (NULL for a first one), so that a change
+	 * reaches hook_run_caps_changed as old -> new: what the features
+	 * gained are is then known (XEP-0163 §4.3.4, interest appearing). */
 	wait_for(cs, ver);
 }
 

@@ -101,10 +101,6 @@ struct powner {
 };
 
 static struct strmap *owners;  /* bare JID -> struct powner */
-/* Sessions whose capabilities were known once (session id as decimal):
- * caps known again later (a new ver resolved) are interest appearing,
- * not the session coming online. */
-static struct strmap *seen;
 static struct strmap *ops;     /* tag as decimal -> struct op */
 static uint64_t next_tag = 1;
 static int enabled;
@@ -590,20 +586,10 @@ pep_session_bound(struct session *s)
 }
 
 static void
-pep_session_unbound(struct session *s)
-{
-	char key[24];
-
-	snprintf(key, sizeof(key), "%" PRIu64, s->id);
-	strmap_del(seen, key);
-}
-
-static void
 pep_session_end(struct session *s)
 {
 	struct powner *po;
 
-	pep_session_unbound(s);
 	for (struct session *o = sm_find_bare(s->jid.node, s->jid.domain); o;
 	    o = o->next)
 		if (o != s && !o->closing)
@@ -1830,16 +1816,11 @@ caps_changed(struct session *s, const struct caps *old)
 	char **nodes = NULL;
 	char *forms[4];
 	size_t nn = 0, ns = 0;
-	char key[24];
-	int presence;
+	int presence = old == NULL;
 	struct op *o;
 
 	if (s->caps == NULL || s->closing)
 		return;
-	snprintf(key, sizeof(key), "%" PRIu64, s->id);
-	presence = strmap_get(seen, key) == NULL;
-	if (presence)
-		strmap_put(seen, key, seen);
 	for (size_t i = 0; i < caps_count(s->caps); i++) {
 		const char *f = caps_feature(s->caps, i);
 		size_t len = strlen(f);
@@ -1856,8 +1837,9 @@ caps_changed(struct session *s, const struct caps *old)
 	c.owners[c.n++] = s->bare;
 	if ((r = roster_cached(s->jid.node, s->jid.domain)) != NULL)
 		roster_foreach(r, collect_to, &c);
-	/* Capabilities known for the first time: the session came online
-	 * (on_sub_and_presence nodes); a new +notify later: interest
+	/* Capabilities known where there were none: the session came
+	 * online (on_sub_and_presence nodes); a +notify gained by a new
+	 * ver (mod_caps keeps the old one until it is verified): interest
 	 * appeared (on_sub nodes too). */
 	for (size_t i = 0; i < c.n; i++)
 		if (!last_cached(s, c.owners[i], nodes, nn, presence)) {
@@ -1942,7 +1924,6 @@ mod_pep_init(void)
 
 	ops = strmap_new();
 	owners = strmap_new();
-	seen = strmap_new();
 	enabled = 1;
 	disco_add_identity(DISCO_ACCOUNT, "pubsub", "pep", NULL);
 	for (size_t i = 0; i < nitems(features); i++) {
@@ -1972,6 +1953,4 @@ mod_pep_deinit(void)
 	strmap_foreach(owners, owner_drop, NULL);
 	strmap_free(owners);
 	owners = NULL;
-	strmap_free(seen);
-	seen = NULL;
 }
