@@ -16,7 +16,8 @@ import time
 from xml.sax.saxutils import quoteattr
 
 from im_helpers import (NS_DISCO_INFO, NS_PRIVATE, NS_VCARD, NS_VCARD_UPDATE,
-                        IMFactory, fresh_users, im, is_iq, is_presence)
+                        IMClient, IMFactory, fresh_users, im, is_iq,
+                        is_presence)
 from xmpp_raw import q, tostr
 
 __all__ = ['im']        # the fixture, imported for pytest
@@ -457,3 +458,23 @@ def test_unchanged_legacy_set_publishes_nothing(server, im):
     legacy_set(c, [(ROOM1, 'One', True, 'al')])
     eventually(lambda: line + '0 published, 0 retracted' in
                server.stderr_text(), 'the second conversion')
+
+
+def test_legacy_bookmarks_imported_at_login(server_factory):
+    """XEP-0411 §3: legacy bookmarks stored before PEP existed (here
+    with PEP off) reach XEP-0402 when the user next logs in with it on."""
+    srv = server_factory(extra='module pep off')
+    a, = fresh_users(srv, 1)
+    raw = srv.login(a)
+    c = IMClient(raw, a)
+    legacy_set(c, [(ROOM1, 'One', True, 'al')])
+    raw.close()
+    srv.stop()
+    srv.extra = None
+    srv.start(create_users=False)
+    raw = srv.login(a)
+    c = IMClient(raw, a)
+    items = eventually(lambda: pep_bookmarks(c), 'imported bookmarks')
+    assert set(items) == {ROOM1}
+    assert items[ROOM1].get('name') == 'One'
+    raw.close()

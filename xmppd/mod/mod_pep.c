@@ -101,6 +101,7 @@ struct powner {
 };
 
 static struct strmap *owners;  /* bare JID -> struct powner */
+static pep_legacy_bookmarks_fn legacy_bookmarks;
 static struct strmap *ops;     /* tag as decimal -> struct op */
 static uint64_t next_tag = 1;
 static int enabled;
@@ -535,10 +536,11 @@ load_done(uint64_t owner, uint64_t tag, enum store_status st,
 	struct powner *po;
 
 	(void)owner;
-	(void)legacy;
 	if (o == NULL)
 		return;
 	po = powner_find(o->user, o->host);
+	if (st == STORE_OK && legacy != NULL && legacy_bookmarks != NULL)
+		legacy_bookmarks(o->user, o->host, legacy, strlen(legacy));
 	op_free(o);
 	if (po == NULL || po->load_tag != tag || st != STORE_OK)
 		return;
@@ -1144,6 +1146,12 @@ int
 pep_enabled(void)
 {
 	return enabled;
+}
+
+void
+pep_set_legacy_bookmarks(pep_legacy_bookmarks_fn fn)
+{
+	legacy_bookmarks = fn;
 }
 
 /* Reads. */

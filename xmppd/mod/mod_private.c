@@ -936,7 +936,8 @@ sync_start(const char *user, const char *host, const char *legacy, size_t len)
 	free((char *)q.requester);
 }
 
-/* After a legacy <storage/> was stored by a client. */
+/* After a legacy <storage/> was stored by a client, or found at login
+ * without XEP-0402 bookmarks (mod_pep's load). */
 static void
 bookmarks_from_legacy(
     const char *user, const char *host, const char *data, size_t len)
@@ -974,6 +975,9 @@ mod_private_init(void)
 {
 	iq_register(NS_PRIVATE, "query", handle_private);
 	hook_add_pep_event(bookmarks_pep_event);
+	/* XEP-0411 §3: legacy bookmarks of an account without XEP-0402
+	 * ones are converted when its first session binds. */
+	pep_set_legacy_bookmarks(bookmarks_from_legacy);
 	advertise();
 }
 
@@ -981,6 +985,7 @@ mod_private_init(void)
 void
 mod_private_deinit(void)
 {
+	pep_set_legacy_bookmarks(NULL);
 	syncs_free();
 }
 
