@@ -231,6 +231,7 @@ static const struct option limit_options[] = {
     {"ping-interval", set_duration, LIMIT_FIELD(ping_interval), 0, 86400, 0,
         0},
     {"ping-timeout", set_duration, LIMIT_FIELD(ping_timeout), 1, 3600, 0, 0},
+    {"caps-timeout", set_duration, LIMIT_FIELD(caps_timeout), 1, 3600, 0, 0},
     {"mam-page-size", set_uint, LIMIT_FIELD(mam_page_size), 1, 1000, 0, 0},
     {"mam-retention", set_long_duration, LIMIT_FIELD(mam_retention), 0,
         3650 * 86400ull, 0, 0},
@@ -1261,6 +1262,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.ipv6_prefix = 64;
 	c->limits.ping_interval = 300;
 	c->limits.ping_timeout = 60;
+	c->limits.caps_timeout = 30;
 	c->limits.mam_page_size = 100;
 	c->limits.mam_retention = 0;
 	c->limits.resume_timeout = 300;

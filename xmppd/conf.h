@@ -79,6 +79,9 @@ struct conf_limits {
 	                                by this one (shared/netkey.h) */
 	unsigned ping_interval;      /* "ping-interval", s, 300; 0 = off */
 	unsigned ping_timeout;       /* "ping-timeout", s, 60 */
+	unsigned caps_timeout;       /* "caps-timeout", s, 30: how long a
+	                                client has to answer the disco#info
+	                                that resolves its XEP-0115 ver */
 	unsigned mam_page_size;      /* "mam-page-size", 100: most results
 	                                per archive query (XEP-0313) */
 	unsigned mam_retention;      /* "mam-retention", s, 0 = keep the

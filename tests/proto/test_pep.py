@@ -401,3 +401,44 @@ def test_last_item_on_coming_online(server, im):
     mine = im(o, presence=False)
     announce(mine, ['z'] + notify('n:last'))
     mine.wait(is_event('n:last', frm=o, item_id='L'))
+
+
+def test_unresolved_ver_then_resolved(server, im):
+    """A ver the server has not resolved: no notification is sent on
+    trust; once the client answers, the interest appears and the last
+    item comes."""
+    o, f = fresh_users(server, 2)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    subscribe_both(owner, friend)
+    feats = ['urn:xmpp:test:slow'] + notify('n:slow')
+    assert announce(friend, feats, answer=False) == 0
+    from pep_helpers import answer_caps_queries, is_caps_query
+    queries = friend.discard(is_caps_query)
+    assert len(queries) == 1
+    publish(owner, 'n:slow', payload('early'), item_id='E')
+    friend.absent(is_event('n:slow'))
+    friend.raw.pending.extend(queries)
+    assert answer_caps_queries(friend, feats) == 1
+    friend.wait(is_event('n:slow', frm=o, item_id='E'))
+
+
+def test_interest_appears(server, im):
+    """A session whose caps gain NODE+notify gets that node's last item,
+    including on_sub nodes, which coming online alone does not send."""
+    o, f = fresh_users(server, 2)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    subscribe_both(owner, friend)
+    publish(owner, 'n:onsub', payload('s'), item_id='S',
+            options={'pubsub#send_last_published_item': 'on_sub'})
+    publish(owner, 'n:never', payload('n'), item_id='N',
+            options={'pubsub#send_last_published_item': 'never'})
+    announce(friend, ['a'] + notify('n:onsub', 'n:never'))
+    friend.absent(is_event())          # coming online: on_sub not sent
+    announce(friend, ['b'] + notify('n:onsub', 'n:never', 'n:other'))
+    friend.absent(is_event())          # nothing new for those nodes
+    announce(friend, ['c'])
+    announce(friend, ['d'] + notify('n:onsub', 'n:never'))
+    friend.wait(is_event('n:onsub', frm=o, item_id='S'))
+    friend.absent(is_event('n:never'))

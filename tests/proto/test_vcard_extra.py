@@ -546,3 +546,14 @@ def im_factory():
     yield make
     for f in made:
         f.close_all()
+
+
+def test_empty_vcard_round_trip(server, im):
+    """An empty vCard is stored as <vCard/>, shorter than the closing tag
+    xml_parse_element adds: it still reads back (a stanza limit of its
+    own size plus one)."""
+    a, = fresh_users(server, 1)
+    c = im(a)
+    c.iq_ok('set', "<vCard xmlns='vcard-temp'/>")
+    v = vcard_of(vcard_get(c))
+    assert len(v) == 0 and not v.text, tostr(v)

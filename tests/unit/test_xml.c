@@ -3,6 +3,7 @@
  * restricted, size-limited stream parser (RFC 6120 §4, §11).
  */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "arena.h"
@@ -1261,6 +1262,24 @@ test_parse_element(void)
 		CHECK_STR(buf_head(&b), "<message xmlns='jabber:client' "
 		                        "to='a'><body>hi</body></message>");
 		arena_free(el->arena);
+	}
+	/* A limit that just fits the element is enough, however small:
+	 * what closes the stream around it is not counted. */
+	{
+		struct xml_limits tight = {0};
+
+		s = "<vCard/>";
+		tight.max_stanza = strlen(s) + 1;
+		tight.max_depth = 8;
+		tight.max_attrs = 8;
+		tight.max_memory = SIZE_MAX;
+		el = xml_parse_element(s, strlen(s), "vcard-temp", &tight);
+		CHECK(el != NULL && xel_is(el, "vCard", "vcard-temp"));
+		if (el != NULL)
+			arena_free(el->arena);
+		tight.max_stanza = strlen(s) - 1;
+		el = xml_parse_element(s, strlen(s), "vcard-temp", &tight);
+		CHECK(el == NULL);
 	}
 	/* Surrounding whitespace is fine; no default namespace. */
 	s = "\n <x xmlns:stream='urn:y'><stream:y/></x> \n";

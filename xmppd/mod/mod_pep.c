@@ -101,6 +101,7 @@ struct powner {
 };
 
 static struct strmap *owners;  /* bare JID -> struct powner */
+static pep_legacy_bookmarks_fn legacy_bookmarks;
 static struct strmap *ops;     /* tag as decimal -> struct op */
 static uint64_t next_tag = 1;
 static int enabled;
@@ -535,10 +536,11 @@ load_done(uint64_t owner, uint64_t tag, enum store_status st,
 	struct powner *po;
 
 	(void)owner;
-	(void)legacy;
 	if (o == NULL)
 		return;
 	po = powner_find(o->user, o->host);
+	if (st == STORE_OK && legacy != NULL && legacy_bookmarks != NULL)
+		legacy_bookmarks(o->user, o->host, legacy, strlen(legacy));
 	op_free(o);
 	if (po == NULL || po->load_tag != tag || st != STORE_OK)
 		return;
@@ -597,6 +599,7 @@ pep_session_end(struct session *s)
 	if ((po = strmap_del(owners, s->bare)) != NULL)
 		powner_free(po);
 }
+
 
 /* Write-through after a stored change (nothing while a load is queued:
  * it reads the change, being later in the queue). */
@@ -1143,6 +1146,12 @@ int
 pep_enabled(void)
 {
 	return enabled;
+}
+
+void
+pep_set_legacy_bookmarks(pep_legacy_bookmarks_fn fn)
+{
+	legacy_bookmarks = fn;
 }
 
 /* Reads. */
@@ -1836,8 +1845,10 @@ caps_changed(struct session *s, const struct caps *old)
 	c.owners[c.n++] = s->bare;
 	if ((r = roster_cached(s->jid.node, s->jid.domain)) != NULL)
 		roster_foreach(r, collect_to, &c);
-	/* Capabilities seen for the first time: the session came online;
-	 * a new +notify later: interest appeared (on_sub nodes too). */
+	/* Capabilities known where there were none: the session came
+	 * online (on_sub_and_presence nodes); a +notify gained by a new
+	 * ver (mod_caps keeps the old one until it is verified): interest
+	 * appeared (on_sub nodes too). */
 	for (size_t i = 0; i < c.n; i++)
 		if (!last_cached(s, c.owners[i], nodes, nn, presence)) {
 			stored = xreallocarray(stored, ns + 1,

@@ -1,10 +1,13 @@
 /*
  * vcard-temp (XEP-0054): a user stores their own vCard and anyone may read
- * it at the owner's bare JID; and vCard-based avatars (XEP-0153): the
- * SHA-1 of the vCard's PHOTO is added to every available presence a local
- * user sends, from a cache kept while the user has a session.
+ * it at the owner's bare JID; vCard-based avatars (XEP-0153): the SHA-1 of
+ * the vCard's PHOTO is added to every available presence a local user
+ * sends, from a cache kept while the user has a session; and, while the
+ * pep module is on, the conversion of XEP-0398 between the vCard's PHOTO
+ * and the XEP-0084 avatar in PEP, both ways.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +24,7 @@
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
+#include "mod/pep.h"
 #include "store/store_engine.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -29,11 +33,15 @@
 
 #define NS_VCARD "vcard-temp"
 #define NS_VCARD_UPDATE "vcard-temp:x:update"
+#define NS_AVATAR_DATA "urn:xmpp:avatar:data"
+#define NS_AVATAR_METADATA "urn:xmpp:avatar:metadata"
+#define NS_PEP_VCARD_CONVERSION "urn:xmpp:pep-vcard-conversion:0"
 
 #define SHA1_LEN 20
 
 void mod_vcard_init(void);
 void mod_vcard_deinit(void);
+void mod_vcard_reload(void);
 
 /*
  * The avatar hash of each user with a bound session, by bare JID.  hash is
@@ -54,8 +62,11 @@ struct avatar {
 	size_t nwaiting;
 };
 
-static struct strmap *avatars;       /* NULL while the module is off */
+static struct strmap *avatars; /* NULL while the module is off */
 static uint64_t avatar_gen;
+
+struct vcard_job;
+static void convert_to_pep(const struct vcard_job *j);
 
 /* One storage request; the kind is in job.ops. */
 struct vcard_job {
@@ -66,9 +77,20 @@ struct vcard_job {
 	int own;              /* get: the requester's own vCard */
 	char *vcard;          /* set: input; get: output */
 	size_t len;
-	char *hash; /* set: input, NULL if no photo;
+	char *hash; /* set, photo: input, NULL if no photo;
 	               load: output, "" if no photo */
 	int found;  /* get: a row was found */
+	/* set: the hash stored before (NULL or "": no photo), and the
+	 * image for the XEP-0398 conversion to PEP */
+	char *old_hash;
+	char *b64;    /* set, photo: BINVAL, no whitespace, padded */
+	size_t bytes; /* set: the image's size */
+	char *type;   /* set, photo: its MIME type */
+	/* photo: what the vCard stored may be (copied from the
+	 * configuration on the loop thread) */
+	unsigned max_depth, max_attrs;
+	size_t max_size;
+	int unchanged; /* photo: the stored vCard already had it */
 };
 
 static struct vcard_job *
@@ -97,6 +119,9 @@ job_free(struct store_job *sj)
 		arena_free(j->reply->arena);
 	free(j->vcard);
 	free(j->hash);
+	free(j->old_hash);
+	free(j->b64);
+	free(j->type);
 	free(j);
 }
 
@@ -213,34 +238,41 @@ avatar_release(struct avatar *a)
 static const char sql_load[] =
     "SELECT photo_hash FROM vcard WHERE user_id = " USER_ID_SQL("?1", "?2");
 
+/* Storage thread: the photo hash stored for j's user in *hash (malloc'ed,
+ * "" when there is no vCard or no photo). */
 static enum store_status
-run_load(struct store_job *sj)
+stored_hash(const struct vcard_job *j, char **hash)
 {
-	struct vcard_job *j = (struct vcard_job *)sj;
 	enum store_status st = STORE_OK;
-	sqlite3_stmt *s;
 	const unsigned char *h;
+	sqlite3_stmt *s;
 	int rc;
 
 	if ((s = store_sql(sql_load)) == NULL)
 		return STORE_ERROR;
-	if (bind_user(s, j) == -1) {
-		store_sql_warn("vcard load");
-		store_sql_done(s);
-		return STORE_ERROR;
-	}
-	rc = sqlite3_step(s);
+	if (bind_user(s, j) == -1)
+		rc = SQLITE_ERROR;
+	else
+		rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		h = sqlite3_column_text(s, 0);
-		j->hash = xstrdup(h != NULL ? (const char *)h : "");
+		*hash = xstrdup(h != NULL ? (const char *)h : "");
 	} else if (rc == SQLITE_DONE) {
-		j->hash = xstrdup(""); /* no vCard: no photo */
+		*hash = xstrdup("");
 	} else {
 		store_sql_warn("vcard load");
 		st = STORE_ERROR;
 	}
 	store_sql_done(s);
 	return st;
+}
+
+static enum store_status
+run_load(struct store_job *sj)
+{
+	struct vcard_job *j = (struct vcard_job *)sj;
+
+	return stored_hash(j, &j->hash);
 }
 
 static void
@@ -343,62 +375,97 @@ is_xml_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* An image carried as base64 text (a vCard's BINVAL, an XEP-0084
+ * <data/>). */
+struct photo {
+	char *b64;                   /* without whitespace, padded */
+	size_t bytes;                /* the image's size */
+	char hash[2 * SHA1_LEN + 1]; /* its SHA-1, lowercase hex */
+	const char *sniffed;         /* MIME type from its first bytes,
+	                                NULL if not recognised */
+};
+
+/* The MIME type of the common avatar formats by their signature. */
+static const char *
+sniff_type(const unsigned char *p, size_t n)
+{
+	if (n >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0)
+		return "image/png";
+	if (n >= 3 && memcmp(p, "\xff\xd8\xff", 3) == 0)
+		return "image/jpeg";
+	if (n >= 6 &&
+	    (memcmp(p, "GIF87a", 6) == 0 || memcmp(p, "GIF89a", 6) == 0))
+		return "image/gif";
+	if (n >= 12 && memcmp(p, "RIFF", 4) == 0 &&
+	    memcmp(p + 8, "WEBP", 4) == 0)
+		return "image/webp";
+	return NULL;
+}
+
 /*
- * The avatar hash of a vCard (XEP-0153 §3.1): SHA-1 of the image data,
- * that is of PHOTO/BINVAL base64-decoded with whitespace ignored
- * (§4.6 rule 5), in lowercase hex.  Returns 0 with *hash NULL when there
- * is no image (no PHOTO, no BINVAL or an empty one, §4.4 step 3), 0 with a
- * malloc'ed *hash, or -1 when BINVAL is not base64.  Missing padding is
- * tolerated.
+ * Decode the base64 text children of el, whitespace ignored (XEP-0153
+ * §4.6 rule 5) and missing padding tolerated.  Returns 1 with p filled
+ * (free p->b64), 0 when there is no text (no image), -1 when it is not
+ * base64.
  */
 static int
-photo_hash(const struct xel *vcard, char **hash)
+photo_decode(const struct xel *el, struct photo *p)
 {
 	static const char hex[] = "0123456789abcdef";
-	struct xel *photo = xel_child(vcard, "PHOTO", NS_VCARD);
-	struct xel *bin = xel_child(photo, "BINVAL", NS_VCARD);
 	unsigned char md[SHA1_LEN], *img;
 	size_t n = 0, cap = 0;
 	char *b64;
 	long len;
 
-	*hash = NULL;
-	if (bin == NULL)
-		return 0;
-	for (const struct xel *t = bin->children; t != NULL; t = t->next)
+	memset(p, 0, sizeof(*p));
+	for (const struct xel *t = el->children; t != NULL; t = t->next)
 		if (t->name == NULL)
 			cap += t->textlen;
 	b64 = xmalloc(cap + 4);
-	for (const struct xel *t = bin->children; t != NULL; t = t->next)
+	for (const struct xel *t = el->children; t != NULL; t = t->next)
 		for (size_t i = 0; t->name == NULL && i < t->textlen; i++)
 			if (!is_xml_space(t->text[i]))
 				b64[n++] = t->text[i];
-	if (n == 0) {
+	if (n == 0 || n % 4 == 1) {
 		free(b64);
-		return 0;
-	}
-	if (n % 4 == 1) {
-		free(b64);
-		return -1;
+		return n == 0 ? 0 : -1;
 	}
 	while (n % 4 != 0)
 		b64[n++] = '=';
+	b64[n] = '\0';
 	img = xmalloc(n / 4 * 3);
-	len = base64_decode(b64, n, img);
-	free(b64);
-	if (len < 0) {
+	if ((len = base64_decode(b64, n, img)) < 0) {
 		free(img);
+		free(b64);
 		return -1;
 	}
 	scram_h(SCRAM_SHA1, img, (size_t)len, md);
+	p->sniffed = sniff_type(img, (size_t)len);
 	free(img);
-	*hash = xmalloc(2 * SHA1_LEN + 1);
 	for (size_t i = 0; i < SHA1_LEN; i++) {
-		(*hash)[2 * i] = hex[md[i] >> 4];
-		(*hash)[2 * i + 1] = hex[md[i] & 0x0f];
+		p->hash[2 * i] = hex[md[i] >> 4];
+		p->hash[2 * i + 1] = hex[md[i] & 0x0f];
 	}
-	(*hash)[2 * SHA1_LEN] = '\0';
-	return 0;
+	p->hash[2 * SHA1_LEN] = '\0';
+	p->b64 = b64;
+	p->bytes = (size_t)len;
+	return 1;
+}
+
+/*
+ * The image of a vCard (XEP-0153 §3.1): PHOTO/BINVAL, whose SHA-1 is the
+ * avatar hash.  Returns 0 when there is no image (no PHOTO, no BINVAL or
+ * an empty one, §4.4 step 3), 1 with p filled, or -1 when BINVAL is not
+ * base64.
+ */
+static int
+photo_read(const struct xel *vcard, struct photo *p)
+{
+	struct xel *photo = xel_child(vcard, "PHOTO", NS_VCARD);
+	struct xel *bin = xel_child(photo, "BINVAL", NS_VCARD);
+
+	memset(p, 0, sizeof(*p));
+	return bin != NULL ? photo_decode(bin, p) : 0;
 }
 
 /*
@@ -508,24 +575,38 @@ static const char sql_set[] =
     "INSERT OR REPLACE INTO vcard (user_id, vcard, photo_hash) "
     "SELECT id, ?3, ?4 FROM users WHERE host = ?1 AND user = ?2";
 
+/* Storage thread: store vcard (len bytes) with its photo hash (NULL for
+ * none) as j's user's vCard. */
 static enum store_status
-run_set(struct store_job *sj)
+write_vcard(
+    const struct vcard_job *j, const char *vcard, size_t len, const char *hash)
 {
-	struct vcard_job *j = (struct vcard_job *)sj;
 	sqlite3_stmt *s;
 
 	if ((s = store_sql(sql_set)) == NULL)
 		return STORE_ERROR;
 	if (bind_user(s, j) == -1 ||
-	    sqlite3_bind_text(s, 3, j->vcard, (int)j->len, SQLITE_STATIC) !=
+	    sqlite3_bind_text(s, 3, vcard, (int)len, SQLITE_STATIC) !=
 	        SQLITE_OK ||
-	    sqlite3_bind_text(s, 4, j->hash, -1, SQLITE_STATIC) != SQLITE_OK) {
+	    sqlite3_bind_text(s, 4, hash, -1, SQLITE_STATIC) != SQLITE_OK) {
 		store_sql_warn("vcard set");
 		store_sql_done(s);
 		return STORE_ERROR;
 	}
 	/* No row when the account is gone. */
 	return store_sql_write(s, "vcard set", STORE_NOT_FOUND);
+}
+
+static enum store_status
+run_set(struct store_job *sj)
+{
+	struct vcard_job *j = (struct vcard_job *)sj;
+	enum store_status st;
+
+	/* The photo before, for XEP-0398 (did it change, or go). */
+	if ((st = stored_hash(j, &j->old_hash)) != STORE_OK)
+		return st;
+	return write_vcard(j, j->vcard, j->len, j->hash);
 }
 
 static void
@@ -540,6 +621,8 @@ complete_set(struct store_job *sj)
 		log_debug("vcard: %s stored a vCard of %zu bytes, photo %s",
 		    j->bare, j->len, j->hash ? j->hash : "none");
 		avatar_set(j->bare, j->user, j->host, j->hash);
+		if (pep_enabled())
+			convert_to_pep(j);
 	}
 	if ((s = sm_find_id(j->job.owner)) == NULL || s->closing)
 		return;
@@ -564,7 +647,9 @@ handle_set(struct session *s, struct xel *iq, const struct xel *vcard)
 {
 	struct buf out = BUF_INIT;
 	struct vcard_job *j;
-	char *hash;
+	struct xel *type;
+	struct photo p;
+	int r;
 
 	/* Stored as serialized with vcard-temp in scope, so that it parses
 	 * back with that default namespace; the limit applies to this. */
@@ -579,7 +664,7 @@ handle_set(struct session *s, struct xel *iq, const struct xel *vcard)
 		reply_error(s, iq, "not-acceptable", "vCard too large");
 		return;
 	}
-	if (photo_hash(vcard, &hash) == -1) {
+	if ((r = photo_read(vcard, &p)) == -1) {
 		buf_free(&out);
 		reply_error(s, iq, "bad-request", "PHOTO/BINVAL is not base64");
 		return;
@@ -588,9 +673,366 @@ handle_set(struct session *s, struct xel *iq, const struct xel *vcard)
 	j->reply = stanza_iq_skeleton(iq);
 	j->len = out.len;
 	j->vcard = out.len ? buf_strdup(&out) : xstrdup("");
-	j->hash = hash;
+	if (r == 1) {
+		type = xel_child(
+		    xel_child(vcard, "PHOTO", NS_VCARD), "TYPE", NS_VCARD);
+		j->hash = xstrdup(p.hash);
+		j->b64 = p.b64;
+		j->bytes = p.bytes;
+		/* XEP-0084 §4.2.1: 'type' is required; the vCard's TYPE
+		 * is optional (XEP-0054), so the image says it. */
+		j->type = xstrdup(
+		    type != NULL && *xel_text(type) != '\0' ? xel_text(type)
+		    : p.sniffed != NULL                     ? p.sniffed
+		                        : "application/octet-stream");
+	}
 	buf_free(&out);
 	store_job_submit(&j->job);
+}
+
+/*
+ * XEP-0398: the vCard's PHOTO and the XEP-0084 avatar in PEP, kept the
+ * same while the pep module is on.  A client that sets a vCard with a
+ * new photo publishes it in PEP (data, then metadata) through mod_pep;
+ * a client that publishes avatar metadata gets the image (from its data
+ * node) written into its vCard's PHOTO, so that XEP-0153 contacts see
+ * the new hash.  Each direction ignores what the other did: the PEP side
+ * sees by_server set on what we publish, and our vCard writes do not
+ * come through the IQ handler.
+ */
+
+/* The avatar nodes: open to anyone (XEP-0084 §4.3 recommends open,
+ * XEP-0398 §3 says the vCard's access applies, which is anyone's).  An
+ * existing node keeps its own configuration (no precondition). */
+static void
+avatar_node_config(struct pep_config *cfg)
+{
+	pep_config_default(cfg);
+	cfg->access = PEP_ACCESS_OPEN;
+}
+
+/* After a vCard set stored: publish its photo if it changed, or an
+ * empty metadata if it went (XEP-0084 §4.2, disabling). */
+static void
+convert_to_pep(const struct vcard_job *j)
+{
+	struct arena *a;
+	struct xel *data, *meta, *info;
+	struct pep_config cfg;
+	char bytes[32];
+	int had = j->old_hash != NULL && *j->old_hash != '\0';
+
+	if (j->hash == NULL && !had)
+		return;
+	if (j->hash != NULL && had && strcmp(j->hash, j->old_hash) == 0)
+		return;
+	a = arena_new(j->b64 != NULL ? strlen(j->b64) + 1024 : 1024);
+	avatar_node_config(&cfg);
+	meta = xel_new(a, "metadata", NS_AVATAR_METADATA);
+	if (j->hash != NULL) {
+		data = xel_text_set(xel_new(a, "data", NS_AVATAR_DATA), j->b64);
+		/* §4.1: the data first, so that a contact who sees the
+		 * metadata finds it. */
+		pep_server_publish(
+		    j->user, j->host, NS_AVATAR_DATA, j->hash, data, &cfg, 0);
+		snprintf(bytes, sizeof(bytes), "%zu", j->bytes);
+		info = xel_add(meta, "info", NULL);
+		xel_set_attr(info, "bytes", bytes);
+		xel_set_attr(info, "id", j->hash);
+		xel_set_attr(info, "type", j->type);
+		pep_server_publish(j->user, j->host, NS_AVATAR_METADATA,
+		    j->hash, meta, &cfg, 0);
+	} else
+		pep_server_publish(j->user, j->host, NS_AVATAR_METADATA,
+		    "current", meta, &cfg, 0);
+	log_debug("vcard: %s@%s: avatar %s converted to PEP", j->user, j->host,
+	    j->hash != NULL ? j->hash : "removal");
+	pep_config_free(&cfg);
+	arena_free(a);
+}
+
+/*
+ * PEP to vCard.  The image is read from the data node (as the owner)
+ * after the metadata event; fetches in flight are listed by tag, so that
+ * a completion after the module went off finds nothing to do.
+ */
+struct avatar_fetch {
+	struct avatar_fetch *next;
+	uint64_t tag;
+	char *user, *host;
+	char *id;   /* the item id = the SHA-1 the metadata names */
+	char *type; /* info@type, NULL if absent */
+};
+
+static struct avatar_fetch *fetches;
+static uint64_t fetch_tag;
+
+static void
+fetch_free(struct avatar_fetch *f)
+{
+	free(f->user);
+	free(f->host);
+	free(f->id);
+	free(f->type);
+	free(f);
+}
+
+/* Storage thread: replace the PHOTO of the stored vCard by j->b64 and
+ * j->type (none when j->hash is NULL), creating the vCard if needed. */
+static enum store_status
+run_photo(struct store_job *sj)
+{
+	struct vcard_job *j = (struct vcard_job *)sj;
+	enum store_status st;
+	struct xml_limits lim = {
+	    .max_depth = j->max_depth,
+	    .max_attrs = j->max_attrs,
+	    .max_memory = SIZE_MAX, /* stored by us */
+	};
+	struct xel *v, *c, *next, *photo;
+	struct buf out = BUF_INIT;
+	sqlite3_stmt *s;
+	char *old = NULL;
+	int rc;
+
+	if ((st = stored_hash(j, &old)) != STORE_OK)
+		return st;
+	rc = strcmp(old, j->hash != NULL ? j->hash : "") == 0;
+	free(old);
+	if (rc) {
+		j->unchanged = 1;
+		return STORE_OK;
+	}
+	if ((s = store_sql(sql_get)) == NULL)
+		return STORE_ERROR;
+	if (bind_user(s, j) == -1)
+		rc = SQLITE_ERROR;
+	else
+		rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *p = (const char *)sqlite3_column_text(s, 0);
+		size_t n = (size_t)sqlite3_column_bytes(s, 0);
+
+		lim.max_stanza = n + 1;
+		v = xml_parse_element(p != NULL ? p : "", n, NS_VCARD, &lim);
+		if (v != NULL && !xel_is(v, "vCard", NS_VCARD)) {
+			arena_free(v->arena);
+			v = NULL;
+		}
+		if (v == NULL) {
+			store_sql_done(s);
+			log_warnx("vcard: the stored vCard of %s does not "
+			          "parse: avatar not converted",
+			    j->bare);
+			return STORE_ERROR;
+		}
+	} else if (rc == SQLITE_DONE) {
+		v = xel_new(arena_new(1024), "vCard", NS_VCARD);
+	} else {
+		store_sql_warn("vcard photo");
+		store_sql_done(s);
+		return STORE_ERROR;
+	}
+	store_sql_done(s);
+	for (c = v->children; c != NULL; c = next) {
+		next = c->next;
+		if (xel_is(c, "PHOTO", NS_VCARD))
+			xel_remove(c);
+	}
+	if (j->hash != NULL) {
+		photo = xel_add(v, "PHOTO", NS_VCARD);
+		xel_text_set(xel_add(photo, "TYPE", NS_VCARD), j->type);
+		xel_text_set(xel_add(photo, "BINVAL", NS_VCARD), j->b64);
+	}
+	xel_serialize(v, &out, NS_VCARD);
+	arena_free(v->arena);
+	if (out.len > j->max_size) {
+		j->len = out.len;
+		buf_free(&out);
+		return STORE_EXISTS;
+	}
+	j->len = out.len;
+	st = write_vcard(j, out.len ? buf_head(&out) : "", out.len, j->hash);
+	buf_free(&out);
+	return st;
+}
+
+static void
+complete_photo(struct store_job *sj)
+{
+	struct vcard_job *j = (struct vcard_job *)sj;
+
+	switch (j->job.status) {
+	case STORE_OK:
+		if (j->unchanged)
+			break;
+		log_debug("vcard: %s: PEP avatar %s converted to the vCard",
+		    j->bare, j->hash != NULL ? j->hash : "removal");
+		avatar_set(j->bare, j->user, j->host, j->hash);
+		break;
+	case STORE_EXISTS:
+		log_info("vcard: %s: PEP avatar %s not converted: the vCard "
+		         "would take %zu bytes (vcard-size %zu)",
+		    j->bare, j->hash, j->len, j->max_size);
+		break;
+	case STORE_NOT_FOUND: /* the account is gone */
+		break;
+	default:
+		log_warnx("vcard: %s: cannot store the PEP avatar in the "
+		          "vCard",
+		    j->bare);
+		break;
+	}
+}
+
+static const struct store_job_ops photo_ops = {
+    "vcard photo", 1, run_photo, complete_photo, job_free};
+
+/* Write user@host's vCard PHOTO: hash, b64 and type, or none (hash NULL);
+ * b64 and type are taken over. */
+static void
+photo_submit(
+    const char *user, const char *host, const char *hash, char *b64, char *type)
+{
+	struct vcard_job *j = job_new(&photo_ops, user, host, 0);
+
+	j->hash = hash != NULL ? xstrdup(hash) : NULL;
+	j->b64 = b64;
+	j->type = type;
+	j->max_depth = xmppd_conf->limits.depth;
+	j->max_attrs = xmppd_conf->limits.attributes;
+	j->max_size = xmppd_conf->limits.vcard_size;
+	store_job_submit(&j->job);
+}
+
+/* pep_read of the data item a metadata event named. */
+static void
+fetch_done(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct pep_read_result *r)
+{
+	struct avatar_fetch **pp, *f;
+	struct xel *data = NULL;
+	struct photo p;
+	size_t len;
+
+	(void)owner;
+	for (pp = &fetches; (f = *pp) != NULL && f->tag != tag; pp = &f->next)
+		;
+	if (f == NULL) /* the module went off */
+		return;
+	*pp = f->next;
+	if (st != STORE_OK || r->nitems == 0 || r->items[0].payload == NULL) {
+		log_debug("vcard: %s@%s: no avatar data %s to convert", f->user,
+		    f->host, f->id);
+		goto out;
+	}
+	len = r->items[0].len;
+	{
+		struct xml_limits lim = {
+		    .max_stanza = len + 1,
+		    .max_depth = xmppd_conf->limits.depth,
+		    .max_attrs = xmppd_conf->limits.attributes,
+		    .max_memory = SIZE_MAX, /* stored by mod_pep */
+		};
+
+		data = xml_parse_element(r->items[0].payload, len, "", &lim);
+	}
+	if (data == NULL || !xel_is(data, "data", NS_AVATAR_DATA) ||
+	    photo_decode(data, &p) != 1) {
+		log_info("vcard: %s@%s: avatar data %s is not base64 image "
+		         "data: not converted",
+		    f->user, f->host, f->id);
+		goto out;
+	}
+	/* §4.2.1: the id is the SHA-1 of the image; the vCard's hash is
+	 * what contacts compute, so it is the image's. */
+	if (strcmp(p.hash, f->id) != 0)
+		log_info("vcard: %s@%s: avatar %s has the SHA-1 %s", f->user,
+		    f->host, f->id, p.hash);
+	photo_submit(f->user, f->host, p.hash, p.b64,
+	    xstrdup(f->type != NULL     ? f->type
+	            : p.sniffed != NULL ? p.sniffed
+	                                : "application/octet-stream"));
+out:
+	if (data != NULL)
+		arena_free(data->arena);
+	fetch_free(f);
+}
+
+/* The <info/> of a metadata payload that describes the image in the data
+ * node (it has no 'url', §4.2.1): the one with the item's id, else the
+ * first. */
+static const struct xel *
+metadata_info(const struct xel *meta, const char *id)
+{
+	const struct xel *first = NULL;
+
+	for (struct xel *i = xel_child(meta, "info", NS_AVATAR_METADATA);
+	     i != NULL; i = xel_next(i, "info", NS_AVATAR_METADATA)) {
+		if (xel_attr(i, "url") != NULL || xel_attr(i, "id") == NULL)
+			continue;
+		if (strcmp(xel_attr(i, "id"), id) == 0)
+			return i;
+		if (first == NULL)
+			first = i;
+	}
+	return first;
+}
+
+/* hook_pep_event: a client published avatar metadata. */
+static void
+avatar_pep_event(const char *user, const char *host, const char *node,
+    const char *id, const struct xel *payload, int by_server)
+{
+	const struct xel *info;
+	struct avatar_fetch *f;
+	struct pep_read q = {0};
+	const char *type;
+
+	if (by_server || id == NULL || payload == NULL ||
+	    strcmp(node, NS_AVATAR_METADATA) != 0 ||
+	    !xel_is(payload, "metadata", NS_AVATAR_METADATA))
+		return;
+	if (xel_child(payload, "info", NS_AVATAR_METADATA) == NULL) {
+		/* §4.2: avatar publishing disabled. */
+		photo_submit(user, host, NULL, NULL, NULL);
+		return;
+	}
+	if ((info = metadata_info(payload, id)) == NULL) {
+		/* Only images at URLs: nothing the server holds. */
+		log_debug("vcard: %s@%s: avatar %s only by URL, not converted",
+		    user, host, id);
+		return;
+	}
+	f = xcalloc(1, sizeof(*f));
+	f->tag = ++fetch_tag;
+	f->user = xstrdup(user);
+	f->host = xstrdup(host);
+	f->id = xstrdup(xel_attr(info, "id"));
+	type = xel_attr(info, "type");
+	f->type = type != NULL && *type != '\0' ? xstrdup(type) : NULL;
+	f->next = fetches;
+	fetches = f;
+	q.user = user;
+	q.host = host;
+	q.kind = PEP_READ_ITEMS;
+	q.node = NS_AVATAR_DATA;
+	q.requester = xasprintf("%s@%s", user, host);
+	q.ids = (const char *const *)&f->id;
+	q.nids = 1;
+	pep_read(&q, fetch_done, 0, f->tag);
+	free((char *)q.requester);
+}
+
+static void
+fetches_free(void)
+{
+	struct avatar_fetch *f;
+
+	while ((f = fetches) != NULL) {
+		fetches = f->next;
+		fetch_free(f);
+	}
 }
 
 /*
@@ -639,6 +1081,19 @@ bound_already(struct session *s, void *arg)
 		avatar_session_bound(s);
 }
 
+/* The features of the server and the accounts; XEP-0398 §4 only while
+ * the conversion runs, that is while pep is on too. */
+static void
+advertise(void)
+{
+	/* XEP-0054 §4; requests to a bare JID are answered by the server
+	 * for the account, so the account advertises it too. */
+	disco_add_feature(DISCO_SERVER, NS_VCARD);
+	disco_add_feature(DISCO_ACCOUNT, NS_VCARD);
+	if (pep_enabled())
+		disco_add_feature(DISCO_ACCOUNT, NS_PEP_VCARD_CONVERSION);
+}
+
 void
 mod_vcard_init(void)
 {
@@ -648,10 +1103,8 @@ mod_vcard_init(void)
 	hook_add_session(HOOK_SESSION_END, avatar_session_end);
 	hook_add_user_deleted(avatar_user_deleted);
 	hook_add_presence_out(avatar_presence_out);
-	/* XEP-0054 §4; requests to a bare JID are answered by the server
-	 * for the account, so the account advertises it too. */
-	disco_add_feature(DISCO_SERVER, NS_VCARD);
-	disco_add_feature(DISCO_ACCOUNT, NS_VCARD);
+	hook_add_pep_event(avatar_pep_event);
+	advertise();
 	/* Switched on by a reload: the hashes of who is online. */
 	sm_foreach_session(bound_already, NULL);
 }
@@ -673,4 +1126,13 @@ mod_vcard_deinit(void)
 		free(a);
 	}
 	free(v);
+	fetches_free();
+}
+
+/* On, staying on: the pep module may have been switched on or off. */
+void
+mod_vcard_reload(void)
+{
+	disco_remove_owner(hook_owner());
+	advertise();
 }

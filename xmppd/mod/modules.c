@@ -25,11 +25,16 @@ void mod_register_deinit(void);
 void mod_register_init_off(void);
 void mod_vcard_init(void);
 void mod_vcard_deinit(void);
+void mod_vcard_reload(void);
 void mod_private_init(void);
+void mod_private_deinit(void);
+void mod_private_reload(void);
 void mod_offline_init(void);
 void mod_offline_deinit(void);
 void mod_disco_init(void);
 void mod_disco_reload(void);
+void mod_caps_init(void);
+void mod_caps_deinit(void);
 void mod_ping_init(void);
 void mod_ping_deinit(void);
 void mod_version_init(void);
@@ -86,14 +91,19 @@ static const struct module {
 	/* XEP modules (keep one line each). */
 	{ "register", 0, registration_on, mod_register_init,
 	    mod_register_deinit, mod_register_init_off, NULL },
-	{ "vcard", 0, NULL, mod_vcard_init, mod_vcard_deinit, NULL, NULL },
-	{ "private", 0, NULL, mod_private_init, NULL, NULL, NULL },
+	/* Before disco: its disco#items handler lists a bare JID's
+	 * nodes.  Before vcard and private: their init and reload ask
+	 * pep_enabled() whether to advertise their conversions to PEP
+	 * (XEP-0398, XEP-0411), so pep must be on by then. */
+	{ "pep", 0, NULL, mod_pep_init, mod_pep_deinit, NULL, NULL },
+	{ "vcard", 0, NULL, mod_vcard_init, mod_vcard_deinit, NULL,
+	    mod_vcard_reload },
+	{ "private", 0, NULL, mod_private_init, mod_private_deinit, NULL,
+	    mod_private_reload },
 	{ "offline", 0, offline_on, mod_offline_init, mod_offline_deinit,
 	    NULL, NULL },
-	/* Before disco: its disco#items handler lists a bare JID's
-	 * nodes. */
-	{ "pep", 0, NULL, mod_pep_init, mod_pep_deinit, NULL, NULL },
 	{ "disco", 0, NULL, mod_disco_init, NULL, NULL, mod_disco_reload },
+	{ "caps", 0, NULL, mod_caps_init, mod_caps_deinit, NULL, NULL },
 	{ "ping", 0, NULL, mod_ping_init, mod_ping_deinit, NULL, NULL },
 	{ "version", 0, version_on, mod_version_init, NULL, NULL, NULL },
 	{ "time", 0, NULL, mod_time_init, NULL, NULL, NULL },

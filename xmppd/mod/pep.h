@@ -9,6 +9,8 @@
 #ifndef XMPPD_MOD_PEP_H
 #define XMPPD_MOD_PEP_H
 
+#include <stddef.h>
+
 #include "store/pep.h"
 
 struct xel;
@@ -32,5 +34,15 @@ void pep_server_retract(const char *user, const char *host, const char *node,
     const char *id);
 /* Whether the pep module is on. */
 int pep_enabled(void);
+/*
+ * XEP-0411 §3: when an online user's nodes are loaded and the account
+ * has legacy bookmarks in private XML storage (data: the serialized
+ * <storage xmlns='storage:bookmarks'/>) but no bookmarks node yet, fn
+ * converts them.  Set by the module that keeps bookmarks in sync
+ * (mod_private.c); NULL unsets.
+ */
+typedef void (*pep_legacy_bookmarks_fn)(const char *user, const char *host,
+    const char *data, size_t len);
+void pep_set_legacy_bookmarks(pep_legacy_bookmarks_fn fn);
 
 #endif
