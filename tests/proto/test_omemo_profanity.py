@@ -80,10 +80,15 @@ def subscribed(server):
 
 
 def pep_traffic(p):
-    """The PEP requests a profanity sent (pubsub IQs) and the errors it
-    received, from its DEBUG log, one line each, shortened."""
-    sent, errors = [], []
+    """The PEP requests a profanity sent (pubsub IQs), the notifications
+    and the errors it received, from its DEBUG log, one line each,
+    shortened."""
+    sent, events, errors = [], [], []
     for line in p.log_text().splitlines():
+        m = re.search(r'RECV: <message [^>]*from="([^"]*)".*'
+                      r'pubsub#event"><items node="([^"]*)"', line)
+        if m:
+            events.append('%s from=%s' % (m.group(2), m.group(1)))
         m = re.search(r'SENT: (<iq .*)', line)
         if m and 'http://jabber.org/protocol/pubsub' in m.group(1):
             s = m.group(1)
@@ -99,7 +104,7 @@ def pep_traffic(p):
         m = re.search(r'RECV: (<iq [^>]*type="error".*)', line)
         if m:
             errors.append(m.group(1)[:400])
-    return sent, errors
+    return sent, events, errors
 
 
 def save_screens(text):
@@ -202,12 +207,15 @@ def test_omemo_between_two_profanities(server, profanities):
         assert not UNDECRYPTED.search(s), s
     finally:
         for who, p in (('alice', alice), ('bob', bob)):
-            sent, errors = pep_traffic(p)
+            sent, events, errors = pep_traffic(p)
             screens += ('==== %s: final screen ====\n%s\n'
                         '---- %s: PEP requests sent (%d) ----\n%s\n'
+                        '---- %s: PEP notifications received (%d) ----\n'
+                        '%s\n'
                         '---- %s: IQ errors received (%d) ----\n%s\n'
                         % (who, p.screen().rstrip('\n'), who, len(sent),
-                           '\n'.join(sent), who, len(errors),
+                           '\n'.join(sent), who, len(events),
+                           '\n'.join(events), who, len(errors),
                            '\n'.join(errors)))
         path = save_screens(screens)
         print(screens)
