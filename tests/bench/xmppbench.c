@@ -89,7 +89,7 @@
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_PUBSUB "http://jabber.org/protocol/pubsub"
 #define NS_PUBSUB_EVENT "http://jabber.org/protocol/pubsub#event"
-#define PEP_NODE "urn:xmpp:tmp:bench"        /* pep mode's node */
+#define PEP_NODE "urn:xmpp:tmp:bench"                   /* pep mode's node */
 #define PEP_CAPS_NODE "https://xmppd.invalid/xmppbench" /* XEP-0115 node */
 
 #define HASH_LEN 32 /* the longest hash: SHA-256 */
@@ -326,13 +326,13 @@ struct pep_conn {
 	/* The current top-level element: an iq's type, id and sender, the
 	 * node of its disco#info query; a message's pubsub event. */
 	char iq_id[64], iq_from[256], disco_node[256];
-	int iq_type;  /* 0 none, 1 get, 2 set, 3 result, 4 error */
+	int iq_type; /* 0 none, 1 get, 2 set, 3 result, 4 error */
 	int in_disco, in_msg, in_event, event_node; /* node: 0 other, 1 pep
 	                                               mode's, 2+K login's K */
-	long msg_from;    /* bench user index of the sender, -1 */
-	unsigned event_items, event_ours; /* items; with this run's token */
-	double event_sent;                /* t='' of the first payload, -1 */
-	unsigned published, in_flight;    /* publishes sent, unanswered */
+	long msg_from; /* bench user index of the sender, -1 */
+	unsigned event_items, event_ours;    /* items; with this run's token */
+	double event_sent;                   /* t='' of the first payload, -1 */
+	unsigned published, in_flight;       /* publishes sent, unanswered */
 	unsigned contact_events, own_events; /* pep-login: last items */
 	int ping_done;
 };
@@ -386,9 +386,9 @@ struct bench_opts {
 	unsigned online;    /* roster: sessions held online (odd users) */
 	long roster_items;  /* roster: expected roster size, -1 unchecked */
 
-	int sm;             /* enable stream management after binding */
-	int no_tls_resume;  /* resume: reconnects with a full handshake */
-	int csi_inactive;   /* csi: the observer says <inactive/> */
+	int sm;              /* enable stream management after binding */
+	int no_tls_resume;   /* resume: reconnects with a full handshake */
+	int csi_inactive;    /* csi: the observer says <inactive/> */
 	unsigned item_bytes; /* pep: payload of each item (1024) */
 	unsigned nodes;      /* pep-login: nodes of each contact (10) */
 	int pep_notify;      /* pep-login: caps with NODE:K+notify */
@@ -456,7 +456,7 @@ static struct bench {
 	unsigned csi_seq, csi_total, csi_probes, csi_contacts;
 	unsigned csi_latest; /* contacts whose last status arrived */
 	struct csi_count csi_now, csi_start, csi_window;
-	int *csi_last;       /* per contact: last round seen, -1 */
+	int *csi_last; /* per contact: last round seen, -1 */
 	double t_csi_quiet;
 	/* PEP modes: the caps (XEP-0115) every session presents and the
 	 * disco#info answer behind them; publishes sent, answered and
@@ -1548,11 +1548,11 @@ static void conn_resumed(struct conn *);
 static void
 sm_bound(struct conn *c)
 {
-	if (B.o.mode == MODE_PEP_LOGIN && B.o.pep_seed) {
+	if (c->pep != NULL && B.o.pep_seed) {
 		pep_bound(c);
 	} else if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
-	    B.o.mode == MODE_CSI || B.o.mode == MODE_PEP ||
-	    B.o.mode == MODE_PEP_LOGIN || B.o.full_login) {
+	           B.o.mode == MODE_CSI || B.o.mode == MODE_PEP ||
+	           B.o.mode == MODE_PEP_LOGIN || B.o.full_login) {
 		conn_send_stanza(c, "<iq type='get' id='roster'>"
 		                    "<query xmlns='" NS_ROSTER "'/></iq>");
 		c->step = STEP_ROSTER;
@@ -3677,7 +3677,7 @@ pep_xml_start(struct conn *c, const char *name, const char **attrs)
 		if (!xml_is(name, NS_CLIENT, "iq"))
 			return;
 		v = xml_attr(attrs, "type");
-		p->iq_type = v == NULL                    ? 0
+		p->iq_type = v == NULL                  ? 0
 		             : strcmp(v, "get") == 0    ? 1
 		             : strcmp(v, "set") == 0    ? 2
 		             : strcmp(v, "result") == 0 ? 3
@@ -3693,7 +3693,8 @@ pep_xml_start(struct conn *c, const char *name, const char **attrs)
 	    xml_is(name, NS_DISCO_INFO, "query")) {
 		v = xml_attr(attrs, "node");
 		p->in_disco = 1;
-		snprintf(p->disco_node, sizeof(p->disco_node), "%s", v ? v : "");
+		snprintf(
+		    p->disco_node, sizeof(p->disco_node), "%s", v ? v : "");
 	} else if (c->depth == 3 && p->in_msg &&
 	           xml_is(name, NS_PUBSUB_EVENT, "event")) {
 		p->in_event = 1;
@@ -3806,14 +3807,15 @@ pep_roster_done(struct conn *c)
 	char pres[256];
 
 	snprintf(pres, sizeof(pres),
-	    "<presence><c xmlns='" NS_CAPS "' hash='sha-1' node='"
-	    PEP_CAPS_NODE "' ver='%s'/></presence>",
+	    "<presence><c xmlns='" NS_CAPS "' hash='sha-1' node='" PEP_CAPS_NODE
+	    "' ver='%s'/></presence>",
 	    B.pep_ver);
 	conn_send_stanza(c, pres);
 	if (B.o.mode == MODE_PEP_LOGIN) {
 		/* The ping's result: the server has handled the presence. */
-		conn_send_stanza(c, "<iq type='get' id='pepping'><ping xmlns='"
-		                    NS_PING "'/></iq>");
+		conn_send_stanza(c,
+		    "<iq type='get' id='pepping'><ping xmlns='" NS_PING
+		    "'/></iq>");
 		c->step = STEP_PEP;
 		return;
 	}
@@ -3877,8 +3879,7 @@ pep_event(struct conn *c)
 		B.pep_own_events += p->event_ours;
 	else
 		B.pep_contact_events += p->event_ours;
-	if (p->event_ours > 0 && p->event_sent > 0 &&
-	    B.lat_count < B.lat_max)
+	if (p->event_ours > 0 && p->event_sent > 0 && B.lat_count < B.lat_max)
 		B.latencies[B.lat_count++] = (now - p->event_sent) * 1000.0;
 	check_done();
 }
@@ -3903,7 +3904,8 @@ pep_top_end(struct conn *c)
 		if (p->in_disco) {
 			pep_answer_disco(c);
 		} else {
-			char id[sizeof(p->iq_id) * 6], to[sizeof(p->iq_from) * 6];
+			char id[sizeof(p->iq_id) * 6],
+			    to[sizeof(p->iq_from) * 6];
 
 			buf_printf(&c->out,
 			    "<iq type='error' id='%s' to='%s'><error "
@@ -4825,8 +4827,7 @@ main(int argc, char **argv)
 	if (B.o.mode == MODE_PEP)
 		code = B.online_failed || B.timed_out || B.dropped ||
 		       B.pep_errors || B.pep_results < B.pep_total ||
-		       B.pep_contact_events + B.pep_own_events <
-		           B.pep_expected;
+		       B.pep_contact_events + B.pep_own_events < B.pep_expected;
 	if (B.o.mode == MODE_CSI)
 		code = B.online_failed || B.failed || B.timed_out ||
 		       B.dropped || B.csi_step != CSI_DONE ||
