@@ -70,6 +70,24 @@ same_text(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+/* Roster groups are a set: the same groups in any order. */
+static int
+same_groups(const struct pep_config *a, const struct pep_config *b)
+{
+	if (a->ngroups != b->ngroups)
+		return 0;
+	for (size_t i = 0; i < a->ngroups; i++) {
+		size_t k;
+
+		for (k = 0; k < b->ngroups; k++)
+			if (strcmp(a->groups[i], b->groups[k]) == 0)
+				break;
+		if (k == b->ngroups)
+			return 0;
+	}
+	return 1;
+}
+
 int
 pep_config_equal(const struct pep_config *a, const struct pep_config *b)
 {
@@ -77,12 +95,9 @@ pep_config_equal(const struct pep_config *a, const struct pep_config *b)
 	    !a->persist != !b->persist || a->send_last != b->send_last ||
 	    !a->notify_retract != !b->notify_retract ||
 	    !a->notify_delete != !b->notify_delete ||
-	    !same_text(a->title, b->title) || a->ngroups != b->ngroups)
+	    !same_text(a->title, b->title))
 		return 0;
-	for (size_t i = 0; i < a->ngroups; i++)
-		if (strcmp(a->groups[i], b->groups[i]) != 0)
-			return 0;
-	return 1;
+	return same_groups(a, b);
 }
 
 int
@@ -101,14 +116,7 @@ pep_config_matches(const struct pep_config *node,
 	        !node->notify_delete != !want->notify_delete) ||
 	    ((mask & PEP_CFG_TITLE) && !same_text(node->title, want->title)))
 		return 0;
-	if (mask & PEP_CFG_GROUPS) {
-		if (node->ngroups != want->ngroups)
-			return 0;
-		for (size_t i = 0; i < node->ngroups; i++)
-			if (strcmp(node->groups[i], want->groups[i]) != 0)
-				return 0;
-	}
-	return 1;
+	return !(mask & PEP_CFG_GROUPS) || same_groups(node, want);
 }
 
 static const char *const access_names[] = {
@@ -832,9 +840,21 @@ read_items(struct read_job *j, sqlite3_int64 id, const char *node)
 				return -1;
 			sqlite3_bind_int64(s, 1, id);
 			sqlite3_bind_text(s, 2, q->ids[i], -1, SQLITE_STATIC);
-			if (items_step(s, j->a, node, &j->items,
-			        q->max_bytes, &more) == -1)
+			if (items_step(s, j->a, node, &j->items, 0, &more) ==
+			    -1)
 				return -1;
+		}
+		/* The newest that fit in max_bytes, as without ids. */
+		items_sort(&j->items);
+		while (q->max_bytes != 0 && j->items.n > 1 &&
+		    j->items.bytes > q->max_bytes) {
+			j->items.bytes -= j->items.v[0].len;
+			memmove(&j->items.v[0], &j->items.v[1],
+			    (j->items.n - 1) * sizeof(j->items.v[0]));
+			memmove(&j->items.rows[0], &j->items.rows[1],
+			    (j->items.n - 1) * sizeof(j->items.rows[0]));
+			j->items.n--;
+			more = 1;
 		}
 	} else {
 		if ((s = store_sql(sql_items_newest)) == NULL)
@@ -1034,7 +1054,7 @@ name_cmp(const void *a, const void *b)
 static int
 wants_node(const struct pep_last_query *q, const char *node)
 {
-	return bsearch(&node, q->nodes, q->nnodes, sizeof(*q->nodes),
+	return q->nnodes > 0 && bsearch(&node, q->nodes, q->nnodes, sizeof(*q->nodes),
 	    name_cmp) != NULL;
 }
 
