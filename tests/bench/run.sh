@@ -8,9 +8,12 @@
 # idle memory with stream management (XEP-0198) on every session, at the
 # normal ramp and a fast one; the server CPU of a reconnect that resumes
 # TLS and the XEP-0198 session against a full login and a bare TLS
-# handshake; and what client state indication (XEP-0352) saves an
-# inactive client with 100 contacts changing status.  Builds nothing;
-# `make bench` builds first.  See tests/bench/README.md.
+# handshake; what client state indication (XEP-0352) saves an
+# inactive client with 100 contacts changing status; and PEP (XEP-0163):
+# notifications per second and server CPU per notification with 1,000
+# users of 20 contacts online, and the cost of a login that gets the
+# last items of its contacts' nodes against one that does not.  Builds
+# nothing; `make bench` builds first.  See tests/bench/README.md.
 #
 # Knobs (environment):
 #   BENCH_SERVER       xmppd (default) or prosody
@@ -49,6 +52,18 @@
 #                      (default), 0: not
 #   BENCH_CSI_CHANGES  status changes of each contact in them (10)
 #   BENCH_CSI_CSV      csi results file (BUILD/bench/csi.csv)
+#   BENCH_PEP          1: the PEP runs (default), 0: not, only: them
+#                      alone (after the warm-up)
+#   BENCH_PEP_USERS    users online in the pep run, with seeded rosters
+#                      (1000)
+#   BENCH_PEP_ITEMS    contacts per roster in the PEP runs, even (20)
+#   BENCH_PEP_PUBLISHES  items each user publishes in the pep run (5)
+#   BENCH_PEP_ITEM_BYTES payload of each item (1024)
+#   BENCH_PEP_NODES    nodes of each user for the login runs (10)
+#   BENCH_PEP_LOGINS   logins of each pep-login run (1000)
+#   BENCH_PEP_CONCURRENCY  logins in flight in them (20)
+#   BENCH_PEP_ROUNDS   rounds of the pep-login runs; medians (3)
+#   BENCH_PEP_CSV      pep results file (BUILD/bench/pep.csv)
 #   BENCH_SOURCES      source addresses 127.0.0.1 .. 127.0.0.N (default:
 #                      xmppbench's, one per 25,000 connections)
 #   BENCH_ACCOUNTS     xmppctl, sql (written into the stopped server's
@@ -85,6 +100,15 @@ RESUME=${BENCH_RESUME:-5000}
 ROUNDS=${BENCH_RESUME_ROUNDS:-3}
 CSI=${BENCH_CSI:-1}
 CSI_CHANGES=${BENCH_CSI_CHANGES:-10}
+PEP=${BENCH_PEP:-1}
+PEP_USERS=${BENCH_PEP_USERS:-1000}
+PEP_ITEMS=${BENCH_PEP_ITEMS:-20}
+PEP_PUBLISHES=${BENCH_PEP_PUBLISHES:-5}
+PEP_ITEM_BYTES=${BENCH_PEP_ITEM_BYTES:-1024}
+PEP_NODES=${BENCH_PEP_NODES:-10}
+PEP_LOGINS=${BENCH_PEP_LOGINS:-1000}
+PEP_CONC=${BENCH_PEP_CONCURRENCY:-20}
+PEP_ROUNDS=${BENCH_PEP_ROUNDS:-3}
 SOURCES=${BENCH_SOURCES:-}
 ACCOUNTS=${BENCH_ACCOUNTS:-auto}
 HERE=$(dirname "$0")
@@ -94,6 +118,13 @@ if [ "$SERVER" != xmppd ]; then
 	SM=0
 	RESUME=0
 	CSI=0
+	PEP=0
+fi
+# BENCH_PEP=only: the PEP runs alone.
+if [ "$PEP" = only ]; then
+	ROSTER=0
+	SM=0
+	RESUME=0
 fi
 # Descriptors: the server holds BENCH_IDLE sessions plus its files; the
 # load generator the same number.  Root may raise the hard limit (with
@@ -119,6 +150,8 @@ USERS=${BENCH_USERS:-}
 if [ -z "$USERS" ]; then
 	if [ "$ROSTER" = only ]; then
 		USERS=$R_USERS
+	elif [ "$PEP" = only ]; then
+		USERS=$PEP_USERS
 	else
 		USERS=0
 		if [ "$SM" != only ]; then
@@ -132,6 +165,7 @@ if [ -z "$USERS" ]; then
 fi
 # The roster scenario uses user0..user(R_USERS-1).
 [ "$ROSTER" != 0 ] && [ "$R_USERS" -gt "$USERS" ] && USERS=$R_USERS
+[ "$PEP" != 0 ] && [ "$PEP_USERS" -gt "$USERS" ] && USERS=$PEP_USERS
 WARMUP=${BENCH_WARMUP:-$USERS}
 SM_WARMUP=${SM_WARMUP:-$USERS}
 [ "$ROSTER" = only ] && SM=0 && RESUME=0
@@ -173,6 +207,16 @@ case $SM in
 0 | 1 | only) ;;
 *) die "BENCH_SM must be 0, 1 or only" ;;
 esac
+case $PEP in
+0 | 1 | only) ;;
+*) die "BENCH_PEP must be 0, 1 or only" ;;
+esac
+if [ "$PEP" != 0 ]; then
+	command -v python3 >/dev/null ||
+	    die "python3 is needed to seed the rosters (or BENCH_PEP=0)"
+	[ $((PEP_ITEMS % 2)) -eq 0 ] && [ "$PEP_ITEMS" -lt "$PEP_USERS" ] ||
+	    die "BENCH_PEP_ITEMS must be even and below BENCH_PEP_USERS"
+fi
 case $ACCOUNTS in
 auto) ACCOUNTS=xmppctl
 	[ "$USERS" -gt 20000 ] && [ "$SERVER" = xmppd ] && ACCOUNTS=sql ;;
@@ -347,13 +391,19 @@ EOF
 # minutes): user i has mutual ('both') subscriptions with users i-R/2 ..
 # i-1 and i+1 .. i+R/2 (mod U), a symmetric relation, so every roster has
 # exactly R items and both sides of each pair agree.  Only ever called
-# while the daemon is stopped.
+# while the daemon is stopped.  seed_xmppd_rosters [U R clear]: U users
+# of R contacts (R_USERS, R_ITEMS), with "clear" after removing every
+# roster item first (the PEP runs, after the roster scenario's).
 seed_xmppd_rosters() {
-	python3 - "$DIR/xmppd.db" "$DOMAIN" "$R_USERS" "$R_ITEMS" <<'EOF' ||
+	python3 - "$DIR/xmppd.db" "$DOMAIN" "${1:-$R_USERS}" "${2:-$R_ITEMS}" \
+	    "${3:-}" <<'EOF' ||
 import sqlite3, sys
 db, host = sys.argv[1], sys.argv[2]
 users, items = int(sys.argv[3]), int(sys.argv[4])
 con = sqlite3.connect(db)
+if sys.argv[5] == "clear":
+    with con:
+        con.execute("DELETE FROM roster")
 ids = dict(con.execute("SELECT user, id FROM users WHERE host = ?", (host,)))
 rows, versions = [], []
 for i in range(users):
@@ -444,7 +494,7 @@ echo "== server: $SRV_VERSION, pid $SRV_PID, VmRSS $(rss_kib "$SRV_PID") KiB"
 echo "-- warm-up: $WARMUP logins (client PBKDF2 included)"
 bench login -n "$WARMUP" -c "$CONC" --users "$USERS" --label "$SERVER-warmup"
 
-if [ "$ROSTER" != only ] && [ "$SM" != only ]; then
+if [ "$ROSTER" != only ] && [ "$SM" != only ] && [ "$PEP" != only ]; then
 	echo "-- sequential logins"
 	bench login -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
 	    --label "$SERVER"
@@ -594,13 +644,68 @@ if [ "$ROSTER" != 0 ]; then
 	stop_server
 fi
 
+# PEP (XEP-0163), on a fresh server with PEP_USERS rosters of PEP_ITEMS
+# mutual contacts (README.md, "PEP"): every user online with caps that
+# want urn:xmpp:tmp:bench, each publishes PEP_PUBLISHES items; then each
+# user's PEP_NODES nodes get one item (pep-login --seed) and logins with
+# caps that want them (their contacts' last items: PEP_ITEMS *
+# PEP_NODES) are measured against logins with caps that want none,
+# PEP_ROUNDS rounds, each variant warmed up once first (so the server
+# has verified both caps).
+if [ "$PEP" != 0 ]; then
+	t=$(now)
+	seed_xmppd_rosters "$PEP_USERS" "$PEP_ITEMS" clear
+	start_xmppd
+	echo "== pep: seeded $PEP_USERS rosters of $PEP_ITEMS mutual" \
+	    "subscriptions and restarted the server in $(since "$t") s;" \
+	    "pid $SRV_PID"
+	echo "-- pep warm-up: $PEP_USERS logins"
+	bench login -n "$PEP_USERS" -c "$CONC" --users "$PEP_USERS" \
+	    --label "$SERVER-warmup"
+	echo "-- pep: $PEP_USERS users online, $PEP_PUBLISHES items of" \
+	    "$PEP_ITEM_BYTES bytes each to $PEP_ITEMS contacts and their own" \
+	    "resource"
+	$CLI_PIN "$BENCH" pep -n "$PEP_PUBLISHES" --users "$PEP_USERS" \
+	    --roster-items "$PEP_ITEMS" --item-bytes "$PEP_ITEM_BYTES" \
+	    -c "$PEP_CONC" -p "$BENCH_PORT" --tls "$TLS" -d "$DOMAIN" \
+	    -T "$TIMEOUT" --key-cache "$DIR/keys" --pid "$SRV_PID" \
+	    --label "$SERVER" --csv "$DIR/pep.csv" | tee "$DIR/pep.out" ||
+	    status=1
+	kill -0 "$SRV_PID" 2>/dev/null || die "the server died during the run"
+	echo "-- pep: $PEP_NODES nodes with one item for each of the" \
+	    "$PEP_USERS users"
+	bench pep-login --seed -n "$PEP_USERS" -c "$PEP_CONC" \
+	    --users "$PEP_USERS" --nodes "$PEP_NODES" --label "$SERVER-warmup"
+	bench pep-login -n "$PEP_USERS" -c "$PEP_CONC" --users "$PEP_USERS" \
+	    --roster-items "$PEP_ITEMS" --nodes "$PEP_NODES" \
+	    --label "$SERVER-warmup"
+	bench pep-login --notify -n "$PEP_USERS" -c "$PEP_CONC" \
+	    --users "$PEP_USERS" --roster-items "$PEP_ITEMS" \
+	    --nodes "$PEP_NODES" --label "$SERVER-warmup"
+	round=1
+	while [ $round -le "$PEP_ROUNDS" ]; do
+		echo "-- round $round of $PEP_ROUNDS: $PEP_LOGINS logins with" \
+		    "caps that want no node, then with +notify for the" \
+		    "$PEP_NODES nodes ($PEP_ITEMS * $PEP_NODES last items each)"
+		bench pep-login -n "$PEP_LOGINS" -c "$PEP_CONC" \
+		    --users "$PEP_USERS" --roster-items "$PEP_ITEMS" \
+		    --nodes "$PEP_NODES" --pid "$SRV_PID" --label "$SERVER"
+		bench pep-login --notify -n "$PEP_LOGINS" -c "$PEP_CONC" \
+		    --users "$PEP_USERS" --roster-items "$PEP_ITEMS" \
+		    --nodes "$PEP_NODES" --pid "$SRV_PID" --label "$SERVER"
+		round=$((round + 1))
+	done
+	stop_server
+fi
+
 echo
 echo "== results: $SERVER, $TLS, $pinning"
 tls_resumed=$(sed -n 's/.* tls_resumed=\([^ ]*\) .*/\1/p' \
     "$DIR/resume.out" 2>/dev/null)
 awk -F, -v closed="${rss_closed:-?}" -v settle="$SETTLE" \
     -v smsettle="$SM_SETTLE" -v items="$R_ITEMS" -v rusers="$R_USERS" \
-    -v resumed="${tls_resumed:-?}" '
+    -v resumed="${tls_resumed:-?}" -v pnodes="$PEP_NODES" \
+    -v pitems="$PEP_ITEMS" '
 function cpu(v) { return v < 0 ? "-" : sprintf("%.2f", v) }
 function median(v, n,    i, j, t) {
 	if (n == 0)
@@ -635,6 +740,10 @@ $2 ~ /-warmup$/ { next }
 		what = "idle ramp, SM (c=" $6 ")"
 	else if ($3 == "roster")
 		what = "roster login (c=" $6 ")"
+	else if ($3 == "pep-login")
+		what = "pep login, no +notify (c=" $6 ")"
+	else if ($3 == "pep-login-notify")
+		what = "  with +notify (c=" $6 ")"
 	else if ($3 == "resume-login" && $2 ~ /-fulltls$/)
 		next
 	else if ($3 == "resume-login")
@@ -666,6 +775,10 @@ $2 ~ /-warmup$/ { next }
 		resume_v[++nresume] = $20
 	if ($3 == "handshake" && $20 >= 0)
 		hs_v[++nhs] = $20
+	if ($3 == "pep-login" && $20 >= 0)
+		pl_v[++npl] = $20
+	if ($3 == "pep-login-notify" && $20 >= 0)
+		pn_v[++npn] = $20
 	if ($3 == "roster")
 		roster[++nroster] = sprintf("  c=%-3d %.1f presence stanzas " \
 		    "received per login; the %d online sessions received " \
@@ -742,6 +855,20 @@ END {
 			    "(%%:%s)\n", fulltls_ms, spread(fulltls_v, nfulltls),
 			    median(r_save, nr_save), spread(r_save, nr_save)
 	}
+	# PEP logins: the ratio within each round, then the median.
+	for (i = 1; i <= npn && i <= npl; i++)
+		if (pl_v[i] > 0)
+			r_pep[++nr_pep] = pn_v[i] / pl_v[i]
+	if (nr_pep) {
+		r = median(r_pep, nr_pep)
+		printf "\npep logins (medians of %d rounds, [range]): server " \
+		    "CPU per login %.3f ms%s with caps that want no node, " \
+		    "%.3f ms%s with +notify for %d nodes of %d contacts: " \
+		    "%.2fx%s (target <= 1.3x: %s)\n", nr_pep,
+		    median(pl_v, npl), spread(pl_v, npl), median(pn_v, npn),
+		    spread(pn_v, npn), pnodes, pitems, r,
+		    spread(r_pep, nr_pep), (r <= 1.3 ? "met" : "NOT MET")
+	}
 	if (nroster) {
 		printf "\nroster logins: %d accounts, %d mutual contacts " \
 		    "each, the odd half online\n", rusers, items
@@ -755,6 +882,25 @@ if [ -s "$DIR/presence.out" ]; then
 	sed -n 's/.* delivered=\([^ ]*\) .* rate=\([^ ]*\) .*p50=\([^ ]*\) p99=\([^ ]*\) .*server_cpu=[^(]*(\([^)]*\)).*/\
 presence: \1 stanzas delivered, \2, latency p50 \3, p99 \4, server CPU \5/p' \
 	    "$DIR/presence.out"
+fi
+
+# PEP: notifications per second and server CPU per notification.
+if [ -s "$DIR/pep.csv" ]; then
+	awk -F, 'NR > 1 {
+	printf "\npep (XEP-0163): %d users of %d contacts, %d items of %d " \
+	    "bytes each: %d of %d notifications in %.2f s, %.0f/s, latency " \
+	    "p50 %.2f ms, p99 %.2f ms; server CPU %.2f us per notification " \
+	    "(target <= 3 us: %s)\n", $6, $7, $8, $9, $12, $13, $14, $15,
+	    $16, $17, $19, ($19 >= 0 && $19 <= 3 ? "met" : "NOT MET")
+}' "$DIR/pep.csv"
+	PEP_CSV=${BENCH_PEP_CSV:-$BUILD/bench/pep.csv}
+	mkdir -p "$(dirname "$PEP_CSV")"
+	if [ ! -s "$PEP_CSV" ]; then
+		cat "$DIR/pep.csv" >"$PEP_CSV"
+	else
+		tail -n +2 "$DIR/pep.csv" >>"$PEP_CSV"
+	fi
+	echo "(pep rows appended to $PEP_CSV)"
 fi
 
 # CSI: what the server sent the observer, active and inactive.

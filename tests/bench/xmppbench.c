@@ -85,6 +85,12 @@
 #define NS_SM "urn:xmpp:sm:3"
 #define NS_CSI "urn:xmpp:csi:0"
 #define NS_PING "urn:xmpp:ping"
+#define NS_CAPS "http://jabber.org/protocol/caps"
+#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
+#define NS_PUBSUB "http://jabber.org/protocol/pubsub"
+#define NS_PUBSUB_EVENT "http://jabber.org/protocol/pubsub#event"
+#define PEP_NODE "urn:xmpp:tmp:bench"        /* pep mode's node */
+#define PEP_CAPS_NODE "https://xmppd.invalid/xmppbench" /* XEP-0115 node */
 
 #define HASH_LEN 32 /* the longest hash: SHA-256 */
 #define NONCE_LEN 24
@@ -104,6 +110,10 @@
 #define LATENCY_MAX 50000000 /* most latencies kept */
 #define RESUME_SETTLE 1.0    /* resume: s between the logins and the drops */
 #define CSI_RAMP 20          /* csi: contacts logging in at once */
+#define PEP_QUIET 1.0        /* pep: s without a stanza = settled */
+#define PEP_SETTLE 20.0      /* pep: at most s to settle */
+#define PEP_DRAIN 5.0        /* pep: s to wait for missing notifications */
+#define PEP_NODES_MAX 100    /* pep-login: --nodes */
 
 enum bench_mode {
 	MODE_LOGIN,
@@ -112,7 +122,9 @@ enum bench_mode {
 	MODE_CHAT,
 	MODE_PRESENCE,
 	MODE_RESUME,
-	MODE_CSI
+	MODE_CSI,
+	MODE_PEP,
+	MODE_PEP_LOGIN
 };
 
 
@@ -169,6 +181,8 @@ enum conn_step {
 	STEP_PROBES,  /* roster mode: presence of the online contacts */
 	STEP_ENABLED, /* --sm: <enabled/> */
 	STEP_RESUMED, /* resume mode: <resumed/> */
+	STEP_PEP,     /* pep-login: the last items and the ping, or --seed:
+	                 the publish results */
 };
 
 /* The top-level (depth 2) element being parsed. */
@@ -304,6 +318,23 @@ struct conn {
 	SSL_SESSION *tls_session;
 	int resuming;
 	int iq_id; /* csi mode: the current iq's id is 'csiN': N, else 0 */
+	struct pep_conn *pep; /* pep modes, else NULL */
+};
+
+/* PEP modes: what one connection parses and counts (pep_top_end). */
+struct pep_conn {
+	/* The current top-level element: an iq's type, id and sender, the
+	 * node of its disco#info query; a message's pubsub event. */
+	char iq_id[64], iq_from[256], disco_node[256];
+	int iq_type;  /* 0 none, 1 get, 2 set, 3 result, 4 error */
+	int in_disco, in_msg, in_event, event_node; /* node: 0 other, 1 pep
+	                                               mode's, 2+K login's K */
+	long msg_from;    /* bench user index of the sender, -1 */
+	unsigned event_items, event_ours; /* items; with this run's token */
+	double event_sent;                /* t='' of the first payload, -1 */
+	unsigned published, in_flight;    /* publishes sent, unanswered */
+	unsigned contact_events, own_events; /* pep-login: last items */
+	int ping_done;
 };
 
 /* Cached SCRAM keys of one user, derived once with PBKDF2. */
@@ -358,6 +389,10 @@ struct bench_opts {
 	int sm;             /* enable stream management after binding */
 	int no_tls_resume;  /* resume: reconnects with a full handshake */
 	int csi_inactive;   /* csi: the observer says <inactive/> */
+	unsigned item_bytes; /* pep: payload of each item (1024) */
+	unsigned nodes;      /* pep-login: nodes of each contact (10) */
+	int pep_notify;      /* pep-login: caps with NODE:K+notify */
+	int pep_seed;        /* pep-login: publish the nodes, no caps */
 
 	unsigned pairs;      /* chat: sessions 2k and 2k+1 talk */
 	unsigned window;     /* chat: undelivered messages per sender;
@@ -423,6 +458,18 @@ static struct bench {
 	struct csi_count csi_now, csi_start, csi_window;
 	int *csi_last;       /* per contact: last round seen, -1 */
 	double t_csi_quiet;
+	/* PEP modes: the caps (XEP-0115) every session presents and the
+	 * disco#info answer behind them; publishes sent, answered and
+	 * refused; notifications received while measuring (from contacts,
+	 * from the user's own node), before it, and without this run's
+	 * item ids; disco#info queries answered. */
+	char *pep_ver, *pep_disco_body;
+	char pep_token[17];
+	unsigned long pep_sent, pep_results, pep_errors, pep_total;
+	unsigned long pep_contact_events, pep_own_events, pep_ramp_events;
+	unsigned long pep_foreign_events, pep_expected, pep_disco;
+	unsigned long pep_login_contact, pep_login_own, pep_login_expected;
+	double t_last_stanza, t_last_event;
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -450,6 +497,12 @@ static void csi_presence(struct conn *);
 static void csi_iq_result(struct conn *);
 static void csi_session_up(struct conn *);
 static void sm_bound(struct conn *);
+static void pep_xml_start(struct conn *, const char *, const char **);
+static int pep_top_end(struct conn *);
+static void pep_roster_done(struct conn *);
+static void pep_bound(struct conn *);
+static void pep_check_done(void);
+static void pep_print_summary(void);
 
 static const char *
 tls_name(void)
@@ -994,6 +1047,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 			conn_fail(c, FAIL_PROTOCOL, "not a stream");
 		return;
 	}
+	if (c->pep != NULL)
+		pep_xml_start(c, name, attrs);
 	if (c->depth == 2) {
 		const char *type, *id;
 
@@ -1435,6 +1490,10 @@ handle_roster(struct conn *c)
 		conn_fail(c, FAIL_ROSTER, detail);
 		return;
 	}
+	if (c->pep != NULL) {
+		pep_roster_done(c);
+		return;
+	}
 	conn_send_stanza(c, "<presence/>");
 	if (B.o.mode == MODE_CSI) {
 		csi_session_up(c);
@@ -1489,8 +1548,11 @@ static void conn_resumed(struct conn *);
 static void
 sm_bound(struct conn *c)
 {
-	if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
-	    B.o.mode == MODE_CSI || B.o.full_login) {
+	if (B.o.mode == MODE_PEP_LOGIN && B.o.pep_seed) {
+		pep_bound(c);
+	} else if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE ||
+	    B.o.mode == MODE_CSI || B.o.mode == MODE_PEP ||
+	    B.o.mode == MODE_PEP_LOGIN || B.o.full_login) {
 		conn_send_stanza(c, "<iq type='get' id='roster'>"
 		                    "<query xmlns='" NS_ROSTER "'/></iq>");
 		c->step = STEP_ROSTER;
@@ -1503,6 +1565,8 @@ static void
 handle_top(struct conn *c)
 {
 	if (c->pending == PENDING_FAIL)
+		return;
+	if (c->pep != NULL && pep_top_end(c))
 		return;
 	if (c->in_message) {
 		chat_message_end(c);
@@ -1621,6 +1685,7 @@ handle_top(struct conn *c)
 			handle_roster(c);
 		break;
 	case STEP_PROBES:
+	case STEP_PEP:
 		break;
 	}
 }
@@ -1742,7 +1807,7 @@ conn_new(unsigned id)
 		c->user = id == r      ? 0
 		          : id < r / 2 ? id + 1
 		                       : B.o.users - (r - id);
-	} else if (B.o.mode == MODE_PRESENCE) {
+	} else if (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_PEP) {
 		c->user = id;
 		c->online = 1;
 	} else if (B.o.mode != MODE_ROSTER)
@@ -1752,6 +1817,8 @@ conn_new(unsigned id)
 		c->online = 1;
 	} else
 		c->user = 2 * ((id - B.o.online) % (B.o.users / 2));
+	if (B.o.mode == MODE_PEP || B.o.mode == MODE_PEP_LOGIN)
+		c->pep = xcalloc(1, sizeof(*c->pep));
 	B.conns[id] = c;
 	B.started++;
 	B.live++;
@@ -1887,6 +1954,7 @@ conn_finish(struct conn *c, int ok)
 	ERR_clear_error();
 	parser_free(c);
 	buf_free(&c->out);
+	free(c->pep);
 	B.conns[c->id] = NULL;
 	B.live--;
 	B.finished++;
@@ -2144,7 +2212,7 @@ start_more(void)
 	}
 	if (B.o.mode == MODE_CHAT)
 		limit = 2 * B.o.pairs;
-	if (B.o.mode == MODE_PRESENCE) {
+	if (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_PEP) {
 		if (B.phase != PHASE_RAMP)
 			return;
 		limit = B.o.users;
@@ -2212,6 +2280,12 @@ mode_name(void)
 		return "resume";
 	case MODE_CSI:
 		return "csi";
+	case MODE_PEP:
+		return "pep";
+	case MODE_PEP_LOGIN:
+		return B.o.pep_seed     ? "pep-seed"
+		       : B.o.pep_notify ? "pep-login-notify"
+		                        : "pep-login";
 	}
 	return "?";
 }
@@ -2241,6 +2315,10 @@ print_summary(void)
 	}
 	if (B.o.mode == MODE_CSI) {
 		csi_print_summary();
+		return;
+	}
+	if (B.o.mode == MODE_PEP) {
+		pep_print_summary();
 		return;
 	}
 
@@ -2303,6 +2381,15 @@ print_summary(void)
 		    B.bcast_available, B.bcast_unavailable, B.bcast_expected,
 		    B.t_drain);
 	}
+	if (B.o.mode == MODE_PEP_LOGIN && !B.o.pep_seed)
+		printf(" nodes=%u items=%ld caps=%s last-items/login=%.1f "
+		       "own/login=%.1f disco=%lu",
+		    B.o.nodes, B.o.roster_items,
+		    B.o.pep_notify ? "notify" : "plain",
+		    B.logged_in ? (double)B.pep_login_contact / B.logged_in
+		                : 0.0,
+		    B.logged_in ? (double)B.pep_login_own / B.logged_in : 0.0,
+		    B.pep_disco);
 	printf("\n");
 	fflush(stdout);
 	if (B.o.csv == NULL)
@@ -3464,6 +3551,532 @@ csi_print_summary(void)
 	fclose(f);
 }
 
+/* ---- pep modes ---- */
+
+/*
+ * PEP (XEP-0163) over XEP-0115 caps.  Every session presents caps whose
+ * disco#info (identity client/pc, the caps and disco#info features, and
+ * NODE+notify for the nodes it wants) hashes to 'ver' as XEP-0115 §5.1
+ * says; the server asks one of them with a disco#info query to
+ * NODE#VER (pep_answer_disco), then sends notifications of those nodes
+ * to every session with those caps.
+ *
+ * Pep mode: users PREFIX0 .. PREFIX<U-1> with seeded rosters of R
+ * mutual subscriptions (as presence mode) log in (roster get, presence
+ * with caps with urn:xmpp:tmp:bench+notify) and stay; once no stanza
+ * has come for PEP_QUIET s, each publishes -n items of --item-bytes to
+ * node urn:xmpp:tmp:bench, --window at a time, and the run ends when
+ * every notification has arrived: U * n * (R + 1), the contacts' and
+ * the user's own (XEP-0163 §4.3.1).  Item ids carry a token of the run,
+ * so last items sent at login from an earlier run are not counted.
+ *
+ * Pep-login mode: -n logins, -c at a time, of users (FIRST+i) % U, each
+ * a full login, roster get, presence with caps (with --notify:
+ * urn:xmpp:tmp:bench:K+notify for K < --nodes, else no +notify at all)
+ * and a ping; a login ends with the ping's result and, with --notify,
+ * the last item of each of the R contacts' --nodes nodes (XEP-0163
+ * §4.3.4), R * nodes notifications.  With --seed, each login instead
+ * publishes one item (id 'current') to each of the user's --nodes nodes
+ * and closes: the accounts' nodes for the measured runs.
+ */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* XML-escape s into a fixed buffer (ids and JIDs the server sent). */
+static const char *
+xml_escape(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *s != '\0' && o + 7 < outlen; s++) {
+		const char *r = *s == '&'    ? "&amp;"
+		                : *s == '<'  ? "&lt;"
+		                : *s == '>'  ? "&gt;"
+		                : *s == '\'' ? "&apos;"
+		                : *s == '"'  ? "&quot;"
+		                             : NULL;
+
+		if (r != NULL) {
+			memcpy(out + o, r, strlen(r));
+			o += strlen(r);
+		} else
+			out[o++] = *s;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * The caps of this run: the disco#info answer (identity and features)
+ * and its verification string, XEP-0115 §5.1: "category/type/lang/name<"
+ * for the identity, then each feature sorted and followed by '<', SHA-1,
+ * base64.
+ */
+static void
+pep_caps_init(void)
+{
+	const char *identity = "client/pc//xmppbench";
+	char *features[PEP_NODES_MAX + 3];
+	unsigned nf = 0;
+	struct buf s = {0}, body = {0};
+	unsigned char md[SHA_DIGEST_LENGTH];
+
+	features[nf++] = xstrdup(NS_CAPS);
+	features[nf++] = xstrdup(NS_DISCO_INFO);
+	if (B.o.mode == MODE_PEP)
+		features[nf++] = xstrdup(PEP_NODE "+notify");
+	else if (B.o.pep_notify)
+		for (unsigned k = 0; k < B.o.nodes; k++) {
+			char f[64];
+
+			snprintf(f, sizeof(f), PEP_NODE ":%u+notify", k);
+			features[nf++] = xstrdup(f);
+		}
+	qsort(features, nf, sizeof(*features), cmp_str);
+	buf_printf(&s, "%s<", identity);
+	buf_adds(&body, "<identity category='client' type='pc' "
+	                "name='xmppbench'/>");
+	for (unsigned i = 0; i < nf; i++) {
+		buf_printf(&s, "%s<", features[i]);
+		buf_printf(&body, "<feature var='%s'/>", features[i]);
+		free(features[i]);
+	}
+	SHA1((const unsigned char *)s.data, s.len, md);
+	B.pep_ver = b64_encode(md, sizeof(md));
+	buf_adds(&body, ""); /* NUL-terminated */
+	B.pep_disco_body = xstrdup(body.data);
+	buf_free(&s);
+	buf_free(&body);
+	RAND_bytes(md, 8);
+	hex_encode(md, 8, B.pep_token);
+}
+
+/* A start tag of c's stream at depth 2 or more (pep modes). */
+static void
+pep_xml_start(struct conn *c, const char *name, const char **attrs)
+{
+	struct pep_conn *p = c->pep;
+	const char *v;
+
+	if (c->depth == 2) {
+		p->iq_type = 0;
+		p->in_disco = p->in_event = p->event_node = 0;
+		p->event_items = p->event_ours = 0;
+		p->event_sent = -1;
+		p->in_msg = xml_is(name, NS_CLIENT, "message");
+		p->msg_from = -1;
+		if (p->in_msg) {
+			v = xml_attr(attrs, "from");
+			p->msg_from = jid_user_index(v);
+			return;
+		}
+		if (!xml_is(name, NS_CLIENT, "iq"))
+			return;
+		v = xml_attr(attrs, "type");
+		p->iq_type = v == NULL                    ? 0
+		             : strcmp(v, "get") == 0    ? 1
+		             : strcmp(v, "set") == 0    ? 2
+		             : strcmp(v, "result") == 0 ? 3
+		             : strcmp(v, "error") == 0  ? 4
+		                                        : 0;
+		v = xml_attr(attrs, "id");
+		snprintf(p->iq_id, sizeof(p->iq_id), "%s", v ? v : "");
+		v = xml_attr(attrs, "from");
+		snprintf(p->iq_from, sizeof(p->iq_from), "%s", v ? v : "");
+		return;
+	}
+	if (c->depth == 3 && p->iq_type == 1 &&
+	    xml_is(name, NS_DISCO_INFO, "query")) {
+		v = xml_attr(attrs, "node");
+		p->in_disco = 1;
+		snprintf(p->disco_node, sizeof(p->disco_node), "%s", v ? v : "");
+	} else if (c->depth == 3 && p->in_msg &&
+	           xml_is(name, NS_PUBSUB_EVENT, "event")) {
+		p->in_event = 1;
+	} else if (c->depth == 4 && p->in_event &&
+	           xml_is(name, NS_PUBSUB_EVENT, "items")) {
+		v = xml_attr(attrs, "node");
+		if (v != NULL && strcmp(v, PEP_NODE) == 0)
+			p->event_node = 1;
+		else if (v != NULL &&
+		         strncmp(v, PEP_NODE ":", strlen(PEP_NODE ":")) == 0)
+			p->event_node =
+			    2 + (int)strtol(v + strlen(PEP_NODE ":"), NULL, 10);
+	} else if (c->depth == 5 && p->event_node &&
+	           xml_is(name, NS_PUBSUB_EVENT, "item")) {
+		p->event_items++;
+		v = xml_attr(attrs, "id");
+		if (v != NULL && strncmp(v, B.pep_token, 16) == 0)
+			p->event_ours++;
+	} else if (c->depth == 6 && p->event_node && p->event_sent < 0 &&
+	           (v = xml_attr(attrs, "t")) != NULL) {
+		p->event_sent = strtod(v, NULL);
+	}
+}
+
+/* Answer the server's disco#info query to NODE#VER (XEP-0115 §6.2). */
+static void
+pep_answer_disco(struct conn *c)
+{
+	struct pep_conn *p = c->pep;
+	char id[sizeof(p->iq_id) * 6], to[sizeof(p->iq_from) * 6];
+	char node[sizeof(p->disco_node) * 6];
+	size_t nlen = strlen(PEP_CAPS_NODE);
+
+	xml_escape(p->iq_id, id, sizeof(id));
+	xml_escape(p->iq_from, to, sizeof(to));
+	if (strncmp(p->disco_node, PEP_CAPS_NODE "#", nlen + 1) != 0 ||
+	    strcmp(p->disco_node + nlen + 1, B.pep_ver) != 0) {
+		buf_printf(&c->out,
+		    "<iq type='error' id='%s' to='%s'><error type='cancel'>"
+		    "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-"
+		    "stanzas'/></error></iq>",
+		    id, to);
+		return;
+	}
+	xml_escape(p->disco_node, node, sizeof(node));
+	buf_printf(&c->out,
+	    "<iq type='result' id='%s' to='%s'><query xmlns='" NS_DISCO_INFO
+	    "' node='%s'>%s</query></iq>",
+	    id, to, node, B.pep_disco_body);
+	B.pep_disco++;
+}
+
+/* Pep mode: c's next publishes up to its window. */
+static void
+pep_fill(struct conn *c)
+{
+	static char *pad;
+	struct pep_conn *p;
+
+	if (c == NULL || c->state != CS_IDLE || !B.chat_running)
+		return;
+	if (pad == NULL) {
+		pad = xmalloc(B.o.item_bytes + 1);
+		memset(pad, 'x', B.o.item_bytes);
+		pad[B.o.item_bytes] = '\0';
+	}
+	p = c->pep;
+	while (p->published < B.o.n && p->in_flight < B.o.window) {
+		/* The payload: <bench t='SENT'>PAD</bench>, PAD making the
+		 * element --item-bytes long in all. */
+		char head[128];
+		int hl = snprintf(head, sizeof(head),
+		    "<bench xmlns='" PEP_NODE "' t='%.6f'>", now_mono());
+		int fill = (int)B.o.item_bytes - hl - (int)strlen("</bench>");
+
+		buf_printf(&c->out,
+		    "<iq type='set' id='pub%u'><pubsub xmlns='" NS_PUBSUB "'>"
+		    "<publish node='" PEP_NODE "'><item id='%s-%u-%u'>"
+		    "%s%.*s</bench></item></publish></pubsub></iq>",
+		    p->published, B.pep_token, c->user, p->published, head,
+		    fill > 0 ? fill : 0, pad);
+		p->published++;
+		p->in_flight++;
+		B.pep_sent++;
+	}
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+/* Pep-login --seed: bound; publish the user's --nodes items. */
+static void
+pep_bound(struct conn *c)
+{
+	for (unsigned k = 0; k < B.o.nodes; k++)
+		buf_printf(&c->out,
+		    "<iq type='set' id='pub%u'><pubsub xmlns='" NS_PUBSUB "'>"
+		    "<publish node='" PEP_NODE ":%u'><item id='current'>"
+		    "<bench xmlns='" PEP_NODE "'>seeded by xmppbench for "
+		    "%s%u</bench></item></publish></pubsub></iq>",
+		    k, k, B.o.user_prefix, c->user);
+	c->pep->in_flight = B.o.nodes;
+	c->step = STEP_PEP;
+	if (B.o.nodes == 0)
+		conn_logged_in(c);
+}
+
+/* Roster received: available with caps (XEP-0115 §4). */
+static void
+pep_roster_done(struct conn *c)
+{
+	char pres[256];
+
+	snprintf(pres, sizeof(pres),
+	    "<presence><c xmlns='" NS_CAPS "' hash='sha-1' node='"
+	    PEP_CAPS_NODE "' ver='%s'/></presence>",
+	    B.pep_ver);
+	conn_send_stanza(c, pres);
+	if (B.o.mode == MODE_PEP_LOGIN) {
+		/* The ping's result: the server has handled the presence. */
+		conn_send_stanza(c, "<iq type='get' id='pepping'><ping xmlns='"
+		                    NS_PING "'/></iq>");
+		c->step = STEP_PEP;
+		return;
+	}
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	B.online_up++;
+	start_more();
+	check_done();
+}
+
+/* Pep-login: is c's login complete? */
+static void
+pep_login_check(struct conn *c)
+{
+	struct pep_conn *p = c->pep;
+
+	if (c->step != STEP_PEP || c->logged_in)
+		return;
+	if (B.o.pep_seed) {
+		if (p->in_flight == 0)
+			conn_logged_in(c);
+		return;
+	}
+	if (p->ping_done &&
+	    (!B.o.pep_notify ||
+	        p->contact_events >= (unsigned)B.o.roster_items * B.o.nodes)) {
+		B.pep_login_contact += p->contact_events;
+		B.pep_login_own += p->own_events;
+		conn_logged_in(c);
+	}
+}
+
+/* A notification: pep mode counts this run's items by who sent them. */
+static void
+pep_event(struct conn *c)
+{
+	struct pep_conn *p = c->pep;
+	double now = now_mono();
+
+	B.t_last_event = now;
+	if (B.o.mode == MODE_PEP_LOGIN) {
+		if (p->event_node < 2)
+			return;
+		if (p->msg_from == (long)c->user)
+			p->own_events += p->event_items;
+		else if (p->msg_from >= 0)
+			p->contact_events += p->event_items;
+		pep_login_check(c);
+		return;
+	}
+	if (p->event_node != 1)
+		return;
+	if (B.phase != PHASE_MEASURE && B.phase != PHASE_DRAIN) {
+		B.pep_ramp_events += p->event_items;
+		return;
+	}
+	B.pep_foreign_events += p->event_items - p->event_ours;
+	if (p->msg_from == (long)c->user)
+		B.pep_own_events += p->event_ours;
+	else
+		B.pep_contact_events += p->event_ours;
+	if (p->event_ours > 0 && p->event_sent > 0 &&
+	    B.lat_count < B.lat_max)
+		B.latencies[B.lat_count++] = (now - p->event_sent) * 1000.0;
+	check_done();
+}
+
+/*
+ * The end of a top-level element in a pep mode: 1 if handled here (a
+ * disco#info query, a publish or ping result, a notification), 0 to
+ * go on as in the other modes (bind, roster).
+ */
+static int
+pep_top_end(struct conn *c)
+{
+	struct pep_conn *p = c->pep;
+
+	B.t_last_stanza = now_mono();
+	if (p->in_msg) {
+		if (p->in_event)
+			pep_event(c);
+		return 1;
+	}
+	if (p->iq_type == 1 || p->iq_type == 2) {
+		if (p->in_disco) {
+			pep_answer_disco(c);
+		} else {
+			char id[sizeof(p->iq_id) * 6], to[sizeof(p->iq_from) * 6];
+
+			buf_printf(&c->out,
+			    "<iq type='error' id='%s' to='%s'><error "
+			    "type='cancel'><service-unavailable xmlns='urn:"
+			    "ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+			    xml_escape(p->iq_id, id, sizeof(id)),
+			    xml_escape(p->iq_from, to, sizeof(to)));
+		}
+		conn_set_events(c, EV_READ | EV_WRITE);
+		return 1;
+	}
+	if ((p->iq_type == 3 || p->iq_type == 4) &&
+	    strncmp(p->iq_id, "pub", 3) == 0) {
+		if (p->in_flight > 0)
+			p->in_flight--;
+		B.pep_results++;
+		if (p->iq_type == 4 && ++B.pep_errors <= 5)
+			log_warnx("conn %u (%s%u): publish %s refused", c->id,
+			    B.o.user_prefix, c->user, p->iq_id);
+		if (B.o.mode == MODE_PEP_LOGIN) {
+			if (p->iq_type == 4)
+				conn_fail(c, FAIL_PROTOCOL, "publish refused");
+			else
+				pep_login_check(c);
+		} else {
+			pep_fill(c);
+			check_done();
+		}
+		return 1;
+	}
+	if (p->iq_type != 0 && strcmp(p->iq_id, "pepping") == 0) {
+		p->ping_done = 1;
+		pep_login_check(c);
+		return 1;
+	}
+	return 0;
+}
+
+/* Pep mode: settled; publish from now. */
+static void
+pep_measure(void)
+{
+	B.phase = PHASE_MEASURE;
+	cpu_mark_before();
+	B.t0 = now_mono();
+	B.t_last_event = B.t0;
+	B.chat_running = 1;
+	for (unsigned i = 0; i < B.o.users; i++)
+		pep_fill(B.conns[i]);
+	check_done();
+}
+
+/* Pep mode, every 0.1 s: settled after the logins?  Or, measuring,
+ * every publish answered and nothing more for PEP_DRAIN s? */
+static void
+pep_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = now_mono();
+
+	if (B.phase == PHASE_SETTLE) {
+		if (now - B.t_last_stanza < PEP_QUIET &&
+		    now - B.t_up < PEP_SETTLE)
+			return;
+		printf("pep: settled after %.2fs; %lu disco#info queries "
+		       "answered, %lu notifications while logging in\n",
+		    now - B.t_up, B.pep_disco, B.pep_ramp_events);
+		fflush(stdout);
+		pep_measure();
+		return;
+	}
+	if (B.phase == PHASE_MEASURE && B.pep_results == B.pep_total &&
+	    now - B.t_last_event >= PEP_DRAIN) {
+		log_warnx("pep: %lu of %lu notifications after %.0fs without "
+		          "any; stopping",
+		    B.pep_contact_events + B.pep_own_events, B.pep_expected,
+		    PEP_DRAIN);
+		B.phase = PHASE_DRAIN;
+		B.t_up = B.t_last_event;
+		cpu_mark_after();
+		chat_stop_soon();
+	}
+}
+
+static void
+pep_check_done(void)
+{
+	if (run_ending())
+		return;
+	if (B.phase == PHASE_RAMP &&
+	    B.online_up + B.online_failed == B.o.users) {
+		B.phase = PHASE_SETTLE;
+		B.t_up = now_mono();
+		B.t_login = B.t_up - B.t0;
+		printf("pep: %u of %u sessions up (roster, presence with caps "
+		       "ver %s) in %.2fs\n",
+		    B.online_up, B.o.users, B.pep_ver, B.t_login);
+		fflush(stdout);
+		if (B.online_failed) {
+			log_warnx("%u sessions failed to log in; stopping",
+			    B.online_failed);
+			chat_stop_soon();
+			return;
+		}
+		B.t_last_stanza = B.t_up;
+		ev_timer_init(&B.settle, pep_timer_cb, 0.1, 0.1);
+		ev_timer_start(B.loop, &B.settle);
+		return;
+	}
+	if (B.phase != PHASE_RAMP && B.dropped) {
+		log_warnx("%u sessions dropped; stopping", B.dropped);
+		chat_stop_soon();
+		return;
+	}
+	if (B.phase == PHASE_MEASURE && B.pep_results == B.pep_total &&
+	    B.pep_contact_events + B.pep_own_events >= B.pep_expected) {
+		B.phase = PHASE_DRAIN;
+		B.t_up = now_mono();
+		cpu_mark_after();
+		chat_stop_soon();
+	}
+}
+
+static void
+pep_print_summary(void)
+{
+	double elapsed = (B.phase >= PHASE_DRAIN ? B.t_up : now_mono()) - B.t0;
+	unsigned long got = B.pep_contact_events + B.pep_own_events;
+	double rate, p50, p99, pmax, cpu_us = -1;
+	unsigned n = B.lat_count;
+	FILE *f;
+
+	if (B.phase < PHASE_MEASURE)
+		elapsed = 0;
+	rate = elapsed > 0 ? got / elapsed : 0;
+	qsort(B.latencies, n, sizeof(double), cmp_double);
+	p50 = percentile(B.latencies, n, 0.50);
+	p99 = percentile(B.latencies, n, 0.99);
+	pmax = n ? B.latencies[n - 1] : 0;
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && got > 0)
+		cpu_us = (B.cpu_after - B.cpu_before) * 1e6 / got;
+	printf("%s pep tls=%s%s%s mech=%s users=%u items=%ld publishes=%u "
+	       "item_bytes=%u window=%u published=%lu/%lu refused=%lu "
+	       "delivered=%lu/%lu contacts=%lu own=%lu foreign=%lu "
+	       "disco=%lu login-failed=%u logins=%.2fs elapsed=%.3fs "
+	       "rate=%.1f/s p50=%.3fms p99=%.3fms max=%.3fms",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.users, B.o.roster_items, B.o.n,
+	    B.o.item_bytes, B.o.window, B.pep_results, B.pep_total,
+	    B.pep_errors, got, B.pep_expected, B.pep_contact_events,
+	    B.pep_own_events, B.pep_foreign_events, B.pep_disco,
+	    B.online_failed, B.t_login, elapsed, rate, p50, p99, pmax);
+	if (cpu_us >= 0)
+		printf(" server_cpu=%.2fs(%.2fus/notification)",
+		    B.cpu_after - B.cpu_before, cpu_us);
+	if ((f = summary_end(elapsed)) == NULL)
+		return;
+	if (ftell(f) == 0)
+		fprintf(f, "time,label,mode,tls,mech,users,roster_items,"
+		           "publishes,item_bytes,published,refused,delivered,"
+		           "expected,elapsed_s,notifications_per_s,p50_ms,"
+		           "p99_ms,max_ms,server_cpu_us_per_notification,"
+		           "server_cpu_s,bench_cpu_s,timed_out\n");
+	fprintf(f,
+	    "%ld,%s,pep,%s,%s,%u,%ld,%u,%u,%lu,%lu,%lu,%lu,%.3f,%.1f,%.3f,"
+	    "%.3f,%.3f,%.3f,%.2f,%.2f,%d\n",
+	    (long)time(NULL), B.o.label, tls_name(), mech_used_name(),
+	    B.o.users, B.o.roster_items, B.o.n, B.o.item_bytes, B.pep_results,
+	    B.pep_errors, got, B.pep_expected, elapsed, rate, p50, p99, pmax,
+	    cpu_us, cpu_delta(B.cpu_before, B.cpu_after),
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after), B.timed_out);
+	fclose(f);
+}
+
 /* Called whenever counts change: detect all-up and the end of the run. */
 static void
 check_done(void)
@@ -3490,6 +4103,10 @@ check_done(void)
 		csi_check_done();
 		return;
 	}
+	if (B.o.mode == MODE_PEP) {
+		pep_check_done();
+		return;
+	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
 	    B.logged_in + B.failed == B.o.n) {
 		B.all_up = 1;
@@ -3507,7 +4124,9 @@ check_done(void)
 	}
 	if (B.live > 0)
 		return;
-	if ((B.o.mode == MODE_LOGIN && B.finished == B.o.n) || B.closing ||
+	if (((B.o.mode == MODE_LOGIN || B.o.mode == MODE_PEP_LOGIN) &&
+	        B.finished == B.o.n) ||
+	    B.closing ||
 	    (B.o.mode == MODE_IDLE && B.all_up && B.logged_in == 0))
 		stop_loop();
 }
@@ -3524,6 +4143,20 @@ sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		if (c == NULL || c->state == CS_IDLE || now < c->deadline)
 			continue;
 		if (c->state == CS_CLOSING) {
+			conn_finish(c, 0);
+		} else if (c->step == STEP_PEP && c->pep != NULL) {
+			char detail[96];
+
+			snprintf(detail, sizeof(detail),
+			    "%u of %u last items, ping %s, %u publishes "
+			    "unanswered",
+			    c->pep->contact_events,
+			    B.o.pep_notify
+			        ? (unsigned)B.o.roster_items * B.o.nodes
+			        : 0,
+			    c->pep->ping_done ? "answered" : "unanswered",
+			    c->pep->in_flight);
+			conn_fail(c, FAIL_TIMEOUT, detail);
 			conn_finish(c, 0);
 		} else if (c->step == STEP_PROBES) {
 			char detail[64];
@@ -3646,6 +4279,12 @@ usage(int code)
 	    "                 [options]\n"
 	    "       xmppbench csi [-n CHANGES] [--inactive] [--users U]\n"
 	    "                 [--roster-items R] [options]\n"
+	    "       xmppbench pep [-n PUBLISHES] [-c RAMP] [--users U]\n"
+	    "                 [--roster-items R] [--item-bytes B]\n"
+	    "                 [--window W] [options]\n"
+	    "       xmppbench pep-login -n N [-c CONCURRENCY] [--users U]\n"
+	    "                 [--roster-items R] [--nodes K]\n"
+	    "                 [--notify | --seed] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
 	    "  -p PORT          5222 for starttls and none, 5223 for direct\n"
@@ -3694,6 +4333,12 @@ usage(int code)
 	    "  --inactive       csi: the observer sends <inactive/> before\n"
 	    "                   its contacts' changes and <active/> after\n"
 	    "                   (XEP-0352); -n is changes per contact (10)\n"
+	    "  --item-bytes B   pep: payload of each item (1024)\n"
+	    "  --nodes K        pep-login: nodes of each user (10)\n"
+	    "  --notify         pep-login: caps with +notify for the K\n"
+	    "                   nodes; wait for the R * K last items\n"
+	    "  --seed           pep-login: publish one item to each of the\n"
+	    "                   K nodes, then close (no caps, no roster)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -3742,6 +4387,10 @@ parse_args(int argc, char **argv)
 		O_SM,
 		O_INACTIVE,
 		O_NO_TLS_RESUME,
+		O_ITEM_BYTES,
+		O_NODES,
+		O_NOTIFY,
+		O_SEED,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -3768,6 +4417,10 @@ parse_args(int argc, char **argv)
 	    {"sm", no_argument, NULL, O_SM},
 	    {"inactive", no_argument, NULL, O_INACTIVE},
 	    {"no-tls-resume", no_argument, NULL, O_NO_TLS_RESUME},
+	    {"item-bytes", required_argument, NULL, O_ITEM_BYTES},
+	    {"nodes", required_argument, NULL, O_NODES},
+	    {"notify", no_argument, NULL, O_NOTIFY},
+	    {"seed", no_argument, NULL, O_SEED},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -3791,6 +4444,10 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_RESUME;
 	else if (strcmp(argv[1], "csi") == 0)
 		o->mode = MODE_CSI;
+	else if (strcmp(argv[1], "pep") == 0)
+		o->mode = MODE_PEP;
+	else if (strcmp(argv[1], "pep-login") == 0)
+		o->mode = MODE_PEP_LOGIN;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -3871,6 +4528,20 @@ parse_args(int argc, char **argv)
 			break;
 		case O_NO_TLS_RESUME:
 			o->no_tls_resume = 1;
+			break;
+		case O_ITEM_BYTES:
+			o->item_bytes = (unsigned)parse_num(
+			    optarg, 1, 1000000, "--item-bytes");
+			break;
+		case O_NODES:
+			o->nodes = (unsigned)parse_num(
+			    optarg, 0, PEP_NODES_MAX, "--nodes");
+			break;
+		case O_NOTIFY:
+			o->pep_notify = 1;
+			break;
+		case O_SEED:
+			o->pep_seed = 1;
 			break;
 		case O_MECH:
 			o->mech = MECH_AUTO;
@@ -4019,12 +4690,44 @@ parse_args(int argc, char **argv)
 		if (!conc_given)
 			o->concurrency = CSI_RAMP;
 	}
+	if ((o->item_bytes && o->mode != MODE_PEP) ||
+	    ((o->nodes || o->pep_notify || o->pep_seed) &&
+	        o->mode != MODE_PEP_LOGIN))
+		fatalx("--item-bytes: pep mode; --nodes, --notify, --seed: "
+		       "pep-login mode");
+	if (o->mode == MODE_PEP) {
+		if (o->users == 0)
+			o->users = 1000;
+		if (!n_given)
+			o->n = 5;
+		if (o->window == 0)
+			o->window = 1;
+		if (o->item_bytes == 0)
+			o->item_bytes = 1024;
+		if (!items_given)
+			o->roster_items = 20;
+		if (o->first_user != 0 || o->roster_items < 1 ||
+		    (unsigned long)o->roster_items >= o->users)
+			fatalx("pep: --roster-items between 1 and --users - 1, "
+			       "--first unused");
+		o->online = o->users; /* conns[] holds the sessions */
+		if (!conc_given)
+			o->concurrency = 20;
+	}
+	if (o->mode == MODE_PEP_LOGIN) {
+		if (!items_given)
+			o->roster_items = 20;
+		if (o->nodes == 0)
+			o->nodes = 10;
+		if (o->pep_notify && o->pep_seed)
+			fatalx("pep-login: --notify or --seed");
+	}
 	if (o->users == 0)
 		o->users = o->n;
 	if (o->sources == 0)
 		o->sources = (o->n + PORTS_PER_SOURCE - 1) / PORTS_PER_SOURCE;
 	if (o->concurrency > o->n && o->mode != MODE_PRESENCE &&
-	    o->mode != MODE_CSI)
+	    o->mode != MODE_CSI && o->mode != MODE_PEP)
 		o->concurrency = o->n;
 }
 
@@ -4064,6 +4767,18 @@ main(int argc, char **argv)
 		for (unsigned k = 0; k < B.csi_contacts; k++)
 			B.csi_last[k] = -1;
 	}
+	if (B.o.mode == MODE_PEP || B.o.mode == MODE_PEP_LOGIN)
+		pep_caps_init();
+	if (B.o.mode == MODE_PEP) {
+		B.pep_total = (unsigned long)B.o.users * B.o.n;
+		B.pep_expected =
+		    B.pep_total * (unsigned long)(B.o.roster_items + 1);
+		free(B.latencies);
+		B.lat_max = B.pep_expected < LATENCY_MAX
+		                ? (unsigned)B.pep_expected
+		                : LATENCY_MAX;
+		B.latencies = xcalloc(B.lat_max, sizeof(*B.latencies));
+	}
 	B.rss_before = B.rss_after = B.self_rss = -1;
 	B.cpu_before = B.cpu_after = -1;
 	B.self_cpu_before = B.self_cpu_after = -1;
@@ -4081,14 +4796,14 @@ main(int argc, char **argv)
 	if (B.o.server_pid > 0)
 		B.rss_before = read_rss_kib(B.o.server_pid);
 	if (B.o.mode == MODE_LOGIN || B.o.mode == MODE_RESUME ||
-	    B.o.mode == MODE_IDLE)
+	    B.o.mode == MODE_IDLE || B.o.mode == MODE_PEP_LOGIN)
 		cpu_mark_before();
 	B.t0 = now_mono();
 	start_more();
 	if (B.o.mode == MODE_ROSTER || B.o.mode == MODE_PRESENCE)
 		check_done(); /* with --online 0, nothing else would */
 	ev_run(B.loop, 0);
-	if (B.o.mode == MODE_LOGIN)
+	if (B.o.mode == MODE_LOGIN || B.o.mode == MODE_PEP_LOGIN)
 		cpu_mark_after();
 	print_summary();
 	if (B.o.key_cache)
@@ -4107,6 +4822,11 @@ main(int argc, char **argv)
 	if (B.o.mode == MODE_RESUME)
 		code = B.ramp_failed || B.failed || B.timed_out || B.dropped ||
 		       B.logged_in < B.o.n || B.sm_resume_h_wrong;
+	if (B.o.mode == MODE_PEP)
+		code = B.online_failed || B.timed_out || B.dropped ||
+		       B.pep_errors || B.pep_results < B.pep_total ||
+		       B.pep_contact_events + B.pep_own_events <
+		           B.pep_expected;
 	if (B.o.mode == MODE_CSI)
 		code = B.online_failed || B.failed || B.timed_out ||
 		       B.dropped || B.csi_step != CSI_DONE ||
