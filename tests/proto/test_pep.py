@@ -442,3 +442,31 @@ def test_interest_appears(server, im):
     announce(friend, ['d'] + notify('n:onsub', 'n:never'))
     friend.wait(is_event('n:onsub', frm=o, item_id='S'))
     friend.absent(is_event('n:never'))
+
+
+def test_last_items_of_offline_owner_and_blocking(server, im):
+    """The last items of an owner who is offline come from storage, with
+    its access model and block list applied there."""
+    o, f, g = fresh_users(server, 3)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    other = im(g, roster=True)
+    subscribe_both(owner, friend)
+    subscribe_both(owner, other)
+    publish(owner, 'n:off', payload('stored'), item_id='S1')
+    publish(owner, 'n:white', payload('secret'), item_id='W1',
+            options={'pubsub#access_model': 'whitelist'})
+    owner.iq_ok('set', "<block xmlns='urn:xmpp:blocking'><item jid='%s'/>"
+                "</block>" % g)
+    owner.raw.close()
+    friend.raw.close()
+    other.raw.close()
+    wants = ['w'] + notify('n:off', 'n:white')
+    f2 = im(f, roster=True, presence=False)
+    announce(f2, wants)
+    ev = f2.wait(is_event('n:off', frm=o, item_id='S1'))
+    assert text(event_items(ev)[0][1]) == 'stored'
+    f2.absent(is_event('n:white'))
+    g2 = im(g, roster=True, presence=False)
+    announce(g2, wants)
+    g2.absent(is_event())

@@ -1708,17 +1708,23 @@ collect_to(const struct roster_item *it, void *arg)
 	c->owners[c->n++] = it->jid;
 }
 
-/* One last item to s, from owner (a bare JID), as an event with the
- * time it was published (XEP-0060 §6.1.7), if s still wants the node. */
+/*
+ * One last item to s, from owner (a bare JID), as an event with the
+ * time it was published (XEP-0060 §6.1.7), if s still wants the node.
+ * The stored payload is our own serialization: it goes out as it is,
+ * like a fan-out copy, and the delivery hooks see the message without
+ * it (the filter drops it if the owner blocks s).
+ */
 static void
 send_last(struct session *s, const char *owner, const char *node,
     const char *id, const char *payload, size_t len, int64_t stamp_ms)
 {
-	struct xel *m, *items, *it;
+	struct xel *m, *items;
 	struct jid from = { 0 };
 	char *notify, stamp[32];
 	time_t t = (time_t)(stamp_ms / 1000);
 	struct tm tm;
+	struct buf b;
 
 	notify = xasprintf("%s+notify", node);
 	if (!caps_has(s->caps, notify) || jid_parse(&from, owner) < 0) {
@@ -1726,22 +1732,33 @@ send_last(struct session *s, const char *owner, const char *node,
 		return;
 	}
 	free(notify);
-	m = xel_new(arena_new(1024), "message", NS_CLIENT);
+	gmtime_r(&t, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	m = xel_new(arena_new(512), "message", NS_CLIENT);
 	xel_set_attr(m, "from", owner);
 	xel_set_attr(m, "to", s->full);
 	xel_set_attr(m, "type", "headline");
 	items = xel_add(xel_add(m, "event", NS_PUBSUB_EVENT), "items",
 	    NS_PUBSUB_EVENT);
 	xel_set_attr(items, "node", node);
-	it = xel_add(items, "item", NS_PUBSUB_EVENT);
-	xel_set_attr(it, "id", id);
-	append_payload(it, payload, len);
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	xel_set_attr(xel_add(m, "delay", NS_DELAY), "stamp", stamp);
-	/* The delivery filter drops it if the owner blocks s. */
-	if (hook_run_deliver(s, m, &from) != HOOK_HANDLED)
-		session_send(s, m);
+	if (hook_run_deliver(s, m, &from) != HOOK_HANDLED) {
+		buf_init(&b);
+		buf_adds(&b, " from='");
+		buf_add_xml_escaped(&b, owner, strlen(owner), 1);
+		buf_adds(&b, "' type='headline'><event xmlns='" NS_PUBSUB_EVENT
+		    "'>");
+		items_open(&b, node);
+		buf_adds(&b, "<item id='");
+		buf_add_xml_escaped(&b, id, strlen(id), 1);
+		buf_adds(&b, "'>");
+		buf_add(&b, payload, len);
+		buf_printf(&b, "</item></items></event><delay xmlns='"
+		    NS_DELAY "' stamp='%s'/></message>", stamp);
+		session_send_fanout(s, m, s->full, buf_head(&b),
+		    buf_avail(&b));
+		buf_free(&b);
+	}
 	arena_free(m->arena);
 	jid_free(&from);
 }

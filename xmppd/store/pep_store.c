@@ -70,6 +70,24 @@ same_text(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
+/* Roster groups are a set: the same groups in any order. */
+static int
+same_groups(const struct pep_config *a, const struct pep_config *b)
+{
+	if (a->ngroups != b->ngroups)
+		return 0;
+	for (size_t i = 0; i < a->ngroups; i++) {
+		size_t k;
+
+		for (k = 0; k < b->ngroups; k++)
+			if (strcmp(a->groups[i], b->groups[k]) == 0)
+				break;
+		if (k == b->ngroups)
+			return 0;
+	}
+	return 1;
+}
+
 int
 pep_config_equal(const struct pep_config *a, const struct pep_config *b)
 {
@@ -77,12 +95,9 @@ pep_config_equal(const struct pep_config *a, const struct pep_config *b)
 	    !a->persist != !b->persist || a->send_last != b->send_last ||
 	    !a->notify_retract != !b->notify_retract ||
 	    !a->notify_delete != !b->notify_delete ||
-	    !same_text(a->title, b->title) || a->ngroups != b->ngroups)
+	    !same_text(a->title, b->title))
 		return 0;
-	for (size_t i = 0; i < a->ngroups; i++)
-		if (strcmp(a->groups[i], b->groups[i]) != 0)
-			return 0;
-	return 1;
+	return same_groups(a, b);
 }
 
 int
@@ -101,14 +116,7 @@ pep_config_matches(const struct pep_config *node,
 	        !node->notify_delete != !want->notify_delete) ||
 	    ((mask & PEP_CFG_TITLE) && !same_text(node->title, want->title)))
 		return 0;
-	if (mask & PEP_CFG_GROUPS) {
-		if (node->ngroups != want->ngroups)
-			return 0;
-		for (size_t i = 0; i < node->ngroups; i++)
-			if (strcmp(node->groups[i], want->groups[i]) != 0)
-				return 0;
-	}
-	return 1;
+	return !(mask & PEP_CFG_GROUPS) || same_groups(node, want);
 }
 
 static const char *const access_names[] = {
@@ -832,9 +840,21 @@ read_items(struct read_job *j, sqlite3_int64 id, const char *node)
 				return -1;
 			sqlite3_bind_int64(s, 1, id);
 			sqlite3_bind_text(s, 2, q->ids[i], -1, SQLITE_STATIC);
-			if (items_step(s, j->a, node, &j->items,
-			        q->max_bytes, &more) == -1)
+			if (items_step(s, j->a, node, &j->items, 0, &more) ==
+			    -1)
 				return -1;
+		}
+		/* The newest that fit in max_bytes, as without ids. */
+		items_sort(&j->items);
+		while (q->max_bytes != 0 && j->items.n > 1 &&
+		    j->items.bytes > q->max_bytes) {
+			j->items.bytes -= j->items.v[0].len;
+			memmove(&j->items.v[0], &j->items.v[1],
+			    (j->items.n - 1) * sizeof(j->items.v[0]));
+			memmove(&j->items.rows[0], &j->items.rows[1],
+			    (j->items.n - 1) * sizeof(j->items.rows[0]));
+			j->items.n--;
+			more = 1;
 		}
 	} else {
 		if ((s = store_sql(sql_items_newest)) == NULL)
@@ -1034,42 +1054,45 @@ name_cmp(const void *a, const void *b)
 static int
 wants_node(const struct pep_last_query *q, const char *node)
 {
-	return bsearch(&node, q->nodes, q->nnodes, sizeof(*q->nodes),
+	return q->nnodes > 0 && bsearch(&node, q->nodes, q->nnodes, sizeof(*q->nodes),
 	    name_cmp) != NULL;
 }
 
-/* The last item of node (row id) of owner into j's results. */
-static int
-last_add(struct last_job *j, const char *owner, sqlite3_int64 id,
+/* Every node of an owner with its newest item (NULL columns from 13 on
+ * when it has none), in one statement: node_fill's columns, then the
+ * item's. */
+static const char sql_nodes_last[] =
+    "SELECT n.id, n.access, n.groups, n.max_items, n.persist, n.send_last,"
+    " n.notify_retract, n.notify_delete, n.title, n.items, n.bytes,"
+    " n.created, n.node, i.item, i.publisher, i.stamp, i.size, i.payload"
+    " FROM pep_node n LEFT JOIN pep_item i ON i.id ="
+    " (SELECT max(id) FROM pep_item WHERE node_id = n.id)"
+    " WHERE n.user_id = ?1";
+
+/* The newest item of the node row s is on, for owner, into j's results;
+ * a node that does not persist items comes with no payload. */
+static void
+last_add(struct last_job *j, const char *owner, sqlite3_stmt *s,
     const struct pep_node_info *n)
 {
-	struct item_list l = { 0 };
 	struct pep_last *v;
-	sqlite3_stmt *s;
-	int more = 0;
 
-	if (n->cfg.persist) {
-		if ((s = store_sql(sql_items_newest)) == NULL)
-			return -1;
-		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_int64(s, 2, 1);
-		if (items_step(s, j->a, n->node, &l, 0, &more) == -1) {
-			item_list_free(&l);
-			return -1;
-		}
-		if (l.n == 0)
-			return 0;
-	}
+	if (n->cfg.persist && sqlite3_column_type(s, 13) == SQLITE_NULL)
+		return;
 	j->v = xreallocarray(j->v, j->n + 1, sizeof(*j->v));
 	v = &j->v[j->n++];
 	memset(v, 0, sizeof(*v));
 	v->owner = owner;
 	v->persist = n->cfg.persist;
 	v->item.node = n->node;
-	if (l.n > 0)
-		v->item = l.v[0];
-	item_list_free(&l);
-	return 0;
+	if (!n->cfg.persist)
+		return;
+	v->item.id = arena_strdup(j->a, col_text(s, 13));
+	v->item.publisher = arena_strdup(j->a, col_text(s, 14));
+	v->item.stamp_ms = sqlite3_column_int64(s, 15);
+	v->item.len = (size_t)sqlite3_column_bytes(s, 17);
+	v->item.payload = arena_strndup(j->a,
+	    (const char *)sqlite3_column_text(s, 17), v->item.len);
 }
 
 /* One owner's nodes for the requester. */
@@ -1078,10 +1101,10 @@ last_owner(struct last_job *j, const char *owner)
 {
 	const struct pep_last_query *q = &j->q;
 	char *user = arena_strdup(j->a, owner), *host;
-	struct node_list nodes = { 0 };
 	struct pep_standing st;
+	sqlite3_stmt *s;
 	sqlite3_int64 uid;
-	int r, blocked = 0, ret = 0;
+	int r, rc, blocked = 0;
 
 	if ((host = strchr(user, '@')) == NULL)
 		return 0;
@@ -1094,22 +1117,32 @@ last_owner(struct last_job *j, const char *owner)
 	else if (standing_get(uid, q->requester, q->forms, &st,
 	             &blocked) == -1)
 		return -1;
-	if (!blocked)
-		ret = node_list(uid, j->a, &nodes);
-	for (size_t i = 0; ret == 0 && !blocked && i < nodes.n; i++) {
-		const struct pep_node_info *n = &nodes.v[i];
-
-		if (n->cfg.send_last == PEP_SEND_NEVER ||
-		    (q->presence &&
-		        n->cfg.send_last != PEP_SEND_ON_SUB_AND_PRESENCE) ||
-		    !wants_node(q, n->node) ||
-		    pep_access_check(&n->cfg, &st) != PEP_ALLOWED)
-			continue;
-		ret = last_add(j, owner, nodes.ids[i], n);
+	if (blocked) {
+		standing_free(&st);
+		return 0;
 	}
-	node_list_free(&nodes);
+	if ((s = store_sql(sql_nodes_last)) == NULL) {
+		standing_free(&st);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, uid);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct pep_node_info n;
+
+		node_fill(s, j->a, &n);
+		if (n.cfg.send_last != PEP_SEND_NEVER &&
+		    (!q->presence ||
+		        n.cfg.send_last == PEP_SEND_ON_SUB_AND_PRESENCE) &&
+		    wants_node(q, n.node) &&
+		    pep_access_check(&n.cfg, &st) == PEP_ALLOWED)
+			last_add(j, owner, s, &n);
+		pep_config_free(&n.cfg);
+	}
+	if (rc != SQLITE_DONE)
+		store_sql_warn("pep: last items");
+	store_sql_done(s);
 	standing_free(&st);
-	return ret;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static enum store_status
