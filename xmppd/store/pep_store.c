@@ -1263,7 +1263,7 @@ static const char sql_bytes_beyond[] =
     "SELECT total(size) FROM (SELECT size FROM pep_item WHERE node_id = ?1"
     " AND item != ?2 ORDER BY id DESC LIMIT -1 OFFSET ?3)";
 static const char sql_item_insert[] =
-    "INSERT INTO pep_item (node_id, item, publisher, stamp, size, payload)"
+    "INSERT OR REPLACE INTO pep_item (node_id, item, publisher, stamp, size, payload)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /* Would the publish pass account_max?  1 yes, 0 no, -1 error. */
@@ -1278,6 +1278,10 @@ over_quota(const struct write_job *j, sqlite3_int64 uid, sqlite3_int64 nid,
 	if ((total = query_number(sql_account_bytes, uid, NULL, 0,
 	         "pep: account bytes")) < 0)
 		return -1;
+	/* Well within: what the item replaces or pushes out need not be
+	 * counted. */
+	if ((size_t)total + j->len <= j->account_max)
+		return 0;
 	if (nid != 0 &&
 	    ((old = query_number(sql_item_size, nid, j->id, 0,
 	          "pep: item size")) < 0 ||
@@ -1326,8 +1330,9 @@ run_publish(struct write_job *j, sqlite3_int64 uid)
 	}
 	if (!n.cfg.persist)
 		return STORE_OK;
-	if (exec_id(sql_item_delete, nid, j->id, "pep: replace") == -1 ||
-	    (s = store_sql(sql_item_insert)) == NULL)
+	/* INSERT OR REPLACE: an item with the same id goes, and the new
+	 * one gets the newest rowid (publish order). */
+	if ((s = store_sql(sql_item_insert)) == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, nid);
 	sqlite3_bind_text(s, 2, j->id, -1, SQLITE_STATIC);
@@ -1335,10 +1340,14 @@ run_publish(struct write_job *j, sqlite3_int64 uid)
 	sqlite3_bind_int64(s, 4, j->stamp_ms);
 	sqlite3_bind_int64(s, 5, (sqlite3_int64)j->len);
 	sqlite3_bind_text(s, 6, j->payload, (int)j->len, SQLITE_STATIC);
-	if (store_sql_write(s, "pep: item insert", STORE_ERROR) != STORE_OK ||
-	    trim(nid, keep_n, &j->r.dropped, &j->r.ndropped) == -1)
+	if (store_sql_write(s, "pep: item insert", STORE_ERROR) != STORE_OK)
 		return STORE_ERROR;
-	return STORE_OK;
+	/* Room for one more (new node: none before): only the counts. */
+	if ((j->r.created ? 0 : n.items) + 1 <= keep_n)
+		return exec_id(sql_node_recount, nid, NULL, "pep: recount") ==
+		        -1 ? STORE_ERROR : STORE_OK;
+	return trim(nid, keep_n, &j->r.dropped, &j->r.ndropped) == -1 ?
+	    STORE_ERROR : STORE_OK;
 }
 
 static enum store_status
