@@ -129,11 +129,13 @@ def test_bare_jid_info_needs_a_subscription(server, im):
     assert el.get('from') == b, tostr(el)
     ids = [(i.get('category'), i.get('type'))
            for i in query.findall(q(NS_DISCO_INFO, 'identity'))]
-    assert ids == [('account', 'registered')], tostr(query)
+    assert ids == [('account', 'registered'), ('pubsub', 'pep')], tostr(
+        query)
     # ... but the subscription is one-way: b may not ask about a.
     el = info_query(cb, to=a)
     assert_stanza_error(el, 'iq', 'service-unavailable', etype='cancel')
-    # No nodes on accounts yet.
+    # disco#info on a node of an account is not answered (XEP-0060
+    # §5.3 node metadata is not implemented).
     el = info_query(ca, to=b, node='urn:x')
     assert_stanza_error(el, 'iq', 'item-not-found', etype='cancel')
 

@@ -121,18 +121,19 @@ def test_contact_addresses_form(server, im):
 
 def test_bare_jid_info_for_its_owner(server, im):
     """XEP-0030 on the user's bare JID, answered by the server for the
-    account: an account/registered identity, and nothing of PEP
-    (XEP-0163 is not implemented)."""
+    account: an account/registered identity and PEP's pubsub/pep
+    (XEP-0163 §6.1) with its features; disco#items lists no node while
+    the account has none."""
     [a] = fresh_users(server, 1)
     c = im(a, presence=False)
     query = disco_info(c, to=a)
     ids = identities_of(query)
     assert ('account', 'registered') in ids, ids
-    assert not [i for i in ids if i[0] == 'pubsub'], ids
-    assert not [f for f in features_of(query)
-                if f.startswith('http://jabber.org/protocol/pubsub')]
+    assert [i for i in ids if i[:2] == ('pubsub', 'pep')], ids
+    assert 'http://jabber.org/protocol/pubsub#publish' in features_of(query)
     el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to=a)
     assert el.find(q(NS_DISCO_ITEMS, 'query')) is not None, tostr(el)
+    assert el.find('.//' + q(NS_DISCO_ITEMS, 'item')) is None, tostr(el)
 
 
 # --- XEP-0115 ----------------------------------------------------------------
