@@ -943,11 +943,13 @@ publish_submit(struct op *o, const struct xel *payload,
 	struct pep_publish p = { 0 };
 	struct buf b;
 
-	buf_init(&b);
-	xel_serialize(payload, &b, "");
-	o->len = buf_avail(&b);
-	o->payload = buf_strdup(&b);
-	buf_free(&b);
+	if (o->payload == NULL) {
+		buf_init(&b);
+		xel_serialize(payload, &b, "");
+		o->len = buf_avail(&b);
+		o->payload = buf_strdup(&b);
+		buf_free(&b);
+	}
 	p.user = o->user;
 	p.host = o->host;
 	p.node = o->node;
@@ -1042,11 +1044,16 @@ handle_publish(struct session *s, struct xel *iq, const struct owner *ow,
 		reply_error(s, iq, "not-acceptable", "payload-too-big", NULL);
 		return;
 	}
-	buf_free(&b);
-	o = op_new(OP_PUBLISH, s, iq, ow->jid.node, ow->jid.domain, node);
+	/* The answer needs the request's addressing only; observers
+	 * (hook_run_pep_event) get a copy of the payload. */
+	o = op_new(OP_PUBLISH, s, NULL, ow->jid.node, ow->jid.domain, node);
+	o->iq = stanza_iq_skeleton(iq);
 	o->id = id ? xstrdup(id) : new_item_id();
-	o->payload_el = xel_first_elem(xel_first_elem(xel_child(
-	    xel_first_elem(o->iq), "publish", NS_PUBSUB)));
+	o->len = buf_avail(&b);
+	o->payload = buf_strdup(&b);
+	buf_free(&b);
+	o->a = arena_new(o->len + 256);
+	o->payload_el = xel_copy(o->a, payload);
 	publish_submit(o, payload, &cfg, mask);
 	pep_config_free(&cfg);
 }
