@@ -663,7 +663,7 @@ cache_change(const char *user, const char *host, const char *node,
 		*c = po->v[--po->n];
 	} else if (kind == OP_PURGE)
 		cnode_clear_last(c);
-	else if (kind != OP_RETRACT || (c->last_id != NULL &&
+	else if (kind != OP_RETRACT || (c->last_id != NULL && id != NULL &&
 	             strcmp(c->last_id, id) == 0))
 		powner_load(po);
 }
@@ -1419,7 +1419,6 @@ configure_read_done(uint64_t owner, uint64_t tag, enum store_status st,
     const struct pep_read_result *r)
 {
 	struct op *o = op_take(tag);
-	struct session *s;
 	struct pep_config cfg;
 	struct xel *conf;
 	const char *err;
@@ -1436,7 +1435,7 @@ configure_read_done(uint64_t owner, uint64_t tag, enum store_status st,
 		op_free(o);
 		return;
 	}
-	if ((s = sm_find_id(o->sid)) == NULL) {
+	if (sm_find_id(o->sid) == NULL) {
 		op_free(o);
 		return;
 	}

@@ -254,8 +254,9 @@ typedef void (*pep_write_cb)(uint64_t owner, uint64_t tag,
 struct pep_publish {
 	const char *user, *host, *node;
 	const struct pep_config *create; /* a node created by the publish
-	                                    (auto-create, XEP-0060 §7.1.4);
-	                                    an existing node keeps its own */
+	                                    (auto-create, XEP-0060 §7.1.4;
+	                                    NULL: the defaults); an existing
+	                                    node keeps its own */
 	const char *id;
 	const char *publisher;       /* bare JID */
 	const char *payload;         /* serialized */

@@ -1478,8 +1478,10 @@ pep_publish(const struct pep_publish *p, pep_write_cb cb, uint64_t owner,
 	struct write_job *j = write_new(WRITE_PUBLISH, p->user, p->host,
 	    p->node, cb, owner, tag);
 
-	pep_config_free(&j->cfg);
-	pep_config_copy(&j->cfg, p->create);
+	if (p->create != NULL) {
+		pep_config_free(&j->cfg);
+		pep_config_copy(&j->cfg, p->create);
+	}
 	j->id = xstrdup(p->id);
 	j->publisher = xstrdup(p->publisher ? p->publisher : "");
 	j->payload = xstrndup(p->payload, p->len);
