@@ -77,8 +77,6 @@ struct store_msg {
 	enum offline_outcome outcome;
 };
 
-static const char sql_user_id[] =
-    "SELECT id FROM users WHERE host = ?1 AND user = ?2";
 static const char sql_blocked[] =
     "SELECT 1 FROM blocklist WHERE user_id = ?1 AND jid IN (?2, ?3, ?4, ?5)";
 static const char sql_count[] =
@@ -86,30 +84,6 @@ static const char sql_count[] =
     "LIMIT ?2)";
 static const char sql_insert[] =
     "INSERT INTO offline (user_id, stamp, stanza) VALUES (?1, ?2, ?3)";
-
-/* Storage thread: the user's id, 0 if there is no such account, -1 on
- * error. */
-static sqlite3_int64
-user_id(const char *user, const char *host)
-{
-	sqlite3_stmt *s = store_sql(sql_user_id);
-	sqlite3_int64 id = 0;
-	int rc;
-
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		id = sqlite3_column_int64(s, 0);
-	else if (rc != SQLITE_DONE) {
-		store_sql_warn("offline: user lookup");
-		id = -1;
-	}
-	store_sql_done(s);
-	return id;
-}
 
 /* Storage thread: 1 if a block list item of uid matches, 0, -1 on error. */
 static int
@@ -162,7 +136,7 @@ run_store(struct store_job *job)
 	sqlite3_int64 uid, n;
 	int blocked;
 
-	if ((uid = user_id(j->user, j->host)) < 0)
+	if ((uid = store_user_id(j->user, j->host)) < 0)
 		return STORE_ERROR;
 	if (uid == 0)
 		return STORE_NOT_FOUND; /* RFC 6121 §8.5.1 */

@@ -121,33 +121,13 @@ reply_error(
 
 /* Storage thread: the account's id in *id (STORE_OK), STORE_NOT_FOUND
  * or STORE_ERROR. */
-static const char sql_user_id[] =
-    "SELECT id FROM users WHERE host = ?1 AND user = ?2";
-
 static enum store_status
 user_id(const char *user, const char *host, sqlite3_int64 *id)
 {
-	enum store_status st = STORE_OK;
-	sqlite3_stmt *s;
-	int rc;
+	sqlite3_int64 v = store_user_id(user, host);
 
-	if ((s = store_sql(sql_user_id)) == NULL)
-		return STORE_ERROR;
-	if (sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC) != SQLITE_OK)
-		rc = SQLITE_ERROR;
-	else
-		rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*id = sqlite3_column_int64(s, 0);
-	else if (rc == SQLITE_DONE)
-		st = STORE_NOT_FOUND;
-	else {
-		store_sql_warn("private: user id");
-		st = STORE_ERROR;
-	}
-	store_sql_done(s);
-	return st;
+	*id = v;
+	return v > 0 ? STORE_OK : v == 0 ? STORE_NOT_FOUND : STORE_ERROR;
 }
 
 /*

@@ -337,8 +337,6 @@ list_split(const char *s, char ***list, size_t *n)
 
 /* Storage thread: common queries. */
 
-static const char sql_user_id[] =
-    "SELECT id FROM users WHERE host = ?1 AND user = ?2";
 static const char sql_max_id[] =
     "SELECT id FROM archive ORDER BY id DESC LIMIT 1";
 static const char sql_min_id[] = "SELECT id FROM archive ORDER BY id LIMIT 1";
@@ -349,28 +347,6 @@ static const char sql_last_stamp[] =
 static const char sql_resolve[] =
     "SELECT id, with_bare, with_full FROM archive"
     " WHERE user_id = ?1 AND sid = ?2";
-
-/* The user's id, 0 if there is no such account, -1 on error. */
-static int64_t
-user_id(const char *user, const char *host)
-{
-	sqlite3_stmt *s = store_sql(sql_user_id);
-	int64_t id = 0;
-	int rc;
-
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		id = sqlite3_column_int64(s, 0);
-	else if (rc != SQLITE_DONE) {
-		store_sql_warn("mam: user lookup");
-		id = -1;
-	}
-	store_sql_done(s);
-	return id;
-}
 
 /* One integer from a one-row query without parameters: 1 found, 0 none,
  * -1 error. */
@@ -576,7 +552,7 @@ run_store(struct store_job *job)
 	int64_t uid, stamp = e->stamp_ms;
 	int r;
 
-	if ((uid = user_id(e->user, e->host)) <= 0)
+	if ((uid = store_user_id(e->user, e->host)) <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	if (e->blocked_forms[1] != NULL || e->blocked_forms[3] != NULL) {
 		if ((r = exists(sql_blocked, "mam: block list check", uid,
@@ -702,7 +678,7 @@ static enum store_status
 run_prefs_get(struct store_job *job)
 {
 	struct prefs_job *j = (struct prefs_job *)job;
-	int64_t uid = user_id(j->user, j->host);
+	int64_t uid = store_user_id(j->user, j->host);
 
 	if (uid <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
@@ -713,7 +689,7 @@ static enum store_status
 run_prefs_put(struct store_job *job)
 {
 	struct prefs_job *j = (struct prefs_job *)job;
-	int64_t uid = user_id(j->user, j->host);
+	int64_t uid = store_user_id(j->user, j->host);
 	sqlite3_stmt *s;
 	char *always, *never;
 	enum store_status st;
@@ -1185,7 +1161,7 @@ run_plan(struct store_job *job)
 	long c;
 	size_t more;
 
-	if ((uid = user_id(j->user, j->host)) <= 0)
+	if ((uid = store_user_id(j->user, j->host)) <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	/* The result set: the form's filters as an id range (§4.1). */
 	if (stamp_range(q->start_ms, q->end_ms, &lo, &hi) < 0)
@@ -1446,7 +1422,7 @@ static enum store_status
 run_meta(struct store_job *job)
 {
 	struct meta_job *j = (struct meta_job *)job;
-	int64_t uid = user_id(j->user, j->host);
+	int64_t uid = store_user_id(j->user, j->host);
 
 	if (uid <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
@@ -1711,7 +1687,7 @@ run_hist(struct store_job *job)
 {
 	struct hist_job *j = (struct hist_job *)job;
 	struct mam_history_pos *pos = &j->pos;
-	int64_t uid = user_id(j->user, j->host);
+	int64_t uid = store_user_id(j->user, j->host);
 
 	if (uid <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;

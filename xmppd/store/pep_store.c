@@ -247,27 +247,14 @@ col_text(sqlite3_stmt *s, int col)
 	return t ? (const char *)t : "";
 }
 
-static const char sql_uid[] =
-    "SELECT id FROM users WHERE host = ?1 AND user = ?2";
-
 /* The account's id: 1, 0 if there is none, -1 on error. */
 static int
 user_id(const char *user, const char *host, sqlite3_int64 *uid)
 {
-	sqlite3_stmt *s = store_sql(sql_uid);
-	int rc;
+	sqlite3_int64 id = store_user_id(user, host);
 
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*uid = sqlite3_column_int64(s, 0);
-	else if (rc != SQLITE_DONE)
-		store_sql_warn("pep: user id");
-	store_sql_done(s);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	*uid = id;
+	return id > 0 ? 1 : (int)id;
 }
 
 /* The columns node_fill reads, in its order. */

@@ -60,5 +60,8 @@ enum store_status store_sql_write(sqlite3_stmt *s, const char *what,
 void store_sql_warn(const char *what);
 /* The database handle (storage thread only), e.g. for sqlite3_changes. */
 sqlite3 *store_db(void);
+/* The id of account user@host: > 0, 0 if there is none, -1 on error
+ * (logged). */
+sqlite3_int64 store_user_id(const char *user, const char *host);
 
 #endif

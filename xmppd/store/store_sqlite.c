@@ -1077,6 +1077,29 @@ store_db(void)
 	return store.db;
 }
 
+sqlite3_int64
+store_user_id(const char *user, const char *host)
+{
+	sqlite3_stmt *s = store_sql(
+	    "SELECT id FROM users WHERE host = ?1 AND user = ?2");
+	sqlite3_int64 id = 0;
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, host, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, user, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		store_sql_warn("user id");
+		id = -1;
+	}
+	store_sql_done(s);
+	return id;
+}
+
 /* The storage thread. */
 
 static double
