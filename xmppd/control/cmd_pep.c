@@ -21,21 +21,6 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
-/* The op and its connection still waiting for the answer, or NULL (the
- * op is then freed). */
-static struct control_conn *
-waiting_conn(struct control_op *op)
-{
-	struct control_conn *c = control_state.running ?
-	    control_conn_find(op->conn_id) : NULL;
-
-	if (c == NULL || !c->busy || c->req != op->req) {
-		op_free(op);
-		return NULL;
-	}
-	return c;
-}
-
 /* NODE: 1 to PEP_NAME_MAX bytes of UTF-8 (as mod_pep takes it from a
  * client); replies usage and returns -1 if not. */
 static int
@@ -159,7 +144,7 @@ pep_shown(uint64_t owner, uint64_t tag, enum store_status st,
 	struct control_op *op = op_find(owner);
 	struct control_conn *c;
 
-	if (op == NULL || (c = waiting_conn(op)) == NULL)
+	if (op == NULL || (c = op_waiting_conn(op)) == NULL)
 		return;
 	if (!reply_store_err(c, st)) {
 		if (op->with != NULL && r->nnodes == 0)
@@ -232,7 +217,7 @@ pep_deleted(uint64_t owner, uint64_t tag, enum store_status st,
 	free(what);
 	if (st == STORE_OK)
 		hook_run_admin_change("pep", op->user, op->host, op->with);
-	if ((c = waiting_conn(op)) == NULL)
+	if ((c = op_waiting_conn(op)) == NULL)
 		return;
 	if (st == STORE_OK)
 		reply_ok(c);
@@ -254,7 +239,7 @@ pep_delete_checked(uint64_t owner, uint64_t tag, enum store_status st,
 
 	if (op == NULL)
 		return;
-	if ((c = waiting_conn(op)) == NULL)
+	if ((c = op_waiting_conn(op)) == NULL)
 		return;         /* gone: nothing is deleted */
 	if (st == STORE_OK && r->nnodes > 0) {
 		pep_node_write(op->user, op->host, op->with, PEP_NODE_DELETE,

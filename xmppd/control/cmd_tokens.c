@@ -17,21 +17,6 @@
 #include "store/store.h"
 #include "xmalloc.h"
 
-/* The op and its connection still waiting for the answer, or NULL (the
- * op is then freed). */
-static struct control_conn *
-waiting_conn(struct control_op *op)
-{
-	struct control_conn *c = control_state.running ?
-	    control_conn_find(op->conn_id) : NULL;
-
-	if (c == NULL || !c->busy || c->req != op->req) {
-		op_free(op);
-		return NULL;
-	}
-	return c;
-}
-
 static void
 add_time(struct ctl_line *l, int64_t t)
 {
@@ -51,7 +36,7 @@ tokens_listed(uint64_t owner, enum store_status st, int disabled,
 	struct control_op *op = op_find(owner);
 	struct control_conn *c;
 
-	if (op == NULL || (c = waiting_conn(op)) == NULL)
+	if (op == NULL || (c = op_waiting_conn(op)) == NULL)
 		return;
 	if (!reply_store_err(c, st)) {
 		reply_cols(c, cols, nitems(cols));
@@ -107,7 +92,7 @@ tokens_revoked(uint64_t owner, enum store_status st, unsigned n)
 	control_log_change(op->uid, op->conn_id, "user-revoke-tokens",
 	    op->user, op->host, st == STORE_OK ? result :
 	    store_status_str(st));
-	if ((c = waiting_conn(op)) == NULL)
+	if ((c = op_waiting_conn(op)) == NULL)
 		return;
 	if (!reply_store_err(c, st)) {
 		struct ctl_line l;

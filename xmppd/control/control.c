@@ -381,6 +381,19 @@ op_find(uint64_t id)
 	return NULL;
 }
 
+struct control_conn *
+op_waiting_conn(struct control_op *op)
+{
+	struct control_conn *c = control_state.running ?
+	    control_conn_find(op->conn_id) : NULL;
+
+	if (c == NULL || !c->busy || c->req != op->req) {
+		op_free(op);
+		return NULL;
+	}
+	return c;
+}
+
 void
 op_free(struct control_op *op)
 {

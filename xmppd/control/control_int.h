@@ -119,6 +119,9 @@ struct control_op *op_new(struct control_conn *c, enum control_op_kind kind,
     const char *user, const char *host);
 struct control_op *op_find(uint64_t id);
 void op_free(struct control_op *op);
+/* The connection still waiting for op's answer, or NULL (op is then
+ * freed: the connection closed or moved on). */
+struct control_conn *op_waiting_conn(struct control_op *op);
 
 /* control.c: parse a bare user JID into j (jid_free it); replies bad-jid
  * and returns -1 if it is not one. */
