@@ -42,7 +42,6 @@ starts active), and an <a h/> below the last one ended the stream with
 import asyncio
 import json
 import logging
-import shutil
 import threading
 import time
 
@@ -591,14 +590,11 @@ def test_ack_below_last_ack_changes_nothing(server):
 
 # --- profanity (libstrophe) --------------------------------------------------
 
-needs_profanity = pytest.mark.skipif(
-    shutil.which('profanity') is None or shutil.which('tmux') is None,
-    reason='profanity and tmux are needed (apt-get install profanity tmux)')
+from profanity_helpers import Profanity, needs_profanity  # noqa: E402
 
 
 @pytest.fixture
 def profanity():
-    from test_profanity import Profanity
     p = Profanity()
     yield p
     p.close()
