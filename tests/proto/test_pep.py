@@ -470,3 +470,18 @@ def test_last_items_of_offline_owner_and_blocking(server, im):
     g2 = im(g, roster=True, presence=False)
     announce(g2, wants)
     g2.absent(is_event())
+
+
+def test_last_item_when_subscription_is_approved(server, im):
+    """Interest appears when the owner approves a subscription: the new
+    subscriber's interested sessions get the last items, on_sub nodes
+    included (XEP-0060 send_last_published_item)."""
+    o, f = fresh_users(server, 2)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    publish(owner, 'n:appr', payload('hi'), item_id='A1',
+            options={'pubsub#send_last_published_item': 'on_sub'})
+    announce(friend, ['s'] + notify('n:appr'))
+    friend.absent(is_event())
+    subscribe(friend, owner)
+    friend.wait(is_event('n:appr', frm=o, item_id='A1'))

@@ -16,7 +16,7 @@ enum chain_id {
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
 	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
 	CH_BIND2_FEATURES, CH_BIND2, CH_CAPS_CHANGED, CH_PEP_EVENT,
-	CH_ADMIN_CHANGE, CH__COUNT
+	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -348,4 +348,17 @@ hook_run_admin_change(const char *kind, const char *user, const char *host,
 {
 	EACH(CH_ADMIN_CHANGE, hook_admin_change_fn, f)
 		f(kind, user, host, what);
+}
+
+void
+hook_add_subscribed(hook_subscribed_fn fn)
+{
+	chain_add(CH_SUBSCRIBED, (hook_fn)fn);
+}
+
+void
+hook_run_subscribed(const char *user, const char *host, const char *contact)
+{
+	EACH(CH_SUBSCRIBED, hook_subscribed_fn, f)
+		f(user, host, contact);
 }

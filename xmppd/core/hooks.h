@@ -224,6 +224,16 @@ void hook_add_pep_event(hook_pep_fn fn);
 void hook_run_pep_event(const char *user, const char *host, const char *node,
     const char *id, const struct xel *payload, int by_server);
 /*
+ * user@host approved contact's subscription to its presence (RFC 6121
+ * §3.1.5; contact: a bare JID), after the roster change and the
+ * presence sent to the contact.  PEP's "interest appears".
+ */
+typedef void (*hook_subscribed_fn)(const char *user, const char *host,
+    const char *contact);
+void hook_add_subscribed(hook_subscribed_fn fn);
+void hook_run_subscribed(const char *user, const char *host,
+    const char *contact);
+/*
  * An administrator changed what a module keeps for user@host behind its
  * back (the control socket's "pep delete": kind "pep", what the node):
  * the module drops what it caches and tells the user's clients.

@@ -511,8 +511,10 @@ do_inbound(const char *user, const char *host, const char *from_bare,
 	if (ch.actions & SUB_ACT_REPLY_SUBSCRIBED)
 		send_subscription(bare, from_bare, SUBSCRIPTION_SUBSCRIBED,
 		    NULL);
-	if (ch.actions & SUB_ACT_SEND_PRESENCE)
+	if (ch.actions & SUB_ACT_SEND_PRESENCE) {
 		presence_all_to(user, host, from_bare, 0);
+		hook_run_subscribed(user, host, from_bare);
+	}
 	free(request);
 	free(bare);
 }
@@ -544,8 +546,10 @@ presence_subscription(struct session *s, struct xel *pres,
 	}
 	if (ch.actions & SUB_ACT_FORWARD)
 		send_subscription(s->bare, contact, type, pres);
-	if (ch.actions & SUB_ACT_SEND_PRESENCE)
+	if (ch.actions & SUB_ACT_SEND_PRESENCE) {
 		presence_all_to(s->jid.node, s->jid.domain, contact, 0);
+		hook_run_subscribed(s->jid.node, s->jid.domain, contact);
+	}
 	free(contact);
 }
 

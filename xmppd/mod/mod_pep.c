@@ -1837,21 +1837,14 @@ last_cached(struct session *s, const char *owner, char *const *nodes,
 	return 1;
 }
 
-static void
-caps_changed(struct session *s, const struct caps *old)
+/* The nodes s's caps want (NODE+notify) that old's did not (old NULL:
+ * all), malloc'ed, *n of them. */
+static char **
+wanted_nodes(const struct session *s, const struct caps *old, size_t *n)
 {
-	struct pep_last_query q = { 0 };
-	struct roster *r;
-	struct last_ctx c = { NULL, 0 };
-	const char **stored = NULL;
 	char **nodes = NULL;
-	char *forms[4];
-	size_t nn = 0, ns = 0;
-	int presence = old == NULL;
-	struct op *o;
 
-	if (s->caps == NULL || s->closing)
-		return;
+	*n = 0;
 	for (size_t i = 0; i < caps_count(s->caps); i++) {
 		const char *f = caps_feature(s->caps, i);
 		size_t len = strlen(f);
@@ -1859,10 +1852,69 @@ caps_changed(struct session *s, const struct caps *old)
 		if (len <= 7 || strcmp(f + len - 7, "+notify") != 0 ||
 		    caps_has(old, f))
 			continue;
-		nodes = xreallocarray(nodes, nn + 1, sizeof(*nodes));
-		nodes[nn++] = xstrndup(f, len - 7);
+		nodes = xreallocarray(nodes, *n + 1, sizeof(*nodes));
+		nodes[(*n)++] = xstrndup(f, len - 7);
 	}
-	if (nn == 0)
+	return nodes;
+}
+
+static void
+nodes_free(char **nodes, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(nodes[i]);
+	free(nodes);
+}
+
+/*
+ * Send s the last items of the nodes of from[] (bare JIDs, local) that it
+ * wants: from the cache for online owners, in one storage job for the
+ * others.  presence: s came online (on_sub_and_presence nodes only);
+ * else interest appeared (on_sub nodes too).
+ */
+static void
+send_last_items(struct session *s, const char *const *from, size_t no,
+    char *const *nodes, size_t nn, int presence)
+{
+	struct pep_last_query q = { 0 };
+	const char **stored = NULL;
+	char *forms[4];
+	size_t ns = 0;
+	struct op *o;
+
+	for (size_t i = 0; i < no; i++)
+		if (!last_cached(s, from[i], nodes, nn, presence)) {
+			stored = xreallocarray(stored, ns + 1,
+			    sizeof(*stored));
+			stored[ns++] = from[i];
+		}
+	if (ns == 0)
+		return;
+	requester_forms(s, forms);
+	q.requester = s->bare;
+	for (int i = 0; i < 4; i++)
+		q.forms[i] = forms[i];
+	q.owners = stored;
+	q.nowners = ns;
+	q.nodes = (const char *const *)nodes;
+	q.nnodes = nn;
+	q.presence = presence;
+	o = op_new(OP_LAST, s, NULL, s->jid.node, s->jid.domain, NULL);
+	pep_last_items(&q, last_done, s->id, op_add(o));
+	forms_free(forms);
+	free(stored);
+}
+
+static void
+caps_changed(struct session *s, const struct caps *old)
+{
+	struct roster *r;
+	struct last_ctx c = { NULL, 0 };
+	char **nodes;
+	size_t nn;
+
+	if (s->caps == NULL || s->closing ||
+	    (nodes = wanted_nodes(s, old, &nn)) == NULL)
 		return;
 	c.owners = xreallocarray(NULL, 1, sizeof(*c.owners));
 	c.owners[c.n++] = s->bare;
@@ -1872,31 +1924,33 @@ caps_changed(struct session *s, const struct caps *old)
 	 * online (on_sub_and_presence nodes); a +notify gained by a new
 	 * ver (mod_caps keeps the old one until it is verified): interest
 	 * appeared (on_sub nodes too). */
-	for (size_t i = 0; i < c.n; i++)
-		if (!last_cached(s, c.owners[i], nodes, nn, presence)) {
-			stored = xreallocarray(stored, ns + 1,
-			    sizeof(*stored));
-			stored[ns++] = c.owners[i];
-		}
-	if (ns > 0) {
-		requester_forms(s, forms);
-		q.requester = s->bare;
-		for (int i = 0; i < 4; i++)
-			q.forms[i] = forms[i];
-		q.owners = stored;
-		q.nowners = ns;
-		q.nodes = (const char *const *)nodes;
-		q.nnodes = nn;
-		q.presence = presence;
-		o = op_new(OP_LAST, s, NULL, s->jid.node, s->jid.domain, NULL);
-		pep_last_items(&q, last_done, s->id, op_add(o));
-		forms_free(forms);
-	}
-	for (size_t i = 0; i < nn; i++)
-		free(nodes[i]);
-	free(nodes);
-	free(stored);
+	send_last_items(s, c.owners, c.n, nodes, nn, old == NULL);
+	nodes_free(nodes, nn);
 	free(c.owners);
+}
+
+/*
+ * user@host approved contact's subscription (RFC 6121 §3.1.5): the
+ * contact's sessions now receive the user's presence, so interest in
+ * its nodes appears (XEP-0163 §4.3.4, XEP-0060 on_sub).
+ */
+static void
+subscribed(const char *user, const char *host, const char *contact)
+{
+	char *owner = xasprintf("%s@%s", user, host);
+	const char *from[1] = { owner };
+
+	for (struct session *o = sm_find_bare_str(contact); o; o = o->next) {
+		char **nodes;
+		size_t nn;
+
+		if (!o->available || o->closing || o->caps == NULL ||
+		    (nodes = wanted_nodes(o, NULL, &nn)) == NULL)
+			continue;
+		send_last_items(o, from, 1, nodes, nn, 0);
+		nodes_free(nodes, nn);
+	}
+	free(owner);
 }
 
 /* xmppctl pep delete: the node is gone; the owner's clients hear it. */
@@ -1967,6 +2021,7 @@ mod_pep_init(void)
 	iq_register(NS_PUBSUB_OWNER, "pubsub", handle_owner);
 	iq_register(NS_DISCO_ITEMS, "query", handle_disco_items);
 	hook_add_caps_changed(caps_changed);
+	hook_add_subscribed(subscribed);
 	hook_add_session(HOOK_SESSION_BOUND, pep_session_bound);
 	hook_add_session(HOOK_SESSION_END, pep_session_end);
 	/* Switched on by a reload: those already online. */
