@@ -485,3 +485,19 @@ def test_last_item_when_subscription_is_approved(server, im):
     friend.absent(is_event())
     subscribe(friend, owner)
     friend.wait(is_event('n:appr', frm=o, item_id='A1'))
+
+
+def test_large_last_item_of_online_owner(server, im):
+    """An item too large for the cache of online owners' nodes still
+    reaches a contact coming online (read from storage)."""
+    o, f = fresh_users(server, 2)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    subscribe_both(owner, friend)
+    publish(owner, 'n:big', payload('b' * 3000), item_id='B')
+    publish(owner, 'n:small', payload('s'), item_id='S')
+    later = im(f, roster=True, presence=False)
+    announce(later, ['big'] + notify('n:big', 'n:small'))
+    ev = later.wait(is_event('n:big', frm=o, item_id='B'))
+    assert text(event_items(ev)[0][1]) == 'b' * 3000
+    later.wait(is_event('n:small', frm=o, item_id='S'))

@@ -83,10 +83,19 @@ struct op {
  * sent when a contact comes online come from here for online owners, and
  * from storage (pep_last_items) for the others.
  */
+/* The largest newest item kept in the cache: what clients ask to be
+ * notified of (nicknames, device lists, avatar metadata, bookmarks) is
+ * far smaller; larger ones (avatar data, bundles) are read from storage
+ * when needed, so that an online user costs at most pep-nodes times
+ * this much. */
+#define CACHE_ITEM_MAX 2048
+
 struct cnode {
 	char *name;
 	struct pep_config cfg;
-	char *last_id;             /* NULL: no item */
+	int big;                   /* the newest item is larger than
+	                              CACHE_ITEM_MAX: not here */
+	char *last_id;             /* NULL: no item (or big) */
 	char *last;                /* its payload, serialized */
 	size_t last_len;
 	int64_t last_stamp;        /* ms */
@@ -483,6 +492,23 @@ cnode_clear_last(struct cnode *c)
 	free(c->last);
 	c->last_id = c->last = NULL;
 	c->last_len = 0;
+	c->big = 0;
+}
+
+/* Keep id's payload as the newest item of c, unless it is too big. */
+static void
+cnode_set_last(struct cnode *c, const char *id, const char *payload,
+    size_t len, int64_t stamp)
+{
+	cnode_clear_last(c);
+	if (len > CACHE_ITEM_MAX) {
+		c->big = 1;
+		return;
+	}
+	c->last_id = xstrdup(id);
+	c->last = xstrndup(payload, len);
+	c->last_len = len;
+	c->last_stamp = stamp;
 }
 
 static void
@@ -551,12 +577,9 @@ load_done(uint64_t owner, uint64_t tag, enum store_status st,
 
 		c->name = xstrdup(nodes[i].node);
 		pep_config_copy(&c->cfg, &nodes[i].cfg);
-		if (last[i].id != NULL && last[i].payload != NULL) {
-			c->last_id = xstrdup(last[i].id);
-			c->last = xstrndup(last[i].payload, last[i].len);
-			c->last_len = last[i].len;
-			c->last_stamp = last[i].stamp_ms;
-		}
+		if (last[i].id != NULL && last[i].payload != NULL)
+			cnode_set_last(c, last[i].id, last[i].payload,
+			    last[i].len, last[i].stamp_ms);
 	}
 	po->n = n;
 	po->loaded = 1;
@@ -621,11 +644,7 @@ cache_publish(const char *user, const char *host, const char *node,
 	} else
 		pep_config_free(&c->cfg);
 	pep_config_copy(&c->cfg, cfg);
-	cnode_clear_last(c);
-	c->last_id = xstrdup(id);
-	c->last = xstrndup(payload, len);
-	c->last_len = len;
-	c->last_stamp = stamp;
+	cnode_set_last(c, id, payload, len, stamp);
 }
 
 /* A node created empty. */
@@ -1819,6 +1838,12 @@ last_cached(struct session *s, const char *owner, char *const *nodes,
 		st.groups = it->groups;
 		st.ngroups = it->ngroups;
 	}
+	/* A wanted node whose newest item is not cached: storage answers
+	 * for the whole owner. */
+	for (size_t i = 0; i < po->n; i++)
+		for (size_t k = 0; po->v[i].big && k < nn; k++)
+			if (strcmp(nodes[k], po->v[i].name) == 0)
+				return 0;
 	for (size_t i = 0; i < po->n; i++) {
 		const struct cnode *c = &po->v[i];
 		size_t k;
