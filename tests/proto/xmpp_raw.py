@@ -198,7 +198,8 @@ class RawClient:
         if tls:
             self._wrap_tls(tls_context or client_tls_context())
         self.jid = None
-        self.log = []          # ('>', bytes) / ('<', bytes) for failures
+        self.log = []
+        self.log_limit = 2000      # bytes of each read or write kept          # ('>', bytes) / ('<', bytes) for failures
         self._reset_parser()
 
     # -- transport --
@@ -215,7 +216,7 @@ class RawClient:
     def send(self, data):
         if isinstance(data, str):
             data = data.encode('utf-8')
-        self.log.append(('>', data[:2000]))
+        self.log.append(('>', data[:self.log_limit]))
         self.sock.sendall(data)
 
     def send_bytewise(self, data, delay=0.001):
@@ -251,7 +252,7 @@ class RawClient:
         self.pending = collections.deque()
 
     def _feed(self, data):
-        self.log.append(('<', data[:2000]))
+        self.log.append(('<', data[:self.log_limit]))
         try:
             self.parser.feed(data)
             events = list(self.parser.read_events())
