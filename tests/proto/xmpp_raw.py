@@ -198,8 +198,8 @@ class RawClient:
         if tls:
             self._wrap_tls(tls_context or client_tls_context())
         self.jid = None
-        self.log = []
-        self.log_limit = 2000      # bytes of each read or write kept          # ('>', bytes) / ('<', bytes) for failures
+        self.log = []          # ('>', bytes) / ('<', bytes) for failures
+        self.log_limit = 2000  # bytes of each read or write kept
         self._reset_parser()
 
     # -- transport --
