@@ -501,3 +501,33 @@ def test_large_last_item_of_online_owner(server, im):
     ev = later.wait(is_event('n:big', frm=o, item_id='B'))
     assert text(event_items(ev)[0][1]) == 'b' * 3000
     later.wait(is_event('n:small', frm=o, item_id='S'))
+
+
+def test_omemo2_devices_and_multi_item_bundles(server, im):
+    """OMEMO 2 (XEP-0384 0.8+): the device list and one bundle item per
+    device in one node, both published with publish-options open (and
+    max_items max for the bundles); a contact without a subscription
+    reads them, a subscribed contact with +notify hears device list
+    changes."""
+    o, f, s = fresh_users(server, 3)
+    owner = im(o, roster=True)
+    friend = im(f, roster=True)
+    stranger = im(s)
+    subscribe_both(owner, friend)
+    announce(friend, ['o2'] + notify('urn:xmpp:omemo:2:devices'))
+    ns = 'urn:xmpp:omemo:2'
+    open_max = {'pubsub#access_model': 'open', 'pubsub#max_items': 'max'}
+    for dev in ('101', '202'):
+        publish(owner, ns + ':bundles', "<bundle xmlns='%s'><spk id='1'>"
+                "AAAA</spk><ik>BBBB</ik><prekeys><pk id='1'>CC</pk>"
+                "</prekeys></bundle>" % ns, item_id=dev, options=open_max)
+    publish(owner, ns + ':devices', "<devices xmlns='%s'><device id='101'/>"
+            "<device id='202'/></devices>" % ns, item_id='current',
+            options={'pubsub#access_model': 'open'})
+    ev = friend.wait(is_event(ns + ':devices', frm=o, item_id='current'))
+    assert "id='202'" in tostr(ev) or 'id="202"' in tostr(ev)
+    assert [i for i, _ in items(stranger, o, ns + ':bundles')] == ['101',
+                                                                  '202']
+    assert [i for i, _ in items(stranger, o, ns + ':bundles',
+                                ids=['202'])] == ['202']
+    assert len(items(stranger, o, ns + ':devices')) == 1
