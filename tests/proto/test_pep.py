@@ -80,6 +80,7 @@ def test_multi_items_max_and_ids(server, im):
     # max_items over pep-items (50) is refused
     el = c.iq('set', configure_set_xml(NODE, {'pubsub#max_items': '51'}))
     assert_stanza_error(el, 'iq', 'not-acceptable')
+    assert 'max_items 51 refused (pep-items 50)' in server.stderr_text()
     # lowering max_items drops the oldest
     c.iq_ok('set', configure_set_xml(NODE, {'pubsub#max_items': '2'}))
     assert [i for i, _ in items(c, a, NODE)] == ['i4', 'i0']

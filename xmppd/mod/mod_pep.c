@@ -303,8 +303,12 @@ form_read(const struct xel *x, const char *form_type, struct pep_config *c,
 				if (*v < '0' || *v > '9' || *end != '\0' ||
 				    n == 0)
 					return "not-acceptable";
-				if (n > xmppd_conf->limits.pep_items)
+				if (n > xmppd_conf->limits.pep_items) {
+					log_info("pep: max_items %lu refused "
+					    "(pep-items %u)", n,
+					    xmppd_conf->limits.pep_items);
 					return "not-acceptable";
+				}
 				c->max_items = (unsigned)n;
 			}
 			*mask |= PEP_CFG_MAX_ITEMS;
