@@ -1111,9 +1111,10 @@ handle_muc(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
-/* A service domain may be neither a host nor another service. */
+/* A service domain may be neither a host nor another service; the
+ * error names the host block that says so. */
 static int
-check_muc_domains(struct parser *ps, int line)
+check_muc_domains(struct parser *ps)
 {
 	struct conf *c = ps->c;
 
@@ -1123,14 +1124,16 @@ check_muc_domains(struct parser *ps, int line)
 
 			for (size_t j = 0; j < c->nhosts; j++) {
 				if (strcmp(c->hosts[j].name, d) == 0)
-					return parse_error(ps, line,
+					return parse_error(ps,
+					    ps->host_lines[i],
 					    "muc domain '%s' is a host", d);
 				for (size_t m = 0; m < c->hosts[j].nmuc; m++)
 					if ((j != i || m != k) && strcmp(
 					    c->hosts[j].muc[m], d) == 0)
-						return parse_error(ps, line,
-						    "muc domain '%s' given "
-						    "twice", d);
+						return parse_error(ps,
+						    ps->host_lines[j > i ? j :
+						    i], "muc domain '%s' "
+						    "given twice", d);
 			}
 		}
 	return 0;
@@ -1372,7 +1375,7 @@ check_complete(struct parser *ps, int line)
 	if (c->nlisteners == 0)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
-	if (check_muc_domains(ps, line) == -1)
+	if (check_muc_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);

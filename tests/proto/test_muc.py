@@ -9,6 +9,7 @@ password, max users, whois, moderated, allowpm), affiliations and roles
 (ban, kick, voice), private messages, destruction, the "muc" setting of
 the host block, and one slixmpp client through its xep_0045 plugin."""
 
+import sqlite3
 import time
 from xml.sax.saxutils import escape, quoteattr
 
@@ -766,3 +767,107 @@ def test_slixmpp_join_and_talk(server, im):
     assert ('alice', 'hi slix') in got
     m = ca.wait(is_msg(room + '/slix'))
     assert body(m) == 'from slixmpp'
+
+
+# --- persistence and the module's life ---------------------------------------
+
+def test_persistent_room_survives_restart(server_factory, im):
+    srv = server_factory()
+    a, b, d = fresh_users(srv, 3)
+    f = im.__class__(srv)
+    ca, cb = f(a), f(b)
+    room = new_room()
+    create(ca, room, 'alice', {
+        'muc#roomconfig_persistentroom': '1',
+        'muc#roomconfig_roomname': 'Kept',
+        'muc#roomconfig_membersonly': '1',
+        'muc#roomconfig_allowpm': 'moderators',
+        'muc#roomconfig_historylength': '7'})
+    _, feats, _ = disco_info(ca, room)
+    assert 'muc_persistent' in feats and 'muc_temporary' not in feats
+    r = admin_set(ca, room, "<item affiliation='member' jid=%s/>"
+                  "<item affiliation='outcast' jid=%s/>"
+                  % (quoteattr(b), quoteattr(d)))
+    assert r.get('type') == 'result', tostr(r)
+    ca.send("<message to=%s type='groupchat'><subject>kept subject"
+            "</subject></message>" % quoteattr(room))
+    ca.wait(is_msg(room + '/alice'))
+    # empty, it stays
+    ca.send("<presence to=%s type='unavailable'/>"
+            % quoteattr(room + '/alice'))
+    ca.wait(is_pres(room + '/alice', 'unavailable'))
+    ids, feats, _ = disco_info(cb, room)
+    assert room in disco_items(cb, SERVICE)
+    f.close_all()
+    srv.stop()
+    rows = sqlite3.connect(str(srv.db)).execute(
+        "SELECT r.node, a.jid, a.affiliation FROM muc_room r JOIN "
+        "muc_affiliation a ON a.room_id = r.id ORDER BY a.affiliation"
+    ).fetchall()
+    node = room.split('@')[0]
+    assert rows == [(node, d, 0), (node, b, 2), (node, a, 4)]
+    srv.start(create_users=False)
+    f = im.__class__(srv)
+    ca, cb, cd = f(a), f(b), f(d)
+    ids, feats, qq = disco_info(cb, room)
+    assert qq.find(q(NS_DISCO_INFO, 'identity')).get('name') == 'Kept'
+    assert {'muc_persistent', 'muc_membersonly'} <= feats
+    join_error(cd, room, 'dave', 'forbidden')
+    join_xml(cb, room, 'bob')
+    own = cb.wait(lambda el: 110 in codes(el))
+    assert codes(own) == {110}          # not created anew: no 201
+    assert item(own).get('affiliation') == 'member'
+    m = cb.wait(is_subject(room))
+    assert m.find(q(NS_CLIENT, 'subject')).text == 'kept subject'
+    el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    fl = form_fields(el)
+    assert fl['muc#roomconfig_allowpm'] == ['moderators']
+    assert fl['muc#roomconfig_historylength'] == ['7']
+    assert fl['muc#roomconfig_persistentroom'] == ['1']
+    # no longer persistent: deleted, and gone with its last occupant
+    r = submit(ca, room, {'muc#roomconfig_persistentroom': '0'})
+    assert r.get('type') == 'result'
+    assert sqlite3.connect(str(srv.db)).execute(
+        "SELECT count(*) FROM muc_room").fetchone() == (0,)
+    cb.send("<presence to=%s type='unavailable'/>" % quoteattr(room + '/bob'))
+    cb.wait(is_pres(room + '/bob', 'unavailable'))
+    el = cb.iq('get', "<query xmlns='%s'/>" % NS_DISCO_INFO, to=room)
+    assert_stanza_error(el, 'iq', 'item-not-found')
+    f.close_all()
+
+
+def test_destroy_persistent_room(server_factory, im):
+    srv = server_factory()
+    a, = fresh_users(srv, 1)
+    f = im.__class__(srv)
+    ca = f(a)
+    room = new_room()
+    create(ca, room, 'alice', {'muc#roomconfig_persistentroom': '1'})
+    db = sqlite3.connect(str(srv.db))
+    assert db.execute("SELECT count(*) FROM muc_room").fetchone() == (1,)
+    el = ca.iq('set', "<query xmlns='%s'><destroy/></query>" % NS_MUC_OWNER,
+               to=room)
+    assert el.get('type') == 'result'
+    assert db.execute("SELECT count(*) FROM muc_room").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM muc_affiliation").fetchone() == (
+        0,)
+    f.close_all()
+
+
+def test_module_switched_off_332(server_factory, im):
+    import signal
+    srv = server_factory()
+    a, = fresh_users(srv, 1)
+    f = im.__class__(srv)
+    ca = f(a)
+    room = new_room()
+    create(ca, room, 'alice')
+    srv.extra = 'module muc off'
+    srv.conf.write_text(srv.config_text())
+    srv.signal(signal.SIGHUP)
+    el = ca.wait(is_pres(room + '/alice', 'unavailable'))
+    assert codes(el) == {332}
+    assert disco_items(ca, DOMAIN) == []
+    el = ca.iq('get', "<query xmlns='%s'/>" % NS_DISCO_INFO, to=SERVICE)
+    assert_stanza_error(el, 'iq', 'remote-server-not-found')
+    f.close_all()

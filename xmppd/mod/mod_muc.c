@@ -25,6 +25,7 @@
 #include "core/stanza.h"
 #include "jid.h"
 #include "log.h"
+#include "store/muc.h"
 #include "strmap.h"
 #include "xmalloc.h"
 #include "xml.h"
@@ -50,8 +51,14 @@
 void mod_muc_init(void);
 void mod_muc_deinit(void);
 
-/* XEP-0045 §5.2, in increasing privilege. */
-enum affiliation { AFF_OUTCAST, AFF_NONE, AFF_MEMBER, AFF_ADMIN, AFF_OWNER };
+/* XEP-0045 §5.2, in increasing privilege (stored: store/muc.h). */
+enum affiliation {
+	AFF_OUTCAST = MUC_AFF_OUTCAST,
+	AFF_NONE = MUC_AFF_NONE,
+	AFF_MEMBER = MUC_AFF_MEMBER,
+	AFF_ADMIN = MUC_AFF_ADMIN,
+	AFF_OWNER = MUC_AFF_OWNER,
+};
 static const char *const aff_names[] = { "outcast", "none", "member",
 	"admin", "owner" };
 /* §5.1 */
@@ -71,7 +78,8 @@ struct room_config {
 	unsigned historylength;
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
-	    passwordprotected : 1, whois_anyone : 1, changesubject : 1;
+	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
+	    persistent : 1;
 };
 
 /*
@@ -126,6 +134,16 @@ struct service {
 	char *domain;
 	char *host;
 	struct strmap *rooms;       /* node -> struct room */
+	int loading;                /* persistent rooms not all read yet */
+};
+
+/* An IQ whose answer waits for its write to be committed
+ * (ARCHITECTURE.md: a result for a write only after the commit). */
+struct wait_reply {
+	struct wait_reply *next;
+	uint64_t tag;
+	uint64_t session;
+	struct xel *iq;             /* stanza_iq_skeleton */
 };
 
 static struct service *services;
@@ -141,6 +159,10 @@ static size_t nended;
 /* Full JIDs of sessions in some room -> count, so that a session end
  * outside every room costs one lookup. */
 static struct strmap *joined;
+static struct wait_reply *waiting;
+static uint64_t next_tag = 1;
+/* Storage completions of an earlier life of the module are ignored. */
+static uint64_t generation;
 
 /* Utilities. */
 
@@ -924,12 +946,13 @@ change_nick(struct room *r, struct occupant *o, struct session *s,
 	pres_broadcast(r, o, &po, c110, NULL);
 }
 
-/* Rooms without occupants: a temporary one goes (§10.1.3... "destroyed
- * when the last occupant exits"), a locked one too. */
+/* Rooms without occupants: a temporary one goes (§10.1.1 "destroyed
+ * when the last occupant exits"), a locked one too; a persistent one
+ * stays. */
 static void
 room_maybe_free(struct room *r)
 {
-	if (r->occupants == NULL) {
+	if (r->occupants == NULL && !r->cfg.persistent) {
 		log_info("muc: %s destroyed (empty)", r->jid);
 		room_free(r);
 	}
@@ -1008,6 +1031,173 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 	}
 }
 
+/* Storage of persistent rooms (store/muc.h). */
+
+static void
+reply_done(uint64_t owner, uint64_t tag, enum store_status st)
+{
+	struct wait_reply **pp, *w;
+	struct session *s;
+
+	for (pp = &waiting; *pp && (*pp)->tag != tag; pp = &(*pp)->next)
+		;
+	if ((w = *pp) == NULL)
+		return;
+	*pp = w->next;
+	if ((s = sm_find_id(w->session)) != NULL && !s->closing)
+		send_free(s, st == STORE_OK || st == STORE_NOT_FOUND ?
+		    stanza_iq_result(w->iq) : stanza_error(w->iq, NULL,
+		    "internal-server-error", NULL));
+	arena_free(w->iq->arena);
+	free(w);
+}
+
+static void
+write_done(uint64_t owner, uint64_t tag, enum store_status st)
+{
+	if (st != STORE_OK && st != STORE_NOT_FOUND)
+		log_warnx("muc: a room could not be stored (%s)",
+		    store_status_str(st));
+}
+
+/* The result of iq once what was queued before is committed. */
+static uint64_t
+reply_after_commit(struct session *s, const struct xel *iq)
+{
+	struct wait_reply *w;
+
+	if (iq == NULL)
+		return 0;
+	w = xcalloc(1, sizeof(*w));
+	w->tag = next_tag++;
+	w->session = s->id;
+	w->iq = stanza_iq_skeleton(iq);
+	w->next = waiting;
+	waiting = w;
+	return w->tag;
+}
+
+static unsigned
+room_flags(const struct room_config *c)
+{
+	return (c->publicroom ? MUC_ROOM_PUBLIC : 0) |
+	    (c->membersonly ? MUC_ROOM_MEMBERSONLY : 0) |
+	    (c->moderated ? MUC_ROOM_MODERATED : 0) |
+	    (c->passwordprotected ? MUC_ROOM_PASSWORD : 0) |
+	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
+	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0);
+}
+
+/*
+ * Write a persistent room (configuration, subject, affiliations); with
+ * iq (from s), its result goes out after the commit.  Returns whether
+ * the answer was taken care of.
+ */
+static int
+room_save(struct room *r, struct session *s, const struct xel *iq)
+{
+	struct muc_room_row row = { 0 };
+	struct muc_affil_row *a;
+	uint64_t tag;
+
+	if (!r->cfg.persistent)
+		return 0;
+	a = xcalloc(r->naffils + 1, sizeof(*a));
+	for (size_t i = 0; i < r->naffils; i++) {
+		a[i].jid = r->affils[i].jid;
+		a[i].affiliation = (enum muc_affiliation)r->affils[i].aff;
+	}
+	row.service = r->svc->domain;
+	row.node = r->node;
+	row.name = r->cfg.name;
+	row.desc = r->cfg.desc;
+	row.secret = r->cfg.secret;
+	row.subject = r->subject;
+	row.subject_nick = r->subject_nick;
+	row.flags = room_flags(&r->cfg);
+	row.allowpm = r->cfg.allowpm;
+	row.maxusers = r->cfg.maxusers;
+	row.historylength = r->cfg.historylength;
+	row.affils = a;
+	row.naffils = r->naffils;
+	tag = iq ? reply_after_commit(s, iq) : 0;
+	muc_store_save(&row, iq ? reply_done : write_done, generation, tag);
+	free(a);
+	return iq != NULL;
+}
+
+static int
+room_unsave(struct room *r, struct session *s, const struct xel *iq)
+{
+	uint64_t tag = iq ? reply_after_commit(s, iq) : 0;
+
+	muc_store_delete(r->svc->domain, r->node, iq ? reply_done :
+	    write_done, generation, tag);
+	return iq != NULL;
+}
+
+/* A persistent room read at start-up. */
+static void
+room_from_row(struct service *svc, const struct muc_room_row *row)
+{
+	struct room *r;
+
+	if (room_find(svc, row->node) != NULL)
+		return;
+	r = room_new(svc, row->node);
+	r->locked = 0;
+	r->cfg.persistent = 1;
+	r->cfg.name = row->name ? xstrdup(row->name) : NULL;
+	r->cfg.desc = row->desc ? xstrdup(row->desc) : NULL;
+	r->cfg.secret = row->secret ? xstrdup(row->secret) : NULL;
+	r->cfg.publicroom = (row->flags & MUC_ROOM_PUBLIC) != 0;
+	r->cfg.membersonly = (row->flags & MUC_ROOM_MEMBERSONLY) != 0;
+	r->cfg.moderated = (row->flags & MUC_ROOM_MODERATED) != 0;
+	r->cfg.passwordprotected = (row->flags & MUC_ROOM_PASSWORD) != 0;
+	r->cfg.whois_anyone = (row->flags & MUC_ROOM_WHOIS_ANYONE) != 0;
+	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
+	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
+	    row->allowpm : PM_ANYONE);
+	r->cfg.maxusers = row->maxusers;
+	r->cfg.historylength = row->historylength <= HISTORY_MAX ?
+	    row->historylength : HISTORY_MAX;
+	r->subject = row->subject ? xstrdup(row->subject) : NULL;
+	r->subject_nick = row->subject_nick ? xstrdup(row->subject_nick) :
+	    NULL;
+	for (size_t i = 0; i < row->naffils; i++)
+		if (row->affils[i].affiliation <= MUC_AFF_OWNER)
+			room_set_affiliation(r, row->affils[i].jid,
+			    (enum affiliation)row->affils[i].affiliation);
+}
+
+/* A chunk of a service's persistent rooms (tag: its index). */
+static void
+rooms_loaded(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct muc_room_row *rows, size_t n, int more)
+{
+	struct service *svc;
+
+	if (owner != generation || tag >= nservices)
+		return;
+	svc = &services[tag];
+	if (st != STORE_OK) {
+		log_warnx("muc: %s: the persistent rooms could not be read",
+		    svc->domain);
+		svc->loading = 0;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		room_from_row(svc, &rows[i]);
+	if (more && n > 0) {
+		muc_store_load(svc->domain, rows[n - 1].id, rooms_loaded,
+		    generation, tag);
+		return;
+	}
+	svc->loading = 0;
+	log_info("muc: %s: %zu rooms", svc->domain,
+	    strmap_count(svc->rooms));
+}
+
 /* Messages. */
 
 static void
@@ -1051,6 +1241,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		r->subject = dup_bounded(xel_text(subj));
 		free(r->subject_nick);
 		r->subject_nick = xstrdup(o->nick);
+		room_save(r, NULL, NULL);
 	}
 	m = room_message(r, o->nick);
 	if (id != NULL)
@@ -1183,7 +1374,8 @@ room_info(const struct room *r, struct xel *q)
 	    "muc_semianonymous");
 	add_feature(q, r->cfg.passwordprotected ? "muc_passwordprotected" :
 	    "muc_unsecured");
-	add_feature(q, "muc_temporary");
+	add_feature(q, r->cfg.persistent ? "muc_persistent" :
+	    "muc_temporary");
 	add_feature(q, r->cfg.publicroom ? "muc_public" : "muc_hidden");
 	/* §15.5.4: the muc#roominfo form. */
 	x = xel_add(q, "x", NS_XDATA);
@@ -1242,6 +1434,8 @@ config_form(const struct room *r, struct xel *q)
 	    r->cfg.name ? r->cfg.name : "");
 	form_field(x, "muc#roomconfig_roomdesc", "text-single",
 	    "Description", r->cfg.desc ? r->cfg.desc : "");
+	form_field(x, "muc#roomconfig_persistentroom", "boolean",
+	    "Keep the room when empty", r->cfg.persistent ? "1" : "0");
 	form_field(x, "muc#roomconfig_publicroom", "boolean",
 	    "List the room publicly", r->cfg.publicroom ? "1" : "0");
 	form_field(x, "muc#roomconfig_membersonly", "boolean",
@@ -1300,7 +1494,9 @@ config_apply(struct room *r, const struct xel *x, struct room_config *c,
 		} else if (strcmp(var, "muc#roomconfig_roomsecret") == 0) {
 			free(c->secret);
 			c->secret = dup_bounded(v);
-		} else if (strcmp(var, "muc#roomconfig_publicroom") == 0)
+		} else if (strcmp(var, "muc#roomconfig_persistentroom") == 0)
+			c->persistent = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_publicroom") == 0)
 			c->publicroom = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_membersonly") == 0)
 			c->membersonly = parse_bool(v);
@@ -1364,10 +1560,11 @@ config_free(struct room_config *c)
 
 /* §10.9: everyone out with the <destroy/>, then the room goes. */
 static void
-room_destroy(struct room *r, const struct xel *destroy, const char *why)
+room_destroy(struct room *r, const struct xel *destroy, const char *why,
+    int code)
 {
 	struct pres_opts po = { 0 };
-	static const int none[] = { 0 };
+	int codes[2] = { code, 0 };
 	struct xel *d = NULL;
 
 	if (destroy != NULL) {
@@ -1387,7 +1584,7 @@ room_destroy(struct room *r, const struct xel *destroy, const char *why)
 			joined_del(o->sessions[i]);
 		{
 			struct fan f;
-			struct xel *st = pres_build(r, o, &po, 0, 1, none,
+			struct xel *st = pres_build(r, o, &po, 0, 1, codes,
 			    NULL);
 
 			fan_init(&f, st);
@@ -1414,11 +1611,12 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	struct xel *destroy = xel_child(q, "destroy", NS_MUC_OWNER);
 	const char *why = NULL;
 	struct room_config c;
-	int was_whois;
+	int was_whois, was_persistent;
 
 	if (destroy != NULL) {
-		send_free(s, stanza_iq_result(iq));
-		room_destroy(r, destroy, "by its owner");
+		if (!r->cfg.persistent || !room_unsave(r, s, iq))
+			send_free(s, stanza_iq_result(iq));
+		room_destroy(r, destroy, "by its owner", 0);
 		return;
 	}
 	if (x == NULL) {
@@ -1429,7 +1627,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 		send_free(s, stanza_iq_result(iq));
 		/* §10.1.3: cancelling the initial configuration. */
 		if (r->locked)
-			room_destroy(r, NULL, "configuration cancelled");
+			room_destroy(r, NULL, "configuration cancelled", 0);
 		return;
 	}
 	if (!attr_is(x, "type", "submit")) {
@@ -1448,15 +1646,23 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 		return;
 	}
 	was_whois = r->cfg.whois_anyone;
+	was_persistent = r->cfg.persistent;
 	config_free(&r->cfg);
 	r->cfg = c;
 	if (r->hist_cap != r->cfg.historylength)
 		history_resize(r, r->cfg.historylength);
-	send_free(s, stanza_iq_result(iq));
+	/* The answer once the room is stored (or no longer is). */
+	if (!room_save(r, s, iq) && !(was_persistent && !r->locked &&
+	    room_unsave(r, s, iq)))
+		send_free(s, stanza_iq_result(iq));
 	if (r->locked) {
 		/* §10.1.2: instant (empty form) or configured: open now. */
 		r->locked = 0;
 		log_info("muc: %s unlocked by %s", r->jid, s->full);
+		return;
+	}
+	if (r->occupants == NULL) {
+		room_maybe_free(r);
 		return;
 	}
 	{
@@ -1682,16 +1888,15 @@ iq_admin(struct room *r, struct session *s, struct xel *iq,
 		return;
 	}
 	for (; item && err == NULL; item = xel_next(item, "item",
-	    NS_MUC_ADMIN)) {
+	    NS_MUC_ADMIN))
 		err = admin_item(r, me, mine, item);
-		/* The room may have gone with its last occupant. */
-		if (strmap_get(r->svc->rooms, r->node) != r)
-			break;
-	}
 	if (err != NULL)
 		bounce(s, iq, err);
-	else
+	else if (!room_save(r, s, iq))
 		send_free(s, stanza_iq_result(iq));
+	/* A temporary room goes with the last occupant kicked or
+	 * banned. */
+	room_maybe_free(r);
 }
 
 static void
@@ -1822,6 +2027,14 @@ muc_route(struct session *from, struct xel *st, const struct jid *to)
 
 	if (svc == NULL || from == NULL || from->closing)
 		return;
+	if (svc->loading) {
+		/* The first seconds after start-up: come back soon. */
+		if (stanza_kind(st) != STANZA_PRESENCE ||
+		    xel_attr(st, "type") == NULL)
+			bounce_typed(from, st, "wait", "resource-constraint",
+			    NULL);
+		return;
+	}
 	depth++;
 	switch (stanza_kind(st)) {
 	case STANZA_PRESENCE:
@@ -1856,6 +2069,7 @@ mod_muc_init(void)
 
 	joined = strmap_new();
 	sid_epoch = (uint32_t)time(NULL);
+	generation++;
 	for (size_t i = 0; i < c->nhosts; i++)
 		for (size_t k = 0; k < c->hosts[i].nmuc; k++) {
 			struct service *svc;
@@ -1872,9 +2086,13 @@ mod_muc_init(void)
 			svc->domain = xstrdup(c->hosts[i].muc[k]);
 			svc->host = xstrdup(c->hosts[i].name);
 			svc->rooms = strmap_new();
+			svc->loading = 1;
 			log_debug("muc: service %s for %s", svc->domain,
 			    svc->host);
 		}
+	for (size_t i = 0; i < nservices; i++)
+		muc_store_load(services[i].domain, 0, rooms_loaded,
+		    generation, i);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
 }
 
@@ -1886,7 +2104,8 @@ mod_muc_deinit(void)
 		void **rooms = strmap_values(services[i].rooms, &n);
 
 		for (size_t k = 0; k < n; k++)
-			room_destroy(rooms[k], NULL, "service stopped");
+			room_destroy(rooms[k], NULL, "service stopped",
+			    332);
 		free(rooms);
 		strmap_free(services[i].rooms);
 		free(services[i].domain);
@@ -1895,6 +2114,14 @@ mod_muc_deinit(void)
 	free(services);
 	services = NULL;
 	nservices = 0;
+	generation++;
+	while (waiting != NULL) {
+		struct wait_reply *w = waiting;
+
+		waiting = w->next;
+		arena_free(w->iq->arena);
+		free(w);
+	}
 	strmap_free(joined);
 	joined = NULL;
 	free(ended);
