@@ -871,3 +871,60 @@ def test_module_switched_off_332(server_factory, im):
     el = ca.iq('get', "<query xmlns='%s'/>" % NS_DISCO_INFO, to=SERVICE)
     assert_stanza_error(el, 'iq', 'remote-server-not-found')
     f.close_all()
+
+
+def test_occupant_waiting_for_resumption_stays(server, im):
+    """XEP-0198: a session whose connection died waits, still bound: it
+    stays in the room and gets what was said meanwhile on resumption."""
+    from sm_helpers import enable, resume
+    from test_sm import wait_state
+    from im_helpers import IMClient
+
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b, resource='phone')
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    ca.settle()
+    sid = enable(cb).get('id')
+    cb.sync()
+    h = cb.raw.pending.stanzas
+    cb.raw.close()
+    wait_state(server, b, 'waiting')
+    say(ca, room, 'while you were away')
+    ca.wait(is_msg(room + '/alice'))
+    ca.absent(is_pres(room + '/bob', 'unavailable'), 0.2)
+    raw, el = resume(server, b, sid, h)
+    try:
+        assert el.get('h') is not None, tostr(el)
+        c = IMClient(raw, b + '/phone')
+        m = c.wait(is_msg(room + '/alice'))
+        assert body(m) == 'while you were away'
+        say(c, room, 'back')
+        assert body(ca.wait(is_msg(room + '/bob'))) == 'back'
+        # once it ends for good (a closed stream), it leaves
+        c.close_stream()
+        ca.wait(is_pres(room + '/bob', 'unavailable'))
+    finally:
+        raw.close()
+
+
+def test_daemon_stop_332(server_factory, im):
+    srv = server_factory()
+    a, b = fresh_users(srv, 2)
+    f = im.__class__(srv)
+    ca, cb = f(a), f(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    ca.settle()
+    cb.settle()
+    srv.ctl('stop')
+    # each occupant hears it is removed because the service stops,
+    # before the stream ends
+    for c, nick in ((ca, 'alice'), (cb, 'bob')):
+        el = c.wait(is_pres(room + '/' + nick, 'unavailable'))
+        assert codes(el) == {332}
+        c.expect_stream_error('system-shutdown')
+    srv.wait_exit()
+    f.close_all()

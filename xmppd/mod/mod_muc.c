@@ -2062,6 +2062,24 @@ muc_route(struct session *from, struct xel *st, const struct jid *to)
 	flush_ended();
 }
 
+/* The daemon stops: every occupant out with 332 (XEP-0045 §10.9... the
+ * service is being shut down); persistent rooms are stored already. */
+static void
+on_shutdown(void)
+{
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		depth++;
+		for (size_t k = 0; k < n; k++)
+			room_destroy(rooms[k], NULL, "service stopped", 332);
+		depth--;
+		free(rooms);
+	}
+	flush_ended();
+}
+
 void
 mod_muc_init(void)
 {
@@ -2094,6 +2112,7 @@ mod_muc_init(void)
 		muc_store_load(services[i].domain, 0, rooms_loaded,
 		    generation, i);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
+	hook_add_shutdown(on_shutdown);
 }
 
 void
