@@ -257,10 +257,15 @@ parse_stamp(const char *s)
 		while (*++p >= '0' && *p <= '9')
 			;
 	if (*p == '+' || *p == '-') {
+		const char *d = p + 1;
 		int h, m;
 
-		if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
-			return -1;
+		/* "HH:MM" */
+		for (int i = 0; i < 5; i++)
+			if (i == 2 ? d[i] != ':' : (d[i] < '0' || d[i] > '9'))
+				return -1;
+		h = (d[0] - '0') * 10 + (d[1] - '0');
+		m = (d[3] - '0') * 10 + (d[4] - '0');
 		off = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
 	} else if (*p != 'Z')
 		return -1;
@@ -982,9 +987,10 @@ occupant_leave(struct room *r, struct occupant *o, struct session *s,
 	}
 	pres_broadcast(r, o, po, c110, NULL);
 	joined_del(s);
-	for (pp = &r->occupants; *pp != o; pp = &(*pp)->next)
+	for (pp = &r->occupants; *pp != NULL && *pp != o; pp = &(*pp)->next)
 		;
-	*pp = o->next;
+	if (*pp != NULL)
+		*pp = o->next;
 	r->noccupants--;
 	occupant_free(o);
 }
@@ -1845,6 +1851,12 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 				free(bare);
 				return "conflict";              /* §10.6 */
 			}
+		}
+		/* What storage keeps (store/muc.h). */
+		if (old == AFF_NONE && a != AFF_NONE &&
+		    r->naffils >= MUC_AFFILIATIONS_MAX) {
+			free(bare);
+			return "resource-constraint";
 		}
 		room_set_affiliation(r, bare, (enum affiliation)a);
 		for (struct occupant *o = r->occupants, *next; o; o = next) {
