@@ -600,6 +600,24 @@ def test_membersonly_ban_and_affiliations(server, im):
     assert_stanza_error(el, 'iq', 'conflict')
 
 
+def test_members_only_later_removes_others(server, im):
+    a, b, d = fresh_users(server, 3)
+    ca, cb, cd = im(a), im(b), im(d)
+    room = new_room()
+    create(ca, room, 'alice')
+    admin_set(ca, room, "<item affiliation='member' jid=%s/>" % quoteattr(b))
+    join(cb, room, 'bob')
+    join(cd, room, 'dave')
+    ca.settle()
+    submit(ca, room, {'muc#roomconfig_membersonly': '1'})
+    el = cd.wait(is_pres(room + '/dave', 'unavailable'))
+    assert codes(el) == {110, 322}
+    assert codes(ca.wait(is_pres(room + '/dave', 'unavailable'))) == {322}
+    ca.absent(is_pres(room + '/bob', 'unavailable'))
+    say(cb, room, 'still in')
+    assert body(ca.wait(is_msg(room + '/bob'))) == 'still in'
+
+
 def test_password_and_maxusers(server, im):
     a, b, d = fresh_users(server, 3)
     ca, cb, cd = im(a), im(b), im(d)

@@ -164,6 +164,9 @@ static uint64_t next_tag = 1;
 /* Storage completions of an earlier life of the module are ignored. */
 static uint64_t generation;
 
+static void occupant_remove(struct room *r, struct occupant *o, int code,
+    const char *reason, const char *actor);
+
 /* Utilities. */
 
 static int
@@ -1617,7 +1620,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	struct xel *destroy = xel_child(q, "destroy", NS_MUC_OWNER);
 	const char *why = NULL;
 	struct room_config c;
-	int was_whois, was_persistent;
+	int was_whois, was_persistent, was_membersonly;
 
 	if (destroy != NULL) {
 		if (!r->cfg.persistent || !room_unsave(r, s, iq))
@@ -1653,6 +1656,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	}
 	was_whois = r->cfg.whois_anyone;
 	was_persistent = r->cfg.persistent;
+	was_membersonly = r->cfg.membersonly;
 	config_free(&r->cfg);
 	r->cfg = c;
 	if (r->hist_cap != r->cfg.historylength)
@@ -1679,6 +1683,15 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 		if (was_whois != r->cfg.whois_anyone)
 			codes[1] = r->cfg.whois_anyone ? 172 : 173;
 		notify_config(r, codes);
+	}
+	if (r->cfg.membersonly && !was_membersonly) {
+		/* §9.3 ... members-only now: the others out with 322. */
+		for (struct occupant *o = r->occupants, *next; o; o = next) {
+			next = o->next;
+			if (o->affiliation < AFF_MEMBER)
+				occupant_remove(r, o, 322, NULL, NULL);
+		}
+		room_maybe_free(r);
 	}
 }
 
