@@ -880,6 +880,11 @@ def test_module_switched_off_332(server_factory, im):
     ca = f(a)
     room = new_room()
     create(ca, room, 'alice')
+    persistent = new_room()
+    create(ca, persistent, 'alice', {'muc#roomconfig_persistentroom': '1'})
+    ca.send("<presence to=%s type='unavailable'/>"
+            % quoteattr(persistent + '/alice'))
+    ca.wait(is_pres(persistent + '/alice', 'unavailable'))
     srv.extra = 'module muc off'
     srv.conf.write_text(srv.config_text())
     srv.signal(signal.SIGHUP)
@@ -888,6 +893,20 @@ def test_module_switched_off_332(server_factory, im):
     assert disco_items(ca, DOMAIN) == []
     el = ca.iq('get', "<query xmlns='%s'/>" % NS_DISCO_INFO, to=SERVICE)
     assert_stanza_error(el, 'iq', 'remote-server-not-found')
+    # on again: the service, and its persistent room read back
+    srv.extra = ''
+    srv.conf.write_text(srv.config_text())
+    srv.signal(signal.SIGHUP)
+    for _ in range(100):
+        if disco_items(ca, DOMAIN) == [SERVICE]:
+            break
+        time.sleep(0.05)
+    assert disco_items(ca, DOMAIN) == [SERVICE]
+    for _ in range(100):
+        if persistent in disco_items(ca, SERVICE):
+            break
+        time.sleep(0.05)
+    assert disco_items(ca, SERVICE) == [persistent]
     f.close_all()
 
 
