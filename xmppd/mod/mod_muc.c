@@ -807,12 +807,6 @@ history_send(const struct room *r, const struct xel *req, struct session *to)
 
 /* Joining, changing nick, leaving. */
 
-static unsigned
-room_count_jids(const struct room *r)
-{
-	return r->noccupants;
-}
-
 static void
 occupant_add_session(struct occupant *o, struct session *s)
 {
@@ -871,7 +865,7 @@ join_allowed(struct room *r, struct session *s, struct xel *pres,
 			return -1;
 		}
 	}
-	if (r->cfg.maxusers && room_count_jids(r) >= r->cfg.maxusers &&
+	if (r->cfg.maxusers && r->noccupants >= r->cfg.maxusers &&
 	    a < AFF_ADMIN) {
 		bounce_typed(s, pres, "wait", "service-unavailable",
 		    NULL);                                      /* §7.2.9 */
@@ -1482,7 +1476,7 @@ config_form(const struct room *r, struct xel *q)
 
 /* Apply a submitted form; -1 (and *why) on a value out of range. */
 static int
-config_apply(struct room *r, const struct xel *x, struct room_config *c,
+config_apply(const struct xel *x, struct room_config *c,
     const char **why)
 {
 	for (const struct xel *f = xel_child(x, "field", NS_XDATA); f;
@@ -1555,7 +1549,6 @@ config_apply(struct room *r, const struct xel *x, struct room_config *c,
 				c->maxusers = (unsigned)n;
 		}
 	}
-	(void)r;
 	return 0;
 }
 
@@ -1647,7 +1640,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	c.name = c.name ? xstrdup(c.name) : NULL;
 	c.desc = c.desc ? xstrdup(c.desc) : NULL;
 	c.secret = c.secret ? xstrdup(c.secret) : NULL;
-	if (config_apply(r, x, &c, &why) < 0 ||
+	if (config_apply(x, &c, &why) < 0 ||
 	    (c.passwordprotected && c.secret == NULL &&
 	    (why = "passwordprotectedroom without roomsecret"))) {
 		config_free(&c);
