@@ -145,6 +145,8 @@ static int handle_limits(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_muc(
+    struct parser *, const struct option *, void *, const struct line *);
 
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
@@ -257,6 +259,7 @@ static const struct option limit_options[] = {
 static const struct option host_options[] = {
     {"certificate", set_string, HOST_FIELD(certificate), 0, 0, 0, 0},
     {"key", set_string, HOST_FIELD(key), 0, 0, 0, 0},
+    {"muc", handle_muc, 0, 0, 0, 0, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1065,6 +1068,77 @@ handle_host(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+static void
+host_add_muc(struct conf_host *h, char *domain)
+{
+	h->muc = xreallocarray(h->muc, h->nmuc + 1, sizeof(*h->muc));
+	h->muc[h->nmuc++] = domain;
+}
+
+/*
+ * "muc on|off|DOMAIN" in a host block (XEP-0045 services): "on" is the
+ * default conference.HOST, "off" none; several domains may be given,
+ * but not together with "off".
+ */
+static int
+handle_muc(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_host *h = base;
+	const char *arg;
+	char *name;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	arg = ln->argv[1];
+	if (strcmp(arg, "off") == 0) {
+		if (h->muc_set && h->nmuc > 0)
+			return parse_error(ps, ln->number,
+			    "'muc off' with a muc domain in the same host");
+		h->muc_set = 1;
+		return 0;
+	}
+	if (h->muc_set && h->nmuc == 0)
+		return parse_error(ps, ln->number,
+		    "muc domain after 'muc off' in the same host");
+	if (strcmp(arg, "on") == 0)
+		name = xasprintf("conference.%s", h->name);
+	else if ((name = jid_nameprep(arg)) == NULL)
+		return parse_error(ps, ln->number, "invalid muc domain '%s'",
+		    arg);
+	h->muc_set = 1;
+	host_add_muc(h, name);
+	return 0;
+}
+
+/* A service domain may be neither a host nor another service; the
+ * error names the host block that says so. */
+static int
+check_muc_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->nhosts; i++)
+		for (size_t k = 0; k < c->hosts[i].nmuc; k++) {
+			const char *d = c->hosts[i].muc[k];
+
+			for (size_t j = 0; j < c->nhosts; j++) {
+				if (strcmp(c->hosts[j].name, d) == 0)
+					return parse_error(ps,
+					    ps->host_lines[i],
+					    "muc domain '%s' is a host", d);
+				for (size_t m = 0; m < c->hosts[j].nmuc; m++)
+					if ((j != i || m != k) && strcmp(
+					    c->hosts[j].muc[m], d) == 0)
+						return parse_error(ps,
+						    ps->host_lines[j > i ? j :
+						    i], "muc domain '%s' "
+						    "given twice", d);
+			}
+		}
+	return 0;
+}
+
 /* The index of name in the options table, for seen_block[]. */
 static int
 option_index(const struct option *options, const char *name)
@@ -1145,6 +1219,8 @@ close_block(struct parser *ps, const struct line *ln)
 		if (h->key == NULL)
 			return parse_error(ps, ps->block_line,
 			    "host '%s' has no 'key'", h->name);
+		if (!h->muc_set)
+			host_add_muc(h, xasprintf("conference.%s", h->name));
 		break;
 	}
 	ps->ctx = CTX_TOP;
@@ -1299,6 +1375,8 @@ check_complete(struct parser *ps, int line)
 	if (c->nlisteners == 0)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
+	if (check_muc_domains(ps) == -1)
+		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
 	if (c->control_socket == NULL)
@@ -1443,6 +1521,9 @@ conf_free(struct conf *c)
 		free(c->hosts[i].certificate);
 		free(c->hosts[i].key);
 		free(c->hosts[i].contact_admin);
+		for (size_t k = 0; k < c->hosts[i].nmuc; k++)
+			free(c->hosts[i].muc[k]);
+		free(c->hosts[i].muc);
 	}
 	free(c->hosts);
 	free(c->source);

@@ -28,6 +28,12 @@ struct conf_host {
 	char *certificate;      /* PEM chain path */
 	char *key;              /* PEM private key path */
 	char *contact_admin;    /* optional, reserved for XEP-0157 later */
+	/* "muc off" | "muc on" | "muc DOMAIN" (repeatable): the XEP-0045
+	 * services of the host, nameprepped; "conference.NAME" when the
+	 * block says nothing, none for "muc off". */
+	char **muc;
+	size_t nmuc;
+	int muc_set;            /* a "muc" statement was seen */
 };
 
 struct conf_limits {

@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "net/conn.h"
 #include "control/control.h"
+#include "core/hooks.h"
 #include "core/iq.h"
 #include "core/smacks.h"
 #include "log.h"
@@ -114,6 +115,7 @@ stop(void)
 	stop_started = mono_now(xmppd_loop);
 	conn_unlisten();
 	control_shutdown();
+	hook_run_shutdown();
 	c2s_shutdown_all();
 	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);

@@ -78,7 +78,7 @@ class Server:
     """One xmppd process and its private directory."""
 
     def __init__(self, certificate, directory=None, starttls='required',
-                 limits=None, extra='', users=USERS):
+                 limits=None, extra='', users=USERS, host_extra=''):
         self.dir = Path(directory or tempfile.mkdtemp(prefix='xmppd-test-'))
         self.cert = self.dir / 'cert.pem'
         self.key = self.dir / 'key.pem'
@@ -96,6 +96,7 @@ class Server:
                        'auth-failures-per-ip': 100000}
         self.limits.update(limits or {})
         self.extra = extra
+        self.host_extra = host_extra    # lines inside the host block
         self.users = dict(users)
         self.proc = None
         self.c2s_port = self.tls_port = None
@@ -122,6 +123,10 @@ class Server:
             'host "localhost" {',
             '\tcertificate "%s"' % self.cert,
             '\tkey "%s"' % self.key,
+        ]
+        if self.host_extra:
+            lines.append(self.host_extra)
+        lines += [
             '}',
         ]
         if self.extra:

@@ -97,7 +97,10 @@ def test_server_items(server, im):
     el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS, to='localhost')
     query = el.find(q(NS_DISCO_ITEMS, 'query'))
     assert query is not None, tostr(el)
-    assert query.findall(q(NS_DISCO_ITEMS, 'item')) == [], tostr(el)
+    # the services of the host: the XEP-0045 service by default
+    assert [(i.get('jid'), i.get('node'), i.get('name')) for i in
+            query.findall(q(NS_DISCO_ITEMS, 'item'))] == [
+        ('conference.localhost', None, None)], tostr(el)
 
 
 def test_contact_addresses_form(server, im):

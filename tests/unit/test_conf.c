@@ -696,6 +696,44 @@ test_listen_errors(void)
 #undef LISTEN_ERROR
 }
 
+/* "muc" in a host block: conference.HOST by default, off, or domains. */
+static void
+test_muc_domains(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->hosts[0].nmuc == 1);
+	if (c != NULL && c->hosts[0].nmuc == 1)
+		CHECK_STR(c->hosts[0].muc[0], "conference.example.org");
+	conf_free(c);
+	c = parse("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc off\n}\n");
+	CHECK(c != NULL && c->hosts[0].nmuc == 0);
+	conf_free(c);
+	c = parse("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc \"Rooms.Example.ORG\"\nmuc on\n}\n");
+	CHECK(c != NULL && c->hosts[0].nmuc == 2);
+	if (c != NULL && c->hosts[0].nmuc == 2) {
+		CHECK_STR(c->hosts[0].muc[0], "rooms.example.org");
+		CHECK_STR(c->hosts[0].muc[1], "conference.a");
+	}
+	conf_free(c);
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc off\nmuc b\n}\n",
+	    "t.conf:6: muc domain after 'muc off' in the same host");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc b\nmuc off\n}\n",
+	    "t.conf:6: 'muc off' with a muc domain in the same host");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc \"x y\"\n}\n", "t.conf:5: invalid muc domain 'x y'");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "}\nhost conference.a {\ncertificate c\nkey k\n}\n",
+	    "t.conf:2: muc domain 'conference.a' is a host");
+	expect_error("listen c2s 5222\nhost a {\ncertificate c\nkey k\n"
+	    "muc x.org\n}\nhost b {\ncertificate c\nkey k\nmuc x.org\n"
+	    "}\n", "t.conf:7: muc domain 'x.org' given twice");
+}
+
 static void
 test_host_errors(void)
 {
@@ -766,6 +804,7 @@ main(void)
 	test_number_errors();
 	test_listen_errors();
 	test_host_errors();
+	test_muc_domains();
 	test_missing_sections();
 	return UNIT_DONE("conf");
 }

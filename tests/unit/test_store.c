@@ -563,7 +563,8 @@ test_migrate(void)
 	int version = -1;
 
 	CHECK((ext = ext_open()) != NULL);
-	CHECK(ext_exec(ext, "DROP TABLE pep_item; DROP TABLE pep_node;"
+	CHECK(ext_exec(ext, "DROP TABLE muc_affiliation; DROP TABLE muc_room;"
+	                    "DROP TABLE pep_item; DROP TABLE pep_node;"
 	                    "DROP TABLE fast_token;"
 	                    "ALTER TABLE users DROP COLUMN disabled_reason;"
 	                    "ALTER TABLE users DROP COLUMN disabled;"
@@ -585,8 +586,8 @@ test_migrate(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(ext);
-	CHECK(version == 6);       /* and on to the FAST tokens (5) and
-	                              PEP (6) */
+	CHECK(version == 7);       /* and on to the FAST tokens (5), PEP
+	                              (6) and MUC rooms (7) */
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */

@@ -16,7 +16,7 @@ enum chain_id {
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
 	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
 	CH_BIND2_FEATURES, CH_BIND2, CH_CAPS_CHANGED, CH_PEP_EVENT,
-	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH__COUNT
+	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH_SHUTDOWN, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -361,4 +361,17 @@ hook_run_subscribed(const char *user, const char *host, const char *contact)
 {
 	EACH(CH_SUBSCRIBED, hook_subscribed_fn, f)
 		f(user, host, contact);
+}
+
+void
+hook_add_shutdown(hook_shutdown_fn fn)
+{
+	chain_add(CH_SHUTDOWN, (hook_fn)fn);
+}
+
+void
+hook_run_shutdown(void)
+{
+	EACH(CH_SHUTDOWN, hook_shutdown_fn, f)
+		f();
 }

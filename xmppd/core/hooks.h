@@ -243,4 +243,12 @@ typedef void (*hook_admin_change_fn)(const char *kind, const char *user,
 void hook_add_admin_change(hook_admin_change_fn fn);
 void hook_run_admin_change(const char *kind, const char *user,
     const char *host, const char *what);
+/*
+ * The daemon is stopping (SIGTERM, xmppctl stop): run before the client
+ * streams are closed, while every session can still be told (XEP-0045
+ * status 332).
+ */
+typedef void (*hook_shutdown_fn)(void);
+void hook_add_shutdown(hook_shutdown_fn fn);
+void hook_run_shutdown(void);
 #endif

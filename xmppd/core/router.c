@@ -19,6 +19,84 @@
 #include "xmppd.h"
 #include "xml.h"
 
+/* The service domains (few: a linear scan beats a map). */
+struct service {
+	char *domain;
+	char *host;
+	router_service_fn fn;
+	unsigned owner;
+};
+
+static struct service *services;
+static size_t nservices;
+
+static const struct service *
+service_find(const char *domain)
+{
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].domain, domain) == 0)
+			return &services[i];
+	return NULL;
+}
+
+int
+router_add_service(const char *domain, const char *host,
+    router_service_fn fn)
+{
+	struct service *sv;
+
+	if (service_find(domain) != NULL ||
+	    conf_host_find(xmppd_conf, domain) != NULL)
+		return -1;
+	services = xreallocarray(services, nservices + 1, sizeof(*services));
+	sv = &services[nservices++];
+	sv->domain = xstrdup(domain);
+	sv->host = xstrdup(host);
+	sv->fn = fn;
+	sv->owner = hook_owner();
+	return 0;
+}
+
+static void
+service_remove_at(size_t i)
+{
+	free(services[i].domain);
+	free(services[i].host);
+	memmove(&services[i], &services[i + 1],
+	    (nservices - i - 1) * sizeof(*services));
+	if (--nservices == 0) {
+		free(services);
+		services = NULL;
+	}
+}
+
+void
+router_remove_service(const char *domain)
+{
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].domain, domain) == 0) {
+			service_remove_at(i);
+			return;
+		}
+}
+
+void
+router_remove_services_of(unsigned owner)
+{
+	for (size_t i = nservices; i-- > 0;)
+		if (services[i].owner == owner)
+			service_remove_at(i);
+}
+
+void
+router_foreach_service(const char *host,
+    void (*fn)(const char *domain, void *arg), void *arg)
+{
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].host, host) == 0)
+			fn(services[i].domain, arg);
+}
+
 void
 router_bounce(struct session *from, const struct xel *st, const char *cond)
 {
@@ -228,10 +306,14 @@ static void
 route_to(struct session *from, struct xel *st, enum stanza_kind kind,
     const struct jid *to)
 {
+	const struct service *sv;
+
 	if (conf_host_find(xmppd_conf, to->domain) == NULL) {
+		if ((sv = service_find(to->domain)) != NULL)
+			sv->fn(from, st, to);
 		/* Server-to-server comes later: remote domains are
 		 * unreachable for now (RFC 6120 §8.3.3.16). */
-		if (kind != STANZA_PRESENCE)
+		else if (kind != STANZA_PRESENCE)
 			router_bounce(from, st, "remote-server-not-found");
 	} else if (to->node == NULL) {
 		if (to->resource == NULL && kind == STANZA_IQ && iq_request(st)) {
@@ -251,10 +333,13 @@ router_route(struct xel *st)
 	const char *tostr = xel_attr(st, "to");
 	struct jid to = { 0 };
 	enum stanza_kind kind = stanza_kind(st);
+	const struct service *sv;
 
 	if (tostr == NULL || jid_parse(&to, tostr) < 0)
 		return;
-	if (kind == STANZA_PRESENCE) {
+	if (nservices > 0 && (sv = service_find(to.domain)) != NULL)
+		sv->fn(sender_session(st), st, &to);
+	else if (kind == STANZA_PRESENCE) {
 		/* Server-generated presence goes straight to the target's
 		 * sessions (the caller applied the rules already). */
 		if (conf_host_find(xmppd_conf, to.domain) && to.node) {

@@ -6,6 +6,7 @@
 #ifndef XMPPD_ROUTER_H
 #define XMPPD_ROUTER_H
 
+struct jid;
 struct session;
 struct xel;
 
@@ -34,5 +35,29 @@ void router_bounce_to_sender(const struct xel *st, const char *condition);
 /* Send an error reply for st back to the session that sent it. */
 void router_bounce(struct session *from, const struct xel *st,
     const char *condition);
+
+/*
+ * Service domains hosted by modules (XEP-0045 conference services; later
+ * components): every stanza whose 'to' domain is a registered service
+ * reaches its handler instead of the "remote domain" path, whatever its
+ * node and resource (service@, room@service, room@service/nick).  from
+ * is the local session that sent st ('from' stamped), or NULL when the
+ * server generated it; to is st's 'to' parsed.  st and to belong to the
+ * caller.  A service belongs to the owner registering it (hook_owner(),
+ * hooks.h) and to the host it serves (listed in that host's
+ * disco#items).
+ */
+typedef void (*router_service_fn)(struct session *from, struct xel *st,
+    const struct jid *to);
+/* -1 if domain is a host or a service already. */
+int router_add_service(const char *domain, const char *host,
+    router_service_fn fn);
+void router_remove_service(const char *domain);
+/* Remove every service of owner (a module switched off). */
+void router_remove_services_of(unsigned owner);
+/* Call fn for each service of host (a prepared domain), in registration
+ * order. */
+void router_foreach_service(const char *host,
+    void (*fn)(const char *domain, void *arg), void *arg);
 
 #endif

@@ -16,6 +16,7 @@
 #include "jid.h"
 #include "log.h"
 #include "core/roster.h"
+#include "core/router.h"
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
@@ -128,13 +129,26 @@ reply_info(struct session *s, const struct xel *iq, const char *node,
 }
 
 static void
-reply_items(struct session *s, const struct xel *iq, const char *node)
+add_service_item(const char *domain, void *arg)
+{
+	xel_set_attr(xel_add(arg, "item", NS_DISCO_ITEMS), "jid", domain);
+}
+
+/* A bare JID's items are none; the server's (no node) are the services
+ * hosted for its domain (router.h), e.g. the XEP-0045 service. */
+static void
+reply_items(struct session *s, const struct xel *iq, const char *node,
+    enum iq_target target)
 {
 	struct xel *r = stanza_iq_result(iq);
 	struct xel *q = xel_add(r, "query", NS_DISCO_ITEMS);
+	const char *to = xel_attr(iq, "to");
 
 	if (node)
 		xel_set_attr(q, "node", node);
+	else if (target == IQ_TO_SERVER)
+		router_foreach_service(to ? to : s->jid.domain,
+		    add_service_item, q);
 	send_reply(s, r);
 }
 
@@ -199,13 +213,13 @@ handle_items(struct session *from, struct xel *iq, enum iq_target target)
 		return HOOK_PASS;
 	/* XEP-0030 §8 rule 2: a bare JID's items are an empty set for
 	 * anyone, whether the account exists or not (no items yet: no
-	 * PEP nodes, and resources are never listed).  The server has no
-	 * items until components exist; an unknown node does not exist. */
+	 * PEP nodes, and resources are never listed).  The server's items
+	 * are its services; an unknown node does not exist. */
 	if (target == IQ_TO_SERVER && node)
 		send_reply(from, stanza_error(iq, NULL, "item-not-found",
 		    NULL));
 	else
-		reply_items(from, iq, node);
+		reply_items(from, iq, node, target);
 	return HOOK_HANDLED;
 }
 

@@ -15,6 +15,7 @@
 #include "core/iq.h"
 #include "core/presence.h"
 #include "core/roster.h"
+#include "core/router.h"
 #include "log.h"
 #include "mod/modules.h"
 #include "xmppd.h"
@@ -47,6 +48,8 @@ void mod_mam_init(void);
 void mod_mam_deinit(void);
 void mod_pep_init(void);
 void mod_pep_deinit(void);
+void mod_muc_init(void);
+void mod_muc_deinit(void);
 void mod_carbons_init(void);
 void mod_carbons_deinit(void);
 
@@ -111,6 +114,7 @@ static const struct module {
 	{ "blocking", 0, NULL, mod_blocking_init, mod_blocking_deinit, NULL,
 	    NULL },
 	{ "mam", 0, archive_on, mod_mam_init, mod_mam_deinit, NULL, NULL },
+	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },
@@ -170,6 +174,7 @@ forget_registrations(size_t i)
 	hook_remove_owner((unsigned)i);
 	iq_unregister_owner((unsigned)i);
 	disco_remove_owner((unsigned)i);
+	router_remove_services_of((unsigned)i);
 }
 
 void

@@ -211,6 +211,31 @@ static const char *const migrations[] = {
      "  UNIQUE (node_id, item)"
      ");"
      "CREATE INDEX pep_item_order ON pep_item (node_id, id, size);"),
+    /* 7: multi-user chat (XEP-0045, store/muc.h): the persistent rooms
+     * of each service with their configuration (flags MUC_ROOM_*,
+     * allowpm 0 anyone .. 3 none) and subject; their affiliations
+     * (0 outcast, 2 member, 3 admin, 4 owner; none is no row). */
+    ("CREATE TABLE muc_room ("
+     "  id INTEGER PRIMARY KEY,"
+     "  service TEXT NOT NULL,"
+     "  node TEXT NOT NULL,"
+     "  name TEXT,"
+     "  description TEXT,"
+     "  secret TEXT,"
+     "  subject TEXT,"
+     "  subject_nick TEXT,"
+     "  flags INTEGER NOT NULL,"
+     "  allowpm INTEGER NOT NULL,"
+     "  maxusers INTEGER NOT NULL,"
+     "  historylength INTEGER NOT NULL,"
+     "  UNIQUE (service, node)"
+     ");"
+     "CREATE TABLE muc_affiliation ("
+     "  room_id INTEGER NOT NULL REFERENCES muc_room(id) ON DELETE CASCADE,"
+     "  jid TEXT NOT NULL,"
+     "  affiliation INTEGER NOT NULL,"
+     "  PRIMARY KEY (room_id, jid)"
+     ") WITHOUT ROWID;"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 

@@ -1,0 +1,2167 @@
+/*
+ * Multi-user chat (XEP-0045): the conference services of each host
+ * ("muc" in its host block, conference.HOST by default), registered as
+ * service domains with the router, and their rooms in memory.  A room is
+ * created by its first occupant (its owner) and locked until configured;
+ * groupchat messages are serialized once and each occupant's session gets
+ * the same bytes after its own 'to' (session_send_fanout).
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+
+#include "buf.h"
+#include "conf.h"
+#include "core/disco.h"
+#include "core/hooks.h"
+#include "core/router.h"
+#include "core/session.h"
+#include "core/sm.h"
+#include "core/stanza.h"
+#include "jid.h"
+#include "log.h"
+#include "store/muc.h"
+#include "strmap.h"
+#include "xmalloc.h"
+#include "xml.h"
+#include "xmppd.h"
+
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER NS_MUC "#user"
+#define NS_MUC_ADMIN NS_MUC "#admin"
+#define NS_MUC_OWNER NS_MUC "#owner"
+#define NS_SID "urn:xmpp:sid:0"              /* XEP-0359 */
+#define NS_DELAY "urn:xmpp:delay"            /* XEP-0203 */
+#define FORM_ROOMCONFIG NS_MUC "#roomconfig"
+#define FORM_ROOMINFO NS_MUC "#roominfo"
+
+/* History kept per room: at most this many messages (the room's
+ * historylength is at most that) and this many bytes. */
+#define HISTORY_MAX 200
+#define HISTORY_DEFAULT 20
+#define HISTORY_BYTES (256 * 1024)
+/* Subject, room name and description: bytes at most. */
+#define TEXT_MAX 1024
+
+void mod_muc_init(void);
+void mod_muc_deinit(void);
+
+/* XEP-0045 §5.2, in increasing privilege (stored: store/muc.h). */
+enum affiliation {
+	AFF_OUTCAST = MUC_AFF_OUTCAST,
+	AFF_NONE = MUC_AFF_NONE,
+	AFF_MEMBER = MUC_AFF_MEMBER,
+	AFF_ADMIN = MUC_AFF_ADMIN,
+	AFF_OWNER = MUC_AFF_OWNER,
+};
+static const char *const aff_names[] = { "outcast", "none", "member",
+	"admin", "owner" };
+/* §5.1 */
+enum role { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR };
+static const char *const role_names[] = { "none", "visitor", "participant",
+	"moderator" };
+/* muc#roomconfig_allowpm */
+enum allowpm { PM_ANYONE, PM_PARTICIPANTS, PM_MODERATORS, PM_NONE };
+static const char *const pm_names[] = { "anyone", "participants",
+	"moderators", "none" };
+
+struct room_config {
+	char *name;             /* muc#roomconfig_roomname, NULL: none */
+	char *desc;             /* muc#roomconfig_roomdesc */
+	char *secret;           /* muc#roomconfig_roomsecret */
+	unsigned maxusers;      /* 0: no limit */
+	unsigned historylength;
+	unsigned char allowpm;  /* enum allowpm */
+	unsigned publicroom : 1, membersonly : 1, moderated : 1,
+	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
+	    persistent : 1;
+};
+
+/*
+ * An occupant: one nick of one real bare JID, with the sessions of that
+ * JID that joined under it (XEP-0045 multi-session: they share it).
+ * The presence extensions it sent (show, status, caps ...) are kept
+ * serialized, so that a joiner gets them without a tree per occupant.
+ */
+struct occupant {
+	struct occupant *next;
+	char *nick;
+	char *bare;                 /* its real bare JID */
+	char *extra;                /* serialized presence children, or
+	                               NULL */
+	struct session **sessions;
+	unsigned nsessions;
+	unsigned char role, affiliation;
+};
+
+struct affil {
+	char *jid;                  /* a bare JID */
+	enum affiliation aff;
+};
+
+/* A message of the room's history, kept serialized without 'to' with
+ * its <delay/>: "<message" + rest. */
+struct history {
+	char *bytes;
+	size_t len;
+	double stamp;               /* ev_time() when sent */
+};
+
+struct service;
+
+struct room {
+	struct service *svc;
+	char *node;                 /* prepared room name */
+	char *jid;                  /* room@service */
+	struct room_config cfg;
+	int locked;                 /* created, not configured (§10.1.2) */
+	char *subject, *subject_nick;
+	struct occupant *occupants;
+	unsigned noccupants;
+	struct affil *affils;
+	size_t naffils;
+	struct history *hist;       /* a ring of cfg.historylength at most */
+	unsigned hist_start, hist_n, hist_cap;
+	size_t hist_bytes;
+};
+
+struct service {
+	char *domain;
+	char *host;
+	struct strmap *rooms;       /* node -> struct room */
+	int loading;                /* persistent rooms not all read yet */
+};
+
+/* An IQ whose answer waits for its write to be committed
+ * (ARCHITECTURE.md: a result for a write only after the commit). */
+struct wait_reply {
+	struct wait_reply *next;
+	uint64_t tag;
+	uint64_t session;
+	struct xel *iq;             /* stanza_iq_skeleton */
+};
+
+static struct service *services;
+static size_t nservices;
+static uint64_t sid_serial;         /* XEP-0359 ids */
+static uint32_t sid_epoch;
+/* Sessions that ended while a room was being walked: removed when the
+ * outermost operation returns (depth 0).  A session stays a valid
+ * pointer until the loop sleeps (session.h). */
+static unsigned depth;
+static struct session **ended;
+static size_t nended;
+/* Full JIDs of sessions in some room -> count, so that a session end
+ * outside every room costs one lookup. */
+static struct strmap *joined;
+static struct wait_reply *waiting;
+static uint64_t next_tag = 1;
+/* Storage completions of an earlier life of the module are ignored. */
+static uint64_t generation;
+
+static void occupant_remove(struct room *r, struct occupant *o, int code,
+    const char *reason, const char *actor);
+
+/* Utilities. */
+
+static int
+attr_is(const struct xel *el, const char *name, const char *value)
+{
+	const char *v = xel_attr(el, name);
+
+	return v != NULL && strcmp(v, value) == 0;
+}
+
+static void
+send_free(struct session *s, struct xel *st)
+{
+	if (st == NULL)
+		return;
+	session_send(s, st);
+	arena_free(st->arena);
+}
+
+static void
+bounce_typed(struct session *s, const struct xel *st, const char *type,
+    const char *cond, const char *text)
+{
+	if (s != NULL)
+		send_free(s, stanza_error(st, type, cond, text));
+}
+
+static void
+bounce(struct session *s, const struct xel *st, const char *cond)
+{
+	bounce_typed(s, st, NULL, cond, NULL);
+}
+
+static void
+joined_add(struct session *s)
+{
+	uintptr_t n = (uintptr_t)strmap_get(joined, s->full);
+
+	strmap_put(joined, s->full, (void *)(n + 1));
+}
+
+static void
+joined_del(struct session *s)
+{
+	uintptr_t n = (uintptr_t)strmap_get(joined, s->full);
+
+	if (n <= 1)
+		strmap_del(joined, s->full);
+	else
+		strmap_put(joined, s->full, (void *)(n - 1));
+}
+
+static int
+parse_bool(const char *v)
+{
+	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+}
+
+static char *
+dup_bounded(const char *v)
+{
+	size_t n = strlen(v);
+
+	return n == 0 ? NULL : xstrndup(v, n > TEXT_MAX ? TEXT_MAX : n);
+}
+
+static void
+format_stamp(double t, char *out, size_t len)
+{
+	time_t sec = (time_t)t;
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&sec, &tm);
+	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, len - n, ".%03dZ", (int)((t - (double)sec) * 1000));
+}
+
+/* XEP-0082 date-time to Unix time; -1 when malformed. */
+static double
+parse_stamp(const char *s)
+{
+	struct tm tm;
+	const char *p;
+	int off = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return -1;
+	if (*p == '.')
+		while (*++p >= '0' && *p <= '9')
+			;
+	if (*p == '+' || *p == '-') {
+		const char *d = p + 1;
+		int h, m;
+
+		/* "HH:MM" */
+		for (int i = 0; i < 5; i++)
+			if (i == 2 ? d[i] != ':' : (d[i] < '0' || d[i] > '9'))
+				return -1;
+		h = (d[0] - '0') * 10 + (d[1] - '0');
+		m = (d[3] - '0') * 10 + (d[4] - '0');
+		off = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
+	} else if (*p != 'Z')
+		return -1;
+	return (double)(timegm(&tm) - off);
+}
+
+/* Services and rooms. */
+
+static struct service *
+service_find(const char *domain)
+{
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].domain, domain) == 0)
+			return &services[i];
+	return NULL;
+}
+
+static struct room *
+room_find(struct service *svc, const char *node)
+{
+	return node ? strmap_get(svc->rooms, node) : NULL;
+}
+
+static enum affiliation
+room_affiliation(const struct room *r, const char *bare)
+{
+	for (size_t i = 0; i < r->naffils; i++)
+		if (strcmp(r->affils[i].jid, bare) == 0)
+			return r->affils[i].aff;
+	return AFF_NONE;
+}
+
+static void
+room_set_affiliation(struct room *r, const char *bare, enum affiliation a)
+{
+	for (size_t i = 0; i < r->naffils; i++)
+		if (strcmp(r->affils[i].jid, bare) == 0) {
+			if (a != AFF_NONE) {
+				r->affils[i].aff = a;
+				return;
+			}
+			free(r->affils[i].jid);
+			r->affils[i] = r->affils[--r->naffils];
+			return;
+		}
+	if (a == AFF_NONE)
+		return;
+	r->affils = xreallocarray(r->affils, r->naffils + 1,
+	    sizeof(*r->affils));
+	r->affils[r->naffils].jid = xstrdup(bare);
+	r->affils[r->naffils++].aff = a;
+}
+
+/* §5.1.2 default roles. */
+static enum role
+default_role(const struct room *r, enum affiliation a)
+{
+	if (a >= AFF_ADMIN)
+		return ROLE_MODERATOR;
+	if (a == AFF_MEMBER || !r->cfg.moderated)
+		return ROLE_PARTICIPANT;
+	return ROLE_VISITOR;
+}
+
+static struct room *
+room_new(struct service *svc, const char *node)
+{
+	struct room *r = xcalloc(1, sizeof(*r));
+
+	r->svc = svc;
+	r->node = xstrdup(node);
+	r->jid = xasprintf("%s@%s", node, svc->domain);
+	r->cfg.publicroom = 1;
+	r->cfg.changesubject = 0;
+	r->cfg.allowpm = PM_ANYONE;
+	r->cfg.historylength = HISTORY_DEFAULT;
+	r->locked = 1;
+	strmap_put(svc->rooms, node, r);
+	return r;
+}
+
+static void
+history_clear(struct room *r)
+{
+	for (unsigned i = 0; i < r->hist_n; i++)
+		free(r->hist[(r->hist_start + i) % r->hist_cap].bytes);
+	free(r->hist);
+	r->hist = NULL;
+	r->hist_start = r->hist_n = r->hist_cap = 0;
+	r->hist_bytes = 0;
+}
+
+static void
+occupant_free(struct occupant *o)
+{
+	free(o->nick);
+	free(o->bare);
+	free(o->extra);
+	free(o->sessions);
+	free(o);
+}
+
+/* Unlink r and free it; its occupants must have been told. */
+static void
+room_free(struct room *r)
+{
+	struct occupant *o, *next;
+
+	strmap_del(r->svc->rooms, r->node);
+	for (o = r->occupants; o; o = next) {
+		next = o->next;
+		for (unsigned i = 0; i < o->nsessions; i++)
+			joined_del(o->sessions[i]);
+		occupant_free(o);
+	}
+	for (size_t i = 0; i < r->naffils; i++)
+		free(r->affils[i].jid);
+	free(r->affils);
+	history_clear(r);
+	free(r->cfg.name);
+	free(r->cfg.desc);
+	free(r->cfg.secret);
+	free(r->subject);
+	free(r->subject_nick);
+	free(r->node);
+	free(r->jid);
+	free(r);
+}
+
+static struct occupant *
+occupant_by_nick(const struct room *r, const char *nick)
+{
+	for (struct occupant *o = r->occupants; o; o = o->next)
+		if (strcmp(o->nick, nick) == 0)
+			return o;
+	return NULL;
+}
+
+static struct occupant *
+occupant_by_session(const struct room *r, const struct session *s)
+{
+	for (struct occupant *o = r->occupants; o; o = o->next)
+		for (unsigned i = 0; i < o->nsessions; i++)
+			if (o->sessions[i] == s)
+				return o;
+	return NULL;
+}
+
+/* Whether p may see the real JIDs of the room's occupants. */
+static int
+sees_jids(const struct room *r, const struct occupant *p)
+{
+	return r->cfg.whois_anyone || p->role == ROLE_MODERATOR;
+}
+
+/*
+ * Fan-out: one stanza serialized once, without 'to', each copy being
+ * "<NAME to='...'" and the rest (session_send_fanout); the delivery
+ * hooks (blocking) see the stanza and the sender's room JID.
+ */
+struct fan {
+	struct xel *st;
+	struct buf bytes;
+	size_t rest;
+	struct jid from;
+};
+
+static void
+fan_init(struct fan *f, struct xel *st)
+{
+	f->st = st;
+	buf_init(&f->bytes);
+	xel_serialize(st, &f->bytes, NS_CLIENT);
+	f->rest = 1 + strlen(st->name);
+	memset(&f->from, 0, sizeof(f->from));
+	(void)jid_parse(&f->from, xel_attr(st, "from"));
+}
+
+static void
+fan_send(struct fan *f, struct session *s)
+{
+	if (s->closing || (f->from.domain != NULL &&
+	    hook_run_deliver(s, f->st, &f->from) == HOOK_HANDLED))
+		return;
+	session_send_fanout(s, f->st, s->full, buf_head(&f->bytes) + f->rest,
+	    buf_avail(&f->bytes) - f->rest);
+}
+
+static void
+fan_done(struct fan *f)
+{
+	buf_free(&f->bytes);
+	jid_free(&f->from);
+}
+
+/* Presence. */
+
+struct pres_opts {
+	int unavailable;
+	const char *newnick;        /* 303: the new nick */
+	const int *codes;           /* for everyone, 0-terminated */
+	const struct xel *destroy;  /* the <destroy/> of §10.9 */
+	const char *reason;         /* 307, 301, ... */
+	const char *actor;
+};
+
+/*
+ * The presence of occupant o as recipient p sees it (self: p is o, with
+ * 110 and the self codes); real JID as p may see it, jid of session s.
+ * A new arena, no 'to'.
+ */
+static struct xel *
+pres_build(const struct room *r, const struct occupant *o,
+    const struct pres_opts *po, int with_jid, int self,
+    const int *self_codes, const struct session *s)
+{
+	struct xel *p = xel_new(arena_new(1024), "presence", NS_CLIENT);
+	struct xel *x, *item;
+	char *from = xasprintf("%s/%s", r->jid, o->nick);
+
+	xel_set_attr(p, "from", from);
+	free(from);
+	if (po->unavailable)
+		xel_set_attr(p, "type", "unavailable");
+	else if (o->extra != NULL) {
+		struct xel *ex = xml_parse_element(o->extra, strlen(o->extra),
+		    NS_CLIENT, NULL);
+
+		if (ex != NULL) {
+			for (struct xel *c = ex->children; c; c = c->next)
+				if (c->name != NULL)
+					xel_append_copy(p, c);
+			arena_free(ex->arena);
+		}
+	}
+	x = xel_add(p, "x", NS_MUC_USER);
+	item = xel_add(x, "item", NULL);
+	xel_set_attr(item, "affiliation", aff_names[o->affiliation]);
+	xel_set_attr(item, "role", po->unavailable && !po->newnick ?
+	    "none" : role_names[o->role]);
+	if (with_jid && s != NULL)
+		xel_set_attr(item, "jid", s->full);
+	if (po->newnick)
+		xel_set_attr(item, "nick", po->newnick);
+	if (po->actor)
+		xel_set_attr(xel_add(item, "actor", NULL), "nick", po->actor);
+	if (po->reason)
+		xel_text_set(xel_add(item, "reason", NULL), po->reason);
+	if (po->destroy)
+		xel_append_copy(x, po->destroy);
+	for (const int *c = self ? self_codes : NULL; c && *c; c++) {
+		char v[8];
+
+		snprintf(v, sizeof(v), "%d", *c);
+		xel_set_attr(xel_add(x, "status", NULL), "code", v);
+	}
+	for (const int *c = po->codes; c && *c; c++) {
+		char v[8];
+
+		snprintf(v, sizeof(v), "%d", *c);
+		xel_set_attr(xel_add(x, "status", NULL), "code", v);
+	}
+	return p;
+}
+
+/* o's presence to one session of p (a joiner being told who is in). */
+static void
+pres_to_session(const struct room *r, const struct occupant *o,
+    const struct occupant *p, struct session *to)
+{
+	struct pres_opts po = { 0 };
+	struct xel *st = pres_build(r, o, &po, sees_jids(r, p), 0, NULL,
+	    o->nsessions ? o->sessions[0] : NULL);
+	struct fan f;
+
+	fan_init(&f, st);
+	fan_send(&f, to);
+	fan_done(&f);
+	arena_free(st->arena);
+}
+
+/*
+ * o's presence to every occupant: three serializations at most (with
+ * the real JID, without, and o's own with self_codes and 110, §7.2.3),
+ * each sent as a fan-out.  only: o's sessions get their own copy, the
+ * others nothing (a second session joining under a nick already in).
+ */
+static void
+pres_broadcast(struct room *r, struct occupant *o, const struct pres_opts *po,
+    const int *self_codes, struct session *only)
+{
+	struct xel *v[2] = { NULL, NULL }, *self;
+	struct fan fv[2], fself;
+	struct session *jid_of = only ? only :
+	    (o->nsessions ? o->sessions[0] : NULL);
+
+	self = pres_build(r, o, po, 1, 1, self_codes, jid_of);
+	fan_init(&fself, self);
+	if (only != NULL) {
+		fan_send(&fself, only);
+		goto done;
+	}
+	for (struct occupant *p = r->occupants; p; p = p->next) {
+		int k = sees_jids(r, p);
+
+		if (p == o) {
+			for (unsigned i = 0; i < o->nsessions; i++)
+				fan_send(&fself, o->sessions[i]);
+			continue;
+		}
+		if (v[k] == NULL) {
+			v[k] = pres_build(r, o, po, k, 0, NULL, jid_of);
+			fan_init(&fv[k], v[k]);
+		}
+		for (unsigned i = 0; i < p->nsessions; i++)
+			fan_send(&fv[k], p->sessions[i]);
+	}
+	for (int k = 0; k < 2; k++)
+		if (v[k] != NULL) {
+			fan_done(&fv[k]);
+			arena_free(v[k]->arena);
+		}
+done:
+	fan_done(&fself);
+	arena_free(self->arena);
+}
+
+/* The presence children worth keeping (not the MUC ones). */
+static char *
+presence_extra(const struct xel *pres)
+{
+	struct buf b;
+	char *s;
+
+	buf_init(&b);
+	buf_adds(&b, "<presence>");
+	for (const struct xel *c = pres->children; c; c = c->next) {
+		if (c->name == NULL || strcmp(c->ns, NS_MUC) == 0 ||
+		    strcmp(c->ns, NS_MUC_USER) == 0 ||
+		    strcmp(c->name, "error") == 0)
+			continue;
+		xel_serialize(c, &b, NS_CLIENT);
+	}
+	if (buf_avail(&b) == sizeof("<presence>") - 1) {
+		buf_free(&b);
+		return NULL;
+	}
+	buf_adds(&b, "</presence>");
+	s = buf_strdup(&b);
+	buf_free(&b);
+	return s;
+}
+
+/* Messages from the room itself (subject, status codes). */
+
+static struct xel *
+room_message(const struct room *r, const char *nick)
+{
+	struct xel *m = xel_new(arena_new(1024), "message", NS_CLIENT);
+
+	if (nick != NULL) {
+		char *from = xasprintf("%s/%s", r->jid, nick);
+
+		xel_set_attr(m, "from", from);
+		free(from);
+	} else
+		xel_set_attr(m, "from", r->jid);
+	xel_set_attr(m, "type", "groupchat");
+	return m;
+}
+
+static void
+fan_to_room(struct room *r, struct xel *st)
+{
+	struct fan f;
+
+	fan_init(&f, st);
+	for (struct occupant *p = r->occupants; p; p = p->next)
+		for (unsigned i = 0; i < p->nsessions; i++)
+			fan_send(&f, p->sessions[i]);
+	fan_done(&f);
+}
+
+/* §10.2.1: configuration changed, with its status codes. */
+static void
+notify_config(struct room *r, const int *codes)
+{
+	struct xel *m = room_message(r, NULL), *x;
+
+	x = xel_add(m, "x", NS_MUC_USER);
+	for (; *codes; codes++) {
+		char v[8];
+
+		snprintf(v, sizeof(v), "%d", *codes);
+		xel_set_attr(xel_add(x, "status", NULL), "code", v);
+	}
+	fan_to_room(r, m);
+	arena_free(m->arena);
+}
+
+/* §7.2.15: the subject (possibly empty) after presence and history. */
+static void
+send_subject(const struct room *r, struct session *to)
+{
+	struct xel *m = room_message(r, r->subject_nick);
+
+	xel_text_set(xel_add(m, "subject", NULL), r->subject ? r->subject :
+	    "");
+	xel_set_attr(m, "to", to->full);
+	session_send(to, m);
+	arena_free(m->arena);
+}
+
+/* History. */
+
+static void
+history_drop_oldest(struct room *r)
+{
+	struct history *h = &r->hist[r->hist_start];
+
+	r->hist_bytes -= h->len;
+	free(h->bytes);
+	r->hist_start = (r->hist_start + 1) % r->hist_cap;
+	r->hist_n--;
+}
+
+static void
+history_resize(struct room *r, unsigned cap)
+{
+	struct history *nh;
+
+	while (r->hist_n > cap)
+		history_drop_oldest(r);
+	if (cap == 0) {
+		history_clear(r);
+		return;
+	}
+	nh = xcalloc(cap, sizeof(*nh));
+	for (unsigned i = 0; i < r->hist_n; i++)
+		nh[i] = r->hist[(r->hist_start + i) % r->hist_cap];
+	free(r->hist);
+	r->hist = nh;
+	r->hist_cap = cap;
+	r->hist_start = 0;
+}
+
+/* Keep msg (no 'to') with its XEP-0203 <delay/>, bounded. */
+static void
+history_add(struct room *r, struct xel *msg, double now)
+{
+	struct xel *d;
+	struct buf b;
+	char stamp[40];
+	struct history *h;
+
+	if (r->cfg.historylength == 0)
+		return;
+	if (r->hist_cap != r->cfg.historylength)
+		history_resize(r, r->cfg.historylength);
+	format_stamp(now, stamp, sizeof(stamp));
+	d = xel_add(msg, "delay", NS_DELAY);
+	xel_set_attr(d, "from", r->jid);
+	xel_set_attr(d, "stamp", stamp);
+	buf_init(&b);
+	xel_serialize(msg, &b, NS_CLIENT);
+	xel_remove(d);
+	if (buf_avail(&b) > HISTORY_BYTES) {
+		buf_free(&b);
+		return;
+	}
+	while (r->hist_n > 0 && (r->hist_n == r->hist_cap ||
+	    r->hist_bytes + buf_avail(&b) > HISTORY_BYTES))
+		history_drop_oldest(r);
+	h = &r->hist[(r->hist_start + r->hist_n) % r->hist_cap];
+	h->len = buf_avail(&b);
+	h->bytes = buf_strdup(&b);
+	h->stamp = now;
+	buf_free(&b);
+	r->hist_n++;
+	r->hist_bytes += h->len;
+}
+
+/*
+ * §7.2.14: the history a joiner asked for (<history/> in its muc <x/>:
+ * maxstanzas, maxchars counting the whole stanzas as sent, seconds,
+ * since), the newest that fit, oldest first.
+ */
+static void
+history_send(const struct room *r, const struct xel *req, struct session *to)
+{
+	unsigned long maxstanzas = HISTORY_MAX;
+	size_t maxchars = (size_t)-1, chars = 0;
+	double after = 0;
+	unsigned first = r->hist_n, k;
+	const char *v;
+	size_t tolen = strlen(to->full) + sizeof(" to=''") - 1;
+
+	if (req != NULL) {
+		if ((v = xel_attr(req, "maxstanzas")) != NULL)
+			maxstanzas = strtoul(v, NULL, 10);
+		if ((v = xel_attr(req, "maxchars")) != NULL)
+			maxchars = strtoul(v, NULL, 10);
+		if ((v = xel_attr(req, "seconds")) != NULL)
+			after = ev_time() - strtod(v, NULL);
+		if ((v = xel_attr(req, "since")) != NULL) {
+			double since = parse_stamp(v);
+
+			if (since > after)
+				after = since;
+		}
+	}
+	for (k = 0; k < r->hist_n && k < maxstanzas; k++) {
+		const struct history *h =
+		    &r->hist[(r->hist_start + r->hist_n - 1 - k) % r->hist_cap];
+
+		if (h->stamp < after || chars + h->len + tolen > maxchars)
+			break;
+		chars += h->len + tolen;
+		first = r->hist_n - 1 - k;
+	}
+	for (k = first; k < r->hist_n; k++) {
+		const struct history *h =
+		    &r->hist[(r->hist_start + k) % r->hist_cap];
+		struct xel *m = xml_parse_element(h->bytes, h->len, NS_CLIENT,
+		    NULL);
+
+		if (m == NULL)
+			continue;
+		/* The bytes kept are what was serialized: sent as they
+		 * are, the tree only for the session API's look. */
+		session_send_fanout(to, m, to->full, h->bytes + 8,
+		    h->len - 8);
+		arena_free(m->arena);
+	}
+}
+
+/* Joining, changing nick, leaving. */
+
+static void
+occupant_add_session(struct occupant *o, struct session *s)
+{
+	o->sessions = xreallocarray(o->sessions, o->nsessions + 1,
+	    sizeof(*o->sessions));
+	o->sessions[o->nsessions++] = s;
+	joined_add(s);
+}
+
+/* Tell the joiner who is there, then everyone about it, then itself. */
+static void
+join_announce(struct room *r, struct occupant *o, struct session *s,
+    int created, const struct xel *mucx)
+{
+	int codes[4], n = 0;
+	struct pres_opts po = { 0 };
+
+	for (struct occupant *p = r->occupants; p; p = p->next)
+		if (p != o)
+			pres_to_session(r, p, o, s);
+	if (r->cfg.whois_anyone)
+		codes[n++] = 100;
+	if (created)
+		codes[n++] = 201;
+	codes[n++] = 110;
+	codes[n] = 0;
+	pres_broadcast(r, o, &po, codes, o->nsessions > 1 ? s : NULL);
+	if (!created)
+		history_send(r, xel_child(mucx, "history", NS_MUC), s);
+	send_subject(r, s);
+}
+
+/* The checks of §7.2 for a new occupant; 0, or -1 after the error. */
+static int
+join_allowed(struct room *r, struct session *s, struct xel *pres,
+    const struct xel *mucx, enum affiliation a)
+{
+	const char *pw;
+
+	if (a == AFF_OUTCAST) {
+		bounce(s, pres, "forbidden");                   /* §7.2.7 */
+		return -1;
+	}
+	if (r->locked && a != AFF_OWNER) {
+		bounce(s, pres, "item-not-found");            /* §10.1.2 */
+		return -1;
+	}
+	if (r->cfg.membersonly && a < AFF_MEMBER) {
+		bounce(s, pres, "registration-required");       /* §7.2.6 */
+		return -1;
+	}
+	if (r->cfg.passwordprotected && a != AFF_OWNER) {
+		pw = xel_text(xel_child(mucx, "password", NS_MUC));
+		if (r->cfg.secret != NULL && strcmp(pw, r->cfg.secret) != 0) {
+			bounce(s, pres, "not-authorized");      /* §7.2.5 */
+			return -1;
+		}
+	}
+	if (r->cfg.maxusers && r->noccupants >= r->cfg.maxusers &&
+	    a < AFF_ADMIN) {
+		bounce_typed(s, pres, "wait", "service-unavailable",
+		    NULL);                                      /* §7.2.9 */
+		return -1;
+	}
+	return 0;
+}
+
+static void
+join(struct service *svc, struct room *r, struct session *s,
+    struct xel *pres, const struct jid *to)
+{
+	const struct xel *mucx = xel_child(pres, "x", NS_MUC);
+	struct occupant *o;
+	enum affiliation a;
+	int created = 0;
+
+	if (r == NULL) {
+		/* §10.1.1: the first to join creates it and owns it. */
+		r = room_new(svc, to->node);
+		room_set_affiliation(r, s->bare, AFF_OWNER);
+		created = 1;
+		log_info("muc: %s created by %s", r->jid, s->full);
+	}
+	o = occupant_by_nick(r, to->resource);
+	if (o != NULL && strcmp(o->bare, s->bare) != 0) {
+		bounce(s, pres, "conflict");                    /* §7.2.8 */
+		return;
+	}
+	a = room_affiliation(r, s->bare);
+	if (o == NULL && join_allowed(r, s, pres, mucx, a) < 0)
+		return;
+	if (o != NULL) {
+		/* Another session of the same JID under its nick. */
+		occupant_add_session(o, s);
+		join_announce(r, o, s, 0, mucx);
+		return;
+	}
+	o = xcalloc(1, sizeof(*o));
+	o->nick = xstrdup(to->resource);
+	o->bare = xstrdup(s->bare);
+	o->extra = presence_extra(pres);
+	o->affiliation = (unsigned char)a;
+	o->role = (unsigned char)default_role(r, a);
+	occupant_add_session(o, s);
+	/* Appended: presences go out in joining order. */
+	{
+		struct occupant **pp = &r->occupants;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		*pp = o;
+	}
+	r->noccupants++;
+	join_announce(r, o, s, created, mucx);
+}
+
+/* §7.6: nick change, 303 in the unavailable presence. */
+static void
+change_nick(struct room *r, struct occupant *o, struct session *s,
+    struct xel *pres, const char *nick)
+{
+	static const int c303[] = { 303, 0 };
+	static const int c110[] = { 110, 0 };
+	struct pres_opts po = { 0 };
+
+	if (occupant_by_nick(r, nick) != NULL) {
+		bounce(s, pres, "conflict");
+		return;
+	}
+	po.unavailable = 1;
+	po.newnick = nick;
+	po.codes = c303;
+	pres_broadcast(r, o, &po, c110, NULL);
+	free(o->nick);
+	o->nick = xstrdup(nick);
+	free(o->extra);
+	o->extra = presence_extra(pres);
+	memset(&po, 0, sizeof(po));
+	pres_broadcast(r, o, &po, c110, NULL);
+}
+
+/* Rooms without occupants: a temporary one goes (§10.1.1 "destroyed
+ * when the last occupant exits"), a locked one too; a persistent one
+ * stays. */
+static void
+room_maybe_free(struct room *r)
+{
+	if (r->occupants == NULL && !r->cfg.persistent) {
+		log_info("muc: %s destroyed (empty)", r->jid);
+		room_free(r);
+	}
+}
+
+/*
+ * Session s leaves occupant o: its own unavailable (110), and if it was
+ * o's last session, everyone's.  po: the reason (kick, ban, destroy).
+ */
+static void
+occupant_leave(struct room *r, struct occupant *o, struct session *s,
+    const struct pres_opts *po)
+{
+	static const int c110[] = { 110, 0 };
+	struct occupant **pp;
+	unsigned i;
+
+	for (i = 0; i < o->nsessions && o->sessions[i] != s; i++)
+		;
+	if (i == o->nsessions)
+		return;
+	if (o->nsessions > 1) {
+		pres_broadcast(r, o, po, c110, s);
+		o->sessions[i] = o->sessions[--o->nsessions];
+		joined_del(s);
+		return;
+	}
+	pres_broadcast(r, o, po, c110, NULL);
+	joined_del(s);
+	for (pp = &r->occupants; *pp != NULL && *pp != o; pp = &(*pp)->next)
+		;
+	if (*pp != NULL)
+		*pp = o->next;
+	r->noccupants--;
+	occupant_free(o);
+}
+
+static void
+presence_to_room(struct service *svc, struct session *s, struct xel *pres,
+    const struct jid *to)
+{
+	struct room *r = room_find(svc, to->node);
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	const char *type = xel_attr(pres, "type");
+
+	if (type != NULL && (strcmp(type, "unavailable") == 0 ||
+	    strcmp(type, "error") == 0)) {
+		struct pres_opts po = { 0 };
+
+		po.unavailable = 1;
+		if (o == NULL)
+			return;
+		occupant_leave(r, o, s, &po);
+		room_maybe_free(r);
+		return;
+	}
+	if (type != NULL)
+		return;                 /* probes, subscriptions: ignored */
+	if (to->resource == NULL) {
+		/* §7.2.1: a nick is needed. */
+		if (o == NULL)
+			bounce(s, pres, "jid-malformed");
+		return;
+	}
+	if (o == NULL)
+		join(svc, r, s, pres, to);
+	else if (strcmp(o->nick, to->resource) != 0)
+		change_nick(r, o, s, pres, to->resource);
+	else {
+		/* §7.7: a new status, broadcast. */
+		struct pres_opts po = { 0 };
+		static const int c110[] = { 110, 0 };
+
+		free(o->extra);
+		o->extra = presence_extra(pres);
+		pres_broadcast(r, o, &po, c110, NULL);
+	}
+}
+
+/* Storage of persistent rooms (store/muc.h). */
+
+static void
+reply_done(uint64_t owner, uint64_t tag, enum store_status st)
+{
+	struct wait_reply **pp, *w;
+	struct session *s;
+
+	for (pp = &waiting; *pp && (*pp)->tag != tag; pp = &(*pp)->next)
+		;
+	if ((w = *pp) == NULL)
+		return;
+	*pp = w->next;
+	if ((s = sm_find_id(w->session)) != NULL && !s->closing)
+		send_free(s, st == STORE_OK || st == STORE_NOT_FOUND ?
+		    stanza_iq_result(w->iq) : stanza_error(w->iq, NULL,
+		    "internal-server-error", NULL));
+	arena_free(w->iq->arena);
+	free(w);
+}
+
+static void
+write_done(uint64_t owner, uint64_t tag, enum store_status st)
+{
+	if (st != STORE_OK && st != STORE_NOT_FOUND)
+		log_warnx("muc: a room could not be stored (%s)",
+		    store_status_str(st));
+}
+
+/* The result of iq once what was queued before is committed. */
+static uint64_t
+reply_after_commit(struct session *s, const struct xel *iq)
+{
+	struct wait_reply *w;
+
+	if (iq == NULL)
+		return 0;
+	w = xcalloc(1, sizeof(*w));
+	w->tag = next_tag++;
+	w->session = s->id;
+	w->iq = stanza_iq_skeleton(iq);
+	w->next = waiting;
+	waiting = w;
+	return w->tag;
+}
+
+static unsigned
+room_flags(const struct room_config *c)
+{
+	return (c->publicroom ? MUC_ROOM_PUBLIC : 0) |
+	    (c->membersonly ? MUC_ROOM_MEMBERSONLY : 0) |
+	    (c->moderated ? MUC_ROOM_MODERATED : 0) |
+	    (c->passwordprotected ? MUC_ROOM_PASSWORD : 0) |
+	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
+	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0);
+}
+
+/*
+ * Write a persistent room (configuration, subject, affiliations); with
+ * iq (from s), its result goes out after the commit.  Returns whether
+ * the answer was taken care of.
+ */
+static int
+room_save(struct room *r, struct session *s, const struct xel *iq)
+{
+	struct muc_room_row row = { 0 };
+	struct muc_affil_row *a;
+	uint64_t tag;
+
+	if (!r->cfg.persistent)
+		return 0;
+	a = xcalloc(r->naffils + 1, sizeof(*a));
+	for (size_t i = 0; i < r->naffils; i++) {
+		a[i].jid = r->affils[i].jid;
+		a[i].affiliation = (enum muc_affiliation)r->affils[i].aff;
+	}
+	row.service = r->svc->domain;
+	row.node = r->node;
+	row.name = r->cfg.name;
+	row.desc = r->cfg.desc;
+	row.secret = r->cfg.secret;
+	row.subject = r->subject;
+	row.subject_nick = r->subject_nick;
+	row.flags = room_flags(&r->cfg);
+	row.allowpm = r->cfg.allowpm;
+	row.maxusers = r->cfg.maxusers;
+	row.historylength = r->cfg.historylength;
+	row.affils = a;
+	row.naffils = r->naffils;
+	tag = iq ? reply_after_commit(s, iq) : 0;
+	muc_store_save(&row, iq ? reply_done : write_done, generation, tag);
+	free(a);
+	return iq != NULL;
+}
+
+static int
+room_unsave(struct room *r, struct session *s, const struct xel *iq)
+{
+	uint64_t tag = iq ? reply_after_commit(s, iq) : 0;
+
+	muc_store_delete(r->svc->domain, r->node, iq ? reply_done :
+	    write_done, generation, tag);
+	return iq != NULL;
+}
+
+/* A persistent room read at start-up. */
+static void
+room_from_row(struct service *svc, const struct muc_room_row *row)
+{
+	struct room *r;
+
+	if (room_find(svc, row->node) != NULL)
+		return;
+	r = room_new(svc, row->node);
+	r->locked = 0;
+	r->cfg.persistent = 1;
+	r->cfg.name = row->name ? xstrdup(row->name) : NULL;
+	r->cfg.desc = row->desc ? xstrdup(row->desc) : NULL;
+	r->cfg.secret = row->secret ? xstrdup(row->secret) : NULL;
+	r->cfg.publicroom = (row->flags & MUC_ROOM_PUBLIC) != 0;
+	r->cfg.membersonly = (row->flags & MUC_ROOM_MEMBERSONLY) != 0;
+	r->cfg.moderated = (row->flags & MUC_ROOM_MODERATED) != 0;
+	r->cfg.passwordprotected = (row->flags & MUC_ROOM_PASSWORD) != 0;
+	r->cfg.whois_anyone = (row->flags & MUC_ROOM_WHOIS_ANYONE) != 0;
+	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
+	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
+	    row->allowpm : PM_ANYONE);
+	r->cfg.maxusers = row->maxusers;
+	r->cfg.historylength = row->historylength <= HISTORY_MAX ?
+	    row->historylength : HISTORY_MAX;
+	r->subject = row->subject ? xstrdup(row->subject) : NULL;
+	r->subject_nick = row->subject_nick ? xstrdup(row->subject_nick) :
+	    NULL;
+	for (size_t i = 0; i < row->naffils; i++)
+		if (row->affils[i].affiliation <= MUC_AFF_OWNER)
+			room_set_affiliation(r, row->affils[i].jid,
+			    (enum affiliation)row->affils[i].affiliation);
+}
+
+/* A chunk of a service's persistent rooms (tag: its index). */
+static void
+rooms_loaded(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct muc_room_row *rows, size_t n, int more)
+{
+	struct service *svc;
+
+	if (owner != generation || tag >= nservices)
+		return;
+	svc = &services[tag];
+	if (st != STORE_OK) {
+		log_warnx("muc: %s: the persistent rooms could not be read",
+		    svc->domain);
+		svc->loading = 0;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		room_from_row(svc, &rows[i]);
+	if (more && n > 0) {
+		muc_store_load(svc->domain, rows[n - 1].id, rooms_loaded,
+		    generation, tag);
+		return;
+	}
+	svc->loading = 0;
+	log_info("muc: %s: %zu rooms", svc->domain,
+	    strmap_count(svc->rooms));
+}
+
+/* Messages. */
+
+static void
+stanza_id_new(char *out, size_t len)
+{
+	snprintf(out, len, "%08" PRIx32 "-%" PRIx64, sid_epoch,
+	    ++sid_serial);
+}
+
+/* §8.1: subject changes by moderators, or anyone if changesubject. */
+static int
+may_change_subject(const struct room *r, const struct occupant *o)
+{
+	return o->role == ROLE_MODERATOR ||
+	    (r->cfg.changesubject && o->role >= ROLE_PARTICIPANT);
+}
+
+/*
+ * §7.4: a groupchat message from occupant o to everyone, from its room
+ * JID, with the room's XEP-0359 <stanza-id/>, serialized once.
+ */
+static void
+groupchat(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg)
+{
+	const struct xel *subj = xel_child(msg, "subject", NS_CLIENT);
+	struct xel *m;
+	char sid[40];
+	const char *id = xel_attr(msg, "id");
+
+	if (o->role < ROLE_PARTICIPANT) {
+		bounce(s, msg, "forbidden");                    /* §7.4 */
+		return;
+	}
+	if (subj != NULL && xel_child(msg, "body", NS_CLIENT) == NULL) {
+		if (!may_change_subject(r, o)) {
+			bounce(s, msg, "forbidden");           /* §8.1 */
+			return;
+		}
+		free(r->subject);
+		r->subject = dup_bounded(xel_text(subj));
+		free(r->subject_nick);
+		r->subject_nick = xstrdup(o->nick);
+		room_save(r, NULL, NULL);
+	}
+	m = room_message(r, o->nick);
+	if (id != NULL)
+		xel_set_attr(m, "id", id);
+	for (const struct xel *c = msg->children; c; c = c->next) {
+		/* What only the room may say. */
+		if (c->name != NULL && (xel_is(c, "stanza-id", NS_SID) ||
+		    xel_is(c, "x", NS_MUC_USER) ||
+		    xel_is(c, "delay", NS_DELAY)))
+			continue;
+		xel_append_copy(m, c);
+	}
+	stanza_id_new(sid, sizeof(sid));
+	{
+		struct xel *x = xel_add(m, "stanza-id", NS_SID);
+
+		xel_set_attr(x, "id", sid);
+		xel_set_attr(x, "by", r->jid);
+	}
+	fan_to_room(r, m);
+	if (subj == NULL || xel_child(msg, "body", NS_CLIENT) != NULL)
+		history_add(r, m, ev_time());
+	arena_free(m->arena);
+}
+
+/* §7.5: a private message to one occupant's sessions. */
+static void
+private_message(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg, const char *nick)
+{
+	struct occupant *t = occupant_by_nick(r, nick);
+	enum allowpm pm = r->cfg.allowpm;
+	struct xel *m;
+	char *from;
+
+	if (pm == PM_NONE || (pm == PM_PARTICIPANTS &&
+	    o->role < ROLE_PARTICIPANT) || (pm == PM_MODERATORS &&
+	    o->role < ROLE_MODERATOR)) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	if (t == NULL) {
+		bounce(s, msg, "item-not-found");
+		return;
+	}
+	m = xel_copy(arena_new(1024), msg);
+	from = xasprintf("%s/%s", r->jid, o->nick);
+	xel_set_attr(m, "from", from);
+	free(from);
+	/* §7.5: marked, so that carbons do not copy it (XEP-0280). */
+	if (xel_child(m, "x", NS_MUC_USER) == NULL)
+		xel_add(m, "x", NS_MUC_USER);
+	for (unsigned i = 0; i < t->nsessions; i++) {
+		xel_set_attr(m, "to", t->sessions[i]->full);
+		router_route(m);
+	}
+	arena_free(m->arena);
+}
+
+static void
+message_to_room(struct service *svc, struct session *s, struct xel *msg,
+    const struct jid *to)
+{
+	struct room *r = room_find(svc, to->node);
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	const char *type = xel_attr(msg, "type");
+
+	if (type != NULL && strcmp(type, "error") == 0)
+		return;
+	if (r == NULL) {
+		bounce(s, msg, "item-not-found");
+		return;
+	}
+	if (o == NULL) {
+		bounce(s, msg, "not-acceptable");               /* §7.4 */
+		return;
+	}
+	if (to->resource != NULL) {
+		if (type != NULL && strcmp(type, "groupchat") == 0)
+			bounce(s, msg, "bad-request");          /* §7.5 */
+		else
+			private_message(r, o, s, msg, to->resource);
+	} else if (type != NULL && strcmp(type, "groupchat") == 0)
+		groupchat(r, o, s, msg);
+	else
+		/* Mediated invitations and voice requests: not yet. */
+		bounce(s, msg, "feature-not-implemented");
+}
+
+/* IQs: disco. */
+
+static void
+add_feature(struct xel *q, const char *var)
+{
+	xel_set_attr(xel_add(q, "feature", NULL), "var", var);
+}
+
+static struct xel *
+form_field(struct xel *form, const char *var, const char *type,
+    const char *label, const char *value)
+{
+	struct xel *f = xel_add(form, "field", NULL);
+
+	xel_set_attr(f, "var", var);
+	if (type)
+		xel_set_attr(f, "type", type);
+	if (label)
+		xel_set_attr(f, "label", label);
+	if (value)
+		xel_text_set(xel_add(f, "value", NULL), value);
+	return f;
+}
+
+static void
+room_info(const struct room *r, struct xel *q)
+{
+	struct xel *id = xel_add(q, "identity", NULL), *x;
+	char n[16];
+
+	xel_set_attr(id, "category", "conference");
+	xel_set_attr(id, "type", "text");
+	xel_set_attr(id, "name", r->cfg.name ? r->cfg.name : r->node);
+	add_feature(q, NS_MUC);
+	add_feature(q, NS_DISCO_INFO);
+	add_feature(q, NS_SID);
+	add_feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
+	add_feature(q, r->cfg.moderated ? "muc_moderated" :
+	    "muc_unmoderated");
+	add_feature(q, r->cfg.whois_anyone ? "muc_nonanonymous" :
+	    "muc_semianonymous");
+	add_feature(q, r->cfg.passwordprotected ? "muc_passwordprotected" :
+	    "muc_unsecured");
+	add_feature(q, r->cfg.persistent ? "muc_persistent" :
+	    "muc_temporary");
+	add_feature(q, r->cfg.publicroom ? "muc_public" : "muc_hidden");
+	/* §15.5.4: the muc#roominfo form. */
+	x = xel_add(q, "x", NS_XDATA);
+	xel_set_attr(x, "type", "result");
+	form_field(x, "FORM_TYPE", "hidden", NULL, FORM_ROOMINFO);
+	form_field(x, "muc#roominfo_description", NULL, "Description",
+	    r->cfg.desc ? r->cfg.desc : "");
+	snprintf(n, sizeof(n), "%u", r->noccupants);
+	form_field(x, "muc#roominfo_occupants", NULL,
+	    "Number of occupants", n);
+	form_field(x, "muc#roominfo_subject", NULL, "Current subject",
+	    r->subject ? r->subject : "");
+	form_field(x, "muc#roomconfig_roomname", NULL, "Name",
+	    r->cfg.name ? r->cfg.name : "");
+}
+
+static void
+service_info(struct xel *q)
+{
+	struct xel *id = xel_add(q, "identity", NULL);
+
+	xel_set_attr(id, "category", "conference");
+	xel_set_attr(id, "type", "text");
+	xel_set_attr(id, "name", "Chatrooms");
+	add_feature(q, NS_MUC);
+	add_feature(q, NS_DISCO_INFO);
+	add_feature(q, NS_DISCO_ITEMS);
+}
+
+/* §6.3: the public rooms (not locked ones). */
+static void
+list_room(const char *node, void *value, void *arg)
+{
+	struct room *r = value;
+	struct xel *it;
+
+	if (r->locked || !r->cfg.publicroom)
+		return;
+	it = xel_add(arg, "item", NULL);
+	xel_set_attr(it, "jid", r->jid);
+	xel_set_attr(it, "name", r->cfg.name ? r->cfg.name : r->node);
+}
+
+/* IQs: the owner's configuration form (§10.1.2, §10.2). */
+
+static void
+config_form(const struct room *r, struct xel *q)
+{
+	struct xel *x = xel_add(q, "x", NS_XDATA), *f;
+	char n[16];
+
+	xel_set_attr(x, "type", "form");
+	xel_text_set(xel_add(x, "title", NULL), "Room configuration");
+	form_field(x, "FORM_TYPE", "hidden", NULL, FORM_ROOMCONFIG);
+	form_field(x, "muc#roomconfig_roomname", "text-single", "Name",
+	    r->cfg.name ? r->cfg.name : "");
+	form_field(x, "muc#roomconfig_roomdesc", "text-single",
+	    "Description", r->cfg.desc ? r->cfg.desc : "");
+	form_field(x, "muc#roomconfig_persistentroom", "boolean",
+	    "Keep the room when empty", r->cfg.persistent ? "1" : "0");
+	form_field(x, "muc#roomconfig_publicroom", "boolean",
+	    "List the room publicly", r->cfg.publicroom ? "1" : "0");
+	form_field(x, "muc#roomconfig_membersonly", "boolean",
+	    "Members only", r->cfg.membersonly ? "1" : "0");
+	form_field(x, "muc#roomconfig_moderatedroom", "boolean",
+	    "Moderated", r->cfg.moderated ? "1" : "0");
+	form_field(x, "muc#roomconfig_passwordprotectedroom", "boolean",
+	    "Password required", r->cfg.passwordprotected ? "1" : "0");
+	form_field(x, "muc#roomconfig_roomsecret", "text-private",
+	    "Password", r->cfg.secret ? r->cfg.secret : "");
+	snprintf(n, sizeof(n), "%u", r->cfg.maxusers);
+	form_field(x, "muc#roomconfig_maxusers", "text-single",
+	    "Maximum occupants (0: no limit)", n);
+	f = form_field(x, "muc#roomconfig_whois", "list-single",
+	    "Who may see real JIDs", r->cfg.whois_anyone ? "anyone" :
+	    "moderators");
+	for (int i = 0; i < 2; i++) {
+		struct xel *o = xel_add(f, "option", NULL);
+
+		xel_text_set(xel_add(o, "value", NULL), i ? "anyone" :
+		    "moderators");
+	}
+	form_field(x, "muc#roomconfig_changesubject", "boolean",
+	    "Occupants may change the subject", r->cfg.changesubject ? "1" :
+	    "0");
+	f = form_field(x, "muc#roomconfig_allowpm", "list-single",
+	    "Who may send private messages", pm_names[r->cfg.allowpm]);
+	for (int i = 0; i < 4; i++)
+		xel_text_set(xel_add(xel_add(f, "option", NULL), "value",
+		    NULL), pm_names[i]);
+	snprintf(n, sizeof(n), "%u", r->cfg.historylength);
+	form_field(x, "muc#roomconfig_historylength", "text-single",
+	    "Messages of history (at most 200)", n);
+}
+
+/* Apply a submitted form; -1 (and *why) on a value out of range. */
+static int
+config_apply(const struct xel *x, struct room_config *c,
+    const char **why)
+{
+	for (const struct xel *f = xel_child(x, "field", NS_XDATA); f;
+	    f = xel_next(f, "field", NS_XDATA)) {
+		const char *var = xel_attr(f, "var");
+		const char *v = xel_text(xel_child(f, "value", NS_XDATA));
+		unsigned long n;
+		char *end;
+
+		if (var == NULL)
+			continue;
+		if (strcmp(var, "muc#roomconfig_roomname") == 0) {
+			free(c->name);
+			c->name = dup_bounded(v);
+		} else if (strcmp(var, "muc#roomconfig_roomdesc") == 0) {
+			free(c->desc);
+			c->desc = dup_bounded(v);
+		} else if (strcmp(var, "muc#roomconfig_roomsecret") == 0) {
+			free(c->secret);
+			c->secret = dup_bounded(v);
+		} else if (strcmp(var, "muc#roomconfig_persistentroom") == 0)
+			c->persistent = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_publicroom") == 0)
+			c->publicroom = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_membersonly") == 0)
+			c->membersonly = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_moderatedroom") == 0)
+			c->moderated = parse_bool(v);
+		else if (strcmp(var,
+		    "muc#roomconfig_passwordprotectedroom") == 0)
+			c->passwordprotected = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_changesubject") == 0)
+			c->changesubject = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
+			if (strcmp(v, "anyone") != 0 &&
+			    strcmp(v, "moderators") != 0) {
+				*why = "whois: anyone or moderators";
+				return -1;
+			}
+			c->whois_anyone = strcmp(v, "anyone") == 0;
+		} else if (strcmp(var, "muc#roomconfig_allowpm") == 0) {
+			int i;
+
+			for (i = 0; i < 4 && strcmp(v, pm_names[i]) != 0; i++)
+				;
+			if (i == 4) {
+				*why = "allowpm: anyone, participants, "
+				    "moderators or none";
+				return -1;
+			}
+			c->allowpm = (unsigned char)i;
+		} else if (strcmp(var, "muc#roomconfig_maxusers") == 0 ||
+		    strcmp(var, "muc#roomconfig_historylength") == 0) {
+			int hist = var[15] == 'h';
+
+			if (strcmp(v, "none") == 0 && !hist)
+				n = 0;
+			else {
+				n = strtoul(v, &end, 10);
+				if (*v == '\0' || *end != '\0' ||
+				    n > (hist ? HISTORY_MAX : 1000000)) {
+					*why = hist ? "historylength: 0 to "
+					    "200" : "maxusers: a number";
+					return -1;
+				}
+			}
+			if (hist)
+				c->historylength = (unsigned)n;
+			else
+				c->maxusers = (unsigned)n;
+		}
+	}
+	return 0;
+}
+
+static void
+config_free(struct room_config *c)
+{
+	free(c->name);
+	free(c->desc);
+	free(c->secret);
+}
+
+/* §10.9: everyone out with the <destroy/>, then the room goes. */
+static void
+room_destroy(struct room *r, const struct xel *destroy, const char *why,
+    int code)
+{
+	struct pres_opts po = { 0 };
+	int codes[2] = { code, 0 };
+	struct xel *d = NULL;
+
+	if (destroy != NULL) {
+		d = xel_new(arena_new(512), "destroy", NS_MUC_USER);
+		if (xel_attr(destroy, "jid"))
+			xel_set_attr(d, "jid", xel_attr(destroy, "jid"));
+		if (xel_child(destroy, "reason", NULL))
+			xel_text_set(xel_add(d, "reason", NULL),
+			    xel_text(xel_child(destroy, "reason", NULL)));
+	}
+	po.unavailable = 1;
+	po.destroy = d;
+	while (r->occupants != NULL) {
+		struct occupant *o = r->occupants;
+
+		for (unsigned i = 0; i < o->nsessions; i++)
+			joined_del(o->sessions[i]);
+		{
+			struct fan f;
+			struct xel *st = pres_build(r, o, &po, 0, 1, codes,
+			    NULL);
+
+			fan_init(&f, st);
+			for (unsigned i = 0; i < o->nsessions; i++)
+				fan_send(&f, o->sessions[i]);
+			fan_done(&f);
+			arena_free(st->arena);
+		}
+		r->occupants = o->next;
+		occupant_free(o);
+	}
+	r->noccupants = 0;
+	if (d)
+		arena_free(d->arena);
+	log_info("muc: %s destroyed (%s)", r->jid, why);
+	room_free(r);
+}
+
+static void
+owner_set(struct room *r, struct session *s, struct xel *iq,
+    struct xel *q)
+{
+	struct xel *x = xel_child(q, "x", NS_XDATA);
+	struct xel *destroy = xel_child(q, "destroy", NS_MUC_OWNER);
+	const char *why = NULL;
+	struct room_config c;
+	int was_whois, was_persistent, was_membersonly;
+
+	if (destroy != NULL) {
+		if (!r->cfg.persistent || !room_unsave(r, s, iq))
+			send_free(s, stanza_iq_result(iq));
+		room_destroy(r, destroy, "by its owner", 0);
+		return;
+	}
+	if (x == NULL) {
+		bounce(s, iq, "bad-request");
+		return;
+	}
+	if (attr_is(x, "type", "cancel")) {
+		send_free(s, stanza_iq_result(iq));
+		/* §10.1.3: cancelling the initial configuration. */
+		if (r->locked)
+			room_destroy(r, NULL, "configuration cancelled", 0);
+		return;
+	}
+	if (!attr_is(x, "type", "submit")) {
+		bounce(s, iq, "bad-request");
+		return;
+	}
+	c = r->cfg;
+	c.name = c.name ? xstrdup(c.name) : NULL;
+	c.desc = c.desc ? xstrdup(c.desc) : NULL;
+	c.secret = c.secret ? xstrdup(c.secret) : NULL;
+	if (config_apply(x, &c, &why) < 0 ||
+	    (c.passwordprotected && c.secret == NULL &&
+	    (why = "passwordprotectedroom without roomsecret"))) {
+		config_free(&c);
+		send_free(s, stanza_error(iq, "modify", "not-acceptable", why));
+		return;
+	}
+	was_whois = r->cfg.whois_anyone;
+	was_persistent = r->cfg.persistent;
+	was_membersonly = r->cfg.membersonly;
+	config_free(&r->cfg);
+	r->cfg = c;
+	if (r->hist_cap != r->cfg.historylength)
+		history_resize(r, r->cfg.historylength);
+	/* The answer once the room is stored (or no longer is). */
+	if (!room_save(r, s, iq) && !(was_persistent && !r->locked &&
+	    room_unsave(r, s, iq)))
+		send_free(s, stanza_iq_result(iq));
+	if (r->locked) {
+		/* §10.1.2: instant (empty form) or configured: open now. */
+		r->locked = 0;
+		log_info("muc: %s unlocked by %s", r->jid, s->full);
+		return;
+	}
+	if (r->occupants == NULL) {
+		room_maybe_free(r);
+		return;
+	}
+	{
+		/* §10.2.1: 104, and 172/173 when real JIDs became visible
+		 * or hidden. */
+		int codes[3] = { 104, 0, 0 };
+
+		if (was_whois != r->cfg.whois_anyone)
+			codes[1] = r->cfg.whois_anyone ? 172 : 173;
+		notify_config(r, codes);
+	}
+	if (r->cfg.membersonly && !was_membersonly) {
+		/* §9.3 ... members-only now: the others out with 322. */
+		for (struct occupant *o = r->occupants, *next; o; o = next) {
+			next = o->next;
+			if (o->affiliation < AFF_MEMBER)
+				occupant_remove(r, o, 322, NULL, NULL);
+		}
+		room_maybe_free(r);
+	}
+}
+
+static void
+iq_owner(struct room *r, struct session *s, struct xel *iq,
+    struct xel *q)
+{
+	if (room_affiliation(r, s->bare) != AFF_OWNER) {
+		bounce(s, iq, "forbidden");
+		return;
+	}
+	if (attr_is(iq, "type", "get")) {
+		struct xel *res = stanza_iq_result(iq);
+
+		config_form(r, xel_add(res, "query", NS_MUC_OWNER));
+		send_free(s, res);
+	} else
+		owner_set(r, s, iq, q);
+}
+
+/* IQs: the admin namespace (§8, §9): affiliation lists and changes,
+ * roles (kick, voice). */
+
+static int
+parse_aff(const char *v)
+{
+	for (int i = 0; i < 5; i++)
+		if (v && strcmp(v, aff_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int
+parse_role(const char *v)
+{
+	for (int i = 0; i < 4; i++)
+		if (v && strcmp(v, role_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static void
+admin_get(struct room *r, struct session *s, struct xel *iq,
+    const struct xel *item, enum affiliation mine, struct occupant *me)
+{
+	int a = parse_aff(xel_attr(item, "affiliation"));
+	int role = parse_role(xel_attr(item, "role"));
+	struct xel *res, *q;
+
+	if ((a < 0 && role < 0) || a == AFF_NONE) {
+		bounce(s, iq, "bad-request");
+		return;
+	}
+	/* §9.5, §8.5: lists for admins; roles for moderators. */
+	if (a >= 0 ? mine < AFF_ADMIN : (me == NULL ||
+	    me->role < ROLE_MODERATOR)) {
+		bounce(s, iq, "forbidden");
+		return;
+	}
+	res = stanza_iq_result(iq);
+	q = xel_add(res, "query", NS_MUC_ADMIN);
+	if (a >= 0)
+		for (size_t i = 0; i < r->naffils; i++) {
+			struct xel *it;
+
+			if ((int)r->affils[i].aff != a)
+				continue;
+			it = xel_add(q, "item", NULL);
+			xel_set_attr(it, "affiliation", aff_names[a]);
+			xel_set_attr(it, "jid", r->affils[i].jid);
+		}
+	else
+		for (struct occupant *o = r->occupants; o; o = o->next) {
+			struct xel *it;
+
+			if (o->role != role)
+				continue;
+			it = xel_add(q, "item", NULL);
+			xel_set_attr(it, "role", role_names[role]);
+			xel_set_attr(it, "nick", o->nick);
+			xel_set_attr(it, "affiliation",
+			    aff_names[o->affiliation]);
+			if (o->nsessions)
+				xel_set_attr(it, "jid", o->bare);
+		}
+	send_free(s, res);
+}
+
+/* Remove occupant o entirely, telling it why (307 kicked, 301 banned,
+ * 321 affiliation lost in a members-only room). */
+static void
+occupant_remove(struct room *r, struct occupant *o, int code,
+    const char *reason, const char *actor)
+{
+	int codes[2] = { code, 0 };
+	struct pres_opts po = { 0 };
+
+	po.unavailable = 1;
+	po.codes = codes;
+	po.reason = reason;
+	po.actor = actor;
+	while (o->nsessions > 1)
+		occupant_leave(r, o, o->sessions[o->nsessions - 1], &po);
+	occupant_leave(r, o, o->sessions[0], &po);
+}
+
+/* One <item/> of an admin set; 0 or the error condition. */
+static const char *
+admin_item(struct room *r, struct occupant *me, enum affiliation mine,
+    const struct xel *item)
+{
+	const char *nick = xel_attr(item, "nick");
+	const char *jid = xel_attr(item, "jid");
+	const char *reason;
+	int a = parse_aff(xel_attr(item, "affiliation"));
+	int role = parse_role(xel_attr(item, "role"));
+	const char *actor = me ? me->nick : NULL;
+
+	reason = xel_child(item, "reason", NULL) ?
+	    xel_text(xel_child(item, "reason", NULL)) : NULL;
+	if (role >= 0) {
+		struct occupant *o = nick ? occupant_by_nick(r, nick) : NULL;
+
+		if (o == NULL)
+			return "item-not-found";
+		if (me == NULL || me->role < ROLE_MODERATOR ||
+		    o->affiliation > mine ||
+		    (role == ROLE_NONE && o->affiliation >= AFF_ADMIN) ||
+		    (role == ROLE_MODERATOR && mine < AFF_ADMIN))
+			return "not-allowed";
+		if (role == ROLE_NONE) {
+			occupant_remove(r, o, 307, reason, actor);
+			return NULL;
+		}
+		o->role = (unsigned char)role;
+		{
+			struct pres_opts po = { 0 };
+
+			po.reason = reason;
+			pres_broadcast(r, o, &po, (const int[]){ 110, 0 },
+			    NULL);
+		}
+		return NULL;
+	}
+	if (a < 0 || jid == NULL)
+		return "bad-request";
+	{
+		struct jid j = { 0 };
+		char *bare;
+		enum affiliation old;
+
+		if (jid_parse(&j, jid) < 0)
+			return "jid-malformed";
+		bare = jid_bare(&j);
+		jid_free(&j);
+		old = room_affiliation(r, bare);
+		/* §9: admins deal with members and outcasts; owners with
+		 * everything. */
+		if (mine < AFF_ADMIN || (mine == AFF_ADMIN &&
+		    (a >= AFF_ADMIN || old >= AFF_ADMIN))) {
+			free(bare);
+			return "not-allowed";
+		}
+		if (old == AFF_OWNER && a != AFF_OWNER) {
+			size_t owners = 0;
+
+			for (size_t i = 0; i < r->naffils; i++)
+				owners += r->affils[i].aff == AFF_OWNER;
+			if (owners == 1) {
+				free(bare);
+				return "conflict";              /* §10.6 */
+			}
+		}
+		/* What storage keeps (store/muc.h). */
+		if (old == AFF_NONE && a != AFF_NONE &&
+		    r->naffils >= MUC_AFFILIATIONS_MAX) {
+			free(bare);
+			return "resource-constraint";
+		}
+		room_set_affiliation(r, bare, (enum affiliation)a);
+		for (struct occupant *o = r->occupants, *next; o; o = next) {
+			next = o->next;
+			if (strcmp(o->bare, bare) != 0)
+				continue;
+			o->affiliation = (unsigned char)a;
+			if (a == AFF_OUTCAST)
+				occupant_remove(r, o, 301, reason, actor);
+			else if (r->cfg.membersonly && a < AFF_MEMBER)
+				occupant_remove(r, o, 321, reason, actor);
+			else {
+				struct pres_opts po = { 0 };
+
+				o->role = (unsigned char)default_role(r,
+				    (enum affiliation)a);
+				pres_broadcast(r, o, &po,
+				    (const int[]){ 110, 0 }, NULL);
+			}
+		}
+		free(bare);
+	}
+	return NULL;
+}
+
+static void
+iq_admin(struct room *r, struct session *s, struct xel *iq,
+    struct xel *q)
+{
+	enum affiliation mine = room_affiliation(r, s->bare);
+	struct occupant *me = occupant_by_session(r, s);
+	const struct xel *item = xel_child(q, "item", NS_MUC_ADMIN);
+	const char *err = NULL;
+
+	if (item == NULL) {
+		bounce(s, iq, "bad-request");
+		return;
+	}
+	if (attr_is(iq, "type", "get")) {
+		admin_get(r, s, iq, item, mine, me);
+		return;
+	}
+	for (; item && err == NULL; item = xel_next(item, "item",
+	    NS_MUC_ADMIN))
+		err = admin_item(r, me, mine, item);
+	if (err != NULL)
+		bounce(s, iq, err);
+	else if (!room_save(r, s, iq))
+		send_free(s, stanza_iq_result(iq));
+	/* A temporary room goes with the last occupant kicked or
+	 * banned. */
+	room_maybe_free(r);
+}
+
+static void
+iq_to_room(struct service *svc, struct session *s, struct xel *iq,
+    const struct jid *to)
+{
+	struct room *r = room_find(svc, to->node);
+	struct xel *q = xel_first_elem(iq);
+	int get = attr_is(iq, "type", "get");
+
+	if (!attr_is(iq, "type", "get") && !attr_is(iq, "type", "set"))
+		return;                 /* results and errors: dropped */
+	if (to->resource != NULL) {
+		/* §7.6 IQ relay is not done: an occupant gets
+		 * feature-not-implemented (XEP-0410: "still joined"),
+		 * anyone else not-acceptable. */
+		bounce(s, iq, r && occupant_by_session(r, s) ?
+		    "feature-not-implemented" : "not-acceptable");
+		return;
+	}
+	if (r == NULL || (r->locked &&
+	    room_affiliation(r, s->bare) != AFF_OWNER)) {
+		bounce(s, iq, "item-not-found");
+		return;
+	}
+	if (get && xel_is(q, "query", NS_DISCO_INFO)) {
+		struct xel *res = stanza_iq_result(iq);
+
+		if (xel_attr(q, "node") != NULL) {
+			arena_free(res->arena);
+			bounce(s, iq, "item-not-found");
+			return;
+		}
+		room_info(r, xel_add(res, "query", NS_DISCO_INFO));
+		send_free(s, res);
+	} else if (get && xel_is(q, "query", NS_DISCO_ITEMS)) {
+		/* §6.5: occupants are not listed. */
+		struct xel *res = stanza_iq_result(iq);
+
+		xel_add(res, "query", NS_DISCO_ITEMS);
+		send_free(s, res);
+	} else if (xel_is(q, "query", NS_MUC_OWNER))
+		iq_owner(r, s, iq, q);
+	else if (xel_is(q, "query", NS_MUC_ADMIN))
+		iq_admin(r, s, iq, q);
+	else
+		bounce(s, iq, "service-unavailable");
+}
+
+static void
+iq_to_service(struct service *svc, struct session *s, struct xel *iq)
+{
+	struct xel *q = xel_first_elem(iq), *res;
+
+	if (!attr_is(iq, "type", "get") && !attr_is(iq, "type", "set"))
+		return;
+	if (attr_is(iq, "type", "get") && xel_attr(q, "node") == NULL &&
+	    (xel_is(q, "query", NS_DISCO_INFO) ||
+	    xel_is(q, "query", NS_DISCO_ITEMS))) {
+		res = stanza_iq_result(iq);
+		if (xel_is(q, "query", NS_DISCO_INFO))
+			service_info(xel_add(res, "query", NS_DISCO_INFO));
+		else
+			strmap_foreach(svc->rooms, list_room,
+			    xel_add(res, "query", NS_DISCO_ITEMS));
+		send_free(s, res);
+	} else
+		bounce(s, iq, "service-unavailable");
+}
+
+/* Session ends. */
+
+static void
+session_left(struct session *s)
+{
+	struct pres_opts po = { 0 };
+
+	po.unavailable = 1;
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		for (size_t k = 0; k < n; k++) {
+			struct room *r = rooms[k];
+			struct occupant *o;
+
+			while ((o = occupant_by_session(r, s)) != NULL)
+				occupant_leave(r, o, s, &po);
+			room_maybe_free(r);
+		}
+		free(rooms);
+	}
+}
+
+static void
+flush_ended(void)
+{
+	while (depth == 0 && nended > 0) {
+		struct session *s = ended[--nended];
+
+		depth++;
+		if (strmap_get(joined, s->full) != NULL)
+			session_left(s);
+		depth--;
+	}
+}
+
+/*
+ * A session ends (not one waiting for XEP-0198 resumption: it is still
+ * bound): out of every room, unless presence.c's goodbye (unavailable to
+ * each directed-presence JID) did it already.
+ */
+static void
+on_session_end(struct session *s)
+{
+	if (joined == NULL || strmap_get(joined, s->full) == NULL)
+		return;
+	ended = xreallocarray(ended, nended + 1, sizeof(*ended));
+	ended[nended++] = s;
+	flush_ended();
+}
+
+/* The router's entry for every stanza to one of our domains. */
+static void
+muc_route(struct session *from, struct xel *st, const struct jid *to)
+{
+	struct service *svc = service_find(to->domain);
+
+	if (svc == NULL || from == NULL || from->closing)
+		return;
+	if (svc->loading) {
+		/* The first seconds after start-up: come back soon. */
+		if (stanza_kind(st) != STANZA_PRESENCE ||
+		    xel_attr(st, "type") == NULL)
+			bounce_typed(from, st, "wait", "resource-constraint",
+			    NULL);
+		return;
+	}
+	depth++;
+	switch (stanza_kind(st)) {
+	case STANZA_PRESENCE:
+		if (to->node != NULL)
+			presence_to_room(svc, from, st, to);
+		break;
+	case STANZA_MESSAGE:
+		if (to->node != NULL)
+			message_to_room(svc, from, st, to);
+		else if (!attr_is(st, "type", "error"))
+			bounce(from, st, "service-unavailable");
+		break;
+	case STANZA_IQ:
+		if (to->node != NULL)
+			iq_to_room(svc, from, st, to);
+		else if (to->resource == NULL)
+			iq_to_service(svc, from, st);
+		else
+			bounce(from, st, "service-unavailable");
+		break;
+	default:
+		break;
+	}
+	depth--;
+	flush_ended();
+}
+
+/* The daemon stops: every occupant out with 332 (XEP-0045 §10.9... the
+ * service is being shut down); persistent rooms are stored already. */
+static void
+on_shutdown(void)
+{
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		depth++;
+		for (size_t k = 0; k < n; k++)
+			room_destroy(rooms[k], NULL, "service stopped", 332);
+		depth--;
+		free(rooms);
+	}
+	flush_ended();
+}
+
+void
+mod_muc_init(void)
+{
+	const struct conf *c = xmppd_conf;
+
+	joined = strmap_new();
+	sid_epoch = (uint32_t)time(NULL);
+	generation++;
+	for (size_t i = 0; i < c->nhosts; i++)
+		for (size_t k = 0; k < c->hosts[i].nmuc; k++) {
+			struct service *svc;
+
+			if (router_add_service(c->hosts[i].muc[k],
+			    c->hosts[i].name, muc_route) < 0) {
+				log_warnx("muc: %s: domain already served",
+				    c->hosts[i].muc[k]);
+				continue;
+			}
+			services = xreallocarray(services, nservices + 1,
+			    sizeof(*services));
+			svc = &services[nservices++];
+			svc->domain = xstrdup(c->hosts[i].muc[k]);
+			svc->host = xstrdup(c->hosts[i].name);
+			svc->rooms = strmap_new();
+			svc->loading = 1;
+			log_debug("muc: service %s for %s", svc->domain,
+			    svc->host);
+		}
+	for (size_t i = 0; i < nservices; i++)
+		muc_store_load(services[i].domain, 0, rooms_loaded,
+		    generation, i);
+	hook_add_session(HOOK_SESSION_END, on_session_end);
+	hook_add_shutdown(on_shutdown);
+}
+
+void
+mod_muc_deinit(void)
+{
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		for (size_t k = 0; k < n; k++)
+			room_destroy(rooms[k], NULL, "service stopped",
+			    332);
+		free(rooms);
+		strmap_free(services[i].rooms);
+		free(services[i].domain);
+		free(services[i].host);
+	}
+	free(services);
+	services = NULL;
+	nservices = 0;
+	generation++;
+	while (waiting != NULL) {
+		struct wait_reply *w = waiting;
+
+		waiting = w->next;
+		arena_free(w->iq->arena);
+		free(w);
+	}
+	strmap_free(joined);
+	joined = NULL;
+	free(ended);
+	ended = NULL;
+	nended = 0;
+}
