@@ -290,6 +290,16 @@ storage_archive_item_limit = 1000000000"
 	[ "$TLS" = none ] && req=false
 	ph=SHA-256
 	[ "$HASH" = sha1 ] && ph=SHA-1
+	# Group chat (the muc scenario; always there, as in ejabberd's):
+	# anyone may create rooms, which lock until configured (the
+	# default); Prosody 0.12's own MUC has no occupant limit and no
+	# message rate limit (those are the community modules
+	# mod_muc_limits and mod_muc_max_occupants, not installed), history
+	# 20 messages (its default); up to 1000 rooms in memory.
+	muc="Component \"$MUC_DOMAIN\" \"muc\"
+    restrict_room_creation = false
+    muc_room_default_history_length = 20
+    muc_room_cache_size = 1000"
 	mkdir -p "$1/certs"
 	cp "$DIR/cert.pem" "$1/certs/$DOMAIN.crt"
 	cp "$DIR/key.pem" "$1/certs/$DOMAIN.key"
@@ -319,6 +329,7 @@ $storage
 network_settings = { read_timeout = 3600; nagle = false; tcp_backlog = 1024 }
 VirtualHost "$DOMAIN"
     ssl = { certificate = "$DIR/cert.pem"; key = "$DIR/key.pem"; }
+$muc
 EOF
 }
 
@@ -406,6 +417,23 @@ modules:
   mod_time: {}
   mod_version:
     show_os: false
+  mod_muc:
+    hosts:
+      - "$MUC_DOMAIN"
+    access_create: all
+    max_users: 100000
+    max_users_presence: 100000
+    max_user_conferences: 100000
+    history_size: 20
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    default_room_options:
+      max_users: 100000
+      persistent: false
+      mam: false
 $mam
 EOF
 }
