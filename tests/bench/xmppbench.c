@@ -4922,14 +4922,16 @@ muc_print_summary(void)
 	qsort(B.muc.join_ms, joins, sizeof(double), cmp_double);
 	jp50 = percentile(B.muc.join_ms, joins, 0.50);
 	jp99 = percentile(B.muc.join_ms, joins, 0.99);
-	jmax = joins ? B.muc.join_ms[joins - 1] : 0;
+	jmax = joins ? B.muc.join_ms[joins - 1] : -1;
+	if (joins == 0)
+		jp50 = jp99 = -1;
 	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.muc.delivered > 0)
 		cpu_us = (B.cpu_after - B.cpu_before) * 1e6 / B.muc.delivered;
 	if (B.o.server_pid > 0 && joins > 0)
 		join_cpu_ms = B.muc.join_cpu * 1e3 / joins;
 	if (B.o.server_pid > 0 && B.muc.leaves_done > 0)
 		leave_cpu_ms = B.muc.leave_cpu * 1e3 / B.muc.leaves_done;
-	if (B.o.server_pid > 0 && B.muc.phase > MP_FILL && occupants > 0)
+	if (B.o.server_pid > 0 && B.muc.fill_s > 0 && occupants > 0)
 		fill_cpu_ms = B.muc.fill_cpu * 1e3 / occupants;
 	if (joins > 0)
 		hist = (double)B.muc.history_got / joins;
