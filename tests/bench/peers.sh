@@ -774,7 +774,7 @@ if [ -s "$RES/proto" ]; then
 	echo
 	sed 's/^\([^ ]*\) /TLS and SASL mechanism, \1: /' "$RES/proto"
 fi
-for f in logins chat presence mam archived; do
+for f in logins chat presence mam archived muc; do
 	[ -s "$RES/$f.csv" ] && cp "$RES/$f.csv" "$(dirname "$OUT")/peers-$f.csv"
 done
 cat <<EOF
