@@ -130,11 +130,11 @@
 #define NS_DATA "jabber:x:data"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define MUC_SETTLE 1.0       /* muc: s after the logins before the RSS */
-#define MUC_FILL_SETTLE 2.0  /* muc: s after the joins before the RSS */
+#define MUC_SETTLE 1.0        /* muc: s after the logins before the RSS */
+#define MUC_FILL_SETTLE 2.0   /* muc: s after the joins before the RSS */
 #define MUC_JOIN_TIMEOUT 20.0 /* muc: s for one join (110, subject) */
-#define MUC_DRAIN 5.0        /* muc: s without a copy = the rest is lost */
-#define MUC_QUIET 5.0        /* muc: at most s for the joins' broadcasts */
+#define MUC_DRAIN 5.0         /* muc: s without a copy = the rest is lost */
+#define MUC_QUIET 5.0         /* muc: at most s for the joins' broadcasts */
 
 enum bench_mode {
 	MODE_LOGIN,
@@ -148,7 +148,6 @@ enum bench_mode {
 	MODE_PEP_LOGIN,
 	MODE_MUC
 };
-
 
 /* CSI mode: where the run is. */
 enum csi_step {
@@ -352,11 +351,10 @@ enum muc_state { MUC_OUT, MUC_JOINING, MUC_IN, MUC_LEAVING };
 struct muc_conn {
 	enum muc_role role;
 	enum muc_state state;
-	unsigned room;     /* index of its room */
-	int got_self;      /* this join's own presence (status 110) came */
-	int created;       /* owner: status 201, the room is locked */
-	unsigned history;  /* history messages of the current join */
-	unsigned window;   /* own messages whose copy has not come back */
+	unsigned room;    /* index of its room */
+	int got_self;     /* this join's own presence (status 110) came */
+	unsigned history; /* history messages of the current join */
+	unsigned window;  /* own messages whose copy has not come back */
 	double t_join, join_deadline;
 	/* The current top-level stanza: kind (1 message, 2 presence, 3
 	 * iq), type, sender (room index or -1, occupant's user or -1),
@@ -471,18 +469,18 @@ enum muc_phase {
 /* Muc mode: the run's counters. */
 struct muc_run {
 	enum muc_phase phase;
-	char token[17];             /* in every message id of this run */
-	char room_prefix[16];       /* rooms ROOM_PREFIX-R@muc_domain */
-	unsigned sessions;          /* rooms * occupants + joins */
+	char token[17];       /* in every message id of this run */
+	char room_prefix[16]; /* rooms ROOM_PREFIX-R@muc_domain */
+	unsigned sessions;    /* rooms * occupants + joins */
 	unsigned rooms_open, filled, fill_next, fill_active, failed;
 	unsigned long expected, delivered, foreign, errors, own_copies;
 	unsigned long sent, room0_sent;
-	unsigned round, joiner;     /* current round, joiner in it */
+	unsigned round, joiner; /* current round, joiner in it */
 	unsigned joins_done, leaves_done;
-	unsigned long history_got;  /* history messages of measured joins */
+	unsigned long history_got; /* history messages of measured joins */
 	unsigned long bcast_join, bcast_leave; /* room 0's occupants saw */
 	unsigned long bcast_missing;
-	double *join_ms;            /* latency of each measured join */
+	double *join_ms; /* latency of each measured join */
 	double t_phase, t_last_copy;
 	double fill_cpu, fill_s, rss_s;
 	double join_cpu, join_cpu_mark, join_s, join_mark, leave_cpu;
@@ -1927,9 +1925,8 @@ conn_new(unsigned id)
 		/* Room r's occupants are users r*N .. r*N+N-1, the first its
 		 * owner; the joiners follow. */
 		c->muc = xcalloc(1, sizeof(*c->muc));
-		c->muc->room = id < B.muc.sessions - B.o.joins
-		                   ? id / B.o.occupants
-		                   : 0;
+		c->muc->room =
+		    id < B.muc.sessions - B.o.joins ? id / B.o.occupants : 0;
 		c->muc->role = id >= B.muc.sessions - B.o.joins ? MUC_JOINER
 		               : id % B.o.occupants == 0        ? MUC_OWNER
 		                                                : MUC_OCCUPANT;
@@ -4269,8 +4266,7 @@ muc_server_cpu(void)
 static void
 muc_room_jid(unsigned room, char *out, size_t len)
 {
-	snprintf(out, len, "%s-%u@%s", B.muc.room_prefix, room,
-	    B.o.muc_domain);
+	snprintf(out, len, "%s-%u@%s", B.muc.room_prefix, room, B.o.muc_domain);
 }
 
 /* The sender of a stanza: "PREFIX-R@MUCDOMAIN[/nUSER]" sets from_room
@@ -4315,7 +4311,8 @@ muc_xml_start(struct conn *c, const char *name, const char **attrs)
 		          : xml_is(name, NS_CLIENT, "iq")       ? 3
 		                                                : 0;
 		m->type_error = v != NULL && strcmp(v, "error") == 0;
-		m->type_unavailable = v != NULL && strcmp(v, "unavailable") == 0;
+		m->type_unavailable =
+		    v != NULL && strcmp(v, "unavailable") == 0;
 		m->type_result = v != NULL && strcmp(v, "result") == 0;
 		m->groupchat = v != NULL && strcmp(v, "groupchat") == 0;
 		v = xml_attr(attrs, "id");
@@ -4371,7 +4368,7 @@ muc_join(struct conn *c, unsigned maxstanzas)
 	    "maxstanzas='%u'/></x></presence>",
 	    room, c->user, maxstanzas);
 	m->state = MUC_JOINING;
-	m->got_self = m->created = 0;
+	m->got_self = 0;
 	m->history = 0;
 	m->t_join = now_mono();
 	m->join_deadline = m->t_join + MUC_JOIN_TIMEOUT;
@@ -4385,8 +4382,8 @@ muc_leave(struct conn *c)
 	char room[256];
 
 	muc_room_jid(m->room, room, sizeof(room));
-	buf_printf(&c->out, "<presence type='unavailable' to='%s/n%u'/>",
-	    room, c->user);
+	buf_printf(&c->out, "<presence type='unavailable' to='%s/n%u'/>", room,
+	    c->user);
 	m->state = MUC_LEAVING;
 	m->join_deadline = now_mono() + MUC_JOIN_TIMEOUT;
 	conn_set_events(c, EV_READ | EV_WRITE);
@@ -4595,11 +4592,11 @@ muc_presence(struct conn *c)
 		/* Created and locked: an instant room (§10.1.2). */
 		muc_room_jid(m->room, room, sizeof(room));
 		buf_printf(&c->out,
-		    "<iq type='set' id='muccfg' to='%s'><query xmlns='"
-		    NS_MUC_OWNER "'><x xmlns='" NS_DATA "' type='submit'/>"
+		    "<iq type='set' id='muccfg' to='%s'><query "
+		    "xmlns='" NS_MUC_OWNER "'><x xmlns='" NS_DATA
+		    "' type='submit'/>"
 		    "</query></iq>",
 		    room);
-		m->created = 1;
 		conn_set_events(c, EV_READ | EV_WRITE);
 		return;
 	}
@@ -4684,8 +4681,8 @@ muc_broadcasts_in(double now)
 {
 	unsigned long want = (unsigned long)B.o.occupants *
 	                     (B.muc.joins_done + B.muc.leaves_done);
-	unsigned long got = B.muc.bcast_join + B.muc.bcast_leave +
-	                    B.muc.bcast_missing;
+	unsigned long got =
+	    B.muc.bcast_join + B.muc.bcast_leave + B.muc.bcast_missing;
 
 	if (got >= want)
 		return 1;
@@ -4760,7 +4757,8 @@ muc_step(void)
 		B.muc.join_cpu_mark = cpu;
 		B.muc.t_phase = now;
 		for (unsigned j = 0; j < B.o.joins; j++) {
-			struct conn *c = B.conns[B.muc.sessions - B.o.joins + j];
+			struct conn *c =
+			    B.conns[B.muc.sessions - B.o.joins + j];
 
 			if (c != NULL)
 				muc_leave(c);
@@ -4904,8 +4902,8 @@ muc_check_done(void)
 static void
 muc_print_summary(void)
 {
-	double elapsed = B.muc.phase >= MP_SEND && B.t_up > 0 ? B.t_up - B.t0
-	                                                      : 0;
+	double elapsed =
+	    B.muc.phase >= MP_SEND && B.t_up > 0 ? B.t_up - B.t0 : 0;
 	double rate, p50, p99, pmax, cpu_us = -1, join_cpu_ms = -1;
 	double leave_cpu_ms = -1, fill_cpu_ms = -1, hist = -1;
 	double jp50, jp99, jmax;
@@ -4936,8 +4934,8 @@ muc_print_summary(void)
 	if (joins > 0)
 		hist = (double)B.muc.history_got / joins;
 	if (B.rss_before >= 0 && B.rss_after >= 0 && occupants > 0)
-		per_occupant = (B.rss_after - B.rss_before) * 1024 /
-		               (long)occupants;
+		per_occupant =
+		    (B.rss_after - B.rss_before) * 1024 / (long)occupants;
 	printf("%s muc tls=%s%s%s mech=%s service=%s rooms=%u occupants=%u "
 	       "senders=%u window=%u body=%u n=%u sent=%lu delivered=%lu/%lu "
 	       "foreign=%lu errors=%lu join-failed=%u login-failed=%u "
@@ -4971,23 +4969,24 @@ muc_print_summary(void)
 	if ((f = summary_end(elapsed)) == NULL)
 		return;
 	if (ftell(f) == 0)
-		fprintf(f, "time,label,mode,tls,mech,muc_domain,rooms,occupants,"
-		           "senders,window,body_bytes,messages,sent,delivered,"
-		           "expected,errors,elapsed_s,copies_per_s,p50_ms,"
-		           "p99_ms,max_ms,server_cpu_s,server_cpu_us_per_copy,"
-		           "bench_cpu_s,server_rss_before_kib,"
-		           "server_rss_after_kib,bytes_per_occupant,fill_s,"
-		           "fill_cpu_ms_per_join,joins,history,"
-		           "history_per_join,join_p50_ms,join_p99_ms,"
-		           "join_cpu_ms,leave_cpu_ms,join_failed,timed_out\n");
+		fprintf(f,
+		    "time,label,mode,tls,mech,muc_domain,rooms,occupants,"
+		    "senders,window,body_bytes,messages,sent,delivered,"
+		    "expected,errors,elapsed_s,copies_per_s,p50_ms,"
+		    "p99_ms,max_ms,server_cpu_s,server_cpu_us_per_copy,"
+		    "bench_cpu_s,server_rss_before_kib,"
+		    "server_rss_after_kib,bytes_per_occupant,fill_s,"
+		    "fill_cpu_ms_per_join,joins,history,"
+		    "history_per_join,join_p50_ms,join_p99_ms,"
+		    "join_cpu_ms,leave_cpu_ms,join_failed,timed_out\n");
 	fprintf(f,
 	    "%ld,%s,muc,%s,%s,%s,%u,%u,%u,%u,%u,%u,%lu,%lu,%lu,%lu,%.3f,%.1f,"
 	    "%.3f,%.3f,%.3f,%.3f,%.3f,%.2f,%ld,%ld,%ld,%.3f,%.3f,%u,%u,%.1f,"
 	    "%.3f,%.3f,%.3f,%.3f,%u,%d\n",
 	    (long)time(NULL), B.o.label, tls_name(), mech_used_name(),
 	    B.o.muc_domain, B.o.rooms, B.o.occupants, B.o.senders, B.o.window,
-	    B.o.body_bytes, B.o.n, B.muc.sent, B.muc.delivered,
-	    B.muc.expected, B.muc.errors, elapsed, rate, p50, p99, pmax,
+	    B.o.body_bytes, B.o.n, B.muc.sent, B.muc.delivered, B.muc.expected,
+	    B.muc.errors, elapsed, rate, p50, p99, pmax,
 	    cpu_delta(B.cpu_before, B.cpu_after), cpu_us,
 	    cpu_delta(B.self_cpu_before, B.self_cpu_after), B.rss_before,
 	    B.rss_after, per_occupant, B.muc.fill_s, fill_cpu_ms, joins,
@@ -5736,8 +5735,9 @@ parse_args(int argc, char **argv)
 	if ((o->muc_domain || o->rooms || o->occupants || o->senders ||
 	        joins_given || rounds_given || history_given) &&
 	    o->mode != MODE_MUC)
-		fatalx("--muc-domain, --rooms, --occupants, --senders, --joins, "
-		       "--join-rounds, --history: muc mode");
+		fatalx(
+		    "--muc-domain, --rooms, --occupants, --senders, --joins, "
+		    "--join-rounds, --history: muc mode");
 	if (o->mode == MODE_MUC) {
 		if (o->muc_domain == NULL) {
 			size_t len = strlen(o->domain) + sizeof("conference.");
