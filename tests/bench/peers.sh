@@ -48,6 +48,8 @@
 #   BENCH_MUC_JOIN_ROUNDS  rounds of those joins (then they leave) [10]
 #   BENCH_MUC_HISTORY      maxstanzas of those joins [20]
 #   BENCH_MUC_DOMAIN       the MUC service of all three [conference.localhost]
+#   BENCH_MUC_TIMEOUT      time limit of each muc run, s [900: Prosody
+#                          takes about 3 minutes to fill a room of 1,000]
 #   BENCH_TIMEOUT          time limit of each load generator run, s [300]
 #   BENCH_PEERS_CSV        the table as CSV [BUILD/bench/peers.csv]
 #   BENCH_INSTALL          1: as root, apt-get install missing peers [1]
@@ -89,6 +91,7 @@ MUC_WINDOW=${BENCH_MUC_WINDOW:-4}
 MUC_JOINS=${BENCH_MUC_JOINS:-10}
 MUC_JOIN_ROUNDS=${BENCH_MUC_JOIN_ROUNDS:-10}
 MUC_HISTORY=${BENCH_MUC_HISTORY:-20}
+MUC_TIMEOUT=${BENCH_MUC_TIMEOUT:-900}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 OUT=${BENCH_PEERS_CSV:-$BUILD/bench/peers.csv}
 INSTALL=${BENCH_INSTALL:-1}
@@ -722,12 +725,15 @@ run_muc() {
 		[ "$s" -gt "$n" ] && s=$n
 		echo "-- $1 run $2: muc, a room of $n occupants, $s senders," \
 		    "window $MUC_WINDOW, $m messages ($((m * n)) copies)"
+		t=$TIMEOUT
+		TIMEOUT=$MUC_TIMEOUT
 		bench muc -n "$m" --occupants "$n" --senders "$s" \
 		    --window "$MUC_WINDOW" --body "$BODY" --joins "$MUC_JOINS" \
 		    --join-rounds "$MUC_JOIN_ROUNDS" --history "$MUC_HISTORY" \
 		    --muc-domain "$MUC_DOMAIN" --pid "$SRV_PID" \
 		    --label "$1/$2/muc$n" --csv "$RES/muc.csv"
 		rc=$?
+		TIMEOUT=$t
 		# Every session ending leaves the room: n * n unavailable
 		# presence broadcasts the server works through after the
 		# run.  Wait for it (at most 5 min) before stopping it.

@@ -80,6 +80,7 @@
 #                      leave, per round (10); BENCH_MUC_JOIN_ROUNDS (10);
 #                      BENCH_MUC_HISTORY their maxstanzas (20)
 #   BENCH_MUC_DOMAIN   the MUC service (conference.localhost)
+#   BENCH_MUC_TIMEOUT  time limit of each muc run, seconds (900)
 #   BENCH_MUC_CSV      muc results file (BUILD/bench/muc.csv)
 #   BENCH_SOURCES      source addresses 127.0.0.1 .. 127.0.0.N (default:
 #                      xmppbench's, one per 25,000 connections)
@@ -135,6 +136,7 @@ MUC_JOINS=${BENCH_MUC_JOINS:-10}
 MUC_JOIN_ROUNDS=${BENCH_MUC_JOIN_ROUNDS:-10}
 MUC_HISTORY=${BENCH_MUC_HISTORY:-20}
 MUC_DOMAIN=${BENCH_MUC_DOMAIN:-conference.localhost}
+MUC_TIMEOUT=${BENCH_MUC_TIMEOUT:-900}
 SOURCES=${BENCH_SOURCES:-}
 ACCOUNTS=${BENCH_ACCOUNTS:-auto}
 HERE=$(dirname "$0")
@@ -775,7 +777,7 @@ if [ "$MUC" != 0 ]; then
 		    --window "$MUC_WINDOW" --joins "$MUC_JOINS" \
 		    --join-rounds "$MUC_JOIN_ROUNDS" --history "$MUC_HISTORY" \
 		    --muc-domain "$MUC_DOMAIN" -p "$BENCH_PORT" --tls "$TLS" \
-		    -d "$DOMAIN" -T "$TIMEOUT" --key-cache "$DIR/keys" \
+		    -d "$DOMAIN" -T "$MUC_TIMEOUT" --key-cache "$DIR/keys" \
 		    --pid "$SRV_PID" --label "$SERVER" --csv "$DIR/muc.csv"
 		rc=$?
 		kill -0 "$SRV_PID" 2>/dev/null ||
