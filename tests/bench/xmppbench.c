@@ -133,8 +133,8 @@
 #define MUC_SETTLE 1.0        /* muc: s after the logins before the RSS */
 #define MUC_FILL_SETTLE 2.0   /* muc: s after the joins before the RSS */
 #define MUC_JOIN_TIMEOUT 20.0 /* muc: s for one join (110, subject) */
-#define MUC_DRAIN 5.0         /* muc: s without a copy = the rest is lost */
-#define MUC_QUIET 5.0         /* muc: at most s for the joins' broadcasts */
+#define MUC_DRAIN 30.0        /* muc: s without a copy = the rest is lost */
+#define MUC_QUIET 30.0        /* muc: at most s for the joins' broadcasts */
 
 enum bench_mode {
 	MODE_LOGIN,
@@ -4848,7 +4848,7 @@ muc_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			return;
 		log_warnx("muc: %lu of %lu copies, none for %.0f s; stopping",
 		    B.muc.delivered, B.muc.expected, MUC_DRAIN);
-		B.t_up = B.muc.t_last_copy;
+		B.t_up = now;
 		B.cpu_after = muc_server_cpu();
 		B.self_cpu_after = muc_cpu_seconds(getpid());
 		muc_stop();
