@@ -786,7 +786,8 @@ done
 cat <<EOF
 
 Server CPU is user + system time from /proc/PID/stat over the measured
-window; "CPU use" near 100% on a side means that side saturated.  Chat
+window (muc: the threads' schedstat run time, to the nanosecond); "CPU
+use" near 100% on a side means that side saturated.  Chat
 and archive: $PAIRS pairs, window $WINDOW, $MESSAGES / $A_MESSAGES messages;
 presence: $P_USERS users x $P_ITEMS contacts, $P_CHANGES status changes;
 idle: $IDLE sessions; muc: rooms of $MUC_SIZES occupants, $MUC_SENDERS
