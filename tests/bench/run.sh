@@ -1023,11 +1023,11 @@ function target(x, max) { return x < 0 ? "-" : (x <= max ? "met" : "NOT MET") }
 	    (n == 100 ? " (target <= 1 ms: " target(v("join_cpu_ms"), 1) \
 	    ")" : ""), v("join_p50_ms"), v("leave_cpu_ms")
 	printf "  memory: VmRSS %d -> %d KiB for %d occupants: %d bytes per " \
-	    "occupant (target <= 512: %s); filling %.2f s, %.3f ms of " \
-	    "server CPU per join\n", v("server_rss_before_kib"),
-	    v("server_rss_after_kib"), n, v("bytes_per_occupant"),
-	    target(v("bytes_per_occupant"), 512), v("fill_s"),
-	    v("fill_cpu_ms_per_join")
+	    "occupant%s; filling %.2f s, %.3f ms of server CPU per join\n",
+	    v("server_rss_before_kib"), v("server_rss_after_kib"), n,
+	    v("bytes_per_occupant"), (n >= 1000 ? " (target <= 512: " \
+	    target(v("bytes_per_occupant"), 512) ")" : " (the target is " \
+	    "read at 1,000)"), v("fill_s"), v("fill_cpu_ms_per_join")
 }' "$DIR/muc.csv"
 	MUC_CSV=${BENCH_MUC_CSV:-$BUILD/bench/muc.csv}
 	mkdir -p "$(dirname "$MUC_CSV")"
