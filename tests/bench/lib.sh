@@ -39,6 +39,27 @@ pick_port() {
 	die "no free port found"
 }
 
+# wait_quiet PID TENTHS: until the process used under 5% of a core over
+# the last second, at most TENTHS tenths of a second (a server working
+# through what the end of a run left it, e.g. a big room's leaves).
+wait_quiet() {
+	i=0
+	prev=$(cpu_ticks "$1")
+	while [ $i -lt "$2" ] && kill -0 "$1" 2>/dev/null; do
+		sleep 1
+		cur=$(cpu_ticks "$1")
+		[ -z "$cur" ] && return 0
+		[ $((cur - prev)) -lt 5 ] && return 0
+		prev=$cur
+		i=$((i + 10))
+	done
+}
+
+# utime + stime of PID in clock ticks (fields 14 and 15 of its stat).
+cpu_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
 rss_kib() {
 	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
 }

@@ -13,7 +13,7 @@
 # Knobs (environment; defaults in brackets):
 #   BENCH_PEERS            servers, in order [xmppd prosody ejabberd]
 #   BENCH_RUNS             runs of each scenario per server [3]
-#   BENCH_SCENARIOS        [login idle chat presence archive]
+#   BENCH_SCENARIOS        [login idle chat presence archive muc]
 #   BENCH_TLS              starttls, direct or none [starttls]
 #   BENCH_MECH             auto, SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN [auto]
 #   BENCH_ITERATIONS       SCRAM iterations of the accounts [4096]
@@ -37,6 +37,19 @@
 #   BENCH_MAM_ROWS         messages in the queried archive [1000000]
 #   BENCH_MAM_QUERIES      timed queries per kind of page [20]
 #   BENCH_MAM_PAGE         messages per page [50]
+#   BENCH_MUC_SIZES        occupants of the room of each muc run
+#                          [10 100 1000]
+#   BENCH_MUC_COPIES       groupchat copies to deliver in each muc run:
+#                          messages = copies / occupants [200000]
+#   BENCH_MUC_SENDERS      occupants sending in the muc runs [10]
+#   BENCH_MUC_WINDOW       messages in flight per sender [4]
+#   BENCH_MUC_JOINS        sessions joining the room with history, one at
+#                          a time, per round [10]
+#   BENCH_MUC_JOIN_ROUNDS  rounds of those joins (then they leave) [10]
+#   BENCH_MUC_HISTORY      maxstanzas of those joins [20]
+#   BENCH_MUC_DOMAIN       the MUC service of all three [conference.localhost]
+#   BENCH_MUC_TIMEOUT      time limit of each muc run, s [900: Prosody
+#                          takes about 3 minutes to fill a room of 1,000]
 #   BENCH_TIMEOUT          time limit of each load generator run, s [300]
 #   BENCH_PEERS_CSV        the table as CSV [BUILD/bench/peers.csv]
 #   BENCH_INSTALL          1: as root, apt-get install missing peers [1]
@@ -49,7 +62,7 @@ set -u
 BUILD=${BUILD:-build}
 PEERS=${BENCH_PEERS:-xmppd prosody ejabberd}
 RUNS=${BENCH_RUNS:-3}
-SCENARIOS=${BENCH_SCENARIOS:-login idle chat presence archive}
+SCENARIOS=${BENCH_SCENARIOS:-login idle chat presence archive muc}
 TLS=${BENCH_TLS:-starttls}
 MECH=${BENCH_MECH:-auto}
 ITER=${BENCH_ITERATIONS:-4096}
@@ -71,6 +84,14 @@ A_MESSAGES=${BENCH_ARCHIVE_MESSAGES:-20000}
 MAM_ROWS=${BENCH_MAM_ROWS:-1000000}
 MAM_QUERIES=${BENCH_MAM_QUERIES:-20}
 MAM_PAGE=${BENCH_MAM_PAGE:-50}
+MUC_SIZES=${BENCH_MUC_SIZES:-10 100 1000}
+MUC_COPIES=${BENCH_MUC_COPIES:-200000}
+MUC_SENDERS=${BENCH_MUC_SENDERS:-10}
+MUC_WINDOW=${BENCH_MUC_WINDOW:-4}
+MUC_JOINS=${BENCH_MUC_JOINS:-10}
+MUC_JOIN_ROUNDS=${BENCH_MUC_JOIN_ROUNDS:-10}
+MUC_HISTORY=${BENCH_MUC_HISTORY:-20}
+MUC_TIMEOUT=${BENCH_MUC_TIMEOUT:-900}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 OUT=${BENCH_PEERS_CSV:-$BUILD/bench/peers.csv}
 INSTALL=${BENCH_INSTALL:-1}
@@ -79,6 +100,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SEED="python3 $HERE/peers_seed.py"
 BENCH=$BUILD/tests/bench/xmppbench
 DOMAIN=localhost
+MUC_DOMAIN=${BENCH_MUC_DOMAIN:-conference.$DOMAIN}
 MAM_USER=mamuser
 MAM_PASSWORD=pwmam
 EJABBERD_SCHEMA=/usr/share/ejabberd/sql/lite.sql
@@ -113,7 +135,7 @@ for s in $PEERS; do
 	esac
 done
 for s in $SCENARIOS; do
-	case $s in login | idle | chat | presence | archive) ;;
+	case $s in login | idle | chat | presence | archive | muc) ;;
 	*) die "BENCH_SCENARIOS: unknown scenario $s" ;;
 	esac
 done
@@ -128,6 +150,14 @@ esac
 [ $((P_ITEMS % 2)) -eq 0 ] && [ "$P_ITEMS" -lt "$P_USERS" ] ||
     die "BENCH_PRESENCE_ITEMS must be even and below BENCH_PRESENCE_USERS"
 [ "$RUNS" -ge 1 ] 2>/dev/null || die "BENCH_RUNS must be at least 1"
+MUC_MAX=0
+if has muc "$SCENARIOS"; then
+	MUC_MAX=$(max $MUC_SIZES)
+	for n in $MUC_SIZES; do
+		[ "$n" -ge 1 ] 2>/dev/null ||
+		    die "BENCH_MUC_SIZES: room sizes of at least 1"
+	done
+fi
 
 # Debian packages of the peers (and what their storage needs); as root,
 # installed when missing.  A system service the installation starts is
@@ -220,8 +250,12 @@ USERS=${BENCH_USERS:-}
 if [ -z "$USERS" ]; then
 	USERS=$(max "$SEQ" "$LOGINS" "$WARMUP" $((2 * PAIRS)) "$IDLE")
 	[ "$USERS" -gt 10000 ] && USERS=10000
+	[ "$USERS" -lt $((MUC_MAX + MUC_JOINS)) ] &&
+	    USERS=$((MUC_MAX + MUC_JOINS))
 fi
 [ "$USERS" -ge $((2 * PAIRS)) ] || die "BENCH_USERS is below 2 x pairs"
+[ "$USERS" -ge $((MUC_MAX + MUC_JOINS)) ] ||
+    die "BENCH_USERS is below the largest room plus BENCH_MUC_JOINS"
 
 need=$((IDLE + CONC + 1024))
 [ $need -lt 65536 ] && need=65536
@@ -290,6 +324,16 @@ storage_archive_item_limit = 1000000000"
 	[ "$TLS" = none ] && req=false
 	ph=SHA-256
 	[ "$HASH" = sha1 ] && ph=SHA-1
+	# Group chat (the muc scenario; always there, as in ejabberd's):
+	# anyone may create rooms, which lock until configured (the
+	# default); Prosody 0.12's own MUC has no occupant limit and no
+	# message rate limit (those are the community modules
+	# mod_muc_limits and mod_muc_max_occupants, not installed), history
+	# 20 messages (its default); up to 1000 rooms in memory.
+	muc="Component \"$MUC_DOMAIN\" \"muc\"
+    restrict_room_creation = false
+    muc_room_default_history_length = 20
+    muc_room_cache_size = 1000"
 	mkdir -p "$1/certs"
 	cp "$DIR/cert.pem" "$1/certs/$DOMAIN.crt"
 	cp "$DIR/key.pem" "$1/certs/$DOMAIN.key"
@@ -319,6 +363,7 @@ $storage
 network_settings = { read_timeout = 3600; nagle = false; tcp_backlog = 1024 }
 VirtualHost "$DOMAIN"
     ssl = { certificate = "$DIR/cert.pem"; key = "$DIR/key.pem"; }
+$muc
 EOF
 }
 
@@ -406,6 +451,23 @@ modules:
   mod_time: {}
   mod_version:
     show_os: false
+  mod_muc:
+    hosts:
+      - "$MUC_DOMAIN"
+    access_create: all
+    max_users: 100000
+    max_users_presence: 100000
+    max_user_conferences: 100000
+    history_size: 20
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    default_room_options:
+      max_users: 100000
+      persistent: false
+      mam: false
 $mam
 EOF
 }
@@ -534,7 +596,9 @@ bench() {
 	    >"$INST/bench.out" 2>&1
 	rc=$?
 	grep -v '^idle: holding' "$INST/bench.out" | sed 's/^/   /'
-	if [ $rc -ne 0 ]; then
+	if [ $rc -eq 3 ] && [ "$1" = muc ]; then
+		: # no MUC service: run_muc says so, not a failure
+	elif [ $rc -ne 0 ]; then
 		warn "$CUR: xmppbench $1 failed:"
 		grep -E 'warn|error' "$INST/bench.out" | head -n 3 >&2
 	fi
@@ -644,6 +708,44 @@ run_archive() {
 	end_instance
 }
 
+# Group chat (XEP-0045), one fresh instance per room size: the room
+# filled, BENCH_MUC_SENDERS of its occupants send messages (copies per
+# second, server CPU per copy), then BENCH_MUC_JOINS sessions join it
+# with BENCH_MUC_HISTORY history messages one after the other and leave,
+# BENCH_MUC_JOIN_ROUNDS times (server CPU per join); memory per
+# occupant from the VmRSS before and after the filling.  A server
+# without a MUC service at $MUC_DOMAIN (xmppbench exits with 3) is
+# reported and skipped.
+run_muc() {
+	for n in $MUC_SIZES; do
+		start_instance "$1" 0
+		m=$((MUC_COPIES / n))
+		[ "$m" -lt 20 ] && m=20
+		s=$MUC_SENDERS
+		[ "$s" -gt "$n" ] && s=$n
+		echo "-- $1 run $2: muc, a room of $n occupants, $s senders," \
+		    "window $MUC_WINDOW, $m messages ($((m * n)) copies)"
+		t=$TIMEOUT
+		TIMEOUT=$MUC_TIMEOUT
+		bench muc -n "$m" --occupants "$n" --senders "$s" \
+		    --window "$MUC_WINDOW" --body "$BODY" --joins "$MUC_JOINS" \
+		    --join-rounds "$MUC_JOIN_ROUNDS" --history "$MUC_HISTORY" \
+		    --muc-domain "$MUC_DOMAIN" --pid "$SRV_PID" \
+		    --label "$1/$2/muc$n" --csv "$RES/muc.csv"
+		rc=$?
+		TIMEOUT=$t
+		# Every session ending leaves the room: n * n unavailable
+		# presence broadcasts the server works through after the
+		# run.  Wait for it (at most 5 min) before stopping it.
+		[ -n "$SRV_PID" ] && wait_quiet "$SRV_PID" 3000
+		end_instance
+		if [ $rc -eq 3 ]; then
+			echo "   $1 has no MUC service at $MUC_DOMAIN: muc skipped"
+			break
+		fi
+	done
+}
+
 # ---- the run ----
 
 for s in $PEERS; do
@@ -678,16 +780,19 @@ if [ -s "$RES/proto" ]; then
 	echo
 	sed 's/^\([^ ]*\) /TLS and SASL mechanism, \1: /' "$RES/proto"
 fi
-for f in logins chat presence mam archived; do
+for f in logins chat presence mam archived muc; do
 	[ -s "$RES/$f.csv" ] && cp "$RES/$f.csv" "$(dirname "$OUT")/peers-$f.csv"
 done
 cat <<EOF
 
 Server CPU is user + system time from /proc/PID/stat over the measured
-window; "CPU use" near 100% on a side means that side saturated.  Chat
+window (muc: the threads' schedstat run time, to the nanosecond); "CPU
+use" near 100% on a side means that side saturated.  Chat
 and archive: $PAIRS pairs, window $WINDOW, $MESSAGES / $A_MESSAGES messages;
 presence: $P_USERS users x $P_ITEMS contacts, $P_CHANGES status changes;
-idle: $IDLE sessions.  Table as CSV: $OUT (raw runs beside it).
+idle: $IDLE sessions; muc: rooms of $MUC_SIZES occupants, $MUC_SENDERS
+senders, window $MUC_WINDOW, $MUC_COPIES copies each; joins with
+$MUC_HISTORY history messages, $MUC_JOINS x $MUC_JOIN_ROUNDS.  Table as CSV: $OUT (raw runs beside it).
 bench-peers took $(( $(date +%s) - T_START )) s.
 EOF
 [ $status -eq 0 ] || echo "bench-peers: some runs failed, see above" >&2

@@ -544,6 +544,19 @@ def collect(results):
                     "server_cpu_us_per_stanza"):
             add(server, kind, col, row[col])
         util(row, server, kind)
+    for row in read_csv(os.path.join(results, "muc.csv")):
+        lab = split_label(row["label"])
+        if not lab or int(row["timed_out"]) or int(row["errors"]) or \
+                int(row["join_failed"]) or \
+                int(row["delivered"]) < int(row["expected"]):
+            continue
+        server, _, kind = lab
+        for col in ("copies_per_s", "server_cpu_us_per_copy", "p50_ms",
+                    "p99_ms", "join_cpu_ms", "join_p50_ms",
+                    "history_per_join", "bytes_per_occupant",
+                    "fill_cpu_ms_per_join"):
+            add(server, kind, col, row[col])
+        util(row, server, kind)
     for row in read_csv(os.path.join(results, "mam.csv")):
         lab = split_label(row["label"])
         if not lab or int(row["failed"]):
@@ -558,6 +571,32 @@ def collect(results):
                 if h > 0:
                     add(server, "hs", "login_ratio", p / h)
     return values
+
+
+def muc_metrics(values):
+    """The muc rows, one group per room size run (label kind mucN)."""
+    sizes = sorted({int(src[3:]) for (_, src, _) in values
+                    if src.startswith("muc") and src[3:].isdigit()})
+    rows = []
+    for n in sizes:
+        k = "muc%d" % n
+        rows += [
+            ("muc, %d occupants: copies/s" % n, "1/s", True, k,
+             "copies_per_s"),
+            ("  server CPU per copy", "us", False, k,
+             "server_cpu_us_per_copy"),
+            ("  p99 latency of a copy", "ms", False, k, "p99_ms"),
+            ("  server CPU per join", "ms", False, k, "join_cpu_ms"),
+            ("  join latency p50", "ms", False, k, "join_p50_ms"),
+            ("  history messages per join", "", None, k,
+             "history_per_join"),
+            ("  memory per occupant", "B", False, k, "bytes_per_occupant"),
+            ("  filling: server CPU per join", "ms", False, k,
+             "fill_cpu_ms_per_join"),
+            ("  server CPU use", "%", None, k, "server_util"),
+            ("  load generator CPU use", "%", None, k, "bench_util"),
+        ]
+    return rows
 
 
 def fmt(v):
@@ -585,7 +624,7 @@ def cmd_table(results, servers, out, runs="0"):
         head += "  %s" % "xmppd vs best peer"
     print(head)
     rows = []
-    for name, unit, higher, source, key in METRICS:
+    for name, unit, higher, source, key in METRICS + muc_metrics(values):
         cells, med = [], {}
         for s in servers:
             v = sorted(values.get((s, source, key), []))

@@ -12,8 +12,11 @@
 # inactive client with 100 contacts changing status; and PEP (XEP-0163):
 # notifications per second and server CPU per notification with 1,000
 # users of 20 contacts online, and the cost of a login that gets the
-# last items of its contacts' nodes against one that does not.  Builds
-# nothing; `make bench` builds first.  See tests/bench/README.md.
+# last items of its contacts' nodes against one that does not; and group
+# chat (XEP-0045): groupchat copies per second and server CPU per copy in
+# rooms of 10, 100 and 1,000 occupants, server CPU per join with history,
+# memory per occupant.  Builds nothing; `make bench` builds first.  See
+# tests/bench/README.md.
 #
 # Knobs (environment):
 #   BENCH_SERVER       xmppd (default) or prosody
@@ -64,6 +67,21 @@
 #   BENCH_PEP_CONCURRENCY  logins in flight in them (20)
 #   BENCH_PEP_ROUNDS   rounds of the pep-login runs; medians (3)
 #   BENCH_PEP_CSV      pep results file (BUILD/bench/pep.csv)
+#   BENCH_MUC          auto: the muc runs, skipped with a note when the
+#                      server has no MUC service (default); 1: the same,
+#                      a missing service fails the bench; 0: not; only:
+#                      them alone (after the warm-up)
+#   BENCH_MUC_SIZES    occupants of the room of each muc run (10 100 1000)
+#   BENCH_MUC_COPIES   groupchat copies per muc run; messages = copies /
+#                      occupants (200000)
+#   BENCH_MUC_SENDERS  occupants sending (10), BENCH_MUC_WINDOW messages
+#                      in flight each (4)
+#   BENCH_MUC_JOINS    sessions that join with history one at a time and
+#                      leave, per round (10); BENCH_MUC_JOIN_ROUNDS (10);
+#                      BENCH_MUC_HISTORY their maxstanzas (20)
+#   BENCH_MUC_DOMAIN   the MUC service (conference.localhost)
+#   BENCH_MUC_TIMEOUT  time limit of each muc run, seconds (900)
+#   BENCH_MUC_CSV      muc results file (BUILD/bench/muc.csv)
 #   BENCH_SOURCES      source addresses 127.0.0.1 .. 127.0.0.N (default:
 #                      xmppbench's, one per 25,000 connections)
 #   BENCH_ACCOUNTS     xmppctl, sql (written into the stopped server's
@@ -109,6 +127,16 @@ PEP_NODES=${BENCH_PEP_NODES:-10}
 PEP_LOGINS=${BENCH_PEP_LOGINS:-1000}
 PEP_CONC=${BENCH_PEP_CONCURRENCY:-20}
 PEP_ROUNDS=${BENCH_PEP_ROUNDS:-3}
+MUC=${BENCH_MUC:-auto}
+MUC_SIZES=${BENCH_MUC_SIZES:-10 100 1000}
+MUC_COPIES=${BENCH_MUC_COPIES:-200000}
+MUC_SENDERS=${BENCH_MUC_SENDERS:-10}
+MUC_WINDOW=${BENCH_MUC_WINDOW:-4}
+MUC_JOINS=${BENCH_MUC_JOINS:-10}
+MUC_JOIN_ROUNDS=${BENCH_MUC_JOIN_ROUNDS:-10}
+MUC_HISTORY=${BENCH_MUC_HISTORY:-20}
+MUC_DOMAIN=${BENCH_MUC_DOMAIN:-conference.localhost}
+MUC_TIMEOUT=${BENCH_MUC_TIMEOUT:-900}
 SOURCES=${BENCH_SOURCES:-}
 ACCOUNTS=${BENCH_ACCOUNTS:-auto}
 HERE=$(dirname "$0")
@@ -120,11 +148,27 @@ if [ "$SERVER" != xmppd ]; then
 	CSI=0
 	PEP=0
 fi
-# BENCH_PEP=only: the PEP runs alone.
+# BENCH_PEP=only: the PEP runs alone; BENCH_MUC=only: the muc runs.
 if [ "$PEP" = only ]; then
 	ROSTER=0
 	SM=0
 	RESUME=0
+fi
+if [ "$MUC" = only ]; then
+	ROSTER=0
+	SM=0
+	RESUME=0
+	PEP=0
+fi
+MUC_USERS=0
+if [ "$MUC" != 0 ]; then
+	for n in $MUC_SIZES; do
+		[ "$n" -ge 1 ] 2>/dev/null ||
+		    { echo "bench: BENCH_MUC_SIZES: sizes of at least 1" >&2
+		    exit 1; }
+		[ $((n + MUC_JOINS)) -gt "$MUC_USERS" ] &&
+		    MUC_USERS=$((n + MUC_JOINS))
+	done
 fi
 # Descriptors: the server holds BENCH_IDLE sessions plus its files; the
 # load generator the same number.  Root may raise the hard limit (with
@@ -152,6 +196,8 @@ if [ -z "$USERS" ]; then
 		USERS=$R_USERS
 	elif [ "$PEP" = only ]; then
 		USERS=$PEP_USERS
+	elif [ "$MUC" = only ]; then
+		USERS=$MUC_USERS
 	else
 		USERS=0
 		if [ "$SM" != only ]; then
@@ -166,6 +212,7 @@ fi
 # The roster scenario uses user0..user(R_USERS-1).
 [ "$ROSTER" != 0 ] && [ "$R_USERS" -gt "$USERS" ] && USERS=$R_USERS
 [ "$PEP" != 0 ] && [ "$PEP_USERS" -gt "$USERS" ] && USERS=$PEP_USERS
+[ "$MUC_USERS" -gt "$USERS" ] && USERS=$MUC_USERS
 WARMUP=${BENCH_WARMUP:-$USERS}
 SM_WARMUP=${SM_WARMUP:-$USERS}
 [ "$ROSTER" = only ] && SM=0 && RESUME=0
@@ -210,6 +257,10 @@ esac
 case $PEP in
 0 | 1 | only) ;;
 *) die "BENCH_PEP must be 0, 1 or only" ;;
+esac
+case $MUC in
+0 | 1 | auto | only) ;;
+*) die "BENCH_MUC must be 0, 1, auto or only" ;;
 esac
 if [ "$PEP" != 0 ]; then
 	command -v python3 >/dev/null ||
@@ -346,6 +397,9 @@ storage = "internal"
 network_settings = { read_timeout = 3600; nagle = false; tcp_backlog = 1024 }
 VirtualHost "$DOMAIN"
     ssl = { certificate = "$DIR/cert.pem"; key = "$DIR/key.pem"; }
+Component "$MUC_DOMAIN" "muc"
+    restrict_room_creation = false
+    muc_room_default_history_length = 20
 EOF
 	$SRV_PIN prosody -F --config "$DIR/prosody.cfg.lua" \
 	    >"$DIR/server.out" 2>&1 &
@@ -494,7 +548,8 @@ echo "== server: $SRV_VERSION, pid $SRV_PID, VmRSS $(rss_kib "$SRV_PID") KiB"
 echo "-- warm-up: $WARMUP logins (client PBKDF2 included)"
 bench login -n "$WARMUP" -c "$CONC" --users "$USERS" --label "$SERVER-warmup"
 
-if [ "$ROSTER" != only ] && [ "$SM" != only ] && [ "$PEP" != only ]; then
+if [ "$ROSTER" != only ] && [ "$SM" != only ] && [ "$PEP" != only ] &&
+    [ "$MUC" != only ]; then
 	echo "-- sequential logins"
 	bench login -n "$SEQ" -c 1 --users "$USERS" --pid "$SRV_PID" \
 	    --label "$SERVER"
@@ -696,6 +751,50 @@ if [ "$PEP" != 0 ]; then
 		round=$((round + 1))
 	done
 	stop_server
+fi
+
+# Group chat (XEP-0045; README.md, "MUC"), a fresh server per room size:
+# the room filled (memory per occupant), BENCH_MUC_SENDERS occupants send
+# (copies per second, server CPU per copy), then BENCH_MUC_JOINS
+# sessions join with BENCH_MUC_HISTORY history messages one after the
+# other and leave, BENCH_MUC_JOIN_ROUNDS times (server CPU per join).
+if [ "$MUC" != 0 ]; then
+	for n in $MUC_SIZES; do
+		if [ "$SERVER" = prosody ]; then
+			start_prosody
+		else
+			start_xmppd
+		fi
+		m=$((MUC_COPIES / n))
+		[ "$m" -lt 20 ] && m=20
+		s=$MUC_SENDERS
+		[ "$s" -gt "$n" ] && s=$n
+		echo "-- muc: a room of $n occupants at $MUC_DOMAIN, $s senders," \
+		    "window $MUC_WINDOW, $m messages ($((m * n)) copies);" \
+		    "$MUC_JOINS x $MUC_JOIN_ROUNDS joins with $MUC_HISTORY" \
+		    "history messages (fresh server, pid $SRV_PID)"
+		$CLI_PIN "$BENCH" muc -n "$m" --occupants "$n" --senders "$s" \
+		    --window "$MUC_WINDOW" --joins "$MUC_JOINS" \
+		    --join-rounds "$MUC_JOIN_ROUNDS" --history "$MUC_HISTORY" \
+		    --muc-domain "$MUC_DOMAIN" -p "$BENCH_PORT" --tls "$TLS" \
+		    -d "$DOMAIN" -T "$MUC_TIMEOUT" --key-cache "$DIR/keys" \
+		    --pid "$SRV_PID" --label "$SERVER" --csv "$DIR/muc.csv"
+		rc=$?
+		kill -0 "$SRV_PID" 2>/dev/null ||
+		    die "the server died during the run"
+		# Every session leaves the room as it closes: n * n
+		# presence broadcasts the server works through afterwards.
+		wait_quiet "$SRV_PID" 3000
+		stop_server
+		if [ $rc -eq 3 ]; then
+			sed -i '$d' "$DIR/muc.csv" # not a measurement
+			echo "bench: $SERVER has no MUC service at $MUC_DOMAIN:" \
+			    "muc runs skipped" >&2
+			[ "$MUC" = auto ] || status=1
+			break
+		fi
+		[ $rc -eq 0 ] || status=1
+	done
 fi
 
 echo
@@ -901,6 +1000,43 @@ if [ -s "$DIR/pep.csv" ]; then
 		tail -n +2 "$DIR/pep.csv" >>"$PEP_CSV"
 	fi
 	echo "(pep rows appended to $PEP_CSV)"
+fi
+
+# MUC: copies per second, CPU per copy and per join, memory per occupant.
+if [ "$(wc -l <"$DIR/muc.csv" 2>/dev/null || echo 0)" -gt 1 ]; then
+	awk -F, '
+NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+function v(name) { return $col[name] }
+function target(x, max) { return x < 0 ? "-" : (x <= max ? "met" : "NOT MET") }
+{
+	n = v("occupants")
+	printf "\nmuc (XEP-0045), a room of %d: %d of %d copies in %.2f s, " \
+	    "%.0f/s, latency p50 %.1f ms, p99 %.1f ms; server CPU %.3f us " \
+	    "per copy%s\n", n, v("delivered"), v("expected"), v("elapsed_s"),
+	    v("copies_per_s"), v("p50_ms"), v("p99_ms"),
+	    v("server_cpu_us_per_copy"),
+	    (n >= 100 ? " (target <= 2 us: " \
+	    target(v("server_cpu_us_per_copy"), 2) ")" : "")
+	printf "  join with %d history messages (%.1f received): server " \
+	    "CPU %.3f ms per join%s, latency p50 %.2f ms; leave %.3f ms\n",
+	    v("history"), v("history_per_join"), v("join_cpu_ms"),
+	    (n == 100 ? " (target <= 1 ms: " target(v("join_cpu_ms"), 1) \
+	    ")" : ""), v("join_p50_ms"), v("leave_cpu_ms")
+	printf "  memory: VmRSS %d -> %d KiB for %d occupants: %d bytes per " \
+	    "occupant%s; filling %.2f s, %.3f ms of server CPU per join\n",
+	    v("server_rss_before_kib"), v("server_rss_after_kib"), n,
+	    v("bytes_per_occupant"), (n >= 1000 ? " (target <= 512: " \
+	    target(v("bytes_per_occupant"), 512) ")" : " (the target is " \
+	    "read at 1,000)"), v("fill_s"), v("fill_cpu_ms_per_join")
+}' "$DIR/muc.csv"
+	MUC_CSV=${BENCH_MUC_CSV:-$BUILD/bench/muc.csv}
+	mkdir -p "$(dirname "$MUC_CSV")"
+	if [ ! -s "$MUC_CSV" ]; then
+		cat "$DIR/muc.csv" >"$MUC_CSV"
+	else
+		tail -n +2 "$DIR/muc.csv" >>"$MUC_CSV"
+	fi
+	echo "(muc rows appended to $MUC_CSV)"
 fi
 
 # CSI: what the server sent the observer, active and inactive.

@@ -32,11 +32,21 @@
  * <resume/>, reading the server's CPU time for both.  CSI mode measures
  * what an observer with a seeded roster receives while its contacts
  * change status, active or inactive (XEP-0352).
+ *
+ * Muc mode measures group chat (XEP-0045): sessions join rooms of N
+ * occupants (the first creates each room and submits an instant
+ * configuration), several senders per room send groupchat messages with
+ * a window, and every occupant counts the copies it receives; then
+ * further sessions join the first room with history and leave again,
+ * one at a time, for the server's CPU per join.  The server's memory is
+ * read before and after the joins (memory per occupant).
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+
+#include <dirent.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -114,6 +124,17 @@
 #define PEP_SETTLE 20.0      /* pep: at most s to settle */
 #define PEP_DRAIN 5.0        /* pep: s to wait for missing notifications */
 #define PEP_NODES_MAX 100    /* pep-login: --nodes */
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define NS_MUC_OWNER "http://jabber.org/protocol/muc#owner"
+#define NS_DATA "jabber:x:data"
+#define NS_DELAY "urn:xmpp:delay"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define MUC_SETTLE 1.0        /* muc: s after the logins before the RSS */
+#define MUC_FILL_SETTLE 2.0   /* muc: s after the joins before the RSS */
+#define MUC_JOIN_TIMEOUT 20.0 /* muc: s for one join (110, subject) */
+#define MUC_DRAIN 30.0        /* muc: s without a copy = the rest is lost */
+#define MUC_QUIET 30.0        /* muc: at most s for the joins' broadcasts */
 
 enum bench_mode {
 	MODE_LOGIN,
@@ -124,9 +145,9 @@ enum bench_mode {
 	MODE_RESUME,
 	MODE_CSI,
 	MODE_PEP,
-	MODE_PEP_LOGIN
+	MODE_PEP_LOGIN,
+	MODE_MUC
 };
-
 
 /* CSI mode: where the run is. */
 enum csi_step {
@@ -319,6 +340,30 @@ struct conn {
 	int resuming;
 	int iq_id; /* csi mode: the current iq's id is 'csiN': N, else 0 */
 	struct pep_conn *pep; /* pep modes, else NULL */
+	struct muc_conn *muc; /* muc mode, else NULL */
+};
+
+/* Muc mode: an occupant's part in the run and its room state. */
+enum muc_role { MUC_OWNER, MUC_OCCUPANT, MUC_JOINER };
+enum muc_state { MUC_OUT, MUC_JOINING, MUC_IN, MUC_LEAVING };
+
+/* Muc mode: what one connection parses and counts (muc_top_end). */
+struct muc_conn {
+	enum muc_role role;
+	enum muc_state state;
+	unsigned room;    /* index of its room */
+	int got_self;     /* this join's own presence (status 110) came */
+	unsigned history; /* history messages of the current join */
+	unsigned window;  /* own messages whose copy has not come back */
+	double t_join, join_deadline;
+	/* The current top-level stanza: kind (1 message, 2 presence, 3
+	 * iq), type, sender (room index or -1, occupant's user or -1),
+	 * what it holds; parent: the depth-3 element (1 muc#user x, 2
+	 * error); its error condition. */
+	int kind, type_error, type_unavailable, type_result, groupchat;
+	int ours, has_subject, has_delay, has_body, parent, s110, s201;
+	long from_room, from_user;
+	char id[64], cond[48];
 };
 
 /* PEP modes: what one connection parses and counts (pep_top_end). */
@@ -398,6 +443,48 @@ struct bench_opts {
 	unsigned window;     /* chat: undelivered messages per sender;
 	                        presence: status changes per sender */
 	unsigned body_bytes; /* chat: padding in each body */
+
+	const char *muc_domain; /* muc: the service (conference.DOMAIN) */
+	unsigned rooms;         /* muc: rooms (1) */
+	unsigned occupants;     /* muc: occupants of each room (100) */
+	unsigned senders;       /* muc: senders in each room (10) */
+	unsigned joins;         /* muc: joiners per round (10) */
+	unsigned join_rounds;   /* muc: rounds of measured joins (10) */
+	unsigned history;       /* muc: maxstanzas of measured joins (20) */
+};
+
+/* Muc mode: where the run is. */
+enum muc_phase {
+	MP_LOGIN,       /* every session logs in, initial presence */
+	MP_SETTLE,      /* then MUC_SETTLE s: the RSS before the joins */
+	MP_OWNERS,      /* each room's owner joins, configures it */
+	MP_FILL,        /* the other occupants join, -c at a time */
+	MP_FILL_SETTLE, /* MUC_FILL_SETTLE s: the RSS after the joins */
+	MP_SEND,        /* the senders' groupchat messages */
+	MP_JOINS,       /* joiners join room 0 with history, one at a time */
+	MP_LEAVES,      /* and leave again (not measured) */
+	MP_DONE,
+};
+
+/* Muc mode: the run's counters. */
+struct muc_run {
+	enum muc_phase phase;
+	char token[17];       /* in every message id of this run */
+	char room_prefix[16]; /* rooms ROOM_PREFIX-R@muc_domain */
+	unsigned sessions;    /* rooms * occupants + joins */
+	unsigned rooms_open, filled, fill_next, fill_active, failed;
+	unsigned long expected, delivered, foreign, errors, own_copies;
+	unsigned long sent, room0_sent;
+	unsigned round, joiner; /* current round, joiner in it */
+	unsigned joins_done, leaves_done;
+	unsigned long history_got; /* history messages of measured joins */
+	unsigned long bcast_join, bcast_leave; /* room 0's occupants saw */
+	unsigned long bcast_missing;
+	double *join_ms; /* latency of each measured join */
+	double t_phase, t_last_copy;
+	double fill_cpu, fill_s, rss_s;
+	double join_cpu, join_cpu_mark, join_s, join_mark, leave_cpu;
+	ev_timer timer;
 };
 
 static struct bench {
@@ -470,6 +557,7 @@ static struct bench {
 	unsigned long pep_foreign_events, pep_expected, pep_disco;
 	unsigned long pep_login_contact, pep_login_own, pep_login_expected;
 	double t_last_stanza, t_last_event;
+	struct muc_run muc;
 	ev_timer sweep, overall, settle, hold;
 	ev_signal sigint, sigterm;
 	ev_io stdin_watcher;
@@ -503,6 +591,11 @@ static void pep_roster_done(struct conn *);
 static void pep_bound(struct conn *);
 static void pep_check_done(void);
 static void pep_print_summary(void);
+static void muc_xml_start(struct conn *, const char *, const char **);
+static int muc_top_end(struct conn *);
+static void muc_session_up(struct conn *);
+static void muc_check_done(void);
+static void muc_print_summary(void);
 
 static const char *
 tls_name(void)
@@ -1049,6 +1142,8 @@ xml_start(void *ud, const char *name, const char **attrs)
 	}
 	if (c->pep != NULL)
 		pep_xml_start(c, name, attrs);
+	if (c->muc != NULL)
+		muc_xml_start(c, name, attrs);
 	if (c->depth == 2) {
 		const char *type, *id;
 
@@ -1568,6 +1663,8 @@ handle_top(struct conn *c)
 		return;
 	if (c->pep != NULL && pep_top_end(c))
 		return;
+	if (c->muc != NULL && muc_top_end(c))
+		return;
 	if (c->in_message) {
 		chat_message_end(c);
 		return;
@@ -1751,6 +1848,10 @@ conn_logged_in(struct conn *c)
 		chat_session_up(c);
 		return;
 	}
+	if (B.o.mode == MODE_MUC) {
+		muc_session_up(c);
+		return;
+	}
 	if (B.o.mode == MODE_RESUME)
 		B.ramp_latencies[B.logged_in++] = ms;
 	else
@@ -1807,7 +1908,8 @@ conn_new(unsigned id)
 		c->user = id == r      ? 0
 		          : id < r / 2 ? id + 1
 		                       : B.o.users - (r - id);
-	} else if (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_PEP) {
+	} else if (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_PEP ||
+	           B.o.mode == MODE_MUC) {
 		c->user = id;
 		c->online = 1;
 	} else if (B.o.mode != MODE_ROSTER)
@@ -1819,6 +1921,16 @@ conn_new(unsigned id)
 		c->user = 2 * ((id - B.o.online) % (B.o.users / 2));
 	if (B.o.mode == MODE_PEP || B.o.mode == MODE_PEP_LOGIN)
 		c->pep = xcalloc(1, sizeof(*c->pep));
+	if (B.o.mode == MODE_MUC) {
+		/* Room r's occupants are users r*N .. r*N+N-1, the first its
+		 * owner; the joiners follow. */
+		c->muc = xcalloc(1, sizeof(*c->muc));
+		c->muc->room =
+		    id < B.muc.sessions - B.o.joins ? id / B.o.occupants : 0;
+		c->muc->role = id >= B.muc.sessions - B.o.joins ? MUC_JOINER
+		               : id % B.o.occupants == 0        ? MUC_OWNER
+		                                                : MUC_OCCUPANT;
+	}
 	B.conns[id] = c;
 	B.started++;
 	B.live++;
@@ -1955,6 +2067,7 @@ conn_finish(struct conn *c, int ok)
 	parser_free(c);
 	buf_free(&c->out);
 	free(c->pep);
+	free(c->muc);
 	B.conns[c->id] = NULL;
 	B.live--;
 	B.finished++;
@@ -2212,6 +2325,8 @@ start_more(void)
 	}
 	if (B.o.mode == MODE_CHAT)
 		limit = 2 * B.o.pairs;
+	if (B.o.mode == MODE_MUC)
+		limit = B.muc.sessions;
 	if (B.o.mode == MODE_PRESENCE || B.o.mode == MODE_PEP) {
 		if (B.phase != PHASE_RAMP)
 			return;
@@ -2286,6 +2401,8 @@ mode_name(void)
 		return B.o.pep_seed     ? "pep-seed"
 		       : B.o.pep_notify ? "pep-login-notify"
 		                        : "pep-login";
+	case MODE_MUC:
+		return "muc";
 	}
 	return "?";
 }
@@ -2319,6 +2436,10 @@ print_summary(void)
 	}
 	if (B.o.mode == MODE_PEP) {
 		pep_print_summary();
+		return;
+	}
+	if (B.o.mode == MODE_MUC) {
+		muc_print_summary();
 		return;
 	}
 
@@ -4079,6 +4200,827 @@ pep_print_summary(void)
 	fclose(f);
 }
 
+/* ---- muc mode ---- */
+
+/*
+ * Muc mode (XEP-0045): --rooms R rooms of --occupants N; room r's
+ * occupants are users r*N .. r*N+N-1 and the --joins J joiners follow.
+ * Every session logs in and sends initial presence; MUC_SETTLE s later
+ * the server's VmRSS is read.  Each room's first occupant joins
+ * (<presence to='ROOM/NICK'><x xmlns='.../muc'/>), gets status 201 and
+ * submits an empty muc#owner form (an instant room, §10.1.2); then the
+ * others join, -c at a time, each done when the room's subject follows
+ * its own presence (status 110), as §7.2.15 orders them.  All in,
+ * MUC_FILL_SETTLE s later the VmRSS again: the growth per occupant.
+ * Then the first --senders S occupants of each room send -n groupchat
+ * messages in all, each with at most --window of its own whose copy
+ * has not come back; every occupant counts the copies with this run's
+ * token in their id (N per message).  Last, --join-rounds K times: the
+ * J joiners join room 0 one after the other with --history H
+ * (maxstanzas), the server's CPU read around them until room 0's
+ * occupants have their presence; then they leave again (not measured).
+ */
+
+/* A server's CPU time (user + system, all threads) in seconds, to the
+ * nanosecond: the sum of the first field of /proc/PID/task/TID/schedstat
+ * (threads that ended are not counted: the servers keep theirs), or
+ * /proc/PID/stat's clock ticks when it cannot be read. */
+static double
+muc_cpu_seconds(pid_t pid)
+{
+	char path[96], line[128];
+	struct dirent *d;
+	double ns = 0;
+	int n = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
+	if ((dir = opendir(path)) == NULL)
+		return read_cpu_seconds(pid);
+	while ((d = readdir(dir)) != NULL) {
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/task/%.20s/schedstat",
+		    (long)pid, d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(line, sizeof(line), f) != NULL) {
+			ns += strtod(line, NULL);
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return n > 0 ? ns / 1e9 : read_cpu_seconds(pid);
+}
+
+/* The server's CPU time now, -1 without --pid. */
+static double
+muc_server_cpu(void)
+{
+	return B.o.server_pid > 0 ? muc_cpu_seconds(B.o.server_pid) : -1;
+}
+
+static void
+muc_room_jid(unsigned room, char *out, size_t len)
+{
+	snprintf(out, len, "%s-%u@%s", B.muc.room_prefix, room, B.o.muc_domain);
+}
+
+/* The sender of a stanza: "PREFIX-R@MUCDOMAIN[/nUSER]" sets from_room
+ * to R and from_user to USER (-1 when absent or not ours). */
+static void
+muc_parse_from(struct muc_conn *m, const char *from)
+{
+	size_t plen = strlen(B.muc.room_prefix), dlen = strlen(B.o.muc_domain);
+	unsigned long v;
+	char *end, *nick;
+
+	m->from_room = m->from_user = -1;
+	if (from == NULL || strncmp(from, B.muc.room_prefix, plen) != 0 ||
+	    from[plen] != '-')
+		return;
+	v = strtoul(from + plen + 1, &end, 10);
+	if (end == from + plen + 1 || *end != '@' ||
+	    strncmp(end + 1, B.o.muc_domain, dlen) != 0 ||
+	    (end[1 + dlen] != '\0' && end[1 + dlen] != '/'))
+		return;
+	m->from_room = (long)v;
+	end += 1 + dlen;
+	if (end[0] != '/' || end[1] != 'n')
+		return;
+	v = strtoul(end + 2, &nick, 10);
+	if (nick != end + 2 && *nick == '\0')
+		m->from_user = (long)v;
+}
+
+/* A start tag of c's stream at depth 2 or more (muc mode). */
+static void
+muc_xml_start(struct conn *c, const char *name, const char **attrs)
+{
+	struct muc_conn *m = c->muc;
+	const char *v, *ns, *local;
+	size_t nslen;
+
+	if (c->depth == 2) {
+		v = xml_attr(attrs, "type");
+		m->kind = xml_is(name, NS_CLIENT, "message")    ? 1
+		          : xml_is(name, NS_CLIENT, "presence") ? 2
+		          : xml_is(name, NS_CLIENT, "iq")       ? 3
+		                                                : 0;
+		m->type_error = v != NULL && strcmp(v, "error") == 0;
+		m->type_unavailable =
+		    v != NULL && strcmp(v, "unavailable") == 0;
+		m->type_result = v != NULL && strcmp(v, "result") == 0;
+		m->groupchat = v != NULL && strcmp(v, "groupchat") == 0;
+		v = xml_attr(attrs, "id");
+		snprintf(m->id, sizeof(m->id), "%s", v != NULL ? v : "");
+		m->ours = strncmp(m->id, B.muc.token, 16) == 0;
+		m->has_subject = m->has_delay = m->has_body = 0;
+		m->parent = m->s110 = m->s201 = 0;
+		m->cond[0] = '\0';
+		muc_parse_from(m, xml_attr(attrs, "from"));
+		return;
+	}
+	if (m->kind == 0)
+		return;
+	local = xml_split(name, &ns, &nslen);
+	if (c->depth == 3) {
+		m->parent = 0;
+		if (xml_is(name, NS_CLIENT, "error"))
+			m->parent = 2;
+		else if (m->kind == 2 && xml_is(name, NS_MUC_USER, "x"))
+			m->parent = 1;
+		else if (m->kind == 1 && xml_is(name, NS_CLIENT, "body"))
+			m->has_body = c->in_body = 1; /* xml_text keeps it */
+		else if (m->kind == 1 && xml_is(name, NS_CLIENT, "subject"))
+			m->has_subject = 1;
+		else if (m->kind == 1 && xml_is(name, NS_DELAY, "delay"))
+			m->has_delay = 1;
+		return;
+	}
+	if (c->depth != 4)
+		return;
+	if (m->parent == 1 && xml_is(name, NS_MUC_USER, "status")) {
+		v = xml_attr(attrs, "code");
+		if (v != NULL && strcmp(v, "110") == 0)
+			m->s110 = 1;
+		else if (v != NULL && strcmp(v, "201") == 0)
+			m->s201 = 1;
+	} else if (m->parent == 2 && m->cond[0] == '\0' &&
+	           strcmp(local, "text") != 0) {
+		snprintf(m->cond, sizeof(m->cond), "%s", local);
+	}
+}
+
+/* Enter c's room as nick n<USER>, asking for maxstanzas of history. */
+static void
+muc_join(struct conn *c, unsigned maxstanzas)
+{
+	struct muc_conn *m = c->muc;
+	char room[256];
+
+	muc_room_jid(m->room, room, sizeof(room));
+	buf_printf(&c->out,
+	    "<presence to='%s/n%u'><x xmlns='" NS_MUC "'><history "
+	    "maxstanzas='%u'/></x></presence>",
+	    room, c->user, maxstanzas);
+	m->state = MUC_JOINING;
+	m->got_self = 0;
+	m->history = 0;
+	m->t_join = now_mono();
+	m->join_deadline = m->t_join + MUC_JOIN_TIMEOUT;
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+static void
+muc_leave(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+	char room[256];
+
+	muc_room_jid(m->room, room, sizeof(room));
+	buf_printf(&c->out, "<presence type='unavailable' to='%s/n%u'/>", room,
+	    c->user);
+	m->state = MUC_LEAVING;
+	m->join_deadline = now_mono() + MUC_JOIN_TIMEOUT;
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+/* A logged-in session: available, then idle until it joins. */
+static void
+muc_session_up(struct conn *c)
+{
+	conn_send_stanza(c, "<presence/>");
+	c->logged_in = 1;
+	c->state = CS_IDLE;
+	c->in_flight = 0;
+	B.active--;
+	B.online_up++;
+	start_more();
+	check_done();
+}
+
+/* Fill the rooms: the next non-owner occupants join, -c at a time. */
+static void
+muc_fill_more(void)
+{
+	unsigned total = B.o.rooms * B.o.occupants;
+
+	while (B.muc.phase == MP_FILL && B.muc.fill_next < total &&
+	       B.muc.fill_active < B.o.concurrency) {
+		struct conn *c = B.conns[B.muc.fill_next++];
+
+		if (c == NULL || c->muc->role != MUC_OCCUPANT)
+			continue;
+		muc_join(c, 0);
+		B.muc.fill_active++;
+	}
+}
+
+/* Measured joins: the next joiner of this round, one at a time. */
+static void
+muc_next_joiner(void)
+{
+	struct conn *c;
+
+	if (B.muc.joiner >= B.o.joins) {
+		B.muc.t_phase = now_mono(); /* now the broadcasts */
+		return;
+	}
+	c = B.conns[B.muc.sessions - B.o.joins + B.muc.joiner++];
+	if (c == NULL) {
+		B.muc.failed++;
+		return;
+	}
+	muc_join(c, B.o.history);
+}
+
+/* The owner's room is configured (or was open already). */
+static void
+muc_room_open(struct conn *c)
+{
+	c->muc->state = MUC_IN;
+	B.muc.rooms_open++;
+	B.muc.filled++;
+	check_done();
+}
+
+/* A join is complete: own presence, history, subject. */
+static void
+muc_joined(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+	double now = now_mono();
+
+	m->state = MUC_IN;
+	if (B.muc.phase == MP_FILL) {
+		B.muc.filled++;
+		B.muc.fill_active--;
+		muc_fill_more();
+	} else if (B.muc.phase == MP_JOINS && m->role == MUC_JOINER) {
+		B.muc.join_ms[B.muc.joins_done++] = (now - m->t_join) * 1000.0;
+		B.muc.history_got += m->history;
+		muc_next_joiner();
+	}
+	check_done();
+}
+
+/* Sender c: its next messages up to its window. */
+static void
+muc_fill(struct conn *c)
+{
+	static char pad[CHAT_BODY_MAX + 1];
+	struct muc_conn *m;
+	char room[256];
+
+	if (c == NULL || !B.chat_running || c->muc->state != MUC_IN)
+		return;
+	if (pad[0] == '\0')
+		memset(pad, 'x', B.o.body_bytes);
+	m = c->muc;
+	muc_room_jid(m->room, room, sizeof(room));
+	while (m->window < B.o.window && B.muc.sent < B.o.n) {
+		buf_printf(&c->out,
+		    "<message type='groupchat' to='%s' id='%s-%u-%lu'>"
+		    "<body>%u %.6f %s</body></message>",
+		    room, B.muc.token, c->id, B.muc.sent, c->id, now_mono(),
+		    pad);
+		m->window++;
+		B.muc.sent++;
+		if (m->room == 0)
+			B.muc.room0_sent++;
+	}
+	conn_set_events(c, EV_READ | EV_WRITE);
+}
+
+static void
+muc_message(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+	unsigned from;
+	double sent, now;
+
+	if (m->from_room < 0 && !m->ours)
+		return; /* not from a room of this run */
+	if (m->type_error) {
+		if (++B.muc.errors <= 5)
+			log_warnx("conn %u (%s%u): message error from %s: %s",
+			    c->id, B.o.user_prefix, c->user,
+			    m->from_room < 0 ? "the server" : "the room",
+			    m->cond[0] ? m->cond : "(no condition)");
+		check_done();
+		return;
+	}
+	if (m->has_subject && !m->has_body) {
+		/* The owner's join ends with the configuration. */
+		if (m->state == MUC_JOINING && m->got_self &&
+		    m->role != MUC_OWNER)
+			muc_joined(c);
+		return;
+	}
+	if (!m->has_body || !m->groupchat)
+		return;
+	if (m->state == MUC_JOINING) {
+		/* Between the own presence and the subject (§7.2.14). */
+		if (m->got_self && m->has_delay)
+			m->history++;
+		return;
+	}
+	if (!m->ours) {
+		B.muc.foreign++;
+		return;
+	}
+	now = now_mono();
+	B.muc.t_last_copy = now;
+	B.muc.delivered++;
+	if (parse_stamp(&c->text, B.muc.sessions, &from, &sent) == 0) {
+		if (B.lat_count < B.lat_max)
+			B.latencies[B.lat_count++] = (now - sent) * 1000.0;
+		if (from == c->id && m->window > 0) {
+			m->window--;
+			muc_fill(c);
+		}
+	}
+	check_done();
+}
+
+static void
+muc_presence(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+	char room[256];
+
+	if (m->from_room < 0 || (unsigned long)m->from_room != m->room)
+		return;
+	if (m->type_error) {
+		if (m->state != MUC_JOINING && m->state != MUC_LEAVING)
+			return;
+		muc_room_jid(m->room, room, sizeof(room));
+		if (++B.muc.failed <= 5)
+			log_warnx("conn %u (%s%u): %s %s: presence error %s "
+			          "(is there a MUC service at %s? see "
+			          "--muc-domain)",
+			    c->id, B.o.user_prefix, c->user,
+			    m->state == MUC_JOINING ? "joining" : "leaving",
+			    room, m->cond[0] ? m->cond : "(no condition)",
+			    B.o.muc_domain);
+		m->state = MUC_OUT;
+		check_done();
+		return;
+	}
+	if (m->s110) {
+		if (m->type_unavailable) {
+			if (m->state == MUC_LEAVING) {
+				m->state = MUC_OUT;
+				B.muc.leaves_done++;
+				check_done();
+			}
+			return;
+		}
+		if (m->state != MUC_JOINING || m->got_self)
+			return;
+		m->got_self = 1;
+		if (m->role != MUC_OWNER)
+			return; /* history, then the subject */
+		if (!m->s201) {
+			muc_room_open(c); /* it existed, and is open */
+			return;
+		}
+		/* Created and locked: an instant room (§10.1.2). */
+		muc_room_jid(m->room, room, sizeof(room));
+		buf_printf(&c->out,
+		    "<iq type='set' id='muccfg' to='%s'><query "
+		    "xmlns='" NS_MUC_OWNER "'><x xmlns='" NS_DATA
+		    "' type='submit'/>"
+		    "</query></iq>",
+		    room);
+		conn_set_events(c, EV_READ | EV_WRITE);
+		return;
+	}
+	/* Room 0's occupants count the joiners' presence broadcasts. */
+	if (m->room == 0 && m->role != MUC_JOINER && m->state == MUC_IN &&
+	    m->from_user >= (long)(B.muc.sessions - B.o.joins)) {
+		if (m->type_unavailable)
+			B.muc.bcast_leave++;
+		else
+			B.muc.bcast_join++;
+		check_done();
+	}
+}
+
+static void
+muc_iq(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+	char room[256];
+
+	if (strcmp(m->id, "muccfg") != 0 || m->state != MUC_JOINING)
+		return;
+	if (m->type_result) {
+		muc_room_open(c);
+		return;
+	}
+	muc_room_jid(m->room, room, sizeof(room));
+	B.muc.failed++;
+	log_warnx("conn %u (%s%u): configuring %s as an instant room: %s",
+	    c->id, B.o.user_prefix, c->user, room,
+	    m->cond[0] ? m->cond : "(no condition)");
+	check_done();
+}
+
+/* The end of a top-level element in muc mode: 1 if handled here (any
+ * stanza once logged in), 0 to go on as in the other modes. */
+static int
+muc_top_end(struct conn *c)
+{
+	struct muc_conn *m = c->muc;
+
+	if (!c->logged_in || m->kind == 0)
+		return 0;
+	if (m->kind == 1)
+		muc_message(c);
+	else if (m->kind == 2)
+		muc_presence(c);
+	else
+		muc_iq(c);
+	return 1;
+}
+
+/* The messages: the first --senders occupants of each room send. */
+static void
+muc_send_start(void)
+{
+	B.muc.phase = MP_SEND;
+	B.cpu_before = muc_server_cpu();
+	B.self_cpu_before = muc_cpu_seconds(getpid());
+	B.t0 = B.muc.t_last_copy = now_mono();
+	B.chat_running = 1;
+	for (unsigned r = 0; r < B.o.rooms; r++)
+		for (unsigned s = 0; s < B.o.senders; s++)
+			muc_fill(B.conns[r * B.o.occupants + s]);
+}
+
+/* A round of measured joins: the joiners join room 0 in turn. */
+static void
+muc_round_start(void)
+{
+	B.muc.phase = MP_JOINS;
+	B.muc.joiner = 0;
+	B.muc.join_mark = now_mono();
+	B.muc.join_cpu_mark = muc_server_cpu();
+	muc_next_joiner();
+}
+
+/* Have room 0's occupants received the presence of every join and leave
+ * so far (or did MUC_QUIET s pass without them)? */
+static int
+muc_broadcasts_in(double now)
+{
+	unsigned long want = (unsigned long)B.o.occupants *
+	                     (B.muc.joins_done + B.muc.leaves_done);
+	unsigned long got =
+	    B.muc.bcast_join + B.muc.bcast_leave + B.muc.bcast_missing;
+
+	if (got >= want)
+		return 1;
+	if (now - B.muc.t_phase < MUC_QUIET)
+		return 0;
+	log_warnx("muc: room 0's occupants lack %lu presence broadcasts "
+	          "after %.0f s; going on",
+	    want - got, MUC_QUIET);
+	B.muc.bcast_missing += want - got;
+	return 1;
+}
+
+static void
+muc_stop(void)
+{
+	B.muc.phase = MP_DONE;
+	ev_timer_stop(B.loop, &B.muc.timer);
+	chat_stop_soon();
+}
+
+/* The end of a phase: what comes next. */
+static void
+muc_step(void)
+{
+	double now = now_mono(), cpu;
+	unsigned round_end = (B.muc.round + 1) * B.o.joins;
+
+	switch (B.muc.phase) {
+	case MP_OWNERS:
+		if (B.muc.rooms_open < B.o.rooms)
+			return;
+		B.muc.phase = MP_FILL;
+		muc_fill_more();
+		/* FALLTHROUGH */
+	case MP_FILL:
+		if (B.muc.phase != MP_FILL ||
+		    B.muc.filled < B.o.rooms * B.o.occupants)
+			return;
+		cpu = muc_server_cpu();
+		B.muc.fill_s = now - B.muc.t_phase;
+		if (cpu >= 0 && B.muc.fill_cpu >= 0)
+			B.muc.fill_cpu = cpu - B.muc.fill_cpu;
+		printf("muc: %u occupants in %u room(s) of %s in %.2fs; "
+		       "settling %.1fs\n",
+		    B.muc.filled, B.o.rooms, B.o.muc_domain, B.muc.fill_s,
+		    MUC_FILL_SETTLE);
+		fflush(stdout);
+		B.muc.phase = MP_FILL_SETTLE;
+		B.muc.t_phase = now;
+		return;
+	case MP_SEND:
+		if (B.muc.delivered < B.muc.expected)
+			return;
+		B.t_up = now;
+		B.cpu_after = muc_server_cpu();
+		B.self_cpu_after = muc_cpu_seconds(getpid());
+		B.chat_running = 0;
+		if (B.o.joins == 0 || B.o.join_rounds == 0) {
+			muc_stop();
+			return;
+		}
+		muc_round_start();
+		return;
+	case MP_JOINS:
+		if (B.muc.joins_done < round_end || !muc_broadcasts_in(now))
+			return;
+		cpu = muc_server_cpu();
+		if (cpu >= 0 && B.muc.join_cpu_mark >= 0)
+			B.muc.join_cpu += cpu - B.muc.join_cpu_mark;
+		B.muc.join_s += now - B.muc.join_mark;
+		B.muc.phase = MP_LEAVES;
+		B.muc.join_cpu_mark = cpu;
+		B.muc.t_phase = now;
+		for (unsigned j = 0; j < B.o.joins; j++) {
+			struct conn *c =
+			    B.conns[B.muc.sessions - B.o.joins + j];
+
+			if (c != NULL)
+				muc_leave(c);
+		}
+		return;
+	case MP_LEAVES:
+		if (B.muc.leaves_done < round_end)
+			return;
+		if (!muc_broadcasts_in(now))
+			return;
+		cpu = muc_server_cpu();
+		if (cpu >= 0 && B.muc.join_cpu_mark >= 0)
+			B.muc.leave_cpu += cpu - B.muc.join_cpu_mark;
+		if (++B.muc.round >= B.o.join_rounds) {
+			muc_stop();
+			return;
+		}
+		muc_round_start();
+		return;
+	default:
+		return;
+	}
+}
+
+/* Every 0.1 s: the settling pauses, joins past their deadline, copies
+ * that stopped coming, broadcasts that did not come. */
+static void
+muc_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = now_mono();
+
+	if (run_ending() || B.muc.phase == MP_DONE)
+		return;
+	for (unsigned i = 0; i < B.muc.sessions; i++) {
+		struct conn *c = B.conns[i];
+		struct muc_conn *m;
+		char room[256];
+
+		if (c == NULL || (m = c->muc) == NULL ||
+		    (m->state != MUC_JOINING && m->state != MUC_LEAVING) ||
+		    now < m->join_deadline)
+			continue;
+		muc_room_jid(m->room, room, sizeof(room));
+		if (m->state == MUC_LEAVING)
+			log_warnx("conn %u: no unavailable presence with "
+			          "status 110 from %s within %.0f s of leaving",
+			    c->id, room, MUC_JOIN_TIMEOUT);
+		else if (!m->got_self)
+			log_warnx("conn %u: joining %s: no own presence "
+			          "(status 110) within %.0f s: does the server "
+			          "serve MUC at %s (--muc-domain)?",
+			    c->id, room, MUC_JOIN_TIMEOUT, B.o.muc_domain);
+		else if (m->role == MUC_OWNER)
+			log_warnx("conn %u: %s: no answer to the instant room "
+			          "configuration within %.0f s",
+			    c->id, room, MUC_JOIN_TIMEOUT);
+		else
+			log_warnx("conn %u: joining %s: own presence (110) but "
+			          "no subject within %.0f s (XEP-0045 "
+			          "§7.2.15)",
+			    c->id, room, MUC_JOIN_TIMEOUT);
+		B.muc.failed++;
+		check_done();
+		return;
+	}
+	switch (B.muc.phase) {
+	case MP_SETTLE:
+		if (now - B.muc.t_phase < MUC_SETTLE)
+			return;
+		if (B.o.server_pid > 0)
+			B.rss_before = read_rss_kib(B.o.server_pid);
+		B.muc.fill_cpu = muc_server_cpu();
+		B.muc.phase = MP_OWNERS;
+		B.muc.t_phase = now;
+		for (unsigned r = 0; r < B.o.rooms; r++)
+			muc_join(B.conns[r * B.o.occupants], 0);
+		return;
+	case MP_FILL_SETTLE:
+		if (now - B.muc.t_phase < MUC_FILL_SETTLE)
+			return;
+		if (B.o.server_pid > 0)
+			B.rss_after = read_rss_kib(B.o.server_pid);
+		muc_send_start();
+		return;
+	case MP_SEND:
+		if (B.muc.sent < B.o.n || now - B.muc.t_last_copy < MUC_DRAIN)
+			return;
+		log_warnx("muc: %lu of %lu copies, none for %.0f s; stopping",
+		    B.muc.delivered, B.muc.expected, MUC_DRAIN);
+		B.t_up = now;
+		B.cpu_after = muc_server_cpu();
+		B.self_cpu_after = muc_cpu_seconds(getpid());
+		muc_stop();
+		return;
+	case MP_JOINS:
+	case MP_LEAVES:
+		muc_step();
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+muc_check_done(void)
+{
+	if (run_ending() || B.muc.phase == MP_DONE)
+		return;
+	if (B.muc.phase == MP_LOGIN &&
+	    B.online_up + B.online_failed == B.muc.sessions) {
+		B.t_login = now_mono() - B.t0;
+		printf("muc: %u of %u sessions up in %.2fs; settling %.1fs\n",
+		    B.online_up, B.muc.sessions, B.t_login, MUC_SETTLE);
+		fflush(stdout);
+		if (B.online_failed) {
+			log_warnx("%u sessions failed to log in; stopping",
+			    B.online_failed);
+			muc_stop();
+			return;
+		}
+		B.muc.phase = MP_SETTLE;
+		B.muc.t_phase = now_mono();
+		return;
+	}
+	if (B.muc.phase != MP_LOGIN &&
+	    (B.dropped || B.muc.failed || B.muc.errors)) {
+		log_warnx("muc: %u sessions dropped, %u joins failed, %lu "
+		          "message errors; stopping",
+		    B.dropped, B.muc.failed, B.muc.errors);
+		if (B.muc.phase == MP_SEND) {
+			B.t_up = now_mono();
+			B.cpu_after = muc_server_cpu();
+			B.self_cpu_after = muc_cpu_seconds(getpid());
+		}
+		muc_stop();
+		return;
+	}
+	muc_step();
+}
+
+static void
+muc_print_summary(void)
+{
+	double elapsed =
+	    B.muc.phase >= MP_SEND && B.t_up > 0 ? B.t_up - B.t0 : 0;
+	double rate, p50, p99, pmax, cpu_us = -1, join_cpu_ms = -1;
+	double leave_cpu_ms = -1, fill_cpu_ms = -1, hist = -1;
+	double jp50, jp99, jmax;
+	long per_occupant = -1;
+	unsigned n = B.lat_count, occupants = B.o.rooms * B.o.occupants;
+	unsigned joins = B.muc.joins_done;
+	FILE *f;
+
+	rate = elapsed > 0 ? B.muc.delivered / elapsed : 0;
+	qsort(B.latencies, n, sizeof(double), cmp_double);
+	p50 = percentile(B.latencies, n, 0.50);
+	p99 = percentile(B.latencies, n, 0.99);
+	pmax = n ? B.latencies[n - 1] : 0;
+	qsort(B.muc.join_ms, joins, sizeof(double), cmp_double);
+	jp50 = percentile(B.muc.join_ms, joins, 0.50);
+	jp99 = percentile(B.muc.join_ms, joins, 0.99);
+	jmax = joins ? B.muc.join_ms[joins - 1] : -1;
+	if (joins == 0)
+		jp50 = jp99 = -1;
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.muc.delivered > 0)
+		cpu_us = (B.cpu_after - B.cpu_before) * 1e6 / B.muc.delivered;
+	if (B.o.server_pid > 0 && joins > 0)
+		join_cpu_ms = B.muc.join_cpu * 1e3 / joins;
+	if (B.o.server_pid > 0 && B.muc.leaves_done > 0)
+		leave_cpu_ms = B.muc.leave_cpu * 1e3 / B.muc.leaves_done;
+	if (B.o.server_pid > 0 && B.muc.fill_s > 0 && occupants > 0)
+		fill_cpu_ms = B.muc.fill_cpu * 1e3 / occupants;
+	if (joins > 0)
+		hist = (double)B.muc.history_got / joins;
+	if (B.rss_before >= 0 && B.rss_after >= 0 && occupants > 0)
+		per_occupant =
+		    (B.rss_after - B.rss_before) * 1024 / (long)occupants;
+	printf("%s muc tls=%s%s%s mech=%s service=%s rooms=%u occupants=%u "
+	       "senders=%u window=%u body=%u n=%u sent=%lu delivered=%lu/%lu "
+	       "foreign=%lu errors=%lu join-failed=%u login-failed=%u "
+	       "logins=%.2fs fill=%.2fs elapsed=%.3fs rate=%.1f/s "
+	       "p50=%.3fms p99=%.3fms max=%.3fms",
+	    B.o.label, tls_name(), B.tls_proto[0] ? "," : "", B.tls_proto,
+	    mech_used_name(), B.o.muc_domain, B.o.rooms, B.o.occupants,
+	    B.o.senders, B.o.window, B.o.body_bytes, B.o.n, B.muc.sent,
+	    B.muc.delivered, B.muc.expected, B.muc.foreign, B.muc.errors,
+	    B.muc.failed, B.online_failed, B.t_login, B.muc.fill_s, elapsed,
+	    rate, p50, p99, pmax);
+	if (cpu_us >= 0)
+		printf(" server_cpu=%.2fs(%.3fus/copy)",
+		    B.cpu_after - B.cpu_before, cpu_us);
+	if (per_occupant != -1)
+		printf(" server_rss=%ld->%ldKiB(%ldB/occupant)", B.rss_before,
+		    B.rss_after, per_occupant);
+	if (fill_cpu_ms >= 0)
+		printf(" fill_cpu=%.3fms/join", fill_cpu_ms);
+	if (B.o.joins > 0 && B.o.join_rounds > 0) {
+		printf(" joins=%u/%u history=%u history/join=%.1f "
+		       "join_p50=%.2fms join_p99=%.2fms join_max=%.2fms",
+		    joins, B.o.joins * B.o.join_rounds, B.o.history, hist, jp50,
+		    jp99, jmax);
+		if (join_cpu_ms >= 0)
+			printf(" join_cpu=%.3fms/join leave_cpu=%.3fms/leave",
+			    join_cpu_ms, leave_cpu_ms);
+		if (B.muc.bcast_missing)
+			printf(" broadcasts-missing=%lu", B.muc.bcast_missing);
+	}
+	if ((f = summary_end(elapsed)) == NULL)
+		return;
+	if (ftell(f) == 0)
+		fprintf(f,
+		    "time,label,mode,tls,mech,muc_domain,rooms,occupants,"
+		    "senders,window,body_bytes,messages,sent,delivered,"
+		    "expected,errors,elapsed_s,copies_per_s,p50_ms,"
+		    "p99_ms,max_ms,server_cpu_s,server_cpu_us_per_copy,"
+		    "bench_cpu_s,server_rss_before_kib,"
+		    "server_rss_after_kib,bytes_per_occupant,fill_s,"
+		    "fill_cpu_ms_per_join,joins,history,"
+		    "history_per_join,join_p50_ms,join_p99_ms,"
+		    "join_cpu_ms,leave_cpu_ms,join_failed,timed_out\n");
+	fprintf(f,
+	    "%ld,%s,muc,%s,%s,%s,%u,%u,%u,%u,%u,%u,%lu,%lu,%lu,%lu,%.3f,%.1f,"
+	    "%.3f,%.3f,%.3f,%.3f,%.3f,%.2f,%ld,%ld,%ld,%.3f,%.3f,%u,%u,%.1f,"
+	    "%.3f,%.3f,%.3f,%.3f,%u,%d\n",
+	    (long)time(NULL), B.o.label, tls_name(), mech_used_name(),
+	    B.o.muc_domain, B.o.rooms, B.o.occupants, B.o.senders, B.o.window,
+	    B.o.body_bytes, B.o.n, B.muc.sent, B.muc.delivered, B.muc.expected,
+	    B.muc.errors, elapsed, rate, p50, p99, pmax,
+	    cpu_delta(B.cpu_before, B.cpu_after), cpu_us,
+	    cpu_delta(B.self_cpu_before, B.self_cpu_after), B.rss_before,
+	    B.rss_after, per_occupant, B.muc.fill_s, fill_cpu_ms, joins,
+	    B.o.history, hist, jp50, jp99, join_cpu_ms, leave_cpu_ms,
+	    B.muc.failed, B.timed_out);
+	fclose(f);
+}
+
+/* Muc mode: this run's token and rooms, the counters, the timer. */
+static void
+muc_init(void)
+{
+	unsigned char r[8];
+
+	RAND_bytes(r, sizeof(r));
+	hex_encode(r, sizeof(r), B.muc.token);
+	snprintf(B.muc.room_prefix, sizeof(B.muc.room_prefix), "xb%.8s",
+	    B.muc.token);
+	B.muc.expected = (unsigned long)B.o.n * B.o.occupants;
+	free(B.latencies);
+	B.lat_max = B.muc.expected < LATENCY_MAX ? (unsigned)B.muc.expected
+	                                         : LATENCY_MAX;
+	B.latencies = xcalloc(B.lat_max, sizeof(*B.latencies));
+	B.muc.join_ms = xcalloc(
+	    (size_t)B.o.joins * B.o.join_rounds + 1, sizeof(*B.muc.join_ms));
+	B.muc.fill_cpu = -1;
+	ev_timer_init(&B.muc.timer, muc_timer_cb, 0.1, 0.1);
+	ev_timer_start(B.loop, &B.muc.timer);
+	printf("muc: rooms %s-0..%u@%s, %u occupants each, %u joiners\n",
+	    B.muc.room_prefix, B.o.rooms - 1, B.o.muc_domain, B.o.occupants,
+	    B.o.joins);
+	fflush(stdout);
+}
+
 /* Called whenever counts change: detect all-up and the end of the run. */
 static void
 check_done(void)
@@ -4107,6 +5049,10 @@ check_done(void)
 	}
 	if (B.o.mode == MODE_PEP) {
 		pep_check_done();
+		return;
+	}
+	if (B.o.mode == MODE_MUC) {
+		muc_check_done();
 		return;
 	}
 	if (B.o.mode == MODE_IDLE && !B.all_up && !B.closing &&
@@ -4287,6 +5233,10 @@ usage(int code)
 	    "       xmppbench pep-login -n N [-c CONCURRENCY] [--users U]\n"
 	    "                 [--roster-items R] [--nodes K]\n"
 	    "                 [--notify | --seed] [options]\n"
+	    "       xmppbench muc [-n MESSAGES] [-c RAMP] [--rooms R]\n"
+	    "                 [--occupants N] [--senders S] [--window W]\n"
+	    "                 [--body BYTES] [--joins J] [--join-rounds K]\n"
+	    "                 [--history H] [--muc-domain DOMAIN] [options]\n"
 	    "options:\n"
 	    "  -h HOST          server address (127.0.0.1)\n"
 	    "  -p PORT          5222 for starttls and none, 5223 for direct\n"
@@ -4341,6 +5291,17 @@ usage(int code)
 	    "                   nodes; wait for the R * K last items\n"
 	    "  --seed           pep-login: publish one item to each of the\n"
 	    "                   K nodes, then close (no caps, no roster)\n"
+	    "  --muc-domain D   muc: the MUC service (conference.DOMAIN)\n"
+	    "  --rooms R        muc: rooms (1); users r*N .. r*N+N-1 are\n"
+	    "                   room r's occupants, the joiners follow\n"
+	    "  --occupants N    muc: occupants of each room (100)\n"
+	    "  --senders S      muc: occupants sending in each room (10);\n"
+	    "                   --window W of each in flight (4), -n\n"
+	    "                   groupchat messages in all (1000)\n"
+	    "  --joins J        muc: sessions that join room 0 one after\n"
+	    "                   the other and leave again (10), 0: none\n"
+	    "  --join-rounds K  muc: times they do (10)\n"
+	    "  --history H      muc: maxstanzas of their joins (20)\n"
 	    "  --key-cache FILE load and save the derived SCRAM keys\n"
 	    "  --csv FILE       append one CSV row per run\n"
 	    "  --label NAME     server name in the results (xmppd)\n"
@@ -4393,6 +5354,13 @@ parse_args(int argc, char **argv)
 		O_NODES,
 		O_NOTIFY,
 		O_SEED,
+		O_MUC_DOMAIN,
+		O_ROOMS,
+		O_OCCUPANTS,
+		O_SENDERS,
+		O_JOINS,
+		O_JOIN_ROUNDS,
+		O_HISTORY,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -4423,12 +5391,20 @@ parse_args(int argc, char **argv)
 	    {"nodes", required_argument, NULL, O_NODES},
 	    {"notify", no_argument, NULL, O_NOTIFY},
 	    {"seed", no_argument, NULL, O_SEED},
+	    {"muc-domain", required_argument, NULL, O_MUC_DOMAIN},
+	    {"rooms", required_argument, NULL, O_ROOMS},
+	    {"occupants", required_argument, NULL, O_OCCUPANTS},
+	    {"senders", required_argument, NULL, O_SENDERS},
+	    {"joins", required_argument, NULL, O_JOINS},
+	    {"join-rounds", required_argument, NULL, O_JOIN_ROUNDS},
+	    {"history", required_argument, NULL, O_HISTORY},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
 	struct bench_opts *o = &B.o;
 	int ch, port_given = 0, conc_given = 0, online_given = 0, n_given = 0;
-	int items_given = 0;
+	int items_given = 0, joins_given = 0, rounds_given = 0;
+	int history_given = 0;
 
 	if (argc < 2)
 		usage(1);
@@ -4450,6 +5426,8 @@ parse_args(int argc, char **argv)
 		o->mode = MODE_PEP;
 	else if (strcmp(argv[1], "pep-login") == 0)
 		o->mode = MODE_PEP_LOGIN;
+	else if (strcmp(argv[1], "muc") == 0)
+		o->mode = MODE_MUC;
 	else if (strcmp(argv[1], "--help") == 0)
 		usage(0);
 	else
@@ -4544,6 +5522,36 @@ parse_args(int argc, char **argv)
 			break;
 		case O_SEED:
 			o->pep_seed = 1;
+			break;
+		case O_MUC_DOMAIN:
+			o->muc_domain = optarg;
+			break;
+		case O_ROOMS:
+			o->rooms =
+			    (unsigned)parse_num(optarg, 1, 10000, "--rooms");
+			break;
+		case O_OCCUPANTS:
+			o->occupants = (unsigned)parse_num(
+			    optarg, 1, 100000, "--occupants");
+			break;
+		case O_SENDERS:
+			o->senders =
+			    (unsigned)parse_num(optarg, 1, 100000, "--senders");
+			break;
+		case O_JOINS:
+			o->joins =
+			    (unsigned)parse_num(optarg, 0, 10000, "--joins");
+			joins_given = 1;
+			break;
+		case O_JOIN_ROUNDS:
+			o->join_rounds = (unsigned)parse_num(
+			    optarg, 0, 10000, "--join-rounds");
+			rounds_given = 1;
+			break;
+		case O_HISTORY:
+			o->history =
+			    (unsigned)parse_num(optarg, 0, 10000, "--history");
+			history_given = 1;
 			break;
 		case O_MECH:
 			o->mech = MECH_AUTO;
@@ -4724,12 +5732,58 @@ parse_args(int argc, char **argv)
 		if (o->pep_notify && o->pep_seed)
 			fatalx("pep-login: --notify or --seed");
 	}
+	if ((o->muc_domain || o->rooms || o->occupants || o->senders ||
+	        joins_given || rounds_given || history_given) &&
+	    o->mode != MODE_MUC)
+		fatalx(
+		    "--muc-domain, --rooms, --occupants, --senders, --joins, "
+		    "--join-rounds, --history: muc mode");
+	if (o->mode == MODE_MUC) {
+		if (o->muc_domain == NULL) {
+			size_t len = strlen(o->domain) + sizeof("conference.");
+			char *d = xmalloc(len);
+
+			snprintf(d, len, "conference.%s", o->domain);
+			o->muc_domain = d;
+		}
+		if (o->rooms == 0)
+			o->rooms = 1;
+		if (o->occupants == 0)
+			o->occupants = 100;
+		if (o->senders == 0)
+			o->senders = o->occupants < 10 ? o->occupants : 10;
+		if (o->window == 0)
+			o->window = 4;
+		if (o->body_bytes == 0)
+			o->body_bytes = 100;
+		if (!n_given)
+			o->n = 1000;
+		if (!joins_given)
+			o->joins = 10;
+		if (!rounds_given)
+			o->join_rounds = 10;
+		if (!history_given)
+			o->history = 20;
+		if (o->senders > o->occupants)
+			fatalx("muc: --senders is at most --occupants");
+		if (o->first_user != 0)
+			fatalx("muc: --first unused");
+		B.muc.sessions = o->rooms * o->occupants + o->joins;
+		if (o->users != 0 && o->users < B.muc.sessions)
+			fatalx("muc: --users must be at least --rooms * "
+			       "--occupants + --joins (%u)",
+			    B.muc.sessions);
+		o->users = B.muc.sessions;
+		o->online = B.muc.sessions; /* conns[] holds the sessions */
+		if (!conc_given)
+			o->concurrency = 20;
+	}
 	if (o->users == 0)
 		o->users = o->n;
 	if (o->sources == 0)
 		o->sources = (o->n + PORTS_PER_SOURCE - 1) / PORTS_PER_SOURCE;
 	if (o->concurrency > o->n && o->mode != MODE_PRESENCE &&
-	    o->mode != MODE_CSI && o->mode != MODE_PEP)
+	    o->mode != MODE_CSI && o->mode != MODE_PEP && o->mode != MODE_MUC)
 		o->concurrency = o->n;
 }
 
@@ -4789,6 +5843,8 @@ main(int argc, char **argv)
 	B.loop = ev_default_loop(EVFLAG_AUTO);
 	ev_timer_init(&B.sweep, sweep_cb, SWEEP_INTERVAL, SWEEP_INTERVAL);
 	ev_timer_start(B.loop, &B.sweep);
+	if (B.o.mode == MODE_MUC)
+		muc_init();
 	ev_timer_init(&B.overall, overall_cb, B.o.timeout, 0);
 	ev_timer_start(B.loop, &B.overall);
 	ev_signal_init(&B.sigint, signal_cb, SIGINT);
@@ -4828,6 +5884,14 @@ main(int argc, char **argv)
 		code = B.online_failed || B.timed_out || B.dropped ||
 		       B.pep_errors || B.pep_results < B.pep_total ||
 		       B.pep_contact_events + B.pep_own_events < B.pep_expected;
+	if (B.o.mode == MODE_MUC)
+		code = B.online_failed || B.timed_out || B.dropped ||
+		       B.muc.failed || B.muc.errors ||
+		       B.muc.delivered < B.muc.expected ||
+		       B.muc.joins_done < B.o.joins * B.o.join_rounds;
+	/* 3: no room could be created (no MUC service there?). */
+	if (B.o.mode == MODE_MUC && B.muc.rooms_open == 0 && B.muc.failed)
+		code = 3;
 	if (B.o.mode == MODE_CSI)
 		code = B.online_failed || B.failed || B.timed_out ||
 		       B.dropped || B.csi_step != CSI_DONE ||
