@@ -510,7 +510,7 @@ def test_config_form_and_room_features(server, im):
     for var in ('roomname', 'roomdesc', 'publicroom', 'membersonly',
                 'moderatedroom', 'passwordprotectedroom', 'roomsecret',
                 'maxusers', 'whois', 'changesubject', 'allowpm',
-                'historylength'):
+                'allowinvites', 'historylength'):
         assert 'muc#roomconfig_' + var in f, var
     assert f['muc#roomconfig_whois'] == ['moderators']
     ids, feats, qq = disco_info(cb, room)
@@ -705,6 +705,129 @@ def test_private_messages(server, im):
     assert_stanza_error(el, 'iq', 'not-acceptable')
 
 
+def invite_xml(c, room, to, reason=None):
+    r = '<reason>%s</reason>' % escape(reason) if reason else ''
+    c.send("<message to=%s id='inv1'><x xmlns='%s'><invite to=%s>%s</invite>"
+           "</x></message>" % (quoteattr(room), NS_MUC_USER, quoteattr(to),
+                               r))
+
+
+def is_invite(room):
+    def pred(el):
+        x = mucx(el)
+        return (el.tag == q(NS_CLIENT, 'message') and el.get('from') == room
+                and x is not None and
+                x.find(q(NS_MUC_USER, 'invite')) is not None)
+    pred.what = 'invitation to %s' % room
+    return pred
+
+
+def members(c, room):
+    el = c.iq_ok('get', "<query xmlns='%s'><item affiliation='member'/>"
+                 "</query>" % NS_MUC_ADMIN, to=room)
+    return {i.get('jid') for i in el.iter(q(NS_MUC_ADMIN, 'item'))}
+
+
+def test_mediated_invitation_and_decline(server, im):
+    a, b, d, e = fresh_users(server, 4)
+    ca, cb, cd, ce = im(a), im(b), im(d), im(e)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    # §7.8.2: the room invites dave on bob's behalf
+    invite_xml(cb, room, d, 'come & see')
+    m = cd.wait(is_invite(room))
+    assert m.get('to') == d and m.get('id') == 'inv1'
+    inv = mucx(m).find(q(NS_MUC_USER, 'invite'))
+    assert inv.get('from') == cb.full
+    assert inv.find(q(NS_MUC_USER, 'reason')).text == 'come & see'
+    assert mucx(m).find(q(NS_MUC_USER, 'password')) is None
+    # an open room: no member made
+    assert members(ca, room) == set()
+    # §7.8.3: dave declines, bob hears it from the room
+    cd.send("<message to=%s><x xmlns='%s'><decline to=%s><reason>busy"
+            "</reason></decline></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(b)))
+    m = cb.wait(lambda el: is_msg(room, None)(el) and mucx(el) is not None
+                and mucx(el).find(q(NS_MUC_USER, 'decline')) is not None)
+    dec = mucx(m).find(q(NS_MUC_USER, 'decline'))
+    assert m.get('to') == cb.full
+    assert dec.get('from') == d
+    assert dec.find(q(NS_MUC_USER, 'reason')).text == 'busy'
+    # once: the room relays declines of its own invitations only
+    cd.send("<message to=%s><x xmlns='%s'><decline to=%s/></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(b)))
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'item-not-found')
+    ce.send("<message to=%s><x xmlns='%s'><decline to=%s/></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(a)))
+    assert_stanza_error(ce.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'item-not-found')
+    ca.absent(lambda el: mucx(el) is not None and
+              mucx(el).find(q(NS_MUC_USER, 'decline')) is not None)
+    # only occupants invite
+    invite_xml(ce, room, d)
+    assert_stanza_error(ce.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'not-acceptable')
+    invite_xml(cb, room, 'not a jid@@')
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'jid-malformed')
+    cd.absent(is_invite(room))
+
+
+def test_invitation_to_members_only_room(server, im):
+    a, b, d, e = fresh_users(server, 4)
+    ca, cb, cd, ce = im(a), im(b), im(d), im(e)
+    room = new_room()
+    create(ca, room, 'alice', {
+        'muc#roomconfig_membersonly': '1',
+        'muc#roomconfig_passwordprotectedroom': '1',
+        'muc#roomconfig_roomsecret': 'pw'})
+    el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert form_fields(el)['muc#roomconfig_allowinvites'] == ['0']
+    admin_set(ca, room, "<item affiliation='member' jid=%s/>" % quoteattr(b))
+    join(cb, room, 'bob', inner='<password>pw</password>')
+    # allowinvites off: a member may not invite
+    invite_xml(cb, room, d)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
+    cd.absent(is_invite(room))
+    # the owner may, and the invitee becomes a member, with the password
+    invite_xml(ca, room, d)
+    m = cd.wait(is_invite(room))
+    assert mucx(m).find(q(NS_MUC_USER, 'password')).text == 'pw'
+    assert members(ca, room) == {b, d}
+    _, own = join(cd, room, 'dave', inner='<password>pw</password>')
+    assert item(own).get('affiliation') == 'member'
+    # allowinvites on: members invite, and make members
+    submit(ca, room, {'muc#roomconfig_allowinvites': '1'})
+    invite_xml(cb, room, e + '/somewhere')
+    m = ce.wait(is_invite(room))
+    assert m.get('to') == e + '/somewhere' or m.get('to') == ce.full
+    assert members(ca, room) == {b, d, e}
+    join(ce, room, 'erin', inner='<password>pw</password>')
+
+
+def test_direct_invitation(server, im):
+    """XEP-0249: a plain message between users, which nothing blocks
+    (the server has nothing to add, and advertises nothing for it)."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    ca.send("<message to=%s id='di1'><x xmlns='jabber:x:conference' jid=%s "
+            "password='pw' reason='join us'/></message>"
+            % (quoteattr(b), quoteattr(room)))
+    m = cb.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                el.get('id') == 'di1')
+    x = m.find(q('jabber:x:conference', 'x'))
+    assert m.get('from') == ca.full
+    assert (x.get('jid'), x.get('password'), x.get('reason')) == (
+        room, 'pw', 'join us')
+    _, feats, _ = disco_info(ca, SERVICE)
+    assert 'jabber:x:conference' not in feats
+
+
 def test_destroy(server, im):
     a, b = fresh_users(server, 2)
     ca, cb = im(a), im(b)
@@ -800,6 +923,7 @@ def test_persistent_room_survives_restart(server_factory, im):
         'muc#roomconfig_roomname': 'Kept',
         'muc#roomconfig_membersonly': '1',
         'muc#roomconfig_allowpm': 'moderators',
+        'muc#roomconfig_allowinvites': '1',
         'muc#roomconfig_historylength': '7'})
     _, feats, _ = disco_info(ca, room)
     assert 'muc_persistent' in feats and 'muc_temporary' not in feats
@@ -840,6 +964,7 @@ def test_persistent_room_survives_restart(server_factory, im):
     el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
     fl = form_fields(el)
     assert fl['muc#roomconfig_allowpm'] == ['moderators']
+    assert fl['muc#roomconfig_allowinvites'] == ['1']
     assert fl['muc#roomconfig_historylength'] == ['7']
     assert fl['muc#roomconfig_persistentroom'] == ['1']
     # no longer persistent: deleted, and gone with its last occupant

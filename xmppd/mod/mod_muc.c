@@ -40,6 +40,11 @@
 #define FORM_ROOMCONFIG NS_MUC "#roomconfig"
 #define FORM_ROOMINFO NS_MUC "#roominfo"
 
+/* Invitations a room remembers, for the declines it relays (§7.8.3),
+ * and invitations one message may carry. */
+#define INVITES_MAX 32
+#define INVITES_PER_MESSAGE 16
+
 /* History kept per room: at most this many messages (the room's
  * historylength is at most that) and this many bytes. */
 #define HISTORY_MAX 200
@@ -79,7 +84,7 @@ struct room_config {
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
 	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
-	    persistent : 1;
+	    persistent : 1, allowinvites : 1;
 };
 
 /*
@@ -112,6 +117,12 @@ struct history {
 	double stamp;               /* ev_time() when sent */
 };
 
+/* An invitation the room sent (§7.8.2): whom, and who asked. */
+struct invitation {
+	char *invitee;              /* bare JID; NULL: a free slot */
+	char *inviter;              /* full JID */
+};
+
 struct service;
 
 struct room {
@@ -128,6 +139,8 @@ struct room {
 	struct history *hist;       /* a ring of cfg.historylength at most */
 	unsigned hist_start, hist_n, hist_cap;
 	size_t hist_bytes;
+	struct invitation *invites; /* a ring of INVITES_MAX, or NULL */
+	unsigned invites_next;
 };
 
 struct service {
@@ -387,6 +400,11 @@ room_free(struct room *r)
 	for (size_t i = 0; i < r->naffils; i++)
 		free(r->affils[i].jid);
 	free(r->affils);
+	for (unsigned i = 0; r->invites != NULL && i < INVITES_MAX; i++) {
+		free(r->invites[i].invitee);
+		free(r->invites[i].inviter);
+	}
+	free(r->invites);
 	history_clear(r);
 	free(r->cfg.name);
 	free(r->cfg.desc);
@@ -1088,7 +1106,8 @@ room_flags(const struct room_config *c)
 	    (c->moderated ? MUC_ROOM_MODERATED : 0) |
 	    (c->passwordprotected ? MUC_ROOM_PASSWORD : 0) |
 	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
-	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0);
+	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0) |
+	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0);
 }
 
 /*
@@ -1159,6 +1178,7 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 	r->cfg.passwordprotected = (row->flags & MUC_ROOM_PASSWORD) != 0;
 	r->cfg.whois_anyone = (row->flags & MUC_ROOM_WHOIS_ANYONE) != 0;
 	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
+	r->cfg.allowinvites = (row->flags & MUC_ROOM_ALLOWINVITES) != 0;
 	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
 	    row->allowpm : PM_ANYONE);
 	r->cfg.maxusers = row->maxusers;
@@ -1304,6 +1324,179 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	arena_free(m->arena);
 }
 
+/* Invitations (§7.8.2) and declines (§7.8.3). */
+
+static void
+invitation_remember(struct room *r, const char *invitee, const char *inviter)
+{
+	struct invitation *iv;
+
+	if (r->invites == NULL)
+		r->invites = xcalloc(INVITES_MAX, sizeof(*r->invites));
+	iv = &r->invites[r->invites_next];
+	free(iv->invitee);
+	free(iv->inviter);
+	iv->invitee = xstrdup(invitee);
+	iv->inviter = xstrdup(inviter);
+	r->invites_next = (r->invites_next + 1) % INVITES_MAX;
+}
+
+/* The newest invitation of bare by the inviter named to (its full or
+ * bare JID, or anyone when to is NULL); NULL if none. */
+static struct invitation *
+invitation_find(struct room *r, const char *bare, const struct jid *to)
+{
+	char *tbare = to ? jid_bare(to) : NULL;
+	char *tfull = to && to->resource ? jid_full(to) : NULL;
+	size_t tlen = tbare ? strlen(tbare) : 0;
+	struct invitation *found = NULL;
+
+	for (unsigned k = 1; r->invites != NULL && k <= INVITES_MAX; k++) {
+		struct invitation *iv = &r->invites[(r->invites_next +
+		    INVITES_MAX - k) % INVITES_MAX];
+
+		if (iv->invitee == NULL || strcmp(iv->invitee, bare) != 0)
+			continue;
+		if (to == NULL || (tfull != NULL ?
+		    strcmp(iv->inviter, tfull) == 0 :
+		    strncmp(iv->inviter, tbare, tlen) == 0 &&
+		    iv->inviter[tlen] == '/')) {
+			found = iv;
+			break;
+		}
+	}
+	free(tbare);
+	free(tfull);
+	return found;
+}
+
+/* A message from the room itself to jid (no type: "normal"), with
+ * the muc#user <x/> returned for the caller to fill. */
+static struct xel *
+room_notice(const struct room *r, const char *to, const char *id,
+    struct xel **x)
+{
+	struct xel *m = xel_new(arena_new(1024), "message", NS_CLIENT);
+
+	xel_set_attr(m, "from", r->jid);
+	xel_set_attr(m, "to", to);
+	if (id != NULL)
+		xel_set_attr(m, "id", id);
+	*x = xel_add(m, "x", NS_MUC_USER);
+	return m;
+}
+
+static void
+copy_reason(struct xel *to, const struct xel *from)
+{
+	const struct xel *reason = xel_child(from, "reason", NULL);
+
+	if (reason != NULL)
+		xel_text_set(xel_add(to, "reason", NULL), xel_text(reason));
+}
+
+/*
+ * §7.8.2: occupant o invites others.  The room sends each invitee an
+ * invitation from itself (the inviter's real JID, the room's password);
+ * in a members-only room only those allowed to invite may (the room's
+ * allowinvites, or an admin or owner, as in Prosody), and the invitee
+ * becomes a member.
+ */
+static void
+invite(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg, const struct xel *x)
+{
+	const struct xel *inv;
+	int n = 0, added = 0;
+
+	if (r->cfg.membersonly && !r->cfg.allowinvites &&
+	    o->affiliation < AFF_ADMIN) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	for (inv = xel_child(x, "invite", NS_MUC_USER); inv;
+	    inv = xel_next(inv, "invite", NS_MUC_USER), n++) {
+		struct jid j = { 0 };
+		const char *to = xel_attr(inv, "to");
+
+		if (to == NULL || jid_parse(&j, to) < 0) {
+			bounce(s, msg, to ? "jid-malformed" : "bad-request");
+			return;
+		}
+		jid_free(&j);
+	}
+	if (n > INVITES_PER_MESSAGE) {
+		bounce(s, msg, "policy-violation");
+		return;
+	}
+	for (inv = xel_child(x, "invite", NS_MUC_USER); inv;
+	    inv = xel_next(inv, "invite", NS_MUC_USER)) {
+		struct jid j = { 0 };
+		struct xel *m, *mx, *i;
+		char *bare, *full;
+
+		(void)jid_parse(&j, xel_attr(inv, "to"));
+		bare = jid_bare(&j);
+		full = jid_full(&j);
+		jid_free(&j);
+		if (r->cfg.membersonly &&
+		    room_affiliation(r, bare) == AFF_NONE &&
+		    r->naffils < MUC_AFFILIATIONS_MAX) {
+			room_set_affiliation(r, bare, AFF_MEMBER);
+			added = 1;
+			log_info("muc: %s: %s a member, invited by %s", r->jid,
+			    bare, s->full);
+		}
+		m = room_notice(r, full, xel_attr(msg, "id"), &mx);
+		i = xel_add(mx, "invite", NULL);
+		xel_set_attr(i, "from", s->full);
+		copy_reason(i, inv);
+		if (r->cfg.passwordprotected && r->cfg.secret != NULL)
+			xel_text_set(xel_add(mx, "password", NULL),
+			    r->cfg.secret);
+		invitation_remember(r, bare, s->full);
+		router_route(m);
+		arena_free(m->arena);
+		free(bare);
+		free(full);
+	}
+	if (added)
+		room_save(r, NULL, NULL);
+}
+
+/* §7.8.3: an invitee declines; relayed to the inviter, and only for an
+ * invitation the room sent (the room is no relay to anyone). */
+static void
+decline(struct room *r, struct session *s, struct xel *msg,
+    const struct xel *d)
+{
+	const char *to = xel_attr(d, "to");
+	struct jid j = { 0 };
+	struct invitation *iv;
+	struct xel *m, *mx, *dd;
+
+	if (to != NULL && jid_parse(&j, to) < 0) {
+		bounce(s, msg, "jid-malformed");
+		return;
+	}
+	iv = invitation_find(r, s->bare, to ? &j : NULL);
+	jid_free(&j);
+	if (iv == NULL) {
+		bounce_typed(s, msg, "cancel", "item-not-found",
+		    "no invitation to decline");
+		return;
+	}
+	m = room_notice(r, iv->inviter, xel_attr(msg, "id"), &mx);
+	dd = xel_add(mx, "decline", NULL);
+	xel_set_attr(dd, "from", s->bare);
+	copy_reason(dd, d);
+	free(iv->invitee);
+	free(iv->inviter);
+	iv->invitee = iv->inviter = NULL;
+	router_route(m);
+	arena_free(m->arena);
+}
+
 static void
 message_to_room(struct service *svc, struct session *s, struct xel *msg,
     const struct jid *to)
@@ -1311,11 +1504,18 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 	struct room *r = room_find(svc, to->node);
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	const char *type = xel_attr(msg, "type");
+	const struct xel *x = NULL;
 
 	if (type != NULL && strcmp(type, "error") == 0)
 		return;
 	if (r == NULL) {
 		bounce(s, msg, "item-not-found");
+		return;
+	}
+	if (to->resource == NULL && (x = xel_child(msg, "x", NS_MUC_USER)) &&
+	    (type == NULL || strcmp(type, "normal") == 0) &&
+	    xel_child(x, "decline", NS_MUC_USER) != NULL) {
+		decline(r, s, msg, xel_child(x, "decline", NS_MUC_USER));
 		return;
 	}
 	if (o == NULL) {
@@ -1329,8 +1529,10 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 			private_message(r, o, s, msg, to->resource);
 	} else if (type != NULL && strcmp(type, "groupchat") == 0)
 		groupchat(r, o, s, msg);
+	else if (x != NULL && xel_child(x, "invite", NS_MUC_USER) != NULL)
+		invite(r, o, s, msg, x);
 	else
-		/* Mediated invitations and voice requests: not yet. */
+		/* Voice requests: not yet. */
 		bounce(s, msg, "feature-not-implemented");
 }
 
@@ -1464,6 +1666,9 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_changesubject", "boolean",
 	    "Occupants may change the subject", r->cfg.changesubject ? "1" :
 	    "0");
+	form_field(x, "muc#roomconfig_allowinvites", "boolean",
+	    "Occupants may invite others (members-only: and make them "
+	    "members)", r->cfg.allowinvites ? "1" : "0");
 	f = form_field(x, "muc#roomconfig_allowpm", "list-single",
 	    "Who may send private messages", pm_names[r->cfg.allowpm]);
 	for (int i = 0; i < 4; i++)
@@ -1510,6 +1715,8 @@ config_apply(const struct xel *x, struct room_config *c,
 			c->passwordprotected = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_changesubject") == 0)
 			c->changesubject = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_allowinvites") == 0)
+			c->allowinvites = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
 			if (strcmp(v, "anyone") != 0 &&
 			    strcmp(v, "moderators") != 0) {
