@@ -698,11 +698,6 @@ def test_private_messages(server, im):
     cb.message(room + '/alice', 'x')
     assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
                         'message', 'forbidden')
-    # IQs to occupants are not relayed yet
-    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/alice')
-    assert_stanza_error(el, 'iq', 'feature-not-implemented')
-    el = cd.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/alice')
-    assert_stanza_error(el, 'iq', 'not-acceptable')
 
 
 def invite_xml(c, room, to, reason=None):
@@ -826,6 +821,99 @@ def test_direct_invitation(server, im):
         room, 'pw', 'join us')
     _, feats, _ = disco_info(ca, SERVICE)
     assert 'jabber:x:conference' not in feats
+
+
+def is_iq_req(frm):
+    def pred(el):
+        return (el.tag == q(NS_CLIENT, 'iq') and el.get('from') == frm and
+                el.get('type') in ('get', 'set'))
+    pred.what = 'iq request from %s' % frm
+    return pred
+
+
+def test_iq_relay_to_occupants(server, im):
+    """§7.5 as Prosody: relayed to the occupant's real JID from the
+    sender's room JID, the answer relayed back with the original id."""
+    a, b, d = fresh_users(server, 3)
+    ca, cd = im(a), im(d)
+    cb1, cb2 = im(b, resource='one'), im(b, resource='two')
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb1, room, 'bob')
+    join(cb2, room, 'bob')
+    cb2.send("<iq type='get' id='v1' to=%s><query xmlns='jabber:iq:version'/>"
+             "</iq>" % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    assert req.get('to') == ca.full
+    assert req.get('id') != 'v1' and req.get('id').endswith(':v1')
+    assert req.find(q('jabber:iq:version', 'query')) is not None
+    ca.send("<iq type='result' id=%s to=%s><query xmlns='jabber:iq:version'>"
+            "<name>test</name></query></iq>"
+            % (quoteattr(req.get('id')), quoteattr(room + '/bob')))
+    res = cb2.wait(lambda el: el.tag == q(NS_CLIENT, 'iq') and
+                   el.get('id') == 'v1')
+    assert res.get('type') == 'result'
+    assert res.get('from') == room + '/alice' and res.get('to') == cb2.full
+    assert res.find(q('jabber:iq:version', 'query')).findtext(
+        q('jabber:iq:version', 'name')) == 'test'
+    # the other session of the same occupant hears nothing of it
+    cb1.absent(lambda el: el.get('id') == 'v1')
+    # errors come back too
+    cb1.send("<iq type='get' id='v2' to=%s><query xmlns='jabber:iq:version'/>"
+             "</iq>" % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    ca.send("<iq type='error' id=%s to=%s><error type='cancel'>"
+            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+            "</error></iq>" % (quoteattr(req.get('id')),
+                               quoteattr(room + '/bob')))
+    el = cb1.wait(lambda el: el.get('id') == 'v2')
+    assert_stanza_error(el, 'iq', 'service-unavailable')
+    assert el.get('from') == room + '/alice'
+    # an answer nobody asked for is dropped
+    ca.send("<iq type='result' id='00000000:v9' to=%s/>"
+            % quoteattr(room + '/bob'))
+    ca.send("<iq type='result' id='v9' to=%s/>" % quoteattr(room + '/bob'))
+    cb1.absent(lambda el: el.get('id', '').endswith('v9'))
+    cb2.absent(lambda el: el.get('id', '').endswith('v9'))
+    # to a nick nobody has; from someone not in the room
+    el = cb1.iq('get', "<query xmlns='jabber:iq:version'/>",
+                to=room + '/nobody')
+    assert_stanza_error(el, 'iq', 'item-not-found')
+    el = cd.iq('get', "<query xmlns='jabber:iq:version'/>",
+               to=room + '/alice')
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    ca.absent(is_iq_req(room + '/dave'))
+
+
+def test_self_ping(server, im):
+    """XEP-0410: the room answers a ping to one's own nick; anyone not
+    joined gets not-acceptable; a ping to another occupant is relayed."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    _, feats, _ = disco_info(cb, room)
+    assert NS_MUC + '#self-ping-optimization' in feats
+    join(cb, room, 'bob')
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/bob')
+    assert el.get('type') == 'result' and el.get('from') == room + '/bob'
+    ca.absent(is_iq_req(room + '/bob'))
+    cb.send("<presence to=%s type='unavailable'/>" % quoteattr(room + '/bob'))
+    cb.wait(is_pres(room + '/bob', 'unavailable'))
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/bob')
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+               to=new_room() + '/bob')
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    # to someone else: relayed like any IQ
+    join(cb, room, 'bob')
+    cb.send("<iq type='get' id='p1' to=%s><ping xmlns='urn:xmpp:ping'/></iq>"
+            % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    ca.send("<iq type='result' id=%s to=%s/>"
+            % (quoteattr(req.get('id')), quoteattr(room + '/bob')))
+    el = cb.wait(lambda el: el.get('id') == 'p1')
+    assert el.get('type') == 'result' and el.get('from') == room + '/alice'
 
 
 def test_destroy(server, im):

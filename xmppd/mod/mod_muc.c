@@ -37,6 +37,8 @@
 #define NS_MUC_OWNER NS_MUC "#owner"
 #define NS_SID "urn:xmpp:sid:0"              /* XEP-0359 */
 #define NS_DELAY "urn:xmpp:delay"            /* XEP-0203 */
+#define NS_PING "urn:xmpp:ping"              /* XEP-0199 */
+#define NS_SELF_PING NS_MUC "#self-ping-optimization"  /* XEP-0410 */
 #define FORM_ROOMCONFIG NS_MUC "#roomconfig"
 #define FORM_ROOMINFO NS_MUC "#roominfo"
 
@@ -1572,6 +1574,7 @@ room_info(const struct room *r, struct xel *q)
 	add_feature(q, NS_MUC);
 	add_feature(q, NS_DISCO_INFO);
 	add_feature(q, NS_SID);
+	add_feature(q, NS_SELF_PING);
 	add_feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
 	add_feature(q, r->cfg.moderated ? "muc_moderated" :
 	    "muc_unmoderated");
@@ -2124,6 +2127,98 @@ iq_admin(struct room *r, struct session *s, struct xel *iq,
 	room_maybe_free(r);
 }
 
+/* IQs to occupants. */
+
+/* FNV-1a of a session's full JID: names, in a relayed IQ's id, which
+ * of the sender occupant's sessions is waiting for the answer. */
+static uint32_t
+session_hash(const char *full)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *full; full++)
+		h = (h ^ (unsigned char)*full) * 16777619u;
+	return h;
+}
+
+/*
+ * §7.5 as Prosody does it: a request from occupant o to room/nick goes
+ * to the target occupant's first session, from o's room JID, its id
+ * prefixed with 8 hex digits and ':' naming o's session, so that the
+ * answer finds its way back without the room keeping anything.
+ * XEP-0410: a ping to one's own nick the room answers itself; anyone
+ * not in the room gets <not-acceptable/> ("not joined").
+ */
+static void
+iq_request_to_occupant(struct room *r, struct session *s, struct xel *iq,
+    const char *nick)
+{
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	struct occupant *t;
+	struct xel *copy;
+	char *from, *id;
+
+	if (o == NULL) {
+		bounce(s, iq, "not-acceptable");
+		return;
+	}
+	if ((t = occupant_by_nick(r, nick)) == NULL || t->nsessions == 0) {
+		bounce(s, iq, "item-not-found");
+		return;
+	}
+	if (t == o && xel_is(xel_first_elem(iq), "ping", NS_PING)) {
+		send_free(s, stanza_iq_result(iq));
+		return;
+	}
+	copy = xel_copy(arena_new(1024), iq);
+	from = xasprintf("%s/%s", r->jid, o->nick);
+	id = xasprintf("%08" PRIx32 ":%s", session_hash(s->full),
+	    xel_attr(iq, "id"));
+	xel_set_attr(copy, "from", from);
+	xel_set_attr(copy, "to", t->sessions[0]->full);
+	xel_set_attr(copy, "id", id);
+	router_route(copy);
+	arena_free(copy->arena);
+	free(from);
+	free(id);
+}
+
+/* The answer of occupant session s to a relayed request of the
+ * occupant nick: back to the session that asked, from s's room JID,
+ * with its own id.  Anything that does not match is dropped. */
+static void
+iq_answer_to_occupant(struct room *r, struct session *s, struct xel *iq,
+    const char *nick)
+{
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	struct occupant *t = r ? occupant_by_nick(r, nick) : NULL;
+	const char *id = xel_attr(iq, "id");
+	struct session *dest = NULL;
+	struct xel *copy;
+	unsigned long h;
+	char *end, *from;
+
+	if (o == NULL || t == NULL || id == NULL || strlen(id) < 9 ||
+	    id[8] != ':')
+		return;
+	h = strtoul(id, &end, 16);
+	if (end != id + 8)
+		return;
+	for (unsigned i = 0; i < t->nsessions && dest == NULL; i++)
+		if (session_hash(t->sessions[i]->full) == h)
+			dest = t->sessions[i];
+	if (dest == NULL)
+		return;
+	copy = xel_copy(arena_new(1024), iq);
+	from = xasprintf("%s/%s", r->jid, o->nick);
+	xel_set_attr(copy, "from", from);
+	xel_set_attr(copy, "to", dest->full);
+	xel_set_attr(copy, "id", id + 9);
+	router_route(copy);
+	arena_free(copy->arena);
+	free(from);
+}
+
 static void
 iq_to_room(struct service *svc, struct session *s, struct xel *iq,
     const struct jid *to)
@@ -2132,16 +2227,15 @@ iq_to_room(struct service *svc, struct session *s, struct xel *iq,
 	struct xel *q = xel_first_elem(iq);
 	int get = attr_is(iq, "type", "get");
 
-	if (!attr_is(iq, "type", "get") && !attr_is(iq, "type", "set"))
-		return;                 /* results and errors: dropped */
 	if (to->resource != NULL) {
-		/* §7.6 IQ relay is not done: an occupant gets
-		 * feature-not-implemented (XEP-0410: "still joined"),
-		 * anyone else not-acceptable. */
-		bounce(s, iq, r && occupant_by_session(r, s) ?
-		    "feature-not-implemented" : "not-acceptable");
+		if (get || attr_is(iq, "type", "set"))
+			iq_request_to_occupant(r, s, iq, to->resource);
+		else
+			iq_answer_to_occupant(r, s, iq, to->resource);
 		return;
 	}
+	if (!get && !attr_is(iq, "type", "set"))
+		return;                 /* results and errors: dropped */
 	if (r == NULL || (r->locked &&
 	    room_affiliation(r, s->bare) != AFF_OWNER)) {
 		bounce(s, iq, "item-not-found");
