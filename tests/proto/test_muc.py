@@ -25,6 +25,7 @@ NS_MUC_USER = NS_MUC + '#user'
 NS_MUC_ADMIN = NS_MUC + '#admin'
 NS_MUC_OWNER = NS_MUC + '#owner'
 NS_SID = 'urn:xmpp:sid:0'
+NS_OID = 'urn:xmpp:occupant-id:0'
 
 _rooms = iter(range(1, 1 << 30))
 
@@ -914,6 +915,69 @@ def test_self_ping(server, im):
             % (quoteattr(req.get('id')), quoteattr(room + '/bob')))
     el = cb.wait(lambda el: el.get('id') == 'p1')
     assert el.get('type') == 'result' and el.get('from') == room + '/alice'
+
+
+def occupant_ids(el):
+    return [o.get('id') for o in el.findall(q(NS_OID, 'occupant-id'))]
+
+
+def test_occupant_ids(server, im):
+    """XEP-0421: one id per room and real bare JID, on every presence
+    and message of the occupant, the same across sessions, nicks and
+    rejoins, different in another room, never the client's own."""
+    a, b = fresh_users(server, 2)
+    ca = im(a)
+    cb1, cb2 = im(b, resource='one'), im(b, resource='two')
+    room, other = new_room(), new_room()
+    _, feats, _ = disco_info(ca, SERVICE)
+    own = create(ca, room, 'alice')
+    _, feats, _ = disco_info(ca, room)
+    assert NS_OID in feats
+    [aid] = occupant_ids(own)
+    _, own_b = join(cb1, room, 'bob', subject=False)
+    [bid] = occupant_ids(own_b)
+    assert bid != aid and len(bid) == 24
+    assert b not in bid and cb1.full not in bid
+    assert occupant_ids(ca.wait(is_pres(room + '/bob'))) == [bid]
+    # the same from another session of the same account
+    before, own2 = join(cb2, room, 'bob')
+    assert occupant_ids(own2) == [bid]
+    assert [occupant_ids(p) for p in before] == [[aid]]
+    # on groupchat messages, forged ones dropped
+    cb1.send("<message to=%s type='groupchat'><body>hi</body>"
+             "<occupant-id xmlns='%s' id='forged'/></message>"
+             % (quoteattr(room), NS_OID))
+    m = ca.wait(is_msg(room + '/bob'))
+    assert occupant_ids(m) == [bid]
+    # on private messages
+    cb1.send("<message to=%s type='chat'><body>pm</body>"
+             "<occupant-id xmlns='%s' id='forged'/></message>"
+             % (quoteattr(room + '/alice'), NS_OID))
+    assert occupant_ids(ca.wait(is_msg(room + '/bob', 'chat'))) == [bid]
+    # on presence, a client's own dropped
+    cb1.send("<presence to=%s><show>away</show><occupant-id xmlns='%s' "
+             "id='forged'/></presence>" % (quoteattr(room + '/bob'), NS_OID))
+    assert occupant_ids(ca.wait(is_pres(room + '/bob'))) == [bid]
+    # a new nick, and leaving: the same
+    cb1.send("<presence to=%s/>" % quoteattr(room + '/robert'))
+    assert occupant_ids(ca.wait(is_pres(room + '/bob', 'unavailable'))) == [
+        bid]
+    assert occupant_ids(ca.wait(is_pres(room + '/robert'))) == [bid]
+    # in history
+    ca.settle()
+    for c in (cb1, cb2):
+        c.send("<presence to=%s type='unavailable'/>"
+               % quoteattr(room + '/robert'))
+    ca.wait(is_pres(room + '/robert', 'unavailable'))
+    join_xml(cb1, room, 'bobby')
+    cb1.wait(lambda el: 110 in codes(el) and
+             occupant_ids(el) == [bid])
+    h = cb1.wait(lambda el: is_msg(room + '/bob')(el) and
+                 el.find(q(NS_DELAY, 'delay')) is not None)
+    assert occupant_ids(h) == [bid]
+    # another room: another id
+    _, o2 = join(cb1, other, 'bob')
+    assert occupant_ids(o2) != [bid] and len(occupant_ids(o2)) == 1
 
 
 def test_destroy(server, im):

@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "conf.h"
 #include "core/disco.h"
@@ -23,8 +24,11 @@
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
+#include "ht.h"
 #include "jid.h"
 #include "log.h"
+#include "scram.h"
+#include "store/fast.h"
 #include "store/muc.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -39,6 +43,10 @@
 #define NS_DELAY "urn:xmpp:delay"            /* XEP-0203 */
 #define NS_PING "urn:xmpp:ping"              /* XEP-0199 */
 #define NS_SELF_PING NS_MUC "#self-ping-optimization"  /* XEP-0410 */
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"         /* XEP-0421 */
+/* The bytes of HMAC-SHA-256 an occupant id keeps: 18, 24 characters of
+ * base64. */
+#define OCCUPANT_ID_BYTES 18
 #define FORM_ROOMCONFIG NS_MUC "#roomconfig"
 #define FORM_ROOMINFO NS_MUC "#roominfo"
 
@@ -104,6 +112,7 @@ struct occupant {
 	struct session **sessions;
 	unsigned nsessions;
 	unsigned char role, affiliation;
+	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
 };
 
 struct affil {
@@ -418,6 +427,38 @@ room_free(struct room *r)
 	free(r);
 }
 
+/*
+ * XEP-0421: the occupant id of bare in room r, the same for every
+ * session and nick of that JID in that room and telling nothing of it:
+ * HMAC-SHA-256 of both under the server's secret key (the key that
+ * seals FAST tokens, store/fast.h, with a label of its own), truncated.
+ */
+static void
+occupant_id(const struct room *r, const char *bare, char *out)
+{
+	static const char label[] = "xmppd occupant-id";
+	unsigned char mac[32];
+	struct buf b;
+
+	buf_init(&b);
+	buf_add(&b, label, sizeof(label));
+	buf_add(&b, r->jid, strlen(r->jid) + 1);
+	buf_adds(&b, bare);
+	scram_hmac(SCRAM_SHA256, store_fast_key(), HT_KEY_LEN, buf_head(&b),
+	    buf_avail(&b), mac);
+	buf_free(&b);
+	base64_encode(mac, OCCUPANT_ID_BYTES, out);
+}
+
+/* Add o's occupant id to st, and no other (a client's are dropped
+ * before: presence_extra, groupchat, private_message). */
+static void
+add_occupant_id(struct xel *st, const struct occupant *o)
+{
+	xel_set_attr(xel_add(st, "occupant-id", NS_OCCUPANT_ID), "id",
+	    o->id);
+}
+
 static struct occupant *
 occupant_by_nick(const struct room *r, const char *nick)
 {
@@ -524,6 +565,7 @@ pres_build(const struct room *r, const struct occupant *o,
 			arena_free(ex->arena);
 		}
 	}
+	add_occupant_id(p, o);
 	x = xel_add(p, "x", NS_MUC_USER);
 	item = xel_add(x, "item", NULL);
 	xel_set_attr(item, "affiliation", aff_names[o->affiliation]);
@@ -628,6 +670,7 @@ presence_extra(const struct xel *pres)
 	for (const struct xel *c = pres->children; c; c = c->next) {
 		if (c->name == NULL || strcmp(c->ns, NS_MUC) == 0 ||
 		    strcmp(c->ns, NS_MUC_USER) == 0 ||
+		    strcmp(c->ns, NS_OCCUPANT_ID) == 0 ||
 		    strcmp(c->name, "error") == 0)
 			continue;
 		xel_serialize(c, &b, NS_CLIENT);
@@ -930,6 +973,7 @@ join(struct service *svc, struct room *r, struct session *s,
 	o->extra = presence_extra(pres);
 	o->affiliation = (unsigned char)a;
 	o->role = (unsigned char)default_role(r, a);
+	occupant_id(r, s->bare, o->id);
 	occupant_add_session(o, s);
 	/* Appended: presences go out in joining order. */
 	{
@@ -1275,10 +1319,12 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		/* What only the room may say. */
 		if (c->name != NULL && (xel_is(c, "stanza-id", NS_SID) ||
 		    xel_is(c, "x", NS_MUC_USER) ||
+		    xel_is(c, "occupant-id", NS_OCCUPANT_ID) ||
 		    xel_is(c, "delay", NS_DELAY)))
 			continue;
 		xel_append_copy(m, c);
 	}
+	add_occupant_id(m, o);
 	stanza_id_new(sid, sizeof(sid));
 	{
 		struct xel *x = xel_add(m, "stanza-id", NS_SID);
@@ -1316,6 +1362,12 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	from = xasprintf("%s/%s", r->jid, o->nick);
 	xel_set_attr(m, "from", from);
 	free(from);
+	for (struct xel *c = m->children, *next; c; c = next) {
+		next = c->next;
+		if (xel_is(c, "occupant-id", NS_OCCUPANT_ID))
+			xel_remove(c);
+	}
+	add_occupant_id(m, o);
 	/* §7.5: marked, so that carbons do not copy it (XEP-0280). */
 	if (xel_child(m, "x", NS_MUC_USER) == NULL)
 		xel_add(m, "x", NS_MUC_USER);
@@ -1575,6 +1627,7 @@ room_info(const struct room *r, struct xel *q)
 	add_feature(q, NS_DISCO_INFO);
 	add_feature(q, NS_SID);
 	add_feature(q, NS_SELF_PING);
+	add_feature(q, NS_OCCUPANT_ID);
 	add_feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
 	add_feature(q, r->cfg.moderated ? "muc_moderated" :
 	    "muc_unmoderated");
