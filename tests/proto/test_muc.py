@@ -980,6 +980,52 @@ def test_occupant_ids(server, im):
     assert occupant_ids(o2) != [bid] and len(occupant_ids(o2)) == 1
 
 
+def test_nick_prepared_210(server, im):
+    """Status 210: the room changed the nick asked for (Resourceprep
+    folds compatibility forms: U+FB01 is "fi")."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join_xml(cb, room, '\ufb01sh')
+    own = cb.wait(lambda el: 110 in codes(el), what='own presence')
+    assert own.get('from') == room + '/fish'
+    assert codes(own) == {110, 210}
+    assert codes(ca.wait(is_pres(room + '/fish'))) == set()
+    cb.wait(is_subject(room))
+    # a plain join: no 210
+    _, own = join(ca, new_room(), 'alice')
+    assert 210 not in codes(own)
+    # a nick change the room prepares
+    cb.send("<presence to=%s/>" % quoteattr(room + '/\ufb01n'))
+    gone = cb.wait(is_pres(room + '/fish', 'unavailable'))
+    assert item(gone).get('nick') == 'fin' and 303 in codes(gone)
+    assert codes(cb.wait(is_pres(room + '/fin'))) == {110, 210}
+    assert codes(ca.wait(is_pres(room + '/fin'))) == set()
+
+
+def test_affiliation_change_while_away_101(server, im):
+    a, b, d = fresh_users(server, 3)
+    ca, cb, cd = im(a), im(b), im(d)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    r = admin_set(ca, room, "<item affiliation='member' jid=%s/>"
+                  "<item affiliation='member' jid=%s/>"
+                  % (quoteattr(b), quoteattr(d)))
+    assert r.get('type') == 'result', tostr(r)
+    m = cd.wait(lambda el: is_msg(room, None)(el) and 101 in codes(el))
+    assert item(m).get('affiliation') == 'member'
+    assert item(m).get('jid') == d
+    # bob, in the room, hears it as presence, not as a 101 message
+    p = cb.wait(is_pres(room + '/bob'))
+    assert item(p).get('affiliation') == 'member'
+    cb.absent(lambda el: 101 in codes(el))
+    # an unchanged affiliation: nothing
+    admin_set(ca, room, "<item affiliation='member' jid=%s/>" % quoteattr(d))
+    cd.absent(lambda el: 101 in codes(el))
+
+
 def test_destroy(server, im):
     a, b = fresh_users(server, 2)
     ca, cb = im(a), im(b)

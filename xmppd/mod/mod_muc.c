@@ -879,12 +879,26 @@ occupant_add_session(struct occupant *o, struct session *s)
 	joined_add(s);
 }
 
+/* XEP-0045 status 210: whether the nick the client asked for (the
+ * resource of pres's 'to' as sent) is not the one it got, which is
+ * Resourceprep's (RFC 6122 §2.4: case, width and compatibility forms
+ * folded). */
+static int
+nick_was_changed(const struct xel *pres, const struct jid *to)
+{
+	const char *raw = xel_attr(pres, "to");
+	const char *slash = raw ? strchr(raw, '/') : NULL;
+
+	return slash != NULL && strcmp(slash + 1, to->resource) != 0;
+}
+
 /* Tell the joiner who is there, then everyone about it, then itself. */
 static void
 join_announce(struct room *r, struct occupant *o, struct session *s,
-    int created, const struct xel *mucx)
+    int created, const struct xel *pres, const struct jid *to)
 {
-	int codes[4], n = 0;
+	const struct xel *mucx = xel_child(pres, "x", NS_MUC);
+	int codes[5], n = 0;
 	struct pres_opts po = { 0 };
 
 	for (struct occupant *p = r->occupants; p; p = p->next)
@@ -894,6 +908,8 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 		codes[n++] = 100;
 	if (created)
 		codes[n++] = 201;
+	if (nick_was_changed(pres, to))
+		codes[n++] = 210;
 	codes[n++] = 110;
 	codes[n] = 0;
 	pres_broadcast(r, o, &po, codes, o->nsessions > 1 ? s : NULL);
@@ -964,7 +980,7 @@ join(struct service *svc, struct room *r, struct session *s,
 	if (o != NULL) {
 		/* Another session of the same JID under its nick. */
 		occupant_add_session(o, s);
-		join_announce(r, o, s, 0, mucx);
+		join_announce(r, o, s, 0, pres, to);
 		return;
 	}
 	o = xcalloc(1, sizeof(*o));
@@ -984,16 +1000,18 @@ join(struct service *svc, struct room *r, struct session *s,
 		*pp = o;
 	}
 	r->noccupants++;
-	join_announce(r, o, s, created, mucx);
+	join_announce(r, o, s, created, pres, to);
 }
 
 /* §7.6: nick change, 303 in the unavailable presence. */
 static void
 change_nick(struct room *r, struct occupant *o, struct session *s,
-    struct xel *pres, const char *nick)
+    struct xel *pres, const struct jid *to)
 {
 	static const int c303[] = { 303, 0 };
 	static const int c110[] = { 110, 0 };
+	static const int c210[] = { 210, 110, 0 };
+	const char *nick = to->resource;
 	struct pres_opts po = { 0 };
 
 	if (occupant_by_nick(r, nick) != NULL) {
@@ -1009,7 +1027,8 @@ change_nick(struct room *r, struct occupant *o, struct session *s,
 	free(o->extra);
 	o->extra = presence_extra(pres);
 	memset(&po, 0, sizeof(po));
-	pres_broadcast(r, o, &po, c110, NULL);
+	pres_broadcast(r, o, &po, nick_was_changed(pres, to) ? c210 : c110,
+	    NULL);
 }
 
 /* Rooms without occupants: a temporary one goes (§10.1.1 "destroyed
@@ -1086,7 +1105,7 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 	if (o == NULL)
 		join(svc, r, s, pres, to);
 	else if (strcmp(o->nick, to->resource) != 0)
-		change_nick(r, o, s, pres, to->resource);
+		change_nick(r, o, s, pres, to);
 	else {
 		/* §7.7: a new status, broadcast. */
 		struct pres_opts po = { 0 };
@@ -2054,6 +2073,25 @@ occupant_remove(struct room *r, struct occupant *o, int code,
 	occupant_leave(r, o, o->sessions[0], &po);
 }
 
+/* Status 101 (§9.3, §9.4...): the affiliation of someone not in the
+ * room changed; told in a message if they are online. */
+static void
+affiliation_notice(const struct room *r, const char *bare,
+    enum affiliation a)
+{
+	struct xel *m, *x, *it;
+
+	if (sm_find_bare_str(bare) == NULL)
+		return;
+	m = room_notice(r, bare, NULL, &x);
+	it = xel_add(x, "item", NULL);
+	xel_set_attr(it, "affiliation", aff_names[a]);
+	xel_set_attr(it, "jid", bare);
+	xel_set_attr(xel_add(x, "status", NULL), "code", "101");
+	router_route(m);
+	arena_free(m->arena);
+}
+
 /* One <item/> of an admin set; 0 or the error condition. */
 static const char *
 admin_item(struct room *r, struct occupant *me, enum affiliation mine,
@@ -2098,6 +2136,7 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 		struct jid j = { 0 };
 		char *bare;
 		enum affiliation old;
+		int present = 0;
 
 		if (jid_parse(&j, jid) < 0)
 			return "jid-malformed";
@@ -2132,6 +2171,7 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 			next = o->next;
 			if (strcmp(o->bare, bare) != 0)
 				continue;
+			present = 1;
 			o->affiliation = (unsigned char)a;
 			if (a == AFF_OUTCAST)
 				occupant_remove(r, o, 301, reason, actor);
@@ -2146,6 +2186,8 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 				    (const int[]){ 110, 0 }, NULL);
 			}
 		}
+		if (!present && old != (enum affiliation)a)
+			affiliation_notice(r, bare, (enum affiliation)a);
 		free(bare);
 	}
 	return NULL;
