@@ -511,7 +511,7 @@ def test_config_form_and_room_features(server, im):
     for var in ('roomname', 'roomdesc', 'publicroom', 'membersonly',
                 'moderatedroom', 'passwordprotectedroom', 'roomsecret',
                 'maxusers', 'whois', 'changesubject', 'allowpm',
-                'allowinvites', 'historylength'):
+                'allowinvites', 'allowvoicerequests', 'historylength'):
         assert 'muc#roomconfig_' + var in f, var
     assert f['muc#roomconfig_whois'] == ['moderators']
     ids, feats, qq = disco_info(cb, room)
@@ -1026,6 +1026,76 @@ def test_affiliation_change_while_away_101(server, im):
     cd.absent(lambda el: 101 in codes(el))
 
 
+def voice_request_xml(c, room):
+    c.send("<message to=%s><x xmlns='%s' type='submit'><field var='FORM_TYPE'>"
+           "<value>%s#request</value></field><field var='muc#role' "
+           "type='list-single'><value>participant</value></field></x>"
+           "</message>" % (quoteattr(room), NS_XDATA, NS_MUC))
+
+
+def test_voice_requests(server, im):
+    """§7.13: a visitor's request goes to the moderators as a form;
+    submitting it with muc#request_allow grants voice."""
+    a, b, d = fresh_users(server, 3)
+    ca, cb, cd = im(a), im(b), im(d)
+    room = new_room()
+    create(ca, room, 'alice', {'muc#roomconfig_moderatedroom': '1'})
+    el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert form_fields(el)['muc#roomconfig_allowvoicerequests'] == ['1']
+    join(cb, room, 'bob')
+    join(cd, room, 'dave')
+    ca.settle()
+    voice_request_xml(cb, room)
+    m = ca.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                el.get('from') == room and
+                el.find(q(NS_XDATA, 'x')) is not None)
+    x = m.find(q(NS_XDATA, 'x'))
+    assert x.get('type') == 'form'
+    f = {fl.get('var'): fl.findtext(q(NS_XDATA, 'value'))
+         for fl in x.findall(q(NS_XDATA, 'field'))}
+    assert f['FORM_TYPE'] == NS_MUC + '#request'
+    assert f['muc#roomnick'] == 'bob' and f['muc#jid'] == cb.full
+    assert f['muc#role'] == 'participant'
+    assert f['muc#request_allow'] == 'false'
+    # not to the other visitor
+    cd.absent(lambda el: el.find(q(NS_XDATA, 'x')) is not None)
+    # once a minute
+    voice_request_xml(cb, room)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'resource-constraint', etype='wait')
+
+    def answer(c, nick, allow):
+        c.send("<message to=%s><x xmlns='%s' type='submit'><field "
+               "var='FORM_TYPE'><value>%s#request</value></field><field "
+               "var='muc#role'><value>participant</value></field><field "
+               "var='muc#roomnick'><value>%s</value></field><field "
+               "var='muc#request_allow'><value>%s</value></field></x>"
+               "</message>" % (quoteattr(room), NS_XDATA, NS_MUC, nick,
+                               allow))
+    # a visitor cannot approve
+    answer(cd, 'bob', 'true')
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
+    # denied: nothing happens
+    answer(ca, 'bob', 'false')
+    cb.absent(is_pres(room + '/bob'))
+    answer(ca, 'bob', 'true')
+    p = cb.wait(is_pres(room + '/bob'))
+    assert item(p).get('role') == 'participant' and 110 in codes(p)
+    assert item(cd.wait(is_pres(room + '/bob'))).get('role') == 'participant'
+    say(cb, room, 'heard')
+    assert body(cd.wait(is_msg(room + '/bob'))) == 'heard'
+    # a participant has voice already
+    voice_request_xml(cb, room)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'not-acceptable')
+    # switched off
+    submit(ca, room, {'muc#roomconfig_allowvoicerequests': '0'})
+    voice_request_xml(cd, room)
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
+
+
 def test_destroy(server, im):
     a, b = fresh_users(server, 2)
     ca, cb = im(a), im(b)
@@ -1122,6 +1192,7 @@ def test_persistent_room_survives_restart(server_factory, im):
         'muc#roomconfig_membersonly': '1',
         'muc#roomconfig_allowpm': 'moderators',
         'muc#roomconfig_allowinvites': '1',
+        'muc#roomconfig_allowvoicerequests': '0',
         'muc#roomconfig_historylength': '7'})
     _, feats, _ = disco_info(ca, room)
     assert 'muc_persistent' in feats and 'muc_temporary' not in feats
@@ -1163,6 +1234,7 @@ def test_persistent_room_survives_restart(server_factory, im):
     fl = form_fields(el)
     assert fl['muc#roomconfig_allowpm'] == ['moderators']
     assert fl['muc#roomconfig_allowinvites'] == ['1']
+    assert fl['muc#roomconfig_allowvoicerequests'] == ['0']
     assert fl['muc#roomconfig_historylength'] == ['7']
     assert fl['muc#roomconfig_persistentroom'] == ['1']
     # no longer persistent: deleted, and gone with its last occupant

@@ -27,6 +27,7 @@
 #include "ht.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
 #include "scram.h"
 #include "store/fast.h"
 #include "store/muc.h"
@@ -49,6 +50,9 @@
 #define OCCUPANT_ID_BYTES 18
 #define FORM_ROOMCONFIG NS_MUC "#roomconfig"
 #define FORM_ROOMINFO NS_MUC "#roominfo"
+#define FORM_REQUEST NS_MUC "#request"
+/* Seconds between two voice requests of one occupant (§7.13). */
+#define VOICE_REQUEST_INTERVAL 60.0
 
 /* Invitations a room remembers, for the declines it relays (§7.8.3),
  * and invitations one message may carry. */
@@ -94,7 +98,7 @@ struct room_config {
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
 	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
-	    persistent : 1, allowinvites : 1;
+	    persistent : 1, allowinvites : 1, voicerequests : 1;
 };
 
 /*
@@ -113,6 +117,7 @@ struct occupant {
 	unsigned nsessions;
 	unsigned char role, affiliation;
 	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
+	double voice_asked;         /* mono_now() of its last voice request */
 };
 
 struct affil {
@@ -190,6 +195,8 @@ static uint64_t generation;
 
 static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
+static struct xel *form_field(struct xel *form, const char *var,
+    const char *type, const char *label, const char *value);
 
 /* Utilities. */
 
@@ -369,6 +376,7 @@ room_new(struct service *svc, const char *node)
 	r->cfg.changesubject = 0;
 	r->cfg.allowpm = PM_ANYONE;
 	r->cfg.historylength = HISTORY_DEFAULT;
+	r->cfg.voicerequests = 1;
 	r->locked = 1;
 	strmap_put(svc->rooms, node, r);
 	return r;
@@ -1172,7 +1180,8 @@ room_flags(const struct room_config *c)
 	    (c->passwordprotected ? MUC_ROOM_PASSWORD : 0) |
 	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
 	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0) |
-	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0);
+	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0) |
+	    (c->voicerequests ? 0 : MUC_ROOM_NO_VOICEREQUESTS);
 }
 
 /*
@@ -1244,6 +1253,7 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 	r->cfg.whois_anyone = (row->flags & MUC_ROOM_WHOIS_ANYONE) != 0;
 	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
 	r->cfg.allowinvites = (row->flags & MUC_ROOM_ALLOWINVITES) != 0;
+	r->cfg.voicerequests = (row->flags & MUC_ROOM_NO_VOICEREQUESTS) == 0;
 	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
 	    row->allowpm : PM_ANYONE);
 	r->cfg.maxusers = row->maxusers;
@@ -1570,6 +1580,100 @@ decline(struct room *r, struct session *s, struct xel *msg,
 	arena_free(m->arena);
 }
 
+/* Voice requests (§7.13). */
+
+/* The first value of the form field var, or NULL. */
+static const char *
+form_value(const struct xel *x, const char *var)
+{
+	for (const struct xel *f = xel_child(x, "field", NS_XDATA); f;
+	    f = xel_next(f, "field", NS_XDATA))
+		if (attr_is(f, "var", var))
+			return xel_text(xel_child(f, "value", NS_XDATA));
+	return NULL;
+}
+
+/* §7.13: visitor o asks for voice; the moderators get the approval
+ * form.  One request a minute per occupant. */
+static void
+voice_request(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg)
+{
+	double now = mono_now(xmppd_loop);
+	struct xel *m, *x;
+	struct fan fan;
+
+	if (!r->cfg.voicerequests) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	if (o->role != ROLE_VISITOR) {
+		bounce_typed(s, msg, "modify", "not-acceptable",
+		    "only visitors ask for voice");
+		return;
+	}
+	if (o->voice_asked != 0 &&
+	    now - o->voice_asked < VOICE_REQUEST_INTERVAL) {
+		bounce_typed(s, msg, "wait", "resource-constraint",
+		    "one voice request a minute");
+		return;
+	}
+	o->voice_asked = now;
+	m = xel_new(arena_new(2048), "message", NS_CLIENT);
+	xel_set_attr(m, "from", r->jid);
+	x = xel_add(m, "x", NS_XDATA);
+	xel_set_attr(x, "type", "form");
+	xel_text_set(xel_add(x, "title", NULL), "Voice request");
+	xel_text_set(xel_add(x, "instructions", NULL), "To grant voice, "
+	    "check \"Grant voice\" and submit; to skip, cancel.");
+	form_field(x, "FORM_TYPE", "hidden", NULL, FORM_REQUEST);
+	form_field(x, "muc#role", "list-single", "Requested role",
+	    "participant");
+	form_field(x, "muc#jid", "jid-single", "User ID", s->full);
+	form_field(x, "muc#roomnick", "text-single", "Room nickname",
+	    o->nick);
+	form_field(x, "muc#request_allow", "boolean", "Grant voice",
+	    "false");
+	fan_init(&fan, m);
+	for (struct occupant *p = r->occupants; p; p = p->next)
+		if (p->role == ROLE_MODERATOR)
+			for (unsigned i = 0; i < p->nsessions; i++)
+				fan_send(&fan, p->sessions[i]);
+	fan_done(&fan);
+	arena_free(m->arena);
+	log_info("muc: %s: %s asks for voice", r->jid, o->nick);
+}
+
+/* §7.13: a moderator's answer to a voice request: voice when allowed
+ * and the occupant is still a visitor. */
+static void
+voice_answer(struct room *r, struct occupant *me, struct session *s,
+    struct xel *msg, const struct xel *form)
+{
+	const char *allow = form_value(form, "muc#request_allow");
+	const char *nick = form_value(form, "muc#roomnick");
+	struct occupant *t;
+
+	if (me->role != ROLE_MODERATOR) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	if (allow == NULL || !parse_bool(allow))
+		return;                 /* not granted: nothing to do */
+	if (nick == NULL || (t = occupant_by_nick(r, nick)) == NULL) {
+		bounce(s, msg, "item-not-found");
+		return;
+	}
+	if (t->role == ROLE_VISITOR) {
+		struct pres_opts po = { 0 };
+
+		t->role = ROLE_PARTICIPANT;
+		pres_broadcast(r, t, &po, (const int[]){ 110, 0 }, NULL);
+		log_info("muc: %s: voice for %s by %s", r->jid, t->nick,
+		    me->nick);
+	}
+}
+
 static void
 message_to_room(struct service *svc, struct session *s, struct xel *msg,
     const struct jid *to)
@@ -1577,7 +1681,8 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 	struct room *r = room_find(svc, to->node);
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	const char *type = xel_attr(msg, "type");
-	const struct xel *x = NULL;
+	const struct xel *x = NULL, *form;
+	const char *v;
 
 	if (type != NULL && strcmp(type, "error") == 0)
 		return;
@@ -1604,8 +1709,14 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 		groupchat(r, o, s, msg);
 	else if (x != NULL && xel_child(x, "invite", NS_MUC_USER) != NULL)
 		invite(r, o, s, msg, x);
-	else
-		/* Voice requests: not yet. */
+	else if ((form = xel_child(msg, "x", NS_XDATA)) != NULL &&
+	    (v = form_value(form, "FORM_TYPE")) != NULL &&
+	    strcmp(v, FORM_REQUEST) == 0) {
+		if (form_value(form, "muc#request_allow") != NULL)
+			voice_answer(r, o, s, msg, form);
+		else
+			voice_request(r, o, s, msg);
+	} else
 		bounce(s, msg, "feature-not-implemented");
 }
 
@@ -1744,6 +1855,9 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_allowinvites", "boolean",
 	    "Occupants may invite others (members-only: and make them "
 	    "members)", r->cfg.allowinvites ? "1" : "0");
+	form_field(x, "muc#roomconfig_allowvoicerequests", "boolean",
+	    "Visitors may ask moderators for voice", r->cfg.voicerequests ?
+	    "1" : "0");
 	f = form_field(x, "muc#roomconfig_allowpm", "list-single",
 	    "Who may send private messages", pm_names[r->cfg.allowpm]);
 	for (int i = 0; i < 4; i++)
@@ -1792,6 +1906,8 @@ config_apply(const struct xel *x, struct room_config *c,
 			c->changesubject = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_allowinvites") == 0)
 			c->allowinvites = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_allowvoicerequests") == 0)
+			c->voicerequests = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
 			if (strcmp(v, "anyone") != 0 &&
 			    strcmp(v, "moderators") != 0) {
