@@ -1440,9 +1440,9 @@ invitation_find(struct room *r, const char *bare, const struct jid *to)
 
 		if (iv->invitee == NULL || strcmp(iv->invitee, bare) != 0)
 			continue;
-		if (to == NULL || (tfull != NULL ?
-		    strcmp(iv->inviter, tfull) == 0 :
-		    strncmp(iv->inviter, tbare, tlen) == 0 &&
+		if (to == NULL || (tfull != NULL &&
+		    strcmp(iv->inviter, tfull) == 0) || (tfull == NULL &&
+		    tbare != NULL && strncmp(iv->inviter, tbare, tlen) == 0 &&
 		    iv->inviter[tlen] == '/')) {
 			found = iv;
 			break;
