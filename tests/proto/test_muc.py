@@ -25,6 +25,7 @@ NS_MUC_USER = NS_MUC + '#user'
 NS_MUC_ADMIN = NS_MUC + '#admin'
 NS_MUC_OWNER = NS_MUC + '#owner'
 NS_SID = 'urn:xmpp:sid:0'
+NS_OID = 'urn:xmpp:occupant-id:0'
 
 _rooms = iter(range(1, 1 << 30))
 
@@ -510,7 +511,7 @@ def test_config_form_and_room_features(server, im):
     for var in ('roomname', 'roomdesc', 'publicroom', 'membersonly',
                 'moderatedroom', 'passwordprotectedroom', 'roomsecret',
                 'maxusers', 'whois', 'changesubject', 'allowpm',
-                'historylength'):
+                'allowinvites', 'allowvoicerequests', 'historylength'):
         assert 'muc#roomconfig_' + var in f, var
     assert f['muc#roomconfig_whois'] == ['moderators']
     ids, feats, qq = disco_info(cb, room)
@@ -698,11 +699,401 @@ def test_private_messages(server, im):
     cb.message(room + '/alice', 'x')
     assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
                         'message', 'forbidden')
-    # IQs to occupants are not relayed yet
-    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/alice')
-    assert_stanza_error(el, 'iq', 'feature-not-implemented')
-    el = cd.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/alice')
+
+
+def invite_xml(c, room, to, reason=None):
+    r = '<reason>%s</reason>' % escape(reason) if reason else ''
+    c.send("<message to=%s id='inv1'><x xmlns='%s'><invite to=%s>%s</invite>"
+           "</x></message>" % (quoteattr(room), NS_MUC_USER, quoteattr(to),
+                               r))
+
+
+def is_invite(room):
+    def pred(el):
+        x = mucx(el)
+        return (el.tag == q(NS_CLIENT, 'message') and el.get('from') == room
+                and x is not None and
+                x.find(q(NS_MUC_USER, 'invite')) is not None)
+    pred.what = 'invitation to %s' % room
+    return pred
+
+
+def members(c, room):
+    el = c.iq_ok('get', "<query xmlns='%s'><item affiliation='member'/>"
+                 "</query>" % NS_MUC_ADMIN, to=room)
+    return {i.get('jid') for i in el.iter(q(NS_MUC_ADMIN, 'item'))}
+
+
+def test_mediated_invitation_and_decline(server, im):
+    a, b, d, e = fresh_users(server, 4)
+    ca, cb, cd, ce = im(a), im(b), im(d), im(e)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    # §7.8.2: the room invites dave on bob's behalf
+    invite_xml(cb, room, d, 'come & see')
+    m = cd.wait(is_invite(room))
+    assert m.get('to') == d and m.get('id') == 'inv1'
+    inv = mucx(m).find(q(NS_MUC_USER, 'invite'))
+    assert inv.get('from') == cb.full
+    assert inv.find(q(NS_MUC_USER, 'reason')).text == 'come & see'
+    assert mucx(m).find(q(NS_MUC_USER, 'password')) is None
+    # an open room: no member made
+    assert members(ca, room) == set()
+    # §7.8.3: dave declines, bob hears it from the room
+    cd.send("<message to=%s><x xmlns='%s'><decline to=%s><reason>busy"
+            "</reason></decline></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(b)))
+    m = cb.wait(lambda el: is_msg(room, None)(el) and mucx(el) is not None
+                and mucx(el).find(q(NS_MUC_USER, 'decline')) is not None)
+    dec = mucx(m).find(q(NS_MUC_USER, 'decline'))
+    assert m.get('to') == cb.full
+    assert dec.get('from') == d
+    assert dec.find(q(NS_MUC_USER, 'reason')).text == 'busy'
+    # once: the room relays declines of its own invitations only
+    cd.send("<message to=%s><x xmlns='%s'><decline to=%s/></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(b)))
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'item-not-found')
+    ce.send("<message to=%s><x xmlns='%s'><decline to=%s/></x></message>"
+            % (quoteattr(room), NS_MUC_USER, quoteattr(a)))
+    assert_stanza_error(ce.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'item-not-found')
+    ca.absent(lambda el: mucx(el) is not None and
+              mucx(el).find(q(NS_MUC_USER, 'decline')) is not None)
+    # only occupants invite
+    invite_xml(ce, room, d)
+    assert_stanza_error(ce.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'not-acceptable')
+    invite_xml(cb, room, 'not a jid@@')
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'jid-malformed')
+    cd.absent(is_invite(room))
+
+
+def test_invitation_to_members_only_room(server, im):
+    a, b, d, e = fresh_users(server, 4)
+    ca, cb, cd, ce = im(a), im(b), im(d), im(e)
+    room = new_room()
+    create(ca, room, 'alice', {
+        'muc#roomconfig_membersonly': '1',
+        'muc#roomconfig_passwordprotectedroom': '1',
+        'muc#roomconfig_roomsecret': 'pw'})
+    el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert form_fields(el)['muc#roomconfig_allowinvites'] == ['0']
+    admin_set(ca, room, "<item affiliation='member' jid=%s/>" % quoteattr(b))
+    join(cb, room, 'bob', inner='<password>pw</password>')
+    # allowinvites off: a member may not invite
+    invite_xml(cb, room, d)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
+    cd.absent(is_invite(room))
+    # the owner may, and the invitee becomes a member, with the password
+    invite_xml(ca, room, d)
+    m = cd.wait(is_invite(room))
+    assert mucx(m).find(q(NS_MUC_USER, 'password')).text == 'pw'
+    assert members(ca, room) == {b, d}
+    _, own = join(cd, room, 'dave', inner='<password>pw</password>')
+    assert item(own).get('affiliation') == 'member'
+    # allowinvites on: members invite, and make members
+    submit(ca, room, {'muc#roomconfig_allowinvites': '1'})
+    invite_xml(cb, room, e + '/somewhere')
+    m = ce.wait(is_invite(room))
+    assert m.get('to') == e + '/somewhere' or m.get('to') == ce.full
+    assert members(ca, room) == {b, d, e}
+    join(ce, room, 'erin', inner='<password>pw</password>')
+
+
+def test_direct_invitation(server, im):
+    """XEP-0249: a plain message between users, which nothing blocks
+    (the server has nothing to add, and advertises nothing for it)."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    ca.send("<message to=%s id='di1'><x xmlns='jabber:x:conference' jid=%s "
+            "password='pw' reason='join us'/></message>"
+            % (quoteattr(b), quoteattr(room)))
+    m = cb.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                el.get('id') == 'di1')
+    x = m.find(q('jabber:x:conference', 'x'))
+    assert m.get('from') == ca.full
+    assert (x.get('jid'), x.get('password'), x.get('reason')) == (
+        room, 'pw', 'join us')
+    _, feats, _ = disco_info(ca, SERVICE)
+    assert 'jabber:x:conference' not in feats
+
+
+def is_iq_req(frm):
+    def pred(el):
+        return (el.tag == q(NS_CLIENT, 'iq') and el.get('from') == frm and
+                el.get('type') in ('get', 'set'))
+    pred.what = 'iq request from %s' % frm
+    return pred
+
+
+def test_iq_relay_to_occupants(server, im):
+    """§7.5 as Prosody: relayed to the occupant's real JID from the
+    sender's room JID, the answer relayed back with the original id."""
+    a, b, d = fresh_users(server, 3)
+    ca, cd = im(a), im(d)
+    cb1, cb2 = im(b, resource='one'), im(b, resource='two')
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb1, room, 'bob')
+    join(cb2, room, 'bob')
+    cb2.send("<iq type='get' id='v1' to=%s><query xmlns='jabber:iq:version'/>"
+             "</iq>" % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    assert req.get('to') == ca.full
+    assert req.get('id') != 'v1' and req.get('id').endswith(':v1')
+    assert req.find(q('jabber:iq:version', 'query')) is not None
+    ca.send("<iq type='result' id=%s to=%s><query xmlns='jabber:iq:version'>"
+            "<name>test</name></query></iq>"
+            % (quoteattr(req.get('id')), quoteattr(room + '/bob')))
+    res = cb2.wait(lambda el: el.tag == q(NS_CLIENT, 'iq') and
+                   el.get('id') == 'v1')
+    assert res.get('type') == 'result'
+    assert res.get('from') == room + '/alice' and res.get('to') == cb2.full
+    assert res.find(q('jabber:iq:version', 'query')).findtext(
+        q('jabber:iq:version', 'name')) == 'test'
+    # the other session of the same occupant hears nothing of it
+    cb1.absent(lambda el: el.get('id') == 'v1')
+    # errors come back too
+    cb1.send("<iq type='get' id='v2' to=%s><query xmlns='jabber:iq:version'/>"
+             "</iq>" % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    ca.send("<iq type='error' id=%s to=%s><error type='cancel'>"
+            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+            "</error></iq>" % (quoteattr(req.get('id')),
+                               quoteattr(room + '/bob')))
+    el = cb1.wait(lambda el: el.get('id') == 'v2')
+    assert_stanza_error(el, 'iq', 'service-unavailable')
+    assert el.get('from') == room + '/alice'
+    # an answer nobody asked for is dropped
+    ca.send("<iq type='result' id='00000000:v9' to=%s/>"
+            % quoteattr(room + '/bob'))
+    ca.send("<iq type='result' id='v9' to=%s/>" % quoteattr(room + '/bob'))
+    cb1.absent(lambda el: el.get('id', '').endswith('v9'))
+    cb2.absent(lambda el: el.get('id', '').endswith('v9'))
+    # to a nick nobody has; from someone not in the room
+    el = cb1.iq('get', "<query xmlns='jabber:iq:version'/>",
+                to=room + '/nobody')
+    assert_stanza_error(el, 'iq', 'item-not-found')
+    el = cd.iq('get', "<query xmlns='jabber:iq:version'/>",
+               to=room + '/alice')
     assert_stanza_error(el, 'iq', 'not-acceptable')
+    ca.absent(is_iq_req(room + '/dave'))
+
+
+def test_self_ping(server, im):
+    """XEP-0410: the room answers a ping to one's own nick; anyone not
+    joined gets not-acceptable; a ping to another occupant is relayed."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    _, feats, _ = disco_info(cb, room)
+    assert NS_MUC + '#self-ping-optimization' in feats
+    join(cb, room, 'bob')
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/bob')
+    assert el.get('type') == 'result' and el.get('from') == room + '/bob'
+    ca.absent(is_iq_req(room + '/bob'))
+    cb.send("<presence to=%s type='unavailable'/>" % quoteattr(room + '/bob'))
+    cb.wait(is_pres(room + '/bob', 'unavailable'))
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>", to=room + '/bob')
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    el = cb.iq('get', "<ping xmlns='urn:xmpp:ping'/>",
+               to=new_room() + '/bob')
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    # to someone else: relayed like any IQ
+    join(cb, room, 'bob')
+    cb.send("<iq type='get' id='p1' to=%s><ping xmlns='urn:xmpp:ping'/></iq>"
+            % quoteattr(room + '/alice'))
+    req = ca.wait(is_iq_req(room + '/bob'))
+    ca.send("<iq type='result' id=%s to=%s/>"
+            % (quoteattr(req.get('id')), quoteattr(room + '/bob')))
+    el = cb.wait(lambda el: el.get('id') == 'p1')
+    assert el.get('type') == 'result' and el.get('from') == room + '/alice'
+
+
+def occupant_ids(el):
+    return [o.get('id') for o in el.findall(q(NS_OID, 'occupant-id'))]
+
+
+def test_occupant_ids(server, im):
+    """XEP-0421: one id per room and real bare JID, on every presence
+    and message of the occupant, the same across sessions, nicks and
+    rejoins, different in another room, never the client's own."""
+    a, b = fresh_users(server, 2)
+    ca = im(a)
+    cb1, cb2 = im(b, resource='one'), im(b, resource='two')
+    room, other = new_room(), new_room()
+    _, feats, _ = disco_info(ca, SERVICE)
+    own = create(ca, room, 'alice')
+    _, feats, _ = disco_info(ca, room)
+    assert NS_OID in feats
+    [aid] = occupant_ids(own)
+    _, own_b = join(cb1, room, 'bob', subject=False)
+    [bid] = occupant_ids(own_b)
+    assert bid != aid and len(bid) == 24
+    assert b not in bid and cb1.full not in bid
+    assert occupant_ids(ca.wait(is_pres(room + '/bob'))) == [bid]
+    # the same from another session of the same account
+    before, own2 = join(cb2, room, 'bob')
+    assert occupant_ids(own2) == [bid]
+    assert [occupant_ids(p) for p in before] == [[aid]]
+    # on groupchat messages, forged ones dropped
+    cb1.send("<message to=%s type='groupchat'><body>hi</body>"
+             "<occupant-id xmlns='%s' id='forged'/></message>"
+             % (quoteattr(room), NS_OID))
+    m = ca.wait(is_msg(room + '/bob'))
+    assert occupant_ids(m) == [bid]
+    # on private messages
+    cb1.send("<message to=%s type='chat'><body>pm</body>"
+             "<occupant-id xmlns='%s' id='forged'/></message>"
+             % (quoteattr(room + '/alice'), NS_OID))
+    assert occupant_ids(ca.wait(is_msg(room + '/bob', 'chat'))) == [bid]
+    # on presence, a client's own dropped
+    cb1.send("<presence to=%s><show>away</show><occupant-id xmlns='%s' "
+             "id='forged'/></presence>" % (quoteattr(room + '/bob'), NS_OID))
+    assert occupant_ids(ca.wait(is_pres(room + '/bob'))) == [bid]
+    # a new nick, and leaving: the same
+    cb1.send("<presence to=%s/>" % quoteattr(room + '/robert'))
+    assert occupant_ids(ca.wait(is_pres(room + '/bob', 'unavailable'))) == [
+        bid]
+    assert occupant_ids(ca.wait(is_pres(room + '/robert'))) == [bid]
+    # in history
+    ca.settle()
+    for c in (cb1, cb2):
+        c.send("<presence to=%s type='unavailable'/>"
+               % quoteattr(room + '/robert'))
+    ca.wait(is_pres(room + '/robert', 'unavailable'))
+    join_xml(cb1, room, 'bobby')
+    cb1.wait(lambda el: 110 in codes(el) and
+             occupant_ids(el) == [bid])
+    h = cb1.wait(lambda el: is_msg(room + '/bob')(el) and
+                 el.find(q(NS_DELAY, 'delay')) is not None)
+    assert occupant_ids(h) == [bid]
+    # another room: another id
+    _, o2 = join(cb1, other, 'bob')
+    assert occupant_ids(o2) != [bid] and len(occupant_ids(o2)) == 1
+
+
+def test_nick_prepared_210(server, im):
+    """Status 210: the room changed the nick asked for (Resourceprep
+    folds compatibility forms: U+FB01 is "fi")."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join_xml(cb, room, '\ufb01sh')
+    own = cb.wait(lambda el: 110 in codes(el), what='own presence')
+    assert own.get('from') == room + '/fish'
+    assert codes(own) == {110, 210}
+    assert codes(ca.wait(is_pres(room + '/fish'))) == set()
+    cb.wait(is_subject(room))
+    # a plain join: no 210
+    _, own = join(ca, new_room(), 'alice')
+    assert 210 not in codes(own)
+    # a nick change the room prepares
+    cb.send("<presence to=%s/>" % quoteattr(room + '/\ufb01n'))
+    gone = cb.wait(is_pres(room + '/fish', 'unavailable'))
+    assert item(gone).get('nick') == 'fin' and 303 in codes(gone)
+    assert codes(cb.wait(is_pres(room + '/fin'))) == {110, 210}
+    assert codes(ca.wait(is_pres(room + '/fin'))) == set()
+
+
+def test_affiliation_change_while_away_101(server, im):
+    a, b, d = fresh_users(server, 3)
+    ca, cb, cd = im(a), im(b), im(d)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    r = admin_set(ca, room, "<item affiliation='member' jid=%s/>"
+                  "<item affiliation='member' jid=%s/>"
+                  % (quoteattr(b), quoteattr(d)))
+    assert r.get('type') == 'result', tostr(r)
+    m = cd.wait(lambda el: is_msg(room, None)(el) and 101 in codes(el))
+    assert item(m).get('affiliation') == 'member'
+    assert item(m).get('jid') == d
+    # bob, in the room, hears it as presence, not as a 101 message
+    p = cb.wait(is_pres(room + '/bob'))
+    assert item(p).get('affiliation') == 'member'
+    cb.absent(lambda el: 101 in codes(el))
+    # an unchanged affiliation: nothing
+    admin_set(ca, room, "<item affiliation='member' jid=%s/>" % quoteattr(d))
+    cd.absent(lambda el: 101 in codes(el))
+
+
+def voice_request_xml(c, room):
+    c.send("<message to=%s><x xmlns='%s' type='submit'><field var='FORM_TYPE'>"
+           "<value>%s#request</value></field><field var='muc#role' "
+           "type='list-single'><value>participant</value></field></x>"
+           "</message>" % (quoteattr(room), NS_XDATA, NS_MUC))
+
+
+def test_voice_requests(server, im):
+    """§7.13: a visitor's request goes to the moderators as a form;
+    submitting it with muc#request_allow grants voice."""
+    a, b, d = fresh_users(server, 3)
+    ca, cb, cd = im(a), im(b), im(d)
+    room = new_room()
+    create(ca, room, 'alice', {'muc#roomconfig_moderatedroom': '1'})
+    el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
+    assert form_fields(el)['muc#roomconfig_allowvoicerequests'] == ['1']
+    join(cb, room, 'bob')
+    join(cd, room, 'dave')
+    ca.settle()
+    voice_request_xml(cb, room)
+    m = ca.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                el.get('from') == room and
+                el.find(q(NS_XDATA, 'x')) is not None)
+    x = m.find(q(NS_XDATA, 'x'))
+    assert x.get('type') == 'form'
+    f = {fl.get('var'): fl.findtext(q(NS_XDATA, 'value'))
+         for fl in x.findall(q(NS_XDATA, 'field'))}
+    assert f['FORM_TYPE'] == NS_MUC + '#request'
+    assert f['muc#roomnick'] == 'bob' and f['muc#jid'] == cb.full
+    assert f['muc#role'] == 'participant'
+    assert f['muc#request_allow'] == 'false'
+    # not to the other visitor
+    cd.absent(lambda el: el.find(q(NS_XDATA, 'x')) is not None)
+    # once a minute
+    voice_request_xml(cb, room)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'resource-constraint', etype='wait')
+
+    def answer(c, nick, allow):
+        c.send("<message to=%s><x xmlns='%s' type='submit'><field "
+               "var='FORM_TYPE'><value>%s#request</value></field><field "
+               "var='muc#role'><value>participant</value></field><field "
+               "var='muc#roomnick'><value>%s</value></field><field "
+               "var='muc#request_allow'><value>%s</value></field></x>"
+               "</message>" % (quoteattr(room), NS_XDATA, NS_MUC, nick,
+                               allow))
+    # a visitor cannot approve
+    answer(cd, 'bob', 'true')
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
+    # denied: nothing happens
+    answer(ca, 'bob', 'false')
+    cb.absent(is_pres(room + '/bob'))
+    answer(ca, 'bob', 'true')
+    p = cb.wait(is_pres(room + '/bob'))
+    assert item(p).get('role') == 'participant' and 110 in codes(p)
+    assert item(cd.wait(is_pres(room + '/bob'))).get('role') == 'participant'
+    say(cb, room, 'heard')
+    assert body(cd.wait(is_msg(room + '/bob'))) == 'heard'
+    # a participant has voice already
+    voice_request_xml(cb, room)
+    assert_stanza_error(cb.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'not-acceptable')
+    # switched off
+    submit(ca, room, {'muc#roomconfig_allowvoicerequests': '0'})
+    voice_request_xml(cd, room)
+    assert_stanza_error(cd.wait(lambda x: x.get('type') == 'error'),
+                        'message', 'forbidden')
 
 
 def test_destroy(server, im):
@@ -800,6 +1191,8 @@ def test_persistent_room_survives_restart(server_factory, im):
         'muc#roomconfig_roomname': 'Kept',
         'muc#roomconfig_membersonly': '1',
         'muc#roomconfig_allowpm': 'moderators',
+        'muc#roomconfig_allowinvites': '1',
+        'muc#roomconfig_allowvoicerequests': '0',
         'muc#roomconfig_historylength': '7'})
     _, feats, _ = disco_info(ca, room)
     assert 'muc_persistent' in feats and 'muc_temporary' not in feats
@@ -840,6 +1233,8 @@ def test_persistent_room_survives_restart(server_factory, im):
     el = ca.iq_ok('get', "<query xmlns='%s'/>" % NS_MUC_OWNER, to=room)
     fl = form_fields(el)
     assert fl['muc#roomconfig_allowpm'] == ['moderators']
+    assert fl['muc#roomconfig_allowinvites'] == ['1']
+    assert fl['muc#roomconfig_allowvoicerequests'] == ['0']
     assert fl['muc#roomconfig_historylength'] == ['7']
     assert fl['muc#roomconfig_persistentroom'] == ['1']
     # no longer persistent: deleted, and gone with its last occupant

@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "conf.h"
 #include "core/disco.h"
@@ -23,8 +24,12 @@
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/stanza.h"
+#include "ht.h"
 #include "jid.h"
 #include "log.h"
+#include "mono.h"
+#include "scram.h"
+#include "store/fast.h"
 #include "store/muc.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -37,8 +42,22 @@
 #define NS_MUC_OWNER NS_MUC "#owner"
 #define NS_SID "urn:xmpp:sid:0"              /* XEP-0359 */
 #define NS_DELAY "urn:xmpp:delay"            /* XEP-0203 */
+#define NS_PING "urn:xmpp:ping"              /* XEP-0199 */
+#define NS_SELF_PING NS_MUC "#self-ping-optimization"  /* XEP-0410 */
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"         /* XEP-0421 */
+/* The bytes of HMAC-SHA-256 an occupant id keeps: 18, 24 characters of
+ * base64. */
+#define OCCUPANT_ID_BYTES 18
 #define FORM_ROOMCONFIG NS_MUC "#roomconfig"
 #define FORM_ROOMINFO NS_MUC "#roominfo"
+#define FORM_REQUEST NS_MUC "#request"
+/* Seconds between two voice requests of one occupant (§7.13). */
+#define VOICE_REQUEST_INTERVAL 60.0
+
+/* Invitations a room remembers, for the declines it relays (§7.8.3),
+ * and invitations one message may carry. */
+#define INVITES_MAX 32
+#define INVITES_PER_MESSAGE 16
 
 /* History kept per room: at most this many messages (the room's
  * historylength is at most that) and this many bytes. */
@@ -79,7 +98,7 @@ struct room_config {
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
 	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
-	    persistent : 1;
+	    persistent : 1, allowinvites : 1, voicerequests : 1;
 };
 
 /*
@@ -97,6 +116,8 @@ struct occupant {
 	struct session **sessions;
 	unsigned nsessions;
 	unsigned char role, affiliation;
+	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
+	double voice_asked;         /* mono_now() of its last voice request */
 };
 
 struct affil {
@@ -110,6 +131,12 @@ struct history {
 	char *bytes;
 	size_t len;
 	double stamp;               /* ev_time() when sent */
+};
+
+/* An invitation the room sent (§7.8.2): whom, and who asked. */
+struct invitation {
+	char *invitee;              /* bare JID; NULL: a free slot */
+	char *inviter;              /* full JID */
 };
 
 struct service;
@@ -128,6 +155,8 @@ struct room {
 	struct history *hist;       /* a ring of cfg.historylength at most */
 	unsigned hist_start, hist_n, hist_cap;
 	size_t hist_bytes;
+	struct invitation *invites; /* a ring of INVITES_MAX, or NULL */
+	unsigned invites_next;
 };
 
 struct service {
@@ -166,6 +195,8 @@ static uint64_t generation;
 
 static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
+static struct xel *form_field(struct xel *form, const char *var,
+    const char *type, const char *label, const char *value);
 
 /* Utilities. */
 
@@ -345,6 +376,7 @@ room_new(struct service *svc, const char *node)
 	r->cfg.changesubject = 0;
 	r->cfg.allowpm = PM_ANYONE;
 	r->cfg.historylength = HISTORY_DEFAULT;
+	r->cfg.voicerequests = 1;
 	r->locked = 1;
 	strmap_put(svc->rooms, node, r);
 	return r;
@@ -387,6 +419,11 @@ room_free(struct room *r)
 	for (size_t i = 0; i < r->naffils; i++)
 		free(r->affils[i].jid);
 	free(r->affils);
+	for (unsigned i = 0; r->invites != NULL && i < INVITES_MAX; i++) {
+		free(r->invites[i].invitee);
+		free(r->invites[i].inviter);
+	}
+	free(r->invites);
 	history_clear(r);
 	free(r->cfg.name);
 	free(r->cfg.desc);
@@ -396,6 +433,38 @@ room_free(struct room *r)
 	free(r->node);
 	free(r->jid);
 	free(r);
+}
+
+/*
+ * XEP-0421: the occupant id of bare in room r, the same for every
+ * session and nick of that JID in that room and telling nothing of it:
+ * HMAC-SHA-256 of both under the server's secret key (the key that
+ * seals FAST tokens, store/fast.h, with a label of its own), truncated.
+ */
+static void
+occupant_id(const struct room *r, const char *bare, char *out)
+{
+	static const char label[] = "xmppd occupant-id";
+	unsigned char mac[32];
+	struct buf b;
+
+	buf_init(&b);
+	buf_add(&b, label, sizeof(label));
+	buf_add(&b, r->jid, strlen(r->jid) + 1);
+	buf_adds(&b, bare);
+	scram_hmac(SCRAM_SHA256, store_fast_key(), HT_KEY_LEN, buf_head(&b),
+	    buf_avail(&b), mac);
+	buf_free(&b);
+	base64_encode(mac, OCCUPANT_ID_BYTES, out);
+}
+
+/* Add o's occupant id to st, and no other (a client's are dropped
+ * before: presence_extra, groupchat, private_message). */
+static void
+add_occupant_id(struct xel *st, const struct occupant *o)
+{
+	xel_set_attr(xel_add(st, "occupant-id", NS_OCCUPANT_ID), "id",
+	    o->id);
 }
 
 static struct occupant *
@@ -504,6 +573,7 @@ pres_build(const struct room *r, const struct occupant *o,
 			arena_free(ex->arena);
 		}
 	}
+	add_occupant_id(p, o);
 	x = xel_add(p, "x", NS_MUC_USER);
 	item = xel_add(x, "item", NULL);
 	xel_set_attr(item, "affiliation", aff_names[o->affiliation]);
@@ -608,6 +678,7 @@ presence_extra(const struct xel *pres)
 	for (const struct xel *c = pres->children; c; c = c->next) {
 		if (c->name == NULL || strcmp(c->ns, NS_MUC) == 0 ||
 		    strcmp(c->ns, NS_MUC_USER) == 0 ||
+		    strcmp(c->ns, NS_OCCUPANT_ID) == 0 ||
 		    strcmp(c->name, "error") == 0)
 			continue;
 		xel_serialize(c, &b, NS_CLIENT);
@@ -816,12 +887,26 @@ occupant_add_session(struct occupant *o, struct session *s)
 	joined_add(s);
 }
 
+/* XEP-0045 status 210: whether the nick the client asked for (the
+ * resource of pres's 'to' as sent) is not the one it got, which is
+ * Resourceprep's (RFC 6122 §2.4: case, width and compatibility forms
+ * folded). */
+static int
+nick_was_changed(const struct xel *pres, const struct jid *to)
+{
+	const char *raw = xel_attr(pres, "to");
+	const char *slash = raw ? strchr(raw, '/') : NULL;
+
+	return slash != NULL && strcmp(slash + 1, to->resource) != 0;
+}
+
 /* Tell the joiner who is there, then everyone about it, then itself. */
 static void
 join_announce(struct room *r, struct occupant *o, struct session *s,
-    int created, const struct xel *mucx)
+    int created, const struct xel *pres, const struct jid *to)
 {
-	int codes[4], n = 0;
+	const struct xel *mucx = xel_child(pres, "x", NS_MUC);
+	int codes[5], n = 0;
 	struct pres_opts po = { 0 };
 
 	for (struct occupant *p = r->occupants; p; p = p->next)
@@ -831,6 +916,8 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 		codes[n++] = 100;
 	if (created)
 		codes[n++] = 201;
+	if (nick_was_changed(pres, to))
+		codes[n++] = 210;
 	codes[n++] = 110;
 	codes[n] = 0;
 	pres_broadcast(r, o, &po, codes, o->nsessions > 1 ? s : NULL);
@@ -901,7 +988,7 @@ join(struct service *svc, struct room *r, struct session *s,
 	if (o != NULL) {
 		/* Another session of the same JID under its nick. */
 		occupant_add_session(o, s);
-		join_announce(r, o, s, 0, mucx);
+		join_announce(r, o, s, 0, pres, to);
 		return;
 	}
 	o = xcalloc(1, sizeof(*o));
@@ -910,6 +997,7 @@ join(struct service *svc, struct room *r, struct session *s,
 	o->extra = presence_extra(pres);
 	o->affiliation = (unsigned char)a;
 	o->role = (unsigned char)default_role(r, a);
+	occupant_id(r, s->bare, o->id);
 	occupant_add_session(o, s);
 	/* Appended: presences go out in joining order. */
 	{
@@ -920,16 +1008,18 @@ join(struct service *svc, struct room *r, struct session *s,
 		*pp = o;
 	}
 	r->noccupants++;
-	join_announce(r, o, s, created, mucx);
+	join_announce(r, o, s, created, pres, to);
 }
 
 /* §7.6: nick change, 303 in the unavailable presence. */
 static void
 change_nick(struct room *r, struct occupant *o, struct session *s,
-    struct xel *pres, const char *nick)
+    struct xel *pres, const struct jid *to)
 {
 	static const int c303[] = { 303, 0 };
 	static const int c110[] = { 110, 0 };
+	static const int c210[] = { 210, 110, 0 };
+	const char *nick = to->resource;
 	struct pres_opts po = { 0 };
 
 	if (occupant_by_nick(r, nick) != NULL) {
@@ -945,7 +1035,8 @@ change_nick(struct room *r, struct occupant *o, struct session *s,
 	free(o->extra);
 	o->extra = presence_extra(pres);
 	memset(&po, 0, sizeof(po));
-	pres_broadcast(r, o, &po, c110, NULL);
+	pres_broadcast(r, o, &po, nick_was_changed(pres, to) ? c210 : c110,
+	    NULL);
 }
 
 /* Rooms without occupants: a temporary one goes (§10.1.1 "destroyed
@@ -1022,7 +1113,7 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 	if (o == NULL)
 		join(svc, r, s, pres, to);
 	else if (strcmp(o->nick, to->resource) != 0)
-		change_nick(r, o, s, pres, to->resource);
+		change_nick(r, o, s, pres, to);
 	else {
 		/* §7.7: a new status, broadcast. */
 		struct pres_opts po = { 0 };
@@ -1088,7 +1179,9 @@ room_flags(const struct room_config *c)
 	    (c->moderated ? MUC_ROOM_MODERATED : 0) |
 	    (c->passwordprotected ? MUC_ROOM_PASSWORD : 0) |
 	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
-	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0);
+	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0) |
+	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0) |
+	    (c->voicerequests ? 0 : MUC_ROOM_NO_VOICEREQUESTS);
 }
 
 /*
@@ -1159,6 +1252,8 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 	r->cfg.passwordprotected = (row->flags & MUC_ROOM_PASSWORD) != 0;
 	r->cfg.whois_anyone = (row->flags & MUC_ROOM_WHOIS_ANYONE) != 0;
 	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
+	r->cfg.allowinvites = (row->flags & MUC_ROOM_ALLOWINVITES) != 0;
+	r->cfg.voicerequests = (row->flags & MUC_ROOM_NO_VOICEREQUESTS) == 0;
 	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
 	    row->allowpm : PM_ANYONE);
 	r->cfg.maxusers = row->maxusers;
@@ -1253,10 +1348,12 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		/* What only the room may say. */
 		if (c->name != NULL && (xel_is(c, "stanza-id", NS_SID) ||
 		    xel_is(c, "x", NS_MUC_USER) ||
+		    xel_is(c, "occupant-id", NS_OCCUPANT_ID) ||
 		    xel_is(c, "delay", NS_DELAY)))
 			continue;
 		xel_append_copy(m, c);
 	}
+	add_occupant_id(m, o);
 	stanza_id_new(sid, sizeof(sid));
 	{
 		struct xel *x = xel_add(m, "stanza-id", NS_SID);
@@ -1294,6 +1391,12 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	from = xasprintf("%s/%s", r->jid, o->nick);
 	xel_set_attr(m, "from", from);
 	free(from);
+	for (struct xel *c = m->children, *next; c; c = next) {
+		next = c->next;
+		if (xel_is(c, "occupant-id", NS_OCCUPANT_ID))
+			xel_remove(c);
+	}
+	add_occupant_id(m, o);
 	/* §7.5: marked, so that carbons do not copy it (XEP-0280). */
 	if (xel_child(m, "x", NS_MUC_USER) == NULL)
 		xel_add(m, "x", NS_MUC_USER);
@@ -1304,6 +1407,273 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	arena_free(m->arena);
 }
 
+/* Invitations (§7.8.2) and declines (§7.8.3). */
+
+static void
+invitation_remember(struct room *r, const char *invitee, const char *inviter)
+{
+	struct invitation *iv;
+
+	if (r->invites == NULL)
+		r->invites = xcalloc(INVITES_MAX, sizeof(*r->invites));
+	iv = &r->invites[r->invites_next];
+	free(iv->invitee);
+	free(iv->inviter);
+	iv->invitee = xstrdup(invitee);
+	iv->inviter = xstrdup(inviter);
+	r->invites_next = (r->invites_next + 1) % INVITES_MAX;
+}
+
+/* The newest invitation of bare by the inviter named to (its full or
+ * bare JID, or anyone when to is NULL); NULL if none. */
+static struct invitation *
+invitation_find(struct room *r, const char *bare, const struct jid *to)
+{
+	char *tbare = to ? jid_bare(to) : NULL;
+	char *tfull = to && to->resource ? jid_full(to) : NULL;
+	size_t tlen = tbare ? strlen(tbare) : 0;
+	struct invitation *found = NULL;
+
+	for (unsigned k = 1; r->invites != NULL && k <= INVITES_MAX; k++) {
+		struct invitation *iv = &r->invites[(r->invites_next +
+		    INVITES_MAX - k) % INVITES_MAX];
+
+		if (iv->invitee == NULL || strcmp(iv->invitee, bare) != 0)
+			continue;
+		if (to == NULL || (tfull != NULL &&
+		    strcmp(iv->inviter, tfull) == 0) || (tfull == NULL &&
+		    tbare != NULL && strncmp(iv->inviter, tbare, tlen) == 0 &&
+		    iv->inviter[tlen] == '/')) {
+			found = iv;
+			break;
+		}
+	}
+	free(tbare);
+	free(tfull);
+	return found;
+}
+
+/* A message from the room itself to jid (no type: "normal"), with
+ * the muc#user <x/> returned for the caller to fill. */
+static struct xel *
+room_notice(const struct room *r, const char *to, const char *id,
+    struct xel **x)
+{
+	struct xel *m = xel_new(arena_new(1024), "message", NS_CLIENT);
+
+	xel_set_attr(m, "from", r->jid);
+	xel_set_attr(m, "to", to);
+	if (id != NULL)
+		xel_set_attr(m, "id", id);
+	*x = xel_add(m, "x", NS_MUC_USER);
+	return m;
+}
+
+static void
+copy_reason(struct xel *to, const struct xel *from)
+{
+	const struct xel *reason = xel_child(from, "reason", NULL);
+
+	if (reason != NULL)
+		xel_text_set(xel_add(to, "reason", NULL), xel_text(reason));
+}
+
+/*
+ * §7.8.2: occupant o invites others.  The room sends each invitee an
+ * invitation from itself (the inviter's real JID, the room's password);
+ * in a members-only room only those allowed to invite may (the room's
+ * allowinvites, or an admin or owner, as in Prosody), and the invitee
+ * becomes a member.
+ */
+static void
+invite(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg, const struct xel *x)
+{
+	const struct xel *inv;
+	int n = 0, added = 0;
+
+	if (r->cfg.membersonly && !r->cfg.allowinvites &&
+	    o->affiliation < AFF_ADMIN) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	for (inv = xel_child(x, "invite", NS_MUC_USER); inv;
+	    inv = xel_next(inv, "invite", NS_MUC_USER), n++) {
+		struct jid j = { 0 };
+		const char *to = xel_attr(inv, "to");
+
+		if (to == NULL || jid_parse(&j, to) < 0) {
+			bounce(s, msg, to ? "jid-malformed" : "bad-request");
+			return;
+		}
+		jid_free(&j);
+	}
+	if (n > INVITES_PER_MESSAGE) {
+		bounce(s, msg, "policy-violation");
+		return;
+	}
+	for (inv = xel_child(x, "invite", NS_MUC_USER); inv;
+	    inv = xel_next(inv, "invite", NS_MUC_USER)) {
+		struct jid j = { 0 };
+		struct xel *m, *mx, *i;
+		char *bare, *full;
+
+		(void)jid_parse(&j, xel_attr(inv, "to"));
+		bare = jid_bare(&j);
+		full = jid_full(&j);
+		jid_free(&j);
+		if (r->cfg.membersonly &&
+		    room_affiliation(r, bare) == AFF_NONE &&
+		    r->naffils < MUC_AFFILIATIONS_MAX) {
+			room_set_affiliation(r, bare, AFF_MEMBER);
+			added = 1;
+			log_info("muc: %s: %s a member, invited by %s", r->jid,
+			    bare, s->full);
+		}
+		m = room_notice(r, full, xel_attr(msg, "id"), &mx);
+		i = xel_add(mx, "invite", NULL);
+		xel_set_attr(i, "from", s->full);
+		copy_reason(i, inv);
+		if (r->cfg.passwordprotected && r->cfg.secret != NULL)
+			xel_text_set(xel_add(mx, "password", NULL),
+			    r->cfg.secret);
+		invitation_remember(r, bare, s->full);
+		router_route(m);
+		arena_free(m->arena);
+		free(bare);
+		free(full);
+	}
+	if (added)
+		room_save(r, NULL, NULL);
+}
+
+/* §7.8.3: an invitee declines; relayed to the inviter, and only for an
+ * invitation the room sent (the room is no relay to anyone). */
+static void
+decline(struct room *r, struct session *s, struct xel *msg,
+    const struct xel *d)
+{
+	const char *to = xel_attr(d, "to");
+	struct jid j = { 0 };
+	struct invitation *iv;
+	struct xel *m, *mx, *dd;
+
+	if (to != NULL && jid_parse(&j, to) < 0) {
+		bounce(s, msg, "jid-malformed");
+		return;
+	}
+	iv = invitation_find(r, s->bare, to ? &j : NULL);
+	jid_free(&j);
+	if (iv == NULL) {
+		bounce_typed(s, msg, "cancel", "item-not-found",
+		    "no invitation to decline");
+		return;
+	}
+	m = room_notice(r, iv->inviter, xel_attr(msg, "id"), &mx);
+	dd = xel_add(mx, "decline", NULL);
+	xel_set_attr(dd, "from", s->bare);
+	copy_reason(dd, d);
+	free(iv->invitee);
+	free(iv->inviter);
+	iv->invitee = iv->inviter = NULL;
+	router_route(m);
+	arena_free(m->arena);
+}
+
+/* Voice requests (§7.13). */
+
+/* The first value of the form field var, or NULL. */
+static const char *
+form_value(const struct xel *x, const char *var)
+{
+	for (const struct xel *f = xel_child(x, "field", NS_XDATA); f;
+	    f = xel_next(f, "field", NS_XDATA))
+		if (attr_is(f, "var", var))
+			return xel_text(xel_child(f, "value", NS_XDATA));
+	return NULL;
+}
+
+/* §7.13: visitor o asks for voice; the moderators get the approval
+ * form.  One request a minute per occupant. */
+static void
+voice_request(struct room *r, struct occupant *o, struct session *s,
+    struct xel *msg)
+{
+	double now = mono_now(xmppd_loop);
+	struct xel *m, *x;
+	struct fan fan;
+
+	if (!r->cfg.voicerequests) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	if (o->role != ROLE_VISITOR) {
+		bounce_typed(s, msg, "modify", "not-acceptable",
+		    "only visitors ask for voice");
+		return;
+	}
+	if (o->voice_asked != 0 &&
+	    now - o->voice_asked < VOICE_REQUEST_INTERVAL) {
+		bounce_typed(s, msg, "wait", "resource-constraint",
+		    "one voice request a minute");
+		return;
+	}
+	o->voice_asked = now;
+	m = xel_new(arena_new(2048), "message", NS_CLIENT);
+	xel_set_attr(m, "from", r->jid);
+	x = xel_add(m, "x", NS_XDATA);
+	xel_set_attr(x, "type", "form");
+	xel_text_set(xel_add(x, "title", NULL), "Voice request");
+	xel_text_set(xel_add(x, "instructions", NULL), "To grant voice, "
+	    "check \"Grant voice\" and submit; to skip, cancel.");
+	form_field(x, "FORM_TYPE", "hidden", NULL, FORM_REQUEST);
+	form_field(x, "muc#role", "list-single", "Requested role",
+	    "participant");
+	form_field(x, "muc#jid", "jid-single", "User ID", s->full);
+	form_field(x, "muc#roomnick", "text-single", "Room nickname",
+	    o->nick);
+	form_field(x, "muc#request_allow", "boolean", "Grant voice",
+	    "false");
+	fan_init(&fan, m);
+	for (struct occupant *p = r->occupants; p; p = p->next)
+		if (p->role == ROLE_MODERATOR)
+			for (unsigned i = 0; i < p->nsessions; i++)
+				fan_send(&fan, p->sessions[i]);
+	fan_done(&fan);
+	arena_free(m->arena);
+	log_info("muc: %s: %s asks for voice", r->jid, o->nick);
+}
+
+/* §7.13: a moderator's answer to a voice request: voice when allowed
+ * and the occupant is still a visitor. */
+static void
+voice_answer(struct room *r, struct occupant *me, struct session *s,
+    struct xel *msg, const struct xel *form)
+{
+	const char *allow = form_value(form, "muc#request_allow");
+	const char *nick = form_value(form, "muc#roomnick");
+	struct occupant *t;
+
+	if (me->role != ROLE_MODERATOR) {
+		bounce(s, msg, "forbidden");
+		return;
+	}
+	if (allow == NULL || !parse_bool(allow))
+		return;                 /* not granted: nothing to do */
+	if (nick == NULL || (t = occupant_by_nick(r, nick)) == NULL) {
+		bounce(s, msg, "item-not-found");
+		return;
+	}
+	if (t->role == ROLE_VISITOR) {
+		struct pres_opts po = { 0 };
+
+		t->role = ROLE_PARTICIPANT;
+		pres_broadcast(r, t, &po, (const int[]){ 110, 0 }, NULL);
+		log_info("muc: %s: voice for %s by %s", r->jid, t->nick,
+		    me->nick);
+	}
+}
+
 static void
 message_to_room(struct service *svc, struct session *s, struct xel *msg,
     const struct jid *to)
@@ -1311,11 +1681,19 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 	struct room *r = room_find(svc, to->node);
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	const char *type = xel_attr(msg, "type");
+	const struct xel *x = NULL, *form;
+	const char *v;
 
 	if (type != NULL && strcmp(type, "error") == 0)
 		return;
 	if (r == NULL) {
 		bounce(s, msg, "item-not-found");
+		return;
+	}
+	if (to->resource == NULL && (x = xel_child(msg, "x", NS_MUC_USER)) &&
+	    (type == NULL || strcmp(type, "normal") == 0) &&
+	    xel_child(x, "decline", NS_MUC_USER) != NULL) {
+		decline(r, s, msg, xel_child(x, "decline", NS_MUC_USER));
 		return;
 	}
 	if (o == NULL) {
@@ -1329,8 +1707,16 @@ message_to_room(struct service *svc, struct session *s, struct xel *msg,
 			private_message(r, o, s, msg, to->resource);
 	} else if (type != NULL && strcmp(type, "groupchat") == 0)
 		groupchat(r, o, s, msg);
-	else
-		/* Mediated invitations and voice requests: not yet. */
+	else if (x != NULL && xel_child(x, "invite", NS_MUC_USER) != NULL)
+		invite(r, o, s, msg, x);
+	else if ((form = xel_child(msg, "x", NS_XDATA)) != NULL &&
+	    (v = form_value(form, "FORM_TYPE")) != NULL &&
+	    strcmp(v, FORM_REQUEST) == 0) {
+		if (form_value(form, "muc#request_allow") != NULL)
+			voice_answer(r, o, s, msg, form);
+		else
+			voice_request(r, o, s, msg);
+	} else
 		bounce(s, msg, "feature-not-implemented");
 }
 
@@ -1370,6 +1756,8 @@ room_info(const struct room *r, struct xel *q)
 	add_feature(q, NS_MUC);
 	add_feature(q, NS_DISCO_INFO);
 	add_feature(q, NS_SID);
+	add_feature(q, NS_SELF_PING);
+	add_feature(q, NS_OCCUPANT_ID);
 	add_feature(q, r->cfg.membersonly ? "muc_membersonly" : "muc_open");
 	add_feature(q, r->cfg.moderated ? "muc_moderated" :
 	    "muc_unmoderated");
@@ -1464,6 +1852,12 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_changesubject", "boolean",
 	    "Occupants may change the subject", r->cfg.changesubject ? "1" :
 	    "0");
+	form_field(x, "muc#roomconfig_allowinvites", "boolean",
+	    "Occupants may invite others (members-only: and make them "
+	    "members)", r->cfg.allowinvites ? "1" : "0");
+	form_field(x, "muc#roomconfig_allowvoicerequests", "boolean",
+	    "Visitors may ask moderators for voice", r->cfg.voicerequests ?
+	    "1" : "0");
 	f = form_field(x, "muc#roomconfig_allowpm", "list-single",
 	    "Who may send private messages", pm_names[r->cfg.allowpm]);
 	for (int i = 0; i < 4; i++)
@@ -1510,6 +1904,10 @@ config_apply(const struct xel *x, struct room_config *c,
 			c->passwordprotected = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_changesubject") == 0)
 			c->changesubject = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_allowinvites") == 0)
+			c->allowinvites = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_allowvoicerequests") == 0)
+			c->voicerequests = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
 			if (strcmp(v, "anyone") != 0 &&
 			    strcmp(v, "moderators") != 0) {
@@ -1791,6 +2189,25 @@ occupant_remove(struct room *r, struct occupant *o, int code,
 	occupant_leave(r, o, o->sessions[0], &po);
 }
 
+/* Status 101 (§9.3, §9.4...): the affiliation of someone not in the
+ * room changed; told in a message if they are online. */
+static void
+affiliation_notice(const struct room *r, const char *bare,
+    enum affiliation a)
+{
+	struct xel *m, *x, *it;
+
+	if (sm_find_bare_str(bare) == NULL)
+		return;
+	m = room_notice(r, bare, NULL, &x);
+	it = xel_add(x, "item", NULL);
+	xel_set_attr(it, "affiliation", aff_names[a]);
+	xel_set_attr(it, "jid", bare);
+	xel_set_attr(xel_add(x, "status", NULL), "code", "101");
+	router_route(m);
+	arena_free(m->arena);
+}
+
 /* One <item/> of an admin set; 0 or the error condition. */
 static const char *
 admin_item(struct room *r, struct occupant *me, enum affiliation mine,
@@ -1835,6 +2252,7 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 		struct jid j = { 0 };
 		char *bare;
 		enum affiliation old;
+		int present = 0;
 
 		if (jid_parse(&j, jid) < 0)
 			return "jid-malformed";
@@ -1869,6 +2287,7 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 			next = o->next;
 			if (strcmp(o->bare, bare) != 0)
 				continue;
+			present = 1;
 			o->affiliation = (unsigned char)a;
 			if (a == AFF_OUTCAST)
 				occupant_remove(r, o, 301, reason, actor);
@@ -1883,6 +2302,8 @@ admin_item(struct room *r, struct occupant *me, enum affiliation mine,
 				    (const int[]){ 110, 0 }, NULL);
 			}
 		}
+		if (!present && old != (enum affiliation)a)
+			affiliation_notice(r, bare, (enum affiliation)a);
 		free(bare);
 	}
 	return NULL;
@@ -1917,6 +2338,98 @@ iq_admin(struct room *r, struct session *s, struct xel *iq,
 	room_maybe_free(r);
 }
 
+/* IQs to occupants. */
+
+/* FNV-1a of a session's full JID: names, in a relayed IQ's id, which
+ * of the sender occupant's sessions is waiting for the answer. */
+static uint32_t
+session_hash(const char *full)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *full; full++)
+		h = (h ^ (unsigned char)*full) * 16777619u;
+	return h;
+}
+
+/*
+ * §7.5 as Prosody does it: a request from occupant o to room/nick goes
+ * to the target occupant's first session, from o's room JID, its id
+ * prefixed with 8 hex digits and ':' naming o's session, so that the
+ * answer finds its way back without the room keeping anything.
+ * XEP-0410: a ping to one's own nick the room answers itself; anyone
+ * not in the room gets <not-acceptable/> ("not joined").
+ */
+static void
+iq_request_to_occupant(struct room *r, struct session *s, struct xel *iq,
+    const char *nick)
+{
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	struct occupant *t;
+	struct xel *copy;
+	char *from, *id;
+
+	if (o == NULL) {
+		bounce(s, iq, "not-acceptable");
+		return;
+	}
+	if ((t = occupant_by_nick(r, nick)) == NULL || t->nsessions == 0) {
+		bounce(s, iq, "item-not-found");
+		return;
+	}
+	if (t == o && xel_is(xel_first_elem(iq), "ping", NS_PING)) {
+		send_free(s, stanza_iq_result(iq));
+		return;
+	}
+	copy = xel_copy(arena_new(1024), iq);
+	from = xasprintf("%s/%s", r->jid, o->nick);
+	id = xasprintf("%08" PRIx32 ":%s", session_hash(s->full),
+	    xel_attr(iq, "id"));
+	xel_set_attr(copy, "from", from);
+	xel_set_attr(copy, "to", t->sessions[0]->full);
+	xel_set_attr(copy, "id", id);
+	router_route(copy);
+	arena_free(copy->arena);
+	free(from);
+	free(id);
+}
+
+/* The answer of occupant session s to a relayed request of the
+ * occupant nick: back to the session that asked, from s's room JID,
+ * with its own id.  Anything that does not match is dropped. */
+static void
+iq_answer_to_occupant(struct room *r, struct session *s, struct xel *iq,
+    const char *nick)
+{
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	struct occupant *t = r ? occupant_by_nick(r, nick) : NULL;
+	const char *id = xel_attr(iq, "id");
+	struct session *dest = NULL;
+	struct xel *copy;
+	unsigned long h;
+	char *end, *from;
+
+	if (o == NULL || t == NULL || id == NULL || strlen(id) < 9 ||
+	    id[8] != ':')
+		return;
+	h = strtoul(id, &end, 16);
+	if (end != id + 8)
+		return;
+	for (unsigned i = 0; i < t->nsessions && dest == NULL; i++)
+		if (session_hash(t->sessions[i]->full) == h)
+			dest = t->sessions[i];
+	if (dest == NULL)
+		return;
+	copy = xel_copy(arena_new(1024), iq);
+	from = xasprintf("%s/%s", r->jid, o->nick);
+	xel_set_attr(copy, "from", from);
+	xel_set_attr(copy, "to", dest->full);
+	xel_set_attr(copy, "id", id + 9);
+	router_route(copy);
+	arena_free(copy->arena);
+	free(from);
+}
+
 static void
 iq_to_room(struct service *svc, struct session *s, struct xel *iq,
     const struct jid *to)
@@ -1925,16 +2438,15 @@ iq_to_room(struct service *svc, struct session *s, struct xel *iq,
 	struct xel *q = xel_first_elem(iq);
 	int get = attr_is(iq, "type", "get");
 
-	if (!attr_is(iq, "type", "get") && !attr_is(iq, "type", "set"))
-		return;                 /* results and errors: dropped */
 	if (to->resource != NULL) {
-		/* §7.6 IQ relay is not done: an occupant gets
-		 * feature-not-implemented (XEP-0410: "still joined"),
-		 * anyone else not-acceptable. */
-		bounce(s, iq, r && occupant_by_session(r, s) ?
-		    "feature-not-implemented" : "not-acceptable");
+		if (get || attr_is(iq, "type", "set"))
+			iq_request_to_occupant(r, s, iq, to->resource);
+		else
+			iq_answer_to_occupant(r, s, iq, to->resource);
 		return;
 	}
+	if (!get && !attr_is(iq, "type", "set"))
+		return;                 /* results and errors: dropped */
 	if (r == NULL || (r->locked &&
 	    room_affiliation(r, s->bare) != AFF_OWNER)) {
 		bounce(s, iq, "item-not-found");

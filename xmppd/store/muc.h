@@ -40,6 +40,9 @@ enum muc_affiliation {
 #define MUC_ROOM_PASSWORD        0x08
 #define MUC_ROOM_WHOIS_ANYONE    0x10
 #define MUC_ROOM_CHANGESUBJECT   0x20
+#define MUC_ROOM_ALLOWINVITES    0x40
+/* Inverted, so that rooms stored before keep the default (allowed). */
+#define MUC_ROOM_NO_VOICEREQUESTS 0x80
 
 struct muc_affil_row {
 	const char *jid;            /* a bare JID */
