@@ -604,7 +604,9 @@ pres_build(const struct room *r, const struct occupant *o,
 	return p;
 }
 
-/* o's presence to one session of p (a joiner being told who is in). */
+/* o's presence to one session of p (a joiner being told who is in).
+ * Its 'from' is room/nick, whose parts are prepared already: the
+ * delivery hook gets them as they are, with no JID to parse. */
 static void
 pres_to_session(const struct room *r, const struct occupant *o,
     const struct occupant *p, struct session *to)
@@ -612,11 +614,20 @@ pres_to_session(const struct room *r, const struct occupant *o,
 	struct pres_opts po = { 0 };
 	struct xel *st = pres_build(r, o, &po, sees_jids(r, p), 0, NULL,
 	    o->nsessions ? o->sessions[0] : NULL);
-	struct fan f;
+	struct jid from = { 0 };
+	struct buf b;
+	size_t rest = sizeof("<presence") - 1;
 
-	fan_init(&f, st);
-	fan_send(&f, to);
-	fan_done(&f);
+	from.node = r->node;
+	from.domain = r->svc->domain;
+	from.resource = o->nick;
+	if (!to->closing && hook_run_deliver(to, st, &from) != HOOK_HANDLED) {
+		buf_init(&b);
+		xel_serialize(st, &b, NS_CLIENT);
+		session_send_fanout(to, st, to->full, buf_head(&b) + rest,
+		    buf_avail(&b) - rest);
+		buf_free(&b);
+	}
 	arena_free(st->arena);
 }
 
@@ -836,6 +847,7 @@ history_send(const struct room *r, const struct xel *req, struct session *to)
 	unsigned first = r->hist_n, k;
 	const char *v;
 	size_t tolen = strlen(to->full) + sizeof(" to=''") - 1;
+	struct xel *look;
 
 	if (req != NULL) {
 		if ((v = xel_attr(req, "maxstanzas")) != NULL)
@@ -860,20 +872,24 @@ history_send(const struct room *r, const struct xel *req, struct session *to)
 		chars += h->len + tolen;
 		first = r->hist_n - 1 - k;
 	}
+	if (first == r->hist_n)
+		return;
+	/* The bytes kept are what was serialized: sent as they are.  The
+	 * session API looks at a tree only for its kind (XEP-0352: a
+	 * groupchat message with a body), the same for every entry, so
+	 * one stands for them all instead of parsing each. */
+	look = xel_new(arena_new(256), "message", NS_CLIENT);
+	xel_set_attr(look, "type", "groupchat");
+	xel_set_attr(look, "from", r->jid);
+	xel_add(look, "body", NS_CLIENT);
 	for (k = first; k < r->hist_n; k++) {
 		const struct history *h =
 		    &r->hist[(r->hist_start + k) % r->hist_cap];
-		struct xel *m = xml_parse_element(h->bytes, h->len, NS_CLIENT,
-		    NULL);
 
-		if (m == NULL)
-			continue;
-		/* The bytes kept are what was serialized: sent as they
-		 * are, the tree only for the session API's look. */
-		session_send_fanout(to, m, to->full, h->bytes + 8,
+		session_send_fanout(to, look, to->full, h->bytes + 8,
 		    h->len - 8);
-		arena_free(m->arena);
 	}
+	arena_free(look->arena);
 }
 
 /* Joining, changing nick, leaving. */
