@@ -563,7 +563,9 @@ test_migrate(void)
 	int version = -1;
 
 	CHECK((ext = ext_open()) != NULL);
-	CHECK(ext_exec(ext, "DROP TABLE muc_affiliation; DROP TABLE muc_room;"
+	CHECK(ext_exec(ext, "DROP TABLE muc_vcard; DROP TABLE muc_archive;"
+	                    "DROP TABLE muc_archive_room;"
+	                    "DROP TABLE muc_affiliation; DROP TABLE muc_room;"
 	                    "DROP TABLE pep_item; DROP TABLE pep_node;"
 	                    "DROP TABLE fast_token;"
 	                    "ALTER TABLE users DROP COLUMN disabled_reason;"
@@ -586,8 +588,9 @@ test_migrate(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(ext);
-	CHECK(version == 7);       /* and on to the FAST tokens (5), PEP
-	                              (6) and MUC rooms (7) */
+	CHECK(version == 8);       /* and on to the FAST tokens (5), PEP
+	                              (6), MUC rooms (7) and MUC archives
+	                              and vCards (8) */
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */

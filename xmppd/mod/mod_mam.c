@@ -48,6 +48,7 @@
 #include "core/iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mod/mam.h"
 #include "store/mam.h"
 #include "core/roster.h"
 #include "core/session.h"
@@ -64,6 +65,7 @@
 #define NS_OMEMO "eu.siacs.conversations.axolotl"
 #define NS_OX "urn:xmpp:openpgp:0"
 #define NS_PGP "jabber:x:encrypted"
+#define NS_RETRACT "urn:xmpp:message-retract:1" /* XEP-0424 */
 
 #define ROWS_PER_JOB 50          /* result messages read per job */
 #define RETRY_SECONDS 0.1        /* waiting for a full output queue */
@@ -786,12 +788,12 @@ send_result(struct session *s, const struct query *q, const struct mam_row *row)
 	         &lim)) == NULL) {
 		log_warnx("mam: archived message %s of %s cannot be parsed; "
 		          "left out",
-		    id, s->bare);
+		    id, q->bare);
 		return;
 	}
 	m = xel_new(arena_new(row->len + 512), "message", NS_CLIENT);
 	xel_set_attr(m, "to", s->full);
-	xel_set_attr(m, "from", s->bare);
+	xel_set_attr(m, "from", q->bare);
 	res = xel_add(m, "result", NS_MAM);
 	if (q->queryid != NULL)
 		xel_set_attr(res, "queryid", q->queryid);
@@ -892,6 +894,78 @@ handle_query_set(struct session *s, struct xel *iq, const struct xel *query)
 	ev_timer_init(&q->retry, retry_cb, RETRY_SECONDS, 0);
 	mam_query_plan(s->jid.node, s->jid.domain, &p.q, query_plan_cb, s->id,
 	    q->serial);
+done:
+	free(p.with);
+	free(p.ids);
+}
+
+/* Rooms (mod/mam.h). */
+
+int
+mam_rooms_enabled(void)
+{
+	return prefs_cache != NULL;
+}
+
+void
+mam_room_archive(const char *node, const char *service, const char *room_jid,
+    uint64_t id, const char *nick_jid, const struct xel *msg)
+{
+	struct mam_entry e = {0};
+
+	if (prefs_cache == NULL ||
+	    xel_child(msg, "no-store", NS_HINTS) != NULL ||
+	    xel_child(msg, "no-permanent-store", NS_HINTS) != NULL ||
+	    xel_child(msg, "no-permanent-storage", NS_HINTS) != NULL)
+		return;
+	if (xel_child(msg, "body", NS_CLIENT) == NULL &&
+	    xel_child(msg, "subject", NS_CLIENT) == NULL &&
+	    xel_child(msg, "retract", NS_RETRACT) == NULL &&
+	    xel_child(msg, "store", NS_HINTS) == NULL &&
+	    xel_child(msg, "encrypted", NS_OMEMO) == NULL &&
+	    xel_child(msg, "openpgp", NS_OX) == NULL &&
+	    xel_child(msg, "x", NS_PGP) == NULL)
+		return;
+	e.user = node;
+	e.host = service;
+	e.room = 1;
+	e.id = id;
+	e.stamp_ms = now_ms();
+	e.with_full = nick_jid;
+	e.with_bare = room_jid;
+	e.stanza = serialize(msg, &e.len);
+	mam_archive_store(&e);
+	free((char *)e.stanza);
+}
+
+void
+mam_room_query(struct session *s, struct xel *iq, const char *node,
+    const char *service, const char *room_jid)
+{
+	struct xel *query = xel_first_elem(iq);
+	struct parsed p;
+	struct query *q;
+
+	if (strcmp(xel_attr(iq, "type"), "get") == 0) {
+		send_form(s, iq);
+		return;
+	}
+	if (parse_query(&p, query) < 0) {
+		reply_error(s, iq, p.cond, p.text);
+		goto done;
+	}
+	p.q.room = 1;
+	/* 'with' the room itself is every message of its archive. */
+	if (p.q.with_kind == MAM_WITH_BARE && strcmp(p.with, room_jid) == 0)
+		p.q.with_kind = MAM_WITH_NONE;
+	q = query_new(s, iq);
+	free(q->bare);
+	q->bare = xstrdup(room_jid);
+	if (xel_attr(query, "queryid") != NULL)
+		q->queryid = xstrdup(xel_attr(query, "queryid"));
+	q->flip = xel_child(query, "flip-page", NS_MAM) != NULL;
+	ev_timer_init(&q->retry, retry_cb, RETRY_SECONDS, 0);
+	mam_query_plan(node, service, &p.q, query_plan_cb, s->id, q->serial);
 done:
 	free(p.with);
 	free(p.ids);
@@ -1202,7 +1276,7 @@ static void
 expire_done(size_t deleted, int ok)
 {
 	expiry.deleted += deleted;
-	if (ok && deleted == EXPIRE_BATCH && prefs_cache != NULL &&
+	if (ok && deleted >= EXPIRE_BATCH && prefs_cache != NULL &&
 	    xmppd_conf->limits.mam_retention > 0) {
 		mam_expire(expiry.cutoff, EXPIRE_BATCH, expire_done);
 		return;

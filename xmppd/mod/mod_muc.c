@@ -27,9 +27,11 @@
 #include "ht.h"
 #include "jid.h"
 #include "log.h"
+#include "mod/mam.h"
 #include "mono.h"
 #include "scram.h"
 #include "store/fast.h"
+#include "store/mam.h"
 #include "store/muc.h"
 #include "strmap.h"
 #include "xmalloc.h"
@@ -45,6 +47,12 @@
 #define NS_PING "urn:xmpp:ping"              /* XEP-0199 */
 #define NS_SELF_PING NS_MUC "#self-ping-optimization"  /* XEP-0410 */
 #define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"         /* XEP-0421 */
+#define NS_MODERATE "urn:xmpp:message-moderate:1"       /* XEP-0425 */
+#define NS_RETRACT "urn:xmpp:message-retract:1"         /* XEP-0424 */
+#define NS_VCARD "vcard-temp"                           /* XEP-0054 */
+#define NS_VCARD_UPDATE "vcard-temp:x:update"           /* XEP-0153 */
+/* A room's vCard: bytes at most, serialized (an avatar of ~48 KiB). */
+#define ROOM_VCARD_MAX (64 * 1024)
 /* The bytes of HMAC-SHA-256 an occupant id keeps: 18, 24 characters of
  * base64. */
 #define OCCUPANT_ID_BYTES 18
@@ -98,7 +106,8 @@ struct room_config {
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
 	    passwordprotected : 1, whois_anyone : 1, changesubject : 1,
-	    persistent : 1, allowinvites : 1, voicerequests : 1;
+	    persistent : 1, allowinvites : 1, voicerequests : 1,
+	    logging : 1;        /* muc#roomconfig_enablelogging */
 };
 
 /*
@@ -157,6 +166,8 @@ struct room {
 	size_t hist_bytes;
 	struct invitation *invites; /* a ring of INVITES_MAX, or NULL */
 	unsigned invites_next;
+	char *vcard;                /* its vcard-temp vCard, serialized */
+	char *photo_hash;           /* XEP-0153 hash of its PHOTO, or NULL */
 };
 
 struct service {
@@ -177,8 +188,6 @@ struct wait_reply {
 
 static struct service *services;
 static size_t nservices;
-static uint64_t sid_serial;         /* XEP-0359 ids */
-static uint32_t sid_epoch;
 /* Sessions that ended while a room was being walked: removed when the
  * outermost operation returns (depth 0).  A session stays a valid
  * pointer until the loop sleeps (session.h). */
@@ -197,6 +206,10 @@ static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
 static struct xel *form_field(struct xel *form, const char *var,
     const char *type, const char *label, const char *value);
+static void room_avatar_presence(const struct room *r, struct session *to);
+static void room_archive(const struct room *r, const struct xel *m,
+    uint64_t id);
+static void flush_ended(void);
 
 /* Utilities. */
 
@@ -430,6 +443,8 @@ room_free(struct room *r)
 	free(r->cfg.secret);
 	free(r->subject);
 	free(r->subject_nick);
+	free(r->vcard);
+	free(r->photo_hash);
 	free(r->node);
 	free(r->jid);
 	free(r);
@@ -922,7 +937,7 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
     int created, const struct xel *pres, const struct jid *to)
 {
 	const struct xel *mucx = xel_child(pres, "x", NS_MUC);
-	int codes[5], n = 0;
+	int codes[6], n = 0;
 	struct pres_opts po = { 0 };
 
 	for (struct occupant *p = r->occupants; p; p = p->next)
@@ -930,6 +945,8 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 			pres_to_session(r, p, o, s);
 	if (r->cfg.whois_anyone)
 		codes[n++] = 100;
+	if (r->cfg.logging && mam_rooms_enabled())
+		codes[n++] = 170;                 /* §7.2.12 */
 	if (created)
 		codes[n++] = 201;
 	if (nick_was_changed(pres, to))
@@ -937,6 +954,7 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 	codes[n++] = 110;
 	codes[n] = 0;
 	pres_broadcast(r, o, &po, codes, o->nsessions > 1 ? s : NULL);
+	room_avatar_presence(r, s);
 	if (!created)
 		history_send(r, xel_child(mucx, "history", NS_MUC), s);
 	send_subject(r, s);
@@ -1197,7 +1215,8 @@ room_flags(const struct room_config *c)
 	    (c->whois_anyone ? MUC_ROOM_WHOIS_ANYONE : 0) |
 	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0) |
 	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0) |
-	    (c->voicerequests ? 0 : MUC_ROOM_NO_VOICEREQUESTS);
+	    (c->voicerequests ? 0 : MUC_ROOM_NO_VOICEREQUESTS) |
+	    (c->logging ? MUC_ROOM_LOGGING : 0);
 }
 
 /*
@@ -1232,6 +1251,8 @@ room_save(struct room *r, struct session *s, const struct xel *iq)
 	row.historylength = r->cfg.historylength;
 	row.affils = a;
 	row.naffils = r->naffils;
+	row.vcard = r->vcard;
+	row.photo_hash = r->photo_hash;
 	tag = iq ? reply_after_commit(s, iq) : 0;
 	muc_store_save(&row, iq ? reply_done : write_done, generation, tag);
 	free(a);
@@ -1270,6 +1291,9 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 	r->cfg.changesubject = (row->flags & MUC_ROOM_CHANGESUBJECT) != 0;
 	r->cfg.allowinvites = (row->flags & MUC_ROOM_ALLOWINVITES) != 0;
 	r->cfg.voicerequests = (row->flags & MUC_ROOM_NO_VOICEREQUESTS) == 0;
+	r->cfg.logging = (row->flags & MUC_ROOM_LOGGING) != 0;
+	r->vcard = row->vcard ? xstrdup(row->vcard) : NULL;
+	r->photo_hash = row->photo_hash ? xstrdup(row->photo_hash) : NULL;
 	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
 	    row->allowpm : PM_ANYONE);
 	r->cfg.maxusers = row->maxusers;
@@ -1314,11 +1338,17 @@ rooms_loaded(uint64_t owner, uint64_t tag, enum store_status st,
 
 /* Messages. */
 
-static void
+/* The room's XEP-0359 id of a message: an archive id (store/mam.h),
+ * so that the stanza-id is the id it has in the room's archive. */
+static uint64_t
 stanza_id_new(char *out, size_t len)
 {
-	snprintf(out, len, "%08" PRIx32 "-%" PRIx64, sid_epoch,
-	    ++sid_serial);
+	uint64_t id = mam_id_new();
+	char hex[MAM_ID_LEN + 1];
+
+	mam_id_format(id, hex);
+	snprintf(out, len, "%s", hex);
+	return id;
 }
 
 /* §8.1: subject changes by moderators, or anyone if changesubject. */
@@ -1341,6 +1371,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 	struct xel *m;
 	char sid[40];
 	const char *id = xel_attr(msg, "id");
+	uint64_t archive_id;
 
 	if (o->role < ROLE_PARTICIPANT) {
 		bounce(s, msg, "forbidden");                    /* §7.4 */
@@ -1370,7 +1401,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		xel_append_copy(m, c);
 	}
 	add_occupant_id(m, o);
-	stanza_id_new(sid, sizeof(sid));
+	archive_id = stanza_id_new(sid, sizeof(sid));
 	{
 		struct xel *x = xel_add(m, "stanza-id", NS_SID);
 
@@ -1378,6 +1409,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		xel_set_attr(x, "by", r->jid);
 	}
 	fan_to_room(r, m);
+	room_archive(r, m, archive_id);
 	if (subj == NULL || xel_child(msg, "body", NS_CLIENT) != NULL)
 		history_add(r, m, ev_time());
 	arena_free(m->arena);
@@ -1784,6 +1816,11 @@ room_info(const struct room *r, struct xel *q)
 	add_feature(q, r->cfg.persistent ? "muc_persistent" :
 	    "muc_temporary");
 	add_feature(q, r->cfg.publicroom ? "muc_public" : "muc_hidden");
+	if (r->cfg.logging && mam_rooms_enabled()) {
+		add_feature(q, NS_MAM);           /* XEP-0313 §6.2 */
+		add_feature(q, NS_MODERATE);      /* XEP-0425 */
+	}
+	add_feature(q, NS_VCARD);
 	/* §15.5.4: the muc#roominfo form. */
 	x = xel_add(q, "x", NS_XDATA);
 	xel_set_attr(x, "type", "result");
@@ -1797,6 +1834,8 @@ room_info(const struct room *r, struct xel *q)
 	    r->subject ? r->subject : "");
 	form_field(x, "muc#roomconfig_roomname", NULL, "Name",
 	    r->cfg.name ? r->cfg.name : "");
+	form_field(x, "muc#roominfo_avatarhash", "text-multi",
+	    "Avatar hash", r->photo_hash);
 }
 
 static void
@@ -1882,6 +1921,9 @@ config_form(const struct room *r, struct xel *q)
 	snprintf(n, sizeof(n), "%u", r->cfg.historylength);
 	form_field(x, "muc#roomconfig_historylength", "text-single",
 	    "Messages of history (at most 200)", n);
+	form_field(x, "muc#roomconfig_enablelogging", "boolean",
+	    "Keep an archive of the messages (XEP-0313)", r->cfg.logging ?
+	    "1" : "0");
 }
 
 /* Apply a submitted form; -1 (and *why) on a value out of range. */
@@ -1924,6 +1966,8 @@ config_apply(const struct xel *x, struct room_config *c,
 			c->allowinvites = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_allowvoicerequests") == 0)
 			c->voicerequests = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_enablelogging") == 0)
+			c->logging = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
 			if (strcmp(v, "anyone") != 0 &&
 			    strcmp(v, "moderators") != 0) {
@@ -2027,7 +2071,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	struct xel *destroy = xel_child(q, "destroy", NS_MUC_OWNER);
 	const char *why = NULL;
 	struct room_config c;
-	int was_whois, was_persistent, was_membersonly;
+	int was_whois, was_persistent, was_membersonly, was_logging;
 
 	if (destroy != NULL) {
 		if (!r->cfg.persistent || !room_unsave(r, s, iq))
@@ -2064,6 +2108,7 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	was_whois = r->cfg.whois_anyone;
 	was_persistent = r->cfg.persistent;
 	was_membersonly = r->cfg.membersonly;
+	was_logging = r->cfg.logging;
 	config_free(&r->cfg);
 	r->cfg = c;
 	if (r->hist_cap != r->cfg.historylength)
@@ -2085,10 +2130,12 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	{
 		/* §10.2.1: 104, and 172/173 when real JIDs became visible
 		 * or hidden. */
-		int codes[3] = { 104, 0, 0 };
+		int codes[4] = { 104, 0, 0, 0 }, n = 1;
 
 		if (was_whois != r->cfg.whois_anyone)
-			codes[1] = r->cfg.whois_anyone ? 172 : 173;
+			codes[n++] = r->cfg.whois_anyone ? 172 : 173;
+		if (was_logging != r->cfg.logging && mam_rooms_enabled())
+			codes[n++] = r->cfg.logging ? 170 : 171;
 		notify_config(r, codes);
 	}
 	if (r->cfg.membersonly && !was_membersonly) {
@@ -2446,6 +2493,304 @@ iq_answer_to_occupant(struct room *r, struct session *s, struct xel *iq,
 	free(from);
 }
 
+/* The room's archive (XEP-0313 on the room JID, mod/mam.h). */
+
+/* m, a groupchat message as sent to everyone, to the room's archive
+ * under id (its stanza-id) when the room keeps one. */
+static void
+room_archive(const struct room *r, const struct xel *m, uint64_t id)
+{
+	const char *from = xel_attr(m, "from");
+
+	if (r->cfg.logging && mam_rooms_enabled())
+		mam_room_archive(r->node, r->svc->domain, r->jid, id,
+		    from ? from : r->jid, m);
+}
+
+/*
+ * A query of the room's archive: only with logging on, and only by
+ * occupants or, in a members-only room, members (XEP-0313 §4.1.2 and
+ * XEP-0045 §7.1: who may read what is said).
+ */
+static void
+iq_archive(struct room *r, struct session *s, struct xel *iq)
+{
+	enum affiliation a = room_affiliation(r, s->bare);
+
+	if (!r->cfg.logging || !mam_rooms_enabled()) {
+		bounce(s, iq, "service-unavailable");
+		return;
+	}
+	if (a == AFF_OUTCAST || (occupant_by_session(r, s) == NULL &&
+	    !(r->cfg.membersonly && a >= AFF_MEMBER))) {
+		bounce(s, iq, "forbidden");
+		return;
+	}
+	mam_room_query(s, iq, r->node, r->svc->domain, r->jid);
+}
+
+/* Message moderation (XEP-0425). */
+
+/* A retraction waiting for its tombstone to be written. */
+struct moderation {
+	struct moderation *next;
+	uint64_t tag, session;
+	char *service, *node;
+	struct xel *iq;             /* stanza_iq_skeleton */
+	struct xel *retract;        /* the <retract/> to announce */
+};
+
+static struct moderation *moderations;
+
+static void
+moderation_free(struct moderation *m)
+{
+	free(m->service);
+	free(m->node);
+	arena_free(m->iq->arena);
+	arena_free(m->retract->arena);
+	free(m);
+}
+
+/* The tombstone is stored: tell the occupants, answer the moderator. */
+static void
+moderation_done(uint64_t owner, uint64_t tag, enum store_status st)
+{
+	struct moderation **pp, *m;
+	struct service *svc;
+	struct room *r;
+	struct session *s;
+	char sid[40];
+
+	for (pp = &moderations; *pp && (*pp)->tag != tag; pp = &(*pp)->next)
+		;
+	if ((m = *pp) == NULL)
+		return;
+	*pp = m->next;
+	s = sm_find_id(m->session);
+	if (st != STORE_OK) {
+		if (s != NULL && !s->closing)
+			send_free(s, stanza_error(m->iq, NULL,
+			    st == STORE_NOT_FOUND ? "item-not-found" :
+			    "internal-server-error", NULL));
+		moderation_free(m);
+		return;
+	}
+	if ((svc = service_find(m->service)) != NULL &&
+	    (r = room_find(svc, m->node)) != NULL) {
+		/* §5: the announcement, a groupchat message of the room. */
+		struct xel *msg = room_message(r, NULL), *x;
+		uint64_t id = stanza_id_new(sid, sizeof(sid));
+
+		xel_set_attr(msg, "id", sid);
+		xel_append_copy(msg, m->retract);
+		x = xel_add(msg, "stanza-id", NS_SID);
+		xel_set_attr(x, "id", sid);
+		xel_set_attr(x, "by", r->jid);
+		depth++;
+		fan_to_room(r, msg);
+		room_archive(r, msg, id);
+		history_add(r, msg, ev_time());
+		depth--;
+		arena_free(msg->arena);
+		log_info("muc: %s: message %s retracted by a moderator",
+		    r->jid, xel_attr(m->retract, "id"));
+	}
+	if (s != NULL && !s->closing)
+		send_free(s, stanza_iq_result(m->iq));
+	moderation_free(m);
+	flush_ended();
+}
+
+/*
+ * XEP-0425 §4: a moderator retracts a message by its stanza-id: the
+ * archived message becomes a tombstone (XEP-0424 <retracted/>), then
+ * everyone gets the <retract/> announcement.  The archive is where the
+ * id is checked, so a room without logging has nothing to moderate.
+ */
+static void
+iq_moderate(struct room *r, struct session *s, struct xel *iq,
+    struct xel *q)
+{
+	struct occupant *o = occupant_by_session(r, s);
+	const char *idv = xel_attr(q, "id");
+	const struct xel *reason = xel_child(q, "reason", NULL);
+	struct moderation *m;
+	struct xel *retracted, *mod;
+	struct buf b;
+	char stamp[40], *by, *stone;
+	uint64_t id;
+
+	if (o == NULL || o->role < ROLE_MODERATOR) {
+		bounce(s, iq, "forbidden");
+		return;
+	}
+	if (idv == NULL || xel_child(q, "retract", NS_RETRACT) == NULL) {
+		bounce(s, iq, "bad-request");
+		return;
+	}
+	if (!r->cfg.logging || !mam_rooms_enabled() ||
+	    mam_id_parse(idv, &id) < 0) {
+		bounce(s, iq, "item-not-found");
+		return;
+	}
+	by = xasprintf("%s/%s", r->jid, o->nick);
+	/* The announcement's <retract/> and the tombstone's <retracted/>
+	 * say the same: who moderated (their room JID and occupant id),
+	 * and why. */
+	m = xcalloc(1, sizeof(*m));
+	m->retract = xel_new(arena_new(1024), "retract", NS_RETRACT);
+	xel_set_attr(m->retract, "id", idv);
+	mod = xel_add(m->retract, "moderated", NS_MODERATE);
+	xel_set_attr(mod, "by", by);
+	add_occupant_id(mod, o);
+	if (reason != NULL)
+		xel_text_set(xel_add(m->retract, "reason", NS_RETRACT),
+		    xel_text(reason));
+	retracted = xel_new(arena_new(1024), "retracted", NS_RETRACT);
+	format_stamp(ev_time(), stamp, sizeof(stamp));
+	xel_set_attr(retracted, "stamp", stamp);
+	for (const struct xel *c = m->retract->children; c; c = c->next)
+		xel_append_copy(retracted, c);
+	buf_init(&b);
+	xel_serialize(retracted, &b, NS_CLIENT);
+	arena_free(retracted->arena);
+	m->tag = next_tag++;
+	m->session = s->id;
+	m->service = xstrdup(r->svc->domain);
+	m->node = xstrdup(r->node);
+	m->iq = stanza_iq_skeleton(iq);
+	m->next = moderations;
+	moderations = m;
+	stone = buf_strdup(&b);
+	buf_free(&b);
+	mam_room_retract(r->node, r->svc->domain, id, stone,
+	    moderation_done, generation, m->tag);
+	free(stone);
+	free(by);
+}
+
+/* The room's vCard and avatar (vcard-temp, XEP-0153 as Prosody does). */
+
+/*
+ * The room's own presence with its avatar hash (from the bare room
+ * JID, vcard-temp:x:update), to one joining session or, to NULL, every
+ * occupant; nothing while the room has no avatar.
+ */
+static void
+room_avatar_presence(const struct room *r, struct session *to)
+{
+	struct xel *p;
+	struct fan f;
+
+	if (r->photo_hash == NULL)
+		return;
+	p = xel_new(arena_new(512), "presence", NS_CLIENT);
+	xel_set_attr(p, "from", r->jid);
+	xel_text_set(xel_add(xel_add(p, "x", NS_VCARD_UPDATE), "photo",
+	    NS_VCARD_UPDATE), r->photo_hash);
+	fan_init(&f, p);
+	if (to != NULL)
+		fan_send(&f, to);
+	else
+		for (struct occupant *o = r->occupants; o; o = o->next)
+			for (unsigned i = 0; i < o->nsessions; i++)
+				fan_send(&f, o->sessions[i]);
+	fan_done(&f);
+	arena_free(p->arena);
+}
+
+/* The SHA-1 (hex) of the image in vCard v's PHOTO/BINVAL (XEP-0153
+ * §3.1), whitespace ignored; NULL if none or not base64. */
+static char *
+photo_hash(const struct xel *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	const struct xel *bin = xel_child(xel_child(v, "PHOTO", NS_VCARD),
+	    "BINVAL", NS_VCARD);
+	unsigned char md[20], *img = NULL;
+	char *b64, *out = NULL;
+	size_t n = 0;
+	long len;
+
+	if (bin == NULL)
+		return NULL;
+	b64 = xmalloc(strlen(xel_text(bin)) + 4);
+	for (const char *c = xel_text(bin); *c; c++)
+		if (*c != ' ' && *c != '\t' && *c != '\r' && *c != '\n')
+			b64[n++] = *c;
+	while (n % 4 != 0 && n % 4 != 1)
+		b64[n++] = '=';
+	if (n > 0 && n % 4 == 0 &&
+	    (len = base64_decode_alloc(b64, n, &img)) > 0) {
+		scram_h(SCRAM_SHA1, img, (size_t)len, md);
+		out = xmalloc(41);
+		for (size_t i = 0; i < 20; i++) {
+			out[2 * i] = hex[md[i] >> 4];
+			out[2 * i + 1] = hex[md[i] & 0x0f];
+		}
+		out[40] = '\0';
+	}
+	free(img);
+	free(b64);
+	return out;
+}
+
+/*
+ * vcard-temp on the room JID: anyone may read the room's vCard (an
+ * empty one if it has none), its owners set it; a new photo goes out
+ * as the room's presence to the occupants (XEP-0153 §3.2) and into
+ * muc#roominfo_avatarhash.  Persistent rooms keep it in storage.
+ */
+static void
+iq_vcard(struct room *r, struct session *s, struct xel *iq, struct xel *q)
+{
+	struct xel *res;
+	struct buf b;
+	char *hash;
+
+	if (attr_is(iq, "type", "get")) {
+		struct xml_limits lim = { ROOM_VCARD_MAX + 1, 64, 64,
+			SIZE_MAX };
+		struct xel *v = r->vcard ? xml_parse_element(r->vcard,
+		    strlen(r->vcard), NS_CLIENT, &lim) : NULL;
+
+		res = stanza_iq_result(iq);
+		if (v != NULL) {
+			xel_append_copy(res, v);
+			arena_free(v->arena);
+		} else
+			xel_add(res, "vCard", NS_VCARD);
+		send_free(s, res);
+		return;
+	}
+	if (room_affiliation(r, s->bare) != AFF_OWNER) {
+		bounce(s, iq, "forbidden");
+		return;
+	}
+	buf_init(&b);
+	xel_serialize(q, &b, NS_CLIENT);
+	if (buf_avail(&b) > ROOM_VCARD_MAX) {
+		buf_free(&b);
+		bounce_typed(s, iq, "modify", "not-acceptable",
+		    "the vCard is too large");
+		return;
+	}
+	hash = photo_hash(q);
+	free(r->vcard);
+	r->vcard = xel_first_elem(q) != NULL ? buf_strdup(&b) : NULL;
+	buf_free(&b);
+	if ((hash == NULL) != (r->photo_hash == NULL) || (hash != NULL &&
+	    strcmp(hash, r->photo_hash) != 0)) {
+		free(r->photo_hash);
+		r->photo_hash = hash;
+		room_avatar_presence(r, NULL);
+	} else
+		free(hash);
+	if (!room_save(r, s, iq))
+		send_free(s, stanza_iq_result(iq));
+}
+
 static void
 iq_to_room(struct service *svc, struct session *s, struct xel *iq,
     const struct jid *to)
@@ -2488,6 +2833,12 @@ iq_to_room(struct service *svc, struct session *s, struct xel *iq,
 		iq_owner(r, s, iq, q);
 	else if (xel_is(q, "query", NS_MUC_ADMIN))
 		iq_admin(r, s, iq, q);
+	else if (xel_is(q, "query", NS_MAM))
+		iq_archive(r, s, iq);
+	else if (!get && xel_is(q, "moderate", NS_MODERATE))
+		iq_moderate(r, s, iq, q);
+	else if (xel_is(q, "vCard", NS_VCARD))
+		iq_vcard(r, s, iq, q);
 	else
 		bounce(s, iq, "service-unavailable");
 }
@@ -2632,7 +2983,6 @@ mod_muc_init(void)
 	const struct conf *c = xmppd_conf;
 
 	joined = strmap_new();
-	sid_epoch = (uint32_t)time(NULL);
 	generation++;
 	for (size_t i = 0; i < c->nhosts; i++)
 		for (size_t k = 0; k < c->hosts[i].nmuc; k++) {
@@ -2680,6 +3030,12 @@ mod_muc_deinit(void)
 	services = NULL;
 	nservices = 0;
 	generation++;
+	while (moderations != NULL) {
+		struct moderation *m = moderations;
+
+		moderations = m->next;
+		moderation_free(m);
+	}
 	while (waiting != NULL) {
 		struct wait_reply *w = waiting;
 

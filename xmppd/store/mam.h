@@ -12,6 +12,13 @@
  * the XEP-0359 stanza-id and XEP-0313 UID) and a millisecond stamp that
  * never decreases with the internal id, so a time range is an id range
  * found by binary search.
+ *
+ * Rooms (XEP-0313 on a room JID, XEP-0045 logging) have archives of
+ * their own in the muc_archive table, of the same shape: where a call
+ * takes a "room" flag, user and host are the room's node and service,
+ * with_full is the sender's room JID (room@service/nick) and with_bare
+ * the room's.  A room's archive exists from its first message; querying
+ * one that has none yields an empty page.
  */
 #ifndef XMPPD_MAM_H
 #define XMPPD_MAM_H
@@ -76,6 +83,8 @@ enum mam_decision mam_prefs_decide(const struct mam_prefs *p,
 
 struct mam_entry {
 	const char *user, *host;  /* the archive's owner */
+	int room;                 /* a room's archive: no preferences,
+	                             roster or block list apply */
 	uint64_t id;              /* public id, from mam_id_new() */
 	int64_t stamp_ms;         /* raised to the last stored stamp */
 	int outgoing;             /* sent by the owner */
@@ -124,6 +133,7 @@ enum mam_with { MAM_WITH_NONE, MAM_WITH_BARE, MAM_WITH_FULL };
 enum mam_before { MAM_BEFORE_NONE, MAM_BEFORE_LAST, MAM_BEFORE_ID };
 
 struct mam_query {
+	int room;                  /* a room's archive */
 	/* The form (which messages make up the result set). */
 	enum mam_with with_kind;
 	const char *with;          /* prepared JID */
@@ -143,7 +153,8 @@ struct mam_query {
 
 /* One planned page: internal ids in chronological order. */
 struct mam_page {
-	int64_t uid;               /* owner's user id */
+	int64_t uid;               /* owner's user (or room archive) id */
+	int room;
 	int64_t *rows;             /* internal ids */
 	uint64_t *ids;             /* their public ids */
 	size_t n;
@@ -195,9 +206,23 @@ void mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
     uint64_t owner, uint64_t tag);
 
 /* Retention: delete up to batch of the oldest rows stamped before
- * cutoff_ms (never a gap, §3.2); done(deleted) after the commit. */
+ * cutoff_ms (never a gap, §3.2) from users' archives and as many from
+ * rooms'; done(deleted) after the commit. */
 void mam_expire(int64_t cutoff_ms, unsigned batch,
     void (*done)(size_t deleted, int ok));
+
+/*
+ * Message moderation (XEP-0425): replace the message of room
+ * node@service's archive whose public id is id by its tombstone: the
+ * stored message's attributes, <stanza-id/> and <occupant-id/> kept,
+ * everything else replaced by retracted (a serialized element, the
+ * <retracted xmlns='urn:xmpp:message-retract:1'/> of XEP-0424).  cb
+ * gets STORE_OK after the commit, STORE_NOT_FOUND if the archive has
+ * no such message, STORE_ERROR.
+ */
+void mam_room_retract(const char *node, const char *service, uint64_t id,
+    const char *retracted, store_status_cb cb, uint64_t owner,
+    uint64_t tag);
 
 /*
  * The control socket's history dump: the messages of user@host's

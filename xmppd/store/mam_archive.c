@@ -337,16 +337,76 @@ list_split(const char *s, char ***list, size_t *n)
 
 /* Storage thread: common queries. */
 
-static const char sql_max_id[] =
-    "SELECT id FROM archive ORDER BY id DESC LIMIT 1";
-static const char sql_min_id[] = "SELECT id FROM archive ORDER BY id LIMIT 1";
-static const char sql_next_row[] =
-    "SELECT id, stamp FROM archive WHERE id >= ?1 ORDER BY id LIMIT 1";
-static const char sql_last_stamp[] =
-    "SELECT stamp FROM archive ORDER BY id DESC LIMIT 1";
-static const char sql_resolve[] =
-    "SELECT id, with_bare, with_full FROM archive"
-    " WHERE user_id = ?1 AND sid = ?2";
+/*
+ * Two archives of the same shape: the users' (table archive, owner
+ * column user_id) and the rooms' (muc_archive, room_id, the owners in
+ * muc_archive_room).  Each statement is written once as a macro of the
+ * table and owner column and kept for both, indexed by the kind
+ * (K_USER, K_ROOM: mam_entry.room, mam_query.room, mam_page.room).
+ */
+enum { K_USER, K_ROOM, K_KINDS };
+#define BOTH(M) {M("archive", "user_id"), M("muc_archive", "room_id")}
+#define SQL_MAX_ID(T, O) "SELECT id FROM " T " ORDER BY id DESC LIMIT 1"
+#define SQL_MIN_ID(T, O) "SELECT id FROM " T " ORDER BY id LIMIT 1"
+#define SQL_NEXT_ROW(T, O)                                                     \
+	"SELECT id, stamp FROM " T " WHERE id >= ?1 ORDER BY id LIMIT 1"
+#define SQL_LAST_STAMP(T, O) "SELECT stamp FROM " T " ORDER BY id DESC LIMIT 1"
+#define SQL_RESOLVE(T, O)                                                      \
+	"SELECT id, with_bare, with_full FROM " T " WHERE " O " = ?1"          \
+	" AND sid = ?2"
+static const char *const sql_max_id[] = BOTH(SQL_MAX_ID);
+static const char *const sql_min_id[] = BOTH(SQL_MIN_ID);
+static const char *const sql_next_row[] = BOTH(SQL_NEXT_ROW);
+static const char *const sql_last_stamp[] = BOTH(SQL_LAST_STAMP);
+static const char *const sql_resolve[] = BOTH(SQL_RESOLVE);
+static const char sql_room_find[] =
+    "SELECT id FROM muc_archive_room WHERE service = ?1 AND node = ?2";
+static const char sql_room_add[] =
+    "INSERT INTO muc_archive_room (service, node) VALUES (?1, ?2)";
+
+/*
+ * The archive id of room node@service: > 0, 0 if it has none (and
+ * create is 0), -1 on error.
+ */
+static int64_t
+room_archive_id(const char *node, const char *service, int create)
+{
+	sqlite3_stmt *s = store_sql(sql_room_find);
+	int64_t id = 0;
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE)
+		store_sql_warn("mam: room lookup");
+	store_sql_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -1;
+	if (id > 0 || !create)
+		return id;
+	if ((s = store_sql(sql_room_add)) == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, node, -1, SQLITE_STATIC);
+	if (store_sql_write(s, "mam: room add", STORE_ERROR) != STORE_OK)
+		return -1;
+	return sqlite3_last_insert_rowid(store_db());
+}
+
+/*
+ * The owner id of an archive: a user's (> 0, 0 no such account, -1
+ * error) or a room's (0: no archive yet, which reads as empty).
+ */
+static int64_t
+owner_id(int kind, const char *user, const char *host)
+{
+	return kind == K_ROOM ? room_archive_id(user, host, 0)
+	                      : store_user_id(user, host);
+}
 
 /* One integer from a one-row query without parameters: 1 found, 0 none,
  * -1 error. */
@@ -367,11 +427,12 @@ query_id(const char *sql, int64_t *out)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* The first row with id >= from (any user): 1 found, 0 none, -1 error. */
+/* The first row with id >= from (any owner): 1 found, 0 none, -1
+ * error. */
 static int
-next_row(int64_t from, int64_t *id, int64_t *stamp)
+next_row(int kind, int64_t from, int64_t *id, int64_t *stamp)
 {
-	sqlite3_stmt *s = store_sql(sql_next_row);
+	sqlite3_stmt *s = store_sql(sql_next_row[kind]);
 	int rc;
 
 	if (s == NULL)
@@ -393,16 +454,16 @@ next_row(int64_t from, int64_t *id, int64_t *stamp)
  * every user's archive at once.  -1 on error.
  */
 static int
-first_id_at(int64_t t, int64_t *out)
+first_id_at(int kind, int64_t t, int64_t *out)
 {
 	int64_t lo, hi, id, stamp;
 	int r;
 
-	if ((r = query_id(sql_min_id, &lo)) <= 0) {
+	if ((r = query_id(sql_min_id[kind], &lo)) <= 0) {
 		*out = 1;
 		return r;
 	}
-	if (query_id(sql_max_id, &hi) != 1)
+	if (query_id(sql_max_id[kind], &hi) != 1)
 		return -1;
 	hi++;
 	/* The answer lies in [lo, hi]; next_row(x) has a stamp >= t (or
@@ -410,14 +471,14 @@ first_id_at(int64_t t, int64_t *out)
 	while (lo < hi) {
 		int64_t mid = lo + (hi - lo) / 2;
 
-		if ((r = next_row(mid, &id, &stamp)) < 0)
+		if ((r = next_row(kind, mid, &id, &stamp)) < 0)
 			return -1;
 		if (r == 0 || stamp >= t)
 			hi = mid;
 		else
 			lo = id + 1;
 	}
-	if ((r = next_row(lo, &id, &stamp)) < 0)
+	if ((r = next_row(kind, lo, &id, &stamp)) < 0)
 		return -1;
 	*out = r ? id : lo;
 	return 0;
@@ -426,21 +487,22 @@ first_id_at(int64_t t, int64_t *out)
 /* The id range [*lo, *hi] of stamps in [since, until] (MAM_STAMP_NONE:
  * open); -1 on error. */
 static int
-stamp_range(int64_t since, int64_t until, int64_t *lo, int64_t *hi)
+stamp_range(int kind, int64_t since, int64_t until, int64_t *lo,
+    int64_t *hi)
 {
 	int64_t v;
 
 	*lo = 1;
 	*hi = INT64_MAX;
 	if (since != MAM_STAMP_NONE) {
-		if (first_id_at(since, &v) < 0)
+		if (first_id_at(kind, since, &v) < 0)
 			return -1;
 		*lo = v;
 	}
 	if (until != MAM_STAMP_NONE) {
 		if (until == INT64_MAX)
 			return 0;
-		if (first_id_at(until + 1, &v) < 0)
+		if (first_id_at(kind, until + 1, &v) < 0)
 			return -1;
 		*hi = v - 1;
 	}
@@ -449,9 +511,10 @@ stamp_range(int64_t since, int64_t until, int64_t *lo, int64_t *hi)
 
 /* Storing. */
 
-static const char sql_insert[] =
-    "INSERT INTO archive (user_id, sid, stamp, outgoing, with_bare,"
-    " with_full, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+#define SQL_INSERT(T, O)                                                       \
+	"INSERT INTO " T " (" O ", sid, stamp, outgoing, with_bare,"           \
+	" with_full, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+static const char *const sql_insert[] = BOTH(SQL_INSERT);
 static const char sql_blocked[] =
     "SELECT 1 FROM blocklist WHERE user_id = ?1 AND jid IN (?2, ?3, ?4, ?5)";
 static const char sql_in_roster[] =
@@ -459,9 +522,9 @@ static const char sql_in_roster[] =
 static const char sql_prefs_get[] =
     "SELECT mode, always, never FROM mam_prefs WHERE user_id = ?1";
 
-/* Storage thread only: the stamp of the newest row stored. */
-static int64_t last_stamp;
-static int last_stamp_known;
+/* Storage thread only: the stamp of the newest row stored, per kind. */
+static int64_t last_stamp[K_KINDS];
+static int last_stamp_known[K_KINDS];
 
 struct store_entry {
 	struct store_job job;
@@ -550,8 +613,15 @@ run_store(struct store_job *job)
 	const struct mam_entry *e = &j->e;
 	sqlite3_stmt *s;
 	int64_t uid, stamp = e->stamp_ms;
-	int r;
+	int r, kind = e->room ? K_ROOM : K_USER;
 
+	if (e->room) {
+		/* A room's: no preferences or block list (mod_muc.c decided
+		 * by the room's configuration). */
+		if ((uid = room_archive_id(e->user, e->host, 1)) <= 0)
+			return STORE_ERROR;
+		goto insert;
+	}
 	if ((uid = store_user_id(e->user, e->host)) <= 0)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	if (e->blocked_forms[1] != NULL || e->blocked_forms[3] != NULL) {
@@ -561,14 +631,15 @@ run_store(struct store_job *job)
 	}
 	if ((r = wanted(uid, e)) <= 0)
 		return r < 0 ? STORE_ERROR : STORE_EXISTS;
-	if (!last_stamp_known) {
-		if (query_id(sql_last_stamp, &last_stamp) < 0)
+insert:
+	if (!last_stamp_known[kind]) {
+		if (query_id(sql_last_stamp[kind], &last_stamp[kind]) < 0)
 			return STORE_ERROR;
-		last_stamp_known = 1;
+		last_stamp_known[kind] = 1;
 	}
-	if (stamp < last_stamp)
-		stamp = last_stamp; /* never decreasing with the id */
-	if ((s = store_sql(sql_insert)) == NULL)
+	if (stamp < last_stamp[kind])
+		stamp = last_stamp[kind]; /* never decreasing with the id */
+	if ((s = store_sql(sql_insert[kind])) == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)e->id);
@@ -579,7 +650,7 @@ run_store(struct store_job *job)
 	sqlite3_bind_text(s, 7, e->stanza, (int)e->len, SQLITE_STATIC);
 	if (store_sql_write(s, "mam: insert", STORE_ERROR) != STORE_OK)
 		return STORE_ERROR;
-	last_stamp = stamp;
+	last_stamp[kind] = stamp;
 	return STORE_OK;
 }
 
@@ -909,23 +980,23 @@ mam_prefs_load_all(mam_prefs_each_fn each, void (*done)(int ok))
 
 #define W_BARE " AND with_bare = ?5"
 #define W_FULL " AND with_full = ?5"
-#define PAGE_FWD(w)                                                            \
-	"SELECT id, sid FROM archive WHERE user_id = ?1" w                     \
+#define PAGE_FWD(T, O, w)                                                      \
+	"SELECT id, sid FROM " T " WHERE " O " = ?1" w                         \
 	" AND id >= ?2 AND id <= ?3 ORDER BY id LIMIT ?4 OFFSET ?6"
-#define PAGE_BWD(w)                                                            \
-	"SELECT id, sid FROM archive WHERE user_id = ?1" w                     \
+#define PAGE_BWD(T, O, w)                                                      \
+	"SELECT id, sid FROM " T " WHERE " O " = ?1" w                         \
 	" AND id >= ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4"
-#define COUNT(w)                                                               \
-	"SELECT count(*) FROM (SELECT 1 FROM archive WHERE user_id = ?1" w     \
+#define COUNT(T, O, w)                                                         \
+	"SELECT count(*) FROM (SELECT 1 FROM " T " WHERE " O " = ?1" w         \
 	" AND id >= ?2 AND id <= ?3 LIMIT ?4)"
+#define WITHS(M, T, O) {M(T, O, ""), M(T, O, W_BARE), M(T, O, W_FULL)}
+#define KINDS(M)                                                               \
+	{WITHS(M, "archive", "user_id"), WITHS(M, "muc_archive", "room_id")}
 
-/* Indexed by enum mam_with. */
-static const char *const sql_page_fwd[] = {
-    PAGE_FWD(""), PAGE_FWD(W_BARE), PAGE_FWD(W_FULL)};
-static const char *const sql_page_bwd[] = {
-    PAGE_BWD(""), PAGE_BWD(W_BARE), PAGE_BWD(W_FULL)};
-static const char *const sql_count[] = {COUNT(""), COUNT(W_BARE),
-    COUNT(W_FULL)};
+/* Indexed by kind and enum mam_with. */
+static const char *const sql_page_fwd[K_KINDS][3] = KINDS(PAGE_FWD);
+static const char *const sql_page_bwd[K_KINDS][3] = KINDS(PAGE_BWD);
+static const char *const sql_count[K_KINDS][3] = KINDS(COUNT);
 
 struct plan_job {
 	struct store_job job;
@@ -942,9 +1013,10 @@ struct plan_job {
 /* An archive id of uid to its internal id and other party: 1 found,
  * 0 not, -1 error. */
 static int
-resolve(int64_t uid, uint64_t id, int64_t *row, char **bare, char **full)
+resolve(int kind, int64_t uid, uint64_t id, int64_t *row, char **bare,
+    char **full)
 {
-	sqlite3_stmt *s = store_sql(sql_resolve);
+	sqlite3_stmt *s = store_sql(sql_resolve[kind]);
 	int rc;
 
 	if (s == NULL)
@@ -1021,8 +1093,8 @@ select_rows(struct plan_job *j, int64_t uid, int64_t lo, int64_t hi,
 	}
 	if (lo > hi || limit <= 0)
 		return 0;
-	s = store_sql(desc ? sql_page_bwd[j->q.with_kind]
-	                   : sql_page_fwd[j->q.with_kind]);
+	s = store_sql(desc ? sql_page_bwd[j->q.room][j->q.with_kind]
+	                   : sql_page_fwd[j->q.room][j->q.with_kind]);
 	if (s == NULL)
 		return -1;
 	bind_range(s, j, uid, lo, hi, limit);
@@ -1051,7 +1123,7 @@ count_rows(struct plan_job *j, int64_t uid, int64_t lo, int64_t hi, long cap)
 	}
 	if (lo > hi)
 		return 0;
-	if ((s = store_sql(sql_count[j->q.with_kind])) == NULL)
+	if ((s = store_sql(sql_count[j->q.room][j->q.with_kind])) == NULL)
 		return -1;
 	bind_range(s, j, uid, lo, hi, cap + 1);
 	if (sqlite3_step(s) == SQLITE_ROW)
@@ -1098,7 +1170,8 @@ select_ids(struct plan_job *j, int64_t uid)
 	for (size_t i = 0; i < j->q.nids; i++) {
 		char *bare = NULL, *full = NULL;
 		int64_t row;
-		int r = resolve(uid, j->q.ids[i], &row, &bare, &full);
+		int r = resolve(j->q.room, uid, j->q.ids[i], &row, &bare,
+		    &full);
 
 		if (r <= 0) {
 			st = r < 0 ? STORE_ERROR : STORE_NOT_FOUND;
@@ -1131,9 +1204,9 @@ select_ids(struct plan_job *j, int64_t uid)
 
 /* An id given in the query to its internal id: STORE_OK, NOT_FOUND. */
 static enum store_status
-resolve_bound(int64_t uid, uint64_t id, int64_t *row)
+resolve_bound(int kind, int64_t uid, uint64_t id, int64_t *row)
 {
-	int r = resolve(uid, id, row, NULL, NULL);
+	int r = resolve(kind, uid, id, row, NULL, NULL);
 
 	return r < 0 ? STORE_ERROR : r == 0 ? STORE_NOT_FOUND : STORE_OK;
 }
@@ -1161,18 +1234,19 @@ run_plan(struct store_job *job)
 	long c;
 	size_t more;
 
-	if ((uid = store_user_id(j->user, j->host)) <= 0)
+	if ((uid = owner_id(q->room, j->user, j->host)) < 0 ||
+	    (uid == 0 && !q->room))
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	/* The result set: the form's filters as an id range (§4.1). */
-	if (stamp_range(q->start_ms, q->end_ms, &lo, &hi) < 0)
+	if (stamp_range(q->room, q->start_ms, q->end_ms, &lo, &hi) < 0)
 		return STORE_ERROR;
 	if (q->has_after_id) {
-		if ((st = resolve_bound(uid, q->after_id, &row)) != STORE_OK)
+		if ((st = resolve_bound(q->room, uid, q->after_id, &row)) != STORE_OK)
 			return st;
 		lo = max64(lo, row + 1);
 	}
 	if (q->has_before_id) {
-		if ((st = resolve_bound(uid, q->before_id, &row)) != STORE_OK)
+		if ((st = resolve_bound(q->room, uid, q->before_id, &row)) != STORE_OK)
 			return st;
 		hi = min64(hi, row - 1);
 	}
@@ -1181,15 +1255,16 @@ run_plan(struct store_job *job)
 	/* The page (XEP-0059 §2.2-§2.6). */
 	p = j->page = xcalloc(1, sizeof(*p));
 	p->uid = uid;
+	p->room = q->room;
 	plo = lo;
 	phi = hi;
 	if (q->has_after) {
-		if ((st = resolve_bound(uid, q->after, &row)) != STORE_OK)
+		if ((st = resolve_bound(q->room, uid, q->after, &row)) != STORE_OK)
 			return st;
 		plo = max64(plo, row + 1);
 	}
 	if (q->before == MAM_BEFORE_ID) {
-		if ((st = resolve_bound(uid, q->before_id_rsm, &row)) !=
+		if ((st = resolve_bound(q->room, uid, q->before_id_rsm, &row)) !=
 		    STORE_OK)
 			return st;
 		phi = min64(phi, row - 1);
@@ -1284,6 +1359,7 @@ mam_query_plan(const char *user, const char *host, const struct mam_query *q,
 	j->user = xstrdup(user);
 	j->host = xstrdup(host);
 	j->q = *q;
+	j->q.room = q->room != 0;
 	j->q.with = q->with ? xstrdup(q->with) : NULL;
 	if (q->with == NULL)
 		j->q.with_kind = MAM_WITH_NONE;
@@ -1300,11 +1376,13 @@ mam_query_plan(const char *user, const char *host, const struct mam_query *q,
 
 /* Reading a page's messages. */
 
-static const char sql_row[] =
-    "SELECT sid, stamp, stanza FROM archive WHERE id = ?1 AND user_id = ?2";
+#define SQL_ROW(T, O)                                                          \
+	"SELECT sid, stamp, stanza FROM " T " WHERE id = ?1 AND " O " = ?2"
+static const char *const sql_row[] = BOTH(SQL_ROW);
 
 struct rows_job {
 	struct store_job job;
+	int kind;
 	int64_t uid;
 	int64_t *want;
 	size_t nwant, consumed;
@@ -1323,7 +1401,7 @@ run_rows(struct store_job *job)
 	j->rows = xcalloc(j->nwant ? j->nwant : 1, sizeof(*j->rows));
 	for (; j->consumed < j->nwant && (j->n == 0 || bytes < j->max_bytes);
 	     j->consumed++) {
-		sqlite3_stmt *s = store_sql(sql_row);
+		sqlite3_stmt *s = store_sql(sql_row[j->kind]);
 		int rc;
 
 		if (s == NULL)
@@ -1395,6 +1473,7 @@ mam_query_rows(const struct mam_page *page, size_t from, size_t count,
 	j->job.owner = owner;
 	j->job.tag = tag;
 	j->uid = page->uid;
+	j->kind = page->room ? K_ROOM : K_USER;
 	j->nwant = count;
 	j->want = xreallocarray(NULL, count ? count : 1, sizeof(*j->want));
 	memcpy(j->want, page->rows + from, count * sizeof(*j->want));
@@ -1489,11 +1568,146 @@ mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
 	store_job_submit(&j->job);
 }
 
+/* Moderation (XEP-0425): a room's message replaced by a tombstone. */
+
+#define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0" /* XEP-0421 */
+
+static const char sql_room_row[] =
+    "SELECT id, stanza FROM muc_archive WHERE room_id = ?1 AND sid = ?2";
+static const char sql_room_replace[] =
+    "UPDATE muc_archive SET stanza = ?2 WHERE id = ?1";
+
+struct retract_job {
+	struct store_job job;
+	char *node, *service;
+	uint64_t id;
+	char *retracted;
+	store_status_cb cb;
+};
+
+/*
+ * The tombstone of a stored message: its attributes (from, type, id),
+ * its <stanza-id/> and <occupant-id/>, and retracted in place of
+ * everything else.  NULL if either cannot be parsed.
+ */
+static char *
+tombstone(const char *stanza, size_t len, const char *retracted)
+{
+	struct xml_limits lim = {len + strlen(retracted) + 1, 1024, 1024,
+	    SIZE_MAX};
+	struct xel *m, *r, *c, *next;
+	struct buf b = BUF_INIT;
+	char *out = NULL;
+
+	if ((m = xml_parse_element(stanza, len, "jabber:client", &lim)) ==
+	    NULL)
+		return NULL;
+	if ((r = xml_parse_element(retracted, strlen(retracted),
+	         "jabber:client", &lim)) != NULL) {
+		for (c = m->children; c != NULL; c = next) {
+			next = c->next;
+			if (c->name == NULL || !(xel_is(c, "stanza-id", NS_SID) ||
+			                           xel_is(c, "occupant-id",
+			                               NS_OCCUPANT_ID)))
+				xel_remove(c);
+		}
+		xel_append_copy(m, r);
+		xel_serialize(m, &b, "");
+		out = buf_strdup(&b);
+		buf_free(&b);
+		arena_free(r->arena);
+	}
+	arena_free(m->arena);
+	return out;
+}
+
+static enum store_status
+run_retract(struct store_job *job)
+{
+	struct retract_job *j = (struct retract_job *)job;
+	sqlite3_stmt *s;
+	int64_t room, row = 0;
+	char *stone = NULL;
+	int rc;
+
+	if ((room = room_archive_id(j->node, j->service, 0)) <= 0)
+		return room < 0 ? STORE_ERROR : STORE_NOT_FOUND;
+	if ((s = store_sql(sql_room_row)) == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, room);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)j->id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		row = sqlite3_column_int64(s, 0);
+		stone = tombstone((const char *)sqlite3_column_text(s, 1),
+		    (size_t)sqlite3_column_bytes(s, 1), j->retracted);
+	} else if (rc != SQLITE_DONE)
+		store_sql_warn("mam: retract");
+	store_sql_done(s);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? STORE_NOT_FOUND : STORE_ERROR;
+	if (stone == NULL)
+		return STORE_ERROR;
+	if ((s = store_sql(sql_room_replace)) == NULL) {
+		free(stone);
+		return STORE_ERROR;
+	}
+	sqlite3_bind_int64(s, 1, row);
+	sqlite3_bind_text(s, 2, stone, -1, SQLITE_STATIC);
+	rc = store_sql_write(s, "mam: tombstone", STORE_ERROR);
+	free(stone);
+	return rc;
+}
+
+static void
+complete_retract(struct store_job *job)
+{
+	struct retract_job *j = (struct retract_job *)job;
+
+	j->cb(job->owner, job->tag, job->status);
+}
+
+static void
+free_retract(struct store_job *job)
+{
+	struct retract_job *j = (struct retract_job *)job;
+
+	free(j->node);
+	free(j->service);
+	free(j->retracted);
+	free(j);
+}
+
+static const struct store_job_ops retract_ops = {
+    .name = "mam room retract",
+    .writes = 1,
+    .run = run_retract,
+    .complete = complete_retract,
+    .free = free_retract,
+};
+
+void
+mam_room_retract(const char *node, const char *service, uint64_t id,
+    const char *retracted, store_status_cb cb, uint64_t owner, uint64_t tag)
+{
+	struct retract_job *j = xcalloc(1, sizeof(*j));
+
+	j->job.ops = &retract_ops;
+	j->job.owner = owner;
+	j->job.tag = tag;
+	j->node = xstrdup(node);
+	j->service = xstrdup(service);
+	j->id = id;
+	j->retracted = xstrdup(retracted);
+	j->cb = cb;
+	store_job_submit(&j->job);
+}
+
 /* Retention. */
 
-static const char sql_expire[] =
-    "DELETE FROM archive WHERE id IN"
-    " (SELECT id FROM archive WHERE id < ?1 ORDER BY id LIMIT ?2)";
+#define SQL_EXPIRE(T, O)                                                       \
+	"DELETE FROM " T " WHERE id IN"                                        \
+	" (SELECT id FROM " T " WHERE id < ?1 ORDER BY id LIMIT ?2)"
+static const char *const sql_expire[] = BOTH(SQL_EXPIRE);
 
 struct expire_job {
 	struct store_job job;
@@ -1510,19 +1724,23 @@ run_expire(struct store_job *job)
 	sqlite3_stmt *s;
 	int64_t below;
 
-	if (first_id_at(j->cutoff, &below) < 0)
-		return STORE_ERROR;
-	if ((s = store_sql(sql_expire)) == NULL)
-		return STORE_ERROR;
-	sqlite3_bind_int64(s, 1, below);
-	sqlite3_bind_int(s, 2, (int)j->batch);
-	if (sqlite3_step(s) != SQLITE_DONE) {
-		store_sql_warn("mam: expire");
+	/* Users' archives and rooms': a batch of each at most, so that
+	 * "deleted >= batch" means there may be more. */
+	for (int kind = 0; kind < K_KINDS; kind++) {
+		if (first_id_at(kind, j->cutoff, &below) < 0)
+			return STORE_ERROR;
+		if ((s = store_sql(sql_expire[kind])) == NULL)
+			return STORE_ERROR;
+		sqlite3_bind_int64(s, 1, below);
+		sqlite3_bind_int(s, 2, (int)j->batch);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			store_sql_warn("mam: expire");
+			store_sql_done(s);
+			return STORE_ERROR;
+		}
+		j->deleted += (size_t)sqlite3_changes(store_db());
 		store_sql_done(s);
-		return STORE_ERROR;
 	}
-	j->deleted = (size_t)sqlite3_changes(store_db());
-	store_sql_done(s);
 	return STORE_OK;
 }
 
@@ -1693,10 +1911,11 @@ run_hist(struct store_job *job)
 		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
 	if (pos->phase == 0) {
 		/* Fix the range now: later messages are not part of it. */
-		if (stamp_range(j->since, j->until, &pos->lo, &pos->hi) < 0)
+		if (stamp_range(K_USER, j->since, j->until, &pos->lo,
+		        &pos->hi) < 0)
 			return STORE_ERROR;
 		if (pos->hi == INT64_MAX) {
-			int r = query_id(sql_max_id, &pos->hi);
+			int r = query_id(sql_max_id[K_USER], &pos->hi);
 
 			if (r < 0)
 				return STORE_ERROR;

@@ -10,7 +10,8 @@
  *
  * Tables (store_sqlite.c's migration 7): muc_room, one row per room
  * with its configuration in columns; muc_affiliation, one row per bare
- * JID with an affiliation other than none, deleted with its room.
+ * JID with an affiliation other than none, deleted with its room;
+ * muc_vcard (migration 8), the room's vCard, deleted with its room.
  */
 #ifndef XMPPD_STORE_MUC_H
 #define XMPPD_STORE_MUC_H
@@ -43,6 +44,8 @@ enum muc_affiliation {
 #define MUC_ROOM_ALLOWINVITES    0x40
 /* Inverted, so that rooms stored before keep the default (allowed). */
 #define MUC_ROOM_NO_VOICEREQUESTS 0x80
+/* muc#roomconfig_enablelogging: messages go to the room's archive. */
+#define MUC_ROOM_LOGGING         0x100
 
 struct muc_affil_row {
 	const char *jid;            /* a bare JID */
@@ -62,6 +65,9 @@ struct muc_room_row {
 	unsigned historylength;
 	const struct muc_affil_row *affils;
 	size_t naffils;
+	/* The room's vcard-temp vCard (serialized) and its XEP-0153 photo
+	 * hash; NULL: none (migration 8's muc_vcard table). */
+	const char *vcard, *photo_hash;
 };
 
 typedef void (*muc_store_done_fn)(uint64_t owner, uint64_t tag,

@@ -52,8 +52,13 @@ static const char sql_delete[] =
     "DELETE FROM muc_room WHERE service = ?1 AND node = ?2";
 static const char sql_load[] =
     "SELECT id, node, name, description, secret, subject, subject_nick,"
-    " flags, allowpm, maxusers, historylength FROM muc_room"
+    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash"
+    " FROM muc_room LEFT JOIN muc_vcard v ON v.room_id = muc_room.id"
     " WHERE service = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+static const char sql_vcard_put[] =
+    "INSERT OR REPLACE INTO muc_vcard (room_id, vcard, photo_hash)"
+    " VALUES (?1, ?2, ?3)";
+static const char sql_vcard_clear[] = "DELETE FROM muc_vcard WHERE room_id = ?1";
 static const char sql_load_affils[] =
     "SELECT jid, affiliation FROM muc_affiliation WHERE room_id = ?1"
     " ORDER BY jid LIMIT ?2";
@@ -128,6 +133,16 @@ run_save(struct muc_job *j)
 		    STORE_OK)
 			return STORE_ERROR;
 	}
+	if ((s = store_sql(r->vcard ? sql_vcard_put : sql_vcard_clear)) ==
+	    NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, id);
+	if (r->vcard != NULL) {
+		bind_text(s, 2, r->vcard);
+		bind_text(s, 3, r->photo_hash);
+	}
+	if (store_sql_write(s, "muc vcard", STORE_OK) != STORE_OK)
+		return STORE_ERROR;
 	return STORE_OK;
 }
 
@@ -193,6 +208,8 @@ run_load(struct muc_job *j)
 		c->row.allowpm = (unsigned)sqlite3_column_int(s, 8);
 		c->row.maxusers = (unsigned)sqlite3_column_int(s, 9);
 		c->row.historylength = (unsigned)sqlite3_column_int(s, 10);
+		c->row.vcard = column_dup(s, 11);
+		c->row.photo_hash = column_dup(s, 12);
 	}
 	store_sql_done(s);
 	if (rc != SQLITE_DONE) {
@@ -257,6 +274,8 @@ room_copy_free(struct room_copy *c)
 	free((char *)c->row.secret);
 	free((char *)c->row.subject);
 	free((char *)c->row.subject_nick);
+	free((char *)c->row.vcard);
+	free((char *)c->row.photo_hash);
 	for (size_t i = 0; i < c->row.naffils; i++)
 		free((char *)c->affils[i].jid);
 	free(c->affils);
@@ -315,6 +334,8 @@ muc_store_save(const struct muc_room_row *row, muc_store_done_fn cb,
 	r->secret = dup_or_null(row->secret);
 	r->subject = dup_or_null(row->subject);
 	r->subject_nick = dup_or_null(row->subject_nick);
+	r->vcard = dup_or_null(row->vcard);
+	r->photo_hash = dup_or_null(row->photo_hash);
 	j->in.affils = n ? xcalloc(n, sizeof(*j->in.affils)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		j->in.affils[i].jid = xstrdup(row->affils[i].jid);

@@ -236,6 +236,39 @@ static const char *const migrations[] = {
      "  affiliation INTEGER NOT NULL,"
      "  PRIMARY KEY (room_id, jid)"
      ") WITHOUT ROWID;"),
+    /* 8: MUC archives (XEP-0313 on a room JID, store/mam.h): the rooms
+     * that have one (by service and node: temporary rooms too, so not
+     * muc_room), and their messages in the shape of the archive table
+     * (with_full the sender's room JID, with_bare the room's);
+     * a room's vCard (vcard-temp, XEP-0153 photo hash) goes with its
+     * persistent room. */
+    ("CREATE TABLE muc_archive_room ("
+     "  id INTEGER PRIMARY KEY,"
+     "  service TEXT NOT NULL,"
+     "  node TEXT NOT NULL,"
+     "  UNIQUE (service, node)"
+     ");"
+     "CREATE TABLE muc_archive ("
+     "  id INTEGER PRIMARY KEY,"
+     "  room_id INTEGER NOT NULL"
+     "    REFERENCES muc_archive_room(id) ON DELETE CASCADE,"
+     "  sid INTEGER NOT NULL,"
+     "  stamp INTEGER NOT NULL,"
+     "  outgoing INTEGER NOT NULL DEFAULT 0,"
+     "  with_bare TEXT NOT NULL,"
+     "  with_full TEXT NOT NULL,"
+     "  stanza TEXT NOT NULL"
+     ");"
+     "CREATE UNIQUE INDEX muc_archive_sid ON muc_archive (room_id, sid);"
+     "CREATE INDEX muc_archive_order ON muc_archive (room_id, id);"
+     "CREATE INDEX muc_archive_with_full ON muc_archive"
+     "  (room_id, with_full, id);"
+     "CREATE TABLE muc_vcard ("
+     "  room_id INTEGER PRIMARY KEY"
+     "    REFERENCES muc_room(id) ON DELETE CASCADE,"
+     "  vcard TEXT NOT NULL,"
+     "  photo_hash TEXT"
+     ");"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
