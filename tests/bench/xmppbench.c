@@ -4237,6 +4237,8 @@ muc_cpu_seconds(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
 	if ((dir = opendir(path)) == NULL)
 		return read_cpu_seconds(pid);
+	/* one thread reads the directory: readdir is fine here */
+	// cppcheck-suppress readdirCalled
 	while ((d = readdir(dir)) != NULL) {
 		FILE *f;
 
@@ -4359,9 +4361,11 @@ muc_xml_start(struct conn *c, const char *name, const char **attrs)
 static void
 muc_join(struct conn *c, unsigned maxstanzas)
 {
-	struct muc_conn *m = c->muc;
+	struct muc_conn *m = c != NULL ? c->muc : NULL;
 	char room[256];
 
+	if (m == NULL)
+		return;
 	muc_room_jid(m->room, room, sizeof(room));
 	buf_printf(&c->out,
 	    "<presence to='%s/n%u'><x xmlns='" NS_MUC "'><history "
