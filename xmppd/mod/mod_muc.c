@@ -60,11 +60,15 @@
 #define INVITES_PER_MESSAGE 16
 
 /* History kept per room: at most this many messages (the room's
- * historylength is at most that) and this many bytes. */
+ * historylength is at most that), and limits { muc-history-size }
+ * bytes. */
 #define HISTORY_MAX 200
 #define HISTORY_DEFAULT 20
-#define HISTORY_BYTES (256 * 1024)
-/* Subject, room name and description: bytes at most. */
+/* Rooms an account created within the last hour, for limits
+ * { muc-rooms-per-hour }: counted per window, the window starting at
+ * its first creation. */
+#define CREATE_WINDOW 3600.0
+/* Room name, description and password: bytes at most. */
 #define TEXT_MAX 1024
 
 void mod_muc_init(void);
@@ -118,6 +122,11 @@ struct occupant {
 	unsigned char role, affiliation;
 	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
 	double voice_asked;         /* mono_now() of its last voice request */
+	/* limits { muc-messages-per-second }: a token bucket of groupchat
+	 * messages, refilled at mono_now() time msg_at; msg_limited while
+	 * refusing (one log line per flood). */
+	double msg_tokens, msg_at;
+	int msg_limited;
 };
 
 struct affil {
@@ -192,6 +201,15 @@ static struct wait_reply *waiting;
 static uint64_t next_tag = 1;
 /* Storage completions of an earlier life of the module are ignored. */
 static uint64_t generation;
+/* limits { muc-rooms-per-hour }: bare JID -> struct creator, the
+ * rooms it created in its current window; swept once a window. */
+struct creator {
+	char *bare;
+	double since;               /* mono_now() of the window's start */
+	unsigned count;
+};
+static struct strmap *creators;
+static double creators_swept;
 
 static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
@@ -817,12 +835,13 @@ history_add(struct room *r, struct xel *msg, double now)
 	buf_init(&b);
 	xel_serialize(msg, &b, NS_CLIENT);
 	xel_remove(d);
-	if (buf_avail(&b) > HISTORY_BYTES) {
+	if (buf_avail(&b) > xmppd_conf->limits.muc_history_size) {
 		buf_free(&b);
 		return;
 	}
 	while (r->hist_n > 0 && (r->hist_n == r->hist_cap ||
-	    r->hist_bytes + buf_avail(&b) > HISTORY_BYTES))
+	    r->hist_bytes + buf_avail(&b) >
+	    xmppd_conf->limits.muc_history_size))
 		history_drop_oldest(r);
 	h = &r->hist[(r->hist_start + r->hist_n) % r->hist_cap];
 	h->len = buf_avail(&b);
@@ -942,6 +961,76 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 	send_subject(r, s);
 }
 
+/* Forget the accounts whose window is over. */
+static void
+creators_sweep(double now)
+{
+	void **v;
+	size_t n;
+
+	if (now - creators_swept < CREATE_WINDOW)
+		return;
+	creators_swept = now;
+	v = strmap_values(creators, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct creator *c = v[i];
+
+		if (now - c->since < CREATE_WINDOW)
+			continue;
+		strmap_del(creators, c->bare);
+		free(c->bare);
+		free(c);
+	}
+	free(v);
+}
+
+/* limits { muc-rooms-per-hour }: whether s's account may create one
+ * more room now (then it is counted). */
+static int
+creation_allowed(const struct session *s)
+{
+	unsigned max = xmppd_conf->limits.muc_rooms_per_hour;
+	double now = mono_now(xmppd_loop);
+	struct creator *c;
+
+	if (max == 0)
+		return 1;
+	creators_sweep(now);
+	if ((c = strmap_get(creators, s->bare)) == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		c->bare = xstrdup(s->bare);
+		c->since = now;
+		strmap_put(creators, c->bare, c);
+	} else if (now - c->since >= CREATE_WINDOW) {
+		c->since = now;
+		c->count = 0;
+	}
+	if (c->count >= max)
+		return 0;
+	c->count++;
+	return 1;
+}
+
+/* limits { muc-messages-per-second }: whether o may send a groupchat
+ * message now (a token bucket of twice the rate; then it is taken). */
+static int
+occupant_may_speak(struct occupant *o)
+{
+	unsigned rate = xmppd_conf->limits.muc_messages_per_second;
+	double now = mono_now(xmppd_loop), burst = 2.0 * rate;
+
+	if (rate == 0)
+		return 1;
+	o->msg_tokens += (now - o->msg_at) * rate;
+	if (o->msg_tokens > burst)
+		o->msg_tokens = burst;
+	o->msg_at = now;
+	if (o->msg_tokens < 1.0)
+		return 0;
+	o->msg_tokens -= 1.0;
+	return 1;
+}
+
 /* The checks of §7.2 for a new occupant; 0, or -1 after the error. */
 static int
 join_allowed(struct room *r, struct session *s, struct xel *pres,
@@ -974,6 +1063,14 @@ join_allowed(struct room *r, struct session *s, struct xel *pres,
 		    NULL);                                      /* §7.2.9 */
 		return -1;
 	}
+	if (r->noccupants >= xmppd_conf->limits.muc_occupants) {
+		/* The server's ceiling, for admins and owners too. */
+		log_info("muc: %s: full at %u occupants (limits { "
+		    "muc-occupants }), %s refused", r->jid, r->noccupants,
+		    s->full);
+		bounce_typed(s, pres, "wait", "service-unavailable", NULL);
+		return -1;
+	}
 	return 0;
 }
 
@@ -987,6 +1084,13 @@ join(struct service *svc, struct room *r, struct session *s,
 	int created = 0;
 
 	if (r == NULL) {
+		if (!creation_allowed(s)) {
+			session_log_limit(s, "muc-rooms-per-hour",
+			    xmppd_conf->limits.muc_rooms_per_hour);
+			bounce_typed(s, pres, "wait", "policy-violation",
+			    "Too many rooms created in an hour");
+			return;
+		}
 		/* §10.1.1: the first to join creates it and owns it. */
 		r = room_new(svc, to->node);
 		room_set_affiliation(r, s->bare, AFF_OWNER);
@@ -1013,6 +1117,8 @@ join(struct service *svc, struct room *r, struct session *s,
 	o->extra = presence_extra(pres);
 	o->affiliation = (unsigned char)a;
 	o->role = (unsigned char)default_role(r, a);
+	o->msg_tokens = 2.0 * xmppd_conf->limits.muc_messages_per_second;
+	o->msg_at = mono_now(xmppd_loop);
 	occupant_id(r, s->bare, o->id);
 	occupant_add_session(o, s);
 	/* Appended: presences go out in joining order. */
@@ -1124,6 +1230,14 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 		/* §7.2.1: a nick is needed. */
 		if (o == NULL)
 			bounce(s, pres, "jid-malformed");
+		return;
+	}
+	if ((o == NULL || strcmp(o->nick, to->resource) != 0) &&
+	    strlen(to->resource) > xmppd_conf->limits.muc_nick_length) {
+		session_log_limit(s, "muc-nick-length",
+		    (unsigned)xmppd_conf->limits.muc_nick_length);
+		bounce_typed(s, pres, "modify", "not-acceptable",
+		    "Nickname too long");
 		return;
 	}
 	if (o == NULL)
@@ -1346,13 +1460,32 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		bounce(s, msg, "forbidden");                    /* §7.4 */
 		return;
 	}
+	if (!occupant_may_speak(o)) {
+		if (!o->msg_limited)
+			session_log_limit(s, "muc-messages-per-second",
+			    xmppd_conf->limits.muc_messages_per_second);
+		o->msg_limited = 1;
+		bounce_typed(s, msg, "wait", "policy-violation",
+		    "Too many messages, wait a little");
+		return;
+	}
+	o->msg_limited = 0;
 	if (subj != NULL && xel_child(msg, "body", NS_CLIENT) == NULL) {
+		const char *text = xel_text(subj);
+
 		if (!may_change_subject(r, o)) {
 			bounce(s, msg, "forbidden");           /* §8.1 */
 			return;
 		}
+		if (strlen(text) > xmppd_conf->limits.muc_subject_length) {
+			session_log_limit(s, "muc-subject-length",
+			    (unsigned)xmppd_conf->limits.muc_subject_length);
+			bounce_typed(s, msg, "modify", "not-acceptable",
+			    "Subject too long");
+			return;
+		}
 		free(r->subject);
-		r->subject = dup_bounded(xel_text(subj));
+		r->subject = *text != '\0' ? xstrdup(text) : NULL;
 		free(r->subject_nick);
 		r->subject_nick = xstrdup(o->nick);
 		room_save(r, NULL, NULL);
@@ -1854,8 +1987,14 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_roomsecret", "text-private",
 	    "Password", r->cfg.secret ? r->cfg.secret : "");
 	snprintf(n, sizeof(n), "%u", r->cfg.maxusers);
-	form_field(x, "muc#roomconfig_maxusers", "text-single",
-	    "Maximum occupants (0: no limit)", n);
+	{
+		char label[64];
+
+		snprintf(label, sizeof(label), "Maximum occupants (0: the "
+		    "server's %u)", xmppd_conf->limits.muc_occupants);
+		form_field(x, "muc#roomconfig_maxusers", "text-single", label,
+		    n);
+	}
 	f = form_field(x, "muc#roomconfig_whois", "list-single",
 	    "Who may see real JIDs", r->cfg.whois_anyone ? "anyone" :
 	    "moderators");
@@ -1956,6 +2095,16 @@ config_apply(const struct xel *x, struct room_config *c,
 					    "200" : "maxusers: a number";
 					return -1;
 				}
+			}
+			if (!hist &&
+			    n > xmppd_conf->limits.muc_occupants) {
+				static char msg[64];
+
+				/* limits { muc-occupants } */
+				snprintf(msg, sizeof(msg), "maxusers: at "
+				    "most %u", xmppd_conf->limits.muc_occupants);
+				*why = msg;
+				return -1;
 			}
 			if (hist)
 				c->historylength = (unsigned)n;
@@ -2632,6 +2781,8 @@ mod_muc_init(void)
 	const struct conf *c = xmppd_conf;
 
 	joined = strmap_new();
+	creators = strmap_new();
+	creators_swept = 0;
 	sid_epoch = (uint32_t)time(NULL);
 	generation++;
 	for (size_t i = 0; i < c->nhosts; i++)
@@ -2689,6 +2840,18 @@ mod_muc_deinit(void)
 	}
 	strmap_free(joined);
 	joined = NULL;
+	{
+		size_t n;
+		void **v = strmap_values(creators, &n);
+
+		for (size_t i = 0; i < n; i++) {
+			free(((struct creator *)v[i])->bare);
+			free(v[i]);
+		}
+		free(v);
+		strmap_free(creators);
+		creators = NULL;
+	}
 	free(ended);
 	ended = NULL;
 	nended = 0;
