@@ -1527,3 +1527,57 @@ def test_limit_history_size(limited, lim):
         lambda el: el.tag == q(NS_CLIENT, 'message') and
         body(el) is not None)]
     assert got == ['2', '3']
+
+
+# --- XEP-0352 client state indication ------------------------------------------
+
+CSI_INACTIVE = "<inactive xmlns='urn:xmpp:csi:0'/>"
+CSI_ACTIVE = "<active xmlns='urn:xmpp:csi:0'/>"
+
+
+def test_csi_groupchat_held_unless_mentioned(server, im):
+    """An inactive client is not woken by a room's chatter, only when it
+    is mentioned (its nick in the body, any case, or a XEP-0372 mention
+    of its room JID): then what was held comes first, in order."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    ca.settle()
+    cb.settle()
+    cb.send(CSI_INACTIVE)
+    cb.sync()
+
+    def nothing_arrives():
+        # no IQ barrier: its answer to cb would be urgent
+        cb.absent(lambda el: True, 0.4, barrier=False)
+
+    def talk(text, extra=''):
+        ca.message(room, text, mtype='groupchat', extra=extra)
+        assert body(ca.wait(is_msg(room + '/alice'))) == text
+
+    def arrives(*texts):
+        return [body(cb.wait(is_msg(room + '/alice'), timeout=2))
+                for _ in texts] == list(texts)
+
+    talk('plain chatter')
+    talk('alice talks to herself')
+    nothing_arrives()
+    talk('hey BOB, look')
+    assert arrives('plain chatter', 'alice talks to herself',
+                   'hey BOB, look')
+    talk('more chatter')
+    nothing_arrives()
+    talk('you there?', "<reference xmlns='urn:xmpp:reference:0' "
+         "type='mention' uri='xmpp:%s/bob'/>" % room)
+    assert arrives('more chatter', 'you there?')
+    # a reference to someone else is no mention of bob
+    talk('ping', "<reference xmlns='urn:xmpp:reference:0' "
+         "type='mention' uri='xmpp:%s/alice'/>" % room)
+    nothing_arrives()
+    cb.send(CSI_ACTIVE)
+    assert arrives('ping')
+    # active: chatter comes at once
+    talk('now')
+    assert arrives('now')

@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "conf.h"
+#include "core/csi.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/router.h"
@@ -45,6 +46,7 @@
 #define NS_PING "urn:xmpp:ping"              /* XEP-0199 */
 #define NS_SELF_PING NS_MUC "#self-ping-optimization"  /* XEP-0410 */
 #define NS_OCCUPANT_ID "urn:xmpp:occupant-id:0"         /* XEP-0421 */
+#define NS_REFERENCE "urn:xmpp:reference:0"             /* XEP-0372 */
 /* The bytes of HMAC-SHA-256 an occupant id keeps: 18, 24 characters of
  * base64. */
 #define OCCUPANT_ID_BYTES 18
@@ -542,6 +544,17 @@ fan_send(struct fan *f, struct session *s)
 		return;
 	session_send_fanout(s, f->st, s->full, buf_head(&f->bytes) + f->rest,
 	    buf_avail(&f->bytes) - f->rest);
+}
+
+/* fan_send, the copy urgent for XEP-0352 (session.h). */
+static void
+fan_send_urgent(struct fan *f, struct session *s)
+{
+	if (s->closing || (f->from.domain != NULL &&
+	    hook_run_deliver(s, f->st, &f->from) == HOOK_HANDLED))
+		return;
+	session_send_fanout_urgent(s, f->st, s->full, buf_head(&f->bytes) +
+	    f->rest, buf_avail(&f->bytes) - f->rest);
 }
 
 static void
@@ -1435,6 +1448,92 @@ stanza_id_new(char *out, size_t len)
 	    ++sid_serial);
 }
 
+/* Whether needle is in text, ASCII letters of either case alike. */
+static int
+contains_nocase(const char *text, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	if (n == 0)
+		return 0;
+	for (; *text != '\0'; text++) {
+		size_t i;
+
+		for (i = 0; i < n; i++) {
+			unsigned char a = (unsigned char)text[i];
+			unsigned char b = (unsigned char)needle[i];
+
+			if (a >= 'A' && a <= 'Z')
+				a = (unsigned char)(a - 'A' + 'a');
+			if (b >= 'A' && b <= 'Z')
+				b = (unsigned char)(b - 'A' + 'a');
+			if (a != b)
+				break;
+		}
+		if (i == n)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether groupchat message m (body text, "" if none) mentions
+ * occupant p: its nick in the text, or a XEP-0372 mention whose uri is
+ * p's room JID. */
+static int
+mentions(const struct room *r, const struct xel *m, const char *text,
+    const struct occupant *p)
+{
+	size_t jl = strlen(r->jid);
+
+	if (contains_nocase(text, p->nick))
+		return 1;
+	for (const struct xel *c = xel_child(m, "reference", NS_REFERENCE);
+	    c != NULL; c = xel_next(c, "reference", NS_REFERENCE)) {
+		const char *uri = xel_attr(c, "uri");
+
+		if (attr_is(c, "type", "mention") && uri != NULL &&
+		    strncmp(uri, "xmpp:", 5) == 0 &&
+		    strncmp(uri + 5, r->jid, jl) == 0 && uri[5 + jl] == '/' &&
+		    strcmp(uri + 6 + jl, p->nick) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A groupchat message to everyone.  For XEP-0352 it waits while a
+ * client is inactive (csi_classify), unless it mentions that occupant:
+ * then its sessions get it as urgent.  Only occupants with an inactive
+ * session are looked at, once each, on the one tree.
+ */
+static void
+fan_groupchat(struct room *r, struct xel *m)
+{
+	const struct xel *b = xel_child(m, "body", NS_CLIENT);
+	const char *text = NULL;
+	struct fan f;
+
+	fan_init(&f, m);
+	for (struct occupant *p = r->occupants; p; p = p->next) {
+		int mention = -1;       /* not looked at */
+
+		for (unsigned i = 0; i < p->nsessions; i++) {
+			struct session *ps = p->sessions[i];
+
+			if (mention < 0 && csi_inactive(ps)) {
+				if (text == NULL)
+					text = b != NULL ? xel_text(b) : "";
+				mention = mentions(r, m, text, p);
+			}
+			if (mention > 0)
+				fan_send_urgent(&f, ps);
+			else
+				fan_send(&f, ps);
+		}
+	}
+	fan_done(&f);
+}
+
 /* §8.1: subject changes by moderators, or anyone if changesubject. */
 static int
 may_change_subject(const struct room *r, const struct occupant *o)
@@ -1510,7 +1609,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		xel_set_attr(x, "id", sid);
 		xel_set_attr(x, "by", r->jid);
 	}
-	fan_to_room(r, m);
+	fan_groupchat(r, m);
 	if (subj == NULL || xel_child(msg, "body", NS_CLIENT) != NULL)
 		history_add(r, m, ev_time());
 	arena_free(m->arena);
