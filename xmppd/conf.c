@@ -253,6 +253,17 @@ static const struct option limit_options[] = {
     {"pep-item-size", set_size, LIMIT_FIELD(pep_item_size), KIB, 16 * MIB, 0,
         0},
     {"pep-size", set_size, LIMIT_FIELD(pep_size), 64 * KIB, 1024 * MIB, 0, 0},
+    {"muc-rooms-per-hour", set_uint, LIMIT_FIELD(muc_rooms_per_hour), 0,
+        1000000, 0, 0},
+    {"muc-occupants", set_uint, LIMIT_FIELD(muc_occupants), 1, 1000000, 0, 0},
+    {"muc-messages-per-second", set_uint,
+        LIMIT_FIELD(muc_messages_per_second), 0, 1000000, 0, 0},
+    {"muc-nick-length", set_size, LIMIT_FIELD(muc_nick_length), 1, 1023, 0,
+        0},
+    {"muc-subject-length", set_size, LIMIT_FIELD(muc_subject_length), 1,
+        64 * KIB, 0, 0},
+    {"muc-history-size", set_size, LIMIT_FIELD(muc_history_size), 0,
+        64 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1352,6 +1363,12 @@ conf_init(struct conf *c, const char *name)
 	c->limits.pep_items = 256;
 	c->limits.pep_item_size = 262144;
 	c->limits.pep_size = 8388608;
+	c->limits.muc_rooms_per_hour = 10;
+	c->limits.muc_occupants = 1000;
+	c->limits.muc_messages_per_second = 10;
+	c->limits.muc_nick_length = 64;
+	c->limits.muc_subject_length = 1024;
+	c->limits.muc_history_size = 262144;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);

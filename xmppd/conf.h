@@ -119,6 +119,19 @@ struct conf_limits {
 	                                stanza-size) */
 	size_t pep_size;             /* "pep-size", 8388608: bytes of all an
 	                                account's stored items */
+	unsigned muc_rooms_per_hour; /* "muc-rooms-per-hour", 10: rooms one
+	                                account may create (XEP-0045); 0 =
+	                                no limit */
+	unsigned muc_occupants;      /* "muc-occupants", 1000: occupants of
+	                                any room (the ceiling of maxusers) */
+	unsigned muc_messages_per_second; /* "muc-messages-per-second", 10:
+	                                groupchat messages per occupant,
+	                                with a burst of twice that; 0 = no
+	                                limit */
+	size_t muc_nick_length;      /* "muc-nick-length", 64 bytes */
+	size_t muc_subject_length;   /* "muc-subject-length", 1024 bytes */
+	size_t muc_history_size;     /* "muc-history-size", 262144: bytes of
+	                                history a room keeps in memory */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

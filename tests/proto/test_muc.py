@@ -1360,3 +1360,224 @@ def test_daemon_stop_332(server_factory, im):
         c.expect_stream_error('system-shutdown')
     srv.wait_exit()
     f.close_all()
+
+
+# --- limits (xmppd.conf(5) muc-*) ---------------------------------------------
+
+MUC_LIMITS = {'muc-rooms-per-hour': 2, 'muc-occupants': 3,
+              'muc-messages-per-second': 2, 'muc-nick-length': 8,
+              'muc-subject-length': 16, 'muc-history-size': 2500}
+
+
+@pytest.fixture(scope='module')
+def limited(certificate):
+    """A daemon with small muc-* limits, for the tests below."""
+    import shutil
+    from conftest import Server
+    srv = Server(certificate, limits=MUC_LIMITS).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def lim(limited):
+    from im_helpers import IMFactory
+    f = IMFactory(limited)
+    yield f
+    f.close_all()
+
+
+def error_from(c, frm, kind='message'):
+    return c.wait(lambda el: el.tag == q(NS_CLIENT, kind) and
+                  el.get('type') == 'error' and el.get('from') == frm,
+                  what='%s error from %s' % (kind, frm))
+
+
+def test_limit_rooms_per_hour(limited, lim):
+    a, b = fresh_users(limited, 2)
+    ca, cb = lim(a), lim(b)
+    rooms = [new_room() for _ in range(3)]
+    create(ca, rooms[0], 'alice')
+    create(ca, rooms[1], 'alice')
+    join_error(ca, rooms[2], 'alice', 'policy-violation', etype='wait')
+    assert ('%s: limits { muc-rooms-per-hour 2 } reached' % ca.full
+            in limited.stderr_text())
+    # the room was not created: someone else may create it
+    create(cb, rooms[2], 'bob')
+    # joining rooms that exist is not counted
+    join(ca, rooms[2], 'alice')
+    join(cb, rooms[0], 'bob')
+
+
+def test_limit_occupants(limited, lim):
+    a, b, d, e = fresh_users(limited, 4)
+    ca, cb, cd, ce = lim(a), lim(b), lim(d), lim(e)
+    room = new_room()
+    create(ca, room, 'alice')
+    # maxusers above the server's ceiling is refused
+    el = submit(ca, room, {'muc#roomconfig_maxusers': '4'})
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+    assert submit(ca, room, {'muc#roomconfig_maxusers': '3'}).get(
+        'type') == 'result'
+    form = form_fields(ca.iq_ok('get', "<query xmlns='%s'/>"
+                                % NS_MUC_OWNER, to=room))
+    assert form['muc#roomconfig_maxusers'] == ['3']
+    # no maxusers: the ceiling applies, to admins and owners too
+    assert submit(ca, room, {'muc#roomconfig_maxusers': '0'}).get(
+        'type') == 'result'
+    admin_set(ca, room, "<item affiliation='admin' jid='%s'/>" % e)
+    join(cb, room, 'bob')
+    join(cd, room, 'dave')
+    join_error(ce, room, 'erin', 'service-unavailable', etype='wait')
+    assert ('muc: %s: full at 3 occupants (limits { muc-occupants }), '
+            '%s refused' % (room, ce.full)) in limited.stderr_text()
+    cd.send("<presence to=%s type='unavailable'/>" % quoteattr(
+        room + '/dave'))
+    cd.wait(is_pres(room + '/dave', 'unavailable'))
+    join(ce, room, 'erin')
+
+
+def test_limit_messages_per_second(limited, lim):
+    """2 a second with a burst of 4: of 8 sent at once, 4 or a little
+    more go to the room, the others come back <policy-violation/>."""
+    a, b = fresh_users(limited, 2)
+    ca, cb = lim(a), lim(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    ca.settle()
+    for i in range(8):
+        say(ca, room, 'm%d' % i, mid='r%d' % i)
+    ca.sync()
+    got = ca.discard(is_msg(room + '/alice'))
+    errors = ca.discard(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                        el.get('type') == 'error')
+    assert 4 <= len(got) < 8 and len(got) + len(errors) == 8, (
+        [tostr(el) for el in got + errors])
+    for el in errors:
+        assert_stanza_error(el, 'message', 'policy-violation', etype='wait')
+    assert [body(el) for el in got] == ['m%d' % i for i in range(len(got))]
+    # the others heard exactly what went to the room
+    heard = [body(cb.wait(is_msg(room + '/alice'))) for _ in got]
+    assert heard == [body(el) for el in got]
+    cb.absent(is_msg(room + '/alice'))
+    # one log line for the flood
+    line = '%s: limits { muc-messages-per-second 2 } reached' % ca.full
+    assert limited.stderr_text().count(line) == 1
+    time.sleep(0.6)
+    say(ca, room, 'later')
+    assert body(ca.wait(is_msg(room + '/alice'))) == 'later'
+
+
+def test_limit_nick_length(limited, lim):
+    a, b = fresh_users(limited, 2)
+    ca, cb = lim(a), lim(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join_error(cb, room, 'ninechars', 'not-acceptable', etype='modify')
+    # bytes, not characters: five two-byte characters are ten
+    join_error(cb, room, '\u00e9' * 5, 'not-acceptable', etype='modify')
+    assert ('%s: limits { muc-nick-length 8 } reached' % cb.full
+            in limited.stderr_text())
+    join(cb, room, 'eightchr')
+    ca.settle()
+    # a nick change too
+    join_xml(cb, room, 'bob-longer')
+    el = error_from(cb, room + '/bob-longer', 'presence')
+    assert_stanza_error(el, 'presence', 'not-acceptable')
+    ca.absent(is_pres(room + '/eightchr', 'unavailable'))
+    join_xml(cb, room, 'bob')
+    ca.wait(is_pres(room + '/bob'))
+
+
+def test_limit_subject_length(limited, lim):
+    (a,) = fresh_users(limited, 1)
+    ca = lim(a)
+    room = new_room()
+    create(ca, room, 'alice')
+    ca.send("<message to='%s' type='groupchat'><subject>%s</subject>"
+            "</message>" % (room, 'x' * 17))
+    el = error_from(ca, room)
+    assert_stanza_error(el, 'message', 'not-acceptable', etype='modify')
+    assert ('%s: limits { muc-subject-length 16 } reached' % ca.full
+            in limited.stderr_text())
+    ca.send("<message to='%s' type='groupchat'><subject>%s</subject>"
+            "</message>" % (room, 'y' * 16))
+    m = ca.wait(is_subject(room))
+    assert m.find(q(NS_CLIENT, 'subject')).text == 'y' * 16
+    _, _, info = disco_info(ca, room)
+    assert 'y' * 16 in tostr(info) and 'x' * 17 not in tostr(info)
+
+
+def test_limit_history_size(limited, lim):
+    """muc-history-size 2500: two messages of about 1000 bytes as kept
+    fit, not three."""
+    a, b = fresh_users(limited, 2)
+    ca, cb = lim(a), lim(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    for i in range(4):
+        say(ca, room, '%d%s' % (i, 'z' * 700))
+        ca.wait(is_msg(room + '/alice'))
+        time.sleep(0.5)         # muc-messages-per-second
+    join_xml(cb, room, 'bob')
+    cb.wait(is_subject(room))
+    got = [body(el)[0] for el in cb.discard(
+        lambda el: el.tag == q(NS_CLIENT, 'message') and
+        body(el) is not None)]
+    assert got == ['2', '3']
+
+
+# --- XEP-0352 client state indication ------------------------------------------
+
+CSI_INACTIVE = "<inactive xmlns='urn:xmpp:csi:0'/>"
+CSI_ACTIVE = "<active xmlns='urn:xmpp:csi:0'/>"
+
+
+def test_csi_groupchat_held_unless_mentioned(server, im):
+    """An inactive client is not woken by a room's chatter, only when it
+    is mentioned (its nick in the body, any case, or a XEP-0372 mention
+    of its room JID): then what was held comes first, in order."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice')
+    join(cb, room, 'bob')
+    ca.settle()
+    cb.settle()
+    cb.send(CSI_INACTIVE)
+    cb.sync()
+
+    def nothing_arrives():
+        # no IQ barrier: its answer to cb would be urgent
+        cb.absent(lambda el: True, 0.4, barrier=False)
+
+    def talk(text, extra=''):
+        ca.message(room, text, mtype='groupchat', extra=extra)
+        assert body(ca.wait(is_msg(room + '/alice'))) == text
+
+    def arrives(*texts):
+        return [body(cb.wait(is_msg(room + '/alice'), timeout=2))
+                for _ in texts] == list(texts)
+
+    talk('plain chatter')
+    talk('alice talks to herself')
+    nothing_arrives()
+    talk('hey BOB, look')
+    assert arrives('plain chatter', 'alice talks to herself',
+                   'hey BOB, look')
+    talk('more chatter')
+    nothing_arrives()
+    talk('you there?', "<reference xmlns='urn:xmpp:reference:0' "
+         "type='mention' uri='xmpp:%s/bob'/>" % room)
+    assert arrives('more chatter', 'you there?')
+    # a reference to someone else is no mention of bob
+    talk('ping', "<reference xmlns='urn:xmpp:reference:0' "
+         "type='mention' uri='xmpp:%s/alice'/>" % room)
+    nothing_arrives()
+    cb.send(CSI_ACTIVE)
+    assert arrives('ping')
+    # active: chatter comes at once
+    talk('now')
+    assert arrives('now')

@@ -74,6 +74,12 @@ check_limit_defaults(const struct conf_limits *l)
 	CHECK(l->byte_burst == 524288);
 	CHECK(l->ipv4_prefix == 32);
 	CHECK(l->ipv6_prefix == 64);
+	CHECK(l->muc_rooms_per_hour == 10);
+	CHECK(l->muc_occupants == 1000);
+	CHECK(l->muc_messages_per_second == 10);
+	CHECK(l->muc_nick_length == 64);
+	CHECK(l->muc_subject_length == 1024);
+	CHECK(l->muc_history_size == 262144);
 }
 
 static void

@@ -610,6 +610,13 @@ test_csi_classify(void)
 	    "client'><active xmlns='http://jabber.org/protocol/chatstates'/>"
 	    "</message></forwarded></sent></message>") == CSI_HOLD);
 	CHECK(classify("<iq type='result' id='1'/>") == CSI_URGENT);
+	/* A room's chatter waits (a mention is mod_muc's to tell). */
+	CHECK(classify("<message type='groupchat'><body>hi</body></message>")
+	    == CSI_HOLD);
+	CHECK(classify("<message type='groupchat'><subject>t</subject>"
+	    "</message>") == CSI_HOLD);
+	CHECK(classify("<message type='error'><body>hi</body></message>") ==
+	    CSI_URGENT);
 }
 
 static void
@@ -665,6 +672,29 @@ test_csi_hold(void)
 	buf_reset(&a.out);
 	send_xml(s, "<presence from='d@x/1'/>");
 	CHECK(strstr(sent(&a), "d@x/1") != NULL);
+	/* A groupchat message waits; sent as urgent (a mention), it goes
+	 * after what was held. */
+	{
+		static const char rest1[] = " from='r@m/x' type='groupchat'>"
+		    "<body>chatter</body></message>";
+		static const char rest2[] = " from='r@m/x' type='groupchat'>"
+		    "<body>hey erin</body></message>";
+		struct xel *st = parse("<message from='r@m/x' "
+		    "type='groupchat'><body>chatter</body></message>");
+
+		session_set_inactive(s, 1);
+		buf_reset(&a.out);
+		session_send_fanout(s, st, s->full, rest1, sizeof(rest1) - 1);
+		CHECK(a.out.len == 0 && csi_held(s) == 1);
+		session_send_fanout_urgent(s, st, s->full, rest2,
+		    sizeof(rest2) - 1);
+		out = sent(&a);
+		CHECK(strstr(out, "chatter") != NULL &&
+		    strstr(out, "chatter") < strstr(out, "hey erin"));
+		CHECK(csi_held(s) == 0);
+		session_set_inactive(s, 0);
+		arena_free(st->arena);
+	}
 	/* A full hold goes out at once. */
 	xmppd_conf->limits.csi_queue = 3;
 	session_set_inactive(s, 1);

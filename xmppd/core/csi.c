@@ -53,6 +53,9 @@ message_urgent(const struct xel *m, int depth)
 
 	if (type != NULL && strcmp(type, "error") == 0)
 		return 1;
+	/* A room's chatter; a mention is urgent, told by the room. */
+	if (type != NULL && strcmp(type, "groupchat") == 0)
+		return 0;
 	if (xel_child(m, "body", m->ns) != NULL ||
 	    xel_child(m, "subject", m->ns) != NULL)
 		return 1;

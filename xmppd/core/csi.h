@@ -32,8 +32,12 @@ enum csi_class {
  * a person would want to know now: a body, a subject, an encrypted
  * payload (OMEMO, OpenPGP), a call (XEP-0353), an invitation (XEP-0249,
  * XEP-0045 mediated), an error; a carbon copy (XEP-0280) is what it
- * carries.  Chat states, receipts, markers and PEP events wait.  IQs
- * are urgent: someone waits for their answer.
+ * carries.  Chat states, receipts, markers and PEP events wait.  A
+ * groupchat message waits too, whatever it carries: the room's chatter
+ * is no reason to wake a phone; the one that mentions the recipient's
+ * nick is, and only the room knows the nick, so mod_muc sends that
+ * copy with session_send_fanout_urgent (session.h).  IQs are urgent:
+ * someone waits for their answer.
  */
 enum csi_class csi_classify(const struct xel *stanza);
 

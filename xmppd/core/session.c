@@ -60,13 +60,13 @@ deliver(struct session *s, const char *data, size_t len)
 }
 
 /* The stanza in scratch (stanza parsed, for XEP-0352) goes to the
- * client, or waits while it is inactive. */
+ * client, or waits while it is inactive; urgent: whatever its class. */
 static void
-send_scratch(struct session *s, const struct xel *stanza)
+send_scratch(struct session *s, const struct xel *stanza, int urgent)
 {
-	if (csi_inactive(s) && csi_hold(s, csi_classify(stanza),
-	    xel_attr(stanza, "from"), buf_head(&scratch), buf_avail(&scratch),
-	    deliver))
+	if (csi_inactive(s) && csi_hold(s, urgent ? CSI_URGENT :
+	    csi_classify(stanza), xel_attr(stanza, "from"),
+	    buf_head(&scratch), buf_avail(&scratch), deliver))
 		return;
 	deliver(s, buf_head(&scratch), buf_avail(&scratch));
 }
@@ -118,9 +118,9 @@ session_send_nonza(struct session *s, const char *data, size_t len)
 		s->t->ops->send_raw(s->t, data, len);
 }
 
-void
-session_send_fanout(struct session *s, const struct xel *stanza,
-    const char *to, const char *rest, size_t len)
+static void
+send_fanout(struct session *s, const struct xel *stanza, const char *to,
+    const char *rest, size_t len, int urgent)
 {
 	if (s->closing)
 		return;
@@ -132,7 +132,21 @@ session_send_fanout(struct session *s, const struct xel *stanza,
 	buf_add_xml_escaped(&scratch, to, strlen(to), 1);
 	buf_addc(&scratch, '\'');
 	buf_add(&scratch, rest, len);
-	send_scratch(s, stanza);
+	send_scratch(s, stanza, urgent);
+}
+
+void
+session_send_fanout(struct session *s, const struct xel *stanza,
+    const char *to, const char *rest, size_t len)
+{
+	send_fanout(s, stanza, to, rest, len, 0);
+}
+
+void
+session_send_fanout_urgent(struct session *s, const struct xel *stanza,
+    const char *to, const char *rest, size_t len)
+{
+	send_fanout(s, stanza, to, rest, len, 1);
 }
 
 void

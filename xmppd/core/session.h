@@ -81,6 +81,12 @@ void session_send(struct session *s, const struct xel *stanza);
  * stanza is that copy parsed (its name, and what XEP-0352 looks at). */
 void session_send_fanout(struct session *s, const struct xel *stanza,
     const char *to, const char *rest, size_t len);
+/* The same, urgent for XEP-0352 whatever csi_classify says of stanza
+ * (everything held goes first, then it): for what only the sender
+ * knows matters to this recipient, as mod_muc knows a groupchat
+ * message that mentions the recipient's nick in that room. */
+void session_send_fanout_urgent(struct session *s, const struct xel *stanza,
+    const char *to, const char *rest, size_t len);
 /* A nonza (XEP-0198 <r/>, <a/>): not counted, not queued, dropped while
  * detached. */
 void session_send_nonza(struct session *s, const char *data, size_t len);

@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "conf.h"
+#include "core/csi.h"
 #include "core/disco.h"
 #include "core/hooks.h"
 #include "core/router.h"
@@ -51,6 +52,7 @@
 #define NS_RETRACT "urn:xmpp:message-retract:1"         /* XEP-0424 */
 #define NS_VCARD "vcard-temp"                           /* XEP-0054 */
 #define NS_VCARD_UPDATE "vcard-temp:x:update"           /* XEP-0153 */
+#define NS_REFERENCE "urn:xmpp:reference:0"             /* XEP-0372 */
 /* A room's vCard: bytes at most, serialized (an avatar of ~48 KiB). */
 #define ROOM_VCARD_MAX (64 * 1024)
 /* The bytes of HMAC-SHA-256 an occupant id keeps: 18, 24 characters of
@@ -68,11 +70,15 @@
 #define INVITES_PER_MESSAGE 16
 
 /* History kept per room: at most this many messages (the room's
- * historylength is at most that) and this many bytes. */
+ * historylength is at most that), and limits { muc-history-size }
+ * bytes. */
 #define HISTORY_MAX 200
 #define HISTORY_DEFAULT 20
-#define HISTORY_BYTES (256 * 1024)
-/* Subject, room name and description: bytes at most. */
+/* Rooms an account created within the last hour, for limits
+ * { muc-rooms-per-hour }: counted per window, the window starting at
+ * its first creation. */
+#define CREATE_WINDOW 3600.0
+/* Room name, description and password: bytes at most. */
 #define TEXT_MAX 1024
 
 void mod_muc_init(void);
@@ -127,6 +133,11 @@ struct occupant {
 	unsigned char role, affiliation;
 	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
 	double voice_asked;         /* mono_now() of its last voice request */
+	/* limits { muc-messages-per-second }: a token bucket of groupchat
+	 * messages, refilled at mono_now() time msg_at; msg_limited while
+	 * refusing (one log line per flood). */
+	double msg_tokens, msg_at;
+	int msg_limited;
 };
 
 struct affil {
@@ -201,6 +212,15 @@ static struct wait_reply *waiting;
 static uint64_t next_tag = 1;
 /* Storage completions of an earlier life of the module are ignored. */
 static uint64_t generation;
+/* limits { muc-rooms-per-hour }: bare JID -> struct creator, the
+ * rooms it created in its current window; swept once a window. */
+struct creator {
+	char *bare;
+	double since;               /* mono_now() of the window's start */
+	unsigned count;
+};
+static struct strmap *creators;
+static double creators_swept;
 
 static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
@@ -541,6 +561,17 @@ fan_send(struct fan *f, struct session *s)
 	    buf_avail(&f->bytes) - f->rest);
 }
 
+/* fan_send, the copy urgent for XEP-0352 (session.h). */
+static void
+fan_send_urgent(struct fan *f, struct session *s)
+{
+	if (s->closing || (f->from.domain != NULL &&
+	    hook_run_deliver(s, f->st, &f->from) == HOOK_HANDLED))
+		return;
+	session_send_fanout_urgent(s, f->st, s->full, buf_head(&f->bytes) +
+	    f->rest, buf_avail(&f->bytes) - f->rest);
+}
+
 static void
 fan_done(struct fan *f)
 {
@@ -832,12 +863,13 @@ history_add(struct room *r, struct xel *msg, double now)
 	buf_init(&b);
 	xel_serialize(msg, &b, NS_CLIENT);
 	xel_remove(d);
-	if (buf_avail(&b) > HISTORY_BYTES) {
+	if (buf_avail(&b) > xmppd_conf->limits.muc_history_size) {
 		buf_free(&b);
 		return;
 	}
 	while (r->hist_n > 0 && (r->hist_n == r->hist_cap ||
-	    r->hist_bytes + buf_avail(&b) > HISTORY_BYTES))
+	    r->hist_bytes + buf_avail(&b) >
+	    xmppd_conf->limits.muc_history_size))
 		history_drop_oldest(r);
 	h = &r->hist[(r->hist_start + r->hist_n) % r->hist_cap];
 	h->len = buf_avail(&b);
@@ -960,6 +992,76 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 	send_subject(r, s);
 }
 
+/* Forget the accounts whose window is over. */
+static void
+creators_sweep(double now)
+{
+	void **v;
+	size_t n;
+
+	if (now - creators_swept < CREATE_WINDOW)
+		return;
+	creators_swept = now;
+	v = strmap_values(creators, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct creator *c = v[i];
+
+		if (now - c->since < CREATE_WINDOW)
+			continue;
+		strmap_del(creators, c->bare);
+		free(c->bare);
+		free(c);
+	}
+	free(v);
+}
+
+/* limits { muc-rooms-per-hour }: whether s's account may create one
+ * more room now (then it is counted). */
+static int
+creation_allowed(const struct session *s)
+{
+	unsigned max = xmppd_conf->limits.muc_rooms_per_hour;
+	double now = mono_now(xmppd_loop);
+	struct creator *c;
+
+	if (max == 0)
+		return 1;
+	creators_sweep(now);
+	if ((c = strmap_get(creators, s->bare)) == NULL) {
+		c = xcalloc(1, sizeof(*c));
+		c->bare = xstrdup(s->bare);
+		c->since = now;
+		strmap_put(creators, c->bare, c);
+	} else if (now - c->since >= CREATE_WINDOW) {
+		c->since = now;
+		c->count = 0;
+	}
+	if (c->count >= max)
+		return 0;
+	c->count++;
+	return 1;
+}
+
+/* limits { muc-messages-per-second }: whether o may send a groupchat
+ * message now (a token bucket of twice the rate; then it is taken). */
+static int
+occupant_may_speak(struct occupant *o)
+{
+	unsigned rate = xmppd_conf->limits.muc_messages_per_second;
+	double now = mono_now(xmppd_loop), burst = 2.0 * rate;
+
+	if (rate == 0)
+		return 1;
+	o->msg_tokens += (now - o->msg_at) * rate;
+	if (o->msg_tokens > burst)
+		o->msg_tokens = burst;
+	o->msg_at = now;
+	if (o->msg_tokens < 1.0)
+		return 0;
+	o->msg_tokens -= 1.0;
+	return 1;
+}
+
 /* The checks of §7.2 for a new occupant; 0, or -1 after the error. */
 static int
 join_allowed(struct room *r, struct session *s, struct xel *pres,
@@ -992,6 +1094,14 @@ join_allowed(struct room *r, struct session *s, struct xel *pres,
 		    NULL);                                      /* §7.2.9 */
 		return -1;
 	}
+	if (r->noccupants >= xmppd_conf->limits.muc_occupants) {
+		/* The server's ceiling, for admins and owners too. */
+		log_info("muc: %s: full at %u occupants (limits { "
+		    "muc-occupants }), %s refused", r->jid, r->noccupants,
+		    s->full);
+		bounce_typed(s, pres, "wait", "service-unavailable", NULL);
+		return -1;
+	}
 	return 0;
 }
 
@@ -1005,6 +1115,13 @@ join(struct service *svc, struct room *r, struct session *s,
 	int created = 0;
 
 	if (r == NULL) {
+		if (!creation_allowed(s)) {
+			session_log_limit(s, "muc-rooms-per-hour",
+			    xmppd_conf->limits.muc_rooms_per_hour);
+			bounce_typed(s, pres, "wait", "policy-violation",
+			    "Too many rooms created in an hour");
+			return;
+		}
 		/* §10.1.1: the first to join creates it and owns it. */
 		r = room_new(svc, to->node);
 		room_set_affiliation(r, s->bare, AFF_OWNER);
@@ -1031,6 +1148,8 @@ join(struct service *svc, struct room *r, struct session *s,
 	o->extra = presence_extra(pres);
 	o->affiliation = (unsigned char)a;
 	o->role = (unsigned char)default_role(r, a);
+	o->msg_tokens = 2.0 * xmppd_conf->limits.muc_messages_per_second;
+	o->msg_at = mono_now(xmppd_loop);
 	occupant_id(r, s->bare, o->id);
 	occupant_add_session(o, s);
 	/* Appended: presences go out in joining order. */
@@ -1142,6 +1261,14 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 		/* §7.2.1: a nick is needed. */
 		if (o == NULL)
 			bounce(s, pres, "jid-malformed");
+		return;
+	}
+	if ((o == NULL || strcmp(o->nick, to->resource) != 0) &&
+	    strlen(to->resource) > xmppd_conf->limits.muc_nick_length) {
+		session_log_limit(s, "muc-nick-length",
+		    (unsigned)xmppd_conf->limits.muc_nick_length);
+		bounce_typed(s, pres, "modify", "not-acceptable",
+		    "Nickname too long");
 		return;
 	}
 	if (o == NULL)
@@ -1351,6 +1478,92 @@ stanza_id_new(char *out, size_t len)
 	return id;
 }
 
+/* Whether needle is in text, ASCII letters of either case alike. */
+static int
+contains_nocase(const char *text, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	if (n == 0)
+		return 0;
+	for (; *text != '\0'; text++) {
+		size_t i;
+
+		for (i = 0; i < n; i++) {
+			unsigned char a = (unsigned char)text[i];
+			unsigned char b = (unsigned char)needle[i];
+
+			if (a >= 'A' && a <= 'Z')
+				a = (unsigned char)(a - 'A' + 'a');
+			if (b >= 'A' && b <= 'Z')
+				b = (unsigned char)(b - 'A' + 'a');
+			if (a != b)
+				break;
+		}
+		if (i == n)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether groupchat message m (body text, "" if none) mentions
+ * occupant p: its nick in the text, or a XEP-0372 mention whose uri is
+ * p's room JID. */
+static int
+mentions(const struct room *r, const struct xel *m, const char *text,
+    const struct occupant *p)
+{
+	size_t jl = strlen(r->jid);
+
+	if (contains_nocase(text, p->nick))
+		return 1;
+	for (const struct xel *c = xel_child(m, "reference", NS_REFERENCE);
+	    c != NULL; c = xel_next(c, "reference", NS_REFERENCE)) {
+		const char *uri = xel_attr(c, "uri");
+
+		if (attr_is(c, "type", "mention") && uri != NULL &&
+		    strncmp(uri, "xmpp:", 5) == 0 &&
+		    strncmp(uri + 5, r->jid, jl) == 0 && uri[5 + jl] == '/' &&
+		    strcmp(uri + 6 + jl, p->nick) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A groupchat message to everyone.  For XEP-0352 it waits while a
+ * client is inactive (csi_classify), unless it mentions that occupant:
+ * then its sessions get it as urgent.  Only occupants with an inactive
+ * session are looked at, once each, on the one tree.
+ */
+static void
+fan_groupchat(struct room *r, struct xel *m)
+{
+	const struct xel *b = xel_child(m, "body", NS_CLIENT);
+	const char *text = NULL;
+	struct fan f;
+
+	fan_init(&f, m);
+	for (struct occupant *p = r->occupants; p; p = p->next) {
+		int mention = -1;       /* not looked at */
+
+		for (unsigned i = 0; i < p->nsessions; i++) {
+			struct session *ps = p->sessions[i];
+
+			if (mention < 0 && csi_inactive(ps)) {
+				if (text == NULL)
+					text = b != NULL ? xel_text(b) : "";
+				mention = mentions(r, m, text, p);
+			}
+			if (mention > 0)
+				fan_send_urgent(&f, ps);
+			else
+				fan_send(&f, ps);
+		}
+	}
+	fan_done(&f);
+}
+
 /* §8.1: subject changes by moderators, or anyone if changesubject. */
 static int
 may_change_subject(const struct room *r, const struct occupant *o)
@@ -1377,13 +1590,32 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		bounce(s, msg, "forbidden");                    /* §7.4 */
 		return;
 	}
+	if (!occupant_may_speak(o)) {
+		if (!o->msg_limited)
+			session_log_limit(s, "muc-messages-per-second",
+			    xmppd_conf->limits.muc_messages_per_second);
+		o->msg_limited = 1;
+		bounce_typed(s, msg, "wait", "policy-violation",
+		    "Too many messages, wait a little");
+		return;
+	}
+	o->msg_limited = 0;
 	if (subj != NULL && xel_child(msg, "body", NS_CLIENT) == NULL) {
+		const char *text = xel_text(subj);
+
 		if (!may_change_subject(r, o)) {
 			bounce(s, msg, "forbidden");           /* §8.1 */
 			return;
 		}
+		if (strlen(text) > xmppd_conf->limits.muc_subject_length) {
+			session_log_limit(s, "muc-subject-length",
+			    (unsigned)xmppd_conf->limits.muc_subject_length);
+			bounce_typed(s, msg, "modify", "not-acceptable",
+			    "Subject too long");
+			return;
+		}
 		free(r->subject);
-		r->subject = dup_bounded(xel_text(subj));
+		r->subject = *text != '\0' ? xstrdup(text) : NULL;
 		free(r->subject_nick);
 		r->subject_nick = xstrdup(o->nick);
 		room_save(r, NULL, NULL);
@@ -1408,7 +1640,7 @@ groupchat(struct room *r, struct occupant *o, struct session *s,
 		xel_set_attr(x, "id", sid);
 		xel_set_attr(x, "by", r->jid);
 	}
-	fan_to_room(r, m);
+	fan_groupchat(r, m);
 	room_archive(r, m, archive_id);
 	if (subj == NULL || xel_child(msg, "body", NS_CLIENT) != NULL)
 		history_add(r, m, ev_time());
@@ -1893,8 +2125,14 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_roomsecret", "text-private",
 	    "Password", r->cfg.secret ? r->cfg.secret : "");
 	snprintf(n, sizeof(n), "%u", r->cfg.maxusers);
-	form_field(x, "muc#roomconfig_maxusers", "text-single",
-	    "Maximum occupants (0: no limit)", n);
+	{
+		char label[64];
+
+		snprintf(label, sizeof(label), "Maximum occupants (0: the "
+		    "server's %u)", xmppd_conf->limits.muc_occupants);
+		form_field(x, "muc#roomconfig_maxusers", "text-single", label,
+		    n);
+	}
 	f = form_field(x, "muc#roomconfig_whois", "list-single",
 	    "Who may see real JIDs", r->cfg.whois_anyone ? "anyone" :
 	    "moderators");
@@ -2000,6 +2238,16 @@ config_apply(const struct xel *x, struct room_config *c,
 					    "200" : "maxusers: a number";
 					return -1;
 				}
+			}
+			if (!hist &&
+			    n > xmppd_conf->limits.muc_occupants) {
+				static char msg[64];
+
+				/* limits { muc-occupants } */
+				snprintf(msg, sizeof(msg), "maxusers: at "
+				    "most %u", xmppd_conf->limits.muc_occupants);
+				*why = msg;
+				return -1;
 			}
 			if (hist)
 				c->historylength = (unsigned)n;
@@ -2983,6 +3231,8 @@ mod_muc_init(void)
 	const struct conf *c = xmppd_conf;
 
 	joined = strmap_new();
+	creators = strmap_new();
+	creators_swept = 0;
 	generation++;
 	for (size_t i = 0; i < c->nhosts; i++)
 		for (size_t k = 0; k < c->hosts[i].nmuc; k++) {
@@ -3045,6 +3295,18 @@ mod_muc_deinit(void)
 	}
 	strmap_free(joined);
 	joined = NULL;
+	{
+		size_t n;
+		void **v = strmap_values(creators, &n);
+
+		for (size_t i = 0; i < n; i++) {
+			free(((struct creator *)v[i])->bare);
+			free(v[i]);
+		}
+		free(v);
+		strmap_free(creators);
+		creators = NULL;
+	}
 	free(ended);
 	ended = NULL;
 	nended = 0;
