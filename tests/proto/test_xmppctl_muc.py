@@ -250,3 +250,53 @@ def test_read_only_uid_lists_but_cannot_change(server_factory, other_user):
         assert r.returncode == EXIT_DENIED, (args, r.returncode, r.stderr)
     assert [x['jid'] for x in json.loads(ok(srv.ctl(
         '--json', 'rooms')).stdout)] == [room]
+
+
+def test_xmpptop_batch_rooms(server, im):
+    """xmpptop -b -r: the rooms by activity (messages per minute, then
+    occupants), then the occupants of the most active one."""
+    import os
+    import subprocess
+    from conftest import REPO
+    top_bin = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    busy, quiet, empty = new_room(), new_room(), new_room()
+    create(ca, quiet, 'alice')
+    create(ca, busy, 'alice', {'muc#roomconfig_roomname': 'Busy room'})
+    join(cb, busy, 'bob')
+    join(cb, quiet, 'bob')
+    for i in range(3):
+        say(cb, busy, 'm%d' % i)
+        ca.wait(is_msg(busy + '/bob'))
+    ok(server.ctl('room', 'create', empty, '--persistent'))
+    # the other tests' rooms of this daemon are listed too: only ours
+    # are checked, in their order
+    others = set(rooms_by_jid(server)) - {busy, quiet, empty}
+    r = subprocess.run([top_bin, '-b', '-r', '-s', str(server.sock)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    total_occ = 4 + sum(rooms_by_jid(server)[j]['occupants']
+                        for j in others)
+    assert lines[0].startswith(
+        'xmpptop: rooms %d, occupants %d, messages/min ' % (
+            3 + len(others), total_occ)), lines[0]
+    assert lines[1].split() == ['ROOM', 'OCC', 'SESS', 'MSG/MIN', 'FLAGS',
+                                'NAME']
+    mine = [l.split() for l in lines[2:] if l.split() and
+            l.split()[0] in (busy, quiet, empty)]
+    assert mine == [[busy, '2', '2', '3', '-p-', 'Busy', 'room'],
+                    [quiet, '2', '2', '0', '-p-'],
+                    [empty, '0', '0', '0', 'P--']]
+    assert lines[2].split()[0] == busy       # the most active first
+    at = lines.index('occupants of %s:' % busy)
+    assert lines[at + 1].split() == ['NICK', 'ROLE', 'AFFILIATION', 'JID',
+                                     'SESS']
+    assert sorted(l.split() for l in lines[at + 2:]) == [
+        ['alice', 'moderator', 'owner', a, '1'],
+        ['bob', 'participant', 'none', b, '1']]
+    # -r without -b is a usage error
+    r = subprocess.run([top_bin, '-r', '-s', str(server.sock)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == EXIT_USAGE and '-r is for batch mode' in r.stderr
