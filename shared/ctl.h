@@ -116,7 +116,8 @@
  *
  * Error codes (CTL_E_*): usage, unknown-command, denied, exists,
  * not-found, bad-jid, unknown-host, bad-password, internal, too-long,
- * version, busy (too many control connections: 64 in all, 8 per uid;
+ * version, refused (a change not allowed as asked, the message says
+ * why), busy (too many control connections: 64 in all, 8 per uid;
  * sent with ID 0 right after accept, then the daemon closes).
  *
  * Commands in version 2 ("priv": only for uid 0 or the daemon's user; the
@@ -267,6 +268,58 @@
  *                                   days), and "info host NAME" and
  *                                   "info listener ADDRESS PORT KIND"
  *                                   rows for the client's own checks; ok
+ *     rooms                        cols jid name occupants:int
+ *                                   sessions:int persistent:bool
+ *                                   public:bool members_only:bool
+ *                                   locked:bool messages_per_min:int;
+ *                                   a row per XEP-0045 room, by service
+ *                                   and room JID; messages_per_min the
+ *                                   groupchat messages with a body the
+ *                                   room accepted in the last 60 s; ok |
+ *                                   err not-found (no MUC service: the
+ *                                   module is off)
+ *     room-show ROOM               cols kind name value role affiliation
+ *                                   jid sessions:int; rows of kind
+ *                                   "setting" (name as NAME or NAME:TYPE
+ *                                   like a key of a key/value listing,
+ *                                   and value: jid, name, description,
+ *                                   subject, subject-by,
+ *                                   messages-per-min:int, locked:bool,
+ *                                   persistent:bool, public:bool,
+ *                                   members-only:bool, moderated:bool,
+ *                                   password-protected:bool, whois,
+ *                                   change-subject:bool,
+ *                                   allow-invites:bool,
+ *                                   voice-requests:bool, allow-pm,
+ *                                   max-users:int (none: no limit),
+ *                                   history-length:int), then
+ *                                   "affiliation" (affiliation, jid),
+ *                                   owners first, then "occupant" (name:
+ *                                   the nick, role, affiliation, jid: the
+ *                                   real bare JID, sessions); ok | err
+ *                                   not-found (no such room, no MUC
+ *                                   service at its domain), bad-jid (not
+ *                                   room@service)
+ *     room-create ROOM [OPTION...]
+ *                            priv  ok ROOM: created without occupants,
+ *                                   unlocked; OPTIONs persistent, public,
+ *                                   members-only, name=NAME, owner=JID
+ *                                   (a bare JID; none: owned by nobody);
+ *                                   a persistent room is answered after
+ *                                   its commit | err exists, not-found,
+ *                                   bad-jid, usage
+ *     room-destroy ROOM [REASON]
+ *                            priv  ok N: the room is gone, its N
+ *                                   occupants got the <destroy/>
+ *                                   presence with REASON | err
+ *                                   not-found, bad-jid, usage
+ *     room-affiliate ROOM JID AFFILIATION
+ *                            priv  ok: JID's affiliation (owner, admin,
+ *                                   member, outcast, none) set as an
+ *                                   owner would (301, 321, 101 sent) |
+ *                                   err not-found, bad-jid, usage,
+ *                                   refused (the room's only owner;
+ *                                   affiliations full)
  * Any request: err usage, unknown-command, denied; err internal for a
  * database error, or for a request still running when the daemon stops.
  *
@@ -309,6 +362,7 @@
 #define CTL_E_TOO_LONG "too-long"
 #define CTL_E_VERSION "version"
 #define CTL_E_BUSY "busy"
+#define CTL_E_REFUSED "refused"
 
 /* Typed values (see above). */
 enum ctl_type {

@@ -62,6 +62,9 @@ struct arg_spec {
 #define OPT_ROSTER_ITEM 0x40            /* --name NAME, --group G... */
 #define OPT_REASON 0x80                 /* --reason TEXT */
 #define OPT_DISABLE 0x100               /* --disable */
+#define OPT_ROOM 0x200                  /* --persistent, --public,
+                                           --members-only, --name NAME,
+                                           --owner JID */
 #define MAX_GROUPS 250                  /* within CTL_FIELDS_MAX */
 
 enum output {
@@ -72,6 +75,8 @@ enum output {
 	OUT_ACCOUNTS,           /* users: a JID a line, or a JSON array */
 	OUT_PEP,                /* pep show: a block per node with its
 	                           items, or a JSON array of nodes */
+	OUT_ROOM,               /* room show: settings, affiliations,
+	                           occupants; or one JSON object */
 };
 
 struct invocation {
@@ -85,7 +90,10 @@ struct invocation {
 	int reset;
 	int disable;                        /* kick --disable */
 	const char *reason;                 /* disable --reason */
-	const char *name;                   /* roster add --name */
+	const char *name;                   /* roster add, room create
+	                                       --name */
+	const char *owner;                  /* room create --owner */
+	int persistent, public, members_only;       /* room create */
 	const char *groups[MAX_GROUPS];     /* roster add --group */
 	size_t ngroups;
 };
@@ -111,6 +119,8 @@ static int run_check(const struct invocation *);
 static int run_roster_add(const struct invocation *);
 static int run_disable(const struct invocation *);
 static int run_revoke_tokens(const struct invocation *);
+static int run_room_create(const struct invocation *);
+static int run_room_destroy(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -172,6 +182,24 @@ static const struct command commands[] = {
 	{ "history", NULL, { { "JID", ARG_JID, 0 }, { "JID2", ARG_JID, 1 } },
 	    OPT_HISTORY, 1, OUT_HISTORY, run_history,
 	    "show archived messages of JID (with JID2)" },
+	/* Room commands are not abbreviated: "ro sh" stays roster show. */
+	{ "rooms", NULL, { { NULL, 0, 0 } }, OPT_FULL_NAME, 0, OUT_LIST,
+	    run_plain,
+	    "list group chat rooms: occupants, flags, messages per minute" },
+	{ "room show", "room-show", { { "ROOM", ARG_JID, 0 } },
+	    OPT_FULL_NAME, 0,
+	    OUT_ROOM, run_plain, "show a room: settings, affiliations, "
+	    "occupants" },
+	{ "room create", "room-create", { { "ROOM", ARG_JID, 0 } },
+	    OPT_ROOM | OPT_FULL_NAME, 1, OUT_NONE, run_room_create, "create a room (unlocked, without "
+	    "occupants)" },
+	{ "room destroy", "room-destroy", { { "ROOM", ARG_JID, 0 } },
+	    OPT_REASON | OPT_FULL_NAME, 1, OUT_NONE, run_room_destroy,
+	    "destroy a room; its occupants are told" },
+	{ "room affiliate", "room-affiliate", { { "ROOM", ARG_JID, 0 },
+	    { "JID", ARG_JID, 0 }, { "AFFILIATION", ARG_WORD, 0 } },
+	    OPT_FULL_NAME, 1, OUT_NONE, run_plain, "set a JID's affiliation: owner, admin, "
+	    "member, outcast or none" },
 };
 
 static const char *socket_path;
@@ -217,6 +245,9 @@ print_synopsis(FILE *f, const struct command *cmd)
 		fprintf(f, " [--since T] [--until T] [--limit N]");
 	if (cmd->opts & OPT_ROSTER_ITEM)
 		fprintf(f, " [--name NAME] [--group G]...");
+	if (cmd->opts & OPT_ROOM)
+		fprintf(f, " [--persistent] [--public] [--members-only] "
+		    "[--name NAME] [--owner JID]");
 }
 
 static void
@@ -259,7 +290,11 @@ help(void)
 	    "                    roster add: the item's name and groups (the\n"
 	    "                    option repeated for several groups)\n"
 	    "  --reason TEXT     disable: why, kept with the account for the\n"
-	    "                    administrators (not sent to the user)\n"
+	    "                    administrators (not sent to the user);\n"
+	    "                    room destroy: sent to the occupants\n"
+	    "  --persistent, --public, --members-only, --name NAME, --owner JID\n"
+	    "                    room create: the room's configuration and\n"
+	    "                    its owner (none by default)\n"
 	    "  --reset           kick: close with <reset/>, the client may\n"
 	    "                    come back at once\n"
 	    "  --disable         kick: disable the account too, so it cannot\n"
@@ -479,6 +514,9 @@ struct printer {
 	/* OUT_PEP in JSON: a node's object is open, with items in it. */
 	int pep_open;
 	size_t pep_items;
+	/* OUT_ROOM: the rows, printed at the end (fields copied). */
+	char ***room_rows;
+	size_t nroom_rows;
 };
 
 static void
@@ -494,6 +532,12 @@ printer_free(struct printer *p)
 	}
 	free(p->keys);
 	free(p->values);
+	for (size_t i = 0; i < p->nroom_rows; i++) {
+		for (size_t k = 0; k < p->ncols; k++)
+			free(p->room_rows[i][k]);
+		free(p->room_rows[i]);
+	}
+	free(p->room_rows);
 }
 
 /* Text that stays on one line: backslash, newline, CR and tab escaped. */
@@ -677,6 +721,147 @@ print_pep_text(struct printer *p, const struct ctl_msg *m, int item)
 	}
 }
 
+/* room show: keep the row for printer_finish. */
+static void
+keep_room_row(struct printer *p, const struct ctl_msg *m)
+{
+	char **row = xcalloc(p->ncols + 1, sizeof(char *));
+
+	for (size_t i = 0; i < p->ncols; i++)
+		row[i] = xstrdup(i < m->nfields ? m->fields[i] : "");
+	p->room_rows = xreallocarray(p->room_rows, p->nroom_rows + 1,
+	    sizeof(*p->room_rows));
+	p->room_rows[p->nroom_rows++] = row;
+}
+
+/* Field name of a kept room row, "" if absent. */
+static const char *
+room_field(const struct printer *p, char **row, const char *name)
+{
+	int i = col_index(p, name);
+
+	return i >= 0 ? row[i] : "";
+}
+
+/* room show as one JSON object: the settings as typed members, then
+ * "affiliations" and "occupants" arrays. */
+static void
+print_room_json(const struct printer *p)
+{
+	static const char *const occ_cols[] = { "name", "role",
+		"affiliation", "jid", "sessions" };
+	size_t n = 0;
+
+	fputs("{", stdout);
+	for (size_t i = 0; i < p->nroom_rows; i++) {
+		char **row = p->room_rows[i];
+		char *key;
+		enum ctl_type t;
+
+		if (strcmp(room_field(p, row, "kind"), "setting") != 0)
+			continue;
+		key = xstrdup(room_field(p, row, "name"));
+		t = ctl_name_type(key);
+		fputs(n++ ? ",\n  " : "\n  ", stdout);
+		json_string(key);
+		fputs(": ", stdout);
+		json_value(room_field(p, row, "value"), t);
+		free(key);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		const char *kind = pass ? "occupant" : "affiliation";
+		size_t k = 0;
+
+		fputs(n++ ? ",\n  " : "\n  ", stdout);
+		json_string(pass ? "occupants" : "affiliations");
+		fputs(": [", stdout);
+		for (size_t i = 0; i < p->nroom_rows; i++) {
+			char **row = p->room_rows[i];
+
+			if (strcmp(room_field(p, row, "kind"), kind) != 0)
+				continue;
+			fputs(k++ ? ",\n    {" : "\n    {", stdout);
+			if (!pass) {
+				fputs("\"jid\": ", stdout);
+				json_string(room_field(p, row, "jid"));
+				fputs(", \"affiliation\": ", stdout);
+				json_string(room_field(p, row,
+				    "affiliation"));
+			} else
+				for (size_t c = 0; c < nitems(occ_cols); c++) {
+					fputs(c ? ", " : "", stdout);
+					json_string(c ? occ_cols[c] : "nick");
+					fputs(": ", stdout);
+					json_value(room_field(p, row,
+					    occ_cols[c]), c == 4 ? CTL_T_INT :
+					    CTL_T_TEXT);
+				}
+			putchar('}');
+		}
+		fputs(k ? "\n  ]" : "]", stdout);
+	}
+	fputs("\n}\n", stdout);
+}
+
+/* room show as text: the settings aligned, then the affiliations and
+ * the occupants, a line each. */
+static void
+print_room_text(const struct printer *p)
+{
+	size_t width = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < p->nroom_rows; i++) {
+			char **row = p->room_rows[i];
+			char *key, *v;
+			enum ctl_type t;
+
+			if (strcmp(room_field(p, row, "kind"), "setting") != 0)
+				continue;
+			key = xstrdup(room_field(p, row, "name"));
+			t = ctl_name_type(key);
+			if (pass == 0 && strlen(key) > width)
+				width = strlen(key);
+			if (pass == 1) {
+				v = text_value(room_field(p, row, "value"), t);
+				printf("%-*s  ", (int)width, key);
+				print_oneline(v[0] ? v : "-");
+				putchar('\n');
+				free(v);
+			}
+			free(key);
+		}
+	for (int pass = 0; pass < 2; pass++) {
+		const char *kind = pass ? "occupant" : "affiliation";
+		size_t k = 0;
+
+		for (size_t i = 0; i < p->nroom_rows; i++) {
+			char **row = p->room_rows[i];
+
+			if (strcmp(room_field(p, row, "kind"), kind) != 0)
+				continue;
+			if (k++ == 0)
+				printf("\n%s\n", pass ? "occupants (nick, role, "
+				    "affiliation, real JID, sessions):" :
+				    "affiliations:");
+			putchar(' ');
+			putchar(' ');
+			if (!pass) {
+				printf("%-8s ", room_field(p, row,
+				    "affiliation"));
+				print_oneline(room_field(p, row, "jid"));
+			} else {
+				print_oneline(room_field(p, row, "name"));
+				printf("  %s  %s  ", room_field(p, row, "role"),
+				    room_field(p, row, "affiliation"));
+				print_oneline(room_field(p, row, "jid"));
+				printf("  %s", room_field(p, row, "sessions"));
+			}
+			putchar('\n');
+		}
+	}
+}
+
 static void
 print_header(const struct printer *p)
 {
@@ -716,6 +901,8 @@ print_row(struct printer *p, const struct ctl_msg *m)
 		if (m->nfields < 2)
 			return;
 		print_kv_row(p, m);
+	} else if (p->output == OUT_ROOM) {
+		keep_room_row(p, m);
 	} else if (p->output == OUT_PEP) {
 		int item = strcmp(row_field(p, m, "kind"), "item") == 0;
 
@@ -772,7 +959,11 @@ print_msg(void *arg, const struct ctl_msg *m)
 static void
 printer_finish(struct printer *p)
 {
-	if (json && p->output == OUT_KEYVALUE)
+	if (p->output == OUT_ROOM && json)
+		print_room_json(p);
+	else if (p->output == OUT_ROOM)
+		print_room_text(p);
+	else if (json && p->output == OUT_KEYVALUE)
 		fputs(p->rows ? "\n}\n" : "{}\n", stdout);
 	else if (json && p->output == OUT_PEP)
 		fputs(!p->pep_open ? "[]\n" : p->pep_items ? "\n  ]}\n]\n" :
@@ -1258,6 +1449,58 @@ run_log_level(const struct invocation *inv)
 		fputs("}\n", stdout);
 	} else
 		printf("%s\n", res.nfields > 0 ? res.fields[0] : "");
+	ctl_result_free(&res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
+}
+
+/* room create: ROOM and its options as words of the protocol. */
+static int
+run_room_create(const struct invocation *inv)
+{
+	const char *argv[7];
+	char *name = NULL, *owner = NULL;
+	size_t argc = 0;
+	int code;
+
+	argv[argc++] = "room-create";
+	argv[argc++] = inv->pos[0];
+	if (inv->persistent)
+		argv[argc++] = "persistent";
+	if (inv->public)
+		argv[argc++] = "public";
+	if (inv->members_only)
+		argv[argc++] = "members-only";
+	if (inv->name != NULL)
+		argv[argc++] = name = xasprintf("name=%s", inv->name);
+	if (inv->owner != NULL)
+		argv[argc++] = owner = xasprintf("owner=%s", inv->owner);
+	code = request(inv, argv, argc);
+	free(name);
+	free(owner);
+	return code;
+}
+
+/* room destroy: the daemon answers "ok N", occupants told. */
+static int
+run_room_destroy(const struct invocation *inv)
+{
+	const char *argv[3] = { "room-destroy", inv->pos[0], inv->reason };
+	struct ctl_result res;
+	const char *n;
+	int code;
+
+	memset(&res, 0, sizeof(res));
+	code = request_ok(inv, argv, inv->reason ? 3 : 2, &res);
+	if (code != EXIT_OK)
+		return code;
+	n = res.nfields > 0 ? res.fields[0] : "0";
+	if (json) {
+		fputs("{\"occupants\": ", stdout);
+		json_value(n, CTL_T_INT);
+		fputs("}\n", stdout);
+	} else
+		printf("%s occupant%s told\n", n, strcmp(n, "1") == 0 ? "" :
+		    "s");
 	ctl_result_free(&res);
 	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
 }
@@ -1863,7 +2106,11 @@ command_option(struct invocation *inv, char **argv, int argc, int *i)
 	    &inv->password_stdin) ||
 	    flag_option(o, OPT_ONLINE, "--online", a, &inv->online) ||
 	    flag_option(o, OPT_RESET, "--reset", a, &inv->reset) ||
-	    flag_option(o, OPT_DISABLE, "--disable", a, &inv->disable))
+	    flag_option(o, OPT_DISABLE, "--disable", a, &inv->disable) ||
+	    flag_option(o, OPT_ROOM, "--persistent", a, &inv->persistent) ||
+	    flag_option(o, OPT_ROOM, "--public", a, &inv->public) ||
+	    flag_option(o, OPT_ROOM, "--members-only", a,
+	    &inv->members_only))
 		return 1;
 	if ((r = value_option(o, OPT_HOST, "--host", argv, argc, i,
 	    &inv->host)) != 0 ||
@@ -1874,7 +2121,11 @@ command_option(struct invocation *inv, char **argv, int argc, int *i)
 	    (r = value_option(o, OPT_HISTORY, "--until", argv, argc, i,
 	    &inv->until)) != 0 ||
 	    (r = value_option(o, OPT_HISTORY, "--limit", argv, argc, i,
-	    &inv->limit)) != 0)
+	    &inv->limit)) != 0 ||
+	    (r = value_option(o, OPT_ROOM, "--name", argv, argc, i,
+	    &inv->name)) != 0 ||
+	    (r = value_option(o, OPT_ROOM, "--owner", argv, argc, i,
+	    &inv->owner)) != 0)
 		return r;
 	return o & OPT_ROSTER_ITEM ? roster_item_option(inv, argv, argc, i) :
 	    0;

@@ -39,10 +39,28 @@ static const char *const col_names[NCOLS] = {
 	"sm_unacked", "csi", "auth",
 };
 
+/* The columns of "rooms" and "room-show" this program reads. */
+enum room_col { RC_JID, RC_NAME, RC_OCCUPANTS, RC_SESSIONS, RC_PERSISTENT,
+	RC_PUBLIC, RC_MEMBERSONLY, RC_RATE, NROOM_COLS };
+static const char *const room_col_names[NROOM_COLS] = { "jid", "name",
+	"occupants", "sessions", "persistent", "public", "members_only",
+	"messages_per_min" };
+enum occ_col { OC_KIND, OC_NAME, OC_ROLE, OC_AFF, OC_JID, OC_SESSIONS,
+	NOCC_COLS };
+static const char *const occ_col_names[NOCC_COLS] = { "kind", "name",
+	"role", "affiliation", "jid", "sessions" };
+
 struct conn {
 	struct ctl_reader rd;
 	uint32_t last_id;
 	uint32_t subscribe_id, sessions_id, status_id, act_id, detail_id;
+	uint32_t rooms_id, room_show_id;
+	int room_index[NROOM_COLS], occ_index[NOCC_COLS];
+	struct top_room *new_rooms;     /* the listing being received */
+	size_t nnew_rooms;
+	struct top_occupant *new_occ;
+	size_t nnew_occ;
+	double next_rooms;
 	int col_index[NCOLS];   /* field index in a row, -1 if absent */
 	enum ctl_type *detail_types;    /* of the detail listing's columns */
 	const char *act_verb;   /* "kick" or "disable", while act_id */
@@ -260,6 +278,51 @@ parse_version(const char *s)
 	return v;
 }
 
+/* --- rooms --- */
+
+static void
+rooms_free(struct top_room *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].jid);
+		free(v[i].name);
+	}
+	free(v);
+}
+
+static void
+occupants_free(struct top_occupant *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].nick);
+		free(v[i].role);
+		free(v[i].affiliation);
+		free(v[i].jid);
+	}
+	free(v);
+}
+
+static const char *
+field_at(const int *index, int col, char **f, size_t n)
+{
+	return index[col] >= 0 && (size_t)index[col] < n ? f[index[col]] :
+	    "";
+}
+
+static void
+index_cols(int *index, const char *const *names, int ncols, char **f,
+    size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		ctl_name_type(f[j]);
+	for (int i = 0; i < ncols; i++) {
+		index[i] = -1;
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(f[j], names[i]) == 0)
+				index[i] = (int)j;
+	}
+}
+
 /* --- connection --- */
 
 static void
@@ -275,7 +338,12 @@ disconnect(struct top_source *s, const char *why)
 	s->next_retry = source_now() + RETRY_SECONDS;
 	ctl_reader_free(&c->rd);
 	c->subscribe_id = c->sessions_id = c->status_id = c->act_id = 0;
-	c->detail_id = 0;
+	c->detail_id = c->rooms_id = c->room_show_id = 0;
+	rooms_free(c->new_rooms, c->nnew_rooms);
+	occupants_free(c->new_occ, c->nnew_occ);
+	c->new_rooms = NULL;
+	c->new_occ = NULL;
+	c->nnew_rooms = c->nnew_occ = 0;
 	if (s->detail_state == 1) {
 		s->detail_state = -1;
 		snprintf(s->detail_err, sizeof(s->detail_err), "disconnected");
@@ -475,6 +543,140 @@ source_roster(struct top_source *s, const char *jid)
 	c->detail_id = request(s, argv, 2);
 }
 
+void
+source_watch_rooms(struct top_source *s, double every, const char *room)
+{
+	struct conn *c = conn_of(s);
+
+	if (s->rooms_every == 0 && every > 0)
+		c->next_rooms = 0;      /* now */
+	s->rooms_every = every;
+	if (room == NULL || s->room_selected == NULL ||
+	    strcmp(room, s->room_selected) != 0) {
+		free(s->room_selected);
+		s->room_selected = room ? xstrdup(room) : NULL;
+		occupants_free(s->occupants, s->noccupants);
+		s->occupants = NULL;
+		s->noccupants = 0;
+		s->occupants_state = 0;
+		c->next_rooms = 0;
+	}
+}
+
+int
+source_rooms_pending(const struct top_source *s)
+{
+	const struct conn *c = conn_of(s);
+
+	return c->rooms_id != 0 || c->room_show_id != 0;
+}
+
+static void
+poll_rooms(struct top_source *s, double now)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "rooms" };
+
+	if (c->rooms_id != 0 || c->room_show_id != 0)
+		return;
+	c->rooms_id = request(s, argv, 1);
+	c->next_rooms = now + s->rooms_every;
+}
+
+static void
+on_rooms_row(struct top_source *s, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+	const int *ix = c->room_index;
+	struct top_room *r;
+
+	if (c->nnew_rooms >= 100000)
+		return;
+	c->new_rooms = xreallocarray(c->new_rooms, c->nnew_rooms + 1,
+	    sizeof(*c->new_rooms));
+	r = &c->new_rooms[c->nnew_rooms++];
+	r->jid = xstrdup(field_at(ix, RC_JID, f, n));
+	r->name = xstrdup(field_at(ix, RC_NAME, f, n));
+	r->occupants = (long)num(field_at(ix, RC_OCCUPANTS, f, n));
+	r->sessions = (long)num(field_at(ix, RC_SESSIONS, f, n));
+	r->per_min = (long)num(field_at(ix, RC_RATE, f, n));
+	r->persistent = strcmp(field_at(ix, RC_PERSISTENT, f, n), "yes") == 0;
+	r->publicroom = strcmp(field_at(ix, RC_PUBLIC, f, n), "yes") == 0;
+	r->membersonly = strcmp(field_at(ix, RC_MEMBERSONLY, f, n),
+	    "yes") == 0;
+}
+
+static void
+on_occupant_row(struct top_source *s, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+	const int *ix = c->occ_index;
+	struct top_occupant *o;
+
+	if (strcmp(field_at(ix, OC_KIND, f, n), "occupant") != 0 ||
+	    c->nnew_occ >= 100000)
+		return;
+	c->new_occ = xreallocarray(c->new_occ, c->nnew_occ + 1,
+	    sizeof(*c->new_occ));
+	o = &c->new_occ[c->nnew_occ++];
+	o->nick = xstrdup(field_at(ix, OC_NAME, f, n));
+	o->role = xstrdup(field_at(ix, OC_ROLE, f, n));
+	o->affiliation = xstrdup(field_at(ix, OC_AFF, f, n));
+	o->jid = xstrdup(field_at(ix, OC_JID, f, n));
+	o->sessions = (long)num(field_at(ix, OC_SESSIONS, f, n));
+}
+
+/* The rooms listing ended: take it, note the total rate, and ask for
+ * the selected room's occupants. */
+static void
+rooms_listed(struct top_source *s, int ok, const char *msg)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "room-show", s->room_selected };
+	double total = 0;
+
+	if (!ok) {
+		rooms_free(c->new_rooms, c->nnew_rooms);
+		s->rooms_state = -1;
+		snprintf(s->rooms_err, sizeof(s->rooms_err), "%s", msg);
+	} else {
+		rooms_free(s->rooms, s->nrooms);
+		s->rooms = c->new_rooms;
+		s->nrooms = c->nnew_rooms;
+		s->rooms_state = 1;
+		for (size_t i = 0; i < s->nrooms; i++)
+			total += (double)s->rooms[i].per_min;
+		if (s->nrate == TOP_RATE_SAMPLES) {
+			memmove(s->rate, s->rate + 1, (TOP_RATE_SAMPLES - 1) *
+			    sizeof(*s->rate));
+			s->nrate--;
+		}
+		s->rate[s->nrate++] = total;
+	}
+	c->new_rooms = NULL;
+	c->nnew_rooms = 0;
+	if (ok && s->room_selected != NULL)
+		c->room_show_id = request(s, argv, 2);
+}
+
+static void
+occupants_listed(struct top_source *s, int ok)
+{
+	struct conn *c = conn_of(s);
+
+	if (ok) {
+		occupants_free(s->occupants, s->noccupants);
+		s->occupants = c->new_occ;
+		s->noccupants = c->nnew_occ;
+		s->occupants_state = 1;
+	} else {
+		occupants_free(c->new_occ, c->nnew_occ);
+		s->occupants_state = -1;
+	}
+	c->new_occ = NULL;
+	c->nnew_occ = 0;
+}
+
 /* --- answers and events --- */
 
 static void
@@ -640,6 +842,12 @@ on_terminal(struct top_source *s, uint32_t id, int ok, char **f, size_t n)
 			snprintf(s->status, sizeof(s->status), "disabled %s "
 			    "(%s session%s closed)", jid, n > 1 ? f[0] : "0",
 			    n > 1 && strcmp(f[0], "1") == 0 ? "" : "s");
+	} else if (id == c->rooms_id) {
+		c->rooms_id = 0;
+		rooms_listed(s, ok, msg);
+	} else if (id == c->room_show_id) {
+		c->room_show_id = 0;
+		occupants_listed(s, ok);
 	} else if (id == c->detail_id) {
 		c->detail_id = 0;
 		s->detail_state = ok ? 2 : -1;
@@ -666,6 +874,10 @@ on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
 					c->col_index[i] = (int)j;
 		}
 		s->gen++;
+	} else if (id == c->rooms_id) {
+		index_cols(c->room_index, room_col_names, NROOM_COLS, f, n);
+	} else if (id == c->room_show_id) {
+		index_cols(c->occ_index, occ_col_names, NOCC_COLS, f, n);
 	} else if (id == c->detail_id && s->detail_cols == NULL) {
 		s->detail_cols = xcalloc(n + 1, sizeof(char *));
 		free(c->detail_types);
@@ -764,6 +976,10 @@ on_line(struct top_source *s, char *line, size_t len)
 		on_status_row(s, f + 2, (size_t)n - 2);
 	else if (strcmp(f[1], "row") == 0 && id == c->detail_id)
 		on_detail_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->rooms_id)
+		on_rooms_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->room_show_id)
+		on_occupant_row(s, f + 2, (size_t)n - 2);
 }
 
 void
@@ -824,6 +1040,11 @@ source_free(struct top_source *s)
 	for (size_t i = 0; i < s->nevents; i++)
 		free(s->events[(s->event_head + i) % TOP_EVENTS_MAX]);
 	detail_clear(s);
+	rooms_free(s->rooms, s->nrooms);
+	occupants_free(s->occupants, s->noccupants);
+	rooms_free(c->new_rooms, c->nnew_rooms);
+	occupants_free(c->new_occ, c->nnew_occ);
+	free(s->room_selected);
 	ctl_reader_free(&c->rd);
 	free(c->act_jid);
 	free(c->detail_types);
@@ -853,6 +1074,8 @@ source_tick(struct top_source *s, double now)
 	if ((s->subscribed == -1 || s->refresh_every > 0) &&
 	    now >= c->next_sessions)
 		source_refresh(s);
+	if (s->rooms_every > 0 && now >= c->next_rooms)
+		poll_rooms(s, now);
 }
 
 double
@@ -868,6 +1091,9 @@ source_timeout(const struct top_source *s, double now)
 		    c->next_sessions) - now;
 	else if (s->state == TOP_READY && s->refresh_every > 0)
 		t = c->next_sessions - now;
+	if (s->state == TOP_READY && s->rooms_every > 0 &&
+	    c->next_rooms - now < t)
+		t = c->next_rooms - now;
 	if (t > 1.0)
 		t = 1.0;
 	return t < 0 ? 0 : t;

@@ -40,6 +40,23 @@ struct top_counters {
 
 #define TOP_EVENTS_MAX 500
 
+/* A group chat room ("rooms"); strings owned, never NULL. */
+struct top_room {
+	char *jid, *name;
+	long occupants, sessions, per_min;
+	int persistent, publicroom, membersonly;
+};
+
+/* An occupant of the selected room ("room-show"). */
+struct top_occupant {
+	char *nick, *role, *affiliation, *jid;
+	long sessions;
+};
+
+/* Samples of the rooms' total messages per minute kept, one per
+ * listing. */
+#define TOP_RATE_SAMPLES 120
+
 enum top_state {
 	TOP_DISCONNECTED,       /* retrying every second */
 	TOP_GREETING,           /* connected, waiting for "xmppd-ctl 2" */
@@ -79,6 +96,20 @@ struct top_source {
 
 	double refresh_every;   /* re-list sessions every N s (0: never) */
 
+	/* Rooms, polled every second while rooms_every > 0. */
+	double rooms_every;
+	int rooms_state;        /* 0 not yet, 1 listed, -1 failed */
+	char rooms_err[256];
+	struct top_room *rooms;
+	size_t nrooms;
+	char *room_selected;    /* whose occupants to list, or NULL */
+	struct top_occupant *occupants;
+	size_t noccupants;
+	int occupants_state;    /* 0 not yet, 1 listed, -1 failed */
+	double rate[TOP_RATE_SAMPLES];  /* total messages/min, oldest
+	                                   first */
+	size_t nrate;
+
 	/* Private: connection and outstanding requests. */
 	void *priv;
 };
@@ -108,6 +139,13 @@ void source_disable(struct top_source *s, const char *jid,
     const char *reason);
 /* Ask for JID's roster ("roster-show JID", into detail_*). */
 void source_roster(struct top_source *s, const char *jid);
+
+/* Poll "rooms" every `every` seconds (0: stop), and "room-show" for
+ * room (NULL: none) after each listing. */
+void source_watch_rooms(struct top_source *s, double every,
+    const char *room);
+/* 1 while a "rooms" or "room-show" answer is outstanding. */
+int source_rooms_pending(const struct top_source *s);
 
 /* Current idle seconds of a session. */
 double source_idle(const struct top_session *t, double now);

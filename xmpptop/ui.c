@@ -18,7 +18,8 @@
 
 #include "ui.h"
 
-enum ui_screen { SCR_SESSIONS, SCR_PRESENCE, SCR_DETAIL, SCR_HELP };
+enum ui_screen { SCR_SESSIONS, SCR_PRESENCE, SCR_DETAIL, SCR_HELP,
+	SCR_ROOMS };
 /* What a "(y/n)" question asks for. */
 enum ui_confirm { CONFIRM_NONE, CONFIRM_KICK, CONFIRM_DISABLE };
 
@@ -42,6 +43,8 @@ struct ui {
 	int show_events;
 	struct top_session **rows;
 	size_t nrows;
+	size_t room_cursor;     /* rooms screen: the selected room */
+	char room[1024];        /* its JID, kept on re-sort */
 };
 
 static volatile sig_atomic_t quit_signal;
@@ -424,6 +427,9 @@ static const char *const help_lines[] = {
 	"  s          sort by connection time (oldest first)",
 	"  r          reverse the sort order",
 	"  p, Tab     switch between the sessions and presence views",
+	"  m          rooms: group chat rooms by activity (messages per",
+	"             minute, occupants), the occupants of the selected",
+	"             one (Up/Down), polled every second",
 	"  e          show or hide the events pane",
 	"  k          kick the selected session (asks y/n)",
 	"  d          disable the selected session's account: close all",
@@ -435,6 +441,70 @@ static const char *const help_lines[] = {
 	"stanzas and bytes per second in and out, offline queue, the",
 	"daemon's RSS, storage queue depth and last commit latency.",
 };
+
+/* The rooms screen: the rooms by activity (the selected one
+ * highlighted), then the occupants of the selected room. */
+static void
+draw_rooms(struct ui *u, int y0, int height)
+{
+	struct top_source *s = u->src;
+	size_t n, i;
+	const struct top_room **rooms = view_rooms(s, &n);
+	int y = y0, list = height / 2;
+	char l[1400], flags[8];
+
+	if (u->room[0] != '\0')
+		for (i = 0; i < n; i++)
+			if (strcmp(rooms[i]->jid, u->room) == 0)
+				u->room_cursor = i;
+	if (u->room_cursor >= n)
+		u->room_cursor = n > 0 ? n - 1 : 0;
+	if (n > 0)
+		snprintf(u->room, sizeof(u->room), "%s",
+		    rooms[u->room_cursor]->jid);
+	source_watch_rooms(s, 1.0, n > 0 ? u->room : NULL);
+	view_rooms_header(s, l, sizeof(l));
+	fill_line(y, A_REVERSE);
+	attron(A_REVERSE);
+	snprintf(l + strlen(l), sizeof(l) - strlen(l), "%s",
+	    s->rooms_state == -1 ? "  (rooms: unavailable)" : "");
+	put(y++, 0, "ROOMS", COLS);
+	attroff(A_REVERSE);
+	put(y++, 0, l, COLS);
+	if (s->rooms_state == -1)
+		put(y++, 0, s->rooms_err, COLS);
+	attron(A_BOLD);
+	put(y++, 0, "ROOM                                      OCC  SESS "
+	    "MSG/MIN FLAGS NAME", COLS);
+	attroff(A_BOLD);
+	for (i = u->room_cursor >= (size_t)list ? u->room_cursor - (size_t)
+	    list + 1 : 0; i < n && y < y0 + list + 3; i++) {
+		view_room_flags(rooms[i], flags, sizeof(flags));
+		snprintf(l, sizeof(l), "%-40s %5ld %5ld %7ld %-5s %s",
+		    rooms[i]->jid, rooms[i]->occupants, rooms[i]->sessions,
+		    rooms[i]->per_min, flags, rooms[i]->name);
+		if (i == u->room_cursor)
+			attron(A_REVERSE);
+		put(y++, 0, l, COLS);
+		if (i == u->room_cursor)
+			attroff(A_REVERSE);
+	}
+	free(rooms);
+	if (n == 0 || y >= y0 + height)
+		return;
+	y++;
+	attron(A_BOLD);
+	snprintf(l, sizeof(l), "OCCUPANTS of %s", u->room);
+	put(y++, 0, l, COLS);
+	attroff(A_BOLD);
+	for (i = 0; i < s->noccupants && y < y0 + height; i++) {
+		const struct top_occupant *o = &s->occupants[i];
+
+		snprintf(l, sizeof(l), "  %-20s %-12s %-8s %s (%ld)", o->nick,
+		    o->role, o->affiliation, o->jid, o->sessions);
+		put(y++, 0, l, COLS);
+	}
+}
 
 static void
 draw_help(struct ui *u, int y0, int height)
@@ -465,7 +535,8 @@ draw_bar(struct ui *u)
 	static const char *const keys[][2] = {
 		{ "?", "Help" }, { "/", "Filter" }, { "n", "JID" },
 		{ "i", "Idle" }, { "t", "Traf" }, { "s", "Since" },
-		{ "r", "Rev" }, { "p", "Pres" }, { "Ent", "Detail" },
+		{ "r", "Rev" }, { "p", "Pres" }, { "m", "Rooms" },
+		{ "Ent", "Detail" },
 		{ "k", "Kick" }, { "d", "Disable" }, { "q", "Quit" },
 	};
 	int x = 0;
@@ -511,6 +582,9 @@ draw(struct ui *u)
 	case SCR_DETAIL:
 		draw_detail(u, y0, height);
 		break;
+	case SCR_ROOMS:
+		draw_rooms(u, y0, height);
+		break;
 	case SCR_HELP:
 		draw_help(u, y0, height + events);
 		events = 0;
@@ -527,6 +601,20 @@ draw(struct ui *u)
 static void
 move_cursor(struct ui *u, long delta)
 {
+	if (u->screen == SCR_ROOMS) {
+		if (delta < 0 && (size_t)-delta > u->room_cursor)
+			u->room_cursor = 0;
+		else if (delta == LONG_MAX / 2)
+			u->room_cursor = u->src->nrooms ? u->src->nrooms - 1 :
+			    0;
+		else
+			u->room_cursor += (size_t)delta;
+		if (u->room_cursor >= u->src->nrooms)
+			u->room_cursor = u->src->nrooms ? u->src->nrooms - 1 :
+			    0;
+		u->room[0] = '\0';     /* the row under the cursor now */
+		return;
+	}
 	if (u->screen != SCR_SESSIONS) {
 		if (delta < 0 && (size_t)-delta > u->scroll)
 			u->scroll = 0;
@@ -648,6 +736,12 @@ key(struct ui *u, int ch)
 		u->screen = u->screen == SCR_PRESENCE ? SCR_SESSIONS :
 		    SCR_PRESENCE;
 		u->scroll = 0;
+		break;
+	case 'm':
+		/* Rooms: polled every second while shown. */
+		u->screen = u->screen == SCR_ROOMS ? SCR_SESSIONS : SCR_ROOMS;
+		if (u->screen != SCR_ROOMS)
+			source_watch_rooms(s, 0, NULL);
 		break;
 	case 'e':
 		u->show_events = !u->show_events;

@@ -314,3 +314,63 @@ view_header(const struct top_source *s, char *buf, size_t size)
 	    k->offline_queue, k->rss_kb / 1024.0, k->store_queue,
 	    k->commit_ms);
 }
+
+/* Rooms. */
+
+static int
+room_activity_cmp(const void *a, const void *b)
+{
+	const struct top_room *x = *(const struct top_room *const *)a;
+	const struct top_room *y = *(const struct top_room *const *)b;
+
+	if (x->per_min != y->per_min)
+		return x->per_min > y->per_min ? -1 : 1;
+	if (x->occupants != y->occupants)
+		return x->occupants > y->occupants ? -1 : 1;
+	return strcmp(x->jid, y->jid);
+}
+
+const struct top_room **
+view_rooms(const struct top_source *s, size_t *n)
+{
+	const struct top_room **v = xcalloc(s->nrooms + 1, sizeof(*v));
+
+	for (size_t i = 0; i < s->nrooms; i++)
+		v[i] = &s->rooms[i];
+	qsort(v, s->nrooms, sizeof(*v), room_activity_cmp);
+	*n = s->nrooms;
+	return v;
+}
+
+void
+view_rooms_header(const struct top_source *s, char *buf, size_t size)
+{
+	long occupants = 0;
+	double max = 0;
+	size_t len, first;
+
+	for (size_t i = 0; i < s->nrooms; i++)
+		occupants += s->rooms[i].occupants;
+	len = (size_t)snprintf(buf, size, "rooms %zu, occupants %ld, "
+	    "messages/min %.0f", s->nrooms, occupants, s->nrate ?
+	    s->rate[s->nrate - 1] : 0.0);
+	if (s->nrate < 2 || len >= size)
+		return;
+	/* The last 30 samples scaled to 0-9, oldest first. */
+	first = s->nrate > 30 ? s->nrate - 30 : 0;
+	for (size_t i = first; i < s->nrate; i++)
+		if (s->rate[i] > max)
+			max = s->rate[i];
+	len += (size_t)snprintf(buf + len, size - len, "  trend ");
+	for (size_t i = first; i < s->nrate && len + 1 < size; i++)
+		buf[len++] = max > 0 ? (char)('0' + (int)(9 * s->rate[i] /
+		    max + 0.5)) : '0';
+	buf[len < size ? len : size - 1] = '\0';
+}
+
+void
+view_room_flags(const struct top_room *r, char *buf, size_t size)
+{
+	snprintf(buf, size, "%c%c%c", r->persistent ? 'P' : '-',
+	    r->publicroom ? 'p' : '-', r->membersonly ? 'm' : '-');
+}

@@ -39,4 +39,13 @@ void view_header(const struct top_source *s, char *buf, size_t size);
 void view_duration(double seconds, char *buf, size_t size);
 enum view_sort view_sort_parse(const char *name);
 
+/* The rooms by activity: messages per minute, then occupants, then JID
+ * (the array is the caller's to free, not the rooms). */
+const struct top_room **view_rooms(const struct top_source *s, size_t *n);
+/* The rooms' meter: "rooms N, occupants M, messages/min X" and the
+ * trend of the last samples as a bar of digits. */
+void view_rooms_header(const struct top_source *s, char *buf, size_t size);
+/* A room's flags: P persistent, p public, m members-only, '-' if not. */
+void view_room_flags(const struct top_room *r, char *buf, size_t size);
+
 #endif

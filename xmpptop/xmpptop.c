@@ -32,9 +32,11 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: xmpptop [-b] [-n COUNT] [-d SECONDS] [-o SORT] "
+	    "usage: xmpptop [-b] [-r] [-n COUNT] [-d SECONDS] [-o SORT] "
 	    "[-s SOCKET]\n"
 	    "  -b          batch mode: print the rows as text and exit\n"
+	    "  -r          batch mode: print the rooms by activity and the\n"
+	    "              occupants of the most active one instead\n"
 	    "  -n COUNT    batch mode: print COUNT times (default 1)\n"
 	    "  -d SECONDS  delay between updates (default 2 in batch mode,\n"
 	    "              1 interactive)\n"
@@ -152,6 +154,160 @@ print_rows(struct top_source *s, enum view_sort sort)
 }
 
 static int
+rooms_listed(struct top_source *s)
+{
+	return s->state == TOP_DISCONNECTED || (s->rooms_state != 0 &&
+	    !source_rooms_pending(s) && (s->room_selected == NULL ||
+	    s->occupants_state != 0));
+}
+
+/* Print cells[0..ncols) of nrows rows (row 0 the titles) in columns two
+ * spaces apart, right-aligned where right[c]; the last column is not
+ * padded. */
+static void
+print_table(char ***cells, size_t nrows, size_t ncols, const int *right)
+{
+	size_t width[16] = { 0 };
+
+	for (size_t i = 0; i < nrows; i++)
+		for (size_t c = 0; c < ncols; c++)
+			if (strlen(cells[i][c]) > width[c])
+				width[c] = strlen(cells[i][c]);
+	for (size_t i = 0; i < nrows; i++) {
+		char line[8192];
+		size_t len = 0;
+
+		for (size_t c = 0; c < ncols && len < sizeof(line); c++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len,
+			    right[c] ? "%s%*s" : "%s%-*s", c ? "  " : "",
+			    c == ncols - 1 && !right[c] ? 0 : (int)width[c],
+			    cells[i][c]);
+		if (len >= sizeof(line))
+			len = sizeof(line) - 1;
+		while (len > 0 && line[len - 1] == ' ')
+			len--;
+		printf("%.*s\n", (int)len, line);
+	}
+}
+
+static void
+free_table(char ***cells, size_t nrows, size_t ncols)
+{
+	for (size_t i = 0; i < nrows; i++) {
+		for (size_t c = 0; c < ncols; c++)
+			free(cells[i][c]);
+		free(cells[i]);
+	}
+	free(cells);
+}
+
+/* The rooms panel as text: the meter, the rooms by activity, then the
+ * occupants of the selected (most active) room. */
+static void
+print_rooms(struct top_source *s)
+{
+	static const int room_right[] = { 0, 1, 1, 1, 0, 0 };
+	static const int occ_right[] = { 0, 0, 0, 0, 1 };
+	size_t n;
+	const struct top_room **rooms = view_rooms(s, &n);
+	char ***cells, header[512];
+
+	view_rooms_header(s, header, sizeof(header));
+	printf("xmpptop: %s\n", header);
+	if (s->rooms_state == -1) {
+		printf("rooms: %s\n", s->rooms_err);
+		free(rooms);
+		return;
+	}
+	cells = xcalloc(n + 1, sizeof(*cells));
+	cells[0] = xcalloc(6, sizeof(char *));
+	cells[0][0] = xstrdup("ROOM");
+	cells[0][1] = xstrdup("OCC");
+	cells[0][2] = xstrdup("SESS");
+	cells[0][3] = xstrdup("MSG/MIN");
+	cells[0][4] = xstrdup("FLAGS");
+	cells[0][5] = xstrdup("NAME");
+	for (size_t i = 0; i < n; i++) {
+		char flags[8];
+
+		view_room_flags(rooms[i], flags, sizeof(flags));
+		cells[i + 1] = xcalloc(6, sizeof(char *));
+		cells[i + 1][0] = xstrdup(rooms[i]->jid);
+		cells[i + 1][1] = xasprintf("%ld", rooms[i]->occupants);
+		cells[i + 1][2] = xasprintf("%ld", rooms[i]->sessions);
+		cells[i + 1][3] = xasprintf("%ld", rooms[i]->per_min);
+		cells[i + 1][4] = xstrdup(flags);
+		cells[i + 1][5] = xstrdup(rooms[i]->name);
+	}
+	print_table(cells, n + 1, 6, room_right);
+	free_table(cells, n + 1, 6);
+	free(rooms);
+	if (s->room_selected == NULL || s->occupants_state != 1)
+		return;
+	printf("\noccupants of %s:\n", s->room_selected);
+	n = s->noccupants;
+	cells = xcalloc(n + 1, sizeof(*cells));
+	cells[0] = xcalloc(5, sizeof(char *));
+	cells[0][0] = xstrdup("NICK");
+	cells[0][1] = xstrdup("ROLE");
+	cells[0][2] = xstrdup("AFFILIATION");
+	cells[0][3] = xstrdup("JID");
+	cells[0][4] = xstrdup("SESS");
+	for (size_t i = 0; i < n; i++) {
+		const struct top_occupant *o = &s->occupants[i];
+
+		cells[i + 1] = xcalloc(5, sizeof(char *));
+		cells[i + 1][0] = xstrdup(o->nick);
+		cells[i + 1][1] = xstrdup(o->role);
+		cells[i + 1][2] = xstrdup(o->affiliation);
+		cells[i + 1][3] = xstrdup(o->jid);
+		cells[i + 1][4] = xasprintf("%ld", o->sessions);
+	}
+	print_table(cells, n + 1, 5, occ_right);
+	free_table(cells, n + 1, 5);
+}
+
+/* Batch mode of -r: rooms polled each round; the most active room's
+ * occupants are asked for once the listing says which it is. */
+static int
+batch_rooms(struct top_source *s, long count, double delay)
+{
+	for (long i = 0; count <= 0 || i < count; i++) {
+		double next = source_now() + delay;
+		size_t n;
+		const struct top_room **rooms;
+
+		if (i > 0)
+			putchar('\n');
+		source_watch_rooms(s, delay, s->room_selected);
+		pump(s, ANSWER_WAIT, rooms_listed);
+		if (i == 0 && s->state == TOP_DISCONNECTED) {
+			fprintf(stderr, "xmpptop: %s\n", s->status);
+			return s->connect_errno == EACCES ||
+			    s->connect_errno == EPERM ? EXIT_DENIED :
+			    EXIT_UNREACHABLE;
+		}
+		rooms = view_rooms(s, &n);
+		if (n > 0 && (s->room_selected == NULL ||
+		    strcmp(s->room_selected, rooms[0]->jid) != 0)) {
+			/* Ask again with the most active room selected. */
+			source_watch_rooms(s, delay, rooms[0]->jid);
+			pump(s, ANSWER_WAIT, rooms_listed);
+		}
+		free(rooms);
+		if (s->state == TOP_DISCONNECTED)
+			printf("xmpptop: %s\n", s->status);
+		else
+			print_rooms(s);
+		fflush(stdout);
+		if (count > 0 && i + 1 >= count)
+			break;
+		pump(s, next - source_now(), NULL);
+	}
+	return 0;
+}
+
+static int
 batch(struct top_source *s, long count, double delay, enum view_sort sort)
 {
 	for (long i = 0; count <= 0 || i < count; i++) {
@@ -184,7 +340,7 @@ int
 main(int argc, char **argv)
 {
 	const char *sock = NULL;
-	int opt, batch_mode = 0, r;
+	int opt, batch_mode = 0, rooms_mode = 0, r;
 	long count = 1;
 	double delay = -1;
 	enum view_sort sort = SORT_JID;
@@ -192,10 +348,13 @@ main(int argc, char **argv)
 	char *end;
 
 	setlocale(LC_ALL, "");
-	while ((opt = getopt(argc, argv, "bn:d:o:s:hV")) != -1) {
+	while ((opt = getopt(argc, argv, "brn:d:o:s:hV")) != -1) {
 		switch (opt) {
 		case 'b':
 			batch_mode = 1;
+			break;
+		case 'r':
+			rooms_mode = 1;
 			break;
 		case 'n':
 			count = strtol(optarg, &end, 10);
@@ -239,7 +398,15 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	source_init(&s, find_socket(sock));
-	if (batch_mode) {
+	if (rooms_mode && !batch_mode) {
+		fprintf(stderr, "xmpptop: -r is for batch mode (-b); the "
+		    "rooms panel is the m key\n");
+		source_free(&s);
+		return EXIT_USAGE;
+	}
+	if (batch_mode && rooms_mode) {
+		r = batch_rooms(&s, count, delay < 0 ? 2.0 : delay);
+	} else if (batch_mode) {
 		r = batch(&s, count, delay < 0 ? 2.0 : delay, sort);
 	} else {
 		s.refresh_every = 10;

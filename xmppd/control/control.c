@@ -86,6 +86,14 @@ static const struct control_cmd control_cmds[] = {
 	    "roster-add JID CONTACT NAME [GROUP...]", handle_roster_add },
 	{ "roster-del", 2, 2, 1, "roster-del JID CONTACT", handle_roster_del },
 	{ "check", 0, 0, 0, "check", handle_check },
+	{ "rooms", 0, 0, 0, "rooms", handle_rooms },
+	{ "room-show", 1, 1, 0, "room-show ROOM", handle_room_show },
+	{ "room-create", 1, 6, 1, "room-create ROOM [persistent] [public] "
+	    "[members-only] [name=NAME] [owner=JID]", handle_room_create },
+	{ "room-destroy", 1, 2, 1, "room-destroy ROOM [REASON]",
+	    handle_room_destroy },
+	{ "room-affiliate", 3, 3, 1, "room-affiliate ROOM JID AFFILIATION",
+	    handle_room_affiliate },
 };
 
 static void conn_process(struct control_conn *c);

@@ -170,6 +170,14 @@ void handle_user_revoke_tokens(struct control_conn *c, char **args,
 /* cmd_pep.c: XEP-0163 nodes. */
 void handle_pep_show(struct control_conn *c, char **args, size_t nargs);
 void handle_pep_delete(struct control_conn *c, char **args, size_t nargs);
+/* cmd_rooms.c: XEP-0045 rooms, through core/rooms.h. */
+void handle_rooms(struct control_conn *c, char **args, size_t nargs);
+void handle_room_show(struct control_conn *c, char **args, size_t nargs);
+void handle_room_create(struct control_conn *c, char **args, size_t nargs);
+void handle_room_destroy(struct control_conn *c, char **args,
+    size_t nargs);
+void handle_room_affiliate(struct control_conn *c, char **args,
+    size_t nargs);
 void handle_roster_show(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_add(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_del(struct control_conn *c, char **args, size_t nargs);

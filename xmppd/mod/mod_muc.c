@@ -21,6 +21,7 @@
 #include "core/csi.h"
 #include "core/disco.h"
 #include "core/hooks.h"
+#include "core/rooms.h"
 #include "core/router.h"
 #include "core/session.h"
 #include "core/sm.h"
@@ -3225,6 +3226,9 @@ on_shutdown(void)
 	flush_ended();
 }
 
+static void muc_admin_init(void);
+static void muc_admin_deinit(void);
+
 void
 mod_muc_init(void)
 {
@@ -3259,11 +3263,13 @@ mod_muc_init(void)
 		    generation, i);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
 	hook_add_shutdown(on_shutdown);
+	muc_admin_init();
 }
 
 void
 mod_muc_deinit(void)
 {
+	muc_admin_deinit();
 	for (size_t i = 0; i < nservices; i++) {
 		size_t n;
 		void **rooms = strmap_values(services[i].rooms, &n);
@@ -3310,4 +3316,413 @@ mod_muc_deinit(void)
 	free(ended);
 	ended = NULL;
 	nended = 0;
+}
+
+/*
+ * Administration (core/rooms.h): the rooms as the control plane sees
+ * them (xmppctl rooms, room show|create|destroy|affiliate; xmpptop),
+ * and each room's message rate.  The rate is a ring of 60 per-second
+ * counts per room JID, kept beside the rooms (a room without messages
+ * has none) and counted on message_out for groupchat messages with a
+ * body from an occupant with voice; entries of rooms that are gone are
+ * dropped when the map has doubled since the last sweep, and at each
+ * listing.
+ */
+
+#define RATE_SLOTS 60
+#define RATE_SWEEP_MIN 64
+
+struct room_rate {
+	unsigned counts[RATE_SLOTS];
+	int64_t last;               /* the second of the newest slot */
+};
+
+static struct strmap *rates;    /* room JID -> struct room_rate */
+static size_t rates_swept;      /* entries after the last sweep */
+
+static int64_t
+rate_second(void)
+{
+	return (int64_t)mono_now(xmppd_loop);
+}
+
+/* Zero the slots of the seconds between rr->last and now. */
+static void
+rate_advance(struct room_rate *rr, int64_t now)
+{
+	if (now <= rr->last)
+		return;
+	if (now - rr->last >= RATE_SLOTS)
+		memset(rr->counts, 0, sizeof(rr->counts));
+	else
+		for (int64_t t = rr->last + 1; t <= now; t++)
+			rr->counts[t % RATE_SLOTS] = 0;
+	rr->last = now;
+}
+
+/* Groupchat messages of the room in the last 60 seconds. */
+static unsigned
+rate_per_min(const char *jid)
+{
+	struct room_rate *rr = rates ? strmap_get(rates, jid) : NULL;
+	unsigned sum = 0;
+
+	if (rr == NULL)
+		return 0;
+	rate_advance(rr, rate_second());
+	for (int i = 0; i < RATE_SLOTS; i++)
+		sum += rr->counts[i];
+	return sum;
+}
+
+/* Drop the counts of rooms that are gone. */
+static void
+rate_sweep(void)
+{
+	size_t n;
+	void **keys;
+	struct strmap *keep = strmap_new();
+
+	/* Moved to a new map room by room; what is left is gone. */
+	for (size_t i = 0; i < nservices; i++) {
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		for (size_t k = 0; k < n; k++) {
+			struct room *r = rooms[k];
+			struct room_rate *rr = strmap_del(rates, r->jid);
+
+			if (rr != NULL)
+				strmap_put(keep, r->jid, rr);
+		}
+		free(rooms);
+	}
+	keys = strmap_values(rates, &n);
+	for (size_t i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+	strmap_free(rates);
+	rates = keep;
+	rates_swept = strmap_count(rates);
+}
+
+/* message_out: a groupchat message with a body to a room from one of
+ * its occupants with voice (what groupchat() accepts; not a subject
+ * change or a chat state alone) counts for the room's rate. */
+static enum hook_result
+rate_count(struct session *from, struct xel *msg, const struct jid *to)
+{
+	struct service *svc;
+	struct room *r;
+	struct occupant *o;
+	struct room_rate *rr;
+	int64_t now;
+
+	if (to == NULL || to->node == NULL || to->resource != NULL ||
+	    !attr_is(msg, "type", "groupchat") ||
+	    xel_child(msg, "body", NS_CLIENT) == NULL ||
+	    (svc = service_find(to->domain)) == NULL || svc->loading ||
+	    (r = room_find(svc, to->node)) == NULL ||
+	    (o = occupant_by_session(r, from)) == NULL ||
+	    o->role < ROLE_PARTICIPANT)
+		return HOOK_PASS;
+	now = rate_second();
+	if ((rr = strmap_get(rates, r->jid)) == NULL) {
+		rr = xcalloc(1, sizeof(*rr));
+		rr->last = now;
+		strmap_put(rates, r->jid, rr);
+		if (strmap_count(rates) >= RATE_SWEEP_MIN &&
+		    strmap_count(rates) >= 2 * rates_swept)
+			rate_sweep();
+	}
+	rate_advance(rr, now);
+	rr->counts[now % RATE_SLOTS]++;
+	return HOOK_PASS;
+}
+
+static void
+admin_summary(const struct room *r, struct rooms_summary *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	sum->jid = r->jid;
+	sum->name = r->cfg.name;
+	sum->occupants = r->noccupants;
+	for (const struct occupant *o = r->occupants; o; o = o->next)
+		sum->sessions += o->nsessions;
+	sum->persistent = r->cfg.persistent;
+	sum->publicroom = r->cfg.publicroom;
+	sum->membersonly = r->cfg.membersonly;
+	sum->locked = r->locked;
+	sum->per_min = rate_per_min(r->jid);
+}
+
+static int
+room_cmp(const void *a, const void *b)
+{
+	const struct room *x = *(const struct room *const *)a;
+	const struct room *y = *(const struct room *const *)b;
+
+	return strcmp(x->jid, y->jid);
+}
+
+static void
+admin_list(rooms_summary_fn fn, void *arg)
+{
+	if (rates != NULL && strmap_count(rates) > 0)
+		rate_sweep();
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		qsort(rooms, n, sizeof(*rooms), room_cmp);
+		for (size_t k = 0; k < n; k++) {
+			struct rooms_summary sum;
+
+			admin_summary(rooms[k], &sum);
+			fn(arg, &sum);
+		}
+		free(rooms);
+	}
+}
+
+/* The service and room of node@service: ROOMS_OK, or why not. */
+static enum rooms_status
+admin_find(const char *node, const char *service, struct service **svcp,
+    struct room **rp)
+{
+	struct service *svc = service_find(service);
+
+	*rp = NULL;
+	if ((*svcp = svc) == NULL)
+		return ROOMS_NO_SERVICE;
+	if (svc->loading)
+		return ROOMS_LOADING;
+	if ((*rp = room_find(svc, node)) == NULL)
+		return ROOMS_NOT_FOUND;
+	return ROOMS_OK;
+}
+
+static const char *
+yes_no(int v)
+{
+	return v ? "yes" : "no";
+}
+
+static enum rooms_status
+admin_show(const char *node, const char *service, rooms_detail_fn fn,
+    void *arg)
+{
+	struct service *svc;
+	struct room *r;
+	enum rooms_status st = admin_find(node, service, &svc, &r);
+	struct rooms_detail d;
+	struct rooms_setting set[20];
+	struct rooms_affiliation *af;
+	struct rooms_occupant *oc;
+	char maxusers[16], histlen[16], rate[16];
+	size_t n = 0, k = 0;
+
+	if (st != ROOMS_OK)
+		return st;
+	memset(&d, 0, sizeof(d));
+	admin_summary(r, &d.sum);
+	snprintf(rate, sizeof(rate), "%u", d.sum.per_min);
+	snprintf(maxusers, sizeof(maxusers), "%u", r->cfg.maxusers);
+	snprintf(histlen, sizeof(histlen), "%u", r->cfg.historylength);
+	set[n++] = (struct rooms_setting){ "name", r->cfg.name ?
+	    r->cfg.name : "" };
+	set[n++] = (struct rooms_setting){ "description", r->cfg.desc ?
+	    r->cfg.desc : "" };
+	set[n++] = (struct rooms_setting){ "subject", r->subject ?
+	    r->subject : "" };
+	set[n++] = (struct rooms_setting){ "subject-by", r->subject_nick ?
+	    r->subject_nick : "" };
+	set[n++] = (struct rooms_setting){ "messages-per-min:int", rate };
+	set[n++] = (struct rooms_setting){ "locked:bool", yes_no(r->locked) };
+	set[n++] = (struct rooms_setting){ "persistent:bool",
+	    yes_no(r->cfg.persistent) };
+	set[n++] = (struct rooms_setting){ "public:bool",
+	    yes_no(r->cfg.publicroom) };
+	set[n++] = (struct rooms_setting){ "members-only:bool",
+	    yes_no(r->cfg.membersonly) };
+	set[n++] = (struct rooms_setting){ "moderated:bool",
+	    yes_no(r->cfg.moderated) };
+	set[n++] = (struct rooms_setting){ "password-protected:bool",
+	    yes_no(r->cfg.passwordprotected) };
+	set[n++] = (struct rooms_setting){ "whois", r->cfg.whois_anyone ?
+	    "anyone" : "moderators" };
+	set[n++] = (struct rooms_setting){ "change-subject:bool",
+	    yes_no(r->cfg.changesubject) };
+	set[n++] = (struct rooms_setting){ "allow-invites:bool",
+	    yes_no(r->cfg.allowinvites) };
+	set[n++] = (struct rooms_setting){ "voice-requests:bool",
+	    yes_no(r->cfg.voicerequests) };
+	set[n++] = (struct rooms_setting){ "allow-pm",
+	    pm_names[r->cfg.allowpm <= PM_NONE ? r->cfg.allowpm : 0] };
+	set[n++] = (struct rooms_setting){ "max-users:int",
+	    r->cfg.maxusers ? maxusers : "" };
+	set[n++] = (struct rooms_setting){ "history-length:int", histlen };
+	d.settings = set;
+	d.nsettings = n;
+	af = xcalloc(r->naffils + 1, sizeof(*af));
+	/* By privilege, then as they were given. */
+	for (int a = AFF_OWNER; a >= AFF_OUTCAST; a--)
+		for (size_t i = 0; i < r->naffils; i++)
+			if ((int)r->affils[i].aff == a) {
+				af[k].jid = r->affils[i].jid;
+				af[k++].affiliation = aff_names[a];
+			}
+	d.affils = af;
+	d.naffils = k;
+	oc = xcalloc(r->noccupants + 1, sizeof(*oc));
+	k = 0;
+	for (const struct occupant *o = r->occupants; o; o = o->next, k++) {
+		oc[k].nick = o->nick;
+		oc[k].role = role_names[o->role];
+		oc[k].affiliation = aff_names[o->affiliation];
+		oc[k].jid = o->bare;
+		oc[k].sessions = o->nsessions;
+	}
+	d.occupants = oc;
+	d.noccupants = k;
+	fn(arg, &d);
+	free(af);
+	free(oc);
+	return ROOMS_OK;
+}
+
+static enum rooms_status
+admin_create(const struct rooms_create *c, char *why, size_t whylen)
+{
+	struct service *svc;
+	struct room *r;
+	enum rooms_status st = admin_find(c->node, c->service, &svc, &r);
+
+	if (st != ROOMS_NOT_FOUND)
+		return st == ROOMS_OK ? ROOMS_EXISTS : st;
+	r = room_new(svc, c->node);
+	r->locked = 0;
+	r->cfg.persistent = c->persistent != 0;
+	r->cfg.publicroom = c->publicroom != 0;
+	r->cfg.membersonly = c->membersonly != 0;
+	r->cfg.name = c->name ? dup_bounded(c->name) : NULL;
+	if (c->owner != NULL)
+		room_set_affiliation(r, c->owner, AFF_OWNER);
+	room_save(r, NULL, NULL);
+	log_info("muc: %s created by the administrator (%s, owner %s)",
+	    r->jid, r->cfg.persistent ? "persistent" : "temporary",
+	    c->owner ? c->owner : "none");
+	return ROOMS_OK;
+}
+
+static enum rooms_status
+admin_destroy(const char *node, const char *service, const char *reason,
+    unsigned *told)
+{
+	struct service *svc;
+	struct room *r;
+	enum rooms_status st = admin_find(node, service, &svc, &r);
+	struct xel *d;
+
+	*told = 0;
+	if (st != ROOMS_OK)
+		return st;
+	*told = r->noccupants;
+	if (r->cfg.persistent)
+		room_unsave(r, NULL, NULL);
+	d = xel_new(arena_new(512), "destroy", NS_MUC_OWNER);
+	if (reason != NULL && reason[0] != '\0')
+		xel_text_set(xel_add(d, "reason", NULL), reason);
+	depth++;
+	room_destroy(r, d, "by the administrator", 0);
+	depth--;
+	arena_free(d->arena);
+	flush_ended();
+	return ROOMS_OK;
+}
+
+static enum rooms_status
+admin_affiliate(const char *node, const char *service, const char *jid,
+    const char *affiliation, char *why, size_t whylen)
+{
+	struct service *svc;
+	struct room *r;
+	enum rooms_status st = admin_find(node, service, &svc, &r);
+	struct xel *item;
+	const char *err;
+	int had;
+
+	if (st != ROOMS_OK)
+		return st;
+	if (parse_aff(affiliation) < 0) {
+		snprintf(why, whylen, "unknown affiliation \"%s\" (owner, "
+		    "admin, member, outcast or none)", affiliation);
+		return ROOMS_REFUSED;
+	}
+	item = xel_new(arena_new(512), "item", NS_MUC_ADMIN);
+	xel_set_attr(item, "affiliation", affiliation);
+	xel_set_attr(item, "jid", jid);
+	had = r->occupants != NULL;
+	/* As the room's owner would, without being an occupant: the
+	 * occupants concerned are told (301, 321, or a new presence), an
+	 * online user outside the room gets 101. */
+	depth++;
+	err = admin_item(r, NULL, AFF_OWNER, item);
+	depth--;
+	arena_free(item->arena);
+	if (err != NULL) {
+		flush_ended();
+		if (strcmp(err, "jid-malformed") == 0)
+			return ROOMS_BAD_JID;
+		if (strcmp(err, "conflict") == 0)
+			snprintf(why, whylen, "%s is the room's only owner "
+			    "(XEP-0045 10.6): make another owner first", jid);
+		else if (strcmp(err, "resource-constraint") == 0)
+			snprintf(why, whylen, "the room has %d affiliations, "
+			    "the most it may keep", MUC_AFFILIATIONS_MAX);
+		else
+			snprintf(why, whylen, "refused (%s)", err);
+		return ROOMS_REFUSED;
+	}
+	log_info("muc: %s: %s is now %s (by the administrator)", r->jid, jid,
+	    affiliation);
+	room_save(r, NULL, NULL);
+	/* A temporary room goes with its last occupant banned. */
+	if (had && r->occupants == NULL)
+		room_maybe_free(r);
+	flush_ended();
+	return ROOMS_OK;
+}
+
+static const struct rooms_provider muc_rooms = {
+	.list = admin_list,
+	.show = admin_show,
+	.create = admin_create,
+	.destroy = admin_destroy,
+	.affiliate = admin_affiliate,
+};
+
+static void
+muc_admin_init(void)
+{
+	rates = strmap_new();
+	rates_swept = 0;
+	hook_add_message_out(rate_count);
+	rooms_set_provider(&muc_rooms);
+}
+
+static void
+muc_admin_deinit(void)
+{
+	size_t n;
+	void **v;
+
+	rooms_set_provider(NULL);
+	if (rates == NULL)
+		return;
+	v = strmap_values(rates, &n);
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	strmap_free(rates);
+	rates = NULL;
 }
