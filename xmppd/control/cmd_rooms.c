@@ -321,8 +321,6 @@ static int
 create_options(struct control_conn *c, char **args, size_t nargs,
     struct create_args *a)
 {
-	const char *bad;
-
 	for (size_t i = 0; i < nargs; i++) {
 		const char *o = args[i];
 
@@ -333,7 +331,7 @@ create_options(struct control_conn *c, char **args, size_t nargs,
 		else if (strcmp(o, "members-only") == 0)
 			a->rc.membersonly = 1;
 		else if (strncmp(o, "name=", 5) == 0) {
-			if ((bad = check_reason(o + 5)) != NULL) {
+			if (check_reason(o + 5) != NULL) {
 				reply_err(c, CTL_E_USAGE, "NAME must be UTF-8 "
 				    "text of at most 1024 bytes without "
 				    "control characters");
