@@ -2140,6 +2140,9 @@ config_form(const struct room *r, struct xel *q)
 	for (int i = 0; i < 2; i++) {
 		struct xel *o = xel_add(f, "option", NULL);
 
+		/* Labelled: clients show the label (profanity shows
+		 * "(null)" without one). */
+		xel_set_attr(o, "label", i ? "Anyone" : "Moderators only");
 		xel_text_set(xel_add(o, "value", NULL), i ? "anyone" :
 		    "moderators");
 	}
@@ -2154,9 +2157,14 @@ config_form(const struct room *r, struct xel *q)
 	    "1" : "0");
 	f = form_field(x, "muc#roomconfig_allowpm", "list-single",
 	    "Who may send private messages", pm_names[r->cfg.allowpm]);
-	for (int i = 0; i < 4; i++)
-		xel_text_set(xel_add(xel_add(f, "option", NULL), "value",
-		    NULL), pm_names[i]);
+	for (int i = 0; i < 4; i++) {
+		static const char *const labels[] = { "Anyone",
+		    "Participants", "Moderators", "Nobody" };
+		struct xel *o = xel_add(f, "option", NULL);
+
+		xel_set_attr(o, "label", labels[i]);
+		xel_text_set(xel_add(o, "value", NULL), pm_names[i]);
+	}
 	snprintf(n, sizeof(n), "%u", r->cfg.historylength);
 	form_field(x, "muc#roomconfig_historylength", "text-single",
 	    "Messages of history (at most 200)", n);
