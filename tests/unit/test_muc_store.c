@@ -16,6 +16,7 @@
 #include "store/muc.h"
 #include "store/store.h"
 #include "unit.h"
+#include "unit_loop.h"
 
 #define OWNER 4545
 #define SERVICE "conference.a.example"
@@ -24,7 +25,7 @@ static struct ev_loop *loop;
 static pthread_t main_thread;
 static char dir[64];
 static char dbpath[128];
-static int in_call, bad_context, timed_out;
+static int in_call, bad_context;
 static uint64_t issued, completed;
 
 /* What the completions saw. */
@@ -81,24 +82,16 @@ rooms_cb(uint64_t owner, uint64_t tag, enum store_status st,
 	}
 }
 
-static void
-guard_cb(struct ev_loop *l, ev_timer *w, int revents)
+static int
+all_done(void)
 {
-	timed_out = 1;
-	ev_break(l, EVBREAK_ONE);
+	return completed >= issued;
 }
 
 static int
 wait_all(void)
 {
-	ev_timer guard;
-
-	ev_timer_init(&guard, guard_cb, 30., 0.);
-	ev_timer_start(loop, &guard);
-	while (completed < issued && !timed_out)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &guard);
-	return !timed_out;
+	return unit_run_until(loop, all_done);
 }
 
 static void
@@ -231,7 +224,7 @@ main(void)
 	if (err[0] != '\0')
 		fprintf(stderr, "store_open: %s\n", err);
 	test_rooms();
-	CHECK(!timed_out);
+	CHECK(!unit_loop_timed_out);
 	CHECK(bad_context == 0);
 	CHECK(completed == issued);
 	store_close();

@@ -21,6 +21,7 @@
 #include "store/pep.h"
 #include "store/store.h"
 #include "unit.h"
+#include "unit_loop.h"
 
 #define OWNER 4343
 #define MAX_TAGS 2048
@@ -53,7 +54,6 @@ static int bad_context; /* callback during a call, off the loop thread, or
 static int bad_order;   /* completions out of FIFO order */
 static uint64_t issued, completed;
 static void *slots[MAX_TAGS]; /* tag -> the result the callback fills */
-static int timed_out;
 
 static uint64_t
 issue(void *result)
@@ -81,25 +81,17 @@ completion(uint64_t owner, uint64_t tag)
 	return slots[tag];
 }
 
-static void
-guard_cb(struct ev_loop *l, ev_timer *w, int revents)
+static int
+all_done(void)
 {
-	timed_out = 1;
-	ev_break(l, EVBREAK_ONE);
+	return completed >= issued;
 }
 
 /* Run the loop until every issued request has completed (30 s guard). */
 static int
 wait_all(void)
 {
-	ev_timer guard;
-
-	ev_timer_init(&guard, guard_cb, 30., 0.);
-	ev_timer_start(loop, &guard);
-	while (completed < issued && !timed_out)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &guard);
-	return !timed_out;
+	return unit_run_until(loop, all_done);
 }
 
 /* Append s to the list in buf, separated by sep. */
@@ -1621,7 +1613,7 @@ main(void)
 	test_account_delete();
 	test_last_items();
 	test_load();
-	CHECK(!timed_out);
+	CHECK(!unit_loop_timed_out);
 	CHECK(bad_context == 0);
 	CHECK(bad_order == 0);
 	CHECK(completed == issued);

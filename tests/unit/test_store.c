@@ -26,6 +26,7 @@
 #include "store/store.h"
 #include "work.h"
 #include "unit.h"
+#include "unit_loop.h"
 
 #define OWNER 4242
 #define MAX_TAGS 4096
@@ -165,26 +166,17 @@ listing_free(struct listing *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Run the loop until every issued request has completed (30 s guard). */
-static int timed_out;
-static void
-guard_cb(struct ev_loop *l, ev_timer *w, int revents)
+static int
+all_done(void)
 {
-	timed_out = 1;
-	ev_break(l, EVBREAK_ONE);
+	return completed >= issued && lists_done >= lists_issued;
 }
 
+/* Run the loop until every issued request has completed (30 s guard). */
 static int
 wait_all(void)
 {
-	ev_timer guard;
-
-	ev_timer_init(&guard, guard_cb, 30., 0.);
-	ev_timer_start(loop, &guard);
-	while ((completed < issued || lists_done < lists_issued) && !timed_out)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &guard);
-	return !timed_out;
+	return unit_run_until(loop, all_done);
 }
 
 /* Keys with a recognisable pattern; iterations 0 means "none". */
@@ -1058,21 +1050,22 @@ job_done(void *p, uint64_t owner, uint64_t tag)
 	free(j);
 }
 
+static int
+fifty_jobs_done(void)
+{
+	return jobs_done >= 50;
+}
+
 static void
 test_work(void)
 {
-	ev_timer guard;
 	int once = 1;
 
 	work_init(loop, 4);
 	for (uint64_t i = 0; i < 50; i++)
 		CALL(submit_job(i, 0));
 	CHECK(jobs_done == 0);
-	ev_timer_init(&guard, guard_cb, 30., 0.);
-	ev_timer_start(loop, &guard);
-	while (jobs_done < 50 && !timed_out)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &guard);
+	CHECK(unit_run_until(loop, fifty_jobs_done));
 	CHECK(jobs_done == 50);
 	for (int i = 0; i < 50; i++)
 		if (job_done_count[i] != 1)
@@ -1142,7 +1135,7 @@ main(void)
 	CHECK_STR(store_status_str(STORE_NOT_FOUND), "not found");
 	CHECK_STR(store_status_str(STORE_EXISTS), "exists");
 	CHECK_STR(store_status_str(STORE_ERROR), "database error");
-	CHECK(!timed_out);
+	CHECK(!unit_loop_timed_out);
 
 	for (size_t i = 0; i < nexpected; i++)
 		free(expected[i]);
