@@ -264,6 +264,8 @@ static const struct option limit_options[] = {
         64 * KIB, 0, 0},
     {"muc-history-size", set_size, LIMIT_FIELD(muc_history_size), 0,
         64 * MIB, 0, 0},
+    {"muc-room-idle", set_duration, LIMIT_FIELD(muc_room_idle), 0, 86400, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1369,6 +1371,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.muc_nick_length = 64;
 	c->limits.muc_subject_length = 1024;
 	c->limits.muc_history_size = 262144;
+	c->limits.muc_room_idle = 600;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);

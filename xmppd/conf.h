@@ -132,6 +132,9 @@ struct conf_limits {
 	size_t muc_subject_length;   /* "muc-subject-length", 1024 bytes */
 	size_t muc_history_size;     /* "muc-history-size", 262144: bytes of
 	                                history a room keeps in memory */
+	unsigned muc_room_idle;      /* "muc-room-idle", s, 600: how long a
+	                                persistent room without occupants
+	                                stays in memory */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */

@@ -14,12 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
+
 #include "control/control_int.h"
 #include "core/rooms.h"
 #include "ctl.h"
 #include "jid.h"
 #include "store/store_engine.h"
 #include "xmalloc.h"
+#include "xmppd.h"
 
 static const char *
 yes_no(int v)
@@ -75,6 +78,96 @@ parse_bare(struct control_conn *c, const char *s)
 	return bare;
 }
 
+/*
+ * A request for a room that is being read from storage (ROOMS_LOADING:
+ * at start-up, or a persistent room out of memory, whose read the
+ * provider has started) is run again every RETRY_INTERVAL seconds, up
+ * to RETRY_MAX times, before "try again" is the answer.
+ */
+#define RETRY_INTERVAL 0.02
+#define RETRY_MAX 250
+
+typedef void (*room_handler)(struct control_conn *c, char **args,
+    size_t nargs);
+
+struct retry {
+	ev_timer w;
+	uint64_t conn;
+	uint32_t req;
+	room_handler handle;
+	char **args;
+	size_t nargs;
+	unsigned tries;
+};
+
+/* The request running now (its handler, arguments and tries). */
+static struct {
+	room_handler handle;
+	char **args;
+	size_t nargs;
+	unsigned tries;
+} current;
+
+static void
+retry_free(struct retry *r)
+{
+	for (size_t i = 0; i < r->nargs; i++)
+		free(r->args[i]);
+	free(r->args);
+	free(r);
+}
+
+static void
+run_request(struct control_conn *c, room_handler h, char **args,
+    size_t nargs, unsigned tries)
+{
+	current.handle = h;
+	current.args = args;
+	current.nargs = nargs;
+	current.tries = tries;
+	h(c, args, nargs);
+	current.handle = NULL;
+}
+
+static void
+retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct retry *r = (struct retry *)w;
+	struct control_conn *c = control_state.running ?
+	    control_conn_find(r->conn) : NULL;
+
+	if (c != NULL && c->busy && c->req == r->req) {
+		c->busy = 0;
+		run_request(c, r->handle, r->args, r->nargs, r->tries);
+		if (!c->busy && !c->dead)
+			request_done(c);
+	}
+	retry_free(r);
+}
+
+/* Ask again later instead of answering; 0 once the tries are spent. */
+static int
+retry_later(struct control_conn *c)
+{
+	struct retry *r;
+
+	if (current.handle == NULL || current.tries >= RETRY_MAX)
+		return 0;
+	r = xcalloc(1, sizeof(*r));
+	r->conn = c->id;
+	r->req = c->req;
+	r->handle = current.handle;
+	r->tries = current.tries + 1;
+	r->nargs = current.nargs;
+	r->args = xcalloc(current.nargs + 1, sizeof(*r->args));
+	for (size_t i = 0; i < current.nargs; i++)
+		r->args[i] = xstrdup(current.args[i]);
+	c->busy = 1;
+	ev_timer_init(&r->w, retry_cb, RETRY_INTERVAL, 0.0);
+	ev_timer_start(xmppd_loop, &r->w);
+	return 1;
+}
+
 /* The answer to a provider's status other than ROOMS_OK. */
 static void
 reply_rooms_err(struct control_conn *c, enum rooms_status st,
@@ -97,6 +190,8 @@ reply_rooms_err(struct control_conn *c, enum rooms_status st,
 		reply_err(c, CTL_E_BAD_JID, "invalid JID");
 		break;
 	case ROOMS_LOADING:
+		if (retry_later(c))
+			break;
 		reply_err(c, CTL_E_INTERNAL, "%s is still reading its rooms "
 		    "from storage; try again", room->domain);
 		break;
@@ -197,8 +292,8 @@ show_detail(void *arg, const struct rooms_detail *d)
 	}
 }
 
-void
-handle_room_show(struct control_conn *c, char **args, size_t nargs)
+static void
+do_room_show(struct control_conn *c, char **args, size_t nargs)
 {
 	const struct rooms_provider *p = provider_or_err(c);
 	enum rooms_status st;
@@ -353,8 +448,8 @@ create_options(struct control_conn *c, char **args, size_t nargs,
 	return 0;
 }
 
-void
-handle_room_create(struct control_conn *c, char **args, size_t nargs)
+static void
+do_room_create(struct control_conn *c, char **args, size_t nargs)
 {
 	const struct rooms_provider *p = provider_or_err(c);
 	struct create_args a;
@@ -385,8 +480,8 @@ handle_room_create(struct control_conn *c, char **args, size_t nargs)
 	jid_free(&room);
 }
 
-void
-handle_room_destroy(struct control_conn *c, char **args, size_t nargs)
+static void
+do_room_destroy(struct control_conn *c, char **args, size_t nargs)
 {
 	const struct rooms_provider *p = provider_or_err(c);
 	const char *reason = nargs > 1 ? args[1] : NULL;
@@ -417,8 +512,8 @@ handle_room_destroy(struct control_conn *c, char **args, size_t nargs)
 	jid_free(&room);
 }
 
-void
-handle_room_affiliate(struct control_conn *c, char **args, size_t nargs)
+static void
+do_room_affiliate(struct control_conn *c, char **args, size_t nargs)
 {
 	static const char *const affs[] = { "owner", "admin", "member",
 		"outcast", "none" };
@@ -456,4 +551,28 @@ handle_room_affiliate(struct control_conn *c, char **args, size_t nargs)
 		reply_changed(c, room_persistent(p, &room), NULL);
 	free(bare);
 	jid_free(&room);
+}
+
+void
+handle_room_show(struct control_conn *c, char **args, size_t nargs)
+{
+	run_request(c, do_room_show, args, nargs, 0);
+}
+
+void
+handle_room_create(struct control_conn *c, char **args, size_t nargs)
+{
+	run_request(c, do_room_create, args, nargs, 0);
+}
+
+void
+handle_room_destroy(struct control_conn *c, char **args, size_t nargs)
+{
+	run_request(c, do_room_destroy, args, nargs, 0);
+}
+
+void
+handle_room_affiliate(struct control_conn *c, char **args, size_t nargs)
+{
+	run_request(c, do_room_affiliate, args, nargs, 0);
 }

@@ -81,6 +81,12 @@
 #define CREATE_WINDOW 3600.0
 /* Room name, description and password: bytes at most. */
 #define TEXT_MAX 1024
+/* Stanzas one room keeps while it is read back from storage. */
+#define PENDING_MAX 64
+/* disco#items of a service: rooms in one answer at most (XEP-0059
+ * pages through more). */
+#define ROOM_LIST_MAX 500
+#define NS_RSM "http://jabber.org/protocol/rsm"  /* XEP-0059 */
 
 void mod_muc_init(void);
 void mod_muc_deinit(void);
@@ -180,12 +186,39 @@ struct room {
 	unsigned invites_next;
 	char *vcard;                /* its vcard-temp vCard, serialized */
 	char *photo_hash;           /* XEP-0153 hash of its PHOTO, or NULL */
+	double quiet_since;         /* mono_now() of its last stanza or its
+	                               last occupant's exit: a persistent
+	                               room leaves memory limits
+	                               { muc-room-idle } later */
+};
+
+/* A stanza to a persistent room that is being read back. */
+struct pending {
+	struct pending *next;
+	uint64_t session;
+	struct xel *st;             /* a copy, in its own arena */
+};
+
+/*
+ * A persistent room as the service knows it whether it is in memory or
+ * not (XEP-0045 §4 "persistent room": it exists with no occupants): what
+ * disco#items lists, and, while it is read back from storage, the
+ * stanzas that wait for it.
+ */
+struct stored {
+	char *name;                 /* muc#roomconfig_roomname, or NULL */
+	unsigned flags;             /* MUC_ROOM_* */
+	uint64_t reading;           /* the read's tag while being read
+	                               back (the room, then its history) */
+	struct pending *pending, **tail;
+	unsigned npending;
 };
 
 struct service {
 	char *domain;
 	char *host;
-	struct strmap *rooms;       /* node -> struct room */
+	struct strmap *rooms;       /* node -> struct room, in memory */
+	struct strmap *stored;      /* node -> struct stored, persistent */
 	int loading;                /* persistent rooms not all read yet */
 };
 
@@ -222,6 +255,9 @@ struct creator {
 };
 static struct strmap *creators;
 static double creators_swept;
+/* Persistent rooms without occupants leave memory (limits
+ * { muc-room-idle }): looked for by this timer. */
+static ev_timer idle_w;
 
 static void occupant_remove(struct room *r, struct occupant *o, int code,
     const char *reason, const char *actor);
@@ -412,6 +448,7 @@ room_new(struct service *svc, const char *node)
 	r->cfg.historylength = HISTORY_DEFAULT;
 	r->cfg.voicerequests = 1;
 	r->locked = 1;
+	r->quiet_since = mono_now(xmppd_loop);
 	strmap_put(svc->rooms, node, r);
 	return r;
 }
@@ -1199,10 +1236,13 @@ change_nick(struct room *r, struct occupant *o, struct session *s,
 static void
 room_maybe_free(struct room *r)
 {
-	if (r->occupants == NULL && !r->cfg.persistent) {
+	if (r->occupants != NULL)
+		return;
+	if (!r->cfg.persistent) {
 		log_info("muc: %s destroyed (empty)", r->jid);
 		room_free(r);
-	}
+	} else
+		r->quiet_since = mono_now(xmppd_loop);
 }
 
 /*
@@ -1288,6 +1328,64 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 }
 
 /* Storage of persistent rooms (store/muc.h). */
+
+static struct stored *
+stored_find(const struct service *svc, const char *node)
+{
+	return node ? strmap_get(svc->stored, node) : NULL;
+}
+
+/* A persistent room's entry, made or brought up to date. */
+static void
+stored_put(struct service *svc, const char *node, const char *name,
+    unsigned flags)
+{
+	struct stored *sr = stored_find(svc, node);
+
+	if (sr == NULL) {
+		sr = xcalloc(1, sizeof(*sr));
+		sr->tail = &sr->pending;
+		strmap_put(svc->stored, node, sr);
+	}
+	if (sr->name == NULL || name == NULL || strcmp(sr->name, name) != 0) {
+		free(sr->name);
+		sr->name = name ? xstrdup(name) : NULL;
+	}
+	sr->flags = flags;
+}
+
+static void
+pending_free(struct pending *p)
+{
+	while (p != NULL) {
+		struct pending *next = p->next;
+
+		arena_free(p->st->arena);
+		free(p);
+		p = next;
+	}
+}
+
+static void
+stored_free(struct stored *sr)
+{
+	pending_free(sr->pending);
+	free(sr->name);
+	free(sr);
+}
+
+/* The room is no longer persistent (or is destroyed).  One being read
+ * back stays until its read completes. */
+static void
+stored_del(struct service *svc, const char *node)
+{
+	struct stored *sr = stored_find(svc, node);
+
+	if (sr != NULL && sr->reading == 0) {
+		strmap_del(svc->stored, node);
+		stored_free(sr);
+	}
+}
 
 static void
 reply_done(uint64_t owner, uint64_t tag, enum store_status st)
@@ -1381,6 +1479,7 @@ room_save(struct room *r, struct session *s, const struct xel *iq)
 	row.naffils = r->naffils;
 	row.vcard = r->vcard;
 	row.photo_hash = r->photo_hash;
+	stored_put(r->svc, r->node, r->cfg.name, row.flags);
 	tag = iq ? reply_after_commit(s, iq) : 0;
 	muc_store_save(&row, iq ? reply_done : write_done, generation, tag);
 	free(a);
@@ -1392,19 +1491,20 @@ room_unsave(struct room *r, struct session *s, const struct xel *iq)
 {
 	uint64_t tag = iq ? reply_after_commit(s, iq) : 0;
 
+	stored_del(r->svc, r->node);
 	muc_store_delete(r->svc->domain, r->node, iq ? reply_done :
 	    write_done, generation, tag);
 	return iq != NULL;
 }
 
-/* A persistent room read at start-up. */
-static void
+/* A persistent room read back from storage. */
+static struct room *
 room_from_row(struct service *svc, const struct muc_room_row *row)
 {
 	struct room *r;
 
-	if (room_find(svc, row->node) != NULL)
-		return;
+	if ((r = room_find(svc, row->node)) != NULL)
+		return r;
 	r = room_new(svc, row->node);
 	r->locked = 0;
 	r->cfg.persistent = 1;
@@ -1434,6 +1534,7 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 		if (row->affils[i].affiliation <= MUC_AFF_OWNER)
 			room_set_affiliation(r, row->affils[i].jid,
 			    (enum affiliation)row->affils[i].affiliation);
+	return r;
 }
 
 /* A chunk of a service's persistent rooms (tag: its index). */
@@ -1453,15 +1554,253 @@ rooms_loaded(uint64_t owner, uint64_t tag, enum store_status st,
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		room_from_row(svc, &rows[i]);
+		stored_put(svc, rows[i].node, rows[i].name, rows[i].flags);
 	if (more && n > 0) {
 		muc_store_load(svc->domain, rows[n - 1].id, rooms_loaded,
 		    generation, tag);
 		return;
 	}
 	svc->loading = 0;
-	log_info("muc: %s: %zu rooms", svc->domain,
-	    strmap_count(svc->rooms));
+	log_info("muc: %s: %zu persistent rooms", svc->domain,
+	    strmap_count(svc->stored));
+}
+
+/*
+ * Reading a persistent room back (XEP-0045 §4: a persistent room
+ * exists without occupants; in memory only while it has them or was
+ * used recently).  Stanzas for it wait in its struct stored, in order,
+ * until it is read (with its history from its archive, when it keeps
+ * one), then go the usual way.
+ */
+struct room_read {
+	struct room_read *next;
+	uint64_t tag;
+	struct service *svc;
+	char *node;
+};
+static struct room_read *reads;
+
+static void muc_route(struct session *from, struct xel *st,
+    const struct jid *to);
+
+static struct room_read *
+read_take(uint64_t owner, uint64_t tag)
+{
+	struct room_read **pp, *rd;
+
+	if (owner != generation)
+		return NULL;
+	for (pp = &reads; *pp != NULL && (*pp)->tag != tag; pp = &(*pp)->next)
+		;
+	if ((rd = *pp) != NULL)
+		*pp = rd->next;
+	return rd;
+}
+
+static void
+read_free(struct room_read *rd)
+{
+	free(rd->node);
+	free(rd);
+}
+
+/* The read is over: the waiting stanzas go on (or are refused with
+ * cond when it failed). */
+static void
+read_finish(struct service *svc, const char *node, const char *cond)
+{
+	struct stored *sr = stored_find(svc, node);
+	struct pending *p;
+
+	if (sr == NULL)
+		return;
+	p = sr->pending;
+	sr->pending = NULL;
+	sr->tail = &sr->pending;
+	sr->npending = 0;
+	sr->reading = 0;
+	for (struct pending *q = p; q != NULL; q = q->next) {
+		struct session *s = sm_find_id(q->session);
+		struct jid to = { 0 };
+
+		if (s == NULL || s->closing)
+			continue;
+		if (cond != NULL) {
+			if (!attr_is(q->st, "type", "error") &&
+			    !attr_is(q->st, "type", "unavailable"))
+				bounce_typed(s, q->st, "wait", cond, NULL);
+		} else if (jid_parse(&to, xel_attr(q->st, "to")) == 0)
+			muc_route(s, q->st, &to);
+		jid_free(&to);
+	}
+	pending_free(p);
+}
+
+static void
+history_read(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct mam_history_row *rows, size_t n,
+    const struct mam_history_pos *next)
+{
+	struct room_read *rd = read_take(owner, tag);
+	struct room *r;
+
+	if (rd == NULL)
+		return;
+	if ((r = room_find(rd->svc, rd->node)) == NULL || st != STORE_OK) {
+		if (st != STORE_OK)
+			log_warnx("muc: %s@%s: its history could not be read "
+			    "from its archive", rd->node, rd->svc->domain);
+		read_finish(rd->svc, rd->node, NULL);
+		read_free(rd);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct xel *m = xml_parse_element(rows[i].stanza, rows[i].len,
+		    NS_CLIENT, NULL);
+
+		if (m == NULL)
+			continue;
+		xel_set_attr(m, "to", NULL);
+		history_add(r, m, (double)rows[i].stamp_ms / 1000.0);
+		arena_free(m->arena);
+	}
+	if (next != NULL) {
+		rd->next = reads;
+		reads = rd;
+		mam_room_history_read(rd->node, rd->svc->domain,
+		    r->cfg.historylength, next, history_read, generation,
+		    rd->tag);
+		return;
+	}
+	read_finish(rd->svc, rd->node, NULL);
+	read_free(rd);
+}
+
+static void
+room_read(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct muc_room_row *rows, size_t n, int more)
+{
+	struct room_read *rd = read_take(owner, tag);
+	struct mam_history_pos start = { 0 };
+	struct room *r;
+
+	if (rd == NULL)
+		return;
+	if (st != STORE_OK) {
+		log_warnx("muc: %s@%s could not be read from storage",
+		    rd->node, rd->svc->domain);
+		read_finish(rd->svc, rd->node, "internal-server-error");
+		read_free(rd);
+		return;
+	}
+	if (n == 0) {
+		/* Deleted meanwhile: what waited finds no room. */
+		struct stored *sr = stored_find(rd->svc, rd->node);
+
+		if (sr != NULL)
+			sr->reading = 0;
+		read_finish(rd->svc, rd->node, NULL);
+		stored_del(rd->svc, rd->node);
+		read_free(rd);
+		return;
+	}
+	r = room_from_row(rd->svc, &rows[0]);
+	log_debug("muc: %s read back from storage", r->jid);
+	if (r->cfg.logging && r->cfg.historylength > 0 &&
+	    mam_rooms_enabled()) {
+		rd->next = reads;
+		reads = rd;
+		mam_room_history_read(rd->node, rd->svc->domain,
+		    r->cfg.historylength, &start, history_read, generation,
+		    rd->tag);
+		return;
+	}
+	read_finish(rd->svc, rd->node, NULL);
+	read_free(rd);
+}
+
+/* Start reading the persistent room back (sr: its entry). */
+static void
+read_start(struct service *svc, const char *node, struct stored *sr)
+{
+	struct room_read *rd;
+
+	if (sr->reading != 0)
+		return;
+	rd = xcalloc(1, sizeof(*rd));
+	rd->tag = next_tag++;
+	rd->svc = svc;
+	rd->node = xstrdup(node);
+	rd->next = reads;
+	reads = rd;
+	sr->reading = rd->tag;
+	muc_store_get(svc->domain, node, room_read, generation, rd->tag);
+}
+
+/*
+ * st (from s) is for a persistent room not in memory, or being read
+ * back: keep a copy until the room is there.  Returns 1 if kept (or
+ * refused), 0 if the room is there to take it.
+ */
+static int
+wait_for_room(struct service *svc, struct session *s, struct xel *st,
+    const struct jid *to)
+{
+	struct stored *sr;
+	struct pending *p;
+
+	if (to->node == NULL || (sr = stored_find(svc, to->node)) == NULL ||
+	    (sr->reading == 0 && room_find(svc, to->node) != NULL))
+		return 0;
+	if (sr->npending >= PENDING_MAX) {
+		if (!attr_is(st, "type", "error"))
+			bounce_typed(s, st, "wait", "resource-constraint",
+			    NULL);
+		return 1;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->session = s->id;
+	p->st = xel_copy_fit(st, 0);
+	*sr->tail = p;
+	sr->tail = &p->next;
+	sr->npending++;
+	read_start(svc, to->node, sr);
+	return 1;
+}
+
+/*
+ * Persistent rooms with no occupants and no stanza for limits
+ * { muc-room-idle } leave memory; everything they are is stored
+ * (configuration, subject and affiliations are written on each change,
+ * groupchat to the archive) except their in-memory history, which is
+ * read back from the archive when they are.
+ */
+static void
+idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	double now = mono_now(loop);
+	double idle = xmppd_conf->limits.muc_room_idle;
+
+	for (size_t i = 0; i < nservices; i++) {
+		size_t n;
+		void **rooms = strmap_values(services[i].rooms, &n);
+
+		for (size_t k = 0; k < n; k++) {
+			struct room *r = rooms[k];
+			struct stored *sr = stored_find(r->svc, r->node);
+
+			if (r->occupants != NULL || !r->cfg.persistent ||
+			    r->locked || sr == NULL || sr->reading != 0 ||
+			    now - r->quiet_since < idle)
+				continue;
+			log_debug("muc: %s leaves memory (no occupants for "
+			    "%.0f s)", r->jid, now - r->quiet_since);
+			room_free(r);
+		}
+		free(rooms);
+	}
+	w->repeat = idle < 60 ? 1.0 : 30.0;
+	ev_timer_again(loop, w);
 }
 
 /* Messages. */
@@ -2084,18 +2423,154 @@ service_info(struct xel *q)
 	add_feature(q, NS_DISCO_ITEMS);
 }
 
-/* §6.3: the public rooms (not locked ones). */
-static void
-list_room(const char *node, void *value, void *arg)
-{
-	struct room *r = value;
-	struct xel *it;
+/* §6.3: the public rooms (not locked ones), by node. */
+struct listed {
+	const char *node, *name;
+};
 
-	if (r->locked || !r->cfg.publicroom)
-		return;
-	it = xel_add(arg, "item", NULL);
-	xel_set_attr(it, "jid", r->jid);
-	xel_set_attr(it, "name", r->cfg.name ? r->cfg.name : r->node);
+static int
+listed_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct listed *)a)->node,
+	    ((const struct listed *)b)->node);
+}
+
+struct listing {
+	const struct service *svc;
+	struct listed *l;
+	size_t n;
+};
+
+/* A persistent room that is not in memory (those that are come from
+ * svc->rooms, with their current configuration). */
+static void
+list_stored(const char *node, void *value, void *arg)
+{
+	struct listing *g = arg;
+	const struct stored *sr = value;
+
+	if ((sr->flags & MUC_ROOM_PUBLIC) &&
+	    strmap_get(g->svc->rooms, node) == NULL)
+		g->l[g->n++] = (struct listed){ node, sr->name };
+}
+
+static struct listed *
+public_rooms(const struct service *svc, size_t *np)
+{
+	size_t n;
+	void **rooms = strmap_values(svc->rooms, &n);
+	struct listing g = { svc, NULL, 0 };
+
+	g.l = xcalloc(n + strmap_count(svc->stored) + 1, sizeof(*g.l));
+	for (size_t i = 0; i < n; i++) {
+		const struct room *r = rooms[i];
+
+		if (!r->locked && r->cfg.publicroom)
+			g.l[g.n++] = (struct listed){ r->node, r->cfg.name };
+	}
+	free(rooms);
+	strmap_foreach(svc->stored, list_stored, &g);
+	qsort(g.l, g.n, sizeof(*g.l), listed_cmp);
+	*np = g.n;
+	return g.l;
+}
+
+/* The node of a room JID of svc given as a XEP-0059 <after/> or
+ * <before/>, or the text itself when it is not one (it then sorts
+ * wherever it sorts). */
+static const char *
+rsm_node(const struct service *svc, const char *v)
+{
+	size_t dl = strlen(svc->domain), vl = strlen(v);
+
+	if (vl > dl + 1 && v[vl - dl - 1] == '@' &&
+	    strcmp(v + vl - dl, svc->domain) == 0)
+		return xstrndup(v, vl - dl - 1);
+	return xstrdup(v);
+}
+
+/*
+ * disco#items of the service: its public rooms, paged by XEP-0059 (the
+ * keys are the room JIDs, in order; without <set/> at most
+ * ROOM_LIST_MAX and a <set/> telling how to get the rest).  Returns the
+ * XEP-0059 error condition, or NULL.
+ */
+static const char *
+list_rooms(const struct service *svc, const struct xel *q,
+    struct xel *res)
+{
+	const struct xel *set = xel_child(q, "set", NS_RSM), *e;
+	size_t n, first = 0, last, max = ROOM_LIST_MAX;
+	struct listed *l = public_rooms(svc, &n);
+	char *key = NULL;
+
+	if (set != NULL && (e = xel_child(set, "max", NS_RSM)) != NULL) {
+		char *end;
+		unsigned long v = strtoul(xel_text(e), &end, 10);
+
+		if (*xel_text(e) < '0' || *xel_text(e) > '9' || *end) {
+			free(l);
+			return "bad-request";
+		}
+		max = v < ROOM_LIST_MAX ? v : ROOM_LIST_MAX;
+	}
+	if (set != NULL && (e = xel_child(set, "after", NS_RSM)) != NULL) {
+		key = (char *)rsm_node(svc, xel_text(e));
+		while (first < n && strcmp(l[first].node, key) <= 0)
+			first++;
+	} else if (set != NULL &&
+	    (e = xel_child(set, "before", NS_RSM)) != NULL) {
+		size_t end = n;
+
+		if (xel_text(e)[0] != '\0') {
+			key = (char *)rsm_node(svc, xel_text(e));
+			for (end = 0; end < n && strcmp(l[end].node, key) < 0;
+			    end++)
+				;
+		}
+		first = end > max ? end - max : 0;
+	} else if (set != NULL &&
+	    (e = xel_child(set, "index", NS_RSM)) != NULL) {
+		first = strtoul(xel_text(e), NULL, 10);
+		if (first > n) {
+			free(l);
+			return "item-not-found";
+		}
+	}
+	free(key);
+	last = n - first > max ? first + max : n;
+	for (size_t i = first; i < last; i++) {
+		struct xel *it = xel_add(res, "item", NULL);
+		char *jid = xasprintf("%s@%s", l[i].node, svc->domain);
+
+		xel_set_attr(it, "jid", jid);
+		xel_set_attr(it, "name", l[i].name ? l[i].name : l[i].node);
+		free(jid);
+	}
+	if (set != NULL || last - first < n) {
+		struct xel *rs = xel_add(res, "set", NS_RSM);
+		char count[24];
+
+		if (last > first) {
+			char *a = xasprintf("%s@%s", l[first].node,
+			    svc->domain);
+			char *b = xasprintf("%s@%s", l[last - 1].node,
+			    svc->domain);
+			char idx[24];
+			struct xel *f = xel_add(rs, "first", NULL);
+
+			snprintf(idx, sizeof(idx), "%zu", first);
+			xel_set_attr(f, "index", idx);
+			xel_text_set(f, a);
+			xel_text_set(xel_add(rs, "last", NULL), b);
+			free(a);
+			free(b);
+		}
+		snprintf(count, sizeof(count), "%zu", n);
+		xel_text_set(xel_add(rs, "count", NULL), count);
+	}
+	free(l);
+	return NULL;
 }
 
 /* IQs: the owner's configuration form (§10.1.2, §10.2). */
@@ -3110,13 +3585,19 @@ iq_to_service(struct service *svc, struct session *s, struct xel *iq)
 	if (attr_is(iq, "type", "get") && xel_attr(q, "node") == NULL &&
 	    (xel_is(q, "query", NS_DISCO_INFO) ||
 	    xel_is(q, "query", NS_DISCO_ITEMS))) {
+		const char *err = NULL;
+
 		res = stanza_iq_result(iq);
 		if (xel_is(q, "query", NS_DISCO_INFO))
 			service_info(xel_add(res, "query", NS_DISCO_INFO));
 		else
-			strmap_foreach(svc->rooms, list_room,
-			    xel_add(res, "query", NS_DISCO_ITEMS));
-		send_free(s, res);
+			err = list_rooms(svc, q, xel_add(res, "query",
+			    NS_DISCO_ITEMS));
+		if (err != NULL) {
+			arena_free(res->arena);
+			bounce(s, iq, err);
+		} else
+			send_free(s, res);
 	} else
 		bounce(s, iq, "service-unavailable");
 }
@@ -3178,6 +3659,7 @@ static void
 muc_route(struct session *from, struct xel *st, const struct jid *to)
 {
 	struct service *svc = service_find(to->domain);
+	struct room *r;
 
 	if (svc == NULL || from == NULL || from->closing)
 		return;
@@ -3189,6 +3671,10 @@ muc_route(struct session *from, struct xel *st, const struct jid *to)
 			    NULL);
 		return;
 	}
+	if (wait_for_room(svc, from, st, to))
+		return;
+	if (to->node != NULL && (r = room_find(svc, to->node)) != NULL)
+		r->quiet_since = mono_now(xmppd_loop);
 	depth++;
 	switch (stanza_kind(st)) {
 	case STANZA_PRESENCE:
@@ -3262,6 +3748,7 @@ mod_muc_init(void)
 			svc->domain = xstrdup(c->hosts[i].muc[k]);
 			svc->host = xstrdup(c->hosts[i].name);
 			svc->rooms = strmap_new();
+			svc->stored = strmap_new();
 			svc->loading = 1;
 			log_debug("muc: service %s for %s", svc->domain,
 			    svc->host);
@@ -3271,6 +3758,9 @@ mod_muc_init(void)
 		    generation, i);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
 	hook_add_shutdown(on_shutdown);
+	ev_timer_init(&idle_w, idle_sweep, 0.0, 1.0);
+	ev_timer_again(xmppd_loop, &idle_w);
+	ev_unref(xmppd_loop);
 	muc_admin_init();
 }
 
@@ -3287,6 +3777,11 @@ mod_muc_deinit(void)
 			    332);
 		free(rooms);
 		strmap_free(services[i].rooms);
+		rooms = strmap_values(services[i].stored, &n);
+		for (size_t k = 0; k < n; k++)
+			stored_free(rooms[k]);
+		free(rooms);
+		strmap_free(services[i].stored);
 		free(services[i].domain);
 		free(services[i].host);
 	}
@@ -3294,6 +3789,14 @@ mod_muc_deinit(void)
 	services = NULL;
 	nservices = 0;
 	generation++;
+	ev_ref(xmppd_loop);
+	ev_timer_stop(xmppd_loop, &idle_w);
+	while (reads != NULL) {
+		struct room_read *rd = reads;
+
+		reads = rd->next;
+		read_free(rd);
+	}
 	while (moderations != NULL) {
 		struct moderation *m = moderations;
 
@@ -3447,6 +3950,16 @@ rate_count(struct session *from, struct xel *msg, const struct jid *to)
 	return HOOK_PASS;
 }
 
+/* A persistent room that is not in memory, for the room list. */
+static void
+list_out(const char *node, void *value, void *arg)
+{
+	struct listing *g = arg;
+
+	if (strmap_get(g->svc->rooms, node) == NULL)
+		g->l[g->n++] = (struct listed){ node, NULL };
+}
+
 static void
 admin_summary(const struct room *r, struct rooms_summary *sum)
 {
@@ -3469,7 +3982,7 @@ room_cmp(const void *a, const void *b)
 	const struct room *x = *(const struct room *const *)a;
 	const struct room *y = *(const struct room *const *)b;
 
-	return strcmp(x->jid, y->jid);
+	return strcmp(x->node, y->node);   /* rooms of one service */
 }
 
 static void
@@ -3481,13 +3994,47 @@ admin_list(rooms_summary_fn fn, void *arg)
 		size_t n;
 		void **rooms = strmap_values(services[i].rooms, &n);
 
-		qsort(rooms, n, sizeof(*rooms), room_cmp);
-		for (size_t k = 0; k < n; k++) {
-			struct rooms_summary sum;
+		struct listing g = { &services[i], NULL, 0 };
+		size_t k = 0, j = 0;
 
-			admin_summary(rooms[k], &sum);
+		/* The rooms in memory and, merged in JID order, the
+		 * persistent ones that are not. */
+		qsort(rooms, n, sizeof(*rooms), room_cmp);
+		g.l = xcalloc(strmap_count(services[i].stored) + 1,
+		    sizeof(*g.l));
+		strmap_foreach(services[i].stored, list_out, &g);
+		qsort(g.l, g.n, sizeof(*g.l), listed_cmp);
+		while (k < n || j < g.n) {
+			struct rooms_summary sum;
+			const struct room *r = rooms[k < n ? k : 0];
+
+			if (k < n && (j == g.n ||
+			    strcmp(r->node, g.l[j].node) < 0)) {
+				admin_summary(r, &sum);
+				k++;
+			} else {
+				const char *node = g.l[j].node;
+				const struct stored *sr =
+				    stored_find(&services[i], node);
+				char *jid = xasprintf("%s@%s",
+				    node ? node : "", services[i].domain);
+
+				memset(&sum, 0, sizeof(sum));
+				sum.jid = jid;
+				sum.name = sr->name;
+				sum.persistent = 1;
+				sum.publicroom =
+				    (sr->flags & MUC_ROOM_PUBLIC) != 0;
+				sum.membersonly =
+				    (sr->flags & MUC_ROOM_MEMBERSONLY) != 0;
+				fn(arg, &sum);
+				free(jid);
+				j++;
+				continue;
+			}
 			fn(arg, &sum);
 		}
+		free(g.l);
 		free(rooms);
 	}
 }
@@ -3498,12 +4045,19 @@ admin_find(const char *node, const char *service, struct service **svcp,
     struct room **rp)
 {
 	struct service *svc = service_find(service);
+	struct stored *sr;
 
 	*rp = NULL;
 	if ((*svcp = svc) == NULL)
 		return ROOMS_NO_SERVICE;
 	if (svc->loading)
 		return ROOMS_LOADING;
+	if ((sr = stored_find(svc, node)) != NULL &&
+	    (sr->reading != 0 || room_find(svc, node) == NULL)) {
+		/* Out of memory: read it back, and be asked again. */
+		read_start(svc, node, sr);
+		return ROOMS_LOADING;
+	}
 	if ((*rp = room_find(svc, node)) == NULL)
 		return ROOMS_NOT_FOUND;
 	return ROOMS_OK;

@@ -257,6 +257,13 @@ void mam_history_read(const char *user, const char *host, const char *with,
     int64_t since_ms, int64_t until_ms, uint64_t limit,
     const struct mam_history_pos *pos, mam_history_cb cb, uint64_t owner,
     uint64_t tag);
+/* The same over room node@service's archive (all of it, the last limit
+ * messages): the history a persistent room offers to those who join once
+ * it is read back into memory.  A room without an archive reads as
+ * empty. */
+void mam_room_history_read(const char *node, const char *service,
+    uint64_t limit, const struct mam_history_pos *pos, mam_history_cb cb,
+    uint64_t owner, uint64_t tag);
 
 /*
  * For XEP-0280 sent carbons: the public id under which msg, a message a

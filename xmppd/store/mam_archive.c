@@ -1782,18 +1782,20 @@ mam_expire(int64_t cutoff_ms, unsigned batch,
 
 /* History dumps (the control socket). */
 
-#define HIST_SEEK(w)                                                           \
-	"SELECT id FROM archive WHERE user_id = ?1" w                          \
+#define HIST_SEEK(T, O, w)                                                     \
+	"SELECT id FROM " T " WHERE " O " = ?1" w                              \
 	" AND id >= ?2 AND id <= ?3 ORDER BY id DESC LIMIT 1 OFFSET ?4"
-#define HIST_READ(w)                                                           \
-	"SELECT id, sid, stamp, outgoing, with_bare, stanza FROM archive"      \
-	" WHERE user_id = ?1" w " AND id > ?2 AND id <= ?3 ORDER BY id"        \
+#define HIST_READ(T, O, w)                                                     \
+	"SELECT id, sid, stamp, outgoing, with_bare, stanza FROM " T          \
+	" WHERE " O " = ?1" w " AND id > ?2 AND id <= ?3 ORDER BY id"          \
 	" LIMIT ?4"
+#define HIST_SEEKS(T, O)                                                       \
+	{HIST_SEEK(T, O, ""), HIST_SEEK(T, O, W_BARE), HIST_SEEK(T, O, W_FULL)}
+#define HIST_READS(T, O)                                                       \
+	{HIST_READ(T, O, ""), HIST_READ(T, O, W_BARE), HIST_READ(T, O, W_FULL)}
 
-static const char *const sql_hist_seek[] = {
-    HIST_SEEK(""), HIST_SEEK(W_BARE), HIST_SEEK(W_FULL)};
-static const char *const sql_hist_read[] = {
-    HIST_READ(""), HIST_READ(W_BARE), HIST_READ(W_FULL)};
+static const char *const sql_hist_seek[K_KINDS][3] = BOTH(HIST_SEEKS);
+static const char *const sql_hist_read[K_KINDS][3] = BOTH(HIST_READS);
 
 struct hist_raw {
 	uint64_t id;
@@ -1806,6 +1808,7 @@ struct hist_raw {
 
 struct hist_job {
 	struct store_job job;
+	int kind;                       /* K_USER, K_ROOM */
 	char *user, *host, *with;
 	enum mam_with with_kind;
 	int64_t since, until;
@@ -1833,7 +1836,7 @@ hist_seek(struct hist_job *j, int64_t uid)
 	uint64_t step = pos->seek_left < HISTORY_SEEK_STEP
 	                    ? pos->seek_left
 	                    : HISTORY_SEEK_STEP;
-	sqlite3_stmt *s = store_sql(sql_hist_seek[j->with_kind]);
+	sqlite3_stmt *s = store_sql(sql_hist_seek[j->kind][j->with_kind]);
 	int rc;
 
 	if (s == NULL)
@@ -1865,7 +1868,7 @@ hist_seek(struct hist_job *j, int64_t uid)
 static int
 hist_chunk(struct hist_job *j, int64_t uid)
 {
-	sqlite3_stmt *s = store_sql(sql_hist_read[j->with_kind]);
+	sqlite3_stmt *s = store_sql(sql_hist_read[j->kind][j->with_kind]);
 	size_t bytes = 0;
 	int rc;
 
@@ -1905,17 +1908,25 @@ run_hist(struct store_job *job)
 {
 	struct hist_job *j = (struct hist_job *)job;
 	struct mam_history_pos *pos = &j->pos;
-	int64_t uid = store_user_id(j->user, j->host);
+	int64_t uid = owner_id(j->kind, j->user, j->host);
 
-	if (uid <= 0)
-		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
+	if (uid < 0)
+		return STORE_ERROR;
+	if (uid == 0) {
+		/* No such account; a room without an archive is empty. */
+		if (j->kind == K_USER)
+			return STORE_NOT_FOUND;
+		pos->phase = 2;
+		j->done = 1;
+		return STORE_OK;
+	}
 	if (pos->phase == 0) {
 		/* Fix the range now: later messages are not part of it. */
-		if (stamp_range(K_USER, j->since, j->until, &pos->lo,
+		if (stamp_range(j->kind, j->since, j->until, &pos->lo,
 		        &pos->hi) < 0)
 			return STORE_ERROR;
 		if (pos->hi == INT64_MAX) {
-			int r = query_id(sql_max_id[K_USER], &pos->hi);
+			int r = query_id(sql_max_id[j->kind], &pos->hi);
 
 			if (r < 0)
 				return STORE_ERROR;
@@ -2007,14 +2018,15 @@ static const struct store_job_ops hist_ops = {
     .free = free_hist,
 };
 
-void
-mam_history_read(const char *user, const char *host, const char *with,
+static void
+history_read(int kind, const char *user, const char *host, const char *with,
     int64_t since_ms, int64_t until_ms, uint64_t limit,
     const struct mam_history_pos *pos, mam_history_cb cb, uint64_t owner,
     uint64_t tag)
 {
 	struct hist_job *j = xcalloc(1, sizeof(*j));
 
+	j->kind = kind;
 	j->job.ops = &hist_ops;
 	j->job.owner = owner;
 	j->job.tag = tag;
@@ -2030,4 +2042,23 @@ mam_history_read(const char *user, const char *host, const char *with,
 	j->pos = *pos;
 	j->cb = cb;
 	store_job_submit(&j->job);
+}
+
+void
+mam_history_read(const char *user, const char *host, const char *with,
+    int64_t since_ms, int64_t until_ms, uint64_t limit,
+    const struct mam_history_pos *pos, mam_history_cb cb, uint64_t owner,
+    uint64_t tag)
+{
+	history_read(K_USER, user, host, with, since_ms, until_ms, limit, pos,
+	    cb, owner, tag);
+}
+
+void
+mam_room_history_read(const char *node, const char *service, uint64_t limit,
+    const struct mam_history_pos *pos, mam_history_cb cb, uint64_t owner,
+    uint64_t tag)
+{
+	history_read(K_ROOM, node, service, NULL, MAM_STAMP_NONE,
+	    MAM_STAMP_NONE, limit, pos, cb, owner, tag);
 }

@@ -88,5 +88,9 @@ typedef void (*muc_store_rooms_fn)(uint64_t owner, uint64_t tag,
     int more);
 void muc_store_load(const char *service, int64_t after,
     muc_store_rooms_fn cb, uint64_t owner, uint64_t tag);
+/* The room node of service (n 1), or none (n 0): one room read back
+ * when it is needed again after leaving memory. */
+void muc_store_get(const char *service, const char *node,
+    muc_store_rooms_fn cb, uint64_t owner, uint64_t tag);
 
 #endif

@@ -55,6 +55,11 @@ static const char sql_load[] =
     " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash"
     " FROM muc_room LEFT JOIN muc_vcard v ON v.room_id = muc_room.id"
     " WHERE service = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+static const char sql_get[] =
+    "SELECT id, node, name, description, secret, subject, subject_nick,"
+    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash"
+    " FROM muc_room LEFT JOIN muc_vcard v ON v.room_id = muc_room.id"
+    " WHERE service = ?1 AND node = ?2";
 static const char sql_vcard_put[] =
     "INSERT OR REPLACE INTO muc_vcard (room_id, vcard, photo_hash)"
     " VALUES (?1, ?2, ?3)";
@@ -181,11 +186,15 @@ run_load(struct muc_job *j)
 	sqlite3_stmt *s;
 	int rc;
 
-	if ((s = store_sql(sql_load)) == NULL)
+	if ((s = store_sql(j->node != NULL ? sql_get : sql_load)) == NULL)
 		return STORE_ERROR;
 	bind_text(s, 1, j->service);
-	sqlite3_bind_int64(s, 2, j->after);
-	sqlite3_bind_int(s, 3, MUC_LOAD_CHUNK + 1);
+	if (j->node != NULL)
+		bind_text(s, 2, j->node);
+	else {
+		sqlite3_bind_int64(s, 2, j->after);
+		sqlite3_bind_int(s, 3, MUC_LOAD_CHUNK + 1);
+	}
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct room_copy *c;
 
@@ -364,6 +373,16 @@ muc_store_load(const char *service, int64_t after, muc_store_rooms_fn cb,
 	struct muc_job *j = job_new(OP_LOAD, service, NULL, owner, tag);
 
 	j->after = after;
+	j->rooms = cb;
+	store_job_submit(&j->job);
+}
+
+void
+muc_store_get(const char *service, const char *node, muc_store_rooms_fn cb,
+    uint64_t owner, uint64_t tag)
+{
+	struct muc_job *j = job_new(OP_LOAD, service, node, owner, tag);
+
 	j->rooms = cb;
 	store_job_submit(&j->job);
 }
