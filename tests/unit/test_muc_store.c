@@ -113,6 +113,17 @@ load(const char *service, int64_t after)
 	CHECK(wait_all());
 }
 
+/* One room by node (muc_store_get). */
+static void
+get(const char *service, const char *node)
+{
+	issued++;
+	in_call = 1;
+	muc_store_get(service, node, rooms_cb, OWNER, issued);
+	in_call = 0;
+	CHECK(wait_all());
+}
+
 static void
 delete(const char *node)
 {
@@ -178,6 +189,17 @@ test_rooms(void)
 	CHECK(loaded_n == 1);
 	CHECK_STR(first_node, "elsewhere");
 	CHECK_STR(first_name, "(null)");
+
+	/* One room read back by its node, of its service only. */
+	get(SERVICE, "first");
+	CHECK(last_st == STORE_OK && loaded_n == 1 && loaded_more == 0);
+	CHECK_STR(first_name, "The first");
+	CHECK_STR(affils, "member@a.example=2,owner@a.example=4,"
+	    "spammer@b.example=0,");
+	get(SERVICE, "elsewhere");
+	CHECK(last_st == STORE_OK && loaded_n == 0);
+	get(SERVICE, "nosuchroom");
+	CHECK(last_st == STORE_OK && loaded_n == 0);
 
 	/* Saved again: the configuration and affiliations replaced. */
 	memset(&row, 0, sizeof(row));

@@ -580,9 +580,9 @@ test_migrate(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(ext);
-	CHECK(version == 8);       /* and on to the FAST tokens (5), PEP
-	                              (6), MUC rooms (7) and MUC archives
-	                              and vCards (8) */
+	CHECK(version == 9);       /* and on to the FAST tokens (5), PEP
+	                              (6), MUC rooms (7), MUC archives
+	                              and vCards (8), room languages (9) */
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */

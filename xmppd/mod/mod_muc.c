@@ -103,6 +103,8 @@ static const char *const aff_names[] = { "outcast", "none", "member",
 	"admin", "owner" };
 /* §5.1 */
 enum role { ROLE_NONE, ROLE_VISITOR, ROLE_PARTICIPANT, ROLE_MODERATOR };
+#define ROLES_ALL (1 << ROLE_VISITOR | 1 << ROLE_PARTICIPANT | \
+	1 << ROLE_MODERATOR)
 static const char *const role_names[] = { "none", "visitor", "participant",
 	"moderator" };
 /* muc#roomconfig_allowpm */
@@ -114,7 +116,12 @@ struct room_config {
 	char *name;             /* muc#roomconfig_roomname, NULL: none */
 	char *desc;             /* muc#roomconfig_roomdesc */
 	char *secret;           /* muc#roomconfig_roomsecret */
+	char *lang;             /* muc#roomconfig_lang, NULL: none */
 	unsigned maxusers;      /* 0: no limit */
+	/* Sets of roles (1 << enum role): muc#roomconfig_presencebroadcast,
+	 * whose presence others receive, and muc#roomconfig_getmemberlist,
+	 * who may get the member list. */
+	unsigned char bcast, memberlist;
 	unsigned historylength;
 	unsigned char allowpm;  /* enum allowpm */
 	unsigned publicroom : 1, membersonly : 1, moderated : 1,
@@ -138,6 +145,9 @@ struct occupant {
 	struct session **sessions;
 	unsigned nsessions;
 	unsigned char role, affiliation;
+	/* Others have its available presence (its role is in the room's
+	 * muc#roomconfig_presencebroadcast, or was when they got it). */
+	unsigned shown : 1;
 	char id[4 * OCCUPANT_ID_BYTES / 3 + 1];  /* XEP-0421 */
 	double voice_asked;         /* mono_now() of its last voice request */
 	/* limits { muc-messages-per-second }: a token bucket of groupchat
@@ -267,6 +277,10 @@ static void room_avatar_presence(const struct room *r, struct session *to);
 static void room_archive(const struct room *r, const struct xel *m,
     uint64_t id);
 static void flush_ended(void);
+static const char *owner_lists(struct room *r, struct session *s,
+    const struct xel *x);
+static const char *admin_item(struct room *r, struct occupant *me,
+    enum affiliation mine, const struct xel *item);
 
 /* Utilities. */
 
@@ -447,6 +461,8 @@ room_new(struct service *svc, const char *node)
 	r->cfg.allowpm = PM_ANYONE;
 	r->cfg.historylength = HISTORY_DEFAULT;
 	r->cfg.voicerequests = 1;
+	r->cfg.bcast = ROLES_ALL;
+	r->cfg.memberlist = 1 << ROLE_PARTICIPANT | 1 << ROLE_MODERATOR;
 	r->locked = 1;
 	r->quiet_since = mono_now(xmppd_loop);
 	strmap_put(svc->rooms, node, r);
@@ -499,6 +515,7 @@ room_free(struct room *r)
 	free(r->cfg.name);
 	free(r->cfg.desc);
 	free(r->cfg.secret);
+	free(r->cfg.lang);
 	free(r->subject);
 	free(r->subject_nick);
 	free(r->vcard);
@@ -729,12 +746,22 @@ pres_broadcast(struct room *r, struct occupant *o, const struct pres_opts *po,
 	struct fan fv[2], fself;
 	struct session *jid_of = only ? only :
 	    (o->nsessions ? o->sessions[0] : NULL);
+	/* muc#roomconfig_presencebroadcast: an occupant whose role is not
+	 * in it is seen by itself only; those who saw it before see it
+	 * go. */
+	int show = (r->cfg.bcast & 1u << o->role) && !po->unavailable;
+	struct pres_opts gone;
 
 	self = pres_build(r, o, po, 1, 1, self_codes, jid_of);
 	fan_init(&fself, self);
 	if (only != NULL) {
 		fan_send(&fself, only);
 		goto done;
+	}
+	if (!show && o->shown && !po->unavailable) {
+		gone = *po;
+		gone.unavailable = 1;
+		po = &gone;
 	}
 	for (struct occupant *p = r->occupants; p; p = p->next) {
 		int k = sees_jids(r, p);
@@ -744,6 +771,8 @@ pres_broadcast(struct room *r, struct occupant *o, const struct pres_opts *po,
 				fan_send(&fself, o->sessions[i]);
 			continue;
 		}
+		if (!show && !o->shown)
+			continue;
 		if (v[k] == NULL) {
 			v[k] = pres_build(r, o, po, k, 0, NULL, jid_of);
 			fan_init(&fv[k], v[k]);
@@ -756,6 +785,7 @@ pres_broadcast(struct room *r, struct occupant *o, const struct pres_opts *po,
 			fan_done(&fv[k]);
 			arena_free(v[k]->arena);
 		}
+	o->shown = show != 0;
 done:
 	fan_done(&fself);
 	arena_free(self->arena);
@@ -1011,7 +1041,7 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 	struct pres_opts po = { 0 };
 
 	for (struct occupant *p = r->occupants; p; p = p->next)
-		if (p != o)
+		if (p != o && p->shown)
 			pres_to_session(r, p, o, s);
 	if (r->cfg.whois_anyone)
 		codes[n++] = 100;
@@ -1442,7 +1472,18 @@ room_flags(const struct room_config *c)
 	    (c->changesubject ? MUC_ROOM_CHANGESUBJECT : 0) |
 	    (c->allowinvites ? MUC_ROOM_ALLOWINVITES : 0) |
 	    (c->voicerequests ? 0 : MUC_ROOM_NO_VOICEREQUESTS) |
-	    (c->logging ? MUC_ROOM_LOGGING : 0);
+	    (c->logging ? MUC_ROOM_LOGGING : 0) |
+	    (c->bcast & 1 << ROLE_VISITOR ? 0 : MUC_ROOM_NO_BCAST_VISITOR) |
+	    (c->bcast & 1 << ROLE_PARTICIPANT ? 0 :
+	    MUC_ROOM_NO_BCAST_PARTICIPANT) |
+	    (c->bcast & 1 << ROLE_MODERATOR ? 0 :
+	    MUC_ROOM_NO_BCAST_MODERATOR) |
+	    (c->memberlist & 1 << ROLE_VISITOR ? MUC_ROOM_MEMBERLIST_VISITOR :
+	    0) |
+	    (c->memberlist & 1 << ROLE_PARTICIPANT ? 0 :
+	    MUC_ROOM_NO_MEMBERLIST_PARTICIPANT) |
+	    (c->memberlist & 1 << ROLE_MODERATOR ? 0 :
+	    MUC_ROOM_NO_MEMBERLIST_MODERATOR);
 }
 
 /*
@@ -1469,6 +1510,7 @@ room_save(struct room *r, struct session *s, const struct xel *iq)
 	row.name = r->cfg.name;
 	row.desc = r->cfg.desc;
 	row.secret = r->cfg.secret;
+	row.lang = r->cfg.lang;
 	row.subject = r->subject;
 	row.subject_nick = r->subject_nick;
 	row.flags = room_flags(&r->cfg);
@@ -1520,6 +1562,19 @@ room_from_row(struct service *svc, const struct muc_room_row *row)
 	r->cfg.allowinvites = (row->flags & MUC_ROOM_ALLOWINVITES) != 0;
 	r->cfg.voicerequests = (row->flags & MUC_ROOM_NO_VOICEREQUESTS) == 0;
 	r->cfg.logging = (row->flags & MUC_ROOM_LOGGING) != 0;
+	r->cfg.lang = row->lang ? xstrdup(row->lang) : NULL;
+	r->cfg.bcast = (unsigned char)(
+	    (row->flags & MUC_ROOM_NO_BCAST_VISITOR ? 0 : 1 << ROLE_VISITOR) |
+	    (row->flags & MUC_ROOM_NO_BCAST_PARTICIPANT ? 0 :
+	    1 << ROLE_PARTICIPANT) |
+	    (row->flags & MUC_ROOM_NO_BCAST_MODERATOR ? 0 :
+	    1 << ROLE_MODERATOR));
+	r->cfg.memberlist = (unsigned char)(
+	    (row->flags & MUC_ROOM_MEMBERLIST_VISITOR ? 1 << ROLE_VISITOR : 0) |
+	    (row->flags & MUC_ROOM_NO_MEMBERLIST_PARTICIPANT ? 0 :
+	    1 << ROLE_PARTICIPANT) |
+	    (row->flags & MUC_ROOM_NO_MEMBERLIST_MODERATOR ? 0 :
+	    1 << ROLE_MODERATOR));
 	r->vcard = row->vcard ? xstrdup(row->vcard) : NULL;
 	r->photo_hash = row->photo_hash ? xstrdup(row->photo_hash) : NULL;
 	r->cfg.allowpm = (unsigned char)(row->allowpm <= PM_NONE ?
@@ -2400,6 +2455,9 @@ room_info(const struct room *r, struct xel *q)
 	form_field(x, "muc#roominfo_description", NULL, "Description",
 	    r->cfg.desc ? r->cfg.desc : "");
 	snprintf(n, sizeof(n), "%u", r->noccupants);
+	if (r->cfg.lang != NULL)
+		form_field(x, "muc#roominfo_lang", NULL, "Language",
+		    r->cfg.lang);
 	form_field(x, "muc#roominfo_occupants", NULL,
 	    "Number of occupants", n);
 	form_field(x, "muc#roominfo_subject", NULL, "Current subject",
@@ -2575,6 +2633,60 @@ list_rooms(const struct service *svc, const struct xel *q,
 
 /* IQs: the owner's configuration form (§10.1.2, §10.2). */
 
+/* A list-multi of roles (moderator, participant, visitor): set, a set
+ * of 1 << enum role. */
+static void
+roles_field(struct xel *x, const char *var, const char *label,
+    unsigned set)
+{
+	static const char *const labels[] = { NULL, "Visitor", "Participant",
+	    "Moderator" };
+	struct xel *f = form_field(x, var, "list-multi", label, NULL);
+
+	for (int i = ROLE_MODERATOR; i > ROLE_NONE; i--)
+		if (set & 1u << i)
+			xel_text_set(xel_add(f, "value", NULL), role_names[i]);
+	for (int i = ROLE_MODERATOR; i > ROLE_NONE; i--) {
+		struct xel *o = xel_add(f, "option", NULL);
+
+		xel_set_attr(o, "label", labels[i]);
+		xel_text_set(xel_add(o, "value", NULL), role_names[i]);
+	}
+}
+
+/* A jid-multi of the bare JIDs with affiliation a. */
+static void
+affils_field(const struct room *r, struct xel *x, const char *var,
+    const char *label, enum affiliation a)
+{
+	struct xel *f = form_field(x, var, "jid-multi", label, NULL);
+
+	for (size_t i = 0; i < r->naffils; i++)
+		if (r->affils[i].aff == a)
+			xel_text_set(xel_add(f, "value", NULL),
+			    r->affils[i].jid);
+}
+
+/* The set of roles of a list-multi field; -1 for an unknown value. */
+static int
+roles_value(const struct xel *f)
+{
+	int set = 0;
+
+	for (const struct xel *v = xel_child(f, "value", NS_XDATA); v;
+	    v = xel_next(v, "value", NS_XDATA)) {
+		int i;
+
+		for (i = ROLE_VISITOR; i <= ROLE_MODERATOR &&
+		    strcmp(xel_text(v), role_names[i]) != 0; i++)
+			;
+		if (i > ROLE_MODERATOR)
+			return -1;
+		set |= 1 << i;
+	}
+	return set;
+}
+
 static void
 config_form(const struct room *r, struct xel *q)
 {
@@ -2646,6 +2758,15 @@ config_form(const struct room *r, struct xel *q)
 	form_field(x, "muc#roomconfig_enablelogging", "boolean",
 	    "Keep an archive of the messages (XEP-0313)", r->cfg.logging ?
 	    "1" : "0");
+	form_field(x, "muc#roomconfig_lang", "text-single",
+	    "Language of the discussion (e.g. en)", r->cfg.lang ?
+	    r->cfg.lang : "");
+	roles_field(x, "muc#roomconfig_presencebroadcast",
+	    "Roles whose presence is broadcast", r->cfg.bcast);
+	roles_field(x, "muc#roomconfig_getmemberlist",
+	    "Roles that may get the member list", r->cfg.memberlist);
+	affils_field(r, x, "muc#roomconfig_roomadmins", "Admins", AFF_ADMIN);
+	affils_field(r, x, "muc#roomconfig_roomowners", "Owners", AFF_OWNER);
 }
 
 /* Apply a submitted form; -1 (and *why) on a value out of range. */
@@ -2690,6 +2811,32 @@ config_apply(const struct xel *x, struct room_config *c,
 			c->voicerequests = parse_bool(v);
 		else if (strcmp(var, "muc#roomconfig_enablelogging") == 0)
 			c->logging = parse_bool(v);
+		else if (strcmp(var, "muc#roomconfig_lang") == 0) {
+			/* An RFC 5646 tag: letters, digits and '-' only. */
+			if (strlen(v) > 35 || strspn(v, "abcdefghijklmnopqrstu"
+			    "vwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+			    strlen(v)) {
+				*why = "lang: a language tag such as en or "
+				    "pt-BR";
+				return -1;
+			}
+			free(c->lang);
+			c->lang = v[0] ? xstrdup(v) : NULL;
+		} else if (strcmp(var,
+		    "muc#roomconfig_presencebroadcast") == 0 ||
+		    strcmp(var, "muc#roomconfig_getmemberlist") == 0) {
+			int set = roles_value(f);
+
+			if (set < 0) {
+				*why = "roles: moderator, participant or "
+				    "visitor";
+				return -1;
+			}
+			if (var[15] == 'p')
+				c->bcast = (unsigned char)set;
+			else
+				c->memberlist = (unsigned char)set;
+		}
 		else if (strcmp(var, "muc#roomconfig_whois") == 0) {
 			if (strcmp(v, "anyone") != 0 &&
 			    strcmp(v, "moderators") != 0) {
@@ -2748,6 +2895,7 @@ config_free(struct room_config *c)
 	free(c->name);
 	free(c->desc);
 	free(c->secret);
+	free(c->lang);
 }
 
 /* §10.9: everyone out with the <destroy/>, then the room goes. */
@@ -2830,9 +2978,11 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 	c.name = c.name ? xstrdup(c.name) : NULL;
 	c.desc = c.desc ? xstrdup(c.desc) : NULL;
 	c.secret = c.secret ? xstrdup(c.secret) : NULL;
+	c.lang = c.lang ? xstrdup(c.lang) : NULL;
 	if (config_apply(x, &c, &why) < 0 ||
 	    (c.passwordprotected && c.secret == NULL &&
-	    (why = "passwordprotectedroom without roomsecret"))) {
+	    (why = "passwordprotectedroom without roomsecret")) ||
+	    (why = owner_lists(r, s, x)) != NULL) {
 		config_free(&c);
 		send_free(s, stanza_error(iq, "modify", "not-acceptable", why));
 		return;
@@ -2879,6 +3029,114 @@ owner_set(struct room *r, struct session *s, struct xel *iq,
 		}
 		room_maybe_free(r);
 	}
+}
+
+/*
+ * The muc#roomconfig_roomowners and _roomadmins fields of a submitted
+ * form (§10.2: the full lists): JIDs listed get the affiliation, those
+ * that had it and are not listed lose it (to none), as if the owner had
+ * sent the admin items (§10.3-10.7: the occupants concerned are told).
+ * A list that cannot be applied (a malformed JID, no owner left)
+ * changes nothing: the reason, or NULL.
+ */
+static const char *
+owner_lists(struct room *r, struct session *s, const struct xel *x)
+{
+	static const char *const vars[2] = { "muc#roomconfig_roomowners",
+	    "muc#roomconfig_roomadmins" };
+	static const enum affiliation affs[2] = { AFF_OWNER, AFF_ADMIN };
+	const struct xel *fields[2] = { NULL, NULL };
+	struct strmap *listed[2] = { NULL, NULL };
+	struct occupant *me = occupant_by_session(r, s);
+	const char *err = NULL;
+	struct xel *item;
+
+	for (const struct xel *f = xel_child(x, "field", NS_XDATA); f;
+	    f = xel_next(f, "field", NS_XDATA))
+		for (int k = 0; k < 2; k++)
+			if (attr_is(f, "var", vars[k]))
+				fields[k] = f;
+	for (int k = 0; k < 2 && err == NULL; k++) {
+		if (fields[k] == NULL)
+			continue;
+		listed[k] = strmap_new();
+		for (const struct xel *v = xel_child(fields[k], "value",
+		    NS_XDATA); v && err == NULL;
+		    v = xel_next(v, "value", NS_XDATA)) {
+			struct jid j = { 0 };
+			char *bare;
+
+			if (jid_parse(&j, xel_text(v)) == -1 ||
+			    j.resource != NULL) {
+				err = "roomowners/roomadmins: bare JIDs";
+				jid_free(&j);
+				break;
+			}
+			bare = jid_bare(&j);
+			jid_free(&j);
+			strmap_put(listed[k], bare, (void *)vars[k]);
+			free(bare);
+		}
+	}
+	if (err == NULL && listed[0] != NULL && strmap_count(listed[0]) == 0)
+		err = "roomowners: a room keeps at least one owner";
+	item = xel_new(arena_new(512), "item", NS_MUC_ADMIN);
+	for (int pass = 0; pass < 2 && err == NULL; pass++)
+		for (int k = 0; k < 2; k++) {
+			size_t n = 0;
+			char **jids;
+
+			if (listed[k] == NULL)
+				continue;
+			/* First who gains (so that an owner remains),
+			 * then who loses. */
+			jids = xcalloc(r->naffils + strmap_count(listed[k]) + 1,
+			    sizeof(*jids));
+			if (pass == 0) {
+				for (const struct xel *e = xel_child(fields[k],
+				    "value", NS_XDATA); e;
+				    e = xel_next(e, "value", NS_XDATA)) {
+					struct jid j = { 0 };
+
+					if (jid_parse(&j, xel_text(e)) == 0)
+						jids[n++] = jid_bare(&j);
+					jid_free(&j);
+				}
+			} else
+				for (size_t i = 0; i < r->naffils; i++)
+					if (r->affils[i].aff == affs[k] &&
+					    strmap_get(listed[k],
+					    r->affils[i].jid) == NULL)
+						jids[n++] = xstrdup(
+						    r->affils[i].jid);
+			for (size_t i = 0; i < n; i++) {
+				enum affiliation to = pass ? AFF_NONE : affs[k];
+
+				/* Listed as owner and admin: owner. */
+				if (to == AFF_ADMIN && listed[0] != NULL &&
+				    strmap_get(listed[0], jids[i]) != NULL)
+					to = AFF_OWNER;
+				if (room_affiliation(r, jids[i]) == to)
+					continue;
+				if (pass == 1 && k == 1 && listed[0] != NULL &&
+				    strmap_get(listed[0], jids[i]) != NULL)
+					continue;
+				xel_set_attr(item, "affiliation",
+				    aff_names[to]);
+				xel_set_attr(item, "jid", jids[i]);
+				if (err == NULL)
+					err = admin_item(r, me, AFF_OWNER,
+					    item);
+			}
+			for (size_t i = 0; i < n; i++)
+				free(jids[i]);
+			free(jids);
+		}
+	arena_free(item->arena);
+	for (int k = 0; k < 2; k++)
+		if (listed[k] != NULL)
+			strmap_free(listed[k]);
+	return err;
 }
 
 static void
@@ -2931,8 +3189,10 @@ admin_get(struct room *r, struct session *s, struct xel *iq,
 		bounce(s, iq, "bad-request");
 		return;
 	}
-	/* §9.5, §8.5: lists for admins; roles for moderators. */
-	if (a >= 0 ? mine < AFF_ADMIN : (me == NULL ||
+	/* §9.5, §8.5: lists for admins; roles for moderators; the member
+	 * list also for the roles in muc#roomconfig_getmemberlist. */
+	if (a >= 0 ? mine < AFF_ADMIN && !(a == AFF_MEMBER && me != NULL &&
+	    (r->cfg.memberlist & 1u << me->role)) : (me == NULL ||
 	    me->role < ROLE_MODERATOR)) {
 		bounce(s, iq, "forbidden");
 		return;

@@ -46,6 +46,16 @@ enum muc_affiliation {
 #define MUC_ROOM_NO_VOICEREQUESTS 0x80
 /* muc#roomconfig_enablelogging: messages go to the room's archive. */
 #define MUC_ROOM_LOGGING         0x100
+/* muc#roomconfig_presencebroadcast: roles whose presence is NOT
+ * broadcast (inverted, so that stored rooms keep broadcasting all). */
+#define MUC_ROOM_NO_BCAST_VISITOR     0x200
+#define MUC_ROOM_NO_BCAST_PARTICIPANT 0x400
+#define MUC_ROOM_NO_BCAST_MODERATOR   0x800
+/* muc#roomconfig_getmemberlist: roles that may get the member list
+ * (participants and moderators unless the owner changes it). */
+#define MUC_ROOM_MEMBERLIST_VISITOR        0x1000
+#define MUC_ROOM_NO_MEMBERLIST_PARTICIPANT 0x2000
+#define MUC_ROOM_NO_MEMBERLIST_MODERATOR   0x4000
 
 struct muc_affil_row {
 	const char *jid;            /* a bare JID */
@@ -57,6 +67,7 @@ struct muc_room_row {
 	int64_t id;                 /* loads: for the next chunk */
 	const char *service, *node;
 	const char *name, *desc, *secret;
+	const char *lang;           /* muc#roomconfig_lang (migration 9) */
 	const char *subject, *subject_nick;
 	unsigned flags;             /* MUC_ROOM_* */
 	unsigned allowpm;           /* 0 anyone, 1 participants,

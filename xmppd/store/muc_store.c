@@ -36,11 +36,12 @@ struct muc_job {
 
 static const char sql_upsert[] =
     "INSERT INTO muc_room (service, node, name, description, secret,"
-    " subject, subject_nick, flags, allowpm, maxusers, historylength)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    " subject, subject_nick, flags, allowpm, maxusers, historylength, lang)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     " ON CONFLICT (service, node) DO UPDATE SET name = ?3,"
     " description = ?4, secret = ?5, subject = ?6, subject_nick = ?7,"
-    " flags = ?8, allowpm = ?9, maxusers = ?10, historylength = ?11";
+    " flags = ?8, allowpm = ?9, maxusers = ?10, historylength = ?11,"
+    " lang = ?12";
 static const char sql_room_id[] =
     "SELECT id FROM muc_room WHERE service = ?1 AND node = ?2";
 static const char sql_affils_clear[] =
@@ -52,12 +53,12 @@ static const char sql_delete[] =
     "DELETE FROM muc_room WHERE service = ?1 AND node = ?2";
 static const char sql_load[] =
     "SELECT id, node, name, description, secret, subject, subject_nick,"
-    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash"
+    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash, lang"
     " FROM muc_room LEFT JOIN muc_vcard v ON v.room_id = muc_room.id"
     " WHERE service = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 static const char sql_get[] =
     "SELECT id, node, name, description, secret, subject, subject_nick,"
-    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash"
+    " flags, allowpm, maxusers, historylength, v.vcard, v.photo_hash, lang"
     " FROM muc_room LEFT JOIN muc_vcard v ON v.room_id = muc_room.id"
     " WHERE service = ?1 AND node = ?2";
 static const char sql_vcard_put[] =
@@ -112,6 +113,7 @@ run_save(struct muc_job *j)
 	sqlite3_bind_int(s, 9, (int)r->allowpm);
 	sqlite3_bind_int(s, 10, (int)r->maxusers);
 	sqlite3_bind_int(s, 11, (int)r->historylength);
+	bind_text(s, 12, r->lang);
 	if ((st = store_sql_write(s, "muc room save", STORE_OK)) != STORE_OK)
 		return st;
 	if ((s = store_sql(sql_room_id)) == NULL)
@@ -219,6 +221,7 @@ run_load(struct muc_job *j)
 		c->row.historylength = (unsigned)sqlite3_column_int(s, 10);
 		c->row.vcard = column_dup(s, 11);
 		c->row.photo_hash = column_dup(s, 12);
+		c->row.lang = column_dup(s, 13);
 	}
 	store_sql_done(s);
 	if (rc != SQLITE_DONE) {
@@ -281,6 +284,7 @@ room_copy_free(struct room_copy *c)
 	free((char *)c->row.name);
 	free((char *)c->row.desc);
 	free((char *)c->row.secret);
+	free((char *)c->row.lang);
 	free((char *)c->row.subject);
 	free((char *)c->row.subject_nick);
 	free((char *)c->row.vcard);
@@ -341,6 +345,7 @@ muc_store_save(const struct muc_room_row *row, muc_store_done_fn cb,
 	r->name = dup_or_null(row->name);
 	r->desc = dup_or_null(row->desc);
 	r->secret = dup_or_null(row->secret);
+	r->lang = dup_or_null(row->lang);
 	r->subject = dup_or_null(row->subject);
 	r->subject_nick = dup_or_null(row->subject_nick);
 	r->vcard = dup_or_null(row->vcard);

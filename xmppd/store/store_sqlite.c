@@ -269,6 +269,8 @@ static const char *const migrations[] = {
      "  vcard TEXT NOT NULL,"
      "  photo_hash TEXT"
      ");"),
+    /* 9: a room's language (muc#roomconfig_lang, XEP-0045 §10.2). */
+    "ALTER TABLE muc_room ADD COLUMN lang TEXT;",
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
