@@ -2051,6 +2051,8 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	enum allowpm pm = r->cfg.allowpm;
 	struct xel *m;
 	char *from;
+	struct jid real = { 0 };
+	int blocked = 0;
 
 	if (pm == PM_NONE || (pm == PM_PARTICIPANTS &&
 	    o->role < ROLE_PARTICIPANT) || (pm == PM_MODERATORS &&
@@ -2075,6 +2077,25 @@ private_message(struct room *r, struct occupant *o, struct session *s,
 	/* §7.5: marked, so that carbons do not copy it (XEP-0280). */
 	if (xel_child(m, "x", NS_MUC_USER) == NULL)
 		xel_add(m, "x", NS_MUC_USER);
+	/* XEP-0191 by the real JIDs (the copy's 'from' is the room
+	 * JID): the delivery filter is asked with the sender's bare JID,
+	 * so that the answer comes from here, from the room JID the
+	 * sender wrote to, and names nobody's real JID. */
+	if (jid_parse(&real, o->bare) == 0) {
+		for (unsigned i = 0; i < t->nsessions; i++)
+			if (hook_run_deliver(t->sessions[i], m, &real) ==
+			    HOOK_HANDLED)
+				blocked = 1;
+		jid_free(&real);
+	}
+	if (blocked) {
+		log_debug("muc: %s: a private message from %s to %s blocked",
+		    r->jid, o->nick, t->nick);
+		if (!attr_is(msg, "type", "error"))
+			bounce(s, msg, "service-unavailable");
+		arena_free(m->arena);
+		return;
+	}
 	for (unsigned i = 0; i < t->nsessions; i++) {
 		xel_set_attr(m, "to", t->sessions[i]->full);
 		router_route(m);
