@@ -661,9 +661,9 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	                             "(listen c2s|c2s-tls PORT)");
+	                             "(listen c2s|c2s-tls|http|https PORT)");
 	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	                                  "'s2s' (expected c2s or c2s-tls)");
+	                                  "'s2s' (expected c2s, c2s-tls, http or https)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
