@@ -14,6 +14,8 @@
 #include "net/http_parse.h"
 #include "xmalloc.h"
 
+static int check_field_names(const struct http_msg *m);
+
 static int
 fail(struct http_parse *hp, int status)
 {
@@ -145,9 +147,15 @@ on_headers_complete(http_parser *p)
 	m->keep_alive = http_should_keep_alive(p);
 	m->has_body = (p->flags & F_CHUNKED) != 0 ||
 	    (p->content_length != ULLONG_MAX && p->content_length > 0);
-	/* RFC 9110 §2.5, RFC 9112 §2.3: HTTP/1.x only; 505 otherwise. */
+	/* RFC 9110 §2.5, RFC 9112 §2.3: HTTP/1.x only; 505 for a later
+	 * major version.  No version at all (HTTP/0.9) is no request-line
+	 * of ours. */
+	if (m->major == 0)
+		return fail(hp, 400);
 	if (m->major != 1)
 		return fail(hp, 505);
+	if (check_field_names(m) == -1)
+		return fail(hp, 400);
 	if (m->target[0] == '\0')
 		return fail(hp, 400);
 	hp->body_max = 0;
@@ -205,6 +213,10 @@ static const http_parser_settings settings = {
 static void
 reset(struct http_parse *hp)
 {
+	buf_reset(&hp->line);
+	hp->line_no = 0;
+	hp->line_len = 0;
+	hp->scan_done = 0;
 	buf_reset(&hp->text);
 	buf_free(&hp->body);
 	free(hp->msg.fields);
@@ -234,6 +246,7 @@ http_parse_free(struct http_parse *hp)
 {
 	reset(hp);
 	buf_free(&hp->text);
+	buf_free(&hp->line);
 	free(hp->offs);
 	hp->offs = NULL;
 	hp->capoffs = 0;
@@ -249,6 +262,101 @@ http_parse_next(struct http_parse *hp)
 		buf_free(&hp->text);
 }
 
+/* tchar (RFC 9110 §5.6.2). */
+static int
+tchar(int ch)
+{
+	return isalnum(ch) || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/*
+ * RFC 9112 §3: request-line = method SP request-target SP HTTP-version,
+ * one SP each, a target of visible ASCII, "HTTP/" DIGIT "." DIGIT.
+ * http-parser accepts runs of spaces and more; we do not (§3 lets a
+ * server answer 400 to an invalid request-line).
+ */
+static int
+check_request_line(const char *l, size_t n)
+{
+	size_t i = 0, t;
+
+	while (i < n && tchar((unsigned char)l[i]))
+		i++;
+	if (i == 0 || i == n || l[i] != ' ')
+		return -1;
+	t = ++i;
+	while (i < n && (unsigned char)l[i] > 0x20 &&
+	    (unsigned char)l[i] < 0x7f)
+		i++;
+	if (i == t || i == n || l[i] != ' ')
+		return -1;
+	i++;
+	if (n - i != 8 || strncmp(l + i, "HTTP/", 5) != 0 ||
+	    !isdigit((unsigned char)l[i + 5]) || l[i + 6] != '.' ||
+	    !isdigit((unsigned char)l[i + 7]))
+		return -1;
+	return 0;
+}
+
+/*
+ * Our pass over the bytes of the request line and fields (before
+ * http-parser sees them): the request line's grammar, and obs-fold (a
+ * field line starting with SP or HTAB: RFC 9112 §5.2 lets a server
+ * reject it, and http-parser would join it silently).  Leading empty
+ * lines are skipped (§2.2).  -1 with the status set.
+ */
+static int
+prescan(struct http_parse *hp, const char *data, size_t len)
+{
+	for (size_t i = 0; i < len && !hp->scan_done; i++) {
+		unsigned char ch = (unsigned char)data[i];
+
+		if (ch == '\n') {
+			if (hp->line_no == 0 && hp->line_len == 0)
+				continue;
+			if (hp->line_len == 0) {
+				hp->scan_done = 1;
+				break;
+			}
+			if (hp->line_no == 0 && check_request_line(
+			    buf_head(&hp->line), buf_avail(&hp->line)) == -1)
+				return fail(hp, 400);
+			hp->line_no++;
+			hp->line_len = 0;
+			continue;
+		}
+		if (ch == '\r')
+			continue;
+		if (hp->line_len == 0 && hp->line_no > 0 &&
+		    (ch == ' ' || ch == '\t'))
+			return fail(hp, 400);
+		hp->line_len++;
+		if (hp->line_no == 0) {
+			if (hp->line_len > hp->header_max + 32)
+				return fail(hp, 414);
+			buf_addc(&hp->line, (char)ch);
+		}
+	}
+	return 0;
+}
+
+/* RFC 9110 §5.1, RFC 9112 §5.1: a field name is a token, and no
+ * whitespace comes between it and the colon. */
+static int
+check_field_names(const struct http_msg *m)
+{
+	for (size_t i = 0; i < m->nfields; i++) {
+		const char *n = m->fields[i].name;
+
+		if (*n == '\0')
+			return -1;
+		for (; *n; n++)
+			if (!tchar((unsigned char)*n))
+				return -1;
+	}
+	return 0;
+}
+
 enum http_parse_result
 http_parse_feed(struct http_parse *hp, const char *data, size_t len,
     size_t *used)
@@ -262,6 +370,8 @@ http_parse_feed(struct http_parse *hp, const char *data, size_t len,
 		return HTTP_PARSE_DONE;
 	if (len == 0)
 		return HTTP_PARSE_MORE;
+	if (prescan(hp, data, len) == -1)
+		return HTTP_PARSE_ERROR;
 	*used = http_parser_execute(&hp->p, &settings, data, len);
 	e = HTTP_PARSER_ERRNO(&hp->p);
 	if (hp->done && (e == HPE_OK || e == HPE_PAUSED))

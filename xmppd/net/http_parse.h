@@ -75,6 +75,12 @@ struct http_parse {
 	int refused;               /* on_headers refused a request with no
 	                              body: answer it and go on */
 	int done;
+	/* Our own pass over the raw bytes up to the end of the fields,
+	 * for what http-parser (as Debian builds it) lets through. */
+	struct buf line;           /* the request line */
+	unsigned line_no;          /* 0: the request line */
+	size_t line_len;           /* bytes of the current line, no CR */
+	int scan_done;             /* the empty line was seen */
 	struct http_msg msg;
 };
 
