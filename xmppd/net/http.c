@@ -204,7 +204,7 @@ route_find(const char *path, size_t pathlen)
 	for (size_t i = 0; i < nroutes; i++) {
 		const struct route *rt = &routes[i];
 
-		if (rt->len > pathlen || strncmp(path, rt->prefix, rt->len) ||
+		if (rt->len > pathlen || strncmp(path, rt->prefix, rt->len) != 0 ||
 		    (rt->len < pathlen && rt->len > 0 && path[rt->len] != '/' &&
 		    rt->prefix[rt->len - 1] != '/'))
 			continue;
