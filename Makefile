@@ -112,6 +112,10 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_http_parse: $(OBJ)/xmppd/net/http_parse.o
 $(BUILD)/tests/unit/test_http_parse: LDLIBS += $(HTTP_PARSER_LIBS)
+$(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
+    $(OBJ)/xmppd/net/http_parse.o $(OBJ)/xmppd/net/conn.o \
+    $(OBJ)/xmppd/net/tls.o $(OBJ)/xmppd/conf.o
+$(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o

@@ -20,6 +20,8 @@
 
 #define ROUTES_MAX 64
 #define LOG_TARGET_MAX 200       /* bytes of a target in a log line */
+#define HELD_INPUT_MAX 65536     /* bytes read behind a held request
+                                    before reading stops */
 
 struct route {
 	char *prefix;
@@ -67,6 +69,7 @@ struct http_conn {
 	unsigned processing : 1;   /* inside process() */
 	unsigned closing : 1;      /* no more requests */
 	unsigned upgraded : 1;     /* handed over by http_upgrade */
+	unsigned paused : 1;       /* reading stopped behind a held one */
 	char client_ip[46];        /* of the request being parsed */
 	char host[256];
 	int host_is_name;
@@ -506,8 +509,10 @@ req_done(struct req *q)
 		conn_close(hc->conn);
 		return;
 	}
-	if (was_held)
+	if (was_held && hc->paused) {
+		hc->paused = 0;
 		conn_resume(hc->conn, CONN_PAUSE_UPPER);
+	}
 	if (!hc->processing)
 		process(hc);
 }
@@ -784,8 +789,9 @@ http_hold(struct http_request *r, http_abort_fn abort, void *arg)
 	q->abort_arg = arg;
 	strmap_put(held, q->key, q);
 	/* Nothing more is parsed until this is answered: the responses
-	 * go out in the order of the requests (RFC 9112 §9.3.2). */
-	conn_pause(q->hc->conn, CONN_PAUSE_UPPER);
+	 * go out in the order of the requests (RFC 9112 §9.3.2).  Reading
+	 * goes on (buffered, up to HELD_INPUT_MAX) so that a client that
+	 * leaves is noticed and the request aborted. */
 }
 
 struct http_request *
@@ -826,8 +832,6 @@ http_upgrade(struct http_request *r, const struct conn_handler *h,
 	count_response(101);
 	log_request(hc, r->method, r->target, 101, 0);
 	hc->cur = NULL;
-	if (q->held)
-		conn_resume(hc->conn, CONN_PAUSE_UPPER);
 	req_free(q);
 	set_wait(hc, WAIT_NONE);
 	conn_set_handler(hc->conn, h, upper);
@@ -879,6 +883,11 @@ on_data(struct conn *c, const char *data, size_t len)
 	buf_add(&hc->in, data, len);
 	if (hc->cur == NULL && !hc->processing)
 		process(hc);
+	else if (hc->cur != NULL && hc->cur->held && !hc->paused &&
+	    buf_avail(&hc->in) > HELD_INPUT_MAX) {
+		hc->paused = 1;
+		conn_pause(c, CONN_PAUSE_UPPER);
+	}
 }
 
 static void

@@ -99,8 +99,8 @@ void http_end(struct http_request *r);
 size_t http_output_queued(const struct http_request *r);
 
 /* Keep r open after the handler returns; abort (may be NULL) runs if
- * the connection goes away first.  Nothing more is read from the
- * connection until r is answered. */
+ * the connection goes away first (the client closing it is noticed).
+ * Requests pipelined behind r wait, unparsed, until r is answered. */
 void http_hold(struct http_request *r, http_abort_fn abort, void *arg);
 /* A held request by id, or NULL if its connection has gone. */
 struct http_request *http_request_find(uint64_t id);
