@@ -544,3 +544,24 @@ def test_forwarded_only_from_trusted_proxy(server):
         source='127.0.0.2')
     r.sock.close()
     assert wait_log(server, mark, r'client 127\.0\.0\.2: GET /xff-5 ')
+
+
+def test_metrics_follow_reload(certificate):
+    """SIGHUP with the metrics block removed takes /metrics away; put
+    back, it returns."""
+    import signal
+    srv = HttpServer(certificate).start(create_users=False)
+    try:
+        assert exchange(srv.http_port, request())[0][0][0] == 200
+        for block, want in (('', 404), (None, 200)):
+            srv.metrics = block
+            srv.conf.write_text(srv.config_text())
+            mark = len(srv.stderr_text())
+            srv.signal(signal.SIGHUP)
+            assert wait_log(srv, mark, r'configuration and certificates '
+                            r'reloaded'), srv.stderr_tail()
+            (resp,), r = exchange(srv.http_port, request())
+            r.sock.close()
+            assert resp[0] == want, resp
+    finally:
+        srv.stop()
