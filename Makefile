@@ -33,12 +33,16 @@ PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) \
 	2>/dev/null && echo y),,$(DEB_$(p))))
 # libev has no .pc file in every Debian release: look for its header.
 LIBEV_MISSING := $(if $(wildcard /usr/include/ev.h /usr/local/include/ev.h),,libev-dev)
+# Neither has http-parser (the HTTP layer's request parser, net/http.c).
+HTTP_PARSER_MISSING := $(if $(wildcard /usr/include/http_parser.h \
+	/usr/local/include/http_parser.h),,libhttp-parser-dev)
 CURSES_MISSING := $(if $(shell pkg-config --exists ncursesw 2>/dev/null \
 	&& echo y),,libncurses-dev)
 LIBEV_CFLAGS := $(shell pkg-config --cflags libev 2>/dev/null)
 LIBEV_LIBS   := $(shell pkg-config --libs libev 2>/dev/null || echo -lev)
 PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(LIBEV_CFLAGS)
 PKG_LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(LIBEV_LIBS)
+HTTP_PARSER_LIBS := -lhttp_parser
 CURSES_CFLAGS := $(shell pkg-config --cflags ncursesw 2>/dev/null)
 CURSES_LIBS   := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
 
@@ -91,7 +95,7 @@ $(BUILD)/libxmppd.a: $(XMPPD_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/xmppd: $(OBJ)/xmppd/xmppd.o $(BUILD)/libxmppd.a $(BUILD)/libshared.a
-	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS) $(HTTP_PARSER_LIBS)
 
 $(BUILD)/xmppctl: $(XMPPCTL_SRC:%.c=$(OBJ)/%.o) $(BUILD)/libshared.a
 	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $^ $(LDLIBS) -lresolv
@@ -106,6 +110,12 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(BUILD)/libshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(HARDEN_LDFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 $(BUILD)/tests/unit/test_conf: $(OBJ)/xmppd/conf.o
+$(BUILD)/tests/unit/test_http_parse: $(OBJ)/xmppd/net/http_parse.o
+$(BUILD)/tests/unit/test_http_parse: LDLIBS += $(HTTP_PARSER_LIBS)
+$(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
+    $(OBJ)/xmppd/net/http_parse.o $(OBJ)/xmppd/net/conn.o \
+    $(OBJ)/xmppd/net/tls.o $(OBJ)/xmppd/conf.o
+$(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
@@ -126,9 +136,10 @@ unit: $(UNIT_BIN)
 
 # Dependencies: Debian packages needed to build, run and test.
 DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
-	libssl-dev libncurses-dev libidn-dev openssl
+	libssl-dev libncurses-dev libidn-dev libhttp-parser-dev openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
-	profanity tmux poezio fail2ban libfaketime iproute2
+	profanity tmux poezio fail2ban libfaketime iproute2 \
+	python3-prometheus-client
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -161,7 +172,8 @@ test-installed: all unit
 # A library still missing (deps was not run, or could not install it as a
 # non-root user): say which package, before the compiler says worse.
 check-deps:
-	@missing="$(strip $(PKG_MISSING) $(LIBEV_MISSING) $(CURSES_MISSING))"; \
+	@missing="$(strip $(PKG_MISSING) $(LIBEV_MISSING) $(HTTP_PARSER_MISSING) \
+	  $(CURSES_MISSING))"; \
 	if [ -n "$$missing" ]; then \
 	  echo "xmppd: missing Debian packages: $$missing" >&2; \
 	  echo "  install them with:  apt-get install $$missing" >&2; \
@@ -182,6 +194,8 @@ build-fuzz/tests/fuzz/%: build-fuzz/obj/tests/fuzz/%.o build-fuzz/libshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(SAN) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
 build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
+build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
+build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 # The stream and all above it, without the socket layer (the target has
 # its own) and the control plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \

@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 
 #include "conf.h"
@@ -52,7 +54,7 @@ struct line {
 	int closes; /* the line is "}" */
 };
 
-enum context { CTX_TOP, CTX_LIMITS, CTX_HOST };
+enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS };
 
 struct parser;
 struct option;
@@ -84,6 +86,7 @@ struct parser {
 	int seen_block[OPTIONS_MAX]; /* the same for the current block */
 	int *listener_lines;         /* parallel to c->listeners */
 	int *host_lines;             /* parallel to c->hosts */
+	int *metrics_port_lines;     /* parallel to c->metrics.ports */
 };
 
 struct unit {
@@ -147,6 +150,14 @@ static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_muc(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_trusted_proxy(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_metrics(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_metrics_listener(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_metrics_token(
+    struct parser *, const struct option *, void *, const struct line *);
 
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
@@ -175,6 +186,8 @@ static const struct option top_options[] = {
     {"contact", handle_contact, 0, 0, 0, 0, 1},
     {"module", handle_module, 0, 0, 0, 0, 1},
     {"listen", handle_listen, 0, 0, 0, 0, 1},
+    {"http-trusted-proxy", handle_trusted_proxy, 0, 0, 0, 0, 1},
+    {"metrics", handle_metrics, 0, 0, 0, 1, 0},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
@@ -266,6 +279,14 @@ static const struct option limit_options[] = {
         64 * MIB, 0, 0},
     {"muc-room-idle", set_duration, LIMIT_FIELD(muc_room_idle), 0, 86400, 0,
         0},
+    {"http-header-timeout", set_duration, LIMIT_FIELD(http_header_timeout),
+        1, 3600, 0, 0},
+    {"http-idle-timeout", set_duration, LIMIT_FIELD(http_idle_timeout), 1,
+        86400, 0, 0},
+    {"http-headers", set_uint, LIMIT_FIELD(http_headers), 8, 1000, 0, 0},
+    /* http-parser refuses more than 80 KiB of fields on its own. */
+    {"http-header-size", set_size, LIMIT_FIELD(http_header_size), KIB,
+        64 * KIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -276,6 +297,13 @@ static const struct option host_options[] = {
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
+static const struct option metrics_options[] = {
+    {"listener", handle_metrics_listener, 0, 0, 0, 0, 1},
+    {"token", handle_metrics_token, 0, 0, 0, 0, 0},
+    {"token-sha256", handle_metrics_token, 0, 0, 0, 0, 0},
+    {NULL, NULL, 0, 0, 0, 0, 0},
+};
+
 /* seen_top[] and seen_block[] are indexed by these tables. */
 _Static_assert(sizeof(top_options) / sizeof(top_options[0]) <= OPTIONS_MAX,
     "OPTIONS_MAX too small for top_options");
@@ -283,6 +311,8 @@ _Static_assert(sizeof(limit_options) / sizeof(limit_options[0]) <=
         OPTIONS_MAX, "OPTIONS_MAX too small for limit_options");
 _Static_assert(sizeof(host_options) / sizeof(host_options[0]) <= OPTIONS_MAX,
     "OPTIONS_MAX too small for host_options");
+_Static_assert(sizeof(metrics_options) / sizeof(metrics_options[0]) <=
+        OPTIONS_MAX, "OPTIONS_MAX too small for metrics_options");
 
 /* Write "name:line: message" into the caller's buffer; returns -1. */
 static int __attribute__((format(printf, 3, 4)))
@@ -867,8 +897,26 @@ set_long_duration(struct parser *ps, const struct option *o, void *base,
 }
 
 /*
- * listen c2s|c2s-tls PORT [address ADDR] [starttls required|optional]
+ * listen c2s|c2s-tls|http|https PORT [address ADDR]
+ *     [starttls required|optional]
  */
+
+const char *
+conf_listen_kind_name(enum listen_kind kind)
+{
+	switch (kind) {
+	case LISTEN_C2S:
+		return "c2s";
+	case LISTEN_C2S_TLS:
+		return "c2s-tls";
+	case LISTEN_HTTP:
+		return "http";
+	case LISTEN_HTTPS:
+		return "https";
+	default:
+		return "?";
+	}
+}
 
 /* The canonical text of a numeric address or "*", or NULL if invalid. */
 static char *
@@ -990,15 +1038,14 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 	if (ln->argc < 3)
 		return parse_error(ps, ln->number,
 		    "missing argument to "
-		    "'listen' (listen c2s|c2s-tls PORT)");
-	if (strcmp(ln->argv[1], "c2s") == 0)
-		l.kind = LISTEN_C2S;
-	else if (strcmp(ln->argv[1], "c2s-tls") == 0)
-		l.kind = LISTEN_C2S_TLS;
-	else
+		    "'listen' (listen c2s|c2s-tls|http|https PORT)");
+	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
+		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
+			break;
+	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
 		    "invalid listener type "
-		    "'%s' (expected c2s or c2s-tls)",
+		    "'%s' (expected c2s, c2s-tls, http or https)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
@@ -1152,6 +1199,201 @@ check_muc_domains(struct parser *ps)
 	return 0;
 }
 
+/*
+ * "http-trusted-proxy ADDR[/PREFIX]": requests from there may name the
+ * client in Forwarded or X-Forwarded-For (net/http.c).
+ */
+static int
+handle_trusted_proxy(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_net n;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (conf_net_parse(ln->argv[1], &n) == -1)
+		return parse_error(ps, ln->number, "invalid address '%s' for "
+		    "'http-trusted-proxy' (expected a numeric IPv4 or IPv6 "
+		    "address, optionally /PREFIX)", ln->argv[1]);
+	c->trusted_proxies = xreallocarray(c->trusted_proxies,
+	    c->ntrusted_proxies + 1, sizeof(*c->trusted_proxies));
+	c->trusted_proxies[c->ntrusted_proxies++] = n;
+	return 0;
+}
+
+int
+conf_net_parse(const char *s, struct conf_net *n)
+{
+	char addr[INET6_ADDRSTRLEN + 1], out[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t len = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long long prefix;
+	unsigned max;
+
+	memset(n, 0, sizeof(*n));
+	if (len == 0 || len >= sizeof(addr))
+		return -1;
+	memcpy(addr, s, len);
+	addr[len] = '\0';
+	if (inet_pton(AF_INET, addr, n->addr) == 1) {
+		n->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, n->addr) == 1) {
+		n->family = AF_INET6;
+		max = 128;
+	} else
+		return -1;
+	prefix = max;
+	if (slash != NULL && (parse_number(slash + 1, NULL, &prefix) != 0 ||
+	    prefix > max))
+		return -1;
+	n->prefix = (unsigned)prefix;
+	for (unsigned bit = n->prefix; bit < max; bit++)
+		n->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+	if (inet_ntop(n->family, n->addr, out, sizeof(out)) == NULL)
+		return -1;
+	n->text = n->prefix == max ? xstrdup(out) :
+	    xasprintf("%s/%u", out, n->prefix);
+	return 0;
+}
+
+int
+conf_net_match(const struct conf_net *n, const char *ip)
+{
+	unsigned char a[16];
+	unsigned full = n->prefix / 8, rest = n->prefix % 8;
+
+	if (inet_pton(n->family, ip, a) != 1)
+		return 0;
+	if (memcmp(a, n->addr, full) != 0)
+		return 0;
+	return rest == 0 ||
+	    ((a[full] ^ n->addr[full]) & (0xffu << (8 - rest)) & 0xff) == 0;
+}
+
+int
+conf_trusted_proxy(const struct conf *c, const char *ip)
+{
+	for (size_t i = 0; i < c->ntrusted_proxies; i++)
+		if (conf_net_match(&c->trusted_proxies[i], ip))
+			return 1;
+	return 0;
+}
+
+/*
+ * metrics {
+ *	listener PORT            (repeatable: http/https listeners on PORT)
+ *	token "SECRET" | token-sha256 HEX
+ * }
+ */
+static int
+handle_metrics(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	if (check_args(ps, ln, 0, 0) == -1)
+		return -1;
+	ps->c->metrics.enabled = 1;
+	open_block(ps, ln, CTX_METRICS);
+	return 0;
+}
+
+static int
+handle_metrics_listener(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln)
+{
+	struct conf_metrics *m = base;
+	unsigned long long port;
+
+	if (check_args(ps, ln, 1, 1) == -1 ||
+	    get_number(ps, ln->number, "metrics listener port", ln->argv[1],
+	    NULL, 1, 65535, &port) == -1)
+		return -1;
+	m->ports = xreallocarray(m->ports, m->nports + 1, sizeof(*m->ports));
+	ps->metrics_port_lines = xreallocarray(ps->metrics_port_lines,
+	    m->nports + 1, sizeof(*ps->metrics_port_lines));
+	ps->metrics_port_lines[m->nports] = ln->number;
+	m->ports[m->nports++] = (int)port;
+	return 0;
+}
+
+static int
+hex_value(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* "token" is hashed at once and only the hash is kept; "token-sha256"
+ * gives that hash (64 hex digits) so the file need not hold the token. */
+static int
+handle_metrics_token(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_metrics *m = base;
+	const char *arg;
+	unsigned int len = 0;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (m->token_set)
+		return parse_error(ps, ln->number,
+		    "'token' and 'token-sha256' given together");
+	arg = ln->argv[1];
+	if (strcmp(o->name, "token") == 0) {
+		if (strlen(arg) < 16)
+			return parse_error(ps, ln->number, "metrics token too "
+			    "short (16 characters at least)");
+		if (EVP_Digest(arg, strlen(arg), m->token_sha256, &len,
+		    EVP_sha256(), NULL) != 1 || len != 32)
+			return parse_error(ps, ln->number,
+			    "cannot hash the metrics token");
+	} else {
+		if (strlen(arg) != 64)
+			return parse_error(ps, ln->number, "invalid "
+			    "'token-sha256' (expected 64 hexadecimal digits)");
+		for (size_t i = 0; i < 32; i++) {
+			int hi = hex_value((unsigned char)arg[2 * i]);
+			int lo = hex_value((unsigned char)arg[2 * i + 1]);
+
+			if (hi < 0 || lo < 0)
+				return parse_error(ps, ln->number, "invalid "
+				    "'token-sha256' (expected 64 hexadecimal "
+				    "digits)");
+			m->token_sha256[i] = (unsigned char)(hi * 16 + lo);
+		}
+	}
+	m->token_set = 1;
+	return 0;
+}
+
+/* Each metrics listener port must be an http or https listener's. */
+static int
+check_metrics_ports(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->metrics.nports; i++) {
+		size_t k;
+
+		for (k = 0; k < c->nlisteners; k++)
+			if (c->listeners[k].port == c->metrics.ports[i] &&
+			    (c->listeners[k].kind == LISTEN_HTTP ||
+			    c->listeners[k].kind == LISTEN_HTTPS))
+				break;
+		if (k == c->nlisteners)
+			return parse_error(ps, ps->metrics_port_lines[i],
+			    "metrics listener %d is no http or https "
+			    "listener's port", c->metrics.ports[i]);
+	}
+	return 0;
+}
+
 /* The index of name in the options table, for seen_block[]. */
 static int
 option_index(const struct option *options, const char *name)
@@ -1235,6 +1477,11 @@ close_block(struct parser *ps, const struct line *ln)
 		if (!h->muc_set)
 			host_add_muc(h, xasprintf("conference.%s", h->name));
 		break;
+	case CTX_METRICS:
+		if (c->metrics.nports == 0 && !c->metrics.token_set)
+			return parse_error(ps, ps->block_line, "'metrics' block "
+			    "allows nobody (add 'listener PORT' or 'token')");
+		break;
 	}
 	ps->ctx = CTX_TOP;
 	return 0;
@@ -1254,6 +1501,9 @@ unknown_option(struct parser *ps, const struct line *ln)
 	case CTX_HOST:
 		return parse_error(ps, ln->number,
 		    "unknown option '%s' in host block", ln->argv[0]);
+	case CTX_METRICS:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in metrics block", ln->argv[0]);
 	default:
 		return parse_error(
 		    ps, ln->number, "unknown option '%s'", ln->argv[0]);
@@ -1281,6 +1531,11 @@ handle_line(struct parser *ps, const struct line *ln)
 		options = host_options;
 		seen = ps->seen_block;
 		base = &ps->c->hosts[ps->c->nhosts - 1];
+		break;
+	case CTX_METRICS:
+		options = metrics_options;
+		seen = ps->seen_block;
+		base = &ps->c->metrics;
 		break;
 	default:
 		options = top_options;
@@ -1372,6 +1627,10 @@ conf_init(struct conf *c, const char *name)
 	c->limits.muc_subject_length = 1024;
 	c->limits.muc_history_size = 262144;
 	c->limits.muc_room_idle = 600;
+	c->limits.http_header_timeout = 10;
+	c->limits.http_idle_timeout = 60;
+	c->limits.http_headers = 64;
+	c->limits.http_header_size = 16384;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);
@@ -1389,13 +1648,16 @@ check_complete(struct parser *ps, int line)
 	if (ps->ctx == CTX_HOST)
 		return parse_error(ps, ps->block_line,
 		    "'host' block is not closed (missing '}')");
+	if (ps->ctx == CTX_METRICS)
+		return parse_error(ps, ps->block_line,
+		    "'metrics' block is not closed (missing '}')");
 	if (c->nhosts == 0)
 		return parse_error(
 		    ps, line, "no host configured (add a 'host NAME {' block)");
 	if (c->nlisteners == 0)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
-	if (check_muc_domains(ps) == -1)
+	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
@@ -1437,6 +1699,7 @@ conf_parse(const char *name, const char *text, char *err, size_t errlen)
 	free(ln.words);
 	free(ps.listener_lines);
 	free(ps.host_lines);
+	free(ps.metrics_port_lines);
 	if (rc == -1) {
 		conf_free(ps.c);
 		return NULL;
@@ -1563,6 +1826,12 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->nmodules_off; i++)
 		free(c->modules_off[i]);
 	free(c->modules_off);
+	for (i = 0; i < c->ntrusted_proxies; i++)
+		free(c->trusted_proxies[i].text);
+	free(c->trusted_proxies);
+	free(c->metrics.ports);
+	OPENSSL_cleanse(c->metrics.token_sha256,
+	    sizeof(c->metrics.token_sha256));
 	free(c);
 }
 

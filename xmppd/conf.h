@@ -14,6 +14,10 @@
 enum listen_kind {
 	LISTEN_C2S,        /* "c2s": plain TCP with STARTTLS (RFC 6120 §5) */
 	LISTEN_C2S_TLS,    /* "c2s-tls": direct TLS (XEP-0368) */
+	LISTEN_HTTP,       /* "http": HTTP/1.1 on plain TCP (RFC 9112) */
+	LISTEN_HTTPS,      /* "https": HTTP/1.1 over direct TLS, ALPN
+	                      "http/1.1" */
+	LISTEN__COUNT
 };
 
 struct conf_listener {
@@ -21,6 +25,24 @@ struct conf_listener {
 	char *address;          /* numeric IPv4/IPv6 or "*" (all, dual-stack) */
 	int port;
 	int starttls_required;  /* c2s only; default 1 */
+};
+
+/* An address or a network ("http-trusted-proxy 10.0.0.0/8"). */
+struct conf_net {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network byte order, host bits zero */
+	unsigned prefix;        /* bits that must match */
+	char *text;             /* as written, canonical */
+};
+
+/* The "metrics" block: who may read GET /metrics. */
+struct conf_metrics {
+	int enabled;            /* a metrics block was given */
+	int *ports;             /* "listener PORT": http(s) listeners on these
+	                           ports serve it without a token */
+	size_t nports;
+	int token_set;          /* "token" or "token-sha256" */
+	unsigned char token_sha256[32];  /* only the token's hash is kept */
 };
 
 struct conf_host {
@@ -135,6 +157,15 @@ struct conf_limits {
 	unsigned muc_room_idle;      /* "muc-room-idle", s, 600: how long a
 	                                persistent room without occupants
 	                                stays in memory */
+	unsigned http_header_timeout; /* "http-header-timeout", s, 10: from a
+	                                request's first byte to the end of
+	                                its headers, then 408 */
+	unsigned http_idle_timeout;  /* "http-idle-timeout", s, 60: a
+	                                keep-alive connection between
+	                                requests, or a body that stalls */
+	unsigned http_headers;       /* "http-headers", 64 fields at most */
+	size_t http_header_size;     /* "http-header-size", 16384: request
+	                                line and fields, bytes (431) */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */
@@ -183,6 +214,10 @@ struct conf {
 	char **modules_off;          /* "module NAME off", repeatable */
 	size_t nmodules_off;
 
+	struct conf_net *trusted_proxies; /* "http-trusted-proxy", repeatable */
+	size_t ntrusted_proxies;
+	struct conf_metrics metrics;
+
 	struct conf_listener *listeners;
 	size_t nlisteners;
 	struct conf_host *hosts;
@@ -205,6 +240,16 @@ int conf_module_off(const struct conf *c, const char *name);
 /* The host entry for a (prepared) domain, or NULL. */
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);
+
+/* "c2s", "c2s-tls", "http" or "https". */
+const char *conf_listen_kind_name(enum listen_kind kind);
+/* Whether ip (numeric) is within an "http-trusted-proxy" network. */
+int conf_trusted_proxy(const struct conf *c, const char *ip);
+/* Parse "ADDR" or "ADDR/PREFIX" into n (text set, caller frees); -1 if
+ * invalid. */
+int conf_net_parse(const char *s, struct conf_net *n);
+/* Whether the numeric address ip is within n. */
+int conf_net_match(const struct conf_net *n, const char *ip);
 
 extern const char conf_default_text[];
 

@@ -19,7 +19,9 @@
 #include "stream/c2s.h"
 #include "conf.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "control/control.h"
+#include "control/metrics.h"
 #include "core/hooks.h"
 #include "core/iq.h"
 #include "core/smacks.h"
@@ -44,6 +46,14 @@ static ev_async request_w;
 static ev_timer drain_w;
 static int want_reload, want_stop, stopping;
 static double stop_started;
+
+/* Who serves each kind of listener. */
+static const struct conn_handler *const listen_handlers[LISTEN__COUNT] = {
+	[LISTEN_C2S] = &c2s_conn_handler,
+	[LISTEN_C2S_TLS] = &c2s_conn_handler,
+	[LISTEN_HTTP] = &http_conn_handler,
+	[LISTEN_HTTPS] = &http_conn_handler,
+};
 
 static void
 usage(void)
@@ -91,6 +101,8 @@ reload(void)
 		    "changes take effect at the next restart");
 	log_set_level(verbose ? LOG_LVL_DEBUG : nc->log_level);
 	conn_set_conf(nc);
+	http_set_conf(nc);
+	metrics_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -114,6 +126,7 @@ stop(void)
 	log_info("shutting down: closing %zu streams", c2s_count());
 	stop_started = mono_now(xmppd_loop);
 	conn_unlisten();
+	http_shutdown_all();
 	control_shutdown();
 	hook_run_shutdown();
 	c2s_shutdown_all();
@@ -272,7 +285,8 @@ main(int argc, char **argv)
 
 	xmppd_loop = ev_default_loop(EVFLAG_AUTO);
 	conn_init(xmppd_loop);
-	if (conn_listen(xmppd_conf, &c2s_conn_handler, err, sizeof(err)) < 0)
+	http_set_conf(xmppd_conf);
+	if (conn_listen(xmppd_conf, listen_handlers, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	pw = target_user();
 	if (control_init(xmppd_conf->control_socket, xmppd_conf->control_group,
@@ -304,6 +318,7 @@ main(int argc, char **argv)
 	    c2s_storage_congested);
 	iq_init();
 	modules_init();
+	metrics_init(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

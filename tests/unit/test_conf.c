@@ -661,9 +661,9 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	                             "(listen c2s|c2s-tls PORT)");
+	                             "(listen c2s|c2s-tls|http|https PORT)");
 	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	                                  "'s2s' (expected c2s or c2s-tls)");
+	                                  "'s2s' (expected c2s, c2s-tls, http or https)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -794,6 +794,92 @@ test_module_switches(void)
 	expect_prefix(BASE "module carbons off extra\n", "t.conf:6: ");
 }
 
+/* listen http/https, http-trusted-proxy, the metrics block, the http
+ * limits. */
+static void
+test_http(void)
+{
+	static const char sha[] =
+	    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+	struct conf *c;
+
+	{
+		char text[1024];
+
+		snprintf(text, sizeof(text), BASE
+		    "listen http 5280 address 127.0.0.1\n"
+		    "listen https 5443\n"
+		    "http-trusted-proxy 127.0.0.1\n"
+		    "http-trusted-proxy 10.1.2.3/8\n"
+		    "http-trusted-proxy 2001:db8::1/64\n"
+		    "metrics {\n\tlistener 5280\n\ttoken-sha256 \"%s\"\n}\n"
+		    "limits {\nhttp-header-timeout 2s\nhttp-headers 20\n"
+		    "http-header-size 4K\nhttp-idle-timeout 1m\n}\n", sha);
+		c = parse(text);
+	}
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return;
+	}
+	CHECK(c->nlisteners == 3 && c->listeners[1].kind == LISTEN_HTTP &&
+	    c->listeners[2].kind == LISTEN_HTTPS);
+	CHECK_STR(conf_listen_kind_name(c->listeners[2].kind), "https");
+	CHECK(c->ntrusted_proxies == 3);
+	CHECK_STR(c->trusted_proxies[1].text, "10.0.0.0/8");
+	CHECK_STR(c->trusted_proxies[2].text, "2001:db8::/64");
+	CHECK(conf_trusted_proxy(c, "127.0.0.1"));
+	CHECK(!conf_trusted_proxy(c, "127.0.0.2"));
+	CHECK(conf_trusted_proxy(c, "10.255.0.1"));
+	CHECK(!conf_trusted_proxy(c, "11.0.0.1"));
+	CHECK(conf_trusted_proxy(c, "2001:db8::ffff:1"));
+	CHECK(!conf_trusted_proxy(c, "2001:db8:0:1::1"));
+	CHECK(!conf_trusted_proxy(c, "garbage"));
+	CHECK(c->metrics.enabled && c->metrics.nports == 1 &&
+	    c->metrics.ports[0] == 5280 && c->metrics.token_set);
+	CHECK(c->metrics.token_sha256[0] == 0x9f &&
+	    c->metrics.token_sha256[31] == 0x08);
+	CHECK(c->limits.http_header_timeout == 2 &&
+	    c->limits.http_headers == 20 &&
+	    c->limits.http_header_size == 4096 &&
+	    c->limits.http_idle_timeout == 60);
+	conf_free(c);
+	/* "token" keeps only its hash: SHA-256("test") is sha above. */
+	c = parse(BASE "metrics {\ntoken \"test-token-long-enough\"\n}\n");
+	CHECK(c != NULL && c->metrics.token_set && c->metrics.nports == 0);
+	conf_free(c);
+	c = parse(BASE);
+	CHECK(c != NULL && !c->metrics.enabled &&
+	    c->limits.http_header_timeout == 10 &&
+	    c->limits.http_idle_timeout == 60 && c->limits.http_headers == 64 &&
+	    c->limits.http_header_size == 16384);
+	conf_free(c);
+	expect_error(BASE "http-trusted-proxy example.org\n",
+	    "t.conf:6: invalid address 'example.org' for 'http-trusted-proxy' "
+	    "(expected a numeric IPv4 or IPv6 address, optionally /PREFIX)");
+	expect_prefix(BASE "http-trusted-proxy 10.0.0.0/33\n",
+	    "t.conf:6: invalid address '10.0.0.0/33'");
+	expect_error(BASE "metrics {\n}\n", "t.conf:6: 'metrics' block "
+	    "allows nobody (add 'listener PORT' or 'token')");
+	expect_error(BASE "metrics {\nlistener 5222\n}\n", "t.conf:7: "
+	    "metrics listener 5222 is no http or https listener's port");
+	expect_error(BASE "metrics {\ntoken short\n}\n", "t.conf:7: "
+	    "metrics token too short (16 characters at least)");
+	expect_error(BASE "metrics {\ntoken-sha256 abc\n}\n", "t.conf:7: "
+	    "invalid 'token-sha256' (expected 64 hexadecimal digits)");
+	expect_error(BASE "metrics {\ntoken aaaaaaaaaaaaaaaaaa\n"
+	    "token-sha256 abc\n}\n", "t.conf:8: 'token' and 'token-sha256' "
+	    "given together");
+	expect_error(BASE "metrics {\nport 1\n}\n",
+	    "t.conf:7: unknown option 'port' in metrics block");
+	expect_error(BASE "metrics {\n", "t.conf:6: 'metrics' block is not "
+	    "closed (missing '}')");
+	expect_error(BASE "listen http 5222\n", "t.conf:6: duplicate "
+	    "listener on *:5222 (first at line 1)");
+	expect_error(BASE "listen https 5443 starttls optional\n", "t.conf:6: "
+	    "'starttls' applies only to c2s listeners");
+}
+
 int
 main(void)
 {
@@ -812,5 +898,6 @@ main(void)
 	test_host_errors();
 	test_muc_domains();
 	test_missing_sections();
+	test_http();
 	return UNIT_DONE("conf");
 }

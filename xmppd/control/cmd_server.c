@@ -252,8 +252,7 @@ handle_check(struct control_conn *c, char **args, size_t nargs)
 	for (size_t i = 0; i < cf->nlisteners; i++)
 		check_row(c, "info", "listener", "%s %d %s",
 		    cf->listeners[i].address, cf->listeners[i].port,
-		    cf->listeners[i].kind == LISTEN_C2S_TLS ? "c2s-tls" :
-		    "c2s");
+		    conf_listen_kind_name(cf->listeners[i].kind));
 	if (c->dead || control_conn_output(c) == -1)
 		return;
 	reply_ok(c);

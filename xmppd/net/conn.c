@@ -33,13 +33,15 @@ struct listener {
 	ev_io io;
 	int fd;
 	enum listen_kind kind;
+	int port;
 	int starttls_required;
+	const struct conn_handler *h;
 	char name[80];
 	struct listener *next;
 };
 
 static struct ev_loop *loop;
-static const struct conn_handler *handler;
+static const struct conf *cur_conf;  /* the one of conn_set_conf */
 static struct listener *listeners;
 static struct conn *flush_head, *flush_tail;
 static struct conn *dead_head;
@@ -81,6 +83,7 @@ conn_set_conf(const struct conf *conf)
 	output_max = conf->limits.output_max;
 	output_high = conf->limits.output_high;
 	handshake_timeout = conf->limits.handshake_timeout;
+	cur_conf = conf;
 }
 
 /* Count a connection in (delta 1) or out (-1) of its network: the key
@@ -432,7 +435,8 @@ start_tls(struct conn *c)
 
 	if (bio != NULL)
 		BIO_set_data(bio, c);
-	c->ssl = bio != NULL ? tls_new_ssl(bio) : NULL;
+	c->ssl = bio != NULL ? tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
+	    TLS_ALPN_HTTP : TLS_ALPN_XMPP) : NULL;
 	if (c->ssl == NULL) {
 		log_warnx("conn %llu %s: cannot create TLS session",
 		    (unsigned long long)c->id, c->addr);
@@ -647,8 +651,13 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 		return;
 	}
 	netkey_of(host, ipv4_prefix, ipv6_prefix, net, sizeof(net));
+	/* A trusted HTTP proxy carries many clients: the HTTP layer sees
+	 * each one (net/http.c), the per-IP cap would only cut them all
+	 * off together. */
 	if (conns_per_ip &&
-	    (uintptr_t)strmap_get(per_ip, net) >= conns_per_ip) {
+	    (uintptr_t)strmap_get(per_ip, net) >= conns_per_ip &&
+	    !((kind == LISTEN_HTTP || kind == LISTEN_HTTPS) &&
+	    conf_trusted_proxy(cur_conf, host))) {
 		log_warnx("refusing connection from %s: %u connections from "
 		    "%s (connections-per-ip)", host, conns_per_ip, net);
 		stats.refused++;
@@ -659,8 +668,10 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	c = xcalloc(1, sizeof(*c));
 	c->id = next_id++;
 	c->fd = fd;
-	c->h = handler;
-	c->direct_tls = kind == LISTEN_C2S_TLS;
+	c->h = li->h;
+	c->kind = kind;
+	c->local_port = li->port;
+	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS;
 	c->starttls_required = li->starttls_required;
 	snprintf(c->ip, sizeof(c->ip), "%s", host);
 	snprintf(c->net, sizeof(c->net), "%s", net);
@@ -674,7 +685,7 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	stats.open++;
 	log_debug("conn %llu %s: accepted (%s)", (unsigned long long)c->id,
 	    c->addr, c->direct_tls ? "direct TLS" : "plain");
-	c->upper = handler->on_accept(c);
+	c->upper = c->h->on_accept(c);
 	if (c->upper == NULL) {
 		stats.refused++;
 		conn_kill(c, "refused");
@@ -760,7 +771,8 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 }
 
 static int
-listen_one(const struct conf_listener *cl, char *err, size_t errlen)
+listen_one(const struct conf_listener *cl, const struct conn_handler *h,
+    char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
 	char port[16];
@@ -804,9 +816,11 @@ listen_one(const struct conf_listener *cl, char *err, size_t errlen)
 	li = xcalloc(1, sizeof(*li));
 	li->fd = fd;
 	li->kind = cl->kind;
+	li->port = cl->port;
+	li->h = h;
 	li->starttls_required = cl->kind == LISTEN_C2S && cl->starttls_required;
 	snprintf(li->name, sizeof(li->name), "%s %s:%d",
-	    cl->kind == LISTEN_C2S ? "c2s" : "c2s-tls", cl->address, cl->port);
+	    conf_listen_kind_name(cl->kind), cl->address, cl->port);
 	ev_io_init(&li->io, accept_cb, fd, EV_READ);
 	ev_io_start(loop, &li->io);
 	li->next = listeners;
@@ -816,15 +830,31 @@ listen_one(const struct conf_listener *cl, char *err, size_t errlen)
 }
 
 int
-conn_listen(const struct conf *conf, const struct conn_handler *h,
-    char *err, size_t errlen)
+conn_listen(const struct conf *conf,
+    const struct conn_handler *const handlers[LISTEN__COUNT], char *err,
+    size_t errlen)
 {
-	handler = h;
 	conn_set_conf(conf);
-	for (size_t i = 0; i < conf->nlisteners; i++)
-		if (listen_one(&conf->listeners[i], err, errlen) < 0)
+	for (size_t i = 0; i < conf->nlisteners; i++) {
+		const struct conf_listener *cl = &conf->listeners[i];
+
+		if (handlers[cl->kind] == NULL) {
+			snprintf(err, errlen, "listen %s port %d: no handler for "
+			    "%s listeners", cl->address, cl->port,
+			    conf_listen_kind_name(cl->kind));
 			return -1;
+		}
+		if (listen_one(cl, handlers[cl->kind], err, errlen) < 0)
+			return -1;
+	}
 	return 0;
+}
+
+void
+conn_set_handler(struct conn *c, const struct conn_handler *h, void *upper)
+{
+	c->h = h;
+	c->upper = upper;
 }
 
 void

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "buf.h"
+#include "conf.h"
 #include "netkey.h"
 
 struct conf;
@@ -62,11 +63,13 @@ struct conn {
 	uint64_t id;
 	int fd;
 	enum conn_state state;
+	enum listen_kind kind;   /* of the listener that accepted it */
+	int local_port;          /* that listener's port */
 	int direct_tls;
 	int starttls_required;   /* from the listener (plain c2s only) */
 	unsigned paused;         /* enum conn_pause_reason bits; 0: reading */
 	SSL *ssl;                /* NULL until TLS */
-	void *upper;             /* c2s state */
+	void *upper;             /* the upper layer's state (c2s, http) */
 	const struct conn_handler *h;
 	ev_io rio, wio;
 	ev_timer timer;
@@ -97,9 +100,18 @@ struct conn_stats {
 	size_t open;
 };
 
-/* Open the configured listeners; -1 with a message on failure. */
-int conn_listen(const struct conf *conf, const struct conn_handler *h,
-    char *err, size_t errlen);
+/* Open the configured listeners, each served by the handler of its
+ * kind (handlers[kind]; a listener whose kind has none is an error);
+ * -1 with a message on failure. */
+int conn_listen(const struct conf *conf,
+    const struct conn_handler *const handlers[LISTEN__COUNT], char *err,
+    size_t errlen);
+/* Hand an open connection over to another upper layer (an HTTP
+ * Upgrade): its callbacks get upper from now on, and the old upper
+ * layer's on_close is not called.  The caller feeds the new layer any
+ * bytes it had read ahead. */
+void conn_set_handler(struct conn *c, const struct conn_handler *h,
+    void *upper);
 /* Stop accepting (shutdown) and close listening sockets. */
 void conn_unlisten(void);
 /* Install the before-sleep hook that flushes output and reaps. */

@@ -21,7 +21,15 @@ struct tls_host {
 static struct tls_host *hosts;
 static size_t nhosts;
 
-static const unsigned char alpn_xmpp[] = "\x0bxmpp-client";
+/* ALPN protocol lists in wire format, by enum tls_alpn; an SSL points
+ * to its own with its application data. */
+static const struct alpn {
+	const unsigned char *wire;
+	unsigned int len;
+} alpns[] = {
+	[TLS_ALPN_XMPP] = { (const unsigned char *)"\x0bxmpp-client", 12 },
+	[TLS_ALPN_HTTP] = { (const unsigned char *)"\x08http/1.1", 9 },
+};
 
 static SSL_CTX *
 host_ctx(const char *name)
@@ -46,16 +54,19 @@ sni_cb(SSL *ssl, int *al, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* ALPN (XEP-0368 §3): select "xmpp-client" when offered; a client that
- * offers only other protocols gets no ALPN extension back. */
+/* ALPN (XEP-0368 §3, RFC 7301 §3.2): select the listener's protocol,
+ * "xmpp-client" or "http/1.1", when offered; a client that offers only
+ * other protocols gets no ALPN extension back (and is served the
+ * listener's protocol all the same). */
 static int
 alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
+	const struct alpn *a = SSL_get_app_data(ssl);
 	unsigned char *sel;
 
-	if (SSL_select_next_proto(&sel, outlen, alpn_xmpp,
-		sizeof(alpn_xmpp) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+	if (a == NULL || SSL_select_next_proto(&sel, outlen, a->wire, a->len,
+		in, inlen) != OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_NOACK;
 	*out = sel;
 	return SSL_TLSEXT_ERR_OK;
@@ -194,7 +205,7 @@ tls_free(void)
 }
 
 SSL *
-tls_new_ssl(BIO *bio)
+tls_new_ssl(BIO *bio, enum tls_alpn alpn)
 {
 	SSL *ssl;
 
@@ -202,6 +213,7 @@ tls_new_ssl(BIO *bio)
 		BIO_free(bio);
 		return NULL;
 	}
+	SSL_set_app_data(ssl, (void *)&alpns[alpn]);
 	SSL_set_bio(ssl, bio, bio);
 	SSL_set_accept_state(ssl);
 	return ssl;

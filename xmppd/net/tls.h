@@ -2,7 +2,8 @@
  * TLS contexts: one SSL_CTX per virtual host (selected by SNI), TLS 1.2+
  * only, TLS 1.2 with ECDHE and AEAD suites only (tls-ciphers), TLS 1.3
  * suites from tls-ciphersuites, renegotiation refused, buffers released
- * when idle; ALPN "xmpp-client" for direct TLS (XEP-0368); channel-binding
+ * when idle; ALPN "xmpp-client" for direct TLS (XEP-0368) or "http/1.1"
+ * on https listeners; channel-binding
  * data for SCRAM-PLUS.
  */
 #ifndef XMPPD_TLS_H
@@ -21,9 +22,15 @@ struct conf;
 int tls_load(const struct conf *conf, char *err, size_t errlen);
 void tls_free(void);
 
+/* The application protocol a listener offers in ALPN (RFC 7301). */
+enum tls_alpn {
+	TLS_ALPN_XMPP,     /* "xmpp-client" (XEP-0368) */
+	TLS_ALPN_HTTP,     /* "http/1.1" */
+};
+
 /* A new server SSL object reading and writing through bio (which it
- * owns from then on). */
-SSL *tls_new_ssl(BIO *bio);
+ * owns from then on), selecting alpn when the client offers it. */
+SSL *tls_new_ssl(BIO *bio, enum tls_alpn alpn);
 
 /* Channel binding (RFC 5929, RFC 9266): returns the data length, or 0
  * when that type is unavailable on this connection (tls-exporter needs

@@ -68,12 +68,20 @@ void store_set_backlog_limit(size_t high, void (*cb)(int congested));
  * stop the thread and close the database.  Synchronous. */
 void store_close(void);
 
-/* Statistics for status/top. */
+/* Statistics for status/top and the metrics.  Commit latency is the
+ * time of the COMMIT statement, measured on the storage thread; the
+ * histogram counts commits by the first bound of store_commit_bounds_ms
+ * they do not exceed (one count each, not cumulative), the last slot
+ * those above every bound. */
+#define STORE_COMMIT_BUCKETS 12
+extern const double store_commit_bounds_ms[STORE_COMMIT_BUCKETS];
 struct store_stats {
 	size_t queue_depth;          /* requests waiting */
 	uint64_t requests;           /* served since start */
 	uint64_t commits;
 	double last_commit_ms;       /* latency of the last commit */
+	double commit_ms_sum;        /* of every commit since start */
+	uint64_t commit_hist[STORE_COMMIT_BUCKETS + 1];
 };
 void store_get_stats(struct store_stats *st);
 

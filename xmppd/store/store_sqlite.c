@@ -468,6 +468,8 @@ static struct {
 	uint64_t requests;
 	uint64_t commits;
 	double last_commit_ms;
+	double commit_ms_sum;
+	uint64_t commit_hist[STORE_COMMIT_BUCKETS + 1];
 
 	/* Finished requests waiting for the loop thread. */
 	pthread_mutex_t done_lock;
@@ -1338,6 +1340,24 @@ take_batch(struct req_list *batch)
 	store.depth -= n;
 }
 
+const double store_commit_bounds_ms[STORE_COMMIT_BUCKETS] = {
+	0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+};
+
+/* Storage thread, store.lock held: one commit of ms milliseconds. */
+static void
+count_commit(double ms)
+{
+	size_t i = 0;
+
+	while (i < STORE_COMMIT_BUCKETS && ms > store_commit_bounds_ms[i])
+		i++;
+	store.commit_hist[i]++;
+	store.commit_ms_sum += ms;
+	store.commits++;
+	store.last_commit_ms = ms;
+}
+
 static void *
 store_thread(void *arg)
 {
@@ -1369,10 +1389,8 @@ store_thread(void *arg)
 		pthread_mutex_lock(&store.lock);
 		queue_continuations(&batch);
 		store.requests += n;
-		if (committed) {
-			store.commits++;
-			store.last_commit_ms = commit_ms;
-		}
+		if (committed)
+			count_commit(commit_ms);
 		pthread_mutex_unlock(&store.lock);
 
 		pthread_mutex_lock(&store.done_lock);
@@ -1634,6 +1652,8 @@ store_open(struct ev_loop *loop, const char *path, int synchronous_full,
 	store.requests = 0;
 	store.commits = 0;
 	store.last_commit_ms = 0;
+	store.commit_ms_sum = 0;
+	memset(store.commit_hist, 0, sizeof(store.commit_hist));
 	list_init(&store.pending);
 	list_init(&store.done);
 	ev_async_init(&store.async, store_async_cb);
@@ -1698,6 +1718,8 @@ store_get_stats(struct store_stats *st)
 	st->requests = store.requests;
 	st->commits = store.commits;
 	st->last_commit_ms = store.last_commit_ms;
+	st->commit_ms_sum = store.commit_ms_sum;
+	memcpy(st->commit_hist, store.commit_hist, sizeof(st->commit_hist));
 	pthread_mutex_unlock(&store.lock);
 }
 
