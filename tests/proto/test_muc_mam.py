@@ -260,3 +260,29 @@ def test_room_vcard_persists(server_factory, im):
         'The room'
     _, _, qq = disco_info(ca, room)
     assert avatar_hash_of(qq) == hashlib.sha1(PNG).hexdigest()
+
+
+def test_archive_metadata(server, im):
+    """XEP-0313 §5 on the room JID: the first and last message of the
+    room's archive (empty before any), for those who may read it."""
+    a, b = fresh_users(server, 2)
+    ca, cb = im(a), im(b)
+    room = new_room()
+    create(ca, room, 'alice', LOGGING)
+    meta = "<metadata xmlns='%s'/>" % NS_MAM
+    md = ca.iq_ok('get', meta, to=room).find(q(NS_MAM, 'metadata'))
+    assert md is not None and len(md) == 0
+    ids = []
+    for i in range(3):
+        say(ca, room, 'm%d' % i)
+        ids.append(stanza_id(ca.wait(is_msg(room + '/alice')))[1])
+    el = ca.iq_ok('get', meta, to=room)
+    assert el.get('from') == room
+    md = el.find(q(NS_MAM, 'metadata'))
+    assert md.find(q(NS_MAM, 'start')).get('id') == ids[0]
+    assert md.find(q(NS_MAM, 'end')).get('id') == ids[-1]
+    assert md.find(q(NS_MAM, 'end')).get('timestamp')
+    el = cb.iq('get', meta, to=room)        # not an occupant
+    assert_stanza_error(el, 'iq', 'forbidden')
+    el = ca.iq('set', meta, to=room)
+    assert_stanza_error(el, 'iq', 'bad-request')

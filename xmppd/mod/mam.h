@@ -35,5 +35,9 @@ void mam_room_archive(const char *node, const char *service,
  */
 void mam_room_query(struct session *s, struct xel *iq, const char *node,
     const char *service, const char *room_jid);
+/* Answer iq, an urn:xmpp:mam:2 <metadata/> get (XEP-0313 §5) that s sent
+ * to room node@service, whose access the room granted. */
+void mam_room_metadata_iq(struct session *s, struct xel *iq,
+    const char *node, const char *service);
 
 #endif

@@ -1042,6 +1042,20 @@ handle_metadata(struct session *s, struct xel *iq, enum iq_target target)
 	return HOOK_HANDLED;
 }
 
+void
+mam_room_metadata_iq(struct session *s, struct xel *iq, const char *node,
+    const char *service)
+{
+	struct query *q;
+
+	if (strcmp(xel_attr(iq, "type"), "get") != 0) {
+		reply_error(s, iq, "bad-request", NULL);
+		return;
+	}
+	q = query_new(s, iq);
+	mam_room_metadata(node, service, metadata_cb, s->id, q->serial);
+}
+
 /* Preferences (XEP-0441). */
 
 static void

@@ -3539,7 +3539,10 @@ iq_archive(struct room *r, struct session *s, struct xel *iq)
 		bounce(s, iq, "forbidden");
 		return;
 	}
-	mam_room_query(s, iq, r->node, r->svc->domain, r->jid);
+	if (xel_is(xel_first_elem(iq), "metadata", NS_MAM))
+		mam_room_metadata_iq(s, iq, r->node, r->svc->domain);
+	else
+		mam_room_query(s, iq, r->node, r->svc->domain, r->jid);
 }
 
 /* Message moderation (XEP-0425). */
@@ -3847,6 +3850,8 @@ iq_to_room(struct service *svc, struct session *s, struct xel *iq,
 	else if (xel_is(q, "query", NS_MUC_ADMIN))
 		iq_admin(r, s, iq, q);
 	else if (xel_is(q, "query", NS_MAM))
+		iq_archive(r, s, iq);
+	else if (xel_is(q, "metadata", NS_MAM))
 		iq_archive(r, s, iq);
 	else if (!get && xel_is(q, "moderate", NS_MODERATE))
 		iq_moderate(r, s, iq, q);

@@ -204,6 +204,9 @@ typedef void (*mam_metadata_cb)(uint64_t owner, uint64_t tag,
     const struct mam_edge *last);
 void mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
     uint64_t owner, uint64_t tag);
+/* The same of room node@service's archive (none yet: empty). */
+void mam_room_metadata(const char *node, const char *service,
+    mam_metadata_cb cb, uint64_t owner, uint64_t tag);
 
 /* Retention: delete up to batch of the oldest rows stamped before
  * cutoff_ms (never a gap, §3.2) from users' archives and as many from

@@ -1484,13 +1484,16 @@ mam_query_rows(const struct mam_page *page, size_t from, size_t count,
 
 /* Metadata (§5). */
 
-static const char sql_first[] =
-    "SELECT sid, stamp FROM archive WHERE user_id = ?1 ORDER BY id LIMIT 1";
-static const char sql_last[] = "SELECT sid, stamp FROM archive"
-                               " WHERE user_id = ?1 ORDER BY id DESC LIMIT 1";
+#define SQL_FIRST(T, O)                                                        \
+	"SELECT sid, stamp FROM " T " WHERE " O " = ?1 ORDER BY id LIMIT 1"
+#define SQL_LAST(T, O)                                                         \
+	"SELECT sid, stamp FROM " T " WHERE " O " = ?1 ORDER BY id DESC LIMIT 1"
+static const char *const sql_first[] = BOTH(SQL_FIRST);
+static const char *const sql_last[] = BOTH(SQL_LAST);
 
 struct meta_job {
 	struct store_job job;
+	int kind;                       /* K_USER, K_ROOM */
 	char *user, *host;
 	struct mam_edge edge[2];
 	int found;
@@ -1501,12 +1504,15 @@ static enum store_status
 run_meta(struct store_job *job)
 {
 	struct meta_job *j = (struct meta_job *)job;
-	int64_t uid = store_user_id(j->user, j->host);
+	int64_t uid = owner_id(j->kind, j->user, j->host);
 
-	if (uid <= 0)
-		return uid < 0 ? STORE_ERROR : STORE_NOT_FOUND;
+	if (uid < 0)
+		return STORE_ERROR;
+	if (uid == 0)   /* no account; a room without an archive: empty */
+		return j->kind == K_ROOM ? STORE_OK : STORE_NOT_FOUND;
 	for (int i = 0; i < 2; i++) {
-		sqlite3_stmt *s = store_sql(i == 0 ? sql_first : sql_last);
+		sqlite3_stmt *s = store_sql(i == 0 ? sql_first[j->kind] :
+		    sql_last[j->kind]);
 		int rc;
 
 		if (s == NULL)
@@ -1553,12 +1559,13 @@ static const struct store_job_ops meta_ops = {
     .free = free_meta,
 };
 
-void
-mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
+static void
+metadata(int kind, const char *user, const char *host, mam_metadata_cb cb,
     uint64_t owner, uint64_t tag)
 {
 	struct meta_job *j = xcalloc(1, sizeof(*j));
 
+	j->kind = kind;
 	j->job.ops = &meta_ops;
 	j->job.owner = owner;
 	j->job.tag = tag;
@@ -1566,6 +1573,20 @@ mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
 	j->host = xstrdup(host);
 	j->cb = cb;
 	store_job_submit(&j->job);
+}
+
+void
+mam_metadata(const char *user, const char *host, mam_metadata_cb cb,
+    uint64_t owner, uint64_t tag)
+{
+	metadata(K_USER, user, host, cb, owner, tag);
+}
+
+void
+mam_room_metadata(const char *node, const char *service, mam_metadata_cb cb,
+    uint64_t owner, uint64_t tag)
+{
+	metadata(K_ROOM, node, service, cb, owner, tag);
 }
 
 /* Moderation (XEP-0425): a room's message replaced by a tombstone. */
