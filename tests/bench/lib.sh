@@ -86,6 +86,9 @@ limits {
     stanzas-per-second 0
     bytes-per-second 0
     max-connections 0
+    muc-messages-per-second 0
+    muc-rooms-per-hour 0
+    muc-occupants 1000000
 ${3:-}
 }
 host "$DOMAIN" {
