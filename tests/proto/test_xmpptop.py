@@ -387,3 +387,41 @@ def test_interactive_real_daemon_disable(server, tmux_top):
     assert victor[0]['disabled'] is True
     assert victor[0]['disabled_reason'] == 'disabled in xmpptop'
     assert server.ctl('deluser', 'victor@localhost').returncode == 0
+
+
+def test_interactive_rooms_view(server, tmux_top):
+    """m shows the rooms by activity and the occupants of the selected
+    one, live: a room's message rate and a new occupant appear; Down
+    selects the next room; m again goes back to the sessions."""
+    from im_helpers import IMFactory, fresh_users
+    from test_muc import create, is_msg, join, say
+    f = IMFactory(server)
+    try:
+        a, b = fresh_users(server, 2)
+        ca, cb = f(a), f(b)
+        busy, quiet = 'aaa-busy@conference.localhost', \
+            'zzz-quiet@conference.localhost'
+        create(ca, busy, 'alice', {'muc#roomconfig_roomname': 'Busy'})
+        create(ca, quiet, 'alice')
+        name = tmux_top(server.sock)
+        tmux('send-keys', '-t', name, 'm')
+        assert wait_screen(name, lambda s: 'ROOMS' in s and busy in s and
+                           quiet in s), screen(name)
+        for i in range(5):
+            say(ca, busy, 'line %d' % i)
+            ca.wait(is_msg(busy + '/alice'))
+        join(cb, busy, 'bob')
+        # busy first (5 messages a minute), its occupants listed
+        assert wait_screen(name, lambda s: 'OCCUPANTS of ' + busy in s and
+                           'bob' in s and any(
+                               ln.split()[:4] == [busy, '2', '2', '5']
+                               for ln in s.splitlines()),
+                           timeout=8), screen(name)
+        tmux('send-keys', '-t', name, 'Down')
+        assert wait_screen(name, lambda s: 'OCCUPANTS of ' + quiet in s), \
+            screen(name)
+        tmux('send-keys', '-t', name, 'm')
+        assert wait_screen(name, lambda s: 'OCCUPANTS of' not in s), \
+            screen(name)
+    finally:
+        f.close_all()
