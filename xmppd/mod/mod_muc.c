@@ -705,31 +705,58 @@ pres_build(const struct room *r, const struct occupant *o,
 	return p;
 }
 
-/* o's presence to one session of p (a joiner being told who is in).
- * Its 'from' is room/nick, whose parts are prepared already: the
- * delivery hook gets them as they are, with no JID to parse. */
+/*
+ * o's presence to one session of p (a joiner being told who is in),
+ * written straight as bytes: what pres_build makes for it (o's kept
+ * presence children, its occupant id, its item, the real JID if p may
+ * see it), without a tree per occupant per joiner (a join of a room of
+ * N costs N of these).  look is a bare <presence/> from the room that
+ * stands for every copy where the session API and the delivery hooks
+ * look at a tree (its kind; presence.c's subscription test sees no
+ * type).  Its 'from' is room/nick, whose parts are prepared already:
+ * the delivery hook gets them as they are, with no JID to parse.
+ */
 static void
 pres_to_session(const struct room *r, const struct occupant *o,
-    const struct occupant *p, struct session *to)
+    const struct occupant *p, struct session *to, struct xel *look)
 {
-	struct pres_opts po = { 0 };
-	struct xel *st = pres_build(r, o, &po, sees_jids(r, p), 0, NULL,
-	    o->nsessions ? o->sessions[0] : NULL);
 	struct jid from = { 0 };
 	struct buf b;
+	const struct session *jid_of = o->nsessions ? o->sessions[0] : NULL;
 	size_t rest = sizeof("<presence") - 1;
 
 	from.node = r->node;
 	from.domain = r->svc->domain;
 	from.resource = o->nick;
-	if (!to->closing && hook_run_deliver(to, st, &from) != HOOK_HANDLED) {
-		buf_init(&b);
-		xel_serialize(st, &b, NS_CLIENT);
-		session_send_fanout(to, st, to->full, buf_head(&b) + rest,
-		    buf_avail(&b) - rest);
-		buf_free(&b);
+	if (to->closing || hook_run_deliver(to, look, &from) == HOOK_HANDLED)
+		return;
+	buf_init(&b);
+	buf_adds(&b, "<presence from='");
+	buf_add_xml_escaped(&b, r->jid, strlen(r->jid), 1);
+	buf_adds(&b, "/");
+	buf_add_xml_escaped(&b, o->nick, strlen(o->nick), 1);
+	buf_adds(&b, "'>");
+	if (o->extra != NULL) {
+		/* "<presence>" children "</presence>" (presence_extra) */
+		size_t len = strlen(o->extra);
+
+		buf_add(&b, o->extra + sizeof("<presence>") - 1, len -
+		    (sizeof("<presence>") - 1) - (sizeof("</presence>") - 1));
 	}
-	arena_free(st->arena);
+	buf_adds(&b, "<occupant-id xmlns='" NS_OCCUPANT_ID "' id='");
+	buf_add_xml_escaped(&b, o->id, strlen(o->id), 1);
+	buf_adds(&b, "'/><x xmlns='" NS_MUC_USER "'><item affiliation='");
+	buf_adds(&b, aff_names[o->affiliation]);
+	buf_adds(&b, "' role='");
+	buf_adds(&b, role_names[o->role]);
+	if (sees_jids(r, p) && jid_of != NULL) {
+		buf_adds(&b, "' jid='");
+		buf_add_xml_escaped(&b, jid_of->full, strlen(jid_of->full), 1);
+	}
+	buf_adds(&b, "'/></x></presence>");
+	session_send_fanout(to, look, to->full, buf_head(&b) + rest,
+	    buf_avail(&b) - rest);
+	buf_free(&b);
 }
 
 /*
@@ -1039,10 +1066,14 @@ join_announce(struct room *r, struct occupant *o, struct session *s,
 	const struct xel *mucx = xel_child(pres, "x", NS_MUC);
 	int codes[6], n = 0;
 	struct pres_opts po = { 0 };
+	struct xel *look;
 
+	look = xel_new(arena_new(256), "presence", NS_CLIENT);
+	xel_set_attr(look, "from", r->jid);
 	for (struct occupant *p = r->occupants; p; p = p->next)
 		if (p != o && p->shown)
-			pres_to_session(r, p, o, s);
+			pres_to_session(r, p, o, s, look);
+	arena_free(look->arena);
 	if (r->cfg.whois_anyone)
 		codes[n++] = 100;
 	if (r->cfg.logging && mam_rooms_enabled())
