@@ -3880,9 +3880,8 @@ iq_to_room(struct service *svc, struct session *s, struct xel *iq,
 		iq_owner(r, s, iq, q);
 	else if (xel_is(q, "query", NS_MUC_ADMIN))
 		iq_admin(r, s, iq, q);
-	else if (xel_is(q, "query", NS_MAM))
-		iq_archive(r, s, iq);
-	else if (xel_is(q, "metadata", NS_MAM))
+	else if (xel_is(q, "query", NS_MAM) ||
+	    xel_is(q, "metadata", NS_MAM))
 		iq_archive(r, s, iq);
 	else if (!get && xel_is(q, "moderate", NS_MODERATE))
 		iq_moderate(r, s, iq, q);
