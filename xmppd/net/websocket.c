@@ -10,8 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "net/websocket.h"
 #include "base64.h"
 #include "buf.h"
@@ -20,139 +18,15 @@
 #include "net/http.h"
 #include "xmalloc.h"
 
-/* RFC 6455 §1.3. */
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_CONTROL_MAX 125      /* §5.5: control frame payload */
-
 struct ws {
 	struct conn *conn;
 	const struct ws_upper *up;
 	void *upper;
-	struct buf in;              /* bytes not yet a whole frame */
-	struct buf msg;             /* the fragments of a message so far */
-	int msg_open;               /* a fragmented text message is open */
-	size_t max_message;
+	struct ws_reader rd;
 	int close_sent;
-	int in_data;                /* inside on_data */
 };
 
 static size_t nws;
-
-/*
- * The pure codec.
- */
-
-int
-ws_frame_parse(const unsigned char *p, size_t n, struct ws_frame *f)
-{
-	size_t need = 2;
-	uint64_t len;
-
-	if (n < 2)
-		return 0;
-	if ((p[0] & 0x70) != 0)
-		return -1;      /* RSV1-3: no extension is negotiated */
-	f->fin = (p[0] & 0x80) != 0;
-	f->opcode = p[0] & 0x0f;
-	f->masked = (p[1] & 0x80) != 0;
-	len = p[1] & 0x7f;
-	if (len == 126)
-		need += 2;
-	else if (len == 127)
-		need += 8;
-	if (f->masked)
-		need += 4;
-	if (n < need)
-		return 0;
-	if (len == 126) {
-		len = (uint64_t)p[2] << 8 | p[3];
-		if (len < 126)
-			return -1;      /* §5.2: the minimal number of bytes */
-	} else if (len == 127) {
-		len = 0;
-		for (int i = 0; i < 8; i++)
-			len = len << 8 | p[2 + i];
-		if (len >> 63 != 0 || len <= 0xffff)
-			return -1;
-	}
-	if ((f->opcode & 0x8) != 0 && (!f->fin || len > WS_CONTROL_MAX))
-		return -1;      /* §5.5 */
-	if (f->masked)
-		memcpy(f->mask, p + need - 4, 4);
-	else
-		memset(f->mask, 0, 4);
-	f->len = len;
-	f->header_len = need;
-	return (int)need;
-}
-
-void
-ws_unmask(unsigned char *p, size_t len, const unsigned char mask[4],
-    uint64_t offset)
-{
-	for (size_t i = 0; i < len; i++)
-		p[i] ^= mask[(offset + i) & 3];
-}
-
-size_t
-ws_frame_header(unsigned char *out, enum ws_opcode op, uint64_t len)
-{
-	out[0] = (unsigned char)(0x80 | op);
-	if (len < 126) {
-		out[1] = (unsigned char)len;
-		return 2;
-	}
-	if (len <= 0xffff) {
-		out[1] = 126;
-		out[2] = (unsigned char)(len >> 8);
-		out[3] = (unsigned char)len;
-		return 4;
-	}
-	out[1] = 127;
-	for (int i = 0; i < 8; i++)
-		out[2 + i] = (unsigned char)(len >> (56 - 8 * i));
-	return 10;
-}
-
-void
-ws_accept_key(const char *key, char out[29])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	struct buf b = BUF_INIT;
-
-	buf_adds(&b, key);
-	buf_adds(&b, WS_GUID);
-	EVP_Digest(buf_head(&b), buf_avail(&b), md, &mdlen, EVP_sha1(), NULL);
-	buf_free(&b);
-	base64_encode(md, mdlen, out);
-}
-
-int
-ws_list_has(const char *value, const char *token, int nocase)
-{
-	size_t tl = strlen(token);
-	const char *p = value;
-
-	while (*p != '\0') {
-		const char *e;
-		size_t n;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		e = p;
-		while (*e != '\0' && *e != ',')
-			e++;
-		n = (size_t)(e - p);
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		if (n == tl && (nocase ? strncasecmp(p, token, n) == 0 :
-			strncmp(p, token, n) == 0))
-			return 1;
-		p = e;
-	}
-	return 0;
-}
 
 /*
  * The connection.
@@ -202,130 +76,43 @@ websocket_count(void)
 	return nws;
 }
 
-/* A breach of the protocol by the peer: log it and close with code. */
-static void
-fail(struct ws *ws, enum ws_close_code code, const char *why)
-{
-	log_info("ws %" PRIu64 " %s: closing with %d: %s", ws->conn->id,
-	    ws->conn->addr, (int)code, why);
-	websocket_close(ws, code);
-}
-
-/* A close frame from the peer (§5.5.1): answered with its code, then the
- * connection closes. */
-static void
-peer_close(struct ws *ws, const unsigned char *p, size_t len)
-{
-	unsigned code = WS_CLOSE_NORMAL;
-
-	if (len == 1) {
-		fail(ws, WS_CLOSE_PROTOCOL, "close frame of one byte");
-		return;
-	}
-	if (len >= 2)
-		code = (unsigned)p[0] << 8 | p[1];
-	log_debug("ws %" PRIu64 " %s: close frame %u from the peer",
-	    ws->conn->id, ws->conn->addr, code);
-	/* §7.4.1: 1005, 1006 and 1015 are never sent in a frame. */
-	if (code < 1000 || code == 1005 || code == 1006 || code == 1015 ||
-	    code >= 5000) {
-		fail(ws, WS_CLOSE_PROTOCOL, "invalid close code");
-		return;
-	}
-	websocket_close(ws, code < 3000 && code != 1004 && code <= 1014 ?
-	    (enum ws_close_code)code : WS_CLOSE_NORMAL);
-}
-
-/* One whole frame (payload unmasked); 0 to go on, -1 once closing. */
-static int
-frame(struct ws *ws, const struct ws_frame *f, unsigned char *p)
-{
-	size_t len = (size_t)f->len;
-
-	switch (f->opcode) {
-	case WS_TEXT:
-	case WS_CONTINUATION:
-		if ((f->opcode == WS_TEXT) == ws->msg_open) {
-			fail(ws, WS_CLOSE_PROTOCOL, ws->msg_open ?
-			    "a new message inside a fragmented one" :
-			    "continuation without a message");
-			return -1;
-		}
-		if (f->fin && !ws->msg_open) {
-			ws->up->on_message(ws->upper, (const char *)p, len);
-			break;
-		}
-		if (buf_avail(&ws->msg) + len > ws->max_message) {
-			fail(ws, WS_CLOSE_TOO_BIG, "message too big");
-			return -1;
-		}
-		buf_add(&ws->msg, p, len);
-		ws->msg_open = !f->fin;
-		if (f->fin) {
-			ws->up->on_message(ws->upper, buf_head(&ws->msg),
-			    buf_avail(&ws->msg));
-			buf_free(&ws->msg);
-		}
-		break;
-	case WS_BINARY:
-		fail(ws, WS_CLOSE_UNSUPPORTED, "binary message");
-		return -1;
-	case WS_CLOSE:
-		peer_close(ws, p, len);
-		return -1;
-	case WS_PING:
-		send_frame(ws, WS_PONG, p, len);
-		break;
-	case WS_PONG:
-		break;
-	default:
-		fail(ws, WS_CLOSE_PROTOCOL, "unknown opcode");
-		return -1;
-	}
-	return ws->conn->state == CONN_OPEN ? 0 : -1;
-}
-
 static void
 on_data(struct conn *c, const char *data, size_t len)
 {
 	struct ws *ws = c->upper;
+	struct ws_read ev;
 
 	if (ws->close_sent || c->state != CONN_OPEN)
 		return;
-	buf_add(&ws->in, data, len);
-	ws->in_data = 1;
-	while (buf_avail(&ws->in) > 0) {
-		unsigned char *p = (unsigned char *)ws->in.data + ws->in.off;
-		struct ws_frame f;
-		int r = ws_frame_parse(p, buf_avail(&ws->in), &f);
-
-		if (r < 0) {
-			fail(ws, WS_CLOSE_PROTOCOL, "malformed frame header");
+	ws_reader_add(&ws->rd, data, len);
+	while (!ws->close_sent && c->state == CONN_OPEN &&
+	    ws_reader_next(&ws->rd, &ev) != WS_EV_NONE) {
+		switch (ev.event) {
+		case WS_EV_MESSAGE:
+			ws->up->on_message(ws->upper, ev.data, ev.len);
+			break;
+		case WS_EV_PING:
+			send_frame(ws, WS_PONG, ev.data, ev.len);
+			break;
+		case WS_EV_CLOSE:
+			/* §5.5.1: answered with the same code, then the
+			 * connection closes. */
+			log_debug("ws %" PRIu64 " %s: close frame %u from the "
+			    "peer", c->id, c->addr, ev.code);
+			websocket_close(ws, ev.code == WS_CLOSE_NO_STATUS ?
+			    WS_CLOSE_NORMAL : (enum ws_close_code)ev.code);
+			break;
+		case WS_EV_FAIL:
+			log_info("ws %" PRIu64 " %s: closing with %u: %s",
+			    c->id, c->addr, ev.code, ev.why);
+			websocket_close(ws, (enum ws_close_code)ev.code);
+			break;
+		case WS_EV_NONE:
 			break;
 		}
-		if (r == 0)
-			break;
-		if (!f.masked) {
-			/* §5.1: a server MUST close on an unmasked frame. */
-			fail(ws, WS_CLOSE_PROTOCOL, "unmasked frame");
-			break;
-		}
-		if (f.len > ws->max_message) {
-			fail(ws, WS_CLOSE_TOO_BIG, "frame too big");
-			break;
-		}
-		if (buf_avail(&ws->in) - f.header_len < f.len)
-			break;
-		ws_unmask(p + f.header_len, (size_t)f.len, f.mask, 0);
-		if (frame(ws, &f, p + f.header_len) < 0)
-			break;
-		buf_consume(&ws->in, f.header_len + (size_t)f.len);
 	}
-	ws->in_data = 0;
 	if (ws->close_sent || c->state != CONN_OPEN)
-		buf_free(&ws->in);
-	else
-		buf_trim(&ws->in);
+		ws_reader_free(&ws->rd);
 }
 
 static void
@@ -345,8 +132,7 @@ on_close(struct conn *c)
 	struct ws *ws = c->upper;
 
 	ws->up->on_close(ws->upper);
-	buf_free(&ws->in);
-	buf_free(&ws->msg);
+	ws_reader_free(&ws->rd);
 	free(ws);
 	nws--;
 }
@@ -431,7 +217,7 @@ websocket_upgrade(struct http_request *r,
 	ws = xcalloc(1, sizeof(*ws));
 	ws->conn = c;
 	ws->up = up;
-	ws->max_message = rules->max_message;
+	ws_reader_init(&ws->rd, rules->max_message);
 	if ((ws->upper = create(ws, c, r, arg)) == NULL) {
 		free(ws);
 		return -1;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 /* Where XMPP over WebSocket (RFC 7395) is served: stream/c2s.c routes
  * it, net/hostmeta.c announces it. */
 #define WS_XMPP_PATH "/xmpp-websocket"
@@ -36,6 +38,8 @@ enum ws_close_code {
 	WS_CLOSE_GOING_AWAY = 1001,
 	WS_CLOSE_PROTOCOL = 1002,       /* a framing error */
 	WS_CLOSE_UNSUPPORTED = 1003,    /* a data type not taken (binary) */
+	WS_CLOSE_NO_STATUS = 1005,      /* a close frame without a code (never
+	                                   sent) */
 	WS_CLOSE_TOO_BIG = 1009,        /* a frame or message over the limit */
 };
 
@@ -70,6 +74,47 @@ void ws_accept_key(const char *key, char out[29]);
 /* Whether a comma-separated header value lists token (RFC 9110 §5.6.1),
  * compared case-insensitively when nocase, else exactly. */
 int ws_list_has(const char *value, const char *token, int nocase);
+
+/*
+ * What a client sends, read frame by frame (ws_reader_add the bytes,
+ * then ws_reader_next until WS_EV_NONE): whole text messages with their
+ * fragments joined, pings, the close frame, or the first breach of RFC
+ * 6455 with the close code it calls for (unmasked frame, bad header,
+ * unknown opcode, stray continuation: 1002; binary: 1003; a frame or
+ * message over max_message: 1009).  After a close or a failure nothing
+ * more is read.
+ */
+enum ws_event {
+	WS_EV_NONE,             /* more bytes needed (or nothing more read) */
+	WS_EV_MESSAGE,          /* data, len: a text message */
+	WS_EV_PING,             /* data, len: to be echoed in a pong */
+	WS_EV_CLOSE,            /* code: the peer's (WS_CLOSE_NO_STATUS) */
+	WS_EV_FAIL,             /* code, why: close the connection so */
+};
+
+struct ws_read {
+	enum ws_event event;
+	const char *data;       /* valid until the next ws_reader_next */
+	size_t len;
+	unsigned code;
+	const char *why;
+};
+
+struct ws_reader {
+	struct buf in;          /* bytes not yet consumed */
+	struct buf msg;         /* the fragments of a message so far */
+	size_t max_message;
+	size_t consume;         /* the frame returned last, consumed at the
+	                           next call */
+	unsigned msg_open : 1;  /* a fragmented message is open */
+	unsigned msg_done : 1;  /* msg was returned: emptied next call */
+	unsigned closed : 1, failed : 1;
+};
+
+void ws_reader_init(struct ws_reader *rd, size_t max_message);
+void ws_reader_free(struct ws_reader *rd);
+void ws_reader_add(struct ws_reader *rd, const void *data, size_t len);
+enum ws_event ws_reader_next(struct ws_reader *rd, struct ws_read *ev);
 
 /* The layer above one WebSocket connection.  upper is what create
  * returned. */
