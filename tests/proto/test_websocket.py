@@ -51,6 +51,7 @@ class WsServer(Server):
             'listen http %d address 127.0.0.1' % self.http_port,
             'listen https %d address 127.0.0.1' % self.https_port,
             'websocket on',
+            'http-trusted-proxy 127.0.0.2',
             'websocket-origin "%s"' % ORIGIN, '']) + '\n'
 
     def start(self, create_users=True):
@@ -83,8 +84,9 @@ class WsClient:
     """A WebSocket client on a raw socket, speaking RFC 7395: send()
     sends one text message, next_element() parses the next one."""
 
-    def __init__(self, port, tls=False, timeout=5):
-        s = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+    def __init__(self, port, tls=False, timeout=5, source='127.0.0.1'):
+        s = socket.create_connection(('127.0.0.1', port), timeout=timeout,
+                                     source_address=(source, 0))
         if tls:
             ctx = xmpp_raw.client_tls_context()
             ctx.set_alpn_protocols(['http/1.1'])
@@ -98,7 +100,7 @@ class WsClient:
     # -- the opening handshake --
 
     def handshake(self, protocol='xmpp', version='13', origin=ORIGIN,
-                  upgrade=True, key=None, host='localhost'):
+                  upgrade=True, key=None, host='localhost', extra=()):
         key = key or base64.b64encode(os.urandom(16)).decode()
         lines = ['GET /xmpp-websocket HTTP/1.1', 'Host: %s' % host]
         if upgrade:
@@ -110,6 +112,7 @@ class WsClient:
             lines.append('Sec-WebSocket-Protocol: %s' % protocol)
         if origin is not None:
             lines.append('Origin: %s' % origin)
+        lines += list(extra)
         self.sock.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode())
         while b'\r\n\r\n' not in self.buf:
             self._recv()
@@ -594,3 +597,19 @@ def test_idle_stream_releases_its_parser_and_goes_on(server):
     el = c.expect_stanza(q(NS_CLIENT, 'iq'))
     assert el.get('id') == 'p2' and el.get('type') == 'result'
     c.close()
+
+
+def test_client_behind_a_trusted_proxy_is_counted_as_itself(server):
+    """Through a trusted proxy, the per-IP accounting and the failure log
+    line name the client the proxy names, not the proxy."""
+    c = WsClient(server.http_port, source='127.0.0.2')
+    assert c.handshake(extra=('X-Forwarded-For: 198.51.100.7',)) == 101
+    c.open()
+    res = c.sasl_scram('alice', 'wrong-password')
+    xmpp_raw.assert_sasl_failure(res.final, 'not-authorized')
+    c.close()
+    deadline = time.monotonic() + 5
+    want = 'authentication failed for alice@localhost from 198.51.100.7'
+    while want not in server.stderr_text():
+        assert time.monotonic() < deadline, server.stderr_tail()
+        time.sleep(0.05)

@@ -22,6 +22,7 @@
 #include "jid.h"
 #include "log.h"
 #include "mono.h"
+#include "netkey.h"
 #include "core/router.h"
 #include "stream/sasl.h"
 #include "scram.h"
@@ -67,6 +68,10 @@ struct c2s {
 	                               tls, authed, host, bound session */
 	uint64_t id;                /* = conn id */
 	struct conn *conn;
+	char client_ip[46];         /* the client: conn->ip, or for a
+	                               WebSocket behind a trusted proxy the
+	                               address the proxy names */
+	char client_net[NETKEY_LEN]; /* its key for the per-IP limits */
 	struct ws *ws;              /* RFC 7395 framing over this WebSocket
 	                               (net/websocket.h), or NULL: a TCP
 	                               stream */
@@ -738,7 +743,7 @@ preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
 		why = "the oldest, all have sent a stream header";
 	log_warnx("c2s %" PRIu64 " %s: closed to make room for c2s %" PRIu64
 	    " (preauth-connections-per-ip %u for %s): %s, not authenticated "
-	    "after %.1f s", v->id, v->conn->addr, id, limit, v->conn->net,
+	    "after %.1f s", v->id, v->conn->addr, id, limit, v->client_net,
 	    why, mono_now(xmppd_loop) - v->accepted_at);
 	set_closing(v);
 	preauth_release(v);
@@ -750,7 +755,7 @@ preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
 static int
 auth_throttled(struct c2s *c)
 {
-	struct ip_state *st = ip_state(c->conn->net, 0);
+	struct ip_state *st = ip_state(c->client_net, 0);
 	double now = mono_now(xmppd_loop);
 
 	return st != NULL && (ip_banned(st, now) ||
@@ -769,7 +774,7 @@ static int
 auth_failed(struct c2s *c)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
-	struct ip_state *st = ip_state(c->conn->net, 1);
+	struct ip_state *st = ip_state(c->client_net, 1);
 	double now = mono_now(xmppd_loop);
 	int past;
 
@@ -786,7 +791,7 @@ auth_failed(struct c2s *c)
 			log_warnx("c2s %" PRIu64 " %s: %u authentication "
 			    "failures from %s within %.0f s: refusing its "
 			    "connections for %u s", c->id, c->conn->addr,
-			    st->failures, c->conn->net, AUTH_WINDOW,
+			    st->failures, c->client_net, AUTH_WINDOW,
 			    l->auth_ban_time);
 			st->refused = 0;
 		}
@@ -1232,7 +1237,7 @@ auth_begin(struct c2s *c, int sasl2)
 	if (!auth_throttled(c))
 		return 0;
 	log_info("c2s %" PRIu64 " %s: too many authentication failures from "
-	    "%s", c->id, c->conn->addr, c->conn->net);
+	    "%s", c->id, c->conn->addr, c->client_net);
 	auth_failed(c);
 	tarpit(c, "temporary-auth-failure");
 	return -1;
@@ -1612,19 +1617,19 @@ log_sasl_failure(struct c2s *c, const struct sasl_reply *r)
 	if (r->bad_credentials) {
 		log_info("c2s %" PRIu64 " %s: authentication failed for %s "
 		    "from %s (%s, %s)", c->id, c->conn->addr, jid,
-		    c->conn->ip, mech, r->condition);
-		hook_run_auth_failure(jid, c->conn->ip, mech, r->condition);
+		    c->client_ip, mech, r->condition);
+		hook_run_auth_failure(jid, c->client_ip, mech, r->condition);
 	} else if (r->suspicious)
 		log_info("c2s %" PRIu64 " %s: SASL refused for %s from %s "
-		    "(%s, %s): %s", c->id, c->conn->addr, jid, c->conn->ip,
+		    "(%s, %s): %s", c->id, c->conn->addr, jid, c->client_ip,
 		    mech, r->condition, r->why);
 	else if (r->name != NULL && r->why == NULL)
 		log_info("c2s %" PRIu64 " %s: login refused for %s from %s "
-		    "(%s, %s)", c->id, c->conn->addr, jid, c->conn->ip, mech,
+		    "(%s, %s)", c->id, c->conn->addr, jid, c->client_ip, mech,
 		    r->condition);
 	else
 		log_debug("c2s %" PRIu64 " %s: SASL failure for %s from %s "
-		    "(%s, %s)%s%s", c->id, c->conn->addr, jid, c->conn->ip,
+		    "(%s, %s)%s%s", c->id, c->conn->addr, jid, c->client_ip,
 		    mech, r->condition, r->why ? ": " : "",
 		    r->why ? r->why : "");
 	free(jid);
@@ -2170,24 +2175,36 @@ on_tls(struct conn *conn)
  * more than one if a reload lowered the limit).
  */
 static struct c2s *
-c2s_new(struct conn *conn, struct ws *ws)
+c2s_new(struct conn *conn, struct ws *ws, const char *client_ip)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
 	unsigned limit = l->preauth_connections_per_ip;
-	struct ip_state *st = ip_state(conn->net, 0);
+	char net[NETKEY_LEN];
+	struct ip_state *st;
 	double now = mono_now(xmppd_loop);
 	struct c2s *c;
+
+	/* Behind a trusted proxy (an HTTP request's client) the limits
+	 * count the client, not the proxy. */
+	if (client_ip != NULL && strcmp(client_ip, conn->ip) != 0)
+		netkey_of(client_ip, l->ipv4_prefix, l->ipv6_prefix, net,
+		    sizeof(net));
+	else {
+		client_ip = conn->ip;
+		snprintf(net, sizeof(net), "%s", conn->net);
+	}
+	st = ip_state(net, 0);
 
 	if (ip_banned(st, now)) {
 		/* One line per ban at info; purge_cb reports the total. */
 		if (st->refused++ == 0)
 			log_info("c2s %" PRIu64 " %s: refused: %s banned "
 			    "for %.0f s more after authentication failures",
-			    conn->id, conn->addr, conn->net,
+			    conn->id, conn->addr, net,
 			    st->banned_until - now);
 		else
 			log_debug("c2s %" PRIu64 " %s: refused: %s banned",
-			    conn->id, conn->addr, conn->net);
+			    conn->id, conn->addr, net);
 		return NULL;
 	}
 	while (limit != 0 && st != NULL && st->preauth >= limit &&
@@ -2200,12 +2217,14 @@ c2s_new(struct conn *conn, struct ws *ws)
 	c->t.ops = ws != NULL ? &ws_transport_ops : &c2s_transport_ops;
 	/* A WebSocket arrives with its TLS (https) done, or none. */
 	c->t.tls = ws != NULL && conn->ssl != NULL;
+	snprintf(c->client_ip, sizeof(c->client_ip), "%s", client_ip);
+	snprintf(c->client_net, sizeof(c->client_net), "%s", net);
 	c->t.id = conn->id;
-	c->t.ip = conn->ip;
-	c->t.net = conn->net;
+	c->t.ip = c->client_ip;
+	c->t.net = c->client_net;
 	c->t.addr = conn->addr;
 	c->accepted_at = now;
-	preauth_count(c, ip_state(conn->net, 1));
+	preauth_count(c, ip_state(c->client_net, 1));
 	c->tokens = l->stanza_burst;
 	c->byte_tokens = (double)l->byte_burst;
 	c->bucket_at = now;
@@ -2226,7 +2245,7 @@ c2s_new(struct conn *conn, struct ws *ws)
 static void *
 on_accept(struct conn *conn)
 {
-	return c2s_new(conn, NULL);
+	return c2s_new(conn, NULL, NULL);
 }
 
 static void
@@ -2619,7 +2638,7 @@ static void *
 ws_create(struct ws *ws, struct conn *conn, struct http_request *r,
     void *arg)
 {
-	struct c2s *c = c2s_new(conn, ws);
+	struct c2s *c = c2s_new(conn, ws, r->client_ip);
 
 	if (c == NULL)
 		http_respond_status(r, 403);    /* banned: c2s_new logged */
