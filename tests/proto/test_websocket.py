@@ -46,11 +46,13 @@ class WsServer(Server):
         super().__init__(certificate, **kw)
         self.http_port = self.https_port = None
 
+    websocket = 'on'
+
     def config_text(self):
         return super().config_text() + '\n'.join([
             'listen http %d address 127.0.0.1' % self.http_port,
             'listen https %d address 127.0.0.1' % self.https_port,
-            'websocket on',
+            'websocket %s' % self.websocket,
             'http-trusted-proxy 127.0.0.2',
             'websocket-origin "%s"' % ORIGIN, '']) + '\n'
 
@@ -613,3 +615,35 @@ def test_client_behind_a_trusted_proxy_is_counted_as_itself(server):
     while want not in server.stderr_text():
         assert time.monotonic() < deadline, server.stderr_tail()
         time.sleep(0.05)
+
+
+def test_websocket_follows_reload(certificate):
+    """SIGHUP with "websocket off" takes the endpoint and host-meta away
+    (404) while an open WebSocket stream goes on; "on" brings them
+    back."""
+    import signal
+    srv = WsServer(certificate).start()
+    try:
+        c = login(srv, resource='stays')
+        for setting, want in (('off', 404), ('on', 200)):
+            srv.websocket = setting
+            srv.conf.write_text(srv.config_text())
+            mark = len(srv.stderr_text())
+            srv.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while 'configuration and certificates reloaded' not in \
+                    srv.stderr_text()[mark:]:
+                assert time.monotonic() < deadline, srv.stderr_tail()
+                time.sleep(0.05)
+            assert http_get(srv.http_port,
+                            '/.well-known/host-meta')[0] == want
+            d = WsClient(srv.http_port)
+            assert d.handshake() == (404 if want == 404 else 101)
+            d.close()
+        c.send("<iq type='get' id='p3' to='localhost'>"
+               "<ping xmlns='urn:xmpp:ping'/></iq>")
+        el = c.expect_stanza(q(NS_CLIENT, 'iq'))
+        assert el.get('id') == 'p3' and el.get('type') == 'result'
+        c.close()
+    finally:
+        srv.stop()
