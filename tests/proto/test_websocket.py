@@ -647,3 +647,33 @@ def test_websocket_follows_reload(certificate):
         c.close()
     finally:
         srv.stop()
+
+
+def test_groupchat_fan_out_reaches_a_websocket(server):
+    """MUC sends one serialization to every occupant (session.c's
+    fan-out): over WebSocket each still arrives as one element."""
+    NS_MUC = 'http://jabber.org/protocol/muc'
+    room = 'wsroom@conference.localhost'
+    c = login(server, resource='muc')
+    c.send("<presence to='%s/alice'><x xmlns='%s'/></presence>"
+           % (room, NS_MUC))
+    p = c.expect_stanza(q(NS_CLIENT, 'presence'), skip=())
+    assert p.get('from') == room + '/alice', tostr(p)
+    c.send("<iq type='set' id='cfg' to='%s'><query xmlns='%s#owner'>"
+           "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+           % (room, NS_MUC))
+    while True:
+        el = c.next_element()
+        if el.tag == q(NS_CLIENT, 'iq'):
+            assert el.get('id') == 'cfg' and el.get('type') == 'result'
+            break
+    c.send("<message to='%s' type='groupchat' id='g1'>"
+           "<body>to the room</body></message>" % room)
+    while True:
+        m = c.next_element()
+        if m.tag == q(NS_CLIENT, 'message') and m.get('id') == 'g1':
+            break
+    assert m.get('from') == room + '/alice'
+    assert m.get('to') == 'alice@localhost/muc'
+    assert m.findtext(q(NS_CLIENT, 'body')) == 'to the room'
+    c.close()
