@@ -527,10 +527,11 @@ def test_stream_management_resumes_on_a_new_websocket(server):
 
 # -- XEP-0156 host-meta ----------------------------------------------------
 
-def http_get(port, path, host='localhost'):
-    s = socket.create_connection(('127.0.0.1', port), timeout=5)
-    s.sendall(('GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n'
-               % (path, host)).encode())
+def http_get(port, path, host='localhost', source='127.0.0.1', extra=''):
+    s = socket.create_connection(('127.0.0.1', port), timeout=5,
+                                 source_address=(source, 0))
+    s.sendall(('GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s\r\n'
+               % (path, host, extra)).encode())
     data = b''
     while True:
         d = s.recv(65536)
@@ -677,3 +678,22 @@ def test_groupchat_fan_out_reaches_a_websocket(server):
     assert m.get('to') == 'alice@localhost/muc'
     assert m.findtext(q(NS_CLIENT, 'body')) == 'to the room'
     c.close()
+
+
+def test_host_meta_lists_nothing_it_cannot_know(server):
+    """Without a websocket-url, a request through a proxy (a trusted one,
+    or one naming its client) gets no link: the public URL is not ours
+    to guess."""
+    host = '127.0.0.1:%d' % server.http_port
+    for source, extra in (('127.0.0.2', ''),
+                          ('127.0.0.1', 'X-Forwarded-For: 192.0.2.1\r\n'),
+                          ('127.0.0.1', 'Forwarded: for=192.0.2.1\r\n')):
+        status, h, body = http_get(server.http_port,
+                                   '/.well-known/host-meta.json', host=host,
+                                   source=source, extra=extra)
+        assert status == 200 and json.loads(body) == {'links': []}
+        status, h, body = http_get(server.http_port,
+                                   '/.well-known/host-meta', host=host,
+                                   source=source, extra=extra)
+        assert status == 200
+        assert list(ET.fromstring(body).iter(XRD + 'Link')) == []

@@ -3,7 +3,8 @@
  * urn:xmpp:alt-connections:websocket with the public URL of the host
  * ("websocket-url"), or, for a request that reached us directly, the
  * URL it came to (its scheme and Host, WS_XMPP_PATH).  Behind a proxy
- * that URL is unknown here, so nothing is listed.  Web clients read it
+ * (a request from an http-trusted-proxy, or one naming its client) that
+ * URL is unknown here, so nothing is listed.  Web clients read it
  * from other origins: Access-Control-Allow-Origin: * (§3.1).
  */
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "net/hostmeta.h"
 #include "buf.h"
 #include "conf.h"
+#include "net/conn.h"
 #include "net/http.h"
 #include "net/websocket.h"
 
@@ -36,6 +38,7 @@ websocket_url(const struct http_request *r, char *url, size_t len)
 	}
 	/* Through a proxy the public scheme and port are not ours. */
 	if (authority == NULL || *authority == '\0' ||
+	    conf_trusted_proxy(cur, http_request_conn(r)->ip) ||
 	    http_header(r, "Forwarded") != NULL ||
 	    http_header(r, "X-Forwarded-For") != NULL)
 		return 0;
