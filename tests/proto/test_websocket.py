@@ -14,7 +14,10 @@ import base64
 import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import ssl
 import struct
 import time
@@ -47,13 +50,14 @@ class WsServer(Server):
         self.http_port = self.https_port = None
 
     websocket = 'on'
+    trusted_proxy = '127.0.0.2'
 
     def config_text(self):
         return super().config_text() + '\n'.join([
             'listen http %d address 127.0.0.1' % self.http_port,
             'listen https %d address 127.0.0.1' % self.https_port,
             'websocket %s' % self.websocket,
-            'http-trusted-proxy 127.0.0.2',
+            'http-trusted-proxy %s' % self.trusted_proxy,
             'websocket-origin "%s"' % ORIGIN, '']) + '\n'
 
     def start(self, create_users=True):
@@ -622,7 +626,6 @@ def test_websocket_follows_reload(certificate):
     """SIGHUP with "websocket off" takes the endpoint and host-meta away
     (404) while an open WebSocket stream goes on; "on" brings them
     back."""
-    import signal
     srv = WsServer(certificate).start()
     try:
         c = login(srv, resource='stays')
@@ -697,3 +700,110 @@ def test_host_meta_lists_nothing_it_cannot_know(server):
                                    source=source, extra=extra)
         assert status == 200
         assert list(ET.fromstring(body).iter(XRD + 'Link')) == []
+
+
+# The README's nginx example, as written there (PORT: xmppd's http).
+NGINX_LOCATIONS = """
+        location /xmpp-websocket {
+            proxy_pass http://127.0.0.1:PORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 1h;
+        }
+        location /.well-known/host-meta {
+            proxy_pass http://127.0.0.1:PORT;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }
+"""
+
+
+def test_behind_nginx_as_in_the_readme(certificate, tmp_path):
+    """The README's reverse-proxy example: nginx in front of the http
+    listener carries the WebSocket (login, a message, the client's own
+    address in the failure log) and host-meta (the websocket-url)."""
+    nginx = shutil.which('nginx') or (
+        '/usr/sbin/nginx' if os.path.exists('/usr/sbin/nginx') else None)
+    if nginx is None:
+        pytest.skip('nginx is not installed (Debian package nginx): the '
+                    'README example is not tried')
+    srv = WsServer(certificate)
+    srv.trusted_proxy = '127.0.0.1'
+    srv.start()
+    port, = free_ports(1)
+    d = tmp_path
+    conf = d / 'nginx.conf'
+    conf.write_text("""
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log;
+daemon off;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d;
+%(locations)s
+    }
+}
+""" % {'d': d, 'port': port,
+       'locations': NGINX_LOCATIONS.replace('PORT', str(srv.http_port))})
+    proc = subprocess.Popen([nginx, '-p', str(d), '-c', str(conf)],
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', port), 0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, 'nginx did not start'
+                time.sleep(0.05)
+        host = 'localhost:%d' % port
+        status, h, body = http_get(port, '/.well-known/host-meta.json',
+                                   host=host)
+        assert status == 200 and json.loads(body)['links'] == [
+            {'rel': REL, 'href': WS_URL}]
+        c = WsClient(port)
+        assert c.handshake(host=host) == 101
+        c.open()
+        xmpp_raw.assert_sasl_success(
+            c.sasl_scram('alice', 'alice-secret').final)
+        c.open()
+        c.bind('nginx')
+        c.send("<iq type='get' id='n1' to='localhost'>"
+               "<ping xmlns='urn:xmpp:ping'/></iq>")
+        el = c.expect_stanza(q(NS_CLIENT, 'iq'))
+        assert el.get('id') == 'n1' and el.get('type') == 'result'
+        c.send("<close xmlns='%s'/>" % NS_FRAMING)
+        c.expect(q(NS_FRAMING, 'close'))
+        c.expect_close(1000)
+        c = WsClient(port, source='127.0.0.3')
+        assert c.handshake(host=host) == 101
+        c.open()
+        xmpp_raw.assert_sasl_failure(
+            c.sasl_scram('bob', 'wrong').final, 'not-authorized')
+        c.close()
+        want = 'authentication failed for bob@localhost from 127.0.0.3'
+        deadline = time.monotonic() + 5
+        while want not in srv.stderr_text():
+            assert time.monotonic() < deadline, srv.stderr_tail()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        srv.stop()
