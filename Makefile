@@ -116,6 +116,7 @@ $(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
     $(OBJ)/xmppd/net/http_parse.o $(OBJ)/xmppd/net/conn.o \
     $(OBJ)/xmppd/net/tls.o $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
+$(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
@@ -196,6 +197,7 @@ build-fuzz/tests/fuzz/%: build-fuzz/obj/tests/fuzz/%.o build-fuzz/libshared.a
 build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
 build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
+build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
 # The stream and all above it, without the socket layer (the target has
 # its own) and the control plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \

@@ -1599,6 +1599,31 @@ xml_stream_release(struct xml_stream *xs)
 	return 1;
 }
 
+enum xml_status
+xml_stream_open_implicit(struct xml_stream *xs, const char *default_ns)
+{
+	struct buf hdr = BUF_INIT;
+	size_t max_stanza = xs->lim.max_stanza;
+	enum xml_status st;
+
+	buf_adds(&hdr, "<stream:stream xmlns=");
+	add_quoted(&hdr, default_ns);
+	buf_adds(&hdr, " xmlns:stream='" NS_STREAMS "'>");
+	xs->trusted_root = 1;
+	xs->lim.max_stanza = SIZE_MAX;
+	st = xml_stream_feed(xs, hdr.data, hdr.len);
+	xs->lim.max_stanza = max_stanza;
+	buf_free(&hdr);
+	return st;
+}
+
+int
+xml_stream_at_boundary(const struct xml_stream *xs)
+{
+	return xs->status == XMLS_OK && xs->in_root && xs->depth == 0 &&
+	    xs->cur == NULL && buf_avail(&xs->defer) == 0;
+}
+
 enum xml_error
 xml_stream_error(const struct xml_stream *xs)
 {

@@ -178,6 +178,18 @@ enum xml_status xml_stream_feed(struct xml_stream *xs, const char *data,
  * not at a stanza boundary (or already released).
  */
 int xml_stream_release(struct xml_stream *xs);
+/*
+ * Open a new stream with a header of our own instead of the peer's (RFC
+ * 7395: over WebSocket the stream is implicit and each message is one
+ * element): a stream root with default_ns as its default namespace, not
+ * subject to the limits.  on_open runs for it.  Returns the feed's
+ * status.
+ */
+enum xml_status xml_stream_open_implicit(struct xml_stream *xs,
+    const char *default_ns);
+/* Whether everything fed so far is complete top-level elements: no
+ * element or tag is open. */
+int xml_stream_at_boundary(const struct xml_stream *xs);
 enum xml_error xml_stream_error(const struct xml_stream *xs);
 const char *xml_stream_error_text(const struct xml_stream *xs);
 /* Bytes of memory held by the parser (for accounting). */

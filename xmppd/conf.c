@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -154,6 +155,10 @@ static int handle_trusted_proxy(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_websocket_origin(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_websocket_url(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_listener(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_token(
@@ -188,6 +193,8 @@ static const struct option top_options[] = {
     {"listen", handle_listen, 0, 0, 0, 0, 1},
     {"http-trusted-proxy", handle_trusted_proxy, 0, 0, 0, 0, 1},
     {"metrics", handle_metrics, 0, 0, 0, 1, 0},
+    {"websocket", set_on_off, CONF_FIELD(websocket), 0, 0, 0, 0},
+    {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
@@ -294,6 +301,8 @@ static const struct option host_options[] = {
     {"certificate", set_string, HOST_FIELD(certificate), 0, 0, 0, 0},
     {"key", set_string, HOST_FIELD(key), 0, 0, 0, 0},
     {"muc", handle_muc, 0, 0, 0, 0, 1},
+    {"websocket-url", set_websocket_url, HOST_FIELD(websocket_url), 0, 0, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1222,6 +1231,62 @@ handle_trusted_proxy(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* Whether s is an absolute URL with one of the schemes (NULL-ended)
+ * and a host: "wss://example.org/xmpp-websocket". */
+static int
+url_valid(const char *s, const char *const *schemes, int path_allowed)
+{
+	for (size_t i = 0; schemes[i] != NULL; i++) {
+		size_t n = strlen(schemes[i]);
+		const char *h = s + n + 3;
+
+		if (strncasecmp(s, schemes[i], n) != 0 ||
+		    strncmp(s + n, "://", 3) != 0)
+			continue;
+		if (*h == '\0' || *h == '/' || strpbrk(s, " \t\"'<>\\") != NULL)
+			return 0;
+		return path_allowed || strchr(h, '/') == NULL;
+	}
+	return 0;
+}
+
+/* "websocket-origin URL": an Origin (RFC 6454: scheme, host, port, no
+ * path) browsers may open the WebSocket from. */
+static int
+handle_websocket_origin(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln)
+{
+	static const char *const schemes[] = {"https", "http", NULL};
+	struct conf *c = ps->c;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (!url_valid(ln->argv[1], schemes, 0))
+		return parse_error(ps, ln->number, "invalid origin '%s' for "
+		    "'websocket-origin' (expected https://HOST[:PORT])",
+		    ln->argv[1]);
+	c->websocket_origins = xreallocarray(c->websocket_origins,
+	    c->nwebsocket_origins + 1, sizeof(*c->websocket_origins));
+	c->websocket_origins[c->nwebsocket_origins++] = xstrdup(ln->argv[1]);
+	return 0;
+}
+
+/* "websocket-url URL" in a host block (XEP-0156). */
+static int
+set_websocket_url(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const schemes[] = {"wss", "ws", NULL};
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (!url_valid(ln->argv[1], schemes, 1))
+		return parse_error(ps, ln->number, "invalid URL '%s' for "
+		    "'websocket-url' (expected wss://HOST[:PORT]/PATH)",
+		    ln->argv[1]);
+	return set_string(ps, o, base, ln);
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -1807,6 +1872,7 @@ conf_free(struct conf *c)
 		for (size_t k = 0; k < c->hosts[i].nmuc; k++)
 			free(c->hosts[i].muc[k]);
 		free(c->hosts[i].muc);
+		free(c->hosts[i].websocket_url);
 	}
 	free(c->hosts);
 	free(c->source);
@@ -1829,6 +1895,9 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->ntrusted_proxies; i++)
 		free(c->trusted_proxies[i].text);
 	free(c->trusted_proxies);
+	for (i = 0; i < c->nwebsocket_origins; i++)
+		free(c->websocket_origins[i]);
+	free(c->websocket_origins);
 	free(c->metrics.ports);
 	OPENSSL_cleanse(c->metrics.token_sha256,
 	    sizeof(c->metrics.token_sha256));

@@ -56,6 +56,9 @@ struct conf_host {
 	char **muc;
 	size_t nmuc;
 	int muc_set;            /* a "muc" statement was seen */
+	char *websocket_url;    /* "websocket-url": the public ws:// or
+	                           wss:// URL host-meta announces (XEP-0156),
+	                           NULL: derived from the request */
 };
 
 struct conf_limits {
@@ -217,6 +220,12 @@ struct conf {
 	struct conf_net *trusted_proxies; /* "http-trusted-proxy", repeatable */
 	size_t ntrusted_proxies;
 	struct conf_metrics metrics;
+	int websocket;               /* "websocket on|off": GET
+	                                /xmpp-websocket on the http(s)
+	                                listeners (RFC 7395), off */
+	char **websocket_origins;    /* "websocket-origin", repeatable: the
+	                                Origin values allowed; none: any */
+	size_t nwebsocket_origins;
 
 	struct conf_listener *listeners;
 	size_t nlisteners;

@@ -19,6 +19,7 @@
 #include "stream/c2s.h"
 #include "conf.h"
 #include "net/conn.h"
+#include "net/hostmeta.h"
 #include "net/http.h"
 #include "control/control.h"
 #include "control/metrics.h"
@@ -103,6 +104,8 @@ reload(void)
 	conn_set_conf(nc);
 	http_set_conf(nc);
 	metrics_set_conf(nc);
+	c2s_websocket_set_conf(nc);
+	hostmeta_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -319,6 +322,8 @@ main(int argc, char **argv)
 	iq_init();
 	modules_init();
 	metrics_init(xmppd_conf);
+	c2s_websocket_set_conf(xmppd_conf);
+	hostmeta_set_conf(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

@@ -34,7 +34,9 @@
 #include "mono.h"
 #include "mod/modules.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "net/tls.h"
+#include "net/websocket.h"
 #include "scram.h"
 #include "store/store.h"
 #include "stream/c2s.h"
@@ -141,6 +143,50 @@ size_t
 tls_cb_unique(SSL *ssl, unsigned char *out_data)
 {
 	return 0;
+}
+
+/* The WebSocket framing of c2s.c is not reached here (no route is added,
+ * no stream has a ws); tests/fuzz/fuzz_websocket.c fuzzes its reader. */
+
+int
+http_route_add(const char *prefix, unsigned methods, size_t max_body,
+    http_handler_fn handler, void *arg)
+{
+	abort();
+}
+
+void
+http_route_remove(const char *prefix)
+{
+	abort();
+}
+
+void
+http_respond_status(struct http_request *r, int status)
+{
+	abort();
+}
+
+int
+websocket_upgrade(struct http_request *r,
+    const struct ws_accept_rules *rules, const struct ws_upper *up,
+    void *(*create)(struct ws *ws, struct conn *c, struct http_request *r,
+        void *arg),
+    void *arg)
+{
+	abort();
+}
+
+void
+websocket_send(struct ws *ws, const char *data, size_t len)
+{
+	abort();
+}
+
+void
+websocket_close(struct ws *ws, enum ws_close_code code)
+{
+	abort();
 }
 
 /* Running the loop until storage and the worker pool are done. */

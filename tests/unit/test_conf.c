@@ -880,6 +880,45 @@ test_http(void)
 	    "'starttls' applies only to c2s listeners");
 }
 
+/* websocket, websocket-origin, a host's websocket-url. */
+static void
+test_websocket(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && !c->websocket && c->nwebsocket_origins == 0 &&
+	    c->hosts[0].websocket_url == NULL);
+	conf_free(c);
+	c = parse("listen http 5280\n"
+	    "websocket on\n"
+	    "websocket-origin \"https://chat.example.org\"\n"
+	    "websocket-origin \"http://localhost:8080\"\n"
+	    "host example.org {\n\tcertificate c.pem\n\tkey k.pem\n"
+	    "\twebsocket-url \"wss://example.org/xmpp-websocket\"\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->websocket && c->nwebsocket_origins == 2);
+		CHECK_STR(c->websocket_origins[1], "http://localhost:8080");
+		CHECK_STR(c->hosts[0].websocket_url,
+		    "wss://example.org/xmpp-websocket");
+	}
+	conf_free(c);
+	expect_error(BASE "websocket-origin \"https://a.example/chat\"\n",
+	    "t.conf:6: invalid origin 'https://a.example/chat' for "
+	    "'websocket-origin' (expected https://HOST[:PORT])");
+	expect_error(BASE "websocket-origin \"a.example\"\n",
+	    "t.conf:6: invalid origin 'a.example' for 'websocket-origin' "
+	    "(expected https://HOST[:PORT])");
+	expect_error("listen c2s 5222\nhost example.org {\n"
+	    "\tcertificate c.pem\n\tkey k.pem\n"
+	    "\twebsocket-url \"https://example.org/ws\"\n}\n",
+	    "t.conf:5: invalid URL 'https://example.org/ws' for "
+	    "'websocket-url' (expected wss://HOST[:PORT]/PATH)");
+	expect_error(BASE "websocket maybe\n",
+	    "t.conf:6: invalid value 'maybe' for 'websocket' "
+	    "(expected on or off)");
+}
+
 int
 main(void)
 {
@@ -899,5 +938,6 @@ main(void)
 	test_muc_domains();
 	test_missing_sections();
 	test_http();
+	test_websocket();
 	return UNIT_DONE("conf");
 }

@@ -838,6 +838,12 @@ http_upgrade(struct http_request *r, const struct conn_handler *h,
 	hc->upgraded = 1;       /* process() hands over the rest */
 }
 
+struct conn *
+http_request_conn(const struct http_request *r)
+{
+	return ((const struct req *)r)->hc->conn;
+}
+
 /*
  * The conn handler.
  */

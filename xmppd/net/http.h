@@ -115,6 +115,10 @@ struct http_request *http_request_find(uint64_t id);
 void http_upgrade(struct http_request *r, const struct conn_handler *h,
     void *upper);
 
+/* The connection a request arrived on (for an upgrade: the layer it is
+ * handed to keeps it). */
+struct conn *http_request_conn(const struct http_request *r);
+
 /* The conn handler of http and https listeners. */
 extern const struct conn_handler http_conn_handler;
 

@@ -15,11 +15,14 @@
 #include "conf.h"
 #include "ht.h"
 #include "net/conn.h"
+#include "net/http.h"
+#include "net/websocket.h"
 #include "core/csi.h"
 #include "core/hooks.h"
 #include "jid.h"
 #include "log.h"
 #include "mono.h"
+#include "netkey.h"
 #include "core/router.h"
 #include "stream/sasl.h"
 #include "scram.h"
@@ -48,6 +51,7 @@
 #define NS_BIND2 "urn:xmpp:bind:0"                      /* XEP-0386 */
 #define BIND2_TAG_MAX 64        /* bytes of a Bind 2 <tag/> */
 #define BIND2_HASH_BYTES 4      /* of the stable part of its resource */
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing" /* RFC 7395 */
 #define PREAUTH_MEMORY_SLACK (16 * 1024) /* bytes beyond twice
                                             preauth-stanza-size a pre-auth
                                             stanza may take once parsed */
@@ -64,6 +68,15 @@ struct c2s {
 	                               tls, authed, host, bound session */
 	uint64_t id;                /* = conn id */
 	struct conn *conn;
+	char client_ip[46];         /* the client: conn->ip, or for a
+	                               WebSocket behind a trusted proxy the
+	                               address the proxy names */
+	char client_net[NETKEY_LEN]; /* its key for the per-IP limits */
+	struct ws *ws;              /* RFC 7395 framing over this WebSocket
+	                               (net/websocket.h), or NULL: a TCP
+	                               stream */
+	unsigned ws_elements;       /* elements of the message being fed */
+	int ws_priming;             /* feeding the implicit stream root */
 	enum c2s_state state;
 	int header_done;            /* a stream header was accepted (on_open),
 	                               on this stream or an earlier one */
@@ -168,6 +181,8 @@ static void c2s_sasl_reply(uint64_t owner, const struct sasl_reply *r);
 static void c2s_stream_error(struct c2s *c, const char *cond,
     const char *text);
 static const struct transport_ops c2s_transport_ops;
+static const struct transport_ops ws_transport_ops;
+static void ws_write(struct c2s *c, const char *data, size_t len);
 
 static void
 set_state(struct c2s *c, enum c2s_state st)
@@ -185,7 +200,8 @@ set_state(struct c2s *c, enum c2s_state st)
 static struct c2s *
 of_transport(struct transport *t)
 {
-	return t != NULL && t->ops == &c2s_transport_ops ?
+	return t != NULL && (t->ops == &c2s_transport_ops ||
+	    t->ops == &ws_transport_ops) ?
 	    container_of(t, struct c2s, t) : NULL;
 }
 
@@ -195,12 +211,40 @@ c2s_count(void)
 	return nall;
 }
 
+/* Serialized top-level elements (in the jabber:client namespace) go out
+ * on the stream, or one WebSocket message each. */
+static void
+out(struct c2s *c, const char *data, size_t len)
+{
+	if (c->ws != NULL)
+		ws_write(c, data, len);
+	else
+		conn_write(c->conn, data, len);
+}
+
 static void
 send_raw(struct c2s *c, const char *data, size_t len)
 {
 	if (c->state == C2S_CLOSING)
 		return;         /* nothing may follow the stream's end */
-	conn_write(c->conn, data, len);
+	out(c, data, len);
+}
+
+/* Our end of the stream: the closing tag, or over WebSocket <close/>
+ * and the close frame (RFC 7395 §3.6), then the connection closes once
+ * flushed. */
+static void
+end_stream(struct c2s *c)
+{
+	static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
+
+	if (c->ws != NULL) {
+		websocket_send(c->ws, close_el, sizeof(close_el) - 1);
+		websocket_close(c->ws, WS_CLOSE_NORMAL);
+	} else {
+		conn_write(c->conn, "</stream:stream>", 16);
+		conn_close(c->conn);
+	}
 }
 
 static void
@@ -210,7 +254,7 @@ c2s_send(struct c2s *c, const struct xel *el)
 		return;         /* nothing may follow the stream's end */
 	buf_reset(&out_buf);
 	xel_serialize(el, &out_buf, NS_CLIENT);
-	conn_write(c->conn, buf_head(&out_buf), buf_avail(&out_buf));
+	out(c, buf_head(&out_buf), buf_avail(&out_buf));
 	if (out_buf.cap > 65536)
 		buf_free(&out_buf);
 }
@@ -262,9 +306,13 @@ send_header(struct c2s *c, const char *to)
 
 	random_hex(id, 8);
 	buf_reset(b);
-	buf_adds(b, "<?xml version='1.0'?><stream:stream xmlns='"
-	    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
-	    " xml:lang='en' id='");
+	if (c->ws != NULL)      /* RFC 7395 §3.3.2 */
+		buf_adds(b, "<open xmlns='" NS_FRAMING "' version='1.0'"
+		    " xml:lang='en' id='");
+	else
+		buf_adds(b, "<?xml version='1.0'?><stream:stream xmlns='"
+		    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
+		    " xml:lang='en' id='");
 	buf_add(b, id, 16);
 	buf_adds(b, "'");
 	if (c->host) {
@@ -277,8 +325,13 @@ send_header(struct c2s *c, const char *to)
 		buf_add_xml_escaped(b, to, strlen(to), 1);
 		buf_adds(b, "'");
 	}
-	buf_adds(b, ">");
-	conn_write(c->conn, buf_head(b), buf_avail(b));
+	if (c->ws != NULL) {
+		buf_adds(b, "/>");
+		websocket_send(c->ws, buf_head(b), buf_avail(b));
+	} else {
+		buf_adds(b, ">");
+		conn_write(c->conn, buf_head(b), buf_avail(b));
+	}
 	c->header_sent = 1;
 }
 
@@ -342,10 +395,9 @@ stream_error_app(struct c2s *c, const char *cond, const char *text,
 		xel_append_copy(e, app);
 	c2s_send(c, e);
 	arena_free(a);
-	conn_write(c->conn, "</stream:stream>", 16);
 	set_closing(c);
 	close_session(c);
-	conn_close(c->conn);
+	end_stream(c);
 }
 
 static void
@@ -376,6 +428,12 @@ new_parser(struct c2s *c)
 	c->header_sent = 0;
 	c->restart = 0;
 	set_state(c, C2S_WAIT_HEADER);
+	if (c->ws != NULL) {
+		/* The stream is implicit; each <open/> is a header. */
+		c->ws_priming = 1;
+		xml_stream_open_implicit(c->xs, NS_CLIENT);
+		c->ws_priming = 0;
+	}
 }
 
 /*
@@ -481,7 +539,7 @@ send_features(struct c2s *c, const struct session *bound)
 		xel_add(f, "csi", NS_CSI);          /* XEP-0352 §2 */
 		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
-	} else if (!c->t.tls) {
+	} else if (!c->t.tls && c->ws == NULL) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
 		/* RFC 6120 §5.3.1: with TLS required, <starttls/> is the
@@ -499,8 +557,10 @@ send_features(struct c2s *c, const struct session *bound)
 	} else {
 		struct sasl_cb cb;
 
+		/* TLS, or a WebSocket (no STARTTLS there: RFC 7395 §3.7,
+		 * TLS is the https listener's). */
 		channel_binding(c, &cb, 0);
-		sasl_advertise(f, 1, &cb);
+		sasl_advertise(f, c->t.tls, &cb);
 		add_sasl2(c, f, &cb);
 		hook_run_features(&c->t, f, 0);
 		add_stream_limits(c, f);
@@ -509,19 +569,15 @@ send_features(struct c2s *c, const struct session *bound)
 	arena_free(a);
 }
 
-/* RFC 6120 §4.7 and §4.9.3: check the client's stream header. */
+/* RFC 6120 §4.7 and §4.9.3: check the client's stream header (or its
+ * <open/>, RFC 7395 §3.3.2: the same attributes). */
 static int
-on_open(void *ctx, struct xel *root, const char *default_ns)
+check_header(struct c2s *c, const struct xel *root)
 {
-	struct c2s *c = ctx;
 	const char *to = xel_attr(root, "to"), *ver = xel_attr(root, "version");
 	const char *from = xel_attr(root, "from");
 	char *host = NULL, *peer = NULL;
 
-	if (strcmp(default_ns, NS_CLIENT) != 0) {
-		c2s_stream_error(c, "invalid-namespace", NULL);
-		return 1;
-	}
 	/*
 	 * RFC 6120 §4.7.2: a client's header MUST carry 'to'.  Without one,
 	 * or with one that is empty or no domain at all, the condition is
@@ -567,6 +623,20 @@ on_open(void *ctx, struct xel *root, const char *default_ns)
 	set_state(c, C2S_NEGOTIATING);
 	send_features(c, NULL);
 	return 0;
+}
+
+static int
+on_open(void *ctx, struct xel *root, const char *default_ns)
+{
+	struct c2s *c = ctx;
+
+	if (c->ws_priming)
+		return 0;       /* our own implicit root (new_parser) */
+	if (strcmp(default_ns, NS_CLIENT) != 0) {
+		c2s_stream_error(c, "invalid-namespace", NULL);
+		return 1;
+	}
+	return check_header(c, root);
 }
 
 /*
@@ -673,7 +743,7 @@ preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
 		why = "the oldest, all have sent a stream header";
 	log_warnx("c2s %" PRIu64 " %s: closed to make room for c2s %" PRIu64
 	    " (preauth-connections-per-ip %u for %s): %s, not authenticated "
-	    "after %.1f s", v->id, v->conn->addr, id, limit, v->conn->net,
+	    "after %.1f s", v->id, v->conn->addr, id, limit, v->client_net,
 	    why, mono_now(xmppd_loop) - v->accepted_at);
 	set_closing(v);
 	preauth_release(v);
@@ -685,7 +755,7 @@ preauth_evict(struct ip_state *st, uint64_t id, unsigned limit)
 static int
 auth_throttled(struct c2s *c)
 {
-	struct ip_state *st = ip_state(c->conn->net, 0);
+	struct ip_state *st = ip_state(c->client_net, 0);
 	double now = mono_now(xmppd_loop);
 
 	return st != NULL && (ip_banned(st, now) ||
@@ -704,7 +774,7 @@ static int
 auth_failed(struct c2s *c)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
-	struct ip_state *st = ip_state(c->conn->net, 1);
+	struct ip_state *st = ip_state(c->client_net, 1);
 	double now = mono_now(xmppd_loop);
 	int past;
 
@@ -721,7 +791,7 @@ auth_failed(struct c2s *c)
 			log_warnx("c2s %" PRIu64 " %s: %u authentication "
 			    "failures from %s within %.0f s: refusing its "
 			    "connections for %u s", c->id, c->conn->addr,
-			    st->failures, c->conn->net, AUTH_WINDOW,
+			    st->failures, c->client_net, AUTH_WINDOW,
 			    l->auth_ban_time);
 			st->refused = 0;
 		}
@@ -1167,7 +1237,7 @@ auth_begin(struct c2s *c, int sasl2)
 	if (!auth_throttled(c))
 		return 0;
 	log_info("c2s %" PRIu64 " %s: too many authentication failures from "
-	    "%s", c->id, c->conn->addr, c->conn->net);
+	    "%s", c->id, c->conn->addr, c->client_net);
 	auth_failed(c);
 	tarpit(c, "temporary-auth-failure");
 	return -1;
@@ -1547,19 +1617,19 @@ log_sasl_failure(struct c2s *c, const struct sasl_reply *r)
 	if (r->bad_credentials) {
 		log_info("c2s %" PRIu64 " %s: authentication failed for %s "
 		    "from %s (%s, %s)", c->id, c->conn->addr, jid,
-		    c->conn->ip, mech, r->condition);
-		hook_run_auth_failure(jid, c->conn->ip, mech, r->condition);
+		    c->client_ip, mech, r->condition);
+		hook_run_auth_failure(jid, c->client_ip, mech, r->condition);
 	} else if (r->suspicious)
 		log_info("c2s %" PRIu64 " %s: SASL refused for %s from %s "
-		    "(%s, %s): %s", c->id, c->conn->addr, jid, c->conn->ip,
+		    "(%s, %s): %s", c->id, c->conn->addr, jid, c->client_ip,
 		    mech, r->condition, r->why);
 	else if (r->name != NULL && r->why == NULL)
 		log_info("c2s %" PRIu64 " %s: login refused for %s from %s "
-		    "(%s, %s)", c->id, c->conn->addr, jid, c->conn->ip, mech,
+		    "(%s, %s)", c->id, c->conn->addr, jid, c->client_ip, mech,
 		    r->condition);
 	else
 		log_debug("c2s %" PRIu64 " %s: SASL failure for %s from %s "
-		    "(%s, %s)%s%s", c->id, c->conn->addr, jid, c->conn->ip,
+		    "(%s, %s)%s%s", c->id, c->conn->addr, jid, c->client_ip,
 		    mech, r->condition, r->why ? ": " : "",
 		    r->why ? r->why : "");
 	free(jid);
@@ -1855,6 +1925,11 @@ negotiate(struct c2s *c, struct xel *st)
 		return;
 	}
 	if (!c->t.authed && xel_is(st, "starttls", NS_TLS)) {
+		if (c->ws != NULL) {
+			c2s_stream_error(c, "policy-violation",
+			    "No STARTTLS over WebSocket");
+			return;
+		}
 		if (c->t.tls) {
 			c2s_stream_error(c, "policy-violation",
 			    "TLS is already established");
@@ -1981,12 +2056,17 @@ on_peer_error(struct c2s *c, const struct xel *err)
 	on_xml_close(c);
 }
 
+static int ws_element(struct c2s *c, struct xel *st);
+
 static int
 on_stanza(void *ctx, struct xel *st)
 {
 	struct c2s *c = ctx;
+	int r;
 
 	bucket_take(c);
+	if (c->ws != NULL && (r = ws_element(c, st)) >= 0)
+		return r;
 	if (xel_is(st, "error", NS_STREAMS)) {
 		on_peer_error(c, st);
 		arena_free(st->arena);
@@ -2006,10 +2086,9 @@ on_xml_close(void *ctx)
 	 * follows the peer's closing tag is never read (on_data). */
 	if (!c->header_sent)
 		send_header(c, NULL);
-	conn_write(c->conn, "</stream:stream>", 16);
 	set_closing(c);
 	close_session(c);
-	conn_close(c->conn);
+	end_stream(c);
 }
 
 const struct xml_stream_cb c2s_xml_cb = {
@@ -2038,14 +2117,12 @@ xml_error_condition(enum xml_error e)
 	}
 }
 
-static void
-on_data(struct conn *conn, const char *data, size_t len)
+/* Feed input to the parser and act on how it ended. */
+static enum xml_status
+feed(struct c2s *c, const char *data, size_t len)
 {
-	struct c2s *c = conn->upper;
 	enum xml_status st;
 
-	if (c->state == C2S_CLOSING)
-		return;
 	bytes_take(c, len);
 	c->in_feed = 1;
 	st = xml_stream_feed(c->xs, data, len);
@@ -2062,10 +2139,21 @@ on_data(struct conn *conn, const char *data, size_t len)
 	case XMLS_OK:
 		if (c->restart && c->state != C2S_CLOSING) {
 			new_parser(c);
-			conn_resume(conn, CONN_PAUSE_UPPER);
+			conn_resume(c->conn, CONN_PAUSE_UPPER);
 		}
 		break;
 	}
+	return st;
+}
+
+static void
+on_data(struct conn *conn, const char *data, size_t len)
+{
+	struct c2s *c = conn->upper;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	feed(c, data, len);
 	bucket_check(c);
 }
 
@@ -2086,25 +2174,37 @@ on_tls(struct conn *conn)
  * not authenticated, one of those is closed to make room (preauth_evict;
  * more than one if a reload lowered the limit).
  */
-static void *
-on_accept(struct conn *conn)
+static struct c2s *
+c2s_new(struct conn *conn, struct ws *ws, const char *client_ip)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
 	unsigned limit = l->preauth_connections_per_ip;
-	struct ip_state *st = ip_state(conn->net, 0);
+	char net[NETKEY_LEN];
+	struct ip_state *st;
 	double now = mono_now(xmppd_loop);
 	struct c2s *c;
+
+	/* Behind a trusted proxy (an HTTP request's client) the limits
+	 * count the client, not the proxy. */
+	if (client_ip != NULL && strcmp(client_ip, conn->ip) != 0)
+		netkey_of(client_ip, l->ipv4_prefix, l->ipv6_prefix, net,
+		    sizeof(net));
+	else {
+		client_ip = conn->ip;
+		snprintf(net, sizeof(net), "%s", conn->net);
+	}
+	st = ip_state(net, 0);
 
 	if (ip_banned(st, now)) {
 		/* One line per ban at info; purge_cb reports the total. */
 		if (st->refused++ == 0)
 			log_info("c2s %" PRIu64 " %s: refused: %s banned "
 			    "for %.0f s more after authentication failures",
-			    conn->id, conn->addr, conn->net,
+			    conn->id, conn->addr, net,
 			    st->banned_until - now);
 		else
 			log_debug("c2s %" PRIu64 " %s: refused: %s banned",
-			    conn->id, conn->addr, conn->net);
+			    conn->id, conn->addr, net);
 		return NULL;
 	}
 	while (limit != 0 && st != NULL && st->preauth >= limit &&
@@ -2113,13 +2213,18 @@ on_accept(struct conn *conn)
 	c = xcalloc(1, sizeof(*c));
 	c->id = conn->id;
 	c->conn = conn;
-	c->t.ops = &c2s_transport_ops;
+	c->ws = ws;
+	c->t.ops = ws != NULL ? &ws_transport_ops : &c2s_transport_ops;
+	/* A WebSocket arrives with its TLS (https) done, or none. */
+	c->t.tls = ws != NULL && conn->ssl != NULL;
+	snprintf(c->client_ip, sizeof(c->client_ip), "%s", client_ip);
+	snprintf(c->client_net, sizeof(c->client_net), "%s", net);
 	c->t.id = conn->id;
-	c->t.ip = conn->ip;
-	c->t.net = conn->net;
+	c->t.ip = c->client_ip;
+	c->t.net = c->client_net;
 	c->t.addr = conn->addr;
 	c->accepted_at = now;
-	preauth_count(c, ip_state(conn->net, 1));
+	preauth_count(c, ip_state(c->client_net, 1));
 	c->tokens = l->stanza_burst;
 	c->byte_tokens = (double)l->byte_burst;
 	c->bucket_at = now;
@@ -2137,10 +2242,16 @@ on_accept(struct conn *conn)
 	return c;
 }
 
-static void
-on_close(struct conn *conn)
+static void *
+on_accept(struct conn *conn)
 {
-	struct c2s *c = conn->upper;
+	return c2s_new(conn, NULL, NULL);
+}
+
+static void
+c2s_free(struct c2s *c)
+{
+	struct conn *conn = c->conn;
 
 	for (size_t i = 0; i < c->nqueue; i++)
 		arena_free(c->queue[i]->arena);
@@ -2166,6 +2277,12 @@ on_close(struct conn *conn)
 	free(c->host);
 	free(c->user);
 	free(c);
+}
+
+static void
+on_close(struct conn *conn)
+{
+	c2s_free(conn->upper);
 }
 
 /*
@@ -2344,3 +2461,253 @@ static const struct transport_ops c2s_transport_ops = {
 	.end = t_end,
 	.status = t_status,
 };
+
+static const struct transport_ops ws_transport_ops = {
+	.kind = "websocket",
+	.send = t_send,
+	.send_raw = t_send_raw,
+	.hold = t_hold,
+	.release = t_release,
+	.end = t_end,
+	.status = t_status,
+};
+
+/*
+ * XMPP over WebSocket (RFC 7395): the same stream with another framing.
+ * net/websocket.c turns frames into whole text messages; here each
+ * message is fed to the stream's parser, which was primed with an
+ * implicit stream root in jabber:client (new_parser), so a message is
+ * one top-level element and everything else (SASL, bind, stream
+ * management, CSI, the router) is the c2s code above.  <open/> and
+ * <close/> (in the framing namespace) stand for the stream's header and
+ * closing tag; out() writes each element we send as one message.
+ */
+
+/* The end of the start tag at s (which begins with '<'), skipping
+ * quoted attribute values: the index of its '>' or len. */
+static size_t
+tag_end(const char *s, size_t len, size_t i)
+{
+	char q = 0;
+
+	for (; i < len; i++) {
+		if (q != 0) {
+			if (s[i] == q)
+				q = 0;
+		} else if (s[i] == '\'' || s[i] == '"')
+			q = s[i];
+		else if (s[i] == '>')
+			return i;
+	}
+	return len;
+}
+
+/* The length of the element at s[0] == '<' (our own serialization:
+ * tags, escaped text, no comments), or len if it does not end. */
+static size_t
+element_len(const char *s, size_t len)
+{
+	size_t i = 0;
+	unsigned depth = 0;
+
+	while (i < len) {
+		size_t e;
+
+		if (s[i] != '<') {
+			i++;
+			continue;
+		}
+		e = tag_end(s, len, i);
+		if (e == len)
+			return len;
+		if (s[i + 1] == '/')
+			depth--;
+		else if (s[e - 1] != '/')
+			depth++;
+		i = e + 1;
+		if (depth == 0)
+			return i;
+	}
+	return len;
+}
+
+/* Whether the start tag s[0..end) declares a default namespace. */
+static int
+declares_default_ns(const char *s, size_t end)
+{
+	char q = 0;
+
+	for (size_t i = 1; i + 6 < end; i++) {
+		if (q != 0) {
+			if (s[i] == q)
+				q = 0;
+		} else if (s[i] == '\'' || s[i] == '"')
+			q = s[i];
+		else if (s[i] == ' ' && strncmp(s + i + 1, "xmlns=", 6) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Serialized top-level elements out as one message each (RFC 7395
+ * §3.3.3): what was written for a stream that declared jabber:client
+ * and the stream prefix now declares them itself (§3.3.3: "each
+ * element ... must be parsable on its own").
+ */
+static void
+ws_write(struct c2s *c, const char *data, size_t len)
+{
+	static struct buf msg;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t n, name, te;
+
+		if (data[i] != '<') {
+			i++;            /* whitespace between elements */
+			continue;
+		}
+		n = element_len(data + i, len - i);
+		te = tag_end(data + i, n, 0);
+		for (name = 1; name < te && data[i + name] != ' ' &&
+		    data[i + name] != '/' && data[i + name] != '>'; name++)
+			;
+		buf_reset(&msg);
+		buf_add(&msg, data + i, name);
+		if (strncmp(data + i, "<stream:", 8) == 0)
+			buf_adds(&msg, " xmlns:stream='" NS_STREAMS "'");
+		else if (!declares_default_ns(data + i, te))
+			buf_adds(&msg, " xmlns='" NS_CLIENT "'");
+		buf_add(&msg, data + i + name, n - name);
+		websocket_send(c->ws, buf_head(&msg), buf_avail(&msg));
+		i += n;
+	}
+	if (msg.cap > 65536)
+		buf_free(&msg);
+}
+
+/*
+ * A top-level element of a WebSocket message, before on_stanza looks at
+ * it: returns -1 if it is for on_stanza, else what on_stanza returns
+ * (st was consumed).  One element per message (§3.3.3); <open/> is the
+ * stream header (§3.3.2), <close/> its end (§3.6).
+ */
+static int
+ws_element(struct c2s *c, struct xel *st)
+{
+	if (++c->ws_elements > 1)
+		c2s_stream_error(c, "not-well-formed",
+		    "One element per WebSocket message (RFC 7395 3.3.3)");
+	else if (xel_is(st, "open", NS_FRAMING) &&
+	    c->state == C2S_WAIT_HEADER)
+		check_header(c, st);
+	else if (xel_is(st, "close", NS_FRAMING))
+		on_xml_close(c);
+	else if (strcmp(st->ns, NS_FRAMING) == 0)
+		c2s_stream_error(c, "policy-violation",
+		    "Unexpected framing element");
+	else if (c->state == C2S_WAIT_HEADER)
+		c2s_stream_error(c, strcmp(st->name, "open") == 0 ?
+		    "invalid-namespace" : "not-authorized",
+		    "Open the stream first (RFC 7395 3.3.2)");
+	else
+		return -1;
+	arena_free(st->arena);
+	return c->restart || c->state == C2S_CLOSING;
+}
+
+/* A whole text message from the WebSocket. */
+static void
+ws_message(void *upper, const char *data, size_t len)
+{
+	struct c2s *c = upper;
+
+	if (c->state == C2S_CLOSING)
+		return;
+	c->ws_elements = 0;
+	if (feed(c, data, len) == XMLS_OK && c->state != C2S_CLOSING &&
+	    !xml_stream_at_boundary(c->xs))
+		c2s_stream_error(c, "not-well-formed",
+		    "A WebSocket message must be complete elements "
+		    "(RFC 7395 3.3.3)");
+	bucket_check(c);
+}
+
+static void *
+ws_create(struct ws *ws, struct conn *conn, struct http_request *r,
+    void *arg)
+{
+	struct c2s *c = c2s_new(conn, ws, r->client_ip);
+
+	if (c == NULL)
+		http_respond_status(r, 403);    /* banned: c2s_new logged */
+	return c;
+}
+
+/* After the 101: the authentication deadline counts from the upgrade
+ * (HTTP's deadlines were cleared). */
+static void
+ws_open(void *upper)
+{
+	struct c2s *c = upper;
+
+	c->preauth_deadline = mono_now(xmppd_loop) +
+	    xmppd_conf->limits.preauth_timeout;
+	conn_set_timeout(c->conn, xmppd_conf->limits.preauth_timeout,
+	    "authentication timeout");
+	log_debug("c2s %" PRIu64 " %s: WebSocket open%s", c->id,
+	    c->conn->addr, c->t.tls ? " over TLS" : "");
+}
+
+static void
+ws_timeout(void *upper, const char *reason)
+{
+	c2s_stream_error(upper, "connection-timeout",
+	    "Not authenticated within the time allowed");
+}
+
+static void
+ws_closed(void *upper)
+{
+	c2s_free(upper);
+}
+
+static const struct ws_upper c2s_ws_upper = {
+	.on_open = ws_open,
+	.on_message = ws_message,
+	.on_timeout = ws_timeout,
+	.on_close = ws_closed,
+};
+
+/* GET /xmpp-websocket (RFC 7395 §3.1: the "xmpp" subprotocol). */
+static void
+ws_route(struct http_request *r, void *arg)
+{
+	const struct conf *conf = xmppd_conf;
+	struct ws_accept_rules rules = {
+		.protocol = "xmpp",
+		.origins = conf->websocket_origins,
+		.norigins = conf->nwebsocket_origins,
+		.max_message = conf->limits.stanza_size,
+	};
+
+	websocket_upgrade(r, &rules, &c2s_ws_upper, ws_create, NULL);
+}
+
+void
+c2s_websocket_set_conf(const struct conf *conf)
+{
+	static int routed;
+
+	if (conf->websocket && !routed) {
+		if (http_route_add(WS_XMPP_PATH, HTTP_M_GET, 0, ws_route,
+			NULL) == -1)
+			log_warnx("c2s: cannot route %s", WS_XMPP_PATH);
+		else
+			routed = 1;
+	} else if (!conf->websocket && routed) {
+		http_route_remove(WS_XMPP_PATH);
+		routed = 0;
+	}
+}

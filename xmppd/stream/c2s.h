@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+struct conf;
 struct conn_handler;
 
 extern const struct conn_handler c2s_conn_handler;
@@ -19,5 +20,8 @@ void c2s_storage_congested(int congested);
 /* Close every stream with <system-shutdown/> (SIGTERM). */
 void c2s_shutdown_all(void);
 size_t c2s_count(void);
+/* Start-up and reload: route GET /xmpp-websocket (RFC 7395) to c2s
+ * streams over WebSocket while "websocket on". */
+void c2s_websocket_set_conf(const struct conf *conf);
 
 #endif
