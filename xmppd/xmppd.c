@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "web/upload_http.h"
 #include "control/control.h"
 #include "control/metrics.h"
 #include "core/hooks.h"
@@ -103,6 +104,7 @@ reload(void)
 	conn_set_conf(nc);
 	http_set_conf(nc);
 	metrics_set_conf(nc);
+	upload_http_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -319,6 +321,7 @@ main(int argc, char **argv)
 	iq_init();
 	modules_init();
 	metrics_init(xmppd_conf);
+	upload_http_set_conf(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

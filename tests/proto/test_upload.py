@@ -1,0 +1,378 @@
+"""XEP-0363 HTTP file upload (issue 17, part 5) against a real daemon
+with an http listener: the upload.localhost service in disco, slot
+requests and their errors (file-too-large with max-file-size, bad file
+names, quotas with retry), PUT to the signed URL (size, type, expiry and
+signature checked, a second PUT refused) and GET/HEAD byte for byte with
+Range, the headers that keep a browser from running a download, CORS and
+its preflight, expiry, account deletion and xmppctl upload list/purge."""
+
+import http.client
+import os
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import Server, free_ports
+from im_helpers import IMFactory, form_fields, fresh_users
+from xmpp_raw import NS_CLIENT, assert_stanza_error, q, tostr
+
+NS_UPLOAD = 'urn:xmpp:http:upload:0'
+NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
+NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items'
+NS_XDATA = 'jabber:x:data'
+NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
+SERVICE = 'upload.localhost'
+MAX = 65536
+
+
+class UploadServer(Server):
+    """A daemon with an http listener and the upload service."""
+
+    def __init__(self, certificate, upload_limits=None, **kw):
+        kw.setdefault('limits', {})
+        kw['limits'].update({'upload-file-size': MAX,
+                             'upload-files-per-day': 1000})
+        kw['limits'].update(upload_limits or {})
+        super().__init__(certificate, **kw)
+        self.http_port = None
+
+    def config_text(self):
+        return super().config_text() + '\n'.join([
+            'listen http %d address 127.0.0.1' % self.http_port,
+            'upload-url "http://localhost:%d/"' % self.http_port,
+            'upload-dir "%s"' % (self.dir / 'files'), '']) + '\n'
+
+    def start(self, create_users=True):
+        self.http_port, = free_ports(1)
+        return super().start(create_users)
+
+
+@pytest.fixture(scope='module')
+def server(certificate):
+    srv = UploadServer(certificate).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def im(server):
+    f = IMFactory(server)
+    yield f
+    f.close_all()
+
+
+def request_slot(c, filename='photo.jpg', size=10, ctype='image/jpeg'):
+    attrs = "filename='%s' size='%s'" % (filename, size)
+    if ctype is not None:
+        attrs += " content-type='%s'" % ctype
+    return c.iq('get', "<request xmlns='%s' %s/>" % (NS_UPLOAD, attrs),
+                to=SERVICE)
+
+
+def slot(c, **kw):
+    el = request_slot(c, **kw)
+    assert el.get('type') == 'result', tostr(el)
+    s = el.find(q(NS_UPLOAD, 'slot'))
+    put = s.find(q(NS_UPLOAD, 'put')).get('url')
+    get = s.find(q(NS_UPLOAD, 'get')).get('url')
+    assert s.find(q(NS_UPLOAD, 'put')).find(q(NS_UPLOAD, 'header')) is None
+    return put, get
+
+
+def fetch(server, method, url, body=None, headers=None):
+    u = urllib.parse.urlsplit(url)
+    assert u.port == server.http_port, url
+    conn = http.client.HTTPConnection('127.0.0.1', server.http_port,
+                                      timeout=10)
+    try:
+        path = u.path + ('?' + u.query if u.query else '')
+        h = {'Host': 'localhost:%d' % server.http_port}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def put(server, url, data, ctype='image/jpeg', headers=None):
+    h = {'Content-Type': ctype} if ctype else {}
+    h.update(headers or {})
+    return fetch(server, 'PUT', url, data, h)
+
+
+def upload(server, c, data, filename='photo.jpg', ctype='image/jpeg'):
+    put_url, get_url = slot(c, filename=filename, size=len(data),
+                            ctype=ctype)
+    status, _, body = put(server, put_url, data, ctype)
+    assert status == 201, body
+    return put_url, get_url
+
+
+def test_disco_items_and_info(server, im):
+    c = im('alice@localhost')
+    el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                 to='localhost')
+    jids = [i.get('jid') for i in el.find(q(NS_DISCO_ITEMS, 'query'))]
+    assert SERVICE in jids, tostr(el)
+    el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_INFO, to=SERVICE)
+    query = el.find(q(NS_DISCO_INFO, 'query'))
+    ids = [(i.get('category'), i.get('type'))
+           for i in query.findall(q(NS_DISCO_INFO, 'identity'))]
+    assert ids == [('store', 'file')]
+    features = [f.get('var') for f in query.findall(q(NS_DISCO_INFO,
+                                                      'feature'))]
+    assert NS_UPLOAD in features
+    forms = query.findall(q(NS_XDATA, 'x'))
+    assert len(forms) == 1
+    fields = form_fields(forms[0])
+    assert fields['FORM_TYPE'] == [NS_UPLOAD]
+    assert fields['max-file-size'] == [str(MAX)]
+
+
+def test_put_then_get_byte_exact(server, im):
+    c = im('alice@localhost')
+    data = os.urandom(5000) + b'\0\r\n' + bytes(range(256))
+    put_url, get_url = upload(server, c, data, filename='a b+ü.jpg')
+    assert '/upload/' in get_url and 'a%20b%2B%C3%BC.jpg' in get_url
+    assert urllib.parse.urlsplit(get_url).path == \
+        urllib.parse.urlsplit(put_url).path
+    status, h, body = fetch(server, 'GET', get_url)
+    assert status == 200
+    assert body == data
+    assert h['content-type'] == 'image/jpeg'
+    assert h['content-length'] == str(len(data))
+    assert h['x-content-type-options'] == 'nosniff'
+    assert "default-src 'none'" in h['content-security-policy']
+    assert h['access-control-allow-origin'] == '*'
+    assert 'content-disposition' not in h      # an image shows inline
+    # HEAD: the same fields, no body.
+    status, h2, body = fetch(server, 'HEAD', get_url)
+    assert status == 200 and body == b''
+    assert h2['content-length'] == str(len(data))
+    assert h2['content-type'] == 'image/jpeg'
+    # The file is there, under its token, nothing half-written beside it.
+    files = os.listdir(server.dir / 'files')
+    assert not [f for f in files if f.startswith('.tmp')]
+
+
+def test_range(server, im):
+    c = im('alice@localhost')
+    data = bytes(range(256)) * 40
+    _, get_url = upload(server, c, data, filename='r.bin',
+                        ctype='application/octet-stream')
+    status, h, body = fetch(server, 'GET', get_url, headers={
+        'Range': 'bytes=10-19'})
+    assert status == 206 and body == data[10:20]
+    assert h['content-range'] == 'bytes 10-19/%d' % len(data)
+    status, h, body = fetch(server, 'GET', get_url, headers={
+        'Range': 'bytes=-7'})
+    assert status == 206 and body == data[-7:]
+    status, h, body = fetch(server, 'GET', get_url, headers={
+        'Range': 'bytes=10000-'})
+    assert status == 206 and body == data[10000:]
+    status, h, body = fetch(server, 'GET', get_url, headers={
+        'Range': 'bytes=%d-' % len(data)})
+    assert status == 416
+    assert h['content-range'] == 'bytes */%d' % len(data)
+    # Several ranges: the whole file (RFC 9110 §14.2 lets us ignore it).
+    status, h, body = fetch(server, 'GET', get_url, headers={
+        'Range': 'bytes=0-1,5-6'})
+    assert status == 200 and body == data
+    # A type a browser could run comes as an attachment.
+    assert h['content-disposition'].startswith('attachment')
+
+
+@pytest.mark.parametrize('ctype', ['text/html', 'image/svg+xml',
+                                   'application/javascript', 'text/xml'])
+def test_active_types_are_attachments(server, im, ctype):
+    c = im('alice@localhost')
+    _, get_url = upload(server, c, b'<script>alert(1)</script>',
+                        filename='x.html', ctype=ctype)
+    status, h, body = fetch(server, 'GET', get_url)
+    assert status == 200
+    assert h['content-type'] == ctype
+    assert h['content-disposition'].startswith('attachment')
+    assert h['x-content-type-options'] == 'nosniff'
+    assert "default-src 'none'" in h['content-security-policy']
+
+
+def test_cors_preflight(server, im):
+    c = im('alice@localhost')
+    put_url, _ = slot(c)
+    status, h, body = fetch(server, 'OPTIONS', put_url, headers={
+        'Origin': 'https://web.example',
+        'Access-Control-Request-Method': 'PUT',
+        'Access-Control-Request-Headers': 'content-type'})
+    assert status in (200, 204)
+    assert h['access-control-allow-origin'] == '*'
+    assert 'PUT' in h['access-control-allow-methods']
+    assert 'content-type' in h['access-control-allow-headers'].lower()
+
+
+def test_put_refused(server, im):
+    c = im('alice@localhost')
+    data = b'0123456789'
+    put_url, get_url = slot(c, size=len(data))
+    # Size other than announced: larger 413, smaller 400.
+    assert put(server, put_url, data + b'x')[0] == 413
+    assert put(server, put_url, data[:-1])[0] == 400
+    # Another type than announced.
+    assert put(server, put_url, data, ctype='text/html')[0] == 400
+    assert put(server, put_url, data, ctype=None)[0] == 400
+    # A forged signature, or one moved to another expiry or token.
+    u = urllib.parse.urlsplit(put_url)
+    qs = dict(urllib.parse.parse_qsl(u.query))
+    sig = qs['s']
+    forged = sig[:-1] + ('0' if sig[-1] != '0' else '1')
+    bad = put_url.replace('s=' + sig, 's=' + forged)
+    assert put(server, bad, data)[0] == 403
+    later = put_url.replace('e=' + qs['e'], 'e=%d' % (int(qs['e']) + 60))
+    assert put(server, later, data)[0] == 403
+    nosig = put_url.split('?')[0]
+    assert put(server, nosig, data)[0] == 403
+    # Another slot's token with this signature.
+    other, _ = slot(c, size=len(data))
+    moved = other.split('?')[0] + '?' + u.query
+    assert put(server, moved, data)[0] == 403
+    # Nothing was stored: GET finds nothing.
+    assert fetch(server, 'GET', get_url)[0] == 404
+    # Then the right PUT works, once.
+    assert put(server, put_url, data)[0] == 201
+    assert put(server, put_url, data)[0] == 409
+    assert fetch(server, 'GET', get_url)[2] == data
+    # Another name under the same token is not the file.
+    wrong = get_url.rsplit('/', 1)[0] + '/other.jpg'
+    assert fetch(server, 'GET', wrong)[0] == 404
+
+
+def test_expired_slot_refused(server, im):
+    c = im('alice@localhost')
+    put_url, _ = slot(c, size=3)
+    u = urllib.parse.urlsplit(put_url)
+    qs = dict(urllib.parse.parse_qsl(u.query))
+    past = put_url.replace('e=' + qs['e'], 'e=%d' % (time.time() - 1))
+    # Expired: refused whatever the signature (here it is also wrong).
+    assert put(server, past, b'abc')[0] == 403
+
+
+def test_too_large(server, im):
+    c = im('alice@localhost')
+    el = request_slot(c, size=MAX + 1)
+    assert_stanza_error(el, 'iq', 'not-acceptable', etype='modify')
+    err = el.find(q(NS_CLIENT, 'error'))
+    ftl = err.find(q(NS_UPLOAD, 'file-too-large'))
+    assert ftl is not None, tostr(el)
+    assert ftl.find(q(NS_UPLOAD, 'max-file-size')).text == str(MAX)
+
+
+@pytest.mark.parametrize('name', ['a/b', '..', '.', 'x\\y'])
+def test_bad_filename(server, im, name):
+    c = im('alice@localhost')
+    el = request_slot(c, filename=name)
+    assert_stanza_error(el, 'iq', 'not-acceptable')
+
+
+def test_bad_requests(server, im):
+    c = im('alice@localhost')
+    el = request_slot(c, size='-1')
+    assert_stanza_error(el, 'iq', 'bad-request')
+    el = request_slot(c, size='0')
+    assert_stanza_error(el, 'iq', 'bad-request')
+    el = request_slot(c, ctype='nonsense')
+    assert_stanza_error(el, 'iq', 'bad-request')
+    # Without content-type: the file is served as octet-stream.
+    put_url, get_url = slot(c, size=2, ctype=None)
+    assert put(server, put_url, b'hi', ctype=None)[0] == 201
+    status, h, body = fetch(server, 'GET', get_url)
+    assert body == b'hi'
+    assert h['content-type'] == 'application/octet-stream'
+    assert h['content-disposition'].startswith('attachment')
+
+
+def wait_until(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def file_count(server):
+    return len([f for f in os.listdir(server.dir / 'files')
+                if not f.startswith('.')])
+
+
+def test_account_deletion_removes_files(server, im):
+    u, = fresh_users(server, 1)
+    c = im(u)
+    _, get1 = upload(server, c, b'first file')
+    _, get2 = upload(server, c, b'second file', filename='2.jpg')
+    other = im('bob@localhost')
+    _, keep = upload(server, other, b'bob keeps this')
+    before = file_count(server)
+    c.closing = True
+    r = server.ctl('deluser', u)
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: fetch(server, 'GET', get1)[0] == 404)
+    assert fetch(server, 'GET', get2)[0] == 404
+    assert wait_until(lambda: file_count(server) == before - 2)
+    assert fetch(server, 'GET', keep)[2] == b'bob keeps this'
+
+
+@pytest.fixture(scope='module')
+def quota_server(certificate):
+    srv = UploadServer(certificate, upload_limits={
+        'upload-quota': 100, 'upload-files-per-day': 3,
+        'upload-disk': 150}).start()
+    yield srv
+    srv.stop()
+
+
+def test_quotas(quota_server):
+    f = IMFactory(quota_server)
+    try:
+        a = f('alice@localhost')
+        b = f('bob@localhost')
+        # Bytes per user: slots handed out count, used or not.
+        slot(a, size=60)
+        el = request_slot(a, size=60)
+        assert_stanza_error(el, 'iq', 'resource-constraint', etype='wait')
+        # Whole disk: 60 + 60 fit in 150, 31 more do not.
+        slot(b, size=60)
+        el = request_slot(b, size=31)
+        assert_stanza_error(el, 'iq', 'resource-constraint', etype='wait')
+        # Files per day, with when to retry (XEP-0363 §4).
+        slot(a, size=1)
+        slot(a, size=1)
+        el = request_slot(a, size=1)
+        assert_stanza_error(el, 'iq', 'resource-constraint', etype='wait')
+        retry = el.find(q(NS_CLIENT, 'error')).find(q(NS_UPLOAD, 'retry'))
+        assert retry is not None, tostr(el)
+        stamp = time.mktime(time.strptime(retry.get('stamp'),
+                                          '%Y-%m-%dT%H:%M:%SZ')) \
+            - time.timezone
+        assert abs(stamp - (time.time() + 86400)) < 60
+    finally:
+        f.close_all()
+
+
+def test_expiry(certificate):
+    srv = UploadServer(certificate,
+                       upload_limits={'upload-expiry': '1s'}).start()
+    f = IMFactory(srv)
+    try:
+        c = f('alice@localhost')
+        data = b'short-lived'
+        _, get_url = upload(srv, c, data)
+        assert fetch(srv, 'GET', get_url)[2] == data
+        assert wait_until(lambda: fetch(srv, 'GET', get_url)[0] == 404,
+                          timeout=6)
+        assert wait_until(lambda: file_count(srv) == 0)
+    finally:
+        f.close_all()
+        srv.stop()
