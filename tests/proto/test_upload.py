@@ -376,3 +376,72 @@ def test_expiry(certificate):
     finally:
         f.close_all()
         srv.stop()
+
+
+def ctl_json(server, *args):
+    import json
+    r = server.ctl('--json', *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_xmppctl_upload_list_and_purge(certificate):
+    srv = UploadServer(certificate).start()
+    f = IMFactory(srv)
+    try:
+        a = f('alice@localhost')
+        b = f('bob@localhost')
+        _, get_a = upload(srv, a, b'alice data', filename='a.txt',
+                          ctype='text/plain')
+        _, get_b = upload(srv, b, b'bob data', filename='b.txt',
+                          ctype='text/plain')
+        put_p, _ = slot(a, filename='pending.bin', size=5,
+                        ctype='application/octet-stream')
+        rows = ctl_json(srv, 'upload', 'list', 'alice@localhost')
+        by_name = {r['filename']: r for r in rows}
+        assert set(by_name) == {'a.txt', 'pending.bin'}
+        assert by_name['a.txt']['jid'] == 'alice@localhost'
+        assert by_name['a.txt']['size'] == len(b'alice data')
+        assert by_name['a.txt']['content_type'] == 'text/plain'
+        assert by_name['a.txt']['completed']
+        assert not by_name['pending.bin']['completed']
+        assert by_name['a.txt']['token'] in get_a
+        everyone = ctl_json(srv, 'upload', 'list')
+        assert {r['filename'] for r in everyone} == {'a.txt', 'b.txt',
+                                                   'pending.bin'}
+        # Text output too: a dash for a file not yet come.
+        r = srv.ctl('upload', 'list', 'alice@localhost')
+        assert r.returncode == 0, r.stderr
+        lines = {ln.split('\t')[2]: ln.split('\t')
+                 for ln in r.stdout.splitlines()[1:]}
+        assert lines['pending.bin'][6] == '-', r.stdout
+        assert lines['a.txt'][6] != '-', r.stdout
+        # Purge one account.
+        assert ctl_json(srv, 'upload', 'purge', 'alice@localhost') == {
+            'files': 2}
+        assert wait_until(lambda: fetch(srv, 'GET', get_a)[0] == 404)
+        assert put(srv, put_p, b'12345',
+                   ctype='application/octet-stream')[0] == 403
+        assert fetch(srv, 'GET', get_b)[2] == b'bob data'
+        # --older-than: nothing is a day old; everything is 0s old.
+        r = srv.ctl('upload', 'purge', '--older-than', '1d')
+        assert r.returncode == 0 and r.stdout == '0 files purged\n', (
+            r.stdout)
+        time.sleep(2.1)     # whole seconds: older than 1 at last
+        r = srv.ctl('upload', 'purge', '--older-than', '1')
+        assert r.returncode == 0 and r.stdout == '1 file purged\n', (
+            r.stdout)
+        assert wait_until(lambda: fetch(srv, 'GET', get_b)[0] == 404)
+        assert wait_until(lambda: file_count(srv) == 0)
+        assert ctl_json(srv, 'upload', 'list') == []
+        # Usage errors.
+        r = srv.ctl('upload', 'purge')
+        assert r.returncode != 0
+        r = srv.ctl('upload', 'purge', 'alice@localhost', '--older-than',
+                    '1d')
+        assert r.returncode != 0
+        r = srv.ctl('upload', 'purge', '--older-than', 'soon')
+        assert r.returncode != 0
+    finally:
+        f.close_all()
+        srv.stop()
