@@ -551,3 +551,66 @@ def test_slixmpp_xep_0363_upload(server):
     status, h, body = fetch(server, 'GET', got['url'])
     assert status == 200 and body == data
     assert h['content-type'] == 'image/png'
+
+
+def test_host_field(server, im):
+    """The Host field may name the upload service (or upload-url's
+    host); any other name is 421."""
+    c = im('alice@localhost')
+    _, get_url = upload(server, c, b'by service name')
+    assert fetch(server, 'GET', get_url, headers={
+        'Host': '%s:%d' % (SERVICE, server.http_port)})[2] == \
+        b'by service name'
+    assert fetch(server, 'GET', get_url, headers={
+        'Host': 'elsewhere.example'})[0] == 421
+
+
+def reload(srv):
+    import signal
+    srv.conf.write_text(srv.config_text())
+    mark = len(srv.stderr_text())
+    srv.signal(signal.SIGHUP)
+    assert wait_until(lambda: 'configuration and certificates reloaded'
+                      in srv.stderr_text()[mark:]), srv.stderr_tail()
+
+
+def test_reload(certificate):
+    """A reload applies a new upload-file-size (disco form, slots, the
+    HTTP body limit); without upload-url the service and /upload/ go,
+    and come back with it."""
+    srv = UploadServer(certificate).start()
+    f = IMFactory(srv)
+    try:
+        c = f('alice@localhost')
+        srv.limits['upload-file-size'] = MAX * 2
+        reload(srv)
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_INFO,
+                     to=SERVICE)
+        fields = form_fields(el.find(q(NS_DISCO_INFO, 'query'))
+                             .find(q(NS_XDATA, 'x')))
+        assert fields['max-file-size'] == [str(MAX * 2)]
+        data = os.urandom(MAX + 1)
+        _, get_url = upload(srv, c, data, filename='bigger.bin',
+                            ctype='application/octet-stream')
+        # Off: no service in disco, /upload/ is 404.
+        text = UploadServer.config_text
+        UploadServer.config_text = lambda self: Server.config_text(self) + \
+            'listen http %d address 127.0.0.1\n' % self.http_port
+        try:
+            reload(srv)
+        finally:
+            UploadServer.config_text = text
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                     to='localhost')
+        jids = [i.get('jid') for i in el.find(q(NS_DISCO_ITEMS, 'query'))]
+        assert SERVICE not in jids
+        el = request_slot(c)
+        assert el.get('type') == 'error', tostr(el)
+        assert fetch(srv, 'GET', get_url)[0] == 404
+        # Back on: the file is served again.
+        reload(srv)
+        assert fetch(srv, 'GET', get_url)[2] == data
+        slot(c)
+    finally:
+        f.close_all()
+        srv.stop()
