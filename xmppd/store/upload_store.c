@@ -222,10 +222,11 @@ static enum store_status
 run_delete(struct upload_job *j)
 {
 	static const char sql_user[] = "SELECT " ROW_COLUMNS " FROM uploads "
-	    "WHERE host = ?1 AND user = ?2 ORDER BY created LIMIT 1000";
+	    "WHERE host = ?1 AND user = ?2 ORDER BY created, token "
+	    "LIMIT 1000";
 	static const char sql_old[] = "SELECT " ROW_COLUMNS " FROM uploads "
 	    "WHERE created < ?1 OR (completed IS NULL AND created < ?2) "
-	    "ORDER BY created LIMIT 1000";
+	    "ORDER BY created, token LIMIT 1000";
 	static const char sql_del[] = "DELETE FROM uploads WHERE token = ?1";
 	sqlite3_stmt *s = store_sql(j->user ? sql_user : sql_old);
 	int r;
