@@ -36,16 +36,17 @@ class UploadServer(Server):
                              'upload-files-per-day': 1000})
         kw['limits'].update(upload_limits or {})
         super().__init__(certificate, **kw)
-        self.http_port = None
+        self.http_port = self.https_port = None
 
     def config_text(self):
         return super().config_text() + '\n'.join([
             'listen http %d address 127.0.0.1' % self.http_port,
+            'listen https %d address 127.0.0.1' % self.https_port,
             'upload-url "http://localhost:%d/"' % self.http_port,
             'upload-dir "%s"' % (self.dir / 'files'), '']) + '\n'
 
     def start(self, create_users=True):
-        self.http_port, = free_ports(1)
+        self.http_port, self.https_port = free_ports(2)
         return super().start(create_users)
 
 
@@ -614,3 +615,29 @@ def test_reload(certificate):
     finally:
         f.close_all()
         srv.stop()
+
+
+def test_https_listener(server, im):
+    """The same /upload/ paths are served on an https listener (the
+    public URL may point at either, or at a proxy)."""
+    import ssl
+    c = im('alice@localhost')
+    data = os.urandom(2048)
+    put_url, get_url = slot(c, size=len(data), ctype='image/webp')
+    ctx = ssl.create_default_context(cafile=str(server.cert))
+    for method, url, body, want in (('PUT', put_url, data, 201),
+                                    ('GET', get_url, None, 200)):
+        u = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPSConnection('localhost', server.https_port,
+                                           context=ctx, timeout=10)
+        try:
+            conn.request(method, u.path + ('?' + u.query if u.query
+                                           else ''), body=body,
+                         headers={'Content-Type': 'image/webp'})
+            r = conn.getresponse()
+            got = r.read()
+            assert r.status == want, got
+        finally:
+            conn.close()
+    assert got == data
+    assert r.getheader('Access-Control-Allow-Origin') == '*'
