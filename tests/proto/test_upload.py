@@ -641,3 +641,25 @@ def test_https_listener(server, im):
             conn.close()
     assert got == data
     assert r.getheader('Access-Control-Allow-Origin') == '*'
+
+
+def test_module_off(certificate):
+    """With upload-url set and "module upload off": no service, nothing
+    advertised, /upload/ answers 404."""
+    srv = UploadServer(certificate, extra='module upload off').start()
+    f = IMFactory(srv)
+    try:
+        c = f('alice@localhost')
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                     to='localhost')
+        jids = [i.get('jid') for i in el.find(q(NS_DISCO_ITEMS, 'query'))]
+        assert SERVICE not in jids
+        el = request_slot(c)
+        assert el.get('type') == 'error', tostr(el)
+        url = 'http://localhost:%d/upload/%s/x.jpg' % (srv.http_port,
+                                                      '0' * 32)
+        assert fetch(srv, 'GET', url)[0] == 404
+        assert fetch(srv, 'OPTIONS', url)[0] == 404
+    finally:
+        f.close_all()
+        srv.stop()
