@@ -33,7 +33,7 @@ static enum store_status last_st;
 static enum upload_reserve_result last_res;
 static int64_t last_retry;
 static size_t last_n;
-static char tokens[512];        /* "token," of the rows seen */
+static char tokens[512]; /* "token," of the rows seen */
 static struct store_upload first;
 static char first_name[64], first_type[64], first_user[64];
 
@@ -88,8 +88,7 @@ rows_cb(uint64_t owner, enum store_status st, const struct store_upload *u,
 	first = u[0];
 	snprintf(first_name, sizeof(first_name), "%s", u[0].filename);
 	snprintf(first_type, sizeof(first_type), "%s", u[0].content_type);
-	snprintf(first_user, sizeof(first_user), "%s@%s", u[0].user,
-	    u[0].host);
+	snprintf(first_user, sizeof(first_user), "%s@%s", u[0].user, u[0].host);
 }
 
 static void
@@ -103,7 +102,7 @@ static enum upload_reserve_result
 reserve(const char *token, const char *user, int64_t size, int64_t created,
     const struct store_upload_limits *lim)
 {
-	struct store_upload u = { 0 };
+	struct store_upload u = {0};
 
 	u.token = token;
 	u.host = "a.example";
@@ -151,13 +150,12 @@ complete(const char *token)
 	CHECK(wait_all());
 }
 
-static void
-delete(const char *user, int64_t before, int64_t pending_before)
+static void delete (const char *user, int64_t before, int64_t pending_before)
 {
 	issued++;
 	in_call = 1;
-	store_upload_delete("a.example", user, before, pending_before, rows_cb,
-	    OWNER);
+	store_upload_delete(
+	    "a.example", user, before, pending_before, rows_cb, OWNER);
 	in_call = 0;
 	CHECK(wait_all());
 }
@@ -165,12 +163,11 @@ delete(const char *user, int64_t before, int64_t pending_before)
 static void
 test_quotas(void)
 {
-	struct store_upload_limits lim = { 100, 3, 250 };
+	struct store_upload_limits lim = {100, 3, 250};
 
 	CHECK(reserve("t1", "alice", 60, NOW, &lim) == UPLOAD_RESERVED);
 	/* 60 + 41 > 100: alice's bytes, though t1 is not uploaded yet. */
-	CHECK(reserve("t2", "alice", 41, NOW, &lim) ==
-	    UPLOAD_OVER_USER_BYTES);
+	CHECK(reserve("t2", "alice", 41, NOW, &lim) == UPLOAD_OVER_USER_BYTES);
 	CHECK(reserve("t2", "alice", 40, NOW, &lim) == UPLOAD_RESERVED);
 	CHECK(reserve("t3", "bob", 100, NOW, &lim) == UPLOAD_RESERVED);
 	/* 200 + 51 > 250: the whole disk. */
@@ -181,12 +178,11 @@ test_quotas(void)
 	CHECK(reserve("d1", "dave", 1, NOW - 3600, &lim) == UPLOAD_RESERVED);
 	CHECK(reserve("d2", "dave", 1, NOW, &lim) == UPLOAD_RESERVED);
 	CHECK(reserve("d3", "dave", 1, NOW, &lim) == UPLOAD_RESERVED);
-	CHECK(reserve("d4", "dave", 1, NOW, &lim) ==
-	    UPLOAD_OVER_FILES_PER_DAY);
+	CHECK(reserve("d4", "dave", 1, NOW, &lim) == UPLOAD_OVER_FILES_PER_DAY);
 	CHECK(last_retry == NOW - 3600 + 86400);
 	/* A day later the first no longer counts. */
 	CHECK(reserve("d4", "dave", 1, NOW - 3600 + 86401, &lim) ==
-	    UPLOAD_RESERVED);
+	      UPLOAD_RESERVED);
 	/* No limits at all. */
 	memset(&lim, 0, sizeof(lim));
 	CHECK(reserve("e1", "erin", 1000000, NOW, &lim) == UPLOAD_RESERVED);
@@ -225,7 +221,7 @@ static void
 test_delete(void)
 {
 	/* An account's rows, passed back for their files. */
-	delete("alice", 0, 0);
+	delete ("alice", 0, 0);
 	CHECK(last_st == STORE_OK && last_n == 2);
 	CHECK_STR(tokens, "t1,t2,");
 	list("alice");
@@ -233,9 +229,9 @@ test_delete(void)
 	/* By age: created before NOW (d1), or pending and created before
 	 * NOW + 1 (all the others but d4, which is later). */
 	complete("t3");
-	delete(NULL, NOW, NOW - 1);
+	delete (NULL, NOW, NOW - 1);
 	CHECK_STR(tokens, "d1,");
-	delete(NULL, 0, NOW + 1);
+	delete (NULL, 0, NOW + 1);
 	CHECK_STR(tokens, "d2,d3,e1,t4,");
 	list(NULL);
 	CHECK_STR(tokens, "t3,d4,");

@@ -34,9 +34,8 @@ static void
 uploads_listed(uint64_t owner, enum store_status st,
     const struct store_upload *u, size_t n)
 {
-	static const char *const cols[] = { "token", "jid", "filename",
-		"content_type", "size:int", "created:time",
-		"completed:time" };
+	static const char *const cols[] = {"token", "jid", "filename",
+	    "content_type", "size:int", "created:time", "completed:time"};
 	struct control_op *op = op_find(owner);
 	struct control_conn *c;
 
@@ -103,7 +102,7 @@ purged(uint64_t owner, enum store_status st, const struct store_upload *u,
 		upload_remove_files(tokens, n);
 		free(tokens);
 		op->rows += n;
-		if (n == UPLOAD_LIST_MAX) {     /* more: another pass */
+		if (n == UPLOAD_LIST_MAX) { /* more: another pass */
 			store_upload_delete(op->host, op->user, op->since,
 			    op->since, purged, op->id);
 			return;
@@ -142,15 +141,14 @@ handle_upload_purge(struct control_conn *c, char **args, size_t nargs)
 }
 
 void
-handle_upload_purge_older(struct control_conn *c, char **args,
-    size_t nargs)
+handle_upload_purge_older(struct control_conn *c, char **args, size_t nargs)
 {
 	struct control_op *op;
 	uint64_t secs = 0;
 	const char *p = args[0];
 
-	if (*p == '\0' || strlen(p) > 12 || strspn(p, "0123456789") !=
-	    strlen(p)) {
+	if (*p == '\0' || strlen(p) > 12 ||
+	    strspn(p, "0123456789") != strlen(p)) {
 		reply_err(c, CTL_E_USAGE, "SECONDS is a number of seconds");
 		return;
 	}

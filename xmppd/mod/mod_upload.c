@@ -44,7 +44,7 @@ void mod_upload_deinit(void);
 void mod_upload_reload(void);
 
 #define CONTENT_TYPE_MAX 128
-#define SWEEP_INTERVAL 60.0     /* s, at most */
+#define SWEEP_INTERVAL 60.0 /* s, at most */
 
 struct service {
 	char *domain, *host;
@@ -54,18 +54,18 @@ static struct service *services;
 static size_t nservices;
 static int running;
 static unsigned char sign_key[32];
-static struct strmap *pending;  /* slot requests at the store, by id */
+static struct strmap *pending; /* slot requests at the store, by id */
 static uint64_t next_pending;
 static ev_timer sweep_w;
-static int sweeping;            /* a sweep's deletion is at the store */
+static int sweeping; /* a sweep's deletion is at the store */
 
 /* A slot request waiting for its reservation. */
 struct slot {
-	uint64_t session;       /* the requester's session id */
-	struct xel *iq;         /* the request (own arena) */
-	char *token, *encoded;  /* the file's token and URL name */
+	uint64_t session;      /* the requester's session id */
+	struct xel *iq;        /* the request (own arena) */
+	char *token, *encoded; /* the file's token and URL name */
 	int64_t size;
-	char *type;             /* "" if the request named none */
+	char *type; /* "" if the request named none */
 };
 
 int
@@ -86,8 +86,8 @@ derive_key(void)
 }
 
 void
-upload_sign(const char *path, int64_t size, const char *type,
-    int64_t expires, char out[65])
+upload_sign(const char *path, int64_t size, const char *type, int64_t expires,
+    char out[65])
 {
 	unsigned char mac[32];
 	char *msg;
@@ -98,8 +98,8 @@ upload_sign(const char *path, int64_t size, const char *type,
 	    size, 0, type, 0, expires);
 	if (n < 0)
 		fatal("asprintf");
-	scram_hmac(SCRAM_SHA256, sign_key, sizeof(sign_key), msg, (size_t)n,
-	    mac);
+	scram_hmac(
+	    SCRAM_SHA256, sign_key, sizeof(sign_key), msg, (size_t)n, mac);
 	free(msg);
 	for (size_t i = 0; i < sizeof(mac); i++)
 		snprintf(out + 2 * i, 3, "%02x", mac[i]);
@@ -126,8 +126,8 @@ upload_file_path(const char *token)
 char *
 upload_tmp_path(const char *token, uint64_t request_id)
 {
-	return xasprintf("%s/.tmp-%s-%" PRIu64, xmppd_conf->upload_dir, token,
-	    request_id);
+	return xasprintf(
+	    "%s/.tmp-%s-%" PRIu64, xmppd_conf->upload_dir, token, request_id);
 }
 
 int
@@ -245,8 +245,9 @@ reply_error(struct session *s, const struct xel *iq, const char *type,
 static void
 reply_too_large(struct session *s, const struct xel *iq)
 {
-	struct xel *r = stanza_error(iq, "modify", "not-acceptable",
-	    "File too large"), *e, *f;
+	struct xel *r = stanza_error(
+	               iq, "modify", "not-acceptable", "File too large"),
+	           *e, *f;
 	char max[32];
 
 	if (r == NULL)
@@ -262,8 +263,9 @@ reply_too_large(struct session *s, const struct xel *iq)
 static void
 reply_retry(struct session *s, const struct xel *iq, int64_t when)
 {
-	struct xel *r = stanza_error(iq, "wait", "resource-constraint",
-	    "Quota reached"), *e, *retry;
+	struct xel *r = stanza_error(
+	               iq, "wait", "resource-constraint", "Quota reached"),
+	           *e, *retry;
 	char stamp[32];
 	time_t t = (time_t)when;
 	struct tm tm;
@@ -369,7 +371,7 @@ handle_request(struct session *s, struct xel *iq, struct xel *req)
 {
 	const char *name = xel_attr(req, "filename");
 	const char *type = xel_attr(req, "content-type");
-	struct store_upload u = { 0 };
+	struct store_upload u = {0};
 	struct store_upload_limits lim;
 	unsigned char rnd[UPLOAD_TOKEN_LEN / 2];
 	char token[UPLOAD_TOKEN_LEN + 1], key[24];
@@ -383,8 +385,7 @@ handle_request(struct session *s, struct xel *iq, struct xel *req)
 		return;
 	}
 	if (!upload_filename_ok(name)) {
-		reply_error(s, iq, NULL, "not-acceptable",
-		    "Invalid file name");
+		reply_error(s, iq, NULL, "not-acceptable", "Invalid file name");
 		return;
 	}
 	if (type != NULL && !content_type_ok(type)) {
@@ -473,13 +474,13 @@ upload_route(struct session *from, struct xel *st, const struct jid *to)
 	if (attr_is(st, "type", "get") && xel_is(q, "request", NS_HTTP_UPLOAD))
 		handle_request(from, st, q);
 	else if (attr_is(st, "type", "get") && xel_attr(q, "node") == NULL &&
-	    xel_is(q, "query", NS_DISCO_INFO)) {
+	         xel_is(q, "query", NS_DISCO_INFO)) {
 		struct xel *r = stanza_iq_result(st);
 
 		service_info(xel_add(r, "query", NS_DISCO_INFO));
 		session_reply(from, r);
 	} else if (attr_is(st, "type", "get") && xel_attr(q, "node") == NULL &&
-	    xel_is(q, "query", NS_DISCO_ITEMS)) {
+	           xel_is(q, "query", NS_DISCO_ITEMS)) {
 		struct xel *r = stanza_iq_result(st);
 
 		xel_add(r, "query", NS_DISCO_ITEMS);
@@ -552,13 +553,13 @@ start_services(void)
 		if (c->hosts[i].upload == NULL)
 			continue;
 		if (router_add_service(c->hosts[i].upload, c->hosts[i].name,
-		    upload_route) < 0) {
+		        upload_route) < 0) {
 			log_warnx("upload: %s: domain already served",
 			    c->hosts[i].upload);
 			continue;
 		}
-		services = xreallocarray(services, nservices + 1,
-		    sizeof(*services));
+		services =
+		    xreallocarray(services, nservices + 1, sizeof(*services));
 		svc = &services[nservices++];
 		svc->domain = xstrdup(c->hosts[i].upload);
 		svc->host = xstrdup(c->hosts[i].name);

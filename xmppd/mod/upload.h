@@ -19,9 +19,9 @@
 #include <stdint.h>
 
 #define NS_HTTP_UPLOAD "urn:xmpp:http:upload:0"
-#define UPLOAD_PATH "/upload"           /* the HTTP route */
+#define UPLOAD_PATH "/upload" /* the HTTP route */
 #define UPLOAD_TOKEN_LEN 32
-#define UPLOAD_SLOT_LIFETIME 300        /* s: a PUT URL is valid this long */
+#define UPLOAD_SLOT_LIFETIME 300 /* s: a PUT URL is valid this long */
 
 /* Whether the module runs (upload-url set, not switched off). */
 int upload_running(void);

@@ -14,23 +14,23 @@
 
 #include "store/store.h"
 
-#define UPLOAD_LIST_MAX 1000    /* rows listed or purged per call */
+#define UPLOAD_LIST_MAX 1000 /* rows listed or purged per call */
 
 struct store_upload {
-	const char *token;      /* hex: the file's directory */
-	const char *host, *user;        /* whose */
+	const char *token;       /* hex: the file's directory */
+	const char *host, *user; /* whose */
 	const char *filename;
 	const char *content_type;
-	int64_t size;           /* bytes announced (and written) */
-	int64_t created;        /* unix seconds: the slot was handed out */
-	int64_t completed;      /* unix seconds: the file is there; 0: not */
+	int64_t size;      /* bytes announced (and written) */
+	int64_t created;   /* unix seconds: the slot was handed out */
+	int64_t completed; /* unix seconds: the file is there; 0: not */
 };
 
 /* The quotas a reservation is checked against; 0: no limit. */
 struct store_upload_limits {
-	int64_t user_bytes;     /* the user's files together */
-	unsigned user_files_per_day;    /* slots in the last 24 hours */
-	int64_t disk_bytes;     /* every file of the server together */
+	int64_t user_bytes;          /* the user's files together */
+	unsigned user_files_per_day; /* slots in the last 24 hours */
+	int64_t disk_bytes;          /* every file of the server together */
 };
 
 /* What a reservation found. */
@@ -63,13 +63,13 @@ void store_upload_get(const char *token, store_upload_cb cb, uint64_t owner);
 /* Mark the upload of token complete at now: STORE_NOT_FOUND if there is
  * no such row, STORE_EXISTS if it was complete already. */
 typedef void (*store_upload_done_cb)(uint64_t owner, enum store_status st);
-void store_upload_complete(const char *token, int64_t now,
-    store_upload_done_cb cb, uint64_t owner);
+void store_upload_complete(
+    const char *token, int64_t now, store_upload_done_cb cb, uint64_t owner);
 
 /* Up to UPLOAD_LIST_MAX uploads, oldest first: of user@host, or of
  * everyone with user NULL. */
-void store_upload_list(const char *host, const char *user,
-    store_upload_cb cb, uint64_t owner);
+void store_upload_list(
+    const char *host, const char *user, store_upload_cb cb, uint64_t owner);
 
 /* Delete and pass back up to UPLOAD_LIST_MAX rows: of user@host
  * (user non-NULL), or else those created before `before` together with

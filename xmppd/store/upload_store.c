@@ -13,7 +13,7 @@
 enum upload_op { OP_RESERVE, OP_GET, OP_COMPLETE, OP_LIST, OP_DELETE };
 
 struct upload_job {
-	struct store_job job;   /* first: the store hands this back */
+	struct store_job job; /* first: the store hands this back */
 	enum upload_op op;
 	struct store_upload in; /* reserve: the row (strings owned) */
 	char *token, *host, *user;
@@ -21,7 +21,7 @@ struct upload_job {
 	int64_t now, before, pending_before;
 	enum upload_reserve_result res;
 	int64_t retry;
-	struct store_upload *rows;      /* results (strings owned) */
+	struct store_upload *rows; /* results (strings owned) */
 	size_t nrows;
 	store_upload_reserved_cb reserved_cb;
 	store_upload_cb cb;
@@ -42,7 +42,8 @@ col_text(sqlite3_stmt *s, int i)
 	return t != NULL ? (const char *)t : "";
 }
 
-#define ROW_COLUMNS "token, host, user, filename, content_type, size, " \
+#define ROW_COLUMNS                                                            \
+	"token, host, user, filename, content_type, size, "                    \
 	"created, completed"
 
 /* Storage thread: append the current row of s (ROW_COLUMNS) to j. */
@@ -107,13 +108,16 @@ query_int(const char *sql, const struct upload_job *j, int bind_user,
 static enum store_status
 run_reserve(struct upload_job *j)
 {
-	static const char sql_bytes[] = "SELECT coalesce(sum(size), 0) FROM "
+	static const char sql_bytes[] =
+	    "SELECT coalesce(sum(size), 0) FROM "
 	    "uploads WHERE host = ?1 AND user = ?2 AND ?3 >= 0";
-	static const char sql_day[] = "SELECT count(*), coalesce(min(created),"
+	static const char sql_day[] =
+	    "SELECT count(*), coalesce(min(created),"
 	    " 0) FROM uploads WHERE host = ?1 AND user = ?2 AND created > ?3";
 	static const char sql_disk[] = "SELECT coalesce(sum(size), 0) FROM "
-	    "uploads";
-	static const char sql_insert[] = "INSERT INTO uploads (token, host, "
+	                               "uploads";
+	static const char sql_insert[] =
+	    "INSERT INTO uploads (token, host, "
 	    "user, filename, content_type, size, created) VALUES (?1, ?2, ?3,"
 	    " ?4, ?5, ?6, ?7)";
 	const struct store_upload_limits *l = &j->limits;
@@ -121,8 +125,8 @@ run_reserve(struct upload_job *j)
 	sqlite3_stmt *s;
 
 	j->res = UPLOAD_RESERVED;
-	if (l->user_bytes > 0 && query_int(sql_bytes, j, 1, 0, &err) +
-	    j->in.size > l->user_bytes)
+	if (l->user_bytes > 0 &&
+	    query_int(sql_bytes, j, 1, 0, &err) + j->in.size > l->user_bytes)
 		j->res = UPLOAD_OVER_USER_BYTES;
 	if (!err && j->res == UPLOAD_RESERVED && l->user_files_per_day > 0) {
 		if ((s = store_sql(sql_day)) == NULL)
@@ -134,7 +138,7 @@ run_reserve(struct upload_job *j)
 			store_sql_warn("upload quota");
 			err = 1;
 		} else if (sqlite3_column_int64(s, 0) >=
-		    (int64_t)l->user_files_per_day) {
+		           (int64_t)l->user_files_per_day) {
 			j->res = UPLOAD_OVER_FILES_PER_DAY;
 			j->retry = sqlite3_column_int64(s, 1) + 86400;
 		}
@@ -163,7 +167,7 @@ static enum store_status
 run_get(struct upload_job *j)
 {
 	static const char sql[] = "SELECT " ROW_COLUMNS " FROM uploads "
-	    "WHERE token = ?1";
+	                          "WHERE token = ?1";
 	sqlite3_stmt *s = store_sql(sql);
 	int r;
 
@@ -181,7 +185,7 @@ static enum store_status
 run_complete(struct upload_job *j)
 {
 	static const char sql[] = "UPDATE uploads SET completed = ?2 "
-	    "WHERE token = ?1 AND completed IS NULL";
+	                          "WHERE token = ?1 AND completed IS NULL";
 	sqlite3_stmt *s = store_sql(sql);
 	enum store_status st;
 
@@ -199,8 +203,9 @@ static enum store_status
 run_list(struct upload_job *j)
 {
 	static const char sql_all[] = "SELECT " ROW_COLUMNS " FROM uploads "
-	    "ORDER BY created, token LIMIT 1000";
-	static const char sql_user[] = "SELECT " ROW_COLUMNS " FROM uploads "
+	                              "ORDER BY created, token LIMIT 1000";
+	static const char sql_user[] =
+	    "SELECT " ROW_COLUMNS " FROM uploads "
 	    "WHERE host = ?1 AND user = ?2 ORDER BY created, token "
 	    "LIMIT 1000";
 	sqlite3_stmt *s = store_sql(j->user ? sql_user : sql_all);
@@ -221,10 +226,12 @@ run_list(struct upload_job *j)
 static enum store_status
 run_delete(struct upload_job *j)
 {
-	static const char sql_user[] = "SELECT " ROW_COLUMNS " FROM uploads "
+	static const char sql_user[] =
+	    "SELECT " ROW_COLUMNS " FROM uploads "
 	    "WHERE host = ?1 AND user = ?2 ORDER BY created, token "
 	    "LIMIT 1000";
-	static const char sql_old[] = "SELECT " ROW_COLUMNS " FROM uploads "
+	static const char sql_old[] =
+	    "SELECT " ROW_COLUMNS " FROM uploads "
 	    "WHERE created < ?1 OR (completed IS NULL AND created < ?2) "
 	    "ORDER BY created, token LIMIT 1000";
 	static const char sql_del[] = "DELETE FROM uploads WHERE token = ?1";
@@ -284,8 +291,8 @@ complete(struct store_job *sj)
 	switch (j->op) {
 	case OP_RESERVE:
 		if (j->reserved_cb != NULL)
-			j->reserved_cb(j->job.owner, j->job.status, j->res,
-			    j->retry);
+			j->reserved_cb(
+			    j->job.owner, j->job.status, j->res, j->retry);
 		break;
 	case OP_COMPLETE:
 		if (j->done_cb != NULL)
@@ -323,10 +330,10 @@ job_free(struct store_job *sj)
 	free(j);
 }
 
-static const struct store_job_ops read_ops = { "upload read", 0, run,
-	complete, job_free };
-static const struct store_job_ops write_ops = { "upload write", 1, run,
-	complete, job_free };
+static const struct store_job_ops read_ops = {
+    "upload read", 0, run, complete, job_free};
+static const struct store_job_ops write_ops = {
+    "upload write", 1, run, complete, job_free};
 
 static struct upload_job *
 job_new(enum upload_op op, uint64_t owner)
@@ -368,8 +375,8 @@ store_upload_get(const char *token, store_upload_cb cb, uint64_t owner)
 }
 
 void
-store_upload_complete(const char *token, int64_t now,
-    store_upload_done_cb cb, uint64_t owner)
+store_upload_complete(
+    const char *token, int64_t now, store_upload_done_cb cb, uint64_t owner)
 {
 	struct upload_job *j = job_new(OP_COMPLETE, owner);
 
@@ -380,8 +387,8 @@ store_upload_complete(const char *token, int64_t now,
 }
 
 void
-store_upload_list(const char *host, const char *user, store_upload_cb cb,
-    uint64_t owner)
+store_upload_list(
+    const char *host, const char *user, store_upload_cb cb, uint64_t owner)
 {
 	struct upload_job *j = job_new(OP_LIST, owner);
 

@@ -31,33 +31,33 @@
 #include "xmalloc.h"
 #include "xmppd.h"
 
-#define CHUNK (256 * 1024)              /* bytes read per worker job */
-#define QUEUE_HIGH (1024 * 1024)        /* wait while more is queued */
-#define DRAIN_POLL 0.01                 /* s between looks at the queue */
+#define CHUNK (256 * 1024)       /* bytes read per worker job */
+#define QUEUE_HIGH (1024 * 1024) /* wait while more is queued */
+#define DRAIN_POLL 0.01          /* s between looks at the queue */
 
 static int routed;
 static size_t routed_max;
-static struct strmap *parked;   /* requests at the store, by id */
+static struct strmap *parked; /* requests at the store, by id */
 
 /* A request between the handler and its answer (PUT or GET/HEAD). */
 struct upload_req {
-	uint64_t id;            /* http_request_find */
-	unsigned method;        /* HTTP_M_* */
+	uint64_t id;     /* http_request_find */
+	unsigned method; /* HTTP_M_* */
 	char token[UPLOAD_TOKEN_LEN + 1];
-	char *segment;          /* the name as in the URL */
-	char *name;             /* percent-decoded */
-	int64_t expires;        /* PUT: e= */
-	char sig[65];           /* PUT: s= */
+	char *segment;   /* the name as in the URL */
+	char *name;      /* percent-decoded */
+	int64_t expires; /* PUT: e= */
+	char sig[65];    /* PUT: s= */
 	/* PUT, worker: */
 	char *body;
 	size_t len;
 	char *tmp, *path;
-	int err;                /* errno of the write, EEXIST: taken */
+	int err; /* errno of the write, EEXIST: taken */
 	/* GET: */
 	char *content_type;
 	char *disposition;
 	int has_range;
-	int64_t first, last;    /* the range asked for; last -1: to the end */
+	int64_t first, last; /* the range asked for; last -1: to the end */
 	int fd;
 	int64_t size, off, left;
 	char *chunk;
@@ -70,7 +70,7 @@ static void
 req_free(struct upload_req *u)
 {
 	if (u->fd >= 0)
-		close(u->fd);   /* a regular file opened read-only */
+		close(u->fd); /* a regular file opened read-only */
 	free(u->segment);
 	free(u->name);
 	free(u->body);
@@ -111,10 +111,10 @@ static void
 add_cors(struct http_request *r)
 {
 	http_add_header(r, "Access-Control-Allow-Origin", "*");
-	http_add_header(r, "Access-Control-Allow-Methods",
-	    "GET, HEAD, PUT, OPTIONS");
-	http_add_header(r, "Access-Control-Allow-Headers",
-	    "Content-Type, Range");
+	http_add_header(
+	    r, "Access-Control-Allow-Methods", "GET, HEAD, PUT, OPTIONS");
+	http_add_header(
+	    r, "Access-Control-Allow-Headers", "Content-Type, Range");
 	http_add_header(r, "Access-Control-Expose-Headers",
 	    "Content-Length, Content-Range, Accept-Ranges");
 	http_add_header(r, "Access-Control-Max-Age", "86400");
@@ -237,8 +237,10 @@ completed(uint64_t owner, enum store_status st)
 	if (st == STORE_NOT_FOUND)
 		upload_remove_files(&token, 1);
 	if (r != NULL)
-		answer(r, st == STORE_OK ? 201 : st == STORE_EXISTS ? 409 :
-		    st == STORE_NOT_FOUND ? 404 : 500);
+		answer(r, st == STORE_OK          ? 201
+		          : st == STORE_EXISTS    ? 409
+		          : st == STORE_NOT_FOUND ? 404
+		                                  : 500);
 	req_free(u);
 }
 
@@ -287,8 +289,8 @@ write_done(void *arg, uint64_t owner, uint64_t tag)
 		 * client still waits.  u goes with the completion. */
 		free(u->body);
 		u->body = NULL;
-		store_upload_complete(u->token, (int64_t)time(NULL),
-		    completed, park(u));
+		store_upload_complete(
+		    u->token, (int64_t)time(NULL), completed, park(u));
 		return;
 	}
 	if (r != NULL) {
@@ -306,8 +308,8 @@ put_found(struct upload_req *u, struct http_request *r,
 {
 	char *path = xasprintf("%s/%s", u->token, u->segment);
 	const char *type = http_header(r, "Content-Type");
-	int ok = upload_signature_ok(path, row->size, row->content_type,
-	    u->expires, u->sig);
+	int ok = upload_signature_ok(
+	    path, row->size, row->content_type, u->expires, u->sig);
 
 	free(path);
 	if (!ok || u->expires < (int64_t)time(NULL)) {
@@ -346,9 +348,9 @@ out:
 static int
 inline_safe(const char *type)
 {
-	static const char *const safe[] = { "image/png", "image/jpeg",
-		"image/gif", "image/webp", "image/avif", "image/bmp",
-		"text/plain", NULL };
+	static const char *const safe[] = {"image/png", "image/jpeg",
+	    "image/gif", "image/webp", "image/avif", "image/bmp", "text/plain",
+	    NULL};
 	size_t n = strcspn(type, ";");
 
 	if (strncasecmp(type, "audio/", 6) == 0 ||
@@ -374,14 +376,14 @@ parse_range(const char *v, struct upload_req *u)
 		return;
 	a = xstrndup(v + 6, (size_t)(dash - v - 6));
 	b = xstrdup(dash + 1);
-	if (*a == '\0') {               /* suffix: the last b bytes */
+	if (*a == '\0') { /* suffix: the last b bytes */
 		if (parse_int(b, &y) == 0) {
 			u->has_range = 1;
 			u->first = -1;
 			u->last = y;
 		}
 	} else if (parse_int(a, &x) == 0 &&
-	    (*b == '\0' || (parse_int(b, &y) == 0 && y >= x))) {
+	           (*b == '\0' || (parse_int(b, &y) == 0 && y >= x))) {
 		u->has_range = 1;
 		u->first = x;
 		u->last = *b ? y : -1;
@@ -404,7 +406,7 @@ read_run(void *arg)
 			return;
 		}
 		u->size = sb.st_size;
-		return;         /* the answer's fields come first */
+		return; /* the answer's fields come first */
 	}
 	u->nchunk = u->left < CHUNK ? (size_t)u->left : CHUNK;
 	if (u->chunk == NULL)
@@ -464,7 +466,7 @@ read_done(void *arg, uint64_t owner, uint64_t tag)
 				    strerror(u->err));
 			answer(r, u->err == ENOENT ? 404 : 500);
 		} else
-			http_end(r);    /* cut short: the client sees it */
+			http_end(r); /* cut short: the client sees it */
 		req_free(u);
 		return;
 	}
@@ -481,27 +483,28 @@ read_done(void *arg, uint64_t owner, uint64_t tag)
 		http_add_header(r, "Accept-Ranges", "bytes");
 		http_add_header(r, "Cache-Control", "public, max-age=86400");
 		if (u->disposition != NULL)
-			http_add_header(r, "Content-Disposition",
-			    u->disposition);
+			http_add_header(
+			    r, "Content-Disposition", u->disposition);
 		if (u->has_range) {
 			int64_t first = u->first, last = u->last;
 
-			if (first < 0) {        /* suffix */
+			if (first < 0) { /* suffix */
 				first = last >= u->size ? 0 : u->size - last;
 				last = u->size - 1;
 			} else if (last < 0 || last >= u->size)
 				last = u->size - 1;
-			if (first >= u->size || (u->first < 0 &&
-			    u->last == 0)) {
-				snprintf(v, sizeof(v), "bytes */%" PRId64,
-				    u->size);
+			if (first >= u->size ||
+			    (u->first < 0 && u->last == 0)) {
+				snprintf(
+				    v, sizeof(v), "bytes */%" PRId64, u->size);
 				http_add_header(r, "Content-Range", v);
 				http_respond_status(r, 416);
 				req_free(u);
 				return;
 			}
-			snprintf(v, sizeof(v), "bytes %" PRId64 "-%" PRId64
-			    "/%" PRId64, first, last, u->size);
+			snprintf(v, sizeof(v),
+			    "bytes %" PRId64 "-%" PRId64 "/%" PRId64, first,
+			    last, u->size);
 			http_add_header(r, "Content-Range", v);
 			u->status = 206;
 			u->off = first;
@@ -521,8 +524,7 @@ read_done(void *arg, uint64_t owner, uint64_t tag)
 		return;
 	}
 	if (http_output_queued(r) > QUEUE_HIGH) {
-		ev_timer_init(&u->drain_w, drain_check, DRAIN_POLL,
-		    DRAIN_POLL);
+		ev_timer_init(&u->drain_w, drain_check, DRAIN_POLL, DRAIN_POLL);
 		ev_timer_start(xmppd_loop, &u->drain_w);
 		return;
 	}
@@ -538,11 +540,12 @@ get_found(struct upload_req *u, struct http_request *r,
 		req_free(u);
 		return;
 	}
-	u->content_type = xstrdup(row->content_type[0] ?
-	    row->content_type : "application/octet-stream");
+	u->content_type =
+	    xstrdup(row->content_type[0] ? row->content_type
+	                                 : "application/octet-stream");
 	if (!inline_safe(u->content_type))
-		u->disposition = xasprintf("attachment; filename*=UTF-8''%s",
-		    u->segment);
+		u->disposition =
+		    xasprintf("attachment; filename*=UTF-8''%s", u->segment);
 	parse_range(http_header(r, "Range"), u);
 	u->path = upload_file_path(u->token);
 	work_submit(read_run, read_done, u, u->id, 0);
@@ -562,8 +565,9 @@ found(uint64_t owner, enum store_status st, const struct store_upload *rows,
 		return;
 	}
 	if (st != STORE_OK || n == 0) {
-		answer(r, st == STORE_NOT_FOUND ? (u->method == HTTP_M_PUT ?
-		    403 : 404) : 500);
+		answer(r, st == STORE_NOT_FOUND
+		              ? (u->method == HTTP_M_PUT ? 403 : 404)
+		              : 500);
 		req_free(u);
 		return;
 	}
@@ -583,7 +587,7 @@ handle_upload(struct http_request *r, void *arg)
 		http_respond_status(r, 404);
 		return;
 	}
-	if (r->method_bit == HTTP_M_OPTIONS) {      /* CORS preflight */
+	if (r->method_bit == HTTP_M_OPTIONS) { /* CORS preflight */
 		add_cors(r);
 		http_respond(r, 204, NULL, NULL, 0);
 		return;
@@ -635,8 +639,9 @@ upload_http_set_conf(const struct conf *conf)
 		return;
 	if (routed)
 		http_route_remove(UPLOAD_PATH);
-	if (http_route_add(UPLOAD_PATH, HTTP_M_GET | HTTP_M_HEAD | HTTP_M_PUT |
-	    HTTP_M_OPTIONS, max, handle_upload, NULL) == -1) {
+	if (http_route_add(UPLOAD_PATH,
+	        HTTP_M_GET | HTTP_M_HEAD | HTTP_M_PUT | HTTP_M_OPTIONS, max,
+	        handle_upload, NULL) == -1) {
 		log_warnx("upload: cannot route %s", UPLOAD_PATH);
 		routed = 0;
 		return;
