@@ -121,6 +121,7 @@ $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
 $(BUILD)/tests/unit/test_muc_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/muc_store.o
+$(BUILD)/tests/unit/test_upload_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/upload_store.o
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o $(OBJ)/xmppd/core/hooks.o
 $(BUILD)/tests/unit/test_mod_caps: $(OBJ)/xmppd/core/disco.o \
@@ -140,7 +141,7 @@ DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
 	libssl-dev libncurses-dev libidn-dev libhttp-parser-dev openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
 	profanity tmux poezio fail2ban libfaketime iproute2 \
-	python3-prometheus-client
+	python3-prometheus-client python3-aiohttp
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 

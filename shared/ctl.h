@@ -320,6 +320,19 @@
  *                                   err not-found, bad-jid, usage,
  *                                   refused (the room's only owner;
  *                                   affiliations full)
+ *     upload-list [JID]      priv  cols token jid filename content_type
+ *                                   size:int created:time
+ *                                   completed:time; one row per XEP-0363
+ *                                   upload (of JID, or all; at most
+ *                                   1000, oldest first; completed empty
+ *                                   while the file has not come) | err
+ *                                   bad-jid
+ *     upload-purge JID       priv  ok N (uploads deleted with their
+ *                                   files) | err bad-jid
+ *     upload-purge-older SECONDS
+ *                            priv  ok N (uploads whose slot is older
+ *                                   than SECONDS, deleted with their
+ *                                   files) | err usage
  * Any request: err usage, unknown-command, denied; err internal for a
  * database error, or for a request still running when the daemon stops.
  *

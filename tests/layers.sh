@@ -6,6 +6,7 @@
 #   core     sessions, routing, IM      may include: core store
 #   stream   XML streams, SASL          may include: stream net core store
 #   mod      one file per XEP           may include: mod core store
+#   web      HTTP services of modules   may include: web mod core store net
 #   control  control socket, stats      may include: anything below it
 #   xmppd.c  start-up                   may include: anything
 #
@@ -25,9 +26,10 @@ allowed() {     # allowed LAYER: the folders LAYER may include
 	core) echo "core store" ;;
 	stream) echo "stream net core store" ;;
 	mod) echo "mod core store" ;;
-	control) echo "control core store mod net stream" ;;
+	web) echo "web mod core store net" ;;
+	control) echo "control core store mod net stream web" ;;
 	root) echo "" ;;
-	start) echo "control core store mod net stream" ;;
+	start) echo "control core store mod net stream web" ;;
 	*) echo "" ;;
 	esac
 }

@@ -65,6 +65,7 @@ struct arg_spec {
 #define OPT_ROOM 0x200                  /* --persistent, --public,
                                            --members-only, --name NAME,
                                            --owner JID */
+#define OPT_OLDER_THAN 0x400            /* --older-than DURATION */
 #define MAX_GROUPS 250                  /* within CTL_FIELDS_MAX */
 
 enum output {
@@ -93,6 +94,7 @@ struct invocation {
 	const char *name;                   /* roster add, room create
 	                                       --name */
 	const char *owner;                  /* room create --owner */
+	const char *older_than;             /* upload purge --older-than */
 	int persistent, public, members_only;       /* room create */
 	const char *groups[MAX_GROUPS];     /* roster add --group */
 	size_t ngroups;
@@ -121,6 +123,7 @@ static int run_disable(const struct invocation *);
 static int run_revoke_tokens(const struct invocation *);
 static int run_room_create(const struct invocation *);
 static int run_room_destroy(const struct invocation *);
+static int run_upload_purge(const struct invocation *);
 
 static const struct command commands[] = {
 	{ "adduser", NULL, { { "JID", ARG_JID, 0 } }, OPT_PASSWORD_STDIN, 1,
@@ -196,6 +199,12 @@ static const struct command commands[] = {
 	{ "room destroy", "room-destroy", { { "ROOM", ARG_JID, 0 } },
 	    OPT_REASON | OPT_FULL_NAME, 1, OUT_NONE, run_room_destroy,
 	    "destroy a room; its occupants are told" },
+	{ "upload list", "upload-list", { { "JID", ARG_JID, 1 } }, 0, 1,
+	    OUT_LIST, run_plain, "list uploaded files (XEP-0363), of JID or "
+	    "all" },
+	{ "upload purge", NULL, { { "JID", ARG_JID, 1 } }, OPT_OLDER_THAN, 1,
+	    OUT_NONE, run_upload_purge, "delete JID's uploads, or those older "
+	    "than a duration (--older-than 30d)" },
 	{ "room affiliate", "room-affiliate", { { "ROOM", ARG_JID, 0 },
 	    { "JID", ARG_JID, 0 }, { "AFFILIATION", ARG_WORD, 0 } },
 	    OPT_FULL_NAME, 1, OUT_NONE, run_plain, "set a JID's affiliation: owner, admin, "
@@ -248,6 +257,8 @@ print_synopsis(FILE *f, const struct command *cmd)
 	if (cmd->opts & OPT_ROOM)
 		fprintf(f, " [--persistent] [--public] [--members-only] "
 		    "[--name NAME] [--owner JID]");
+	if (cmd->opts & OPT_OLDER_THAN)
+		fprintf(f, " [--older-than D]");
 }
 
 static void
@@ -1432,6 +1443,64 @@ run_revoke_tokens(const struct invocation *inv)
 	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
 }
 
+/* "upload purge JID" or "upload purge --older-than D", D a number of
+ * seconds or with a suffix s, m, h, d or w. */
+static int
+run_upload_purge(const struct invocation *inv)
+{
+	const char *argv[2];
+	struct ctl_result res;
+	char secs[24];
+	const char *n;
+	int code;
+
+	if ((inv->npos > 0) == (inv->older_than != NULL)) {
+		warnmsg("upload purge: give a JID or --older-than D, not both");
+		return EXIT_USAGE;
+	}
+	if (inv->older_than != NULL) {
+		const char *d = inv->older_than;
+		size_t digits = strspn(d, "0123456789");
+		unsigned long long v = 0, unit = 1;
+
+		if (digits == 0 || digits > 9 || (d[digits] != '\0' &&
+		    (d[digits + 1] != '\0' ||
+		    strchr("smhdw", d[digits]) == NULL))) {
+			warnmsg("upload purge: --older-than takes a duration "
+			    "such as 3600, 90m, 12h, 30d or 2w");
+			return EXIT_USAGE;
+		}
+		for (size_t i = 0; i < digits; i++)
+			v = v * 10 + (unsigned long long)(d[i] - '0');
+		switch (d[digits]) {
+		case 'm': unit = 60; break;
+		case 'h': unit = 3600; break;
+		case 'd': unit = 86400; break;
+		case 'w': unit = 7 * 86400; break;
+		default: break;
+		}
+		snprintf(secs, sizeof(secs), "%llu", v * unit);
+		argv[0] = "upload-purge-older";
+		argv[1] = secs;
+	} else {
+		argv[0] = "upload-purge";
+		argv[1] = inv->pos[0];
+	}
+	memset(&res, 0, sizeof(res));
+	code = request_ok(inv, argv, 2, &res);
+	if (code != EXIT_OK)
+		return code;
+	n = res.nfields > 0 ? res.fields[0] : "0";
+	if (json) {
+		fputs("{\"files\": ", stdout);
+		json_value(n, CTL_T_INT);
+		fputs("}\n", stdout);
+	} else
+		printf("%s file%s purged\n", n, strcmp(n, "1") == 0 ? "" : "s");
+	ctl_result_free(&res);
+	return fflush(stdout) == EOF ? EXIT_DAEMON : EXIT_OK;
+}
+
 static int
 run_log_level(const struct invocation *inv)
 {
@@ -2125,7 +2194,9 @@ command_option(struct invocation *inv, char **argv, int argc, int *i)
 	    (r = value_option(o, OPT_ROOM, "--name", argv, argc, i,
 	    &inv->name)) != 0 ||
 	    (r = value_option(o, OPT_ROOM, "--owner", argv, argc, i,
-	    &inv->owner)) != 0)
+	    &inv->owner)) != 0 ||
+	    (r = value_option(o, OPT_OLDER_THAN, "--older-than", argv, argc,
+	    i, &inv->older_than)) != 0)
 		return r;
 	return o & OPT_ROSTER_ITEM ? roster_item_option(inv, argv, argc, i) :
 	    0;

@@ -98,6 +98,7 @@ struct unit {
 static const struct unit size_units[] = {
     {"K", KIB},
     {"M", MIB},
+    {"G", 1024 * MIB},
     {NULL, 0},
 };
 static const struct unit duration_units[] = {
@@ -149,6 +150,10 @@ static int handle_limits(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_upload(struct parser *, const struct option *, void *,
+    const struct line *);
+static int set_upload_url(struct parser *, const struct option *, void *,
+    const struct line *);
 static int handle_muc(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_trusted_proxy(
@@ -177,6 +182,8 @@ static const struct option top_options[] = {
     {"control-socket", set_string, CONF_FIELD(control_socket), 0, 0, 0, 0},
     {"control-group", set_string, CONF_FIELD(control_group), 0, 0, 0, 0},
     {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
+    {"upload-url", set_upload_url, CONF_FIELD(upload_url), 0, 0, 0, 0},
+    {"upload-dir", set_string, CONF_FIELD(upload_dir), 0, 0, 0, 0},
     {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
     {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
@@ -294,6 +301,16 @@ static const struct option limit_options[] = {
     /* http-parser refuses more than 80 KiB of fields on its own. */
     {"http-header-size", set_size, LIMIT_FIELD(http_header_size), KIB,
         64 * KIB, 0, 0},
+    {"upload-file-size", set_size, LIMIT_FIELD(upload_file_size), KIB,
+        1024 * MIB, 0, 0},
+    {"upload-quota", set_size, LIMIT_FIELD(upload_quota), 0,
+        1024 * 1024 * MIB, 0, 0},
+    {"upload-files-per-day", set_uint, LIMIT_FIELD(upload_files_per_day), 0,
+        1000000, 0, 0},
+    {"upload-disk", set_size, LIMIT_FIELD(upload_disk), 0,
+        1024 * 1024 * 1024 * MIB, 0, 0},
+    {"upload-expiry", set_long_duration, LIMIT_FIELD(upload_expiry), 0,
+        3650 * 86400ull, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -303,6 +320,7 @@ static const struct option host_options[] = {
     {"muc", handle_muc, 0, 0, 0, 0, 1},
     {"websocket-url", set_websocket_url, HOST_FIELD(websocket_url), 0, 0, 0,
         0},
+    {"upload", handle_upload, 0, 0, 0, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1180,6 +1198,82 @@ handle_muc(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* "upload on|off|DOMAIN" in a host block (XEP-0363 service). */
+static int
+handle_upload(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_host *h = base;
+	const char *arg;
+
+	(void)o;
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	arg = ln->argv[1];
+	h->upload_set = 1;
+	free(h->upload);
+	h->upload = NULL;
+	if (strcmp(arg, "off") == 0)
+		return 0;
+	if (strcmp(arg, "on") == 0)
+		h->upload = xasprintf("upload.%s", h->name);
+	else if ((h->upload = jid_nameprep(arg)) == NULL)
+		return parse_error(ps, ln->number,
+		    "invalid upload domain '%s'", arg);
+	return 0;
+}
+
+/* "upload-url URL": http:// or https://, kept without a trailing '/'. */
+static int
+set_upload_url(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char **field = FIELD(base, o, char *);
+	const char *v;
+	size_t n;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	v = ln->argv[1];
+	if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) ||
+	    strpbrk(v, " \t\"<>?#") != NULL)
+		return parse_error(ps, ln->number,
+		    "upload-url must be an http:// or https:// URL "
+		    "without query or fragment");
+	n = strlen(v);
+	while (n > 0 && v[n - 1] == '/')
+		n--;
+	free(*field);
+	*field = xstrndup(v, n);
+	return 0;
+}
+
+/* An upload domain may be neither a host nor a muc domain. */
+static int
+check_upload_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->nhosts; i++) {
+		const char *d = c->hosts[i].upload;
+
+		if (d == NULL || c->upload_url == NULL)
+			continue;
+		for (size_t j = 0; j < c->nhosts; j++) {
+			int clash = strcmp(c->hosts[j].name, d) == 0 ||
+			    (j != i && c->hosts[j].upload != NULL &&
+			    strcmp(c->hosts[j].upload, d) == 0);
+
+			for (size_t m = 0; m < c->hosts[j].nmuc; m++)
+				clash |= strcmp(c->hosts[j].muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->host_lines[i],
+				    "upload domain '%s' is taken", d);
+		}
+	}
+	return 0;
+}
+
 /* A service domain may be neither a host nor another service; the
  * error names the host block that says so. */
 static int
@@ -1541,6 +1635,8 @@ close_block(struct parser *ps, const struct line *ln)
 			    "host '%s' has no 'key'", h->name);
 		if (!h->muc_set)
 			host_add_muc(h, xasprintf("conference.%s", h->name));
+		if (!h->upload_set)
+			h->upload = xasprintf("upload.%s", h->name);
 		break;
 	case CTX_METRICS:
 		if (c->metrics.nports == 0 && !c->metrics.token_set)
@@ -1692,6 +1788,11 @@ conf_init(struct conf *c, const char *name)
 	c->limits.muc_subject_length = 1024;
 	c->limits.muc_history_size = 262144;
 	c->limits.muc_room_idle = 600;
+	c->limits.upload_file_size = 10 * MIB;
+	c->limits.upload_quota = 1024 * MIB;
+	c->limits.upload_files_per_day = 100;
+	c->limits.upload_disk = 10 * 1024 * MIB;
+	c->limits.upload_expiry = 30 * 86400;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
 	c->limits.http_headers = 64;
@@ -1722,10 +1823,13 @@ check_complete(struct parser *ps, int line)
 	if (c->nlisteners == 0)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
-	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1)
+	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1 ||
+	    check_upload_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
+	if (c->upload_dir == NULL)
+		c->upload_dir = xasprintf("%s-upload", c->storage);
 	if (c->control_socket == NULL)
 		c->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
 	return 0;
@@ -1873,6 +1977,7 @@ conf_free(struct conf *c)
 			free(c->hosts[i].muc[k]);
 		free(c->hosts[i].muc);
 		free(c->hosts[i].websocket_url);
+		free(c->hosts[i].upload);
 	}
 	free(c->hosts);
 	free(c->source);
@@ -1880,6 +1985,8 @@ conf_free(struct conf *c)
 	free(c->control_socket);
 	free(c->control_group);
 	free(c->pidfile);
+	free(c->upload_url);
+	free(c->upload_dir);
 	free(c->user);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
@@ -1913,4 +2020,26 @@ conf_host_find(const struct conf *c, const char *domain)
 		if (strcmp(c->hosts[i].name, domain) == 0)
 			return &c->hosts[i];
 	return NULL;
+}
+
+int
+conf_http_host_known(const struct conf *c, const char *name)
+{
+	const char *u;
+	size_t n;
+
+	if (conf_host_find(c, name) != NULL)
+		return 1;
+	if (c->upload_url == NULL)
+		return 0;
+	for (size_t i = 0; i < c->nhosts; i++)
+		if (c->hosts[i].upload != NULL &&
+		    strcasecmp(c->hosts[i].upload, name) == 0)
+			return 1;
+	/* upload-url: scheme "://" host [":" port] ["/" path] */
+	u = strstr(c->upload_url, "://") + 3;
+	if (*u == '[')
+		return 0;       /* an IPv6 literal: not a name */
+	n = strcspn(u, ":/");
+	return strlen(name) == n && strncasecmp(u, name, n) == 0;
 }

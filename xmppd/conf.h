@@ -59,6 +59,11 @@ struct conf_host {
 	char *websocket_url;    /* "websocket-url": the public ws:// or
 	                           wss:// URL host-meta announces (XEP-0156),
 	                           NULL: derived from the request */
+	/* "upload off" | "upload on" | "upload DOMAIN": the XEP-0363
+	 * service, nameprepped; "upload.NAME" when the block says nothing,
+	 * NULL for "upload off".  It runs only with "upload-url". */
+	char *upload;
+	int upload_set;
 };
 
 struct conf_limits {
@@ -169,6 +174,18 @@ struct conf_limits {
 	unsigned http_headers;       /* "http-headers", 64 fields at most */
 	size_t http_header_size;     /* "http-header-size", 16384: request
 	                                line and fields, bytes (431) */
+	size_t upload_file_size;     /* "upload-file-size", 10 MiB: largest
+	                                file (held in memory while it
+	                                arrives) */
+	size_t upload_quota;         /* "upload-quota", 1 GiB: one user's
+	                                files together; 0 = no limit */
+	unsigned upload_files_per_day; /* "upload-files-per-day", 100 slots
+	                                per user in 24 hours; 0 = no limit */
+	size_t upload_disk;          /* "upload-disk", 10 GiB: every file
+	                                together; 0 = no limit */
+	unsigned upload_expiry;      /* "upload-expiry", s, 30 days: files
+	                                are deleted that long after their
+	                                slot; 0 = kept */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */
@@ -200,6 +217,11 @@ struct conf {
 	char *control_socket;        /* "control-socket" */
 	char *control_group;         /* "control-group", NULL = daemon's */
 	char *pidfile;               /* "pidfile", NULL = none */
+	char *upload_url;            /* "upload-url": public base URL of
+	                                XEP-0363 files, no trailing '/';
+	                                NULL = no upload service */
+	char *upload_dir;            /* "upload-dir": where files go;
+	                                default: storage + "-upload" */
 	char *user;                  /* "user", to drop to when root */
 	char *tls_ciphers;           /* "tls-ciphers": TLS 1.2 suites in
 	                                OpenSSL's syntax, CONF_TLS_CIPHERS */
@@ -246,6 +268,9 @@ struct conf *conf_load(const char *path, char *err, size_t errlen);
 void conf_free(struct conf *c);
 /* Whether "module NAME off" turns the module off. */
 int conf_module_off(const struct conf *c, const char *name);
+/* Whether an HTTP Host names this server: a host, an upload service
+ * domain, or the host of upload-url (case-insensitive). */
+int conf_http_host_known(const struct conf *c, const char *name);
 /* The host entry for a (prepared) domain, or NULL. */
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);

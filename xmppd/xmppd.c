@@ -21,6 +21,7 @@
 #include "net/conn.h"
 #include "net/hostmeta.h"
 #include "net/http.h"
+#include "web/upload_http.h"
 #include "control/control.h"
 #include "control/metrics.h"
 #include "core/hooks.h"
@@ -106,6 +107,7 @@ reload(void)
 	metrics_set_conf(nc);
 	c2s_websocket_set_conf(nc);
 	hostmeta_set_conf(nc);
+	upload_http_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -324,6 +326,7 @@ main(int argc, char **argv)
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);
 	hostmeta_set_conf(xmppd_conf);
+	upload_http_set_conf(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

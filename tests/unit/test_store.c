@@ -555,7 +555,8 @@ test_migrate(void)
 	int version = -1;
 
 	CHECK((ext = ext_open()) != NULL);
-	CHECK(ext_exec(ext, "DROP TABLE muc_vcard; DROP TABLE muc_archive;"
+	CHECK(ext_exec(ext, "DROP TABLE uploads;"
+	                    "DROP TABLE muc_vcard; DROP TABLE muc_archive;"
 	                    "DROP TABLE muc_archive_room;"
 	                    "DROP TABLE muc_affiliation; DROP TABLE muc_room;"
 	                    "DROP TABLE pep_item; DROP TABLE pep_node;"
@@ -580,9 +581,10 @@ test_migrate(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(ext);
-	CHECK(version == 9);       /* and on to the FAST tokens (5), PEP
+	CHECK(version == 10);      /* and on to the FAST tokens (5), PEP
 	                              (6), MUC rooms (7), MUC archives
-	                              and vCards (8), room languages (9) */
+	                              and vCards (8), room languages (9),
+	                              uploads (10) */
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */

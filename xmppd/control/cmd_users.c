@@ -34,7 +34,8 @@
 static const char *const op_names[] = { "adduser", "passwd", "deluser",
 	"users", "history", "user-show", "roster-show", "roster-add",
 	"roster-del", "disable", "enable", "user-tokens",
-	"user-revoke-tokens", "pep-show", "pep-delete" };
+	"user-revoke-tokens", "pep-show", "pep-delete", "upload-list",
+	"upload-purge" };
 
 /* The stream error text of the sessions of a disabled account (with
  * <not-authorized/>, as for a deleted one); its reason is for admins. */

@@ -94,6 +94,10 @@ static const struct control_cmd control_cmds[] = {
 	    handle_room_destroy },
 	{ "room-affiliate", 3, 3, 1, "room-affiliate ROOM JID AFFILIATION",
 	    handle_room_affiliate },
+	{ "upload-list", 0, 1, 1, "upload-list [JID]", handle_upload_list },
+	{ "upload-purge", 1, 1, 1, "upload-purge JID", handle_upload_purge },
+	{ "upload-purge-older", 1, 1, 1, "upload-purge-older SECONDS",
+	    handle_upload_purge_older },
 };
 
 static void conn_process(struct control_conn *c);

@@ -52,6 +52,9 @@ void mod_muc_init(void);
 void mod_muc_deinit(void);
 void mod_carbons_init(void);
 void mod_carbons_deinit(void);
+void mod_upload_init(void);
+void mod_upload_deinit(void);
+void mod_upload_reload(void);
 
 static int
 registration_on(const struct conf *c)
@@ -75,6 +78,12 @@ static int
 offline_on(const struct conf *c)
 {
 	return c->limits.offline_messages != 0;
+}
+
+static int
+upload_on(const struct conf *c)
+{
+	return c->upload_url != NULL;
 }
 
 static const struct module {
@@ -115,6 +124,8 @@ static const struct module {
 	    NULL },
 	{ "mam", 0, archive_on, mod_mam_init, mod_mam_deinit, NULL, NULL },
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
+	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
+	    mod_upload_reload },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },

@@ -309,7 +309,7 @@ check_host(struct http_conn *hc, const struct http_msg *m, const char *auth,
 	if (hc->host[0] == '\0' || is_ip)
 		return 0;
 	/* RFC 9110 §15.5.20: a name this server does not serve. */
-	if (cur_conf == NULL || conf_host_find(cur_conf, hc->host) == NULL)
+	if (cur_conf == NULL || !conf_http_host_known(cur_conf, hc->host))
 		return 421;
 	hc->host_is_name = 1;
 	return 0;

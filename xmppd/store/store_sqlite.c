@@ -271,6 +271,21 @@ static const char *const migrations[] = {
      ");"),
     /* 9: a room's language (muc#roomconfig_lang, XEP-0045 §10.2). */
     "ALTER TABLE muc_room ADD COLUMN lang TEXT;",
+    /* 10: XEP-0363 uploads (store/upload.h): by host and user, not
+     * users(id), so that a deleted account's rows stay until its files
+     * are removed. */
+    ("CREATE TABLE uploads ("
+     "  token TEXT PRIMARY KEY,"
+     "  host TEXT NOT NULL,"
+     "  user TEXT NOT NULL,"
+     "  filename TEXT NOT NULL,"
+     "  content_type TEXT NOT NULL,"
+     "  size INTEGER NOT NULL,"
+     "  created INTEGER NOT NULL,"
+     "  completed INTEGER"
+     ");"
+     "CREATE INDEX uploads_owner ON uploads (host, user, created);"
+     "CREATE INDEX uploads_created ON uploads (created);"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 

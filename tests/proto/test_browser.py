@@ -1,0 +1,117 @@
+"""A real browser: Converse.js (npm) in Debian's headless Chromium logs
+in over WebSocket (RFC 7395) and chats with a raw XMPP user.  Skipped
+with the reason where the browser cannot start or the packages cannot
+be installed."""
+
+import time
+
+import pytest
+
+from browser_helpers import StaticSite, browser_log, chromium, converse_page
+from conftest import Server, free_ports
+from im_helpers import IMFactory, is_message
+
+
+class WebServer(Server):
+    """A daemon with an http listener serving /xmpp-websocket."""
+
+    def __init__(self, certificate, **kw):
+        super().__init__(certificate, **kw)
+        self.http_port = None
+
+    def config_text(self):
+        return super().config_text() + '\n'.join([
+            'listen http %d address 127.0.0.1' % self.http_port,
+            'websocket on', '']) + '\n'
+
+    def start(self, create_users=True):
+        self.http_port, = free_ports(1)
+        return super().start(create_users)
+
+
+@pytest.fixture
+def web(certificate):
+    srv = WebServer(certificate).start()
+    yield srv
+    srv.stop()
+
+
+SHOT = '/tmp/converse.png'
+# Click bob's roster entry (Converse renders it as an a.open-chat).
+OPEN_BOB = """
+const a = [...document.querySelectorAll('a.open-chat')]
+    .find(e => e.textContent.includes('bob@'));
+if (!a) return false;
+a.click();
+return true;
+"""
+# Type into the open chat's text area and press Enter.
+SEND = """
+const t = document.querySelector('textarea.chat-textarea');
+if (!t) return false;
+t.value = '%s';
+t.dispatchEvent(new Event('input', {bubbles: true}));
+t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', keyCode: 13,
+    bubbles: true}));
+return true;
+"""
+
+
+def wait_js(driver, script, timeout=40.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = driver.execute_script(script)
+        if v:
+            return v
+        time.sleep(0.2)
+    return None
+
+
+def test_converse_over_websocket(web, tmp_path):
+    driver = chromium()
+    site = None
+    try:
+        converse_page(tmp_path, {
+            'websocket_url': 'ws://127.0.0.1:%d/xmpp-websocket'
+                             % web.http_port,
+            'auto_login': True, 'jid': 'alice@localhost',
+            'password': web.users['alice@localhost'],
+            'view_mode': 'fullscreen', 'discover_connection_methods': False,
+            'allow_non_roster_messaging': True, 'loglevel': 'info'})
+        site = StaticSite(tmp_path)
+        driver.get(site.url('index.html'))
+        # logged in: a websocket session of alice on the daemon
+        end = time.time() + 30
+        while time.time() < end:
+            out = web.ctl('sessions').stdout
+            if 'alice@localhost' in out:
+                break
+            time.sleep(0.3)
+        assert 'alice@localhost' in out, (out, browser_log(driver)[-20:])
+        # a message from bob shows in the browser
+        f = IMFactory(web)
+        try:
+            cb = f('bob@localhost')
+            full = [ln.split()[1] for ln in out.splitlines()
+                    if 'alice@localhost/' in ln]
+            cb.message('alice@localhost', 'hello from bob')
+            # bob appears with an unread message; open the chat
+            assert wait_js(driver, OPEN_BOB), driver.execute_script(
+                "return [...document.querySelectorAll('a')].map(e => "
+                "e.className + ':' + e.textContent.trim().slice(0, 30))")
+            ok = wait_js(driver, "return document.querySelector("
+                         "'converse-chat-message') && document.body"
+                         ".innerText.includes('hello from bob')")
+            assert ok, browser_log(driver)[-20:]
+            # and alice answers from the browser
+            assert wait_js(driver, SEND % 'hello from the browser'), \
+                browser_log(driver)[-20:]
+            cb.wait(is_message(body='hello from the browser'), timeout=15)
+            driver.save_screenshot(str(SHOT))
+            assert full
+        finally:
+            f.close_all()
+    finally:
+        if site is not None:
+            site.close()
+        driver.quit()
