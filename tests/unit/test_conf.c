@@ -105,8 +105,8 @@ test_default_text(void)
 	CHECK(c->scram_iterations == 4096);
 	CHECK(c->workers == 2);
 	CHECK_STR(c->version_name, NULL);
-	CHECK(c->nlisteners == 2);
-	if (c->nlisteners == 2) {
+	CHECK(c->nlisteners == 4);
+	if (c->nlisteners == 4) {
 		CHECK(c->listeners[0].kind == LISTEN_C2S);
 		CHECK_STR(c->listeners[0].address, "*");
 		CHECK(c->listeners[0].port == 5222);
@@ -115,7 +115,19 @@ test_default_text(void)
 		CHECK_STR(c->listeners[1].address, "*");
 		CHECK(c->listeners[1].port == 5223);
 		CHECK(c->listeners[1].starttls_required == 0);
+		/* make run serves the web too: WebSocket, host-meta, upload,
+		 * and /metrics on the loopback-only plain listener */
+		CHECK(c->listeners[2].kind == LISTEN_HTTP);
+		CHECK_STR(c->listeners[2].address, "127.0.0.1");
+		CHECK(c->listeners[2].port == 5280);
+		CHECK(c->listeners[3].kind == LISTEN_HTTPS);
+		CHECK_STR(c->listeners[3].address, "*");
+		CHECK(c->listeners[3].port == 5443);
 	}
+	CHECK(c->websocket == 1);
+	CHECK_STR(c->upload_url, "https://localhost:5443");
+	CHECK_STR(c->upload_dir, "var/upload");
+	CHECK(c->metrics.enabled == 1);
 	CHECK(c->nhosts == 1);
 	if (c->nhosts == 1) {
 		CHECK_STR(c->hosts[0].name, "localhost");
