@@ -1,15 +1,20 @@
 """A real browser: Converse.js (npm) in Debian's headless Chromium logs
-in over WebSocket (RFC 7395) and chats with a raw XMPP user.  Skipped
-with the reason where the browser cannot start or the packages cannot
-be installed."""
+in over WebSocket (RFC 7395), chats with a raw XMPP user both ways, and
+uploads a file over HTTPS (XEP-0363) that the other user downloads
+intact.  Skipped with the reason where the browser cannot start or the
+packages cannot be installed."""
 
+import os
+import ssl
 import time
+import urllib.request
 
 import pytest
 
 from browser_helpers import StaticSite, browser_log, chromium, converse_page
 from conftest import Server, free_ports
 from im_helpers import IMFactory, is_message
+from xmpp_raw import NS_CLIENT, q
 
 
 class WebServer(Server):
@@ -22,10 +27,13 @@ class WebServer(Server):
     def config_text(self):
         return super().config_text() + '\n'.join([
             'listen http %d address 127.0.0.1' % self.http_port,
+            'listen https %d address 127.0.0.1' % self.https_port,
+            'upload-url "https://localhost:%d"' % self.https_port,
+            'upload-dir "%s"' % (self.dir / 'files'),
             'websocket on', '']) + '\n'
 
     def start(self, create_users=True):
-        self.http_port, = free_ports(1)
+        self.http_port, self.https_port = free_ports(2)
         return super().start(create_users)
 
 
@@ -37,13 +45,18 @@ def web(certificate):
 
 
 SHOT = '/tmp/converse.png'
-# Click bob's roster entry (Converse renders it as an a.open-chat).
+# Click bob's roster entry (Converse renders it as an a.open-chat)
+# unless his chat shows already; then whether it shows the text.
 OPEN_BOB = """
-const a = [...document.querySelectorAll('a.open-chat')]
-    .find(e => e.textContent.includes('bob@'));
-if (!a) return false;
-a.click();
-return true;
+if (!document.querySelector('converse-chat-message')) {
+    const a = [...document.querySelectorAll('a.open-chat')]
+        .find(e => e.textContent.includes('bob@'));
+    if (a) a.click();
+}
+"""
+SHOWN = """
+return !!document.querySelector('converse-chat-message') &&
+    document.body.innerText.includes('%s');
 """
 # Type into the open chat's text area and press Enter.
 SEND = """
@@ -95,18 +108,38 @@ def test_converse_over_websocket(web, tmp_path):
             full = [ln.split()[1] for ln in out.splitlines()
                     if 'alice@localhost/' in ln]
             cb.message('alice@localhost', 'hello from bob')
-            # bob appears with an unread message; open the chat
-            assert wait_js(driver, OPEN_BOB), driver.execute_script(
+            # bob appears with an unread message; open the chat (again
+            # until it shows: a click while the roster is still being
+            # drawn may be lost)
+            ok = wait_js(driver, OPEN_BOB + SHOWN % 'hello from bob')
+            assert ok, (browser_log(driver)[-20:], driver.execute_script(
                 "return [...document.querySelectorAll('a')].map(e => "
-                "e.className + ':' + e.textContent.trim().slice(0, 30))")
-            ok = wait_js(driver, "return document.querySelector("
-                         "'converse-chat-message') && document.body"
-                         ".innerText.includes('hello from bob')")
-            assert ok, browser_log(driver)[-20:]
+                "e.className + ':' + e.textContent.trim().slice(0, 30))"))
             # and alice answers from the browser
             assert wait_js(driver, SEND % 'hello from the browser'), \
                 browser_log(driver)[-20:]
             cb.wait(is_message(body='hello from the browser'), timeout=15)
+            # a file uploaded from the browser (XEP-0363): bob gets its
+            # URL and downloads the same bytes
+            data = os.urandom(3000)
+            path = tmp_path / 'photo.bin'
+            path.write_bytes(data)
+            inp = wait_js(driver, "return document.querySelector("
+                          "'input.fileupload')")
+            assert inp, driver.execute_script(
+                "return [...document.querySelectorAll('input, button')]"
+                ".map(e => e.outerHTML.slice(0, 120))")
+            inp.send_keys(str(path))
+            m = cb.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                        'photo.bin' in (el.findtext(q(NS_CLIENT, 'body'))
+                                        or ''), timeout=30)
+            url = m.findtext(q(NS_CLIENT, 'body')).strip()
+            assert url.startswith('https://localhost:%d/' % web.https_port)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+                assert r.read() == data
             driver.save_screenshot(str(SHOT))
             assert full
         finally:
