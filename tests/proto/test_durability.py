@@ -1310,3 +1310,40 @@ def test_storage_queue_limit_pauses_reading(server_factory):
     assert [el.get('id') for el in got] == ['q%d' % i for i in range(n)]
     cb.raw.close()
     cc.raw.close()
+
+
+def test_storage_gate_leaves_http_alone(server_factory):
+    """The storage-queue gate stops reading the clients' streams only:
+    an HTTP request that arrives while it is closed (here /metrics) is
+    answered then, and the next one after it reopens too (a paused HTTP
+    connection was never resumed: its request waited forever)."""
+    import http.client
+    from conftest import free_ports
+    port, = free_ports(1)
+    limits = dict(LIMITS, **{'storage-queue': 20})
+    srv = server_factory(limits=limits, users=DURABILITY_USERS,
+                         extra='archive off\nlisten http %d address '
+                         '127.0.0.1\nmetrics {\n\tlistener %d\n}'
+                         % (port, port))
+    alice, bob = jid('alice'), jid('bob')
+    ca = IMClient(srv.login(alice, resource='a'), alice)
+    ca.presence()
+    ca.settle(0.2)
+    locker = Locker(srv.db, 2.0)
+    locker.start()
+    assert locker.locked.wait(5)
+    ca.send(''.join("<message to='%s' type='chat' id='g%d'><body>queued "
+                    "%d</body></message>" % (bob, i, i) for i in range(60)))
+    time.sleep(0.3)
+    t0 = time.time()
+    h = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    h.request('GET', '/metrics')
+    r = h.getresponse()
+    assert r.status == 200 and b'xmppd_storage_queue' in r.read()
+    assert time.time() - t0 < 1.0
+    locker.join()
+    h.request('GET', '/metrics')
+    assert h.getresponse().status == 200
+    h.close()
+    assert 'reading from clients paused' in srv.stderr_tail()
+    ca.raw.close()

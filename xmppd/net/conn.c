@@ -565,7 +565,7 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		handshake_step(c);
 		return;
 	}
-	if (gate_closed && c->state == CONN_OPEN) {
+	if (gate_closed && c->h->gated && c->state == CONN_OPEN) {
 		conn_pause(c, CONN_PAUSE_GATE);
 		return;
 	}

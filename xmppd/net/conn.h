@@ -39,6 +39,11 @@ struct conn_handler {
 	 * (not during a TLS handshake, when nothing can be said): the upper
 	 * layer says why and closes (conn_close).  NULL: killed at once. */
 	void (*on_timeout)(struct conn *c, const char *reason);
+	/* Its connections carry stanzas and stop reading while the gate
+	 * is closed (conn_set_gate: storage congested); whoever closes
+	 * the gate resumes them.  HTTP requests are not gated: nothing
+	 * above would resume them. */
+	int gated;
 };
 
 /* Why reading is stopped (struct conn.paused is a set of these): reading
@@ -134,9 +139,9 @@ void conn_kill(struct conn *c, const char *reason);
  * reads after this one: the bytes of this call are the caller's. */
 void conn_pause(struct conn *c, enum conn_pause_reason why);
 void conn_resume(struct conn *c, enum conn_pause_reason why);
-/* Closed, no established connection reads: each pauses with
- * CONN_PAUSE_GATE at its next read event; reopening does not resume
- * them (the caller does, it knows them). */
+/* Closed, no established connection of a gated handler reads: each
+ * pauses with CONN_PAUSE_GATE at its next read event; reopening does
+ * not resume them (the caller does, it knows them). */
 void conn_set_gate(int closed);
 /* Arm the connection's deadline (seconds from now, 0 = none); reaching it
  * kills the connection with reason. */

@@ -141,6 +141,7 @@ static const struct conn_handler ws_conn_handler = {
 	.on_data = on_data,
 	.on_close = on_close,
 	.on_timeout = on_timeout,
+	.gated = 1,     /* a c2s stream: c2s_storage_congested resumes */
 };
 
 /*

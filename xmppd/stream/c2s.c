@@ -2304,6 +2304,7 @@ const struct conn_handler c2s_conn_handler = {
 	.on_close = on_close,
 	.on_accept = on_accept,
 	.on_timeout = on_timeout,
+	.gated = 1,
 };
 
 void
