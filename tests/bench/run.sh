@@ -88,11 +88,28 @@
 #                      database by peers_seed.py), auto: sql above
 #                      20,000 accounts (auto)
 #   BENCH_WARMUP       logins of the first warm-up (BENCH_USERS)
+#   BENCH_WS           the WebSocket scenario (tests/bench/ws.sh: chat
+#                      over TCP+TLS against wss and ws, CPU per message
+#                      and ratio; idle bytes per session and difference;
+#                      its BENCH_WS_* knobs): auto (default) at the end
+#                      with xmppd, a note with another server; 1: the
+#                      same, failing with another server; 0: not; only:
+#                      it alone
 
 set -u
 
 BUILD=${BUILD:-build}
 SERVER=${BENCH_SERVER:-xmppd}
+WS=${BENCH_WS:-auto}
+case $WS in
+0 | 1 | auto) ;;
+only)
+	[ "$SERVER" = xmppd ] ||
+	    { echo "bench: BENCH_WS=only: the scenario is xmppd's" >&2; exit 1; }
+	BUILD=$BUILD exec sh "$(dirname "$0")/ws.sh"
+	;;
+*) echo "bench: BENCH_WS must be 0, 1, auto or only" >&2; exit 1 ;;
+esac
 IDLE=${BENCH_IDLE:-10000}
 LOGINS=${BENCH_LOGINS:-5000}
 SEQ=${BENCH_SEQ_LOGINS:-2000}
@@ -1092,6 +1109,20 @@ echo "(CSV rows appended to $CSV)"
 if [ "${BENCH_ARCHIVE:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
 	echo
 	BUILD=$BUILD sh "$(dirname "$0")/archive.sh" || status=1
+fi
+
+# WebSocket against TCP+TLS (tests/bench/ws.sh, issue 17; ~1 min at the
+# defaults): its own daemon, directory and ports; BENCH_WS=0 skips it.
+if [ "$WS" != 0 ]; then
+	echo
+	if [ "$SERVER" = xmppd ]; then
+		BUILD=$BUILD sh "$(dirname "$0")/ws.sh" || status=1
+	elif [ "$WS" = 1 ]; then
+		echo "bench: BENCH_WS=1: the WebSocket scenario is xmppd's" >&2
+		status=1
+	else
+		echo "== WebSocket scenario skipped: it runs against xmppd only"
+	fi
 fi
 
 # Phones' reconnects over SASL2 (tests/bench/reconnect.py, ~1 min): a

@@ -184,6 +184,8 @@ if [ "$IDLE" -gt 0 ]; then
 	done
 fi
 
+[ -s "$DIR/idle.csv" ] || : >"$DIR/idle.csv"
+
 # The table: medians of the chat rounds (server CPU per delivered
 # message, µs), bytes per idle session; WebSocket against TCP.
 echo
@@ -237,8 +239,7 @@ END {
 		printf "%-5s %14s %8s %12s %10s %14s %10s\n", tr, \
 		    c1, c2, c3, c4, c5, c6
 	}
-}' "$DIR/chat.csv" $( [ -s "$DIR/idle.csv" ] && echo "$DIR/idle.csv") ||
-    status=1
+}' "$DIR/chat.csv" "$DIR/idle.csv" || status=1
 
 mkdir -p "$(dirname "$CSV")"
 for f in chat idle; do
