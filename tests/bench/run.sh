@@ -1111,7 +1111,7 @@ if [ "${BENCH_ARCHIVE:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
 	BUILD=$BUILD sh "$(dirname "$0")/archive.sh" || status=1
 fi
 
-# WebSocket against TCP+TLS (tests/bench/ws.sh, issue 17; ~1 min at the
+# WebSocket against TCP+TLS (tests/bench/ws.sh, issue 17; ~3 min at the
 # defaults): its own daemon, directory and ports; BENCH_WS=0 skips it.
 if [ "$WS" != 0 ]; then
 	echo
