@@ -15,8 +15,10 @@
 # last items of its contacts' nodes against one that does not; and group
 # chat (XEP-0045): groupchat copies per second and server CPU per copy in
 # rooms of 10, 100 and 1,000 occupants, server CPU per join with history,
-# memory per occupant.  Builds nothing; `make bench` builds first.  See
-# tests/bench/README.md.
+# memory per occupant; and WebSocket (RFC 7395, tests/bench/ws.sh): chat
+# over TCP+TLS against wss and ws, server CPU per delivered message and
+# the ratio, and idle memory per session and the difference.  Builds
+# nothing; `make bench` builds first.  See tests/bench/README.md.
 #
 # Knobs (environment):
 #   BENCH_SERVER       xmppd (default) or prosody
