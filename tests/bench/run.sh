@@ -15,8 +15,10 @@
 # last items of its contacts' nodes against one that does not; and group
 # chat (XEP-0045): groupchat copies per second and server CPU per copy in
 # rooms of 10, 100 and 1,000 occupants, server CPU per join with history,
-# memory per occupant.  Builds nothing; `make bench` builds first.  See
-# tests/bench/README.md.
+# memory per occupant; and WebSocket (RFC 7395, tests/bench/ws.sh): chat
+# over TCP+TLS against wss and ws, server CPU per delivered message and
+# the ratio, and idle memory per session and the difference.  Builds
+# nothing; `make bench` builds first.  See tests/bench/README.md.
 #
 # Knobs (environment):
 #   BENCH_SERVER       xmppd (default) or prosody
@@ -88,11 +90,28 @@
 #                      database by peers_seed.py), auto: sql above
 #                      20,000 accounts (auto)
 #   BENCH_WARMUP       logins of the first warm-up (BENCH_USERS)
+#   BENCH_WS           the WebSocket scenario (tests/bench/ws.sh: chat
+#                      over TCP+TLS against wss and ws, CPU per message
+#                      and ratio; idle bytes per session and difference;
+#                      its BENCH_WS_* knobs): auto (default) at the end
+#                      with xmppd, a note with another server; 1: the
+#                      same, failing with another server; 0: not; only:
+#                      it alone
 
 set -u
 
 BUILD=${BUILD:-build}
 SERVER=${BENCH_SERVER:-xmppd}
+WS=${BENCH_WS:-auto}
+case $WS in
+0 | 1 | auto) ;;
+only)
+	[ "$SERVER" = xmppd ] ||
+	    { echo "bench: BENCH_WS=only: the scenario is xmppd's" >&2; exit 1; }
+	BUILD=$BUILD exec sh "$(dirname "$0")/ws.sh"
+	;;
+*) echo "bench: BENCH_WS must be 0, 1, auto or only" >&2; exit 1 ;;
+esac
 IDLE=${BENCH_IDLE:-10000}
 LOGINS=${BENCH_LOGINS:-5000}
 SEQ=${BENCH_SEQ_LOGINS:-2000}
@@ -1092,6 +1111,20 @@ echo "(CSV rows appended to $CSV)"
 if [ "${BENCH_ARCHIVE:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
 	echo
 	BUILD=$BUILD sh "$(dirname "$0")/archive.sh" || status=1
+fi
+
+# WebSocket against TCP+TLS (tests/bench/ws.sh, issue 17; ~3 min at the
+# defaults): its own daemon, directory and ports; BENCH_WS=0 skips it.
+if [ "$WS" != 0 ]; then
+	echo
+	if [ "$SERVER" = xmppd ]; then
+		BUILD=$BUILD sh "$(dirname "$0")/ws.sh" || status=1
+	elif [ "$WS" = 1 ]; then
+		echo "bench: BENCH_WS=1: the WebSocket scenario is xmppd's" >&2
+		status=1
+	else
+		echo "== WebSocket scenario skipped: it runs against xmppd only"
+	fi
 fi
 
 # Phones' reconnects over SASL2 (tests/bench/reconnect.py, ~1 min): a

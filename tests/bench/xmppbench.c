@@ -40,6 +40,14 @@
  * further sessions join the first room with history and leave again,
  * one at a time, for the server's CPU per join.  The server's memory is
  * read before and after the joins (memory per occupant).
+ *
+ * --transport ws|wss carries the same XMPP over WebSocket (RFC 7395 over
+ * RFC 6455), on plain TCP or direct TLS: an HTTP Upgrade to the
+ * "xmpp" subprotocol on --ws-path, then each element we send is one
+ * masked text frame, <open/> and <close/> (urn:ietf:params:xml:ns:
+ * xmpp-framing) stand for the stream header and its end, and the
+ * server's frames are reassembled and fed to the same parser, primed
+ * with an implicit stream root.  Everything above runs unchanged on it.
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -61,6 +69,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +139,9 @@
 #define NS_DATA "jabber:x:data"
 #define NS_DELAY "urn:xmpp:delay"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing" /* RFC 7395 */
+#define WS_HEAD_MAX 8192         /* ws: longest HTTP response head */
+#define WS_MESSAGE_MAX (1u << 24) /* ws: longest message we reassemble */
 #define MUC_SETTLE 1.0        /* muc: s after the logins before the RSS */
 #define MUC_FILL_SETTLE 2.0   /* muc: s after the joins before the RSS */
 #define MUC_JOIN_TIMEOUT 20.0 /* muc: s for one join (110, subject) */
@@ -172,6 +184,9 @@ enum roster_phase {
 /* The type of a received presence stanza. */
 enum presence_type { PRES_AVAILABLE, PRES_UNAVAILABLE, PRES_OTHER };
 enum tls_mode { TLS_STARTTLS, TLS_DIRECT, TLS_NONE };
+/* How XMPP is carried: a TCP stream (RFC 6120) or WebSocket (RFC 7395)
+ * on plain TCP (ws) or direct TLS (wss). */
+enum transport { TRANSPORT_TCP, TRANSPORT_WS, TRANSPORT_WSS };
 
 /* SASL mechanisms, strongest first (the order --mech auto tries). */
 enum sasl_mech { MECH_SCRAM_SHA256, MECH_SCRAM_SHA1, MECH_PLAIN, MECH_COUNT };
@@ -223,6 +238,8 @@ enum top_elem {
 	TOP_SM_FAILED,
 	TOP_SM_R,
 	TOP_SM_A,
+	TOP_WS_OPEN,  /* RFC 7395 <open/>: the stream header */
+	TOP_WS_CLOSE, /* RFC 7395 <close/>: the stream's end */
 	TOP_OTHER,
 };
 
@@ -341,6 +358,17 @@ struct conn {
 	int iq_id; /* csi mode: the current iq's id is 'csiN': N, else 0 */
 	struct pep_conn *pep; /* pep modes, else NULL */
 	struct muc_conn *muc; /* muc mode, else NULL */
+	struct ws_conn *ws;   /* --transport ws|wss, else NULL */
+};
+
+/* --transport ws|wss: one connection's WebSocket state (RFC 6455). */
+struct ws_conn {
+	int upgraded;       /* the server's 101 came */
+	int open_deferred;  /* <open/> waits for the 101 */
+	int closed;         /* a close frame came */
+	struct buf in;      /* received bytes not yet decoded */
+	struct buf message; /* the fragments of the current message */
+	uint32_t mask_state; /* xorshift32 for the masking keys */
 };
 
 /* Muc mode: an occupant's part in the run and its room state. */
@@ -421,6 +449,8 @@ struct bench_opts {
 	double settle; /* idle: seconds before measuring RSS */
 	double rate;   /* chat: messages/s in all, 0 = window-driven */
 	pid_t server_pid;
+	enum transport transport;
+	const char *ws_path; /* ws|wss: the resource (/xmpp-websocket) */
 	const char *csv;
 	const char *label;
 	const char *key_cache;
@@ -600,6 +630,9 @@ static void muc_print_summary(void);
 static const char *
 tls_name(void)
 {
+	/* WebSocket (no STARTTLS) names its transport: ws, wss. */
+	if (B.o.transport != TRANSPORT_TCP)
+		return B.o.transport == TRANSPORT_WSS ? "wss" : "ws";
 	return B.o.tls == TLS_DIRECT ? "direct"
 	       : B.o.tls == TLS_NONE ? "none"
 	                             : "starttls";
@@ -1040,12 +1073,255 @@ conn_flush(struct conn *c)
 	return 0;
 }
 
+/* ---- transport: XMPP over WebSocket (RFC 7395 over RFC 6455) ---- */
+
+/* Append one client frame (FIN set, masked, RFC 6455 §5.2-5.3). */
+static void
+ws_frame(struct conn *c, unsigned opcode, const char *p, size_t n)
+{
+	unsigned char head[14], key[4];
+	size_t h = 0, start;
+	uint32_t x = c->ws->mask_state;
+
+	/* Masking keys from xorshift32: they only need to vary. */
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	c->ws->mask_state = x;
+	memcpy(key, &x, sizeof(key));
+	head[h++] = (unsigned char)(0x80u | opcode);
+	if (n < 126)
+		head[h++] = (unsigned char)(0x80u | n);
+	else if (n <= 0xffff) {
+		head[h++] = 0x80u | 126u;
+		head[h++] = (unsigned char)(n >> 8);
+		head[h++] = (unsigned char)n;
+	} else {
+		head[h++] = 0x80u | 127u;
+		for (int i = 7; i >= 0; i--)
+			head[h++] = (unsigned char)((uint64_t)n >> (8 * i));
+	}
+	memcpy(head + h, key, sizeof(key));
+	h += sizeof(key);
+	buf_add(&c->out, head, h);
+	start = c->out.len;
+	buf_add(&c->out, p, n);
+	for (size_t i = 0; i < n; i++)
+		c->out.data[start + i] ^= (char)key[i & 3];
+}
+
+/* The opening handshake (RFC 6455 §4.1); <open/> follows the 101. */
+static void
+ws_send_upgrade(struct conn *c)
+{
+	unsigned char nonce[16];
+	char *key;
+
+	RAND_bytes(nonce, sizeof(nonce));
+	key = b64_encode(nonce, sizeof(nonce));
+	buf_printf(&c->out,
+	    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+	    "Sec-WebSocket-Version: 13\r\n"
+	    "Sec-WebSocket-Protocol: xmpp\r\n\r\n",
+	    B.o.ws_path, B.o.domain, key);
+	free(key);
+	c->ws->open_deferred = 1;
+}
+
+/* The stream header as RFC 7395 §3.4 has it, or wait for the 101. */
+static void
+ws_send_open(struct conn *c)
+{
+	char open[512];
+
+	if (!c->ws->upgraded) {
+		ws_send_upgrade(c);
+		return;
+	}
+	snprintf(open, sizeof(open),
+	    "<open xmlns='" NS_FRAMING "' to='%s' version='1.0'/>",
+	    B.o.domain);
+	c->ws->open_deferred = 0;
+	ws_frame(c, 0x1, open, strlen(open));
+}
+
+/* The server's response head: 101 and the xmpp subprotocol; 1 when
+ * done, 0 to wait, -1 failed. */
+static int
+ws_upgrade_response(struct conn *c)
+{
+	struct buf *in = &c->ws->in;
+	const char *end, *head = buf_head(in);
+	size_t len;
+
+	end = memmem(head, buf_avail(in), "\r\n\r\n", 4);
+	if (end == NULL) {
+		if (buf_avail(in) > WS_HEAD_MAX) {
+			conn_fail(c, FAIL_PROTOCOL, "HTTP head too long");
+			return -1;
+		}
+		return 0;
+	}
+	len = (size_t)(end - head) + 4;
+	if (len < 12 || strncmp(head, "HTTP/1.1 101", 12) != 0) {
+		char detail[64];
+
+		snprintf(detail, sizeof(detail), "upgrade refused: %.*s",
+		    (int)strcspn(head, "\r\n") < 40 ? (int)strcspn(head, "\r\n")
+		                                   : 40,
+		    head);
+		conn_fail(c, FAIL_PROTOCOL, detail);
+		return -1;
+	}
+	{
+		char *h = xmalloc(len + 1);
+		int ok;
+
+		memcpy(h, head, len);
+		h[len] = '\0';
+		ok = strcasestr(h, "\nSec-WebSocket-Protocol: xmpp\r") != NULL;
+		free(h);
+		if (!ok) {
+			conn_fail(c, FAIL_PROTOCOL, "no xmpp subprotocol");
+			return -1;
+		}
+	}
+	buf_consume(in, len);
+	c->ws->upgraded = 1;
+	if (c->ws->open_deferred)
+		ws_send_open(c);
+	return 1;
+}
+
+static void conn_parse(struct conn *, const char *, size_t);
+
+/*
+ * Decode what c->ws->in holds: the 101, then frames (RFC 6455 §5),
+ * unmasked; a whole text message goes to the parser.  Stops when the
+ * parser leaves an action pending: the rest is for the next stream.
+ * Returns 1 on a close frame, 0 to wait, -1 failed.
+ */
+static int
+ws_decode(struct conn *c)
+{
+	struct ws_conn *ws = c->ws;
+
+	if (!ws->upgraded) {
+		int r = ws_upgrade_response(c);
+
+		if (r <= 0)
+			return r;
+	}
+	while (c->pending == PENDING_NONE && !ws->closed) {
+		const unsigned char *p =
+		    (const unsigned char *)buf_head(&ws->in);
+		size_t avail = buf_avail(&ws->in), h = 2;
+		uint64_t n;
+		unsigned op;
+
+		if (avail < 2)
+			break;
+		op = p[0] & 0x0fu;
+		n = p[1] & 0x7fu;
+		if (p[1] & 0x80u) {
+			conn_fail(c, FAIL_PROTOCOL, "masked server frame");
+			return -1;
+		}
+		if (n == 126) {
+			if (avail < 4)
+				break;
+			n = (uint64_t)p[2] << 8 | p[3];
+			h = 4;
+		} else if (n == 127) {
+			if (avail < 10)
+				break;
+			n = 0;
+			for (int i = 0; i < 8; i++)
+				n = n << 8 | p[2 + i];
+			h = 10;
+		}
+		if (n > WS_MESSAGE_MAX ||
+		    ws->message.len + n > WS_MESSAGE_MAX) {
+			conn_fail(c, FAIL_PROTOCOL, "message too long");
+			return -1;
+		}
+		if (avail < h + n)
+			break;
+		if (op == 0x8) { /* close: the stream is over */
+			ws->closed = 1;
+			buf_free(&ws->in);
+			return 1;
+		} else if (op == 0x9) { /* ping: pong with its data */
+			ws_frame(c, 0xa, (const char *)p + h, (size_t)n);
+		} else if (op <= 0x2) { /* text, binary or continuation */
+			buf_add(&ws->message, p + h, (size_t)n);
+			if (p[0] & 0x80u) {
+				if (B.o.verbose > 1)
+					log_debug("conn %u recv: %.*s", c->id,
+					    (int)ws->message.len,
+					    ws->message.data);
+				conn_parse(
+				    c, ws->message.data, ws->message.len);
+				if (ws->message.cap > 65536)
+					buf_free(&ws->message);
+				else
+					buf_reset(&ws->message);
+			}
+		}
+		buf_consume(&ws->in, h + (size_t)n);
+	}
+	if (buf_avail(&ws->in) == 0)
+		buf_free(&ws->in);
+	return 0;
+}
+
+/* Bytes read from the connection: parsed, or decoded from frames. */
+static int
+transport_input(struct conn *c, const char *data, size_t n)
+{
+	if (c->ws == NULL) {
+		if (B.o.verbose > 1)
+			log_debug("conn %u recv: %.*s", c->id, (int)n, data);
+		conn_parse(c, data, n);
+		return 0;
+	}
+	buf_add(&c->ws->in, data, n);
+	return ws_decode(c);
+}
+
 static void
 conn_send(struct conn *c, const char *s)
 {
 	if (B.o.verbose > 1)
 		log_debug("conn %u send: %s", c->id, s);
-	buf_adds(&c->out, s);
+	if (c->ws != NULL)
+		ws_frame(c, 0x1, s, strlen(s)); /* one element, one message */
+	else
+		buf_adds(&c->out, s);
+}
+
+/* conn_send of a formatted element. */
+static void __attribute__((format(printf, 2, 3)))
+conn_sendf(struct conn *c, const char *fmt, ...)
+{
+	static struct buf scratch;
+	va_list ap;
+
+	buf_reset(&scratch);
+	va_start(ap, fmt);
+	buf_vprintf(&scratch, fmt, ap);
+	va_end(ap);
+	buf_addc(&scratch, '\0');
+	conn_send(c, scratch.data);
+}
+
+/* The stream's end: </stream:stream>, or <close/> (RFC 7395 §3.6). */
+static void
+conn_send_close(struct conn *c)
+{
+	conn_send(c, c->ws != NULL ? "<close xmlns='" NS_FRAMING "'/>"
+	                           : "</stream:stream>");
 }
 
 /* A stanza (not a nonza): counted for XEP-0198 once SM is on. */
@@ -1126,6 +1402,10 @@ classify_top(const char *name)
 		return TOP_SM_RESUMED;
 	if (xml_is(name, NS_SM, "failed"))
 		return TOP_SM_FAILED;
+	if (xml_is(name, NS_FRAMING, "open"))
+		return TOP_WS_OPEN;
+	if (xml_is(name, NS_FRAMING, "close"))
+		return TOP_WS_CLOSE;
 	return TOP_OTHER;
 }
 
@@ -1310,13 +1590,24 @@ stream_open(struct conn *c)
 	XML_SetUserData(c->parser, c);
 	XML_SetElementHandler(c->parser, xml_start, xml_end);
 	XML_SetCharacterDataHandler(c->parser, xml_text);
+	c->state = CS_NEGOTIATING;
+	c->step = STEP_FEATURES;
+	if (c->ws != NULL) {
+		/* RFC 7395: no stream root on the wire; each message is one
+		 * element under this implicit one, which is never sent. */
+		static const char root[] =
+		    "<stream:stream xmlns='" NS_CLIENT "' "
+		    "xmlns:stream='" NS_STREAM "'>";
+
+		XML_Parse(c->parser, root, (int)strlen(root), 0);
+		ws_send_open(c);
+		return;
+	}
 	snprintf(hdr, sizeof(hdr),
 	    "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT "' "
 	    "xmlns:stream='" NS_STREAM "' to='%s' version='1.0'>",
 	    B.o.domain);
 	conn_send(c, hdr);
-	c->state = CS_NEGOTIATING;
-	c->step = STEP_FEATURES;
 }
 
 /* ---- negotiation steps, run from the parser's end-of-stanza ---- */
@@ -1704,6 +1995,13 @@ handle_top(struct conn *c)
 	case TOP_SM_FAILED:
 		conn_fail(c, FAIL_SM, c->text.len ? c->text.data : "failed");
 		return;
+	case TOP_WS_CLOSE:
+		/* RFC 7395 §3.6: as the server's </stream:stream>. */
+		c->pending =
+		    c->pending == PENDING_FAIL ? PENDING_FAIL : PENDING_CLOSED;
+		XML_StopParser(c->parser, XML_FALSE);
+		return;
+	case TOP_WS_OPEN:
 	case TOP_OTHER:
 	case TOP_NONE:
 		return; /* roster push, message, ... */
@@ -1825,6 +2123,11 @@ conn_start_tls(struct conn *c)
 	c->ssl = SSL_new(B.ssl_ctx);
 	SSL_set_fd(c->ssl, c->fd);
 	SSL_set_tlsext_host_name(c->ssl, B.o.domain);
+	if (c->ws != NULL) {
+		static const unsigned char http11[] = "\x08http/1.1";
+
+		SSL_set_alpn_protos(c->ssl, http11, sizeof(http11) - 1);
+	}
 	SSL_set_app_data(c->ssl, c);
 	if (c->resuming && c->tls_session != NULL && !B.o.no_tls_resume)
 		SSL_set_session(c->ssl, c->tls_session);
@@ -1870,7 +2173,7 @@ conn_logged_in(struct conn *c)
 		start_more();
 		check_done();
 	} else {
-		conn_send(c, "</stream:stream>");
+		conn_send_close(c);
 		c->state = CS_CLOSING;
 		c->deadline = now_mono() + CLOSE_GRACE;
 	}
@@ -1921,6 +2224,12 @@ conn_new(unsigned id)
 		c->user = 2 * ((id - B.o.online) % (B.o.users / 2));
 	if (B.o.mode == MODE_PEP || B.o.mode == MODE_PEP_LOGIN)
 		c->pep = xcalloc(1, sizeof(*c->pep));
+	if (B.o.transport != TRANSPORT_TCP) {
+		c->ws = xcalloc(1, sizeof(*c->ws));
+		c->ws->mask_state = 0x9e3779b9u ^ (id * 2654435761u);
+		if (c->ws->mask_state == 0)
+			c->ws->mask_state = 1;
+	}
 	if (B.o.mode == MODE_MUC) {
 		/* Room r's occupants are users r*N .. r*N+N-1, the first its
 		 * owner; the joiners follow. */
@@ -2068,6 +2377,11 @@ conn_finish(struct conn *c, int ok)
 	buf_free(&c->out);
 	free(c->pep);
 	free(c->muc);
+	if (c->ws != NULL) {
+		buf_free(&c->ws->in);
+		buf_free(&c->ws->message);
+		free(c->ws);
+	}
 	B.conns[c->id] = NULL;
 	B.live--;
 	B.finished++;
@@ -2107,8 +2421,16 @@ conn_read(struct conn *c)
 {
 	char data[16384];
 
+	/* Frames left over when the last stream restarted. */
+	if (c->ws != NULL && buf_avail(&c->ws->in) > 0) {
+		int r = ws_decode(c);
+
+		if (r != 0 || c->pending != PENDING_NONE)
+			return r;
+	}
 	for (int rounds = 0; rounds < 64; rounds++) {
 		ssize_t n;
+		int got;
 
 		if (c->ssl) {
 			int r = SSL_read(c->ssl, data, sizeof(data));
@@ -2142,11 +2464,10 @@ conn_read(struct conn *c)
 				return -1;
 			}
 		}
-		if (B.o.verbose > 1)
-			log_debug("conn %u recv: %.*s", c->id, (int)n, data);
 		if (B.o.mode == MODE_CSI && c->id == B.csi_contacts)
 			B.csi_now.plain_bytes += (unsigned long)n;
-		conn_parse(c, data, (size_t)n);
+		if ((got = transport_input(c, data, (size_t)n)) != 0)
+			return got;
 		if (c->pending != PENDING_NONE)
 			return 0;
 	}
@@ -2573,7 +2894,7 @@ begin_close_all(void)
 			conn_finish(c, 0);
 			continue;
 		}
-		conn_send(c, "</stream:stream>");
+		conn_send_close(c);
 		c->state = CS_CLOSING;
 		c->deadline = deadline;
 		if (conn_flush(c) == -1) {
@@ -2790,7 +3111,7 @@ chat_send_one(struct conn *c)
 
 	if (pad[0] == '\0')
 		memset(pad, 'x', B.o.body_bytes);
-	buf_printf(&c->out,
+	conn_sendf(c,
 	    "<message to='%s%u@%s' type='chat' id='b%lu'>"
 	    "<body>%u %.6f %s</body></message>",
 	    B.o.user_prefix, c->user ^ 1u, B.o.domain, B.chat_sent, c->id,
@@ -3043,7 +3364,7 @@ presence_fill(struct conn *c)
 	while (B.chat_running && c->pres_pending + per <= B.o.window * per &&
 	       B.pres_sent < B.o.n) {
 		c->pres_away = !c->pres_away;
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<presence>%s<status>%u %.6f</status>"
 		    "</presence>",
 		    c->pres_away ? "<show>away</show>" : "", c->id, now_mono());
@@ -3474,7 +3795,7 @@ csi_send_change(void)
 
 	if (c == NULL)
 		return; /* dropped: csi_check_done stops the run */
-	buf_printf(&c->out, "<presence>%s<status>%u %u</status></presence>",
+	conn_sendf(c, "<presence>%s<status>%u %u</status></presence>",
 	    round % 2 == 0 ? "<show>away</show>" : "", k, round);
 	conn_set_events(c, EV_READ | EV_WRITE);
 }
@@ -3853,7 +4174,7 @@ pep_answer_disco(struct conn *c)
 	xml_escape(p->iq_from, to, sizeof(to));
 	if (strncmp(p->disco_node, PEP_CAPS_NODE "#", nlen + 1) != 0 ||
 	    strcmp(p->disco_node + nlen + 1, B.pep_ver) != 0) {
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<iq type='error' id='%s' to='%s'><error type='cancel'>"
 		    "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-"
 		    "stanzas'/></error></iq>",
@@ -3861,7 +4182,7 @@ pep_answer_disco(struct conn *c)
 		return;
 	}
 	xml_escape(p->disco_node, node, sizeof(node));
-	buf_printf(&c->out,
+	conn_sendf(c,
 	    "<iq type='result' id='%s' to='%s'><query xmlns='" NS_DISCO_INFO
 	    "' node='%s'>%s</query></iq>",
 	    id, to, node, B.pep_disco_body);
@@ -3891,7 +4212,7 @@ pep_fill(struct conn *c)
 		    "<bench xmlns='" PEP_NODE "' t='%.6f'>", now_mono());
 		int fill = (int)B.o.item_bytes - hl - (int)strlen("</bench>");
 
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<iq type='set' id='pub%u'><pubsub xmlns='" NS_PUBSUB "'>"
 		    "<publish node='" PEP_NODE "'><item id='%s-%u-%u'>"
 		    "%s%.*s</bench></item></publish></pubsub></iq>",
@@ -3909,7 +4230,7 @@ static void
 pep_bound(struct conn *c)
 {
 	for (unsigned k = 0; k < B.o.nodes; k++)
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<iq type='set' id='pub%u'><pubsub xmlns='" NS_PUBSUB "'>"
 		    "<publish node='" PEP_NODE ":%u'><item id='current'>"
 		    "<bench xmlns='" PEP_NODE "'>seeded by xmppbench for "
@@ -4028,7 +4349,7 @@ pep_top_end(struct conn *c)
 			char id[sizeof(p->iq_id) * 6],
 			    to[sizeof(p->iq_from) * 6];
 
-			buf_printf(&c->out,
+			conn_sendf(c,
 			    "<iq type='error' id='%s' to='%s'><error "
 			    "type='cancel'><service-unavailable xmlns='urn:"
 			    "ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
@@ -4367,7 +4688,7 @@ muc_join(struct conn *c, unsigned maxstanzas)
 	if (m == NULL)
 		return;
 	muc_room_jid(m->room, room, sizeof(room));
-	buf_printf(&c->out,
+	conn_sendf(c,
 	    "<presence to='%s/n%u'><x xmlns='" NS_MUC "'><history "
 	    "maxstanzas='%u'/></x></presence>",
 	    room, c->user, maxstanzas);
@@ -4386,7 +4707,7 @@ muc_leave(struct conn *c)
 	char room[256];
 
 	muc_room_jid(m->room, room, sizeof(room));
-	buf_printf(&c->out, "<presence type='unavailable' to='%s/n%u'/>", room,
+	conn_sendf(c, "<presence type='unavailable' to='%s/n%u'/>", room,
 	    c->user);
 	m->state = MUC_LEAVING;
 	m->join_deadline = now_mono() + MUC_JOIN_TIMEOUT;
@@ -4487,7 +4808,7 @@ muc_fill(struct conn *c)
 	m = c->muc;
 	muc_room_jid(m->room, room, sizeof(room));
 	while (m->window < B.o.window && B.muc.sent < B.o.n) {
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<message type='groupchat' to='%s' id='%s-%u-%lu'>"
 		    "<body>%u %.6f %s</body></message>",
 		    room, B.muc.token, c->id, B.muc.sent, c->id, now_mono(),
@@ -4595,7 +4916,7 @@ muc_presence(struct conn *c)
 		}
 		/* Created and locked: an instant room (§10.1.2). */
 		muc_room_jid(m->room, room, sizeof(room));
-		buf_printf(&c->out,
+		conn_sendf(c,
 		    "<iq type='set' id='muccfg' to='%s'><query "
 		    "xmlns='" NS_MUC_OWNER "'><x xmlns='" NS_DATA
 		    "' type='submit'/>"
@@ -5246,6 +5567,10 @@ usage(int code)
 	    "  -p PORT          5222 for starttls and none, 5223 for direct\n"
 	    "  --tls MODE       starttls (default), direct (XEP-0368) or\n"
 	    "                   none (plain TCP)\n"
+	    "  --transport T    tcp (default), ws or wss: XMPP over\n"
+	    "                   WebSocket (RFC 7395) on plain TCP or TLS;\n"
+	    "                   -p defaults to 5280 (ws) or 5443 (wss)\n"
+	    "  --ws-path PATH   ws|wss: the resource (/xmpp-websocket)\n"
 	    "  --mech MECH      auto (default: the strongest offered),\n"
 	    "                   SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN\n"
 	    "  -d DOMAIN        XMPP domain (localhost)\n"
@@ -5365,6 +5690,8 @@ parse_args(int argc, char **argv)
 		O_JOINS,
 		O_JOIN_ROUNDS,
 		O_HISTORY,
+		O_TRANSPORT,
+		O_WS_PATH,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -5402,6 +5729,8 @@ parse_args(int argc, char **argv)
 	    {"joins", required_argument, NULL, O_JOINS},
 	    {"join-rounds", required_argument, NULL, O_JOIN_ROUNDS},
 	    {"history", required_argument, NULL, O_HISTORY},
+	    {"transport", required_argument, NULL, O_TRANSPORT},
+	    {"ws-path", required_argument, NULL, O_WS_PATH},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -5491,6 +5820,21 @@ parse_args(int argc, char **argv)
 				o->tls = TLS_NONE;
 			else
 				fatalx("--tls: starttls, direct or none");
+			break;
+		case O_TRANSPORT:
+			if (strcmp(optarg, "tcp") == 0)
+				o->transport = TRANSPORT_TCP;
+			else if (strcmp(optarg, "ws") == 0)
+				o->transport = TRANSPORT_WS;
+			else if (strcmp(optarg, "wss") == 0)
+				o->transport = TRANSPORT_WSS;
+			else
+				fatalx("--transport: tcp, ws or wss");
+			break;
+		case O_WS_PATH:
+			if (optarg[0] != '/' || strpbrk(optarg, " \r\n") != NULL)
+				fatalx("--ws-path: an absolute path");
+			o->ws_path = optarg;
 			break;
 		case O_NO_CLOSE_WAIT:
 			o->no_close_wait = 1;
@@ -5628,6 +5972,21 @@ parse_args(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage(1);
+	if (o->transport != TRANSPORT_TCP) {
+		/* WebSocket has no STARTTLS: wss is TLS from the start. */
+		o->tls = o->transport == TRANSPORT_WSS ? TLS_DIRECT : TLS_NONE;
+		if (o->mode != MODE_LOGIN && o->mode != MODE_IDLE &&
+		    o->mode != MODE_CHAT)
+			fatalx("--transport ws|wss: login, idle or chat mode");
+		if (o->handshake_only || o->sm)
+			fatalx("--transport ws|wss: not with --handshake-only "
+			       "or --sm");
+		if (!port_given)
+			o->port = o->transport == TRANSPORT_WSS ? 5443 : 5280;
+		port_given = 1;
+	}
+	if (o->ws_path == NULL)
+		o->ws_path = "/xmpp-websocket";
 	if (!port_given)
 		o->port = o->tls == TLS_DIRECT ? 5223 : 5222;
 	if (o->mode == MODE_IDLE && !conc_given)
