@@ -28,6 +28,7 @@ Exits non-zero if a slot, PUT or GET failed or a byte differed.
 import argparse
 import http.client
 import os
+import resource
 import ssl
 import subprocess
 import sys
@@ -180,9 +181,13 @@ def main():
         for method, urls in (('PUT', [p for p, _ in slots]),
                              ('GET', [g for _, g in slots])):
             c0 = cpu_ticks(a.pid)
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             elapsed, errors = run_phase(method, urls, a.https_port, base,
                                         ctx, host)
             ticks = cpu_ticks(a.pid) - c0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            client = (r1.ru_utime + r1.ru_stime - r0.ru_utime -
+                      r0.ru_stime) / elapsed
             failed += len(errors)
             for e in errors[:3]:
                 print('upload: ' + e, file=sys.stderr)
@@ -194,10 +199,11 @@ def main():
             if rnd == 0:
                 print('upload: %s n=%d size=%d failed=%d elapsed=%.3fs '
                       'rate=%.1fMiB/s server_cpu=%.0fms '
-                      'server_cpu_per_MiB=%.2fms server_cpu_use=%.0f%%'
+                      'server_cpu_per_MiB=%.2fms server_cpu_use=%.0f%% '
+                      'client_cpu_use=%.0f%%'
                       % (method.lower(), a.n, a.size, len(errors), elapsed,
                          mib / elapsed, cpu_ms, cpu_ms / mib,
-                         100 * cpu_ms / 1000 / elapsed))
+                         100 * cpu_ms / 1000 / elapsed, 100 * client))
                 rows.append((method.lower(), elapsed, mib / elapsed, cpu_ms,
                              cpu_ms / mib, len(errors)))
         rnd += 1
