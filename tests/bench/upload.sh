@@ -14,6 +14,9 @@
 #   BENCH_UPLOAD_CHAT_SECONDS  length of each chat run, seconds (20)
 #   BENCH_UPLOAD_PAIRS   pairs of chatting users (20)
 #   BENCH_UPLOAD_CSV     results file (BUILD/bench/upload.csv)
+#   BENCH_UPLOAD_DIR     the server's upload-dir (a fresh directory in the
+#                        work directory; e.g. a directory on /dev/shm to
+#                        take the disk out of the PUT figures)
 #   BENCH_TIMEOUT, BENCH_ITERATIONS as in run.sh
 
 set -u
@@ -27,6 +30,7 @@ PAIRS=${BENCH_UPLOAD_PAIRS:-20}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 ITER=${BENCH_ITERATIONS:-4096}
 CSV=${BENCH_UPLOAD_CSV:-$BUILD/bench/upload.csv}
+FILES_DIR=${BENCH_UPLOAD_DIR:-}
 
 BENCH=$BUILD/tests/bench/xmppbench
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +50,13 @@ command -v openssl >/dev/null || die "openssl (the command) is needed"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 is needed"
 
 work_dir xmppbench-upload
+if [ -n "$FILES_DIR" ]; then
+	FILES_DIR=$(mktemp -d "$FILES_DIR/xmppbench-upload-files.XXXXXX") ||
+	    die "cannot create a directory in $BENCH_UPLOAD_DIR"
+	trap 'work_dir_cleanup; rm -rf "$FILES_DIR"' EXIT
+else
+	FILES_DIR=$DIR/files
+fi
 pin_cores
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
@@ -65,7 +76,7 @@ max=$(( (SIZE + 1048575) / 1048576 ))
 [ "$max" -lt 10 ] && max=10
 xmppd_launch "$DIR" "listen https $HTTPS_PORT address 127.0.0.1
 upload-url \"https://$DOMAIN:$HTTPS_PORT\"
-upload-dir \"$DIR/files\"" "    upload-file-size ${max}M
+upload-dir \"$FILES_DIR\"" "    upload-file-size ${max}M
     upload-quota 0
     upload-files-per-day 0
     upload-disk 0"
@@ -73,7 +84,7 @@ upload-dir \"$DIR/files\"" "    upload-file-size ${max}M
 {
 	seq 0 $((2 * PAIRS - 1)) | sed 's/.*/user& pw&/'
 	echo "upload0 pwupload0"
-} | xargs -P 8 -n 2 sh -c \
+} | xargs -P 4 -n 2 sh -c \
     'err=$(printf "%s\n" "$3" | "$0" -s "$1" adduser \
     "$2@'"$DOMAIN"'" --password-stdin 2>&1 >/dev/null) ||
     echo "$2:" $err >&2' \
@@ -81,7 +92,8 @@ upload-dir \"$DIR/files\"" "    upload-file-size ${max}M
 [ -s "$DIR/adduser-failed" ] &&
     die "accounts not created: $(head -n 1 "$DIR/adduser-failed")"
 
-echo "== upload bench: xmppd, https on loopback; $pinning; pid $SRV_PID"
+echo "== upload bench: xmppd, https on loopback; $pinning; pid $SRV_PID;" \
+    "files in $FILES_DIR"
 $CLI_PIN "$BENCH" login -n $((2 * PAIRS)) -c 20 -p "$PORT" -d "$DOMAIN" \
     -T "$TIMEOUT" --key-cache "$DIR/keys" --label warmup >/dev/null ||
     die "warm-up logins failed"
@@ -98,7 +110,7 @@ echo "-- chat alone: $PAIRS pairs, paced at $RATE messages/s, $MSGS messages"
 chat chat-alone | tee "$DIR/chat-alone.out" || status=1
 
 echo "-- uploads alone: $FILES files of $SIZE bytes, PUT then GET"
-$CLI_PIN /usr/bin/python3 "$HERE/upload_bench.py" --c2s-port "$PORT" \
+$CLI_PIN nice -n 19 /usr/bin/python3 "$HERE/upload_bench.py" --c2s-port "$PORT" \
     --https-port "$HTTPS_PORT" --pid "$SRV_PID" -n "$FILES" --size "$SIZE" \
     --csv "$DIR/upload.csv" --label xmppd/upload-alone || status=1
 "$BUILD/xmppctl" -s "$DIR/xmppd.sock" upload purge "upload0@$DOMAIN" \
@@ -108,7 +120,7 @@ echo "-- chat with uploads: the same chat while the uploads run in rounds"
 chat chat-uploads >"$DIR/chat-uploads.out" 2>&1 &
 CHAT_PID=$!
 sleep 0.5
-$CLI_PIN /usr/bin/python3 "$HERE/upload_bench.py" --c2s-port "$PORT" \
+$CLI_PIN nice -n 19 /usr/bin/python3 "$HERE/upload_bench.py" --c2s-port "$PORT" \
     --https-port "$HTTPS_PORT" --pid "$SRV_PID" -n "$FILES" --size "$SIZE" \
     --while-pid "$CHAT_PID" --purge "$BUILD/xmppctl" "$DIR/xmppd.sock" \
     --csv "$DIR/upload.csv" --label xmppd/upload-with-chat || status=1
