@@ -97,6 +97,12 @@
 #                      with xmppd, a note with another server; 1: the
 #                      same, failing with another server; 0: not; only:
 #                      it alone
+#   BENCH_UPLOAD       1 or auto: the upload scenario at the end
+#                      (tests/bench/upload.sh: parallel HTTPS PUTs and
+#                      GETs, chat p99 while they run), 0: not, only: it
+#                      alone (auto); its knobs BENCH_UPLOAD_FILES,
+#                      BENCH_UPLOAD_SIZE, BENCH_UPLOAD_RATE,
+#                      BENCH_UPLOAD_CHAT_SECONDS, BENCH_UPLOAD_PAIRS
 
 set -u
 
@@ -159,6 +165,13 @@ MUC_TIMEOUT=${BENCH_MUC_TIMEOUT:-900}
 SOURCES=${BENCH_SOURCES:-}
 ACCOUNTS=${BENCH_ACCOUNTS:-auto}
 HERE=$(dirname "$0")
+UPLOAD=${BENCH_UPLOAD:-auto}
+# BENCH_UPLOAD=only: the upload scenario alone (its own daemon).
+if [ "$UPLOAD" = only ]; then
+	[ "$SERVER" = xmppd ] || { echo "bench: the upload scenario is" \
+	    "xmppd's only" >&2; exit 1; }
+	BUILD=$BUILD exec sh "$HERE/upload.sh"
+fi
 # Stream management, resumption and CSI are xmppd's (Debian's Prosody
 # has no mod_smacks).
 if [ "$SERVER" != xmppd ]; then
@@ -1138,6 +1151,13 @@ if [ "${BENCH_RECONNECT:-1}" != 0 ] && [ "$SERVER" = xmppd ]; then
 	case $BUILD in /*) b=$BUILD ;; *) b=$PWD/$BUILD ;; esac
 	XMPPD_BIN=$b/xmppd XMPPCTL_BIN=$b/xmppctl \
 	    /usr/bin/python3 "$(dirname "$0")/reconnect.py" || status=1
+fi
+# XEP-0363 upload over HTTPS (tests/bench/upload.sh, ~1.5 min): N
+# parallel PUTs and GETs with MiB/s and server CPU per MiB, and paced chat
+# p99 alone and while uploads run; BENCH_UPLOAD=0 skips it.
+if [ "$UPLOAD" != 0 ] && [ "$SERVER" = xmppd ]; then
+	echo
+	BUILD=$BUILD sh "$HERE/upload.sh" || status=1
 fi
 [ $status -eq 0 ] || echo "bench: some runs had failures, see above" >&2
 exit $status
