@@ -401,10 +401,14 @@ def test_logins_while_address_floods(server_factory):
                     o.close()
                 # /proc is read while the daemon works: between accepting
                 # a connection and closing the one it replaces it holds
-                # both for microseconds; a second look tells that apart
-                # from a 17th stream really kept open.
+                # both for microseconds (longer on a loaded machine); a
+                # few more looks tell that apart from a 17th stream
+                # really kept open.
                 n = held()
-                if n > CAP:
+                for _ in range(3):
+                    if n <= CAP:
+                        break
+                    time.sleep(0.002)
                     n = held()
                 state['most'] = max(state['most'], n)
                 stop.wait(0.005)
