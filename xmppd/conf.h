@@ -59,6 +59,9 @@ struct conf_host {
 	char *websocket_url;    /* "websocket-url": the public ws:// or
 	                           wss:// URL host-meta announces (XEP-0156),
 	                           NULL: derived from the request */
+	char *bosh_url;         /* "bosh-url": the public http(s):// URL
+	                           of /http-bind host-meta announces,
+	                           NULL: derived from the request */
 	/* "upload off" | "upload on" | "upload DOMAIN": the XEP-0363
 	 * service, nameprepped; "upload.NAME" when the block says nothing,
 	 * NULL for "upload off".  It runs only with "upload-url". */
@@ -245,6 +248,9 @@ struct conf {
 	int websocket;               /* "websocket on|off": GET
 	                                /xmpp-websocket on the http(s)
 	                                listeners (RFC 7395), off */
+	int bosh;                    /* "bosh on|off": POST /http-bind on
+	                                the http(s) listeners (XEP-0124,
+	                                XEP-0206), off */
 	char **websocket_origins;    /* "websocket-origin", repeatable: the
 	                                Origin values allowed; none: any */
 	size_t nwebsocket_origins;
