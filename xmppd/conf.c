@@ -254,6 +254,8 @@ static const struct option limit_options[] = {
         0},
     {"idle-timeout", set_duration, LIMIT_FIELD(idle_timeout), 0, 7 * 86400, 0,
         0},
+    {"bosh-inactivity", set_duration, LIMIT_FIELD(bosh_inactivity), 1, 3600,
+        0, 0},
     {"max-connections", set_uint, LIMIT_FIELD(max_connections), 0, 10000000, 0,
         0},
     {"roster-size", set_uint, LIMIT_FIELD(roster_size), 1, 100000, 0, 0},
@@ -1823,6 +1825,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.upload_expiry = 30 * 86400;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
+	c->limits.bosh_inactivity = 60;
 	c->limits.http_headers = 64;
 	c->limits.http_header_size = 16384;
 	c->software_version = SOFTWARE_VERSION_NO_OS;

@@ -4,9 +4,11 @@ session creation and its attributes, SCRAM over http:// and PLAIN over
 https://, the restart after SASL, bind, messages both ways with a c2s
 user (a held request answered when the message arrives), the rid window
 (a repeated rid answered again, one far ahead ends the session), a bad
-sid, terminate, CORS preflight, and GET refused."""
+sid, terminate, inactivity, CORS preflight, GET refused, and host-meta
+listing the BOSH URL (configured, or derived from the request)."""
 
 import http.client
+import json
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -19,18 +21,32 @@ from xmpp_raw import NS_BIND, NS_CLIENT, NS_STREAM, q
 
 NS_HTTPBIND = 'http://jabber.org/protocol/httpbind'
 NS_XBOSH = 'urn:xmpp:xbosh'
+XRD = '{http://docs.oasis-open.org/ns/xri/xrd-1.0}'
+REL_BOSH = 'urn:xmpp:alt-connections:xbosh'
+REL_WS = 'urn:xmpp:alt-connections:websocket'
+BOSH_URL = 'https://xmpp.example/http-bind'
+INACTIVITY = 2
 
 
 class BoshServer(Server):
     def __init__(self, certificate, **kw):
+        kw.setdefault('limits', {})
+        kw['limits']['bosh-inactivity'] = INACTIVITY
         super().__init__(certificate, **kw)
         self.http_port = self.https_port = None
 
+    bosh_url = None
+
     def config_text(self):
-        return super().config_text() + '\n'.join([
+        text = super().config_text()
+        if self.bosh_url:
+            text = text.replace('host "localhost" {',
+                                'host "localhost" {\n\tbosh-url "%s"'
+                                % self.bosh_url, 1)
+        return text + '\n'.join([
             'listen http %d address 127.0.0.1' % self.http_port,
             'listen https %d address 127.0.0.1' % self.https_port,
-            'bosh on', '']) + '\n'
+            'bosh on', 'websocket off', '']) + '\n'
 
     def start(self, create_users=True):
         self.http_port, self.https_port = free_ports(2)
@@ -268,5 +284,60 @@ def test_cors_preflight_and_get_refused(server):
 
 
 def test_malformed_body_is_bad_request(server):
-    st, h, data = post(server, b'<body xmlns="x"')
-    assert st == 400
+    for body in (b'<body xmlns="x"', b"<body xmlns='%s'/>" % (
+            NS_HTTPBIND.encode())):
+        st, h, data = post(server, body)
+        assert st == 200
+        b = ET.fromstring(data)
+        assert b.get('type') == 'terminate'
+        assert b.get('condition') == 'bad-request'
+
+
+def test_unknown_host(server):
+    st, h, data = post(server, (
+        "<body xmlns='%s' rid='1' to='elsewhere.example' wait='5' "
+        "hold='1'/>" % NS_HTTPBIND).encode())
+    assert ET.fromstring(data).get('condition') == 'host-unknown'
+
+
+def test_inactive_session_ends(server):
+    c = login(server, resource='idle')
+    assert c.created.get('inactivity') == str(INACTIVITY)
+    listed = server.ctl('sessions')
+    assert 'alice@localhost/idle' in listed.stdout
+    time.sleep(INACTIVITY + 1.5)
+    b = ET.fromstring(c.request())
+    assert b.get('type') == 'terminate'
+    assert b.get('condition') == 'item-not-found'
+    assert 'alice@localhost/idle' not in server.ctl('sessions').stdout
+
+
+def http_get(port, path):
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
+    c.request('GET', path, headers={'Host': 'localhost'})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def test_host_meta_lists_the_bosh_url_from_the_request(server):
+    st, data = http_get(server.http_port, '/.well-known/host-meta')
+    assert st == 200
+    links = [(l.get('rel'), l.get('href'))
+             for l in ET.fromstring(data).iter(XRD + 'Link')]
+    # websocket off: only BOSH, at the scheme and Host of the request.
+    assert links == [(REL_BOSH, 'http://localhost/http-bind')]
+
+
+def test_host_meta_lists_the_configured_bosh_url(certificate):
+    srv = BoshServer(certificate)
+    srv.bosh_url = BOSH_URL
+    srv.start()
+    try:
+        st, data = http_get(srv.http_port, '/.well-known/host-meta.json')
+        assert st == 200
+        assert json.loads(data)['links'] == [
+            {'rel': REL_BOSH, 'href': BOSH_URL}]
+    finally:
+        srv.stop()

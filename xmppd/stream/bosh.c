@@ -34,7 +34,6 @@
 #define BOSH_REQUESTS 2         /* XEP-0124 §7.1 'requests' */
 #define BOSH_HOLD 1
 #define BOSH_WAIT_MAX 60
-#define BOSH_INACTIVITY 60
 #define BOSH_POLLING 2
 #define BOSH_MAXPAUSE 120
 #define BOSH_RESENT 4           /* responses kept for retransmission */
@@ -180,8 +179,8 @@ answer_oldest(struct bosh *s, int terminate)
 		buf_adds(&b, num);
 		snprintf(num, sizeof(num), " polling='%d'", BOSH_POLLING);
 		buf_adds(&b, num);
-		snprintf(num, sizeof(num), " inactivity='%d'",
-		    BOSH_INACTIVITY);
+		snprintf(num, sizeof(num), " inactivity='%u'",
+		    xmppd_conf->limits.bosh_inactivity);
 		buf_adds(&b, num);
 		snprintf(num, sizeof(num), " maxpause='%d'", BOSH_MAXPAUSE);
 		buf_adds(&b, num);
@@ -316,10 +315,10 @@ timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 	while (s->nheld > 0 && s->held[0].until <= now)
 		answer_oldest(s, 0);
-	if (s->nheld == 0 && now >= s->last_activity + BOSH_INACTIVITY &&
-	    s->vc != NULL) {
-		log_info("bosh %s: inactive for %d s", s->sid,
-		    BOSH_INACTIVITY);
+	if (s->nheld == 0 && now >= s->last_activity +
+	    xmppd_conf->limits.bosh_inactivity && s->vc != NULL) {
+		log_info("bosh %s: inactive for %u s", s->sid,
+		    xmppd_conf->limits.bosh_inactivity);
 		conn_kill(s->vc, "BOSH inactivity");
 		return;
 	}
@@ -331,7 +330,7 @@ rearm(struct bosh *s)
 {
 	double now = mono_now(xmppd_loop);
 	double at = s->nheld > 0 ? s->held[0].until :
-	    s->last_activity + BOSH_INACTIVITY;
+	    s->last_activity + xmppd_conf->limits.bosh_inactivity;
 
 	ev_timer_stop(xmppd_loop, &s->timer);
 	ev_timer_set(&s->timer, at > now ? at - now : 0.001, 0.);
@@ -441,12 +440,9 @@ create_session(struct http_request *r, const struct xel *body, uint64_t rid)
 	    r->listen_port);
 	s->vc = vc;
 	if (c2s_bosh_attach(vc, r->client_ip, r->tls) == NULL) {
-		conn_kill(vc, "refused");
-		vc->upper = NULL;
+		/* Banned (c2s logged it); vc_gone frees s. */
 		respond_terminate(r, "policy-violation");
-		s->vc = NULL;
-		free(s->host);
-		free(s);
+		conn_kill(vc, "refused");
 		return;
 	}
 	s->next = sessions;
@@ -480,7 +476,7 @@ route(struct http_request *r, void *arg)
 	if (body == NULL || !xel_is(body, "body", NS_HTTPBIND) ||
 	    (rids = xel_attr(body, "rid")) == NULL ||
 	    (rid = strtoull(rids, &end, 10), *end != '\0' || end == rids)) {
-		http_respond_status(r, 400);
+		respond_terminate(r, "bad-request");
 		if (body != NULL)
 			arena_free(body->arena);
 		return;

@@ -5,7 +5,7 @@
 #ifndef XMPPD_BOSH_H
 #define XMPPD_BOSH_H
 
-#define BOSH_PATH "/http-bind"
+#include "net/http.h"         /* BOSH_PATH */
 
 struct conf;
 
