@@ -175,9 +175,6 @@ struct conf_limits {
 	                                keep-alive connection between
 	                                requests, or a body that stalls */
 	unsigned http_headers;       /* "http-headers", 64 fields at most */
-	unsigned bosh_inactivity;    /* "bosh-inactivity", s, 60: a BOSH
-	                                session with no request held ends
-	                                (XEP-0124 'inactivity') */
 	size_t http_header_size;     /* "http-header-size", 16384: request
 	                                line and fields, bytes (431) */
 	size_t upload_file_size;     /* "upload-file-size", 10 MiB: largest
@@ -187,6 +184,9 @@ struct conf_limits {
 	                                files together; 0 = no limit */
 	unsigned upload_files_per_day; /* "upload-files-per-day", 100 slots
 	                                per user in 24 hours; 0 = no limit */
+	unsigned bosh_inactivity;    /* "bosh-inactivity", s, 60: a BOSH
+	                                session with no request held ends
+	                                (XEP-0124 'inactivity') */
 	size_t upload_disk;          /* "upload-disk", 10 GiB: every file
 	                                together; 0 = no limit */
 	unsigned upload_expiry;      /* "upload-expiry", s, 30 days: files
