@@ -312,6 +312,33 @@ def test_inactive_session_ends(server):
     assert 'alice@localhost/idle' not in server.ctl('sessions').stdout
 
 
+def test_pause_answers_held_and_extends_inactivity(server):
+    c = login(server, resource='paused')
+    maxpause = int(c.created.get('maxpause'))
+    got = {}
+
+    def poll():
+        got['data'] = c.request()
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    c.request(attrs=" pause='%d'" % (INACTIVITY + 3))
+    t.join(2)
+    assert not t.is_alive()
+    # Past bosh-inactivity, within the pause: the session is there.
+    time.sleep(INACTIVITY + 1)
+    b = ET.fromstring(c.request("<iq xmlns='jabber:client' type='get' "
+                                "id='p1'><ping xmlns='urn:xmpp:ping'/>"
+                                "</iq>"))
+    assert b.get('type') is None
+    assert b.find(q(NS_CLIENT, 'iq')).get('id') == 'p1'
+    # A pause over maxpause ends the session.
+    b = ET.fromstring(c.request(attrs=" pause='%d'" % (maxpause + 1)))
+    assert b.get('type') == 'terminate'
+    assert b.get('condition') == 'policy-violation'
+
+
 def http_get(port, path):
     c = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
     c.request('GET', path, headers={'Host': 'localhost'})

@@ -73,6 +73,9 @@ struct bosh {
 	double wait;
 	double last_activity;
 	int creating;                   /* the creation response is due */
+	unsigned pause;                 /* s of inactivity allowed after a
+	                                   pause request (XEP-0124 §12), 0:
+	                                   the configured inactivity */
 	ev_timer timer;
 	struct bosh *next;
 };
@@ -304,6 +307,12 @@ static const struct conn_virtual_ops bosh_vops = {
 	.gone = vc_gone,
 };
 
+static unsigned
+inactivity(const struct bosh *s)
+{
+	return s->pause > 0 ? s->pause : xmppd_conf->limits.bosh_inactivity;
+}
+
 /* Held requests past their wait get an empty body; a session with none
  * held for inactivity seconds ends (XEP-0124 §7.1). */
 static void
@@ -312,13 +321,13 @@ timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 	struct bosh *s = (struct bosh *)((char *)w -
 	    offsetof(struct bosh, timer));
 	double now = mono_now(l);
+	unsigned limit = inactivity(s);
 
 	while (s->nheld > 0 && s->held[0].until <= now)
 		answer_oldest(s, 0);
-	if (s->nheld == 0 && now >= s->last_activity +
-	    xmppd_conf->limits.bosh_inactivity && s->vc != NULL) {
-		log_info("bosh %s: inactive for %u s", s->sid,
-		    xmppd_conf->limits.bosh_inactivity);
+	if (s->nheld == 0 && now >= s->last_activity + limit &&
+	    s->vc != NULL) {
+		log_info("bosh %s: inactive for %u s", s->sid, limit);
 		conn_kill(s->vc, "BOSH inactivity");
 		return;
 	}
@@ -330,7 +339,7 @@ rearm(struct bosh *s)
 {
 	double now = mono_now(xmppd_loop);
 	double at = s->nheld > 0 ? s->held[0].until :
-	    s->last_activity + xmppd_conf->limits.bosh_inactivity;
+	    s->last_activity + inactivity(s);
 
 	ev_timer_stop(xmppd_loop, &s->timer);
 	ev_timer_set(&s->timer, at > now ? at - now : 0.001, 0.);
@@ -361,6 +370,7 @@ hold(struct bosh *s, struct http_request *r, uint64_t rid)
 	s->held[s->nheld].rid = rid;
 	s->held[s->nheld].until = mono_now(xmppd_loop) + s->wait;
 	s->nheld++;
+	s->pause = 0;
 	http_hold(r, held_abort, s);
 	s->last_activity = mono_now(xmppd_loop);
 	rearm(s);
@@ -512,6 +522,29 @@ route(struct http_request *r, void *arg)
 		return;
 	}
 	payload_of(body, &payload);
+	if (rid == s->rid + 1 && (rids = xel_attr(body, "pause")) != NULL) {
+		unsigned long pause = strtoul(rids, &end, 10);
+
+		/* XEP-0124 §12: every held request is answered; a pause
+		 * longer than maxpause is a policy violation. */
+		if (*end != '\0' || pause == 0 || pause > BOSH_MAXPAUSE) {
+			respond_terminate(r, "policy-violation");
+			conn_kill(s->vc, "BOSH pause over maxpause");
+			buf_free(&payload);
+			arena_free(body->arena);
+			return;
+		}
+		hold(s, r, rid);
+		process(s, rid, buf_head(&payload), buf_avail(&payload), 0,
+		    0);
+		while (s->nheld > 0)
+			answer_oldest(s, 0);
+		s->pause = (unsigned)pause;
+		rearm(s);
+		buf_free(&payload);
+		arena_free(body->arena);
+		return;
+	}
 	{
 		const char *restart = xel_attr_ns(body, NS_XBOSH, "restart");
 		const char *type = xel_attr(body, "type");
