@@ -240,20 +240,28 @@ def test_repeated_rid_gets_the_same_response(server):
 
 
 def test_out_of_order_request_is_buffered(server):
-    c = BoshClient(server, wait=1)
+    c = login(server, resource='order')
     got = {}
 
     def later():
         got['data'] = c.request(
-            "<iq xmlns='jabber:client' type='get' id='late'/>",
-            rid=c.rid + 2)
+            "<iq xmlns='jabber:client' type='get' id='second'>"
+            "<ping xmlns='urn:xmpp:ping'/></iq>", rid=c.rid + 2)
     t = threading.Thread(target=later)
     t.start()
     time.sleep(0.3)
-    c.request(rid=c.rid + 1)
+    # rid+2 waits for rid+1; then both are processed in rid order.
+    first = c.request("<iq xmlns='jabber:client' type='get' id='first'>"
+                      "<ping xmlns='urn:xmpp:ping'/></iq>", rid=c.rid + 1)
     t.join(5)
     c.rid += 2
     assert not t.is_alive()
+    ids = [el.get('id') for data in (got['data'], first)
+           for el in ET.fromstring(data).iter(q(NS_CLIENT, 'iq'))]
+    if len(ids) < 2:
+        ids += [el.get('id') for el in ET.fromstring(c.request()).iter(
+            q(NS_CLIENT, 'iq'))]
+    assert ids == ['first', 'second']
 
 
 def test_bad_sid_and_rid_far_ahead(server):
