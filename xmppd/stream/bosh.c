@@ -216,6 +216,15 @@ feed(struct bosh *s, const char *data, size_t len)
 	if (s->vc == NULL || s->vc->state != CONN_OPEN)
 		return;
 	if (s->vc->paused || buf_avail(&s->in) > 0) {
+		/* c2s stopped reading (a SASL round trip, the rate
+		 * limits): kept, as a socket would keep it, up to a bound. */
+		if (buf_avail(&s->in) + len >
+		    4 * xmppd_conf->limits.stanza_size) {
+			log_info("bosh %s: input over the limit while the "
+			    "stream waits", s->sid);
+			conn_kill(s->vc, "BOSH input over the limit");
+			return;
+		}
 		buf_add(&s->in, data, len);
 		return;
 	}
