@@ -170,6 +170,8 @@ static int handle_metrics(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_websocket_origin(
     struct parser *, const struct option *, void *, const struct line *);
+static int set_bosh_url(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
 static int set_websocket_url(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_listener(
@@ -209,6 +211,7 @@ static const struct option top_options[] = {
     {"http-trusted-proxy", handle_trusted_proxy, 0, 0, 0, 0, 1},
     {"metrics", handle_metrics, 0, 0, 0, 1, 0},
     {"websocket", set_on_off, CONF_FIELD(websocket), 0, 0, 0, 0},
+    {"bosh", set_on_off, CONF_FIELD(bosh), 0, 0, 0, 0},
     {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
@@ -251,6 +254,8 @@ static const struct option limit_options[] = {
         0},
     {"idle-timeout", set_duration, LIMIT_FIELD(idle_timeout), 0, 7 * 86400, 0,
         0},
+    {"bosh-inactivity", set_duration, LIMIT_FIELD(bosh_inactivity), 1, 3600,
+        0, 0},
     {"max-connections", set_uint, LIMIT_FIELD(max_connections), 0, 10000000, 0,
         0},
     {"roster-size", set_uint, LIMIT_FIELD(roster_size), 1, 100000, 0, 0},
@@ -328,6 +333,7 @@ static const struct option host_options[] = {
     {"muc", handle_muc, 0, 0, 0, 0, 1},
     {"websocket-url", set_websocket_url, HOST_FIELD(websocket_url), 0, 0, 0,
         0},
+    {"bosh-url", set_bosh_url, HOST_FIELD(bosh_url), 0, 0, 0, 0},
     {"upload", handle_upload, 0, 0, 0, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
@@ -1389,6 +1395,22 @@ set_websocket_url(struct parser *ps, const struct option *o, void *base,
 	return set_string(ps, o, base, ln);
 }
 
+/* "bosh-url URL" in a host block (XEP-0156). */
+static int
+set_bosh_url(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const schemes[] = {"https", "http", NULL};
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (!url_valid(ln->argv[1], schemes, 1))
+		return parse_error(ps, ln->number, "invalid URL '%s' for "
+		    "'bosh-url' (expected https://HOST[:PORT]/PATH)",
+		    ln->argv[1]);
+	return set_string(ps, o, base, ln);
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -1803,6 +1825,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.upload_expiry = 30 * 86400;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
+	c->limits.bosh_inactivity = 60;
 	c->limits.http_headers = 64;
 	c->limits.http_header_size = 16384;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
@@ -1985,6 +2008,7 @@ conf_free(struct conf *c)
 			free(c->hosts[i].muc[k]);
 		free(c->hosts[i].muc);
 		free(c->hosts[i].websocket_url);
+		free(c->hosts[i].bosh_url);
 		free(c->hosts[i].upload);
 	}
 	free(c->hosts);

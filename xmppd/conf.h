@@ -59,6 +59,9 @@ struct conf_host {
 	char *websocket_url;    /* "websocket-url": the public ws:// or
 	                           wss:// URL host-meta announces (XEP-0156),
 	                           NULL: derived from the request */
+	char *bosh_url;         /* "bosh-url": the public http(s):// URL
+	                           of /http-bind host-meta announces,
+	                           NULL: derived from the request */
 	/* "upload off" | "upload on" | "upload DOMAIN": the XEP-0363
 	 * service, nameprepped; "upload.NAME" when the block says nothing,
 	 * NULL for "upload off".  It runs only with "upload-url". */
@@ -181,6 +184,9 @@ struct conf_limits {
 	                                files together; 0 = no limit */
 	unsigned upload_files_per_day; /* "upload-files-per-day", 100 slots
 	                                per user in 24 hours; 0 = no limit */
+	unsigned bosh_inactivity;    /* "bosh-inactivity", s, 60: a BOSH
+	                                session with no request held ends
+	                                (XEP-0124 'inactivity') */
 	size_t upload_disk;          /* "upload-disk", 10 GiB: every file
 	                                together; 0 = no limit */
 	unsigned upload_expiry;      /* "upload-expiry", s, 30 days: files
@@ -245,6 +251,9 @@ struct conf {
 	int websocket;               /* "websocket on|off": GET
 	                                /xmpp-websocket on the http(s)
 	                                listeners (RFC 7395), off */
+	int bosh;                    /* "bosh on|off": POST /http-bind on
+	                                the http(s) listeners (XEP-0124,
+	                                XEP-0206), off */
 	char **websocket_origins;    /* "websocket-origin", repeatable: the
 	                                Origin values allowed; none: any */
 	size_t nwebsocket_origins;

@@ -16,6 +16,7 @@
 
 #include <ev.h>
 
+#include "stream/bosh.h"
 #include "stream/c2s.h"
 #include "conf.h"
 #include "net/conn.h"
@@ -106,6 +107,7 @@ reload(void)
 	http_set_conf(nc);
 	metrics_set_conf(nc);
 	c2s_websocket_set_conf(nc);
+	bosh_set_conf(nc);
 	hostmeta_set_conf(nc);
 	upload_http_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
@@ -325,6 +327,7 @@ main(int argc, char **argv)
 	modules_init();
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);
+	bosh_set_conf(xmppd_conf);
 	hostmeta_set_conf(xmppd_conf);
 	upload_http_set_conf(xmppd_conf);
 

@@ -931,6 +931,34 @@ test_websocket(void)
 	    "(expected on or off)");
 }
 
+/* bosh, limits bosh-inactivity, a host's bosh-url. */
+static void
+test_bosh(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && !c->bosh && c->hosts[0].bosh_url == NULL &&
+	    c->limits.bosh_inactivity == 60);
+	conf_free(c);
+	c = parse("listen http 5280\n"
+	    "bosh on\n"
+	    "limits {\n\tbosh-inactivity 2m\n}\n"
+	    "host example.org {\n\tcertificate c.pem\n\tkey k.pem\n"
+	    "\tbosh-url \"https://example.org/http-bind\"\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->bosh && c->limits.bosh_inactivity == 120);
+		CHECK_STR(c->hosts[0].bosh_url,
+		    "https://example.org/http-bind");
+	}
+	conf_free(c);
+	expect_error("listen c2s 5222\nhost example.org {\n"
+	    "\tcertificate c.pem\n\tkey k.pem\n"
+	    "\tbosh-url \"wss://example.org/ws\"\n}\n",
+	    "t.conf:5: invalid URL 'wss://example.org/ws' for "
+	    "'bosh-url' (expected https://HOST[:PORT]/PATH)");
+}
+
 int
 main(void)
 {
@@ -951,5 +979,6 @@ main(void)
 	test_missing_sections();
 	test_http();
 	test_websocket();
+	test_bosh();
 	return UNIT_DONE("conf");
 }

@@ -273,6 +273,12 @@ conn_kill(struct conn *c, const char *reason)
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
+	if (c->vops != NULL) {
+		buf_free(&c->out);
+		c->dead_next = dead_head;
+		dead_head = c;
+		return;
+	}
 	/* What TLS wrote last (a fatal alert saying why the handshake
 	 * failed) goes out if the socket takes it now; no waiting. */
 	if (buf_avail(&c->wire) > 0 &&
@@ -330,6 +336,11 @@ conn_resume(struct conn *c, enum conn_pause_reason why)
 	c->paused &= ~(unsigned)why;
 	if (c->paused)
 		return;
+	if (c->vops != NULL) {
+		if (c->state == CONN_OPEN)
+			c->vops->resumed(c, c->varg);
+		return;
+	}
 	if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
 		ev_io_start(loop, &c->rio);
 		/* TLS may hold decrypted bytes the socket won't signal. */
@@ -516,6 +527,10 @@ encrypt_out(struct conn *c)
 static void
 flush_one(struct conn *c)
 {
+	if (c->vops != NULL) {
+		c->vops->flush(c, c->varg);
+		return;
+	}
 	for (;;) {
 		if (c->ssl == NULL) {
 			if (!sock_flush(c, &c->out))
@@ -696,6 +711,30 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 		start_tls(c);
 	else
 		ev_io_start(loop, &c->rio);
+}
+
+struct conn *
+conn_new_virtual(const struct conn_handler *h,
+    const struct conn_virtual_ops *vops, void *varg, const char *ip,
+    const char *addr, enum listen_kind kind, int local_port)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->id = next_id++;
+	c->fd = -1;
+	c->h = h;
+	c->vops = vops;
+	c->varg = varg;
+	c->kind = kind;
+	c->local_port = local_port;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	netkey_of(ip, ipv4_prefix, ipv6_prefix, c->net, sizeof(c->net));
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->last_read = mono_now(loop);
+	ev_io_init(&c->rio, conn_read_cb, -1, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, -1, EV_WRITE);
+	ev_init(&c->timer, conn_timer_fired);
+	return c;
 }
 
 static void
@@ -879,6 +918,8 @@ reap(void)
 		struct conn *c = dead_head;
 
 		dead_head = c->dead_next;
+		if (c->vops != NULL)
+			c->vops->gone(c, c->varg);
 		if (c->upper)
 			c->h->on_close(c);
 		free(c);

@@ -97,6 +97,26 @@ struct conn {
 	                            "2001:db8:1:2::/64", or the address */
 	char addr[64];           /* "ip:port" for logs */
 	uint64_t bytes_in, bytes_out;
+	/* A virtual connection (conn_new_virtual) has no socket: fd is -1
+	 * and what is written to it waits in out for vops->flush. */
+	const struct conn_virtual_ops *vops;
+	void *varg;
+};
+
+/*
+ * A connection with no socket of its own, for a session that outlives
+ * the HTTP requests carrying it (BOSH): the upper layer (h, upper) sees
+ * it as any connection; the carrier (vops, varg) feeds it with h->on_data,
+ * takes what is written from out when flush runs (in the before-sleep
+ * hook, and once more when the connection starts closing), and is told
+ * when it is gone (before h->on_close).  Pausing only sets the bits;
+ * resume runs vops->resumed once nothing is left.  Timers work as for
+ * any connection.
+ */
+struct conn_virtual_ops {
+	void (*flush)(struct conn *c, void *varg);
+	void (*resumed)(struct conn *c, void *varg);
+	void (*gone)(struct conn *c, void *varg);
 };
 
 struct conn_stats {
@@ -117,6 +137,11 @@ int conn_listen(const struct conf *conf,
  * bytes it had read ahead. */
 void conn_set_handler(struct conn *c, const struct conn_handler *h,
     void *upper);
+/* A virtual connection for the peer ip ("ip:port" addr for logs); the
+ * caller sets c->upper.  It is not counted in the per-IP limits. */
+struct conn *conn_new_virtual(const struct conn_handler *h,
+    const struct conn_virtual_ops *vops, void *varg, const char *ip,
+    const char *addr, enum listen_kind kind, int local_port);
 /* Stop accepting (shutdown) and close listening sockets. */
 void conn_unlisten(void);
 /* Install the before-sleep hook that flushes output and reaps. */

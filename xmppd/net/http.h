@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Where BOSH (XEP-0206) is served: stream/bosh.c routes it,
+ * net/hostmeta.c announces it. */
+#define BOSH_PATH "/http-bind"
+
 struct conf;
 struct conn;
 struct conn_handler;

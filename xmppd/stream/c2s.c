@@ -77,6 +77,10 @@ struct c2s {
 	                               stream */
 	unsigned ws_elements;       /* elements of the message being fed */
 	int ws_priming;             /* feeding the implicit stream root */
+	int bosh;                   /* XEP-0206 framing over a virtual conn
+	                               (stream/bosh.c): the same implicit
+	                               root, <open/> fed by bosh.c for the
+	                               session's start and each restart */
 	enum c2s_state state;
 	int header_done;            /* a stream header was accepted (on_open),
 	                               on this stream or an earlier one */
@@ -183,6 +187,15 @@ static void c2s_stream_error(struct c2s *c, const char *cond,
 static const struct transport_ops c2s_transport_ops;
 static const struct transport_ops ws_transport_ops;
 static void ws_write(struct c2s *c, const char *data, size_t len);
+static const struct transport_ops bosh_transport_ops;
+
+/* Whether the stream is framed (WebSocket or BOSH): an implicit root,
+ * <open/> as the header, no STARTTLS. */
+static int
+framed(const struct c2s *c)
+{
+	return c->ws != NULL || c->bosh;
+}
 
 static void
 set_state(struct c2s *c, enum c2s_state st)
@@ -201,7 +214,7 @@ static struct c2s *
 of_transport(struct transport *t)
 {
 	return t != NULL && (t->ops == &c2s_transport_ops ||
-	    t->ops == &ws_transport_ops) ?
+	    t->ops == &ws_transport_ops || t->ops == &bosh_transport_ops) ?
 	    container_of(t, struct c2s, t) : NULL;
 }
 
@@ -216,7 +229,7 @@ c2s_count(void)
 static void
 out(struct c2s *c, const char *data, size_t len)
 {
-	if (c->ws != NULL)
+	if (framed(c))
 		ws_write(c, data, len);
 	else
 		conn_write(c->conn, data, len);
@@ -238,7 +251,10 @@ end_stream(struct c2s *c)
 {
 	static const char close_el[] = "<close xmlns='" NS_FRAMING "'/>";
 
-	if (c->ws != NULL) {
+	if (c->bosh) {
+		/* bosh.c answers with type='terminate' (XEP-0124 §13). */
+		conn_close(c->conn);
+	} else if (c->ws != NULL) {
 		websocket_send(c->ws, close_el, sizeof(close_el) - 1);
 		websocket_close(c->ws, WS_CLOSE_NORMAL);
 	} else {
@@ -305,6 +321,11 @@ send_header(struct c2s *c, const char *to)
 	struct buf *b = &out_buf;
 
 	random_hex(id, 8);
+	if (c->bosh) {
+		/* XEP-0206 §7: the session's <body/> stands for the header. */
+		c->header_sent = 1;
+		return;
+	}
 	buf_reset(b);
 	if (c->ws != NULL)      /* RFC 7395 §3.3.2 */
 		buf_adds(b, "<open xmlns='" NS_FRAMING "' version='1.0'"
@@ -428,7 +449,7 @@ new_parser(struct c2s *c)
 	c->header_sent = 0;
 	c->restart = 0;
 	set_state(c, C2S_WAIT_HEADER);
-	if (c->ws != NULL) {
+	if (framed(c)) {
 		/* The stream is implicit; each <open/> is a header. */
 		c->ws_priming = 1;
 		xml_stream_open_implicit(c->xs, NS_CLIENT);
@@ -539,7 +560,7 @@ send_features(struct c2s *c, const struct session *bound)
 		xel_add(f, "csi", NS_CSI);          /* XEP-0352 §2 */
 		hook_run_features(&c->t, f, 1);
 		add_stream_limits(c, f);
-	} else if (!c->t.tls && c->ws == NULL) {
+	} else if (!c->t.tls && !framed(c)) {
 		struct xel *st = xel_add(f, "starttls", NS_TLS);
 
 		/* RFC 6120 §5.3.1: with TLS required, <starttls/> is the
@@ -1925,9 +1946,9 @@ negotiate(struct c2s *c, struct xel *st)
 		return;
 	}
 	if (!c->t.authed && xel_is(st, "starttls", NS_TLS)) {
-		if (c->ws != NULL) {
+		if (framed(c)) {
 			c2s_stream_error(c, "policy-violation",
-			    "No STARTTLS over WebSocket");
+			    "No STARTTLS over WebSocket or BOSH");
 			return;
 		}
 		if (c->t.tls) {
@@ -2065,7 +2086,7 @@ on_stanza(void *ctx, struct xel *st)
 	int r;
 
 	bucket_take(c);
-	if (c->ws != NULL && (r = ws_element(c, st)) >= 0)
+	if (framed(c) && (r = ws_element(c, st)) >= 0)
 		return r;
 	if (xel_is(st, "error", NS_STREAMS)) {
 		on_peer_error(c, st);
@@ -2175,7 +2196,8 @@ on_tls(struct conn *conn)
  * more than one if a reload lowered the limit).
  */
 static struct c2s *
-c2s_new(struct conn *conn, struct ws *ws, const char *client_ip)
+c2s_new(struct conn *conn, struct ws *ws, const char *client_ip, int bosh,
+    int tls)
 {
 	const struct conf_limits *l = &xmppd_conf->limits;
 	unsigned limit = l->preauth_connections_per_ip;
@@ -2214,9 +2236,12 @@ c2s_new(struct conn *conn, struct ws *ws, const char *client_ip)
 	c->id = conn->id;
 	c->conn = conn;
 	c->ws = ws;
-	c->t.ops = ws != NULL ? &ws_transport_ops : &c2s_transport_ops;
-	/* A WebSocket arrives with its TLS (https) done, or none. */
-	c->t.tls = ws != NULL && conn->ssl != NULL;
+	c->bosh = bosh;
+	c->t.ops = bosh ? &bosh_transport_ops : ws != NULL ?
+	    &ws_transport_ops : &c2s_transport_ops;
+	/* A WebSocket arrives with its TLS (https) done, or none; a BOSH
+	 * session over the https listener it was created on. */
+	c->t.tls = bosh ? tls : ws != NULL && conn->ssl != NULL;
 	snprintf(c->client_ip, sizeof(c->client_ip), "%s", client_ip);
 	snprintf(c->client_net, sizeof(c->client_net), "%s", net);
 	c->t.id = conn->id;
@@ -2245,7 +2270,7 @@ c2s_new(struct conn *conn, struct ws *ws, const char *client_ip)
 static void *
 on_accept(struct conn *conn)
 {
-	return c2s_new(conn, NULL, NULL);
+	return c2s_new(conn, NULL, NULL, 0, 0);
 }
 
 static void
@@ -2463,6 +2488,16 @@ static const struct transport_ops c2s_transport_ops = {
 	.status = t_status,
 };
 
+static const struct transport_ops bosh_transport_ops = {
+	.kind = "bosh",
+	.send = t_send,
+	.send_raw = t_send_raw,
+	.hold = t_hold,
+	.release = t_release,
+	.end = t_end,
+	.status = t_status,
+};
+
 static const struct transport_ops ws_transport_ops = {
 	.kind = "websocket",
 	.send = t_send,
@@ -2581,7 +2616,10 @@ ws_write(struct c2s *c, const char *data, size_t len)
 		else if (!declares_default_ns(data + i, te))
 			buf_adds(&msg, " xmlns='" NS_CLIENT "'");
 		buf_add(&msg, data + i + name, n - name);
-		websocket_send(c->ws, buf_head(&msg), buf_avail(&msg));
+		if (c->bosh)
+			conn_write(c->conn, buf_head(&msg), buf_avail(&msg));
+		else
+			websocket_send(c->ws, buf_head(&msg), buf_avail(&msg));
 		i += n;
 	}
 	if (msg.cap > 65536)
@@ -2597,7 +2635,7 @@ ws_write(struct c2s *c, const char *data, size_t len)
 static int
 ws_element(struct c2s *c, struct xel *st)
 {
-	if (++c->ws_elements > 1)
+	if (++c->ws_elements > 1 && !c->bosh)
 		c2s_stream_error(c, "not-well-formed",
 		    "One element per WebSocket message (RFC 7395 3.3.3)");
 	else if (xel_is(st, "open", NS_FRAMING) &&
@@ -2639,7 +2677,7 @@ static void *
 ws_create(struct ws *ws, struct conn *conn, struct http_request *r,
     void *arg)
 {
-	struct c2s *c = c2s_new(conn, ws, r->client_ip);
+	struct c2s *c = c2s_new(conn, ws, r->client_ip, 0, 0);
 
 	if (c == NULL)
 		http_respond_status(r, 403);    /* banned: c2s_new logged */
@@ -2711,4 +2749,20 @@ c2s_websocket_set_conf(const struct conf *conf)
 		http_route_remove(WS_XMPP_PATH);
 		routed = 0;
 	}
+}
+
+/*
+ * BOSH (XEP-0206): stream/bosh.c made conn, a virtual connection whose
+ * handler is c2s_conn_handler; the stream is framed as over WebSocket
+ * (several elements may come in one body).  NULL if the client's
+ * network is banned.
+ */
+void *
+c2s_bosh_attach(struct conn *conn, const char *client_ip, int tls)
+{
+	struct c2s *c = c2s_new(conn, NULL, client_ip, 1, tls);
+
+	if (c != NULL)
+		conn->upper = c;
+	return c;
 }

@@ -24,4 +24,11 @@ size_t c2s_count(void);
  * streams over WebSocket while "websocket on". */
 void c2s_websocket_set_conf(const struct conf *conf);
 
+struct conn;
+/* A BOSH session's stream on the virtual connection conn (whose handler
+ * is c2s_conn_handler): sets conn->upper; NULL if the client's network
+ * is banned.  The carrier feeds <open/> (RFC 7395 framing) to start and
+ * restart the stream, then the elements of each body. */
+void *c2s_bosh_attach(struct conn *conn, const char *client_ip, int tls);
+
 #endif
