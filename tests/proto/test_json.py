@@ -30,7 +30,8 @@ SESSIONS = {'sid': 'int', 'jid': 'str', 'ip': 'str', 'tls': 'str',
             'cipher': 'str', 'client': 'str', 'show': 'str', 'status': 'str',
             'priority': 'int', 'since': 'time', 'idle': 'int',
             'stanzas_in': 'int', 'stanzas_out': 'int', 'sm': 'str',
-            'sm_unacked': 'int', 'csi': 'str', 'auth': 'str'}
+            'sm_unacked': 'int', 'csi': 'str', 'auth': 'str',
+            'transport': 'str'}
 ROSTER = {'jid': 'str', 'name': 'str', 'subscription': 'str', 'ask': 'str',
           'pending_in': 'bool', 'groups': 'list', 'presence': 'str'}
 USER_SHOW = {'jid': 'str', 'created': 'time', 'sessions': 'int',

@@ -150,6 +150,7 @@ sm_session_info(const struct session *s, struct sm_session_info *info)
 	info->sm_unacked = smacks_unacked(s);
 	info->csi = csi_state(s);
 	info->auth = s->auth;
+	info->transport = s->t != NULL ? s->t->ops->kind : "";
 }
 
 struct session *
