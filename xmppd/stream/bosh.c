@@ -410,6 +410,27 @@ payload_of(struct xel *body, struct buf *b)
 			xel_serialize(e, b, "");
 }
 
+/* Where an early request waits: a free slot, or NULL when one with the
+ * same rid waits already (a retransmission: the first is processed once,
+ * in its turn, and the held request is answered as any).  The window
+ * (BOSH_REQUESTS) leaves at most BOSH_REQUESTS - 1 rids ahead, so a free
+ * slot exists otherwise. */
+static struct pending *
+pending_slot(struct bosh *s, uint64_t rid)
+{
+	struct pending *free_slot = NULL;
+
+	for (size_t i = 0; i < BOSH_REQUESTS; i++) {
+		struct pending *p = &s->pend[i];
+
+		if (p->payload != NULL && p->rid == rid)
+			return NULL;
+		if (p->payload == NULL && free_slot == NULL)
+			free_slot = p;
+	}
+	return free_slot;
+}
+
 /* Process one request in rid order. */
 static void
 process(struct bosh *s, uint64_t rid, const char *payload, size_t len,
@@ -581,11 +602,9 @@ route(struct http_request *r, void *arg)
 				}
 			}
 		} else {
-			for (size_t i = 0; i < BOSH_REQUESTS; i++) {
-				struct pending *p = &s->pend[i];
+			struct pending *p = pending_slot(s, rid);
 
-				if (p->payload != NULL)
-					continue;
+			if (p != NULL) {
 				p->rid = rid;
 				p->req = r->id;
 				p->len = buf_avail(&payload);
@@ -593,7 +612,6 @@ route(struct http_request *r, void *arg)
 				memcpy(p->payload, buf_head(&payload), p->len);
 				p->restart = rs;
 				p->terminate = tm;
-				break;
 			}
 		}
 	}
