@@ -318,7 +318,7 @@ def test_bad_sid_and_rid_far_ahead(server):
     assert b.get('condition') == 'item-not-found'
 
 
-def test_cors_preflight_and_get_refused(server):
+def test_cors_preflight_and_get_page(server):
     st, h, _ = post(server, b'', method='OPTIONS',
                     headers={'Origin': 'https://web.example',
                              'Access-Control-Request-Method': 'POST'})
@@ -326,7 +326,17 @@ def test_cors_preflight_and_get_refused(server):
     assert h['access-control-allow-origin'] == '*'
     assert 'POST' in h['access-control-allow-methods']
     assert 'content-type' in h['access-control-allow-headers'].lower()
-    st, h, _ = post(server, None, method='GET')
+    # GET and HEAD: a page saying what the URL is for, with CORS (the
+    # Conversations compliance tester sends HEAD to the host-meta BOSH
+    # link and wants Access-Control-Allow-Origin: *); other methods 405.
+    st, h, body = post(server, None, method='GET')
+    assert st == 200 and b'BOSH' in body
+    assert h['access-control-allow-origin'] == '*'
+    assert h['content-type'].startswith('text/html')
+    st, h, body = post(server, None, method='HEAD')
+    assert st == 200 and body == b''
+    assert h['access-control-allow-origin'] == '*'
+    st, h, _ = post(server, b'x', method='PUT')
     assert st == 405
 
 

@@ -110,7 +110,8 @@ static void
 cors(struct http_request *r)
 {
 	http_add_header(r, "Access-Control-Allow-Origin", "*");
-	http_add_header(r, "Access-Control-Allow-Methods", "POST, OPTIONS");
+	http_add_header(r, "Access-Control-Allow-Methods",
+	    "GET, HEAD, POST, OPTIONS");
 	http_add_header(r, "Access-Control-Allow-Headers", "Content-Type");
 	http_add_header(r, "Access-Control-Max-Age", "86400");
 }
@@ -512,6 +513,21 @@ route(struct http_request *r, void *arg)
 		http_respond(r, 204, NULL, NULL, 0);
 		return;
 	}
+	if (r->method_bit != HTTP_M_POST) {
+		/* GET, HEAD: a person with a browser, a checker following
+		 * host-meta; what Prosody and ejabberd answer too. */
+		static const char page[] =
+		    "<!DOCTYPE html>\n<html><head><title>XMPP over BOSH"
+		    "</title></head><body><p>This is the BOSH endpoint "
+		    "(XEP-0124, XEP-0206) of this server: point a web XMPP "
+		    "client at this URL.</p></body></html>\n";
+
+		cors(r);
+		http_add_header(r, "X-Content-Type-Options", "nosniff");
+		http_respond(r, 200, "text/html; charset=utf-8", page,
+		    sizeof(page) - 1);
+		return;
+	}
 	body = xml_parse_element(r->body, r->body_len, NS_HTTPBIND, &lim);
 	if (body == NULL || !xel_is(body, "body", NS_HTTPBIND) ||
 	    (rids = xel_attr(body, "rid")) == NULL ||
@@ -625,8 +641,9 @@ bosh_set_conf(const struct conf *conf)
 	static int routed;
 
 	if (conf->bosh && !routed) {
-		if (http_route_add(BOSH_PATH, HTTP_M_POST | HTTP_M_OPTIONS,
-			conf->limits.stanza_size + 4096, route, NULL) == -1)
+		if (http_route_add(BOSH_PATH, HTTP_M_POST | HTTP_M_OPTIONS |
+			HTTP_M_GET, conf->limits.stanza_size + 4096, route,
+			NULL) == -1)
 			log_warnx("bosh: cannot route %s", BOSH_PATH);
 		else
 			routed = 1;

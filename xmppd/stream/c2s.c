@@ -2719,10 +2719,19 @@ static const struct ws_upper c2s_ws_upper = {
 	.on_close = ws_closed,
 };
 
-/* GET /xmpp-websocket (RFC 7395 §3.1: the "xmpp" subprotocol). */
+/* GET /xmpp-websocket (RFC 7395 §3.1: the "xmpp" subprotocol).  A GET
+ * without a WebSocket key is no handshake at all (a person with a browser,
+ * a proxy's health check, a XEP-0156 checker following host-meta): it gets
+ * a short page saying what the URL is for, as Prosody and ejabberd answer.
+ * A handshake that is wrong otherwise is refused by websocket_upgrade. */
 static void
 ws_route(struct http_request *r, void *arg)
 {
+	static const char page[] =
+	    "<!DOCTYPE html>\n<html><head><title>XMPP over WebSocket</title>"
+	    "</head><body><p>This is the XMPP over WebSocket endpoint "
+	    "(RFC 7395) of this server: point a web XMPP client at this "
+	    "URL.</p></body></html>\n";
 	const struct conf *conf = xmppd_conf;
 	struct ws_accept_rules rules = {
 		.protocol = "xmpp",
@@ -2731,6 +2740,13 @@ ws_route(struct http_request *r, void *arg)
 		.max_message = conf->limits.stanza_size,
 	};
 
+	if (http_header(r, "Sec-WebSocket-Key") == NULL) {
+		http_add_header(r, "Access-Control-Allow-Origin", "*");
+		http_add_header(r, "X-Content-Type-Options", "nosniff");
+		http_respond(r, 200, "text/html; charset=utf-8", page,
+		    sizeof(page) - 1);
+		return;
+	}
 	websocket_upgrade(r, &rules, &c2s_ws_upper, ws_create, NULL);
 }
 
