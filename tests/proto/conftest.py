@@ -139,12 +139,11 @@ class Server:
         """Start the daemon (new ports each time), wait for the c2s port to
         accept, create the users."""
         assert self.proc is None or self.proc.poll() is not None
-        self.c2s_port, self.tls_port = free_ports(2)
-        self.conf.write_text(self.config_text())
+        argv = self.prepare()
         self._stderr = open(self.stderr_path, 'ab')
-        self._stderr.write(b'--- xmppd -d -f %s\n' % str(self.conf).encode())
+        self._stderr.write(b'--- %s\n' % ' '.join(argv).encode())
         self._stderr.flush()
-        self.proc = subprocess.Popen([XMPPD_BIN, '-d', '-f', str(self.conf)],
+        self.proc = subprocess.Popen(argv,
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._stderr,
                                      stderr=self._stderr, cwd=self.dir)
@@ -160,6 +159,12 @@ class Server:
                     % (jid, r.returncode, r.stdout, r.stderr,
                        self.stderr_tail()))
         return self
+
+    def prepare(self):
+        """Choose the ports, write the configuration; the command line."""
+        self.c2s_port, self.tls_port = free_ports(2)
+        self.conf.write_text(self.config_text())
+        return [XMPPD_BIN, '-d', '-f', str(self.conf)]
 
     def _wait_ready(self):
         deadline = time.monotonic() + START_TIMEOUT
