@@ -170,6 +170,10 @@ static int handle_metrics(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_websocket_origin(
     struct parser *, const struct option *, void *, const struct line *);
+static int set_see_other_host(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static int handle_see_other_uri(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
 static int set_bosh_url(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int set_websocket_url(
@@ -335,6 +339,9 @@ static const struct option host_options[] = {
         0},
     {"bosh-url", set_bosh_url, HOST_FIELD(bosh_url), 0, 0, 0, 0},
     {"upload", handle_upload, 0, 0, 0, 0, 0},
+    {"see-other-host", set_see_other_host, HOST_FIELD(see_other_host), 0, 0,
+        0, 0},
+    {"see-other-uri", handle_see_other_uri, 0, 0, 0, 0, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1411,6 +1418,93 @@ set_bosh_url(struct parser *ps, const struct option *o, void *base,
 	return set_string(ps, o, base, ln);
 }
 
+/* "see-other-host HOST[:PORT]" in a host block: a domain name or an
+ * address, IPv6 in brackets (RFC 6120 §4.9.3.19, the XML character data
+ * of <see-other-host/>), port 1 to 65535. */
+static int
+set_see_other_host(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	const char *s = ln->argv[1], *port = NULL, *end;
+	char *name, *prepped;
+	size_t n;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (s[0] == '[') {
+		char addr[INET6_ADDRSTRLEN + 1];
+		unsigned char bin[16];
+
+		end = strchr(s, ']');
+		n = end != NULL ? (size_t)(end - s - 1) : 0;
+		if (end == NULL || n == 0 || n >= sizeof(addr))
+			goto bad;
+		memcpy(addr, s + 1, n);
+		addr[n] = '\0';
+		if (inet_pton(AF_INET6, addr, bin) != 1)
+			goto bad;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			goto bad;
+	} else {
+		const char *colon = strchr(s, ':');
+
+		n = colon != NULL ? (size_t)(colon - s) : strlen(s);
+		if (n == 0 || n > 1023)
+			goto bad;
+		name = xstrndup(s, n);
+		prepped = jid_nameprep(name);
+		free(name);
+		if (prepped == NULL)
+			goto bad;
+		free(prepped);
+		if (colon != NULL)
+			port = colon + 1;
+	}
+	if (port != NULL) {
+		char *e;
+		unsigned long p = strtoul(port, &e, 10);
+
+		if (*port < '0' || *port > '9' || *e != '\0' || p == 0 ||
+		    p > 65535)
+			goto bad;
+	}
+	return set_string(ps, o, base, ln);
+bad:
+	return parse_error(ps, ln->number, "invalid value '%s' for "
+	    "'see-other-host' (expected HOST or HOST:PORT)", s);
+}
+
+/* "see-other-uri URI" in a host block, once per transport: ws:// or
+ * wss:// for WebSocket, http:// or https:// for BOSH. */
+static int
+handle_see_other_uri(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const ws[] = {"wss", "ws", NULL};
+	static const char *const bosh[] = {"https", "http", NULL};
+	struct conf_host *h = base;
+	char **field;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (url_valid(ln->argv[1], ws, 1))
+		field = &h->see_other_ws;
+	else if (url_valid(ln->argv[1], bosh, 1))
+		field = &h->see_other_bosh;
+	else
+		return parse_error(ps, ln->number, "invalid URI '%s' for "
+		    "'see-other-uri' (expected wss://HOST[:PORT]/PATH or "
+		    "https://HOST[:PORT]/PATH)", ln->argv[1]);
+	if (*field != NULL)
+		return parse_error(ps, ln->number, "'see-other-uri' given "
+		    "twice for %s", field == &h->see_other_ws ? "WebSocket" :
+		    "BOSH");
+	*field = xstrdup(ln->argv[1]);
+	return 0;
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -2009,6 +2103,9 @@ conf_free(struct conf *c)
 		free(c->hosts[i].muc);
 		free(c->hosts[i].websocket_url);
 		free(c->hosts[i].bosh_url);
+		free(c->hosts[i].see_other_host);
+		free(c->hosts[i].see_other_ws);
+		free(c->hosts[i].see_other_bosh);
 		free(c->hosts[i].upload);
 	}
 	free(c->hosts);

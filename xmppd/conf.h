@@ -62,6 +62,13 @@ struct conf_host {
 	char *bosh_url;         /* "bosh-url": the public http(s):// URL
 	                           of /http-bind host-meta announces,
 	                           NULL: derived from the request */
+	/* The host has moved: clients are sent elsewhere (RFC 6120
+	 * §4.9.3.19 see-other-host on c2s; "see-other-uri" ws(s):// for
+	 * WebSocket, RFC 7395 §3.6.1, and http(s):// for BOSH, XEP-0124
+	 * §17.3).  NULL: not redirected on that transport. */
+	char *see_other_host;   /* "HOST" or "HOST:PORT" */
+	char *see_other_ws;
+	char *see_other_bosh;
 	/* "upload off" | "upload on" | "upload DOMAIN": the XEP-0363
 	 * service, nameprepped; "upload.NAME" when the block says nothing,
 	 * NULL for "upload off".  It runs only with "upload-url". */

@@ -959,6 +959,64 @@ test_bosh(void)
 	    "'bosh-url' (expected https://HOST[:PORT]/PATH)");
 }
 
+/* A host's see-other-host and see-other-uri (one per transport). */
+static void
+test_see_other(void)
+{
+	static const char head[] = "listen c2s 5222\nhost example.org {\n"
+	    "\tcertificate c.pem\n\tkey k.pem\n";
+	struct conf *c;
+	char text[512];
+
+	snprintf(text, sizeof(text), "%s\tsee-other-host "
+	    "\"new.example.org:5223\"\n\tsee-other-uri "
+	    "\"wss://new.example.org/xmpp-websocket\"\n\tsee-other-uri "
+	    "\"https://new.example.org/http-bind\"\n}\n", head);
+	c = parse(text);
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK_STR(c->hosts[0].see_other_host, "new.example.org:5223");
+		CHECK_STR(c->hosts[0].see_other_ws,
+		    "wss://new.example.org/xmpp-websocket");
+		CHECK_STR(c->hosts[0].see_other_bosh,
+		    "https://new.example.org/http-bind");
+	}
+	conf_free(c);
+	snprintf(text, sizeof(text), "%s\tsee-other-host \"[2001:db8::1]\"\n"
+	    "}\n", head);
+	c = parse(text);
+	CHECK(c != NULL && strcmp(c->hosts[0].see_other_host,
+	    "[2001:db8::1]") == 0 && c->hosts[0].see_other_ws == NULL);
+	conf_free(c);
+	c = parse(BASE);
+	CHECK(c != NULL && c->hosts[0].see_other_host == NULL &&
+	    c->hosts[0].see_other_ws == NULL &&
+	    c->hosts[0].see_other_bosh == NULL);
+	conf_free(c);
+	static const char *const bad_hosts[] = {"new.example.org:0",
+	    "new.example.org:65536", "new.example.org:", ":5222",
+	    "[2001:db8::1", "[zz]:5222", "a b", "new.example.org:52x"};
+	for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(*bad_hosts); i++) {
+		char want[256];
+
+		snprintf(text, sizeof(text), "%s\tsee-other-host \"%s\"\n}\n",
+		    head, bad_hosts[i]);
+		snprintf(want, sizeof(want), "t.conf:5: invalid value '%s' for "
+		    "'see-other-host' (expected HOST or HOST:PORT)",
+		    bad_hosts[i]);
+		expect_error(text, want);
+	}
+	snprintf(text, sizeof(text), "%s\tsee-other-uri \"xmpp:new.example\"\n"
+	    "}\n", head);
+	expect_error(text, "t.conf:5: invalid URI 'xmpp:new.example' for "
+	    "'see-other-uri' (expected wss://HOST[:PORT]/PATH or "
+	    "https://HOST[:PORT]/PATH)");
+	snprintf(text, sizeof(text), "%s\tsee-other-uri \"wss://a.example/ws\"\n"
+	    "\tsee-other-uri \"ws://b.example/ws\"\n}\n", head);
+	expect_error(text, "t.conf:6: 'see-other-uri' given twice for "
+	    "WebSocket");
+}
+
 int
 main(void)
 {
@@ -980,5 +1038,6 @@ main(void)
 	test_http();
 	test_websocket();
 	test_bosh();
+	test_see_other();
 	return UNIT_DONE("conf");
 }

@@ -455,13 +455,27 @@ create_session(struct http_request *r, const struct xel *body, uint64_t rid)
 {
 	const char *to = xel_attr(body, "to");
 	const char *w = xel_attr(body, "wait");
+	const struct conf_host *h;
 	struct bosh *s;
 	struct conn *vc;
 	char addr[64];
 
-	if (to == NULL || conf_host_find(xmppd_conf, to) == NULL) {
+	if (to == NULL || (h = conf_host_find(xmppd_conf, to)) == NULL) {
 		respond_terminate(r, to == NULL ? "bad-request" :
 		    "host-unknown");
+		return;
+	}
+	if (h->see_other_bosh != NULL) {
+		/* The host has moved (XEP-0124 §17.3). */
+		struct buf b = {0};
+
+		buf_adds(&b, "<body xmlns='" NS_HTTPBIND "' type='terminate' "
+		    "condition='see-other-uri'><uri>");
+		buf_add_xml_escaped(&b, h->see_other_bosh,
+		    strlen(h->see_other_bosh), 0);
+		buf_adds(&b, "</uri></body>");
+		respond_body(r, buf_head(&b), buf_avail(&b));
+		buf_free(&b);
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));

@@ -391,11 +391,13 @@ set_closing(struct c2s *c)
 }
 
 /* A stream error with an application-specific condition (RFC 6120
- * §4.9.4): app, an element, is copied in after the text. */
+ * §4.9.4): app, an element, is copied in after the text.  data: the
+ * condition's character data (only <see-other-host/> has any), or NULL. */
 static void
-stream_error_app(struct c2s *c, const char *cond, const char *text,
-    const struct xel *app)
+stream_error_app(struct c2s *c, const char *cond, const char *data,
+    const char *text, const struct xel *app)
 {
+	struct xel *ce;
 	struct arena *a;
 	struct xel *e;
 
@@ -409,7 +411,9 @@ stream_error_app(struct c2s *c, const char *cond, const char *text,
 		send_header(c, NULL);
 	a = arena_new(512);
 	e = xel_new(a, "error", NS_STREAMS);
-	xel_add(e, cond, NS_STREAM_ERR);
+	ce = xel_add(e, cond, NS_STREAM_ERR);
+	if (data)
+		xel_text_set(ce, data);
 	if (text)
 		xel_text_set(xel_add(e, "text", NS_STREAM_ERR), text);
 	if (app != NULL)
@@ -424,7 +428,7 @@ stream_error_app(struct c2s *c, const char *cond, const char *text,
 static void
 c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 {
-	stream_error_app(c, cond, text, NULL);
+	stream_error_app(c, cond, NULL, text, NULL);
 }
 
 static void
@@ -590,6 +594,44 @@ send_features(struct c2s *c, const struct session *bound)
 	arena_free(a);
 }
 
+/*
+ * The host has moved ("see-other-host", "see-other-uri"): the client is
+ * sent there and the stream ends; 1 if so.  Over TCP, RFC 6120 §4.9.3.19,
+ * only once the stream is encrypted where TLS is required (an attacker on
+ * the path could otherwise send the client anywhere; the client follows
+ * after STARTTLS).  Over WebSocket, RFC 7395 §3.6.1: <close/> with
+ * see-other-uri, never the stream error.  BOSH: bosh.c answers the
+ * session creation request itself (XEP-0124 §17.3).
+ */
+static int
+moved(struct c2s *c, const struct conf_host *h)
+{
+	if (c->bosh)
+		return 0;
+	if (c->ws != NULL) {
+		struct buf b = {0};
+
+		if (h->see_other_ws == NULL)
+			return 0;
+		log_info("c2s %" PRIu64 " %s: sent to %s (see-other-uri)",
+		    c->id, c->conn->addr, h->see_other_ws);
+		buf_adds(&b, "<close xmlns='" NS_FRAMING "' see-other-uri='");
+		buf_add_xml_escaped(&b, h->see_other_ws,
+		    strlen(h->see_other_ws), 1);
+		buf_adds(&b, "'/>");
+		websocket_send(c->ws, buf_head(&b), buf_avail(&b));
+		buf_free(&b);
+		set_closing(c);
+		websocket_close(c->ws, WS_CLOSE_NORMAL);
+		return 1;
+	}
+	if (h->see_other_host == NULL ||
+	    (!c->t.tls && c->conn->starttls_required))
+		return 0;
+	stream_error_app(c, "see-other-host", h->see_other_host, NULL, NULL);
+	return 1;
+}
+
 /* RFC 6120 §4.7 and §4.9.3: check the client's stream header (or its
  * <open/>, RFC 7395 §3.3.2: the same attributes). */
 static int
@@ -597,6 +639,7 @@ check_header(struct c2s *c, const struct xel *root)
 {
 	const char *to = xel_attr(root, "to"), *ver = xel_attr(root, "version");
 	const char *from = xel_attr(root, "from");
+	const struct conf_host *h;
 	char *host = NULL, *peer = NULL;
 
 	/*
@@ -621,7 +664,7 @@ check_header(struct c2s *c, const struct xel *root)
 		    "The domain of a stream cannot change on a restart");
 		return 1;
 	}
-	if (conf_host_find(xmppd_conf, host) == NULL) {
+	if ((h = conf_host_find(xmppd_conf, host)) == NULL) {
 		free(host);
 		c2s_stream_error(c, "host-unknown", NULL);
 		return 1;
@@ -640,6 +683,8 @@ check_header(struct c2s *c, const struct xel *root)
 		peer = jid_normalize(from);
 	send_header(c, peer);
 	free(peer);
+	if (moved(c, h))
+		return 1;
 	c->header_done = 1;
 	set_state(c, C2S_NEGOTIATING);
 	send_features(c, NULL);
@@ -1833,7 +1878,7 @@ sm_count_too_high(struct c2s *c, uint32_t h, uint32_t max)
 	xel_set_attr(e, "max", ms);
 	snprintf(text, sizeof(text), "You acknowledged %" PRIu32 " stanzas "
 	    "but %" PRIu32 " were sent", h, max);
-	stream_error_app(c, "undefined-condition", text, e);
+	stream_error_app(c, "undefined-condition", NULL, text, e);
 	arena_free(a);
 }
 
