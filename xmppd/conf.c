@@ -82,7 +82,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 64
+#define OPTIONS_MAX 80
 
 struct parser {
 	const char *name;
@@ -207,6 +207,10 @@ static const struct option top_options[] = {
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
     {"registration", set_on_off, CONF_FIELD(registration), 0, 0, 0, 0},
     {"archive", set_on_off, CONF_FIELD(archive), 0, 0, 0, 0},
+    {"push-include-body", set_on_off, CONF_FIELD(push_include_body), 0, 0, 0,
+        0},
+    {"push-include-sender", set_on_off, CONF_FIELD(push_include_sender), 0, 0,
+        0, 0},
     {"software-version", set_software_version, CONF_FIELD(software_version),
         0, 0, 0, 0},
     {"contact", handle_contact, 0, 0, 0, 0, 1},
@@ -328,6 +332,11 @@ static const struct option limit_options[] = {
         1024 * 1024 * 1024 * MIB, 0, 0},
     {"upload-expiry", set_long_duration, LIMIT_FIELD(upload_expiry), 0,
         3650 * 86400ull, 0, 0},
+    {"push-interval", set_duration, LIMIT_FIELD(push_interval), 0, 3600, 0,
+        0},
+    {"push-registrations", set_uint, LIMIT_FIELD(push_registrations), 1, 1000,
+        0, 0},
+    {"push-rate", set_uint, LIMIT_FIELD(push_rate), 0, 1000000, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -1924,6 +1933,10 @@ conf_init(struct conf *c, const char *name)
 	c->limits.http_header_size = 16384;
 	c->software_version = SOFTWARE_VERSION_NO_OS;
 	c->archive = 1;
+	c->push_include_sender = 1;
+	c->limits.push_interval = 5;
+	c->limits.push_registrations = 20;
+	c->limits.push_rate = 100;
 	c->tls_ciphers = xstrdup(CONF_TLS_CIPHERS);
 }
 

@@ -199,6 +199,14 @@ struct conf_limits {
 	unsigned upload_expiry;      /* "upload-expiry", s, 30 days: files
 	                                are deleted that long after their
 	                                slot; 0 = kept */
+	unsigned push_interval;      /* "push-interval", s, 5: at most one
+	                                XEP-0357 notification per
+	                                registration this often */
+	unsigned push_registrations; /* "push-registrations", 20 per
+	                                account */
+	unsigned push_rate;          /* "push-rate", 100 notifications per
+	                                second from the whole server; 0 =
+	                                no limit */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */
@@ -245,6 +253,11 @@ struct conf {
 	char *version_name;          /* reserved: XEP-0092 */
 	int registration;            /* "registration on|off" (XEP-0077) */
 	int archive;                 /* "archive on|off" (XEP-0313), on */
+	int push_include_body;       /* "push-include-body on|off": XEP-0357
+	                                notifications carry the last
+	                                message's body, off */
+	int push_include_sender;     /* "push-include-sender on|off": ...
+	                                and its sender, on */
 	enum software_version software_version; /* "software-version
 	                                full|no-os|off", default no-os */
 	struct conf_contact *contacts; /* "contact TYPE URI", repeatable */

@@ -55,6 +55,8 @@ void mod_carbons_deinit(void);
 void mod_upload_init(void);
 void mod_upload_deinit(void);
 void mod_upload_reload(void);
+void mod_push_init(void);
+void mod_push_deinit(void);
 
 static int
 registration_on(const struct conf *c)
@@ -126,6 +128,7 @@ static const struct module {
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
 	    mod_upload_reload },
+	{ "push", 0, NULL, mod_push_init, mod_push_deinit, NULL, NULL },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },

@@ -286,6 +286,16 @@ static const char *const migrations[] = {
      ");"
      "CREATE INDEX uploads_owner ON uploads (host, user, created);"
      "CREATE INDEX uploads_created ON uploads (created);"),
+    /* 11: XEP-0357 push registrations (store/push.h): the app server's
+     * JID and node, the publish-options form serialized ("" if none). */
+    ("CREATE TABLE push ("
+     "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+     "  jid TEXT NOT NULL,"
+     "  node TEXT NOT NULL,"
+     "  form TEXT NOT NULL,"
+     "  created INTEGER NOT NULL,"
+     "  PRIMARY KEY (user_id, jid, node)"
+     ") WITHOUT ROWID;"),
 };
 #define STORE_SCHEMA_VERSION ((int)nitems(migrations))
 
