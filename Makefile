@@ -122,6 +122,7 @@ $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
 $(BUILD)/tests/unit/test_muc_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/muc_store.o
 $(BUILD)/tests/unit/test_upload_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/upload_store.o
+$(BUILD)/tests/unit/test_push_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/push_store.o
 $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o $(OBJ)/xmppd/core/hooks.o
 $(BUILD)/tests/unit/test_mod_caps: $(OBJ)/xmppd/core/disco.o \

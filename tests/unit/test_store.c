@@ -555,7 +555,7 @@ test_migrate(void)
 	int version = -1;
 
 	CHECK((ext = ext_open()) != NULL);
-	CHECK(ext_exec(ext, "DROP TABLE uploads;"
+	CHECK(ext_exec(ext, "DROP TABLE push; DROP TABLE uploads;"
 	                    "DROP TABLE muc_vcard; DROP TABLE muc_archive;"
 	                    "DROP TABLE muc_archive_room;"
 	                    "DROP TABLE muc_affiliation; DROP TABLE muc_room;"
@@ -581,10 +581,11 @@ test_migrate(void)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(ext);
-	CHECK(version == 10);      /* and on to the FAST tokens (5), PEP
+	CHECK(version == 11);      /* and on to the FAST tokens (5), PEP
 	                              (6), MUC rooms (7), MUC archives
 	                              and vCards (8), room languages (9),
-	                              uploads (10) */
+	                              uploads (10), push registrations
+	                              (11) */
 }
 
 /* ~600 users on two hosts, names in shuffled order, some non-ASCII. */
