@@ -959,6 +959,32 @@ test_bosh(void)
 	    "'bosh-url' (expected https://HOST[:PORT]/PATH)");
 }
 
+/* push-include-body, push-include-sender, limits push-interval,
+ * push-registrations, push-rate (XEP-0357). */
+static void
+test_push(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && !c->push_include_body && c->push_include_sender &&
+	    c->limits.push_interval == 5 && c->limits.push_registrations == 20 &&
+	    c->limits.push_rate == 100);
+	conf_free(c);
+	c = parse(BASE "push-include-body on\npush-include-sender off\n"
+	    "limits {\n\tpush-interval 1m\n\tpush-registrations 1\n"
+	    "\tpush-rate 0\n}\n");
+	CHECK(c != NULL && c->push_include_body && !c->push_include_sender &&
+	    c->limits.push_interval == 60 && c->limits.push_registrations == 1 &&
+	    c->limits.push_rate == 0);
+	conf_free(c);
+	expect_error(BASE "limits {\n\tpush-registrations 0\n}\n",
+	    "t.conf:7: 'push-registrations' out of range: 0 "
+	    "(allowed 1..1000)");
+	expect_error(BASE "push-include-body yes\n",
+	    "t.conf:6: invalid value 'yes' for 'push-include-body' "
+	    "(expected on or off)");
+}
+
 /* A host's see-other-host and see-other-uri (one per transport). */
 static void
 test_see_other(void)
@@ -1038,6 +1064,7 @@ main(void)
 	test_http();
 	test_websocket();
 	test_bosh();
+	test_push();
 	test_see_other();
 	return UNIT_DONE("conf");
 }
