@@ -47,6 +47,8 @@ SWITCHABLE = [
      "<prefs xmlns='urn:xmpp:mam:2'/>", None),
     ('carbons', 'server', NS_CARBONS, 'set',
      "<enable xmlns='urn:xmpp:carbons:2'/>", None),
+    ('push', 'account', 'urn:xmpp:push:0', 'set',
+     "<enable xmlns='urn:xmpp:push:0' jid='push.example' node='n'/>", None),
 ]
 
 

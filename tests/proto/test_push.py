@@ -403,3 +403,31 @@ def test_persistence_and_body_configuration(server_factory):
         assert 'last-message-sender' not in summary, summary
     finally:
         f.close_all()
+
+
+def test_switched_off_with_a_notification_waiting(server_factory):
+    from test_modules import reload
+    srv = server_factory(limits={'push-interval': '2s'},
+                         users={'alice@localhost': 'a', 'bob@localhost': 'b',
+                                'app@localhost': 'p'})
+    f = IMFactory(srv)
+    try:
+        app = f('app@localhost', resource='app')
+        a = f('alice@localhost')
+        b = f('bob@localhost')
+        a.iq_ok('set', enable_xml(app.full, 'n'))
+        go_offline(srv, a)
+        b.message('alice@localhost', 'm1')
+        notification(app, answer=None)      # its answer never comes
+        b.message('alice@localhost', 'm2')  # waits for the interval
+        b.sync()
+        reload(srv, 'module push off')
+        assert 'module push switched off' in srv.stderr_text()
+        no_notification(app, 2.5)
+        # Back on: the stored registration is loaded again.
+        reload(srv, '')
+        b.message('alice@localhost', 'm3')
+        _, _, summary, _ = notification(app)
+        assert summary['message-count'] == ['1'], summary
+    finally:
+        f.close_all()
