@@ -278,6 +278,10 @@ def test_what_does_not_push(im, server):
            "id='call1'><description xmlns='urn:xmpp:jingle:apps:rtp:1' "
            "media='audio'/></propose></message>" % alice)
     notification(app)
+    # So does an invitation to a room (XEP-0249).
+    b.send("<message to='%s'><x xmlns='jabber:x:conference' "
+           "jid='room@conference.localhost'/></message>" % alice)
+    notification(app)
 
 
 def test_online_account_gets_no_push(im, server):

@@ -50,8 +50,6 @@
 #define NS_PUBSUB "http://jabber.org/protocol/pubsub"
 #define NS_PUBLISH_OPTIONS "http://jabber.org/protocol/pubsub#publish-options"
 #define NS_PUSH_SUMMARY "urn:xmpp:push:summary"
-#define NS_OMEMO "eu.siacs.conversations.axolotl"
-#define NS_JMI "urn:xmpp:jingle-message:0"
 
 #define PUSH_ID_PREFIX "push-"
 #define PENDING_TIMEOUT 60.0  /* s to wait for the app server's answer */
@@ -486,11 +484,12 @@ load_done(uint64_t owner, enum store_status st, const struct store_push *rows,
 
 /* When to push. */
 
-/* A message that would make a person look (§4: the server decides):
- * chat or normal with a body, an OMEMO message (its body is only a
- * fallback, sometimes absent), a call (XEP-0353).  Not chat states,
+/* A message that would make a person look (§4 leaves it to the
+ * server): of type chat or normal, and what XEP-0352 calls urgent
+ * (csi_classify: a body, an OMEMO or OpenPGP payload that may come
+ * without one, a call (XEP-0353), an invitation).  Not chat states,
  * receipts or markers alone; not groupchat: the room's traffic reaches
- * a user's sessions, never its bare JID, and the room alone knows which
+ * a user's sessions, never its bare JID, and only the room knows which
  * message mentions the user. */
 static int
 worth_push(const struct xel *msg)
@@ -500,9 +499,7 @@ worth_push(const struct xel *msg)
 	if (type != NULL && strcmp(type, "chat") != 0 &&
 	    strcmp(type, "normal") != 0)
 		return 0;
-	return xel_child(msg, "body", NS_CLIENT) != NULL ||
-	    xel_child(msg, "encrypted", NS_OMEMO) != NULL ||
-	    xel_child(msg, "propose", NS_JMI) != NULL;
+	return csi_classify(msg) == CSI_URGENT;
 }
 
 /* A session able to take a message now: attached and not inactive. */
