@@ -333,6 +333,12 @@
  *                            priv  ok N (uploads whose slot is older
  *                                   than SECONDS, deleted with their
  *                                   files) | err usage
+ *     push-list JID          priv  cols jid node options:list
+ *                                   created:time; one row per XEP-0357
+ *                                   registration of JID (app server,
+ *                                   node, the names of its
+ *                                   publish-options fields; at most
+ *                                   1000, oldest first) | err bad-jid
  * Any request: err usage, unknown-command, denied; err internal for a
  * database error, or for a request still running when the daemon stops.
  *

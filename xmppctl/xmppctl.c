@@ -205,6 +205,9 @@ static const struct command commands[] = {
 	{ "upload purge", NULL, { { "JID", ARG_JID, 1 } }, OPT_OLDER_THAN, 1,
 	    OUT_NONE, run_upload_purge, "delete JID's uploads, or those older "
 	    "than a duration (--older-than 30d)" },
+	{ "push list", "push-list", { { "JID", ARG_JID, 0 } }, 0, 1,
+	    OUT_LIST, run_plain, "list an account's push registrations "
+	    "(XEP-0357)" },
 	{ "room affiliate", "room-affiliate", { { "ROOM", ARG_JID, 0 },
 	    { "JID", ARG_JID, 0 }, { "AFFILIATION", ARG_WORD, 0 } },
 	    OPT_FULL_NAME, 1, OUT_NONE, run_plain, "set a JID's affiliation: owner, admin, "

@@ -10,6 +10,7 @@ rate limit per registration; registrations kept across a restart and
 removed with the account."""
 
 import json
+import re
 import time
 
 import pytest
@@ -350,6 +351,8 @@ def test_account_deletion_removes_registrations(im, server):
     assert r.returncode == 0, r.stderr
     b.message(alice, 'after')
     no_notification(app, 1.0)
+    r = server.ctl('push', 'list', alice, '--json')
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout
 
 
 # --- rate limit, configuration, persistence --------------------------------
@@ -391,8 +394,24 @@ def test_persistence_and_body_configuration(server_factory):
         app = f('app@localhost', resource='app')
         a = f('alice@localhost')
         a.iq_ok('set', enable_xml(app.full, 'kept', options_form('k')))
+        a.iq_ok('set', enable_xml('push.example', 'bare'))
     finally:
         f.close_all()
+    # xmppctl push list: the registrations, the option names only.
+    r = srv.ctl('push', 'list', 'alice@localhost', '--json')
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x['jid'], x['node'], x['options']) for x in rows] == [
+        (app.full, 'kept', ['secret', 'endpoint']),
+        ('push.example', 'bare', [])], rows
+    assert all(re.match(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$',
+                        x['created']) for x in rows), rows
+    r = srv.ctl('push', 'list', 'alice@localhost')
+    assert r.returncode == 0, r.stderr
+    assert 'https://push.example' not in r.stdout, r.stdout
+    assert 'kept' in r.stdout and 'secret' in r.stdout, r.stdout
+    r = srv.ctl('push', 'list', 'not a jid')
+    assert r.returncode != 0
     srv.stop()
     srv.start(create_users=False)
     f = IMFactory(srv)

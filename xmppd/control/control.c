@@ -98,6 +98,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "upload-purge", 1, 1, 1, "upload-purge JID", handle_upload_purge },
 	{ "upload-purge-older", 1, 1, 1, "upload-purge-older SECONDS",
 	    handle_upload_purge_older },
+	{ "push-list", 1, 1, 1, "push-list JID", handle_push_list },
 };
 
 static void conn_process(struct control_conn *c);

@@ -49,7 +49,7 @@ struct control_conn {
 enum control_op_kind { OP_ADDUSER, OP_PASSWD, OP_DELUSER, OP_USERS,
 	OP_HISTORY, OP_USER_SHOW, OP_ROSTER_SHOW, OP_ROSTER_ADD,
 	OP_ROSTER_DEL, OP_DISABLE, OP_ENABLE, OP_TOKENS, OP_REVOKE_TOKENS, OP_PEP_SHOW,
-	OP_PEP_DELETE, OP_UPLOAD_LIST, OP_UPLOAD_PURGE };
+	OP_PEP_DELETE, OP_UPLOAD_LIST, OP_UPLOAD_PURGE, OP_PUSH_LIST };
 
 struct control_op {
 	struct control_op *next;
@@ -172,6 +172,7 @@ void handle_pep_show(struct control_conn *c, char **args, size_t nargs);
 void handle_pep_delete(struct control_conn *c, char **args, size_t nargs);
 /* cmd_upload.c: XEP-0363 uploads. */
 void handle_upload_list(struct control_conn *c, char **args, size_t nargs);
+void handle_push_list(struct control_conn *c, char **args, size_t nargs);
 void handle_upload_purge(struct control_conn *c, char **args, size_t nargs);
 void handle_upload_purge_older(struct control_conn *c, char **args,
     size_t nargs);
