@@ -83,10 +83,13 @@ def notification(app, answer='result'):
     if answer == 'result':
         app.send("<iq type='result' id='%s' to='%s'/>"
                  % (iq.get('id'), iq.get('from')))
-    elif answer == 'error':
-        app.send("<iq type='error' id='%s' to='%s'><error type='cancel'>"
-                 "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
-                 "/></error></iq>" % (iq.get('id'), iq.get('from')))
+    elif answer in ('error', 'wait'):
+        cond = 'item-not-found' if answer == 'error' else 'resource-constraint'
+        etype = 'cancel' if answer == 'error' else 'wait'
+        app.send("<iq type='error' id='%s' to='%s'><error type='%s'>"
+                 "<%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'"
+                 "/></error></iq>" % (iq.get('id'), iq.get('from'), etype,
+                                      cond))
     return iq, publish.get('node'), fields(x), opts
 
 
@@ -323,6 +326,10 @@ def test_csi_inactive_body_pushes_chat_state_does_not(im, server):
 def test_app_server_error_removes_registration(im, server):
     a, b, app = enabled_trio(im, server)
     go_offline(server, a)
+    # A temporary error (type wait) keeps it.
+    b.message(a.bare, 'zero')
+    notification(app, answer='wait')
+    app.sync()
     b.message(a.bare, 'one')
     notification(app, answer='error')
     app.sync()

@@ -7,7 +7,7 @@
  * summary (message count, last sender, the body only if the
  * administrator allows) to each registered node, at most once per
  * registration per push-interval.  An error from the app server removes
- * that registration.
+ * that registration, unless it is of type wait (temporary).
  *
  * State: registrations are stored (store/push.h) and cached per account
  * once needed (loaded asynchronously, written through); the count of
@@ -16,7 +16,7 @@
  * PENDING_TIMEOUT seconds.
  *
  * Sections cited are those of XEP-0357 0.4.1: §5 enabling, §6 disabling,
- * §7 publishing (§7.1 the summary form), §8 errors from the app server.
+ * §7 publishing (§7.1 the summary form).
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -591,15 +591,24 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 	if (strcmp(type, "error") == 0) {
 		struct xel *e = xel_child(st, "error", NS_CLIENT);
 		struct xel *c = e ? xel_first_elem(e) : NULL;
+		const char *etype = e ? xel_attr(e, "type") : NULL;
 
 		err = c != NULL ? c->name : "error";
-		log_info("push: %s: app server %s answered <%s/> for node "
-		    "%s: registration removed (XEP-0357 §8)", p->bare, p->jid,
-		    err, p->node);
-		if ((u = strmap_get(users, p->bare)) != NULL)
-			reg_remove(u, p->jid, p->node);
-		store_push_delete(to->domain, to->node, p->jid, p->node, NULL,
-		    0);
+		if (etype != NULL && strcmp(etype, "wait") == 0)
+			/* A temporary condition (RFC 6120 §8.3.2): the
+			 * next notification may get through. */
+			log_info("push: %s: app server %s answered <%s/> "
+			    "(wait) for node %s: registration kept", p->bare,
+			    p->jid, err, p->node);
+		else {
+			log_info("push: %s: app server %s answered <%s/> "
+			    "for node %s: registration removed", p->bare,
+			    p->jid, err, p->node);
+			if ((u = strmap_get(users, p->bare)) != NULL)
+				reg_remove(u, p->jid, p->node);
+			store_push_delete(to->domain, to->node, p->jid,
+			    p->node, NULL, 0);
+		}
 	}
 	pending_free(p);
 	return HOOK_HANDLED;
