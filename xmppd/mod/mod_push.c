@@ -555,8 +555,8 @@ push_session_bound(struct session *s)
 	account_awake(s);
 }
 
-/* The app server's answer to a notification, and any stanza of an active session
- * (which resets the account's count). */
+/* The app server's answer to a notification, and any stanza of an
+ * active session (which resets the account's count). */
 static enum hook_result
 push_outbound(struct session *from, struct xel *st, const struct jid *to)
 {
