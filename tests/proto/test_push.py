@@ -78,6 +78,7 @@ def notification(app, answer='result'):
     publish = pubsub.find(q(NS_PUBSUB, 'publish'))
     item = publish.find(q(NS_PUBSUB, 'item'))
     x = item.find(q(NS_PUSH, 'notification')).find(q(NS_XDATA, 'x'))
+    assert x.get('type') == 'form', tostr(iq)
     po = pubsub.find(q(NS_PUBSUB, 'publish-options'))
     opts = fields(po.find(q(NS_XDATA, 'x'))) if po is not None else None
     if answer == 'result':
@@ -343,6 +344,30 @@ def test_app_server_error_removes_registration(im, server):
     go_offline(server, a2)
     b.message(a.bare, 'three')
     no_notification(app, 1.0)
+
+
+def affiliation_none(client, account, node):
+    client.send("<message to='%s'><pubsub xmlns='%s' node='%s'>"
+                "<affiliation jid='%s' affiliation='none'/></pubsub>"
+                "</message>" % (account, NS_PUBSUB, node, account))
+    client.sync()
+
+
+def test_app_server_ends_the_registration(im, server):
+    """XEP-0357 §8: the app server's affiliation change notice removes
+    its registration; the same notice from anyone else does nothing."""
+    a, b, app = enabled_trio(im, server)
+    alice = a.bare
+    go_offline(server, a)
+    affiliation_none(b, alice, 'node-1')
+    affiliation_none(app, alice, 'other-node')
+    b.message(alice, 'still')
+    notification(app)
+    affiliation_none(app, alice, 'node-1')
+    b.message(alice, 'gone')
+    no_notification(app, 1.0)
+    r = server.ctl('push', 'list', alice, '--json')
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout
 
 
 def test_account_deletion_removes_registrations(im, server):

@@ -7,7 +7,8 @@
  * summary (message count, last sender, the body only if the
  * administrator allows) to each registered node, at most once per
  * registration per push-interval.  An error from the app server removes
- * that registration, unless it is of type wait (temporary).
+ * that registration, unless it is of type wait (temporary), and so does
+ * the app server's notice that it took away the account's affiliation.
  *
  * State: registrations are stored (store/push.h) and cached per account
  * once needed (loaded asynchronously, written through); the count of
@@ -16,7 +17,7 @@
  * PENDING_TIMEOUT seconds.
  *
  * Sections cited are those of XEP-0357 0.4.1: §5 enabling, §6 disabling,
- * §7 publishing (§7.1 the summary form).
+ * §7 publishing (§7.1 publish errors), §8 remote disabling.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -356,10 +357,9 @@ pending_add(const struct push_reg *r, const char *id)
 
 /*
  * §7: publish the summary of r's account to r's node at the app server,
- * with the publish-options the client gave.  The notification's form is
- * a submitted data form (XEP-0004 requires a type; §7's example has
- * none, and app servers read the fields only, as Prosody's
- * mod_cloud_notify sends it).
+ * with the publish-options the client gave.  The summary is a data form
+ * of type form (XEP-0004 requires a type, §7's example has none; app
+ * servers read the fields only).
  */
 static void
 notify(struct push_reg *r)
@@ -381,7 +381,7 @@ notify(struct push_reg *r)
 	xel_set_attr(publish, "node", r->node);
 	item = xel_add(publish, "item", NS_PUBSUB);
 	x = xel_add(xel_add(item, "notification", NS_PUSH), "x", NS_XDATA);
-	xel_set_attr(x, "type", "submit");
+	xel_set_attr(x, "type", "form");
 	add_field(x, "FORM_TYPE", NS_PUSH_SUMMARY);
 	add_field(x, "message-count", count);
 	if (xmppd_conf->push_include_sender && u->last_sender != NULL)
@@ -595,8 +595,8 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 
 		err = c != NULL ? c->name : "error";
 		if (etype != NULL && strcmp(etype, "wait") == 0)
-			/* A temporary condition (RFC 6120 §8.3.2): the
-			 * next notification may get through. */
+			/* §7.1: a transient error may keep it (RFC 6120
+			 * §8.3.2: wait is a temporary condition). */
 			log_info("push: %s: app server %s answered <%s/> "
 			    "(wait) for node %s: registration kept", p->bare,
 			    p->jid, err, p->node);
@@ -611,6 +611,54 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 		}
 	}
 	pending_free(p);
+	return HOOK_HANDLED;
+}
+
+/*
+ * §8: the app server took the account's affiliation away from a node and
+ * tells the account: <message from=APPSERVER><pubsub node=NODE>
+ * <affiliation jid=ACCOUNT affiliation='none'/></pubsub></message>.  The
+ * registration of that JID (as stored: the sender's full JID, or its bare
+ * JID) and node is removed; the notice is consumed.
+ */
+static enum hook_result
+push_message_in(struct session *from_session, struct xel *msg,
+    const struct jid *to)
+{
+	struct xel *ps = xel_child(msg, "pubsub", NS_PUBSUB), *aff;
+	const char *node, *a, *fromstr = xel_attr(msg, "from");
+	struct jid who = {0}, from = {0};
+	char key[2 * JID_PART_MAX + 2], *full, *bare;
+	struct push_user *u;
+	int mine;
+
+	(void)from_session;
+	if (ps == NULL || to->node == NULL || to->resource != NULL ||
+	    fromstr == NULL || (node = xel_attr(ps, "node")) == NULL ||
+	    (aff = xel_child(ps, "affiliation", NS_PUBSUB)) == NULL ||
+	    (a = xel_attr(aff, "affiliation")) == NULL ||
+	    strcmp(a, "none") != 0 || xel_attr(aff, "jid") == NULL ||
+	    jid_parse(&who, xel_attr(aff, "jid")) < 0)
+		return HOOK_PASS;
+	mine = jid_eq_bare(&who, to) && who.resource == NULL;
+	jid_free(&who);
+	if (!mine || jid_parse(&from, fromstr) < 0)
+		return HOOK_PASS;
+	full = jid_full(&from);
+	bare = jid_bare(&from);
+	jid_free(&from);
+	snprintf(key, sizeof(key), "%s@%s", to->node, to->domain);
+	log_info("push: %s: app server %s ended node %s: its registration "
+	    "removed (XEP-0357 §8)", key, full, node);
+	if ((u = strmap_get(users, key)) != NULL) {
+		reg_remove(u, full, node);
+		reg_remove(u, bare, node);
+	}
+	store_push_delete(to->domain, to->node, full, node, NULL, 0);
+	if (strcmp(full, bare) != 0)
+		store_push_delete(to->domain, to->node, bare, node, NULL, 0);
+	free(full);
+	free(bare);
 	return HOOK_HANDLED;
 }
 
@@ -922,6 +970,7 @@ mod_push_init(void)
 	disco_add_feature(DISCO_ACCOUNT, NS_PUSH);
 	iq_register(NS_PUSH, "enable", handle_enable);
 	iq_register(NS_PUSH, "disable", handle_disable);
+	hook_add_message_in(push_message_in);
 	hook_add_message_delivered(push_message_delivered);
 	hook_add_session(HOOK_SESSION_BOUND, push_session_bound);
 	hook_add_outbound(push_outbound);

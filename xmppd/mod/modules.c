@@ -124,11 +124,13 @@ static const struct module {
 	{ "last", 0, NULL, mod_last_init, mod_last_deinit, NULL, NULL },
 	{ "blocking", 0, NULL, mod_blocking_init, mod_blocking_deinit, NULL,
 	    NULL },
+	/* Before mam: an app server's notice that ends a push registration
+	 * (XEP-0357 §8) is consumed, not archived. */
+	{ "push", 0, NULL, mod_push_init, mod_push_deinit, NULL, NULL },
 	{ "mam", 0, archive_on, mod_mam_init, mod_mam_deinit, NULL, NULL },
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
 	    mod_upload_reload },
-	{ "push", 0, NULL, mod_push_init, mod_push_deinit, NULL, NULL },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },
