@@ -1,10 +1,10 @@
 """The checks the Conversations compliance tester (CAAS) makes for
-XEP-0163, XEP-0384, XEP-0398 and XEP-0411, made the same way against
-xmppd: disco#info on the account's own bare JID (the pubsub/pep identity;
-#publish-options; the conversion features) and, for XEP-0384, an OMEMO
-device list published with publish-options access_model=open whose node
-configuration is read back.  The exchange is printed (pytest -s) for
-the record."""
+XEP-0163, XEP-0384, XEP-0398, XEP-0411 and XEP-0357, made the same way
+against xmppd: disco#info on the account's own bare JID (the pubsub/pep
+identity; #publish-options; the conversion features; push) and, for
+XEP-0384, an OMEMO device list published with publish-options
+access_model=open whose node configuration is read back.  The exchange
+is printed (pytest -s) for the record."""
 
 import os
 
@@ -39,11 +39,13 @@ def test_caas_pep_omemo_avatar_bookmarks(server, im):
     ids = {(i.get('category'), i.get('type'))
            for i in el.iter(q(NS_DISCO_INFO, 'identity'))}
     feats = {f.get('var') for f in el.iter(q(NS_DISCO_INFO, 'feature'))}
-    dump(c, 'xep0163, xep0384, xep0398, xep0411: disco#info on %s' % a)
+    dump(c, 'xep0163, xep0384, xep0398, xep0411, xep0357: disco#info on %s'
+         % a)
     assert ('pubsub', 'pep') in ids                          # xep0163
     assert NS_PUBSUB + '#publish-options' in feats           # xep0384
     assert 'urn:xmpp:pep-vcard-conversion:0' in feats        # xep0398
     assert 'urn:xmpp:bookmarks:1#compat' in feats            # xep0411
+    assert 'urn:xmpp:push:0' in feats                        # xep0357
     publish(c, DEVICELIST, "<list xmlns='eu.siacs.conversations.axolotl'>"
             "<device id='12345'/></list>", item_id='current',
             options={'pubsub#access_model': 'open'})
