@@ -6,7 +6,8 @@ only session is detached waiting for XEP-0198 resumption, when it is
 XEP-0352 inactive (a body, not a chat state); the summary form (count,
 sender, no body unless configured) and the publish-options given at
 enabling; an error from the app server removes the registration; the
-rate limit per registration; registrations kept across a restart and
+rate limits (per registration and for the server); registrations kept
+across a restart and
 removed with the account."""
 
 import json
@@ -483,6 +484,32 @@ def test_switched_off_with_a_notification_waiting(server_factory):
         reload(srv, '')
         b.message('alice@localhost', 'm3')
         _, _, summary, _ = notification(app)
+        assert summary['message-count'] == ['1'], summary
+    finally:
+        f.close_all()
+
+
+def test_server_wide_rate(server_factory):
+    """limits { push-rate 1 }: two registrations, one message: the second
+    notification waits for the bucket (about a second), then goes."""
+    srv = server_factory(limits={'push-interval': '0s', 'push-rate': '1'},
+                         users={'alice@localhost': 'a', 'bob@localhost': 'b',
+                                'app@localhost': 'p'})
+    f = IMFactory(srv)
+    try:
+        app = f('app@localhost', resource='app')
+        a = f('alice@localhost')
+        b = f('bob@localhost')
+        a.iq_ok('set', enable_xml(app.full, 'n1'))
+        a.iq_ok('set', enable_xml(app.full, 'n2'))
+        go_offline(srv, a)
+        time.sleep(1.1)                     # the bucket is full: 1
+        b.message('alice@localhost', 'm1')
+        _, first, _, _ = notification(app)
+        t1 = time.monotonic()
+        _, second, summary, _ = notification(app)
+        assert time.monotonic() - t1 >= 0.7
+        assert {first, second} == {'n1', 'n2'}
         assert summary['message-count'] == ['1'], summary
     finally:
         f.close_all()
