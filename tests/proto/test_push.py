@@ -5,10 +5,10 @@ that is a local user's full JID: when the account is offline, when its
 only session is detached waiting for XEP-0198 resumption, when it is
 XEP-0352 inactive (a body, not a chat state); the summary form (count,
 sender, no body unless configured) and the publish-options given at
-enabling; an error from the app server removes the registration; the
-rate limits (per registration and for the server); registrations kept
-across a restart and
-removed with the account."""
+enabling; an error from the app server (not of type wait) or its
+affiliation notice removes the registration; the rate limits (per
+registration and for the server); registrations kept across a restart
+and removed with the account; xmppctl push list."""
 
 import json
 import re
