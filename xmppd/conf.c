@@ -176,6 +176,8 @@ static int set_websocket_url(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_listener(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_webchat(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_token(
     struct parser *, const struct option *, void *, const struct line *);
 
@@ -213,6 +215,7 @@ static const struct option top_options[] = {
     {"websocket", set_on_off, CONF_FIELD(websocket), 0, 0, 0, 0},
     {"bosh", set_on_off, CONF_FIELD(bosh), 0, 0, 0, 0},
     {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
+    {"webchat", handle_webchat, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
@@ -1411,6 +1414,107 @@ set_bosh_url(struct parser *ps, const struct option *o, void *base,
 	return set_string(ps, o, base, ln);
 }
 
+/* Paths of other routes (net/http.c's registry): a webchat may neither
+ * take one nor sit below one. */
+static const char *const reserved_paths[] = {"/xmpp-websocket",
+    "/http-bind", "/upload", "/metrics", "/.well-known", NULL};
+
+/* Whether path (after the check of handle_webchat) is p or below it. */
+static int
+path_within(const char *path, const char *p)
+{
+	size_t n = strlen(p);
+
+	return strncmp(path, p, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* A URL path we can match without decoding: "/" and segments of
+ * unreserved characters (RFC 3986 §2.3), none empty, "." or "..". */
+static int
+webchat_path_valid(const char *p)
+{
+	if (*p != '/')
+		return 0;
+	if (strcmp(p, "/") == 0)
+		return 1;
+	while (*p == '/') {
+		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~");
+
+		if (n == 0 || (n == 1 && p[1] == '.') ||
+		    (n == 2 && p[1] == '.' && p[2] == '.'))
+			return 0;
+		p += 1 + n;
+	}
+	return *p == '\0';
+}
+
+/*
+ * "webchat PATH DIRECTORY [max-age DURATION]": serve DIRECTORY's files
+ * under PATH (web/webchat.c).  A trailing '/' of PATH is dropped.
+ */
+static int
+handle_webchat(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_webchat w = {NULL, NULL, 3600};
+	unsigned long long age;
+	size_t n;
+
+	(void)o;
+	(void)base;
+	if (ln->argc != 3 && ln->argc != 5)
+		return parse_error(ps, ln->number, "usage: webchat PATH "
+		    "DIRECTORY [max-age DURATION]");
+	n = strlen(ln->argv[1]);
+	while (n > 1 && ln->argv[1][n - 1] == '/')
+		n--;
+	w.path = xstrndup(ln->argv[1], n);
+	if (!webchat_path_valid(w.path)) {
+		parse_error(ps, ln->number, "invalid webchat path '%s' "
+		    "(expected /NAME[/NAME...] of letters, digits and "
+		    "-._~, or /)", ln->argv[1]);
+		goto fail;
+	}
+	for (size_t i = 0; reserved_paths[i] != NULL; i++)
+		if (path_within(w.path, reserved_paths[i])) {
+			parse_error(ps, ln->number, "webchat path '%s' is "
+			    "within %s, which xmppd serves itself", w.path,
+			    reserved_paths[i]);
+			goto fail;
+		}
+	for (size_t i = 0; i < c->nwebchats; i++)
+		if (strcmp(c->webchats[i].path, w.path) == 0) {
+			parse_error(ps, ln->number, "webchat path '%s' given "
+			    "twice", w.path);
+			goto fail;
+		}
+	if (ln->argv[2][0] == '\0') {
+		parse_error(ps, ln->number, "empty webchat directory");
+		goto fail;
+	}
+	if (ln->argc == 5) {
+		if (strcmp(ln->argv[3], "max-age") != 0) {
+			parse_error(ps, ln->number, "unknown webchat option "
+			    "'%s' (expected max-age)", ln->argv[3]);
+			goto fail;
+		}
+		if (get_number(ps, ln->number, "webchat max-age", ln->argv[4],
+		    long_duration_units, 0, 365 * 86400ull, &age) == -1)
+			goto fail;
+		w.max_age = (unsigned)age;
+	}
+	w.dir = xstrdup(ln->argv[2]);
+	c->webchats = xreallocarray(c->webchats, c->nwebchats + 1,
+	    sizeof(*c->webchats));
+	c->webchats[c->nwebchats++] = w;
+	return 0;
+fail:
+	free(w.path);
+	return -1;
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -2037,6 +2141,11 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->nwebsocket_origins; i++)
 		free(c->websocket_origins[i]);
 	free(c->websocket_origins);
+	for (i = 0; i < c->nwebchats; i++) {
+		free(c->webchats[i].path);
+		free(c->webchats[i].dir);
+	}
+	free(c->webchats);
 	free(c->metrics.ports);
 	OPENSSL_cleanse(c->metrics.token_sha256,
 	    sizeof(c->metrics.token_sha256));

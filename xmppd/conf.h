@@ -194,6 +194,15 @@ struct conf_limits {
 	                                slot; 0 = kept */
 };
 
+/* "webchat PATH DIRECTORY [max-age DURATION]": a static directory (a
+ * web client's files) served under PATH on the http(s) listeners. */
+struct conf_webchat {
+	char *path;             /* "/chat", or "/"; no trailing '/' else */
+	char *dir;              /* the directory, as written */
+	unsigned max_age;       /* Cache-Control max-age of files other than
+	                           HTML, s; default 3600 */
+};
+
 /* XEP-0157 contact address ("contact TYPE URI"). */
 struct conf_contact {
 	char *type;     /* abuse, admin, feedback, sales, security, support */
@@ -257,6 +266,9 @@ struct conf {
 	char **websocket_origins;    /* "websocket-origin", repeatable: the
 	                                Origin values allowed; none: any */
 	size_t nwebsocket_origins;
+
+	struct conf_webchat *webchats; /* "webchat", repeatable */
+	size_t nwebchats;
 
 	struct conf_listener *listeners;
 	size_t nlisteners;

@@ -23,6 +23,7 @@
 #include "net/hostmeta.h"
 #include "net/http.h"
 #include "web/upload_http.h"
+#include "web/webchat.h"
 #include "control/control.h"
 #include "control/metrics.h"
 #include "core/hooks.h"
@@ -73,7 +74,8 @@ load_conf(char *err, size_t errlen)
 	struct conf *c = conf_path ? conf_load(conf_path, err, errlen) :
 	    conf_parse("(default)", conf_default_text, err, errlen);
 
-	if (c != NULL && modules_check_conf(c, err, errlen) < 0) {
+	if (c != NULL && (modules_check_conf(c, err, errlen) < 0 ||
+	    webchat_check_conf(c, err, errlen) < 0)) {
 		conf_free(c);
 		return NULL;
 	}
@@ -110,6 +112,7 @@ reload(void)
 	bosh_set_conf(nc);
 	hostmeta_set_conf(nc);
 	upload_http_set_conf(nc);
+	webchat_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -330,6 +333,7 @@ main(int argc, char **argv)
 	bosh_set_conf(xmppd_conf);
 	hostmeta_set_conf(xmppd_conf);
 	upload_http_set_conf(xmppd_conf);
+	webchat_set_conf(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

@@ -959,6 +959,59 @@ test_bosh(void)
 	    "'bosh-url' (expected https://HOST[:PORT]/PATH)");
 }
 
+/* "webchat PATH DIRECTORY [max-age DURATION]", repeatable. */
+static void
+test_webchat(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->nwebchats == 0);
+	conf_free(c);
+	c = parse(BASE "webchat \"/chat/\" \"/usr/share/converse\"\n"
+	    "webchat / www max-age 1d\n"
+	    "webchat /a/b-c.d~e x max-age 0\n");
+	CHECK(c != NULL && c->nwebchats == 3);
+	if (c != NULL && c->nwebchats == 3) {
+		CHECK_STR(c->webchats[0].path, "/chat");
+		CHECK_STR(c->webchats[0].dir, "/usr/share/converse");
+		CHECK(c->webchats[0].max_age == 3600);
+		CHECK_STR(c->webchats[1].path, "/");
+		CHECK(c->webchats[1].max_age == 86400);
+		CHECK_STR(c->webchats[2].path, "/a/b-c.d~e");
+		CHECK(c->webchats[2].max_age == 0);
+	}
+	conf_free(c);
+	expect_error(BASE "webchat /chat\n",
+	    "t.conf:6: usage: webchat PATH DIRECTORY [max-age DURATION]");
+	expect_error(BASE "webchat chat d\n", "t.conf:6: invalid webchat "
+	    "path 'chat' (expected /NAME[/NAME...] of letters, digits and "
+	    "-._~, or /)");
+	expect_prefix(BASE "webchat /a//b d\n",
+	    "t.conf:6: invalid webchat path '/a//b'");
+	expect_prefix(BASE "webchat /a/./b d\n",
+	    "t.conf:6: invalid webchat path '/a/./b'");
+	expect_prefix(BASE "webchat /a/.. d\n",
+	    "t.conf:6: invalid webchat path '/a/..'");
+	expect_prefix(BASE "webchat /a%20b d\n",
+	    "t.conf:6: invalid webchat path '/a%20b'");
+	expect_error(BASE "webchat /upload d\n", "t.conf:6: webchat path "
+	    "'/upload' is within /upload, which xmppd serves itself");
+	expect_error(BASE "webchat /.well-known/x d\n", "t.conf:6: webchat "
+	    "path '/.well-known/x' is within /.well-known, which xmppd "
+	    "serves itself");
+	c = parse(BASE "webchat /uploads d\n");  /* not within /upload */
+	CHECK(c != NULL);
+	conf_free(c);
+	expect_error(BASE "webchat /c d\nwebchat /c/ e\n",
+	    "t.conf:7: webchat path '/c' given twice");
+	expect_error(BASE "webchat /c \"\"\n",
+	    "t.conf:6: empty webchat directory");
+	expect_error(BASE "webchat /c d maxage 1\n",
+	    "t.conf:6: unknown webchat option 'maxage' (expected max-age)");
+	expect_error(BASE "webchat /c d max-age 400d\n", "t.conf:6: webchat "
+	    "max-age out of range: 400d (allowed 0..31536000 seconds)");
+}
+
 int
 main(void)
 {
@@ -980,5 +1033,6 @@ main(void)
 	test_http();
 	test_websocket();
 	test_bosh();
+	test_webchat();
 	return UNIT_DONE("conf");
 }
