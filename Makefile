@@ -126,6 +126,8 @@ $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o $(OBJ)/xmppd/core/hooks.o
 $(BUILD)/tests/unit/test_mod_caps: $(OBJ)/xmppd/core/disco.o \
     $(OBJ)/xmppd/core/hooks.o
+$(BUILD)/tests/unit/test_extdisco: $(OBJ)/xmppd/core/stanza.o \
+    $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_session: $(OBJ)/xmppd/core/session.o \
     $(OBJ)/xmppd/core/sm.o $(OBJ)/xmppd/core/hooks.o \
     $(OBJ)/xmppd/core/stanza.o

@@ -178,6 +178,8 @@ static int handle_metrics_listener(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_webchat(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_extdisco(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_token(
     struct parser *, const struct option *, void *, const struct line *);
 
@@ -216,6 +218,8 @@ static const struct option top_options[] = {
     {"bosh", set_on_off, CONF_FIELD(bosh), 0, 0, 0, 0},
     {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
     {"webchat", handle_webchat, 0, 0, 0, 0, 1},
+    {"stun", handle_extdisco, 0, 0, 0, 0, 1},
+    {"turn", handle_extdisco, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
@@ -1515,6 +1519,112 @@ fail:
 	return -1;
 }
 
+/* A host name or numeric address as a XEP-0215 'host': letters, digits
+ * and ".-:" (IPv6), 253 bytes at most. */
+static int
+service_host_valid(const char *h)
+{
+	size_t n = strlen(h);
+
+	return n > 0 && n <= 253 && strspn(h, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") == n;
+}
+
+/*
+ * "stun HOST [port PORT] [transport udp|tcp]" and
+ * "turn HOST secret SECRET [port PORT] [transport udp|tcp] [ttl DURATION]":
+ * XEP-0215 services (mod/mod_extdisco.c), in the order given.
+ */
+static int
+handle_extdisco(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const stun_opts[] = {"port", "transport", NULL};
+	static const char *const turn_opts[] = {"port", "transport", "secret",
+	    "ttl", NULL};
+	struct conf *c = ps->c;
+	struct conf_extdisco e;
+	const char *const *opts;
+	int seen[4] = {0, 0, 0, 0};
+	unsigned long long v;
+
+	(void)base;
+	memset(&e, 0, sizeof(e));
+	e.type = strcmp(o->name, "turn") == 0 ? EXTDISCO_TURN : EXTDISCO_STUN;
+	opts = e.type == EXTDISCO_TURN ? turn_opts : stun_opts;
+	e.port = 3478;
+	e.ttl = 86400;
+	if (ln->argc < 2 || ln->argc % 2 != 0)
+		return parse_error(ps, ln->number, "usage: %s", e.type ==
+		    EXTDISCO_TURN ? "turn HOST secret SECRET [port PORT] "
+		    "[transport udp|tcp] [ttl DURATION]" : "stun HOST "
+		    "[port PORT] [transport udp|tcp]");
+	if (!service_host_valid(ln->argv[1]))
+		return parse_error(ps, ln->number, "invalid %s host '%s' "
+		    "(expected a host name or a numeric address)", o->name,
+		    ln->argv[1]);
+	for (size_t i = 2; i < ln->argc; i += 2) {
+		const char *k = ln->argv[i], *val = ln->argv[i + 1];
+		size_t j;
+
+		for (j = 0; opts[j] != NULL; j++)
+			if (strcmp(opts[j], k) == 0)
+				break;
+		if (opts[j] == NULL) {
+			parse_error(ps, ln->number, "unknown %s option '%s' "
+			    "(expected %s)", o->name, k, e.type ==
+			    EXTDISCO_TURN ? "secret, port, transport or ttl" :
+			    "port or transport");
+			goto fail;
+		}
+		if (seen[j]++) {
+			parse_error(ps, ln->number, "'%s' given twice", k);
+			goto fail;
+		}
+		if (strcmp(k, "port") == 0) {
+			if (get_number(ps, ln->number, "port", val, NULL, 1,
+			    65535, &v) == -1)
+				goto fail;
+			e.port = (int)v;
+		} else if (strcmp(k, "transport") == 0) {
+			if (strcmp(val, "udp") != 0 && strcmp(val, "tcp") != 0) {
+				parse_error(ps, ln->number, "invalid transport "
+				    "'%s' (expected udp or tcp)", val);
+				goto fail;
+			}
+			e.tcp = strcmp(val, "tcp") == 0;
+		} else if (strcmp(k, "ttl") == 0) {
+			if (get_number(ps, ln->number, "turn ttl", val,
+			    long_duration_units, 60, 30 * 86400ull, &v) == -1)
+				goto fail;
+			e.ttl = (unsigned)v;
+		} else {
+			if (strlen(val) < 16) {
+				parse_error(ps, ln->number, "turn secret too "
+				    "short (16 characters at least)");
+				goto fail;
+			}
+			free(e.secret);
+			e.secret = xstrdup(val);
+		}
+	}
+	if (e.type == EXTDISCO_TURN && e.secret == NULL) {
+		parse_error(ps, ln->number, "turn %s has no 'secret' (coturn's "
+		    "static-auth-secret)", ln->argv[1]);
+		goto fail;
+	}
+	e.host = xstrdup(ln->argv[1]);
+	c->extdisco = xreallocarray(c->extdisco, c->nextdisco + 1,
+	    sizeof(*c->extdisco));
+	c->extdisco[c->nextdisco++] = e;
+	return 0;
+fail:
+	if (e.secret != NULL)
+		OPENSSL_cleanse(e.secret, strlen(e.secret));
+	free(e.secret);
+	return -1;
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -2146,6 +2256,14 @@ conf_free(struct conf *c)
 		free(c->webchats[i].dir);
 	}
 	free(c->webchats);
+	for (i = 0; i < c->nextdisco; i++) {
+		free(c->extdisco[i].host);
+		if (c->extdisco[i].secret != NULL)
+			OPENSSL_cleanse(c->extdisco[i].secret,
+			    strlen(c->extdisco[i].secret));
+		free(c->extdisco[i].secret);
+	}
+	free(c->extdisco);
 	free(c->metrics.ports);
 	OPENSSL_cleanse(c->metrics.token_sha256,
 	    sizeof(c->metrics.token_sha256));

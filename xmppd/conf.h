@@ -203,6 +203,18 @@ struct conf_webchat {
 	                           HTML, s; default 3600 */
 };
 
+/* An external service of XEP-0215: "stun HOST ..." or "turn HOST ...". */
+enum conf_extdisco_type { EXTDISCO_STUN, EXTDISCO_TURN };
+struct conf_extdisco {
+	enum conf_extdisco_type type;
+	char *host;             /* a host name or a numeric address */
+	int port;               /* default 3478 */
+	int tcp;                /* transport tcp, else udp */
+	char *secret;           /* turn: coturn's static-auth-secret (the
+	                           TURN REST API's shared secret) */
+	unsigned ttl;           /* turn: s credentials are good for, 86400 */
+};
+
 /* XEP-0157 contact address ("contact TYPE URI"). */
 struct conf_contact {
 	char *type;     /* abuse, admin, feedback, sales, security, support */
@@ -269,6 +281,9 @@ struct conf {
 
 	struct conf_webchat *webchats; /* "webchat", repeatable */
 	size_t nwebchats;
+	struct conf_extdisco *extdisco; /* "stun", "turn", repeatable, in
+	                                order */
+	size_t nextdisco;
 
 	struct conf_listener *listeners;
 	size_t nlisteners;

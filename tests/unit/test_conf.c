@@ -1012,6 +1012,63 @@ test_webchat(void)
 	    "max-age out of range: 400d (allowed 0..31536000 seconds)");
 }
 
+/* "stun" and "turn": XEP-0215 services, in order. */
+static void
+test_extdisco(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->nextdisco == 0);
+	conf_free(c);
+	c = parse(BASE "stun stun.example.org\n"
+	    "turn turn.example.org secret \"0123456789abcdef\" ttl 1h "
+	    "transport tcp port 443\n"
+	    "stun 2001:db8::1 port 3479 transport tcp\n"
+	    "turn 192.0.2.1 secret 0123456789abcdefXYZ\n");
+	CHECK(c != NULL && c->nextdisco == 4);
+	if (c != NULL && c->nextdisco == 4) {
+		const struct conf_extdisco *e = c->extdisco;
+
+		CHECK(e[0].type == EXTDISCO_STUN && e[0].port == 3478 &&
+		    !e[0].tcp && e[0].secret == NULL);
+		CHECK_STR(e[0].host, "stun.example.org");
+		CHECK(e[1].type == EXTDISCO_TURN && e[1].port == 443 &&
+		    e[1].tcp && e[1].ttl == 3600);
+		CHECK_STR(e[1].secret, "0123456789abcdef");
+		CHECK(e[2].type == EXTDISCO_STUN && e[2].port == 3479 &&
+		    e[2].tcp);
+		CHECK_STR(e[2].host, "2001:db8::1");
+		CHECK(e[3].type == EXTDISCO_TURN && e[3].port == 3478 &&
+		    !e[3].tcp && e[3].ttl == 86400);
+	}
+	conf_free(c);
+	expect_error(BASE "stun\n",
+	    "t.conf:6: usage: stun HOST [port PORT] [transport udp|tcp]");
+	expect_error(BASE "stun h port\n",
+	    "t.conf:6: usage: stun HOST [port PORT] [transport udp|tcp]");
+	expect_error(BASE "stun \"a b\"\n", "t.conf:6: invalid stun host "
+	    "'a b' (expected a host name or a numeric address)");
+	expect_error(BASE "stun h secret 0123456789abcdef\n",
+	    "t.conf:6: unknown stun option 'secret' (expected port or "
+	    "transport)");
+	expect_error(BASE "stun h port 0\n",
+	    "t.conf:6: port out of range: 0 (allowed 1..65535)");
+	expect_error(BASE "stun h transport sctp\n",
+	    "t.conf:6: invalid transport 'sctp' (expected udp or tcp)");
+	expect_error(BASE "stun h port 1 port 2\n",
+	    "t.conf:6: 'port' given twice");
+	expect_error(BASE "turn h\n", "t.conf:6: turn h has no 'secret' "
+	    "(coturn's static-auth-secret)");
+	expect_error(BASE "turn h secret short\n",
+	    "t.conf:6: turn secret too short (16 characters at least)");
+	expect_error(BASE "turn h secret 0123456789abcdef ttl 10s\n",
+	    "t.conf:6: turn ttl out of range: 10s (allowed 60..2592000 "
+	    "seconds)");
+	expect_error(BASE "turn h secret 0123456789abcdef realm x\n",
+	    "t.conf:6: unknown turn option 'realm' (expected secret, port, "
+	    "transport or ttl)");
+}
+
 int
 main(void)
 {
@@ -1034,5 +1091,6 @@ main(void)
 	test_websocket();
 	test_bosh();
 	test_webchat();
+	test_extdisco();
 	return UNIT_DONE("conf");
 }

@@ -55,6 +55,7 @@ void mod_carbons_deinit(void);
 void mod_upload_init(void);
 void mod_upload_deinit(void);
 void mod_upload_reload(void);
+void mod_extdisco_init(void);
 
 static int
 registration_on(const struct conf *c)
@@ -84,6 +85,12 @@ static int
 upload_on(const struct conf *c)
 {
 	return c->upload_url != NULL;
+}
+
+static int
+extdisco_on(const struct conf *c)
+{
+	return c->nextdisco > 0;
 }
 
 static const struct module {
@@ -126,6 +133,7 @@ static const struct module {
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
 	    mod_upload_reload },
+	{ "extdisco", 0, extdisco_on, mod_extdisco_init, NULL, NULL, NULL },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },
