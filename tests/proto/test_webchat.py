@@ -6,7 +6,9 @@ encodings, NUL, encoded '/', hidden names, symbolic links that leave
 it), validators and 304s (ETag / If-None-Match, Last-Modified /
 If-Modified-Since), Cache-Control, nosniff, Range (206, 416, If-Range),
 a large file sent whole while the daemon keeps serving, a reload that
-moves the route, and the configuration errors."""
+moves the route, the configuration errors; and Converse.js's dist served
+by webchat logging in from headless Chromium over the WebSocket of the
+same origin (skipped where the browser or npm cannot be had)."""
 
 import hashlib
 import os
@@ -413,3 +415,52 @@ def test_config_errors(certificate, site, tmp_path, line, message):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1, r.stdout
     assert message in r.stderr, r.stderr
+
+
+# -- the web client in the box --
+
+def test_converse_served_by_webchat(certificate, tmp_path):
+    """Converse.js's dist served by webchat, in headless Chromium, logs
+    in over the WebSocket of the same origin (skipped where the browser
+    or npm cannot be had)."""
+    from browser_helpers import browser_log, chromium, converse_page
+    site = tmp_path / 'converse'
+    site.mkdir()
+    (tmp_path / 'd').mkdir()
+    srv = WebchatServer(certificate, site, directory=tmp_path / 'd')
+    srv.webchat = 'webchat "/chat" "%s"\nwebsocket on' % site
+    srv.start()
+    driver = None
+    try:
+        converse_page(site, {
+            'websocket_url': 'ws://127.0.0.1:%d/xmpp-websocket'
+                             % srv.http_port,
+            'auto_login': True, 'jid': 'alice@localhost',
+            'password': srv.users['alice@localhost'],
+            'view_mode': 'fullscreen', 'discover_connection_methods': False,
+            'loglevel': 'info'})
+        status, h, body = get(srv, '/chat/dist/converse.min.js',
+                              method='HEAD')
+        assert status == 200
+        assert h['content-type'] == 'text/javascript; charset=utf-8'
+        assert int(h['content-length']) == os.path.getsize(
+            site / 'dist' / 'converse.min.js')
+        status, h, _ = get(srv, '/chat/dist/converse.min.css', method='HEAD')
+        assert h['content-type'] == 'text/css; charset=utf-8'
+        driver = chromium()
+        driver.get('http://127.0.0.1:%d/chat/' % srv.http_port)
+        end = time.time() + 40
+        while time.time() < end:
+            out = srv.ctl('sessions').stdout
+            if 'alice@localhost' in out:
+                break
+            time.sleep(0.3)
+        assert 'alice@localhost' in out, (out, browser_log(driver)[-20:])
+        # The page and the client came through webchat.
+        log = srv.stderr_text()
+        assert 'GET /chat/ -> 200' in log
+        assert 'GET /chat/dist/converse.min.js -> 200' in log
+    finally:
+        if driver is not None:
+            driver.quit()
+        srv.stop()
