@@ -45,21 +45,21 @@ main(void)
 	/* base64(HMAC-SHA1("0123456789abcdefSECRET",
 	 * "1700000000:alice@localhost")), by Python's hmac module. */
 	CHECK(extdisco_turn_credentials("0123456789abcdefSECRET",
-	    "alice@localhost", 1700000000, user, sizeof(user), pass,
-	    sizeof(pass)) == 0);
+	          "alice@localhost", 1700000000, user, sizeof(user), pass,
+	          sizeof(pass)) == 0);
 	CHECK_STR(user, "1700000000:alice@localhost");
 	CHECK_STR(pass, "RMYuoICowiNEqgPqTNQw4Nui+tg=");
 	/* Another user, another password. */
-	CHECK(extdisco_turn_credentials("0123456789abcdefSECRET",
-	    "bob@localhost", 1700000000, user, sizeof(user), pass,
-	    sizeof(pass)) == 0);
+	CHECK(
+	    extdisco_turn_credentials("0123456789abcdefSECRET", "bob@localhost",
+	        1700000000, user, sizeof(user), pass, sizeof(pass)) == 0);
 	CHECK_STR(user, "1700000000:bob@localhost");
 	CHECK(strcmp(pass, "RMYuoICowiNEqgPqTNQw4Nui+tg=") != 0);
 	CHECK(strlen(pass) == 28);
 	/* Too small for the username, or for the password. */
 	CHECK(extdisco_turn_credentials("s", "alice@localhost", 1700000000,
-	    small, sizeof(small), pass, sizeof(pass)) == -1);
+	          small, sizeof(small), pass, sizeof(pass)) == -1);
 	CHECK(extdisco_turn_credentials("s", "a@b", 1, user, sizeof(user),
-	    small, sizeof(small)) == -1);
+	          small, sizeof(small)) == -1);
 	return UNIT_DONE("extdisco");
 }

@@ -37,9 +37,8 @@ void mod_extdisco_init(void);
  * password.  -1 if either does not fit.
  */
 static int
-extdisco_turn_credentials(const char *secret, const char *user,
-    int64_t expiry, char *username, size_t ulen, char *password,
-    size_t plen)
+extdisco_turn_credentials(const char *secret, const char *user, int64_t expiry,
+    char *username, size_t ulen, char *password, size_t plen)
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
@@ -64,8 +63,7 @@ type_name(enum conf_extdisco_type t)
 
 /* One <service/> for e into parent; TURN with credentials for bare. */
 static void
-add_service(struct xel *parent, const struct conf_extdisco *e,
-    const char *bare)
+add_service(struct xel *parent, const struct conf_extdisco *e, const char *bare)
 {
 	struct xel *s = xel_add(parent, "service", NULL);
 	char port[8], user[512], pass[64], stamp[32];
@@ -111,7 +109,7 @@ static int
 allowed(const struct session *from)
 {
 	return from->jid.node != NULL &&
-	    conf_host_find(xmppd_conf, from->jid.domain) != NULL;
+	       conf_host_find(xmppd_conf, from->jid.domain) != NULL;
 }
 
 /* §3.1, §3.2: every service, or those of one type. */
@@ -159,14 +157,13 @@ service_matches(const struct conf_extdisco *e, const struct xel *want)
 
 	snprintf(p, sizeof(p), "%d", e->port);
 	return strcasecmp(host, e->host) == 0 &&
-	    (type == NULL || strcmp(type, type_name(e->type)) == 0) &&
-	    (port == NULL || strcmp(port, p) == 0);
+	       (type == NULL || strcmp(type, type_name(e->type)) == 0) &&
+	       (port == NULL || strcmp(port, p) == 0);
 }
 
 /* §3.3: credentials for one service (the first that matches). */
 static enum hook_result
-handle_credentials(struct session *from, struct xel *iq,
-    enum iq_target target)
+handle_credentials(struct session *from, struct xel *iq, enum iq_target target)
 {
 	const char *type = xel_attr(iq, "type");
 	const struct xel *q = xel_child(iq, "credentials", NS_EXTDISCO);

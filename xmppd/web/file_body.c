@@ -97,8 +97,9 @@ read_done(void *arg, uint64_t owner, uint64_t tag)
 	}
 	if (b->err != 0) {
 		log_warnx("http %" PRIu64 " %s: %s %s: reading the file: %s, "
-		    "answer cut short", r->conn_id, r->peer_addr, r->method,
-		    r->path, strerror(b->err));
+		          "answer cut short",
+		    r->conn_id, r->peer_addr, r->method, r->path,
+		    strerror(b->err));
 		http_end(r); /* cut short */
 		body_free(b);
 		return;

@@ -21,7 +21,6 @@ struct http_request;
  * and the connection closes).  If the connection goes away first,
  * nothing more happens but the cleanup.
  */
-void file_body_send(struct http_request *r, int fd, int64_t off,
-    int64_t len);
+void file_body_send(struct http_request *r, int fd, int64_t off, int64_t len);
 
 #endif

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +51,14 @@ static size_t nroutes;
 
 /* A request between its handler and its answer. */
 struct webchat_req {
-	uint64_t id;      /* http_request_find */
-	char *dir;        /* the route's directory (a reload may free it) */
-	char *rel;        /* the file beneath dir, decoded */
+	uint64_t id; /* http_request_find */
+	char *dir;   /* the route's directory (a reload may free it) */
+	char *rel;   /* the file beneath dir, decoded */
 	unsigned max_age;
 	/* worker results */
 	int fd;
-	int err;          /* errno of opening, 0 */
-	int is_dir;       /* rel names a directory: redirect */
+	int err;    /* errno of opening, 0 */
+	int is_dir; /* rel names a directory: redirect */
 	struct stat st;
 };
 
@@ -198,8 +199,8 @@ open_walk(int dirfd, const char *rel)
 
 	while ((slash = strchr(seg, '/')) != NULL) {
 		*slash = '\0';
-		next = openat(fd, seg,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		next = openat(
+		    fd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd != dirfd)
 			close(fd);
 		if (next == -1) {
@@ -209,8 +210,8 @@ open_walk(int dirfd, const char *rel)
 		fd = next;
 		seg = slash + 1;
 	}
-	next = openat(fd, seg,
-	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	next = openat(
+	    fd, seg, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd != dirfd) {
 		int e = errno;
 
@@ -226,11 +227,11 @@ static int
 open_beneath(int dirfd, const char *rel)
 {
 #if defined(SYS_openat2) && defined(RESOLVE_BENEATH)
-	static int no_openat2; /* only ever set: a benign race */
+	static atomic_int no_openat2; /* set by whichever worker learns it */
 	struct open_how how;
 	long fd;
 
-	if (!no_openat2) {
+	if (!atomic_load(&no_openat2)) {
 		memset(&how, 0, sizeof(how));
 		how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
@@ -239,7 +240,7 @@ open_beneath(int dirfd, const char *rel)
 			return (int)fd;
 		if (errno != ENOSYS && errno != EPERM)
 			return -1;
-		no_openat2 = 1; /* old kernel, or a seccomp filter */
+		atomic_store(&no_openat2, 1); /* old kernel, or seccomp */
 	}
 #endif
 	return open_walk(dirfd, rel);
@@ -274,7 +275,7 @@ make_etag(const struct stat *st, char *out, size_t len)
 	snprintf(out, len, "\"%" PRIx64 "-%" PRIx64 "-%" PRIx64 "\"",
 	    (uint64_t)st->st_ino, (uint64_t)st->st_size,
 	    (uint64_t)st->st_mtim.tv_sec * 1000000000u +
-	    (uint64_t)st->st_mtim.tv_nsec);
+	        (uint64_t)st->st_mtim.tv_nsec);
 }
 
 /* RFC 9110 §13.1.2: whether If-None-Match's list names etag (weak
@@ -344,8 +345,7 @@ parse_http_date(const char *s)
 			break;
 	if (*m == '\0' || tm.tm_year < 1970 || tm.tm_mday < 1 ||
 	    tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 ||
-	    tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
-	    tm.tm_sec > 60)
+	    tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 60)
 		return -1;
 	tm.tm_mon = (int)(m - months) / 3;
 	tm.tm_year -= 1900;
@@ -418,9 +418,8 @@ parse_range(const char *v, int64_t size, int64_t *first, int64_t *last)
 static void
 redirect_to_dir(struct http_request *r)
 {
-	char *loc = *r->query != '\0' ?
-	    xasprintf("%s/?%s", r->path, r->query) :
-	    xasprintf("%s/", r->path);
+	char *loc = *r->query != '\0' ? xasprintf("%s/?%s", r->path, r->query)
+	                              : xasprintf("%s/", r->path);
 
 	http_add_header(r, "Location", loc);
 	http_respond_status(r, 301);
@@ -435,8 +434,8 @@ answer_error(struct http_request *r, const struct webchat_req *w)
 	switch (w->err) {
 	case ENOENT:
 	case ENOTDIR:
-	case ELOOP:       /* a link, followed by no walk */
-	case EXDEV:       /* a link leaving the directory */
+	case ELOOP: /* a link, followed by no walk */
+	case EXDEV: /* a link leaving the directory */
 	case ENAMETOOLONG:
 		status = 404;
 		break;
@@ -446,8 +445,7 @@ answer_error(struct http_request *r, const struct webchat_req *w)
 		break;
 	default:
 		log_warnx("http %" PRIu64 " %s: webchat: opening %s/%s: %s",
-		    r->conn_id, r->peer_addr, w->dir, w->rel,
-		    strerror(w->err));
+		    r->conn_id, r->peer_addr, w->dir, w->rel, strerror(w->err));
 		status = 500;
 		break;
 	}
@@ -467,7 +465,7 @@ not_modified(struct http_request *r, const char *etag, time_t mtime)
 	if (inm != NULL)
 		return etag_listed(inm, etag);
 	return ims != NULL && (t = parse_http_date(ims)) >= 0 &&
-	    (int64_t)mtime <= t;
+	       (int64_t)mtime <= t;
 }
 
 /* Loop: the file is open (or not); the fields, then its bytes. */
@@ -512,8 +510,8 @@ open_done(void *arg, uint64_t owner, uint64_t tag)
 	range = http_header(r, "Range");
 	if_range = http_header(r, "If-Range");
 	/* §13.1.5: a range only of the representation the client has. */
-	if (range != NULL && if_range != NULL &&
-	    strcmp(if_range, etag) != 0 && strcmp(if_range, date) != 0)
+	if (range != NULL && if_range != NULL && strcmp(if_range, etag) != 0 &&
+	    strcmp(if_range, date) != 0)
 		range = NULL;
 	if (range != NULL) {
 		switch (parse_range(range, w->st.st_size, &first, &last)) {
@@ -537,8 +535,8 @@ open_done(void *arg, uint64_t owner, uint64_t tag)
 	http_begin(r, status, type, last - first + 1);
 	fd = w->fd;
 	w->fd = -1;
-	file_body_send(r, fd, first,
-	    r->method_bit == HTTP_M_HEAD ? 0 : last - first + 1);
+	file_body_send(
+	    r, fd, first, r->method_bit == HTTP_M_HEAD ? 0 : last - first + 1);
 out:
 	req_free(w);
 }
@@ -582,9 +580,10 @@ webchat_check_conf(const struct conf *conf, char *err, size_t errlen)
 		int fd = open(wc->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (fd == -1) {
-			snprintf(err, errlen, "%s: webchat %s: cannot open "
-			    "directory %s: %s", conf->source, wc->path,
-			    wc->dir, strerror(errno));
+			snprintf(err, errlen,
+			    "%s: webchat %s: cannot open "
+			    "directory %s: %s",
+			    conf->source, wc->path, wc->dir, strerror(errno));
 			return -1;
 		}
 		close(fd);
@@ -615,9 +614,10 @@ webchat_set_conf(const struct conf *conf)
 		rt->dir = xstrdup(wc->dir);
 		rt->max_age = wc->max_age;
 		if (http_route_add(rt->prefix, HTTP_M_GET | HTTP_M_HEAD, 0,
-		    handle_webchat, rt) == -1) {
+		        handle_webchat, rt) == -1) {
 			log_warnx("webchat: cannot route %s: the path is "
-			    "taken", rt->prefix);
+			          "taken",
+			    rt->prefix);
 			free(rt->prefix);
 			free(rt->dir);
 			continue;
