@@ -202,6 +202,7 @@ static const struct option top_options[] = {
     {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
         0, 0},
+    {"tls-ca-file", set_string, CONF_FIELD(tls_ca_file), 0, 0, 0, 0},
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
@@ -2119,6 +2120,7 @@ conf_free(struct conf *c)
 	free(c->user);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
+	free(c->tls_ca_file);
 	free(c->version_name);
 	for (i = 0; i < c->ncontacts; i++) {
 		free(c->contacts[i].type);

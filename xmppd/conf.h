@@ -240,6 +240,9 @@ struct conf {
 	                                OpenSSL's syntax, CONF_TLS_CIPHERS */
 	char *tls_ciphersuites;      /* "tls-ciphersuites": TLS 1.3; NULL =
 	                                OpenSSL's default */
+	char *tls_ca_file;           /* "tls-ca-file": PEM roots trusted for
+	                                peers' certificates besides the
+	                                system's store (s2s) */
 	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */

@@ -62,6 +62,8 @@ static double handshake_timeout;
 static void conn_read_cb(struct ev_loop *l, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *l, ev_io *w, int revents);
 static void flush_one(struct conn *c);
+static void peer_address(const struct sockaddr_storage *ss, char *host,
+    size_t len, int *port);
 
 void
 conn_set_conf(const struct conf *conf)
@@ -289,7 +291,8 @@ conn_kill(struct conn *c, const char *reason)
 	c->fd = -1;
 	buf_free(&c->out);
 	buf_free(&c->wire);
-	ip_count(c->net, -1);
+	if (!c->outgoing)
+		ip_count(c->net, -1);
 	stats.open--;
 	c->dead_next = dead_head;
 	dead_head = c;
@@ -305,6 +308,10 @@ conn_close(struct conn *c)
 	if (c->state == CONN_HANDSHAKE) {
 		/* Nothing can be said to a peer without TLS yet. */
 		conn_kill(c, "closed during the TLS handshake");
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		conn_kill(c, "closed while connecting");
 		return;
 	}
 	c->state = CONN_CLOSING;
@@ -446,8 +453,14 @@ start_tls(struct conn *c)
 
 	if (bio != NULL)
 		BIO_set_data(bio, c);
-	c->ssl = bio != NULL ? tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
-	    TLS_ALPN_HTTP : TLS_ALPN_XMPP) : NULL;
+	if (bio == NULL)
+		c->ssl = NULL;
+	else if (c->outgoing)
+		c->ssl = tls_new_client_ssl(bio, c->tls_local, c->tls_remote,
+		    c->direct_tls);
+	else
+		c->ssl = tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
+		    TLS_ALPN_HTTP : TLS_ALPN_XMPP);
 	if (c->ssl == NULL) {
 		log_warnx("conn %llu %s: cannot create TLS session",
 		    (unsigned long long)c->id, c->addr);
@@ -531,6 +544,8 @@ flush_one(struct conn *c)
 		c->vops->flush(c, c->varg);
 		return;
 	}
+	if (c->state == CONN_CONNECTING)
+		return;         /* connected() flushes */
 	for (;;) {
 		if (c->ssl == NULL) {
 			if (!sock_flush(c, &c->out))
@@ -560,12 +575,104 @@ flush_one(struct conn *c)
 	}
 }
 
+/* connect(2) finished, for better or worse. */
+static void
+connected(struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	ev_io_stop(loop, &c->wio);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err != 0) {
+		log_info("conn %llu %s: connect: %s",
+		    (unsigned long long)c->id, c->addr, strerror(err));
+		conn_kill(c, err == ECONNREFUSED ? "connection refused" :
+		    err == ETIMEDOUT ? "connect timed out" :
+		    err == EHOSTUNREACH || err == ENETUNREACH ?
+		    "host unreachable" : "connect failed");
+		return;
+	}
+	c->state = CONN_OPEN;
+	c->connected = 1;
+	log_debug("conn %llu %s: connected", (unsigned long long)c->id,
+	    c->addr);
+	c->h->on_connected(c);
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->direct_tls)
+		start_tls(c);   /* its deadline replaces the connect one */
+	else {
+		conn_set_timeout(c, 0, NULL);
+		ev_io_start(loop, &c->rio);
+		if (buf_avail(&c->out) > 0)
+			flush_list_add(c);
+	}
+}
+
 static void
 conn_write_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct conn *c = container_of(w, struct conn, wio);
 
+	if (c->state == CONN_CONNECTING) {
+		connected(c);
+		return;
+	}
 	flush_one(c);
+}
+
+struct conn *
+conn_connect(const struct sockaddr *sa, socklen_t salen,
+    const struct conn_handler *h, void *upper, double timeout,
+    const char *local, const char *remote, int direct_tls)
+{
+	struct sockaddr_storage ss;
+	struct conn *c;
+	char host[INET6_ADDRSTRLEN];
+	int fd, port, one = 1;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, sa, salen < sizeof(ss) ? salen : sizeof(ss));
+	peer_address(&ss, host, sizeof(host), &port);
+	c = xcalloc(1, sizeof(*c));
+	c->id = next_id++;
+	c->fd = fd;
+	c->h = h;
+	c->upper = upper;
+	c->outgoing = 1;
+	c->direct_tls = direct_tls;
+	c->tls_local = xstrdup(local);
+	c->tls_remote = xstrdup(remote);
+	c->state = CONN_CONNECTING;
+	snprintf(c->ip, sizeof(c->ip), "%s", host);
+	snprintf(c->net, sizeof(c->net), "%s", host);
+	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
+	    "%s:%d", host, port);
+	c->last_read = mono_now(loop);
+	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+	ev_init(&c->timer, conn_timer_fired);
+	stats.open++;
+	if (connect(fd, sa, salen) == -1 && errno != EINPROGRESS) {
+		int e = errno;
+
+		/* Told at once: still through on_close, never before
+		 * conn_connect returns (the reaper runs later). */
+		log_info("conn %llu %s: connect: %s",
+		    (unsigned long long)c->id, c->addr, strerror(e));
+		conn_kill(c, "connect failed");
+		return c;
+	}
+	conn_set_timeout(c, timeout, "connect timed out");
+	ev_io_start(loop, &c->wio);
+	return c;
 }
 
 static void
@@ -922,6 +1029,8 @@ reap(void)
 			c->vops->gone(c, c->varg);
 		if (c->upper)
 			c->h->on_close(c);
+		free(c->tls_local);
+		free(c->tls_remote);
 		free(c);
 	}
 }
