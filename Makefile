@@ -119,6 +119,7 @@ $(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
 $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
 $(BUILD)/tests/unit/test_dns_msg: $(OBJ)/xmppd/net/dns_msg.o
+$(BUILD)/tests/unit/test_dialback: $(OBJ)/xmppd/stream/dialback.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
