@@ -208,7 +208,8 @@ build-fuzz/tests/fuzz/fuzz_dns: build-fuzz/obj/xmppd/net/dns_msg.o
 # its own), the HTTP halves of modules (web/: routes only start-up adds)
 # and the control plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
-    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/%, \
+    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/% \
+    build-fuzz/obj/xmppd/stream/s2s.o, \
     $(XMPPD_SRC:%.c=build-fuzz/obj/%.o))
 
 bench: all $(BUILD)/tests/bench/xmppbench

@@ -174,6 +174,11 @@ static int set_see_other_host(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int handle_see_other_uri(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
+static void strlist_free(struct conf_strlist *l);
+static int handle_s2s_domain(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static int handle_dns_server(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
 static int set_bosh_url(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int set_websocket_url(
@@ -203,6 +208,13 @@ static const struct option top_options[] = {
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
         0, 0},
     {"tls-ca-file", set_string, CONF_FIELD(tls_ca_file), 0, 0, 0, 0},
+    {"s2s-dialback", set_on_off, CONF_FIELD(s2s_dialback), 0, 0, 0, 0},
+    {"s2s-secure-auth", set_on_off, CONF_FIELD(s2s_secure_auth), 0, 0, 0, 0},
+    {"s2s-insecure-domain", handle_s2s_domain, CONF_FIELD(s2s_insecure), 0,
+        0, 0, 1},
+    {"s2s-allow", handle_s2s_domain, CONF_FIELD(s2s_allow), 0, 0, 0, 1},
+    {"s2s-deny", handle_s2s_domain, CONF_FIELD(s2s_deny), 0, 0, 0, 1},
+    {"dns-server", handle_dns_server, 0, 0, 0, 0, 1},
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
@@ -962,6 +974,10 @@ conf_listen_kind_name(enum listen_kind kind)
 		return "http";
 	case LISTEN_HTTPS:
 		return "https";
+	case LISTEN_S2S:
+		return "s2s";
+	case LISTEN_S2S_TLS:
+		return "s2s-tls";
 	default:
 		return "?";
 	}
@@ -1087,14 +1103,15 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 	if (ln->argc < 3)
 		return parse_error(ps, ln->number,
 		    "missing argument to "
-		    "'listen' (listen c2s|c2s-tls|http|https PORT)");
+		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls "
+		    "PORT)");
 	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
 		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
 			break;
 	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
-		    "invalid listener type "
-		    "'%s' (expected c2s, c2s-tls, http or https)",
+		    "invalid listener type '%s' (expected c2s, c2s-tls, "
+		    "http, https, s2s or s2s-tls)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
@@ -1506,6 +1523,115 @@ handle_see_other_uri(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* "s2s-insecure-domain D", "s2s-allow D", "s2s-deny D": a domain,
+ * nameprepped, into the list at the option's field (its count follows
+ * it in struct conf). */
+static int
+handle_s2s_domain(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_strlist *l = FIELD(base, o, struct conf_strlist);
+	char *d;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((d = jid_nameprep(ln->argv[1])) == NULL || strchr(d, '@') ||
+	    strchr(d, '/')) {
+		free(d);
+		return parse_error(ps, ln->number, "invalid domain '%s' for "
+		    "'%s'", ln->argv[1], o->name);
+	}
+	if (conf_strlist_has(l, d)) {
+		free(d);
+		return 0;
+	}
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = d;
+	return 0;
+}
+
+int
+conf_strlist_has(const struct conf_strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+strlist_free(struct conf_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* "dns-server ADDR[:PORT]": an IPv4 address, or an IPv6 one in brackets
+ * with a port, as c-ares takes them. */
+static int
+handle_dns_server(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	const char *s;
+	char addr[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	const char *port = NULL, *end;
+	size_t len;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	s = ln->argv[1];
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		len = end ? (size_t)(end - s - 1) : 0;
+		if (end == NULL || len == 0 || len >= sizeof(addr))
+			goto bad;
+		memcpy(addr, s + 1, len);
+		addr[len] = '\0';
+		if (inet_pton(AF_INET6, addr, bin) != 1)
+			goto bad;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			goto bad;
+	} else {
+		end = strchr(s, ':');
+		len = end ? (size_t)(end - s) : strlen(s);
+		if (len == 0 || len >= sizeof(addr))
+			goto bad;
+		memcpy(addr, s, len);
+		addr[len] = '\0';
+		if (inet_pton(AF_INET, addr, bin) != 1)
+			goto bad;
+		if (end != NULL)
+			port = end + 1;
+	}
+	if (port != NULL) {
+		char *e;
+		unsigned long p = strtoul(port, &e, 10);
+
+		if (*port < '0' || *port > '9' || *e != '\0' || p == 0 ||
+		    p > 65535)
+			goto bad;
+	}
+	if (c->dns_servers == NULL)
+		c->dns_servers = xstrdup(s);
+	else {
+		size_t n = strlen(c->dns_servers) + strlen(s) + 2;
+		char *j = xmalloc(n);
+
+		snprintf(j, n, "%s,%s", c->dns_servers, s);
+		free(c->dns_servers);
+		c->dns_servers = j;
+	}
+	return 0;
+bad:
+	return parse_error(ps, ln->number, "invalid address '%s' for "
+	    "'dns-server' (expected ADDR, ADDR:PORT or [IPv6]:PORT)", s);
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -1861,6 +1987,7 @@ conf_init(struct conf *c, const char *name)
 	c->storage_sync_full = 1;
 	c->scram_iterations = 4096;
 	c->workers = 2;
+	c->s2s_dialback = 1;
 	c->limits.stanza_size = 262144;
 	c->limits.preauth_stanza_size = 16384;
 	c->limits.stanza_memory = 1048576;
@@ -2121,6 +2248,10 @@ conf_free(struct conf *c)
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
 	free(c->tls_ca_file);
+	strlist_free(&c->s2s_insecure);
+	strlist_free(&c->s2s_allow);
+	strlist_free(&c->s2s_deny);
+	free(c->dns_servers);
 	free(c->version_name);
 	for (i = 0; i < c->ncontacts; i++) {
 		free(c->contacts[i].type);

@@ -17,6 +17,8 @@ enum listen_kind {
 	LISTEN_HTTP,       /* "http": HTTP/1.1 on plain TCP (RFC 9112) */
 	LISTEN_HTTPS,      /* "https": HTTP/1.1 over direct TLS, ALPN
 	                      "http/1.1" */
+	LISTEN_S2S,        /* "s2s": servers, STARTTLS (RFC 6120) */
+	LISTEN_S2S_TLS,    /* "s2s-tls": servers, direct TLS (XEP-0368) */
 	LISTEN__COUNT
 };
 
@@ -26,6 +28,15 @@ struct conf_listener {
 	int port;
 	int starttls_required;  /* c2s only; default 1 */
 };
+
+/* A repeatable option's values. */
+struct conf_strlist {
+	char **v;
+	size_t n;
+};
+
+/* Whether s is in l. */
+int conf_strlist_has(const struct conf_strlist *l, const char *s);
 
 /* An address or a network ("http-trusted-proxy 10.0.0.0/8"). */
 struct conf_net {
@@ -243,6 +254,18 @@ struct conf {
 	char *tls_ca_file;           /* "tls-ca-file": PEM roots trusted for
 	                                peers' certificates besides the
 	                                system's store (s2s) */
+	/* Server-to-server (stream/s2s.c). */
+	int s2s_dialback;            /* "s2s-dialback on|off" (XEP-0220),
+	                                default on */
+	int s2s_secure_auth;         /* "s2s-secure-auth on|off": peers need
+	                                a valid certificate; default off */
+	struct conf_strlist s2s_insecure; /* "s2s-insecure-domain D": no TLS */
+	struct conf_strlist s2s_allow;    /* "s2s-allow D": only these, if
+	                                     any */
+	struct conf_strlist s2s_deny;     /* "s2s-deny D": never these */
+	char *dns_servers;           /* "dns-server ADDR[:PORT]", repeatable,
+	                                joined with commas; NULL: the
+	                                system's resolv.conf */
 	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */

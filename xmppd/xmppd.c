@@ -18,6 +18,7 @@
 
 #include "stream/bosh.h"
 #include "stream/c2s.h"
+#include "stream/s2s.h"
 #include "conf.h"
 #include "net/conn.h"
 #include "net/hostmeta.h"
@@ -56,6 +57,8 @@ static const struct conn_handler *const listen_handlers[LISTEN__COUNT] = {
 	[LISTEN_C2S_TLS] = &c2s_conn_handler,
 	[LISTEN_HTTP] = &http_conn_handler,
 	[LISTEN_HTTPS] = &http_conn_handler,
+	[LISTEN_S2S] = &s2s_conn_handler,
+	[LISTEN_S2S_TLS] = &s2s_conn_handler,
 };
 
 static void
@@ -110,6 +113,7 @@ reload(void)
 	bosh_set_conf(nc);
 	hostmeta_set_conf(nc);
 	upload_http_set_conf(nc);
+	s2s_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
@@ -137,6 +141,7 @@ stop(void)
 	control_shutdown();
 	hook_run_shutdown();
 	c2s_shutdown_all();
+	s2s_shutdown();
 	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);
 	ev_timer_start(xmppd_loop, &drain_w);
@@ -321,6 +326,7 @@ main(int argc, char **argv)
 	}
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
+	s2s_init(xmppd_loop, xmppd_conf);
 	store_set_backlog_limit(xmppd_conf->limits.storage_queue,
 	    c2s_storage_congested);
 	iq_init();

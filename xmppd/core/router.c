@@ -29,6 +29,13 @@ struct service {
 
 static struct service *services;
 static size_t nservices;
+static router_remote_fn remote_fn;
+
+void
+router_set_remote(router_remote_fn fn)
+{
+	remote_fn = fn;
+}
 
 static const struct service *
 service_find(const char *domain)
@@ -37,6 +44,12 @@ service_find(const char *domain)
 		if (strcmp(services[i].domain, domain) == 0)
 			return &services[i];
 	return NULL;
+}
+
+int
+router_is_service(const char *domain)
+{
+	return service_find(domain) != NULL;
 }
 
 int
@@ -311,8 +324,10 @@ route_to(struct session *from, struct xel *st, enum stanza_kind kind,
 	if (conf_host_find(xmppd_conf, to->domain) == NULL) {
 		if ((sv = service_find(to->domain)) != NULL)
 			sv->fn(from, st, to);
-		/* Server-to-server comes later: remote domains are
-		 * unreachable for now (RFC 6120 §8.3.3.16). */
+		else if (remote_fn != NULL)
+			remote_fn(st, to->domain);
+		/* Without server-to-server remote domains are unreachable
+		 * (RFC 6120 §8.3.3.16). */
 		else if (kind != STANZA_PRESENCE)
 			router_bounce(from, st, "remote-server-not-found");
 	} else if (to->node == NULL) {
@@ -339,7 +354,10 @@ router_route(struct xel *st)
 		return;
 	if (nservices > 0 && (sv = service_find(to.domain)) != NULL)
 		sv->fn(sender_session(st), st, &to);
-	else if (kind == STANZA_PRESENCE) {
+	else if (conf_host_find(xmppd_conf, to.domain) == NULL) {
+		if (remote_fn != NULL)
+			remote_fn(st, to.domain);
+	} else if (kind == STANZA_PRESENCE) {
 		/* Server-generated presence goes straight to the target's
 		 * sessions (the caller applied the rules already). */
 		if (conf_host_find(xmppd_conf, to.domain) && to.node) {
@@ -356,6 +374,74 @@ router_route(struct xel *st)
 		}
 	} else
 		route_to(NULL, st, kind, &to);
+	jid_free(&to);
+}
+
+void
+router_bounce_remote(const struct xel *st, const char *condition)
+{
+	struct xel *r;
+	struct session *s;
+
+	if (stanza_kind(st) == STANZA_PRESENCE)
+		return;
+	if ((s = sender_session(st)) != NULL) {
+		router_bounce(s, st, condition);
+		return;
+	}
+	if ((r = stanza_error(st, NULL, condition, NULL)) == NULL)
+		return;
+	router_route(r);
+	arena_free(r->arena);
+}
+
+void
+router_from_remote(struct xel *st)
+{
+	enum stanza_kind kind = stanza_kind(st);
+	const char *tostr = xel_attr(st, "to");
+	struct jid to = { 0 };
+	const struct service *sv;
+
+	if (kind == STANZA_OTHER || tostr == NULL ||
+	    jid_parse(&to, tostr) < 0)
+		return;
+	if (kind == STANZA_IQ && !iq_valid(st)) {
+		const char *t = xel_attr(st, "type");
+
+		if (t == NULL || (strcmp(t, "result") != 0 &&
+			strcmp(t, "error") != 0))
+			router_bounce_remote(st, "bad-request");
+		goto done;
+	}
+	if ((sv = service_find(to.domain)) != NULL)
+		sv->fn(NULL, st, &to);
+	else if (kind == STANZA_PRESENCE) {
+		/* Directed presence and broadcasts from remote contacts
+		 * reach the addressed sessions; subscriptions across
+		 * domains (RFC 6121 §3) are not handled yet. */
+		struct session *s;
+
+		if (to.node == NULL)
+			;
+		else if (to.resource) {
+			if ((s = sm_find_full(&to)) != NULL)
+				router_deliver(s, st);
+		} else
+			for (s = sm_find_bare(to.node, to.domain); s;
+			    s = s->next)
+				if (s->available)
+					router_deliver(s, st);
+	} else if (to.node == NULL && kind == STANZA_IQ && iq_request(st))
+		/* IQs to the server from remote entities need handlers
+		 * that take no local session: not yet. */
+		router_bounce_remote(st, "service-unavailable");
+	else if (to.node == NULL || (kind == STANZA_IQ && to.resource == NULL
+	    && iq_request(st)))
+		router_bounce_remote(st, "service-unavailable");
+	else
+		to_local_user(NULL, st, kind, &to);
+done:
 	jid_free(&to);
 }
 

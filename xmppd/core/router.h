@@ -32,6 +32,23 @@ void router_route(struct xel *st);
 void router_redeliver(struct xel *msg, const char *user, const char *host);
 /* An error reply for st to its sender, if that is a local session. */
 void router_bounce_to_sender(const struct xel *st, const char *condition);
+/* An error reply for st to its sender, wherever that is (a local user, a
+ * service, a remote domain); none for an error (RFC 6120 §8.3.1) nor for
+ * presence. */
+void router_bounce_remote(const struct xel *st, const char *condition);
+
+/*
+ * Server-to-server.  The remote sender takes a stanza whose 'to' is on
+ * no domain of ours (its domain is remote); set by stream/s2s.c, NULL:
+ * remote domains are unreachable (<remote-server-not-found/>).
+ */
+typedef void (*router_remote_fn)(struct xel *st, const char *domain);
+void router_set_remote(router_remote_fn fn);
+/* A stanza from a remote server, 'from' authenticated by the stream and
+ * 'to' on a domain of ours, requalified to jabber:client. */
+void router_from_remote(struct xel *st);
+/* Whether domain is a service domain (router_add_service). */
+int router_is_service(const char *domain);
 /* Send an error reply for st back to the session that sent it. */
 void router_bounce(struct session *from, const struct xel *st,
     const char *condition);

@@ -458,9 +458,16 @@ start_tls(struct conn *c)
 	else if (c->outgoing)
 		c->ssl = tls_new_client_ssl(bio, c->tls_local, c->tls_remote,
 		    c->direct_tls);
-	else
+	else {
 		c->ssl = tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
-		    TLS_ALPN_HTTP : TLS_ALPN_XMPP);
+		    TLS_ALPN_HTTP : c->kind == LISTEN_S2S ||
+		    c->kind == LISTEN_S2S_TLS ? TLS_ALPN_XMPP_SERVER :
+		    TLS_ALPN_XMPP);
+		/* A server's certificate may authenticate it (XEP-0178). */
+		if (c->ssl != NULL && (c->kind == LISTEN_S2S ||
+		    c->kind == LISTEN_S2S_TLS))
+			tls_request_peer_cert(c->ssl);
+	}
 	if (c->ssl == NULL) {
 		log_warnx("conn %llu %s: cannot create TLS session",
 		    (unsigned long long)c->id, c->addr);
@@ -793,7 +800,8 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	c->h = li->h;
 	c->kind = kind;
 	c->local_port = li->port;
-	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS;
+	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS ||
+	    kind == LISTEN_S2S_TLS;
 	c->starttls_required = li->starttls_required;
 	snprintf(c->ip, sizeof(c->ip), "%s", host);
 	snprintf(c->net, sizeof(c->net), "%s", net);

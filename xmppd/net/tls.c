@@ -31,6 +31,8 @@ static const struct alpn {
 } alpns[] = {
 	[TLS_ALPN_XMPP] = { (const unsigned char *)"\x0bxmpp-client", 12 },
 	[TLS_ALPN_HTTP] = { (const unsigned char *)"\x08http/1.1", 9 },
+	[TLS_ALPN_XMPP_SERVER] = { (const unsigned char *)"\x0bxmpp-server",
+	    12 },
 };
 static const unsigned char alpn_server[] = "\x0bxmpp-server";
 

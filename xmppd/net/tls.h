@@ -26,6 +26,7 @@ void tls_free(void);
 enum tls_alpn {
 	TLS_ALPN_XMPP,     /* "xmpp-client" (XEP-0368) */
 	TLS_ALPN_HTTP,     /* "http/1.1" */
+	TLS_ALPN_XMPP_SERVER, /* "xmpp-server" (XEP-0368) */
 };
 
 /* A new server SSL object reading and writing through bio (which it

@@ -2163,26 +2163,6 @@ const struct xml_stream_cb c2s_xml_cb = {
 	.on_close = on_xml_close,
 };
 
-static const char *
-xml_error_condition(enum xml_error e)
-{
-	switch (e) {
-	case XMLE_RESTRICTED:
-		return "restricted-xml";
-	case XMLE_TOO_BIG:
-	case XMLE_TOO_MUCH_MEMORY:
-	case XMLE_TOO_DEEP:
-	case XMLE_TOO_MANY_ATTRS:
-		return "policy-violation";
-	case XMLE_BAD_ROOT:
-		return "invalid-namespace";
-	case XMLE_BAD_ENCODING:
-		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
-	default:
-		return "not-well-formed";
-	}
-}
-
 /* Feed input to the parser and act on how it ended. */
 static enum xml_status
 feed(struct c2s *c, const char *data, size_t len)

@@ -1,0 +1,234 @@
+"""Server-to-server between two xmppd daemons (a.test and b.test) on
+loopback, found through DNS SRV records served by a throwaway dnsmasq:
+TLS, dialback (XEP-0220) with self-signed certificates, SASL EXTERNAL
+(XEP-0178) with certificates from a test CA, messages both ways, and the
+errors for a domain that does not resolve.  Skipped with the reason when
+dnsmasq cannot be installed or started."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import xmpp_raw
+from conftest import REPO, XMPPD_BIN, Server, free_ports
+from xmpp_raw import NS_CLIENT, q, tostr
+
+
+def install_dnsmasq():
+    if shutil.which('dnsmasq'):
+        return
+    r = subprocess.run(['sh', str(REPO / 'tests' / 'deps.sh'),
+                        'dnsmasq-base'], capture_output=True, text=True,
+                       timeout=600)
+    if r.returncode != 0 or not shutil.which('dnsmasq'):
+        pytest.skip('dnsmasq missing: ' + r.stdout.strip()[-200:])
+
+
+class Dns:
+    """dnsmasq on 127.0.0.1:port answering for *.test only."""
+
+    def __init__(self, records):
+        install_dnsmasq()
+        self.dir = Path(tempfile.mkdtemp(prefix='dnsmasq-'))
+        self.port, = free_ports(1)
+        argv = [shutil.which('dnsmasq'), '--no-daemon', '-C', '/dev/null',
+                '--port=%d' % self.port, '--listen-address=127.0.0.1',
+                '--bind-interfaces', '--no-resolv', '--no-hosts',
+                '--local=/test/',
+                '--pid-file=%s' % (self.dir / 'pid'), '--user=%s' % (
+                    'root' if os.geteuid() == 0 else os.environ.get(
+                        'USER', 'nobody')),
+                '--log-queries', '--log-facility=%s' % (self.dir / 'log')]
+        argv += records
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        time.sleep(0.3)
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode(errors='replace')
+            pytest.skip('dnsmasq cannot start: %s' % err[-300:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_cert(d, domain, ca=None):
+    """A key and certificate for domain in d: self-signed, or signed by
+    ca (its (cert, key))."""
+    key, cert = d / ('%s.key' % domain), d / ('%s.crt' % domain)
+    if ca is None:
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec',
+                        '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+                        '-nodes', '-days', '30', '-subj', '/CN=' + domain,
+                        '-addext', 'subjectAltName=DNS:' + domain,
+                        '-keyout', str(key), '-out', str(cert)],
+                       check=True, capture_output=True)
+        return cert, key
+    csr = d / ('%s.csr' % domain)
+    ext = d / ('%s.ext' % domain)
+    ext.write_text('subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n'
+                   % domain)
+    subprocess.run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-subj',
+                    '/CN=' + domain, '-keyout', str(key), '-out', str(csr)],
+                   check=True, capture_output=True)
+    subprocess.run(['openssl', 'x509', '-req', '-in', str(csr), '-CA',
+                    str(ca[0]), '-CAkey', str(ca[1]), '-CAcreateserial',
+                    '-days', '30', '-extfile', str(ext), '-out', str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def make_ca(d):
+    key, cert = d / 'ca.key', d / 'ca.crt'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30',
+                    '-subj', '/CN=xmppd test CA', '-keyout', str(key),
+                    '-out', str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+class FedServer(Server):
+    """A daemon for one domain with an s2s listener on a chosen port."""
+
+    def __init__(self, certificate, domain, s2s_port, dns_port, extra=''):
+        super().__init__(certificate, users={
+            'alice@%s' % domain: 'alice-secret',
+            'bob@%s' % domain: 'bob-secret'})
+        self.domain = domain
+        self.s2s_port = s2s_port
+        self.dns_port = dns_port
+        self.fed_extra = extra
+
+    def config_text(self):
+        return '\n'.join([
+            'log-level debug',
+            'storage "%s"' % self.db,
+            'control-socket "%s"' % self.sock,
+            'scram-iterations 4096',
+            'listen c2s %d address 127.0.0.1' % self.c2s_port,
+            'listen c2s-tls %d address 127.0.0.1' % self.tls_port,
+            'listen s2s %d address 127.0.0.1' % self.s2s_port,
+            'dns-server 127.0.0.1:%d' % self.dns_port,
+            self.fed_extra,
+            'host "%s" {' % self.domain,
+            '\tcertificate "%s"' % self.cert,
+            '\tkey "%s"' % self.key,
+            '}', ''])
+
+    def user(self, name, resource='r'):
+        c = xmpp_raw.RawClient(self.c2s_port)
+        c.open_stream(to=self.domain)
+        c.starttls()
+        c.open_stream(to=self.domain)
+        xmpp_raw.assert_sasl_success(c.sasl_plain(name, name +
+                                                  '-secret'))
+        c.open_stream(to=self.domain)
+        c.bind(resource)
+        c.presence()
+        return c
+
+
+def records(ports):
+    out = []
+    for domain, port in ports.items():
+        host = 'xmpp.' + domain
+        out += ['--host-record=%s,127.0.0.1' % host,
+                '--srv-host=_xmpp-server._tcp.%s,%s,%d,0,5' % (
+                    domain, host, port)]
+    return out
+
+
+@pytest.fixture
+def pair(certificate, tmp_path):
+    """a.test and b.test with self-signed certificates (dialback)."""
+    pa, pb = free_ports(2)
+    dns = Dns(records({'a.test': pa, 'b.test': pb}))
+    servers = []
+    try:
+        for domain, port in (('a.test', pa), ('b.test', pb)):
+            cert = make_cert(tmp_path, domain)
+            srv = FedServer((str(cert[0]), str(cert[1])), domain, port,
+                            dns.port)
+            servers.append(srv.start())
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+        dns.stop()
+
+
+@pytest.fixture
+def ca_pair(certificate, tmp_path):
+    """a.test and b.test with certificates from one CA both trust
+    (tls-ca-file): SASL EXTERNAL."""
+    pa, pb = free_ports(2)
+    dns = Dns(records({'a.test': pa, 'b.test': pb}))
+    ca = make_ca(tmp_path)
+    servers = []
+    try:
+        for domain, port in (('a.test', pa), ('b.test', pb)):
+            cert = make_cert(tmp_path, domain, ca)
+            srv = FedServer((str(cert[0]), str(cert[1])), domain, port,
+                            dns.port, extra='tls-ca-file "%s"\n'
+                            's2s-secure-auth on' % ca[0])
+            servers.append(srv.start())
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+        dns.stop()
+
+
+def chat(a, b):
+    alice = a.user('alice')
+    bob = b.user('bob')
+    try:
+        alice.message('bob@b.test/r', 'hello from a', mid='m1')
+        m = bob.expect_stanza('message', timeout=20)
+        assert m.get('from') == 'alice@a.test/r', tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'hello from a'
+        bob.message('alice@a.test/r', 'hello from b', mid='m2')
+        m = alice.expect_stanza('message', timeout=20)
+        assert m.get('from') == 'bob@b.test/r', tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'hello from b'
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_dialback_with_self_signed_certificates(pair):
+    a, b = pair
+    chat(a, b)
+    assert 'authenticated for b.test (dialback)' in b.stderr_text() or \
+        'authenticated for a.test (dialback)' in b.stderr_text(), \
+        b.stderr_tail()
+
+
+def test_sasl_external_with_trusted_certificates(ca_pair):
+    a, b = ca_pair
+    chat(a, b)
+    assert 'a.test authenticated for b.test (SASL EXTERNAL)' in \
+        b.stderr_text(), b.stderr_tail()
+
+
+def test_unknown_domain_bounces(pair):
+    a, _ = pair
+    alice = a.user('alice')
+    try:
+        alice.message('carol@nowhere.test', 'anyone?', mid='x1')
+        el = alice.expect_stanza('message', timeout=30)
+        assert el.get('type') == 'error', tostr(el)
+        assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}'
+                       'remote-server-not-found') is not None, tostr(el)
+    finally:
+        alice.close()
