@@ -200,10 +200,12 @@ build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
 build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
 # The stream and all above it, without the socket layer (the target has
-# its own), the HTTP halves of modules (web/: routes only start-up adds)
-# and the control plane.
+# its own), the HTTP halves of modules (web/: routes only start-up adds),
+# the BOSH carrier (HTTP requests, from a route start-up adds) and the
+# control plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
-    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/%, \
+    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/% \
+    build-fuzz/obj/xmppd/stream/bosh.o, \
     $(XMPPD_SRC:%.c=build-fuzz/obj/%.o))
 
 bench: all $(BUILD)/tests/bench/xmppbench
