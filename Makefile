@@ -205,11 +205,13 @@ build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
 build-fuzz/tests/fuzz/fuzz_dns: build-fuzz/obj/xmppd/net/dns_msg.o
 # The stream and all above it, without the socket layer (the target has
-# its own), the HTTP halves of modules (web/: routes only start-up adds)
-# and the control plane.
+# its own), the HTTP halves of modules (web/: routes only start-up adds),
+# the BOSH carrier (HTTP requests, from a route start-up adds), the
+# server-to-server streams (outgoing connections, DNS) and the control
+# plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
     build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/% \
-    build-fuzz/obj/xmppd/stream/s2s.o, \
+    build-fuzz/obj/xmppd/stream/bosh.o build-fuzz/obj/xmppd/stream/s2s.o, \
     $(XMPPD_SRC:%.c=build-fuzz/obj/%.o))
 
 bench: all $(BUILD)/tests/bench/xmppbench

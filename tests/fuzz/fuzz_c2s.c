@@ -167,6 +167,25 @@ http_respond_status(struct http_request *r, int status)
 	abort();
 }
 
+void
+http_respond(struct http_request *r, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	abort();
+}
+
+const char *
+http_header(const struct http_request *r, const char *name)
+{
+	abort();
+}
+
+void
+http_add_header(struct http_request *r, const char *name, const char *value)
+{
+	abort();
+}
+
 int
 websocket_upgrade(struct http_request *r,
     const struct ws_accept_rules *rules, const struct ws_upper *up,
