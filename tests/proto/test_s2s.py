@@ -232,3 +232,65 @@ def test_unknown_domain_bounces(pair):
                        'remote-server-not-found') is not None, tostr(el)
     finally:
         alice.close()
+
+
+NS_ROSTER = 'jabber:iq:roster'
+
+
+def roster_of(c):
+    c.send("<iq type='get' id='r1'><query xmlns='%s'/></iq>" % NS_ROSTER)
+    while True:
+        el = c.expect_stanza('iq', timeout=10)
+        if el.get('id') == 'r1':
+            break
+    return {i.get('jid'): i.get('subscription')
+            for i in el.iter('{%s}item' % NS_ROSTER)}
+
+
+def wait_presence(c, frm, ptype=None, timeout=20):
+    """The next presence from frm (bare or full prefix) of type."""
+    end = time.time() + timeout
+    while time.time() < end:
+        el = c.next_element(timeout=max(end - time.time(), 0.1))
+        if el.tag != q(NS_CLIENT, 'presence'):
+            continue
+        if el.get('from', '').startswith(frm) and el.get('type') == ptype:
+            return el
+    raise AssertionError('no presence %s from %s' % (ptype, frm))
+
+
+def test_subscription_and_presence_across_domains(pair):
+    a, b = pair
+    alice = a.user('alice')
+    bob = b.user('bob')
+    try:
+        # roster requested: "interested" resources (RFC 6121 §2.1.6)
+        roster_of(alice)
+        roster_of(bob)
+        # alice asks; bob's server processes it and bob gets the request
+        alice.send("<presence to='bob@b.test' type='subscribe'/>")
+        req = wait_presence(bob, 'alice@a.test', 'subscribe')
+        assert req.get('from') == 'alice@a.test'
+        # bob approves: alice learns it and sees bob online
+        bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        wait_presence(alice, 'bob@b.test', 'subscribed')
+        wait_presence(alice, 'bob@b.test/r', None)
+        assert roster_of(alice).get('bob@b.test') == 'to'
+        assert roster_of(bob).get('alice@a.test') == 'from'
+        # bob goes away: alice sees it
+        bob.send("<presence type='unavailable'/>")
+        wait_presence(alice, 'bob@b.test/r', 'unavailable')
+        # bob comes back with a new session: a probe-free broadcast
+        bob.presence()
+        wait_presence(alice, 'bob@b.test/r', None)
+    finally:
+        alice.close()
+        bob.close()
+    # a new session of alice probes bob's server and learns bob is on
+    bob = b.user('bob', resource='again')
+    alice = a.user('alice', resource='later')
+    try:
+        wait_presence(alice, 'bob@b.test/again', None)
+    finally:
+        alice.close()
+        bob.close()

@@ -232,6 +232,15 @@ probe_one(const char *contact, void *arg)
 
 	if (jid_parse(&j, contact) == 0 && is_local(&j))
 		answer_probe(j.node, j.domain, pc->s->bare, pc->s->full);
+	else if (j.domain != NULL && j.node != NULL &&
+	    conf_host_find(xmppd_conf, j.domain) == NULL) {
+		/* §4.3.1: the contact's server answers for it, to the
+		 * user's bare JID (every resource gets the answer). */
+		struct xel *p = new_presence(pc->s->bare, contact, "probe");
+
+		route_presence(p);
+		arena_free(p->arena);
+	}
 	jid_free(&j);
 }
 
@@ -390,10 +399,6 @@ send_subscription(const char *from_bare, const char *to_bare,
 
 	if (jid_parse(&j, to_bare) < 0)
 		return;
-	if (!is_local(&j)) {
-		jid_free(&j);    /* remote: no server-to-server yet */
-		return;
-	}
 	if (orig)
 		p = xel_copy(arena_new(1024), orig);
 	else
@@ -402,7 +407,10 @@ send_subscription(const char *from_bare, const char *to_bare,
 	/* §3.1.2: stamped with the bare JID, addressed to the bare JID. */
 	xel_set_attr(p, "from", from_bare);
 	xel_set_attr(p, "to", to_bare);
-	do_inbound(j.node, j.domain, from_bare, type, p);
+	if (is_local(&j))
+		do_inbound(j.node, j.domain, from_bare, type, p);
+	else
+		route_presence(p);      /* the contact's server processes it */
 	arena_free(p->arena);
 	jid_free(&j);
 }
@@ -601,6 +609,47 @@ presence_from_client(struct session *s, struct xel *pres,
 	    strcmp(type, "unavailable") != 0)
 		return;                 /* unknown type: ignore */
 	presence_directed(s, pres, to, type);
+}
+
+void
+presence_from_remote(struct xel *pres, const struct jid *from,
+    const struct jid *to)
+{
+	const char *type = xel_attr(pres, "type");
+	enum subscription_type st;
+	struct session *s;
+	char *from_bare, *to_bare;
+
+	if (!is_local(to))
+		return;         /* presence to the server: nothing to do */
+	if (type != NULL && subscription_type_parse(type, &st) == 0) {
+		/* §3.1.3, §3.2.3: processed at the bare JIDs. */
+		from_bare = jid_bare(from);
+		to_bare = jid_bare(to);
+		xel_set_attr(pres, "from", from_bare);
+		xel_set_attr(pres, "to", to_bare);
+		do_inbound(to->node, to->domain, from_bare, st, pres);
+		free(from_bare);
+		free(to_bare);
+		return;
+	}
+	if (type != NULL && strcmp(type, "probe") == 0) {
+		char *prober = jid_full(from);
+
+		from_bare = jid_bare(from);
+		answer_probe(to->node, to->domain, from_bare, prober);
+		free(from_bare);
+		free(prober);
+		return;
+	}
+	if (to->resource != NULL) {
+		if ((s = sm_find_full(to)) != NULL)
+			router_deliver(s, pres);
+		return;
+	}
+	for (s = sm_find_bare(to->node, to->domain); s; s = s->next)
+		if (s->available)
+			router_deliver(s, pres);
 }
 
 void

@@ -417,21 +417,11 @@ router_from_remote(struct xel *st)
 	if ((sv = service_find(to.domain)) != NULL)
 		sv->fn(NULL, st, &to);
 	else if (kind == STANZA_PRESENCE) {
-		/* Directed presence and broadcasts from remote contacts
-		 * reach the addressed sessions; subscriptions across
-		 * domains (RFC 6121 §3) are not handled yet. */
-		struct session *s;
+		struct jid from = { 0 };
 
-		if (to.node == NULL)
-			;
-		else if (to.resource) {
-			if ((s = sm_find_full(&to)) != NULL)
-				router_deliver(s, st);
-		} else
-			for (s = sm_find_bare(to.node, to.domain); s;
-			    s = s->next)
-				if (s->available)
-					router_deliver(s, st);
+		if (jid_parse(&from, xel_attr(st, "from")) == 0)
+			presence_from_remote(st, &from, &to);
+		jid_free(&from);
 	} else if (to.node == NULL && kind == STANZA_IQ && iq_request(st))
 		/* IQs to the server from remote entities need handlers
 		 * that take no local session: not yet. */
