@@ -294,3 +294,51 @@ def test_subscription_and_presence_across_domains(pair):
     finally:
         alice.close()
         bob.close()
+
+
+def iq(c, to, payload, iq_id):
+    c.send("<iq type='get' id='%s' to='%s'>%s</iq>" % (iq_id, to, payload))
+    while True:
+        el = c.expect_stanza('iq', timeout=20)
+        if el.get('id') == iq_id:
+            return el
+
+
+def test_iqs_across_domains(pair):
+    a, b = pair
+    alice = a.user('alice')
+    bob = b.user('bob')
+    try:
+        # to the remote server: ping, disco#info, disco#items
+        r = iq(alice, 'b.test', "<ping xmlns='urn:xmpp:ping'/>", 'p1')
+        assert r.get('type') == 'result' and r.get('from') == 'b.test'
+        r = iq(alice, 'b.test', "<query xmlns='http://jabber.org/"
+               "protocol/disco#info'/>", 'd1')
+        assert r.get('type') == 'result', tostr(r)
+        feats = {f.get('var') for f in r.iter(
+            '{http://jabber.org/protocol/disco#info}feature')}
+        assert 'urn:xmpp:ping' in feats, feats
+        r = iq(alice, 'b.test', "<query xmlns='http://jabber.org/"
+               "protocol/disco#items'/>", 'd2')
+        items = {i.get('jid') for i in r.iter(
+            '{http://jabber.org/protocol/disco#items}item')}
+        assert 'conference.b.test' in items, tostr(r)
+        # what the remote server cannot answer for a remote asker
+        r = iq(alice, 'b.test', "<query xmlns='jabber:iq:nothing'/>",
+               'u1')
+        assert r.get('type') == 'error'
+        assert r.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}'
+                      'service-unavailable') is not None, tostr(r)
+        # to a remote client: delivered, its answer comes back
+        alice.send("<iq type='get' id='v1' to='bob@b.test/r'>"
+                   "<query xmlns='jabber:iq:version'/></iq>")
+        req = bob.expect_stanza('iq', timeout=20)
+        assert req.get('from') == 'alice@a.test/r'
+        bob.send("<iq type='result' id='v1' to='alice@a.test/r'><query "
+                 "xmlns='jabber:iq:version'><name>raw</name></query></iq>")
+        r = alice.expect_stanza('iq', timeout=20)
+        assert r.get('id') == 'v1' and r.get('type') == 'result'
+        assert r.findtext('.//{jabber:iq:version}name') == 'raw'
+    finally:
+        alice.close()
+        bob.close()

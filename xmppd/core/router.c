@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
 #include "jid.h"
@@ -395,6 +396,47 @@ router_bounce_remote(const struct xel *st, const char *condition)
 	arena_free(r->arena);
 }
 
+static void
+add_service_item(const char *domain, void *arg)
+{
+	struct xel *it = xel_add(arg, "item", NULL);
+
+	xel_set_attr(it, "jid", domain);
+}
+
+/* An IQ from a remote entity to the server: what needs no session of
+ * the asker (XEP-0199 ping, XEP-0030 disco of the server); everything
+ * else is <service-unavailable/> (the module handlers expect a local
+ * session). */
+static void
+remote_iq_to_server(struct xel *st, const struct jid *to)
+{
+	struct xel *q = xel_first_elem(st), *r;
+	const char *type = xel_attr(st, "type");
+	int get = type != NULL && strcmp(type, "get") == 0;
+
+	if (q == NULL || to->resource != NULL || !get ||
+	    xel_attr(q, "node") != NULL)
+		goto unavailable;
+	if (xel_is(q, "ping", "urn:xmpp:ping")) {
+		r = stanza_iq_result(st);
+	} else if (xel_is(q, "query", NS_DISCO_INFO)) {
+		r = stanza_iq_result(st);
+		disco_fill_info(xel_add(r, "query", NS_DISCO_INFO),
+		    DISCO_SERVER);
+	} else if (xel_is(q, "query", NS_DISCO_ITEMS)) {
+		r = stanza_iq_result(st);
+		router_foreach_service(to->domain, add_service_item,
+		    xel_add(r, "query", NS_DISCO_ITEMS));
+	} else
+		goto unavailable;
+	router_route(r);
+	arena_free(r->arena);
+	return;
+unavailable:
+	router_bounce_remote(st, "service-unavailable");
+}
+
 void
 router_from_remote(struct xel *st)
 {
@@ -423,11 +465,11 @@ router_from_remote(struct xel *st)
 			presence_from_remote(st, &from, &to);
 		jid_free(&from);
 	} else if (to.node == NULL && kind == STANZA_IQ && iq_request(st))
-		/* IQs to the server from remote entities need handlers
-		 * that take no local session: not yet. */
-		router_bounce_remote(st, "service-unavailable");
+		remote_iq_to_server(st, &to);
 	else if (to.node == NULL || (kind == STANZA_IQ && to.resource == NULL
 	    && iq_request(st)))
+		/* IQs to an account (vCard, PEP, MAM) from remote entities:
+		 * the module handlers expect a local session; not yet. */
 		router_bounce_remote(st, "service-unavailable");
 	else
 		to_local_user(NULL, st, kind, &to);
