@@ -149,6 +149,9 @@ static const struct command commands[] = {
 	    "revoke an account's FAST tokens (of one device)" },
 	{ "sessions", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
 	    "list sessions with address, TLS, client and presence" },
+	{ "s2s", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
+	    "list server-to-server streams: domains, direction, state, "
+	    "authentication, TLS" },
 	{ "kick", NULL, { { "JID[/RESOURCE]", ARG_JID, 0 },
 	    { "REASON", ARG_TEXT, 1 } }, OPT_RESET | OPT_DISABLE, 1, OUT_NONE,
 	    run_counted, "close sessions (--disable: disable the account "

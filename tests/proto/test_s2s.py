@@ -5,6 +5,7 @@ TLS, dialback (XEP-0220) with self-signed certificates, SASL EXTERNAL
 errors for a domain that does not resolve.  Skipped with the reason when
 dnsmasq cannot be installed or started."""
 
+import json
 import os
 import shutil
 import signal
@@ -206,9 +207,25 @@ def chat(a, b):
         bob.close()
 
 
+def s2s_rows(srv):
+    r = srv.ctl('s2s', '--json')
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def test_dialback_with_self_signed_certificates(pair):
     a, b = pair
     chat(a, b)
+    rows = s2s_rows(a)
+    out = [r for r in rows if r['direction'] == 'out']
+    assert out and out[0]['remote'] == 'b.test', rows
+    assert out[0]['local'] == 'a.test' and out[0]['state'] == 'ready'
+    assert out[0]['auth'] == 'dialback' and out[0]['tls'].startswith('TLS')
+    assert out[0]['certificate'] == 'not valid'
+    assert out[0]['stanzas_out'] >= 1 and out[0]['queued'] == 0
+    ins = [r for r in rows if r['direction'] == 'in']
+    assert ins and ins[0]['remote'] == 'b.test', rows
+    assert ins[0]['stanzas_in'] >= 1
     assert 'authenticated for b.test (dialback)' in b.stderr_text() or \
         'authenticated for a.test (dialback)' in b.stderr_text(), \
         b.stderr_tail()
@@ -219,6 +236,9 @@ def test_sasl_external_with_trusted_certificates(ca_pair):
     chat(a, b)
     assert 'a.test authenticated for b.test (SASL EXTERNAL)' in \
         b.stderr_text(), b.stderr_tail()
+    out = [r for r in s2s_rows(a) if r['direction'] == 'out']
+    assert out[0]['auth'] == 'SASL EXTERNAL', out
+    assert out[0]['certificate'] == 'valid', out
 
 
 def test_unknown_domain_bounces(pair):
@@ -341,4 +361,21 @@ def test_iqs_across_domains(pair):
         assert r.findtext('.//{jabber:iq:version}name') == 'raw'
     finally:
         alice.close()
+        bob.close()
+
+
+def test_message_to_offline_user_is_kept(pair):
+    a, b = pair
+    alice = a.user('alice')
+    try:
+        alice.message('bob@b.test', 'while you were away', mid='o1')
+        time.sleep(1.0)
+    finally:
+        alice.close()
+    bob = b.user('bob')
+    try:
+        m = bob.expect_stanza('message', timeout=20)
+        assert m.get('from') == 'alice@a.test/r', tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'while you were away'
+    finally:
         bob.close()

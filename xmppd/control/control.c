@@ -69,6 +69,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "unsubscribe", 0, 0, 0, "unsubscribe", handle_unsubscribe },
 	{ "sessions", 0, 0, 0, "sessions", handle_sessions },
 	{ "online", 0, 0, 0, "online", handle_online },
+	{ "s2s", 0, 0, 0, "s2s", handle_s2s },
 	{ "kick", 1, 3, 1, "kick JID[/RESOURCE] [REASON [CONDITION]]",
 	    handle_kick },
 	{ "broadcast", 1, 1, 1, "broadcast TEXT", handle_broadcast },

@@ -190,6 +190,7 @@ void handle_roster_del(struct control_conn *c, char **args, size_t nargs);
 /* cmd_sessions.c */
 void handle_sessions(struct control_conn *c, char **args, size_t nargs);
 void handle_online(struct control_conn *c, char **args, size_t nargs);
+void handle_s2s(struct control_conn *c, char **args, size_t nargs);
 void handle_kick(struct control_conn *c, char **args, size_t nargs);
 void handle_broadcast(struct control_conn *c, char **args, size_t nargs);
 
