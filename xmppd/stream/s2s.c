@@ -80,7 +80,7 @@ struct s2s {
 	struct route *route;    /* outgoing: whose stream this is */
 	char *local;            /* our domain on this stream */
 	char *remote;           /* theirs (incoming: the header's 'from') */
-	char stream_id[33];     /* incoming: ours; outgoing: theirs */
+	char stream_id[129];    /* incoming: ours; outgoing: theirs */
 	enum s2s_state state;
 	unsigned outgoing:1;
 	unsigned tls:1;
@@ -115,7 +115,7 @@ struct candidate {
 /* A dialback verification we asked the authoritative server for. */
 struct verify {
 	char *local, *remote;   /* the incoming stream's names */
-	char stream_id[33];     /* the incoming stream's id */
+	char stream_id[129];    /* the incoming stream's id */
 	char *key;
 	uint64_t in_conn;       /* the incoming stream, by connection id */
 	int sent;
