@@ -140,12 +140,13 @@ class FedServer(Server):
 
 
 def records(ports):
-    out = []
+    """SRV records for each domain's s2s port; the target is localhost,
+    which the system's resolver finds in /etc/hosts too (ejabberd looks
+    SRV targets up with getaddrinfo, not through its own resolver)."""
+    out = ['--host-record=localhost,127.0.0.1']
     for domain, port in ports.items():
-        host = 'xmpp.' + domain
-        out += ['--host-record=%s,127.0.0.1' % host,
-                '--srv-host=_xmpp-server._tcp.%s,%s,%d,0,5' % (
-                    domain, host, port)]
+        out += ['--srv-host=_xmpp-server._tcp.%s,localhost,%d,0,5' % (
+            domain, port)]
     return out
 
 

@@ -5,6 +5,7 @@ dnsmasq as its forwarder).  Messages both ways, a subscription approved
 across, presence, dialback with self-signed certificates.  Skipped with
 the reason when Prosody or dnsmasq cannot be installed or started."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -181,3 +182,146 @@ def test_prosody_subscription_and_presence(with_prosody):
     finally:
         alice.close()
         bob.close()
+
+
+class Ejabberd:
+    """ejabberd from Debian as one Erlang VM in a temp dir (no node name,
+    no epmd), its DNS through an inetrc naming the test's dnsmasq, and
+    anonymous logins for the user on its side."""
+
+    def __init__(self, domain, dns_port, s2s_port):
+        install('ejabberd', 'ejabberdctl')
+        if shutil.which('erl') is None:
+            pytest.skip('erl (from ejabberd\'s dependencies) missing')
+        self.domain = domain
+        self.dir = Path(tempfile.mkdtemp(prefix='ejabberd-'))
+        for sub in ('spool', 'log'):
+            (self.dir / sub).mkdir()
+        self.c2s_port, = free_ports(1)
+        cert, key = make_cert(self.dir, domain)
+        pem = self.dir / 'ejabberd.pem'
+        pem.write_text(Path(cert).read_text() + Path(key).read_text())
+        (self.dir / 'inetrc').write_text(
+            # resolv.conf and hosts unwatched: the kernel would replace
+            # the name server with the system's at the first query
+            '{resolv_conf, ""}.\n{hosts_file, ""}.\n'
+            '{nameserver, {127,0,0,1}, %d}.\n{lookup, [dns]}.\n' % dns_port)
+        (self.dir / 'ejabberd.yml').write_text('\n'.join([
+            'hosts:', '  - %s' % domain,
+            'loglevel: debug', 'log_rotate_count: 0',
+            'certfiles:', '  - "%s"' % pem,
+            'listen:',
+            '  -', '    port: %d' % self.c2s_port, '    ip: "127.0.0.1"',
+            '    module: ejabberd_c2s', '    starttls: true',
+            '  -', '    port: %d' % s2s_port, '    ip: "127.0.0.1"',
+            '    module: ejabberd_s2s_in',
+            's2s_use_starttls: required',
+            'auth_method: anonymous',
+            'anonymous_protocol: sasl_anon',
+            'acl:', '  local:', '    user_regexp: ""',
+            'access_rules:', '  c2s:', '    allow: all',
+            '  s2s:', '    allow: all',
+            'modules:', '  mod_roster: {}', '  mod_disco: {}',
+            '  mod_ping: {}', '  mod_s2s_dialback: {}', '']))
+        env = dict(os.environ,
+                   EJABBERD_CONFIG_PATH=str(self.dir / 'ejabberd.yml'),
+                   EJABBERD_LOG_PATH=str(self.dir / 'log' / 'ejabberd.log'),
+                   ERL_CRASH_DUMP=str(self.dir / 'log' / 'erl_crash.dump'),
+                   ERL_LIBS='/usr/lib/x86_64-linux-gnu',
+                   ERL_INETRC=str(self.dir / 'inetrc'))
+        self.proc = subprocess.Popen(
+            ['erl', '-noinput', '-noshell', '-mnesia', 'dir',
+             '"%s"' % (self.dir / 'spool'), '-s', 'ejabberd'],
+            cwd=str(self.dir / 'spool'), env=env,
+            stdout=open(self.dir / 'server.out', 'wb'),
+            stderr=subprocess.STDOUT)
+        end = time.time() + 60
+        import socket
+        while time.time() < end:
+            try:
+                socket.create_connection(('127.0.0.1', self.c2s_port),
+                                         timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        out = self.log()[-800:]
+        self.stop()
+        pytest.skip('ejabberd did not start: %s' % out)
+
+    def log(self):
+        text = ''
+        for f in (self.dir / 'server.out', self.dir / 'log' /
+                  'ejabberd.log'):
+            try:
+                text += f.read_text(errors='replace')
+            except OSError:
+                pass
+        return text
+
+    def anonymous(self, resource='r'):
+        c = RawClient(self.c2s_port)
+        c.open_stream(to=self.domain)
+        c.starttls()
+        c.open_stream(to=self.domain)
+        c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+               "mechanism='ANONYMOUS'/>")
+        assert_sasl_success(c.next_element())
+        c.open_stream(to=self.domain)
+        jid = c.bind(resource)
+        c.presence()
+        return c, jid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def with_ejabberd(tmp_path):
+    pa, pe = free_ports(2)
+    dns = Dns(records({'a.test': pa, 'e.test': pe}))
+    srv = ejd = None
+    try:
+        cert = make_cert(tmp_path, 'a.test')
+        srv = FedServer((str(cert[0]), str(cert[1])), 'a.test', pa,
+                        dns.port).start()
+        ejd = Ejabberd('e.test', dns.port, pe)
+        yield srv, ejd
+    finally:
+        if ejd is not None:
+            lines = [ln for ln in ejd.log().splitlines()
+                     if 's2s' in ln or 'error' in ln.lower() or 'dns' in ln.lower() or 'resolv' in ln.lower()]
+            print('--- ejabberd log (s2s, errors) ---\n' +
+                  '\n'.join(lines[-60:]))
+            ejd.stop()
+        if srv is not None:
+            srv.stop()
+        dns.stop()
+
+
+def test_ejabberd_messages_both_ways(with_ejabberd):
+    srv, ejd = with_ejabberd
+    alice = srv.user('alice')
+    bob, bob_jid = ejd.anonymous()
+    try:
+        alice.message(bob_jid, 'hello ejabberd', mid='m1')
+        m = bob.expect_stanza('message', timeout=30)
+        assert m.get('from') == 'alice@a.test/r', tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'hello ejabberd'
+        bob.message('alice@a.test/r', 'hello xmppd', mid='m2')
+        m = alice.expect_stanza('message', timeout=30)
+        assert m.get('from') == bob_jid, tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'hello xmppd'
+    finally:
+        alice.close()
+        bob.close()
+    out = srv.ctl('s2s').stdout
+    assert 'e.test' in out, out

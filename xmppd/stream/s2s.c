@@ -89,6 +89,7 @@ struct s2s {
 	unsigned restart:1;     /* a new parser after this feed */
 	unsigned in_feed:1;
 	unsigned header_sent:1;
+	unsigned db_offered:1;  /* outgoing: the peer offered dialback */
 	const char *auth;       /* how it authenticated, "" if not */
 	/* incoming: the (remote, local) pairs it may send from/to,
 	 * "remote local" */
@@ -699,6 +700,30 @@ in_element(struct s2s *s, struct xel *el)
 
 static void route_ready(struct route *r);
 
+/* Ask to be let in by dialback: the key for this stream (XEP-0185:
+ * receiving server, originating server, the stream id it gave). */
+static void
+out_dialback(struct s2s *s)
+{
+	char key[DIALBACK_KEY_LEN + 1];
+	struct buf b = {0};
+
+	dialback_key(secret, sizeof(secret), s->remote, s->local,
+	    s->stream_id, key);
+	buf_adds(&b, "<db:result from='");
+	buf_add_xml_escaped(&b, s->local, strlen(s->local), 1);
+	buf_adds(&b, "' to='");
+	buf_add_xml_escaped(&b, s->remote, strlen(s->remote), 1);
+	buf_adds(&b, "'>");
+	buf_adds(&b, key);
+	buf_adds(&b, "</db:result>");
+	conn_write(s->conn, buf_head(&b), buf_avail(&b));
+	buf_free(&b);
+	s->state = S_DIALBACK;
+	/* Verifications we owe may go out on this stream now. */
+	verify_send_all(s->route);
+}
+
 static void
 out_auth(struct s2s *s, struct xel *features)
 {
@@ -722,6 +747,8 @@ out_auth(struct s2s *s, struct xel *features)
 
 			external |= t != NULL && strcmp(t, "EXTERNAL") == 0;
 		}
+	s->db_offered = xmppd_conf->s2s_dialback &&
+	    xel_child(features, "dialback", NS_DB_FEATURE) != NULL;
 	if (external && s->tls) {
 		struct buf b = {0};
 		char enc[1024];
@@ -738,26 +765,9 @@ out_auth(struct s2s *s, struct xel *features)
 	}
 	dialback = xmppd_conf->s2s_dialback &&
 	    xel_child(features, "dialback", NS_DB_FEATURE) != NULL;
+	s->db_offered = dialback;
 	if (dialback) {
-		char key[DIALBACK_KEY_LEN + 1];
-		struct buf b = {0};
-
-		/* XEP-0185: receiving server, originating server, the
-		 * stream id the receiving server gave. */
-		dialback_key(secret, sizeof(secret), s->remote, s->local,
-		    s->stream_id, key);
-		buf_adds(&b, "<db:result from='");
-		buf_add_xml_escaped(&b, s->local, strlen(s->local), 1);
-		buf_adds(&b, "' to='");
-		buf_add_xml_escaped(&b, s->remote, strlen(s->remote), 1);
-		buf_adds(&b, "'>");
-		buf_adds(&b, key);
-		buf_adds(&b, "</db:result>");
-		conn_write(s->conn, buf_head(&b), buf_avail(&b));
-		buf_free(&b);
-		s->state = S_DIALBACK;
-		/* Verifications we owe may go out on this stream now. */
-		verify_send_all(s->route);
+		out_dialback(s);
 		return;
 	}
 	stream_error(s, "policy-violation",
@@ -810,6 +820,16 @@ out_element(struct s2s *s, struct xel *el)
 			return 1;
 		}
 		if (xel_is(el, "failure", NS_SASL)) {
+			/* RFC 6120 §6.4.5: something else may follow; the
+			 * peer did not accept our certificate, dialback may
+			 * still do (XEP-0178 §4). */
+			if (s->db_offered) {
+				log_info("s2s %" PRIu64 " %s: %s refused SASL "
+				    "EXTERNAL; trying dialback", s->id,
+				    s->conn->addr, s->remote);
+				out_dialback(s);
+				return 0;
+			}
 			stream_error(s, "not-authorized",
 			    "SASL EXTERNAL refused");
 			return 1;
