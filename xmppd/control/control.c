@@ -883,6 +883,11 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 	if (r == -1)
 		return init_fail(err, errlen, fd, NULL, "cannot bind control "
 		    "socket %s: %s", path, strerror(errno));
+	/* Listening as soon as the name exists: a client that sees the
+	 * file (a script right after start-up) is not refused. */
+	if (listen(fd, CONTROL_MAX_CONNS) == -1)
+		return init_fail(err, errlen, fd, path, "listen on control "
+		    "socket %s: %s", path, strerror(errno));
 	if (chmod(path, 0660) == -1)
 		return init_fail(err, errlen, fd, path, "chmod control socket "
 		    "%s: %s", path, strerror(errno));
@@ -890,9 +895,6 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 		return init_fail(err, errlen, fd, path, "cannot give control "
 		    "socket %s to uid %u gid %u: %s", path,
 		    (unsigned)owner_uid, (unsigned)gid, strerror(errno));
-	if (listen(fd, CONTROL_MAX_CONNS) == -1)
-		return init_fail(err, errlen, fd, path, "listen on control "
-		    "socket %s: %s", path, strerror(errno));
 	if (lstat(path, &st) == -1)
 		return init_fail(err, errlen, fd, path, "control socket %s: %s",
 		    path, strerror(errno));
