@@ -466,6 +466,12 @@ router_from_remote(struct xel *st)
 		jid_free(&from);
 	} else if (to.node == NULL && kind == STANZA_IQ && iq_request(st))
 		remote_iq_to_server(st, &to);
+	else if (kind == STANZA_IQ && !iq_request(st) &&
+	    (to.node == NULL || to.resource == NULL))
+		/* Answers to the server or to a bare JID: the server sends
+		 * no queries to remote entities yet (RFC 6120 §8.2.3: never
+		 * answered with an error). */
+		;
 	else if (to.node == NULL || (kind == STANZA_IQ && to.resource == NULL
 	    && iq_request(st)))
 		/* IQs to an account (vCard, PEP, MAM) from remote entities:
