@@ -82,7 +82,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 64
+#define OPTIONS_MAX 80
 
 struct parser {
 	const char *name;
@@ -265,6 +265,10 @@ static const struct option limit_options[] = {
     {"bytes-per-second", set_size, LIMIT_FIELD(bytes_per_second), 0,
         1024 * MIB, 0, 0},
     {"byte-burst", set_size, LIMIT_FIELD(byte_burst), KIB, 1024 * MIB, 0, 0},
+    {"s2s-stanzas-per-second", set_uint, LIMIT_FIELD(s2s_stanzas_per_second),
+        0, 1000000, 0, 0},
+    {"s2s-bytes-per-second", set_size, LIMIT_FIELD(s2s_bytes_per_second), 0,
+        1024 * MIB, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -2003,6 +2007,8 @@ conf_init(struct conf *c, const char *name)
 	c->limits.stanzas_per_second = 50;
 	c->limits.stanza_burst = 200;
 	c->limits.bytes_per_second = 65536;
+	c->limits.s2s_stanzas_per_second = 500;
+	c->limits.s2s_bytes_per_second = 1048576;
 	c->limits.byte_burst = 524288;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;

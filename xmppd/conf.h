@@ -116,6 +116,12 @@ struct conf_limits {
 	                                session (a byte token bucket beside
 	                                the stanza one); 0 = off */
 	size_t byte_burst;           /* "byte-burst", 524288 */
+	unsigned s2s_stanzas_per_second; /* "s2s-stanzas-per-second", 500
+	                                per incoming server stream (its
+	                                burst: 2 s of it); 0 = off */
+	size_t s2s_bytes_per_second; /* "s2s-bytes-per-second", 1M per
+	                                incoming server stream (burst:
+	                                2 s of it); 0 = off */
 	unsigned handshake_timeout;  /* "handshake-timeout", s, 30 */
 	unsigned preauth_timeout;    /* "preauth-timeout", s, 60 */
 	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */

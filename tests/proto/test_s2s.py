@@ -380,3 +380,41 @@ def test_message_to_offline_user_is_kept(pair):
         assert m.findtext(q(NS_CLIENT, 'body')) == 'while you were away'
     finally:
         bob.close()
+
+
+def test_incoming_rate_limit_pauses_without_loss(certificate, tmp_path):
+    """limits s2s-stanzas-per-second: a peer sending faster is read more
+    slowly (burst: 2 s of the rate), nothing is lost or reordered."""
+    pa, pb = free_ports(2)
+    dns = Dns(records({'a.test': pa, 'b.test': pb}))
+    servers = []
+    try:
+        for domain, port, extra in (
+                ('a.test', pa, ''),
+                ('b.test', pb, 'limits {\n\ts2s-stanzas-per-second 50\n}')):
+            cert = make_cert(tmp_path, domain)
+            servers.append(FedServer((str(cert[0]), str(cert[1])), domain,
+                                     port, dns.port, extra=extra).start())
+        a, b = servers
+        alice = a.user('alice')
+        bob = b.user('bob')
+        try:
+            start = time.time()
+            for i in range(300):
+                alice.message('bob@b.test/r', 'n%d' % i, mid='r%d' % i)
+            got = []
+            while len(got) < 300:
+                m = bob.expect_stanza('message', timeout=30)
+                got.append(m.findtext(q(NS_CLIENT, 'body')))
+            took = time.time() - start
+            assert got == ['n%d' % i for i in range(300)]
+            # 100 at once (the burst: 2 s of it), 200 more at 50 a second
+            assert took >= 2.0, took
+        finally:
+            alice.close()
+            bob.close()
+        assert 'over its rate: reading paused' in b.stderr_text()
+    finally:
+        for s in servers:
+            s.stop()
+        dns.stop()

@@ -97,6 +97,12 @@ struct s2s {
 	size_t npairs;
 	double since;
 	uint64_t stanzas_in, stanzas_out;
+	/* incoming: token buckets (limits s2s-stanzas-per-second and
+	 * s2s-bytes-per-second, bursts of 2 s of each); reading pauses
+	 * while either is in debt, as for client streams */
+	double tokens, byte_tokens, bucket_at;
+	ev_timer rate_timer;
+	unsigned throttled;
 	struct s2s *next;
 };
 
@@ -650,6 +656,7 @@ in_stanza(struct s2s *s, struct xel *st)
 		rc = 1;
 	} else {
 		s->stanzas_in++;
+		s->tokens -= 1;
 		requalify(st);
 		router_from_remote(st);
 	}
@@ -927,6 +934,78 @@ static const struct xml_stream_cb s2s_xml_cb = {
 	.on_close = on_xml_close,
 };
 
+/* -- rate limits of incoming streams ---------------------------------- */
+
+#define BURST_SECONDS 2.0
+
+static void
+bucket_refill(struct s2s *s, double now)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	double dt = now - s->bucket_at;
+
+	s->tokens += dt * l->s2s_stanzas_per_second;
+	if (s->tokens > BURST_SECONDS * l->s2s_stanzas_per_second)
+		s->tokens = BURST_SECONDS * l->s2s_stanzas_per_second;
+	s->byte_tokens += dt * (double)l->s2s_bytes_per_second;
+	if (s->byte_tokens > BURST_SECONDS * (double)l->s2s_bytes_per_second)
+		s->byte_tokens = BURST_SECONDS *
+		    (double)l->s2s_bytes_per_second;
+	s->bucket_at = now;
+}
+
+/* Seconds until neither bucket is in debt (after bucket_refill). */
+static double
+bucket_debt(const struct s2s *s)
+{
+	const struct conf_limits *l = &xmppd_conf->limits;
+	double w = 0, b;
+
+	if (l->s2s_stanzas_per_second && s->tokens < 0)
+		w = -s->tokens / l->s2s_stanzas_per_second;
+	if (l->s2s_bytes_per_second && s->byte_tokens < 0 &&
+	    (b = -s->byte_tokens / (double)l->s2s_bytes_per_second) > w)
+		w = b;
+	return w;
+}
+
+static void
+rate_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct s2s *s = (struct s2s *)((char *)w -
+	    offsetof(struct s2s, rate_timer));
+	double wait;
+
+	bucket_refill(s, mono_now(l));
+	if ((wait = bucket_debt(s)) > 0) {
+		ev_timer_set(w, wait, 0.);
+		ev_timer_start(l, w);
+		return;
+	}
+	conn_resume(s->conn, CONN_PAUSE_RATE);
+}
+
+/* After a read on an incoming stream: over its rate, it waits. */
+static void
+bucket_check(struct s2s *s)
+{
+	double wait;
+
+	if (s->outgoing || s->state == S_CLOSING ||
+	    (s->conn->paused & CONN_PAUSE_RATE))
+		return;
+	bucket_refill(s, mono_now(loop));
+	if ((wait = bucket_debt(s)) == 0)
+		return;
+	if (s->throttled++ == 0)
+		log_info("s2s %" PRIu64 " %s: %s over its rate: reading paused "
+		    "for %.2f s", s->id, s->conn->addr, s->remote ? s->remote :
+		    "?", wait);
+	conn_pause(s->conn, CONN_PAUSE_RATE);
+	ev_timer_set(&s->rate_timer, wait, 0.);
+	ev_timer_start(loop, &s->rate_timer);
+}
+
 /* -- connection callbacks --------------------------------------------- */
 
 static struct s2s *
@@ -939,6 +1018,11 @@ stream_new(struct conn *c, int outgoing)
 	s->outgoing = outgoing;
 	s->auth = "";
 	s->since = mono_now(loop);
+	s->bucket_at = s->since;
+	s->tokens = BURST_SECONDS * xmppd_conf->limits.s2s_stanzas_per_second;
+	s->byte_tokens = BURST_SECONDS *
+	    (double)xmppd_conf->limits.s2s_bytes_per_second;
+	ev_init(&s->rate_timer, rate_cb);
 	new_parser(s);
 	s->next = streams;
 	streams = s;
@@ -1014,7 +1098,10 @@ on_data(struct conn *c, const char *data, size_t len)
 
 	if (s->state == S_CLOSING)
 		return;
+	if (!s->outgoing)
+		s->byte_tokens -= (double)len;
 	feed(s, data, len);
+	bucket_check(s);
 }
 
 static void
@@ -1053,6 +1140,10 @@ on_close(struct conn *c)
 	}
 	for (size_t i = 0; i < s->npairs; i++)
 		free(s->pairs[i]);
+	ev_timer_stop(loop, &s->rate_timer);
+	if (s->throttled > 0)
+		log_info("s2s %" PRIu64 ": paused %u times for its rate", s->id,
+		    s->throttled);
 	xml_stream_free(s->xs);
 	free(s->local);
 	free(s->remote);
@@ -1278,6 +1369,7 @@ try_address(struct route *r)
 	s->local = xstrdup(r->local);
 	s->remote = xstrdup(r->remote);
 	s->since = mono_now(loop);
+	ev_init(&s->rate_timer, rate_cb);
 	new_parser(s);
 	s->next = streams;
 	streams = s;
