@@ -1763,16 +1763,20 @@ dns_skipped(const char *host)
 	return 0;
 }
 
+/* The SRV records of host for clients, and with federation for servers
+ * (RFC 6120 §3.2.1, XEP-0368): one line each. */
 static void
-check_srv(struct check_state *st, struct __res_state *rs, const char *host)
+check_srv(struct check_state *st, struct __res_state *rs, const char *host,
+    int s2s)
 {
 	static const char *const services[] = { "_xmpp-client._tcp",
-		"_xmpps-client._tcp" };
+		"_xmpps-client._tcp", "_xmpp-server._tcp",
+		"_xmpps-server._tcp" };
 	unsigned char answer[4096];
 	char name[1100], msg[1300];
 	int found = 0;
 
-	for (size_t i = 0; i < nitems(services); i++) {
+	for (size_t i = 0; i < (s2s ? 4 : 2); i++) {
 		int n;
 
 		snprintf(name, sizeof(name), "%s.%s", services[i], host);
@@ -1855,7 +1859,7 @@ run_check(const struct invocation *inv)
 	struct ctl_client c;
 	struct ctl_result res;
 	struct __res_state rs;
-	int r, code, dns_ok;
+	int r, code, dns_ok, s2s = 0;
 
 	memset(&st, 0, sizeof(st));
 	if ((code = connect_daemon(&c)) != 0) {
@@ -1881,6 +1885,16 @@ run_check(const struct invocation *inv)
 		rs.retrans = 2;
 		rs.retry = 1;
 	}
+	for (size_t i = 0; i < st.n; i++) {
+		size_t l = strlen(st.message[i]);
+
+		/* a listener row: "ADDRESS PORT KIND" */
+		if (strcmp(st.level[i], "info") == 0 &&
+		    strcmp(st.subject[i], "listener") == 0 && l > 4 &&
+		    (strcmp(st.message[i] + l - 4, " s2s") == 0 ||
+		    (l > 8 && strcmp(st.message[i] + l - 8, " s2s-tls") == 0)))
+			s2s = 1;
+	}
 	for (size_t i = 0, n = st.n; i < n; i++) {
 		char *sp;
 
@@ -1894,7 +1908,7 @@ run_check(const struct invocation *inv)
 				check_add(&st, "warning", st.message[i],
 				    "cannot initialise the DNS resolver");
 			else
-				check_srv(&st, &rs, st.message[i]);
+				check_srv(&st, &rs, st.message[i], s2s);
 		} else if (strcmp(st.subject[i], "listener") == 0 &&
 		    (sp = strchr(st.message[i], ' ')) != NULL) {
 			char *addr = xstrndup(st.message[i],

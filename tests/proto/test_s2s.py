@@ -418,3 +418,23 @@ def test_incoming_rate_limit_pauses_without_loss(certificate, tmp_path):
         for s in servers:
             s.stop()
         dns.stop()
+
+
+def check_rows(srv):
+    r = srv.ctl('check', '--json')
+    return json.loads(r.stdout)
+
+
+def test_check_warns_about_certificates_peers_refuse(pair, ca_pair):
+    """xmppctl check with federation on: a self-signed certificate is one
+    other servers will not accept; one from a trusted CA naming the host
+    is fine."""
+    rows = check_rows(pair[0])
+    warn = [r for r in rows if r['level'] == 'warning' and
+            'other servers will not accept' in r['message']]
+    assert warn and warn[0]['subject'] == 'a.test', rows
+    rows = check_rows(ca_pair[0])
+    assert any(r['level'] == 'ok' and 'valid for federation' in
+               r['message'] for r in rows), rows
+    assert not any('other servers will not accept' in r['message']
+                   for r in rows), rows
