@@ -1440,6 +1440,56 @@ set_bosh_url(struct parser *ps, const struct option *o, void *base,
 	return set_string(ps, o, base, ln);
 }
 
+/*
+ * Split "HOST", "HOST:PORT", "[IPv6]" or "[IPv6]:PORT": the host (without
+ * brackets) into host (size len) with *v6 set for a bracketed one, the
+ * port into *port (0 if none).  -1 if malformed (an empty part, a port
+ * outside 1 to 65535, a bracketed host that is no IPv6 address).
+ */
+static int
+split_host_port(const char *s, char *host, size_t len, int *v6, int *port)
+{
+	const char *end, *p = NULL;
+	size_t n;
+
+	*v6 = s[0] == '[';
+	if (*v6) {
+		unsigned char bin[16];
+
+		end = strchr(s, ']');
+		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+			return -1;
+		n = (size_t)(end - s - 1);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, bin) != 1)
+			return -1;
+		if (end[1] == ':')
+			p = end + 2;
+	} else {
+		end = strchr(s, ':');
+		n = end != NULL ? (size_t)(end - s) : strlen(s);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s, n);
+		host[n] = '\0';
+		if (end != NULL)
+			p = end + 1;
+	}
+	*port = 0;
+	if (p != NULL) {
+		char *e;
+		unsigned long v = strtoul(p, &e, 10);
+
+		if (*p < '0' || *p > '9' || *e != '\0' || v == 0 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
 /* "see-other-host HOST[:PORT]" in a host block: a domain name or an
  * address, IPv6 in brackets (RFC 6120 §4.9.3.19, the XML character data
  * of <see-other-host/>), port 1 to 65535. */
@@ -1447,55 +1497,18 @@ static int
 set_see_other_host(struct parser *ps, const struct option *o, void *base,
     const struct line *ln)
 {
-	const char *s = ln->argv[1], *port = NULL, *end;
-	char *name, *prepped;
-	size_t n;
+	char host[1024], *prepped = NULL;
+	int v6, port;
 
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
-	if (s[0] == '[') {
-		char addr[INET6_ADDRSTRLEN + 1];
-		unsigned char bin[16];
-
-		end = strchr(s, ']');
-		n = end != NULL ? (size_t)(end - s - 1) : 0;
-		if (end == NULL || n == 0 || n >= sizeof(addr))
-			goto bad;
-		memcpy(addr, s + 1, n);
-		addr[n] = '\0';
-		if (inet_pton(AF_INET6, addr, bin) != 1)
-			goto bad;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			goto bad;
-	} else {
-		const char *colon = strchr(s, ':');
-
-		n = colon != NULL ? (size_t)(colon - s) : strlen(s);
-		if (n == 0 || n > 1023)
-			goto bad;
-		name = xstrndup(s, n);
-		prepped = jid_nameprep(name);
-		free(name);
-		if (prepped == NULL)
-			goto bad;
-		free(prepped);
-		if (colon != NULL)
-			port = colon + 1;
-	}
-	if (port != NULL) {
-		char *e;
-		unsigned long p = strtoul(port, &e, 10);
-
-		if (*port < '0' || *port > '9' || *e != '\0' || p == 0 ||
-		    p > 65535)
-			goto bad;
-	}
+	if (split_host_port(ln->argv[1], host, sizeof(host), &v6, &port) == -1
+	    || (!v6 && (prepped = jid_nameprep(host)) == NULL))
+		return parse_error(ps, ln->number, "invalid value '%s' for "
+		    "'see-other-host' (expected HOST or HOST:PORT)",
+		    ln->argv[1]);
+	free(prepped);
 	return set_string(ps, o, base, ln);
-bad:
-	return parse_error(ps, ln->number, "invalid value '%s' for "
-	    "'see-other-host' (expected HOST or HOST:PORT)", s);
 }
 
 /* "see-other-uri URI" in a host block, once per transport: ws:// or
@@ -1579,47 +1592,18 @@ handle_dns_server(struct parser *ps, const struct option *o, void *base,
 {
 	struct conf *c = ps->c;
 	const char *s;
-	char addr[INET6_ADDRSTRLEN + 1];
+	char host[INET6_ADDRSTRLEN + 1];
 	unsigned char bin[16];
-	const char *port = NULL, *end;
-	size_t len;
+	int v6, port;
 
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
 	s = ln->argv[1];
-	if (s[0] == '[') {
-		end = strchr(s, ']');
-		len = end ? (size_t)(end - s - 1) : 0;
-		if (end == NULL || len == 0 || len >= sizeof(addr))
-			goto bad;
-		memcpy(addr, s + 1, len);
-		addr[len] = '\0';
-		if (inet_pton(AF_INET6, addr, bin) != 1)
-			goto bad;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			goto bad;
-	} else {
-		end = strchr(s, ':');
-		len = end ? (size_t)(end - s) : strlen(s);
-		if (len == 0 || len >= sizeof(addr))
-			goto bad;
-		memcpy(addr, s, len);
-		addr[len] = '\0';
-		if (inet_pton(AF_INET, addr, bin) != 1)
-			goto bad;
-		if (end != NULL)
-			port = end + 1;
-	}
-	if (port != NULL) {
-		char *e;
-		unsigned long p = strtoul(port, &e, 10);
-
-		if (*port < '0' || *port > '9' || *e != '\0' || p == 0 ||
-		    p > 65535)
-			goto bad;
-	}
+	if (split_host_port(s, host, sizeof(host), &v6, &port) == -1 ||
+	    (!v6 && inet_pton(AF_INET, host, bin) != 1))
+		return parse_error(ps, ln->number, "invalid address '%s' for "
+		    "'dns-server' (expected ADDR, ADDR:PORT or [IPv6]:PORT)",
+		    s);
 	if (c->dns_servers == NULL)
 		c->dns_servers = xstrdup(s);
 	else {
@@ -1631,9 +1615,6 @@ handle_dns_server(struct parser *ps, const struct option *o, void *base,
 		c->dns_servers = j;
 	}
 	return 0;
-bad:
-	return parse_error(ps, ln->number, "invalid address '%s' for "
-	    "'dns-server' (expected ADDR, ADDR:PORT or [IPv6]:PORT)", s);
 }
 
 int

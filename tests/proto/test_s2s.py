@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import xmpp_raw
-from conftest import REPO, XMPPD_BIN, Server, free_ports
+from conftest import REPO, Server, free_ports
 from xmpp_raw import NS_CLIENT, q, tostr
 
 
@@ -127,16 +126,21 @@ class FedServer(Server):
             '}', ''])
 
     def user(self, name, resource='r'):
-        c = xmpp_raw.RawClient(self.c2s_port)
-        c.open_stream(to=self.domain)
-        c.starttls()
-        c.open_stream(to=self.domain)
-        xmpp_raw.assert_sasl_success(c.sasl_plain(name, name +
-                                                  '-secret'))
-        c.open_stream(to=self.domain)
-        c.bind(resource)
-        c.presence()
-        return c
+        return domain_login(self.c2s_port, self.domain, name, resource)
+
+
+def domain_login(port, domain, name, resource='r'):
+    """A bound, available raw client name@domain (password NAME-secret)
+    on a c2s port with STARTTLS, for any server."""
+    c = xmpp_raw.RawClient(port)
+    c.open_stream(to=domain)
+    c.starttls()
+    c.open_stream(to=domain)
+    xmpp_raw.assert_sasl_success(c.sasl_plain(name, name + '-secret'))
+    c.open_stream(to=domain)
+    c.bind(resource)
+    c.presence()
+    return c
 
 
 def records(ports):
@@ -150,18 +154,21 @@ def records(ports):
     return out
 
 
-@pytest.fixture
-def pair(certificate, tmp_path):
-    """a.test and b.test with self-signed certificates (dialback)."""
+def federation(d, ca=None, extras=('', '')):
+    """A generator of [a.test, b.test] daemons finding each other through
+    a dnsmasq of their own, with certificates self-signed or from ca;
+    stops them all when closed."""
     pa, pb = free_ports(2)
     dns = Dns(records({'a.test': pa, 'b.test': pb}))
     servers = []
     try:
-        for domain, port in (('a.test', pa), ('b.test', pb)):
-            cert = make_cert(tmp_path, domain)
-            srv = FedServer((str(cert[0]), str(cert[1])), domain, port,
-                            dns.port)
-            servers.append(srv.start())
+        for (domain, port), extra in zip((('a.test', pa), ('b.test', pb)),
+                                         extras):
+            cert = make_cert(d, domain, ca)
+            if ca is not None:
+                extra += '\ntls-ca-file "%s"\ns2s-secure-auth on' % ca[0]
+            servers.append(FedServer((str(cert[0]), str(cert[1])), domain,
+                                     port, dns.port, extra=extra).start())
         yield servers
     finally:
         for s in servers:
@@ -170,25 +177,18 @@ def pair(certificate, tmp_path):
 
 
 @pytest.fixture
-def ca_pair(certificate, tmp_path):
+def pair(tmp_path):
+    """a.test and b.test with self-signed certificates (dialback)."""
+    yield from federation(tmp_path)
+
+
+@pytest.fixture
+def ca_pair(tmp_path):
     """a.test and b.test with certificates from one CA both trust
     (tls-ca-file): SASL EXTERNAL."""
-    pa, pb = free_ports(2)
-    dns = Dns(records({'a.test': pa, 'b.test': pb}))
-    ca = make_ca(tmp_path)
-    servers = []
-    try:
-        for domain, port in (('a.test', pa), ('b.test', pb)):
-            cert = make_cert(tmp_path, domain, ca)
-            srv = FedServer((str(cert[0]), str(cert[1])), domain, port,
-                            dns.port, extra='tls-ca-file "%s"\n'
-                            's2s-secure-auth on' % ca[0])
-            servers.append(srv.start())
-        yield servers
-    finally:
-        for s in servers:
-            s.stop()
-        dns.stop()
+    d = tmp_path / 'ca'
+    d.mkdir()
+    yield from federation(d, make_ca(d))
 
 
 def chat(a, b):
@@ -382,20 +382,13 @@ def test_message_to_offline_user_is_kept(pair):
         bob.close()
 
 
-def test_incoming_rate_limit_pauses_without_loss(certificate, tmp_path):
+def test_incoming_rate_limit_pauses_without_loss(tmp_path):
     """limits s2s-stanzas-per-second: a peer sending faster is read more
     slowly (burst: 2 s of the rate), nothing is lost or reordered."""
-    pa, pb = free_ports(2)
-    dns = Dns(records({'a.test': pa, 'b.test': pb}))
-    servers = []
+    fed = federation(tmp_path, extras=(
+        '', 'limits {\n\ts2s-stanzas-per-second 50\n}'))
     try:
-        for domain, port, extra in (
-                ('a.test', pa, ''),
-                ('b.test', pb, 'limits {\n\ts2s-stanzas-per-second 50\n}')):
-            cert = make_cert(tmp_path, domain)
-            servers.append(FedServer((str(cert[0]), str(cert[1])), domain,
-                                     port, dns.port, extra=extra).start())
-        a, b = servers
+        a, b = next(fed)
         alice = a.user('alice')
         bob = b.user('bob')
         try:
@@ -415,9 +408,7 @@ def test_incoming_rate_limit_pauses_without_loss(certificate, tmp_path):
             bob.close()
         assert 'over its rate: reading paused' in b.stderr_text()
     finally:
-        for s in servers:
-            s.stop()
-        dns.stop()
+        fed.close()
 
 
 def check_rows(srv):

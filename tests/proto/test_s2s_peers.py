@@ -8,6 +8,7 @@ the reason when Prosody or dnsmasq cannot be installed or started."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, free_ports
-from test_s2s import (Dns, FedServer, make_cert, records, roster_of,
-                      wait_presence)
+from test_s2s import (Dns, FedServer, domain_login, make_cert, records,
+                      roster_of, wait_presence)
 from xmpp_raw import NS_CLIENT, RawClient, assert_sasl_success, q, tostr
 
 
@@ -30,8 +31,51 @@ def install(pkg, binary):
         pytest.skip('%s missing: %s' % (pkg, r.stdout.strip()[-200:]))
 
 
-class Prosody:
+class Peer:
+    """A server process of another implementation in its own temp dir:
+    waiting for its c2s port, its log files, stopping it by PID."""
+
+    logs = ()
+
+    def wait_started(self, seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            try:
+                socket.create_connection(('127.0.0.1', self.c2s_port),
+                                         timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        out = self.log()[-800:]
+        self.stop()
+        pytest.skip('%s did not start: %s' % (type(self).__name__, out))
+
+    def log(self):
+        text = ''
+        for f in self.logs:
+            try:
+                text += (self.dir / f).read_text(errors='replace')
+            except OSError:
+                pass
+        return text
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Prosody(Peer):
     """prosody -F in a temp dir: one host, c2s and s2s on loopback."""
+
+    logs = ('prosody.log',)
 
     def __init__(self, domain, dns_port, s2s_port):
         install('prosody', 'prosody')
@@ -77,46 +121,10 @@ class Prosody:
         self.proc = subprocess.Popen(
             ['prosody', '--config', str(self.conf), '-F'],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.time() + 20
-        while time.time() < end:
-            try:
-                import socket
-                socket.create_connection(('127.0.0.1', self.c2s_port),
-                                         timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        self.stop()
-        pytest.skip('prosody did not start: %s' % self.log()[-500:])
-
-    def log(self):
-        try:
-            return (self.dir / 'prosody.log').read_text(errors='replace')
-        except OSError:
-            return ''
+        self.wait_started(20)
 
     def user(self, name, resource='r'):
-        c = RawClient(self.c2s_port)
-        c.open_stream(to=self.domain)
-        c.starttls()
-        c.open_stream(to=self.domain)
-        assert_sasl_success(c.sasl_plain(name, name + '-secret'))
-        c.open_stream(to=self.domain)
-        c.bind(resource)
-        c.presence()
-        return c
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return domain_login(self.c2s_port, self.domain, name, resource)
 
 
 @pytest.fixture
@@ -184,10 +192,12 @@ def test_prosody_subscription_and_presence(with_prosody):
         bob.close()
 
 
-class Ejabberd:
+class Ejabberd(Peer):
     """ejabberd from Debian as one Erlang VM in a temp dir (no node name,
     no epmd), its DNS through an inetrc naming the test's dnsmasq, and
     anonymous logins for the user on its side."""
+
+    logs = ('server.out', 'log/ejabberd.log')
 
     def __init__(self, domain, dns_port, s2s_port):
         install('ejabberd', 'ejabberdctl')
@@ -235,30 +245,7 @@ class Ejabberd:
             cwd=str(self.dir / 'spool'), env=env,
             stdout=open(self.dir / 'server.out', 'wb'),
             stderr=subprocess.STDOUT)
-        end = time.time() + 60
-        import socket
-        while time.time() < end:
-            try:
-                socket.create_connection(('127.0.0.1', self.c2s_port),
-                                         timeout=0.5).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.2)
-        out = self.log()[-800:]
-        self.stop()
-        pytest.skip('ejabberd did not start: %s' % out)
-
-    def log(self):
-        text = ''
-        for f in (self.dir / 'server.out', self.dir / 'log' /
-                  'ejabberd.log'):
-            try:
-                text += f.read_text(errors='replace')
-            except OSError:
-                pass
-        return text
+        self.wait_started(60)
 
     def anonymous(self, resource='r'):
         c = RawClient(self.c2s_port)
@@ -272,16 +259,6 @@ class Ejabberd:
         jid = c.bind(resource)
         c.presence()
         return c, jid
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -673,9 +673,9 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	                             "(listen c2s|c2s-tls|http|https PORT)");
-	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	                                  "'s2s' (expected c2s, c2s-tls, http or https)");
+	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls PORT)");
+	LISTEN_ERROR("listen ftp 21\n", "t.conf:5: invalid listener type "
+	    "'ftp' (expected c2s, c2s-tls, http, https, s2s or s2s-tls)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -1017,6 +1017,63 @@ test_see_other(void)
 	    "WebSocket");
 }
 
+/* Federation: listeners, s2s-* options, dns-server, tls-ca-file, the
+ * limits of incoming server streams. */
+static void
+test_s2s(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->s2s_dialback && !c->s2s_secure_auth &&
+	    c->dns_servers == NULL && c->tls_ca_file == NULL &&
+	    c->s2s_allow.n == 0 && c->limits.s2s_stanzas_per_second == 500 &&
+	    c->limits.s2s_bytes_per_second == 1048576);
+	conf_free(c);
+	c = parse("listen s2s 5269\nlisten s2s-tls 5270 address 127.0.0.1\n"
+	    "s2s-dialback off\ns2s-secure-auth on\n"
+	    "s2s-insecure-domain old.example\ns2s-allow a.example\n"
+	    "s2s-allow B.Example\ns2s-deny bad.example\n"
+	    "dns-server 127.0.0.1:5353\ndns-server [::1]:53\n"
+	    "dns-server 192.0.2.1\ntls-ca-file /etc/ssl/ca.pem\n"
+	    "limits {\n\ts2s-stanzas-per-second 0\n"
+	    "\ts2s-bytes-per-second 2M\n}\n"
+	    "host example.org {\n\tcertificate c.pem\n\tkey k.pem\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->nlisteners == 2 && c->listeners[0].kind == LISTEN_S2S &&
+		    c->listeners[1].kind == LISTEN_S2S_TLS &&
+		    c->listeners[1].port == 5270);
+		CHECK(!c->s2s_dialback && c->s2s_secure_auth);
+		CHECK(conf_strlist_has(&c->s2s_insecure, "old.example"));
+		CHECK(c->s2s_allow.n == 2 &&
+		    conf_strlist_has(&c->s2s_allow, "b.example"));
+		CHECK(conf_strlist_has(&c->s2s_deny, "bad.example") &&
+		    !conf_strlist_has(&c->s2s_deny, "a.example"));
+		CHECK_STR(c->dns_servers,
+		    "127.0.0.1:5353,[::1]:53,192.0.2.1");
+		CHECK_STR(c->tls_ca_file, "/etc/ssl/ca.pem");
+		CHECK(c->limits.s2s_stanzas_per_second == 0 &&
+		    c->limits.s2s_bytes_per_second == 2 * 1048576);
+	}
+	conf_free(c);
+	expect_error("listen c2s 5222\ndns-server example.org\n",
+	    "t.conf:2: invalid address 'example.org' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ndns-server 127.0.0.1:0\n",
+	    "t.conf:2: invalid address '127.0.0.1:0' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ndns-server [zz]:53\n",
+	    "t.conf:2: invalid address '[zz]:53' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ns2s-deny \"a b\"\n",
+	    "t.conf:2: invalid domain 'a b' for 's2s-deny'");
+	expect_error("listen c2s 5222\ns2s-allow user@example.org\n",
+	    "t.conf:2: invalid domain 'user@example.org' for 's2s-allow'");
+	expect_error("listen c2s 5222\ns2s-dialback maybe\n",
+	    "t.conf:2: invalid value 'maybe' for 's2s-dialback' "
+	    "(expected on or off)");
+}
+
 int
 main(void)
 {
@@ -1039,5 +1096,6 @@ main(void)
 	test_websocket();
 	test_bosh();
 	test_see_other();
+	test_s2s();
 	return UNIT_DONE("conf");
 }

@@ -64,6 +64,8 @@ static void conn_write_cb(struct ev_loop *l, ev_io *w, int revents);
 static void flush_one(struct conn *c);
 static void peer_address(const struct sockaddr_storage *ss, char *host,
     size_t len, int *port);
+static void conn_socket_init(struct conn *c, int fd, const char *host,
+    const char *net, int port);
 
 void
 conn_set_conf(const struct conf *conf)
@@ -658,14 +660,7 @@ conn_connect(const struct sockaddr *sa, socklen_t salen,
 	c->tls_local = xstrdup(local);
 	c->tls_remote = xstrdup(remote);
 	c->state = CONN_CONNECTING;
-	snprintf(c->ip, sizeof(c->ip), "%s", host);
-	snprintf(c->net, sizeof(c->net), "%s", host);
-	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
-	    "%s:%d", host, port);
-	c->last_read = mono_now(loop);
-	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
-	ev_init(&c->timer, conn_timer_fired);
+	conn_socket_init(c, fd, host, host, port);
 	stats.open++;
 	if (connect(fd, sa, salen) == -1 && errno != EINPROGRESS) {
 		int e = errno;
@@ -763,6 +758,21 @@ peer_address(const struct sockaddr_storage *ss, char *host, size_t len,
 	}
 }
 
+/* A connection's peer names and watchers on socket fd. */
+static void
+conn_socket_init(struct conn *c, int fd, const char *host, const char *net,
+    int port)
+{
+	snprintf(c->ip, sizeof(c->ip), "%s", host);
+	snprintf(c->net, sizeof(c->net), "%s", net);
+	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
+	    "%s:%d", host, port);
+	c->last_read = mono_now(loop);
+	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+	ev_init(&c->timer, conn_timer_fired);
+}
+
 static void
 new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 {
@@ -803,14 +813,7 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS ||
 	    kind == LISTEN_S2S_TLS;
 	c->starttls_required = li->starttls_required;
-	snprintf(c->ip, sizeof(c->ip), "%s", host);
-	snprintf(c->net, sizeof(c->net), "%s", net);
-	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
-	    "%s:%d", host, port);
-	c->last_read = mono_now(loop);
-	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
-	ev_init(&c->timer, conn_timer_fired);
+	conn_socket_init(c, fd, host, net, port);
 	ip_count(c->net, 1);
 	stats.open++;
 	log_debug("conn %llu %s: accepted (%s)", (unsigned long long)c->id,

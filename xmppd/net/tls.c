@@ -153,11 +153,12 @@ trust_paths(SSL_CTX *ctx, const struct conf *conf, const char *host,
 	return 0;
 }
 
+/* A context of method for host h, TLS 1.2 at least; NULL with err set. */
 static SSL_CTX *
-ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
+ctx_alloc(const SSL_METHOD *method, const struct conf_host *h, char *err,
     size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	char e[256];
 
 	if (ctx == NULL) {
@@ -166,6 +167,18 @@ ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	return ctx;
+}
+
+static SSL_CTX *
+ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
+    size_t errlen)
+{
+	SSL_CTX *ctx = ctx_alloc(TLS_server_method(), h, err, errlen);
+	char e[256];
+
+	if (ctx == NULL)
+		return NULL;
 	/* No renegotiation, either side's (a TLS 1.2 client asking gets a
 	 * no_renegotiation alert); OpenSSL 3 refuses a client's by default
 	 * too (SSL_OP_ALLOW_CLIENT_RENEGOTIATION unset). */
@@ -219,15 +232,11 @@ static SSL_CTX *
 client_ctx_new(const struct conf *conf, const struct conf_host *h,
     char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = ctx_alloc(TLS_client_method(), h, err, errlen);
 	char e[256];
 
-	if (ctx == NULL) {
-		ssl_errstr(e, sizeof(e));
-		snprintf(err, errlen, "host %s: SSL_CTX_new: %s", h->name, e);
+	if (ctx == NULL)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |

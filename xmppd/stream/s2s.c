@@ -192,19 +192,6 @@ domain_allowed(const char *d)
 }
 
 static void
-random_hex(char *out, size_t n)
-{
-	unsigned char rnd[16];
-
-	scram_random_salt(rnd, n);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static void
 write_str(struct s2s *s, const char *str)
 {
 	conn_write(s->conn, str, strlen(str));
@@ -353,7 +340,7 @@ stream_error(struct s2s *s, const char *cond, const char *text)
 	    s->conn->addr, cond, text ? ": " : "", text ? text : "");
 	if (!s->header_sent) {
 		if (!s->outgoing)
-			random_hex(s->stream_id, 8);
+			scram_random_hex(s->stream_id, 8);
 		send_header(s);
 	}
 	buf_adds(&b, "<stream:error><");
@@ -410,7 +397,7 @@ in_header(struct s2s *s, struct xel *root, const char *default_ns)
 	const char *ver = xel_attr(root, "version");
 	char *local, *remote = NULL;
 
-	random_hex(s->stream_id, 8);
+	scram_random_hex(s->stream_id, 8);
 	if (strcmp(default_ns, NS_SERVER) != 0) {
 		stream_error(s, "invalid-namespace", NULL);
 		return 1;
@@ -922,7 +909,7 @@ on_xml_close(void *ctx)
 	if (s->state == S_CLOSING)
 		return;
 	if (!s->header_sent) {
-		random_hex(s->stream_id, 8);
+		scram_random_hex(s->stream_id, 8);
 		send_header(s);
 	}
 	end_stream(s);
