@@ -298,6 +298,13 @@ def test_subscription_and_presence_across_domains(pair):
         wait_presence(alice, 'bob@b.test/r', None)
         assert roster_of(alice).get('bob@b.test') == 'to'
         assert roster_of(bob).get('alice@a.test') == 'from'
+        # a subscriber may discover the account (its PEP service)
+        r = iq(alice, 'bob@b.test', "<query xmlns='http://jabber.org/"
+               "protocol/disco#info'/>", 'di')
+        assert r.get('type') == 'result', tostr(r)
+        ids = {(i.get('category'), i.get('type')) for i in r.iter(
+            '{http://jabber.org/protocol/disco#info}identity')}
+        assert ('pubsub', 'pep') in ids, tostr(r)
         # bob goes away: alice sees it
         bob.send("<presence type='unavailable'/>")
         wait_presence(alice, 'bob@b.test/r', 'unavailable')
@@ -317,8 +324,9 @@ def test_subscription_and_presence_across_domains(pair):
         bob.close()
 
 
-def iq(c, to, payload, iq_id):
-    c.send("<iq type='get' id='%s' to='%s'>%s</iq>" % (iq_id, to, payload))
+def iq(c, to, payload, iq_id, itype='get'):
+    c.send("<iq type='%s' id='%s'%s>%s</iq>" % (
+        itype, iq_id, " to='%s'" % to if to else '', payload))
     while True:
         el = c.expect_stanza('iq', timeout=20)
         if el.get('id') == iq_id:
@@ -429,3 +437,52 @@ def test_check_warns_about_certificates_peers_refuse(pair, ca_pair):
                r['message'] for r in rows), rows
     assert not any('other servers will not accept' in r['message']
                    for r in rows), rows
+
+
+def test_remote_iqs_to_accounts(pair):
+    """What anyone may read of an account is answered for other servers'
+    users too: vCard (XEP-0054), a PEP node with the open access model;
+    what is private is not."""
+    a, b = pair
+    alice = a.user('alice')
+    bob = b.user('bob')
+    try:
+        r = iq(bob, None, "<vCard xmlns='vcard-temp'><FN>Bob B</FN>"
+               "</vCard>", 'vs', itype='set')
+        assert r.get('type') == 'result', tostr(r)
+        r = iq(bob, None, "<pubsub xmlns='http://jabber.org/protocol/"
+               "pubsub'><publish node='urn:xmpp:test:open'><item id='1'>"
+               "<x xmlns='urn:xmpp:test'/></item></publish>"
+               "<publish-options><x xmlns='jabber:x:data' type='submit'>"
+               "<field var='FORM_TYPE' type='hidden'><value>http://"
+               "jabber.org/protocol/pubsub#publish-options</value></field>"
+               "<field var='pubsub#access_model'><value>open</value>"
+               "</field></x></publish-options></pubsub>", 'pp',
+               itype='set')
+        assert r.get('type') == 'result', tostr(r)
+        r = iq(alice, 'bob@b.test', "<vCard xmlns='vcard-temp'/>", 'vg')
+        assert r.get('type') == 'result', tostr(r)
+        assert r.findtext('.//{vcard-temp}FN') == 'Bob B'
+        # disco#info of an account: for those who see its presence only
+        # (XEP-0030 §3.1), as for local users
+        r = iq(alice, 'bob@b.test', "<query xmlns='http://jabber.org/"
+               "protocol/disco#info'/>", 'di')
+        assert r.get('type') == 'error', tostr(r)
+        r = iq(alice, 'bob@b.test', "<pubsub xmlns='http://jabber.org/"
+               "protocol/pubsub'><items node='urn:xmpp:test:open'/>"
+               "</pubsub>", 'pi')
+        assert r.get('type') == 'result', tostr(r)
+        assert r.find('.//{urn:xmpp:test}x') is not None, tostr(r)
+        # the archive and sets are not for others
+        r = iq(alice, 'bob@b.test', "<query xmlns='urn:xmpp:mam:2'/>",
+               'mq', itype='set')
+        assert r.get('type') == 'error', tostr(r)
+        r = iq(alice, 'bob@b.test', "<vCard xmlns='vcard-temp'><FN>x</FN>"
+               "</vCard>", 'vx', itype='set')
+        assert r.get('type') == 'error', tostr(r)
+        # the server's software version
+        r = iq(alice, 'b.test', "<query xmlns='jabber:iq:version'/>", 'sv')
+        assert r.get('type') == 'result', tostr(r)
+    finally:
+        alice.close()
+        bob.close()

@@ -396,45 +396,59 @@ router_bounce_remote(const struct xel *st, const char *condition)
 	arena_free(r->arena);
 }
 
-static void
-add_service_item(const char *domain, void *arg)
+/*
+ * IQ gets from other servers' entities to the server or to an account,
+ * answered by the modules' handlers for a requester that is not a local
+ * session (sm_remote_session): only those that read what anyone may see
+ * (the handlers check who asks as for a local contact).  Everything else
+ * is <service-unavailable/>.
+ */
+static int
+remote_iq_allowed(const struct xel *iq, enum iq_target target)
 {
-	struct xel *it = xel_add(arg, "item", NULL);
+	static const char *const both[] = {
+		NS_DISCO_INFO, NS_DISCO_ITEMS, "urn:xmpp:ping",
+		"vcard-temp", "jabber:iq:last",
+	};
+	static const char *const server[] = {
+		"jabber:iq:version", "urn:xmpp:time",
+	};
+	static const char *const account[] = {
+		"http://jabber.org/protocol/pubsub",
+	};
+	const struct xel *q = xel_first_elem(iq);
+	const char *type = xel_attr(iq, "type");
 
-	xel_set_attr(it, "jid", domain);
+	if (q == NULL || type == NULL || strcmp(type, "get") != 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++)
+		if (strcmp(q->ns, both[i]) == 0)
+			return 1;
+	if (target == IQ_TO_SERVER) {
+		for (size_t i = 0; i < sizeof(server) / sizeof(server[0]); i++)
+			if (strcmp(q->ns, server[i]) == 0)
+				return 1;
+	} else
+		for (size_t i = 0; i < sizeof(account) / sizeof(account[0]);
+		     i++)
+			if (strcmp(q->ns, account[i]) == 0)
+				return 1;
+	return 0;
 }
 
-/* An IQ from a remote entity to the server: what needs no session of
- * the asker (XEP-0199 ping, XEP-0030 disco of the server); everything
- * else is <service-unavailable/> (the module handlers expect a local
- * session). */
 static void
-remote_iq_to_server(struct xel *st, const struct jid *to)
+remote_iq(struct xel *st, enum iq_target target)
 {
-	struct xel *q = xel_first_elem(st), *r;
-	const char *type = xel_attr(st, "type");
-	int get = type != NULL && strcmp(type, "get") == 0;
+	struct jid from = { 0 };
 
-	if (q == NULL || to->resource != NULL || !get ||
-	    xel_attr(q, "node") != NULL)
-		goto unavailable;
-	if (xel_is(q, "ping", "urn:xmpp:ping")) {
-		r = stanza_iq_result(st);
-	} else if (xel_is(q, "query", NS_DISCO_INFO)) {
-		r = stanza_iq_result(st);
-		disco_fill_info(xel_add(r, "query", NS_DISCO_INFO),
-		    DISCO_SERVER);
-	} else if (xel_is(q, "query", NS_DISCO_ITEMS)) {
-		r = stanza_iq_result(st);
-		router_foreach_service(to->domain, add_service_item,
-		    xel_add(r, "query", NS_DISCO_ITEMS));
-	} else
-		goto unavailable;
-	router_route(r);
-	arena_free(r->arena);
-	return;
-unavailable:
-	router_bounce_remote(st, "service-unavailable");
+	if (!remote_iq_allowed(st, target) ||
+	    jid_parse(&from, xel_attr(st, "from")) < 0) {
+		router_bounce_remote(st, "service-unavailable");
+		jid_free(&from);
+		return;
+	}
+	iq_dispatch(sm_remote_session(&from), st, target);
+	jid_free(&from);
 }
 
 void
@@ -464,18 +478,15 @@ router_from_remote(struct xel *st)
 		if (jid_parse(&from, xel_attr(st, "from")) == 0)
 			presence_from_remote(st, &from, &to);
 		jid_free(&from);
-	} else if (to.node == NULL && kind == STANZA_IQ && iq_request(st))
-		remote_iq_to_server(st, &to);
+	} else if (kind == STANZA_IQ && iq_request(st) && to.resource == NULL)
+		remote_iq(st, to.node == NULL ? IQ_TO_SERVER : IQ_TO_BARE);
 	else if (kind == STANZA_IQ && !iq_request(st) &&
 	    (to.node == NULL || to.resource == NULL))
 		/* Answers to the server or to a bare JID: the server sends
 		 * no queries to remote entities yet (RFC 6120 §8.2.3: never
 		 * answered with an error). */
 		;
-	else if (to.node == NULL || (kind == STANZA_IQ && to.resource == NULL
-	    && iq_request(st)))
-		/* IQs to an account (vCard, PEP, MAM) from remote entities:
-		 * the module handlers expect a local session; not yet. */
+	else if (to.node == NULL)
 		router_bounce_remote(st, "service-unavailable");
 	else
 		to_local_user(NULL, st, kind, &to);
