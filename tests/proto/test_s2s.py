@@ -240,6 +240,11 @@ def test_sasl_external_with_trusted_certificates(ca_pair):
     out = [r for r in s2s_rows(a) if r['direction'] == 'out']
     assert out[0]['auth'] == 'SASL EXTERNAL', out
     assert out[0]['certificate'] == 'valid', out
+    # XEP-0288: b answered over a's stream, opening none of its own
+    rows = s2s_rows(b)
+    assert [r['direction'] for r in rows] == ['in'], rows
+    assert rows[0]['stanzas_out'] >= 1, rows
+    assert 'used both ways (XEP-0288)' in b.stderr_text()
 
 
 def test_unknown_domain_bounces(pair):

@@ -48,6 +48,8 @@
 
 #define NS_DB "jabber:server:dialback"
 #define NS_DB_FEATURE "urn:xmpp:features:dialback"
+#define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
+#define NS_BIDI "urn:xmpp:bidi"
 
 #define CONNECT_TIMEOUT 10.0    /* s, per address */
 #define NEGOTIATE_TIMEOUT 30.0  /* s, from connected to ready */
@@ -90,6 +92,7 @@ struct s2s {
 	unsigned in_feed:1;
 	unsigned header_sent:1;
 	unsigned db_offered:1;  /* outgoing: the peer offered dialback */
+	unsigned bidi:1;        /* XEP-0288: stanzas go both ways */
 	const char *auth;       /* how it authenticated, "" if not */
 	/* incoming: the (remote, local) pairs it may send from/to,
 	 * "remote local" */
@@ -273,6 +276,9 @@ pair_authed(const struct s2s *s, const char *remote, const char *local)
 	return 0;
 }
 
+static void bidi_offer(struct s2s *s, const char *local,
+    const char *remote);
+
 static void
 pair_add(struct s2s *s, const char *remote, const char *local,
     const char *how)
@@ -288,6 +294,8 @@ pair_add(struct s2s *s, const char *remote, const char *local,
 	s->auth = how;
 	log_info("s2s %" PRIu64 " %s: %s authenticated for %s (%s)", s->id,
 	    s->conn->addr, remote, local, how);
+	if (s->bidi)
+		bidi_offer(s, local, remote);
 }
 
 /* -- the XML stream --------------------------------------------------- */
@@ -385,6 +393,9 @@ send_features(struct s2s *s)
 		/* XEP-0220 §2.4: errors are understood here. */
 		buf_adds(&b, "<dialback xmlns='" NS_DB_FEATURE "'><errors/>"
 		    "</dialback>");
+	if (s->tls && s->npairs == 0)
+		/* XEP-0288 §2: before authentication, encrypted only. */
+		buf_adds(&b, "<bidi xmlns='" NS_BIDI_FEATURE "'/>");
 	buf_adds(&b, "</stream:features>");
 	conn_write(s->conn, buf_head(&b), buf_avail(&b));
 	buf_free(&b);
@@ -666,6 +677,13 @@ in_element(struct s2s *s, struct xel *el)
 		s->restart = 1;
 		return 1;
 	}
+	if (xel_is(el, "bidi", NS_BIDI)) {
+		/* XEP-0288 §3: what we send to the peer's domain may use
+		 * this stream once it has authenticated. */
+		if (s->tls && s->npairs == 0)
+			s->bidi = 1;
+		return 0;
+	}
 	if (strcmp(el->ns, NS_SASL) == 0)
 		return in_sasl(s, el);
 	if (xel_is(el, "result", NS_DB)) {
@@ -786,10 +804,47 @@ out_features(struct s2s *s, struct xel *features)
 		route_ready(s->route);
 		return;
 	}
+	if (!s->bidi && s->tls &&
+	    xel_child(features, "bidi", NS_BIDI_FEATURE) != NULL) {
+		/* XEP-0288 §3: the peer may answer on this stream. */
+		write_str(s, "<bidi xmlns='" NS_BIDI "'/>");
+		s->bidi = 1;
+	}
 	out_auth(s, features);
 }
 
 static void verify_done(struct route *r, struct xel *el);
+
+static int
+is_stanza(const struct xel *el)
+{
+	return xel_is(el, "message", NS_SERVER) ||
+	    xel_is(el, "presence", NS_SERVER) || xel_is(el, "iq", NS_SERVER);
+}
+
+/* XEP-0288: a stanza from the peer on our own stream, from its domain to
+ * ours (RFC 6120 §4.9.3.9 invalid-from otherwise). */
+static int
+out_bidi_stanza(struct s2s *s, struct xel *st)
+{
+	struct jid f = {0}, t = {0};
+	int rc = 0;
+
+	if (jid_parse(&f, xel_attr(st, "from")) < 0 ||
+	    jid_parse(&t, xel_attr(st, "to")) < 0 ||
+	    strcmp(f.domain, s->remote) != 0 ||
+	    strcmp(t.domain, s->local) != 0) {
+		stream_error(s, "invalid-from", NULL);
+		rc = 1;
+	} else {
+		s->stanzas_in++;
+		requalify(st);
+		router_from_remote(st);
+	}
+	jid_free(&f);
+	jid_free(&t);
+	return rc;
+}
 
 static int
 out_element(struct s2s *s, struct xel *el)
@@ -848,6 +903,8 @@ out_element(struct s2s *s, struct xel *el)
 		verify_done(s->route, el);
 		return 0;
 	}
+	if (s->bidi && s->state == S_READY && is_stanza(el))
+		return out_bidi_stanza(s, el);
 	if (xel_is(el, "error", NS_STREAMS)) {
 		struct xel *c = xel_first_elem(el);
 
@@ -1314,6 +1371,23 @@ verify_done(struct route *r, struct xel *el)
 	}
 }
 
+/* An incoming stream that asked for XEP-0288 has authenticated remote
+ * for local: our stanzas to remote may go over it, when the route has no
+ * stream of its own and is not opening one. */
+static void
+bidi_offer(struct s2s *s, const char *local, const char *remote)
+{
+	struct route *r = route_get(local, remote);
+
+	if (r->state != R_IDLE || r->stream != NULL)
+		return;
+	log_info("s2s %" PRIu64 " %s: stream from %s used both ways "
+	    "(XEP-0288)", s->id, s->conn->addr, remote);
+	r->stream = s;
+	s->route = r;
+	route_ready(r);
+}
+
 static void
 try_address(struct route *r)
 {
@@ -1546,7 +1620,8 @@ remote_send(struct xel *st, const char *remote)
 	}
 	r = route_get(f.domain, remote);
 	jid_free(&f);
-	if (r->state == R_READY && r->stream != NULL) {
+	if (r->state == R_READY && r->stream != NULL &&
+	    r->stream->state != S_CLOSING) {
 		send_stanza(r->stream, st);
 		return;
 	}
