@@ -481,3 +481,47 @@ def test_xmppctl_components(server):
     finally:
         alice.close()
         comp.close()
+
+
+def test_reload_removes_and_adds_components(server_factory):
+    """SIGHUP: a component whose block is gone is closed with
+    <host-gone/> and its domain is then unknown; a new block can connect
+    at once."""
+    import signal
+    import time
+    srv = server_factory(components={DOMAIN: SECRET})
+    comp = open_component(srv)
+    srv.components = {'new.localhost': 'new-secret'}
+    srv.conf.write_text(srv.config_text())
+    srv.signal(signal.SIGHUP)
+    comp.expect_stream_error('host-gone')
+    comp.close()
+    deadline = time.monotonic() + 5
+    while 'configuration and certificates reloaded' not in \
+            srv.stderr_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c = open_component(srv, 'new.localhost', 'new-secret')
+    c.close()
+    c = xmpp_raw.RawClient(srv.component_port)
+    c.send(header(DOMAIN))
+    c.read_header()
+    c.expect_stream_error('host-unknown')
+    c.close()
+    alice = srv.login('alice@localhost', resource='rl')
+    try:
+        # the old domain is now a remote one
+        alice.send("<message to='bot@%s' type='chat' id='rl1'>"
+                   "<body>x</body></message>" % DOMAIN)
+        m = alice.expect_stanza('message')
+        xmpp_raw.assert_stanza_error(m, 'message', 'remote-server-not-found',
+                                     sid='rl1')
+    finally:
+        alice.close()
+
+
+def test_shutdown_closes_components(server_factory):
+    srv = server_factory(components={DOMAIN: SECRET})
+    comp = open_component(srv)
+    srv.stop()
+    comp.expect_stream_error('system-shutdown')
+    comp.close()
