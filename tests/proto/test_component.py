@@ -454,6 +454,21 @@ def test_user_subscribes_to_component_contact(server):
                     item.get('subscription') == 'to':
                 break
         assert item.get('jid') == 'contact@%s' % DOMAIN
+        # initial presence probes the contact (RFC 6121 §4.2.2)
+        alice.send("<presence/>")
+        p = expect_component_stanza(comp, 'presence')
+        assert p.get('type') == 'probe' and p.get('from') == \
+            'alice@localhost' and p.get('to') == 'contact@%s' % DOMAIN, \
+            tostr(p)
+        # the contact's presence reaches the available resource
+        comp.send("<presence from='contact@%s/gw' to='alice@localhost'>"
+                  "<show>away</show></presence>" % DOMAIN)
+        while True:
+            el = alice.next_element()
+            if el.tag == q(NS_CLIENT, 'presence') and \
+                    el.get('from') == 'contact@%s/gw' % DOMAIN:
+                break
+        assert el.findtext(q(NS_CLIENT, 'show')) == 'away'
     finally:
         alice.close()
         comp.close()

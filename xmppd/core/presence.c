@@ -232,7 +232,7 @@ probe_one(const char *contact, void *arg)
 
 	if (jid_parse(&j, contact) == 0 && is_local(&j))
 		answer_probe(j.node, j.domain, pc->s->bare, pc->s->full);
-	else if (j.domain != NULL) {
+	else if (j.domain != NULL && router_is_component(j.domain)) {
 		/* A component's contact (XEP-0114) answers for itself. */
 		struct xel *p = new_presence(pc->s->bare, contact, "probe");
 
@@ -398,8 +398,12 @@ send_subscription(const char *from_bare, const char *to_bare,
 	if (jid_parse(&j, to_bare) < 0)
 		return;
 	if (!is_local(&j)) {
-		/* A component's domain takes it (router_route); other
-		 * remote domains have no route yet (server-to-server). */
+		/* A component's domain takes it (XEP-0114); other remote
+		 * domains have no route yet (server-to-server). */
+		if (!router_is_component(j.domain)) {
+			jid_free(&j);
+			return;
+		}
 		p = orig ? xel_copy(arena_new(1024), orig) :
 		    new_presence(from_bare, to_bare,
 		    subscription_type_name(type));

@@ -97,6 +97,15 @@ router_add_component(const char *domain, const char *host,
 	return 0;
 }
 
+int
+router_is_component(const char *domain)
+{
+	const struct service *sv;
+
+	return nservices > 0 && (sv = service_find(domain)) != NULL &&
+	    sv->component;
+}
+
 void
 router_service_set_listed(const char *domain, int listed)
 {

@@ -63,6 +63,8 @@ void router_remove_service(const char *domain);
 int router_add_component(const char *domain, const char *host,
     router_service_fn fn);
 void router_service_set_listed(const char *domain, int listed);
+/* Whether domain is a component's (its own or a subdomain). */
+int router_is_component(const char *domain);
 /*
  * A stanza from a component, whose 'from' the stream checked (a JID of
  * its domain or a subdomain) and whose 'to' is set: delivered as one
