@@ -540,3 +540,34 @@ def test_shutdown_closes_components(server_factory):
     srv.stop()
     comp.expect_stream_error('system-shutdown')
     comp.close()
+
+
+def test_xmpptop_components_batch(server):
+    """xmpptop -b -c prints the components panel: the same rows as the
+    c key's screen."""
+    import os
+    import subprocess
+    from conftest import REPO
+    top = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+    comp = open_component(server)
+    alice = server.login('alice@localhost', resource='top')
+    try:
+        alice.send("<message to='bot@%s' type='chat'><body>1</body>"
+                   "</message>" % DOMAIN)
+        expect_component_stanza(comp, 'message')
+        r = subprocess.run([top, '-b', '-c', '-s', str(server.sock)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == 'xmpptop: components 1', r.stdout
+        assert lines[1].split() == ['DOMAIN', 'ADDRESS', 'SINCE', 'IN',
+                                    'OUT'], r.stdout
+        f = lines[2].split()
+        assert f[0] == DOMAIN and f[1].startswith('127.0.0.1:'), r.stdout
+        assert f[3:] == ['0', '1'], r.stdout
+        r = subprocess.run([top, '-c', '-s', str(server.sock)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and '-c is for batch mode' in r.stderr
+    finally:
+        alice.close()
+        comp.close()
