@@ -53,6 +53,16 @@ def open_component(server, domain=DOMAIN, secret=SECRET):
     return c
 
 
+def wait_no_components(server):
+    """Until the server has seen earlier tests' components close (it
+    reads their EOF asynchronously)."""
+    import time
+    deadline = time.monotonic() + 5
+    while json.loads(server.ctl('--json', 'components').stdout):
+        assert time.monotonic() < deadline, 'components still connected'
+        time.sleep(0.05)
+
+
 def expect_component_stanza(c, name, timeout=None):
     el = c.next_element(timeout)
     assert el.tag == cq(name), 'expected <%s/>, got %s\n%s' % (
@@ -356,6 +366,7 @@ def disco_items(server, resource):
 
 
 def test_disco_items_lists_connected_components(server):
+    wait_no_components(server)
     assert DOMAIN not in disco_items(server, 'd0')
     comp = open_component(server)
     try:
@@ -475,6 +486,7 @@ def test_user_subscribes_to_component_contact(server):
 
 
 def test_xmppctl_components(server):
+    wait_no_components(server)
     comp = open_component(server)
     alice = server.login('alice@localhost', resource='ctl')
     try:
@@ -549,6 +561,7 @@ def test_xmpptop_components_batch(server):
     import subprocess
     from conftest import REPO
     top = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+    wait_no_components(server)
     comp = open_component(server)
     alice = server.login('alice@localhost', resource='top')
     try:
