@@ -584,3 +584,21 @@ def test_xmpptop_components_batch(server):
     finally:
         alice.close()
         comp.close()
+
+
+def test_abrupt_close_then_service_unavailable(server):
+    """A component whose connection drops without a closing tag is gone
+    at once: unlisted, and stanzas to it are bounced, not lost."""
+    wait_no_components(server)
+    comp = open_component(server)
+    comp.close()
+    wait_no_components(server)
+    alice = server.login('alice@localhost', resource='abrupt')
+    try:
+        alice.send("<iq to='%s' type='get' id='ab1'>"
+                   "<query xmlns='jabber:iq:version'/></iq>" % DOMAIN)
+        r = alice.expect_stanza('iq')
+        xmpp_raw.assert_stanza_error(r, 'iq', 'service-unavailable',
+                                     sid='ab1', frm=DOMAIN)
+    finally:
+        alice.close()

@@ -82,7 +82,9 @@ active_for(const char *d)
 	for (struct component *c = all; c; c = c->next) {
 		size_t m;
 
-		if (c->state != COMPONENT_ACTIVE)
+		/* A connection that died waits for the reaper (on_close):
+		 * nothing sent to it would leave. */
+		if (c->state != COMPONENT_ACTIVE || c->conn->state == CONN_DEAD)
 			continue;
 		m = strlen(c->domain);
 		if (strcmp(c->domain, d) == 0 || (n > m + 1 &&
@@ -144,7 +146,8 @@ deactivate(struct component *c)
 	log_info("component %" PRIu64 " %s: %s disconnected (%" PRIu64
 	    " stanzas in, %" PRIu64 " out)", c->id, c->conn->addr, c->domain,
 	    c->stanzas_in, c->stanzas_out);
-	if (active_for(c->domain) == c)
+	set_state(c, COMPONENT_CLOSING);        /* no longer active_for() */
+	if (active_for(c->domain) == NULL)
 		router_service_set_listed(c->domain, 0);
 }
 
@@ -152,7 +155,8 @@ static void
 end_stream(struct component *c)
 {
 	deactivate(c);
-	set_state(c, COMPONENT_CLOSING);
+	if (c->state != COMPONENT_CLOSING)
+		set_state(c, COMPONENT_CLOSING);
 	ev_timer_stop(xmppd_loop, &c->rate_w);
 	conn_write(c->conn, "</stream:stream>", 16);
 	conn_close(c->conn);
