@@ -602,3 +602,51 @@ def test_abrupt_close_then_service_unavailable(server):
                                      sid='ab1', frm=DOMAIN)
     finally:
         alice.close()
+
+
+def test_xmpptop_components_screen(server):
+    """The c key shows the components panel, polled every second."""
+    import os
+    import shutil
+    import subprocess
+    import time
+    from conftest import REPO
+    if shutil.which('tmux') is None:
+        pytest.skip('tmux is not installed')
+    top = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+    name = 'xmpptop-comp-%d' % os.getpid()
+
+    def tmux(*args):
+        return subprocess.run(['tmux'] + list(args), capture_output=True,
+                              text=True, timeout=10)
+
+    def wait_screen(pred, timeout=8.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            text = tmux('capture-pane', '-p', '-t', name).stdout
+            if pred(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.1)
+
+    wait_no_components(server)
+    comp = open_component(server)
+    try:
+        for _ in range(20):
+            r = tmux('new-session', '-d', '-s', name, '-x', '160', '-y',
+                     '30', '%s -s %s' % (top, server.sock))
+            if r.returncode == 0 or 'server exited' not in r.stderr:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 0, r.stderr
+        wait_screen(lambda s: 'DISCONNECTED' not in s and s.strip())
+        tmux('send-keys', '-t', name, 'c')
+        text = wait_screen(lambda s: 'COMPONENTS  1 connected' in s and
+                           DOMAIN in s)
+        assert 'COMPONENTS  1 connected' in text and DOMAIN in text, text
+        comp.close()
+        text = wait_screen(lambda s: 'COMPONENTS  0 connected' in s)
+        assert 'COMPONENTS  0 connected' in text, text
+        tmux('send-keys', '-t', name, 'q')
+    finally:
+        tmux('kill-session', '-t', name)
+        comp.close()
