@@ -650,3 +650,32 @@ def test_xmpptop_components_screen(server):
     finally:
         tmux('kill-session', '-t', name)
         comp.close()
+
+
+def test_reload_applies_rate_to_connected_component(server_factory):
+    """A connected component gets a block's new rate at SIGHUP: from 1
+    stanza a second (burst 1) to no limit, ten requests answered one
+    after the other take well under the 9 s the old rate needed."""
+    import signal
+    import time
+    srv = server_factory(components={
+        DOMAIN: (SECRET, '\tstanzas-per-second 1\n\tstanza-burst 1')})
+    comp = open_component(srv)
+    try:
+        srv.components = {DOMAIN: (SECRET, '\tstanzas-per-second 0')}
+        srv.conf.write_text(srv.config_text())
+        srv.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while 'configuration and certificates reloaded' not in \
+                srv.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        for i in range(10):
+            comp.send("<iq from='%s' to='localhost' type='get' id='q%d'>"
+                      "<query xmlns='jabber:iq:version'/></iq>"
+                      % (DOMAIN, i))
+            r = expect_component_stanza(comp, 'iq')
+            assert r.get('id') == 'q%d' % i, tostr(r)
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        comp.close()

@@ -600,6 +600,22 @@ component_set_conf(const struct conf *conf)
 		if (active_for(d) != NULL)
 			router_service_set_listed(d, 1);
 	}
+	/* The rates of the blocks as they are now. */
+	for (struct component *c = all; c; c = c->next) {
+		const struct conf_component *k;
+
+		if (c->state != COMPONENT_ACTIVE ||
+		    (k = conf_component_find(conf, c->domain)) == NULL)
+			continue;
+		c->rate = k->stanzas_per_second;
+		c->burst = k->stanza_burst;
+		if (c->tokens > c->burst)
+			c->tokens = c->burst;
+		if (c->rate == 0 && ev_is_active(&c->rate_w)) {
+			ev_timer_stop(xmppd_loop, &c->rate_w);
+			conn_resume(c->conn, CONN_PAUSE_RATE);
+		}
+	}
 }
 
 void
