@@ -166,7 +166,8 @@ def irc_gateway(server):
                                   cwd=d)
         procs.append(ngircd)
         if not _wait_port(addr, 6667, ngircd, 'ngircd'):
-            pytest.fail('ngircd did not start:\n%s'
+            # the IRC server is the environment, not what is tested
+            pytest.skip('ngircd did not start:\n%s'
                         % (d / 'ngircd.log').read_text(errors='replace'))
         (d / 'biboumi.cfg').write_text(
             'hostname=%s\n'
@@ -186,7 +187,8 @@ def irc_gateway(server):
                                    stdout=biboumi_log, stderr=biboumi_log,
                                    cwd=d)
         procs.append(biboumi)
-        # connected once xmppctl lists it
+        # connected once xmppctl lists it; biboumi that does not get
+        # there is a failure of xmppd's component support
         deadline = time.monotonic() + 15
         while True:
             r = server.ctl('components')
