@@ -679,3 +679,24 @@ def test_reload_applies_rate_to_connected_component(server_factory):
         assert time.monotonic() - t0 < 4.0
     finally:
         comp.close()
+
+
+def test_handshake_timeout(server_factory):
+    """No handshake within preauth-timeout: <connection-timeout/>."""
+    srv = server_factory(components={DOMAIN: SECRET},
+                         limits={'preauth-timeout': 1,
+                                 'connections-per-ip': 0})
+    c = xmpp_raw.RawClient(srv.component_port)
+    c.send(header())
+    c.read_header()
+    c.expect_stream_error('connection-timeout', timeout=5)
+    c.close()
+    # an authenticated component stays beyond it
+    comp = open_component(srv)
+    import time
+    time.sleep(1.5)
+    comp.send("<iq from='%s' to='localhost' type='get' id='alive'>"
+              "<query xmlns='jabber:iq:version'/></iq>" % DOMAIN)
+    r = expect_component_stanza(comp, 'iq')
+    assert r.get('id') == 'alive', tostr(r)
+    comp.close()
