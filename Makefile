@@ -141,7 +141,7 @@ DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
 	libssl-dev libncurses-dev libidn-dev libhttp-parser-dev openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
 	profanity tmux poezio fail2ban libfaketime iproute2 \
-	python3-prometheus-client python3-aiohttp
+	python3-prometheus-client python3-aiohttp biboumi ngircd
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 

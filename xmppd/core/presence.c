@@ -232,6 +232,13 @@ probe_one(const char *contact, void *arg)
 
 	if (jid_parse(&j, contact) == 0 && is_local(&j))
 		answer_probe(j.node, j.domain, pc->s->bare, pc->s->full);
+	else if (j.domain != NULL && router_is_component(j.domain)) {
+		/* A component's contact (XEP-0114) answers for itself. */
+		struct xel *p = new_presence(pc->s->bare, contact, "probe");
+
+		route_presence(p);
+		arena_free(p->arena);
+	}
 	jid_free(&j);
 }
 
@@ -391,7 +398,20 @@ send_subscription(const char *from_bare, const char *to_bare,
 	if (jid_parse(&j, to_bare) < 0)
 		return;
 	if (!is_local(&j)) {
-		jid_free(&j);    /* remote: no server-to-server yet */
+		/* A component's domain takes it (XEP-0114); other remote
+		 * domains have no route yet (server-to-server). */
+		if (!router_is_component(j.domain)) {
+			jid_free(&j);
+			return;
+		}
+		p = orig ? xel_copy(arena_new(1024), orig) :
+		    new_presence(from_bare, to_bare,
+		    subscription_type_name(type));
+		xel_set_attr(p, "from", from_bare);
+		xel_set_attr(p, "to", to_bare);
+		route_presence(p);
+		arena_free(p->arena);
+		jid_free(&j);
 		return;
 	}
 	if (orig)
@@ -601,6 +621,50 @@ presence_from_client(struct session *s, struct xel *pres,
 	    strcmp(type, "unavailable") != 0)
 		return;                 /* unknown type: ignore */
 	presence_directed(s, pres, to, type);
+}
+
+void
+presence_from_remote(struct xel *pres, const struct jid *to)
+{
+	const char *type = xel_attr(pres, "type");
+	struct jid from = { 0 };
+	enum subscription_type st;
+	char *bare, *to_bare;
+
+	if (to->node == NULL || jid_parse(&from, xel_attr(pres, "from")) < 0)
+		return;         /* presence to the server is dropped */
+	bare = jid_bare(&from);
+	if (type && subscription_type_parse(type, &st) == 0) {
+		/* §3.1.3: processed for the bare JIDs on both sides. */
+		to_bare = xasprintf("%s@%s", to->node, to->domain);
+		xel_set_attr(pres, "from", bare);
+		xel_set_attr(pres, "to", to_bare);
+		do_inbound(to->node, to->domain, bare, st, pres);
+		free(to_bare);
+	} else if (type && strcmp(type, "probe") == 0) {
+		char *full = jid_full(&from);
+
+		answer_probe(to->node, to->domain, bare, full);
+		free(full);
+	} else if (type == NULL || strcmp(type, "unavailable") == 0 ||
+	    strcmp(type, "error") == 0) {
+		struct session *s;
+
+		/* §4.3.3, §4.5.3: a full JID reaches that session (error
+		 * presence only there), a bare JID each available
+		 * resource. */
+		if (to->resource) {
+			if ((s = sm_find_full(to)) != NULL)
+				router_deliver(s, pres);
+		} else if (type == NULL || strcmp(type, "error") != 0)
+			for (s = sm_find_bare(to->node, to->domain); s;
+			    s = s->next)
+				if (s->available)
+					router_deliver(s, pres);
+	}
+	/* other types are ignored (§4.7.1) */
+	free(bare);
+	jid_free(&from);
 }
 
 void
