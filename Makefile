@@ -145,7 +145,7 @@ DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
 	openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
 	profanity tmux poezio fail2ban libfaketime iproute2 \
-	python3-prometheus-client python3-aiohttp dnsmasq-base
+	python3-prometheus-client python3-aiohttp biboumi ngircd dnsmasq-base
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 

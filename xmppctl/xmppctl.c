@@ -202,6 +202,9 @@ static const struct command commands[] = {
 	{ "room destroy", "room-destroy", { { "ROOM", ARG_JID, 0 } },
 	    OPT_REASON | OPT_FULL_NAME, 1, OUT_NONE, run_room_destroy,
 	    "destroy a room; its occupants are told" },
+	{ "components", NULL, { { NULL, 0, 0 } }, OPT_FULL_NAME, 0, OUT_LIST,
+	    run_plain, "list connected components (XEP-0114): address, "
+	    "since, stanzas in and out" },
 	{ "upload list", "upload-list", { { "JID", ARG_JID, 1 } }, 0, 1,
 	    OUT_LIST, run_plain, "list uploaded files (XEP-0363), of JID or "
 	    "all" },

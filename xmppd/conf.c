@@ -63,7 +63,7 @@ struct line {
 	int closes; /* the line is "}" */
 };
 
-enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS };
+enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS, CTX_COMPONENT };
 
 struct parser;
 struct option;
@@ -95,6 +95,7 @@ struct parser {
 	int seen_block[OPTIONS_MAX]; /* the same for the current block */
 	int *listener_lines;         /* parallel to c->listeners */
 	int *host_lines;             /* parallel to c->hosts */
+	int *component_lines;        /* parallel to c->components */
 	int *metrics_port_lines;     /* parallel to c->metrics.ports */
 };
 
@@ -156,6 +157,8 @@ static int handle_listen(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_limits(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_component(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_upload(struct parser *, const struct option *, void *,
@@ -191,6 +194,7 @@ static int handle_metrics_token(
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
 #define HOST_FIELD(f) offsetof(struct conf_host, f)
+#define COMPONENT_FIELD(f) offsetof(struct conf_component, f)
 
 static const struct option top_options[] = {
     {"log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0},
@@ -232,6 +236,7 @@ static const struct option top_options[] = {
     {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
+    {"component", handle_component, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -359,6 +364,15 @@ static const struct option host_options[] = {
     {"see-other-host", set_see_other_host, HOST_FIELD(see_other_host), 0, 0,
         0, 0},
     {"see-other-uri", handle_see_other_uri, 0, 0, 0, 0, 1},
+    {NULL, NULL, 0, 0, 0, 0, 0},
+};
+
+static const struct option component_options[] = {
+    {"secret", set_string, COMPONENT_FIELD(secret), 0, 0, 0, 0},
+    {"stanzas-per-second", set_uint, COMPONENT_FIELD(stanzas_per_second), 0,
+        1000000, 0, 0},
+    {"stanza-burst", set_uint, COMPONENT_FIELD(stanza_burst), 1, 1000000, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -962,7 +976,7 @@ set_long_duration(struct parser *ps, const struct option *o, void *base,
 }
 
 /*
- * listen c2s|c2s-tls|http|https PORT [address ADDR]
+ * listen c2s|c2s-tls|http|https|component PORT [address ADDR]
  *     [starttls required|optional]
  */
 
@@ -982,6 +996,8 @@ conf_listen_kind_name(enum listen_kind kind)
 		return "s2s";
 	case LISTEN_S2S_TLS:
 		return "s2s-tls";
+	case LISTEN_COMPONENT:
+		return "component";
 	default:
 		return "?";
 	}
@@ -1107,21 +1123,23 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 	if (ln->argc < 3)
 		return parse_error(ps, ln->number,
 		    "missing argument to "
-		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls "
-		    "PORT)");
+		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls|"
+		    "component PORT)");
 	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
 		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
 			break;
 	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
 		    "invalid listener type '%s' (expected c2s, c2s-tls, "
-		    "http, https, s2s or s2s-tls)",
+		    "http, https, s2s, s2s-tls or component)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
 		return -1;
 	l.port = (int)port;
-	l.address = xstrdup("*");
+	/* Components authenticate with a shared secret over plain TCP
+	 * (XEP-0114): loopback unless the file says otherwise. */
+	l.address = xstrdup(l.kind == LISTEN_COMPONENT ? "127.0.0.1" : "*");
 	for (i = 3; i < ln->argc; i += 2) {
 		if (listen_option(
 		        ps, ln, i, &l, &seen_address, &seen_starttls) == -1)
@@ -1195,6 +1213,95 @@ handle_host(struct parser *ps, const struct option *o, void *base,
 	c->hosts[c->nhosts].name = name;
 	ps->host_lines[c->nhosts++] = ln->number;
 	open_block(ps, ln, CTX_HOST);
+	return 0;
+}
+
+/*
+ * component DOMAIN { secret "..." } (XEP-0114): the domain and every
+ * subdomain of it are the component's.
+ */
+static int
+handle_component(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_component *k;
+	char *name;
+	size_t i;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((name = jid_nameprep(ln->argv[1])) == NULL ||
+	    strchr(name, '@') != NULL || strchr(name, '/') != NULL) {
+		free(name);
+		return parse_error(ps, ln->number,
+		    "invalid component domain '%s'", ln->argv[1]);
+	}
+	for (i = 0; i < c->ncomponents; i++) {
+		if (strcmp(c->components[i].domain, name) == 0) {
+			parse_error(ps, ln->number,
+			    "duplicate component '%s' (first at line %d)",
+			    name, ps->component_lines[i]);
+			free(name);
+			return -1;
+		}
+	}
+	c->components = xreallocarray(c->components, c->ncomponents + 1,
+	    sizeof(*c->components));
+	ps->component_lines = xreallocarray(ps->component_lines,
+	    c->ncomponents + 1, sizeof(*ps->component_lines));
+	k = &c->components[c->ncomponents];
+	memset(k, 0, sizeof(*k));
+	k->domain = name;
+	k->stanzas_per_second = 500;
+	k->stanza_burst = 2000;
+	ps->component_lines[c->ncomponents++] = ln->number;
+	open_block(ps, ln, CTX_COMPONENT);
+	return 0;
+}
+
+/* Whether d is sub a subdomain of parent ("a.b" of "b"). */
+static int
+is_subdomain(const char *d, const char *parent)
+{
+	size_t n = strlen(d), m = strlen(parent);
+
+	return n > m + 1 && d[n - m - 1] == '.' &&
+	    strcmp(d + n - m, parent) == 0;
+}
+
+/* A component's domain may be no host, service or other component's,
+ * and no host may lie under it (its subdomains are routed to it). */
+static int
+check_component_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->ncomponents; i++) {
+		const char *d = c->components[i].domain;
+
+		for (size_t j = 0; j < c->nhosts; j++) {
+			const struct conf_host *h = &c->hosts[j];
+			int clash = strcmp(h->name, d) == 0 ||
+			    is_subdomain(h->name, d) ||
+			    (h->upload != NULL && c->upload_url != NULL &&
+			    strcmp(h->upload, d) == 0);
+
+			for (size_t m = 0; m < h->nmuc; m++)
+				clash |= strcmp(h->muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' is taken by host "
+				    "'%s'", d, h->name);
+		}
+		for (size_t j = 0; j < c->ncomponents; j++)
+			if (j != i && is_subdomain(d,
+			    c->components[j].domain))
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' lies under "
+				    "component '%s'", d,
+				    c->components[j].domain);
+	}
 	return 0;
 }
 
@@ -1874,6 +1981,13 @@ close_block(struct parser *ps, const struct line *ln)
 		if (!h->upload_set)
 			h->upload = xasprintf("upload.%s", h->name);
 		break;
+	case CTX_COMPONENT:
+		if (c->components[c->ncomponents - 1].secret == NULL ||
+		    c->components[c->ncomponents - 1].secret[0] == '\0')
+			return parse_error(ps, ps->block_line,
+			    "component '%s' has no 'secret'",
+			    c->components[c->ncomponents - 1].domain);
+		break;
 	case CTX_METRICS:
 		if (c->metrics.nports == 0 && !c->metrics.token_set)
 			return parse_error(ps, ps->block_line, "'metrics' block "
@@ -1901,6 +2015,9 @@ unknown_option(struct parser *ps, const struct line *ln)
 	case CTX_METRICS:
 		return parse_error(ps, ln->number,
 		    "unknown option '%s' in metrics block", ln->argv[0]);
+	case CTX_COMPONENT:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in component block", ln->argv[0]);
 	default:
 		return parse_error(
 		    ps, ln->number, "unknown option '%s'", ln->argv[0]);
@@ -1934,6 +2051,11 @@ handle_line(struct parser *ps, const struct line *ln)
 		seen = ps->seen_block;
 		base = &ps->c->metrics;
 		break;
+	case CTX_COMPONENT:
+		options = component_options;
+		seen = ps->seen_block;
+		base = &ps->c->components[ps->c->ncomponents - 1];
+		break;
 	default:
 		options = top_options;
 		seen = ps->seen_top;
@@ -1947,7 +2069,8 @@ handle_line(struct parser *ps, const struct line *ln)
 		    "'%s' needs a block: "
 		    "'%s%s {' with '}' on a later line",
 		    ln->argv[0], ln->argv[0],
-		    ps->ctx == CTX_TOP && strcmp(ln->argv[0], "host") == 0
+		    ps->ctx == CTX_TOP && (strcmp(ln->argv[0], "host") == 0 ||
+		    strcmp(ln->argv[0], "component") == 0)
 		        ? " NAME"
 		        : "");
 	if (!options[i].block && ln->opens)
@@ -2057,6 +2180,9 @@ check_complete(struct parser *ps, int line)
 	if (ps->ctx == CTX_METRICS)
 		return parse_error(ps, ps->block_line,
 		    "'metrics' block is not closed (missing '}')");
+	if (ps->ctx == CTX_COMPONENT)
+		return parse_error(ps, ps->block_line,
+		    "'component' block is not closed (missing '}')");
 	if (c->nhosts == 0)
 		return parse_error(
 		    ps, line, "no host configured (add a 'host NAME {' block)");
@@ -2064,7 +2190,8 @@ check_complete(struct parser *ps, int line)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
 	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1 ||
-	    check_upload_domains(ps) == -1)
+	    check_upload_domains(ps) == -1 ||
+	    check_component_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
@@ -2108,6 +2235,7 @@ conf_parse(const char *name, const char *text, char *err, size_t errlen)
 	free(ln.words);
 	free(ps.listener_lines);
 	free(ps.host_lines);
+	free(ps.component_lines);
 	free(ps.metrics_port_lines);
 	if (rc == -1) {
 		conf_free(ps.c);
@@ -2224,6 +2352,15 @@ conf_free(struct conf *c)
 		free(c->hosts[i].upload);
 	}
 	free(c->hosts);
+	for (i = 0; i < c->ncomponents; i++) {
+		free(c->components[i].domain);
+		if (c->components[i].secret != NULL) {
+			OPENSSL_cleanse(c->components[i].secret,
+			    strlen(c->components[i].secret));
+			free(c->components[i].secret);
+		}
+	}
+	free(c->components);
 	free(c->source);
 	free(c->storage);
 	free(c->control_socket);
@@ -2268,6 +2405,15 @@ conf_host_find(const struct conf *c, const char *domain)
 	for (i = 0; i < c->nhosts; i++)
 		if (strcmp(c->hosts[i].name, domain) == 0)
 			return &c->hosts[i];
+	return NULL;
+}
+
+const struct conf_component *
+conf_component_find(const struct conf *c, const char *domain)
+{
+	for (size_t i = 0; i < c->ncomponents; i++)
+		if (strcmp(c->components[i].domain, domain) == 0)
+			return &c->components[i];
 	return NULL;
 }
 

@@ -19,6 +19,9 @@ enum listen_kind {
 	                      "http/1.1" */
 	LISTEN_S2S,        /* "s2s": servers, STARTTLS (RFC 6120) */
 	LISTEN_S2S_TLS,    /* "s2s-tls": servers, direct TLS (XEP-0368) */
+	LISTEN_COMPONENT,  /* "component": external components
+	                      (XEP-0114), plain TCP, 127.0.0.1 unless an
+	                      address is given */
 	LISTEN__COUNT
 };
 
@@ -85,6 +88,14 @@ struct conf_host {
 	 * NULL for "upload off".  It runs only with "upload-url". */
 	char *upload;
 	int upload_set;
+};
+
+/* A "component DOMAIN { secret ... }" block (XEP-0114). */
+struct conf_component {
+	char *domain;           /* nameprepped; its subdomains are its too */
+	char *secret;           /* the handshake's shared secret */
+	unsigned stanzas_per_second; /* "stanzas-per-second", 500; 0 = off */
+	unsigned stanza_burst;  /* "stanza-burst", 2000 */
 };
 
 struct conf_limits {
@@ -301,6 +312,8 @@ struct conf {
 	size_t nlisteners;
 	struct conf_host *hosts;
 	size_t nhosts;
+	struct conf_component *components;
+	size_t ncomponents;
 	struct conf_limits limits;
 };
 
@@ -323,7 +336,10 @@ int conf_http_host_known(const struct conf *c, const char *name);
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);
 
-/* "c2s", "c2s-tls", "http" or "https". */
+/* The component block for a (prepared) domain, or NULL. */
+const struct conf_component *conf_component_find(const struct conf *c,
+    const char *domain);
+/* "c2s", "c2s-tls", "http", "https" or "component". */
 const char *conf_listen_kind_name(enum listen_kind kind);
 /* Whether ip (numeric) is within an "http-trusted-proxy" network. */
 int conf_trusted_proxy(const struct conf *c, const char *ip);

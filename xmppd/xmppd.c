@@ -19,6 +19,7 @@
 #include "stream/bosh.h"
 #include "stream/c2s.h"
 #include "stream/s2s.h"
+#include "stream/component.h"
 #include "conf.h"
 #include "net/conn.h"
 #include "net/hostmeta.h"
@@ -59,6 +60,7 @@ static const struct conn_handler *const listen_handlers[LISTEN__COUNT] = {
 	[LISTEN_HTTPS] = &http_conn_handler,
 	[LISTEN_S2S] = &s2s_conn_handler,
 	[LISTEN_S2S_TLS] = &s2s_conn_handler,
+	[LISTEN_COMPONENT] = &component_conn_handler,
 };
 
 static void
@@ -117,6 +119,7 @@ reload(void)
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
+	component_set_conf(nc);
 	conf_free(old);
 	log_info("configuration and certificates reloaded");
 }
@@ -142,6 +145,7 @@ stop(void)
 	hook_run_shutdown();
 	c2s_shutdown_all();
 	s2s_shutdown();
+	component_shutdown_all();
 	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);
 	ev_timer_start(xmppd_loop, &drain_w);
@@ -331,6 +335,7 @@ main(int argc, char **argv)
 	    c2s_storage_congested);
 	iq_init();
 	modules_init();
+	component_set_conf(xmppd_conf);
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);
 	bosh_set_conf(xmppd_conf);

@@ -452,7 +452,7 @@ test_man_page(void)
 	}
 	fclose(f);
 	conf_free(d);
-	CHECK(examples == 2);
+	CHECK(examples == 3);
 	CHECK(defaults == 1);
 }
 
@@ -673,9 +673,10 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls PORT)");
+	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls|component PORT)");
 	LISTEN_ERROR("listen ftp 21\n", "t.conf:5: invalid listener type "
-	    "'ftp' (expected c2s, c2s-tls, http, https, s2s or s2s-tls)");
+	    "'ftp' (expected c2s, c2s-tls, http, https, s2s, s2s-tls or "
+	    "component)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -1074,6 +1075,83 @@ test_s2s(void)
 	    "(expected on or off)");
 }
 
+/* XEP-0114: "listen component" and the component blocks. */
+static void
+test_components(void)
+{
+	struct conf *c;
+	const struct conf_component *k;
+
+	c = parse(BASE "listen component 5347\n"
+	    "component \"IRC.Example.org\" {\n"
+	    "\tsecret \"s3cret\"\n"
+	    "}\n"
+	    "component gw.example.net {\n"
+	    "\tsecret x\n"
+	    "\tstanzas-per-second 0\n"
+	    "\tstanza-burst 10\n"
+	    "}\n");
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return;
+	}
+	CHECK(c->nlisteners == 2);
+	CHECK(c->listeners[1].kind == LISTEN_COMPONENT);
+	CHECK_STR(c->listeners[1].address, "127.0.0.1");
+	CHECK(c->listeners[1].port == 5347);
+	CHECK_STR(conf_listen_kind_name(LISTEN_COMPONENT), "component");
+	CHECK(c->ncomponents == 2);
+	k = conf_component_find(c, "irc.example.org");
+	CHECK(k != NULL);
+	CHECK(k != NULL && strcmp(k->secret, "s3cret") == 0);
+	CHECK(k != NULL && k->stanzas_per_second == 500 &&
+	    k->stanza_burst == 2000);
+	k = conf_component_find(c, "gw.example.net");
+	CHECK(k != NULL && k->stanzas_per_second == 0 &&
+	    k->stanza_burst == 10);
+	CHECK(conf_component_find(c, "example.org") == NULL);
+	conf_free(c);
+
+	c = parse(BASE "listen component 5347 address ::1\n");
+	CHECK(c != NULL && strcmp(c->listeners[1].address, "::1") == 0);
+	conf_free(c);
+
+	expect_error(BASE "component a.example.org {\n}\n",
+	    "t.conf:6: component 'a.example.org' has no 'secret'");
+	expect_error(BASE "component a.example.org {\nsecret \"\"\n}\n",
+	    "t.conf:7: empty value for 'secret'");
+	expect_error(BASE "component a.example.org {\nsecret x\n",
+	    "t.conf:6: 'component' block is not closed (missing '}')");
+	expect_error(BASE "component a.example.org {\nsecret x\nmuc on\n}\n",
+	    "t.conf:8: unknown option 'muc' in component block");
+	expect_error(BASE "component a.example.org\n",
+	    "t.conf:6: 'component' needs a block: 'component NAME {' with "
+	    "'}' on a later line");
+	expect_error(BASE "component a@b {\nsecret x\n}\n",
+	    "t.conf:6: invalid component domain 'a@b'");
+	expect_error(BASE "component a.example.org {\nsecret x\n}\n"
+	    "component a.example.org {\nsecret y\n}\n",
+	    "t.conf:9: duplicate component 'a.example.org' (first at "
+	    "line 6)");
+	expect_error(BASE "component example.org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'example.org' is taken by host "
+	    "'example.org'");
+	expect_error(BASE "component conference.example.org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'conference.example.org' is taken "
+	    "by host 'example.org'");
+	expect_error(BASE "component org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'org' is taken by host "
+	    "'example.org'");
+	expect_error(BASE "component gw.example.net {\nsecret x\n}\n"
+	    "component a.gw.example.net {\nsecret x\n}\n",
+	    "t.conf:9: component domain 'a.gw.example.net' lies under "
+	    "component 'gw.example.net'");
+	expect_error(BASE "component gw.example.net {\nsecret x\n"
+	    "stanza-burst 0\n}\n",
+	    "t.conf:8: 'stanza-burst' out of range: 0 (allowed 1..1000000)");
+}
+
 int
 main(void)
 {
@@ -1097,5 +1175,6 @@ main(void)
 	test_bosh();
 	test_see_other();
 	test_s2s();
+	test_components();
 	return UNIT_DONE("conf");
 }

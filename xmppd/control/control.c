@@ -95,6 +95,7 @@ static const struct control_cmd control_cmds[] = {
 	    handle_room_destroy },
 	{ "room-affiliate", 3, 3, 1, "room-affiliate ROOM JID AFFILIATION",
 	    handle_room_affiliate },
+	{ "components", 0, 0, 0, "components", handle_components },
 	{ "upload-list", 0, 1, 1, "upload-list [JID]", handle_upload_list },
 	{ "upload-purge", 1, 1, 1, "upload-purge JID", handle_upload_purge },
 	{ "upload-purge-older", 1, 1, 1, "upload-purge-older SECONDS",

@@ -70,6 +70,27 @@ typedef void (*router_service_fn)(struct session *from, struct xel *st,
 int router_add_service(const char *domain, const char *host,
     router_service_fn fn);
 void router_remove_service(const char *domain);
+/*
+ * A component's domain (XEP-0114): a service that also takes every
+ * subdomain of domain, that is listed in disco#items only while
+ * router_service_set_listed says so (connected), and to which the error
+ * replies to what it sent are routed (router_bounce with no session).
+ * -1 as router_add_service.
+ */
+int router_add_component(const char *domain, const char *host,
+    router_service_fn fn);
+void router_service_set_listed(const char *domain, int listed);
+/* Whether domain is a component's (its own or a subdomain). */
+int router_is_component(const char *domain);
+/*
+ * A stanza from a component, whose 'from' the stream checked (a JID of
+ * its domain or a subdomain) and whose 'to' is set: delivered as one
+ * from any entity that is not a local session (RFC 6121 §8.5 for local
+ * users, presence through presence.c, services), errors back to the
+ * component.  The caller keeps st's arena.  Returns 0, or -1 when st is
+ * not a stanza (the caller answers <unsupported-stanza-type/>).
+ */
+int router_from_component(struct xel *st);
 /* Remove every service of owner (a module switched off). */
 void router_remove_services_of(unsigned owner);
 /* Call fn for each service of host (a prepared domain), in registration
