@@ -52,6 +52,9 @@ void mod_muc_init(void);
 void mod_muc_deinit(void);
 void mod_carbons_init(void);
 void mod_carbons_deinit(void);
+void mod_proxy65_init(void);
+void mod_proxy65_deinit(void);
+void mod_proxy65_reload(void);
 void mod_upload_init(void);
 void mod_upload_deinit(void);
 void mod_upload_reload(void);
@@ -84,6 +87,12 @@ static int
 upload_on(const struct conf *c)
 {
 	return c->upload_url != NULL;
+}
+
+static int
+proxy65_on(const struct conf *c)
+{
+	return conf_proxy65_listener(c) != NULL;
 }
 
 static const struct module {
@@ -126,6 +135,8 @@ static const struct module {
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
 	    mod_upload_reload },
+	{ "proxy65", 0, proxy65_on, mod_proxy65_init, mod_proxy65_deinit,
+	    NULL, mod_proxy65_reload },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },
