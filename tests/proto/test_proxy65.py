@@ -527,10 +527,11 @@ def test_stream_limits(limited, lim_im):
     limited.assert_serves()
 
 
-def test_rate_limit(certificate):
+@pytest.mark.parametrize('key', ['proxy65-stream-rate', 'proxy65-user-rate',
+                                 'proxy65-rate'])
+def test_rate_limit(certificate, key):
     rate = 256 * 1024
-    srv = ProxyServer(certificate,
-                      limits={'proxy65-stream-rate': rate}).start()
+    srv = ProxyServer(certificate, limits={key: rate}).start()
     im = IMFactory(srv)
     try:
         alice, bob = im('alice@localhost'), im('bob@localhost')
@@ -542,6 +543,49 @@ def test_rate_limit(certificate):
             # A burst of one second, then the rate: 3 x rate takes 2 s.
             transfer(i, t, 3 * rate, 0)
             assert time.monotonic() - start > 1.5
+        finally:
+            t.close()
+            i.close()
+    finally:
+        im.close_all()
+        srv.stop()
+
+
+def test_metrics(certificate):
+    import http.client
+    http_port, = free_ports(1)
+    srv = ProxyServer(certificate, proxy_extra='listen http %d address '
+                      '127.0.0.1\nmetrics {\n\tlistener %d\n}'
+                      % (http_port, http_port)).start()
+    im = IMFactory(srv)
+
+    def metrics():
+        conn = http.client.HTTPConnection('127.0.0.1', http_port, timeout=10)
+        try:
+            conn.request('GET', '/metrics', headers={'Host': 'localhost'})
+            r = conn.getresponse()
+            assert r.status == 200
+            lines = r.read().decode().splitlines()
+        finally:
+            conn.close()
+        return {ln.rsplit(' ', 1)[0]: float(ln.rsplit(' ', 1)[1])
+                for ln in lines if ln.startswith('xmppd_proxy65')}
+
+    try:
+        alice, bob = im('alice@localhost'), im('bob@localhost')
+        t, i = pair(srv, alice, bob, 'sid-metrics')
+        try:
+            m = metrics()
+            assert m['xmppd_proxy65_streams{state="waiting"}'] == 2, m
+            assert m['xmppd_proxy65_activations_total'] == 0, m
+            assert activate(alice, 'sid-metrics',
+                            bob.full).get('type') == 'result'
+            transfer(i, t, 100000, 2345)
+            m = metrics()
+            assert m['xmppd_proxy65_streams{state="waiting"}'] == 0, m
+            assert m['xmppd_proxy65_streams{state="active"}'] == 1, m
+            assert m['xmppd_proxy65_activations_total'] == 1, m
+            assert m['xmppd_proxy65_bytes_total'] == 102345, m
         finally:
             t.close()
             i.close()

@@ -80,6 +80,14 @@ check_limit_defaults(const struct conf_limits *l)
 	CHECK(l->muc_nick_length == 64);
 	CHECK(l->muc_subject_length == 1024);
 	CHECK(l->muc_history_size == 262144);
+	CHECK(l->proxy65_timeout == 60);
+	CHECK(l->proxy65_idle == 300);
+	CHECK(l->proxy65_streams == 256);
+	CHECK(l->proxy65_user_streams == 8);
+	CHECK(l->proxy65_pending == 512);
+	CHECK(l->proxy65_rate == 0);
+	CHECK(l->proxy65_user_rate == 0);
+	CHECK(l->proxy65_stream_rate == 0);
 }
 
 static void
@@ -673,9 +681,9 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	                             "(listen c2s|c2s-tls|http|https PORT)");
+	                             "(listen c2s|c2s-tls|http|https|proxy65 PORT)");
 	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	                                  "'s2s' (expected c2s, c2s-tls, http or https)");
+	                                  "'s2s' (expected c2s, c2s-tls, http, https or proxy65)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -1017,6 +1025,79 @@ test_see_other(void)
 	    "WebSocket");
 }
 
+/* The XEP-0065 proxy: its listener, per-host domains, the announced
+ * address and its limits. */
+static void
+test_proxy65(void)
+{
+	struct conf *c;
+
+	/* No proxy65 listener: no proxy, whatever the hosts say. */
+	c = parse("listen c2s 5222\nhost a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL && conf_proxy65_listener(c) == NULL);
+	conf_free(c);
+	c = parse("listen c2s 5222\nlisten proxy65 7777 address 192.0.2.1\n"
+	    "host a {\ncertificate c\nkey k\n}\n"
+	    "host b {\ncertificate c\nkey k\nproxy65 off\n}\n"
+	    "host c {\ncertificate c\nkey k\nproxy65 Bytes.Example\n}\n"
+	    "host d {\ncertificate c\nkey k\nproxy65 on\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		const struct conf_listener *l = conf_proxy65_listener(c);
+
+		CHECK(l != NULL && l->kind == LISTEN_PROXY65 &&
+		    l->port == 7777 && strcmp(l->address, "192.0.2.1") == 0);
+		CHECK_STR(conf_listen_kind_name(LISTEN_PROXY65), "proxy65");
+		CHECK_STR(c->hosts[0].proxy65, "proxy.a");
+		CHECK_STR(c->hosts[1].proxy65, NULL);
+		CHECK_STR(c->hosts[2].proxy65, "bytes.example");
+		CHECK_STR(c->hosts[3].proxy65, "proxy.d");
+		CHECK_STR(c->proxy65_address, NULL);
+		CHECK(c->proxy65_port == 0);
+		check_limit_defaults(&c->limits);
+	}
+	conf_free(c);
+	c = parse("listen proxy65 7777\nproxy65-address \"proxy.example.net\""
+	    " 443\nlimits {\nproxy65-timeout 2m\nproxy65-idle-timeout 0\n"
+	    "proxy65-streams 10\nproxy65-user-streams 2\nproxy65-pending 20\n"
+	    "proxy65-rate 10M\nproxy65-user-rate 1M\n"
+	    "proxy65-stream-rate 512K\n}\n"
+	    "host a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK_STR(c->proxy65_address, "proxy.example.net");
+		CHECK(c->proxy65_port == 443);
+		CHECK(c->limits.proxy65_timeout == 120);
+		CHECK(c->limits.proxy65_idle == 0);
+		CHECK(c->limits.proxy65_streams == 10);
+		CHECK(c->limits.proxy65_user_streams == 2);
+		CHECK(c->limits.proxy65_pending == 20);
+		CHECK(c->limits.proxy65_rate == 10 * 1024 * 1024);
+		CHECK(c->limits.proxy65_user_rate == 1024 * 1024);
+		CHECK(c->limits.proxy65_stream_rate == 512 * 1024);
+	}
+	conf_free(c);
+	expect_error("listen proxy65 7777 starttls required\n",
+	    "t.conf:1: 'starttls' applies only to c2s listeners");
+	expect_error("listen proxy65 7777\nproxy65-address \"a b\"\n",
+	    "t.conf:2: invalid proxy65-address 'a b' (expected a host name "
+	    "or a numeric address)");
+	expect_error("listen proxy65 7777\nproxy65-address x 0\n",
+	    "t.conf:2: proxy65-address port out of range: 0 (allowed "
+	    "1..65535)");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 a@b\n}\n", "t.conf:5: invalid proxy65 domain 'a@b'");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 conference.a\n}\n",
+	    "t.conf:2: proxy65 domain 'conference.a' is taken");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 b\n}\nhost b {\ncertificate c\nkey k\n}\n",
+	    "t.conf:2: proxy65 domain 'b' is taken");
+	expect_error("listen proxy65 7777\nlimits {\nproxy65-timeout 0\n}\n",
+	    "t.conf:3: 'proxy65-timeout' out of range: 0 (allowed 1..3600 "
+	    "seconds)");
+}
+
 int
 main(void)
 {
@@ -1032,6 +1113,7 @@ main(void)
 	test_statement_errors();
 	test_number_errors();
 	test_listen_errors();
+	test_proxy65();
 	test_host_errors();
 	test_muc_domains();
 	test_missing_sections();
