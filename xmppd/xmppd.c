@@ -352,7 +352,10 @@ main(int argc, char **argv)
 	store_set_backlog_limit(xmppd_conf->limits.storage_queue,
 	    c2s_storage_congested);
 	iq_init();
-	mod_proxy65_set_relay(proxy65_relay_activate);
+	if (conf_proxy65_listener(xmppd_conf) != NULL)
+		mod_proxy65_set_relay(proxy65_relay_activate,
+		    conf_proxy65_listener(xmppd_conf)->address,
+		    conf_proxy65_listener(xmppd_conf)->port);
 	modules_init();
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);

@@ -167,6 +167,48 @@ http_respond_status(struct http_request *r, int status)
 	abort();
 }
 
+/* BOSH (stream/bosh.c) answers only requests its routes brought, and
+ * no route is added here. */
+
+const char *
+http_header(const struct http_request *r, const char *name)
+{
+	abort();
+}
+
+void
+http_add_header(struct http_request *r, const char *name, const char *value)
+{
+	abort();
+}
+
+void
+http_respond(struct http_request *r, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	abort();
+}
+
+void
+http_hold(struct http_request *r, http_abort_fn abort_fn, void *arg)
+{
+	abort();
+}
+
+struct http_request *
+http_request_find(uint64_t id)
+{
+	abort();
+}
+
+struct conn *
+conn_new_virtual(const struct conn_handler *h,
+    const struct conn_virtual_ops *vops, void *varg, const char *ip,
+    const char *addr, enum listen_kind kind, int local_port)
+{
+	abort();
+}
+
 int
 websocket_upgrade(struct http_request *r,
     const struct ws_accept_rules *rules, const struct ws_upper *up,

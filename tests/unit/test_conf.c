@@ -460,7 +460,7 @@ test_man_page(void)
 	}
 	fclose(f);
 	conf_free(d);
-	CHECK(examples == 2);
+	CHECK(examples == 3);
 	CHECK(defaults == 1);
 }
 

@@ -38,11 +38,23 @@ struct service {
 static struct service *services;
 static size_t nservices;
 static bytestream_activate_fn activate_fn;
+static char *listen_address;    /* of the open listener */
+static int listen_port;
 
 void
-mod_proxy65_set_relay(bytestream_activate_fn fn)
+mod_proxy65_set_relay(bytestream_activate_fn fn, const char *address,
+    int port)
 {
 	activate_fn = fn;
+	free(listen_address);
+	listen_address = xstrdup(address);
+	listen_port = port;
+}
+
+int
+mod_proxy65_listening(void)
+{
+	return activate_fn != NULL;
 }
 
 static const struct service *
@@ -99,19 +111,18 @@ streamhost(struct session *from, const struct xel *st,
     const struct service *svc)
 {
 	const struct conf *c = xmppd_conf;
-	const struct conf_listener *l = conf_proxy65_listener(c);
 	struct xel *r = stanza_iq_result(st), *q, *sh;
 	const char *host;
 	char port[16];
 
 	if (c->proxy65_address != NULL)
 		host = c->proxy65_address;
-	else if (!wildcard(l->address))
-		host = l->address;
+	else if (!wildcard(listen_address))
+		host = listen_address;
 	else
 		host = svc->host;
 	snprintf(port, sizeof(port), "%d",
-	    c->proxy65_port ? c->proxy65_port : l->port);
+	    c->proxy65_port ? c->proxy65_port : listen_port);
 	q = xel_add(r, "query", NS_BYTESTREAMS);
 	sh = xel_add(q, "streamhost", NULL);
 	xel_set_attr(sh, "jid", svc->domain);

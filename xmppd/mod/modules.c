@@ -18,6 +18,7 @@
 #include "core/router.h"
 #include "log.h"
 #include "mod/modules.h"
+#include "mod/proxy65.h"
 #include "xmppd.h"
 
 /* Module entry points (each defined in its mod_*.c). */
@@ -89,10 +90,11 @@ upload_on(const struct conf *c)
 	return c->upload_url != NULL;
 }
 
+/* With its listener open (start-up; listeners need a restart). */
 static int
 proxy65_on(const struct conf *c)
 {
-	return conf_proxy65_listener(c) != NULL;
+	return mod_proxy65_listening();
 }
 
 static const struct module {

@@ -22,7 +22,12 @@ enum bytestream_activation {
 typedef enum bytestream_activation (*bytestream_activate_fn)(
     const char *hash, const char *user);
 
-/* Start-up, before modules_init(). */
-void mod_proxy65_set_relay(bytestream_activate_fn fn);
+/* Start-up, before modules_init(), once the "listen proxy65" listener
+ * (address as configured, port) is open: the module runs only then (a
+ * listener added by a reload waits for a restart, as every listener). */
+void mod_proxy65_set_relay(bytestream_activate_fn fn, const char *address,
+    int port);
+/* Whether mod_proxy65_set_relay was called. */
+int mod_proxy65_listening(void);
 
 #endif
