@@ -592,3 +592,71 @@ def test_metrics(certificate):
     finally:
         im.close_all()
         srv.stop()
+
+
+# -- a real client library --
+
+def test_slixmpp_transfer_through_proxy(server):
+    """slixmpp's XEP-0065 plugin, which only knows mediated streams: the
+    requester finds proxy.localhost through disco, asks its streamhost,
+    offers it to the target, which connects and says so; the requester
+    connects and activates; data goes both ways."""
+    import asyncio
+    from im_helpers import run_async, slixmpp_client
+
+    payload = os.urandom(300000)
+    reply = b'thanks: ' + hashlib.sha256(payload).hexdigest().encode()
+    got = {'a': b'', 'b': b''}
+    clients = []
+
+    def start(jid, loop):
+        x = slixmpp_client(server, jid)
+        x.register_plugin('xep_0030')
+        x.register_plugin('xep_0065', {'auto_accept': True})
+        started = loop.create_future()
+
+        def on_start(_e):
+            x.send_presence()
+            if not started.done():
+                started.set_result(True)
+        x.add_event_handler('session_start', on_start)
+        x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
+        return x, started
+
+    async def until(cond, what, timeout=20.0):
+        loop = asyncio.get_event_loop()
+        end = loop.time() + timeout
+        while not cond():
+            if loop.time() > end:
+                raise AssertionError('no %s' % what)
+            await asyncio.sleep(0.02)
+
+    async def scenario(loop):
+        xa, sa = start('alice@localhost', loop)
+        xb, sb = start('bob@localhost', loop)
+        clients.extend([xa, xb])
+        await sa
+        await sb
+        streams = []
+        xb.add_event_handler('socks5_stream', streams.append)
+        xb.add_event_handler('socks5_data',
+                             lambda d: got.__setitem__('b', got['b'] + d))
+        xa.add_event_handler('socks5_data',
+                             lambda d: got.__setitem__('a', got['a'] + d))
+        proxies = await xa.plugin['xep_0065'].discover_proxies()
+        assert list(proxies) == [PROXY], proxies
+        assert proxies[PROXY][0] == '127.0.0.1'
+        assert int(proxies[PROXY][1]) == server.proxy_port
+        sock = await xa.plugin['xep_0065'].handshake(xb.boundjid)
+        assert sock is not None, 'handshake failed'
+        await until(lambda: streams, 'stream at the target')
+        await sock.write(payload)
+        await until(lambda: len(got['b']) >= len(payload), 'payload')
+        assert got['b'] == payload
+        await streams[0].write(reply)
+        await until(lambda: got['a'] == reply, 'reply')
+        xa.disconnect()
+        xb.disconnect()
+        await asyncio.sleep(0.1)
+
+    run_async(scenario, clients, timeout=60)
