@@ -24,6 +24,8 @@
 
 #define RELAY_HIGH (64 * 1024)  /* bytes queued for a peer before the
                                    side feeding it stops reading */
+#define IDLE_RECHECK 60.0        /* s: proxy65-idle-timeout 0 is looked
+                                   at again this often (reload) */
 #define EARLY_MAX (64 * 1024)   /* bytes a side may send before its
                                    stream is activated (held for it) */
 
@@ -201,8 +203,12 @@ idle_check(struct ev_loop *l, ev_timer *w, int revents)
 	struct stream *st = container_of(w, struct stream, idle_w);
 	double left = st->last + lim.proxy65_idle - mono_now(l);
 
-	if (lim.proxy65_idle == 0)
+	if (lim.proxy65_idle == 0) {
+		/* Off: look again later, a reload may turn it on. */
+		w->repeat = IDLE_RECHECK;
+		ev_timer_again(l, w);
 		return;
+	}
 	if (left > 0) {
 		w->repeat = left;
 		ev_timer_again(l, w);
@@ -435,10 +441,8 @@ proxy65_activate(const char *hash, const char *user)
 	side_start(a, b);
 	side_start(b, a);
 	ev_init(&st->idle_w, idle_check);
-	if (lim.proxy65_idle) {
-		st->idle_w.repeat = lim.proxy65_idle;
-		ev_timer_again(xmppd_loop, &st->idle_w);
-	}
+	st->idle_w.repeat = lim.proxy65_idle ? lim.proxy65_idle : IDLE_RECHECK;
+	ev_timer_again(xmppd_loop, &st->idle_w);
 	log_info("proxy65: stream %s activated by %s (conn %llu %s, conn "
 	    "%llu %s)", hash, user, conn_id(a), a->c->addr, conn_id(b),
 	    b->c->addr);

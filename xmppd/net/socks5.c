@@ -61,9 +61,7 @@ request(struct socks5 *s)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = s->b[5 + i];
 
-		if (c >= '0' && c <= '9')
-			s->hash[i] = (char)c;
-		else if (c >= 'a' && c <= 'f')
+		if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
 			s->hash[i] = (char)c;
 		else if (c >= 'A' && c <= 'F')
 			s->hash[i] = (char)(c - 'A' + 'a');
