@@ -63,7 +63,7 @@ def recv_exact(s, n, timeout=10):
         chunk = s.recv(n - len(data))
         if not chunk:
             raise AssertionError('EOF after %d of %d bytes: %r'
-                                 % (len(data), n, data))
+                                 % (len(data), n, data[:64]))
         data += chunk
     return data
 
@@ -660,3 +660,85 @@ def test_slixmpp_transfer_through_proxy(server):
         await asyncio.sleep(0.1)
 
     run_async(scenario, clients, timeout=60)
+
+
+def test_back_pressure(server, im):
+    """A target that does not read for a while: the proxy stops reading
+    from the initiator instead of queueing (output-max, 4 MiB, would cut
+    the target off otherwise), and everything arrives once it reads."""
+    alice, bob = im('alice@localhost'), im('bob@localhost')
+    t, i = pair(server, alice, bob, 'sid-slow')
+    size = 24 * 1024 * 1024
+    data = os.urandom(size)
+    sent = []
+    try:
+        assert activate(alice, 'sid-slow', bob.full).get('type') == 'result'
+
+        def send():
+            i.settimeout(60)
+            i.sendall(data)
+            sent.append(True)
+        th = threading.Thread(target=send)
+        th.start()
+        time.sleep(1.5)
+        # Kernel buffers on both sides and 64 KiB at the proxy hold less
+        # than this: the sender is still blocked.
+        assert not sent
+        got = recv_exact(t, size, timeout=60)
+        th.join(30)
+        assert sent
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    finally:
+        t.close()
+        i.close()
+    server.assert_serves()
+
+
+def test_reload(certificate):
+    """A reload turns the host's proxy off (gone from disco) and on again
+    under another domain; new limits apply."""
+    import signal
+    srv = ProxyServer(certificate).start()
+    im = IMFactory(srv)
+
+    def reload():
+        srv.conf.write_text(srv.config_text())
+        mark = len(srv.stderr_text())
+        srv.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while 'configuration and certificates reloaded' not in \
+                srv.stderr_text()[mark:]:
+            assert time.monotonic() < deadline, srv.stderr_tail()
+            time.sleep(0.05)
+
+    def items(c):
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                     to='localhost')
+        return [i.get('jid') for i in el.find(q(NS_DISCO_ITEMS, 'query'))]
+
+    try:
+        c, bob = im('alice@localhost'), im('bob@localhost')
+        assert PROXY in items(c)
+        srv.host_extra = '\tproxy65 off'
+        reload()
+        assert PROXY not in items(c)
+        assert_error(c.iq('get', "<query xmlns='%s'/>" % NS_BS, to=PROXY),
+                     'remote-server-not-found', 'cancel')
+        srv.host_extra = '\tproxy65 files.localhost'
+        srv.limits['proxy65-user-streams'] = 1
+        reload()
+        assert 'files.localhost' in items(c)
+        socks = []
+        try:
+            for sid in ('r1', 'r2'):
+                socks += pair(srv, c, bob, sid)
+            assert activate(c, 'r1', bob.full,
+                            to='files.localhost').get('type') == 'result'
+            assert_error(activate(c, 'r2', bob.full, to='files.localhost'),
+                         'resource-constraint', 'wait')
+        finally:
+            for s in socks:
+                s.close()
+    finally:
+        im.close_all()
+        srv.stop()
