@@ -40,6 +40,7 @@ const char conf_default_text[] =
     "listen c2s-tls 5223\n"
     "listen http 5280 address 127.0.0.1\n"
     "listen https 5443\n"
+    "listen proxy65 7777\n"
     "websocket on\n"
     "upload-url \"https://localhost:5443\"\n"
     "upload-dir \"var/upload\"\n"

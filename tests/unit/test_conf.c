@@ -113,8 +113,8 @@ test_default_text(void)
 	CHECK(c->scram_iterations == 4096);
 	CHECK(c->workers == 2);
 	CHECK_STR(c->version_name, NULL);
-	CHECK(c->nlisteners == 4);
-	if (c->nlisteners == 4) {
+	CHECK(c->nlisteners == 5);
+	if (c->nlisteners == 5) {
 		CHECK(c->listeners[0].kind == LISTEN_C2S);
 		CHECK_STR(c->listeners[0].address, "*");
 		CHECK(c->listeners[0].port == 5222);
@@ -131,6 +131,12 @@ test_default_text(void)
 		CHECK(c->listeners[3].kind == LISTEN_HTTPS);
 		CHECK_STR(c->listeners[3].address, "*");
 		CHECK(c->listeners[3].port == 5443);
+		/* and the XEP-0065 proxy at proxy.localhost */
+		CHECK(c->listeners[4].kind == LISTEN_PROXY65);
+		CHECK_STR(c->listeners[4].address, "*");
+		CHECK(c->listeners[4].port == 7777);
+		CHECK(conf_proxy65_listener(c) == &c->listeners[4]);
+		CHECK_STR(c->hosts[0].proxy65, "proxy.localhost");
 	}
 	CHECK(c->websocket == 1);
 	CHECK_STR(c->upload_url, "https://localhost:5443");
