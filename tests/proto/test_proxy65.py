@@ -586,6 +586,12 @@ def test_metrics(certificate):
             assert m['xmppd_proxy65_streams{state="active"}'] == 1, m
             assert m['xmppd_proxy65_activations_total'] == 1, m
             assert m['xmppd_proxy65_bytes_total'] == 102345, m
+            import json
+            r = srv.ctl('--json', 'stats')
+            assert r.returncode == 0, r.stderr
+            st = json.loads(r.stdout)
+            assert (st['proxy65-waiting'], st['proxy65-active'],
+                    st['proxy65-bytes']) == (0, 1, 102345), st
         finally:
             t.close()
             i.close()
