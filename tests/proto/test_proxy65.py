@@ -748,3 +748,24 @@ def test_reload(certificate):
     finally:
         im.close_all()
         srv.stop()
+
+
+def test_shutdown_with_streams(certificate):
+    """SIGTERM with a stream active and a connection waiting: both are
+    closed and the daemon exits cleanly."""
+    srv = ProxyServer(certificate).start()
+    im = IMFactory(srv)
+    socks = []
+    try:
+        alice, bob = im('alice@localhost'), im('bob@localhost')
+        socks += pair(srv, alice, bob, 'sid-stop')
+        assert activate(alice, 'sid-stop', bob.full).get('type') == 'result'
+        socks.append(socks5(srv.proxy_port, 'b' * 40))
+        transfer(socks[1], socks[0], 1000, 1000)
+        srv.stop()
+        for s in socks:
+            assert_closed(s, timeout=2)
+    finally:
+        for s in socks:
+            s.close()
+        im.close_all()
