@@ -19,7 +19,8 @@ check_hash(const char *h)
 	if (strlen(h) != SOCKS5_HASH_LEN)
 		abort();
 	for (size_t i = 0; i < SOCKS5_HASH_LEN; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+		if (!((h[i] >= '0' && h[i] <= '9') ||
+		        (h[i] >= 'a' && h[i] <= 'f')))
 			abort();
 }
 

@@ -29,7 +29,7 @@ feed(struct socks5 *s, const unsigned char *p, size_t len, size_t step,
 		if (ev != SOCKS5_MORE)
 			return ev;
 		if (used != n)
-			return SOCKS5_FAIL;     /* MORE must take everything */
+			return SOCKS5_FAIL; /* MORE must take everything */
 	}
 	return ev;
 }
@@ -62,7 +62,7 @@ test_handshake(void)
 	for (step = 1; step <= 8; step++) {
 		socks5_init(&s);
 		CHECK(feed(&s, greet, sizeof(greet), step, &used) ==
-		    SOCKS5_METHOD);
+		      SOCKS5_METHOD);
 		CHECK(used == sizeof(greet));
 		n = connect_request(req, HASH, 0);
 		CHECK(feed(&s, req, n, step, &used) == SOCKS5_REQUEST);
@@ -75,8 +75,8 @@ test_handshake(void)
 	socks5_init(&s);
 	memcpy(all, greet, sizeof(greet));
 	n = sizeof(greet);
-	n += connect_request(all + n, "0123456789ABCDEF0123456789ABCDEF01234567",
-	    7777);
+	n += connect_request(
+	    all + n, "0123456789ABCDEF0123456789ABCDEF01234567", 7777);
 	memcpy(all + n, "payload", 7);
 	CHECK(socks5_parse(&s, all, n + 7, &used) == SOCKS5_METHOD);
 	CHECK(used == sizeof(greet));
@@ -84,13 +84,13 @@ test_handshake(void)
 		size_t used2 = 0;
 
 		CHECK(socks5_parse(&s, all + used, n + 7 - used, &used2) ==
-		    SOCKS5_REQUEST);
+		      SOCKS5_REQUEST);
 		CHECK(used + used2 == n);
-		CHECK_STR(s.hash, HASH);       /* upper case folded */
+		CHECK_STR(s.hash, HASH); /* upper case folded */
 		CHECK(s.port == 7777);
 		/* Done: takes nothing more. */
 		CHECK(socks5_parse(&s, "x", 1, &used2) == SOCKS5_MORE &&
-		    used2 == 0);
+		      used2 == 0);
 	}
 }
 
@@ -134,8 +134,8 @@ test_refusals(void)
 	check_refused(ok, sizeof(ok), HASH, 3, 2, SOCKS5_COMMAND_UNSUPPORTED);
 	check_refused(ok, sizeof(ok), HASH, 1, 1, SOCKS5_ATYP_UNSUPPORTED);
 	check_refused(ok, sizeof(ok), HASH, 4, 1, SOCKS5_ATYP_UNSUPPORTED);
-	check_refused(ok, sizeof(ok), "example.org", 3, 1,
-	    SOCKS5_HOST_UNREACHABLE);
+	check_refused(
+	    ok, sizeof(ok), "example.org", 3, 1, SOCKS5_HOST_UNREACHABLE);
 	check_refused(ok, sizeof(ok),
 	    "0123456789abcdef0123456789abcdef0123456g", 3, 1,
 	    SOCKS5_HOST_UNREACHABLE);
@@ -146,19 +146,17 @@ test_refusals(void)
 		unsigned char req[64];
 
 		socks5_init(&s);
-		CHECK(socks5_parse(&s, ok, sizeof(ok), &used) ==
-		    SOCKS5_METHOD);
+		CHECK(socks5_parse(&s, ok, sizeof(ok), &used) == SOCKS5_METHOD);
 		connect_request(req, HASH, 0);
 		req[0] = 4;
 		CHECK(socks5_parse(&s, req, 10, &used) == SOCKS5_FAIL &&
-		    used == 1 && s.reply == SOCKS5_GENERAL_FAILURE);
+		      used == 1 && s.reply == SOCKS5_GENERAL_FAILURE);
 		socks5_init(&s);
-		CHECK(socks5_parse(&s, ok, sizeof(ok), &used) ==
-		    SOCKS5_METHOD);
+		CHECK(socks5_parse(&s, ok, sizeof(ok), &used) == SOCKS5_METHOD);
 		connect_request(req, HASH, 0);
 		req[2] = 1;
 		CHECK(socks5_parse(&s, req, 10, &used) == SOCKS5_FAIL &&
-		    used == 3 && s.reply == SOCKS5_GENERAL_FAILURE);
+		      used == 3 && s.reply == SOCKS5_GENERAL_FAILURE);
 	}
 }
 

@@ -29,7 +29,7 @@ void mod_proxy65_init(void);
 void mod_proxy65_deinit(void);
 void mod_proxy65_reload(void);
 
-#define SID_MAX 1024    /* bytes of a stream id we hash */
+#define SID_MAX 1024 /* bytes of a stream id we hash */
 
 struct service {
 	char *domain, *host;
@@ -38,12 +38,11 @@ struct service {
 static struct service *services;
 static size_t nservices;
 static bytestream_activate_fn activate_fn;
-static char *listen_address;    /* of the open listener */
+static char *listen_address; /* of the open listener */
 static int listen_port;
 
 void
-mod_proxy65_set_relay(bytestream_activate_fn fn, const char *address,
-    int port)
+mod_proxy65_set_relay(bytestream_activate_fn fn, const char *address, int port)
 {
 	activate_fn = fn;
 	free(listen_address);
@@ -102,13 +101,13 @@ static int
 wildcard(const char *address)
 {
 	return strcmp(address, "*") == 0 || strcmp(address, "0.0.0.0") == 0 ||
-	    strcmp(address, "::") == 0;
+	       strcmp(address, "::") == 0;
 }
 
 /* §4 example 6: the streamhost, with the address clients connect to. */
 static void
-streamhost(struct session *from, const struct xel *st,
-    const struct service *svc)
+streamhost(
+    struct session *from, const struct xel *st, const struct service *svc)
 {
 	const struct conf *c = xmppd_conf;
 	struct xel *r = stanza_iq_result(st), *q, *sh;
@@ -133,18 +132,18 @@ streamhost(struct session *from, const struct xel *st,
 
 /* The XEP-0065 §5.3.2 hash, 40 lower-case hex digits into out. */
 static int
-stream_hash(const char *sid, const char *requester, const char *target,
-    char out[41])
+stream_hash(
+    const char *sid, const char *requester, const char *target, char out[41])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) &&
-	    EVP_DigestUpdate(ctx, sid, strlen(sid)) &&
-	    EVP_DigestUpdate(ctx, requester, strlen(requester)) &&
-	    EVP_DigestUpdate(ctx, target, strlen(target)) &&
-	    EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 20;
+	         EVP_DigestUpdate(ctx, sid, strlen(sid)) &&
+	         EVP_DigestUpdate(ctx, requester, strlen(requester)) &&
+	         EVP_DigestUpdate(ctx, target, strlen(target)) &&
+	         EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 20;
 
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
@@ -190,8 +189,8 @@ activate(struct session *from, const struct xel *st, const struct xel *q)
 		return;
 	}
 	user = jid_bare(&from->jid);
-	res = activate_fn != NULL ? activate_fn(hash, user) :
-	    BYTESTREAM_NO_STREAM;
+	res = activate_fn != NULL ? activate_fn(hash, user)
+	                          : BYTESTREAM_NO_STREAM;
 	switch (res) {
 	case BYTESTREAM_ACTIVATED:
 		session_reply(from, stanza_iq_result(st));
@@ -218,8 +217,8 @@ activate(struct session *from, const struct xel *st, const struct xel *q)
 		    "Too many active streams on this proxy");
 		break;
 	}
-	log_debug("proxy65: %s activates %s to %s: %d", requester, hash,
-	    target, (int)res);
+	log_debug("proxy65: %s activates %s to %s: %d", requester, hash, target,
+	    (int)res);
 	free(user);
 	free(target);
 	free(requester);

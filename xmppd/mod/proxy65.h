@@ -10,11 +10,11 @@
 
 enum bytestream_activation {
 	BYTESTREAM_ACTIVATED,
-	BYTESTREAM_NO_STREAM,       /* no connection with that hash */
-	BYTESTREAM_ONE_PARTY,       /* only one party has connected */
+	BYTESTREAM_NO_STREAM, /* no connection with that hash */
+	BYTESTREAM_ONE_PARTY, /* only one party has connected */
 	BYTESTREAM_ACTIVE_ALREADY,
-	BYTESTREAM_OVER_USER,       /* proxy65-user-streams */
-	BYTESTREAM_OVER_ALL,        /* proxy65-streams */
+	BYTESTREAM_OVER_USER, /* proxy65-user-streams */
+	BYTESTREAM_OVER_ALL,  /* proxy65-streams */
 };
 
 /* Activate the stream of hash (40 lower-case hex digits, XEP-0065
@@ -25,8 +25,8 @@ typedef enum bytestream_activation (*bytestream_activate_fn)(
 /* Start-up, before modules_init(), once the "listen proxy65" listener
  * (address as configured, port) is open: the module runs only then (a
  * listener added by a reload waits for a restart, as every listener). */
-void mod_proxy65_set_relay(bytestream_activate_fn fn, const char *address,
-    int port);
+void mod_proxy65_set_relay(
+    bytestream_activate_fn fn, const char *address, int port);
 /* Whether mod_proxy65_set_relay was called. */
 int mod_proxy65_listening(void);
 

@@ -22,30 +22,33 @@
 #include "xmalloc.h"
 #include "xmppd.h"
 
-#define RELAY_HIGH (64 * 1024)  /* bytes queued for a peer before the
-                                   side feeding it stops reading */
-#define IDLE_RECHECK 60.0        /* s: proxy65-idle-timeout 0 is looked
-                                   at again this often (reload) */
-#define EARLY_MAX (64 * 1024)   /* bytes a side may send before its
-                                   stream is activated (held for it) */
+#define RELAY_HIGH                                                             \
+	(64 * 1024) /* bytes queued for a peer before the                      \
+	               side feeding it stops reading */
+#define IDLE_RECHECK                                                           \
+	60.0 /* s: proxy65-idle-timeout 0 is looked                            \
+	       at again this often (reload) */
+#define EARLY_MAX                                                              \
+	(64 * 1024) /* bytes a side may send before its                        \
+	               stream is activated (held for it) */
 
 struct bucket {
 	double tokens;
-	double last;            /* mono_now() of the last refill */
+	double last; /* mono_now() of the last refill */
 };
 
 struct user {
-	char *name;             /* bare JID */
-	unsigned streams;       /* active streams it activated */
+	char *name;       /* bare JID */
+	unsigned streams; /* active streams it activated */
 	struct bucket rate;
 };
 
 struct stream;
 
 enum side_state {
-	SIDE_HANDSHAKE,         /* SOCKS5 greeting and request */
-	SIDE_WAITING,           /* registered under its hash */
-	SIDE_RELAY,             /* activated */
+	SIDE_HANDSHAKE, /* SOCKS5 greeting and request */
+	SIDE_WAITING,   /* registered under its hash */
+	SIDE_RELAY,     /* activated */
 };
 
 /* One SOCKS5 connection. */
@@ -53,27 +56,27 @@ struct side {
 	struct conn *c;
 	enum side_state state;
 	struct socks5 s5;
-	struct stream *st;      /* from the request on */
-	struct side *peer;      /* while relaying */
-	struct buf early;       /* read after the request, before activation */
-	struct bucket rate;     /* this direction of the stream */
-	ev_timer rate_w;        /* resumes reading after a rate pause */
-	unsigned held : 1;      /* reading stopped: the peer's queue is full */
+	struct stream *st;  /* from the request on */
+	struct side *peer;  /* while relaying */
+	struct buf early;   /* read after the request, before activation */
+	struct bucket rate; /* this direction of the stream */
+	ev_timer rate_w;    /* resumes reading after a rate pause */
+	unsigned held : 1;  /* reading stopped: the peer's queue is full */
 	struct side *prev, *next;
 };
 
 /* Both parties' connections under one hash. */
 struct stream {
 	char hash[SOCKS5_HASH_LEN + 1];
-	struct side *side[2];   /* in the order they connected */
+	struct side *side[2]; /* in the order they connected */
 	int active;
-	struct user *user;      /* the requester, once active */
+	struct user *user; /* the requester, once active */
 	ev_timer idle_w;
-	double last;            /* mono_now() of the last byte moved */
+	double last; /* mono_now() of the last byte moved */
 };
 
-static struct strmap *streams;  /* hash -> struct stream */
-static struct strmap *users;    /* bare JID -> struct user */
+static struct strmap *streams; /* hash -> struct stream */
+static struct strmap *users;   /* bare JID -> struct user */
 static struct side *all;
 static struct bucket global_rate;
 static struct proxy65_stats stats;
@@ -174,7 +177,7 @@ relay(struct side *s, const char *data, size_t len)
 	double now = mono_now(xmppd_loop), wait, w;
 
 	if (p == NULL || p->c->state != CONN_OPEN)
-		return;         /* the peer is going: nowhere to send */
+		return; /* the peer is going: nowhere to send */
 	conn_write(p->c, data, len);
 	stats.bytes += len;
 	st->last = now;
@@ -252,7 +255,8 @@ request(struct side *s, const char *rest, size_t restlen)
 		strmap_put(streams, st->hash, st);
 		st->side[0] = s;
 	} else if (st->active || (st->side[0] != NULL && st->side[1] != NULL)) {
-		refuse(s, SOCKS5_NOT_ALLOWED, "a third connection for a "
+		refuse(s, SOCKS5_NOT_ALLOWED,
+		    "a third connection for a "
 		    "stream, refused");
 		return;
 	} else if (st->side[0] == NULL)
@@ -263,8 +267,8 @@ request(struct side *s, const char *rest, size_t restlen)
 	s->state = SIDE_WAITING;
 	n = socks5_reply(r, SOCKS5_SUCCEEDED, s->s5.hash, s->s5.port);
 	conn_write(s->c, r, n);
-	log_debug("conn %llu %s: proxy65: waiting for stream %s",
-	    conn_id(s), s->c->addr, st->hash);
+	log_debug("conn %llu %s: proxy65: waiting for stream %s", conn_id(s),
+	    s->c->addr, st->hash);
 	/* Nothing is read until the stream is activated; what came with
 	 * the request waits for the peer. */
 	conn_pause(s->c, CONN_PAUSE_UPPER);
@@ -311,8 +315,8 @@ on_data(struct conn *c, const char *data, size_t len)
 		/* Read before the pause took effect. */
 		if (buf_avail(&s->early) + len > EARLY_MAX) {
 			log_warnx("conn %llu %s: proxy65: more than %d bytes "
-			    "before activation", conn_id(s), c->addr,
-			    EARLY_MAX);
+			          "before activation",
+			    conn_id(s), c->addr, EARLY_MAX);
 			conn_kill(c, "proxy65: too much before activation");
 			return;
 		}
@@ -345,7 +349,7 @@ on_accept(struct conn *c)
 
 	if (lim.proxy65_pending && stats.pending >= lim.proxy65_pending) {
 		log_warnx("conn %llu %s: proxy65: %zu connections waiting "
-		    "for activation (proxy65-pending), refused",
+		          "for activation (proxy65-pending), refused",
 		    (unsigned long long)c->id, c->addr, stats.pending);
 		return NULL;
 	}
@@ -363,8 +367,8 @@ on_accept(struct conn *c)
 		all->prev = s;
 	all = s;
 	stats.pending++;
-	conn_set_timeout(c, lim.proxy65_timeout,
-	    "proxy65: stream not activated in time");
+	conn_set_timeout(
+	    c, lim.proxy65_timeout, "proxy65: stream not activated in time");
 	return s;
 }
 
@@ -389,10 +393,10 @@ on_close(struct conn *c)
 }
 
 const struct conn_handler proxy65_conn_handler = {
-	.on_data = on_data,
-	.on_close = on_close,
-	.on_accept = on_accept,
-	.on_drained = on_drained,
+    .on_data = on_data,
+    .on_close = on_close,
+    .on_accept = on_accept,
+    .on_drained = on_drained,
 };
 
 /* Start relaying for s: what it sent early goes to its peer first. */
@@ -444,8 +448,8 @@ proxy65_activate(const char *hash, const char *user)
 	st->idle_w.repeat = lim.proxy65_idle ? lim.proxy65_idle : IDLE_RECHECK;
 	ev_timer_again(xmppd_loop, &st->idle_w);
 	log_info("proxy65: stream %s activated by %s (conn %llu %s, conn "
-	    "%llu %s)", hash, user, conn_id(a), a->c->addr, conn_id(b),
-	    b->c->addr);
+	         "%llu %s)",
+	    hash, user, conn_id(a), a->c->addr, conn_id(b), b->c->addr);
 	conn_resume(a->c, CONN_PAUSE_UPPER);
 	conn_resume(b->c, CONN_PAUSE_UPPER);
 	/* Bytes sent before activation, in the order they came. */

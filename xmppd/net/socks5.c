@@ -48,8 +48,8 @@ greeting(struct socks5 *s)
 			s->n = 0;
 			return SOCKS5_METHOD;
 		}
-	return fail(s, 0xff,
-	    "SOCKS5 greeting does not offer 'no authentication'");
+	return fail(
+	    s, 0xff, "SOCKS5 greeting does not offer 'no authentication'");
 }
 
 /* The request is whole: RFC 1928 §4, XEP-0065 §5.3.2. */
@@ -142,7 +142,7 @@ socks5_reply(unsigned char out[SOCKS5_REPLY_MAX], unsigned code,
 	out[n++] = (unsigned char)code;
 	out[n++] = 0;
 	if (hash == NULL) {
-		out[n++] = 1;   /* IPv4 0.0.0.0 */
+		out[n++] = 1; /* IPv4 0.0.0.0 */
 		memset(out + n, 0, 4);
 		n += 4;
 	} else {
