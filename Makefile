@@ -117,6 +117,7 @@ $(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
     $(OBJ)/xmppd/net/tls.o $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
+$(BUILD)/tests/unit/test_socks5: $(OBJ)/xmppd/net/socks5.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
@@ -199,6 +200,7 @@ build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
 build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
+build-fuzz/tests/fuzz/fuzz_socks5: build-fuzz/obj/xmppd/net/socks5.o
 # The stream and all above it, without the socket layer (the target has
 # its own), the HTTP halves of modules (web/: routes only start-up adds),
 # the BOSH carrier (HTTP requests, from a route start-up adds) and the

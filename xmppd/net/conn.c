@@ -554,9 +554,14 @@ flush_one(struct conn *c)
 		start_tls(c);
 	else if (c->state == CONN_CLOSING)
 		conn_kill(c, "closed");
-	else if (c->paused & CONN_PAUSE_OUTPUT) {
-		/* resume reading paused by our own output high water mark */
-		conn_resume(c, CONN_PAUSE_OUTPUT);
+	else {
+		if (c->paused & CONN_PAUSE_OUTPUT) {
+			/* resume reading paused by our own output high
+			 * water mark */
+			conn_resume(c, CONN_PAUSE_OUTPUT);
+		}
+		if (c->h->on_drained != NULL && c->state == CONN_OPEN)
+			c->h->on_drained(c);
 	}
 }
 

@@ -44,6 +44,9 @@ struct conn_handler {
 	 * the gate resumes them.  HTTP requests are not gated: nothing
 	 * above would resume them. */
 	int gated;
+	/* The output queue has emptied into the socket (NULL: not asked;
+	 * a relay resumes the side feeding it, net/proxy65.c). */
+	void (*on_drained)(struct conn *c);
 };
 
 /* Why reading is stopped (struct conn.paused is a set of these): reading
