@@ -26,15 +26,15 @@
 
 #define READ_CHUNK 16384
 #define READ_BUDGET (64 * 1024)    /* per connection per loop iteration */
-#define LOOP_READ_BUDGET (256 * 1024) /* per loop iteration, shared by the
+#define LOOP_READ_BUDGET (128 * 1024) /* per loop iteration, shared by the
                                     * connections reading in bulk */
-#define BULK_READ (16 * 1024)      /* a read callback taking this much
+#define BULK_READ (8 * 1024)       /* a read callback taking this much
                                     * makes its connection a bulk reader */
 #define HANDSHAKE_COST (16 * 1024) /* a TLS handshake step, in bytes of
                                     * the loop's read budget */
 #define WRITE_BUDGET (32 * 1024)   /* TLS: bytes encrypted per connection
                                     * per loop iteration */
-#define LOOP_WRITE_BUDGET (256 * 1024) /* per iteration, shared by the
+#define LOOP_WRITE_BUDGET (128 * 1024) /* per iteration, shared by the
                                     * connections with more queued than
                                     * WRITE_BUDGET */
 #define ACCEPT_BATCH 16            /* connections accepted per callback */
