@@ -331,7 +331,7 @@ static void read_ready(struct ev_loop *l, struct conn *c);
 static void
 more_check_cb(struct ev_loop *l, ev_check *w, int revents)
 {
-	struct conn *c, *list = more_head, *end = more_tail;
+	struct conn *c, *list = more_head;
 
 	loop_read_left = LOOP_READ_BUDGET;
 	loop_write_left = LOOP_WRITE_BUDGET;
@@ -348,11 +348,31 @@ more_check_cb(struct ev_loop *l, ev_check *w, int revents)
 		    !c->paused && ev_is_active(&c->rio))
 			read_ready(l, c);
 	}
-	if (c != NULL) {       /* not served: ahead of those just read */
-		end->more_next = more_head;
-		if (more_head == NULL)
-			more_tail = end;
-		more_head = c;
+	/* Not served: ahead of those just read, in their order.  One
+	 * killed meanwhile (by what another one read) is left out: it was
+	 * on no list conn_kill could find it on, and the reaper frees it. */
+	if (c != NULL) {
+		struct conn *head = NULL, *tail = NULL, *next;
+
+		for (; c != NULL; c = next) {
+			next = c->more_next;
+			if (c->state == CONN_DEAD) {
+				c->on_more_list = 0;
+				continue;
+			}
+			c->more_next = NULL;
+			if (tail != NULL)
+				tail->more_next = c;
+			else
+				head = c;
+			tail = c;
+		}
+		if (head != NULL) {
+			tail->more_next = more_head;
+			if (more_head == NULL)
+				more_tail = tail;
+			more_head = head;
+		}
 	}
 }
 
