@@ -27,12 +27,12 @@
 struct route {
 	char *prefix;
 	size_t len;
-	unsigned methods;
 	size_t max_body;
-	int stream;                /* http_route_add_stream */
 	char *error_fields;        /* http_route_set_error_fields */
 	http_handler_fn handler;
 	void *arg;
+	unsigned methods;
+	int stream;                /* http_route_add_stream */
 };
 
 /* What the connection is waiting for, which says what its deadline

@@ -44,41 +44,42 @@ static struct strmap *parked; /* requests at the store, by id */
 /* A request between the handler and its answer (PUT or GET/HEAD). */
 struct upload_req {
 	uint64_t id;     /* http_request_find */
-	unsigned method; /* HTTP_M_* */
-	char token[UPLOAD_TOKEN_LEN + 1];
 	char *segment;   /* the name as in the URL */
 	char *name;      /* percent-decoded */
 	int64_t expires; /* PUT: e= */
-	char sig[65];    /* PUT: s= */
 	/* PUT: the body as it arrives; the loop fills pending while a
 	 * worker writes job (into fd, the temporary file tmp). */
 	int64_t expect;   /* the slot's size */
 	int64_t received;
 	struct buf pending, job;
-	int busy;         /* a worker has job */
-	int body_last;    /* pending ends the body */
-	int final;        /* job ends it: fsync, link */
 	char *tmp, *path;
-	int err; /* errno of the write, EEXIST: taken */
 	/* GET: */
 	char *content_type;
 	char *disposition;
-	int has_range;
 	int64_t first, last; /* the range asked for; last -1: to the end */
-	int fd;
 	int64_t size, off, left;
 	char *chunk;
 	size_t nchunk;
-	int status;
 	ev_timer drain_w;
-	int parked; /* waiting for the store */
+	unsigned method; /* HTTP_M_* */
+	int busy;         /* PUT: a worker has job */
+	int body_last;    /* PUT: pending ends the body */
+	int final;        /* PUT: job ends it: fsync, link */
+	int err;          /* errno of the write, EEXIST: taken */
+	int has_range;    /* GET */
+	int fd;           /* PUT: being written; GET: being read */
+	int status;       /* GET: of the answer begun */
+	int parked;       /* waiting for the store */
+	char token[UPLOAD_TOKEN_LEN + 1];
+	char sig[65];    /* PUT: s= */
 };
 
 static void
 req_free(struct upload_req *u)
 {
 	if (u->fd >= 0)
-		close(u->fd); /* a regular file opened read-only */
+		close(u->fd); /* GET: a regular file opened read-only
+		                 (a PUT's is closed by a worker) */
 	free(u->segment);
 	free(u->name);
 	buf_free(&u->pending);
