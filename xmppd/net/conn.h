@@ -93,6 +93,11 @@ struct conn {
 	struct conn *flush_next; /* on the flush list when queued */
 	int on_flush_list;
 	struct conn *dead_next;
+	struct conn *more_next;  /* on the read-again list (conn.c) */
+	unsigned on_more_list:1;
+	unsigned rd_bulk:1;      /* its last read callback read a lot */
+	unsigned long wr_iter;   /* the loop iteration wr_sent counts in */
+	size_t wr_sent;          /* TLS: bytes encrypted in it */
 	const char *close_reason;
 	char ip[46];
 	char net[NETKEY_LEN];    /* the network the per-IP limits count it
