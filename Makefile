@@ -120,6 +120,7 @@ $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
 $(BUILD)/tests/unit/test_dns_msg: $(OBJ)/xmppd/net/dns_msg.o
 $(BUILD)/tests/unit/test_dialback: $(OBJ)/xmppd/stream/dialback.o
+$(BUILD)/tests/unit/test_socks5: $(OBJ)/xmppd/net/socks5.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
@@ -204,6 +205,7 @@ build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
 build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
 build-fuzz/tests/fuzz/fuzz_dns: build-fuzz/obj/xmppd/net/dns_msg.o
+build-fuzz/tests/fuzz/fuzz_socks5: build-fuzz/obj/xmppd/net/socks5.o
 # The stream and all above it, without the socket layer (the target has
 # its own), the HTTP halves of modules (web/: routes only start-up adds),
 # the BOSH carrier (HTTP requests, from a route start-up adds), the

@@ -40,6 +40,7 @@ const char conf_default_text[] =
     "listen c2s-tls 5223\n"
     "listen http 5280 address 127.0.0.1\n"
     "listen https 5443\n"
+    "listen proxy65 7777\n"
     "websocket on\n"
     "upload-url \"https://localhost:5443\"\n"
     "upload-dir \"var/upload\"\n"
@@ -82,7 +83,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 80
+#define OPTIONS_MAX 96
 
 struct parser {
 	const char *name;
@@ -167,6 +168,10 @@ static int set_upload_url(struct parser *, const struct option *, void *,
     const struct line *);
 static int handle_muc(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_proxy65(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_proxy65_address(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_trusted_proxy(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics(
@@ -207,6 +212,8 @@ static const struct option top_options[] = {
     {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
     {"upload-url", set_upload_url, CONF_FIELD(upload_url), 0, 0, 0, 0},
     {"upload-dir", set_string, CONF_FIELD(upload_dir), 0, 0, 0, 0},
+    {"proxy65-address", set_proxy65_address, CONF_FIELD(proxy65_address), 0,
+        0, 0, 0},
     {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
     {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
@@ -350,6 +357,22 @@ static const struct option limit_options[] = {
         1024 * 1024 * 1024 * MIB, 0, 0},
     {"upload-expiry", set_long_duration, LIMIT_FIELD(upload_expiry), 0,
         3650 * 86400ull, 0, 0},
+    {"proxy65-timeout", set_duration, LIMIT_FIELD(proxy65_timeout), 1, 3600,
+        0, 0},
+    {"proxy65-idle-timeout", set_duration, LIMIT_FIELD(proxy65_idle), 0,
+        86400, 0, 0},
+    {"proxy65-streams", set_uint, LIMIT_FIELD(proxy65_streams), 0, 1000000,
+        0, 0},
+    {"proxy65-user-streams", set_uint, LIMIT_FIELD(proxy65_user_streams), 0,
+        100000, 0, 0},
+    {"proxy65-pending", set_uint, LIMIT_FIELD(proxy65_pending), 0, 1000000,
+        0, 0},
+    {"proxy65-rate", set_size, LIMIT_FIELD(proxy65_rate), 0, 1024 * 1024 * MIB,
+        0, 0},
+    {"proxy65-user-rate", set_size, LIMIT_FIELD(proxy65_user_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
+    {"proxy65-stream-rate", set_size, LIMIT_FIELD(proxy65_stream_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -361,6 +384,7 @@ static const struct option host_options[] = {
         0},
     {"bosh-url", set_bosh_url, HOST_FIELD(bosh_url), 0, 0, 0, 0},
     {"upload", handle_upload, 0, 0, 0, 0, 0},
+    {"proxy65", handle_proxy65, 0, 0, 0, 0, 0},
     {"see-other-host", set_see_other_host, HOST_FIELD(see_other_host), 0, 0,
         0, 0},
     {"see-other-uri", handle_see_other_uri, 0, 0, 0, 0, 1},
@@ -976,7 +1000,7 @@ set_long_duration(struct parser *ps, const struct option *o, void *base,
 }
 
 /*
- * listen c2s|c2s-tls|http|https|component PORT [address ADDR]
+ * listen c2s|c2s-tls|http|https|component|proxy65 PORT [address ADDR]
  *     [starttls required|optional]
  */
 
@@ -998,6 +1022,8 @@ conf_listen_kind_name(enum listen_kind kind)
 		return "s2s-tls";
 	case LISTEN_COMPONENT:
 		return "component";
+	case LISTEN_PROXY65:
+		return "proxy65";
 	default:
 		return "?";
 	}
@@ -1124,14 +1150,14 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 		return parse_error(ps, ln->number,
 		    "missing argument to "
 		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls|"
-		    "component PORT)");
+		    "component|proxy65 PORT)");
 	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
 		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
 			break;
 	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
 		    "invalid listener type '%s' (expected c2s, c2s-tls, "
-		    "http, https, s2s, s2s-tls or component)",
+		    "http, https, s2s, s2s-tls, component or proxy65)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
@@ -1373,6 +1399,57 @@ handle_upload(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* "proxy65 on|off|DOMAIN" in a host block (XEP-0065 proxy). */
+static int
+handle_proxy65(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_host *h = base;
+	const char *arg;
+
+	(void)o;
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	arg = ln->argv[1];
+	h->proxy65_set = 1;
+	free(h->proxy65);
+	h->proxy65 = NULL;
+	if (strcmp(arg, "off") == 0)
+		return 0;
+	if (strcmp(arg, "on") == 0)
+		h->proxy65 = xasprintf("proxy.%s", h->name);
+	else if ((h->proxy65 = jid_nameprep(arg)) == NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65 domain '%s'", arg);
+	return 0;
+}
+
+/* "proxy65-address HOST [PORT]": what the streamhost announces; HOST a
+ * domain name or a numeric address, as clients will connect to it. */
+static int
+set_proxy65_address(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char **field = FIELD(base, o, char *);
+	unsigned long long port = 0;
+	const char *v;
+
+	if (check_args(ps, ln, 1, 2) == -1)
+		return -1;
+	v = ln->argv[1];
+	if (*v == '\0' || strlen(v) > 255 || strpbrk(v, " \t\"'<>&/[]") != NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65-address '%s' (expected a host name or a "
+		    "numeric address)", v);
+	if (ln->argc == 3 && get_number(ps, ln->number, "proxy65-address port",
+	        ln->argv[2], NULL, 1, 65535, &port) == -1)
+		return -1;
+	free(*field);
+	*field = xstrdup(v);
+	ps->c->proxy65_port = (int)port;
+	return 0;
+}
+
 /* "upload-url URL": http:// or https://, kept without a trailing '/'. */
 static int
 set_upload_url(struct parser *ps, const struct option *o, void *base,
@@ -1395,6 +1472,38 @@ set_upload_url(struct parser *ps, const struct option *o, void *base,
 		n--;
 	free(*field);
 	*field = xstrndup(v, n);
+	return 0;
+}
+
+/* A proxy65 domain may be no host, muc or upload domain, nor another
+ * host's proxy65 domain. */
+static int
+check_proxy65_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	if (conf_proxy65_listener(c) == NULL)
+		return 0;
+	for (size_t i = 0; i < c->nhosts; i++) {
+		const char *d = c->hosts[i].proxy65;
+
+		if (d == NULL)
+			continue;
+		for (size_t j = 0; j < c->nhosts; j++) {
+			int clash = strcmp(c->hosts[j].name, d) == 0 ||
+			    (j != i && c->hosts[j].proxy65 != NULL &&
+			    strcmp(c->hosts[j].proxy65, d) == 0) ||
+			    (c->upload_url != NULL &&
+			    c->hosts[j].upload != NULL &&
+			    strcmp(c->hosts[j].upload, d) == 0);
+
+			for (size_t m = 0; m < c->hosts[j].nmuc; m++)
+				clash |= strcmp(c->hosts[j].muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->host_lines[i],
+				    "proxy65 domain '%s' is taken", d);
+		}
+	}
 	return 0;
 }
 
@@ -1980,6 +2089,8 @@ close_block(struct parser *ps, const struct line *ln)
 			host_add_muc(h, xasprintf("conference.%s", h->name));
 		if (!h->upload_set)
 			h->upload = xasprintf("upload.%s", h->name);
+		if (!h->proxy65_set)
+			h->proxy65 = xasprintf("proxy.%s", h->name);
 		break;
 	case CTX_COMPONENT:
 		if (c->components[c->ncomponents - 1].secret == NULL ||
@@ -2155,6 +2266,11 @@ conf_init(struct conf *c, const char *name)
 	c->limits.upload_files_per_day = 100;
 	c->limits.upload_disk = 10 * 1024 * MIB;
 	c->limits.upload_expiry = 30 * 86400;
+	c->limits.proxy65_timeout = 60;
+	c->limits.proxy65_idle = 300;
+	c->limits.proxy65_streams = 256;
+	c->limits.proxy65_user_streams = 8;
+	c->limits.proxy65_pending = 512;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
 	c->limits.bosh_inactivity = 60;
@@ -2191,7 +2307,8 @@ check_complete(struct parser *ps, int line)
 		    "no listener configured (add e.g. 'listen c2s 5222')");
 	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1 ||
 	    check_upload_domains(ps) == -1 ||
-	    check_component_domains(ps) == -1)
+	    check_component_domains(ps) == -1 ||
+	    check_proxy65_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
@@ -2350,6 +2467,7 @@ conf_free(struct conf *c)
 		free(c->hosts[i].see_other_ws);
 		free(c->hosts[i].see_other_bosh);
 		free(c->hosts[i].upload);
+		free(c->hosts[i].proxy65);
 	}
 	free(c->hosts);
 	for (i = 0; i < c->ncomponents; i++) {
@@ -2368,6 +2486,7 @@ conf_free(struct conf *c)
 	free(c->pidfile);
 	free(c->upload_url);
 	free(c->upload_dir);
+	free(c->proxy65_address);
 	free(c->user);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
@@ -2395,6 +2514,15 @@ conf_free(struct conf *c)
 	OPENSSL_cleanse(c->metrics.token_sha256,
 	    sizeof(c->metrics.token_sha256));
 	free(c);
+}
+
+const struct conf_listener *
+conf_proxy65_listener(const struct conf *c)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].kind == LISTEN_PROXY65)
+			return &c->listeners[i];
+	return NULL;
 }
 
 const struct conf_host *

@@ -22,6 +22,8 @@ enum listen_kind {
 	LISTEN_COMPONENT,  /* "component": external components
 	                      (XEP-0114), plain TCP, 127.0.0.1 unless an
 	                      address is given */
+	LISTEN_PROXY65,    /* "proxy65": SOCKS5 of the XEP-0065 proxy,
+	                      plain TCP */
 	LISTEN__COUNT
 };
 
@@ -88,6 +90,12 @@ struct conf_host {
 	 * NULL for "upload off".  It runs only with "upload-url". */
 	char *upload;
 	int upload_set;
+	/* "proxy65 off" | "proxy65 on" | "proxy65 DOMAIN": the XEP-0065
+	 * bytestreams proxy of the host, nameprepped; "proxy.NAME" when the
+	 * block says nothing, NULL for "proxy65 off".  It runs only with a
+	 * "listen proxy65" listener. */
+	char *proxy65;
+	int proxy65_set;
 };
 
 /* A "component DOMAIN { secret ... }" block (XEP-0114). */
@@ -227,6 +235,26 @@ struct conf_limits {
 	unsigned upload_expiry;      /* "upload-expiry", s, 30 days: files
 	                                are deleted that long after their
 	                                slot; 0 = kept */
+	/* XEP-0065 proxy (net/proxy65.c). */
+	unsigned proxy65_timeout;    /* "proxy65-timeout", s, 60: from a
+	                                SOCKS5 connection to its activation */
+	unsigned proxy65_idle;       /* "proxy65-idle-timeout", s, 300: an
+	                                active stream that moves no byte;
+	                                0 = off */
+	unsigned proxy65_streams;    /* "proxy65-streams", 256: active
+	                                streams together; 0 = no limit */
+	unsigned proxy65_user_streams; /* "proxy65-user-streams", 8: active
+	                                streams one account activated;
+	                                0 = no limit */
+	unsigned proxy65_pending;    /* "proxy65-pending", 512: SOCKS5
+	                                connections not yet activated;
+	                                0 = no limit */
+	size_t proxy65_rate;         /* "proxy65-rate", bytes/s of all
+	                                streams together; 0 = no limit */
+	size_t proxy65_user_rate;    /* "proxy65-user-rate", bytes/s of one
+	                                account's streams; 0 = no limit */
+	size_t proxy65_stream_rate;  /* "proxy65-stream-rate", bytes/s of
+	                                one stream; 0 = no limit */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */
@@ -263,6 +291,11 @@ struct conf {
 	                                NULL = no upload service */
 	char *upload_dir;            /* "upload-dir": where files go;
 	                                default: storage + "-upload" */
+	char *proxy65_address;       /* "proxy65-address HOST [PORT]": the
+	                                streamhost announced (XEP-0065
+	                                §4); NULL: the listener's address,
+	                                or the host's domain */
+	int proxy65_port;            /* its PORT; 0: the listener's */
 	char *user;                  /* "user", to drop to when root */
 	char *tls_ciphers;           /* "tls-ciphers": TLS 1.2 suites in
 	                                OpenSSL's syntax, CONF_TLS_CIPHERS */
@@ -332,6 +365,8 @@ int conf_module_off(const struct conf *c, const char *name);
 /* Whether an HTTP Host names this server: a host, an upload service
  * domain, or the host of upload-url (case-insensitive). */
 int conf_http_host_known(const struct conf *c, const char *name);
+/* The first "listen proxy65" listener, or NULL: no proxy runs. */
+const struct conf_listener *conf_proxy65_listener(const struct conf *c);
 /* The host entry for a (prepared) domain, or NULL. */
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);
@@ -339,7 +374,7 @@ const struct conf_host *conf_host_find(const struct conf *c,
 /* The component block for a (prepared) domain, or NULL. */
 const struct conf_component *conf_component_find(const struct conf *c,
     const char *domain);
-/* "c2s", "c2s-tls", "http", "https" or "component". */
+/* "c2s", "c2s-tls", "http", "https", "component" or "proxy65". */
 const char *conf_listen_kind_name(enum listen_kind kind);
 /* Whether ip (numeric) is within an "http-trusted-proxy" network. */
 int conf_trusted_proxy(const struct conf *c, const char *ip);

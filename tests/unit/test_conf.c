@@ -80,6 +80,14 @@ check_limit_defaults(const struct conf_limits *l)
 	CHECK(l->muc_nick_length == 64);
 	CHECK(l->muc_subject_length == 1024);
 	CHECK(l->muc_history_size == 262144);
+	CHECK(l->proxy65_timeout == 60);
+	CHECK(l->proxy65_idle == 300);
+	CHECK(l->proxy65_streams == 256);
+	CHECK(l->proxy65_user_streams == 8);
+	CHECK(l->proxy65_pending == 512);
+	CHECK(l->proxy65_rate == 0);
+	CHECK(l->proxy65_user_rate == 0);
+	CHECK(l->proxy65_stream_rate == 0);
 }
 
 static void
@@ -105,8 +113,8 @@ test_default_text(void)
 	CHECK(c->scram_iterations == 4096);
 	CHECK(c->workers == 2);
 	CHECK_STR(c->version_name, NULL);
-	CHECK(c->nlisteners == 4);
-	if (c->nlisteners == 4) {
+	CHECK(c->nlisteners == 5);
+	if (c->nlisteners == 5) {
 		CHECK(c->listeners[0].kind == LISTEN_C2S);
 		CHECK_STR(c->listeners[0].address, "*");
 		CHECK(c->listeners[0].port == 5222);
@@ -123,6 +131,12 @@ test_default_text(void)
 		CHECK(c->listeners[3].kind == LISTEN_HTTPS);
 		CHECK_STR(c->listeners[3].address, "*");
 		CHECK(c->listeners[3].port == 5443);
+		/* and the XEP-0065 proxy at proxy.localhost */
+		CHECK(c->listeners[4].kind == LISTEN_PROXY65);
+		CHECK_STR(c->listeners[4].address, "*");
+		CHECK(c->listeners[4].port == 7777);
+		CHECK(conf_proxy65_listener(c) == &c->listeners[4]);
+		CHECK_STR(c->hosts[0].proxy65, "proxy.localhost");
 	}
 	CHECK(c->websocket == 1);
 	CHECK_STR(c->upload_url, "https://localhost:5443");
@@ -452,7 +466,7 @@ test_man_page(void)
 	}
 	fclose(f);
 	conf_free(d);
-	CHECK(examples == 3);
+	CHECK(examples == 4);
 	CHECK(defaults == 1);
 }
 
@@ -673,10 +687,11 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls|component PORT)");
+	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls|component|proxy65 "
+	    "PORT)");
 	LISTEN_ERROR("listen ftp 21\n", "t.conf:5: invalid listener type "
-	    "'ftp' (expected c2s, c2s-tls, http, https, s2s, s2s-tls or "
-	    "component)");
+	    "'ftp' (expected c2s, c2s-tls, http, https, s2s, s2s-tls, "
+	    "component or proxy65)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -1152,6 +1167,79 @@ test_components(void)
 	    "t.conf:8: 'stanza-burst' out of range: 0 (allowed 1..1000000)");
 }
 
+/* The XEP-0065 proxy: its listener, per-host domains, the announced
+ * address and its limits. */
+static void
+test_proxy65(void)
+{
+	struct conf *c;
+
+	/* No proxy65 listener: no proxy, whatever the hosts say. */
+	c = parse("listen c2s 5222\nhost a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL && conf_proxy65_listener(c) == NULL);
+	conf_free(c);
+	c = parse("listen c2s 5222\nlisten proxy65 7777 address 192.0.2.1\n"
+	    "host a {\ncertificate c\nkey k\n}\n"
+	    "host b {\ncertificate c\nkey k\nproxy65 off\n}\n"
+	    "host c {\ncertificate c\nkey k\nproxy65 Bytes.Example\n}\n"
+	    "host d {\ncertificate c\nkey k\nproxy65 on\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		const struct conf_listener *l = conf_proxy65_listener(c);
+
+		CHECK(l != NULL && l->kind == LISTEN_PROXY65 &&
+		    l->port == 7777 && strcmp(l->address, "192.0.2.1") == 0);
+		CHECK_STR(conf_listen_kind_name(LISTEN_PROXY65), "proxy65");
+		CHECK_STR(c->hosts[0].proxy65, "proxy.a");
+		CHECK_STR(c->hosts[1].proxy65, NULL);
+		CHECK_STR(c->hosts[2].proxy65, "bytes.example");
+		CHECK_STR(c->hosts[3].proxy65, "proxy.d");
+		CHECK_STR(c->proxy65_address, NULL);
+		CHECK(c->proxy65_port == 0);
+		check_limit_defaults(&c->limits);
+	}
+	conf_free(c);
+	c = parse("listen proxy65 7777\nproxy65-address \"proxy.example.net\""
+	    " 443\nlimits {\nproxy65-timeout 2m\nproxy65-idle-timeout 0\n"
+	    "proxy65-streams 10\nproxy65-user-streams 2\nproxy65-pending 20\n"
+	    "proxy65-rate 10M\nproxy65-user-rate 1M\n"
+	    "proxy65-stream-rate 512K\n}\n"
+	    "host a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK_STR(c->proxy65_address, "proxy.example.net");
+		CHECK(c->proxy65_port == 443);
+		CHECK(c->limits.proxy65_timeout == 120);
+		CHECK(c->limits.proxy65_idle == 0);
+		CHECK(c->limits.proxy65_streams == 10);
+		CHECK(c->limits.proxy65_user_streams == 2);
+		CHECK(c->limits.proxy65_pending == 20);
+		CHECK(c->limits.proxy65_rate == 10 * 1024 * 1024);
+		CHECK(c->limits.proxy65_user_rate == 1024 * 1024);
+		CHECK(c->limits.proxy65_stream_rate == 512 * 1024);
+	}
+	conf_free(c);
+	expect_error("listen proxy65 7777 starttls required\n",
+	    "t.conf:1: 'starttls' applies only to c2s listeners");
+	expect_error("listen proxy65 7777\nproxy65-address \"a b\"\n",
+	    "t.conf:2: invalid proxy65-address 'a b' (expected a host name "
+	    "or a numeric address)");
+	expect_error("listen proxy65 7777\nproxy65-address x 0\n",
+	    "t.conf:2: proxy65-address port out of range: 0 (allowed "
+	    "1..65535)");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 a@b\n}\n", "t.conf:5: invalid proxy65 domain 'a@b'");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 conference.a\n}\n",
+	    "t.conf:2: proxy65 domain 'conference.a' is taken");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 b\n}\nhost b {\ncertificate c\nkey k\n}\n",
+	    "t.conf:2: proxy65 domain 'b' is taken");
+	expect_error("listen proxy65 7777\nlimits {\nproxy65-timeout 0\n}\n",
+	    "t.conf:3: 'proxy65-timeout' out of range: 0 (allowed 1..3600 "
+	    "seconds)");
+}
+
 int
 main(void)
 {
@@ -1167,6 +1255,7 @@ main(void)
 	test_statement_errors();
 	test_number_errors();
 	test_listen_errors();
+	test_proxy65();
 	test_host_errors();
 	test_muc_domains();
 	test_missing_sections();

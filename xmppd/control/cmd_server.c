@@ -20,6 +20,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "mono.h"
+#include "net/proxy65.h"
 #include "store/store.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -83,6 +84,7 @@ handle_stats(struct control_conn *c, char **args, size_t nargs)
 {
 	static const char *const cols[] = { "key", "value" };
 	struct stats_snapshot st;
+	struct proxy65_stats ps;
 	int r = 0;
 
 	stats_get(&st);
@@ -117,6 +119,11 @@ handle_stats(struct control_conn *c, char **args, size_t nargs)
 	r |= reply_row_kv(c, "storage-commits:int", "%llu",
 	    (unsigned long long)st.store_commits);
 	r |= reply_row_kv(c, "last-commit-ms:num", "%.3f", st.commit_ms);
+	proxy65_get_stats(&ps);
+	r |= reply_row_kv(c, "proxy65-waiting:int", "%zu", ps.pending);
+	r |= reply_row_kv(c, "proxy65-active:int", "%zu", ps.active);
+	r |= reply_row_kv(c, "proxy65-bytes:int", "%llu",
+	    (unsigned long long)ps.bytes);
 	if (c->dead)
 		return;
 	if (r != 0)

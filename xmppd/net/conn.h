@@ -48,6 +48,9 @@ struct conn_handler {
 	/* An outgoing connection (conn_connect) is up: TCP connected; with
 	 * direct TLS the handshake starts next (on_tls follows). */
 	void (*on_connected)(struct conn *c);
+	/* The output queue has emptied into the socket (NULL: not asked;
+	 * a relay resumes the side feeding it, net/proxy65.c). */
+	void (*on_drained)(struct conn *c);
 };
 
 /* Why reading is stopped (struct conn.paused is a set of these): reading
@@ -95,6 +98,11 @@ struct conn {
 	struct conn *flush_next; /* on the flush list when queued */
 	int on_flush_list;
 	struct conn *dead_next;
+	struct conn *more_next;  /* on the read-again list (conn.c) */
+	unsigned on_more_list:1;
+	unsigned rd_bulk:1;      /* its last read callback read a lot */
+	unsigned long wr_iter;   /* the loop iteration wr_sent counts in */
+	size_t wr_sent;          /* TLS: bytes encrypted in it */
 	const char *close_reason;
 	char ip[46];
 	char net[NETKEY_LEN];    /* the network the per-IP limits count it
