@@ -281,6 +281,7 @@ static const struct option limit_options[] = {
         0, 1000000, 0, 0},
     {"s2s-bytes-per-second", set_size, LIMIT_FIELD(s2s_bytes_per_second), 0,
         1024 * MIB, 0, 0},
+    {"s2s-timeout", set_duration, LIMIT_FIELD(s2s_timeout), 1, 3600, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -2224,6 +2225,7 @@ conf_init(struct conf *c, const char *name)
 	c->limits.bytes_per_second = 65536;
 	c->limits.s2s_stanzas_per_second = 500;
 	c->limits.s2s_bytes_per_second = 1048576;
+	c->limits.s2s_timeout = 30;
 	c->limits.byte_burst = 524288;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;

@@ -138,6 +138,9 @@ struct conf_limits {
 	unsigned s2s_stanzas_per_second; /* "s2s-stanzas-per-second", 500
 	                                per incoming server stream (its
 	                                burst: 2 s of it); 0 = off */
+	unsigned s2s_timeout;        /* "s2s-timeout", s, 30: a server
+	                                stream's connection and negotiation
+	                                until authenticated */
 	size_t s2s_bytes_per_second; /* "s2s-bytes-per-second", 1M per
 	                                incoming server stream (burst:
 	                                2 s of it); 0 = off */

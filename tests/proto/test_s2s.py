@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -100,12 +101,14 @@ def make_ca(d):
 class FedServer(Server):
     """A daemon for one domain with an s2s listener on a chosen port."""
 
-    def __init__(self, certificate, domain, s2s_port, dns_port, extra=''):
+    def __init__(self, certificate, domain, s2s_port, dns_port, extra='',
+                 direct_tls=False):
         super().__init__(certificate, users={
             'alice@%s' % domain: 'alice-secret',
             'bob@%s' % domain: 'bob-secret'})
         self.domain = domain
         self.s2s_port = s2s_port
+        self.direct_tls = direct_tls
         self.dns_port = dns_port
         self.fed_extra = extra
 
@@ -117,7 +120,8 @@ class FedServer(Server):
             'scram-iterations 4096',
             'listen c2s %d address 127.0.0.1' % self.c2s_port,
             'listen c2s-tls %d address 127.0.0.1' % self.tls_port,
-            'listen s2s %d address 127.0.0.1' % self.s2s_port,
+            'listen %s %d address 127.0.0.1' % (
+                's2s-tls' if self.direct_tls else 's2s', self.s2s_port),
             'dns-server 127.0.0.1:%d' % self.dns_port,
             self.fed_extra,
             'host "%s" {' % self.domain,
@@ -143,23 +147,29 @@ def domain_login(port, domain, name, resource='r'):
     return c
 
 
-def records(ports):
-    """SRV records for each domain's s2s port; the target is localhost,
-    which the system's resolver finds in /etc/hosts too (ejabberd looks
-    SRV targets up with getaddrinfo, not through its own resolver)."""
+def records(ports, direct_tls=()):
+    """SRV records for each domain's s2s port (_xmpps-server for the
+    domains in direct_tls); the target is localhost, which the system's
+    resolver finds in /etc/hosts too (ejabberd looks SRV targets up with
+    getaddrinfo, not through its own resolver)."""
     out = ['--host-record=localhost,127.0.0.1']
     for domain, port in ports.items():
-        out += ['--srv-host=_xmpp-server._tcp.%s,localhost,%d,0,5' % (
-            domain, port)]
+        service = '_xmpps-server' if domain in direct_tls else \
+            '_xmpp-server'
+        out += ['--srv-host=%s._tcp.%s,localhost,%d,0,5' % (
+            service, domain, port)]
     return out
 
 
-def federation(d, ca=None, extras=('', '')):
+def federation(d, ca=None, extras=('', ''), direct_tls=(), more=None):
     """A generator of [a.test, b.test] daemons finding each other through
-    a dnsmasq of their own, with certificates self-signed or from ca;
-    stops them all when closed."""
+    a dnsmasq of their own (with the records of more too, {domain:
+    port}), with certificates self-signed or from ca, b.test over direct
+    TLS if named in direct_tls; stops them all when closed."""
     pa, pb = free_ports(2)
-    dns = Dns(records({'a.test': pa, 'b.test': pb}))
+    ports = {'a.test': pa, 'b.test': pb}
+    ports.update(more or {})
+    dns = Dns(records(ports, direct_tls))
     servers = []
     try:
         for (domain, port), extra in zip((('a.test', pa), ('b.test', pb)),
@@ -168,7 +178,9 @@ def federation(d, ca=None, extras=('', '')):
             if ca is not None:
                 extra += '\ntls-ca-file "%s"\ns2s-secure-auth on' % ca[0]
             servers.append(FedServer((str(cert[0]), str(cert[1])), domain,
-                                     port, dns.port, extra=extra).start())
+                                     port, dns.port, extra=extra,
+                                     direct_tls=domain in direct_tls
+                                     ).start())
         yield servers
     finally:
         for s in servers:
@@ -491,3 +503,106 @@ def test_remote_iqs_to_accounts(pair):
     finally:
         alice.close()
         bob.close()
+
+
+def test_direct_tls_both_ways(tmp_path):
+    """XEP-0368 for servers: b.test has only an s2s-tls listener and an
+    _xmpps-server record; a.test reaches it with TLS from the first byte
+    (ALPN xmpp-server), b.test answers over its own stream to a."""
+    fed = federation(tmp_path, direct_tls=('b.test',))
+    try:
+        a, b = next(fed)
+        chat(a, b)
+        out = [r for r in s2s_rows(a) if r['direction'] == 'out']
+        assert out and out[0]['tls'].startswith('TLS'), out
+        assert 'direct TLS' in a.stderr_text()
+    finally:
+        fed.close()
+
+
+def test_streams_outlive_the_negotiation_timeout(tmp_path):
+    """s2s-timeout bounds the negotiation only: authenticated streams go
+    on (idle ones close after 10 minutes)."""
+    fed = federation(tmp_path, extras=('limits {\n\ts2s-timeout 2s\n}',
+                                       'limits {\n\ts2s-timeout 2s\n}'))
+    try:
+        a, b = next(fed)
+        chat(a, b)
+        before = {(r['direction'], r['since']) for r in s2s_rows(a)}
+        time.sleep(3)
+        chat(a, b)
+        after = {(r['direction'], r['since']) for r in s2s_rows(a)}
+        assert before == after, (before, after)
+        assert 'negotiation timeout' not in a.stderr_text() + \
+            b.stderr_text()
+    finally:
+        fed.close()
+
+
+class BadPeer:
+    """A TCP server on loopback that accepts and then stalls (says
+    nothing) or answers garbage."""
+
+    def __init__(self, garbage):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.garbage = garbage
+        self.conns = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.garbage:
+                try:
+                    c.sendall(b'HTTP/1.1 400 Bad Request\r\n\r\n<<<>>>')
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize('garbage', [False, True])
+def test_bad_peer_bounces_and_local_traffic_goes_on(tmp_path, garbage):
+    """A peer that stalls (times out: remote-server-timeout) or answers
+    garbage (remote-server-not-found) gets what was sent to it bounced;
+    meanwhile users of the same server talk as usual."""
+    peer = BadPeer(garbage)
+    fed = federation(tmp_path, more={'bad.test': peer.port}, extras=(
+        'limits {\n\ts2s-timeout 3s\n}', ''))
+    try:
+        a, _ = next(fed)
+        alice = a.user('alice')
+        bob = a.user('bob')
+        try:
+            start = time.time()
+            alice.message('carol@bad.test', 'are you there', mid='b1')
+            # local traffic while the route to bad.test waits
+            bob.message('alice@a.test/r', 'still here', mid='l1')
+            m = alice.expect_stanza('message', timeout=5)
+            assert m.findtext(q(NS_CLIENT, 'body')) == 'still here'
+            assert time.time() - start < 2
+            el = alice.expect_stanza('message', timeout=20)
+            assert el.get('type') == 'error' and el.get('id') == 'b1', \
+                tostr(el)
+            cond = 'remote-server-not-found' if garbage else \
+                'remote-server-timeout'
+            assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}%s'
+                           % cond) is not None, tostr(el)
+        finally:
+            alice.close()
+            bob.close()
+    finally:
+        fed.close()
+        peer.close()

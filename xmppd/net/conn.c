@@ -779,13 +779,13 @@ connected(struct conn *c)
 	c->connected = 1;
 	log_debug("conn %llu %s: connected", (unsigned long long)c->id,
 	    c->addr);
+	conn_set_timeout(c, 0, NULL);   /* the upper layer sets its own */
 	c->h->on_connected(c);
 	if (c->state != CONN_OPEN)
 		return;
 	if (c->direct_tls)
-		start_tls(c);   /* its deadline replaces the connect one */
+		start_tls(c);   /* the handshake's deadline, then on_tls */
 	else {
-		conn_set_timeout(c, 0, NULL);
 		ev_io_start(loop, &c->rio);
 		if (buf_avail(&c->out) > 0)
 			flush_list_add(c);

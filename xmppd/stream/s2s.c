@@ -51,8 +51,9 @@
 #define NS_BIDI_FEATURE "urn:xmpp:features:bidi"
 #define NS_BIDI "urn:xmpp:bidi"
 
-#define CONNECT_TIMEOUT 10.0    /* s, per address */
-#define NEGOTIATE_TIMEOUT 30.0  /* s, from connected to ready */
+#define CONNECT_TIMEOUT 10.0    /* s, per address (at most s2s-timeout) */
+/* s2s-timeout (limits): from connected to authenticated, both ways */
+#define NEGOTIATE_TIMEOUT ((double)xmppd_conf->limits.s2s_timeout)
 #define IDLE_TIMEOUT 600.0      /* s without traffic: the stream closes */
 #define FAIL_HOLD 30.0          /* s a failed route bounces at once */
 #define QUEUE_MAX 500           /* stanzas waiting per route */
@@ -99,6 +100,9 @@ struct s2s {
 	char *pairs[MAX_PAIRS];
 	size_t npairs;
 	double since;
+	double negotiate_until; /* mono: authenticated by then, or closed
+	                           (s2s-timeout; the TLS handshake's own
+	                           deadline replaces it meanwhile) */
 	uint64_t stanzas_in, stanzas_out;
 	/* incoming: token buckets (limits s2s-stanzas-per-second and
 	 * s2s-bytes-per-second, bursts of 2 s of each); reading pauses
@@ -147,7 +151,8 @@ struct route {
 	size_t naddrs, ai;
 	int srv_pending, addr_pending;
 	uint64_t dnsq[2];
-	int saw_timeout;        /* a lookup or connection timed out */
+	int timed_out;          /* a connection or negotiation timed out */
+	int dns_failed;         /* a lookup got no answer */
 	int connected_once;     /* some address accepted a connection */
 	double failed_until;    /* mono: bounce at once until then */
 	struct s2s *stream;
@@ -292,6 +297,9 @@ pair_add(struct s2s *s, const char *remote, const char *local,
 	snprintf(p, n, "%s %s", remote, local);
 	s->pairs[s->npairs++] = p;
 	s->auth = how;
+	/* Authenticated: the negotiation deadline is over (idle remains). */
+	s->negotiate_until = 0;
+	conn_set_timeout(s->conn, 0, NULL);
 	log_info("s2s %" PRIu64 " %s: %s authenticated for %s (%s)", s->id,
 	    s->conn->addr, remote, local, how);
 	if (s->bidi)
@@ -1074,12 +1082,24 @@ stream_new(struct conn *c, int outgoing)
 	return s;
 }
 
+/* The negotiation deadline again (after the TLS handshake's own). */
+static void
+negotiate_deadline(struct s2s *s)
+{
+	double left = s->negotiate_until - mono_now(loop);
+
+	if (s->negotiate_until > 0)
+		conn_set_timeout(s->conn, left > 0 ? left : 0.001,
+		    "s2s negotiation timeout");
+}
+
 static void *
 on_accept(struct conn *c)
 {
 	struct s2s *s = stream_new(c, 0);
 
-	conn_set_timeout(c, NEGOTIATE_TIMEOUT, "s2s negotiation timeout");
+	s->negotiate_until = mono_now(loop) + NEGOTIATE_TIMEOUT;
+	negotiate_deadline(s);
 	log_info("s2s %" PRIu64 " %s: incoming stream", s->id, c->addr);
 	return s;
 }
@@ -1089,7 +1109,8 @@ on_connected(struct conn *c)
 {
 	struct s2s *s = c->upper;
 
-	conn_set_timeout(c, NEGOTIATE_TIMEOUT, "s2s negotiation timeout");
+	s->negotiate_until = mono_now(loop) + NEGOTIATE_TIMEOUT;
+	negotiate_deadline(s);
 	s->route->connected_once = 1;
 	if (!c->direct_tls)
 		send_header(s);
@@ -1101,6 +1122,7 @@ on_tls(struct conn *c)
 	struct s2s *s = c->upper;
 
 	s->tls = 1;
+	negotiate_deadline(s);
 	if (s->outgoing) {
 		/* After STARTTLS or direct TLS: a fresh stream. */
 		new_parser(s);
@@ -1153,6 +1175,8 @@ on_timeout(struct conn *c, const char *reason)
 {
 	struct s2s *s = c->upper;
 
+	if (s->route != NULL && s->route->stream == s && s->outgoing)
+		s->route->timed_out = 1;
 	stream_error(s, "connection-timeout", reason);
 }
 
@@ -1171,7 +1195,7 @@ on_close(struct conn *c)
 		r->stream = NULL;
 		if (!c->connected && c->close_reason != NULL &&
 		    strstr(c->close_reason, "timed out") != NULL)
-			r->saw_timeout = 1;
+			r->timed_out = 1;
 		if (r->state == R_READY) {
 			log_info("s2s %" PRIu64 ": stream to %s closed (%s)",
 			    s->id, r->remote, c->close_reason ?
@@ -1293,6 +1317,7 @@ route_ready(struct route *r)
 	log_info("s2s %" PRIu64 " %s: stream to %s ready (%s, %s)", s->id,
 	    s->conn->addr, r->remote, s->auth, s->tls ?
 	    conn_tls_version(s->conn) : "no TLS");
+	s->negotiate_until = 0;
 	conn_set_timeout(s->conn, 0, NULL);
 	r->q = NULL;
 	r->qtail = &r->q;
@@ -1416,7 +1441,8 @@ try_address(struct route *r)
 	}
 	s = xcalloc(1, sizeof(*s));
 	conn = conn_connect((struct sockaddr *)&ss, len, &s2s_conn_handler, s,
-	    CONNECT_TIMEOUT, r->local, r->remote, c->tls);
+	    CONNECT_TIMEOUT < NEGOTIATE_TIMEOUT ? CONNECT_TIMEOUT :
+	    NEGOTIATE_TIMEOUT, r->local, r->remote, c->tls);
 	if (conn == NULL) {
 		free(s);
 		route_next(r);
@@ -1449,7 +1475,10 @@ static void
 resolve_target(struct route *r)
 {
 	if (r->ci >= r->ncand) {
-		route_failed(r, r->saw_timeout && !r->connected_once ?
+		/* RFC 6120 §8.3.3.17: found, but no talking to it in
+		 * time; §8.3.3.16: not found, or not to be talked to. */
+		route_failed(r, r->timed_out ||
+		    (r->dns_failed && !r->connected_once) ?
 		    "remote-server-timeout" : "remote-server-not-found");
 		return;
 	}
@@ -1479,7 +1508,7 @@ addr_cb(void *arg, const struct dns_result *res)
 	struct route *r = arg;
 
 	if (res->status == DNS_FAIL)
-		r->saw_timeout = 1;
+		r->dns_failed = 1;
 	for (size_t i = 0; res->status == DNS_OK && i < res->naddr &&
 	    r->naddrs < MAX_ADDRS; i++) {
 		/* IPv6 answers come first in the list. */
@@ -1517,7 +1546,7 @@ static void
 srv_answer(struct route *r, const struct dns_result *res, int tls)
 {
 	if (res->status == DNS_FAIL)
-		r->saw_timeout = 1;
+		r->dns_failed = 1;
 	for (size_t i = 0; res->status == DNS_OK && i < res->nsrv &&
 	    r->ncand < MAX_CANDIDATES; i++) {
 		struct candidate *c = &r->cand[r->ncand++];
@@ -1587,7 +1616,7 @@ route_start(struct route *r)
 	for (size_t i = 0; i < r->ncand; i++)
 		free(r->cand[i].host);
 	r->ncand = r->ci = r->naddrs = r->ai = 0;
-	r->saw_timeout = r->connected_once = 0;
+	r->timed_out = r->dns_failed = r->connected_once = 0;
 	r->state = R_RESOLVING;
 	r->srv_pending = 2;
 	snprintf(name, sizeof(name), "_xmpps-server._tcp.%s", r->remote);
