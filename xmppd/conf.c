@@ -40,6 +40,7 @@ const char conf_default_text[] =
     "listen c2s-tls 5223\n"
     "listen http 5280 address 127.0.0.1\n"
     "listen https 5443\n"
+    "listen proxy65 7777\n"
     "websocket on\n"
     "upload-url \"https://localhost:5443\"\n"
     "upload-dir \"var/upload\"\n"
@@ -63,7 +64,7 @@ struct line {
 	int closes; /* the line is "}" */
 };
 
-enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS };
+enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS, CTX_COMPONENT };
 
 struct parser;
 struct option;
@@ -82,7 +83,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 64
+#define OPTIONS_MAX 96
 
 struct parser {
 	const char *name;
@@ -95,6 +96,7 @@ struct parser {
 	int seen_block[OPTIONS_MAX]; /* the same for the current block */
 	int *listener_lines;         /* parallel to c->listeners */
 	int *host_lines;             /* parallel to c->hosts */
+	int *component_lines;        /* parallel to c->components */
 	int *metrics_port_lines;     /* parallel to c->metrics.ports */
 };
 
@@ -156,6 +158,8 @@ static int handle_listen(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_limits(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_component(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_upload(struct parser *, const struct option *, void *,
@@ -164,12 +168,25 @@ static int set_upload_url(struct parser *, const struct option *, void *,
     const struct line *);
 static int handle_muc(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_proxy65(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_proxy65_address(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_trusted_proxy(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_websocket_origin(
     struct parser *, const struct option *, void *, const struct line *);
+static int set_see_other_host(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static int handle_see_other_uri(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static void strlist_free(struct conf_strlist *l);
+static int handle_s2s_domain(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static int handle_dns_server(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
 static int set_bosh_url(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int set_websocket_url(
@@ -186,6 +203,7 @@ static int handle_metrics_token(
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
 #define HOST_FIELD(f) offsetof(struct conf_host, f)
+#define COMPONENT_FIELD(f) offsetof(struct conf_component, f)
 
 static const struct option top_options[] = {
     {"log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0},
@@ -198,10 +216,20 @@ static const struct option top_options[] = {
     {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
     {"upload-url", set_upload_url, CONF_FIELD(upload_url), 0, 0, 0, 0},
     {"upload-dir", set_string, CONF_FIELD(upload_dir), 0, 0, 0, 0},
+    {"proxy65-address", set_proxy65_address, CONF_FIELD(proxy65_address), 0,
+        0, 0, 0},
     {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
     {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
         0, 0},
+    {"tls-ca-file", set_string, CONF_FIELD(tls_ca_file), 0, 0, 0, 0},
+    {"s2s-dialback", set_on_off, CONF_FIELD(s2s_dialback), 0, 0, 0, 0},
+    {"s2s-secure-auth", set_on_off, CONF_FIELD(s2s_secure_auth), 0, 0, 0, 0},
+    {"s2s-insecure-domain", handle_s2s_domain, CONF_FIELD(s2s_insecure), 0,
+        0, 0, 1},
+    {"s2s-allow", handle_s2s_domain, CONF_FIELD(s2s_allow), 0, 0, 0, 1},
+    {"s2s-deny", handle_s2s_domain, CONF_FIELD(s2s_deny), 0, 0, 0, 1},
+    {"dns-server", handle_dns_server, 0, 0, 0, 0, 1},
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
@@ -222,6 +250,7 @@ static const struct option top_options[] = {
     {"turn", handle_extdisco, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
+    {"component", handle_component, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -255,6 +284,11 @@ static const struct option limit_options[] = {
     {"bytes-per-second", set_size, LIMIT_FIELD(bytes_per_second), 0,
         1024 * MIB, 0, 0},
     {"byte-burst", set_size, LIMIT_FIELD(byte_burst), KIB, 1024 * MIB, 0, 0},
+    {"s2s-stanzas-per-second", set_uint, LIMIT_FIELD(s2s_stanzas_per_second),
+        0, 1000000, 0, 0},
+    {"s2s-bytes-per-second", set_size, LIMIT_FIELD(s2s_bytes_per_second), 0,
+        1024 * MIB, 0, 0},
+    {"s2s-timeout", set_duration, LIMIT_FIELD(s2s_timeout), 1, 3600, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -331,6 +365,22 @@ static const struct option limit_options[] = {
         1024 * 1024 * 1024 * MIB, 0, 0},
     {"upload-expiry", set_long_duration, LIMIT_FIELD(upload_expiry), 0,
         3650 * 86400ull, 0, 0},
+    {"proxy65-timeout", set_duration, LIMIT_FIELD(proxy65_timeout), 1, 3600,
+        0, 0},
+    {"proxy65-idle-timeout", set_duration, LIMIT_FIELD(proxy65_idle), 0,
+        86400, 0, 0},
+    {"proxy65-streams", set_uint, LIMIT_FIELD(proxy65_streams), 0, 1000000,
+        0, 0},
+    {"proxy65-user-streams", set_uint, LIMIT_FIELD(proxy65_user_streams), 0,
+        100000, 0, 0},
+    {"proxy65-pending", set_uint, LIMIT_FIELD(proxy65_pending), 0, 1000000,
+        0, 0},
+    {"proxy65-rate", set_size, LIMIT_FIELD(proxy65_rate), 0, 1024 * 1024 * MIB,
+        0, 0},
+    {"proxy65-user-rate", set_size, LIMIT_FIELD(proxy65_user_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
+    {"proxy65-stream-rate", set_size, LIMIT_FIELD(proxy65_stream_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -342,6 +392,19 @@ static const struct option host_options[] = {
         0},
     {"bosh-url", set_bosh_url, HOST_FIELD(bosh_url), 0, 0, 0, 0},
     {"upload", handle_upload, 0, 0, 0, 0, 0},
+    {"proxy65", handle_proxy65, 0, 0, 0, 0, 0},
+    {"see-other-host", set_see_other_host, HOST_FIELD(see_other_host), 0, 0,
+        0, 0},
+    {"see-other-uri", handle_see_other_uri, 0, 0, 0, 0, 1},
+    {NULL, NULL, 0, 0, 0, 0, 0},
+};
+
+static const struct option component_options[] = {
+    {"secret", set_string, COMPONENT_FIELD(secret), 0, 0, 0, 0},
+    {"stanzas-per-second", set_uint, COMPONENT_FIELD(stanzas_per_second), 0,
+        1000000, 0, 0},
+    {"stanza-burst", set_uint, COMPONENT_FIELD(stanza_burst), 1, 1000000, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -945,7 +1008,7 @@ set_long_duration(struct parser *ps, const struct option *o, void *base,
 }
 
 /*
- * listen c2s|c2s-tls|http|https PORT [address ADDR]
+ * listen c2s|c2s-tls|http|https|component|proxy65 PORT [address ADDR]
  *     [starttls required|optional]
  */
 
@@ -961,6 +1024,14 @@ conf_listen_kind_name(enum listen_kind kind)
 		return "http";
 	case LISTEN_HTTPS:
 		return "https";
+	case LISTEN_S2S:
+		return "s2s";
+	case LISTEN_S2S_TLS:
+		return "s2s-tls";
+	case LISTEN_COMPONENT:
+		return "component";
+	case LISTEN_PROXY65:
+		return "proxy65";
 	default:
 		return "?";
 	}
@@ -1086,20 +1157,23 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 	if (ln->argc < 3)
 		return parse_error(ps, ln->number,
 		    "missing argument to "
-		    "'listen' (listen c2s|c2s-tls|http|https PORT)");
+		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls|"
+		    "component|proxy65 PORT)");
 	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
 		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
 			break;
 	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
-		    "invalid listener type "
-		    "'%s' (expected c2s, c2s-tls, http or https)",
+		    "invalid listener type '%s' (expected c2s, c2s-tls, "
+		    "http, https, s2s, s2s-tls, component or proxy65)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
 		return -1;
 	l.port = (int)port;
-	l.address = xstrdup("*");
+	/* Components authenticate with a shared secret over plain TCP
+	 * (XEP-0114): loopback unless the file says otherwise. */
+	l.address = xstrdup(l.kind == LISTEN_COMPONENT ? "127.0.0.1" : "*");
 	for (i = 3; i < ln->argc; i += 2) {
 		if (listen_option(
 		        ps, ln, i, &l, &seen_address, &seen_starttls) == -1)
@@ -1176,6 +1250,95 @@ handle_host(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/*
+ * component DOMAIN { secret "..." } (XEP-0114): the domain and every
+ * subdomain of it are the component's.
+ */
+static int
+handle_component(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_component *k;
+	char *name;
+	size_t i;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((name = jid_nameprep(ln->argv[1])) == NULL ||
+	    strchr(name, '@') != NULL || strchr(name, '/') != NULL) {
+		free(name);
+		return parse_error(ps, ln->number,
+		    "invalid component domain '%s'", ln->argv[1]);
+	}
+	for (i = 0; i < c->ncomponents; i++) {
+		if (strcmp(c->components[i].domain, name) == 0) {
+			parse_error(ps, ln->number,
+			    "duplicate component '%s' (first at line %d)",
+			    name, ps->component_lines[i]);
+			free(name);
+			return -1;
+		}
+	}
+	c->components = xreallocarray(c->components, c->ncomponents + 1,
+	    sizeof(*c->components));
+	ps->component_lines = xreallocarray(ps->component_lines,
+	    c->ncomponents + 1, sizeof(*ps->component_lines));
+	k = &c->components[c->ncomponents];
+	memset(k, 0, sizeof(*k));
+	k->domain = name;
+	k->stanzas_per_second = 500;
+	k->stanza_burst = 2000;
+	ps->component_lines[c->ncomponents++] = ln->number;
+	open_block(ps, ln, CTX_COMPONENT);
+	return 0;
+}
+
+/* Whether d is sub a subdomain of parent ("a.b" of "b"). */
+static int
+is_subdomain(const char *d, const char *parent)
+{
+	size_t n = strlen(d), m = strlen(parent);
+
+	return n > m + 1 && d[n - m - 1] == '.' &&
+	    strcmp(d + n - m, parent) == 0;
+}
+
+/* A component's domain may be no host, service or other component's,
+ * and no host may lie under it (its subdomains are routed to it). */
+static int
+check_component_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->ncomponents; i++) {
+		const char *d = c->components[i].domain;
+
+		for (size_t j = 0; j < c->nhosts; j++) {
+			const struct conf_host *h = &c->hosts[j];
+			int clash = strcmp(h->name, d) == 0 ||
+			    is_subdomain(h->name, d) ||
+			    (h->upload != NULL && c->upload_url != NULL &&
+			    strcmp(h->upload, d) == 0);
+
+			for (size_t m = 0; m < h->nmuc; m++)
+				clash |= strcmp(h->muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' is taken by host "
+				    "'%s'", d, h->name);
+		}
+		for (size_t j = 0; j < c->ncomponents; j++)
+			if (j != i && is_subdomain(d,
+			    c->components[j].domain))
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' lies under "
+				    "component '%s'", d,
+				    c->components[j].domain);
+	}
+	return 0;
+}
+
 static void
 host_add_muc(struct conf_host *h, char *domain)
 {
@@ -1244,6 +1407,57 @@ handle_upload(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* "proxy65 on|off|DOMAIN" in a host block (XEP-0065 proxy). */
+static int
+handle_proxy65(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_host *h = base;
+	const char *arg;
+
+	(void)o;
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	arg = ln->argv[1];
+	h->proxy65_set = 1;
+	free(h->proxy65);
+	h->proxy65 = NULL;
+	if (strcmp(arg, "off") == 0)
+		return 0;
+	if (strcmp(arg, "on") == 0)
+		h->proxy65 = xasprintf("proxy.%s", h->name);
+	else if ((h->proxy65 = jid_nameprep(arg)) == NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65 domain '%s'", arg);
+	return 0;
+}
+
+/* "proxy65-address HOST [PORT]": what the streamhost announces; HOST a
+ * domain name or a numeric address, as clients will connect to it. */
+static int
+set_proxy65_address(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char **field = FIELD(base, o, char *);
+	unsigned long long port = 0;
+	const char *v;
+
+	if (check_args(ps, ln, 1, 2) == -1)
+		return -1;
+	v = ln->argv[1];
+	if (*v == '\0' || strlen(v) > 255 || strpbrk(v, " \t\"'<>&/[]") != NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65-address '%s' (expected a host name or a "
+		    "numeric address)", v);
+	if (ln->argc == 3 && get_number(ps, ln->number, "proxy65-address port",
+	        ln->argv[2], NULL, 1, 65535, &port) == -1)
+		return -1;
+	free(*field);
+	*field = xstrdup(v);
+	ps->c->proxy65_port = (int)port;
+	return 0;
+}
+
 /* "upload-url URL": http:// or https://, kept without a trailing '/'. */
 static int
 set_upload_url(struct parser *ps, const struct option *o, void *base,
@@ -1266,6 +1480,38 @@ set_upload_url(struct parser *ps, const struct option *o, void *base,
 		n--;
 	free(*field);
 	*field = xstrndup(v, n);
+	return 0;
+}
+
+/* A proxy65 domain may be no host, muc or upload domain, nor another
+ * host's proxy65 domain. */
+static int
+check_proxy65_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	if (conf_proxy65_listener(c) == NULL)
+		return 0;
+	for (size_t i = 0; i < c->nhosts; i++) {
+		const char *d = c->hosts[i].proxy65;
+
+		if (d == NULL)
+			continue;
+		for (size_t j = 0; j < c->nhosts; j++) {
+			int clash = strcmp(c->hosts[j].name, d) == 0 ||
+			    (j != i && c->hosts[j].proxy65 != NULL &&
+			    strcmp(c->hosts[j].proxy65, d) == 0) ||
+			    (c->upload_url != NULL &&
+			    c->hosts[j].upload != NULL &&
+			    strcmp(c->hosts[j].upload, d) == 0);
+
+			for (size_t m = 0; m < c->hosts[j].nmuc; m++)
+				clash |= strcmp(c->hosts[j].muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->host_lines[i],
+				    "proxy65 domain '%s' is taken", d);
+		}
+	}
 	return 0;
 }
 
@@ -1625,6 +1871,183 @@ fail:
 	return -1;
 }
 
+/*
+ * Split "HOST", "HOST:PORT", "[IPv6]" or "[IPv6]:PORT": the host (without
+ * brackets) into host (size len) with *v6 set for a bracketed one, the
+ * port into *port (0 if none).  -1 if malformed (an empty part, a port
+ * outside 1 to 65535, a bracketed host that is no IPv6 address).
+ */
+static int
+split_host_port(const char *s, char *host, size_t len, int *v6, int *port)
+{
+	const char *end, *p = NULL;
+	size_t n;
+
+	*v6 = s[0] == '[';
+	if (*v6) {
+		unsigned char bin[16];
+
+		end = strchr(s, ']');
+		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+			return -1;
+		n = (size_t)(end - s - 1);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, bin) != 1)
+			return -1;
+		if (end[1] == ':')
+			p = end + 2;
+	} else {
+		end = strchr(s, ':');
+		n = end != NULL ? (size_t)(end - s) : strlen(s);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s, n);
+		host[n] = '\0';
+		if (end != NULL)
+			p = end + 1;
+	}
+	*port = 0;
+	if (p != NULL) {
+		char *e;
+		unsigned long v = strtoul(p, &e, 10);
+
+		if (*p < '0' || *p > '9' || *e != '\0' || v == 0 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
+/* "see-other-host HOST[:PORT]" in a host block: a domain name or an
+ * address, IPv6 in brackets (RFC 6120 §4.9.3.19, the XML character data
+ * of <see-other-host/>), port 1 to 65535. */
+static int
+set_see_other_host(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char host[1024], *prepped = NULL;
+	int v6, port;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (split_host_port(ln->argv[1], host, sizeof(host), &v6, &port) == -1
+	    || (!v6 && (prepped = jid_nameprep(host)) == NULL))
+		return parse_error(ps, ln->number, "invalid value '%s' for "
+		    "'see-other-host' (expected HOST or HOST:PORT)",
+		    ln->argv[1]);
+	free(prepped);
+	return set_string(ps, o, base, ln);
+}
+
+/* "see-other-uri URI" in a host block, once per transport: ws:// or
+ * wss:// for WebSocket, http:// or https:// for BOSH. */
+static int
+handle_see_other_uri(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const ws[] = {"wss", "ws", NULL};
+	static const char *const bosh[] = {"https", "http", NULL};
+	struct conf_host *h = base;
+	char **field;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if (url_valid(ln->argv[1], ws, 1))
+		field = &h->see_other_ws;
+	else if (url_valid(ln->argv[1], bosh, 1))
+		field = &h->see_other_bosh;
+	else
+		return parse_error(ps, ln->number, "invalid URI '%s' for "
+		    "'see-other-uri' (expected wss://HOST[:PORT]/PATH or "
+		    "https://HOST[:PORT]/PATH)", ln->argv[1]);
+	if (*field != NULL)
+		return parse_error(ps, ln->number, "'see-other-uri' given "
+		    "twice for %s", field == &h->see_other_ws ? "WebSocket" :
+		    "BOSH");
+	*field = xstrdup(ln->argv[1]);
+	return 0;
+}
+
+/* "s2s-insecure-domain D", "s2s-allow D", "s2s-deny D": a domain,
+ * nameprepped, into the list at the option's field (its count follows
+ * it in struct conf). */
+static int
+handle_s2s_domain(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_strlist *l = FIELD(base, o, struct conf_strlist);
+	char *d;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((d = jid_nameprep(ln->argv[1])) == NULL || strchr(d, '@') ||
+	    strchr(d, '/')) {
+		free(d);
+		return parse_error(ps, ln->number, "invalid domain '%s' for "
+		    "'%s'", ln->argv[1], o->name);
+	}
+	if (conf_strlist_has(l, d)) {
+		free(d);
+		return 0;
+	}
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = d;
+	return 0;
+}
+
+int
+conf_strlist_has(const struct conf_strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+strlist_free(struct conf_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* "dns-server ADDR[:PORT]": an IPv4 address, or an IPv6 one in brackets
+ * with a port, as c-ares takes them. */
+static int
+handle_dns_server(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	const char *s;
+	char host[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	int v6, port;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	s = ln->argv[1];
+	if (split_host_port(s, host, sizeof(host), &v6, &port) == -1 ||
+	    (!v6 && inet_pton(AF_INET, host, bin) != 1))
+		return parse_error(ps, ln->number, "invalid address '%s' for "
+		    "'dns-server' (expected ADDR, ADDR:PORT or [IPv6]:PORT)",
+		    s);
+	if (c->dns_servers == NULL)
+		c->dns_servers = xstrdup(s);
+	else {
+		size_t n = strlen(c->dns_servers) + strlen(s) + 2;
+		char *j = xmalloc(n);
+
+		snprintf(j, n, "%s,%s", c->dns_servers, s);
+		free(c->dns_servers);
+		c->dns_servers = j;
+	}
+	return 0;
+}
+
 int
 conf_net_parse(const char *s, struct conf_net *n)
 {
@@ -1881,6 +2304,15 @@ close_block(struct parser *ps, const struct line *ln)
 			host_add_muc(h, xasprintf("conference.%s", h->name));
 		if (!h->upload_set)
 			h->upload = xasprintf("upload.%s", h->name);
+		if (!h->proxy65_set)
+			h->proxy65 = xasprintf("proxy.%s", h->name);
+		break;
+	case CTX_COMPONENT:
+		if (c->components[c->ncomponents - 1].secret == NULL ||
+		    c->components[c->ncomponents - 1].secret[0] == '\0')
+			return parse_error(ps, ps->block_line,
+			    "component '%s' has no 'secret'",
+			    c->components[c->ncomponents - 1].domain);
 		break;
 	case CTX_METRICS:
 		if (c->metrics.nports == 0 && !c->metrics.token_set)
@@ -1909,6 +2341,9 @@ unknown_option(struct parser *ps, const struct line *ln)
 	case CTX_METRICS:
 		return parse_error(ps, ln->number,
 		    "unknown option '%s' in metrics block", ln->argv[0]);
+	case CTX_COMPONENT:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in component block", ln->argv[0]);
 	default:
 		return parse_error(
 		    ps, ln->number, "unknown option '%s'", ln->argv[0]);
@@ -1942,6 +2377,11 @@ handle_line(struct parser *ps, const struct line *ln)
 		seen = ps->seen_block;
 		base = &ps->c->metrics;
 		break;
+	case CTX_COMPONENT:
+		options = component_options;
+		seen = ps->seen_block;
+		base = &ps->c->components[ps->c->ncomponents - 1];
+		break;
 	default:
 		options = top_options;
 		seen = ps->seen_top;
@@ -1955,7 +2395,8 @@ handle_line(struct parser *ps, const struct line *ln)
 		    "'%s' needs a block: "
 		    "'%s%s {' with '}' on a later line",
 		    ln->argv[0], ln->argv[0],
-		    ps->ctx == CTX_TOP && strcmp(ln->argv[0], "host") == 0
+		    ps->ctx == CTX_TOP && (strcmp(ln->argv[0], "host") == 0 ||
+		    strcmp(ln->argv[0], "component") == 0)
 		        ? " NAME"
 		        : "");
 	if (!options[i].block && ln->opens)
@@ -1980,6 +2421,7 @@ conf_init(struct conf *c, const char *name)
 	c->storage_sync_full = 1;
 	c->scram_iterations = 4096;
 	c->workers = 2;
+	c->s2s_dialback = 1;
 	c->limits.stanza_size = 262144;
 	c->limits.preauth_stanza_size = 16384;
 	c->limits.stanza_memory = 1048576;
@@ -1995,6 +2437,9 @@ conf_init(struct conf *c, const char *name)
 	c->limits.stanzas_per_second = 50;
 	c->limits.stanza_burst = 200;
 	c->limits.bytes_per_second = 65536;
+	c->limits.s2s_stanzas_per_second = 500;
+	c->limits.s2s_bytes_per_second = 1048576;
+	c->limits.s2s_timeout = 30;
 	c->limits.byte_burst = 524288;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;
@@ -2037,6 +2482,11 @@ conf_init(struct conf *c, const char *name)
 	c->limits.upload_files_per_day = 100;
 	c->limits.upload_disk = 10 * 1024 * MIB;
 	c->limits.upload_expiry = 30 * 86400;
+	c->limits.proxy65_timeout = 60;
+	c->limits.proxy65_idle = 300;
+	c->limits.proxy65_streams = 256;
+	c->limits.proxy65_user_streams = 8;
+	c->limits.proxy65_pending = 512;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
 	c->limits.bosh_inactivity = 60;
@@ -2062,6 +2512,9 @@ check_complete(struct parser *ps, int line)
 	if (ps->ctx == CTX_METRICS)
 		return parse_error(ps, ps->block_line,
 		    "'metrics' block is not closed (missing '}')");
+	if (ps->ctx == CTX_COMPONENT)
+		return parse_error(ps, ps->block_line,
+		    "'component' block is not closed (missing '}')");
 	if (c->nhosts == 0)
 		return parse_error(
 		    ps, line, "no host configured (add a 'host NAME {' block)");
@@ -2069,7 +2522,9 @@ check_complete(struct parser *ps, int line)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
 	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1 ||
-	    check_upload_domains(ps) == -1)
+	    check_upload_domains(ps) == -1 ||
+	    check_component_domains(ps) == -1 ||
+	    check_proxy65_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
@@ -2113,6 +2568,7 @@ conf_parse(const char *name, const char *text, char *err, size_t errlen)
 	free(ln.words);
 	free(ps.listener_lines);
 	free(ps.host_lines);
+	free(ps.component_lines);
 	free(ps.metrics_port_lines);
 	if (rc == -1) {
 		conf_free(ps.c);
@@ -2223,9 +2679,22 @@ conf_free(struct conf *c)
 		free(c->hosts[i].muc);
 		free(c->hosts[i].websocket_url);
 		free(c->hosts[i].bosh_url);
+		free(c->hosts[i].see_other_host);
+		free(c->hosts[i].see_other_ws);
+		free(c->hosts[i].see_other_bosh);
 		free(c->hosts[i].upload);
+		free(c->hosts[i].proxy65);
 	}
 	free(c->hosts);
+	for (i = 0; i < c->ncomponents; i++) {
+		free(c->components[i].domain);
+		if (c->components[i].secret != NULL) {
+			OPENSSL_cleanse(c->components[i].secret,
+			    strlen(c->components[i].secret));
+			free(c->components[i].secret);
+		}
+	}
+	free(c->components);
 	free(c->source);
 	free(c->storage);
 	free(c->control_socket);
@@ -2233,9 +2702,15 @@ conf_free(struct conf *c)
 	free(c->pidfile);
 	free(c->upload_url);
 	free(c->upload_dir);
+	free(c->proxy65_address);
 	free(c->user);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
+	free(c->tls_ca_file);
+	strlist_free(&c->s2s_insecure);
+	strlist_free(&c->s2s_allow);
+	strlist_free(&c->s2s_deny);
+	free(c->dns_servers);
 	free(c->version_name);
 	for (i = 0; i < c->ncontacts; i++) {
 		free(c->contacts[i].type);
@@ -2270,6 +2745,15 @@ conf_free(struct conf *c)
 	free(c);
 }
 
+const struct conf_listener *
+conf_proxy65_listener(const struct conf *c)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].kind == LISTEN_PROXY65)
+			return &c->listeners[i];
+	return NULL;
+}
+
 const struct conf_host *
 conf_host_find(const struct conf *c, const char *domain)
 {
@@ -2278,6 +2762,15 @@ conf_host_find(const struct conf *c, const char *domain)
 	for (i = 0; i < c->nhosts; i++)
 		if (strcmp(c->hosts[i].name, domain) == 0)
 			return &c->hosts[i];
+	return NULL;
+}
+
+const struct conf_component *
+conf_component_find(const struct conf *c, const char *domain)
+{
+	for (size_t i = 0; i < c->ncomponents; i++)
+		if (strcmp(c->components[i].domain, domain) == 0)
+			return &c->components[i];
 	return NULL;
 }
 

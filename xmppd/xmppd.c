@@ -18,10 +18,13 @@
 
 #include "stream/bosh.h"
 #include "stream/c2s.h"
+#include "stream/s2s.h"
+#include "stream/component.h"
 #include "conf.h"
 #include "net/conn.h"
 #include "net/hostmeta.h"
 #include "net/http.h"
+#include "net/proxy65.h"
 #include "web/upload_http.h"
 #include "web/webchat.h"
 #include "control/control.h"
@@ -32,6 +35,7 @@
 #include "log.h"
 #include "mono.h"
 #include "mod/modules.h"
+#include "mod/proxy65.h"
 #include "store/fast.h"
 #include "store/store.h"
 #include "net/tls.h"
@@ -57,7 +61,33 @@ static const struct conn_handler *const listen_handlers[LISTEN__COUNT] = {
 	[LISTEN_C2S_TLS] = &c2s_conn_handler,
 	[LISTEN_HTTP] = &http_conn_handler,
 	[LISTEN_HTTPS] = &http_conn_handler,
+	[LISTEN_S2S] = &s2s_conn_handler,
+	[LISTEN_S2S_TLS] = &s2s_conn_handler,
+	[LISTEN_COMPONENT] = &component_conn_handler,
+	[LISTEN_PROXY65] = &proxy65_conn_handler,
 };
+
+/* The XEP-0065 module activates streams of the relay through this (a
+ * module may not include net/). */
+static enum bytestream_activation
+proxy65_relay_activate(const char *hash, const char *user)
+{
+	switch (proxy65_activate(hash, user)) {
+	case PROXY65_ACTIVATED:
+		return BYTESTREAM_ACTIVATED;
+	case PROXY65_NO_STREAM:
+		return BYTESTREAM_NO_STREAM;
+	case PROXY65_ONE_PARTY:
+		return BYTESTREAM_ONE_PARTY;
+	case PROXY65_ACTIVE_ALREADY:
+		return BYTESTREAM_ACTIVE_ALREADY;
+	case PROXY65_OVER_USER:
+		return BYTESTREAM_OVER_USER;
+	case PROXY65_OVER_ALL:
+		return BYTESTREAM_OVER_ALL;
+	}
+	return BYTESTREAM_NO_STREAM;
+}
 
 static void
 usage(void)
@@ -106,6 +136,7 @@ reload(void)
 		    "changes take effect at the next restart");
 	log_set_level(verbose ? LOG_LVL_DEBUG : nc->log_level);
 	conn_set_conf(nc);
+	proxy65_set_conf(nc);
 	http_set_conf(nc);
 	metrics_set_conf(nc);
 	c2s_websocket_set_conf(nc);
@@ -113,9 +144,11 @@ reload(void)
 	hostmeta_set_conf(nc);
 	upload_http_set_conf(nc);
 	webchat_set_conf(nc);
+	s2s_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
+	component_set_conf(nc);
 	conf_free(old);
 	log_info("configuration and certificates reloaded");
 }
@@ -137,9 +170,12 @@ stop(void)
 	stop_started = mono_now(xmppd_loop);
 	conn_unlisten();
 	http_shutdown_all();
+	proxy65_shutdown();
 	control_shutdown();
 	hook_run_shutdown();
 	c2s_shutdown_all();
+	s2s_shutdown();
+	component_shutdown_all();
 	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);
 	ev_timer_start(xmppd_loop, &drain_w);
@@ -296,6 +332,7 @@ main(int argc, char **argv)
 	xmppd_loop = ev_default_loop(EVFLAG_AUTO);
 	conn_init(xmppd_loop);
 	http_set_conf(xmppd_conf);
+	proxy65_set_conf(xmppd_conf);
 	if (conn_listen(xmppd_conf, listen_handlers, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	pw = target_user();
@@ -324,10 +361,16 @@ main(int argc, char **argv)
 	}
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
+	s2s_init(xmppd_loop, xmppd_conf);
 	store_set_backlog_limit(xmppd_conf->limits.storage_queue,
 	    c2s_storage_congested);
 	iq_init();
+	if (conf_proxy65_listener(xmppd_conf) != NULL)
+		mod_proxy65_set_relay(proxy65_relay_activate,
+		    conf_proxy65_listener(xmppd_conf)->address,
+		    conf_proxy65_listener(xmppd_conf)->port);
 	modules_init();
+	component_set_conf(xmppd_conf);
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);
 	bosh_set_conf(xmppd_conf);

@@ -89,9 +89,11 @@ def converse_page(root, settings):
     return root / 'index.html'
 
 
-def chromium(width=1200, height=800):
+def chromium(width=1200, height=800, resolver_rules=None):
     """A headless Chromium session (selenium WebDriver); skips the test
-    when it cannot start.  The caller quits it."""
+    when it cannot start.  resolver_rules: Chromium's
+    --host-resolver-rules (e.g. 'MAP localhost:443 127.0.0.1:PORT').  The
+    caller quits it."""
     _install_debs()
     try:
         from selenium import webdriver
@@ -103,6 +105,8 @@ def chromium(width=1200, height=800):
               '--disable-dev-shm-usage', '--window-size=%d,%d'
               % (width, height), '--ignore-certificate-errors'):
         o.add_argument(a)
+    if resolver_rules:
+        o.add_argument('--host-resolver-rules=' + resolver_rules)
     o.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     o.binary_location = shutil.which('chromium') or '/usr/bin/chromium'
     try:

@@ -217,6 +217,11 @@ def test_plain_over_https_and_messages_both_ways(server):
         m = bob.expect_stanza('message')
         assert m.get('from') == 'alice@localhost/web'
         assert m.findtext(q(NS_CLIENT, 'body')) == 'over bosh'
+        # xmppctl tells the two transports apart
+        rows = {r['jid']: r for r in json.loads(
+            server.ctl('sessions', '--json').stdout)}
+        assert rows['alice@localhost/web']['transport'] == 'bosh'
+        assert rows['bob@localhost/tcp']['transport'] == 'c2s'
     finally:
         bob.close()
 
@@ -264,6 +269,40 @@ def test_out_of_order_request_is_buffered(server):
     assert ids == ['first', 'second']
 
 
+def test_early_request_sent_twice_is_processed_once(server):
+    """A client retransmitting an early request (its connection dropped)
+    must not get it processed twice, nor leave a slot behind that makes
+    a later early request wait forever."""
+    c = login(server, resource='twice')
+    ping = ("<iq xmlns='jabber:client' type='get' id='%s'>"
+            "<ping xmlns='urn:xmpp:ping'/></iq>")
+    ids = []
+
+    def early(rid, iq_id):
+        data = c.request(ping % iq_id, rid=rid)
+        ids.extend(el.get('id') for el in ET.fromstring(data).iter(
+            q(NS_CLIENT, 'iq')))
+
+    for rnd in range(2):
+        base = c.rid
+        ts = [threading.Thread(target=early, args=(base + 2, 'e%d' % rnd))
+              for _ in range(2)]
+        for t in ts:
+            t.start()
+            time.sleep(0.3)
+        early(base + 1, 'n%d' % rnd)
+        for t in ts:
+            t.join(10)
+            assert not t.is_alive()
+        c.rid = base + 2
+        end = time.time() + 5
+        while ids.count('e%d' % rnd) < 1 and time.time() < end:
+            c.rid += 1
+            early(c.rid, 'poll%d' % c.rid)
+    answered = [i for i in ids if not i.startswith('poll')]
+    assert sorted(answered) == ['e0', 'e1', 'n0', 'n1'], ids
+
+
 def test_bad_sid_and_rid_far_ahead(server):
     st, h, data = post(server, (
         "<body xmlns='%s' rid='5' sid='nosuchsession'/>" % NS_HTTPBIND
@@ -279,7 +318,7 @@ def test_bad_sid_and_rid_far_ahead(server):
     assert b.get('condition') == 'item-not-found'
 
 
-def test_cors_preflight_and_get_refused(server):
+def test_cors_preflight_and_get_page(server):
     st, h, _ = post(server, b'', method='OPTIONS',
                     headers={'Origin': 'https://web.example',
                              'Access-Control-Request-Method': 'POST'})
@@ -287,7 +326,17 @@ def test_cors_preflight_and_get_refused(server):
     assert h['access-control-allow-origin'] == '*'
     assert 'POST' in h['access-control-allow-methods']
     assert 'content-type' in h['access-control-allow-headers'].lower()
-    st, h, _ = post(server, None, method='GET')
+    # GET and HEAD: a page saying what the URL is for, with CORS (the
+    # Conversations compliance tester sends HEAD to the host-meta BOSH
+    # link and wants Access-Control-Allow-Origin: *); other methods 405.
+    st, h, body = post(server, None, method='GET')
+    assert st == 200 and b'BOSH' in body
+    assert h['access-control-allow-origin'] == '*'
+    assert h['content-type'].startswith('text/html')
+    st, h, body = post(server, None, method='HEAD')
+    assert st == 200 and body == b''
+    assert h['access-control-allow-origin'] == '*'
+    st, h, _ = post(server, b'x', method='PUT')
     assert st == 405
 
 

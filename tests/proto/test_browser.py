@@ -1,8 +1,13 @@
-"""A real browser: Converse.js (npm) in Debian's headless Chromium logs
-in over WebSocket (RFC 7395), chats with a raw XMPP user both ways, and
-uploads a file over HTTPS (XEP-0363) that the other user downloads
-intact.  Skipped with the reason where the browser cannot start or the
-packages cannot be installed."""
+"""A real browser: Converse.js (npm) in Debian's headless Chromium finds
+the server's web endpoint through XEP-0156 host-meta, logs in over
+WebSocket (RFC 7395) or BOSH (XEP-0206), chats with a raw XMPP user both
+ways, and uploads a file over HTTPS (XEP-0363) that the other user
+downloads intact.  Skipped with the reason where the browser cannot start
+or the packages cannot be installed.
+
+Converse asks https://DOMAIN/.well-known/host-meta, on port 443: the
+browser is told to reach localhost:443 at the daemon's https port
+(Chromium's --host-resolver-rules), so nothing needs port 443 here."""
 
 import os
 import ssl
@@ -18,11 +23,13 @@ from xmpp_raw import NS_CLIENT, q
 
 
 class WebServer(Server):
-    """A daemon with an http listener serving /xmpp-websocket."""
+    """A daemon with http and https listeners serving one web transport
+    ('websocket' or 'bosh'), host-meta and upload."""
 
-    def __init__(self, certificate, **kw):
+    def __init__(self, certificate, transport='websocket', **kw):
         super().__init__(certificate, **kw)
         self.http_port = None
+        self.transport = transport
 
     def config_text(self):
         return super().config_text() + '\n'.join([
@@ -30,21 +37,21 @@ class WebServer(Server):
             'listen https %d address 127.0.0.1' % self.https_port,
             'upload-url "https://localhost:%d"' % self.https_port,
             'upload-dir "%s"' % (self.dir / 'files'),
-            'websocket on', '']) + '\n'
+            '%s on' % self.transport, '']) + '\n'
 
     def start(self, create_users=True):
         self.http_port, self.https_port = free_ports(2)
         return super().start(create_users)
 
 
-@pytest.fixture
-def web(certificate):
-    srv = WebServer(certificate).start()
+@pytest.fixture(params=['websocket', 'bosh'])
+def web(certificate, request):
+    srv = WebServer(certificate, request.param).start()
     yield srv
     srv.stop()
 
 
-SHOT = '/tmp/converse.png'
+SHOT = '/tmp/converse-%s.png'
 # Click bob's roster entry (Converse renders it as an a.open-chat)
 # unless his chat shows already; then whether it shows the text.
 OPEN_BOB = """
@@ -80,16 +87,15 @@ def wait_js(driver, script, timeout=40.0):
     return None
 
 
-def test_converse_over_websocket(web, tmp_path):
-    driver = chromium()
+def test_converse_finds_logs_in_chats_uploads(web, tmp_path):
+    driver = chromium(resolver_rules='MAP localhost:443 127.0.0.1:%d'
+                      % web.https_port)
     site = None
     try:
         converse_page(tmp_path, {
-            'websocket_url': 'ws://127.0.0.1:%d/xmpp-websocket'
-                             % web.http_port,
             'auto_login': True, 'jid': 'alice@localhost',
             'password': web.users['alice@localhost'],
-            'view_mode': 'fullscreen', 'discover_connection_methods': False,
+            'view_mode': 'fullscreen', 'discover_connection_methods': True,
             'allow_non_roster_messaging': True, 'loglevel': 'info'})
         site = StaticSite(tmp_path)
         driver.get(site.url('index.html'))
@@ -101,6 +107,9 @@ def test_converse_over_websocket(web, tmp_path):
                 break
             time.sleep(0.3)
         assert 'alice@localhost' in out, (out, browser_log(driver)[-20:])
+        # over the transport that host-meta offered
+        info = web.ctl('sessions', '--json').stdout
+        assert ('"%s"' % web.transport) in info, info
         # a message from bob shows in the browser
         f = IMFactory(web)
         try:
@@ -140,7 +149,7 @@ def test_converse_over_websocket(web, tmp_path):
             ctx.verify_mode = ssl.CERT_NONE
             with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
                 assert r.read() == data
-            driver.save_screenshot(str(SHOT))
+            driver.save_screenshot(SHOT % web.transport)
             assert full
         finally:
             f.close_all()

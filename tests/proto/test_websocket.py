@@ -309,6 +309,37 @@ def test_plain_get_is_told_to_upgrade(server):
     c.close()
 
 
+def test_get_without_key_gets_a_page(server):
+    """No Sec-WebSocket-Key: not a handshake (a browser, or the
+    Conversations compliance tester following host-meta, which sends
+    Upgrade without a key and wants a 2xx): a page, with CORS."""
+    for extra in ([], ['Upgrade: websocket', 'Connection: Upgrade']):
+        for method in ('GET', 'HEAD'):
+            s = socket.create_connection(('127.0.0.1', server.http_port))
+            s.sendall(('\r\n'.join(['%s /xmpp-websocket HTTP/1.1' % method,
+                                     'Host: localhost'] + extra +
+                                    ['Connection: close', '', '']))
+                      .encode())
+            data = b''
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+            s.close()
+            head, _, body = data.partition(b'\r\n\r\n')
+            lines = head.decode().split('\r\n')
+            assert lines[0].split()[1] == '200', (method, extra, lines)
+            h = {k.strip().lower(): v.strip() for k, v in
+                 (ln.split(':', 1) for ln in lines[1:])}
+            assert h['content-type'].startswith('text/html')
+            assert h['access-control-allow-origin'] == '*'
+            assert int(h['content-length']) > 0
+            assert body == (b'' if method == 'HEAD' else body)
+            if method == 'GET':
+                assert b'WebSocket' in body
+
+
 def test_bad_key_refused(server):
     c = WsClient(server.http_port)
     assert c.handshake(key='c2hvcnQ=') == 400

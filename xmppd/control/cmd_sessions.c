@@ -54,6 +54,7 @@ session_row(const struct sm_session_info *i, void *arg)
 	ctl_line_addf(&l, "%zu", i->sm_unacked);
 	ctl_line_add(&l, i->csi);
 	ctl_line_add(&l, i->auth);
+	ctl_line_add(&l, i->transport);
 	if (ctl_line_end(&l) == -1)
 		x->err = 1;
 }
@@ -64,7 +65,7 @@ handle_sessions(struct control_conn *c, char **args, size_t nargs)
 	static const char *const cols[] = { "sid:int", "jid", "ip", "tls",
 		"cipher", "client", "show", "status", "priority:int",
 		"since:time", "idle:int", "stanzas_in:int", "stanzas_out:int", "sm",
-		"sm_unacked:int", "csi", "auth" };
+		"sm_unacked:int", "csi", "auth", "transport" };
 	struct rows_ctx x = { c, ev_time(), 0 };
 
 	reply_cols(c, cols, nitems(cols));

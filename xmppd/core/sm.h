@@ -32,6 +32,7 @@ struct sm_session_info {
 	size_t sm_unacked;        /* stanzas sent and not acknowledged */
 	const char *csi;          /* XEP-0352: active or inactive */
 	const char *auth;         /* how it authenticated (session.auth) */
+	const char *transport;    /* c2s, websocket, bosh; "" detached */
 };
 
 size_t sm_session_count(void);

@@ -94,23 +94,11 @@ session_find(const char *sid)
 }
 
 static void
-random_hex(char *out, size_t n)
-{
-	unsigned char rnd[16];
-
-	scram_random_salt(rnd, n);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static void
 cors(struct http_request *r)
 {
 	http_add_header(r, "Access-Control-Allow-Origin", "*");
-	http_add_header(r, "Access-Control-Allow-Methods", "POST, OPTIONS");
+	http_add_header(r, "Access-Control-Allow-Methods",
+	    "GET, HEAD, POST, OPTIONS");
 	http_add_header(r, "Access-Control-Allow-Headers", "Content-Type");
 	http_add_header(r, "Access-Control-Max-Age", "86400");
 }
@@ -410,6 +398,27 @@ payload_of(struct xel *body, struct buf *b)
 			xel_serialize(e, b, "");
 }
 
+/* Where an early request waits: a free slot, or NULL when one with the
+ * same rid waits already (a retransmission: the first is processed once,
+ * in its turn, and the held request is answered as any).  The window
+ * (BOSH_REQUESTS) leaves at most BOSH_REQUESTS - 1 rids ahead, so a free
+ * slot exists otherwise. */
+static struct pending *
+pending_slot(struct bosh *s, uint64_t rid)
+{
+	struct pending *free_slot = NULL;
+
+	for (size_t i = 0; i < BOSH_REQUESTS; i++) {
+		struct pending *p = &s->pend[i];
+
+		if (p->payload != NULL && p->rid == rid)
+			return NULL;
+		if (p->payload == NULL && free_slot == NULL)
+			free_slot = p;
+	}
+	return free_slot;
+}
+
 /* Process one request in rid order. */
 static void
 process(struct bosh *s, uint64_t rid, const char *payload, size_t len,
@@ -433,18 +442,32 @@ create_session(struct http_request *r, const struct xel *body, uint64_t rid)
 {
 	const char *to = xel_attr(body, "to");
 	const char *w = xel_attr(body, "wait");
+	const struct conf_host *h;
 	struct bosh *s;
 	struct conn *vc;
 	char addr[64];
 
-	if (to == NULL || conf_host_find(xmppd_conf, to) == NULL) {
+	if (to == NULL || (h = conf_host_find(xmppd_conf, to)) == NULL) {
 		respond_terminate(r, to == NULL ? "bad-request" :
 		    "host-unknown");
 		return;
 	}
+	if (h->see_other_bosh != NULL) {
+		/* The host has moved (XEP-0124 §17.3). */
+		struct buf b = {0};
+
+		buf_adds(&b, "<body xmlns='" NS_HTTPBIND "' type='terminate' "
+		    "condition='see-other-uri'><uri>");
+		buf_add_xml_escaped(&b, h->see_other_bosh,
+		    strlen(h->see_other_bosh), 0);
+		buf_adds(&b, "</uri></body>");
+		respond_body(r, buf_head(&b), buf_avail(&b));
+		buf_free(&b);
+		return;
+	}
 	s = xcalloc(1, sizeof(*s));
-	random_hex(s->sid, 16);
-	random_hex(s->authid, 8);
+	scram_random_hex(s->sid, 16);
+	scram_random_hex(s->authid, 8);
 	s->host = xstrdup(to);
 	s->rid = rid;
 	s->wait = w != NULL ? strtod(w, NULL) : BOSH_WAIT_MAX;
@@ -489,6 +512,21 @@ route(struct http_request *r, void *arg)
 	if (r->method_bit == HTTP_M_OPTIONS) {
 		cors(r);
 		http_respond(r, 204, NULL, NULL, 0);
+		return;
+	}
+	if (r->method_bit != HTTP_M_POST) {
+		/* GET, HEAD: a person with a browser, a checker following
+		 * host-meta; what Prosody and ejabberd answer too. */
+		static const char page[] =
+		    "<!DOCTYPE html>\n<html><head><title>XMPP over BOSH"
+		    "</title></head><body><p>This is the BOSH endpoint "
+		    "(XEP-0124, XEP-0206) of this server: point a web XMPP "
+		    "client at this URL.</p></body></html>\n";
+
+		cors(r);
+		http_add_header(r, "X-Content-Type-Options", "nosniff");
+		http_respond(r, 200, "text/html; charset=utf-8", page,
+		    sizeof(page) - 1);
 		return;
 	}
 	body = xml_parse_element(r->body, r->body_len, NS_HTTPBIND, &lim);
@@ -581,11 +619,9 @@ route(struct http_request *r, void *arg)
 				}
 			}
 		} else {
-			for (size_t i = 0; i < BOSH_REQUESTS; i++) {
-				struct pending *p = &s->pend[i];
+			struct pending *p = pending_slot(s, rid);
 
-				if (p->payload != NULL)
-					continue;
+			if (p != NULL) {
 				p->rid = rid;
 				p->req = r->id;
 				p->len = buf_avail(&payload);
@@ -593,7 +629,6 @@ route(struct http_request *r, void *arg)
 				memcpy(p->payload, buf_head(&payload), p->len);
 				p->restart = rs;
 				p->terminate = tm;
-				break;
 			}
 		}
 	}
@@ -607,8 +642,9 @@ bosh_set_conf(const struct conf *conf)
 	static int routed;
 
 	if (conf->bosh && !routed) {
-		if (http_route_add(BOSH_PATH, HTTP_M_POST | HTTP_M_OPTIONS,
-			conf->limits.stanza_size + 4096, route, NULL) == -1)
+		if (http_route_add(BOSH_PATH, HTTP_M_POST | HTTP_M_OPTIONS |
+			HTTP_M_GET, conf->limits.stanza_size + 4096, route,
+			NULL) == -1)
 			log_warnx("bosh: cannot route %s", BOSH_PATH);
 		else
 			routed = 1;

@@ -297,30 +297,13 @@ trash_cb(struct ev_loop *l, ev_prepare *w, int revents)
 	ntrash = 0;
 }
 
-/* n random bytes (at most 16) from the CSPRNG as 2n lowercase hex
- * digits and a NUL: stream ids and generated resources. */
-static void
-random_hex(char *out, size_t n)
-{
-	unsigned char rnd[16];
-
-	if (n > sizeof(rnd))
-		n = sizeof(rnd);
-	scram_random_salt(rnd, n);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void
 send_header(struct c2s *c, const char *to)
 {
 	char id[17];
 	struct buf *b = &out_buf;
 
-	random_hex(id, 8);
+	scram_random_hex(id, 8);
 	if (c->bosh) {
 		/* XEP-0206 §7: the session's <body/> stands for the header. */
 		c->header_sent = 1;
@@ -391,11 +374,13 @@ set_closing(struct c2s *c)
 }
 
 /* A stream error with an application-specific condition (RFC 6120
- * §4.9.4): app, an element, is copied in after the text. */
+ * §4.9.4): app, an element, is copied in after the text.  data: the
+ * condition's character data (only <see-other-host/> has any), or NULL. */
 static void
-stream_error_app(struct c2s *c, const char *cond, const char *text,
-    const struct xel *app)
+stream_error_app(struct c2s *c, const char *cond, const char *data,
+    const char *text, const struct xel *app)
 {
+	struct xel *ce;
 	struct arena *a;
 	struct xel *e;
 
@@ -409,7 +394,9 @@ stream_error_app(struct c2s *c, const char *cond, const char *text,
 		send_header(c, NULL);
 	a = arena_new(512);
 	e = xel_new(a, "error", NS_STREAMS);
-	xel_add(e, cond, NS_STREAM_ERR);
+	ce = xel_add(e, cond, NS_STREAM_ERR);
+	if (data)
+		xel_text_set(ce, data);
 	if (text)
 		xel_text_set(xel_add(e, "text", NS_STREAM_ERR), text);
 	if (app != NULL)
@@ -424,7 +411,7 @@ stream_error_app(struct c2s *c, const char *cond, const char *text,
 static void
 c2s_stream_error(struct c2s *c, const char *cond, const char *text)
 {
-	stream_error_app(c, cond, text, NULL);
+	stream_error_app(c, cond, NULL, text, NULL);
 }
 
 static void
@@ -590,6 +577,44 @@ send_features(struct c2s *c, const struct session *bound)
 	arena_free(a);
 }
 
+/*
+ * The host has moved ("see-other-host", "see-other-uri"): the client is
+ * sent there and the stream ends; 1 if so.  Over TCP, RFC 6120 §4.9.3.19,
+ * only once the stream is encrypted where TLS is required (an attacker on
+ * the path could otherwise send the client anywhere; the client follows
+ * after STARTTLS).  Over WebSocket, RFC 7395 §3.6.1: <close/> with
+ * see-other-uri, never the stream error.  BOSH: bosh.c answers the
+ * session creation request itself (XEP-0124 §17.3).
+ */
+static int
+moved(struct c2s *c, const struct conf_host *h)
+{
+	if (c->bosh)
+		return 0;
+	if (c->ws != NULL) {
+		struct buf b = {0};
+
+		if (h->see_other_ws == NULL)
+			return 0;
+		log_info("c2s %" PRIu64 " %s: sent to %s (see-other-uri)",
+		    c->id, c->conn->addr, h->see_other_ws);
+		buf_adds(&b, "<close xmlns='" NS_FRAMING "' see-other-uri='");
+		buf_add_xml_escaped(&b, h->see_other_ws,
+		    strlen(h->see_other_ws), 1);
+		buf_adds(&b, "'/>");
+		websocket_send(c->ws, buf_head(&b), buf_avail(&b));
+		buf_free(&b);
+		set_closing(c);
+		websocket_close(c->ws, WS_CLOSE_NORMAL);
+		return 1;
+	}
+	if (h->see_other_host == NULL ||
+	    (!c->t.tls && c->conn->starttls_required))
+		return 0;
+	stream_error_app(c, "see-other-host", h->see_other_host, NULL, NULL);
+	return 1;
+}
+
 /* RFC 6120 §4.7 and §4.9.3: check the client's stream header (or its
  * <open/>, RFC 7395 §3.3.2: the same attributes). */
 static int
@@ -597,6 +622,7 @@ check_header(struct c2s *c, const struct xel *root)
 {
 	const char *to = xel_attr(root, "to"), *ver = xel_attr(root, "version");
 	const char *from = xel_attr(root, "from");
+	const struct conf_host *h;
 	char *host = NULL, *peer = NULL;
 
 	/*
@@ -621,7 +647,7 @@ check_header(struct c2s *c, const struct xel *root)
 		    "The domain of a stream cannot change on a restart");
 		return 1;
 	}
-	if (conf_host_find(xmppd_conf, host) == NULL) {
+	if ((h = conf_host_find(xmppd_conf, host)) == NULL) {
 		free(host);
 		c2s_stream_error(c, "host-unknown", NULL);
 		return 1;
@@ -640,6 +666,8 @@ check_header(struct c2s *c, const struct xel *root)
 		peer = jid_normalize(from);
 	send_header(c, peer);
 	free(peer);
+	if (moved(c, h))
+		return 1;
 	c->header_done = 1;
 	set_state(c, C2S_NEGOTIATING);
 	send_features(c, NULL);
@@ -1345,7 +1373,7 @@ bind2_resource(const struct c2s *c, const struct sasl2_req *q)
 		free(in);
 		free(msg);
 	} else
-		random_hex(part, BIND2_HASH_BYTES);
+		scram_random_hex(part, BIND2_HASH_BYTES);
 	raw = q->tag != NULL && *q->tag != '\0' ?
 	    xasprintf("%s.%s", q->tag, part) : xstrdup(part);
 	if ((res = jid_resourceprep(raw)) == NULL)
@@ -1735,7 +1763,7 @@ handle_bind(struct c2s *c, struct xel *iq)
 		want = xel_text(res);
 	if (want == NULL) {
 		/* RFC 6120 §7.6: the server generates a resource. */
-		random_hex(gen, 8);
+		scram_random_hex(gen, 8);
 		want = gen;
 	}
 	prepped = jid_resourceprep(want);
@@ -1833,7 +1861,7 @@ sm_count_too_high(struct c2s *c, uint32_t h, uint32_t max)
 	xel_set_attr(e, "max", ms);
 	snprintf(text, sizeof(text), "You acknowledged %" PRIu32 " stanzas "
 	    "but %" PRIu32 " were sent", h, max);
-	stream_error_app(c, "undefined-condition", text, e);
+	stream_error_app(c, "undefined-condition", NULL, text, e);
 	arena_free(a);
 }
 
@@ -2117,26 +2145,6 @@ const struct xml_stream_cb c2s_xml_cb = {
 	.on_stanza = on_stanza,
 	.on_close = on_xml_close,
 };
-
-static const char *
-xml_error_condition(enum xml_error e)
-{
-	switch (e) {
-	case XMLE_RESTRICTED:
-		return "restricted-xml";
-	case XMLE_TOO_BIG:
-	case XMLE_TOO_MUCH_MEMORY:
-	case XMLE_TOO_DEEP:
-	case XMLE_TOO_MANY_ATTRS:
-		return "policy-violation";
-	case XMLE_BAD_ROOT:
-		return "invalid-namespace";
-	case XMLE_BAD_ENCODING:
-		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
-	default:
-		return "not-well-formed";
-	}
-}
 
 /* Feed input to the parser and act on how it ended. */
 static enum xml_status
@@ -2719,10 +2727,19 @@ static const struct ws_upper c2s_ws_upper = {
 	.on_close = ws_closed,
 };
 
-/* GET /xmpp-websocket (RFC 7395 §3.1: the "xmpp" subprotocol). */
+/* GET /xmpp-websocket (RFC 7395 §3.1: the "xmpp" subprotocol).  A GET
+ * without a WebSocket key is no handshake at all (a person with a browser,
+ * a proxy's health check, a XEP-0156 checker following host-meta): it gets
+ * a short page saying what the URL is for, as Prosody and ejabberd answer.
+ * A handshake that is wrong otherwise is refused by websocket_upgrade. */
 static void
 ws_route(struct http_request *r, void *arg)
 {
+	static const char page[] =
+	    "<!DOCTYPE html>\n<html><head><title>XMPP over WebSocket</title>"
+	    "</head><body><p>This is the XMPP over WebSocket endpoint "
+	    "(RFC 7395) of this server: point a web XMPP client at this "
+	    "URL.</p></body></html>\n";
 	const struct conf *conf = xmppd_conf;
 	struct ws_accept_rules rules = {
 		.protocol = "xmpp",
@@ -2731,6 +2748,13 @@ ws_route(struct http_request *r, void *arg)
 		.max_message = conf->limits.stanza_size,
 	};
 
+	if (http_header(r, "Sec-WebSocket-Key") == NULL) {
+		http_add_header(r, "Access-Control-Allow-Origin", "*");
+		http_add_header(r, "X-Content-Type-Options", "nosniff");
+		http_respond(r, 200, "text/html; charset=utf-8", page,
+		    sizeof(page) - 1);
+		return;
+	}
 	websocket_upgrade(r, &rules, &c2s_ws_upper, ws_create, NULL);
 }
 
