@@ -24,7 +24,8 @@ SAN      ?=
 # packages is read when this file is parsed, so "run" and "test" install
 # the packages first (deps) and then build in a sub-make that reads them
 # anew; a package still missing stops the build with its name (check-deps).
-PKGS     := expat sqlite3 openssl libidn
+PKGS     := expat sqlite3 openssl libidn libcares
+DEB_libcares := libc-ares-dev
 DEB_expat   := libexpat1-dev
 DEB_sqlite3 := libsqlite3-dev
 DEB_openssl := libssl-dev
@@ -117,6 +118,9 @@ $(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
     $(OBJ)/xmppd/net/tls.o $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
+$(BUILD)/tests/unit/test_dns_msg: $(OBJ)/xmppd/net/dns_msg.o
+$(BUILD)/tests/unit/test_dialback: $(OBJ)/xmppd/stream/dialback.o
+$(BUILD)/tests/unit/test_socks5: $(OBJ)/xmppd/net/socks5.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \
     $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/mam_archive.o
 $(BUILD)/tests/unit/test_pep_store: $(OBJ)/xmppd/store/store_sqlite.o $(OBJ)/xmppd/work.o $(OBJ)/xmppd/store/pep_store.o
@@ -127,6 +131,8 @@ $(BUILD)/tests/unit/test_subscription: $(OBJ)/xmppd/core/subscription.o
 $(BUILD)/tests/unit/test_caps: $(OBJ)/xmppd/core/disco.o $(OBJ)/xmppd/core/hooks.o
 $(BUILD)/tests/unit/test_mod_caps: $(OBJ)/xmppd/core/disco.o \
     $(OBJ)/xmppd/core/hooks.o
+$(BUILD)/tests/unit/test_extdisco: $(OBJ)/xmppd/core/stanza.o \
+    $(OBJ)/xmppd/conf.o
 $(BUILD)/tests/unit/test_session: $(OBJ)/xmppd/core/session.o \
     $(OBJ)/xmppd/core/sm.o $(OBJ)/xmppd/core/hooks.o \
     $(OBJ)/xmppd/core/stanza.o
@@ -139,10 +145,11 @@ unit: $(UNIT_BIN)
 
 # Dependencies: Debian packages needed to build, run and test.
 DEB_BUILD := gcc make pkg-config libev-dev libexpat1-dev libsqlite3-dev \
-	libssl-dev libncurses-dev libidn-dev libhttp-parser-dev openssl
+	libssl-dev libncurses-dev libidn-dev libhttp-parser-dev libc-ares-dev \
+	openssl
 DEB_TEST  := python3 python3-pytest python3-slixmpp clang libclang-rt-14-dev \
 	profanity tmux poezio fail2ban libfaketime iproute2 \
-	python3-prometheus-client python3-aiohttp
+	python3-prometheus-client python3-aiohttp biboumi ngircd dnsmasq-base
 deps:
 	@sh tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -200,11 +207,16 @@ build-fuzz/tests/fuzz/fuzz_conf: build-fuzz/obj/xmppd/conf.o
 build-fuzz/tests/fuzz/fuzz_http: build-fuzz/obj/xmppd/net/http_parse.o
 build-fuzz/tests/fuzz/fuzz_http: LDLIBS += $(HTTP_PARSER_LIBS)
 build-fuzz/tests/fuzz/fuzz_websocket: build-fuzz/obj/xmppd/net/websocket_frame.o
+build-fuzz/tests/fuzz/fuzz_dns: build-fuzz/obj/xmppd/net/dns_msg.o
+build-fuzz/tests/fuzz/fuzz_socks5: build-fuzz/obj/xmppd/net/socks5.o
 # The stream and all above it, without the socket layer (the target has
-# its own), the HTTP halves of modules (web/: routes only start-up adds)
-# and the control plane.
+# its own), the HTTP halves of modules (web/: routes only start-up adds),
+# the BOSH carrier (HTTP requests, from a route start-up adds), the
+# server-to-server streams (outgoing connections, DNS) and the control
+# plane.
 build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
-    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/%, \
+    build-fuzz/obj/xmppd/web/% build-fuzz/obj/xmppd/control/% \
+    build-fuzz/obj/xmppd/stream/bosh.o build-fuzz/obj/xmppd/stream/s2s.o, \
     $(XMPPD_SRC:%.c=build-fuzz/obj/%.o))
 
 bench: all $(BUILD)/tests/bench/xmppbench

@@ -268,6 +268,12 @@
  *                                   days), and "info host NAME" and
  *                                   "info listener ADDRESS PORT KIND"
  *                                   rows for the client's own checks; ok
+ *     components                   cols domain address id:int
+ *                                   since:time stanzas_in:int
+ *                                   stanzas_out:int; a row per
+ *                                   connected XEP-0114 component (its
+ *                                   handshake done), oldest first;
+ *                                   stanzas counted since then; ok
  *     rooms                        cols jid name occupants:int
  *                                   sessions:int persistent:bool
  *                                   public:bool members_only:bool

@@ -138,6 +138,21 @@ scram_random_salt(unsigned char *salt, size_t n)
 		fatalx("scram: RAND_bytes failed");
 }
 
+void
+scram_random_hex(char *out, size_t n)
+{
+	unsigned char rnd[32];
+
+	if (n > sizeof(rnd))
+		n = sizeof(rnd);
+	scram_random_salt(rnd, n);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 /*
  * n characters drawn uniformly from the 93 printable ASCII characters
  * other than ',' (RFC 5802 §7 "printable"), by rejection sampling.

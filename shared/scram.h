@@ -42,6 +42,9 @@ void scram_client_key(enum scram_hash h, const char *password,
 
 /* Random salt of n bytes; nonce as n random printable chars (no ','). */
 void scram_random_salt(unsigned char *salt, size_t n);
+/* n random bytes (at most 32) from the CSPRNG as 2n lowercase hex digits
+ * and a NUL: stream ids, session ids, generated resources. */
+void scram_random_hex(char *out, size_t n);
 void scram_random_nonce(char *out, size_t n);   /* out has n + 1 bytes */
 
 /* SASLprep (RFC 4013) of a password; malloc'ed, NULL if prohibited. */

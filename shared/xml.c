@@ -1717,3 +1717,24 @@ xml_parse_element(const char *data, size_t len, const char *default_ns,
 	}
 	return oe.el;
 }
+
+/* The stream error condition (RFC 6120 §4.9.3) for a parse error. */
+const char *
+xml_error_condition(enum xml_error e)
+{
+	switch (e) {
+	case XMLE_RESTRICTED:
+		return "restricted-xml";
+	case XMLE_TOO_BIG:
+	case XMLE_TOO_MUCH_MEMORY:
+	case XMLE_TOO_DEEP:
+	case XMLE_TOO_MANY_ATTRS:
+		return "policy-violation";
+	case XMLE_BAD_ROOT:
+		return "invalid-namespace";
+	case XMLE_BAD_ENCODING:
+		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
+	default:
+		return "not-well-formed";
+	}
+}

@@ -192,6 +192,10 @@ enum xml_status xml_stream_open_implicit(struct xml_stream *xs,
 int xml_stream_at_boundary(const struct xml_stream *xs);
 enum xml_error xml_stream_error(const struct xml_stream *xs);
 const char *xml_stream_error_text(const struct xml_stream *xs);
+/* The RFC 6120 stream error condition for e: "not-well-formed",
+ * "restricted-xml", "policy-violation" (the limits), "invalid-namespace",
+ * "unsupported-encoding". */
+const char *xml_error_condition(enum xml_error e);
 /* Bytes of memory held by the parser (for accounting). */
 size_t xml_stream_memory(const struct xml_stream *xs);
 

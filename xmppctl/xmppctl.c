@@ -149,6 +149,9 @@ static const struct command commands[] = {
 	    "revoke an account's FAST tokens (of one device)" },
 	{ "sessions", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
 	    "list sessions with address, TLS, client and presence" },
+	{ "s2s", NULL, { { NULL, 0, 0 } }, 0, 0, OUT_LIST, run_plain,
+	    "list server-to-server streams: domains, direction, state, "
+	    "authentication, TLS" },
 	{ "kick", NULL, { { "JID[/RESOURCE]", ARG_JID, 0 },
 	    { "REASON", ARG_TEXT, 1 } }, OPT_RESET | OPT_DISABLE, 1, OUT_NONE,
 	    run_counted, "close sessions (--disable: disable the account "
@@ -199,6 +202,9 @@ static const struct command commands[] = {
 	{ "room destroy", "room-destroy", { { "ROOM", ARG_JID, 0 } },
 	    OPT_REASON | OPT_FULL_NAME, 1, OUT_NONE, run_room_destroy,
 	    "destroy a room; its occupants are told" },
+	{ "components", NULL, { { NULL, 0, 0 } }, OPT_FULL_NAME, 0, OUT_LIST,
+	    run_plain, "list connected components (XEP-0114): address, "
+	    "since, stanzas in and out" },
 	{ "upload list", "upload-list", { { "JID", ARG_JID, 1 } }, 0, 1,
 	    OUT_LIST, run_plain, "list uploaded files (XEP-0363), of JID or "
 	    "all" },
@@ -1763,16 +1769,20 @@ dns_skipped(const char *host)
 	return 0;
 }
 
+/* The SRV records of host for clients, and with federation for servers
+ * (RFC 6120 §3.2.1, XEP-0368): one line each. */
 static void
-check_srv(struct check_state *st, struct __res_state *rs, const char *host)
+check_srv(struct check_state *st, struct __res_state *rs, const char *host,
+    int s2s)
 {
 	static const char *const services[] = { "_xmpp-client._tcp",
-		"_xmpps-client._tcp" };
+		"_xmpps-client._tcp", "_xmpp-server._tcp",
+		"_xmpps-server._tcp" };
 	unsigned char answer[4096];
 	char name[1100], msg[1300];
 	int found = 0;
 
-	for (size_t i = 0; i < nitems(services); i++) {
+	for (size_t i = 0; i < (s2s ? 4 : 2); i++) {
 		int n;
 
 		snprintf(name, sizeof(name), "%s.%s", services[i], host);
@@ -1855,7 +1865,7 @@ run_check(const struct invocation *inv)
 	struct ctl_client c;
 	struct ctl_result res;
 	struct __res_state rs;
-	int r, code, dns_ok;
+	int r, code, dns_ok, s2s = 0;
 
 	memset(&st, 0, sizeof(st));
 	if ((code = connect_daemon(&c)) != 0) {
@@ -1881,6 +1891,16 @@ run_check(const struct invocation *inv)
 		rs.retrans = 2;
 		rs.retry = 1;
 	}
+	for (size_t i = 0; i < st.n; i++) {
+		size_t l = strlen(st.message[i]);
+
+		/* a listener row: "ADDRESS PORT KIND" */
+		if (strcmp(st.level[i], "info") == 0 &&
+		    strcmp(st.subject[i], "listener") == 0 && l > 4 &&
+		    (strcmp(st.message[i] + l - 4, " s2s") == 0 ||
+		    (l > 8 && strcmp(st.message[i] + l - 8, " s2s-tls") == 0)))
+			s2s = 1;
+	}
 	for (size_t i = 0, n = st.n; i < n; i++) {
 		char *sp;
 
@@ -1894,7 +1914,7 @@ run_check(const struct invocation *inv)
 				check_add(&st, "warning", st.message[i],
 				    "cannot initialise the DNS resolver");
 			else
-				check_srv(&st, &rs, st.message[i]);
+				check_srv(&st, &rs, st.message[i], s2s);
 		} else if (strcmp(st.subject[i], "listener") == 0 &&
 		    (sp = strchr(st.message[i], ' ')) != NULL) {
 			char *addr = xstrndup(st.message[i],

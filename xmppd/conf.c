@@ -40,6 +40,7 @@ const char conf_default_text[] =
     "listen c2s-tls 5223\n"
     "listen http 5280 address 127.0.0.1\n"
     "listen https 5443\n"
+    "listen proxy65 7777\n"
     "websocket on\n"
     "upload-url \"https://localhost:5443\"\n"
     "upload-dir \"var/upload\"\n"
@@ -63,7 +64,7 @@ struct line {
 	int closes; /* the line is "}" */
 };
 
-enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS };
+enum context { CTX_TOP, CTX_LIMITS, CTX_HOST, CTX_METRICS, CTX_COMPONENT };
 
 struct parser;
 struct option;
@@ -82,7 +83,7 @@ struct option {
 	int repeat; /* may be given more than once */
 };
 
-#define OPTIONS_MAX 80
+#define OPTIONS_MAX 96
 
 struct parser {
 	const char *name;
@@ -95,6 +96,7 @@ struct parser {
 	int seen_block[OPTIONS_MAX]; /* the same for the current block */
 	int *listener_lines;         /* parallel to c->listeners */
 	int *host_lines;             /* parallel to c->hosts */
+	int *component_lines;        /* parallel to c->components */
 	int *metrics_port_lines;     /* parallel to c->metrics.ports */
 };
 
@@ -156,6 +158,8 @@ static int handle_listen(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_limits(
     struct parser *, const struct option *, void *, const struct line *);
+static int handle_component(
+    struct parser *, const struct option *, void *, const struct line *);
 static int handle_host(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_upload(struct parser *, const struct option *, void *,
@@ -163,6 +167,10 @@ static int handle_upload(struct parser *, const struct option *, void *,
 static int set_upload_url(struct parser *, const struct option *, void *,
     const struct line *);
 static int handle_muc(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_proxy65(
+    struct parser *, const struct option *, void *, const struct line *);
+static int set_proxy65_address(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_trusted_proxy(
     struct parser *, const struct option *, void *, const struct line *);
@@ -174,11 +182,20 @@ static int set_see_other_host(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int handle_see_other_uri(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
+static void strlist_free(struct conf_strlist *l);
+static int handle_s2s_domain(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
+static int handle_dns_server(struct parser *ps, const struct option *o,
+    void *base, const struct line *ln);
 static int set_bosh_url(struct parser *ps, const struct option *o,
     void *base, const struct line *ln);
 static int set_websocket_url(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_listener(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_webchat(
+    struct parser *, const struct option *, void *, const struct line *);
+static int handle_extdisco(
     struct parser *, const struct option *, void *, const struct line *);
 static int handle_metrics_token(
     struct parser *, const struct option *, void *, const struct line *);
@@ -186,6 +203,7 @@ static int handle_metrics_token(
 #define CONF_FIELD(f) offsetof(struct conf, f)
 #define LIMIT_FIELD(f) offsetof(struct conf_limits, f)
 #define HOST_FIELD(f) offsetof(struct conf_host, f)
+#define COMPONENT_FIELD(f) offsetof(struct conf_component, f)
 
 static const struct option top_options[] = {
     {"log-level", set_log_level, CONF_FIELD(log_level), 0, 0, 0, 0},
@@ -198,10 +216,20 @@ static const struct option top_options[] = {
     {"pidfile", set_string, CONF_FIELD(pidfile), 0, 0, 0, 0},
     {"upload-url", set_upload_url, CONF_FIELD(upload_url), 0, 0, 0, 0},
     {"upload-dir", set_string, CONF_FIELD(upload_dir), 0, 0, 0, 0},
+    {"proxy65-address", set_proxy65_address, CONF_FIELD(proxy65_address), 0,
+        0, 0, 0},
     {"user", set_string, CONF_FIELD(user), 0, 0, 0, 0},
     {"tls-ciphers", set_tls_ciphers, CONF_FIELD(tls_ciphers), 0, 0, 0, 0},
     {"tls-ciphersuites", set_tls_ciphers, CONF_FIELD(tls_ciphersuites), 0, 0,
         0, 0},
+    {"tls-ca-file", set_string, CONF_FIELD(tls_ca_file), 0, 0, 0, 0},
+    {"s2s-dialback", set_on_off, CONF_FIELD(s2s_dialback), 0, 0, 0, 0},
+    {"s2s-secure-auth", set_on_off, CONF_FIELD(s2s_secure_auth), 0, 0, 0, 0},
+    {"s2s-insecure-domain", handle_s2s_domain, CONF_FIELD(s2s_insecure), 0,
+        0, 0, 1},
+    {"s2s-allow", handle_s2s_domain, CONF_FIELD(s2s_allow), 0, 0, 0, 1},
+    {"s2s-deny", handle_s2s_domain, CONF_FIELD(s2s_deny), 0, 0, 0, 1},
+    {"dns-server", handle_dns_server, 0, 0, 0, 0, 1},
     {"scram-iterations", set_uint, CONF_FIELD(scram_iterations), 4096, 1000000,
         0, 0},
     {"workers", set_int, CONF_FIELD(workers), 1, 64, 0, 0},
@@ -221,8 +249,12 @@ static const struct option top_options[] = {
     {"websocket", set_on_off, CONF_FIELD(websocket), 0, 0, 0, 0},
     {"bosh", set_on_off, CONF_FIELD(bosh), 0, 0, 0, 0},
     {"websocket-origin", handle_websocket_origin, 0, 0, 0, 0, 1},
+    {"webchat", handle_webchat, 0, 0, 0, 0, 1},
+    {"stun", handle_extdisco, 0, 0, 0, 0, 1},
+    {"turn", handle_extdisco, 0, 0, 0, 0, 1},
     {"limits", handle_limits, 0, 0, 0, 1, 0},
     {"host", handle_host, 0, 0, 0, 1, 1},
+    {"component", handle_component, 0, 0, 0, 1, 1},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -256,6 +288,11 @@ static const struct option limit_options[] = {
     {"bytes-per-second", set_size, LIMIT_FIELD(bytes_per_second), 0,
         1024 * MIB, 0, 0},
     {"byte-burst", set_size, LIMIT_FIELD(byte_burst), KIB, 1024 * MIB, 0, 0},
+    {"s2s-stanzas-per-second", set_uint, LIMIT_FIELD(s2s_stanzas_per_second),
+        0, 1000000, 0, 0},
+    {"s2s-bytes-per-second", set_size, LIMIT_FIELD(s2s_bytes_per_second), 0,
+        1024 * MIB, 0, 0},
+    {"s2s-timeout", set_duration, LIMIT_FIELD(s2s_timeout), 1, 3600, 0, 0},
     {"handshake-timeout", set_duration, LIMIT_FIELD(handshake_timeout), 1, 3600,
         0, 0},
     {"preauth-timeout", set_duration, LIMIT_FIELD(preauth_timeout), 1, 3600, 0,
@@ -337,6 +374,22 @@ static const struct option limit_options[] = {
     {"push-registrations", set_uint, LIMIT_FIELD(push_registrations), 1, 1000,
         0, 0},
     {"push-rate", set_uint, LIMIT_FIELD(push_rate), 0, 1000000, 0, 0},
+    {"proxy65-timeout", set_duration, LIMIT_FIELD(proxy65_timeout), 1, 3600,
+        0, 0},
+    {"proxy65-idle-timeout", set_duration, LIMIT_FIELD(proxy65_idle), 0,
+        86400, 0, 0},
+    {"proxy65-streams", set_uint, LIMIT_FIELD(proxy65_streams), 0, 1000000,
+        0, 0},
+    {"proxy65-user-streams", set_uint, LIMIT_FIELD(proxy65_user_streams), 0,
+        100000, 0, 0},
+    {"proxy65-pending", set_uint, LIMIT_FIELD(proxy65_pending), 0, 1000000,
+        0, 0},
+    {"proxy65-rate", set_size, LIMIT_FIELD(proxy65_rate), 0, 1024 * 1024 * MIB,
+        0, 0},
+    {"proxy65-user-rate", set_size, LIMIT_FIELD(proxy65_user_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
+    {"proxy65-stream-rate", set_size, LIMIT_FIELD(proxy65_stream_rate), 0,
+        1024 * 1024 * MIB, 0, 0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -348,9 +401,19 @@ static const struct option host_options[] = {
         0},
     {"bosh-url", set_bosh_url, HOST_FIELD(bosh_url), 0, 0, 0, 0},
     {"upload", handle_upload, 0, 0, 0, 0, 0},
+    {"proxy65", handle_proxy65, 0, 0, 0, 0, 0},
     {"see-other-host", set_see_other_host, HOST_FIELD(see_other_host), 0, 0,
         0, 0},
     {"see-other-uri", handle_see_other_uri, 0, 0, 0, 0, 1},
+    {NULL, NULL, 0, 0, 0, 0, 0},
+};
+
+static const struct option component_options[] = {
+    {"secret", set_string, COMPONENT_FIELD(secret), 0, 0, 0, 0},
+    {"stanzas-per-second", set_uint, COMPONENT_FIELD(stanzas_per_second), 0,
+        1000000, 0, 0},
+    {"stanza-burst", set_uint, COMPONENT_FIELD(stanza_burst), 1, 1000000, 0,
+        0},
     {NULL, NULL, 0, 0, 0, 0, 0},
 };
 
@@ -954,7 +1017,7 @@ set_long_duration(struct parser *ps, const struct option *o, void *base,
 }
 
 /*
- * listen c2s|c2s-tls|http|https PORT [address ADDR]
+ * listen c2s|c2s-tls|http|https|component|proxy65 PORT [address ADDR]
  *     [starttls required|optional]
  */
 
@@ -970,6 +1033,14 @@ conf_listen_kind_name(enum listen_kind kind)
 		return "http";
 	case LISTEN_HTTPS:
 		return "https";
+	case LISTEN_S2S:
+		return "s2s";
+	case LISTEN_S2S_TLS:
+		return "s2s-tls";
+	case LISTEN_COMPONENT:
+		return "component";
+	case LISTEN_PROXY65:
+		return "proxy65";
 	default:
 		return "?";
 	}
@@ -1095,20 +1166,23 @@ handle_listen(struct parser *ps, const struct option *o, void *base,
 	if (ln->argc < 3)
 		return parse_error(ps, ln->number,
 		    "missing argument to "
-		    "'listen' (listen c2s|c2s-tls|http|https PORT)");
+		    "'listen' (listen c2s|c2s-tls|http|https|s2s|s2s-tls|"
+		    "component|proxy65 PORT)");
 	for (l.kind = 0; l.kind < LISTEN__COUNT; l.kind++)
 		if (strcmp(ln->argv[1], conf_listen_kind_name(l.kind)) == 0)
 			break;
 	if (l.kind == LISTEN__COUNT)
 		return parse_error(ps, ln->number,
-		    "invalid listener type "
-		    "'%s' (expected c2s, c2s-tls, http or https)",
+		    "invalid listener type '%s' (expected c2s, c2s-tls, "
+		    "http, https, s2s, s2s-tls, component or proxy65)",
 		    ln->argv[1]);
 	if (get_number(ps, ln->number, "listen port", ln->argv[2], NULL, 1,
 	        65535, &port) == -1)
 		return -1;
 	l.port = (int)port;
-	l.address = xstrdup("*");
+	/* Components authenticate with a shared secret over plain TCP
+	 * (XEP-0114): loopback unless the file says otherwise. */
+	l.address = xstrdup(l.kind == LISTEN_COMPONENT ? "127.0.0.1" : "*");
 	for (i = 3; i < ln->argc; i += 2) {
 		if (listen_option(
 		        ps, ln, i, &l, &seen_address, &seen_starttls) == -1)
@@ -1185,6 +1259,95 @@ handle_host(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/*
+ * component DOMAIN { secret "..." } (XEP-0114): the domain and every
+ * subdomain of it are the component's.
+ */
+static int
+handle_component(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_component *k;
+	char *name;
+	size_t i;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((name = jid_nameprep(ln->argv[1])) == NULL ||
+	    strchr(name, '@') != NULL || strchr(name, '/') != NULL) {
+		free(name);
+		return parse_error(ps, ln->number,
+		    "invalid component domain '%s'", ln->argv[1]);
+	}
+	for (i = 0; i < c->ncomponents; i++) {
+		if (strcmp(c->components[i].domain, name) == 0) {
+			parse_error(ps, ln->number,
+			    "duplicate component '%s' (first at line %d)",
+			    name, ps->component_lines[i]);
+			free(name);
+			return -1;
+		}
+	}
+	c->components = xreallocarray(c->components, c->ncomponents + 1,
+	    sizeof(*c->components));
+	ps->component_lines = xreallocarray(ps->component_lines,
+	    c->ncomponents + 1, sizeof(*ps->component_lines));
+	k = &c->components[c->ncomponents];
+	memset(k, 0, sizeof(*k));
+	k->domain = name;
+	k->stanzas_per_second = 500;
+	k->stanza_burst = 2000;
+	ps->component_lines[c->ncomponents++] = ln->number;
+	open_block(ps, ln, CTX_COMPONENT);
+	return 0;
+}
+
+/* Whether d is sub a subdomain of parent ("a.b" of "b"). */
+static int
+is_subdomain(const char *d, const char *parent)
+{
+	size_t n = strlen(d), m = strlen(parent);
+
+	return n > m + 1 && d[n - m - 1] == '.' &&
+	    strcmp(d + n - m, parent) == 0;
+}
+
+/* A component's domain may be no host, service or other component's,
+ * and no host may lie under it (its subdomains are routed to it). */
+static int
+check_component_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	for (size_t i = 0; i < c->ncomponents; i++) {
+		const char *d = c->components[i].domain;
+
+		for (size_t j = 0; j < c->nhosts; j++) {
+			const struct conf_host *h = &c->hosts[j];
+			int clash = strcmp(h->name, d) == 0 ||
+			    is_subdomain(h->name, d) ||
+			    (h->upload != NULL && c->upload_url != NULL &&
+			    strcmp(h->upload, d) == 0);
+
+			for (size_t m = 0; m < h->nmuc; m++)
+				clash |= strcmp(h->muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' is taken by host "
+				    "'%s'", d, h->name);
+		}
+		for (size_t j = 0; j < c->ncomponents; j++)
+			if (j != i && is_subdomain(d,
+			    c->components[j].domain))
+				return parse_error(ps, ps->component_lines[i],
+				    "component domain '%s' lies under "
+				    "component '%s'", d,
+				    c->components[j].domain);
+	}
+	return 0;
+}
+
 static void
 host_add_muc(struct conf_host *h, char *domain)
 {
@@ -1253,6 +1416,57 @@ handle_upload(struct parser *ps, const struct option *o, void *base,
 	return 0;
 }
 
+/* "proxy65 on|off|DOMAIN" in a host block (XEP-0065 proxy). */
+static int
+handle_proxy65(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_host *h = base;
+	const char *arg;
+
+	(void)o;
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	arg = ln->argv[1];
+	h->proxy65_set = 1;
+	free(h->proxy65);
+	h->proxy65 = NULL;
+	if (strcmp(arg, "off") == 0)
+		return 0;
+	if (strcmp(arg, "on") == 0)
+		h->proxy65 = xasprintf("proxy.%s", h->name);
+	else if ((h->proxy65 = jid_nameprep(arg)) == NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65 domain '%s'", arg);
+	return 0;
+}
+
+/* "proxy65-address HOST [PORT]": what the streamhost announces; HOST a
+ * domain name or a numeric address, as clients will connect to it. */
+static int
+set_proxy65_address(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	char **field = FIELD(base, o, char *);
+	unsigned long long port = 0;
+	const char *v;
+
+	if (check_args(ps, ln, 1, 2) == -1)
+		return -1;
+	v = ln->argv[1];
+	if (*v == '\0' || strlen(v) > 255 || strpbrk(v, " \t\"'<>&/[]") != NULL)
+		return parse_error(ps, ln->number,
+		    "invalid proxy65-address '%s' (expected a host name or a "
+		    "numeric address)", v);
+	if (ln->argc == 3 && get_number(ps, ln->number, "proxy65-address port",
+	        ln->argv[2], NULL, 1, 65535, &port) == -1)
+		return -1;
+	free(*field);
+	*field = xstrdup(v);
+	ps->c->proxy65_port = (int)port;
+	return 0;
+}
+
 /* "upload-url URL": http:// or https://, kept without a trailing '/'. */
 static int
 set_upload_url(struct parser *ps, const struct option *o, void *base,
@@ -1275,6 +1489,38 @@ set_upload_url(struct parser *ps, const struct option *o, void *base,
 		n--;
 	free(*field);
 	*field = xstrndup(v, n);
+	return 0;
+}
+
+/* A proxy65 domain may be no host, muc or upload domain, nor another
+ * host's proxy65 domain. */
+static int
+check_proxy65_domains(struct parser *ps)
+{
+	struct conf *c = ps->c;
+
+	if (conf_proxy65_listener(c) == NULL)
+		return 0;
+	for (size_t i = 0; i < c->nhosts; i++) {
+		const char *d = c->hosts[i].proxy65;
+
+		if (d == NULL)
+			continue;
+		for (size_t j = 0; j < c->nhosts; j++) {
+			int clash = strcmp(c->hosts[j].name, d) == 0 ||
+			    (j != i && c->hosts[j].proxy65 != NULL &&
+			    strcmp(c->hosts[j].proxy65, d) == 0) ||
+			    (c->upload_url != NULL &&
+			    c->hosts[j].upload != NULL &&
+			    strcmp(c->hosts[j].upload, d) == 0);
+
+			for (size_t m = 0; m < c->hosts[j].nmuc; m++)
+				clash |= strcmp(c->hosts[j].muc[m], d) == 0;
+			if (clash)
+				return parse_error(ps, ps->host_lines[i],
+				    "proxy65 domain '%s' is taken", d);
+		}
+	}
 	return 0;
 }
 
@@ -1427,6 +1673,263 @@ set_bosh_url(struct parser *ps, const struct option *o, void *base,
 	return set_string(ps, o, base, ln);
 }
 
+/* Paths of other routes (net/http.c's registry): a webchat may neither
+ * take one nor sit below one. */
+static const char *const reserved_paths[] = {"/xmpp-websocket",
+    "/http-bind", "/upload", "/metrics", "/.well-known", NULL};
+
+/* Whether path (after the check of handle_webchat) is p or below it. */
+static int
+path_within(const char *path, const char *p)
+{
+	size_t n = strlen(p);
+
+	return strncmp(path, p, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* A URL path we can match without decoding: "/" and segments of
+ * unreserved characters (RFC 3986 §2.3), none empty, "." or "..". */
+static int
+webchat_path_valid(const char *p)
+{
+	if (*p != '/')
+		return 0;
+	if (strcmp(p, "/") == 0)
+		return 1;
+	while (*p == '/') {
+		size_t n = strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~");
+
+		if (n == 0 || (n == 1 && p[1] == '.') ||
+		    (n == 2 && p[1] == '.' && p[2] == '.'))
+			return 0;
+		p += 1 + n;
+	}
+	return *p == '\0';
+}
+
+/*
+ * "webchat PATH DIRECTORY [max-age DURATION]": serve DIRECTORY's files
+ * under PATH (web/webchat.c).  A trailing '/' of PATH is dropped.
+ */
+static int
+handle_webchat(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	struct conf_webchat w = {NULL, NULL, 3600};
+	unsigned long long age;
+	size_t n;
+
+	(void)o;
+	(void)base;
+	if (ln->argc != 3 && ln->argc != 5)
+		return parse_error(ps, ln->number, "usage: webchat PATH "
+		    "DIRECTORY [max-age DURATION]");
+	n = strlen(ln->argv[1]);
+	while (n > 1 && ln->argv[1][n - 1] == '/')
+		n--;
+	w.path = xstrndup(ln->argv[1], n);
+	if (!webchat_path_valid(w.path)) {
+		parse_error(ps, ln->number, "invalid webchat path '%s' "
+		    "(expected /NAME[/NAME...] of letters, digits and "
+		    "-._~, or /)", ln->argv[1]);
+		goto fail;
+	}
+	for (size_t i = 0; reserved_paths[i] != NULL; i++)
+		if (path_within(w.path, reserved_paths[i])) {
+			parse_error(ps, ln->number, "webchat path '%s' is "
+			    "within %s, which xmppd serves itself", w.path,
+			    reserved_paths[i]);
+			goto fail;
+		}
+	for (size_t i = 0; i < c->nwebchats; i++)
+		if (strcmp(c->webchats[i].path, w.path) == 0) {
+			parse_error(ps, ln->number, "webchat path '%s' given "
+			    "twice", w.path);
+			goto fail;
+		}
+	if (ln->argv[2][0] == '\0') {
+		parse_error(ps, ln->number, "empty webchat directory");
+		goto fail;
+	}
+	if (ln->argc == 5) {
+		if (strcmp(ln->argv[3], "max-age") != 0) {
+			parse_error(ps, ln->number, "unknown webchat option "
+			    "'%s' (expected max-age)", ln->argv[3]);
+			goto fail;
+		}
+		if (get_number(ps, ln->number, "webchat max-age", ln->argv[4],
+		    long_duration_units, 0, 365 * 86400ull, &age) == -1)
+			goto fail;
+		w.max_age = (unsigned)age;
+	}
+	w.dir = xstrdup(ln->argv[2]);
+	c->webchats = xreallocarray(c->webchats, c->nwebchats + 1,
+	    sizeof(*c->webchats));
+	c->webchats[c->nwebchats++] = w;
+	return 0;
+fail:
+	free(w.path);
+	return -1;
+}
+
+/* A host name or numeric address as a XEP-0215 'host': letters, digits
+ * and ".-:" (IPv6), 253 bytes at most. */
+static int
+service_host_valid(const char *h)
+{
+	size_t n = strlen(h);
+
+	return n > 0 && n <= 253 && strspn(h, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") == n;
+}
+
+/*
+ * "stun HOST [port PORT] [transport udp|tcp]" and
+ * "turn HOST secret SECRET [port PORT] [transport udp|tcp] [ttl DURATION]":
+ * XEP-0215 services (mod/mod_extdisco.c), in the order given.
+ */
+static int
+handle_extdisco(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	static const char *const stun_opts[] = {"port", "transport", NULL};
+	static const char *const turn_opts[] = {"port", "transport", "secret",
+	    "ttl", NULL};
+	struct conf *c = ps->c;
+	struct conf_extdisco e;
+	const char *const *opts;
+	int seen[4] = {0, 0, 0, 0};
+	unsigned long long v;
+
+	(void)base;
+	memset(&e, 0, sizeof(e));
+	e.type = strcmp(o->name, "turn") == 0 ? EXTDISCO_TURN : EXTDISCO_STUN;
+	opts = e.type == EXTDISCO_TURN ? turn_opts : stun_opts;
+	e.port = 3478;
+	e.ttl = 86400;
+	if (ln->argc < 2 || ln->argc % 2 != 0)
+		return parse_error(ps, ln->number, "usage: %s", e.type ==
+		    EXTDISCO_TURN ? "turn HOST secret SECRET [port PORT] "
+		    "[transport udp|tcp] [ttl DURATION]" : "stun HOST "
+		    "[port PORT] [transport udp|tcp]");
+	if (!service_host_valid(ln->argv[1]))
+		return parse_error(ps, ln->number, "invalid %s host '%s' "
+		    "(expected a host name or a numeric address)", o->name,
+		    ln->argv[1]);
+	for (size_t i = 2; i < ln->argc; i += 2) {
+		const char *k = ln->argv[i], *val = ln->argv[i + 1];
+		size_t j;
+
+		for (j = 0; opts[j] != NULL; j++)
+			if (strcmp(opts[j], k) == 0)
+				break;
+		if (opts[j] == NULL) {
+			parse_error(ps, ln->number, "unknown %s option '%s' "
+			    "(expected %s)", o->name, k, e.type ==
+			    EXTDISCO_TURN ? "secret, port, transport or ttl" :
+			    "port or transport");
+			goto fail;
+		}
+		if (seen[j]++) {
+			parse_error(ps, ln->number, "'%s' given twice", k);
+			goto fail;
+		}
+		if (strcmp(k, "port") == 0) {
+			if (get_number(ps, ln->number, "port", val, NULL, 1,
+			    65535, &v) == -1)
+				goto fail;
+			e.port = (int)v;
+		} else if (strcmp(k, "transport") == 0) {
+			if (strcmp(val, "udp") != 0 && strcmp(val, "tcp") != 0) {
+				parse_error(ps, ln->number, "invalid transport "
+				    "'%s' (expected udp or tcp)", val);
+				goto fail;
+			}
+			e.tcp = strcmp(val, "tcp") == 0;
+		} else if (strcmp(k, "ttl") == 0) {
+			if (get_number(ps, ln->number, "turn ttl", val,
+			    long_duration_units, 60, 30 * 86400ull, &v) == -1)
+				goto fail;
+			e.ttl = (unsigned)v;
+		} else {
+			if (strlen(val) < 16) {
+				parse_error(ps, ln->number, "turn secret too "
+				    "short (16 characters at least)");
+				goto fail;
+			}
+			free(e.secret);
+			e.secret = xstrdup(val);
+		}
+	}
+	if (e.type == EXTDISCO_TURN && e.secret == NULL) {
+		parse_error(ps, ln->number, "turn %s has no 'secret' (coturn's "
+		    "static-auth-secret)", ln->argv[1]);
+		goto fail;
+	}
+	e.host = xstrdup(ln->argv[1]);
+	c->extdisco = xreallocarray(c->extdisco, c->nextdisco + 1,
+	    sizeof(*c->extdisco));
+	c->extdisco[c->nextdisco++] = e;
+	return 0;
+fail:
+	if (e.secret != NULL)
+		OPENSSL_cleanse(e.secret, strlen(e.secret));
+	free(e.secret);
+	return -1;
+}
+
+/*
+ * Split "HOST", "HOST:PORT", "[IPv6]" or "[IPv6]:PORT": the host (without
+ * brackets) into host (size len) with *v6 set for a bracketed one, the
+ * port into *port (0 if none).  -1 if malformed (an empty part, a port
+ * outside 1 to 65535, a bracketed host that is no IPv6 address).
+ */
+static int
+split_host_port(const char *s, char *host, size_t len, int *v6, int *port)
+{
+	const char *end, *p = NULL;
+	size_t n;
+
+	*v6 = s[0] == '[';
+	if (*v6) {
+		unsigned char bin[16];
+
+		end = strchr(s, ']');
+		if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+			return -1;
+		n = (size_t)(end - s - 1);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s + 1, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET6, host, bin) != 1)
+			return -1;
+		if (end[1] == ':')
+			p = end + 2;
+	} else {
+		end = strchr(s, ':');
+		n = end != NULL ? (size_t)(end - s) : strlen(s);
+		if (n == 0 || n >= len)
+			return -1;
+		memcpy(host, s, n);
+		host[n] = '\0';
+		if (end != NULL)
+			p = end + 1;
+	}
+	*port = 0;
+	if (p != NULL) {
+		char *e;
+		unsigned long v = strtoul(p, &e, 10);
+
+		if (*p < '0' || *p > '9' || *e != '\0' || v == 0 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	return 0;
+}
+
 /* "see-other-host HOST[:PORT]" in a host block: a domain name or an
  * address, IPv6 in brackets (RFC 6120 §4.9.3.19, the XML character data
  * of <see-other-host/>), port 1 to 65535. */
@@ -1434,55 +1937,18 @@ static int
 set_see_other_host(struct parser *ps, const struct option *o, void *base,
     const struct line *ln)
 {
-	const char *s = ln->argv[1], *port = NULL, *end;
-	char *name, *prepped;
-	size_t n;
+	char host[1024], *prepped = NULL;
+	int v6, port;
 
 	if (check_args(ps, ln, 1, 1) == -1)
 		return -1;
-	if (s[0] == '[') {
-		char addr[INET6_ADDRSTRLEN + 1];
-		unsigned char bin[16];
-
-		end = strchr(s, ']');
-		n = end != NULL ? (size_t)(end - s - 1) : 0;
-		if (end == NULL || n == 0 || n >= sizeof(addr))
-			goto bad;
-		memcpy(addr, s + 1, n);
-		addr[n] = '\0';
-		if (inet_pton(AF_INET6, addr, bin) != 1)
-			goto bad;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			goto bad;
-	} else {
-		const char *colon = strchr(s, ':');
-
-		n = colon != NULL ? (size_t)(colon - s) : strlen(s);
-		if (n == 0 || n > 1023)
-			goto bad;
-		name = xstrndup(s, n);
-		prepped = jid_nameprep(name);
-		free(name);
-		if (prepped == NULL)
-			goto bad;
-		free(prepped);
-		if (colon != NULL)
-			port = colon + 1;
-	}
-	if (port != NULL) {
-		char *e;
-		unsigned long p = strtoul(port, &e, 10);
-
-		if (*port < '0' || *port > '9' || *e != '\0' || p == 0 ||
-		    p > 65535)
-			goto bad;
-	}
+	if (split_host_port(ln->argv[1], host, sizeof(host), &v6, &port) == -1
+	    || (!v6 && (prepped = jid_nameprep(host)) == NULL))
+		return parse_error(ps, ln->number, "invalid value '%s' for "
+		    "'see-other-host' (expected HOST or HOST:PORT)",
+		    ln->argv[1]);
+	free(prepped);
 	return set_string(ps, o, base, ln);
-bad:
-	return parse_error(ps, ln->number, "invalid value '%s' for "
-	    "'see-other-host' (expected HOST or HOST:PORT)", s);
 }
 
 /* "see-other-uri URI" in a host block, once per transport: ws:// or
@@ -1511,6 +1977,83 @@ handle_see_other_uri(struct parser *ps, const struct option *o, void *base,
 		    "twice for %s", field == &h->see_other_ws ? "WebSocket" :
 		    "BOSH");
 	*field = xstrdup(ln->argv[1]);
+	return 0;
+}
+
+/* "s2s-insecure-domain D", "s2s-allow D", "s2s-deny D": a domain,
+ * nameprepped, into the list at the option's field (its count follows
+ * it in struct conf). */
+static int
+handle_s2s_domain(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf_strlist *l = FIELD(base, o, struct conf_strlist);
+	char *d;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	if ((d = jid_nameprep(ln->argv[1])) == NULL || strchr(d, '@') ||
+	    strchr(d, '/')) {
+		free(d);
+		return parse_error(ps, ln->number, "invalid domain '%s' for "
+		    "'%s'", ln->argv[1], o->name);
+	}
+	if (conf_strlist_has(l, d)) {
+		free(d);
+		return 0;
+	}
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = d;
+	return 0;
+}
+
+int
+conf_strlist_has(const struct conf_strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+strlist_free(struct conf_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* "dns-server ADDR[:PORT]": an IPv4 address, or an IPv6 one in brackets
+ * with a port, as c-ares takes them. */
+static int
+handle_dns_server(struct parser *ps, const struct option *o, void *base,
+    const struct line *ln)
+{
+	struct conf *c = ps->c;
+	const char *s;
+	char host[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	int v6, port;
+
+	if (check_args(ps, ln, 1, 1) == -1)
+		return -1;
+	s = ln->argv[1];
+	if (split_host_port(s, host, sizeof(host), &v6, &port) == -1 ||
+	    (!v6 && inet_pton(AF_INET, host, bin) != 1))
+		return parse_error(ps, ln->number, "invalid address '%s' for "
+		    "'dns-server' (expected ADDR, ADDR:PORT or [IPv6]:PORT)",
+		    s);
+	if (c->dns_servers == NULL)
+		c->dns_servers = xstrdup(s);
+	else {
+		size_t n = strlen(c->dns_servers) + strlen(s) + 2;
+		char *j = xmalloc(n);
+
+		snprintf(j, n, "%s,%s", c->dns_servers, s);
+		free(c->dns_servers);
+		c->dns_servers = j;
+	}
 	return 0;
 }
 
@@ -1770,6 +2313,15 @@ close_block(struct parser *ps, const struct line *ln)
 			host_add_muc(h, xasprintf("conference.%s", h->name));
 		if (!h->upload_set)
 			h->upload = xasprintf("upload.%s", h->name);
+		if (!h->proxy65_set)
+			h->proxy65 = xasprintf("proxy.%s", h->name);
+		break;
+	case CTX_COMPONENT:
+		if (c->components[c->ncomponents - 1].secret == NULL ||
+		    c->components[c->ncomponents - 1].secret[0] == '\0')
+			return parse_error(ps, ps->block_line,
+			    "component '%s' has no 'secret'",
+			    c->components[c->ncomponents - 1].domain);
 		break;
 	case CTX_METRICS:
 		if (c->metrics.nports == 0 && !c->metrics.token_set)
@@ -1798,6 +2350,9 @@ unknown_option(struct parser *ps, const struct line *ln)
 	case CTX_METRICS:
 		return parse_error(ps, ln->number,
 		    "unknown option '%s' in metrics block", ln->argv[0]);
+	case CTX_COMPONENT:
+		return parse_error(ps, ln->number,
+		    "unknown option '%s' in component block", ln->argv[0]);
 	default:
 		return parse_error(
 		    ps, ln->number, "unknown option '%s'", ln->argv[0]);
@@ -1831,6 +2386,11 @@ handle_line(struct parser *ps, const struct line *ln)
 		seen = ps->seen_block;
 		base = &ps->c->metrics;
 		break;
+	case CTX_COMPONENT:
+		options = component_options;
+		seen = ps->seen_block;
+		base = &ps->c->components[ps->c->ncomponents - 1];
+		break;
 	default:
 		options = top_options;
 		seen = ps->seen_top;
@@ -1844,7 +2404,8 @@ handle_line(struct parser *ps, const struct line *ln)
 		    "'%s' needs a block: "
 		    "'%s%s {' with '}' on a later line",
 		    ln->argv[0], ln->argv[0],
-		    ps->ctx == CTX_TOP && strcmp(ln->argv[0], "host") == 0
+		    ps->ctx == CTX_TOP && (strcmp(ln->argv[0], "host") == 0 ||
+		    strcmp(ln->argv[0], "component") == 0)
 		        ? " NAME"
 		        : "");
 	if (!options[i].block && ln->opens)
@@ -1869,6 +2430,7 @@ conf_init(struct conf *c, const char *name)
 	c->storage_sync_full = 1;
 	c->scram_iterations = 4096;
 	c->workers = 2;
+	c->s2s_dialback = 1;
 	c->limits.stanza_size = 262144;
 	c->limits.preauth_stanza_size = 16384;
 	c->limits.stanza_memory = 1048576;
@@ -1884,6 +2446,9 @@ conf_init(struct conf *c, const char *name)
 	c->limits.stanzas_per_second = 50;
 	c->limits.stanza_burst = 200;
 	c->limits.bytes_per_second = 65536;
+	c->limits.s2s_stanzas_per_second = 500;
+	c->limits.s2s_bytes_per_second = 1048576;
+	c->limits.s2s_timeout = 30;
 	c->limits.byte_burst = 524288;
 	c->limits.handshake_timeout = 30;
 	c->limits.preauth_timeout = 60;
@@ -1926,6 +2491,11 @@ conf_init(struct conf *c, const char *name)
 	c->limits.upload_files_per_day = 100;
 	c->limits.upload_disk = 10 * 1024 * MIB;
 	c->limits.upload_expiry = 30 * 86400;
+	c->limits.proxy65_timeout = 60;
+	c->limits.proxy65_idle = 300;
+	c->limits.proxy65_streams = 256;
+	c->limits.proxy65_user_streams = 8;
+	c->limits.proxy65_pending = 512;
 	c->limits.http_header_timeout = 10;
 	c->limits.http_idle_timeout = 60;
 	c->limits.bosh_inactivity = 60;
@@ -1955,6 +2525,9 @@ check_complete(struct parser *ps, int line)
 	if (ps->ctx == CTX_METRICS)
 		return parse_error(ps, ps->block_line,
 		    "'metrics' block is not closed (missing '}')");
+	if (ps->ctx == CTX_COMPONENT)
+		return parse_error(ps, ps->block_line,
+		    "'component' block is not closed (missing '}')");
 	if (c->nhosts == 0)
 		return parse_error(
 		    ps, line, "no host configured (add a 'host NAME {' block)");
@@ -1962,7 +2535,9 @@ check_complete(struct parser *ps, int line)
 		return parse_error(ps, line,
 		    "no listener configured (add e.g. 'listen c2s 5222')");
 	if (check_muc_domains(ps) == -1 || check_metrics_ports(ps) == -1 ||
-	    check_upload_domains(ps) == -1)
+	    check_upload_domains(ps) == -1 ||
+	    check_component_domains(ps) == -1 ||
+	    check_proxy65_domains(ps) == -1)
 		return -1;
 	if (c->storage == NULL)
 		c->storage = xstrdup(DEFAULT_STORAGE);
@@ -2006,6 +2581,7 @@ conf_parse(const char *name, const char *text, char *err, size_t errlen)
 	free(ln.words);
 	free(ps.listener_lines);
 	free(ps.host_lines);
+	free(ps.component_lines);
 	free(ps.metrics_port_lines);
 	if (rc == -1) {
 		conf_free(ps.c);
@@ -2120,8 +2696,18 @@ conf_free(struct conf *c)
 		free(c->hosts[i].see_other_ws);
 		free(c->hosts[i].see_other_bosh);
 		free(c->hosts[i].upload);
+		free(c->hosts[i].proxy65);
 	}
 	free(c->hosts);
+	for (i = 0; i < c->ncomponents; i++) {
+		free(c->components[i].domain);
+		if (c->components[i].secret != NULL) {
+			OPENSSL_cleanse(c->components[i].secret,
+			    strlen(c->components[i].secret));
+			free(c->components[i].secret);
+		}
+	}
+	free(c->components);
 	free(c->source);
 	free(c->storage);
 	free(c->control_socket);
@@ -2129,9 +2715,15 @@ conf_free(struct conf *c)
 	free(c->pidfile);
 	free(c->upload_url);
 	free(c->upload_dir);
+	free(c->proxy65_address);
 	free(c->user);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
+	free(c->tls_ca_file);
+	strlist_free(&c->s2s_insecure);
+	strlist_free(&c->s2s_allow);
+	strlist_free(&c->s2s_deny);
+	free(c->dns_servers);
 	free(c->version_name);
 	for (i = 0; i < c->ncontacts; i++) {
 		free(c->contacts[i].type);
@@ -2147,10 +2739,32 @@ conf_free(struct conf *c)
 	for (i = 0; i < c->nwebsocket_origins; i++)
 		free(c->websocket_origins[i]);
 	free(c->websocket_origins);
+	for (i = 0; i < c->nwebchats; i++) {
+		free(c->webchats[i].path);
+		free(c->webchats[i].dir);
+	}
+	free(c->webchats);
+	for (i = 0; i < c->nextdisco; i++) {
+		free(c->extdisco[i].host);
+		if (c->extdisco[i].secret != NULL)
+			OPENSSL_cleanse(c->extdisco[i].secret,
+			    strlen(c->extdisco[i].secret));
+		free(c->extdisco[i].secret);
+	}
+	free(c->extdisco);
 	free(c->metrics.ports);
 	OPENSSL_cleanse(c->metrics.token_sha256,
 	    sizeof(c->metrics.token_sha256));
 	free(c);
+}
+
+const struct conf_listener *
+conf_proxy65_listener(const struct conf *c)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (c->listeners[i].kind == LISTEN_PROXY65)
+			return &c->listeners[i];
+	return NULL;
 }
 
 const struct conf_host *
@@ -2161,6 +2775,15 @@ conf_host_find(const struct conf *c, const char *domain)
 	for (i = 0; i < c->nhosts; i++)
 		if (strcmp(c->hosts[i].name, domain) == 0)
 			return &c->hosts[i];
+	return NULL;
+}
+
+const struct conf_component *
+conf_component_find(const struct conf *c, const char *domain)
+{
+	for (size_t i = 0; i < c->ncomponents; i++)
+		if (strcmp(c->components[i].domain, domain) == 0)
+			return &c->components[i];
 	return NULL;
 }
 

@@ -17,6 +17,13 @@ enum listen_kind {
 	LISTEN_HTTP,       /* "http": HTTP/1.1 on plain TCP (RFC 9112) */
 	LISTEN_HTTPS,      /* "https": HTTP/1.1 over direct TLS, ALPN
 	                      "http/1.1" */
+	LISTEN_S2S,        /* "s2s": servers, STARTTLS (RFC 6120) */
+	LISTEN_S2S_TLS,    /* "s2s-tls": servers, direct TLS (XEP-0368) */
+	LISTEN_COMPONENT,  /* "component": external components
+	                      (XEP-0114), plain TCP, 127.0.0.1 unless an
+	                      address is given */
+	LISTEN_PROXY65,    /* "proxy65": SOCKS5 of the XEP-0065 proxy,
+	                      plain TCP */
 	LISTEN__COUNT
 };
 
@@ -26,6 +33,15 @@ struct conf_listener {
 	int port;
 	int starttls_required;  /* c2s only; default 1 */
 };
+
+/* A repeatable option's values. */
+struct conf_strlist {
+	char **v;
+	size_t n;
+};
+
+/* Whether s is in l. */
+int conf_strlist_has(const struct conf_strlist *l, const char *s);
 
 /* An address or a network ("http-trusted-proxy 10.0.0.0/8"). */
 struct conf_net {
@@ -74,6 +90,20 @@ struct conf_host {
 	 * NULL for "upload off".  It runs only with "upload-url". */
 	char *upload;
 	int upload_set;
+	/* "proxy65 off" | "proxy65 on" | "proxy65 DOMAIN": the XEP-0065
+	 * bytestreams proxy of the host, nameprepped; "proxy.NAME" when the
+	 * block says nothing, NULL for "proxy65 off".  It runs only with a
+	 * "listen proxy65" listener. */
+	char *proxy65;
+	int proxy65_set;
+};
+
+/* A "component DOMAIN { secret ... }" block (XEP-0114). */
+struct conf_component {
+	char *domain;           /* nameprepped; its subdomains are its too */
+	char *secret;           /* the handshake's shared secret */
+	unsigned stanzas_per_second; /* "stanzas-per-second", 500; 0 = off */
+	unsigned stanza_burst;  /* "stanza-burst", 2000 */
 };
 
 struct conf_limits {
@@ -105,6 +135,15 @@ struct conf_limits {
 	                                session (a byte token bucket beside
 	                                the stanza one); 0 = off */
 	size_t byte_burst;           /* "byte-burst", 524288 */
+	unsigned s2s_stanzas_per_second; /* "s2s-stanzas-per-second", 500
+	                                per incoming server stream (its
+	                                burst: 2 s of it); 0 = off */
+	unsigned s2s_timeout;        /* "s2s-timeout", s, 30: a server
+	                                stream's connection and negotiation
+	                                until authenticated */
+	size_t s2s_bytes_per_second; /* "s2s-bytes-per-second", 1M per
+	                                incoming server stream (burst:
+	                                2 s of it); 0 = off */
 	unsigned handshake_timeout;  /* "handshake-timeout", s, 30 */
 	unsigned preauth_timeout;    /* "preauth-timeout", s, 60 */
 	unsigned idle_timeout;       /* "idle-timeout", s, 3600; 0 = off */
@@ -207,6 +246,47 @@ struct conf_limits {
 	unsigned push_rate;          /* "push-rate", 100 notifications per
 	                                second from the whole server; 0 =
 	                                no limit */
+	/* XEP-0065 proxy (net/proxy65.c). */
+	unsigned proxy65_timeout;    /* "proxy65-timeout", s, 60: from a
+	                                SOCKS5 connection to its activation */
+	unsigned proxy65_idle;       /* "proxy65-idle-timeout", s, 300: an
+	                                active stream that moves no byte;
+	                                0 = off */
+	unsigned proxy65_streams;    /* "proxy65-streams", 256: active
+	                                streams together; 0 = no limit */
+	unsigned proxy65_user_streams; /* "proxy65-user-streams", 8: active
+	                                streams one account activated;
+	                                0 = no limit */
+	unsigned proxy65_pending;    /* "proxy65-pending", 512: SOCKS5
+	                                connections not yet activated;
+	                                0 = no limit */
+	size_t proxy65_rate;         /* "proxy65-rate", bytes/s of all
+	                                streams together; 0 = no limit */
+	size_t proxy65_user_rate;    /* "proxy65-user-rate", bytes/s of one
+	                                account's streams; 0 = no limit */
+	size_t proxy65_stream_rate;  /* "proxy65-stream-rate", bytes/s of
+	                                one stream; 0 = no limit */
+};
+
+/* "webchat PATH DIRECTORY [max-age DURATION]": a static directory (a
+ * web client's files) served under PATH on the http(s) listeners. */
+struct conf_webchat {
+	char *path;             /* "/chat", or "/"; no trailing '/' else */
+	char *dir;              /* the directory, as written */
+	unsigned max_age;       /* Cache-Control max-age of files other than
+	                           HTML, s; default 3600 */
+};
+
+/* An external service of XEP-0215: "stun HOST ..." or "turn HOST ...". */
+enum conf_extdisco_type { EXTDISCO_STUN, EXTDISCO_TURN };
+struct conf_extdisco {
+	enum conf_extdisco_type type;
+	char *host;             /* a host name or a numeric address */
+	int port;               /* default 3478 */
+	int tcp;                /* transport tcp, else udp */
+	char *secret;           /* turn: coturn's static-auth-secret (the
+	                           TURN REST API's shared secret) */
+	unsigned ttl;           /* turn: s credentials are good for, 86400 */
 };
 
 /* XEP-0157 contact address ("contact TYPE URI"). */
@@ -243,11 +323,31 @@ struct conf {
 	                                NULL = no upload service */
 	char *upload_dir;            /* "upload-dir": where files go;
 	                                default: storage + "-upload" */
+	char *proxy65_address;       /* "proxy65-address HOST [PORT]": the
+	                                streamhost announced (XEP-0065
+	                                §4); NULL: the listener's address,
+	                                or the host's domain */
+	int proxy65_port;            /* its PORT; 0: the listener's */
 	char *user;                  /* "user", to drop to when root */
 	char *tls_ciphers;           /* "tls-ciphers": TLS 1.2 suites in
 	                                OpenSSL's syntax, CONF_TLS_CIPHERS */
 	char *tls_ciphersuites;      /* "tls-ciphersuites": TLS 1.3; NULL =
 	                                OpenSSL's default */
+	char *tls_ca_file;           /* "tls-ca-file": PEM roots trusted for
+	                                peers' certificates besides the
+	                                system's store (s2s) */
+	/* Server-to-server (stream/s2s.c). */
+	int s2s_dialback;            /* "s2s-dialback on|off" (XEP-0220),
+	                                default on */
+	int s2s_secure_auth;         /* "s2s-secure-auth on|off": peers need
+	                                a valid certificate; default off */
+	struct conf_strlist s2s_insecure; /* "s2s-insecure-domain D": no TLS */
+	struct conf_strlist s2s_allow;    /* "s2s-allow D": only these, if
+	                                     any */
+	struct conf_strlist s2s_deny;     /* "s2s-deny D": never these */
+	char *dns_servers;           /* "dns-server ADDR[:PORT]", repeatable,
+	                                joined with commas; NULL: the
+	                                system's resolv.conf */
 	unsigned scram_iterations;   /* "scram-iterations", 4096..1000000 */
 	int workers;                 /* "workers", 1..64, default 2 */
 	char *version_name;          /* reserved: XEP-0092 */
@@ -278,10 +378,18 @@ struct conf {
 	                                Origin values allowed; none: any */
 	size_t nwebsocket_origins;
 
+	struct conf_webchat *webchats; /* "webchat", repeatable */
+	size_t nwebchats;
+	struct conf_extdisco *extdisco; /* "stun", "turn", repeatable, in
+	                                order */
+	size_t nextdisco;
+
 	struct conf_listener *listeners;
 	size_t nlisteners;
 	struct conf_host *hosts;
 	size_t nhosts;
+	struct conf_component *components;
+	size_t ncomponents;
 	struct conf_limits limits;
 };
 
@@ -300,11 +408,16 @@ int conf_module_off(const struct conf *c, const char *name);
 /* Whether an HTTP Host names this server: a host, an upload service
  * domain, or the host of upload-url (case-insensitive). */
 int conf_http_host_known(const struct conf *c, const char *name);
+/* The first "listen proxy65" listener, or NULL: no proxy runs. */
+const struct conf_listener *conf_proxy65_listener(const struct conf *c);
 /* The host entry for a (prepared) domain, or NULL. */
 const struct conf_host *conf_host_find(const struct conf *c,
     const char *domain);
 
-/* "c2s", "c2s-tls", "http" or "https". */
+/* The component block for a (prepared) domain, or NULL. */
+const struct conf_component *conf_component_find(const struct conf *c,
+    const char *domain);
+/* "c2s", "c2s-tls", "http", "https", "component" or "proxy65". */
 const char *conf_listen_kind_name(enum listen_kind kind);
 /* Whether ip (numeric) is within an "http-trusted-proxy" network. */
 int conf_trusted_proxy(const struct conf *c, const char *ip);

@@ -18,11 +18,15 @@
 
 #include "stream/bosh.h"
 #include "stream/c2s.h"
+#include "stream/s2s.h"
+#include "stream/component.h"
 #include "conf.h"
 #include "net/conn.h"
 #include "net/hostmeta.h"
 #include "net/http.h"
+#include "net/proxy65.h"
 #include "web/upload_http.h"
+#include "web/webchat.h"
 #include "control/control.h"
 #include "control/metrics.h"
 #include "core/hooks.h"
@@ -31,6 +35,7 @@
 #include "log.h"
 #include "mono.h"
 #include "mod/modules.h"
+#include "mod/proxy65.h"
 #include "store/fast.h"
 #include "store/store.h"
 #include "net/tls.h"
@@ -56,7 +61,33 @@ static const struct conn_handler *const listen_handlers[LISTEN__COUNT] = {
 	[LISTEN_C2S_TLS] = &c2s_conn_handler,
 	[LISTEN_HTTP] = &http_conn_handler,
 	[LISTEN_HTTPS] = &http_conn_handler,
+	[LISTEN_S2S] = &s2s_conn_handler,
+	[LISTEN_S2S_TLS] = &s2s_conn_handler,
+	[LISTEN_COMPONENT] = &component_conn_handler,
+	[LISTEN_PROXY65] = &proxy65_conn_handler,
 };
+
+/* The XEP-0065 module activates streams of the relay through this (a
+ * module may not include net/). */
+static enum bytestream_activation
+proxy65_relay_activate(const char *hash, const char *user)
+{
+	switch (proxy65_activate(hash, user)) {
+	case PROXY65_ACTIVATED:
+		return BYTESTREAM_ACTIVATED;
+	case PROXY65_NO_STREAM:
+		return BYTESTREAM_NO_STREAM;
+	case PROXY65_ONE_PARTY:
+		return BYTESTREAM_ONE_PARTY;
+	case PROXY65_ACTIVE_ALREADY:
+		return BYTESTREAM_ACTIVE_ALREADY;
+	case PROXY65_OVER_USER:
+		return BYTESTREAM_OVER_USER;
+	case PROXY65_OVER_ALL:
+		return BYTESTREAM_OVER_ALL;
+	}
+	return BYTESTREAM_NO_STREAM;
+}
 
 static void
 usage(void)
@@ -73,7 +104,8 @@ load_conf(char *err, size_t errlen)
 	struct conf *c = conf_path ? conf_load(conf_path, err, errlen) :
 	    conf_parse("(default)", conf_default_text, err, errlen);
 
-	if (c != NULL && modules_check_conf(c, err, errlen) < 0) {
+	if (c != NULL && (modules_check_conf(c, err, errlen) < 0 ||
+	    webchat_check_conf(c, err, errlen) < 0)) {
 		conf_free(c);
 		return NULL;
 	}
@@ -104,15 +136,19 @@ reload(void)
 		    "changes take effect at the next restart");
 	log_set_level(verbose ? LOG_LVL_DEBUG : nc->log_level);
 	conn_set_conf(nc);
+	proxy65_set_conf(nc);
 	http_set_conf(nc);
 	metrics_set_conf(nc);
 	c2s_websocket_set_conf(nc);
 	bosh_set_conf(nc);
 	hostmeta_set_conf(nc);
 	upload_http_set_conf(nc);
+	webchat_set_conf(nc);
+	s2s_set_conf(nc);
 	store_set_backlog_limit(nc->limits.storage_queue, c2s_storage_congested);
 	xmppd_conf = nc;
 	modules_reload();
+	component_set_conf(nc);
 	conf_free(old);
 	log_info("configuration and certificates reloaded");
 }
@@ -134,9 +170,12 @@ stop(void)
 	stop_started = mono_now(xmppd_loop);
 	conn_unlisten();
 	http_shutdown_all();
+	proxy65_shutdown();
 	control_shutdown();
 	hook_run_shutdown();
 	c2s_shutdown_all();
+	s2s_shutdown();
+	component_shutdown_all();
 	smacks_shutdown();
 	ev_timer_init(&drain_w, drain_cb, 0.05, 0.05);
 	ev_timer_start(xmppd_loop, &drain_w);
@@ -293,6 +332,7 @@ main(int argc, char **argv)
 	xmppd_loop = ev_default_loop(EVFLAG_AUTO);
 	conn_init(xmppd_loop);
 	http_set_conf(xmppd_conf);
+	proxy65_set_conf(xmppd_conf);
 	if (conn_listen(xmppd_conf, listen_handlers, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	pw = target_user();
@@ -321,15 +361,22 @@ main(int argc, char **argv)
 	}
 	work_init(xmppd_loop, xmppd_conf->workers);
 	c2s_init();
+	s2s_init(xmppd_loop, xmppd_conf);
 	store_set_backlog_limit(xmppd_conf->limits.storage_queue,
 	    c2s_storage_congested);
 	iq_init();
+	if (conf_proxy65_listener(xmppd_conf) != NULL)
+		mod_proxy65_set_relay(proxy65_relay_activate,
+		    conf_proxy65_listener(xmppd_conf)->address,
+		    conf_proxy65_listener(xmppd_conf)->port);
 	modules_init();
+	component_set_conf(xmppd_conf);
 	metrics_init(xmppd_conf);
 	c2s_websocket_set_conf(xmppd_conf);
 	bosh_set_conf(xmppd_conf);
 	hostmeta_set_conf(xmppd_conf);
 	upload_http_set_conf(xmppd_conf);
+	webchat_set_conf(xmppd_conf);
 
 	ev_signal_init(&sigterm_w, signal_cb, SIGTERM);
 	ev_signal_init(&sigint_w, signal_cb, SIGINT);

@@ -50,8 +50,20 @@ enum occ_col { OC_KIND, OC_NAME, OC_ROLE, OC_AFF, OC_JID, OC_SESSIONS,
 static const char *const occ_col_names[NOCC_COLS] = { "kind", "name",
 	"role", "affiliation", "jid", "sessions" };
 
+/* The columns of "components". */
+enum comp_col { CC_DOMAIN, CC_ADDRESS, CC_SINCE, CC_IN, CC_OUT,
+	NCOMP_COLS };
+static const char *const comp_col_names[NCOMP_COLS] = { "domain",
+	"address", "since", "stanzas_in", "stanzas_out" };
+
 struct conn {
 	struct ctl_reader rd;
+	uint32_t components_id;
+	int comp_index[NCOMP_COLS];
+	struct top_component *new_comps;        /* the listing being
+						   received */
+	size_t nnew_comps;
+	double next_components;
 	uint32_t last_id;
 	uint32_t subscribe_id, sessions_id, status_id, act_id, detail_id;
 	uint32_t rooms_id, room_show_id;
@@ -323,6 +335,17 @@ index_cols(int *index, const char *const *names, int ncols, char **f,
 	}
 }
 
+static void
+components_free(struct top_component *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].domain);
+		free(v[i].address);
+		free(v[i].since);
+	}
+	free(v);
+}
+
 /* --- connection --- */
 
 static void
@@ -339,6 +362,10 @@ disconnect(struct top_source *s, const char *why)
 	ctl_reader_free(&c->rd);
 	c->subscribe_id = c->sessions_id = c->status_id = c->act_id = 0;
 	c->detail_id = c->rooms_id = c->room_show_id = 0;
+	c->components_id = 0;
+	components_free(c->new_comps, c->nnew_comps);
+	c->new_comps = NULL;
+	c->nnew_comps = 0;
 	rooms_free(c->new_rooms, c->nnew_rooms);
 	occupants_free(c->new_occ, c->nnew_occ);
 	c->new_rooms = NULL;
@@ -569,6 +596,74 @@ source_rooms_pending(const struct top_source *s)
 	const struct conn *c = conn_of(s);
 
 	return c->rooms_id != 0 || c->room_show_id != 0;
+}
+
+void
+source_watch_components(struct top_source *s, double every)
+{
+	struct conn *c = conn_of(s);
+
+	if (s->components_every == 0 && every > 0)
+		c->next_components = 0;         /* now */
+	s->components_every = every;
+}
+
+int
+source_components_pending(const struct top_source *s)
+{
+	return conn_of(s)->components_id != 0;
+}
+
+static void
+poll_components(struct top_source *s, double now)
+{
+	struct conn *c = conn_of(s);
+	const char *argv[] = { "components" };
+
+	if (c->components_id != 0)
+		return;
+	c->components_id = request(s, argv, 1);
+	c->next_components = now + s->components_every;
+}
+
+static void
+on_component_row(struct top_source *s, char **f, size_t n)
+{
+	struct conn *c = conn_of(s);
+	const int *ix = c->comp_index;
+	struct top_component *k;
+
+	if (c->nnew_comps >= 100000)
+		return;
+	c->new_comps = xreallocarray(c->new_comps, c->nnew_comps + 1,
+	    sizeof(*c->new_comps));
+	k = &c->new_comps[c->nnew_comps++];
+	k->domain = xstrdup(field_at(ix, CC_DOMAIN, f, n));
+	k->address = xstrdup(field_at(ix, CC_ADDRESS, f, n));
+	k->since = xstrdup(field_at(ix, CC_SINCE, f, n));
+	k->stanzas_in = (unsigned long long)num(field_at(ix, CC_IN, f, n));
+	k->stanzas_out = (unsigned long long)num(field_at(ix, CC_OUT, f,
+	    n));
+}
+
+static void
+components_listed(struct top_source *s, int ok, const char *msg)
+{
+	struct conn *c = conn_of(s);
+
+	if (!ok) {
+		components_free(c->new_comps, c->nnew_comps);
+		s->components_state = -1;
+		snprintf(s->components_err, sizeof(s->components_err), "%s",
+		    msg);
+	} else {
+		components_free(s->components, s->ncomponents);
+		s->components = c->new_comps;
+		s->ncomponents = c->nnew_comps;
+		s->components_state = 1;
+	}
+	c->new_comps = NULL;
+	c->nnew_comps = 0;
 }
 
 static void
@@ -845,6 +940,9 @@ on_terminal(struct top_source *s, uint32_t id, int ok, char **f, size_t n)
 	} else if (id == c->rooms_id) {
 		c->rooms_id = 0;
 		rooms_listed(s, ok, msg);
+	} else if (id == c->components_id) {
+		c->components_id = 0;
+		components_listed(s, ok, msg);
 	} else if (id == c->room_show_id) {
 		c->room_show_id = 0;
 		occupants_listed(s, ok);
@@ -876,6 +974,8 @@ on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
 		s->gen++;
 	} else if (id == c->rooms_id) {
 		index_cols(c->room_index, room_col_names, NROOM_COLS, f, n);
+	} else if (id == c->components_id) {
+		index_cols(c->comp_index, comp_col_names, NCOMP_COLS, f, n);
 	} else if (id == c->room_show_id) {
 		index_cols(c->occ_index, occ_col_names, NOCC_COLS, f, n);
 	} else if (id == c->detail_id && s->detail_cols == NULL) {
@@ -980,6 +1080,8 @@ on_line(struct top_source *s, char *line, size_t len)
 		on_rooms_row(s, f + 2, (size_t)n - 2);
 	else if (strcmp(f[1], "row") == 0 && id == c->room_show_id)
 		on_occupant_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && id == c->components_id)
+		on_component_row(s, f + 2, (size_t)n - 2);
 }
 
 void
@@ -1044,6 +1146,8 @@ source_free(struct top_source *s)
 	occupants_free(s->occupants, s->noccupants);
 	rooms_free(c->new_rooms, c->nnew_rooms);
 	occupants_free(c->new_occ, c->nnew_occ);
+	components_free(s->components, s->ncomponents);
+	components_free(c->new_comps, c->nnew_comps);
 	free(s->room_selected);
 	ctl_reader_free(&c->rd);
 	free(c->act_jid);
@@ -1076,6 +1180,8 @@ source_tick(struct top_source *s, double now)
 		source_refresh(s);
 	if (s->rooms_every > 0 && now >= c->next_rooms)
 		poll_rooms(s, now);
+	if (s->components_every > 0 && now >= c->next_components)
+		poll_components(s, now);
 }
 
 double
@@ -1094,6 +1200,9 @@ source_timeout(const struct top_source *s, double now)
 	if (s->state == TOP_READY && s->rooms_every > 0 &&
 	    c->next_rooms - now < t)
 		t = c->next_rooms - now;
+	if (s->state == TOP_READY && s->components_every > 0 &&
+	    c->next_components - now < t)
+		t = c->next_components - now;
 	if (t > 1.0)
 		t = 1.0;
 	return t < 0 ? 0 : t;

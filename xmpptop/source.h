@@ -53,6 +53,12 @@ struct top_occupant {
 	long sessions;
 };
 
+/* An external component ("components", XEP-0114); strings owned. */
+struct top_component {
+	char *domain, *address, *since;
+	unsigned long long stanzas_in, stanzas_out;
+};
+
 /* Samples of the rooms' total messages per minute kept, one per
  * listing. */
 #define TOP_RATE_SAMPLES 120
@@ -110,6 +116,13 @@ struct top_source {
 	                                   first */
 	size_t nrate;
 
+	/* Components, polled every components_every seconds while > 0. */
+	double components_every;
+	int components_state;   /* 0 not yet, 1 listed, -1 failed */
+	char components_err[256];
+	struct top_component *components;
+	size_t ncomponents;
+
 	/* Private: connection and outstanding requests. */
 	void *priv;
 };
@@ -146,6 +159,11 @@ void source_watch_rooms(struct top_source *s, double every,
     const char *room);
 /* 1 while a "rooms" or "room-show" answer is outstanding. */
 int source_rooms_pending(const struct top_source *s);
+
+/* Poll "components" every `every` seconds (0: stop). */
+void source_watch_components(struct top_source *s, double every);
+/* 1 while a "components" answer is outstanding. */
+int source_components_pending(const struct top_source *s);
 
 /* Current idle seconds of a session. */
 double source_idle(const struct top_session *t, double now);

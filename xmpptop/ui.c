@@ -19,7 +19,7 @@
 #include "ui.h"
 
 enum ui_screen { SCR_SESSIONS, SCR_PRESENCE, SCR_DETAIL, SCR_HELP,
-	SCR_ROOMS };
+	SCR_ROOMS, SCR_COMPONENTS };
 /* What a "(y/n)" question asks for. */
 enum ui_confirm { CONFIRM_NONE, CONFIRM_KICK, CONFIRM_DISABLE };
 
@@ -430,6 +430,9 @@ static const char *const help_lines[] = {
 	"  m          rooms: group chat rooms by activity (messages per",
 	"             minute, occupants), the occupants of the selected",
 	"             one (Up/Down), polled every second",
+	"  c          components: the external components (XEP-0114)",
+	"             connected, with their stanzas in and out, polled",
+	"             every second",
 	"  e          show or hide the events pane",
 	"  k          kick the selected session (asks y/n)",
 	"  d          disable the selected session's account: close all",
@@ -441,6 +444,38 @@ static const char *const help_lines[] = {
 	"stanzas and bytes per second in and out, offline queue, the",
 	"daemon's RSS, storage queue depth and last commit latency.",
 };
+
+/* The components screen: one line per connected component. */
+static void
+draw_components(struct ui *u, int y0, int height)
+{
+	struct top_source *s = u->src;
+	char l[1400], cells[VIEW_COMPONENT_COLS][256];
+	int y = y0;
+
+	source_watch_components(s, 1.0);
+	fill_line(y, A_REVERSE);
+	attron(A_REVERSE);
+	snprintf(l, sizeof(l), "COMPONENTS  %zu connected%s", s->ncomponents,
+	    s->components_state == -1 ? "  (unavailable)" : "");
+	put(y++, 0, l, COLS);
+	attroff(A_REVERSE);
+	if (s->components_state == -1)
+		put(y++, 0, s->components_err, COLS);
+	attron(A_BOLD);
+	snprintf(l, sizeof(l), "%-32s %-22s %-8s %10s %10s",
+	    view_component_titles[0], view_component_titles[1],
+	    view_component_titles[2], view_component_titles[3],
+	    view_component_titles[4]);
+	put(y++, 0, l, COLS);
+	attroff(A_BOLD);
+	for (size_t i = 0; i < s->ncomponents && y < y0 + height; i++) {
+		view_component_cells(&s->components[i], cells);
+		snprintf(l, sizeof(l), "%-32s %-22s %-8s %10s %10s",
+		    cells[0], cells[1], cells[2], cells[3], cells[4]);
+		put(y++, 0, l, COLS);
+	}
+}
 
 /* The rooms screen: the rooms by activity (the selected one
  * highlighted), then the occupants of the selected room. */
@@ -572,6 +607,9 @@ draw(struct ui *u)
 		height = LINES - y0 - 1;
 		events = 0;
 	}
+	if (u->screen != SCR_COMPONENTS && !(u->screen == SCR_HELP &&
+	    u->back == SCR_COMPONENTS))
+		source_watch_components(u->src, 0);
 	switch (u->screen) {
 	case SCR_SESSIONS:
 		draw_sessions(u, y0, height);
@@ -584,6 +622,9 @@ draw(struct ui *u)
 		break;
 	case SCR_ROOMS:
 		draw_rooms(u, y0, height);
+		break;
+	case SCR_COMPONENTS:
+		draw_components(u, y0, height);
 		break;
 	case SCR_HELP:
 		draw_help(u, y0, height + events);
@@ -742,6 +783,12 @@ key(struct ui *u, int ch)
 		u->screen = u->screen == SCR_ROOMS ? SCR_SESSIONS : SCR_ROOMS;
 		if (u->screen != SCR_ROOMS)
 			source_watch_rooms(s, 0, NULL);
+		break;
+	case 'c':
+		/* Components: polled every second while shown. */
+		u->screen = u->screen == SCR_COMPONENTS ? SCR_SESSIONS :
+		    SCR_COMPONENTS;
+		source_watch_rooms(s, 0, NULL);
 		break;
 	case 'e':
 		u->show_events = !u->show_events;

@@ -374,3 +374,18 @@ view_room_flags(const struct top_room *r, char *buf, size_t size)
 	snprintf(buf, size, "%c%c%c", r->persistent ? 'P' : '-',
 	    r->publicroom ? 'p' : '-', r->membersonly ? 'm' : '-');
 }
+
+const char *const view_component_titles[VIEW_COMPONENT_COLS] = {
+	"DOMAIN", "ADDRESS", "SINCE", "IN", "OUT",
+};
+
+void
+view_component_cells(const struct top_component *k,
+    char cells[VIEW_COMPONENT_COLS][256])
+{
+	snprintf(cells[0], 256, "%s", k->domain);
+	snprintf(cells[1], 256, "%s", k->address);
+	format_since(k->since, cells[2], 256);
+	snprintf(cells[3], 256, "%llu", k->stanzas_in);
+	snprintf(cells[4], 256, "%llu", k->stanzas_out);
+}

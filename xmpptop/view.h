@@ -48,4 +48,12 @@ void view_rooms_header(const struct top_source *s, char *buf, size_t size);
 /* A room's flags: P persistent, p public, m members-only, '-' if not. */
 void view_room_flags(const struct top_room *r, char *buf, size_t size);
 
+/* The components panel (XEP-0114): the column titles and one component
+ * as cells (DOMAIN, ADDRESS, SINCE, IN, OUT; since as in the sessions
+ * panel), for the screen and batch mode alike. */
+#define VIEW_COMPONENT_COLS 5
+extern const char *const view_component_titles[VIEW_COMPONENT_COLS];
+void view_component_cells(const struct top_component *k,
+    char cells[VIEW_COMPONENT_COLS][256]);
+
 #endif

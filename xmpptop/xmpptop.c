@@ -32,11 +32,13 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: xmpptop [-b] [-r] [-n COUNT] [-d SECONDS] [-o SORT] "
+	    "usage: xmpptop [-b] [-r | -c] [-n COUNT] [-d SECONDS] [-o SORT] "
 	    "[-s SOCKET]\n"
 	    "  -b          batch mode: print the rows as text and exit\n"
 	    "  -r          batch mode: print the rooms by activity and the\n"
 	    "              occupants of the most active one instead\n"
+	    "  -c          batch mode: print the connected components\n"
+	    "              (XEP-0114) instead\n"
 	    "  -n COUNT    batch mode: print COUNT times (default 1)\n"
 	    "  -d SECONDS  delay between updates (default 2 in batch mode,\n"
 	    "              1 interactive)\n"
@@ -267,6 +269,69 @@ print_rooms(struct top_source *s)
 	free_table(cells, n + 1, 5);
 }
 
+static int
+components_listed(struct top_source *s)
+{
+	return s->state == TOP_DISCONNECTED || (s->components_state != 0 &&
+	    !source_components_pending(s));
+}
+
+/* The components panel as text. */
+static void
+print_components(struct top_source *s)
+{
+	static const int right[] = { 0, 0, 0, 1, 1 };
+	size_t n = s->ncomponents;
+	char ***cells, c[VIEW_COMPONENT_COLS][256];
+
+	printf("xmpptop: components %zu\n", n);
+	if (s->components_state == -1) {
+		printf("components: %s\n", s->components_err);
+		return;
+	}
+	cells = xcalloc(n + 1, sizeof(*cells));
+	cells[0] = xcalloc(VIEW_COMPONENT_COLS, sizeof(char *));
+	for (size_t k = 0; k < VIEW_COMPONENT_COLS; k++)
+		cells[0][k] = xstrdup(view_component_titles[k]);
+	for (size_t i = 0; i < n; i++) {
+		view_component_cells(&s->components[i], c);
+		cells[i + 1] = xcalloc(VIEW_COMPONENT_COLS, sizeof(char *));
+		for (size_t k = 0; k < VIEW_COMPONENT_COLS; k++)
+			cells[i + 1][k] = xstrdup(c[k]);
+	}
+	print_table(cells, n + 1, VIEW_COMPONENT_COLS, right);
+	free_table(cells, n + 1, VIEW_COMPONENT_COLS);
+}
+
+/* Batch mode of -c: components polled each round. */
+static int
+batch_components(struct top_source *s, long count, double delay)
+{
+	for (long i = 0; count <= 0 || i < count; i++) {
+		double next = source_now() + delay;
+
+		if (i > 0)
+			putchar('\n');
+		source_watch_components(s, delay);
+		pump(s, ANSWER_WAIT, components_listed);
+		if (i == 0 && s->state == TOP_DISCONNECTED) {
+			fprintf(stderr, "xmpptop: %s\n", s->status);
+			return s->connect_errno == EACCES ||
+			    s->connect_errno == EPERM ? EXIT_DENIED :
+			    EXIT_UNREACHABLE;
+		}
+		if (s->state == TOP_DISCONNECTED)
+			printf("xmpptop: %s\n", s->status);
+		else
+			print_components(s);
+		fflush(stdout);
+		if (count > 0 && i + 1 >= count)
+			break;
+		pump(s, next - source_now(), NULL);
+	}
+	return 0;
+}
+
 /* Batch mode of -r: rooms polled each round; the most active room's
  * occupants are asked for once the listing says which it is. */
 static int
@@ -340,7 +405,7 @@ int
 main(int argc, char **argv)
 {
 	const char *sock = NULL;
-	int opt, batch_mode = 0, rooms_mode = 0, r;
+	int opt, batch_mode = 0, rooms_mode = 0, components_mode = 0, r;
 	long count = 1;
 	double delay = -1;
 	enum view_sort sort = SORT_JID;
@@ -348,13 +413,16 @@ main(int argc, char **argv)
 	char *end;
 
 	setlocale(LC_ALL, "");
-	while ((opt = getopt(argc, argv, "brn:d:o:s:hV")) != -1) {
+	while ((opt = getopt(argc, argv, "brcn:d:o:s:hV")) != -1) {
 		switch (opt) {
 		case 'b':
 			batch_mode = 1;
 			break;
 		case 'r':
 			rooms_mode = 1;
+			break;
+		case 'c':
+			components_mode = 1;
 			break;
 		case 'n':
 			count = strtol(optarg, &end, 10);
@@ -404,7 +472,16 @@ main(int argc, char **argv)
 		source_free(&s);
 		return EXIT_USAGE;
 	}
-	if (batch_mode && rooms_mode) {
+	if ((components_mode && !batch_mode) ||
+	    (components_mode && rooms_mode)) {
+		fprintf(stderr, "xmpptop: -c is for batch mode (-b), without "
+		    "-r; the components panel is the c key\n");
+		source_free(&s);
+		return EXIT_USAGE;
+	}
+	if (batch_mode && components_mode) {
+		r = batch_components(&s, count, delay < 0 ? 2.0 : delay);
+	} else if (batch_mode && rooms_mode) {
 		r = batch_rooms(&s, count, delay < 0 ? 2.0 : delay);
 	} else if (batch_mode) {
 		r = batch(&s, count, delay < 0 ? 2.0 : delay, sort);

@@ -6,7 +6,10 @@
  * header, SCRAM-SHA-256, bind, initial presence), so that a handler that
  * trusts a stanza's shape is found (the CVE-2011-4320 class).  An input
  * that starts with 0xFE is fed before authentication instead (SASL,
- * SASL2 and what it does inline: Bind 2, resumption, FAST).
+ * SASL2 and what it does inline: Bind 2, resumption, FAST).  One that
+ * starts with 0xFD is fed to an external component's stream (XEP-0114,
+ * stream/component.c) after its handshake, as comp.localhost: the 'from'
+ * check, and routing from a component to users, services and itself.
  *
  * The socket layer (net/) is replaced by the functions at the top, which
  * keep what the stream writes; storage is a real SQLite database in a
@@ -39,7 +42,9 @@
 #include "net/websocket.h"
 #include "scram.h"
 #include "store/store.h"
+#include "handshake.h"
 #include "stream/c2s.h"
+#include "stream/component.h"
 #include "work.h"
 #include "xmppd.h"
 
@@ -167,7 +172,12 @@ http_respond_status(struct http_request *r, int status)
 	abort();
 }
 
-/* Nor is BOSH (stream/bosh.c): no route, no virtual connection. */
+void
+http_respond(struct http_request *r, int status, const char *content_type,
+    const void *body, size_t len)
+{
+	abort();
+}
 
 const char *
 http_header(const struct http_request *r, const char *name)
@@ -181,12 +191,8 @@ http_add_header(struct http_request *r, const char *name, const char *value)
 	abort();
 }
 
-void
-http_respond(struct http_request *r, int status, const char *content_type,
-    const void *body, size_t len)
-{
-	abort();
-}
+/* BOSH (stream/bosh.c) is not linked (its route is never added),
+ * nor are these of its calls. */
 
 void
 http_hold(struct http_request *r, http_abort_fn abort_fn, void *arg)
@@ -512,6 +518,10 @@ static const char conf_text[] =
     "host \"localhost\" {\n"
     "\tcertificate \"x.pem\"\n"
     "\tkey \"x.pem\"\n"
+    "}\n"
+    "component \"comp.localhost\" {\n"
+    "\tsecret \"fuzz-secret\"\n"
+    "\tstanzas-per-second 0\n"
     "}\n";
 
 int
@@ -540,6 +550,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	c2s_init();
 	iq_init();
 	modules_init();
+	component_set_conf(xmppd_conf);
 	xmppd_started = mono_now(xmppd_loop);
 	add_user("alice", "alice-secret");
 	add_user("bob", "bob-secret");
@@ -632,11 +643,58 @@ preauth(const uint8_t *data, size_t size)
 	buf_reset(&out);
 }
 
+/* 0xFD: an external component (dave) that has done its handshake; bob
+ * is online for it to reach. */
+static struct client dave;
+
+static void
+component(const uint8_t *data, size_t size)
+{
+	static const char comp_header[] = "<stream:stream "
+	    "xmlns='jabber:component:accept' "
+	    "xmlns:stream='http://etherx.jabber.org/streams' "
+	    "to='comp.localhost'>";
+	char digest[HANDSHAKE_HEX_LEN + 1], hs[128];
+	const char *id, *end;
+	char sid[64];
+
+	dave.conn = calloc(1, sizeof(*dave.conn));
+	dave.conn->id = next_conn_id++;
+	dave.conn->fd = -1;
+	snprintf(dave.conn->ip, sizeof(dave.conn->ip), "127.0.0.1");
+	snprintf(dave.conn->addr, sizeof(dave.conn->addr), "127.0.0.1:5347");
+	dave.conn->h = &component_conn_handler;
+	dave.conn->upper = component_conn_handler.on_accept(dave.conn);
+	buf_reset(&out);
+	client_sends(&dave, comp_header);
+	buf_addc(&out, '\0');
+	if ((id = strstr(buf_head(&out), " id='")) == NULL ||
+	    (end = strchr(id + 5, '\'')) == NULL ||
+	    (size_t)(end - id - 5) >= sizeof(sid))
+		abort();
+	memcpy(sid, id + 5, (size_t)(end - id - 5));
+	sid[end - id - 5] = '\0';
+	handshake_digest(sid, "fuzz-secret", digest);
+	snprintf(hs, sizeof(hs), "<handshake>%s</handshake>", digest);
+	buf_reset(&out);
+	client_sends(&dave, hs);
+	buf_addc(&out, '\0');
+	if (strstr(buf_head(&out), "<handshake/>") == NULL)
+		abort();
+	feed_chunks(&dave, data, size);
+	client_gone(&dave);
+	buf_reset(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > 0 && data[0] == 0xFE) {
 		preauth(data + 1, size - 1);
+		return 0;
+	}
+	if (size > 0 && data[0] == 0xFD) {
+		component(data + 1, size - 1);
 		return 0;
 	}
 	if (client_login(&alice, "alice", "alice-secret") < 0) {

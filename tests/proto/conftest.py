@@ -78,7 +78,8 @@ class Server:
     """One xmppd process and its private directory."""
 
     def __init__(self, certificate, directory=None, starttls='required',
-                 limits=None, extra='', users=USERS, host_extra=''):
+                 limits=None, extra='', users=USERS, host_extra='',
+                 components=None):
         self.dir = Path(directory or tempfile.mkdtemp(prefix='xmppd-test-'))
         self.cert = self.dir / 'cert.pem'
         self.key = self.dir / 'key.pem'
@@ -97,6 +98,10 @@ class Server:
         self.limits.update(limits or {})
         self.extra = extra
         self.host_extra = host_extra    # lines inside the host block
+        # XEP-0114: {domain: secret or (secret, 'lines in the block')}, a
+        # "listen component" on component_port when given
+        self.components = dict(components or {})
+        self.component_port = None
         self.users = dict(users)
         self.proc = None
         self.c2s_port = self.tls_port = None
@@ -129,6 +134,15 @@ class Server:
         lines += [
             '}',
         ]
+        if self.components:
+            lines.append('listen component %d' % self.component_port)
+            for domain, v in self.components.items():
+                secret, more = (v, '') if isinstance(v, str) else v
+                lines += ['component "%s" {' % domain,
+                          '\tsecret "%s"' % secret]
+                if more:
+                    lines.append(more)
+                lines.append('}')
         if self.extra:
             lines.append(self.extra)
         return '\n'.join(lines) + '\n'
@@ -162,7 +176,7 @@ class Server:
 
     def prepare(self):
         """Choose the ports, write the configuration; the command line."""
-        self.c2s_port, self.tls_port = free_ports(2)
+        self.c2s_port, self.tls_port, self.component_port = free_ports(3)
         self.conf.write_text(self.config_text())
         return [XMPPD_BIN, '-d', '-f', str(self.conf)]
 

@@ -1,7 +1,13 @@
 """The web checks of the Conversations compliance tester, made the same
 way against what `make run` serves: xmppd started with no configuration
-file (the embedded default, its fixed ports 5222, 5223, 5280 and 5443)
-in a directory holding var/ as `make var` makes it.
+file (the embedded default, its fixed ports 5222, 5223, 5280, 5443 and
+7777) in a directory holding var/ as `make var` makes it.
+
+    xep0065       a service in the server's disco#items with the identity
+                  proxy/bytestreams and the feature
+                  http://jabber.org/protocol/bytestreams, whose
+                  bytestreams query answers with a <streamhost/> (jid,
+                  host, port); here also a SOCKS5 handshake at that port
 
     xep0363       an upload service in the server's disco#items; a slot
                   for hello.png (1234 bytes, image/png); here also the
@@ -39,10 +45,12 @@ from xmpp_raw import q, tostr
 NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items'
 NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
 NS_UPLOAD = 'urn:xmpp:http:upload:0'
+NS_BS = 'http://jabber.org/protocol/bytestreams'
 NS_XRD = 'http://docs.oasis-open.org/ns/xri/xrd-1.0'
 RELS = ('urn:xmpp:alt-connections:xbosh',
         'urn:xmpp:alt-connections:websocket')
-PORTS = {'c2s': 5222, 'c2s-tls': 5223, 'http': 5280, 'https': 5443}
+PORTS = {'c2s': 5222, 'c2s-tls': 5223, 'http': 5280, 'https': 5443,
+         'proxy65': 7777}
 REPORT = []
 
 
@@ -117,6 +125,39 @@ def request(url, method='GET', headers=None, body=None):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         c.close()
+
+
+def test_xep0065_proxy(made):
+    f = IMFactory(made)
+    try:
+        c = f('alice@localhost')
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                     to='localhost')
+        proxies = []
+        for item in el.iter(q(NS_DISCO_ITEMS, 'item')):
+            info = c.iq_ok('get', "<query xmlns='%s'/>" % NS_DISCO_INFO,
+                           to=item.get('jid'))
+            ids = {(i.get('category'), i.get('type'))
+                   for i in info.iter(q(NS_DISCO_INFO, 'identity'))}
+            features = {x.get('var')
+                        for x in info.iter(q(NS_DISCO_INFO, 'feature'))}
+            if ('proxy', 'bytestreams') in ids and NS_BS in features:
+                proxies.append(item.get('jid'))
+        note('xep0065: proxies %s' % proxies)
+        assert proxies == ['proxy.localhost'], tostr(el)
+        el = c.iq_ok('get', "<query xmlns='%s'/>" % NS_BS, to=proxies[0])
+        hosts = [(h.get('jid'), h.get('host'), h.get('port'))
+                 for h in el.iter(q(NS_BS, 'streamhost'))]
+        note('xep0065: streamhosts %s' % hosts)
+        assert hosts == [('proxy.localhost', 'localhost', '7777')]
+        s = socket.create_connection(('127.0.0.1', 7777), timeout=10)
+        try:
+            s.sendall(b'\x05\x01\x00')
+            assert s.recv(2) == b'\x05\x00'
+        finally:
+            s.close()
+    finally:
+        f.close_all()
 
 
 def test_xep0363_and_cors(made):

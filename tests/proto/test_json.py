@@ -53,7 +53,8 @@ STATS = {'uptime': 'int', 'sessions': 'int', 'users-online': 'int',
          'bytes-in': 'int', 'bytes-out': 'int', 'bytes-in-per-s': 'num',
          'bytes-out-per-s': 'num', 'offline-queue': 'int', 'rss-kb': 'int',
          'storage-queue': 'int', 'storage-commits': 'int',
-         'last-commit-ms': 'num'}
+         'last-commit-ms': 'num', 'proxy65-waiting': 'int',
+         'proxy65-active': 'int', 'proxy65-bytes': 'int'}
 CHECK = {'level': 'str', 'subject': 'str', 'message': 'str'}
 HISTORY = {'id': 'str', 'timestamp': 'time-ms', 'direction': 'str',
            'with': 'str', 'from': 'str', 'to': 'str', 'body': 'str',

@@ -663,3 +663,157 @@ def test_module_off(certificate):
     finally:
         f.close_all()
         srv.stop()
+
+
+def raw_http(server, data, timeout=10):
+    """Send data on one connection, return everything read until the
+    server closes it or stays silent for a moment."""
+    import socket
+    s = socket.create_connection(('127.0.0.1', server.http_port),
+                                 timeout=timeout)
+    try:
+        s.sendall(data)
+        return read_responses(s)
+    finally:
+        s.close()
+
+
+def read_responses(s, quiet=1.0):
+    import socket
+    out = b''
+    s.settimeout(quiet)
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def put_request(server, url, body, extra=b'', length=True,
+                ctype=b'image/jpeg'):
+    u = urllib.parse.urlsplit(url)
+    head = b'PUT %s?%s HTTP/1.1\r\nHost: localhost:%d\r\n' % (
+        u.path.encode(), u.query.encode(), server.http_port)
+    head += b'Content-Type: ' + ctype + b'\r\n' + extra
+    if length:
+        head += b'Content-Length: %d\r\n' % len(body)
+    return head + b'\r\n' + body
+
+
+def chunked(body, size=7):
+    out = b''
+    for i in range(0, len(body), size):
+        piece = body[i:i + size]
+        out += b'%x\r\n%s\r\n' % (len(piece), piece)
+    return out + b'0\r\n\r\n'
+
+
+def test_put_body_streamed_keep_alive(server, im):
+    """The body of a PUT goes to disk as it arrives (the HTTP layer
+    holds no whole body): a PUT refused before its body is read has
+    that body read and dropped, and the connection goes on; a chunked
+    body of the slot's size is stored, one longer is refused with 413."""
+    c = im('alice@localhost')
+    data = os.urandom(40000)
+    put_url, get_url = slot(c, size=len(data))
+    u = urllib.parse.urlsplit(put_url)
+    qs = dict(urllib.parse.parse_qsl(u.query))
+    bad = put_url.replace('s=' + qs['s'], 's=' + '0' * 64)
+    get = b'GET %s HTTP/1.1\r\nHost: localhost:%d\r\n\r\n' % (
+        urllib.parse.urlsplit(get_url).path.encode(), server.http_port)
+    # Refused (forged signature), then on the same connection the right
+    # PUT, then a GET of the file: three answers, in order.
+    out = raw_http(server, put_request(server, bad, data) +
+                   put_request(server, put_url, data) + get)
+    assert out.startswith(b'HTTP/1.1 403 '), out[:200]
+    assert out.count(b'HTTP/1.1 ') == 3, out[:600]
+    i = out.index(b'HTTP/1.1 201 ')
+    j = out.index(b'HTTP/1.1 200 ')
+    assert 0 < i < j, out[:600]
+    assert out.endswith(data)
+    # Chunked, in small chunks: stored byte for byte.
+    data2 = os.urandom(3000)
+    put2, get2 = slot(c, size=len(data2))
+    out = raw_http(server, put_request(
+        server, put2, chunked(data2), b'Transfer-Encoding: chunked\r\n',
+        length=False))
+    assert out.startswith(b'HTTP/1.1 201 '), out[:200]
+    assert fetch(server, 'GET', get2)[2] == data2
+    # Chunked and longer than the slot: 413, nothing stored.
+    put3, get3 = slot(c, size=100)
+    out = raw_http(server, put_request(
+        server, put3, chunked(b'x' * 150), b'Transfer-Encoding: chunked\r\n',
+        length=False))
+    assert out.startswith(b'HTTP/1.1 413 '), out[:200]
+    assert fetch(server, 'GET', get3)[0] == 404
+    # Chunked and shorter: 400.
+    out = raw_http(server, put_request(
+        server, put3, chunked(b'x' * 99), b'Transfer-Encoding: chunked\r\n',
+        length=False))
+    assert out.startswith(b'HTTP/1.1 400 '), out[:200]
+    assert put(server, put3, b'y' * 100)[0] == 201
+
+
+def test_put_client_leaves_mid_body(server, im):
+    """A client that goes away halfway through its body leaves no
+    temporary file behind, and the slot can still be filled."""
+    import socket
+    c = im('alice@localhost')
+    data = os.urandom(MAX)
+    put_url, get_url = slot(c, size=len(data))
+    req = put_request(server, put_url, data)
+    s = socket.create_connection(('127.0.0.1', server.http_port),
+                                 timeout=10)
+    s.sendall(req[:len(req) - len(data) // 2])
+    time.sleep(0.3)
+    s.close()
+    files = server.dir / 'files'
+    assert wait_until(lambda: not [f for f in os.listdir(files)
+                                   if f.startswith('.tmp-')]), \
+        os.listdir(files)
+    assert fetch(server, 'GET', get_url)[0] == 404
+    assert put(server, put_url, data)[0] == 201
+    assert fetch(server, 'GET', get_url)[2] == data
+
+
+def test_http_layer_errors_carry_cors(server, im):
+    """The refusals the HTTP layer makes itself on the upload route
+    (405, 413, 400) carry the CORS fields, so that a web client can
+    read them; other routes' do not."""
+    c = im('alice@localhost')
+    put_url, _ = slot(c, size=10)
+    path = urllib.parse.urlsplit(put_url).path.encode()
+    host = b'Host: localhost:%d\r\n' % server.http_port
+
+    def fields(resp):
+        head = resp.split(b'\r\n\r\n', 1)[0].decode('latin-1')
+        return {ln.split(':', 1)[0].strip().lower():
+                ln.split(':', 1)[1].strip()
+                for ln in head.split('\r\n')[1:] if ':' in ln}
+
+    # 405: a method the route does not take.
+    out = raw_http(server, b'DELETE ' + path + b' HTTP/1.1\r\n' + host +
+                   b'\r\n')
+    assert out.startswith(b'HTTP/1.1 405 '), out[:200]
+    h = fields(out)
+    assert h['access-control-allow-origin'] == '*'
+    assert 'PUT' in h['access-control-allow-methods']
+    assert 'PUT' in h['allow']
+    # 413: a body larger than upload-file-size, refused unread.
+    out = raw_http(server, b'PUT ' + path + b' HTTP/1.1\r\n' + host +
+                   b'Content-Length: %d\r\n\r\n' % (MAX + 1))
+    assert out.startswith(b'HTTP/1.1 413 '), out[:200]
+    assert fields(out)['access-control-allow-origin'] == '*'
+    # 400: a broken chunked body.
+    out = raw_http(server, b'PUT ' + path + b' HTTP/1.1\r\n' + host +
+                   b'Transfer-Encoding: chunked\r\n\r\nzz\r\n')
+    assert out.startswith(b'HTTP/1.1 400 '), out[:200]
+    assert fields(out)['access-control-allow-origin'] == '*'
+    # Not on another route (no route at all: 404 without them).
+    out = raw_http(server, b'GET /nothing-here HTTP/1.1\r\n' + host +
+                   b'\r\n')
+    assert out.startswith(b'HTTP/1.1 404 '), out[:200]
+    assert 'access-control-allow-origin' not in fields(out)

@@ -80,6 +80,14 @@ check_limit_defaults(const struct conf_limits *l)
 	CHECK(l->muc_nick_length == 64);
 	CHECK(l->muc_subject_length == 1024);
 	CHECK(l->muc_history_size == 262144);
+	CHECK(l->proxy65_timeout == 60);
+	CHECK(l->proxy65_idle == 300);
+	CHECK(l->proxy65_streams == 256);
+	CHECK(l->proxy65_user_streams == 8);
+	CHECK(l->proxy65_pending == 512);
+	CHECK(l->proxy65_rate == 0);
+	CHECK(l->proxy65_user_rate == 0);
+	CHECK(l->proxy65_stream_rate == 0);
 }
 
 static void
@@ -105,8 +113,8 @@ test_default_text(void)
 	CHECK(c->scram_iterations == 4096);
 	CHECK(c->workers == 2);
 	CHECK_STR(c->version_name, NULL);
-	CHECK(c->nlisteners == 4);
-	if (c->nlisteners == 4) {
+	CHECK(c->nlisteners == 5);
+	if (c->nlisteners == 5) {
 		CHECK(c->listeners[0].kind == LISTEN_C2S);
 		CHECK_STR(c->listeners[0].address, "*");
 		CHECK(c->listeners[0].port == 5222);
@@ -123,6 +131,12 @@ test_default_text(void)
 		CHECK(c->listeners[3].kind == LISTEN_HTTPS);
 		CHECK_STR(c->listeners[3].address, "*");
 		CHECK(c->listeners[3].port == 5443);
+		/* and the XEP-0065 proxy at proxy.localhost */
+		CHECK(c->listeners[4].kind == LISTEN_PROXY65);
+		CHECK_STR(c->listeners[4].address, "*");
+		CHECK(c->listeners[4].port == 7777);
+		CHECK(conf_proxy65_listener(c) == &c->listeners[4]);
+		CHECK_STR(c->hosts[0].proxy65, "proxy.localhost");
 	}
 	CHECK(c->websocket == 1);
 	CHECK_STR(c->upload_url, "https://localhost:5443");
@@ -452,7 +466,7 @@ test_man_page(void)
 	}
 	fclose(f);
 	conf_free(d);
-	CHECK(examples == 2);
+	CHECK(examples == 4);
 	CHECK(defaults == 1);
 }
 
@@ -673,9 +687,11 @@ test_listen_errors(void)
 	} while (0)
 
 	LISTEN_ERROR("listen c2s\n", "t.conf:5: missing argument to 'listen' "
-	                             "(listen c2s|c2s-tls|http|https PORT)");
-	LISTEN_ERROR("listen s2s 5269\n", "t.conf:5: invalid listener type "
-	                                  "'s2s' (expected c2s, c2s-tls, http or https)");
+	    "(listen c2s|c2s-tls|http|https|s2s|s2s-tls|component|proxy65 "
+	    "PORT)");
+	LISTEN_ERROR("listen ftp 21\n", "t.conf:5: invalid listener type "
+	    "'ftp' (expected c2s, c2s-tls, http, https, s2s, s2s-tls, "
+	    "component or proxy65)");
 	LISTEN_ERROR("listen c2s 0\n",
 	    "t.conf:5: listen port out of range: 0 (allowed 1..65535)");
 	LISTEN_ERROR("listen c2s 65536\n",
@@ -985,6 +1001,116 @@ test_push(void)
 	    "(expected on or off)");
 }
 
+/* "webchat PATH DIRECTORY [max-age DURATION]", repeatable. */
+static void
+test_webchat(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->nwebchats == 0);
+	conf_free(c);
+	c = parse(BASE "webchat \"/chat/\" \"/usr/share/converse\"\n"
+	    "webchat / www max-age 1d\n"
+	    "webchat /a/b-c.d~e x max-age 0\n");
+	CHECK(c != NULL && c->nwebchats == 3);
+	if (c != NULL && c->nwebchats == 3) {
+		CHECK_STR(c->webchats[0].path, "/chat");
+		CHECK_STR(c->webchats[0].dir, "/usr/share/converse");
+		CHECK(c->webchats[0].max_age == 3600);
+		CHECK_STR(c->webchats[1].path, "/");
+		CHECK(c->webchats[1].max_age == 86400);
+		CHECK_STR(c->webchats[2].path, "/a/b-c.d~e");
+		CHECK(c->webchats[2].max_age == 0);
+	}
+	conf_free(c);
+	expect_error(BASE "webchat /chat\n",
+	    "t.conf:6: usage: webchat PATH DIRECTORY [max-age DURATION]");
+	expect_error(BASE "webchat chat d\n", "t.conf:6: invalid webchat "
+	    "path 'chat' (expected /NAME[/NAME...] of letters, digits and "
+	    "-._~, or /)");
+	expect_prefix(BASE "webchat /a//b d\n",
+	    "t.conf:6: invalid webchat path '/a//b'");
+	expect_prefix(BASE "webchat /a/./b d\n",
+	    "t.conf:6: invalid webchat path '/a/./b'");
+	expect_prefix(BASE "webchat /a/.. d\n",
+	    "t.conf:6: invalid webchat path '/a/..'");
+	expect_prefix(BASE "webchat /a%20b d\n",
+	    "t.conf:6: invalid webchat path '/a%20b'");
+	expect_error(BASE "webchat /upload d\n", "t.conf:6: webchat path "
+	    "'/upload' is within /upload, which xmppd serves itself");
+	expect_error(BASE "webchat /.well-known/x d\n", "t.conf:6: webchat "
+	    "path '/.well-known/x' is within /.well-known, which xmppd "
+	    "serves itself");
+	c = parse(BASE "webchat /uploads d\n");  /* not within /upload */
+	CHECK(c != NULL);
+	conf_free(c);
+	expect_error(BASE "webchat /c d\nwebchat /c/ e\n",
+	    "t.conf:7: webchat path '/c' given twice");
+	expect_error(BASE "webchat /c \"\"\n",
+	    "t.conf:6: empty webchat directory");
+	expect_error(BASE "webchat /c d maxage 1\n",
+	    "t.conf:6: unknown webchat option 'maxage' (expected max-age)");
+	expect_error(BASE "webchat /c d max-age 400d\n", "t.conf:6: webchat "
+	    "max-age out of range: 400d (allowed 0..31536000 seconds)");
+}
+
+/* "stun" and "turn": XEP-0215 services, in order. */
+static void
+test_extdisco(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->nextdisco == 0);
+	conf_free(c);
+	c = parse(BASE "stun stun.example.org\n"
+	    "turn turn.example.org secret \"0123456789abcdef\" ttl 1h "
+	    "transport tcp port 443\n"
+	    "stun 2001:db8::1 port 3479 transport tcp\n"
+	    "turn 192.0.2.1 secret 0123456789abcdefXYZ\n");
+	CHECK(c != NULL && c->nextdisco == 4);
+	if (c != NULL && c->nextdisco == 4) {
+		const struct conf_extdisco *e = c->extdisco;
+
+		CHECK(e[0].type == EXTDISCO_STUN && e[0].port == 3478 &&
+		    !e[0].tcp && e[0].secret == NULL);
+		CHECK_STR(e[0].host, "stun.example.org");
+		CHECK(e[1].type == EXTDISCO_TURN && e[1].port == 443 &&
+		    e[1].tcp && e[1].ttl == 3600);
+		CHECK_STR(e[1].secret, "0123456789abcdef");
+		CHECK(e[2].type == EXTDISCO_STUN && e[2].port == 3479 &&
+		    e[2].tcp);
+		CHECK_STR(e[2].host, "2001:db8::1");
+		CHECK(e[3].type == EXTDISCO_TURN && e[3].port == 3478 &&
+		    !e[3].tcp && e[3].ttl == 86400);
+	}
+	conf_free(c);
+	expect_error(BASE "stun\n",
+	    "t.conf:6: usage: stun HOST [port PORT] [transport udp|tcp]");
+	expect_error(BASE "stun h port\n",
+	    "t.conf:6: usage: stun HOST [port PORT] [transport udp|tcp]");
+	expect_error(BASE "stun \"a b\"\n", "t.conf:6: invalid stun host "
+	    "'a b' (expected a host name or a numeric address)");
+	expect_error(BASE "stun h secret 0123456789abcdef\n",
+	    "t.conf:6: unknown stun option 'secret' (expected port or "
+	    "transport)");
+	expect_error(BASE "stun h port 0\n",
+	    "t.conf:6: port out of range: 0 (allowed 1..65535)");
+	expect_error(BASE "stun h transport sctp\n",
+	    "t.conf:6: invalid transport 'sctp' (expected udp or tcp)");
+	expect_error(BASE "stun h port 1 port 2\n",
+	    "t.conf:6: 'port' given twice");
+	expect_error(BASE "turn h\n", "t.conf:6: turn h has no 'secret' "
+	    "(coturn's static-auth-secret)");
+	expect_error(BASE "turn h secret short\n",
+	    "t.conf:6: turn secret too short (16 characters at least)");
+	expect_error(BASE "turn h secret 0123456789abcdef ttl 10s\n",
+	    "t.conf:6: turn ttl out of range: 10s (allowed 60..2592000 "
+	    "seconds)");
+	expect_error(BASE "turn h secret 0123456789abcdef realm x\n",
+	    "t.conf:6: unknown turn option 'realm' (expected secret, port, "
+	    "transport or ttl)");
+}
+
 /* A host's see-other-host and see-other-uri (one per transport). */
 static void
 test_see_other(void)
@@ -1043,6 +1169,213 @@ test_see_other(void)
 	    "WebSocket");
 }
 
+/* Federation: listeners, s2s-* options, dns-server, tls-ca-file, the
+ * limits of incoming server streams. */
+static void
+test_s2s(void)
+{
+	struct conf *c = parse(BASE);
+
+	CHECK(c != NULL && c->s2s_dialback && !c->s2s_secure_auth &&
+	    c->dns_servers == NULL && c->tls_ca_file == NULL &&
+	    c->s2s_allow.n == 0 && c->limits.s2s_stanzas_per_second == 500 &&
+	    c->limits.s2s_bytes_per_second == 1048576);
+	conf_free(c);
+	c = parse("listen s2s 5269\nlisten s2s-tls 5270 address 127.0.0.1\n"
+	    "s2s-dialback off\ns2s-secure-auth on\n"
+	    "s2s-insecure-domain old.example\ns2s-allow a.example\n"
+	    "s2s-allow B.Example\ns2s-deny bad.example\n"
+	    "dns-server 127.0.0.1:5353\ndns-server [::1]:53\n"
+	    "dns-server 192.0.2.1\ntls-ca-file /etc/ssl/ca.pem\n"
+	    "limits {\n\ts2s-stanzas-per-second 0\n"
+	    "\ts2s-bytes-per-second 2M\n}\n"
+	    "host example.org {\n\tcertificate c.pem\n\tkey k.pem\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK(c->nlisteners == 2 && c->listeners[0].kind == LISTEN_S2S &&
+		    c->listeners[1].kind == LISTEN_S2S_TLS &&
+		    c->listeners[1].port == 5270);
+		CHECK(!c->s2s_dialback && c->s2s_secure_auth);
+		CHECK(conf_strlist_has(&c->s2s_insecure, "old.example"));
+		CHECK(c->s2s_allow.n == 2 &&
+		    conf_strlist_has(&c->s2s_allow, "b.example"));
+		CHECK(conf_strlist_has(&c->s2s_deny, "bad.example") &&
+		    !conf_strlist_has(&c->s2s_deny, "a.example"));
+		CHECK_STR(c->dns_servers,
+		    "127.0.0.1:5353,[::1]:53,192.0.2.1");
+		CHECK_STR(c->tls_ca_file, "/etc/ssl/ca.pem");
+		CHECK(c->limits.s2s_stanzas_per_second == 0 &&
+		    c->limits.s2s_bytes_per_second == 2 * 1048576);
+	}
+	conf_free(c);
+	expect_error("listen c2s 5222\ndns-server example.org\n",
+	    "t.conf:2: invalid address 'example.org' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ndns-server 127.0.0.1:0\n",
+	    "t.conf:2: invalid address '127.0.0.1:0' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ndns-server [zz]:53\n",
+	    "t.conf:2: invalid address '[zz]:53' for 'dns-server' "
+	    "(expected ADDR, ADDR:PORT or [IPv6]:PORT)");
+	expect_error("listen c2s 5222\ns2s-deny \"a b\"\n",
+	    "t.conf:2: invalid domain 'a b' for 's2s-deny'");
+	expect_error("listen c2s 5222\ns2s-allow user@example.org\n",
+	    "t.conf:2: invalid domain 'user@example.org' for 's2s-allow'");
+	expect_error("listen c2s 5222\ns2s-dialback maybe\n",
+	    "t.conf:2: invalid value 'maybe' for 's2s-dialback' "
+	    "(expected on or off)");
+}
+
+/* XEP-0114: "listen component" and the component blocks. */
+static void
+test_components(void)
+{
+	struct conf *c;
+	const struct conf_component *k;
+
+	c = parse(BASE "listen component 5347\n"
+	    "component \"IRC.Example.org\" {\n"
+	    "\tsecret \"s3cret\"\n"
+	    "}\n"
+	    "component gw.example.net {\n"
+	    "\tsecret x\n"
+	    "\tstanzas-per-second 0\n"
+	    "\tstanza-burst 10\n"
+	    "}\n");
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return;
+	}
+	CHECK(c->nlisteners == 2);
+	CHECK(c->listeners[1].kind == LISTEN_COMPONENT);
+	CHECK_STR(c->listeners[1].address, "127.0.0.1");
+	CHECK(c->listeners[1].port == 5347);
+	CHECK_STR(conf_listen_kind_name(LISTEN_COMPONENT), "component");
+	CHECK(c->ncomponents == 2);
+	k = conf_component_find(c, "irc.example.org");
+	CHECK(k != NULL);
+	CHECK(k != NULL && strcmp(k->secret, "s3cret") == 0);
+	CHECK(k != NULL && k->stanzas_per_second == 500 &&
+	    k->stanza_burst == 2000);
+	k = conf_component_find(c, "gw.example.net");
+	CHECK(k != NULL && k->stanzas_per_second == 0 &&
+	    k->stanza_burst == 10);
+	CHECK(conf_component_find(c, "example.org") == NULL);
+	conf_free(c);
+
+	c = parse(BASE "listen component 5347 address ::1\n");
+	CHECK(c != NULL && strcmp(c->listeners[1].address, "::1") == 0);
+	conf_free(c);
+
+	expect_error(BASE "component a.example.org {\n}\n",
+	    "t.conf:6: component 'a.example.org' has no 'secret'");
+	expect_error(BASE "component a.example.org {\nsecret \"\"\n}\n",
+	    "t.conf:7: empty value for 'secret'");
+	expect_error(BASE "component a.example.org {\nsecret x\n",
+	    "t.conf:6: 'component' block is not closed (missing '}')");
+	expect_error(BASE "component a.example.org {\nsecret x\nmuc on\n}\n",
+	    "t.conf:8: unknown option 'muc' in component block");
+	expect_error(BASE "component a.example.org\n",
+	    "t.conf:6: 'component' needs a block: 'component NAME {' with "
+	    "'}' on a later line");
+	expect_error(BASE "component a@b {\nsecret x\n}\n",
+	    "t.conf:6: invalid component domain 'a@b'");
+	expect_error(BASE "component a.example.org {\nsecret x\n}\n"
+	    "component a.example.org {\nsecret y\n}\n",
+	    "t.conf:9: duplicate component 'a.example.org' (first at "
+	    "line 6)");
+	expect_error(BASE "component example.org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'example.org' is taken by host "
+	    "'example.org'");
+	expect_error(BASE "component conference.example.org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'conference.example.org' is taken "
+	    "by host 'example.org'");
+	expect_error(BASE "component org {\nsecret x\n}\n",
+	    "t.conf:6: component domain 'org' is taken by host "
+	    "'example.org'");
+	expect_error(BASE "component gw.example.net {\nsecret x\n}\n"
+	    "component a.gw.example.net {\nsecret x\n}\n",
+	    "t.conf:9: component domain 'a.gw.example.net' lies under "
+	    "component 'gw.example.net'");
+	expect_error(BASE "component gw.example.net {\nsecret x\n"
+	    "stanza-burst 0\n}\n",
+	    "t.conf:8: 'stanza-burst' out of range: 0 (allowed 1..1000000)");
+}
+
+/* The XEP-0065 proxy: its listener, per-host domains, the announced
+ * address and its limits. */
+static void
+test_proxy65(void)
+{
+	struct conf *c;
+
+	/* No proxy65 listener: no proxy, whatever the hosts say. */
+	c = parse("listen c2s 5222\nhost a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL && conf_proxy65_listener(c) == NULL);
+	conf_free(c);
+	c = parse("listen c2s 5222\nlisten proxy65 7777 address 192.0.2.1\n"
+	    "host a {\ncertificate c\nkey k\n}\n"
+	    "host b {\ncertificate c\nkey k\nproxy65 off\n}\n"
+	    "host c {\ncertificate c\nkey k\nproxy65 Bytes.Example\n}\n"
+	    "host d {\ncertificate c\nkey k\nproxy65 on\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		const struct conf_listener *l = conf_proxy65_listener(c);
+
+		CHECK(l != NULL && l->kind == LISTEN_PROXY65 &&
+		    l->port == 7777 && strcmp(l->address, "192.0.2.1") == 0);
+		CHECK_STR(conf_listen_kind_name(LISTEN_PROXY65), "proxy65");
+		CHECK_STR(c->hosts[0].proxy65, "proxy.a");
+		CHECK_STR(c->hosts[1].proxy65, NULL);
+		CHECK_STR(c->hosts[2].proxy65, "bytes.example");
+		CHECK_STR(c->hosts[3].proxy65, "proxy.d");
+		CHECK_STR(c->proxy65_address, NULL);
+		CHECK(c->proxy65_port == 0);
+		check_limit_defaults(&c->limits);
+	}
+	conf_free(c);
+	c = parse("listen proxy65 7777\nproxy65-address \"proxy.example.net\""
+	    " 443\nlimits {\nproxy65-timeout 2m\nproxy65-idle-timeout 0\n"
+	    "proxy65-streams 10\nproxy65-user-streams 2\nproxy65-pending 20\n"
+	    "proxy65-rate 10M\nproxy65-user-rate 1M\n"
+	    "proxy65-stream-rate 512K\n}\n"
+	    "host a {\ncertificate c\nkey k\n}\n");
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK_STR(c->proxy65_address, "proxy.example.net");
+		CHECK(c->proxy65_port == 443);
+		CHECK(c->limits.proxy65_timeout == 120);
+		CHECK(c->limits.proxy65_idle == 0);
+		CHECK(c->limits.proxy65_streams == 10);
+		CHECK(c->limits.proxy65_user_streams == 2);
+		CHECK(c->limits.proxy65_pending == 20);
+		CHECK(c->limits.proxy65_rate == 10 * 1024 * 1024);
+		CHECK(c->limits.proxy65_user_rate == 1024 * 1024);
+		CHECK(c->limits.proxy65_stream_rate == 512 * 1024);
+	}
+	conf_free(c);
+	expect_error("listen proxy65 7777 starttls required\n",
+	    "t.conf:1: 'starttls' applies only to c2s listeners");
+	expect_error("listen proxy65 7777\nproxy65-address \"a b\"\n",
+	    "t.conf:2: invalid proxy65-address 'a b' (expected a host name "
+	    "or a numeric address)");
+	expect_error("listen proxy65 7777\nproxy65-address x 0\n",
+	    "t.conf:2: proxy65-address port out of range: 0 (allowed "
+	    "1..65535)");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 a@b\n}\n", "t.conf:5: invalid proxy65 domain 'a@b'");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 conference.a\n}\n",
+	    "t.conf:2: proxy65 domain 'conference.a' is taken");
+	expect_error("listen proxy65 7777\nhost a {\ncertificate c\nkey k\n"
+	    "proxy65 b\n}\nhost b {\ncertificate c\nkey k\n}\n",
+	    "t.conf:2: proxy65 domain 'b' is taken");
+	expect_error("listen proxy65 7777\nlimits {\nproxy65-timeout 0\n}\n",
+	    "t.conf:3: 'proxy65-timeout' out of range: 0 (allowed 1..3600 "
+	    "seconds)");
+}
+
 int
 main(void)
 {
@@ -1058,6 +1391,7 @@ main(void)
 	test_statement_errors();
 	test_number_errors();
 	test_listen_errors();
+	test_proxy65();
 	test_host_errors();
 	test_muc_domains();
 	test_missing_sections();
@@ -1065,6 +1399,10 @@ main(void)
 	test_websocket();
 	test_bosh();
 	test_push();
+	test_webchat();
+	test_extdisco();
 	test_see_other();
+	test_s2s();
+	test_components();
 	return UNIT_DONE("conf");
 }

@@ -5,8 +5,12 @@
  * answered after it; a held request whose client goes away (its abort
  * callback runs, http_request_find no longer finds it); an Upgrade
  * handed to another conn handler, which gets the bytes sent with the
- * request and those after.  The client runs in a thread with blocking
- * sockets; the loop runs here.
+ * request and those after.  A streaming route: the body in pieces,
+ * paused and resumed, the last one flagged; an answer before the body
+ * (the rest is dropped, the pipelined request after it answered); a
+ * chunked body over the route's maximum (413, with the route's error
+ * fields).  The client runs in a thread with blocking sockets; the loop
+ * runs here.
  */
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -28,6 +32,10 @@ static ev_timer answer_w, guard_w;
 static uint64_t held_id;
 static int aborted, abort_found, echo_closed;
 static int port;
+static ev_timer resume_w;
+static uint64_t stream_id;
+static size_t stream_bytes, stream_pieces;
+static int stream_paused_once, stream_failed;
 
 /* -- the routes -- */
 
@@ -98,6 +106,63 @@ upgrade_route(struct http_request *r, void *arg)
 	}
 	http_add_header(r, "Upgrade", "echo");
 	http_upgrade(r, &echo_handler, &echo_closed);
+}
+
+/* A streaming route: count the body, pause after the first piece
+ * (resumed by a timer), answer with the count after the last. */
+static void
+resume_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	struct http_request *r = http_request_find(stream_id);
+
+	CHECK(r != NULL);
+	if (r != NULL)
+		http_body_resume(r);
+}
+
+static void
+stream_body(struct http_request *r, const char *data, size_t len,
+    enum http_body_status st, void *arg)
+{
+	char out[64];
+	int n;
+
+	if (st == HTTP_BODY_FAILED) {
+		stream_failed++;
+		return;
+	}
+	if (strcmp(r->path, "/stream/x") == 0) {
+		int ok = 1;
+
+		for (size_t i = 0; i < len; i++)
+			ok &= data[i] == 'a' + (char)((stream_bytes + i) % 26);
+		CHECK(ok);
+		stream_bytes += len;
+	}
+	stream_pieces++;
+	if (!stream_paused_once) {
+		stream_paused_once = 1;
+		http_body_pause(r);
+		ev_timer_start(loop, &resume_w);
+	}
+	if (st == HTTP_BODY_LAST) {
+		n = snprintf(out, sizeof(out), "got %zu", stream_bytes);
+		http_respond(r, 200, "text/plain", out, (size_t)n);
+	}
+}
+
+static void
+stream_route(struct http_request *r, void *arg)
+{
+	if (strcmp(r->path, "/stream/early") == 0) {
+		/* Refused before its body is read. */
+		http_respond_status(r, 403);
+		return;
+	}
+	CHECK(r->body_len == 0);
+	stream_id = r->id;
+	http_hold(r, NULL, NULL);
+	http_body_start(r, stream_body, NULL);
 }
 
 /* -- the client -- */
@@ -197,6 +262,52 @@ client(void *arg)
 	CHECK(read(fd, got, sizeof(got)) == 0);
 	close(fd);
 
+	/* A streaming body of 100000 bytes in two writes. */
+	{
+		static char body[100000];
+		char head[256];
+
+		for (size_t i = 0; i < sizeof(body); i++)
+			body[i] = (char)('a' + i % 26);
+		fd = client_connect();
+		snprintf(head, sizeof(head), "PUT /stream/x HTTP/1.1\r\n"
+		    "Host: localhost\r\nContent-Length: %zu\r\n\r\n",
+		    sizeof(body));
+		send_all(fd, head);
+		CHECK(write(fd, body, 30000) == 30000);
+		usleep(50000);
+		CHECK(write(fd, body + 30000, sizeof(body) - 30000) ==
+		    (ssize_t)(sizeof(body) - 30000));
+		CHECK(read_until(fd, got, sizeof(got), "got 100000") == 0);
+		CHECK(strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0);
+		close(fd);
+	}
+
+	/* Answered before its body: the body is dropped, the pipelined
+	 * request after it is answered on the same connection. */
+	fd = client_connect();
+	send_all(fd, "PUT /stream/early HTTP/1.1\r\nHost: localhost\r\n"
+	    "Content-Length: 10\r\n\r\n0123456789" REQ("/nothing", ""));
+	CHECK(read_until(fd, got, sizeof(got), "404 Not Found\n") == 0);
+	CHECK(strncmp(got, "HTTP/1.1 403 Forbidden\r\n", 24) == 0);
+	close(fd);
+
+	/* Chunked past the route's maximum: 413 with its error fields. */
+	fd = client_connect();
+	send_all(fd, "PUT /stream/big HTTP/1.1\r\nHost: localhost\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n20000\r\n");
+	{
+		static char big[100001 + 1];
+
+		memset(big, 'a', sizeof(big) - 1);
+		send_all(fd, big);
+	}
+	CHECK(read_until(fd, got, sizeof(got), "413 Content Too Large\n") ==
+	    0);
+	CHECK(strstr(got, "\r\nX-Test: yes\r\n") != NULL);
+	close(fd);
+	usleep(100000);
+
 	ev_async_send(loop, &done_w);
 	return NULL;
 }
@@ -247,8 +358,13 @@ main(void)
 	CHECK(http_route_add("/up", HTTP_M_GET, 0, upgrade_route, NULL) == 0);
 	CHECK(http_route_add("/up", HTTP_M_GET, 0, upgrade_route, NULL) ==
 	    -1);
+	CHECK(http_route_add_stream("/stream", HTTP_M_PUT, 100000,
+	    stream_route, NULL) == 0);
+	CHECK(http_route_set_error_fields("/stream", "X-Test: yes\r\n") == 0);
+	CHECK(http_route_set_error_fields("/none", "X: y\r\n") == -1);
 	CHECK(conn_listen(conf, handlers, err, sizeof(err)) == 0);
 	ev_timer_init(&answer_w, answer_cb, 0.05, 0.);
+	ev_timer_init(&resume_w, resume_cb, 0.02, 0.);
 	ev_timer_init(&guard_w, guard_cb, 20., 0.);
 	ev_timer_start(loop, &guard_w);
 	ev_async_init(&done_w, done_cb);
@@ -263,9 +379,15 @@ main(void)
 	CHECK(abort_found == 0);
 	CHECK(http_request_find(held_id) == NULL);
 	CHECK(echo_closed == 1);
+	/* The first streaming body: all of it, in more than one piece; the
+	 * chunked one over the maximum: its consumer told. */
+	CHECK(stream_bytes == 100000);
+	CHECK(stream_pieces > 1);
+	CHECK(stream_failed == 1);
 	conn_unlisten();
 	http_route_remove("/hold");
 	http_route_remove("/up");
+	http_route_remove("/stream");
 	conf_free(conf);
 	return UNIT_DONE("http");
 }

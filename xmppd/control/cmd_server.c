@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "conf.h"
 #include "control/control_int.h"
@@ -18,6 +20,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "mono.h"
+#include "net/proxy65.h"
 #include "store/store.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -81,6 +84,7 @@ handle_stats(struct control_conn *c, char **args, size_t nargs)
 {
 	static const char *const cols[] = { "key", "value" };
 	struct stats_snapshot st;
+	struct proxy65_stats ps;
 	int r = 0;
 
 	stats_get(&st);
@@ -115,6 +119,11 @@ handle_stats(struct control_conn *c, char **args, size_t nargs)
 	r |= reply_row_kv(c, "storage-commits:int", "%llu",
 	    (unsigned long long)st.store_commits);
 	r |= reply_row_kv(c, "last-commit-ms:num", "%.3f", st.commit_ms);
+	proxy65_get_stats(&ps);
+	r |= reply_row_kv(c, "proxy65-waiting:int", "%zu", ps.pending);
+	r |= reply_row_kv(c, "proxy65-active:int", "%zu", ps.active);
+	r |= reply_row_kv(c, "proxy65-bytes:int", "%llu",
+	    (unsigned long long)ps.bytes);
 	if (c->dead)
 		return;
 	if (r != 0)
@@ -224,6 +233,78 @@ check_certificate(struct control_conn *c, const struct conf_host *h)
 	X509_free(x);
 }
 
+/*
+ * With federation on: whether other servers would accept the host's
+ * certificate (XEP-0178, RFC 6125): a chain to a root of the system's
+ * store (or tls-ca-file), naming the host, usable by a TLS server.  A
+ * certificate they refuse still federates by dialback with servers that
+ * allow it (s2s-secure-auth off in xmppd, Prosody's and ejabberd's
+ * defaults), not with those that require valid certificates.
+ */
+static void
+check_federation_certificate(struct control_conn *c, const struct conf *cf,
+    const struct conf_host *h)
+{
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	X509 *leaf = NULL, *x;
+	FILE *f = h->certificate ? fopen(h->certificate, "r") : NULL;
+	int ok;
+
+	if (f == NULL || chain == NULL || store == NULL || ctx == NULL)
+		goto done;
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		if (leaf == NULL)
+			leaf = x;
+		else
+			sk_X509_push(chain, x);
+	}
+	ERR_clear_error();
+	if (leaf == NULL)
+		goto done;      /* check_certificate said why */
+	X509_STORE_set_default_paths(store);
+	if (cf->tls_ca_file != NULL)
+		X509_STORE_load_file(store, cf->tls_ca_file);
+	ERR_clear_error();
+	if (X509_STORE_CTX_init(ctx, store, leaf, chain) != 1)
+		goto done;
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+	ok = X509_verify_cert(ctx) == 1;
+	if (!ok)
+		check_row(c, "warning", h->name, "other servers will not accept "
+		    "certificate %s (%s): federation by dialback only, and "
+		    "not with servers that require valid certificates",
+		    h->certificate, X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(ctx)));
+	else if (X509_check_host(leaf, h->name, strlen(h->name),
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1)
+		check_row(c, "warning", h->name, "certificate %s does not name "
+		    "%s: other servers will not accept it for this domain",
+		    h->certificate, h->name);
+	else
+		check_row(c, "ok", h->name, "certificate %s is valid for "
+		    "federation", h->certificate);
+done:
+	ERR_clear_error();
+	if (f != NULL)
+		fclose(f);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+}
+
+static int
+federates(const struct conf *cf)
+{
+	for (size_t i = 0; i < cf->nlisteners; i++)
+		if (cf->listeners[i].kind == LISTEN_S2S ||
+		    cf->listeners[i].kind == LISTEN_S2S_TLS)
+			return 1;
+	return 0;
+}
+
 void
 handle_check(struct control_conn *c, char **args, size_t nargs)
 {
@@ -248,6 +329,8 @@ handle_check(struct control_conn *c, char **args, size_t nargs)
 	for (size_t i = 0; i < cf->nhosts; i++) {
 		check_row(c, "info", "host", "%s", cf->hosts[i].name);
 		check_certificate(c, &cf->hosts[i]);
+		if (federates(cf))
+			check_federation_certificate(c, cf, &cf->hosts[i]);
 	}
 	for (size_t i = 0; i < cf->nlisteners; i++)
 		check_row(c, "info", "listener", "%s %d %s",

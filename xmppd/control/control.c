@@ -69,6 +69,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "unsubscribe", 0, 0, 0, "unsubscribe", handle_unsubscribe },
 	{ "sessions", 0, 0, 0, "sessions", handle_sessions },
 	{ "online", 0, 0, 0, "online", handle_online },
+	{ "s2s", 0, 0, 0, "s2s", handle_s2s },
 	{ "kick", 1, 3, 1, "kick JID[/RESOURCE] [REASON [CONDITION]]",
 	    handle_kick },
 	{ "broadcast", 1, 1, 1, "broadcast TEXT", handle_broadcast },
@@ -94,6 +95,7 @@ static const struct control_cmd control_cmds[] = {
 	    handle_room_destroy },
 	{ "room-affiliate", 3, 3, 1, "room-affiliate ROOM JID AFFILIATION",
 	    handle_room_affiliate },
+	{ "components", 0, 0, 0, "components", handle_components },
 	{ "upload-list", 0, 1, 1, "upload-list [JID]", handle_upload_list },
 	{ "upload-purge", 1, 1, 1, "upload-purge JID", handle_upload_purge },
 	{ "upload-purge-older", 1, 1, 1, "upload-purge-older SECONDS",
@@ -883,6 +885,11 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 	if (r == -1)
 		return init_fail(err, errlen, fd, NULL, "cannot bind control "
 		    "socket %s: %s", path, strerror(errno));
+	/* Listening as soon as the name exists: a client that sees the
+	 * file (a script right after start-up) is not refused. */
+	if (listen(fd, CONTROL_MAX_CONNS) == -1)
+		return init_fail(err, errlen, fd, path, "listen on control "
+		    "socket %s: %s", path, strerror(errno));
 	if (chmod(path, 0660) == -1)
 		return init_fail(err, errlen, fd, path, "chmod control socket "
 		    "%s: %s", path, strerror(errno));
@@ -890,9 +897,6 @@ control_init(const char *path, const char *group_name, uid_t owner_uid,
 		return init_fail(err, errlen, fd, path, "cannot give control "
 		    "socket %s to uid %u gid %u: %s", path,
 		    (unsigned)owner_uid, (unsigned)gid, strerror(errno));
-	if (listen(fd, CONTROL_MAX_CONNS) == -1)
-		return init_fail(err, errlen, fd, path, "listen on control "
-		    "socket %s: %s", path, strerror(errno));
 	if (lstat(path, &st) == -1)
 		return init_fail(err, errlen, fd, path, "control socket %s: %s",
 		    path, strerror(errno));

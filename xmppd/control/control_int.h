@@ -188,9 +188,13 @@ void handle_roster_show(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_add(struct control_conn *c, char **args, size_t nargs);
 void handle_roster_del(struct control_conn *c, char **args, size_t nargs);
 
+/* cmd_components.c: XEP-0114 components, through stream/component.h. */
+void handle_components(struct control_conn *c, char **args, size_t nargs);
+
 /* cmd_sessions.c */
 void handle_sessions(struct control_conn *c, char **args, size_t nargs);
 void handle_online(struct control_conn *c, char **args, size_t nargs);
+void handle_s2s(struct control_conn *c, char **args, size_t nargs);
 void handle_kick(struct control_conn *c, char **args, size_t nargs);
 void handle_broadcast(struct control_conn *c, char **args, size_t nargs);
 

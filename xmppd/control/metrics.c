@@ -20,6 +20,7 @@
 #include "log.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/proxy65.h"
 #include "store/store.h"
 
 #define METRICS_PATH "/metrics"
@@ -162,6 +163,28 @@ http_counts(struct buf *b)
 }
 
 static void
+proxy65_counts(struct buf *b)
+{
+	struct proxy65_stats ps;
+
+	proxy65_get_stats(&ps);
+	family(b, "xmppd_proxy65_streams", "gauge", "XEP-0065 proxy "
+	    "connections waiting for activation, and active streams.");
+	buf_printf(b, "xmppd_proxy65_streams{state=\"waiting\"} %zu\n",
+	    ps.pending);
+	buf_printf(b, "xmppd_proxy65_streams{state=\"active\"} %zu\n",
+	    ps.active);
+	family(b, "xmppd_proxy65_activations_total", "counter",
+	    "XEP-0065 proxy streams activated.");
+	buf_printf(b, "xmppd_proxy65_activations_total %llu\n",
+	    (unsigned long long)ps.activated);
+	family(b, "xmppd_proxy65_bytes_total", "counter",
+	    "Bytes relayed by the XEP-0065 proxy, both ways.");
+	buf_printf(b, "xmppd_proxy65_bytes_total %llu\n",
+	    (unsigned long long)ps.bytes);
+}
+
+static void
 render(struct buf *b)
 {
 	struct stats_snapshot s;
@@ -200,6 +223,7 @@ render(struct buf *b)
 	buf_printf(b, "xmppd_offline_messages %lld\n", s.offline_queue);
 	storage(b);
 	http_counts(b);
+	proxy65_counts(b);
 	buf_adds(b, "# EOF\n");
 }
 

@@ -33,6 +33,17 @@ is_local(const struct jid *j)
 	return j->node && conf_host_find(xmppd_conf, j->domain) != NULL;
 }
 
+/* A domain whose users' presence another server processes: a component's
+ * (XEP-0114), or any other that is neither a host nor a service of ours
+ * (a room has no roster). */
+static int
+remote_domain(const char *domain)
+{
+	return router_is_component(domain) ||
+	    (conf_host_find(xmppd_conf, domain) == NULL &&
+	    !router_is_service(domain));
+}
+
 /* A presence stanza from 'from' to 'to' (either may be bare or full). */
 static struct xel *
 new_presence(const char *from, const char *to, const char *type)
@@ -232,6 +243,14 @@ probe_one(const char *contact, void *arg)
 
 	if (jid_parse(&j, contact) == 0 && is_local(&j))
 		answer_probe(j.node, j.domain, pc->s->bare, pc->s->full);
+	else if (j.domain != NULL && j.node != NULL && remote_domain(j.domain)) {
+		/* §4.3.1: the contact's server (or component, XEP-0114)
+		 * answers for it, to the user's bare JID. */
+		struct xel *p = new_presence(pc->s->bare, contact, "probe");
+
+		route_presence(p);
+		arena_free(p->arena);
+	}
 	jid_free(&j);
 }
 
@@ -390,8 +409,8 @@ send_subscription(const char *from_bare, const char *to_bare,
 
 	if (jid_parse(&j, to_bare) < 0)
 		return;
-	if (!is_local(&j)) {
-		jid_free(&j);    /* remote: no server-to-server yet */
+	if (!is_local(&j) && !remote_domain(j.domain)) {
+		jid_free(&j);   /* a room or another service: no roster */
 		return;
 	}
 	if (orig)
@@ -402,7 +421,10 @@ send_subscription(const char *from_bare, const char *to_bare,
 	/* §3.1.2: stamped with the bare JID, addressed to the bare JID. */
 	xel_set_attr(p, "from", from_bare);
 	xel_set_attr(p, "to", to_bare);
-	do_inbound(j.node, j.domain, from_bare, type, p);
+	if (is_local(&j))
+		do_inbound(j.node, j.domain, from_bare, type, p);
+	else
+		route_presence(p);      /* the contact's server processes it */
 	arena_free(p->arena);
 	jid_free(&j);
 }
@@ -601,6 +623,50 @@ presence_from_client(struct session *s, struct xel *pres,
 	    strcmp(type, "unavailable") != 0)
 		return;                 /* unknown type: ignore */
 	presence_directed(s, pres, to, type);
+}
+
+void
+presence_from_remote(struct xel *pres, const struct jid *to)
+{
+	const char *type = xel_attr(pres, "type");
+	struct jid from = { 0 };
+	enum subscription_type st;
+	char *bare, *to_bare;
+
+	if (to->node == NULL || jid_parse(&from, xel_attr(pres, "from")) < 0)
+		return;         /* presence to the server is dropped */
+	bare = jid_bare(&from);
+	if (type && subscription_type_parse(type, &st) == 0) {
+		/* §3.1.3: processed for the bare JIDs on both sides. */
+		to_bare = xasprintf("%s@%s", to->node, to->domain);
+		xel_set_attr(pres, "from", bare);
+		xel_set_attr(pres, "to", to_bare);
+		do_inbound(to->node, to->domain, bare, st, pres);
+		free(to_bare);
+	} else if (type && strcmp(type, "probe") == 0) {
+		char *full = jid_full(&from);
+
+		answer_probe(to->node, to->domain, bare, full);
+		free(full);
+	} else if (type == NULL || strcmp(type, "unavailable") == 0 ||
+	    strcmp(type, "error") == 0) {
+		struct session *s;
+
+		/* §4.3.3, §4.5.3: a full JID reaches that session (error
+		 * presence only there), a bare JID each available
+		 * resource. */
+		if (to->resource) {
+			if ((s = sm_find_full(to)) != NULL)
+				router_deliver(s, pres);
+		} else if (type == NULL || strcmp(type, "error") != 0)
+			for (s = sm_find_bare(to->node, to->domain); s;
+			    s = s->next)
+				if (s->available)
+					router_deliver(s, pres);
+	}
+	/* other types are ignored (§4.7.1) */
+	free(bare);
+	jid_free(&from);
 }
 
 void

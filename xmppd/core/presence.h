@@ -15,6 +15,13 @@ struct xel;
  * NULL). */
 void presence_from_client(struct session *from, struct xel *pres,
     const struct jid *to);
+/* Presence from an entity that is not a local session (a component or
+ * another server, 'from' checked by its stream) to to, a JID of a local
+ * host:
+ * subscription stanzas are processed for the user (RFC 6121 §3), probes
+ * answered, other presence delivered (§4.3.3, §4.5.3).  The caller
+ * keeps pres. */
+void presence_from_remote(struct xel *pres, const struct jid *to);
 /* Send unavailable presence from every available resource of
  * user@host to contact (XEP-0191 §3.3 when blocking). */
 void presence_unavailable_to(const char *user, const char *host,

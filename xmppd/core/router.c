@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "core/disco.h"
 #include "core/hooks.h"
 #include "core/iq.h"
 #include "jid.h"
@@ -25,36 +26,106 @@ struct service {
 	char *host;
 	router_service_fn fn;
 	unsigned owner;
+	unsigned component : 1;  /* subdomains too; errors come back */
+	unsigned unlisted : 1;   /* not in disco#items (not connected) */
 };
 
 static struct service *services;
 static size_t nservices;
+static router_remote_fn remote_fn;
 
+void
+router_set_remote(router_remote_fn fn)
+{
+	remote_fn = fn;
+}
+
+/* Whether d is a subdomain of parent ("a.b" of "b"). */
+static int
+is_subdomain(const char *d, const char *parent)
+{
+	size_t n = strlen(d), m = strlen(parent);
+
+	return n > m + 1 && d[n - m - 1] == '.' &&
+	    strcmp(d + n - m, parent) == 0;
+}
+
+/* The service of domain: its own, else a component's whose subdomain it
+ * is. */
 static const struct service *
 service_find(const char *domain)
 {
 	for (size_t i = 0; i < nservices; i++)
 		if (strcmp(services[i].domain, domain) == 0)
 			return &services[i];
+	for (size_t i = 0; i < nservices; i++)
+		if (services[i].component &&
+		    is_subdomain(domain, services[i].domain))
+			return &services[i];
 	return NULL;
+}
+
+static struct service *
+service_add(const char *domain, const char *host, router_service_fn fn)
+{
+	struct service *sv;
+
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].domain, domain) == 0)
+			return NULL;
+	if (conf_host_find(xmppd_conf, domain) != NULL)
+		return NULL;
+	services = xreallocarray(services, nservices + 1, sizeof(*services));
+	sv = &services[nservices++];
+	memset(sv, 0, sizeof(*sv));
+	sv->domain = xstrdup(domain);
+	sv->host = xstrdup(host);
+	sv->fn = fn;
+	sv->owner = hook_owner();
+	return sv;
+}
+
+int
+router_is_service(const char *domain)
+{
+	return service_find(domain) != NULL;
 }
 
 int
 router_add_service(const char *domain, const char *host,
     router_service_fn fn)
 {
-	struct service *sv;
+	return service_add(domain, host, fn) != NULL ? 0 : -1;
+}
 
-	if (service_find(domain) != NULL ||
-	    conf_host_find(xmppd_conf, domain) != NULL)
+int
+router_add_component(const char *domain, const char *host,
+    router_service_fn fn)
+{
+	struct service *sv = service_add(domain, host, fn);
+
+	if (sv == NULL)
 		return -1;
-	services = xreallocarray(services, nservices + 1, sizeof(*services));
-	sv = &services[nservices++];
-	sv->domain = xstrdup(domain);
-	sv->host = xstrdup(host);
-	sv->fn = fn;
-	sv->owner = hook_owner();
+	sv->component = 1;
+	sv->unlisted = 1;
 	return 0;
+}
+
+int
+router_is_component(const char *domain)
+{
+	const struct service *sv;
+
+	return nservices > 0 && (sv = service_find(domain)) != NULL &&
+	    sv->component;
+}
+
+void
+router_service_set_listed(const char *domain, int listed)
+{
+	for (size_t i = 0; i < nservices; i++)
+		if (strcmp(services[i].domain, domain) == 0)
+			services[i].unlisted = !listed;
 }
 
 static void
@@ -93,8 +164,28 @@ router_foreach_service(const char *host,
     void (*fn)(const char *domain, void *arg), void *arg)
 {
 	for (size_t i = 0; i < nservices; i++)
-		if (strcmp(services[i].host, host) == 0)
+		if (!services[i].unlisted && strcmp(services[i].host, host) == 0)
 			fn(services[i].domain, arg);
+}
+
+/* An error for what a component sent goes back to it (from is NULL for
+ * anything that is not a local session). */
+static void
+bounce_to_component(const struct xel *st, const char *cond)
+{
+	const char *f = xel_attr(st, "from");
+	const struct service *sv;
+	struct jid j = { 0 };
+	struct xel *r;
+
+	if (f == NULL || nservices == 0 || jid_parse(&j, f) < 0)
+		return;
+	if ((sv = service_find(j.domain)) != NULL && sv->component &&
+	    (r = stanza_error(st, NULL, cond, NULL)) != NULL) {
+		sv->fn(NULL, r, &j);
+		arena_free(r->arena);
+	}
+	jid_free(&j);
 }
 
 void
@@ -102,7 +193,11 @@ router_bounce(struct session *from, const struct xel *st, const char *cond)
 {
 	struct xel *r, *c, *next;
 
-	if (from == NULL || (r = stanza_error(st, NULL, cond, NULL)) == NULL)
+	if (from == NULL) {
+		bounce_to_component(st, cond);
+		return;
+	}
+	if ((r = stanza_error(st, NULL, cond, NULL)) == NULL)
 		return;
 	/* The recipient's archive id names nothing for the sender. */
 	for (c = xel_child(r, "stanza-id", "urn:xmpp:sid:0"); c; c = next) {
@@ -311,8 +406,10 @@ route_to(struct session *from, struct xel *st, enum stanza_kind kind,
 	if (conf_host_find(xmppd_conf, to->domain) == NULL) {
 		if ((sv = service_find(to->domain)) != NULL)
 			sv->fn(from, st, to);
-		/* Server-to-server comes later: remote domains are
-		 * unreachable for now (RFC 6120 §8.3.3.16). */
+		else if (remote_fn != NULL)
+			remote_fn(st, to->domain);
+		/* Without server-to-server remote domains are unreachable
+		 * (RFC 6120 §8.3.3.16). */
 		else if (kind != STANZA_PRESENCE)
 			router_bounce(from, st, "remote-server-not-found");
 	} else if (to->node == NULL) {
@@ -339,7 +436,10 @@ router_route(struct xel *st)
 		return;
 	if (nservices > 0 && (sv = service_find(to.domain)) != NULL)
 		sv->fn(sender_session(st), st, &to);
-	else if (kind == STANZA_PRESENCE) {
+	else if (conf_host_find(xmppd_conf, to.domain) == NULL) {
+		if (remote_fn != NULL)
+			remote_fn(st, to.domain);
+	} else if (kind == STANZA_PRESENCE) {
 		/* Server-generated presence goes straight to the target's
 		 * sessions (the caller applied the rules already). */
 		if (conf_host_find(xmppd_conf, to.domain) && to.node) {
@@ -357,6 +457,160 @@ router_route(struct xel *st)
 	} else
 		route_to(NULL, st, kind, &to);
 	jid_free(&to);
+}
+
+void
+router_bounce_remote(const struct xel *st, const char *condition)
+{
+	struct xel *r;
+	struct session *s;
+
+	if (stanza_kind(st) == STANZA_PRESENCE)
+		return;
+	if ((s = sender_session(st)) != NULL) {
+		router_bounce(s, st, condition);
+		return;
+	}
+	if ((r = stanza_error(st, NULL, condition, NULL)) == NULL)
+		return;
+	router_route(r);
+	arena_free(r->arena);
+}
+
+/*
+ * IQ gets from other servers' entities to the server or to an account,
+ * answered by the modules' handlers for a requester that is not a local
+ * session (sm_remote_session): only those that read what anyone may see
+ * (the handlers check who asks as for a local contact).  Everything else
+ * is <service-unavailable/>.
+ */
+static int
+remote_iq_allowed(const struct xel *iq, enum iq_target target)
+{
+	static const char *const both[] = {
+		NS_DISCO_INFO, NS_DISCO_ITEMS, "urn:xmpp:ping",
+		"vcard-temp", "jabber:iq:last",
+	};
+	static const char *const server[] = {
+		"jabber:iq:version", "urn:xmpp:time",
+	};
+	static const char *const account[] = {
+		"http://jabber.org/protocol/pubsub",
+	};
+	const struct xel *q = xel_first_elem(iq);
+	const char *type = xel_attr(iq, "type");
+
+	if (q == NULL || type == NULL || strcmp(type, "get") != 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++)
+		if (strcmp(q->ns, both[i]) == 0)
+			return 1;
+	if (target == IQ_TO_SERVER) {
+		for (size_t i = 0; i < sizeof(server) / sizeof(server[0]); i++)
+			if (strcmp(q->ns, server[i]) == 0)
+				return 1;
+	} else
+		for (size_t i = 0; i < sizeof(account) / sizeof(account[0]);
+		     i++)
+			if (strcmp(q->ns, account[i]) == 0)
+				return 1;
+	return 0;
+}
+
+static void
+remote_iq(struct xel *st, enum iq_target target)
+{
+	struct jid from = { 0 };
+
+	if (!remote_iq_allowed(st, target) ||
+	    jid_parse(&from, xel_attr(st, "from")) < 0) {
+		router_bounce_remote(st, "service-unavailable");
+		jid_free(&from);
+		return;
+	}
+	iq_dispatch(sm_remote_session(&from), st, target);
+	jid_free(&from);
+}
+
+void
+router_from_remote(struct xel *st)
+{
+	enum stanza_kind kind = stanza_kind(st);
+	const char *tostr = xel_attr(st, "to");
+	struct jid to = { 0 };
+	const struct service *sv;
+
+	if (kind == STANZA_OTHER || tostr == NULL ||
+	    jid_parse(&to, tostr) < 0)
+		return;
+	if (kind == STANZA_IQ && !iq_valid(st)) {
+		const char *t = xel_attr(st, "type");
+
+		if (t == NULL || (strcmp(t, "result") != 0 &&
+			strcmp(t, "error") != 0))
+			router_bounce_remote(st, "bad-request");
+		goto done;
+	}
+	if ((sv = service_find(to.domain)) != NULL)
+		sv->fn(NULL, st, &to);
+	else if (kind == STANZA_PRESENCE)
+		presence_from_remote(st, &to);
+	else if (kind == STANZA_IQ && iq_request(st) && to.resource == NULL)
+		remote_iq(st, to.node == NULL ? IQ_TO_SERVER : IQ_TO_BARE);
+	else if (kind == STANZA_IQ && !iq_request(st) &&
+	    (to.node == NULL || to.resource == NULL))
+		/* Answers to the server or to a bare JID: the server sends
+		 * no queries to remote entities yet (RFC 6120 §8.2.3: never
+		 * answered with an error). */
+		;
+	else if (to.node == NULL)
+		router_bounce_remote(st, "service-unavailable");
+	else
+		to_local_user(NULL, st, kind, &to);
+done:
+	jid_free(&to);
+}
+
+int
+router_from_component(struct xel *st)
+{
+	enum stanza_kind kind = stanza_kind(st);
+	struct jid to = { 0 };
+	const struct service *sv;
+	const char *t;
+
+	if (kind == STANZA_OTHER)
+		return -1;
+	if (kind == STANZA_IQ && !iq_valid(st)) {
+		/* RFC 6120 §8.2.3, as for a client. */
+		t = xel_attr(st, "type");
+		if (t == NULL || (strcmp(t, "result") != 0 &&
+			strcmp(t, "error") != 0))
+			router_bounce(NULL, st, "bad-request");
+		return 0;
+	}
+	if (jid_parse(&to, xel_attr(st, "to")) < 0) {
+		router_bounce(NULL, st, "jid-malformed");
+		return 0;
+	}
+	if (conf_host_find(xmppd_conf, to.domain) == NULL) {
+		if ((sv = service_find(to.domain)) != NULL)
+			sv->fn(NULL, st, &to);
+		else if (kind != STANZA_PRESENCE)
+			router_bounce(NULL, st, "remote-server-not-found");
+	} else if (kind == STANZA_PRESENCE)
+		presence_from_remote(st, &to);
+	else if (to.node == NULL || (kind == STANZA_IQ &&
+	    to.resource == NULL && iq_request(st))) {
+		/* The server's IQ handlers answer local sessions only:
+		 * what a component asks of the server or of an account
+		 * is refused, not left unanswered. */
+		if (kind == STANZA_MESSAGE || iq_request(st))
+			router_bounce(NULL, st, "service-unavailable");
+	} else
+		to_local_user(NULL, st, kind, &to);
+	jid_free(&to);
+	return 0;
 }
 
 int

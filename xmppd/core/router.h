@@ -32,6 +32,23 @@ void router_route(struct xel *st);
 void router_redeliver(struct xel *msg, const char *user, const char *host);
 /* An error reply for st to its sender, if that is a local session. */
 void router_bounce_to_sender(const struct xel *st, const char *condition);
+/* An error reply for st to its sender, wherever that is (a local user, a
+ * service, a remote domain); none for an error (RFC 6120 §8.3.1) nor for
+ * presence. */
+void router_bounce_remote(const struct xel *st, const char *condition);
+
+/*
+ * Server-to-server.  The remote sender takes a stanza whose 'to' is on
+ * no domain of ours (its domain is remote); set by stream/s2s.c, NULL:
+ * remote domains are unreachable (<remote-server-not-found/>).
+ */
+typedef void (*router_remote_fn)(struct xel *st, const char *domain);
+void router_set_remote(router_remote_fn fn);
+/* A stanza from a remote server, 'from' authenticated by the stream and
+ * 'to' on a domain of ours, requalified to jabber:client. */
+void router_from_remote(struct xel *st);
+/* Whether domain is a service domain (router_add_service). */
+int router_is_service(const char *domain);
 /* Send an error reply for st back to the session that sent it. */
 void router_bounce(struct session *from, const struct xel *st,
     const char *condition);
@@ -53,6 +70,27 @@ typedef void (*router_service_fn)(struct session *from, struct xel *st,
 int router_add_service(const char *domain, const char *host,
     router_service_fn fn);
 void router_remove_service(const char *domain);
+/*
+ * A component's domain (XEP-0114): a service that also takes every
+ * subdomain of domain, that is listed in disco#items only while
+ * router_service_set_listed says so (connected), and to which the error
+ * replies to what it sent are routed (router_bounce with no session).
+ * -1 as router_add_service.
+ */
+int router_add_component(const char *domain, const char *host,
+    router_service_fn fn);
+void router_service_set_listed(const char *domain, int listed);
+/* Whether domain is a component's (its own or a subdomain). */
+int router_is_component(const char *domain);
+/*
+ * A stanza from a component, whose 'from' the stream checked (a JID of
+ * its domain or a subdomain) and whose 'to' is set: delivered as one
+ * from any entity that is not a local session (RFC 6121 §8.5 for local
+ * users, presence through presence.c, services), errors back to the
+ * component.  The caller keeps st's arena.  Returns 0, or -1 when st is
+ * not a stanza (the caller answers <unsupported-stanza-type/>).
+ */
+int router_from_component(struct xel *st);
 /* Remove every service of owner (a module switched off). */
 void router_remove_services_of(unsigned owner);
 /* Call fn for each service of host (a prepared domain), in registration

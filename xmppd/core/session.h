@@ -69,6 +69,17 @@ struct session *sm_find_bare(const char *user, const char *host);
 /* The same for a prepared bare JID string "node@domain". */
 struct session *sm_find_bare_str(const char *bare);
 struct session *sm_find_id(uint64_t id);
+/*
+ * A requester on another server (an IQ that came over server-to-server):
+ * a session object that is not bound, not listed and not routable, whose
+ * sends go to its full JID through the router.  Handlers that answer
+ * later find it by id (sm_find_id) for REMOTE_SESSION_TTL seconds; then
+ * it is freed.  For read-only handlers only (the router lets through
+ * gets of a few namespaces).
+ */
+#define REMOTE_SESSION_TTL 30.0
+struct session *sm_remote_session(const struct jid *from);
+int session_is_remote(const struct session *s);
 
 /*
  * The session API.  Sends to a closing session are dropped; to a detached

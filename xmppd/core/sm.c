@@ -10,12 +10,15 @@
 #include <ev.h>
 
 #include "core/csi.h"
+#include "core/router.h"
 #include "core/hooks.h"
 #include "core/session.h"
 #include "core/sm.h"
 #include "core/smacks.h"
 #include "core/transport.h"
+#include "jid.h"
 #include "log.h"
+#include "mono.h"
 #include "strmap.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -187,12 +190,130 @@ sm_find_full(const struct jid *j)
 	return NULL;
 }
 
+/* Requesters on other servers (sm_remote_session), newest first. */
+struct remote_session {
+	struct session s;       /* first */
+	struct transport t;
+	double expires;
+	struct remote_session *next;
+};
+
+static struct remote_session *remotes;
+static ev_timer remote_timer;
+
+static void
+remote_send(struct transport *t, const struct xel *st)
+{
+	struct xel *copy = xel_copy(arena_new(1024), st);
+
+	router_route(copy);
+	arena_free(copy->arena);
+}
+
+static void
+remote_send_raw(struct transport *t, const char *data, size_t len)
+{
+	/* Fan-out copies (presence broadcasts) never reach a requester. */
+}
+
+static void
+remote_nothing(struct transport *t)
+{
+}
+
+static void
+remote_end(struct transport *t, const char *condition, const char *text)
+{
+}
+
+static void
+remote_status(const struct transport *t, struct transport_status *st)
+{
+	memset(st, 0, sizeof(*st));
+}
+
+static const struct transport_ops remote_ops = {
+	.kind = "s2s",
+	.send = remote_send,
+	.send_raw = remote_send_raw,
+	.hold = remote_nothing,
+	.release = remote_nothing,
+	.end = remote_end,
+	.status = remote_status,
+};
+
+static void
+remote_free(struct remote_session *r)
+{
+	jid_free(&r->s.jid);
+	free(r->s.full);
+	free(r->s.bare);
+	free(r);
+}
+
+static void
+remote_sweep(struct ev_loop *l, ev_timer *w, int revents)
+{
+	double now = mono_now(l);
+	struct remote_session **p = &remotes, *r;
+
+	while ((r = *p) != NULL) {
+		if (r->expires <= now) {
+			*p = r->next;
+			remote_free(r);
+		} else
+			p = &r->next;
+	}
+	if (remotes == NULL)
+		ev_timer_stop(l, w);
+}
+
+struct session *
+sm_remote_session(const struct jid *from)
+{
+	struct remote_session *r = xcalloc(1, sizeof(*r));
+
+	r->s.id = next_id++;
+	r->s.jid.node = from->node ? xstrdup(from->node) : NULL;
+	r->s.jid.domain = xstrdup(from->domain);
+	r->s.jid.resource = from->resource ? xstrdup(from->resource) : NULL;
+	r->s.full = jid_full(from);
+	r->s.bare = jid_bare(from);
+	r->s.since = ev_time();
+	r->t.ops = &remote_ops;
+	r->t.id = r->s.id;
+	r->t.ip = "";
+	r->t.net = "";
+	r->t.addr = r->s.full;
+	r->t.session = &r->s;
+	r->s.t = &r->t;
+	r->expires = mono_now(xmppd_loop) + REMOTE_SESSION_TTL;
+	r->next = remotes;
+	remotes = r;
+	if (!ev_is_active(&remote_timer)) {
+		ev_timer_init(&remote_timer, remote_sweep, 5., 5.);
+		ev_timer_start(xmppd_loop, &remote_timer);
+	}
+	return &r->s;
+}
+
+int
+session_is_remote(const struct session *s)
+{
+	return s->t != NULL && s->t->ops == &remote_ops;
+}
+
 struct session *
 sm_find_id(uint64_t id)
 {
 	size_t i = order_index(id);
 
-	return i < norder ? order[i] : NULL;
+	if (i < norder)
+		return order[i];
+	for (struct remote_session *r = remotes; r != NULL; r = r->next)
+		if (r->s.id == id)
+			return &r->s;
+	return NULL;
 }
 
 struct session *

@@ -18,6 +18,7 @@
 #include "core/router.h"
 #include "log.h"
 #include "mod/modules.h"
+#include "mod/proxy65.h"
 #include "xmppd.h"
 
 /* Module entry points (each defined in its mod_*.c). */
@@ -52,11 +53,15 @@ void mod_muc_init(void);
 void mod_muc_deinit(void);
 void mod_carbons_init(void);
 void mod_carbons_deinit(void);
+void mod_proxy65_init(void);
+void mod_proxy65_deinit(void);
+void mod_proxy65_reload(void);
 void mod_upload_init(void);
 void mod_upload_deinit(void);
 void mod_upload_reload(void);
 void mod_push_init(void);
 void mod_push_deinit(void);
+void mod_extdisco_init(void);
 
 static int
 registration_on(const struct conf *c)
@@ -86,6 +91,19 @@ static int
 upload_on(const struct conf *c)
 {
 	return c->upload_url != NULL;
+}
+
+static int
+extdisco_on(const struct conf *c)
+{
+	return c->nextdisco > 0;
+}
+
+/* With its listener open (start-up; listeners need a restart). */
+static int
+proxy65_on(const struct conf *c)
+{
+	return mod_proxy65_listening();
 }
 
 static const struct module {
@@ -131,6 +149,9 @@ static const struct module {
 	{ "muc", 0, NULL, mod_muc_init, mod_muc_deinit, NULL, NULL },
 	{ "upload", 0, upload_on, mod_upload_init, mod_upload_deinit, NULL,
 	    mod_upload_reload },
+	{ "extdisco", 0, extdisco_on, mod_extdisco_init, NULL, NULL, NULL },
+	{ "proxy65", 0, proxy65_on, mod_proxy65_init, mod_proxy65_deinit,
+	    NULL, mod_proxy65_reload },
 	/* Last: after mam, so that copies carry its <stanza-id/>. */
 	{ "carbons", 0, NULL, mod_carbons_init, mod_carbons_deinit, NULL,
 	    NULL },

@@ -25,7 +25,19 @@
 #include "xmalloc.h"
 
 #define READ_CHUNK 16384
-#define READ_BUDGET (64 * 1024)    /* per readiness callback, for fairness */
+#define READ_BUDGET (64 * 1024)    /* per connection per loop iteration */
+#define LOOP_READ_BUDGET (128 * 1024) /* per loop iteration, shared by the
+                                    * connections reading in bulk */
+#define BULK_READ (8 * 1024)       /* a read callback taking this much
+                                    * makes its connection a bulk reader */
+#define HANDSHAKE_COST (16 * 1024) /* a TLS handshake step, in bytes of
+                                    * the loop's read budget */
+#define WRITE_BUDGET (32 * 1024)   /* TLS: bytes encrypted per connection
+                                    * per loop iteration */
+#define LOOP_WRITE_BUDGET (128 * 1024) /* per iteration, shared by the
+                                    * connections with more queued than
+                                    * WRITE_BUDGET */
+#define ACCEPT_BATCH 16            /* connections accepted per callback */
 #define WIRE_HIGH (64 * 1024)      /* TLS: encrypt no further ahead of the
                                     * socket than this */
 
@@ -46,6 +58,29 @@ static struct listener *listeners;
 static struct conn *flush_head, *flush_tail;
 static struct conn *dead_head;
 static ev_prepare prepare_w;
+/*
+ * Reading is fair and the loop stays responsive while peers send in
+ * bulk (HTTP uploads): a connection reads at most READ_BUDGET per loop
+ * iteration, and the bulk readers (rd_bulk) share LOOP_READ_BUDGET per
+ * iteration, so an iteration stays short whatever their number while a
+ * connection that reads a little (a chat client) is always served.
+ * Those left with bytes to read, or not served for want of budget, wait
+ * on the read-again list (FIFO) and are read in the next iteration,
+ * after the poll (more_check_cb), those not served first.  (Feeding an
+ * event instead would run them again before this iteration ends: one
+ * busy peer held the loop until it stopped sending.)  more_idle keeps
+ * the poll from sleeping while the list is not empty.
+ */
+static struct conn *more_head, *more_tail;
+static size_t loop_read_left = LOOP_READ_BUDGET;
+/* Writing likewise: encrypting is the loop's work, so a connection
+ * encrypts at most WRITE_BUDGET per iteration, those with much queued
+ * share LOOP_WRITE_BUDGET, and the rest goes when the socket is found
+ * writable in a later iteration (the write watcher). */
+static size_t loop_write_left = LOOP_WRITE_BUDGET;
+static unsigned long loop_iter;
+static ev_check more_check;
+static ev_idle more_idle;
 static ev_timer accept_retry;
 static struct strmap *per_ip;        /* network (conn.net) -> (uintptr_t)
                                         count */
@@ -62,6 +97,10 @@ static double handshake_timeout;
 static void conn_read_cb(struct ev_loop *l, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *l, ev_io *w, int revents);
 static void flush_one(struct conn *c);
+static void peer_address(const struct sockaddr_storage *ss, char *host,
+    size_t len, int *port);
+static void conn_socket_init(struct conn *c, int fd, const char *host,
+    const char *net, int port);
 
 void
 conn_set_conf(const struct conf *conf)
@@ -257,11 +296,102 @@ conn_timer_fired(struct ev_loop *l, ev_timer *w, int revents)
 	timer_arm(c);
 }
 
+static void
+more_list_add(struct conn *c)
+{
+	if (c->on_more_list)
+		return;
+	c->on_more_list = 1;
+	c->more_next = NULL;
+	if (more_tail != NULL)
+		more_tail->more_next = c;
+	else
+		more_head = c;
+	more_tail = c;
+}
+
+static void
+more_list_remove(struct conn *c)
+{
+	struct conn **pp, *prev = NULL;
+
+	if (!c->on_more_list)
+		return;
+	for (pp = &more_head; *pp != NULL; prev = *pp, pp = &(*pp)->more_next)
+		if (*pp == c) {
+			*pp = c->more_next;
+			if (more_tail == c)
+				more_tail = prev;
+			break;
+		}
+	c->on_more_list = 0;
+}
+
+static void read_ready(struct ev_loop *l, struct conn *c);
+
+/* After the poll: a new iteration's budget, and the connections of the
+ * read-again list read in their order (while the budget lasts; the
+ * rest stay first in line), before those the poll found ready. */
+static void
+more_check_cb(struct ev_loop *l, ev_check *w, int revents)
+{
+	struct conn *c, *list = more_head;
+
+	loop_read_left = LOOP_READ_BUDGET;
+	loop_write_left = LOOP_WRITE_BUDGET;
+	loop_iter++;
+	if (ev_is_active(&more_idle)) {
+		ev_ref(l);
+		ev_idle_stop(l, &more_idle);
+	}
+	more_head = more_tail = NULL;
+	while ((c = list) != NULL && loop_read_left > 0) {
+		list = c->more_next;
+		c->on_more_list = 0;
+		if ((c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) &&
+		    !c->paused && ev_is_active(&c->rio))
+			read_ready(l, c);
+	}
+	/* Not served: ahead of those just read, in their order.  One
+	 * killed meanwhile (by what another one read) is left out: it was
+	 * on no list conn_kill could find it on, and the reaper frees it. */
+	if (c != NULL) {
+		struct conn *head = NULL, *tail = NULL, *next;
+
+		for (; c != NULL; c = next) {
+			next = c->more_next;
+			if (c->state == CONN_DEAD) {
+				c->on_more_list = 0;
+				continue;
+			}
+			c->more_next = NULL;
+			if (tail != NULL)
+				tail->more_next = c;
+			else
+				head = c;
+			tail = c;
+		}
+		if (head != NULL) {
+			tail->more_next = more_head;
+			if (more_head == NULL)
+				more_tail = tail;
+			more_head = head;
+		}
+	}
+}
+
+static void
+more_idle_cb(struct ev_loop *l, ev_idle *w, int revents)
+{
+	/* Only there to make the poll return at once: more_check_cb. */
+}
+
 void
 conn_kill(struct conn *c, const char *reason)
 {
 	if (c->state == CONN_DEAD)
 		return;
+	more_list_remove(c);
 	log_debug("conn %llu %s: closed (%s)", (unsigned long long)c->id,
 	    c->addr, reason);
 	c->state = CONN_DEAD;
@@ -289,7 +419,8 @@ conn_kill(struct conn *c, const char *reason)
 	c->fd = -1;
 	buf_free(&c->out);
 	buf_free(&c->wire);
-	ip_count(c->net, -1);
+	if (!c->outgoing)
+		ip_count(c->net, -1);
 	stats.open--;
 	c->dead_next = dead_head;
 	dead_head = c;
@@ -305,6 +436,10 @@ conn_close(struct conn *c)
 	if (c->state == CONN_HANDSHAKE) {
 		/* Nothing can be said to a peer without TLS yet. */
 		conn_kill(c, "closed during the TLS handshake");
+		return;
+	}
+	if (c->state == CONN_CONNECTING) {
+		conn_kill(c, "closed while connecting");
 		return;
 	}
 	c->state = CONN_CLOSING;
@@ -446,8 +581,21 @@ start_tls(struct conn *c)
 
 	if (bio != NULL)
 		BIO_set_data(bio, c);
-	c->ssl = bio != NULL ? tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
-	    TLS_ALPN_HTTP : TLS_ALPN_XMPP) : NULL;
+	if (bio == NULL)
+		c->ssl = NULL;
+	else if (c->outgoing)
+		c->ssl = tls_new_client_ssl(bio, c->tls_local, c->tls_remote,
+		    c->direct_tls);
+	else {
+		c->ssl = tls_new_ssl(bio, c->kind == LISTEN_HTTPS ?
+		    TLS_ALPN_HTTP : c->kind == LISTEN_S2S ||
+		    c->kind == LISTEN_S2S_TLS ? TLS_ALPN_XMPP_SERVER :
+		    TLS_ALPN_XMPP);
+		/* A server's certificate may authenticate it (XEP-0178). */
+		if (c->ssl != NULL && (c->kind == LISTEN_S2S ||
+		    c->kind == LISTEN_S2S_TLS))
+			tls_request_peer_cert(c->ssl);
+	}
 	if (c->ssl == NULL) {
 		log_warnx("conn %llu %s: cannot create TLS session",
 		    (unsigned long long)c->id, c->addr);
@@ -456,7 +604,16 @@ start_tls(struct conn *c)
 	}
 	c->state = CONN_HANDSHAKE;
 	conn_set_timeout(c, handshake_timeout, "TLS handshake timeout");
-	handshake_step(c);
+	/* The first step when the ClientHello is readable, in the read
+	 * callback, charged to the iteration's budget (HANDSHAKE_COST):
+	 * sixteen accepted together with their ClientHellos waiting were
+	 * sixteen handshakes in one callback.  An outgoing connection's
+	 * client speaks first: its ClientHello now. */
+	if (c->outgoing) {
+		handshake_step(c);
+		return;
+	}
+	ev_io_start(loop, &c->rio);
 }
 
 /* Write b (c->wire, or c->out on plain TCP, which counts as payload)
@@ -490,8 +647,10 @@ sock_flush(struct conn *c, struct buf *b)
  * (or c->wire is full), 0 when TLS waits for the peer (ssl_fail armed
  * the watcher), -1 if the connection died. */
 static int
-encrypt_out(struct conn *c)
+encrypt_out(struct conn *c, size_t limit)
 {
+	size_t done = 0;
+
 	if (c->ticket_due && buf_avail(&c->out) > 0) {
 		/* RFC 8446 §4.6.1: a ticket may be sent any time after the
 		 * client's Finished; this one leaves with the data. */
@@ -499,10 +658,13 @@ encrypt_out(struct conn *c)
 		if (SSL_new_session_ticket(c->ssl) != 1)
 			ERR_clear_error();
 	}
-	while (buf_avail(&c->out) > 0 && buf_avail(&c->wire) < WIRE_HIGH) {
+	while (buf_avail(&c->out) > 0 && buf_avail(&c->wire) < WIRE_HIGH &&
+	    done < limit) {
 		size_t len = buf_avail(&c->out);
 		int r;
 
+		if (len > limit - done)
+			len = limit - done;
 		ERR_clear_error();
 		r = SSL_write(c->ssl, buf_head(&c->out),
 		    (int)(len > WIRE_HIGH ? WIRE_HIGH : len));
@@ -513,6 +675,10 @@ encrypt_out(struct conn *c)
 		c->bytes_out += (size_t)r;
 		stats.bytes_out += (size_t)r;
 		buf_consume(&c->out, (size_t)r);
+		done += (size_t)r;
+		c->wr_sent += (size_t)r;
+		loop_write_left -= (size_t)r < loop_write_left ? (size_t)r :
+		    loop_write_left;
 	}
 	/* Closing: close_notify leaves with the closing tag. */
 	if (c->state == CONN_CLOSING && buf_avail(&c->out) == 0 &&
@@ -523,13 +689,31 @@ encrypt_out(struct conn *c)
 	return 1;
 }
 
-/* Write out as much of c->out as the socket takes. */
+/* TLS: what c may still encrypt in this iteration. */
+static size_t
+write_allowance(const struct conn *c)
+{
+	size_t left = c->wr_sent < WRITE_BUDGET ? WRITE_BUDGET - c->wr_sent : 0;
+
+	if (buf_avail(&c->out) > WRITE_BUDGET && left > loop_write_left)
+		left = loop_write_left;
+	return left;
+}
+
+/* Write out as much of c->out as the socket takes (TLS: as much as
+ * this iteration's budget allows, write_allowance). */
 static void
 flush_one(struct conn *c)
 {
 	if (c->vops != NULL) {
 		c->vops->flush(c, c->varg);
 		return;
+	}
+	if (c->state == CONN_CONNECTING)
+		return;         /* connected() flushes */
+	if (c->wr_iter != loop_iter) {
+		c->wr_iter = loop_iter;
+		c->wr_sent = 0;
 	}
 	for (;;) {
 		if (c->ssl == NULL) {
@@ -538,13 +722,20 @@ flush_one(struct conn *c)
 			break;
 		}
 		/* During the handshake only its own flights go out. */
-		int more = c->state == CONN_HANDSHAKE ? 1 : encrypt_out(c);
+		int more = c->state == CONN_HANDSHAKE ? 1 :
+		    encrypt_out(c, write_allowance(c));
 
 		if (more < 0 || !sock_flush(c, &c->wire) || more == 0)
 			return;
 		if (buf_avail(&c->out) == 0 || (c->state != CONN_OPEN &&
 		    c->state != CONN_CLOSING))
 			break;
+		if (write_allowance(c) == 0) {
+			/* The rest in a later iteration, once the socket
+			 * is found writable. */
+			ev_io_start(loop, &c->wio);
+			return;
+		}
 	}
 	ev_io_stop(loop, &c->wio);
 	if (buf_avail(&c->out) > 0)
@@ -554,9 +745,50 @@ flush_one(struct conn *c)
 		start_tls(c);
 	else if (c->state == CONN_CLOSING)
 		conn_kill(c, "closed");
-	else if (c->paused & CONN_PAUSE_OUTPUT) {
-		/* resume reading paused by our own output high water mark */
-		conn_resume(c, CONN_PAUSE_OUTPUT);
+	else {
+		if (c->paused & CONN_PAUSE_OUTPUT) {
+			/* resume reading paused by our own output high
+			 * water mark */
+			conn_resume(c, CONN_PAUSE_OUTPUT);
+		}
+		if (c->h->on_drained != NULL && c->state == CONN_OPEN)
+			c->h->on_drained(c);
+	}
+}
+
+/* connect(2) finished, for better or worse. */
+static void
+connected(struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	ev_io_stop(loop, &c->wio);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err != 0) {
+		log_info("conn %llu %s: connect: %s",
+		    (unsigned long long)c->id, c->addr, strerror(err));
+		conn_kill(c, err == ECONNREFUSED ? "connection refused" :
+		    err == ETIMEDOUT ? "connect timed out" :
+		    err == EHOSTUNREACH || err == ENETUNREACH ?
+		    "host unreachable" : "connect failed");
+		return;
+	}
+	c->state = CONN_OPEN;
+	c->connected = 1;
+	log_debug("conn %llu %s: connected", (unsigned long long)c->id,
+	    c->addr);
+	conn_set_timeout(c, 0, NULL);   /* the upper layer sets its own */
+	c->h->on_connected(c);
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->direct_tls)
+		start_tls(c);   /* the handshake's deadline, then on_tls */
+	else {
+		ev_io_start(loop, &c->rio);
+		if (buf_avail(&c->out) > 0)
+			flush_list_add(c);
 	}
 }
 
@@ -565,21 +797,98 @@ conn_write_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct conn *c = container_of(w, struct conn, wio);
 
+	if (c->state == CONN_CONNECTING) {
+		connected(c);
+		return;
+	}
 	flush_one(c);
+}
+
+struct conn *
+conn_connect(const struct sockaddr *sa, socklen_t salen,
+    const struct conn_handler *h, void *upper, double timeout,
+    const char *local, const char *remote, int direct_tls)
+{
+	struct sockaddr_storage ss;
+	struct conn *c;
+	char host[INET6_ADDRSTRLEN];
+	int fd, port, one = 1;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, sa, salen < sizeof(ss) ? salen : sizeof(ss));
+	peer_address(&ss, host, sizeof(host), &port);
+	c = xcalloc(1, sizeof(*c));
+	c->id = next_id++;
+	c->fd = fd;
+	c->h = h;
+	c->upper = upper;
+	c->outgoing = 1;
+	c->direct_tls = direct_tls;
+	c->tls_local = xstrdup(local);
+	c->tls_remote = xstrdup(remote);
+	c->state = CONN_CONNECTING;
+	conn_socket_init(c, fd, host, host, port);
+	stats.open++;
+	if (connect(fd, sa, salen) == -1 && errno != EINPROGRESS) {
+		int e = errno;
+
+		/* Told at once: still through on_close, never before
+		 * conn_connect returns (the reaper runs later). */
+		log_info("conn %llu %s: connect: %s",
+		    (unsigned long long)c->id, c->addr, strerror(e));
+		conn_kill(c, "connect failed");
+		return c;
+	}
+	conn_set_timeout(c, timeout, "connect timed out");
+	ev_io_start(loop, &c->wio);
+	return c;
 }
 
 static void
 conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct conn *c = container_of(w, struct conn, rio);
+
+	/* Waiting for its turn in the next iteration, or a bulk reader
+	 * (or a handshake: a burst of them is a burst of public-key
+	 * operations) when this iteration's share is spent. */
+	if (c->on_more_list)
+		return;
+	if ((c->rd_bulk || c->state == CONN_HANDSHAKE) &&
+	    loop_read_left == 0) {
+		more_list_add(c);
+		return;
+	}
+	read_ready(l, c);
+}
+
+static void read_some(struct ev_loop *l, struct conn *c);
+
+static void
+read_ready(struct ev_loop *l, struct conn *c)
+{
+	if (c->state == CONN_HANDSHAKE) {
+		loop_read_left -= HANDSHAKE_COST < loop_read_left ?
+		    HANDSHAKE_COST : loop_read_left;
+		handshake_step(c);
+		return;
+	}
+	read_some(l, c);
+}
+
+/* One connection's reads of this iteration: READ_BUDGET at most. */
+static void
+read_some(struct ev_loop *l, struct conn *c)
+{
 	char data[READ_CHUNK];
 	size_t budget = READ_BUDGET;
 	int drained = 0;
 
-	if (c->state == CONN_HANDSHAKE) {
-		handshake_step(c);
-		return;
-	}
 	if (gate_closed && c->h->gated && c->state == CONN_OPEN) {
 		conn_pause(c, CONN_PAUSE_GATE);
 		return;
@@ -613,6 +922,8 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		stats.bytes_in += (size_t)n;
 		c->last_read = mono_now(l);
 		budget -= (size_t)n < budget ? (size_t)n : budget;
+		loop_read_left -= (size_t)n < loop_read_left ? (size_t)n :
+		    loop_read_left;
 		c->h->on_data(c, data, (size_t)n);
 		if (buf_avail(&c->out) > output_high && c->state == CONN_OPEN &&
 		    !(c->paused & CONN_PAUSE_OUTPUT)) {
@@ -624,8 +935,9 @@ conn_read_cb(struct ev_loop *l, ev_io *w, int revents)
 		if (drained)
 			break;
 	}
+	c->rd_bulk = READ_BUDGET - budget >= BULK_READ;
 	if (budget == 0 && c->state == CONN_OPEN && !c->paused)
-		ev_feed_event(l, &c->rio, EV_READ);   /* more next iteration */
+		more_list_add(c);   /* the rest in the next iteration */
 }
 
 /* The peer's numeric address into host (len at least INET6_ADDRSTRLEN;
@@ -647,6 +959,21 @@ peer_address(const struct sockaddr_storage *ss, char *host, size_t len,
 		if (strncmp(host, "::ffff:", 7) == 0 && strchr(host, '.'))
 			memmove(host, host + 7, strlen(host + 7) + 1);
 	}
+}
+
+/* A connection's peer names and watchers on socket fd. */
+static void
+conn_socket_init(struct conn *c, int fd, const char *host, const char *net,
+    int port)
+{
+	snprintf(c->ip, sizeof(c->ip), "%s", host);
+	snprintf(c->net, sizeof(c->net), "%s", net);
+	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
+	    "%s:%d", host, port);
+	c->last_read = mono_now(loop);
+	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+	ev_init(&c->timer, conn_timer_fired);
 }
 
 static void
@@ -686,16 +1013,10 @@ new_conn(int fd, struct sockaddr_storage *ss, const struct listener *li)
 	c->h = li->h;
 	c->kind = kind;
 	c->local_port = li->port;
-	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS;
+	c->direct_tls = kind == LISTEN_C2S_TLS || kind == LISTEN_HTTPS ||
+	    kind == LISTEN_S2S_TLS;
 	c->starttls_required = li->starttls_required;
-	snprintf(c->ip, sizeof(c->ip), "%s", host);
-	snprintf(c->net, sizeof(c->net), "%s", net);
-	snprintf(c->addr, sizeof(c->addr), strchr(host, ':') ? "[%s]:%d" :
-	    "%s:%d", host, port);
-	c->last_read = mono_now(loop);
-	ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-	ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
-	ev_init(&c->timer, conn_timer_fired);
+	conn_socket_init(c, fd, host, net, port);
 	ip_count(c->net, 1);
 	stats.open++;
 	log_debug("conn %llu %s: accepted (%s)", (unsigned long long)c->id,
@@ -784,7 +1105,9 @@ accept_cb(struct ev_loop *l, ev_io *w, int revents)
 {
 	struct listener *li = container_of(w, struct listener, io);
 
-	for (int i = 0; i < 64; i++) {
+	/* A few at a time: each starts its TLS handshake at once, and the
+	 * listener stays readable for the next iteration. */
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss = { 0 };
 		socklen_t sl = sizeof(ss);
 		int fd = accept4(li->fd, (struct sockaddr *)&ss, &sl,
@@ -922,6 +1245,8 @@ reap(void)
 			c->vops->gone(c, c->varg);
 		if (c->upper)
 			c->h->on_close(c);
+		free(c->tls_local);
+		free(c->tls_remote);
 		free(c);
 	}
 }
@@ -950,6 +1275,10 @@ static void
 prepare_cb(struct ev_loop *l, ev_prepare *w, int revents)
 {
 	conn_flush_all();
+	if (more_head != NULL && !ev_is_active(&more_idle)) {
+		ev_idle_start(l, &more_idle);
+		ev_unref(l);
+	}
 }
 
 void
@@ -968,6 +1297,10 @@ conn_init(struct ev_loop *l)
 	ev_prepare_init(&prepare_w, prepare_cb);
 	ev_prepare_start(loop, &prepare_w);
 	ev_unref(loop);
+	ev_check_init(&more_check, more_check_cb);
+	ev_check_start(loop, &more_check);
+	ev_unref(loop);
+	ev_idle_init(&more_idle, more_idle_cb);
 	ev_init(&accept_retry, accept_retry_cb);
 	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }

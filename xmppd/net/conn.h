@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <ev.h>
 #include <openssl/ssl.h>
@@ -44,6 +45,12 @@ struct conn_handler {
 	 * the gate resumes them.  HTTP requests are not gated: nothing
 	 * above would resume them. */
 	int gated;
+	/* An outgoing connection (conn_connect) is up: TCP connected; with
+	 * direct TLS the handshake starts next (on_tls follows). */
+	void (*on_connected)(struct conn *c);
+	/* The output queue has emptied into the socket (NULL: not asked;
+	 * a relay resumes the side feeding it, net/proxy65.c). */
+	void (*on_drained)(struct conn *c);
 };
 
 /* Why reading is stopped (struct conn.paused is a set of these): reading
@@ -62,6 +69,7 @@ enum conn_state {
 	CONN_HANDSHAKE,     /* TLS handshake in progress */
 	CONN_CLOSING,       /* flushing output, then close */
 	CONN_DEAD,          /* fd closed, waiting for the reaper */
+	CONN_CONNECTING,    /* outgoing: waiting for connect(2) */
 };
 
 struct conn {
@@ -90,6 +98,11 @@ struct conn {
 	struct conn *flush_next; /* on the flush list when queued */
 	int on_flush_list;
 	struct conn *dead_next;
+	struct conn *more_next;  /* on the read-again list (conn.c) */
+	unsigned on_more_list:1;
+	unsigned rd_bulk:1;      /* its last read callback read a lot */
+	unsigned long wr_iter;   /* the loop iteration wr_sent counts in */
+	size_t wr_sent;          /* TLS: bytes encrypted in it */
 	const char *close_reason;
 	char ip[46];
 	char net[NETKEY_LEN];    /* the network the per-IP limits count it
@@ -101,6 +114,11 @@ struct conn {
 	 * and what is written to it waits in out for vops->flush. */
 	const struct conn_virtual_ops *vops;
 	void *varg;
+	/* Outgoing (conn_connect): TLS as the client, from our host
+	 * tls_local to tls_remote; not counted in the per-IP limits. */
+	unsigned outgoing:1;
+	unsigned connected:1;   /* connect(2) succeeded */
+	char *tls_local, *tls_remote;
 };
 
 /*
@@ -142,6 +160,18 @@ void conn_set_handler(struct conn *c, const struct conn_handler *h,
 struct conn *conn_new_virtual(const struct conn_handler *h,
     const struct conn_virtual_ops *vops, void *varg, const char *ip,
     const char *addr, enum listen_kind kind, int local_port);
+/*
+ * Open an outgoing connection to sa (server-to-server): non-blocking,
+ * given timeout seconds to connect (and with direct_tls to finish the
+ * handshake).  h->on_connected runs when connected; a failure kills it
+ * (close_reason says why, connected stays 0) and h->on_close runs as for
+ * any.  TLS, direct or after conn_starttls, is the client's side, from
+ * our host local (its certificate) to remote (SNI, the name checked).
+ * NULL if no socket could be made (errno).
+ */
+struct conn *conn_connect(const struct sockaddr *sa, socklen_t salen,
+    const struct conn_handler *h, void *upper, double timeout,
+    const char *local, const char *remote, int direct_tls);
 /* Stop accepting (shutdown) and close listening sockets. */
 void conn_unlisten(void);
 /* Install the before-sleep hook that flushes output and reaps. */

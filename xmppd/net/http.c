@@ -21,15 +21,18 @@
 #define ROUTES_MAX 64
 #define LOG_TARGET_MAX 200       /* bytes of a target in a log line */
 #define HELD_INPUT_MAX 65536     /* bytes read behind a held request
-                                    before reading stops */
+                                    (or a paused body) before reading
+                                    stops */
 
 struct route {
 	char *prefix;
 	size_t len;
-	unsigned methods;
 	size_t max_body;
+	char *error_fields;        /* http_route_set_error_fields */
 	http_handler_fn handler;
 	void *arg;
+	unsigned methods;
+	int stream;                /* http_route_add_stream */
 };
 
 /* What the connection is waiting for, which says what its deadline
@@ -57,6 +60,13 @@ struct req {
 	int held;
 	http_abort_fn abort;
 	void *abort_arg;
+	/* A streaming route's request: */
+	int streaming;
+	int parsed_all;            /* the parser has the whole body */
+	int body_done;             /* its last piece was delivered */
+	int body_paused;
+	http_body_fn body_fn;      /* NULL until http_body_start */
+	void *body_arg;
 };
 
 struct http_conn {
@@ -69,7 +79,10 @@ struct http_conn {
 	unsigned processing : 1;   /* inside process() */
 	unsigned closing : 1;      /* no more requests */
 	unsigned upgraded : 1;     /* handed over by http_upgrade */
-	unsigned paused : 1;       /* reading stopped behind a held one */
+	unsigned paused : 1;       /* reading stopped: input waits */
+	unsigned discarding : 1;   /* dropping the body of a request
+	                              answered before it was read */
+	struct buf piece;          /* a body piece being delivered */
 	char client_ip[46];        /* of the request being parsed */
 	char host[256];
 	int host_is_name;
@@ -164,9 +177,9 @@ count_response(int status)
  * Routes.
  */
 
-int
-http_route_add(const char *prefix, unsigned methods, size_t max_body,
-    http_handler_fn handler, void *arg)
+static int
+route_add(const char *prefix, unsigned methods, size_t max_body,
+    int stream, http_handler_fn handler, void *arg)
 {
 	if (nroutes == ROUTES_MAX || prefix[0] != '/')
 		return -1;
@@ -182,10 +195,26 @@ http_route_add(const char *prefix, unsigned methods, size_t max_body,
 		routes[nroutes].len = 0;
 	routes[nroutes].methods = methods;
 	routes[nroutes].max_body = max_body;
+	routes[nroutes].stream = stream;
+	routes[nroutes].error_fields = NULL;
 	routes[nroutes].handler = handler;
 	routes[nroutes].arg = arg;
 	nroutes++;
 	return 0;
+}
+
+int
+http_route_add(const char *prefix, unsigned methods, size_t max_body,
+    http_handler_fn handler, void *arg)
+{
+	return route_add(prefix, methods, max_body, 0, handler, arg);
+}
+
+int
+http_route_add_stream(const char *prefix, unsigned methods,
+    size_t max_body, http_handler_fn handler, void *arg)
+{
+	return route_add(prefix, methods, max_body, 1, handler, arg);
 }
 
 void
@@ -194,9 +223,22 @@ http_route_remove(const char *prefix)
 	for (size_t i = 0; i < nroutes; i++)
 		if (strcmp(routes[i].prefix, prefix) == 0) {
 			free(routes[i].prefix);
+			free(routes[i].error_fields);
 			routes[i] = routes[--nroutes];
 			return;
 		}
+}
+
+int
+http_route_set_error_fields(const char *prefix, const char *fields)
+{
+	for (size_t i = 0; i < nroutes; i++)
+		if (strcmp(routes[i].prefix, prefix) == 0) {
+			free(routes[i].error_fields);
+			routes[i].error_fields = fields ? xstrdup(fields) : NULL;
+			return 0;
+		}
+	return -1;
 }
 
 static const struct route *
@@ -353,18 +395,20 @@ on_headers(void *arg, struct http_msg *m, size_t *max_body)
 	if (split_target(m->target, &off, &len, auth, sizeof(auth),
 	    &has_auth) == -1)
 		return 400;
-	if ((st = check_host(hc, m, auth, has_auth)) != 0)
-		return st;
-	/* RFC 9110 §9.1: a method we do not implement is 501. */
-	if ((bit = method_of(m->method_id)) == 0)
-		return 501;
 	{
 		const char *path = m->target + off;
 		const char *q = memchr(path, '?', len);
 		size_t plen = q ? (size_t)(q - path) : len;
 
+		/* Found first so that the refusals below carry its
+		 * error fields. */
 		hc->route = plen ? route_find(path, plen) : route_find("/", 1);
 	}
+	if ((st = check_host(hc, m, auth, has_auth)) != 0)
+		return st;
+	/* RFC 9110 §9.1: a method we do not implement is 501. */
+	if ((bit = method_of(m->method_id)) == 0)
+		return 501;
 	if (hc->route == NULL)
 		return 404;
 	if (!(hc->route->methods & bit)) {
@@ -426,6 +470,10 @@ send_plain(struct http_conn *hc, int status, int keep, int head)
 	add_date(&b);
 	if (status == 405)
 		add_allow(&b, hc->allow);
+	/* The route of this request (its fields were read), if any. */
+	if (hc->hp.headers_done && hc->route != NULL &&
+	    hc->route->error_fields != NULL)
+		buf_adds(&b, hc->route->error_fields);
 	buf_printf(&b, "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: %d\r\n", n);
 	if (!keep)
@@ -502,17 +550,20 @@ req_done(struct req *q)
 	int was_held = q->held, keep = q->keep;
 
 	hc->cur = NULL;
+	/* Answered before its body was read: the rest is read and
+	 * dropped (process()), then the next request is parsed. */
+	if (q->streaming && !q->parsed_all) {
+		hc->discarding = 1;
+		buf_reset(&hc->hp.body);
+	} else
+		http_parse_next(&hc->hp);
 	req_free(q);
-	http_parse_next(&hc->hp);
 	if (!keep) {
 		hc->closing = 1;
 		conn_close(hc->conn);
 		return;
 	}
-	if (was_held && hc->paused) {
-		hc->paused = 0;
-		conn_resume(hc->conn, CONN_PAUSE_UPPER);
-	}
+	(void)was_held;
 	if (!hc->processing)
 		process(hc);
 }
@@ -553,15 +604,17 @@ req_new(struct http_conn *hc)
 	q->r.http_minor = m->minor;
 	q->r.body = m->body;
 	q->r.body_len = m->body_len;
+	q->r.content_length = m->content_length;
 	q->r.upgrade = m->upgrade;
 	/* An upgrade not taken leaves bytes we cannot parse: close. */
 	q->keep = m->keep_alive && !m->upgrade && !hc->closing;
 	return q;
 }
 
-/* A whole request: answer a refusal, or hand it to its route. */
+/* A whole request (for a streaming route: its fields), answer a
+ * refusal, or hand it to its route. */
 static void
-dispatch(struct http_conn *hc)
+dispatch(struct http_conn *hc, int streaming, int parsed_all)
 {
 	const struct http_msg *m = &hc->hp.msg;
 	struct req *q;
@@ -576,6 +629,13 @@ dispatch(struct http_conn *hc)
 		return;
 	}
 	q = req_new(hc);
+	if (streaming) {
+		q->streaming = 1;
+		q->parsed_all = parsed_all;
+		q->body_paused = 1;        /* until http_body_start */
+		q->r.body = "";
+		q->r.body_len = 0;
+	}
 	hc->cur = q;
 	hc->route->handler(&q->r, hc->route->arg);
 	if (hc->cur == q && !q->held && !hc->upgraded) {
@@ -603,6 +663,7 @@ finish_upgrade(struct http_conn *hc)
 		memcpy(rest, buf_head(&hc->in), n);
 	http_parse_free(&hc->hp);
 	buf_free(&hc->in);
+	buf_free(&hc->piece);
 	unlink_conn(hc);
 	free(hc);
 	if (n && c->state == CONN_OPEN)
@@ -610,28 +671,149 @@ finish_upgrade(struct http_conn *hc)
 	free(rest);
 }
 
+/* Hand the body parsed so far to the consumer of q: 0, or -1 if
+ * nothing was there to hand. */
+static int
+deliver_body(struct http_conn *hc, struct req *q)
+{
+	struct buf tmp;
+	enum http_body_status st;
+
+	if (buf_avail(&hc->hp.body) == 0 && !q->parsed_all)
+		return -1;
+	st = q->parsed_all ? HTTP_BODY_LAST : HTTP_BODY_MORE;
+	if (st == HTTP_BODY_LAST)
+		q->body_done = 1;
+	/* The piece leaves the parser's buffer: the callback may answer,
+	 * which readies the parser for the next request. */
+	tmp = hc->piece;
+	hc->piece = hc->hp.body;
+	hc->hp.body = tmp;
+	buf_reset(&hc->hp.body);
+	q->body_fn(&q->r, buf_head(&hc->piece), buf_avail(&hc->piece), st,
+	    q->body_arg);
+	buf_reset(&hc->piece);
+	return 0;
+}
+
+/* The body of a streaming request broke (too large, bad chunking):
+ * its consumer is told, the request freed, the status sent. */
+static void
+body_failed(struct http_conn *hc, struct req *q)
+{
+	if (q->body_fn != NULL)
+		q->body_fn(&q->r, NULL, 0, HTTP_BODY_FAILED, q->body_arg);
+	else if (q->held && q->abort != NULL)
+		q->abort(&q->r, q->abort_arg);
+	hc->cur = NULL;
+	req_free(q);
+	fail_request(hc, hc->hp.status);
+}
+
+/* One step of reading a streaming request's body; 0 to go on. */
+static int
+step_body(struct http_conn *hc, struct req *q)
+{
+	size_t used;
+	enum http_parse_result r;
+
+	if (q->body_done || q->body_fn == NULL || q->body_paused)
+		return -1;
+	if (deliver_body(hc, q) == 0)
+		return 0;
+	r = http_parse_feed(&hc->hp, buf_head(&hc->in), buf_avail(&hc->in),
+	    &used);
+	buf_consume(&hc->in, used);
+	if (r == HTTP_PARSE_ERROR) {
+		body_failed(hc, q);
+		return -1;
+	}
+	if (r == HTTP_PARSE_DONE)
+		q->parsed_all = 1;
+	else if (buf_avail(&hc->hp.body) == 0) {
+		set_wait(hc, WAIT_BODY);
+		return -1;
+	}
+	return 0;
+}
+
+/* One step of dropping the body of an answered request; 0 to go on. */
+static int
+step_discard(struct http_conn *hc)
+{
+	size_t used;
+	enum http_parse_result r = http_parse_feed(&hc->hp,
+	    buf_head(&hc->in), buf_avail(&hc->in), &used);
+
+	buf_consume(&hc->in, used);
+	buf_reset(&hc->hp.body);
+	if (r == HTTP_PARSE_ERROR) {
+		hc->closing = 1;
+		conn_close(hc->conn);
+		return -1;
+	}
+	if (r == HTTP_PARSE_MORE) {
+		set_wait(hc, WAIT_BODY);
+		return -1;
+	}
+	hc->discarding = 0;
+	http_parse_next(&hc->hp);
+	return 0;
+}
+
+/* Stop reading while more than HELD_INPUT_MAX waits unparsed (behind
+ * a held request or a paused body), go on once it is taken. */
+static void
+input_flow(struct http_conn *hc)
+{
+	if (!hc->paused && buf_avail(&hc->in) > HELD_INPUT_MAX &&
+	    hc->conn->state == CONN_OPEN) {
+		hc->paused = 1;
+		conn_pause(hc->conn, CONN_PAUSE_UPPER);
+	} else if (hc->paused && buf_avail(&hc->in) <= HELD_INPUT_MAX) {
+		hc->paused = 0;
+		conn_resume(hc->conn, CONN_PAUSE_UPPER);
+	}
+}
+
 /* Parse and answer what is buffered, one request at a time. */
 static void
 process(struct http_conn *hc)
 {
 	hc->processing = 1;
-	while (hc->cur == NULL && !hc->closing &&
-	    hc->conn->state == CONN_OPEN) {
+	while (!hc->closing && hc->conn->state == CONN_OPEN) {
 		size_t used;
-		enum http_parse_result r = http_parse_feed(&hc->hp,
-		    buf_head(&hc->in), buf_avail(&hc->in), &used);
+		enum http_parse_result r;
 
+		if (hc->cur != NULL) {
+			if (!hc->cur->streaming || step_body(hc, hc->cur) != 0)
+				break;
+			continue;
+		}
+		if (hc->discarding) {
+			if (step_discard(hc) != 0)
+				break;
+			continue;
+		}
+		r = http_parse_feed(&hc->hp, buf_head(&hc->in),
+		    buf_avail(&hc->in), &used);
 		buf_consume(&hc->in, used);
 		if (r == HTTP_PARSE_ERROR) {
 			fail_request(hc, hc->hp.status);
 			break;
+		}
+		if (hc->hp.headers_done && !hc->hp.refused &&
+		    hc->route != NULL && hc->route->stream &&
+		    !hc->hp.msg.upgrade) {
+			dispatch(hc, 1, r == HTTP_PARSE_DONE);
+			continue;
 		}
 		if (r == HTTP_PARSE_MORE) {
 			set_wait(hc, hc->hp.headers_done ? WAIT_BODY :
 			    hc->hp.begun ? WAIT_HEADERS : WAIT_IDLE);
 			break;
 		}
-		dispatch(hc);
+		dispatch(hc, 0, 1);
 		if (hc->upgraded) {
 			finish_upgrade(hc);
 			return;
@@ -639,6 +821,7 @@ process(struct http_conn *hc)
 	}
 	buf_trim(&hc->in);
 	hc->processing = 0;
+	input_flow(hc);
 }
 
 /*
@@ -794,6 +977,42 @@ http_hold(struct http_request *r, http_abort_fn abort, void *arg)
 	 * leaves is noticed and the request aborted. */
 }
 
+void
+http_body_start(struct http_request *r, http_body_fn fn, void *arg)
+{
+	struct req *q = (struct req *)r;
+
+	if (!q->streaming || q->body_fn != NULL)
+		return;
+	q->body_fn = fn;
+	q->body_arg = arg;
+	http_body_resume(r);
+}
+
+void
+http_body_pause(struct http_request *r)
+{
+	struct req *q = (struct req *)r;
+
+	q->body_paused = 1;
+	/* The wait is ours now, not the client's: no body deadline. */
+	set_wait(q->hc, WAIT_NONE);
+}
+
+void
+http_body_resume(struct http_request *r)
+{
+	struct req *q = (struct req *)r;
+	struct http_conn *hc = q->hc;
+
+	if (!q->streaming || q->body_fn == NULL || !q->body_paused)
+		return;
+	q->body_paused = 0;
+	/* Inside process() (a callback of it), its loop goes on. */
+	if (!hc->processing)
+		process(hc);
+}
+
 struct http_request *
 http_request_find(uint64_t id)
 {
@@ -887,13 +1106,8 @@ on_data(struct conn *c, const char *data, size_t len)
 	if (hc->closing)
 		return;
 	buf_add(&hc->in, data, len);
-	if (hc->cur == NULL && !hc->processing)
+	if (!hc->processing)
 		process(hc);
-	else if (hc->cur != NULL && hc->cur->held && !hc->paused &&
-	    buf_avail(&hc->in) > HELD_INPUT_MAX) {
-		hc->paused = 1;
-		conn_pause(c, CONN_PAUSE_UPPER);
-	}
 }
 
 static void
@@ -930,6 +1144,7 @@ on_close(struct conn *c)
 	}
 	http_parse_free(&hc->hp);
 	buf_free(&hc->in);
+	buf_free(&hc->piece);
 	unlink_conn(hc);
 	free(hc);
 }

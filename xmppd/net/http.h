@@ -59,8 +59,10 @@ struct http_request {
 	int tls;                   /* arrived over TLS (an https listener) */
 	int listen_port;           /* the listener's port */
 	unsigned http_minor;       /* HTTP/1.x */
-	const char *body;          /* body_len bytes, NUL-terminated */
+	const char *body;          /* body_len bytes, NUL-terminated (a
+	                              streaming route: "", 0) */
 	size_t body_len;
+	int64_t content_length;    /* as declared; -1 if chunked or none */
 	int upgrade;               /* Upgrade + Connection: upgrade */
 };
 
@@ -78,6 +80,41 @@ typedef void (*http_abort_fn)(struct http_request *r, void *arg);
 int http_route_add(const char *prefix, unsigned methods, size_t max_body,
     http_handler_fn handler, void *arg);
 void http_route_remove(const char *prefix);
+
+/*
+ * A route whose bodies are not collected in memory: its handler runs
+ * once the fields are in (r->body is empty), holds or answers the
+ * request, and takes the body with http_body_start as it arrives, in
+ * pieces, pausing it while it cannot take more.  An answer before the
+ * last piece: the rest of the body is read and dropped, then the
+ * connection goes on (or closes, if the body is broken).
+ */
+int http_route_add_stream(const char *prefix, unsigned methods,
+    size_t max_body, http_handler_fn handler, void *arg);
+
+/* Fields ("Name: value\r\n" lines, copied) added to the answers this
+ * layer makes itself to requests for the route: 400, 405, 408, 413...
+ * (CORS fields, so that a browser lets its page read them).  -1 if the
+ * route is not there. */
+int http_route_set_error_fields(const char *prefix, const char *fields);
+
+enum http_body_status {
+	HTTP_BODY_MORE,     /* a piece; more follow */
+	HTTP_BODY_LAST,     /* the last piece (len may be 0) */
+	HTTP_BODY_FAILED,   /* the body is broken: this layer has answered
+	                       (400, 413) and closes the connection; r is
+	                       freed when the callback returns */
+};
+/* A piece of a request's body: data is valid during the call.  The
+ * callback may pause, answer, or (HTTP_BODY_LAST) hold on. */
+typedef void (*http_body_fn)(struct http_request *r, const char *data,
+    size_t len, enum http_body_status st, void *arg);
+/* Deliver r's body to fn (from now on, and what arrived already).
+ * Nothing arrives between http_body_pause and http_body_resume; past
+ * 64 KiB waiting, the connection's reading stops. */
+void http_body_start(struct http_request *r, http_body_fn fn, void *arg);
+void http_body_pause(struct http_request *r);
+void http_body_resume(struct http_request *r);
 
 /* The first value of a request field (case-insensitive name), or NULL. */
 const char *http_header(const struct http_request *r, const char *name);

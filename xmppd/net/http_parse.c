@@ -147,6 +147,9 @@ on_headers_complete(http_parser *p)
 	m->keep_alive = http_should_keep_alive(p);
 	m->has_body = (p->flags & F_CHUNKED) != 0 ||
 	    (p->content_length != ULLONG_MAX && p->content_length > 0);
+	m->content_length = (p->flags & F_CHUNKED) == 0 &&
+	    p->content_length != ULLONG_MAX &&
+	    p->content_length <= INT64_MAX ? (int64_t)p->content_length : -1;
 	/* RFC 9110 §2.5, RFC 9112 §2.3: HTTP/1.x only; 505 for a later
 	 * major version.  No version at all (HTTP/0.9) is no request-line
 	 * of ours. */
@@ -179,8 +182,9 @@ on_body(http_parser *p, const char *at, size_t len)
 {
 	struct http_parse *hp = p->data;
 
-	if (buf_avail(&hp->body) + len > hp->body_max)
+	if (hp->body_seen + len > hp->body_max)
 		return fail(hp, 413);
+	hp->body_seen += len;
 	buf_add(&hp->body, at, len);
 	return 0;
 }
@@ -224,6 +228,7 @@ reset(struct http_parse *hp)
 	hp->noffs = 0;
 	hp->header_bytes = 0;
 	hp->body_max = 0;
+	hp->body_seen = 0;
 	hp->in_value = hp->headers_done = hp->begun = 0;
 	hp->status = hp->refused = hp->done = 0;
 }

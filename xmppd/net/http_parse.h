@@ -35,6 +35,7 @@ struct http_msg {
 	const char *body;          /* body_len bytes, NUL-terminated */
 	size_t body_len;
 	int has_body;              /* Content-Length > 0 or chunked */
+	int64_t content_length;    /* as declared; -1 if chunked or none */
 	int keep_alive;            /* the connection may carry another
 	                              request after this one (RFC 9112 §9.3) */
 	int upgrade;               /* an Upgrade request: http-parser
@@ -67,7 +68,9 @@ struct http_parse {
 	size_t noffs, capoffs;
 	size_t header_bytes;
 	size_t body_max;
-	struct buf body;
+	size_t body_seen;          /* body bytes parsed, taken or not */
+	struct buf body;           /* parsed body bytes; the caller may
+	                              take them as they come (buf_reset) */
 	int in_value;              /* the last piece was a value */
 	int headers_done;          /* what follows are body and trailers */
 	int begun;                 /* a byte of this request was seen */

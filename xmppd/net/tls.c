@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "conf.h"
 #include "log.h"
@@ -16,6 +17,7 @@
 struct tls_host {
 	char *name;
 	SSL_CTX *ctx;
+	SSL_CTX *cctx;          /* s2s: our outgoing streams */
 };
 
 static struct tls_host *hosts;
@@ -29,15 +31,35 @@ static const struct alpn {
 } alpns[] = {
 	[TLS_ALPN_XMPP] = { (const unsigned char *)"\x0bxmpp-client", 12 },
 	[TLS_ALPN_HTTP] = { (const unsigned char *)"\x08http/1.1", 9 },
+	[TLS_ALPN_XMPP_SERVER] = { (const unsigned char *)"\x0bxmpp-server",
+	    12 },
 };
+static const unsigned char alpn_server[] = "\x0bxmpp-server";
+
+static const struct tls_host *
+host_find(const char *name)
+{
+	for (size_t i = 0; i < nhosts; i++)
+		if (strcasecmp(hosts[i].name, name) == 0)
+			return &hosts[i];
+	return NULL;
+}
 
 static SSL_CTX *
 host_ctx(const char *name)
 {
-	for (size_t i = 0; i < nhosts; i++)
-		if (strcasecmp(hosts[i].name, name) == 0)
-			return hosts[i].ctx;
-	return NULL;
+	const struct tls_host *h = host_find(name);
+
+	return h != NULL ? h->ctx : NULL;
+}
+
+/* Any peer certificate, or none, lets the handshake go on: the stream
+ * layer decides (tls_peer_check), and may still authenticate the peer
+ * by dialback (XEP-0220). */
+static int
+accept_any_cb(int ok, X509_STORE_CTX *x)
+{
+	return 1;
 }
 
 /* SNI: switch to the named host's context; unknown names keep the
@@ -111,11 +133,32 @@ ctx_ciphers(SSL_CTX *ctx, const struct conf *conf, const char *host,
 	return 0;
 }
 
+/* The roots peers' certificates are checked against: the system's
+ * store and the configured file. */
+static int
+trust_paths(SSL_CTX *ctx, const struct conf *conf, const char *host,
+    char *err, size_t errlen)
+{
+	char e[256];
+
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		ERR_clear_error();      /* no system store: tls-ca-file only */
+	if (conf->tls_ca_file != NULL &&
+	    SSL_CTX_load_verify_locations(ctx, conf->tls_ca_file, NULL) != 1) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: cannot load tls-ca-file %s: %s",
+		    host, conf->tls_ca_file, e);
+		return -1;
+	}
+	return 0;
+}
+
+/* A context of method for host h, TLS 1.2 at least; NULL with err set. */
 static SSL_CTX *
-ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
+ctx_alloc(const SSL_METHOD *method, const struct conf_host *h, char *err,
     size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	char e[256];
 
 	if (ctx == NULL) {
@@ -124,6 +167,18 @@ ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	return ctx;
+}
+
+static SSL_CTX *
+ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
+    size_t errlen)
+{
+	SSL_CTX *ctx = ctx_alloc(TLS_server_method(), h, err, errlen);
+	char e[256];
+
+	if (ctx == NULL)
+		return NULL;
 	/* No renegotiation, either side's (a TLS 1.2 client asking gets a
 	 * no_renegotiation alert); OpenSSL 3 refuses a client's by default
 	 * too (SSL_OP_ALLOW_CLIENT_RENEGOTIATION unset). */
@@ -163,6 +218,42 @@ ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
 	}
 	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	if (trust_paths(ctx, conf, h->name, err, errlen) == -1)
+		goto fail;
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* Our outgoing server-to-server streams from host h: the same
+ * certificate (for SASL EXTERNAL, XEP-0178), the same suites. */
+static SSL_CTX *
+client_ctx_new(const struct conf *conf, const struct conf_host *h,
+    char *err, size_t errlen)
+{
+	SSL_CTX *ctx = ctx_alloc(TLS_client_method(), h, err, errlen);
+	char e[256];
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (ctx_ciphers(ctx, conf, h->name, err, errlen) == -1 ||
+	    trust_paths(ctx, conf, h->name, err, errlen) == -1)
+		goto fail;
+	if (SSL_CTX_use_certificate_chain_file(ctx, h->certificate) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, h->key, SSL_FILETYPE_PEM) != 1) {
+		ssl_errstr(e, sizeof(e));
+		snprintf(err, errlen, "host %s: cannot load certificate or key "
+		    "for server-to-server: %s", h->name, e);
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_cb);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -177,9 +268,13 @@ tls_load(const struct conf *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < conf->nhosts; i++) {
 		nh[i].name = xstrdup(conf->hosts[i].name);
 		nh[i].ctx = ctx_new(conf, &conf->hosts[i], err, errlen);
-		if (nh[i].ctx == NULL) {
+		if (nh[i].ctx != NULL)
+			nh[i].cctx = client_ctx_new(conf, &conf->hosts[i], err,
+			    errlen);
+		if (nh[i].ctx == NULL || nh[i].cctx == NULL) {
 			for (size_t j = 0; j <= i; j++) {
 				SSL_CTX_free(nh[j].ctx);
+				SSL_CTX_free(nh[j].cctx);
 				free(nh[j].name);
 			}
 			free(nh);
@@ -197,6 +292,7 @@ tls_free(void)
 {
 	for (size_t i = 0; i < nhosts; i++) {
 		SSL_CTX_free(hosts[i].ctx);   /* refcounted by live SSLs */
+		SSL_CTX_free(hosts[i].cctx);
 		free(hosts[i].name);
 	}
 	free(hosts);
@@ -217,6 +313,65 @@ tls_new_ssl(BIO *bio, enum tls_alpn alpn)
 	SSL_set_bio(ssl, bio, bio);
 	SSL_set_accept_state(ssl);
 	return ssl;
+}
+
+SSL *
+tls_new_client_ssl(BIO *bio, const char *local, const char *remote,
+    int direct_tls)
+{
+	const struct tls_host *h = host_find(local);
+	SSL *ssl;
+
+	if (h == NULL || (ssl = SSL_new(h->cctx)) == NULL) {
+		BIO_free(bio);
+		return NULL;
+	}
+	SSL_set_tlsext_host_name(ssl, remote);
+	/* RFC 6125 §6.4: the reference identifier is the remote domain. */
+	SSL_set1_host(ssl, remote);
+	if (direct_tls)         /* XEP-0368 §4 */
+		SSL_set_alpn_protos(ssl, alpn_server, sizeof(alpn_server) - 1);
+	SSL_set_bio(ssl, bio, bio);
+	SSL_set_connect_state(ssl);
+	return ssl;
+}
+
+void
+tls_request_peer_cert(SSL *ssl)
+{
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, accept_any_cb);
+	/* Purpose is checked by tls_peer_check (serverAuth or clientAuth,
+	 * not clientAuth alone as OpenSSL's server side would). */
+	SSL_set_purpose(ssl, X509_PURPOSE_ANY);
+}
+
+int
+tls_peer_check(SSL *ssl, const char *domain, const char **why)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	long v;
+	uint32_t xku;
+
+	if (cert == NULL) {
+		*why = "no certificate";
+		return 0;
+	}
+	v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK && v != X509_V_ERR_HOSTNAME_MISMATCH) {
+		*why = X509_verify_cert_error_string(v);
+		return 0;
+	}
+	if (X509_check_host(cert, domain, strlen(domain),
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+		*why = "certificate not valid for the domain";
+		return 0;
+	}
+	xku = X509_get_extended_key_usage(cert);
+	if (xku != UINT32_MAX && !(xku & (XKU_SSL_SERVER | XKU_SSL_CLIENT))) {
+		*why = "certificate not for TLS servers or clients";
+		return 0;
+	}
+	return 1;
 }
 
 /* RFC 5929 §4.1: the hash of the server certificate, with SHA-256 when

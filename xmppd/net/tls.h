@@ -26,11 +26,37 @@ void tls_free(void);
 enum tls_alpn {
 	TLS_ALPN_XMPP,     /* "xmpp-client" (XEP-0368) */
 	TLS_ALPN_HTTP,     /* "http/1.1" */
+	TLS_ALPN_XMPP_SERVER, /* "xmpp-server" (XEP-0368) */
 };
 
 /* A new server SSL object reading and writing through bio (which it
  * owns from then on), selecting alpn when the client offers it. */
 SSL *tls_new_ssl(BIO *bio, enum tls_alpn alpn);
+
+/*
+ * Server-to-server (RFC 6120 §13.7, XEP-0178).  An SSL object for a
+ * stream this server opens to remote (SNI remote; ALPN "xmpp-server"
+ * with direct_tls, XEP-0368) presenting the certificate of local, our
+ * host.  The handshake never fails for the peer's certificate: whether
+ * it is valid for remote is asked afterwards (tls_peer_check).  NULL if
+ * local is not a host.
+ */
+SSL *tls_new_client_ssl(BIO *bio, const char *local, const char *remote,
+    int direct_tls);
+/* On a server SSL (an incoming server stream): ask for the peer's
+ * certificate, without failing the handshake when there is none or it
+ * does not verify. */
+void tls_request_peer_cert(SSL *ssl);
+/*
+ * Whether the peer's certificate is valid for domain: a chain to a
+ * trusted root (the system's store and tls-ca-file), in its validity
+ * period, naming domain (RFC 6125 DNS-ID, wildcards in the left-most
+ * label) and, if it restricts its use, for serverAuth or clientAuth (a
+ * server's own certificate with serverAuth only is accepted on an
+ * incoming stream: since 2026 public CAs issue no clientAuth).  1 if so;
+ * 0 with *why a short reason otherwise.
+ */
+int tls_peer_check(SSL *ssl, const char *domain, const char **why);
 
 /* Channel binding (RFC 5929, RFC 9266): returns the data length, or 0
  * when that type is unavailable on this connection (tls-exporter needs

@@ -94,19 +94,6 @@ session_find(const char *sid)
 }
 
 static void
-random_hex(char *out, size_t n)
-{
-	unsigned char rnd[16];
-
-	scram_random_salt(rnd, n);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static void
 cors(struct http_request *r)
 {
 	http_add_header(r, "Access-Control-Allow-Origin", "*");
@@ -479,8 +466,8 @@ create_session(struct http_request *r, const struct xel *body, uint64_t rid)
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
-	random_hex(s->sid, 16);
-	random_hex(s->authid, 8);
+	scram_random_hex(s->sid, 16);
+	scram_random_hex(s->authid, 8);
 	s->host = xstrdup(to);
 	s->rid = rid;
 	s->wait = w != NULL ? strtod(w, NULL) : BOSH_WAIT_MAX;

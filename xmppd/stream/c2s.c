@@ -297,30 +297,13 @@ trash_cb(struct ev_loop *l, ev_prepare *w, int revents)
 	ntrash = 0;
 }
 
-/* n random bytes (at most 16) from the CSPRNG as 2n lowercase hex
- * digits and a NUL: stream ids and generated resources. */
-static void
-random_hex(char *out, size_t n)
-{
-	unsigned char rnd[16];
-
-	if (n > sizeof(rnd))
-		n = sizeof(rnd);
-	scram_random_salt(rnd, n);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static void
 send_header(struct c2s *c, const char *to)
 {
 	char id[17];
 	struct buf *b = &out_buf;
 
-	random_hex(id, 8);
+	scram_random_hex(id, 8);
 	if (c->bosh) {
 		/* XEP-0206 §7: the session's <body/> stands for the header. */
 		c->header_sent = 1;
@@ -1390,7 +1373,7 @@ bind2_resource(const struct c2s *c, const struct sasl2_req *q)
 		free(in);
 		free(msg);
 	} else
-		random_hex(part, BIND2_HASH_BYTES);
+		scram_random_hex(part, BIND2_HASH_BYTES);
 	raw = q->tag != NULL && *q->tag != '\0' ?
 	    xasprintf("%s.%s", q->tag, part) : xstrdup(part);
 	if ((res = jid_resourceprep(raw)) == NULL)
@@ -1780,7 +1763,7 @@ handle_bind(struct c2s *c, struct xel *iq)
 		want = xel_text(res);
 	if (want == NULL) {
 		/* RFC 6120 §7.6: the server generates a resource. */
-		random_hex(gen, 8);
+		scram_random_hex(gen, 8);
 		want = gen;
 	}
 	prepped = jid_resourceprep(want);
@@ -2162,26 +2145,6 @@ const struct xml_stream_cb c2s_xml_cb = {
 	.on_stanza = on_stanza,
 	.on_close = on_xml_close,
 };
-
-static const char *
-xml_error_condition(enum xml_error e)
-{
-	switch (e) {
-	case XMLE_RESTRICTED:
-		return "restricted-xml";
-	case XMLE_TOO_BIG:
-	case XMLE_TOO_MUCH_MEMORY:
-	case XMLE_TOO_DEEP:
-	case XMLE_TOO_MANY_ATTRS:
-		return "policy-violation";
-	case XMLE_BAD_ROOT:
-		return "invalid-namespace";
-	case XMLE_BAD_ENCODING:
-		return "unsupported-encoding";    /* RFC 6120 §4.9.3.22 */
-	default:
-		return "not-well-formed";
-	}
-}
 
 /* Feed input to the parser and act on how it ended. */
 static enum xml_status

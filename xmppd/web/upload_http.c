@@ -4,8 +4,9 @@
  * when complete, so a GET never sees half a file); GET and HEAD serve it
  * with Range, and with the headers that keep a browser from running
  * what it fetched; every answer carries CORS headers for web clients.
- * Disk I/O runs on the worker pool; a GET is sent in pieces as the
- * connection drains.
+ * Disk I/O runs on the worker pool: a PUT's body is written as it
+ * arrives, CHUNK at a time (reading stops while a piece is written), and
+ * a GET is sent in pieces as the connection drains.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 
 #include <ev.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "log.h"
 #include "mod/upload.h"
@@ -31,7 +33,7 @@
 #include "xmalloc.h"
 #include "xmppd.h"
 
-#define CHUNK (256 * 1024)       /* bytes read per worker job */
+#define CHUNK (256 * 1024)       /* bytes read or written per worker job */
 #define QUEUE_HIGH (1024 * 1024) /* wait while more is queued */
 #define DRAIN_POLL 0.01          /* s between looks at the queue */
 
@@ -42,38 +44,46 @@ static struct strmap *parked; /* requests at the store, by id */
 /* A request between the handler and its answer (PUT or GET/HEAD). */
 struct upload_req {
 	uint64_t id;     /* http_request_find */
-	unsigned method; /* HTTP_M_* */
-	char token[UPLOAD_TOKEN_LEN + 1];
 	char *segment;   /* the name as in the URL */
 	char *name;      /* percent-decoded */
 	int64_t expires; /* PUT: e= */
-	char sig[65];    /* PUT: s= */
-	/* PUT, worker: */
-	char *body;
-	size_t len;
+	/* PUT: the body as it arrives; the loop fills pending while a
+	 * worker writes job (into fd, the temporary file tmp). */
+	int64_t expect;   /* the slot's size */
+	int64_t received;
+	struct buf pending, job;
 	char *tmp, *path;
-	int err; /* errno of the write, EEXIST: taken */
 	/* GET: */
 	char *content_type;
 	char *disposition;
-	int has_range;
 	int64_t first, last; /* the range asked for; last -1: to the end */
-	int fd;
 	int64_t size, off, left;
 	char *chunk;
 	size_t nchunk;
-	int status;
 	ev_timer drain_w;
+	unsigned method; /* HTTP_M_* */
+	int busy;         /* PUT: a worker has job */
+	int body_last;    /* PUT: pending ends the body */
+	int final;        /* PUT: job ends it: fsync, link */
+	int err;          /* errno of the write, EEXIST: taken */
+	int has_range;    /* GET */
+	int fd;           /* PUT: being written; GET: being read */
+	int status;       /* GET: of the answer begun */
+	int parked;       /* waiting for the store */
+	char token[UPLOAD_TOKEN_LEN + 1];
+	char sig[65];    /* PUT: s= */
 };
 
 static void
 req_free(struct upload_req *u)
 {
 	if (u->fd >= 0)
-		close(u->fd); /* a regular file opened read-only */
+		close(u->fd); /* GET: a regular file opened read-only
+		                 (a PUT's is closed by a worker) */
 	free(u->segment);
 	free(u->name);
-	free(u->body);
+	buf_free(&u->pending);
+	buf_free(&u->job);
 	free(u->tmp);
 	free(u->path);
 	free(u->content_type);
@@ -93,6 +103,7 @@ park(struct upload_req *u)
 		parked = strmap_new();
 	snprintf(key, sizeof(key), "%" PRIu64, u->id);
 	strmap_put(parked, key, u);
+	u->parked = 1;
 	return u->id;
 }
 
@@ -100,24 +111,47 @@ static struct upload_req *
 unpark(uint64_t id)
 {
 	char key[24];
+	struct upload_req *u;
 
 	snprintf(key, sizeof(key), "%" PRIu64, id);
-	return parked != NULL ? strmap_del(parked, key) : NULL;
+	u = parked != NULL ? strmap_del(parked, key) : NULL;
+	if (u != NULL)
+		u->parked = 0;
+	return u;
 }
 
 /* CORS (Fetch standard): any origin may upload and fetch, as the URLs
  * themselves are the capability. */
+static const struct {
+	const char *name, *value;
+} cors[] = {
+    {"Access-Control-Allow-Origin", "*"},
+    {"Access-Control-Allow-Methods", "GET, HEAD, PUT, OPTIONS"},
+    {"Access-Control-Allow-Headers", "Content-Type, Range"},
+    {"Access-Control-Expose-Headers",
+        "Content-Length, Content-Range, Accept-Ranges"},
+    {"Access-Control-Max-Age", "86400"},
+};
+
 static void
 add_cors(struct http_request *r)
 {
-	http_add_header(r, "Access-Control-Allow-Origin", "*");
-	http_add_header(
-	    r, "Access-Control-Allow-Methods", "GET, HEAD, PUT, OPTIONS");
-	http_add_header(
-	    r, "Access-Control-Allow-Headers", "Content-Type, Range");
-	http_add_header(r, "Access-Control-Expose-Headers",
-	    "Content-Length, Content-Range, Accept-Ranges");
-	http_add_header(r, "Access-Control-Max-Age", "86400");
+	for (size_t i = 0; i < sizeof(cors) / sizeof(cors[0]); i++)
+		http_add_header(r, cors[i].name, cors[i].value);
+}
+
+/* The same on the HTTP layer's own refusals (405, 413, 400, 408), so
+ * that a web client can read why its upload failed. */
+static void
+route_cors(void)
+{
+	struct buf b = BUF_INIT;
+
+	for (size_t i = 0; i < sizeof(cors) / sizeof(cors[0]); i++)
+		buf_printf(&b, "%s: %s\r\n", cors[i].name, cors[i].value);
+	buf_addc(&b, '\0');
+	http_route_set_error_fields(UPLOAD_PATH, buf_head(&b));
+	buf_free(&b);
 }
 
 static void
@@ -244,38 +278,107 @@ completed(uint64_t owner, enum store_status st)
 	req_free(u);
 }
 
+/* The temporary file goes (a PUT that failed or whose client left):
+ * on a worker, then u is freed. */
+static void
+discard_run(void *arg)
+{
+	struct upload_req *u = arg;
+
+	if (u->fd >= 0) {
+		close(u->fd);
+		u->fd = -1;
+	}
+	if (u->tmp != NULL)
+		unlink(u->tmp);
+}
+
+static void
+discard_done(void *arg, uint64_t owner, uint64_t tag)
+{
+	req_free(arg);
+}
+
+static void
+put_discard(struct upload_req *u)
+{
+	work_submit(discard_run, discard_done, u, u->id, 0);
+}
+
+/* Answer a PUT that fails while its body arrives, and drop its file
+ * (once no worker has it). */
+static void
+put_fail(struct upload_req *u, struct http_request *r, int status)
+{
+	answer(r, status);
+	if (!u->busy)
+		put_discard(u);
+}
+
+/* A worker: job appended to the temporary file; after the last piece
+ * the file is synced and linked into place. */
 static void
 write_run(void *arg)
 {
 	struct upload_req *u = arg;
-	int fd = open(u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	size_t done = 0;
+	size_t done = 0, len = buf_avail(&u->job);
+	const char *p = buf_head(&u->job);
 
 	u->err = 0;
-	if (fd == -1) {
+	if (u->fd < 0 && (u->fd = open(u->tmp,
+	                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) ==
+	                     -1) {
 		u->err = errno;
 		return;
 	}
-	while (done < u->len) {
-		ssize_t n = write(fd, u->body + done, u->len - done);
+	while (done < len) {
+		ssize_t n = write(u->fd, p + done, len - done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			u->err = n < 0 ? errno : EIO;
-			break;
+			return;
 		}
 		done += (size_t)n;
 	}
-	if (u->err == 0 && fsync(fd) == -1)
+	if (!u->final)
+		return;
+	if (fsync(u->fd) == -1)
 		u->err = errno;
-	if (close(fd) == -1 && u->err == 0)
+	if (close(u->fd) == -1 && u->err == 0)
 		u->err = errno;
+	u->fd = -1;
 	/* link(2), not rename(2): of two PUTs racing for one slot, the
 	 * second finds the name taken instead of replacing the first. */
 	if (u->err == 0 && link(u->tmp, u->path) == -1)
 		u->err = errno;
 	unlink(u->tmp);
+}
+
+static void write_done(void *arg, uint64_t owner, uint64_t tag);
+
+/* Hand what arrived to a worker: a full CHUNK, or the end. */
+static void
+put_pump(struct upload_req *u, struct http_request *r)
+{
+	struct buf t;
+
+	if (u->busy) {
+		if (buf_avail(&u->pending) >= CHUNK)
+			http_body_pause(r);
+		return;
+	}
+	if (buf_avail(&u->pending) < CHUNK && !u->body_last)
+		return;
+	t = u->job; /* the pieces swap buffers, no copy */
+	u->job = u->pending;
+	u->pending = t;
+	buf_reset(&u->pending);
+	u->final = u->body_last;
+	u->busy = 1;
+	work_submit(write_run, write_done, u, u->id, 0);
+	http_body_resume(r);
 }
 
 static void
@@ -284,22 +387,70 @@ write_done(void *arg, uint64_t owner, uint64_t tag)
 	struct upload_req *u = arg;
 	struct http_request *r = http_request_find(u->id);
 
-	if (u->err == 0) {
+	u->busy = 0;
+	buf_reset(&u->job);
+	if (u->err == 0 && u->final) {
 		/* The file is there: its row says so, whether or not the
 		 * client still waits.  u goes with the completion. */
-		free(u->body);
-		u->body = NULL;
+		buf_free(&u->pending);
+		buf_free(&u->job);
 		store_upload_complete(
 		    u->token, (int64_t)time(NULL), completed, park(u));
 		return;
 	}
-	if (r != NULL) {
-		if (u->err != EEXIST)
-			log_warnx("upload: writing %s: %s", u->path,
-			    strerror(u->err));
-		answer(r, u->err == EEXIST ? 409 : 500);
+	if (r == NULL) { /* the client left, or the body broke */
+		put_discard(u);
+		return;
 	}
-	req_free(u);
+	if (u->err != 0) {
+		if (u->err != EEXIST)
+			log_warnx("upload: writing %s: %s", u->tmp,
+			    strerror(u->err));
+		put_fail(u, r, u->err == EEXIST ? 409 : 500);
+		return;
+	}
+	put_pump(u, r);
+}
+
+/* A piece of the body (http_body_start). */
+static void
+put_body(struct http_request *r, const char *data, size_t len,
+    enum http_body_status st, void *arg)
+{
+	struct upload_req *u = arg;
+
+	if (st == HTTP_BODY_FAILED) { /* answered by the HTTP layer */
+		if (!u->busy)
+			put_discard(u);
+		return;
+	}
+	u->received += (int64_t)len;
+	if (u->received > u->expect) {
+		/* §4: a body of another size than the slot's (chunked, or
+		 * longer than its Content-Length said). */
+		put_fail(u, r, 413);
+		return;
+	}
+	if (st == HTTP_BODY_LAST && u->received < u->expect) {
+		put_fail(u, r, 400);
+		return;
+	}
+	buf_add(&u->pending, data, len);
+	u->body_last = st == HTTP_BODY_LAST;
+	put_pump(u, r);
+}
+
+/* The connection went while the body was arriving or being written. */
+static void
+put_abort(struct http_request *r, void *arg)
+{
+	struct upload_req *u = arg;
+
+	/* Parked at the store or with a worker: their completion finds
+	 * the request gone and cleans up. */
+	if (u->parked || u->busy)
+		return;
+	put_discard(u);
 }
 
 static void
@@ -320,9 +471,9 @@ put_found(struct upload_req *u, struct http_request *r,
 		answer(r, 409);
 		goto out;
 	}
-	if ((int64_t)r->body_len != row->size) {
+	if (r->content_length >= 0 && r->content_length != row->size) {
 		/* §4: a body of another size than the slot's. */
-		answer(r, (int64_t)r->body_len > row->size ? 413 : 400);
+		answer(r, r->content_length > row->size ? 413 : 400);
 		goto out;
 	}
 	if (row->content_type[0] != '\0' &&
@@ -330,12 +481,10 @@ put_found(struct upload_req *u, struct http_request *r,
 		answer(r, 400);
 		goto out;
 	}
-	u->len = r->body_len;
-	u->body = xmalloc(u->len ? u->len : 1);
-	memcpy(u->body, r->body, u->len);
+	u->expect = row->size;
 	u->path = upload_file_path(u->token);
 	u->tmp = upload_tmp_path(u->token, u->id);
-	work_submit(write_run, write_done, u, u->id, 0);
+	http_body_start(r, put_body, u);
 	return;
 out:
 	req_free(u);
@@ -616,7 +765,8 @@ handle_upload(struct http_request *r, void *arg)
 		free(e);
 		free(s);
 	}
-	http_hold(r, NULL, NULL);
+	/* A PUT's body waits (unread) until the slot is checked. */
+	http_hold(r, u->method == HTTP_M_PUT ? put_abort : NULL, u);
 	store_upload_get(u->token, found, park(u));
 }
 
@@ -639,13 +789,14 @@ upload_http_set_conf(const struct conf *conf)
 		return;
 	if (routed)
 		http_route_remove(UPLOAD_PATH);
-	if (http_route_add(UPLOAD_PATH,
+	if (http_route_add_stream(UPLOAD_PATH,
 	        HTTP_M_GET | HTTP_M_HEAD | HTTP_M_PUT | HTTP_M_OPTIONS, max,
 	        handle_upload, NULL) == -1) {
 		log_warnx("upload: cannot route %s", UPLOAD_PATH);
 		routed = 0;
 		return;
 	}
+	route_cors();
 	routed = 1;
 	routed_max = max;
 }
