@@ -16,7 +16,7 @@ enum chain_id {
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
 	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
 	CH_BIND2_FEATURES, CH_BIND2, CH_CAPS_CHANGED, CH_PEP_EVENT,
-	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH_SHUTDOWN, CH__COUNT
+	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH_SHUTDOWN, CH_IQ_ANSWER, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -111,6 +111,22 @@ hook_run_outbound(struct session *from, struct xel *st, const struct jid *to)
 {
 	EACH(CH_OUTBOUND, hook_outbound_fn, f)
 		if (f(from, st, to) == HOOK_HANDLED)
+			return HOOK_HANDLED;
+	return HOOK_PASS;
+}
+
+void
+hook_add_iq_answer(hook_iq_answer_fn fn)
+{
+	chain_add(CH_IQ_ANSWER, (hook_fn)fn);
+}
+
+enum hook_result
+hook_run_iq_answer(struct xel *iq, const struct jid *from,
+    const struct jid *to)
+{
+	EACH(CH_IQ_ANSWER, hook_iq_answer_fn, f)
+		if (f(iq, from, to) == HOOK_HANDLED)
 			return HOOK_HANDLED;
 	return HOOK_PASS;
 }

@@ -58,6 +58,20 @@ enum hook_result hook_run_outbound(struct session *from, struct xel *st,
     const struct jid *to);
 
 /*
+ * An IQ result or error from an entity that is no local session (a
+ * component, another server's user or server) to the server or to a
+ * local bare JID: an answer to a query the server sent for itself or on
+ * an account's behalf (a push notification).  HOOK_HANDLED consumes it;
+ * unclaimed answers are dropped (RFC 6120 §8.2.3).  (Local sessions'
+ * answers pass through hook_outbound.)
+ */
+typedef enum hook_result (*hook_iq_answer_fn)(struct xel *iq,
+    const struct jid *from, const struct jid *to);
+void hook_add_iq_answer(hook_iq_answer_fn fn);
+enum hook_result hook_run_iq_answer(struct xel *iq, const struct jid *from,
+    const struct jid *to);
+
+/*
  * A stanza about to be delivered to a local session (any kind, including
  * presence broadcasts).  from is the stanza's 'from' parsed.  HOOK_HANDLED
  * drops it (XEP-0191: either side blocked the other).

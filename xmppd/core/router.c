@@ -170,19 +170,29 @@ router_foreach_service(const char *host,
 
 /* An error for what a component sent goes back to it (from is NULL for
  * anything that is not a local session). */
+/* An error reply for st to a sender that is no local session: a
+ * component (through its stream), or another server's entity (through
+ * the remote sender).  Services of ours and the server itself get none. */
 static void
-bounce_to_component(const struct xel *st, const char *cond)
+bounce_to_nonlocal(const struct xel *st, const char *cond)
 {
 	const char *f = xel_attr(st, "from");
 	const struct service *sv;
 	struct jid j = { 0 };
 	struct xel *r;
 
-	if (f == NULL || nservices == 0 || jid_parse(&j, f) < 0)
+	if (f == NULL || jid_parse(&j, f) < 0)
 		return;
-	if ((sv = service_find(j.domain)) != NULL && sv->component &&
+	sv = nservices > 0 ? service_find(j.domain) : NULL;
+	if (sv != NULL && !sv->component)
+		;
+	else if ((sv != NULL || (remote_fn != NULL &&
+	    conf_host_find(xmppd_conf, j.domain) == NULL)) &&
 	    (r = stanza_error(st, NULL, cond, NULL)) != NULL) {
-		sv->fn(NULL, r, &j);
+		if (sv != NULL)
+			sv->fn(NULL, r, &j);
+		else
+			remote_fn(r, j.domain);
 		arena_free(r->arena);
 	}
 	jid_free(&j);
@@ -194,7 +204,7 @@ router_bounce(struct session *from, const struct xel *st, const char *cond)
 	struct xel *r, *c, *next;
 
 	if (from == NULL) {
-		bounce_to_component(st, cond);
+		bounce_to_nonlocal(st, cond);
 		return;
 	}
 	if ((r = stanza_error(st, NULL, cond, NULL)) == NULL)
@@ -462,19 +472,8 @@ router_route(struct xel *st)
 void
 router_bounce_remote(const struct xel *st, const char *condition)
 {
-	struct xel *r;
-	struct session *s;
-
-	if (stanza_kind(st) == STANZA_PRESENCE)
-		return;
-	if ((s = sender_session(st)) != NULL) {
-		router_bounce(s, st, condition);
-		return;
-	}
-	if ((r = stanza_error(st, NULL, condition, NULL)) == NULL)
-		return;
-	router_route(r);
-	arena_free(r->arena);
+	if (stanza_kind(st) != STANZA_PRESENCE)
+		router_bounce(sender_session(st), st, condition);
 }
 
 /*
@@ -532,6 +531,39 @@ remote_iq(struct xel *st, enum iq_target target)
 	jid_free(&from);
 }
 
+/*
+ * A stanza from an entity that is no local session (another server's,
+ * or a component's) to a JID of a local host: presence through
+ * presence.c, IQ gets to the server or an account answered for such a
+ * requester where allowed (remote_iq), answers to queries the server
+ * sent handed to whoever waits for them (hook_iq_answer), the rest to
+ * the user as from anyone.
+ */
+static void
+nonlocal_to_host(struct xel *st, enum stanza_kind kind, const struct jid *to)
+{
+	if (kind == STANZA_PRESENCE)
+		presence_from_remote(st, to);
+	else if (kind == STANZA_IQ && to->resource == NULL) {
+		if (iq_request(st))
+			remote_iq(st, to->node == NULL ? IQ_TO_SERVER :
+			    IQ_TO_BARE);
+		else {
+			/* RFC 6120 §8.2.3: never answered with an error;
+			 * unclaimed, dropped. */
+			struct jid from = { 0 };
+
+			if (jid_parse(&from, xel_attr(st, "from")) == 0)
+				hook_run_iq_answer(st, &from, to);
+			jid_free(&from);
+		}
+	} else if (to->node == NULL) {
+		if (kind == STANZA_MESSAGE || iq_request(st))
+			router_bounce(NULL, st, "service-unavailable");
+	} else
+		to_local_user(NULL, st, kind, to);
+}
+
 void
 router_from_remote(struct xel *st)
 {
@@ -553,20 +585,8 @@ router_from_remote(struct xel *st)
 	}
 	if ((sv = service_find(to.domain)) != NULL)
 		sv->fn(NULL, st, &to);
-	else if (kind == STANZA_PRESENCE)
-		presence_from_remote(st, &to);
-	else if (kind == STANZA_IQ && iq_request(st) && to.resource == NULL)
-		remote_iq(st, to.node == NULL ? IQ_TO_SERVER : IQ_TO_BARE);
-	else if (kind == STANZA_IQ && !iq_request(st) &&
-	    (to.node == NULL || to.resource == NULL))
-		/* Answers to the server or to a bare JID: the server sends
-		 * no queries to remote entities yet (RFC 6120 §8.2.3: never
-		 * answered with an error). */
-		;
-	else if (to.node == NULL)
-		router_bounce_remote(st, "service-unavailable");
 	else
-		to_local_user(NULL, st, kind, &to);
+		nonlocal_to_host(st, kind, &to);
 done:
 	jid_free(&to);
 }
@@ -596,19 +616,12 @@ router_from_component(struct xel *st)
 	if (conf_host_find(xmppd_conf, to.domain) == NULL) {
 		if ((sv = service_find(to.domain)) != NULL)
 			sv->fn(NULL, st, &to);
+		else if (remote_fn != NULL)
+			remote_fn(st, to.domain);  /* another server's */
 		else if (kind != STANZA_PRESENCE)
 			router_bounce(NULL, st, "remote-server-not-found");
-	} else if (kind == STANZA_PRESENCE)
-		presence_from_remote(st, &to);
-	else if (to.node == NULL || (kind == STANZA_IQ &&
-	    to.resource == NULL && iq_request(st))) {
-		/* The server's IQ handlers answer local sessions only:
-		 * what a component asks of the server or of an account
-		 * is refused, not left unanswered. */
-		if (kind == STANZA_MESSAGE || iq_request(st))
-			router_bounce(NULL, st, "service-unavailable");
 	} else
-		to_local_user(NULL, st, kind, &to);
+		nonlocal_to_host(st, kind, &to);
 	jid_free(&to);
 	return 0;
 }

@@ -555,10 +555,11 @@ push_session_bound(struct session *s)
 	account_awake(s);
 }
 
-/* The app server's answer to a notification, and any stanza of an
- * active session (which resets the account's count). */
+/* The app server's answer to a notification: from (its JID as the
+ * answer came, from a local session, a component or another server) to
+ * the account the notification came from. */
 static enum hook_result
-push_outbound(struct session *from, struct xel *st, const struct jid *to)
+push_answer(struct xel *st, const struct jid *from, const struct jid *to)
 {
 	const char *type, *id, *err;
 	struct pending *p;
@@ -567,8 +568,6 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 	char bare[2 * JID_PART_MAX + 2];
 	int match;
 
-	if (session_awake(from))
-		account_awake(from);
 	if (!xel_is(st, "iq", NS_CLIENT) ||
 	    (type = xel_attr(st, "type")) == NULL ||
 	    (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
@@ -581,8 +580,7 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 	 * one) to the account the notification came from. */
 	if (jid_parse(&pj, p->jid) < 0)
 		return HOOK_PASS;
-	match = pj.resource ? jid_eq_full(&pj, &from->jid) :
-	    jid_eq_bare(&pj, &from->jid);
+	match = pj.resource ? jid_eq_full(&pj, from) : jid_eq_bare(&pj, from);
 	jid_free(&pj);
 	snprintf(bare, sizeof(bare), "%s@%s", to->node, to->domain);
 	if (!match || strcmp(bare, p->bare) != 0)
@@ -612,6 +610,16 @@ push_outbound(struct session *from, struct xel *st, const struct jid *to)
 	}
 	pending_free(p);
 	return HOOK_HANDLED;
+}
+
+/* Any stanza of an active session (which resets the account's count),
+ * and the answers of app servers that are local accounts. */
+static enum hook_result
+push_outbound(struct session *from, struct xel *st, const struct jid *to)
+{
+	if (session_awake(from))
+		account_awake(from);
+	return push_answer(st, &from->jid, to);
 }
 
 /*
@@ -974,6 +982,7 @@ mod_push_init(void)
 	hook_add_message_delivered(push_message_delivered);
 	hook_add_session(HOOK_SESSION_BOUND, push_session_bound);
 	hook_add_outbound(push_outbound);
+	hook_add_iq_answer(push_answer);
 	hook_add_user_deleted(push_user_deleted);
 }
 
