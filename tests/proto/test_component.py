@@ -301,11 +301,16 @@ def test_unroutable_errors_back_to_component(server):
                   "</message>" % DOMAIN)
         r = expect_component_stanza(comp, 'message')
         assert stanza_condition(r) == ['jid-malformed'], tostr(r)
-        # an IQ for the server: refused rather than unanswered
+        # an IQ for the server: answered where anyone may ask (the
+        # software version), else refused rather than unanswered
         comp.send("<iq from='%s' to='localhost' type='get' id='e5'>"
                   "<query xmlns='jabber:iq:version'/></iq>" % DOMAIN)
         r = expect_component_stanza(comp, 'iq')
-        assert r.get('id') == 'e5' and \
+        assert r.get('id') == 'e5' and r.get('type') == 'result', tostr(r)
+        comp.send("<iq from='%s' to='localhost' type='get' id='e7'>"
+                  "<query xmlns='jabber:iq:register'/></iq>" % DOMAIN)
+        r = expect_component_stanza(comp, 'iq')
+        assert r.get('id') == 'e7' and \
             stanza_condition(r) == ['service-unavailable'], tostr(r)
         # an IQ to the other component while it is not connected
         comp.send("<iq from='%s' to='other.localhost' type='get' "

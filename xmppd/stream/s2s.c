@@ -1685,13 +1685,28 @@ s2s_init(struct ev_loop *l, const struct conf *conf)
 	if (dns_init(l, conf->dns_servers) == -1)
 		log_warnx("s2s: no DNS resolver: remote domains are "
 		    "unreachable");
-	router_set_remote(remote_send);
+	s2s_set_conf(conf);
+}
+
+/* Federation is on with an s2s or s2s-tls listener (dialback needs other
+ * servers to reach us); without one, stanzas to other domains are
+ * answered <remote-server-not-found/> at once.  Listeners change at a
+ * restart only. */
+static int
+federating(const struct conf *conf)
+{
+	for (size_t i = 0; i < conf->nlisteners; i++)
+		if (conf->listeners[i].kind == LISTEN_S2S ||
+		    conf->listeners[i].kind == LISTEN_S2S_TLS)
+			return 1;
+	return 0;
 }
 
 void
 s2s_set_conf(const struct conf *conf)
 {
 	dns_set_servers(conf->dns_servers);
+	router_set_remote(federating(conf) ? remote_send : NULL);
 }
 
 static void
