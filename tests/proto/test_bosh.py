@@ -226,6 +226,29 @@ def test_plain_over_https_and_messages_both_ways(server):
         bob.close()
 
 
+def test_output_while_no_request_is_held_goes_with_the_next(server):
+    """A stanza for the BOSH session that comes while the client has no
+    request at the server waits for the next request, which is answered
+    with it at once (not after 'wait')."""
+    c = login(server, tls=True, resource='gap')
+    c.send("<presence xmlns='jabber:client'/>")
+    bob = server.login('bob@localhost', resource='tcp')
+    try:
+        # no request of the BOSH client is at the server now
+        bob.message('alice@localhost/gap', 'in the gap', mid='g1')
+        time.sleep(0.5)
+        start = time.time()
+        data = c.request()
+        took = time.time() - start
+        body = ET.fromstring(data)
+        msgs = body.findall(q(NS_CLIENT, 'message'))
+        assert msgs and msgs[0].findtext(q(NS_CLIENT, 'body')) == \
+            'in the gap', data
+        assert took < 1.0, took
+    finally:
+        bob.close()
+
+
 def test_empty_poll_answered_after_wait(server):
     c = BoshClient(server, wait=1)
     t0 = time.time()

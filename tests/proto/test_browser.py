@@ -139,9 +139,14 @@ def test_converse_finds_logs_in_chats_uploads(web, tmp_path):
                 "return [...document.querySelectorAll('input, button')]"
                 ".map(e => e.outerHTML.slice(0, 120))")
             inp.send_keys(str(path))
-            m = cb.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
-                        'photo.bin' in (el.findtext(q(NS_CLIENT, 'body'))
-                                        or ''), timeout=30)
+            try:
+                m = cb.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
+                            'photo.bin' in (el.findtext(q(NS_CLIENT,
+                                                          'body')) or ''),
+                            timeout=30)
+            except AssertionError as e:
+                raise AssertionError('%s\nbrowser: %s' % (
+                    e, '\n'.join(browser_log(driver)[-30:])))
             url = m.findtext(q(NS_CLIENT, 'body')).strip()
             assert url.startswith('https://localhost:%d/' % web.https_port)
             ctx = ssl.create_default_context()

@@ -632,6 +632,11 @@ route(struct http_request *r, void *arg)
 			}
 		}
 	}
+	/* What the stream wrote while no request was held goes out with
+	 * this one: nothing else would flush it before 'wait' runs out
+	 * (the connection is on the flush list only when it writes). */
+	if (s->vc != NULL && s->nheld > 0 && buf_avail(&s->vc->out) > 0)
+		answer_oldest(s, 0);
 	buf_free(&payload);
 	arena_free(body->arena);
 }
