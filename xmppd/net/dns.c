@@ -270,12 +270,10 @@ io_cb(struct ev_loop *l, ev_io *w, int revents)
 static void
 sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 {
-	struct sock **p, *s;
+	struct sock **p = &socks, *s;
 
-	for (p = &socks; *p != NULL; p = &(*p)->next)
-		if ((*p)->fd == fd)
-			break;
-	s = *p;
+	while ((s = *p) != NULL && s->fd != fd)
+		p = &s->next;
 	if (!readable && !writable) {
 		if (s != NULL) {
 			ev_io_stop(loop, &s->io);
@@ -384,12 +382,11 @@ dns_shutdown(void)
 {
 	if (!started)
 		return;
-	while (waiters != NULL) {
-		struct waiter *w = waiters;
-
-		waiter_unlink(w);
-		free(w);
+	for (struct waiter *w = waiters, *next; w != NULL; w = next) {
+		next = w->next;
+		free(w);        /* the entries go below, whatever they count */
 	}
+	waiters = NULL;
 	ready = NULL;
 	ready_tail = &ready;
 	ares_destroy(channel);  /* query_cb sees ARES_EDESTRUCTION */

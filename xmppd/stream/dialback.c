@@ -30,19 +30,17 @@ dialback_key(const unsigned char *secret, size_t secret_len,
 	{
 		size_t lr = strlen(receiving), lo = strlen(originating),
 		       ls = strlen(stream_id);
-		unsigned char msg[3 * 1024 + 3];
+		unsigned char msg[3 * 1024 + 4];
 
-		if (lr + lo + ls + 2 > sizeof(msg)) {
+		if (lr + lo + ls + 3 > sizeof(msg)) {	/* and the NUL */
 			/* Longer than any valid domain pair: no key. */
 			memset(out, '0', DIALBACK_KEY_LEN);
 			out[DIALBACK_KEY_LEN] = '\0';
 			return;
 		}
-		memcpy(msg, receiving, lr);
-		msg[lr] = ' ';
-		memcpy(msg + lr + 1, originating, lo);
-		msg[lr + 1 + lo] = ' ';
-		memcpy(msg + lr + 2 + lo, stream_id, ls);
+		/* snprintf, not memcpy: the lengths are checked above. */
+		(void)snprintf((char *)msg, sizeof(msg), "%s %s %s", receiving,
+		    originating, stream_id);
 		HMAC(EVP_sha256(), k, (int)klen, msg, lr + lo + ls + 2, mac,
 		    &mlen);
 	}

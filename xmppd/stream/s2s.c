@@ -558,7 +558,7 @@ in_db_result(struct s2s *s, struct xel *el)
 	char *remote = from ? jid_nameprep(from) : NULL;
 	char *local = to ? jid_nameprep(to) : NULL;
 	char *key = xstrdup(xel_text(el));
-	const char *why;
+	const char *why = "no TLS";
 	struct route *r;
 	struct verify *v;
 
