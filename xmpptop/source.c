@@ -50,20 +50,30 @@ enum occ_col { OC_KIND, OC_NAME, OC_ROLE, OC_AFF, OC_JID, OC_SESSIONS,
 static const char *const occ_col_names[NOCC_COLS] = { "kind", "name",
 	"role", "affiliation", "jid", "sessions" };
 
-/* The columns of "components". */
-enum comp_col { CC_DOMAIN, CC_ADDRESS, CC_SINCE, CC_IN, CC_OUT,
-	NCOMP_COLS };
-static const char *const comp_col_names[NCOMP_COLS] = { "domain",
-	"address", "since", "stanzas_in", "stanzas_out" };
+/* The link listings (source.h): their commands and the columns kept. */
+static const struct {
+	const char *command;
+	const char *cols[TOP_LIST_MAXCOLS];
+} list_specs[NTOP_LISTS] = {
+	[TOP_LIST_COMPONENTS] = { "components", { "domain", "address",
+		"since", "stanzas_in", "stanzas_out" } },
+	[TOP_LIST_S2S] = { "s2s", { "local", "remote", "direction", "state",
+		"auth", "tls", "certificate", "queued", "since", "stanzas_in",
+		"stanzas_out" } },
+};
+
+/* A link listing being received. */
+struct list_conn {
+	uint32_t id;
+	int index[TOP_LIST_MAXCOLS];
+	char **cells;
+	size_t nrows;
+	double next;
+};
 
 struct conn {
 	struct ctl_reader rd;
-	uint32_t components_id;
-	int comp_index[NCOMP_COLS];
-	struct top_component *new_comps;        /* the listing being
-						   received */
-	size_t nnew_comps;
-	double next_components;
+	struct list_conn lists[NTOP_LISTS];
 	uint32_t last_id;
 	uint32_t subscribe_id, sessions_id, status_id, act_id, detail_id;
 	uint32_t rooms_id, room_show_id;
@@ -336,14 +346,34 @@ index_cols(int *index, const char *const *names, int ncols, char **f,
 }
 
 static void
-components_free(struct top_component *v, size_t n)
+cells_free(char **cells, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].domain);
-		free(v[i].address);
-		free(v[i].since);
+	for (size_t i = 0; i < n; i++)
+		free(cells[i]);
+	free(cells);
+}
+
+static size_t
+list_ncols(enum top_list_kind l)
+{
+	size_t n = 0;
+
+	while (n < TOP_LIST_MAXCOLS && list_specs[l].cols[n] != NULL)
+		n++;
+	return n;
+}
+
+/* What is being received for every list is dropped. */
+static void
+lists_reset(struct conn *c)
+{
+	for (int l = 0; l < NTOP_LISTS; l++) {
+		cells_free(c->lists[l].cells,
+		    c->lists[l].nrows * list_ncols((enum top_list_kind)l));
+		c->lists[l].cells = NULL;
+		c->lists[l].nrows = 0;
+		c->lists[l].id = 0;
 	}
-	free(v);
 }
 
 /* --- connection --- */
@@ -362,10 +392,7 @@ disconnect(struct top_source *s, const char *why)
 	ctl_reader_free(&c->rd);
 	c->subscribe_id = c->sessions_id = c->status_id = c->act_id = 0;
 	c->detail_id = c->rooms_id = c->room_show_id = 0;
-	c->components_id = 0;
-	components_free(c->new_comps, c->nnew_comps);
-	c->new_comps = NULL;
-	c->nnew_comps = 0;
+	lists_reset(c);
 	rooms_free(c->new_rooms, c->nnew_rooms);
 	occupants_free(c->new_occ, c->nnew_occ);
 	c->new_rooms = NULL;
@@ -598,72 +625,96 @@ source_rooms_pending(const struct top_source *s)
 	return c->rooms_id != 0 || c->room_show_id != 0;
 }
 
+const char *
+source_list_command(enum top_list_kind l)
+{
+	return list_specs[l].command;
+}
+
+const char *const *
+source_list_columns(enum top_list_kind l, size_t *n)
+{
+	*n = list_ncols(l);
+	return list_specs[l].cols;
+}
+
 void
-source_watch_components(struct top_source *s, double every)
+source_watch_list(struct top_source *s, enum top_list_kind l, double every)
 {
 	struct conn *c = conn_of(s);
 
-	if (s->components_every == 0 && every > 0)
-		c->next_components = 0;         /* now */
-	s->components_every = every;
+	if (s->lists[l].every == 0 && every > 0)
+		c->lists[l].next = 0;           /* now */
+	s->lists[l].every = every;
 }
 
 int
-source_components_pending(const struct top_source *s)
+source_list_pending(const struct top_source *s, enum top_list_kind l)
 {
-	return conn_of(s)->components_id != 0;
+	return conn_of(s)->lists[l].id != 0;
 }
 
 static void
-poll_components(struct top_source *s, double now)
+poll_list(struct top_source *s, enum top_list_kind l, double now)
 {
-	struct conn *c = conn_of(s);
-	const char *argv[] = { "components" };
+	struct list_conn *lc = &conn_of(s)->lists[l];
+	const char *argv[] = { list_specs[l].command };
 
-	if (c->components_id != 0)
+	if (lc->id != 0)
 		return;
-	c->components_id = request(s, argv, 1);
-	c->next_components = now + s->components_every;
+	lc->id = request(s, argv, 1);
+	lc->next = now + s->lists[l].every;
+}
+
+/* The list whose request is id, or NTOP_LISTS. */
+static enum top_list_kind
+list_of(const struct conn *c, uint32_t id)
+{
+	int l;
+
+	for (l = 0; l < NTOP_LISTS; l++)
+		if (id != 0 && c->lists[l].id == id)
+			break;
+	return (enum top_list_kind)l;
 }
 
 static void
-on_component_row(struct top_source *s, char **f, size_t n)
+on_list_row(struct top_source *s, enum top_list_kind l, char **f, size_t n)
 {
-	struct conn *c = conn_of(s);
-	const int *ix = c->comp_index;
-	struct top_component *k;
+	struct list_conn *lc = &conn_of(s)->lists[l];
+	size_t ncols = list_ncols(l);
 
-	if (c->nnew_comps >= 100000)
+	if (lc->nrows >= 100000)
 		return;
-	c->new_comps = xreallocarray(c->new_comps, c->nnew_comps + 1,
-	    sizeof(*c->new_comps));
-	k = &c->new_comps[c->nnew_comps++];
-	k->domain = xstrdup(field_at(ix, CC_DOMAIN, f, n));
-	k->address = xstrdup(field_at(ix, CC_ADDRESS, f, n));
-	k->since = xstrdup(field_at(ix, CC_SINCE, f, n));
-	k->stanzas_in = (unsigned long long)num(field_at(ix, CC_IN, f, n));
-	k->stanzas_out = (unsigned long long)num(field_at(ix, CC_OUT, f,
-	    n));
+	lc->cells = xreallocarray(lc->cells, (lc->nrows + 1) * ncols,
+	    sizeof(char *));
+	for (size_t k = 0; k < ncols; k++)
+		lc->cells[lc->nrows * ncols + k] =
+		    xstrdup(field_at(lc->index, (int)k, f, n));
+	lc->nrows++;
 }
 
 static void
-components_listed(struct top_source *s, int ok, const char *msg)
+list_done(struct top_source *s, enum top_list_kind l, int ok, const char *msg)
 {
-	struct conn *c = conn_of(s);
+	struct list_conn *lc = &conn_of(s)->lists[l];
+	struct top_list *t = &s->lists[l];
+	size_t ncols = list_ncols(l);
 
+	lc->id = 0;
 	if (!ok) {
-		components_free(c->new_comps, c->nnew_comps);
-		s->components_state = -1;
-		snprintf(s->components_err, sizeof(s->components_err), "%s",
-		    msg);
+		cells_free(lc->cells, lc->nrows * ncols);
+		t->state = -1;
+		snprintf(t->err, sizeof(t->err), "%s", msg);
 	} else {
-		components_free(s->components, s->ncomponents);
-		s->components = c->new_comps;
-		s->ncomponents = c->nnew_comps;
-		s->components_state = 1;
+		cells_free(t->cells, t->nrows * t->ncols);
+		t->cells = lc->cells;
+		t->nrows = lc->nrows;
+		t->ncols = ncols;
+		t->state = 1;
 	}
-	c->new_comps = NULL;
-	c->nnew_comps = 0;
+	lc->cells = NULL;
+	lc->nrows = 0;
 }
 
 static void
@@ -940,9 +991,8 @@ on_terminal(struct top_source *s, uint32_t id, int ok, char **f, size_t n)
 	} else if (id == c->rooms_id) {
 		c->rooms_id = 0;
 		rooms_listed(s, ok, msg);
-	} else if (id == c->components_id) {
-		c->components_id = 0;
-		components_listed(s, ok, msg);
+	} else if (list_of(c, id) != NTOP_LISTS) {
+		list_done(s, list_of(c, id), ok, msg);
 	} else if (id == c->room_show_id) {
 		c->room_show_id = 0;
 		occupants_listed(s, ok);
@@ -974,8 +1024,11 @@ on_cols(struct top_source *s, uint32_t id, char **f, size_t n)
 		s->gen++;
 	} else if (id == c->rooms_id) {
 		index_cols(c->room_index, room_col_names, NROOM_COLS, f, n);
-	} else if (id == c->components_id) {
-		index_cols(c->comp_index, comp_col_names, NCOMP_COLS, f, n);
+	} else if (list_of(c, id) != NTOP_LISTS) {
+		enum top_list_kind l = list_of(c, id);
+
+		index_cols(c->lists[l].index, list_specs[l].cols,
+		    (int)list_ncols(l), f, n);
 	} else if (id == c->room_show_id) {
 		index_cols(c->occ_index, occ_col_names, NOCC_COLS, f, n);
 	} else if (id == c->detail_id && s->detail_cols == NULL) {
@@ -1080,8 +1133,8 @@ on_line(struct top_source *s, char *line, size_t len)
 		on_rooms_row(s, f + 2, (size_t)n - 2);
 	else if (strcmp(f[1], "row") == 0 && id == c->room_show_id)
 		on_occupant_row(s, f + 2, (size_t)n - 2);
-	else if (strcmp(f[1], "row") == 0 && id == c->components_id)
-		on_component_row(s, f + 2, (size_t)n - 2);
+	else if (strcmp(f[1], "row") == 0 && list_of(c, id) != NTOP_LISTS)
+		on_list_row(s, list_of(c, id), f + 2, (size_t)n - 2);
 }
 
 void
@@ -1146,8 +1199,10 @@ source_free(struct top_source *s)
 	occupants_free(s->occupants, s->noccupants);
 	rooms_free(c->new_rooms, c->nnew_rooms);
 	occupants_free(c->new_occ, c->nnew_occ);
-	components_free(s->components, s->ncomponents);
-	components_free(c->new_comps, c->nnew_comps);
+	for (int l = 0; l < NTOP_LISTS; l++)
+		cells_free(s->lists[l].cells, s->lists[l].nrows *
+		    s->lists[l].ncols);
+	lists_reset(c);
 	free(s->room_selected);
 	ctl_reader_free(&c->rd);
 	free(c->act_jid);
@@ -1180,8 +1235,9 @@ source_tick(struct top_source *s, double now)
 		source_refresh(s);
 	if (s->rooms_every > 0 && now >= c->next_rooms)
 		poll_rooms(s, now);
-	if (s->components_every > 0 && now >= c->next_components)
-		poll_components(s, now);
+	for (int l = 0; l < NTOP_LISTS; l++)
+		if (s->lists[l].every > 0 && now >= c->lists[l].next)
+			poll_list(s, (enum top_list_kind)l, now);
 }
 
 double
@@ -1200,9 +1256,10 @@ source_timeout(const struct top_source *s, double now)
 	if (s->state == TOP_READY && s->rooms_every > 0 &&
 	    c->next_rooms - now < t)
 		t = c->next_rooms - now;
-	if (s->state == TOP_READY && s->components_every > 0 &&
-	    c->next_components - now < t)
-		t = c->next_components - now;
+	for (int l = 0; l < NTOP_LISTS; l++)
+		if (s->state == TOP_READY && s->lists[l].every > 0 &&
+		    c->lists[l].next - now < t)
+			t = c->lists[l].next - now;
 	if (t > 1.0)
 		t = 1.0;
 	return t < 0 ? 0 : t;

@@ -53,10 +53,22 @@ struct top_occupant {
 	long sessions;
 };
 
-/* An external component ("components", XEP-0114); strings owned. */
-struct top_component {
-	char *domain, *address, *since;
-	unsigned long long stanzas_in, stanzas_out;
+/*
+ * The link listings, polled by name while their panel shows: the
+ * external components ("components", XEP-0114) and the server-to-server
+ * streams ("s2s").  Each keeps the cells of the columns
+ * source_list_columns names, in that order, whatever order the daemon
+ * sends them in ("" for a column it lacks).
+ */
+enum top_list_kind { TOP_LIST_COMPONENTS, TOP_LIST_S2S, NTOP_LISTS };
+#define TOP_LIST_MAXCOLS 12
+
+struct top_list {
+	double every;           /* polled every N seconds while > 0 */
+	int state;              /* 0 not yet, 1 listed, -1 failed */
+	char err[256];
+	char **cells;           /* nrows * ncols strings, owned */
+	size_t nrows, ncols;
 };
 
 /* Samples of the rooms' total messages per minute kept, one per
@@ -116,12 +128,7 @@ struct top_source {
 	                                   first */
 	size_t nrate;
 
-	/* Components, polled every components_every seconds while > 0. */
-	double components_every;
-	int components_state;   /* 0 not yet, 1 listed, -1 failed */
-	char components_err[256];
-	struct top_component *components;
-	size_t ncomponents;
+	struct top_list lists[NTOP_LISTS];
 
 	/* Private: connection and outstanding requests. */
 	void *priv;
@@ -160,10 +167,13 @@ void source_watch_rooms(struct top_source *s, double every,
 /* 1 while a "rooms" or "room-show" answer is outstanding. */
 int source_rooms_pending(const struct top_source *s);
 
-/* Poll "components" every `every` seconds (0: stop). */
-void source_watch_components(struct top_source *s, double every);
-/* 1 while a "components" answer is outstanding. */
-int source_components_pending(const struct top_source *s);
+/* The command of list l and the names of the columns kept (n of them). */
+const char *source_list_command(enum top_list_kind l);
+const char *const *source_list_columns(enum top_list_kind l, size_t *n);
+/* Poll list l every `every` seconds (0: stop). */
+void source_watch_list(struct top_source *s, enum top_list_kind l, double every);
+/* 1 while an answer for list l is outstanding. */
+int source_list_pending(const struct top_source *s, enum top_list_kind l);
 
 /* Current idle seconds of a session. */
 double source_idle(const struct top_session *t, double now);

@@ -19,7 +19,7 @@
 #include "ui.h"
 
 enum ui_screen { SCR_SESSIONS, SCR_PRESENCE, SCR_DETAIL, SCR_HELP,
-	SCR_ROOMS, SCR_COMPONENTS };
+	SCR_ROOMS, SCR_COMPONENTS, SCR_S2S };
 /* What a "(y/n)" question asks for. */
 enum ui_confirm { CONFIRM_NONE, CONFIRM_KICK, CONFIRM_DISABLE };
 
@@ -433,6 +433,10 @@ static const char *const help_lines[] = {
 	"  c          components: the external components (XEP-0114)",
 	"             connected, with their stanzas in and out, polled",
 	"             every second",
+	"  f          federation: the server-to-server streams, in and",
+	"             out, with their state, authentication, TLS,",
+	"             certificate, queued stanzas, stanzas in and out,",
+	"             polled every second",
 	"  e          show or hide the events pane",
 	"  k          kick the selected session (asks y/n)",
 	"  d          disable the selected session's account: close all",
@@ -445,35 +449,44 @@ static const char *const help_lines[] = {
 	"daemon's RSS, storage queue depth and last commit latency.",
 };
 
-/* The components screen: one line per connected component. */
+/* A link screen (components, s2s): one line per row of list l. */
 static void
-draw_components(struct ui *u, int y0, int height)
+draw_list(struct ui *u, enum top_list_kind l, int y0, int height)
 {
 	struct top_source *s = u->src;
-	char l[1400], cells[VIEW_COMPONENT_COLS][256];
+	const struct top_list *t = &s->lists[l];
+	size_t ncols;
+	const struct view_list_col *cols = view_list_cols(l, &ncols);
+	char line[1400], cell[256];
 	int y = y0;
 
-	source_watch_components(s, 1.0);
+	source_watch_list(s, l, 1.0);
 	fill_line(y, A_REVERSE);
 	attron(A_REVERSE);
-	snprintf(l, sizeof(l), "COMPONENTS  %zu connected%s", s->ncomponents,
-	    s->components_state == -1 ? "  (unavailable)" : "");
-	put(y++, 0, l, COLS);
+	snprintf(line, sizeof(line), "%s  %zu %s%s",
+	    l == TOP_LIST_S2S ? "SERVER-TO-SERVER" : "COMPONENTS", t->nrows,
+	    l == TOP_LIST_S2S ? "streams" : "connected",
+	    t->state == -1 ? "  (unavailable)" : "");
+	put(y++, 0, line, COLS);
 	attroff(A_REVERSE);
-	if (s->components_state == -1)
-		put(y++, 0, s->components_err, COLS);
-	attron(A_BOLD);
-	snprintf(l, sizeof(l), "%-32s %-22s %-8s %10s %10s",
-	    view_component_titles[0], view_component_titles[1],
-	    view_component_titles[2], view_component_titles[3],
-	    view_component_titles[4]);
-	put(y++, 0, l, COLS);
-	attroff(A_BOLD);
-	for (size_t i = 0; i < s->ncomponents && y < y0 + height; i++) {
-		view_component_cells(&s->components[i], cells);
-		snprintf(l, sizeof(l), "%-32s %-22s %-8s %10s %10s",
-		    cells[0], cells[1], cells[2], cells[3], cells[4]);
-		put(y++, 0, l, COLS);
+	if (t->state == -1)
+		put(y++, 0, t->err, COLS);
+	for (size_t i = 0; i <= t->nrows && y < y0 + height; i++) {
+		size_t len = 0;
+
+		for (size_t k = 0; k < ncols && len < sizeof(line); k++) {
+			if (i > 0)
+				view_list_cell(l, t, i - 1, k, cell,
+				    sizeof(cell));
+			len += (size_t)snprintf(line + len, sizeof(line) - len,
+			    "%s%*s", k > 0 ? " " : "", cols[k].width,
+			    i == 0 ? cols[k].title : cell);
+		}
+		if (i == 0)
+			attron(A_BOLD);
+		put(y++, 0, line, COLS);
+		if (i == 0)
+			attroff(A_BOLD);
 	}
 }
 
@@ -607,9 +620,16 @@ draw(struct ui *u)
 		height = LINES - y0 - 1;
 		events = 0;
 	}
-	if (u->screen != SCR_COMPONENTS && !(u->screen == SCR_HELP &&
-	    u->back == SCR_COMPONENTS))
-		source_watch_components(u->src, 0);
+	/* The link lists are polled only while their screen shows (or
+	 * the help over it). */
+	for (int l = 0; l < NTOP_LISTS; l++) {
+		enum ui_screen on = l == TOP_LIST_S2S ? SCR_S2S :
+		    SCR_COMPONENTS;
+
+		if (u->screen != on && !(u->screen == SCR_HELP &&
+		    u->back == on))
+			source_watch_list(u->src, (enum top_list_kind)l, 0);
+	}
 	switch (u->screen) {
 	case SCR_SESSIONS:
 		draw_sessions(u, y0, height);
@@ -624,7 +644,10 @@ draw(struct ui *u)
 		draw_rooms(u, y0, height);
 		break;
 	case SCR_COMPONENTS:
-		draw_components(u, y0, height);
+		draw_list(u, TOP_LIST_COMPONENTS, y0, height);
+		break;
+	case SCR_S2S:
+		draw_list(u, TOP_LIST_S2S, y0, height);
 		break;
 	case SCR_HELP:
 		draw_help(u, y0, height + events);
@@ -788,6 +811,11 @@ key(struct ui *u, int ch)
 		/* Components: polled every second while shown. */
 		u->screen = u->screen == SCR_COMPONENTS ? SCR_SESSIONS :
 		    SCR_COMPONENTS;
+		source_watch_rooms(s, 0, NULL);
+		break;
+	case 'f':
+		/* Server-to-server streams: the same. */
+		u->screen = u->screen == SCR_S2S ? SCR_SESSIONS : SCR_S2S;
 		source_watch_rooms(s, 0, NULL);
 		break;
 	case 'e':

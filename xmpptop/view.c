@@ -375,17 +375,46 @@ view_room_flags(const struct top_room *r, char *buf, size_t size)
 	    r->publicroom ? 'p' : '-', r->membersonly ? 'm' : '-');
 }
 
-const char *const view_component_titles[VIEW_COMPONENT_COLS] = {
-	"DOMAIN", "ADDRESS", "SINCE", "IN", "OUT",
+/* In the order of source_list_columns (source.c). */
+static const struct view_list_col components_cols[] = {
+	{ "DOMAIN", -32, 0 }, { "ADDRESS", -22, 0 }, { "SINCE", -8, 1 },
+	{ "IN", 10, 0 }, { "OUT", 10, 0 },
+};
+static const struct view_list_col s2s_cols[] = {
+	{ "LOCAL", -20, 0 }, { "REMOTE", -24, 0 }, { "DIR", -3, 0 },
+	{ "STATE", -10, 0 }, { "AUTH", -9, 0 }, { "TLS", -7, 0 },
+	{ "CERT", -9, 0 }, { "QUEUED", 6, 0 }, { "SINCE", -8, 1 },
+	{ "IN", 8, 0 }, { "OUT", 8, 0 },
 };
 
-void
-view_component_cells(const struct top_component *k,
-    char cells[VIEW_COMPONENT_COLS][256])
+const char *
+view_list_title(enum top_list_kind l)
 {
-	snprintf(cells[0], 256, "%s", k->domain);
-	snprintf(cells[1], 256, "%s", k->address);
-	format_since(k->since, cells[2], 256);
-	snprintf(cells[3], 256, "%llu", k->stanzas_in);
-	snprintf(cells[4], 256, "%llu", k->stanzas_out);
+	return source_list_command(l);
+}
+
+const struct view_list_col *
+view_list_cols(enum top_list_kind l, size_t *n)
+{
+	if (l == TOP_LIST_S2S) {
+		*n = sizeof(s2s_cols) / sizeof(s2s_cols[0]);
+		return s2s_cols;
+	}
+	*n = sizeof(components_cols) / sizeof(components_cols[0]);
+	return components_cols;
+}
+
+void
+view_list_cell(enum top_list_kind l, const struct top_list *t, size_t row,
+    size_t col, char *buf, size_t size)
+{
+	size_t n;
+	const struct view_list_col *c = view_list_cols(l, &n);
+	const char *v = col < t->ncols && row < t->nrows ?
+	    t->cells[row * t->ncols + col] : "";
+
+	if (col < n && c[col].since)
+		format_since(v, buf, size);
+	else
+		snprintf(buf, size, "%s", v);
 }

@@ -48,12 +48,20 @@ void view_rooms_header(const struct top_source *s, char *buf, size_t size);
 /* A room's flags: P persistent, p public, m members-only, '-' if not. */
 void view_room_flags(const struct top_room *r, char *buf, size_t size);
 
-/* The components panel (XEP-0114): the column titles and one component
- * as cells (DOMAIN, ADDRESS, SINCE, IN, OUT; since as in the sessions
- * panel), for the screen and batch mode alike. */
-#define VIEW_COMPONENT_COLS 5
-extern const char *const view_component_titles[VIEW_COMPONENT_COLS];
-void view_component_cells(const struct top_component *k,
-    char cells[VIEW_COMPONENT_COLS][256]);
+/*
+ * The link panels ('c' components, XEP-0114; 'f' server-to-server
+ * streams): a title and alignment per column of source_list_columns, and
+ * a row's cells as shown (since as in the sessions panel), for the
+ * screen and batch mode alike.
+ */
+struct view_list_col {
+	const char *title;
+	int width;              /* on the screen; negative: left-aligned */
+	int since;              /* a time: shown as in the sessions panel */
+};
+const char *view_list_title(enum top_list_kind l);
+const struct view_list_col *view_list_cols(enum top_list_kind l, size_t *n);
+void view_list_cell(enum top_list_kind l, const struct top_list *t, size_t row,
+    size_t col, char *buf, size_t size);
 
 #endif

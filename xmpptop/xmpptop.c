@@ -32,13 +32,15 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: xmpptop [-b] [-r | -c] [-n COUNT] [-d SECONDS] [-o SORT] "
+	    "usage: xmpptop [-b] [-r | -c | -f] [-n COUNT] [-d SECONDS] [-o SORT] "
 	    "[-s SOCKET]\n"
 	    "  -b          batch mode: print the rows as text and exit\n"
 	    "  -r          batch mode: print the rooms by activity and the\n"
 	    "              occupants of the most active one instead\n"
 	    "  -c          batch mode: print the connected components\n"
 	    "              (XEP-0114) instead\n"
+	    "  -f          batch mode: print the server-to-server streams\n"
+	    "              instead\n"
 	    "  -n COUNT    batch mode: print COUNT times (default 1)\n"
 	    "  -d SECONDS  delay between updates (default 2 in batch mode,\n"
 	    "              1 interactive)\n"
@@ -269,51 +271,59 @@ print_rooms(struct top_source *s)
 	free_table(cells, n + 1, 5);
 }
 
+static enum top_list_kind batch_list;
+
 static int
-components_listed(struct top_source *s)
+list_listed(struct top_source *s)
 {
-	return s->state == TOP_DISCONNECTED || (s->components_state != 0 &&
-	    !source_components_pending(s));
+	return s->state == TOP_DISCONNECTED || (s->lists[batch_list].state !=
+	    0 && !source_list_pending(s, batch_list));
 }
 
-/* The components panel as text. */
+/* A link panel (-c, -f) as text: "xmpptop: NAME N", then the rows. */
 static void
-print_components(struct top_source *s)
+print_list(struct top_source *s, enum top_list_kind l)
 {
-	static const int right[] = { 0, 0, 0, 1, 1 };
-	size_t n = s->ncomponents;
-	char ***cells, c[VIEW_COMPONENT_COLS][256];
+	const struct top_list *t = &s->lists[l];
+	size_t ncols, n = t->nrows;
+	const struct view_list_col *cols = view_list_cols(l, &ncols);
+	char ***cells, c[256];
+	int right[TOP_LIST_MAXCOLS];
 
-	printf("xmpptop: components %zu\n", n);
-	if (s->components_state == -1) {
-		printf("components: %s\n", s->components_err);
+	printf("xmpptop: %s %zu\n", view_list_title(l), n);
+	if (t->state == -1) {
+		printf("%s: %s\n", view_list_title(l), t->err);
 		return;
 	}
 	cells = xcalloc(n + 1, sizeof(*cells));
-	cells[0] = xcalloc(VIEW_COMPONENT_COLS, sizeof(char *));
-	for (size_t k = 0; k < VIEW_COMPONENT_COLS; k++)
-		cells[0][k] = xstrdup(view_component_titles[k]);
-	for (size_t i = 0; i < n; i++) {
-		view_component_cells(&s->components[i], c);
-		cells[i + 1] = xcalloc(VIEW_COMPONENT_COLS, sizeof(char *));
-		for (size_t k = 0; k < VIEW_COMPONENT_COLS; k++)
-			cells[i + 1][k] = xstrdup(c[k]);
+	cells[0] = xcalloc(ncols, sizeof(char *));
+	for (size_t k = 0; k < ncols; k++) {
+		cells[0][k] = xstrdup(cols[k].title);
+		right[k] = cols[k].width > 0;
 	}
-	print_table(cells, n + 1, VIEW_COMPONENT_COLS, right);
-	free_table(cells, n + 1, VIEW_COMPONENT_COLS);
+	for (size_t i = 0; i < n; i++) {
+		cells[i + 1] = xcalloc(ncols, sizeof(char *));
+		for (size_t k = 0; k < ncols; k++) {
+			view_list_cell(l, t, i, k, c, sizeof(c));
+			cells[i + 1][k] = xstrdup(c);
+		}
+	}
+	print_table(cells, n + 1, ncols, right);
+	free_table(cells, n + 1, ncols);
 }
 
-/* Batch mode of -c: components polled each round. */
+/* Batch mode of -c and -f: list l polled each round. */
 static int
-batch_components(struct top_source *s, long count, double delay)
+batch_links(struct top_source *s, enum top_list_kind l, long count, double delay)
 {
+	batch_list = l;
 	for (long i = 0; count <= 0 || i < count; i++) {
 		double next = source_now() + delay;
 
 		if (i > 0)
 			putchar('\n');
-		source_watch_components(s, delay);
-		pump(s, ANSWER_WAIT, components_listed);
+		source_watch_list(s, l, delay);
+		pump(s, ANSWER_WAIT, list_listed);
 		if (i == 0 && s->state == TOP_DISCONNECTED) {
 			fprintf(stderr, "xmpptop: %s\n", s->status);
 			return s->connect_errno == EACCES ||
@@ -323,7 +333,7 @@ batch_components(struct top_source *s, long count, double delay)
 		if (s->state == TOP_DISCONNECTED)
 			printf("xmpptop: %s\n", s->status);
 		else
-			print_components(s);
+			print_list(s, l);
 		fflush(stdout);
 		if (count > 0 && i + 1 >= count)
 			break;
@@ -405,7 +415,8 @@ int
 main(int argc, char **argv)
 {
 	const char *sock = NULL;
-	int opt, batch_mode = 0, rooms_mode = 0, components_mode = 0, r;
+	int opt, batch_mode = 0, rooms_mode = 0, links = 0, r;
+	enum top_list_kind list = TOP_LIST_COMPONENTS;
 	long count = 1;
 	double delay = -1;
 	enum view_sort sort = SORT_JID;
@@ -413,7 +424,7 @@ main(int argc, char **argv)
 	char *end;
 
 	setlocale(LC_ALL, "");
-	while ((opt = getopt(argc, argv, "brcn:d:o:s:hV")) != -1) {
+	while ((opt = getopt(argc, argv, "brcfn:d:o:s:hV")) != -1) {
 		switch (opt) {
 		case 'b':
 			batch_mode = 1;
@@ -422,7 +433,9 @@ main(int argc, char **argv)
 			rooms_mode = 1;
 			break;
 		case 'c':
-			components_mode = 1;
+		case 'f':
+			links++;
+			list = opt == 'f' ? TOP_LIST_S2S : TOP_LIST_COMPONENTS;
 			break;
 		case 'n':
 			count = strtol(optarg, &end, 10);
@@ -472,15 +485,15 @@ main(int argc, char **argv)
 		source_free(&s);
 		return EXIT_USAGE;
 	}
-	if ((components_mode && !batch_mode) ||
-	    (components_mode && rooms_mode)) {
-		fprintf(stderr, "xmpptop: -c is for batch mode (-b), without "
-		    "-r; the components panel is the c key\n");
+	if ((links && !batch_mode) || links > 1 || (links && rooms_mode)) {
+		fprintf(stderr, "xmpptop: -c and -f are for batch mode (-b), "
+		    "one at a time, without -r; their panels are the c and "
+		    "f keys\n");
 		source_free(&s);
 		return EXIT_USAGE;
 	}
-	if (batch_mode && components_mode) {
-		r = batch_components(&s, count, delay < 0 ? 2.0 : delay);
+	if (batch_mode && links) {
+		r = batch_links(&s, list, count, delay < 0 ? 2.0 : delay);
 	} else if (batch_mode && rooms_mode) {
 		r = batch_rooms(&s, count, delay < 0 ? 2.0 : delay);
 	} else if (batch_mode) {

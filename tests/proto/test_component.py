@@ -585,7 +585,7 @@ def test_xmpptop_components_batch(server):
         assert f[3:] == ['0', '1'], r.stdout
         r = subprocess.run([top, '-c', '-s', str(server.sock)],
                            capture_output=True, text=True, timeout=30)
-        assert r.returncode == 2 and '-c is for batch mode' in r.stderr
+        assert r.returncode == 2 and '-c and -f are for batch mode' in r.stderr
     finally:
         alice.close()
         comp.close()

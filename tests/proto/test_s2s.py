@@ -244,6 +244,31 @@ def test_dialback_with_self_signed_certificates(pair):
         b.stderr_tail()
 
 
+def test_xmpptop_federation_panel(pair):
+    """xmpptop -b -f prints the server-to-server streams (the f key's
+    screen): the same facts as xmppctl s2s, one line per stream."""
+    a, b = pair
+    chat(a, b)
+    top = os.environ.get('XMPPTOP_BIN', str(REPO / 'build' / 'xmpptop'))
+    r = subprocess.run([top, '-b', '-f', '-s', str(a.sock)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    rows = s2s_rows(a)
+    assert lines[0] == 'xmpptop: s2s %d' % len(rows), r.stdout
+    assert lines[1].split() == ['LOCAL', 'REMOTE', 'DIR', 'STATE', 'AUTH',
+                                'TLS', 'CERT', 'QUEUED', 'SINCE', 'IN',
+                                'OUT'], r.stdout
+    out = [ln.split() for ln in lines[2:] if ' out ' in ln]
+    assert out and out[0][:5] == ['a.test', 'b.test', 'out', 'ready',
+                                  'dialback'], r.stdout
+    # OUT, then QUEUED (counted from the end: CERT may be two words)
+    assert out[0][-1] != '0' and out[0][-4] == '0', r.stdout
+    r = subprocess.run([top, '-b', '-f', '-c', '-s', str(a.sock)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and 'one at a time' in r.stderr
+
+
 def test_sasl_external_with_trusted_certificates(ca_pair):
     a, b = ca_pair
     chat(a, b)
