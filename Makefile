@@ -77,7 +77,7 @@ ifneq ($(XMPPTOP_SRC),)
 PROGS += $(BUILD)/xmpptop
 endif
 
-.PHONY: all run run-installed test test-installed asan fuzz bench \
+.PHONY: all run run-installed test test-installed asan fuzz bench bench-s2s \
 	bench-peers install style clean deps check-deps unit var
 .DEFAULT_GOAL := all
 # Keep intermediate objects (unit-test .o files) between runs.
@@ -221,6 +221,10 @@ build-fuzz/tests/fuzz/fuzz_c2s: $(filter-out build-fuzz/obj/xmppd/net/% \
 
 bench: all $(BUILD)/tests/bench/xmppbench
 	@BUILD=$(BUILD) sh tests/bench/run.sh
+
+# Server-to-server alone: chat across two daemons, outgoing streams.
+bench-s2s: all $(BUILD)/tests/bench/xmppbench
+	@BUILD=$(BUILD) BENCH_S2S=only sh tests/bench/run.sh
 
 # xmppd, Prosody and ejabberd side by side (tests/bench/README.md).
 bench-peers: all $(BUILD)/tests/bench/xmppbench

@@ -103,6 +103,13 @@
 #                      alone (auto); its knobs BENCH_UPLOAD_FILES,
 #                      BENCH_UPLOAD_SIZE, BENCH_UPLOAD_RATE,
 #                      BENCH_UPLOAD_CHAT_SECONDS, BENCH_UPLOAD_PAIRS
+#   BENCH_S2S          1: the server-to-server scenario at the end
+#                      (tests/bench/s2s.py: chat across two daemons
+#                      against chat on one, CPU per message of both; N
+#                      outgoing streams, time and memory per stream),
+#                      0: not, only: it alone (1); its knobs
+#                      BENCH_S2S_PAIRS, _MESSAGES, _WINDOW, _ROUNDS,
+#                      _STREAMS, _ONLY
 
 set -u
 
@@ -166,6 +173,21 @@ SOURCES=${BENCH_SOURCES:-}
 ACCOUNTS=${BENCH_ACCOUNTS:-auto}
 HERE=$(dirname "$0")
 UPLOAD=${BENCH_UPLOAD:-auto}
+S2S=${BENCH_S2S:-1}
+case $BUILD in /*) ABS_BUILD=$BUILD ;; *) ABS_BUILD=$PWD/$BUILD ;; esac
+# The server-to-server scenario (two daemons and a dnsmasq of its own).
+s2s_bench() {
+	echo "== server-to-server (tests/bench/s2s.py)"
+	XMPPD_BIN=$ABS_BUILD/xmppd XMPPCTL_BIN=$ABS_BUILD/xmppctl \
+	    XMPPBENCH_BIN=$ABS_BUILD/tests/bench/xmppbench \
+	    /usr/bin/python3 "$HERE/s2s.py"
+}
+if [ "$S2S" = only ]; then
+	[ "$SERVER" = xmppd ] || { echo "bench: the s2s scenario is" \
+	    "xmppd's only" >&2; exit 1; }
+	s2s_bench
+	exit
+fi
 # BENCH_UPLOAD=only: the upload scenario alone (its own daemon).
 if [ "$UPLOAD" = only ]; then
 	[ "$SERVER" = xmppd ] || { echo "bench: the upload scenario is" \
@@ -1158,6 +1180,11 @@ fi
 if [ "$UPLOAD" != 0 ] && [ "$SERVER" = xmppd ]; then
 	echo
 	BUILD=$BUILD sh "$HERE/upload.sh" || status=1
+fi
+# Server-to-server (tests/bench/s2s.py, ~2 min): BENCH_S2S=0 skips it.
+if [ "$S2S" != 0 ] && [ "$SERVER" = xmppd ]; then
+	echo
+	s2s_bench || status=1
 fi
 [ $status -eq 0 ] || echo "bench: some runs had failures, see above" >&2
 exit $status

@@ -449,6 +449,10 @@ struct bench_opts {
 	double settle; /* idle: seconds before measuring RSS */
 	double rate;   /* chat: messages/s in all, 0 = window-driven */
 	pid_t server_pid;
+	/* chat: odd users on a second server (server-to-server runs) */
+	int peer_port;
+	const char *peer_domain;
+	pid_t peer_pid;
 	enum transport transport;
 	const char *ws_path; /* ws|wss: the resource (/xmpp-websocket) */
 	const char *csv;
@@ -521,8 +525,8 @@ static struct bench {
 	struct bench_opts o;
 	struct ev_loop *loop;
 	SSL_CTX *ssl_ctx;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
+	struct sockaddr_storage addr, peer_addr;
+	socklen_t addrlen, peer_addrlen;
 	struct conn **conns;
 	struct user_key **keys;
 	double *latencies; /* ms, one per completed login */
@@ -536,6 +540,7 @@ static struct bench {
 	int all_up, closing, timed_out, stopping;
 	long rss_before, rss_after, self_rss;   /* KiB, -1 unknown */
 	double cpu_before, cpu_after;           /* server CPU s, -1 unknown */
+	double peer_cpu_before, peer_cpu_after; /* --peer-pid's, the same */
 	double self_cpu_before, self_cpu_after; /* our own CPU s */
 	unsigned mech_used[MECH_COUNT];         /* logins by mechanism */
 	unsigned lat_max, lat_count;            /* latencies[] room, used */
@@ -728,6 +733,8 @@ cpu_mark_before(void)
 {
 	if (B.o.server_pid > 0)
 		B.cpu_before = read_cpu_seconds(B.o.server_pid);
+	if (B.o.peer_pid > 0)
+		B.peer_cpu_before = read_cpu_seconds(B.o.peer_pid);
 	B.self_cpu_before = read_cpu_seconds(getpid());
 }
 
@@ -736,6 +743,8 @@ cpu_mark_after(void)
 {
 	if (B.o.server_pid > 0)
 		B.cpu_after = read_cpu_seconds(B.o.server_pid);
+	if (B.o.peer_pid > 0)
+		B.peer_cpu_after = read_cpu_seconds(B.o.peer_pid);
 	B.self_cpu_after = read_cpu_seconds(getpid());
 }
 
@@ -759,14 +768,23 @@ cpu_delta(double before, double after)
 	return before >= 0 && after >= 0 ? after - before : -1;
 }
 
+/* The domain of user u: with --peer-domain, odd users are the second
+ * server's. */
+static const char *
+user_domain(unsigned u)
+{
+	return B.o.peer_domain != NULL && (u & 1u) ? B.o.peer_domain :
+	    B.o.domain;
+}
+
 /*
  * The user index of a JID "<prefix><index>@<domain>[/resource]", or -1
- * if it is not one of the bench's users.
+ * if it is not one of the bench's users (of its domain: user_domain).
  */
 static long
 jid_user_index(const char *jid)
 {
-	size_t plen = strlen(B.o.user_prefix), dlen = strlen(B.o.domain);
+	size_t plen = strlen(B.o.user_prefix), dlen;
 	const char *p, *at;
 	unsigned long v = 0;
 
@@ -780,10 +798,13 @@ jid_user_index(const char *jid)
 			return -1;
 		v = v * 10 + (unsigned long)(*p - '0');
 	}
-	if (strncmp(at + 1, B.o.domain, dlen) != 0 ||
+	if (v >= B.o.users)
+		return -1;
+	dlen = strlen(user_domain((unsigned)v));
+	if (strncmp(at + 1, user_domain((unsigned)v), dlen) != 0 ||
 	    (at[1 + dlen] != '\0' && at[1 + dlen] != '/'))
 		return -1;
-	return v < B.o.users ? (long)v : -1;
+	return (long)v;
 }
 
 /* Roster mode: is user idx one of the sessions held online (odd users)? */
@@ -1124,7 +1145,7 @@ ws_send_upgrade(struct conn *c)
 	    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 	    "Sec-WebSocket-Version: 13\r\n"
 	    "Sec-WebSocket-Protocol: xmpp\r\n\r\n",
-	    B.o.ws_path, B.o.domain, key);
+	    B.o.ws_path, user_domain(c->user), key);
 	free(key);
 	c->ws->open_deferred = 1;
 }
@@ -1141,7 +1162,7 @@ ws_send_open(struct conn *c)
 	}
 	snprintf(open, sizeof(open),
 	    "<open xmlns='" NS_FRAMING "' to='%s' version='1.0'/>",
-	    B.o.domain);
+	    user_domain(c->user));
 	c->ws->open_deferred = 0;
 	ws_frame(c, 0x1, open, strlen(open));
 }
@@ -1606,7 +1627,7 @@ stream_open(struct conn *c)
 	snprintf(hdr, sizeof(hdr),
 	    "<?xml version='1.0'?><stream:stream xmlns='" NS_CLIENT "' "
 	    "xmlns:stream='" NS_STREAM "' to='%s' version='1.0'>",
-	    B.o.domain);
+	    user_domain(c->user));
 	conn_send(c, hdr);
 }
 
@@ -2122,7 +2143,7 @@ conn_start_tls(struct conn *c)
 {
 	c->ssl = SSL_new(B.ssl_ctx);
 	SSL_set_fd(c->ssl, c->fd);
-	SSL_set_tlsext_host_name(c->ssl, B.o.domain);
+	SSL_set_tlsext_host_name(c->ssl, user_domain(c->user));
 	if (c->ws != NULL) {
 		static const unsigned char http11[] = "\x08http/1.1";
 
@@ -2252,6 +2273,10 @@ static void
 conn_connect(struct conn *c)
 {
 	int one = 1;
+	int peer = B.o.peer_port > 0 && (c->user & 1u);
+	const struct sockaddr *to = (const struct sockaddr *)(peer ?
+	    &B.peer_addr : &B.addr);
+	socklen_t tolen = peer ? B.peer_addrlen : B.addrlen;
 
 	c->t_start = now_mono();
 	c->deadline = c->t_start + LOGIN_TIMEOUT;
@@ -2282,7 +2307,7 @@ conn_connect(struct conn *c)
 			return;
 		}
 	}
-	if (connect(c->fd, (struct sockaddr *)&B.addr, B.addrlen) == -1 &&
+	if (connect(c->fd, to, tolen) == -1 &&
 	    errno != EINPROGRESS) {
 		conn_fail(c, FAIL_CONNECT, strerror(errno));
 		conn_finish(c, 0);
@@ -3114,7 +3139,8 @@ chat_send_one(struct conn *c)
 	conn_sendf(c,
 	    "<message to='%s%u@%s' type='chat' id='b%lu'>"
 	    "<body>%u %.6f %s</body></message>",
-	    B.o.user_prefix, c->user ^ 1u, B.o.domain, B.chat_sent, c->id,
+	    B.o.user_prefix, c->user ^ 1u, user_domain(c->user ^ 1u),
+	    B.chat_sent, c->id,
 	    now_mono(), pad);
 	c->chat_window++;
 	B.chat_sent++;
@@ -3304,8 +3330,16 @@ chat_print_summary(void)
 	pmax = n ? B.latencies[n - 1] : 0;
 	for (unsigned long i = 0; i < n; i++)
 		mean += B.latencies[i] / n;
-	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.chat_delivered > 0)
-		cpu = (B.cpu_after - B.cpu_before) * 1e6 / B.chat_delivered;
+	double peer_cpu = B.o.peer_pid > 0 ? cpu_delta(B.peer_cpu_before,
+	    B.peer_cpu_after) : 0, server_cpu;
+
+	if (B.cpu_before >= 0 && B.cpu_after >= 0 && B.chat_delivered > 0 &&
+	    peer_cpu >= 0)
+		cpu = (B.cpu_after - B.cpu_before + peer_cpu) * 1e6 /
+		    B.chat_delivered;
+	server_cpu = cpu_delta(B.cpu_before, B.cpu_after);
+	if (server_cpu >= 0 && peer_cpu >= 0)
+		server_cpu += peer_cpu;
 	printf("%s chat tls=%s%s%s mech=%s pairs=%u window=%u body=%u n=%u "
 	       "sent=%lu delivered=%lu errors=%lu bad=%lu login-failed=%u "
 	       "logins=%.2fs elapsed=%.3fs rate=%.1f/s mean=%.3fms "
@@ -3315,8 +3349,12 @@ chat_print_summary(void)
 	    B.chat_sent, B.chat_delivered, B.chat_errors, B.chat_bad, B.failed,
 	    B.t_login, elapsed, rate, mean, p50, p99, p999, pmax);
 	if (cpu >= 0)
-		printf(" server_cpu=%.2fs(%.1fms/1000msg)",
-		    B.cpu_after - B.cpu_before, cpu);
+		printf(" server_cpu=%.2fs(%.1fms/1000msg)", server_cpu, cpu);
+	if (cpu >= 0 && B.o.peer_pid > 0)
+		printf(" (first %.2fs, peer %.2fs)",
+		    B.cpu_after - B.cpu_before, peer_cpu);
+	if (B.o.peer_domain != NULL)
+		printf(" peer=%s", B.o.peer_domain);
 	if (B.o.rate > 0)
 		printf(" paced=%.0f/s", B.o.rate);
 	if ((f = summary_end(elapsed)) == NULL)
@@ -3334,7 +3372,7 @@ chat_print_summary(void)
 	    (long)time(NULL), B.o.label, tls_name(), B.o.pairs, B.o.window,
 	    B.o.body_bytes, B.o.n, B.chat_delivered, B.chat_errors, elapsed,
 	    rate, p50, p99, pmax, mean, cpu, B.timed_out, p999,
-	    mech_used_name(), cpu_delta(B.cpu_before, B.cpu_after),
+	    mech_used_name(), server_cpu,
 	    cpu_delta(B.self_cpu_before, B.self_cpu_after));
 	fclose(f);
 }
@@ -5505,6 +5543,16 @@ resolve(void)
 	memcpy(&B.addr, res->ai_addr, res->ai_addrlen);
 	B.addrlen = res->ai_addrlen;
 	freeaddrinfo(res);
+	if (B.o.peer_port > 0) {
+		memcpy(&B.peer_addr, &B.addr, B.addrlen);
+		B.peer_addrlen = B.addrlen;
+		if (B.peer_addr.ss_family == AF_INET)
+			((struct sockaddr_in *)&B.peer_addr)->sin_port =
+			    htons((uint16_t)B.o.peer_port);
+		else
+			((struct sockaddr_in6 *)&B.peer_addr)->sin6_port =
+			    htons((uint16_t)B.o.peer_port);
+	}
 }
 
 static void
@@ -5586,6 +5634,11 @@ usage(int code)
 	    "  --settle SECONDS idle: wait before reading the RSS (5)\n"
 	    "  --pid PID        server process: VmRSS (idle), CPU time\n"
 	    "                   (login, roster)\n"
+	    "  --peer-port P, --peer-domain D, --peer-pid PID\n"
+	    "                   chat: the odd users are D's, on a second\n"
+	    "                   server at P (same -h): messages between\n"
+	    "                   pairs cross server-to-server; CPU is\n"
+	    "                   both servers'\n"
 	    "  --online K       roster: hold users 1, 3, .., 2K-1 online\n"
 	    "                   (U/2); logins use users 0, 2, 4, ..\n"
 	    "  --roster-items R roster, presence: expected roster size (100;\n"
@@ -5663,6 +5716,9 @@ parse_args(int argc, char **argv)
 		O_SOURCES,
 		O_SETTLE,
 		O_PID,
+		O_PEER_PORT,
+		O_PEER_DOMAIN,
+		O_PEER_PID,
 		O_KEYS,
 		O_CSV,
 		O_LABEL,
@@ -5702,6 +5758,9 @@ parse_args(int argc, char **argv)
 	    {"sources", required_argument, NULL, O_SOURCES},
 	    {"settle", required_argument, NULL, O_SETTLE},
 	    {"pid", required_argument, NULL, O_PID},
+	    {"peer-port", required_argument, NULL, O_PEER_PORT},
+	    {"peer-domain", required_argument, NULL, O_PEER_DOMAIN},
+	    {"peer-pid", required_argument, NULL, O_PEER_PID},
 	    {"key-cache", required_argument, NULL, O_KEYS},
 	    {"csv", required_argument, NULL, O_CSV},
 	    {"label", required_argument, NULL, O_LABEL},
@@ -5928,6 +5987,17 @@ parse_args(int argc, char **argv)
 		case O_SETTLE:
 			o->settle = parse_num(optarg, 0, 3600, "--settle");
 			break;
+		case O_PEER_PORT:
+			o->peer_port =
+			    (int)parse_num(optarg, 1, 65535, "--peer-port");
+			break;
+		case O_PEER_DOMAIN:
+			o->peer_domain = optarg;
+			break;
+		case O_PEER_PID:
+			o->peer_pid =
+			    (pid_t)parse_num(optarg, 1, INT_MAX, "--peer-pid");
+			break;
 		case O_PID:
 			o->server_pid =
 			    (pid_t)parse_num(optarg, 1, INT_MAX, "--pid");
@@ -6095,6 +6165,11 @@ parse_args(int argc, char **argv)
 		if (o->pep_notify && o->pep_seed)
 			fatalx("pep-login: --notify or --seed");
 	}
+	if ((o->peer_port > 0 || o->peer_domain != NULL || o->peer_pid > 0) &&
+	    (o->mode != MODE_CHAT || o->peer_port == 0 ||
+	        o->peer_domain == NULL || o->transport != TRANSPORT_TCP))
+		fatalx("--peer-port, --peer-domain, --peer-pid: chat mode over "
+		       "TCP, with both --peer-port and --peer-domain");
 	if ((o->muc_domain || o->rooms || o->occupants || o->senders ||
 	        joins_given || rounds_given || history_given) &&
 	    o->mode != MODE_MUC)
