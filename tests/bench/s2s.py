@@ -103,21 +103,11 @@ def rss_kib(pid):
     return -1
 
 
-def ca_cert(d, ca, name, san):
-    """A key and certificate for san (e.g. DNS:*.test) signed by ca."""
-    key, csr, cert = d / (name + '.key'), d / (name + '.csr'), \
-        d / (name + '.crt')
-    ext = d / (name + '.ext')
-    ext.write_text('subjectAltName=%s\nextendedKeyUsage=serverAuth\n' % san)
-    subprocess.run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt',
-                    'ec_paramgen_curve:prime256v1', '-nodes', '-subj',
-                    '/CN=' + name, '-keyout', str(key), '-out', str(csr)],
-                   check=True, capture_output=True)
-    subprocess.run(['openssl', 'x509', '-req', '-in', str(csr), '-CA',
-                    str(ca[0]), '-CAkey', str(ca[1]), '-CAcreateserial',
-                    '-days', '2', '-extfile', str(ext), '-out', str(cert)],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
+def cert(d, domain, ca):
+    """Paths of a key and certificate for domain (*.test: every test
+    domain) signed by ca."""
+    c, k = test_s2s.make_cert(d, domain, ca)
+    return str(c), str(k)
 
 
 def start(srv):
@@ -159,11 +149,11 @@ def chat(tmp):
     extra = '\ntls-ca-file "%s"\ns2s-secure-auth on' % ca[0]
     a = b = None
     try:
-        a = start(BenchFed(ca_cert(tmp, ca, 'a.test', 'DNS:a.test'),
+        a = start(BenchFed(cert(tmp, 'a.test', ca),
                            'a.test', pa, dns.port,
                            {'user%d@a.test' % i: 'pw%d' % i
                             for i in range(users)}, extra=extra))
-        b = start(BenchFed(ca_cert(tmp, ca, 'b.test', 'DNS:b.test'),
+        b = start(BenchFed(cert(tmp, 'b.test', ca),
                            'b.test', pb, dns.port,
                            {'user%d@b.test' % i: 'pw%d' % i
                             for i in range(1, users, 2)}, extra=extra))
@@ -224,10 +214,10 @@ def streams(tmp):
     extra = '\ntls-ca-file "%s"' % ca[0]
     a = r = None
     try:
-        a = start(BenchFed(ca_cert(tmp, ca, 'a.test', 'DNS:a.test'),
+        a = start(BenchFed(cert(tmp, 'a.test', ca),
                            'a.test', pa, dns.port,
                            {'alice@a.test': 'alice-secret'}, extra=extra))
-        r = start(BenchFed(ca_cert(tmp, ca, 'remote', 'DNS:*.test'),
+        r = start(BenchFed(cert(tmp, '*.test', ca),
                            domains[0], pr, dns.port, {}, extra=extra,
                            more_hosts=domains[1:]))
         c = test_s2s.domain_login(a.c2s_port, 'a.test', 'alice')
