@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mono.h"
 #include "net/proxy65.h"
+#include "net/tls.h"
 #include "store/store.h"
 #include "xmalloc.h"
 #include "xmppd.h"
@@ -246,13 +247,18 @@ check_federation_certificate(struct control_conn *c, const struct conf *cf,
     const struct conf_host *h)
 {
 	STACK_OF(X509) *chain = sk_X509_new_null();
-	X509_STORE *store = X509_STORE_new();
+	char err[512];
+	X509_STORE *store = tls_trust_store(cf, err, sizeof(err));
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 	X509 *leaf = NULL, *x;
 	FILE *f = h->certificate ? fopen(h->certificate, "r") : NULL;
 	int ok;
 
-	if (f == NULL || chain == NULL || store == NULL || ctx == NULL)
+	if (store == NULL) {
+		check_row(c, "warning", h->name, "%s", err);
+		goto done;
+	}
+	if (f == NULL || chain == NULL || ctx == NULL)
 		goto done;
 	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
 		if (leaf == NULL)
@@ -263,10 +269,6 @@ check_federation_certificate(struct control_conn *c, const struct conf *cf,
 	ERR_clear_error();
 	if (leaf == NULL)
 		goto done;      /* check_certificate said why */
-	X509_STORE_set_default_paths(store);
-	if (cf->tls_ca_file != NULL)
-		X509_STORE_load_file(store, cf->tls_ca_file);
-	ERR_clear_error();
 	if (X509_STORE_CTX_init(ctx, store, leaf, chain) != 1)
 		goto done;
 	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);

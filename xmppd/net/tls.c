@@ -133,24 +133,27 @@ ctx_ciphers(SSL_CTX *ctx, const struct conf *conf, const char *host,
 	return 0;
 }
 
-/* The roots peers' certificates are checked against: the system's
- * store and the configured file. */
-static int
-trust_paths(SSL_CTX *ctx, const struct conf *conf, const char *host,
-    char *err, size_t errlen)
+X509_STORE *
+tls_trust_store(const struct conf *conf, char *err, size_t errlen)
 {
+	X509_STORE *st = X509_STORE_new();
 	char e[256];
 
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+	if (st == NULL) {
+		snprintf(err, errlen, "X509_STORE_new failed");
+		return NULL;
+	}
+	if (X509_STORE_set_default_paths(st) != 1)
 		ERR_clear_error();      /* no system store: tls-ca-file only */
 	if (conf->tls_ca_file != NULL &&
-	    SSL_CTX_load_verify_locations(ctx, conf->tls_ca_file, NULL) != 1) {
+	    X509_STORE_load_file(st, conf->tls_ca_file) != 1) {
 		ssl_errstr(e, sizeof(e));
-		snprintf(err, errlen, "host %s: cannot load tls-ca-file %s: %s",
-		    host, conf->tls_ca_file, e);
-		return -1;
+		snprintf(err, errlen, "cannot load tls-ca-file %s: %s",
+		    conf->tls_ca_file, e);
+		X509_STORE_free(st);
+		return NULL;
 	}
-	return 0;
+	return st;
 }
 
 /* A context of method for host h, TLS 1.2 at least; NULL with err set. */
@@ -171,8 +174,8 @@ ctx_alloc(const SSL_METHOD *method, const struct conf_host *h, char *err,
 }
 
 static SSL_CTX *
-ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
-    size_t errlen)
+ctx_new(const struct conf *conf, const struct conf_host *h,
+    X509_STORE *trust, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = ctx_alloc(TLS_server_method(), h, err, errlen);
 	char e[256];
@@ -218,8 +221,7 @@ ctx_new(const struct conf *conf, const struct conf_host *h, char *err,
 	}
 	SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-	if (trust_paths(ctx, conf, h->name, err, errlen) == -1)
-		goto fail;
+	SSL_CTX_set1_cert_store(ctx, trust);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -230,7 +232,7 @@ fail:
  * certificate (for SASL EXTERNAL, XEP-0178), the same suites. */
 static SSL_CTX *
 client_ctx_new(const struct conf *conf, const struct conf_host *h,
-    char *err, size_t errlen)
+    X509_STORE *trust, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = ctx_alloc(TLS_client_method(), h, err, errlen);
 	char e[256];
@@ -243,9 +245,9 @@ client_ctx_new(const struct conf *conf, const struct conf_host *h,
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	if (ctx_ciphers(ctx, conf, h->name, err, errlen) == -1 ||
-	    trust_paths(ctx, conf, h->name, err, errlen) == -1)
+	if (ctx_ciphers(ctx, conf, h->name, err, errlen) == -1)
 		goto fail;
+	SSL_CTX_set1_cert_store(ctx, trust);
 	if (SSL_CTX_use_certificate_chain_file(ctx, h->certificate) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, h->key, SSL_FILETYPE_PEM) != 1) {
 		ssl_errstr(e, sizeof(e));
@@ -263,14 +265,20 @@ fail:
 int
 tls_load(const struct conf *conf, char *err, size_t errlen)
 {
-	struct tls_host *nh = xcalloc(conf->nhosts, sizeof(*nh));
+	struct tls_host *nh;
+	/* One store of roots for every context (each holds a reference):
+	 * the system's bundle read once, not twice per host. */
+	X509_STORE *trust = tls_trust_store(conf, err, errlen);
 
+	if (trust == NULL)
+		return -1;
+	nh = xcalloc(conf->nhosts, sizeof(*nh));
 	for (size_t i = 0; i < conf->nhosts; i++) {
 		nh[i].name = xstrdup(conf->hosts[i].name);
-		nh[i].ctx = ctx_new(conf, &conf->hosts[i], err, errlen);
+		nh[i].ctx = ctx_new(conf, &conf->hosts[i], trust, err, errlen);
 		if (nh[i].ctx != NULL)
-			nh[i].cctx = client_ctx_new(conf, &conf->hosts[i], err,
-			    errlen);
+			nh[i].cctx = client_ctx_new(conf, &conf->hosts[i],
+			    trust, err, errlen);
 		if (nh[i].ctx == NULL || nh[i].cctx == NULL) {
 			for (size_t j = 0; j <= i; j++) {
 				SSL_CTX_free(nh[j].ctx);
@@ -278,9 +286,11 @@ tls_load(const struct conf *conf, char *err, size_t errlen)
 				free(nh[j].name);
 			}
 			free(nh);
+			X509_STORE_free(trust);
 			return -1;
 		}
 	}
+	X509_STORE_free(trust);         /* the contexts keep it */
 	tls_free();
 	hosts = nh;
 	nhosts = conf->nhosts;

@@ -20,6 +20,11 @@ struct conf;
  * certificate ...").  On success the new contexts replace the current
  * ones (reload keeps existing connections on their old context). */
 int tls_load(const struct conf *conf, char *err, size_t errlen);
+/* The roots peers' certificates are checked against: the system's store
+ * and tls-ca-file; NULL with err set when that file cannot be read.  The
+ * caller frees it (X509_STORE_free). */
+X509_STORE *tls_trust_store(const struct conf *conf, char *err,
+    size_t errlen);
 void tls_free(void);
 
 /* The application protocol a listener offers in ALPN (RFC 7301). */
