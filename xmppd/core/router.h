@@ -49,6 +49,9 @@ void router_set_remote(router_remote_fn fn);
 void router_from_remote(struct xel *st);
 /* Whether domain is a service domain (router_add_service). */
 int router_is_service(const char *domain);
+/* The host a service domain belongs to (whose certificate it shows to
+ * other servers), or NULL if domain is no service. */
+const char *router_service_host(const char *domain);
 /* Send an error reply for st back to the session that sent it. */
 void router_bounce(struct session *from, const struct xel *st,
     const char *condition);
