@@ -15,6 +15,8 @@ import pytest
 from im_helpers import NS_DISCO_INFO, NS_DISCO_ITEMS, IMClient
 from test_muc import (NS_MUC_USER, admin_set, codes, create, is_msg,
                       is_pres, item, join, join_error, join_xml)
+from test_mam import mam_query
+from test_muc_mam import LOGGING, room_archive
 from test_s2s import Dns, FedServer, domain_login, make_cert, records
 from conftest import free_ports
 from xmpp_raw import NS_CLIENT, assert_stanza_error, q, tostr
@@ -138,6 +140,14 @@ def test_remote_join_talk_and_leave(muc_pair):
         # and it may come back
         remote_join(bob, room, 'bo')
         alice.wait(is_pres(room + '/bo'), timeout=WAIT)
+        # its client goes: its server's goodbye takes it out of the room
+        bob.raw.close()
+        p = alice.wait(is_pres(room + '/bo', 'unavailable'), timeout=WAIT)
+        assert 333 not in codes(p), tostr(p)
+        alice.message(room, 'bye', mtype='groupchat')
+        alice.wait(is_msg(room + '/al'), timeout=WAIT)
+        r = a.ctl('room', 'show', room)
+        assert r.returncode == 0 and 'bob@b.test' not in r.stdout, r.stdout
     finally:
         alice.raw.close()
         bob.raw.close()
@@ -342,3 +352,28 @@ def test_ghost_removed_when_its_server_is_gone(muc_pair):
     finally:
         alice.raw.close()
         bob.raw.close()
+
+
+def test_room_archive_for_remote_occupant(muc_pair):
+    a, b = muc_pair
+    alice, bob = user(a, 'alice'), user(b, 'bob')
+    room = new_room()
+    try:
+        create(alice, room, 'al', LOGGING)
+        alice.message(room, 'kept', mtype='groupchat')
+        alice.wait(is_msg(room + '/al'), timeout=WAIT)
+        # not an occupant: refused
+        _, iq = mam_query(bob, to=room, timeout=WAIT)
+        assert_stanza_error(iq, 'iq', 'forbidden')
+        _, own = remote_join(bob, room, 'bo')
+        assert 170 in codes(own), tostr(own)     # §7.2.12: logged
+        rows, fin = room_archive(bob, room, timeout=WAIT)
+        assert [archived_body(m) for _, m in rows] == ['kept'], rows
+        assert fin is not None
+    finally:
+        alice.raw.close()
+        bob.raw.close()
+
+
+def archived_body(m):
+    return m.findtext(q(NS_CLIENT, 'body'))
