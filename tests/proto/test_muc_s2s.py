@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from im_helpers import NS_DISCO_INFO, NS_DISCO_ITEMS, IMClient
-from test_muc import (NS_MUC_USER, admin_set, codes, create, is_msg,
-                      is_pres, item, join, join_error, join_xml)
+from conftest import free_ports
+from im_helpers import NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, IMClient
 from test_mam import mam_query
+from test_muc import (NS_MUC_USER, admin_set, codes, create, is_msg,
+                      is_pres, item, join_xml)
 from test_muc_mam import LOGGING, room_archive
 from test_s2s import Dns, FedServer, domain_login, make_cert, records
-from conftest import free_ports
 from xmpp_raw import NS_CLIENT, assert_stanza_error, q, tostr
 
 SERVICE = 'conference.a.test'
@@ -92,6 +92,8 @@ def test_remote_join_talk_and_leave(muc_pair):
     room = new_room()
     try:
         create(alice, room, 'al')
+        alice.message(room, 'before you came', mtype='groupchat')
+        alice.wait(is_msg(room + '/al'), timeout=WAIT)
         before, own = remote_join(bob, room, 'bo')
         # the occupants first, then itself; the room's subject after
         assert [p.get('from') for p in before] == [room + '/al'], before
@@ -100,6 +102,10 @@ def test_remote_join_talk_and_leave(muc_pair):
         bob.wait(lambda el: el.tag == q(NS_CLIENT, 'message') and
                  el.find(q(NS_CLIENT, 'subject')) is not None,
                  timeout=WAIT, what='subject')
+        # the history came before the subject, with its delay
+        old = bob.wait(is_msg(room + '/al'), timeout=WAIT)
+        assert old.findtext(q(NS_CLIENT, 'body')) == 'before you came'
+        assert old.find(q(NS_DELAY, 'delay')) is not None, tostr(old)
         # the owner (a moderator) sees the remote real JID
         p = alice.wait(is_pres(room + '/bo'), timeout=WAIT)
         assert item(p).get('jid') == 'bob@b.test/r', tostr(p)
