@@ -315,6 +315,9 @@ def test_ghost_removed_after_error_reply(muc_pair):
         bob.send("<message to='%s' type='error'><error type='wait'>"
                  "<resource-constraint xmlns='urn:ietf:params:xml:ns:"
                  "xmpp-stanzas'/></error></message>" % room)
+        bob.send("<presence to='%s/bo' type='error'><error type='wait'>"
+                 "<resource-constraint xmlns='urn:ietf:params:xml:ns:"
+                 "xmpp-stanzas'/></error></presence>" % room)
         alice.absent(is_pres(room + '/bo', 'unavailable'), 0.5)
         # its client answers a room message with a delivery error, as
         # its server does for a session that is gone: status 333

@@ -1357,8 +1357,8 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	const char *type = xel_attr(pres, "type");
 
-	if (type != NULL && (strcmp(type, "unavailable") == 0 ||
-	    strcmp(type, "error") == 0)) {
+	/* Errors went to occupant_error (muc_route). */
+	if (type != NULL && strcmp(type, "unavailable") == 0) {
 		struct pres_opts po = { 0 };
 
 		po.unavailable = 1;
@@ -4094,9 +4094,10 @@ error_means_gone(const struct xel *st)
  * An error from an occupant's JID in reply to what the room sent it
  * (a presence, a groupchat or private message, an invitation...):
  * XEP-0045 has a room drop such "ghosts", status 333 (registry: removed
- * because of an error reply, e.g. its server could not be reached).  A
- * presence error always means the occupant is out (as before); a
- * message error when error_means_gone.  Only that session leaves.
+ * because of an error reply, e.g. its server could not be reached),
+ * when error_means_gone: a queue to its server that is full for now
+ * (<resource-constraint/>, type wait) removes nobody.  Only that
+ * session leaves.
  */
 static void
 occupant_error(struct service *svc, struct session *s, const struct xel *st,
@@ -4107,8 +4108,7 @@ occupant_error(struct service *svc, struct session *s, const struct xel *st,
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	struct pres_opts po = { 0 };
 
-	if (o == NULL || (stanza_kind(st) == STANZA_MESSAGE &&
-	    !error_means_gone(st)))
+	if (o == NULL || !error_means_gone(st))
 		return;
 	log_info("muc: %s: %s (%s) removed after an error reply", r->jid,
 	    o->nick, s->full);
