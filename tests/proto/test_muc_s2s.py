@@ -162,7 +162,8 @@ def test_remote_join_talk_and_leave(muc_pair):
 def test_remote_join_refusals(muc_pair):
     a, b = muc_pair
     alice, bob = user(a, 'alice'), user(b, 'bob')
-    room, closed, banned = new_room(), new_room(), new_room()
+    room, closed, banned, full = (new_room(), new_room(), new_room(),
+                                  new_room())
     try:
         create(alice, room, 'al', {'muc#roomconfig_passwordprotectedroom':
                                    '1', 'muc#roomconfig_roomsecret': 'pw'})
@@ -194,6 +195,17 @@ def test_remote_join_refusals(muc_pair):
         # banned
         el = remote_error(bob, banned, 'bo')
         assert_stanza_error(el, 'presence', 'forbidden')
+        # full (§7.2.9)
+        create(alice, full, 'al', {'muc#roomconfig_maxusers': '1'})
+        el = remote_error(bob, full, 'bo')
+        assert_stanza_error(el, 'presence', 'service-unavailable',
+                            etype='wait')
+        # locked: created, not yet configured (§10.1.2)
+        locked = new_room()
+        join_xml(alice, locked, 'al')
+        alice.wait(is_pres(locked + '/al'), timeout=WAIT)
+        el = remote_error(bob, locked, 'bo')
+        assert_stanza_error(el, 'presence', 'item-not-found')
     finally:
         alice.raw.close()
         bob.raw.close()
@@ -277,6 +289,20 @@ def test_private_messages_and_invitation(muc_pair):
         bob.message(room + '/al', 'what?', mtype='chat', mid='p2')
         m = alice.wait(is_msg(room + '/bo', 'chat'), timeout=WAIT)
         assert m.findtext(q(NS_CLIENT, 'body')) == 'what?', tostr(m)
+        # an IQ to an occupant is relayed, its answer comes back
+        alice.send("<iq type='get' id='v1' to='%s/bo'><query xmlns="
+                   "'jabber:iq:version'/></iq>" % room)
+        req = bob.wait(lambda e: e.tag == q(NS_CLIENT, 'iq') and
+                       e.get('type') == 'get', timeout=WAIT, what='iq')
+        assert req.get('from') == room + '/al', tostr(req)
+        bob.send("<iq type='result' id='%s' to='%s'><query xmlns='jabber:"
+                 "iq:version'><name>b</name></query></iq>"
+                 % (req.get('id'), req.get('from')))
+        r = alice.wait(lambda e: e.tag == q(NS_CLIENT, 'iq') and
+                       e.get('id') == 'v1', timeout=WAIT, what='answer')
+        assert r.get('type') == 'result', tostr(r)
+        assert r.get('from') == room + '/bo', tostr(r)
+        assert r.findtext('.//{jabber:iq:version}name') == 'b', tostr(r)
         # to a nick not there
         bob.message(room + '/nobody', 'hm', mtype='chat', mid='p3')
         el = bob.wait(lambda e: e.tag == q(NS_CLIENT, 'message') and
