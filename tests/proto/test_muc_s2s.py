@@ -1,12 +1,15 @@
 """Multi-user chat (XEP-0045) with occupants from another server: rooms
 at conference.a.test, users of b.test reaching them over server-to-server
 (two daemons and a throwaway dnsmasq, as in test_s2s.py, with an SRV
-record for the conference domain too).  Joining and its refusals (nick
-conflict, members-only, bans, passwords, creation), groupchat both ways,
-presence changes, nick changes, leaving, kicks, private messages,
-invitations and declines across servers, disco of the service and the
-room, and the removal of an occupant whose server answers with an error
-or cannot be reached any more (status 333)."""
+record for the conference domain too).  Joining (occupants, history,
+subject) and its refusals (nick conflict, members-only, bans, passwords,
+full, locked, creation), groupchat both ways, presence changes, nick
+changes, leaving (itself, or its server's goodbye), kicks and voice,
+private messages, IQs to occupants, invitations and declines across
+servers, disco of the service and the room, the room's archive, a
+slixmpp client of the other server, and the removal of an occupant
+whose server answers with an error or cannot be reached any more
+(status 333)."""
 
 import time
 
@@ -412,3 +415,49 @@ def test_room_archive_for_remote_occupant(muc_pair):
 
 def archived_body(m):
     return m.findtext(q(NS_CLIENT, 'body'))
+
+
+def test_slixmpp_client_of_other_server_joins(muc_pair):
+    """A real client (slixmpp's xep_0045) on b.test in a room of a.test."""
+    import asyncio
+    from im_helpers import run_async, slixmpp_client
+
+    a, b = muc_pair
+    alice = user(a, 'alice')
+    room = new_room()
+    create(alice, room, 'al')
+    x = slixmpp_client(b, 'bob@b.test')
+    x.register_plugin('xep_0045')
+    got = []
+
+    async def scenario(loop):
+        ready = asyncio.Event()
+        x.add_event_handler('session_start', lambda _: ready.set())
+        x.add_event_handler('groupchat_message',
+                            lambda m: got.append((m['from'].resource,
+                                                  m['body'])))
+        x.connect(('127.0.0.1', b.c2s_port))
+        await asyncio.wait_for(ready.wait(), 10)
+        x.send_presence()
+        await x['xep_0045'].join_muc_wait(room, 'slix', maxstanzas=0,
+                                          timeout=WAIT)
+        roster = x['xep_0045'].get_roster(room)
+        assert set(roster) == {'al', 'slix'}, roster
+        x.send_message(mto=room, mbody='from b', mtype='groupchat')
+        alice.send("<message to='%s' type='groupchat'><body>hi slix"
+                   "</body></message>" % room)
+        for _ in range(500):
+            if ('al', 'hi slix') in got and ('slix', 'from b') in got:
+                break
+            await asyncio.sleep(0.02)
+
+    try:
+        run_async(scenario, [x], timeout=WAIT + 15)
+        assert ('slix', 'from b') in got and ('al', 'hi slix') in got, got
+        m = alice.wait(is_msg(room + '/slix'), timeout=WAIT)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'from b', tostr(m)
+        # its session gone, its server says so to the room
+        p = alice.wait(is_pres(room + '/slix', 'unavailable'), timeout=WAIT)
+        assert item(p).get('role') == 'none', tostr(p)
+    finally:
+        alice.raw.close()
