@@ -1299,7 +1299,11 @@ def test_module_switched_off_332(server_factory, im):
         time.sleep(0.05)
     assert disco_items(ca, DOMAIN) == [SERVICE]
     for _ in range(100):
-        if persistent in disco_items(ca, SERVICE):
+        # <resource-constraint/> while the service reads its rooms back
+        el = ca.iq('get', "<query xmlns='%s'/>" % NS_DISCO_ITEMS,
+                   to=SERVICE)
+        if el.get('type') == 'result' and persistent in [
+                i.get('jid') for i in el.iter(q(NS_DISCO_ITEMS, 'item'))]:
             break
         time.sleep(0.05)
     assert disco_items(ca, SERVICE) == [persistent]

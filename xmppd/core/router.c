@@ -91,6 +91,15 @@ router_is_service(const char *domain)
 	return service_find(domain) != NULL;
 }
 
+const char *
+router_service_host(const char *domain)
+{
+	const struct service *sv = nservices > 0 ? service_find(domain) :
+	    NULL;
+
+	return sv != NULL ? sv->host : NULL;
+}
+
 int
 router_add_service(const char *domain, const char *host,
     router_service_fn fn)
@@ -469,11 +478,49 @@ router_route(struct xel *st)
 	jid_free(&to);
 }
 
+/*
+ * st, sent by a service of ours (not a component) to another server,
+ * could not leave: the error goes back to the service as if that server
+ * had answered it, presence included, so that a conference service
+ * learns an occupant is out of reach (XEP-0045 §18.1, errors from an
+ * occupant).  Returns 0 if st's sender is no such service.
+ */
+static int
+bounce_to_service(const struct xel *st, const char *condition)
+{
+	const char *f = xel_attr(st, "from");
+	const struct service *sv;
+	struct jid j = { 0 };
+	struct xel *r;
+
+	if (nservices == 0 || f == NULL || jid_parse(&j, f) < 0)
+		return 0;
+	sv = service_find(j.domain);
+	if (sv == NULL || sv->component) {
+		jid_free(&j);
+		return 0;
+	}
+	if ((r = stanza_error(st, NULL, condition, NULL)) != NULL) {
+		struct jid to = { 0 };
+
+		if (jid_parse(&to, xel_attr(r, "to")) == 0)
+			sv->fn(NULL, r, &to);
+		jid_free(&to);
+		arena_free(r->arena);
+	}
+	jid_free(&j);
+	return 1;
+}
+
 void
 router_bounce_remote(const struct xel *st, const char *condition)
 {
+	struct session *s = sender_session(st);
+
+	if (s == NULL && bounce_to_service(st, condition))
+		return;
 	if (stanza_kind(st) != STANZA_PRESENCE)
-		router_bounce(sender_session(st), st, condition);
+		router_bounce(s, st, condition);
 }
 
 /*

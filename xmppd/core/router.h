@@ -34,7 +34,9 @@ void router_redeliver(struct xel *msg, const char *user, const char *host);
 void router_bounce_to_sender(const struct xel *st, const char *condition);
 /* An error reply for st to its sender, wherever that is (a local user, a
  * service, a remote domain); none for an error (RFC 6120 §8.3.1) nor for
- * presence. */
+ * presence, except to a service of ours (not a component), which gets
+ * presence errors too: a conference service learns that an occupant is
+ * out of reach. */
 void router_bounce_remote(const struct xel *st, const char *condition);
 
 /*
@@ -49,6 +51,9 @@ void router_set_remote(router_remote_fn fn);
 void router_from_remote(struct xel *st);
 /* Whether domain is a service domain (router_add_service). */
 int router_is_service(const char *domain);
+/* The host a service domain belongs to (whose certificate it shows to
+ * other servers), or NULL if domain is no service. */
+const char *router_service_host(const char *domain);
 /* Send an error reply for st back to the session that sent it. */
 void router_bounce(struct session *from, const struct xel *st,
     const char *condition);

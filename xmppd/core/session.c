@@ -179,7 +179,9 @@ session_release(struct session *s)
 void
 session_end(struct session *s, const char *condition, const char *text)
 {
-	if (s->closing)
+	/* Another server's entity (sm_remote_session) is never bound:
+	 * there is nothing to end, whoever holds it lets it go. */
+	if (s->closing || session_is_remote(s))
 		return;
 	sm_set_end_reason(s, condition);
 	if (s->t != NULL)

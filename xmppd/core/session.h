@@ -79,6 +79,17 @@ struct session *sm_find_id(uint64_t id);
  */
 #define REMOTE_SESSION_TTL 30.0
 struct session *sm_remote_session(const struct jid *from);
+/*
+ * The same for an entity that stays a while (an occupant of a room on
+ * another server): one per full JID, found again by it, kept while held
+ * (sm_remote_hold, sm_remote_release nest: mod_muc holds it once per
+ * room joined), then REMOTE_SESSION_TTL seconds more.  Its sends, fan-out
+ * copies included, go to its full JID through the router.  Never bound,
+ * listed or ended: whoever holds it lets it go.
+ */
+struct session *sm_remote_peer(const struct jid *from);
+void sm_remote_hold(struct session *s);
+void sm_remote_release(struct session *s);
 int session_is_remote(const struct session *s);
 
 /*

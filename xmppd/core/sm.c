@@ -3,6 +3,7 @@
  * sessions in a short list), by id, and in binding order for listings.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,30 +191,64 @@ sm_find_full(const struct jid *j)
 	return NULL;
 }
 
-/* Requesters on other servers (sm_remote_session), newest first. */
+/*
+ * Entities on other servers as sessions (sm_remote_session,
+ * sm_remote_peer), newest first.  A requester's lives REMOTE_SESSION_TTL
+ * seconds; a peer's (a MUC occupant's) as long as it is held, then as
+ * long again, so that an answer that was waiting still finds it.
+ */
 struct remote_session {
 	struct session s;       /* first */
 	struct transport t;
 	double expires;
+	unsigned holds;         /* sm_remote_hold */
+	unsigned peer : 1;      /* in peers, by its full JID */
 	struct remote_session *next;
 };
 
 static struct remote_session *remotes;
+static struct strmap *peers;            /* full JID -> remote_session */
 static ev_timer remote_timer;
 
+/* The stanza to its full JID, wherever the router finds it (another
+ * server, through the remote sender). */
 static void
 remote_send(struct transport *t, const struct xel *st)
 {
 	struct xel *copy = xel_copy(arena_new(1024), st);
 
+	if (xel_attr(copy, "to") == NULL)
+		xel_set_attr(copy, "to", t->session ? t->session->full :
+		    t->addr);
 	router_route(copy);
 	arena_free(copy->arena);
 }
 
+/*
+ * A fan-out copy (session_send_fanout: its own 'to', the rest serialized
+ * once for every occupant, the default namespace jabber:client omitted)
+ * to a peer on another server.  It is parsed again and routed like any
+ * stanza of the server: the remote sender needs its 'from' and 'to' to
+ * pick the route (and its queue, and the bounces of a failed route,
+ * take trees).  Only copies for remote occupants pay for it; local
+ * sessions get the shared bytes as before.
+ */
 static void
 remote_send_raw(struct transport *t, const char *data, size_t len)
 {
-	/* Fan-out copies (presence broadcasts) never reach a requester. */
+	struct xml_limits lim = { len + 1, 1024, 1024, SIZE_MAX };
+	struct xel *st;
+
+	if (t->session == NULL)
+		return;
+	if ((st = xml_parse_element(data, len, NS_CLIENT, &lim)) == NULL) {
+		/* Nonzas (XEP-0198) are never sent to these. */
+		log_warnx("s2s peer %s: a copy that does not parse dropped",
+		    t->session->full);
+		return;
+	}
+	router_route(st);
+	arena_free(st->arena);
 }
 
 static void
@@ -245,6 +280,8 @@ static const struct transport_ops remote_ops = {
 static void
 remote_free(struct remote_session *r)
 {
+	if (r->peer)
+		strmap_del(peers, r->s.full);
 	jid_free(&r->s.jid);
 	free(r->s.full);
 	free(r->s.bare);
@@ -258,7 +295,7 @@ remote_sweep(struct ev_loop *l, ev_timer *w, int revents)
 	struct remote_session **p = &remotes, *r;
 
 	while ((r = *p) != NULL) {
-		if (r->expires <= now) {
+		if (r->holds == 0 && r->expires <= now) {
 			*p = r->next;
 			remote_free(r);
 		} else
@@ -295,6 +332,44 @@ sm_remote_session(const struct jid *from)
 		ev_timer_start(xmppd_loop, &remote_timer);
 	}
 	return &r->s;
+}
+
+struct session *
+sm_remote_peer(const struct jid *from)
+{
+	struct remote_session *r;
+	char *full = jid_full(from);
+
+	if (peers == NULL)
+		peers = strmap_new();
+	r = strmap_get(peers, full);
+	free(full);
+	if (r != NULL) {
+		r->expires = mono_now(xmppd_loop) + REMOTE_SESSION_TTL;
+		return &r->s;
+	}
+	r = (struct remote_session *)sm_remote_session(from);
+	r->peer = 1;
+	strmap_put(peers, r->s.full, r);
+	return &r->s;
+}
+
+void
+sm_remote_hold(struct session *s)
+{
+	if (session_is_remote(s))
+		((struct remote_session *)s)->holds++;
+}
+
+void
+sm_remote_release(struct session *s)
+{
+	struct remote_session *r = (struct remote_session *)s;
+
+	if (!session_is_remote(s) || r->holds == 0)
+		return;
+	if (--r->holds == 0)
+		r->expires = mono_now(xmppd_loop) + REMOTE_SESSION_TTL;
 }
 
 int

@@ -315,12 +315,15 @@ bounce(struct session *s, const struct xel *st, const char *cond)
 	bounce_typed(s, st, NULL, cond, NULL);
 }
 
+/* s is in one more room (or under one more nick); the session of an
+ * occupant on another server is kept as long (sm_remote_hold). */
 static void
 joined_add(struct session *s)
 {
 	uintptr_t n = (uintptr_t)strmap_get(joined, s->full);
 
 	strmap_put(joined, s->full, (void *)(n + 1));
+	sm_remote_hold(s);
 }
 
 static void
@@ -332,6 +335,7 @@ joined_del(struct session *s)
 		strmap_del(joined, s->full);
 	else
 		strmap_put(joined, s->full, (void *)(n - 1));
+	sm_remote_release(s);
 }
 
 static int
@@ -1214,6 +1218,13 @@ join(struct service *svc, struct room *r, struct session *s,
 	int created = 0;
 
 	if (r == NULL) {
+		if (session_is_remote(s)) {
+			/* Rooms are made by the server's own users; others
+			 * join them (§10.1.1: <not-allowed/> to whoever may
+			 * not create). */
+			bounce(s, pres, "not-allowed");
+			return;
+		}
 		if (!creation_allowed(s)) {
 			session_log_limit(s, "muc-rooms-per-hour",
 			    xmppd_conf->limits.muc_rooms_per_hour);
@@ -1346,8 +1357,8 @@ presence_to_room(struct service *svc, struct session *s, struct xel *pres,
 	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
 	const char *type = xel_attr(pres, "type");
 
-	if (type != NULL && (strcmp(type, "unavailable") == 0 ||
-	    strcmp(type, "error") == 0)) {
+	/* Errors went to occupant_error (muc_route). */
+	if (type != NULL && strcmp(type, "unavailable") == 0) {
 		struct pres_opts po = { 0 };
 
 		po.unavailable = 1;
@@ -3942,6 +3953,8 @@ session_left(struct session *s)
 	}
 }
 
+static void flush_deferred(void);
+
 static void
 flush_ended(void)
 {
@@ -3953,6 +3966,7 @@ flush_ended(void)
 			session_left(s);
 		depth--;
 	}
+	flush_deferred();
 }
 
 /*
@@ -3970,14 +3984,157 @@ on_session_end(struct session *s)
 	flush_ended();
 }
 
-/* The router's entry for every stanza to one of our domains. */
+/*
+ * Occupants on other servers.  What they send comes from the router
+ * with no session (router_from_remote: the s2s stream has checked that
+ * 'from' is of the server that sent it), as do the errors the router
+ * makes for what could not reach them (router_bounce_remote: a route
+ * that failed).  Each full JID gets a session of its own from the core
+ * (sm_remote_peer), held while it is in a room (joined_add), whose
+ * sends, fan-out copies included, go back through the router: from
+ * there on it is an occupant like any other, under the same rules and
+ * limits.
+ */
+static struct session *
+remote_sender(const struct xel *st)
+{
+	const char *f = xel_attr(st, "from");
+	struct jid j = { 0 };
+	struct session *s = NULL;
+
+	if (f == NULL || jid_parse(&j, f) < 0)
+		return NULL;
+	/* A full JID of no domain of ours: a 'from' naming a local user
+	 * or a service here never comes from elsewhere. */
+	if (j.node != NULL && j.resource != NULL &&
+	    conf_host_find(xmppd_conf, j.domain) == NULL &&
+	    !router_is_service(j.domain))
+		s = sm_remote_peer(&j);
+	jid_free(&j);
+	return s;
+}
+
+/*
+ * What comes from elsewhere while a room is being walked waits for the
+ * walk to end: a copy to an occupant on another server can bounce at
+ * once (a route known to fail), and that error removes occupants from
+ * the room being walked.  Kept in order, run by flush_deferred.
+ */
+struct deferred {
+	struct deferred *next;
+	struct xel *st;             /* a copy, in its own arena */
+};
+static struct deferred *deferred, **deferred_tail = &deferred;
+
+static void muc_route(struct session *from, struct xel *st,
+    const struct jid *to);
+
+static void
+defer(const struct xel *st)
+{
+	struct deferred *d = xcalloc(1, sizeof(*d));
+
+	d->st = xel_copy_fit(st, 0);
+	*deferred_tail = d;
+	deferred_tail = &d->next;
+}
+
+static void
+flush_deferred(void)
+{
+	static int flushing;        /* the outermost call runs them all */
+	struct deferred *d;
+
+	if (flushing)
+		return;
+	flushing = 1;
+	while (depth == 0 && (d = deferred) != NULL) {
+		struct jid to = { 0 };
+
+		if ((deferred = d->next) == NULL)
+			deferred_tail = &deferred;
+		if (jid_parse(&to, xel_attr(d->st, "to")) == 0)
+			muc_route(NULL, d->st, &to);
+		jid_free(&to);
+		arena_free(d->st->arena);
+		free(d);
+	}
+	flushing = 0;
+}
+
+/*
+ * Errors that tell an occupant is gone (the conditions Prosody takes
+ * for it): a delivery error from its server, its server unreachable,
+ * its session unknown.  Not those about what it may do (auth) nor a
+ * queue that is full for now (resource-constraint, wait).
+ */
+static int
+error_means_gone(const struct xel *st)
+{
+	static const char *const gone[] = { "gone", "internal-server-error",
+		"item-not-found", "jid-malformed", "recipient-unavailable",
+		"redirect", "remote-server-not-found",
+		"remote-server-timeout", "service-unavailable" };
+	const struct xel *e = xel_child(st, "error", NS_CLIENT);
+	const struct xel *c;
+
+	if (e == NULL)
+		return 1;               /* no condition: nothing to keep */
+	for (c = e->children; c != NULL && c->name == NULL; c = c->next)
+		;
+	if (c == NULL || strcmp(c->ns, NS_STANZA_ERR) != 0)
+		return 1;
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+		if (strcmp(c->name, gone[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * An error from an occupant's JID in reply to what the room sent it
+ * (a presence, a groupchat or private message, an invitation...):
+ * XEP-0045 has a room drop such "ghosts", status 333 (registry: removed
+ * because of an error reply, e.g. its server could not be reached),
+ * when error_means_gone: a queue to its server that is full for now
+ * (<resource-constraint/>, type wait) removes nobody.  Only that
+ * session leaves.
+ */
+static void
+occupant_error(struct service *svc, struct session *s, const struct xel *st,
+    const struct jid *to)
+{
+	static const int c333[] = { 333, 0 };
+	struct room *r = room_find(svc, to->node);
+	struct occupant *o = r ? occupant_by_session(r, s) : NULL;
+	struct pres_opts po = { 0 };
+
+	if (o == NULL || !error_means_gone(st))
+		return;
+	log_info("muc: %s: %s (%s) removed after an error reply", r->jid,
+	    o->nick, s->full);
+	po.unavailable = 1;
+	po.codes = c333;
+	occupant_leave(r, o, s, &po);
+	room_maybe_free(r);
+}
+
+/* The router's entry for every stanza to one of our domains: from a
+ * local session, or (from NULL) from anyone else. */
 static void
 muc_route(struct session *from, struct xel *st, const struct jid *to)
 {
 	struct service *svc = service_find(to->domain);
 	struct room *r;
 
-	if (svc == NULL || from == NULL || from->closing)
+	if (svc == NULL)
+		return;
+	if (from == NULL && depth > 0) {
+		defer(st);
+		return;
+	}
+	if (from == NULL && (from = remote_sender(st)) == NULL)
+		return;
+	if (from->closing)
 		return;
 	if (svc->loading) {
 		/* The first seconds after start-up: come back soon. */
@@ -3992,6 +4149,11 @@ muc_route(struct session *from, struct xel *st, const struct jid *to)
 	if (to->node != NULL && (r = room_find(svc, to->node)) != NULL)
 		r->quiet_since = mono_now(xmppd_loop);
 	depth++;
+	if (to->node != NULL && stanza_kind(st) != STANZA_IQ &&
+	    attr_is(st, "type", "error")) {
+		occupant_error(svc, from, st, to);
+		goto out;
+	}
 	switch (stanza_kind(st)) {
 	case STANZA_PRESENCE:
 		if (to->node != NULL)
@@ -4014,6 +4176,7 @@ muc_route(struct session *from, struct xel *st, const struct jid *to)
 	default:
 		break;
 	}
+out:
 	depth--;
 	flush_ended();
 }
@@ -4143,6 +4306,14 @@ mod_muc_deinit(void)
 	free(ended);
 	ended = NULL;
 	nended = 0;
+	while (deferred != NULL) {
+		struct deferred *d = deferred;
+
+		deferred = d->next;
+		arena_free(d->st->arena);
+		free(d);
+	}
+	deferred_tail = &deferred;
 }
 
 /*

@@ -1418,6 +1418,7 @@ try_address(struct route *r)
 {
 	const struct candidate *c = &r->cand[r->ci];
 	const struct dns_addr *a = &r->addrs[r->ai++];
+	const char *tls_local;
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct conn *conn;
@@ -1440,9 +1441,13 @@ try_address(struct route *r)
 		len = sizeof(*s4);
 	}
 	s = xcalloc(1, sizeof(*s));
+	/* A service domain of ours (conference.HOST) speaks with its
+	 * host's certificate (a peer authenticates it by dialback). */
+	tls_local = router_service_host(r->local);
 	conn = conn_connect((struct sockaddr *)&ss, len, &s2s_conn_handler, s,
 	    CONNECT_TIMEOUT < NEGOTIATE_TIMEOUT ? CONNECT_TIMEOUT :
-	    NEGOTIATE_TIMEOUT, r->local, r->remote, c->tls);
+	    NEGOTIATE_TIMEOUT, tls_local ? tls_local : r->local, r->remote,
+	    c->tls);
 	if (conn == NULL) {
 		free(s);
 		route_next(r);
