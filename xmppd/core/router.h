@@ -34,7 +34,9 @@ void router_redeliver(struct xel *msg, const char *user, const char *host);
 void router_bounce_to_sender(const struct xel *st, const char *condition);
 /* An error reply for st to its sender, wherever that is (a local user, a
  * service, a remote domain); none for an error (RFC 6120 §8.3.1) nor for
- * presence. */
+ * presence.  What the server sent from an account's bare JID or a host
+ * (no session) gets it as the remote entity's own error: the message
+ * hooks, or hook_iq_answer. */
 void router_bounce_remote(const struct xel *st, const char *condition);
 
 /*
