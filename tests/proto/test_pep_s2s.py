@@ -1,0 +1,289 @@
+"""PEP (XEP-0163) across servers: two xmppd daemons (a.test, b.test)
+federated over loopback (test_s2s's fixtures), slixmpp clients whose
+XEP-0115 caps carry NODE+notify for the nodes their plugins register.
+A publication reaches the contacts on the other server who are
+subscribed to the publisher's presence and whose caps (resolved by the
+publisher's server with a disco#info over server-to-server, XEP-0115
+§5.4) want the node; the last item goes to such a contact when it comes
+online (XEP-0163 §4.3.1); nobody else gets anything."""
+
+import asyncio
+import time
+
+from im_helpers import caps_ver, run_async, slixmpp_client
+from test_s2s import (domain_login, pair, roster_of,  # noqa: F401
+                      wait_presence)
+from xmpp_raw import NS_CLIENT, q, tostr
+
+NS_NICK = 'http://jabber.org/protocol/nick'
+NS_EVENT = 'http://jabber.org/protocol/pubsub#event'
+NS_CAPS = 'http://jabber.org/protocol/caps'
+NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
+
+WITH_NICK = ['xep_0030', 'xep_0115', 'xep_0060', 'xep_0163', 'xep_0172']
+# xep_0084 registers avatar metadata+notify, not the nickname's
+WITHOUT_NICK = ['xep_0030', 'xep_0115', 'xep_0060', 'xep_0163', 'xep_0084']
+
+
+def add_user(srv, name):
+    srv.adduser('%s@%s' % (name, srv.domain), name + '-secret')
+
+
+def subscribe_both(x, xdomain, xname, y, ydomain, yname):
+    """Mutual presence subscription of raw clients x (xname@xdomain) and
+    y (yname@ydomain) on different servers."""
+    xj, yj = '%s@%s' % (xname, xdomain), '%s@%s' % (yname, ydomain)
+    roster_of(x)
+    roster_of(y)
+    for (s, sj), (r, rj) in (((x, xj), (y, yj)), ((y, yj), (x, xj))):
+        s.send("<presence to='%s' type='subscribe'/>" % rj)
+        wait_presence(r, sj, 'subscribe')
+        r.send("<presence to='%s' type='subscribed'/>" % sj)
+        wait_presence(s, rj, 'subscribed')
+    assert roster_of(x).get(yj) == 'both'
+    assert roster_of(y).get(xj) == 'both'
+
+
+def subscribed_pair(a, aname, b, bname):
+    x = domain_login(a.c2s_port, a.domain, aname)
+    y = domain_login(b.c2s_port, b.domain, bname)
+    try:
+        subscribe_both(x, a.domain, aname, y, b.domain, bname)
+    finally:
+        x.close()
+        y.close()
+
+
+def start(server, jid, plugins, loop):
+    x = slixmpp_client(server, jid)
+    for p in plugins:
+        x.register_plugin(p)
+    started = loop.create_future()
+
+    def on_start(_e):
+        x.send_presence()
+        if not started.done():
+            started.set_result(True)
+    x.add_event_handler('session_start', on_start)
+    x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
+    return x, started
+
+
+def nick_log(x, got):
+    """Record (from, nick, delayed) of every nickname notification."""
+    def on_nick(msg):
+        got.append((str(msg['from']),
+                    msg['pubsub_event']['items']['item']['nick']['nick'],
+                    msg.xml.find('{urn:xmpp:delay}delay') is not None))
+    x.add_event_handler('user_nick_publish', on_nick)
+
+
+async def until(cond, what, timeout=20.0):
+    loop = asyncio.get_event_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError('no %s' % what)
+        await asyncio.sleep(0.05)
+
+
+async def resolved(srv, full, user, timeout=20.0):
+    """Until srv knows the verified caps of full (a remote resource
+    available to user): asked over s2s, or found in its cache."""
+    line = 'caps: %s, available to %s, has ver ' % (full, user)
+    await until(lambda: line in srv.stderr_text(),
+                'caps of %s known to %s' % (full, srv.domain), timeout)
+
+
+def test_notifications_both_ways_and_only_to_who_wants_them(pair):
+    a, b = pair
+    for name in ('dave', 'carol'):
+        add_user(b, name)
+    subscribed_pair(a, 'alice', b, 'bob')
+    subscribed_pair(a, 'alice', b, 'dave')
+    bob_got, dave_got, carol_got, alice_got = [], [], [], []
+    clients = []
+
+    async def scenario(loop):
+        xa, sa = start(a, 'alice@a.test', WITH_NICK, loop)
+        xb, sb = start(b, 'bob@b.test', WITH_NICK, loop)
+        xd, sd = start(b, 'dave@b.test', WITHOUT_NICK, loop)
+        xc, sc = start(b, 'carol@b.test', WITH_NICK, loop)
+        clients.extend([xa, xb, xd, xc])
+        nick_log(xa, alice_got)
+        nick_log(xb, bob_got)
+        nick_log(xd, dave_got)
+        nick_log(xc, carol_got)
+        for f in (sa, sb, sd, sc):
+            await f
+        # carol is no contact: her presence reaches alice only directed
+        xc.send_presence(pto='alice@a.test')
+        # a learns bob's and dave's caps from them over s2s (carol's are
+        # never asked: she has no subscription), b learns alice's
+        await resolved(a, 'bob@b.test/slix', 'alice@a.test')
+        await resolved(a, 'dave@b.test/slix', 'alice@a.test')
+        await resolved(b, 'alice@a.test/slix', 'bob@b.test')
+        assert 'carol@b.test/slix, available to' not in a.stderr_text()
+
+        await xa.plugin['xep_0172'].publish_nick('Alice of A')
+        await until(lambda: bob_got, "bob's notification")
+        assert bob_got == [('alice@a.test', 'Alice of A', False)], bob_got
+        # the copies for dave (no +notify) and carol (no subscription)
+        # would have left with bob's, on the same stream
+        await asyncio.sleep(1.0)
+        assert dave_got == [] and carol_got == [], (dave_got, carol_got)
+        # alice's own resource is notified too (XEP-0163 §4.3.2)
+        assert ('alice@a.test', 'Alice of A', False) in alice_got
+
+        # the other way: bob publishes on b, alice hears it on a
+        await xb.plugin['xep_0172'].publish_nick('Bob of B')
+        await until(lambda: ('bob@b.test', 'Bob of B', False) in
+                    alice_got, "alice's notification from bob")
+        await asyncio.sleep(0.5)
+        assert [g for g in alice_got if g[0] == 'bob@b.test'] == [
+            ('bob@b.test', 'Bob of B', False)], alice_got
+        assert [g for g in dave_got + carol_got] == []
+        for x in clients:
+            x.disconnect()
+        await asyncio.sleep(0.1)
+
+    run_async(scenario, clients, timeout=90)
+
+
+def test_last_item_when_the_contact_comes_online(pair):
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    bob_got, alice_got = [], []
+    clients = []
+
+    async def scenario(loop):
+        xa, sa = start(a, 'alice@a.test', WITH_NICK, loop)
+        clients.append(xa)
+        nick_log(xa, alice_got)
+        await sa
+        await xa.plugin['xep_0172'].publish_nick('Published before')
+        await until(lambda: alice_got, "alice's own notification")
+        # bob comes online afterwards: his caps are resolved by a, which
+        # then sends him the last item, with its date (XEP-0060 §6.1.7)
+        xb, sb = start(b, 'bob@b.test', WITH_NICK, loop)
+        clients.append(xb)
+        nick_log(xb, bob_got)
+        await sb
+        await until(lambda: bob_got, 'the last item for bob')
+        assert bob_got == [('alice@a.test', 'Published before', True)], \
+            bob_got
+        # a second available presence of bob (a status) sends nothing
+        xb.send_presence(pstatus='here')
+        await asyncio.sleep(1.0)
+        assert len(bob_got) == 1, bob_got
+        # bob goes and comes back: the last item again
+        xb.send_presence(ptype='unavailable')
+        await asyncio.sleep(0.5)
+        xb.send_presence()
+        await until(lambda: len(bob_got) == 2, 'the last item again')
+        assert bob_got[1] == ('alice@a.test', 'Published before', True)
+        for x in clients:
+            x.disconnect()
+        await asyncio.sleep(0.1)
+
+    run_async(scenario, clients, timeout=90)
+
+
+def query_from_a(c, true_query):
+    """The next disco#info query a.test sends c; those of c's own server
+    (which resolves its local sessions' caps too) answered truly."""
+    while True:
+        iq = c.expect_stanza('iq', timeout=20)
+        assert iq.get('type') == 'get', tostr(iq)
+        assert iq.find(q(NS_DISCO_INFO, 'query')) is not None, tostr(iq)
+        if iq.get('from') == 'a.test':
+            return iq
+        assert iq.get('from') == 'b.test', tostr(iq)
+        c.send("<iq type='result' to='b.test' id='%s'>%s</iq>"
+               % (iq.get('id'), true_query))
+
+
+def test_forged_caps_are_not_trusted(pair):
+    """A remote resource whose disco#info does not hash to the ver it
+    presents gets no notification, and the ver is not cached: a resource
+    presenting it later is asked again (XEP-0115 §5.4)."""
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    alice = domain_login(a.c2s_port, a.domain, 'alice')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    good_ver = caps_ver(ET.fromstring(query))
+    liar = domain_login(b.c2s_port, b.domain, 'bob', resource='liar')
+    try:
+        # liar presents good_ver but answers without nick+notify... and
+        # with a feature more, so its answer hashes to something else
+        liar.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                  "ver='%s'/></presence>" % (NS_CAPS, good_ver))
+        iq = query_from_a(liar, query)
+        qel = iq.find(q(NS_DISCO_INFO, 'query'))
+        assert qel.get('node') == 'urn:raw#' + good_ver, tostr(iq)
+        forged = query.replace('</query>',
+                               "<feature var='urn:forged'/></query>")
+        liar.send("<iq type='result' to='a.test' id='%s'>%s</iq>"
+                  % (iq.get('id'), forged))
+        # not trusted, not cached: asked again (of the liar, the only
+        # resource presenting the ver)
+        iq = query_from_a(liar, query)
+        assert 'does not hash to ver %s' % good_ver in a.stderr_text()
+        # meanwhile alice publishes: nothing for the liar
+        alice.send("<iq type='set' id='p1'><pubsub xmlns='http://jabber."
+                   "org/protocol/pubsub'><publish node='%s'><item id='n'>"
+                   "<nick xmlns='%s'>A</nick></item></publish></pubsub>"
+                   "</iq>" % (NS_NICK, NS_NICK))
+        r = alice.expect_stanza('iq', timeout=20)
+        assert r.get('type') == 'result', tostr(r)
+        end = time.time() + 1.0
+        while time.time() < end:
+            try:
+                el = liar.next_element(timeout=0.2)
+            except AssertionError:
+                continue
+            assert el.tag != q(NS_CLIENT, 'message'), tostr(el)
+        # a true answer: verified, and the last item follows (caps
+        # first known, XEP-0163 §4.3.1)
+        liar.send("<iq type='result' to='a.test' id='%s'>%s</iq>"
+                  % (iq.get('id'), query))
+        m = liar.expect_stanza('message', timeout=20)
+        assert m.get('from') == 'alice@a.test', tostr(m)
+        assert m.get('to') == 'bob@b.test/liar', tostr(m)
+        items = m.find('{%s}event/{%s}items' % (NS_EVENT, NS_EVENT))
+        assert items is not None and items.get('node') == NS_NICK, \
+            tostr(m)
+        assert items.find('{%s}item' % NS_EVENT).get('id') == 'n', tostr(m)
+    finally:
+        liar.close()
+        alice.close()
+
+
+def test_headline_to_bare_jid_reaches_every_resource(pair):
+    """RFC 6121 §8.5.2.1.1: a headline from another server to a local
+    bare JID goes to every available resource (what a server that
+    addresses PEP notifications to bare JIDs relies on)."""
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    one = domain_login(a.c2s_port, a.domain, 'alice', resource='one')
+    two = domain_login(a.c2s_port, a.domain, 'alice', resource='two')
+    bob = domain_login(b.c2s_port, b.domain, 'bob')
+    try:
+        bob.send("<message to='alice@a.test' type='headline' id='h1'>"
+                 "<event xmlns='%s'><items node='%s'><item id='x'>"
+                 "<nick xmlns='%s'>B</nick></item></items></event>"
+                 "</message>" % (NS_EVENT, NS_NICK, NS_NICK))
+        for c in (one, two):
+            m = c.expect_stanza('message', timeout=20)
+            assert m.get('from') == 'bob@b.test/r', tostr(m)
+            assert m.get('type') == 'headline', tostr(m)
+            nick = m.find('{%s}event/{%s}items/{%s}item/{%s}nick' % (
+                NS_EVENT, NS_EVENT, NS_EVENT, NS_NICK))
+            assert nick is not None and nick.text == 'B', tostr(m)
+    finally:
+        for c in (one, two, bob):
+            c.close()
