@@ -287,3 +287,121 @@ def test_headline_to_bare_jid_reaches_every_resource(pair):
     finally:
         for c in (one, two, bob):
             c.close()
+
+
+def answer_query(c, iq, true_query):
+    c.send("<iq type='result' to='%s' id='%s'>%s</iq>"
+           % (iq.get('from'), iq.get('id'), true_query))
+
+
+def messages_within(c, true_query, duration, first=False):
+    """The messages c receives within duration (the first only, as soon
+    as it comes, if first), disco#info queries answered truly whoever
+    asks, presence skipped."""
+    got = []
+    end = time.time() + duration
+    while time.time() < end and not (first and got):
+        try:
+            el = c.next_element(timeout=max(end - time.time(), 0.05))
+        except AssertionError:
+            break
+        if el.tag == q(NS_CLIENT, 'iq') and el.get('type') == 'get' and \
+                el.find(q(NS_DISCO_INFO, 'query')) is not None:
+            answer_query(c, el, true_query)
+        elif el.tag == q(NS_CLIENT, 'message'):
+            got.append(el)
+    return got
+
+
+def nick_of(m):
+    n = m.find('{%s}event/{%s}items/{%s}item/{%s}nick' % (
+        NS_EVENT, NS_EVENT, NS_EVENT, NS_NICK))
+    return None if n is None else n.text
+
+
+def publish_nick(c, nick, iq_id):
+    c.send("<iq type='set' id='%s'><pubsub xmlns='http://jabber.org/"
+           "protocol/pubsub'><publish node='%s'><item><nick xmlns='%s'>"
+           "%s</nick></item></publish></pubsub></iq>"
+           % (iq_id, NS_NICK, NS_NICK, nick))
+    while True:
+        r = c.expect_stanza('iq', timeout=20)
+        if r.get('id') == iq_id:
+            assert r.get('type') == 'result', tostr(r)
+            return
+
+
+def wait_log(srv, text, timeout=20):
+    end = time.time() + timeout
+    while text not in srv.stderr_text():
+        assert time.time() < end, 'no %r in the log of %s' % (
+            text, srv.domain)
+        time.sleep(0.05)
+
+
+def test_error_stops_notifications_and_blocking_holds(pair):
+    """An error from a remote resource to the publisher's bare JID stops
+    its notifications until its next available presence, which brings
+    the last item; a remote contact the publisher blocks gets nothing
+    (XEP-0191 §3.3)."""
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    alice = domain_login(a.c2s_port, a.domain, 'alice')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw2'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    ver = caps_ver(ET.fromstring(query))
+    presence = ("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                "ver='%s'/></presence>" % (NS_CAPS, ver))
+    bob = domain_login(b.c2s_port, b.domain, 'bob', resource='raw')
+    try:
+        bob.send(presence)
+        known = 'caps: bob@b.test/raw, available to alice@a.test, has ver'
+        end = time.time() + 20
+        while known not in a.stderr_text():
+            assert time.time() < end, a.stderr_tail()
+            messages_within(bob, query, 0.1)
+        publish_nick(alice, 'one', 'p1')
+        got = messages_within(bob, query, 20, first=True)
+        assert [nick_of(m) for m in got] == ['one'], [tostr(m) for m in got]
+        m = got[0]
+        assert m.get('to') == 'bob@b.test/raw' and \
+            m.get('from') == 'alice@a.test', tostr(m)
+        # bob's client refuses it: the error reaches alice's bare JID
+        bob.send("<message type='error' to='alice@a.test' id='%s'><error "
+                 "type='cancel'><service-unavailable xmlns='urn:ietf:"
+                 "params:xml:ns:xmpp-stanzas'/></error></message>"
+                 % m.get('id'))
+        wait_log(a, 'caps: bob@b.test/raw no longer available to '
+                 'alice@a.test')
+        publish_nick(alice, 'two', 'p2')
+        assert messages_within(bob, query, 1.5) == []
+        # available again: the last item, with its date
+        bob.send(presence)
+        got = messages_within(bob, query, 20, first=True)
+        assert [nick_of(m) for m in got] == ['two'], [tostr(m) for m in got]
+        assert got[0].find('{urn:xmpp:delay}delay') is not None, \
+            tostr(got[0])
+        # alice blocks bob: neither notifications nor last items
+        alice.send("<iq type='set' id='b1'><block xmlns='urn:xmpp:"
+                   "blocking'><item jid='bob@b.test'/></block></iq>")
+        while True:
+            r = alice.expect_stanza('iq', timeout=20)
+            if r.get('id') == 'b1':
+                assert r.get('type') == 'result', tostr(r)
+                break
+        publish_nick(alice, 'three', 'p3')
+        bob.send(presence)
+        assert messages_within(bob, query, 1.5) == []
+        # the control: unblocked, the next publication reaches bob
+        alice.send("<iq type='set' id='b2'><unblock xmlns='urn:xmpp:"
+                   "blocking'><item jid='bob@b.test'/></unblock></iq>")
+        publish_nick(alice, 'four', 'p4')
+        got = messages_within(bob, query, 20, first=True)
+        assert [nick_of(m) for m in got] == ['four'], \
+            [tostr(m) for m in got]
+    finally:
+        bob.close()
+        alice.close()

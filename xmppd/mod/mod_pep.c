@@ -41,6 +41,7 @@
 #include "core/stanza.h"
 #include "jid.h"
 #include "log.h"
+#include "mod/blocking.h"
 #include "mod/caps.h"
 #include "mod/pep.h"
 #include "strmap.h"
@@ -892,7 +893,10 @@ event_fan_out(struct event *ev, const char *user, const char *host,
 	if (f.n > 0)
 		caps_remote_foreach(user, host, collect_remote, &rf);
 	for (size_t i = 0; i < rf.n; i++) {
-		if (bare_listed(rf.v[i], f.list, f.n))
+		/* XEP-0191 §3.3: nothing to a JID the owner blocks (local
+		 * copies meet the delivery filter instead). */
+		if (bare_listed(rf.v[i], f.list, f.n) &&
+		    !blocking_blocks(user, host, rf.v[i]))
 			event_send_remote(ev, rf.v[i]);
 		free(rf.v[i]);
 	}
@@ -2151,7 +2155,8 @@ remote_last_items(const char *user, const char *host, const char *full,
 	char *owner, *bare;
 	const char *slash = strchr(full, '/');
 
-	if (po == NULL || !po->loaded || r == NULL || slash == NULL)
+	if (po == NULL || !po->loaded || r == NULL || slash == NULL ||
+	    blocking_blocks(user, host, full))
 		return;
 	bare = xstrndup(full, (size_t)(slash - full));
 	it = roster_find(r, bare);
