@@ -1193,12 +1193,14 @@ remote_presence(const struct jid *to, const struct jid *from,
 		e->caps = NULL;
 		return;
 	}
+	if (e->ver == NULL || strcmp(e->ver, ver) != 0) {
+		free(e->ver);
+		free(e->node);
+		e->ver = xstrdup(ver);
+		e->node = xstrdup(node);
+	}
 	if (e->caps != NULL && strcmp(caps_ver(e->caps), ver) == 0)
 		return;
-	free(e->ver);
-	free(e->node);
-	e->ver = xstrdup(ver);
-	e->node = xstrdup(node);
 	/* Until the new ver is verified e keeps what was verified before,
 	 * as a local session does (the hook then sees old -> new). */
 	if ((c = strmap_get(cache, ver)) != NULL) {
