@@ -405,3 +405,40 @@ def test_error_stops_notifications_and_blocking_holds(pair):
     finally:
         bob.close()
         alice.close()
+
+
+def test_unreachable_contact_is_dropped(pair):
+    """A notification the route to the contact's server refuses (here
+    s2s-deny after a reload: remote-server-not-found) comes back as an
+    error, and the contact's resource is forgotten."""
+    import signal
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    alice = domain_login(a.c2s_port, a.domain, 'alice')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw3'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    ver = caps_ver(ET.fromstring(query))
+    bob = domain_login(b.c2s_port, b.domain, 'bob', resource='far')
+    try:
+        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        known = 'caps: bob@b.test/far, available to alice@a.test, has ver'
+        end = time.time() + 20
+        while known not in a.stderr_text():
+            assert time.time() < end, a.stderr_tail()
+            messages_within(bob, query, 0.1)
+        gone = 'caps: bob@b.test/far no longer available to alice@a.test'
+        assert gone not in a.stderr_text()
+        a.fed_extra += '\ns2s-deny "b.test"'
+        a.conf.write_text(a.config_text())
+        a.proc.send_signal(signal.SIGHUP)
+        wait_log(a, 'configuration and certificates reloaded')
+        publish_nick(alice, 'unreachable', 'p1')
+        wait_log(a, gone)
+        assert messages_within(bob, query, 1.0) == []
+    finally:
+        bob.close()
+        alice.close()

@@ -828,17 +828,30 @@ collect_remote(const char *full, const struct caps *c, void *arg)
 	rf->v[rf->n++] = xstrdup(full);
 }
 
-/* Whether full's bare JID is one of list[n] (bare JIDs). */
+/* Whether the contact whose resource full is (a full JID) receives
+ * the owner's presence and is admitted by cfg's access model, by the
+ * owner's roster r: what collect_contact asks of a local contact. */
 static int
-bare_listed(const char *full, char *const *list, size_t n)
+remote_admitted(const struct roster *r, const struct pep_config *cfg,
+    const char *full)
 {
 	const char *slash = strchr(full, '/');
-	size_t len = slash ? (size_t)(slash - full) : strlen(full);
+	const struct roster_item *it;
+	struct pep_standing st = { 0 };
+	char *bare;
 
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(list[i], full, len) == 0 && list[i][len] == '\0')
-			return 1;
-	return 0;
+	if (r == NULL || slash == NULL)
+		return 0;
+	bare = xstrndup(full, (size_t)(slash - full));
+	it = roster_find(r, bare);
+	free(bare);
+	if (it == NULL || !(it->sub & SUB_FROM))
+		return 0;
+	st.item = (it->sub & SUB_ITEM) != 0;
+	st.from = 1;
+	st.groups = it->groups;
+	st.ngroups = it->ngroups;
+	return pep_access_check(cfg, &st) == PEP_ALLOWED;
 }
 
 struct fan {
@@ -890,12 +903,12 @@ event_fan_out(struct event *ev, const char *user, const char *host,
 		roster_foreach(r, collect_contact, &f);
 	/* Collected before anything is sent: a send that fails at once
 	 * drops a remote resource (caps_remote_drop). */
-	if (f.n > 0)
+	if (r != NULL && cfg->access != PEP_ACCESS_WHITELIST)
 		caps_remote_foreach(user, host, collect_remote, &rf);
 	for (size_t i = 0; i < rf.n; i++) {
 		/* XEP-0191 §3.3: nothing to a JID the owner blocks (local
 		 * copies meet the delivery filter instead). */
-		if (bare_listed(rf.v[i], f.list, f.n) &&
+		if (remote_admitted(r, cfg, rf.v[i]) &&
 		    !blocking_blocks(user, host, rf.v[i]))
 			event_send_remote(ev, rf.v[i]);
 		free(rf.v[i]);
@@ -2150,23 +2163,11 @@ remote_last_items(const char *user, const char *host, const char *full,
 {
 	struct powner *po = powner_find(user, host);
 	struct roster *r = roster_cached(user, host);
-	const struct roster_item *it;
-	struct pep_standing st = { 0 };
-	char *owner, *bare;
-	const char *slash = strchr(full, '/');
+	char *owner;
 
-	if (po == NULL || !po->loaded || r == NULL || slash == NULL ||
+	if (po == NULL || !po->loaded || r == NULL ||
 	    blocking_blocks(user, host, full))
 		return;
-	bare = xstrndup(full, (size_t)(slash - full));
-	it = roster_find(r, bare);
-	free(bare);
-	if (it == NULL || !(it->sub & SUB_FROM))
-		return;
-	st.item = (it->sub & SUB_ITEM) != 0;
-	st.from = 1;
-	st.groups = it->groups;
-	st.ngroups = it->ngroups;
 	owner = xasprintf("%s@%s", user, host);
 	for (size_t i = 0; i < po->n; i++) {
 		const struct cnode *c = &po->v[i];
@@ -2177,7 +2178,8 @@ remote_last_items(const char *user, const char *host, const char *full,
 		if (k == nn || c->cfg.send_last == PEP_SEND_NEVER ||
 		    (presence &&
 		        c->cfg.send_last != PEP_SEND_ON_SUB_AND_PRESENCE) ||
-		    pep_access_check(&c->cfg, &st) != PEP_ALLOWED)
+		    c->cfg.access == PEP_ACCESS_WHITELIST ||
+		    !remote_admitted(r, &c->cfg, full))
 			continue;
 		if (c->big) {
 			log_debug("pep: last item of %s's %s not sent to %s "
