@@ -442,3 +442,33 @@ def test_unreachable_contact_is_dropped(pair):
     finally:
         bob.close()
         alice.close()
+
+
+def test_large_last_item_read_from_storage(pair):
+    """A newest item too large for the owner's cache (over 2 KiB: an
+    OMEMO bundle, say) still goes to a remote contact coming online,
+    read from storage with its access check."""
+    a, b = pair
+    subscribed_pair(a, 'alice', b, 'bob')
+    alice = domain_login(a.c2s_port, a.domain, 'alice')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw4'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    ver = caps_ver(ET.fromstring(query))
+    big = 'N' * 3000
+    publish_nick(alice, big, 'p1')
+    bob = domain_login(b.c2s_port, b.domain, 'bob', resource='big')
+    try:
+        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        got = messages_within(bob, query, 20, first=True)
+        assert [nick_of(m) for m in got] == [big], \
+            [tostr(m)[:300] for m in got]
+        assert got[0].get('from') == 'alice@a.test', tostr(got[0])[:300]
+        assert got[0].find('{urn:xmpp:delay}delay') is not None
+        assert messages_within(bob, query, 1.0) == []
+    finally:
+        bob.close()
+        alice.close()

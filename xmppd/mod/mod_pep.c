@@ -2146,16 +2146,106 @@ subscribed(const char *user, const char *host, const char *contact)
 	free(owner);
 }
 
+/* The wanted caps of full (a remote resource available to
+ * user@host) carry notify. */
+struct remote_probe {
+	const char *full, *notify;
+	int yes;
+};
+
+static void
+probe_remote(const char *full, const struct caps *c, void *arg)
+{
+	struct remote_probe *p = arg;
+
+	if (strcmp(full, p->full) == 0 && caps_has(c, p->notify))
+		p->yes = 1;
+}
+
+static int
+remote_wants(const char *user, const char *host, const char *full,
+    const char *node)
+{
+	char *notify = xasprintf("%s+notify", node);
+	struct remote_probe p = { full, notify, 0 };
+
+	caps_remote_foreach(user, host, probe_remote, &p);
+	free(notify);
+	return p.yes;
+}
+
+/* The last items storage read for a remote resource (o->id: its full
+ * JID), if it still wants them. */
+static void
+last_remote_done(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct pep_last *v, size_t n)
+{
+	struct op *o = op_take(tag);
+
+	(void)owner;
+	if (o == NULL)
+		return;
+	for (size_t i = 0; st == STORE_OK && i < n; i++)
+		if (v[i].item.payload != NULL &&
+		    !blocking_blocks(o->user, o->host, o->id) &&
+		    remote_wants(o->user, o->host, o->id, v[i].item.node))
+			send_last_remote(v[i].owner, o->id, v[i].item.node,
+			    v[i].item.id, v[i].item.payload, v[i].item.len,
+			    v[i].item.stamp_ms);
+	op_free(o);
+}
+
+/* Read the newest items of nodes[nn] of user@host for full from storage
+ * (with the access checks of pep_last_items against the stored roster),
+ * then send them. */
+static void
+remote_last_stored(const char *user, const char *host, const char *full,
+    const char *const *nodes, size_t nn, int presence)
+{
+	struct pep_last_query q = { 0 };
+	struct jid j = { 0 };
+	char *owner, *bare, *forms[4];
+	const char *owner_list[1];
+	struct op *o;
+
+	if (jid_parse(&j, full) < 0 || j.resource == NULL) {
+		jid_free(&j);
+		return;
+	}
+	owner = xasprintf("%s@%s", user, host);
+	owner_list[0] = owner;
+	bare = jid_bare(&j);
+	forms[0] = jid_full(&j);
+	forms[1] = xstrdup(bare);
+	forms[2] = xasprintf("%s/%s", j.domain, j.resource);
+	forms[3] = xstrdup(j.domain);
+	q.requester = bare;
+	for (int i = 0; i < 4; i++)
+		q.forms[i] = forms[i];
+	q.owners = owner_list;
+	q.nowners = 1;
+	q.nodes = nodes;
+	q.nnodes = nn;
+	q.presence = presence;
+	o = op_new(OP_LAST, NULL, NULL, user, host, NULL);
+	o->id = xstrdup(full);
+	pep_last_items(&q, last_remote_done, 0, op_add(o));
+	forms_free(forms);
+	free(bare);
+	free(owner);
+	jid_free(&j);
+}
+
 /*
  * The last items of user@host's nodes to full, a contact's resource on
  * another server that wants nodes[nn] (XEP-0163 §4.3.1, XEP-0060 §6.1.7):
  * presence: it became available (on_sub_and_presence nodes only), else
  * interest appeared.  Only to a contact who receives the owner's
  * presence (subscription 'from', as for notifications) and whom the
- * access model admits.  From the owner's cache: remote resources are
+ * access model admits.  From the owner's cache (remote resources are
  * known only while the owner is online, and the first load sends them
- * what it missed (remote_after_load).  Items larger than the cache's
- * CACHE_ITEM_MAX are not sent this way (logged).
+ * what it missed: remote_after_load); items larger than the cache keeps
+ * are read from storage.
  */
 static void
 remote_last_items(const char *user, const char *host, const char *full,
@@ -2163,6 +2253,8 @@ remote_last_items(const char *user, const char *host, const char *full,
 {
 	struct powner *po = powner_find(user, host);
 	struct roster *r = roster_cached(user, host);
+	const char **big = NULL;
+	size_t nbig = 0;
 	char *owner;
 
 	if (po == NULL || !po->loaded || r == NULL ||
@@ -2178,19 +2270,20 @@ remote_last_items(const char *user, const char *host, const char *full,
 		if (k == nn || c->cfg.send_last == PEP_SEND_NEVER ||
 		    (presence &&
 		        c->cfg.send_last != PEP_SEND_ON_SUB_AND_PRESENCE) ||
-		    c->cfg.access == PEP_ACCESS_WHITELIST ||
 		    !remote_admitted(r, &c->cfg, full))
 			continue;
 		if (c->big) {
-			log_debug("pep: last item of %s's %s not sent to %s "
-			    "(larger than %d bytes)", owner, c->name, full,
-			    CACHE_ITEM_MAX);
-			continue;
-		}
-		if (c->last_id != NULL)
+			big = xreallocarray(big, nbig + 1, sizeof(*big));
+			big[nbig++] = c->name;
+		} else if (c->last_id != NULL)
 			send_last_remote(owner, full, c->name, c->last_id,
 			    c->last, c->last_len, c->last_stamp);
 	}
+	/* big[] points into the cache, which nothing above changes; the
+	 * query copies the names. */
+	if (nbig > 0)
+		remote_last_stored(user, host, full, big, nbig, presence);
+	free(big);
 	free(owner);
 }
 
