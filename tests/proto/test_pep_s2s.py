@@ -472,3 +472,47 @@ def test_large_last_item_read_from_storage(pair):
     finally:
         bob.close()
         alice.close()
+
+
+def test_last_item_when_subscription_approved(pair):
+    """A remote contact whose presence the owner receives but who does
+    not receive the owner's gets nothing; once the owner approves its
+    subscription, the last item follows (XEP-0060 on_sub)."""
+    a, b = pair
+    alice = domain_login(a.c2s_port, a.domain, 'alice')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw5'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    ver = caps_ver(ET.fromstring(query))
+    bob = domain_login(b.c2s_port, b.domain, 'bob', resource='sub')
+    try:
+        roster_of(alice)
+        roster_of(bob)
+        # alice subscribes to bob only: she sees his presence
+        alice.send("<presence to='bob@b.test' type='subscribe'/>")
+        wait_presence(bob, 'alice@a.test', 'subscribe')
+        bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        wait_presence(alice, 'bob@b.test', 'subscribed')
+        publish_nick(alice, 'approved later', 'p1')
+        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        known = 'caps: bob@b.test/sub, available to alice@a.test, has ver'
+        end = time.time() + 20
+        got = []
+        while known not in a.stderr_text():
+            assert time.time() < end, a.stderr_tail()
+            got += messages_within(bob, query, 0.1)
+        got += messages_within(bob, query, 1.0)
+        assert got == [], [tostr(m) for m in got]
+        # bob asks, alice approves: now he receives her presence
+        bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        wait_presence(alice, 'bob@b.test', 'subscribe')
+        alice.send("<presence to='bob@b.test' type='subscribed'/>")
+        got = messages_within(bob, query, 20, first=True)
+        assert [nick_of(m) for m in got] == ['approved later'], \
+            [tostr(m) for m in got]
+    finally:
+        bob.close()
+        alice.close()
