@@ -577,6 +577,23 @@ test_remote(void)
 		    CAPS_TRIES_MAX);
 		free(w);
 	}
+	/* a ver asked of a remote resource and verified meanwhile by a
+	 * local session's answer: the remote query is dropped, the
+	 * resource has the caps */
+	{
+		char *w = ver_of("both", 3);
+
+		routed = rchanged = 0;
+		remote_pres("bob@remote.example/w", w, NULL);
+		CHECK(routed == 1 && strmap_count(rresolving) == 1);
+		present(280, w);
+		CHECK(answer(280, sent_id, "both", 3, 0) == HOOK_HANDLED);
+		CHECK(strmap_count(rresolving) == 0 && rchanged == 1);
+		CHECK_STR(rchanged_full, "bob@remote.example/w");
+		unavailable(280);
+		remote_pres("bob@remote.example/w", NULL, "unavailable");
+		free(w);
+	}
 	/* tracked only while the user is online; its last session's end
 	 * forgets them */
 	CHECK(remote_count() == 1);

@@ -952,9 +952,14 @@ static void
 remote_ver_known(struct caps *c)
 {
 	struct presenters p = { c->ver, NULL, 0 };
+	struct rresolution *rr;
 
 	if (rusers == NULL)
 		return;
+	/* Verified by a local session's answer: a query of ours still out
+	 * for it is moot (its answer will pass unclaimed). */
+	if ((rr = strmap_get(rresolving, c->ver)) != NULL)
+		rresolution_free(rr);
 	strmap_foreach(rusers, collect_presenters, &p);
 	caps_ref(c);
 	for (size_t i = 0; i < p.n; i += 3) {
