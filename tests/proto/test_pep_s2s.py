@@ -13,6 +13,7 @@ import time
 from im_helpers import caps_ver, run_async, slixmpp_client
 from test_s2s import (domain_login, pair, roster_of,  # noqa: F401
                       wait_presence)
+from test_s2s_peers import with_prosody  # noqa: F401
 from xmpp_raw import NS_CLIENT, q, tostr
 
 NS_NICK = 'http://jabber.org/protocol/nick'
@@ -516,3 +517,57 @@ def test_last_item_when_subscription_approved(pair):
     finally:
         bob.close()
         alice.close()
+
+
+def test_prosody_contact_gets_notifications(with_prosody):
+    """Interoperation: a contact on a Prosody server (p.test), whose
+    caps xmppd asks of it through Prosody, gets the publication of an
+    xmppd user (a.test) and then its retraction."""
+    srv, prosody = with_prosody
+    alice = srv.user('alice')
+    bob = prosody.user('bob', resource='raw')
+    features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='raw6'/>%s</query>" % (NS_DISCO_INFO, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    from xml.etree import ElementTree as ET
+    ver = caps_ver(ET.fromstring(query))
+    try:
+        roster_of(alice)
+        roster_of(bob)
+        for (s, sj), (r, rj) in (((alice, 'alice@a.test'),
+                                  (bob, 'bob@p.test')),
+                                 ((bob, 'bob@p.test'),
+                                  (alice, 'alice@a.test'))):
+            s.send("<presence to='%s' type='subscribe'/>" % rj)
+            wait_presence(r, sj, 'subscribe', timeout=30)
+            r.send("<presence to='%s' type='subscribed'/>" % sj)
+            wait_presence(s, rj, 'subscribed', timeout=30)
+        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
+                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        known = 'caps: bob@p.test/raw, available to alice@a.test, has ver'
+        end = time.time() + 30
+        while known not in srv.stderr_text():
+            assert time.time() < end, srv.stderr_tail()
+            messages_within(bob, query, 0.1)
+        publish_nick(alice, 'Alice via Prosody', 'p1')
+        got = messages_within(bob, query, 30, first=True)
+        assert [nick_of(m) for m in got] == ['Alice via Prosody'], \
+            [tostr(m) for m in got]
+        assert got[0].get('from') == 'alice@a.test', tostr(got[0])
+        assert got[0].get('type') == 'headline', tostr(got[0])
+        item_id = got[0].find('{%s}event/{%s}items/{%s}item' % (
+            NS_EVENT, NS_EVENT, NS_EVENT)).get('id')
+        alice.send("<iq type='set' id='r1'><pubsub xmlns='http://jabber."
+                   "org/protocol/pubsub'><retract node='%s' notify='true'>"
+                   "<item id='%s'/></retract></pubsub></iq>"
+                   % (NS_NICK, item_id))
+        got = messages_within(bob, query, 30, first=True)
+        assert len(got) == 1, [tostr(m) for m in got]
+        retract = got[0].find('{%s}event/{%s}items/{%s}retract' % (
+            NS_EVENT, NS_EVENT, NS_EVENT))
+        assert retract is not None and retract.get('id') == item_id, \
+            tostr(got[0])
+    finally:
+        alice.close()
+        bob.close()
