@@ -219,8 +219,8 @@ def test_forged_caps_are_not_trusted(pair):
     good_ver = caps_ver(ET.fromstring(query))
     liar = domain_login(b.c2s_port, b.domain, 'bob', resource='liar')
     try:
-        # liar presents good_ver but answers without nick+notify... and
-        # with a feature more, so its answer hashes to something else
+        # the liar presents good_ver, then answers a's query with one
+        # feature more (nick+notify kept), which hashes to another ver
         liar.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
                   "ver='%s'/></presence>" % (NS_CAPS, good_ver))
         iq = query_from_a(liar, query)
