@@ -80,10 +80,60 @@ session_log_addr(const struct session *s)
 	return "-";
 }
 
+/* Contacts on other servers: the user online (sm_find_bare), its
+ * roster (every contact subscribed but "stranger@..."), and what
+ * router_route was given. */
+static struct session online_user;
+static int user_online;
+static char roster_dummy;
+static int routed;
+static char routed_to[128], routed_id[32], routed_node[160];
+static int rchanged;            /* remote_caps_changed hook calls */
+static char rchanged_full[128];
+
+struct session *
+sm_find_bare(const char *user, const char *host)
+{
+	return user_online && strcmp(user, "alice") == 0 ? &online_user :
+	    NULL;
+}
+
+struct roster *
+roster_cached(const char *user, const char *host)
+{
+	return (struct roster *)(void *)&roster_dummy;
+}
+
+unsigned
+roster_state(const struct roster *r, const char *contact)
+{
+	return strncmp(contact, "stranger@", 9) == 0 ? 0 : SUB_BOTH;
+}
+
+void
+router_route(struct xel *st)
+{
+	const struct xel *query = xel_child(st, "query", NS_DISCO_INFO);
+
+	routed++;
+	snprintf(routed_to, sizeof(routed_to), "%s", xel_attr(st, "to"));
+	snprintf(routed_id, sizeof(routed_id), "%s", xel_attr(st, "id"));
+	snprintf(routed_node, sizeof(routed_node), "%s",
+	    query ? xel_attr(query, "node") : "");
+}
+
 static void
 on_changed(struct session *s, const struct caps *old)
 {
 	changed++;
+}
+
+static void
+on_rchanged(const char *user, const char *host, const char *contact,
+    const struct caps *now, const struct caps *old)
+{
+	rchanged++;
+	snprintf(rchanged_full, sizeof(rchanged_full), "%s", contact);
 }
 
 /* A disco#info query with n features urn:t:TAG:k (k < n), each listed
@@ -374,6 +424,187 @@ test_deinit(void)
 	mod_caps_deinit();
 }
 
+/* Presence from full (another server's) to alice@localhost: type NULL
+ * with caps ver (none when NULL), or a type. */
+static void
+remote_pres(const char *full, const char *ver, const char *type)
+{
+	struct xel *p = xel_new(arena_new(512), "presence", NS_CLIENT);
+	struct jid to = { 0 }, from = { 0 };
+	struct xel *c;
+
+	if (type)
+		xel_set_attr(p, "type", type);
+	if (ver) {
+		c = xel_add(p, "c", NS_CAPS);
+		xel_set_attr(c, "hash", "sha-1");
+		xel_set_attr(c, "node", "urn:remote");
+		xel_set_attr(c, "ver", ver);
+	}
+	CHECK(jid_parse(&to, "alice@localhost") == 0);
+	CHECK(jid_parse(&from, full) == 0);
+	hook_run_remote_presence(&to, &from, p);
+	jid_free(&to);
+	jid_free(&from);
+	arena_free(p->arena);
+}
+
+/* full answers the disco#info query whose id is id with tag's n
+ * features (type "error" when n < 0), addressed to localhost. */
+static enum hook_result
+remote_reply(const char *full, const char *id, const char *tag, int n)
+{
+	struct xel *iq = xel_new(arena_new(1024), "iq", NS_CLIENT);
+	struct jid to = { 0 }, from = { 0 };
+	enum hook_result r;
+
+	xel_set_attr(iq, "type", n < 0 ? "error" : "result");
+	xel_set_attr(iq, "id", id);
+	if (n >= 0) {
+		struct xel *query = make_query(tag, n, 0);
+
+		xel_append_copy(iq, query);
+		arena_free(query->arena);
+	}
+	CHECK(jid_parse(&to, "localhost") == 0);
+	CHECK(jid_parse(&from, full) == 0);
+	r = hook_run_iq_answer(iq, &from, &to);
+	jid_free(&to);
+	jid_free(&from);
+	arena_free(iq->arena);
+	return r;
+}
+
+static size_t
+remote_count(void)
+{
+	struct ruser *u = ruser_find("alice", "localhost");
+
+	return u ? u->n : 0;
+}
+
+static void
+test_remote(void)
+{
+	char *v = ver_of("remote", 4);
+	char want[160], id[32], full[64];
+	struct xel *msg;
+	struct jid to = { 0 };
+
+	user_online = 1;
+	online_user.jid.node = (char *)"alice";
+	online_user.jid.domain = (char *)"localhost";
+	online_user.bare = (char *)"alice@localhost";
+	routed = rchanged = 0;
+	/* an unknown ver: asked of the resource itself, from our host */
+	remote_pres("bob@remote.example/one", v, NULL);
+	CHECK(remote_count() == 1 && nremote == 1);
+	CHECK(routed == 1);
+	CHECK_STR(routed_to, "bob@remote.example/one");
+	snprintf(want, sizeof(want), "urn:remote#%s", v);
+	CHECK_STR(routed_node, want);
+	CHECK(strncmp(routed_id, "capsr-", 6) == 0);
+	snprintf(id, sizeof(id), "%s", routed_id);
+	/* another resource with it waits on the same query */
+	remote_pres("bob@remote.example/two", v, NULL);
+	CHECK(routed == 1 && remote_count() == 2);
+	/* a contact without a subscription is not tracked */
+	remote_pres("stranger@remote.example/x", v, NULL);
+	CHECK(remote_count() == 2 && routed == 1);
+	/* an answer from someone not asked passes */
+	CHECK(remote_reply("bob@remote.example/two", id, "remote", 4) ==
+	    HOOK_PASS);
+	/* a forged answer: not cached, the other resource asked */
+	CHECK(remote_reply("bob@remote.example/one", id, "remote", 5) ==
+	    HOOK_HANDLED);
+	CHECK(strmap_get(cache, v) == NULL && rchanged == 0);
+	CHECK(routed == 2);
+	CHECK_STR(routed_to, "bob@remote.example/two");
+	snprintf(id, sizeof(id), "%s", routed_id);
+	/* the true one: both resources get the caps, the hook told */
+	CHECK(remote_reply("bob@remote.example/two", id, "remote", 4) ==
+	    HOOK_HANDLED);
+	CHECK(strmap_get(cache, v) != NULL && rchanged == 2);
+	CHECK(strmap_count(rresolving) == 0);
+	/* cached now: a third resource has them at once */
+	remote_pres("bob@remote.example/three", v, NULL);
+	CHECK(routed == 2 && rchanged == 3);
+	CHECK_STR(rchanged_full, "bob@remote.example/three");
+	/* the same presence again: nothing */
+	remote_pres("bob@remote.example/three", v, NULL);
+	CHECK(rchanged == 3);
+	/* unavailable, an error presence: gone */
+	remote_pres("bob@remote.example/three", NULL, "unavailable");
+	CHECK(remote_count() == 2);
+	remote_pres("bob@remote.example/one", NULL, "error");
+	CHECK(remote_count() == 1);
+	/* an error message to the bare JID from the last: gone, and the
+	 * user's record with it */
+	msg = xel_new(arena_new(256), "message", NS_CLIENT);
+	xel_set_attr(msg, "type", "error");
+	xel_set_attr(msg, "from", "bob@remote.example/two");
+	CHECK(jid_parse(&to, "alice@localhost") == 0);
+	CHECK(hook_run_message_in(NULL, msg, &to) == HOOK_PASS);
+	jid_free(&to);
+	arena_free(msg->arena);
+	CHECK(remote_count() == 0 && nremote == 0);
+	CHECK(ruser_find("alice", "localhost") == NULL);
+	/* bounded per user */
+	for (int i = 0; i < CAPS_REMOTE_PER_USER + 5; i++) {
+		snprintf(full, sizeof(full), "bob@remote.example/r%d", i);
+		remote_pres(full, NULL, NULL);
+	}
+	CHECK(remote_count() == CAPS_REMOTE_PER_USER);
+	CHECK(nremote == CAPS_REMOTE_PER_USER);
+	/* an error presence from the bare JID: all its resources go */
+	remote_pres("bob@remote.example", NULL, "error");
+	CHECK(nremote == 0);
+	/* a query that fails CAPS_TRIES_MAX times gives the ver up */
+	remote_pres("carol@remote.example/c", v + 1 /* unknown */, NULL);
+	CHECK(strmap_count(rresolving) == 0);   /* not 28 chars: no caps */
+	{
+		char *w = ver_of("other", 2);
+
+		routed = 0;
+		remote_pres("carol@remote.example/c", w, NULL);
+		for (int i = 0; i < CAPS_TRIES_MAX; i++) {
+			CHECK(routed == i + 1);
+			snprintf(id, sizeof(id), "%s", routed_id);
+			CHECK(remote_reply("carol@remote.example/c", id, "x",
+			    -1) == HOOK_HANDLED);
+		}
+		CHECK(strmap_count(rresolving) == 0 && routed ==
+		    CAPS_TRIES_MAX);
+		free(w);
+	}
+	/* a ver asked of a remote resource and verified meanwhile by a
+	 * local session's answer: the remote query is dropped, the
+	 * resource has the caps */
+	{
+		char *w = ver_of("both", 3);
+
+		routed = rchanged = 0;
+		remote_pres("bob@remote.example/w", w, NULL);
+		CHECK(routed == 1 && strmap_count(rresolving) == 1);
+		present(280, w);
+		CHECK(answer(280, sent_id, "both", 3, 0) == HOOK_HANDLED);
+		CHECK(strmap_count(rresolving) == 0 && rchanged == 1);
+		CHECK_STR(rchanged_full, "bob@remote.example/w");
+		unavailable(280);
+		remote_pres("bob@remote.example/w", NULL, "unavailable");
+		free(w);
+	}
+	/* tracked only while the user is online; its last session's end
+	 * forgets them */
+	CHECK(remote_count() == 1);
+	remote_session_end(&online_user);
+	CHECK(remote_count() == 0 && nremote == 0);
+	user_online = 0;
+	remote_pres("bob@remote.example/one", v, NULL);
+	CHECK(nremote == 0);
+	free(v);
+}
+
 int
 main(void)
 {
@@ -394,6 +625,8 @@ main(void)
 	test_waiting_bound();
 	test_resolving_bound();
 	test_cache_bound();
+	hook_add_remote_caps_changed(on_rchanged);
+	test_remote();
 	test_deinit();
 	for (int i = 0; i < NSESS; i++)
 		if (sess[i].presence)

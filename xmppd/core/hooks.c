@@ -16,7 +16,8 @@ enum chain_id {
 	CH_MESSAGE_OUT, CH_MESSAGE_IN, CH_MESSAGE_DELIVERED,
 	CH_PRESENCE_CHANGED, CH_AUTH_FAILURE, CH_OFFLINE_CHANGED,
 	CH_BIND2_FEATURES, CH_BIND2, CH_CAPS_CHANGED, CH_PEP_EVENT,
-	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH_SHUTDOWN, CH_IQ_ANSWER, CH__COUNT
+	CH_ADMIN_CHANGE, CH_SUBSCRIBED, CH_SHUTDOWN, CH_IQ_ANSWER, CH_REMOTE_PRESENCE,
+	CH_REMOTE_CAPS_CHANGED, CH__COUNT
 };
 
 /* Handlers are stored as one function pointer type and called through
@@ -390,4 +391,32 @@ hook_run_shutdown(void)
 {
 	EACH(CH_SHUTDOWN, hook_shutdown_fn, f)
 		f();
+}
+
+void
+hook_add_remote_presence(hook_remote_presence_fn fn)
+{
+	chain_add(CH_REMOTE_PRESENCE, (hook_fn)fn);
+}
+
+void
+hook_run_remote_presence(const struct jid *to, const struct jid *from,
+    const struct xel *pres)
+{
+	EACH(CH_REMOTE_PRESENCE, hook_remote_presence_fn, f)
+		f(to, from, pres);
+}
+
+void
+hook_add_remote_caps_changed(hook_remote_caps_fn fn)
+{
+	chain_add(CH_REMOTE_CAPS_CHANGED, (hook_fn)fn);
+}
+
+void
+hook_run_remote_caps_changed(const char *user, const char *host,
+    const char *contact, const struct caps *now, const struct caps *old)
+{
+	EACH(CH_REMOTE_CAPS_CHANGED, hook_remote_caps_fn, f)
+		f(user, host, contact, now, old);
 }

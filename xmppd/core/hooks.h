@@ -258,6 +258,30 @@ void hook_add_admin_change(hook_admin_change_fn fn);
 void hook_run_admin_change(const char *kind, const char *user,
     const char *host, const char *what);
 /*
+ * Presence from another server's entity (or a component's) to a local
+ * user (to: the user's bare or full JID): available (no type),
+ * unavailable or error, before it is delivered.  For observers that
+ * keep which remote resources are available to a user (mod_caps.c,
+ * XEP-0115 of remote contacts for PEP, XEP-0163 §4).  The stanza is the
+ * caller's.
+ */
+typedef void (*hook_remote_presence_fn)(const struct jid *to,
+    const struct jid *from, const struct xel *pres);
+void hook_add_remote_presence(hook_remote_presence_fn fn);
+void hook_run_remote_presence(const struct jid *to, const struct jid *from,
+    const struct xel *pres);
+/*
+ * XEP-0115: the verified capabilities of contact (a full JID on another
+ * server, available to user@host) became known or changed (old NULL the
+ * first time; now NULL never: the contact leaving is not told).  Like
+ * hook_caps_changed for local sessions; the strings are the caller's.
+ */
+typedef void (*hook_remote_caps_fn)(const char *user, const char *host,
+    const char *contact, const struct caps *now, const struct caps *old);
+void hook_add_remote_caps_changed(hook_remote_caps_fn fn);
+void hook_run_remote_caps_changed(const char *user, const char *host,
+    const char *contact, const struct caps *now, const struct caps *old);
+/*
  * The daemon is stopping (SIGTERM, xmppctl stop): run before the client
  * streams are closed, while every session can still be told (XEP-0045
  * status 332).

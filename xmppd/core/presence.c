@@ -652,6 +652,7 @@ presence_from_remote(struct xel *pres, const struct jid *to)
 	    strcmp(type, "error") == 0) {
 		struct session *s;
 
+		hook_run_remote_presence(to, &from, pres);
 		/* §4.3.3, §4.5.3: a full JID reaches that session (error
 		 * presence only there), a bare JID each available
 		 * resource. */

@@ -512,15 +512,48 @@ bounce_to_service(const struct xel *st, const char *condition)
 	return 1;
 }
 
+static void nonlocal_to_host(struct xel *st, enum stanza_kind kind,
+    const struct jid *to);
+
+/* A local bare JID or host that sent st (not a session): the server on
+ * an account's behalf (a PEP notification) or its own. */
+static int
+from_local_entity(const struct xel *st)
+{
+	struct jid j = { 0 };
+	int yes;
+
+	yes = jid_parse(&j, xel_attr(st, "from")) == 0 &&
+	    j.resource == NULL && conf_host_find(xmppd_conf, j.domain) != NULL;
+	jid_free(&j);
+	return yes;
+}
+
 void
 router_bounce_remote(const struct xel *st, const char *condition)
 {
-	struct session *s = sender_session(st);
+	struct session *from = sender_session(st);
+	struct xel *r;
+	struct jid to = { 0 };
 
-	if (s == NULL && bounce_to_service(st, condition))
+	if (from == NULL && bounce_to_service(st, condition))
 		return;
-	if (stanza_kind(st) != STANZA_PRESENCE)
-		router_bounce(s, st, condition);
+	if (stanza_kind(st) == STANZA_PRESENCE)
+		return;
+	if (from != NULL || !from_local_entity(st)) {
+		router_bounce(from, st, condition);
+		return;
+	}
+	/* What the server sent for an account or for itself fails as if
+	 * the remote entity had answered with the error, so that whoever
+	 * waits hears it (hook_iq_answer; the message hooks: XEP-0163
+	 * notifications stop going to a contact that cannot be reached). */
+	if ((r = stanza_error(st, NULL, condition, NULL)) == NULL)
+		return;
+	if (jid_parse(&to, xel_attr(r, "to")) == 0)
+		nonlocal_to_host(r, stanza_kind(r), &to);
+	jid_free(&to);
+	arena_free(r->arena);
 }
 
 /*

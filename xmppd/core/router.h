@@ -36,7 +36,9 @@ void router_bounce_to_sender(const struct xel *st, const char *condition);
  * service, a remote domain); none for an error (RFC 6120 §8.3.1) nor for
  * presence, except to a service of ours (not a component), which gets
  * presence errors too: a conference service learns that an occupant is
- * out of reach. */
+ * out of reach.  What the server sent from an account's bare JID or a
+ * host (no session) gets it as the remote entity's own error: the
+ * message hooks, or hook_iq_answer. */
 void router_bounce_remote(const struct xel *st, const char *condition);
 
 /*

@@ -35,4 +35,25 @@ const char *caps_ver(const struct caps *c);
  * is given up until a session presents it again. */
 #define CAPS_TRIES_MAX 3
 
+/*
+ * Contacts on other servers (mod_caps.c tracks them): the resources
+ * whose available presence reached user@host, from contacts with a
+ * subscription either way, while the user has a session, each with its
+ * verified caps (NULL while unknown).  hook_run_remote_caps_changed
+ * (core/hooks.h) says when a resource's caps become known or change.
+ * At most CAPS_REMOTE_PER_USER resources per user, CAPS_REMOTE_MAX in
+ * all; the rest are not tracked (no notifications, XEP-0163 §4).
+ */
+#define CAPS_REMOTE_PER_USER 512
+#define CAPS_REMOTE_MAX 65536
+/* fn for each resource available to user@host: full is its full JID, c
+ * its caps or NULL.  fn must not send (collect, then send). */
+typedef void (*caps_remote_fn)(const char *full, const struct caps *c,
+    void *arg);
+void caps_remote_foreach(const char *user, const char *host,
+    caps_remote_fn fn, void *arg);
+/* full is no longer available to user@host (an error came back from
+ * it). */
+void caps_remote_drop(const char *user, const char *host, const char *full);
+
 #endif

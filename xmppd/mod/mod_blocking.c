@@ -26,6 +26,7 @@
 #include "core/iq.h"
 #include "jid.h"
 #include "log.h"
+#include "mod/blocking.h"
 #include "core/presence.h"
 #include "core/roster.h"
 #include "core/router.h"
@@ -1116,6 +1117,20 @@ blocking_deliver(struct session *to, struct xel *st, const struct jid *from)
 	    !(stanza_kind(st) == STANZA_PRESENCE && subscription_presence(st)))
 		return HOOK_HANDLED;
 	return HOOK_PASS;
+}
+
+int
+blocking_blocks(const char *user, const char *host, const char *jid)
+{
+	struct jid u = { .node = (char *)user, .domain = (char *)host };
+	struct jid o = { 0 };
+	int yes;
+
+	if (lists == NULL || nonempty == 0 || jid_parse(&o, jid) < 0)
+		return 0;
+	yes = !exempt(&u, &o) && list_matches(list_of(&u), &o);
+	jid_free(&o);
+	return yes;
 }
 
 static void

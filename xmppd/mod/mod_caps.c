@@ -24,8 +24,11 @@
 #include "conf.h"
 #include "core/disco.h"
 #include "core/hooks.h"
+#include "core/roster.h"
+#include "core/router.h"
 #include "core/session.h"
 #include "core/sm.h"
+#include "core/subscription.h"
 #include "jid.h"
 #include "log.h"
 #include "mod/caps.h"
@@ -90,6 +93,7 @@ static uint64_t next_serial = 1;
 static int running;
 
 static void kick(struct resolution *r);
+static void remote_ver_known(struct caps *c);
 
 /* --- the feature sets (mod/caps.h) ------------------------------------- */
 
@@ -233,6 +237,25 @@ cache_insert(struct caps *c)
 	strmap_put(cache, c->ver, c);
 	unused_append(c);
 	return 0;
+}
+
+/* c was just verified: the cached entry of its ver if another
+ * resolution (a local and a remote one may run at once) cached it
+ * first (c is then freed), else c, cached if there is room.  The caller
+ * takes a reference at once (c, uncached, lives as long as those). */
+static struct caps *
+cache_adopt(struct caps *c)
+{
+	struct caps *have = strmap_get(cache, c->ver);
+
+	if (have != NULL) {
+		caps_free(c);
+		return have;
+	}
+	if (cache_insert(c) < 0)
+		log_info("caps: cache full of vers in use, ver %s not kept",
+		    c->ver);
+	return c;
 }
 
 /* Point s at c (may be NULL), telling the hook when it changed. */
@@ -505,9 +528,7 @@ resolved(struct resolution *r, struct caps *c)
 			ids[n++] = r->waiting[i]->s->id;
 	asked = query_done(r);
 	resolution_free(r);
-	if (cache_insert(c) < 0)
-		log_info("caps: cache full of vers in use, ver %s not kept",
-		    c->ver);
+	c = cache_adopt(c);
 	/* The hook may send, and a send may end a session: look each one
 	 * up again. */
 	caps_ref(c);
@@ -522,6 +543,7 @@ resolved(struct resolution *r, struct caps *c)
 			continue;
 		set_caps(cs->s, c);
 	}
+	remote_ver_known(c);
 	caps_unref(c);
 	kick_session(asked);
 }
@@ -651,6 +673,656 @@ presence_caps(struct session *s, const struct xel *pres)
 	wait_for(cs, ver);
 }
 
+/* --- contacts on other servers ---------------------------------------- */
+
+/*
+ * The resources of other servers' contacts available to a local user
+ * (their available presence reached the user: hook_remote_presence),
+ * each with the caps its presence carries.  Only contacts in the user's
+ * roster with a subscription either way count (not a room's occupants),
+ * only while the user has a session, at most CAPS_REMOTE_PER_USER per
+ * user and CAPS_REMOTE_MAX in all; an entry goes with the contact's
+ * unavailable or error presence, an error to the user's bare JID from
+ * it (a notification that could not be delivered, the route failing
+ * included: router_bounce_remote), and the user's last session.
+ * An unknown ver is asked of the contact itself over server-to-server
+ * (disco#info from the user's host, id "capsr-N", the answer through
+ * hook_iq_answer), verified like a local one (§5.4: a wrong hash is
+ * never cached) and cached in the same cache; at most
+ * CAPS_RESOLVING_MAX vers at once, CAPS_TRIES_MAX queries each, another
+ * contact presenting the ver asked after a failure.
+ */
+#define CAPS_REMOTE_ID_PREFIX "capsr-"
+
+struct ruser;
+
+struct remote {
+	struct ruser *u;
+	char *full;
+	char *node;                /* its presence's <c node/> */
+	char *ver;                 /* and ver; NULL: no usable caps */
+	struct caps *caps;         /* verified (a reference), or NULL */
+	struct remote *next;       /* in u's list */
+};
+
+struct ruser {
+	char *user, *host;
+	struct remote *head;
+	size_t n;
+};
+
+struct rresolution {
+	char *ver;
+	char *asked;               /* the full JID asked, NULL: none out */
+	char *host;                /* our host that asked */
+	uint64_t serial;           /* the id is "capsr-SERIAL" */
+	double sent;
+	unsigned tries;
+};
+
+static struct strmap *rusers;      /* user's bare JID -> struct ruser */
+static size_t nremote;
+static struct strmap *rresolving;  /* ver -> struct rresolution */
+static ev_timer rtimeout_w;
+
+static struct ruser *
+ruser_find(const char *user, const char *host)
+{
+	char key[3 * 1024 + 2];
+
+	if (rusers == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%s@%s", user, host);
+	return strmap_get(rusers, key);
+}
+
+static struct remote *
+remote_find(const struct ruser *u, const char *full)
+{
+	for (struct remote *e = u ? u->head : NULL; e; e = e->next)
+		if (strcmp(e->full, full) == 0)
+			return e;
+	return NULL;
+}
+
+static void
+ruser_free(struct ruser *u)
+{
+	char key[3 * 1024 + 2];
+
+	snprintf(key, sizeof(key), "%s@%s", u->user, u->host);
+	strmap_del(rusers, key);
+	free(u->user);
+	free(u->host);
+	free(u);
+}
+
+/* Forget e (and its user's record when it was the last). */
+static void
+remote_free(struct remote *e)
+{
+	struct ruser *u = e->u;
+
+	for (struct remote **pp = &u->head; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	u->n--;
+	nremote--;
+	if (e->caps)
+		caps_unref(e->caps);
+	free(e->full);
+	free(e->node);
+	free(e->ver);
+	free(e);
+	if (u->head == NULL)
+		ruser_free(u);
+}
+
+void
+caps_remote_drop(const char *user, const char *host, const char *full)
+{
+	struct remote *e = remote_find(ruser_find(user, host), full);
+
+	if (e != NULL) {
+		log_debug("caps: %s no longer available to %s@%s", full, user,
+		    host);
+		remote_free(e);
+	}
+}
+
+void
+caps_remote_foreach(const char *user, const char *host, caps_remote_fn fn,
+    void *arg)
+{
+	struct ruser *u = ruser_find(user, host);
+
+	for (struct remote *e = u ? u->head : NULL; e; e = e->next)
+		fn(e->full, e->caps, arg);
+}
+
+/* Point e at c (not NULL), telling the hook.  The hook may send, and a
+ * send may drop e (a route that fails at once): e is not touched after
+ * it, and it gets copies of the strings. */
+static void
+remote_set_caps(struct remote *e, struct caps *c)
+{
+	struct caps *old = e->caps;
+	char *user, *host, *full;
+
+	if (old == c)
+		return;
+	caps_ref(c);
+	e->caps = c;
+	log_debug("caps: %s, available to %s@%s, has ver %s", e->full,
+	    e->u->user, e->u->host, c->ver);
+	user = xstrdup(e->u->user);
+	host = xstrdup(e->u->host);
+	full = xstrdup(e->full);
+	hook_run_remote_caps_changed(user, host, full, c, old);
+	free(user);
+	free(host);
+	free(full);
+	if (old)
+		caps_unref(old);
+}
+
+static void
+rresolution_free(struct rresolution *rr)
+{
+	strmap_del(rresolving, rr->ver);
+	free(rr->ver);
+	free(rr->asked);
+	free(rr->host);
+	free(rr);
+	if (strmap_count(rresolving) == 0)
+		ev_timer_stop(xmppd_loop, &rtimeout_w);
+}
+
+/* Ask e's resource for node#ver (from e's user's host). */
+static void
+rresolution_ask(struct rresolution *rr, const struct remote *e)
+{
+	struct arena *a = arena_new(512);
+	struct xel *iq, *query;
+	char id[32];
+	char *nv;
+
+	free(rr->asked);
+	free(rr->host);
+	rr->asked = xstrdup(e->full);
+	rr->host = xstrdup(e->u->host);
+	rr->serial = next_serial++;
+	rr->sent = mono_now(xmppd_loop);
+	if (!ev_is_active(&rtimeout_w)) {
+		ev_timer_set(&rtimeout_w, 1.0, 1.0);
+		ev_timer_start(xmppd_loop, &rtimeout_w);
+	}
+	snprintf(id, sizeof(id), CAPS_REMOTE_ID_PREFIX "%" PRIu64,
+	    rr->serial);
+	iq = xel_new(a, "iq", NS_CLIENT);
+	xel_set_attr(iq, "type", "get");
+	xel_set_attr(iq, "from", e->u->host);
+	xel_set_attr(iq, "to", e->full);
+	xel_set_attr(iq, "id", id);
+	query = xel_add(iq, "query", NS_DISCO_INFO);
+	nv = xasprintf("%s#%s", e->node, rr->ver);
+	xel_set_attr(query, "node", nv);
+	free(nv);
+	log_debug("caps: asking %s for ver %s", e->full, rr->ver);
+	/* Last: a route failing at once answers through hook_iq_answer,
+	 * within this call. */
+	router_route(iq);
+	arena_free(a);
+}
+
+/* An entry presenting ver, preferably another resource than avoid. */
+struct pick {
+	const char *ver, *avoid;
+	struct remote *found, *fallback;
+};
+
+static void
+pick_user(const char *key, void *value, void *arg)
+{
+	struct ruser *u = value;
+	struct pick *p = arg;
+
+	(void)key;
+	for (struct remote *e = u->head; e && p->found == NULL; e = e->next) {
+		if (e->ver == NULL || strcmp(e->ver, p->ver) != 0)
+			continue;
+		if (p->avoid == NULL || strcmp(e->full, p->avoid) != 0)
+			p->found = e;
+		else if (p->fallback == NULL)
+			p->fallback = e;
+	}
+}
+
+/* rr's query failed (an error, a wrong hash, no answer): ask another
+ * resource presenting the ver, or give it up. */
+static void
+rresolution_failed(struct rresolution *rr)
+{
+	struct pick p = { rr->ver, rr->asked, NULL, NULL };
+
+	if (++rr->tries >= CAPS_TRIES_MAX) {
+		log_info("caps: remote ver %s given up after %u failed "
+		    "queries", rr->ver, rr->tries);
+		rresolution_free(rr);
+		return;
+	}
+	strmap_foreach(rusers, pick_user, &p);
+	if (p.found == NULL)
+		p.found = p.fallback;
+	if (p.found == NULL) {
+		rresolution_free(rr);
+		return;
+	}
+	rresolution_ask(rr, p.found);
+}
+
+/* Who presents ver now: (user, host, full) triples to find again. */
+struct presenters {
+	const char *ver;
+	char **v;
+	size_t n;
+};
+
+static void
+collect_presenters(const char *key, void *value, void *arg)
+{
+	struct ruser *u = value;
+	struct presenters *p = arg;
+
+	(void)key;
+	for (struct remote *e = u->head; e; e = e->next) {
+		if (e->ver == NULL || strcmp(e->ver, p->ver) != 0)
+			continue;
+		p->v = xreallocarray(p->v, p->n + 3, sizeof(*p->v));
+		p->v[p->n++] = xstrdup(u->user);
+		p->v[p->n++] = xstrdup(u->host);
+		p->v[p->n++] = xstrdup(e->full);
+	}
+}
+
+/* c's ver is verified: every remote resource presenting it gets it. */
+static void
+remote_ver_known(struct caps *c)
+{
+	struct presenters p = { c->ver, NULL, 0 };
+	struct rresolution *rr;
+
+	if (rusers == NULL)
+		return;
+	/* Verified by a local session's answer: a query of ours still out
+	 * for it is moot (its answer will pass unclaimed). */
+	if ((rr = strmap_get(rresolving, c->ver)) != NULL)
+		rresolution_free(rr);
+	strmap_foreach(rusers, collect_presenters, &p);
+	caps_ref(c);
+	for (size_t i = 0; i < p.n; i += 3) {
+		struct remote *e = remote_find(ruser_find(p.v[i], p.v[i + 1]),
+		    p.v[i + 2]);
+
+		if (e != NULL && e->ver != NULL && strcmp(e->ver, c->ver) == 0)
+			remote_set_caps(e, c);
+		free(p.v[i]);
+		free(p.v[i + 1]);
+		free(p.v[i + 2]);
+	}
+	free(p.v);
+	caps_unref(c);
+}
+
+/* The answer to rr's query from its resource. */
+static void
+rresolution_answered(struct rresolution *rr, const struct xel *iq)
+{
+	const char *type = xel_attr(iq, "type");
+	const struct xel *query = xel_child(iq, "query", NS_DISCO_INFO);
+	struct caps *c;
+	char *hash;
+
+	if (type == NULL || strcmp(type, "result") != 0 || query == NULL) {
+		log_debug("caps: no disco#info from %s for ver %s (%s)",
+		    rr->asked, rr->ver, type ? type : "?");
+		rresolution_failed(rr);
+		return;
+	}
+	hash = disco_caps_hash(query);
+	if (hash == NULL || strcmp(hash, rr->ver) != 0) {
+		log_info("caps: disco#info of %s does not hash to ver %s (%s), "
+		    "not trusted", rr->asked, rr->ver,
+		    hash ? hash : "ill-formed");
+		free(hash);
+		rresolution_failed(rr);
+		return;
+	}
+	free(hash);
+	c = caps_from_query(rr->ver, query);
+	log_debug("caps: ver %s verified from %s, %zu features", c->ver,
+	    rr->asked, c->nfeatures);
+	rresolution_free(rr);
+	c = cache_adopt(c);
+	caps_ref(c);
+	remote_ver_known(c);
+	caps_unref(c);
+}
+
+struct find_serial {
+	uint64_t serial;
+	struct rresolution *found;
+};
+
+static void
+find_serial(const char *key, void *value, void *arg)
+{
+	struct rresolution *rr = value;
+	struct find_serial *f = arg;
+
+	(void)key;
+	if (rr->asked != NULL && rr->serial == f->serial)
+		f->found = rr;
+}
+
+/* hook_iq_answer: an answer from another server's entity to one of our
+ * hosts with a "capsr-" id. */
+static enum hook_result
+remote_answer(struct xel *iq, const struct jid *from, const struct jid *to)
+{
+	const char *id = xel_attr(iq, "id");
+	struct find_serial f = { 0, NULL };
+	char *full, *end;
+
+	if (rresolving == NULL || id == NULL || to->node != NULL ||
+	    strncmp(id, CAPS_REMOTE_ID_PREFIX,
+	        sizeof(CAPS_REMOTE_ID_PREFIX) - 1) != 0)
+		return HOOK_PASS;
+	f.serial = strtoull(id + sizeof(CAPS_REMOTE_ID_PREFIX) - 1, &end,
+	    10);
+	if (*end != '\0')
+		return HOOK_PASS;
+	strmap_foreach(rresolving, find_serial, &f);
+	if (f.found == NULL)
+		return HOOK_PASS;
+	full = jid_full(from);
+	if (strcmp(full, f.found->asked) != 0 ||
+	    strcmp(to->domain, f.found->host) != 0) {
+		free(full);
+		return HOOK_PASS;   /* not from whom we asked */
+	}
+	free(full);
+	rresolution_answered(f.found, iq);
+	return HOOK_HANDLED;
+}
+
+static void
+collect_late(const char *key, void *value, void *arg)
+{
+	struct rresolution *rr = value;
+	struct presenters *p = arg;
+
+	(void)key;
+	if (mono_now(xmppd_loop) - rr->sent >= query_timeout()) {
+		p->v = xreallocarray(p->v, p->n + 1, sizeof(*p->v));
+		p->v[p->n++] = xstrdup(rr->ver);
+	}
+}
+
+static void
+rtimeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct presenters late = { NULL, NULL, 0 };
+
+	(void)loop;
+	(void)w;
+	(void)revents;
+	strmap_foreach(rresolving, collect_late, &late);
+	for (size_t i = 0; i < late.n; i++) {
+		struct rresolution *rr = strmap_get(rresolving, late.v[i]);
+
+		if (rr != NULL) {
+			log_debug("caps: no answer from %s for ver %s within "
+			    "%u s", rr->asked, rr->ver,
+			    xmppd_conf->limits.caps_timeout);
+			rresolution_failed(rr);
+		}
+		free(late.v[i]);
+	}
+	free(late.v);
+}
+
+/* A contact's resource whose caps may be tracked for user@host. */
+static struct remote *
+remote_add(const char *user, const char *host, const struct jid *from,
+    const char *full)
+{
+	struct ruser *u = ruser_find(user, host);
+	struct roster *r = roster_cached(user, host);
+	struct remote *e;
+	char *bare;
+	unsigned sub;
+
+	if ((e = remote_find(u, full)) != NULL)
+		return e;
+	if (sm_find_bare(user, host) == NULL || r == NULL)
+		return NULL;        /* tracked while the user is online */
+	bare = jid_bare(from);
+	sub = roster_state(r, bare);
+	free(bare);
+	if (!(sub & (SUB_FROM | SUB_TO)))
+		return NULL;
+	if (nremote >= CAPS_REMOTE_MAX ||
+	    (u != NULL && u->n >= CAPS_REMOTE_PER_USER)) {
+		log_debug("caps: %s available to %s@%s not tracked (%zu "
+		    "remote resources)", full, user, host,
+		    u != NULL ? u->n : nremote);
+		return NULL;
+	}
+	if (u == NULL) {
+		u = xcalloc(1, sizeof(*u));
+		u->user = xstrdup(user);
+		u->host = xstrdup(host);
+		bare = xasprintf("%s@%s", user, host);
+		strmap_put(rusers, bare, u);
+		free(bare);
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->u = u;
+	e->full = xstrdup(full);
+	e->next = u->head;
+	u->head = e;
+	u->n++;
+	nremote++;
+	return e;
+}
+
+/* Every resource of bare (an error from the bare JID) leaves user. */
+static void
+remote_drop_bare(const char *user, const char *host, const char *bare)
+{
+	struct ruser *u = ruser_find(user, host);
+	size_t len = strlen(bare);
+	struct remote *e, *next;
+
+	for (e = u ? u->head : NULL; e; e = next) {
+		next = e->next;
+		/* The last one frees u too, and next is then NULL. */
+		if (strncmp(e->full, bare, len) == 0 && e->full[len] == '/')
+			remote_free(e);
+	}
+}
+
+/* hook_remote_presence. */
+static void
+remote_presence(const struct jid *to, const struct jid *from,
+    const struct xel *pres)
+{
+	const char *type = xel_attr(pres, "type");
+	const char *node = NULL, *ver;
+	struct remote *e;
+	struct caps *c;
+	struct rresolution *rr;
+	char *full;
+
+	if (to->node == NULL)
+		return;
+	if (from->resource == NULL) {
+		if (type != NULL && strcmp(type, "error") == 0) {
+			char *bare = jid_bare(from);
+
+			remote_drop_bare(to->node, to->domain, bare);
+			free(bare);
+		}
+		return;
+	}
+	full = jid_full(from);
+	if (type != NULL) {         /* unavailable, error: gone */
+		caps_remote_drop(to->node, to->domain, full);
+		free(full);
+		return;
+	}
+	e = remote_add(to->node, to->domain, from, full);
+	free(full);
+	if (e == NULL)
+		return;
+	ver = presence_ver(pres, &node);
+	if (ver == NULL) {
+		free(e->ver);
+		free(e->node);
+		e->ver = e->node = NULL;
+		if (e->caps)
+			caps_unref(e->caps);
+		e->caps = NULL;
+		return;
+	}
+	if (e->ver == NULL || strcmp(e->ver, ver) != 0) {
+		free(e->ver);
+		free(e->node);
+		e->ver = xstrdup(ver);
+		e->node = xstrdup(node);
+	}
+	if (e->caps != NULL && strcmp(caps_ver(e->caps), ver) == 0)
+		return;
+	/* Until the new ver is verified e keeps what was verified before,
+	 * as a local session does (the hook then sees old -> new). */
+	if ((c = strmap_get(cache, ver)) != NULL) {
+		remote_set_caps(e, c);
+		return;
+	}
+	if (strmap_get(rresolving, ver) != NULL)
+		return;             /* it gets the answer with the others */
+	if (strmap_count(rresolving) >= CAPS_RESOLVING_MAX) {
+		log_debug("caps: %d vers being resolved, remote ver %s not "
+		    "resolved", CAPS_RESOLVING_MAX, ver);
+		return;
+	}
+	rr = xcalloc(1, sizeof(*rr));
+	rr->ver = xstrdup(ver);
+	strmap_put(rresolving, rr->ver, rr);
+	rresolution_ask(rr, e);
+}
+
+/* hook_message_in: an error from a tracked resource to the user's bare
+ * JID answers what the server sent for the user (a PEP notification):
+ * the resource is taken as gone until its next available presence
+ * (XEP-0060's implementation note on notification-related errors: stop
+ * sending to a subscriber that bounces; the route failing gives the
+ * same error through router_bounce_remote). */
+static enum hook_result
+remote_error(struct session *from_session, struct xel *msg,
+    const struct jid *to)
+{
+	const char *type = xel_attr(msg, "type");
+	const char *f = xel_attr(msg, "from");
+
+	if (from_session == NULL && to->node != NULL &&
+	    to->resource == NULL && type != NULL &&
+	    strcmp(type, "error") == 0 && f != NULL && rusers != NULL)
+		caps_remote_drop(to->node, to->domain, f);
+	return HOOK_PASS;
+}
+
+/* The user's last session ends: its contacts are forgotten (they are
+ * probed again at its next login, RFC 6121 §4.2.2). */
+static void
+remote_session_end(struct session *s)
+{
+	struct ruser *u = ruser_find(s->jid.node, s->jid.domain);
+
+	if (u == NULL)
+		return;
+	for (struct session *o = sm_find_bare(s->jid.node, s->jid.domain); o;
+	    o = o->next)
+		if (o != s && !o->closing)
+			return;
+	while ((u = ruser_find(s->jid.node, s->jid.domain)) != NULL)
+		remote_free(u->head);
+}
+
+static void
+ruser_drop(const char *key, void *value, void *arg)
+{
+	struct ruser *u = value;
+
+	(void)key;
+	(void)arg;
+	while (u->head != NULL) {
+		struct remote *e = u->head;
+
+		u->head = e->next;
+		if (e->caps)
+			caps_unref(e->caps);
+		free(e->full);
+		free(e->node);
+		free(e->ver);
+		free(e);
+	}
+	free(u->user);
+	free(u->host);
+	free(u);
+}
+
+static void
+rresolution_drop(const char *key, void *value, void *arg)
+{
+	struct rresolution *rr = value;
+
+	(void)key;
+	(void)arg;
+	free(rr->ver);
+	free(rr->asked);
+	free(rr->host);
+	free(rr);
+}
+
+static void
+remote_init(void)
+{
+	rusers = strmap_new();
+	rresolving = strmap_new();
+	nremote = 0;
+	ev_timer_init(&rtimeout_w, rtimeout_cb, 1.0, 1.0);
+	hook_add_remote_presence(remote_presence);
+	hook_add_iq_answer(remote_answer);
+	hook_add_message_in(remote_error);
+}
+
+/* Before the cache is freed (the entries hold references). */
+static void
+remote_deinit(void)
+{
+	ev_timer_stop(xmppd_loop, &rtimeout_w);
+	strmap_foreach(rusers, ruser_drop, NULL);
+	strmap_foreach(rresolving, rresolution_drop, NULL);
+	strmap_free(rusers);
+	strmap_free(rresolving);
+	rusers = rresolving = NULL;
+	nremote = 0;
+}
+
 /* --- hooks ------------------------------------------------------------ */
 
 static void
@@ -742,6 +1414,8 @@ mod_caps_init(void)
 	hook_add_presence_changed(presence_changed);
 	hook_add_session(HOOK_SESSION_END, on_session_end);
 	hook_add_outbound(outbound);
+	hook_add_session(HOOK_SESSION_END, remote_session_end);
+	remote_init();
 	ev_timer_init(&timeout_w, timeout_cb, 0.0, 3600.0);
 	ev_timer_again(xmppd_loop, &timeout_w);
 	ev_unref(xmppd_loop);
@@ -787,6 +1461,7 @@ mod_caps_deinit(void)
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+	remote_deinit();
 	v = strmap_values(cache, &n);
 	for (size_t i = 0; i < n; i++)
 		caps_free(v[i]);

@@ -41,6 +41,7 @@
 #include "core/stanza.h"
 #include "jid.h"
 #include "log.h"
+#include "mod/blocking.h"
 #include "mod/caps.h"
 #include "mod/pep.h"
 #include "strmap.h"
@@ -107,7 +108,13 @@ struct powner {
 	size_t n;
 	int loaded;                /* 0 while its load is queued */
 	uint64_t load_tag;         /* the load whose answer counts */
+	int remotes_told;          /* the first load sent the last items
+	                              to contacts on other servers */
 };
+
+static void remote_after_load(struct powner *po);
+static void remote_last_all(const char *user, const char *host,
+    const char *bare, int presence);
 
 static struct strmap *owners;  /* bare JID -> struct powner */
 static pep_legacy_bookmarks_fn legacy_bookmarks;
@@ -587,6 +594,10 @@ load_done(uint64_t owner, uint64_t tag, enum store_status st,
 	}
 	po->n = n;
 	po->loaded = 1;
+	if (!po->remotes_told) {
+		po->remotes_told = 1;
+		remote_after_load(po);
+	}
 }
 
 /* (Re)load what storage has for po; until then storage answers. */
@@ -702,6 +713,9 @@ struct event {
 	char *notify;              /* NODE "+notify" */
 	const struct jid *from;    /* the owner */
 	unsigned sent;
+	struct xel *whole;         /* the message parsed whole, for
+	                              contacts on other servers (NULL
+	                              until one needs it) */
 };
 
 /* A pubsub#event message from owner; inner is the serialized content
@@ -734,6 +748,8 @@ event_init(struct event *ev, const struct jid *owner, const char *bare,
 static void
 event_done(struct event *ev)
 {
+	if (ev->whole)
+		arena_free(ev->whole->arena);
 	buf_free(&ev->bytes);
 	arena_free(ev->st->arena);
 	free(ev->notify);
@@ -751,6 +767,91 @@ event_send(struct event *ev, struct session *o)
 	session_send_fanout(o, ev->st, o->full, buf_head(&ev->bytes),
 	    buf_avail(&ev->bytes));
 	ev->sent++;
+}
+
+/* Our own serialization (a message, or a stored payload) parsed back
+ * into an element, or NULL (logged). */
+static struct xel *
+parse_own(const char *data, size_t len)
+{
+	const struct conf_limits *lim = &xmppd_conf->limits;
+	struct xml_limits xl = { 0 };
+	struct xel *p;
+
+	xl.max_stanza = len + 1;
+	xl.max_depth = lim->depth;
+	xl.max_attrs = lim->attributes;
+	xl.max_memory = 64 * len + 65536;
+	if ((p = xml_parse_element(data, len, NS_CLIENT, &xl)) == NULL)
+		log_warnx("pep: an event of ours does not parse");
+	return p;
+}
+
+/* One copy to full, a contact's resource on another server, over
+ * server-to-server (its caps carry NODE+notify, checked by the caller).
+ * The element is parsed once per event from its serialization. */
+static void
+event_send_remote(struct event *ev, const char *full)
+{
+	if (ev->whole == NULL) {
+		struct buf b;
+
+		buf_init(&b);
+		buf_adds(&b, "<message xmlns='" NS_CLIENT "'");
+		buf_add(&b, buf_head(&ev->bytes), buf_avail(&ev->bytes));
+		ev->whole = parse_own(buf_head(&b), buf_avail(&b));
+		buf_free(&b);
+		if (ev->whole == NULL)
+			return;
+	}
+	xel_set_attr(ev->whole, "to", full);
+	router_route(ev->whole);
+	ev->sent++;
+}
+
+/* The resources of contacts on other servers that want ev (NODE+notify
+ * in their verified caps), copied. */
+struct remote_fan {
+	const char *notify;
+	char **v;
+	size_t n;
+};
+
+static void
+collect_remote(const char *full, const struct caps *c, void *arg)
+{
+	struct remote_fan *rf = arg;
+
+	if (!caps_has(c, rf->notify))
+		return;
+	rf->v = xreallocarray(rf->v, rf->n + 1, sizeof(*rf->v));
+	rf->v[rf->n++] = xstrdup(full);
+}
+
+/* Whether the contact whose resource full is (a full JID) receives
+ * the owner's presence and is admitted by cfg's access model, by the
+ * owner's roster r: what collect_contact asks of a local contact. */
+static int
+remote_admitted(const struct roster *r, const struct pep_config *cfg,
+    const char *full)
+{
+	const char *slash = strchr(full, '/');
+	const struct roster_item *it;
+	struct pep_standing st = { 0 };
+	char *bare;
+
+	if (r == NULL || slash == NULL)
+		return 0;
+	bare = xstrndup(full, (size_t)(slash - full));
+	it = roster_find(r, bare);
+	free(bare);
+	if (it == NULL || !(it->sub & SUB_FROM))
+		return 0;
+	st.item = (it->sub & SUB_ITEM) != 0;
+	st.from = 1;
+	st.groups = it->groups;
+	st.ngroups = it->ngroups;
+	return pep_access_check(cfg, &st) == PEP_ALLOWED;
 }
 
 struct fan {
@@ -779,10 +880,12 @@ collect_contact(const struct roster_item *it, void *arg)
 }
 
 /*
- * XEP-0163 §4.3.2: to the owner's available resources and to the local
+ * XEP-0163 §4.3.2: to the owner's available resources and to the
  * contacts who receive the owner's presence and whom the access model
- * admits, each resource with NODE+notify.  Remote contacts wait for
- * server-to-server.
+ * admits, each resource with NODE+notify: local sessions, and the
+ * resources of contacts on other servers whose available presence
+ * reached the owner (mod_caps.c keeps them, with their caps resolved
+ * over server-to-server), addressed to their full JIDs.
  */
 static void
 event_fan_out(struct event *ev, const char *user, const char *host,
@@ -790,6 +893,7 @@ event_fan_out(struct event *ev, const char *user, const char *host,
 {
 	struct roster *r = roster_cached(user, host);
 	struct fan f = { ev, cfg, NULL, 0 };
+	struct remote_fan rf = { ev->notify, NULL, 0 };
 
 	for (struct session *o = sm_find_bare(user, host), *n; o; o = n) {
 		n = o->next;
@@ -797,6 +901,19 @@ event_fan_out(struct event *ev, const char *user, const char *host,
 	}
 	if (r != NULL && cfg->access != PEP_ACCESS_WHITELIST)
 		roster_foreach(r, collect_contact, &f);
+	/* Collected before anything is sent: a send that fails at once
+	 * drops a remote resource (caps_remote_drop). */
+	if (r != NULL && cfg->access != PEP_ACCESS_WHITELIST)
+		caps_remote_foreach(user, host, collect_remote, &rf);
+	for (size_t i = 0; i < rf.n; i++) {
+		/* XEP-0191 §3.3: nothing to a JID the owner blocks (local
+		 * copies meet the delivery filter instead). */
+		if (remote_admitted(r, cfg, rf.v[i]) &&
+		    !blocking_blocks(user, host, rf.v[i]))
+			event_send_remote(ev, rf.v[i]);
+		free(rf.v[i]);
+	}
+	free(rf.v);
 	for (size_t i = 0; i < f.n; i++) {
 		const char *at = strchr(f.list[i], '@');
 
@@ -1737,6 +1854,34 @@ collect_to(const struct roster_item *it, void *arg)
 	c->owners[c->n++] = it->jid;
 }
 
+static void
+stamp_format(char *stamp, size_t size, int64_t stamp_ms)
+{
+	time_t t = (time_t)(stamp_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(stamp, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A last item's message from " from=" on (after "<message" and its
+ * 'to'): the event and the time it was published (XEP-0060 §6.1.7). */
+static void
+last_bytes(struct buf *b, const char *owner, const char *node,
+    const char *id, const char *payload, size_t len, const char *stamp)
+{
+	buf_adds(b, " from='");
+	buf_add_xml_escaped(b, owner, strlen(owner), 1);
+	buf_adds(b, "' type='headline'><event xmlns='" NS_PUBSUB_EVENT "'>");
+	items_open(b, node);
+	buf_adds(b, "<item id='");
+	buf_add_xml_escaped(b, id, strlen(id), 1);
+	buf_adds(b, "'>");
+	buf_add(b, payload, len);
+	buf_printf(b, "</item></items></event><delay xmlns='" NS_DELAY
+	    "' stamp='%s'/></message>", stamp);
+}
+
 /*
  * One last item to s, from owner (a bare JID), as an event with the
  * time it was published (XEP-0060 §6.1.7), if s still wants the node.
@@ -1751,8 +1896,6 @@ send_last(struct session *s, const char *owner, const char *node,
 	struct xel *m, *items;
 	struct jid from = { 0 };
 	char *notify, stamp[32];
-	time_t t = (time_t)(stamp_ms / 1000);
-	struct tm tm;
 	struct buf b;
 
 	notify = xasprintf("%s+notify", node);
@@ -1761,8 +1904,7 @@ send_last(struct session *s, const char *owner, const char *node,
 		return;
 	}
 	free(notify);
-	gmtime_r(&t, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	stamp_format(stamp, sizeof(stamp), stamp_ms);
 	m = xel_new(arena_new(512), "message", NS_CLIENT);
 	xel_set_attr(m, "from", owner);
 	xel_set_attr(m, "to", s->full);
@@ -1773,23 +1915,36 @@ send_last(struct session *s, const char *owner, const char *node,
 	xel_set_attr(xel_add(m, "delay", NS_DELAY), "stamp", stamp);
 	if (hook_run_deliver(s, m, &from) != HOOK_HANDLED) {
 		buf_init(&b);
-		buf_adds(&b, " from='");
-		buf_add_xml_escaped(&b, owner, strlen(owner), 1);
-		buf_adds(&b, "' type='headline'><event xmlns='" NS_PUBSUB_EVENT
-		    "'>");
-		items_open(&b, node);
-		buf_adds(&b, "<item id='");
-		buf_add_xml_escaped(&b, id, strlen(id), 1);
-		buf_adds(&b, "'>");
-		buf_add(&b, payload, len);
-		buf_printf(&b, "</item></items></event><delay xmlns='"
-		    NS_DELAY "' stamp='%s'/></message>", stamp);
+		last_bytes(&b, owner, node, id, payload, len, stamp);
 		session_send_fanout(s, m, s->full, buf_head(&b),
 		    buf_avail(&b));
 		buf_free(&b);
 	}
 	arena_free(m->arena);
 	jid_free(&from);
+}
+
+/* The same to full, a contact's resource on another server (its caps
+ * checked by the caller), over server-to-server. */
+static void
+send_last_remote(const char *owner, const char *full, const char *node,
+    const char *id, const char *payload, size_t len, int64_t stamp_ms)
+{
+	struct xel *m;
+	struct buf b;
+	char stamp[32];
+
+	stamp_format(stamp, sizeof(stamp), stamp_ms);
+	buf_init(&b);
+	buf_adds(&b, "<message xmlns='" NS_CLIENT "' to='");
+	buf_add_xml_escaped(&b, full, strlen(full), 1);
+	buf_adds(&b, "'");
+	last_bytes(&b, owner, node, id, payload, len, stamp);
+	if ((m = parse_own(buf_head(&b), buf_avail(&b))) != NULL) {
+		router_route(m);
+		arena_free(m->arena);
+	}
+	buf_free(&b);
 }
 
 static void
@@ -1866,16 +2021,16 @@ last_cached(struct session *s, const char *owner, char *const *nodes,
 	return 1;
 }
 
-/* The nodes s's caps want (NODE+notify) that old's did not (old NULL:
+/* The nodes caps want (NODE+notify) that old's did not (old NULL:
  * all), malloc'ed, *n of them. */
 static char **
-wanted_nodes(const struct session *s, const struct caps *old, size_t *n)
+wanted_nodes(const struct caps *caps, const struct caps *old, size_t *n)
 {
 	char **nodes = NULL;
 
 	*n = 0;
-	for (size_t i = 0; i < caps_count(s->caps); i++) {
-		const char *f = caps_feature(s->caps, i);
+	for (size_t i = 0; i < caps_count(caps); i++) {
+		const char *f = caps_feature(caps, i);
 		size_t len = strlen(f);
 
 		if (len <= 7 || strcmp(f + len - 7, "+notify") != 0 ||
@@ -1943,7 +2098,7 @@ caps_changed(struct session *s, const struct caps *old)
 	size_t nn;
 
 	if (s->caps == NULL || s->closing ||
-	    (nodes = wanted_nodes(s, old, &nn)) == NULL)
+	    (nodes = wanted_nodes(s->caps, old, &nn)) == NULL)
 		return;
 	c.owners = xreallocarray(NULL, 1, sizeof(*c.owners));
 	c.owners[c.n++] = s->bare;
@@ -1968,18 +2123,242 @@ subscribed(const char *user, const char *host, const char *contact)
 {
 	char *owner = xasprintf("%s@%s", user, host);
 	const char *from[1] = { owner };
+	const char *at = strchr(contact, '@');
+
+	if (at != NULL && conf_host_find(xmppd_conf, at + 1) == NULL) {
+		/* A contact on another server: its resources that are
+		 * available to the user (XEP-0060 on_sub). */
+		remote_last_all(user, host, contact, 0);
+		free(owner);
+		return;
+	}
 
 	for (struct session *o = sm_find_bare_str(contact); o; o = o->next) {
 		char **nodes;
 		size_t nn;
 
 		if (!o->available || o->closing || o->caps == NULL ||
-		    (nodes = wanted_nodes(o, NULL, &nn)) == NULL)
+		    (nodes = wanted_nodes(o->caps, NULL, &nn)) == NULL)
 			continue;
 		send_last_items(o, from, 1, nodes, nn, 0);
 		nodes_free(nodes, nn);
 	}
 	free(owner);
+}
+
+/* The wanted caps of full (a remote resource available to
+ * user@host) carry notify. */
+struct remote_probe {
+	const char *full, *notify;
+	int yes;
+};
+
+static void
+probe_remote(const char *full, const struct caps *c, void *arg)
+{
+	struct remote_probe *p = arg;
+
+	if (strcmp(full, p->full) == 0 && caps_has(c, p->notify))
+		p->yes = 1;
+}
+
+static int
+remote_wants(const char *user, const char *host, const char *full,
+    const char *node)
+{
+	char *notify = xasprintf("%s+notify", node);
+	struct remote_probe p = { full, notify, 0 };
+
+	caps_remote_foreach(user, host, probe_remote, &p);
+	free(notify);
+	return p.yes;
+}
+
+/* The last items storage read for a remote resource (o->id: its full
+ * JID), if it still wants them. */
+static void
+last_remote_done(uint64_t owner, uint64_t tag, enum store_status st,
+    const struct pep_last *v, size_t n)
+{
+	struct op *o = op_take(tag);
+
+	(void)owner;
+	if (o == NULL)
+		return;
+	for (size_t i = 0; st == STORE_OK && i < n; i++)
+		if (v[i].item.payload != NULL &&
+		    !blocking_blocks(o->user, o->host, o->id) &&
+		    remote_wants(o->user, o->host, o->id, v[i].item.node))
+			send_last_remote(v[i].owner, o->id, v[i].item.node,
+			    v[i].item.id, v[i].item.payload, v[i].item.len,
+			    v[i].item.stamp_ms);
+	op_free(o);
+}
+
+/* Read the newest items of nodes[nn] of user@host for full from storage
+ * (with the access checks of pep_last_items against the stored roster),
+ * then send them. */
+static void
+remote_last_stored(const char *user, const char *host, const char *full,
+    const char *const *nodes, size_t nn, int presence)
+{
+	struct pep_last_query q = { 0 };
+	struct jid j = { 0 };
+	char *owner, *bare, *forms[4];
+	const char *owner_list[1];
+	struct op *o;
+
+	if (jid_parse(&j, full) < 0 || j.resource == NULL) {
+		jid_free(&j);
+		return;
+	}
+	owner = xasprintf("%s@%s", user, host);
+	owner_list[0] = owner;
+	bare = jid_bare(&j);
+	forms[0] = jid_full(&j);
+	forms[1] = xstrdup(bare);
+	forms[2] = xasprintf("%s/%s", j.domain, j.resource);
+	forms[3] = xstrdup(j.domain);
+	q.requester = bare;
+	for (int i = 0; i < 4; i++)
+		q.forms[i] = forms[i];
+	q.owners = owner_list;
+	q.nowners = 1;
+	q.nodes = nodes;
+	q.nnodes = nn;
+	q.presence = presence;
+	o = op_new(OP_LAST, NULL, NULL, user, host, NULL);
+	o->id = xstrdup(full);
+	pep_last_items(&q, last_remote_done, 0, op_add(o));
+	forms_free(forms);
+	free(bare);
+	free(owner);
+	jid_free(&j);
+}
+
+/*
+ * The last items of user@host's nodes to full, a contact's resource on
+ * another server that wants nodes[nn] (XEP-0163 §4.3.1, XEP-0060 §6.1.7):
+ * presence: it became available (on_sub_and_presence nodes only), else
+ * interest appeared.  Only to a contact who receives the owner's
+ * presence (subscription 'from', as for notifications) and whom the
+ * access model admits.  From the owner's cache (remote resources are
+ * known only while the owner is online, and the first load sends them
+ * what it missed: remote_after_load); items larger than the cache keeps
+ * are read from storage.
+ */
+static void
+remote_last_items(const char *user, const char *host, const char *full,
+    char *const *nodes, size_t nn, int presence)
+{
+	struct powner *po = powner_find(user, host);
+	struct roster *r = roster_cached(user, host);
+	const char **big = NULL;
+	size_t nbig = 0;
+	char *owner;
+
+	if (po == NULL || !po->loaded || r == NULL ||
+	    blocking_blocks(user, host, full))
+		return;
+	owner = xasprintf("%s@%s", user, host);
+	for (size_t i = 0; i < po->n; i++) {
+		const struct cnode *c = &po->v[i];
+		size_t k;
+
+		for (k = 0; k < nn && strcmp(nodes[k], c->name) != 0; k++)
+			;
+		if (k == nn || c->cfg.send_last == PEP_SEND_NEVER ||
+		    (presence &&
+		        c->cfg.send_last != PEP_SEND_ON_SUB_AND_PRESENCE) ||
+		    !remote_admitted(r, &c->cfg, full))
+			continue;
+		if (c->big) {
+			big = xreallocarray(big, nbig + 1, sizeof(*big));
+			big[nbig++] = c->name;
+		} else if (c->last_id != NULL)
+			send_last_remote(owner, full, c->name, c->last_id,
+			    c->last, c->last_len, c->last_stamp);
+	}
+	/* big[] points into the cache, which nothing above changes; the
+	 * query copies the names. */
+	if (nbig > 0)
+		remote_last_stored(user, host, full, big, nbig, presence);
+	free(big);
+	free(owner);
+}
+
+/* hook_remote_caps_changed: a remote resource available to user@host
+ * has caps now (old NULL: it came online with them, XEP-0163 §4.3.1)
+ * or new ones (a +notify gained: interest appeared, §4.3.4). */
+static void
+remote_caps_changed(const char *user, const char *host, const char *contact,
+    const struct caps *now, const struct caps *old)
+{
+	char **nodes;
+	size_t nn;
+
+	if ((nodes = wanted_nodes(now, old, &nn)) == NULL)
+		return;
+	remote_last_items(user, host, contact, nodes, nn, old == NULL);
+	nodes_free(nodes, nn);
+}
+
+/* The remote resources with caps (bare: of one contact only, else
+ * all), each with the nodes it wants, copied before anything is sent. */
+struct remote_want {
+	char *full;
+	char **nodes;
+	size_t nn;
+};
+
+struct remote_list {
+	const char *bare;
+	struct remote_want *v;
+	size_t n;
+};
+
+static void
+collect_remote_want(const char *full, const struct caps *c, void *arg)
+{
+	struct remote_list *l = arg;
+	size_t len = l->bare ? strlen(l->bare) : 0;
+	struct remote_want w;
+
+	if (c == NULL || (l->bare != NULL &&
+	    (strncmp(full, l->bare, len) != 0 || full[len] != '/')))
+		return;
+	if ((w.nodes = wanted_nodes(c, NULL, &w.nn)) == NULL)
+		return;
+	w.full = xstrdup(full);
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = w;
+}
+
+/* The wanted last items to the remote resources of user@host (bare:
+ * one contact's only); presence as for remote_last_items. */
+static void
+remote_last_all(const char *user, const char *host, const char *bare,
+    int presence)
+{
+	struct remote_list l = { bare, NULL, 0 };
+
+	caps_remote_foreach(user, host, collect_remote_want, &l);
+	for (size_t i = 0; i < l.n; i++) {
+		remote_last_items(user, host, l.v[i].full, l.v[i].nodes,
+		    l.v[i].nn, presence);
+		nodes_free(l.v[i].nodes, l.v[i].nn);
+		free(l.v[i].full);
+	}
+	free(l.v);
+}
+
+/* The owner's nodes are loaded for the first time since it came online:
+ * the remote resources whose caps became known before that get what
+ * remote_caps_changed could not send them then. */
+static void
+remote_after_load(struct powner *po)
+{
+	remote_last_all(po->user, po->host, NULL, 1);
 }
 
 /* xmppctl pep delete: the node is gone; the owner's clients hear it. */
@@ -2051,6 +2430,7 @@ mod_pep_init(void)
 	iq_register(NS_DISCO_ITEMS, "query", handle_disco_items);
 	hook_add_caps_changed(caps_changed);
 	hook_add_subscribed(subscribed);
+	hook_add_remote_caps_changed(remote_caps_changed);
 	hook_add_session(HOOK_SESSION_BOUND, pep_session_bound);
 	hook_add_session(HOOK_SESSION_END, pep_session_end);
 	/* Switched on by a reload: those already online. */
