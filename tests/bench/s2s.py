@@ -22,6 +22,8 @@ The servers run on core 0 and the load generator on core 1 when there
 are two cores (the c2s and s2s runs alike).
 
   BENCH_S2S_PAIRS (50), BENCH_S2S_MESSAGES (50000), BENCH_S2S_WINDOW (16),
+  BENCH_S2S_ARCHIVE ("off on": the chat runs without the message archive,
+  then with it, each on fresh daemons),
   BENCH_S2S_ROUNDS (3), BENCH_S2S_STREAMS (1000, 0: not run),
   BENCH_S2S_ONLY=chat|streams, BENCH_SETTLE (5), BENCH_TIMEOUT (300),
   XMPPD_BIN, XMPPCTL_BIN, XMPPBENCH_BIN
@@ -55,6 +57,7 @@ MESSAGES = int(os.environ.get('BENCH_S2S_MESSAGES', '50000'))
 WINDOW = int(os.environ.get('BENCH_S2S_WINDOW', '16'))
 ROUNDS = int(os.environ.get('BENCH_S2S_ROUNDS', '3'))
 STREAMS = int(os.environ.get('BENCH_S2S_STREAMS', '1000'))
+ARCHIVE = os.environ.get('BENCH_S2S_ARCHIVE', 'off on').split()
 ONLY = os.environ.get('BENCH_S2S_ONLY', '')
 SETTLE = float(os.environ.get('BENCH_SETTLE', '5'))
 TIMEOUT = float(os.environ.get('BENCH_TIMEOUT', '300'))
@@ -141,12 +144,14 @@ def rate(line):
     return float(m.group(1)) if m else 0.0
 
 
-def chat(tmp):
+def chat(tmp, archive):
+    """The chat runs with the message archive (XEP-0313) on or off."""
     ca = test_s2s.make_ca(tmp)
     users = 2 * PAIRS
     pa, pb = free_ports(2)
     dns = test_s2s.Dns(test_s2s.records({'a.test': pa, 'b.test': pb}))
-    extra = '\ntls-ca-file "%s"\ns2s-secure-auth on' % ca[0]
+    extra = '\ntls-ca-file "%s"\ns2s-secure-auth on\narchive %s' % (
+        ca[0], archive)
     a = b = None
     try:
         a = start(BenchFed(cert(tmp, 'a.test', ca),
@@ -180,8 +185,8 @@ def chat(tmp):
             rates['s2s'].append(rate(line))
         mc, ms = statistics.median(c2s), statistics.median(s2s)
         print()
-        print('== s2s chat (issue 18 target: s2s <= 1.5x c2s, both '
-              'servers summed)')
+        print('== s2s chat, archive %s (issue 18 target: s2s <= 1.5x c2s, '
+              'both servers summed)' % archive)
         print('c2s: %.2f us of server CPU per message (median of %d; '
               '%.0f msg/s)' % (mc, ROUNDS, statistics.median(rates['c2s'])))
         print('s2s: %.2f us of server CPU per message, both servers '
@@ -268,8 +273,10 @@ def main():
     print('== s2s bench: %s' % ('servers on core 0, load generator on '
                                 'core 1' if TWO_CORES else 'not pinned'))
     with tempfile.TemporaryDirectory(prefix='xmppbench-s2s-') as d:
-        if ONLY in ('', 'chat'):
-            chat(Path(d))
+        for archive in ARCHIVE if ONLY in ('', 'chat') else ():
+            (Path(d) / archive).mkdir()
+            print('== chat with the archive %s' % archive)
+            chat(Path(d) / archive, archive)
         if ONLY in ('', 'streams') and STREAMS > 0:
             (Path(d) / 's').mkdir()
             streams(Path(d) / 's')
