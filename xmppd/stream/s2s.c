@@ -1232,17 +1232,22 @@ const struct conn_handler s2s_conn_handler = {
 static struct route *
 route_get(const char *local, const char *remote)
 {
-	size_t n = strlen(local) + strlen(remote) + 2;
-	char *key = xmalloc(n);
+	size_t ll = strlen(local), lr = strlen(remote);
+	char stack[2 * 1024 + 2], *key = ll + lr + 2 <= sizeof(stack) ?
+	    stack : xmalloc(ll + lr + 2);
 	struct route *r;
 
-	snprintf(key, n, "%s %s", local, remote);
+	/* "LOCAL REMOTE", built without snprintf: every stanza out asks. */
+	memcpy(key, local, ll);
+	key[ll] = ' ';
+	memcpy(key + ll + 1, remote, lr + 1);
 	if ((r = strmap_get(routes, key)) != NULL) {
-		free(key);
+		if (key != stack)
+			free(key);
 		return r;
 	}
 	r = xcalloc(1, sizeof(*r));
-	r->key = key;
+	r->key = key != stack ? key : xstrdup(key);
 	r->local = xstrdup(local);
 	r->remote = xstrdup(remote);
 	r->qtail = &r->q;
@@ -1632,27 +1637,52 @@ route_start(struct route *r)
 
 /* -- the router's remote sender and start-up -------------------------- */
 
+/*
+ * The domain of from, a JID the server stamped or built (a session's, a
+ * service's), without preparing it again: into buf, or NULL when it is
+ * not one of ours as written (then the caller parses it).
+ */
+static const char *
+stamped_domain(const char *from, char *buf, size_t size)
+{
+	const char *slash = strchr(from, '/');
+	size_t bare = slash != NULL ? (size_t)(slash - from) : strlen(from);
+	const char *at = memchr(from, '@', bare);    /* not the resource's */
+	const char *d = at != NULL ? at + 1 : from;
+	size_t n = (size_t)(from + bare - d);
+	if (n == 0 || n >= size)
+		return NULL;
+	memcpy(buf, d, n);
+	buf[n] = '\0';
+	return local_domain(buf) ? buf : NULL;
+}
+
 /* A stanza for remote: over the route from its sender's domain. */
 static void
 remote_send(struct xel *st, const char *remote)
 {
-	const char *from = xel_attr(st, "from");
+	const char *from = xel_attr(st, "from"), *local;
+	char dom[1024];
 	struct jid f = {0};
 	struct route *r;
 	size_t bytes;
 	struct queued *q;
 
-	if (from == NULL || jid_parse(&f, from) < 0 ||
-	    !local_domain(f.domain)) {
-		jid_free(&f);
-		return;         /* not ours to send */
+	if (from == NULL)
+		return;
+	if ((local = stamped_domain(from, dom, sizeof(dom))) == NULL) {
+		if (jid_parse(&f, from) < 0 || !local_domain(f.domain)) {
+			jid_free(&f);
+			return;         /* not ours to send */
+		}
+		local = f.domain;
 	}
 	if (!domain_allowed(remote)) {
 		jid_free(&f);
 		router_bounce_remote(st, "remote-server-not-found");
 		return;
 	}
-	r = route_get(f.domain, remote);
+	r = route_get(local, remote);
 	jid_free(&f);
 	if (r->state == R_READY && r->stream != NULL &&
 	    r->stream->state != S_CLOSING) {
