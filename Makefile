@@ -119,6 +119,7 @@ $(BUILD)/tests/unit/test_http: $(OBJ)/xmppd/net/http.o \
 $(BUILD)/tests/unit/test_http: LDLIBS += $(HTTP_PARSER_LIBS)
 $(BUILD)/tests/unit/test_websocket: $(OBJ)/xmppd/net/websocket_frame.o
 $(BUILD)/tests/unit/test_dns_msg: $(OBJ)/xmppd/net/dns_msg.o
+$(BUILD)/tests/unit/test_dns: $(OBJ)/xmppd/net/dns.o $(OBJ)/xmppd/net/dns_msg.o
 $(BUILD)/tests/unit/test_dialback: $(OBJ)/xmppd/stream/dialback.o
 $(BUILD)/tests/unit/test_socks5: $(OBJ)/xmppd/net/socks5.o
 $(BUILD)/tests/unit/test_store: $(OBJ)/xmppd/store/store_sqlite.o \

@@ -48,17 +48,26 @@ class Dns:
                         'USER', 'nobody')),
                 '--log-queries', '--log-facility=%s' % (self.dir / 'log')]
         argv += records
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        # Not a pipe: dnsmasq --no-daemon logs every query to stderr too,
+        # and blocks (answering nothing more) once a pipe nobody reads
+        # is full, after some 550 queries.
+        self.stderr = self.dir / 'stderr'
+        with open(self.stderr, 'wb') as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                         stderr=err)
         time.sleep(0.3)
         if self.proc.poll() is not None:
-            err = self.proc.stderr.read().decode(errors='replace')
+            err = self.stderr.read_text(errors='replace')
             pytest.skip('dnsmasq cannot start: %s' % err[-300:])
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(5)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

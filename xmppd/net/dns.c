@@ -25,6 +25,12 @@
 #define MAX_ENTRIES 10000
 #define MAX_RECORDS 64          /* kept per answer */
 #define QUERY_TIMEOUT_MS 2000   /* per try; c-ares tries 3 times */
+/* Queries sent and not answered, at most: a burst (a thousand domains at
+ * start-up, a MUC full of remote occupants) waits its turn here instead
+ * of sending everything at once, whose answers, arriving together,
+ * overflow the socket's receive buffer (300 at once lost some in
+ * test_dns) and leave each lost name waiting for c-ares' retry. */
+#define MAX_INFLIGHT 64
 
 struct waiter {
 	uint64_t id;
@@ -41,7 +47,8 @@ struct entry {
 	char *key;
 	unsigned type;
 	char *name;
-	int pending;            /* a query in flight */
+	int pending;            /* a query in flight or queued */
+	struct entry *queue_next;       /* waiting for a slot */
 	double expires;         /* mono time */
 	enum dns_status status;
 	struct dns_srv *srv;
@@ -66,8 +73,36 @@ static ev_timer timer, deliver_timer;
 static struct waiter *waiters;
 static struct waiter *ready, **ready_tail = &ready;
 static uint64_t next_id = 1;
+static struct entry *queue, **queue_tail = &queue;
+static size_t inflight;
 
 static void arm_timer(void);
+static void query_cb(void *, int, int, unsigned char *, int);
+
+/* Send what waits while there is room.  ares_query may answer at once
+ * (query_cb, then send again): the flag keeps that to this one loop. */
+static void
+send_queued(void)
+{
+	static int sending;
+
+	if (sending)
+		return;
+	sending = 1;
+	while (queue != NULL && inflight < MAX_INFLIGHT) {
+		struct entry *e = queue;
+
+		queue = e->queue_next;
+		if (queue == NULL)
+			queue_tail = &queue;
+		e->queue_next = NULL;
+		inflight++;
+		ares_query(channel, e->name, 1 /* C_IN */, (int)e->type,
+		    query_cb, e);
+	}
+	sending = 0;
+	arm_timer();
+}
 
 static void
 entry_clear(struct entry *e)
@@ -233,6 +268,8 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 
 	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
 		return;         /* dns_shutdown frees e */
+	inflight--;
+	send_queued();
 	entry_clear(e);
 	if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
 		answered(e, DNS_NONE, NEGATIVE_TTL);
@@ -389,6 +426,9 @@ dns_shutdown(void)
 	waiters = NULL;
 	ready = NULL;
 	ready_tail = &ready;
+	queue = NULL;           /* entries, freed with the cache below */
+	queue_tail = &queue;
+	inflight = 0;
 	ares_destroy(channel);  /* query_cb sees ARES_EDESTRUCTION */
 	ares_library_cleanup();
 	started = 0;
@@ -467,8 +507,9 @@ dns_query(const char *name, unsigned type, dns_cb cb, void *arg)
 		return w->id;
 	}
 	e->pending = 1;
-	ares_query(channel, name, 1 /* C_IN */, (int)type, query_cb, e);
-	arm_timer();
+	*queue_tail = e;
+	queue_tail = &e->queue_next;
+	send_queued();
 	return w->id;
 }
 
