@@ -203,6 +203,70 @@ jid_assemble(
 }
 
 /*
+ * prep_ascii of the n bytes at s into out (n + 1 bytes): 0, or -1 if a
+ * byte is prohibited.
+ */
+static int
+ascii_part(char *out, const char *s, size_t n, int fold, int no_controls,
+    int node)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
+
+		if ((no_controls && (c < 0x20 || c == 0x7f)) ||
+		    (node && strchr(" \"&'/:<>@", c) != NULL))
+			return -1;
+		out[i] = (char)(fold && c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * jid_parse of an all-ASCII JID (nearly every one): the same rules as
+ * prep and domain_prep give for ASCII, each part prepared straight into
+ * the one allocation, with no copies in between.
+ */
+static int
+jid_parse_ascii(struct jid *j, const char *s, const char *at,
+    const char *slash, const char *end)
+{
+	const char *dom = at ? at + 1 : s;
+	size_t nl = at ? (size_t)(at - s) : 0;
+	size_t dl = (size_t)(slash - dom);
+	size_t rl = *slash == '/' ? (size_t)(end - slash - 1) : 0;
+	char *p;
+
+	if ((at && (nl == 0 || nl > JID_PART_MAX)) ||
+	    (*slash == '/' && (rl == 0 || rl > JID_PART_MAX)) ||
+	    dl == 0 || dl > JID_PART_MAX + 1)
+		return -1;
+	p = j->mem = xmalloc(nl + dl + rl + 3);
+	if (at) {
+		j->node = p;
+		if (ascii_part(p, s, nl, 1, 1, 1) < 0)
+			goto bad;
+		p += nl + 1;
+	}
+	j->domain = p;
+	(void)ascii_part(p, dom, dl, 1, 0, 0);  /* checked below */
+	if (p[dl - 1] == '.')           /* RFC 6122 §2.2: one trailing dot */
+		p[--dl] = '\0';
+	if (dl == 0 || dl > JID_PART_MAX || !domain_valid(p, dl))
+		goto bad;
+	p += dl + 1;
+	if (*slash == '/') {
+		j->resource = p;
+		if (ascii_part(p, slash + 1, rl, 0, 1, 0) < 0)
+			goto bad;
+	}
+	return 0;
+bad:
+	jid_free(j);
+	return -1;
+}
+
+/*
  * RFC 6122 §2.1: the resourcepart is everything after the first '/'; the
  * localpart is what precedes the first '@' before that '/'; the rest is
  * the domainpart.  A separator present with nothing after (or before, for
@@ -224,6 +288,11 @@ jid_parse(struct jid *j, const char *s)
 		slash = end;
 	at = memchr(s, '@', (size_t)(slash - s));
 	dom = at ? at + 1 : s;
+	for (const char *c = s;; c++)
+		if (c == end)
+			return jid_parse_ascii(j, s, at, slash, end);
+		else if ((unsigned char)*c >= 0x80)
+			break;
 
 	if (*slash == '/' &&
 	    (resource = prep(stringprep_xmpp_resourceprep, slash + 1,

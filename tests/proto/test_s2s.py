@@ -170,15 +170,17 @@ def records(ports, direct_tls=()):
     return out
 
 
-def federation(d, ca=None, extras=('', ''), direct_tls=(), more=None):
+def federation(d, ca=None, extras=('', ''), direct_tls=(), more=None,
+               dns_args=()):
     """A generator of [a.test, b.test] daemons finding each other through
     a dnsmasq of their own (with the records of more too, {domain:
-    port}), with certificates self-signed or from ca, b.test over direct
-    TLS if named in direct_tls; stops them all when closed."""
+    port}, and dns_args), with certificates self-signed or from ca,
+    b.test over direct TLS if named in direct_tls; stops them all when
+    closed."""
     pa, pb = free_ports(2)
     ports = {'a.test': pa, 'b.test': pb}
     ports.update(more or {})
-    dns = Dns(records(ports, direct_tls))
+    dns = Dns(records(ports, direct_tls) + list(dns_args))
     servers = []
     try:
         for (domain, port), extra in zip((('a.test', pa), ('b.test', pb)),
@@ -640,3 +642,38 @@ def test_bad_peer_bounces_and_local_traffic_goes_on(tmp_path, garbage):
     finally:
         fed.close()
         peer.close()
+
+
+def test_dns_that_never_answers_bounces_and_local_traffic_goes_on(
+        tmp_path):
+    """The resolver forwards dead.test to a server that never answers:
+    the route waits for DNS without holding the loop (users of the same
+    server talk at once), and what was sent there comes back with
+    remote-server-timeout (RFC 6120 §8.3.3.16) once DNS gives up."""
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(('127.0.0.1', 0))         # reads nothing, answers nothing
+    fed = federation(tmp_path, dns_args=[
+        '--server=/dead.test/127.0.0.1#%d' % dead.getsockname()[1]])
+    try:
+        a, _ = next(fed)
+        alice = a.user('alice')
+        bob = a.user('bob')
+        try:
+            start = time.time()
+            alice.message('carol@dead.test', 'anyone?', mid='d1')
+            bob.message('alice@a.test/r', 'still here', mid='l1')
+            m = alice.expect_stanza('message', timeout=5)
+            assert m.findtext(q(NS_CLIENT, 'body')) == 'still here'
+            assert time.time() - start < 2
+            el = alice.expect_stanza('message', timeout=60)
+            assert el.get('type') == 'error' and el.get('id') == 'd1', \
+                tostr(el)
+            assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}'
+                           'remote-server-timeout') is not None, tostr(el)
+            assert 'dead.test' in a.stderr_text()
+        finally:
+            alice.close()
+            bob.close()
+    finally:
+        fed.close()
+        dead.close()

@@ -438,6 +438,104 @@ test_ascii_matches_libidn(void)
 	free(mine);
 }
 
+/* jid_parse by the parts: the path every JID took before ASCII had its
+ * own (jid_parse_ascii); 0 and the parts, or -1. */
+static int
+parse_by_parts(const char *s, char **node, char **domain, char **res)
+{
+	const char *slash = strchr(s, '/'), *at;
+	char part[1200];
+
+	*node = *domain = *res = NULL;
+	if (slash == NULL)
+		slash = s + strlen(s);
+	at = memchr(s, '@', (size_t)(slash - s));
+	if (*slash == '/' && (*res = jid_resourceprep(slash + 1)) == NULL)
+		return -1;
+	if (at) {
+		snprintf(part, sizeof(part), "%.*s", (int)(at - s), s);
+		if (part[0] == '\0' || (*node = jid_nodeprep(part)) == NULL)
+			return -1;
+	}
+	snprintf(part, sizeof(part), "%.*s", (int)(slash - (at ? at + 1 : s)),
+	    at ? at + 1 : s);
+	if (part[0] == '\0' || (*domain = jid_nameprep(part)) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+same_part(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The ASCII path of jid_parse agrees with the parts' for every ASCII
+ * character in every part, and at the length limits. */
+static void
+test_ascii_parse_matches_parts(void)
+{
+	static const char *fmt[] = {
+		"%cx@d.test/r", "x%c@d.test/r", "u@%cd.test/r", "u@d%c.test/r",
+		"u@d.test%c/r", "u@d.test/%c", "u@d.test/r%c", "%c@d.test",
+		"u@d.test.%c", "%c",
+	};
+	char s[1200], *n, *d, *r;
+	int ok = 1, lens_ok = 1;
+	struct jid j;
+
+	for (int c = 1; c < 0x80; c++)
+		for (size_t f = 0; f < sizeof(fmt) / sizeof(fmt[0]); f++) {
+			int a, b;
+
+			snprintf(s, sizeof(s), fmt[f], c);
+			a = jid_parse(&j, s);
+			b = parse_by_parts(s, &n, &d, &r);
+			if (a != b || (a == 0 && (!same_part(j.node, n) ||
+			    !same_part(j.domain, d) ||
+			    !same_part(j.resource, r)))) {
+				ok = 0;
+				fprintf(stderr, "ascii parse differs: %s\n", s);
+			}
+			jid_free(&j);
+			free(n);
+			free(d);
+			free(r);
+		}
+	CHECK(ok);
+	/* Parts of 0, 1, the limit and one more, with a trailing dot. */
+	for (int part = 0; part < 3; part++)
+		for (int len = JID_PART_MAX - 1; len <= JID_PART_MAX + 2;
+		     len++) {
+			char p[1100];
+			int a, b;
+
+			memset(p, 'k', (size_t)len);
+			p[len] = '\0';
+			if (part == 1 && len > 1)
+				p[len - 1] = '.';
+			snprintf(s, sizeof(s), part == 0 ? "%s@d.test/r" :
+			    part == 1 ? "u@%s/r" : "u@d.test/%s", p);
+			a = jid_parse(&j, s);
+			b = parse_by_parts(s, &n, &d, &r);
+			if (a != b || (a == 0 && !same_part(j.domain, d)))
+				lens_ok = 0;
+			jid_free(&j);
+			free(n);
+			free(d);
+			free(r);
+		}
+	CHECK(lens_ok);
+	CHECK(jid_parse(&j, "@d.test") == -1);
+	CHECK(jid_parse(&j, "u@d.test/") == -1);
+	CHECK(jid_parse(&j, "u@.") == -1);
+	CHECK(jid_parse(&j, "U@D.Test./R") == 0);
+	CHECK_STR(j.node, "u");
+	CHECK_STR(j.domain, "d.test");
+	CHECK_STR(j.resource, "R");
+	jid_free(&j);
+}
+
 /* Parse a and b and compare with both functions. */
 static void
 check_eq(const char *a, const char *b, int bare, int full, int line)
@@ -522,6 +620,7 @@ main(void)
 	test_format();
 	test_prep_parts();
 	test_ascii_matches_libidn();
+	test_ascii_parse_matches_parts();
 	test_equality();
 	test_copy();
 	return UNIT_DONE("jid");

@@ -645,15 +645,12 @@ nonlocal_to_host(struct xel *st, enum stanza_kind kind, const struct jid *to)
 }
 
 void
-router_from_remote(struct xel *st)
+router_from_remote(struct xel *st, const struct jid *to)
 {
 	enum stanza_kind kind = stanza_kind(st);
-	const char *tostr = xel_attr(st, "to");
-	struct jid to = { 0 };
 	const struct service *sv;
 
-	if (kind == STANZA_OTHER || tostr == NULL ||
-	    jid_parse(&to, tostr) < 0)
+	if (kind == STANZA_OTHER)
 		return;
 	if (kind == STANZA_IQ && !iq_valid(st)) {
 		const char *t = xel_attr(st, "type");
@@ -661,14 +658,12 @@ router_from_remote(struct xel *st)
 		if (t == NULL || (strcmp(t, "result") != 0 &&
 			strcmp(t, "error") != 0))
 			router_bounce_remote(st, "bad-request");
-		goto done;
+		return;
 	}
-	if ((sv = service_find(to.domain)) != NULL)
-		sv->fn(NULL, st, &to);
+	if ((sv = service_find(to->domain)) != NULL)
+		sv->fn(NULL, st, to);
 	else
-		nonlocal_to_host(st, kind, &to);
-done:
-	jid_free(&to);
+		nonlocal_to_host(st, kind, to);
 }
 
 int

@@ -49,8 +49,9 @@ void router_bounce_remote(const struct xel *st, const char *condition);
 typedef void (*router_remote_fn)(struct xel *st, const char *domain);
 void router_set_remote(router_remote_fn fn);
 /* A stanza from a remote server, 'from' authenticated by the stream and
- * 'to' on a domain of ours, requalified to jabber:client. */
-void router_from_remote(struct xel *st);
+ * 'to' (parsed by the stream, which checked its domain) on a domain of
+ * ours, requalified to jabber:client. */
+void router_from_remote(struct xel *st, const struct jid *to);
 /* Whether domain is a service domain (router_add_service). */
 int router_is_service(const char *domain);
 /* The host a service domain belongs to (whose certificate it shows to

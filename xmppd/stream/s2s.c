@@ -219,14 +219,16 @@ requalify(struct xel *el)
 static void
 send_stanza(struct s2s *s, const struct xel *st)
 {
-	struct buf b = {0};
+	static struct buf b;    /* reused: no allocation per stanza */
 
 	/* Written without xmlns inside the jabber:server stream: the
 	 * stanza and its jabber:client children take the stream's
 	 * default namespace. */
+	buf_reset(&b);
 	xel_serialize(st, &b, NS_CLIENT);
 	conn_write(s->conn, buf_head(&b), buf_avail(&b));
-	buf_free(&b);
+	if (b.cap > 65536)
+		buf_free(&b);
 	s->stanzas_out++;
 }
 
@@ -664,7 +666,7 @@ in_stanza(struct s2s *s, struct xel *st)
 		s->stanzas_in++;
 		s->tokens -= 1;
 		requalify(st);
-		router_from_remote(st);
+		router_from_remote(st, &t);
 	}
 	jid_free(&f);
 	jid_free(&t);
@@ -847,7 +849,7 @@ out_bidi_stanza(struct s2s *s, struct xel *st)
 	} else {
 		s->stanzas_in++;
 		requalify(st);
-		router_from_remote(st);
+		router_from_remote(st, &t);
 	}
 	jid_free(&f);
 	jid_free(&t);
