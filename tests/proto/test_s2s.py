@@ -677,3 +677,21 @@ def test_dns_that_never_answers_bounces_and_local_traffic_goes_on(
     finally:
         fed.close()
         dead.close()
+
+
+def test_streams_go_on_after_idle_parsers_are_released(pair):
+    """A stream quiet for two seconds frees its parser (as c2s does) and
+    the next stanza primes a fresh one: chat, stay idle past the sweep on
+    both servers, chat again over the same streams."""
+    a, b = pair
+    chat(a, b)
+    before = [(r['direction'], r['stanzas_in'], r['stanzas_out'])
+              for r in s2s_rows(a)]
+    time.sleep(4.5)
+    for srv in (a, b):
+        assert 'idle streams released their parser' in srv.stderr_text()
+    chat(a, b)
+    after = s2s_rows(a)
+    assert len(after) == len(before), (before, after)
+    assert sum(r['stanzas_in'] + r['stanzas_out'] for r in after) > \
+        sum(x[1] + x[2] for x in before), (before, after)

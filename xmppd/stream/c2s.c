@@ -4,7 +4,6 @@
  * session whose stanzas go to the router.  Stream errors end here.
  */
 #include <inttypes.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <ev.h>
 
 #include "stream/c2s.h"
+#include "stream/parser_idle.h"
 #include "conf.h"
 #include "ht.h"
 #include "net/conn.h"
@@ -39,11 +39,6 @@
 #include "xmppd.h"
 
 #define MAX_AUTH_ATTEMPTS 5     /* failed SASL attempts per stream */
-#define PARSER_TRIM_BATCH 1024 /* parsers released before malloc_trim() */
-#define PARSER_TRIM_MIN 64     /* ... or this many once releases stop */
-#define PARSER_TRIM_INTERVAL 5.0 /* s, at least, between two trims */
-#define PARSER_IDLE 2.0         /* seconds without input before a stream's
-                                   parser is released (xml_stream_release) */
 #define AUTH_WINDOW 60.0        /* seconds for per-IP failure counting */
 #define AUTH_TARPIT 2.0         /* seconds a failure past the per-IP limit
                                    waits before it is answered */
@@ -2347,43 +2342,18 @@ c2s_shutdown_all(void)
 		c2s_stream_error(c, "system-shutdown", NULL);
 }
 
-/*
- * Idle streams give their expat parser back (about 9 KiB each): most
- * sessions of an XMPP server are idle most of the time.  The parsers (and
- * the TLS handshakes before them) were allocated between the sessions'
- * long-lived objects, so what they freed is scattered holes in the heap
- * that malloc keeps.  After a batch of releases malloc_trim() hands the
- * whole free pages among them back to the kernel: after 1024 (at most
- * once per PARSER_TRIM_INTERVAL), or after fewer once a sweep releases
- * nothing more (a login storm is over).  It walks the free chunks, a
- * stall of milliseconds per 10,000 sessions, so never for a trickle.
- */
+/* Idle streams give their parser back (stream/parser_idle.c). */
 static void
 idle_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
-	static unsigned released;
-	static ev_tstamp last_trim;
 	ev_tstamp now = mono_now(l);
-	unsigned now_released = 0;
+	unsigned n = 0;
 
 	for (struct c2s *c = all; c; c = c->next)
 		if (c->xs && c->state != C2S_CLOSING &&
 		    now - c->conn->last_read >= PARSER_IDLE)
-			now_released += (unsigned)xml_stream_release(c->xs);
-	released += now_released;
-	/* During a storm at most every PARSER_TRIM_INTERVAL; once it is
-	 * over (this sweep released nothing), at the next sweep. */
-	if ((released >= PARSER_TRIM_BATCH &&
-		now - last_trim >= PARSER_TRIM_INTERVAL) ||
-	    (released >= PARSER_TRIM_MIN && now_released == 0)) {
-		ev_tstamp t0 = mono_now(NULL);
-
-		malloc_trim(0);
-		log_debug("c2s: %u idle parsers released, heap trimmed in "
-		    "%.1f ms", released, (mono_now(NULL) - t0) * 1e3);
-		released = 0;
-		last_trim = now;
-	}
+			n += (unsigned)xml_stream_release(c->xs);
+	parser_idle_swept(l, n);
 }
 
 /* The storage queue is over limits { storage-queue } (or back under

@@ -41,6 +41,7 @@
 #include "scram.h"
 #include "strmap.h"
 #include "stream/dialback.h"
+#include "stream/parser_idle.h"
 #include "stream/s2s.h"
 #include "xmalloc.h"
 #include "xml.h"
@@ -163,6 +164,7 @@ struct route {
 static struct ev_loop *loop;
 static struct strmap *routes;
 static struct s2s *streams;
+static ev_timer idle_w;         /* idle streams give their parser back */
 static unsigned char secret[32];
 
 static void route_next(struct route *r);
@@ -1711,11 +1713,31 @@ remote_send(struct xel *st, const char *remote)
 		route_start(r);
 }
 
+/* As c2s: a stream quiet for PARSER_IDLE frees its parser (most of a
+ * federation's streams carry a message now and then). */
+static void
+idle_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	ev_tstamp now = mono_now(l);
+	unsigned n = 0;
+
+	for (struct s2s *s = streams; s != NULL; s = s->next)
+		if (s->xs != NULL && s->state != S_CLOSING &&
+		    now - s->conn->last_read >= PARSER_IDLE)
+			n += (unsigned)xml_stream_release(s->xs);
+	if (n > 0)
+		log_debug("s2s: %u idle streams released their parser", n);
+	parser_idle_swept(l, n);
+}
+
 void
 s2s_init(struct ev_loop *l, const struct conf *conf)
 {
 	loop = l;
 	routes = strmap_new();
+	ev_timer_init(&idle_w, idle_cb, PARSER_IDLE, PARSER_IDLE);
+	ev_timer_start(l, &idle_w);
+	ev_unref(l);
 	/* A new secret each start: keys of an earlier run are refused,
 	 * which only costs a peer one more dialback. */
 	scram_random_salt(secret, sizeof(secret));
@@ -1777,6 +1799,10 @@ s2s_shutdown(void)
 	}
 	router_set_remote(NULL);
 	dns_shutdown();
+	if (ev_is_active(&idle_w)) {
+		ev_ref(loop);
+		ev_timer_stop(loop, &idle_w);
+	}
 }
 
 static const char *
