@@ -226,13 +226,18 @@ class Ejabberd(Peer):
             '  -', '    port: %d' % s2s_port, '    ip: "127.0.0.1"',
             '    module: ejabberd_s2s_in',
             's2s_use_starttls: required',
-            'auth_method: anonymous',
+            # anonymous logins, and accounts made by in-band
+            # registration (ejabberd drops a subscription request to
+            # an anonymous account, which "does not exist")
+            'auth_method: [anonymous, internal]',
             'anonymous_protocol: sasl_anon',
             'acl:', '  local:', '    user_regexp: ""',
             'access_rules:', '  c2s:', '    allow: all',
-            '  s2s:', '    allow: all',
+            '  s2s:', '    allow: all', '  register:', '    allow: all',
             'modules:', '  mod_roster: {}', '  mod_disco: {}',
-            '  mod_ping: {}', '  mod_s2s_dialback: {}', '']))
+            '  mod_ping: {}', '  mod_s2s_dialback: {}',
+            '  mod_register:', '    ip_access: all',
+            '    access: register', '']))
         env = dict(os.environ,
                    EJABBERD_CONFIG_PATH=str(self.dir / 'ejabberd.yml'),
                    EJABBERD_LOG_PATH=str(self.dir / 'log' / 'ejabberd.log'),
@@ -246,6 +251,21 @@ class Ejabberd(Peer):
             stdout=open(self.dir / 'server.out', 'wb'),
             stderr=subprocess.STDOUT)
         self.wait_started(60)
+
+    def registered(self, name, resource='r'):
+        """name@DOMAIN registered in band (XEP-0077, password
+        NAME-secret), then logged in like any account."""
+        c = RawClient(self.c2s_port)
+        c.open_stream(to=self.domain)
+        c.starttls()
+        c.open_stream(to=self.domain)
+        c.send("<iq type='set' id='reg1'><query xmlns='jabber:iq:register'>"
+               "<username>%s</username><password>%s-secret</password>"
+               "</query></iq>" % (name, name))
+        el = c.expect_stanza('iq', timeout=30)
+        assert el.get('type') == 'result', tostr(el)
+        c.close()
+        return domain_login(self.c2s_port, self.domain, name, resource)
 
     def anonymous(self, resource='r'):
         c = RawClient(self.c2s_port)
@@ -302,3 +322,36 @@ def test_ejabberd_messages_both_ways(with_ejabberd):
         bob.close()
     out = srv.ctl('s2s').stdout
     assert 'e.test' in out, out
+
+
+def test_ejabberd_subscription_and_presence(with_ejabberd):
+    """Both ways: alice (xmppd) subscribes to bob's presence on ejabberd,
+    then bob to hers; each sees the other come and go."""
+    srv, ejd = with_ejabberd
+    bob = ejd.registered('bob')
+    alice = srv.user('alice')
+    bob_bare, bob_jid = 'bob@e.test', 'bob@e.test/r'
+    try:
+        roster_of(alice)
+        roster_of(bob)
+        alice.send("<presence to='%s' type='subscribe'/>" % bob_bare)
+        wait_presence(bob, 'alice@a.test', 'subscribe', timeout=30)
+        bob.send("<presence to='alice@a.test' type='subscribed'/>")
+        wait_presence(alice, bob_bare, 'subscribed', timeout=30)
+        wait_presence(alice, bob_jid, None, timeout=30)
+        assert roster_of(alice).get(bob_bare) == 'to'
+        bob.send("<presence to='alice@a.test' type='subscribe'/>")
+        wait_presence(alice, bob_bare, 'subscribe', timeout=30)
+        alice.send("<presence to='%s' type='subscribed'/>" % bob_bare)
+        wait_presence(bob, 'alice@a.test', 'subscribed', timeout=30)
+        wait_presence(bob, 'alice@a.test/r', None, timeout=30)
+        assert roster_of(alice).get(bob_bare) == 'both'
+        bob.send("<presence type='unavailable'/>")
+        wait_presence(alice, bob_jid, 'unavailable', timeout=30)
+        bob.send("<presence/>")
+        wait_presence(alice, bob_jid, None, timeout=30)
+        alice.send("<presence type='unavailable'/>")
+        wait_presence(bob, 'alice@a.test/r', 'unavailable', timeout=30)
+    finally:
+        alice.close()
+        bob.close()
