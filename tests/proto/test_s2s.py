@@ -609,6 +609,31 @@ class BadPeer:
             c.close()
 
 
+def bounced_while_local_chat_goes_on(fed, to, cond, timeout):
+    """From a.test of fed, a message to 'to' comes back with the error
+    cond (within timeout) while a message between two users of a.test
+    is delivered at once: the failing route never holds the loop."""
+    a, _ = next(fed)
+    alice = a.user('alice')
+    bob = a.user('bob')
+    try:
+        start = time.time()
+        alice.message(to, 'are you there', mid='b1')
+        bob.message('alice@a.test/r', 'still here', mid='l1')
+        m = alice.expect_stanza('message', timeout=5)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'still here'
+        assert time.time() - start < 2
+        el = alice.expect_stanza('message', timeout=timeout)
+        assert el.get('type') == 'error' and el.get('id') == 'b1', \
+            tostr(el)
+        assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}%s'
+                       % cond) is not None, tostr(el)
+        return a
+    finally:
+        alice.close()
+        bob.close()
+
+
 @pytest.mark.parametrize('garbage', [False, True])
 def test_bad_peer_bounces_and_local_traffic_goes_on(tmp_path, garbage):
     """A peer that stalls (times out: remote-server-timeout) or answers
@@ -618,27 +643,9 @@ def test_bad_peer_bounces_and_local_traffic_goes_on(tmp_path, garbage):
     fed = federation(tmp_path, more={'bad.test': peer.port}, extras=(
         'limits {\n\ts2s-timeout 3s\n}', ''))
     try:
-        a, _ = next(fed)
-        alice = a.user('alice')
-        bob = a.user('bob')
-        try:
-            start = time.time()
-            alice.message('carol@bad.test', 'are you there', mid='b1')
-            # local traffic while the route to bad.test waits
-            bob.message('alice@a.test/r', 'still here', mid='l1')
-            m = alice.expect_stanza('message', timeout=5)
-            assert m.findtext(q(NS_CLIENT, 'body')) == 'still here'
-            assert time.time() - start < 2
-            el = alice.expect_stanza('message', timeout=20)
-            assert el.get('type') == 'error' and el.get('id') == 'b1', \
-                tostr(el)
-            cond = 'remote-server-not-found' if garbage else \
-                'remote-server-timeout'
-            assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}%s'
-                           % cond) is not None, tostr(el)
-        finally:
-            alice.close()
-            bob.close()
+        bounced_while_local_chat_goes_on(
+            fed, 'carol@bad.test', 'remote-server-not-found' if garbage
+            else 'remote-server-timeout', 20)
     finally:
         fed.close()
         peer.close()
@@ -655,25 +662,9 @@ def test_dns_that_never_answers_bounces_and_local_traffic_goes_on(
     fed = federation(tmp_path, dns_args=[
         '--server=/dead.test/127.0.0.1#%d' % dead.getsockname()[1]])
     try:
-        a, _ = next(fed)
-        alice = a.user('alice')
-        bob = a.user('bob')
-        try:
-            start = time.time()
-            alice.message('carol@dead.test', 'anyone?', mid='d1')
-            bob.message('alice@a.test/r', 'still here', mid='l1')
-            m = alice.expect_stanza('message', timeout=5)
-            assert m.findtext(q(NS_CLIENT, 'body')) == 'still here'
-            assert time.time() - start < 2
-            el = alice.expect_stanza('message', timeout=60)
-            assert el.get('type') == 'error' and el.get('id') == 'd1', \
-                tostr(el)
-            assert el.find('.//{urn:ietf:params:xml:ns:xmpp-stanzas}'
-                           'remote-server-timeout') is not None, tostr(el)
-            assert 'dead.test' in a.stderr_text()
-        finally:
-            alice.close()
-            bob.close()
+        a = bounced_while_local_chat_goes_on(
+            fed, 'carol@dead.test', 'remote-server-timeout', 60)
+        assert 'dead.test' in a.stderr_text()
     finally:
         fed.close()
         dead.close()
