@@ -276,8 +276,11 @@ query_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		return;
 	}
 	if (status != ARES_SUCCESS || abuf == NULL) {
+		/* c-ares says "Could not contact DNS servers" for a REFUSED
+		 * answer too (dnsmasq's for a name it does not serve). */
 		log_info("dns: %s (type %u): %s", e->name, e->type,
-		    ares_strerror(status));
+		    status == ARES_ECONNREFUSED ? "refused by the server, or "
+		    "it could not be reached" : ares_strerror(status));
 		answered(e, DNS_FAIL, 0);
 		return;
 	}
