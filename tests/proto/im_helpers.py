@@ -510,6 +510,38 @@ def slixmpp_client(server, jid):
     return x
 
 
+def slixmpp_started(server, jid, plugins, loop):
+    """A slixmpp client of jid with plugins (names, or (name, config)
+    pairs), connecting: (client, a future of loop done once its session
+    has started and it has sent its presence)."""
+    x = slixmpp_client(server, jid)
+    for p in plugins:
+        x.register_plugin(*((p,) if isinstance(p, str) else p))
+    started = loop.create_future()
+
+    def on_start(_e):
+        x.send_presence()
+        if not started.done():
+            started.set_result(True)
+    x.add_event_handler('session_start', on_start)
+    x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
+    return x, started
+
+
+async def until(cond, what, timeout=20.0, detail=None):
+    """Wait in a slixmpp scenario until cond() holds; AssertionError
+    naming what (and detail(), if given) after timeout seconds."""
+    import asyncio
+
+    loop = asyncio.get_event_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError('no %s%s' % (
+                what, '' if detail is None else '; ' + detail()))
+        await asyncio.sleep(0.02)
+
+
 def run_async(coro_fn, clients, timeout=15):
     """Run coro_fn(loop) on a fresh event loop, then abort the clients and
     close the loop."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from im_helpers import run_async, slixmpp_client
+from im_helpers import run_async, slixmpp_client, until
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY = 'irc.localhost'
@@ -219,15 +219,9 @@ def test_xmpp_user_talks_with_irc_user(server, irc_gateway):
     def on_groupchat(msg):
         got.append((msg['from'].resource, msg['body']))
 
-    async def until(cond, what, timeout=15.0):
-        loop = asyncio.get_event_loop()
-        end = loop.time() + timeout
-        while not cond():
-            if loop.time() > end:
-                raise AssertionError('no %s; messages: %r\nbiboumi log:\n%s'
-                                     % (what, got, (d / 'biboumi.log')
-                                        .read_text(errors='replace')[-3000:]))
-            await asyncio.sleep(0.05)
+    def detail():
+        return 'messages: %r\nbiboumi log:\n%s' % (
+            got, (d / 'biboumi.log').read_text(errors='replace')[-3000:])
 
     async def scenario(loop):
         x = slixmpp_client(server, 'alice@localhost')
@@ -259,7 +253,7 @@ def test_xmpp_user_talks_with_irc_user(server, irc_gateway):
         # IRC -> XMPP
         irc.send('PRIVMSG #chan :hello from irc')
         await until(lambda: ('ircbob', 'hello from irc') in got,
-                    'the IRC user\'s message')
+                    'the IRC user\'s message', 15, detail)
 
     try:
         run_async(scenario, clients, timeout=60)

@@ -1136,15 +1136,15 @@ def test_cancel_initial_configuration(server, im):
 
 # --- a real client ------------------------------------------------------------
 
-def test_slixmpp_join_and_talk(server, im):
+def slixmpp_joins_and_talks(server, jid, room, other, say_other,
+                            timeout=10):
+    """A real client (slixmpp's xep_0045) of jid on server joins room as
+    'slix', sees itself and the occupant other in it, says 'from slix'
+    and hears 'hi slix' from other (said by say_other())."""
     import asyncio
     from im_helpers import run_async, slixmpp_client
 
-    a, b = fresh_users(server, 2)
-    ca = im(a)
-    room = new_room()
-    create(ca, room, 'alice')
-    x = slixmpp_client(server, b)
+    x = slixmpp_client(server, jid)
     x.register_plugin('xep_0045')
     got = []
 
@@ -1157,26 +1157,32 @@ def test_slixmpp_join_and_talk(server, im):
         x.connect(('127.0.0.1', server.c2s_port))
         await asyncio.wait_for(ready.wait(), 10)
         x.send_presence()
-        await x['xep_0045'].join_muc_wait(room, 'slix', maxstanzas=0)
+        await x['xep_0045'].join_muc_wait(room, 'slix', maxstanzas=0,
+                                          timeout=timeout)
         roster = x['xep_0045'].get_roster(room)
-        assert set(roster) == {'alice', 'slix'}, roster
-        x.send_message(mto=room, mbody='from slixmpp', mtype='groupchat')
-        for _ in range(200):
-            if ('slix', 'from slixmpp') in got:
-                break
-            await asyncio.sleep(0.02)
-        ca.send("<message to=%s type='groupchat'><body>hi slix"
-                "</body></message>" % quoteattr(room))
-        for _ in range(200):
-            if ('alice', 'hi slix') in got:
+        assert set(roster) == {other, 'slix'}, roster
+        x.send_message(mto=room, mbody='from slix', mtype='groupchat')
+        say_other()
+        for _ in range(int(timeout / 0.02)):
+            if ('slix', 'from slix') in got and (other, 'hi slix') in got:
                 break
             await asyncio.sleep(0.02)
 
-    run_async(scenario, [x])
-    assert ('slix', 'from slixmpp') in got
-    assert ('alice', 'hi slix') in got
+    run_async(scenario, [x], timeout=timeout + 15)
+    assert ('slix', 'from slix') in got and (other, 'hi slix') in got, got
+
+
+def test_slixmpp_join_and_talk(server, im):
+    a, b = fresh_users(server, 2)
+    ca = im(a)
+    room = new_room()
+    create(ca, room, 'alice')
+    slixmpp_joins_and_talks(
+        server, b, room, 'alice',
+        lambda: ca.send("<message to=%s type='groupchat'><body>hi slix"
+                        "</body></message>" % quoteattr(room)))
     m = ca.wait(is_msg(room + '/slix'))
-    assert body(m) == 'from slixmpp'
+    assert body(m) == 'from slix'
 
 
 # --- persistence and the module's life ---------------------------------------

@@ -19,7 +19,7 @@ from conftest import free_ports
 from im_helpers import NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, IMClient
 from test_mam import mam_query
 from test_muc import (NS_MUC_USER, admin_set, codes, create, is_msg,
-                      is_pres, item, join_xml)
+                      is_pres, item, join_xml, slixmpp_joins_and_talks)
 from test_muc_mam import LOGGING, room_archive
 from test_s2s import Dns, FedServer, domain_login, make_cert, records
 from xmpp_raw import NS_CLIENT, assert_stanza_error, q, tostr
@@ -87,6 +87,17 @@ def remote_join(c, room, nick, inner=''):
     before = c.discard(lambda el: el.tag == q(NS_CLIENT, 'presence') and
                        el.get('from', '').startswith(room + '/'))
     return before, own
+
+
+def with_remote_occupant(a, b):
+    """alice of a in a new room of a's, with bob of b joined as 'bo'
+    (alice has seen him come): (alice, bob, room)."""
+    alice, bob = user(a, 'alice'), user(b, 'bob')
+    room = new_room()
+    create(alice, room, 'al')
+    remote_join(bob, room, 'bo')
+    alice.wait(is_pres(room + '/bo'), timeout=WAIT)
+    return alice, bob, room
 
 
 def test_remote_join_talk_and_leave(muc_pair):
@@ -334,12 +345,8 @@ def test_private_messages_and_invitation(muc_pair):
 
 def test_ghost_removed_after_error_reply(muc_pair):
     a, b = muc_pair
-    alice, bob = user(a, 'alice'), user(b, 'bob')
-    room = new_room()
+    alice, bob, room = with_remote_occupant(a, b)
     try:
-        create(alice, room, 'al')
-        remote_join(bob, room, 'bo')
-        alice.wait(is_pres(room + '/bo'), timeout=WAIT)
         # an error of type wait says nothing about being gone
         bob.send("<message to='%s' type='error'><error type='wait'>"
                  "<resource-constraint xmlns='urn:ietf:params:xml:ns:"
@@ -367,12 +374,8 @@ def test_ghost_removed_after_error_reply(muc_pair):
 
 def test_ghost_removed_when_its_server_is_gone(muc_pair):
     a, b = muc_pair
-    alice, bob = user(a, 'alice'), user(b, 'bob')
-    room = new_room()
+    alice, bob, room = with_remote_occupant(a, b)
     try:
-        create(alice, room, 'al')
-        remote_join(bob, room, 'bo')
-        alice.wait(is_pres(room + '/bo'), timeout=WAIT)
         # b.test dies without a word (its goodbye presence would say
         # unavailable): the stream to it ends, a new one is refused
         b.killed = True
@@ -429,43 +432,17 @@ def archived_body(m):
 
 def test_slixmpp_client_of_other_server_joins(muc_pair):
     """A real client (slixmpp's xep_0045) on b.test in a room of a.test."""
-    import asyncio
-    from im_helpers import run_async, slixmpp_client
-
     a, b = muc_pair
     alice = user(a, 'alice')
     room = new_room()
     create(alice, room, 'al')
-    x = slixmpp_client(b, 'bob@b.test')
-    x.register_plugin('xep_0045')
-    got = []
-
-    async def scenario(loop):
-        ready = asyncio.Event()
-        x.add_event_handler('session_start', lambda _: ready.set())
-        x.add_event_handler('groupchat_message',
-                            lambda m: got.append((m['from'].resource,
-                                                  m['body'])))
-        x.connect(('127.0.0.1', b.c2s_port))
-        await asyncio.wait_for(ready.wait(), 10)
-        x.send_presence()
-        await x['xep_0045'].join_muc_wait(room, 'slix', maxstanzas=0,
-                                          timeout=WAIT)
-        roster = x['xep_0045'].get_roster(room)
-        assert set(roster) == {'al', 'slix'}, roster
-        x.send_message(mto=room, mbody='from b', mtype='groupchat')
-        alice.send("<message to='%s' type='groupchat'><body>hi slix"
-                   "</body></message>" % room)
-        for _ in range(500):
-            if ('al', 'hi slix') in got and ('slix', 'from b') in got:
-                break
-            await asyncio.sleep(0.02)
-
     try:
-        run_async(scenario, [x], timeout=WAIT + 15)
-        assert ('slix', 'from b') in got and ('al', 'hi slix') in got, got
+        slixmpp_joins_and_talks(
+            b, 'bob@b.test', room, 'al',
+            lambda: alice.send("<message to='%s' type='groupchat'><body>"
+                               "hi slix</body></message>" % room), WAIT)
         m = alice.wait(is_msg(room + '/slix'), timeout=WAIT)
-        assert m.findtext(q(NS_CLIENT, 'body')) == 'from b', tostr(m)
+        assert m.findtext(q(NS_CLIENT, 'body')) == 'from slix', tostr(m)
         # its session gone, its server says so to the room
         p = alice.wait(is_pres(room + '/slix', 'unavailable'), timeout=WAIT)
         assert item(p).get('role') == 'none', tostr(p)

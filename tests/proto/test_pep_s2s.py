@@ -10,7 +10,7 @@ online (XEP-0163 §4.3.1); nobody else gets anything."""
 import asyncio
 import time
 
-from im_helpers import caps_ver, run_async, slixmpp_client
+from im_helpers import caps_ver, run_async, slixmpp_started, until
 from test_s2s import (domain_login, pair, roster_of,  # noqa: F401
                       wait_presence)
 from test_s2s_peers import with_prosody  # noqa: F401
@@ -24,6 +24,20 @@ NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info'
 WITH_NICK = ['xep_0030', 'xep_0115', 'xep_0060', 'xep_0163', 'xep_0172']
 # xep_0084 registers avatar metadata+notify, not the nickname's
 WITHOUT_NICK = ['xep_0030', 'xep_0115', 'xep_0060', 'xep_0163', 'xep_0084']
+
+
+def raw_caps(name, features):
+    """A raw client's disco#info answer (identity client/pc called name,
+    with features), its XEP-0115 ver, and the presence announcing it."""
+    from xml.etree import ElementTree as ET
+
+    query = ("<query xmlns='%s'><identity category='client' type='pc' "
+             "name='%s'/>%s</query>" % (NS_DISCO_INFO, name, ''.join(
+                 "<feature var='%s'/>" % f for f in features)))
+    ver = caps_ver(ET.fromstring(query))
+    return query, ver, ("<presence><c xmlns='%s' hash='sha-1' "
+                        "node='urn:raw' ver='%s'/></presence>"
+                        % (NS_CAPS, ver))
 
 
 def add_user(srv, name):
@@ -55,21 +69,6 @@ def subscribed_pair(a, aname, b, bname):
         y.close()
 
 
-def start(server, jid, plugins, loop):
-    x = slixmpp_client(server, jid)
-    for p in plugins:
-        x.register_plugin(p)
-    started = loop.create_future()
-
-    def on_start(_e):
-        x.send_presence()
-        if not started.done():
-            started.set_result(True)
-    x.add_event_handler('session_start', on_start)
-    x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
-    return x, started
-
-
 def nick_log(x, got):
     """Record (from, nick, delayed) of every nickname notification."""
     def on_nick(msg):
@@ -77,15 +76,6 @@ def nick_log(x, got):
                     msg['pubsub_event']['items']['item']['nick']['nick'],
                     msg.xml.find('{urn:xmpp:delay}delay') is not None))
     x.add_event_handler('user_nick_publish', on_nick)
-
-
-async def until(cond, what, timeout=20.0):
-    loop = asyncio.get_event_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError('no %s' % what)
-        await asyncio.sleep(0.05)
 
 
 async def resolved(srv, full, user, timeout=20.0):
@@ -106,10 +96,10 @@ def test_notifications_both_ways_and_only_to_who_wants_them(pair):
     clients = []
 
     async def scenario(loop):
-        xa, sa = start(a, 'alice@a.test', WITH_NICK, loop)
-        xb, sb = start(b, 'bob@b.test', WITH_NICK, loop)
-        xd, sd = start(b, 'dave@b.test', WITHOUT_NICK, loop)
-        xc, sc = start(b, 'carol@b.test', WITH_NICK, loop)
+        xa, sa = slixmpp_started(a, 'alice@a.test', WITH_NICK, loop)
+        xb, sb = slixmpp_started(b, 'bob@b.test', WITH_NICK, loop)
+        xd, sd = slixmpp_started(b, 'dave@b.test', WITHOUT_NICK, loop)
+        xc, sc = slixmpp_started(b, 'carol@b.test', WITH_NICK, loop)
         clients.extend([xa, xb, xd, xc])
         nick_log(xa, alice_got)
         nick_log(xb, bob_got)
@@ -158,7 +148,7 @@ def test_last_item_when_the_contact_comes_online(pair):
     clients = []
 
     async def scenario(loop):
-        xa, sa = start(a, 'alice@a.test', WITH_NICK, loop)
+        xa, sa = slixmpp_started(a, 'alice@a.test', WITH_NICK, loop)
         clients.append(xa)
         nick_log(xa, alice_got)
         await sa
@@ -166,7 +156,7 @@ def test_last_item_when_the_contact_comes_online(pair):
         await until(lambda: alice_got, "alice's own notification")
         # bob comes online afterwards: his caps are resolved by a, which
         # then sends him the last item, with its date (XEP-0060 §6.1.7)
-        xb, sb = start(b, 'bob@b.test', WITH_NICK, loop)
+        xb, sb = slixmpp_started(b, 'bob@b.test', WITH_NICK, loop)
         clients.append(xb)
         nick_log(xb, bob_got)
         await sb
@@ -212,17 +202,12 @@ def test_forged_caps_are_not_trusted(pair):
     subscribed_pair(a, 'alice', b, 'bob')
     alice = domain_login(a.c2s_port, a.domain, 'alice')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    good_ver = caps_ver(ET.fromstring(query))
+    query, good_ver, presence = raw_caps('raw', features)
     liar = domain_login(b.c2s_port, b.domain, 'bob', resource='liar')
     try:
         # the liar presents good_ver, then answers a's query with one
         # feature more (nick+notify kept), which hashes to another ver
-        liar.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                  "ver='%s'/></presence>" % (NS_CAPS, good_ver))
+        liar.send(presence)
         iq = query_from_a(liar, query)
         qel = iq.find(q(NS_DISCO_INFO, 'query'))
         assert qel.get('node') == 'urn:raw#' + good_ver, tostr(iq)
@@ -349,13 +334,7 @@ def test_error_stops_notifications_and_blocking_holds(pair):
     subscribed_pair(a, 'alice', b, 'bob')
     alice = domain_login(a.c2s_port, a.domain, 'alice')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw2'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    ver = caps_ver(ET.fromstring(query))
-    presence = ("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                "ver='%s'/></presence>" % (NS_CAPS, ver))
+    query, ver, presence = raw_caps('raw2', features)
     bob = domain_login(b.c2s_port, b.domain, 'bob', resource='raw')
     try:
         bob.send(presence)
@@ -417,15 +396,10 @@ def test_unreachable_contact_is_dropped(pair):
     subscribed_pair(a, 'alice', b, 'bob')
     alice = domain_login(a.c2s_port, a.domain, 'alice')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw3'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    ver = caps_ver(ET.fromstring(query))
+    query, ver, presence = raw_caps('raw3', features)
     bob = domain_login(b.c2s_port, b.domain, 'bob', resource='far')
     try:
-        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        bob.send(presence)
         known = 'caps: bob@b.test/far, available to alice@a.test, has ver'
         end = time.time() + 20
         while known not in a.stderr_text():
@@ -453,17 +427,12 @@ def test_large_last_item_read_from_storage(pair):
     subscribed_pair(a, 'alice', b, 'bob')
     alice = domain_login(a.c2s_port, a.domain, 'alice')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw4'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    ver = caps_ver(ET.fromstring(query))
+    query, ver, presence = raw_caps('raw4', features)
     big = 'N' * 3000
     publish_nick(alice, big, 'p1')
     bob = domain_login(b.c2s_port, b.domain, 'bob', resource='big')
     try:
-        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        bob.send(presence)
         got = messages_within(bob, query, 20, first=True)
         assert [nick_of(m) for m in got] == [big], \
             [tostr(m)[:300] for m in got]
@@ -482,11 +451,7 @@ def test_last_item_when_subscription_approved(pair):
     a, b = pair
     alice = domain_login(a.c2s_port, a.domain, 'alice')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw5'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    ver = caps_ver(ET.fromstring(query))
+    query, ver, presence = raw_caps('raw5', features)
     bob = domain_login(b.c2s_port, b.domain, 'bob', resource='sub')
     try:
         roster_of(alice)
@@ -497,8 +462,7 @@ def test_last_item_when_subscription_approved(pair):
         bob.send("<presence to='alice@a.test' type='subscribed'/>")
         wait_presence(alice, 'bob@b.test', 'subscribed')
         publish_nick(alice, 'approved later', 'p1')
-        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        bob.send(presence)
         known = 'caps: bob@b.test/sub, available to alice@a.test, has ver'
         end = time.time() + 20
         got = []
@@ -527,11 +491,7 @@ def test_prosody_contact_gets_notifications(with_prosody):
     alice = srv.user('alice')
     bob = prosody.user('bob', resource='raw')
     features = [NS_DISCO_INFO, NS_CAPS, NS_NICK, NS_NICK + '+notify']
-    query = ("<query xmlns='%s'><identity category='client' type='pc' "
-             "name='raw6'/>%s</query>" % (NS_DISCO_INFO, ''.join(
-                 "<feature var='%s'/>" % f for f in features)))
-    from xml.etree import ElementTree as ET
-    ver = caps_ver(ET.fromstring(query))
+    query, ver, presence = raw_caps('raw6', features)
     try:
         roster_of(alice)
         roster_of(bob)
@@ -543,8 +503,7 @@ def test_prosody_contact_gets_notifications(with_prosody):
             wait_presence(r, sj, 'subscribe', timeout=30)
             r.send("<presence to='%s' type='subscribed'/>" % sj)
             wait_presence(s, rj, 'subscribed', timeout=30)
-        bob.send("<presence><c xmlns='%s' hash='sha-1' node='urn:raw' "
-                 "ver='%s'/></presence>" % (NS_CAPS, ver))
+        bob.send(presence)
         known = 'caps: bob@p.test/raw, available to alice@a.test, has ver'
         end = time.time() + 30
         while known not in srv.stderr_text():

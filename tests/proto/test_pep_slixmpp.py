@@ -5,31 +5,7 @@ PEP node a plugin registers; the server resolves them and notifies."""
 import asyncio
 
 from im_helpers import (fresh_users, im, run_async,  # noqa: F401
-                        slixmpp_client, subscribe_both)
-
-
-def start(server, jid, plugins, loop):
-    x = slixmpp_client(server, jid)
-    for p in plugins:
-        x.register_plugin(p)
-    started = loop.create_future()
-
-    def on_start(_e):
-        x.send_presence()
-        if not started.done():
-            started.set_result(True)
-    x.add_event_handler('session_start', on_start)
-    x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
-    return x, started
-
-
-async def until(cond, what, timeout=8.0):
-    loop = asyncio.get_event_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError('no %s' % what)
-        await asyncio.sleep(0.02)
+                        slixmpp_started, subscribe_both, until)
 
 
 def test_nick_avatar_and_private_data(server, im):
@@ -52,8 +28,8 @@ def test_nick_avatar_and_private_data(server, im):
         got['avatar'] = (msg['from'].bare, item['id'])
 
     async def scenario(loop):
-        xa, sa = start(server, a, plugins, loop)
-        xb, sb = start(server, b, plugins, loop)
+        xa, sa = slixmpp_started(server, a, plugins, loop)
+        xb, sb = slixmpp_started(server, b, plugins, loop)
         clients.extend([xa, xb])
         xb.add_event_handler('user_nick_publish', on_nick)
         xb.add_event_handler('avatar_metadata_publish', on_avatar)
@@ -62,12 +38,12 @@ def test_nick_avatar_and_private_data(server, im):
         # let the server resolve b's caps (it asks b once)
         await asyncio.sleep(0.5)
         await xa.plugin['xep_0172'].publish_nick('Alice A.')
-        await until(lambda: 'nick' in got, 'nick notification')
+        await until(lambda: 'nick' in got, 'nick notification', 8)
         assert got['nick'] == (a, 'Alice A.')
         await xa.plugin['xep_0084'].publish_avatar_metadata(
             items=[{'id': '0123456789abcdef0123456789abcdef01234567',
                     'type': 'image/png', 'bytes': 1234}])
-        await until(lambda: 'avatar' in got, 'avatar notification')
+        await until(lambda: 'avatar' in got, 'avatar notification', 8)
         assert got['avatar'][0] == a
         # b reads a's nickname node (presence access: b is subscribed)
         iq = await xb.plugin['xep_0060'].get_items(

@@ -609,38 +609,17 @@ def test_slixmpp_transfer_through_proxy(server):
     connects and activates; a 10 MiB file goes one way intact (issue
     18), an answer the other."""
     import asyncio
-    from im_helpers import run_async, slixmpp_client
+    from im_helpers import run_async, slixmpp_started, until
 
     payload = os.urandom(10 * 1024 * 1024)
     reply = b'thanks: ' + hashlib.sha256(payload).hexdigest().encode()
     got = {'a': bytearray(), 'b': bytearray()}
     clients = []
-
-    def start(jid, loop):
-        x = slixmpp_client(server, jid)
-        x.register_plugin('xep_0030')
-        x.register_plugin('xep_0065', {'auto_accept': True})
-        started = loop.create_future()
-
-        def on_start(_e):
-            x.send_presence()
-            if not started.done():
-                started.set_result(True)
-        x.add_event_handler('session_start', on_start)
-        x.connect(('127.0.0.1', server.c2s_port), force_starttls=True)
-        return x, started
-
-    async def until(cond, what, timeout=20.0):
-        loop = asyncio.get_event_loop()
-        end = loop.time() + timeout
-        while not cond():
-            if loop.time() > end:
-                raise AssertionError('no %s' % what)
-            await asyncio.sleep(0.02)
+    plugins = ['xep_0030', ('xep_0065', {'auto_accept': True})]
 
     async def scenario(loop):
-        xa, sa = start('alice@localhost', loop)
-        xb, sb = start('bob@localhost', loop)
+        xa, sa = slixmpp_started(server, 'alice@localhost', plugins, loop)
+        xb, sb = slixmpp_started(server, 'bob@localhost', plugins, loop)
         clients.extend([xa, xb])
         await sa
         await sb

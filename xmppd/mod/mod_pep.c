@@ -769,19 +769,28 @@ event_send(struct event *ev, struct session *o)
 	ev->sent++;
 }
 
-/* Our own serialization (a message, or a stored payload) parsed back
- * into an element, or NULL (logged). */
-static struct xel *
-parse_own(const char *data, size_t len)
+/* The parser's limits for len bytes of our own serialization. */
+static struct xml_limits
+own_limits(size_t len)
 {
 	const struct conf_limits *lim = &xmppd_conf->limits;
 	struct xml_limits xl = { 0 };
-	struct xel *p;
 
 	xl.max_stanza = len + 1;
 	xl.max_depth = lim->depth;
 	xl.max_attrs = lim->attributes;
 	xl.max_memory = 64 * len + 65536;
+	return xl;
+}
+
+/* Our own serialization (a message, or a stored payload) parsed back
+ * into an element, or NULL (logged). */
+static struct xel *
+parse_own(const char *data, size_t len)
+{
+	struct xml_limits xl = own_limits(len);
+	struct xel *p;
+
 	if ((p = xml_parse_element(data, len, NS_CLIENT, &xl)) == NULL)
 		log_warnx("pep: an event of ours does not parse");
 	return p;
@@ -1324,14 +1333,9 @@ verdict_error(struct op *o, enum pep_verdict v)
 static void
 append_payload(struct xel *parent, const char *payload, size_t len)
 {
-	const struct conf_limits *lim = &xmppd_conf->limits;
-	struct xml_limits xl = { 0 };
+	struct xml_limits xl = own_limits(len);
 	struct xel *p;
 
-	xl.max_stanza = len + 1;
-	xl.max_depth = lim->depth;
-	xl.max_attrs = lim->attributes;
-	xl.max_memory = 64 * len + 65536;
 	if ((p = xml_parse_element(payload, len, "", &xl)) == NULL) {
 		log_warnx("pep: a stored item does not parse");
 		return;
